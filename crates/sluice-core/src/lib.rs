@@ -1,0 +1,17 @@
+//! Domain types of sluice. Pure: no I/O, no async, no knowledge of SSH, SQL or HTTP.
+//!
+//! Everything a client sends is parsed into one of these types at the edge ("parse, don't
+//! validate"): a [`TenantName`] is always a safe directory and login name, a [`VirtualPath`]
+//! is always inside the tenant's root, a [`TreeLayout`] decides what may happen where.
+
+pub mod layout;
+pub mod password;
+pub mod tenant;
+pub mod upload;
+pub mod vpath;
+
+pub use layout::{FolderName, Node, Operation, PolicyError, TreeLayout};
+pub use password::{PasswordError, PasswordHash};
+pub use tenant::{TenantName, TenantNameError};
+pub use upload::{Sha256Hex, UploadEvent, is_transfer_temp_name};
+pub use vpath::{PathError, VirtualPath};

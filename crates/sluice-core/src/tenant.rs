@@ -1,0 +1,69 @@
+use std::fmt;
+
+/// A tenant's name: its SSH login and the name of its directory on disk.
+///
+/// 1 to 32 characters, lowercase ASCII letters, digits, `-` and `_`, starting with a letter,
+/// so that it is always a single safe path component and an unambiguous login.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantName(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TenantNameError {
+    #[error("tenant name is empty")]
+    Empty,
+    #[error("tenant name {0:?} is longer than 32 characters")]
+    TooLong(String),
+    #[error(
+        "tenant name {0:?} is not allowed: use lowercase letters, digits, '-' and '_', starting with a letter"
+    )]
+    BadCharacters(String),
+}
+
+impl TenantName {
+    pub const MAX_LEN: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Self, TenantNameError> {
+        if raw.is_empty() {
+            return Err(TenantNameError::Empty);
+        }
+        if raw.len() > Self::MAX_LEN {
+            return Err(TenantNameError::TooLong(raw.to_owned()));
+        }
+        let mut chars = raw.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !(first_ok && rest_ok) {
+            return Err(TenantNameError::BadCharacters(raw.to_owned()));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_simple_names() {
+        for ok in ["acme", "district-12", "a", "north_high"] {
+            assert_eq!(TenantName::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn rejects_names_that_could_escape_or_confuse() {
+        for bad in ["", "..", ".", "a/b", "A", "1abc", "acme ", "ac\0me", "über", "-x", &"a".repeat(33)] {
+            assert!(TenantName::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! What a completed upload leaves behind for the import pipeline.
+
+use crate::{TenantName, VirtualPath};
+
+/// A lowercase hex SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    pub fn from_digest(bytes: &[u8; 32]) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(64);
+        for b in bytes {
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 15) as usize] as char);
+        }
+        Self(s)
+    }
+
+    /// Accepts a stored 64-character lowercase hex string.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A file that a tenant finished uploading: closed after a successful write and moved into
+/// place (or renamed from a client's temporary name into its final one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadEvent {
+    pub tenant: TenantName,
+    pub path: VirtualPath,
+    pub size: u64,
+    pub sha256: Sha256Hex,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// Names that transfer clients give a file while it is still being written
+/// (WinSCP `*.filepart`, others `*.part`, `*.tmp`). Such a file counts as uploaded only
+/// once the client renames it to its final name.
+pub fn is_transfer_temp_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".filepart", ".part", ".tmp"].iter().any(|ext| lower.ends_with(ext))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_digest_round_trips() {
+        let d = Sha256Hex::from_digest(&[0xab; 32]);
+        assert_eq!(d.as_str(), "ab".repeat(32));
+        assert_eq!(Sha256Hex::parse(d.as_str()), Some(d));
+        assert_eq!(Sha256Hex::parse("xyz"), None);
+    }
+
+    #[test]
+    fn recognises_client_temp_names() {
+        assert!(is_transfer_temp_name("students.csv.filepart"));
+        assert!(is_transfer_temp_name("students.csv.PART"));
+        assert!(is_transfer_temp_name("x.tmp"));
+        assert!(!is_transfer_temp_name("students.csv"));
+        assert!(!is_transfer_temp_name("partners.csv"));
+    }
+}
