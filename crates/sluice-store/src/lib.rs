@@ -1,1 +1,292 @@
+//! Persistence of sluice: tenants, their SSH credentials and the upload events that feed the
+//! import pipeline. SQLite (embedded) through rusqlite; every statement is parameterised.
+//!
+//! The store is synchronous; async callers run it on a blocking thread. One connection
+//! guarded by a mutex is enough: SQLite serialises writers anyway, and WAL lets the CLI read
+//! while the server runs.
 
+mod migrations;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sluice_core::{FolderName, PasswordHash, Sha256Hex, TenantName, TreeLayout, UploadEvent, VirtualPath};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("no tenant named {0:?}; `sluice tenant list` shows the tenants")]
+    NoSuchTenant(String),
+    #[error("a tenant named {0:?} already exists")]
+    TenantExists(String),
+    #[error("tenant {tenant:?} already has the key {fingerprint}")]
+    KeyExists { tenant: String, fingerprint: String },
+    #[error("the database holds a value sluice cannot read ({0}); was it edited by hand?")]
+    Corrupt(String),
+    #[error("the database was written by a newer sluice (schema {found}, this build knows {known})")]
+    TooNew { found: i64, known: i64 },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: i64,
+    pub name: TenantName,
+    pub layout: TreeLayout,
+    pub disabled: bool,
+    pub password: Option<PasswordHash>,
+    pub created_ms: i64,
+}
+
+/// An SSH public key allowed to log in as a tenant, in OpenSSH `authorized_keys` terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedKey {
+    /// e.g. `ssh-ed25519`
+    pub algorithm: String,
+    /// The base64 key blob, exactly as in the `.pub` file.
+    pub key_base64: String,
+    pub comment: String,
+    /// `SHA256:...`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredUpload {
+    pub id: i64,
+    pub event: UploadEvent,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        Self::setup(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Self> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(conn: Connection) -> Result<Self> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // WAL: readers never block the writer. NORMAL: a committed transaction survives a
+        // process crash; only an OS crash can lose the last few, like the uploaded files
+        // themselves (which are not fsynced unless the client asks).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrations::migrate(&conn)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        // A panic while holding the lock cannot leave a half-applied transaction (rusqlite
+        // rolls back on drop), so a poisoned lock is safe to reuse.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+
+    pub fn add_tenant(&self, name: &TenantName, folders: &[FolderName]) -> Result<Tenant> {
+        self.with(|c| {
+            let folders_text = join_folders(folders);
+            let inserted = c.execute(
+                "INSERT INTO tenants (name, folders, disabled, created_ms) VALUES (?1, ?2, 0, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name.as_str(), folders_text, now_ms()],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::TenantExists(name.to_string()));
+            }
+            tenant_by_name(c, name.as_str())?.ok_or_else(|| StoreError::NoSuchTenant(name.to_string()))
+        })
+    }
+
+    pub fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
+        self.with(|c| tenant_by_name(c, name))
+    }
+
+    pub fn require_tenant(&self, name: &str) -> Result<Tenant> {
+        self.tenant(name)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))
+    }
+
+    pub fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!("{TENANT_SELECT} ORDER BY name"))?;
+            let rows = stmt.query_map([], raw_tenant)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(RawTenant::parse).collect()
+        })
+    }
+
+    pub fn set_disabled(&self, name: &TenantName, disabled: bool) -> Result<()> {
+        self.update_tenant(name, "UPDATE tenants SET disabled = ?2 WHERE name = ?1", disabled)
+    }
+
+    pub fn set_password(&self, name: &TenantName, hash: &PasswordHash) -> Result<()> {
+        self.update_tenant(name, "UPDATE tenants SET password_hash = ?2 WHERE name = ?1", hash.as_phc())
+    }
+
+    pub fn set_folders(&self, name: &TenantName, folders: &[FolderName]) -> Result<()> {
+        self.update_tenant(name, "UPDATE tenants SET folders = ?2 WHERE name = ?1", join_folders(folders))
+    }
+
+    fn update_tenant(&self, name: &TenantName, sql: &str, value: impl rusqlite::ToSql) -> Result<()> {
+        self.with(|c| match c.execute(sql, params![name.as_str(), value])? {
+            0 => Err(StoreError::NoSuchTenant(name.to_string())),
+            _ => Ok(()),
+        })
+    }
+
+    pub fn add_key(&self, tenant: &TenantName, key: &AuthorizedKey) -> Result<()> {
+        self.with(|c| {
+            let id = tenant_id(c, tenant.as_str())?;
+            let inserted = c.execute(
+                "INSERT INTO tenant_keys (tenant_id, algorithm, key_base64, comment, fingerprint, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, key_base64) DO NOTHING",
+                params![id, key.algorithm, key.key_base64, key.comment, key.fingerprint, now_ms()],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::KeyExists {
+                    tenant: tenant.to_string(),
+                    fingerprint: key.fingerprint.clone(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    pub fn keys(&self, tenant: &str) -> Result<Vec<AuthorizedKey>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT k.algorithm, k.key_base64, k.comment, k.fingerprint FROM tenant_keys k
+                 JOIN tenants t ON t.id = k.tenant_id WHERE t.name = ?1 ORDER BY k.id",
+            )?;
+            let keys = stmt
+                .query_map([tenant], |r| {
+                    Ok(AuthorizedKey {
+                        algorithm: r.get(0)?,
+                        key_base64: r.get(1)?,
+                        comment: r.get(2)?,
+                        fingerprint: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(keys)
+        })
+    }
+
+    /// Records a completed upload; the import pipeline consumes these in id order.
+    pub fn record_upload(&self, event: &UploadEvent) -> Result<i64> {
+        self.with(|c| {
+            let id = tenant_id(c, event.tenant.as_str())?;
+            c.execute(
+                "INSERT INTO upload_events (tenant_id, path, size, sha256, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, event.path.to_string(), event.size as i64, event.sha256.as_str(), event.at_ms],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    pub fn uploads(&self, tenant: &str) -> Result<Vec<StoredUpload>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms FROM upload_events u
+                 JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ?1 ORDER BY u.id",
+            )?;
+            let rows = stmt
+                .query_map([tenant], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter()
+                .map(|(id, tenant, path, size, sha, at_ms)| {
+                    let corrupt = |what: &str| StoreError::Corrupt(format!("upload event {id}: {what}"));
+                    Ok(StoredUpload {
+                        id,
+                        event: UploadEvent {
+                            tenant: TenantName::parse(&tenant).map_err(|_| corrupt("tenant name"))?,
+                            path: VirtualPath::resolve(path.as_bytes()).map_err(|_| corrupt("path"))?,
+                            size: u64::try_from(size).map_err(|_| corrupt("size"))?,
+                            sha256: Sha256Hex::parse(&sha).ok_or_else(|| corrupt("sha256"))?,
+                            at_ms,
+                        },
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms FROM tenants";
+
+struct RawTenant {
+    id: i64,
+    name: String,
+    folders: String,
+    disabled: bool,
+    password_hash: Option<String>,
+    created_ms: i64,
+}
+
+fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
+    Ok(RawTenant {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        folders: r.get(2)?,
+        disabled: r.get(3)?,
+        password_hash: r.get(4)?,
+        created_ms: r.get(5)?,
+    })
+}
+
+impl RawTenant {
+    fn parse(self) -> Result<Tenant> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("tenant {:?}: {what}", self.name));
+        Ok(Tenant {
+            id: self.id,
+            name: TenantName::parse(&self.name).map_err(|_| corrupt("name"))?,
+            layout: TreeLayout::new(FolderName::parse_list(&self.folders).map_err(|_| corrupt("folders"))?),
+            disabled: self.disabled,
+            password: match self.password_hash {
+                Some(phc) => Some(PasswordHash::from_stored(phc).map_err(|_| corrupt("password hash"))?),
+                None => None,
+            },
+            created_ms: self.created_ms,
+        })
+    }
+}
+
+fn tenant_by_name(c: &Connection, name: &str) -> Result<Option<Tenant>> {
+    let raw = c.query_row(&format!("{TENANT_SELECT} WHERE name = ?1"), [name], raw_tenant).optional()?;
+    raw.map(RawTenant::parse).transpose()
+}
+
+fn tenant_id(c: &Connection, name: &str) -> Result<i64> {
+    c.query_row("SELECT id FROM tenants WHERE name = ?1", [name], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))
+}
+
+fn join_folders(folders: &[FolderName]) -> String {
+    folders.iter().map(FolderName::as_str).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests;
