@@ -1,0 +1,515 @@
+//! The SSH server: algorithms, authentication, connection limits, and the hand-off of an
+//! `sftp` subsystem channel to [`crate::session`].
+
+use crate::fs::TenantTree;
+use crate::session::{self, SftpShared};
+use russh::keys::{PrivateKey, PublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet, Preferred, cipher, kex, mac};
+use sluice_core::TenantName;
+use sluice_store::{Store, Tenant};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+/// SSH-level settings; every one is configurable.
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    /// Adds hmac-sha2-256/512 (encrypt-and-MAC) for the CTR ciphers, for SSH libraries that
+    /// cannot do encrypt-then-MAC (libssh2 before 1.11).
+    pub compat: bool,
+    /// Time a connection has to authenticate.
+    pub login_grace: Duration,
+    pub max_auth_attempts: usize,
+    /// Connections from one address that have not authenticated yet.
+    pub max_unauthenticated_per_ip: usize,
+    pub max_sessions_per_tenant: usize,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        Self {
+            compat: false,
+            login_grace: Duration::from_secs(30),
+            max_auth_attempts: 6,
+            max_unauthenticated_per_ip: 10,
+            max_sessions_per_tenant: 20,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error(transparent)]
+    Russh(#[from] russh::Error),
+    #[error("store: {0}")]
+    Store(#[from] sluice_store::StoreError),
+}
+
+const STRICT_KEX_AND_EXT: [kex::Name; 2] =
+    [kex::EXTENSION_SUPPORT_AS_SERVER, kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER];
+
+/// The algorithms sluice offers: no SHA-1, no CBC, encrypt-then-MAC only unless `compat`.
+pub fn algorithms(compat: bool) -> Preferred {
+    let mut kexes = vec![kex::MLKEM768X25519_SHA256, kex::CURVE25519, kex::CURVE25519_PRE_RFC_8731];
+    kexes.extend(STRICT_KEX_AND_EXT);
+    let ciphers = vec![
+        cipher::AES_128_GCM,
+        cipher::AES_256_GCM,
+        cipher::CHACHA20_POLY1305,
+        cipher::AES_256_CTR,
+        cipher::AES_192_CTR,
+        cipher::AES_128_CTR,
+    ];
+    let mut macs = vec![mac::HMAC_SHA256_ETM, mac::HMAC_SHA512_ETM];
+    if compat {
+        macs.extend([mac::HMAC_SHA256, mac::HMAC_SHA512]);
+    }
+    Preferred {
+        kex: Cow::Owned(kexes),
+        key: Cow::Borrowed(&[russh::keys::Algorithm::Ed25519]),
+        cipher: Cow::Owned(ciphers),
+        mac: Cow::Owned(macs),
+        ..Preferred::DEFAULT
+    }
+}
+
+/// russh's configuration, tuned for throughput (see DEVELOPERS.md, Known traps).
+pub fn russh_config(host_key: PrivateKey, settings: &SshSettings) -> russh::server::Config {
+    let mut methods = MethodSet::empty();
+    methods.push(MethodKind::PublicKey);
+    methods.push(MethodKind::Password);
+    russh::server::Config {
+        server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-sluice")),
+        methods,
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::from_millis(0)),
+        keys: vec![host_key],
+        window_size: 8 << 20,
+        maximum_packet_size: 64 << 10,
+        channel_buffer_size: 1024,
+        event_buffer_size: 64,
+        preferred: algorithms(settings.compat),
+        max_auth_attempts: settings.max_auth_attempts,
+        inactivity_timeout: Some(settings.idle_timeout),
+        keepalive_interval: None,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// Counters the server keeps about itself.
+#[derive(Debug, Default)]
+pub struct SshStats {
+    pub failed_logins: AtomicU64,
+    pub sessions: AtomicU64,
+}
+
+pub struct SftpServer {
+    shared: Arc<SftpShared>,
+    tenants_root: PathBuf,
+    config: Arc<russh::server::Config>,
+    settings: SshSettings,
+    unauthenticated: Mutex<HashMap<IpAddr, usize>>,
+    tenant_sessions: Mutex<HashMap<String, usize>>,
+    pub stats: SshStats,
+}
+
+impl SftpServer {
+    pub fn new(
+        shared: Arc<SftpShared>,
+        tenants_root: PathBuf,
+        host_key: PrivateKey,
+        settings: SshSettings,
+    ) -> Self {
+        Self {
+            config: Arc::new(russh_config(host_key, &settings)),
+            shared,
+            tenants_root,
+            settings,
+            unauthenticated: Mutex::new(HashMap::new()),
+            tenant_sessions: Mutex::new(HashMap::new()),
+            stats: SshStats::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.shared.store
+    }
+
+    /// Accepts connections until `shutdown` resolves, then disconnects every client and
+    /// waits (at most a few seconds) for their sessions to end.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Some(slot) = UnauthenticatedSlot::take(&self, peer.ip()) else {
+                        info!(%peer, "refusing connection: {} unauthenticated connections from this address already",
+                            self.settings.max_unauthenticated_per_ip);
+                        continue;
+                    };
+                    let _ = socket.set_nodelay(true);
+                    connections.spawn(self.clone().connection(socket, peer, slot, stop_rx.clone()));
+                }
+            }
+        }
+        info!("SFTP server stopping: disconnecting {} connection(s)", connections.len());
+        let _ = stop_tx.send(true);
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+            connections.abort_all();
+        }
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        socket: tokio::net::TcpStream,
+        peer: SocketAddr,
+        slot: UnauthenticatedSlot,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let authenticated = Arc::new(AtomicBool::new(false));
+        let handler = Handler {
+            server: self.clone(),
+            peer,
+            authenticated: authenticated.clone(),
+            unauthenticated_slot: Some(slot),
+            tenant: None,
+            tenant_slot: None,
+            channels: HashMap::new(),
+        };
+        let running = match russh::server::run_stream(self.config.clone(), socket, handler).await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(%peer, "connection ended before key exchange: {e}");
+                return;
+            }
+        };
+        let handle = running.handle();
+        tokio::pin!(running);
+        let grace = tokio::time::sleep(self.settings.login_grace);
+        tokio::pin!(grace);
+        let result = loop {
+            tokio::select! {
+                result = &mut running => break result,
+                _ = &mut grace, if !authenticated.load(Ordering::Acquire) => {
+                    info!(%peer, "disconnecting: not authenticated within {:?}", self.settings.login_grace);
+                    let _ = handle.disconnect(Disconnect::ByApplication, "login grace time exceeded".into(), "en".into()).await;
+                    grace.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600));
+                }
+                _ = stop.changed() => {
+                    let _ = handle.disconnect(Disconnect::ByApplication, "server shutting down".into(), "en".into()).await;
+                    break tokio::time::timeout(Duration::from_secs(3), &mut running).await.unwrap_or(Ok(()));
+                }
+            }
+        };
+        if let Err(e) = result {
+            self.log_session_error(peer, &e);
+        }
+    }
+
+    fn log_session_error(&self, peer: SocketAddr, error: &SshError) {
+        match error {
+            SshError::Russh(russh::Error::NoCommonAlgo { kind, ours, theirs }) => {
+                warn!(
+                    %peer,
+                    "algorithm negotiation failed: no common {kind:?} algorithm. The client offered [{}]; sluice allows [{}]. {}",
+                    theirs.join(", "),
+                    ours.join(", "),
+                    negotiation_hint(kind, theirs, self.settings.compat)
+                );
+            }
+            SshError::Russh(russh::Error::IO(e)) => debug!(%peer, "connection closed: {e}"),
+            other => debug!(%peer, "connection ended: {other}"),
+        }
+    }
+}
+
+/// What an operator can do about a client that failed negotiation.
+pub fn negotiation_hint(kind: &russh::AlgorithmKind, theirs: &[String], compat: bool) -> String {
+    let offers = |names: &[&str]| theirs.iter().any(|t| names.contains(&t.as_str()));
+    match kind {
+        russh::AlgorithmKind::Mac if !compat && offers(&["hmac-sha2-256", "hmac-sha2-512"]) => {
+            "This client cannot do encrypt-then-MAC (libssh2 before 1.11 does this); set `compat = true` under [sftp] \
+             in the config, or SLUICE_SFTP_COMPAT=1, to admit hmac-sha2-256/512 with the CTR ciphers."
+                .into()
+        }
+        _ => "No sluice setting admits what this client offers (SHA-1, CBC and other weak algorithms are never \
+              enabled); update the client's SSH library."
+            .into(),
+    }
+}
+
+/// A connection that has not authenticated yet, counted against its source address.
+struct UnauthenticatedSlot {
+    server: Arc<SftpServer>,
+    ip: IpAddr,
+}
+
+impl UnauthenticatedSlot {
+    fn take(server: &Arc<SftpServer>, ip: IpAddr) -> Option<Self> {
+        let mut map = server.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(ip).or_insert(0);
+        if *count >= server.settings.max_unauthenticated_per_ip {
+            return None;
+        }
+        *count += 1;
+        Some(Self { server: server.clone(), ip })
+    }
+}
+
+impl Drop for UnauthenticatedSlot {
+    fn drop(&mut self) {
+        let mut map = self.server.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// An authenticated connection, counted against its tenant.
+struct TenantSlot {
+    server: Arc<SftpServer>,
+    tenant: String,
+}
+
+impl TenantSlot {
+    fn take(server: &Arc<SftpServer>, tenant: &str) -> Option<Self> {
+        let mut map = server.tenant_sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(tenant.to_owned()).or_insert(0);
+        if *count >= server.settings.max_sessions_per_tenant {
+            return None;
+        }
+        *count += 1;
+        server.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        Some(Self { server: server.clone(), tenant: tenant.to_owned() })
+    }
+}
+
+impl Drop for TenantSlot {
+    fn drop(&mut self) {
+        self.server.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+        let mut map = self.server.tenant_sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.tenant) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+/// One SSH connection.
+struct Handler {
+    server: Arc<SftpServer>,
+    peer: SocketAddr,
+    authenticated: Arc<AtomicBool>,
+    unauthenticated_slot: Option<UnauthenticatedSlot>,
+    tenant: Option<Tenant>,
+    tenant_slot: Option<TenantSlot>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+enum Credential {
+    Password(String),
+    Key(PublicKey),
+}
+
+impl Handler {
+    /// Looks the tenant up and checks the credential on a blocking thread (argon2 is slow
+    /// by design). Returns the tenant when the credential is valid and the tenant enabled.
+    async fn check(&self, user: &str, credential: Credential) -> Result<Option<Tenant>, SshError> {
+        let store = self.server.shared.store.clone();
+        let user = user.to_owned();
+        tokio::task::spawn_blocking(move || -> Result<Option<Tenant>, SshError> {
+            let Some(tenant) = store.tenant(&user)? else { return Ok(None) };
+            if tenant.disabled {
+                return Ok(None);
+            }
+            let valid = match &credential {
+                Credential::Password(pw) => tenant.password.as_ref().is_some_and(|h| h.verify(pw)),
+                Credential::Key(offered) => store.keys(&user)?.iter().any(|k| {
+                    PublicKey::from_openssh(&format!("{} {}", k.algorithm, k.key_base64))
+                        .is_ok_and(|stored| stored.key_data() == offered.key_data())
+                }),
+            };
+            Ok(valid.then_some(tenant))
+        })
+        .await
+        .map_err(|e| SshError::Russh(russh::Error::IO(std::io::Error::other(e))))?
+    }
+
+    fn reject(&self, user: &str, method: &str, why: &str) -> Auth {
+        self.server.stats.failed_logins.fetch_add(1, Ordering::Relaxed);
+        info!(peer = %self.peer, user, method, "login failed: {why}");
+        Auth::reject()
+    }
+
+    fn accept(&mut self, tenant: Tenant, method: &str) -> Auth {
+        let Some(slot) = TenantSlot::take(&self.server, tenant.name.as_str()) else {
+            return self.reject(
+                tenant.name.as_str(),
+                method,
+                &format!("tenant already has {} sessions open", self.server.settings.max_sessions_per_tenant),
+            );
+        };
+        info!(peer = %self.peer, tenant = %tenant.name, method, "login");
+        self.tenant_slot = Some(slot);
+        self.tenant = Some(tenant);
+        self.unauthenticated_slot = None;
+        self.authenticated.store(true, Ordering::Release);
+        Auth::Accept
+    }
+
+    fn tree(&self, tenant: &Tenant) -> TenantTree {
+        TenantTree {
+            layout: tenant.layout.clone(),
+            root: self.server.tenants_root.join(tenant.name.as_str()),
+        }
+    }
+}
+
+impl russh::server::Handler for Handler {
+    type Error = SshError;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::reject())
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        match self.check(user, Credential::Password(password.to_owned())).await? {
+            Some(tenant) => Ok(self.accept(tenant, "password")),
+            None => Ok(self.reject(user, "password", "unknown user, disabled tenant or wrong password")),
+        }
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Tell the client early whether signing with this key is worth it; not a failure.
+        match self.check(user, Credential::Key(offer.public_key.clone())).await? {
+            Some(_) => Ok(Auth::Accept),
+            None => Ok(Auth::reject()),
+        }
+    }
+
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        match self.check(user, Credential::Key(key.public_key.clone())).await? {
+            Some(tenant) => Ok(self.accept(tenant, "publickey")),
+            None => Ok(self.reject(user, "publickey", "key not authorised or tenant disabled")),
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.tenant.is_none() || self.channels.len() >= 8 {
+            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        id: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (Some(tenant), true) = (&self.tenant, name == "sftp") else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        let Some(channel) = self.channels.remove(&id) else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        let tree = self.tree(tenant);
+        if let Err(e) = tree.ensure_dirs() {
+            warn!(tenant = %tenant.name, "cannot create the tenant's folders: {e}");
+            session.channel_failure(id)?;
+            return Ok(());
+        }
+        session.channel_success(id)?;
+        let (read, write) = channel.split();
+        let shared = self.server.shared.clone();
+        let name: TenantName = tenant.name.clone();
+        tokio::spawn(session::run(shared, name, tree, read, write));
+        Ok(())
+    }
+
+    async fn shell_request(&mut self, id: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        refuse_non_sftp(id, session)
+    }
+
+    async fn exec_request(
+        &mut self,
+        id: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse_non_sftp(id, session)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        id: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(id)?;
+        Ok(())
+    }
+}
+
+fn refuse_non_sftp(id: ChannelId, session: &mut Session) -> Result<(), SshError> {
+    session.extended_data(
+        id,
+        1,
+        &b"sluice only serves SFTP; use an SFTP client such as sftp, FileZilla or WinSCP\r\n"[..],
+    )?;
+    session.channel_failure(id)?;
+    session.close(id)?;
+    Ok(())
+}

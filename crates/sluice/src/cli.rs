@@ -1,0 +1,393 @@
+//! The command line. Every command loads the layered configuration first.
+
+use crate::config::{Config, Overrides};
+use crate::serve::{self, DataDirs};
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use russh::keys::{HashAlg, PublicKey};
+use serde_json::json;
+use sluice_core::{FolderName, PasswordHash, TenantName};
+use sluice_sftp::fs::TenantTree;
+use sluice_store::{AuthorizedKey, Store, Tenant};
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about = "SFTP data exchange and import automation")]
+struct Cli {
+    /// Configuration file (TOML). Without one, sluice runs on embedded defaults.
+    #[arg(long, global = true, env = "SLUICE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (database, tenant folders, host key). Env: SLUICE_DATA_DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the SFTP server.
+    Serve {
+        /// Address for SFTP, e.g. 0.0.0.0:22 (port 0 picks a free port). Env: SLUICE_SFTP_LISTEN.
+        #[arg(long, value_name = "ADDR")]
+        sftp_listen: Option<SocketAddr>,
+    },
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage tenants' SSH public keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// List the uploads a tenant completed, as recorded for the import pipeline.
+    Uploads {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TenantCommand {
+    /// Create a tenant and its folders.
+    Add {
+        name: String,
+        /// Import folders, comma-separated (default: [tenants] default_folders).
+        #[arg(long, value_name = "LIST")]
+        folders: Option<String>,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant's settings.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a tenant from logging in.
+    Disable { name: String },
+    /// Allow a disabled tenant to log in again.
+    Enable { name: String },
+    /// Set a tenant's SFTP password (prompted, or one line from stdin).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change settings: `folders=students,guardians`.
+    Set {
+        name: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Authorise the public key(s) in FILE (OpenSSH `.pub` or authorized_keys format).
+    Add { tenant: String, file: PathBuf },
+    /// List a tenant's keys.
+    List {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure with the exit code the contract gives it.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn usage(error: anyhow::Error) -> Failure {
+    Failure { code: 2, error }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure { code: 1, error: e.into() }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let sftp_listen = match &cli.command {
+        Command::Serve { sftp_listen } => *sftp_listen,
+        _ => None,
+    };
+    let overrides = Overrides { data_dir: cli.data_dir.clone(), sftp_listen };
+    let config = Config::load(cli.config.as_deref(), &env, &overrides).map_err(usage)?;
+    init_logging(&config.log.level);
+    let dirs = DataDirs::new(&config.data_dir);
+    match cli.command {
+        Command::Serve { .. } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(serve::run(config)).map_err(usage)
+        }
+        Command::Tenant(cmd) => tenant_command(&config, &dirs, cmd),
+        Command::Key(cmd) => key_command(&dirs, cmd),
+        Command::Uploads { tenant, json } => {
+            let store = dirs.open_store().map_err(usage)?;
+            store.require_tenant(&tenant)?;
+            let uploads = store.uploads(&tenant)?;
+            if json {
+                let rows: Vec<_> = uploads
+                    .iter()
+                    .map(|u| {
+                        json!({"id": u.id, "tenant": u.event.tenant.as_str(), "path": u.event.path.to_string(),
+                               "size": u.event.size, "sha256": u.event.sha256.as_str(), "at_ms": u.event.at_ms})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for u in uploads {
+                    println!(
+                        "{:>6}  {:<40} {:>12}  {}",
+                        u.id,
+                        u.event.path,
+                        u.event.size,
+                        u.event.sha256.as_str()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn tenant_name(raw: &str) -> Result<TenantName, Failure> {
+    Ok(TenantName::parse(raw)?)
+}
+
+fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    match cmd {
+        TenantCommand::Add { name, folders } => {
+            let name = tenant_name(&name)?;
+            let folders =
+                FolderName::parse_list(&folders.unwrap_or_else(|| config.tenants.default_folders.join(",")))?;
+            let tenant = store.add_tenant(&name, &folders)?;
+            ensure_tree(dirs, &tenant)?;
+            println!(
+                "tenant {} created with folders {}; set a password with `sluice tenant passwd {}` or add a key with `sluice key add {} FILE.pub`",
+                tenant.name,
+                folder_list(&tenant),
+                tenant.name,
+                tenant.name
+            );
+        }
+        TenantCommand::List { json } => {
+            let tenants = store.tenants()?;
+            if json {
+                let rows: Vec<_> = tenants.iter().map(|t| tenant_json(&store, t)).collect::<Result<_>>()?;
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for t in tenants {
+                    let state = if t.disabled { "disabled" } else { "enabled" };
+                    println!("{:<32} {:<9} {}", t.name, state, folder_list(&t));
+                }
+            }
+        }
+        TenantCommand::Show { name, json } => {
+            let t = store.require_tenant(&name)?;
+            let v = tenant_json(&store, &t)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "name:      {}\nstate:     {}\nfolders:   {}\npassword:  {}\nkeys:      {}",
+                    t.name,
+                    if t.disabled { "disabled" } else { "enabled" },
+                    folder_list(&t),
+                    if t.password.is_some() { "set" } else { "not set" },
+                    v["keys"].as_array().map_or(0, Vec::len)
+                );
+            }
+        }
+        TenantCommand::Disable { name } => {
+            store.set_disabled(&tenant_name(&name)?, true)?;
+            println!("tenant {name} disabled: it can no longer log in");
+        }
+        TenantCommand::Enable { name } => {
+            store.set_disabled(&tenant_name(&name)?, false)?;
+            println!("tenant {name} enabled");
+        }
+        TenantCommand::Passwd { name, password_stdin } => {
+            let name = tenant_name(&name)?;
+            store.require_tenant(name.as_str())?;
+            let password = if password_stdin { read_password_line()? } else { prompt_password(&name)? };
+            store.set_password(&name, &PasswordHash::create(&password)?)?;
+            println!("password set for tenant {name}");
+        }
+        TenantCommand::Set { name, settings } => {
+            let name = tenant_name(&name)?;
+            for setting in settings {
+                let (key, value) = setting.split_once('=').ok_or_else(|| {
+                    usage(anyhow!("{setting:?} is not KEY=VALUE (e.g. folders=students,guardians)"))
+                })?;
+                match key {
+                    "folders" => store.set_folders(&name, &FolderName::parse_list(value)?)?,
+                    other => {
+                        return Err(usage(anyhow!(
+                            "unknown tenant setting {other:?}; known settings: folders"
+                        )));
+                    }
+                }
+            }
+            let tenant = store.require_tenant(name.as_str())?;
+            ensure_tree(dirs, &tenant)?;
+            println!("tenant {} now has folders {}", tenant.name, folder_list(&tenant));
+        }
+    }
+    Ok(())
+}
+
+fn ensure_tree(dirs: &DataDirs, tenant: &Tenant) -> Result<()> {
+    let tree = TenantTree { layout: tenant.layout.clone(), root: dirs.tenants().join(tenant.name.as_str()) };
+    tree.ensure_dirs().with_context(|| format!("cannot create folders under {}", tree.root.display()))
+}
+
+fn folder_list(t: &Tenant) -> String {
+    t.layout.folders().map(|(f, _)| format!("/{f}")).collect::<Vec<_>>().join(" ")
+}
+
+fn tenant_json(store: &Store, t: &Tenant) -> Result<serde_json::Value> {
+    let keys = store.keys(t.name.as_str())?;
+    Ok(json!({
+        "name": t.name.as_str(),
+        "disabled": t.disabled,
+        "folders": t.layout.import_folders().iter().map(FolderName::as_str).collect::<Vec<_>>(),
+        "password_set": t.password.is_some(),
+        "keys": keys.iter().map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})).collect::<Vec<_>>(),
+        "created_ms": t.created_ms,
+    }))
+}
+
+fn read_password_line() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!(
+            "no password on stdin: pipe one line, e.g. `echo 'secret' | sluice tenant passwd NAME --password-stdin`"
+        );
+    }
+    Ok(password)
+}
+
+fn prompt_password(name: &TenantName) -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!("stdin is not a terminal: use --password-stdin to read the password from it");
+    }
+    let first = rpassword::prompt_password(format!("New SFTP password for {name}: "))?;
+    let second = rpassword::prompt_password("Repeat it: ")?;
+    if first != second {
+        bail!("the passwords do not match; nothing was changed");
+    }
+    Ok(first)
+}
+
+fn key_command(dirs: &DataDirs, cmd: KeyCommand) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    match cmd {
+        KeyCommand::Add { tenant, file } => {
+            let name = tenant_name(&tenant)?;
+            store.require_tenant(name.as_str())?;
+            let keys = parse_key_file(&file)?;
+            for key in keys {
+                store.add_key(&name, &key)?;
+                println!("added {} key {} for tenant {name}", key.algorithm, key.fingerprint);
+            }
+        }
+        KeyCommand::List { tenant, json } => {
+            store.require_tenant(&tenant)?;
+            let keys = store.keys(&tenant)?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for k in keys {
+                    println!("{:<20} {} {}", k.algorithm, k.fingerprint, k.comment);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses an OpenSSH public key file; each non-blank, non-comment line is one key.
+fn parse_key_file(path: &Path) -> Result<Vec<AuthorizedKey>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let where_ = format!("{}:{}", path.display(), i + 1);
+        let key = PublicKey::from_openssh(line).map_err(|e| {
+            anyhow!("{where_}: not an OpenSSH public key ({e}); expected a line like `ssh-ed25519 AAAA... comment` (options before the key are not supported)")
+        })?;
+        if let Some(rsa) = key.key_data().rsa() {
+            let bits = rsa.key_size();
+            if bits < 2048 {
+                bail!(
+                    "{where_}: RSA key of {bits} bits is too weak; use ssh-ed25519 or RSA of at least 2048 bits"
+                );
+            }
+        }
+        let openssh = key.to_openssh().context("cannot encode key")?;
+        let mut parts = openssh.split_whitespace();
+        let (Some(algorithm), Some(blob)) = (parts.next(), parts.next()) else {
+            bail!("{where_}: cannot encode key");
+        };
+        keys.push(AuthorizedKey {
+            algorithm: algorithm.to_owned(),
+            key_base64: blob.to_owned(),
+            comment: key.comment().to_string(),
+            fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+        });
+    }
+    if keys.is_empty() {
+        bail!("{} holds no public key", path.display());
+    }
+    Ok(keys)
+}

@@ -1,0 +1,273 @@
+//! Layered configuration: embedded defaults < TOML file (`--config`) < `SLUICE_*` environment
+//! variables < command-line flags. Every key of the file has an environment variable named
+//! `SLUICE_<SECTION>_<KEY>` in upper case (`[sftp] listen` is `SLUICE_SFTP_LISTEN`; top-level
+//! `data_dir` is `SLUICE_DATA_DIR`).
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULTS: &str = r#"
+data_dir = "./sluice-data"
+
+[sftp]
+listen = "127.0.0.1:2222"
+# Admit hmac-sha2-256/512 (encrypt-and-MAC) for SSH libraries without encrypt-then-MAC,
+# such as libssh2 before 1.11 (Debian 12's curl).
+compat = false
+login_grace_secs = 30
+max_auth_attempts = 6
+max_unauthenticated_per_ip = 10
+max_sessions_per_tenant = 20
+idle_timeout_secs = 600
+max_upload_bytes = 10737418240
+max_open_handles = 256
+
+[tenants]
+# Import folders a new tenant gets when `sluice tenant add` names none.
+default_folders = ["students", "employees", "guardians", "visitors"]
+
+[log]
+# tracing filter, e.g. "info" or "sluice_sftp=debug,info"; RUST_LOG overrides it.
+level = "info"
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub sftp: SftpConfig,
+    pub tenants: TenantsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftpConfig {
+    pub listen: SocketAddr,
+    pub compat: bool,
+    pub login_grace_secs: u64,
+    pub max_auth_attempts: usize,
+    pub max_unauthenticated_per_ip: usize,
+    pub max_sessions_per_tenant: usize,
+    pub idle_timeout_secs: u64,
+    pub max_upload_bytes: u64,
+    pub max_open_handles: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantsConfig {
+    pub default_folders: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+/// Values given on the command line, which beat everything else.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub sftp_listen: Option<SocketAddr>,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, env: &[(String, String)], overrides: &Overrides) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(DEFAULTS).context("embedded defaults")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let from_file: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            merge(&mut table, from_file);
+        }
+        apply_env(&mut table, env)?;
+        if let Some(d) = &overrides.data_dir {
+            table.insert("data_dir".into(), toml::Value::String(d.display().to_string()));
+        }
+        if let Some(addr) = overrides.sftp_listen
+            && let Some(toml::Value::Table(sftp)) = table.get_mut("sftp")
+        {
+            sftp.insert("listen".into(), toml::Value::String(addr.to_string()));
+        }
+        let config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        sluice_core::FolderName::parse_list(&self.tenants.default_folders.join(","))
+            .context("[tenants] default_folders")?;
+        if self.sftp.max_open_handles == 0 || self.sftp.max_sessions_per_tenant == 0 {
+            bail!("[sftp] max_open_handles and max_sessions_per_tenant must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn ssh_settings(&self) -> sluice_sftp::SshSettings {
+        let s = &self.sftp;
+        sluice_sftp::SshSettings {
+            compat: s.compat,
+            login_grace: Duration::from_secs(s.login_grace_secs),
+            max_auth_attempts: s.max_auth_attempts,
+            max_unauthenticated_per_ip: s.max_unauthenticated_per_ip,
+            max_sessions_per_tenant: s.max_sessions_per_tenant,
+            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+        }
+    }
+
+    pub fn sftp_limits(&self) -> sluice_sftp::SftpLimits {
+        sluice_sftp::SftpLimits {
+            max_upload_bytes: self.sftp.max_upload_bytes,
+            max_handles: self.sftp.max_open_handles,
+            ..Default::default()
+        }
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// Environment variables that are not configuration keys.
+const NOT_CONFIG: &[&str] = &["SLUICE_CONFIG", "SLUICE_REQUIRE_EXTERNAL"];
+
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("SLUICE_") else { continue };
+        if NOT_CONFIG.contains(&name.as_str()) {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        let mut slot = None;
+        if table.contains_key(&lower) && !matches!(table.get(&lower), Some(toml::Value::Table(_))) {
+            slot = Some((None, lower.clone()));
+        } else {
+            for (section, value) in table.iter() {
+                if let toml::Value::Table(t) = value
+                    && let Some(key) = lower.strip_prefix(&format!("{section}_"))
+                    && t.contains_key(key)
+                {
+                    slot = Some((Some(section.clone()), key.to_owned()));
+                }
+            }
+        }
+        let Some((section, key)) = slot else {
+            bail!("unknown environment variable {name}: it names no configuration key");
+        };
+        let target = match &section {
+            Some(s) => match table.get_mut(s) {
+                Some(toml::Value::Table(t)) => t,
+                _ => continue,
+            },
+            None => &mut *table,
+        };
+        let value = match target.get(&key) {
+            Some(toml::Value::Boolean(_)) => toml::Value::Boolean(match raw.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" | "" => false,
+                _ => bail!("{name}={raw:?}: expected true/false or 1/0"),
+            }),
+            Some(toml::Value::Integer(_)) => toml::Value::Integer(
+                raw.trim().parse().with_context(|| format!("{name}={raw:?}: expected a whole number"))?,
+            ),
+            Some(toml::Value::Array(_)) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.into()))
+                    .collect(),
+            ),
+            _ => toml::Value::String(raw.clone()),
+        };
+        target.insert(key, value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn embedded_defaults_load() {
+        let c = Config::load(None, &[], &Overrides::default()).unwrap();
+        assert_eq!(c.sftp.listen.to_string(), "127.0.0.1:2222");
+        assert_eq!(c.data_dir, PathBuf::from("./sluice-data"));
+        assert!(!c.sftp.compat);
+        assert_eq!(c.tenants.default_folders, ["students", "employees", "guardians", "visitors"]);
+    }
+
+    #[test]
+    fn cli_beats_env_beats_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\n[sftp]\nlisten = \"127.0.0.1:1000\"\nmax_auth_attempts = 3\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &[], &Overrides::default()).unwrap();
+        assert_eq!((c.sftp.listen.port(), c.sftp.max_auth_attempts), (1000, 3));
+        let e = env(&[
+            ("SLUICE_SFTP_LISTEN", "127.0.0.1:2000"),
+            ("SLUICE_SFTP_COMPAT", "1"),
+            ("SLUICE_DATA_DIR", "/env"),
+        ]);
+        let c = Config::load(Some(&file), &e, &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.sftp.listen.port(), c.sftp.compat, c.data_dir.clone()),
+            (2000, true, PathBuf::from("/env"))
+        );
+        let o =
+            Overrides { data_dir: Some("/cli".into()), sftp_listen: Some("127.0.0.1:3000".parse().unwrap()) };
+        let c = Config::load(Some(&file), &e, &o).unwrap();
+        assert_eq!((c.sftp.listen.port(), c.data_dir), (3000, PathBuf::from("/cli")));
+        assert_eq!(c.sftp.max_auth_attempts, 3);
+    }
+
+    #[test]
+    fn env_lists_and_numbers_are_typed() {
+        let e = env(&[
+            ("SLUICE_TENANTS_DEFAULT_FOLDERS", "students, oneroster"),
+            ("SLUICE_SFTP_IDLE_TIMEOUT_SECS", "5"),
+        ]);
+        let c = Config::load(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.tenants.default_folders, ["students", "oneroster"]);
+        assert_eq!(c.sftp.idle_timeout_secs, 5);
+    }
+
+    #[test]
+    fn mistakes_are_reported_clearly() {
+        let bad_num =
+            Config::load(None, &env(&[("SLUICE_SFTP_MAX_AUTH_ATTEMPTS", "many")]), &Overrides::default());
+        assert!(format!("{:#}", bad_num.unwrap_err()).contains("SLUICE_SFTP_MAX_AUTH_ATTEMPTS"));
+        let unknown = Config::load(None, &env(&[("SLUICE_SFTP_LISTN", "x")]), &Overrides::default());
+        assert!(format!("{:#}", unknown.unwrap_err()).contains("SLUICE_SFTP_LISTN"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[sftp]\nlisten_addr = \"x\"\n").unwrap();
+        let typo = Config::load(Some(&file), &[], &Overrides::default()).unwrap_err();
+        assert!(format!("{typo:#}").contains("listen_addr"), "{typo:#}");
+        std::fs::write(&file, "[tenants]\ndefault_folders = [\"exports\"]\n").unwrap();
+        assert!(Config::load(Some(&file), &[], &Overrides::default()).is_err());
+    }
+}

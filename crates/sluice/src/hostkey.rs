@@ -1,0 +1,38 @@
+//! The server's Ed25519 host key: generated on first start, reused afterwards.
+
+use anyhow::{Context, Result};
+use russh::keys::PrivateKey;
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+pub fn load_or_generate(path: &Path) -> Result<PrivateKey> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read host key {}", path.display()))?;
+        return PrivateKey::from_openssh(&text)
+            .with_context(|| format!("host key {} is not an OpenSSH private key", path.display()));
+    }
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .context("cannot read /dev/urandom to generate the host key")?;
+    let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    let text = key.to_openssh(LineEnding::LF).context("cannot encode the host key")?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create host key {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    tracing::info!(
+        "generated SSH host key {} ({})",
+        path.display(),
+        key.public_key().fingerprint(russh::keys::HashAlg::Sha256)
+    );
+    Ok(key)
+}

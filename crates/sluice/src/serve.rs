@@ -1,0 +1,95 @@
+//! `sluice serve`: everything in one process.
+
+use crate::config::Config;
+use crate::hostkey;
+use anyhow::{Context, Result};
+use sluice_sftp::{SftpServer, SftpShared};
+use sluice_store::Store;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tracing::info;
+
+/// Where things live under the data directory.
+pub struct DataDirs {
+    pub root: PathBuf,
+}
+
+impl DataDirs {
+    pub fn new(root: &Path) -> Self {
+        Self { root: root.to_path_buf() }
+    }
+    pub fn database(&self) -> PathBuf {
+        self.root.join("sluice.db")
+    }
+    pub fn tenants(&self) -> PathBuf {
+        self.root.join("tenants")
+    }
+    /// Uploads in flight: private, outside every tenant's tree, same filesystem.
+    pub fn upload_spool(&self) -> PathBuf {
+        self.root.join("spool").join("uploads")
+    }
+    pub fn host_key(&self) -> PathBuf {
+        self.root.join("ssh_host_ed25519_key")
+    }
+
+    pub fn create(&self) -> Result<()> {
+        for dir in [self.root.clone(), self.tenants(), self.upload_spool()] {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    pub fn open_store(&self) -> Result<Store> {
+        self.create()?;
+        Store::open(&self.database())
+            .with_context(|| format!("cannot open database {}", self.database().display()))
+    }
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    let dirs = DataDirs::new(&config.data_dir);
+    let store = Arc::new(dirs.open_store()?);
+    // Uploads that were in flight when the last process stopped can never complete.
+    for entry in std::fs::read_dir(dirs.upload_spool())?.flatten() {
+        let _ = std::fs::remove_file(entry.path());
+    }
+    let host_key = hostkey::load_or_generate(&dirs.host_key())?;
+    let shared = Arc::new(SftpShared {
+        store: store.clone(),
+        spool: dirs.upload_spool(),
+        limits: config.sftp_limits(),
+        uploaded: Arc::new(Notify::new()),
+    });
+    let server = Arc::new(SftpServer::new(shared, dirs.tenants(), host_key, config.ssh_settings()));
+    let listener = tokio::net::TcpListener::bind(config.sftp.listen)
+        .await
+        .with_context(|| format!("cannot listen for SFTP on {}", config.sftp.listen))?;
+    let bound = listener.local_addr()?;
+    info!(data_dir = %config.data_dir.display(), compat = config.sftp.compat, "sluice {} starting", env!("CARGO_PKG_VERSION"));
+    // Scripts and tests read this line to learn the port when listening on port 0.
+    println!("sftp listening on {bound}");
+    if store.tenants()?.is_empty() {
+        println!(
+            "No tenants yet. Create one and give it a password:\n  sluice --data-dir {dir} tenant add acme\n  sluice --data-dir {dir} tenant passwd acme\nthen connect: sftp -P {port} acme@{host}",
+            dir = config.data_dir.display(),
+            port = bound.port(),
+            host = bound.ip()
+        );
+    }
+    server.serve(listener, shutdown_signal()).await;
+    info!("sluice stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        _ = term.recv() => info!("SIGTERM received"),
+    }
+}
