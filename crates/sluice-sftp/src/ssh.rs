@@ -203,16 +203,27 @@ impl SftpServer {
             tenant_slot: None,
             channels: HashMap::new(),
         };
-        let running = match russh::server::run_stream(self.config.clone(), socket, handler).await {
-            Ok(r) => r,
-            Err(e) => {
+        // The grace period covers the whole handshake: a client that never sends its
+        // version line is dropped as surely as one that never authenticates.
+        let deadline = tokio::time::Instant::now() + self.settings.login_grace;
+        let started = tokio::time::timeout_at(
+            deadline,
+            russh::server::run_stream(self.config.clone(), socket, handler),
+        );
+        let running = match started.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 debug!(%peer, "connection ended before key exchange: {e}");
+                return;
+            }
+            Err(_) => {
+                info!(%peer, "disconnecting: not authenticated within {:?}", self.settings.login_grace);
                 return;
             }
         };
         let handle = running.handle();
         tokio::pin!(running);
-        let grace = tokio::time::sleep(self.settings.login_grace);
+        let grace = tokio::time::sleep_until(deadline);
         tokio::pin!(grace);
         let result = loop {
             tokio::select! {

@@ -95,9 +95,13 @@ impl Config {
         {
             sftp.insert("listen".into(), toml::Value::String(addr.to_string()));
         }
-        let config: Config = table
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        // Round-trip through text so that errors point at the offending line and key.
+        let merged = toml::to_string(&table).context("cannot render the merged configuration")?;
+        let config: Config = toml::from_str(&merged).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid configuration (after merging defaults, file and SLUICE_* variables): {e}"
+            )
+        })?;
         config.validate()?;
         Ok(config)
     }

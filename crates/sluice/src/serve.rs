@@ -48,6 +48,8 @@ impl DataDirs {
 }
 
 pub async fn run(config: Config) -> Result<()> {
+    // Install signal handlers before announcing anything, so an early SIGTERM is clean too.
+    let shutdown = shutdown_signal()?;
     let dirs = DataDirs::new(&config.data_dir);
     let store = Arc::new(dirs.open_store()?);
     // Uploads that were in flight when the last process stopped can never complete.
@@ -68,28 +70,36 @@ pub async fn run(config: Config) -> Result<()> {
     let bound = listener.local_addr()?;
     info!(data_dir = %config.data_dir.display(), compat = config.sftp.compat, "sluice {} starting", env!("CARGO_PKG_VERSION"));
     // Scripts and tests read this line to learn the port when listening on port 0.
-    println!("sftp listening on {bound}");
+    announce(&format!("sftp listening on {bound}"));
     if store.tenants()?.is_empty() {
-        println!(
+        announce(&format!(
             "No tenants yet. Create one and give it a password:\n  sluice --data-dir {dir} tenant add acme\n  sluice --data-dir {dir} tenant passwd acme\nthen connect: sftp -P {port} acme@{host}",
             dir = config.data_dir.display(),
             port = bound.port(),
             host = bound.ip()
-        );
+        ));
     }
-    server.serve(listener, shutdown_signal()).await;
+    server.serve(listener, shutdown).await;
     info!("sluice stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Prints to stdout for operators and scripts; a closed stdout must not stop the server.
+fn announce(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
-        _ = term.recv() => info!("SIGTERM received"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => info!("SIGINT received"),
+            _ = term.recv() => info!("SIGTERM received"),
+        }
+    })
 }

@@ -1,0 +1,154 @@
+//! The command line: tenants, keys, passwords, configuration errors and exit codes.
+
+use crate::common::*;
+use std::process::Command;
+
+fn sluice(data: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn tenant_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = sluice(d, &["tenant", "add", "north-high", "--folders", "students,guardians"], "");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(d.join("tenants/north-high/students").is_dir());
+    assert!(d.join("tenants/north-high/exports").is_dir());
+    assert!(d.join("tenants/north-high/errors").is_dir());
+    // Private files never live inside a tenant's tree.
+    assert!(d.join("sluice.db").is_file());
+
+    let dup = sluice(d, &["tenant", "add", "north-high"], "");
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(text(&dup).contains("already exists"));
+
+    let bad = sluice(d, &["tenant", "add", "../evil"], "");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("not allowed"), "{}", text(&bad));
+    assert!(!d.join("evil").exists());
+
+    let pw = sluice(d, &["tenant", "passwd", "north-high", "--password-stdin"], "s3cret\n");
+    assert!(pw.status.success(), "{}", text(&pw));
+    let empty = sluice(d, &["tenant", "passwd", "north-high", "--password-stdin"], "");
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(text(&empty).contains("no password on stdin"));
+
+    let show = sluice(d, &["tenant", "show", "north-high", "--json"], "");
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v["folders"], serde_json::json!(["students", "guardians"]));
+    assert_eq!(v["password_set"], true);
+    assert_eq!(v["disabled"], false);
+    // The hash is argon2id and the plain password is stored nowhere.
+    let db = std::fs::read(d.join("sluice.db")).unwrap();
+    assert!(!db.windows(6).any(|w| w == b"s3cret"));
+    assert!(db.windows(9).any(|w| w == b"$argon2id"));
+
+    assert!(sluice(d, &["tenant", "disable", "north-high"], "").status.success());
+    let list = sluice(d, &["tenant", "list", "--json"], "");
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v[0]["disabled"], true);
+
+    let set = sluice(d, &["tenant", "set", "north-high", "folders=students,oneroster"], "");
+    assert!(set.status.success(), "{}", text(&set));
+    assert!(d.join("tenants/north-high/oneroster").is_dir());
+    let unknown = sluice(d, &["tenant", "set", "north-high", "colour=blue"], "");
+    assert_eq!(unknown.status.code(), Some(2));
+    let missing = sluice(d, &["tenant", "disable", "nobody"], "");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing).contains("no tenant named"));
+}
+
+#[test]
+fn keys_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(sluice(d, &["tenant", "add", "acme"], "").status.success());
+    let junk = d.join("junk.pub");
+    std::fs::write(&junk, "this is not a key\n").unwrap();
+    let out = sluice(d, &["key", "add", "acme", junk.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("junk.pub:1"), "{}", text(&out));
+    let good = d.join("good.pub");
+    std::fs::write(
+        &good,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGRdxvwK0wF8TDL6n1QmB4wtmN6G2bJpuIoSN2gIeMbU sis@district\n",
+    )
+    .unwrap();
+    let out = sluice(d, &["key", "add", "acme", good.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("SHA256:"));
+    let again = sluice(d, &["key", "add", "acme", good.to_str().unwrap()], "");
+    assert_eq!(again.status.code(), Some(1));
+    let list = sluice(d, &["key", "list", "acme", "--json"], "");
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v[0]["comment"], "sis@district");
+}
+
+#[test]
+fn configuration_errors_exit_2_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sluice.toml");
+    std::fs::write(&cfg, "[sftp]\nlisten = \"not an address\"\n").unwrap();
+    let out = Command::new(BIN).args(["--config", cfg.to_str().unwrap(), "tenant", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("listen"), "{}", text(&out));
+    let out = Command::new(BIN).args(["--config", "/nonexistent.toml", "tenant", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("/nonexistent.toml"));
+    let out = Command::new(BIN).arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .args(["--data-dir", dir.path().to_str().unwrap(), "tenant", "list"])
+        .env("SLUICE_SFTP_COMPAT", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("SLUICE_SFTP_COMPAT"));
+}
+
+#[test]
+fn serve_reuses_its_host_key_and_honours_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sluice.toml");
+    std::fs::write(
+        &cfg,
+        format!("data_dir = \"{}\"\n[sftp]\nlisten = \"127.0.0.1:0\"\n", dir.path().join("d").display()),
+    )
+    .unwrap();
+    let key_path = dir.path().join("d/ssh_host_ed25519_key");
+    let mut fingerprints = Vec::new();
+    for _ in 0..2 {
+        let mut child = Command::new(BIN)
+            .args(["--config", cfg.to_str().unwrap(), "serve"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)
+            .unwrap();
+        assert!(line.starts_with("sftp listening on 127.0.0.1:"), "{line}");
+        fingerprints.push(std::fs::read(&key_path).unwrap());
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(child.wait().unwrap().success(), "SIGINT must shut down cleanly");
+    }
+    assert_eq!(fingerprints[0], fingerprints[1], "host key must be generated once and reused");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_path).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "host key must be private");
+}

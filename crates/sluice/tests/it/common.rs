@@ -1,0 +1,307 @@
+#![allow(dead_code)]
+
+use russh::keys::PrivateKey;
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// True when `program` is on PATH. Otherwise prints why the test is skipped, or fails the
+/// test when SLUICE_REQUIRE_EXTERNAL=1 (CI) says every external program must be there.
+pub fn have(program: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    external_check(found, program, package)
+}
+
+pub fn have_python_module(module: &str, package: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    external_check(found, &format!("python module {module}"), package)
+}
+
+fn external_check(found: bool, what: &str, package: &str) -> bool {
+    if found {
+        return true;
+    }
+    if std::env::var("SLUICE_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+        panic!("{what} is required (SLUICE_REQUIRE_EXTERNAL=1) but missing: install {package}");
+    }
+    eprintln!("SKIPPED: {what} is not installed (install {package} to run this test)");
+    false
+}
+
+/// A running `sluice serve` with its own data directory.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub dir: TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["serve", "--sftp-listen", "127.0.0.1:0"])
+            .envs(env.iter().cloned())
+            .env("RUST_LOG", "info,sluice_sftp=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("sftp listening on ") {
+                    let _ = tx.send(addr.rsplit(':').next().unwrap().parse::<u16>().unwrap());
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start: {}",
+                    std::fs::read_to_string(dir.path().join("server.log")).unwrap()
+                );
+            }
+        };
+        Self { child, port, dir, env }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs the CLI against this server's data directory.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_stdin(args, "")
+    }
+
+    pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(out.status.success(), "sluice {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Creates a tenant with the default folders and a password.
+    pub fn tenant(&self, name: &str, password: &str) {
+        self.cli_ok(&["tenant", "add", name]);
+        let out = self.cli_stdin(&["tenant", "passwd", name, "--password-stdin"], &format!("{password}\n"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Generates an Ed25519 key pair, authorises it for `tenant`, returns the private key path.
+    pub fn key(&self, tenant: &str) -> PathBuf {
+        let mut seed = [0u8; 32];
+        std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut seed).unwrap();
+        let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+        let path = self.dir.path().join(format!("{tenant}_id_ed25519"));
+        std::fs::write(&path, key.to_openssh(LineEnding::LF).unwrap().as_bytes()).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let public = path.with_extension("pub");
+        std::fs::write(&public, format!("{}\n", key.public_key().to_openssh().unwrap())).unwrap();
+        self.cli_ok(&["key", "add", tenant, public.to_str().unwrap()]);
+        path
+    }
+
+    pub fn uploads(&self, tenant: &str) -> Vec<Value> {
+        let out = self.cli_ok(&["uploads", "--tenant", tenant, "--json"]);
+        serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+    }
+
+    pub fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        self.data_dir().join("tenants").join(tenant)
+    }
+
+    pub fn spool_is_empty(&self) -> bool {
+        std::fs::read_dir(self.data_dir().join("spool/uploads")).unwrap().next().is_none()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Waits until the server log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Peak resident memory of the server process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+// ---------- The Rust SFTP client (russh + russh-sftp) ----------
+
+pub struct AcceptAnyHostKey;
+
+impl russh::client::Handler for AcceptAnyHostKey {
+    type Error = russh::Error;
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+pub type ClientHandle = russh::client::Handle<AcceptAnyHostKey>;
+
+pub async fn ssh_connect(port: u16) -> ClientHandle {
+    let config = russh::client::Config { nodelay: true, ..Default::default() };
+    russh::client::connect(Arc::new(config), ("127.0.0.1", port), AcceptAnyHostKey).await.unwrap()
+}
+
+pub async fn ssh_login(port: u16, user: &str, password: &str) -> Result<ClientHandle, String> {
+    let mut handle = ssh_connect(port).await;
+    let result = handle.authenticate_password(user, password).await.map_err(|e| e.to_string())?;
+    if !result.success() {
+        return Err(format!("authentication failed: {result:?}"));
+    }
+    Ok(handle)
+}
+
+pub async fn sftp_open(handle: &ClientHandle) -> russh_sftp::client::SftpSession {
+    let channel = handle.channel_open_session().await.unwrap();
+    channel.request_subsystem(true, "sftp").await.unwrap();
+    russh_sftp::client::SftpSession::new(channel.into_stream()).await.unwrap()
+}
+
+pub async fn sftp_login(
+    port: u16,
+    user: &str,
+    password: &str,
+) -> (ClientHandle, russh_sftp::client::SftpSession) {
+    let handle = ssh_login(port, user, password).await.unwrap();
+    let sftp = sftp_open(&handle).await;
+    (handle, sftp)
+}
+
+/// The status code and message of a failed SFTP call.
+pub fn sftp_status<T>(
+    r: Result<T, russh_sftp::client::error::Error>,
+) -> (russh_sftp::protocol::StatusCode, String) {
+    match r {
+        Err(russh_sftp::client::error::Error::Status(s)) => (s.status_code, s.error_message),
+        Err(other) => panic!("expected an SFTP status error, got {other:?}"),
+        Ok(_) => panic!("expected an SFTP status error, but the call succeeded"),
+    }
+}
+
+/// Uploads `data` to `path` the way ordinary clients do (create, truncate, write, close).
+pub async fn put(
+    sftp: &russh_sftp::client::SftpSession,
+    path: &str,
+    data: &[u8],
+) -> Result<(), russh_sftp::client::error::Error> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = sftp.create(path).await?;
+    f.write_all(data).await?;
+    f.shutdown().await?;
+    Ok(())
+}

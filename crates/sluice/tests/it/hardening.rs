@@ -1,0 +1,217 @@
+//! Hostile input and resource limits, spoken at the SFTP wire level.
+
+use crate::common::*;
+use russh::ChannelStream;
+use russh::client::Msg;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A raw SFTP connection: we write packets ourselves and read replies ourselves.
+struct Raw {
+    _ssh: ClientHandle,
+    stream: ChannelStream<Msg>,
+}
+
+impl Raw {
+    async fn open(port: u16, user: &str, password: &str) -> Raw {
+        let ssh = ssh_login(port, user, password).await.unwrap();
+        let channel = ssh.channel_open_session().await.unwrap();
+        channel.request_subsystem(true, "sftp").await.unwrap();
+        let mut raw = Raw { _ssh: ssh, stream: channel.into_stream() };
+        raw.send(1, &[], &3u32.to_be_bytes()).await;
+        let (kind, _) = raw.recv().await.unwrap();
+        assert_eq!(kind, 2, "expected SSH_FXP_VERSION");
+        raw
+    }
+
+    async fn send(&mut self, kind: u8, id: &[u8], body: &[u8]) {
+        let len = (1 + id.len() + body.len()) as u32;
+        let mut p = len.to_be_bytes().to_vec();
+        p.push(kind);
+        p.extend_from_slice(id);
+        p.extend_from_slice(body);
+        self.stream.write_all(&p).await.unwrap();
+    }
+
+    async fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).await.ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some((body[0], body[1..].to_vec()))
+    }
+}
+
+fn string(s: &[u8]) -> Vec<u8> {
+    let mut v = (s.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(s);
+    v
+}
+
+#[tokio::test]
+async fn malformed_packets_close_the_session_not_the_server() {
+    let server = Server::start();
+    server.tenant("acme", "pw");
+    // A length far beyond the limit.
+    let mut raw = Raw::open(server.port, "acme", "pw").await;
+    raw.stream.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    raw.stream.write_all(b"junk").await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(5), raw.recv()).await.unwrap().is_none());
+    // A string length that runs past the end of its packet.
+    let mut raw = Raw::open(server.port, "acme", "pw").await;
+    raw.send(3, &1u32.to_be_bytes(), &[0xff, 0xff, 0xff, 0xf0, b'a']).await;
+    assert!(tokio::time::timeout(Duration::from_secs(5), raw.recv()).await.unwrap().is_none());
+    // Unknown request types get OP_UNSUPPORTED and the session goes on.
+    let mut raw = Raw::open(server.port, "acme", "pw").await;
+    raw.send(99, &7u32.to_be_bytes(), b"").await;
+    let (kind, body) = raw.recv().await.unwrap();
+    assert_eq!((kind, &body[..4], body[7]), (101, &7u32.to_be_bytes()[..], 8));
+    // A handle that was never issued.
+    raw.send(
+        5,
+        &8u32.to_be_bytes(),
+        &[string(b"nope"), 0u64.to_be_bytes().to_vec(), 10u32.to_be_bytes().to_vec()].concat(),
+    )
+    .await;
+    let (kind, body) = raw.recv().await.unwrap();
+    assert_eq!((kind, body[7]), (101, 4));
+    // The server is still serving everyone.
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    put(&sftp, "/students/ok.csv", b"fine").await.unwrap();
+}
+
+/// The russh-sftp deadlock: thousands of READs pipelined without reading a single reply
+/// (paramiko's prefetch does this). Every reply must still arrive.
+#[tokio::test]
+async fn deeply_pipelined_reads_do_not_stall() {
+    let server = Server::start();
+    server.tenant("acme", "pw");
+    let data = pseudo_random(40 * 1024 * 1024, 11);
+    std::fs::write(server.tenant_dir("acme").join("students/big.csv"), &data).unwrap();
+    let mut raw = Raw::open(server.port, "acme", "pw").await;
+    let open =
+        [string(b"/students/big.csv"), 1u32.to_be_bytes().to_vec(), 0u32.to_be_bytes().to_vec()].concat();
+    raw.send(3, &1u32.to_be_bytes(), &open).await;
+    let (kind, body) = raw.recv().await.unwrap();
+    assert_eq!(kind, 102);
+    let handle = body[4..].to_vec();
+    let chunk = 32 * 1024u32;
+    let count = data.len() as u32 / chunk;
+    let (mut rd, mut wr) = tokio::io::split(raw.stream);
+    let sender = tokio::spawn(async move {
+        let mut all = Vec::new();
+        for i in 0..count {
+            let body =
+                [handle.clone(), (u64::from(i * chunk)).to_be_bytes().to_vec(), chunk.to_be_bytes().to_vec()]
+                    .concat();
+            let len = (1 + 4 + body.len()) as u32;
+            all.extend_from_slice(&len.to_be_bytes());
+            all.push(5);
+            all.extend_from_slice(&(100 + i).to_be_bytes());
+            all.extend_from_slice(&body);
+        }
+        wr.write_all(&all).await.unwrap();
+        wr
+    });
+    let mut received = vec![0u8; data.len()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for _ in 0..count {
+        let mut len = [0u8; 4];
+        tokio::time::timeout_at(deadline.into(), rd.read_exact(&mut len))
+            .await
+            .expect("reads stalled")
+            .unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        rd.read_exact(&mut body).await.unwrap();
+        assert_eq!(body[0], 103, "expected DATA");
+        let id = u32::from_be_bytes(body[1..5].try_into().unwrap()) - 100;
+        let n = u32::from_be_bytes(body[5..9].try_into().unwrap()) as usize;
+        let at = (id * chunk) as usize;
+        received[at..at + n].copy_from_slice(&body[9..9 + n]);
+    }
+    let _wr = sender.await.unwrap();
+    assert!(received == data, "pipelined download returned wrong bytes");
+}
+
+#[tokio::test]
+async fn login_grace_unauthenticated_and_session_limits() {
+    let server = Server::start_with(&[
+        ("SLUICE_SFTP_LOGIN_GRACE_SECS", "1"),
+        ("SLUICE_SFTP_MAX_UNAUTHENTICATED_PER_IP", "2"),
+        ("SLUICE_SFTP_MAX_SESSIONS_PER_TENANT", "1"),
+    ]);
+    server.tenant("acme", "pw");
+    // Two idle TCP connections use up this address's unauthenticated slots...
+    let mut idle1 = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let _idle2 = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...so a third is closed at once, before any banner.
+    let mut third = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0, "third unauthenticated connection should be closed");
+    // The login grace time disconnects the idle ones.
+    let start = Instant::now();
+    let mut total = Vec::new();
+    loop {
+        let n =
+            tokio::time::timeout(Duration::from_secs(10), idle1.read(&mut buf)).await.unwrap().unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        total.extend_from_slice(&buf[..n]);
+    }
+    assert!(total.starts_with(b"SSH-2.0-sluice"));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(server.wait_for_log("not authenticated within", Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // One session per tenant: the second login is refused while the first is open.
+    let first = ssh_login(server.port, "acme", "pw").await.unwrap();
+    assert!(ssh_login(server.port, "acme", "pw").await.is_err());
+    assert!(server.wait_for_log("sessions open", Duration::from_secs(5)));
+    drop(first);
+    let mut ok = false;
+    for _ in 0..50 {
+        if ssh_login(server.port, "acme", "pw").await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the slot must be released when the first session ends");
+}
+
+#[tokio::test]
+async fn idle_sessions_are_closed() {
+    let server = Server::start_with(&[("SLUICE_SFTP_IDLE_TIMEOUT_SECS", "1")]);
+    server.tenant("acme", "pw");
+    let (ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    put(&sftp, "/students/a.csv", b"a").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(sftp.read_dir("/").await.is_err() || ssh.is_closed(), "idle session should have been closed");
+}
+
+#[tokio::test]
+async fn upload_size_limit_is_enforced() {
+    let server = Server::start_with(&[("SLUICE_SFTP_MAX_UPLOAD_BYTES", "1000")]);
+    server.tenant("acme", "pw");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    assert!(put(&sftp, "/students/big.csv", &[b'x'; 5000]).await.is_err());
+    assert!(!server.tenant_dir("acme").join("students/big.csv").exists());
+    put(&sftp, "/students/small.csv", &[b'x'; 1000]).await.unwrap();
+    assert_eq!(server.uploads("acme").len(), 1);
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly() {
+    let mut server = Server::start();
+    server.tenant("acme", "pw");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let mut f = sftp.create("/students/in-flight.csv").await.unwrap();
+    f.write_all(b"partial").await.unwrap();
+    f.flush().await.unwrap();
+    assert_eq!(server.terminate(), Some(0));
+    assert!(server.log().contains("SIGTERM received"));
+    assert!(!server.tenant_dir("acme").join("students/in-flight.csv").exists());
+}

@@ -1,0 +1,13 @@
+//! Integration tests: each starts the real `sluice` binary on an ephemeral port with a
+//! temporary data directory and talks to it with real clients.
+
+mod common;
+
+mod cli;
+mod concurrency;
+mod curl;
+mod hardening;
+mod openssh;
+mod paramiko;
+mod psftp;
+mod sftp_rust;
