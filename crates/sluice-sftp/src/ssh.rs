@@ -27,6 +27,9 @@ pub struct SshSettings {
     /// Adds hmac-sha2-256/512 (encrypt-and-MAC) for the CTR ciphers, for SSH libraries that
     /// cannot do encrypt-then-MAC (libssh2 before 1.11).
     pub compat: bool,
+    /// Offers only the hybrid post-quantum key exchange (mlkem768x25519-sha256). Clients
+    /// without it (OpenSSH before 9.9, PuTTY, paramiko, libssh2) can then not connect.
+    pub post_quantum_only: bool,
     /// Time a connection has to authenticate.
     pub login_grace: Duration,
     pub max_auth_attempts: usize,
@@ -41,6 +44,7 @@ impl Default for SshSettings {
     fn default() -> Self {
         Self {
             compat: false,
+            post_quantum_only: false,
             login_grace: Duration::from_secs(30),
             max_auth_attempts: 6,
             max_unauthenticated_per_ip: 10,
@@ -62,8 +66,11 @@ const STRICT_KEX_AND_EXT: [kex::Name; 2] =
     [kex::EXTENSION_SUPPORT_AS_SERVER, kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER];
 
 /// The algorithms sluice offers: no SHA-1, no CBC, encrypt-then-MAC only unless `compat`.
-pub fn algorithms(compat: bool) -> Preferred {
-    let mut kexes = vec![kex::MLKEM768X25519_SHA256, kex::CURVE25519, kex::CURVE25519_PRE_RFC_8731];
+pub fn algorithms(compat: bool, post_quantum_only: bool) -> Preferred {
+    let mut kexes = vec![kex::MLKEM768X25519_SHA256];
+    if !post_quantum_only {
+        kexes.extend([kex::CURVE25519, kex::CURVE25519_PRE_RFC_8731]);
+    }
     kexes.extend(STRICT_KEX_AND_EXT);
     let ciphers = vec![
         cipher::AES_128_GCM,
@@ -101,7 +108,7 @@ pub fn russh_config(host_key: PrivateKey, settings: &SshSettings) -> russh::serv
         maximum_packet_size: 64 << 10,
         channel_buffer_size: 1024,
         event_buffer_size: 64,
-        preferred: algorithms(settings.compat),
+        preferred: algorithms(settings.compat, settings.post_quantum_only),
         max_auth_attempts: settings.max_auth_attempts,
         inactivity_timeout: Some(settings.idle_timeout),
         keepalive_interval: None,

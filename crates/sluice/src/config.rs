@@ -17,6 +17,9 @@ listen = "127.0.0.1:2222"
 # Admit hmac-sha2-256/512 (encrypt-and-MAC) for SSH libraries without encrypt-then-MAC,
 # such as libssh2 before 1.11 (Debian 12's curl).
 compat = false
+# Offer only the hybrid post-quantum key exchange (mlkem768x25519-sha256). Locks out
+# clients without it: OpenSSH before 9.9, PuTTY/WinSCP/FileZilla before ML-KEM, paramiko, libssh2.
+post_quantum_only = false
 login_grace_secs = 30
 max_auth_attempts = 6
 max_unauthenticated_per_ip = 10
@@ -48,6 +51,7 @@ pub struct Config {
 pub struct SftpConfig {
     pub listen: SocketAddr,
     pub compat: bool,
+    pub post_quantum_only: bool,
     pub login_grace_secs: u64,
     pub max_auth_attempts: usize,
     pub max_unauthenticated_per_ip: usize,
@@ -119,6 +123,7 @@ impl Config {
         let s = &self.sftp;
         sluice_sftp::SshSettings {
             compat: s.compat,
+            post_quantum_only: s.post_quantum_only,
             login_grace: Duration::from_secs(s.login_grace_secs),
             max_auth_attempts: s.max_auth_attempts,
             max_unauthenticated_per_ip: s.max_unauthenticated_per_ip,

@@ -305,3 +305,37 @@ pub async fn put(
     f.shutdown().await?;
     Ok(())
 }
+
+impl Server {
+    /// `SHA256:...` of the server's host key, as clients display it.
+    pub fn host_fingerprint(&self) -> String {
+        let text = std::fs::read_to_string(self.data_dir().join("ssh_host_ed25519_key")).unwrap();
+        let key = PrivateKey::from_openssh(&text).unwrap();
+        key.public_key().fingerprint(russh::keys::HashAlg::Sha256).to_string()
+    }
+}
+
+/// Runs a program with a timeout, returning its output (stdout, stderr, status).
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn output_text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
