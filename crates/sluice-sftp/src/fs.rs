@@ -242,7 +242,7 @@ pub fn hash_file(path: &Path) -> io::Result<(u64, Sha256Hex)> {
         hasher.update(&buf[..n]);
         total += n as u64;
     }
-    Ok((total, Sha256Hex::from_digest(&hasher.finalize().into())))
+    Ok((total, digest_hex(hasher)))
 }
 
 /// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing `to`.
@@ -271,6 +271,10 @@ pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
         return std::fs::remove_file(from);
     }
     Err(err)
+}
+
+pub fn digest_hex(hasher: Sha256) -> Sha256Hex {
+    Sha256Hex::from_digest(&hasher.finalize().into())
 }
 
 #[cfg(test)]

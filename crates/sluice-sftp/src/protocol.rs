@@ -331,12 +331,51 @@ impl Request {
     }
 }
 
-/// Splits complete packets off the front of `buf`. Returns `Ok(None)` when more bytes are
-/// needed, and an error for a packet that announces an impossible length.
-pub fn split_packet(buf: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
-    if buf.len() < 4 {
-        return Ok(None);
+/// Reassembles SFTP packets from channel data. A packet that arrives whole inside one
+/// channel message is sliced out of it without copying; only packets split across messages
+/// are copied together.
+#[derive(Default)]
+pub struct PacketSplitter {
+    pending: BytesMut,
+}
+
+impl PacketSplitter {
+    pub fn feed(&mut self, mut data: Bytes, out: &mut Vec<Bytes>) -> Result<(), DecodeError> {
+        loop {
+            if self.pending.is_empty() {
+                if data.len() < 4 {
+                    break;
+                }
+                let len = packet_len(&data)? as usize;
+                if data.len() < 4 + len {
+                    break;
+                }
+                out.push(data.slice(4..4 + len));
+                let _ = data.split_to(4 + len);
+                continue;
+            }
+            if self.pending.len() < 4 {
+                let take = (4 - self.pending.len()).min(data.len());
+                self.pending.extend_from_slice(&data.split_to(take));
+                if self.pending.len() < 4 {
+                    return Ok(());
+                }
+            }
+            let total = 4 + packet_len(&self.pending)? as usize;
+            let take = (total - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data.split_to(take));
+            if self.pending.len() < total {
+                return Ok(());
+            }
+            let packet = self.pending.split_to(total).freeze();
+            out.push(packet.slice(4..));
+        }
+        self.pending.extend_from_slice(&data);
+        Ok(())
     }
+}
+
+fn packet_len(buf: &[u8]) -> Result<u32, DecodeError> {
     let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
     if len > MAX_PACKET {
         return Err(DecodeError::TooLarge(len));
@@ -344,12 +383,7 @@ pub fn split_packet(buf: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
     if len == 0 {
         return Err(DecodeError::Empty);
     }
-    if buf.len() < 4 + len as usize {
-        return Ok(None);
-    }
-    let mut packet = buf.split_to(4 + len as usize);
-    let _ = packet.split_to(4);
-    Ok(Some(packet.freeze()))
+    Ok(len)
 }
 
 /// Builds one response packet; the length prefix is filled in by [`Packet::finish`].
@@ -465,21 +499,14 @@ pub fn limits_reply(id: u32, max_handles: u64) -> Bytes {
 mod tests {
     use super::*;
 
-    fn frame(payload: &[u8]) -> BytesMut {
-        let mut b = BytesMut::new();
-        b.put_u32(payload.len() as u32);
-        b.put_slice(payload);
-        b
-    }
-
     #[test]
     fn decodes_an_open_request() {
         let mut p = Packet::new(msg::OPEN, Some(7), 0);
         p.string(b"/students/a.csv").u32(open_flags::WRITE | open_flags::CREAT).attrs(&Attrs::default());
-        let mut buf = BytesMut::from(&p.finish()[..]);
-        let packet = split_packet(&mut buf).unwrap().unwrap();
-        assert!(buf.is_empty());
-        let req = Request::decode(packet).unwrap();
+        let mut out = Vec::new();
+        PacketSplitter::default().feed(p.finish(), &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        let req = Request::decode(out.remove(0)).unwrap();
         assert_eq!(
             req,
             Request::Open {
@@ -493,20 +520,37 @@ mod tests {
     }
 
     #[test]
-    fn waits_for_a_whole_packet() {
-        let mut buf = frame(&[msg::INIT, 0, 0, 0, 3]);
-        let tail = buf.split_off(3);
-        assert_eq!(split_packet(&mut buf), Ok(None));
-        buf.unsplit(tail);
-        assert!(split_packet(&mut buf).unwrap().is_some());
+    fn splitter_reassembles_packets_across_any_boundaries() {
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..50u32 {
+            let payload: Vec<u8> = (0..(i * 37 % 300 + 1)).map(|b| b as u8).collect();
+            stream.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            stream.extend_from_slice(&payload);
+            expected.push(payload);
+        }
+        for chunk in [1, 2, 3, 5, 64, 1000, stream.len()] {
+            let mut splitter = PacketSplitter::default();
+            let mut out = Vec::new();
+            for piece in stream.chunks(chunk) {
+                splitter.feed(Bytes::copy_from_slice(piece), &mut out).unwrap();
+            }
+            let got: Vec<Vec<u8>> = out.iter().map(|b| b.to_vec()).collect();
+            assert_eq!(got, expected, "chunk size {chunk}");
+        }
+        let mut splitter = PacketSplitter::default();
+        let mut out = Vec::new();
+        assert_eq!(
+            splitter.feed(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]), &mut out),
+            Err(DecodeError::TooLarge(u32::MAX))
+        );
+        let mut splitter = PacketSplitter::default();
+        splitter.feed(Bytes::from_static(&[0, 0]), &mut out).unwrap();
+        assert_eq!(splitter.feed(Bytes::from_static(&[0, 0, 1]), &mut out), Err(DecodeError::Empty));
     }
 
     #[test]
     fn hostile_packets_are_errors_not_panics() {
-        let mut huge = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
-        assert_eq!(split_packet(&mut huge), Err(DecodeError::TooLarge(u32::MAX)));
-        let mut zero = BytesMut::from(&[0u8, 0, 0, 0][..]);
-        assert_eq!(split_packet(&mut zero), Err(DecodeError::Empty));
         // A string whose length runs past the end of the packet.
         let truncated = Bytes::from_static(&[msg::OPEN, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, b'a']);
         assert_eq!(Request::decode(truncated), Err(DecodeError::Truncated));

@@ -12,7 +12,7 @@
 //!   client's window.
 
 use crate::fs::{
-    FsError, FsResult, TenantTree, dir_attrs, file_attrs, hash_file, long_name, rename_no_replace,
+    FsError, FsResult, TenantTree, digest_hex, dir_attrs, file_attrs, hash_file, long_name, rename_no_replace,
 };
 use crate::protocol::{self, Attrs, Packet, Request, StatusCode, msg, open_flags, status};
 use bytes::{Bytes, BytesMut};
@@ -61,6 +61,12 @@ pub struct SftpShared {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Part of every spool file's name, so that two servers sharing a spool never collide.
+fn process_id() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 /// Serves SFTP on a channel until the client closes it.
 pub async fn run(
     shared: Arc<SftpShared>,
@@ -74,27 +80,20 @@ pub async fn run(
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
 
     let reader = tokio::spawn(async move {
-        let mut pending = BytesMut::new();
+        let mut splitter = protocol::PacketSplitter::default();
+        let mut packets = Vec::new();
         while let Some(m) = read.wait().await {
             match m {
                 ChannelMsg::Data { data } => {
-                    pending.extend_from_slice(&data);
-                    loop {
-                        match protocol::split_packet(&mut pending) {
-                            Ok(Some(packet)) => {
-                                let cost = (packet.len() + 64) as u32;
-                                let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
-                                    return;
-                                };
-                                if req_tx.send((packet, permit)).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                warn!("closing SFTP session: {e}");
-                                return;
-                            }
+                    if let Err(e) = splitter.feed(data, &mut packets) {
+                        warn!("closing SFTP session: {e}");
+                        return;
+                    }
+                    for packet in packets.drain(..) {
+                        let cost = (packet.len() + 64) as u32;
+                        let Ok(permit) = budget.clone().acquire_many_owned(cost).await else { return };
+                        if req_tx.send((packet, permit)).is_err() {
+                            return;
                         }
                     }
                 }
@@ -215,16 +214,21 @@ impl Upload {
         Ok(())
     }
 
+    /// Writes that arrived in order, from offset 0 without gaps or overlaps, were hashed as
+    /// they came and the file is exactly `hashed_to` bytes long.
+    fn hashed_in_full(&self) -> bool {
+        self.in_order
+    }
+
     /// Moves the finished file into place; returns its size and digest.
     fn commit(mut self) -> Result<(u64, Sha256Hex), FsError> {
         if let Some(reason) = self.failed.take() {
             return Err(FsError::Refused(format!("{}: {reason}; nothing was stored", self.vpath)));
         }
-        let size = self.file.metadata().map_err(|e| FsError::io("finishing the upload", e))?.len();
-        let sha = if self.in_order && self.hashed_to == size {
-            Sha256Hex::from_digest(&std::mem::take(&mut self.hasher).finalize().into())
+        let (size, sha) = if self.hashed_in_full() {
+            (self.hashed_to, digest_hex(self.hasher.clone()))
         } else {
-            hash_file(&self.temp).map_err(|e| FsError::io("finishing the upload", e))?.1
+            hash_file(&self.temp).map_err(|e| FsError::io("finishing the upload", e))?
         };
         std::fs::rename(&self.temp, &self.target).map_err(|e| FsError::io("finishing the upload", e))?;
         self.committed = true;
@@ -455,7 +459,7 @@ impl Processor {
             return Err(FsError::NotFound(path.to_string()));
         }
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = self.shared.spool.join(format!("{}-{}-{n}.upload", self.tenant, std::process::id()));
+        let temp = self.shared.spool.join(format!("{}-{}-{n}.upload", self.tenant, process_id()));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -487,9 +491,15 @@ impl Processor {
 
     async fn finish_upload(&mut self, upload: Upload) -> FsResult<()> {
         let vpath = upload.vpath.clone();
-        let (size, sha) = tokio::task::spawn_blocking(move || upload.commit())
-            .await
-            .map_err(|e| FsError::io("finishing the upload", io::Error::other(e)))??;
+        // The usual upload was hashed as it arrived: finishing is an fstat and a rename.
+        // Only out-of-order writes need the file read again, which is done off the runtime.
+        let (size, sha) = if upload.hashed_in_full() {
+            upload.commit()?
+        } else {
+            tokio::task::spawn_blocking(move || upload.commit())
+                .await
+                .map_err(|e| FsError::io("finishing the upload", io::Error::other(e)))??
+        };
         let name = vpath.file_name().unwrap_or_default();
         if is_transfer_temp_name(name) {
             debug!(tenant = %self.tenant, path = %vpath, "temporary upload closed; waiting for rename");
@@ -539,13 +549,10 @@ impl Processor {
             UploadEvent { tenant: self.tenant.clone(), path, size, sha256, at_ms: sluice_store::now_ms() };
         let store = self.shared.store.clone();
         let logged = event.clone();
-        tokio::task::spawn_blocking(move || store.record_upload(&event))
-            .await
-            .map_err(|e| FsError::io("recording the upload", io::Error::other(e)))?
-            .map_err(|e| {
-                warn!(tenant = %logged.tenant, path = %logged.path, "could not record upload: {e}");
-                FsError::Refused("the file arrived but could not be recorded; please upload it again".into())
-            })?;
+        store.record_upload(&event).map_err(|e| {
+            warn!(tenant = %logged.tenant, path = %logged.path, "could not record upload: {e}");
+            FsError::Refused("the file arrived but could not be recorded; please upload it again".into())
+        })?;
         info!(tenant = %logged.tenant, path = %logged.path, size = logged.size, sha256 = logged.sha256.as_str(), "upload complete");
         self.shared.uploaded.notify_waiters();
         Ok(())

@@ -10,5 +10,17 @@ mod serve;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    tune_allocator();
     cli::main()
+}
+
+/// SFTP moves data in packets of up to 256 KiB. With glibc's defaults each such buffer is
+/// mmap'd or trimmed back to the kernel when freed, so every packet page-faults fresh zeroed
+/// pages in (measured: ~10% of upload CPU). Fixed thresholds keep freed buffers for reuse.
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator tuning parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+    }
 }
