@@ -39,13 +39,23 @@ pub struct SftpLimits {
     pub max_upload_bytes: u64,
     /// Open file and directory handles per session.
     pub max_handles: usize,
-    /// Bytes of requests queued before the reader stops draining the channel.
+    /// Bytes of queued request payload (uploads' data) before the reader stops draining the
+    /// channel. Bounds a session's memory when the disk is slower than the network.
     pub queue_budget_bytes: usize,
+    /// Requests queued before the reader stops draining the channel. Large, because a READ
+    /// costs ~100 bytes and pipelining clients (paramiko's prefetch) send one per 32 KiB of
+    /// the file up front: pausing while they wait for replies would deadlock the session.
+    pub queue_budget_requests: usize,
 }
 
 impl Default for SftpLimits {
     fn default() -> Self {
-        Self { max_upload_bytes: 10 << 30, max_handles: 256, queue_budget_bytes: 64 << 20 }
+        Self {
+            max_upload_bytes: 10 << 30,
+            max_handles: 256,
+            queue_budget_bytes: 4 << 20,
+            queue_budget_requests: 1 << 18,
+        }
     }
 }
 
@@ -58,6 +68,9 @@ pub struct SftpShared {
     /// Woken after every recorded upload event.
     pub uploaded: Arc<Notify>,
 }
+
+/// Released when the processor is done with a request.
+type QueuePermit = (OwnedSemaphorePermit, OwnedSemaphorePermit);
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -75,8 +88,9 @@ pub async fn run(
     mut read: ChannelReadHalf,
     write: ChannelWriteHalf<Msg>,
 ) {
-    let budget = Arc::new(Semaphore::new(shared.limits.queue_budget_bytes));
-    let (req_tx, mut req_rx) = mpsc::unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
+    let byte_budget = Arc::new(Semaphore::new(shared.limits.queue_budget_bytes));
+    let request_budget = Arc::new(Semaphore::new(shared.limits.queue_budget_requests));
+    let (req_tx, mut req_rx) = mpsc::unbounded_channel::<(Bytes, QueuePermit)>();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
 
     let reader = tokio::spawn(async move {
@@ -90,9 +104,15 @@ pub async fn run(
                         return;
                     }
                     for packet in packets.drain(..) {
-                        let cost = (packet.len() + 64) as u32;
-                        let Ok(permit) = budget.clone().acquire_many_owned(cost).await else { return };
-                        if req_tx.send((packet, permit)).is_err() {
+                        // Small requests cost only a request slot; big ones (writes) also bytes.
+                        let bytes = if packet.len() > 1024 { packet.len().min(1 << 20) as u32 } else { 0 };
+                        let (Ok(slot), Ok(data)) = (
+                            request_budget.clone().acquire_owned().await,
+                            byte_budget.clone().acquire_many_owned(bytes).await,
+                        ) else {
+                            return;
+                        };
+                        if req_tx.send((packet, (slot, data))).is_err() {
                             return;
                         }
                     }
