@@ -4,6 +4,7 @@
 //! validate"): a [`TenantName`] is always a safe directory and login name, a [`VirtualPath`]
 //! is always inside the tenant's root, a [`TreeLayout`] decides what may happen where.
 
+pub mod import;
 pub mod layout;
 pub mod password;
 pub mod tenant;

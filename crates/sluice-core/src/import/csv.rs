@@ -1,0 +1,320 @@
+//! A streaming RFC 4180 reader: CRLF or LF (or a lone CR), quoted fields with `""` escapes
+//! and embedded newlines. Memory is bounded by the row-size limit plus one block: a line far
+//! beyond the limit is rejected while it streams past, never held.
+//!
+//! Structural errors (an unclosed quote, text after a closing quote, an over-long row, too
+//! many fields) reject the whole file: a broken CSV cannot be trusted to line up with its
+//! header anywhere after the break.
+
+use super::decode::{DecodeError, Decoder, Encoding};
+use std::io::Read;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("line {line}: a quoted field opened here is never closed; check for a stray \" character")]
+    UnclosedQuote { line: u64 },
+    #[error(
+        "line {line}: unexpected character after a closing quote; quotes inside a quoted field must be doubled (\"\")"
+    )]
+    TextAfterQuote { line: u64 },
+    #[error(
+        "line {line}: the row is longer than {max} bytes; is the file really CSV with one record per line?"
+    )]
+    RowTooLong { line: u64, max: usize },
+    #[error("line {line}: more than {max} fields in one row")]
+    TooManyFields { line: u64, max: usize },
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("reading the file failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One CSV record; fields are valid UTF-8 slices of one buffer.
+#[derive(Debug, Default, Clone)]
+pub struct Record {
+    /// Physical line on which the record starts (1-based).
+    pub line: u64,
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Record {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        // Fields are cut at ASCII delimiters of valid UTF-8, so this never fails.
+        std::str::from_utf8(&self.buf[start..end]).ok()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).map(|i| self.get(i).unwrap_or(""))
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
+
+    fn end_field(&mut self) {
+        self.ends.push(self.buf.len());
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+pub struct CsvReader<R> {
+    src: R,
+    decoder: Decoder,
+    raw: Vec<u8>,
+    text: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    line: u64,
+    skip_lf: bool,
+    max_row_bytes: usize,
+    max_fields: usize,
+    bytes_read: u64,
+}
+
+const BLOCK: usize = 64 * 1024;
+
+impl<R: Read> CsvReader<R> {
+    pub fn new(src: R, max_row_bytes: usize, max_fields: usize) -> Self {
+        Self {
+            src,
+            decoder: Decoder::new(),
+            raw: vec![0; BLOCK],
+            text: Vec::with_capacity(2 * BLOCK),
+            pos: 0,
+            eof: false,
+            line: 1,
+            skip_lf: false,
+            max_row_bytes,
+            max_fields,
+            bytes_read: 0,
+        }
+    }
+
+    /// The detected encoding (after the first record has been read).
+    pub fn encoding(&self) -> Option<Encoding> {
+        self.decoder.encoding()
+    }
+
+    /// Raw bytes consumed from the source so far (for progress reporting).
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    fn fill(&mut self) -> Result<bool, CsvError> {
+        if self.eof {
+            return Ok(false);
+        }
+        self.text.drain(..self.pos);
+        self.pos = 0;
+        loop {
+            let n = match self.src.read(&mut self.raw) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            self.bytes_read += n as u64;
+            let before = self.text.len();
+            self.decoder.decode(&self.raw[..n], n == 0, &mut self.text)?;
+            if n == 0 {
+                self.eof = true;
+                return Ok(self.text.len() > before);
+            }
+            if self.text.len() > before {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Reads the next non-blank record into `rec`; `Ok(false)` at the end of the file.
+    pub fn read(&mut self, rec: &mut Record) -> Result<bool, CsvError> {
+        loop {
+            rec.clear();
+            rec.line = self.line;
+            let mut state = State::FieldStart;
+            let mut row_bytes = 0usize;
+            let mut any = false;
+            loop {
+                if self.pos >= self.text.len() && !self.fill()? {
+                    if state == State::Quoted {
+                        return Err(CsvError::UnclosedQuote { line: rec.line });
+                    }
+                    if !any {
+                        return Ok(false);
+                    }
+                    rec.end_field();
+                    return Ok(true);
+                }
+                let b = self.text[self.pos];
+                self.pos += 1;
+                if self.skip_lf {
+                    self.skip_lf = false;
+                    if b == b'\n' {
+                        continue;
+                    }
+                }
+                row_bytes += 1;
+                if row_bytes > self.max_row_bytes {
+                    return Err(CsvError::RowTooLong { line: rec.line, max: self.max_row_bytes });
+                }
+                let end_of_record = match state {
+                    State::FieldStart | State::Unquoted | State::QuoteInQuoted => match b {
+                        b',' => {
+                            rec.end_field();
+                            if rec.len() > self.max_fields {
+                                return Err(CsvError::TooManyFields { line: rec.line, max: self.max_fields });
+                            }
+                            state = State::FieldStart;
+                            any = true;
+                            false
+                        }
+                        b'\r' | b'\n' => {
+                            self.skip_lf = b == b'\r';
+                            true
+                        }
+                        b'"' if state == State::FieldStart => {
+                            state = State::Quoted;
+                            any = true;
+                            false
+                        }
+                        b'"' if state == State::QuoteInQuoted => {
+                            rec.buf.push(b'"');
+                            state = State::Quoted;
+                            false
+                        }
+                        _ if state == State::QuoteInQuoted => {
+                            return Err(CsvError::TextAfterQuote { line: self.line });
+                        }
+                        _ => {
+                            // A quote inside an unquoted field is kept literally, as
+                            // spreadsheet exports produce (`5" pipe`).
+                            rec.buf.push(b);
+                            state = State::Unquoted;
+                            any = true;
+                            false
+                        }
+                    },
+                    State::Quoted => {
+                        match b {
+                            b'"' => state = State::QuoteInQuoted,
+                            b'\n' => {
+                                self.line += 1;
+                                rec.buf.push(b);
+                            }
+                            _ => rec.buf.push(b),
+                        }
+                        false
+                    }
+                };
+                if end_of_record {
+                    self.line += 1;
+                    if !any {
+                        break; // a blank line: skip it
+                    }
+                    rec.end_field();
+                    if rec.len() > self.max_fields {
+                        return Err(CsvError::TooManyFields { line: rec.line, max: self.max_fields });
+                    }
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(input: &[u8]) -> Result<Vec<(u64, Vec<String>)>, CsvError> {
+        let mut r = CsvReader::new(input, 1 << 20, 1000);
+        let mut rec = Record::default();
+        let mut out = Vec::new();
+        while r.read(&mut rec)? {
+            out.push((rec.line, rec.iter().map(str::to_owned).collect()));
+        }
+        Ok(out)
+    }
+
+    fn fields(rows: &[(u64, Vec<String>)]) -> Vec<Vec<&str>> {
+        rows.iter().map(|(_, f)| f.iter().map(String::as_str).collect()).collect()
+    }
+
+    #[test]
+    fn rfc4180_basics() {
+        let rows = parse(b"a,b,c\r\n1,\"x, y\",\"say \"\"hi\"\"\"\r\n2,,\n").unwrap();
+        assert_eq!(fields(&rows), [vec!["a", "b", "c"], vec!["1", "x, y", "say \"hi\""], vec!["2", "", ""]]);
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn embedded_newlines_advance_line_numbers() {
+        let rows = parse(b"id,note\n1,\"two\nlines\"\n2,after\n").unwrap();
+        assert_eq!(fields(&rows)[1], ["1", "two\nlines"]);
+        assert_eq!(rows[2].0, 4);
+    }
+
+    #[test]
+    fn blank_lines_and_missing_final_newline() {
+        let rows = parse(b"a\n\n1\r\n\r\n2").unwrap();
+        assert_eq!(fields(&rows), [vec!["a"], vec!["1"], vec!["2"]]);
+        assert_eq!(rows[2].0, 5);
+        assert!(parse(b"").unwrap().is_empty());
+        assert_eq!(fields(&parse(b"a,b").unwrap()), [vec!["a", "b"]]);
+        // A lone CR ends a line too (old Mac exports).
+        assert_eq!(fields(&parse(b"a\r1\r").unwrap()), [vec!["a"], vec!["1"]]);
+    }
+
+    #[test]
+    fn a_quote_inside_an_unquoted_field_is_literal() {
+        assert_eq!(fields(&parse(b"size\n5\" pipe\n").unwrap())[1], ["5\" pipe"]);
+    }
+
+    #[test]
+    fn structural_errors_name_the_line() {
+        assert!(matches!(parse(b"a\n\"open\n1\n2\n"), Err(CsvError::UnclosedQuote { line: 2 })));
+        assert!(matches!(parse(b"a\n\"x\"y\n"), Err(CsvError::TextAfterQuote { line: 2 })));
+        let mut r = CsvReader::new(&b"a\nxxxxxxxxxxxxxxxxxxxx\n"[..], 10, 100);
+        let mut rec = Record::default();
+        assert!(r.read(&mut rec).unwrap());
+        assert!(matches!(r.read(&mut rec), Err(CsvError::RowTooLong { line: 2, max: 10 })));
+        let wide = "x,".repeat(20);
+        let mut r = CsvReader::new(wide.as_bytes(), 1 << 20, 10);
+        assert!(matches!(r.read(&mut rec), Err(CsvError::TooManyFields { line: 1, max: 10 })));
+    }
+
+    #[test]
+    fn an_endless_line_is_rejected_without_being_held() {
+        struct Endless(u64);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.0 += buf.len() as u64;
+                buf.fill(b'x');
+                Ok(buf.len())
+            }
+        }
+        let mut r = CsvReader::new(Endless(0), 1 << 20, 100);
+        let mut rec = Record::default();
+        assert!(matches!(r.read(&mut rec), Err(CsvError::RowTooLong { line: 1, .. })));
+        assert!(r.bytes_read() < 2 << 20, "read {} bytes", r.bytes_read());
+        assert!(rec.buf.capacity() < 2 << 20);
+    }
+}

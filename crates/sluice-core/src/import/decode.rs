@@ -1,0 +1,263 @@
+//! Encoding detection and streaming decoding to UTF-8.
+//!
+//! The encoding is decided from the first block: a BOM (UTF-8, UTF-16 LE/BE) wins; otherwise
+//! valid UTF-8 is UTF-8 (reported as ASCII if no byte above 0x7F ever appears), and anything
+//! else is Windows-1252 (a superset of ISO-8859-1's printable range). A NUL byte outside
+//! UTF-16 means the file is not text. A UTF-8 file that later turns invalid is rejected as
+//! mixed encodings rather than silently mis-decoded.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Ascii,
+    Utf8,
+    Utf8Bom,
+    Utf16Le,
+    Utf16Be,
+    Windows1252,
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Encoding::Ascii => "ascii",
+            Encoding::Utf8 => "utf-8",
+            Encoding::Utf8Bom => "utf-8 (with BOM)",
+            Encoding::Utf16Le => "utf-16le",
+            Encoding::Utf16Be => "utf-16be",
+            Encoding::Windows1252 => "windows-1252",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error(
+        "the file is not text (it contains NUL bytes near byte {offset}); upload a CSV file saved as UTF-8"
+    )]
+    NotText { offset: u64 },
+    #[error(
+        "invalid UTF-8 at byte {offset}: the file starts as UTF-8 but mixes in another encoding; re-export it as UTF-8"
+    )]
+    MixedEncoding { offset: u64 },
+    #[error("the file ends in the middle of a UTF-16 character; it is truncated")]
+    TruncatedUtf16,
+}
+
+/// Turns raw byte blocks into UTF-8, keeping partial characters between blocks.
+pub struct Decoder {
+    encoding: Option<Encoding>,
+    carry: Vec<u8>,
+    offset: u64,
+    saw_non_ascii: bool,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Self { encoding: None, carry: Vec::new(), offset: 0, saw_non_ascii: false }
+    }
+
+    /// The encoding, once the first block has been seen. UTF-8 without any non-ASCII byte
+    /// reports as ASCII.
+    pub fn encoding(&self) -> Option<Encoding> {
+        match self.encoding {
+            Some(Encoding::Utf8) if !self.saw_non_ascii => Some(Encoding::Ascii),
+            other => other,
+        }
+    }
+
+    /// Decodes one block, appending UTF-8 to `out`. `last` flushes what is carried.
+    pub fn decode(&mut self, block: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let mut input = std::mem::take(&mut self.carry);
+        input.extend_from_slice(block);
+        let mut data: &[u8] = &input;
+        if self.encoding.is_none() {
+            if data.len() < 4 && !last {
+                self.carry = input;
+                return Ok(());
+            }
+            let (enc, bom) = detect(data);
+            self.encoding = Some(enc);
+            data = &data[bom..];
+            self.offset += bom as u64;
+        }
+        let consumed = match self.encoding.unwrap_or(Encoding::Utf8) {
+            Encoding::Utf8 | Encoding::Utf8Bom | Encoding::Ascii => self.utf8(data, last, out)?,
+            Encoding::Windows1252 => {
+                for &b in data {
+                    if b == 0 {
+                        return Err(DecodeError::NotText { offset: self.offset });
+                    }
+                    push_char(out, windows_1252(b));
+                }
+                data.len()
+            }
+            Encoding::Utf16Le | Encoding::Utf16Be => self.utf16(data, last, out)?,
+        };
+        self.offset += consumed as u64;
+        self.carry = data[consumed..].to_vec();
+        Ok(())
+    }
+
+    fn utf8(&mut self, data: &[u8], last: bool, out: &mut Vec<u8>) -> Result<usize, DecodeError> {
+        if let Some(nul) = memchr0(data) {
+            return Err(DecodeError::NotText { offset: self.offset + nul as u64 });
+        }
+        match std::str::from_utf8(data) {
+            Ok(s) => {
+                self.saw_non_ascii |= !s.is_ascii();
+                out.extend_from_slice(data);
+                Ok(data.len())
+            }
+            Err(e) => {
+                let valid = e.valid_up_to();
+                self.saw_non_ascii |= !data[..valid].is_ascii();
+                out.extend_from_slice(&data[..valid]);
+                // An incomplete character at the end of a block is completed by the next.
+                if e.error_len().is_none() && !last {
+                    return Ok(valid);
+                }
+                Err(DecodeError::MixedEncoding { offset: self.offset + valid as u64 })
+            }
+        }
+    }
+
+    fn utf16(&mut self, data: &[u8], last: bool, out: &mut Vec<u8>) -> Result<usize, DecodeError> {
+        let le = self.encoding == Some(Encoding::Utf16Le);
+        let units = data.len() / 2;
+        let mut i = 0;
+        while i < units {
+            let unit = |k: usize| {
+                let (a, b) = (data[2 * k], data[2 * k + 1]);
+                if le { u16::from_le_bytes([a, b]) } else { u16::from_be_bytes([a, b]) }
+            };
+            let u = unit(i);
+            let (c, used) = if (0xD800..0xDC00).contains(&u) {
+                if i + 1 >= units {
+                    break; // the low surrogate is in the next block
+                }
+                let low = unit(i + 1);
+                let cp =
+                    0x10000 + (((u as u32) - 0xD800) << 10) + ((low as u32).wrapping_sub(0xDC00) & 0x3FF);
+                (char::from_u32(cp).unwrap_or('\u{FFFD}'), 2)
+            } else {
+                (char::from_u32(u as u32).unwrap_or('\u{FFFD}'), 1)
+            };
+            if c == '\0' {
+                return Err(DecodeError::NotText { offset: self.offset + 2 * i as u64 });
+            }
+            push_char(out, c);
+            i += used;
+        }
+        let consumed = 2 * i;
+        if last && consumed < data.len() {
+            return Err(DecodeError::TruncatedUtf16);
+        }
+        Ok(consumed)
+    }
+}
+
+fn detect(data: &[u8]) -> (Encoding, usize) {
+    if data.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return (Encoding::Utf8Bom, 3);
+    }
+    if data.starts_with(&[0xFF, 0xFE]) {
+        return (Encoding::Utf16Le, 2);
+    }
+    if data.starts_with(&[0xFE, 0xFF]) {
+        return (Encoding::Utf16Be, 2);
+    }
+    match std::str::from_utf8(data) {
+        Ok(_) => (Encoding::Utf8, 0),
+        // Invalid only because a character is cut at the end of the block: still UTF-8.
+        Err(e) if e.error_len().is_none() => (Encoding::Utf8, 0),
+        Err(_) => (Encoding::Windows1252, 0),
+    }
+}
+
+fn memchr0(data: &[u8]) -> Option<usize> {
+    data.iter().position(|&b| b == 0)
+}
+
+fn push_char(out: &mut Vec<u8>, c: char) {
+    let mut buf = [0u8; 4];
+    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+}
+
+/// Windows-1252 to Unicode; the five undefined bytes map to the C1 controls, as in ISO-8859-1.
+fn windows_1252(b: u8) -> char {
+    const HIGH: [u16; 32] = [
+        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152,
+        0x8D, 0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122,
+        0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
+    ];
+    match b {
+        0x80..=0x9F => char::from_u32(HIGH[(b - 0x80) as usize] as u32).unwrap_or('\u{FFFD}'),
+        _ => b as char,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(bytes: &[u8], block: usize) -> Result<(String, Encoding), DecodeError> {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        let chunks: Vec<&[u8]> = bytes.chunks(block.max(1)).collect();
+        for (i, c) in chunks.iter().enumerate() {
+            d.decode(c, i + 1 == chunks.len(), &mut out)?;
+        }
+        if chunks.is_empty() {
+            d.decode(&[], true, &mut out)?;
+        }
+        Ok((String::from_utf8(out).unwrap(), d.encoding().unwrap()))
+    }
+
+    #[test]
+    fn detects_each_encoding_across_block_boundaries() {
+        for block in [1, 2, 3, 7, 4096] {
+            assert_eq!(
+                decode_all(b"id,name\n1,Ann\n", block).unwrap(),
+                ("id,name\n1,Ann\n".into(), Encoding::Ascii)
+            );
+            assert_eq!(decode_all("id,name\n1,Zoë\n".as_bytes(), block).unwrap().1, Encoding::Utf8);
+            let bom = [&[0xEF, 0xBB, 0xBF][..], "a,é\n".as_bytes()].concat();
+            assert_eq!(decode_all(&bom, block).unwrap(), ("a,é\n".into(), Encoding::Utf8Bom));
+            let mut le = vec![0xFF, 0xFE];
+            for u in "a,é😀\n".encode_utf16() {
+                le.extend_from_slice(&u.to_le_bytes());
+            }
+            assert_eq!(decode_all(&le, block).unwrap(), ("a,é😀\n".into(), Encoding::Utf16Le));
+            let mut be = vec![0xFE, 0xFF];
+            for u in "a,b\n".encode_utf16() {
+                be.extend_from_slice(&u.to_be_bytes());
+            }
+            assert_eq!(decode_all(&be, block).unwrap(), ("a,b\n".into(), Encoding::Utf16Be));
+        }
+        // Latin-1 / Windows-1252 bytes that are not UTF-8.
+        let (text, enc) = decode_all(b"name\nJos\xe9 \x80\n", 4096).unwrap();
+        assert_eq!((text.as_str(), enc), ("name\nJosé €\n", Encoding::Windows1252));
+    }
+
+    #[test]
+    fn binary_and_mixed_files_are_rejected() {
+        assert!(matches!(
+            decode_all(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 4096),
+            Err(DecodeError::NotText { .. })
+        ));
+        assert!(matches!(decode_all(b"a,b\n1,\0\n", 4096), Err(DecodeError::NotText { offset: 6 })));
+        // Starts as UTF-8, later a Latin-1 byte.
+        let mut mixed = "name\nZoë\n".repeat(2000).into_bytes();
+        mixed.extend_from_slice(b"Jos\xe9\n");
+        assert!(matches!(decode_all(&mixed, 4096), Err(DecodeError::MixedEncoding { .. })));
+        assert_eq!(decode_all(&[0xFF, 0xFE, 0x41], 4096), Err(DecodeError::TruncatedUtf16));
+    }
+}

@@ -1,0 +1,14 @@
+//! Import types and everything needed to turn a file into validated rows, without I/O of
+//! its own: the caller hands in a `Read`.
+//!
+//! decode (bytes -> UTF-8) -> csv (records with line numbers) -> header mapping -> values.
+
+pub mod csv;
+pub mod decode;
+pub mod types;
+pub mod values;
+
+pub use csv::{CsvError, CsvReader, Record};
+pub use decode::{DecodeError, Encoding};
+pub use types::{ColumnKind, ImportType, ImportTypes, LoadMode, Reference, TypeError};
+pub use values::{HeaderError, HeaderMap, RowError};

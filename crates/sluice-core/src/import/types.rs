@@ -1,0 +1,464 @@
+//! Import types, declared as data (TOML) and parsed into closed, checked structures.
+//!
+//! ```toml
+//! [[type]]
+//! name = "students"            # unique; also the default folder
+//! folder = "students"          # where uploads of this type go (optional)
+//! file_name = "students.csv"   # required file name (optional)
+//! key = ["sisId"]              # column(s) identifying a record
+//! mode = "mirror"              # upsert | mirror | delta
+//! mirror_threshold_percent = 10
+//! [[type.column]]
+//! name = "sisId"
+//! aliases = ["Student ID"]
+//! required = true
+//! kind = "id"                  # text integer decimal boolean date datetime email phone enum id
+//! ```
+
+use super::values::DateFormat;
+use crate::FolderName;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadMode {
+    /// Rows absent from the file stay.
+    Upsert,
+    /// Rows absent from the file are deleted, behind the deletion safeguard.
+    Mirror,
+    /// A status column says, per row, whether the record is active or deleted.
+    Delta,
+}
+
+impl LoadMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadMode::Upsert => "upsert",
+            LoadMode::Mirror => "mirror",
+            LoadMode::Delta => "delta",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnKind {
+    Text { max_length: usize },
+    Integer,
+    Decimal,
+    Boolean,
+    Date { formats: Vec<DateFormat> },
+    DateTime,
+    Email,
+    Phone,
+    Enum { values: Vec<String> },
+    Id,
+}
+
+impl ColumnKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ColumnKind::Text { .. } => "text",
+            ColumnKind::Integer => "integer",
+            ColumnKind::Decimal => "decimal",
+            ColumnKind::Boolean => "boolean",
+            ColumnKind::Date { .. } => "date",
+            ColumnKind::DateTime => "datetime",
+            ColumnKind::Email => "email",
+            ColumnKind::Phone => "phone",
+            ColumnKind::Enum { .. } => "enum",
+            ColumnKind::Id => "id",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub required: bool,
+    pub kind: ColumnKind,
+}
+
+/// `column` of this type must name an existing record of type `to_type` (by its key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    pub column: usize,
+    pub to_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_rows: u64,
+    pub max_file_bytes: u64,
+    pub max_row_bytes: usize,
+    pub max_columns: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_rows: 10_000_000, max_file_bytes: 4 << 30, max_row_bytes: 64 << 10, max_columns: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportType {
+    pub name: String,
+    pub description: String,
+    pub folder: Option<FolderName>,
+    pub file_name: Option<String>,
+    pub columns: Vec<Column>,
+    /// Indexes into `columns`.
+    pub key: Vec<usize>,
+    pub mode: LoadMode,
+    /// Share of existing records a mirror import may delete before it is held.
+    pub mirror_threshold_percent: f64,
+    /// Delta mode: the status column and the values that mean "deleted".
+    pub status: Option<(usize, Vec<String>)>,
+    pub references: Vec<Reference>,
+    pub limits: Limits,
+}
+
+impl ImportType {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TypeError {
+    #[error("{file}: not valid TOML: {message}")]
+    Toml { file: String, message: String },
+    #[error("{file}: type {name:?}: {problem}")]
+    Invalid { file: String, name: String, problem: String },
+    #[error("type {0:?} is defined twice")]
+    Duplicate(String),
+    #[error("type {name:?} refers to {target:?}, which is not a type with a single-column key")]
+    BadReference { name: String, target: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDef {
+    #[serde(rename = "type", default)]
+    types: Vec<TypeDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypeDef {
+    name: String,
+    #[serde(default)]
+    description: String,
+    folder: Option<String>,
+    file_name: Option<String>,
+    key: Vec<String>,
+    mode: LoadMode,
+    mirror_threshold_percent: Option<f64>,
+    status_column: Option<String>,
+    #[serde(default)]
+    deleted_values: Vec<String>,
+    #[serde(rename = "column")]
+    columns: Vec<ColumnDef>,
+    #[serde(default)]
+    references: Vec<ReferenceDef>,
+    #[serde(default)]
+    limits: LimitsDef,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnDef {
+    name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    #[serde(default)]
+    required: bool,
+    kind: String,
+    #[serde(default)]
+    formats: Vec<String>,
+    #[serde(default)]
+    values: Vec<String>,
+    max_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReferenceDef {
+    column: String,
+    to: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsDef {
+    max_rows: Option<u64>,
+    max_file_bytes: Option<u64>,
+    max_row_bytes: Option<usize>,
+    max_columns: Option<usize>,
+}
+
+/// All known import types.
+#[derive(Debug, Clone, Default)]
+pub struct ImportTypes {
+    types: Vec<ImportType>,
+}
+
+impl ImportTypes {
+    /// Parses several TOML documents (`(file name, text)`), each holding `[[type]]` tables.
+    pub fn parse(files: &[(String, String)]) -> Result<Self, TypeError> {
+        let mut types: Vec<ImportType> = Vec::new();
+        let mut targets = Vec::new();
+        for (file, text) in files {
+            let def: FileDef = toml::from_str(text)
+                .map_err(|e| TypeError::Toml { file: file.clone(), message: e.to_string() })?;
+            for t in def.types {
+                let invalid = |problem: String| TypeError::Invalid {
+                    file: file.clone(),
+                    name: t.name.clone(),
+                    problem,
+                };
+                let (parsed, refs) = parse_type(&t).map_err(invalid)?;
+                if types.iter().any(|x| x.name == parsed.name) {
+                    return Err(TypeError::Duplicate(parsed.name));
+                }
+                targets.extend(refs.into_iter().map(|r| (parsed.name.clone(), r)));
+                types.push(parsed);
+            }
+        }
+        for (name, target) in targets {
+            let (to_type, to_column) = target.split_once('.').unwrap_or((&target, ""));
+            let ok = types.iter().any(|t| {
+                t.name == to_type
+                    && t.key.len() == 1
+                    && (to_column.is_empty() || t.columns[t.key[0]].name == to_column)
+            });
+            if !ok {
+                return Err(TypeError::BadReference { name, target });
+            }
+        }
+        Ok(Self { types })
+    }
+
+    pub fn all(&self) -> &[ImportType] {
+        &self.types
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ImportType> {
+        self.types.iter().find(|t| t.name == name)
+    }
+
+    /// The type for a file uploaded into `folder` under `file_name`. A type with a required
+    /// file name matches only that name; otherwise the folder decides.
+    pub fn for_upload(&self, allowed: &[String], folder: &str, file_name: &str) -> Option<&ImportType> {
+        let candidates = || self.types.iter().filter(|t| allowed.iter().any(|a| *a == t.name));
+        candidates()
+            .find(|t| {
+                t.file_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(file_name))
+                    && t.folder.as_ref().is_none_or(|f| f.as_str() == folder)
+            })
+            .or_else(|| {
+                candidates().find(|t| {
+                    t.file_name.is_none() && t.folder.as_ref().is_some_and(|f| f.as_str() == folder)
+                })
+            })
+    }
+}
+
+fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
+    if FolderName::parse(&t.name).is_err() {
+        return Err("the name must be lowercase letters, digits, '-' or '_'".into());
+    }
+    let folder = match &t.folder {
+        Some(f) => Some(FolderName::parse(f).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    if t.columns.is_empty() {
+        return Err("declares no columns".into());
+    }
+    let mut columns: Vec<Column> = Vec::new();
+    for c in &t.columns {
+        let lower = c.name.to_lowercase();
+        let clash = columns
+            .iter()
+            .any(|o| o.name.to_lowercase() == lower || o.aliases.iter().any(|a| a.to_lowercase() == lower))
+            || c.aliases.iter().any(|a| columns.iter().any(|o| o.name.eq_ignore_ascii_case(a)));
+        if clash {
+            return Err(format!("column {:?} (or one of its aliases) is declared twice", c.name));
+        }
+        columns.push(Column {
+            name: c.name.clone(),
+            aliases: c.aliases.clone(),
+            required: c.required,
+            kind: kind(c)?,
+        });
+    }
+    let index = |name: &str| {
+        columns
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| format!("names column {name:?}, which it does not declare"))
+    };
+    if t.key.is_empty() {
+        return Err("declares no key column".into());
+    }
+    let key = t.key.iter().map(|k| index(k)).collect::<Result<Vec<_>, _>>()?;
+    for &k in &key {
+        if !columns[k].required {
+            return Err(format!("key column {:?} must be required", columns[k].name));
+        }
+    }
+    let status = match (&t.status_column, t.mode) {
+        (Some(col), LoadMode::Delta) => {
+            if t.deleted_values.is_empty() {
+                return Err("delta mode needs deleted_values, e.g. [\"tobedeleted\"]".into());
+            }
+            Some((index(col)?, t.deleted_values.iter().map(|v| v.to_lowercase()).collect()))
+        }
+        (None, LoadMode::Delta) => return Err("delta mode needs a status_column".into()),
+        (Some(_), _) => return Err("status_column is only for mode = \"delta\"".into()),
+        (None, _) => None,
+    };
+    let threshold = t.mirror_threshold_percent.unwrap_or(10.0);
+    if !(0.0..=100.0).contains(&threshold) {
+        return Err("mirror_threshold_percent must be between 0 and 100".into());
+    }
+    let mut references = Vec::new();
+    let mut targets = Vec::new();
+    for r in &t.references {
+        let to_type = r.to.split('.').next().unwrap_or_default().to_owned();
+        references.push(Reference { column: index(&r.column)?, to_type });
+        targets.push(r.to.clone());
+    }
+    let d = Limits::default();
+    let limits = Limits {
+        max_rows: t.limits.max_rows.unwrap_or(d.max_rows),
+        max_file_bytes: t.limits.max_file_bytes.unwrap_or(d.max_file_bytes),
+        max_row_bytes: t.limits.max_row_bytes.unwrap_or(d.max_row_bytes),
+        max_columns: t.limits.max_columns.unwrap_or(d.max_columns),
+    };
+    let parsed = ImportType {
+        name: t.name.clone(),
+        description: t.description.clone(),
+        folder,
+        file_name: t.file_name.clone(),
+        columns,
+        key,
+        mode: t.mode,
+        mirror_threshold_percent: threshold,
+        status,
+        references,
+        limits,
+    };
+    Ok((parsed, targets))
+}
+
+fn kind(c: &ColumnDef) -> Result<ColumnKind, String> {
+    let k = match c.kind.as_str() {
+        "text" => ColumnKind::Text { max_length: c.max_length.unwrap_or(1000) },
+        "integer" => ColumnKind::Integer,
+        "decimal" => ColumnKind::Decimal,
+        "boolean" => ColumnKind::Boolean,
+        "date" => {
+            let formats =
+                if c.formats.is_empty() { vec!["YYYY-MM-DD".to_owned()] } else { c.formats.clone() };
+            ColumnKind::Date {
+                formats: formats
+                    .iter()
+                    .map(|f| {
+                        DateFormat::from_pattern(f)
+                            .ok_or_else(|| format!("column {:?}: bad date format {f:?}", c.name))
+                    })
+                    .collect::<Result<_, _>>()?,
+            }
+        }
+        "datetime" => ColumnKind::DateTime,
+        "email" => ColumnKind::Email,
+        "phone" => ColumnKind::Phone,
+        "enum" => {
+            if c.values.is_empty() {
+                return Err(format!("column {:?}: an enum needs values", c.name));
+            }
+            ColumnKind::Enum { values: c.values.clone() }
+        }
+        "id" => ColumnKind::Id,
+        other => return Err(format!("column {:?}: unknown kind {other:?}", c.name)),
+    };
+    Ok(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ImportTypes, TypeError> {
+        ImportTypes::parse(&[("test.toml".into(), text.into())])
+    }
+
+    const STUDENTS: &str = r#"
+[[type]]
+name = "students"
+folder = "students"
+key = ["sisId"]
+mode = "mirror"
+[[type.column]]
+name = "sisId"
+aliases = ["Student ID"]
+required = true
+kind = "id"
+[[type.column]]
+name = "birthDate"
+kind = "date"
+formats = ["MM/DD/YYYY", "YYYY-MM-DD"]
+
+[[type]]
+name = "guardians"
+folder = "guardians"
+file_name = "guardians.csv"
+key = ["guardianSisId", "studentSisId"]
+mode = "upsert"
+references = [{ column = "studentSisId", to = "students.sisId" }]
+[[type.column]]
+name = "guardianSisId"
+required = true
+kind = "id"
+[[type.column]]
+name = "studentSisId"
+required = true
+kind = "id"
+"#;
+
+    #[test]
+    fn parses_types_and_routes_uploads() {
+        let t = parse(STUDENTS).unwrap();
+        let s = t.get("students").unwrap();
+        assert_eq!(s.key, [0]);
+        assert_eq!(s.mode, LoadMode::Mirror);
+        assert_eq!(s.mirror_threshold_percent, 10.0);
+        let g = t.get("guardians").unwrap();
+        assert_eq!(g.references, [Reference { column: 1, to_type: "students".into() }]);
+        let all = vec!["students".to_owned(), "guardians".to_owned()];
+        assert_eq!(t.for_upload(&all, "students", "any.csv").unwrap().name, "students");
+        assert_eq!(t.for_upload(&all, "guardians", "GUARDIANS.csv").unwrap().name, "guardians");
+        assert!(t.for_upload(&all, "guardians", "other.csv").is_none());
+        assert!(t.for_upload(&["guardians".into()], "students", "x.csv").is_none());
+    }
+
+    #[test]
+    fn mistakes_in_type_files_are_explained() {
+        let e = |s: &str| parse(s).unwrap_err().to_string();
+        assert!(e("[[type]]\nname = 1").contains("test.toml"));
+        let no_key = STUDENTS.replace("key = [\"sisId\"]", "key = [\"nope\"]");
+        assert!(e(&no_key).contains("\"nope\""), "{}", e(&no_key));
+        let optional_key = STUDENTS.replacen("required = true\nkind = \"id\"", "kind = \"id\"", 1);
+        assert!(e(&optional_key).contains("must be required"));
+        let bad_ref = STUDENTS.replace("students.sisId", "teachers.id");
+        assert!(e(&bad_ref).contains("teachers.id"));
+        let bad_kind = STUDENTS.replace("kind = \"date\"", "kind = \"colour\"");
+        assert!(e(&bad_kind).contains("colour"));
+        let typo = STUDENTS.replace("aliases", "alias");
+        assert!(e(&typo).contains("alias"));
+        let twice =
+            format!("{STUDENTS}\n{}", &STUDENTS[..STUDENTS.find("[[type]]\nname = \"guardians\"").unwrap()]);
+        assert!(matches!(parse(&twice), Err(TypeError::Duplicate(_))));
+    }
+}

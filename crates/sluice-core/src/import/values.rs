@@ -1,0 +1,404 @@
+//! Header mapping and per-value validation. Values are trimmed and normalised (dates to
+//! ISO 8601, booleans to true/false, enum values to their declared spelling) so that the
+//! same record always stores, and hashes, the same way.
+
+use super::csv::Record;
+use super::types::{ColumnKind, ImportType};
+
+/// One rejected value (or row), as reported to the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub line: u64,
+    pub column: String,
+    pub code: &'static str,
+    pub reason: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("the file is empty: it has no header row")]
+    Empty,
+    #[error("required column {column:?} is missing from the header{hint}")]
+    MissingRequired { column: String, hint: String },
+    #[error("column {column:?} appears twice in the header (as {first:?} and {second:?})")]
+    Duplicate { column: String, first: String, second: String },
+    #[error("the header has {found} columns; type {type_name:?} allows at most {max}")]
+    TooManyColumns { found: usize, max: usize, type_name: String },
+}
+
+/// Where each of the type's columns is in the file.
+#[derive(Debug, Clone)]
+pub struct HeaderMap {
+    /// `positions[i]` is the file field holding type column `i`.
+    positions: Vec<Option<usize>>,
+    width: usize,
+    /// File columns the type does not know: reported as warnings and ignored.
+    pub unknown: Vec<String>,
+}
+
+impl HeaderMap {
+    pub fn new(t: &ImportType, header: &Record) -> Result<Self, Vec<HeaderError>> {
+        if header.len() > t.limits.max_columns {
+            return Err(vec![HeaderError::TooManyColumns {
+                found: header.len(),
+                max: t.limits.max_columns,
+                type_name: t.name.clone(),
+            }]);
+        }
+        let mut positions: Vec<Option<usize>> = vec![None; t.columns.len()];
+        let mut errors = Vec::new();
+        let mut unknown = Vec::new();
+        for (i, raw) in header.iter().enumerate() {
+            let name = raw.trim().trim_start_matches('\u{feff}');
+            let found = t.columns.iter().position(|c| {
+                c.name.eq_ignore_ascii_case(name) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+            });
+            match found {
+                Some(c) => match positions[c] {
+                    Some(first) => errors.push(HeaderError::Duplicate {
+                        column: t.columns[c].name.clone(),
+                        first: header.get(first).unwrap_or_default().to_owned(),
+                        second: name.to_owned(),
+                    }),
+                    None => positions[c] = Some(i),
+                },
+                None => unknown.push(name.to_owned()),
+            }
+        }
+        for (c, col) in t.columns.iter().enumerate() {
+            if col.required && positions[c].is_none() {
+                let hint = if col.aliases.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (also accepted as {})",
+                        col.aliases.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                errors.push(HeaderError::MissingRequired { column: col.name.clone(), hint });
+            }
+        }
+        if errors.is_empty() { Ok(Self { positions, width: header.len(), unknown }) } else { Err(errors) }
+    }
+
+    /// Checks one record, writing the normalised values (in the type's column order) into
+    /// `values`. Returns false when the row is rejected; its errors are appended.
+    pub fn check(
+        &self,
+        t: &ImportType,
+        rec: &Record,
+        values: &mut Vec<String>,
+        errors: &mut Vec<RowError>,
+    ) -> bool {
+        values.clear();
+        if rec.len() != self.width {
+            errors.push(RowError {
+                line: rec.line,
+                column: String::new(),
+                code: "field_count",
+                reason: format!("expected {} fields like the header, found {}", self.width, rec.len()),
+                value: String::new(),
+            });
+            return false;
+        }
+        let before = errors.len();
+        for (c, col) in t.columns.iter().enumerate() {
+            let raw = self.positions[c].and_then(|p| rec.get(p)).unwrap_or("");
+            let trimmed = raw.trim();
+            if trimmed.is_empty() {
+                if col.required {
+                    errors.push(row_error(
+                        rec.line,
+                        &col.name,
+                        "required",
+                        "a value is required".into(),
+                        raw,
+                    ));
+                }
+                values.push(String::new());
+                continue;
+            }
+            match check_value(&col.kind, trimmed) {
+                Ok(v) => values.push(v),
+                Err((code, reason)) => {
+                    errors.push(row_error(rec.line, &col.name, code, reason, raw));
+                    values.push(String::new());
+                }
+            }
+        }
+        errors.len() == before
+    }
+}
+
+fn row_error(line: u64, column: &str, code: &'static str, reason: String, value: &str) -> RowError {
+    RowError { line, column: column.to_owned(), code, reason, value: value.chars().take(200).collect() }
+}
+
+/// Validates and normalises one non-empty, trimmed value.
+pub fn check_value(kind: &ColumnKind, v: &str) -> Result<String, (&'static str, String)> {
+    match kind {
+        ColumnKind::Text { max_length } => {
+            if v.chars().count() > *max_length {
+                return Err(("too_long", format!("longer than {max_length} characters")));
+            }
+            if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                return Err(("control_character", "contains a control character".into()));
+            }
+            Ok(v.to_owned())
+        }
+        ColumnKind::Id => {
+            if v.len() > 255 || v.chars().any(char::is_control) {
+                return Err((
+                    "bad_id",
+                    "an id must be at most 255 characters without control characters".into(),
+                ));
+            }
+            Ok(v.to_owned())
+        }
+        ColumnKind::Integer => v
+            .parse::<i64>()
+            .map(|n| n.to_string())
+            .map_err(|_| ("not_integer", "expected a whole number".into())),
+        ColumnKind::Decimal => {
+            let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
+            let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            let ok = !(int.is_empty() && frac.is_empty())
+                && int.bytes().all(|b| b.is_ascii_digit())
+                && frac.bytes().all(|b| b.is_ascii_digit())
+                && !(digits.contains('.') && frac.is_empty());
+            if ok {
+                Ok(v.trim_start_matches('+').to_owned())
+            } else {
+                Err(("not_decimal", "expected a number such as 12.5".into()))
+            }
+        }
+        ColumnKind::Boolean => match v.to_ascii_lowercase().as_str() {
+            "true" | "t" | "yes" | "y" | "1" => Ok("true".into()),
+            "false" | "f" | "no" | "n" | "0" => Ok("false".into()),
+            _ => Err(("not_boolean", "expected true/false, yes/no or 1/0".into())),
+        },
+        ColumnKind::Date { formats } => formats
+            .iter()
+            .find_map(|f| f.read(v))
+            .map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = formats.iter().map(|f| f.source.as_str()).collect();
+                ("bad_date", format!("expected a date as {}", names.join(" or ")))
+            }),
+        ColumnKind::DateTime => check_datetime(v)
+            .then(|| v.to_owned())
+            .ok_or(("bad_datetime", "expected ISO 8601, e.g. 2024-08-31T14:05:00Z".into())),
+        ColumnKind::Email => {
+            let ok = match v.split_once('@') {
+                Some((local, domain)) => {
+                    !local.is_empty()
+                        && domain.contains('.')
+                        && !domain.starts_with('.')
+                        && !domain.ends_with('.')
+                        && !domain.contains('@')
+                        && !v.chars().any(|c| c.is_whitespace() || c.is_control())
+                }
+                None => false,
+            };
+            if ok {
+                Ok(v.to_owned())
+            } else {
+                Err(("bad_email", "expected an email address like name@example.org".into()))
+            }
+        }
+        ColumnKind::Phone => {
+            let allowed = v.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+            let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+            if allowed && (7..=15).contains(&digits.len()) && !v[1..].contains('+') {
+                Ok(if v.starts_with('+') { format!("+{digits}") } else { digits })
+            } else {
+                Err(("bad_phone", "expected a phone number of 7 to 15 digits".into()))
+            }
+        }
+        ColumnKind::Enum { values } => values
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(v))
+            .cloned()
+            .ok_or_else(|| ("not_in_list", format!("expected one of: {}", values.join(", ")))),
+    }
+}
+
+fn check_datetime(v: &str) -> bool {
+    let b = v.as_bytes();
+    if b.len() < 19 {
+        return false;
+    }
+    let date_ok = DateFormat::from_pattern("YYYY-MM-DD").and_then(|f| f.read(&v[..10])).is_some();
+    let sep = b[10] == b'T' || b[10] == b' ';
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let time_ok = digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19);
+    let in_range = v[11..13].parse::<u8>().is_ok_and(|h| h < 24)
+        && v[14..16].parse::<u8>().is_ok_and(|m| m < 60)
+        && v[17..19].parse::<u8>().is_ok_and(|s| s < 61);
+    let mut rest = &v[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    let zone_ok = rest.is_empty()
+        || rest == "Z"
+        || (rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && rest[1..3].bytes().all(|c| c.is_ascii_digit())
+            && &rest[3..4] == ":"
+            && rest[4..6].bytes().all(|c| c.is_ascii_digit()));
+    date_ok && sep && time_ok && in_range && zone_ok
+}
+
+/// A date pattern built from `YYYY`, `MM`, `M`, `DD`, `D` and literal separators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DateFormat {
+    pub source: String,
+    parts: Vec<DatePart>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum DatePart {
+    Year,
+    Month { exact: bool },
+    Day { exact: bool },
+    Literal(char),
+}
+
+impl DateFormat {
+    pub fn from_pattern(source: &str) -> Option<Self> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while !rest.is_empty() {
+            let (part, len) = if rest.starts_with("YYYY") {
+                (DatePart::Year, 4)
+            } else if rest.starts_with("MM") {
+                (DatePart::Month { exact: true }, 2)
+            } else if rest.starts_with("DD") {
+                (DatePart::Day { exact: true }, 2)
+            } else if rest.starts_with('M') {
+                (DatePart::Month { exact: false }, 1)
+            } else if rest.starts_with('D') {
+                (DatePart::Day { exact: false }, 1)
+            } else {
+                let c = rest.chars().next()?;
+                if c.is_ascii_alphanumeric() {
+                    return None;
+                }
+                (DatePart::Literal(c), c.len_utf8())
+            };
+            parts.push(part);
+            rest = &rest[len..];
+        }
+        let count = |f: fn(&DatePart) -> bool| parts.iter().filter(|p| f(p)).count();
+        let valid = count(|p| matches!(p, DatePart::Year)) == 1
+            && count(|p| matches!(p, DatePart::Month { .. })) == 1
+            && count(|p| matches!(p, DatePart::Day { .. })) == 1;
+        valid.then(|| Self { source: source.to_owned(), parts })
+    }
+
+    /// (year, month, day) if `v` matches this pattern and is a real calendar date.
+    pub fn read(&self, v: &str) -> Option<(u32, u32, u32)> {
+        let (mut y, mut m, mut d) = (0, 0, 0);
+        let mut rest = v.as_bytes();
+        for part in &self.parts {
+            let take_digits = |rest: &mut &[u8], min: usize, max: usize| -> Option<u32> {
+                let n = rest.iter().take(max).take_while(|b| b.is_ascii_digit()).count();
+                if n < min {
+                    return None;
+                }
+                let value = std::str::from_utf8(&rest[..n]).ok()?.parse().ok()?;
+                *rest = &rest[n..];
+                Some(value)
+            };
+            match part {
+                DatePart::Year => y = take_digits(&mut rest, 4, 4)?,
+                DatePart::Month { exact } => m = take_digits(&mut rest, if *exact { 2 } else { 1 }, 2)?,
+                DatePart::Day { exact } => d = take_digits(&mut rest, if *exact { 2 } else { 1 }, 2)?,
+                DatePart::Literal(c) => {
+                    let mut buf = [0u8; 4];
+                    rest = rest.strip_prefix(c.encode_utf8(&mut buf).as_bytes())?;
+                }
+            }
+        }
+        if !rest.is_empty() || !(1..=12).contains(&m) || d == 0 {
+            return None;
+        }
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][(m - 1) as usize];
+        (d <= days && y >= 1000).then_some((y, m, d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind_date(formats: &[&str]) -> ColumnKind {
+        ColumnKind::Date { formats: formats.iter().map(|f| DateFormat::from_pattern(f).unwrap()).collect() }
+    }
+
+    #[test]
+    fn dates_in_declared_formats_normalise_to_iso() {
+        let k = kind_date(&["MM/DD/YYYY", "M/D/YYYY", "YYYY-MM-DD", "MM-DD-YYYY"]);
+        for (input, iso) in [
+            ("08/31/2012", "2012-08-31"),
+            ("8/1/2012", "2012-08-01"),
+            ("2012-08-31", "2012-08-31"),
+            ("02-29-2024", "2024-02-29"),
+        ] {
+            assert_eq!(check_value(&k, input), Ok(iso.to_owned()), "{input}");
+        }
+        for bad in [
+            "02/30/2012",
+            "13/01/2012",
+            "2023-02-29",
+            "8/1/12",
+            "2012-8-31",
+            "31.08.2012",
+            "08/31/2012x",
+            "tomorrow",
+        ] {
+            let e = check_value(&k, bad).unwrap_err();
+            assert_eq!(e.0, "bad_date", "{bad}");
+            assert!(e.1.contains("MM/DD/YYYY"));
+        }
+        assert!(DateFormat::from_pattern("YYYY-MM").is_none());
+        assert!(DateFormat::from_pattern("YYYY-MM-DDx").is_none());
+    }
+
+    #[test]
+    fn other_kinds() {
+        assert_eq!(check_value(&ColumnKind::Integer, "-42"), Ok("-42".into()));
+        assert_eq!(check_value(&ColumnKind::Integer, "4.2").unwrap_err().0, "not_integer");
+        assert_eq!(check_value(&ColumnKind::Decimal, "+12.50"), Ok("12.50".into()));
+        assert!(check_value(&ColumnKind::Decimal, "12.").is_err());
+        assert!(check_value(&ColumnKind::Decimal, "1e5").is_err());
+        assert_eq!(check_value(&ColumnKind::Boolean, "Yes"), Ok("true".into()));
+        assert!(check_value(&ColumnKind::Boolean, "maybe").is_err());
+        assert!(check_value(&ColumnKind::Email, "ann@school.org").is_ok());
+        for bad in ["ann", "ann@school", "@school.org", "a b@school.org", "ann@@school.org", "ann@.org"] {
+            assert_eq!(check_value(&ColumnKind::Email, bad).unwrap_err().0, "bad_email", "{bad}");
+        }
+        assert_eq!(check_value(&ColumnKind::Phone, "+1 (555) 010-2030"), Ok("+15550102030".into()));
+        assert_eq!(check_value(&ColumnKind::Phone, "555-0102"), Ok("5550102".into()));
+        assert!(check_value(&ColumnKind::Phone, "call me").is_err());
+        assert!(check_value(&ColumnKind::Phone, "12").is_err());
+        let e = ColumnKind::Enum { values: vec!["English".into(), "Spanish".into()] };
+        assert_eq!(check_value(&e, "spanish"), Ok("Spanish".into()));
+        assert!(check_value(&e, "Klingon").unwrap_err().1.contains("English, Spanish"));
+        assert!(check_value(&ColumnKind::DateTime, "2024-08-31T14:05:00Z").is_ok());
+        assert!(check_value(&ColumnKind::DateTime, "2024-08-31 14:05:00.123+02:00").is_ok());
+        assert!(check_value(&ColumnKind::DateTime, "2024-08-31T25:05:00Z").is_err());
+        assert!(check_value(&ColumnKind::Text { max_length: 3 }, "abcd").is_err());
+        // Formula-looking text is data, not an error: it is neutralised on the way out.
+        assert_eq!(
+            check_value(&ColumnKind::Text { max_length: 100 }, "=HYPERLINK(\"x\")"),
+            Ok("=HYPERLINK(\"x\")".into())
+        );
+    }
+}
