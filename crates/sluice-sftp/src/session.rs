@@ -574,7 +574,7 @@ impl Processor {
             FsError::Refused("the file arrived but could not be recorded; please upload it again".into())
         })?;
         info!(tenant = %logged.tenant, path = %logged.path, size = logged.size, sha256 = logged.sha256.as_str(), "upload complete");
-        self.shared.uploaded.notify_waiters();
+        self.shared.uploaded.notify_one();
         Ok(())
     }
 }

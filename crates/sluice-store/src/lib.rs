@@ -5,7 +5,12 @@
 //! guarded by a mutex is enough: SQLite serialises writers anyway, and WAL lets the CLI read
 //! while the server runs.
 
+mod imports;
 mod migrations;
+
+pub use imports::{
+    Counts, ImportRecord, ImportStatus, Loader, Outcome, STORED_ERRORS, StageKind, StoredError,
+};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sluice_core::{FolderName, PasswordHash, Sha256Hex, TenantName, TreeLayout, UploadEvent, VirtualPath};
@@ -25,6 +30,8 @@ pub enum StoreError {
     KeyExists { tenant: String, fingerprint: String },
     #[error("the database holds a value sluice cannot read ({0}); was it edited by hand?")]
     Corrupt(String),
+    #[error("import {0} is not held: only a held import can be approved or discarded")]
+    NotHeld(i64),
     #[error("the database was written by a newer sluice (schema {found}, this build knows {known})")]
     TooNew { found: i64, known: i64 },
 }
@@ -61,6 +68,8 @@ pub struct StoredUpload {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// The database file; imports open connections of their own to it.
+    path: Option<std::path::PathBuf>,
 }
 
 pub fn now_ms() -> i64 {
@@ -71,14 +80,14 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
-        Self::setup(conn)
+        Self::setup(conn, Some(path.to_path_buf()))
     }
 
     pub fn open_in_memory() -> Result<Self> {
-        Self::setup(Connection::open_in_memory()?)
+        Self::setup(Connection::open_in_memory()?, None)
     }
 
-    fn setup(conn: Connection) -> Result<Self> {
+    fn setup(conn: Connection, path: Option<std::path::PathBuf>) -> Result<Self> {
         conn.busy_timeout(Duration::from_secs(10))?;
         // WAL: readers never block the writer. NORMAL: a committed transaction survives a
         // process crash; only an OS crash can lose the last few, like the uploaded files
@@ -87,10 +96,10 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations::migrate(&conn)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self { conn: Mutex::new(conn), path })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         // A panic while holding the lock cannot leave a half-applied transaction (rusqlite
         // rolls back on drop), so a poisoned lock is safe to reuse.
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -207,6 +216,10 @@ impl Store {
         })
     }
 
+    pub fn integrity_check(&self) -> Result<String> {
+        self.with(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+    }
+
     pub fn uploads(&self, tenant: &str) -> Result<Vec<StoredUpload>> {
         self.with(|c| {
             let mut stmt = c.prepare(
@@ -225,23 +238,46 @@ impl Store {
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter()
-                .map(|(id, tenant, path, size, sha, at_ms)| {
-                    let corrupt = |what: &str| StoreError::Corrupt(format!("upload event {id}: {what}"));
-                    Ok(StoredUpload {
-                        id,
-                        event: UploadEvent {
-                            tenant: TenantName::parse(&tenant).map_err(|_| corrupt("tenant name"))?,
-                            path: VirtualPath::resolve(path.as_bytes()).map_err(|_| corrupt("path"))?,
-                            size: u64::try_from(size).map_err(|_| corrupt("size"))?,
-                            sha256: Sha256Hex::parse(&sha).ok_or_else(|| corrupt("sha256"))?,
-                            at_ms,
-                        },
-                    })
-                })
-                .collect()
+            rows.into_iter().map(upload_from_row).collect()
         })
     }
+}
+
+pub(crate) fn upload_by_id(c: &Connection, id: i64) -> Result<Option<StoredUpload>> {
+    let row = c
+        .query_row(
+            "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms FROM upload_events u
+             JOIN tenants t ON t.id = u.tenant_id WHERE u.id = ?1",
+            [id],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    row.map(upload_from_row).transpose()
+}
+
+type UploadRow = (i64, String, String, i64, String, i64);
+
+fn upload_from_row((id, tenant, path, size, sha, at_ms): UploadRow) -> Result<StoredUpload> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("upload event {id}: {what}"));
+    Ok(StoredUpload {
+        id,
+        event: UploadEvent {
+            tenant: TenantName::parse(&tenant).map_err(|_| corrupt("tenant name"))?,
+            path: VirtualPath::resolve(path.as_bytes()).map_err(|_| corrupt("path"))?,
+            size: u64::try_from(size).map_err(|_| corrupt("size"))?,
+            sha256: Sha256Hex::parse(&sha).ok_or_else(|| corrupt("sha256"))?,
+            at_ms,
+        },
+    })
 }
 
 const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms FROM tenants";
@@ -288,7 +324,7 @@ fn tenant_by_name(c: &Connection, name: &str) -> Result<Option<Tenant>> {
     raw.map(RawTenant::parse).transpose()
 }
 
-fn tenant_id(c: &Connection, name: &str) -> Result<i64> {
+pub(crate) fn tenant_id(c: &Connection, name: &str) -> Result<i64> {
     c.query_row("SELECT id FROM tenants WHERE name = ?1", [name], |r| r.get(0))
         .optional()?
         .ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))

@@ -33,6 +33,52 @@ const MIGRATIONS: &[&str] = &[
         consumed_ms INTEGER
     );
     CREATE INDEX upload_events_pending ON upload_events (consumed_ms, id);",
+    // 2: imports, their errors, and the records they load
+    "CREATE TABLE imports (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        source TEXT NOT NULL,
+        upload_id INTEGER,
+        status TEXT NOT NULL,
+        encoding TEXT,
+        rows INTEGER NOT NULL DEFAULT 0,
+        added INTEGER NOT NULL DEFAULT 0,
+        updated INTEGER NOT NULL DEFAULT 0,
+        unchanged INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        message TEXT,
+        warnings TEXT NOT NULL DEFAULT '[]',
+        held_file TEXT,
+        report_file TEXT,
+        created_ms INTEGER NOT NULL,
+        finished_ms INTEGER
+    );
+    CREATE INDEX imports_by_tenant ON imports (tenant_id, id);
+    CREATE TABLE import_errors (
+        import_id INTEGER NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        line INTEGER NOT NULL,
+        column_name TEXT NOT NULL,
+        code TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (import_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE records (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        hash INTEGER NOT NULL,
+        created_import INTEGER NOT NULL,
+        updated_import INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, type, key)
+    ) WITHOUT ROWID;
+    ALTER TABLE upload_events ADD COLUMN lease_until_ms INTEGER;
+    ALTER TABLE upload_events ADD COLUMN import_id INTEGER;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

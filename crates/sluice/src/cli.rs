@@ -41,10 +41,73 @@ enum Command {
     /// Manage tenants' SSH public keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// List import types with their columns.
+    Types {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check files against an import type offline; exit 1 if anything would be rejected.
+    Validate {
+        #[arg(long = "type", value_name = "TYPE")]
+        type_name: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Import files for a tenant without SFTP (or `import show ID`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Import {
+        #[command(subcommand)]
+        show: Option<ImportCommand>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The import type; by default taken from each file's name (students.csv -> students).
+        #[arg(long = "type", value_name = "TYPE")]
+        type_name: Option<String>,
+        files: Vec<PathBuf>,
+    },
+    /// A tenant's import history, newest first.
+    Imports {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import the files waiting in a tenant's folders now.
+    Sync {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Apply a held import despite the deletion safeguard.
+    Approve { id: i64 },
+    /// Drop a held import without changing anything.
+    Discard { id: i64 },
+    /// A tenant's records of one type.
+    Records {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long = "type", value_name = "TYPE")]
+        type_name: String,
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        format: String,
+    },
     /// List the uploads a tenant completed, as recorded for the import pipeline.
     Uploads {
         #[arg(long)]
         tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCommand {
+    /// One import: status, counts, warnings, and with --errors its rejected rows.
+    Show {
+        id: i64,
+        #[arg(long)]
+        errors: bool,
         #[arg(long)]
         json: bool,
     },
@@ -101,12 +164,12 @@ enum KeyCommand {
 }
 
 /// A failure with the exit code the contract gives it.
-struct Failure {
-    code: u8,
-    error: anyhow::Error,
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
 }
 
-fn usage(error: anyhow::Error) -> Failure {
+pub fn usage(error: anyhow::Error) -> Failure {
     Failure { code: 2, error }
 }
 
@@ -141,7 +204,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     let overrides = Overrides { data_dir: cli.data_dir.clone(), sftp_listen };
     let config = Config::load(cli.config.as_deref(), &env, &overrides).map_err(usage)?;
-    init_logging(&config.log.level);
+    // The CLI's own commands print their results; their logs only matter when they fail.
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_logging(if serving { &config.log.level } else { "warn" });
     let dirs = DataDirs::new(&config.data_dir);
     match cli.command {
         Command::Serve { .. } => {
@@ -149,6 +214,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(serve::run(config)).map_err(usage)
         }
         Command::Tenant(cmd) => tenant_command(&config, &dirs, cmd),
+        Command::Types { json } => crate::imports::types(&config, json),
+        Command::Validate { type_name, files } => crate::imports::validate(&config, &type_name, &files),
+        Command::Import { show: Some(ImportCommand::Show { id, errors, json }), .. } => {
+            crate::imports::show(&dirs, id, errors, json)
+        }
+        Command::Import { show: None, tenant, type_name, files } => {
+            let tenant = tenant
+                .ok_or_else(|| usage(anyhow!("--tenant is required: sluice import --tenant T FILE...")))?;
+            if files.is_empty() {
+                return Err(usage(anyhow!(
+                    "name at least one file: sluice import --tenant {tenant} FILE..."
+                )));
+            }
+            crate::imports::import(&config, &dirs, &tenant, type_name.as_deref(), &files)
+        }
+        Command::Imports { tenant, limit, json } => crate::imports::history(&dirs, &tenant, limit, json),
+        Command::Sync { tenant } => crate::imports::sync(&config, &dirs, &tenant),
+        Command::Approve { id } => crate::imports::approve(&config, &dirs, id),
+        Command::Discard { id } => crate::imports::discard(&config, &dirs, id),
+        Command::Records { tenant, type_name, format } => {
+            crate::imports::records(&config, &dirs, &tenant, &type_name, &format)
+        }
         Command::Key(cmd) => key_command(&dirs, cmd),
         Command::Uploads { tenant, json } => {
             let store = dirs.open_store().map_err(usage)?;

@@ -32,6 +32,10 @@ max_open_handles = 256
 # Import folders a new tenant gets when `sluice tenant add` names none.
 default_folders = ["students", "employees", "guardians", "visitors"]
 
+[imports]
+# A directory of extra import type files (*.toml), beside the built-in presets. "" = none.
+types_dir = ""
+
 [log]
 # tracing filter, e.g. "info" or "sluice_sftp=debug,info"; RUST_LOG overrides it.
 level = "info"
@@ -43,7 +47,20 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub sftp: SftpConfig,
     pub tenants: TenantsConfig,
+    pub imports: ImportsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportsConfig {
+    pub types_dir: String,
+}
+
+impl ImportsConfig {
+    pub fn types_dir(&self) -> Option<&std::path::Path> {
+        (!self.types_dir.is_empty()).then(|| std::path::Path::new(&self.types_dir))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,7 +5,9 @@
 mod cli;
 mod config;
 mod hostkey;
+mod imports;
 mod serve;
+mod types;
 
 use std::process::ExitCode;
 

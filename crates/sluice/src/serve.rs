@@ -40,6 +40,15 @@ impl DataDirs {
         Ok(())
     }
 
+    pub fn ingest(
+        &self,
+        store: Arc<Store>,
+        types: sluice_core::import::ImportTypes,
+    ) -> Result<sluice_ingest::Ingest> {
+        sluice_ingest::Ingest::new(store, types, &self.root)
+            .with_context(|| format!("cannot create the import directories under {}", self.root.display()))
+    }
+
     pub fn open_store(&self) -> Result<Store> {
         self.create()?;
         Store::open(&self.database())
@@ -57,11 +66,15 @@ pub async fn run(config: Config) -> Result<()> {
         let _ = std::fs::remove_file(entry.path());
     }
     let host_key = hostkey::load_or_generate(&dirs.host_key())?;
+    let types = crate::types::load(config.imports.types_dir())?;
+    let ingest = Arc::new(dirs.ingest(store.clone(), types)?);
+    ingest.recover()?;
+    let uploaded = Arc::new(Notify::new());
     let shared = Arc::new(SftpShared {
         store: store.clone(),
         spool: dirs.upload_spool(),
         limits: config.sftp_limits(),
-        uploaded: Arc::new(Notify::new()),
+        uploaded: uploaded.clone(),
     });
     let server = Arc::new(SftpServer::new(shared, dirs.tenants(), host_key, config.ssh_settings()));
     let listener = tokio::net::TcpListener::bind(config.sftp.listen)
@@ -79,7 +92,14 @@ pub async fn run(config: Config) -> Result<()> {
             host = bound.ip()
         ));
     }
+    let stop_worker = Arc::new(Notify::new());
+    let worker = {
+        let stop = stop_worker.clone();
+        tokio::spawn(ingest.run_worker(uploaded, async move { stop.notified().await }))
+    };
     server.serve(listener, shutdown).await;
+    stop_worker.notify_one();
+    let _ = worker.await;
     info!("sluice stopped");
     Ok(())
 }

@@ -250,7 +250,7 @@ impl ImportTypes {
     /// The type for a file uploaded into `folder` under `file_name`. A type with a required
     /// file name matches only that name; otherwise the folder decides.
     pub fn for_upload(&self, allowed: &[String], folder: &str, file_name: &str) -> Option<&ImportType> {
-        let candidates = || self.types.iter().filter(|t| allowed.iter().any(|a| *a == t.name));
+        let candidates = || self.types.iter().filter(|t| allowed.contains(&t.name));
         candidates()
             .find(|t| {
                 t.file_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(file_name))

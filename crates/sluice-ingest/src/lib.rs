@@ -1,0 +1,9 @@
+//! The import pipeline: from a file (an upload, or a path on the command line) to records,
+//! with a precise report of what happened to every row. Knows nothing about SSH or HTTP.
+
+pub mod report;
+mod run;
+mod worker;
+
+pub use run::{ImportError, ImportRequest, import_file};
+pub use worker::{ApproveError, Ingest, staging_dir};

@@ -1,0 +1,84 @@
+//! The error report: one CSV line per rejected value or row, written as errors are found so
+//! that even a file where every row is bad never holds its errors in memory twice.
+
+use sluice_core::import::RowError;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+pub struct Report {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+    pub count: u64,
+}
+
+impl Report {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, out: None, count: 0 }
+    }
+
+    pub fn add(&mut self, e: &RowError) -> std::io::Result<()> {
+        if self.out.is_none() {
+            let mut w = BufWriter::new(File::create(&self.path)?);
+            w.write_all(b"line,column,code,reason,value\r\n")?;
+            self.out = Some(w);
+        }
+        if let Some(w) = self.out.as_mut() {
+            let line = e.line.to_string();
+            write_row(w, &[&line, &e.column, e.code, &e.reason, &e.value])?;
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Flushes the report; returns its path if any error was written.
+    pub fn finish(self) -> std::io::Result<Option<PathBuf>> {
+        match self.out {
+            Some(mut w) => {
+                w.flush()?;
+                w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                Ok(Some(self.path))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+fn write_row(w: &mut impl Write, fields: &[&str]) -> std::io::Result<()> {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        w.write_all(csv_cell(f).as_bytes())?;
+    }
+    w.write_all(b"\r\n")
+}
+
+/// Quotes a cell for CSV and neutralises anything a spreadsheet would run as a formula
+/// (cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading apostrophe): a
+/// tenant's own bad data must not execute when they open their error report.
+pub fn csv_cell(value: &str) -> String {
+    let risky = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let v = if risky { format!("'{value}") } else { value.to_owned() };
+    if v.contains([',', '"', '\n', '\r']) || v.starts_with(' ') || v.ends_with(' ') {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_quoted_and_formulas_neutralised() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+        assert_eq!(csv_cell("+1"), "'+1");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("-2+3"), "'-2+3");
+    }
+}

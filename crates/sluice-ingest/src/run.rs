@@ -1,0 +1,321 @@
+//! One import of one file, synchronously. The caller decides where the file came from.
+
+use crate::report::Report;
+use sha2::{Digest, Sha256};
+use sluice_core::import::{CsvError, CsvReader, HeaderMap, ImportType, LoadMode, Record, RowError};
+use sluice_store::{Counts, ImportRecord, ImportStatus, Outcome, StageKind, Store, StoreError};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImportError {
+    let what = what.into();
+    move |source| ImportError::Io { what, source }
+}
+
+/// What to import and where it came from.
+pub struct ImportRequest<'a> {
+    pub tenant: &'a str,
+    pub import_type: &'a ImportType,
+    /// The file to read (a private copy: the pipeline never reads a tenant's folder directly).
+    pub file: &'a Path,
+    /// The name the tenant knows the file by.
+    pub file_name: &'a str,
+    /// `upload`, `cli`, `sync`, ...
+    pub source: &'a str,
+    pub upload_id: Option<i64>,
+    /// Where the error report goes (`DATA_DIR/reports`).
+    pub reports_dir: &'a Path,
+    /// Where a held import keeps its file until approved (`DATA_DIR/spool/held`).
+    pub held_dir: &'a Path,
+    /// Approving a held import: the deletion safeguard is not applied again.
+    pub approved: bool,
+    /// Re-run of an existing (held) import instead of a new one.
+    pub existing_import: Option<i64>,
+    /// Offline validation has no records to resolve references against.
+    pub check_references: bool,
+}
+
+/// Imports one file. Every outcome, including a rejected file, ends as an import row with
+/// a status; only store and I/O failures of sluice itself are errors here.
+pub fn import_file(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
+    let t = req.import_type;
+    let id = match req.existing_import {
+        Some(id) => id,
+        None => store.create_import(req.tenant, &t.name, req.file_name, req.source, req.upload_id)?,
+    };
+    let mut loader = store.loader(req.tenant, &t.name, id)?;
+    let mut report = Report::new(req.reports_dir.join(format!("{id}.errors.csv")));
+    let mut errors: Vec<RowError> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut counts = Counts::default();
+
+    let outcome =
+        read_and_stage(store, req, &mut loader, &mut report, &mut errors, &mut warnings, &mut counts);
+    let (status, message, apply, held_file, encoding) = match outcome? {
+        Staged::Rejected { message, encoding } => (ImportStatus::Failed, Some(message), None, None, encoding),
+        Staged::Rows { encoding } => {
+            let plan = loader.plan(t.mode)?;
+            counts = Counts { rows: counts.rows, rejected: counts.rejected, ..plan };
+            let existing = loader.existing()?;
+            let share = if existing == 0 { 0.0 } else { 100.0 * plan.deleted as f64 / existing as f64 };
+            if t.mode == LoadMode::Mirror && share > t.mirror_threshold_percent && !req.approved {
+                let held = req.held_dir.join(format!("{id}.csv"));
+                if req.file != held {
+                    std::fs::copy(req.file, &held).map_err(io("keeping the held file"))?;
+                }
+                let message = format!(
+                    "held: this file would delete {} of {} {} records ({share:.1}%), more than the {}% safeguard; \
+                     approve it with `sluice approve {id}` or discard it with `sluice discard {id}`",
+                    plan.deleted, existing, t.name, t.mirror_threshold_percent
+                );
+                (ImportStatus::Held, Some(message), None, Some(held.display().to_string()), encoding)
+            } else {
+                let status =
+                    if counts.rejected > 0 { ImportStatus::Incomplete } else { ImportStatus::Complete };
+                (status, None, Some(t.mode), None, encoding)
+            }
+        }
+    };
+    if status == ImportStatus::Failed {
+        counts = Counts { rows: counts.rows, rejected: counts.rows, ..Counts::default() };
+    }
+    let report_file = report.finish().map_err(io("writing the error report"))?;
+    loader.commit(Outcome {
+        status,
+        counts,
+        encoding,
+        message,
+        warnings: &warnings,
+        errors: &errors,
+        held_file,
+        report_file: report_file.as_ref().map(|p| p.display().to_string()),
+        apply,
+        upload_id: req.upload_id,
+    })?;
+    Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)
+}
+
+enum Staged {
+    /// The file as a whole was rejected; nothing will change.
+    Rejected {
+        message: String,
+        encoding: Option<String>,
+    },
+    Rows {
+        encoding: Option<String>,
+    },
+}
+
+fn read_and_stage(
+    _store: &Store,
+    req: &ImportRequest<'_>,
+    loader: &mut sluice_store::Loader,
+    report: &mut Report,
+    errors: &mut Vec<RowError>,
+    warnings: &mut Vec<String>,
+    counts: &mut Counts,
+) -> Result<Staged, ImportError> {
+    let t = req.import_type;
+    let rejected = |message: String, encoding: Option<String>| Ok(Staged::Rejected { message, encoding });
+    let size = std::fs::metadata(req.file).map_err(io(format!("reading {}", req.file_name)))?.len();
+    if size > t.limits.max_file_bytes {
+        return rejected(
+            format!(
+                "the file is {size} bytes; type {} accepts at most {} bytes",
+                t.name, t.limits.max_file_bytes
+            ),
+            None,
+        );
+    }
+    let file = File::open(req.file).map_err(io(format!("reading {}", req.file_name)))?;
+    let mut csv = CsvReader::new(
+        std::io::BufReader::with_capacity(256 << 10, file),
+        t.limits.max_row_bytes,
+        t.limits.max_columns,
+    );
+    let enc = |csv: &CsvReader<_>| csv.encoding().map(|e| e.to_string());
+    let mut rec = Record::default();
+    match csv.read(&mut rec) {
+        Ok(true) => {}
+        Ok(false) => {
+            return rejected("the file is empty: it has no header row and no data".into(), enc(&csv));
+        }
+        Err(e) => return rejected(csv_message(&e), enc(&csv)),
+    }
+    let header = match HeaderMap::new(t, &rec) {
+        Ok(h) => h,
+        Err(problems) => {
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            return rejected(
+                format!("the header is not usable for type {}: {}", t.name, text.join("; ")),
+                enc(&csv),
+            );
+        }
+    };
+    for unknown in &header.unknown {
+        warnings.push(format!("column {unknown:?} is not part of type {} and was ignored", t.name));
+    }
+    let mut values: Vec<String> = Vec::with_capacity(t.columns.len());
+    let mut row_errors: Vec<RowError> = Vec::new();
+    let mut data = String::new();
+    let mut loadable = 0u64;
+    loop {
+        match csv.read(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return rejected(csv_message(&e), enc(&csv)),
+        }
+        counts.rows += 1;
+        if counts.rows > t.limits.max_rows {
+            return rejected(
+                format!("the file has more than {} rows, the limit for type {}", t.limits.max_rows, t.name),
+                enc(&csv),
+            );
+        }
+        row_errors.clear();
+        let valid = header.check(t, &rec, &mut values, &mut row_errors);
+        // The key, if all its columns hold valid values.
+        let key = key_of(t, &values, &row_errors);
+        if valid && req.check_references {
+            for r in &t.references {
+                let v = &values[r.column];
+                if !v.is_empty() && !loader.reference_exists(&r.to_type, v)? {
+                    row_errors.push(RowError {
+                        line: rec.line,
+                        column: t.columns[r.column].name.clone(),
+                        code: "unknown_reference",
+                        reason: format!("no {} record has this key; import {} first", r.to_type, r.to_type),
+                        value: v.clone(),
+                    });
+                }
+            }
+        }
+        let ok = row_errors.is_empty();
+        if let Some(key) = key {
+            let kind = if !ok {
+                StageKind::Keep
+            } else if t
+                .status
+                .as_ref()
+                .is_some_and(|(col, deleted)| deleted.contains(&values[*col].to_lowercase()))
+            {
+                StageKind::Delete
+            } else {
+                StageKind::Load
+            };
+            data.clear();
+            encode_values(&values, &mut data);
+            if let Some(first) = loader.stage(rec.line, &key, &data, content_hash(&data), kind)? {
+                row_errors.push(RowError {
+                    line: rec.line,
+                    column: t.key.iter().map(|&k| t.columns[k].name.as_str()).collect::<Vec<_>>().join("+"),
+                    code: "duplicate_key",
+                    reason: format!("the same key as line {first}; each record may appear once"),
+                    value: key.replace('\u{1f}', "+"),
+                });
+            } else if ok {
+                loadable += 1;
+            }
+        }
+        if !row_errors.is_empty() {
+            counts.rejected += 1;
+            for e in &row_errors {
+                report.add(e).map_err(io("writing the error report"))?;
+                if errors.len() < sluice_store::STORED_ERRORS {
+                    errors.push(e.clone());
+                }
+            }
+        }
+    }
+    let encoding = enc(&csv);
+    if counts.rows == 0 {
+        return rejected("the file has a header but no rows; nothing was changed".into(), encoding);
+    }
+    if loadable == 0 {
+        return rejected(
+            format!(
+                "every one of the {} rows was rejected; nothing was changed (see the errors)",
+                counts.rows
+            ),
+            encoding,
+        );
+    }
+    Ok(Staged::Rows { encoding })
+}
+
+fn csv_message(e: &CsvError) -> String {
+    format!("the file cannot be read as CSV: {e}; nothing was changed")
+}
+
+/// Key columns joined by U+001F (which no valid value contains).
+fn key_of(t: &ImportType, values: &[String], errors: &[RowError]) -> Option<String> {
+    let mut key = String::new();
+    for (i, &k) in t.key.iter().enumerate() {
+        let v = values.get(k)?;
+        if v.is_empty() || errors.iter().any(|e| e.column == t.columns[k].name) {
+            return None;
+        }
+        if i > 0 {
+            key.push('\u{1f}');
+        }
+        key.push_str(v);
+    }
+    Some(key)
+}
+
+/// Values as a JSON array of strings, in the type's column order.
+fn encode_values(values: &[String], out: &mut String) {
+    out.push('[');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in v.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push(']');
+}
+
+fn content_hash(data: &str) -> i64 {
+    let digest = Sha256::digest(data.as_bytes());
+    i64::from_le_bytes([
+        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
+    ])
+}
+
+/// Where a held import's file is kept.
+pub fn held_path(held_dir: &Path, id: i64) -> PathBuf {
+    held_dir.join(format!("{id}.csv"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_encode_as_json() {
+        let mut s = String::new();
+        encode_values(&["a\"b".into(), "line\nbreak".into(), "é".into()], &mut s);
+        let parsed: Vec<String> = serde_json::from_str(&s).unwrap();
+        assert_eq!(parsed, ["a\"b", "line\nbreak", "é"]);
+    }
+}

@@ -1,0 +1,583 @@
+//! Imports, their errors, and the records they load.
+//!
+//! An import stages its rows in a TEMP table on a connection of its own (temp tables never
+//! take the main database's write lock, so SFTP logins and upload events go on meanwhile),
+//! checks references with plain reads, and then applies everything in one short write
+//! transaction with set-based SQL: upsert of changed rows (unchanged rows, detected by
+//! content hash, are not rewritten), deletions for mirror and delta, the import's row, its
+//! errors, and the upload event it consumed. Either all of that commits or none of it.
+
+use crate::{Result, Store, StoreError, now_ms};
+use rusqlite::{Connection, OptionalExtension, params};
+use sluice_core::import::{LoadMode, RowError};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportStatus {
+    Running,
+    Complete,
+    Incomplete,
+    Failed,
+    Held,
+    Discarded,
+}
+
+impl ImportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportStatus::Running => "running",
+            ImportStatus::Complete => "complete",
+            ImportStatus::Incomplete => "incomplete",
+            ImportStatus::Failed => "failed",
+            ImportStatus::Held => "held",
+            ImportStatus::Discarded => "discarded",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => ImportStatus::Running,
+            "complete" => ImportStatus::Complete,
+            "incomplete" => ImportStatus::Incomplete,
+            "failed" => ImportStatus::Failed,
+            "held" => ImportStatus::Held,
+            "discarded" => ImportStatus::Discarded,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub rows: u64,
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+    pub rejected: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportRecord {
+    pub id: i64,
+    pub tenant: String,
+    pub type_name: String,
+    pub file_name: String,
+    pub source: String,
+    pub upload_id: Option<i64>,
+    pub status: ImportStatus,
+    pub encoding: Option<String>,
+    pub counts: Counts,
+    pub message: Option<String>,
+    pub warnings: Vec<String>,
+    pub held_file: Option<String>,
+    pub report_file: Option<String>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredError {
+    pub line: u64,
+    pub column: String,
+    pub code: String,
+    pub reason: String,
+    pub value: String,
+}
+
+/// How a staged row takes part in the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageKind {
+    Load = 0,
+    /// Delta mode: the row says the record is deleted.
+    Delete = 1,
+    /// The row was rejected but its key is valid: mirror must not delete that record.
+    Keep = 2,
+}
+
+/// The final state of an import, written in the same transaction as its effects.
+pub struct Outcome<'a> {
+    pub status: ImportStatus,
+    pub counts: Counts,
+    pub encoding: Option<String>,
+    pub message: Option<String>,
+    pub warnings: &'a [String],
+    pub errors: &'a [RowError],
+    pub held_file: Option<String>,
+    pub report_file: Option<String>,
+    /// Whether to change records (false for failed and held imports).
+    pub apply: Option<LoadMode>,
+    pub upload_id: Option<i64>,
+}
+
+/// At most this many errors are stored per import; the report file has them all.
+pub const STORED_ERRORS: usize = 10_000;
+
+const IMPORT_SELECT: &str =
+    "SELECT i.id, t.name, i.type, i.file_name, i.source, i.upload_id, i.status, i.encoding,
+    i.rows, i.added, i.updated, i.unchanged, i.deleted, i.rejected, i.message, i.warnings, i.held_file,
+    i.report_file, i.created_ms, i.finished_ms FROM imports i JOIN tenants t ON t.id = i.tenant_id";
+
+fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
+    let status: String = r.get(6)?;
+    let warnings: String = r.get(15)?;
+    let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+    Ok(ImportRecord {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        type_name: r.get(2)?,
+        file_name: r.get(3)?,
+        source: r.get(4)?,
+        upload_id: r.get(5)?,
+        status: ImportStatus::parse(&status).unwrap_or(ImportStatus::Failed),
+        encoding: r.get(7)?,
+        counts: Counts {
+            rows: n(8)?,
+            added: n(9)?,
+            updated: n(10)?,
+            unchanged: n(11)?,
+            deleted: n(12)?,
+            rejected: n(13)?,
+        },
+        message: r.get(14)?,
+        warnings: warnings_from_json(&warnings),
+        held_file: r.get(16)?,
+        report_file: r.get(17)?,
+        created_ms: r.get(18)?,
+        finished_ms: r.get(19)?,
+    })
+}
+
+fn warnings_to_json(w: &[String]) -> String {
+    let mut s = String::from("[");
+    for (i, x) in w.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('"');
+        for c in x.chars() {
+            match c {
+                '"' => s.push_str("\\\""),
+                '\\' => s.push_str("\\\\"),
+                c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+    }
+    s.push(']');
+    s
+}
+
+fn warnings_from_json(s: &str) -> Vec<String> {
+    // Written only by warnings_to_json: a flat array of strings.
+    let mut out = Vec::new();
+    let mut chars = s.trim().trim_start_matches('[').trim_end_matches(']').chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut cur = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('u') => {
+                        let hex: String = chars.by_ref().take(4).collect();
+                        if let Some(ch) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                            cur.push(ch);
+                        }
+                    }
+                    Some(o) => cur.push(o),
+                    None => {}
+                },
+                c => cur.push(c),
+            }
+        }
+        out.push(cur);
+    }
+    out
+}
+
+impl Store {
+    /// Opens a new import in state `running`.
+    pub fn create_import(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        file_name: &str,
+        source: &str,
+        upload_id: Option<i64>,
+    ) -> Result<i64> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            c.execute(
+                "INSERT INTO imports (tenant_id, type, file_name, source, upload_id, status, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
+                params![tenant_id, type_name, file_name, source, upload_id, now_ms()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    pub fn import(&self, id: i64) -> Result<Option<ImportRecord>> {
+        self.with(|c| {
+            Ok(c.query_row(&format!("{IMPORT_SELECT} WHERE i.id = ?1"), [id], import_row).optional()?)
+        })
+    }
+
+    pub fn imports(&self, tenant: &str, limit: usize) -> Result<Vec<ImportRecord>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare(&format!("{IMPORT_SELECT} WHERE t.name = ?1 ORDER BY i.id DESC LIMIT ?2"))?;
+            let rows = stmt
+                .query_map(params![tenant, limit as i64], import_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    pub fn import_errors(&self, id: i64, limit: usize, offset: usize) -> Result<Vec<StoredError>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT line, column_name, code, reason, value FROM import_errors WHERE import_id = ?1
+                 ORDER BY seq LIMIT ?2 OFFSET ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![id, limit as i64, offset as i64], |r| {
+                    Ok(StoredError {
+                        line: r.get::<_, i64>(0)?.max(0) as u64,
+                        column: r.get(1)?,
+                        code: r.get(2)?,
+                        reason: r.get(3)?,
+                        value: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Marks a held import discarded (its file is the caller's to delete).
+    pub fn discard_import(&self, id: i64) -> Result<()> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE imports SET status = 'discarded', held_file = NULL, finished_ms = ?2 WHERE id = ?1 AND status = 'held'",
+                params![id, now_ms()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotHeld(id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Records of one type, in key order: (key, JSON array of values).
+    pub fn records(&self, tenant: &str, type_name: &str, mut each: impl FnMut(&str, &str)) -> Result<u64> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT r.key, r.data FROM records r JOIN tenants t ON t.id = r.tenant_id
+                 WHERE t.name = ?1 AND r.type = ?2 ORDER BY r.key",
+            )?;
+            let mut rows = stmt.query(params![tenant, type_name])?;
+            let mut n = 0;
+            while let Some(row) = rows.next()? {
+                let key: String = row.get(0)?;
+                let data: String = row.get(1)?;
+                each(&key, &data);
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    pub fn record_count(&self, tenant: &str, type_name: &str) -> Result<u64> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM records r JOIN tenants t ON t.id = r.tenant_id WHERE t.name = ?1 AND r.type = ?2",
+                params![tenant, type_name],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
+        })
+    }
+
+    /// Upload events not yet turned into imports, oldest first, whose lease (if any) expired.
+    /// Claiming one sets a lease, so a crash mid-import lets it be claimed again later.
+    pub fn claim_upload(&self, lease: Duration) -> Result<Option<crate::StoredUpload>> {
+        self.with(|c| {
+            let now = now_ms();
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let id: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM upload_events WHERE consumed_ms IS NULL
+                     AND (lease_until_ms IS NULL OR lease_until_ms < ?1) ORDER BY id LIMIT 1",
+                    [now],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(id) = id else { return Ok(None) };
+            tx.execute(
+                "UPDATE upload_events SET lease_until_ms = ?2 WHERE id = ?1",
+                params![id, now + lease.as_millis() as i64],
+            )?;
+            tx.commit()?;
+            crate::upload_by_id(c, id)
+        })
+    }
+
+    /// Records an import that failed before any row could be read (no import type for the
+    /// folder, say), consuming its upload event in the same transaction.
+    pub fn record_failed_import(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        file_name: &str,
+        source: &str,
+        upload_id: Option<i64>,
+        message: &str,
+    ) -> Result<i64> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            let tx = c.transaction()?;
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO imports (tenant_id, type, file_name, source, upload_id, status, message, created_ms, finished_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'failed', ?6, ?7, ?7)",
+                params![tenant_id, type_name, file_name, source, upload_id, message, now],
+            )?;
+            let id = tx.last_insert_rowid();
+            if let Some(upload) = upload_id {
+                tx.execute(
+                    "UPDATE upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
+                    params![upload, now, id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    /// Whether an upload event has been consumed.
+    pub fn upload_consumed(&self, id: i64) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.query_row("SELECT consumed_ms IS NOT NULL FROM upload_events WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(true))
+        })
+    }
+
+    /// Marks an upload event handled without an import (e.g. no type for its folder).
+    pub fn consume_upload(&self, id: i64, import_id: Option<i64>) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
+                params![id, now_ms(), import_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Imports left `running` by a process that died never committed anything: their upload
+    /// events are still unconsumed and run again, so the stale rows are removed (history then
+    /// shows each upload imported exactly once).
+    pub fn remove_interrupted_imports(&self) -> Result<usize> {
+        self.with(|c| Ok(c.execute("DELETE FROM imports WHERE status = 'running'", [])?))
+    }
+
+    /// Opens a loader for one import, on a connection of its own.
+    pub fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Loader> {
+        let path = self
+            .path
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt("imports need a file-backed database".into()))?;
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "temp_store", "FILE")?;
+        conn.pragma_update(None, "cache_size", -16_000)?;
+        let tenant_id = crate::tenant_id(&conn, tenant)?;
+        conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS stage (key TEXT PRIMARY KEY, line INTEGER NOT NULL, data TEXT NOT NULL,
+                 hash INTEGER NOT NULL, kind INTEGER NOT NULL) WITHOUT ROWID;
+             DELETE FROM temp.stage;
+             BEGIN;",
+        )?;
+        Ok(Loader { conn, tenant_id, type_name: type_name.to_owned(), import_id, staged: 0 })
+    }
+}
+
+/// Stages one import's rows and applies them in one transaction.
+pub struct Loader {
+    conn: Connection,
+    tenant_id: i64,
+    type_name: String,
+    import_id: i64,
+    staged: u64,
+}
+
+impl Loader {
+    /// Stages a row. Returns the line of an earlier row with the same key, if there is one
+    /// (the row is then not staged).
+    pub fn stage(
+        &mut self,
+        line: u64,
+        key: &str,
+        data: &str,
+        hash: i64,
+        kind: StageKind,
+    ) -> Result<Option<u64>> {
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO temp.stage (key, line, data, hash, kind) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING",
+        )?;
+        if insert.execute(params![key, line as i64, data, hash, kind as i64])? == 1 {
+            self.staged += 1;
+            return Ok(None);
+        }
+        let mut first = self.conn.prepare_cached("SELECT line FROM temp.stage WHERE key = ?1")?;
+        Ok(Some(first.query_row([key], |r| r.get::<_, i64>(0))? as u64))
+    }
+
+    pub fn staged(&self) -> u64 {
+        self.staged
+    }
+
+    /// Whether a record of `to_type` with this key exists for the tenant.
+    pub fn reference_exists(&mut self, to_type: &str, key: &str) -> Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3")?;
+        Ok(stmt.exists(params![self.tenant_id, to_type, key])?)
+    }
+
+    /// Records of this type the tenant has now.
+    pub fn existing(&mut self) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM main.records WHERE tenant_id = ?1 AND type = ?2",
+            params![self.tenant_id, self.type_name],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// What applying the staged rows would do: (added, updated, unchanged, deleted).
+    pub fn plan(&mut self, mode: LoadMode) -> Result<Counts> {
+        let q = |sql: &str| -> Result<u64> {
+            Ok(self.conn.query_row(sql, params![self.tenant_id, self.type_name], |r| r.get::<_, i64>(0))?
+                as u64)
+        };
+        let loadable =
+            q("SELECT COUNT(*) FROM temp.stage WHERE kind = 0 AND ?1 IS NOT NULL AND ?2 IS NOT NULL")?;
+        let added = q("SELECT COUNT(*) FROM temp.stage s WHERE s.kind = 0 AND NOT EXISTS
+             (SELECT 1 FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2 AND r.key = s.key)")?;
+        let unchanged = q("SELECT COUNT(*) FROM temp.stage s JOIN main.records r
+             ON r.tenant_id = ?1 AND r.type = ?2 AND r.key = s.key WHERE s.kind = 0 AND r.hash = s.hash")?;
+        let deleted = match mode {
+            LoadMode::Upsert => 0,
+            LoadMode::Mirror => {
+                q("SELECT COUNT(*) FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2
+                 AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = r.key)")?
+            }
+            LoadMode::Delta => q("SELECT COUNT(*) FROM temp.stage s JOIN main.records r
+                 ON r.tenant_id = ?1 AND r.type = ?2 AND r.key = s.key WHERE s.kind = 1")?,
+        };
+        Ok(Counts { added, unchanged, updated: loadable - added - unchanged, deleted, ..Counts::default() })
+    }
+
+    /// Applies (or only records, for failed and held imports) the outcome in one transaction.
+    pub fn commit(mut self, outcome: Outcome<'_>) -> Result<()> {
+        // Staging lived in the temp schema; now take the write lock for the short apply.
+        self.conn.execute_batch("COMMIT; BEGIN IMMEDIATE;")?;
+        let result = self.apply(&outcome);
+        match result {
+            Ok(()) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn apply(&mut self, o: &Outcome<'_>) -> Result<()> {
+        let c = &self.conn;
+        let (t, ty, id) = (self.tenant_id, self.type_name.as_str(), self.import_id);
+        if let Some(mode) = o.apply {
+            c.execute(
+                "INSERT INTO main.records (tenant_id, type, key, data, hash, created_import, updated_import)
+                 SELECT ?1, ?2, key, data, hash, ?3, ?3 FROM temp.stage WHERE kind = 0
+                 ON CONFLICT (tenant_id, type, key) DO UPDATE SET data = excluded.data, hash = excluded.hash,
+                     updated_import = excluded.updated_import WHERE records.hash != excluded.hash",
+                params![t, ty, id],
+            )?;
+            match mode {
+                LoadMode::Upsert => {}
+                LoadMode::Mirror => {
+                    c.execute(
+                        "DELETE FROM main.records WHERE tenant_id = ?1 AND type = ?2
+                         AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = records.key)",
+                        params![t, ty],
+                    )?;
+                }
+                LoadMode::Delta => {
+                    c.execute(
+                        "DELETE FROM main.records WHERE tenant_id = ?1 AND type = ?2
+                         AND key IN (SELECT key FROM temp.stage WHERE kind = 1)",
+                        params![t, ty],
+                    )?;
+                }
+            }
+        }
+        let k = o.counts;
+        c.execute(
+            "UPDATE main.imports SET status = ?2, encoding = ?3, rows = ?4, added = ?5, updated = ?6, unchanged = ?7,
+                 deleted = ?8, rejected = ?9, message = ?10, warnings = ?11, held_file = ?12, report_file = ?13,
+                 finished_ms = ?14 WHERE id = ?1",
+            params![
+                id,
+                o.status.as_str(),
+                o.encoding,
+                k.rows as i64,
+                k.added as i64,
+                k.updated as i64,
+                k.unchanged as i64,
+                k.deleted as i64,
+                k.rejected as i64,
+                o.message,
+                warnings_to_json(o.warnings),
+                o.held_file,
+                o.report_file,
+                if o.status == ImportStatus::Held { None } else { Some(now_ms()) },
+            ],
+        )?;
+        c.execute("DELETE FROM main.import_errors WHERE import_id = ?1", [id])?;
+        let mut insert = c.prepare_cached(
+            "INSERT INTO main.import_errors (import_id, seq, line, column_name, code, reason, value)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for (seq, e) in o.errors.iter().take(STORED_ERRORS).enumerate() {
+            insert.execute(params![id, seq as i64, e.line as i64, e.column, e.code, e.reason, e.value])?;
+        }
+        if let Some(upload) = o.upload_id {
+            c.execute(
+                "UPDATE main.upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
+                params![upload, now_ms(), id],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_round_trip() {
+        let w = vec!["column \"x\" is unknown".to_owned(), "tab\there\\".to_owned(), String::new()];
+        assert_eq!(warnings_from_json(&warnings_to_json(&w)), w);
+        assert!(warnings_from_json("[]").is_empty());
+    }
+}

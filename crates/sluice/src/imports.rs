@@ -1,0 +1,419 @@
+//! CLI commands around imports: types, validate, import, imports, import show, sync,
+//! approve, discard, records.
+
+use crate::cli::{Failure, usage};
+use crate::config::Config;
+use crate::serve::DataDirs;
+use anyhow::{Context, anyhow};
+use serde_json::{Value, json};
+use sluice_core::import::{ColumnKind, ImportType, ImportTypes};
+use sluice_core::{Sha256Hex, TenantName, UploadEvent, VirtualPath, is_transfer_temp_name};
+use sluice_ingest::Ingest;
+use sluice_ingest::report::csv_cell;
+use sluice_store::{ImportRecord, ImportStatus, Store};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn load_types(config: &Config) -> Result<ImportTypes, Failure> {
+    crate::types::load(config.imports.types_dir()).map_err(usage)
+}
+
+pub fn types(config: &Config, json: bool) -> Result<(), Failure> {
+    let types = load_types(config)?;
+    if json {
+        let rows: Vec<Value> = types.all().iter().map(type_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    for t in types.all() {
+        let key: Vec<&str> = t.key.iter().map(|&k| t.columns[k].name.as_str()).collect();
+        println!(
+            "{:<14} folder /{:<14} mode {:<7} key {}",
+            t.name,
+            t.folder.as_ref().map_or("-", |f| f.as_str()),
+            t.mode.as_str(),
+            key.join("+")
+        );
+        let cols: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("{}{}:{}", c.name, if c.required { "*" } else { "" }, c.kind.name()))
+            .collect();
+        println!("    {}", cols.join(", "));
+    }
+    Ok(())
+}
+
+fn type_json(t: &ImportType) -> Value {
+    json!({
+        "name": t.name,
+        "description": t.description,
+        "folder": t.folder.as_ref().map(|f| f.as_str()),
+        "file_name": t.file_name,
+        "key": t.key.iter().map(|&k| t.columns[k].name.as_str()).collect::<Vec<_>>(),
+        "mode": t.mode.as_str(),
+        "mirror_threshold_percent": t.mirror_threshold_percent,
+        "references": t.references.iter().map(|r| json!({"column": t.columns[r.column].name, "type": r.to_type})).collect::<Vec<_>>(),
+        "columns": t.columns.iter().map(|c| {
+            let mut v = json!({"name": c.name, "kind": c.kind.name(), "required": c.required, "aliases": c.aliases});
+            match &c.kind {
+                ColumnKind::Enum { values } => v["values"] = json!(values),
+                ColumnKind::Date { formats } => v["formats"] = json!(formats.iter().map(|f| f.source.as_str()).collect::<Vec<_>>()),
+                ColumnKind::Text { max_length } => v["max_length"] = json!(max_length),
+                _ => {}
+            }
+            v
+        }).collect::<Vec<_>>(),
+    })
+}
+
+fn type_for_file<'a>(
+    types: &'a ImportTypes,
+    explicit: Option<&str>,
+    file: &Path,
+) -> Result<&'a ImportType, Failure> {
+    if let Some(name) = explicit {
+        return types
+            .get(name)
+            .ok_or_else(|| usage(anyhow!("unknown import type {name:?}; `sluice types` lists them")));
+    }
+    let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let stem = file_name.rsplit_once('.').map_or(file_name, |(s, _)| s).to_lowercase();
+    types
+        .all()
+        .iter()
+        .find(|t| t.file_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(file_name)) || t.name == stem)
+        .ok_or_else(|| {
+            usage(anyhow!(
+                "cannot tell the import type of {}; name it with --type (`sluice types` lists them)",
+                file.display()
+            ))
+        })
+}
+
+pub fn validate(config: &Config, type_name: &str, files: &[PathBuf]) -> Result<(), Failure> {
+    let types = load_types(config)?;
+    let t = type_for_file(&types, Some(type_name), Path::new(""))?;
+    let scratch = std::env::temp_dir().join(format!(
+        "sluice-validate-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&scratch).context("cannot create a scratch directory")?;
+    let result = validate_in(&scratch, t, files);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn validate_in(scratch: &Path, t: &ImportType, files: &[PathBuf]) -> Result<(), Failure> {
+    let store = Store::open(&scratch.join("validate.db"))?;
+    store.add_tenant(&TenantName::parse("validate")?, &[])?;
+    let mut rejected = false;
+    for file in files {
+        if !file.is_file() {
+            return Err(Failure { code: 1, error: anyhow!("{}: no such file", file.display()) });
+        }
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let req = sluice_ingest::ImportRequest {
+            tenant: "validate",
+            import_type: t,
+            file,
+            file_name: name,
+            source: "validate",
+            upload_id: None,
+            reports_dir: scratch,
+            held_dir: scratch,
+            approved: true,
+            existing_import: None,
+            check_references: false,
+        };
+        let record = sluice_ingest::import_file(&store, &req)?;
+        print_errors(&store, &record, &file.display().to_string())?;
+        let c = record.counts;
+        match record.status {
+            ImportStatus::Failed => {
+                rejected = true;
+                println!("{}: REJECTED: {}", file.display(), record.message.as_deref().unwrap_or("rejected"));
+            }
+            _ if c.rejected > 0 => {
+                rejected = true;
+                println!(
+                    "{}: {} of {} rows rejected ({} encoding)",
+                    file.display(),
+                    c.rejected,
+                    c.rows,
+                    enc(&record)
+                );
+            }
+            _ => println!("{}: OK, {} rows ({} encoding)", file.display(), c.rows, enc(&record)),
+        }
+        for w in &record.warnings {
+            println!("{}: warning: {w}", file.display());
+        }
+    }
+    if !t.references.is_empty() {
+        println!("note: references to other types are checked only on import, against the tenant's records");
+    }
+    if rejected { Err(Failure { code: 1, error: anyhow!("validation found problems") }) } else { Ok(()) }
+}
+
+fn enc(r: &ImportRecord) -> &str {
+    r.encoding.as_deref().unwrap_or("unknown")
+}
+
+fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(), Failure> {
+    let mut offset = 0;
+    loop {
+        let batch = store.import_errors(record.id, 1000, offset)?;
+        if batch.is_empty() {
+            break;
+        }
+        for e in &batch {
+            let column = if e.column.is_empty() { String::new() } else { format!(" {}:", e.column) };
+            println!("{label}:{}:{column} {}: {} (value {:?})", e.line, e.code, e.reason, e.value);
+        }
+        offset += batch.len();
+    }
+    if record.counts.rejected > 0 && offset >= sluice_store::STORED_ERRORS {
+        println!("{label}: more errors are in the full report");
+    }
+    Ok(())
+}
+
+fn open(config: &Config, dirs: &DataDirs) -> Result<Ingest, Failure> {
+    let store = Arc::new(dirs.open_store().map_err(usage)?);
+    let types = load_types(config)?;
+    dirs.ingest(store, types).map_err(usage)
+}
+
+pub fn import(
+    config: &Config,
+    dirs: &DataDirs,
+    tenant: &str,
+    type_name: Option<&str>,
+    files: &[PathBuf],
+) -> Result<(), Failure> {
+    let ingest = open(config, dirs)?;
+    let t = ingest.store.require_tenant(tenant)?;
+    let mut plan = Vec::new();
+    for f in files {
+        if !f.is_file() {
+            return Err(Failure { code: 1, error: anyhow!("{}: no such file", f.display()) });
+        }
+        plan.push((type_for_file(&ingest.types, type_name, f)?, f));
+    }
+    // Types that others refer to first, so references resolve within the file set.
+    plan.sort_by_key(|(t, _)| !t.references.is_empty());
+    let allowed = ingest.tenant_types(&t);
+    let mut failed = false;
+    for (ty, file) in plan {
+        if !allowed.contains(&ty.name) {
+            return Err(usage(anyhow!(
+                "tenant {tenant} has no {} folder, so no {} imports; add it with `sluice tenant set {tenant} folders=...`",
+                ty.folder.as_ref().map_or(ty.name.as_str(), |f| f.as_str()),
+                ty.name
+            )));
+        }
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let record = ingest.run(tenant, ty, file, name, "cli", None, false, None)?;
+        print_summary(&record);
+        failed |= matches!(record.status, ImportStatus::Failed | ImportStatus::Incomplete);
+    }
+    if failed { Err(Failure { code: 1, error: anyhow!("some rows or files were rejected") }) } else { Ok(()) }
+}
+
+fn print_summary(r: &ImportRecord) {
+    let c = r.counts;
+    println!(
+        "import {}: {} {} ({}): {} rows, {} added, {} updated, {} unchanged, {} deleted, {} rejected",
+        r.id,
+        r.file_name,
+        r.type_name,
+        r.status.as_str(),
+        c.rows,
+        c.added,
+        c.updated,
+        c.unchanged,
+        c.deleted,
+        c.rejected
+    );
+    if let Some(m) = &r.message {
+        println!("  {m}");
+    }
+    if c.rejected > 0 {
+        println!("  errors: `sluice import show {} --errors`", r.id);
+    }
+}
+
+fn import_json(r: &ImportRecord) -> Value {
+    let c = r.counts;
+    json!({
+        "id": r.id, "tenant": r.tenant, "type": r.type_name, "file_name": r.file_name, "source": r.source,
+        "status": r.status.as_str(), "encoding": r.encoding, "message": r.message, "warnings": r.warnings,
+        "counts": {"rows": c.rows, "added": c.added, "updated": c.updated, "unchanged": c.unchanged,
+                   "deleted": c.deleted, "rejected": c.rejected},
+        "created_ms": r.created_ms, "finished_ms": r.finished_ms,
+    })
+}
+
+pub fn history(dirs: &DataDirs, tenant: &str, limit: usize, json: bool) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    store.require_tenant(tenant)?;
+    let list = store.imports(tenant, limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list.iter().map(import_json).collect::<Vec<_>>())?);
+    } else {
+        for r in &list {
+            print_summary(r);
+        }
+    }
+    Ok(())
+}
+
+pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    let r = store.import(id)?.ok_or_else(|| Failure { code: 1, error: anyhow!("no import {id}") })?;
+    if json {
+        let mut v = import_json(&r);
+        if errors {
+            let errs = store.import_errors(id, sluice_store::STORED_ERRORS, 0)?;
+            v["errors"] = json!(
+                errs.iter()
+                    .map(|e| json!({"line": e.line, "column": e.column, "code": e.code,
+                "reason": e.reason, "value": e.value}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    print_summary(&r);
+    println!("  encoding: {}", enc(&r));
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+    if errors {
+        print_errors(&store, &r, &r.file_name)?;
+    }
+    Ok(())
+}
+
+pub fn sync(config: &Config, dirs: &DataDirs, tenant: &str) -> Result<(), Failure> {
+    let ingest = open(config, dirs)?;
+    let t = ingest.store.require_tenant(tenant)?;
+    let mut queued = 0;
+    for folder in t.layout.import_folders() {
+        let dir = dirs.tenants().join(tenant).join(folder.as_str());
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            if !meta.is_file() || is_transfer_temp_name(&name) {
+                continue;
+            }
+            let (size, sha256) =
+                hash(&entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
+            let path = VirtualPath::resolve(format!("/{folder}/{name}").as_bytes())
+                .map_err(|e| anyhow!("{name}: {e}"))?;
+            ingest.store.record_upload(&UploadEvent {
+                tenant: t.name.clone(),
+                path,
+                size,
+                sha256,
+                at_ms: sluice_store::now_ms(),
+            })?;
+            queued += 1;
+        }
+    }
+    let handled = ingest.drain()?;
+    println!("{queued} waiting file(s) found; {handled} upload(s) processed");
+    for r in ingest.store.imports(tenant, handled)?.iter().rev() {
+        print_summary(r);
+    }
+    Ok(())
+}
+
+fn hash(path: &Path) -> std::io::Result<(u64, Sha256Hex)> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, Sha256Hex::from_digest(&h.finalize().into())))
+}
+
+pub fn approve(config: &Config, dirs: &DataDirs, id: i64) -> Result<(), Failure> {
+    let ingest = open(config, dirs)?;
+    let r = ingest.approve(id).map_err(|e| Failure { code: 1, error: e.into() })?;
+    print_summary(&r);
+    Ok(())
+}
+
+pub fn discard(config: &Config, dirs: &DataDirs, id: i64) -> Result<(), Failure> {
+    let ingest = open(config, dirs)?;
+    ingest.discard(id).map_err(|e| Failure { code: 1, error: e.into() })?;
+    println!("import {id} discarded; nothing was changed");
+    Ok(())
+}
+
+pub fn records(
+    config: &Config,
+    dirs: &DataDirs,
+    tenant: &str,
+    type_name: &str,
+    format: &str,
+) -> Result<(), Failure> {
+    let types = load_types(config)?;
+    let t = type_for_file(&types, Some(type_name), Path::new(""))?;
+    let store = dirs.open_store().map_err(usage)?;
+    store.require_tenant(tenant)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut failed: Option<std::io::Error> = None;
+    let mut write = |out: &mut dyn Write, line: String| {
+        if failed.is_none()
+            && let Err(e) = out.write_all(line.as_bytes())
+        {
+            failed = Some(e);
+        }
+    };
+    if format == "csv" {
+        write(&mut out, format!("{}\r\n", names.iter().map(|n| csv_cell(n)).collect::<Vec<_>>().join(",")));
+    } else {
+        write(&mut out, "[".into());
+    }
+    let mut first = true;
+    store.records(tenant, &t.name, |_key, data| {
+        let values: Vec<String> = serde_json::from_str(data).unwrap_or_default();
+        if format == "csv" {
+            write(
+                &mut out,
+                format!("{}\r\n", values.iter().map(|v| csv_cell(v)).collect::<Vec<_>>().join(",")),
+            );
+        } else {
+            let obj: serde_json::Map<String, Value> =
+                names.iter().zip(values).map(|(n, v)| (n.to_string(), Value::String(v))).collect();
+            let sep = if first { "\n  " } else { ",\n  " };
+            first = false;
+            write(&mut out, format!("{sep}{}", Value::Object(obj)));
+        }
+    })?;
+    if format == "json" {
+        write(&mut out, "\n]\n".into());
+    }
+    if let Some(e) = failed {
+        return Err(Failure { code: 1, error: e.into() });
+    }
+    out.flush()?;
+    Ok(())
+}
