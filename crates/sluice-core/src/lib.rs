@@ -13,6 +13,6 @@ pub mod vpath;
 
 pub use layout::{FolderName, Node, Operation, PolicyError, TreeLayout};
 pub use password::{PasswordError, PasswordHash};
-pub use tenant::{TenantName, TenantNameError};
+pub use tenant::{TenantName, TenantNameError, Trigger};
 pub use upload::{Sha256Hex, UploadEvent, is_transfer_temp_name};
 pub use vpath::{PathError, VirtualPath};

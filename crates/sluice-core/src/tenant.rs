@@ -49,6 +49,32 @@ impl fmt::Display for TenantName {
     }
 }
 
+/// When a tenant's uploads are imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// As soon as the upload closes (the default).
+    OnUpload,
+    /// Only on `sluice sync` (or the dashboard's "Sync now"); uploads wait in their folders.
+    Manual,
+}
+
+impl Trigger {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "on_upload" => Some(Trigger::OnUpload),
+            "manual" => Some(Trigger::Manual),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::OnUpload => "on_upload",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! approve and discard. One worker runs imports one at a time, in upload order.
 
 use crate::run::{ImportError, ImportRequest, held_path, import_file};
+use sluice_core::Trigger;
 use sluice_core::import::{ImportType, ImportTypes};
 use sluice_store::{ImportRecord, ImportStatus, Store, StoredUpload};
 use std::path::{Path, PathBuf};
@@ -72,17 +73,22 @@ impl Ingest {
             .collect()
     }
 
-    /// Imports every waiting upload; returns how many were handled.
-    pub fn drain(&self) -> Result<usize, ImportError> {
+    /// Handles every waiting upload event; returns how many there were. `forced` (a sync)
+    /// imports even for tenants whose trigger is manual.
+    pub fn drain(&self, forced: bool) -> Result<usize, ImportError> {
         let mut n = 0;
         while let Some(upload) = self.store.claim_upload(LEASE)? {
-            self.process_upload(&upload)?;
+            self.process_upload(&upload, forced)?;
             n += 1;
         }
         Ok(n)
     }
 
-    fn process_upload(&self, upload: &StoredUpload) -> Result<Option<ImportRecord>, ImportError> {
+    fn process_upload(
+        &self,
+        upload: &StoredUpload,
+        forced: bool,
+    ) -> Result<Option<ImportRecord>, ImportError> {
         let tenant_name = upload.event.tenant.as_str();
         let [folder, name] = upload.event.path.components() else {
             self.store.consume_upload(upload.id, None)?;
@@ -91,6 +97,26 @@ impl Ingest {
         let Some(tenant) = self.store.tenant(tenant_name)? else {
             self.store.consume_upload(upload.id, None)?;
             return Ok(None);
+        };
+        if tenant.trigger == Trigger::Manual && !forced {
+            // The file waits in its folder for `sluice sync`.
+            self.store.consume_upload(upload.id, None)?;
+            return Ok(None);
+        }
+        let allowed = self.tenant_types(&tenant);
+        let Some(import_type) = self.types.for_upload(&allowed, folder, name) else {
+            // Nothing can read this file: say where it belongs, and leave it where it is.
+            let message = self.no_type_message(&allowed, folder, name);
+            let id = self.store.record_failed_import(
+                tenant_name,
+                "-",
+                name,
+                "upload",
+                Some(upload.id),
+                &message,
+            )?;
+            warn!(tenant = tenant_name, path = %upload.event.path, import = id, "{message}");
+            return Ok(self.store.import(id)?);
         };
         // Move the upload out of the tenant's folder first, so that a new upload of the same
         // name can neither change it mid-import nor be deleted with it afterwards.
@@ -105,7 +131,10 @@ impl Ingest {
                     return Ok(None);
                 }
                 Err(e) => {
-                    return Err(ImportError::Io { what: format!("staging {}", upload.event.path), source: e });
+                    return Err(ImportError::Io {
+                        what: format!("staging {}", upload.event.path),
+                        source: e,
+                    });
                 }
             }
         }
@@ -229,7 +258,7 @@ impl Ingest {
         tokio::pin!(shutdown);
         loop {
             let me = self.clone();
-            match tokio::task::spawn_blocking(move || me.drain()).await {
+            match tokio::task::spawn_blocking(move || me.drain(false)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => warn!("import worker: {e}"),
                 Err(e) => warn!("import worker crashed: {e}"),

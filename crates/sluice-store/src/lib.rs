@@ -13,7 +13,9 @@ pub use imports::{
 };
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sluice_core::{FolderName, PasswordHash, Sha256Hex, TenantName, TreeLayout, UploadEvent, VirtualPath};
+use sluice_core::{
+    FolderName, PasswordHash, Sha256Hex, TenantName, TreeLayout, Trigger, UploadEvent, VirtualPath,
+};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,6 +47,7 @@ pub struct Tenant {
     pub layout: TreeLayout,
     pub disabled: bool,
     pub password: Option<PasswordHash>,
+    pub trigger: Trigger,
     pub created_ms: i64,
 }
 
@@ -143,6 +146,10 @@ impl Store {
 
     pub fn set_password(&self, name: &TenantName, hash: &PasswordHash) -> Result<()> {
         self.update_tenant(name, "UPDATE tenants SET password_hash = ?2 WHERE name = ?1", hash.as_phc())
+    }
+
+    pub fn set_trigger(&self, name: &TenantName, trigger: Trigger) -> Result<()> {
+        self.update_tenant(name, "UPDATE tenants SET trigger = ?2 WHERE name = ?1", trigger.as_str())
     }
 
     pub fn set_folders(&self, name: &TenantName, folders: &[FolderName]) -> Result<()> {
@@ -280,7 +287,8 @@ fn upload_from_row((id, tenant, path, size, sha, at_ms): UploadRow) -> Result<St
     })
 }
 
-const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms FROM tenants";
+const TENANT_SELECT: &str =
+    "SELECT id, name, folders, disabled, password_hash, created_ms, trigger FROM tenants";
 
 struct RawTenant {
     id: i64,
@@ -289,6 +297,7 @@ struct RawTenant {
     disabled: bool,
     password_hash: Option<String>,
     created_ms: i64,
+    trigger: String,
 }
 
 fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
@@ -299,6 +308,7 @@ fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
         disabled: r.get(3)?,
         password_hash: r.get(4)?,
         created_ms: r.get(5)?,
+        trigger: r.get(6)?,
     })
 }
 
@@ -314,6 +324,7 @@ impl RawTenant {
                 Some(phc) => Some(PasswordHash::from_stored(phc).map_err(|_| corrupt("password hash"))?),
                 None => None,
             },
+            trigger: Trigger::parse(&self.trigger).ok_or_else(|| corrupt("trigger"))?,
             created_ms: self.created_ms,
         })
     }

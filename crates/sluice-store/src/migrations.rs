@@ -79,6 +79,8 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE upload_events ADD COLUMN lease_until_ms INTEGER;
     ALTER TABLE upload_events ADD COLUMN import_id INTEGER;",
+    // 3: when a tenant's uploads are imported
+    "ALTER TABLE tenants ADD COLUMN trigger TEXT NOT NULL DEFAULT 'on_upload';",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

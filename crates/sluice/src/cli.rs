@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use russh::keys::{HashAlg, PublicKey};
 use serde_json::json;
-use sluice_core::{FolderName, PasswordHash, TenantName};
+use sluice_core::{FolderName, PasswordHash, TenantName, Trigger};
 use sluice_sftp::fs::TenantTree;
 use sluice_store::{AuthorizedKey, Store, Tenant};
 use std::io::{BufRead, IsTerminal};
@@ -143,7 +143,7 @@ enum TenantCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Change settings: `folders=students,guardians`.
+    /// Change settings: `folders=students,guardians`, `trigger=on_upload|manual`.
     Set {
         name: String,
         #[arg(required = true, value_name = "KEY=VALUE")]
@@ -349,16 +349,30 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                 })?;
                 match key {
                     "folders" => store.set_folders(&name, &FolderName::parse_list(value)?)?,
+                    "trigger" => {
+                        let trigger = Trigger::parse(value).ok_or_else(|| {
+                            usage(anyhow!("trigger={value:?}: expected on_upload or manual"))
+                        })?;
+                        store.set_trigger(&name, trigger)?;
+                    }
                     other => {
                         return Err(usage(anyhow!(
-                            "unknown tenant setting {other:?}; known settings: folders"
+                            "unknown tenant setting {other:?}; known settings: folders, trigger"
                         )));
                     }
                 }
             }
             let tenant = store.require_tenant(name.as_str())?;
             ensure_tree(dirs, &tenant)?;
-            println!("tenant {} now has folders {}", tenant.name, folder_list(&tenant));
+            println!(
+                "tenant {} now has folders {} and imports {}",
+                tenant.name,
+                folder_list(&tenant),
+                match tenant.trigger {
+                    Trigger::OnUpload => "as soon as an upload closes",
+                    Trigger::Manual => "only on `sluice sync`",
+                }
+            );
         }
     }
     Ok(())
@@ -380,6 +394,7 @@ fn tenant_json(store: &Store, t: &Tenant) -> Result<serde_json::Value> {
         "disabled": t.disabled,
         "folders": t.layout.import_folders().iter().map(FolderName::as_str).collect::<Vec<_>>(),
         "password_set": t.password.is_some(),
+        "trigger": t.trigger.as_str(),
         "keys": keys.iter().map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})).collect::<Vec<_>>(),
         "created_ms": t.created_ms,
     }))

@@ -326,7 +326,7 @@ pub fn sync(config: &Config, dirs: &DataDirs, tenant: &str) -> Result<(), Failur
             queued += 1;
         }
     }
-    let handled = ingest.drain()?;
+    let handled = ingest.drain(true)?;
     println!("{queued} waiting file(s) found; {handled} upload(s) processed");
     for r in ingest.store.imports(tenant, handled)?.iter().rev() {
         print_summary(r);

@@ -127,7 +127,15 @@ impl Server {
     }
 
     /// Creates a tenant with the default folders and a password.
+    /// Creates a tenant with the default folders and a password whose uploads wait in their
+    /// folders (trigger=manual): the SFTP tests look at uploaded files where they land.
     pub fn tenant(&self, name: &str, password: &str) {
+        self.importing_tenant(name, password);
+        self.cli_ok(&["tenant", "set", name, "trigger=manual"]);
+    }
+
+    /// A tenant whose uploads are imported as soon as they close (the default).
+    pub fn importing_tenant(&self, name: &str, password: &str) {
         self.cli_ok(&["tenant", "add", name]);
         let out = self.cli_stdin(&["tenant", "passwd", name, "--password-stdin"], &format!("{password}\n"));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
