@@ -138,28 +138,10 @@ impl Ingest {
                 }
             }
         }
-        let allowed = self.tenant_types(&tenant);
-        let record = match self.types.for_upload(&allowed, folder, name) {
-            Some(t) => {
-                let r = self.run(tenant_name, t, &staged, name, "upload", Some(upload.id), false, None)?;
-                Some(r)
-            }
-            None => {
-                let message = self.no_type_message(&allowed, folder, name);
-                let id = self.store.record_failed_import(
-                    tenant_name,
-                    "-",
-                    name,
-                    "upload",
-                    Some(upload.id),
-                    &message,
-                )?;
-                warn!(tenant = tenant_name, path = %upload.event.path, import = id, "{message}");
-                self.store.import(id)?
-            }
-        };
+        let record =
+            self.run(tenant_name, import_type, &staged, name, "upload", Some(upload.id), false, None)?;
         let _ = std::fs::remove_file(&staged);
-        Ok(record)
+        Ok(Some(record))
     }
 
     fn no_type_message(&self, allowed: &[String], folder: &str, name: &str) -> String {
