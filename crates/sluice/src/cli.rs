@@ -92,6 +92,8 @@ enum Command {
         #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
         format: String,
     },
+    /// Check a deployment: configuration, data directory, database integrity, import types.
+    Doctor,
     /// List the uploads a tenant completed, as recorded for the import pipeline.
     Uploads {
         #[arg(long)]
@@ -214,6 +216,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime.block_on(serve::run(config)).map_err(usage)
         }
         Command::Tenant(cmd) => tenant_command(&config, &dirs, cmd),
+        Command::Doctor => doctor(&config, &dirs),
         Command::Types { json } => crate::imports::types(&config, json),
         Command::Validate { type_name, files } => crate::imports::validate(&config, &type_name, &files),
         Command::Import { show: Some(ImportCommand::Show { id, errors, json }), .. } => {
@@ -264,6 +267,60 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
+    let mut problems = 0;
+    let mut check = |what: &str, result: Result<String>| match result {
+        Ok(detail) => println!("ok       {what}: {detail}"),
+        Err(e) => {
+            problems += 1;
+            println!("PROBLEM  {what}: {e:#}");
+        }
+    };
+    check(
+        "configuration",
+        Ok(format!("data dir {}, SFTP on {}", config.data_dir.display(), config.sftp.listen)),
+    );
+    check(
+        "data directory",
+        dirs.create().and_then(|()| {
+            let probe = dirs.root.join(".doctor-probe");
+            std::fs::write(&probe, b"").context("not writable")?;
+            std::fs::remove_file(&probe)?;
+            Ok("writable".into())
+        }),
+    );
+    check(
+        "database",
+        dirs.open_store().and_then(|s| {
+            let result = s.integrity_check()?;
+            if result == "ok" {
+                Ok(format!("{} (integrity ok)", dirs.database().display()))
+            } else {
+                bail!(result)
+            }
+        }),
+    );
+    check(
+        "import types",
+        crate::types::load(config.imports.types_dir()).map(|t| format!("{} types", t.all().len())),
+    );
+    let key = dirs.host_key();
+    check(
+        "host key",
+        if key.exists() {
+            std::fs::read_to_string(&key)
+                .map(|_| key.display().to_string())
+                .with_context(|| format!("{}", key.display()))
+        } else {
+            Ok("not generated yet (created on first `sluice serve`)".into())
+        },
+    );
+    if problems > 0 {
+        return Err(Failure { code: 1, error: anyhow!("{problems} problem(s) found") });
+    }
+    Ok(())
 }
 
 fn init_logging(level: &str) {

@@ -59,37 +59,17 @@ impl Server {
     pub fn start_with(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["serve", "--sftp-listen", "127.0.0.1:0"])
-            .envs(env.iter().cloned())
-            .env("RUST_LOG", "info,sluice_sftp=debug")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("sftp listening on ") {
-                    let _ = tx.send(addr.rsplit(':').next().unwrap().parse::<u16>().unwrap());
-                }
-            }
-        });
-        let port = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(p) => p,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "server did not start: {}",
-                    std::fs::read_to_string(dir.path().join("server.log")).unwrap()
-                );
-            }
-        };
+        let (child, port) = spawn_server(dir.path(), &env);
         Self { child, port, dir, env }
+    }
+
+    /// SIGKILL, then start again on the same data directory (and a new port).
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, port) = spawn_server(self.dir.path(), &self.env);
+        self.child = child;
+        self.port = port;
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -216,6 +196,36 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(dir: &Path, env: &[(String, String)]) -> (Child, u16) {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--data-dir"])
+        .arg(dir.join("data"))
+        .args(["serve", "--sftp-listen", "127.0.0.1:0"])
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "info,sluice_sftp=debug")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("sftp listening on ") {
+                let _ = tx.send(addr.rsplit(':').next().unwrap().parse::<u16>().unwrap());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(p) => (child, p),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("server did not start: {}", std::fs::read_to_string(dir.join("server.log")).unwrap());
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 mod curl;
 mod hardening;
+mod imports;
 mod openssh;
 mod paramiko;
 mod psftp;
