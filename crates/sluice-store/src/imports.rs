@@ -397,14 +397,29 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "FILE")?;
         conn.pragma_update(None, "cache_size", -16_000)?;
+        // As durable as the rest of the store (see Store::open): survives a process crash.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         let tenant_id = crate::tenant_id(&conn, tenant)?;
         conn.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS stage (key TEXT PRIMARY KEY, line INTEGER NOT NULL, data TEXT NOT NULL,
                  hash INTEGER NOT NULL, kind INTEGER NOT NULL) WITHOUT ROWID;
              DELETE FROM temp.stage;
-             BEGIN;",
+             BEGIN IMMEDIATE;",
         )?;
-        Ok(Loader { conn, tenant_id, type_name: type_name.to_owned(), import_id, staged: 0 })
+        let existing = conn.query_row(
+            "SELECT COUNT(*) FROM main.records WHERE tenant_id = ?1 AND type = ?2",
+            params![tenant_id, type_name],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
+        // A first import of a type has nothing to compare with or delete: its rows go straight
+        // into `records` under the write lock taken above (as fast as a plain bulk insert).
+        // Otherwise rows are staged in the temp schema, without the write lock, and applied
+        // set-based at the end.
+        let fresh = existing == 0;
+        if !fresh {
+            conn.execute_batch("COMMIT; BEGIN;")?;
+        }
+        Ok(Loader { conn, tenant_id, type_name: type_name.to_owned(), import_id, staged: 0, fresh, existing })
     }
 }
 
@@ -415,6 +430,9 @@ pub struct Loader {
     type_name: String,
     import_id: i64,
     staged: u64,
+    /// No records of this type existed: load directly (see [`Store::loader`]).
+    fresh: bool,
+    existing: u64,
 }
 
 impl Loader {
@@ -428,6 +446,9 @@ impl Loader {
         hash: i64,
         kind: StageKind,
     ) -> Result<Option<u64>> {
+        if self.fresh {
+            return self.load_fresh(line, key, data, hash, kind);
+        }
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO temp.stage (key, line, data, hash, kind) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING",
         )?;
@@ -437,6 +458,58 @@ impl Loader {
         }
         let mut first = self.conn.prepare_cached("SELECT line FROM temp.stage WHERE key = ?1")?;
         Ok(Some(first.query_row([key], |r| r.get::<_, i64>(0))? as u64))
+    }
+
+    /// First import of a type: loadable rows go straight into `records`; the few others
+    /// (rejected, or delta deletions of records that cannot exist yet) are only remembered in
+    /// the temp table, so that duplicates are caught whichever kinds they mix.
+    fn load_fresh(
+        &mut self,
+        line: u64,
+        key: &str,
+        data: &str,
+        hash: i64,
+        kind: StageKind,
+    ) -> Result<Option<u64>> {
+        if self.staged > 0 {
+            let mut q = self.conn.prepare_cached("SELECT line FROM temp.stage WHERE key = ?1")?;
+            if let Some(first) = q.query_row([key], |r| r.get::<_, i64>(0)).optional()? {
+                return Ok(Some(first as u64));
+            }
+        }
+        if kind == StageKind::Load {
+            let mut insert = self.conn.prepare_cached(
+                "INSERT INTO main.records (tenant_id, type, key, data, hash, created_import, updated_import, line)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (tenant_id, type, key) DO NOTHING",
+            )?;
+            let inserted = insert.execute(params![
+                self.tenant_id,
+                self.type_name,
+                key,
+                data,
+                hash,
+                self.import_id,
+                line as i64
+            ])?;
+            if inserted == 1 {
+                return Ok(None);
+            }
+        }
+        let mut earlier = self.conn.prepare_cached(
+            "SELECT line FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+        )?;
+        if let Some(first) = earlier
+            .query_row(params![self.tenant_id, self.type_name, key], |r| r.get::<_, Option<i64>>(0))
+            .optional()?
+        {
+            return Ok(Some(first.unwrap_or(0) as u64));
+        }
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO temp.stage (key, line, data, hash, kind) VALUES (?1, ?2, '', 0, ?3)",
+        )?;
+        insert.execute(params![key, line as i64, kind as i64])?;
+        self.staged += 1;
+        Ok(None)
     }
 
     pub fn staged(&self) -> u64 {
@@ -452,16 +525,20 @@ impl Loader {
     }
 
     /// Records of this type the tenant has now.
-    pub fn existing(&mut self) -> Result<u64> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM main.records WHERE tenant_id = ?1 AND type = ?2",
-            params![self.tenant_id, self.type_name],
-            |r| r.get::<_, i64>(0),
-        )? as u64)
+    pub fn existing(&self) -> u64 {
+        self.existing
     }
 
     /// What applying the staged rows would do: (added, updated, unchanged, deleted).
     pub fn plan(&mut self, mode: LoadMode) -> Result<Counts> {
+        if self.fresh {
+            let added = self.conn.query_row(
+                "SELECT COUNT(*) FROM main.records WHERE tenant_id = ?1 AND type = ?2",
+                params![self.tenant_id, self.type_name],
+                |r| r.get::<_, i64>(0),
+            )? as u64;
+            return Ok(Counts { added, ..Counts::default() });
+        }
         let q = |sql: &str| -> Result<u64> {
             Ok(self.conn.query_row(sql, params![self.tenant_id, self.type_name], |r| r.get::<_, i64>(0))?
                 as u64)
@@ -486,8 +563,13 @@ impl Loader {
 
     /// Applies (or only records, for failed and held imports) the outcome in one transaction.
     pub fn commit(mut self, outcome: Outcome<'_>) -> Result<()> {
-        // Staging lived in the temp schema; now take the write lock for the short apply.
-        self.conn.execute_batch("COMMIT; BEGIN IMMEDIATE;")?;
+        if !self.fresh {
+            // Staging lived in the temp schema; now take the write lock for the short apply.
+            self.conn.execute_batch("COMMIT; BEGIN IMMEDIATE;")?;
+        } else if outcome.apply.is_none() {
+            // Rows went straight into records: undo them, keep only the outcome.
+            self.conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE;")?;
+        }
         let result = self.apply(&outcome);
         match result {
             Ok(()) => {
@@ -504,12 +586,13 @@ impl Loader {
     fn apply(&mut self, o: &Outcome<'_>) -> Result<()> {
         let c = &self.conn;
         let (t, ty, id) = (self.tenant_id, self.type_name.as_str(), self.import_id);
-        if let Some(mode) = o.apply {
+        if let Some(mode) = o.apply.filter(|_| !self.fresh) {
             c.execute(
-                "INSERT INTO main.records (tenant_id, type, key, data, hash, created_import, updated_import)
-                 SELECT ?1, ?2, key, data, hash, ?3, ?3 FROM temp.stage WHERE kind = 0
+                "INSERT INTO main.records (tenant_id, type, key, data, hash, created_import, updated_import, line)
+                 SELECT ?1, ?2, key, data, hash, ?3, ?3, line FROM temp.stage WHERE kind = 0
                  ON CONFLICT (tenant_id, type, key) DO UPDATE SET data = excluded.data, hash = excluded.hash,
-                     updated_import = excluded.updated_import WHERE records.hash != excluded.hash",
+                     updated_import = excluded.updated_import, line = excluded.line
+                     WHERE records.hash != excluded.hash",
                 params![t, ty, id],
             )?;
             match mode {

@@ -81,6 +81,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE upload_events ADD COLUMN import_id INTEGER;",
     // 3: when a tenant's uploads are imported
     "ALTER TABLE tenants ADD COLUMN trigger TEXT NOT NULL DEFAULT 'on_upload';",
+    // 4: the line a record came from in the import that last wrote it
+    "ALTER TABLE records ADD COLUMN line INTEGER;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

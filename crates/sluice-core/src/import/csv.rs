@@ -204,9 +204,21 @@ impl<R: Read> CsvReader<R> {
                             return Err(CsvError::TextAfterQuote { line: self.line });
                         }
                         _ => {
-                            // A quote inside an unquoted field is kept literally, as
-                            // spreadsheet exports produce (`5" pipe`).
+                            // Copy the whole run up to the next delimiter at once. A quote
+                            // inside an unquoted field is kept literally, as spreadsheet
+                            // exports produce (`5" pipe`).
+                            let rest = &self.text[self.pos..];
+                            let run = rest
+                                .iter()
+                                .position(|&c| c == b',' || c == b'\n' || c == b'\r')
+                                .unwrap_or(rest.len());
+                            row_bytes += run;
+                            if row_bytes > self.max_row_bytes {
+                                return Err(CsvError::RowTooLong { line: rec.line, max: self.max_row_bytes });
+                            }
                             rec.buf.push(b);
+                            rec.buf.extend_from_slice(&self.text[self.pos..self.pos + run]);
+                            self.pos += run;
                             state = State::Unquoted;
                             any = true;
                             false
@@ -219,7 +231,21 @@ impl<R: Read> CsvReader<R> {
                                 self.line += 1;
                                 rec.buf.push(b);
                             }
-                            _ => rec.buf.push(b),
+                            _ => {
+                                let rest = &self.text[self.pos..];
+                                let run =
+                                    rest.iter().position(|&c| c == b'"' || c == b'\n').unwrap_or(rest.len());
+                                row_bytes += run;
+                                if row_bytes > self.max_row_bytes {
+                                    return Err(CsvError::RowTooLong {
+                                        line: rec.line,
+                                        max: self.max_row_bytes,
+                                    });
+                                }
+                                rec.buf.push(b);
+                                rec.buf.extend_from_slice(&self.text[self.pos..self.pos + run]);
+                                self.pos += run;
+                            }
                         }
                         false
                     }

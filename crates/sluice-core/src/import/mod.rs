@@ -11,4 +11,4 @@ pub mod values;
 pub use csv::{CsvError, CsvReader, Record};
 pub use decode::{DecodeError, Encoding};
 pub use types::{ColumnKind, ImportType, ImportTypes, LoadMode, Reference, TypeError};
-pub use values::{HeaderError, HeaderMap, RowError};
+pub use values::{HeaderError, HeaderMap, RowError, Values};

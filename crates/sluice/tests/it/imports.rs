@@ -196,6 +196,25 @@ fn hostile_files_are_rejected_with_a_reason_and_change_nothing() {
     }
 }
 
+/// A first import loads straight into the records table; a failure late in the file must
+/// still leave nothing behind.
+#[test]
+fn a_first_import_that_fails_late_leaves_no_records() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw");
+    let mut file = many_students(5000, "S");
+    file.push_str("S9999,\"never closed,Lee,2010-01-01\n");
+    let (code, v) = import(&server, "acme", "students.csv", file.as_bytes());
+    assert_eq!((code, v["status"].as_str()), (Some(1), Some("failed")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("line 5002"), "{v}");
+    assert_eq!(records_csv(&server, "acme", "students").lines().count(), 1, "only the header");
+    // Duplicates in a first import name the earlier line.
+    let (_, v) = import(&server, "acme", "students.csv", b"sisId,firstName,lastName\nA,a,a\nB,b,b\nA,c,c\n");
+    assert_eq!(counts(&v), [3, 2, 0, 0, 0, 1], "{v}");
+    let shown = server.cli_ok(&["import", "show", &v["id"].to_string(), "--errors"]);
+    assert!(shown.contains(":4: sisId: duplicate_key: the same key as line 2"), "{shown}");
+}
+
 #[test]
 fn encodings_are_detected_recorded_and_decoded() {
     let server = Server::start();
