@@ -7,6 +7,7 @@
 pub mod import;
 pub mod layout;
 pub mod password;
+pub mod schedule;
 pub mod tenant;
 pub mod upload;
 pub mod vpath;

@@ -56,6 +56,8 @@ pub enum Trigger {
     OnUpload,
     /// Only on `sluice sync` (or the dashboard's "Sync now"); uploads wait in their folders.
     Manual,
+    /// At the times of the tenant's cron schedule, in its time zone; uploads wait till then.
+    Schedule,
 }
 
 impl Trigger {
@@ -63,6 +65,7 @@ impl Trigger {
         match s {
             "on_upload" => Some(Trigger::OnUpload),
             "manual" => Some(Trigger::Manual),
+            "schedule" => Some(Trigger::Schedule),
             _ => None,
         }
     }
@@ -71,6 +74,7 @@ impl Trigger {
         match self {
             Trigger::OnUpload => "on_upload",
             Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
         }
     }
 }

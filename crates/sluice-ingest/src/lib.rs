@@ -6,4 +6,4 @@ mod run;
 mod worker;
 
 pub use run::{ImportError, ImportRequest, import_file};
-pub use worker::{ApproveError, Ingest, staging_dir};
+pub use worker::{ApproveError, Ingest, check_timezone, next_run, staging_dir};

@@ -41,6 +41,8 @@ pub struct ImportRequest<'a> {
     pub existing_import: Option<i64>,
     /// Offline validation has no records to resolve references against.
     pub check_references: bool,
+    /// Called now and then with (bytes read, rows read), for a progress bar.
+    pub progress: Option<&'a dyn Fn(u64, u64)>,
 }
 
 /// Imports one file. Every outcome, including a rejected file, ends as an import row with
@@ -174,6 +176,11 @@ fn read_and_stage(
             Err(e) => return rejected(csv_message(&e), enc(&csv)),
         }
         counts.rows += 1;
+        if counts.rows.is_multiple_of(50_000)
+            && let Some(progress) = req.progress
+        {
+            progress(csv.bytes_read(), counts.rows);
+        }
         if counts.rows > t.limits.max_rows {
             return rejected(
                 format!("the file has more than {} rows, the limit for type {}", t.limits.max_rows, t.name),

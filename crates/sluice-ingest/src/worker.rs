@@ -2,8 +2,10 @@
 //! approve and discard. One worker runs imports one at a time, in upload order.
 
 use crate::run::{ImportError, ImportRequest, held_path, import_file};
-use sluice_core::Trigger;
+use jiff::Timestamp;
 use sluice_core::import::{ImportType, ImportTypes};
+use sluice_core::schedule::{CivilMinute, Cron};
+use sluice_core::{Sha256Hex, Trigger, UploadEvent, VirtualPath, is_transfer_temp_name};
 use sluice_store::{ImportRecord, ImportStatus, Store, StoredUpload};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub struct Ingest {
     staging: PathBuf,
     held: PathBuf,
     reports: PathBuf,
+    /// Where processed uploads are kept, and for how long; `None` deletes them at once.
+    archive: Option<(PathBuf, Duration)>,
 }
 
 /// How long a claimed upload is reserved for the worker that claimed it.
@@ -37,11 +41,48 @@ impl Ingest {
             staging: staging_dir(data_dir),
             held: data_dir.join("spool").join("held"),
             reports: data_dir.join("reports"),
+            archive: None,
         };
         for d in [&me.staging, &me.held, &me.reports] {
             std::fs::create_dir_all(d)?;
         }
         Ok(me)
+    }
+
+    /// Keeps processed uploads in `DATA_DIR/archive/TENANT/` for `days` days (0: not kept).
+    pub fn with_archive(mut self, data_dir: &Path, days: u32) -> Self {
+        self.archive =
+            (days > 0).then(|| (data_dir.join("archive"), Duration::from_secs(u64::from(days) * 86_400)));
+        self
+    }
+
+    /// Deletes archived uploads older than the retention period.
+    pub fn sweep_archive(&self) -> usize {
+        let Some((root, keep)) = &self.archive else { return 0 };
+        let mut removed = 0;
+        for tenant in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(tenant.path()).into_iter().flatten().flatten() {
+                let old = file.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+                if old.is_some_and(|age| age > *keep) && std::fs::remove_file(file.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// The staged copy of a processed upload: archived if retention is on, else deleted.
+    fn retire(&self, staged: &Path, tenant: &str, import_id: i64, name: &str) {
+        if let Some((root, _)) = &self.archive {
+            let dir = root.join(tenant);
+            if std::fs::create_dir_all(&dir).is_ok()
+                && std::fs::rename(staged, dir.join(format!("{import_id}-{name}"))).is_ok()
+            {
+                return;
+            }
+            warn!(tenant, import = import_id, "could not archive the upload; deleting it");
+        }
+        let _ = std::fs::remove_file(staged);
     }
 
     /// After a crash: imports that were running never committed (their uploads run again),
@@ -76,12 +117,70 @@ impl Ingest {
     /// Handles every waiting upload event; returns how many there were. `forced` (a sync)
     /// imports even for tenants whose trigger is manual.
     pub fn drain(&self, forced: bool) -> Result<usize, ImportError> {
+        self.drain_for(None, forced)
+    }
+
+    fn drain_for(&self, tenant: Option<&str>, forced: bool) -> Result<usize, ImportError> {
         let mut n = 0;
-        while let Some(upload) = self.store.claim_upload(LEASE)? {
+        while let Some(upload) = self.store.claim_upload(LEASE, tenant)? {
             self.process_upload(&upload, forced)?;
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Imports every complete file waiting in a tenant's import folders now (the "Sync
+    /// now" button, `sluice sync`, and scheduled runs). Returns how many files were found.
+    pub fn sync_tenant(&self, tenant_name: &str) -> Result<usize, ImportError> {
+        let tenant = self.store.require_tenant(tenant_name)?;
+        let mut found = 0;
+        for folder in tenant.layout.import_folders() {
+            let dir = self.tenants_root.join(tenant_name).join(folder.as_str());
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let mut names: Vec<String> = entries
+                .flatten()
+                .filter(|e| e.metadata().is_ok_and(|m| m.is_file()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !is_transfer_temp_name(n))
+                .collect();
+            names.sort();
+            for name in names {
+                let Ok(path) = VirtualPath::resolve(format!("/{folder}/{name}").as_bytes()) else { continue };
+                let (size, sha256) = hash_file(&dir.join(&name))
+                    .map_err(|e| ImportError::Io { what: format!("reading {path}"), source: e })?;
+                self.store.record_upload(&UploadEvent {
+                    tenant: tenant.name.clone(),
+                    path,
+                    size,
+                    sha256,
+                    at_ms: sluice_store::now_ms(),
+                })?;
+                found += 1;
+            }
+        }
+        self.drain_for(Some(tenant_name), true)?;
+        Ok(found)
+    }
+
+    /// Runs the syncs of scheduled tenants whose next run falls in (`since`, `now`].
+    pub fn run_schedules(&self, since: Timestamp, now: Timestamp) {
+        let tenants = match self.store.tenants() {
+            Ok(t) => t,
+            Err(e) => return warn!("scheduler: {e}"),
+        };
+        for t in tenants.iter().filter(|t| t.trigger == Trigger::Schedule && !t.disabled) {
+            let Some(cron) = &t.schedule else { continue };
+            match next_run(cron, &t.timezone, since) {
+                Ok(Some(at)) if at <= now => {
+                    info!(tenant = %t.name, schedule = %cron, "scheduled import");
+                    if let Err(e) = self.sync_tenant(t.name.as_str()) {
+                        warn!(tenant = %t.name, "scheduled import failed: {e}");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => warn!(tenant = %t.name, "schedule: {e}"),
+            }
+        }
     }
 
     fn process_upload(
@@ -98,8 +197,8 @@ impl Ingest {
             self.store.consume_upload(upload.id, None)?;
             return Ok(None);
         };
-        if tenant.trigger == Trigger::Manual && !forced {
-            // The file waits in its folder for `sluice sync`.
+        if tenant.trigger != Trigger::OnUpload && !forced {
+            // The file waits in its folder for `sluice sync` or the schedule.
             self.store.consume_upload(upload.id, None)?;
             return Ok(None);
         }
@@ -140,7 +239,7 @@ impl Ingest {
         }
         let record =
             self.run(tenant_name, import_type, &staged, name, "upload", Some(upload.id), false, None)?;
-        let _ = std::fs::remove_file(&staged);
+        self.retire(&staged, tenant_name, record.id, name);
         Ok(Some(record))
     }
 
@@ -172,6 +271,23 @@ impl Ingest {
         approved: bool,
         existing_import: Option<i64>,
     ) -> Result<ImportRecord, ImportError> {
+        self.run_with_progress(tenant, t, file, file_name, source, upload_id, approved, existing_import, None)
+    }
+
+    /// [`Ingest::run`], reporting (bytes read, rows read) as it goes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_with_progress(
+        &self,
+        tenant: &str,
+        t: &ImportType,
+        file: &Path,
+        file_name: &str,
+        source: &str,
+        upload_id: Option<i64>,
+        approved: bool,
+        existing_import: Option<i64>,
+        progress: Option<&dyn Fn(u64, u64)>,
+    ) -> Result<ImportRecord, ImportError> {
         let started = std::time::Instant::now();
         let req = ImportRequest {
             tenant,
@@ -185,6 +301,7 @@ impl Ingest {
             approved,
             existing_import,
             check_references: true,
+            progress,
         };
         let record = import_file(&self.store, &req)?;
         if let Some(report) = &record.report_file {
@@ -238,9 +355,25 @@ impl Ingest {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        let mut last_tick = Timestamp::now();
+        let mut last_sweep = std::time::Instant::now();
         loop {
             let me = self.clone();
-            match tokio::task::spawn_blocking(move || me.drain(false)).await {
+            let since = last_tick;
+            last_tick = Timestamp::now();
+            let now = last_tick;
+            let sweep = last_sweep.elapsed() > Duration::from_secs(3600);
+            if sweep {
+                last_sweep = std::time::Instant::now();
+            }
+            let work = move || {
+                me.run_schedules(since, now);
+                if sweep {
+                    me.sweep_archive();
+                }
+                me.drain(false)
+            };
+            match tokio::task::spawn_blocking(work).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => warn!("import worker: {e}"),
                 Err(e) => warn!("import worker crashed: {e}"),
@@ -267,4 +400,114 @@ pub enum ApproveError {
     Import(#[from] ImportError),
     #[error(transparent)]
     Store(#[from] sluice_store::StoreError),
+}
+
+/// Checks an IANA time zone name against the time zone database.
+pub fn check_timezone(name: &str) -> Result<(), String> {
+    jiff::tz::TimeZone::get(name)
+        .map(|_| ())
+        .map_err(|_| format!("unknown time zone {name:?}; use an IANA name such as America/Chicago or UTC"))
+}
+
+/// The first run of `cron` (read in time zone `tz`) after `after`.
+pub fn next_run(cron: &Cron, tz: &str, after: Timestamp) -> Result<Option<Timestamp>, String> {
+    let zone = jiff::tz::TimeZone::get(tz).map_err(|e| format!("time zone {tz:?}: {e}"))?;
+    let local = after.to_zoned(zone.clone()).datetime();
+    let from = CivilMinute {
+        year: i32::from(local.year()),
+        month: local.month() as u8,
+        day: local.day() as u8,
+        hour: local.hour() as u8,
+        minute: local.minute() as u8,
+    };
+    let Some(next) = cron.next_after(from) else { return Ok(None) };
+    let civil = jiff::civil::DateTime::new(
+        next.year as i16,
+        next.month as i8,
+        next.day as i8,
+        next.hour as i8,
+        next.minute as i8,
+        0,
+        0,
+    )
+    .map_err(|e| e.to_string())?;
+    // A time skipped by a DST change runs just after it; a repeated one runs the first time.
+    let zoned = zone.to_ambiguous_zoned(civil).compatible().map_err(|e| e.to_string())?;
+    Ok(Some(zoned.timestamp()))
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256Hex)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, Sha256Hex::from_digest(&h.finalize().into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_run_reads_the_schedule_in_the_tenant_time_zone() {
+        let cron = Cron::parse("0 2 * * *").unwrap();
+        // 2026-11-22 12:00 UTC; 02:00 in Chicago (UTC-6 in November) is 08:00 UTC next day.
+        let now: Timestamp = "2026-11-22T12:00:00Z".parse().unwrap();
+        let next = next_run(&cron, "America/Chicago", now).unwrap().unwrap();
+        assert_eq!(next.to_string(), "2026-11-23T08:00:00Z");
+        let utc = next_run(&cron, "UTC", now).unwrap().unwrap();
+        assert_eq!(utc.to_string(), "2026-11-23T02:00:00Z");
+        assert!(check_timezone("Mars/Olympus").is_err());
+        assert!(check_timezone("Europe/Paris").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod scheduler_tests {
+    use super::*;
+    use sluice_core::{FolderName, TenantName};
+
+    #[test]
+    fn a_scheduled_tenant_is_synced_when_its_time_comes_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("sluice.db")).unwrap());
+        let name = TenantName::parse("acme").unwrap();
+        store.add_tenant(&name, &FolderName::parse_list("students").unwrap()).unwrap();
+        store.set_trigger(&name, Trigger::Schedule).unwrap();
+        store.set_schedule(&name, &Cron::parse("0 2 * * *").unwrap()).unwrap();
+        store.set_timezone(&name, "America/Chicago").unwrap();
+        let types = ImportTypes::parse(&[(
+            "t.toml".into(),
+            "[[type]]\nname = \"students\"\nfolder = \"students\"\nkey = [\"id\"]\nmode = \"upsert\"\n\
+             [[type.column]]\nname = \"id\"\nrequired = true\nkind = \"id\"\n"
+                .into(),
+        )])
+        .unwrap();
+        let ingest = Ingest::new(store.clone(), types, dir.path()).unwrap();
+        let folder = dir.path().join("tenants/acme/students");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("students.csv"), "id\n1\n2\n").unwrap();
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        // 02:00 in Chicago is 08:00 UTC in November: nothing before it...
+        ingest.run_schedules(t("2026-11-23T07:58:00Z"), t("2026-11-23T07:59:30Z"));
+        assert!(store.imports("acme", 10).unwrap().is_empty());
+        // ...and one import when a tick passes it.
+        ingest.run_schedules(t("2026-11-23T07:59:30Z"), t("2026-11-23T08:00:05Z"));
+        let imports = store.imports("acme", 10).unwrap();
+        assert_eq!(imports.len(), 1);
+        assert_eq!(imports[0].counts.added, 2);
+        assert!(!folder.join("students.csv").exists());
+        ingest.run_schedules(t("2026-11-23T08:00:05Z"), t("2026-11-23T08:01:05Z"));
+        assert_eq!(store.imports("acme", 10).unwrap().len(), 1);
+    }
 }

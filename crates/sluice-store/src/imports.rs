@@ -303,15 +303,17 @@ impl Store {
 
     /// Upload events not yet turned into imports, oldest first, whose lease (if any) expired.
     /// Claiming one sets a lease, so a crash mid-import lets it be claimed again later.
-    pub fn claim_upload(&self, lease: Duration) -> Result<Option<crate::StoredUpload>> {
+    pub fn claim_upload(&self, lease: Duration, tenant: Option<&str>) -> Result<Option<crate::StoredUpload>> {
         self.with(|c| {
             let now = now_ms();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let id: Option<i64> = tx
                 .query_row(
                     "SELECT id FROM upload_events WHERE consumed_ms IS NULL
-                     AND (lease_until_ms IS NULL OR lease_until_ms < ?1) ORDER BY id LIMIT 1",
-                    [now],
+                     AND (lease_until_ms IS NULL OR lease_until_ms < ?1)
+                     AND (?2 IS NULL OR tenant_id = (SELECT id FROM tenants WHERE name = ?2))
+                     ORDER BY id LIMIT 1",
+                    params![now, tenant],
                     |r| r.get(0),
                 )
                 .optional()?;

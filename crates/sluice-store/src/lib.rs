@@ -48,6 +48,10 @@ pub struct Tenant {
     pub disabled: bool,
     pub password: Option<PasswordHash>,
     pub trigger: Trigger,
+    /// Cron expression, for `Trigger::Schedule`.
+    pub schedule: Option<sluice_core::schedule::Cron>,
+    /// IANA time zone name the schedule is read in.
+    pub timezone: String,
     pub created_ms: i64,
 }
 
@@ -146,6 +150,15 @@ impl Store {
 
     pub fn set_password(&self, name: &TenantName, hash: &PasswordHash) -> Result<()> {
         self.update_tenant(name, "UPDATE tenants SET password_hash = ?2 WHERE name = ?1", hash.as_phc())
+    }
+
+    pub fn set_schedule(&self, name: &TenantName, schedule: &sluice_core::schedule::Cron) -> Result<()> {
+        self.update_tenant(name, "UPDATE tenants SET schedule = ?2 WHERE name = ?1", schedule.as_str())
+    }
+
+    /// `timezone` must already be known to be valid (the caller checks it against the tz database).
+    pub fn set_timezone(&self, name: &TenantName, timezone: &str) -> Result<()> {
+        self.update_tenant(name, "UPDATE tenants SET timezone = ?2 WHERE name = ?1", timezone)
     }
 
     pub fn set_trigger(&self, name: &TenantName, trigger: Trigger) -> Result<()> {
@@ -288,7 +301,7 @@ fn upload_from_row((id, tenant, path, size, sha, at_ms): UploadRow) -> Result<St
 }
 
 const TENANT_SELECT: &str =
-    "SELECT id, name, folders, disabled, password_hash, created_ms, trigger FROM tenants";
+    "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone FROM tenants";
 
 struct RawTenant {
     id: i64,
@@ -298,6 +311,8 @@ struct RawTenant {
     password_hash: Option<String>,
     created_ms: i64,
     trigger: String,
+    schedule: Option<String>,
+    timezone: String,
 }
 
 fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
@@ -309,6 +324,8 @@ fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
         password_hash: r.get(4)?,
         created_ms: r.get(5)?,
         trigger: r.get(6)?,
+        schedule: r.get(7)?,
+        timezone: r.get(8)?,
     })
 }
 
@@ -325,6 +342,11 @@ impl RawTenant {
                 None => None,
             },
             trigger: Trigger::parse(&self.trigger).ok_or_else(|| corrupt("trigger"))?,
+            schedule: match &self.schedule {
+                Some(s) => Some(sluice_core::schedule::Cron::parse(s).map_err(|_| corrupt("schedule"))?),
+                None => None,
+            },
+            timezone: self.timezone.clone(),
             created_ms: self.created_ms,
         })
     }

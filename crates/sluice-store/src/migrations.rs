@@ -83,6 +83,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE tenants ADD COLUMN trigger TEXT NOT NULL DEFAULT 'on_upload';",
     // 4: the line a record came from in the import that last wrote it
     "ALTER TABLE records ADD COLUMN line INTEGER;",
+    // 5: scheduled imports
+    "ALTER TABLE tenants ADD COLUMN schedule TEXT;
+     ALTER TABLE tenants ADD COLUMN timezone TEXT NOT NULL DEFAULT 'UTC';",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

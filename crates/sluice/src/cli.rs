@@ -408,27 +408,37 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                     "folders" => store.set_folders(&name, &FolderName::parse_list(value)?)?,
                     "trigger" => {
                         let trigger = Trigger::parse(value).ok_or_else(|| {
-                            usage(anyhow!("trigger={value:?}: expected on_upload or manual"))
+                            usage(anyhow!("trigger={value:?}: expected on_upload, manual or schedule"))
                         })?;
                         store.set_trigger(&name, trigger)?;
                     }
+                    "schedule" => {
+                        let cron = sluice_core::schedule::Cron::parse(value).map_err(|e| usage(e.into()))?;
+                        store.set_schedule(&name, &cron)?;
+                    }
+                    "timezone" => {
+                        sluice_ingest::check_timezone(value).map_err(|e| usage(anyhow!(e)))?;
+                        store.set_timezone(&name, value)?;
+                    }
                     other => {
                         return Err(usage(anyhow!(
-                            "unknown tenant setting {other:?}; known settings: folders, trigger"
+                            "unknown tenant setting {other:?}; known settings: folders, trigger, schedule, timezone"
                         )));
                     }
                 }
             }
             let tenant = store.require_tenant(name.as_str())?;
+            if tenant.trigger == Trigger::Schedule && tenant.schedule.is_none() {
+                return Err(usage(anyhow!(
+                    "trigger=schedule needs a schedule: sluice tenant set {name} schedule=\"0 2 * * *\" [timezone=America/Chicago]"
+                )));
+            }
             ensure_tree(dirs, &tenant)?;
             println!(
                 "tenant {} now has folders {} and imports {}",
                 tenant.name,
                 folder_list(&tenant),
-                match tenant.trigger {
-                    Trigger::OnUpload => "as soon as an upload closes",
-                    Trigger::Manual => "only on `sluice sync`",
-                }
+                when(&tenant)
             );
         }
     }
@@ -438,6 +448,26 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
 fn ensure_tree(dirs: &DataDirs, tenant: &Tenant) -> Result<()> {
     let tree = TenantTree { layout: tenant.layout.clone(), root: dirs.tenants().join(tenant.name.as_str()) };
     tree.ensure_dirs().with_context(|| format!("cannot create folders under {}", tree.root.display()))
+}
+
+/// When a tenant's uploads are imported, in words.
+fn when(t: &Tenant) -> String {
+    match (t.trigger, &t.schedule) {
+        (Trigger::OnUpload, _) => "as soon as an upload closes".into(),
+        (Trigger::Manual, _) => "only on `sluice sync`".into(),
+        (Trigger::Schedule, Some(cron)) => {
+            let next = sluice_ingest::next_run(cron, &t.timezone, jiff::Timestamp::now())
+                .ok()
+                .flatten()
+                .map(|ts| {
+                    ts.to_zoned(jiff::tz::TimeZone::get(&t.timezone).unwrap_or(jiff::tz::TimeZone::UTC))
+                        .to_string()
+                })
+                .unwrap_or_else(|| "never".into());
+            format!("on schedule \"{cron}\" ({}), next {next}", t.timezone)
+        }
+        (Trigger::Schedule, None) => "on a schedule that is not set".into(),
+    }
 }
 
 fn folder_list(t: &Tenant) -> String {
@@ -452,6 +482,9 @@ fn tenant_json(store: &Store, t: &Tenant) -> Result<serde_json::Value> {
         "folders": t.layout.import_folders().iter().map(FolderName::as_str).collect::<Vec<_>>(),
         "password_set": t.password.is_some(),
         "trigger": t.trigger.as_str(),
+        "schedule": t.schedule.as_ref().map(|c| c.as_str()),
+        "timezone": t.timezone,
+        "imports": when(t),
         "keys": keys.iter().map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})).collect::<Vec<_>>(),
         "created_ms": t.created_ms,
     }))

@@ -35,6 +35,8 @@ default_folders = ["students", "employees", "guardians", "visitors"]
 [imports]
 # A directory of extra import type files (*.toml), beside the built-in presets. "" = none.
 types_dir = ""
+# Keep each processed upload in DATA_DIR/archive/TENANT/ for this many days (0: delete at once).
+archive_days = 0
 
 [log]
 # tracing filter, e.g. "info" or "sluice_sftp=debug,info"; RUST_LOG overrides it.
@@ -55,6 +57,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ImportsConfig {
     pub types_dir: String,
+    pub archive_days: u32,
 }
 
 impl ImportsConfig {

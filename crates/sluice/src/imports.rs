@@ -6,12 +6,12 @@ use crate::config::Config;
 use crate::serve::DataDirs;
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
+use sluice_core::TenantName;
 use sluice_core::import::{ColumnKind, ImportType, ImportTypes};
-use sluice_core::{Sha256Hex, TenantName, UploadEvent, VirtualPath, is_transfer_temp_name};
 use sluice_ingest::Ingest;
 use sluice_ingest::report::csv_cell;
 use sluice_store::{ImportRecord, ImportStatus, Store};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -127,6 +127,7 @@ fn validate_in(scratch: &Path, t: &ImportType, files: &[PathBuf]) -> Result<(), 
             approved: true,
             existing_import: None,
             check_references: false,
+            progress: None,
         };
         let record = sluice_ingest::import_file(&store, &req)?;
         print_errors(&store, &record, &file.display().to_string())?;
@@ -184,7 +185,7 @@ fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(),
 fn open(config: &Config, dirs: &DataDirs) -> Result<Ingest, Failure> {
     let store = Arc::new(dirs.open_store().map_err(usage)?);
     let types = load_types(config)?;
-    dirs.ingest(store, types).map_err(usage)
+    Ok(dirs.ingest(store, types).map_err(usage)?.with_archive(&dirs.root, config.imports.archive_days))
 }
 
 pub fn import(
@@ -216,7 +217,16 @@ pub fn import(
             )));
         }
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-        let record = ingest.run(tenant, ty, file, name, "cli", None, false, None)?;
+        let total = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0).max(1);
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let bar = |bytes: u64, rows: u64| {
+            eprint!("\r{name}: {:>3}% {rows} rows ", (100 * bytes / total).min(100));
+        };
+        let progress: Option<&dyn Fn(u64, u64)> = if terminal { Some(&bar) } else { None };
+        let record = ingest.run_with_progress(tenant, ty, file, name, "cli", None, false, None, progress)?;
+        if terminal && total > 50_000 {
+            eprint!("\r{:width$}\r", "", width = name.len() + 24);
+        }
         print_summary(&record);
         failed |= matches!(record.status, ImportStatus::Failed | ImportStatus::Incomplete);
     }
@@ -301,54 +311,16 @@ pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Fa
 
 pub fn sync(config: &Config, dirs: &DataDirs, tenant: &str) -> Result<(), Failure> {
     let ingest = open(config, dirs)?;
-    let t = ingest.store.require_tenant(tenant)?;
-    let mut queued = 0;
-    for folder in t.layout.import_folders() {
-        let dir = dirs.tenants().join(tenant).join(folder.as_str());
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            let Ok(name) = entry.file_name().into_string() else { continue };
-            if !meta.is_file() || is_transfer_temp_name(&name) {
-                continue;
-            }
-            let (size, sha256) =
-                hash(&entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
-            let path = VirtualPath::resolve(format!("/{folder}/{name}").as_bytes())
-                .map_err(|e| anyhow!("{name}: {e}"))?;
-            ingest.store.record_upload(&UploadEvent {
-                tenant: t.name.clone(),
-                path,
-                size,
-                sha256,
-                at_ms: sluice_store::now_ms(),
-            })?;
-            queued += 1;
-        }
-    }
-    let handled = ingest.drain(true)?;
-    println!("{queued} waiting file(s) found; {handled} upload(s) processed");
-    for r in ingest.store.imports(tenant, handled)?.iter().rev() {
+    let before = ingest.store.imports(tenant, 1)?.first().map_or(0, |r| r.id);
+    let found = ingest.sync_tenant(tenant)?;
+    println!("{found} waiting file(s) found");
+    let mut done: Vec<ImportRecord> =
+        ingest.store.imports(tenant, 10_000)?.into_iter().filter(|r| r.id > before).collect();
+    done.reverse();
+    for r in &done {
         print_summary(r);
     }
     Ok(())
-}
-
-fn hash(path: &Path) -> std::io::Result<(u64, Sha256Hex)> {
-    use sha2::Digest;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((n, Sha256Hex::from_digest(&h.finalize().into())))
 }
 
 pub fn approve(config: &Config, dirs: &DataDirs, id: i64) -> Result<(), Failure> {

@@ -67,7 +67,8 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let host_key = hostkey::load_or_generate(&dirs.host_key())?;
     let types = crate::types::load(config.imports.types_dir())?;
-    let ingest = Arc::new(dirs.ingest(store.clone(), types)?);
+    let ingest =
+        Arc::new(dirs.ingest(store.clone(), types)?.with_archive(&dirs.root, config.imports.archive_days));
     ingest.recover()?;
     let uploaded = Arc::new(Notify::new());
     let shared = Arc::new(SftpShared {

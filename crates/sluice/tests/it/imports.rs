@@ -423,3 +423,46 @@ async fn killed_mid_import_every_upload_is_imported_exactly_once() {
     assert_eq!(list.len(), uploads.len(), "imports without an upload: {list:?}");
     println!("kill test: {} uploads recorded, each imported exactly once", uploads.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_and_scheduled_tenants_wait_for_sync_and_archive_keeps_files() {
+    let server = Server::start_with(&[("SLUICE_IMPORTS_ARCHIVE_DAYS", "7")]);
+    server.importing_tenant("acme", "pw");
+    // Schedule settings are validated.
+    let bad = server.cli(&["tenant", "set", "acme", "schedule=0 25 * * *"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(output_text(&bad).contains("hour: 25 is outside 0-23"), "{}", output_text(&bad));
+    let bad = server.cli(&["tenant", "set", "acme", "timezone=Mars/Olympus"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(output_text(&bad).contains("unknown time zone"));
+    let out = server.cli(&["tenant", "set", "acme", "trigger=schedule"]);
+    assert_eq!(out.status.code(), Some(2), "a schedule trigger needs a schedule");
+    let set = server.cli_ok(&[
+        "tenant",
+        "set",
+        "acme",
+        "trigger=schedule",
+        "schedule=0 2 * * *",
+        "timezone=America/Chicago",
+    ]);
+    assert!(set.contains("on schedule \"0 2 * * *\" (America/Chicago), next"), "{set}");
+    let show: Value = serde_json::from_str(&server.cli_ok(&["tenant", "show", "acme", "--json"])).unwrap();
+    assert_eq!((show["trigger"].as_str(), show["schedule"].as_str()), (Some("schedule"), Some("0 2 * * *")));
+
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    put(&sftp, "/students/students.csv", students(&[("S1", "Ann", "Lee")]).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        server.tenant_dir("acme").join("students/students.csv").exists(),
+        "the upload waits for its schedule"
+    );
+    assert!(server.cli_ok(&["imports", "--tenant", "acme"]).is_empty());
+    let synced = server.cli_ok(&["sync", "--tenant", "acme"]);
+    assert!(synced.contains("1 waiting file(s) found") && synced.contains("(complete)"), "{synced}");
+    assert!(!server.tenant_dir("acme").join("students/students.csv").exists());
+    // Archiving is on: the processed upload is kept privately, not in the tenant's tree.
+    let archived: Vec<_> =
+        std::fs::read_dir(server.data_dir().join("archive/acme")).unwrap().flatten().collect();
+    assert_eq!(archived.len(), 1);
+    assert!(archived[0].file_name().to_string_lossy().ends_with("-students.csv"));
+}
