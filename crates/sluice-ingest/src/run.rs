@@ -165,97 +165,202 @@ fn read_and_stage(
     for unknown in &header.unknown {
         warnings.push(format!("column {unknown:?} is not part of type {} and was ignored", t.name));
     }
+    // Two stages on two threads: this one reads, validates, encodes and hashes rows; the
+    // caller's thread owns the database connection and loads them. Batches through a short
+    // bounded channel keep memory flat while both cores work.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+    let header = &header;
+    std::thread::scope(|scope| {
+        scope.spawn(move || prepare_rows(t, header, csv, tx));
+        load_rows(req, rx, loader, report, errors, counts)
+    })
+}
+
+/// One row, validated and encoded, on its way to the loader.
+struct Prepared {
+    line: u64,
+    /// The key, when every key column holds a valid value.
+    key: Option<String>,
+    data: String,
+    hash: i64,
+    valid: bool,
+    delete: bool,
+    /// (column, value) of each non-empty reference, to check against the database.
+    references: Vec<(usize, String)>,
+    errors: Vec<RowError>,
+}
+
+enum Batch {
+    Rows { rows: Vec<Prepared>, bytes_read: u64 },
+    Done { encoding: Option<String> },
+    Rejected { message: String, encoding: Option<String> },
+}
+
+const BATCH: usize = 1024;
+
+fn prepare_rows<R: std::io::Read>(
+    t: &ImportType,
+    header: &HeaderMap,
+    mut csv: CsvReader<R>,
+    tx: std::sync::mpsc::SyncSender<Batch>,
+) {
+    let enc = |csv: &CsvReader<R>| csv.encoding().map(|e| e.to_string());
+    let mut rec = Record::default();
     let mut values = Values::default();
-    let mut row_errors: Vec<RowError> = Vec::new();
-    let mut data = String::new();
-    let mut loadable = 0u64;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut rows = 0u64;
     loop {
         match csv.read(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => return rejected(csv_message(&e), enc(&csv)),
-        }
-        counts.rows += 1;
-        if counts.rows.is_multiple_of(50_000)
-            && let Some(progress) = req.progress
-        {
-            progress(csv.bytes_read(), counts.rows);
-        }
-        if counts.rows > t.limits.max_rows {
-            return rejected(
-                format!("the file has more than {} rows, the limit for type {}", t.limits.max_rows, t.name),
-                enc(&csv),
-            );
-        }
-        row_errors.clear();
-        let valid = header.check(t, &rec, &mut values, &mut row_errors);
-        // The key, if all its columns hold valid values.
-        let key = key_of(t, &values, &row_errors);
-        if valid && req.check_references {
-            for r in &t.references {
-                let v = values.get(r.column);
-                if !v.is_empty() && !loader.reference_exists(&r.to_type, v)? {
-                    row_errors.push(RowError {
-                        line: rec.line,
-                        column: t.columns[r.column].name.clone(),
-                        code: "unknown_reference",
-                        reason: format!("no {} record has this key; import {} first", r.to_type, r.to_type),
-                        value: v.to_owned(),
-                    });
-                }
+            Err(e) => {
+                let _ = tx.send(Batch::Rejected { message: csv_message(&e), encoding: enc(&csv) });
+                return;
             }
         }
-        let ok = row_errors.is_empty();
-        if let Some(key) = key {
-            let kind = if !ok {
-                StageKind::Keep
-            } else if t
-                .status
+        rows += 1;
+        if rows > t.limits.max_rows {
+            let message =
+                format!("the file has more than {} rows, the limit for type {}", t.limits.max_rows, t.name);
+            let _ = tx.send(Batch::Rejected { message, encoding: enc(&csv) });
+            return;
+        }
+        let mut errors = Vec::new();
+        let valid = header.check(t, &rec, &mut values, &mut errors);
+        let key = key_of(t, &values, &errors);
+        let references = if valid {
+            t.references
+                .iter()
+                .map(|r| (r.column, values.get(r.column)))
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(c, v)| (c, v.to_owned()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let delete = valid
+            && t.status
                 .as_ref()
-                .is_some_and(|(col, deleted)| deleted.contains(&values.get(*col).to_lowercase()))
-            {
-                StageKind::Delete
-            } else {
-                StageKind::Load
-            };
-            data.clear();
+                .is_some_and(|(col, deleted)| deleted.contains(&values.get(*col).to_lowercase()));
+        let (data, hash) = if key.is_some() {
+            let mut data = String::with_capacity(rec_capacity(&values));
             encode_values(values.iter(), &mut data);
-            if let Some(first) = loader.stage(rec.line, &key, &data, content_hash(&data), kind)? {
-                row_errors.push(RowError {
-                    line: rec.line,
-                    column: t.key.iter().map(|&k| t.columns[k].name.as_str()).collect::<Vec<_>>().join("+"),
-                    code: "duplicate_key",
-                    reason: format!("the same key as line {first}; each record may appear once"),
-                    value: key.replace('\u{1f}', "+"),
-                });
-            } else if ok {
-                loadable += 1;
+            let hash = content_hash(&data);
+            (data, hash)
+        } else {
+            (String::new(), 0)
+        };
+        batch.push(Prepared { line: rec.line, key, data, hash, valid, delete, references, errors });
+        if batch.len() == BATCH {
+            let rows = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.send(Batch::Rows { rows, bytes_read: csv.bytes_read() }).is_err() {
+                return;
             }
         }
-        if !row_errors.is_empty() {
-            counts.rejected += 1;
-            for e in &row_errors {
-                report.add(e).map_err(io("writing the error report"))?;
-                if errors.len() < sluice_store::STORED_ERRORS {
-                    errors.push(e.clone());
+    }
+    if !batch.is_empty() && tx.send(Batch::Rows { rows: batch, bytes_read: csv.bytes_read() }).is_err() {
+        return;
+    }
+    let _ = tx.send(Batch::Done { encoding: enc(&csv) });
+}
+
+fn rec_capacity(values: &Values) -> usize {
+    values.iter().map(|v| v.len() + 3).sum::<usize>() + 2
+}
+
+fn load_rows(
+    req: &ImportRequest<'_>,
+    rx: std::sync::mpsc::Receiver<Batch>,
+    loader: &mut sluice_store::Loader,
+    report: &mut Report,
+    errors: &mut Vec<RowError>,
+    counts: &mut Counts,
+) -> Result<Staged, ImportError> {
+    let t = req.import_type;
+    let mut loadable = 0u64;
+    for batch in rx {
+        let (rows, bytes_read) = match batch {
+            Batch::Rows { rows, bytes_read } => (rows, bytes_read),
+            Batch::Rejected { message, encoding } => return Ok(Staged::Rejected { message, encoding }),
+            Batch::Done { encoding } => {
+                if counts.rows == 0 {
+                    let message = "the file has a header but no rows; nothing was changed".into();
+                    return Ok(Staged::Rejected { message, encoding });
+                }
+                if loadable == 0 {
+                    let message = format!(
+                        "every one of the {} rows was rejected; nothing was changed (see the errors)",
+                        counts.rows
+                    );
+                    return Ok(Staged::Rejected { message, encoding });
+                }
+                return Ok(Staged::Rows { encoding });
+            }
+        };
+        for p in rows {
+            counts.rows += 1;
+            if counts.rows.is_multiple_of(50_000)
+                && let Some(progress) = req.progress
+            {
+                progress(bytes_read, counts.rows);
+            }
+            let mut row_errors = p.errors;
+            if p.valid && req.check_references {
+                for (column, value) in &p.references {
+                    let to_type =
+                        &t.references.iter().find(|r| r.column == *column).map_or("", |r| r.to_type.as_str());
+                    if !loader.reference_exists(to_type, value)? {
+                        row_errors.push(RowError {
+                            line: p.line,
+                            column: t.columns[*column].name.clone(),
+                            code: "unknown_reference",
+                            reason: format!("no {to_type} record has this key; import {to_type} first"),
+                            value: value.clone(),
+                        });
+                    }
+                }
+            }
+            let ok = row_errors.is_empty();
+            if let Some(key) = &p.key {
+                let kind = if !ok {
+                    StageKind::Keep
+                } else if p.delete {
+                    StageKind::Delete
+                } else {
+                    StageKind::Load
+                };
+                if let Some(first) = loader.stage(p.line, key, &p.data, p.hash, kind)? {
+                    row_errors.push(RowError {
+                        line: p.line,
+                        column: t
+                            .key
+                            .iter()
+                            .map(|&k| t.columns[k].name.as_str())
+                            .collect::<Vec<_>>()
+                            .join("+"),
+                        code: "duplicate_key",
+                        reason: format!("the same key as line {first}; each record may appear once"),
+                        value: key.replace('\u{1f}', "+"),
+                    });
+                } else if ok {
+                    loadable += 1;
+                }
+            }
+            if !row_errors.is_empty() {
+                counts.rejected += 1;
+                for e in &row_errors {
+                    report.add(e).map_err(io("writing the error report"))?;
+                    if errors.len() < sluice_store::STORED_ERRORS {
+                        errors.push(e.clone());
+                    }
                 }
             }
         }
     }
-    let encoding = enc(&csv);
-    if counts.rows == 0 {
-        return rejected("the file has a header but no rows; nothing was changed".into(), encoding);
-    }
-    if loadable == 0 {
-        return rejected(
-            format!(
-                "every one of the {} rows was rejected; nothing was changed (see the errors)",
-                counts.rows
-            ),
-            encoding,
-        );
-    }
-    Ok(Staged::Rows { encoding })
+    Err(ImportError::Io {
+        what: "reading the file".into(),
+        source: std::io::Error::other("the row reader stopped unexpectedly"),
+    })
 }
 
 fn csv_message(e: &CsvError) -> String {
