@@ -145,7 +145,8 @@ enum TenantCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Change settings: `folders=students,guardians`, `trigger=on_upload|manual`.
+    /// Change settings: `types=students,guardians` (or `folders=...`), `trigger=on_upload|manual|schedule`,
+    /// `schedule="0 2 * * *"`, `timezone=America/Chicago`.
     Set {
         name: String,
         #[arg(required = true, value_name = "KEY=VALUE")]
@@ -406,6 +407,25 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                 })?;
                 match key {
                     "folders" => store.set_folders(&name, &FolderName::parse_list(value)?)?,
+                    "types" => {
+                        // A tenant imports the types whose folders it has.
+                        let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
+                        let mut folders: Vec<FolderName> = Vec::new();
+                        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                            let t = types.get(name).ok_or_else(|| {
+                                usage(anyhow!("unknown import type {name:?}; `sluice types` lists them"))
+                            })?;
+                            let folder = t.folder.clone().ok_or_else(|| {
+                                usage(anyhow!(
+                                    "import type {name:?} has no folder, so a tenant cannot upload it"
+                                ))
+                            })?;
+                            if !folders.contains(&folder) {
+                                folders.push(folder);
+                            }
+                        }
+                        store.set_folders(&name, &folders)?;
+                    }
                     "trigger" => {
                         let trigger = Trigger::parse(value).ok_or_else(|| {
                             usage(anyhow!("trigger={value:?}: expected on_upload, manual or schedule"))
@@ -422,7 +442,7 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                     }
                     other => {
                         return Err(usage(anyhow!(
-                            "unknown tenant setting {other:?}; known settings: folders, trigger, schedule, timezone"
+                            "unknown tenant setting {other:?}; known settings: types, folders, trigger, schedule, timezone"
                         )));
                     }
                 }

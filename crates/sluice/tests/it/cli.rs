@@ -67,6 +67,12 @@ fn tenant_lifecycle() {
     let set = sluice(d, &["tenant", "set", "north-high", "folders=students,oneroster"], "");
     assert!(set.status.success(), "{}", text(&set));
     assert!(d.join("tenants/north-high/oneroster").is_dir());
+    let by_type = sluice(d, &["tenant", "set", "north-high", "types=students,badge,guardians"], "");
+    assert!(by_type.status.success(), "{}", text(&by_type));
+    let v: serde_json::Value =
+        serde_json::from_slice(&sluice(d, &["tenant", "show", "north-high", "--json"], "").stdout).unwrap();
+    assert_eq!(v["folders"], serde_json::json!(["students", "badge", "guardians"]));
+    assert_eq!(sluice(d, &["tenant", "set", "north-high", "types=unicorns"], "").status.code(), Some(2));
     let unknown = sluice(d, &["tenant", "set", "north-high", "colour=blue"], "");
     assert_eq!(unknown.status.code(), Some(2));
     let missing = sluice(d, &["tenant", "disable", "nobody"], "");
