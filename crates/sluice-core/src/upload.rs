@@ -28,6 +28,25 @@ impl Sha256Hex {
     }
 }
 
+/// SHA-256 and length of everything `reader` yields (the caller opens the file).
+pub fn sha256_of(mut reader: impl std::io::Read) -> std::io::Result<(u64, Sha256Hex)> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, Sha256Hex::from_digest(&hasher.finalize().into())))
+}
+
 /// A file that a tenant finished uploading: closed after a successful write and moved into
 /// place (or renamed from a client's temporary name into its final one).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -437,21 +437,7 @@ pub fn next_run(cron: &Cron, tz: &str, after: Timestamp) -> Result<Option<Timest
 }
 
 fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256Hex)> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((n, Sha256Hex::from_digest(&h.finalize().into())))
+    sluice_core::sha256_of(std::fs::File::open(path)?)
 }
 
 #[cfg(test)]

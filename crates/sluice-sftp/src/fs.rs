@@ -10,7 +10,7 @@ use crate::protocol::{Attrs, StatusCode};
 use sha2::{Digest, Sha256};
 use sluice_core::{Node, PathError, PolicyError, Sha256Hex, TreeLayout, VirtualPath};
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -230,19 +230,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// SHA-256 and size of a whole file, for uploads written out of order.
 pub fn hash_file(path: &Path) -> io::Result<(u64, Sha256Hex)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, digest_hex(hasher)))
+    sluice_core::sha256_of(File::open(path)?)
 }
 
 /// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing `to`.

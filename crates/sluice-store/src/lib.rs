@@ -242,45 +242,22 @@ impl Store {
 
     pub fn uploads(&self, tenant: &str) -> Result<Vec<StoredUpload>> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms FROM upload_events u
-                 JOIN tenants t ON t.id = u.tenant_id WHERE t.name = ?1 ORDER BY u.id",
-            )?;
-            let rows = stmt
-                .query_map([tenant], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, i64>(5)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut stmt = c.prepare(&format!("{UPLOAD_SELECT} WHERE t.name = ?1 ORDER BY u.id"))?;
+            let rows = stmt.query_map([tenant], upload_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
             rows.into_iter().map(upload_from_row).collect()
         })
     }
 }
 
+const UPLOAD_SELECT: &str = "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms FROM upload_events u
+    JOIN tenants t ON t.id = u.tenant_id";
+
+fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
 pub(crate) fn upload_by_id(c: &Connection, id: i64) -> Result<Option<StoredUpload>> {
-    let row = c
-        .query_row(
-            "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms FROM upload_events u
-             JOIN tenants t ON t.id = u.tenant_id WHERE u.id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
-            },
-        )
-        .optional()?;
+    let row = c.query_row(&format!("{UPLOAD_SELECT} WHERE u.id = ?1"), [id], upload_row).optional()?;
     row.map(upload_from_row).transpose()
 }
 
