@@ -6,6 +6,7 @@
 
 pub mod import;
 pub mod layout;
+pub mod manifest;
 pub mod password;
 pub mod schedule;
 pub mod tenant;

@@ -1,0 +1,291 @@
+//! `.done` manifests, the Campus Labs Import Automation protocol (shared/seeds/001):
+//!
+//! ```xml
+//! <?xml version="1.0" encoding="utf-8"?>
+//! <manifest>
+//!   <file name="accounts.csv" checksum="0cc175b9c0f1b6a831c399e269772661" checksumhashtype="md5"/>
+//!   <file name="photos.csv" checksum="" checksumhashtype="none"/>
+//! </manifest>
+//! ```
+//!
+//! Any root element name is accepted; `<file>` elements are its children. Attribute names
+//! and the hash type are case-insensitive. Parsing is bounded and refuses DTDs, so neither
+//! entity expansion ("billion laughs") nor external entities can happen.
+
+use md5::Digest;
+use quick_xml::events::Event;
+use quick_xml::reader::Reader;
+
+/// Manifests larger than this are rejected unread.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+/// At most this many `<file>` lines.
+pub const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub name: String,
+    /// Lowercase hex MD5, when the line gives one.
+    pub md5: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub entries: Vec<ManifestEntry>,
+}
+
+/// Why a manifest is `INVALIDSCHEMA`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("the manifest is larger than {MAX_MANIFEST_BYTES} bytes")]
+    TooLarge,
+    #[error("the manifest is not well-formed XML: {0}")]
+    Malformed(String),
+    #[error("DTDs and entity declarations are not allowed in a manifest")]
+    Dtd,
+    #[error("the manifest lists no <file> element; list at least one file")]
+    NoFiles,
+    #[error("the manifest lists more than {MAX_ENTRIES} files")]
+    TooManyFiles,
+    #[error("<file> number {line}: {problem}")]
+    BadLine { line: usize, problem: String },
+}
+
+impl Manifest {
+    pub fn parse(xml: &[u8]) -> Result<Self, ManifestError> {
+        Ok(Self { entries: scan(xml)?.into_iter().map(|(entry, _)| entry).collect() })
+    }
+}
+
+/// Each `<file>` entry with the byte offset where an attribute can be inserted into its tag.
+fn scan(xml: &[u8]) -> Result<Vec<(ManifestEntry, usize)>, ManifestError> {
+    if xml.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge);
+    }
+    let mut reader = Reader::from_reader(xml);
+    reader.config_mut().check_end_names = true;
+    let mut entries = Vec::new();
+    let mut depth = 0usize;
+    let mut saw_root = false;
+    loop {
+        let before = reader.buffer_position() as usize;
+        let event = reader.read_event().map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        let after = reader.buffer_position() as usize;
+        match event {
+            Event::DocType(_) => return Err(ManifestError::Dtd),
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(event, Event::Empty(_));
+                if depth == 0 {
+                    if saw_root {
+                        return Err(ManifestError::Malformed("more than one root element".into()));
+                    }
+                    saw_root = true;
+                } else if depth == 1 && e.local_name().as_ref().eq_ignore_ascii_case("file") {
+                    let line = entries.len() + 1;
+                    if line > MAX_ENTRIES {
+                        return Err(ManifestError::TooManyFiles);
+                    }
+                    let entry = file_entry(e, line)?;
+                    // Insert before `/>` or `>`.
+                    let tag_end =
+                        xml[before..after].iter().rposition(|&b| b == b'>').map_or(after, |p| before + p);
+                    let insert_at =
+                        if empty && tag_end > 0 && xml[tag_end - 1] == b'/' { tag_end - 1 } else { tag_end };
+                    entries.push((entry, insert_at));
+                }
+                if !empty {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            // Without a DTD only the predefined entities and character references exist.
+            Event::GeneralRef(r)
+                if !r.is_char_ref() && !["amp", "lt", "gt", "quot", "apos"].contains(&&*r) =>
+            {
+                return Err(ManifestError::Malformed(format!("unknown entity &{};", &*r)));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !saw_root {
+        return Err(ManifestError::Malformed("the manifest is empty".into()));
+    }
+    if entries.is_empty() {
+        return Err(ManifestError::NoFiles);
+    }
+    Ok(entries)
+}
+
+fn file_entry(e: &quick_xml::events::BytesStart<'_>, line: usize) -> Result<ManifestEntry, ManifestError> {
+    let bad = |problem: String| ManifestError::BadLine { line, problem };
+    let (mut name, mut checksum, mut hash_type) = (None, String::new(), String::new());
+    for attr in e.attributes() {
+        let attr = attr.map_err(|e| bad(format!("bad attribute: {e}")))?;
+        let value = attr
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|e| bad(format!("bad attribute value: {e}")))?
+            .trim()
+            .to_owned();
+        match attr.key.local_name().as_ref().to_ascii_lowercase().as_str() {
+            "name" => name = Some(value),
+            "checksum" => checksum = value,
+            "checksumhashtype" => hash_type = value.to_ascii_lowercase(),
+            _ => {}
+        }
+    }
+    let name = name.filter(|n| !n.is_empty()).ok_or_else(|| bad("has no name attribute".into()))?;
+    let md5 = match hash_type.as_str() {
+        "md5" => {
+            if checksum.len() != 32 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!("checksum {checksum:?} is not a 32-digit MD5 hex string")));
+            }
+            Some(checksum.to_ascii_lowercase())
+        }
+        "" | "none" => {
+            if !checksum.is_empty() {
+                return Err(bad("gives a checksum but checksumhashtype is not \"md5\"".into()));
+            }
+            None
+        }
+        other => {
+            return Err(bad(format!("checksumhashtype {other:?} is not supported; use \"md5\" or \"none\"")));
+        }
+    };
+    Ok(ManifestEntry { name, md5 })
+}
+
+/// The manifest's text with `INVALID="reason"` added to the listed `<file>` lines
+/// (`(index, reason)`, index counting `<file>` elements from 0), for `.CONTAINSINVALIDFILES`.
+pub fn mark_invalid(xml: &[u8], invalid: &[(usize, String)]) -> Result<Vec<u8>, ManifestError> {
+    let positions = scan(xml)?;
+    let mut inserts: Vec<(usize, String)> = invalid
+        .iter()
+        .filter_map(|(i, reason)| {
+            positions.get(*i).map(|(_, at)| (*at, format!(" INVALID=\"{}\"", xml_attr(reason))))
+        })
+        .collect();
+    inserts.sort_by_key(|(at, _)| *at);
+    let mut out = Vec::with_capacity(xml.len() + inserts.iter().map(|(_, s)| s.len()).sum::<usize>());
+    let mut last = 0;
+    for (at, text) in inserts {
+        out.extend_from_slice(&xml[last..at]);
+        out.extend_from_slice(text.as_bytes());
+        last = at;
+    }
+    out.extend_from_slice(&xml[last..]);
+    Ok(out)
+}
+
+fn xml_attr(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Lowercase hex MD5 of everything `reader` yields.
+pub fn md5_of(mut reader: impl std::io::Read) -> std::io::Result<String> {
+    let mut hasher = md5::Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<manifest>
+  <file name="accounts.csv" checksum="0CC175B9C0F1B6A831C399E269772661" checksumhashtype="MD5"/>
+  <file name="photos.csv" checksum="" checksumhashtype="none"/>
+  <!-- a comment -->
+  <FILE NAME="terms.csv" CHECKSUM="" CHECKSUMHASHTYPE=""></FILE>
+</manifest>"#;
+
+    #[test]
+    fn parses_the_documented_layout_in_any_case() {
+        let m = Manifest::parse(GOOD.as_bytes()).unwrap();
+        assert_eq!(m.entries.len(), 3);
+        assert_eq!(
+            m.entries[0],
+            ManifestEntry {
+                name: "accounts.csv".into(),
+                md5: Some("0cc175b9c0f1b6a831c399e269772661".into())
+            }
+        );
+        assert_eq!(m.entries[1].md5, None);
+        assert_eq!(m.entries[2].name, "terms.csv");
+        for root in ["files", "filelist", "ImportManifest"] {
+            let xml = format!("<{root}><file name=\"a.csv\" checksum=\"\" checksumhashtype=\"\"/></{root}>");
+            assert_eq!(Manifest::parse(xml.as_bytes()).unwrap().entries.len(), 1, "{root}");
+        }
+        assert_eq!(md5_of(&b"a"[..]).unwrap(), "0cc175b9c0f1b6a831c399e269772661");
+    }
+
+    #[test]
+    fn invalid_schemas_say_why() {
+        let e = |xml: &str| Manifest::parse(xml.as_bytes()).unwrap_err();
+        assert!(matches!(e("<manifest><file name='a.csv'"), ManifestError::Malformed(_)));
+        assert_eq!(e("<manifest></manifest>"), ManifestError::NoFiles);
+        assert!(matches!(e(""), ManifestError::Malformed(_)));
+        assert!(matches!(
+            e("<m><file name='a' checksum='x' checksumhashtype='sha1'/></m>"),
+            ManifestError::BadLine { line: 1, .. }
+        ));
+        assert!(matches!(
+            e("<m><file name='a' checksum='abc' checksumhashtype='md5'/></m>"),
+            ManifestError::BadLine { .. }
+        ));
+        assert!(matches!(
+            e("<m><file name='a' checksum='0cc175b9c0f1b6a831c399e269772661' checksumhashtype=''/></m>"),
+            ManifestError::BadLine { .. }
+        ));
+        assert!(matches!(e("<m><file checksum='' checksumhashtype=''/></m>"), ManifestError::BadLine { .. }));
+        assert!(matches!(e("<m><file name='a'/></m><m2/>"), ManifestError::Malformed(_)));
+        let huge = format!("<m>{}</m>", " ".repeat(MAX_MANIFEST_BYTES));
+        assert_eq!(e(&huge), ManifestError::TooLarge);
+        let many =
+            format!("<m>{}</m>", "<file name='a' checksum='' checksumhashtype=''/>".repeat(MAX_ENTRIES + 1));
+        assert_eq!(e(&many), ManifestError::TooManyFiles);
+    }
+
+    #[test]
+    fn no_entity_expansion_and_no_external_entities() {
+        let laughs = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
+<manifest><file name="&lol2;" checksum="" checksumhashtype=""/></manifest>"#;
+        assert_eq!(Manifest::parse(laughs.as_bytes()), Err(ManifestError::Dtd));
+        let xxe = r#"<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]><m><file name="&x;"/></m>"#;
+        assert_eq!(Manifest::parse(xxe.as_bytes()), Err(ManifestError::Dtd));
+        // An undeclared entity (no DTD) is an error, never expanded.
+        assert!(Manifest::parse(b"<m><file name='&x;' checksum='' checksumhashtype=''/></m>").is_err());
+        // The predefined ones are fine.
+        let ok =
+            Manifest::parse(b"<m><file name='a&amp;b.csv' checksum='' checksumhashtype=''/></m>").unwrap();
+        assert_eq!(ok.entries[0].name, "a&b.csv");
+    }
+
+    #[test]
+    fn invalid_lines_are_marked_in_place() {
+        let out = mark_invalid(
+            GOOD.as_bytes(),
+            &[(0, "checksum mismatch: file is \"x\"".into()), (2, "no such file".into())],
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#"checksumhashtype="MD5" INVALID="checksum mismatch: file is &quot;x&quot;"/>"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"CHECKSUMHASHTYPE="" INVALID="no such file"></FILE>"#), "{text}");
+        assert!(text.contains(r#"<file name="photos.csv" checksum="" checksumhashtype="none"/>"#));
+        // The result is still a valid manifest.
+        assert_eq!(Manifest::parse(text.as_bytes()).unwrap().entries.len(), 3);
+    }
+}
