@@ -58,6 +58,8 @@ pub enum Trigger {
     Manual,
     /// At the times of the tenant's cron schedule, in its time zone; uploads wait till then.
     Schedule,
+    /// When a `.done` manifest listing the files arrives (the Campus Labs protocol).
+    Manifest,
 }
 
 impl Trigger {
@@ -66,6 +68,7 @@ impl Trigger {
             "on_upload" => Some(Trigger::OnUpload),
             "manual" => Some(Trigger::Manual),
             "schedule" => Some(Trigger::Schedule),
+            "manifest" => Some(Trigger::Manifest),
             _ => None,
         }
     }
@@ -75,6 +78,7 @@ impl Trigger {
             Trigger::OnUpload => "on_upload",
             Trigger::Manual => "manual",
             Trigger::Schedule => "schedule",
+            Trigger::Manifest => "manifest",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The import pipeline: from a file (an upload, or a path on the command line) to records,
 //! with a precise report of what happened to every row. Knows nothing about SSH or HTTP.
 
+mod manifest;
 pub mod report;
 mod run;
 mod worker;

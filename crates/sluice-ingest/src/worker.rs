@@ -72,7 +72,7 @@ impl Ingest {
     }
 
     /// The staged copy of a processed upload: archived if retention is on, else deleted.
-    fn retire(&self, staged: &Path, tenant: &str, import_id: i64, name: &str) {
+    pub(crate) fn retire(&self, staged: &Path, tenant: &str, import_id: i64, name: &str) {
         if let Some((root, _)) = &self.archive {
             let dir = root.join(tenant);
             if std::fs::create_dir_all(&dir).is_ok()
@@ -142,6 +142,8 @@ impl Ingest {
                 .filter(|e| e.metadata().is_ok_and(|m| m.is_file()))
                 .filter_map(|e| e.file_name().into_string().ok())
                 .filter(|n| !is_transfer_temp_name(n))
+                // A manifest tenant's files are imported through their manifests only.
+                .filter(|n| tenant.trigger != Trigger::Manifest || n.to_ascii_lowercase().ends_with(".done"))
                 .collect();
             names.sort();
             for name in names {
@@ -197,6 +199,15 @@ impl Ingest {
             self.store.consume_upload(upload.id, None)?;
             return Ok(None);
         };
+        if tenant.trigger == Trigger::Manifest {
+            // Data files wait for a manifest that lists them; a manifest is processed now.
+            if name.to_ascii_lowercase().ends_with(".done") {
+                self.process_manifest(&tenant, folder, name, upload.id)?;
+            } else {
+                self.store.consume_upload(upload.id, None)?;
+            }
+            return Ok(None);
+        }
         if tenant.trigger != Trigger::OnUpload && !forced {
             // The file waits in its folder for `sluice sync` or the schedule.
             self.store.consume_upload(upload.id, None)?;
@@ -243,7 +254,15 @@ impl Ingest {
         Ok(Some(record))
     }
 
-    fn no_type_message(&self, allowed: &[String], folder: &str, name: &str) -> String {
+    pub(crate) fn tenants_root(&self) -> &Path {
+        &self.tenants_root
+    }
+
+    pub(crate) fn staging(&self) -> &Path {
+        &self.staging
+    }
+
+    pub(crate) fn no_type_message(&self, allowed: &[String], folder: &str, name: &str) -> String {
         let by_name = self.types.all().iter().find(|t| {
             allowed.contains(&t.name) && t.file_name.as_deref().is_some_and(|f| f.eq_ignore_ascii_case(name))
         });

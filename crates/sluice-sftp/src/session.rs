@@ -455,7 +455,7 @@ impl Processor {
         self.next_handle = self.next_handle.wrapping_add(1);
         self.handles.insert(key, handle);
         let mut packet = Packet::new(msg::HANDLE, Some(id), 8);
-        packet.string(&key.to_be_bytes());
+        packet.string(format!("h{key}").as_bytes());
         Ok(packet.finish())
     }
 
@@ -585,8 +585,10 @@ fn attrs_reply(id: u32, attrs: &Attrs) -> Bytes {
     packet.finish()
 }
 
+/// Handles are short ASCII strings (`h17`): some clients keep them as text, and a raw
+/// binary handle with a byte above 0x7F comes back mangled (russh-sftp did, at handle 128).
 fn handle_key(raw: &[u8]) -> Option<u32> {
-    <[u8; 4]>::try_from(raw).ok().map(u32::from_be_bytes)
+    std::str::from_utf8(raw.strip_prefix(b"h")?).ok()?.parse().ok()
 }
 
 fn bad_handle() -> FsError {

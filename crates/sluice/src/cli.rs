@@ -428,7 +428,9 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                     }
                     "trigger" => {
                         let trigger = Trigger::parse(value).ok_or_else(|| {
-                            usage(anyhow!("trigger={value:?}: expected on_upload, manual or schedule"))
+                            usage(anyhow!(
+                                "trigger={value:?}: expected on_upload, manual, schedule or manifest"
+                            ))
                         })?;
                         store.set_trigger(&name, trigger)?;
                     }
@@ -487,6 +489,7 @@ fn when(t: &Tenant) -> String {
             format!("on schedule \"{cron}\" ({}), next {next}", t.timezone)
         }
         (Trigger::Schedule, None) => "on a schedule that is not set".into(),
+        (Trigger::Manifest, _) => "when a .done manifest listing them arrives".into(),
     }
 }
 

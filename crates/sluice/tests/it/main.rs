@@ -9,6 +9,7 @@ mod concurrency;
 mod curl;
 mod hardening;
 mod imports;
+mod manifest;
 mod openssh;
 mod paramiko;
 mod psftp;

@@ -272,3 +272,17 @@ async fn shell_and_exec_are_refused() {
     let channel = handle.channel_open_session().await.unwrap();
     channel.request_subsystem(true, "not-sftp").await.unwrap();
 }
+
+/// Handles must survive clients that keep them as text: a binary handle with a byte above
+/// 0x7F came back mangled from russh-sftp at the 128th file of a session.
+#[tokio::test]
+async fn hundreds_of_files_in_one_session() {
+    let server = Server::start();
+    server.tenant("acme", "pw");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    for i in 0..300 {
+        put(&sftp, &format!("/students/f{i}.csv"), format!("{i}\n").as_bytes()).await.unwrap();
+    }
+    assert_eq!(sftp.read_dir("/students").await.unwrap().count(), 300);
+    assert_eq!(server.uploads("acme").len(), 300);
+}
