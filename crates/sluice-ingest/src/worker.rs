@@ -203,9 +203,23 @@ impl Ingest {
             // Data files wait for a manifest that lists them; a manifest is processed now.
             if name.to_ascii_lowercase().ends_with(".done") {
                 self.process_manifest(&tenant, folder, name, upload.id)?;
-            } else {
-                self.store.consume_upload(upload.id, None)?;
+                return Ok(None);
             }
+            let allowed = self.tenant_types(&tenant);
+            if self.types.for_upload(&allowed, folder, name).is_none() {
+                // No manifest can ever import it from here: say where it belongs now.
+                let message = self.no_type_message(&allowed, folder, name);
+                let id = self.store.record_failed_import(
+                    tenant_name,
+                    "-",
+                    name,
+                    "upload",
+                    Some(upload.id),
+                    &message,
+                )?;
+                return Ok(self.store.import(id)?);
+            }
+            self.store.consume_upload(upload.id, None)?;
             return Ok(None);
         }
         if tenant.trigger != Trigger::OnUpload && !forced {

@@ -192,6 +192,27 @@ async fn config_missing_and_completed_with_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_manifests_in_flight_and_a_file_in_the_wrong_folder() {
+    let server = manifest_server();
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    for (file, done) in [("a.csv", "a.done"), ("b.csv", "b.done"), ("c.csv", "c.done")] {
+        put(&sftp, &format!("/accounts/{file}"), accounts(&[file.trim_end_matches(".csv")]).as_bytes())
+            .await
+            .unwrap();
+        put(&sftp, &format!("/accounts/{done}"), manifest(&[(file, "", "none")]).as_bytes()).await.unwrap();
+    }
+    wait_for("three manifests", Duration::from_secs(20), || names(&server).is_empty());
+    assert_eq!(history(&server).iter().filter(|v| v["status"] == "complete").count(), 3);
+    // A data file where no import type lives gets a history entry at once, and stays.
+    put(&sftp, "/inbox/accounts.csv", accounts(&["zed"]).as_bytes()).await.unwrap();
+    wait_for("the wrong-folder entry", Duration::from_secs(20), || history(&server).len() == 4);
+    let entry = &history(&server)[0];
+    assert_eq!(entry["status"], "failed");
+    assert!(entry["message"].as_str().unwrap().contains("/inbox/accounts.csv"), "{entry}");
+    assert!(server.tenant_dir("acme").join("inbox/accounts.csv").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_listing_a_thousand_files() {
     let server = manifest_server();
     let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
