@@ -114,6 +114,18 @@ impl Ingest {
             .collect()
     }
 
+    /// The trigger for uploads into `folder`: an override for a type living there, or the
+    /// tenant's own.
+    pub fn folder_trigger(&self, tenant: &sluice_store::Tenant, folder: &str) -> Trigger {
+        tenant
+            .type_triggers
+            .iter()
+            .find(|(t, _)| {
+                self.types.get(t).and_then(|t| t.folder.as_ref()).is_some_and(|f| f.as_str() == folder)
+            })
+            .map_or(tenant.trigger, |(_, trigger)| *trigger)
+    }
+
     /// Handles every waiting upload event; returns how many there were. `forced` (a sync)
     /// imports even for tenants whose trigger is manual.
     pub fn drain(&self, forced: bool) -> Result<usize, ImportError> {
@@ -143,7 +155,10 @@ impl Ingest {
                 .filter_map(|e| e.file_name().into_string().ok())
                 .filter(|n| !is_transfer_temp_name(n))
                 // A manifest tenant's files are imported through their manifests only.
-                .filter(|n| tenant.trigger != Trigger::Manifest || n.to_ascii_lowercase().ends_with(".done"))
+                .filter(|n| {
+                    self.folder_trigger(&tenant, folder.as_str()) != Trigger::Manifest
+                        || n.to_ascii_lowercase().ends_with(".done")
+                })
                 .collect();
             names.sort();
             for name in names {
@@ -199,7 +214,8 @@ impl Ingest {
             self.store.consume_upload(upload.id, None)?;
             return Ok(None);
         };
-        if tenant.trigger == Trigger::Manifest {
+        let trigger = self.folder_trigger(&tenant, folder);
+        if trigger == Trigger::Manifest {
             // Data files wait for a manifest that lists them; a manifest is processed now.
             if name.to_ascii_lowercase().ends_with(".done") {
                 self.process_manifest(&tenant, folder, name, upload.id)?;
@@ -222,7 +238,7 @@ impl Ingest {
             self.store.consume_upload(upload.id, None)?;
             return Ok(None);
         }
-        if tenant.trigger != Trigger::OnUpload && !forced {
+        if trigger != Trigger::OnUpload && !forced {
             // The file waits in its folder for `sluice sync` or the schedule.
             self.store.consume_upload(upload.id, None)?;
             return Ok(None);

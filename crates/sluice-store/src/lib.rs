@@ -52,6 +52,8 @@ pub struct Tenant {
     pub schedule: Option<sluice_core::schedule::Cron>,
     /// IANA time zone name the schedule is read in.
     pub timezone: String,
+    /// Per-type triggers that override `trigger`.
+    pub type_triggers: Vec<(String, Trigger)>,
     pub created_ms: i64,
 }
 
@@ -159,6 +161,23 @@ impl Store {
     /// `timezone` must already be known to be valid (the caller checks it against the tz database).
     pub fn set_timezone(&self, name: &TenantName, timezone: &str) -> Result<()> {
         self.update_tenant(name, "UPDATE tenants SET timezone = ?2 WHERE name = ?1", timezone)
+    }
+
+    /// Sets (or with `None` removes) the trigger of one import type for a tenant.
+    pub fn set_type_trigger(
+        &self,
+        name: &TenantName,
+        type_name: &str,
+        trigger: Option<Trigger>,
+    ) -> Result<()> {
+        let tenant = self.require_tenant(name.as_str())?;
+        let mut pairs: Vec<(String, Trigger)> =
+            tenant.type_triggers.into_iter().filter(|(t, _)| t != type_name).collect();
+        if let Some(trigger) = trigger {
+            pairs.push((type_name.to_owned(), trigger));
+        }
+        let text = pairs.iter().map(|(t, g)| format!("{t}={}", g.as_str())).collect::<Vec<_>>().join(",");
+        self.update_tenant(name, "UPDATE tenants SET type_triggers = ?2 WHERE name = ?1", text)
     }
 
     pub fn set_trigger(&self, name: &TenantName, trigger: Trigger) -> Result<()> {
@@ -277,8 +296,7 @@ fn upload_from_row((id, tenant, path, size, sha, at_ms): UploadRow) -> Result<St
     })
 }
 
-const TENANT_SELECT: &str =
-    "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone FROM tenants";
+const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers FROM tenants";
 
 struct RawTenant {
     id: i64,
@@ -290,6 +308,7 @@ struct RawTenant {
     trigger: String,
     schedule: Option<String>,
     timezone: String,
+    type_triggers: String,
 }
 
 fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
@@ -303,6 +322,7 @@ fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
         trigger: r.get(6)?,
         schedule: r.get(7)?,
         timezone: r.get(8)?,
+        type_triggers: r.get(9)?,
     })
 }
 
@@ -324,6 +344,15 @@ impl RawTenant {
                 None => None,
             },
             timezone: self.timezone.clone(),
+            type_triggers: self
+                .type_triggers
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (t, g) = p.split_once('=').ok_or_else(|| corrupt("type_triggers"))?;
+                    Ok((t.to_owned(), Trigger::parse(g).ok_or_else(|| corrupt("type_triggers"))?))
+                })
+                .collect::<Result<_>>()?,
             created_ms: self.created_ms,
         })
     }

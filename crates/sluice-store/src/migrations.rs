@@ -86,6 +86,8 @@ const MIGRATIONS: &[&str] = &[
     // 5: scheduled imports
     "ALTER TABLE tenants ADD COLUMN schedule TEXT;
      ALTER TABLE tenants ADD COLUMN timezone TEXT NOT NULL DEFAULT 'UTC';",
+    // 6: per-type trigger overrides, `type=trigger` pairs separated by commas
+    "ALTER TABLE tenants ADD COLUMN type_triggers TEXT NOT NULL DEFAULT '';",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -434,6 +434,32 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                         })?;
                         store.set_trigger(&name, trigger)?;
                     }
+                    per_type if per_type.starts_with("trigger.") => {
+                        let type_name = &per_type["trigger.".len()..];
+                        let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
+                        if types.get(type_name).and_then(|t| t.folder.as_ref()).is_none() {
+                            return Err(usage(anyhow!(
+                                "{per_type}: no import type {type_name:?} with a folder; `sluice types` lists them"
+                            )));
+                        }
+                        let trigger = match value {
+                            "default" => None,
+                            v => match Trigger::parse(v) {
+                                Some(Trigger::Schedule) => {
+                                    return Err(usage(anyhow!(
+                                        "{per_type}=schedule: schedules are per tenant; use trigger=schedule"
+                                    )));
+                                }
+                                Some(t) => Some(t),
+                                None => {
+                                    return Err(usage(anyhow!(
+                                        "{per_type}={v:?}: expected on_upload, manual, manifest or default"
+                                    )));
+                                }
+                            },
+                        };
+                        store.set_type_trigger(&name, type_name, trigger)?;
+                    }
                     "schedule" => {
                         let cron = sluice_core::schedule::Cron::parse(value).map_err(|e| usage(e.into()))?;
                         store.set_schedule(&name, &cron)?;
@@ -444,7 +470,7 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                     }
                     other => {
                         return Err(usage(anyhow!(
-                            "unknown tenant setting {other:?}; known settings: types, folders, trigger, schedule, timezone"
+                            "unknown tenant setting {other:?}; known settings: types, folders, trigger, trigger.TYPE, schedule, timezone"
                         )));
                     }
                 }
@@ -508,6 +534,7 @@ fn tenant_json(store: &Store, t: &Tenant) -> Result<serde_json::Value> {
         "schedule": t.schedule.as_ref().map(|c| c.as_str()),
         "timezone": t.timezone,
         "imports": when(t),
+        "type_triggers": t.type_triggers.iter().map(|(ty, g)| (ty.clone(), json!(g.as_str()))).collect::<serde_json::Map<_, _>>(),
         "keys": keys.iter().map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})).collect::<Vec<_>>(),
         "created_ms": t.created_ms,
     }))

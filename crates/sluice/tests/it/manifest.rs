@@ -267,3 +267,28 @@ fn the_readme_example_script_works() {
     let h = history(&server);
     assert_eq!((h.len(), h[0]["status"].as_str()), (1, Some("complete")), "{h:?}");
 }
+
+/// `trigger.TYPE=manifest`: one type waits for manifests while the tenant's others import on upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_type_manifest_trigger() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw");
+    server.cli_ok(&["tenant", "set", "acme", "types=accounts,students", "trigger.accounts=manifest"]);
+    assert_eq!(server.cli(&["tenant", "set", "acme", "trigger.accounts=schedule"]).status.code(), Some(2));
+    assert_eq!(server.cli(&["tenant", "set", "acme", "trigger.nope=manual"]).status.code(), Some(2));
+    let show: Value = serde_json::from_str(&server.cli_ok(&["tenant", "show", "acme", "--json"])).unwrap();
+    assert_eq!(show["type_triggers"]["accounts"], "manifest");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    put(&sftp, "/accounts/a.csv", accounts(&["ann"]).as_bytes()).await.unwrap();
+    put(&sftp, "/students/students.csv", b"sisId,firstName,lastName\nS1,A,B\n").await.unwrap();
+    wait_for("the students import", Duration::from_secs(20), || history(&server).len() == 1);
+    assert_eq!(history(&server)[0]["type"], "students");
+    assert_eq!(names(&server), ["a.csv"], "accounts wait for their manifest");
+    put(&sftp, "/accounts/a.done", manifest(&[("a.csv", "", "")]).as_bytes()).await.unwrap();
+    wait_for("the accounts import", Duration::from_secs(20), || names(&server).is_empty());
+    assert_eq!(history(&server).len(), 2);
+    // Back to the tenant's trigger.
+    server.cli_ok(&["tenant", "set", "acme", "trigger.accounts=default"]);
+    put(&sftp, "/accounts/b.csv", accounts(&["bob"]).as_bytes()).await.unwrap();
+    wait_for("an on-upload accounts import", Duration::from_secs(20), || history(&server).len() == 3);
+}
