@@ -97,7 +97,9 @@ impl Store {
     }
 
     fn setup(conn: Connection, path: Option<std::path::PathBuf>) -> Result<Self> {
-        conn.busy_timeout(Duration::from_secs(10))?;
+        // Long enough to wait out a large first import (which holds the write lock) rather than
+        // fail an upload; see ARCHITECTURE.md, "Write-lock time".
+        conn.busy_timeout(Duration::from_secs(60))?;
         // WAL: readers never block the writer. NORMAL: a committed transaction survives a
         // process crash; only an OS crash can lose the last few, like the uploaded files
         // themselves (which are not fsynced unless the client asks).
