@@ -375,13 +375,17 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!(
-                    "name:      {}\nstate:     {}\nfolders:   {}\npassword:  {}\nkeys:      {}",
+                    "name:      {}\nstate:     {}\nfolders:   {}\npassword:  {}\nkeys:      {}\nimports:   {}",
                     t.name,
                     if t.disabled { "disabled" } else { "enabled" },
                     folder_list(&t),
                     if t.password.is_some() { "set" } else { "not set" },
-                    v["keys"].as_array().map_or(0, Vec::len)
+                    v["keys"].as_array().map_or(0, Vec::len),
+                    when(&t)
                 );
+                for (type_name, trigger) in &t.type_triggers {
+                    println!("           {type_name}: {}", trigger.as_str());
+                }
             }
         }
         TenantCommand::Disable { name } => {

@@ -73,6 +73,8 @@ fn tenant_lifecycle() {
         serde_json::from_slice(&sluice(d, &["tenant", "show", "north-high", "--json"], "").stdout).unwrap();
     assert_eq!(v["folders"], serde_json::json!(["students", "badge", "guardians"]));
     assert_eq!(sluice(d, &["tenant", "set", "north-high", "types=unicorns"], "").status.code(), Some(2));
+    let shown = text(&sluice(d, &["tenant", "show", "north-high"], ""));
+    assert!(shown.contains("imports:   as soon as an upload closes"), "{shown}");
     let unknown = sluice(d, &["tenant", "set", "north-high", "colour=blue"], "");
     assert_eq!(unknown.status.code(), Some(2));
     let missing = sluice(d, &["tenant", "disable", "nobody"], "");
