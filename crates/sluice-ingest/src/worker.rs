@@ -215,37 +215,14 @@ impl Ingest {
             return Ok(None);
         };
         let trigger = self.folder_trigger(&tenant, folder);
-        if trigger == Trigger::Manifest {
-            // Data files wait for a manifest that lists them; a manifest is processed now.
-            if name.to_ascii_lowercase().ends_with(".done") {
-                self.process_manifest(&tenant, folder, name, upload.id)?;
-                return Ok(None);
-            }
-            let allowed = self.tenant_types(&tenant);
-            if self.types.for_upload(&allowed, folder, name).is_none() {
-                // No manifest can ever import it from here: say where it belongs now.
-                let message = self.no_type_message(&allowed, folder, name);
-                let id = self.store.record_failed_import(
-                    tenant_name,
-                    "-",
-                    name,
-                    "upload",
-                    Some(upload.id),
-                    &message,
-                )?;
-                return Ok(self.store.import(id)?);
-            }
-            self.store.consume_upload(upload.id, None)?;
-            return Ok(None);
-        }
-        if trigger != Trigger::OnUpload && !forced {
-            // The file waits in its folder for `sluice sync` or the schedule.
-            self.store.consume_upload(upload.id, None)?;
+        if trigger == Trigger::Manifest && name.to_ascii_lowercase().ends_with(".done") {
+            self.process_manifest(&tenant, folder, name, upload.id)?;
             return Ok(None);
         }
         let allowed = self.tenant_types(&tenant);
         let Some(import_type) = self.types.for_upload(&allowed, folder, name) else {
-            // Nothing can read this file: say where it belongs, and leave it where it is.
+            // Nothing can read this file, whatever the trigger: say where it belongs now, and
+            // leave it where it is.
             let message = self.no_type_message(&allowed, folder, name);
             let id = self.store.record_failed_import(
                 tenant_name,
@@ -258,6 +235,12 @@ impl Ingest {
             warn!(tenant = tenant_name, path = %upload.event.path, import = id, "{message}");
             return Ok(self.store.import(id)?);
         };
+        // A manifest's data files wait for it even during a sync; the others wait for the
+        // sync or the schedule unless the trigger is on_upload.
+        if trigger == Trigger::Manifest || (trigger != Trigger::OnUpload && !forced) {
+            self.store.consume_upload(upload.id, None)?;
+            return Ok(None);
+        }
         // Move the upload out of the tenant's folder first, so that a new upload of the same
         // name can neither change it mid-import nor be deleted with it afterwards.
         let staged = self.staging.join(format!("upload-{}", upload.id));
