@@ -7,4 +7,4 @@ mod run;
 mod worker;
 
 pub use run::{ImportError, ImportRequest, import_file};
-pub use worker::{ApproveError, Ingest, check_timezone, next_run, staging_dir};
+pub use worker::{ApproveError, Ingest, Job, check_timezone, next_run, staging_dir};

@@ -12,7 +12,7 @@
 //! Each outcome also appears in the tenant's import history.
 
 use crate::run::ImportError;
-use crate::worker::Ingest;
+use crate::worker::{Ingest, Job};
 use sluice_core::manifest::{MAX_MANIFEST_BYTES, Manifest, mark_invalid, md5_of};
 use sluice_core::{VirtualPath, is_transfer_temp_name};
 use sluice_store::{ImportStatus, Tenant};
@@ -128,7 +128,7 @@ impl Ingest {
                 with_errors = true;
                 continue;
             }
-            let record = self.run(tenant_name, t, &staged, &file, "manifest", None, false, None)?;
+            let record = self.run(Job::new(tenant_name, t, &staged, &file, "manifest"))?;
             with_errors |= record.status != ImportStatus::Complete;
             self.retire(&staged, tenant_name, record.id, &file);
         }

@@ -261,8 +261,10 @@ impl Ingest {
                 }
             }
         }
-        let record =
-            self.run(tenant_name, import_type, &staged, name, "upload", Some(upload.id), false, None)?;
+        let record = self.run(Job {
+            upload_id: Some(upload.id),
+            ..Job::new(tenant_name, import_type, &staged, name, "upload")
+        })?;
         self.retire(&staged, tenant_name, record.id, name);
         Ok(Some(record))
     }
@@ -291,35 +293,18 @@ impl Ingest {
     }
 
     /// Runs one import and copies its error report into the tenant's /errors folder.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run(
-        &self,
-        tenant: &str,
-        t: &ImportType,
-        file: &Path,
-        file_name: &str,
-        source: &str,
-        upload_id: Option<i64>,
-        approved: bool,
-        existing_import: Option<i64>,
-    ) -> Result<ImportRecord, ImportError> {
-        self.run_with_progress(tenant, t, file, file_name, source, upload_id, approved, existing_import, None)
-    }
-
-    /// [`Ingest::run`], reporting (bytes read, rows read) as it goes.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_with_progress(
-        &self,
-        tenant: &str,
-        t: &ImportType,
-        file: &Path,
-        file_name: &str,
-        source: &str,
-        upload_id: Option<i64>,
-        approved: bool,
-        existing_import: Option<i64>,
-        progress: Option<&dyn Fn(u64, u64)>,
-    ) -> Result<ImportRecord, ImportError> {
+    pub fn run(&self, job: Job<'_>) -> Result<ImportRecord, ImportError> {
+        let Job {
+            tenant,
+            import_type: t,
+            file,
+            file_name,
+            source,
+            upload_id,
+            approved,
+            existing_import,
+            progress,
+        } = job;
         let started = std::time::Instant::now();
         let req = ImportRequest {
             tenant,
@@ -367,8 +352,11 @@ impl Ingest {
             .get(&record.type_name)
             .ok_or_else(|| ApproveError::NoType(record.type_name.clone()))?;
         let file = held_path(&self.held, id);
-        let done =
-            self.run(&record.tenant, t, &file, &record.file_name, &record.source, None, true, Some(id))?;
+        let done = self.run(Job {
+            approved: true,
+            existing_import: Some(id),
+            ..Job::new(&record.tenant, t, &file, &record.file_name, &record.source)
+        })?;
         let _ = std::fs::remove_file(&file);
         Ok(done)
     }
@@ -416,6 +404,46 @@ impl Ingest {
                 // Leases of a crashed worker expire; look again now and then.
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
+        }
+    }
+}
+
+/// One import for [`Ingest::run`]: what, for whom, and how.
+pub struct Job<'a> {
+    pub tenant: &'a str,
+    pub import_type: &'a ImportType,
+    /// A private copy of the file, or the operator's own path.
+    pub file: &'a Path,
+    /// The name the tenant knows the file by.
+    pub file_name: &'a str,
+    /// `upload`, `manifest`, `cli`, ...
+    pub source: &'a str,
+    pub upload_id: Option<i64>,
+    /// Approving a held import: the deletion safeguard is not applied again.
+    pub approved: bool,
+    pub existing_import: Option<i64>,
+    /// Called now and then with (bytes read, rows read).
+    pub progress: Option<&'a dyn Fn(u64, u64)>,
+}
+
+impl<'a> Job<'a> {
+    pub fn new(
+        tenant: &'a str,
+        import_type: &'a ImportType,
+        file: &'a Path,
+        file_name: &'a str,
+        source: &'a str,
+    ) -> Self {
+        Self {
+            tenant,
+            import_type,
+            file,
+            file_name,
+            source,
+            upload_id: None,
+            approved: false,
+            existing_import: None,
+            progress: None,
         }
     }
 }

@@ -223,7 +223,8 @@ pub fn import(
             eprint!("\r{name}: {:>3}% {rows} rows ", (100 * bytes / total).min(100));
         };
         let progress: Option<&dyn Fn(u64, u64)> = if terminal { Some(&bar) } else { None };
-        let record = ingest.run_with_progress(tenant, ty, file, name, "cli", None, false, None, progress)?;
+        let record = ingest
+            .run(sluice_ingest::Job { progress, ..sluice_ingest::Job::new(tenant, ty, file, name, "cli") })?;
         if terminal && total > 50_000 {
             eprint!("\r{:width$}\r", "", width = name.len() + 24);
         }
