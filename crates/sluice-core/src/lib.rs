@@ -5,9 +5,13 @@
 //! is always inside the tenant's root, a [`TreeLayout`] decides what may happen where.
 
 pub mod import;
+pub mod json;
 pub mod layout;
 pub mod manifest;
+pub mod metrics;
+pub mod oneroster;
 pub mod password;
+pub mod people;
 pub mod schedule;
 pub mod tenant;
 pub mod upload;

@@ -2,9 +2,11 @@
 //! with a precise report of what happened to every row. Knows nothing about SSH or HTTP.
 
 mod manifest;
+mod oneroster;
 pub mod report;
 mod run;
 mod worker;
 
-pub use run::{ImportError, ImportRequest, import_file};
+pub use jiff::Timestamp;
+pub use run::{ImportError, ImportRequest, Verdict, dry_run, import_file};
 pub use worker::{ApproveError, Ingest, Job, check_timezone, next_run, staging_dir};

@@ -128,7 +128,7 @@ impl Ingest {
                 with_errors = true;
                 continue;
             }
-            let record = self.run(Job::new(tenant_name, t, &staged, &file, "manifest"))?;
+            let record = self.run_in_turn(Job::new(tenant_name, t, &staged, &file, "manifest"))?;
             with_errors |= record.status != ImportStatus::Complete;
             self.retire(&staged, tenant_name, record.id, &file);
         }

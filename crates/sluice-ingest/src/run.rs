@@ -2,7 +2,11 @@
 
 use crate::report::Report;
 use sha2::{Digest, Sha256};
-use sluice_core::import::{CsvError, CsvReader, HeaderMap, ImportType, LoadMode, Record, RowError, Values};
+use sluice_core::import::{
+    CsvError, CsvReader, HeaderMap, ImportType, LoadMode, PersonColumns, Record, RowError, Safeguard,
+    SafeguardSetting, TypeFormat, Values,
+};
+use sluice_core::people::Contact;
 use sluice_store::{Counts, ImportRecord, ImportStatus, Outcome, StageKind, Store, StoreError};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -15,7 +19,7 @@ pub enum ImportError {
     Io { what: String, source: std::io::Error },
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImportError {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImportError {
     let what = what.into();
     move |source| ImportError::Io { what, source }
 }
@@ -43,18 +47,89 @@ pub struct ImportRequest<'a> {
     pub check_references: bool,
     /// Called now and then with (bytes read, rows read), for a progress bar.
     pub progress: Option<&'a dyn Fn(u64, u64)>,
+    /// The type's safeguard with the tenant's settings applied.
+    pub safeguard: Safeguard,
+    /// The tenant's safeguard settings (packages apply them per file).
+    pub safeguard_settings: &'a [SafeguardSetting],
 }
 
 /// Imports one file. Every outcome, including a rejected file, ends as an import row with
 /// a status; only store and I/O failures of sluice itself are errors here.
 pub fn import_file(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
     let t = req.import_type;
+    if t.format == TypeFormat::OneRoster {
+        return crate::oneroster::import_package(store, req);
+    }
     let id = match req.existing_import {
         Some(id) => id,
         None => store.create_import(req.tenant, &t.name, req.file_name, req.source, req.upload_id)?,
     };
+    let (loader, verdict) = evaluate(store, req, id, false)?;
+    loader.commit(verdict.outcome(req.upload_id, t.person.as_ref()))?;
+    Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)
+}
+
+/// What an import of this file would do, worked out exactly as [`import_file`] does (the
+/// same validation, references and safeguard) and then rolled back: nothing changes.
+pub fn dry_run(store: &Store, req: &ImportRequest<'_>) -> Result<Verdict, ImportError> {
+    if req.import_type.format == TypeFormat::OneRoster {
+        return crate::oneroster::dry_run_package(store, req);
+    }
+    let (loader, mut verdict) = evaluate(store, req, 0, true)?;
+    loader.abandon()?;
+    if let Some(report) = verdict.report_file.take() {
+        let _ = std::fs::remove_file(report);
+    }
+    Ok(verdict)
+}
+
+/// How an import ends: everything written to the store in its final transaction.
+#[derive(Debug)]
+pub struct Verdict {
+    pub status: ImportStatus,
+    pub counts: Counts,
+    pub encoding: Option<String>,
+    pub message: Option<String>,
+    pub warnings: Vec<String>,
+    /// The first [`sluice_store::STORED_ERRORS`] errors; the report has them all.
+    pub errors: Vec<RowError>,
+    pub held_file: Option<PathBuf>,
+    pub report_file: Option<PathBuf>,
+    pub(crate) apply: Option<LoadMode>,
+}
+
+impl Verdict {
+    pub(crate) fn outcome<'v>(
+        &'v self,
+        upload_id: Option<i64>,
+        person: Option<&'v PersonColumns>,
+    ) -> Outcome<'v> {
+        Outcome {
+            status: self.status,
+            counts: self.counts,
+            encoding: self.encoding.clone(),
+            message: self.message.clone(),
+            warnings: &self.warnings,
+            errors: &self.errors,
+            held_file: self.held_file.as_ref().map(|p| p.display().to_string()),
+            report_file: self.report_file.as_ref().map(|p| p.display().to_string()),
+            apply: self.apply,
+            upload_id,
+            person,
+        }
+    }
+}
+
+fn evaluate(
+    store: &Store,
+    req: &ImportRequest<'_>,
+    id: i64,
+    dry_run: bool,
+) -> Result<(sluice_store::Loader, Verdict), ImportError> {
+    let t = req.import_type;
     let mut loader = store.loader(req.tenant, &t.name, id)?;
-    let mut report = Report::new(req.reports_dir.join(format!("{id}.errors.csv")));
+    let report_name = report_name(id, dry_run);
+    let mut report = Report::new(req.reports_dir.join(report_name));
     let mut errors: Vec<RowError> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut counts = Counts::default();
@@ -66,23 +141,30 @@ pub fn import_file(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecor
         Staged::Rows { encoding } => {
             let plan = loader.plan(t.mode)?;
             counts = Counts { rows: counts.rows, rejected: counts.rejected, ..plan };
-            let existing = loader.existing();
-            let share = if existing == 0 { 0.0 } else { 100.0 * plan.deleted as f64 / existing as f64 };
-            if t.mode == LoadMode::Mirror && share > t.mirror_threshold_percent && !req.approved {
-                let held = req.held_dir.join(format!("{id}.csv"));
-                if req.file != held {
-                    std::fs::copy(req.file, &held).map_err(io("keeping the held file"))?;
+            // The deletion limit guards against rows that are merely missing (a truncated
+            // file); a delta file's deletions are each asked for by name.
+            let implicit = if t.mode == LoadMode::Mirror { plan.deleted } else { 0 };
+            let breach = req.safeguard.breach(loader.existing(), implicit, plan.updated);
+            match breach.filter(|_| !req.approved) {
+                Some(breach) => {
+                    let held = held_path(req.held_dir, id);
+                    if !dry_run && req.file != held {
+                        std::fs::copy(req.file, &held).map_err(io("keeping the held file"))?;
+                    }
+                    if t.mode == LoadMode::Mirror && plan.deleted > 0 {
+                        // What approving would delete, for the person who decides.
+                        let sample = loader.deletion_sample(20)?;
+                        let more = plan.deleted.saturating_sub(sample.len() as u64);
+                        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                        warnings.push(format!("approving deletes {}{more}", sample.join(", ")));
+                    }
+                    (ImportStatus::Held, Some(breach.message(&t.name, id)), None, Some(held), encoding)
                 }
-                let message = format!(
-                    "held: this file would delete {} of {} {} records ({share:.1}%), more than the {}% safeguard; \
-                     approve it with `sluice approve {id}` or discard it with `sluice discard {id}`",
-                    plan.deleted, existing, t.name, t.mirror_threshold_percent
-                );
-                (ImportStatus::Held, Some(message), None, Some(held.display().to_string()), encoding)
-            } else {
-                let status =
-                    if counts.rejected > 0 { ImportStatus::Incomplete } else { ImportStatus::Complete };
-                (status, None, Some(t.mode), None, encoding)
+                None => {
+                    let status =
+                        if counts.rejected > 0 { ImportStatus::Incomplete } else { ImportStatus::Complete };
+                    (status, None, Some(t.mode), None, encoding)
+                }
             }
         }
     };
@@ -90,19 +172,9 @@ pub fn import_file(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecor
         counts = Counts { rows: counts.rows, rejected: counts.rows, ..Counts::default() };
     }
     let report_file = report.finish().map_err(io("writing the error report"))?;
-    loader.commit(Outcome {
-        status,
-        counts,
-        encoding,
-        message,
-        warnings: &warnings,
-        errors: &errors,
-        held_file,
-        report_file: report_file.as_ref().map(|p| p.display().to_string()),
-        apply,
-        upload_id: req.upload_id,
-    })?;
-    Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)
+    let verdict =
+        Verdict { status, counts, encoding, message, warnings, errors, held_file, report_file, apply };
+    Ok((loader, verdict))
 }
 
 enum Staged {
@@ -172,7 +244,22 @@ fn read_and_stage(
     let header = &header;
     std::thread::scope(|scope| {
         scope.spawn(move || prepare_rows(t, header, csv, tx));
-        load_rows(req, rx, loader, report, errors, counts)
+        let mut missing_ids = Vec::new();
+        let staged = load_rows(req, rx, loader, report, errors, counts, &mut missing_ids);
+        if let (Some(p), Some(&first)) = (&t.person, missing_ids.first()) {
+            let id = &t.columns[p.id.unwrap_or_default()].name;
+            let lines: Vec<String> = missing_ids.iter().take(10).map(u64::to_string).collect();
+            let more = if missing_ids.len() > 10 { ", ..." } else { "" };
+            warnings.push(format!(
+                "{} rows have no {id} (line{} {}{more}): they were matched by name, email and phone, so a change \
+                 of those details will make a new {}; send {id} to keep each one the same person",
+                missing_ids.len(),
+                if first == missing_ids[missing_ids.len() - 1] { "" } else { "s" },
+                lines.join(", "),
+                p.role
+            ));
+        }
+        staged
     })
 }
 
@@ -188,6 +275,8 @@ struct Prepared {
     /// (column, value) of each non-empty reference, to check against the database.
     references: Vec<(usize, String)>,
     errors: Vec<RowError>,
+    /// The type names people and this row has no id for its person.
+    no_person_id: bool,
 }
 
 enum Batch {
@@ -228,6 +317,8 @@ fn prepare_rows<R: std::io::Read>(
         let mut errors = Vec::new();
         let valid = header.check(t, &rec, &mut values, &mut errors);
         let key = key_of(t, &values, &errors);
+        let no_person_id =
+            valid && t.person.as_ref().and_then(|p| p.id).is_some_and(|c| values.get(c).is_empty());
         let references = if valid {
             t.references
                 .iter()
@@ -250,7 +341,17 @@ fn prepare_rows<R: std::io::Read>(
         } else {
             (String::new(), 0)
         };
-        batch.push(Prepared { line: rec.line, key, data, hash, valid, delete, references, errors });
+        batch.push(Prepared {
+            line: rec.line,
+            key,
+            data,
+            hash,
+            valid,
+            delete,
+            references,
+            errors,
+            no_person_id,
+        });
         if batch.len() == BATCH {
             let rows = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
             if tx.send(Batch::Rows { rows, bytes_read: csv.bytes_read() }).is_err() {
@@ -275,6 +376,7 @@ fn load_rows(
     report: &mut Report,
     errors: &mut Vec<RowError>,
     counts: &mut Counts,
+    missing_person_ids: &mut Vec<u64>,
 ) -> Result<Staged, ImportError> {
     let t = req.import_type;
     let mut loadable = 0u64;
@@ -321,6 +423,9 @@ fn load_rows(
                 }
             }
             let ok = row_errors.is_empty();
+            if ok && p.no_person_id {
+                missing_person_ids.push(p.line);
+            }
             if let Some(key) = &p.key {
                 let kind = if !ok {
                     StageKind::Keep
@@ -363,7 +468,7 @@ fn load_rows(
     })
 }
 
-fn csv_message(e: &CsvError) -> String {
+pub(crate) fn csv_message(e: &CsvError) -> String {
     format!("the file cannot be read as CSV: {e}; nothing was changed")
 }
 
@@ -372,11 +477,22 @@ fn key_of(t: &ImportType, values: &Values, errors: &[RowError]) -> Option<String
     let mut key = String::new();
     for (i, &k) in t.key.iter().enumerate() {
         let v = values.get(k);
-        if v.is_empty() || errors.iter().any(|e| e.column == t.columns[k].name) {
+        if (v.is_empty() && t.columns[k].required) || errors.iter().any(|e| e.column == t.columns[k].name) {
             return None;
         }
         if i > 0 {
             key.push('\u{1f}');
+        }
+        match &t.person {
+            // A person's missing source id: their contact details tell records apart instead.
+            Some(p) if v.is_empty() && p.id == Some(k) => {
+                let at = |c: Option<usize>| c.map_or("", |c| values.get(c));
+                let contact =
+                    Contact::new(values.get(p.first_name), values.get(p.last_name), at(p.email), at(p.phone));
+                key.push_str(&contact.key());
+                continue;
+            }
+            _ => {}
         }
         key.push_str(v);
     }
@@ -391,36 +507,34 @@ fn encode_values<'a>(values: impl Iterator<Item = &'a str>, out: &mut String) {
         if i > 0 {
             out.push(',');
         }
-        out.push('"');
-        let mut rest = v;
-        while let Some(at) = rest.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20) {
-            out.push_str(&rest[..at]);
-            match rest.as_bytes()[at] {
-                b'"' => out.push_str("\\\""),
-                b'\\' => out.push_str("\\\\"),
-                b'\n' => out.push_str("\\n"),
-                b'\r' => out.push_str("\\r"),
-                b'\t' => out.push_str("\\t"),
-                c => out.push_str(&format!("\\u{:04x}", c)),
-            }
-            rest = &rest[at + 1..];
-        }
-        out.push_str(rest);
-        out.push('"');
+        sluice_core::json::push_string(out, v);
     }
     out.push(']');
 }
 
-fn content_hash(data: &str) -> i64 {
+pub(crate) fn content_hash(data: &str) -> i64 {
     let digest = Sha256::digest(data.as_bytes());
     i64::from_le_bytes([
         digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
     ])
 }
 
-/// Where a held import's file is kept.
+/// Where a held import's file (a CSV file or a package) is kept.
 pub fn held_path(held_dir: &Path, id: i64) -> PathBuf {
-    held_dir.join(format!("{id}.csv"))
+    held_dir.join(format!("{id}.held"))
+}
+
+/// The error report's file name; a dry run's is unique to the run and removed after it.
+pub(crate) fn report_name(id: i64, dry_run: bool) -> String {
+    if dry_run {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!("dry-run-{}-{nanos}.errors.csv", std::process::id())
+    } else {
+        format!("{id}.errors.csv")
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The ingest service: turns upload events into imports, and serves the CLI's import,
 //! approve and discard. One worker runs imports one at a time, in upload order.
 
-use crate::run::{ImportError, ImportRequest, held_path, import_file};
+use crate::run::{ImportError, ImportRequest, Verdict, held_path, import_file};
 use jiff::Timestamp;
-use sluice_core::import::{ImportType, ImportTypes};
+use sluice_core::import::{ImportType, ImportTypes, SafeguardSetting};
+use sluice_core::metrics::Metrics;
 use sluice_core::schedule::{CivilMinute, Cron};
 use sluice_core::{Sha256Hex, Trigger, UploadEvent, VirtualPath, is_transfer_temp_name};
 use sluice_store::{ImportRecord, ImportStatus, Store, StoredUpload};
@@ -23,10 +24,16 @@ pub struct Ingest {
     pub types: ImportTypes,
     tenants_root: PathBuf,
     staging: PathBuf,
+    /// Held while an import runs, by whichever process runs it (see [`Ingest::exclusive`]).
+    lock: PathBuf,
     held: PathBuf,
     reports: PathBuf,
     /// Where processed uploads are kept, and for how long; `None` deletes them at once.
     archive: Option<(PathBuf, Duration)>,
+    /// Imports by status, rows by outcome, durations, for `/metrics`.
+    metrics: Arc<Metrics>,
+    /// Woken when an import ends and its notifications are queued.
+    notifier: Option<Arc<Notify>>,
 }
 
 /// How long a claimed upload is reserved for the worker that claimed it.
@@ -39,14 +46,29 @@ impl Ingest {
             types,
             tenants_root: data_dir.join("tenants"),
             staging: staging_dir(data_dir),
+            lock: data_dir.join("spool").join("import.lock"),
             held: data_dir.join("spool").join("held"),
             reports: data_dir.join("reports"),
             archive: None,
+            metrics: Arc::default(),
+            notifier: None,
         };
         for d in [&me.staging, &me.held, &me.reports] {
             std::fs::create_dir_all(d)?;
         }
         Ok(me)
+    }
+
+    /// Counts imports into `metrics` (shared with the SFTP server and `/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Wakes `notifier` whenever an import's notifications are queued.
+    pub fn with_notifier(mut self, notifier: Arc<Notify>) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// Keeps processed uploads in `DATA_DIR/archive/TENANT/` for `days` days (0: not kept).
@@ -88,6 +110,8 @@ impl Ingest {
     /// After a crash: imports that were running never committed (their uploads run again),
     /// and staged copies of uploads already imported are leftovers.
     pub fn recover(&self) -> Result<(), ImportError> {
+        // A CLI import may be running: its `running` row is not a leftover.
+        let _turn = self.exclusive()?;
         let removed = self.store.remove_interrupted_imports()?;
         if removed > 0 {
             info!("{removed} interrupted import(s) will run again");
@@ -134,7 +158,10 @@ impl Ingest {
 
     fn drain_for(&self, tenant: Option<&str>, forced: bool) -> Result<usize, ImportError> {
         let mut n = 0;
-        while let Some(upload) = self.store.claim_upload(LEASE, tenant)? {
+        loop {
+            // Claimed under the lock: a lease never runs out while its import waits its turn.
+            let _turn = self.exclusive()?;
+            let Some(upload) = self.store.claim_upload(LEASE, tenant)? else { break };
             self.process_upload(&upload, forced)?;
             n += 1;
         }
@@ -160,7 +187,16 @@ impl Ingest {
                         || n.to_ascii_lowercase().ends_with(".done")
                 })
                 .collect();
-            names.sort();
+            // Referred-to types first (Clever's schools before sections before enrollments),
+            // so that one sync of a full set resolves every reference.
+            let allowed = self.tenant_types(&tenant);
+            names.sort_by_cached_key(|n| {
+                let depth = self
+                    .types
+                    .for_upload(&allowed, folder.as_str(), n)
+                    .map_or(0, |t| self.types.depth(&t.name));
+                (depth, n.clone())
+            });
             for name in names {
                 let Ok(path) = VirtualPath::resolve(format!("/{folder}/{name}").as_bytes()) else { continue };
                 let (size, sha256) = hash_file(&dir.join(&name))
@@ -261,7 +297,7 @@ impl Ingest {
                 }
             }
         }
-        let record = self.run(Job {
+        let record = self.run_in_turn(Job {
             upload_id: Some(upload.id),
             ..Job::new(tenant_name, import_type, &staged, name, "upload")
         })?;
@@ -292,34 +328,61 @@ impl Ingest {
         }
     }
 
-    /// Runs one import and copies its error report into the tenant's /errors folder.
-    pub fn run(&self, job: Job<'_>) -> Result<ImportRecord, ImportError> {
-        let Job {
-            tenant,
+    fn request<'a>(&'a self, job: &Job<'a>, settings: &'a [SafeguardSetting]) -> ImportRequest<'a> {
+        let t = job.import_type;
+        ImportRequest {
+            tenant: job.tenant,
             import_type: t,
-            file,
-            file_name,
-            source,
-            upload_id,
-            approved,
-            existing_import,
-            progress,
-        } = job;
-        let started = std::time::Instant::now();
-        let req = ImportRequest {
-            tenant,
-            import_type: t,
-            file,
-            file_name,
-            source,
-            upload_id,
+            file: job.file,
+            file_name: job.file_name,
+            source: job.source,
+            upload_id: job.upload_id,
             reports_dir: &self.reports,
             held_dir: &self.held,
-            approved,
-            existing_import,
+            approved: job.approved,
+            existing_import: job.existing_import,
             check_references: true,
-            progress,
-        };
+            progress: job.progress,
+            safeguard: t.safeguard.for_tenant(&t.name, settings),
+            safeguard_settings: settings,
+        }
+    }
+
+    /// Imports of one data directory run one at a time across processes (the server's worker
+    /// and the CLI): each plans its changes and the safeguard against the records the one
+    /// before it left, and applies them before the next one reads. Released on drop.
+    fn exclusive(&self) -> Result<std::fs::File, ImportError> {
+        let io = |source| ImportError::Io { what: format!("locking {}", self.lock.display()), source };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(file)
+    }
+
+    /// What importing this file would do now, with nothing changed.
+    pub fn dry_run(&self, job: Job<'_>) -> Result<Verdict, ImportError> {
+        let _turn = self.exclusive()?;
+        let settings = self.store.require_tenant(job.tenant)?.safeguards;
+        crate::run::dry_run(&self.store, &self.request(&job, &settings))
+    }
+
+    /// Runs one import, in its turn (see [`Ingest::exclusive`]).
+    pub fn run(&self, job: Job<'_>) -> Result<ImportRecord, ImportError> {
+        let _turn = self.exclusive()?;
+        self.run_in_turn(job)
+    }
+
+    /// Runs one import and copies its error report into the tenant's /errors folder; the
+    /// caller holds the turn.
+    pub(crate) fn run_in_turn(&self, job: Job<'_>) -> Result<ImportRecord, ImportError> {
+        let (tenant, t, file_name) = (job.tenant, job.import_type, job.file_name);
+        let started = std::time::Instant::now();
+        let settings = self.store.require_tenant(job.tenant)?.safeguards;
+        let req = self.request(&job, &settings);
         let record = import_file(&self.store, &req)?;
         if let Some(report) = &record.report_file {
             let stem = file_name.rsplit_once('.').map_or(file_name, |(s, _)| s);
@@ -333,6 +396,18 @@ impl Ingest {
             }
         }
         let c = record.counts;
+        let rows = [c.added, c.updated, c.unchanged, c.deleted, c.rejected];
+        self.metrics.import_finished(record.status.as_str(), rows, started.elapsed());
+        // Queued, not sent: a slow or broken mail server never holds up or fails an import.
+        match self.store.queue_deliveries(record.id) {
+            Ok(n) if n > 0 => {
+                if let Some(n) = &self.notifier {
+                    n.notify_one();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(tenant, import = record.id, "could not queue notifications: {e}"),
+        }
         info!(
             tenant, import = record.id, file = file_name, r#type = %t.name, status = record.status.as_str(),
             rows = c.rows, added = c.added, updated = c.updated, unchanged = c.unchanged, deleted = c.deleted,
@@ -343,6 +418,9 @@ impl Ingest {
 
     /// Applies a held import despite the deletion safeguard.
     pub fn approve(&self, id: i64) -> Result<ImportRecord, ApproveError> {
+        // Status checked in the turn: two approvals, or an approval and a discard, cannot
+        // both act on one held import.
+        let _turn = self.exclusive()?;
         let record = self.store.import(id)?.ok_or(ApproveError::NoSuchImport(id))?;
         if record.status != ImportStatus::Held {
             return Err(ApproveError::NotHeld(id, record.status.as_str()));
@@ -352,7 +430,7 @@ impl Ingest {
             .get(&record.type_name)
             .ok_or_else(|| ApproveError::NoType(record.type_name.clone()))?;
         let file = held_path(&self.held, id);
-        let done = self.run(Job {
+        let done = self.run_in_turn(Job {
             approved: true,
             existing_import: Some(id),
             ..Job::new(&record.tenant, t, &file, &record.file_name, &record.source)
@@ -362,6 +440,7 @@ impl Ingest {
     }
 
     pub fn discard(&self, id: i64) -> Result<(), ApproveError> {
+        let _turn = self.exclusive()?;
         self.store.import(id)?.ok_or(ApproveError::NoSuchImport(id))?;
         self.store.discard_import(id)?;
         let _ = std::fs::remove_file(held_path(&self.held, id));

@@ -7,4 +7,4 @@ pub mod session;
 pub mod ssh;
 
 pub use session::{SftpLimits, SftpShared};
-pub use ssh::{SftpServer, SshError, SshSettings, algorithms, negotiation_hint};
+pub use ssh::{SftpServer, SshError, SshSettings, algorithms, negotiation_hint, parse_public_key};

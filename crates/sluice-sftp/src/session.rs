@@ -67,6 +67,8 @@ pub struct SftpShared {
     pub limits: SftpLimits,
     /// Woken after every recorded upload event.
     pub uploaded: Arc<Notify>,
+    /// Sessions, failed logins, uploads and their bytes, for `/metrics`.
+    pub metrics: Arc<sluice_core::metrics::Metrics>,
 }
 
 /// Released when the processor is done with a request.
@@ -574,6 +576,7 @@ impl Processor {
             FsError::Refused("the file arrived but could not be recorded; please upload it again".into())
         })?;
         info!(tenant = %logged.tenant, path = %logged.path, size = logged.size, sha256 = logged.sha256.as_str(), "upload complete");
+        self.shared.metrics.upload(logged.size);
         self.shared.uploaded.notify_one();
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -119,13 +119,6 @@ pub fn russh_config(host_key: PrivateKey, settings: &SshSettings) -> russh::serv
     }
 }
 
-/// Counters the server keeps about itself.
-#[derive(Debug, Default)]
-pub struct SshStats {
-    pub failed_logins: AtomicU64,
-    pub sessions: AtomicU64,
-}
-
 pub struct SftpServer {
     shared: Arc<SftpShared>,
     tenants_root: PathBuf,
@@ -136,7 +129,6 @@ pub struct SftpServer {
     /// argon2id needs 19 MiB per verification: a login storm must queue, not allocate
     /// gigabytes (200 concurrent logins measured 3.7 GiB peak before this bound).
     password_checks: tokio::sync::Semaphore,
-    pub stats: SshStats,
 }
 
 impl SftpServer {
@@ -156,7 +148,6 @@ impl SftpServer {
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             ),
-            stats: SshStats::default(),
         }
     }
 
@@ -335,14 +326,14 @@ impl TenantSlot {
             return None;
         }
         *count += 1;
-        server.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        server.shared.metrics.session_opened();
         Some(Self { server: server.clone(), tenant: tenant.to_owned() })
     }
 }
 
 impl Drop for TenantSlot {
     fn drop(&mut self) {
-        self.server.stats.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.server.shared.metrics.session_closed();
         let mut map = self.server.tenant_sessions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = map.get_mut(&self.tenant) {
             *count -= 1;
@@ -398,7 +389,7 @@ impl Handler {
     }
 
     fn reject(&self, user: &str, method: &str, why: &str) -> Auth {
-        self.server.stats.failed_logins.fetch_add(1, Ordering::Relaxed);
+        self.server.shared.metrics.failed_login();
         info!(peer = %self.peer, user, method, "login failed: {why}");
         Auth::reject()
     }
@@ -542,4 +533,31 @@ fn refuse_non_sftp(id: ChannelId, session: &mut Session) -> Result<(), SshError>
     session.channel_failure(id)?;
     session.close(id)?;
     Ok(())
+}
+
+/// Parses one OpenSSH public key line (`ssh-ed25519 AAAA... comment`) into what the store
+/// keeps, refusing RSA keys under 2048 bits. The error says what to send instead.
+pub fn parse_public_key(line: &str) -> Result<sluice_store::AuthorizedKey, String> {
+    let key = russh::keys::PublicKey::from_openssh(line.trim()).map_err(|e| {
+        format!("not an OpenSSH public key ({e}); expected a line like `ssh-ed25519 AAAA... comment` (options before the key are not supported)")
+    })?;
+    if let Some(rsa) = key.key_data().rsa() {
+        let bits = rsa.key_size();
+        if bits < 2048 {
+            return Err(format!(
+                "RSA key of {bits} bits is too weak; use ssh-ed25519 or RSA of at least 2048 bits"
+            ));
+        }
+    }
+    let openssh = key.to_openssh().map_err(|e| format!("cannot encode key: {e}"))?;
+    let mut parts = openssh.split_whitespace();
+    let (Some(algorithm), Some(blob)) = (parts.next(), parts.next()) else {
+        return Err("cannot encode key".into());
+    };
+    Ok(sluice_store::AuthorizedKey {
+        algorithm: algorithm.to_owned(),
+        key_base64: blob.to_owned(),
+        comment: key.comment().to_string(),
+        fingerprint: key.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+    })
 }

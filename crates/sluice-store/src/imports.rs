@@ -96,6 +96,7 @@ pub enum StageKind {
 }
 
 /// The final state of an import, written in the same transaction as its effects.
+#[derive(Clone)]
 pub struct Outcome<'a> {
     pub status: ImportStatus,
     pub counts: Counts,
@@ -108,6 +109,8 @@ pub struct Outcome<'a> {
     /// Whether to change records (false for failed and held imports).
     pub apply: Option<LoadMode>,
     pub upload_id: Option<i64>,
+    /// The type's records are roles of people: link them after applying.
+    pub person: Option<&'a sluice_core::import::PersonColumns>,
 }
 
 /// At most this many errors are stored per import; the report file has them all.
@@ -359,6 +362,15 @@ impl Store {
         })
     }
 
+    /// Upload events waiting to be imported (all tenants).
+    pub fn pending_uploads(&self) -> Result<u64> {
+        self.with(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM upload_events WHERE consumed_ms IS NULL", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+        })
+    }
+
     /// Whether an upload event has been consumed.
     pub fn upload_consumed(&self, id: i64) -> Result<bool> {
         self.with(|c| {
@@ -388,8 +400,8 @@ impl Store {
         self.with(|c| Ok(c.execute("DELETE FROM imports WHERE status = 'running'", [])?))
     }
 
-    /// Opens a loader for one import, on a connection of its own.
-    pub fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Loader> {
+    /// A connection of an import's own: staging in its temp schema never blocks the store's.
+    pub(crate) fn import_connection(&self, cache_kib: i64) -> Result<Connection> {
         let path = self
             .path
             .as_ref()
@@ -398,9 +410,15 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "temp_store", "FILE")?;
-        conn.pragma_update(None, "cache_size", -16_000)?;
+        conn.pragma_update(None, "cache_size", -cache_kib)?;
         // As durable as the rest of the store (see Store::open): survives a process crash.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(conn)
+    }
+
+    /// Opens a loader for one import, on a connection of its own.
+    pub fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Loader> {
+        let conn = self.import_connection(16_000)?;
         let tenant_id = crate::tenant_id(&conn, tenant)?;
         conn.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS stage (key TEXT PRIMARY KEY, line INTEGER NOT NULL, data TEXT NOT NULL,
@@ -479,32 +497,17 @@ impl Loader {
                 return Ok(Some(first as u64));
             }
         }
-        if kind == StageKind::Load {
-            let mut insert = self.conn.prepare_cached(
-                "INSERT INTO main.records (tenant_id, type, key, data, hash, created_import, updated_import, line)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (tenant_id, type, key) DO NOTHING",
-            )?;
-            let inserted = insert.execute(params![
-                self.tenant_id,
-                self.type_name,
-                key,
-                data,
-                hash,
-                self.import_id,
-                line as i64
-            ])?;
-            if inserted == 1 {
-                return Ok(None);
-            }
-        }
-        let mut earlier = self.conn.prepare_cached(
-            "SELECT line FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
-        )?;
-        if let Some(first) = earlier
-            .query_row(params![self.tenant_id, self.type_name, key], |r| r.get::<_, Option<i64>>(0))
-            .optional()?
-        {
-            return Ok(Some(first.unwrap_or(0) as u64));
+        let row = FreshRow {
+            tenant_id: self.tenant_id,
+            type_name: &self.type_name,
+            import_id: self.import_id,
+            line,
+            key,
+        };
+        match row.load(&self.conn, data, hash, kind)? {
+            Fresh::Loaded => return Ok(None),
+            Fresh::Duplicate(first) => return Ok(Some(first)),
+            Fresh::NotLoaded => {}
         }
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO temp.stage (key, line, data, hash, kind) VALUES (?1, ?2, '', 0, ?3)",
@@ -518,12 +521,30 @@ impl Loader {
         self.staged
     }
 
-    /// Whether a record of `to_type` with this key exists for the tenant.
+    /// Whether a record of `to_type` exists whose key is `key`, or starts with it when the
+    /// target's key has more columns (joined by U+001F).
     pub fn reference_exists(&mut self, to_type: &str, key: &str) -> Result<bool> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type = ?2
+             AND (key = ?3 OR (key >= ?3 || char(31) AND key < ?3 || char(32)))",
+        )?;
         Ok(stmt.exists(params![self.tenant_id, to_type, key])?)
+    }
+
+    /// Keys of some records a mirror import would delete (for a person deciding whether to
+    /// approve it), in key order.
+    pub fn deletion_sample(&self, limit: usize) -> Result<Vec<String>> {
+        if self.fresh {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT r.key FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2
+             AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = r.key) ORDER BY r.key LIMIT ?3",
+        )?;
+        let keys = stmt
+            .query_map(params![self.tenant_id, self.type_name, limit as i64], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(keys.into_iter().map(|k| k.replace('\u{1f}', "+")).collect())
     }
 
     /// Records of this type the tenant has now.
@@ -563,29 +584,18 @@ impl Loader {
         Ok(Counts { added, unchanged, updated: loadable - added - unchanged, deleted, ..Counts::default() })
     }
 
-    /// Applies (or only records, for failed and held imports) the outcome in one transaction.
-    pub fn commit(mut self, outcome: Outcome<'_>) -> Result<()> {
-        if !self.fresh {
-            // Staging lived in the temp schema; now take the write lock for the short apply.
-            self.conn.execute_batch("COMMIT; BEGIN IMMEDIATE;")?;
-        } else if outcome.apply.is_none() {
-            // Rows went straight into records: undo them, keep only the outcome.
-            self.conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE;")?;
-        }
-        let result = self.apply(&outcome);
-        match result {
-            Ok(()) => {
-                self.conn.execute_batch("COMMIT")?;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+    /// Drops everything staged (a dry run): the database is as it was.
+    pub fn abandon(self) -> Result<()> {
+        self.conn.execute_batch("ROLLBACK; DELETE FROM temp.stage;")?;
+        Ok(())
     }
 
-    fn apply(&mut self, o: &Outcome<'_>) -> Result<()> {
+    /// Applies (or only records, for failed and held imports) the outcome in one transaction.
+    pub fn commit(self, outcome: Outcome<'_>) -> Result<()> {
+        finish(&self.conn, self.fresh, outcome.apply.is_some(), || self.apply(&outcome))
+    }
+
+    fn apply(&self, o: &Outcome<'_>) -> Result<()> {
         let c = &self.conn;
         let (t, ty, id) = (self.tenant_id, self.type_name.as_str(), self.import_id);
         if let Some(mode) = o.apply.filter(|_| !self.fresh) {
@@ -615,44 +625,134 @@ impl Loader {
                 }
             }
         }
-        let k = o.counts;
-        c.execute(
-            "UPDATE main.imports SET status = ?2, encoding = ?3, rows = ?4, added = ?5, updated = ?6, unchanged = ?7,
-                 deleted = ?8, rejected = ?9, message = ?10, warnings = ?11, held_file = ?12, report_file = ?13,
-                 finished_ms = ?14 WHERE id = ?1",
-            params![
+        if let (Some(_), Some(person)) = (o.apply, o.person) {
+            let mut warnings = o.warnings.to_vec();
+            warnings.extend(crate::people::link_people(
+                c,
+                t,
+                ty,
                 id,
-                o.status.as_str(),
-                o.encoding,
-                k.rows as i64,
-                k.added as i64,
-                k.updated as i64,
-                k.unchanged as i64,
-                k.deleted as i64,
-                k.rejected as i64,
-                o.message,
-                warnings_to_json(o.warnings),
-                o.held_file,
-                o.report_file,
-                if o.status == ImportStatus::Held { None } else { Some(now_ms()) },
-            ],
-        )?;
-        c.execute("DELETE FROM main.import_errors WHERE import_id = ?1", [id])?;
-        let mut insert = c.prepare_cached(
-            "INSERT INTO main.import_errors (import_id, seq, line, column_name, code, reason, value)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for (seq, e) in o.errors.iter().take(STORED_ERRORS).enumerate() {
-            insert.execute(params![id, seq as i64, e.line as i64, e.column, e.code, e.reason, e.value])?;
+                &crate::people::PersonPaths::of_columns(person),
+            )?);
+            return apply_outcome(c, id, &Outcome { warnings: &warnings, ..o.clone() });
         }
-        if let Some(upload) = o.upload_id {
-            c.execute(
-                "UPDATE main.upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
-                params![upload, now_ms(), id],
-            )?;
-        }
-        Ok(())
+        apply_outcome(c, id, o)
     }
+}
+
+/// One row of a first import, which goes straight into `records` (see [`Store::loader`]).
+pub(crate) struct FreshRow<'a> {
+    pub tenant_id: i64,
+    pub type_name: &'a str,
+    pub import_id: i64,
+    pub line: u64,
+    pub key: &'a str,
+}
+
+pub(crate) enum Fresh {
+    Loaded,
+    /// An earlier row of the import has the key: its line.
+    Duplicate(u64),
+    /// Not loadable (rejected, or a deletion of what cannot exist yet), and no duplicate: the
+    /// caller remembers its key so that a later duplicate is caught.
+    NotLoaded,
+}
+
+impl FreshRow<'_> {
+    pub(crate) fn load(&self, c: &Connection, data: &str, hash: i64, kind: StageKind) -> Result<Fresh> {
+        if kind == StageKind::Load {
+            let mut insert = c.prepare_cached(
+                "INSERT INTO main.records (tenant_id, type, key, data, hash, created_import, updated_import, line)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (tenant_id, type, key) DO NOTHING",
+            )?;
+            let values = params![
+                self.tenant_id,
+                self.type_name,
+                self.key,
+                data,
+                hash,
+                self.import_id,
+                self.line as i64
+            ];
+            if insert.execute(values)? == 1 {
+                return Ok(Fresh::Loaded);
+            }
+        }
+        let mut earlier = c.prepare_cached(
+            "SELECT line FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+        )?;
+        Ok(earlier
+            .query_row(params![self.tenant_id, self.type_name, self.key], |r| r.get::<_, Option<i64>>(0))
+            .optional()?
+            .map_or(Fresh::NotLoaded, |first| Fresh::Duplicate(first.unwrap_or(0) as u64)))
+    }
+}
+
+/// Ends an import's transaction with `apply` in it. Staged imports read in a deferred
+/// transaction and take the write lock only now; fresh ones (rows written straight into
+/// `records` under the lock) roll those rows back first when they are not to be applied.
+pub(crate) fn finish(
+    conn: &Connection,
+    fresh: bool,
+    applying: bool,
+    apply: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    if !fresh {
+        conn.execute_batch("COMMIT; BEGIN IMMEDIATE;")?;
+    } else if !applying {
+        conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE;")?;
+    }
+    match apply() {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Writes an import's final state, its errors and the upload it consumed.
+pub(crate) fn apply_outcome(c: &Connection, id: i64, o: &Outcome<'_>) -> Result<()> {
+    let k = o.counts;
+    c.execute(
+        "UPDATE main.imports SET status = ?2, encoding = ?3, rows = ?4, added = ?5, updated = ?6, unchanged = ?7,
+             deleted = ?8, rejected = ?9, message = ?10, warnings = ?11, held_file = ?12, report_file = ?13,
+             finished_ms = ?14 WHERE id = ?1",
+        params![
+            id,
+            o.status.as_str(),
+            o.encoding,
+            k.rows as i64,
+            k.added as i64,
+            k.updated as i64,
+            k.unchanged as i64,
+            k.deleted as i64,
+            k.rejected as i64,
+            o.message,
+            warnings_to_json(o.warnings),
+            o.held_file,
+            o.report_file,
+            if o.status == ImportStatus::Held { None } else { Some(now_ms()) },
+        ],
+    )?;
+    c.execute("DELETE FROM main.import_errors WHERE import_id = ?1", [id])?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO main.import_errors (import_id, seq, line, column_name, code, reason, value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (seq, e) in o.errors.iter().take(STORED_ERRORS).enumerate() {
+        insert.execute(params![id, seq as i64, e.line as i64, e.column, e.code, e.reason, e.value])?;
+    }
+    if let Some(upload) = o.upload_id {
+        c.execute(
+            "UPDATE main.upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
+            params![upload, now_ms(), id],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

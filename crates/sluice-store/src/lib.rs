@@ -5,14 +5,25 @@
 //! guarded by a mutex is enough: SQLite serialises writers anyway, and WAL lets the CLI read
 //! while the server runs.
 
+mod accounts;
+mod api_keys;
+mod deliveries;
 mod imports;
 mod migrations;
+mod people;
+mod roster;
 
+pub use accounts::{Account, Role};
+pub use api_keys::{ApiKey, KeyOwner};
+pub use deliveries::{Channel, Delivery};
 pub use imports::{
     Counts, ImportRecord, ImportStatus, Loader, Outcome, STORED_ERRORS, StageKind, StoredError,
 };
+pub use people::{Person, PersonRole};
+pub use roster::{PackageLoader, PackageMode};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use sluice_core::import::SafeguardSetting;
 use sluice_core::{
     FolderName, PasswordHash, Sha256Hex, TenantName, TreeLayout, Trigger, UploadEvent, VirtualPath,
 };
@@ -34,6 +45,14 @@ pub enum StoreError {
     Corrupt(String),
     #[error("import {0} is not held: only a held import can be approved or discarded")]
     NotHeld(i64),
+    #[error("no live API key {0}; `sluice apikey list` shows them")]
+    NoSuchKey(i64),
+    #[error("the tenant has no SSH key {0}")]
+    NoSuchSshKey(String),
+    #[error("an account {0:?} already exists")]
+    AccountExists(String),
+    #[error("no account {0:?}; `sluice user list` shows them")]
+    NoSuchAccount(String),
     #[error("the database was written by a newer sluice (schema {found}, this build knows {known})")]
     TooNew { found: i64, known: i64 },
 }
@@ -54,6 +73,12 @@ pub struct Tenant {
     pub timezone: String,
     /// Per-type triggers that override `trigger`.
     pub type_triggers: Vec<(String, Trigger)>,
+    /// Per-type safeguard settings that override the types' own.
+    pub safeguards: Vec<SafeguardSetting>,
+    /// Who is emailed when an import ends.
+    pub notify_emails: Vec<String>,
+    /// Where import results are POSTed, and the HMAC secret that signs them.
+    pub webhook: Option<(String, String)>,
     pub created_ms: i64,
 }
 
@@ -182,6 +207,43 @@ impl Store {
         self.update_tenant(name, "UPDATE tenants SET type_triggers = ?2 WHERE name = ?1", text)
     }
 
+    /// Sets one safeguard limit of one type for a tenant (replacing an earlier setting).
+    pub fn set_safeguard(&self, name: &TenantName, setting: &SafeguardSetting) -> Result<()> {
+        let tenant = self.require_tenant(name.as_str())?;
+        let mut all: Vec<SafeguardSetting> = tenant
+            .safeguards
+            .into_iter()
+            .filter(|s| s.type_name != setting.type_name || s.limit != setting.limit)
+            .collect();
+        all.push(setting.clone());
+        let text = all
+            .iter()
+            .map(|s| format!("{}.{}={}", s.type_name, s.limit.as_str(), s.percent))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.update_tenant(name, "UPDATE tenants SET safeguards = ?2 WHERE name = ?1", text)
+    }
+
+    /// Sets who is emailed and where results are POSTed (an empty URL: no webhook).
+    pub fn set_notifications(
+        &self,
+        name: &TenantName,
+        emails: &[String],
+        webhook_url: &str,
+        webhook_secret: &str,
+    ) -> Result<()> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE tenants SET notify_emails = ?2, webhook_url = ?3, webhook_secret = ?4 WHERE name = ?1",
+                params![name.as_str(), emails.join(","), webhook_url, webhook_secret],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoSuchTenant(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
     pub fn set_trigger(&self, name: &TenantName, trigger: Trigger) -> Result<()> {
         self.update_tenant(name, "UPDATE tenants SET trigger = ?2 WHERE name = ?1", trigger.as_str())
     }
@@ -212,6 +274,20 @@ impl Store {
                 });
             }
             Ok(())
+        })
+    }
+
+    /// Removes a tenant's key by its fingerprint (`SHA256:...`).
+    pub fn remove_key(&self, tenant: &str, fingerprint: &str) -> Result<()> {
+        self.with(|c| {
+            let id = tenant_id(c, tenant)?;
+            match c.execute(
+                "DELETE FROM tenant_keys WHERE tenant_id = ?1 AND fingerprint = ?2",
+                params![id, fingerprint],
+            )? {
+                0 => Err(StoreError::NoSuchSshKey(fingerprint.to_owned())),
+                _ => Ok(()),
+            }
         })
     }
 
@@ -298,7 +374,7 @@ fn upload_from_row((id, tenant, path, size, sha, at_ms): UploadRow) -> Result<St
     })
 }
 
-const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers FROM tenants";
+const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers, safeguards, notify_emails, webhook_url, webhook_secret FROM tenants";
 
 struct RawTenant {
     id: i64,
@@ -311,6 +387,10 @@ struct RawTenant {
     schedule: Option<String>,
     timezone: String,
     type_triggers: String,
+    safeguards: String,
+    notify_emails: String,
+    webhook_url: String,
+    webhook_secret: String,
 }
 
 fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
@@ -325,6 +405,10 @@ fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
         schedule: r.get(7)?,
         timezone: r.get(8)?,
         type_triggers: r.get(9)?,
+        safeguards: r.get(10)?,
+        notify_emails: r.get(11)?,
+        webhook_url: r.get(12)?,
+        webhook_secret: r.get(13)?,
     })
 }
 
@@ -355,6 +439,23 @@ impl RawTenant {
                     Ok((t.to_owned(), Trigger::parse(g).ok_or_else(|| corrupt("type_triggers"))?))
                 })
                 .collect::<Result<_>>()?,
+            safeguards: self
+                .safeguards
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').ok_or_else(|| corrupt("safeguards"))?;
+                    SafeguardSetting::parse(k, v).map_err(|_| corrupt("safeguards"))
+                })
+                .collect::<Result<_>>()?,
+            notify_emails: self
+                .notify_emails
+                .split(',')
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            webhook: (!self.webhook_url.is_empty())
+                .then(|| (self.webhook_url.clone(), self.webhook_secret.clone())),
             created_ms: self.created_ms,
         })
     }

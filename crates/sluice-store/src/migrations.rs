@@ -88,6 +88,78 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE tenants ADD COLUMN timezone TEXT NOT NULL DEFAULT 'UTC';",
     // 6: per-type trigger overrides, `type=trigger` pairs separated by commas
     "ALTER TABLE tenants ADD COLUMN type_triggers TEXT NOT NULL DEFAULT '';",
+    // 7: per-type safeguard settings, `TYPE.LIMIT=PERCENT` pairs separated by commas
+    "ALTER TABLE tenants ADD COLUMN safeguards TEXT NOT NULL DEFAULT '';",
+    // 8: people and the records that are their roles
+    "CREATE TABLE people (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        first_name TEXT NOT NULL,
+        last_name TEXT NOT NULL,
+        email TEXT NOT NULL,
+        phone TEXT NOT NULL
+    );
+    CREATE INDEX people_by_contact ON people (tenant_id, last_name, first_name, email, phone);
+    CREATE TABLE person_roles (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        key TEXT NOT NULL,
+        person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, type, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX person_roles_by_person ON person_roles (person_id);
+    CREATE INDEX person_roles_by_source ON person_roles (tenant_id, role, source_id);",
+    // 9: a package record marked tobedeleted (mirrors its JSON status, for counting without
+    // parsing every record)
+    "ALTER TABLE records ADD COLUMN inactive INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX records_by_state ON records (tenant_id, type, inactive);",
+    // 10: API keys (a SHA-256 of each token; tenant_id NULL: the operator's)
+    "CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );",
+    // 11: dashboard accounts and sessions
+    "CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER REFERENCES tenants(id) ON DELETE CASCADE,
+        email TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'owner', 'user')),
+        manages INTEGER NOT NULL DEFAULT 0,
+        password_hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+    // 12: notifications: a tenant's recipients and webhook, and the delivery log
+    "ALTER TABLE tenants ADD COLUMN notify_emails TEXT NOT NULL DEFAULT '';
+     ALTER TABLE tenants ADD COLUMN webhook_url TEXT NOT NULL DEFAULT '';
+     ALTER TABLE tenants ADD COLUMN webhook_secret TEXT NOT NULL DEFAULT '';
+     CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        import_id INTEGER NOT NULL,
+        channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook')),
+        target TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL,
+        last_error TEXT,
+        created_ms INTEGER NOT NULL,
+        finished_ms INTEGER
+     );
+     CREATE INDEX deliveries_due ON deliveries (status, next_ms);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

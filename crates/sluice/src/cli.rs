@@ -4,8 +4,8 @@ use crate::config::{Config, Overrides};
 use crate::serve::{self, DataDirs};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
-use russh::keys::{HashAlg, PublicKey};
 use serde_json::json;
+use sluice_core::import::SafeguardSetting;
 use sluice_core::{FolderName, PasswordHash, TenantName, Trigger};
 use sluice_sftp::fs::TenantTree;
 use sluice_store::{AuthorizedKey, Store, Tenant};
@@ -34,6 +34,9 @@ enum Command {
         /// Address for SFTP, e.g. 0.0.0.0:22 (port 0 picks a free port). Env: SLUICE_SFTP_LISTEN.
         #[arg(long, value_name = "ADDR")]
         sftp_listen: Option<SocketAddr>,
+        /// Address for HTTP (/metrics, /healthz), e.g. 127.0.0.1:8080. Env: SLUICE_HTTP_LISTEN.
+        #[arg(long, value_name = "ADDR")]
+        http_listen: Option<SocketAddr>,
     },
     /// Manage tenants.
     #[command(subcommand)]
@@ -41,6 +44,15 @@ enum Command {
     /// Manage tenants' SSH public keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage REST API keys (bearer tokens), a tenant's or the operator's.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    /// Manage dashboard accounts of tenants (owners and users).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// The operator's dashboard account.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// List import types with their columns.
     Types {
         #[arg(long)]
@@ -63,6 +75,9 @@ enum Command {
         /// The import type; by default taken from each file's name (students.csv -> students).
         #[arg(long = "type", value_name = "TYPE")]
         type_name: Option<String>,
+        /// Report what the import would do (counts, errors, whether it would be held) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
         files: Vec<PathBuf>,
     },
     /// A tenant's import history, newest first.
@@ -91,6 +106,26 @@ enum Command {
         type_name: String,
         #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
         format: String,
+        /// Only the records that name this student (a student's guardians or enrollments).
+        #[arg(long, value_name = "ID", conflicts_with = "class")]
+        student: Option<String>,
+        /// Only the records that name this class or section (its enrollments).
+        #[arg(long, value_name = "ID")]
+        class: Option<String>,
+    },
+    /// A tenant's notifications: sent, waiting to be retried, or given up.
+    Deliveries {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A tenant's people, each with every record that is one of their roles.
+    People {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Check a deployment: configuration, data directory, database integrity, import types.
     Doctor,
@@ -146,12 +181,74 @@ enum TenantCommand {
         password_stdin: bool,
     },
     /// Change settings: `types=students,guardians` (or `folders=...`), `trigger=on_upload|manual|schedule`,
-    /// `schedule="0 2 * * *"`, `timezone=America/Chicago`.
+    /// `schedule="0 2 * * *"`, `timezone=America/Chicago`, `safeguard.students.deleted=5`
+    /// (hold an import that would delete more than 5% of students; `.changed` for updates).
     Set {
         name: String,
         #[arg(required = true, value_name = "KEY=VALUE")]
         settings: Vec<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Add a tenant's dashboard account; the password is prompted (or read from stdin).
+    Add {
+        tenant: String,
+        email: String,
+        #[arg(long, value_parser = ["owner", "user"])]
+        role: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts (a tenant's, or with no tenant the operator's).
+    List { tenant: Option<String> },
+    /// Let a user manage SFTP credentials and import settings, as owners do.
+    Grant { email: String },
+    /// Take that back.
+    Ungrant { email: String },
+    /// Set an account's password (its sessions end).
+    Passwd {
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Set the operator admin's password (creating the account if needed).
+    Passwd {
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiKeyCommand {
+    /// Create a key and print it (once: only its hash is kept).
+    Add {
+        /// The tenant the key acts for.
+        #[arg(long, required_unless_present = "operator", conflicts_with = "operator")]
+        tenant: Option<String>,
+        /// A key for the operator: every tenant.
+        #[arg(long)]
+        operator: bool,
+        /// What the key is for, e.g. "SIS nightly job".
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (prefix, name, state), never the keys themselves.
+    List {
+        #[arg(long, conflicts_with = "operator")]
+        tenant: Option<String>,
+        #[arg(long)]
+        operator: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: it stops working at once.
+    Revoke { id: i64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -201,11 +298,11 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let sftp_listen = match &cli.command {
-        Command::Serve { sftp_listen } => *sftp_listen,
-        _ => None,
+    let (sftp_listen, http_listen) = match &cli.command {
+        Command::Serve { sftp_listen, http_listen } => (*sftp_listen, *http_listen),
+        _ => (None, None),
     };
-    let overrides = Overrides { data_dir: cli.data_dir.clone(), sftp_listen };
+    let overrides = Overrides { data_dir: cli.data_dir.clone(), sftp_listen, http_listen };
     let config = Config::load(cli.config.as_deref(), &env, &overrides).map_err(usage)?;
     // The CLI's own commands print their results; their logs only matter when they fail.
     let serving = matches!(cli.command, Command::Serve { .. });
@@ -223,7 +320,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import { show: Some(ImportCommand::Show { id, errors, json }), .. } => {
             crate::imports::show(&dirs, id, errors, json)
         }
-        Command::Import { show: None, tenant, type_name, files } => {
+        Command::Import { show: None, tenant, type_name, dry_run, files } => {
             let tenant = tenant
                 .ok_or_else(|| usage(anyhow!("--tenant is required: sluice import --tenant T FILE...")))?;
             if files.is_empty() {
@@ -231,16 +328,70 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     "name at least one file: sluice import --tenant {tenant} FILE..."
                 )));
             }
-            crate::imports::import(&config, &dirs, &tenant, type_name.as_deref(), &files)
+            crate::imports::import(&config, &dirs, &tenant, type_name.as_deref(), &files, dry_run)
         }
         Command::Imports { tenant, limit, json } => crate::imports::history(&dirs, &tenant, limit, json),
         Command::Sync { tenant } => crate::imports::sync(&config, &dirs, &tenant),
         Command::Approve { id } => crate::imports::approve(&config, &dirs, id),
         Command::Discard { id } => crate::imports::discard(&config, &dirs, id),
-        Command::Records { tenant, type_name, format } => {
-            crate::imports::records(&config, &dirs, &tenant, &type_name, &format)
+        Command::Records { tenant, type_name, format, student, class } => {
+            let related = match (student, class) {
+                (Some(id), _) => Some((sluice_core::import::Related::Student, id)),
+                (_, Some(id)) => Some((sluice_core::import::Related::Class, id)),
+                _ => None,
+            };
+            crate::imports::records(&config, &dirs, &tenant, &type_name, &format, related)
+        }
+        Command::People { tenant, json } => crate::imports::people(&dirs, &tenant, json),
+        Command::Deliveries { tenant, json } => {
+            let store = dirs.open_store().map_err(usage)?;
+            store.require_tenant(&tenant)?;
+            let list = store.deliveries(&tenant, 200)?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|d| json!({"id": d.id, "import": d.import_id, "channel": d.channel.as_str(), "target": d.target,
+                        "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
+                        "created_ms": d.created_ms, "finished_ms": d.finished_ms}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for d in list {
+                    let error = d.last_error.map(|e| format!("  ({e})")).unwrap_or_default();
+                    println!(
+                        "{:>6} import {:<6} {:<7} {:<8} x{} {}{error}",
+                        d.id,
+                        d.import_id,
+                        d.channel.as_str(),
+                        d.status,
+                        d.attempts,
+                        d.target
+                    );
+                }
+            }
+            Ok(())
         }
         Command::Key(cmd) => key_command(&dirs, cmd),
+        Command::Apikey(cmd) => api_key_command(&dirs, cmd),
+        Command::User(cmd) => user_command(&dirs, cmd),
+        Command::Admin(AdminCommand::Passwd { password_stdin }) => {
+            let store = dirs.open_store().map_err(usage)?;
+            let password = if password_stdin {
+                read_password_line()?
+            } else {
+                prompt_for("password for the dashboard admin")?
+            };
+            let hash = PasswordHash::create(&password)?;
+            match store.set_account_password(ADMIN, hash.as_phc()) {
+                Err(sluice_store::StoreError::NoSuchAccount(_)) => {
+                    store.add_account(None, ADMIN, sluice_store::Role::Admin, hash.as_phc())?;
+                }
+                other => other?,
+            }
+            store.end_sessions_of(ADMIN)?;
+            println!("password set for the dashboard account {ADMIN}");
+            Ok(())
+        }
         Command::Uploads { tenant, json } => {
             let store = dirs.open_store().map_err(usage)?;
             store.require_tenant(&tenant)?;
@@ -386,6 +537,23 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                 for (type_name, trigger) in &t.type_triggers {
                     println!("           {type_name}: {}", trigger.as_str());
                 }
+                if !t.notify_emails.is_empty() {
+                    println!("email:     {}", t.notify_emails.join(", "));
+                }
+                if let Some((url, secret)) = &t.webhook {
+                    println!(
+                        "webhook:   {url} ({})",
+                        if secret.is_empty() { "unsigned: set notify.webhook_secret" } else { "signed" }
+                    );
+                }
+                for s in &t.safeguards {
+                    println!(
+                        "safeguard: hold {} imports that would {} more than {}%",
+                        s.type_name,
+                        s.limit.as_str().trim_end_matches('d'),
+                        s.percent
+                    );
+                }
             }
         }
         TenantCommand::Disable { name } => {
@@ -468,13 +636,43 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                         let cron = sluice_core::schedule::Cron::parse(value).map_err(|e| usage(e.into()))?;
                         store.set_schedule(&name, &cron)?;
                     }
+                    "notify.email" | "notify.webhook" | "notify.webhook_secret" => {
+                        let t = store.require_tenant(name.as_str())?;
+                        let (mut emails, (mut url, mut secret)) =
+                            (t.notify_emails, t.webhook.unwrap_or_default());
+                        match key {
+                            "notify.email" => {
+                                emails = sluice_core::people::recipients([value])
+                                    .map_err(|e| usage(anyhow!("notify.email: {e}")))?;
+                            }
+                            "notify.webhook" => {
+                                sluice_core::people::check_webhook_url(value)
+                                    .map_err(|e| usage(anyhow!("notify.webhook: {e}")))?;
+                                url = value.to_owned();
+                            }
+                            _ => secret = value.to_owned(),
+                        }
+                        store.set_notifications(&name, &emails, &url, &secret)?;
+                    }
+                    limit if limit.starts_with("safeguard.") => {
+                        let setting = SafeguardSetting::parse(&limit["safeguard.".len()..], value)
+                            .map_err(|e| usage(anyhow!(e)))?;
+                        let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
+                        if !types.has_records_of(&setting.type_name) {
+                            return Err(usage(anyhow!(
+                                "{limit}: no import type {:?}; `sluice types` lists them",
+                                setting.type_name
+                            )));
+                        }
+                        store.set_safeguard(&name, &setting)?;
+                    }
                     "timezone" => {
                         sluice_ingest::check_timezone(value).map_err(|e| usage(anyhow!(e)))?;
                         store.set_timezone(&name, value)?;
                     }
                     other => {
                         return Err(usage(anyhow!(
-                            "unknown tenant setting {other:?}; known settings: types, folders, trigger, trigger.TYPE, schedule, timezone"
+                            "unknown tenant setting {other:?}; known settings: types, folders, trigger, trigger.TYPE, safeguard.TYPE.deleted, safeguard.TYPE.changed, schedule, timezone, notify.email, notify.webhook, notify.webhook_secret"
                         )));
                     }
                 }
@@ -538,6 +736,7 @@ fn tenant_json(store: &Store, t: &Tenant) -> Result<serde_json::Value> {
         "schedule": t.schedule.as_ref().map(|c| c.as_str()),
         "timezone": t.timezone,
         "imports": when(t),
+        "safeguards": t.safeguards.iter().map(|s| json!({"type": s.type_name, "limit": s.limit.as_str(), "percent": s.percent})).collect::<Vec<_>>(),
         "type_triggers": t.type_triggers.iter().map(|(ty, g)| (ty.clone(), json!(g.as_str()))).collect::<serde_json::Map<_, _>>(),
         "keys": keys.iter().map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})).collect::<Vec<_>>(),
         "created_ms": t.created_ms,
@@ -557,15 +756,7 @@ fn read_password_line() -> Result<String> {
 }
 
 fn prompt_password(name: &TenantName) -> Result<String> {
-    if !std::io::stdin().is_terminal() {
-        bail!("stdin is not a terminal: use --password-stdin to read the password from it");
-    }
-    let first = rpassword::prompt_password(format!("New SFTP password for {name}: "))?;
-    let second = rpassword::prompt_password("Repeat it: ")?;
-    if first != second {
-        bail!("the passwords do not match; nothing was changed");
-    }
-    Ok(first)
+    prompt_for(&format!("SFTP password for {name}"))
 }
 
 fn key_command(dirs: &DataDirs, cmd: KeyCommand) -> Result<(), Failure> {
@@ -599,6 +790,106 @@ fn key_command(dirs: &DataDirs, cmd: KeyCommand) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The operator's dashboard login.
+pub const ADMIN: &str = "admin";
+
+fn user_command(dirs: &DataDirs, cmd: UserCommand) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    match cmd {
+        UserCommand::Add { tenant, email, role, password_stdin } => {
+            store.require_tenant(&tenant)?;
+            let email = email.trim().to_lowercase();
+            if email.is_empty() || email.contains(char::is_whitespace) || email == ADMIN {
+                return Err(usage(anyhow!("{email:?} cannot be a login; use an email address")));
+            }
+            let role = sluice_store::Role::parse(&role).unwrap_or(sluice_store::Role::User);
+            let password = if password_stdin {
+                read_password_line()?
+            } else {
+                prompt_for(&format!("password for {email}"))?
+            };
+            store.add_account(Some(&tenant), &email, role, PasswordHash::create(&password)?.as_phc())?;
+            println!("{} {email} added to tenant {tenant}", role.as_str());
+        }
+        UserCommand::List { tenant } => {
+            for a in store.accounts(tenant.as_deref())? {
+                let manages = if a.manages { "manages credentials and settings" } else { "" };
+                println!("{:<32} {:<6} {manages}", a.email, a.role.as_str());
+            }
+        }
+        UserCommand::Grant { email } => {
+            store.set_account_manages(&email, true)?;
+            println!("{email} may now manage SFTP credentials and import settings");
+        }
+        UserCommand::Ungrant { email } => {
+            store.set_account_manages(&email, false)?;
+            println!("{email} may no longer manage SFTP credentials and import settings");
+        }
+        UserCommand::Passwd { email, password_stdin } => {
+            let password = if password_stdin {
+                read_password_line()?
+            } else {
+                prompt_for(&format!("password for {email}"))?
+            };
+            store.set_account_password(&email, PasswordHash::create(&password)?.as_phc())?;
+            store.end_sessions_of(&email)?;
+            println!("password set for {email}; their sessions ended");
+        }
+    }
+    Ok(())
+}
+
+fn prompt_for(who: &str) -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!("stdin is not a terminal: use --password-stdin to read the password from it");
+    }
+    let first = rpassword::prompt_password(format!("New {who}: "))?;
+    let second = rpassword::prompt_password("Repeat it: ")?;
+    if first != second {
+        bail!("the passwords do not match; nothing was changed");
+    }
+    Ok(first)
+}
+
+fn api_key_command(dirs: &DataDirs, cmd: ApiKeyCommand) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    match cmd {
+        ApiKeyCommand::Add { tenant, operator: _, name } => {
+            if let Some(t) = &tenant {
+                store.require_tenant(t)?;
+            }
+            let (token, prefix, hash) = sluice_web::keys::generate().context("cannot read random bytes")?;
+            let id = store.add_api_key(tenant.as_deref(), &name, &prefix, &hash)?;
+            let whose = tenant.map_or("the operator (every tenant)".to_owned(), |t| format!("tenant {t}"));
+            eprintln!("API key {id} for {whose}; it is shown only now, so store it safely:");
+            println!("{token}");
+        }
+        ApiKeyCommand::List { tenant, operator: _, json } => {
+            if let Some(t) = &tenant {
+                store.require_tenant(t)?;
+            }
+            let keys = store.api_keys(tenant.as_deref())?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| json!({"id": k.id, "name": k.name, "prefix": k.prefix, "created_ms": k.created_ms, "revoked_ms": k.revoked_ms}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for k in keys {
+                    let state = if k.revoked_ms.is_some() { "revoked" } else { "live" };
+                    println!("{:>5}  {}...  {:<8} {}", k.id, k.prefix, state, k.name);
+                }
+            }
+        }
+        ApiKeyCommand::Revoke { id } => {
+            store.revoke_api_key(id)?;
+            println!("API key {id} revoked");
+        }
+    }
+    Ok(())
+}
+
 /// Parses an OpenSSH public key file; each non-blank, non-comment line is one key.
 fn parse_key_file(path: &Path) -> Result<Vec<AuthorizedKey>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -609,28 +900,7 @@ fn parse_key_file(path: &Path) -> Result<Vec<AuthorizedKey>> {
             continue;
         }
         let where_ = format!("{}:{}", path.display(), i + 1);
-        let key = PublicKey::from_openssh(line).map_err(|e| {
-            anyhow!("{where_}: not an OpenSSH public key ({e}); expected a line like `ssh-ed25519 AAAA... comment` (options before the key are not supported)")
-        })?;
-        if let Some(rsa) = key.key_data().rsa() {
-            let bits = rsa.key_size();
-            if bits < 2048 {
-                bail!(
-                    "{where_}: RSA key of {bits} bits is too weak; use ssh-ed25519 or RSA of at least 2048 bits"
-                );
-            }
-        }
-        let openssh = key.to_openssh().context("cannot encode key")?;
-        let mut parts = openssh.split_whitespace();
-        let (Some(algorithm), Some(blob)) = (parts.next(), parts.next()) else {
-            bail!("{where_}: cannot encode key");
-        };
-        keys.push(AuthorizedKey {
-            algorithm: algorithm.to_owned(),
-            key_base64: blob.to_owned(),
-            comment: key.comment().to_string(),
-            fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
-        });
+        keys.push(sluice_sftp::parse_public_key(line).map_err(|e| anyhow!("{where_}: {e}"))?);
     }
     if keys.is_empty() {
         bail!("{} holds no public key", path.display());

@@ -28,6 +28,33 @@ idle_timeout_secs = 600
 max_upload_bytes = 10737418240
 max_open_handles = 256
 
+[http]
+# The dashboard, the REST API (/api/v1), /metrics and /healthz.
+listen = "127.0.0.1:8080"
+# HTTPS: a PEM certificate chain and its key. "" = plain HTTP (behind a TLS proxy, or local).
+tls_cert = ""
+tls_key = ""
+# Mark session cookies Secure although sluice serves plain HTTP: set it when a reverse proxy
+# terminates TLS in front of sluice.
+secure_cookies = false
+
+[notifications]
+# Email when an import ends (complete, incomplete, failed, held): to each address a tenant
+# lists (`sluice tenant set T notify.email=...`). Empty host: no email.
+smtp_host = ""
+smtp_port = 25
+# "none" (a relay on this machine or network), "starttls" (port 587) or "tls" (port 465).
+smtp_security = "none"
+smtp_username = ""
+smtp_password = ""
+from = "sluice@localhost"
+# A PEM file of certificate authorities to trust beside the public ones (a private relay's,
+# or a webhook receiver's). "" = the public roots only.
+ca_file = ""
+# Let tenants' webhooks reach this machine and private networks (only for trusted tenants:
+# otherwise a tenant could make sluice POST to internal services).
+allow_private_webhooks = false
+
 [tenants]
 # Import folders a new tenant gets when `sluice tenant add` names none.
 default_folders = ["students", "employees", "guardians", "visitors"]
@@ -48,6 +75,8 @@ level = "info"
 pub struct Config {
     pub data_dir: PathBuf,
     pub sftp: SftpConfig,
+    pub http: HttpConfig,
+    pub notifications: NotificationsConfig,
     pub tenants: TenantsConfig,
     pub imports: ImportsConfig,
     pub log: LogConfig,
@@ -83,6 +112,69 @@ pub struct SftpConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub tls_cert: String,
+    pub tls_key: String,
+    pub secure_cookies: bool,
+}
+
+impl HttpConfig {
+    /// The TLS configuration, when a certificate and key are configured.
+    pub fn tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+        match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
+            (true, true) => Ok(None),
+            (false, false) => {
+                sluice_web::tls::server_config(Path::new(&self.tls_cert), Path::new(&self.tls_key))
+                    .map(Some)
+                    .map_err(|e| anyhow::anyhow!("[http] tls_cert/tls_key: {e}"))
+            }
+            _ => bail!("[http] tls_cert and tls_key go together: set both for HTTPS, or neither"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_security: String,
+    pub smtp_username: String,
+    pub smtp_password: String,
+    pub from: String,
+    pub ca_file: String,
+    pub allow_private_webhooks: bool,
+}
+
+impl NotificationsConfig {
+    pub fn smtp(&self) -> Result<sluice_notify::SmtpConfig> {
+        let security = sluice_notify::SmtpSecurity::parse(&self.smtp_security).ok_or_else(|| {
+            anyhow::anyhow!(
+                "[notifications] smtp_security = {:?}: expected none, starttls or tls",
+                self.smtp_security
+            )
+        })?;
+        if !sluice_notify::valid_address(&self.from) {
+            bail!("[notifications] from = {:?} is not an email address", self.from);
+        }
+        Ok(sluice_notify::SmtpConfig {
+            host: self.smtp_host.clone(),
+            port: self.smtp_port,
+            security,
+            username: self.smtp_username.clone(),
+            password: self.smtp_password.clone(),
+            from: self.from.clone(),
+            tls: sluice_notify::tls::client_config(
+                (!self.ca_file.is_empty()).then(|| Path::new(&self.ca_file)),
+            )
+            .map_err(|e| anyhow::anyhow!("[notifications] ca_file: {e}"))?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TenantsConfig {
     pub default_folders: Vec<String>,
 }
@@ -98,6 +190,7 @@ pub struct LogConfig {
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub sftp_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -119,6 +212,11 @@ impl Config {
         {
             sftp.insert("listen".into(), toml::Value::String(addr.to_string()));
         }
+        if let Some(addr) = overrides.http_listen
+            && let Some(toml::Value::Table(http)) = table.get_mut("http")
+        {
+            http.insert("listen".into(), toml::Value::String(addr.to_string()));
+        }
         // Round-trip through text so that errors point at the offending line and key.
         let merged = toml::to_string(&table).context("cannot render the merged configuration")?;
         let config: Config = toml::from_str(&merged).map_err(|e| {
@@ -133,6 +231,7 @@ impl Config {
     fn validate(&self) -> Result<()> {
         sluice_core::FolderName::parse_list(&self.tenants.default_folders.join(","))
             .context("[tenants] default_folders")?;
+        self.notifications.smtp()?;
         if self.sftp.max_open_handles == 0 || self.sftp.max_sessions_per_tenant == 0 {
             bail!("[sftp] max_open_handles and max_sessions_per_tenant must be at least 1");
         }
@@ -240,9 +339,23 @@ mod tests {
     fn embedded_defaults_load() {
         let c = Config::load(None, &[], &Overrides::default()).unwrap();
         assert_eq!(c.sftp.listen.to_string(), "127.0.0.1:2222");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("./sluice-data"));
         assert!(!c.sftp.compat);
         assert_eq!(c.tenants.default_folders, ["students", "employees", "guardians", "visitors"]);
+    }
+
+    #[test]
+    fn the_http_address_layers_like_the_others() {
+        let e = env(&[("SLUICE_HTTP_LISTEN", "0.0.0.0:9000")]);
+        assert_eq!(
+            Config::load(None, &e, &Overrides::default()).unwrap().http.listen.to_string(),
+            "0.0.0.0:9000"
+        );
+        let flag = Overrides { http_listen: Some("127.0.0.1:9100".parse().unwrap()), ..Overrides::default() };
+        assert_eq!(Config::load(None, &e, &flag).unwrap().http.listen.port(), 9100);
+        let bad = env(&[("SLUICE_HTTP_LISTEN", "everywhere")]);
+        assert!(Config::load(None, &bad, &Overrides::default()).is_err());
     }
 
     #[test]
@@ -266,8 +379,11 @@ mod tests {
             (c.sftp.listen.port(), c.sftp.compat, c.data_dir.clone()),
             (2000, true, PathBuf::from("/env"))
         );
-        let o =
-            Overrides { data_dir: Some("/cli".into()), sftp_listen: Some("127.0.0.1:3000".parse().unwrap()) };
+        let o = Overrides {
+            data_dir: Some("/cli".into()),
+            sftp_listen: Some("127.0.0.1:3000".parse().unwrap()),
+            http_listen: None,
+        };
         let c = Config::load(Some(&file), &e, &o).unwrap();
         assert_eq!((c.sftp.listen.port(), c.data_dir), (3000, PathBuf::from("/cli")));
         assert_eq!(c.sftp.max_auth_attempts, 3);

@@ -7,7 +7,7 @@ use crate::serve::DataDirs;
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 use sluice_core::TenantName;
-use sluice_core::import::{ColumnKind, ImportType, ImportTypes};
+use sluice_core::import::{ColumnKind, ImportType, ImportTypes, Related};
 use sluice_ingest::Ingest;
 use sluice_ingest::report::csv_cell;
 use sluice_store::{ImportRecord, ImportStatus, Store};
@@ -53,7 +53,7 @@ fn type_json(t: &ImportType) -> Value {
         "file_name": t.file_name,
         "key": t.key.iter().map(|&k| t.columns[k].name.as_str()).collect::<Vec<_>>(),
         "mode": t.mode.as_str(),
-        "mirror_threshold_percent": t.mirror_threshold_percent,
+        "safeguard": {"deleted_percent": t.safeguard.deleted_percent, "changed_percent": t.safeguard.changed_percent},
         "references": t.references.iter().map(|r| json!({"column": t.columns[r.column].name, "type": r.to_type})).collect::<Vec<_>>(),
         "columns": t.columns.iter().map(|c| {
             let mut v = json!({"name": c.name, "kind": c.kind.name(), "required": c.required, "aliases": c.aliases});
@@ -72,6 +72,7 @@ fn type_for_file<'a>(
     types: &'a ImportTypes,
     explicit: Option<&str>,
     file: &Path,
+    allowed: Option<&[String]>,
 ) -> Result<&'a ImportType, Failure> {
     if let Some(name) = explicit {
         return types
@@ -80,21 +81,24 @@ fn type_for_file<'a>(
     }
     let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let stem = file_name.rsplit_once('.').map_or(file_name, |(s, _)| s).to_lowercase();
-    types
-        .all()
-        .iter()
-        .find(|t| t.file_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(file_name)) || t.name == stem)
-        .ok_or_else(|| {
-            usage(anyhow!(
-                "cannot tell the import type of {}; name it with --type (`sluice types` lists them)",
-                file.display()
-            ))
+    // The tenant's own types first: Visitor Aware's students.csv and Clever's are different types.
+    let pick = |only: Option<&[String]>| {
+        let candidates = || types.all().iter().filter(move |t| only.is_none_or(|a| a.contains(&t.name)));
+        candidates().find(|t| t.name == stem).or_else(|| {
+            candidates().find(|t| t.file_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(file_name)))
         })
+    };
+    pick(allowed).or_else(|| pick(None)).ok_or_else(|| {
+        usage(anyhow!(
+            "cannot tell the import type of {}; name it with --type (`sluice types` lists them)",
+            file.display()
+        ))
+    })
 }
 
 pub fn validate(config: &Config, type_name: &str, files: &[PathBuf]) -> Result<(), Failure> {
     let types = load_types(config)?;
-    let t = type_for_file(&types, Some(type_name), Path::new(""))?;
+    let t = type_for_file(&types, Some(type_name), Path::new(""), None)?;
     let scratch = std::env::temp_dir().join(format!(
         "sluice-validate-{}-{}",
         std::process::id(),
@@ -128,6 +132,8 @@ fn validate_in(scratch: &Path, t: &ImportType, files: &[PathBuf]) -> Result<(), 
             existing_import: None,
             check_references: false,
             progress: None,
+            safeguard: sluice_core::import::Safeguard::default(),
+            safeguard_settings: &[],
         };
         let record = sluice_ingest::import_file(&store, &req)?;
         print_errors(&store, &record, &file.display().to_string())?;
@@ -155,6 +161,11 @@ fn validate_in(scratch: &Path, t: &ImportType, files: &[PathBuf]) -> Result<(), 
     }
     if !t.references.is_empty() {
         println!("note: references to other types are checked only on import, against the tenant's records");
+    }
+    if t.format == sluice_core::import::TypeFormat::OneRoster {
+        println!(
+            "note: references to files a package does not carry in bulk are checked only on import, against the tenant's records"
+        );
     }
     if rejected { Err(Failure { code: 1, error: anyhow!("validation found problems") }) } else { Ok(()) }
 }
@@ -194,19 +205,20 @@ pub fn import(
     tenant: &str,
     type_name: Option<&str>,
     files: &[PathBuf],
+    dry_run: bool,
 ) -> Result<(), Failure> {
     let ingest = open(config, dirs)?;
     let t = ingest.store.require_tenant(tenant)?;
+    let allowed = ingest.tenant_types(&t);
     let mut plan = Vec::new();
     for f in files {
         if !f.is_file() {
             return Err(Failure { code: 1, error: anyhow!("{}: no such file", f.display()) });
         }
-        plan.push((type_for_file(&ingest.types, type_name, f)?, f));
+        plan.push((type_for_file(&ingest.types, type_name, f, Some(&allowed))?, f));
     }
     // Types that others refer to first, so references resolve within the file set.
-    plan.sort_by_key(|(t, _)| !t.references.is_empty());
-    let allowed = ingest.tenant_types(&t);
+    plan.sort_by_key(|(t, _)| ingest.types.depth(&t.name));
     let mut failed = false;
     for (ty, file) in plan {
         if !allowed.contains(&ty.name) {
@@ -223,6 +235,18 @@ pub fn import(
             eprint!("\r{name}: {:>3}% {rows} rows ", (100 * bytes / total).min(100));
         };
         let progress: Option<&dyn Fn(u64, u64)> = if terminal { Some(&bar) } else { None };
+        if dry_run {
+            let v = ingest.dry_run(sluice_ingest::Job {
+                progress,
+                ..sluice_ingest::Job::new(tenant, ty, file, name, "cli")
+            })?;
+            if terminal && total > 50_000 {
+                eprint!("\r{:width$}\r", "", width = name.len() + 24);
+            }
+            print_dry_run(name, &ty.name, &v);
+            failed |= matches!(v.status, ImportStatus::Failed | ImportStatus::Incomplete);
+            continue;
+        }
         let record = ingest
             .run(sluice_ingest::Job { progress, ..sluice_ingest::Job::new(tenant, ty, file, name, "cli") })?;
         if terminal && total > 50_000 {
@@ -232,6 +256,32 @@ pub fn import(
         failed |= matches!(record.status, ImportStatus::Failed | ImportStatus::Incomplete);
     }
     if failed { Err(Failure { code: 1, error: anyhow!("some rows or files were rejected") }) } else { Ok(()) }
+}
+
+/// A dry run's findings, in the words of a real import's summary.
+fn print_dry_run(file: &str, type_name: &str, v: &sluice_ingest::Verdict) {
+    let c = v.counts;
+    let would = match v.status {
+        ImportStatus::Complete => "would complete",
+        ImportStatus::Incomplete => "would be incomplete",
+        ImportStatus::Held => "would be held",
+        _ => "would fail",
+    };
+    println!(
+        "dry run: {file} {type_name} ({would}): {} rows, {} would be added, {} updated, {} unchanged, {} deleted, {} rejected; nothing was changed",
+        c.rows, c.added, c.updated, c.unchanged, c.deleted, c.rejected
+    );
+    if let Some(m) = &v.message {
+        let m = m.split("; approve it with").next().unwrap_or(m);
+        println!("  {m}");
+    }
+    for w in &v.warnings {
+        println!("  warning: {w}");
+    }
+    for e in &v.errors {
+        let column = if e.column.is_empty() { String::new() } else { format!(" {}:", e.column) };
+        println!("{file}:{}:{column} {}: {} (value {:?})", e.line, e.code, e.reason, e.value);
+    }
 }
 
 fn print_summary(r: &ImportRecord) {
@@ -257,23 +307,15 @@ fn print_summary(r: &ImportRecord) {
     }
 }
 
-fn import_json(r: &ImportRecord) -> Value {
-    let c = r.counts;
-    json!({
-        "id": r.id, "tenant": r.tenant, "type": r.type_name, "file_name": r.file_name, "source": r.source,
-        "status": r.status.as_str(), "encoding": r.encoding, "message": r.message, "warnings": r.warnings,
-        "counts": {"rows": c.rows, "added": c.added, "updated": c.updated, "unchanged": c.unchanged,
-                   "deleted": c.deleted, "rejected": c.rejected},
-        "created_ms": r.created_ms, "finished_ms": r.finished_ms,
-    })
-}
-
 pub fn history(dirs: &DataDirs, tenant: &str, limit: usize, json: bool) -> Result<(), Failure> {
     let store = dirs.open_store().map_err(usage)?;
     store.require_tenant(tenant)?;
     let list = store.imports(tenant, limit)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list.iter().map(import_json).collect::<Vec<_>>())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list.iter().map(sluice_web::json::import).collect::<Vec<_>>())?
+        );
     } else {
         for r in &list {
             print_summary(r);
@@ -286,7 +328,7 @@ pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Fa
     let store = dirs.open_store().map_err(usage)?;
     let r = store.import(id)?.ok_or_else(|| Failure { code: 1, error: anyhow!("no import {id}") })?;
     if json {
-        let mut v = import_json(&r);
+        let mut v = sluice_web::json::import(&r);
         if errors {
             let errs = store.import_errors(id, sluice_store::STORED_ERRORS, 0)?;
             v["errors"] = json!(
@@ -344,9 +386,22 @@ pub fn records(
     tenant: &str,
     type_name: &str,
     format: &str,
+    related: Option<(Related, String)>,
 ) -> Result<(), Failure> {
     let types = load_types(config)?;
-    let t = type_for_file(&types, Some(type_name), Path::new(""))?;
+    let filter = match &related {
+        Some((what, id)) => {
+            let path = types
+                .related_path(type_name, *what)
+                .ok_or_else(|| usage(anyhow!("records of type {type_name} do not name a {}", what.what())))?;
+            Some((path, id.as_str()))
+        }
+        None => None,
+    };
+    if types.get(type_name).is_none() && types.has_records_of(type_name) {
+        return package_records(dirs, tenant, type_name, format, filter);
+    }
+    let t = type_for_file(&types, Some(type_name), Path::new(""), None)?;
     let store = dirs.open_store().map_err(usage)?;
     store.require_tenant(tenant)?;
     let stdout = std::io::stdout();
@@ -366,7 +421,7 @@ pub fn records(
         write(&mut out, "[".into());
     }
     let mut first = true;
-    store.records(tenant, &t.name, |_key, data| {
+    let each = |_key: &str, data: &str| {
         let values: Vec<String> = serde_json::from_str(data).unwrap_or_default();
         if format == "csv" {
             write(
@@ -380,7 +435,11 @@ pub fn records(
             first = false;
             write(&mut out, format!("{sep}{}", Value::Object(obj)));
         }
-    })?;
+    };
+    match &filter {
+        Some((path, id)) => store.records_where(tenant, &t.name, path, id, each)?,
+        None => store.records(tenant, &t.name, each)?,
+    };
     if format == "json" {
         write(&mut out, "\n]\n".into());
     }
@@ -388,5 +447,91 @@ pub fn records(
         return Err(Failure { code: 1, error: e.into() });
     }
     out.flush()?;
+    Ok(())
+}
+
+/// Records of a package file (`oneroster.users`): stored as JSON objects, printed as they are
+/// (JSON) or as CSV with the columns of the first record.
+fn package_records(
+    dirs: &DataDirs,
+    tenant: &str,
+    type_name: &str,
+    format: &str,
+    filter: Option<(String, &str)>,
+) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    store.require_tenant(tenant)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed: Option<std::io::Error> = None;
+    let mut write = |line: &str| {
+        if failed.is_none()
+            && let Err(e) = out.write_all(line.as_bytes())
+        {
+            failed = Some(e);
+        }
+    };
+    let mut header: Option<Vec<String>> = None;
+    let mut first = true;
+    if format == "json" {
+        write("[");
+    }
+    let each = |_key: &str, data: &str| {
+        let obj: serde_json::Map<String, Value> = serde_json::from_str(data).unwrap_or_default();
+        if format == "json" {
+            write(&format!(
+                "{}{}",
+                if std::mem::take(&mut first) { "\n  " } else { ",\n  " },
+                Value::Object(obj)
+            ));
+            return;
+        }
+        let names = header.get_or_insert_with(|| {
+            let names: Vec<String> = obj.keys().cloned().collect();
+            write(&format!("{}\r\n", names.iter().map(|n| csv_cell(n)).collect::<Vec<_>>().join(",")));
+            names
+        });
+        let cells: Vec<String> =
+            names.iter().map(|n| csv_cell(obj.get(n).and_then(Value::as_str).unwrap_or(""))).collect();
+        write(&format!("{}\r\n", cells.join(",")));
+    };
+    match &filter {
+        Some((path, id)) => store.records_where(tenant, type_name, path, id, each)?,
+        None => store.records(tenant, type_name, each)?,
+    };
+    if format == "json" {
+        write("\n]\n");
+    }
+    if let Some(e) = failed {
+        return Err(Failure { code: 1, error: e.into() });
+    }
+    out.flush()?;
+    Ok(())
+}
+
+pub fn people(dirs: &DataDirs, tenant: &str, json: bool) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    store.require_tenant(tenant)?;
+    let people = store.people(tenant)?;
+    if json {
+        let rows: Vec<Value> = people
+            .iter()
+            .map(|p| {
+                json!({"id": p.id, "first_name": p.contact.first_name, "last_name": p.contact.last_name,
+                       "email": p.contact.email, "phone": p.contact.phone,
+                       "roles": p.roles.iter().map(|r| json!({"role": r.role, "type": r.type_name,
+                           "key": r.key.replace('\u{1f}', "+"), "source_id": r.source_id})).collect::<Vec<_>>()})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    for p in &people {
+        println!("{:>6}  {}", p.id, p.contact.describe());
+        for r in &p.roles {
+            let id = if r.source_id.is_empty() { "no source id".to_owned() } else { r.source_id.clone() };
+            println!("        {:<10} {} {} ({id})", r.role, r.type_name, r.key.replace('\u{1f}', "+"));
+        }
+    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::hostkey;
 use anyhow::{Context, Result};
+use sluice_core::metrics::Metrics;
 use sluice_sftp::{SftpServer, SftpShared};
 use sluice_store::Store;
 use std::path::{Path, PathBuf};
@@ -67,8 +68,19 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let host_key = hostkey::load_or_generate(&dirs.host_key())?;
     let types = crate::types::load(config.imports.types_dir())?;
-    let ingest =
-        Arc::new(dirs.ingest(store.clone(), types)?.with_archive(&dirs.root, config.imports.archive_days));
+    let metrics = Arc::new(Metrics::default());
+    let notify = Arc::new(Notify::new());
+    let ingest = Arc::new(
+        dirs.ingest(store.clone(), types)?
+            .with_archive(&dirs.root, config.imports.archive_days)
+            .with_metrics(metrics.clone())
+            .with_notifier(notify.clone()),
+    );
+    let notifier = Arc::new(sluice_notify::Notifier {
+        store: store.clone(),
+        smtp: config.notifications.smtp()?,
+        allow_private_webhooks: config.notifications.allow_private_webhooks,
+    });
     ingest.recover()?;
     let uploaded = Arc::new(Notify::new());
     let shared = Arc::new(SftpShared {
@@ -76,6 +88,7 @@ pub async fn run(config: Config) -> Result<()> {
         spool: dirs.upload_spool(),
         limits: config.sftp_limits(),
         uploaded: uploaded.clone(),
+        metrics: metrics.clone(),
     });
     let server = Arc::new(SftpServer::new(shared, dirs.tenants(), host_key, config.ssh_settings()));
     let listener = tokio::net::TcpListener::bind(config.sftp.listen)
@@ -83,8 +96,30 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen for SFTP on {}", config.sftp.listen))?;
     let bound = listener.local_addr()?;
     info!(data_dir = %config.data_dir.display(), compat = config.sftp.compat, "sluice {} starting", env!("CARGO_PKG_VERSION"));
-    // Scripts and tests read this line to learn the port when listening on port 0.
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen).await.with_context(|| {
+        format!("cannot listen for HTTP on {} ([http] listen, --http-listen)", config.http.listen)
+    })?;
+    let http_bound = http_listener.local_addr()?;
+    let http_tls = config.http.tls()?;
+    let scheme = if http_tls.is_some() { "https" } else { "http" };
+    // Scripts and tests read these lines to learn the ports when listening on port 0.
     announce(&format!("sftp listening on {bound}"));
+    announce(&format!("http listening on {http_bound} ({scheme})"));
+    if store.account_by_email(crate::cli::ADMIN)?.is_none() {
+        // The operator's first login, shown once; `sluice admin passwd` sets another.
+        let (token, ..) = sluice_web::keys::generate().context("cannot read random bytes")?;
+        let password = &token[4..24];
+        store.add_account(
+            None,
+            crate::cli::ADMIN,
+            sluice_store::Role::Admin,
+            sluice_core::PasswordHash::create(password)?.as_phc(),
+        )?;
+        announce(&format!(
+            "dashboard: {scheme}://{http_bound}/ log in as {} with password {password} (shown once; change it with `sluice admin passwd`)",
+            crate::cli::ADMIN
+        ));
+    }
     if store.tenants()?.is_empty() {
         announce(&format!(
             "No tenants yet. Create one and give it a password:\n  sluice --data-dir {dir} tenant add acme\n  sluice --data-dir {dir} tenant passwd acme\nthen connect: sftp -P {port} acme@{host}",
@@ -93,13 +128,33 @@ pub async fn run(config: Config) -> Result<()> {
             host = bound.ip()
         ));
     }
+    let stop_http = Arc::new(Notify::new());
+    let http = {
+        let stop = stop_http.clone();
+        let mut web = sluice_web::Web::new(ingest.clone(), metrics.clone(), sluice_sftp::parse_public_key);
+        web.secure_cookies = config.http.secure_cookies;
+        tokio::spawn(sluice_web::serve(http_listener, web, http_tls, async move { stop.notified().await }))
+    };
+    let stop_notifier = Arc::new(Notify::new());
+    let notifications = {
+        let stop = stop_notifier.clone();
+        tokio::spawn(notifier.run(notify, async move { stop.notified().await }))
+    };
     let stop_worker = Arc::new(Notify::new());
     let worker = {
         let stop = stop_worker.clone();
         tokio::spawn(ingest.run_worker(uploaded, async move { stop.notified().await }))
     };
     server.serve(listener, shutdown).await;
+    stop_http.notify_one();
     stop_worker.notify_one();
+    stop_notifier.notify_one();
+    let _ = notifications.await;
+    match http.await {
+        Ok(Err(e)) => tracing::warn!("http server: {e}"),
+        Err(e) => tracing::warn!("http server task: {e}"),
+        Ok(Ok(())) => {}
+    }
     let _ = worker.await;
     info!("sluice stopped");
     Ok(())

@@ -10,6 +10,8 @@ const PRESETS: &[(&str, &str)] = &[
     ("presets/classtag-guardians.toml", include_str!("../../../presets/classtag-guardians.toml")),
     ("presets/badge.toml", include_str!("../../../presets/badge.toml")),
     ("presets/campus-labs.toml", include_str!("../../../presets/campus-labs.toml")),
+    ("presets/oneroster.toml", include_str!("../../../presets/oneroster.toml")),
+    ("presets/clever.toml", include_str!("../../../presets/clever.toml")),
 ];
 
 pub fn load(extra_dir: Option<&Path>) -> Result<ImportTypes> {

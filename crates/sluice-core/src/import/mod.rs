@@ -5,10 +5,14 @@
 
 pub mod csv;
 pub mod decode;
+pub mod safeguard;
 pub mod types;
 pub mod values;
 
 pub use csv::{CsvError, CsvReader, Record};
 pub use decode::{DecodeError, Encoding};
-pub use types::{ColumnKind, ImportType, ImportTypes, LoadMode, Reference, TypeError};
+pub use safeguard::{Breach, Safeguard, SafeguardSetting};
+pub use types::{
+    ColumnKind, ImportType, ImportTypes, LoadMode, PersonColumns, Reference, Related, TypeError, TypeFormat,
+};
 pub use values::{HeaderError, HeaderMap, RowError, Values};

@@ -5,9 +5,12 @@
 //! name = "students"            # unique; also the default folder
 //! folder = "students"          # where uploads of this type go (optional)
 //! file_name = "students.csv"   # required file name (optional)
+//! exact_headers = false        # true: header names case-sensitive, aliases off
 //! key = ["sisId"]              # column(s) identifying a record
 //! mode = "mirror"              # upsert | mirror | delta
-//! mirror_threshold_percent = 10
+//! [type.safeguard]            # hold for approval past these shares of existing records
+//! deleted_percent = 10         # default 10
+//! changed_percent = 75         # default 100 (never)
 //! [[type.column]]
 //! name = "sisId"
 //! aliases = ["Student ID"]
@@ -15,6 +18,7 @@
 //! kind = "id"                  # text integer decimal boolean date datetime email phone enum id
 //! ```
 
+use super::safeguard::Safeguard;
 use super::values::DateFormat;
 use crate::FolderName;
 use serde::Deserialize;
@@ -100,9 +104,48 @@ impl Default for Limits {
     }
 }
 
+/// The other end of a relationship a record names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Related {
+    Student,
+    Class,
+}
+
+impl Related {
+    pub fn what(self) -> &'static str {
+        match self {
+            Related::Student => "student",
+            Related::Class => "class",
+        }
+    }
+
+    /// Whether a referred-to type is this kind of thing (students, clever-students; classes,
+    /// clever-sections).
+    fn matches(self, to_type: &str) -> bool {
+        let plural: &[&str] = match self {
+            Related::Student => &["students"],
+            Related::Class => &["classes", "sections"],
+        };
+        plural.iter().any(|p| to_type == *p || to_type.ends_with(&format!("-{p}")))
+    }
+}
+
+/// What a type's uploads are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeFormat {
+    /// One CSV file, read with the type's columns.
+    Csv,
+    /// A OneRoster zip package: its manifest says which files it holds, each loaded as the
+    /// record type `oneroster.FILE` (see [`crate::oneroster`]).
+    OneRoster,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportType {
     pub name: String,
+    pub format: TypeFormat,
+    /// Header names must match the columns' names exactly (case included; no aliases).
+    pub exact_headers: bool,
     pub description: String,
     pub folder: Option<FolderName>,
     pub file_name: Option<String>,
@@ -110,12 +153,29 @@ pub struct ImportType {
     /// Indexes into `columns`.
     pub key: Vec<usize>,
     pub mode: LoadMode,
-    /// Share of existing records a mirror import may delete before it is held.
-    pub mirror_threshold_percent: f64,
+    /// How much of the existing records one import may delete or change before it is held.
+    pub safeguard: Safeguard,
     /// Delta mode: the status column and the values that mean "deleted".
     pub status: Option<(usize, Vec<String>)>,
     pub references: Vec<Reference>,
     pub limits: Limits,
+    /// Each record is a role of a person (see [`PersonColumns`]).
+    pub person: Option<PersonColumns>,
+}
+
+/// The columns that say who a record's person is. A person is matched first by the source id
+/// (within the role), else by exact name, email and phone, so one person can hold several
+/// roles (staff and guardian, guardian of several students), as ClassTag's sync does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonColumns {
+    /// e.g. `guardian`, `staff`, `student`.
+    pub role: String,
+    /// The person's id in the source system; may be empty in a row.
+    pub id: Option<usize>,
+    pub first_name: usize,
+    pub last_name: usize,
+    pub email: Option<usize>,
+    pub phone: Option<usize>,
 }
 
 impl ImportType {
@@ -132,7 +192,9 @@ pub enum TypeError {
     Invalid { file: String, name: String, problem: String },
     #[error("type {0:?} is defined twice")]
     Duplicate(String),
-    #[error("type {name:?} refers to {target:?}, which is not a type with a single-column key")]
+    #[error(
+        "type {name:?} refers to {target:?}, which is not a type keyed by that column (write TYPE.COLUMN, naming the target's first key column)"
+    )]
     BadReference { name: String, target: String },
 }
 
@@ -147,22 +209,39 @@ struct FileDef {
 #[serde(deny_unknown_fields)]
 struct TypeDef {
     name: String,
+    format: Option<String>,
+    #[serde(default)]
+    exact_headers: bool,
     #[serde(default)]
     description: String,
     folder: Option<String>,
     file_name: Option<String>,
+    #[serde(default)]
     key: Vec<String>,
-    mode: LoadMode,
-    mirror_threshold_percent: Option<f64>,
+    mode: Option<LoadMode>,
+    #[serde(default)]
+    safeguard: SafeguardDef,
     status_column: Option<String>,
     #[serde(default)]
     deleted_values: Vec<String>,
-    #[serde(rename = "column")]
+    #[serde(rename = "column", default)]
     columns: Vec<ColumnDef>,
     #[serde(default)]
     references: Vec<ReferenceDef>,
     #[serde(default)]
     limits: LimitsDef,
+    person: Option<PersonDef>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonDef {
+    role: String,
+    id: Option<String>,
+    first_name: String,
+    last_name: String,
+    email: Option<String>,
+    phone: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -186,6 +265,13 @@ struct ColumnDef {
 struct ReferenceDef {
     column: String,
     to: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SafeguardDef {
+    deleted_percent: Option<f64>,
+    changed_percent: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -227,10 +313,12 @@ impl ImportTypes {
         }
         for (name, target) in targets {
             let (to_type, to_column) = target.split_once('.').unwrap_or((&target, ""));
+            // The referred column is the target's key, or the first column of it (a teacher
+            // keyed by id and school is named by the id alone).
             let ok = types.iter().any(|t| {
                 t.name == to_type
-                    && t.key.len() == 1
-                    && (to_column.is_empty() || t.columns[t.key[0]].name == to_column)
+                    && !t.key.is_empty()
+                    && ((to_column.is_empty() && t.key.len() == 1) || t.columns[t.key[0]].name == to_column)
             });
             if !ok {
                 return Err(TypeError::BadReference { name, target });
@@ -241,6 +329,58 @@ impl ImportTypes {
 
     pub fn all(&self) -> &[ImportType] {
         &self.types
+    }
+
+    /// Whether `type_name` names records or their safeguard: a type, or a file of a package
+    /// type (`oneroster.users`).
+    pub fn has_records_of(&self, type_name: &str) -> bool {
+        self.get(type_name).is_some()
+            || type_name.strip_prefix("oneroster.").is_some_and(|file| {
+                self.types.iter().any(|t| t.format == TypeFormat::OneRoster)
+                    && crate::oneroster::is_file_name(file)
+            })
+    }
+
+    /// The JSON path, in a record of `type_name`, of the column that names a student or a
+    /// class (a student's guardians, a class's enrollments): `$[1]` for a CSV type's second
+    /// column, `$.classSourcedId` for a OneRoster file.
+    pub fn related_path(&self, type_name: &str, related: Related) -> Option<String> {
+        match self.get(type_name) {
+            Some(t) => {
+                t.references.iter().find(|r| related.matches(&r.to_type)).map(|r| format!("$[{}]", r.column))
+            }
+            None => {
+                use crate::oneroster::{Kind, Version, file_spec};
+                let file = type_name.strip_prefix("oneroster.")?;
+                let target = if related == Related::Student { "users" } else { "classes" };
+                [Version::V1_2, Version::V1_1]
+                    .into_iter()
+                    .filter_map(|v| file_spec(v, file))
+                    .flat_map(|f| f.columns.iter())
+                    .find(|c| {
+                        c.refers_to.as_deref() == Some(target) && c.kind == Kind::Id && c.name != "sourcedId"
+                    })
+                    .map(|c| format!("$.{}", c.name))
+            }
+        }
+    }
+
+    /// How many references deep a type is (0: refers to nothing): importing types in this
+    /// order lets every reference resolve within one batch of files.
+    pub fn depth(&self, name: &str) -> usize {
+        fn walk(types: &ImportTypes, name: &str, budget: usize) -> usize {
+            let Some(t) = types.get(name) else { return 0 };
+            if budget == 0 {
+                return 0;
+            }
+            t.references
+                .iter()
+                .filter(|r| r.to_type != name)
+                .map(|r| 1 + walk(types, &r.to_type, budget - 1))
+                .max()
+                .unwrap_or(0)
+        }
+        walk(self, name, self.types.len())
     }
 
     pub fn get(&self, name: &str) -> Option<&ImportType> {
@@ -272,6 +412,14 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
         Some(f) => Some(FolderName::parse(f).map_err(|e| e.to_string())?),
         None => None,
     };
+    match t.format.as_deref() {
+        None | Some("csv") => {}
+        Some("oneroster") => return package_type(t, folder),
+        Some(other) => return Err(format!("unknown format {other:?}; expected csv or oneroster")),
+    }
+    let Some(mode) = t.mode else {
+        return Err("declares no mode (upsert, mirror or delta)".into());
+    };
     if t.columns.is_empty() {
         return Err("declares no columns".into());
     }
@@ -302,12 +450,32 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
         return Err("declares no key column".into());
     }
     let key = t.key.iter().map(|k| index(k)).collect::<Result<Vec<_>, _>>()?;
-    for &k in &key {
-        if !columns[k].required {
-            return Err(format!("key column {:?} must be required", columns[k].name));
+    let person = match &t.person {
+        None => None,
+        Some(p) => {
+            let optional = |c: &Option<String>| c.as_deref().map(index).transpose();
+            if FolderName::parse(&p.role).is_err() {
+                return Err(format!("person.role {:?}: use lowercase letters, digits, '-' or '_'", p.role));
+            }
+            Some(PersonColumns {
+                role: p.role.clone(),
+                id: optional(&p.id)?,
+                first_name: index(&p.first_name)?,
+                last_name: index(&p.last_name)?,
+                email: optional(&p.email)?,
+                phone: optional(&p.phone)?,
+            })
         }
+    };
+    // The first key column identifies the record and must always be there; later ones
+    // (e.g. a Clever contact's name beside the student id) may be empty.
+    if !columns[key[0]].required {
+        return Err(format!(
+            "key column {:?} must be required (the first key column always is)",
+            columns[key[0]].name
+        ));
     }
-    let status = match (&t.status_column, t.mode) {
+    let status = match (&t.status_column, mode) {
         (Some(col), LoadMode::Delta) => {
             if t.deleted_values.is_empty() {
                 return Err("delta mode needs deleted_values, e.g. [\"tobedeleted\"]".into());
@@ -318,10 +486,7 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
         (Some(_), _) => return Err("status_column is only for mode = \"delta\"".into()),
         (None, _) => None,
     };
-    let threshold = t.mirror_threshold_percent.unwrap_or(10.0);
-    if !(0.0..=100.0).contains(&threshold) {
-        return Err("mirror_threshold_percent must be between 0 and 100".into());
-    }
+    let safeguard = safeguard(&t.safeguard)?;
     let mut references = Vec::new();
     let mut targets = Vec::new();
     for r in &t.references {
@@ -329,27 +494,74 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
         references.push(Reference { column: index(&r.column)?, to_type });
         targets.push(r.to.clone());
     }
-    let d = Limits::default();
-    let limits = Limits {
-        max_rows: t.limits.max_rows.unwrap_or(d.max_rows),
-        max_file_bytes: t.limits.max_file_bytes.unwrap_or(d.max_file_bytes),
-        max_row_bytes: t.limits.max_row_bytes.unwrap_or(d.max_row_bytes),
-        max_columns: t.limits.max_columns.unwrap_or(d.max_columns),
-    };
+    let limits = limits(&t.limits);
     let parsed = ImportType {
         name: t.name.clone(),
+        format: TypeFormat::Csv,
+        exact_headers: t.exact_headers,
         description: t.description.clone(),
         folder,
         file_name: t.file_name.clone(),
         columns,
         key,
-        mode: t.mode,
-        mirror_threshold_percent: threshold,
+        mode,
+        safeguard,
         status,
         references,
         limits,
+        person,
     };
     Ok((parsed, targets))
+}
+
+/// A package type: its files and columns come from the package's own specification.
+fn package_type(t: &TypeDef, folder: Option<FolderName>) -> Result<(ImportType, Vec<String>), String> {
+    if !t.columns.is_empty() || !t.key.is_empty() || t.mode.is_some() || !t.references.is_empty() {
+        return Err("a oneroster type takes its columns, keys and modes from the OneRoster manifest; remove column, key, mode and references".into());
+    }
+    if folder.is_none() {
+        return Err("a oneroster type needs a folder to upload its zip packages to".into());
+    }
+    let parsed = ImportType {
+        name: t.name.clone(),
+        format: TypeFormat::OneRoster,
+        exact_headers: true,
+        description: t.description.clone(),
+        folder,
+        file_name: t.file_name.clone(),
+        columns: Vec::new(),
+        key: Vec::new(),
+        mode: LoadMode::Mirror,
+        safeguard: safeguard(&t.safeguard)?,
+        status: None,
+        references: Vec::new(),
+        limits: limits(&t.limits),
+        person: None,
+    };
+    Ok((parsed, Vec::new()))
+}
+
+fn limits(def: &LimitsDef) -> Limits {
+    let d = Limits::default();
+    Limits {
+        max_rows: def.max_rows.unwrap_or(d.max_rows),
+        max_file_bytes: def.max_file_bytes.unwrap_or(d.max_file_bytes),
+        max_row_bytes: def.max_row_bytes.unwrap_or(d.max_row_bytes),
+        max_columns: def.max_columns.unwrap_or(d.max_columns),
+    }
+}
+
+fn safeguard(def: &SafeguardDef) -> Result<Safeguard, String> {
+    let d = Safeguard::default();
+    let percent = |name: &str, v: Option<f64>, default: f64| match v {
+        None => Ok(default),
+        Some(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        Some(p) => Err(format!("safeguard.{name} = {p}: must be between 0 and 100")),
+    };
+    Ok(Safeguard {
+        deleted_percent: percent("deleted_percent", def.deleted_percent, d.deleted_percent)?,
+        changed_percent: percent("changed_percent", def.changed_percent, d.changed_percent)?,
+    })
 }
 
 fn kind(c: &ColumnDef) -> Result<ColumnKind, String> {
@@ -433,7 +645,7 @@ kind = "id"
         let s = t.get("students").unwrap();
         assert_eq!(s.key, [0]);
         assert_eq!(s.mode, LoadMode::Mirror);
-        assert_eq!(s.mirror_threshold_percent, 10.0);
+        assert_eq!(s.safeguard, Safeguard { deleted_percent: 10.0, changed_percent: 100.0 });
         let g = t.get("guardians").unwrap();
         assert_eq!(g.references, [Reference { column: 1, to_type: "students".into() }]);
         let all = vec!["students".to_owned(), "guardians".to_owned()];

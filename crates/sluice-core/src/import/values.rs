@@ -92,7 +92,12 @@ impl HeaderMap {
         for (i, raw) in header.iter().enumerate() {
             let name = raw.trim().trim_start_matches('\u{feff}');
             let found = t.columns.iter().position(|c| {
-                c.name.eq_ignore_ascii_case(name) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+                if t.exact_headers {
+                    c.name == name
+                } else {
+                    c.name.eq_ignore_ascii_case(name)
+                        || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+                }
             });
             match found {
                 Some(c) => match positions[c] {
@@ -108,7 +113,13 @@ impl HeaderMap {
         }
         for (c, col) in t.columns.iter().enumerate() {
             if col.required && positions[c].is_none() {
-                let hint = if col.aliases.is_empty() {
+                let near = unknown.iter().find(|u| u.eq_ignore_ascii_case(&col.name));
+                let hint = if let Some(near) = near.filter(|_| t.exact_headers) {
+                    format!(
+                        " (found {near:?}: this type's header names are case-sensitive; write {:?})",
+                        col.name
+                    )
+                } else if col.aliases.is_empty() {
                     String::new()
                 } else {
                     format!(

@@ -32,7 +32,7 @@ pub fn have_python_module(module: &str, package: &str) -> bool {
     external_check(found, &format!("python module {module}"), package)
 }
 
-fn external_check(found: bool, what: &str, package: &str) -> bool {
+pub fn external_check(found: bool, what: &str, package: &str) -> bool {
     if found {
         return true;
     }
@@ -47,6 +47,8 @@ fn external_check(found: bool, what: &str, package: &str) -> bool {
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// The HTTP port (`/metrics`, `/healthz`).
+    pub http_port: u16,
     pub dir: TempDir,
     env: Vec<(String, String)>,
 }
@@ -59,17 +61,18 @@ impl Server {
     pub fn start_with(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, port) = spawn_server(dir.path(), &env);
-        Self { child, port, dir, env }
+        let (child, port, http_port) = spawn_server(dir.path(), &env);
+        Self { child, port, http_port, dir, env }
     }
 
     /// SIGKILL, then start again on the same data directory (and a new port).
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, port) = spawn_server(self.dir.path(), &self.env);
+        let (child, port, http_port) = spawn_server(self.dir.path(), &self.env);
         self.child = child;
         self.port = port;
+        self.http_port = http_port;
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -199,12 +202,12 @@ impl Drop for Server {
     }
 }
 
-fn spawn_server(dir: &Path, env: &[(String, String)]) -> (Child, u16) {
+fn spawn_server(dir: &Path, env: &[(String, String)]) -> (Child, u16, u16) {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
     let mut child = Command::new(BIN)
         .args(["--data-dir"])
         .arg(dir.join("data"))
-        .args(["serve", "--sftp-listen", "127.0.0.1:0"])
+        .args(["serve", "--sftp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .envs(env.iter().cloned())
         .env("RUST_LOG", "info,sluice_sftp=debug")
         .stdout(Stdio::piped())
@@ -214,14 +217,21 @@ fn spawn_server(dir: &Path, env: &[(String, String)]) -> (Child, u16) {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // "sftp listening on 127.0.0.1:2222", "http listening on 127.0.0.1:8080 (https)"
+        let port =
+            |addr: &str| addr.split(' ').next().unwrap().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        let mut sftp = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(addr) = line.strip_prefix("sftp listening on ") {
-                let _ = tx.send(addr.rsplit(':').next().unwrap().parse::<u16>().unwrap());
+                sftp = Some(port(addr));
+            }
+            if let (Some(sftp), Some(addr)) = (sftp, line.strip_prefix("http listening on ")) {
+                let _ = tx.send((sftp, port(addr)));
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(p) => (child, p),
+        Ok((sftp, http)) => (child, sftp, http),
         Err(_) => {
             let _ = child.kill();
             panic!("server did not start: {}", std::fs::read_to_string(dir.join("server.log")).unwrap());
@@ -356,4 +366,121 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
 
 pub fn output_text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+impl Server {
+    /// A plain HTTP/1.1 GET on the server's HTTP port: (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = self.http("GET", path, None);
+        (status, body)
+    }
+
+    /// An HTTP/1.1 request with an optional bearer token: (status, content type, body).
+    pub fn http(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+        self.http_with(method, path, token, "")
+    }
+
+    /// The same, with a JSON request body.
+    pub fn http_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, String, String) {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let response = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let content_type = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned))
+            .unwrap_or_default();
+        (status, content_type, body.to_owned())
+    }
+
+    /// A new API key (`sluice apikey add`), for a tenant or (`None`) the operator.
+    pub fn api_key(&self, tenant: Option<&str>) -> String {
+        let out = match tenant {
+            Some(t) => self.cli_ok(&["apikey", "add", "--tenant", t]),
+            None => self.cli_ok(&["apikey", "add", "--operator"]),
+        };
+        out.trim().to_owned()
+    }
+}
+
+/// A throwaway CA and a certificate for 127.0.0.1 and localhost it signed, made with the
+/// openssl command: (ca.pem, cert.pem, key.pem) in `dir`. `None` (after the skip notice) when
+/// openssl is missing.
+pub fn test_certificates(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    if !have("openssl", "openssl") {
+        return None;
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=sluice test CA"],
+    ]
+    .concat());
+    run(&[&["req"][..], &ec, &["-keyout", "key.pem", "-out", "req.csr", "-subj", "/CN=127.0.0.1"]].concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    Some((dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem")))
+}
+
+/// Python's aiosmtpd delivering into the Maildir `maildir` (created here), on a free port;
+/// `tls` = Some((cert, key)) makes it require STARTTLS. The caller kills it.
+pub fn start_smtpd(maildir: &Path, tls: Option<(&Path, &Path)>) -> (Child, u16) {
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+    if let Some((cert, key)) = tls {
+        cmd.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+    }
+    let child = cmd.args(["-c", "aiosmtpd.handlers.Mailbox"]).arg(maildir).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "aiosmtpd did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, port)
 }

@@ -278,7 +278,7 @@ fn validate_is_offline_and_exits_1_on_rejection() {
     assert_eq!(server.cli(&["validate", "--type", "nope", good.to_str().unwrap()]).status.code(), Some(2));
 }
 
-fn wait_for_status(server: &Server, tenant: &str, count: usize, timeout: Duration) -> Vec<Value> {
+pub fn wait_for_status(server: &Server, tenant: &str, count: usize, timeout: Duration) -> Vec<Value> {
     let start = Instant::now();
     loop {
         let list: Value = serde_json::from_str(
@@ -465,4 +465,36 @@ async fn manual_and_scheduled_tenants_wait_for_sync_and_archive_keeps_files() {
         std::fs::read_dir(server.data_dir().join("archive/acme")).unwrap().flatten().collect();
     assert_eq!(archived.len(), 1);
     assert!(archived[0].file_name().to_string_lossy().ends_with("-students.csv"));
+}
+
+/// Imports of one data directory take turns across processes: a CLI import waits while
+/// another import (here: the test, holding the same lock) runs, then proceeds.
+#[test]
+fn imports_take_turns_across_processes() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw");
+    let lock_path = server.data_dir().join("spool").join("import.lock");
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).unwrap();
+    lock.lock().unwrap();
+    let file = write_file(server.dir.path(), "students.csv", students(&[("S1", "Ann", "Lee")]).as_bytes());
+    let mut child = std::process::Command::new(BIN)
+        .args(["--data-dir", server.data_dir().to_str().unwrap(), "import", "--tenant", "acme"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "the import must wait for its turn");
+    drop(lock);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the import never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert_eq!(last_import(&server, "acme")["status"], "complete");
 }

@@ -3,14 +3,24 @@
 
 mod common;
 
+mod api;
 mod audit;
+mod browser;
+mod clever;
 mod cli;
 mod concurrency;
 mod curl;
+mod dashboard;
 mod hardening;
 mod imports;
 mod manifest;
+mod metrics;
+mod notifications;
+mod oneroster;
 mod openssh;
 mod paramiko;
+mod people;
 mod psftp;
+mod safeguards;
 mod sftp_rust;
+mod tls;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-fn sftp_batch(server: &Server, key: &Path, batch: &str, extra: &[&str]) -> Output {
+pub fn sftp_batch(server: &Server, key: &Path, batch: &str, extra: &[&str]) -> Output {
     let batch_file = server.dir.path().join(format!("batch-{}.txt", rand_suffix()));
     std::fs::write(&batch_file, batch).unwrap();
     let mut cmd = Command::new("sftp");

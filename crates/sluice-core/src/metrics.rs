@@ -1,0 +1,187 @@
+//! What `/metrics` reports, counted where it happens (the SFTP layer, the import worker) and
+//! rendered in the Prometheus text format. Plain atomics: counting never blocks or fails.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// Import statuses counted by name; anything else is counted as `other`.
+const STATUSES: [&str; 6] = ["complete", "incomplete", "failed", "held", "discarded", "other"];
+/// Row outcomes, in the order [`Metrics::import_finished`] takes them.
+const OUTCOMES: [&str; 5] = ["added", "updated", "unchanged", "deleted", "rejected"];
+/// Upper bounds of the import duration histogram, in seconds.
+const BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    uploads: AtomicU64,
+    upload_bytes: AtomicU64,
+    sftp_sessions: AtomicI64,
+    failed_logins: AtomicU64,
+    imports: [AtomicU64; STATUSES.len()],
+    rows: [AtomicU64; OUTCOMES.len()],
+    duration_buckets: [AtomicU64; BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_micros: AtomicU64,
+}
+
+/// Read at scrape time from the store, not counted.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    /// Upload events not yet turned into imports.
+    pub queue_depth: u64,
+}
+
+impl Metrics {
+    pub fn upload(&self, bytes: u64) {
+        self.uploads.fetch_add(1, Relaxed);
+        self.upload_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    pub fn session_opened(&self) {
+        self.sftp_sessions.fetch_add(1, Relaxed);
+    }
+
+    pub fn session_closed(&self) {
+        self.sftp_sessions.fetch_sub(1, Relaxed);
+    }
+
+    pub fn sessions(&self) -> i64 {
+        self.sftp_sessions.load(Relaxed)
+    }
+
+    pub fn failed_login(&self) {
+        self.failed_logins.fetch_add(1, Relaxed);
+    }
+
+    pub fn failed_logins(&self) -> u64 {
+        self.failed_logins.load(Relaxed)
+    }
+
+    /// An import ended: its status, rows by outcome (added, updated, unchanged, deleted,
+    /// rejected) and how long it took.
+    pub fn import_finished(&self, status: &str, rows: [u64; 5], took: std::time::Duration) {
+        let i = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len() - 1);
+        self.imports[i].fetch_add(1, Relaxed);
+        for (counter, n) in self.rows.iter().zip(rows) {
+            counter.fetch_add(n, Relaxed);
+        }
+        let seconds = took.as_secs_f64();
+        for (bucket, bound) in self.duration_buckets.iter().zip(BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Relaxed);
+        self.duration_micros.fetch_add(took.as_micros().min(u128::from(u64::MAX)) as u64, Relaxed);
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self, gauges: Gauges) -> String {
+        let mut out = String::new();
+        let mut text = |name: &str, kind: &str, help: &str, lines: String| {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{lines}");
+        };
+        text(
+            "sluice_uploads_total",
+            "counter",
+            "Uploads completed over SFTP.",
+            format!("sluice_uploads_total {}\n", self.uploads.load(Relaxed)),
+        );
+        text(
+            "sluice_upload_bytes_total",
+            "counter",
+            "Bytes of completed uploads.",
+            format!("sluice_upload_bytes_total {}\n", self.upload_bytes.load(Relaxed)),
+        );
+        text(
+            "sluice_sftp_sessions",
+            "gauge",
+            "SFTP sessions open now.",
+            format!("sluice_sftp_sessions {}\n", self.sftp_sessions.load(Relaxed).max(0)),
+        );
+        text(
+            "sluice_failed_logins_total",
+            "counter",
+            "SSH authentication attempts refused.",
+            format!("sluice_failed_logins_total {}\n", self.failed_logins.load(Relaxed)),
+        );
+        text(
+            "sluice_import_queue_depth",
+            "gauge",
+            "Uploads waiting to be imported.",
+            format!("sluice_import_queue_depth {}\n", gauges.queue_depth),
+        );
+        let by_status: String = STATUSES
+            .iter()
+            .zip(&self.imports)
+            .map(|(s, n)| format!("sluice_imports_total{{status=\"{s}\"}} {}\n", n.load(Relaxed)))
+            .collect();
+        text("sluice_imports_total", "counter", "Imports finished, by status.", by_status);
+        let by_outcome: String = OUTCOMES
+            .iter()
+            .zip(&self.rows)
+            .map(|(o, n)| format!("sluice_import_rows_total{{outcome=\"{o}\"}} {}\n", n.load(Relaxed)))
+            .collect();
+        text("sluice_import_rows_total", "counter", "Rows of finished imports, by outcome.", by_outcome);
+        let mut histogram: String = BUCKETS
+            .iter()
+            .zip(&self.duration_buckets)
+            .map(|(b, n)| {
+                format!("sluice_import_duration_seconds_bucket{{le=\"{b}\"}} {}\n", n.load(Relaxed))
+            })
+            .collect();
+        let count = self.duration_count.load(Relaxed);
+        let _ = write!(
+            histogram,
+            "sluice_import_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n\
+             sluice_import_duration_seconds_sum {}\n\
+             sluice_import_duration_seconds_count {count}\n",
+            self.duration_micros.load(Relaxed) as f64 / 1e6
+        );
+        text("sluice_import_duration_seconds", "histogram", "How long imports took.", histogram);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn counts_and_renders_the_prometheus_text_format() {
+        let m = Metrics::default();
+        m.upload(100);
+        m.upload(50);
+        m.session_opened();
+        m.failed_login();
+        m.import_finished("complete", [3, 1, 0, 0, 0], Duration::from_millis(80));
+        m.import_finished("held", [0, 0, 0, 5, 0], Duration::from_secs(2));
+        m.import_finished("running?", [0; 5], Duration::from_secs(1000));
+        let text = m.render(Gauges { queue_depth: 4 });
+        for line in [
+            "sluice_uploads_total 2",
+            "sluice_upload_bytes_total 150",
+            "sluice_sftp_sessions 1",
+            "sluice_failed_logins_total 1",
+            "sluice_import_queue_depth 4",
+            "sluice_imports_total{status=\"complete\"} 1",
+            "sluice_imports_total{status=\"held\"} 1",
+            "sluice_imports_total{status=\"other\"} 1",
+            "sluice_import_rows_total{outcome=\"added\"} 3",
+            "sluice_import_rows_total{outcome=\"deleted\"} 5",
+            "sluice_import_duration_seconds_bucket{le=\"0.1\"} 1",
+            "sluice_import_duration_seconds_bucket{le=\"5\"} 2",
+            "sluice_import_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "sluice_import_duration_seconds_count 3",
+            "# TYPE sluice_import_duration_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        // Every sample line is `name{labels} value` with a number.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = l.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{l}");
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Headers and rows of a OneRoster file, checked against the file's table.
+
+use super::manifest::FileMode;
+use super::spec::{FileSpec, Kind, Version};
+use crate::import::values::{DateFormat, check_value};
+use crate::import::{ColumnKind, Record, RowError};
+
+/// Where each column of the table sits in a file, and the extension columns after them.
+#[derive(Debug, Clone)]
+pub struct HeaderLayout {
+    /// For each column of the table, its field index (`None`: a column the 1.2.1 errata
+    /// removed, which this file leaves out).
+    pub columns: Vec<Option<usize>>,
+    /// `metadata.*` extension columns: (field index, name).
+    pub metadata: Vec<(usize, String)>,
+    pub width: usize,
+}
+
+/// Checks a header: the table's columns, exactly and in order, then only `metadata.*`.
+pub fn check_header(spec: &FileSpec, header: &Record) -> Result<HeaderLayout, String> {
+    let names: Vec<&str> = header.iter().collect();
+    let expected = || spec.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",");
+    let mut columns = Vec::with_capacity(spec.columns.len());
+    let mut at = 0;
+    for c in &spec.columns {
+        match names.get(at) {
+            Some(n) if *n == c.name => {
+                columns.push(Some(at));
+                at += 1;
+            }
+            _ if c.removed_in.is_some() => columns.push(None),
+            found => {
+                let found = match found {
+                    Some(n) => format!("is {n:?}"),
+                    None => "is missing".into(),
+                };
+                return Err(format!(
+                    "column {} {found}, but OneRoster {} requires {:?} there (names are case-sensitive); the header must be exactly: {}",
+                    at + 1,
+                    spec.version.as_str(),
+                    c.name,
+                    expected()
+                ));
+            }
+        }
+    }
+    let mut metadata: Vec<(usize, String)> = Vec::new();
+    for (i, n) in names.iter().enumerate().skip(at) {
+        if !n.starts_with("metadata.") || n.len() == "metadata.".len() {
+            return Err(format!(
+                "column {} {n:?} is not a OneRoster {} column of {}; extension columns go after the defined ones and are named metadata.<name>",
+                i + 1,
+                spec.version.as_str(),
+                spec.file_name()
+            ));
+        }
+        if metadata.iter().any(|(_, m)| m == n) {
+            return Err(format!("column {} {n:?} appears twice", i + 1));
+        }
+        metadata.push((i, (*n).to_owned()));
+    }
+    Ok(HeaderLayout { columns, metadata, width: names.len() })
+}
+
+/// A row, checked.
+#[derive(Debug, Default)]
+pub struct RowCheck {
+    /// The sourcedId, when it is valid (even if other fields are not).
+    pub key: Option<String>,
+    /// Delta: the row says the record is to be deleted.
+    pub deleted: bool,
+    /// (table column, referred file, id) of every reference in the row.
+    pub references: Vec<(usize, &'static str, String)>,
+    pub errors: Vec<RowError>,
+    /// The record as a JSON object, header names to values (bulk rows get status "active").
+    pub data: String,
+}
+
+const SOURCED_ID_CHARS: &str = "._/@-";
+
+/// Checks one row of a file read in `mode` (bulk or delta).
+pub fn check_row(spec: &'static FileSpec, layout: &HeaderLayout, rec: &Record, mode: FileMode) -> RowCheck {
+    let mut out = RowCheck::default();
+    let mut errors = Vec::new();
+    let file = spec.file_name();
+    let mut error = |column: &str, code: &'static str, reason: String, value: &str| {
+        errors.push(RowError {
+            line: rec.line,
+            column: format!("{file}:{column}"),
+            code,
+            reason,
+            value: value.to_owned(),
+        })
+    };
+    if rec.len() != layout.width {
+        // The row cannot be read, but its record must not look absent from a snapshot.
+        let id = rec.get(0).unwrap_or("");
+        if !id.is_empty() && check_id(spec.version, id).is_ok() {
+            out.key = Some(id.to_owned());
+        }
+        error(
+            "",
+            "field_count",
+            format!("the row has {} fields but the header has {}", rec.len(), layout.width),
+            "",
+        );
+        out.errors = errors;
+        return out;
+    }
+    let bulk = mode == FileMode::Bulk;
+    for (ci, c) in spec.columns.iter().enumerate() {
+        let Some(at) = layout.columns[ci] else { continue };
+        let v = rec.get(at).unwrap_or("");
+        let name = c.name.as_str();
+        if c.required_for_delta {
+            if bulk && !v.is_empty() {
+                error(
+                    name,
+                    "not_blank_in_bulk",
+                    format!("{name} must be blank in a bulk file (the manifest says bulk)"),
+                    v,
+                );
+                continue;
+            }
+            if !bulk && v.is_empty() {
+                error(name, "required", format!("{name} is required in a delta file"), v);
+                continue;
+            }
+        }
+        if v.is_empty() {
+            if c.required {
+                error(name, "required", "a value is required".into(), v);
+            }
+            continue;
+        }
+        let problem = check_value_of(spec.version, c.kind, &c.values, c.ext_allowed, v);
+        if let Err((code, reason)) = problem {
+            error(name, code, reason, v);
+            continue;
+        }
+        if c.kind == Kind::Status {
+            out.deleted = v == "tobedeleted";
+        }
+        if ci == 0 {
+            out.key = Some(v.to_owned());
+        }
+        if let Some(target) = c.refers_to.as_deref() {
+            for id in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                out.references.push((ci, target, id.to_owned()));
+            }
+        }
+    }
+    out.errors = errors;
+    out.data = record_json(spec, layout, rec, bulk);
+    out
+}
+
+fn check_value_of(
+    version: Version,
+    kind: Kind,
+    values: &[String],
+    ext_allowed: bool,
+    v: &str,
+) -> Result<(), (&'static str, String)> {
+    let in_vocabulary = |item: &str| {
+        values.iter().any(|a| a == item) || (ext_allowed && item.len() > 4 && item.starts_with("ext:"))
+    };
+    let vocabulary = || {
+        let ext = if ext_allowed { " (or an ext: value)" } else { "" };
+        format!("expected one of: {}{ext}; values are case-sensitive", values.join(", "))
+    };
+    match kind {
+        Kind::Id => check_id(version, v),
+        Kind::IdList => v.split(',').map(str::trim).try_for_each(|id| check_id(version, id)),
+        Kind::Status => match v {
+            "active" | "tobedeleted" => Ok(()),
+            _ => Err(("bad_status", "expected active or tobedeleted".into())),
+        },
+        Kind::Enum if in_vocabulary(v) => Ok(()),
+        Kind::Enum => Err(("not_in_list", vocabulary())),
+        Kind::EnumList => match v.split(',').map(str::trim).find(|i| !in_vocabulary(i)) {
+            None => Ok(()),
+            Some(_) => Err(("not_in_list", vocabulary())),
+        },
+        Kind::Boolean => match v {
+            "true" | "false" => Ok(()),
+            _ => Err(("not_boolean", "expected true or false (lower case)".into())),
+        },
+        Kind::Date => {
+            let ok =
+                v.len() == 10 && DateFormat::from_pattern("YYYY-MM-DD").and_then(|f| f.read(v)).is_some();
+            if ok { Ok(()) } else { Err(("bad_date", "expected an ISO 8601 date, YYYY-MM-DD".into())) }
+        }
+        Kind::Year => {
+            if v.len() == 4 && v.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err(("bad_year", "expected a year, YYYY".into()))
+            }
+        }
+        Kind::DateTime => check_value(&ColumnKind::DateTime, v).map(|_| ()),
+        Kind::Integer => check_value(&ColumnKind::Integer, v).map(|_| ()),
+        Kind::Float => check_value(&ColumnKind::Decimal, v).map(|_| ()),
+        Kind::Email | Kind::Text | Kind::List => {
+            check_value(&ColumnKind::Text { max_length: 65_536 }, v).map(|_| ())
+        }
+    }
+}
+
+/// sourcedIds: 1.2 allows at most 255 of `0-9 A-Z a-z . - _ / @`; 1.1 states no character
+/// set, so only the length and control characters are checked there.
+fn check_id(version: Version, id: &str) -> Result<(), (&'static str, String)> {
+    if id.is_empty() {
+        return Err(("bad_id", "an empty id in a list".into()));
+    }
+    if id.len() > 255 {
+        return Err(("bad_id", "an id must be shorter than 256 characters".into()));
+    }
+    match version {
+        Version::V1_2 => {
+            if id.chars().all(|c| c.is_ascii_alphanumeric() || SOURCED_ID_CHARS.contains(c)) {
+                Ok(())
+            } else {
+                Err(("bad_id", "OneRoster 1.2 ids may hold only letters, digits and . - _ / @".into()))
+            }
+        }
+        Version::V1_1 => {
+            if id.chars().any(char::is_control) {
+                Err(("bad_id", "an id must not hold control characters".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+fn record_json(spec: &FileSpec, layout: &HeaderLayout, rec: &Record, bulk: bool) -> String {
+    let mut s = String::with_capacity(rec.iter().map(|f| f.len() + 24).sum::<usize>() + 2);
+    s.push('{');
+    let mut first = true;
+    let mut field = |name: &str, value: &str| {
+        if !first {
+            s.push(',');
+        }
+        first = false;
+        crate::json::push_string(&mut s, name);
+        s.push(':');
+        crate::json::push_string(&mut s, value);
+    };
+    for (ci, c) in spec.columns.iter().enumerate() {
+        let Some(at) = layout.columns[ci] else { continue };
+        let v = rec.get(at).unwrap_or("");
+        if bulk && c.kind == Kind::Status {
+            field(&c.name, "active");
+        } else {
+            field(&c.name, v);
+        }
+    }
+    for (at, name) in &layout.metadata {
+        field(name, rec.get(*at).unwrap_or(""));
+    }
+    s.push('}');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oneroster::{Version, file_spec};
+
+    fn record(line: u64, fields: &[&str]) -> Record {
+        let text: Vec<String> = fields.iter().map(|f| format!("\"{}\"", f.replace('"', "\"\""))).collect();
+        let bytes = format!("{}\n", text.join(",")).into_bytes();
+        let mut csv = crate::import::CsvReader::new(bytes.as_slice(), 1 << 16, 100);
+        let mut rec = Record::default();
+        assert!(csv.read(&mut rec).unwrap());
+        rec.line = line;
+        rec
+    }
+
+    const ORGS: [&str; 7] =
+        ["sourcedId", "status", "dateLastModified", "name", "type", "identifier", "parentSourcedId"];
+
+    #[test]
+    fn headers_must_be_the_tables_columns_in_order_then_metadata() {
+        let orgs = file_spec(Version::V1_2, "orgs").unwrap();
+        let layout = check_header(orgs, &record(1, &ORGS)).unwrap();
+        assert_eq!(layout.columns, (0..7).map(Some).collect::<Vec<_>>());
+        let mut with_meta = ORGS.to_vec();
+        with_meta.push("metadata.ncesId");
+        assert_eq!(
+            check_header(orgs, &record(1, &with_meta)).unwrap().metadata,
+            [(7, "metadata.ncesId".to_owned())]
+        );
+        let mut swapped = ORGS.to_vec();
+        swapped.swap(3, 4);
+        assert!(check_header(orgs, &record(1, &swapped)).unwrap_err().contains("column 4 is \"type\""));
+        let mut extra = ORGS.to_vec();
+        extra.push("ncesId");
+        assert!(check_header(orgs, &record(1, &extra)).unwrap_err().contains("metadata.<name>"));
+        assert!(check_header(orgs, &record(1, &ORGS[..5])).unwrap_err().contains("column 6 is missing"));
+        let lower: Vec<String> = ORGS.iter().map(|c| c.to_lowercase()).collect();
+        let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+        assert!(check_header(orgs, &record(1, &lower)).unwrap_err().contains("case-sensitive"));
+        // 1.2.1 removed users.resourceSourcedIds: both forms of the header are 1.2.
+        let users = file_spec(Version::V1_2, "users").unwrap();
+        let names: Vec<&str> = users.columns.iter().map(|c| c.name.as_str()).collect();
+        assert!(check_header(users, &record(1, &names)).is_ok());
+        let without: Vec<&str> = names.iter().copied().filter(|n| *n != "resourceSourcedIds").collect();
+        assert!(check_header(users, &record(1, &without)).unwrap().columns.contains(&None));
+    }
+
+    #[test]
+    fn rows_are_checked_field_by_field_for_bulk_and_delta() {
+        let orgs = file_spec(Version::V1_2, "orgs").unwrap();
+        let layout = check_header(orgs, &record(1, &ORGS)).unwrap();
+        let ok = check_row(
+            orgs,
+            &layout,
+            &record(2, &["s1", "", "", "Lincoln", "school", "", "d1"]),
+            FileMode::Bulk,
+        );
+        assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+        assert_eq!(ok.key.as_deref(), Some("s1"));
+        assert_eq!(ok.references, [(6, "orgs", "d1".to_owned())]);
+        assert!(ok.data.contains("\"status\":\"active\""), "{}", ok.data);
+        let ext =
+            check_row(orgs, &layout, &record(3, &["s2", "", "", "X", "ext:campus", "", ""]), FileMode::Bulk);
+        assert!(ext.errors.is_empty());
+        let codes = |fields: &[&str], mode| {
+            check_row(orgs, &layout, &record(4, fields), mode)
+                .errors
+                .iter()
+                .map(|e| e.code)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(codes(&["s3", "", "", "", "School", "", ""], FileMode::Bulk), ["required", "not_in_list"]);
+        assert_eq!(
+            codes(&["s 3", "active", "", "X", "school", "", ""], FileMode::Bulk),
+            ["bad_id", "not_blank_in_bulk"]
+        );
+        assert_eq!(codes(&["s3", "", "", "X", "school", "", ""], FileMode::Delta), ["required", "required"]);
+        assert_eq!(
+            codes(&["s3", "gone", "2026-13-01T00:00:00Z", "X", "school", "", ""], FileMode::Delta),
+            ["bad_status", "bad_datetime"]
+        );
+        let deleted = check_row(
+            orgs,
+            &layout,
+            &record(5, &["s3", "tobedeleted", "2026-11-01T00:00:00.000Z", "X", "school", "", ""]),
+            FileMode::Delta,
+        );
+        assert!(deleted.errors.is_empty() && deleted.deleted);
+        assert_eq!(codes(&["s3", "", ""], FileMode::Bulk), ["field_count"]);
+        // Lists: every id of a list is checked and referred to.
+        let classes = file_spec(Version::V1_2, "classes").unwrap();
+        let names: Vec<&str> = classes.columns.iter().map(|c| c.name.as_str()).collect();
+        let layout = check_header(classes, &record(1, &names)).unwrap();
+        let row =
+            ["c1", "", "", "Algebra", "09,10", "alg", "", "scheduled", "", "s1", "fall,spring", "", "", ""];
+        let checked = check_row(classes, &layout, &record(2, &row), FileMode::Bulk);
+        assert!(checked.errors.is_empty(), "{:?}", checked.errors);
+        let terms: Vec<&str> =
+            checked.references.iter().filter(|r| r.1 == "academicSessions").map(|r| r.2.as_str()).collect();
+        assert_eq!(terms, ["fall", "spring"]);
+        // 1.1 states no id character set; 1.2 does.
+        let v11 = file_spec(Version::V1_1, "orgs").unwrap();
+        let layout = check_header(v11, &record(1, &ORGS)).unwrap();
+        assert!(
+            check_row(v11, &layout, &record(2, &["s 1", "", "", "X", "school", "", ""]), FileMode::Bulk)
+                .errors
+                .is_empty()
+        );
+    }
+}

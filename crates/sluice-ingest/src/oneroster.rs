@@ -1,0 +1,822 @@
+//! A OneRoster package: one zip, one import. The zip is checked before anything is inflated
+//! (entry names, count, sizes, compression ratios), its manifest decides the version and each
+//! file's mode, every file's header and rows are checked against the specification, every
+//! reference is resolved against the package (and, where the package does not replace the
+//! referred file, against the tenant's records), and all files are applied in one
+//! transaction or not at all.
+
+use crate::report::Report;
+use crate::run::{ImportError, ImportRequest, Verdict, content_hash, held_path};
+use sluice_core::import::{CsvReader, Encoding, LoadMode, Record, RowError};
+use sluice_core::oneroster::{self, FileMode, FileSpec, Manifest, check_header, check_row};
+use sluice_store::{
+    Counts, ImportRecord, ImportStatus, PackageLoader, PackageMode, StageKind, Store, StoreError,
+};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::hash::BuildHasher;
+use std::io::Read;
+use tracing::debug;
+
+/// Bounds on what a package may make sluice inflate.
+#[derive(Debug, Clone, Copy)]
+pub struct ZipLimits {
+    pub max_entries: usize,
+    pub max_total_bytes: u64,
+    /// Uncompressed size over compressed size, for entries past `ratio_floor` bytes.
+    pub max_ratio: u64,
+    pub ratio_floor: u64,
+    pub max_manifest_bytes: u64,
+}
+
+impl Default for ZipLimits {
+    fn default() -> Self {
+        Self {
+            max_entries: 64,
+            max_total_bytes: 4 << 30,
+            max_ratio: 200,
+            ratio_floor: 1 << 20,
+            max_manifest_bytes: 64 << 10,
+        }
+    }
+}
+
+/// One problem with the package as a whole (not with a row).
+struct Problem {
+    file: String,
+    line: u64,
+    code: &'static str,
+    reason: String,
+}
+
+fn problem(file: &str, code: &'static str, reason: impl Into<String>) -> Problem {
+    Problem { file: file.to_owned(), line: 0, code, reason: reason.into() }
+}
+
+impl Problem {
+    fn named(self, file: &str) -> Problem {
+        Problem { file: file.to_owned(), ..self }
+    }
+}
+
+/// Imports a package: one import row, one transaction.
+pub(crate) fn import_package(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
+    let t = req.import_type;
+    let id = match req.existing_import {
+        Some(id) => id,
+        None => store.create_import(req.tenant, &t.name, req.file_name, req.source, req.upload_id)?,
+    };
+    let (loader, verdict, types) = evaluate_package(store, req, id, false)?;
+    let types: Vec<(&str, PackageMode)> = types.iter().map(|(t, m)| (t.as_str(), *m)).collect();
+    let started = std::time::Instant::now();
+    loader.commit(&types, verdict.outcome(req.upload_id, None))?;
+    debug!(import = id, ms = started.elapsed().as_millis() as u64, "package applied");
+    Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)
+}
+
+/// What importing a package would do, with nothing changed.
+pub(crate) fn dry_run_package(store: &Store, req: &ImportRequest<'_>) -> Result<Verdict, ImportError> {
+    let (loader, mut verdict, _) = evaluate_package(store, req, 0, true)?;
+    loader.abandon()?;
+    if let Some(report) = verdict.report_file.take() {
+        let _ = std::fs::remove_file(report);
+    }
+    Ok(verdict)
+}
+
+#[allow(clippy::type_complexity)]
+fn evaluate_package(
+    store: &Store,
+    req: &ImportRequest<'_>,
+    id: i64,
+    dry_run: bool,
+) -> Result<(PackageLoader, Verdict, Vec<(String, PackageMode)>), ImportError> {
+    let mut loader = store.package_loader(req.tenant, id)?;
+    let report_name = crate::run::report_name(id, dry_run);
+    let mut run = PackageRun {
+        req,
+        report: Report::new(req.reports_dir.join(report_name)),
+        errors: Vec::new(),
+        counts: Counts::default(),
+        ids: HashMap::new(),
+        gone: HashMap::new(),
+        hasher: Default::default(),
+        failed: false,
+        summary: Vec::new(),
+    };
+    let started = std::time::Instant::now();
+    let outcome = run.read(&mut loader);
+    debug!(import = id, ms = started.elapsed().as_millis() as u64, "package read and staged");
+    let started = std::time::Instant::now();
+    let (status, message, apply, held_file, loaded) = match outcome? {
+        Err(problems) => {
+            let n = problems.len();
+            let first = problems.first().map(|p| format!("{}: {}", p.file, p.reason)).unwrap_or_default();
+            // The package's own problems first: they are the cause of what follows.
+            let row_errors = std::mem::take(&mut run.errors);
+            for p in problems {
+                run.error(RowError {
+                    line: p.line,
+                    column: p.file,
+                    code: p.code,
+                    reason: p.reason,
+                    value: String::new(),
+                })?;
+            }
+            let room = sluice_store::STORED_ERRORS.saturating_sub(run.errors.len());
+            run.errors.extend(row_errors.into_iter().take(room));
+            let more =
+                if n > 1 { format!(" (and {} more problems, see the errors)", n - 1) } else { String::new() };
+            let message = format!("the package was rejected, nothing was changed: {first}{more}");
+            (ImportStatus::Failed, Some(message), None, None, Vec::new())
+        }
+        Ok(loaded) => {
+            let mut breach = None;
+            let mut counts =
+                Counts { rows: run.counts.rows, rejected: run.counts.rejected, ..Counts::default() };
+            for (file, mode) in &loaded {
+                let record_type = oneroster::record_type(file);
+                let plan = loader.plan(&record_type, *mode)?;
+                let existing = loader.existing(&record_type)?;
+                let safeguard = req
+                    .import_type
+                    .safeguard
+                    .for_tenant(&req.import_type.name, req.safeguard_settings)
+                    .for_tenant(&record_type, req.safeguard_settings);
+                let implicit = if *mode == PackageMode::Bulk { plan.deleted } else { 0 };
+                if breach.is_none() {
+                    breach =
+                        safeguard.breach(existing, implicit, plan.updated).map(|b| (record_type.clone(), b));
+                }
+                run.summary.push(format!(
+                    "{file}: {} added, {} updated, {} unchanged, {} {}",
+                    plan.added,
+                    plan.updated,
+                    plan.unchanged,
+                    plan.deleted,
+                    if *mode == PackageMode::Bulk { "no longer listed (tobedeleted)" } else { "tobedeleted" }
+                ));
+                counts.added += plan.added;
+                counts.updated += plan.updated;
+                counts.unchanged += plan.unchanged;
+                counts.deleted += plan.deleted;
+            }
+            run.counts = counts;
+            debug!(import = id, ms = started.elapsed().as_millis() as u64, "package planned");
+            let summary = run.summary.join("; ");
+            match breach.filter(|_| !req.approved) {
+                Some((record_type, b)) => {
+                    let held = held_path(req.held_dir, id);
+                    if !dry_run && req.file != held {
+                        std::fs::copy(req.file, &held).map_err(crate::run::io("keeping the held file"))?;
+                    }
+                    let message = format!("{} ({summary})", b.message(&record_type, id));
+                    (ImportStatus::Held, Some(message), None, Some(held), loaded)
+                }
+                None if run.counts.rows > 0 && run.counts.rejected == run.counts.rows => {
+                    let message = format!(
+                        "every one of the {} rows was rejected; nothing was changed (see the errors)",
+                        run.counts.rows
+                    );
+                    (ImportStatus::Failed, Some(message), None, None, Vec::new())
+                }
+                None => {
+                    let status = if run.counts.rejected > 0 {
+                        ImportStatus::Incomplete
+                    } else {
+                        ImportStatus::Complete
+                    };
+                    (status, Some(summary), Some(LoadMode::Mirror), None, loaded)
+                }
+            }
+        }
+    };
+    if status == ImportStatus::Failed {
+        run.counts = Counts { rows: run.counts.rows, rejected: run.counts.rows, ..Counts::default() };
+    }
+    let report_file = run.report.finish().map_err(crate::run::io("writing the error report"))?;
+    let verdict = Verdict {
+        status,
+        counts: run.counts,
+        encoding: Some("utf-8".into()),
+        message,
+        warnings: Vec::new(),
+        errors: run.errors,
+        held_file,
+        report_file,
+        apply,
+    };
+    let types = loaded.into_iter().map(|(f, m)| (oneroster::record_type(&f), m)).collect();
+    Ok((loader, verdict, types))
+}
+
+struct PackageRun<'r, 'a> {
+    req: &'r ImportRequest<'a>,
+    report: Report,
+    errors: Vec<RowError>,
+    counts: Counts,
+    /// Ids each referred-to file holds in this package (rows that will be active), as keyed
+    /// 64-bit hashes: memory stays small however long the ids, and a random key means no
+    /// upload can choose ids that collide.
+    ids: HashMap<&'static str, HashSet<u64>>,
+    /// Ids a referred-to file deletes or fails to load here: the tenant's old record of the
+    /// same id no longer counts.
+    gone: HashMap<&'static str, HashSet<u64>>,
+    hasher: std::collections::hash_map::RandomState,
+    /// A file was unusable: the package fails; later files only have their headers checked.
+    failed: bool,
+    summary: Vec<String>,
+}
+
+impl PackageRun<'_, '_> {
+    fn error(&mut self, e: RowError) -> Result<(), ImportError> {
+        self.report.add(&e).map_err(crate::run::io("writing the error report"))?;
+        if self.errors.len() < sluice_store::STORED_ERRORS {
+            self.errors.push(e);
+        }
+        Ok(())
+    }
+
+    /// Reads and stages the whole package. `Ok(Err(..))`: the package is unusable.
+    #[allow(clippy::type_complexity)]
+    fn read(
+        &mut self,
+        loader: &mut PackageLoader,
+    ) -> Result<Result<Vec<(String, PackageMode)>, Vec<Problem>>, ImportError> {
+        let limits = ZipLimits::default();
+        let t = self.req.import_type;
+        let file =
+            File::open(self.req.file).map_err(crate::run::io(format!("reading {}", self.req.file_name)))?;
+        let length =
+            file.metadata().map_err(crate::run::io(format!("reading {}", self.req.file_name)))?.len();
+        if length > t.limits.max_file_bytes {
+            return Ok(Err(vec![problem(
+                self.req.file_name,
+                "too_large",
+                format!(
+                    "the package is {length} bytes; type {} accepts at most {} (limits.max_file_bytes)",
+                    t.name, t.limits.max_file_bytes
+                ),
+            )]));
+        }
+        let mut zip = match zip::ZipArchive::new(std::io::BufReader::new(file)) {
+            Ok(z) => z,
+            Err(e) => {
+                return Ok(Err(vec![problem(
+                    self.req.file_name,
+                    "not_a_zip",
+                    format!(
+                        "not a readable zip file ({e}); a OneRoster package is a .zip with manifest.csv and the CSV files at its root"
+                    ),
+                )]));
+            }
+        };
+        let entries = match check_entries(&mut zip, &limits, length) {
+            Ok(e) => e,
+            Err(problems) => return Ok(Err(problems)),
+        };
+        let Some(manifest_index) = entries.iter().find(|(n, _)| n == "manifest.csv").map(|(_, i)| *i) else {
+            return Ok(Err(vec![problem(
+                "manifest.csv",
+                "missing_manifest",
+                "the package has no manifest.csv at its root; OneRoster 1.1 and 1.2 packages need one (propertyName,value lines naming the version and each file)",
+            )]));
+        };
+        let mut bytes = Vec::new();
+        let read = zip
+            .by_index(manifest_index)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|f| f.take(limits.max_manifest_bytes + 1).read_to_end(&mut bytes));
+        if let Err(e) = read {
+            return Ok(Err(vec![problem("manifest.csv", "unreadable", format!("cannot be read: {e}"))]));
+        }
+        if bytes.len() as u64 > limits.max_manifest_bytes {
+            return Ok(Err(vec![problem(
+                "manifest.csv",
+                "too_large",
+                "is larger than 64 KiB; a manifest is a few lines",
+            )]));
+        }
+        let manifest = match Manifest::parse(&bytes) {
+            Ok(m) => m,
+            Err(list) => {
+                return Ok(Err(list
+                    .into_iter()
+                    .map(|p| Problem {
+                        file: "manifest.csv".into(),
+                        line: p.line,
+                        code: "bad_manifest",
+                        reason: p.problem,
+                    })
+                    .collect()));
+            }
+        };
+        let mut problems = Vec::new();
+        for (name, _) in entries.iter().filter(|(n, _)| n != "manifest.csv") {
+            let stem = name.strip_suffix(".csv").unwrap_or("");
+            match oneroster::file_spec(manifest.version, stem) {
+                None => problems.push(problem(
+                    name,
+                    "unexpected_file",
+                    format!("is not a OneRoster {} file; remove it from the zip", manifest.version.as_str()),
+                )),
+                Some(_) if manifest.mode(stem) == FileMode::Absent => problems.push(problem(
+                    name,
+                    "not_in_manifest",
+                    format!("is in the zip but the manifest says file.{stem},absent; mark it bulk or delta, or leave it out"),
+                )),
+                Some(_) => {}
+            }
+        }
+        for (stem, mode) in &manifest.files {
+            if *mode != FileMode::Absent && !entries.iter().any(|(n, _)| *n == format!("{stem}.csv")) {
+                problems.push(problem(
+                    &format!("{stem}.csv"),
+                    "missing_file",
+                    format!("the manifest says file.{stem},{} but the zip has no {stem}.csv", mode.as_str()),
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Ok(Err(problems));
+        }
+        let referred: HashSet<&str> = oneroster::files(manifest.version)
+            .flat_map(|f| f.columns.iter().filter_map(|c| c.refers_to.as_deref()))
+            .collect();
+        let mut loaded = Vec::new();
+        for spec in oneroster::files(manifest.version) {
+            let mode = manifest.mode(&spec.name);
+            if mode == FileMode::Absent {
+                continue;
+            }
+            let index = entries.iter().find(|(n, _)| *n == spec.file_name()).map(|(_, i)| *i).unwrap_or(0);
+            if let Some(p) = self.read_file(&mut zip, index, spec, &manifest, &referred, loader)? {
+                problems.push(p);
+                self.failed = true;
+                continue;
+            }
+            let package_mode = if mode == FileMode::Bulk { PackageMode::Bulk } else { PackageMode::Delta };
+            loaded.push((spec.name.clone(), package_mode));
+        }
+        if !problems.is_empty() {
+            return Ok(Err(problems));
+        }
+        Ok(Ok(loaded))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read_file(
+        &mut self,
+        zip: &mut zip::ZipArchive<std::io::BufReader<File>>,
+        index: usize,
+        spec: &'static FileSpec,
+        manifest: &Manifest,
+        referred: &HashSet<&str>,
+        loader: &mut PackageLoader,
+    ) -> Result<Option<Problem>, ImportError> {
+        let name = spec.file_name();
+        let mode = manifest.mode(&spec.name);
+        let record_type = oneroster::record_type(&spec.name);
+        let t = self.req.import_type;
+        // A file that names its own records (orgs' parents, users' agents) is read twice:
+        // first for its ids, so that a parent may come after its child.
+        if spec.refers_to_itself() && !self.failed {
+            let mut own = HashSet::new();
+            let mut csv = match open_csv(zip, index, t.limits.max_row_bytes) {
+                Ok(csv) => csv,
+                Err(p) => return Ok(Some(p.named(&name))),
+            };
+            let mut rec = Record::default();
+            let mut rows = 0u64;
+            // Problems (a bad row, too many rows) are found and reported by the main pass.
+            while let Ok(true) = csv.read(&mut rec) {
+                rows += 1;
+                if rows > t.limits.max_rows.saturating_add(1) {
+                    break;
+                }
+                if rows > 1
+                    && let Some(id) = rec.get(0).filter(|v| !v.is_empty() && v.len() < 256)
+                {
+                    own.insert(self.hasher.hash_one(id));
+                }
+            }
+            self.ids.insert(spec.name.as_str(), own);
+        }
+        // Two threads, as for a CSV file: one inflates, parses and checks rows (rendering and
+        // hashing their records); this one resolves their references and loads them.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Parsed>(4);
+        let (path, max_row_bytes) = (self.req.file, t.limits.max_row_bytes);
+        std::thread::scope(|scope| -> Result<Option<Problem>, ImportError> {
+            // Owned here, so that every way out of this closure drops it: a parser blocked on a
+            // full channel then fails its send and ends, and the scope can join it.
+            let rx = rx;
+            scope.spawn(move || parse_file(path, index, spec, mode, max_row_bytes, tx));
+            match rx.recv() {
+                Ok(Parsed::Header) => {}
+                Ok(Parsed::Problem(p)) => return Ok(Some(p.named(&name))),
+                _ => return Ok(Some(problem(&name, "unreadable", "cannot be read"))),
+            }
+            if self.failed {
+                // The package is already refused: the header is all that is worth reporting.
+                return Ok(None);
+            }
+            let keep_ids = referred.contains(spec.name.as_str());
+            let mut fresh_ids: HashSet<u64> = HashSet::new();
+            let mut gone: HashSet<u64> = HashSet::new();
+            let mut rows = 0u64;
+            let mut done = false;
+            for message in rx.iter() {
+                let batch = match message {
+                    Parsed::Rows(batch) => batch,
+                    Parsed::Problem(p) => return Ok(Some(p.named(&name))),
+                    Parsed::Header => Vec::new(),
+                    Parsed::Done => {
+                        done = true;
+                        break;
+                    }
+                };
+                for (line, mut row, hash) in batch {
+                    rows += 1;
+                    self.counts.rows += 1;
+                    if self.counts.rows > t.limits.max_rows {
+                        return Ok(Some(problem(
+                            &name,
+                            "too_many_rows",
+                            format!(
+                                "the package has more than {} rows, the limit for type {} (limits.max_rows); send it in parts, or raise the limit",
+                                t.limits.max_rows, t.name
+                            ),
+                        )));
+                    }
+                    // A deletion needs no valid references: it may name what is already gone.
+                    if row.errors.is_empty() && !row.deleted {
+                        for (ci, target, id) in &row.references {
+                            if !self.resolves(loader, manifest, target, id)? {
+                                let reason = if manifest.mode(target) == FileMode::Bulk {
+                                    format!(
+                                        "no {target} record has this sourcedId in this package's {target}.csv, which is a full \
+                                 snapshot (bulk); add the record there"
+                                    )
+                                } else {
+                                    format!(
+                                        "no active {target} record has this sourcedId, in this package or among the tenant's \
+                                 records; add it to {target}.csv"
+                                    )
+                                };
+                                row.errors.push(RowError {
+                                    line,
+                                    column: format!("{name}:{}", spec.columns[*ci].name),
+                                    code: "unknown_reference",
+                                    reason,
+                                    value: id.clone(),
+                                });
+                            }
+                        }
+                    }
+                    let ok = row.errors.is_empty();
+                    if let Some(key) = &row.key {
+                        let kind = if !ok {
+                            StageKind::Keep
+                        } else if row.deleted {
+                            StageKind::Delete
+                        } else {
+                            StageKind::Load
+                        };
+                        let hash = if ok { hash } else { 0 };
+                        let data = if ok { row.data.as_str() } else { "" };
+                        if let Some(first) = loader.stage(&record_type, line, key, data, hash, kind)? {
+                            row.errors.push(RowError {
+                                line,
+                                column: format!("{name}:sourcedId"),
+                                code: "duplicate_key",
+                                reason: format!(
+                                    "the same sourcedId as line {first}; each record may appear once"
+                                ),
+                                value: key.clone(),
+                            });
+                        } else if keep_ids {
+                            // A rejected row keeps its old record, which others may still name; a
+                            // deleted one, or a rejected new one, is gone for them.
+                            if !row.deleted && (ok || loader.active(&record_type, key)?) {
+                                fresh_ids.insert(self.hasher.hash_one(key.as_str()));
+                            } else {
+                                gone.insert(self.hasher.hash_one(key.as_str()));
+                            }
+                        }
+                    }
+                    if !row.errors.is_empty() {
+                        self.counts.rejected += 1;
+                        for e in std::mem::take(&mut row.errors) {
+                            self.error(e)?;
+                        }
+                    }
+                    if rows.is_multiple_of(50_000)
+                        && let Some(progress) = self.req.progress
+                    {
+                        progress(0, self.counts.rows);
+                    }
+                }
+            }
+            if !done {
+                return Ok(Some(problem(
+                    &name,
+                    "unreadable",
+                    "the reader stopped before the end of the file",
+                )));
+            }
+            if rows == 0 {
+                return Ok(Some(problem(
+                    &name,
+                    "empty_file",
+                    "has a header but no rows; a file without rows is marked absent in the manifest and left out",
+                )));
+            }
+            if keep_ids {
+                self.ids.insert(spec.name.as_str(), fresh_ids);
+                self.gone.insert(spec.name.as_str(), gone);
+            }
+            Ok(None)
+        })
+    }
+
+    /// Whether `id` names a `target` record: in this package, or, unless the package holds a
+    /// full snapshot of `target`, among the tenant's active records.
+    fn resolves(
+        &self,
+        loader: &mut PackageLoader,
+        manifest: &Manifest,
+        target: &str,
+        id: &str,
+    ) -> Result<bool, ImportError> {
+        let hash = self.hasher.hash_one(id);
+        if self.ids.get(target).is_some_and(|ids| ids.contains(&hash)) {
+            return Ok(true);
+        }
+        if self.gone.get(target).is_some_and(|gone| gone.contains(&hash)) {
+            return Ok(false);
+        }
+        if manifest.mode(target) == FileMode::Bulk {
+            return Ok(false);
+        }
+        if !self.req.check_references {
+            // Offline validation has no tenant: what the package does not settle is checked
+            // on import.
+            return Ok(true);
+        }
+        Ok(loader.active(&oneroster::record_type(target), id)?)
+    }
+}
+
+/// What the parsing thread hands the loading one.
+enum Parsed {
+    /// The header is right; rows follow.
+    Header,
+    /// (line, the checked row, the hash of its record)
+    Rows(Vec<(u64, oneroster::RowCheck, i64)>),
+    Problem(Problem),
+    Done,
+}
+
+const BATCH: usize = 1024;
+
+/// Inflates one entry on a thread of its own (with its own handle on the zip), checks the
+/// header and then each row, and sends them on in batches. Stops when the receiver is gone.
+fn parse_file(
+    path: &std::path::Path,
+    index: usize,
+    spec: &'static FileSpec,
+    mode: FileMode,
+    max_row_bytes: usize,
+    tx: std::sync::mpsc::SyncSender<Parsed>,
+) {
+    let fail = |tx: &std::sync::mpsc::SyncSender<Parsed>, p: Problem| {
+        let _ = tx.send(Parsed::Problem(p));
+    };
+    let zip = File::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|f| zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(|e| e.to_string()));
+    let mut zip = match zip {
+        Ok(z) => z,
+        Err(e) => return fail(&tx, problem("", "unreadable", format!("cannot be read: {e}"))),
+    };
+    let mut csv = match open_csv(&mut zip, index, max_row_bytes) {
+        Ok(csv) => csv,
+        Err(p) => return fail(&tx, p),
+    };
+    let mut rec = Record::default();
+    match csv.read(&mut rec) {
+        Ok(true) => {}
+        Ok(false) => {
+            let why = "is empty; a file without rows is marked absent in the manifest and left out";
+            return fail(&tx, problem("", "empty_file", why));
+        }
+        Err(e) => return fail(&tx, problem("", "unreadable", format!("cannot be read: {e}"))),
+    }
+    if let Some(enc) =
+        csv.encoding().filter(|e| !matches!(e, Encoding::Utf8 | Encoding::Utf8Bom | Encoding::Ascii))
+    {
+        let why = format!("is {enc}; OneRoster files must be UTF-8 (a BOM is allowed)");
+        return fail(&tx, problem("", "not_utf8", why));
+    }
+    let layout = match check_header(spec, &rec) {
+        Ok(l) => l,
+        Err(reason) => {
+            return fail(&tx, Problem { file: String::new(), line: 1, code: "bad_header", reason });
+        }
+    };
+    if tx.send(Parsed::Header).is_err() {
+        return;
+    }
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        match csv.read(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let p = Problem {
+                    file: String::new(),
+                    line: rec.line,
+                    code: "unreadable",
+                    reason: format!("cannot be read: {e}"),
+                };
+                return fail(&tx, p);
+            }
+        }
+        let row = check_row(spec, &layout, &rec, mode);
+        let hash = if row.errors.is_empty() { content_hash(&row.data) } else { 0 };
+        batch.push((rec.line, row, hash));
+        if batch.len() == BATCH
+            && tx.send(Parsed::Rows(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err()
+        {
+            return;
+        }
+    }
+    if !batch.is_empty() && tx.send(Parsed::Rows(batch)).is_err() {
+        return;
+    }
+    let _ = tx.send(Parsed::Done);
+}
+
+/// Checks every entry before anything is inflated; returns (name, index) of each.
+fn check_entries(
+    zip: &mut zip::ZipArchive<std::io::BufReader<File>>,
+    limits: &ZipLimits,
+    archive_bytes: u64,
+) -> Result<Vec<(String, usize)>, Vec<Problem>> {
+    if zip.len() > limits.max_entries {
+        return Err(vec![problem(
+            "package",
+            "too_many_entries",
+            format!(
+                "the zip has {} entries; a OneRoster package has at most {}",
+                zip.len(),
+                limits.max_entries
+            ),
+        )]);
+    }
+    let mut problems = Vec::new();
+    let mut entries: Vec<(String, usize)> = Vec::new();
+    let mut total = 0u64;
+    let mut compressed = 0u64;
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    for i in 0..zip.len() {
+        let entry = match zip.by_index_raw(i) {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(problem("package", "bad_zip", format!("entry {i} cannot be read: {e}")));
+                continue;
+            }
+        };
+        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let lower = name.to_ascii_lowercase();
+        if entry.is_dir() || name.contains(['/', '\\', ':']) || name.starts_with('.') || name.contains('\0') {
+            problems.push(problem(
+                &name,
+                "path_in_name",
+                "has a folder or path in its name; put manifest.csv and the CSV files at the root of the zip, with no folders",
+            ));
+            continue;
+        }
+        const ARCHIVES: [&str; 9] = [".zip", ".gz", ".tgz", ".tar", ".7z", ".rar", ".bz2", ".xz", ".jar"];
+        if ARCHIVES.iter().any(|a| lower.ends_with(a)) {
+            problems.push(problem(
+                &name,
+                "nested_archive",
+                "is an archive inside the zip; nested archives are not unpacked",
+            ));
+            continue;
+        }
+        if !matches!(entry.compression(), zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated) {
+            problems.push(problem(
+                &name,
+                "unsupported_compression",
+                format!(
+                    "uses {} compression; OneRoster packages use deflate (the standard zip compression): re-zip it",
+                    entry.compression()
+                ),
+            ));
+            continue;
+        }
+        if entry.encrypted() {
+            problems.push(problem(&name, "encrypted", "is encrypted; send the package without a password"));
+            continue;
+        }
+        if let Some((first, _)) = entries.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            problems.push(problem(
+                &name,
+                "duplicate_file",
+                format!(
+                    "appears twice in the zip (as {first:?} too); a package holds at most one of each file"
+                ),
+            ));
+            continue;
+        }
+        let size = entry.size();
+        total = total.saturating_add(size);
+        compressed = compressed.saturating_add(entry.compressed_size());
+        spans.push((entry.header_start(), entry.header_start().saturating_add(entry.compressed_size())));
+        if size > limits.ratio_floor && size / entry.compressed_size().max(1) > limits.max_ratio {
+            problems.push(problem(
+                &name,
+                "zip_bomb",
+                format!(
+                    "would inflate from {} to {size} bytes, more than {}:1; this looks like a zip bomb and was not unpacked",
+                    entry.compressed_size(),
+                    limits.max_ratio
+                ),
+            ));
+            continue;
+        }
+        entries.push((name, i));
+    }
+    // Entries that share their compressed bytes inflate the same data many times over.
+    spans.sort_unstable();
+    let overlapping = spans.windows(2).any(|w| w[1].0 < w[0].1);
+    if overlapping || compressed > archive_bytes {
+        problems.push(problem(
+            "package",
+            "overlapping_entries",
+            "entries of the zip share their data, which only a crafted zip does; it was not unpacked",
+        ));
+    }
+    if total > limits.ratio_floor && total / archive_bytes.max(1) > limits.max_ratio {
+        problems.push(problem(
+            "package",
+            "zip_bomb",
+            format!(
+                "would inflate from {archive_bytes} to {total} bytes, more than {}:1; this looks like a zip bomb and was not unpacked",
+                limits.max_ratio
+            ),
+        ));
+    }
+    if total > limits.max_total_bytes {
+        problems.push(problem(
+            "package",
+            "too_large",
+            format!(
+                "the files would inflate to {total} bytes, more than the {} allowed",
+                limits.max_total_bytes
+            ),
+        ));
+    }
+    if problems.is_empty() { Ok(entries) } else { Err(problems) }
+}
+
+/// A CSV reader over one entry, inflating no more than the entry declared (a lying header
+/// cannot make it produce more) and refusing an archive disguised as a CSV file.
+fn open_csv<'z>(
+    zip: &'z mut zip::ZipArchive<std::io::BufReader<File>>,
+    index: usize,
+    max_row_bytes: usize,
+) -> Result<CsvReader<Guarded<zip::read::ZipFile<'z, std::io::BufReader<File>>>>, Problem> {
+    let entry = zip
+        .by_index(index)
+        .map_err(|e| problem("", "unreadable", format!("cannot be unpacked ({e}); re-zip the package")))?;
+    let declared = entry.size();
+    Ok(CsvReader::new(Guarded { inner: entry, left: declared, first: true }, max_row_bytes, 1000))
+}
+
+struct Guarded<R> {
+    inner: R,
+    left: u64,
+    first: bool,
+}
+
+impl<R: Read> Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if std::mem::take(&mut self.first)
+            && n >= 2
+            && (buf.starts_with(b"PK") || buf.starts_with(&[0x1f, 0x8b]))
+        {
+            return Err(std::io::Error::other(
+                "it is an archive, not a CSV file; nested archives are not unpacked",
+            ));
+        }
+        if n as u64 > self.left {
+            return Err(std::io::Error::other("it inflates to more than its declared size"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}

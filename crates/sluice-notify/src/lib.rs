@@ -1,0 +1,106 @@
+//! Notifications of imports: an email (SMTP) to each of a tenant's recipients, with counts,
+//! the first errors and the error report attached, and a JSON POST to the tenant's webhook,
+//! signed with HMAC-SHA256. Deliveries are queued in the store when an import ends and sent
+//! here, with retries and backoff; the store keeps the log. Nothing here can fail an import.
+
+mod message;
+mod smtp;
+pub mod tls;
+mod webhook;
+
+pub use smtp::{SmtpConfig, SmtpSecurity, valid_address};
+pub use webhook::{hmac_sha256_hex, is_public, signature_header};
+
+use sluice_store::{Channel, Delivery, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+/// Attempts before a delivery is given up, and the first wait between them (doubling).
+pub const MAX_ATTEMPTS: u32 = 5;
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+
+pub struct Notifier {
+    pub store: Arc<Store>,
+    pub smtp: SmtpConfig,
+    /// Let tenants' webhooks reach private addresses (this machine, the local network).
+    pub allow_private_webhooks: bool,
+}
+
+impl Notifier {
+    /// Sends what is due until `shutdown` resolves; `wake` is notified when imports end.
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let me = self.clone();
+            match tokio::task::spawn_blocking(move || me.send_due()).await {
+                Ok(n) if n > 0 => info!("{n} notification(s) attempted"),
+                Ok(_) => {}
+                Err(e) => warn!("notifier: {e}"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// Attempts every due delivery once; returns how many.
+    pub fn send_due(&self) -> usize {
+        let due = match self.store.due_deliveries(50) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!("notifier: {e}");
+                return 0;
+            }
+        };
+        for d in &due {
+            let result = self.send(d);
+            let (error, retry) = match &result {
+                Ok(()) => (None, None),
+                Err(e) if d.attempts + 1 < MAX_ATTEMPTS => {
+                    let wait = FIRST_RETRY * 2u32.saturating_pow(d.attempts);
+                    (Some(e.as_str()), Some(sluice_store::now_ms() + wait.as_millis() as i64))
+                }
+                Err(e) => (Some(e.as_str()), None),
+            };
+            if let Some(e) = error {
+                warn!(
+                    tenant = d.tenant,
+                    import = d.import_id,
+                    target = d.target,
+                    attempt = d.attempts + 1,
+                    "notification not delivered: {e}"
+                );
+            }
+            if let Err(e) = self.store.delivery_attempted(d.id, error, retry) {
+                warn!("notifier: {e}");
+            }
+        }
+        due.len()
+    }
+
+    fn send(&self, d: &Delivery) -> Result<(), String> {
+        let import = self
+            .store
+            .import(d.import_id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("import {} no longer exists", d.import_id))?;
+        let errors = self.store.import_errors(d.import_id, 10, 0).map_err(|e| e.to_string())?;
+        match d.channel {
+            Channel::Email => {
+                let report = import.report_file.as_ref().and_then(|p| std::fs::read(p).ok());
+                let mail = message::email(&self.smtp.from, &d.target, &import, &errors, report.as_deref());
+                smtp::send(&self.smtp, &d.target, &mail).map_err(|e| e.to_string())
+            }
+            Channel::Webhook => {
+                let tenant = self.store.require_tenant(&d.tenant).map_err(|e| e.to_string())?;
+                let secret = tenant.webhook.map(|(_, s)| s).unwrap_or_default();
+                let body = message::webhook_body(d.id, &import, &errors);
+                webhook::post(&self.smtp.tls, &d.target, &secret, d.id, &body, self.allow_private_webhooks)
+            }
+        }
+    }
+}

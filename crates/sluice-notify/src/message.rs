@@ -1,0 +1,171 @@
+//! What a notification says: an email (MIME, with the error report attached) and a webhook's
+//! JSON body.
+
+use serde_json::json;
+use sluice_store::{ImportRecord, StoredError};
+
+fn summary(r: &ImportRecord) -> String {
+    let c = r.counts;
+    format!(
+        "{} rows: {} added, {} updated, {} unchanged, {} deleted, {} rejected",
+        c.rows, c.added, c.updated, c.unchanged, c.deleted, c.rejected
+    )
+}
+
+/// The whole message, headers included, with CRLF line ends.
+pub fn email(
+    from: &str,
+    to: &str,
+    r: &ImportRecord,
+    errors: &[StoredError],
+    report: Option<&[u8]>,
+) -> String {
+    let subject =
+        format!("[sluice] {}: {} import {} ({})", r.tenant, r.file_name, r.status.as_str(), summary(r));
+    let mut body = format!(
+        "Import #{} of {} for tenant {} ended: {}.\r\n\r\n{}\r\n",
+        r.id,
+        r.file_name,
+        r.tenant,
+        r.status.as_str(),
+        summary(r)
+    );
+    if let Some(m) = &r.message {
+        body.push_str(&format!("\r\n{m}\r\n"));
+    }
+    if !errors.is_empty() {
+        body.push_str("\r\nFirst rejected rows:\r\n");
+        for e in errors {
+            body.push_str(&format!(
+                "  line {}, {}: {} ({}) value {:?}\r\n",
+                e.line, e.column, e.reason, e.code, e.value
+            ));
+        }
+    }
+    if report.is_some() {
+        body.push_str("\r\nEvery rejected row is in the attached error report.\r\n");
+    }
+    let boundary = format!("sluice-{}-{}", r.id, sluice_store::now_ms());
+    let mut m = format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {}\r\nDate: {}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
+         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        encode_header(&subject),
+        rfc2822_now(),
+        base64_lines(body.as_bytes())
+    );
+    if let Some(report) = report {
+        let stem = r.file_name.rsplit_once('.').map_or(r.file_name.as_str(), |(s, _)| s);
+        let name: String = format!("{}-{stem}-errors.csv", r.id)
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+            .collect();
+        m.push_str(&format!(
+            "--{boundary}\r\nContent-Type: text/csv; charset=utf-8; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+            base64_lines(report)
+        ));
+    }
+    m.push_str(&format!("--{boundary}--\r\n"));
+    m
+}
+
+/// A header value as RFC 2047 UTF-8 base64 when it is not plain ASCII.
+fn encode_header(v: &str) -> String {
+    if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        v.to_owned()
+    } else {
+        format!("=?utf-8?B?{}?=", base64(v.as_bytes()))
+    }
+}
+
+fn rfc2822_now() -> String {
+    let secs = sluice_store::now_ms() / 1000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let weekdays = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
+        weekdays[days.rem_euclid(7) as usize],
+        months[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Base64 in lines of 76 characters (RFC 2045).
+fn base64_lines(data: &[u8]) -> String {
+    let text = base64(data);
+    text.as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+pub fn webhook_body(delivery: i64, r: &ImportRecord, errors: &[StoredError]) -> String {
+    let c = r.counts;
+    json!({
+        "event": "import.finished",
+        "delivery": delivery,
+        "import": {
+            "id": r.id, "tenant": r.tenant, "type": r.type_name, "file_name": r.file_name, "status": r.status.as_str(),
+            "message": r.message, "created_ms": r.created_ms, "finished_ms": r.finished_ms,
+            "counts": {"rows": c.rows, "added": c.added, "updated": c.updated, "unchanged": c.unchanged, "deleted": c.deleted, "rejected": c.rejected},
+        },
+        "first_errors": errors.iter().map(|e| json!({"line": e.line, "column": e.column, "code": e.code, "reason": e.reason, "value": e.value})).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_rfc_4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    #[test]
+    fn dates_are_rfc_2822() {
+        let d = super::rfc2822_now();
+        assert!(d.ends_with(" +0000") && d.len() >= 30, "{d}");
+    }
+}

@@ -1,0 +1,169 @@
+//! Dashboard accounts and their sessions. The operator's admin has no tenant; tenant users
+//! are an `owner` or a `user` (a user may be granted what owners may do). Passwords are
+//! argon2id PHC strings; session tokens, like API keys, are stored only as a SHA-256.
+
+use crate::{Result, Store, StoreError, now_ms};
+use rusqlite::{OptionalExtension, params};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Owner,
+    User,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "owner" => Some(Role::Owner),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+            Role::User => "user",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    /// `None` for the operator's admin.
+    pub tenant: Option<String>,
+    pub email: String,
+    pub role: Role,
+    /// An owner, or a user an owner granted it: may manage SFTP credentials and settings.
+    pub manages: bool,
+    pub password_hash: String,
+}
+
+const ACCOUNT_SELECT: &str = "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash
+    FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id";
+
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    let role: String = r.get(3)?;
+    Ok(Account {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        email: r.get(2)?,
+        role: Role::parse(&role).unwrap_or(Role::User),
+        manages: r.get(4)?,
+        password_hash: r.get(5)?,
+    })
+}
+
+impl Store {
+    /// Adds an account; emails are unique across sluice (they are the login name).
+    pub fn add_account(
+        &self,
+        tenant: Option<&str>,
+        email: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<i64> {
+        self.with(|c| {
+            let tenant_id = tenant.map(|t| crate::tenant_id(c, t)).transpose()?;
+            let inserted = c.execute(
+                "INSERT INTO users (tenant_id, email, role, manages, password_hash, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (email) DO NOTHING",
+                params![tenant_id, email, role.as_str(), role != Role::User, password_hash, now_ms()],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::AccountExists(email.to_owned()));
+            }
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    pub fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
+        self.with(|c| {
+            Ok(c.query_row(&format!("{ACCOUNT_SELECT} WHERE u.email = ?1"), [email], account_row)
+                .optional()?)
+        })
+    }
+
+    pub fn accounts(&self, tenant: Option<&str>) -> Result<Vec<Account>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "{ACCOUNT_SELECT} WHERE (?1 IS NULL AND u.tenant_id IS NULL) OR t.name = ?1 ORDER BY u.email"
+            ))?;
+            let rows = stmt.query_map([tenant], account_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    pub fn set_account_password(&self, email: &str, password_hash: &str) -> Result<()> {
+        self.with(|c| {
+            match c.execute(
+                "UPDATE users SET password_hash = ?2 WHERE email = ?1",
+                params![email, password_hash],
+            )? {
+                0 => Err(StoreError::NoSuchAccount(email.to_owned())),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Lets a tenant's user manage SFTP credentials and settings (or stops it).
+    pub fn set_account_manages(&self, email: &str, manages: bool) -> Result<()> {
+        self.with(|c| {
+            match c.execute(
+                "UPDATE users SET manages = ?2 WHERE email = ?1 AND tenant_id IS NOT NULL",
+                params![email, manages],
+            )? {
+                0 => Err(StoreError::NoSuchAccount(email.to_owned())),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Starts a session for an account; `token_hash` is the SHA-256 of the cookie's value.
+    pub fn create_session(&self, account: i64, token_hash: &str, csrf: &str, lifetime_ms: i64) -> Result<()> {
+        self.with(|c| {
+            let now = now_ms();
+            c.execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])?;
+            c.execute(
+                "INSERT INTO sessions (token_hash, user_id, csrf, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![token_hash, account, csrf, now, now + lifetime_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The account and CSRF token of a live session.
+    pub fn session(&self, token_hash: &str) -> Result<Option<(Account, String)>> {
+        self.with(|c| {
+            let sql = "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash, s.csrf
+                FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN tenants t ON t.id = u.tenant_id
+                WHERE s.token_hash = ?1 AND s.expires_ms > ?2";
+            Ok(c.query_row(sql, params![token_hash, now_ms()], |r| {
+                Ok((account_row(r)?, r.get::<_, String>(6)?))
+            })
+            .optional()?)
+        })
+    }
+
+    pub fn end_session(&self, token_hash: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
+            Ok(())
+        })
+    }
+
+    /// Ends every session of an account (its password changed).
+    pub fn end_sessions_of(&self, email: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE email = ?1)",
+                [email],
+            )?;
+            Ok(())
+        })
+    }
+}

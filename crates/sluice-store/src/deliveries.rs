@@ -1,0 +1,128 @@
+//! Notifications waiting to be sent, and the log of those sent or given up. An import's end
+//! queues one delivery per recipient and webhook; the notifier sends them later, so sending
+//! can never block or fail an import.
+
+use crate::{Result, Store, now_ms};
+use rusqlite::params;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Webhook,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub tenant: String,
+    pub import_id: i64,
+    pub channel: Channel,
+    /// An email address, or a webhook URL.
+    pub target: String,
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+const SELECT: &str =
+    "SELECT d.id, t.name, d.import_id, d.channel, d.target, d.status, d.attempts, d.last_error,
+    d.created_ms, d.finished_ms FROM deliveries d JOIN tenants t ON t.id = d.tenant_id";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    let channel: String = r.get(3)?;
+    Ok(Delivery {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        import_id: r.get(2)?,
+        channel: if channel == "email" { Channel::Email } else { Channel::Webhook },
+        target: r.get(4)?,
+        status: r.get(5)?,
+        attempts: r.get::<_, i64>(6)?.max(0) as u32,
+        last_error: r.get(7)?,
+        created_ms: r.get(8)?,
+        finished_ms: r.get(9)?,
+    })
+}
+
+impl Store {
+    /// Queues the notifications of an import's end, per the tenant's settings; returns how many.
+    pub fn queue_deliveries(&self, import_id: i64) -> Result<usize> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let (tenant_id, emails, url): (i64, String, String) = tx.query_row(
+                "SELECT t.id, t.notify_emails, t.webhook_url FROM imports i JOIN tenants t ON t.id = i.tenant_id WHERE i.id = ?1",
+                [import_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let now = now_ms();
+            let mut n = 0;
+            let targets = emails.split(',').filter(|e| !e.is_empty()).map(|e| ("email", e)).chain((!url.is_empty()).then_some(("webhook", url.as_str())));
+            for (channel, target) in targets {
+                tx.execute(
+                    "INSERT INTO deliveries (tenant_id, import_id, channel, target, status, next_ms, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+                    params![tenant_id, import_id, channel, target, now],
+                )?;
+                n += 1;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    /// Pending deliveries whose time has come, oldest first.
+    pub fn due_deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "{SELECT} WHERE d.status = 'pending' AND d.next_ms <= ?1 ORDER BY d.id LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![now_ms(), limit as i64], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Records an attempt: sent, or failed with a retry at `retry_at_ms` (`None`: given up).
+    pub fn delivery_attempted(&self, id: i64, error: Option<&str>, retry_at_ms: Option<i64>) -> Result<()> {
+        self.with(|c| {
+            let now = now_ms();
+            match (error, retry_at_ms) {
+                (None, _) => c.execute(
+                    "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, last_error = NULL, finished_ms = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?,
+                (Some(e), Some(at)) => c.execute(
+                    "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, next_ms = ?3 WHERE id = ?1",
+                    params![id, e, at],
+                )?,
+                (Some(e), None) => c.execute(
+                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = ?2, finished_ms = ?3 WHERE id = ?1",
+                    params![id, e, now],
+                )?,
+            };
+            Ok(())
+        })
+    }
+
+    /// A tenant's delivery log, newest first.
+    pub fn deliveries(&self, tenant: &str, limit: usize) -> Result<Vec<Delivery>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!("{SELECT} WHERE t.name = ?1 ORDER BY d.id DESC LIMIT ?2"))?;
+            let rows =
+                stmt.query_map(params![tenant, limit as i64], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+}

@@ -1,0 +1,635 @@
+//! The REST API under `/api/v1`: bearer API keys (a tenant's, or the operator's), JSON
+//! everywhere (errors carry a stable `code`), and an OpenAPI 3 document that describes it.
+//! A tenant's key sees only that tenant: anything else answers 404, as if it did not exist.
+
+use crate::Web;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_core::import::{Related, TypeFormat};
+use sluice_ingest::ApproveError;
+use sluice_store::{ImportRecord, KeyOwner, StoreError};
+
+pub fn routes() -> Router<Web> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/tenants", get(tenants))
+        .route("/api/v1/tenants/{tenant}", get(tenant))
+        .route("/api/v1/tenants/{tenant}/imports", get(imports))
+        .route("/api/v1/tenants/{tenant}/sync", post(sync))
+        .route("/api/v1/tenants/{tenant}/records/{type}", get(records))
+        .route("/api/v1/tenants/{tenant}/keys", get(keys).post(add_key).delete(remove_key))
+        .route("/api/v1/tenants/{tenant}/settings", get(settings).patch(change_settings))
+        .route("/api/v1/imports/{id}", get(import))
+        .route("/api/v1/imports/{id}/errors", get(import_errors))
+        .route("/api/v1/imports/{id}/approve", post(approve))
+        .route("/api/v1/imports/{id}/discard", post(discard))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /api/v1/openapi.json")
+        })
+}
+
+/// An error as the API returns it: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}, or not yours"))
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::warn!("api: {e}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "sluice could not answer; the server log says why",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoSuchTenant(_) => ApiError::not_found("such tenant"),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+
+/// `Path`, with a bad value answered in this API's error shape.
+pub struct ApiPath<T>(T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the path is not valid: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+/// `Query`, likewise.
+pub struct ApiQuery<T>(T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the query is not valid: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+/// Who is calling, from `Authorization: Bearer <key>`.
+pub struct Caller(KeyOwner);
+
+impl Caller {
+    /// The tenant's name if the caller may act for it; otherwise "not found".
+    fn may(&self, tenant: &str) -> Result<(), ApiError> {
+        match &self.0 {
+            KeyOwner::Operator => Ok(()),
+            KeyOwner::Tenant(own) if own == tenant => Ok(()),
+            KeyOwner::Tenant(_) => Err(ApiError::not_found("such tenant")),
+        }
+    }
+}
+
+impl FromRequestParts<Web> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            unauthorized("send an API key: Authorization: Bearer <key> (`sluice apikey add`)")
+        })?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 200)
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
+        let hash = crate::keys::hash(token);
+        // One indexed lookup: cheaper inline than a thread hop.
+        match web.ingest.store.api_key_by_hash(&hash) {
+            Ok(Some(key)) => Ok(Caller(key.owner)),
+            Ok(None) => Err(unauthorized("this API key is unknown or revoked")),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+}
+
+/// Runs blocking store or import work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+async fn tenants(State(web): State<Web>, caller: Caller) -> ApiResult {
+    let list = blocking(move || {
+        let all = web.ingest.store.tenants()?;
+        Ok(all
+            .into_iter()
+            .filter(|t| caller.may(t.name.as_str()).is_ok())
+            .map(|t| tenant_json(&web, &t))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(Json(json!({ "tenants": list })))
+}
+
+fn tenant_json(web: &Web, t: &sluice_store::Tenant) -> Value {
+    json!({
+        "name": t.name.as_str(),
+        "disabled": t.disabled,
+        "folders": t.layout.import_folders().iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+        "types": web.ingest.tenant_types(t),
+        "trigger": t.trigger.as_str(),
+        "schedule": t.schedule.as_ref().map(|c| c.as_str()),
+        "timezone": t.timezone,
+    })
+}
+
+async fn tenant(State(web): State<Web>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult {
+    caller.may(&name)?;
+    blocking(move || {
+        let t = web.ingest.store.require_tenant(&name)?;
+        let mut v = tenant_json(&web, &t);
+        let next = t.schedule.as_ref().and_then(|cron| {
+            sluice_ingest::next_run(cron, &t.timezone, jiff_now()).ok().flatten().map(|ts| ts.to_string())
+        });
+        v["next_run"] = json!(next);
+        let recent = web.ingest.store.imports(&name, 500)?;
+        let mut latest: Vec<Value> = Vec::new();
+        for r in &recent {
+            if !latest.iter().any(|l| l["type"] == r.type_name.as_str()) {
+                latest.push(crate::json::import(r));
+            }
+        }
+        v["latest_imports"] = json!(latest);
+        let counts = web.ingest.store.record_counts(&name)?;
+        v["records"] =
+            counts.into_iter().map(|(ty, n)| (ty, json!(n))).collect::<serde_json::Map<_, _>>().into();
+        Ok(Json(v))
+    })
+    .await
+}
+
+fn jiff_now() -> sluice_ingest::Timestamp {
+    sluice_ingest::Timestamp::now()
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    limit: Option<usize>,
+}
+
+impl Paging {
+    fn limit(&self, default: usize) -> Result<usize, ApiError> {
+        match self.limit.unwrap_or(default) {
+            0 => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_limit", "limit must be from 1 to 1000")),
+            n if n > 1000 => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_limit", "limit must be from 1 to 1000"))
+            }
+            n => Ok(n),
+        }
+    }
+}
+
+async fn imports(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(p): ApiQuery<Paging>,
+) -> ApiResult {
+    caller.may(&name)?;
+    let limit = p.limit(50)?;
+    blocking(move || {
+        web.ingest.store.require_tenant(&name)?;
+        let list = web.ingest.store.imports(&name, limit)?;
+        Ok(Json(json!({ "imports": list.iter().map(crate::json::import).collect::<Vec<_>>() })))
+    })
+    .await
+}
+
+/// An import the caller may see.
+fn visible_import(web: &Web, caller: &Caller, id: i64) -> Result<ImportRecord, ApiError> {
+    let record = web.ingest.store.import(id)?.ok_or_else(|| ApiError::not_found("such import"))?;
+    caller.may(&record.tenant).map_err(|_| ApiError::not_found("such import"))?;
+    Ok(record)
+}
+
+async fn import(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult {
+    blocking(move || Ok(Json(crate::json::import(&visible_import(&web, &caller, id)?)))).await
+}
+
+#[derive(Deserialize)]
+struct ErrorsQuery {
+    limit: Option<usize>,
+    offset: Option<usize>,
+    format: Option<String>,
+}
+
+async fn import_errors(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<ErrorsQuery>,
+) -> Result<Response, ApiError> {
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_format", "format is json or csv")),
+    };
+    let limit = Paging { limit: q.limit }.limit(if csv { 1000 } else { 100 })?;
+    let offset = q.offset.unwrap_or(0);
+    blocking(move || {
+        let record = visible_import(&web, &caller, id)?;
+        let errors = web.ingest.store.import_errors(record.id, if csv { sluice_store::STORED_ERRORS } else { limit }, if csv { 0 } else { offset })?;
+        if csv {
+            let mut text = String::from("line,column,code,reason,value\r\n");
+            for e in &errors {
+                let cells = [e.line.to_string(), e.column.clone(), e.code.clone(), e.reason.clone(), e.value.clone()];
+                let row: Vec<String> = cells.iter().map(|c| sluice_ingest::report::csv_cell(c)).collect();
+                text.push_str(&row.join(","));
+                text.push_str("\r\n");
+            }
+            let disposition = format!("attachment; filename=\"import-{id}-errors.csv\"");
+            return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], text).into_response());
+        }
+        let list: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"line": e.line, "column": e.column, "code": e.code, "reason": e.reason, "value": e.value}))
+            .collect();
+        Ok(Json(json!({"import": id, "rejected": record.counts.rejected, "offset": offset, "limit": limit, "errors": list})).into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct RecordsQuery {
+    limit: Option<usize>,
+    offset: Option<usize>,
+    student: Option<String>,
+    class: Option<String>,
+}
+
+async fn records(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath((name, type_name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<RecordsQuery>,
+) -> ApiResult {
+    caller.may(&name)?;
+    let limit = Paging { limit: q.limit }.limit(100)?;
+    let offset = q.offset.unwrap_or(0);
+    let types = &web.ingest.types;
+    if !types.has_records_of(&type_name) || types.get(&type_name).is_some_and(|t| t.format != TypeFormat::Csv)
+    {
+        return Err(ApiError::not_found("such record type"));
+    }
+    let filter = match (&q.student, &q.class) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_filter",
+                "filter by student or by class, not both",
+            ));
+        }
+        (Some(id), None) => Some((Related::Student, id.clone())),
+        (None, Some(id)) => Some((Related::Class, id.clone())),
+        (None, None) => None,
+    };
+    let filter = match filter {
+        Some((what, id)) => {
+            let path = types.related_path(&type_name, what).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_filter",
+                    format!("records of type {type_name} do not name a {}", what.what()),
+                )
+            })?;
+            Some((path, id))
+        }
+        None => None,
+    };
+    blocking(move || {
+        web.ingest.store.require_tenant(&name)?;
+        let columns: Option<Vec<String>> =
+            web.ingest.types.get(&type_name).map(|t| t.columns.iter().map(|c| c.name.clone()).collect());
+        let page = web.ingest.store.records_page(
+            &name,
+            &type_name,
+            filter.as_ref().map(|(p, v)| (p.as_str(), v.as_str())),
+            limit,
+            offset,
+        )?;
+        let records: Vec<Value> = page
+            .iter()
+            .map(|(_, data)| match &columns {
+                // CSV types store an array in the type's column order.
+                Some(cols) => {
+                    let values: Vec<Value> = serde_json::from_str(data).unwrap_or_default();
+                    Value::Object(cols.iter().cloned().zip(values).collect())
+                }
+                None => serde_json::from_str(data).unwrap_or(Value::Null),
+            })
+            .collect();
+        Ok(Json(json!({"type": type_name, "offset": offset, "limit": limit, "records": records})))
+    })
+    .await
+}
+
+async fn sync(State(web): State<Web>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult {
+    caller.may(&name)?;
+    blocking(move || {
+        web.ingest.store.require_tenant(&name)?;
+        let before = web.ingest.store.imports(&name, 1)?.first().map_or(0, |r| r.id);
+        let found = web.ingest.sync_tenant(&name).map_err(ApiError::internal)?;
+        let mut done: Vec<Value> = web
+            .ingest
+            .store
+            .imports(&name, 10_000)?
+            .iter()
+            .filter(|r| r.id > before)
+            .map(crate::json::import)
+            .collect();
+        done.reverse();
+        Ok(Json(json!({"found": found, "imports": done})))
+    })
+    .await
+}
+
+fn approval_error(e: ApproveError) -> ApiError {
+    match e {
+        ApproveError::NoSuchImport(_) => ApiError::not_found("such import"),
+        e @ (ApproveError::NotHeld(..) | ApproveError::Store(StoreError::NotHeld(_))) => {
+            ApiError::new(StatusCode::CONFLICT, "not_held", e.to_string())
+        }
+        e => ApiError::internal(e),
+    }
+}
+
+async fn approve(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult {
+    blocking(move || {
+        visible_import(&web, &caller, id)?;
+        let done = web.ingest.approve(id).map_err(approval_error)?;
+        Ok(Json(crate::json::import(&done)))
+    })
+    .await
+}
+
+async fn discard(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult {
+    blocking(move || {
+        visible_import(&web, &caller, id)?;
+        web.ingest.discard(id).map_err(approval_error)?;
+        let record = visible_import(&web, &caller, id)?;
+        Ok(Json(crate::json::import(&record)))
+    })
+    .await
+}
+
+/// A JSON request body, read by hand so that a bad one gets this API's error shape.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the request body is not what this endpoint takes: {e}"),
+        )
+    })
+}
+
+fn key_json(k: &sluice_store::AuthorizedKey) -> Value {
+    json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})
+}
+
+async fn keys(State(web): State<Web>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult {
+    caller.may(&name)?;
+    blocking(move || {
+        web.ingest.store.require_tenant(&name)?;
+        let keys = web.ingest.store.keys(&name)?;
+        Ok(Json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    public_key: String,
+}
+
+async fn add_key(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    caller.may(&name)?;
+    let new: NewKey = body(&bytes)?;
+    let key =
+        (web.parse_key)(&new.public_key).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_key", e))?;
+    blocking(move || {
+        let tenant = web.ingest.store.require_tenant(&name)?;
+        match web.ingest.store.add_key(&tenant.name, &key) {
+            Ok(()) => Ok((StatusCode::CREATED, Json(key_json(&key))).into_response()),
+            Err(e @ StoreError::KeyExists { .. }) => {
+                Err(ApiError::new(StatusCode::CONFLICT, "key_exists", e.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    fingerprint: String,
+}
+
+async fn remove_key(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<KeyQuery>,
+) -> ApiResult {
+    caller.may(&name)?;
+    blocking(move || match web.ingest.store.remove_key(&name, &q.fingerprint) {
+        Ok(()) => Ok(Json(json!({"removed": q.fingerprint}))),
+        Err(StoreError::NoSuchSshKey(_)) => Err(ApiError::not_found("such key")),
+        Err(e) => Err(e.into()),
+    })
+    .await
+}
+
+fn settings_json(t: &sluice_store::Tenant) -> Value {
+    json!({
+        "trigger": t.trigger.as_str(),
+        "schedule": t.schedule.as_ref().map(|c| c.as_str()),
+        "timezone": t.timezone,
+        "type_triggers": t.type_triggers.iter().map(|(ty, g)| (ty.clone(), json!(g.as_str()))).collect::<serde_json::Map<_, _>>(),
+        "safeguards": t.safeguards.iter().map(|s| json!({"type": s.type_name, "limit": s.limit.as_str(), "percent": s.percent})).collect::<Vec<_>>(),
+        "notify_emails": t.notify_emails,
+        // The secret is write-only.
+        "webhook_url": t.webhook.as_ref().map(|(url, _)| url.as_str()),
+    })
+}
+
+async fn settings(State(web): State<Web>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult {
+    caller.may(&name)?;
+    blocking(move || Ok(Json(settings_json(&web.ingest.store.require_tenant(&name)?)))).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsChange {
+    trigger: Option<String>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    #[serde(default)]
+    safeguards: Vec<SafeguardChange>,
+    notify_emails: Option<Vec<String>>,
+    /// An http(s) URL, or "" for no webhook.
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SafeguardChange {
+    #[serde(rename = "type")]
+    type_name: String,
+    limit: String,
+    percent: f64,
+}
+
+async fn change_settings(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    bytes: axum::body::Bytes,
+) -> ApiResult {
+    caller.may(&name)?;
+    let change: SettingsChange = body(&bytes)?;
+    let bad = |code: &'static str, m: String| ApiError::new(StatusCode::BAD_REQUEST, code, m);
+    // Everything is checked before anything is changed.
+    let trigger = match &change.trigger {
+        Some(t) => Some(sluice_core::Trigger::parse(t).ok_or_else(|| {
+            bad("bad_trigger", format!("trigger {t:?}: expected on_upload, manual, schedule or manifest"))
+        })?),
+        None => None,
+    };
+    let schedule = match &change.schedule {
+        Some(s) => {
+            Some(sluice_core::schedule::Cron::parse(s).map_err(|e| bad("bad_schedule", e.to_string()))?)
+        }
+        None => None,
+    };
+    if let Some(tz) = &change.timezone {
+        sluice_ingest::check_timezone(tz).map_err(|e| bad("bad_timezone", e))?;
+    }
+    let mut safeguards = Vec::new();
+    for s in &change.safeguards {
+        let setting = sluice_core::import::SafeguardSetting::parse(
+            &format!("{}.{}", s.type_name, s.limit),
+            &s.percent.to_string(),
+        )
+        .map_err(|e| bad("bad_safeguard", e))?;
+        if !web.ingest.types.has_records_of(&setting.type_name) {
+            return Err(bad("bad_safeguard", format!("no import type {:?}", setting.type_name)));
+        }
+        safeguards.push(setting);
+    }
+    let emails = match &change.notify_emails {
+        Some(list) => Some(
+            sluice_core::people::recipients(list.iter().map(String::as_str))
+                .map_err(|e| bad_request("bad_notify", e))?,
+        ),
+        None => None,
+    };
+    if let Some(url) = &change.webhook_url {
+        sluice_core::people::check_webhook_url(url).map_err(|e| bad_request("bad_notify", e))?;
+    }
+    blocking(move || {
+        let tenant = web.ingest.store.require_tenant(&name)?;
+        let will_schedule = trigger.unwrap_or(tenant.trigger) == sluice_core::Trigger::Schedule;
+        if will_schedule && schedule.is_none() && tenant.schedule.is_none() {
+            return Err(bad("bad_schedule", "trigger schedule needs a schedule, e.g. \"0 2 * * *\"".into()));
+        }
+        let store = &web.ingest.store;
+        if let Some(cron) = &schedule {
+            store.set_schedule(&tenant.name, cron)?;
+        }
+        if let Some(tz) = &change.timezone {
+            store.set_timezone(&tenant.name, tz)?;
+        }
+        if let Some(t) = trigger {
+            store.set_trigger(&tenant.name, t)?;
+        }
+        for s in &safeguards {
+            store.set_safeguard(&tenant.name, s)?;
+        }
+        if emails.is_some() || change.webhook_url.is_some() || change.webhook_secret.is_some() {
+            let (old_url, old_secret) = tenant.webhook.clone().unwrap_or_default();
+            store.set_notifications(
+                &tenant.name,
+                &emails.unwrap_or(tenant.notify_emails.clone()),
+                change.webhook_url.as_deref().unwrap_or(&old_url),
+                change.webhook_secret.as_deref().unwrap_or(&old_secret),
+            )?;
+        }
+        Ok(Json(settings_json(&store.require_tenant(&name)?)))
+    })
+    .await
+}
+
+fn bad_request(code: &'static str, message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}

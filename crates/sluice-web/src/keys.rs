@@ -1,0 +1,36 @@
+//! API key tokens: `slk_` and 64 hex digits (256 random bits from the OS), stored as a SHA-256.
+
+use std::io::Read;
+
+/// A new token, its displayable prefix and its hash.
+pub fn generate() -> std::io::Result<(String, String, String)> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let token = format!("slk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let prefix = token[..12].to_owned();
+    let hash = hash(&token);
+    Ok((token, prefix, hash))
+}
+
+/// What the store keeps of a token.
+pub fn hash(token: &str) -> String {
+    match sluice_core::sha256_of(token.as_bytes()) {
+        Ok((_, digest)) => digest.as_str().to_owned(),
+        // Hashing bytes in memory cannot fail; an empty hash matches no stored key.
+        Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_random_and_only_their_hash_is_kept() {
+        let (a, prefix, hash) = super::generate().unwrap();
+        let (b, ..) = super::generate().unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with("slk_") && a.len() == 68 && a.starts_with(&prefix));
+        assert_eq!(hash, super::hash(&a));
+        assert_eq!(hash.len(), 64);
+        assert!(!hash.contains(&a[4..]));
+    }
+}

@@ -1,0 +1,124 @@
+//! The HTTP side of sluice, in the same process as the SFTP server: the REST API (`api`),
+//! `/metrics` (Prometheus text format) and `/healthz`. Knows the store, the import service and
+//! the shared counters; nothing of SSH.
+
+mod api;
+pub mod json;
+pub mod keys;
+mod openapi;
+mod pages;
+pub mod tls;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sluice_core::metrics::{Gauges, Metrics};
+use sluice_ingest::Ingest;
+use std::sync::Arc;
+
+/// A client's address, over plain HTTP or TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+#[derive(Clone)]
+pub struct Web {
+    pub ingest: Arc<Ingest>,
+    pub metrics: Arc<Metrics>,
+    /// Parses an OpenSSH public key line (the SFTP layer's parser, handed in by the binary).
+    pub parse_key: fn(&str) -> Result<sluice_store::AuthorizedKey, String>,
+    /// Failed dashboard logins, for the rate limit.
+    pub logins: Arc<pages::LoginLimiter>,
+    /// Session cookies carry `Secure` (when sluice is reached over HTTPS).
+    pub secure_cookies: bool,
+    /// Dashboard logins checked at once (argon2id needs 19 MiB each).
+    pub password_checks: Arc<tokio::sync::Semaphore>,
+}
+
+impl Web {
+    pub fn new(
+        ingest: Arc<Ingest>,
+        metrics: Arc<Metrics>,
+        parse_key: fn(&str) -> Result<sluice_store::AuthorizedKey, String>,
+    ) -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Self {
+            ingest,
+            metrics,
+            parse_key,
+            logins: Arc::default(),
+            secure_cookies: false,
+            password_checks: Arc::new(tokio::sync::Semaphore::new(cpus)),
+        }
+    }
+}
+
+pub fn router(web: Web) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .merge(api::routes())
+        .merge(pages::routes())
+        .with_state(web)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves: over TLS when `tls` is given
+/// (session cookies are then `Secure`), plain HTTP otherwise (behind a TLS proxy).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    mut web: Web,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    web.secure_cookies |= tls.is_some();
+    // The peer address feeds the login rate limit.
+    let app = router(web).into_make_service_with_connect_info::<Peer>();
+    match tls {
+        Some(config) => {
+            axum::serve(tls::TlsListener::new(listener, config)?, app).with_graceful_shutdown(shutdown).await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+    }
+}
+
+async fn metrics(State(web): State<Web>) -> Response {
+    let store = web.ingest.store.clone();
+    // The queue depth is one small count; the store is synchronous.
+    let depth = tokio::task::spawn_blocking(move || store.pending_uploads()).await;
+    let queue_depth = match depth {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            tracing::warn!("metrics: {e}");
+            return (StatusCode::SERVICE_UNAVAILABLE, "the database cannot be read\n").into_response();
+        }
+        Err(e) => {
+            tracing::warn!("metrics: {e}");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let text = web.metrics.render(Gauges { queue_depth });
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+async fn healthz(State(web): State<Web>) -> Response {
+    let store = web.ingest.store.clone();
+    match tokio::task::spawn_blocking(move || store.pending_uploads()).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ok\n").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "the database cannot be read\n").into_response(),
+    }
+}

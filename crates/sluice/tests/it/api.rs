@@ -1,0 +1,354 @@
+//! The REST API: every endpoint, with a tenant's key, another tenant's key, the operator's,
+//! none, and a revoked one.
+
+use crate::common::*;
+use serde_json::Value;
+
+struct Api {
+    server: Server,
+    acme: String,
+    beta: String,
+    operator: String,
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Two tenants, each with a held import, a rejected row and records.
+fn setup() -> Api {
+    let server = Server::start();
+    for t in ["acme", "beta"] {
+        server.importing_tenant(t, "pw");
+        server.cli_ok(&["tenant", "set", t, "types=students,guardians"]);
+        let mut students = String::from("sisId,firstName,lastName\n");
+        for i in 0..20 {
+            students.push_str(&format!("{t}{i},F{i},L{i}\n"));
+        }
+        let file = write_file(server.dir.path(), "students.csv", students.as_bytes());
+        server.cli_ok(&["import", "--tenant", t, file.to_str().unwrap()]);
+        let guardians = format!(
+            "guardianSisId,studentSisId,firstName,lastName,email\nG1,{t}1,Ann,Lee,ann@example.org\nG2,{t}2,=HYPERLINK(\"x\"),Ray,\nG3,nobody,Cy,Doe,\n"
+        );
+        let file = write_file(server.dir.path(), "guardians.csv", guardians.as_bytes());
+        server.cli(&["import", "--tenant", t, file.to_str().unwrap()]);
+        // Half the students: held by the safeguard.
+        let half: String = students.lines().take(11).map(|l| format!("{l}\n")).collect();
+        let file = write_file(server.dir.path(), "students.csv", half.as_bytes());
+        server.cli_ok(&["import", "--tenant", t, file.to_str().unwrap()]);
+    }
+    let acme = server.api_key(Some("acme"));
+    let beta = server.api_key(Some("beta"));
+    let operator = server.api_key(None);
+    Api { server, acme, beta, operator }
+}
+
+impl Api {
+    fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        let (status, _, body) = self.server.http("GET", path, Some(key));
+        (status, json(&body))
+    }
+
+    fn post(&self, path: &str, key: &str) -> (u16, Value) {
+        let (status, _, body) = self.server.http("POST", path, Some(key));
+        (status, json(&body))
+    }
+
+    /// The id of the tenant's import with this status.
+    fn import_id(&self, tenant: &str, status: &str) -> i64 {
+        let (_, v) = self.get(&format!("/api/v1/tenants/{tenant}/imports"), &self.operator);
+        v["imports"].as_array().unwrap().iter().find(|i| i["status"] == status).unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_tenants_key_sees_only_its_tenant_on_every_endpoint() {
+    let api = setup();
+    let acme_held = api.import_id("acme", "held");
+    let beta_held = api.import_id("beta", "held");
+    let beta_incomplete = api.import_id("beta", "incomplete");
+
+    // Listing: the tenant's key sees itself, the operator everyone.
+    let (status, v) = api.get("/api/v1/tenants", &api.acme);
+    assert_eq!(status, 200);
+    let names: Vec<&str> =
+        v["tenants"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acme"]);
+    let (_, v) = api.get("/api/v1/tenants", &api.operator);
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 2);
+
+    // Every read endpoint: 200 for one's own, 404 (as if absent) for the other tenant's.
+    for (own, other) in [
+        ("/api/v1/tenants/acme".to_owned(), "/api/v1/tenants/beta".to_owned()),
+        ("/api/v1/tenants/acme/imports".to_owned(), "/api/v1/tenants/beta/imports".to_owned()),
+        (
+            "/api/v1/tenants/acme/records/students".to_owned(),
+            "/api/v1/tenants/beta/records/students".to_owned(),
+        ),
+        (format!("/api/v1/imports/{acme_held}"), format!("/api/v1/imports/{beta_held}")),
+        (
+            format!("/api/v1/imports/{}/errors", api.import_id("acme", "incomplete")),
+            format!("/api/v1/imports/{beta_incomplete}/errors"),
+        ),
+    ] {
+        let (status, body) = api.get(&own, &api.acme);
+        assert_eq!(status, 200, "{own}: {body}");
+        let (status, body) = api.get(&other, &api.acme);
+        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{other}: {body}");
+        assert!(!body.to_string().contains("beta0"), "nothing of the other tenant leaks: {body}");
+        let (status, _) = api.get(&other, &api.operator);
+        assert_eq!(status, 200, "the operator sees {other}");
+    }
+    // The CSV report of another tenant's import is hidden too.
+    let (status, _, _) = api.server.http(
+        "GET",
+        &format!("/api/v1/imports/{beta_incomplete}/errors?format=csv"),
+        Some(&api.acme),
+    );
+    assert_eq!(status, 404);
+
+    // Every action: refused for the other tenant, and nothing changes.
+    for path in [
+        "/api/v1/tenants/beta/sync".to_owned(),
+        format!("/api/v1/imports/{beta_held}/approve"),
+        format!("/api/v1/imports/{beta_held}/discard"),
+    ] {
+        let (status, body) = api.post(&path, &api.acme);
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (_, v) = api.get(&format!("/api/v1/imports/{beta_held}"), &api.beta);
+    assert_eq!(v["status"], "held", "beta's held import is untouched");
+
+    // Without a key, with a malformed one, with a revoked one: 401 with a stable code.
+    let (status, _, body) = api.server.http("GET", "/api/v1/tenants", None);
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (401, Some("unauthorized")));
+    let (status, _) = api.get("/api/v1/tenants", "slk_0000");
+    assert_eq!(status, 401);
+    let listed = api.server.cli_ok(&["apikey", "list", "--tenant", "acme", "--json"]);
+    assert!(!listed.contains(&api.acme[4..]), "a listing never shows the key");
+    let id = json(&listed)[0]["id"].to_string();
+    api.server.cli_ok(&["apikey", "revoke", &id]);
+    let (status, body) = api.get("/api/v1/tenants", &api.acme);
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("revoked"));
+}
+
+#[test]
+fn imports_errors_records_sync_approve_and_discard() {
+    let api = setup();
+    let key = &api.acme;
+    // The tenant overview: latest import per type, record counts.
+    let (_, t) = api.get("/api/v1/tenants/acme", key);
+    assert_eq!(t["records"]["students"], 20, "{t}");
+    let latest: Vec<&str> =
+        t["latest_imports"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(latest, ["students", "guardians"]);
+
+    // Errors as JSON, paged, and as the CSV report with formulas neutralised.
+    let incomplete = api.import_id("acme", "incomplete");
+    let (_, e) = api.get(&format!("/api/v1/imports/{incomplete}/errors?limit=1"), key);
+    assert_eq!((e["rejected"].as_u64(), e["errors"].as_array().unwrap().len()), (Some(1), 1), "{e}");
+    assert_eq!(e["errors"][0]["code"], "unknown_reference");
+    let (status, content_type, csv) =
+        api.server.http("GET", &format!("/api/v1/imports/{incomplete}/errors?format=csv"), Some(key));
+    assert_eq!((status, content_type.as_str()), (200, "text/csv; charset=utf-8"));
+    assert!(csv.starts_with("line,column,code,reason,value\r\n4,studentSisId,unknown_reference"), "{csv}");
+    let (status, bad) = api.get(&format!("/api/v1/imports/{incomplete}/errors?format=xml"), key);
+    assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("bad_format")));
+
+    // Records: paged, filtered by student, and objects by column name.
+    let (_, page) = api.get("/api/v1/tenants/acme/records/students?limit=5&offset=5", key);
+    let ids: Vec<&str> =
+        page["records"].as_array().unwrap().iter().map(|r| r["sisId"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 5);
+    let (_, g) = api.get("/api/v1/tenants/acme/records/guardians?student=acme1", key);
+    let g = g["records"].as_array().unwrap();
+    assert_eq!((g.len(), g[0]["firstName"].as_str()), (1, Some("Ann")));
+    let (status, _) = api.get("/api/v1/tenants/acme/records/nosuchtype", key);
+    assert_eq!(status, 404);
+    let (status, _) = api.get("/api/v1/tenants/acme/records/students?limit=0", key);
+    assert_eq!(status, 400);
+
+    // Approve the held import: 10 students deleted. Approving again is a conflict.
+    let held = api.import_id("acme", "held");
+    let (status, done) = api.post(&format!("/api/v1/imports/{held}/approve"), key);
+    assert_eq!(
+        (status, done["status"].as_str(), done["counts"]["deleted"].as_u64()),
+        (200, Some("complete"), Some(10)),
+        "{done}"
+    );
+    let (status, again) = api.post(&format!("/api/v1/imports/{held}/approve"), key);
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("not_held")));
+    // Discard beta's held import with the operator's key.
+    let beta_held = api.import_id("beta", "held");
+    let (status, dropped) = api.post(&format!("/api/v1/imports/{beta_held}/discard"), &api.operator);
+    assert_eq!((status, dropped["status"].as_str()), (200, Some("discarded")));
+
+    // Sync now: a file waiting in the folder is imported.
+    api.server.cli_ok(&["tenant", "set", "acme", "trigger=manual"]);
+    std::fs::write(
+        api.server.tenant_dir("acme").join("students/students.csv"),
+        "sisId,firstName,lastName\nacme0,F0,L0\nnew1,N,N\n",
+    )
+    .unwrap();
+    let (status, s) = api.post("/api/v1/tenants/acme/sync", key);
+    assert_eq!((status, s["found"].as_u64()), (200, Some(1)), "{s}");
+    assert_eq!(s["imports"][0]["counts"]["added"], 1, "{s}");
+}
+
+#[test]
+fn the_openapi_document_lists_every_endpoint() {
+    let api = setup();
+    let (status, _, body) = api.server.http("GET", "/api/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    let doc = json(&body);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let mut paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/imports/{id}",
+            "/api/v1/imports/{id}/approve",
+            "/api/v1/imports/{id}/discard",
+            "/api/v1/imports/{id}/errors",
+            "/api/v1/tenants",
+            "/api/v1/tenants/{tenant}",
+            "/api/v1/tenants/{tenant}/imports",
+            "/api/v1/tenants/{tenant}/keys",
+            "/api/v1/tenants/{tenant}/records/{type}",
+            "/api/v1/tenants/{tenant}/settings",
+            "/api/v1/tenants/{tenant}/sync",
+        ]
+    );
+    // Every $ref resolves.
+    let text = body.clone();
+    for r in text.split("\"$ref\":\"#/components/").skip(1) {
+        let path = &r[..r.find('"').unwrap()];
+        let mut node = &doc["components"];
+        for part in path.split('/') {
+            node = &node[part];
+        }
+        assert!(!node.is_null(), "dangling $ref {path}");
+    }
+    let (status, _, body) = api.server.http("GET", "/api/v1/nothing", Some(&api.operator));
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("not_found")));
+}
+
+#[test]
+fn sftp_keys_and_settings_through_the_api() {
+    let api = setup();
+    let pubkey = std::fs::read_to_string(api.server.key("acme").with_extension("pub")).unwrap();
+    let (status, _, v) = api.server.http("GET", "/api/v1/tenants/acme/keys", Some(&api.acme));
+    assert_eq!((status, json(&v)["keys"].as_array().unwrap().len()), (200, 1));
+    // The other tenant can neither see nor add nor remove them.
+    let fingerprint = json(&v)["keys"][0]["fingerprint"].as_str().unwrap().to_owned();
+    let (status, _, _) = api.server.http("GET", "/api/v1/tenants/acme/keys", Some(&api.beta));
+    assert_eq!(status, 404);
+    let body = serde_json::json!({"public_key": pubkey.trim()}).to_string();
+    let (status, _, _) = api.server.http_with("POST", "/api/v1/tenants/acme/keys", Some(&api.beta), &body);
+    assert_eq!(status, 404);
+    let encoded: String = fingerprint.bytes().map(|b| format!("%{b:02X}")).collect();
+    let (status, _, _) = api.server.http(
+        "DELETE",
+        &format!("/api/v1/tenants/acme/keys?fingerprint={encoded}"),
+        Some(&api.beta),
+    );
+    assert_eq!(status, 404);
+    // Its own key: adding it again is a conflict, a bad one is explained, removing works.
+    let (status, _, v) = api.server.http_with("POST", "/api/v1/tenants/acme/keys", Some(&api.acme), &body);
+    assert_eq!((status, json(&v)["error"]["code"].as_str()), (409, Some("key_exists")));
+    let (status, _, v) = api.server.http_with(
+        "POST",
+        "/api/v1/tenants/acme/keys",
+        Some(&api.acme),
+        r#"{"public_key": "ssh-rsa AAAA"}"#,
+    );
+    assert_eq!((status, json(&v)["error"]["code"].as_str()), (400, Some("bad_key")));
+    let (status, _, v) =
+        api.server.http_with("POST", "/api/v1/tenants/acme/keys", Some(&api.acme), "{not json");
+    assert_eq!((status, json(&v)["error"]["code"].as_str()), (400, Some("bad_request")));
+    let (status, _, _) = api.server.http(
+        "DELETE",
+        &format!("/api/v1/tenants/acme/keys?fingerprint={encoded}"),
+        Some(&api.acme),
+    );
+    assert_eq!(status, 200);
+    let (status, _, v) = api.server.http_with("POST", "/api/v1/tenants/acme/keys", Some(&api.acme), &body);
+    assert_eq!((status, json(&v)["fingerprint"].as_str()), (201, Some(fingerprint.as_str())));
+
+    // Settings: checked as a whole, applied as a whole.
+    let change = r#"{"trigger": "schedule", "schedule": "0 2 * * *", "timezone": "America/Chicago", "safeguards": [{"type": "students", "limit": "deleted", "percent": 5}]}"#;
+    let (status, _, v) =
+        api.server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&api.acme), change);
+    let v = json(&v);
+    assert_eq!(
+        (status, v["trigger"].as_str(), v["timezone"].as_str()),
+        (200, Some("schedule"), Some("America/Chicago")),
+        "{v}"
+    );
+    assert_eq!(v["safeguards"][0]["percent"], 5.0);
+    let bad = r#"{"trigger": "manual", "timezone": "Mars/Olympus"}"#;
+    let (status, _, v) = api.server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&api.acme), bad);
+    assert_eq!((status, json(&v)["error"]["code"].as_str()), (400, Some("bad_timezone")));
+    let (_, _, v) = api.server.http("GET", "/api/v1/tenants/acme/settings", Some(&api.acme));
+    assert_eq!(json(&v)["trigger"], "schedule", "a refused change changes nothing");
+    let (status, _, _) = api.server.http_with(
+        "PATCH",
+        "/api/v1/tenants/acme/settings",
+        Some(&api.beta),
+        r#"{"trigger": "manual"}"#,
+    );
+    assert_eq!(status, 404);
+}
+
+/// schemathesis (PyPI) generates requests from `/api/v1/openapi.json` and checks that no
+/// answer is a server error or contradicts the document.
+#[test]
+fn schemathesis_finds_no_server_errors_and_no_answers_the_schema_does_not_describe() {
+    if !have("schemathesis", "schemathesis (pip install schemathesis)") {
+        return;
+    }
+    let api = setup();
+    let url = format!("http://127.0.0.1:{}/api/v1/openapi.json", api.server.http_port);
+    let auth = format!("Authorization: Bearer {}", api.operator);
+    let mut cmd = std::process::Command::new("schemathesis");
+    cmd.args(["run", &url, "-H", &auth])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--max-time", "25", "--seed", "7", "--no-color"])
+        .env("SCHEMATHESIS_TELEMETRY", "false");
+    let out = run_with_timeout(&mut cmd, std::time::Duration::from_secs(180));
+    let text = output_text(&out);
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    assert!(text.contains("passed"), "{text}");
+}
+
+#[test]
+fn notification_settings_through_the_api() {
+    let api = setup();
+    let change = r#"{"notify_emails": ["Ops@District.org"], "webhook_url": "https://hooks.example.org/x", "webhook_secret": "s3cret-value"}"#;
+    let (status, _, v) =
+        api.server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&api.acme), change);
+    let v = json(&v);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["notify_emails"][0].as_str(), v["webhook_url"].as_str()),
+        (Some("ops@district.org"), Some("https://hooks.example.org/x"))
+    );
+    assert!(!v.to_string().contains("s3cret-value"), "the secret is never shown: {v}");
+    let bad = r#"{"notify_emails": ["not an address"]}"#;
+    let (status, _, v) = api.server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&api.acme), bad);
+    assert_eq!((status, json(&v)["error"]["code"].as_str()), (400, Some("bad_notify")));
+    let off = r#"{"webhook_url": ""}"#;
+    let (status, _, v) = api.server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&api.acme), off);
+    assert_eq!(
+        (status, json(&v)["webhook_url"].is_null()),
+        (200, true),
+        "an empty URL turns the webhook off"
+    );
+}

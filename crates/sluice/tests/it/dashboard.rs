@@ -1,0 +1,366 @@
+//! The dashboard over plain HTTP, as a browser without JavaScript uses it: login, sessions,
+//! CSRF, what a tenant's account may see, and escaping of values from tenants' files.
+
+use crate::common::*;
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}: ", name.to_ascii_lowercase());
+        self.head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().starts_with(&prefix).then(|| l[prefix.len()..].to_owned()))
+    }
+}
+
+fn request(server: &Server, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Reply {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Reply { status, head: head.to_owned(), body: body.to_owned() }
+}
+
+fn login(server: &Server, email: &str, password: &str) -> Reply {
+    // As a browser does: fetch the form (its token, in a cookie and a field), then post it.
+    let form = request(server, "GET", "/login", None, "");
+    let cookie = form.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let at = form.body.find("name=\"login_token\" value=\"").unwrap() + 26;
+    let token = &form.body[at..at + form.body[at..].find('"').unwrap()];
+    request(
+        server,
+        "POST",
+        "/login",
+        Some(&cookie),
+        &format!("login_token={token}&email={email}&password={password}"),
+    )
+}
+
+/// Logs in; returns the session cookie (`sluice_session=...`).
+fn session(server: &Server, email: &str, password: &str) -> String {
+    let r = login(server, email, password);
+    assert_eq!(r.status, 303, "{}\n{}", r.head, r.body);
+    r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned()
+}
+
+fn csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+fn setup() -> Server {
+    let server = Server::start();
+    for (t, email, role) in [("acme", "ann@acme.org", "owner"), ("beta", "bob@beta.org", "user")] {
+        server.importing_tenant(t, "pw");
+        let out =
+            server.cli_stdin(&["user", "add", t, email, "--role", role, "--password-stdin"], "secret-1\n");
+        assert!(out.status.success(), "{}", output_text(&out));
+        let students = format!(
+            "sisId,firstName,lastName,birthDate\n{t}1,Ann,Lee,2010-01-01\n{t}2,<script>alert(1)</script>,x,2010-01-02\n{t}3,Cy,y,<img src=x onerror=alert(2)>\n"
+        );
+        let file = write_file(server.dir.path(), "students.csv", students.as_bytes());
+        server.cli(&["import", "--tenant", t, file.to_str().unwrap()]);
+    }
+    let out = server.cli_stdin(&["admin", "passwd", "--password-stdin"], "admin-pw\n");
+    assert!(out.status.success(), "{}", output_text(&out));
+    server
+}
+
+fn last_import_id(server: &Server, tenant: &str) -> i64 {
+    let list: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["imports", "--tenant", tenant, "--json", "--limit", "1"]))
+            .unwrap();
+    list[0]["id"].as_i64().unwrap()
+}
+
+#[test]
+fn a_tenants_account_sees_only_its_tenant_and_the_operator_sees_all() {
+    let server = setup();
+    let r = request(&server, "GET", "/", None, "");
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/login")));
+    let r = login(&server, "ann@acme.org", "wrong");
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("Wrong email or password"));
+
+    let r = login(&server, "ann@acme.org", "secret-1");
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/t/acme")));
+    let cookie_header = r.header("set-cookie").unwrap();
+    let flags = cookie_header.to_ascii_lowercase();
+    assert!(flags.contains("httponly") && flags.contains("samesite=strict"), "{cookie_header}");
+    let ann = cookie_header.split(';').next().unwrap().to_owned();
+
+    let page = request(&server, "GET", "/t/acme", Some(&ann), "");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Sync now") && page.body.contains("<svg"), "{}", page.body);
+    let beta_import = last_import_id(&server, "beta");
+    for path in [
+        "/t/beta".to_owned(),
+        "/t/beta/imports".to_owned(),
+        format!("/imports/{beta_import}"),
+        format!("/imports/{beta_import}/errors.csv"),
+    ] {
+        let r = request(&server, "GET", &path, Some(&ann), "");
+        assert_eq!(r.status, 404, "{path}");
+        assert!(!r.body.contains("beta1"), "{path} leaks: {}", r.body);
+    }
+    let r = request(&server, "POST", "/t/beta/sync", Some(&ann), &format!("csrf={}", csrf(&page.body)));
+    assert_eq!(r.status, 404);
+
+    let admin = session(&server, "admin", "admin-pw");
+    let all = request(&server, "GET", "/", Some(&admin), "");
+    assert!(all.body.contains("/t/acme") && all.body.contains("/t/beta"), "{}", all.body);
+    assert_eq!(request(&server, "GET", &format!("/imports/{beta_import}"), Some(&admin), "").status, 200);
+}
+
+#[test]
+fn forms_need_the_csrf_token_and_file_values_never_become_markup() {
+    let server = setup();
+    let ann = session(&server, "ann@acme.org", "secret-1");
+    let id = last_import_id(&server, "acme");
+    let page = request(&server, "GET", &format!("/imports/{id}"), Some(&ann), "");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("&lt;img src=x onerror=alert(2)&gt;"), "{}", page.body);
+    assert!(!page.body.contains("<img src=x") && !page.body.contains("<script>alert"), "{}", page.body);
+    let report = request(&server, "GET", &format!("/imports/{id}/errors.csv"), Some(&ann), "");
+    assert_eq!(report.status, 200);
+    assert!(report.header("content-disposition").unwrap().contains("attachment"));
+
+    // Sync now: refused without the session's token, done with it.
+    let overview = request(&server, "GET", "/t/acme", Some(&ann), "");
+    let token = csrf(&overview.body);
+    assert_eq!(request(&server, "POST", "/t/acme/sync", Some(&ann), "").status, 403);
+    assert_eq!(request(&server, "POST", "/t/acme/sync", Some(&ann), "csrf=forged").status, 403);
+    std::fs::write(
+        server.tenant_dir("acme").join("students/students.csv"),
+        "sisId,firstName,lastName\nacme1,Ann,Lee\n",
+    )
+    .unwrap();
+    server.cli_ok(&["tenant", "set", "acme", "trigger=manual"]);
+    let r = request(&server, "POST", "/t/acme/sync", Some(&ann), &format!("csrf={token}"));
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/t/acme/imports")));
+    let held = last_import_id(&server, "acme");
+    let detail = request(&server, "GET", &format!("/imports/{held}"), Some(&ann), "");
+    assert!(
+        detail.body.contains("held by the safeguard") && detail.body.contains("Approve"),
+        "{}",
+        detail.body
+    );
+    assert!(
+        detail.body.contains("approving deletes acme2"),
+        "what approval deletes is shown: {}",
+        detail.body
+    );
+    let r =
+        request(&server, "POST", &format!("/imports/{held}/approve"), Some(&ann), &format!("csrf={token}"));
+    assert_eq!(r.status, 303);
+    let detail = request(&server, "GET", &format!("/imports/{held}"), Some(&ann), "");
+    assert!(detail.body.contains("badge complete"), "{}", detail.body);
+
+    // Logging out ends the session.
+    assert_eq!(request(&server, "POST", "/logout", Some(&ann), &format!("csrf={token}")).status, 303);
+    assert_eq!(request(&server, "GET", "/t/acme", Some(&ann), "").status, 303);
+}
+
+#[test]
+fn a_login_posted_from_elsewhere_is_refused() {
+    let server = setup();
+    // No form token (another site posting a login of its choosing): refused.
+    let r = request(&server, "POST", "/login", None, "email=ann@acme.org&password=secret-1");
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = request(
+        &server,
+        "POST",
+        "/login",
+        Some("sluice_login=abc"),
+        "login_token=abd&email=ann@acme.org&password=secret-1",
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(login(&server, "ann@acme.org", "secret-1").status, 303);
+}
+
+#[test]
+fn failed_logins_are_rate_limited() {
+    let server = setup();
+    for _ in 0..10 {
+        assert_eq!(login(&server, "bob@beta.org", "nope").status, 401);
+    }
+    let r = login(&server, "bob@beta.org", "secret-1");
+    assert_eq!(r.status, 429, "even the right password waits: {}", r.body);
+    assert!(r.body.contains("wait ten minutes"));
+}
+
+fn form_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[test]
+fn only_owners_and_granted_users_manage_credentials_and_settings() {
+    let server = setup();
+    let bob = session(&server, "bob@beta.org", "secret-1");
+    // bob is a plain user of beta: he sees beta, but not its credentials or settings.
+    assert_eq!(request(&server, "GET", "/t/beta", Some(&bob), "").status, 200);
+    let r = request(&server, "GET", "/t/beta/sftp", Some(&bob), "");
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("Only an owner"), "{}", r.body);
+    let token = csrf(&request(&server, "GET", "/t/beta", Some(&bob), "").body);
+    assert_eq!(
+        request(
+            &server,
+            "POST",
+            "/t/beta/sftp/password",
+            Some(&bob),
+            &format!("csrf={token}&password=long-enough-pw")
+        )
+        .status,
+        403
+    );
+    assert_eq!(request(&server, "GET", "/t/beta/settings", Some(&bob), "").status, 403);
+
+    // Nor may he approve what the safeguard held: that overrides it, deletions included.
+    let file = write_file(server.dir.path(), "students.csv", b"sisId,firstName,lastName\nbeta1,Ann,Lee\n");
+    server.cli_ok(&["import", "--tenant", "beta", file.to_str().unwrap()]);
+    let held = last_import_id(&server, "beta");
+    let r =
+        request(&server, "POST", &format!("/imports/{held}/approve"), Some(&bob), &format!("csrf={token}"));
+    assert_eq!(r.status, 403, "{}", r.body);
+    let status: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["import", "show", &held.to_string(), "--json"])).unwrap();
+    assert_eq!(status["status"], "held");
+
+    // Once granted, he may.
+    server.cli_ok(&["user", "grant", "bob@beta.org"]);
+    let page = request(&server, "GET", "/t/beta/sftp", Some(&bob), "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let token = csrf(&page.body);
+    let key = std::fs::read_to_string(server.key("acme").with_extension("pub")).unwrap();
+    let r = request(
+        &server,
+        "POST",
+        "/t/beta/sftp/keys",
+        Some(&bob),
+        &format!("csrf={token}&public_key={}", form_encode(key.trim())),
+    );
+    assert_eq!(r.status, 303);
+    let listed = server.cli_ok(&["key", "list", "beta"]);
+    assert!(listed.contains("ssh-ed25519"), "{listed}");
+    let r = request(
+        &server,
+        "POST",
+        "/t/beta/sftp/keys",
+        Some(&bob),
+        &format!("csrf={token}&public_key=not-a-key"),
+    );
+    assert!(r.header("location").unwrap().contains("Not%20added"), "{}", r.head);
+    let short = request(
+        &server,
+        "POST",
+        "/t/beta/sftp/password",
+        Some(&bob),
+        &format!("csrf={token}&password=short"),
+    );
+    assert!(short.header("location").unwrap().contains("at%20least%2012"), "{}", short.head);
+    let r = request(
+        &server,
+        "POST",
+        "/t/beta/sftp/password",
+        Some(&bob),
+        &format!("csrf={token}&password=a-long-new-password"),
+    );
+    assert!(r.header("location").unwrap().contains("Password%20set"), "{}", r.head);
+    // Without the token nothing changes.
+    assert_eq!(
+        request(&server, "POST", "/t/beta/sftp/password", Some(&bob), "password=another-long-one").status,
+        403
+    );
+
+    // Settings: a bad time zone is refused whole; a good change is saved.
+    let form = |tz: &str| {
+        format!(
+            "csrf={token}&trigger=schedule&schedule={}&timezone={}&emails={}&webhook=&webhook_secret=",
+            form_encode("0 2 * * *"),
+            form_encode(tz),
+            form_encode("ops@beta.org")
+        )
+    };
+    let r = request(&server, "POST", "/t/beta/settings", Some(&bob), &form("Mars/Olympus"));
+    assert!(r.header("location").unwrap().contains("Not%20saved"), "{}", r.head);
+    assert!(!server.cli_ok(&["tenant", "show", "beta"]).contains("ops@beta.org"));
+    let r = request(&server, "POST", "/t/beta/settings", Some(&bob), &form("America/Chicago"));
+    assert!(r.header("location").unwrap().contains("Saved"), "{}", r.head);
+    let shown = server.cli_ok(&["tenant", "show", "beta"]);
+    assert!(shown.contains("ops@beta.org") && shown.contains("America/Chicago"), "{shown}");
+    // Still nothing of another tenant.
+    assert_eq!(request(&server, "GET", "/t/acme/sftp", Some(&bob), "").status, 404);
+}
+
+#[test]
+fn an_owner_lets_a_user_manage_and_takes_it_back() {
+    let server = setup();
+    let out = server.cli_stdin(
+        &["user", "add", "acme", "cy@acme.org", "--role", "user", "--password-stdin"],
+        "secret-2\n",
+    );
+    assert!(out.status.success());
+    let cy = session(&server, "cy@acme.org", "secret-2");
+    assert_eq!(request(&server, "GET", "/t/acme/sftp", Some(&cy), "").status, 403);
+    // cy cannot grant himself.
+    let team = request(&server, "GET", "/t/acme/team", Some(&cy), "");
+    assert!(!team.body.contains("Let manage"), "{}", team.body);
+    let token = csrf(&team.body);
+    let r = request(
+        &server,
+        "POST",
+        "/t/acme/team",
+        Some(&cy),
+        &format!("csrf={token}&email=cy%40acme.org&manages=1"),
+    );
+    assert_eq!(r.status, 403);
+    // ann, the owner, can; and cannot touch another tenant's user.
+    let ann = session(&server, "ann@acme.org", "secret-1");
+    let team = request(&server, "GET", "/t/acme/team", Some(&ann), "");
+    assert!(team.body.contains("Let manage"), "{}", team.body);
+    let token = csrf(&team.body);
+    let r = request(
+        &server,
+        "POST",
+        "/t/acme/team",
+        Some(&ann),
+        &format!("csrf={token}&email=bob%40beta.org&manages=1"),
+    );
+    assert!(r.header("location").unwrap().contains("no%20such%20user"), "{}", r.head);
+    let r = request(
+        &server,
+        "POST",
+        "/t/acme/team",
+        Some(&ann),
+        &format!("csrf={token}&email=cy%40acme.org&manages=1"),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(request(&server, "GET", "/t/acme/sftp", Some(&cy), "").status, 200);
+    request(
+        &server,
+        "POST",
+        "/t/acme/team",
+        Some(&ann),
+        &format!("csrf={token}&email=cy%40acme.org&manages=0"),
+    );
+    assert_eq!(request(&server, "GET", "/t/acme/sftp", Some(&cy), "").status, 403);
+}

@@ -1,0 +1,178 @@
+//! Email (to a real SMTP server, Python's aiosmtpd) and webhooks (to a receiver in this test
+//! that fails first, to prove the retry), with the signature checked.
+
+use crate::common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+const STUDENTS: &str = "sisId,firstName,lastName,birthDate\nS1,Ann,Lee,2010-01-01\nS2,Bob,Ray,not a date\n=cmd,Cy,Doe,2011-02-02\n";
+
+fn import(server: &Server) {
+    let file = write_file(server.dir.path(), "students.csv", STUDENTS.as_bytes());
+    server.cli(&["import", "--tenant", "acme", file.to_str().unwrap()]);
+}
+
+#[test]
+fn an_import_is_emailed_with_its_counts_first_errors_and_report() {
+    if !have_python_module("aiosmtpd", "aiosmtpd (pip install aiosmtpd)") {
+        return;
+    }
+    let maildir = tempfile::tempdir().unwrap();
+    let (mut smtpd, port) = start_smtpd(maildir.path(), None);
+    let port_text = port.to_string();
+    let server = Server::start_with(&[
+        ("SLUICE_NOTIFICATIONS_SMTP_HOST", "127.0.0.1"),
+        ("SLUICE_NOTIFICATIONS_SMTP_PORT", &port_text),
+        ("SLUICE_NOTIFICATIONS_FROM", "imports@vendor.example"),
+    ]);
+    server.importing_tenant("acme", "pw");
+    let bad = server.cli(&["tenant", "set", "acme", "notify.email=ops@district.org,not an address"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", output_text(&bad));
+    server.cli_ok(&["tenant", "set", "acme", "notify.email=ops@district.org,sis@district.org"]);
+    import(&server);
+
+    let new = maildir.path().join("new");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let messages = loop {
+        let found: Vec<_> =
+            std::fs::read_dir(&new).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        if found.len() == 2 || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = smtpd.kill();
+    let _ = smtpd.wait();
+    assert_eq!(
+        messages.len(),
+        2,
+        "one message per recipient; deliveries: {}",
+        server.cli_ok(&["deliveries", "--tenant", "acme"])
+    );
+    let raw = std::fs::read_to_string(&messages[0]).unwrap();
+    // Let Python's email package read it as a mail client would.
+    let check = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import email,sys\nm=email.message_from_string(open(sys.argv[1]).read())\nprint('SUBJECT', m['Subject'])\nprint('FROM', m['From'])\n\
+             for p in m.walk():\n  if p.get_content_maintype()=='multipart': continue\n  print('PART', p.get_content_type(), p.get_filename())\n  print(p.get_payload(decode=True).decode())",
+        ])
+        .arg(&messages[0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("SUBJECT [sluice] acme: students.csv import incomplete (3 rows: 2 added"),
+        "{text}\n{raw}"
+    );
+    assert!(text.contains("FROM imports@vendor.example"), "{text}");
+    assert!(text.contains("line 3, birthDate: expected a date"), "the first errors are in the body: {text}");
+    assert!(text.contains("PART text/csv 1-students-errors.csv"), "{text}");
+    assert!(
+        text.contains("line,column,code,reason,value") && text.contains("not a date"),
+        "the report is attached: {text}"
+    );
+    let log = server.cli_ok(&["deliveries", "--tenant", "acme", "--json"]);
+    assert_eq!(log.matches("\"sent\"").count(), 2, "{log}");
+}
+
+/// A receiver that answers 500 to the first request and 200 after; returns what it got.
+fn receiver() -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let status = if n == 0 { "500 Internal Server Error" } else { "200 OK" };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let _ = tx.send((head, String::from_utf8_lossy(&body).into_owned()));
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_webhook_is_signed_and_retried_until_it_is_taken() {
+    let (port, received) = receiver();
+    // The receiver is on this machine: the operator must allow that.
+    let server = Server::start_with(&[("SLUICE_NOTIFICATIONS_ALLOW_PRIVATE_WEBHOOKS", "true")]);
+    server.importing_tenant("acme", "pw");
+    server.cli_ok(&[
+        "tenant",
+        "set",
+        "acme",
+        &format!("notify.webhook=http://127.0.0.1:{port}/hooks/sluice"),
+        "notify.webhook_secret=s3cret",
+    ]);
+    import(&server);
+    let first = received.recv_timeout(Duration::from_secs(20)).expect("a first attempt");
+    let (head, body) = received.recv_timeout(Duration::from_secs(30)).expect("a retry after the 500");
+    assert_eq!(first.1, body, "the retry sends the same body");
+    assert!(head.starts_with("POST /hooks/sluice HTTP/1.1"), "{head}");
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {name} in {head}"))
+    };
+    let timestamp: i64 = header("X-Sluice-Timestamp").parse().unwrap();
+    let expected = sluice_notify::signature_header("s3cret", timestamp, &body);
+    assert_eq!(header("X-Sluice-Signature"), expected);
+    assert_ne!(sluice_notify::signature_header("other", timestamp, &body), expected);
+    let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (event["event"].as_str(), event["import"]["status"].as_str()),
+        (Some("import.finished"), Some("incomplete"))
+    );
+    assert_eq!(event["import"]["counts"]["rejected"], 1);
+    // The log shows two attempts, the first failed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log: serde_json::Value =
+            serde_json::from_str(&server.cli_ok(&["deliveries", "--tenant", "acme", "--json"])).unwrap();
+        if log[0]["status"] == "sent" {
+            assert_eq!(log[0]["attempts"], 2, "{log}\n{}", server.log());
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_tenants_webhook_cannot_reach_internal_addresses_unless_the_operator_allows_it() {
+    let (port, received) = receiver();
+    let server = Server::start();
+    server.importing_tenant("acme", "pw");
+    server.cli_ok(&["tenant", "set", "acme", &format!("notify.webhook=http://127.0.0.1:{port}/admin")]);
+    import(&server);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = server.cli_ok(&["deliveries", "--tenant", "acme"]);
+        if log.contains("private address") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(log.contains("allow_private_webhooks"), "{log}");
+    assert!(
+        received.recv_timeout(Duration::from_millis(500)).is_err(),
+        "nothing reached the internal address"
+    );
+}
