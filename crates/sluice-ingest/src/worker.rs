@@ -150,19 +150,18 @@ impl Ingest {
             .map_or(tenant.trigger, |(_, trigger)| *trigger)
     }
 
-    /// Handles every waiting upload event; returns how many there were. `forced` (a sync)
-    /// imports even for tenants whose trigger is manual.
-    pub fn drain(&self, forced: bool) -> Result<usize, ImportError> {
-        self.drain_for(None, forced)
+    /// Handles every waiting upload event; returns how many there were.
+    pub fn drain(&self) -> Result<usize, ImportError> {
+        self.drain_for(None)
     }
 
-    fn drain_for(&self, tenant: Option<&str>, forced: bool) -> Result<usize, ImportError> {
+    fn drain_for(&self, tenant: Option<&str>) -> Result<usize, ImportError> {
         let mut n = 0;
         loop {
             // Claimed under the lock: a lease never runs out while its import waits its turn.
             let _turn = self.exclusive()?;
             let Some(upload) = self.store.claim_upload(LEASE, tenant)? else { break };
-            self.process_upload(&upload, forced)?;
+            self.process_upload(&upload)?;
             n += 1;
         }
         Ok(n)
@@ -201,7 +200,7 @@ impl Ingest {
                 let Ok(path) = VirtualPath::resolve(format!("/{folder}/{name}").as_bytes()) else { continue };
                 let (size, sha256) = hash_file(&dir.join(&name))
                     .map_err(|e| ImportError::Io { what: format!("reading {path}"), source: e })?;
-                self.store.record_upload(&UploadEvent {
+                self.store.request_import(&UploadEvent {
                     tenant: tenant.name.clone(),
                     path,
                     size,
@@ -211,7 +210,9 @@ impl Ingest {
                 found += 1;
             }
         }
-        self.drain_for(Some(tenant_name), true)?;
+        // Another process (the server, beside `sluice sync`) may claim some of these events;
+        // it imports them too, and in the same order, since claims take turns.
+        self.drain_for(Some(tenant_name))?;
         Ok(found)
     }
 
@@ -236,11 +237,7 @@ impl Ingest {
         }
     }
 
-    fn process_upload(
-        &self,
-        upload: &StoredUpload,
-        forced: bool,
-    ) -> Result<Option<ImportRecord>, ImportError> {
+    fn process_upload(&self, upload: &StoredUpload) -> Result<Option<ImportRecord>, ImportError> {
         let tenant_name = upload.event.tenant.as_str();
         let [folder, name] = upload.event.path.components() else {
             self.store.consume_upload(upload.id, None)?;
@@ -273,7 +270,7 @@ impl Ingest {
         };
         // A manifest's data files wait for it even during a sync; the others wait for the
         // sync or the schedule unless the trigger is on_upload.
-        if trigger == Trigger::Manifest || (trigger != Trigger::OnUpload && !forced) {
+        if trigger == Trigger::Manifest || (trigger != Trigger::OnUpload && !upload.requested) {
             self.store.consume_upload(upload.id, None)?;
             return Ok(None);
         }
@@ -470,7 +467,7 @@ impl Ingest {
                 if sweep {
                     me.sweep_archive();
                 }
-                me.drain(false)
+                me.drain()
             };
             match tokio::task::spawn_blocking(work).await {
                 Ok(Ok(_)) => {}
@@ -602,15 +599,14 @@ mod scheduler_tests {
     use super::*;
     use sluice_core::{FolderName, TenantName};
 
-    #[test]
-    fn a_scheduled_tenant_is_synced_when_its_time_comes_and_only_then() {
+    /// Tenant `acme` with the given trigger, a `students` type and two rows waiting in
+    /// `/students/students.csv`.
+    fn tenant_with_a_waiting_file(trigger: Trigger) -> (tempfile::TempDir, Arc<Store>, Ingest, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("sluice.db")).unwrap());
         let name = TenantName::parse("acme").unwrap();
         store.add_tenant(&name, &FolderName::parse_list("students").unwrap()).unwrap();
-        store.set_trigger(&name, Trigger::Schedule).unwrap();
-        store.set_schedule(&name, &Cron::parse("0 2 * * *").unwrap()).unwrap();
-        store.set_timezone(&name, "America/Chicago").unwrap();
+        store.set_trigger(&name, trigger).unwrap();
         let types = ImportTypes::parse(&[(
             "t.toml".into(),
             "[[type]]\nname = \"students\"\nfolder = \"students\"\nkey = [\"id\"]\nmode = \"upsert\"\n\
@@ -622,6 +618,15 @@ mod scheduler_tests {
         let folder = dir.path().join("tenants/acme/students");
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(folder.join("students.csv"), "id\n1\n2\n").unwrap();
+        (dir, store, ingest, folder)
+    }
+
+    #[test]
+    fn a_scheduled_tenant_is_synced_when_its_time_comes_and_only_then() {
+        let (_dir, store, ingest, folder) = tenant_with_a_waiting_file(Trigger::Schedule);
+        let name = TenantName::parse("acme").unwrap();
+        store.set_schedule(&name, &Cron::parse("0 2 * * *").unwrap()).unwrap();
+        store.set_timezone(&name, "America/Chicago").unwrap();
         let t = |s: &str| s.parse::<Timestamp>().unwrap();
         // 02:00 in Chicago is 08:00 UTC in November: nothing before it...
         ingest.run_schedules(t("2026-11-23T07:58:00Z"), t("2026-11-23T07:59:30Z"));
@@ -634,5 +639,31 @@ mod scheduler_tests {
         assert!(!folder.join("students.csv").exists());
         ingest.run_schedules(t("2026-11-23T08:00:05Z"), t("2026-11-23T08:01:05Z"));
         assert_eq!(store.imports("acme", 10).unwrap().len(), 1);
+    }
+    /// `sluice sync` queues what it finds while the server's worker keeps polling the same
+    /// queue. Whichever claims a synced file must import it: a CI run once saw the server
+    /// take three of a manual tenant's five synced files and leave them waiting.
+    #[test]
+    fn a_synced_file_claimed_by_another_process_is_imported_not_left_waiting() {
+        let (_dir, store, ingest, folder) = tenant_with_a_waiting_file(Trigger::Manual);
+        let event = UploadEvent {
+            tenant: TenantName::parse("acme").unwrap(),
+            path: VirtualPath::resolve(b"/students/students.csv").unwrap(),
+            size: 7,
+            sha256: Sha256Hex::from_digest(&[0; 32]),
+            at_ms: 1,
+        };
+        // An upload to a manual tenant waits for a sync...
+        store.record_upload(&event).unwrap();
+        assert_eq!(ingest.drain().unwrap(), 1);
+        assert!(store.imports("acme", 10).unwrap().is_empty());
+        assert!(folder.join("students.csv").exists());
+        // ...and a file a sync queued is imported by the server's plain drain.
+        store.request_import(&event).unwrap();
+        assert_eq!(ingest.drain().unwrap(), 1);
+        let imports = store.imports("acme", 10).unwrap();
+        assert_eq!(imports.len(), 1);
+        assert_eq!(imports[0].counts.added, 2);
+        assert!(!folder.join("students.csv").exists());
     }
 }

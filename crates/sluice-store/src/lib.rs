@@ -98,6 +98,10 @@ pub struct AuthorizedKey {
 pub struct StoredUpload {
     pub id: i64,
     pub event: UploadEvent,
+    /// Queued by a sync ("Sync now", `sluice sync`, a schedule) rather than by an upload:
+    /// imported whatever the tenant's trigger. The intent lives in the queue, not in the
+    /// process that happens to claim the event.
+    pub requested: bool,
 }
 
 pub struct Store {
@@ -313,18 +317,29 @@ impl Store {
 
     /// Records a completed upload; the import pipeline consumes these in id order.
     pub fn record_upload(&self, event: &UploadEvent) -> Result<i64> {
+        self.queue_upload(event, false)
+    }
+
+    /// Queues a file found by a sync: whichever process claims it imports it, even for a
+    /// tenant whose trigger is manual or scheduled.
+    pub fn request_import(&self, event: &UploadEvent) -> Result<i64> {
+        self.queue_upload(event, true)
+    }
+
+    fn queue_upload(&self, event: &UploadEvent, requested: bool) -> Result<i64> {
         self.with(|c| {
             // Runs once per uploaded file, on the upload's critical path: one cached statement.
             let mut stmt = c.prepare_cached(
-                "INSERT INTO upload_events (tenant_id, path, size, sha256, at_ms)
-                 SELECT id, ?2, ?3, ?4, ?5 FROM tenants WHERE name = ?1",
+                "INSERT INTO upload_events (tenant_id, path, size, sha256, at_ms, requested)
+                 SELECT id, ?2, ?3, ?4, ?5, ?6 FROM tenants WHERE name = ?1",
             )?;
             let inserted = stmt.execute(params![
                 event.tenant.as_str(),
                 event.path.to_string(),
                 event.size as i64,
                 event.sha256.as_str(),
-                event.at_ms
+                event.at_ms,
+                requested
             ])?;
             if inserted == 0 {
                 return Err(StoreError::NoSuchTenant(event.tenant.to_string()));
@@ -346,11 +361,12 @@ impl Store {
     }
 }
 
-const UPLOAD_SELECT: &str = "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms FROM upload_events u
+const UPLOAD_SELECT: &str =
+    "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms, u.requested FROM upload_events u
     JOIN tenants t ON t.id = u.tenant_id";
 
 fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
 }
 
 pub(crate) fn upload_by_id(c: &Connection, id: i64) -> Result<Option<StoredUpload>> {
@@ -358,9 +374,9 @@ pub(crate) fn upload_by_id(c: &Connection, id: i64) -> Result<Option<StoredUploa
     row.map(upload_from_row).transpose()
 }
 
-type UploadRow = (i64, String, String, i64, String, i64);
+type UploadRow = (i64, String, String, i64, String, i64, bool);
 
-fn upload_from_row((id, tenant, path, size, sha, at_ms): UploadRow) -> Result<StoredUpload> {
+fn upload_from_row((id, tenant, path, size, sha, at_ms, requested): UploadRow) -> Result<StoredUpload> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("upload event {id}: {what}"));
     Ok(StoredUpload {
         id,
@@ -371,6 +387,7 @@ fn upload_from_row((id, tenant, path, size, sha, at_ms): UploadRow) -> Result<St
             sha256: Sha256Hex::parse(&sha).ok_or_else(|| corrupt("sha256"))?,
             at_ms,
         },
+        requested,
     })
 }
 

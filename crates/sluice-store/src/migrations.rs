@@ -160,6 +160,9 @@ const MIGRATIONS: &[&str] = &[
         finished_ms INTEGER
      );
      CREATE INDEX deliveries_due ON deliveries (status, next_ms);",
+    // 13: an upload event queued by a sync: imported whatever the trigger, by whichever
+    // process claims it
+    "ALTER TABLE upload_events ADD COLUMN requested INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
