@@ -3,6 +3,7 @@
 //! the shared counters; nothing of SSH.
 
 mod api;
+pub mod client;
 pub mod json;
 pub mod keys;
 mod openapi;
@@ -46,6 +47,8 @@ pub struct Web {
     pub logins: Arc<pages::LoginLimiter>,
     /// Session cookies carry `Secure` (when sluice is reached over HTTPS).
     pub secure_cookies: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`[http] trusted_proxies`).
+    pub trusted_proxies: Arc<[client::IpRange]>,
     /// Dashboard logins checked at once (argon2id needs 19 MiB each).
     pub password_checks: Arc<tokio::sync::Semaphore>,
 }
@@ -63,6 +66,7 @@ impl Web {
             parse_key,
             logins: Arc::default(),
             secure_cookies: false,
+            trusted_proxies: Arc::new([]),
             password_checks: Arc::new(tokio::sync::Semaphore::new(cpus)),
         }
     }

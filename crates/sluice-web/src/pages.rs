@@ -154,21 +154,26 @@ impl FromRequestParts<Web> for Viewer {
     }
 }
 
-/// Failed logins per client address and per account: ten in ten minutes, then a pause.
+/// Failed logins per client address and per account in a ten-minute window, then a pause.
 #[derive(Default)]
 pub struct LoginLimiter {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
-const MAX_FAILURES: u32 = 10;
+/// Failures one client address (an IPv6 /64) may make.
+const MAX_FAILURES_PER_CLIENT: u32 = 10;
+/// Failures an account may take from all addresses together: higher, so that one address
+/// guessing cannot lock its owner out, yet many addresses cannot guess on without end.
+const MAX_FAILURES_PER_ACCOUNT: u32 = 50;
 const FAILURE_WINDOW: Duration = Duration::from_secs(600);
 /// Addresses and accounts remembered at most (a few MiB).
 const MAX_TRACKED: usize = 20_000;
 
 impl LoginLimiter {
-    /// Counts an attempt against `keys` (before its password is checked, so that parallel
-    /// guesses count too); whether they were already over the limit.
-    fn attempt(&self, keys: &[String]) -> bool {
+    /// Counts an attempt against each key (before its password is checked, so that parallel
+    /// guesses count too) unless one of them is already at its limit: then it is refused, and
+    /// counted against none (a blocked address must not go on filling its target's count).
+    fn attempt(&self, keys: &[(String, u32)]) -> bool {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > MAX_TRACKED {
             map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
@@ -180,22 +185,25 @@ impl LoginLimiter {
                 map.retain(|_, (_, since)| *since > cut);
             }
         }
-        let blocked = keys.iter().any(|k| {
-            map.get(k).is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+        let blocked = keys.iter().any(|(k, limit)| {
+            map.get(k).is_some_and(|(n, since)| n >= limit && since.elapsed() < FAILURE_WINDOW)
         });
-        for k in keys {
+        if blocked {
+            return true;
+        }
+        for (k, _) in keys {
             let entry = map.entry(k.clone()).or_insert((0, Instant::now()));
             if entry.1.elapsed() >= FAILURE_WINDOW {
                 *entry = (0, Instant::now());
             }
             entry.0 += 1;
         }
-        blocked
+        false
     }
 
-    fn succeeded(&self, keys: &[String]) {
+    fn succeeded(&self, keys: &[(String, u32)]) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for k in keys {
+        for (k, _) in keys {
             map.remove(k);
         }
     }
@@ -265,7 +273,11 @@ async fn login(
         return (StatusCode::UNAUTHORIZED, login_page("Wrong email or password.", web.secure_cookies))
             .into_response();
     }
-    let keys = [format!("ip:{}", peer.ip()), format!("email:{email}")];
+    let client = crate::client::client_ip(peer.ip(), &headers, &web.trusted_proxies);
+    let keys = [
+        (format!("ip:{}", crate::client::limit_key(client)), MAX_FAILURES_PER_CLIENT),
+        (format!("email:{email}"), MAX_FAILURES_PER_ACCOUNT),
+    ];
     if web.logins.attempt(&keys) {
         return (
             StatusCode::TOO_MANY_REQUESTS,

@@ -37,6 +37,10 @@ tls_key = ""
 # Mark session cookies Secure although sluice serves plain HTTP: set it when a reverse proxy
 # terminates TLS in front of sluice.
 secure_cookies = false
+# Reverse proxies in front of sluice, as addresses or CIDR ranges ("127.0.0.1", "10.0.0.0/8"):
+# their X-Forwarded-For names the client, so that login limits count each client apart.
+# Empty: the connection's address is the client, and X-Forwarded-For is ignored.
+trusted_proxies = []
 
 [notifications]
 # Email when an import ends (complete, incomplete, failed, held): to each address a tenant
@@ -117,9 +121,17 @@ pub struct HttpConfig {
     pub tls_cert: String,
     pub tls_key: String,
     pub secure_cookies: bool,
+    pub trusted_proxies: Vec<String>,
 }
 
 impl HttpConfig {
+    pub fn trusted_proxies(&self) -> Result<Vec<sluice_web::client::IpRange>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| p.parse().map_err(|e| anyhow::anyhow!("[http] trusted_proxies: {e}")))
+            .collect()
+    }
+
     /// The TLS configuration, when a certificate and key are configured.
     pub fn tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
         match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
@@ -232,6 +244,7 @@ impl Config {
         sluice_core::FolderName::parse_list(&self.tenants.default_folders.join(","))
             .context("[tenants] default_folders")?;
         self.notifications.smtp()?;
+        self.http.trusted_proxies()?;
         if self.sftp.max_open_handles == 0 || self.sftp.max_sessions_per_tenant == 0 {
             bail!("[sftp] max_open_handles and max_sessions_per_tenant must be at least 1");
         }

@@ -19,13 +19,25 @@ impl Reply {
 }
 
 fn request(server: &Server, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Reply {
+    request_with(server, method, path, cookie, form, "")
+}
+
+/// `extra`: more header lines, each ending in CRLF.
+fn request_with(
+    server: &Server,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: &str,
+    extra: &str,
+) -> Reply {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
     stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
     let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{cookie}{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
         form.len()
     )
     .unwrap();
@@ -38,17 +50,24 @@ fn request(server: &Server, method: &str, path: &str, cookie: Option<&str>, form
 }
 
 fn login(server: &Server, email: &str, password: &str) -> Reply {
+    login_from(server, email, password, None)
+}
+
+/// A login through a reverse proxy that says the client was `forwarded_for`.
+fn login_from(server: &Server, email: &str, password: &str, forwarded_for: Option<&str>) -> Reply {
+    let extra = forwarded_for.map(|a| format!("X-Forwarded-For: {a}\r\n")).unwrap_or_default();
     // As a browser does: fetch the form (its token, in a cookie and a field), then post it.
-    let form = request(server, "GET", "/login", None, "");
+    let form = request_with(server, "GET", "/login", None, "", &extra);
     let cookie = form.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
     let at = form.body.find("name=\"login_token\" value=\"").unwrap() + 26;
     let token = &form.body[at..at + form.body[at..].find('"').unwrap()];
-    request(
+    request_with(
         server,
         "POST",
         "/login",
         Some(&cookie),
         &format!("login_token={token}&email={email}&password={password}"),
+        &extra,
     )
 }
 
@@ -65,7 +84,11 @@ fn csrf(page: &str) -> String {
 }
 
 fn setup() -> Server {
-    let server = Server::start();
+    setup_with(&[])
+}
+
+fn setup_with(env: &[(&str, &str)]) -> Server {
+    let server = Server::start_with(env);
     for (t, email, role) in [("acme", "ann@acme.org", "owner"), ("beta", "bob@beta.org", "user")] {
         server.importing_tenant(t, "pw");
         let out =
@@ -203,6 +226,64 @@ fn failed_logins_are_rate_limited() {
     let r = login(&server, "bob@beta.org", "secret-1");
     assert_eq!(r.status, 429, "even the right password waits: {}", r.body);
     assert!(r.body.contains("wait ten minutes"));
+}
+
+#[test]
+fn forwarded_addresses_count_only_from_a_trusted_proxy() {
+    // No trusted proxy: anyone can write X-Forwarded-For, so it changes nothing.
+    let server = setup();
+    for i in 0..10 {
+        let r = login_from(&server, "bob@beta.org", "nope", Some(&format!("203.0.113.{i}")));
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(login_from(&server, "bob@beta.org", "secret-1", Some("198.51.100.7")).status, 429);
+}
+
+#[test]
+fn one_guessing_address_cannot_lock_an_account_out_for_everyone() {
+    // Behind a reverse proxy on this machine, which tells clients apart by X-Forwarded-For.
+    let server = setup_with(&[("SLUICE_HTTP_TRUSTED_PROXIES", "127.0.0.1/32, ::1")]);
+    let attacker = Some("203.0.113.9");
+    for _ in 0..10 {
+        assert_eq!(login_from(&server, "bob@beta.org", "nope", attacker).status, 401);
+    }
+    // The attacker goes on: refused unchecked, and not counted against Bob's account.
+    for _ in 0..60 {
+        assert_eq!(login_from(&server, "bob@beta.org", "nope", attacker).status, 429);
+    }
+    assert_eq!(login_from(&server, "bob@beta.org", "secret-1", Some("198.51.100.7")).status, 303);
+    // Addresses a client writes itself come first; the proxy appends the real one.
+    let spoofed = login_from(&server, "bob@beta.org", "secret-1", Some("198.51.100.7, 203.0.113.9"));
+    assert_eq!(spoofed.status, 429);
+    // IPv6 clients count per /64, where one host can pick any address.
+    for i in 1..=10 {
+        let r = login_from(&server, "ann@acme.org", "nope", Some(&format!("2001:db8:0:7::{i:x}")));
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(login_from(&server, "ann@acme.org", "nope", Some("2001:db8:0:7::ffff")).status, 429);
+    assert_eq!(login_from(&server, "ann@acme.org", "secret-1", Some("2001:db8:0:8::1")).status, 303);
+    // Guesses from many addresses still lock the account, at a higher count.
+    for i in 0..50 {
+        let r = login_from(&server, "ann@acme.org", "nope", Some(&format!("192.0.2.{i}")));
+        assert_eq!(r.status, 401, "guess {i}");
+    }
+    let r = login_from(&server, "ann@acme.org", "secret-1", Some("198.51.100.8"));
+    assert_eq!(r.status, 429, "{}", r.body);
+}
+
+#[test]
+fn a_trusted_proxy_that_is_not_an_address_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--sftp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .env("SLUICE_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = output_text(&out);
+    assert!(text.contains("trusted_proxies") && text.contains("proxy.local"), "{text}");
 }
 
 fn form_encode(v: &str) -> String {
