@@ -12,7 +12,9 @@ pub use smtp::{SmtpConfig, SmtpSecurity, valid_address};
 pub use webhook::{hmac_sha256_hex, is_public, signature_header};
 
 use sluice_store::{Channel, Delivery, Store};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -28,58 +30,90 @@ pub struct Notifier {
     pub allow_private_webhooks: bool,
 }
 
+/// Tenants sent for at once. Each tenant's deliveries go one at a time, oldest first, so a
+/// receiver that hangs (up to its 30 s deadline per attempt) holds up only its own tenant.
+const LANES: usize = 8;
+/// Deliveries a lane takes before the queue is read again.
+const PER_LANE: usize = 20;
+
 impl Notifier {
     /// Sends what is due until `shutdown` resolves; `wake` is notified when imports end.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let stopping = Arc::new(AtomicBool::new(false));
         loop {
             let me = self.clone();
-            match tokio::task::spawn_blocking(move || me.send_due()).await {
-                Ok(n) if n > 0 => info!("{n} notification(s) attempted"),
-                Ok(_) => {}
-                Err(e) => warn!("notifier: {e}"),
+            let due = match tokio::task::spawn_blocking(move || me.store.due_deliveries(PER_LANE)).await {
+                Ok(Ok(due)) => due,
+                Ok(Err(e)) => {
+                    warn!("notifier: {e}");
+                    Vec::new()
+                }
+                Err(e) => {
+                    warn!("notifier: {e}");
+                    Vec::new()
+                }
+            };
+            for lane in lanes(due) {
+                let tenant = lane[0].tenant.clone();
+                {
+                    let mut busy = running.lock().unwrap_or_else(|p| p.into_inner());
+                    if busy.len() >= LANES || !busy.insert(tenant.clone()) {
+                        continue;
+                    }
+                }
+                let (me, running, stopping, wake) =
+                    (self.clone(), running.clone(), stopping.clone(), wake.clone());
+                tokio::task::spawn_blocking(move || {
+                    for d in &lane {
+                        if stopping.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        me.attempt(d);
+                    }
+                    info!(tenant, "{} notification(s) attempted", lane.len());
+                    running.lock().unwrap_or_else(|p| p.into_inner()).remove(&tenant);
+                    // Look at the queue again at once: more of this tenant's may be due.
+                    wake.notify_one();
+                });
             }
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => {
+                    // Lanes finish the attempt they are in and start no other.
+                    stopping.store(true, Ordering::Relaxed);
+                    return;
+                }
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
     }
 
-    /// Attempts every due delivery once; returns how many.
-    pub fn send_due(&self) -> usize {
-        let due = match self.store.due_deliveries(50) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!("notifier: {e}");
-                return 0;
+    /// Attempts one delivery and records the outcome: sent, a retry after a backoff, or
+    /// given up after `MAX_ATTEMPTS`.
+    fn attempt(&self, d: &Delivery) {
+        let result = self.send(d);
+        let (error, retry) = match &result {
+            Ok(()) => (None, None),
+            Err(e) if d.attempts + 1 < MAX_ATTEMPTS => {
+                let wait = FIRST_RETRY * 2u32.saturating_pow(d.attempts);
+                (Some(e.as_str()), Some(sluice_store::now_ms() + wait.as_millis() as i64))
             }
+            Err(e) => (Some(e.as_str()), None),
         };
-        for d in &due {
-            let result = self.send(d);
-            let (error, retry) = match &result {
-                Ok(()) => (None, None),
-                Err(e) if d.attempts + 1 < MAX_ATTEMPTS => {
-                    let wait = FIRST_RETRY * 2u32.saturating_pow(d.attempts);
-                    (Some(e.as_str()), Some(sluice_store::now_ms() + wait.as_millis() as i64))
-                }
-                Err(e) => (Some(e.as_str()), None),
-            };
-            if let Some(e) = error {
-                warn!(
-                    tenant = d.tenant,
-                    import = d.import_id,
-                    target = d.target,
-                    attempt = d.attempts + 1,
-                    "notification not delivered: {e}"
-                );
-            }
-            if let Err(e) = self.store.delivery_attempted(d.id, error, retry) {
-                warn!("notifier: {e}");
-            }
+        if let Some(e) = error {
+            warn!(
+                tenant = d.tenant,
+                import = d.import_id,
+                target = d.target,
+                attempt = d.attempts + 1,
+                "notification not delivered: {e}"
+            );
         }
-        due.len()
+        if let Err(e) = self.store.delivery_attempted(d.id, error, retry) {
+            warn!("notifier: {e}");
+        }
     }
 
     fn send(&self, d: &Delivery) -> Result<(), String> {
@@ -103,4 +137,20 @@ impl Notifier {
             }
         }
     }
+}
+
+/// Due deliveries grouped per tenant, tenants in the order of their oldest delivery.
+fn lanes(due: Vec<Delivery>) -> Vec<Vec<Delivery>> {
+    let mut lanes: Vec<Vec<Delivery>> = Vec::new();
+    let mut lane_of: std::collections::HashMap<String, usize> = Default::default();
+    for d in due {
+        match lane_of.get(&d.tenant) {
+            Some(&i) => lanes[i].push(d),
+            None => {
+                lane_of.insert(d.tenant.clone(), lanes.len());
+                lanes.push(vec![d]);
+            }
+        }
+    }
+    lanes
 }

@@ -81,14 +81,17 @@ impl Store {
         })
     }
 
-    /// Pending deliveries whose time has come, oldest first.
-    pub fn due_deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
+    /// Pending deliveries whose time has come, oldest first, at most `per_tenant` of each
+    /// tenant's: one tenant's backlog cannot crowd the others out.
+    pub fn due_deliveries(&self, per_tenant: usize) -> Result<Vec<Delivery>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
-                "{SELECT} WHERE d.status = 'pending' AND d.next_ms <= ?1 ORDER BY d.id LIMIT ?2"
+                "{SELECT} JOIN (SELECT id, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY id) AS n
+                   FROM deliveries WHERE status = 'pending' AND next_ms <= ?1) due ON due.id = d.id
+                 WHERE due.n <= ?2 ORDER BY d.id"
             ))?;
             let rows = stmt
-                .query_map(params![now_ms(), limit as i64], row)?
+                .query_map(params![now_ms(), per_tenant as i64], row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })

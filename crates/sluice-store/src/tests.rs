@@ -89,3 +89,22 @@ fn refuses_a_database_from_a_newer_sluice() {
     Connection::open(&path).unwrap().pragma_update(None, "user_version", 999).unwrap();
     assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 999, .. })));
 }
+
+#[test]
+fn one_tenants_backlog_of_deliveries_does_not_crowd_out_anothers() {
+    let s = Store::open_in_memory().unwrap();
+    for name in ["busy", "quiet"] {
+        s.add_tenant(&tenant(name), &folders()).unwrap();
+        s.set_notifications(&tenant(name), &[], "https://hooks.example/x", "").unwrap();
+    }
+    for _ in 0..30 {
+        let id = s.record_failed_import("busy", "-", "a.csv", "upload", None, "no type").unwrap();
+        assert_eq!(s.queue_deliveries(id).unwrap(), 1);
+    }
+    let id = s.record_failed_import("quiet", "-", "b.csv", "upload", None, "no type").unwrap();
+    s.queue_deliveries(id).unwrap();
+    let due = s.due_deliveries(20).unwrap();
+    let count = |t: &str| due.iter().filter(|d| d.tenant == t).count();
+    assert_eq!((count("busy"), count("quiet")), (20, 1));
+    assert!(due.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+}

@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 const STUDENTS: &str = "sisId,firstName,lastName,birthDate\nS1,Ann,Lee,2010-01-01\nS2,Bob,Ray,not a date\n=cmd,Cy,Doe,2011-02-02\n";
 
 fn import(server: &Server) {
+    import_for(server, "acme");
+}
+
+fn import_for(server: &Server, tenant: &str) {
     let file = write_file(server.dir.path(), "students.csv", STUDENTS.as_bytes());
-    server.cli(&["import", "--tenant", "acme", file.to_str().unwrap()]);
+    server.cli(&["import", "--tenant", tenant, file.to_str().unwrap()]);
 }
 
 #[test]
@@ -175,4 +179,32 @@ fn a_tenants_webhook_cannot_reach_internal_addresses_unless_the_operator_allows_
         received.recv_timeout(Duration::from_millis(500)).is_err(),
         "nothing reached the internal address"
     );
+}
+
+#[test]
+fn a_receiver_that_never_answers_holds_up_only_its_own_tenant() {
+    // Accepted by the kernel, never answered: sluice waits out its 30 s deadline on it.
+    let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stuck_port = stuck.local_addr().unwrap().port();
+    let (port, received) = receiver();
+    let server = Server::start_with(&[("SLUICE_NOTIFICATIONS_ALLOW_PRIVATE_WEBHOOKS", "true")]);
+    for (tenant, port) in [("slow", stuck_port), ("acme", port)] {
+        server.importing_tenant(tenant, "pw");
+        server.cli_ok(&["tenant", "set", tenant, &format!("notify.webhook=http://127.0.0.1:{port}/hook")]);
+    }
+    // The stuck tenant's delivery is queued first.
+    import_for(&server, "slow");
+    import_for(&server, "acme");
+    let started = Instant::now();
+    let got = received.recv_timeout(Duration::from_secs(10));
+    assert!(
+        got.is_ok(),
+        "acme's webhook waited behind slow's receiver: {}",
+        server.cli_ok(&["deliveries", "--tenant", "slow"])
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let log: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["deliveries", "--tenant", "slow", "--json"])).unwrap();
+    assert_eq!(log[0]["status"], "pending", "{log}");
+    drop(stuck);
 }
