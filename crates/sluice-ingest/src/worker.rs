@@ -414,7 +414,8 @@ impl Ingest {
     }
 
     /// Applies a held import despite the deletion safeguard.
-    pub fn approve(&self, id: i64) -> Result<ImportRecord, ApproveError> {
+    /// Applies a held import past its safeguard; `by` says who decided (kept on the import).
+    pub fn approve(&self, id: i64, by: &str) -> Result<ImportRecord, ApproveError> {
         // Status checked in the turn: two approvals, or an approval and a discard, cannot
         // both act on one held import.
         let _turn = self.exclusive()?;
@@ -427,6 +428,7 @@ impl Ingest {
             .get(&record.type_name)
             .ok_or_else(|| ApproveError::NoType(record.type_name.clone()))?;
         let file = held_path(&self.held, id);
+        self.store.record_approval(id, by)?;
         let done = self.run_in_turn(Job {
             approved: true,
             existing_import: Some(id),
@@ -436,10 +438,13 @@ impl Ingest {
         Ok(done)
     }
 
-    pub fn discard(&self, id: i64) -> Result<(), ApproveError> {
+    pub fn discard(&self, id: i64, by: &str) -> Result<(), ApproveError> {
         let _turn = self.exclusive()?;
-        self.store.import(id)?.ok_or(ApproveError::NoSuchImport(id))?;
-        self.store.discard_import(id)?;
+        let record = self.store.import(id)?.ok_or(ApproveError::NoSuchImport(id))?;
+        if record.status != ImportStatus::Held {
+            return Err(ApproveError::NotHeld(id, record.status.as_str()));
+        }
+        self.store.discard_import(id, by)?;
         let _ = std::fs::remove_file(held_path(&self.held, id));
         Ok(())
     }

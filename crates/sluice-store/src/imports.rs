@@ -74,6 +74,19 @@ pub struct ImportRecord {
     pub report_file: Option<String>,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
+    /// Who approved or discarded the import when it was held (`ann@acme.org (dashboard)`,
+    /// `API key "sis-sync"`), and when.
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<i64>,
+}
+
+impl ImportRecord {
+    /// What was decided about the import when it was held, by whom and when:
+    /// (`"approved"` or `"discarded"`, who, milliseconds since the epoch).
+    pub fn decision(&self) -> Option<(&'static str, &str, i64)> {
+        let what = if self.status == ImportStatus::Discarded { "discarded" } else { "approved" };
+        Some((what, self.decided_by.as_deref()?, self.decided_ms?))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +132,8 @@ pub const STORED_ERRORS: usize = 10_000;
 const IMPORT_SELECT: &str =
     "SELECT i.id, t.name, i.type, i.file_name, i.source, i.upload_id, i.status, i.encoding,
     i.rows, i.added, i.updated, i.unchanged, i.deleted, i.rejected, i.message, i.warnings, i.held_file,
-    i.report_file, i.created_ms, i.finished_ms FROM imports i JOIN tenants t ON t.id = i.tenant_id";
+    i.report_file, i.created_ms, i.finished_ms, i.decided_by, i.decided_ms
+    FROM imports i JOIN tenants t ON t.id = i.tenant_id";
 
 fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
     let status: String = r.get(6)?;
@@ -148,6 +162,8 @@ fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
         report_file: r.get(17)?,
         created_ms: r.get(18)?,
         finished_ms: r.get(19)?,
+        decided_by: r.get(20)?,
+        decided_ms: r.get(21)?,
     })
 }
 
@@ -262,11 +278,29 @@ impl Store {
     }
 
     /// Marks a held import discarded (its file is the caller's to delete).
-    pub fn discard_import(&self, id: i64) -> Result<()> {
+    /// Records that `by` approved a held import, before it is applied: should applying it
+    /// fail, the record still says who approved it.
+    pub fn record_approval(&self, id: i64, by: &str) -> Result<()> {
         self.with(|c| {
             let n = c.execute(
-                "UPDATE imports SET status = 'discarded', held_file = NULL, finished_ms = ?2 WHERE id = ?1 AND status = 'held'",
-                params![id, now_ms()],
+                "UPDATE imports SET decided_by = ?2, decided_ms = ?3 WHERE id = ?1 AND status = 'held'",
+                params![id, by, now_ms()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotHeld(id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Marks a held import discarded by `by`.
+    pub fn discard_import(&self, id: i64, by: &str) -> Result<()> {
+        self.with(|c| {
+            let now = now_ms();
+            let n = c.execute(
+                "UPDATE imports SET status = 'discarded', held_file = NULL, finished_ms = ?2, decided_by = ?3,
+                 decided_ms = ?2 WHERE id = ?1 AND status = 'held'",
+                params![id, now, by],
             )?;
             if n == 0 {
                 return Err(StoreError::NotHeld(id));

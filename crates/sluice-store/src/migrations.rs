@@ -163,6 +163,9 @@ const MIGRATIONS: &[&str] = &[
     // 13: an upload event queued by a sync: imported whatever the trigger, by whichever
     // process claims it
     "ALTER TABLE upload_events ADD COLUMN requested INTEGER NOT NULL DEFAULT 0;",
+    // 14: who approved or discarded a held import, and when
+    "ALTER TABLE imports ADD COLUMN decided_by TEXT;
+     ALTER TABLE imports ADD COLUMN decided_ms INTEGER;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -122,10 +122,18 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
 }
 
 /// Who is calling, from `Authorization: Bearer <key>`.
-pub struct Caller(KeyOwner);
+pub struct Caller(KeyOwner, String);
 
 impl Caller {
     /// The tenant's name if the caller may act for it; otherwise "not found".
+    /// How decisions by this caller are recorded.
+    fn who(&self) -> String {
+        match &self.0 {
+            KeyOwner::Operator => format!("operator API key {:?}", self.1),
+            KeyOwner::Tenant(_) => format!("API key {:?}", self.1),
+        }
+    }
+
     fn may(&self, tenant: &str) -> Result<(), ApiError> {
         match &self.0 {
             KeyOwner::Operator => Ok(()),
@@ -153,7 +161,7 @@ impl FromRequestParts<Web> for Caller {
         let hash = crate::keys::hash(token);
         // One indexed lookup: cheaper inline than a thread hop.
         match web.ingest.store.api_key_by_hash(&hash) {
-            Ok(Some(key)) => Ok(Caller(key.owner)),
+            Ok(Some(key)) => Ok(Caller(key.owner, key.name)),
             Ok(None) => Err(unauthorized("this API key is unknown or revoked")),
             Err(e) => Err(ApiError::internal(e)),
         }
@@ -419,7 +427,7 @@ fn approval_error(e: ApproveError) -> ApiError {
 async fn approve(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult {
     blocking(move || {
         visible_import(&web, &caller, id)?;
-        let done = web.ingest.approve(id).map_err(approval_error)?;
+        let done = web.ingest.approve(id, &caller.who()).map_err(approval_error)?;
         Ok(Json(crate::json::import(&done)))
     })
     .await
@@ -428,7 +436,7 @@ async fn approve(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i6
 async fn discard(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult {
     blocking(move || {
         visible_import(&web, &caller, id)?;
-        web.ingest.discard(id).map_err(approval_error)?;
+        web.ingest.discard(id, &caller.who()).map_err(approval_error)?;
         let record = visible_import(&web, &caller, id)?;
         Ok(Json(crate::json::import(&record)))
     })

@@ -587,6 +587,9 @@ async fn import_page(
     for w in &r.warnings {
         let _ = write!(body, "<p>Warning: {}</p>", esc(w));
     }
+    if let Some((what, by, at)) = r.decision() {
+        let _ = write!(body, "<p>Held by the safeguard; {what} by {} on {}.</p>", esc(by), esc(&when(at)));
+    }
     if r.status == ImportStatus::Held {
         let _ = write!(
             body,
@@ -686,8 +689,9 @@ async fn decide(web: Web, viewer: Viewer, id: i64, csrf: &str, approve: bool) ->
         return refused;
     }
     let ingest = web.ingest.clone();
+    let by = format!("{} (dashboard)", viewer.account.email);
     let done = tokio::task::spawn_blocking(move || {
-        if approve { ingest.approve(id).map(|_| ()) } else { ingest.discard(id) }
+        if approve { ingest.approve(id, &by).map(|_| ()) } else { ingest.discard(id, &by) }
     })
     .await;
     match done {

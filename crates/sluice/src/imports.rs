@@ -343,6 +343,11 @@ pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Fa
     }
     print_summary(&r);
     println!("  encoding: {}", enc(&r));
+    if let Some((what, by, at)) = r.decision() {
+        let at =
+            sluice_ingest::Timestamp::from_millisecond(at).map_or_else(|_| at.to_string(), |t| t.to_string());
+        println!("  held by the safeguard; {what} by {by} at {at}");
+    }
     for w in &r.warnings {
         println!("  warning: {w}");
     }
@@ -366,16 +371,24 @@ pub fn sync(config: &Config, dirs: &DataDirs, tenant: &str) -> Result<(), Failur
     Ok(())
 }
 
+/// How a decision taken with the CLI is recorded: the login name, when the system gives one.
+fn command_line_user() -> String {
+    match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        Ok(user) if !user.is_empty() && user.len() <= 64 => format!("{user} (command line)"),
+        _ => "command line".to_owned(),
+    }
+}
+
 pub fn approve(config: &Config, dirs: &DataDirs, id: i64) -> Result<(), Failure> {
     let ingest = open(config, dirs)?;
-    let r = ingest.approve(id).map_err(|e| Failure { code: 1, error: e.into() })?;
+    let r = ingest.approve(id, &command_line_user()).map_err(|e| Failure { code: 1, error: e.into() })?;
     print_summary(&r);
     Ok(())
 }
 
 pub fn discard(config: &Config, dirs: &DataDirs, id: i64) -> Result<(), Failure> {
     let ingest = open(config, dirs)?;
-    ingest.discard(id).map_err(|e| Failure { code: 1, error: e.into() })?;
+    ingest.discard(id, &command_line_user()).map_err(|e| Failure { code: 1, error: e.into() })?;
     println!("import {id} discarded; nothing was changed");
     Ok(())
 }

@@ -179,12 +179,17 @@ fn imports_errors_records_sync_approve_and_discard() {
         (200, Some("complete"), Some(10)),
         "{done}"
     );
+    // Who overrode the safeguard is kept with the import.
+    let by = done["decided_by"].as_str().unwrap_or_default();
+    assert!(by.starts_with("API key \""), "{done}");
+    assert!(done["decided_ms"].as_i64().unwrap() >= done["created_ms"].as_i64().unwrap());
     let (status, again) = api.post(&format!("/api/v1/imports/{held}/approve"), key);
     assert_eq!((status, again["error"]["code"].as_str()), (409, Some("not_held")));
     // Discard beta's held import with the operator's key.
     let beta_held = api.import_id("beta", "held");
     let (status, dropped) = api.post(&format!("/api/v1/imports/{beta_held}/discard"), &api.operator);
     assert_eq!((status, dropped["status"].as_str()), (200, Some("discarded")));
+    assert!(dropped["decided_by"].as_str().unwrap().starts_with("operator API key"), "{dropped}");
 
     // Sync now: a file waiting in the folder is imported.
     api.server.cli_ok(&["tenant", "set", "acme", "trigger=manual"]);

@@ -89,11 +89,21 @@ impl Server {
     }
 
     pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.cli_full(args, stdin, &[])
+    }
+
+    /// The CLI with more environment variables.
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.cli_full(args, "", env)
+    }
+
+    fn cli_full(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(args)
             .envs(self.env.iter().cloned())
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

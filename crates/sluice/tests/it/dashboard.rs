@@ -194,6 +194,7 @@ fn forms_need_the_csrf_token_and_file_values_never_become_markup() {
     assert_eq!(r.status, 303);
     let detail = request(&server, "GET", &format!("/imports/{held}"), Some(&ann), "");
     assert!(detail.body.contains("badge complete"), "{}", detail.body);
+    assert!(detail.body.contains("approved by ann@acme.org (dashboard)"), "{}", detail.body);
 
     // Logging out ends the session.
     assert_eq!(request(&server, "POST", "/logout", Some(&ann), &format!("csrf={token}")).status, 303);

@@ -74,9 +74,13 @@ fn mirror_deletions_beyond_the_safeguard_are_held_until_approved_or_discarded() 
     assert!(message.contains("10 of 20") && message.contains("sluice approve"), "{message}");
     assert_eq!(records_csv(&server, "acme", "students").lines().count(), 21);
     let id = v["id"].as_i64().unwrap().to_string();
-    server.cli_ok(&["approve", &id]);
+    let out = server.cli_with_env(&["approve", &id], &[("USER", "ops-jane")]);
+    assert!(out.status.success(), "{}", output_text(&out));
     let v = last_import(&server, "acme");
     assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(v["decided_by"], "ops-jane (command line)", "{v}");
+    let shown = server.cli_ok(&["import", "show", &id]);
+    assert!(shown.contains("held by the safeguard; approved by ops-jane (command line) at "), "{shown}");
     assert_eq!(counts(&v)[4], 10, "approval deletes the 10 missing students");
     assert_eq!(records_csv(&server, "acme", "students").lines().count(), 11);
     // Approving twice is refused.
@@ -85,7 +89,9 @@ fn mirror_deletions_beyond_the_safeguard_are_held_until_approved_or_discarded() 
     let (_, v) = import(&server, "acme", "students.csv", many_students(2, "S").as_bytes());
     assert_eq!(v["status"], "held");
     server.cli_ok(&["discard", &v["id"].as_i64().unwrap().to_string()]);
-    assert_eq!(last_import(&server, "acme")["status"], "discarded");
+    let v = last_import(&server, "acme");
+    assert_eq!(v["status"], "discarded");
+    assert!(v["decided_by"].as_str().unwrap().ends_with("command line"), "{v}");
     assert_eq!(records_csv(&server, "acme", "students").lines().count(), 11);
     // Within the safeguard (1 of 10 = 10%), a mirror applies at once.
     let (_, v) = import(&server, "acme", "students.csv", many_students(9, "S").as_bytes());
