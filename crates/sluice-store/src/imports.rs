@@ -379,6 +379,8 @@ impl Store {
             let tenant_id = crate::tenant_id(c, tenant)?;
             let tx = c.transaction()?;
             let now = now_ms();
+            // An import of this upload that crashed left its row `running`: this entry replaces it.
+            tx.execute("DELETE FROM imports WHERE upload_id = ?1 AND status = 'running'", params![upload_id])?;
             tx.execute(
                 "INSERT INTO imports (tenant_id, type, file_name, source, upload_id, status, message, created_ms, finished_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'failed', ?6, ?7, ?7)",

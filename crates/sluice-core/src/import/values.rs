@@ -286,7 +286,8 @@ pub fn check_value<'v>(kind: &ColumnKind, v: &'v str) -> Result<Cow<'v, str>, (&
 
 fn check_datetime(v: &str) -> bool {
     let b = v.as_bytes();
-    if b.len() < 19 {
+    // Every slice below is at a fixed byte offset: only ASCII makes each one a char boundary.
+    if b.len() < 19 || !v.is_ascii() {
         return false;
     }
     let date_ok = DateFormat::from_pattern("YYYY-MM-DD").and_then(|f| f.read(&v[..10])).is_some();
@@ -454,6 +455,41 @@ mod tests {
         assert!(check_value(&ColumnKind::DateTime, "2024-08-31T14:05:00Z").is_ok());
         assert!(check_value(&ColumnKind::DateTime, "2024-08-31 14:05:00.123+02:00").is_ok());
         assert!(check_value(&ColumnKind::DateTime, "2024-08-31T25:05:00Z").is_err());
+    }
+
+    /// A multi-byte character at any position of otherwise well-formed values is refused,
+    /// never sliced through (a panic there once took the import worker down).
+    #[test]
+    fn non_ascii_at_any_position_is_an_error_not_a_panic() {
+        let kinds = [
+            ColumnKind::Text { max_length: 40 },
+            ColumnKind::Integer,
+            ColumnKind::Decimal,
+            ColumnKind::Boolean,
+            kind_date(&["MM/DD/YYYY", "YYYY-MM-DD"]),
+            ColumnKind::DateTime,
+            ColumnKind::Email,
+            ColumnKind::Phone,
+            ColumnKind::Enum { values: vec!["a".into()] },
+            ColumnKind::Id,
+        ];
+        for good in
+            ["2024-08-31T14:05:00+01:00", "2024-08-31 14:05:00.123Z", "+1 (555) 010-9999", "08/31/2012"]
+        {
+            for at in 0..=good.len() {
+                for insert in ["é", "\u{1F600}", "\u{0}"] {
+                    let hostile = format!("{}{insert}{}", &good[..at], &good[at..]);
+                    let replaced = format!("{}{insert}{}", &good[..at], good.get(at + 1..).unwrap_or(""));
+                    for v in [&hostile, &replaced] {
+                        for k in &kinds {
+                            let _ = check_value(k, v);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(check_value(&ColumnKind::DateTime, "2024-08-0é00:00:00Z").is_err());
+        assert!(check_value(&ColumnKind::DateTime, "2024-08-31T14:05:00+1é00").is_err());
         assert!(check_value(&ColumnKind::Text { max_length: 3 }, "abcd").is_err());
         // Formula-looking text is data, not an error: it is neutralised on the way out.
         assert_eq!(
