@@ -578,6 +578,9 @@ enum Parsed {
 }
 
 const BATCH: usize = 1024;
+/// A batch is also sent once its rows hold this much (data and references), so the batches
+/// in flight stay small whatever the rows look like.
+const BATCH_BYTES: usize = 4 << 20;
 
 /// Inflates one entry on a thread of its own (with its own handle on the zip), checks the
 /// header and then each row, and sends them on in batches. Stops when the receiver is gone.
@@ -628,6 +631,7 @@ fn parse_file(
         return;
     }
     let mut batch = Vec::with_capacity(BATCH);
+    let mut bytes = 0usize;
     loop {
         match csv.read(&mut rec) {
             Ok(true) => {}
@@ -644,11 +648,13 @@ fn parse_file(
         }
         let row = check_row(spec, &layout, &rec, mode);
         let hash = if row.errors.is_empty() { content_hash(&row.data) } else { 0 };
+        bytes += row.data.len() + row.references.iter().map(|r| r.2.len() + 48).sum::<usize>();
         batch.push((rec.line, row, hash));
-        if batch.len() == BATCH
-            && tx.send(Parsed::Rows(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err()
-        {
-            return;
+        if batch.len() == BATCH || bytes >= BATCH_BYTES {
+            bytes = 0;
+            if tx.send(Parsed::Rows(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
+                return;
+            }
         }
     }
     if !batch.is_empty() && tx.send(Parsed::Rows(batch)).is_err() {

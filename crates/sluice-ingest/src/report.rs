@@ -6,6 +6,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
+/// Error lines a report holds at most (about 150 MiB); the rest are counted in a last line.
+const MAX_LINES: u64 = 1_000_000;
+
 pub struct Report {
     path: PathBuf,
     out: Option<BufWriter<File>>,
@@ -23,7 +26,7 @@ impl Report {
             w.write_all(b"line,column,code,reason,value\r\n")?;
             self.out = Some(w);
         }
-        if let Some(w) = self.out.as_mut() {
+        if let Some(w) = self.out.as_mut().filter(|_| self.count < MAX_LINES) {
             let line = e.line.to_string();
             write_row(w, &[&line, &e.column, e.code, &e.reason, &e.value])?;
         }
@@ -35,6 +38,13 @@ impl Report {
     pub fn finish(self) -> std::io::Result<Option<PathBuf>> {
         match self.out {
             Some(mut w) => {
+                if self.count > MAX_LINES {
+                    let reason = format!(
+                        "{} more errors are not listed; correct the ones above and send the file again",
+                        self.count - MAX_LINES
+                    );
+                    write_row(&mut w, &["", "", "truncated", &reason, ""])?;
+                }
                 w.flush()?;
                 w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
                 Ok(Some(self.path))
@@ -80,5 +90,21 @@ mod tests {
         assert_eq!(csv_cell("+1"), "'+1");
         assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(csv_cell("-2+3"), "'-2+3");
+    }
+
+    #[test]
+    fn a_report_stops_listing_at_its_limit_and_says_how_many_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Report::new(dir.path().join("r.csv"));
+        let e = RowError { line: 1, column: "c".into(), code: "x", reason: "r".into(), value: "v".into() };
+        for _ in 0..MAX_LINES + 5 {
+            r.add(&e).unwrap();
+        }
+        let path = r.finish().unwrap().unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(text.lines().count() as u64, 1 + MAX_LINES + 1);
+        assert!(text.ends_with(
+            ",,truncated,5 more errors are not listed; correct the ones above and send the file again,\r\n"
+        ));
     }
 }

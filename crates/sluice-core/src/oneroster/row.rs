@@ -77,6 +77,9 @@ pub struct RowCheck {
 }
 
 const SOURCED_ID_CHARS: &str = "._/@-";
+/// sourcedIds one list field may hold (a user's orgs, a class's terms): a district's schools
+/// fit, and a row of a few thousand tiny ids cannot swell into megabytes of references.
+pub const MAX_IDS_PER_FIELD: usize = 1000;
 
 /// Checks one row of a file read in `mode` (bulk or delta).
 pub fn check_row(spec: &'static FileSpec, layout: &HeaderLayout, rec: &Record, mode: FileMode) -> RowCheck {
@@ -89,7 +92,7 @@ pub fn check_row(spec: &'static FileSpec, layout: &HeaderLayout, rec: &Record, m
             column: format!("{file}:{column}"),
             code,
             reason,
-            value: value.to_owned(),
+            value: value.chars().take(200).collect(),
         })
     };
     if rec.len() != layout.width {
@@ -145,9 +148,19 @@ pub fn check_row(spec: &'static FileSpec, layout: &HeaderLayout, rec: &Record, m
             out.key = Some(v.to_owned());
         }
         if let Some(target) = c.refers_to.as_deref() {
-            for id in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                out.references.push((ci, target, id.to_owned()));
+            // Each id once, in the order given.
+            let mut seen = std::collections::HashSet::new();
+            let ids: Vec<&str> =
+                v.split(',').map(str::trim).filter(|s| !s.is_empty() && seen.insert(*s)).collect();
+            if ids.len() > MAX_IDS_PER_FIELD {
+                let reason = format!(
+                    "{} sourcedIds in one field; at most {MAX_IDS_PER_FIELD} are accepted (split the record's links)",
+                    ids.len()
+                );
+                error(name, "too_many_ids", reason, v);
+                continue;
             }
+            out.references.extend(ids.into_iter().map(|id| (ci, target, id.to_owned())));
         }
     }
     out.errors = errors;
@@ -308,6 +321,41 @@ mod tests {
         assert!(check_header(users, &record(1, &names)).is_ok());
         let without: Vec<&str> = names.iter().copied().filter(|n| *n != "resourceSourcedIds").collect();
         assert!(check_header(users, &record(1, &without)).unwrap().columns.contains(&None));
+    }
+
+    #[test]
+    fn id_lists_are_bounded_and_each_id_is_referred_to_once() {
+        let classes = file_spec(Version::V1_2, "classes").unwrap();
+        let names: Vec<&str> = classes.columns.iter().map(|c| c.name.as_str()).collect();
+        let layout = check_header(classes, &record(1, &names)).unwrap();
+        let row = |terms: &str| {
+            let fields: Vec<String> = names
+                .iter()
+                .map(|n| match *n {
+                    "sourcedId" => "c1".to_owned(),
+                    "title" => "Algebra".to_owned(),
+                    "courseSourcedId" => "co1".to_owned(),
+                    "classType" => "scheduled".to_owned(),
+                    "schoolSourcedId" => "s1".to_owned(),
+                    "termSourcedIds" => terms.to_owned(),
+                    _ => String::new(),
+                })
+                .collect();
+            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            check_row(classes, &layout, &record(2, &fields), FileMode::Bulk)
+        };
+        let ok = row("t2,t1,t2, t1");
+        assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+        let terms: Vec<&str> =
+            ok.references.iter().filter(|r| r.1 == "academicSessions").map(|r| r.2.as_str()).collect();
+        assert_eq!(terms, ["t2", "t1"]);
+        let many = (0..=MAX_IDS_PER_FIELD).map(|i| format!("t{i}")).collect::<Vec<_>>().join(",");
+        let refused = row(&many);
+        assert_eq!(refused.errors.len(), 1, "{:?}", refused.errors);
+        assert_eq!(refused.errors[0].code, "too_many_ids");
+        assert!(refused.errors[0].reason.starts_with("1001 sourcedIds in one field"));
+        assert_eq!(refused.errors[0].value.chars().count(), 200, "error values are shortened");
+        assert!(refused.references.iter().all(|r| r.1 != "academicSessions"));
     }
 
     #[test]
