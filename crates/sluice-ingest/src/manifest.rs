@@ -9,6 +9,10 @@
 //! 5. each file is moved to private staging and imported; the manifest is removed, or kept
 //!    as `X.COMPLETEDWITHERRORS` when an import had errors to show (report in /errors).
 //!
+//! The manifest's upload event is consumed only at the end. After a crash it is claimed
+//! again and the manifest resumes from `X.PROCESSING`: files already imported (their imports
+//! carry the manifest's event id) are skipped, staged ones are imported from staging.
+//!
 //! Each outcome also appears in the tenant's import history.
 
 use crate::run::ImportError;
@@ -32,8 +36,13 @@ impl Ingest {
         let dir = self.tenants_root().join(tenant_name).join(folder);
         let stem = &name[..name.len() - ".done".len()];
         let processing = dir.join(format!("{stem}.PROCESSING"));
-        let renamed = std::fs::rename(dir.join(name), &processing)
-            .or_else(|_| std::fs::rename(dir.join(name), &processing));
+        let resuming = !dir.join(name).exists() && processing.exists();
+        let renamed = if resuming {
+            Ok(())
+        } else {
+            std::fs::rename(dir.join(name), &processing)
+                .or_else(|_| std::fs::rename(dir.join(name), &processing))
+        };
         if let Err(e) = renamed {
             warn!(tenant = tenant_name, manifest = name, "cannot rename the manifest to .PROCESSING: {e}");
             self.store.consume_upload(upload_id, None)?;
@@ -66,7 +75,9 @@ impl Ingest {
             }
         };
 
-        // Every listed file must be here, complete, and match its checksum.
+        // Every listed file must be here, complete, and match its checksum (or, resuming,
+        // already imported, or staged).
+        let staged_path = |file: &str| self.staging().join(format!("manifest-{upload_id}-{file}"));
         let mut invalid: Vec<(usize, String)> = Vec::new();
         for (i, entry) in manifest.entries.iter().enumerate() {
             let plain =
@@ -76,7 +87,11 @@ impl Ingest {
                 invalid.push((i, "list a data file in this folder by its name alone".into()));
                 continue;
             }
-            let path = dir.join(&entry.name);
+            if self.store.manifest_file_import(upload_id, &entry.name)?.is_some() {
+                continue;
+            }
+            let staged = staged_path(&entry.name);
+            let path = if staged.exists() { staged } else { dir.join(&entry.name) };
             let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
             if !is_file {
                 invalid.push((i, "no such file in this folder (is it still uploading?)".into()));
@@ -92,6 +107,15 @@ impl Ingest {
             }
         }
         if !invalid.is_empty() {
+            // Resumed after a crash: files staged before it go back where the tenant put them.
+            for entry in &manifest.entries {
+                let back = dir.join(&entry.name);
+                if VirtualPath::resolve(entry.name.as_bytes()).is_ok_and(|p| p.components().len() == 1)
+                    && !back.exists()
+                {
+                    let _ = std::fs::rename(staged_path(&entry.name), back);
+                }
+            }
             let marked = mark_invalid(&xml, &invalid).unwrap_or_else(|_| xml.clone());
             let target = dir.join(format!("{stem}.CONTAINSINVALIDFILES"));
             write_atomically(&self.staging().join(format!("manifest-{upload_id}.xml")), &target, &marked)
@@ -117,21 +141,35 @@ impl Ingest {
                 }
             }
         }
-        // The manifest is handled: from here each listed file becomes an import of its own.
-        self.store.consume_upload(upload_id, None)?;
+        // Each listed file becomes an import of its own.
         plan.sort_by_key(|(t, _)| !t.references.is_empty());
         let mut with_errors = false;
         for (t, file) in plan {
-            let staged = self.staging().join(format!("manifest-{upload_id}-{file}"));
-            if let Err(e) = std::fs::rename(dir.join(&file), &staged) {
+            let staged = staged_path(&file);
+            if let Some(done) = self.store.manifest_file_import(upload_id, &file)? {
+                // Imported before a crash (or listed twice).
+                with_errors |= done.status != ImportStatus::Complete;
+                if staged.exists() {
+                    self.retire(&staged, tenant_name, done.id, &file);
+                }
+                continue;
+            }
+            if !staged.exists()
+                && let Err(e) = std::fs::rename(dir.join(&file), &staged)
+            {
                 warn!(tenant = tenant_name, file, "listed file vanished before import: {e}");
                 with_errors = true;
                 continue;
             }
-            let record = self.run_in_turn(Job::new(tenant_name, t, &staged, &file, "manifest"))?;
+            let record = self.run_in_turn(Job {
+                manifest_upload: Some(upload_id),
+                ..Job::new(tenant_name, t, &staged, &file, "manifest")
+            })?;
             with_errors |= record.status != ImportStatus::Complete;
             self.retire(&staged, tenant_name, record.id, &file);
         }
+        // Only now is the manifest handled: a crash before this line resumes it.
+        self.store.consume_upload(upload_id, None)?;
         if with_errors {
             finish_as("COMPLETEDWITHERRORS");
         } else {

@@ -61,11 +61,7 @@ impl Problem {
 
 /// Imports a package: one import row, one transaction.
 pub(crate) fn import_package(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
-    let t = req.import_type;
-    let id = match req.existing_import {
-        Some(id) => id,
-        None => store.create_import(req.tenant, &t.name, req.file_name, req.source, req.upload_id)?,
-    };
+    let id = req.import_id(store)?;
     let (loader, verdict, types) = evaluate_package(store, req, id, false)?;
     let types: Vec<(&str, PackageMode)> = types.iter().map(|(t, m)| (t.as_str(), *m)).collect();
     let started = std::time::Instant::now();

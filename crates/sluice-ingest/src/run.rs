@@ -35,6 +35,8 @@ pub struct ImportRequest<'a> {
     /// `upload`, `cli`, `sync`, ...
     pub source: &'a str,
     pub upload_id: Option<i64>,
+    /// The `.done` manifest's upload event, for a file it listed.
+    pub manifest_upload: Option<i64>,
     /// Where the error report goes (`DATA_DIR/reports`).
     pub reports_dir: &'a Path,
     /// Where a held import keeps its file until approved (`DATA_DIR/spool/held`).
@@ -53,6 +55,23 @@ pub struct ImportRequest<'a> {
     pub safeguard_settings: &'a [SafeguardSetting],
 }
 
+impl ImportRequest<'_> {
+    /// The import row this request runs as: the held one it re-runs, or a new `running` one.
+    pub(crate) fn import_id(&self, store: &Store) -> Result<i64, ImportError> {
+        match self.existing_import {
+            Some(id) => Ok(id),
+            None => Ok(store.create_import(
+                self.tenant,
+                &self.import_type.name,
+                self.file_name,
+                self.source,
+                self.upload_id,
+                self.manifest_upload,
+            )?),
+        }
+    }
+}
+
 /// Imports one file. Every outcome, including a rejected file, ends as an import row with
 /// a status; only store and I/O failures of sluice itself are errors here.
 pub fn import_file(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
@@ -60,10 +79,7 @@ pub fn import_file(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecor
     if t.format == TypeFormat::OneRoster {
         return crate::oneroster::import_package(store, req);
     }
-    let id = match req.existing_import {
-        Some(id) => id,
-        None => store.create_import(req.tenant, &t.name, req.file_name, req.source, req.upload_id)?,
-    };
+    let id = req.import_id(store)?;
     let (loader, verdict) = evaluate(store, req, id, false)?;
     loader.commit(verdict.outcome(req.upload_id, t.person.as_ref()))?;
     Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)

@@ -116,9 +116,16 @@ impl Ingest {
         if removed > 0 {
             info!("{removed} interrupted import(s) will run again");
         }
+        // Claimed by a process that died: run them now, not when their leases run out.
+        self.store.release_leases()?;
         for entry in std::fs::read_dir(&self.staging).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_prefix("upload-").and_then(|n| n.parse::<i64>().ok())
+            // `upload-ID`, or `manifest-ID-FILE` (a file a manifest listed): kept while the
+            // event is unconsumed (it runs again, from there), a leftover once it is.
+            let event = name.strip_prefix("upload-").or_else(|| {
+                name.strip_prefix("manifest-").and_then(|rest| rest.split_once('-')).map(|(id, _)| id)
+            });
+            if let Some(id) = event.and_then(|n| n.parse::<i64>().ok())
                 && self.store.upload_consumed(id)?
             {
                 let _ = std::fs::remove_file(entry.path());
@@ -378,6 +385,7 @@ impl Ingest {
             file_name: job.file_name,
             source: job.source,
             upload_id: job.upload_id,
+            manifest_upload: job.manifest_upload,
             reports_dir: &self.reports,
             held_dir: &self.held,
             approved: job.approved,
@@ -544,6 +552,8 @@ pub struct Job<'a> {
     /// `upload`, `manifest`, `cli`, ...
     pub source: &'a str,
     pub upload_id: Option<i64>,
+    /// The `.done` manifest's upload event, for a file it listed.
+    pub manifest_upload: Option<i64>,
     /// Approving a held import: the deletion safeguard is not applied again.
     pub approved: bool,
     pub existing_import: Option<i64>,
@@ -566,6 +576,7 @@ impl<'a> Job<'a> {
             file_name,
             source,
             upload_id: None,
+            manifest_upload: None,
             approved: false,
             existing_import: None,
             progress: None,
@@ -736,7 +747,7 @@ mod scheduler_tests {
                 ingest.staging.join(format!("upload-{}", upload.id)),
             )
             .unwrap();
-            store.create_import("acme", "students", "students.csv", "upload", Some(upload.id)).unwrap();
+            store.create_import("acme", "students", "students.csv", "upload", Some(upload.id), None).unwrap();
             panic!("index out of bounds");
         });
         let failed = outcome.unwrap().unwrap();

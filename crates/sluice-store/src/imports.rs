@@ -227,15 +227,36 @@ impl Store {
         file_name: &str,
         source: &str,
         upload_id: Option<i64>,
+        manifest_upload: Option<i64>,
     ) -> Result<i64> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
             c.execute(
-                "INSERT INTO imports (tenant_id, type, file_name, source, upload_id, status, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
-                params![tenant_id, type_name, file_name, source, upload_id, now_ms()],
+                "INSERT INTO imports (tenant_id, type, file_name, source, upload_id, manifest_upload, status, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
+                params![tenant_id, type_name, file_name, source, upload_id, manifest_upload, now_ms()],
             )?;
             Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// The finished import of `file_name` listed by the manifest of upload event
+    /// `manifest_upload`, if it ran (a manifest resumed after a crash skips it).
+    pub fn manifest_file_import(
+        &self,
+        manifest_upload: i64,
+        file_name: &str,
+    ) -> Result<Option<ImportRecord>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                &format!(
+                    "{IMPORT_SELECT} WHERE i.manifest_upload = ?1 AND i.file_name = ?2 AND i.status != 'running'
+                     ORDER BY i.id DESC LIMIT 1"
+                ),
+                params![manifest_upload, file_name],
+                import_row,
+            )
+            .optional()?)
         })
     }
 
@@ -434,6 +455,18 @@ impl Store {
     /// shows each upload imported exactly once).
     pub fn remove_interrupted_imports(&self) -> Result<usize> {
         self.with(|c| Ok(c.execute("DELETE FROM imports WHERE status = 'running'", [])?))
+    }
+
+    /// Forgets every claim on an unconsumed upload event. Only for a caller that holds the
+    /// imports' turn: then no import is running anywhere, and every lease is a dead
+    /// process's, which would otherwise hold its upload back until the lease ran out.
+    pub fn release_leases(&self) -> Result<usize> {
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE upload_events SET lease_until_ms = NULL WHERE consumed_ms IS NULL AND lease_until_ms IS NOT NULL",
+                [],
+            )?)
+        })
     }
 
     /// A connection of an import's own: staging in its temp schema never blocks the store's.

@@ -166,6 +166,9 @@ const MIGRATIONS: &[&str] = &[
     // 14: who approved or discarded a held import, and when
     "ALTER TABLE imports ADD COLUMN decided_by TEXT;
      ALTER TABLE imports ADD COLUMN decided_ms INTEGER;",
+    // 15: the `.done` manifest (its upload event) that an import of a listed file belongs to
+    "ALTER TABLE imports ADD COLUMN manifest_upload INTEGER;
+     CREATE INDEX imports_by_manifest ON imports (manifest_upload) WHERE manifest_upload IS NOT NULL;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -292,3 +292,38 @@ async fn a_per_type_manifest_trigger() {
     put(&sftp, "/accounts/b.csv", accounts(&["bob"]).as_bytes()).await.unwrap();
     wait_for("an on-upload accounts import", Duration::from_secs(20), || history(&server).len() == 3);
 }
+
+/// SIGKILL while the second file a manifest lists is importing: after the restart the
+/// manifest resumes, the first file is not imported again, the second is imported from
+/// staging, and nothing is lost or left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_interrupted_by_a_crash_resumes_where_it_stopped() {
+    let mut server = manifest_server();
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let small = accounts(&["ann", "bob"]);
+    let users: Vec<String> = (0..300_000).map(|i| format!("u{i}")).collect();
+    let big = accounts(&users.iter().map(String::as_str).collect::<Vec<_>>());
+    put(&sftp, "/accounts/a.csv", small.as_bytes()).await.unwrap();
+    put(&sftp, "/accounts/b.csv", big.as_bytes()).await.unwrap();
+    let m = manifest(&[("a.csv", "", "none"), ("b.csv", &md5_hex(big.as_bytes()), "md5")]);
+    put(&sftp, "/accounts/nightly.done", m.as_bytes()).await.unwrap();
+    wait_for("b.csv to be importing", Duration::from_secs(60), || {
+        history(&server).iter().any(|v| v["file_name"] == "b.csv" && v["status"] == "running")
+    });
+    server.kill_and_restart();
+    wait_for("the manifest to be resumed and finished", Duration::from_secs(120), || {
+        names(&server).is_empty()
+            && history(&server).iter().any(|v| v["file_name"] == "b.csv" && v["status"] == "complete")
+    });
+    let h = history(&server);
+    let of = |file: &str| h.iter().filter(|v| v["file_name"] == file).collect::<Vec<_>>();
+    assert_eq!(of("a.csv").len(), 1, "a.csv is imported once: {h:?}");
+    assert_eq!(of("b.csv").len(), 1, "{h:?}");
+    assert!(h.iter().all(|v| v["status"] == "complete"), "{h:?}");
+    assert_eq!(of("b.csv")[0]["counts"]["added"], 300_000);
+    let staging = server.data_dir().join("spool/staging");
+    let left: Vec<_> = std::fs::read_dir(&staging).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "staging is empty: {left:?}");
+    let records = server.cli_ok(&["records", "--tenant", "acme", "--type", "accounts"]);
+    assert_eq!(records.lines().count(), 1 + 2 + 300_000);
+}
