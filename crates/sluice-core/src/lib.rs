@@ -20,5 +20,5 @@ pub mod vpath;
 pub use layout::{FolderName, Node, Operation, PolicyError, TreeLayout};
 pub use password::{PasswordError, PasswordHash};
 pub use tenant::{TenantName, TenantNameError, Trigger};
-pub use upload::{Sha256Hex, UploadEvent, is_transfer_temp_name, sha256_of};
+pub use upload::{Sha256Hex, UploadEvent, hmac_sha256_hex, is_transfer_temp_name, sha256_of};
 pub use vpath::{PathError, VirtualPath};

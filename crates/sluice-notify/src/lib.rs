@@ -8,8 +8,9 @@ mod smtp;
 pub mod tls;
 mod webhook;
 
+pub use sluice_core::hmac_sha256_hex;
 pub use smtp::{SmtpConfig, SmtpSecurity, valid_address};
-pub use webhook::{hmac_sha256_hex, is_public, signature_header};
+pub use webhook::{is_public, signature_header};
 
 use sluice_store::{Channel, Delivery, Store};
 use std::collections::HashSet;

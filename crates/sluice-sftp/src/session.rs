@@ -571,7 +571,13 @@ impl Processor {
             UploadEvent { tenant: self.tenant.clone(), path, size, sha256, at_ms: sluice_store::now_ms() };
         let store = self.shared.store.clone();
         let logged = event.clone();
-        store.record_upload(&event).map_err(|e| {
+        // Off the async threads: while a large first import holds the write lock, recording
+        // waits for it, and must not stall every other session meanwhile.
+        let recorded = tokio::task::spawn_blocking(move || store.record_upload(&event))
+            .await
+            .map_err(|e| sluice_store::StoreError::Corrupt(e.to_string()))
+            .and_then(|r| r);
+        recorded.map_err(|e| {
             warn!(tenant = %logged.tenant, path = %logged.path, "could not record upload: {e}");
             FsError::Refused("the file arrived but could not be recorded; please upload it again".into())
         })?;

@@ -43,8 +43,9 @@ pub struct Account {
     pub password_hash: String,
 }
 
+/// As for API keys: an account whose tenant row is gone matches nothing.
 const ACCOUNT_SELECT: &str = "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash
-    FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id";
+    FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id WHERE (u.tenant_id IS NULL OR t.id IS NOT NULL)";
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     let role: String = r.get(3)?;
@@ -83,15 +84,14 @@ impl Store {
 
     pub fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
         self.with(|c| {
-            Ok(c.query_row(&format!("{ACCOUNT_SELECT} WHERE u.email = ?1"), [email], account_row)
-                .optional()?)
+            Ok(c.query_row(&format!("{ACCOUNT_SELECT} AND u.email = ?1"), [email], account_row).optional()?)
         })
     }
 
     pub fn accounts(&self, tenant: Option<&str>) -> Result<Vec<Account>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
-                "{ACCOUNT_SELECT} WHERE (?1 IS NULL AND u.tenant_id IS NULL) OR t.name = ?1 ORDER BY u.email"
+                "{ACCOUNT_SELECT} AND ((?1 IS NULL AND u.tenant_id IS NULL) OR t.name = ?1) ORDER BY u.email"
             ))?;
             let rows = stmt.query_map([tenant], account_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
@@ -125,7 +125,7 @@ impl Store {
 
     /// Starts a session for an account; `token_hash` is the SHA-256 of the cookie's value.
     pub fn create_session(&self, account: i64, token_hash: &str, csrf: &str, lifetime_ms: i64) -> Result<()> {
-        self.with(|c| {
+        self.with_write(|c| {
             let now = now_ms();
             c.execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])?;
             c.execute(
@@ -141,7 +141,7 @@ impl Store {
         self.with(|c| {
             let sql = "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash, s.csrf
                 FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN tenants t ON t.id = u.tenant_id
-                WHERE s.token_hash = ?1 AND s.expires_ms > ?2";
+                WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND (u.tenant_id IS NULL OR t.id IS NOT NULL)";
             Ok(c.query_row(sql, params![token_hash, now_ms()], |r| {
                 Ok((account_row(r)?, r.get::<_, String>(6)?))
             })

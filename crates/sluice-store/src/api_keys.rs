@@ -47,7 +47,7 @@ impl Store {
     pub fn api_key_by_hash(&self, sha256_hex: &str) -> Result<Option<ApiKey>> {
         self.with(|c| {
             Ok(c.query_row(
-                &format!("{KEY_SELECT} WHERE k.hash = ?1 AND k.revoked_ms IS NULL"),
+                &format!("{KEY_SELECT} AND k.hash = ?1 AND k.revoked_ms IS NULL"),
                 [sha256_hex],
                 key_row,
             )
@@ -59,7 +59,7 @@ impl Store {
     pub fn api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
         self.with(|c| {
             let tenant_id = tenant.map(|t| crate::tenant_id(c, t)).transpose()?;
-            let mut stmt = c.prepare(&format!("{KEY_SELECT} WHERE k.tenant_id IS ?1 ORDER BY k.id DESC"))?;
+            let mut stmt = c.prepare(&format!("{KEY_SELECT} AND k.tenant_id IS ?1 ORDER BY k.id DESC"))?;
             let rows = stmt.query_map([tenant_id], key_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
@@ -78,8 +78,10 @@ impl Store {
     }
 }
 
+/// The operator's keys have no tenant. A key whose tenant row is gone (deleted by hand, with
+/// foreign keys off) matches nothing: it must never read as the operator's.
 const KEY_SELECT: &str = "SELECT k.id, t.name, k.name, k.prefix, k.created_ms, k.revoked_ms
-    FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id";
+    FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id WHERE (k.tenant_id IS NULL OR t.id IS NOT NULL)";
 
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
     let tenant: Option<String> = r.get(1)?;

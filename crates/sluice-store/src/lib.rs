@@ -110,6 +110,10 @@ pub struct Store {
     path: Option<std::path::PathBuf>,
 }
 
+/// How long a write waits for the write lock (long enough to wait out a large first
+/// import; see ARCHITECTURE.md, "Write-lock time").
+const WRITE_WAIT: Duration = Duration::from_secs(60);
+
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64
 }
@@ -128,7 +132,7 @@ impl Store {
     fn setup(conn: Connection, path: Option<std::path::PathBuf>) -> Result<Self> {
         // Long enough to wait out a large first import (which holds the write lock) rather than
         // fail an upload; see ARCHITECTURE.md, "Write-lock time".
-        conn.busy_timeout(Duration::from_secs(60))?;
+        conn.busy_timeout(WRITE_WAIT)?;
         // WAL: readers never block the writer. NORMAL: a committed transaction survives a
         // process crash; only an OS crash can lose the last few, like the uploaded files
         // themselves (which are not fsynced unless the client asks).
@@ -137,6 +141,31 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrations::migrate(&conn)?;
         Ok(Self { conn: Mutex::new(conn), path })
+    }
+
+    /// For a short write that someone is waiting on (an upload's record, a login's session):
+    /// waits for the write lock, which a large first import holds for its whole run, in short
+    /// tries, and lets go of the store between them, so that everything else the store serves
+    /// (logins, key lookups, pages) goes on meanwhile. `f` may run more than once.
+    pub(crate) fn with_write<T>(&self, mut f: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
+        let deadline = std::time::Instant::now() + WRITE_WAIT;
+        loop {
+            let outcome = self.with(|c| {
+                c.busy_timeout(Duration::from_millis(100))?;
+                let outcome = f(c);
+                c.busy_timeout(WRITE_WAIT)?;
+                outcome
+            });
+            match outcome {
+                Err(StoreError::Sqlite(e))
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
@@ -327,7 +356,7 @@ impl Store {
     }
 
     fn queue_upload(&self, event: &UploadEvent, requested: bool) -> Result<i64> {
-        self.with(|c| {
+        self.with_write(|c| {
             // Runs once per uploaded file, on the upload's critical path: one cached statement.
             let mut stmt = c.prepare_cached(
                 "INSERT INTO upload_events (tenant_id, path, size, sha256, at_ms, requested)

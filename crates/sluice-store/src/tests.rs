@@ -108,3 +108,59 @@ fn one_tenants_backlog_of_deliveries_does_not_crowd_out_anothers() {
     assert_eq!((count("busy"), count("quiet")), (20, 1));
     assert!(due.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
 }
+
+#[test]
+fn a_key_or_account_whose_tenant_row_is_gone_is_nobodys_not_the_operators() {
+    let s = Store::open_in_memory().unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    s.add_api_key(Some("acme"), "sis", "slk_1234", "aa").unwrap();
+    s.add_api_key(None, "ops", "slk_5678", "bb").unwrap();
+    s.add_account(Some("acme"), "ann@acme.org", Role::Admin, "x").unwrap();
+    // An operator deleting the tenant by hand in the sqlite3 shell, foreign keys off.
+    s.with(|c| {
+        c.execute_batch(
+            "PRAGMA foreign_keys = OFF; DELETE FROM tenants WHERE name = 'acme'; PRAGMA foreign_keys = ON;",
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    assert!(s.api_key_by_hash("aa").unwrap().is_none());
+    assert!(s.account_by_email("ann@acme.org").unwrap().is_none());
+    assert_eq!(s.api_key_by_hash("bb").unwrap().unwrap().owner, KeyOwner::Operator);
+}
+
+/// A large first import holds the write lock for its whole run. Recording an upload waits
+/// for it, but lets go of the store meanwhile: logins and lookups go on.
+#[test]
+fn a_write_waiting_for_the_lock_does_not_hold_up_the_rest_of_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    let s = std::sync::Arc::new(Store::open(&path).unwrap());
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    let importer = rusqlite::Connection::open(&path).unwrap();
+    importer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let writer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            s.record_upload(&UploadEvent {
+                tenant: tenant("acme"),
+                path: VirtualPath::resolve(b"/students/a.csv").unwrap(),
+                size: 1,
+                sha256: Sha256Hex::from_digest(&[1; 32]),
+                at_ms: 1,
+            })
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let s = s.clone();
+        std::thread::spawn(move || tx.send(s.tenant("acme").map(|t| t.is_some())).unwrap());
+    }
+    let read = rx.recv_timeout(std::time::Duration::from_secs(5));
+    assert!(matches!(read, Ok(Ok(true))), "a lookup waited behind the blocked write: {read:?}");
+    assert!(!writer.is_finished(), "the upload waits for the lock");
+    importer.execute_batch("COMMIT").unwrap();
+    assert!(writer.join().unwrap().is_ok());
+    assert_eq!(s.uploads("acme").unwrap().len(), 1);
+}

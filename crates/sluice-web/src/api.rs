@@ -121,6 +121,22 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
     }
 }
 
+const MAX_SAFEGUARDS: usize = 256;
+
+/// The largest `offset` a page may start at (far beyond any table, and within SQLite's i64).
+pub const MAX_OFFSET: usize = 1_000_000_000_000;
+
+fn offset(given: Option<usize>) -> Result<usize, ApiError> {
+    match given.unwrap_or(0) {
+        o if o <= MAX_OFFSET => Ok(o),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_offset",
+            format!("offset must be from 0 to {MAX_OFFSET}"),
+        )),
+    }
+}
+
 /// Who is calling, from `Authorization: Bearer <key>`.
 pub struct Caller(KeyOwner, String);
 
@@ -296,7 +312,7 @@ async fn import_errors(
         Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_format", "format is json or csv")),
     };
     let limit = Paging { limit: q.limit }.limit(if csv { 1000 } else { 100 })?;
-    let offset = q.offset.unwrap_or(0);
+    let offset = offset(q.offset)?;
     blocking(move || {
         let record = visible_import(&web, &caller, id)?;
         let errors = web.ingest.store.import_errors(record.id, if csv { sluice_store::STORED_ERRORS } else { limit }, if csv { 0 } else { offset })?;
@@ -336,7 +352,7 @@ async fn records(
 ) -> ApiResult {
     caller.may(&name)?;
     let limit = Paging { limit: q.limit }.limit(100)?;
-    let offset = q.offset.unwrap_or(0);
+    let offset = offset(q.offset)?;
     let types = &web.ingest.types;
     if !types.has_records_of(&type_name) || types.get(&type_name).is_some_and(|t| t.format != TypeFormat::Csv)
     {
@@ -582,6 +598,11 @@ async fn change_settings(
     };
     if let Some(tz) = &change.timezone {
         sluice_ingest::check_timezone(tz).map_err(|e| bad("bad_timezone", e))?;
+    }
+    // Two limits per type at most; a longer list is a mistake, or an attempt to keep the
+    // store busy.
+    if change.safeguards.len() > MAX_SAFEGUARDS {
+        return Err(bad("bad_safeguard", format!("at most {MAX_SAFEGUARDS} safeguard settings at once")));
     }
     let mut safeguards = Vec::new();
     for s in &change.safeguards {

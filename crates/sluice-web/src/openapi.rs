@@ -17,7 +17,7 @@ pub fn document() -> Value {
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}});
     let limit =
         json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}});
-    let offset = json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}});
+    let offset = json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": crate::api::MAX_OFFSET}});
     let nullable = |t: &str| json!({"type": t, "nullable": true});
     json!({
         "openapi": "3.0.3",

@@ -106,6 +106,11 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// A MAC of `text` under this session's secret (its CSRF token, never sent to another site).
+    fn sign(&self, text: &str) -> String {
+        sluice_core::hmac_sha256_hex(self.csrf.as_bytes(), text.as_bytes())
+    }
+
     fn may(&self, tenant: &str) -> bool {
         let operator = self.account.role == Role::Admin && self.account.tenant.is_none();
         operator || self.account.tenant.as_deref() == Some(tenant)
@@ -178,11 +183,22 @@ impl LoginLimiter {
         if map.len() > MAX_TRACKED {
             map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
             if map.len() > MAX_TRACKED {
-                // A flood of addresses: forget the oldest half rather than grow without bound.
-                let mut ages: Vec<Instant> = map.values().map(|(_, t)| *t).collect();
-                ages.sort_unstable();
-                let cut = ages[ages.len() / 2];
-                map.retain(|_, (_, since)| *since > cut);
+                // A flood of addresses or made-up emails: forget the half with the fewest
+                // failures rather than grow without bound. The oldest would be wrong: a
+                // flood must not wipe the count of the account it is guessing at.
+                let mut counts: Vec<u32> = map.values().map(|(n, _)| *n).collect();
+                let half = counts.len() / 2;
+                let cut = *counts.select_nth_unstable(half).1;
+                let mut kept_at_cut = map.values().filter(|(n, _)| *n > cut).count();
+                map.retain(|_, (n, _)| {
+                    if *n > cut {
+                        return true;
+                    }
+                    // Among equals, keep only as many as fit in the half.
+                    let keep = *n == cut && kept_at_cut < half;
+                    kept_at_cut += usize::from(keep);
+                    keep
+                });
             }
         }
         let blocked = keys.iter().any(|(k, limit)| {
@@ -201,11 +217,10 @@ impl LoginLimiter {
         false
     }
 
-    fn succeeded(&self, keys: &[(String, u32)]) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for (k, _) in keys {
-            map.remove(k);
-        }
+    /// A login succeeded: its account's count starts over. Its address's does not, or
+    /// logging into an account of one's own between guesses would reset the address's limit.
+    fn succeeded(&self, account_key: &str) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(account_key);
     }
 }
 
@@ -322,7 +337,7 @@ async fn login(
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
-    web.logins.succeeded(&keys);
+    web.logins.succeeded(&keys[1].0);
     let Ok((token, _, token_hash)) = crate::keys::generate() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
@@ -393,6 +408,9 @@ fn import_rows(list: &[ImportRecord]) -> String {
 async fn home(State(web): State<Web>, viewer: Viewer) -> Response {
     if let Some(t) = &viewer.account.tenant {
         return Redirect::to(&format!("/t/{t}")).into_response();
+    }
+    if viewer.account.role != Role::Admin {
+        return not_found(&viewer);
     }
     let store = web.ingest.store.clone();
     let rows =
@@ -560,7 +578,8 @@ async fn import_page(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let Some(r) = visible(&web, &viewer, id).await else { return not_found(&viewer) };
-    let page_no = q.page.unwrap_or(1).max(1);
+    // Bounded, so that the offset and the next page's number cannot overflow.
+    let page_no = q.page.unwrap_or(1).clamp(1, 1_000_000_000);
     let store = web.ingest.store.clone();
     let errors =
         tokio::task::spawn_blocking(move || store.import_errors(id, PAGE, (page_no - 1) * PAGE)).await;
@@ -721,6 +740,24 @@ async fn discard(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_made_up_accounts_does_not_wipe_a_real_accounts_count() {
+        let limiter = LoginLimiter::default();
+        let victim = [("email:ann@acme.org".to_owned(), MAX_FAILURES_PER_ACCOUNT)];
+        for _ in 0..MAX_FAILURES_PER_ACCOUNT - 1 {
+            assert!(!limiter.attempt(&victim));
+        }
+        // Junk from many addresses, each key seen once, all newer than the victim's.
+        for i in 0..MAX_TRACKED + 10 {
+            limiter.attempt(&[(format!("email:junk{i}@example.org"), MAX_FAILURES_PER_ACCOUNT)]);
+        }
+        assert!(limiter.failures.lock().unwrap().len() <= MAX_TRACKED / 2 + 20, "the table was trimmed");
+        assert!(!limiter.attempt(&victim), "the last guess under the limit");
+        assert!(limiter.attempt(&victim), "and then the account waits");
+    }
+
     #[test]
     fn escaping_leaves_no_markup() {
         assert_eq!(
@@ -747,14 +784,20 @@ fn managing(viewer: &Viewer, tenant: &str) -> Option<Response> {
     (!viewer.manages(tenant)).then(|| not_allowed(viewer, tenant))
 }
 
-fn notice(text: &str) -> String {
-    if text.is_empty() { String::new() } else { format!("<p class=\"card\">{}</p>", esc(text)) }
+/// The notice a change left (see `back_to`), if this session signed it.
+fn notice(viewer: &Viewer, q: &NoticeQuery) -> String {
+    if q.done.is_empty() || !same_secret(&viewer.sign(&q.done), &q.sig) {
+        return String::new();
+    }
+    format!("<p class=\"card\">{}</p>", esc(&q.done))
 }
 
 #[derive(Deserialize)]
 struct NoticeQuery {
     #[serde(default)]
     done: String,
+    #[serde(default)]
+    sig: String,
 }
 
 async fn sftp_page(
@@ -796,7 +839,7 @@ async fn sftp_page(
          <div class=\"card\"><h2>Password</h2><p>The SFTP password is {pw}.</p><form method=\"post\" action=\"/t/{name}/sftp/password\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <p><label>New password (at least 12 characters)<br><input name=\"password\" type=\"password\" autocomplete=\"new-password\" required></label></p><p><button>Set password</button></p></form></div>",
         name = esc(&tenant),
-        notice = notice(&q.done),
+        notice = notice(&viewer, &q),
         pw = if t.password.is_some() { "set" } else { "not set" },
     );
     page("SFTP credentials", Some(&viewer), &body).into_response()
@@ -804,24 +847,28 @@ async fn sftp_page(
 
 /// Ends a change made off the async threads: back to `here` with what happened.
 fn reported<T, E: std::fmt::Display>(
+    viewer: &Viewer,
     done: Result<Result<T, E>, tokio::task::JoinError>,
     here: &str,
     failed: &str,
     success: impl FnOnce(T) -> String,
 ) -> Response {
     match done {
-        Ok(Ok(v)) => back_to(here, &success(v)),
-        Ok(Err(e)) => back_to(here, &format!("{failed}: {e}")),
+        Ok(Ok(v)) => back_to(viewer, here, &success(v)),
+        Ok(Err(e)) => back_to(viewer, here, &format!("{failed}: {e}")),
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 
-fn back_to(path: &str, notice: &str) -> Response {
+/// Back to `path`, showing `notice` there. The notice travels in the URL, signed with the
+/// session's secret: a link from elsewhere cannot put words of its own on a sluice page.
+fn back_to(viewer: &Viewer, path: &str, notice: &str) -> Response {
     let encoded: String = notice
         .bytes()
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect();
-    Redirect::to(&format!("{path}?done={encoded}")).into_response()
+    let sig = viewer.sign(notice);
+    Redirect::to(&format!("{path}?done={encoded}&sig={sig}")).into_response()
 }
 
 #[derive(Deserialize)]
@@ -846,7 +893,7 @@ async fn add_key(
     let here = format!("/t/{tenant}/sftp");
     let key = match (web.parse_key)(&form.public_key) {
         Ok(k) => k,
-        Err(e) => return back_to(&here, &format!("Not added: {e}")),
+        Err(e) => return back_to(&viewer, &here, &format!("Not added: {e}")),
     };
     let store = web.ingest.store.clone();
     let name = tenant.clone();
@@ -855,7 +902,7 @@ async fn add_key(
         store.add_key(&t.name, &key).map(|()| key.fingerprint)
     })
     .await;
-    reported(done, &here, "Not added", |fp| format!("Key {fp} added."))
+    reported(&viewer, done, &here, "Not added", |fp| format!("Key {fp} added."))
 }
 
 async fn remove_key(
@@ -872,7 +919,7 @@ async fn remove_key(
     let fp = form.fingerprint.clone();
     let done = tokio::task::spawn_blocking(move || store.remove_key(&name, &fp)).await;
     let here = format!("/t/{tenant}/sftp");
-    reported(done, &here, "Not removed", |()| format!("Key {} removed.", form.fingerprint))
+    reported(&viewer, done, &here, "Not removed", |()| format!("Key {} removed.", form.fingerprint))
 }
 
 #[derive(Deserialize)]
@@ -893,9 +940,17 @@ async fn set_password(
         return refused;
     }
     let here = format!("/t/{tenant}/sftp");
-    if form.password.chars().count() < 12 {
-        return back_to(&here, "Not set: the password must have at least 12 characters.");
+    let length = form.password.chars().count();
+    if length < 12 {
+        return back_to(&viewer, &here, "Not set: the password must have at least 12 characters.");
     }
+    if length > 1024 {
+        return back_to(&viewer, &here, "Not set: the password must have at most 1024 characters.");
+    }
+    // argon2id takes 19 MiB: as for logins, a few at a time.
+    let Ok(_slot) = web.password_checks.clone().try_acquire_owned() else {
+        return back_to(&viewer, &here, "Not set: busy; try again in a moment.");
+    };
     let store = web.ingest.store.clone();
     let name = tenant.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<(), String> {
@@ -904,7 +959,7 @@ async fn set_password(
         store.set_password(&t.name, &hash).map_err(|e| e.to_string())
     })
     .await;
-    reported(done, &here, "Not set", |()| "Password set.".into())
+    reported(&viewer, done, &here, "Not set", |()| "Password set.".into())
 }
 
 async fn settings_page(
@@ -944,7 +999,7 @@ async fn settings_page(
          <p><label>Webhook secret (signs each POST; leave empty to keep it)<br><input name=\"webhook_secret\" type=\"password\" autocomplete=\"off\"></label></p></div>\
          <p><button>Save</button></p></form>",
         name = esc(&tenant),
-        notice = notice(&q.done),
+        notice = notice(&viewer, &q),
         csrf = esc(&viewer.csrf),
         schedule = esc(t.schedule.as_ref().map_or("", |c| c.as_str())),
         tz = esc(&t.timezone),
@@ -984,28 +1039,28 @@ async fn save_settings(
     let here = format!("/t/{tenant}/settings");
     // Everything is checked before anything is saved.
     let Some(trigger) = sluice_core::Trigger::parse(&form.trigger) else {
-        return back_to(&here, "Not saved: choose a trigger.");
+        return back_to(&viewer, &here, "Not saved: choose a trigger.");
     };
     let schedule = match form.schedule.trim() {
         "" => None,
         s => match sluice_core::schedule::Cron::parse(s) {
             Ok(c) => Some(c),
-            Err(e) => return back_to(&here, &format!("Not saved: {e}")),
+            Err(e) => return back_to(&viewer, &here, &format!("Not saved: {e}")),
         },
     };
     if trigger == sluice_core::Trigger::Schedule && schedule.is_none() {
-        return back_to(&here, "Not saved: a schedule trigger needs a schedule, e.g. 0 2 * * *");
+        return back_to(&viewer, &here, "Not saved: a schedule trigger needs a schedule, e.g. 0 2 * * *");
     }
     if let Err(e) = sluice_ingest::check_timezone(form.timezone.trim()) {
-        return back_to(&here, &format!("Not saved: {e}"));
+        return back_to(&viewer, &here, &format!("Not saved: {e}"));
     }
     let emails = match sluice_core::people::recipients([form.emails.as_str()]) {
         Ok(list) => list,
-        Err(e) => return back_to(&here, &format!("Not saved: {e}")),
+        Err(e) => return back_to(&viewer, &here, &format!("Not saved: {e}")),
     };
     let url = form.webhook.trim().to_owned();
     if let Err(e) = sluice_core::people::check_webhook_url(&url) {
-        return back_to(&here, &format!("Not saved: the webhook {e}"));
+        return back_to(&viewer, &here, &format!("Not saved: the webhook {e}"));
     }
     let store = web.ingest.store.clone();
     let name = tenant.clone();
@@ -1024,7 +1079,7 @@ async fn save_settings(
         store.set_notifications(&t.name, &emails, &url, &secret)
     })
     .await;
-    reported(done, &here, "Not saved", |()| "Saved.".into())
+    reported(&viewer, done, &here, "Not saved", |()| "Saved.".into())
 }
 
 /// Owners (and the operator) decide which of the tenant's users may manage credentials and
@@ -1074,7 +1129,7 @@ async fn team_page(
         "<h1>Team of {}</h1>{}<div class=\"card\"><p>Owners, and users an owner lets, manage SFTP credentials and import settings.</p>\
          <div class=\"wrap\"><table><tr><th>Account</th><th>Role</th><th>May</th><th></th></tr>{rows}</table></div></div>",
         esc(&tenant),
-        notice(&q.done)
+        notice(&viewer, &q)
     );
     page("Team", Some(&viewer), &body).into_response()
 }
@@ -1121,8 +1176,8 @@ async fn grant(
     .await;
     let here = format!("/t/{tenant}/team");
     match done {
-        Ok(Ok(true)) => back_to(&here, "Saved."),
-        Ok(Ok(false)) => back_to(&here, "Not saved: no such user of this tenant."),
+        Ok(Ok(true)) => back_to(&viewer, &here, "Saved."),
+        Ok(Ok(false)) => back_to(&viewer, &here, "Not saved: no such user of this tenant."),
         _ => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }

@@ -170,6 +170,8 @@ fn imports_errors_records_sync_approve_and_discard() {
     assert_eq!(status, 404);
     let (status, _) = api.get("/api/v1/tenants/acme/records/students?limit=0", key);
     assert_eq!(status, 400);
+    let (status, body) = api.get("/api/v1/tenants/acme/records/students?offset=18446744073709551615", key);
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_offset")), "{body}");
 
     // Approve the held import: 10 students deleted. Approving again is a conflict.
     let held = api.import_id("acme", "held");

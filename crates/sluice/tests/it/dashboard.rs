@@ -120,6 +120,12 @@ fn a_tenants_account_sees_only_its_tenant_and_the_operator_sees_all() {
     let r = login(&server, "ann@acme.org", "wrong");
     assert_eq!(r.status, 401);
     assert!(r.body.contains("Wrong email or password"));
+    // No script runs, nothing loads from elsewhere, no framing, no caching of tenant data.
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{}", r.head);
+    assert_eq!(r.header("x-frame-options").as_deref(), Some("DENY"));
+    assert_eq!(r.header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
 
     let r = login(&server, "ann@acme.org", "secret-1");
     assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/t/acme")));
@@ -194,6 +200,8 @@ fn forms_need_the_csrf_token_and_file_values_never_become_markup() {
     assert_eq!(r.status, 303);
     let detail = request(&server, "GET", &format!("/imports/{held}"), Some(&ann), "");
     assert!(detail.body.contains("badge complete"), "{}", detail.body);
+    let far = request(&server, "GET", &format!("/imports/{held}?page=18446744073709551615"), Some(&ann), "");
+    assert_eq!(far.status, 200, "a page far past the end is an empty page: {}", far.body);
     assert!(detail.body.contains("approved by ann@acme.org (dashboard)"), "{}", detail.body);
 
     // Logging out ends the session.
@@ -367,6 +375,19 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
         &format!("csrf={token}&password=a-long-new-password"),
     );
     assert!(r.header("location").unwrap().contains("Password%20set"), "{}", r.head);
+    // The page shows the notice the change left, and only one this session signed: a link
+    // from elsewhere cannot put its own words on a sluice page.
+    let back = r.header("location").unwrap();
+    let shown = request(&server, "GET", &back, Some(&bob), "");
+    assert!(shown.body.contains("<p class=\"card\">Password set.</p>"), "{}", shown.body);
+    let sig = back.split("sig=").nth(1).unwrap();
+    let forged = format!("/t/beta/sftp?done=Call%20support%20at%20555-0100&sig={sig}");
+    let shown = request(&server, "GET", &forged, Some(&bob), "");
+    assert_eq!(shown.status, 200);
+    assert!(!shown.body.contains("Call support"), "{}", shown.body);
+    let ann = session(&server, "ann@acme.org", "secret-1");
+    let elsewhere = request(&server, "GET", &back.replace("/t/beta/", "/t/acme/"), Some(&ann), "");
+    assert!(!elsewhere.body.contains("Password set."), "another session's notice: {}", elsewhere.body);
     // Without the token nothing changes.
     assert_eq!(
         request(&server, "POST", "/t/beta/sftp/password", Some(&bob), "password=another-long-one").status,
