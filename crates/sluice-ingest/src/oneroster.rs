@@ -160,13 +160,15 @@ fn evaluate_package(
             run.counts = counts;
             debug!(import = id, ms = started.elapsed().as_millis() as u64, "package planned");
             let summary = run.summary.join("; ");
-            match breach.filter(|_| !req.approved) {
+            let covered = crate::run::approval_covers(store, req, counts.deleted, counts.updated)?;
+            match breach.filter(|_| !covered) {
                 Some((record_type, b)) => {
                     let held = held_path(req.held_dir, id);
                     if !dry_run && req.file != held {
                         std::fs::copy(req.file, &held).map_err(crate::run::io("keeping the held file"))?;
                     }
-                    let message = format!("{} ({summary})", b.message(&record_type, id));
+                    let message =
+                        format!("{} ({summary})", crate::run::held_message(req, b.message(&record_type, id)));
                     (ImportStatus::Held, Some(message), None, Some(held), loaded)
                 }
                 None if run.counts.rows > 0 && run.counts.rejected == run.counts.rows => {

@@ -136,6 +136,36 @@ impl Verdict {
     }
 }
 
+/// Whether an approval covers what the import would do now. The held import's counts are
+/// what its approver saw; should newer imports since have made it delete or change more,
+/// it is held again, with the new counts, for a decision on those.
+pub(crate) fn approval_covers(
+    store: &Store,
+    req: &ImportRequest<'_>,
+    deleted: u64,
+    updated: u64,
+) -> Result<bool, ImportError> {
+    if !req.approved {
+        return Ok(false);
+    }
+    let Some(held) = req.existing_import else { return Ok(true) };
+    let seen = store.import(held)?.map(|r| r.counts);
+    Ok(seen.is_none_or(|c| deleted <= c.deleted && updated <= c.updated))
+}
+
+/// A held import's message; an approval that no longer covered it says so first.
+pub(crate) fn held_message(req: &ImportRequest<'_>, breach: String) -> String {
+    if req.approved {
+        format!(
+            "held again: imports since it was held changed the records, so approving it now does more than \
+             what was approved; {}",
+            breach.strip_prefix("held: ").unwrap_or(&breach)
+        )
+    } else {
+        breach
+    }
+}
+
 fn evaluate(
     store: &Store,
     req: &ImportRequest<'_>,
@@ -161,7 +191,8 @@ fn evaluate(
             // file); a delta file's deletions are each asked for by name.
             let implicit = if t.mode == LoadMode::Mirror { plan.deleted } else { 0 };
             let breach = req.safeguard.breach(loader.existing(), implicit, plan.updated);
-            match breach.filter(|_| !req.approved) {
+            let covered = approval_covers(store, req, plan.deleted, plan.updated)?;
+            match breach.filter(|_| !covered) {
                 Some(breach) => {
                     let held = held_path(req.held_dir, id);
                     if !dry_run && req.file != held {
@@ -174,7 +205,8 @@ fn evaluate(
                         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
                         warnings.push(format!("approving deletes {}{more}", sample.join(", ")));
                     }
-                    (ImportStatus::Held, Some(breach.message(&t.name, id)), None, Some(held), encoding)
+                    let message = held_message(req, breach.message(&t.name, id));
+                    (ImportStatus::Held, Some(message), None, Some(held), encoding)
                 }
                 None => {
                     let status =

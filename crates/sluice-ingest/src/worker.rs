@@ -486,7 +486,10 @@ impl Ingest {
             existing_import: Some(id),
             ..Job::new(&record.tenant, t, &file, &record.file_name, &record.source)
         })?;
-        let _ = std::fs::remove_file(&file);
+        if done.status != ImportStatus::Held {
+            // Held again (the records changed since): the file waits for the next decision.
+            let _ = std::fs::remove_file(&file);
+        }
         Ok(done)
     }
 

@@ -84,6 +84,10 @@ impl ImportRecord {
     /// What was decided about the import when it was held, by whom and when:
     /// (`"approved"` or `"discarded"`, who, milliseconds since the epoch).
     pub fn decision(&self) -> Option<(&'static str, &str, i64)> {
+        if self.status == ImportStatus::Held {
+            // Approved, but held again: nothing is decided yet.
+            return None;
+        }
         let what = if self.status == ImportStatus::Discarded { "discarded" } else { "approved" };
         Some((what, self.decided_by.as_deref()?, self.decided_ms?))
     }

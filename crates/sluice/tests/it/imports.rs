@@ -504,3 +504,36 @@ fn imports_take_turns_across_processes() {
     assert!(status.success());
     assert_eq!(last_import(&server, "acme")["status"], "complete");
 }
+
+/// An approval covers what its approver saw. Imports since the hold made this one delete
+/// more: approving it then holds it again, with the new count, and nothing changes until
+/// someone approves that.
+#[test]
+fn an_approval_does_not_cover_deletions_that_grew_after_the_hold() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw");
+    import(&server, "acme", "students.csv", many_students(20, "S").as_bytes());
+    let (_, held) = import(&server, "acme", "students.csv", many_students(10, "S").as_bytes());
+    assert_eq!((held["status"].as_str(), counts(&held)[4]), (Some("held"), 10), "{held}");
+    let id = held["id"].as_i64().unwrap().to_string();
+    // A newer full file adds ten students: the held file would now delete twenty.
+    let (_, newer) = import(&server, "acme", "students.csv", many_students(30, "S").as_bytes());
+    assert_eq!(newer["status"], "complete", "{newer}");
+    let show = |id: &str| -> Value {
+        serde_json::from_str(&server.cli_ok(&["import", "show", id, "--json"])).unwrap()
+    };
+
+    server.cli_ok(&["approve", &id]);
+    let again = show(&id);
+    assert_eq!((again["status"].as_str(), counts(&again)[4]), (Some("held"), 20), "{again}");
+    let message = again["message"].as_str().unwrap();
+    assert!(message.starts_with("held again:") && message.contains("delete 20 of 30"), "{message}");
+    assert_eq!(records_csv(&server, "acme", "students").lines().count(), 31, "nothing changed");
+    assert!(!server.cli_ok(&["import", "show", &id]).contains("approved by"), "not decided yet");
+
+    // Approving the new count applies it, from the file kept for it.
+    server.cli_ok(&["approve", &id]);
+    let done = show(&id);
+    assert_eq!((done["status"].as_str(), counts(&done)[4]), (Some("complete"), 20), "{done}");
+    assert_eq!(records_csv(&server, "acme", "students").lines().count(), 11);
+}
