@@ -43,6 +43,8 @@ pub enum DecodeError {
     MixedEncoding { offset: u64 },
     #[error("the file ends in the middle of a UTF-16 character; it is truncated")]
     TruncatedUtf16,
+    #[error("invalid UTF-16 at byte {offset} (half of a surrogate pair alone); re-export the file as UTF-8")]
+    BadUtf16 { offset: u64 },
 }
 
 /// Turns raw byte blocks into UTF-8, keeping partial characters between blocks.
@@ -139,16 +141,21 @@ impl Decoder {
                 if le { u16::from_le_bytes([a, b]) } else { u16::from_be_bytes([a, b]) }
             };
             let u = unit(i);
+            let bad = || DecodeError::BadUtf16 { offset: self.offset + 2 * i as u64 };
+            // A high surrogate needs a low one after it; anything else is refused, not
+            // guessed at (taking the next unit along could swallow a comma or a line end).
             let (c, used) = if (0xD800..0xDC00).contains(&u) {
                 if i + 1 >= units {
                     break; // the low surrogate is in the next block
                 }
                 let low = unit(i + 1);
-                let cp =
-                    0x10000 + (((u as u32) - 0xD800) << 10) + ((low as u32).wrapping_sub(0xDC00) & 0x3FF);
-                (char::from_u32(cp).unwrap_or('\u{FFFD}'), 2)
+                if !(0xDC00..0xE000).contains(&low) {
+                    return Err(bad());
+                }
+                let cp = 0x10000 + (((u as u32) - 0xD800) << 10) + ((low as u32) - 0xDC00);
+                (char::from_u32(cp).ok_or_else(bad)?, 2)
             } else {
-                (char::from_u32(u as u32).unwrap_or('\u{FFFD}'), 1)
+                (char::from_u32(u as u32).ok_or_else(bad)?, 1)
             };
             if c == '\0' {
                 return Err(DecodeError::NotText { offset: self.offset + 2 * i as u64 });
@@ -259,5 +266,19 @@ mod tests {
         mixed.extend_from_slice(b"Jos\xe9\n");
         assert!(matches!(decode_all(&mixed, 4096), Err(DecodeError::MixedEncoding { .. })));
         assert_eq!(decode_all(&[0xFF, 0xFE, 0x41], 4096), Err(DecodeError::TruncatedUtf16));
+        // A high surrogate before a comma, and a low surrogate alone: refused, not guessed.
+        let utf16 = |units: &[u16]| {
+            let mut v = vec![0xFF, 0xFE];
+            for u in units {
+                v.extend_from_slice(&u.to_le_bytes());
+            }
+            v
+        };
+        for block in [2, 3, 4096] {
+            let high_then_comma = utf16(&[b'a' as u16, 0xD83D, b',' as u16, b'b' as u16, b'\n' as u16]);
+            assert_eq!(decode_all(&high_then_comma, block), Err(DecodeError::BadUtf16 { offset: 4 }));
+            let lone_low = utf16(&[b'a' as u16, 0xDE00, b'\n' as u16]);
+            assert_eq!(decode_all(&lone_low, block), Err(DecodeError::BadUtf16 { offset: 4 }));
+        }
     }
 }
