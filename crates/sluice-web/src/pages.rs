@@ -38,6 +38,8 @@ pub fn routes() -> Router<Web> {
         .route("/t/{tenant}/sftp/password", post(set_password))
         .route("/t/{tenant}/settings", get(settings_page).post(save_settings))
         .route("/t/{tenant}/team", get(team_page).post(grant))
+        .route("/t/{tenant}/api-keys", get(api_keys_page).post(add_api_key))
+        .route("/t/{tenant}/api-keys/revoke", post(revoke_api_key))
 }
 
 /// HTML-escapes text for element content and attribute values.
@@ -537,7 +539,7 @@ async fn overview(State(web): State<Web>, viewer: Viewer, Path(tenant): Path<Str
          <div class=\"card\"><h2>Latest import per type</h2>{latest}</div>\
          <div class=\"card\"><h2>Imports per day</h2>{chart}</div>\
          <div class=\"card\"><h2>Records</h2><table><tr><th>Type</th><th>Records</th></tr>{records}</table></div>\
-         <p><a href=\"/t/{name}/imports\">All imports</a> · <a href=\"/t/{name}/sftp\">SFTP credentials</a> · <a href=\"/t/{name}/settings\">Settings</a> · <a href=\"/t/{name}/team\">Team</a></p>",
+         <p><a href=\"/t/{name}/imports\">All imports</a> · <a href=\"/t/{name}/sftp\">SFTP credentials</a> · <a href=\"/t/{name}/settings\">Settings</a> · <a href=\"/t/{name}/api-keys\">API keys</a> · <a href=\"/t/{name}/team\">Team</a></p>",
         name = esc(&tenant),
         csrf = esc(&viewer.csrf),
         latest = import_rows(&latest),
@@ -920,6 +922,124 @@ async fn remove_key(
     let done = tokio::task::spawn_blocking(move || store.remove_key(&name, &fp)).await;
     let here = format!("/t/{tenant}/sftp");
     reported(&viewer, done, &here, "Not removed", |()| format!("Key {} removed.", form.fingerprint))
+}
+
+/// The tenant's API keys: owners (and users granted it) make and revoke them here, as the
+/// operator does with `sluice apikey`. A new key is shown once, on the answer to the form
+/// (never in a URL), and only its SHA-256 is kept.
+async fn api_keys_page(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(tenant): Path<String>,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    if let Some(refused) = managing(&viewer, &tenant) {
+        return refused;
+    }
+    let store = web.ingest.store.clone();
+    let name = tenant.clone();
+    let Ok(Ok(keys)) = tokio::task::spawn_blocking(move || store.api_keys(Some(&name))).await else {
+        return not_found(&viewer);
+    };
+    let csrf = esc(&viewer.csrf);
+    let mut rows = String::new();
+    for k in &keys {
+        let state = match k.revoked_ms {
+            Some(at) => format!("revoked {}", esc(&when(at))),
+            None => format!(
+                "<form class=\"inline\" method=\"post\" action=\"/t/{t}/api-keys/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <input type=\"hidden\" name=\"id\" value=\"{id}\"><button class=\"danger\">Revoke</button></form>",
+                t = esc(&tenant),
+                id = k.id
+            ),
+        };
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td><code>{}…</code></td><td>{}</td><td>{state}</td></tr>",
+            esc(&k.name),
+            esc(&k.prefix),
+            esc(&when(k.created_ms)),
+        );
+    }
+    let body = format!(
+        "<h1>API keys of {t}</h1>{notice}<div class=\"card\"><p>A key acts for this tenant on the REST API (<code>/api/v1</code>, \
+         <code>Authorization: Bearer KEY</code>): imports, errors, records, sync, approvals, SFTP keys and settings.</p>\
+         <div class=\"wrap\"><table><tr><th>Name</th><th>Key</th><th>Made</th><th></th></tr>{rows}</table></div>\
+         <form method=\"post\" action=\"/t/{t}/api-keys\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <p><label>What the key is for<br><input name=\"name\" maxlength=\"64\" required placeholder=\"SIS nightly job\"></label></p>\
+         <p><button>Make a key</button></p></form></div>",
+        t = esc(&tenant),
+        notice = notice(&viewer, &q),
+    );
+    page("API keys", Some(&viewer), &body).into_response()
+}
+
+#[derive(Deserialize)]
+struct ApiKeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    id: i64,
+}
+
+async fn add_api_key(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(tenant): Path<String>,
+    Form(form): Form<ApiKeyForm>,
+) -> Response {
+    if let Some(refused) = managing(&viewer, &tenant).or_else(|| viewer.refuse_without_csrf(&form.csrf)) {
+        return refused;
+    }
+    let here = format!("/t/{tenant}/api-keys");
+    let key_name = form.name.trim().to_owned();
+    if key_name.is_empty() || key_name.chars().count() > 64 || key_name.chars().any(char::is_control) {
+        return back_to(&viewer, &here, "Not made: name the key (1 to 64 characters), e.g. SIS nightly job.");
+    }
+    let Ok((token, prefix, hash)) = crate::keys::generate() else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let store = web.ingest.store.clone();
+    let (name, label) = (tenant.clone(), key_name.clone());
+    let made =
+        tokio::task::spawn_blocking(move || store.add_api_key(Some(&name), &label, &prefix, &hash)).await;
+    let Ok(Ok(_)) = made else { return back_to(&viewer, &here, "Not made: the key could not be stored.") };
+    tracing::info!(tenant, by = viewer.account.email, "API key made on the dashboard");
+    let body = format!(
+        "<h1>API key made</h1><div class=\"card\"><p>The key <strong>{label}</strong> for {t}. Copy it now: \
+         it is not shown again (sluice keeps only a hash of it).</p><p><code>{token}</code></p>\
+         <p><a href=\"/t/{t}/api-keys\">Back to the API keys</a></p></div>",
+        label = esc(&key_name),
+        t = esc(&tenant),
+        token = esc(&token),
+    );
+    page("API key made", Some(&viewer), &body).into_response()
+}
+
+async fn revoke_api_key(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(tenant): Path<String>,
+    Form(form): Form<ApiKeyForm>,
+) -> Response {
+    if let Some(refused) = managing(&viewer, &tenant).or_else(|| viewer.refuse_without_csrf(&form.csrf)) {
+        return refused;
+    }
+    let store = web.ingest.store.clone();
+    let (name, id) = (tenant.clone(), form.id);
+    let done = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        // Only a key of this very tenant.
+        let ours = store.api_keys(Some(&name)).map_err(|e| e.to_string())?.iter().any(|k| k.id == id);
+        if !ours {
+            return Err(format!("this tenant has no API key {id}"));
+        }
+        store.revoke_api_key(id).map_err(|e| e.to_string())
+    })
+    .await;
+    let here = format!("/t/{tenant}/api-keys");
+    reported(&viewer, done, &here, "Not revoked", |()| format!("API key {id} revoked."))
 }
 
 #[derive(Deserialize)]

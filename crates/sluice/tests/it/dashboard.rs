@@ -467,3 +467,64 @@ fn an_owner_lets_a_user_manage_and_takes_it_back() {
     );
     assert_eq!(request(&server, "GET", "/t/acme/sftp", Some(&cy), "").status, 403);
 }
+
+/// An owner makes the tenant's API keys without asking the operator: the key is shown once,
+/// works on the API at once, and stops working when revoked. A plain user cannot, and no
+/// one reaches another tenant's keys.
+#[test]
+fn owners_make_and_revoke_their_tenants_api_keys() {
+    let server = setup();
+    let ann = session(&server, "ann@acme.org", "secret-1");
+    let page = request(&server, "GET", "/t/acme/api-keys", Some(&ann), "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let token = csrf(&page.body);
+    // Without the CSRF token nothing is made.
+    assert_eq!(request(&server, "POST", "/t/acme/api-keys", Some(&ann), "name=x").status, 403);
+    let made = request(
+        &server,
+        "POST",
+        "/t/acme/api-keys",
+        Some(&ann),
+        &format!("csrf={token}&name=SIS%20%3Cnightly%3E"),
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(made.body.contains("SIS &lt;nightly&gt;"), "the name is escaped: {}", made.body);
+    let at = made.body.find("<code>slk_").expect("the key is shown") + "<code>".len();
+    let key = &made.body[at..at + 68];
+    assert_eq!(made.header("cache-control").as_deref(), Some("no-store"));
+    let api = |key: &str, path: &str| {
+        request_with(&server, "GET", path, None, "", &format!("Authorization: Bearer {key}\r\n")).status
+    };
+    assert_eq!(api(key, "/api/v1/tenants/acme"), 200);
+    assert_eq!(api(key, "/api/v1/tenants/beta"), 404, "a tenant's key reaches only its tenant");
+    // The list shows its name and prefix, never the key again.
+    let list = request(&server, "GET", "/t/acme/api-keys", Some(&ann), "");
+    assert!(list.body.contains("SIS &lt;nightly&gt;") && list.body.contains(&key[..12]));
+    assert!(!list.body.contains(key), "{}", list.body);
+    let id = list.body.split("name=\"id\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+
+    // bob, a plain user of beta, may not make keys; ann may not revoke beta's or see them.
+    let bob = session(&server, "bob@beta.org", "secret-1");
+    assert_eq!(request(&server, "GET", "/t/beta/api-keys", Some(&bob), "").status, 403);
+    let bob_token = csrf(&request(&server, "GET", "/t/beta", Some(&bob), "").body);
+    let r = request(&server, "POST", "/t/beta/api-keys", Some(&bob), &format!("csrf={bob_token}&name=x"));
+    assert_eq!(r.status, 403);
+    assert_eq!(request(&server, "GET", "/t/beta/api-keys", Some(&ann), "").status, 404);
+    let beta_key = server.api_key(Some("beta"));
+    let beta_id = server.cli_ok(&["apikey", "list", "--tenant", "beta"]);
+    let beta_id = beta_id.split_whitespace().next().unwrap();
+    let r = request(
+        &server,
+        "POST",
+        "/t/acme/api-keys/revoke",
+        Some(&ann),
+        &format!("csrf={token}&id={beta_id}"),
+    );
+    assert!(r.header("location").unwrap_or_default().contains("Not%20revoked"), "{}", r.head);
+    assert_eq!(api(&beta_key, "/api/v1/tenants/beta"), 200, "beta's key still works");
+
+    // Revoking ann's own key ends it.
+    let r = request(&server, "POST", "/t/acme/api-keys/revoke", Some(&ann), &format!("csrf={token}&id={id}"));
+    assert!(r.header("location").unwrap_or_default().contains("revoked"), "{}", r.head);
+    assert_eq!(api(key, "/api/v1/tenants/acme"), 401);
+}
