@@ -65,11 +65,13 @@ impl Store {
         })
     }
 
-    pub fn revoke_api_key(&self, id: i64) -> Result<()> {
+    /// Revokes a live key: any key (`of` = `None`, the operator), or only one of tenant `of`.
+    pub fn revoke_api_key(&self, id: i64, of: Option<&str>) -> Result<()> {
         self.with(|c| {
             match c.execute(
-                "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
-                params![id, now_ms()],
+                "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL
+                 AND (?3 IS NULL OR tenant_id = (SELECT id FROM tenants WHERE name = ?3))",
+                params![id, now_ms(), of],
             )? {
                 0 => Err(StoreError::NoSuchKey(id)),
                 _ => Ok(()),

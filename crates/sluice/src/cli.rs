@@ -883,7 +883,7 @@ fn api_key_command(dirs: &DataDirs, cmd: ApiKeyCommand) -> Result<(), Failure> {
             }
         }
         ApiKeyCommand::Revoke { id } => {
-            store.revoke_api_key(id)?;
+            store.revoke_api_key(id, None)?;
             println!("API key {id} revoked");
         }
     }
