@@ -16,6 +16,7 @@ pub struct Metrics {
     uploads: AtomicU64,
     upload_bytes: AtomicU64,
     sftp_sessions: AtomicI64,
+    sftp_open_handles: AtomicI64,
     failed_logins: AtomicU64,
     imports: [AtomicU64; STATUSES.len()],
     rows: [AtomicU64; OUTCOMES.len()],
@@ -47,6 +48,19 @@ impl Metrics {
 
     pub fn sessions(&self) -> i64 {
         self.sftp_sessions.load(Relaxed)
+    }
+
+    pub fn handle_opened(&self) {
+        self.sftp_open_handles.fetch_add(1, Relaxed);
+    }
+
+    pub fn handle_closed(&self) {
+        self.sftp_open_handles.fetch_sub(1, Relaxed);
+    }
+
+    /// Files and folders open in SFTP sessions now.
+    pub fn open_handles(&self) -> i64 {
+        self.sftp_open_handles.load(Relaxed)
     }
 
     pub fn failed_login(&self) {
@@ -98,6 +112,12 @@ impl Metrics {
             "gauge",
             "SFTP sessions open now.",
             format!("sluice_sftp_sessions {}\n", self.sftp_sessions.load(Relaxed).max(0)),
+        );
+        text(
+            "sluice_sftp_open_handles",
+            "gauge",
+            "Files and folders open in SFTP sessions now.",
+            format!("sluice_sftp_open_handles {}\n", self.sftp_open_handles.load(Relaxed).max(0)),
         );
         text(
             "sluice_failed_logins_total",
@@ -154,6 +174,9 @@ mod tests {
         m.upload(100);
         m.upload(50);
         m.session_opened();
+        m.handle_opened();
+        m.handle_opened();
+        m.handle_closed();
         m.failed_login();
         m.import_finished("complete", [3, 1, 0, 0, 0], Duration::from_millis(80));
         m.import_finished("held", [0, 0, 0, 5, 0], Duration::from_secs(2));
@@ -163,6 +186,7 @@ mod tests {
             "sluice_uploads_total 2",
             "sluice_upload_bytes_total 150",
             "sluice_sftp_sessions 1",
+            "sluice_sftp_open_handles 1",
             "sluice_failed_logins_total 1",
             "sluice_import_queue_depth 4",
             "sluice_imports_total{status=\"complete\"} 1",

@@ -34,6 +34,9 @@ pub struct Ingest {
     metrics: Arc<Metrics>,
     /// Woken when an import ends and its notifications are queued.
     notifier: Option<Arc<Notify>>,
+    /// An upload repeating the bytes of an upload of the same file this recently is a
+    /// client's retry and is not imported again; `None` imports every upload.
+    duplicate_window: Option<Duration>,
 }
 
 /// How long a claimed upload is reserved for the worker that claimed it.
@@ -52,6 +55,7 @@ impl Ingest {
             archive: None,
             metrics: Arc::default(),
             notifier: None,
+            duplicate_window: None,
         };
         for d in [&me.staging, &me.held, &me.reports] {
             std::fs::create_dir_all(d)?;
@@ -68,6 +72,14 @@ impl Ingest {
     /// Wakes `notifier` whenever an import's notifications are queued.
     pub fn with_notifier(mut self, notifier: Arc<Notify>) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// Uploads that repeat an upload of the same file with the same bytes within `window`
+    /// (rclone retrying after a check of its upload failed, say) are not imported again
+    /// (zero: every upload is imported).
+    pub fn with_duplicate_window(mut self, window: Duration) -> Self {
+        self.duplicate_window = (!window.is_zero()).then_some(window);
         self
     }
 
@@ -345,12 +357,36 @@ impl Ingest {
                 }
             }
         }
+        if let Some(original) = self.retry_of(upload, &staged)? {
+            let _ = std::fs::remove_file(&staged);
+            self.store.consume_as_duplicate(upload.id, original)?;
+            info!(
+                tenant = tenant_name,
+                path = %upload.event.path,
+                upload = upload.id,
+                "not imported again: the same bytes as upload {original} of this file moments ago (a client's retry)"
+            );
+            return Ok(None);
+        }
         let record = self.run_in_turn(Job {
             upload_id: Some(upload.id),
             ..Job::new(tenant_name, import_type, &staged, name, "upload")
         })?;
         self.retire(&staged, tenant_name, record.id, name);
         Ok(Some(record))
+    }
+
+    /// The earlier upload `upload` repeats, if it is a client's retry: the store names an
+    /// upload of the same file with the same bytes within the window that was (or is being)
+    /// imported, and the staged file really holds those bytes (the folder may have held a
+    /// newer upload by the time this one was staged; that one is imported as usual).
+    fn retry_of(&self, upload: &StoredUpload, staged: &Path) -> Result<Option<i64>, ImportError> {
+        let Some(window) = self.duplicate_window else { return Ok(None) };
+        let since = upload.event.at_ms - window.as_millis() as i64;
+        let Some(original) = self.store.retried_upload(upload, since)? else { return Ok(None) };
+        let (_, sha256) = hash_file(staged)
+            .map_err(|e| ImportError::Io { what: format!("reading {}", upload.event.path), source: e })?;
+        Ok((sha256 == upload.event.sha256).then_some(original))
     }
 
     pub(crate) fn tenants_root(&self) -> &Path {

@@ -147,7 +147,11 @@ impl TenantTree {
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&real)
-            .map_err(|_| FsError::NotFound(path.to_string()))?;
+            .map_err(|e| match e.raw_os_error() {
+                // Missing, or a symlink (O_NOFOLLOW), or not under a folder: nothing to read.
+                Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR) => FsError::NotFound(path.to_string()),
+                _ => FsError::io(format!("opening {path}"), e),
+            })?;
         let meta = file.metadata().map_err(|e| FsError::io(format!("opening {path}"), e))?;
         if !meta.file_type().is_file() {
             return Err(FsError::NotFound(path.to_string()));

@@ -331,16 +331,28 @@ impl Request {
     }
 }
 
-/// Reassembles SFTP packets from channel data. A packet that arrives whole inside one
-/// channel message is sliced out of it without copying; only packets split across messages
-/// are copied together.
+/// Reassembles SFTP packets from channel data.
+///
+/// A packet that arrives whole inside one channel message and makes up at least half of it
+/// is sliced out without copying (the usual WRITE); it then keeps the whole message alive.
+/// Smaller packets (a READ among padding, say) are copied out, so that a few bytes kept in
+/// a queue never pin a large message. Each packet comes with the bytes it keeps alive, which
+/// is what a queue must be charged for it.
 #[derive(Default)]
 pub struct PacketSplitter {
     pending: BytesMut,
 }
 
+/// One reassembled packet payload and the bytes of memory it holds on to.
+#[derive(Debug)]
+pub struct SplitPacket {
+    pub payload: Bytes,
+    pub retained: usize,
+}
+
 impl PacketSplitter {
-    pub fn feed(&mut self, mut data: Bytes, out: &mut Vec<Bytes>) -> Result<(), DecodeError> {
+    pub fn feed(&mut self, mut data: Bytes, out: &mut Vec<SplitPacket>) -> Result<(), DecodeError> {
+        let message_len = data.len();
         loop {
             if self.pending.is_empty() {
                 if data.len() < 4 {
@@ -350,7 +362,12 @@ impl PacketSplitter {
                 if data.len() < 4 + len {
                     break;
                 }
-                out.push(data.slice(4..4 + len));
+                let packet = if 2 * (4 + len) >= message_len {
+                    SplitPacket { payload: data.slice(4..4 + len), retained: message_len }
+                } else {
+                    SplitPacket { payload: Bytes::copy_from_slice(&data[4..4 + len]), retained: len }
+                };
+                out.push(packet);
                 let _ = data.split_to(4 + len);
                 continue;
             }
@@ -362,16 +379,28 @@ impl PacketSplitter {
                 }
             }
             let total = 4 + packet_len(&self.pending)? as usize;
+            if self.pending.capacity() < total || self.pending.capacity() > total + 4096 {
+                // Exactly one packet's room, so that the packet taken out below owns all of it.
+                let mut exact = BytesMut::with_capacity(total);
+                exact.extend_from_slice(&self.pending);
+                self.pending = exact;
+            }
             let take = (total - self.pending.len()).min(data.len());
             self.pending.extend_from_slice(&data.split_to(take));
             if self.pending.len() < total {
                 return Ok(());
             }
-            let packet = self.pending.split_to(total).freeze();
-            out.push(packet.slice(4..));
+            let retained = self.pending.capacity();
+            let packet = self.pending.split().freeze();
+            out.push(SplitPacket { retained, payload: packet.slice(4..) });
         }
         self.pending.extend_from_slice(&data);
         Ok(())
+    }
+
+    /// Bytes held for a packet that has not arrived whole yet (at most one packet's worth).
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
     }
 }
 
@@ -506,7 +535,7 @@ mod tests {
         let mut out = Vec::new();
         PacketSplitter::default().feed(p.finish(), &mut out).unwrap();
         assert_eq!(out.len(), 1);
-        let req = Request::decode(out.remove(0)).unwrap();
+        let req = Request::decode(out.remove(0).payload).unwrap();
         assert_eq!(
             req,
             Request::Open {
@@ -535,7 +564,7 @@ mod tests {
             for piece in stream.chunks(chunk) {
                 splitter.feed(Bytes::copy_from_slice(piece), &mut out).unwrap();
             }
-            let got: Vec<Vec<u8>> = out.iter().map(|b| b.to_vec()).collect();
+            let got: Vec<Vec<u8>> = out.iter().map(|p| p.payload.to_vec()).collect();
             assert_eq!(got, expected, "chunk size {chunk}");
         }
         let mut splitter = PacketSplitter::default();

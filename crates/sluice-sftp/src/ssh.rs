@@ -2,23 +2,24 @@
 //! `sftp` subsystem channel to [`crate::session`].
 
 use crate::fs::TenantTree;
-use crate::session::{self, SftpShared};
+use crate::session::{self, ConnectionShare, SessionSlot, SftpShared};
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet, Preferred, cipher, kex, mac};
 use sluice_core::TenantName;
-use sluice_store::{Store, Tenant};
+use sluice_store::{AuthorizedKey, Store, Tenant};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 /// SSH-level settings; every one is configurable.
@@ -36,8 +37,14 @@ pub struct SshSettings {
     /// Connections from one address that have not authenticated yet.
     pub max_unauthenticated_per_ip: usize,
     pub max_sessions_per_tenant: usize,
-    /// A connection with no traffic for this long is closed.
+    /// SFTP channels one connection may have open at once (OpenSSH's `MaxSessions`).
+    pub max_channels_per_connection: usize,
+    /// An authenticated connection that moves no SFTP bytes for this long is closed.
     pub idle_timeout: Duration,
+    /// On shutdown, how long transfers in flight may take to finish.
+    pub drain: Duration,
+    /// How often live sessions are checked against their tenant's credentials.
+    pub credential_check: Duration,
 }
 
 impl Default for SshSettings {
@@ -49,7 +56,10 @@ impl Default for SshSettings {
             max_auth_attempts: 6,
             max_unauthenticated_per_ip: 10,
             max_sessions_per_tenant: 20,
+            max_channels_per_connection: 10,
             idle_timeout: Duration::from_secs(600),
+            drain: Duration::from_secs(30),
+            credential_check: Duration::from_secs(1),
         }
     }
 }
@@ -125,10 +135,35 @@ pub struct SftpServer {
     config: Arc<russh::server::Config>,
     settings: SshSettings,
     unauthenticated: Mutex<HashMap<IpAddr, usize>>,
-    tenant_sessions: Mutex<HashMap<String, usize>>,
+    live: Mutex<LiveConnections>,
     /// argon2id needs 19 MiB per verification: a login storm must queue, not allocate
     /// gigabytes (200 concurrent logins measured 3.7 GiB peak before this bound).
     password_checks: tokio::sync::Semaphore,
+}
+
+/// How a connection logged in: what must still be true for it to stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Login {
+    /// The tenant's password hash (PHC string) when the connection logged in with it.
+    Password(String),
+    /// The authorised key it logged in with (its base64 blob).
+    Key(String),
+}
+
+/// An authenticated connection: its tenant, how it logged in, and how to end it.
+struct LiveConnection {
+    tenant: TenantName,
+    login: Login,
+    /// Cancelled, with `reason` set, to end the connection (tenant disabled, key removed).
+    revoke: CancellationToken,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Default)]
+struct LiveConnections {
+    next_id: u64,
+    by_id: HashMap<u64, LiveConnection>,
+    per_tenant: HashMap<TenantName, usize>,
 }
 
 impl SftpServer {
@@ -144,7 +179,7 @@ impl SftpServer {
             tenants_root,
             settings,
             unauthenticated: Mutex::new(HashMap::new()),
-            tenant_sessions: Mutex::new(HashMap::new()),
+            live: Mutex::default(),
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             ),
@@ -155,11 +190,16 @@ impl SftpServer {
         &self.shared.store
     }
 
-    /// Accepts connections until `shutdown` resolves, then disconnects every client and
-    /// waits (at most a few seconds) for their sessions to end.
+    fn live(&self) -> MutexGuard<'_, LiveConnections> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Accepts connections until `shutdown` resolves; then stops accepting, lets transfers
+    /// in flight finish for [`SshSettings::drain`], and disconnects every client.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop = CancellationToken::new();
         let mut connections = JoinSet::new();
+        let watcher = tokio::spawn(self.clone().watch_credentials(stop.clone()));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -174,22 +214,39 @@ impl SftpServer {
                             continue;
                         }
                     };
+                    let Some(fd) = self.shared.fds.try_take_connection() else {
+                        warn!(%peer, "refusing connection: the server is at its open-file limit ({} in use)",
+                            self.shared.fds.in_use());
+                        continue;
+                    };
                     let Some(slot) = UnauthenticatedSlot::take(&self, peer.ip()) else {
                         info!(%peer, "refusing connection: {} unauthenticated connections from this address already",
                             self.settings.max_unauthenticated_per_ip);
                         continue;
                     };
                     let _ = socket.set_nodelay(true);
-                    connections.spawn(self.clone().connection(socket, peer, slot, stop_rx.clone()));
+                    let me = self.clone();
+                    let stop = stop.clone();
+                    connections.spawn(async move {
+                        let _fd = fd;
+                        me.connection(socket, peer, slot, stop).await
+                    });
                 }
             }
         }
-        info!("SFTP server stopping: disconnecting {} connection(s)", connections.len());
-        let _ = stop_tx.send(true);
+        drop(listener);
+        self.shared.draining.store(true, Ordering::Release);
+        info!(
+            "SFTP server stopping: {} connection(s) open; transfers in flight may take {:?} to finish",
+            connections.len(),
+            self.settings.drain
+        );
+        stop.cancel();
         let drain = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+        if tokio::time::timeout(self.settings.drain + Duration::from_secs(5), drain).await.is_err() {
             connections.abort_all();
         }
+        watcher.abort();
     }
 
     async fn connection(
@@ -197,21 +254,29 @@ impl SftpServer {
         socket: tokio::net::TcpStream,
         peer: SocketAddr,
         slot: UnauthenticatedSlot,
-        mut stop: watch::Receiver<bool>,
+        server_stop: CancellationToken,
     ) {
-        let authenticated = Arc::new(AtomicBool::new(false));
+        let share = Arc::new(ConnectionShare::new());
+        // However this task ends (even aborted), the connection's sessions stop with it.
+        let _ended = share.ended.clone().drop_guard();
+        let authenticated = CancellationToken::new();
+        let revoke = CancellationToken::new();
+        let reason = Arc::new(Mutex::new(None));
         let handler = Handler {
             server: self.clone(),
             peer,
+            share: share.clone(),
             authenticated: authenticated.clone(),
+            revoke: revoke.clone(),
+            reason: reason.clone(),
             unauthenticated_slot: Some(slot),
             tenant: None,
-            tenant_slot: None,
+            live: None,
             channels: HashMap::new(),
         };
         // The grace period covers the whole handshake: a client that never sends its
         // version line is dropped as surely as one that never authenticates.
-        let deadline = tokio::time::Instant::now() + self.settings.login_grace;
+        let deadline = Instant::now() + self.settings.login_grace;
         let started = tokio::time::timeout_at(
             deadline,
             russh::server::run_stream(self.config.clone(), socket, handler),
@@ -229,24 +294,115 @@ impl SftpServer {
         };
         let handle = running.handle();
         tokio::pin!(running);
-        let grace = tokio::time::sleep_until(deadline);
-        tokio::pin!(grace);
-        let result = loop {
+        let mut authed = false;
+        let mut draining: Option<Instant> = None;
+        let idle = self.settings.idle_timeout;
+        let disconnect = |why: String| {
+            let handle = handle.clone();
+            async move {
+                let _ = handle.disconnect(Disconnect::ByApplication, why, "en".into()).await;
+            }
+        };
+        let ended_by_us = loop {
+            // Checked again on every turn: the grace ends at authentication, the idle
+            // clock only runs after it, and a drain waits for the transfers in flight.
+            let idle_check = Instant::now() + idle.saturating_sub(share.activity.idle_for());
             tokio::select! {
-                result = &mut running => break result,
-                _ = &mut grace, if !authenticated.load(Ordering::Acquire) => {
-                    info!(%peer, "disconnecting: not authenticated within {:?}", self.settings.login_grace);
-                    let _ = handle.disconnect(Disconnect::ByApplication, "login grace time exceeded".into(), "en".into()).await;
-                    grace.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600));
+                result = &mut running => {
+                    if let Err(e) = result {
+                        self.log_session_error(peer, &e);
+                    }
+                    break None;
                 }
-                _ = stop.changed() => {
-                    let _ = handle.disconnect(Disconnect::ByApplication, "server shutting down".into(), "en".into()).await;
-                    break tokio::time::timeout(Duration::from_secs(3), &mut running).await.unwrap_or(Ok(()));
+                _ = authenticated.cancelled(), if !authed => authed = true,
+                _ = tokio::time::sleep_until(deadline), if !authed => {
+                    if authenticated.is_cancelled() {
+                        authed = true;
+                        continue;
+                    }
+                    info!(%peer, "disconnecting: not authenticated within {:?}", self.settings.login_grace);
+                    break Some("login grace time exceeded".to_owned());
+                }
+                _ = tokio::time::sleep_until(idle_check), if authed && !idle.is_zero() => {
+                    if share.activity.idle_for() >= idle {
+                        info!(%peer, "disconnecting: no SFTP traffic for {idle:?}");
+                        break Some(format!("idle for {} seconds", idle.as_secs()));
+                    }
+                }
+                _ = revoke.cancelled() => {
+                    let why = reason.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+                    break Some(why);
+                }
+                _ = server_stop.cancelled(), if draining.is_none() => {
+                    draining = Some(Instant::now() + self.settings.drain);
+                }
+                _ = tokio::time::sleep(Duration::from_millis(100)), if draining.is_some() => {
+                    let open = share.open_handles.load(Ordering::Acquire);
+                    if !authed || open == 0 {
+                        break Some("server shutting down".to_owned());
+                    }
+                    if draining.is_some_and(|until| Instant::now() >= until) {
+                        info!(%peer, open, "disconnecting: transfers still open when the shutdown grace ended");
+                        break Some("server shutting down".to_owned());
+                    }
                 }
             }
         };
-        if let Err(e) = result {
-            self.log_session_error(peer, &e);
+        if let Some(why) = ended_by_us {
+            // The session loop may be stuck (a client that reads nothing): say goodbye if it
+            // can be said, then drop the connection either way.
+            let bye = async {
+                disconnect(why).await;
+                let _ = running.as_mut().await;
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(3), bye).await;
+        }
+    }
+
+    /// Ends live connections whose tenant was disabled or removed, whose password changed,
+    /// or whose key was removed, within [`SshSettings::credential_check`] of the change
+    /// (made by this process or another one on the same database); forgets old recent uploads.
+    async fn watch_credentials(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.settings.credential_check);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            self.shared.tenants.sweep(self.shared.limits.recent_upload);
+            let tenants: Vec<TenantName> = self.live().per_tenant.keys().cloned().collect();
+            if tenants.is_empty() {
+                continue;
+            }
+            let store = self.shared.store.clone();
+            let looked_up = tokio::task::spawn_blocking(move || {
+                tenants
+                    .into_iter()
+                    .map(|name| {
+                        let tenant = store.tenant(name.as_str());
+                        let keys = store.keys(name.as_str());
+                        (name, tenant, keys)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            let Ok(looked_up) = looked_up else { continue };
+            let live = self.live();
+            for (name, tenant, keys) in looked_up {
+                let (Ok(tenant), Ok(keys)) = (tenant, keys) else {
+                    continue; // the database is busy or gone: check again next time
+                };
+                for conn in live.by_id.values().filter(|c| c.tenant == name) {
+                    if let Some(why) = revoked(tenant.as_ref(), &keys, &conn.login)
+                        && !conn.revoke.is_cancelled()
+                    {
+                        info!(tenant = %name, "ending session: {why}");
+                        *conn.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_owned());
+                        conn.revoke.cancel();
+                    }
+                }
+            }
         }
     }
 
@@ -264,6 +420,23 @@ impl SftpServer {
             SshError::Russh(russh::Error::IO(e)) => debug!(%peer, "connection closed: {e}"),
             other => debug!(%peer, "connection ended: {other}"),
         }
+    }
+}
+
+/// Why a connection that logged in as `login` may no longer stay, if it may not.
+fn revoked(tenant: Option<&Tenant>, keys: &[AuthorizedKey], login: &Login) -> Option<&'static str> {
+    let Some(tenant) = tenant else { return Some("the tenant was removed") };
+    if tenant.disabled {
+        return Some("the tenant was disabled");
+    }
+    match login {
+        Login::Password(phc) if tenant.password.as_ref().is_none_or(|p| p.as_phc() != phc) => {
+            Some("the tenant's password was changed")
+        }
+        Login::Key(blob) if !keys.iter().any(|k| &k.key_base64 == blob) => {
+            Some("the key it logged in with was removed")
+        }
+        _ => None,
     }
 }
 
@@ -312,33 +485,42 @@ impl Drop for UnauthenticatedSlot {
     }
 }
 
-/// An authenticated connection, counted against its tenant.
-struct TenantSlot {
+/// An authenticated connection in the server's registry, counted against its tenant;
+/// removed on drop.
+struct LiveSlot {
     server: Arc<SftpServer>,
-    tenant: String,
+    id: u64,
 }
 
-impl TenantSlot {
-    fn take(server: &Arc<SftpServer>, tenant: &str) -> Option<Self> {
-        let mut map = server.tenant_sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(tenant.to_owned()).or_insert(0);
+impl LiveSlot {
+    fn take(server: &Arc<SftpServer>, connection: LiveConnection) -> Option<Self> {
+        let mut live = server.live();
+        let count = live.per_tenant.entry(connection.tenant.clone()).or_insert(0);
         if *count >= server.settings.max_sessions_per_tenant {
+            if *count == 0 {
+                live.per_tenant.remove(&connection.tenant);
+            }
             return None;
         }
         *count += 1;
+        live.next_id += 1;
+        let id = live.next_id;
+        live.by_id.insert(id, connection);
         server.shared.metrics.session_opened();
-        Some(Self { server: server.clone(), tenant: tenant.to_owned() })
+        Some(Self { server: server.clone(), id })
     }
 }
 
-impl Drop for TenantSlot {
+impl Drop for LiveSlot {
     fn drop(&mut self) {
         self.server.shared.metrics.session_closed();
-        let mut map = self.server.tenant_sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = map.get_mut(&self.tenant) {
+        let mut live = self.server.live();
+        if let Some(conn) = live.by_id.remove(&self.id)
+            && let Some(count) = live.per_tenant.get_mut(&conn.tenant)
+        {
             *count -= 1;
             if *count == 0 {
-                map.remove(&self.tenant);
+                live.per_tenant.remove(&conn.tenant);
             }
         }
     }
@@ -348,10 +530,15 @@ impl Drop for TenantSlot {
 struct Handler {
     server: Arc<SftpServer>,
     peer: SocketAddr,
-    authenticated: Arc<AtomicBool>,
+    share: Arc<ConnectionShare>,
+    /// Cancelled when the connection authenticates (ends the login grace).
+    authenticated: CancellationToken,
+    revoke: CancellationToken,
+    reason: Arc<Mutex<Option<String>>>,
     unauthenticated_slot: Option<UnauthenticatedSlot>,
     tenant: Option<Tenant>,
-    tenant_slot: Option<TenantSlot>,
+    live: Option<LiveSlot>,
+    /// Session channels opened but not yet running SFTP.
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
 
@@ -360,29 +547,47 @@ enum Credential {
     Key(PublicKey),
 }
 
+/// After a refused attempt every method stays on offer (until `max_auth_attempts`): a
+/// client that typed a wrong password may type the right one next.
+fn reject_keep_methods() -> Auth {
+    let mut methods = MethodSet::empty();
+    methods.push(MethodKind::PublicKey);
+    methods.push(MethodKind::Password);
+    Auth::Reject { proceed_with_methods: Some(methods), partial_success: false }
+}
+
 impl Handler {
     /// Looks the tenant up and checks the credential on a blocking thread (argon2 is slow
-    /// by design). Returns the tenant when the credential is valid and the tenant enabled.
-    async fn check(&self, user: &str, credential: Credential) -> Result<Option<Tenant>, SshError> {
+    /// by design). Returns the tenant and how it logged in when the credential is valid and
+    /// the tenant enabled.
+    async fn check(&self, user: &str, credential: Credential) -> Result<Option<(Tenant, Login)>, SshError> {
         let _permit = match credential {
             Credential::Password(_) => Some(self.server.password_checks.acquire().await),
             Credential::Key(_) => None,
         };
         let store = self.server.shared.store.clone();
         let user = user.to_owned();
-        tokio::task::spawn_blocking(move || -> Result<Option<Tenant>, SshError> {
+        tokio::task::spawn_blocking(move || -> Result<Option<(Tenant, Login)>, SshError> {
             let Some(tenant) = store.tenant(&user)? else { return Ok(None) };
             if tenant.disabled {
                 return Ok(None);
             }
-            let valid = match &credential {
-                Credential::Password(pw) => tenant.password.as_ref().is_some_and(|h| h.verify(pw)),
-                Credential::Key(offered) => store.keys(&user)?.iter().any(|k| {
-                    PublicKey::from_openssh(&format!("{} {}", k.algorithm, k.key_base64))
-                        .is_ok_and(|stored| stored.key_data() == offered.key_data())
-                }),
+            let login = match &credential {
+                Credential::Password(pw) => tenant
+                    .password
+                    .as_ref()
+                    .filter(|h| h.verify(pw))
+                    .map(|h| Login::Password(h.as_phc().to_owned())),
+                Credential::Key(offered) => store
+                    .keys(&user)?
+                    .into_iter()
+                    .find(|k| {
+                        PublicKey::from_openssh(&format!("{} {}", k.algorithm, k.key_base64))
+                            .is_ok_and(|stored| stored.key_data() == offered.key_data())
+                    })
+                    .map(|k| Login::Key(k.key_base64)),
             };
-            Ok(valid.then_some(tenant))
+            Ok(login.map(|l| (tenant, l)))
         })
         .await
         .map_err(|e| SshError::Russh(russh::Error::IO(std::io::Error::other(e))))?
@@ -391,11 +596,17 @@ impl Handler {
     fn reject(&self, user: &str, method: &str, why: &str) -> Auth {
         self.server.shared.metrics.failed_login();
         info!(peer = %self.peer, user, method, "login failed: {why}");
-        Auth::reject()
+        reject_keep_methods()
     }
 
-    fn accept(&mut self, tenant: Tenant, method: &str) -> Auth {
-        let Some(slot) = TenantSlot::take(&self.server, tenant.name.as_str()) else {
+    fn accept(&mut self, tenant: Tenant, login: Login, method: &str) -> Auth {
+        let connection = LiveConnection {
+            tenant: tenant.name.clone(),
+            login,
+            revoke: self.revoke.clone(),
+            reason: self.reason.clone(),
+        };
+        let Some(slot) = LiveSlot::take(&self.server, connection) else {
             return self.reject(
                 tenant.name.as_str(),
                 method,
@@ -403,10 +614,11 @@ impl Handler {
             );
         };
         info!(peer = %self.peer, tenant = %tenant.name, method, "login");
-        self.tenant_slot = Some(slot);
+        self.live = Some(slot);
         self.tenant = Some(tenant);
         self.unauthenticated_slot = None;
-        self.authenticated.store(true, Ordering::Release);
+        self.share.activity.touch();
+        self.authenticated.cancel();
         Auth::Accept
     }
 
@@ -422,12 +634,12 @@ impl russh::server::Handler for Handler {
     type Error = SshError;
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        Ok(Auth::reject())
+        Ok(reject_keep_methods())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         match self.check(user, Credential::Password(password.to_owned())).await? {
-            Some(tenant) => Ok(self.accept(tenant, "password")),
+            Some((tenant, login)) => Ok(self.accept(tenant, login, "password")),
             None => Ok(self.reject(user, "password", "unknown user, disabled tenant or wrong password")),
         }
     }
@@ -440,13 +652,13 @@ impl russh::server::Handler for Handler {
         // Tell the client early whether signing with this key is worth it; not a failure.
         match self.check(user, Credential::Key(offer.public_key.clone())).await? {
             Some(_) => Ok(Auth::Accept),
-            None => Ok(Auth::reject()),
+            None => Ok(reject_keep_methods()),
         }
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         match self.check(user, Credential::Key(key.public_key.clone())).await? {
-            Some(tenant) => Ok(self.accept(tenant, "publickey")),
+            Some((tenant, login)) => Ok(self.accept(tenant, login, "publickey")),
             None => Ok(self.reject(user, "publickey", "key not authorised or tenant disabled")),
         }
     }
@@ -457,7 +669,12 @@ impl russh::server::Handler for Handler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.tenant.is_none() || self.channels.len() >= 8 {
+        let open = self.channels.len() + self.share.sessions.load(Ordering::Acquire);
+        if self.tenant.is_none() || open >= self.server.settings.max_channels_per_connection {
+            if self.tenant.is_some() {
+                info!(peer = %self.peer, open, "refusing a channel: {} per connection at most",
+                    self.server.settings.max_channels_per_connection);
+            }
             reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         }
@@ -490,7 +707,15 @@ impl russh::server::Handler for Handler {
         let (read, write) = channel.split();
         let shared = self.server.shared.clone();
         let name: TenantName = tenant.name.clone();
-        tokio::spawn(session::run(shared, name, tree, read, write));
+        self.share.sessions.fetch_add(1, Ordering::AcqRel);
+        let slot = SessionSlot(self.share.clone());
+        tokio::spawn(session::run(shared, name, tree, slot, read, write));
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, id: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        // A channel closed before it started SFTP no longer counts.
+        self.channels.remove(&id);
         Ok(())
     }
 

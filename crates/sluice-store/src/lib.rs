@@ -102,6 +102,8 @@ pub struct StoredUpload {
     /// imported whatever the tenant's trigger. The intent lives in the queue, not in the
     /// process that happens to claim the event.
     pub requested: bool,
+    /// Not imported: a client's retry of this earlier upload (the same bytes, moments later).
+    pub duplicate_of: Option<i64>,
 }
 
 pub struct Store {
@@ -391,11 +393,11 @@ impl Store {
 }
 
 const UPLOAD_SELECT: &str =
-    "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms, u.requested FROM upload_events u
+    "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms, u.requested, u.duplicate_of FROM upload_events u
     JOIN tenants t ON t.id = u.tenant_id";
 
 fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
 }
 
 pub(crate) fn upload_by_id(c: &Connection, id: i64) -> Result<Option<StoredUpload>> {
@@ -403,9 +405,11 @@ pub(crate) fn upload_by_id(c: &Connection, id: i64) -> Result<Option<StoredUploa
     row.map(upload_from_row).transpose()
 }
 
-type UploadRow = (i64, String, String, i64, String, i64, bool);
+type UploadRow = (i64, String, String, i64, String, i64, bool, Option<i64>);
 
-fn upload_from_row((id, tenant, path, size, sha, at_ms, requested): UploadRow) -> Result<StoredUpload> {
+fn upload_from_row(
+    (id, tenant, path, size, sha, at_ms, requested, duplicate_of): UploadRow,
+) -> Result<StoredUpload> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("upload event {id}: {what}"));
     Ok(StoredUpload {
         id,
@@ -417,6 +421,7 @@ fn upload_from_row((id, tenant, path, size, sha, at_ms, requested): UploadRow) -
             at_ms,
         },
         requested,
+        duplicate_of,
     })
 }
 

@@ -169,6 +169,10 @@ const MIGRATIONS: &[&str] = &[
     // 15: the `.done` manifest (its upload event) that an import of a listed file belongs to
     "ALTER TABLE imports ADD COLUMN manifest_upload INTEGER;
      CREATE INDEX imports_by_manifest ON imports (manifest_upload) WHERE manifest_upload IS NOT NULL;",
+    // 16: an upload that repeated an earlier one's bytes (a client's retry) and was not
+    // imported again; the earlier uploads of a file are found by path
+    "ALTER TABLE upload_events ADD COLUMN duplicate_of INTEGER;
+     CREATE INDEX upload_events_by_path ON upload_events (tenant_id, path, id);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

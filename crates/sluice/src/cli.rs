@@ -261,6 +261,9 @@ enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove a key (by its `SHA256:...` fingerprint, as `key list` shows it); SFTP sessions
+    /// that logged in with it end within a second.
+    Remove { tenant: String, fingerprint: String },
 }
 
 /// A failure with the exit code the contract gives it.
@@ -401,18 +404,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     .iter()
                     .map(|u| {
                         json!({"id": u.id, "tenant": u.event.tenant.as_str(), "path": u.event.path.to_string(),
-                               "size": u.event.size, "sha256": u.event.sha256.as_str(), "at_ms": u.event.at_ms})
+                               "size": u.event.size, "sha256": u.event.sha256.as_str(), "at_ms": u.event.at_ms,
+                               "duplicate_of": u.duplicate_of})
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for u in uploads {
+                    let retry = u.duplicate_of.map(|o| format!("  (retry of {o}: not imported again)"));
                     println!(
-                        "{:>6}  {:<40} {:>12}  {}",
+                        "{:>6}  {:<40} {:>12}  {}{}",
                         u.id,
                         u.event.path,
                         u.event.size,
-                        u.event.sha256.as_str()
+                        u.event.sha256.as_str(),
+                        retry.unwrap_or_default()
                     );
                 }
             }
@@ -558,7 +564,7 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
         }
         TenantCommand::Disable { name } => {
             store.set_disabled(&tenant_name(&name)?, true)?;
-            println!("tenant {name} disabled: it can no longer log in");
+            println!("tenant {name} disabled: it can no longer log in, and its open SFTP sessions end now");
         }
         TenantCommand::Enable { name } => {
             store.set_disabled(&tenant_name(&name)?, false)?;
@@ -785,6 +791,11 @@ fn key_command(dirs: &DataDirs, cmd: KeyCommand) -> Result<(), Failure> {
                     println!("{:<20} {} {}", k.algorithm, k.fingerprint, k.comment);
                 }
             }
+        }
+        KeyCommand::Remove { tenant, fingerprint } => {
+            store.require_tenant(&tenant)?;
+            store.remove_key(&tenant, &fingerprint)?;
+            println!("removed key {fingerprint} of tenant {tenant}; sessions that logged in with it end now");
         }
     }
     Ok(())

@@ -20,13 +20,34 @@ compat = false
 # Offer only the hybrid post-quantum key exchange (mlkem768x25519-sha256). Locks out
 # clients without it: OpenSSH before 9.9, PuTTY/WinSCP/FileZilla before ML-KEM, paramiko, libssh2.
 post_quantum_only = false
+# Time a connection has to log in (from TCP connect). Once logged in, only the idle
+# timeout applies.
 login_grace_secs = 30
 max_auth_attempts = 6
 max_unauthenticated_per_ip = 10
+# Logged-in connections per tenant, and SFTP channels per connection (OpenSSH's MaxSessions).
 max_sessions_per_tenant = 20
+max_channels_per_connection = 10
+# A logged-in connection that moves no SFTP bytes for this long is closed.
 idle_timeout_secs = 600
+# On shutdown (SIGTERM, Ctrl-C): how long transfers in flight may take to finish.
+drain_secs = 30
 max_upload_bytes = 10737418240
+# Open files and folders per session, and per tenant across its sessions.
 max_open_handles = 256
+max_open_handles_per_tenant = 1024
+# Bytes a tenant's unfinished uploads may take in the spool.
+spool_bytes_per_tenant = 21474836480
+# Memory for requests queued by one session and by all sessions, and for one session's
+# replies waiting for the client. Pipelining clients (paramiko) queue a READ per 32 KiB of a
+# download up front: keep the per-session figure above ~100 bytes per 32 KiB of your
+# largest file.
+queue_budget_bytes = 33554432
+queue_budget_total_bytes = 1073741824
+reply_budget_bytes = 4194304
+# For this long after an upload, its client may stat, list and set the time of the file
+# although the import already took it in (paramiko, rclone and WinSCP check their uploads).
+recent_upload_secs = 120
 
 [http]
 # The dashboard, the REST API (/api/v1), /metrics and /healthz.
@@ -68,6 +89,9 @@ default_folders = ["students", "employees", "guardians", "visitors"]
 types_dir = ""
 # Keep each processed upload in DATA_DIR/archive/TENANT/ for this many days (0: delete at once).
 archive_days = 0
+# An upload with the same bytes as an upload of the same file in the last N seconds that was
+# imported (or is being imported) is a client's retry, and is not imported again (0: off).
+duplicate_window_secs = 120
 
 [log]
 # tracing filter, e.g. "info" or "sluice_sftp=debug,info"; RUST_LOG overrides it.
@@ -91,6 +115,7 @@ pub struct Config {
 pub struct ImportsConfig {
     pub types_dir: String,
     pub archive_days: u32,
+    pub duplicate_window_secs: u64,
 }
 
 impl ImportsConfig {
@@ -109,9 +134,17 @@ pub struct SftpConfig {
     pub max_auth_attempts: usize,
     pub max_unauthenticated_per_ip: usize,
     pub max_sessions_per_tenant: usize,
+    pub max_channels_per_connection: usize,
     pub idle_timeout_secs: u64,
+    pub drain_secs: u64,
     pub max_upload_bytes: u64,
     pub max_open_handles: usize,
+    pub max_open_handles_per_tenant: usize,
+    pub spool_bytes_per_tenant: u64,
+    pub queue_budget_bytes: usize,
+    pub queue_budget_total_bytes: usize,
+    pub reply_budget_bytes: usize,
+    pub recent_upload_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,8 +278,27 @@ impl Config {
             .context("[tenants] default_folders")?;
         self.notifications.smtp()?;
         self.http.trusted_proxies()?;
-        if self.sftp.max_open_handles == 0 || self.sftp.max_sessions_per_tenant == 0 {
-            bail!("[sftp] max_open_handles and max_sessions_per_tenant must be at least 1");
+        let s = &self.sftp;
+        if s.max_open_handles == 0
+            || s.max_open_handles_per_tenant == 0
+            || s.max_sessions_per_tenant == 0
+            || s.max_channels_per_connection == 0
+        {
+            bail!(
+                "[sftp] max_open_handles, max_open_handles_per_tenant, max_sessions_per_tenant and \
+                 max_channels_per_connection must be at least 1"
+            );
+        }
+        // One packet (256 KiB) and its overhead must always fit, or a session could wait forever.
+        const ONE_MIB: usize = 1 << 20;
+        for (key, value) in [
+            ("queue_budget_bytes", s.queue_budget_bytes),
+            ("queue_budget_total_bytes", s.queue_budget_total_bytes),
+            ("reply_budget_bytes", s.reply_budget_bytes),
+        ] {
+            if value < ONE_MIB {
+                bail!("[sftp] {key} = {value}: must be at least {ONE_MIB} (1 MiB)");
+            }
         }
         Ok(())
     }
@@ -260,15 +312,24 @@ impl Config {
             max_auth_attempts: s.max_auth_attempts,
             max_unauthenticated_per_ip: s.max_unauthenticated_per_ip,
             max_sessions_per_tenant: s.max_sessions_per_tenant,
+            max_channels_per_connection: s.max_channels_per_connection,
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            drain: Duration::from_secs(s.drain_secs),
+            ..Default::default()
         }
     }
 
     pub fn sftp_limits(&self) -> sluice_sftp::SftpLimits {
+        let s = &self.sftp;
         sluice_sftp::SftpLimits {
-            max_upload_bytes: self.sftp.max_upload_bytes,
-            max_handles: self.sftp.max_open_handles,
-            ..Default::default()
+            max_upload_bytes: s.max_upload_bytes,
+            max_handles: s.max_open_handles,
+            max_handles_per_tenant: s.max_open_handles_per_tenant,
+            spool_bytes_per_tenant: s.spool_bytes_per_tenant,
+            queue_budget_bytes: s.queue_budget_bytes,
+            queue_budget_total_bytes: s.queue_budget_total_bytes,
+            reply_budget_bytes: s.reply_budget_bytes,
+            recent_upload: Duration::from_secs(s.recent_upload_secs),
         }
     }
 }

@@ -197,7 +197,7 @@ fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(),
 fn open(config: &Config, dirs: &DataDirs) -> Result<Ingest, Failure> {
     let store = Arc::new(dirs.open_store().map_err(usage)?);
     let types = load_types(config)?;
-    Ok(dirs.ingest(store, types).map_err(usage)?.with_archive(&dirs.root, config.imports.archive_days))
+    dirs.ingest(store, types, &config.imports).map_err(usage)
 }
 
 pub fn import(

@@ -41,13 +41,17 @@ impl DataDirs {
         Ok(())
     }
 
+    /// The import service on this data directory, with the `[imports]` settings.
     pub fn ingest(
         &self,
         store: Arc<Store>,
         types: sluice_core::import::ImportTypes,
+        settings: &crate::config::ImportsConfig,
     ) -> Result<sluice_ingest::Ingest> {
-        sluice_ingest::Ingest::new(store, types, &self.root)
-            .with_context(|| format!("cannot create the import directories under {}", self.root.display()))
+        Ok(sluice_ingest::Ingest::new(store, types, &self.root)
+            .with_context(|| format!("cannot create the import directories under {}", self.root.display()))?
+            .with_archive(&self.root, settings.archive_days)
+            .with_duplicate_window(std::time::Duration::from_secs(settings.duplicate_window_secs)))
     }
 
     pub fn open_store(&self) -> Result<Store> {
@@ -71,8 +75,7 @@ pub async fn run(config: Config) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let notify = Arc::new(Notify::new());
     let ingest = Arc::new(
-        dirs.ingest(store.clone(), types)?
-            .with_archive(&dirs.root, config.imports.archive_days)
+        dirs.ingest(store.clone(), types, &config.imports)?
             .with_metrics(metrics.clone())
             .with_notifier(notify.clone()),
     );
@@ -83,13 +86,14 @@ pub async fn run(config: Config) -> Result<()> {
     });
     ingest.recover()?;
     let uploaded = Arc::new(Notify::new());
-    let shared = Arc::new(SftpShared {
-        store: store.clone(),
-        spool: dirs.upload_spool(),
-        limits: config.sftp_limits(),
-        uploaded: uploaded.clone(),
-        metrics: metrics.clone(),
-    });
+    let shared = Arc::new(SftpShared::new(
+        store.clone(),
+        dirs.upload_spool(),
+        config.sftp_limits(),
+        uploaded.clone(),
+        metrics.clone(),
+        sftp_descriptor_budget(),
+    ));
     let server = Arc::new(SftpServer::new(shared, dirs.tenants(), host_key, config.ssh_settings()));
     let listener = tokio::net::TcpListener::bind(config.sftp.listen)
         .await
@@ -159,6 +163,23 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = worker.await;
     info!("sluice stopped");
     Ok(())
+}
+
+/// Raises the process's open-file limit to what the system allows and gives the SFTP server
+/// all of it but a reserve: accepting, logging, the HTTP side, the database and imports
+/// always keep descriptors, however many clients ask.
+fn sftp_descriptor_budget() -> Arc<sluice_sftp::FdBudget> {
+    let limit = match sluice_sftp::raise_fd_limit() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("cannot read the open-file limit ({e}); assuming 1024");
+            1024
+        }
+    };
+    let reserve = (limit / 8).max(64);
+    let budget = limit.saturating_sub(reserve).max(16);
+    info!(limit, sftp = budget, "open-file limit");
+    sluice_sftp::FdBudget::new(budget)
 }
 
 /// Prints to stdout for operators and scripts; a closed stdout must not stop the server.

@@ -51,6 +51,7 @@ pub struct Server {
     pub http_port: u16,
     pub dir: TempDir,
     env: Vec<(String, String)>,
+    nofile: Option<u64>,
 }
 
 impl Server {
@@ -59,17 +60,22 @@ impl Server {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_limited(env, None)
+    }
+
+    /// A server whose open-file limit (soft and hard) is `nofile`.
+    pub fn start_limited(env: &[(&str, &str)], nofile: Option<u64>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, port, http_port) = spawn_server(dir.path(), &env);
-        Self { child, port, http_port, dir, env }
+        let (child, port, http_port) = spawn_server(dir.path(), &env, nofile);
+        Self { child, port, http_port, dir, env, nofile }
     }
 
     /// SIGKILL, then start again on the same data directory (and a new port).
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, port, http_port) = spawn_server(self.dir.path(), &self.env);
+        let (child, port, http_port) = spawn_server(self.dir.path(), &self.env, self.nofile);
         self.child = child;
         self.port = port;
         self.http_port = http_port;
@@ -187,6 +193,55 @@ impl Server {
             .unwrap_or(0)
     }
 
+    /// Current resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// One sample of `/metrics` (without labels), e.g. `sluice_sftp_open_handles`.
+    pub fn metric(&self, name: &str) -> i64 {
+        let (status, body) = self.http_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as i64)
+            .unwrap_or_else(|| panic!("no metric {name} in\n{body}"))
+    }
+
+    /// Files waiting in the upload spool (uploads in flight).
+    pub fn spool_files(&self) -> usize {
+        std::fs::read_dir(self.data_dir().join("spool/uploads")).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// Waits until `check` holds, polling; false after `timeout`.
+    pub fn wait_until(&self, timeout: Duration, mut check: impl FnMut(&Self) -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if check(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        check(self)
+    }
+
+    /// Imports of a tenant (`sluice imports --json`), newest first.
+    pub fn imports(&self, tenant: &str) -> Vec<Value> {
+        let out = self.cli_ok(&["imports", "--tenant", tenant, "--json", "--limit", "10000"]);
+        serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -212,9 +267,23 @@ impl Drop for Server {
     }
 }
 
-fn spawn_server(dir: &Path, env: &[(String, String)]) -> (Child, u16, u16) {
+fn spawn_server(dir: &Path, env: &[(String, String)], nofile: Option<u64>) -> (Child, u16, u16) {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    if let Some(n) = nofile {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+        unsafe {
+            command.pre_exec(move || {
+                let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command
         .args(["--data-dir"])
         .arg(dir.join("data"))
         .args(["serve", "--sftp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
@@ -493,4 +562,50 @@ pub fn start_smtpd(maildir: &Path, tls: Option<(&Path, &Path)>) -> (Child, u16) 
         std::thread::sleep(Duration::from_millis(100));
     }
     (child, port)
+}
+
+// ---------- Raw SFTP packets ----------
+
+/// A raw SFTP connection: we write packets ourselves and read replies ourselves.
+pub struct Raw {
+    pub ssh: ClientHandle,
+    pub stream: russh::ChannelStream<russh::client::Msg>,
+}
+
+impl Raw {
+    /// Logs in and starts SFTP (INIT, VERSION) on a new connection.
+    pub async fn open(port: u16, user: &str, password: &str) -> Raw {
+        let ssh = ssh_login(port, user, password).await.unwrap();
+        let channel = ssh.channel_open_session().await.unwrap();
+        channel.request_subsystem(true, "sftp").await.unwrap();
+        let mut raw = Raw { ssh, stream: channel.into_stream() };
+        raw.send(1, &[], &3u32.to_be_bytes()).await;
+        let (kind, _) = raw.recv().await.unwrap();
+        assert_eq!(kind, 2, "expected SSH_FXP_VERSION");
+        raw
+    }
+
+    pub async fn send(&mut self, kind: u8, id: &[u8], body: &[u8]) {
+        let len = (1 + id.len() + body.len()) as u32;
+        let mut p = len.to_be_bytes().to_vec();
+        p.push(kind);
+        p.extend_from_slice(id);
+        p.extend_from_slice(body);
+        tokio::io::AsyncWriteExt::write_all(&mut self.stream, &p).await.unwrap();
+    }
+
+    pub async fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut len = [0u8; 4];
+        use tokio::io::AsyncReadExt;
+        self.stream.read_exact(&mut len).await.ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some((body[0], body[1..].to_vec()))
+    }
+}
+
+pub fn string(s: &[u8]) -> Vec<u8> {
+    let mut v = (s.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(s);
+    v
 }

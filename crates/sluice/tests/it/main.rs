@@ -11,6 +11,7 @@ mod cli;
 mod concurrency;
 mod curl;
 mod dashboard;
+mod front_door;
 mod hardening;
 mod imports;
 mod manifest;
