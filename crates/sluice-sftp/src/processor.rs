@@ -325,6 +325,10 @@ impl Processor {
                 if let (Some((atime, mtime)), Some(real)) = (attrs.atime_mtime, self.tree.real_path(path)) {
                     set_times_nofollow(&real, atime, mtime)
                         .map_err(|e| FsError::io("setting the time", e))?;
+                    // The import may take the file in a moment from now: what the client
+                    // reads back then is what it set.
+                    let window = self.shared.limits.recent_upload;
+                    self.shared.tenants.set_recent_mtime(&self.tenant, path, mtime, window);
                 }
                 Ok(())
             }

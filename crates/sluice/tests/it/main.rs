@@ -7,6 +7,7 @@ mod api;
 mod audit;
 mod browser;
 mod clever;
+mod clients;
 mod cli;
 mod concurrency;
 mod curl;
