@@ -21,4 +21,4 @@ pub use layout::{FolderName, Node, Operation, PolicyError, TreeLayout};
 pub use password::{PasswordError, PasswordHash};
 pub use tenant::{TenantName, TenantNameError, Trigger};
 pub use upload::{Sha256Hex, UploadEvent, hmac_sha256_hex, is_transfer_temp_name, sha256_of};
-pub use vpath::{PathError, VirtualPath};
+pub use vpath::{FileName, FileNameError, PathError, VirtualPath};
