@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod tenant;
 pub mod upload;
 pub mod vpath;
+pub mod webhook;
 
 pub use layout::{FolderName, Node, Operation, PolicyError, TreeLayout};
 pub use password::{PasswordError, PasswordHash};

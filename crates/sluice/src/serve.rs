@@ -134,6 +134,7 @@ pub async fn run(config: Config) -> Result<()> {
         let mut web = sluice_web::Web::new(ingest.clone(), metrics.clone(), sluice_sftp::parse_public_key);
         web.secure_cookies = config.http.secure_cookies;
         web.trusted_proxies = config.http.trusted_proxies()?.into();
+        web.allow_private_webhooks = config.notifications.allow_private_webhooks;
         tokio::spawn(sluice_web::serve(http_listener, web, http_tls, async move { stop.notified().await }))
     };
     let stop_notifier = Arc::new(Notify::new());
