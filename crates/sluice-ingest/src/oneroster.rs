@@ -165,7 +165,8 @@ fn evaluate_package(
                 Some((record_type, b)) => {
                     let held = held_path(req.held_dir, id);
                     if !dry_run && req.file != held {
-                        std::fs::copy(req.file, &held).map_err(crate::run::io("keeping the held file"))?;
+                        crate::run::copy_private(req.file, &held)
+                            .map_err(crate::run::io("keeping the held file"))?;
                     }
                     let message =
                         format!("{} ({summary})", crate::run::held_message(req, b.message(&record_type, id)));

@@ -51,6 +51,8 @@ pub struct Server {
     pub http_port: u16,
     pub dir: TempDir,
     env: Vec<(String, String)>,
+    /// The umask the server and the CLI start with (else the test process's).
+    umask: Option<libc::mode_t>,
 }
 
 impl Server {
@@ -59,17 +61,26 @@ impl Server {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_full(env, None)
+    }
+
+    /// Starts the server, and later runs the CLI, with this umask (as a shell would set it).
+    pub fn start_with_umask(env: &[(&str, &str)], umask: libc::mode_t) -> Self {
+        Self::start_full(env, Some(umask))
+    }
+
+    fn start_full(env: &[(&str, &str)], umask: Option<libc::mode_t>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, port, http_port) = spawn_server(dir.path(), &env);
-        Self { child, port, http_port, dir, env }
+        let (child, port, http_port) = spawn_server(dir.path(), &env, umask);
+        Self { child, port, http_port, dir, env, umask }
     }
 
     /// SIGKILL, then start again on the same data directory (and a new port).
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, port, http_port) = spawn_server(self.dir.path(), &self.env);
+        let (child, port, http_port) = spawn_server(self.dir.path(), &self.env, self.umask);
         self.child = child;
         self.port = port;
         self.http_port = http_port;
@@ -98,7 +109,9 @@ impl Server {
     }
 
     fn cli_full(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        with_umask(&mut command, self.umask);
+        let mut child = command
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(args)
@@ -212,9 +225,24 @@ impl Drop for Server {
     }
 }
 
-fn spawn_server(dir: &Path, env: &[(String, String)]) -> (Child, u16, u16) {
+/// Makes `command` start with `umask`, when one is given.
+fn with_umask(command: &mut Command, umask: Option<libc::mode_t>) {
+    if let Some(mask) = umask {
+        // SAFETY: umask is async-signal-safe and touches nothing but the child's own mask.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(command, move || {
+                libc::umask(mask);
+                Ok(())
+            });
+        }
+    }
+}
+
+fn spawn_server(dir: &Path, env: &[(String, String)], umask: Option<libc::mode_t>) -> (Child, u16, u16) {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    with_umask(&mut command, umask);
+    let mut child = command
         .args(["--data-dir"])
         .arg(dir.join("data"))
         .args(["serve", "--sftp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])

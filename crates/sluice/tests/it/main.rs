@@ -20,6 +20,7 @@ mod oneroster;
 mod openssh;
 mod paramiko;
 mod people;
+mod permissions;
 mod psftp;
 mod safeguards;
 mod sftp_rust;
