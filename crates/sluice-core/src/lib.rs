@@ -16,9 +16,10 @@ pub mod schedule;
 pub mod tenant;
 pub mod upload;
 pub mod vpath;
+pub mod webhook;
 
 pub use layout::{FolderName, Node, Operation, PolicyError, TreeLayout};
 pub use password::{PasswordError, PasswordHash};
 pub use tenant::{TenantName, TenantNameError, Trigger};
 pub use upload::{Sha256Hex, UploadEvent, hmac_sha256_hex, is_transfer_temp_name, sha256_of};
-pub use vpath::{PathError, VirtualPath};
+pub use vpath::{FileName, FileNameError, PathError, VirtualPath};

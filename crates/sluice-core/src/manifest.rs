@@ -12,6 +12,7 @@
 //! and the hash type are case-insensitive. Parsing is bounded and refuses DTDs, so neither
 //! entity expansion ("billion laughs") nor external entities can happen.
 
+use crate::{FileName, FileNameError};
 use md5::Digest;
 use quick_xml::events::Event;
 use quick_xml::reader::Reader;
@@ -23,7 +24,11 @@ pub const MAX_ENTRIES: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestEntry {
+    /// The name as the line writes it (for messages).
     pub name: String,
+    /// The name parsed like an SFTP path in the manifest's folder: a file of that folder,
+    /// or why the line cannot name one (the line is invalid; nothing is looked up).
+    pub file: Result<FileName, FileNameError>,
     /// Lowercase hex MD5, when the line gives one.
     pub md5: Option<String>,
 }
@@ -151,7 +156,7 @@ fn file_entry(e: &quick_xml::events::BytesStart<'_>, line: usize) -> Result<Mani
             return Err(bad(format!("checksumhashtype {other:?} is not supported; use \"md5\" or \"none\"")));
         }
     };
-    Ok(ManifestEntry { name, md5 })
+    Ok(ManifestEntry { file: FileName::parse(&name), name, md5 })
 }
 
 /// The manifest's text with `INVALID="reason"` added to the listed `<file>` lines
@@ -216,6 +221,7 @@ mod tests {
             m.entries[0],
             ManifestEntry {
                 name: "accounts.csv".into(),
+                file: FileName::parse("accounts.csv"),
                 md5: Some("0cc175b9c0f1b6a831c399e269772661".into())
             }
         );
@@ -269,6 +275,19 @@ mod tests {
         let ok =
             Manifest::parse(b"<m><file name='a&amp;b.csv' checksum='' checksumhashtype=''/></m>").unwrap();
         assert_eq!(ok.entries[0].name, "a&b.csv");
+    }
+
+    #[test]
+    fn names_are_parsed_as_file_names_of_the_folder() {
+        let xml = br#"<m><file name="../../../ssh_host_ed25519_key"/><file name="a&#47;b"/><file name="..\x.csv"/><file name=" ok.csv "/></m>"#;
+        let m = Manifest::parse(xml).unwrap();
+        assert_eq!(m.entries[0].file, Err(FileNameError::Separator));
+        assert_eq!(m.entries[0].name, "../../../ssh_host_ed25519_key");
+        assert_eq!(m.entries[1].file, Err(FileNameError::Separator), "a character reference is still a '/'");
+        assert_eq!(m.entries[2].file, Err(FileNameError::Separator));
+        assert_eq!(m.entries[3].file.as_ref().map(FileName::as_str), Ok("ok.csv"));
+        let control = Manifest::parse(b"<m><file name='a&#1;b'/></m>").unwrap();
+        assert_eq!(control.entries[0].file, Err(FileNameError::Path(crate::PathError::ControlCharacter)));
     }
 
     #[test]

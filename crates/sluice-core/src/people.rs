@@ -65,15 +65,6 @@ pub fn recipients<'a>(typed: impl IntoIterator<Item = &'a str>) -> Result<Vec<St
     }
 }
 
-/// A webhook URL as a tenant may set it: http or https, or empty for none.
-pub fn check_webhook_url(url: &str) -> Result<(), String> {
-    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(format!("{url:?} is not an http:// or https:// URL (leave it empty for no webhook)"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,8 +85,6 @@ mod tests {
         assert!(super::recipients(["a@x.org", "not one"]).unwrap_err().contains("\"not one\""));
         let many = vec!["a@x.org"; super::MAX_RECIPIENTS + 1];
         assert!(super::recipients(many).unwrap_err().contains("at most"));
-        assert!(super::check_webhook_url("").is_ok() && super::check_webhook_url("https://h/x").is_ok());
-        assert!(super::check_webhook_url("ftp://h/x").is_err());
     }
 
     #[test]

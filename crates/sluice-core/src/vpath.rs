@@ -16,7 +16,7 @@ pub struct VirtualPath {
     components: Vec<String>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PathError {
     #[error("path is not valid UTF-8")]
     NotUtf8,
@@ -89,6 +89,47 @@ impl VirtualPath {
     }
 }
 
+/// A file's name where a name alone may stand (a line of a `.done` manifest names a file
+/// in the manifest's own folder). Parsed by the one resolution clients' paths go through,
+/// [`VirtualPath::resolve`], and then required to be exactly one component, written as
+/// is: no `/` or `\`, not empty, `.` or `..`, and nothing a path refuses (NUL, control
+/// characters, non-UTF-8, over-long). So joining it under a folder stays in that folder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileName(String);
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum FileNameError {
+    #[error("{0}")]
+    Path(#[from] PathError),
+    #[error("it contains a path separator ('/' or '\\')")]
+    Separator,
+    #[error("it is not a file name (empty, \".\" or \"..\")")]
+    NotAName,
+}
+
+impl FileName {
+    pub fn parse(raw: &str) -> Result<Self, FileNameError> {
+        let path = VirtualPath::resolve(raw.as_bytes())?;
+        if raw.contains(['/', '\\']) {
+            return Err(FileNameError::Separator);
+        }
+        match path.components() {
+            [one] if one == raw => Ok(Self(path.components[0].clone())),
+            _ => Err(FileNameError::NotAName),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl fmt::Display for VirtualPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.components.is_empty() {
@@ -151,6 +192,26 @@ mod tests {
         assert!(matches!(
             VirtualPath::resolve(format!("/students/{}", "x".repeat(300)).as_bytes()),
             Err(PathError::NameTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn a_file_name_is_one_component_written_as_is() {
+        assert_eq!(FileName::parse("a.csv").unwrap().as_str(), "a.csv");
+        assert_eq!(FileName::parse("report..2024.csv").unwrap().as_str(), "report..2024.csv");
+        for raw in
+            ["../../../ssh_host_ed25519_key", "sub/x.csv", "..\\x.csv", "/etc/passwd", "./a.csv", "a.csv/"]
+        {
+            assert_eq!(FileName::parse(raw), Err(FileNameError::Separator), "{raw}");
+        }
+        for raw in ["", ".", ".."] {
+            assert_eq!(FileName::parse(raw), Err(FileNameError::NotAName), "{raw:?}");
+        }
+        assert_eq!(FileName::parse("a\0b"), Err(FileNameError::Path(PathError::Nul)));
+        assert_eq!(FileName::parse("a\u{1b}b"), Err(FileNameError::Path(PathError::ControlCharacter)));
+        assert!(matches!(
+            FileName::parse(&"x".repeat(300)),
+            Err(FileNameError::Path(PathError::NameTooLong { .. }))
         ));
     }
 }

@@ -6,6 +6,7 @@ mod oneroster;
 pub mod report;
 mod run;
 mod worker;
+mod zipdir;
 
 pub use jiff::Timestamp;
 pub use run::{ImportError, ImportRequest, Verdict, dry_run, import_file};

@@ -18,7 +18,7 @@
 use crate::run::ImportError;
 use crate::worker::{Ingest, Job};
 use sluice_core::manifest::{MAX_MANIFEST_BYTES, Manifest, mark_invalid, md5_of};
-use sluice_core::{VirtualPath, is_transfer_temp_name};
+use sluice_core::{FileName, is_transfer_temp_name};
 use sluice_store::{ImportStatus, Tenant};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -76,31 +76,44 @@ impl Ingest {
         };
 
         // Every listed file must be here, complete, and match its checksum (or, resuming,
-        // already imported, or staged).
-        let staged_path = |file: &str| self.staging().join(format!("manifest-{upload_id}-{file}"));
+        // already imported, or staged). A line's name is parsed like an SFTP path in this
+        // folder (`FileName`); only a parsed name is ever joined under a directory.
+        let staged_path = |file: &FileName| self.staging().join(format!("manifest-{upload_id}-{file}"));
         let mut invalid: Vec<(usize, String)> = Vec::new();
+        let mut listed: Vec<&FileName> = Vec::new();
         for (i, entry) in manifest.entries.iter().enumerate() {
-            let plain =
-                VirtualPath::resolve(entry.name.as_bytes()).ok().filter(|p| p.components().len() == 1);
-            if plain.is_none() || entry.name.eq_ignore_ascii_case(name) || is_transfer_temp_name(&entry.name)
-            {
+            let file = match &entry.file {
+                Ok(file) => file,
+                Err(e) => {
+                    invalid.push((
+                        i,
+                        format!(
+                            "the name {:?} is not allowed: {e}; list a data file in this folder by its name alone",
+                            entry.name
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            if file.as_str().eq_ignore_ascii_case(name) || is_transfer_temp_name(file.as_str()) {
                 invalid.push((i, "list a data file in this folder by its name alone".into()));
                 continue;
             }
-            if self.store.manifest_file_import(upload_id, &entry.name)?.is_some() {
+            listed.push(file);
+            if self.store.manifest_file_import(upload_id, file.as_str())?.is_some() {
                 continue;
             }
-            let staged = staged_path(&entry.name);
-            let path = if staged.exists() { staged } else { dir.join(&entry.name) };
+            let staged = staged_path(file);
+            let path = if staged.exists() { staged } else { dir.join(file.as_str()) };
             let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
             if !is_file {
                 invalid.push((i, "no such file in this folder (is it still uploading?)".into()));
                 continue;
             }
             if let Some(expected) = &entry.md5 {
-                let actual = std::fs::File::open(&path)
+                let actual = open_no_follow(&path)
                     .and_then(md5_of)
-                    .map_err(|e| ImportError::Io { what: format!("reading {}", entry.name), source: e })?;
+                    .map_err(|e| ImportError::Io { what: format!("reading {file}"), source: e })?;
                 if &actual != expected {
                     invalid.push((i, format!("checksum mismatch: the file's MD5 is {actual}")));
                 }
@@ -108,12 +121,10 @@ impl Ingest {
         }
         if !invalid.is_empty() {
             // Resumed after a crash: files staged before it go back where the tenant put them.
-            for entry in &manifest.entries {
-                let back = dir.join(&entry.name);
-                if VirtualPath::resolve(entry.name.as_bytes()).is_ok_and(|p| p.components().len() == 1)
-                    && !back.exists()
-                {
-                    let _ = std::fs::rename(staged_path(&entry.name), back);
+            for file in &listed {
+                let back = dir.join(file.as_str());
+                if !back.exists() {
+                    let _ = std::fs::rename(staged_path(file), back);
                 }
             }
             let marked = mark_invalid(&xml, &invalid).unwrap_or_else(|_| xml.clone());
@@ -122,21 +133,21 @@ impl Ingest {
                 .map_err(|e| ImportError::Io { what: format!("writing {}", target.display()), source: e })?;
             let _ = std::fs::remove_file(&processing);
             let names: Vec<String> =
-                invalid.iter().map(|(i, why)| format!("{} ({why})", manifest.entries[*i].name)).collect();
+                invalid.iter().map(|(i, why)| format!("{:?} ({why})", manifest.entries[*i].name)).collect();
             return history(format!("CONTAINSINVALIDFILES: nothing was imported: {}", names.join("; ")));
         }
 
         // An import type for every file, or nothing at all.
         let allowed = self.tenant_types(tenant);
         let mut plan = Vec::new();
-        for entry in &manifest.entries {
-            match self.types.for_upload(&allowed, folder, &entry.name) {
-                Some(t) => plan.push((t, entry.name.clone())),
+        for file in listed {
+            match self.types.for_upload(&allowed, folder, file.as_str()) {
+                Some(t) => plan.push((t, file)),
                 None => {
                     finish_as("IMPORTCONFIGMISSING");
                     return history(format!(
                         "IMPORTCONFIGMISSING: {}",
-                        self.no_type_message(&allowed, folder, &entry.name)
+                        self.no_type_message(&allowed, folder, file.as_str())
                     ));
                 }
             }
@@ -145,28 +156,28 @@ impl Ingest {
         plan.sort_by_key(|(t, _)| !t.references.is_empty());
         let mut with_errors = false;
         for (t, file) in plan {
-            let staged = staged_path(&file);
-            if let Some(done) = self.store.manifest_file_import(upload_id, &file)? {
+            let staged = staged_path(file);
+            if let Some(done) = self.store.manifest_file_import(upload_id, file.as_str())? {
                 // Imported before a crash (or listed twice).
                 with_errors |= done.status != ImportStatus::Complete;
                 if staged.exists() {
-                    self.retire(&staged, tenant_name, done.id, &file);
+                    self.retire(&staged, tenant_name, done.id, file.as_str());
                 }
                 continue;
             }
             if !staged.exists()
-                && let Err(e) = std::fs::rename(dir.join(&file), &staged)
+                && let Err(e) = std::fs::rename(dir.join(file.as_str()), &staged)
             {
-                warn!(tenant = tenant_name, file, "listed file vanished before import: {e}");
+                warn!(tenant = tenant_name, file = file.as_str(), "listed file vanished before import: {e}");
                 with_errors = true;
                 continue;
             }
             let record = self.run_in_turn(Job {
                 manifest_upload: Some(upload_id),
-                ..Job::new(tenant_name, t, &staged, &file, "manifest")
+                ..Job::new(tenant_name, t, &staged, file.as_str(), "manifest")
             })?;
             with_errors |= record.status != ImportStatus::Complete;
-            self.retire(&staged, tenant_name, record.id, &file);
+            self.retire(&staged, tenant_name, record.id, file.as_str());
         }
         // Only now is the manifest handled: a crash before this line resumes it.
         self.store.consume_upload(upload_id, None)?;
@@ -184,6 +195,12 @@ fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
     std::fs::File::open(path)?.take(MAX_MANIFEST_BYTES as u64 + 1).read_to_end(&mut buf)?;
     Ok((buf.len() <= MAX_MANIFEST_BYTES).then_some(buf))
+}
+
+/// Opens a listed file for reading without following a symlink (the SFTP layer's rule).
+fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)
 }
 
 fn write_atomically(temp: &PathBuf, target: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -165,7 +165,8 @@ fn evaluate_package(
                 Some((record_type, b)) => {
                     let held = held_path(req.held_dir, id);
                     if !dry_run && req.file != held {
-                        std::fs::copy(req.file, &held).map_err(crate::run::io("keeping the held file"))?;
+                        crate::run::copy_private(req.file, &held)
+                            .map_err(crate::run::io("keeping the held file"))?;
                     }
                     let message =
                         format!("{} ({summary})", crate::run::held_message(req, b.message(&record_type, id)));
@@ -257,6 +258,8 @@ impl PackageRun<'_, '_> {
                 ),
             )]));
         }
+        // A second handle for reading the zip's structure by offset (`zipdir`).
+        let raw = file.try_clone().map_err(crate::run::io(format!("reading {}", self.req.file_name)))?;
         let mut zip = match zip::ZipArchive::new(std::io::BufReader::new(file)) {
             Ok(z) => z,
             Err(e) => {
@@ -269,7 +272,7 @@ impl PackageRun<'_, '_> {
                 )]));
             }
         };
-        let entries = match check_entries(&mut zip, &limits, length) {
+        let entries = match check_entries(&mut zip, &raw, &limits, length) {
             Ok(e) => e,
             Err(problems) => return Ok(Err(problems)),
         };
@@ -661,9 +664,11 @@ fn parse_file(
     let _ = tx.send(Parsed::Done);
 }
 
-/// Checks every entry before anything is inflated; returns (name, index) of each.
+/// Checks every entry before anything is inflated; returns (name, index) of each. `raw` is
+/// the zip's file, for reading its directory and headers as they are (`zipdir`).
 fn check_entries(
     zip: &mut zip::ZipArchive<std::io::BufReader<File>>,
+    raw: &File,
     limits: &ZipLimits,
     archive_bytes: u64,
 ) -> Result<Vec<(String, usize)>, Vec<Problem>> {
@@ -678,7 +683,7 @@ fn check_entries(
             ),
         )]);
     }
-    let mut problems = Vec::new();
+    let mut problems = directory_problems(zip, raw, limits);
     let mut entries: Vec<(String, usize)> = Vec::new();
     let mut total = 0u64;
     let mut compressed = 0u64;
@@ -692,6 +697,24 @@ fn check_entries(
             }
         };
         let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        match crate::zipdir::local_name(raw, entry.header_start()) {
+            Ok(local) if local == entry.name_raw() => {}
+            Ok(local) => {
+                problems.push(problem(
+                    &name,
+                    "inconsistent_names",
+                    format!(
+                        "its local header names it {:?}: the zip's directory and its entries disagree, which only a crafted zip does; it was not unpacked",
+                        String::from_utf8_lossy(&local)
+                    ),
+                ));
+                // The other checks still run: entries sharing one header say so too.
+            }
+            Err(e) => {
+                problems.push(problem(&name, "bad_zip", format!("its local header cannot be read: {e}")));
+                continue;
+            }
+        }
         let lower = name.to_ascii_lowercase();
         if entry.is_dir() || name.contains(['/', '\\', ':']) || name.starts_with('.') || name.contains('\0') {
             problems.push(problem(
@@ -784,6 +807,56 @@ fn check_entries(
         ));
     }
     if problems.is_empty() { Ok(entries) } else { Err(problems) }
+}
+
+/// What the zip library cannot see: it keeps one entry per name and reads only as many
+/// directory records as the end record claims. So the records are read from the bytes: a
+/// name recorded twice, or more records than the end record counts, is refused.
+fn directory_problems(
+    zip: &zip::ZipArchive<std::io::BufReader<File>>,
+    raw: &File,
+    limits: &ZipLimits,
+) -> Vec<Problem> {
+    let names = match crate::zipdir::central_names(raw, zip.central_directory_start(), limits.max_entries + 1)
+    {
+        Ok(names) => names,
+        Err(e) => {
+            return vec![problem("package", "bad_zip", format!("its central directory cannot be read: {e}"))];
+        }
+    };
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    let mut reported = HashSet::new();
+    for name in &names {
+        if !seen.insert(name.as_slice()) && reported.insert(name.as_slice()) {
+            problems.push(problem(
+                &String::from_utf8_lossy(name),
+                "duplicate_file",
+                "appears twice in the zip under exactly this name (two entries in its central directory); a package holds at most one of each file",
+            ));
+        }
+    }
+    if names.len() > limits.max_entries {
+        problems.push(problem(
+            "package",
+            "too_many_entries",
+            format!(
+                "the zip has more than {} entries; a OneRoster package has at most {}",
+                limits.max_entries, limits.max_entries
+            ),
+        ));
+    } else if problems.is_empty() && names.len() != zip.len() {
+        problems.push(problem(
+            "package",
+            "entry_count_mismatch",
+            format!(
+                "the zip's end record lists {} entries but its central directory holds {}, which only a crafted or damaged zip does; it was not unpacked",
+                zip.len(),
+                names.len()
+            ),
+        ));
+    }
+    problems
 }
 
 /// A CSV reader over one entry, inflating no more than the entry declared (a lying header

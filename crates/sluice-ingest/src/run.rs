@@ -19,6 +19,17 @@ pub enum ImportError {
     Io { what: String, source: std::io::Error },
 }
 
+/// Copies `from` to `to` as a file private to sluice's user (0600), whatever `from`'s mode
+/// (`std::fs::copy` gives the copy the mode of, say, an operator's world-readable file).
+pub(crate) fn copy_private(from: impl AsRef<Path>, to: impl AsRef<Path>) -> std::io::Result<u64> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut source = std::fs::File::open(from)?;
+    let mut target =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(to)?;
+    target.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    std::io::copy(&mut source, &mut target)
+}
+
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImportError {
     let what = what.into();
     move |source| ImportError::Io { what, source }
@@ -196,7 +207,7 @@ fn evaluate(
                 Some(breach) => {
                     let held = held_path(req.held_dir, id);
                     if !dry_run && req.file != held {
-                        std::fs::copy(req.file, &held).map_err(io("keeping the held file"))?;
+                        copy_private(req.file, &held).map_err(io("keeping the held file"))?;
                     }
                     if t.mode == LoadMode::Mirror && plan.deleted > 0 {
                         // What approving would delete, for the person who decides.

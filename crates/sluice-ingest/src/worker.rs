@@ -476,7 +476,7 @@ impl Ingest {
                 .join(tenant)
                 .join("errors")
                 .join(format!("{}-{stem}-errors.csv", record.id));
-            if let Err(e) = std::fs::copy(report, &target) {
+            if let Err(e) = crate::run::copy_private(report, &target) {
                 warn!(tenant, import = record.id, "could not copy the error report to /errors: {e}");
             }
         }

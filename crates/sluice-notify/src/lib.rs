@@ -10,7 +10,7 @@ mod webhook;
 
 pub use sluice_core::hmac_sha256_hex;
 pub use smtp::{SmtpConfig, SmtpSecurity, valid_address};
-pub use webhook::{is_public, signature_header};
+pub use webhook::signature_header;
 
 use sluice_store::{Channel, Delivery, Store};
 use std::collections::HashSet;

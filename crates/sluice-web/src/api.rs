@@ -624,7 +624,8 @@ async fn change_settings(
         None => None,
     };
     if let Some(url) = &change.webhook_url {
-        sluice_core::people::check_webhook_url(url).map_err(|e| bad_request("bad_notify", e))?;
+        sluice_core::webhook::check_url(url, web.allow_private_webhooks)
+            .map_err(|e| bad_request("bad_notify", e.to_string()))?;
     }
     blocking(move || {
         let tenant = web.ingest.store.require_tenant(&name)?;

@@ -51,6 +51,8 @@ pub struct Web {
     pub trusted_proxies: Arc<[client::IpRange]>,
     /// Dashboard logins checked at once (argon2id needs 19 MiB each).
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Tenants may save webhooks to private addresses (`[notifications] allow_private_webhooks`).
+    pub allow_private_webhooks: bool,
 }
 
 impl Web {
@@ -68,6 +70,7 @@ impl Web {
             secure_cookies: false,
             trusted_proxies: Arc::new([]),
             password_checks: Arc::new(tokio::sync::Semaphore::new(cpus)),
+            allow_private_webhooks: false,
         }
     }
 }

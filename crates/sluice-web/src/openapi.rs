@@ -123,7 +123,7 @@ pub fn document() -> Value {
                     "safeguards": {"type": "array", "items": {"$ref": "#/components/schemas/Safeguard"}}}},
                 "SettingsChange": {"type": "object", "additionalProperties": false, "properties": {
                     "notify_emails": {"type": "array", "items": {"type": "string"}, "description": "who is emailed when an import ends"},
-                    "webhook_url": {"type": "string", "description": "http(s) URL POSTed when an import ends; \"\" for none"},
+                    "webhook_url": {"type": "string", "description": "http(s) URL POSTed when an import ends; \"\" for none. A host that is a private address (or an IPv6 address carrying one) is refused (400 bad_notify) unless the operator allows private webhooks"},
                     "webhook_secret": {"type": "string", "description": "signs each POST (HMAC-SHA256); write-only"},
                     "trigger": {"type": "string", "enum": ["on_upload", "manual", "schedule", "manifest"]},
                     "schedule": {"type": "string", "description": "cron: minute hour day month weekday, e.g. 0 2 * * *"},

@@ -1172,7 +1172,7 @@ async fn save_settings(
         Err(e) => return back_to(&viewer, &here, &format!("Not saved: {e}")),
     };
     let url = form.webhook.trim().to_owned();
-    if let Err(e) = sluice_core::people::check_webhook_url(&url) {
+    if let Err(e) = sluice_core::webhook::check_url(&url, web.allow_private_webhooks) {
         return back_to(&viewer, &here, &format!("Not saved: the webhook {e}"));
     }
     let store = web.ingest.store.clone();

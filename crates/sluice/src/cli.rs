@@ -652,8 +652,11 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                                     .map_err(|e| usage(anyhow!("notify.email: {e}")))?;
                             }
                             "notify.webhook" => {
-                                sluice_core::people::check_webhook_url(value)
-                                    .map_err(|e| usage(anyhow!("notify.webhook: {e}")))?;
+                                sluice_core::webhook::check_url(
+                                    value,
+                                    config.notifications.allow_private_webhooks,
+                                )
+                                .map_err(|e| usage(anyhow!("notify.webhook: {e}")))?;
                                 url = value.to_owned();
                             }
                             _ => secret = value.to_owned(),

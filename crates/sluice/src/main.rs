@@ -12,8 +12,20 @@ mod types;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    private_files();
     tune_allocator();
     cli::main()
+}
+
+/// Everything sluice writes (the database and its WAL, reports, uploads, staging, archive,
+/// tenant folders) holds records, password hashes or a tenant's files: it is private to
+/// sluice's user whatever umask the shell or service manager started it with. New files are
+/// 0600 and new directories 0700; `DataDirs::create` closes an existing data directory.
+fn private_files() {
+    // SAFETY: umask only sets this process's file-creation mask; called before any thread starts.
+    unsafe {
+        libc::umask(0o077);
+    }
 }
 
 /// SFTP moves data in packets of up to 256 KiB. With glibc's defaults each such buffer is

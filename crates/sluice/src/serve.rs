@@ -34,9 +34,19 @@ impl DataDirs {
         self.root.join("ssh_host_ed25519_key")
     }
 
+    /// Creates the layout, private to sluice's user (new files and directories are private
+    /// by the umask `main` sets). A data directory, database or host key that an older
+    /// version left readable to others (0755, 0644) is closed here, before the database is
+    /// opened: SQLite gives its WAL and SHM files the database's mode.
     pub fn create(&self) -> Result<()> {
         for dir in [self.root.clone(), self.tenants(), self.upload_spool()] {
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let database = self.database().into_os_string();
+        let wal = PathBuf::from(format!("{}-wal", database.to_string_lossy()));
+        let shm = PathBuf::from(format!("{}-shm", database.to_string_lossy()));
+        for path in [self.root.clone(), PathBuf::from(&database), wal, shm, self.host_key()] {
+            close_to_others(&path)?;
         }
         Ok(())
     }
@@ -59,6 +69,28 @@ impl DataDirs {
         Store::open(&self.database())
             .with_context(|| format!("cannot open database {}", self.database().display()))
     }
+}
+
+/// Takes group and other permissions off `path` if it has any (and exists).
+fn close_to_others(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the permissions of {}", path.display()));
+        }
+    };
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o077)).with_context(|| {
+            format!(
+                "{} is readable by others (mode {:o}) and cannot be made private; run sluice as its owner, or chmod go= it",
+                path.display(),
+                mode & 0o7777
+            )
+        })?;
+    }
+    Ok(())
 }
 
 pub async fn run(config: Config) -> Result<()> {
@@ -138,6 +170,7 @@ pub async fn run(config: Config) -> Result<()> {
         let mut web = sluice_web::Web::new(ingest.clone(), metrics.clone(), sluice_sftp::parse_public_key);
         web.secure_cookies = config.http.secure_cookies;
         web.trusted_proxies = config.http.trusted_proxies()?.into();
+        web.allow_private_webhooks = config.notifications.allow_private_webhooks;
         tokio::spawn(sluice_web::serve(http_listener, web, http_tls, async move { stop.notified().await }))
     };
     let stop_notifier = Arc::new(Notify::new());

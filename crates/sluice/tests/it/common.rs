@@ -43,6 +43,15 @@ pub fn external_check(found: bool, what: &str, package: &str) -> bool {
     false
 }
 
+/// How the server process is started, beyond its environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Launch {
+    /// Its open-file limit (soft and hard), else the test process's.
+    pub nofile: Option<u64>,
+    /// The umask the server and the CLI start with, else the test process's.
+    pub umask: Option<libc::mode_t>,
+}
+
 /// A running `sluice serve` with its own data directory.
 pub struct Server {
     child: Child,
@@ -51,7 +60,7 @@ pub struct Server {
     pub http_port: u16,
     pub dir: TempDir,
     env: Vec<(String, String)>,
-    nofile: Option<u64>,
+    launch: Launch,
 }
 
 impl Server {
@@ -60,22 +69,31 @@ impl Server {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Self {
-        Self::start_limited(env, None)
+        Self::launch(env, Launch::default())
     }
 
     /// A server whose open-file limit (soft and hard) is `nofile`.
     pub fn start_limited(env: &[(&str, &str)], nofile: Option<u64>) -> Self {
+        Self::launch(env, Launch { nofile, ..Launch::default() })
+    }
+
+    /// Starts the server, and later runs the CLI, with this umask (as a shell would set it).
+    pub fn start_with_umask(env: &[(&str, &str)], umask: libc::mode_t) -> Self {
+        Self::launch(env, Launch { umask: Some(umask), ..Launch::default() })
+    }
+
+    pub fn launch(env: &[(&str, &str)], launch: Launch) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, port, http_port) = spawn_server(dir.path(), &env, nofile);
-        Self { child, port, http_port, dir, env, nofile }
+        let (child, port, http_port) = spawn_server(dir.path(), &env, launch);
+        Self { child, port, http_port, dir, env, launch }
     }
 
     /// SIGKILL, then start again on the same data directory (and a new port).
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, port, http_port) = spawn_server(self.dir.path(), &self.env, self.nofile);
+        let (child, port, http_port) = spawn_server(self.dir.path(), &self.env, self.launch);
         self.child = child;
         self.port = port;
         self.http_port = http_port;
@@ -104,7 +122,10 @@ impl Server {
     }
 
     fn cli_full(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        // The CLI runs under the same umask as the server (its open-file limit is its own).
+        prepare(&mut command, Launch { umask: self.launch.umask, nofile: None });
+        let mut child = command
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(args)
@@ -267,22 +288,33 @@ impl Drop for Server {
     }
 }
 
-fn spawn_server(dir: &Path, env: &[(String, String)], nofile: Option<u64>) -> (Child, u16, u16) {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
-    let mut command = Command::new(BIN);
-    if let Some(n) = nofile {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
-        unsafe {
-            command.pre_exec(move || {
+/// Makes `command` start as `launch` says: with its umask and open-file limit, if given.
+fn prepare(command: &mut Command, launch: Launch) {
+    if launch.umask.is_none() && launch.nofile.is_none() {
+        return;
+    }
+    // SAFETY: umask and setrlimit are async-signal-safe; they run in the child before exec
+    // and touch nothing but the child's own process.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, move || {
+            if let Some(mask) = launch.umask {
+                libc::umask(mask);
+            }
+            if let Some(n) = launch.nofile {
                 let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
-            });
-        }
+            }
+            Ok(())
+        });
     }
+}
+
+fn spawn_server(dir: &Path, env: &[(String, String)], launch: Launch) -> (Child, u16, u16) {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+    let mut command = Command::new(BIN);
+    prepare(&mut command, launch);
     let mut child = command
         .args(["--data-dir"])
         .arg(dir.join("data"))

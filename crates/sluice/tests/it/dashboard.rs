@@ -406,6 +406,17 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
     let r = request(&server, "POST", "/t/beta/settings", Some(&bob), &form("Mars/Olympus"));
     assert!(r.header("location").unwrap().contains("Not%20saved"), "{}", r.head);
     assert!(!server.cli_ok(&["tenant", "show", "beta"]).contains("ops@beta.org"));
+    // A webhook to a private address (here cloud metadata behind an IPv4-mapped address) is
+    // refused with the reason, and nothing is saved.
+    let private = form("America/Chicago").replace(
+        "&webhook=&",
+        &format!("&webhook={}&", form_encode("http://[::ffff:169.254.169.254]/latest")),
+    );
+    let r = request(&server, "POST", "/t/beta/settings", Some(&bob), &private);
+    let location = r.header("location").unwrap();
+    // (The notice is percent-encoded, dots included.)
+    assert!(location.contains("Not%20saved") && location.contains("169%2E254%2E169%2E254"), "{}", r.head);
+    assert!(!server.cli_ok(&["tenant", "show", "beta"]).contains("ops@beta.org"));
     let r = request(&server, "POST", "/t/beta/settings", Some(&bob), &form("America/Chicago"));
     assert!(r.header("location").unwrap().contains("Saved"), "{}", r.head);
     let shown = server.cli_ok(&["tenant", "show", "beta"]);

@@ -22,6 +22,7 @@ mod oneroster;
 mod openssh;
 mod paramiko;
 mod people;
+mod permissions;
 mod psftp;
 mod safeguards;
 mod sftp_rust;

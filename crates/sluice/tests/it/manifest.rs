@@ -119,7 +119,10 @@ async fn missing_files_and_wrong_checksums_mark_the_lines_and_import_nothing() {
         marked.contains("name=\"late.csv\" checksum=\"\" checksumhashtype=\"\" INVALID=\"no such file"),
         "{marked}"
     );
-    assert!(marked.contains("INVALID=\"list a data file in this folder by its name alone\""), "{marked}");
+    assert!(
+        marked.contains("name=\"../../etc/passwd\" checksum=\"\" checksumhashtype=\"none\" INVALID=\"the name &quot;../../etc/passwd&quot; is not allowed: it contains a path separator ('/' or '\\'); list a data file in this folder by its name alone\""),
+        "{marked}"
+    );
     let h = history(&server);
     assert_eq!(h.len(), 1);
     assert!(h[0]["message"].as_str().unwrap().starts_with("CONTAINSINVALIDFILES"), "{h:?}");
@@ -326,4 +329,104 @@ async fn a_manifest_interrupted_by_a_crash_resumes_where_it_stopped() {
     assert!(left.is_empty(), "staging is empty: {left:?}");
     let records = server.cli_ok(&["records", "--tenant", "acme", "--type", "accounts"]);
     assert_eq!(records.lines().count(), 1 + 2 + 300_000);
+}
+
+/// Reports whether any of some files was opened or read (inotify), to prove the server
+/// never touched them.
+struct OpenWatch(std::os::fd::OwnedFd);
+
+impl OpenWatch {
+    fn new(paths: &[&std::path::Path]) -> Self {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: plain system calls; the descriptor is owned from here on.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(fd >= 0, "inotify_init1: {}", std::io::Error::last_os_error());
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        for path in paths {
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+            let mask = libc::IN_OPEN | libc::IN_ACCESS;
+            // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+            let wd =
+                unsafe { libc::inotify_add_watch(std::os::fd::AsRawFd::as_raw_fd(&fd), c.as_ptr(), mask) };
+            assert!(wd >= 0, "watching {}: {}", path.display(), std::io::Error::last_os_error());
+        }
+        Self(fd)
+    }
+
+    /// Bytes of inotify events queued so far (0: nothing was opened or read).
+    fn events(&self) -> usize {
+        let mut buf = [0u8; 4096];
+        // SAFETY: reads into a buffer we own, of the length we pass.
+        let n = unsafe {
+            libc::read(std::os::fd::AsRawFd::as_raw_fd(&self.0), buf.as_mut_ptr().cast(), buf.len())
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "reading inotify: {e}");
+            return 0;
+        }
+        n as usize
+    }
+}
+
+/// Names in a manifest are resolved like SFTP paths, inside the manifest's folder, with no
+/// separators: `../../../ssh_host_ed25519_key` once came back with the host key's real MD5.
+/// Every line naming something else than a file of this folder is invalid, says why, and
+/// nothing outside the folder is opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_names_outside_the_folder_are_refused_and_never_opened() {
+    let server = manifest_server();
+    let data = server.data_dir();
+    let host_key = data.join("ssh_host_ed25519_key");
+    // A file the tenant cannot reach: in its own directory, beside the folder.
+    let canary = server.tenant_dir("acme").join("canary.csv");
+    std::fs::write(&canary, accounts(&["secret"])).unwrap();
+    let key_md5 = md5_hex(&std::fs::read(&host_key).unwrap());
+    let canary_md5 = md5_hex(&std::fs::read(&canary).unwrap());
+    let watch = OpenWatch::new(&[&host_key, &canary]);
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let a = accounts(&["ann"]);
+    put(&sftp, "/accounts/a.csv", a.as_bytes()).await.unwrap();
+    let zeros = "00000000000000000000000000000000";
+    let hostile = [
+        "../../../ssh_host_ed25519_key",
+        "../../../sluice.db",
+        "../../sluice.db",
+        "../canary.csv",
+        "sub/x.csv",
+        "..\\x.csv",
+        "/etc/passwd",
+        "./a.csv",
+        "..",
+        ".",
+    ];
+    let mut lines: Vec<(&str, &str, &str)> = hostile.iter().map(|n| (*n, zeros, "md5")).collect();
+    let a_md5 = md5_hex(a.as_bytes());
+    lines.push(("a.csv", &a_md5, "md5"));
+    put(&sftp, "/accounts/x.done", manifest(&lines).as_bytes()).await.unwrap();
+    let want = "x.CONTAINSINVALIDFILES".to_string();
+    wait_for("CONTAINSINVALIDFILES", Duration::from_secs(20), || names(&server).contains(&want));
+    let marked = std::fs::read_to_string(folder(&server).join(&want)).unwrap();
+    assert!(!marked.contains(&key_md5), "the host key's MD5 leaked: {marked}");
+    assert!(!marked.contains(&canary_md5), "a file outside the folder was read: {marked}");
+    assert!(!marked.contains("checksum mismatch"), "nothing outside was hashed: {marked}");
+    assert!(!marked.contains("no such file"), "nothing outside was looked up: {marked}");
+    let parsed: Vec<&str> = marked.lines().filter(|l| l.contains("<file ")).collect();
+    assert_eq!(parsed.len(), hostile.len() + 1, "{marked}");
+    for (line, name) in parsed.iter().zip(hostile) {
+        assert!(line.contains("INVALID=\"the name "), "{name}: {line}");
+        assert!(line.contains("is not allowed"), "{name}: {line}");
+        assert!(line.contains("list a data file in this folder by its name alone"), "{name}: {line}");
+    }
+    assert!(!parsed[hostile.len()].contains("INVALID"), "a.csv is a fine line: {marked}");
+    assert_eq!(watch.events(), 0, "the host key or a file outside the folder was opened");
+    std::fs::read(&canary).unwrap();
+    assert!(watch.events() > 0, "the watch sees opens (so its silence above means something)");
+    let h = history(&server);
+    assert_eq!(h.len(), 1, "{h:?}");
+    let message = h[0]["message"].as_str().unwrap();
+    assert!(message.starts_with("CONTAINSINVALIDFILES"), "{message}");
+    assert!(!message.contains(&key_md5) && !message.contains("checksum mismatch"), "{message}");
+    assert!(names(&server).contains(&"a.csv".to_string()), "nothing was imported");
 }

@@ -164,7 +164,12 @@ fn a_tenants_webhook_cannot_reach_internal_addresses_unless_the_operator_allows_
     let (port, received) = receiver();
     let server = Server::start();
     server.importing_tenant("acme", "pw");
-    server.cli_ok(&["tenant", "set", "acme", &format!("notify.webhook=http://127.0.0.1:{port}/admin")]);
+    // A literal private address is refused when saved; a host name is checked when the
+    // delivery connects (what it resolves to may change), here `localhost`.
+    let literal =
+        server.cli(&["tenant", "set", "acme", &format!("notify.webhook=http://127.0.0.1:{port}/admin")]);
+    assert_eq!(literal.status.code(), Some(2), "{}", output_text(&literal));
+    server.cli_ok(&["tenant", "set", "acme", &format!("notify.webhook=http://localhost:{port}/admin")]);
     import(&server);
     let deadline = Instant::now() + Duration::from_secs(20);
     let log = loop {
@@ -207,4 +212,67 @@ fn a_receiver_that_never_answers_holds_up_only_its_own_tenant() {
         serde_json::from_str(&server.cli_ok(&["deliveries", "--tenant", "slow", "--json"])).unwrap();
     assert_eq!(log[0]["status"], "pending", "{log}");
     drop(stuck);
+}
+
+/// A webhook URL whose host is a private address, written plainly or embedded in an IPv6
+/// address (NAT64, 6to4, Teredo, IPv4-compatible or -mapped), is refused when it is saved:
+/// by the CLI, the API and the dashboard alike (one check), unless the operator allows
+/// private webhooks.
+#[test]
+fn a_webhook_url_embedding_a_private_address_is_refused_when_saved() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw");
+    server.cli_ok(&["tenant", "set", "acme", "notify.webhook=https://hooks.example.org/sluice"]);
+    let saved = || -> String {
+        let shown = server.cli_ok(&["tenant", "show", "acme"]);
+        let line = shown.lines().find_map(|l| l.strip_prefix("webhook:")).unwrap_or_default();
+        line.trim().split(' ').next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(saved(), "https://hooks.example.org/sluice");
+    let out = server.cli(&["tenant", "set", "acme", "notify.webhook=http://[64:ff9b::7f00:1]/hook"]);
+    let text = output_text(&out);
+    assert!(matches!(out.status.code(), Some(1 | 2)), "{text}");
+    assert!(text.contains("notify.webhook"), "{text}");
+    assert!(text.contains("127.0.0.1") && text.contains("NAT64"), "names the embedded address: {text}");
+    assert!(text.contains("allow_private_webhooks"), "says what to do: {text}");
+    for (url, embedded) in [
+        ("http://10.0.0.5/hook", "10.0.0.5"),
+        ("http://[64:ff9b::a9fe:a9fe]/latest/meta-data", "169.254.169.254"),
+        ("http://[64:ff9b:1::a00:1]/", "64:ff9b:1::"),
+        ("http://[2002:c0a8:101::1]:8080/hook", "192.168.1.1"),
+        ("https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "127.0.0.1"),
+        ("http://[::10.1.2.3]/", "10.1.2.3"),
+        ("http://[::ffff:192.168.0.1]/", "192.168.0.1"),
+        ("http://[::ffff:0:172.16.0.1]/", "172.16.0.1"),
+        ("http://[fd00::1]/", "fd00::1"),
+        ("http://2130706433/", "127.0.0.1"),
+        ("http://0x7f.1/", "127.0.0.1"),
+    ] {
+        let out = server.cli(&["tenant", "set", "acme", &format!("notify.webhook={url}")]);
+        let text = output_text(&out);
+        assert!(matches!(out.status.code(), Some(1 | 2)), "{url} was saved: {text}");
+        assert!(text.contains(embedded) && text.contains("allow_private_webhooks"), "{url}: {text}");
+    }
+    assert_eq!(saved(), "https://hooks.example.org/sluice", "nothing refused was saved");
+    // The API answers 400 with the same sentence.
+    let key = server.api_key(Some("acme"));
+    let body = r#"{"webhook_url": "http://[64:ff9b::7f00:1]/hook"}"#;
+    let (status, _, reply) = server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&key), body);
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.contains("bad_notify") && reply.contains("127.0.0.1"), "{reply}");
+    assert_eq!(saved(), "https://hooks.example.org/sluice");
+    // Public addresses, embedded or not, are fine.
+    for url in
+        ["http://[64:ff9b::5db8:d822]/hook", "http://93.184.216.34/hook", "http://[2002:5db8:d822::1]/"]
+    {
+        server.cli_ok(&["tenant", "set", "acme", &format!("notify.webhook={url}")]);
+        assert_eq!(saved(), url);
+    }
+    // The operator may allow private webhooks (for the CLI here, as for the server).
+    let allowed = server.cli_with_env(
+        &["tenant", "set", "acme", "notify.webhook=http://[64:ff9b::7f00:1]/hook"],
+        &[("SLUICE_NOTIFICATIONS_ALLOW_PRIVATE_WEBHOOKS", "true")],
+    );
+    assert!(allowed.status.success(), "{}", output_text(&allowed));
+    assert_eq!(saved(), "http://[64:ff9b::7f00:1]/hook");
 }

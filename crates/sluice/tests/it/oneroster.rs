@@ -498,6 +498,30 @@ fn a_package_uploaded_over_sftp_is_imported_and_removed() {
 /// A zip written byte by byte (stored entries), for layouts no zip library writes: entries
 /// that share their data, or a compression method other than deflate.
 fn raw_zip(entries: &[(&str, &[u8], u16)], shared: bool) -> Vec<u8> {
+    let entries: Vec<CraftedEntry> =
+        entries.iter().map(|(name, data, method)| CraftedEntry::new(name, data, *method)).collect();
+    crafted_zip(&entries, shared, None)
+}
+
+/// One entry of [`crafted_zip`]: the name its local header gives may differ from the
+/// central directory's.
+#[derive(Clone)]
+struct CraftedEntry<'a> {
+    name: &'a str,
+    local_name: &'a str,
+    data: &'a [u8],
+    method: u16,
+}
+
+impl<'a> CraftedEntry<'a> {
+    fn new(name: &'a str, data: &'a [u8], method: u16) -> Self {
+        Self { name, local_name: name, data, method }
+    }
+}
+
+/// A zip written byte by byte. `shared`: every entry after the first points at the first
+/// one's bytes. `eocd_count`: the number of entries the end record claims (else the truth).
+fn crafted_zip(entries: &[CraftedEntry<'_>], shared: bool, eocd_count: Option<u16>) -> Vec<u8> {
     fn crc32(data: &[u8]) -> u32 {
         let mut crc = !0u32;
         for &b in data {
@@ -511,7 +535,7 @@ fn raw_zip(entries: &[(&str, &[u8], u16)], shared: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let mut central = Vec::new();
     let mut offsets = Vec::new();
-    for (i, (name, data, method)) in entries.iter().enumerate() {
+    for (i, CraftedEntry { name, local_name, data, method }) in entries.iter().enumerate() {
         let offset = if shared && i > 0 { offsets[0] } else { out.len() as u32 };
         offsets.push(offset);
         let crc = crc32(data);
@@ -523,9 +547,9 @@ fn raw_zip(entries: &[(&str, &[u8], u16)], shared: bool) -> Vec<u8> {
             out.extend_from_slice(&crc.to_le_bytes());
             out.extend_from_slice(&(data.len() as u32).to_le_bytes());
             out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&(local_name.len() as u16).to_le_bytes());
             out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(local_name.as_bytes());
             out.extend_from_slice(data);
         }
         central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
@@ -541,15 +565,80 @@ fn raw_zip(entries: &[(&str, &[u8], u16)], shared: bool) -> Vec<u8> {
         central.extend_from_slice(name.as_bytes());
     }
     let cd_offset = out.len() as u32;
+    let count = eocd_count.unwrap_or(entries.len() as u16);
     out.extend_from_slice(&central);
     out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
     out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
     out.extend_from_slice(&(central.len() as u32).to_le_bytes());
     out.extend_from_slice(&cd_offset.to_le_bytes());
     out.extend_from_slice(&[0, 0]);
     out
+}
+
+/// The zip library keeps one entry per name, so a zip holding `users.csv` twice was read as
+/// if it held only the second copy. The central directory is read by sluice itself: a
+/// duplicate, an end record that hides entries, and local headers that name another file
+/// than the directory are all refused, naming the entry.
+#[test]
+fn a_zip_whose_directory_says_two_things_is_refused_naming_the_entry() {
+    let server = setup();
+    let d = District::new();
+    let files = ["academicSessions", "classes", "courses", "enrollments", "orgs", "roles", "users"];
+    let m = manifest("1.2", &files.map(|f| (f, "bulk")));
+    let mallory = format!("{}mallory,,,true,mallory,,Mal,Lory,,,,,,,,,,,,,s1,\n", d.users);
+    let package = [
+        ("manifest.csv", m.as_bytes()),
+        ("orgs.csv", d.orgs.as_bytes()),
+        ("academicSessions.csv", d.sessions.as_bytes()),
+        ("courses.csv", d.courses.as_bytes()),
+        ("classes.csv", d.classes.as_bytes()),
+        ("users.csv", d.users.as_bytes()),
+        ("roles.csv", d.roles.as_bytes()),
+        ("enrollments.csv", d.enrollments.as_bytes()),
+    ];
+    let entries: Vec<CraftedEntry<'_>> =
+        package.iter().map(|(name, data)| CraftedEntry::new(name, data, 0)).collect();
+    let with = |extra: CraftedEntry<'static>| {
+        let mut v = entries.clone();
+        v.push(extra);
+        v
+    };
+    // The byte-written package, as is, imports (so what follows is refused for its layout).
+    let honest = crafted_zip(&entries, false, None);
+    let check = import(&server, &honest);
+    assert_eq!(check["status"], "complete", "{check}\n{}", errors_text(&check));
+    let settled = records(&server, "users").len();
+    assert_eq!(settled, 7);
+
+    // users.csv twice, the second copy with one more user: two local headers, two central
+    // records of exactly the same name.
+    let mut twice = entries.clone();
+    twice.push(CraftedEntry::new("users.csv", mallory.as_bytes(), 0));
+    let twice = crafted_zip(&twice, false, None);
+    let (v, text) = rejected(&server, &twice);
+    assert_eq!(v["status"], "failed", "{text}");
+    assert!(text.contains("duplicate_file"), "{text}");
+    assert!(text.contains("users.csv") && text.contains("appears twice"), "{text}");
+    assert_eq!(status_of(&records(&server, "users"), "mallory"), "missing");
+
+    // An end record that counts one entry fewer than the directory holds: the last one
+    // (a second users.csv under another name would do the same) is hidden from the library.
+    let hidden = crafted_zip(&with(CraftedEntry::new("demographics.csv", b"x", 0)), false, Some(8));
+    let (v, text) = rejected(&server, &hidden);
+    assert_eq!(v["status"], "failed", "{text}");
+    assert!(text.contains("entry_count_mismatch"), "{text}");
+    assert!(text.contains("end record lists 8 entries") && text.contains("holds 9"), "{text}");
+
+    // A local header naming another file than its central directory record.
+    let mut renamed = entries.clone();
+    renamed[5].local_name = "evil.csv";
+    let (v, text) = rejected(&server, &crafted_zip(&renamed, false, None));
+    assert_eq!(v["status"], "failed", "{text}");
+    assert!(text.contains("inconsistent_names"), "{text}");
+    assert!(text.contains("users.csv") && text.contains("evil.csv"), "{text}");
+    assert_eq!(records(&server, "users").len(), settled);
 }
 
 #[test]
