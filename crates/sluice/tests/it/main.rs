@@ -12,6 +12,7 @@ mod concurrency;
 mod curl;
 mod dashboard;
 mod hardening;
+mod http_limits;
 mod imports;
 mod manifest;
 mod metrics;
