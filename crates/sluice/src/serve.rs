@@ -129,13 +129,18 @@ pub async fn run(config: Config) -> Result<()> {
         ));
     }
     let stop_http = Arc::new(Notify::new());
-    let http = {
-        let stop = stop_http.clone();
-        let mut web = sluice_web::Web::new(ingest.clone(), metrics.clone(), sluice_sftp::parse_public_key);
-        web.secure_cookies = config.http.secure_cookies;
-        web.trusted_proxies = config.http.trusted_proxies()?.into();
-        tokio::spawn(sluice_web::serve(http_listener, web, http_tls, async move { stop.notified().await }))
-    };
+    let http =
+        {
+            let stop = stop_http.clone();
+            let mut web =
+                sluice_web::Web::new(ingest.clone(), metrics.clone(), sluice_sftp::parse_public_key);
+            web.secure_cookies = config.http.secure_cookies;
+            web.trusted_proxies = config.http.trusted_proxies()?.into();
+            let limits = http_limits(&config.http);
+            tokio::spawn(sluice_web::serve(http_listener, web, http_tls, limits, async move {
+                stop.notified().await
+            }))
+        };
     let stop_notifier = Arc::new(Notify::new());
     let notifications = {
         let stop = stop_notifier.clone();
@@ -151,10 +156,8 @@ pub async fn run(config: Config) -> Result<()> {
     stop_worker.notify_one();
     stop_notifier.notify_one();
     let _ = notifications.await;
-    match http.await {
-        Ok(Err(e)) => tracing::warn!("http server: {e}"),
-        Err(e) => tracing::warn!("http server task: {e}"),
-        Ok(Ok(())) => {}
+    if let Err(e) = http.await {
+        tracing::warn!("http server task: {e}");
     }
     let _ = worker.await;
     info!("sluice stopped");
@@ -169,6 +172,33 @@ fn announce(text: &str) {
     let _ = out.flush();
 }
 
+/// The `[http]` bounds, with at most half the files the process may open for HTTP
+/// connections: a flood of them must leave SFTP, the database and the import worker theirs.
+fn http_limits(http: &crate::config::HttpConfig) -> sluice_web::connections::Limits {
+    let mut limits = http.limits();
+    let mut files = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut files) } == 0
+        && files.rlim_cur != libc::RLIM_INFINITY
+        && let Some(allowed) = over_half_the_files(limits.max_connections, files.rlim_cur)
+    {
+        tracing::warn!(
+            "[http] max_connections = {} is more than half the open-file limit ({}): allowing {allowed}; \
+             raise the limit (ulimit -n, systemd LimitNOFILE=) to allow more",
+            limits.max_connections,
+            files.rlim_cur
+        );
+        limits.max_connections = allowed;
+    }
+    limits
+}
+
+/// Half of `files` (at least 1) when `max_connections` is more.
+fn over_half_the_files(max_connections: usize, files: u64) -> Option<usize> {
+    let half = usize::try_from(files / 2).unwrap_or(usize::MAX).max(1);
+    (max_connections > half).then_some(half)
+}
+
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
@@ -179,4 +209,17 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => info!("SIGTERM received"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_connections_take_at_most_half_the_open_files() {
+        assert_eq!(over_half_the_files(1024, 1024), Some(512));
+        assert_eq!(over_half_the_files(1024, 2048), None);
+        assert_eq!(over_half_the_files(1024, 1_048_576), None);
+        assert_eq!(over_half_the_files(10, 1), Some(1));
+    }
 }
