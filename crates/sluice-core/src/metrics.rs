@@ -18,6 +18,8 @@ pub struct Metrics {
     sftp_sessions: AtomicI64,
     sftp_open_handles: AtomicI64,
     failed_logins: AtomicU64,
+    http_connections: AtomicI64,
+    http_refused: AtomicU64,
     imports: [AtomicU64; STATUSES.len()],
     rows: [AtomicU64; OUTCOMES.len()],
     duration_buckets: [AtomicU64; BUCKETS.len()],
@@ -69,6 +71,19 @@ impl Metrics {
 
     pub fn failed_logins(&self) -> u64 {
         self.failed_logins.load(Relaxed)
+    }
+
+    pub fn http_connection_opened(&self) {
+        self.http_connections.fetch_add(1, Relaxed);
+    }
+
+    pub fn http_connection_closed(&self) {
+        self.http_connections.fetch_sub(1, Relaxed);
+    }
+
+    /// An HTTP connection closed at once: its address had all it may open.
+    pub fn http_connection_refused(&self) {
+        self.http_refused.fetch_add(1, Relaxed);
     }
 
     /// An import ended: its status, rows by outcome (added, updated, unchanged, deleted,
@@ -126,6 +141,18 @@ impl Metrics {
             format!("sluice_failed_logins_total {}\n", self.failed_logins.load(Relaxed)),
         );
         text(
+            "sluice_http_connections",
+            "gauge",
+            "HTTP connections open now (TLS handshakes included).",
+            format!("sluice_http_connections {}\n", self.http_connections.load(Relaxed).max(0)),
+        );
+        text(
+            "sluice_http_connections_refused_total",
+            "counter",
+            "HTTP connections closed at once: their address had [http] max_connections_per_ip open.",
+            format!("sluice_http_connections_refused_total {}\n", self.http_refused.load(Relaxed)),
+        );
+        text(
             "sluice_import_queue_depth",
             "gauge",
             "Uploads waiting to be imported.",
@@ -178,6 +205,10 @@ mod tests {
         m.handle_opened();
         m.handle_closed();
         m.failed_login();
+        m.http_connection_opened();
+        m.http_connection_opened();
+        m.http_connection_closed();
+        m.http_connection_refused();
         m.import_finished("complete", [3, 1, 0, 0, 0], Duration::from_millis(80));
         m.import_finished("held", [0, 0, 0, 5, 0], Duration::from_secs(2));
         m.import_finished("running?", [0; 5], Duration::from_secs(1000));
@@ -188,6 +219,8 @@ mod tests {
             "sluice_sftp_sessions 1",
             "sluice_sftp_open_handles 1",
             "sluice_failed_logins_total 1",
+            "sluice_http_connections 1",
+            "sluice_http_connections_refused_total 1",
             "sluice_import_queue_depth 4",
             "sluice_imports_total{status=\"complete\"} 1",
             "sluice_imports_total{status=\"held\"} 1",

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod client;
+pub mod connections;
 pub mod json;
 pub mod keys;
 mod openapi;
@@ -19,23 +20,9 @@ use sluice_core::metrics::{Gauges, Metrics};
 use sluice_ingest::Ingest;
 use std::sync::Arc;
 
-/// A client's address, over plain HTTP or TLS.
+/// A client's address, over plain HTTP or TLS: handlers take it as `ConnectInfo<Peer>`.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
 
 #[derive(Clone)]
 pub struct Web {
@@ -75,14 +62,37 @@ impl Web {
     }
 }
 
+/// The largest request body read: forms and JSON documents are a few KiB at most.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
 pub fn router(web: Web) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .merge(api::routes())
         .merge(pages::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_request(announced_body_size))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(web)
+}
+
+/// A request that announces a body larger than any sluice reads is answered at once, before
+/// its body is waited for (the body limit alone would stop reading only past the limit).
+async fn announced_body_size(request: axum::extract::Request) -> Result<axum::extract::Request, Response> {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(n) if n > MAX_BODY_BYTES as u64 => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The request body is {n} bytes; sluice takes at most {MAX_BODY_BYTES}.\n"),
+        )
+            .into_response()),
+        _ => Ok(request),
+    }
 }
 
 /// On every answer: pages run no script and load nothing from elsewhere (the policy would
@@ -106,22 +116,19 @@ async fn security_headers(mut response: Response) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves: over TLS when `tls` is given
-/// (session cookies are then `Secure`), plain HTTP otherwise (behind a TLS proxy).
+/// (session cookies are then `Secure`), plain HTTP otherwise (behind a TLS proxy); within
+/// `limits` (see [`connections`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     mut web: Web,
     tls: Option<Arc<rustls::ServerConfig>>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+    limits: connections::Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     web.secure_cookies |= tls.is_some();
-    // The peer address feeds the login rate limit.
-    let app = router(web).into_make_service_with_connect_info::<Peer>();
-    match tls {
-        Some(config) => {
-            axum::serve(tls::TlsListener::new(listener, config)?, app).with_graceful_shutdown(shutdown).await
-        }
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
-    }
+    let (trusted_proxies, metrics) = (web.trusted_proxies.clone(), web.metrics.clone());
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    connections::serve(listener, router(web), tls, limits, trusted_proxies, metrics, shutdown).await;
 }
 
 async fn metrics(State(web): State<Web>) -> Response {

@@ -62,6 +62,21 @@ secure_cookies = false
 # their X-Forwarded-For names the client, so that login limits count each client apart.
 # Empty: the connection's address is the client, and X-Forwarded-For is ignored.
 trusted_proxies = []
+# What a client holds before it has authenticated is bounded. A client has this long to send
+# a request's head (request line and headers), counted from its connection (covering the TLS
+# handshake) or from the first byte of a later request on a kept-alive connection.
+header_timeout_secs = 10
+# ...and this long to send the body, counted from the end of its head (forms and JSON are small).
+body_timeout_secs = 30
+# A kept-alive connection with no request in flight is closed after this long; so is one
+# whose client stops reading an answer for this long.
+idle_timeout_secs = 60
+# Open connections, TLS handshakes included. When all are taken, new clients wait in the
+# kernel's listen backlog until one is free (existing connections are never held up).
+max_connections = 1024
+# Open connections from one client address (an IPv6 /64). Addresses in trusted_proxies are
+# exempt: a reverse proxy brings every client over its own connections.
+max_connections_per_ip = 64
 
 [notifications]
 # Email when an import ends (complete, incomplete, failed, held): to each address a tenant
@@ -155,6 +170,11 @@ pub struct HttpConfig {
     pub tls_key: String,
     pub secure_cookies: bool,
     pub trusted_proxies: Vec<String>,
+    pub header_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 impl HttpConfig {
@@ -163,6 +183,16 @@ impl HttpConfig {
             .iter()
             .map(|p| p.parse().map_err(|e| anyhow::anyhow!("[http] trusted_proxies: {e}")))
             .collect()
+    }
+
+    pub fn limits(&self) -> sluice_web::connections::Limits {
+        sluice_web::connections::Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
     }
 
     /// The TLS configuration, when a certificate and key are configured.
@@ -299,6 +329,13 @@ impl Config {
             if value < ONE_MIB {
                 bail!("[sftp] {key} = {value}: must be at least {ONE_MIB} (1 MiB)");
             }
+        }
+        let h = &self.http;
+        if [h.header_timeout_secs, h.body_timeout_secs, h.idle_timeout_secs].contains(&0) {
+            bail!("[http] header_timeout_secs, body_timeout_secs and idle_timeout_secs must be at least 1");
+        }
+        if h.max_connections == 0 || h.max_connections_per_ip == 0 {
+            bail!("[http] max_connections and max_connections_per_ip must be at least 1");
         }
         Ok(())
     }
@@ -488,5 +525,26 @@ mod tests {
         assert!(format!("{typo:#}").contains("listen_addr"), "{typo:#}");
         std::fs::write(&file, "[tenants]\ndefault_folders = [\"exports\"]\n").unwrap();
         assert!(Config::load(Some(&file), &[], &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn http_bounds_load_and_none_is_zero() {
+        let c = Config::load(None, &[], &Overrides::default()).unwrap();
+        let limits = c.http.limits();
+        assert_eq!(
+            (limits.header_timeout, limits.body_timeout, limits.idle_timeout),
+            (Duration::from_secs(10), Duration::from_secs(30), Duration::from_secs(60))
+        );
+        assert_eq!((limits.max_connections, limits.max_connections_per_ip), (1024, 64));
+        for key in [
+            "SLUICE_HTTP_HEADER_TIMEOUT_SECS",
+            "SLUICE_HTTP_BODY_TIMEOUT_SECS",
+            "SLUICE_HTTP_IDLE_TIMEOUT_SECS",
+            "SLUICE_HTTP_MAX_CONNECTIONS",
+            "SLUICE_HTTP_MAX_CONNECTIONS_PER_IP",
+        ] {
+            let e = Config::load(None, &env(&[(key, "0")]), &Overrides::default()).unwrap_err();
+            assert!(format!("{e:#}").contains("must be at least 1"), "{key}: {e:#}");
+        }
     }
 }

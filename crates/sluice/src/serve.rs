@@ -118,13 +118,14 @@ pub async fn run(config: Config) -> Result<()> {
     });
     ingest.recover()?;
     let uploaded = Arc::new(Notify::new());
+    let (http_limits, sftp_descriptor_budget) = descriptor_budgets(&config.http);
     let shared = Arc::new(SftpShared::new(
         store.clone(),
         dirs.upload_spool(),
         config.sftp_limits(),
         uploaded.clone(),
         metrics.clone(),
-        sftp_descriptor_budget(),
+        sftp_descriptor_budget,
     ));
     let server = Arc::new(SftpServer::new(shared, dirs.tenants(), host_key, config.ssh_settings()));
     let listener = tokio::net::TcpListener::bind(config.sftp.listen)
@@ -171,7 +172,9 @@ pub async fn run(config: Config) -> Result<()> {
         web.secure_cookies = config.http.secure_cookies;
         web.trusted_proxies = config.http.trusted_proxies()?.into();
         web.allow_private_webhooks = config.notifications.allow_private_webhooks;
-        tokio::spawn(sluice_web::serve(http_listener, web, http_tls, async move { stop.notified().await }))
+        tokio::spawn(sluice_web::serve(http_listener, web, http_tls, http_limits, async move {
+            stop.notified().await
+        }))
     };
     let stop_notifier = Arc::new(Notify::new());
     let notifications = {
@@ -188,31 +191,12 @@ pub async fn run(config: Config) -> Result<()> {
     stop_worker.notify_one();
     stop_notifier.notify_one();
     let _ = notifications.await;
-    match http.await {
-        Ok(Err(e)) => tracing::warn!("http server: {e}"),
-        Err(e) => tracing::warn!("http server task: {e}"),
-        Ok(Ok(())) => {}
+    if let Err(e) = http.await {
+        tracing::warn!("http server task: {e}");
     }
     let _ = worker.await;
     info!("sluice stopped");
     Ok(())
-}
-
-/// Raises the process's open-file limit to what the system allows and gives the SFTP server
-/// all of it but a reserve: accepting, logging, the HTTP side, the database and imports
-/// always keep descriptors, however many clients ask.
-fn sftp_descriptor_budget() -> Arc<sluice_sftp::FdBudget> {
-    let limit = match sluice_sftp::raise_fd_limit() {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!("cannot read the open-file limit ({e}); assuming 1024");
-            1024
-        }
-    };
-    let reserve = (limit / 8).max(64);
-    let budget = limit.saturating_sub(reserve).max(16);
-    info!(limit, sftp = budget, "open-file limit");
-    sluice_sftp::FdBudget::new(budget)
 }
 
 /// Prints to stdout for operators and scripts; a closed stdout must not stop the server.
@@ -221,6 +205,42 @@ fn announce(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
+}
+
+/// Raises the process's open-file limit to what the system allows, then shares it out: at
+/// most half to HTTP connections (`[http] max_connections`, lowered with a warning if it is
+/// more), a reserve for the database, logging, imports and accepting, and the rest to SFTP
+/// connections and open files. A flood on either side leaves the other, and the database,
+/// their descriptors.
+fn descriptor_budgets(
+    http: &crate::config::HttpConfig,
+) -> (sluice_web::connections::Limits, Arc<sluice_sftp::FdBudget>) {
+    let files = match sluice_sftp::raise_fd_limit() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("cannot read the open-file limit ({e}); assuming 1024");
+            1024
+        }
+    };
+    let mut limits = http.limits();
+    if let Some(allowed) = over_half_the_files(limits.max_connections, files) {
+        tracing::warn!(
+            "[http] max_connections = {} is more than half the open-file limit ({files}): allowing {allowed}; \
+             raise the limit (ulimit -n, systemd LimitNOFILE=) to allow more",
+            limits.max_connections,
+        );
+        limits.max_connections = allowed;
+    }
+    let reserve = (files / 16).max(64);
+    let sftp = files.saturating_sub(limits.max_connections + reserve).max(16);
+    info!(files, http = limits.max_connections, sftp, reserve, "open-file limit shared out");
+    (limits, sluice_sftp::FdBudget::new(sftp))
+}
+
+/// Half of `files` (at least 1) when `max_connections` is more.
+fn over_half_the_files(max_connections: usize, files: usize) -> Option<usize> {
+    let half = (files / 2).max(1);
+    (max_connections > half).then_some(half)
 }
 
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
@@ -233,4 +253,17 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => info!("SIGTERM received"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_connections_take_at_most_half_the_open_files() {
+        assert_eq!(over_half_the_files(1024, 1024), Some(512));
+        assert_eq!(over_half_the_files(1024, 2048), None);
+        assert_eq!(over_half_the_files(1024, 1_048_576), None);
+        assert_eq!(over_half_the_files(10, 1), Some(1));
+    }
 }

@@ -269,9 +269,19 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
+        self.sigterm();
+        self.wait_for_exit(Duration::from_secs(10))
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn sigterm(&self) {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+    }
+
+    /// The exit status code, once the process has exited within `timeout`.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<i32> {
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
+        while start.elapsed() < timeout {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }

@@ -14,6 +14,7 @@ mod curl;
 mod dashboard;
 mod front_door;
 mod hardening;
+mod http_limits;
 mod imports;
 mod manifest;
 mod metrics;
