@@ -169,6 +169,15 @@ const MIGRATIONS: &[&str] = &[
     // 15: the `.done` manifest (its upload event) that an import of a listed file belongs to
     "ALTER TABLE imports ADD COLUMN manifest_upload INTEGER;
      CREATE INDEX imports_by_manifest ON imports (manifest_upload) WHERE manifest_upload IS NOT NULL;",
+    // 16: the defender's bans (an IPv4 address or an IPv6 /64 each): in force until
+    // `banned_until_ms`, then remembered to lengthen the next one; scores stay in memory
+    "CREATE TABLE bans (
+        source TEXT PRIMARY KEY,
+        banned_until_ms INTEGER NOT NULL,
+        ban_count INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        banned_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
