@@ -20,7 +20,8 @@
 //! - An account takes at most `account_max_failures` failed logins within `account_window`
 //!   from all sources together. An attempt counts before its password is checked (so parallel
 //!   guesses count too); an attempt refused for the limit counts against nothing; a success
-//!   clears the account's count (not its source's score).
+//!   clears the account's count (not its source's score). At most `max_hosts` accounts are
+//!   tracked; when full, those with the fewest failures are forgotten first.
 
 use crate::net::{IpRange, Source};
 use std::collections::{HashMap, VecDeque};
@@ -68,7 +69,13 @@ impl Default for DefenderConfig {
             // Unknown accounts score as known ones: were they to score more, a source would be
             // banned sooner for a made-up name than for a real one, and counting the tries
             // until a ban would tell which names exist (the login hides that otherwise).
-            scores: Scores { login_failed: 1, unknown_account: 1, protocol_error: 1, no_auth: 0, limit_hit: 3 },
+            scores: Scores {
+                login_failed: 1,
+                unknown_account: 1,
+                protocol_error: 1,
+                no_auth: 0,
+                limit_hit: 3,
+            },
             observation_window: Duration::from_secs(1800),
             ban_time: Duration::from_secs(900),
             ban_time_increment_percent: 100,
@@ -389,7 +396,9 @@ impl Scoreboard {
         }
         if failures.len() >= max {
             let oldest = failures.front().copied().unwrap_or(now_ms);
-            return Err(Duration::from_millis(u64::try_from(oldest + window - now_ms).unwrap_or(0).max(1000)));
+            return Err(Duration::from_millis(
+                u64::try_from(oldest + window - now_ms).unwrap_or(0).max(1000),
+            ));
         }
         failures.push_back(now_ms);
         Ok(())
@@ -409,7 +418,8 @@ impl Scoreboard {
         if excess == 0 {
             return;
         }
-        let mut counts: Vec<(usize, String)> = self.accounts.iter().map(|(k, f)| (f.len(), k.clone())).collect();
+        let mut counts: Vec<(usize, String)> =
+            self.accounts.iter().map(|(k, f)| (f.len(), k.clone())).collect();
         counts.select_nth_unstable_by_key(excess - 1, |(n, _)| *n);
         for (_, key) in &counts[..excess] {
             self.accounts.remove(key);
@@ -531,7 +541,10 @@ mod tests {
         let mut lengths = Vec::new();
         for _ in 0..10 {
             let ban = guess(&mut b, a, Event::LoginFailed, 10, now, 1).expect("banned");
-            assert!(b.record(a, Service::Sftp, Event::LoginFailed, ban.until_ms - 1).is_none(), "ignored while banned");
+            assert!(
+                b.record(a, Service::Sftp, Event::LoginFailed, ban.until_ms - 1).is_none(),
+                "ignored while banned"
+            );
             lengths.push(ban.duration().as_secs() / 60);
             now = ban.until_ms + MIN;
         }
@@ -547,7 +560,8 @@ mod tests {
 
     #[test]
     fn the_allow_list_is_never_scored_or_banned() {
-        let mut b = board(|c| c.allow_list = vec!["10.0.0.0/8".parse().unwrap(), "2001:db8:1::/48".parse().unwrap()]);
+        let mut b =
+            board(|c| c.allow_list = vec!["10.0.0.0/8".parse().unwrap(), "2001:db8:1::/48".parse().unwrap()]);
         for s in [source("10.1.2.3"), source("2001:db8:1:2::1")] {
             assert!(guess(&mut b, s, Event::UnknownAccount, 1000, 0, 1).is_none());
             assert!(b.ban(s, 1000).is_none() && b.score(s, 1000) == 0);
@@ -582,7 +596,16 @@ mod tests {
         assert!(guess(&mut b, patient, Event::LoginFailed, 9, 0, 1).is_none());
         // 100,000 one-off sources, each failing once (IPv6 /64s: as many as an attacker likes).
         for i in 0..100_000u32 {
-            let s = Source::of(std::net::IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 1)));
+            let s = Source::of(std::net::IpAddr::V6(std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                (i >> 16) as u16,
+                i as u16,
+                0,
+                0,
+                0,
+                1,
+            )));
             b.record(s, Service::Sftp, Event::UnknownAccount, 1000);
             assert!(b.len() <= 10_000, "bounded at {i}");
         }
@@ -614,7 +637,11 @@ mod tests {
             assert!(b.account_attempt("ann@acme.org", i).is_ok(), "attempt {i}");
         }
         let wait = b.account_attempt("ann@acme.org", 60_000).unwrap_err();
-        assert_eq!(wait, Duration::from_millis(600_000 - 60_000), "until the oldest failure leaves the window");
+        assert_eq!(
+            wait,
+            Duration::from_millis(600_000 - 60_000),
+            "until the oldest failure leaves the window"
+        );
         // Refused attempts count against nothing: once the window passes, it may try again.
         for _ in 0..100 {
             assert!(b.account_attempt("ann@acme.org", 100_000).is_err());

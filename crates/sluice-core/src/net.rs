@@ -92,7 +92,8 @@ impl FromStr for Source {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let wrong = || format!("{text:?} is not an IP address (write 203.0.113.9, or 2001:db8::1 for its /64)");
+        let wrong =
+            || format!("{text:?} is not an IP address (write 203.0.113.9, or 2001:db8::1 for its /64)");
         let addr = match text.split_once('/') {
             Some((a, "64")) if a.contains(':') => a,
             Some(_) => return Err(wrong()),

@@ -97,7 +97,11 @@ struct State {
 
 impl Defender {
     /// A defender that keeps its bans in `store`, with the bans saved there put back.
-    pub fn open(config: DefenderConfig, store: Arc<Store>, metrics: Arc<Metrics>) -> Result<Arc<Self>, StoreError> {
+    pub fn open(
+        config: DefenderConfig,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, StoreError> {
         let now = now_ms();
         let remembered = store.bans(now - millis(config.max_ban_time))?;
         let mut board = Scoreboard::new(config);
@@ -331,7 +335,10 @@ impl Keeper {
             let mut state = self.defender.state();
             for ban in &active {
                 let source = ban.source;
-                if !stored.contains(&source) && !state.unsaved.contains_key(&source) && state.board.lift(source, now) {
+                if !stored.contains(&source)
+                    && !state.unsaved.contains_key(&source)
+                    && state.board.lift(source, now)
+                {
                     lifted.push(source);
                 }
             }

@@ -49,7 +49,9 @@ async fn a_guessing_source_is_banned_even_for_the_right_password_and_the_ban_sur
     assert_eq!(guess_until_banned(&d, attacker, Service::Sftp), 10);
     let refused = d.login_attempt(attacker, Service::Dashboard, "ann@acme.org").unwrap_err();
     assert!(matches!(refused, Refusal::Banned { remaining } if remaining > Duration::from_secs(890)));
-    assert!(refused.to_string().contains("temporarily blocked") && refused.to_string().contains("15 minutes"));
+    assert!(
+        refused.to_string().contains("temporarily blocked") && refused.to_string().contains("15 minutes")
+    );
     assert!(d.admit(attacker, Service::Sftp).is_err());
     assert!(d.admit(ip("203.0.113.10"), Service::Sftp).is_ok(), "only that address");
     let metrics = f.metrics.render(Gauges::default());

@@ -104,7 +104,10 @@ mod tests {
         let s = Store::open(&path).unwrap();
         let now = 5000;
         let in_force = s.bans(now).unwrap();
-        assert_eq!(in_force, vec![ban("203.0.113.9", 11_000, 40_000, 2), ban("2001:db8:0:7::/64", 1000, 20_000, 3)]);
+        assert_eq!(
+            in_force,
+            vec![ban("203.0.113.9", 11_000, 40_000, 2), ban("2001:db8:0:7::/64", 1000, 20_000, 3)]
+        );
         assert_eq!(s.bans_in_force(now).unwrap(), 2);
         assert_eq!(s.bans(0).unwrap().len(), 3, "the ended one is remembered");
         assert!(s.lift_ban(&"2001:db8:0:7::1".parse().unwrap(), now).unwrap(), "any address of the /64");

@@ -10,8 +10,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
-use sluice_store::{Account, ImportRecord, ImportStatus, Role};
 use sluice_defender::{FailedLogin, HumanDuration, Refusal, Service};
+use sluice_store::{Account, ImportRecord, ImportStatus, Role};
 use std::fmt::Write;
 
 const COOKIE: &str = "sluice_session";
@@ -270,10 +270,12 @@ async fn login(
     })
     .await;
     let account = match checked {
-        Ok(Ok(Checked::Right(account))) => match web.defender.login_succeeded(client, Service::Dashboard, &email) {
-            Ok(()) => account,
-            Err(refusal) => return refused(refusal, web.secure_cookies),
-        },
+        Ok(Ok(Checked::Right(account))) => {
+            match web.defender.login_succeeded(client, Service::Dashboard, &email) {
+                Ok(()) => account,
+                Err(refusal) => return refused(refusal, web.secure_cookies),
+            }
+        }
         Ok(Ok(Checked::Wrong { known })) => {
             let message = match web.defender.login_failed(client, Service::Dashboard, known) {
                 FailedLogin::Counted => "Wrong email or password.".to_owned(),

@@ -70,7 +70,7 @@ ban_increment_percent = 100
 max_ban_secs = 86400
 # Addresses and CIDR ranges never scored or banned, e.g. ["192.0.2.10", "10.0.0.0/8"].
 allow_list = []
-# Sources remembered at most (about 100 bytes each). When full, the lowest scores are forgotten
+# Sources remembered at most (about 250 bytes each). When full, the lowest scores are forgotten
 # first, never a ban.
 max_hosts = 50000
 # An account takes at most this many failed logins within account_window_secs from all sources
@@ -515,7 +515,9 @@ mod tests {
         assert_eq!((rules.threshold, rules.enabled, rules.allow_list.len()), (20, false, 2));
         let bad = env(&[("SLUICE_DEFENDER_ALLOW_LIST", "school.example")]);
         let e = Config::load(None, &bad, &Overrides::default()).unwrap_err();
-        assert!(format!("{e:#}").contains("[defender] allow_list") && format!("{e:#}").contains("school.example"));
+        assert!(
+            format!("{e:#}").contains("[defender] allow_list") && format!("{e:#}").contains("school.example")
+        );
         let bad = env(&[("SLUICE_DEFENDER_THRESHOLD", "0")]);
         let e = Config::load(None, &bad, &Overrides::default()).unwrap_err();
         assert!(format!("{e:#}").contains("[defender] threshold"), "{e:#}");

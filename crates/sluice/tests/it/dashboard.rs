@@ -257,13 +257,18 @@ fn a_guessing_address_is_banned_until_it_ends_or_an_operator_lifts_it() {
     assert_eq!(guesses, 10, "the threshold is 10 failed logins");
     let right = login(&server, "bob@beta.org", "secret-1");
     assert_eq!(right.status, 429, "the right password is refused too: {}", right.body);
-    assert!(right.body.contains("temporarily blocked") && right.body.contains("15 minutes"), "{}", right.body);
+    assert!(
+        right.body.contains("temporarily blocked") && right.body.contains("15 minutes"),
+        "{}",
+        right.body
+    );
     let retry: u64 = right.header("retry-after").unwrap().trim().parse().unwrap();
     assert!((890..=900).contains(&retry), "Retry-After: {retry}");
     // Other accounts from the same address too: the address is banned, not the account.
     assert_eq!(login(&server, "ann@acme.org", "secret-1").status, 429);
 
-    let list: serde_json::Value = serde_json::from_str(&server.cli_ok(&["defender", "list", "--json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["defender", "list", "--json"])).unwrap();
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(list[0]["source"], "127.0.0.1");
     assert_eq!(list[0]["bans"], 1);
@@ -279,9 +284,15 @@ fn a_guessing_address_is_banned_until_it_ends_or_an_operator_lifts_it() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
     }
-    assert!(server.log().lines().any(|l| l.contains("banned") && l.contains("source=127.0.0.1")
-        && l.contains("score=10") && l.contains("duration=15 minutes") && l.contains("reason=dashboard: failed login")),
-        "{}", server.log());
+    assert!(
+        server.log().lines().any(|l| l.contains("banned")
+            && l.contains("source=127.0.0.1")
+            && l.contains("score=10")
+            && l.contains("duration=15 minutes")
+            && l.contains("reason=dashboard: failed login")),
+        "{}",
+        server.log()
+    );
 
     // Killed and started again: still banned.
     server.kill_and_restart();
