@@ -4,11 +4,13 @@
 //! validate"): a [`TenantName`] is always a safe directory and login name, a [`VirtualPath`]
 //! is always inside the tenant's root, a [`TreeLayout`] decides what may happen where.
 
+pub mod defender;
 pub mod import;
 pub mod json;
 pub mod layout;
 pub mod manifest;
 pub mod metrics;
+pub mod net;
 pub mod oneroster;
 pub mod password;
 pub mod people;

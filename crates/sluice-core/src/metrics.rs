@@ -20,6 +20,9 @@ pub struct Metrics {
     failed_logins: AtomicU64,
     http_connections: AtomicI64,
     http_refused: AtomicU64,
+    bans: AtomicU64,
+    /// By service (sftp, dashboard) and reason (banned, account_limit).
+    refused: [[AtomicU64; 2]; 2],
     imports: [AtomicU64; STATUSES.len()],
     rows: [AtomicU64; OUTCOMES.len()],
     duration_buckets: [AtomicU64; BUCKETS.len()],
@@ -32,7 +35,21 @@ pub struct Metrics {
 pub struct Gauges {
     /// Upload events not yet turned into imports.
     pub queue_depth: u64,
+    /// Sources the defender bans now.
+    pub banned_sources: u64,
 }
+
+/// Why the defender refused a connection or login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The source is banned.
+    Banned,
+    /// The account took its share of failed logins.
+    AccountLimit,
+}
+
+const SERVICES: [&str; 2] = ["sftp", "dashboard"];
+const REFUSALS: [&str; 2] = ["banned", "account_limit"];
 
 impl Metrics {
     pub fn upload(&self, bytes: u64) {
@@ -84,6 +101,21 @@ impl Metrics {
     /// An HTTP connection closed at once: its address had all it may open.
     pub fn http_connection_refused(&self) {
         self.http_refused.fetch_add(1, Relaxed);
+    }
+
+    /// The defender banned a source.
+    pub fn banned(&self) {
+        self.bans.fetch_add(1, Relaxed);
+    }
+
+    /// The defender refused a connection (SFTP) or a login (dashboard) before its password
+    /// was checked.
+    pub fn refused(&self, service: crate::defender::Service, why: Refused) {
+        let s = match service {
+            crate::defender::Service::Sftp => 0,
+            crate::defender::Service::Dashboard => 1,
+        };
+        self.refused[s][why as usize].fetch_add(1, Relaxed);
     }
 
     /// An import ended: its status, rows by outcome (added, updated, unchanged, deleted,
@@ -153,6 +185,34 @@ impl Metrics {
             format!("sluice_http_connections_refused_total {}\n", self.http_refused.load(Relaxed)),
         );
         text(
+            "sluice_defender_bans_total",
+            "counter",
+            "Sources (an IPv4 address, an IPv6 /64) the defender banned.",
+            format!("sluice_defender_bans_total {}\n", self.bans.load(Relaxed)),
+        );
+        text(
+            "sluice_defender_banned_sources",
+            "gauge",
+            "Sources banned now.",
+            format!("sluice_defender_banned_sources {}\n", gauges.banned_sources),
+        );
+        let mut refused = String::new();
+        for (service, counts) in SERVICES.iter().zip(&self.refused) {
+            for (reason, n) in REFUSALS.iter().zip(counts) {
+                let _ = writeln!(
+                    refused,
+                    "sluice_defender_refused_total{{service=\"{service}\",reason=\"{reason}\"}} {}",
+                    n.load(Relaxed)
+                );
+            }
+        }
+        text(
+            "sluice_defender_refused_total",
+            "counter",
+            "Connections (sftp) and logins (dashboard) the defender refused, by why.",
+            refused,
+        );
+        text(
             "sluice_import_queue_depth",
             "gauge",
             "Uploads waiting to be imported.",
@@ -209,10 +269,14 @@ mod tests {
         m.http_connection_opened();
         m.http_connection_closed();
         m.http_connection_refused();
+        m.banned();
+        m.refused(crate::defender::Service::Sftp, Refused::Banned);
+        m.refused(crate::defender::Service::Sftp, Refused::Banned);
+        m.refused(crate::defender::Service::Dashboard, Refused::AccountLimit);
         m.import_finished("complete", [3, 1, 0, 0, 0], Duration::from_millis(80));
         m.import_finished("held", [0, 0, 0, 5, 0], Duration::from_secs(2));
         m.import_finished("running?", [0; 5], Duration::from_secs(1000));
-        let text = m.render(Gauges { queue_depth: 4 });
+        let text = m.render(Gauges { queue_depth: 4, banned_sources: 3 });
         for line in [
             "sluice_uploads_total 2",
             "sluice_upload_bytes_total 150",
@@ -222,6 +286,11 @@ mod tests {
             "sluice_http_connections 1",
             "sluice_http_connections_refused_total 1",
             "sluice_import_queue_depth 4",
+            "sluice_defender_bans_total 1",
+            "sluice_defender_banned_sources 3",
+            "sluice_defender_refused_total{service=\"sftp\",reason=\"banned\"} 2",
+            "sluice_defender_refused_total{service=\"sftp\",reason=\"account_limit\"} 0",
+            "sluice_defender_refused_total{service=\"dashboard\",reason=\"account_limit\"} 1",
             "sluice_imports_total{status=\"complete\"} 1",
             "sluice_imports_total{status=\"held\"} 1",
             "sluice_imports_total{status=\"other\"} 1",

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod api_keys;
+mod bans;
 mod deliveries;
 mod imports;
 mod migrations;

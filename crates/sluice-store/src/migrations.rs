@@ -173,6 +173,15 @@ const MIGRATIONS: &[&str] = &[
     // imported again; the earlier uploads of a file are found by path
     "ALTER TABLE upload_events ADD COLUMN duplicate_of INTEGER;
      CREATE INDEX upload_events_by_path ON upload_events (tenant_id, path, id);",
+    // 17: the defender's bans (an IPv4 address or an IPv6 /64 each): in force until
+    // `banned_until_ms`, then remembered to lengthen the next one; scores stay in memory
+    "CREATE TABLE bans (
+        source TEXT PRIMARY KEY,
+        banned_until_ms INTEGER NOT NULL,
+        ban_count INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        banned_at_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -15,7 +15,8 @@
 //! While the server itself works on a request, no time limit runs.
 
 use crate::Peer;
-use crate::client::{IpRange, limit_key};
+use crate::client::IpRange;
+use sluice_core::net::Source;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use http_body::Body as HttpBody;
@@ -70,7 +71,7 @@ struct Shared {
     tls: Option<TlsAcceptor>,
     limits: Limits,
     metrics: Arc<Metrics>,
-    addresses: Mutex<HashMap<String, usize>>,
+    addresses: Mutex<HashMap<Source, usize>>,
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets requests in
@@ -177,14 +178,14 @@ impl Drop for Held {
 /// One connection counted against its client's address (an IPv6 /64).
 struct AddressSlot {
     shared: Arc<Shared>,
-    key: String,
+    key: Source,
 }
 
 impl AddressSlot {
     fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<Self> {
-        let key = limit_key(ip);
+        let key = Source::of(ip);
         let mut open = shared.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(key.clone()).or_insert(0);
+        let count = open.entry(key).or_insert(0);
         if *count >= shared.limits.max_connections_per_ip {
             return None;
         }

@@ -30,8 +30,8 @@ pub struct Web {
     pub metrics: Arc<Metrics>,
     /// Parses an OpenSSH public key line (the SFTP layer's parser, handed in by the binary).
     pub parse_key: fn(&str) -> Result<sluice_store::AuthorizedKey, String>,
-    /// Failed dashboard logins, for the rate limit.
-    pub logins: Arc<pages::LoginLimiter>,
+    /// Scores failed logins per source and account, and bans (shared with the SFTP server).
+    pub defender: Arc<sluice_defender::Defender>,
     /// Session cookies carry `Secure` (when sluice is reached over HTTPS).
     pub secure_cookies: bool,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`[http] trusted_proxies`).
@@ -49,11 +49,12 @@ impl Web {
         parse_key: fn(&str) -> Result<sluice_store::AuthorizedKey, String>,
     ) -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let defender = sluice_defender::Defender::in_memory(Default::default(), metrics.clone());
         Self {
             ingest,
             metrics,
             parse_key,
-            logins: Arc::default(),
+            defender,
             secure_cookies: false,
             trusted_proxies: Arc::new([]),
             password_checks: Arc::new(tokio::sync::Semaphore::new(cpus)),
@@ -133,10 +134,17 @@ pub async fn serve(
 
 async fn metrics(State(web): State<Web>) -> Response {
     let store = web.ingest.store.clone();
-    // The queue depth is one small count; the store is synchronous.
-    let depth = tokio::task::spawn_blocking(move || store.pending_uploads()).await;
-    let queue_depth = match depth {
-        Ok(Ok(n)) => n,
+    // Two small counts; the store is synchronous. Bans are counted in the store, which
+    // `sluice defender unban` changes too.
+    let counts = tokio::task::spawn_blocking(move || -> sluice_store::Result<Gauges> {
+        Ok(Gauges {
+            queue_depth: store.pending_uploads()?,
+            banned_sources: store.bans_in_force(sluice_store::now_ms())?,
+        })
+    })
+    .await;
+    let gauges = match counts {
+        Ok(Ok(g)) => g,
         Ok(Err(e)) => {
             tracing::warn!("metrics: {e}");
             return (StatusCode::SERVICE_UNAVAILABLE, "the database cannot be read\n").into_response();
@@ -146,7 +154,7 @@ async fn metrics(State(web): State<Web>) -> Response {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let text = web.metrics.render(Gauges { queue_depth });
+    let text = web.metrics.render(gauges);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

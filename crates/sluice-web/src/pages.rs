@@ -10,11 +10,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
+use sluice_defender::{FailedLogin, HumanDuration, Refusal, Service};
 use sluice_store::{Account, ImportRecord, ImportStatus, Role};
-use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 const COOKIE: &str = "sluice_session";
 const SESSION_LIFETIME_MS: i64 = 12 * 3600 * 1000;
@@ -161,72 +159,24 @@ impl FromRequestParts<Web> for Viewer {
     }
 }
 
-/// Failed logins per client address and per account in a ten-minute window, then a pause.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-/// Failures one client address (an IPv6 /64) may make.
-const MAX_FAILURES_PER_CLIENT: u32 = 10;
-/// Failures an account may take from all addresses together: higher, so that one address
-/// guessing cannot lock its owner out, yet many addresses cannot guess on without end.
-const MAX_FAILURES_PER_ACCOUNT: u32 = 50;
-const FAILURE_WINDOW: Duration = Duration::from_secs(600);
-/// Addresses and accounts remembered at most (a few MiB).
-const MAX_TRACKED: usize = 20_000;
-
-impl LoginLimiter {
-    /// Counts an attempt against each key (before its password is checked, so that parallel
-    /// guesses count too) unless one of them is already at its limit: then it is refused, and
-    /// counted against none (a blocked address must not go on filling its target's count).
-    fn attempt(&self, keys: &[(String, u32)]) -> bool {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > MAX_TRACKED {
-            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-            if map.len() > MAX_TRACKED {
-                // A flood of addresses or made-up emails: forget the half with the fewest
-                // failures rather than grow without bound. The oldest would be wrong: a
-                // flood must not wipe the count of the account it is guessing at.
-                let mut counts: Vec<u32> = map.values().map(|(n, _)| *n).collect();
-                let half = counts.len() / 2;
-                let cut = *counts.select_nth_unstable(half).1;
-                let mut kept_at_cut = map.values().filter(|(n, _)| *n > cut).count();
-                map.retain(|_, (n, _)| {
-                    if *n > cut {
-                        return true;
-                    }
-                    // Among equals, keep only as many as fit in the half.
-                    let keep = *n == cut && kept_at_cut < half;
-                    kept_at_cut += usize::from(keep);
-                    keep
-                });
-            }
-        }
-        let blocked = keys.iter().any(|(k, limit)| {
-            map.get(k).is_some_and(|(n, since)| n >= limit && since.elapsed() < FAILURE_WINDOW)
-        });
-        if blocked {
-            return true;
-        }
-        for (k, _) in keys {
-            let entry = map.entry(k.clone()).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= FAILURE_WINDOW {
-                *entry = (0, Instant::now());
-            }
-            entry.0 += 1;
-        }
-        false
-    }
-
-    /// A login succeeded: its account's count starts over. Its address's does not, or
-    /// logging into an account of one's own between guesses would reset the address's limit.
-    fn succeeded(&self, account_key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(account_key);
-    }
-}
-
 const LOGIN_COOKIE: &str = "sluice_login";
+
+/// What checking a login's password found.
+enum Checked {
+    Right(Account),
+    Wrong { known: bool },
+}
+
+/// 429 with the sentence that says why and for how long, before any password was checked.
+fn refused(refusal: Refusal, secure_cookie: bool) -> Response {
+    let mut response = login_page(&refusal.to_string(), secure_cookie);
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let secs = refusal.retry_after().as_secs_f64().ceil().max(1.0) as u64;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
 
 /// The login form, with a fresh token in a cookie and in the form (a double-submit token:
 /// another site cannot post a login of its choosing, since it can read neither).
@@ -290,18 +240,6 @@ async fn login(
         return (StatusCode::UNAUTHORIZED, login_page("Wrong email or password.", web.secure_cookies))
             .into_response();
     }
-    let client = crate::client::client_ip(peer.ip(), &headers, &web.trusted_proxies);
-    let keys = [
-        (format!("ip:{}", crate::client::limit_key(client)), MAX_FAILURES_PER_CLIENT),
-        (format!("email:{email}"), MAX_FAILURES_PER_ACCOUNT),
-    ];
-    if web.logins.attempt(&keys) {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            login_page("Too many failed logins; wait ten minutes and try again.", web.secure_cookies),
-        )
-            .into_response();
-    }
     // argon2id takes 19 MiB and tens of milliseconds: a flood of logins queues for a few
     // slots rather than taking all memory and every blocking thread.
     let Ok(_slot) = web.password_checks.clone().try_acquire_owned() else {
@@ -311,24 +249,43 @@ async fn login(
         )
             .into_response();
     };
+    // Before any password is checked: a banned address, or an account that took its share of
+    // failures, is refused (and counted against nothing).
+    let client = crate::client::client_ip(peer.ip(), &headers, &web.trusted_proxies);
+    if let Err(refusal) = web.defender.login_attempt(client, Service::Dashboard, &email) {
+        return refused(refusal, web.secure_cookies);
+    }
     let store = web.ingest.store.clone();
-    let checked = tokio::task::spawn_blocking(move || -> Result<Option<Account>, String> {
-        let account = store.account_by_email(&email).map_err(|e| e.to_string())?;
+    let account_email = email.clone();
+    let checked = tokio::task::spawn_blocking(move || -> Result<Checked, String> {
+        let account = store.account_by_email(&account_email).map_err(|e| e.to_string())?;
         let Some(account) = account else {
             // Spend the same time as a real check, so timing does not tell which emails exist.
             let _ = sluice_core::PasswordHash::create(&form.password);
-            return Ok(None);
+            return Ok(Checked::Wrong { known: false });
         };
         let hash = sluice_core::PasswordHash::from_stored(account.password_hash.clone())
             .map_err(|e| e.to_string())?;
-        Ok(hash.verify(&form.password).then_some(account))
+        Ok(if hash.verify(&form.password) { Checked::Right(account) } else { Checked::Wrong { known: true } })
     })
     .await;
     let account = match checked {
-        Ok(Ok(Some(a))) => a,
-        Ok(Ok(None)) => {
-            return (StatusCode::UNAUTHORIZED, login_page("Wrong email or password.", web.secure_cookies))
-                .into_response();
+        Ok(Ok(Checked::Right(account))) => {
+            match web.defender.login_succeeded(client, Service::Dashboard, &email) {
+                Ok(()) => account,
+                Err(refusal) => return refused(refusal, web.secure_cookies),
+            }
+        }
+        Ok(Ok(Checked::Wrong { known })) => {
+            let message = match web.defender.login_failed(client, Service::Dashboard, known) {
+                FailedLogin::Counted => "Wrong email or password.".to_owned(),
+                FailedLogin::Banned { duration } => format!(
+                    "Wrong email or password. After too many failed attempts, this address is blocked for {}.",
+                    HumanDuration(duration)
+                ),
+                FailedLogin::Refused(refusal) => return refused(refusal, web.secure_cookies),
+            };
+            return (StatusCode::UNAUTHORIZED, login_page(&message, web.secure_cookies)).into_response();
         }
         Ok(Err(e)) => {
             tracing::warn!("login: {e}");
@@ -339,7 +296,6 @@ async fn login(
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
-    web.logins.succeeded(&keys[1].0);
     let Ok((token, _, token_hash)) = crate::keys::generate() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
@@ -742,24 +698,6 @@ async fn discard(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn a_flood_of_made_up_accounts_does_not_wipe_a_real_accounts_count() {
-        let limiter = LoginLimiter::default();
-        let victim = [("email:ann@acme.org".to_owned(), MAX_FAILURES_PER_ACCOUNT)];
-        for _ in 0..MAX_FAILURES_PER_ACCOUNT - 1 {
-            assert!(!limiter.attempt(&victim));
-        }
-        // Junk from many addresses, each key seen once, all newer than the victim's.
-        for i in 0..MAX_TRACKED + 10 {
-            limiter.attempt(&[(format!("email:junk{i}@example.org"), MAX_FAILURES_PER_ACCOUNT)]);
-        }
-        assert!(limiter.failures.lock().unwrap().len() <= MAX_TRACKED / 2 + 20, "the table was trimmed");
-        assert!(!limiter.attempt(&victim), "the last guess under the limit");
-        assert!(limiter.attempt(&victim), "and then the account waits");
-    }
-
     #[test]
     fn escaping_leaves_no_markup() {
         assert_eq!(

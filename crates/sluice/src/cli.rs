@@ -53,6 +53,10 @@ enum Command {
     /// The operator's dashboard account.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Sources (an IPv4 address, an IPv6 /64) the defender banned for guessing passwords and
+    /// other abuse: list them, or lift a ban.
+    #[command(subcommand)]
+    Defender(DefenderCommand),
     /// List import types with their columns.
     Types {
         #[arg(long)]
@@ -225,6 +229,21 @@ enum AdminCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum DefenderCommand {
+    /// The bans in force: source, until when, how many in a row, and why.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a source's ban and forget its earlier ones; the running server lets it in again
+    /// within a couple of seconds.
+    Unban {
+        /// An address (an IPv6 address stands for its /64), e.g. 203.0.113.9 or 2001:db8::/64.
+        address: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum ApiKeyCommand {
     /// Create a key and print it (once: only its hash is kept).
     Add {
@@ -375,6 +394,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Key(cmd) => key_command(&dirs, cmd),
+        Command::Defender(cmd) => defender_command(&dirs, cmd),
         Command::Apikey(cmd) => api_key_command(&dirs, cmd),
         Command::User(cmd) => user_command(&dirs, cmd),
         Command::Admin(AdminCommand::Passwd { password_stdin }) => {
@@ -766,6 +786,51 @@ fn read_password_line() -> Result<String> {
 
 fn prompt_password(name: &TenantName) -> Result<String> {
     prompt_for(&format!("SFTP password for {name}"))
+}
+
+fn defender_command(dirs: &DataDirs, cmd: DefenderCommand) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    let now = sluice_store::now_ms();
+    match cmd {
+        DefenderCommand::List { json } => {
+            let bans = store.bans(now)?;
+            let when = |ms: i64| {
+                sluice_ingest::Timestamp::from_millisecond(ms)
+                    .map_or_else(|_| ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+            };
+            if json {
+                let rows: Vec<_> = bans
+                    .iter()
+                    .map(|b| {
+                        json!({"source": b.source.to_string(), "banned_at_ms": b.at_ms, "banned_until_ms": b.until_ms,
+                               "remaining_secs": b.remaining(now).as_secs(), "bans": b.count, "reason": b.reason})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if bans.is_empty() {
+                println!("no bans in force");
+            } else {
+                for b in bans {
+                    println!(
+                        "{:<24} until {} ({} left)  ban {} in a row  {}",
+                        b.source.to_string(),
+                        when(b.until_ms),
+                        sluice_defender::HumanDuration(b.remaining(now)),
+                        b.count,
+                        b.reason
+                    );
+                }
+            }
+        }
+        DefenderCommand::Unban { address } => {
+            let source: sluice_core::net::Source = address.parse().map_err(|e: String| anyhow!(e))?;
+            if !store.lift_ban(&source, now)? {
+                return Err(anyhow!("{source} is not banned (`sluice defender list` shows the bans)").into());
+            }
+            println!("unbanned {source}; the running server lets it in again within a couple of seconds");
+        }
+    }
+    Ok(())
 }
 
 fn key_command(dirs: &DataDirs, cmd: KeyCommand) -> Result<(), Failure> {

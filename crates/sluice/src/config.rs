@@ -78,6 +78,42 @@ max_connections = 1024
 # exempt: a reverse proxy brings every client over its own connections.
 max_connections_per_ip = 64
 
+[defender]
+# Bans sources (an IPv4 address, an IPv6 /64) that keep doing wrong things, on SFTP and the
+# dashboard login together. false: nothing limits password guessing (only when something in
+# front of sluice does).
+enabled = true
+# A source is banned when the points of its events within observation_window_secs reach this.
+threshold = 10
+# Points per event (0: not counted).
+# A wrong password, or no authorised key, for an account that exists.
+score_login_failed = 1
+# A login as an account that does not exist. More than score_login_failed bans made-up names
+# sooner, and so tells a patient prober which names exist.
+score_unknown_account = 1
+# No SSH version line, no common algorithm, a malformed packet.
+score_protocol_error = 1
+# Connected and left without trying to log in (port scanners; load-balancer health checks too).
+score_no_auth = 0
+# Too many unauthenticated connections from the source, or the login grace time ran out.
+score_limit_hit = 3
+observation_window_secs = 1800
+# The first ban's length.
+ban_secs = 900
+# Each repeated ban is this much longer than the one before, in percent (100 doubles it); a ban
+# is repeated while the source's last one ended less than max_ban_secs ago.
+ban_increment_percent = 100
+max_ban_secs = 86400
+# Addresses and CIDR ranges never scored or banned, e.g. ["192.0.2.10", "10.0.0.0/8"].
+allow_list = []
+# Sources remembered at most (about 250 bytes each). When full, the lowest scores are forgotten
+# first, never a ban.
+max_hosts = 50000
+# An account takes at most this many failed logins within account_window_secs from all sources
+# together (then it waits, whoever tries), so that many addresses cannot guess on without end.
+account_max_failures = 50
+account_window_secs = 600
+
 [notifications]
 # Email when an import ends (complete, incomplete, failed, held): to each address a tenant
 # lists (`sluice tenant set T notify.email=...`). Empty host: no email.
@@ -119,6 +155,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub sftp: SftpConfig,
     pub http: HttpConfig,
+    pub defender: DefenderSettings,
     pub notifications: NotificationsConfig,
     pub tenants: TenantsConfig,
     pub imports: ImportsConfig,
@@ -206,6 +243,57 @@ impl HttpConfig {
             }
             _ => bail!("[http] tls_cert and tls_key go together: set both for HTTPS, or neither"),
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefenderSettings {
+    pub enabled: bool,
+    pub threshold: u32,
+    pub score_login_failed: u32,
+    pub score_unknown_account: u32,
+    pub score_protocol_error: u32,
+    pub score_no_auth: u32,
+    pub score_limit_hit: u32,
+    pub observation_window_secs: u64,
+    pub ban_secs: u64,
+    pub ban_increment_percent: u32,
+    pub max_ban_secs: u64,
+    pub allow_list: Vec<String>,
+    pub max_hosts: usize,
+    pub account_max_failures: u32,
+    pub account_window_secs: u64,
+}
+
+impl DefenderSettings {
+    pub fn rules(&self) -> Result<sluice_defender::DefenderConfig> {
+        let allow_list = self
+            .allow_list
+            .iter()
+            .map(|r| r.parse().map_err(|e| anyhow::anyhow!("[defender] allow_list: {e}")))
+            .collect::<Result<_>>()?;
+        let rules = sluice_defender::DefenderConfig {
+            enabled: self.enabled,
+            threshold: self.threshold,
+            scores: sluice_defender::Scores {
+                login_failed: self.score_login_failed,
+                unknown_account: self.score_unknown_account,
+                protocol_error: self.score_protocol_error,
+                no_auth: self.score_no_auth,
+                limit_hit: self.score_limit_hit,
+            },
+            observation_window: Duration::from_secs(self.observation_window_secs),
+            ban_time: Duration::from_secs(self.ban_secs),
+            ban_time_increment_percent: self.ban_increment_percent,
+            max_ban_time: Duration::from_secs(self.max_ban_secs),
+            allow_list,
+            max_hosts: self.max_hosts,
+            account_max_failures: self.account_max_failures,
+            account_window: Duration::from_secs(self.account_window_secs),
+        };
+        rules.check().map_err(|e| anyhow::anyhow!("[defender] {e}"))?;
+        Ok(rules)
     }
 }
 
@@ -308,6 +396,7 @@ impl Config {
             .context("[tenants] default_folders")?;
         self.notifications.smtp()?;
         self.http.trusted_proxies()?;
+        self.defender.rules()?;
         let s = &self.sftp;
         if s.max_open_handles == 0
             || s.max_open_handles_per_tenant == 0
@@ -509,6 +598,27 @@ mod tests {
         let c = Config::load(None, &e, &Overrides::default()).unwrap();
         assert_eq!(c.tenants.default_folders, ["students", "oneroster"]);
         assert_eq!(c.sftp.idle_timeout_secs, 5);
+    }
+
+    #[test]
+    fn the_defenders_defaults_are_its_rules_defaults_and_layer_like_the_others() {
+        let c = Config::load(None, &[], &Overrides::default()).unwrap();
+        assert_eq!(c.defender.rules().unwrap(), sluice_defender::DefenderConfig::default());
+        let e = env(&[
+            ("SLUICE_DEFENDER_ALLOW_LIST", "192.0.2.10, 10.0.0.0/8"),
+            ("SLUICE_DEFENDER_THRESHOLD", "20"),
+            ("SLUICE_DEFENDER_ENABLED", "0"),
+        ]);
+        let rules = Config::load(None, &e, &Overrides::default()).unwrap().defender.rules().unwrap();
+        assert_eq!((rules.threshold, rules.enabled, rules.allow_list.len()), (20, false, 2));
+        let bad = env(&[("SLUICE_DEFENDER_ALLOW_LIST", "school.example")]);
+        let e = Config::load(None, &bad, &Overrides::default()).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("[defender] allow_list") && format!("{e:#}").contains("school.example")
+        );
+        let bad = env(&[("SLUICE_DEFENDER_THRESHOLD", "0")]);
+        let e = Config::load(None, &bad, &Overrides::default()).unwrap_err();
+        assert!(format!("{e:#}").contains("[defender] threshold"), "{e:#}");
     }
 
     #[test]

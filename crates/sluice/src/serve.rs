@@ -105,6 +105,9 @@ pub async fn run(config: Config) -> Result<()> {
     let host_key = hostkey::load_or_generate(&dirs.host_key())?;
     let types = crate::types::load(config.imports.types_dir())?;
     let metrics = Arc::new(Metrics::default());
+    // One defender for SFTP and the dashboard: guessing on one counts on the other.
+    let defender = sluice_defender::Defender::open(config.defender.rules()?, store.clone(), metrics.clone())
+        .context("cannot read the defender's bans")?;
     let notify = Arc::new(Notify::new());
     let ingest = Arc::new(
         dirs.ingest(store.clone(), types, &config.imports)?
@@ -171,6 +174,7 @@ pub async fn run(config: Config) -> Result<()> {
         let mut web = sluice_web::Web::new(ingest.clone(), metrics.clone(), sluice_sftp::parse_public_key);
         web.secure_cookies = config.http.secure_cookies;
         web.trusted_proxies = config.http.trusted_proxies()?.into();
+        web.defender = defender.clone();
         web.allow_private_webhooks = config.notifications.allow_private_webhooks;
         tokio::spawn(sluice_web::serve(http_listener, web, http_tls, http_limits, async move {
             stop.notified().await
@@ -180,6 +184,11 @@ pub async fn run(config: Config) -> Result<()> {
     let notifications = {
         let stop = stop_notifier.clone();
         tokio::spawn(notifier.run(notify, async move { stop.notified().await }))
+    };
+    let stop_defender = Arc::new(Notify::new());
+    let keeper = {
+        let stop = stop_defender.clone();
+        tokio::spawn(defender.clone().run(async move { stop.notified().await }))
     };
     let stop_worker = Arc::new(Notify::new());
     let worker = {
@@ -195,6 +204,9 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!("http server task: {e}");
     }
     let _ = worker.await;
+    // Last: saves the bans the front doors made until they closed.
+    stop_defender.notify_one();
+    let _ = keeper.await;
     info!("sluice stopped");
     Ok(())
 }

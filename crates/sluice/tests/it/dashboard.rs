@@ -234,7 +234,87 @@ fn failed_logins_are_rate_limited() {
     }
     let r = login(&server, "bob@beta.org", "secret-1");
     assert_eq!(r.status, 429, "even the right password waits: {}", r.body);
-    assert!(r.body.contains("wait ten minutes"));
+    assert!(r.body.contains("temporarily blocked"), "{}", r.body);
+}
+
+/// The defender over real sockets: an address that guesses is banned, the right password is
+/// refused too (before it is checked), the ban survives a restart, `sluice defender list`
+/// (another process) shows it, and `sluice defender unban` lets the address in again within
+/// seconds.
+#[test]
+fn a_guessing_address_is_banned_until_it_ends_or_an_operator_lifts_it() {
+    let mut server = setup();
+    let mut guesses = 0;
+    loop {
+        guesses += 1;
+        let r = login(&server, "bob@beta.org", &format!("guess-{guesses}"));
+        assert_eq!(r.status, 401, "guess {guesses}: {}", r.body);
+        if r.body.contains("this address is blocked for 15 minutes") {
+            break;
+        }
+        assert!(guesses < 10, "not banned after {guesses} guesses: {}", r.body);
+    }
+    assert_eq!(guesses, 10, "the threshold is 10 failed logins");
+    let right = login(&server, "bob@beta.org", "secret-1");
+    assert_eq!(right.status, 429, "the right password is refused too: {}", right.body);
+    assert!(
+        right.body.contains("temporarily blocked") && right.body.contains("15 minutes"),
+        "{}",
+        right.body
+    );
+    let retry: u64 = right.header("retry-after").unwrap().trim().parse().unwrap();
+    assert!((890..=900).contains(&retry), "Retry-After: {retry}");
+    // Other accounts from the same address too: the address is banned, not the account.
+    assert_eq!(login(&server, "ann@acme.org", "secret-1").status, 429);
+
+    let list: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["defender", "list", "--json"])).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["source"], "127.0.0.1");
+    assert_eq!(list[0]["bans"], 1);
+    assert_eq!(list[0]["reason"], "dashboard: failed login");
+    assert!(list[0]["remaining_secs"].as_u64().unwrap() > 880, "{list}");
+    let text = server.cli_ok(&["defender", "list"]);
+    assert!(text.contains("127.0.0.1") && text.contains("dashboard: failed login"), "{text}");
+    let (_, metrics) = server.http_get("/metrics");
+    for line in [
+        "sluice_defender_bans_total 1",
+        "sluice_defender_banned_sources 1",
+        "sluice_defender_refused_total{service=\"dashboard\",reason=\"banned\"} 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(
+        server.log().lines().any(|l| l.contains("banned")
+            && l.contains("source=127.0.0.1")
+            && l.contains("score=10")
+            && l.contains("duration=15 minutes")
+            && l.contains("reason=dashboard: failed login")),
+        "{}",
+        server.log()
+    );
+
+    // Killed and started again: still banned.
+    server.kill_and_restart();
+    assert_eq!(login(&server, "bob@beta.org", "secret-1").status, 429, "the ban survives a restart");
+
+    let out = server.cli_ok(&["defender", "unban", "127.0.0.1"]);
+    assert!(out.contains("unbanned 127.0.0.1"), "{out}");
+    let lifted = std::time::Instant::now();
+    loop {
+        let r = login(&server, "bob@beta.org", "secret-1");
+        if r.status == 303 {
+            break;
+        }
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert!(lifted.elapsed() < std::time::Duration::from_secs(5), "still banned 5 s after the unban");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(server.wait_for_log("unbanned: lifted by an operator", std::time::Duration::from_secs(5)));
+    let again = server.cli(&["defender", "unban", "127.0.0.1"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(output_text(&again).contains("127.0.0.1 is not banned"), "{}", output_text(&again));
+    assert_eq!(server.cli_ok(&["defender", "list", "--json"]).trim(), "[]");
 }
 
 #[test]

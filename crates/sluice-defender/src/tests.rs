@@ -1,0 +1,188 @@
+use super::*;
+use sluice_core::metrics::Gauges;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    let store = Arc::new(Store::open(&path).unwrap());
+    Fixture { _dir: dir, path, store, metrics: Arc::default() }
+}
+
+impl Fixture {
+    fn defender(&self) -> Arc<Defender> {
+        Defender::open(DefenderConfig::default(), self.store.clone(), self.metrics.clone()).unwrap()
+    }
+}
+
+/// Wrong passwords for a known account from `from` until banned; returns how many it took.
+fn guess_until_banned(d: &Defender, from: IpAddr, service: Service) -> u32 {
+    for n in 1..=100 {
+        d.login_attempt(from, service, "acme").unwrap();
+        match d.login_failed(from, service, true) {
+            FailedLogin::Counted => {}
+            FailedLogin::Banned { duration } => {
+                assert_eq!(duration, Duration::from_secs(900));
+                return n;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("never banned")
+}
+
+#[tokio::test]
+async fn a_guessing_source_is_banned_even_for_the_right_password_and_the_ban_survives_a_restart() {
+    let f = fixture();
+    let d = f.defender();
+    let attacker = ip("203.0.113.9");
+    assert_eq!(guess_until_banned(&d, attacker, Service::Sftp), 10);
+    let refused = d.login_attempt(attacker, Service::Dashboard, "ann@acme.org").unwrap_err();
+    assert!(matches!(refused, Refusal::Banned { remaining } if remaining > Duration::from_secs(890)));
+    assert!(
+        refused.to_string().contains("temporarily blocked") && refused.to_string().contains("15 minutes")
+    );
+    assert!(d.admit(attacker, Service::Sftp).is_err());
+    assert!(d.admit(ip("203.0.113.10"), Service::Sftp).is_ok(), "only that address");
+    let metrics = f.metrics.render(Gauges::default());
+    assert!(metrics.contains("sluice_defender_bans_total 1\n"), "{metrics}");
+    assert!(metrics.contains("sluice_defender_refused_total{service=\"sftp\",reason=\"banned\"} 1\n"));
+    assert!(metrics.contains("sluice_defender_refused_total{service=\"dashboard\",reason=\"banned\"} 1\n"));
+
+    let mut keeper = Keeper::new(d.clone(), f.store.clone());
+    keeper.save().await;
+    let stored = f.store.bans(now_ms()).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].source.to_string(), stored[0].count), ("203.0.113.9".into(), 1));
+    assert_eq!(stored[0].reason, "sftp: failed login");
+    // Restarted: the ban is back, before anyone tries anything.
+    let again = f.defender();
+    assert!(again.admit(attacker, Service::Sftp).is_err());
+}
+
+#[tokio::test]
+async fn an_unban_in_the_store_is_noticed_and_a_ban_not_yet_saved_is_not_taken_for_one() {
+    let f = fixture();
+    let d = f.defender();
+    let attacker = ip("2001:db8:0:7::1");
+    guess_until_banned(&d, attacker, Service::Dashboard);
+    let mut keeper = Keeper::new(d.clone(), f.store.clone());
+    // Not saved yet: missing from the store, yet not lifted.
+    keeper.reconcile().await;
+    assert!(d.admit(attacker, Service::Sftp).is_err());
+    keeper.save().await;
+    keeper.reconcile().await;
+    assert!(d.admit(ip("2001:db8:0:7::2"), Service::Sftp).is_err(), "the whole /64");
+    // `sluice defender unban`, another process with its own connection.
+    let cli = Store::open(&f.path).unwrap();
+    assert!(cli.lift_ban(&"2001:db8:0:7::ffff".parse().unwrap(), now_ms()).unwrap());
+    keeper.reconcile().await;
+    assert!(d.admit(attacker, Service::Sftp).is_ok());
+    // Forgiven: it starts over with a first ban's length.
+    assert_eq!(guess_until_banned(&d, attacker, Service::Dashboard), 10);
+}
+
+#[tokio::test]
+async fn guesses_checked_at_the_same_time_cannot_tell_which_password_was_right() {
+    let d = Defender::in_memory(DefenderConfig::default(), Arc::default());
+    let attacker = ip("203.0.113.9");
+    // Twelve guesses get past the gate before any is checked.
+    for _ in 0..12 {
+        d.login_attempt(attacker, Service::Sftp, "acme").unwrap();
+    }
+    for _ in 0..9 {
+        assert_eq!(d.login_failed(attacker, Service::Sftp, true), FailedLogin::Counted);
+    }
+    assert!(matches!(d.login_failed(attacker, Service::Sftp, true), FailedLogin::Banned { .. }));
+    // The eleventh was wrong, the twelfth right: both answered with the same refusal.
+    let FailedLogin::Refused(wrong) = d.login_failed(attacker, Service::Sftp, true) else { panic!() };
+    let right = d.login_succeeded(attacker, Service::Sftp, "acme").unwrap_err();
+    assert!(matches!((wrong, right), (Refusal::Banned { .. }, Refusal::Banned { .. })));
+}
+
+#[tokio::test]
+async fn sftp_and_dashboard_count_on_one_score_and_unknown_accounts_weigh_what_they_are_set_to() {
+    let mut config = DefenderConfig::default();
+    config.scores.unknown_account = 2;
+    let d = Defender::in_memory(config, Arc::default());
+    let a = ip("198.51.100.1");
+    for _ in 0..5 {
+        assert_eq!(d.login_failed(a, Service::Sftp, true), FailedLogin::Counted);
+    }
+    d.record(a, Service::Sftp, Event::LimitHit);
+    assert_eq!(d.login_failed(a, Service::Dashboard, true), FailedLogin::Counted);
+    assert!(matches!(d.login_failed(a, Service::Dashboard, true), FailedLogin::Banned { .. }), "5 + 3 + 2");
+    let b = ip("198.51.100.2");
+    for _ in 0..4 {
+        assert_eq!(d.login_failed(b, Service::Sftp, false), FailedLogin::Counted);
+    }
+    assert!(matches!(d.login_failed(b, Service::Sftp, false), FailedLogin::Banned { .. }));
+}
+
+#[tokio::test]
+async fn an_account_guessed_from_many_sources_waits_but_its_owner_clears_it_by_logging_in() {
+    let metrics: Arc<Metrics> = Arc::default();
+    let d = Defender::in_memory(DefenderConfig::default(), metrics.clone());
+    for i in 0..50 {
+        let from = ip(&format!("192.0.2.{i}"));
+        d.login_attempt(from, Service::Dashboard, "ann@acme.org").unwrap();
+        assert_eq!(d.login_failed(from, Service::Dashboard, true), FailedLogin::Counted);
+    }
+    let owner = ip("198.51.100.8");
+    let refused = d.login_attempt(owner, Service::Dashboard, "ann@acme.org").unwrap_err();
+    assert!(matches!(refused, Refusal::AccountLimit { .. }), "{refused:?}");
+    assert!(refused.to_string().contains("for this account"));
+    assert!(metrics.render(Gauges::default()).contains("reason=\"account_limit\"} 1\n"));
+    // The tenant of the same name over SFTP is another account.
+    assert!(d.login_attempt(owner, Service::Sftp, "ann@acme.org").is_ok());
+    // A success clears the account's count (attempts count before their check).
+    for _ in 0..49 {
+        d.login_attempt(owner, Service::Dashboard, "bob@beta.org").unwrap();
+    }
+    d.login_succeeded(owner, Service::Dashboard, "bob@beta.org").unwrap();
+    for _ in 0..50 {
+        d.login_attempt(owner, Service::Dashboard, "bob@beta.org").unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_keeper_saves_a_ban_and_notices_an_unban_within_seconds() {
+    let f = fixture();
+    let d = f.defender();
+    let stop = Arc::new(Notify::new());
+    let keeper = tokio::spawn(d.clone().run({
+        let stop = stop.clone();
+        async move { stop.notified().await }
+    }));
+    let attacker = ip("203.0.113.9");
+    guess_until_banned(&d, attacker, Service::Sftp);
+    let within = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "{what} took longer than 5 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let store = f.store.clone();
+    tokio::task::spawn_blocking(move || within("saving", &|| store.bans_in_force(now_ms()).unwrap() == 1))
+        .await
+        .unwrap();
+    let cli = Store::open(&f.path).unwrap();
+    assert!(cli.lift_ban(&"203.0.113.9".parse().unwrap(), now_ms()).unwrap());
+    let d2 = d.clone();
+    tokio::task::spawn_blocking(move || within("the unban", &|| d2.admit(attacker, Service::Sftp).is_ok()))
+        .await
+        .unwrap();
+    stop.notify_one();
+    keeper.await.unwrap();
+}

@@ -1,0 +1,121 @@
+//! The defender's bans, so that they survive a restart and so that `sluice defender list` and
+//! `unban` (another process) see and lift the running server's bans. One row per source: the
+//! current ban, or the last one while the defender remembers it to lengthen the next.
+
+use crate::{Result, Store, StoreError};
+use rusqlite::params;
+use sluice_core::defender::Ban;
+use sluice_core::net::Source;
+
+impl Store {
+    /// Records a ban (replacing the source's earlier one).
+    pub fn save_ban(&self, ban: &Ban) -> Result<()> {
+        self.with_write(|c| {
+            c.prepare_cached(
+                "INSERT INTO bans (source, banned_until_ms, ban_count, reason, banned_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (source) DO UPDATE SET banned_until_ms = excluded.banned_until_ms,
+                    ban_count = excluded.ban_count, reason = excluded.reason, banned_at_ms = excluded.banned_at_ms",
+            )?
+            .execute(params![ban.source.to_string(), ban.until_ms, ban.count, ban.reason, ban.at_ms])?;
+            Ok(())
+        })
+    }
+
+    /// Bans that end after `after_ms`, the latest-ending first: with `now` the bans in force,
+    /// with an earlier time also the ones remembered since.
+    pub fn bans(&self, after_ms: i64) -> Result<Vec<Ban>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT source, banned_until_ms, ban_count, reason, banned_at_ms FROM bans
+                 WHERE banned_until_ms > ?1 ORDER BY banned_until_ms DESC, source",
+            )?;
+            let rows = stmt.query_map([after_ms], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            let mut bans = Vec::new();
+            for row in rows {
+                let (source, until_ms, count, reason, at_ms) = row?;
+                let source: Source =
+                    source.parse().map_err(|e| StoreError::Corrupt(format!("bans.source: {e}")))?;
+                bans.push(Ban { source, at_ms, until_ms, count, score: 0, reason });
+            }
+            Ok(bans)
+        })
+    }
+
+    /// Lifts a source's ban and forgets its earlier ones. Returns whether a ban was in force
+    /// at `now_ms`.
+    pub fn lift_ban(&self, source: &Source, now_ms: i64) -> Result<bool> {
+        self.with_write(|c| {
+            let in_force = c.query_row(
+                "SELECT count(*) FROM bans WHERE source = ?1 AND banned_until_ms > ?2",
+                params![source.to_string(), now_ms],
+                |r| r.get::<_, i64>(0),
+            )? > 0;
+            c.execute("DELETE FROM bans WHERE source = ?1", [source.to_string()])?;
+            Ok(in_force)
+        })
+    }
+
+    /// Forgets bans that ended at or before `until_ms`; returns how many.
+    pub fn forget_bans(&self, until_ms: i64) -> Result<usize> {
+        self.with_write(|c| Ok(c.execute("DELETE FROM bans WHERE banned_until_ms <= ?1", [until_ms])?))
+    }
+
+    /// How many bans are in force at `now_ms` (the `/metrics` gauge).
+    pub fn bans_in_force(&self, now_ms: i64) -> Result<u64> {
+        self.with(|c| {
+            let n: i64 = c
+                .prepare_cached("SELECT count(*) FROM bans WHERE banned_until_ms > ?1")?
+                .query_row([now_ms], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ban(source: &str, at_ms: i64, until_ms: i64, count: u32) -> Ban {
+        Ban {
+            source: source.parse().unwrap(),
+            at_ms,
+            until_ms,
+            count,
+            score: 0,
+            reason: "sftp: failed login".into(),
+        }
+    }
+
+    #[test]
+    fn bans_persist_across_opening_and_a_lift_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.save_ban(&ban("203.0.113.9", 1000, 10_000, 1)).unwrap();
+            s.save_ban(&ban("2001:db8:0:7::/64", 1000, 20_000, 3)).unwrap();
+            s.save_ban(&ban("198.51.100.1", 0, 500, 1)).unwrap();
+            // A source banned again: its row is replaced.
+            s.save_ban(&ban("203.0.113.9", 11_000, 40_000, 2)).unwrap();
+        }
+        // Another process (the CLI) sees what the server saved.
+        let s = Store::open(&path).unwrap();
+        let now = 5000;
+        let in_force = s.bans(now).unwrap();
+        assert_eq!(
+            in_force,
+            vec![ban("203.0.113.9", 11_000, 40_000, 2), ban("2001:db8:0:7::/64", 1000, 20_000, 3)]
+        );
+        assert_eq!(s.bans_in_force(now).unwrap(), 2);
+        assert_eq!(s.bans(0).unwrap().len(), 3, "the ended one is remembered");
+        assert!(s.lift_ban(&"2001:db8:0:7::1".parse().unwrap(), now).unwrap(), "any address of the /64");
+        assert!(!s.lift_ban(&"198.51.100.1".parse().unwrap(), now).unwrap(), "ended: nothing in force");
+        assert!(!s.lift_ban(&"192.0.2.1".parse().unwrap(), now).unwrap());
+        assert_eq!(s.bans(0).unwrap(), vec![ban("203.0.113.9", 11_000, 40_000, 2)]);
+        s.save_ban(&ban("198.51.100.1", 0, 500, 1)).unwrap();
+        assert_eq!(s.forget_bans(500).unwrap(), 1);
+        assert_eq!(s.bans(0).unwrap().len(), 1);
+    }
+}
