@@ -27,6 +27,7 @@ use bytes::{Bytes, BytesMut};
 use russh::server::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use sluice_core::TenantName;
+use sluice_defender::Defender;
 use sluice_store::Store;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct SftpShared {
     pub uploaded: Arc<Notify>,
     /// Sessions, failed logins, uploads and their bytes, for `/metrics`.
     pub metrics: Arc<sluice_core::metrics::Metrics>,
+    /// Scores failed logins and protocol errors per source, shared with the dashboard.
+    pub(crate) defender: Arc<Defender>,
     /// Handles, spool bytes, exclusive creates and recent uploads of each tenant.
     pub(crate) tenants: Arc<TenantStates>,
     /// Descriptors the server may use for connections and open files.
@@ -67,8 +70,10 @@ impl SftpShared {
         uploaded: Arc<Notify>,
         metrics: Arc<sluice_core::metrics::Metrics>,
         fds: Arc<FdBudget>,
+        defender: Arc<Defender>,
     ) -> Self {
         Self {
+            defender,
             queue_total: Arc::new(Semaphore::new(
                 limits.queue_budget_total_bytes.min(Semaphore::MAX_PERMITS),
             )),

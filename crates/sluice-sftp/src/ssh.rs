@@ -7,13 +7,14 @@ use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet, Preferred, cipher, kex, mac};
 use sluice_core::TenantName;
+use sluice_defender::{Event, FailedLogin, Service};
 use sluice_store::{AuthorizedKey, Store, Tenant};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -70,6 +71,10 @@ pub enum SshError {
     Russh(#[from] russh::Error),
     #[error("store: {0}")]
     Store(#[from] sluice_store::StoreError),
+    /// The defender ended the connection (the source is banned, or the account reached its
+    /// limit of failed logins).
+    #[error("{0}")]
+    Refused(String),
 }
 
 const STRICT_KEX_AND_EXT: [kex::Name; 2] =
@@ -214,6 +219,12 @@ impl SftpServer {
                             continue;
                         }
                     };
+                    if let Err(refusal) = self.shared.defender.admit(peer.ip(), Service::Sftp) {
+                        // Lines before the version string are allowed (RFC 4253, 4.2); clients
+                        // such as OpenSSH show them.
+                        let _ = socket.try_write(format!("{refusal}\r\n").as_bytes());
+                        continue;
+                    }
                     let Some(fd) = self.shared.fds.try_take_connection() else {
                         warn!(%peer, "refusing connection: the server is at its open-file limit ({} in use)",
                             self.shared.fds.in_use());
@@ -222,6 +233,7 @@ impl SftpServer {
                     let Some(slot) = UnauthenticatedSlot::take(&self, peer.ip()) else {
                         info!(%peer, "refusing connection: {} unauthenticated connections from this address already",
                             self.settings.max_unauthenticated_per_ip);
+                        self.shared.defender.record(peer.ip(), Service::Sftp, Event::LimitHit);
                         continue;
                     };
                     let _ = socket.set_nodelay(true);
@@ -260,6 +272,7 @@ impl SftpServer {
         // However this task ends (even aborted), the connection's sessions stop with it.
         let _ended = share.ended.clone().drop_guard();
         let authenticated = CancellationToken::new();
+        let trail = Arc::new(AuthTrail::default());
         let revoke = CancellationToken::new();
         let reason = Arc::new(Mutex::new(None));
         let handler = Handler {
@@ -267,6 +280,7 @@ impl SftpServer {
             peer,
             share: share.clone(),
             authenticated: authenticated.clone(),
+            trail: trail.clone(),
             revoke: revoke.clone(),
             reason: reason.clone(),
             unauthenticated_slot: Some(slot),
@@ -285,10 +299,16 @@ impl SftpServer {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 debug!(%peer, "connection ended before key exchange: {e}");
+                let event = match e {
+                    SshError::Russh(russh::Error::IO(_)) => Event::NoAuth,
+                    _ => Event::ProtocolError,
+                };
+                self.shared.defender.record(peer.ip(), Service::Sftp, event);
                 return;
             }
             Err(_) => {
                 info!(%peer, "disconnecting: not authenticated within {:?}", self.settings.login_grace);
+                self.shared.defender.record(peer.ip(), Service::Sftp, Event::LimitHit);
                 return;
             }
         };
@@ -321,6 +341,7 @@ impl SftpServer {
                         continue;
                     }
                     info!(%peer, "disconnecting: not authenticated within {:?}", self.settings.login_grace);
+                    self.shared.defender.record(peer.ip(), Service::Sftp, Event::LimitHit);
                     break Some("login grace time exceeded".to_owned());
                 }
                 _ = tokio::time::sleep_until(idle_check), if authed && !idle.is_zero() => {
@@ -348,6 +369,7 @@ impl SftpServer {
                 }
             }
         };
+        let ended_by_us_flag = ended_by_us.is_some();
         if let Some(why) = ended_by_us {
             // The session loop may be stuck (a client that reads nothing): say goodbye if it
             // can be said, then drop the connection either way.
@@ -356,6 +378,15 @@ impl SftpServer {
                 let _ = running.as_mut().await;
             };
             let _ = tokio::time::timeout(Duration::from_secs(3), bye).await;
+        }
+        if !authenticated.is_cancelled() {
+            // Left without logging in: offered keys that were all refused count once as a
+            // failed login (clients offer several keys; each offer is not a guess).
+            if trail.key_refused.load(Ordering::Acquire) && !trail.password_tried.load(Ordering::Acquire) {
+                self.shared.defender.record(peer.ip(), Service::Sftp, Event::LoginFailed);
+            } else if !trail.password_tried.load(Ordering::Acquire) && !ended_by_us_flag {
+                self.shared.defender.record(peer.ip(), Service::Sftp, Event::NoAuth);
+            }
         }
     }
 
@@ -409,6 +440,7 @@ impl SftpServer {
     fn log_session_error(&self, peer: SocketAddr, error: &SshError) {
         match error {
             SshError::Russh(russh::Error::NoCommonAlgo { kind, ours, theirs }) => {
+                self.shared.defender.record(peer.ip(), Service::Sftp, Event::ProtocolError);
                 warn!(
                     %peer,
                     "algorithm negotiation failed: no common {kind:?} algorithm. The client offered [{}]; sluice allows [{}]. {}",
@@ -418,6 +450,7 @@ impl SftpServer {
                 );
             }
             SshError::Russh(russh::Error::IO(e)) => debug!(%peer, "connection closed: {e}"),
+            SshError::Refused(why) => info!(%peer, "connection ended: {why}"),
             other => debug!(%peer, "connection ended: {other}"),
         }
     }
@@ -533,6 +566,8 @@ struct Handler {
     share: Arc<ConnectionShare>,
     /// Cancelled when the connection authenticates (ends the login grace).
     authenticated: CancellationToken,
+    /// What the client tried before it logged in (or left), for the defender.
+    trail: Arc<AuthTrail>,
     revoke: CancellationToken,
     reason: Arc<Mutex<Option<String>>>,
     unauthenticated_slot: Option<UnauthenticatedSlot>,
@@ -545,6 +580,22 @@ struct Handler {
 enum Credential {
     Password(String),
     Key(PublicKey),
+}
+
+/// What checking a credential found.
+enum Checked {
+    Valid(Tenant, Login),
+    /// Wrong: `known` says whether the account exists (a disabled tenant does).
+    Invalid {
+        known: bool,
+    },
+}
+
+/// The login attempts of one connection, as far as the defender cares.
+#[derive(Default)]
+struct AuthTrail {
+    password_tried: AtomicBool,
+    key_refused: AtomicBool,
 }
 
 /// After a refused attempt every method stays on offer (until `max_auth_attempts`): a
@@ -560,17 +611,17 @@ impl Handler {
     /// Looks the tenant up and checks the credential on a blocking thread (argon2 is slow
     /// by design). Returns the tenant and how it logged in when the credential is valid and
     /// the tenant enabled.
-    async fn check(&self, user: &str, credential: Credential) -> Result<Option<(Tenant, Login)>, SshError> {
+    async fn check(&self, user: &str, credential: Credential) -> Result<Checked, SshError> {
         let _permit = match credential {
             Credential::Password(_) => Some(self.server.password_checks.acquire().await),
             Credential::Key(_) => None,
         };
         let store = self.server.shared.store.clone();
         let user = user.to_owned();
-        tokio::task::spawn_blocking(move || -> Result<Option<(Tenant, Login)>, SshError> {
-            let Some(tenant) = store.tenant(&user)? else { return Ok(None) };
+        tokio::task::spawn_blocking(move || -> Result<Checked, SshError> {
+            let Some(tenant) = store.tenant(&user)? else { return Ok(Checked::Invalid { known: false }) };
             if tenant.disabled {
-                return Ok(None);
+                return Ok(Checked::Invalid { known: true });
             }
             let login = match &credential {
                 Credential::Password(pw) => tenant
@@ -587,7 +638,10 @@ impl Handler {
                     })
                     .map(|k| Login::Key(k.key_base64)),
             };
-            Ok(login.map(|l| (tenant, l)))
+            Ok(match login {
+                Some(l) => Checked::Valid(tenant, l),
+                None => Checked::Invalid { known: true },
+            })
         })
         .await
         .map_err(|e| SshError::Russh(russh::Error::IO(std::io::Error::other(e))))?
@@ -638,9 +692,32 @@ impl russh::server::Handler for Handler {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        self.trail.password_tried.store(true, Ordering::Release);
+        let (ip, defender) = (self.peer.ip(), self.server.shared.defender.clone());
+        // Banned, or the account took its share of failures: refused before any check.
+        if let Err(refusal) = defender.login_attempt(ip, Service::Sftp, user) {
+            self.server.shared.metrics.failed_login();
+            return Err(SshError::Refused(format!("login as {user} refused: {refusal}")));
+        }
         match self.check(user, Credential::Password(password.to_owned())).await? {
-            Some((tenant, login)) => Ok(self.accept(tenant, login, "password")),
-            None => Ok(self.reject(user, "password", "unknown user, disabled tenant or wrong password")),
+            Checked::Valid(tenant, login) => match defender.login_succeeded(ip, Service::Sftp, user) {
+                Ok(()) => Ok(self.accept(tenant, login, "password")),
+                // Banned while the password was checked: answered like a failure that
+                // brought the ban, so the answer does not tell the password was right.
+                Err(refusal) => {
+                    self.reject(user, "password", "the source was banned meanwhile");
+                    Err(SshError::Refused(refusal.to_string()))
+                }
+            },
+            Checked::Invalid { known } => {
+                let auth = self.reject(user, "password", "unknown user, disabled tenant or wrong password");
+                match defender.login_failed(ip, Service::Sftp, known) {
+                    FailedLogin::Counted => Ok(auth),
+                    FailedLogin::Banned { .. } | FailedLogin::Refused(_) => Err(SshError::Refused(format!(
+                        "login as {user} failed, and the address is now banned"
+                    ))),
+                }
+            }
         }
     }
 
@@ -651,15 +728,26 @@ impl russh::server::Handler for Handler {
     ) -> Result<Auth, Self::Error> {
         // Tell the client early whether signing with this key is worth it; not a failure.
         match self.check(user, Credential::Key(offer.public_key.clone())).await? {
-            Some(_) => Ok(Auth::Accept),
-            None => Ok(reject_keep_methods()),
+            Checked::Valid(..) => Ok(Auth::Accept),
+            Checked::Invalid { .. } => {
+                self.trail.key_refused.store(true, Ordering::Release);
+                Ok(reject_keep_methods())
+            }
         }
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         match self.check(user, Credential::Key(key.public_key.clone())).await? {
-            Some((tenant, login)) => Ok(self.accept(tenant, login, "publickey")),
-            None => Ok(self.reject(user, "publickey", "key not authorised or tenant disabled")),
+            Checked::Valid(tenant, login) => {
+                match self.server.shared.defender.login_succeeded(self.peer.ip(), Service::Sftp, user) {
+                    Ok(()) => Ok(self.accept(tenant, login, "publickey")),
+                    Err(refusal) => Err(SshError::Refused(refusal.to_string())),
+                }
+            }
+            Checked::Invalid { .. } => {
+                self.trail.key_refused.store(true, Ordering::Release);
+                Ok(self.reject(user, "publickey", "key not authorised or tenant disabled"))
+            }
         }
     }
 

@@ -16,13 +16,13 @@
 
 use crate::Peer;
 use crate::client::IpRange;
-use sluice_core::net::Source;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use http_body::Body as HttpBody;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use sluice_core::metrics::Metrics;
+use sluice_core::net::Source;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;

@@ -129,6 +129,7 @@ pub async fn run(config: Config) -> Result<()> {
         uploaded.clone(),
         metrics.clone(),
         sftp_descriptor_budget,
+        defender.clone(),
     ));
     let server = Arc::new(SftpServer::new(shared, dirs.tenants(), host_key, config.ssh_settings()));
     let listener = tokio::net::TcpListener::bind(config.sftp.listen)

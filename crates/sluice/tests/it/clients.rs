@@ -20,7 +20,11 @@ fn wait_for_imports(server: &Server, tenant: &str, n: usize) -> Vec<serde_json::
         let imports = s.imports(tenant);
         imports.len() >= n && imports.iter().all(|i| i["status"] != "running")
     };
-    assert!(server.wait_until(Duration::from_secs(20), done), "expected {n} imports: {:?}", server.imports(tenant));
+    assert!(
+        server.wait_until(Duration::from_secs(20), done),
+        "expected {n} imports: {:?}",
+        server.imports(tenant)
+    );
     server.imports(tenant)
 }
 
@@ -192,7 +196,10 @@ async fn a_retried_upload_is_not_imported_twice() {
         assert_eq!(uploads.len(), 2);
         assert_eq!(uploads[1]["duplicate_of"], uploads[0]["id"]);
         assert_eq!(server.imports("acme").len(), 1);
-        assert!(!server.tenant_dir("acme").join("students/students.csv").exists(), "the retry was left behind");
+        assert!(
+            !server.tenant_dir("acme").join("students/students.csv").exists(),
+            "the retry was left behind"
+        );
         std::thread::sleep(Duration::from_secs(5));
         server
     })

@@ -407,7 +407,10 @@ pub async fn ssh_connect(port: u16) -> ClientHandle {
 }
 
 pub async fn ssh_login(port: u16, user: &str, password: &str) -> Result<ClientHandle, String> {
-    let mut handle = ssh_connect(port).await;
+    let config = russh::client::Config { nodelay: true, ..Default::default() };
+    let mut handle = russh::client::connect(Arc::new(config), ("127.0.0.1", port), AcceptAnyHostKey)
+        .await
+        .map_err(|e| format!("connection failed: {e}"))?;
     let result = handle.authenticate_password(user, password).await.map_err(|e| e.to_string())?;
     if !result.success() {
         return Err(format!("authentication failed: {result:?}"));

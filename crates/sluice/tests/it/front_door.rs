@@ -489,3 +489,47 @@ print("listing:", sorted(s.listdir("/")))
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("students"), "{}", output_text(&out));
 }
+
+/// Guessing passwords by reconnecting: the source is banned once its failures reach the
+/// threshold, the right password is then refused too (at connect, with a sentence saying
+/// why), and `sluice defender unban` lets it back in.
+#[tokio::test]
+async fn sftp_password_guessing_gets_the_source_banned() {
+    let server = Server::start();
+    server.tenant("acme", "right-pw");
+    let mut guesses = 0;
+    while guesses < 50 {
+        match ssh_login(server.port, "acme", &format!("guess-{guesses}")).await {
+            Ok(_) => panic!("a wrong password was accepted"),
+            Err(e) if e.starts_with("connection failed") => break,
+            Err(_) => guesses += 1,
+        }
+    }
+    assert!(guesses <= 10, "{guesses} guesses before the ban");
+    assert!(
+        ssh_login(server.port, "acme", "right-pw").await.is_err(),
+        "the right password got in while banned"
+    );
+    let mut line = String::new();
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut line)).await;
+    assert!(line.contains("temporarily blocked"), "{line:?}");
+    let server = tokio::task::spawn_blocking(move || {
+        let bans: serde_json::Value =
+            serde_json::from_str(&server.cli_ok(&["defender", "list", "--json"])).unwrap();
+        assert!(bans.to_string().contains("127.0.0.1"), "{bans}");
+        assert!(server.log().contains("banned"), "no ban in the log");
+        server.cli_ok(&["defender", "unban", "127.0.0.1"]);
+        server
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if ssh_login(server.port, "acme", "right-pw").await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused after the unban");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
