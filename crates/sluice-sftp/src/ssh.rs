@@ -584,7 +584,7 @@ enum Credential {
 
 /// What checking a credential found.
 enum Checked {
-    Valid(Tenant, Login),
+    Valid(Box<Tenant>, Login),
     /// Wrong: `known` says whether the account exists (a disabled tenant does).
     Invalid {
         known: bool,
@@ -639,7 +639,7 @@ impl Handler {
                     .map(|k| Login::Key(k.key_base64)),
             };
             Ok(match login {
-                Some(l) => Checked::Valid(tenant, l),
+                Some(l) => Checked::Valid(Box::new(tenant), l),
                 None => Checked::Invalid { known: true },
             })
         })
@@ -701,7 +701,7 @@ impl russh::server::Handler for Handler {
         }
         match self.check(user, Credential::Password(password.to_owned())).await? {
             Checked::Valid(tenant, login) => match defender.login_succeeded(ip, Service::Sftp, user) {
-                Ok(()) => Ok(self.accept(tenant, login, "password")),
+                Ok(()) => Ok(self.accept(*tenant, login, "password")),
                 // Banned while the password was checked: answered like a failure that
                 // brought the ban, so the answer does not tell the password was right.
                 Err(refusal) => {
@@ -740,7 +740,7 @@ impl russh::server::Handler for Handler {
         match self.check(user, Credential::Key(key.public_key.clone())).await? {
             Checked::Valid(tenant, login) => {
                 match self.server.shared.defender.login_succeeded(self.peer.ip(), Service::Sftp, user) {
-                    Ok(()) => Ok(self.accept(tenant, login, "publickey")),
+                    Ok(()) => Ok(self.accept(*tenant, login, "publickey")),
                     Err(refusal) => Err(SshError::Refused(refusal.to_string())),
                 }
             }
