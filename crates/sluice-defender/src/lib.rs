@@ -158,13 +158,12 @@ impl Defender {
     }
 
     /// Before checking a password for `account` (what the client typed: a tenant, an email
-    /// address lower-cased): `Err` when `ip` is banned or the account took its share of
-    /// failures; refuse without checking then. Otherwise the attempt counts against the
-    /// account (a success clears that).
+    /// address lower-cased), while holding a password-check slot: `Err` when `ip` is banned
+    /// or the account took its share of failures; refuse without checking then.
     pub fn login_attempt(&self, ip: IpAddr, service: Service, account: &str) -> Result<(), Refusal> {
         self.admit(ip, service)?;
         let key = account_key(service, account);
-        let refused = self.state().board.account_attempt(&key, now_ms());
+        let refused = self.state().board.account_check(&key, now_ms());
         refused.map_err(|retry_after| {
             self.metrics.refused(service, Refused::AccountLimit);
             info!(source = %Source::of(ip), service = service.as_str(), account, "login refused: the account's limit of failed logins is reached");
@@ -172,13 +171,14 @@ impl Defender {
         })
     }
 
-    /// The password (or key) was wrong; `known` says whether the account exists.
-    pub fn login_failed(&self, ip: IpAddr, service: Service, known: bool) -> FailedLogin {
+    /// The password for `account` was wrong; `known` says whether the account exists.
+    pub fn login_failed(&self, ip: IpAddr, service: Service, account: &str, known: bool) -> FailedLogin {
         let source = Source::of(ip);
         let now = now_ms();
         let event = if known { Event::LoginFailed } else { Event::UnknownAccount };
         let outcome = {
             let mut state = self.state();
+            state.board.account_failed(&account_key(service, account), now);
             match state.board.ban(source, now) {
                 Some(ban) => Err(ban.remaining(now)),
                 None => Ok(state.board.record(source, service, event, now)),

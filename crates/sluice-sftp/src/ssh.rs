@@ -341,7 +341,11 @@ impl SftpServer {
                         continue;
                     }
                     info!(%peer, "disconnecting: not authenticated within {:?}", self.settings.login_grace);
-                    self.shared.defender.record(peer.ip(), Service::Sftp, Event::LimitHit);
+                    // Only a client that never tried to log in is held against its source: one
+                    // whose password waited its turn for a check (a burst of logins) is not.
+                    if !trail.tried_anything() {
+                        self.shared.defender.record(peer.ip(), Service::Sftp, Event::LimitHit);
+                    }
                     break Some("login grace time exceeded".to_owned());
                 }
                 _ = tokio::time::sleep_until(idle_check), if authed && !idle.is_zero() => {
@@ -598,6 +602,12 @@ struct AuthTrail {
     key_refused: AtomicBool,
 }
 
+impl AuthTrail {
+    fn tried_anything(&self) -> bool {
+        self.password_tried.load(Ordering::Acquire) || self.key_refused.load(Ordering::Acquire)
+    }
+}
+
 /// After a refused attempt every method stays on offer (until `max_auth_attempts`): a
 /// client that typed a wrong password may type the right one next.
 fn reject_keep_methods() -> Auth {
@@ -612,10 +622,6 @@ impl Handler {
     /// by design). Returns the tenant and how it logged in when the credential is valid and
     /// the tenant enabled.
     async fn check(&self, user: &str, credential: Credential) -> Result<Checked, SshError> {
-        let _permit = match credential {
-            Credential::Password(_) => Some(self.server.password_checks.acquire().await),
-            Credential::Key(_) => None,
-        };
         let store = self.server.shared.store.clone();
         let user = user.to_owned();
         tokio::task::spawn_blocking(move || -> Result<Checked, SshError> {
@@ -694,7 +700,10 @@ impl russh::server::Handler for Handler {
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         self.trail.password_tried.store(true, Ordering::Release);
         let (ip, defender) = (self.peer.ip(), self.server.shared.defender.clone());
-        // Banned, or the account took its share of failures: refused before any check.
+        let server = self.server.clone();
+        let _slot = server.password_checks.acquire().await;
+        // Banned, or the account took its share of failures: refused before any check (asked
+        // while holding a password-check slot, so parallel guesses cannot all slip past).
         if let Err(refusal) = defender.login_attempt(ip, Service::Sftp, user) {
             self.server.shared.metrics.failed_login();
             return Err(SshError::Refused(format!("login as {user} refused: {refusal}")));
@@ -711,7 +720,7 @@ impl russh::server::Handler for Handler {
             },
             Checked::Invalid { known } => {
                 let auth = self.reject(user, "password", "unknown user, disabled tenant or wrong password");
-                match defender.login_failed(ip, Service::Sftp, known) {
+                match defender.login_failed(ip, Service::Sftp, user, known) {
                     FailedLogin::Counted => Ok(auth),
                     FailedLogin::Banned { .. } | FailedLogin::Refused(_) => Err(SshError::Refused(format!(
                         "login as {user} failed, and the address is now banned"

@@ -277,7 +277,7 @@ async fn login(
             }
         }
         Ok(Ok(Checked::Wrong { known })) => {
-            let message = match web.defender.login_failed(client, Service::Dashboard, known) {
+            let message = match web.defender.login_failed(client, Service::Dashboard, &email, known) {
                 FailedLogin::Counted => "Wrong email or password.".to_owned(),
                 FailedLogin::Banned { duration } => format!(
                     "Wrong email or password. After too many failed attempts, this address is blocked for {}.",

@@ -100,58 +100,79 @@ time.sleep(600)
     );
 }
 
-/// READs padded to just under a kilobyte, asking for the largest reply, pipelined without
-/// reading a single reply: the session's queues hold a bounded amount, not the ~340 MB
-/// that one channel could pin before.
-#[tokio::test]
-async fn padded_requests_cannot_pin_memory() {
-    // A client that stops reading stalls its session; the idle timeout then ends it.
-    let server = Server::start_with(&[("SLUICE_SFTP_IDLE_TIMEOUT_SECS", "12")]);
+/// READs padded to just under a kilobyte, asking for the largest reply, pipelined by a
+/// client that never reads a reply (paramiko's channel, so that it keeps sending while the
+/// server's replies wait for window): the session holds a bounded amount, not the ~340 MB
+/// one channel could pin before; when the client is killed, the stalled session is ended by
+/// the idle clock and everything is given back.
+#[test]
+fn padded_requests_cannot_pin_memory() {
+    if !have_python_module("paramiko", "paramiko (pip)") {
+        return;
+    }
+    let server = Server::start_with(&[("SLUICE_SFTP_IDLE_TIMEOUT_SECS", "10")]);
     server.tenant("acme", "pw");
     std::fs::write(server.tenant_dir("acme").join("students/f.csv"), pseudo_random(1 << 20, 5)).unwrap();
-    let mut raw = Raw::open(server.port, "acme", "pw").await;
-    let open =
-        [string(b"/students/f.csv"), 1u32.to_be_bytes().to_vec(), 0u32.to_be_bytes().to_vec()].concat();
-    raw.send(3, &1u32.to_be_bytes(), &open).await;
-    let (kind, body) = raw.recv().await.unwrap();
-    assert_eq!(kind, 102);
-    let handle = body[4..].to_vec();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let script = write_file(
+        server.dir.path(),
+        "padded.py",
+        br#"
+import struct, sys, paramiko
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username="acme", password="pw")
+c = t.open_session()
+c.invoke_subsystem("sftp")
+def packet(body):
+    return struct.pack(">I", len(body)) + body
+def string(b):
+    return struct.pack(">I", len(b)) + b
+def reply():
+    n = struct.unpack(">I", c.recv(4))[0]
+    data = b""
+    while len(data) < n:
+        data += c.recv(n - len(data))
+    return data
+c.sendall(packet(b"\x01" + struct.pack(">I", 3)))
+assert reply()[0] == 2
+c.sendall(packet(b"\x03" + struct.pack(">I", 1) + string(b"/students/f.csv") + struct.pack(">II", 1, 0)))
+r = reply()
+assert r[0] == 102, r
+handle = r[9:]
+read = b"\x05" + struct.pack(">I", 7) + string(handle) + struct.pack(">QI", 0, 255 * 1024)
+padded = packet(read + b"\x00" * (1020 - len(read)))
+print("ready", flush=True)
+chunk = padded * 64
+for i in range(150000 // 64):
+    c.sendall(chunk)
+print("sent everything", flush=True)
+import time
+time.sleep(600)
+"#,
+    );
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(server.port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    std::thread::sleep(Duration::from_millis(300));
     let before = server.rss_kib();
-    // 150,000 requests of 1,020 bytes: 150 MB of requests, each asking for 255 KiB back.
-    let mut request = Vec::with_capacity(1024);
-    let body = [handle.clone(), 0u64.to_be_bytes().to_vec(), (255u32 * 1024).to_be_bytes().to_vec()].concat();
-    let padded_len = 1020u32;
-    request.extend_from_slice(&padded_len.to_be_bytes());
-    request.push(5);
-    request.extend_from_slice(&7u32.to_be_bytes());
-    request.extend_from_slice(&body);
-    request.resize(4 + padded_len as usize, 0);
-    let (_rd, mut wr) = tokio::io::split(raw.stream);
-    let writer = tokio::spawn(async move {
-        let chunk: Vec<u8> = request.repeat(64);
-        for _ in 0..150_000 / 64 {
-            if wr.write_all(&chunk).await.is_err() {
-                break;
-            }
-        }
-        wr
-    });
-    // The server stops draining once its budgets are full; the writer then blocks.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // 150,000 requests of 1,020 bytes: 150 MB of requests, each asking for 255 KiB back. The
+    // server stops draining once its budgets are full; the client's sends then block.
+    std::thread::sleep(Duration::from_secs(6));
     let grown = server.rss_kib().saturating_sub(before);
+    println!("one channel's padded requests grew the server by {} MiB", grown / 1024);
     assert!(grown < 96 * 1024, "the server grew by {grown} KiB for one channel's padded requests");
-    writer.abort();
-    let freed = tokio::task::spawn_blocking(move || {
-        let ok = server.wait_until(Duration::from_secs(30), |s| {
-            s.metric("sluice_sftp_sessions") == 0 && s.metric("sluice_sftp_open_handles") == 0
-        });
-        (ok, server)
-    })
-    .await
-    .unwrap();
-    assert!(freed.0, "the stalled session was not released after the idle timeout");
-    drop(raw.ssh);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let freed = server.wait_until(Duration::from_secs(30), |s| {
+        s.metric("sluice_sftp_sessions") == 0 && s.metric("sluice_sftp_open_handles") == 0
+    });
+    assert!(freed, "the stalled session was not released after the idle timeout");
 }
 
 /// OpenSSH's MaxSessions: ten SFTP channels on one connection, not more; a closed one

@@ -27,4 +27,5 @@ mod permissions;
 mod psftp;
 mod safeguards;
 mod sftp_rust;
+mod soak;
 mod tls;
