@@ -207,6 +207,12 @@ async fn a_retried_upload_is_not_imported_twice() {
     .unwrap();
     // After the window, the same bytes are a new upload.
     put(&sftp, "/students/students.csv", file.as_bytes()).await.unwrap();
+    let server = tokio::task::spawn_blocking(move || {
+        wait_for_imports(&server, "acme", 2);
+        server
+    })
+    .await
+    .unwrap();
     // A file whose import failed is imported again when sent again at once.
     put(&sftp, "/students/students.csv", b"no,header,we,know\n1,2,3,4\n").await.unwrap();
     let server = tokio::task::spawn_blocking(move || {
