@@ -261,3 +261,32 @@ async fn a_just_uploaded_file_can_be_checked_then_is_gone() {
     assert_eq!(code, russh_sftp::protocol::StatusCode::NoSuchFile);
     assert_eq!(sftp.read_dir("/students").await.unwrap().count(), 0);
 }
+
+/// OpenSSH's `put -p` (keeps the time: FSETSTAT before close) and `ls -l` right after, and
+/// PuTTY's psftp (FileZilla's and WinSCP's SSH code) with its `put` then `dir`, on a folder
+/// that imports on upload: every command succeeds and each upload is imported once.
+#[test]
+fn openssh_and_psftp_check_their_uploads_on_an_importing_folder() {
+    if !have("sftp", "openssh-client") || !have("psftp", "putty-tools") {
+        return;
+    }
+    let server = Server::start();
+    server.importing_tenant("acme", "pw-putty");
+    let key = server.key("acme");
+    write_file(server.dir.path(), "one.csv", students(3, "O").as_bytes());
+    write_file(server.dir.path(), "two.csv", students(5, "O").as_bytes());
+    let out = crate::openssh::sftp_batch(
+        &server,
+        &key,
+        "put -p one.csv /students/students.csv\nls -l /students/students.csv\n",
+        &[],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    wait_for_imports(&server, "acme", 1);
+    let out = crate::psftp::psftp(&server, "cd /students\nput two.csv students.csv\ndir\n");
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(output_text(&out).contains("students.csv"), "{}", output_text(&out));
+    let imports = wait_for_imports(&server, "acme", 2);
+    assert_eq!(imports.len(), 2, "{imports:?}");
+    assert!(imports.iter().all(|i| i["status"] == "complete"), "{imports:?}");
+}

@@ -4,7 +4,7 @@ use crate::common::*;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-fn psftp(server: &Server, script: &str) -> Output {
+pub fn psftp(server: &Server, script: &str) -> Output {
     let path = server.dir.path().join("psftp-script.txt");
     std::fs::write(&path, script).unwrap();
     let mut cmd = Command::new("psftp");
