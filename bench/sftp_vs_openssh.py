@@ -97,6 +97,9 @@ def start_sluice(binary, key_pub):
     env = dict(os.environ, RUST_LOG="warn")
     sh(binary, "--data-dir", str(data), "tenant", "add", "bench", "--folders", "students", stdout=subprocess.DEVNULL)
     sh(binary, "--data-dir", str(data), "key", "add", "bench", str(key_pub), stdout=subprocess.DEVNULL)
+    # The benchmark measures SFTP: uploads stay where they land (an importing folder would take
+    # big.bin in, and the download after it would find nothing).
+    sh(binary, "--data-dir", str(data), "tenant", "set", "bench", "trigger=manual", stdout=subprocess.DEVNULL)
     port = 2224
     proc = subprocess.Popen(["taskset", "-c", "0", binary, "--data-dir", str(data), "serve",
                              "--sftp-listen", f"127.0.0.1:{port}"], env=env,
