@@ -198,8 +198,15 @@ pub struct Scoreboard {
     config: DefenderConfig,
     hosts: HashMap<Source, Host>,
     accounts: HashMap<String, VecDeque<i64>>,
+    /// Per account, the sources it logged in from lately: its owner's usual addresses, which
+    /// guesses spread over other addresses must not lock out.
+    known_sources: HashMap<String, Vec<(Source, i64)>>,
     untracked: u64,
 }
+
+/// Sources remembered per account, and for how long.
+const KNOWN_SOURCES_PER_ACCOUNT: usize = 8;
+const KNOWN_SOURCE_DAYS: i64 = 30;
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -207,7 +214,13 @@ fn millis(d: Duration) -> i64 {
 
 impl Scoreboard {
     pub fn new(config: DefenderConfig) -> Self {
-        Self { config, hosts: HashMap::new(), accounts: HashMap::new(), untracked: 0 }
+        Self {
+            config,
+            hosts: HashMap::new(),
+            accounts: HashMap::new(),
+            known_sources: HashMap::new(),
+            untracked: 0,
+        }
     }
 
     pub fn config(&self) -> &DefenderConfig {
@@ -383,8 +396,19 @@ impl Scoreboard {
     /// so guesses sent in parallel pass the limit by at most the number of slots, while a
     /// client's many parallel logins (a vendor's batch of uploads) are not refused for being
     /// many.
-    pub fn account_check(&mut self, account: &str, now_ms: i64) -> Result<(), Duration> {
-        if !self.config.enabled {
+    ///
+    /// An allow-listed source, or one the account logged in from lately, is never refused for
+    /// the account's failures: guesses from elsewhere cannot lock its owner out.
+    pub fn account_check(&mut self, account: &str, source: Source, now_ms: i64) -> Result<(), Duration> {
+        if !self.config.enabled || self.allowed(source) {
+            return Ok(());
+        }
+        let since = now_ms - KNOWN_SOURCE_DAYS * 86_400_000;
+        let known = self
+            .known_sources
+            .get(account_key(account))
+            .is_some_and(|sources| sources.iter().any(|(s, at)| *s == source && *at > since));
+        if known {
             return Ok(());
         }
         let window = millis(self.config.account_window);
@@ -421,8 +445,29 @@ impl Scoreboard {
 
     /// A login as `account` succeeded: its count starts over. Its source's score does not, or
     /// logging into an account of one's own between guesses would wipe the guesses.
-    pub fn account_succeeded(&mut self, account: &str) {
-        self.accounts.remove(account_key(account));
+    pub fn account_succeeded(&mut self, account: &str, source: Source, now_ms: i64) {
+        let key = account_key(account);
+        self.accounts.remove(key);
+        if !self.known_sources.contains_key(key) && self.known_sources.len() >= self.config.max_hosts {
+            // Forget the accounts seen longest ago, down to three quarters of the table.
+            let mut last: Vec<(i64, String)> = self
+                .known_sources
+                .iter()
+                .map(|(k, v)| (v.iter().map(|(_, at)| *at).max().unwrap_or(0), k.clone()))
+                .collect();
+            let excess = last.len() - (self.config.max_hosts - self.config.max_hosts / 4);
+            last.select_nth_unstable_by_key(excess.saturating_sub(1), |(at, _)| *at);
+            for (_, k) in &last[..excess] {
+                self.known_sources.remove(k);
+            }
+        }
+        let sources = self.known_sources.entry(key.to_owned()).or_default();
+        sources.retain(|(s, _)| *s != source);
+        if sources.len() >= KNOWN_SOURCES_PER_ACCOUNT {
+            sources.sort_by_key(|(_, at)| *at);
+            sources.remove(0);
+        }
+        sources.push((source, now_ms));
     }
 
     /// Forgets the accounts with the fewest failures, down to three quarters of the table.
@@ -486,6 +531,11 @@ mod tests {
     use super::*;
 
     const MIN: i64 = 60_000;
+
+    /// A guessing source, not on any list.
+    fn src() -> Source {
+        source("203.0.113.77")
+    }
 
     fn source(s: &str) -> Source {
         Source::of(s.parse().unwrap())
@@ -650,13 +700,13 @@ mod tests {
         let mut b = board(|_| {});
         // Many logins at once are not refused for being many: only failures count.
         for i in 0..500 {
-            assert!(b.account_check("ann@acme.org", i).is_ok());
+            assert!(b.account_check("ann@acme.org", src(), i).is_ok());
         }
         for i in 0..50 {
-            assert!(b.account_check("ann@acme.org", i).is_ok(), "attempt {i}");
+            assert!(b.account_check("ann@acme.org", src(), i).is_ok(), "attempt {i}");
             b.account_failed("ann@acme.org", i);
         }
-        let wait = b.account_check("ann@acme.org", 60_000).unwrap_err();
+        let wait = b.account_check("ann@acme.org", src(), 60_000).unwrap_err();
         assert_eq!(
             wait,
             Duration::from_millis(600_000 - 60_000),
@@ -664,15 +714,28 @@ mod tests {
         );
         // Refused attempts count against nothing: once the window passes, it may try again.
         for _ in 0..100 {
-            assert!(b.account_check("ann@acme.org", 100_000).is_err());
+            assert!(b.account_check("ann@acme.org", src(), 100_000).is_err());
         }
-        assert!(b.account_check("ann@acme.org", 600_001).is_ok());
+        assert!(b.account_check("ann@acme.org", src(), 600_001).is_ok());
         // A success starts the account over.
-        b.account_succeeded("ann@acme.org");
+        b.account_succeeded("ann@acme.org", source("198.51.100.1"), 650_000);
         for i in 0..49 {
             b.account_failed("ann@acme.org", 700_000 + i);
         }
-        assert!(b.account_check("ann@acme.org", 700_100).is_ok());
+        assert!(b.account_check("ann@acme.org", src(), 700_100).is_ok());
+    }
+
+    #[test]
+    fn an_allow_listed_or_known_source_is_not_locked_out_by_guesses_from_elsewhere() {
+        let mut b = board(|c| c.allow_list = vec!["192.0.2.10".parse().unwrap()]);
+        let owner = source("198.51.100.7");
+        b.account_succeeded("acme", owner, 0);
+        for i in 0..60 {
+            b.account_failed("acme", 1000 + i);
+        }
+        assert!(b.account_check("acme", src(), 2000).is_err(), "a stranger waits");
+        assert!(b.account_check("acme", owner, 2000).is_ok(), "the owner's usual address does not");
+        assert!(b.account_check("acme", source("192.0.2.10"), 2000).is_ok(), "nor an allow-listed one");
     }
 
     #[test]
@@ -686,9 +749,9 @@ mod tests {
             b.account_failed(&format!("junk{i}@example.org"), 1000);
             assert!(b.accounts_len() <= 1000);
         }
-        assert!(b.account_check("ann@acme.org", 2000).is_ok(), "the last guess under the limit");
+        assert!(b.account_check("ann@acme.org", src(), 2000).is_ok(), "the last guess under the limit");
         b.account_failed("ann@acme.org", 2000);
-        assert!(b.account_check("ann@acme.org", 2001).is_err(), "and then the account waits");
+        assert!(b.account_check("ann@acme.org", src(), 2001).is_err(), "and then the account waits");
         // A name longer than any account is cut, not stored whole.
         let long = "x".repeat(100_000);
         b.account_failed(&long, 3000);
@@ -703,7 +766,7 @@ mod tests {
         assert!(b.is_empty() && b.ban(a, 1).is_none());
         for i in 0..100 {
             b.account_failed("ann@acme.org", i);
-            assert!(b.account_check("ann@acme.org", i).is_ok());
+            assert!(b.account_check("ann@acme.org", src(), i).is_ok());
         }
     }
 

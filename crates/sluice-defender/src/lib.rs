@@ -163,7 +163,7 @@ impl Defender {
     pub fn login_attempt(&self, ip: IpAddr, service: Service, account: &str) -> Result<(), Refusal> {
         self.admit(ip, service)?;
         let key = account_key(service, account);
-        let refused = self.state().board.account_check(&key, now_ms());
+        let refused = self.state().board.account_check(&key, Source::of(ip), now_ms());
         refused.map_err(|retry_after| {
             self.metrics.refused(service, Refused::AccountLimit);
             info!(source = %Source::of(ip), service = service.as_str(), account, "login refused: the account's limit of failed logins is reached");
@@ -208,7 +208,7 @@ impl Defender {
             self.metrics.refused(service, Refused::Banned);
             return Err(Refusal::Banned { remaining });
         }
-        state.board.account_succeeded(&account_key(service, account));
+        state.board.account_succeeded(&account_key(service, account), source, now);
         Ok(())
     }
 

@@ -18,18 +18,18 @@ pub struct SftpLimits {
     /// Bytes one tenant's unfinished uploads may take in the spool (a copy made for a write
     /// into an existing file counts in full).
     pub spool_bytes_per_tenant: u64,
-    /// Bytes of requests a session may have queued before its reader stops draining the
-    /// channel. Every request is charged what it keeps in memory (its packet, or the channel
-    /// message a large write is a slice of) plus a fixed overhead, whatever it claims to be.
-    /// Large, because pipelining clients (paramiko's prefetch) send one READ per 32 KiB of a
-    /// file up front, and a reader that stops while they wait for replies would deadlock the
-    /// session (see session.rs).
-    pub queue_budget_bytes: usize,
-    /// The same, for all sessions of the server together.
-    pub queue_budget_total_bytes: usize,
+    /// Bytes a client may send on an SFTP channel before sluice has processed them (the
+    /// channel's window). The window is refilled only as requests are processed, as OpenSSH
+    /// does, so this bounds what a channel can hold, and the session never has to stop
+    /// reading (which would stall the connection, see session.rs).
+    pub window_bytes: u32,
     /// Bytes of replies a session may have waiting for the client's window. A reply is
     /// charged what it occupies (a READ's buffer), before it is queued.
     pub reply_budget_bytes: usize,
+    /// Requests and replies all of a tenant's sessions may have queued together. A session
+    /// whose requests would pass it is closed (only a client that pipelines without reading
+    /// its replies gets there); replies wait for room.
+    pub tenant_queue_bytes: usize,
     /// How long a file that was just uploaded stays visible to its tenant's stat, setstat and
     /// listings after the import worker moved it away (clients check their uploads).
     pub recent_upload: Duration,
@@ -42,9 +42,9 @@ impl Default for SftpLimits {
             max_handles: 256,
             max_handles_per_tenant: 1024,
             spool_bytes_per_tenant: 20 << 30,
-            queue_budget_bytes: 32 << 20,
-            queue_budget_total_bytes: 1 << 30,
-            reply_budget_bytes: 4 << 20,
+            window_bytes: 2 << 20,
+            reply_budget_bytes: 2 << 20,
+            tenant_queue_bytes: 256 << 20,
             recent_upload: Duration::from_secs(120),
         }
     }

@@ -11,7 +11,7 @@
 //! the client sees its upload succeed and does not send it again.
 
 use crate::fs::{
-    FsError, FsResult, TenantTree, dir_attrs, file_attrs, hash_file, long_name, rename_no_replace,
+    FsError, FsResult, Listing, TenantTree, dir_attrs, file_attrs, hash_file, long_name, rename_no_replace,
 };
 use crate::protocol::{self, Attrs, Packet, Request, StatusCode, msg, open_flags, status};
 use crate::session::SftpShared;
@@ -29,6 +29,9 @@ use tracing::{debug, info, warn};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Digests of closed temporary uploads a session remembers (for their rename) at most.
+const MAX_TEMP_MEMOS: usize = 1024;
+
 /// Part of every spool file's name, so that two servers sharing a spool never collide.
 fn process_id() -> u32 {
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
@@ -38,7 +41,7 @@ fn process_id() -> u32 {
 enum Handle {
     Read { file: File },
     Write(Box<Upload>),
-    Dir { entries: Vec<(String, Attrs)>, pos: usize },
+    Dir(Box<Listing>),
 }
 
 struct OpenHandle {
@@ -155,24 +158,24 @@ impl Processor {
             }
             Request::Opendir { path, .. } => {
                 let path = self.resolve(&path)?;
-                let entries = self.list(&path)?;
-                let slot = self.reserve_handle(false)?;
-                Ok(self.new_handle(id, Handle::Dir { entries, pos: 0 }, slot))
+                // A folder's listing holds its directory open (a descriptor), not its entries.
+                let slot = self.reserve_handle(true)?;
+                let listing = self.open_listing(&path)?;
+                Ok(self.new_handle(id, Handle::Dir(Box::new(listing)), slot))
             }
             Request::Readdir { handle, .. } => {
                 let owner = self.owner.clone();
-                let Handle::Dir { entries, pos } = &mut self.handle_mut(&handle)?.handle else {
+                let Handle::Dir(listing) = &mut self.handle_mut(&handle)?.handle else {
                     return Err(FsError::Refused("handle is not a directory".into()));
                 };
-                if *pos >= entries.len() {
+                let batch = listing.next_batch(128);
+                if batch.is_empty() {
                     return Ok(status(id, StatusCode::Eof, "end of directory"));
                 }
                 let now = sluice_store::now_ms() / 1000;
-                let batch = &entries[*pos..entries.len().min(*pos + 128)];
-                *pos += batch.len();
                 let mut packet = Packet::new(msg::NAME, Some(id), batch.len() * 128);
                 packet.u32(batch.len() as u32);
-                for (name, attrs) in batch {
+                for (name, attrs) in &batch {
                     packet
                         .string(name.as_bytes())
                         .string(long_name(name, attrs, &owner, now).as_bytes())
@@ -300,21 +303,23 @@ impl Processor {
         }
     }
 
-    /// A folder's listing, with the files uploaded a moment ago that the import took in.
-    fn list(&self, path: &VirtualPath) -> FsResult<Vec<(String, Attrs)>> {
-        let mut entries = self.tree.list(path)?;
+    /// A folder's listing, with the files uploaded a moment ago that the import took in
+    /// (those no longer in the folder come first; the others are listed from the folder).
+    fn open_listing(&self, path: &VirtualPath) -> FsResult<Listing> {
+        let mut listing = self.tree.open_listing(path)?;
         if let Node::Folder { name, writable: true } = self.tree.layout.classify(path) {
-            let recent =
-                self.shared.tenants.recent_in_folder(&self.tenant, name, self.shared.limits.recent_upload);
-            let before = entries.len();
-            for (file, r) in recent {
-                if !entries[..before].iter().any(|(n, _)| *n == file) {
-                    entries.push((file, recent_attrs(r)));
-                }
-            }
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let window = self.shared.limits.recent_upload;
+            let gone: Vec<(String, Attrs)> = self
+                .shared
+                .tenants
+                .recent_in_folder(&self.tenant, name, window)
+                .into_iter()
+                .filter(|(file, _)| std::fs::symlink_metadata(self.tree.root.join(name).join(file)).is_err())
+                .map(|(file, r)| (file, recent_attrs(r)))
+                .collect();
+            listing.prepend(gone);
         }
-        Ok(entries)
+        Ok(listing)
     }
 
     /// SETSTAT: a file's modification time is kept (clients that preserve timestamps set
@@ -459,6 +464,11 @@ impl Processor {
 
     async fn finish_upload(&mut self, upload: Upload) -> FsResult<()> {
         let vpath = upload.vpath.clone();
+        if upload.is_unchanged_copy() {
+            // Opened for writing and closed without a write: the file is as it was.
+            debug!(tenant = %self.tenant, path = %vpath, "closed without writing; nothing changed");
+            return Ok(());
+        }
         // The usual upload was hashed as it arrived: finishing is an fstat and a rename.
         // Only out-of-order writes need the file read again, which is done off the runtime.
         let (size, sha) = if upload.hashed_in_full() {
@@ -471,6 +481,11 @@ impl Processor {
         let name = vpath.file_name().unwrap_or_default();
         if is_transfer_temp_name(name) {
             debug!(tenant = %self.tenant, path = %vpath, "temporary upload closed; waiting for rename");
+            // Kept only to spare hashing again on the rename; a client that never renames its
+            // temporary files must not grow it without end.
+            if self.temp_uploads.len() >= MAX_TEMP_MEMOS {
+                self.temp_uploads.clear();
+            }
             self.temp_uploads.insert(vpath, (size, sha));
             return Ok(());
         }

@@ -1,15 +1,20 @@
 //! One SFTP session: a reader task, a processor and a writer, joined by queues.
 //!
 //! russh delivers channel data through a bounded queue and blocks its whole connection loop
-//! (including window adjustments) while that queue is full. A serial "read request, write
-//! reply" loop therefore deadlocks as soon as a reply waits for window while the client keeps
-//! pipelining requests (paramiko's prefetch, OpenSSH's 64 outstanding reads). So:
+//! (including window adjustments and noticing a closed socket) while that queue is full. So
+//! the reader never waits: it drains the channel and splits packets as they come. What a
+//! client can have queued is bounded by flow control instead: the patched russh refills a
+//! channel's window only when the processor reports requests processed (as OpenSSH does), and
+//! disconnects a client that sends beyond it.
 //!
-//! * the reader only drains the channel and splits packets; it never waits on a reply. Its
-//!   queue is bounded by bytes (what each request keeps in memory, padding included), per
-//!   session and for the whole server, large enough for any sane pipelining client;
+//! * the reader splits packets and queues them, each charged what it keeps in memory (its
+//!   packet, or the channel message a large write is a slice of, plus a fixed overhead) to
+//!   its tenant's budget; a session that would pass it is closed (only a client that
+//!   pipelines without reading its replies gets there);
 //! * the processor executes requests in order (plain pread/pwrite on std files, see
-//!   `processor.rs`) and charges each reply to the session's reply budget before queueing it;
+//!   `processor.rs`), charges each reply to the session's and the tenant's reply budgets
+//!   before queueing it (waiting for room), and then reports the request consumed, which
+//!   refills the client's window;
 //! * the writer sends replies, batching small ones, and is the only part that waits for the
 //!   client's window.
 //!
@@ -39,6 +44,9 @@ use tracing::{debug, warn};
 
 /// What a queued request costs beyond the bytes it keeps: its queue node, its permits.
 const REQUEST_OVERHEAD: usize = 128;
+/// Processed bytes are reported to russh (refilling the client's window) in batches of at
+/// least this, or as soon as the queue runs empty.
+const REPORT_BATCH: u32 = 32 * 1024;
 
 /// Everything a session needs, shared by all sessions of a server.
 pub struct SftpShared {
@@ -56,8 +64,6 @@ pub struct SftpShared {
     pub(crate) tenants: Arc<TenantStates>,
     /// Descriptors the server may use for connections and open files.
     pub(crate) fds: Arc<FdBudget>,
-    /// Queued request bytes of all sessions together.
-    queue_total: Arc<Semaphore>,
     /// Set on shutdown: transfers in flight finish, new ones are refused.
     pub(crate) draining: AtomicBool,
 }
@@ -74,10 +80,7 @@ impl SftpShared {
     ) -> Self {
         Self {
             defender,
-            queue_total: Arc::new(Semaphore::new(
-                limits.queue_budget_total_bytes.min(Semaphore::MAX_PERMITS),
-            )),
-            tenants: Arc::new(TenantStates::new(metrics.clone())),
+            tenants: Arc::new(TenantStates::new(metrics.clone(), limits.tenant_queue_bytes)),
             store,
             spool,
             limits,
@@ -157,16 +160,24 @@ impl Drop for SessionSlot {
     }
 }
 
-/// A request waiting for the processor, with the budget it holds.
+/// A request waiting for the processor, with the tenant's budget it holds.
 struct Queued {
     payload: Bytes,
-    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    _permit: OwnedSemaphorePermit,
 }
 
-/// A reply waiting for the writer, with the budget it holds.
+impl Queued {
+    /// The bytes of the channel it came in (its length prefix included): what processing it
+    /// gives back to the client's window.
+    fn wire_len(&self) -> u32 {
+        u32::try_from(self.payload.len() + 4).unwrap_or(u32::MAX)
+    }
+}
+
+/// A reply waiting for the writer, with the session's and the tenant's budgets it holds.
 pub(crate) struct Reply {
     bytes: Bytes,
-    _permit: OwnedSemaphorePermit,
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
 /// Serves SFTP on a channel until the client closes it or the connection ends.
@@ -180,22 +191,24 @@ pub(crate) async fn run(
 ) {
     let connection = slot.0.clone();
     let stop = connection.ended.child_token();
-    let session_budget =
-        Arc::new(Semaphore::new(shared.limits.queue_budget_bytes.min(Semaphore::MAX_PERMITS)));
     let reply_budget = Arc::new(Semaphore::new(shared.limits.reply_budget_bytes.min(Semaphore::MAX_PERMITS)));
+    let tenant_budget = shared.tenants.queue_budget(&tenant);
     let (req_tx, mut req_rx) = mpsc::unbounded_channel::<Queued>();
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Reply>();
+    let consumer = write.consumer();
 
     let reader = tokio::spawn(read_requests(
         read,
         req_tx,
-        [session_budget, shared.queue_total.clone()],
+        tenant_budget.clone(),
         stop.clone(),
         connection.clone(),
+        tenant.clone(),
     ));
     let writer = tokio::spawn(write_replies(write, out_rx, stop.clone(), connection.clone()));
 
     let mut processor = Processor::new(shared.clone(), tenant, tree, connection.open_handles.clone());
+    let mut unreported = 0u32;
     loop {
         let queued = tokio::select! {
             biased;
@@ -205,7 +218,8 @@ pub(crate) async fn run(
                 None => break, // the client sent EOF and everything it sent is answered
             },
         };
-        let request = match protocol::Request::decode(queued.payload) {
+        unreported = unreported.saturating_add(queued.wire_len());
+        let request = match protocol::Request::decode(queued.payload.clone()) {
             Ok(r) => r,
             Err(e) => {
                 warn!(tenant = %processor.tenant(), "closing SFTP session: malformed packet: {e}");
@@ -213,19 +227,36 @@ pub(crate) async fn run(
                 break;
             }
         };
-        let Some(bytes) = processor.handle(request, shared.is_draining()).await else { continue };
-        // Charged what it occupies; at most the whole budget, so that one reply always fits.
-        let cost = bytes.len().clamp(1, shared.limits.reply_budget_bytes).min(Semaphore::MAX_PERMITS) as u32;
-        let permit = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            p = reply_budget.clone().acquire_many_owned(cost) => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        if out_tx.send(Reply { bytes, _permit: permit }).is_err() {
-            break;
+        drop(queued);
+        if let Some(bytes) = processor.handle(request, shared.is_draining()).await {
+            // Charged what it occupies; at most the whole budget, so that one reply always fits.
+            let cost =
+                bytes.len().clamp(1, shared.limits.reply_budget_bytes).min(Semaphore::MAX_PERMITS) as u32;
+            let permits = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                p = async {
+                    let session = reply_budget.clone().acquire_many_owned(cost).await.ok()?;
+                    let tenant = tenant_budget.clone().acquire_many_owned(cost).await.ok()?;
+                    Some((session, tenant))
+                } => p,
+            };
+            let Some(permits) = permits else { break };
+            if out_tx.send(Reply { bytes, _permits: permits }).is_err() {
+                break;
+            }
+        }
+        // Processed, and its reply queued: the client may send as much again.
+        if unreported >= REPORT_BATCH || req_rx.is_empty() {
+            let reported = tokio::select! {
+                biased;
+                _ = stop.cancelled() => false,
+                r = consumer.consumed(unreported) => r.is_ok(),
+            };
+            if !reported {
+                break;
+            }
+            unreported = 0;
         }
     }
     // Unfinished uploads remove their spool files; every handle gives back its counts.
@@ -242,9 +273,10 @@ pub(crate) async fn run(
 async fn read_requests(
     mut read: ChannelReadHalf,
     tx: mpsc::UnboundedSender<Queued>,
-    budgets: [Arc<Semaphore>; 2],
+    tenant_budget: Arc<Semaphore>,
     stop: CancellationToken,
     connection: Arc<ConnectionShare>,
+    tenant: TenantName,
 ) {
     let mut tx = Some(tx);
     let mut splitter = protocol::PacketSplitter::default();
@@ -261,24 +293,21 @@ async fn read_requests(
                 // Data after EOF breaks the protocol; there is nobody left to answer it.
                 let Some(sender) = &tx else { continue };
                 if let Err(e) = splitter.feed(data, &mut packets) {
-                    warn!("closing SFTP session: {e}");
+                    warn!(%tenant, "closing SFTP session: {e}");
                     stop.cancel();
                     return;
                 }
                 for packet in packets.drain(..) {
                     let cost = (packet.retained + REQUEST_OVERHEAD).min(Semaphore::MAX_PERMITS) as u32;
-                    let [session, total] = &budgets;
-                    let permits = tokio::select! {
-                        biased;
-                        _ = stop.cancelled() => return,
-                        p = async {
-                            let s = session.clone().acquire_many_owned(cost).await.ok()?;
-                            let t = total.clone().acquire_many_owned(cost).await.ok()?;
-                            Some((s, t))
-                        } => p,
+                    // Never waits: the window bounds what one channel can send; only a tenant
+                    // whose clients pipeline without reading replies, on many channels at
+                    // once, runs out, and then this session ends.
+                    let Ok(permit) = tenant_budget.clone().try_acquire_many_owned(cost) else {
+                        warn!(%tenant, "closing SFTP session: the tenant's sessions hold too many unanswered requests");
+                        stop.cancel();
+                        return;
                     };
-                    let Some(permits) = permits else { return };
-                    if sender.send(Queued { payload: packet.payload, _permits: permits }).is_err() {
+                    if sender.send(Queued { payload: packet.payload, _permit: permit }).is_err() {
                         return;
                     }
                 }

@@ -7,6 +7,7 @@ use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet, Preferred, cipher, kex, mac};
 use sluice_core::TenantName;
+use sluice_core::net::Source;
 use sluice_defender::{Event, FailedLogin, Service};
 use sluice_store::{AuthorizedKey, Store, Tenant};
 use std::borrow::Cow;
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -108,8 +109,9 @@ pub fn algorithms(compat: bool, post_quantum_only: bool) -> Preferred {
     }
 }
 
-/// russh's configuration, tuned for throughput (see DEVELOPERS.md, Known traps).
-pub fn russh_config(host_key: PrivateKey, settings: &SshSettings) -> russh::server::Config {
+/// russh's configuration, tuned for throughput (see DEVELOPERS.md, Known traps). `window` is
+/// what a client may send on a channel before sluice processed it (refilled as it does).
+pub fn russh_config(host_key: PrivateKey, settings: &SshSettings, window: u32) -> russh::server::Config {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
     methods.push(MethodKind::Password);
@@ -119,7 +121,11 @@ pub fn russh_config(host_key: PrivateKey, settings: &SshSettings) -> russh::serv
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::from_millis(0)),
         keys: vec![host_key],
-        window_size: 8 << 20,
+        window_size: window,
+        // The patched russh (vendor/README.md) refills a channel's window only as the session
+        // reports requests processed, and disconnects a client that sends beyond it: what a
+        // channel holds is bounded by the window, and the session never stops reading.
+        window_refill_on_consumption: true,
         maximum_packet_size: 64 << 10,
         // The session reader drains this queue continuously (see session.rs), so it can be
         // short; each entry holds up to one 64 KiB packet.
@@ -128,7 +134,10 @@ pub fn russh_config(host_key: PrivateKey, settings: &SshSettings) -> russh::serv
         preferred: algorithms(settings.compat, settings.post_quantum_only),
         max_auth_attempts: settings.max_auth_attempts,
         inactivity_timeout: Some(settings.idle_timeout),
-        keepalive_interval: None,
+        // A client that vanished (a dropped VPN, a sleeping laptop) is found within about
+        // three minutes, and its session slot freed, rather than after the idle timeout.
+        keepalive_interval: Some(Duration::from_secs(60)),
+        keepalive_max: 3,
         nodelay: true,
         ..Default::default()
     }
@@ -139,7 +148,12 @@ pub struct SftpServer {
     tenants_root: PathBuf,
     config: Arc<russh::server::Config>,
     settings: SshSettings,
-    unauthenticated: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections that have not logged in yet, per source (an IPv4 address or IPv6 /64):
+    /// `max_unauthenticated_per_ip` of them proceed, a few more wait for a slot.
+    unauthenticated: Mutex<HashMap<Source, SourceSlots>>,
+    /// All connections that have not logged in yet: at most half the descriptor budget, so
+    /// that logged-in tenants always have the other half.
+    unauthenticated_total: AtomicUsize,
     live: Mutex<LiveConnections>,
     /// argon2id needs 19 MiB per verification: a login storm must queue, not allocate
     /// gigabytes (200 concurrent logins measured 3.7 GiB peak before this bound).
@@ -179,11 +193,12 @@ impl SftpServer {
         settings: SshSettings,
     ) -> Self {
         Self {
-            config: Arc::new(russh_config(host_key, &settings)),
+            config: Arc::new(russh_config(host_key, &settings, shared.limits.window_bytes)),
             shared,
             tenants_root,
             settings,
             unauthenticated: Mutex::new(HashMap::new()),
+            unauthenticated_total: AtomicUsize::new(0),
             live: Mutex::default(),
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
@@ -204,7 +219,8 @@ impl SftpServer {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let stop = CancellationToken::new();
         let mut connections = JoinSet::new();
-        let watcher = tokio::spawn(self.clone().watch_credentials(stop.clone()));
+        let watcher_stop = CancellationToken::new();
+        let watcher = tokio::spawn(self.clone().watch_credentials(watcher_stop.clone()));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -230,11 +246,14 @@ impl SftpServer {
                             self.shared.fds.in_use());
                         continue;
                     };
-                    let Some(slot) = UnauthenticatedSlot::take(&self, peer.ip()) else {
-                        info!(%peer, "refusing connection: {} unauthenticated connections from this address already",
-                            self.settings.max_unauthenticated_per_ip);
-                        self.shared.defender.record(peer.ip(), Service::Sftp, Event::LimitHit);
-                        continue;
+                    // A resource limit, not a sign of guessing: a school's NAT or a vendor's
+                    // batch may open many connections at once. Not held against the source.
+                    let slot = match UnauthenticatedSlot::queue(&self, peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(why) => {
+                            info!(%peer, "refusing connection: {why}");
+                            continue;
+                        }
                     };
                     let _ = socket.set_nodelay(true);
                     let me = self.clone();
@@ -255,10 +274,13 @@ impl SftpServer {
         );
         stop.cancel();
         let drain = async { while connections.join_next().await.is_some() {} };
+        // The credential watcher goes on while transfers drain: a tenant disabled now still
+        // loses its sessions at once.
         if tokio::time::timeout(self.settings.drain + Duration::from_secs(5), drain).await.is_err() {
             connections.abort_all();
         }
-        watcher.abort();
+        watcher_stop.cancel();
+        let _ = watcher.await;
     }
 
     async fn connection(
@@ -268,6 +290,14 @@ impl SftpServer {
         slot: UnauthenticatedSlot,
         server_stop: CancellationToken,
     ) {
+        // A connection beyond its source's share of unauthenticated slots waits for one,
+        // within the grace, before anything is said to it.
+        let deadline = Instant::now() + self.settings.login_grace;
+        let mut slot = slot;
+        if !slot.wait(deadline).await {
+            info!(%peer, "disconnecting: no free login slot for this address within {:?}", self.settings.login_grace);
+            return;
+        }
         let share = Arc::new(ConnectionShare::new());
         // However this task ends (even aborted), the connection's sessions stop with it.
         let _ended = share.ended.clone().drop_guard();
@@ -288,9 +318,9 @@ impl SftpServer {
             live: None,
             channels: HashMap::new(),
         };
-        // The grace period covers the whole handshake: a client that never sends its
-        // version line is dropped as surely as one that never authenticates.
-        let deadline = Instant::now() + self.settings.login_grace;
+        // The grace period covers the whole handshake (and the wait for a slot above): a
+        // client that never sends its version line is dropped as surely as one that never
+        // authenticates.
         let started = tokio::time::timeout_at(
             deadline,
             russh::server::run_stream(self.config.clone(), socket, handler),
@@ -299,8 +329,15 @@ impl SftpServer {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 debug!(%peer, "connection ended before key exchange: {e}");
+                // Closing before (or right after reading) the version line is what health
+                // checks and monitors do: not an error. Garbage instead of a version is one.
                 let event = match e {
-                    SshError::Russh(russh::Error::IO(_)) => Event::NoAuth,
+                    SshError::Russh(
+                        russh::Error::IO(_)
+                        | russh::Error::Disconnect
+                        | russh::Error::HUP
+                        | russh::Error::SendError,
+                    ) => Event::NoAuth,
                     _ => Event::ProtocolError,
                 };
                 self.shared.defender.record(peer.ip(), Service::Sftp, event);
@@ -492,31 +529,71 @@ pub fn negotiation_hint(kind: &russh::AlgorithmKind, theirs: &[String], compat: 
     }
 }
 
-/// A connection that has not authenticated yet, counted against its source address.
-struct UnauthenticatedSlot {
-    server: Arc<SftpServer>,
-    ip: IpAddr,
+/// The unauthenticated connections of one source: slots, and how many hold or wait for one.
+struct SourceSlots {
+    slots: Arc<tokio::sync::Semaphore>,
+    queued: usize,
 }
 
+/// A connection that has not authenticated yet, counted against its source: it holds one of
+/// the source's slots, or waits for one.
+struct UnauthenticatedSlot {
+    server: Arc<SftpServer>,
+    source: Source,
+    slots: Arc<tokio::sync::Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Connections a source may have waiting for a slot, per slot it has.
+const WAITING_PER_SLOT: usize = 4;
+
 impl UnauthenticatedSlot {
-    fn take(server: &Arc<SftpServer>, ip: IpAddr) -> Option<Self> {
-        let mut map = server.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(ip).or_insert(0);
-        if *count >= server.settings.max_unauthenticated_per_ip {
-            return None;
+    /// Counts a new connection against its source and the server, or says why it is refused.
+    fn queue(server: &Arc<SftpServer>, ip: IpAddr) -> Result<Self, String> {
+        let total_cap = (server.shared.fds.limit() / 2).max(1);
+        if server.unauthenticated_total.load(Ordering::Acquire) >= total_cap {
+            return Err(format!(
+                "{total_cap} connections are logging in already (half the descriptor budget)"
+            ));
         }
-        *count += 1;
-        Some(Self { server: server.clone(), ip })
+        let cap = server.settings.max_unauthenticated_per_ip;
+        let source = Source::of(ip);
+        let mut map = server.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map
+            .entry(source)
+            .or_insert_with(|| SourceSlots { slots: Arc::new(tokio::sync::Semaphore::new(cap)), queued: 0 });
+        if entry.queued >= cap * (1 + WAITING_PER_SLOT) {
+            return Err(format!(
+                "{} connections from this address are logging in or waiting to",
+                entry.queued
+            ));
+        }
+        entry.queued += 1;
+        server.unauthenticated_total.fetch_add(1, Ordering::AcqRel);
+        Ok(Self { server: server.clone(), source, slots: entry.slots.clone(), permit: None })
+    }
+
+    /// Waits for one of the source's slots until `deadline`; false if none came free.
+    async fn wait(&mut self, deadline: Instant) -> bool {
+        match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => {
+                self.permit = Some(permit);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
 impl Drop for UnauthenticatedSlot {
     fn drop(&mut self) {
+        self.permit.take();
+        self.server.unauthenticated_total.fetch_sub(1, Ordering::AcqRel);
         let mut map = self.server.unauthenticated.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = map.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.ip);
+        if let Some(entry) = map.get_mut(&self.source) {
+            entry.queued -= 1;
+            if entry.queued == 0 {
+                map.remove(&self.source);
             }
         }
     }
@@ -608,6 +685,13 @@ impl AuthTrail {
     }
 }
 
+/// An argon2id hash of nothing anyone knows, made once, to check passwords against when there
+/// is no real hash to check (see [`Handler::check`]).
+fn dummy_password_hash() -> Option<&'static sluice_core::PasswordHash> {
+    static DUMMY: std::sync::OnceLock<Option<sluice_core::PasswordHash>> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| sluice_core::PasswordHash::create("sluice: no such account").ok()).as_ref()
+}
+
 /// After a refused attempt every method stays on offer (until `max_auth_attempts`): a
 /// client that typed a wrong password may type the right one next.
 fn reject_keep_methods() -> Auth {
@@ -625,9 +709,23 @@ impl Handler {
         let store = self.server.shared.store.clone();
         let user = user.to_owned();
         tokio::task::spawn_blocking(move || -> Result<Checked, SshError> {
-            let Some(tenant) = store.tenant(&user)? else { return Ok(Checked::Invalid { known: false }) };
+            // A password for an account that cannot log in with one costs the same argon2
+            // check as any other, so the time taken does not tell which names exist.
+            let spend_a_check = |credential: &Credential| {
+                if let Credential::Password(pw) = credential {
+                    let _ = dummy_password_hash().map(|h| h.verify(pw));
+                }
+            };
+            let Some(tenant) = store.tenant(&user)? else {
+                spend_a_check(&credential);
+                return Ok(Checked::Invalid { known: false });
+            };
             if tenant.disabled {
+                spend_a_check(&credential);
                 return Ok(Checked::Invalid { known: true });
+            }
+            if tenant.password.is_none() {
+                spend_a_check(&credential);
             }
             let login = match &credential {
                 Credential::Password(pw) => tenant
@@ -807,6 +905,16 @@ impl russh::server::Handler for Handler {
         self.share.sessions.fetch_add(1, Ordering::AcqRel);
         let slot = SessionSlot(self.share.clone());
         tokio::spawn(session::run(shared, name, tree, slot, read, write));
+        Ok(())
+    }
+
+    async fn data(&mut self, id: ChannelId, _data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+        // Data on a channel that has not started SFTP would sit in its queue with nobody to
+        // read it (and a full queue stalls the connection): the channel is closed instead.
+        if self.channels.remove(&id).is_some() {
+            info!(peer = %self.peer, "closing a channel that sent data before asking for SFTP");
+            session.close(id)?;
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// A file a tenant uploaded a moment ago, as its client may still ask about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub struct TenantStates {
     map: Mutex<HashMap<TenantName, TenantState>>,
     /// Open handles of all tenants are counted here for `/metrics`.
     metrics: Arc<Metrics>,
+    /// Per tenant: bytes of requests and replies its sessions may hold queued together.
+    queue_budgets: Mutex<HashMap<TenantName, Arc<Semaphore>>>,
+    queue_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +55,18 @@ pub enum Refusal {
 }
 
 impl TenantStates {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { map: Mutex::default(), metrics }
+    pub fn new(metrics: Arc<Metrics>, queue_bytes: usize) -> Self {
+        Self { map: Mutex::default(), metrics, queue_budgets: Mutex::default(), queue_bytes }
+    }
+
+    /// The budget `tenant`'s sessions share for queued requests and replies (one semaphore
+    /// per tenant, kept for the server's life: a few bytes per tenant that ever connected).
+    pub fn queue_budget(&self, tenant: &TenantName) -> Arc<Semaphore> {
+        let mut budgets = self.queue_budgets.lock().unwrap_or_else(|p| p.into_inner());
+        budgets
+            .entry(tenant.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.queue_bytes.min(Semaphore::MAX_PERMITS))))
+            .clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<TenantName, TenantState>> {
@@ -270,7 +284,7 @@ mod tests {
 
     #[test]
     fn guards_give_everything_back_and_the_tenant_is_forgotten() {
-        let states = Arc::new(TenantStates::new(Arc::default()));
+        let states = Arc::new(TenantStates::new(Arc::default(), 1 << 20));
         let conn = Arc::new(AtomicUsize::new(0));
         let a = states.take_handle(&t(), 2, None, conn.clone()).unwrap();
         let b = states.take_handle(&t(), 2, None, conn.clone()).unwrap();
@@ -288,7 +302,7 @@ mod tests {
 
     #[test]
     fn recent_uploads_are_seen_within_the_window_only() {
-        let states = TenantStates::new(Arc::default());
+        let states = TenantStates::new(Arc::default(), 1 << 20);
         let path = p("/students/a.csv");
         states.remember_upload(&t(), &path, 10, 1_000);
         let window = Duration::from_secs(60);

@@ -29,7 +29,17 @@ pub struct Upload {
     exclusive: Option<ExclusiveClaim>,
     /// A modification time the client set on the open file (FSETSTAT), applied on commit.
     mtime: Option<u32>,
+    /// Where the file ends so far (what was written, or the copy it started from).
+    end: u64,
+    /// Started from a copy of the existing file, and nothing written since: closing it
+    /// changes nothing, so nothing is moved or recorded.
+    unchanged_copy: bool,
 }
+
+/// How far past the end of what was written a write may start. Clients write in order (and a
+/// resume starts at the end); a far-off write would only make a sparse file that costs its
+/// whole size to hash.
+const MAX_GAP: u64 = 64 << 20;
 
 impl Drop for Upload {
     fn drop(&mut self) {
@@ -65,6 +75,8 @@ impl Upload {
             spool: n.spool,
             exclusive: n.exclusive,
             mtime: None,
+            end: 0,
+            unchanged_copy: false,
         }
     }
 
@@ -72,7 +84,15 @@ impl Upload {
     /// bytes are no longer what arrives in order from offset 0.
     pub(crate) fn started_from_copy(&mut self, size: u64) -> Result<(), Refusal> {
         self.in_order = false;
+        self.end = size;
+        self.unchanged_copy = true;
         self.spool.grow_to(size)
+    }
+
+    /// A copy of an existing file that nothing was written to: committing it would record
+    /// the same file again.
+    pub(crate) fn is_unchanged_copy(&self) -> bool {
+        self.unchanged_copy
     }
 
     pub(crate) fn set_mtime(&mut self, mtime: u32) {
@@ -89,6 +109,14 @@ impl Upload {
         if end > max {
             return Err(self.fail(format!("upload exceeds the {max}-byte limit for one file")));
         }
+        if offset > self.end.saturating_add(MAX_GAP) {
+            return Err(self.fail(format!(
+                "a write at offset {offset} would leave a gap of {} bytes after the {} written so far; \
+                 write the file from its start",
+                offset - self.end,
+                self.end
+            )));
+        }
         if let Err(Refusal::Spool(limit)) = self.spool.grow_to(end) {
             return Err(self.fail(format!(
                 "this account's unfinished uploads would take more than {limit} bytes on the server; \
@@ -99,6 +127,8 @@ impl Upload {
             warn!(path = %self.vpath, "upload write failed: {e}");
             return Err(self.fail(format!("writing failed on the server ({})", e.kind())));
         }
+        self.end = self.end.max(end);
+        self.unchanged_copy = false;
         if self.in_order && offset == self.hashed_to {
             self.hasher.update(data);
             self.hashed_to += data.len() as u64;

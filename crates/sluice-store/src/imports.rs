@@ -443,27 +443,31 @@ impl Store {
         })
     }
 
-    /// The upload whose retry `upload` is: an earlier upload of the same file with the same
-    /// bytes, at or after `since_ms`, that was imported (not failed), is waiting or being
-    /// imported, or was itself such a retry (then its original is named). Files a sync queued
-    /// are never retries: a sync asks for an import.
+    /// The upload whose retry `upload` is: the latest earlier upload of the same file, if it
+    /// has the same bytes, came at or after `since_ms`, and was imported (not failed), is
+    /// waiting or being imported, or was itself such a retry (then its original is named).
+    /// Only the latest counts: A, then B, then A again is a new upload of A. Files a sync
+    /// queued are never retries: a sync asks for an import.
     pub fn retried_upload(&self, upload: &crate::StoredUpload, since_ms: i64) -> Result<Option<i64>> {
         if upload.requested {
             return Ok(None);
         }
         self.with(|c| {
-            Ok(c.query_row(
-                "SELECT COALESCE(u.duplicate_of, u.id) FROM upload_events u
-                 LEFT JOIN imports i ON i.id = u.import_id
-                 WHERE u.tenant_id = (SELECT tenant_id FROM upload_events WHERE id = ?1)
-                   AND u.path = ?2 AND u.sha256 = ?3 AND u.id < ?1 AND u.at_ms >= ?4 AND u.requested = 0
-                   AND (u.consumed_ms IS NULL OR u.duplicate_of IS NOT NULL
-                        OR (i.id IS NOT NULL AND i.status <> 'failed'))
-                 ORDER BY u.id DESC LIMIT 1",
-                params![upload.id, upload.event.path.to_string(), upload.event.sha256.as_str(), since_ms],
-                |r| r.get(0),
-            )
-            .optional()?)
+            let latest = c
+                .query_row(
+                    "SELECT COALESCE(u.duplicate_of, u.id), u.sha256 = ?3 AND u.at_ms >= ?4
+                        AND (u.consumed_ms IS NULL OR u.duplicate_of IS NOT NULL
+                             OR (i.id IS NOT NULL AND i.status <> 'failed'))
+                     FROM upload_events u
+                     LEFT JOIN imports i ON i.id = u.import_id
+                     WHERE u.tenant_id = (SELECT tenant_id FROM upload_events WHERE id = ?1)
+                       AND u.path = ?2 AND u.id < ?1
+                     ORDER BY u.id DESC LIMIT 1",
+                    params![upload.id, upload.event.path.to_string(), upload.event.sha256.as_str(), since_ms],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)),
+                )
+                .optional()?;
+            Ok(latest.and_then(|(original, repeats)| repeats.then_some(original)))
         })
     }
 

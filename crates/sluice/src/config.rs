@@ -38,13 +38,12 @@ max_open_handles = 256
 max_open_handles_per_tenant = 1024
 # Bytes a tenant's unfinished uploads may take in the spool.
 spool_bytes_per_tenant = 21474836480
-# Memory for requests queued by one session and by all sessions, and for one session's
-# replies waiting for the client. Pipelining clients (paramiko) queue a READ per 32 KiB of a
-# download up front: keep the per-session figure above ~100 bytes per 32 KiB of your
-# largest file.
-queue_budget_bytes = 33554432
-queue_budget_total_bytes = 1073741824
-reply_budget_bytes = 4194304
+# Bytes a client may send on a channel before sluice processed them (its window; refilled as
+# requests are processed), bytes of one session's replies waiting for the client, and bytes
+# of requests and replies all of a tenant's sessions may hold together.
+window_bytes = 2097152
+reply_budget_bytes = 2097152
+tenant_queue_bytes = 268435456
 # For this long after an upload, its client may stat, list and set the time of the file
 # although the import already took it in (paramiko, rclone and WinSCP check their uploads).
 recent_upload_secs = 120
@@ -193,9 +192,9 @@ pub struct SftpConfig {
     pub max_open_handles: usize,
     pub max_open_handles_per_tenant: usize,
     pub spool_bytes_per_tenant: u64,
-    pub queue_budget_bytes: usize,
-    pub queue_budget_total_bytes: usize,
+    pub window_bytes: u32,
     pub reply_budget_bytes: usize,
+    pub tenant_queue_bytes: usize,
     pub recent_upload_secs: u64,
 }
 
@@ -411,9 +410,9 @@ impl Config {
         // One packet (256 KiB) and its overhead must always fit, or a session could wait forever.
         const ONE_MIB: usize = 1 << 20;
         for (key, value) in [
-            ("queue_budget_bytes", s.queue_budget_bytes),
-            ("queue_budget_total_bytes", s.queue_budget_total_bytes),
+            ("window_bytes", s.window_bytes as usize),
             ("reply_budget_bytes", s.reply_budget_bytes),
+            ("tenant_queue_bytes", s.tenant_queue_bytes),
         ] {
             if value < ONE_MIB {
                 bail!("[sftp] {key} = {value}: must be at least {ONE_MIB} (1 MiB)");
@@ -452,9 +451,9 @@ impl Config {
             max_handles: s.max_open_handles,
             max_handles_per_tenant: s.max_open_handles_per_tenant,
             spool_bytes_per_tenant: s.spool_bytes_per_tenant,
-            queue_budget_bytes: s.queue_budget_bytes,
-            queue_budget_total_bytes: s.queue_budget_total_bytes,
+            window_bytes: s.window_bytes,
             reply_budget_bytes: s.reply_budget_bytes,
+            tenant_queue_bytes: s.tenant_queue_bytes,
             recent_upload: Duration::from_secs(s.recent_upload_secs),
         }
     }

@@ -60,7 +60,9 @@ macro_rules! push_packet {
 }
 
 mod channels;
-pub use channels::{Channel, ChannelMsg, ChannelReadHalf, ChannelStream, ChannelWriteHalf};
+pub use channels::{
+    Channel, ChannelConsumer, ChannelMsg, ChannelReadHalf, ChannelStream, ChannelWriteHalf,
+};
 
 mod parsing;
 mod session;
@@ -502,6 +504,8 @@ pub(crate) struct ChannelParams {
     sender_channel: ChannelId,
     recipient_window_size: u32,
     sender_window_size: u32,
+    /// sluice patch: bytes the application consumed that were not granted again yet.
+    refill_owed: u32,
     recipient_maximum_packet_size: u32,
     sender_maximum_packet_size: u32,
     /// Has the other side confirmed the channel?

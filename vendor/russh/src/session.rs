@@ -335,6 +335,38 @@ impl Encrypted {
         Ok(false)
     }
 
+    /// sluice patch: accounts `len` bytes the client sent on `channel` against its window;
+    /// false when they are more than the window it was given (a flow-control violation).
+    pub fn take_window(&mut self, channel: ChannelId, len: usize) -> bool {
+        let Some(channel) = self.channels.get_mut(&channel) else { return true };
+        match u32::try_from(len).ok().filter(|l| *l <= channel.sender_window_size) {
+            Some(l) => {
+                channel.sender_window_size -= l;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// sluice patch: the application consumed `bytes` of `channel`'s data; the window is
+    /// refilled with what was consumed once half of `target` is owed or the client's window
+    /// fell below half of it, so WINDOW_ADJUST messages stay few.
+    pub fn consumed(&mut self, channel: ChannelId, bytes: u32, target: u32) -> Result<(), crate::Error> {
+        let Some(channel) = self.channels.get_mut(&channel) else { return Ok(()) };
+        channel.refill_owed = channel.refill_owed.saturating_add(bytes);
+        let owed = channel.refill_owed.min(target.saturating_sub(channel.sender_window_size));
+        if owed > 0 && (owed >= target / 2 || channel.sender_window_size < target / 2) {
+            push_packet!(self.write, {
+                self.write.push(msg::CHANNEL_WINDOW_ADJUST);
+                channel.recipient_channel.encode(&mut self.write)?;
+                owed.encode(&mut self.write)?;
+            });
+            channel.sender_window_size += owed;
+            channel.refill_owed -= owed;
+        }
+        Ok(())
+    }
+
     fn flush_channel(
         write: &mut Vec<u8>,
         channel: &mut ChannelParams,
@@ -775,6 +807,7 @@ impl Encrypted {
                     recipient_channel: 0,
                     sender_channel: ChannelId(self.last_channel_id.0),
                     sender_window_size: window_size,
+                    refill_owed: 0,
                     recipient_window_size: 0,
                     sender_maximum_packet_size: maxpacket,
                     recipient_maximum_packet_size: 0,
@@ -905,6 +938,7 @@ mod tests {
             sender_channel,
             recipient_window_size: 1024,
             sender_window_size: 1024,
+            refill_owed: 0,
             recipient_maximum_packet_size: 1024,
             sender_maximum_packet_size: 1024,
             confirmed: true,
@@ -959,6 +993,7 @@ mod tests {
             sender_channel,
             recipient_window_size: window_size,
             sender_window_size: 1024,
+            refill_owed: 0,
             recipient_maximum_packet_size: 1024,
             sender_maximum_packet_size: 1024,
             confirmed: true,

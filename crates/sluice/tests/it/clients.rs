@@ -290,3 +290,29 @@ fn openssh_and_psftp_check_their_uploads_on_an_importing_folder() {
     assert_eq!(imports.len(), 2, "{imports:?}");
     assert!(imports.iter().all(|i| i["status"] == "complete"), "{imports:?}");
 }
+
+/// A, then B, then A again within the retry window: the second A is a new upload (the
+/// tenant's data must end as A), not a retry of the first.
+#[tokio::test]
+async fn an_upload_returning_to_earlier_bytes_is_imported() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (a, b) = (students(20, "A"), students(21, "A"));
+    let mut server = server;
+    for (n, file) in [(1, &a), (2, &b), (3, &a)] {
+        put(&sftp, "/students/students.csv", file.as_bytes()).await.unwrap();
+        server = tokio::task::spawn_blocking(move || {
+            wait_for_imports(&server, "acme", n);
+            server
+        })
+        .await
+        .unwrap();
+    }
+    let imports = server.imports("acme");
+    assert_eq!(imports.len(), 3, "{imports:?}");
+    assert_eq!(
+        imports[0]["counts"]["deleted"], 1,
+        "the third upload brought the tenant back to A: {imports:?}"
+    );
+}

@@ -554,3 +554,255 @@ async fn sftp_password_guessing_gets_the_source_banned() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Health checks (connect and close; read the banner and close) and a burst of correct
+/// logins from one address (a school's NAT, a vendor's batch) are not held against the
+/// address: afterwards it still logs in.
+#[tokio::test]
+async fn health_checks_and_login_bursts_are_not_banned() {
+    let server = Server::start();
+    server.tenant("acme", "pw");
+    for i in 0..30 {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+        if i % 2 == 1 {
+            let mut banner = [0u8; 8];
+            let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut banner)).await;
+        }
+        drop(tcp);
+    }
+    // Sixteen at once, with ten unauthenticated slots per address: the rest wait their turn.
+    let port = server.port;
+    let logins: Vec<_> =
+        (0..16).map(|_| tokio::spawn(async move { ssh_login(port, "acme", "pw").await })).collect();
+    let mut failed = Vec::new();
+    for l in logins {
+        if let Err(e) = l.await.unwrap() {
+            failed.push(e);
+        }
+    }
+    assert!(failed.is_empty(), "logins in a burst failed: {failed:?}");
+    assert!(ssh_login(server.port, "acme", "pw").await.is_ok(), "the address was banned");
+    assert!(!server.log().contains("banned"), "{}", server.log());
+}
+
+/// One tenant whose clients pipeline without reading their replies, on many channels at
+/// once, slows no other tenant: each channel holds at most its window.
+#[test]
+fn a_tenant_stalling_its_sessions_does_not_slow_another() {
+    if !have_python_module("paramiko", "paramiko (pip)") {
+        return;
+    }
+    let server = Server::start();
+    server.tenant("acme", "pw");
+    server.tenant("beta", "pw2");
+    std::fs::write(server.tenant_dir("acme").join("students/f.csv"), pseudo_random(1 << 20, 3)).unwrap();
+    let script = write_file(
+        server.dir.path(),
+        "stall.py",
+        br#"
+import struct, sys, threading, time, paramiko
+def pkt(t, body):
+    p = bytes([t]) + body
+    return struct.pack(">I", len(p)) + p
+def s(b):
+    return struct.pack(">I", len(b)) + b
+def reply(c):
+    n = struct.unpack(">I", c.recv(4))[0]
+    data = b""
+    while len(data) < n:
+        data += c.recv(n - len(data))
+    return data
+def stall(t):
+    # A 32 KiB window for the server's replies, which this client never reads.
+    c = t.open_session(window_size=32768, max_packet_size=32768)
+    c.invoke_subsystem("sftp")
+    c.sendall(pkt(1, struct.pack(">I", 3)))
+    reply(c)
+    c.sendall(pkt(3, struct.pack(">I", 1) + s(b"/students/f.csv") + struct.pack(">II", 1, 0)))
+    handle = reply(c)[9:]
+    for i in range(40):
+        c.sendall(pkt(5, struct.pack(">I", 10 + i) + s(handle) + struct.pack(">QI", 0, 200000)))
+    pad = b"\x00" * (255 * 1024)
+    for i in range(200):
+        c.sendall(pkt(17, struct.pack(">I", 1000 + i) + s(b"/students") + pad))
+held = []
+threads = []
+for j in range(4):
+    t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+    t.connect(username="acme", password="pw")
+    held.append(t)
+    for k in range(9):
+        th = threading.Thread(target=stall, args=(t,), daemon=True)
+        th.start()
+        threads.append(th)
+time.sleep(4)
+print("stalled", flush=True)
+time.sleep(600)
+"#,
+    );
+    let mut attacker = Command::new("python3")
+        .arg(&script)
+        .arg(server.port.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let before = server.rss_kib();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(attacker.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "stalled");
+    let grown = server.rss_kib().saturating_sub(before);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let worst = rt.block_on(async {
+        let (_ssh, beta) = sftp_login(server.port, "beta", "pw2").await;
+        let mut worst = Duration::ZERO;
+        for _ in 0..5 {
+            let start = Instant::now();
+            beta.read_dir("/students").await.unwrap();
+            worst = worst.max(start.elapsed());
+        }
+        worst
+    });
+    attacker.kill().unwrap();
+    attacker.wait().unwrap();
+    println!(
+        "36 stalled channels: server grew {} MiB; another tenant's listing took at most {worst:?}",
+        grown / 1024
+    );
+    assert!(worst < Duration::from_secs(2), "another tenant waited {worst:?}");
+    assert!(grown < 200 * 1024, "36 stalled channels grew the server by {grown} KiB");
+}
+
+/// paramiko's `get` of a file far larger than a channel's window: its prefetch sends READs
+/// as the window allows and the download completes (no reader/writer deadlock).
+#[test]
+fn a_prefetching_download_far_beyond_the_window_completes() {
+    if !have_python_module("paramiko", "paramiko (pip)") {
+        return;
+    }
+    let server = Server::start_with(&[("SLUICE_SFTP_WINDOW_BYTES", "1048576")]);
+    server.tenant("acme", "pw");
+    let data = pseudo_random(160 << 20, 12);
+    std::fs::write(server.tenant_dir("acme").join("students/big.csv"), &data).unwrap();
+    let out = server.dir.path().join("big-back.csv");
+    let script = write_file(
+        server.dir.path(),
+        "get.py",
+        br#"
+import sys, paramiko
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username="acme", password="pw")
+s = paramiko.SFTPClient.from_transport(t)
+s.get("/students/big.csv", sys.argv[2])
+"#,
+    );
+    let result = run_with_timeout(
+        Command::new("python3").arg(&script).arg(server.port.to_string()).arg(&out),
+        Duration::from_secs(180),
+    );
+    assert!(result.status.success(), "{}", output_text(&result));
+    assert!(std::fs::read(&out).unwrap() == data, "the download differs");
+}
+
+/// Listing a folder holds the folder open, not its entries: 256 listings of a folder of
+/// 20,000 long names at once stay small.
+#[tokio::test]
+async fn listings_of_a_large_folder_do_not_pin_memory() {
+    let server = Server::start();
+    server.tenant("acme", "pw");
+    let folder = server.tenant_dir("acme").join("students");
+    let long = "n".repeat(200);
+    for i in 0..20_000 {
+        std::fs::write(folder.join(format!("{long}-{i:05}.csv")), b"").unwrap();
+    }
+    let mut raw = Raw::open(server.port, "acme", "pw").await;
+    let before = server.rss_kib();
+    for i in 0..256u32 {
+        raw.send(11, &(100 + i).to_be_bytes(), &string(b"/students")).await;
+        let (kind, _) = raw.recv().await.unwrap();
+        assert_eq!(kind, 102, "OPENDIR {i} was refused");
+    }
+    let grown = server.rss_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "256 open listings grew the server by {grown} KiB");
+    // A listing read to its end still names every file.
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    assert_eq!(sftp.read_dir("/students").await.unwrap().count(), 20_000);
+}
+
+/// A write far past the end of what was sent is refused (it would make a sparse file that
+/// costs its whole size to hash), and opening a file for writing and closing it without a
+/// write changes nothing and records nothing.
+#[tokio::test]
+async fn far_writes_are_refused_and_empty_reopens_change_nothing() {
+    let server = Server::start();
+    server.tenant("acme", "pw");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let mut f = sftp.create("/students/gap.csv").await.unwrap();
+    f.write_all(b"start").await.unwrap();
+    use tokio::io::AsyncSeekExt;
+    f.seek(std::io::SeekFrom::Start(2 << 30)).await.unwrap();
+    let gap = async {
+        f.write_all(b"x").await?;
+        f.shutdown().await
+    };
+    assert!(gap.await.is_err(), "a write 2 GiB past the end was accepted");
+    assert!(!server.tenant_dir("acme").join("students/gap.csv").exists());
+
+    put(&sftp, "/students/keep.csv", b"the same").await.unwrap();
+    let uploads = server.uploads("acme").len();
+    let f = sftp.open_with_flags("/students/keep.csv", OpenFlags::WRITE).await.unwrap();
+    drop(f);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.uploads("acme").len(), uploads, "an unchanged file was recorded again");
+    assert_eq!(std::fs::read(server.tenant_dir("acme").join("students/keep.csv")).unwrap(), b"the same");
+}
+
+/// Guesses spread over many addresses take an account's password logins to their limit, but
+/// never from an allow-listed address, nor from one the account logged in from lately.
+#[test]
+fn spread_guessing_does_not_lock_the_owner_out() {
+    if !have_python_module("paramiko", "paramiko (pip)") {
+        return;
+    }
+    let server = Server::start_with(&[("SLUICE_DEFENDER_ALLOW_LIST", "127.0.0.1")]);
+    server.tenant("acme", "right");
+    let script = write_file(
+        server.dir.path(),
+        "spread.py",
+        br#"
+import sys, socket, paramiko, logging
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+port = int(sys.argv[1])
+def attempt(src, pw):
+    sock = socket.socket()
+    sock.bind((src, 0))
+    sock.connect(("127.0.0.1", port))
+    t = paramiko.Transport(sock)
+    t.start_client()
+    try:
+        t.auth_password("acme", pw)
+        r = "ok"
+    except Exception as e:
+        r = "refused"
+    t.close()
+    return r
+print("owner first:", attempt("127.0.0.9", "right"))
+for ip in range(2, 9):
+    for k in range(8):
+        attempt("127.0.0.%d" % ip, "guess%d" % k)
+print("stranger:", attempt("127.0.0.20", "right"))
+print("allow-listed:", attempt("127.0.0.1", "right"))
+print("owner again:", attempt("127.0.0.9", "right"))
+"#,
+    );
+    let out = run_with_timeout(
+        Command::new("python3").arg(&script).arg(server.port.to_string()),
+        Duration::from_secs(120),
+    );
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("owner first: ok"), "{text}");
+    assert!(text.contains("stranger: refused"), "the account limit did not hold: {text}");
+    assert!(text.contains("allow-listed: ok"), "{text}");
+    assert!(text.contains("owner again: ok"), "{text}");
+}

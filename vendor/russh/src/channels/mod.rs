@@ -103,6 +103,11 @@ pub enum ChannelMsg {
         lang_tag: String,
     },
     /// (server only)
+    /// sluice patch: sent by the application to say it consumed `bytes` of the channel's data
+    /// (see `Config::window_refill_on_consumption`); never received.
+    Consumed {
+        bytes: u32,
+    },
     WindowAdjusted {
         new_size: u32,
     },
@@ -180,6 +185,36 @@ pub struct ChannelWriteHalf<Send: From<(ChannelId, ChannelMsg)>> {
     pub(crate) sender: Sender<Send>,
     pub(crate) max_packet_size: u32,
     pub(crate) window_size: WindowSizeRef,
+}
+
+/// sluice patch: reports data consumed from a channel, so that its window is refilled
+/// (`Config::window_refill_on_consumption`). Cheap to clone; independent of the write half.
+pub struct ChannelConsumer<Send: From<(ChannelId, ChannelMsg)>> {
+    id: ChannelId,
+    sender: Sender<Send>,
+}
+
+impl<S: From<(ChannelId, ChannelMsg)>> Clone for ChannelConsumer<S> {
+    fn clone(&self) -> Self {
+        Self { id: self.id, sender: self.sender.clone() }
+    }
+}
+
+impl<S: From<(ChannelId, ChannelMsg)>> ChannelConsumer<S> {
+    /// The application consumed `bytes` of this channel's data.
+    pub async fn consumed(&self, bytes: u32) -> Result<(), Error> {
+        self.sender
+            .send((self.id, ChannelMsg::Consumed { bytes }).into())
+            .await
+            .map_err(|_| Error::SendError)
+    }
+}
+
+impl<S: From<(ChannelId, ChannelMsg)>> ChannelWriteHalf<S> {
+    /// sluice patch: a handle that reports consumed data for this channel.
+    pub fn consumer(&self) -> ChannelConsumer<S> {
+        ChannelConsumer { id: self.id, sender: self.sender.clone() }
+    }
 }
 
 impl<S: From<(ChannelId, ChannelMsg)>> std::fmt::Debug for ChannelWriteHalf<S> {

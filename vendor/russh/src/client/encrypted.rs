@@ -848,6 +848,7 @@ impl Session {
                     sender_channel: id,
                     recipient_window_size: msg.recipient_window_size,
                     sender_window_size: self.common.config.window_size,
+                    refill_owed: 0,
                     recipient_maximum_packet_size: msg.recipient_maximum_packet_size,
                     sender_maximum_packet_size: self.common.config.maximum_packet_size,
                     confirmed: true,

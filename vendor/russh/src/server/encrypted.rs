@@ -1504,8 +1504,20 @@ impl Session {
                 map_err!(ensure_end(r))?;
                 let target = self.target_window_size;
 
-                #[allow(clippy::collapsible_if)]
-                if let Some(ref mut enc) = self.common.encrypted {
+                if self.common.config.window_refill_on_consumption {
+                    // sluice patch: the window is refilled as the application consumes.
+                    if let Some(ref mut enc) = self.common.encrypted
+                        && !enc.take_window(channel_num, data.len())
+                    {
+                        debug!("client sent more than its window on {channel_num:?}; disconnecting");
+                        self.common.disconnect(
+                            Disconnect::ProtocolError,
+                            "channel data beyond the window",
+                            "en",
+                        )?;
+                        return Ok(());
+                    }
+                } else if let Some(ref mut enc) = self.common.encrypted {
                     if enc.adjust_window_size(channel_num, &data, target)? {
                         let window = handler.adjust_window(channel_num, self.target_window_size);
                         if window > 0 {
@@ -2059,6 +2071,7 @@ impl Session {
 
             recipient_window_size: msg.recipient_window_size,
             sender_window_size: self.common.config.window_size,
+            refill_owed: 0,
             recipient_maximum_packet_size: msg.recipient_maximum_packet_size,
             sender_maximum_packet_size: self.common.config.maximum_packet_size,
             confirmed: true,

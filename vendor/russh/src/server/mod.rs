@@ -81,6 +81,12 @@ pub struct Config {
     pub limits: Limits,
     /// The initial size of a channel (used for flow control).
     pub window_size: u32,
+    /// sluice patch: when true, a channel's receive window is refilled only as the
+    /// application reports data consumed ([`crate::ChannelConsumer::consumed`]), as OpenSSH's
+    /// sshd does, instead of as data arrives; and a client that sends more than its window is
+    /// disconnected. The application then bounds what a client can have in flight per
+    /// channel, and never has to stop reading (which would stall this connection's loop).
+    pub window_refill_on_consumption: bool,
     /// The maximal size of a single packet.
     pub maximum_packet_size: u32,
     /// Buffer size for each channel (a number of unprocessed messages to store before propagating backpressure to the TCP stream)
@@ -116,6 +122,7 @@ impl Default for Config {
             keys: Vec::new(),
             certificates: Vec::new(),
             window_size: 2097152,
+            window_refill_on_consumption: false,
             maximum_packet_size: 32768,
             channel_buffer_size: 100,
             event_buffer_size: 10,
