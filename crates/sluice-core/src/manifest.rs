@@ -57,12 +57,21 @@ pub enum ManifestError {
 
 impl Manifest {
     pub fn parse(xml: &[u8]) -> Result<Self, ManifestError> {
-        Ok(Self { entries: scan(xml)?.into_iter().map(|(entry, _)| entry).collect() })
+        Ok(Self { entries: scan(xml)?.into_iter().map(|line| line.entry).collect() })
     }
 }
 
-/// Each `<file>` entry with the byte offset where an attribute can be inserted into its tag.
-fn scan(xml: &[u8]) -> Result<Vec<(ManifestEntry, usize)>, ManifestError> {
+/// One `<file>` line and where `mark_invalid` edits its tag.
+struct Line {
+    entry: ManifestEntry,
+    /// Where an attribute can be inserted (before `/>` or `>`).
+    insert_at: usize,
+    /// The `INVALID` attributes the line already carries (each from the space before it).
+    old_marks: Vec<std::ops::Range<usize>>,
+}
+
+/// Each `<file>` line.
+fn scan(xml: &[u8]) -> Result<Vec<Line>, ManifestError> {
     if xml.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge);
     }
@@ -95,7 +104,11 @@ fn scan(xml: &[u8]) -> Result<Vec<(ManifestEntry, usize)>, ManifestError> {
                         xml[before..after].iter().rposition(|&b| b == b'>').map_or(after, |p| before + p);
                     let insert_at =
                         if empty && tag_end > 0 && xml[tag_end - 1] == b'/' { tag_end - 1 } else { tag_end };
-                    entries.push((entry, insert_at));
+                    let old_marks = invalid_attrs(&xml[before..after])
+                        .into_iter()
+                        .map(|r| before + r.start..before + r.end)
+                        .collect();
+                    entries.push(Line { entry, insert_at, old_marks });
                 }
                 if !empty {
                     depth += 1;
@@ -161,24 +174,65 @@ fn file_entry(e: &quick_xml::events::BytesStart<'_>, line: usize) -> Result<Mani
 
 /// The manifest's text with `INVALID="reason"` added to the listed `<file>` lines
 /// (`(index, reason)`, index counting `<file>` elements from 0), for `.CONTAINSINVALIDFILES`.
+/// `INVALID` attributes the manifest already carries (one sent back after a failed run) are
+/// removed first: the result says what is wrong now, and stays well-formed XML.
 pub fn mark_invalid(xml: &[u8], invalid: &[(usize, String)]) -> Result<Vec<u8>, ManifestError> {
-    let positions = scan(xml)?;
-    let mut inserts: Vec<(usize, String)> = invalid
-        .iter()
-        .filter_map(|(i, reason)| {
-            positions.get(*i).map(|(_, at)| (*at, format!(" INVALID=\"{}\"", xml_attr(reason))))
-        })
-        .collect();
-    inserts.sort_by_key(|(at, _)| *at);
-    let mut out = Vec::with_capacity(xml.len() + inserts.iter().map(|(_, s)| s.len()).sum::<usize>());
+    let lines = scan(xml)?;
+    // (bytes to replace, text to put there): old marks go, new ones are inserted.
+    let mut edits: Vec<(std::ops::Range<usize>, String)> =
+        lines.iter().flat_map(|line| line.old_marks.iter().map(|r| (r.clone(), String::new()))).collect();
+    edits.extend(invalid.iter().filter_map(|(i, reason)| {
+        lines
+            .get(*i)
+            .map(|line| (line.insert_at..line.insert_at, format!(" INVALID=\"{}\"", xml_attr(reason))))
+    }));
+    edits.sort_by_key(|(r, _)| (r.start, r.end));
+    let mut out = Vec::with_capacity(xml.len() + edits.iter().map(|(_, s)| s.len()).sum::<usize>());
     let mut last = 0;
-    for (at, text) in inserts {
-        out.extend_from_slice(&xml[last..at]);
+    for (range, text) in edits {
+        out.extend_from_slice(&xml[last..range.start]);
         out.extend_from_slice(text.as_bytes());
-        last = at;
+        last = range.end;
     }
     out.extend_from_slice(&xml[last..]);
     Ok(out)
+}
+
+/// The byte ranges of the `INVALID` attributes (any case, any prefix) in one start tag, each
+/// from the whitespace before its name to its closing quote. quick-xml has already checked
+/// the tag's attributes, so their syntax is sound here.
+fn invalid_attrs(tag: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let space = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let mut spans = Vec::new();
+    let Some(mut i) = tag.iter().position(|&b| b == b'<') else { return spans };
+    while i < tag.len() && !space(tag[i]) && tag[i] != b'/' && tag[i] != b'>' {
+        i += 1; // the element's name
+    }
+    loop {
+        let start = i;
+        while i < tag.len() && space(tag[i]) {
+            i += 1;
+        }
+        let key_start = i;
+        while i < tag.len() && !space(tag[i]) && !matches!(tag[i], b'=' | b'/' | b'>') {
+            i += 1;
+        }
+        if i == key_start {
+            break; // `/>`, `>` or the end
+        }
+        let key = &tag[key_start..i];
+        while i < tag.len() && (space(tag[i]) || tag[i] == b'=') {
+            i += 1;
+        }
+        let Some(&quote) = tag.get(i).filter(|q| matches!(q, b'"' | b'\'')) else { break };
+        let Some(len) = tag[i + 1..].iter().position(|&b| b == quote) else { break };
+        i += len + 2;
+        let local = key.rsplit(|&b| b == b':').next().unwrap_or(key);
+        if local.eq_ignore_ascii_case(b"invalid") {
+            spans.push(start..i);
+        }
+    }
+    spans
 }
 
 fn xml_attr(s: &str) -> String {
@@ -306,5 +360,38 @@ mod tests {
         assert!(text.contains(r#"<file name="photos.csv" checksum="" checksumhashtype="none"/>"#));
         // The result is still a valid manifest.
         assert_eq!(Manifest::parse(text.as_bytes()).unwrap().entries.len(), 3);
+    }
+
+    /// Found by the `done_manifest` fuzz target (its `contains-invalid-files` seed): a
+    /// `.CONTAINSINVALIDFILES` manifest sent back as `.done` got a second `INVALID` attribute,
+    /// and the rewrite was no longer XML.
+    #[test]
+    fn a_manifest_sent_back_with_its_invalid_marks_is_rewritten_with_only_the_new_ones() {
+        let returned = br#"<manifest>
+  <file name="a.csv" checksum="" checksumhashtype="none" INVALID="no such file in this folder"/>
+  <file name="b.csv" invalid = 'old &amp; stale' checksum="" checksumhashtype="none"></file>
+  <file name="c.csv" checksum="" checksumhashtype="none"/>
+</manifest>"#;
+        let before = Manifest::parse(returned).unwrap();
+        let out =
+            mark_invalid(returned, &[(0, "checksum mismatch".into()), (2, "no such file".into())]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), before, "{text}");
+        assert!(
+            text.contains(
+                r#"<file name="a.csv" checksum="" checksumhashtype="none" INVALID="checksum mismatch"/>"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"<file name="b.csv" checksum="" checksumhashtype="none"></file>"#), "{text}");
+        assert!(
+            text.contains(
+                r#"<file name="c.csv" checksum="" checksumhashtype="none" INVALID="no such file"/>"#
+            )
+        );
+        assert_eq!(text.matches("INVALID").count(), 2, "{text}");
+        // Marking nothing clears the old marks.
+        let cleared = String::from_utf8(mark_invalid(returned, &[]).unwrap()).unwrap();
+        assert!(!cleared.to_ascii_lowercase().contains("invalid"), "{cleared}");
     }
 }
