@@ -195,6 +195,8 @@ def csv_seeds():
     w("infinite-campus", b'"personID","studentNumber","lastName","firstName","grade","startDate"\r\n'
       b'"1234","000123","Smith","John","09","08/15/2026"\r\n"1235","000124","Doe","Jane","10",""\r\n')
     w("skyward-pipe", b"OTHER-ID|NAME-ID|LAST-NAME|FIRST-NAME\n123|45|Lopez|Maria\n")
+    # Crash reproducers (see README.md): 9 fields at the end of the file, bound 8.
+    w("crash-field-bound-at-eof", b",,,,,,,,")
     w("windows-1252-smart-quotes", b"id,quote\n1,\x93hello\x94 \x96 \x80 5\n")
 
 
@@ -235,6 +237,8 @@ def done_seeds():
     w("empty", b"")
     w("many-files", "<manifest>" + "".join(f'<file name="f{i}.csv" checksum="" checksumhashtype="none"/>' for i in range(60)) + "</manifest>")
     w("gt-in-attr", '<manifest><file name="a>b.csv" checksum="" checksumhashtype="none"/></manifest>')
+    # Crash reproducer: a manifest sent back with its INVALID marks (see contains-invalid-files).
+    w("crash-invalid-marked-twice", '<m><file name="a" INVALID=""/></m>')
     w("processing-instruction", '<?xml version="1.0"?><?pi x?><manifest><file name="a.csv"/><?pi y?></manifest>')
 
 
