@@ -75,15 +75,18 @@ fn scan(xml: &[u8]) -> Result<Vec<Line>, ManifestError> {
     if xml.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge);
     }
-    let mut reader = Reader::from_reader(xml);
+    // quick-xml skips a UTF-8 byte-order mark without counting it in its positions, which
+    // must be offsets in `xml`: the reader starts after the mark, and offsets add it back.
+    let bom = if xml.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 };
+    let mut reader = Reader::from_reader(&xml[bom..]);
     reader.config_mut().check_end_names = true;
     let mut entries = Vec::new();
     let mut depth = 0usize;
     let mut saw_root = false;
     loop {
-        let before = reader.buffer_position() as usize;
+        let before = bom + reader.buffer_position() as usize;
         let event = reader.read_event().map_err(|e| ManifestError::Malformed(e.to_string()))?;
-        let after = reader.buffer_position() as usize;
+        let after = bom + reader.buffer_position() as usize;
         match event {
             Event::DocType(_) => return Err(ManifestError::Dtd),
             Event::Start(ref e) | Event::Empty(ref e) => {
@@ -393,5 +396,23 @@ mod tests {
         // Marking nothing clears the old marks.
         let cleared = String::from_utf8(mark_invalid(returned, &[]).unwrap()).unwrap();
         assert!(!cleared.to_ascii_lowercase().contains("invalid"), "{cleared}");
+    }
+
+    /// Found by the `done_manifest` fuzz target: a manifest saved with a UTF-8 byte-order mark
+    /// (as Windows Notepad saves) had its INVALID marks written three bytes early, into the
+    /// tag before the line (or into the middle of an attribute).
+    #[test]
+    fn a_manifest_with_a_byte_order_mark_is_marked_on_the_right_line() {
+        let xml = "\u{feff}<?xml version=\"1.0\"?><manifest><file name=\"a.csv\"/><file name=\"bcd.csv\"></file></manifest>";
+        let out =
+            String::from_utf8(mark_invalid(xml.as_bytes(), &[(0, "x".into()), (1, "y".into())]).unwrap())
+                .unwrap();
+        assert_eq!(
+            out,
+            "\u{feff}<?xml version=\"1.0\"?><manifest><file name=\"a.csv\" INVALID=\"x\"/><file name=\"bcd.csv\" INVALID=\"y\"></file></manifest>"
+        );
+        let returned = "\u{feff}<m><file name=\"a.csv\" INVALID=\"old\"/></m>";
+        let out = String::from_utf8(mark_invalid(returned.as_bytes(), &[]).unwrap()).unwrap();
+        assert_eq!(out, "\u{feff}<m><file name=\"a.csv\"/></m>");
     }
 }
