@@ -66,7 +66,7 @@ struct Line {
     entry: ManifestEntry,
     /// Where an attribute can be inserted (before `/>` or `>`).
     insert_at: usize,
-    /// The `INVALID` attributes the line already carries (each from the space before it).
+    /// The `INVALID` attributes the line already carries (each with the space before it).
     old_marks: Vec<std::ops::Range<usize>>,
 }
 
@@ -202,7 +202,7 @@ pub fn mark_invalid(xml: &[u8], invalid: &[(usize, String)]) -> Result<Vec<u8>, 
 }
 
 /// The byte ranges of the `INVALID` attributes (any case, any prefix) in one start tag, each
-/// from the whitespace before its name to its closing quote. quick-xml has already checked
+/// from the whitespace character before its name to its closing quote. quick-xml has already checked
 /// the tag's attributes, so their syntax is sound here.
 fn invalid_attrs(tag: &[u8]) -> Vec<std::ops::Range<usize>> {
     let space = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
@@ -232,7 +232,9 @@ fn invalid_attrs(tag: &[u8]) -> Vec<std::ops::Range<usize>> {
         i += len + 2;
         let local = key.rsplit(|&b| b == b':').next().unwrap_or(key);
         if local.eq_ignore_ascii_case(b"invalid") {
-            spans.push(start..i);
+            // With the one space that separates it: the rest is the author's layout, and a
+            // mark inserted later brings its own (so marking twice gives the same text).
+            spans.push(if key_start > start { key_start - 1 } else { key_start }..i);
         }
     }
     spans
@@ -414,5 +416,16 @@ mod tests {
         let returned = "\u{feff}<m><file name=\"a.csv\" INVALID=\"old\"/></m>";
         let out = String::from_utf8(mark_invalid(returned.as_bytes(), &[]).unwrap()).unwrap();
         assert_eq!(out, "\u{feff}<m><file name=\"a.csv\"/></m>");
+    }
+
+    /// Found by the `done_manifest` fuzz target: a line ending in ` />` gained a space each
+    /// time it was marked again; sent back any number of times, it reads the same.
+    #[test]
+    fn marking_a_marked_manifest_again_gives_the_same_text() {
+        let xml = b"<manifest >\n\t<file\n name = 'a b.csv'\n checksum=' ' checksumhashtype='NONE' />\n</manifest >";
+        let marks = [(0, "no such file in this folder".to_owned())];
+        let once = mark_invalid(xml, &marks).unwrap();
+        assert_eq!(mark_invalid(&once, &marks).unwrap(), once, "{}", String::from_utf8_lossy(&once));
+        assert_eq!(mark_invalid(&once, &[]).unwrap(), xml, "clearing the mark gives back the original");
     }
 }
