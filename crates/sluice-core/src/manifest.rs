@@ -107,10 +107,7 @@ fn scan(xml: &[u8]) -> Result<Vec<Line>, ManifestError> {
                         xml[before..after].iter().rposition(|&b| b == b'>').map_or(after, |p| before + p);
                     let insert_at =
                         if empty && tag_end > 0 && xml[tag_end - 1] == b'/' { tag_end - 1 } else { tag_end };
-                    let old_marks = invalid_attrs(&xml[before..after])
-                        .into_iter()
-                        .map(|r| before + r.start..before + r.end)
-                        .collect();
+                    let old_marks = invalid_attrs(xml, e);
                     entries.push(Line { entry, insert_at, old_marks });
                 }
                 if !empty {
@@ -201,43 +198,27 @@ pub fn mark_invalid(xml: &[u8], invalid: &[(usize, String)]) -> Result<Vec<u8>, 
     Ok(out)
 }
 
-/// The byte ranges of the `INVALID` attributes (any case, any prefix) in one start tag, each
-/// from the whitespace character before its name to its closing quote. quick-xml has already checked
-/// the tag's attributes, so their syntax is sound here.
-fn invalid_attrs(tag: &[u8]) -> Vec<std::ops::Range<usize>> {
-    let space = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-    let mut spans = Vec::new();
-    let Some(mut i) = tag.iter().position(|&b| b == b'<') else { return spans };
-    while i < tag.len() && !space(tag[i]) && tag[i] != b'/' && tag[i] != b'>' {
-        i += 1; // the element's name
-    }
-    loop {
-        let start = i;
-        while i < tag.len() && space(tag[i]) {
-            i += 1;
-        }
-        let key_start = i;
-        while i < tag.len() && !space(tag[i]) && !matches!(tag[i], b'=' | b'/' | b'>') {
-            i += 1;
-        }
-        if i == key_start {
-            break; // `/>`, `>` or the end
-        }
-        let key = &tag[key_start..i];
-        while i < tag.len() && (space(tag[i]) || tag[i] == b'=') {
-            i += 1;
-        }
-        let Some(&quote) = tag.get(i).filter(|q| matches!(q, b'"' | b'\'')) else { break };
-        let Some(len) = tag[i + 1..].iter().position(|&b| b == quote) else { break };
-        i += len + 2;
-        let local = key.rsplit(|&b| b == b':').next().unwrap_or(key);
-        if local.eq_ignore_ascii_case(b"invalid") {
+/// The byte ranges in `xml` of the `INVALID` attributes (any case, any prefix) of one start
+/// tag, each from the whitespace character before its name to its closing quote. The
+/// attributes are quick-xml's own (the same parse as the line's), located by where their
+/// borrowed bytes lie in `xml`.
+fn invalid_attrs(xml: &[u8], tag: &quick_xml::events::BytesStart<'_>) -> Vec<std::ops::Range<usize>> {
+    let base = xml.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize).checked_sub(base).filter(|at| at + s.len() <= xml.len());
+    tag.attributes()
+        .flatten()
+        .filter(|a| a.key.local_name().as_ref().eq_ignore_ascii_case("invalid"))
+        .filter_map(|a| {
+            let std::borrow::Cow::Borrowed(value) = a.value else { return None };
+            let key_at = offset(a.key.as_ref().as_bytes())?;
+            let end = offset(value.as_bytes())? + value.len() + 1; // past the closing quote
+            xml.get(end - 1).filter(|q| matches!(q, b'"' | b'\''))?;
             // With the one space that separates it: the rest is the author's layout, and a
             // mark inserted later brings its own (so marking twice gives the same text).
-            spans.push(if key_start > start { key_start - 1 } else { key_start }..i);
-        }
-    }
-    spans
+            let space = key_at > 0 && matches!(xml[key_at - 1], b' ' | b'\t' | b'\r' | b'\n');
+            Some(if space { key_at - 1 } else { key_at }..end)
+        })
+        .collect()
 }
 
 fn xml_attr(s: &str) -> String {
@@ -395,6 +376,11 @@ mod tests {
             )
         );
         assert_eq!(text.matches("INVALID").count(), 2, "{text}");
+        // Found by the fuzz target too: an attribute name quick-xml accepts with a `/` in it
+        // (`che/ksum`) hid the old mark from a hand-written tag scanner.
+        let odd = br#"<m><file name="a.csv" che/ksum="" INVALID="old"/></m>"#;
+        let out = String::from_utf8(mark_invalid(odd, &[(0, "new".into())]).unwrap()).unwrap();
+        assert_eq!(out, r#"<m><file name="a.csv" che/ksum="" INVALID="new"/></m>"#);
         // Marking nothing clears the old marks.
         let cleared = String::from_utf8(mark_invalid(returned, &[]).unwrap()).unwrap();
         assert!(!cleared.to_ascii_lowercase().contains("invalid"), "{cleared}");
