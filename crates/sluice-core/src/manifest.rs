@@ -75,18 +75,13 @@ fn scan(xml: &[u8]) -> Result<Vec<Line>, ManifestError> {
     if xml.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge);
     }
-    // quick-xml skips a UTF-8 byte-order mark without counting it in its positions, which
-    // must be offsets in `xml`: the reader starts after the mark, and offsets add it back.
-    let bom = if xml.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 };
-    let mut reader = Reader::from_reader(&xml[bom..]);
+    let mut reader = Reader::from_reader(xml);
     reader.config_mut().check_end_names = true;
     let mut entries = Vec::new();
     let mut depth = 0usize;
     let mut saw_root = false;
     loop {
-        let before = bom + reader.buffer_position() as usize;
         let event = reader.read_event().map_err(|e| ManifestError::Malformed(e.to_string()))?;
-        let after = bom + reader.buffer_position() as usize;
         match event {
             Event::DocType(_) => return Err(ManifestError::Dtd),
             Event::Start(ref e) | Event::Empty(ref e) => {
@@ -102,11 +97,12 @@ fn scan(xml: &[u8]) -> Result<Vec<Line>, ManifestError> {
                         return Err(ManifestError::TooManyFiles);
                     }
                     let entry = file_entry(e, line)?;
-                    // Insert before `/>` or `>`.
-                    let tag_end =
-                        xml[before..after].iter().rposition(|&b| b == b'>').map_or(after, |p| before + p);
-                    let insert_at =
-                        if empty && tag_end > 0 && xml[tag_end - 1] == b'/' { tag_end - 1 } else { tag_end };
+                    // Insert before `/>` or `>`: right after the name and attributes, which
+                    // the event borrows from `xml` (quick-xml's own positions skip a leading
+                    // byte-order mark, so they are not offsets in `xml`).
+                    let insert_at = offset_in(xml, e.as_bytes()).map(|at| at + e.len()).ok_or_else(|| {
+                        ManifestError::Malformed(format!("<file> number {line} cannot be located"))
+                    })?;
                     let old_marks = invalid_attrs(xml, e);
                     entries.push(Line { entry, insert_at, old_marks });
                 }
@@ -201,10 +197,9 @@ pub fn mark_invalid(xml: &[u8], invalid: &[(usize, String)]) -> Result<Vec<u8>, 
 /// The byte ranges in `xml` of the `INVALID` attributes (any case, any prefix) of one start
 /// tag, each from the whitespace character before its name to its closing quote. The
 /// attributes are quick-xml's own (the same parse as the line's), located by where their
-/// borrowed bytes lie in `xml`.
+/// borrowed bytes lie in `xml` (`offset_in`).
 fn invalid_attrs(xml: &[u8], tag: &quick_xml::events::BytesStart<'_>) -> Vec<std::ops::Range<usize>> {
-    let base = xml.as_ptr() as usize;
-    let offset = |s: &[u8]| (s.as_ptr() as usize).checked_sub(base).filter(|at| at + s.len() <= xml.len());
+    let offset = |s: &[u8]| offset_in(xml, s);
     tag.attributes()
         .flatten()
         .filter(|a| a.key.local_name().as_ref().eq_ignore_ascii_case("invalid"))
@@ -219,6 +214,11 @@ fn invalid_attrs(xml: &[u8], tag: &quick_xml::events::BytesStart<'_>) -> Vec<std
             Some(if space { key_at - 1 } else { key_at }..end)
         })
         .collect()
+}
+
+/// Where `part`, a slice borrowed from `xml`, starts in it.
+fn offset_in(xml: &[u8], part: &[u8]) -> Option<usize> {
+    (part.as_ptr() as usize).checked_sub(xml.as_ptr() as usize).filter(|at| at + part.len() <= xml.len())
 }
 
 fn xml_attr(s: &str) -> String {
@@ -402,6 +402,10 @@ mod tests {
         let returned = "\u{feff}<m><file name=\"a.csv\" INVALID=\"old\"/></m>";
         let out = String::from_utf8(mark_invalid(returned.as_bytes(), &[]).unwrap()).unwrap();
         assert_eq!(out, "\u{feff}<m><file name=\"a.csv\"/></m>");
+        // Two marks: quick-xml skips only the first, and a scan that assumed so went wrong.
+        let twice = "\u{feff}\u{feff}<m><file name=\"a.csv\"/></m>";
+        let out = String::from_utf8(mark_invalid(twice.as_bytes(), &[(0, "x".into())]).unwrap()).unwrap();
+        assert_eq!(out, "\u{feff}\u{feff}<m><file name=\"a.csv\" INVALID=\"x\"/></m>");
     }
 
     /// Found by the `done_manifest` fuzz target: a line ending in ` />` gained a space each
