@@ -239,6 +239,9 @@ def done_seeds():
     w("gt-in-attr", '<manifest><file name="a>b.csv" checksum="" checksumhashtype="none"/></manifest>')
     # Crash reproducer: a manifest sent back with its INVALID marks (see contains-invalid-files).
     w("crash-invalid-marked-twice", '<m><file name="a" INVALID=""/></m>')
+    w("crash-two-boms", b'\xef\xbb\xbf\xef\xbb\xbf<m><file name="a.csv"/></m>')
+    w("crash-slash-in-attribute-name", '<m><file name="a.csv" che/ksum="" INVALID="old"/></m>')
+    w("crash-space-before-slash", "<m><file name='a.csv' checksumhashtype='NONE' />\n</m>")
     w("processing-instruction", '<?xml version="1.0"?><?pi x?><manifest><file name="a.csv"/><?pi y?></manifest>')
 
 
