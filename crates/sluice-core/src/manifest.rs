@@ -57,12 +57,21 @@ pub enum ManifestError {
 
 impl Manifest {
     pub fn parse(xml: &[u8]) -> Result<Self, ManifestError> {
-        Ok(Self { entries: scan(xml)?.into_iter().map(|(entry, _)| entry).collect() })
+        Ok(Self { entries: scan(xml)?.into_iter().map(|line| line.entry).collect() })
     }
 }
 
-/// Each `<file>` entry with the byte offset where an attribute can be inserted into its tag.
-fn scan(xml: &[u8]) -> Result<Vec<(ManifestEntry, usize)>, ManifestError> {
+/// One `<file>` line and where `mark_invalid` edits its tag.
+struct Line {
+    entry: ManifestEntry,
+    /// Where an attribute can be inserted (before `/>` or `>`).
+    insert_at: usize,
+    /// The `INVALID` attributes the line already carries (each with the space before it).
+    old_marks: Vec<std::ops::Range<usize>>,
+}
+
+/// Each `<file>` line.
+fn scan(xml: &[u8]) -> Result<Vec<Line>, ManifestError> {
     if xml.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge);
     }
@@ -72,9 +81,7 @@ fn scan(xml: &[u8]) -> Result<Vec<(ManifestEntry, usize)>, ManifestError> {
     let mut depth = 0usize;
     let mut saw_root = false;
     loop {
-        let before = reader.buffer_position() as usize;
         let event = reader.read_event().map_err(|e| ManifestError::Malformed(e.to_string()))?;
-        let after = reader.buffer_position() as usize;
         match event {
             Event::DocType(_) => return Err(ManifestError::Dtd),
             Event::Start(ref e) | Event::Empty(ref e) => {
@@ -90,12 +97,14 @@ fn scan(xml: &[u8]) -> Result<Vec<(ManifestEntry, usize)>, ManifestError> {
                         return Err(ManifestError::TooManyFiles);
                     }
                     let entry = file_entry(e, line)?;
-                    // Insert before `/>` or `>`.
-                    let tag_end =
-                        xml[before..after].iter().rposition(|&b| b == b'>').map_or(after, |p| before + p);
-                    let insert_at =
-                        if empty && tag_end > 0 && xml[tag_end - 1] == b'/' { tag_end - 1 } else { tag_end };
-                    entries.push((entry, insert_at));
+                    // Insert before `/>` or `>`: right after the name and attributes, which
+                    // the event borrows from `xml` (quick-xml's own positions skip a leading
+                    // byte-order mark, so they are not offsets in `xml`).
+                    let insert_at = offset_in(xml, e.as_bytes()).map(|at| at + e.len()).ok_or_else(|| {
+                        ManifestError::Malformed(format!("<file> number {line} cannot be located"))
+                    })?;
+                    let old_marks = invalid_attrs(xml, e);
+                    entries.push(Line { entry, insert_at, old_marks });
                 }
                 if !empty {
                     depth += 1;
@@ -161,24 +170,55 @@ fn file_entry(e: &quick_xml::events::BytesStart<'_>, line: usize) -> Result<Mani
 
 /// The manifest's text with `INVALID="reason"` added to the listed `<file>` lines
 /// (`(index, reason)`, index counting `<file>` elements from 0), for `.CONTAINSINVALIDFILES`.
+/// `INVALID` attributes the manifest already carries (one sent back after a failed run) are
+/// removed first: the result says what is wrong now, and stays well-formed XML.
 pub fn mark_invalid(xml: &[u8], invalid: &[(usize, String)]) -> Result<Vec<u8>, ManifestError> {
-    let positions = scan(xml)?;
-    let mut inserts: Vec<(usize, String)> = invalid
-        .iter()
-        .filter_map(|(i, reason)| {
-            positions.get(*i).map(|(_, at)| (*at, format!(" INVALID=\"{}\"", xml_attr(reason))))
-        })
-        .collect();
-    inserts.sort_by_key(|(at, _)| *at);
-    let mut out = Vec::with_capacity(xml.len() + inserts.iter().map(|(_, s)| s.len()).sum::<usize>());
+    let lines = scan(xml)?;
+    // (bytes to replace, text to put there): old marks go, new ones are inserted.
+    let mut edits: Vec<(std::ops::Range<usize>, String)> =
+        lines.iter().flat_map(|line| line.old_marks.iter().map(|r| (r.clone(), String::new()))).collect();
+    edits.extend(invalid.iter().filter_map(|(i, reason)| {
+        lines
+            .get(*i)
+            .map(|line| (line.insert_at..line.insert_at, format!(" INVALID=\"{}\"", xml_attr(reason))))
+    }));
+    edits.sort_by_key(|(r, _)| (r.start, r.end));
+    let mut out = Vec::with_capacity(xml.len() + edits.iter().map(|(_, s)| s.len()).sum::<usize>());
     let mut last = 0;
-    for (at, text) in inserts {
-        out.extend_from_slice(&xml[last..at]);
+    for (range, text) in edits {
+        out.extend_from_slice(&xml[last..range.start]);
         out.extend_from_slice(text.as_bytes());
-        last = at;
+        last = range.end;
     }
     out.extend_from_slice(&xml[last..]);
     Ok(out)
+}
+
+/// The byte ranges in `xml` of the `INVALID` attributes (any case, any prefix) of one start
+/// tag, each from the whitespace character before its name to its closing quote. The
+/// attributes are quick-xml's own (the same parse as the line's), located by where their
+/// borrowed bytes lie in `xml` (`offset_in`).
+fn invalid_attrs(xml: &[u8], tag: &quick_xml::events::BytesStart<'_>) -> Vec<std::ops::Range<usize>> {
+    let offset = |s: &[u8]| offset_in(xml, s);
+    tag.attributes()
+        .flatten()
+        .filter(|a| a.key.local_name().as_ref().eq_ignore_ascii_case("invalid"))
+        .filter_map(|a| {
+            let std::borrow::Cow::Borrowed(value) = a.value else { return None };
+            let key_at = offset(a.key.as_ref().as_bytes())?;
+            let end = offset(value.as_bytes())? + value.len() + 1; // past the closing quote
+            xml.get(end - 1).filter(|q| matches!(q, b'"' | b'\''))?;
+            // With the one space that separates it: the rest is the author's layout, and a
+            // mark inserted later brings its own (so marking twice gives the same text).
+            let space = key_at > 0 && matches!(xml[key_at - 1], b' ' | b'\t' | b'\r' | b'\n');
+            Some(if space { key_at - 1 } else { key_at }..end)
+        })
+        .collect()
+}
+
+/// Where `part`, a slice borrowed from `xml`, starts in it.
+fn offset_in(xml: &[u8], part: &[u8]) -> Option<usize> {
+    (part.as_ptr() as usize).checked_sub(xml.as_ptr() as usize).filter(|at| at + part.len() <= xml.len())
 }
 
 fn xml_attr(s: &str) -> String {
@@ -306,5 +346,76 @@ mod tests {
         assert!(text.contains(r#"<file name="photos.csv" checksum="" checksumhashtype="none"/>"#));
         // The result is still a valid manifest.
         assert_eq!(Manifest::parse(text.as_bytes()).unwrap().entries.len(), 3);
+    }
+
+    /// Found by the `done_manifest` fuzz target (its `contains-invalid-files` seed): a
+    /// `.CONTAINSINVALIDFILES` manifest sent back as `.done` got a second `INVALID` attribute,
+    /// and the rewrite was no longer XML.
+    #[test]
+    fn a_manifest_sent_back_with_its_invalid_marks_is_rewritten_with_only_the_new_ones() {
+        let returned = br#"<manifest>
+  <file name="a.csv" checksum="" checksumhashtype="none" INVALID="no such file in this folder"/>
+  <file name="b.csv" invalid = 'old &amp; stale' checksum="" checksumhashtype="none"></file>
+  <file name="c.csv" checksum="" checksumhashtype="none"/>
+</manifest>"#;
+        let before = Manifest::parse(returned).unwrap();
+        let out =
+            mark_invalid(returned, &[(0, "checksum mismatch".into()), (2, "no such file".into())]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), before, "{text}");
+        assert!(
+            text.contains(
+                r#"<file name="a.csv" checksum="" checksumhashtype="none" INVALID="checksum mismatch"/>"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"<file name="b.csv" checksum="" checksumhashtype="none"></file>"#), "{text}");
+        assert!(
+            text.contains(
+                r#"<file name="c.csv" checksum="" checksumhashtype="none" INVALID="no such file"/>"#
+            )
+        );
+        assert_eq!(text.matches("INVALID").count(), 2, "{text}");
+        // Found by the fuzz target too: an attribute name quick-xml accepts with a `/` in it
+        // (`che/ksum`) hid the old mark from a hand-written tag scanner.
+        let odd = br#"<m><file name="a.csv" che/ksum="" INVALID="old"/></m>"#;
+        let out = String::from_utf8(mark_invalid(odd, &[(0, "new".into())]).unwrap()).unwrap();
+        assert_eq!(out, r#"<m><file name="a.csv" che/ksum="" INVALID="new"/></m>"#);
+        // Marking nothing clears the old marks.
+        let cleared = String::from_utf8(mark_invalid(returned, &[]).unwrap()).unwrap();
+        assert!(!cleared.to_ascii_lowercase().contains("invalid"), "{cleared}");
+    }
+
+    /// Found by the `done_manifest` fuzz target: a manifest saved with a UTF-8 byte-order mark
+    /// (as Windows Notepad saves) had its INVALID marks written three bytes early, into the
+    /// tag before the line (or into the middle of an attribute).
+    #[test]
+    fn a_manifest_with_a_byte_order_mark_is_marked_on_the_right_line() {
+        let xml = "\u{feff}<?xml version=\"1.0\"?><manifest><file name=\"a.csv\"/><file name=\"bcd.csv\"></file></manifest>";
+        let out =
+            String::from_utf8(mark_invalid(xml.as_bytes(), &[(0, "x".into()), (1, "y".into())]).unwrap())
+                .unwrap();
+        assert_eq!(
+            out,
+            "\u{feff}<?xml version=\"1.0\"?><manifest><file name=\"a.csv\" INVALID=\"x\"/><file name=\"bcd.csv\" INVALID=\"y\"></file></manifest>"
+        );
+        let returned = "\u{feff}<m><file name=\"a.csv\" INVALID=\"old\"/></m>";
+        let out = String::from_utf8(mark_invalid(returned.as_bytes(), &[]).unwrap()).unwrap();
+        assert_eq!(out, "\u{feff}<m><file name=\"a.csv\"/></m>");
+        // Two marks: quick-xml skips only the first, and a scan that assumed so went wrong.
+        let twice = "\u{feff}\u{feff}<m><file name=\"a.csv\"/></m>";
+        let out = String::from_utf8(mark_invalid(twice.as_bytes(), &[(0, "x".into())]).unwrap()).unwrap();
+        assert_eq!(out, "\u{feff}\u{feff}<m><file name=\"a.csv\" INVALID=\"x\"/></m>");
+    }
+
+    /// Found by the `done_manifest` fuzz target: a line ending in ` />` gained a space each
+    /// time it was marked again; sent back any number of times, it reads the same.
+    #[test]
+    fn marking_a_marked_manifest_again_gives_the_same_text() {
+        let xml = b"<manifest >\n\t<file\n name = 'a b.csv'\n checksum=' ' checksumhashtype='NONE' />\n</manifest >";
+        let marks = [(0, "no such file in this folder".to_owned())];
+        let once = mark_invalid(xml, &marks).unwrap();
+        assert_eq!(mark_invalid(&once, &marks).unwrap(), once, "{}", String::from_utf8_lossy(&once));
+        assert_eq!(mark_invalid(&once, &[]).unwrap(), xml, "clearing the mark gives back the original");
     }
 }

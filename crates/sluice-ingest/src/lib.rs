@@ -10,4 +10,10 @@ mod zipdir;
 
 pub use jiff::Timestamp;
 pub use run::{ImportError, ImportRequest, Verdict, dry_run, import_file};
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::oneroster::{EntryRead, read_package};
+}
+
 pub use worker::{ApproveError, Ingest, Job, check_timezone, next_run, staging_dir};

@@ -242,105 +242,17 @@ impl PackageRun<'_, '_> {
         &mut self,
         loader: &mut PackageLoader,
     ) -> Result<Result<Vec<(String, PackageMode)>, Vec<Problem>>, ImportError> {
-        let limits = ZipLimits::default();
         let t = self.req.import_type;
-        let file =
-            File::open(self.req.file).map_err(crate::run::io(format!("reading {}", self.req.file_name)))?;
-        let length =
-            file.metadata().map_err(crate::run::io(format!("reading {}", self.req.file_name)))?.len();
-        if length > t.limits.max_file_bytes {
-            return Ok(Err(vec![problem(
-                self.req.file_name,
-                "too_large",
-                format!(
-                    "the package is {length} bytes; type {} accepts at most {} (limits.max_file_bytes)",
-                    t.name, t.limits.max_file_bytes
-                ),
-            )]));
-        }
-        // A second handle for reading the zip's structure by offset (`zipdir`).
-        let raw = file.try_clone().map_err(crate::run::io(format!("reading {}", self.req.file_name)))?;
-        let mut zip = match zip::ZipArchive::new(std::io::BufReader::new(file)) {
-            Ok(z) => z,
-            Err(e) => {
-                return Ok(Err(vec![problem(
-                    self.req.file_name,
-                    "not_a_zip",
-                    format!(
-                        "not a readable zip file ({e}); a OneRoster package is a .zip with manifest.csv and the CSV files at its root"
-                    ),
-                )]));
-            }
-        };
-        let entries = match check_entries(&mut zip, &raw, &limits, length) {
-            Ok(e) => e,
+        let OpenPackage { mut zip, entries, manifest } = match open_package(
+            self.req.file,
+            self.req.file_name,
+            t.limits.max_file_bytes,
+            t.name.as_str(),
+        )? {
+            Ok(p) => p,
             Err(problems) => return Ok(Err(problems)),
         };
-        let Some(manifest_index) = entries.iter().find(|(n, _)| n == "manifest.csv").map(|(_, i)| *i) else {
-            return Ok(Err(vec![problem(
-                "manifest.csv",
-                "missing_manifest",
-                "the package has no manifest.csv at its root; OneRoster 1.1 and 1.2 packages need one (propertyName,value lines naming the version and each file)",
-            )]));
-        };
-        let mut bytes = Vec::new();
-        let read = zip
-            .by_index(manifest_index)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|f| f.take(limits.max_manifest_bytes + 1).read_to_end(&mut bytes));
-        if let Err(e) = read {
-            return Ok(Err(vec![problem("manifest.csv", "unreadable", format!("cannot be read: {e}"))]));
-        }
-        if bytes.len() as u64 > limits.max_manifest_bytes {
-            return Ok(Err(vec![problem(
-                "manifest.csv",
-                "too_large",
-                "is larger than 64 KiB; a manifest is a few lines",
-            )]));
-        }
-        let manifest = match Manifest::parse(&bytes) {
-            Ok(m) => m,
-            Err(list) => {
-                return Ok(Err(list
-                    .into_iter()
-                    .map(|p| Problem {
-                        file: "manifest.csv".into(),
-                        line: p.line,
-                        code: "bad_manifest",
-                        reason: p.problem,
-                    })
-                    .collect()));
-            }
-        };
         let mut problems = Vec::new();
-        for (name, _) in entries.iter().filter(|(n, _)| n != "manifest.csv") {
-            let stem = name.strip_suffix(".csv").unwrap_or("");
-            match oneroster::file_spec(manifest.version, stem) {
-                None => problems.push(problem(
-                    name,
-                    "unexpected_file",
-                    format!("is not a OneRoster {} file; remove it from the zip", manifest.version.as_str()),
-                )),
-                Some(_) if manifest.mode(stem) == FileMode::Absent => problems.push(problem(
-                    name,
-                    "not_in_manifest",
-                    format!("is in the zip but the manifest says file.{stem},absent; mark it bulk or delta, or leave it out"),
-                )),
-                Some(_) => {}
-            }
-        }
-        for (stem, mode) in &manifest.files {
-            if *mode != FileMode::Absent && !entries.iter().any(|(n, _)| *n == format!("{stem}.csv")) {
-                problems.push(problem(
-                    &format!("{stem}.csv"),
-                    "missing_file",
-                    format!("the manifest says file.{stem},{} but the zip has no {stem}.csv", mode.as_str()),
-                ));
-            }
-        }
-        if !problems.is_empty() {
-            return Ok(Err(problems));
-        }
         let referred: HashSet<&str> = oneroster::files(manifest.version)
             .flat_map(|f| f.columns.iter().filter_map(|c| c.refers_to.as_deref()))
             .collect();
@@ -566,6 +478,179 @@ impl PackageRun<'_, '_> {
         }
         Ok(loader.active(&oneroster::record_type(target), id)?)
     }
+}
+
+/// A package whose zip passed every check made before inflating, and whose manifest matches
+/// its entries: (name, index) of each entry.
+struct OpenPackage {
+    zip: zip::ZipArchive<std::io::BufReader<File>>,
+    entries: Vec<(String, usize)>,
+    manifest: Manifest,
+}
+
+/// Opens a package: its size, its zip directory and every entry (`check_entries`, nothing
+/// inflated yet), then its manifest, read and checked against the entries. `Ok(Err(..))`:
+/// the package is unusable.
+fn open_package(
+    path: &std::path::Path,
+    file_name: &str,
+    max_file_bytes: u64,
+    type_name: &str,
+) -> Result<Result<OpenPackage, Vec<Problem>>, ImportError> {
+    let limits = ZipLimits::default();
+    let file = File::open(path).map_err(crate::run::io(format!("reading {}", file_name)))?;
+    let length = file.metadata().map_err(crate::run::io(format!("reading {}", file_name)))?.len();
+    if length > max_file_bytes {
+        return Ok(Err(vec![problem(
+            file_name,
+            "too_large",
+            format!(
+                "the package is {length} bytes; type {} accepts at most {} (limits.max_file_bytes)",
+                type_name, max_file_bytes
+            ),
+        )]));
+    }
+    // A second handle for reading the zip's structure by offset (`zipdir`).
+    let raw = file.try_clone().map_err(crate::run::io(format!("reading {}", file_name)))?;
+    let mut zip = match zip::ZipArchive::new(std::io::BufReader::new(file)) {
+        Ok(z) => z,
+        Err(e) => {
+            return Ok(Err(vec![problem(
+                file_name,
+                "not_a_zip",
+                format!(
+                    "not a readable zip file ({e}); a OneRoster package is a .zip with manifest.csv and the CSV files at its root"
+                ),
+            )]));
+        }
+    };
+    let entries = match check_entries(&mut zip, &raw, &limits, length) {
+        Ok(e) => e,
+        Err(problems) => return Ok(Err(problems)),
+    };
+    let Some(manifest_index) = entries.iter().find(|(n, _)| n == "manifest.csv").map(|(_, i)| *i) else {
+        return Ok(Err(vec![problem(
+            "manifest.csv",
+            "missing_manifest",
+            "the package has no manifest.csv at its root; OneRoster 1.1 and 1.2 packages need one (propertyName,value lines naming the version and each file)",
+        )]));
+    };
+    let mut bytes = Vec::new();
+    let read = zip
+        .by_index(manifest_index)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|f| f.take(limits.max_manifest_bytes + 1).read_to_end(&mut bytes));
+    if let Err(e) = read {
+        return Ok(Err(vec![problem("manifest.csv", "unreadable", format!("cannot be read: {e}"))]));
+    }
+    if bytes.len() as u64 > limits.max_manifest_bytes {
+        return Ok(Err(vec![problem(
+            "manifest.csv",
+            "too_large",
+            "is larger than 64 KiB; a manifest is a few lines",
+        )]));
+    }
+    let manifest = match Manifest::parse(&bytes) {
+        Ok(m) => m,
+        Err(list) => {
+            return Ok(Err(list
+                .into_iter()
+                .map(|p| Problem {
+                    file: "manifest.csv".into(),
+                    line: p.line,
+                    code: "bad_manifest",
+                    reason: p.problem,
+                })
+                .collect()));
+        }
+    };
+    let mut problems = Vec::new();
+    for (name, _) in entries.iter().filter(|(n, _)| n != "manifest.csv") {
+        let stem = name.strip_suffix(".csv").unwrap_or("");
+        match oneroster::file_spec(manifest.version, stem) {
+                None => problems.push(problem(
+                    name,
+                    "unexpected_file",
+                    format!("is not a OneRoster {} file; remove it from the zip", manifest.version.as_str()),
+                )),
+                Some(_) if manifest.mode(stem) == FileMode::Absent => problems.push(problem(
+                    name,
+                    "not_in_manifest",
+                    format!("is in the zip but the manifest says file.{stem},absent; mark it bulk or delta, or leave it out"),
+                )),
+                Some(_) => {}
+            }
+    }
+    for (stem, mode) in &manifest.files {
+        if *mode != FileMode::Absent && !entries.iter().any(|(n, _)| *n == format!("{stem}.csv")) {
+            problems.push(problem(
+                &format!("{stem}.csv"),
+                "missing_file",
+                format!("the manifest says file.{stem},{} but the zip has no {stem}.csv", mode.as_str()),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Ok(Err(problems));
+    }
+    Ok(Ok(OpenPackage { zip, entries, manifest }))
+}
+
+/// What reading one file of a package inflated, against what its zip entry declared.
+#[derive(Debug)]
+pub struct EntryRead {
+    pub name: String,
+    pub declared: u64,
+    pub inflated: u64,
+}
+
+/// Reads a package as an import does, without a store, for the fuzz targets in `fuzz/`:
+/// `open_package` (every check made before inflating, then the manifest), then each file the
+/// manifest lists, checked row by row by `parse_file` and inflated once more through
+/// `open_csv` to measure what the guard let through. `Err`: the problems that refuse it.
+pub fn read_package(path: &std::path::Path) -> Result<Vec<EntryRead>, Vec<String>> {
+    let limits = sluice_core::import::types::Limits::default();
+    let say = |p: Problem| format!("{} ({}): {}", p.file, p.code, p.reason);
+    let OpenPackage { mut zip, entries, manifest } =
+        match open_package(path, "package.zip", limits.max_file_bytes, "oneroster") {
+            Ok(Ok(p)) => p,
+            Ok(Err(problems)) => return Err(problems.into_iter().map(say).collect()),
+            Err(e) => return Err(vec![e.to_string()]),
+        };
+    let mut read = Vec::new();
+    let mut problems = Vec::new();
+    for spec in oneroster::files(manifest.version) {
+        let mode = manifest.mode(&spec.name);
+        let name = spec.file_name();
+        let Some(index) = entries.iter().find(|(n, _)| *n == name).map(|(_, i)| *i) else {
+            continue;
+        };
+        if mode == FileMode::Absent {
+            continue;
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Parsed>(4);
+        // Spawned and joined rather than scoped: a scope ends when the closure returns, before
+        // the thread has run its thread-local destructors, which the fuzzer's leak check then
+        // reports (glibc's `__cxa_thread_atexit_impl` list); `join` waits for the thread's end.
+        let owned = path.to_path_buf();
+        let max_row_bytes = limits.max_row_bytes;
+        let parser = std::thread::spawn(move || parse_file(&owned, index, spec, mode, max_row_bytes, tx));
+        for message in rx {
+            if let Parsed::Problem(p) = message {
+                problems.push(say(p.named(&name)));
+            }
+        }
+        if parser.join().is_err() {
+            problems.push(format!("{name}: the parser panicked"));
+        }
+        let declared = zip.by_index_raw(index).map(|e| e.size()).map_err(|e| vec![e.to_string()])?;
+        let mut csv =
+            open_csv(&mut zip, index, limits.max_row_bytes).map_err(|p| vec![say(p.named(&name))])?;
+        let mut rec = Record::default();
+        while let Ok(true) = csv.read(&mut rec) {}
+        read.push(EntryRead { name, declared, inflated: csv.bytes_read() });
+    }
+    if problems.is_empty() { Ok(read) } else { Err(problems) }
 }
 
 /// What the parsing thread hands the loading one.
@@ -895,5 +980,58 @@ impl<R: Read> Read for Guarded<R> {
         }
         self.left -= n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn zip_of(entries: &[(&str, &str)]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts =
+            zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (name, data) in entries {
+            w.start_file(*name, opts).unwrap();
+            w.write_all(data.as_bytes()).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn manifest_with_orgs() -> String {
+        let mut m = String::from("propertyName,value\nmanifest.version,1.0\noneroster.version,1.2\n");
+        for f in oneroster::files(oneroster::Version::V1_2) {
+            let mode = if f.name == "orgs" { "bulk" } else { "absent" };
+            m.push_str(&format!("file.{},{mode}\n", f.name));
+        }
+        m
+    }
+
+    /// The fuzz target's entry point reads what an import reads: a good package file by
+    /// file, each inflated to exactly its declared size; a package an import refuses, refused.
+    #[test]
+    fn read_package_reads_every_listed_file_and_refuses_what_an_import_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("package.zip");
+        let orgs = "sourcedId,status,dateLastModified,name,type,identifier,parentSourcedId\n\
+                    s1,,,Lincoln High,school,LHS,d1\nd1,,,Springfield District,district,SD,\n";
+        std::fs::write(&path, zip_of(&[("manifest.csv", &manifest_with_orgs()), ("orgs.csv", orgs)]))
+            .unwrap();
+        let read = read_package(&path).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(
+            (read[0].name.as_str(), read[0].declared, read[0].inflated),
+            ("orgs.csv", orgs.len() as u64, orgs.len() as u64)
+        );
+
+        let bad_header = zip_of(&[("manifest.csv", &manifest_with_orgs()), ("orgs.csv", "id,name\n1,x\n")]);
+        std::fs::write(&path, bad_header).unwrap();
+        let problems = read_package(&path).unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with("orgs.csv (bad_header)")), "{problems:?}");
+
+        std::fs::write(&path, zip_of(&[("orgs.csv", orgs)])).unwrap();
+        let problems = read_package(&path).unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("missing_manifest")), "{problems:?}");
     }
 }

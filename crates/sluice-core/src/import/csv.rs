@@ -160,8 +160,7 @@ impl<R: Read> CsvReader<R> {
                     if !any {
                         return Ok(false);
                     }
-                    rec.end_field();
-                    return Ok(true);
+                    return self.end_record(rec);
                 }
                 let b = self.text[self.pos];
                 self.pos += 1;
@@ -255,14 +254,19 @@ impl<R: Read> CsvReader<R> {
                     if !any {
                         break; // a blank line: skip it
                     }
-                    rec.end_field();
-                    if rec.len() > self.max_fields {
-                        return Err(CsvError::TooManyFields { line: rec.line, max: self.max_fields });
-                    }
-                    return Ok(true);
+                    return self.end_record(rec);
                 }
             }
         }
+    }
+
+    /// Ends the last field of a record, at a line end or at the end of the file alike.
+    fn end_record(&self, rec: &mut Record) -> Result<bool, CsvError> {
+        rec.end_field();
+        if rec.len() > self.max_fields {
+            return Err(CsvError::TooManyFields { line: rec.line, max: self.max_fields });
+        }
+        Ok(true)
     }
 }
 
@@ -289,6 +293,28 @@ mod tests {
         let rows = parse(b"a,b,c\r\n1,\"x, y\",\"say \"\"hi\"\"\"\r\n2,,\n").unwrap();
         assert_eq!(fields(&rows), [vec!["a", "b", "c"], vec!["1", "x, y", "say \"hi\""], vec!["2", "", ""]]);
         assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    /// Found by the `csv_reader` fuzz target: a last line without a line end was not held to
+    /// the field bound (it could hold one field more than `max_fields`; minimised: `,,,,,,,,`
+    /// with a bound of 8).
+    #[test]
+    fn the_field_bound_holds_on_a_last_line_without_a_line_end() {
+        for input in [&b"a,b,c"[..], b"x\na,b,c", b"a,b,\"c\"", b"a,b,"] {
+            let mut r = CsvReader::new(input, 1 << 20, 2);
+            let mut rec = Record::default();
+            let err = loop {
+                match r.read(&mut rec) {
+                    Ok(true) => assert!(rec.len() <= 2, "{} fields from {input:?}", rec.len()),
+                    Ok(false) => panic!("{input:?} was read whole"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(err, CsvError::TooManyFields { max: 2, .. }), "{input:?}: {err}");
+        }
+        let mut r = CsvReader::new(&b"a,b"[..], 1 << 20, 2);
+        let mut rec = Record::default();
+        assert!(r.read(&mut rec).unwrap() && rec.len() == 2, "two fields are within the bound");
     }
 
     #[test]
