@@ -92,20 +92,38 @@ async fn deeply_pipelined_reads_do_not_stall() {
 #[tokio::test]
 async fn login_grace_unauthenticated_and_session_limits() {
     let server = Server::start_with(&[
-        ("SLUICE_SFTP_LOGIN_GRACE_SECS", "1"),
+        ("SLUICE_SFTP_LOGIN_GRACE_SECS", "3"),
         ("SLUICE_SFTP_MAX_UNAUTHENTICATED_PER_IP", "2"),
         ("SLUICE_SFTP_MAX_SESSIONS_PER_TENANT", "1"),
     ]);
     server.tenant("acme", "pw");
-    // Two idle TCP connections use up this address's unauthenticated slots...
+    // Two idle TCP connections take this address's unauthenticated slots...
     let mut idle1 = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
-    let _idle2 = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let idle2 = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // ...so a third is closed at once, before any banner.
+    // ...so a third waits for one, hearing nothing meanwhile (a burst from one address, such as
+    // a school's NAT, waits its turn rather than being refused).
     let mut third = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await.unwrap().unwrap_or(0);
-    assert_eq!(n, 0, "third unauthenticated connection should be closed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await.is_err(),
+        "the third connection was answered before a slot was free"
+    );
+    // Beyond the slots and a few waiting per slot (2 + 2 x 4), a connection is closed at once.
+    let mut waiting = Vec::new();
+    for _ in 0..7 {
+        waiting.push(tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut refused = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(2), refused.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0, "the eleventh unauthenticated connection should be closed at once");
+    assert!(server.wait_for_log("are logging in or waiting to", Duration::from_secs(5)));
+    drop(waiting);
+    // A slot comes free: the waiting connection is answered.
+    drop(idle2);
+    let n = tokio::time::timeout(Duration::from_secs(2), third.read(&mut buf)).await.unwrap().unwrap();
+    assert!(buf[..n].starts_with(b"SSH-2.0-sluice"), "{:?}", String::from_utf8_lossy(&buf[..n]));
     // The login grace time disconnects the idle ones.
     let start = Instant::now();
     let mut total = Vec::new();
@@ -120,6 +138,7 @@ async fn login_grace_unauthenticated_and_session_limits() {
     assert!(total.starts_with(b"SSH-2.0-sluice"));
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(server.wait_for_log("not authenticated within", Duration::from_secs(5)));
+    drop(third);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // One session per tenant: the second login is refused while the first is open.
