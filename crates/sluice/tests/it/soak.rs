@@ -45,14 +45,16 @@ fn raise_own_file_limit(n: u64) {
     }
 }
 
-/// 200 sessions each upload for about four seconds (twice the login grace) in small paced
+/// 200 sessions each upload for about eight seconds (twice the login grace) in small paced
 /// writes; 50 more are cut off mid-upload and 20 mid-download. Every finished upload
 /// arrives intact and is recorded once; nothing of the cut ones stays behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_and_dropped_sessions_leave_nothing_behind() {
     raise_own_file_limit(8192);
     let server = Server::start_with(&[
-        ("SLUICE_SFTP_LOGIN_GRACE_SECS", "2"),
+        // Short enough to be outlived, long enough for 270 key logins at once on two busy
+        // cores (a login that misses it is cut off and reads as a failed authentication).
+        ("SLUICE_SFTP_LOGIN_GRACE_SECS", "4"),
         ("SLUICE_SFTP_MAX_SESSIONS_PER_TENANT", "400"),
         ("SLUICE_SFTP_MAX_UNAUTHENTICATED_PER_IP", "400"),
     ]);
@@ -75,7 +77,7 @@ async fn held_and_dropped_sessions_leave_nothing_behind() {
             for chunk in data.chunks(8192) {
                 f.write_all(chunk).await.unwrap();
                 f.flush().await.unwrap();
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
             f.shutdown().await.unwrap();
             drop(f);
