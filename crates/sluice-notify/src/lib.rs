@@ -134,7 +134,14 @@ impl Notifier {
                 let tenant = self.store.require_tenant(&d.tenant).map_err(|e| e.to_string())?;
                 let secret = tenant.webhook.map(|(_, s)| s).unwrap_or_default();
                 let body = message::webhook_body(d.id, &import, &errors);
-                webhook::post(&self.smtp.tls, &d.target, &secret, d.id, &body, self.allow_private_webhooks)
+                webhook::post(
+                    &self.smtp.tls.client,
+                    &d.target,
+                    &secret,
+                    d.id,
+                    &body,
+                    self.allow_private_webhooks,
+                )
             }
         }
     }

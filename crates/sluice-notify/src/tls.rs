@@ -1,5 +1,5 @@
-//! TLS for the notifier's connections (SMTP STARTTLS or TLS, https webhooks): rustls with the
-//! Mozilla roots, plus an operator's own CA file for private relays.
+//! TLS for the notifier's connections (SMTP STARTTLS or TLS through lettre, https webhooks):
+//! rustls with the Mozilla roots, plus an operator's own CA file for private relays.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -9,26 +9,42 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A client configuration trusting the public roots and, if given, the certificates in
-/// `extra_ca` (PEM).
-pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+/// What the notifier's TLS connections trust: the public roots and the operator's own CA
+/// certificates, read once from `[notifications] ca_file`. SMTP (lettre) is given the extra
+/// roots, webhooks the client configuration built from the same certificates.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub client: Arc<ClientConfig>,
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+/// The trust of the public roots and, if given, the certificates in `extra_ca` (PEM).
+pub fn trust(extra_ca: Option<&Path>) -> Result<Trust, String> {
+    let mut extra_roots = Vec::new();
     if let Some(path) = extra_ca {
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         for cert in certs {
-            let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-            roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+            extra_roots.push(cert.map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        if extra_roots.is_empty() {
+            return Err(format!("{} holds no PEM certificate", path.display()));
         }
     }
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in &extra_roots {
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("{}: {e}", extra_ca.map(|p| p.display().to_string()).unwrap_or_default()))?;
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let client = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(Trust { client: Arc::new(client), extra_roots })
 }
 
 /// A connection, plain or TLS, read and written the same way.

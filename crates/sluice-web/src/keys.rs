@@ -1,11 +1,9 @@
 //! API key tokens: `slk_` and 64 hex digits (256 random bits from the OS), stored as a SHA-256.
 
-use std::io::Read;
-
 /// A new token, its displayable prefix and its hash.
 pub fn generate() -> std::io::Result<(String, String, String)> {
     let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
     let token = format!("slk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
     let prefix = token[..12].to_owned();
     let hash = hash(&token);

@@ -122,6 +122,9 @@ smtp_port = 25
 smtp_security = "none"
 smtp_username = ""
 smtp_password = ""
+# Send smtp_username/smtp_password although smtp_security = "none" (the password crosses the
+# network readable by anyone on the path): only for a relay on a trusted network.
+smtp_plaintext_auth = false
 from = "sluice@localhost"
 # A PEM file of certificate authorities to trust beside the public ones (a private relay's,
 # or a webhook receiver's). "" = the public roots only.
@@ -304,6 +307,7 @@ pub struct NotificationsConfig {
     pub smtp_security: String,
     pub smtp_username: String,
     pub smtp_password: String,
+    pub smtp_plaintext_auth: bool,
     pub from: String,
     pub ca_file: String,
     pub allow_private_webhooks: bool,
@@ -320,17 +324,24 @@ impl NotificationsConfig {
         if !sluice_notify::valid_address(&self.from) {
             bail!("[notifications] from = {:?} is not an email address", self.from);
         }
+        if !self.smtp_username.is_empty()
+            && security == sluice_notify::SmtpSecurity::None
+            && !self.smtp_plaintext_auth
+        {
+            bail!(
+                "[notifications] smtp_username is set but smtp_security = \"none\": the password would cross the network in clear text. Use smtp_security = \"starttls\" (port 587) or \"tls\" (port 465), or set smtp_plaintext_auth = true for a relay on a trusted network"
+            );
+        }
         Ok(sluice_notify::SmtpConfig {
             host: self.smtp_host.clone(),
             port: self.smtp_port,
             security,
             username: self.smtp_username.clone(),
             password: self.smtp_password.clone(),
+            plaintext_auth: self.smtp_plaintext_auth,
             from: self.from.clone(),
-            tls: sluice_notify::tls::client_config(
-                (!self.ca_file.is_empty()).then(|| Path::new(&self.ca_file)),
-            )
-            .map_err(|e| anyhow::anyhow!("[notifications] ca_file: {e}"))?,
+            tls: sluice_notify::tls::trust((!self.ca_file.is_empty()).then(|| Path::new(&self.ca_file)))
+                .map_err(|e| anyhow::anyhow!("[notifications] ca_file: {e}"))?,
         })
     }
 }

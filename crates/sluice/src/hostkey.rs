@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use russh::keys::PrivateKey;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::ssh_key::private::Ed25519Keypair;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -16,9 +16,9 @@ pub fn load_or_generate(path: &Path) -> Result<PrivateKey> {
             .with_context(|| format!("host key {} is not an OpenSSH private key", path.display()));
     }
     let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut seed))
-        .context("cannot read /dev/urandom to generate the host key")?;
+    getrandom::fill(&mut seed)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cannot get random bytes from the operating system to generate the host key")?;
     let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
     let text = key.to_openssh(LineEnding::LF).context("cannot encode the host key")?;
     let mut file = std::fs::OpenOptions::new()

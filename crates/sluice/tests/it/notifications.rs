@@ -276,3 +276,31 @@ fn a_webhook_url_embedding_a_private_address_is_refused_when_saved() {
     assert!(allowed.status.success(), "{}", output_text(&allowed));
     assert_eq!(saved(), "http://[64:ff9b::7f00:1]/hook");
 }
+
+/// An SMTP user name with `smtp_security = "none"` would send the password in clear text:
+/// the configuration is refused (exit 2, saying what to change) unless the operator opts in.
+#[test]
+fn an_smtp_password_is_not_sent_unencrypted_unless_the_operator_says_so() {
+    let server = Server::start();
+    let plain = [
+        ("SLUICE_NOTIFICATIONS_SMTP_HOST", "127.0.0.1"),
+        ("SLUICE_NOTIFICATIONS_SMTP_USERNAME", "mailer"),
+        ("SLUICE_NOTIFICATIONS_SMTP_PASSWORD", "smtp-secret-7"),
+    ];
+    let refused = server.cli_with_env(&["tenant", "list"], &plain);
+    assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
+    let text = output_text(&refused);
+    assert!(
+        text.contains("clear text") && text.contains("starttls") && text.contains("smtp_plaintext_auth"),
+        "{text}"
+    );
+    assert!(!text.contains("smtp-secret-7"), "the password is never printed: {text}");
+    let mut opted_in = plain.to_vec();
+    opted_in.push(("SLUICE_NOTIFICATIONS_SMTP_PLAINTEXT_AUTH", "true"));
+    let allowed = server.cli_with_env(&["tenant", "list"], &opted_in);
+    assert!(allowed.status.success(), "{}", output_text(&allowed));
+    let mut encrypted = plain.to_vec();
+    encrypted.push(("SLUICE_NOTIFICATIONS_SMTP_SECURITY", "starttls"));
+    let allowed = server.cli_with_env(&["tenant", "list"], &encrypted);
+    assert!(allowed.status.success(), "{}", output_text(&allowed));
+}
