@@ -3,13 +3,17 @@
 //! same record always stores, and hashes, the same way.
 
 use super::csv::Record;
-use super::types::{ColumnKind, ImportType};
+use super::types::{ColumnKind, ImportType, Strictness};
 use std::borrow::Cow;
 
 /// One rejected value (or row), as reported to the tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RowError {
     pub line: u64,
+    /// The record's key (its key columns joined by `+`) and name, when the row has them:
+    /// a data manager finds the record without the original file.
+    pub key: String,
+    pub name: String,
     pub column: String,
     pub code: &'static str,
     pub reason: String,
@@ -26,6 +30,97 @@ pub enum HeaderError {
     Duplicate { column: String, first: String, second: String },
     #[error("the header has {found} columns; type {type_name:?} allows at most {max}")]
     TooManyColumns { found: usize, max: usize, type_name: String },
+    #[error(
+        "column {position} of the header has no name (strict reading; trailing empty columns are ignored when lenient)"
+    )]
+    EmptyName { position: usize },
+}
+
+/// What lenient reading accepted and normalised, grouped per column and kind, for warnings
+/// such as "users.csv:enabledUser: `TRUE` read as `true`, 6 rows". The groups are few (a
+/// column times a kind), whatever the number of rows.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Notes {
+    groups: Vec<NoteGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct NoteGroup {
+    /// `users.csv:enabledUser`, or a file's name for what concerns the whole file.
+    place: String,
+    kind: &'static str,
+    /// (first value as written, as read), or what was done for a file-level note.
+    text: String,
+    rows: u64,
+    varied: bool,
+}
+
+fn shown(v: &str) -> String {
+    let short: String = v.chars().take(40).collect();
+    if short.len() < v.len() { format!("{short}...") } else { short }
+}
+
+impl Notes {
+    /// A value read as something else (`TRUE` as `true`).
+    pub fn value(&mut self, place: &str, kind: &'static str, from: &str, to: &str) {
+        let text = format!("`{}` read as `{}`", shown(from), shown(to));
+        self.add(place, kind, text);
+    }
+
+    /// Something done to a row or a file (an empty row skipped, a `sep=` line read).
+    pub fn other(&mut self, place: &str, kind: &'static str, text: impl Into<String>) {
+        self.add(place, kind, text.into());
+    }
+
+    /// Something about the file as a whole (its header, its first line): no row count.
+    pub fn once(&mut self, place: &str, kind: &'static str, text: impl Into<String>) {
+        if !self.groups.iter().any(|g| g.place == place && g.kind == kind) {
+            let text = text.into();
+            self.groups.push(NoteGroup { place: place.to_owned(), kind, text, rows: 0, varied: false });
+        }
+    }
+
+    fn add(&mut self, place: &str, kind: &'static str, text: String) {
+        match self.groups.iter_mut().find(|g| g.place == place && g.kind == kind) {
+            Some(g) => {
+                g.rows += 1;
+                g.varied |= g.text != text;
+            }
+            None => self.groups.push(NoteGroup { place: place.to_owned(), kind, text, rows: 1, varied: false }),
+        }
+    }
+
+    pub fn merge(&mut self, other: Notes) {
+        for g in other.groups {
+            match self.groups.iter_mut().find(|m| m.place == g.place && m.kind == g.kind) {
+                Some(m) => {
+                    m.rows += g.rows;
+                    m.varied |= g.varied || m.text != g.text;
+                }
+                None => self.groups.push(g),
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// One warning per group.
+    pub fn warnings(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .map(|g| {
+                let similar = if g.varied { " (and similar)" } else { "" };
+                let rows = match g.rows {
+                    0 => String::new(),
+                    1 => ", 1 row".to_owned(),
+                    n => format!(", {n} rows"),
+                };
+                format!("{}: {}{similar}{rows}", g.place, g.text)
+            })
+            .collect()
+    }
 }
 
 /// One row's normalised values, in the type's column order, in one reused buffer (no
@@ -73,12 +168,24 @@ pub struct HeaderMap {
     /// `positions[i]` is the file field holding type column `i`.
     positions: Vec<Option<usize>>,
     width: usize,
+    /// Lenient: rows may carry empty fields past `width` (trailing empty columns).
+    lenient: bool,
+    /// The file's name, for notes.
+    file: String,
     /// File columns the type does not know: reported as warnings and ignored.
     pub unknown: Vec<String>,
 }
 
 impl HeaderMap {
-    pub fn new(t: &ImportType, header: &Record) -> Result<Self, Vec<HeaderError>> {
+    /// Maps a header. Lenient: empty names at the end of the header (a spreadsheet's
+    /// trailing empty columns) are left out, with a note; strict: an empty name is an error.
+    pub fn new(
+        t: &ImportType,
+        header: &Record,
+        strictness: Strictness,
+        file: &str,
+        notes: &mut Notes,
+    ) -> Result<Self, Vec<HeaderError>> {
         if header.len() > t.limits.max_columns {
             return Err(vec![HeaderError::TooManyColumns {
                 found: header.len(),
@@ -89,8 +196,22 @@ impl HeaderMap {
         let mut positions: Vec<Option<usize>> = vec![None; t.columns.len()];
         let mut errors = Vec::new();
         let mut unknown = Vec::new();
-        for (i, raw) in header.iter().enumerate() {
+        let lenient = !strictness.is_strict();
+        let named = |f: &str| !f.trim().trim_start_matches('\u{feff}').is_empty();
+        let mut width = header.len();
+        if lenient {
+            width = (0..header.len()).rev().find(|&i| named(header.get(i).unwrap_or(""))).map_or(0, |i| i + 1);
+            if width < header.len() {
+                let n = header.len() - width;
+                notes.once(file, "trailing_columns", format!("{n} empty column(s) at the end of the header ignored"));
+            }
+        }
+        for (i, raw) in header.iter().enumerate().take(width) {
             let name = raw.trim().trim_start_matches('\u{feff}');
+            if name.is_empty() && !lenient {
+                errors.push(HeaderError::EmptyName { position: i + 1 });
+                continue;
+            }
             let found = t.columns.iter().position(|c| {
                 if t.exact_headers {
                     c.name == name
@@ -130,7 +251,29 @@ impl HeaderMap {
                 errors.push(HeaderError::MissingRequired { column: col.name.clone(), hint });
             }
         }
-        if errors.is_empty() { Ok(Self { positions, width: header.len(), unknown }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self { positions, width, lenient, file: file.to_owned(), unknown })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The file's name, as notes name it.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The record a row is about, for error reports: its key columns as written (joined by
+    /// `+`) and, for a type of people, the person's first and last name.
+    pub fn describe(&self, t: &ImportType, rec: &Record) -> (String, String) {
+        let raw = |c: usize| self.positions[c].and_then(|p| rec.get(p)).unwrap_or("").trim();
+        let short = |s: &str| s.chars().take(200).collect::<String>();
+        let key: Vec<&str> = t.key.iter().map(|&k| raw(k)).collect();
+        let key = if key.iter().all(|k| k.is_empty()) { String::new() } else { key.join("+") };
+        let name = t.person.as_ref().map_or(String::new(), |p| {
+            format!("{} {}", raw(p.first_name), raw(p.last_name)).trim().to_owned()
+        });
+        (short(&key), short(&name))
     }
 
     /// Checks one record, writing the normalised values (in the type's column order) into
@@ -141,15 +284,20 @@ impl HeaderMap {
         rec: &Record,
         values: &mut Values,
         errors: &mut Vec<RowError>,
+        notes: &mut Notes,
     ) -> bool {
         values.clear();
-        if rec.len() != self.width {
+        let extra_empty = rec.len() > self.width && rec.iter().skip(self.width).all(|f| f.trim().is_empty());
+        if self.lenient && extra_empty {
+            notes.other(&self.file, "trailing_fields", "empty fields past the header's last column ignored");
+        } else if rec.len() != self.width {
             errors.push(RowError {
                 line: rec.line,
                 column: String::new(),
                 code: "field_count",
                 reason: format!("expected {} fields like the header, found {}", self.width, rec.len()),
                 value: String::new(),
+                ..Default::default()
             });
             return false;
         }
@@ -183,7 +331,14 @@ impl HeaderMap {
 }
 
 fn row_error(line: u64, column: &str, code: &'static str, reason: String, value: &str) -> RowError {
-    RowError { line, column: column.to_owned(), code, reason, value: value.chars().take(200).collect() }
+    RowError {
+        line,
+        column: column.to_owned(),
+        code,
+        reason,
+        value: value.chars().take(200).collect(),
+        ..Default::default()
+    }
 }
 
 /// Validates and normalises one non-empty, trimmed value (borrowed when already normal).
