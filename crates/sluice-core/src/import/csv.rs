@@ -548,4 +548,95 @@ mod tests {
         assert!(r.bytes_read() < 2 << 20, "read {} bytes", r.bytes_read());
         assert!(rec.buf.capacity() < 2 << 20);
     }
+
+    fn parse_with(input: &[u8], block: usize) -> (Vec<Vec<String>>, Option<Delimiter>, Option<Delimiter>) {
+        struct Blocks<'a>(&'a [u8], usize);
+        impl Read for Blocks<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = CsvReader::new(Blocks(input, block), 1 << 20, 1000);
+        let mut rec = Record::default();
+        let mut out = Vec::new();
+        while r.read(&mut rec).unwrap() {
+            out.push(rec.iter().map(str::to_owned).collect());
+        }
+        (out, r.delimiter(), r.sep_line())
+    }
+
+    /// As SIS systems write them: PowerSchool AutoSend (tabs, CR-LF, no quotes, commas in
+    /// names), European Excel (BOM, `sep=;`, semicolons), pipes; any block size.
+    #[test]
+    fn the_delimiter_is_detected_from_the_header_line_or_a_sep_line() {
+        for block in [1, 2, 3, 5, 64, 1 << 16] {
+            let (rows, d, sep) = parse_with(b"Student_Number\tLast_Name\r\n1\tLee, Jr.\r\n", block);
+            assert_eq!((d, sep), (Some(Delimiter::Tab), None));
+            assert_eq!(rows, [vec!["Student_Number", "Last_Name"], vec!["1", "Lee, Jr."]]);
+            let excel = "\u{feff}sep=;\r\nid;name\r\n1;Zoë, A\r\n";
+            let (rows, d, sep) = parse_with(excel.as_bytes(), block);
+            assert_eq!((d, sep), (Some(Delimiter::Semicolon), Some(Delimiter::Semicolon)));
+            assert_eq!(rows, [vec!["id", "name"], vec!["1", "Zoë, A"]]);
+            let (rows, d, _) = parse_with(b"id|name|note\n1|Ann|\"a|b\"\n", block);
+            assert_eq!(d, Some(Delimiter::Pipe));
+            assert_eq!(rows[1], ["1", "Ann", "a|b"]);
+            // Quotes are respected: the commas inside the quoted names do not count.
+            let (_, d, _) = parse_with(b"\"a,b,c\";\"d,e\";f\n", block);
+            assert_eq!(d, Some(Delimiter::Semicolon));
+            // One column, or a tie: a comma.
+            assert_eq!(parse_with(b"id\n1\n", block).1, Some(Delimiter::Comma));
+            assert_eq!(parse_with(b"a,b;c\n", block).1, Some(Delimiter::Comma));
+            // A sep= line names a delimiter sluice reads, or it is the header.
+            let (rows, d, sep) = parse_with(b"sep=:\na\n", block);
+            assert_eq!((rows[0][0].as_str(), d, sep), ("sep=:", Some(Delimiter::Comma), None));
+        }
+        // Lines are counted from the file: the sep= line is line 1.
+        let mut r = CsvReader::new(&b"sep=;\nid;name\n1;Ann\n"[..], 1 << 20, 10);
+        let mut rec = Record::default();
+        assert!(r.read(&mut rec).unwrap());
+        assert_eq!(rec.line, 2);
+        // Fixed by the caller: the header is not looked at.
+        let mut r = CsvReader::new(&b"a\tb\n"[..], 1 << 20, 10).with_delimiter(Some(Delimiter::Comma));
+        assert!(r.read(&mut rec).unwrap());
+        assert_eq!((rec.len(), r.delimiter()), (1, Some(Delimiter::Comma)));
+        assert_eq!(Delimiter::parse("\t"), Some(Delimiter::Tab));
+        assert_eq!(Delimiter::parse("semicolon"), Some(Delimiter::Semicolon));
+        assert_eq!(Delimiter::parse("colon"), None);
+    }
+
+    /// A file that turns from UTF-8 to Latin-1 half way is refused at the line of the first
+    /// bad byte, whatever the block size.
+    #[test]
+    fn an_encoding_error_names_its_line() {
+        let mut file = b"id,name\r\n".to_vec();
+        for i in 1..3000 {
+            file.extend_from_slice(format!("{i},Zoë\r\n").as_bytes());
+        }
+        file.extend_from_slice(b"3000,Jos\xe9\r\n3001,Ann\r\n");
+        for block in [7, 4096, 1 << 16] {
+            struct Blocks<'a>(&'a [u8], usize);
+            impl Read for Blocks<'_> {
+                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                    let n = self.0.len().min(self.1).min(buf.len());
+                    buf[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let mut r = CsvReader::new(Blocks(&file, block), 1 << 20, 10);
+            let mut rec = Record::default();
+            let err = loop {
+                match r.read(&mut rec) {
+                    Ok(true) => {}
+                    Ok(false) => panic!("read to the end"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(err, CsvError::Decode { line: 3001, .. }), "block {block}: {err}");
+            assert!(err.to_string().starts_with("line 3001: invalid UTF-8"), "{err}");
+        }
+    }
 }

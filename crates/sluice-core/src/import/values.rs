@@ -652,4 +652,97 @@ mod tests {
             Ok("=HYPERLINK(\"x\")".into())
         );
     }
+
+    fn students() -> ImportType {
+        let text = r#"
+[[type]]
+name = "students"
+key = ["sisId"]
+mode = "mirror"
+person = { role = "student", id = "sisId", first_name = "firstName", last_name = "lastName" }
+[[type.column]]
+name = "sisId"
+required = true
+kind = "id"
+[[type.column]]
+name = "firstName"
+required = true
+kind = "text"
+[[type.column]]
+name = "lastName"
+required = true
+kind = "text"
+[[type.column]]
+name = "birthDate"
+kind = "date"
+"#;
+        crate::import::ImportTypes::parse(&[("t.toml".into(), text.into())]).unwrap().get("students").unwrap().clone()
+    }
+
+    fn record(fields: &[&str], line: u64) -> Record {
+        let text = format!("{}\n", fields.join(";"));
+        let mut r = crate::import::CsvReader::new(text.as_bytes(), 1 << 16, 100)
+            .with_delimiter(Some(crate::import::Delimiter::Semicolon));
+        let mut rec = Record::default();
+        assert!(r.read(&mut rec).unwrap());
+        rec.line = line;
+        rec
+    }
+
+    /// A spreadsheet's trailing empty columns: ignored and noted when lenient, refused when
+    /// strict; rows that carry them load either way only when lenient. Errors name the record.
+    #[test]
+    fn trailing_empty_columns_are_lenient_only_and_errors_name_their_record() {
+        let t = students();
+        let header = record(&["sisId", "firstName", "lastName", "birthDate", "", ""], 1);
+        let mut notes = Notes::default();
+        let map = HeaderMap::new(&t, &header, Strictness::Lenient, "students.csv", &mut notes).unwrap();
+        assert!(map.unknown.is_empty(), "{:?}", map.unknown);
+        let (mut values, mut errors) = (Values::default(), Vec::new());
+        for line in 2..5 {
+            let row = record(&["S1", "Zoë", "Núñez", "2010-01-02", "", ""], line);
+            assert!(map.check(&t, &row, &mut values, &mut errors, &mut notes), "{errors:?}");
+        }
+        let short = record(&["S1", "Zoë", "Núñez", "2010-01-02"], 5);
+        assert!(map.check(&t, &short, &mut values, &mut errors, &mut notes), "{errors:?}");
+        assert_eq!(
+            notes.warnings(),
+            [
+                "students.csv: 2 empty column(s) at the end of the header ignored",
+                "students.csv: empty fields past the header's last column ignored, 3 rows",
+            ]
+        );
+        let bad = record(&["S2", "Zoë", "Núñez", "31.02.2012", "x", ""], 6);
+        assert!(!map.check(&t, &bad, &mut values, &mut errors, &mut notes));
+        assert_eq!(errors[0].code, "field_count");
+        assert_eq!(map.describe(&t, &bad), ("S2".to_owned(), "Zoë Núñez".to_owned()));
+
+        let mut strict_notes = Notes::default();
+        let refused = HeaderMap::new(&t, &header, Strictness::Strict, "students.csv", &mut strict_notes);
+        assert_eq!(
+            refused.unwrap_err(),
+            [HeaderError::EmptyName { position: 5 }, HeaderError::EmptyName { position: 6 }]
+        );
+        assert!(strict_notes.is_empty());
+    }
+
+    #[test]
+    fn notes_group_per_place_and_kind_whatever_the_rows() {
+        let mut notes = Notes::default();
+        for _ in 0..100_000 {
+            notes.value("users.csv:enabledUser", "letter_case", "TRUE", "true");
+        }
+        notes.value("users.csv:enabledUser", "letter_case", "False", "false");
+        notes.value("users.csv:role", "letter_case", "Student", "student");
+        let mut other = Notes::default();
+        other.value("users.csv:role", "letter_case", "Student", "student");
+        notes.merge(other);
+        assert_eq!(
+            notes.warnings(),
+            [
+                "users.csv:enabledUser: `TRUE` read as `true` (and similar), 100001 rows",
+                "users.csv:role: `Student` read as `student`, 2 rows",
+            ]
+        );
+    }
 }
