@@ -531,9 +531,9 @@ mod tests {
                 .map(|e| e.code)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(codes(&["s3", "", "", "", "School", "", ""], FileMode::Bulk, &mut Notes::default()), ["required", "not_in_list"]);
+        assert_eq!(codes(&["s3", "", "", "", "School", "", ""], FileMode::Bulk), ["required", "not_in_list"]);
         assert_eq!(
-            codes(&["s 3", "active", "", "X", "school", "", ""], FileMode::Bulk, &mut Notes::default()),
+            codes(&["s 3", "active", "", "X", "school", "", ""], FileMode::Bulk),
             ["bad_id", "not_blank_in_bulk"]
         );
         assert_eq!(codes(&["s3", "", "", "X", "school", "", ""], FileMode::Delta), ["required", "required"]);
@@ -549,7 +549,7 @@ mod tests {
             &mut Notes::default(),
         );
         assert!(deleted.errors.is_empty() && deleted.deleted);
-        assert_eq!(codes(&["s3", "", ""], FileMode::Bulk, &mut Notes::default()), ["field_count"]);
+        assert_eq!(codes(&["s3", "", ""], FileMode::Bulk), ["field_count"]);
         // Lists: every id of a list is checked and referred to.
         let classes = file_spec(Version::V1_2, "classes").unwrap();
         let names: Vec<&str> = classes.columns.iter().map(|c| c.name.as_str()).collect();
@@ -584,6 +584,7 @@ mod tests {
                 .iter()
                 .map(|n| match *n {
                     "sourcedId" => id.to_owned(),
+                    "status" => "Active".to_owned(),
                     "dateLastModified" => modified.to_owned(),
                     "enabledUser" => enabled.to_owned(),
                     "orgSourcedIds" => "s1".to_owned(),
@@ -603,11 +604,12 @@ mod tests {
         for (i, id) in ["u1", "u2", "u3"].iter().enumerate() {
             let f = row(id, "TRUE", "2017-05-06 08:01:05", " Ann ");
             let f: Vec<&str> = f.iter().map(String::as_str).collect();
-            checked.push(check_row(users, &header, &record(2 + i as u64, &f), FileMode::Bulk, &mut notes));
+            checked.push(check_row(users, &header, &record(2 + i as u64, &f), FileMode::Delta, &mut notes));
         }
         for c in &checked {
             assert!(c.errors.is_empty(), "{:?}", c.errors);
             for field in [
+                r#""status":"active""#,
                 r#""enabledUser":"true""#,
                 r#""role":"student""#,
                 r#""dateLastModified":"2017-05-06T08:01:05""#,
@@ -620,6 +622,7 @@ mod tests {
         for w in [
             "users.csv: 1 empty column(s) at the end of the header ignored",
             "users.csv:enabledUser: `TRUE` read as `true`, 3 rows",
+            "users.csv:status: `Active` read as `active`, 3 rows",
             "users.csv:role: `Student` read as `student`, 3 rows",
             "users.csv:dateLastModified: `2017-05-06 08:01:05` read as `2017-05-06T08:01:05`, 3 rows",
             "users.csv:givenName: ` Ann ` read as `Ann`, 3 rows",
@@ -636,12 +639,12 @@ mod tests {
         let mut f = row("u1", "TRUE", "2017-05-06 08:01:05", "Ann");
         f.truncate(names.len() - 1);
         let f: Vec<&str> = f.iter().map(String::as_str).collect();
-        let codes: Vec<&str> = check_row(users, &header, &record(2, &f), FileMode::Bulk, &mut strict_notes)
+        let codes: Vec<&str> = check_row(users, &header, &record(2, &f), FileMode::Delta, &mut strict_notes)
             .errors
             .iter()
             .map(|e| e.code)
             .collect();
-        assert_eq!(codes, ["bad_datetime", "not_boolean", "not_in_list"]);
+        assert_eq!(codes, ["bad_status", "bad_datetime", "not_boolean", "not_in_list"]);
         assert!(strict_notes.is_empty());
         // Lenient is not a guess: a value that is not a spelling of one allowed is refused.
         let mut f = row("u1", "yes", "2017-05-06", "Ann");
@@ -649,7 +652,7 @@ mod tests {
         let lenient = check_header(users, &record(1, &names), Strictness::Lenient, &mut notes).unwrap();
         let f: Vec<&str> = f.iter().map(String::as_str).collect();
         let codes: Vec<&str> =
-            check_row(users, &lenient, &record(2, &f), FileMode::Bulk, &mut notes).errors.iter().map(|e| e.code).collect();
+            check_row(users, &lenient, &record(2, &f), FileMode::Delta, &mut notes).errors.iter().map(|e| e.code).collect();
         assert_eq!(codes, ["bad_datetime", "not_boolean"]);
     }
 }
