@@ -184,7 +184,7 @@ fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(),
         }
         for e in &batch {
             let column = if e.column.is_empty() { String::new() } else { format!(" {}:", e.column) };
-            println!("{label}:{}:{column} {}: {} (value {:?}){}", e.line, e.code, e.reason, e.value, record(&e.key, &e.name));
+            println!("{label}:{}:{column} {}: {} (value {:?}){}", e.line, e.code, e.reason, e.value, record_label(&e.key, &e.name));
         }
         offset += batch.len();
     }
@@ -195,7 +195,7 @@ fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(),
 }
 
 /// ` [record S1 Ann Lee]`: which record an error is about, when the row said.
-fn record(key: &str, name: &str) -> String {
+fn record_label(key: &str, name: &str) -> String {
     match (key.is_empty(), name.is_empty()) {
         (true, true) => String::new(),
         (false, true) => format!(" [record {key}]"),
@@ -291,7 +291,7 @@ fn print_dry_run(file: &str, type_name: &str, v: &sluice_ingest::Verdict) {
     }
     for e in &v.errors {
         let column = if e.column.is_empty() { String::new() } else { format!(" {}:", e.column) };
-        println!("{file}:{}:{column} {}: {} (value {:?}){}", e.line, e.code, e.reason, e.value, record(&e.key, &e.name));
+        println!("{file}:{}:{column} {}: {} (value {:?}){}", e.line, e.code, e.reason, e.value, record_label(&e.key, &e.name));
     }
 }
 

@@ -77,8 +77,10 @@ async fn powerschool_autosend_tab_files_load_in_both_modes_and_record_their_deli
         assert!(shown.contains("delimiter: tab"), "{shown}");
     }
     // A tenant may fix the delimiter; a file that does not use it then says what to do.
+    // (Each upload under its own name: the same bytes to the same name moments later are a
+    // client's retry, not imported again.)
     server.cli_ok(&["tenant", "set", "acme", "delimiter.students=comma"]);
-    let v = upload(&server, "acme", "/students/students.txt", &autosend()).await;
+    let v = upload(&server, "acme", "/students/monday.txt", &autosend()).await;
     assert_eq!(v["status"], "failed", "{v}");
     let message = v["message"].as_str().unwrap();
     assert!(
@@ -89,7 +91,7 @@ async fn powerschool_autosend_tab_files_load_in_both_modes_and_record_their_deli
     );
     assert_eq!(errors(&v)[0]["line"], 1, "{v}");
     server.cli_ok(&["tenant", "set", "acme", "delimiter.students=tab"]);
-    let v = upload(&server, "acme", "/students/students.txt", &autosend()).await;
+    let v = upload(&server, "acme", "/students/tuesday.txt", &autosend()).await;
     assert_eq!(v["status"], "complete", "{v}");
     let settings: Value = serde_json::from_str(&server.cli_ok(&["tenant", "show", "acme", "--json"])).unwrap();
     assert_eq!(settings["read_settings"]["delimiter.students"], "tab", "{settings}");
