@@ -168,8 +168,10 @@ pub struct HeaderMap {
     /// `positions[i]` is the file field holding type column `i`.
     positions: Vec<Option<usize>>,
     width: usize,
-    /// Lenient: rows may carry empty fields past `width` (trailing empty columns).
+    /// Lenient: rows may carry empty fields past `width`, up to the header's own length
+    /// (its trailing empty columns); a row longer than the header is never guessed at.
     lenient: bool,
+    header_len: usize,
     /// The file's name, for notes.
     file: String,
     /// File columns the type does not know: reported as warnings and ignored.
@@ -252,7 +254,7 @@ impl HeaderMap {
             }
         }
         if errors.is_empty() {
-            Ok(Self { positions, width, lenient, file: file.to_owned(), unknown })
+            Ok(Self { positions, width, lenient, header_len: header.len(), file: file.to_owned(), unknown })
         } else {
             Err(errors)
         }
@@ -287,7 +289,9 @@ impl HeaderMap {
         notes: &mut Notes,
     ) -> bool {
         values.clear();
-        let extra_empty = rec.len() > self.width && rec.iter().skip(self.width).all(|f| f.trim().is_empty());
+        let extra_empty = rec.len() > self.width
+            && rec.len() <= self.header_len
+            && rec.iter().skip(self.width).all(|f| f.trim().is_empty());
         if self.lenient && extra_empty {
             notes.other(&self.file, "trailing_fields", "empty fields past the header's last column ignored");
         } else if rec.len() != self.width {
@@ -716,6 +720,11 @@ kind = "date"
         assert!(!map.check(&t, &bad, &mut values, &mut errors, &mut notes));
         assert_eq!(errors[0].code, "field_count");
         assert_eq!(map.describe(&t, &bad), ("S2".to_owned(), "Zoë Núñez".to_owned()));
+        // Longer than the header itself: a stray delimiter, not a spreadsheet's empty column.
+        errors.clear();
+        let long = record(&["S3", "Ann", "Lee", "2010-01-02", "", "", ""], 7);
+        assert!(!map.check(&t, &long, &mut values, &mut errors, &mut notes));
+        assert_eq!(errors[0].code, "field_count");
 
         let mut strict_notes = Notes::default();
         let refused = HeaderMap::new(&t, &header, Strictness::Strict, "students.csv", &mut strict_notes);

@@ -15,6 +15,9 @@ pub struct HeaderLayout {
     /// `metadata.*` extension columns: (field index, name).
     pub metadata: Vec<(usize, String)>,
     pub width: usize,
+    /// The header's length with its trailing empty columns: a row may carry empty fields up
+    /// to it when lenient, never more (a stray delimiter is not guessed at).
+    pub header_len: usize,
     /// Lenient: white space around values is trimmed, the case of booleans and vocabulary
     /// values and a space between date and time are normalised, and empty fields past
     /// `width` are ignored (each with a note).
@@ -86,7 +89,7 @@ pub fn check_header(
         }
         metadata.push((i, (*n).to_owned()));
     }
-    Ok(HeaderLayout { columns, metadata, width: names.len(), lenient })
+    Ok(HeaderLayout { columns, metadata, width: names.len(), header_len: header.len(), lenient })
 }
 
 /// A row, checked.
@@ -198,8 +201,9 @@ pub fn check_row(
             ..Default::default()
         })
     };
-    let extra_empty =
-        rec.len() > layout.width && rec.iter().skip(layout.width).all(|f| f.trim().is_empty());
+    let extra_empty = rec.len() > layout.width
+        && rec.len() <= layout.header_len
+        && rec.iter().skip(layout.width).all(|f| f.trim().is_empty());
     if layout.lenient && extra_empty {
         notes.other(&file, "trailing_fields", "empty fields past the header's last column ignored");
     } else if rec.len() != layout.width {
@@ -580,7 +584,7 @@ mod tests {
         let mut names: Vec<&str> = users.columns.iter().map(|c| c.name.as_str()).collect();
         names.push("");
         let row = |id: &str, enabled: &str, modified: &str, given: &str| {
-            let mut f: Vec<String> = names
+            let f: Vec<String> = names
                 .iter()
                 .map(|n| match *n {
                     "sourcedId" => id.to_owned(),
@@ -595,7 +599,6 @@ mod tests {
                     _ => String::new(),
                 })
                 .collect();
-            f.push(String::new());
             f
         };
         let mut notes = Notes::default();
@@ -630,6 +633,16 @@ mod tests {
         ] {
             assert!(warnings.iter().any(|x| x == w), "{w:?} not in {warnings:#?}");
         }
+        // A row longer than the header (a stray comma in a name) is not guessed at.
+        let mut long = row("u9", "true", "", "Ann");
+        long.push(String::new());
+        let long: Vec<&str> = long.iter().map(String::as_str).collect();
+        let codes: Vec<&str> = check_row(users, &header, &record(9, &long), FileMode::Delta, &mut notes)
+            .errors
+            .iter()
+            .map(|e| e.code)
+            .collect();
+        assert_eq!(codes, ["field_count"]);
         // Strict: the trailing empty column is not part of the table, and each value is refused.
         let mut strict_notes = Notes::default();
         assert!(check_header(users, &record(1, &names), Strictness::Strict, &mut strict_notes).is_err());

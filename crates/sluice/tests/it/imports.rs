@@ -336,7 +336,7 @@ async fn an_sftp_upload_is_imported_within_a_second() {
     tokio::io::AsyncReadExt::read_to_string(&mut sftp.open(&report_name).await.unwrap(), &mut report)
         .await
         .unwrap();
-    assert!(report.contains("10002,firstName,required,a value is required,"), "{report}");
+    assert!(report.contains("10002,S99999,Nameless,firstName,required,a value is required,"), "{report}");
     // The tenant may read its reports but not remove them.
     assert!(sftp.remove_file(&report_name).await.is_err());
 }
