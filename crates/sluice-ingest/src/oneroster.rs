@@ -661,7 +661,12 @@ fn open_package(
     let (manifest, list) = Manifest::read(&bytes);
     let mut problems: Vec<Problem> = list
         .into_iter()
-        .map(|p| Problem { file: "manifest.csv".into(), line: p.line, code: "bad_manifest", reason: p.problem })
+        .map(|p| Problem {
+            file: "manifest.csv".into(),
+            line: p.line,
+            code: "bad_manifest",
+            reason: p.problem,
+        })
         .collect();
     // Without a version, no file can be checked.
     let Some(manifest) = manifest else { return Ok(Err(problems)) };
@@ -675,7 +680,12 @@ fn open_package(
                     "file.{stem} is blank; it must be bulk, delta or absent (strict reading; lenient reads a blank line for a file the package does not carry as absent)"
                 )
             };
-            problems.push(Problem { file: "manifest.csv".into(), line: *line, code: "bad_manifest", reason: why });
+            problems.push(Problem {
+                file: "manifest.csv".into(),
+                line: *line,
+                code: "bad_manifest",
+                reason: why,
+            });
         } else {
             notes.once(
                 &format!("manifest.csv:{line}"),
@@ -829,7 +839,8 @@ fn parse_file(
     let file = spec.file_name();
     if csv.sep_line().is_some() {
         if strictness.is_strict() {
-            let reason = "the first line is an Excel sep= hint, not the header; remove it (strict reading)".into();
+            let reason =
+                "the first line is an Excel sep= hint, not the header; remove it (strict reading)".into();
             return fail(&tx, Problem { file: String::new(), line: 1, code: "sep_line", reason });
         }
         notes.once(&file, "sep_line", "the first line `sep=,` (Excel) was skipped");

@@ -114,7 +114,14 @@ mod tests {
     fn a_report_stops_listing_at_its_limit_and_says_how_many_more() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Report::new(dir.path().join("r.csv"));
-        let e = RowError { line: 1, column: "c".into(), code: "x", reason: "r".into(), value: "v".into(), ..Default::default() };
+        let e = RowError {
+            line: 1,
+            column: "c".into(),
+            code: "x",
+            reason: "r".into(),
+            value: "v".into(),
+            ..Default::default()
+        };
         for _ in 0..MAX_LINES + 5 {
             r.add(&e).unwrap();
         }

@@ -85,7 +85,10 @@ impl ImportRequest<'_> {
 
 /// How this request's file is read: the type's strictness and delimiter, overridden by the
 /// tenant's settings (`sluice tenant set T strictness=strict`, `delimiter.TYPE=tab`).
-pub(crate) fn reading(store: &Store, req: &ImportRequest<'_>) -> Result<(Strictness, Option<Delimiter>), ImportError> {
+pub(crate) fn reading(
+    store: &Store,
+    req: &ImportRequest<'_>,
+) -> Result<(Strictness, Option<Delimiter>), ImportError> {
     let settings = store.tenant(req.tenant)?.map(|t| t.read_settings).unwrap_or_default();
     Ok(sluice_core::import::reading(req.import_type, &settings))
 }
@@ -310,9 +313,10 @@ fn read_and_stage(
     let rejected = |message: String, encoding: Option<String>| {
         Ok(Staged::Rejected { message, encoding, problems: Vec::new() })
     };
-    let rejected_at = |line: u64, code: &'static str, message: String, reason: String, encoding: Option<String>| {
-        Ok(Staged::Rejected { message, encoding, problems: vec![file_problem(line, code, reason)] })
-    };
+    let rejected_at =
+        |line: u64, code: &'static str, message: String, reason: String, encoding: Option<String>| {
+            Ok(Staged::Rejected { message, encoding, problems: vec![file_problem(line, code, reason)] })
+        };
     let size = std::fs::metadata(req.file).map_err(io(format!("reading {}", req.file_name)))?.len();
     if size > t.limits.max_file_bytes {
         return rejected(
@@ -348,12 +352,21 @@ fn read_and_stage(
             let reason = format!(
                 "the first line is {line:?}, an Excel hint, not a header; remove it (or set strictness=lenient, which reads it)"
             );
-            return rejected_at(1, "sep_line", format!("the file was rejected: line 1: {reason}"), reason, enc(&csv));
+            return rejected_at(
+                1,
+                "sep_line",
+                format!("the file was rejected: line 1: {reason}"),
+                reason,
+                enc(&csv),
+            );
         }
         notes.once(
             req.file_name,
             "sep_line",
-            format!("the first line `{line}` (Excel) was read as the delimiter ({}), not as the header", sep.name()),
+            format!(
+                "the first line `{line}` (Excel) was read as the delimiter ({}), not as the header",
+                sep.name()
+            ),
         );
     }
     let header = match HeaderMap::new(t, &rec, strictness, req.file_name, &mut notes) {
@@ -370,10 +383,19 @@ fn read_and_stage(
             };
             let problems = problems
                 .iter()
-                .map(|p| RowError { line: rec.line, code: "bad_header", reason: p.to_string(), ..Default::default() })
+                .map(|p| RowError {
+                    line: rec.line,
+                    code: "bad_header",
+                    reason: p.to_string(),
+                    ..Default::default()
+                })
                 .collect();
             return Ok(Staged::Rejected {
-                message: format!("the header is not usable for type {}: {}{delimited}", t.name, text.join("; ")),
+                message: format!(
+                    "the header is not usable for type {}: {}{delimited}",
+                    t.name,
+                    text.join("; ")
+                ),
                 encoding: enc(&csv),
                 problems,
             });
@@ -427,10 +449,20 @@ struct Prepared {
 }
 
 enum Batch {
-    Rows { rows: Vec<Prepared>, bytes_read: u64 },
+    Rows {
+        rows: Vec<Prepared>,
+        bytes_read: u64,
+    },
     /// The end of the file, with what lenient reading noted on the way.
-    Done { encoding: Option<String>, notes: Notes },
-    Rejected { message: String, encoding: Option<String>, problem: RowError },
+    Done {
+        encoding: Option<String>,
+        notes: Notes,
+    },
+    Rejected {
+        message: String,
+        encoding: Option<String>,
+        problem: RowError,
+    },
 }
 
 const BATCH: usize = 1024;

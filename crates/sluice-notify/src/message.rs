@@ -36,8 +36,13 @@ pub fn email(
     if !errors.is_empty() {
         body.push_str("\r\nFirst rejected rows:\r\n");
         for e in errors {
-            let record = [e.key.as_str(), e.name.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>();
-            let record = if record.is_empty() { String::new() } else { format!(" (record {})", record.join(" ")) };
+            let record = [e.key.as_str(), e.name.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>();
+            let record =
+                if record.is_empty() { String::new() } else { format!(" (record {})", record.join(" ")) };
             body.push_str(&format!(
                 "  line {}, {}: {} ({}) value {:?}{record}\r\n",
                 e.line, e.column, e.reason, e.code, e.value

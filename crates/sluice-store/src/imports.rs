@@ -866,7 +866,17 @@ pub(crate) fn apply_outcome(c: &Connection, id: i64, o: &Outcome<'_>) -> Result<
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for (seq, e) in o.errors.iter().take(STORED_ERRORS).enumerate() {
-        insert.execute(params![id, seq as i64, e.line as i64, e.column, e.code, e.reason, e.value, e.key, e.name])?;
+        insert.execute(params![
+            id,
+            seq as i64,
+            e.line as i64,
+            e.column,
+            e.code,
+            e.reason,
+            e.value,
+            e.key,
+            e.name
+        ])?;
     }
     if let Some(upload) = o.upload_id {
         c.execute(

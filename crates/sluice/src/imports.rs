@@ -184,7 +184,14 @@ fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(),
         }
         for e in &batch {
             let column = if e.column.is_empty() { String::new() } else { format!(" {}:", e.column) };
-            println!("{label}:{}:{column} {}: {} (value {:?}){}", e.line, e.code, e.reason, e.value, record_label(&e.key, &e.name));
+            println!(
+                "{label}:{}:{column} {}: {} (value {:?}){}",
+                e.line,
+                e.code,
+                e.reason,
+                e.value,
+                record_label(&e.key, &e.name)
+            );
         }
         offset += batch.len();
     }
@@ -291,7 +298,14 @@ fn print_dry_run(file: &str, type_name: &str, v: &sluice_ingest::Verdict) {
     }
     for e in &v.errors {
         let column = if e.column.is_empty() { String::new() } else { format!(" {}:", e.column) };
-        println!("{file}:{}:{column} {}: {} (value {:?}){}", e.line, e.code, e.reason, e.value, record_label(&e.key, &e.name));
+        println!(
+            "{file}:{}:{column} {}: {} (value {:?}){}",
+            e.line,
+            e.code,
+            e.reason,
+            e.value,
+            record_label(&e.key, &e.name)
+        );
     }
 }
 

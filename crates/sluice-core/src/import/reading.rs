@@ -25,7 +25,10 @@ impl ReadSetting {
             return Ok(Some(ReadSetting::Strictness { type_name: None, strictness: strictness()? }));
         }
         if let Some(t) = key.strip_prefix("strictness.").filter(|t| !t.is_empty()) {
-            return Ok(Some(ReadSetting::Strictness { type_name: Some(t.to_owned()), strictness: strictness()? }));
+            return Ok(Some(ReadSetting::Strictness {
+                type_name: Some(t.to_owned()),
+                strictness: strictness()?,
+            }));
         }
         if let Some(t) = key.strip_prefix("delimiter.").filter(|t| !t.is_empty()) {
             let delimiter = match value {
@@ -137,7 +140,10 @@ kind = "id"
         assert!(ReadSetting::parse("strictness", "loose").unwrap_err().contains("lenient"));
         assert!(ReadSetting::parse("delimiter.staff", "colon").unwrap_err().contains("semicolon"));
         assert_eq!(ReadSetting::parse("timezone", "UTC"), Ok(None));
-        let bad = ImportTypes::parse(&[("t.toml".into(), "[[type]]\nname = \"x\"\nstrictness = \"loose\"\n".into())]);
+        let bad = ImportTypes::parse(&[(
+            "t.toml".into(),
+            "[[type]]\nname = \"x\"\nstrictness = \"loose\"\n".into(),
+        )]);
         assert!(bad.unwrap_err().to_string().contains("lenient"));
     }
 }

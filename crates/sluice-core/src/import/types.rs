@@ -457,7 +457,8 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
     let strictness = match t.strictness.as_deref() {
         None => None,
         Some(s) => Some(
-            Strictness::parse(s).ok_or_else(|| format!("strictness = {s:?}: expected \"lenient\" or \"strict\""))?,
+            Strictness::parse(s)
+                .ok_or_else(|| format!("strictness = {s:?}: expected \"lenient\" or \"strict\""))?,
         ),
     };
     let delimiter = match t.delimiter.as_deref() {

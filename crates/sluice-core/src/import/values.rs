@@ -86,7 +86,9 @@ impl Notes {
                 g.rows += 1;
                 g.varied |= g.text != text;
             }
-            None => self.groups.push(NoteGroup { place: place.to_owned(), kind, text, rows: 1, varied: false }),
+            None => {
+                self.groups.push(NoteGroup { place: place.to_owned(), kind, text, rows: 1, varied: false })
+            }
         }
     }
 
@@ -202,10 +204,15 @@ impl HeaderMap {
         let named = |f: &str| !f.trim().trim_start_matches('\u{feff}').is_empty();
         let mut width = header.len();
         if lenient {
-            width = (0..header.len()).rev().find(|&i| named(header.get(i).unwrap_or(""))).map_or(0, |i| i + 1);
+            width =
+                (0..header.len()).rev().find(|&i| named(header.get(i).unwrap_or(""))).map_or(0, |i| i + 1);
             if width < header.len() {
                 let n = header.len() - width;
-                notes.once(file, "trailing_columns", format!("{n} empty column(s) at the end of the header ignored"));
+                notes.once(
+                    file,
+                    "trailing_columns",
+                    format!("{n} empty column(s) at the end of the header ignored"),
+                );
             }
         }
         for (i, raw) in header.iter().enumerate().take(width) {
@@ -680,7 +687,11 @@ kind = "text"
 name = "birthDate"
 kind = "date"
 "#;
-        crate::import::ImportTypes::parse(&[("t.toml".into(), text.into())]).unwrap().get("students").unwrap().clone()
+        crate::import::ImportTypes::parse(&[("t.toml".into(), text.into())])
+            .unwrap()
+            .get("students")
+            .unwrap()
+            .clone()
     }
 
     fn record(fields: &[&str], line: u64) -> Record {

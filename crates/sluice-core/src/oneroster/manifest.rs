@@ -230,7 +230,8 @@ mod tests {
         let line = good.lines().position(|l| l == "file.orgs,absent").unwrap() as u64 + 1;
         assert_eq!(blank.blank, [(line, "orgs".to_owned())]);
         // Read as far as it goes: the version and the other files survive a bad line.
-        let (partial, problems) = Manifest::read(good.replace("file.orgs,absent", "file.orgs,full").as_bytes());
+        let (partial, problems) =
+            Manifest::read(good.replace("file.orgs,absent", "file.orgs,full").as_bytes());
         assert_eq!(problems.len(), 1);
         assert_eq!(partial.unwrap().mode("users"), FileMode::Bulk);
         let other = Manifest::parse(format!("{good}file.scoreScales,\n").as_bytes()).unwrap();

@@ -39,7 +39,11 @@ pub fn check_header(
         let width = names.iter().rposition(|n| !n.trim().is_empty()).map_or(0, |i| i + 1);
         if width < names.len() {
             let n = names.len() - width;
-            notes.once(&file, "trailing_columns", format!("{n} empty column(s) at the end of the header ignored"));
+            notes.once(
+                &file,
+                "trailing_columns",
+                format!("{n} empty column(s) at the end of the header ignored"),
+            );
             names.truncate(width);
         }
         for n in names.iter_mut() {
@@ -149,7 +153,8 @@ fn lenient_value<'v>(kind: Kind, values: &[String], v: &'v str) -> Option<(Cow<'
     match kind {
         Kind::Boolean => {
             let lower = v.to_ascii_lowercase();
-            (matches!(lower.as_str(), "true" | "false") && lower != v).then_some((Cow::Owned(lower), "letter_case"))
+            (matches!(lower.as_str(), "true" | "false") && lower != v)
+                .then_some((Cow::Owned(lower), "letter_case"))
         }
         Kind::Status => {
             let lower = v.to_ascii_lowercase();
@@ -357,9 +362,10 @@ fn check_value_of(
         }
         // OneRoster writes a T between date and time (ISO 8601); lenient reading turns a
         // space into one before this check.
-        Kind::DateTime if v.as_bytes().get(10) == Some(&b' ') => {
-            Err(("bad_datetime", "expected ISO 8601 with a T between date and time, e.g. 2017-05-06T08:01:05Z".into()))
-        }
+        Kind::DateTime if v.as_bytes().get(10) == Some(&b' ') => Err((
+            "bad_datetime",
+            "expected ISO 8601 with a T between date and time, e.g. 2017-05-06T08:01:05Z".into(),
+        )),
         Kind::DateTime => check_value(&ColumnKind::DateTime, v).map(|_| ()),
         Kind::Integer => check_value(&ColumnKind::Integer, v).map(|_| ()),
         Kind::Float => check_value(&ColumnKind::Decimal, v).map(|_| ()),
@@ -396,7 +402,13 @@ fn check_id(version: Version, id: &str) -> Result<(), (&'static str, String)> {
     }
 }
 
-fn record_json(spec: &FileSpec, layout: &HeaderLayout, rec: &Record, stored: &[Cow<'_, str>], bulk: bool) -> String {
+fn record_json(
+    spec: &FileSpec,
+    layout: &HeaderLayout,
+    rec: &Record,
+    stored: &[Cow<'_, str>],
+    bulk: bool,
+) -> String {
     let mut s = String::with_capacity(rec.iter().map(|f| f.len() + 24).sum::<usize>() + 2);
     s.push('{');
     let mut first = true;
@@ -449,37 +461,62 @@ mod tests {
     #[test]
     fn headers_must_be_the_tables_columns_in_order_then_metadata() {
         let orgs = file_spec(Version::V1_2, "orgs").unwrap();
-        let layout = check_header(orgs, &record(1, &ORGS), Strictness::Strict, &mut Notes::default()).unwrap();
+        let layout =
+            check_header(orgs, &record(1, &ORGS), Strictness::Strict, &mut Notes::default()).unwrap();
         assert_eq!(layout.columns, (0..7).map(Some).collect::<Vec<_>>());
         let mut with_meta = ORGS.to_vec();
         with_meta.push("metadata.ncesId");
         assert_eq!(
-            check_header(orgs, &record(1, &with_meta), Strictness::Strict, &mut Notes::default()).unwrap().metadata,
+            check_header(orgs, &record(1, &with_meta), Strictness::Strict, &mut Notes::default())
+                .unwrap()
+                .metadata,
             [(7, "metadata.ncesId".to_owned())]
         );
         let mut swapped = ORGS.to_vec();
         swapped.swap(3, 4);
-        assert!(check_header(orgs, &record(1, &swapped), Strictness::Strict, &mut Notes::default()).unwrap_err().contains("column 4 is \"type\""));
+        assert!(
+            check_header(orgs, &record(1, &swapped), Strictness::Strict, &mut Notes::default())
+                .unwrap_err()
+                .contains("column 4 is \"type\"")
+        );
         let mut extra = ORGS.to_vec();
         extra.push("ncesId");
-        assert!(check_header(orgs, &record(1, &extra), Strictness::Strict, &mut Notes::default()).unwrap_err().contains("metadata.<name>"));
-        assert!(check_header(orgs, &record(1, &ORGS[..5]), Strictness::Strict, &mut Notes::default()).unwrap_err().contains("column 6 is missing"));
+        assert!(
+            check_header(orgs, &record(1, &extra), Strictness::Strict, &mut Notes::default())
+                .unwrap_err()
+                .contains("metadata.<name>")
+        );
+        assert!(
+            check_header(orgs, &record(1, &ORGS[..5]), Strictness::Strict, &mut Notes::default())
+                .unwrap_err()
+                .contains("column 6 is missing")
+        );
         let lower: Vec<String> = ORGS.iter().map(|c| c.to_lowercase()).collect();
         let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-        assert!(check_header(orgs, &record(1, &lower), Strictness::Strict, &mut Notes::default()).unwrap_err().contains("case-sensitive"));
+        assert!(
+            check_header(orgs, &record(1, &lower), Strictness::Strict, &mut Notes::default())
+                .unwrap_err()
+                .contains("case-sensitive")
+        );
         // 1.2.1 removed users.resourceSourcedIds: both forms of the header are 1.2.
         let users = file_spec(Version::V1_2, "users").unwrap();
         let names: Vec<&str> = users.columns.iter().map(|c| c.name.as_str()).collect();
         assert!(check_header(users, &record(1, &names), Strictness::Strict, &mut Notes::default()).is_ok());
         let without: Vec<&str> = names.iter().copied().filter(|n| *n != "resourceSourcedIds").collect();
-        assert!(check_header(users, &record(1, &without), Strictness::Strict, &mut Notes::default()).unwrap().columns.contains(&None));
+        assert!(
+            check_header(users, &record(1, &without), Strictness::Strict, &mut Notes::default())
+                .unwrap()
+                .columns
+                .contains(&None)
+        );
     }
 
     #[test]
     fn id_lists_are_bounded_and_each_id_is_referred_to_once() {
         let classes = file_spec(Version::V1_2, "classes").unwrap();
         let names: Vec<&str> = classes.columns.iter().map(|c| c.name.as_str()).collect();
-        let layout = check_header(classes, &record(1, &names), Strictness::Strict, &mut Notes::default()).unwrap();
+        let layout =
+            check_header(classes, &record(1, &names), Strictness::Strict, &mut Notes::default()).unwrap();
         let row = |terms: &str| {
             let fields: Vec<String> = names
                 .iter()
@@ -513,7 +550,8 @@ mod tests {
     #[test]
     fn rows_are_checked_field_by_field_for_bulk_and_delta() {
         let orgs = file_spec(Version::V1_2, "orgs").unwrap();
-        let layout = check_header(orgs, &record(1, &ORGS), Strictness::Strict, &mut Notes::default()).unwrap();
+        let layout =
+            check_header(orgs, &record(1, &ORGS), Strictness::Strict, &mut Notes::default()).unwrap();
         let ok = check_row(
             orgs,
             &layout,
@@ -525,8 +563,13 @@ mod tests {
         assert_eq!(ok.key.as_deref(), Some("s1"));
         assert_eq!(ok.references, [(6, "orgs", "d1".to_owned())]);
         assert!(ok.data.contains("\"status\":\"active\""), "{}", ok.data);
-        let ext =
-            check_row(orgs, &layout, &record(3, &["s2", "", "", "X", "ext:campus", "", ""]), FileMode::Bulk, &mut Notes::default());
+        let ext = check_row(
+            orgs,
+            &layout,
+            &record(3, &["s2", "", "", "X", "ext:campus", "", ""]),
+            FileMode::Bulk,
+            &mut Notes::default(),
+        );
         assert!(ext.errors.is_empty());
         let codes = |fields: &[&str], mode| {
             check_row(orgs, &layout, &record(4, fields), mode, &mut Notes::default())
@@ -557,7 +600,8 @@ mod tests {
         // Lists: every id of a list is checked and referred to.
         let classes = file_spec(Version::V1_2, "classes").unwrap();
         let names: Vec<&str> = classes.columns.iter().map(|c| c.name.as_str()).collect();
-        let layout = check_header(classes, &record(1, &names), Strictness::Strict, &mut Notes::default()).unwrap();
+        let layout =
+            check_header(classes, &record(1, &names), Strictness::Strict, &mut Notes::default()).unwrap();
         let row =
             ["c1", "", "", "Algebra", "09,10", "alg", "", "scheduled", "", "s1", "fall,spring", "", "", ""];
         let checked = check_row(classes, &layout, &record(2, &row), FileMode::Bulk, &mut Notes::default());
@@ -569,9 +613,15 @@ mod tests {
         let v11 = file_spec(Version::V1_1, "orgs").unwrap();
         let layout = check_header(v11, &record(1, &ORGS), Strictness::Strict, &mut Notes::default()).unwrap();
         assert!(
-            check_row(v11, &layout, &record(2, &["s 1", "", "", "X", "school", "", ""]), FileMode::Bulk, &mut Notes::default())
-                .errors
-                .is_empty()
+            check_row(
+                v11,
+                &layout,
+                &record(2, &["s 1", "", "", "X", "school", "", ""]),
+                FileMode::Bulk,
+                &mut Notes::default()
+            )
+            .errors
+            .is_empty()
         );
     }
 
@@ -664,8 +714,11 @@ mod tests {
         f.truncate(names.len() - 1);
         let lenient = check_header(users, &record(1, &names), Strictness::Lenient, &mut notes).unwrap();
         let f: Vec<&str> = f.iter().map(String::as_str).collect();
-        let codes: Vec<&str> =
-            check_row(users, &lenient, &record(2, &f), FileMode::Delta, &mut notes).errors.iter().map(|e| e.code).collect();
+        let codes: Vec<&str> = check_row(users, &lenient, &record(2, &f), FileMode::Delta, &mut notes)
+            .errors
+            .iter()
+            .map(|e| e.code)
+            .collect();
         assert_eq!(codes, ["bad_datetime", "not_boolean"]);
     }
 }

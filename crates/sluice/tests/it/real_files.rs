@@ -93,7 +93,8 @@ async fn powerschool_autosend_tab_files_load_in_both_modes_and_record_their_deli
     server.cli_ok(&["tenant", "set", "acme", "delimiter.students=tab"]);
     let v = upload(&server, "acme", "/students/tuesday.txt", &autosend()).await;
     assert_eq!(v["status"], "complete", "{v}");
-    let settings: Value = serde_json::from_str(&server.cli_ok(&["tenant", "show", "acme", "--json"])).unwrap();
+    let settings: Value =
+        serde_json::from_str(&server.cli_ok(&["tenant", "show", "acme", "--json"])).unwrap();
     assert_eq!(settings["read_settings"]["delimiter.students"], "tab", "{settings}");
 }
 
@@ -118,7 +119,10 @@ async fn excel_semicolon_files_with_a_bom_and_a_sep_line_load_leniently_and_are_
     let v = upload(&server, "acme", "/students/students.csv", &excel_semicolons(true)).await;
     assert_eq!(v["status"], "complete", "{v}");
     assert_eq!(v["counts"]["added"], 3, "{v}");
-    assert_eq!((v["delimiter"].as_str(), v["encoding"].as_str()), (Some("semicolon"), Some("utf-8 (with BOM)")));
+    assert_eq!(
+        (v["delimiter"].as_str(), v["encoding"].as_str()),
+        (Some("semicolon"), Some("utf-8 (with BOM)"))
+    );
     for w in [
         "students.csv: the first line `sep=;` (Excel) was read as the delimiter (semicolon), not as the header",
         "students.csv: 2 empty column(s) at the end of the header ignored",
@@ -129,7 +133,10 @@ async fn excel_semicolon_files_with_a_bom_and_a_sep_line_load_leniently_and_are_
     let records = students(&server, "acme");
     assert!(records.contains("S2,Émile,Zola") && records.contains("asa@example.org"), "{records}");
     let shown = server.cli_ok(&["import", "show", &v["id"].to_string()]);
-    assert!(shown.contains("warning: students.csv: empty rows (every field blank) skipped, 2 rows"), "{shown}");
+    assert!(
+        shown.contains("warning: students.csv: empty rows (every field blank) skipped, 2 rows"),
+        "{shown}"
+    );
 
     // Strict: the sep= line is refused, saying where and what to do; without it, the empty
     // columns are; nothing is imported either time.
@@ -184,9 +191,12 @@ fn oneroster_1_1_export() -> Vec<u8> {
     let classes = "sourcedId,status,dateLastModified,title,grades,courseSourcedId,classCode,classType,location,schoolSourcedId,termSourcedIds,subjects,subjectCodes,periods\n\
                    cl1,,,Algebra I - P1,09,c1,ALG1-1,Scheduled,Room 4,s1,t1,,,1\n";
     let mut users = USERS_1_1.to_owned();
-    users.push_str("u0,active,2017-05-06 08:01:05,TRUE,s1,teacher,tess,,Tess,Teacher,,,tess@example.org,,,,,\n");
-    let mut enrollments =
-        String::from("sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate\n");
+    users.push_str(
+        "u0,active,2017-05-06 08:01:05,TRUE,s1,teacher,tess,,Tess,Teacher,,,tess@example.org,,,,,\n",
+    );
+    let mut enrollments = String::from(
+        "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate\n",
+    );
     enrollments.push_str("e0,,,cl1,s1,u0,teacher,true,,\n");
     for i in 1..=5 {
         users.push_str(&format!(
@@ -233,13 +243,17 @@ async fn a_oneroster_1_1_export_with_true_scheduled_and_spaced_datetimes_loads_l
         assert!(has_warning(&v, w), "{w:?} not in {:#?}", warnings(&v));
     }
     assert!(
-        warnings(&v).iter().any(|w| w.starts_with("manifest.csv:") && w.contains("file.scoreScales is blank")),
+        warnings(&v)
+            .iter()
+            .any(|w| w.starts_with("manifest.csv:") && w.contains("file.scoreScales is blank")),
         "{:#?}",
         warnings(&v)
     );
     let users = oneroster_records(&server, "acme", "users");
     assert_eq!(users.len(), 6);
-    assert!(users.iter().all(|u| u["enabledUser"] == "true" && u["dateLastModified"] == "2017-05-06T08:01:05"));
+    assert!(
+        users.iter().all(|u| u["enabledUser"] == "true" && u["dateLastModified"] == "2017-05-06T08:01:05")
+    );
     assert_eq!(oneroster_records(&server, "acme", "classes")[0]["classType"], "scheduled");
     assert_eq!(oneroster_records(&server, "acme", "enrollments").len(), 6);
     // The dashboard and the API show the same warnings (one JSON view of an import).
@@ -279,7 +293,8 @@ async fn a_blank_manifest_line_and_a_misspelt_header_are_reported_in_one_pass() 
     let server = setup();
     let d = District::new();
     let files = ["academicSessions", "classes", "courses", "enrollments", "orgs", "roles", "users"];
-    let m = manifest("1.2", &files.map(|f| (f, "bulk"))).replace("file.scoreScales,absent", "file.scoreScales,");
+    let m =
+        manifest("1.2", &files.map(|f| (f, "bulk"))).replace("file.scoreScales,absent", "file.scoreScales,");
     let users = d.users.replacen("familyName", "famlyName", 1);
     let pkg = zip(&[
         ("manifest.csv", m.as_bytes()),
@@ -297,13 +312,19 @@ async fn a_blank_manifest_line_and_a_misspelt_header_are_reported_in_one_pass() 
     assert_eq!(v["status"], "failed", "{v}");
     let errs = errors(&v);
     assert!(
-        errs.iter().any(|e| e["column"] == "users.csv" && e["code"] == "bad_header"
+        errs.iter().any(|e| e["column"] == "users.csv"
+            && e["code"] == "bad_header"
             && e["reason"].as_str().unwrap().contains("\"famlyName\"")),
         "{errs:#?}"
     );
     assert!(errs.iter().all(|e| e["column"] != "manifest.csv"), "{errs:#?}");
     assert!(
-        has_warning(&v, &format!("manifest.csv:{blank_line}: file.scoreScales is blank and the package has no scoreScales.csv: read as absent")),
+        has_warning(
+            &v,
+            &format!(
+                "manifest.csv:{blank_line}: file.scoreScales is blank and the package has no scoreScales.csv: read as absent"
+            )
+        ),
         "{:#?}",
         warnings(&v)
     );
@@ -353,8 +374,9 @@ async fn the_error_report_names_each_record_and_opens_in_excel_with_its_accents(
         let e = &errors(&v)[0];
         assert_eq!((e["key"].as_str(), e["name"].as_str()), (Some("S2"), Some("Zoë Núñez")), "{e}");
         let id = v["id"].as_i64().unwrap();
-        let report = std::fs::read(server.tenant_dir(tenant).join(format!("errors/{id}-students-errors.csv")))
-            .unwrap();
+        let report =
+            std::fs::read(server.tenant_dir(tenant).join(format!("errors/{id}-students-errors.csv")))
+                .unwrap();
         assert!(report.starts_with(b"\xEF\xBB\xBFline,key,name,column,code,reason,value\r\n"), "{report:?}");
         let text = String::from_utf8(report).unwrap();
         assert!(text.contains("\r\n3,S2,Zoë Núñez,birthDate,bad_date,"), "{text}");
@@ -363,6 +385,9 @@ async fn the_error_report_names_each_record_and_opens_in_excel_with_its_accents(
         let (code, _, body) =
             server.http("GET", &format!("/api/v1/imports/{id}/errors?format=csv"), Some(&token));
         assert_eq!(code, 200, "{body}");
-        assert!(body.starts_with("\u{feff}line,key,name,column") && body.contains("3,S2,Zoë Núñez,birthDate"), "{body}");
+        assert!(
+            body.starts_with("\u{feff}line,key,name,column") && body.contains("3,S2,Zoë Núñez,birthDate"),
+            "{body}"
+        );
     }
 }
