@@ -7,8 +7,8 @@
 
 use crate::report::Report;
 use crate::run::{ImportError, ImportRequest, Verdict, content_hash, held_path};
-use sluice_core::import::{CsvReader, Encoding, LoadMode, Record, RowError};
-use sluice_core::oneroster::{self, FileMode, FileSpec, Manifest, check_header, check_row};
+use sluice_core::import::{CsvReader, Encoding, LoadMode, Notes, Record, RowError, Strictness};
+use sluice_core::oneroster::{self, FileMode, FileSpec, Manifest, check_header, check_row, is_empty_row};
 use sluice_store::{
     Counts, ImportRecord, ImportStatus, PackageLoader, PackageMode, StageKind, Store, StoreError,
 };
@@ -89,8 +89,12 @@ fn evaluate_package(
 ) -> Result<(PackageLoader, Verdict, Vec<(String, PackageMode)>), ImportError> {
     let mut loader = store.package_loader(req.tenant, id)?;
     let report_name = crate::run::report_name(id, dry_run);
+    let (strictness, _) = crate::run::reading(store, req)?;
     let mut run = PackageRun {
         req,
+        strictness,
+        notes: Notes::default(),
+        held: HashMap::new(),
         report: Report::new(req.reports_dir.join(report_name)),
         errors: Vec::new(),
         counts: Counts::default(),
@@ -117,6 +121,7 @@ fn evaluate_package(
                     code: p.code,
                     reason: p.reason,
                     value: String::new(),
+                    ..Default::default()
                 })?;
             }
             let room = sluice_store::STORED_ERRORS.saturating_sub(run.errors.len());
@@ -198,8 +203,9 @@ fn evaluate_package(
         status,
         counts: run.counts,
         encoding: Some("utf-8".into()),
+        delimiter: Some("comma".into()),
         message,
-        warnings: Vec::new(),
+        warnings: run.notes.warnings(),
         errors: run.errors,
         held_file,
         report_file,
@@ -211,6 +217,11 @@ fn evaluate_package(
 
 struct PackageRun<'r, 'a> {
     req: &'r ImportRequest<'a>,
+    strictness: Strictness,
+    /// What lenient reading accepted and normalised, for the import's warnings.
+    notes: Notes,
+    /// Whether the tenant holds any record of a file (asked once per file).
+    held: HashMap<&'static str, bool>,
     report: Report,
     errors: Vec<RowError>,
     counts: Counts,
@@ -243,26 +254,36 @@ impl PackageRun<'_, '_> {
         loader: &mut PackageLoader,
     ) -> Result<Result<Vec<(String, PackageMode)>, Vec<Problem>>, ImportError> {
         let t = self.req.import_type;
-        let OpenPackage { mut zip, entries, manifest } = match open_package(
+        let OpenPackage { mut zip, entries, manifest, mut problems } = match open_package(
             self.req.file,
             self.req.file_name,
             t.limits.max_file_bytes,
             t.name.as_str(),
+            self.strictness,
+            &mut self.notes,
         )? {
             Ok(p) => p,
             Err(problems) => return Ok(Err(problems)),
         };
-        let mut problems = Vec::new();
+        // A package already refused (its manifest, its entries) still has every file it
+        // carries checked, so that one pass reports every problem.
+        self.failed = !problems.is_empty();
         let referred: HashSet<&str> = oneroster::files(manifest.version)
             .flat_map(|f| f.columns.iter().filter_map(|c| c.refers_to.as_deref()))
             .collect();
         let mut loaded = Vec::new();
         for spec in oneroster::files(manifest.version) {
             let mode = manifest.mode(&spec.name);
-            if mode == FileMode::Absent {
-                continue;
-            }
-            let index = entries.iter().find(|(n, _)| *n == spec.file_name()).map(|(_, i)| *i).unwrap_or(0);
+            let index = entries.iter().find(|(n, _)| *n == spec.file_name()).map(|(_, i)| *i);
+            let index = match (mode, index) {
+                (FileMode::Absent, None) => continue,
+                // Carried but not to be read (the manifest says absent, or its line is wrong):
+                // refused already; its header is still checked.
+                (FileMode::Absent, Some(i)) if self.failed => i,
+                (FileMode::Absent, Some(_)) => continue,
+                (_, Some(i)) => i,
+                (_, None) => continue,
+            };
             if let Some(p) = self.read_file(&mut zip, index, spec, &manifest, &referred, loader)? {
                 problems.push(p);
                 self.failed = true;
@@ -319,18 +340,45 @@ impl PackageRun<'_, '_> {
         // hashing their records); this one resolves their references and loads them.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Parsed>(4);
         let (path, max_row_bytes) = (self.req.file, t.limits.max_row_bytes);
+        let strictness = self.strictness;
         std::thread::scope(|scope| -> Result<Option<Problem>, ImportError> {
             // Owned here, so that every way out of this closure drops it: a parser blocked on a
             // full channel then fails its send and ends, and the scope can join it.
             let rx = rx;
-            scope.spawn(move || parse_file(path, index, spec, mode, max_row_bytes, tx));
+            scope.spawn(move || parse_file(path, index, spec, mode, max_row_bytes, strictness, tx));
             match rx.recv() {
                 Ok(Parsed::Header) => {}
                 Ok(Parsed::Problem(p)) => return Ok(Some(p.named(&name))),
                 _ => return Ok(Some(problem(&name, "unreadable", "cannot be read"))),
             }
             if self.failed {
-                // The package is already refused: the header is all that is worth reporting.
+                // The package is already refused: nothing is staged or resolved, but every
+                // row's own problems are still reported (a file the manifest does not say
+                // how to read has its header checked only).
+                if mode == FileMode::Absent {
+                    return Ok(None);
+                }
+                for message in rx.iter() {
+                    match message {
+                        Parsed::Rows(batch) => {
+                            for (_, mut row, _) in batch {
+                                self.counts.rows += 1;
+                                if !row.errors.is_empty() {
+                                    self.counts.rejected += 1;
+                                    for e in std::mem::take(&mut row.errors) {
+                                        self.error(e)?;
+                                    }
+                                }
+                            }
+                        }
+                        Parsed::Problem(p) => return Ok(Some(p.named(&name))),
+                        Parsed::Done(notes) => {
+                            self.notes.merge(notes);
+                            break;
+                        }
+                        Parsed::Header => {}
+                    }
+                }
                 return Ok(None);
             }
             let keep_ids = referred.contains(spec.name.as_str());
@@ -343,7 +391,8 @@ impl PackageRun<'_, '_> {
                     Parsed::Rows(batch) => batch,
                     Parsed::Problem(p) => return Ok(Some(p.named(&name))),
                     Parsed::Header => Vec::new(),
-                    Parsed::Done => {
+                    Parsed::Done(notes) => {
+                        self.notes.merge(notes);
                         done = true;
                         break;
                     }
@@ -364,8 +413,27 @@ impl PackageRun<'_, '_> {
                     // A deletion needs no valid references: it may name what is already gone.
                     if row.errors.is_empty() && !row.deleted {
                         for (ci, target, id) in &row.references {
+                            if self.unchecked_absent(loader, manifest, target)? {
+                                // Lenient: the package says it leaves the file out and the
+                                // tenant holds none of it; the reference cannot be checked.
+                                self.notes.other(
+                                    &format!("{name}:{}", spec.columns[*ci].name),
+                                    "absent_reference",
+                                    format!(
+                                        "refers to {target}, which the manifest marks absent and the tenant does not hold: not checked"
+                                    ),
+                                );
+                                continue;
+                            }
                             if !self.resolves(loader, manifest, target, id)? {
-                                let reason = if manifest.mode(target) == FileMode::Bulk {
+                                let reason = if manifest.mode(target) == FileMode::Absent
+                                    && !self.holds(loader, target)?
+                                {
+                                    format!(
+                                        "refers to {target}, which the manifest marks absent and the tenant does not hold \
+                                 (strict reading); send {target}.csv, or import it first"
+                                    )
+                                } else if manifest.mode(target) == FileMode::Bulk {
                                     format!(
                                         "no {target} record has this sourcedId in this package's {target}.csv, which is a full \
                                  snapshot (bulk); add the record there"
@@ -382,6 +450,8 @@ impl PackageRun<'_, '_> {
                                     code: "unknown_reference",
                                     reason,
                                     value: id.clone(),
+                                    key: row.key.clone().unwrap_or_default(),
+                                    name: row.name.clone(),
                                 });
                             }
                         }
@@ -406,6 +476,8 @@ impl PackageRun<'_, '_> {
                                     "the same sourcedId as line {first}; each record may appear once"
                                 ),
                                 value: key.clone(),
+                                key: key.clone(),
+                                name: row.name.clone(),
                             });
                         } else if keep_ids {
                             // A rejected row keeps its old record, which others may still name; a
@@ -452,6 +524,37 @@ impl PackageRun<'_, '_> {
         })
     }
 
+    /// Whether the tenant holds any `target` record (asked once per file and package).
+    fn holds(&mut self, loader: &PackageLoader, target: &str) -> Result<bool, ImportError> {
+        let Some(file) = oneroster::files(oneroster::Version::V1_2)
+            .chain(oneroster::files(oneroster::Version::V1_1))
+            .map(|f| f.name.as_str())
+            .find(|f| *f == target)
+        else {
+            return Ok(false);
+        };
+        if let Some(held) = self.held.get(file) {
+            return Ok(*held);
+        }
+        let held = !self.req.check_references || loader.existing(&oneroster::record_type(file))? > 0;
+        self.held.insert(file, held);
+        Ok(held)
+    }
+
+    /// Lenient reading of a reference to a file the manifest marks absent and the tenant does
+    /// not hold: it is let through unchecked (and noted); strict reading refuses it.
+    fn unchecked_absent(
+        &mut self,
+        loader: &PackageLoader,
+        manifest: &Manifest,
+        target: &str,
+    ) -> Result<bool, ImportError> {
+        Ok(!self.strictness.is_strict()
+            && manifest.mode(target) == FileMode::Absent
+            && !self.ids.contains_key(target)
+            && !self.holds(loader, target)?)
+    }
+
     /// Whether `id` names a `target` record: in this package, or, unless the package holds a
     /// full snapshot of `target`, among the tenant's active records.
     fn resolves(
@@ -486,6 +589,9 @@ struct OpenPackage {
     zip: zip::ZipArchive<std::io::BufReader<File>>,
     entries: Vec<(String, usize)>,
     manifest: Manifest,
+    /// What already refuses the package (its manifest, entries it does not match); the
+    /// files are still checked, so that one pass reports everything.
+    problems: Vec<Problem>,
 }
 
 /// Opens a package: its size, its zip directory and every entry (`check_entries`, nothing
@@ -496,6 +602,8 @@ fn open_package(
     file_name: &str,
     max_file_bytes: u64,
     type_name: &str,
+    strictness: Strictness,
+    notes: &mut Notes,
 ) -> Result<Result<OpenPackage, Vec<Problem>>, ImportError> {
     let limits = ZipLimits::default();
     let file = File::open(path).map_err(crate::run::io(format!("reading {}", file_name)))?;
@@ -550,21 +658,42 @@ fn open_package(
             "is larger than 64 KiB; a manifest is a few lines",
         )]));
     }
-    let manifest = match Manifest::parse(&bytes) {
-        Ok(m) => m,
-        Err(list) => {
-            return Ok(Err(list
-                .into_iter()
-                .map(|p| Problem {
-                    file: "manifest.csv".into(),
-                    line: p.line,
-                    code: "bad_manifest",
-                    reason: p.problem,
-                })
-                .collect()));
+    let (manifest, list) = Manifest::read(&bytes);
+    let mut problems: Vec<Problem> = list
+        .into_iter()
+        .map(|p| Problem {
+            file: "manifest.csv".into(),
+            line: p.line,
+            code: "bad_manifest",
+            reason: p.problem,
+        })
+        .collect();
+    // Without a version, no file can be checked.
+    let Some(manifest) = manifest else { return Ok(Err(problems)) };
+    for (line, stem) in &manifest.blank {
+        let carried = entries.iter().any(|(n, _)| *n == format!("{stem}.csv"));
+        if carried || strictness.is_strict() {
+            let why = if carried {
+                format!("file.{stem} is blank but the zip has {stem}.csv; say bulk or delta")
+            } else {
+                format!(
+                    "file.{stem} is blank; it must be bulk, delta or absent (strict reading; lenient reads a blank line for a file the package does not carry as absent)"
+                )
+            };
+            problems.push(Problem {
+                file: "manifest.csv".into(),
+                line: *line,
+                code: "bad_manifest",
+                reason: why,
+            });
+        } else {
+            notes.once(
+                &format!("manifest.csv:{line}"),
+                "blank_manifest",
+                format!("file.{stem} is blank and the package has no {stem}.csv: read as absent"),
+            );
         }
-    };
-    let mut problems = Vec::new();
+    }
     for (name, _) in entries.iter().filter(|(n, _)| n != "manifest.csv") {
         let stem = name.strip_suffix(".csv").unwrap_or("");
         match oneroster::file_spec(manifest.version, stem) {
@@ -573,7 +702,10 @@ fn open_package(
                     "unexpected_file",
                     format!("is not a OneRoster {} file; remove it from the zip", manifest.version.as_str()),
                 )),
-                Some(_) if manifest.mode(stem) == FileMode::Absent => problems.push(problem(
+                // A blank or wrong line for the file is reported as such, not again here.
+                Some(_) if manifest.mode(stem) == FileMode::Absent
+                    && !problems.iter().any(|p| p.file == "manifest.csv" && p.reason.starts_with(&format!("file.{stem} "))) =>
+                    problems.push(problem(
                     name,
                     "not_in_manifest",
                     format!("is in the zip but the manifest says file.{stem},absent; mark it bulk or delta, or leave it out"),
@@ -590,10 +722,7 @@ fn open_package(
             ));
         }
     }
-    if !problems.is_empty() {
-        return Ok(Err(problems));
-    }
-    Ok(Ok(OpenPackage { zip, entries, manifest }))
+    Ok(Ok(OpenPackage { zip, entries, manifest, problems }))
 }
 
 /// What reading one file of a package inflated, against what its zip entry declared.
@@ -611,14 +740,16 @@ pub struct EntryRead {
 pub fn read_package(path: &std::path::Path) -> Result<Vec<EntryRead>, Vec<String>> {
     let limits = sluice_core::import::types::Limits::default();
     let say = |p: Problem| format!("{} ({}): {}", p.file, p.code, p.reason);
-    let OpenPackage { mut zip, entries, manifest } =
-        match open_package(path, "package.zip", limits.max_file_bytes, "oneroster") {
+    let mut notes = Notes::default();
+    let strictness = Strictness::Lenient;
+    let OpenPackage { mut zip, entries, manifest, problems: refused } =
+        match open_package(path, "package.zip", limits.max_file_bytes, "oneroster", strictness, &mut notes) {
             Ok(Ok(p)) => p,
             Ok(Err(problems)) => return Err(problems.into_iter().map(say).collect()),
             Err(e) => return Err(vec![e.to_string()]),
         };
     let mut read = Vec::new();
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = refused.into_iter().map(say).collect();
     for spec in oneroster::files(manifest.version) {
         let mode = manifest.mode(&spec.name);
         let name = spec.file_name();
@@ -634,7 +765,8 @@ pub fn read_package(path: &std::path::Path) -> Result<Vec<EntryRead>, Vec<String
         // reports (glibc's `__cxa_thread_atexit_impl` list); `join` waits for the thread's end.
         let owned = path.to_path_buf();
         let max_row_bytes = limits.max_row_bytes;
-        let parser = std::thread::spawn(move || parse_file(&owned, index, spec, mode, max_row_bytes, tx));
+        let parser =
+            std::thread::spawn(move || parse_file(&owned, index, spec, mode, max_row_bytes, strictness, tx));
         for message in rx {
             if let Parsed::Problem(p) = message {
                 problems.push(say(p.named(&name)));
@@ -660,7 +792,8 @@ enum Parsed {
     /// (line, the checked row, the hash of its record)
     Rows(Vec<(u64, oneroster::RowCheck, i64)>),
     Problem(Problem),
-    Done,
+    /// The end of the file, with what lenient reading noted.
+    Done(Notes),
 }
 
 const BATCH: usize = 1024;
@@ -676,6 +809,7 @@ fn parse_file(
     spec: &'static FileSpec,
     mode: FileMode,
     max_row_bytes: usize,
+    strictness: Strictness,
     tx: std::sync::mpsc::SyncSender<Parsed>,
 ) {
     let fail = |tx: &std::sync::mpsc::SyncSender<Parsed>, p: Problem| {
@@ -701,13 +835,23 @@ fn parse_file(
         }
         Err(e) => return fail(&tx, problem("", "unreadable", format!("cannot be read: {e}"))),
     }
+    let mut notes = Notes::default();
+    let file = spec.file_name();
+    if csv.sep_line().is_some() {
+        if strictness.is_strict() {
+            let reason =
+                "the first line is an Excel sep= hint, not the header; remove it (strict reading)".into();
+            return fail(&tx, Problem { file: String::new(), line: 1, code: "sep_line", reason });
+        }
+        notes.once(&file, "sep_line", "the first line `sep=,` (Excel) was skipped");
+    }
     if let Some(enc) =
         csv.encoding().filter(|e| !matches!(e, Encoding::Utf8 | Encoding::Utf8Bom | Encoding::Ascii))
     {
         let why = format!("is {enc}; OneRoster files must be UTF-8 (a BOM is allowed)");
         return fail(&tx, problem("", "not_utf8", why));
     }
-    let layout = match check_header(spec, &rec) {
+    let layout = match check_header(spec, &rec, strictness, &mut notes) {
         Ok(l) => l,
         Err(reason) => {
             return fail(&tx, Problem { file: String::new(), line: 1, code: "bad_header", reason });
@@ -732,7 +876,11 @@ fn parse_file(
                 return fail(&tx, p);
             }
         }
-        let row = check_row(spec, &layout, &rec, mode);
+        if layout.lenient && is_empty_row(&rec) {
+            notes.other(&file, "empty_row", "empty rows (every field blank) skipped");
+            continue;
+        }
+        let row = check_row(spec, &layout, &rec, mode, &mut notes);
         let hash = if row.errors.is_empty() { content_hash(&row.data) } else { 0 };
         bytes += row.data.len() + row.references.iter().map(|r| r.2.len() + 48).sum::<usize>();
         batch.push((rec.line, row, hash));
@@ -746,7 +894,7 @@ fn parse_file(
     if !batch.is_empty() && tx.send(Parsed::Rows(batch)).is_err() {
         return;
     }
-    let _ = tx.send(Parsed::Done);
+    let _ = tx.send(Parsed::Done(notes));
 }
 
 /// Checks every entry before anything is inflated; returns (name, index) of each. `raw` is
@@ -955,7 +1103,7 @@ fn open_csv<'z>(
         .by_index(index)
         .map_err(|e| problem("", "unreadable", format!("cannot be unpacked ({e}); re-zip the package")))?;
     let declared = entry.size();
-    Ok(CsvReader::new(Guarded { inner: entry, left: declared, first: true }, max_row_bytes, 1000))
+    Ok(CsvReader::comma(Guarded { inner: entry, left: declared, first: true }, max_row_bytes, 1000))
 }
 
 struct Guarded<R> {

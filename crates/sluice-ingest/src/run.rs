@@ -3,8 +3,8 @@
 use crate::report::Report;
 use sha2::{Digest, Sha256};
 use sluice_core::import::{
-    CsvError, CsvReader, HeaderMap, ImportType, LoadMode, PersonColumns, Record, RowError, Safeguard,
-    SafeguardSetting, TypeFormat, Values,
+    CsvError, CsvReader, Delimiter, HeaderMap, ImportType, LoadMode, Notes, PersonColumns, Record, RowError,
+    Safeguard, SafeguardSetting, Strictness, TypeFormat, Values,
 };
 use sluice_core::people::Contact;
 use sluice_store::{Counts, ImportRecord, ImportStatus, Outcome, StageKind, Store, StoreError};
@@ -83,6 +83,16 @@ impl ImportRequest<'_> {
     }
 }
 
+/// How this request's file is read: the type's strictness and delimiter, overridden by the
+/// tenant's settings (`sluice tenant set T strictness=strict`, `delimiter.TYPE=tab`).
+pub(crate) fn reading(
+    store: &Store,
+    req: &ImportRequest<'_>,
+) -> Result<(Strictness, Option<Delimiter>), ImportError> {
+    let settings = store.tenant(req.tenant)?.map(|t| t.read_settings).unwrap_or_default();
+    Ok(sluice_core::import::reading(req.import_type, &settings))
+}
+
 /// Imports one file. Every outcome, including a rejected file, ends as an import row with
 /// a status; only store and I/O failures of sluice itself are errors here.
 pub fn import_file(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
@@ -116,6 +126,8 @@ pub struct Verdict {
     pub status: ImportStatus,
     pub counts: Counts,
     pub encoding: Option<String>,
+    /// The delimiter the file was read with.
+    pub delimiter: Option<String>,
     pub message: Option<String>,
     pub warnings: Vec<String>,
     /// The first [`sluice_store::STORED_ERRORS`] errors; the report has them all.
@@ -135,6 +147,7 @@ impl Verdict {
             status: self.status,
             counts: self.counts,
             encoding: self.encoding.clone(),
+            delimiter: self.delimiter.clone(),
             message: self.message.clone(),
             warnings: &self.warnings,
             errors: &self.errors,
@@ -191,10 +204,29 @@ fn evaluate(
     let mut warnings: Vec<String> = Vec::new();
     let mut counts = Counts::default();
 
-    let outcome =
-        read_and_stage(store, req, &mut loader, &mut report, &mut errors, &mut warnings, &mut counts);
+    let mut delimiter = None;
+    let outcome = read_and_stage(
+        store,
+        req,
+        &mut loader,
+        &mut report,
+        &mut errors,
+        &mut warnings,
+        &mut counts,
+        &mut delimiter,
+    );
     let (status, message, apply, held_file, encoding) = match outcome? {
-        Staged::Rejected { message, encoding } => (ImportStatus::Failed, Some(message), None, None, encoding),
+        Staged::Rejected { message, encoding, problems } => {
+            // What rejected the file comes first: it is the cause of what follows.
+            let row_errors = std::mem::take(&mut errors);
+            for e in problems {
+                report.add(&e).map_err(io("writing the error report"))?;
+                errors.push(e);
+            }
+            let room = sluice_store::STORED_ERRORS.saturating_sub(errors.len());
+            errors.extend(row_errors.into_iter().take(room));
+            (ImportStatus::Failed, Some(message), None, None, encoding)
+        }
         Staged::Rows { encoding } => {
             let plan = loader.plan(t.mode)?;
             counts = Counts { rows: counts.rows, rejected: counts.rejected, ..plan };
@@ -231,33 +263,60 @@ fn evaluate(
         counts = Counts { rows: counts.rows, rejected: counts.rows, ..Counts::default() };
     }
     let report_file = report.finish().map_err(io("writing the error report"))?;
-    let verdict =
-        Verdict { status, counts, encoding, message, warnings, errors, held_file, report_file, apply };
+    let delimiter = delimiter.map(|d: Delimiter| d.name().to_owned());
+    let verdict = Verdict {
+        status,
+        counts,
+        encoding,
+        delimiter,
+        message,
+        warnings,
+        errors,
+        held_file,
+        report_file,
+        apply,
+    };
     Ok((loader, verdict))
 }
 
 enum Staged {
-    /// The file as a whole was rejected; nothing will change.
+    /// The file as a whole was rejected; nothing will change. `problems`: what rejected it,
+    /// each with its line, for the error report.
     Rejected {
         message: String,
         encoding: Option<String>,
+        problems: Vec<RowError>,
     },
     Rows {
         encoding: Option<String>,
     },
 }
 
+/// A whole-file problem as a line of the error report.
+fn file_problem(line: u64, code: &'static str, reason: String) -> RowError {
+    RowError { line, code, reason, ..Default::default() }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn read_and_stage(
-    _store: &Store,
+    store: &Store,
     req: &ImportRequest<'_>,
     loader: &mut sluice_store::Loader,
     report: &mut Report,
     errors: &mut Vec<RowError>,
     warnings: &mut Vec<String>,
     counts: &mut Counts,
+    delimiter: &mut Option<Delimiter>,
 ) -> Result<Staged, ImportError> {
     let t = req.import_type;
-    let rejected = |message: String, encoding: Option<String>| Ok(Staged::Rejected { message, encoding });
+    let (strictness, fixed_delimiter) = reading(store, req)?;
+    let rejected = |message: String, encoding: Option<String>| {
+        Ok(Staged::Rejected { message, encoding, problems: Vec::new() })
+    };
+    let rejected_at =
+        |line: u64, code: &'static str, message: String, reason: String, encoding: Option<String>| {
+            Ok(Staged::Rejected { message, encoding, problems: vec![file_problem(line, code, reason)] })
+        };
     let size = std::fs::metadata(req.file).map_err(io(format!("reading {}", req.file_name)))?.len();
     if size > t.limits.max_file_bytes {
         return rejected(
@@ -273,24 +332,73 @@ fn read_and_stage(
         std::io::BufReader::with_capacity(256 << 10, file),
         t.limits.max_row_bytes,
         t.limits.max_columns,
-    );
+    )
+    .with_delimiter(fixed_delimiter);
     let enc = |csv: &CsvReader<_>| csv.encoding().map(|e| e.to_string());
     let mut rec = Record::default();
-    match csv.read(&mut rec) {
+    let mut notes = Notes::default();
+    let read = csv.read(&mut rec);
+    *delimiter = csv.delimiter();
+    match read {
         Ok(true) => {}
         Ok(false) => {
             return rejected("the file is empty: it has no header row and no data".into(), enc(&csv));
         }
-        Err(e) => return rejected(csv_message(&e), enc(&csv)),
+        Err(e) => return rejected_at(csv_line(&e), "unreadable", csv_message(&e), e.to_string(), enc(&csv)),
     }
-    let header = match HeaderMap::new(t, &rec) {
+    if let Some(sep) = csv.sep_line() {
+        let line = format!("sep={}", sep.byte() as char);
+        if strictness.is_strict() {
+            let reason = format!(
+                "the first line is {line:?}, an Excel hint, not a header; remove it (or set strictness=lenient, which reads it)"
+            );
+            return rejected_at(
+                1,
+                "sep_line",
+                format!("the file was rejected: line 1: {reason}"),
+                reason,
+                enc(&csv),
+            );
+        }
+        notes.once(
+            req.file_name,
+            "sep_line",
+            format!(
+                "the first line `{line}` (Excel) was read as the delimiter ({}), not as the header",
+                sep.name()
+            ),
+        );
+    }
+    let header = match HeaderMap::new(t, &rec, strictness, req.file_name, &mut notes) {
         Ok(h) => h,
         Err(problems) => {
             let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            return rejected(
-                format!("the header is not usable for type {}: {}", t.name, text.join("; ")),
-                enc(&csv),
-            );
+            let delimited = match csv.delimiter() {
+                Some(d) if rec.len() == 1 => format!(
+                    " (read as {}-delimited: the header has one column; if the file uses another delimiter, set delimiter.{}=tab, semicolon, pipe or comma)",
+                    d.name(),
+                    t.name
+                ),
+                _ => String::new(),
+            };
+            let problems = problems
+                .iter()
+                .map(|p| RowError {
+                    line: rec.line,
+                    code: "bad_header",
+                    reason: p.to_string(),
+                    ..Default::default()
+                })
+                .collect();
+            return Ok(Staged::Rejected {
+                message: format!(
+                    "the header is not usable for type {}: {}{delimited}",
+                    t.name,
+                    text.join("; ")
+                ),
+                encoding: enc(&csv),
+                problems,
+            });
         }
     };
     for unknown in &header.unknown {
@@ -302,9 +410,9 @@ fn read_and_stage(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
     let header = &header;
     std::thread::scope(|scope| {
-        scope.spawn(move || prepare_rows(t, header, csv, tx));
+        scope.spawn(move || prepare_rows(t, header, strictness, csv, notes, tx));
         let mut missing_ids = Vec::new();
-        let staged = load_rows(req, rx, loader, report, errors, counts, &mut missing_ids);
+        let staged = load_rows(req, rx, loader, report, errors, warnings, counts, &mut missing_ids);
         if let (Some(p), Some(&first)) = (&t.person, missing_ids.first()) {
             let id = &t.columns[p.id.unwrap_or_default()].name;
             let lines: Vec<String> = missing_ids.iter().take(10).map(u64::to_string).collect();
@@ -336,12 +444,25 @@ struct Prepared {
     errors: Vec<RowError>,
     /// The type names people and this row has no id for its person.
     no_person_id: bool,
+    /// The person's name (types of people), for errors found while loading.
+    name: String,
 }
 
 enum Batch {
-    Rows { rows: Vec<Prepared>, bytes_read: u64 },
-    Done { encoding: Option<String> },
-    Rejected { message: String, encoding: Option<String> },
+    Rows {
+        rows: Vec<Prepared>,
+        bytes_read: u64,
+    },
+    /// The end of the file, with what lenient reading noted on the way.
+    Done {
+        encoding: Option<String>,
+        notes: Notes,
+    },
+    Rejected {
+        message: String,
+        encoding: Option<String>,
+        problem: RowError,
+    },
 }
 
 const BATCH: usize = 1024;
@@ -349,7 +470,9 @@ const BATCH: usize = 1024;
 fn prepare_rows<R: std::io::Read>(
     t: &ImportType,
     header: &HeaderMap,
+    strictness: Strictness,
     mut csv: CsvReader<R>,
+    mut notes: Notes,
     tx: std::sync::mpsc::SyncSender<Batch>,
 ) {
     let enc = |csv: &CsvReader<R>| csv.encoding().map(|e| e.to_string());
@@ -357,25 +480,41 @@ fn prepare_rows<R: std::io::Read>(
     let mut values = Values::default();
     let mut batch = Vec::with_capacity(BATCH);
     let mut rows = 0u64;
+    let file = header.file().to_owned();
     loop {
         match csv.read(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let _ = tx.send(Batch::Rejected { message: csv_message(&e), encoding: enc(&csv) });
+                let problem = file_problem(csv_line(&e), "unreadable", e.to_string());
+                let _ = tx.send(Batch::Rejected { message: csv_message(&e), encoding: enc(&csv), problem });
                 return;
             }
+        }
+        if !strictness.is_strict() && rec.iter().all(|f| f.trim().is_empty()) {
+            // A spreadsheet's empty row (`,,,`): nothing to read, nothing to reject.
+            notes.other(&file, "empty_row", "empty rows (every field blank) skipped");
+            continue;
         }
         rows += 1;
         if rows > t.limits.max_rows {
             let message =
                 format!("the file has more than {} rows, the limit for type {}", t.limits.max_rows, t.name);
-            let _ = tx.send(Batch::Rejected { message, encoding: enc(&csv) });
+            let problem = file_problem(rec.line, "too_many_rows", message.clone());
+            let _ = tx.send(Batch::Rejected { message, encoding: enc(&csv), problem });
             return;
         }
         let mut errors = Vec::new();
-        let valid = header.check(t, &rec, &mut values, &mut errors);
+        let valid = header.check(t, &rec, &mut values, &mut errors, &mut notes);
+        if !errors.is_empty() {
+            let (key, name) = header.describe(t, &rec);
+            for e in &mut errors {
+                e.key.clone_from(&key);
+                e.name.clone_from(&name);
+            }
+        }
         let key = key_of(t, &values, &errors);
+        let name = if t.person.is_some() { header.describe(t, &rec).1 } else { String::new() };
         let no_person_id =
             valid && t.person.as_ref().and_then(|p| p.id).is_some_and(|c| values.get(c).is_empty());
         let references = if valid {
@@ -410,6 +549,7 @@ fn prepare_rows<R: std::io::Read>(
             references,
             errors,
             no_person_id,
+            name,
         });
         if batch.len() == BATCH {
             let rows = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -421,19 +561,21 @@ fn prepare_rows<R: std::io::Read>(
     if !batch.is_empty() && tx.send(Batch::Rows { rows: batch, bytes_read: csv.bytes_read() }).is_err() {
         return;
     }
-    let _ = tx.send(Batch::Done { encoding: enc(&csv) });
+    let _ = tx.send(Batch::Done { encoding: enc(&csv), notes });
 }
 
 fn rec_capacity(values: &Values) -> usize {
     values.iter().map(|v| v.len() + 3).sum::<usize>() + 2
 }
 
+#[allow(clippy::too_many_arguments)]
 fn load_rows(
     req: &ImportRequest<'_>,
     rx: std::sync::mpsc::Receiver<Batch>,
     loader: &mut sluice_store::Loader,
     report: &mut Report,
     errors: &mut Vec<RowError>,
+    warnings: &mut Vec<String>,
     counts: &mut Counts,
     missing_person_ids: &mut Vec<u64>,
 ) -> Result<Staged, ImportError> {
@@ -442,18 +584,21 @@ fn load_rows(
     for batch in rx {
         let (rows, bytes_read) = match batch {
             Batch::Rows { rows, bytes_read } => (rows, bytes_read),
-            Batch::Rejected { message, encoding } => return Ok(Staged::Rejected { message, encoding }),
-            Batch::Done { encoding } => {
+            Batch::Rejected { message, encoding, problem } => {
+                return Ok(Staged::Rejected { message, encoding, problems: vec![problem] });
+            }
+            Batch::Done { encoding, notes } => {
+                warnings.extend(notes.warnings());
                 if counts.rows == 0 {
                     let message = "the file has a header but no rows; nothing was changed".into();
-                    return Ok(Staged::Rejected { message, encoding });
+                    return Ok(Staged::Rejected { message, encoding, problems: Vec::new() });
                 }
                 if loadable == 0 {
                     let message = format!(
                         "every one of the {} rows was rejected; nothing was changed (see the errors)",
                         counts.rows
                     );
-                    return Ok(Staged::Rejected { message, encoding });
+                    return Ok(Staged::Rejected { message, encoding, problems: Vec::new() });
                 }
                 return Ok(Staged::Rows { encoding });
             }
@@ -477,6 +622,7 @@ fn load_rows(
                             code: "unknown_reference",
                             reason: format!("no {to_type} record has this key; import {to_type} first"),
                             value: value.clone(),
+                            ..Default::default()
                         });
                     }
                 }
@@ -505,6 +651,7 @@ fn load_rows(
                         code: "duplicate_key",
                         reason: format!("the same key as line {first}; each record may appear once"),
                         value: key.replace('\u{1f}', "+"),
+                        ..Default::default()
                     });
                 } else if ok {
                     loadable += 1;
@@ -512,6 +659,11 @@ fn load_rows(
             }
             if !row_errors.is_empty() {
                 counts.rejected += 1;
+                let key = p.key.as_deref().unwrap_or("").replace('\u{1f}', "+");
+                for e in row_errors.iter_mut().filter(|e| e.key.is_empty()) {
+                    e.key.clone_from(&key);
+                    e.name.clone_from(&p.name);
+                }
                 for e in &row_errors {
                     report.add(e).map_err(io("writing the error report"))?;
                     if errors.len() < sluice_store::STORED_ERRORS {
@@ -529,6 +681,18 @@ fn load_rows(
 
 pub(crate) fn csv_message(e: &CsvError) -> String {
     format!("the file cannot be read as CSV: {e}; nothing was changed")
+}
+
+/// The line a reading error is on.
+pub(crate) fn csv_line(e: &CsvError) -> u64 {
+    match e {
+        CsvError::UnclosedQuote { line }
+        | CsvError::TextAfterQuote { line }
+        | CsvError::RowTooLong { line, .. }
+        | CsvError::TooManyFields { line, .. }
+        | CsvError::Decode { line, .. } => *line,
+        CsvError::Io(_) => 0,
+    }
 }
 
 /// Key columns joined by U+001F (which no valid value contains).

@@ -36,8 +36,15 @@ pub fn email(
     if !errors.is_empty() {
         body.push_str("\r\nFirst rejected rows:\r\n");
         for e in errors {
+            let record = [e.key.as_str(), e.name.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>();
+            let record =
+                if record.is_empty() { String::new() } else { format!(" (record {})", record.join(" ")) };
             body.push_str(&format!(
-                "  line {}, {}: {} ({}) value {:?}\r\n",
+                "  line {}, {}: {} ({}) value {:?}{record}\r\n",
                 e.line, e.column, e.reason, e.code, e.value
             ));
         }
@@ -110,7 +117,7 @@ pub fn webhook_body(delivery: i64, r: &ImportRecord, errors: &[StoredError]) -> 
             "message": r.message, "created_ms": r.created_ms, "finished_ms": r.finished_ms,
             "counts": {"rows": c.rows, "added": c.added, "updated": c.updated, "unchanged": c.unchanged, "deleted": c.deleted, "rejected": c.rejected},
         },
-        "first_errors": errors.iter().map(|e| json!({"line": e.line, "column": e.column, "code": e.code, "reason": e.reason, "value": e.value})).collect::<Vec<_>>(),
+        "first_errors": errors.iter().map(|e| json!({"line": e.line, "key": e.key, "name": e.name, "column": e.column, "code": e.code, "reason": e.reason, "value": e.value})).collect::<Vec<_>>(),
     })
     .to_string()
 }

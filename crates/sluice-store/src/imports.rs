@@ -67,6 +67,8 @@ pub struct ImportRecord {
     pub upload_id: Option<i64>,
     pub status: ImportStatus,
     pub encoding: Option<String>,
+    /// The delimiter the file was read with (`comma`, `tab`, `semicolon`, `pipe`).
+    pub delimiter: Option<String>,
     pub counts: Counts,
     pub message: Option<String>,
     pub warnings: Vec<String>,
@@ -96,6 +98,9 @@ impl ImportRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredError {
     pub line: u64,
+    /// The record's key and name, where the row had them.
+    pub key: String,
+    pub name: String,
     pub column: String,
     pub code: String,
     pub reason: String,
@@ -118,6 +123,7 @@ pub struct Outcome<'a> {
     pub status: ImportStatus,
     pub counts: Counts,
     pub encoding: Option<String>,
+    pub delimiter: Option<String>,
     pub message: Option<String>,
     pub warnings: &'a [String],
     pub errors: &'a [RowError],
@@ -136,7 +142,7 @@ pub const STORED_ERRORS: usize = 10_000;
 const IMPORT_SELECT: &str =
     "SELECT i.id, t.name, i.type, i.file_name, i.source, i.upload_id, i.status, i.encoding,
     i.rows, i.added, i.updated, i.unchanged, i.deleted, i.rejected, i.message, i.warnings, i.held_file,
-    i.report_file, i.created_ms, i.finished_ms, i.decided_by, i.decided_ms
+    i.report_file, i.created_ms, i.finished_ms, i.decided_by, i.decided_ms, i.delimiter
     FROM imports i JOIN tenants t ON t.id = i.tenant_id";
 
 fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
@@ -168,6 +174,7 @@ fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
         finished_ms: r.get(19)?,
         decided_by: r.get(20)?,
         decided_ms: r.get(21)?,
+        delimiter: r.get(22)?,
     })
 }
 
@@ -284,7 +291,7 @@ impl Store {
     pub fn import_errors(&self, id: i64, limit: usize, offset: usize) -> Result<Vec<StoredError>> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT line, column_name, code, reason, value FROM import_errors WHERE import_id = ?1
+                "SELECT line, column_name, code, reason, value, record_key, record_name FROM import_errors WHERE import_id = ?1
                  ORDER BY seq LIMIT ?2 OFFSET ?3",
             )?;
             let rows = stmt
@@ -295,6 +302,8 @@ impl Store {
                         code: r.get(2)?,
                         reason: r.get(3)?,
                         value: r.get(4)?,
+                        key: r.get(5)?,
+                        name: r.get(6)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -832,7 +841,7 @@ pub(crate) fn apply_outcome(c: &Connection, id: i64, o: &Outcome<'_>) -> Result<
     c.execute(
         "UPDATE main.imports SET status = ?2, encoding = ?3, rows = ?4, added = ?5, updated = ?6, unchanged = ?7,
              deleted = ?8, rejected = ?9, message = ?10, warnings = ?11, held_file = ?12, report_file = ?13,
-             finished_ms = ?14 WHERE id = ?1",
+             finished_ms = ?14, delimiter = ?15 WHERE id = ?1",
         params![
             id,
             o.status.as_str(),
@@ -848,15 +857,26 @@ pub(crate) fn apply_outcome(c: &Connection, id: i64, o: &Outcome<'_>) -> Result<
             o.held_file,
             o.report_file,
             if o.status == ImportStatus::Held { None } else { Some(now_ms()) },
+            o.delimiter,
         ],
     )?;
     c.execute("DELETE FROM main.import_errors WHERE import_id = ?1", [id])?;
     let mut insert = c.prepare_cached(
-        "INSERT INTO main.import_errors (import_id, seq, line, column_name, code, reason, value)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO main.import_errors (import_id, seq, line, column_name, code, reason, value, record_key, record_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for (seq, e) in o.errors.iter().take(STORED_ERRORS).enumerate() {
-        insert.execute(params![id, seq as i64, e.line as i64, e.column, e.code, e.reason, e.value])?;
+        insert.execute(params![
+            id,
+            seq as i64,
+            e.line as i64,
+            e.column,
+            e.code,
+            e.reason,
+            e.value,
+            e.key,
+            e.name
+        ])?;
     }
     if let Some(upload) = o.upload_id {
         c.execute(

@@ -24,7 +24,7 @@ pub use people::{Person, PersonRole};
 pub use roster::{PackageLoader, PackageMode};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sluice_core::import::SafeguardSetting;
+use sluice_core::import::{ReadSetting, SafeguardSetting};
 use sluice_core::{
     FolderName, PasswordHash, Sha256Hex, TenantName, TreeLayout, Trigger, UploadEvent, VirtualPath,
 };
@@ -76,6 +76,8 @@ pub struct Tenant {
     pub type_triggers: Vec<(String, Trigger)>,
     /// Per-type safeguard settings that override the types' own.
     pub safeguards: Vec<SafeguardSetting>,
+    /// How the tenant's files are read: strictness, delimiters (override the types').
+    pub read_settings: Vec<ReadSetting>,
     /// Who is emailed when an import ends.
     pub notify_emails: Vec<String>,
     /// Where import results are POSTed, and the HMAC secret that signs them.
@@ -260,6 +262,24 @@ impl Store {
         self.update_tenant(name, "UPDATE tenants SET safeguards = ?2 WHERE name = ?1", text)
     }
 
+    /// Sets how one type's (or every type's) files are read for a tenant, replacing an
+    /// earlier setting of the same key.
+    pub fn set_read_setting(&self, name: &TenantName, setting: &ReadSetting) -> Result<()> {
+        let tenant = self.require_tenant(name.as_str())?;
+        let mut all: Vec<ReadSetting> =
+            tenant.read_settings.into_iter().filter(|s| s.key() != setting.key()).collect();
+        all.push(setting.clone());
+        let text = all
+            .iter()
+            .map(|s| {
+                let (k, v) = s.to_pair();
+                format!("{k}={v}")
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        self.update_tenant(name, "UPDATE tenants SET read_settings = ?2 WHERE name = ?1", text)
+    }
+
     /// Sets who is emailed and where results are POSTed (an empty URL: no webhook).
     pub fn set_notifications(
         &self,
@@ -426,7 +446,7 @@ fn upload_from_row(
     })
 }
 
-const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers, safeguards, notify_emails, webhook_url, webhook_secret FROM tenants";
+const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers, safeguards, notify_emails, webhook_url, webhook_secret, read_settings FROM tenants";
 
 struct RawTenant {
     id: i64,
@@ -443,6 +463,7 @@ struct RawTenant {
     notify_emails: String,
     webhook_url: String,
     webhook_secret: String,
+    read_settings: String,
 }
 
 fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
@@ -461,6 +482,7 @@ fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
         notify_emails: r.get(11)?,
         webhook_url: r.get(12)?,
         webhook_secret: r.get(13)?,
+        read_settings: r.get(14)?,
     })
 }
 
@@ -498,6 +520,15 @@ impl RawTenant {
                 .map(|p| {
                     let (k, v) = p.split_once('=').ok_or_else(|| corrupt("safeguards"))?;
                     SafeguardSetting::parse(k, v).map_err(|_| corrupt("safeguards"))
+                })
+                .collect::<Result<_>>()?,
+            read_settings: self
+                .read_settings
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').ok_or_else(|| corrupt("read_settings"))?;
+                    ReadSetting::parse(k, v).ok().flatten().ok_or_else(|| corrupt("read_settings"))
                 })
                 .collect::<Result<_>>()?,
             notify_emails: self

@@ -182,6 +182,13 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         banned_at_ms INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 18 (realfiles): how a tenant's files are read (strictness, delimiters per type), the
+    // delimiter an import read its file with, and the record each stored error belongs to
+    // (its key and name, so a data manager finds it without the original file)
+    "ALTER TABLE tenants ADD COLUMN read_settings TEXT NOT NULL DEFAULT '';
+     ALTER TABLE imports ADD COLUMN delimiter TEXT;
+     ALTER TABLE import_errors ADD COLUMN record_key TEXT NOT NULL DEFAULT '';
+     ALTER TABLE import_errors ADD COLUMN record_name TEXT NOT NULL DEFAULT '';",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -317,19 +317,13 @@ async fn import_errors(
         let record = visible_import(&web, &caller, id)?;
         let errors = web.ingest.store.import_errors(record.id, if csv { sluice_store::STORED_ERRORS } else { limit }, if csv { 0 } else { offset })?;
         if csv {
-            let mut text = String::from("line,column,code,reason,value\r\n");
-            for e in &errors {
-                let cells = [e.line.to_string(), e.column.clone(), e.code.clone(), e.reason.clone(), e.value.clone()];
-                let row: Vec<String> = cells.iter().map(|c| sluice_ingest::report::csv_cell(c)).collect();
-                text.push_str(&row.join(","));
-                text.push_str("\r\n");
-            }
+            let text = sluice_ingest::report::stored_csv(&errors);
             let disposition = format!("attachment; filename=\"import-{id}-errors.csv\"");
             return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], text).into_response());
         }
         let list: Vec<Value> = errors
             .iter()
-            .map(|e| json!({"line": e.line, "column": e.column, "code": e.code, "reason": e.reason, "value": e.value}))
+            .map(|e| json!({"line": e.line, "key": e.key, "name": e.name, "column": e.column, "code": e.code, "reason": e.reason, "value": e.value}))
             .collect();
         Ok(Json(json!({"import": id, "rejected": record.counts.rejected, "offset": offset, "limit": limit, "errors": list})).into_response())
     })

@@ -90,19 +90,19 @@ pub fn document() -> Value {
                 "Counts": {"type": "object", "required": ["rows", "added", "updated", "unchanged", "deleted", "rejected"], "properties": {
                     "rows": {"type": "integer"}, "added": {"type": "integer"}, "updated": {"type": "integer"},
                     "unchanged": {"type": "integer"}, "deleted": {"type": "integer"}, "rejected": {"type": "integer"}}},
-                "Import": {"type": "object", "required": ["id", "tenant", "type", "file_name", "source", "status", "encoding", "message", "warnings", "counts", "created_ms", "finished_ms", "decided_by", "decided_ms"], "properties": {
+                "Import": {"type": "object", "required": ["id", "tenant", "type", "file_name", "source", "status", "encoding", "delimiter", "message", "warnings", "counts", "created_ms", "finished_ms", "decided_by", "decided_ms"], "properties": {
                     "id": {"type": "integer"}, "tenant": {"type": "string"}, "type": {"type": "string"},
                     "file_name": {"type": "string"}, "source": {"type": "string"},
                     "status": {"type": "string", "enum": ["running", "complete", "incomplete", "failed", "held", "discarded"]},
-                    "encoding": nullable("string"), "message": nullable("string"),
+                    "encoding": nullable("string"), "delimiter": nullable("string"), "message": nullable("string"),
                     "warnings": {"type": "array", "items": {"type": "string"}},
                     "counts": {"$ref": "#/components/schemas/Counts"},
                     "created_ms": {"type": "integer"}, "finished_ms": nullable("integer"),
                     "decided_by": nullable("string"), "decided_ms": nullable("integer")}},
                 "ImportList": {"type": "object", "required": ["imports"], "properties": {"imports": {"type": "array", "items": {"$ref": "#/components/schemas/Import"}}}},
                 "SyncResult": {"type": "object", "required": ["found", "imports"], "properties": {"found": {"type": "integer"}, "imports": {"type": "array", "items": {"$ref": "#/components/schemas/Import"}}}},
-                "RowError": {"type": "object", "required": ["line", "column", "code", "reason", "value"], "properties": {
-                    "line": {"type": "integer"}, "column": {"type": "string"}, "code": {"type": "string"}, "reason": {"type": "string"}, "value": {"type": "string"}}},
+                "RowError": {"type": "object", "required": ["line", "key", "name", "column", "code", "reason", "value"], "properties": {
+                    "line": {"type": "integer"}, "key": {"type": "string"}, "name": {"type": "string"}, "column": {"type": "string"}, "code": {"type": "string"}, "reason": {"type": "string"}, "value": {"type": "string"}}},
                 "ErrorPage": {"type": "object", "required": ["import", "rejected", "offset", "limit", "errors"], "properties": {
                     "import": {"type": "integer"}, "rejected": {"type": "integer"}, "offset": {"type": "integer"}, "limit": {"type": "integer"},
                     "errors": {"type": "array", "items": {"$ref": "#/components/schemas/RowError"}}}},

@@ -561,6 +561,14 @@ async fn import_page(
     if let Some(m) = &r.message {
         let _ = write!(body, "<p>{}</p>", esc(m));
     }
+    if r.encoding.is_some() || r.delimiter.is_some() {
+        let _ = write!(
+            body,
+            "<p>Read as {}, {}-delimited</p>",
+            esc(r.encoding.as_deref().unwrap_or("unknown encoding")),
+            esc(r.delimiter.as_deref().unwrap_or("comma"))
+        );
+    }
     for w in &r.warnings {
         let _ = write!(body, "<p>Warning: {}</p>", esc(w));
     }
@@ -582,8 +590,10 @@ async fn import_page(
         for e in &errors {
             let _ = write!(
                 rows,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
                 e.line,
+                esc(&e.key),
+                esc(&e.name),
                 esc(&e.column),
                 esc(&e.code),
                 esc(&e.reason),
@@ -600,7 +610,7 @@ async fn import_page(
         let _ = write!(
             body,
             "<div class=\"card\"><h2>Rejected rows</h2><p><a href=\"/imports/{id}/errors.csv\">Download the error report (CSV)</a></p>\
-             <div class=\"wrap\"><table><tr><th>Line</th><th>Column</th><th>Code</th><th>Reason</th><th>Value</th></tr>{rows}</table></div><p>Page {page_no} {pager}</p></div>"
+             <div class=\"wrap\"><table><tr><th>Line</th><th>Key</th><th>Name</th><th>Column</th><th>Code</th><th>Reason</th><th>Value</th></tr>{rows}</table></div><p>Page {page_no} {pager}</p></div>"
         );
     }
     let _ = write!(body, "<p><a href=\"/t/{0}\">Back to {0}</a></p>", esc(&r.tenant));
@@ -617,14 +627,7 @@ async fn errors_csv(State(web): State<Web>, viewer: Viewer, Path(id): Path<i64>)
     else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    let mut text = String::from("line,column,code,reason,value\r\n");
-    for e in &errors {
-        let cells = [e.line.to_string(), e.column.clone(), e.code.clone(), e.reason.clone(), e.value.clone()];
-        text.push_str(
-            &cells.iter().map(|c| sluice_ingest::report::csv_cell(c)).collect::<Vec<_>>().join(","),
-        );
-        text.push_str("\r\n");
-    }
+    let text = sluice_ingest::report::stored_csv(&errors);
     let disposition = format!("attachment; filename=\"import-{id}-errors.csv\"");
     (
         [

@@ -5,7 +5,7 @@ use crate::serve::{self, DataDirs};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use sluice_core::import::SafeguardSetting;
+use sluice_core::import::{ReadSetting, SafeguardSetting};
 use sluice_core::{FolderName, PasswordHash, TenantName, Trigger};
 use sluice_sftp::fs::TenantTree;
 use sluice_store::{AuthorizedKey, Store, Tenant};
@@ -572,6 +572,10 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                         if secret.is_empty() { "unsigned: set notify.webhook_secret" } else { "signed" }
                     );
                 }
+                for s in &t.read_settings {
+                    let (k, v) = s.to_pair();
+                    println!("reading:   {k}={v}");
+                }
                 for s in &t.safeguards {
                     println!(
                         "safeguard: hold {} imports that would {} more than {}%",
@@ -603,6 +607,19 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                 let (key, value) = setting.split_once('=').ok_or_else(|| {
                     usage(anyhow!("{setting:?} is not KEY=VALUE (e.g. folders=students,guardians)"))
                 })?;
+                // How files are read: strictness, strictness.TYPE, delimiter.TYPE.
+                if let Some(read) = ReadSetting::parse(key, value).map_err(|e| usage(anyhow!(e)))? {
+                    if let Some(type_name) = read.type_name() {
+                        let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
+                        if types.get(type_name).is_none() {
+                            return Err(usage(anyhow!(
+                                "{key}: no import type {type_name:?}; `sluice types` lists them"
+                            )));
+                        }
+                    }
+                    store.set_read_setting(&name, &read)?;
+                    continue;
+                }
                 match key {
                     "folders" => store.set_folders(&name, &FolderName::parse_list(value)?)?,
                     "types" => {
@@ -701,7 +718,7 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                     }
                     other => {
                         return Err(usage(anyhow!(
-                            "unknown tenant setting {other:?}; known settings: types, folders, trigger, trigger.TYPE, safeguard.TYPE.deleted, safeguard.TYPE.changed, schedule, timezone, notify.email, notify.webhook, notify.webhook_secret"
+                            "unknown tenant setting {other:?}; known settings: types, folders, trigger, trigger.TYPE, safeguard.TYPE.deleted, safeguard.TYPE.changed, strictness, strictness.TYPE, delimiter.TYPE, schedule, timezone, notify.email, notify.webhook, notify.webhook_secret"
                         )));
                     }
                 }
@@ -766,6 +783,7 @@ fn tenant_json(store: &Store, t: &Tenant) -> Result<serde_json::Value> {
         "timezone": t.timezone,
         "imports": when(t),
         "safeguards": t.safeguards.iter().map(|s| json!({"type": s.type_name, "limit": s.limit.as_str(), "percent": s.percent})).collect::<Vec<_>>(),
+        "read_settings": t.read_settings.iter().map(|s| { let (k, v) = s.to_pair(); (k, json!(v)) }).collect::<serde_json::Map<_, _>>(),
         "type_triggers": t.type_triggers.iter().map(|(ty, g)| (ty.clone(), json!(g.as_str()))).collect::<serde_json::Map<_, _>>(),
         "keys": keys.iter().map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})).collect::<Vec<_>>(),
         "created_ms": t.created_ms,

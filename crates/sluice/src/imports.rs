@@ -184,7 +184,14 @@ fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(),
         }
         for e in &batch {
             let column = if e.column.is_empty() { String::new() } else { format!(" {}:", e.column) };
-            println!("{label}:{}:{column} {}: {} (value {:?})", e.line, e.code, e.reason, e.value);
+            println!(
+                "{label}:{}:{column} {}: {} (value {:?}){}",
+                e.line,
+                e.code,
+                e.reason,
+                e.value,
+                record_label(&e.key, &e.name)
+            );
         }
         offset += batch.len();
     }
@@ -192,6 +199,16 @@ fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(),
         println!("{label}: more errors are in the full report");
     }
     Ok(())
+}
+
+/// ` [record S1 Ann Lee]`: which record an error is about, when the row said.
+fn record_label(key: &str, name: &str) -> String {
+    match (key.is_empty(), name.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!(" [record {key}]"),
+        (true, false) => format!(" [record {name}]"),
+        (false, false) => format!(" [record {key} {name}]"),
+    }
 }
 
 fn open(config: &Config, dirs: &DataDirs) -> Result<Ingest, Failure> {
@@ -281,7 +298,14 @@ fn print_dry_run(file: &str, type_name: &str, v: &sluice_ingest::Verdict) {
     }
     for e in &v.errors {
         let column = if e.column.is_empty() { String::new() } else { format!(" {}:", e.column) };
-        println!("{file}:{}:{column} {}: {} (value {:?})", e.line, e.code, e.reason, e.value);
+        println!(
+            "{file}:{}:{column} {}: {} (value {:?}){}",
+            e.line,
+            e.code,
+            e.reason,
+            e.value,
+            record_label(&e.key, &e.name)
+        );
     }
 }
 
@@ -334,7 +358,7 @@ pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Fa
             let errs = store.import_errors(id, sluice_store::STORED_ERRORS, 0)?;
             v["errors"] = json!(
                 errs.iter()
-                    .map(|e| json!({"line": e.line, "column": e.column, "code": e.code,
+                    .map(|e| json!({"line": e.line, "key": e.key, "name": e.name, "column": e.column, "code": e.code,
                 "reason": e.reason, "value": e.value}))
                     .collect::<Vec<_>>()
             );
@@ -344,6 +368,9 @@ pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Fa
     }
     print_summary(&r);
     println!("  encoding: {}", enc(&r));
+    if let Some(d) = &r.delimiter {
+        println!("  delimiter: {d}");
+    }
     if let Some((what, by, at)) = r.decision() {
         let at =
             sluice_ingest::Timestamp::from_millisecond(at).map_or_else(|_| at.to_string(), |t| t.to_string());

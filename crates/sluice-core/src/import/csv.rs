@@ -5,6 +5,10 @@
 //! Structural errors (an unclosed quote, text after a closing quote, an over-long row, too
 //! many fields) reject the whole file: a broken CSV cannot be trusted to line up with its
 //! header anywhere after the break.
+//!
+//! The delimiter is a comma, a tab, a semicolon or a pipe: given by the caller, or named by
+//! an Excel `sep=;` first line, or else detected from the header line (the candidate that
+//! occurs most often outside quotes; a comma on a tie or when none occurs).
 
 use super::decode::{DecodeError, Decoder, Encoding};
 use std::io::Read;
@@ -23,10 +27,58 @@ pub enum CsvError {
     RowTooLong { line: u64, max: usize },
     #[error("line {line}: more than {max} fields in one row")]
     TooManyFields { line: u64, max: usize },
-    #[error("{0}")]
-    Decode(#[from] DecodeError),
+    #[error("line {line}: {source}")]
+    Decode { line: u64, source: DecodeError },
     #[error("reading the file failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The character between fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delimiter {
+    Comma,
+    Tab,
+    Semicolon,
+    Pipe,
+}
+
+impl Delimiter {
+    /// Every delimiter, in the order a tie is decided.
+    pub const ALL: [Delimiter; 4] = [Delimiter::Comma, Delimiter::Tab, Delimiter::Semicolon, Delimiter::Pipe];
+
+    pub fn byte(self) -> u8 {
+        match self {
+            Delimiter::Comma => b',',
+            Delimiter::Tab => b'\t',
+            Delimiter::Semicolon => b';',
+            Delimiter::Pipe => b'|',
+        }
+    }
+
+    /// The name settings use and imports record: `comma`, `tab`, `semicolon`, `pipe`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Delimiter::Comma => "comma",
+            Delimiter::Tab => "tab",
+            Delimiter::Semicolon => "semicolon",
+            Delimiter::Pipe => "pipe",
+        }
+    }
+
+    /// A name (`tab`) or the character itself (`;`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == s || (s.len() == 1 && s.as_bytes()[0] == d.byte()))
+    }
+
+    fn of_byte(b: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.byte() == b)
+    }
+}
+
+impl std::fmt::Display for Delimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One CSV record; fields are valid UTF-8 slices of one buffer.
@@ -88,6 +140,11 @@ pub struct CsvReader<R> {
     max_row_bytes: usize,
     max_fields: usize,
     bytes_read: u64,
+    /// Fixed by the caller, or decided when the first record is read.
+    delimiter: Option<Delimiter>,
+    /// The delimiter a `sep=` first line named (the line is skipped, not a record).
+    sep_line: Option<Delimiter>,
+    started: bool,
 }
 
 const BLOCK: usize = 64 * 1024;
@@ -106,7 +163,31 @@ impl<R: Read> CsvReader<R> {
             max_row_bytes,
             max_fields,
             bytes_read: 0,
+            delimiter: None,
+            sep_line: None,
+            started: false,
         }
+    }
+
+    /// Reads with this delimiter; `None` detects it from the first line (see the module).
+    pub fn with_delimiter(mut self, delimiter: Option<Delimiter>) -> Self {
+        self.delimiter = delimiter;
+        self
+    }
+
+    /// A reader of comma-separated values whatever the first line looks like (OneRoster).
+    pub fn comma(src: R, max_row_bytes: usize, max_fields: usize) -> Self {
+        Self::new(src, max_row_bytes, max_fields).with_delimiter(Some(Delimiter::Comma))
+    }
+
+    /// The delimiter in use (after the first record has been read).
+    pub fn delimiter(&self) -> Option<Delimiter> {
+        self.started.then_some(self.delimiter.unwrap_or(Delimiter::Comma))
+    }
+
+    /// Whether the file began with an Excel `sep=X` line, and the delimiter it named.
+    pub fn sep_line(&self) -> Option<Delimiter> {
+        self.sep_line
     }
 
     /// The detected encoding (after the first record has been read).
@@ -133,7 +214,12 @@ impl<R: Read> CsvReader<R> {
             };
             self.bytes_read += n as u64;
             let before = self.text.len();
-            self.decoder.decode(&self.raw[..n], n == 0, &mut self.text)?;
+            if let Err(source) = self.decoder.decode(&self.raw[..n], n == 0, &mut self.text) {
+                // The valid text before the bad bytes was appended: the bad bytes are on the
+                // line the reader is at plus the line ends still ahead of it.
+                let ahead = line_ends(&self.text[self.pos..]);
+                return Err(CsvError::Decode { line: self.line + ahead, source });
+            }
             if n == 0 {
                 self.eof = true;
                 return Ok(self.text.len() > before);
@@ -144,8 +230,69 @@ impl<R: Read> CsvReader<R> {
         }
     }
 
+    /// The first line as it stands in the buffer (filled until it is whole, or the row
+    /// bound or the end of the file is reached), without its line end.
+    fn first_line(&mut self) -> Result<&[u8], CsvError> {
+        loop {
+            let rest = &self.text[self.pos..];
+            if rest.iter().any(|&b| b == b'\n' || b == b'\r') || rest.len() > self.max_row_bytes {
+                break;
+            }
+            if !self.fill()? {
+                break;
+            }
+        }
+        let rest = &self.text[self.pos..];
+        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(rest.len());
+        Ok(&rest[..end.min(self.max_row_bytes + 1)])
+    }
+
+    /// Before the first record: an Excel `sep=X` line, then the delimiter of the header.
+    fn start(&mut self) -> Result<(), CsvError> {
+        self.started = true;
+        let line = self.first_line()?;
+        let sep = match line {
+            [s, e, p, b'=', d] if [*s, *e, *p].eq_ignore_ascii_case(b"sep") => Delimiter::of_byte(*d),
+            _ => None,
+        };
+        if let Some(sep) = sep {
+            self.sep_line = Some(sep);
+            self.pos += 5;
+            match self.text.get(self.pos) {
+                Some(b'\r') => {
+                    self.pos += 1;
+                    self.skip_lf = true;
+                }
+                Some(b'\n') => self.pos += 1,
+                _ => {}
+            }
+            self.line += 1;
+            if self.delimiter.is_none() {
+                self.delimiter = Some(sep);
+            }
+        }
+        if self.delimiter.is_none() {
+            if self.skip_lf {
+                if self.pos >= self.text.len() {
+                    self.fill()?;
+                }
+                if self.text.get(self.pos) == Some(&b'\n') {
+                    self.pos += 1;
+                }
+                self.skip_lf = false;
+            }
+            let header = self.first_line()?;
+            self.delimiter = Some(detect_delimiter(header));
+        }
+        Ok(())
+    }
+
     /// Reads the next non-blank record into `rec`; `Ok(false)` at the end of the file.
     pub fn read(&mut self, rec: &mut Record) -> Result<bool, CsvError> {
+        if !self.started {
+            self.start()?;
+        }
+        let delim = self.delimiter.unwrap_or(Delimiter::Comma).byte();
         loop {
             rec.clear();
             rec.line = self.line;
@@ -176,7 +323,7 @@ impl<R: Read> CsvReader<R> {
                 }
                 let end_of_record = match state {
                     State::FieldStart | State::Unquoted | State::QuoteInQuoted => match b {
-                        b',' => {
+                        _ if b == delim => {
                             rec.end_field();
                             if rec.len() > self.max_fields {
                                 return Err(CsvError::TooManyFields { line: rec.line, max: self.max_fields });
@@ -209,7 +356,7 @@ impl<R: Read> CsvReader<R> {
                             let rest = &self.text[self.pos..];
                             let run = rest
                                 .iter()
-                                .position(|&c| c == b',' || c == b'\n' || c == b'\r')
+                                .position(|&c| c == delim || c == b'\n' || c == b'\r')
                                 .unwrap_or(rest.len());
                             row_bytes += run;
                             if row_bytes > self.max_row_bytes {
@@ -268,6 +415,38 @@ impl<R: Read> CsvReader<R> {
         }
         Ok(true)
     }
+}
+
+/// Line ends in `text` (CRLF counted once).
+fn line_ends(text: &[u8]) -> u64 {
+    let mut n = 0;
+    for (i, &b) in text.iter().enumerate() {
+        if b == b'\n' || (b == b'\r' && text.get(i + 1) != Some(&b'\n')) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The candidate occurring most often outside quotes in a header line (a comma on a tie or
+/// when none occurs).
+fn detect_delimiter(line: &[u8]) -> Delimiter {
+    let mut counts = [0usize; 4];
+    let mut quoted = false;
+    for &b in line {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted && let Some(i) = Delimiter::ALL.iter().position(|d| d.byte() == b) {
+            counts[i] += 1;
+        }
+    }
+    let mut best = 0;
+    for i in 1..4 {
+        if counts[i] > counts[best] {
+            best = i;
+        }
+    }
+    Delimiter::ALL[best]
 }
 
 #[cfg(test)]
@@ -368,5 +547,97 @@ mod tests {
         assert!(matches!(r.read(&mut rec), Err(CsvError::RowTooLong { line: 1, .. })));
         assert!(r.bytes_read() < 2 << 20, "read {} bytes", r.bytes_read());
         assert!(rec.buf.capacity() < 2 << 20);
+    }
+
+    fn parse_with(input: &[u8], block: usize) -> (Vec<Vec<String>>, Option<Delimiter>, Option<Delimiter>) {
+        struct Blocks<'a>(&'a [u8], usize);
+        impl Read for Blocks<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = CsvReader::new(Blocks(input, block), 1 << 20, 1000);
+        let mut rec = Record::default();
+        let mut out = Vec::new();
+        while r.read(&mut rec).unwrap() {
+            out.push(rec.iter().map(str::to_owned).collect());
+        }
+        (out, r.delimiter(), r.sep_line())
+    }
+
+    /// As SIS systems write them: PowerSchool AutoSend (tabs, CR-LF, no quotes, commas in
+    /// names), European Excel (BOM, `sep=;`, semicolons), pipes; any block size.
+    #[test]
+    fn the_delimiter_is_detected_from_the_header_line_or_a_sep_line() {
+        for block in [1, 2, 3, 5, 64, 1 << 16] {
+            let (rows, d, sep) = parse_with(b"Student_Number\tLast_Name\r\n1\tLee, Jr.\r\n", block);
+            assert_eq!((d, sep), (Some(Delimiter::Tab), None));
+            assert_eq!(rows, [vec!["Student_Number", "Last_Name"], vec!["1", "Lee, Jr."]]);
+            let excel = "\u{feff}sep=;\r\nid;name\r\n1;Zoë, A\r\n";
+            let (rows, d, sep) = parse_with(excel.as_bytes(), block);
+            assert_eq!((d, sep), (Some(Delimiter::Semicolon), Some(Delimiter::Semicolon)));
+            assert_eq!(rows, [vec!["id", "name"], vec!["1", "Zoë, A"]]);
+            let (rows, d, _) = parse_with(b"id|name|note\n1|Ann|\"a|b\"\n", block);
+            assert_eq!(d, Some(Delimiter::Pipe));
+            assert_eq!(rows[1], ["1", "Ann", "a|b"]);
+            // Quotes are respected: the commas inside the quoted names do not count.
+            let (_, d, _) = parse_with(b"\"a,b,c\";\"d,e\";f\n", block);
+            assert_eq!(d, Some(Delimiter::Semicolon));
+            // One column, or a tie: a comma.
+            assert_eq!(parse_with(b"id\n1\n", block).1, Some(Delimiter::Comma));
+            assert_eq!(parse_with(b"a,b;c\n", block).1, Some(Delimiter::Comma));
+            // A sep= line names a delimiter sluice reads, or it is the header.
+            let (rows, d, sep) = parse_with(b"sep=:\na\n", block);
+            assert_eq!((rows[0][0].as_str(), d, sep), ("sep=:", Some(Delimiter::Comma), None));
+        }
+        // Lines are counted from the file: the sep= line is line 1.
+        let mut r = CsvReader::new(&b"sep=;\nid;name\n1;Ann\n"[..], 1 << 20, 10);
+        let mut rec = Record::default();
+        assert!(r.read(&mut rec).unwrap());
+        assert_eq!(rec.line, 2);
+        // Fixed by the caller: the header is not looked at.
+        let mut r = CsvReader::new(&b"a\tb\n"[..], 1 << 20, 10).with_delimiter(Some(Delimiter::Comma));
+        assert!(r.read(&mut rec).unwrap());
+        assert_eq!((rec.len(), r.delimiter()), (1, Some(Delimiter::Comma)));
+        assert_eq!(Delimiter::parse("\t"), Some(Delimiter::Tab));
+        assert_eq!(Delimiter::parse("semicolon"), Some(Delimiter::Semicolon));
+        assert_eq!(Delimiter::parse("colon"), None);
+    }
+
+    /// A file that turns from UTF-8 to Latin-1 half way is refused at the line of the first
+    /// bad byte, whatever the block size.
+    #[test]
+    fn an_encoding_error_names_its_line() {
+        let mut file = b"id,name\r\n".to_vec();
+        // Past the first 64 KiB, which decide the encoding.
+        for i in 1..9000 {
+            file.extend_from_slice(format!("{i},Zoë\r\n").as_bytes());
+        }
+        file.extend_from_slice(b"9000,Jos\xe9\r\n9001,Ann\r\n");
+        for block in [7, 4096, 1 << 16] {
+            struct Blocks<'a>(&'a [u8], usize);
+            impl Read for Blocks<'_> {
+                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                    let n = self.0.len().min(self.1).min(buf.len());
+                    buf[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let mut r = CsvReader::new(Blocks(&file, block), 1 << 20, 10);
+            let mut rec = Record::default();
+            let err = loop {
+                match r.read(&mut rec) {
+                    Ok(true) => {}
+                    Ok(false) => panic!("read to the end"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(err, CsvError::Decode { line: 9001, .. }), "block {block}: {err}");
+            assert!(err.to_string().starts_with("line 9001: invalid UTF-8"), "{err}");
+        }
     }
 }

@@ -5,14 +5,17 @@
 
 pub mod csv;
 pub mod decode;
+pub mod reading;
 pub mod safeguard;
 pub mod types;
 pub mod values;
 
-pub use csv::{CsvError, CsvReader, Record};
+pub use csv::{CsvError, CsvReader, Delimiter, Record};
 pub use decode::{DecodeError, Encoding};
+pub use reading::{ReadSetting, reading};
 pub use safeguard::{Breach, Safeguard, SafeguardSetting};
 pub use types::{
-    ColumnKind, ImportType, ImportTypes, LoadMode, PersonColumns, Reference, Related, TypeError, TypeFormat,
+    ColumnKind, ImportType, ImportTypes, LoadMode, PersonColumns, Reference, Related, Strictness, TypeError,
+    TypeFormat,
 };
-pub use values::{HeaderError, HeaderMap, RowError, Values};
+pub use values::{HeaderError, HeaderMap, Notes, RowError, Values};

@@ -8,6 +8,8 @@
 //! exact_headers = false        # true: header names case-sensitive, aliases off
 //! key = ["sisId"]              # column(s) identifying a record
 //! mode = "mirror"              # upsert | mirror | delta
+//! delimiter = "tab"            # comma | tab | semicolon | pipe (default: detected)
+//! strictness = "lenient"       # lenient | strict (default lenient; a tenant may override)
 //! [type.safeguard]            # hold for approval past these shares of existing records
 //! deleted_percent = 10         # default 10
 //! changed_percent = 75         # default 100 (never)
@@ -18,6 +20,7 @@
 //! kind = "id"                  # text integer decimal boolean date datetime email phone enum id
 //! ```
 
+use super::csv::Delimiter;
 use super::safeguard::Safeguard;
 use super::values::DateFormat;
 use crate::FolderName;
@@ -41,6 +44,39 @@ impl LoadMode {
             LoadMode::Mirror => "mirror",
             LoadMode::Delta => "delta",
         }
+    }
+}
+
+/// How forgiving reading is. Lenient (the default) accepts and normalises what is
+/// unambiguous (an Excel `sep=` line, trailing empty columns and rows; in OneRoster packages
+/// also the case of booleans and vocabulary values, white space around values, a date and
+/// time joined by a space, a blank manifest line for a file the package does not carry) and
+/// warns about each; strict refuses each of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strictness {
+    #[default]
+    Lenient,
+    Strict,
+}
+
+impl Strictness {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "lenient" => Some(Strictness::Lenient),
+            "strict" => Some(Strictness::Strict),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strictness::Lenient => "lenient",
+            Strictness::Strict => "strict",
+        }
+    }
+
+    pub fn is_strict(self) -> bool {
+        self == Strictness::Strict
     }
 }
 
@@ -161,6 +197,10 @@ pub struct ImportType {
     pub limits: Limits,
     /// Each record is a role of a person (see [`PersonColumns`]).
     pub person: Option<PersonColumns>,
+    /// The type's delimiter (`None`: detected from the header line).
+    pub delimiter: Option<Delimiter>,
+    /// The type's strictness (`None`: lenient unless the tenant says otherwise).
+    pub strictness: Option<Strictness>,
 }
 
 /// The columns that say who a record's person is. A person is matched first by the source id
@@ -231,6 +271,8 @@ struct TypeDef {
     #[serde(default)]
     limits: LimitsDef,
     person: Option<PersonDef>,
+    delimiter: Option<String>,
+    strictness: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -412,9 +454,27 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
         Some(f) => Some(FolderName::parse(f).map_err(|e| e.to_string())?),
         None => None,
     };
+    let strictness = match t.strictness.as_deref() {
+        None => None,
+        Some(s) => Some(
+            Strictness::parse(s)
+                .ok_or_else(|| format!("strictness = {s:?}: expected \"lenient\" or \"strict\""))?,
+        ),
+    };
+    let delimiter = match t.delimiter.as_deref() {
+        None => None,
+        Some(d) => Some(Delimiter::parse(d).ok_or_else(|| {
+            format!("delimiter = {d:?}: expected \"comma\", \"tab\", \"semicolon\" or \"pipe\"")
+        })?),
+    };
     match t.format.as_deref() {
         None | Some("csv") => {}
-        Some("oneroster") => return package_type(t, folder),
+        Some("oneroster") => {
+            if delimiter.is_some() {
+                return Err("a oneroster package's files are comma-separated; remove delimiter".into());
+            }
+            return package_type(t, folder, strictness);
+        }
         Some(other) => return Err(format!("unknown format {other:?}; expected csv or oneroster")),
     }
     let Some(mode) = t.mode else {
@@ -510,12 +570,18 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
         references,
         limits,
         person,
+        delimiter,
+        strictness,
     };
     Ok((parsed, targets))
 }
 
 /// A package type: its files and columns come from the package's own specification.
-fn package_type(t: &TypeDef, folder: Option<FolderName>) -> Result<(ImportType, Vec<String>), String> {
+fn package_type(
+    t: &TypeDef,
+    folder: Option<FolderName>,
+    strictness: Option<Strictness>,
+) -> Result<(ImportType, Vec<String>), String> {
     if !t.columns.is_empty() || !t.key.is_empty() || t.mode.is_some() || !t.references.is_empty() {
         return Err("a oneroster type takes its columns, keys and modes from the OneRoster manifest; remove column, key, mode and references".into());
     }
@@ -537,6 +603,8 @@ fn package_type(t: &TypeDef, folder: Option<FolderName>) -> Result<(ImportType, 
         references: Vec::new(),
         limits: limits(&t.limits),
         person: None,
+        delimiter: None,
+        strictness,
     };
     Ok((parsed, Vec::new()))
 }

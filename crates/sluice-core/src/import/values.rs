@@ -3,13 +3,17 @@
 //! same record always stores, and hashes, the same way.
 
 use super::csv::Record;
-use super::types::{ColumnKind, ImportType};
+use super::types::{ColumnKind, ImportType, Strictness};
 use std::borrow::Cow;
 
 /// One rejected value (or row), as reported to the tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RowError {
     pub line: u64,
+    /// The record's key (its key columns joined by `+`) and name, when the row has them:
+    /// a data manager finds the record without the original file.
+    pub key: String,
+    pub name: String,
     pub column: String,
     pub code: &'static str,
     pub reason: String,
@@ -26,6 +30,99 @@ pub enum HeaderError {
     Duplicate { column: String, first: String, second: String },
     #[error("the header has {found} columns; type {type_name:?} allows at most {max}")]
     TooManyColumns { found: usize, max: usize, type_name: String },
+    #[error(
+        "column {position} of the header has no name (strict reading; trailing empty columns are ignored when lenient)"
+    )]
+    EmptyName { position: usize },
+}
+
+/// What lenient reading accepted and normalised, grouped per column and kind, for warnings
+/// such as "users.csv:enabledUser: `TRUE` read as `true`, 6 rows". The groups are few (a
+/// column times a kind), whatever the number of rows.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Notes {
+    groups: Vec<NoteGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct NoteGroup {
+    /// `users.csv:enabledUser`, or a file's name for what concerns the whole file.
+    place: String,
+    kind: &'static str,
+    /// (first value as written, as read), or what was done for a file-level note.
+    text: String,
+    rows: u64,
+    varied: bool,
+}
+
+fn shown(v: &str) -> String {
+    let short: String = v.chars().take(40).collect();
+    if short.len() < v.len() { format!("{short}...") } else { short }
+}
+
+impl Notes {
+    /// A value read as something else (`TRUE` as `true`).
+    pub fn value(&mut self, place: &str, kind: &'static str, from: &str, to: &str) {
+        let text = format!("`{}` read as `{}`", shown(from), shown(to));
+        self.add(place, kind, text);
+    }
+
+    /// Something done to a row or a file (an empty row skipped, a `sep=` line read).
+    pub fn other(&mut self, place: &str, kind: &'static str, text: impl Into<String>) {
+        self.add(place, kind, text.into());
+    }
+
+    /// Something about the file as a whole (its header, its first line): no row count.
+    pub fn once(&mut self, place: &str, kind: &'static str, text: impl Into<String>) {
+        if !self.groups.iter().any(|g| g.place == place && g.kind == kind) {
+            let text = text.into();
+            self.groups.push(NoteGroup { place: place.to_owned(), kind, text, rows: 0, varied: false });
+        }
+    }
+
+    fn add(&mut self, place: &str, kind: &'static str, text: String) {
+        match self.groups.iter_mut().find(|g| g.place == place && g.kind == kind) {
+            Some(g) => {
+                g.rows += 1;
+                g.varied |= g.text != text;
+            }
+            None => {
+                self.groups.push(NoteGroup { place: place.to_owned(), kind, text, rows: 1, varied: false })
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: Notes) {
+        for g in other.groups {
+            match self.groups.iter_mut().find(|m| m.place == g.place && m.kind == g.kind) {
+                Some(m) => {
+                    m.rows += g.rows;
+                    m.varied |= g.varied || m.text != g.text;
+                }
+                None => self.groups.push(g),
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// One warning per group.
+    pub fn warnings(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .map(|g| {
+                let similar = if g.varied { " (and similar)" } else { "" };
+                let rows = match g.rows {
+                    0 => String::new(),
+                    1 => ", 1 row".to_owned(),
+                    n => format!(", {n} rows"),
+                };
+                format!("{}: {}{similar}{rows}", g.place, g.text)
+            })
+            .collect()
+    }
 }
 
 /// One row's normalised values, in the type's column order, in one reused buffer (no
@@ -73,12 +170,26 @@ pub struct HeaderMap {
     /// `positions[i]` is the file field holding type column `i`.
     positions: Vec<Option<usize>>,
     width: usize,
+    /// Lenient: rows may carry empty fields past `width`, up to the header's own length
+    /// (its trailing empty columns); a row longer than the header is never guessed at.
+    lenient: bool,
+    header_len: usize,
+    /// The file's name, for notes.
+    file: String,
     /// File columns the type does not know: reported as warnings and ignored.
     pub unknown: Vec<String>,
 }
 
 impl HeaderMap {
-    pub fn new(t: &ImportType, header: &Record) -> Result<Self, Vec<HeaderError>> {
+    /// Maps a header. Lenient: empty names at the end of the header (a spreadsheet's
+    /// trailing empty columns) are left out, with a note; strict: an empty name is an error.
+    pub fn new(
+        t: &ImportType,
+        header: &Record,
+        strictness: Strictness,
+        file: &str,
+        notes: &mut Notes,
+    ) -> Result<Self, Vec<HeaderError>> {
         if header.len() > t.limits.max_columns {
             return Err(vec![HeaderError::TooManyColumns {
                 found: header.len(),
@@ -89,8 +200,27 @@ impl HeaderMap {
         let mut positions: Vec<Option<usize>> = vec![None; t.columns.len()];
         let mut errors = Vec::new();
         let mut unknown = Vec::new();
-        for (i, raw) in header.iter().enumerate() {
+        let lenient = !strictness.is_strict();
+        let named = |f: &str| !f.trim().trim_start_matches('\u{feff}').is_empty();
+        let mut width = header.len();
+        if lenient {
+            width =
+                (0..header.len()).rev().find(|&i| named(header.get(i).unwrap_or(""))).map_or(0, |i| i + 1);
+            if width < header.len() {
+                let n = header.len() - width;
+                notes.once(
+                    file,
+                    "trailing_columns",
+                    format!("{n} empty column(s) at the end of the header ignored"),
+                );
+            }
+        }
+        for (i, raw) in header.iter().enumerate().take(width) {
             let name = raw.trim().trim_start_matches('\u{feff}');
+            if name.is_empty() && !lenient {
+                errors.push(HeaderError::EmptyName { position: i + 1 });
+                continue;
+            }
             let found = t.columns.iter().position(|c| {
                 if t.exact_headers {
                     c.name == name
@@ -130,7 +260,29 @@ impl HeaderMap {
                 errors.push(HeaderError::MissingRequired { column: col.name.clone(), hint });
             }
         }
-        if errors.is_empty() { Ok(Self { positions, width: header.len(), unknown }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self { positions, width, lenient, header_len: header.len(), file: file.to_owned(), unknown })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The file's name, as notes name it.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The record a row is about, for error reports: its key columns as written (joined by
+    /// `+`) and, for a type of people, the person's first and last name.
+    pub fn describe(&self, t: &ImportType, rec: &Record) -> (String, String) {
+        let raw = |c: usize| self.positions[c].and_then(|p| rec.get(p)).unwrap_or("").trim();
+        let short = |s: &str| s.chars().take(200).collect::<String>();
+        let key: Vec<&str> = t.key.iter().map(|&k| raw(k)).collect();
+        let key = if key.iter().all(|k| k.is_empty()) { String::new() } else { key.join("+") };
+        let name = t.person.as_ref().map_or(String::new(), |p| {
+            format!("{} {}", raw(p.first_name), raw(p.last_name)).trim().to_owned()
+        });
+        (short(&key), short(&name))
     }
 
     /// Checks one record, writing the normalised values (in the type's column order) into
@@ -141,15 +293,22 @@ impl HeaderMap {
         rec: &Record,
         values: &mut Values,
         errors: &mut Vec<RowError>,
+        notes: &mut Notes,
     ) -> bool {
         values.clear();
-        if rec.len() != self.width {
+        let extra_empty = rec.len() > self.width
+            && rec.len() <= self.header_len
+            && rec.iter().skip(self.width).all(|f| f.trim().is_empty());
+        if self.lenient && extra_empty {
+            notes.other(&self.file, "trailing_fields", "empty fields past the header's last column ignored");
+        } else if rec.len() != self.width {
             errors.push(RowError {
                 line: rec.line,
                 column: String::new(),
                 code: "field_count",
                 reason: format!("expected {} fields like the header, found {}", self.width, rec.len()),
                 value: String::new(),
+                ..Default::default()
             });
             return false;
         }
@@ -183,7 +342,14 @@ impl HeaderMap {
 }
 
 fn row_error(line: u64, column: &str, code: &'static str, reason: String, value: &str) -> RowError {
-    RowError { line, column: column.to_owned(), code, reason, value: value.chars().take(200).collect() }
+    RowError {
+        line,
+        column: column.to_owned(),
+        code,
+        reason,
+        value: value.chars().take(200).collect(),
+        ..Default::default()
+    }
 }
 
 /// Validates and normalises one non-empty, trimmed value (borrowed when already normal).
@@ -495,6 +661,108 @@ mod tests {
         assert_eq!(
             check_value(&ColumnKind::Text { max_length: 100 }, "=HYPERLINK(\"x\")"),
             Ok("=HYPERLINK(\"x\")".into())
+        );
+    }
+
+    fn students() -> ImportType {
+        let text = r#"
+[[type]]
+name = "students"
+key = ["sisId"]
+mode = "mirror"
+person = { role = "student", id = "sisId", first_name = "firstName", last_name = "lastName" }
+[[type.column]]
+name = "sisId"
+required = true
+kind = "id"
+[[type.column]]
+name = "firstName"
+required = true
+kind = "text"
+[[type.column]]
+name = "lastName"
+required = true
+kind = "text"
+[[type.column]]
+name = "birthDate"
+kind = "date"
+"#;
+        crate::import::ImportTypes::parse(&[("t.toml".into(), text.into())])
+            .unwrap()
+            .get("students")
+            .unwrap()
+            .clone()
+    }
+
+    fn record(fields: &[&str], line: u64) -> Record {
+        let text = format!("{}\n", fields.join(";"));
+        let mut r = crate::import::CsvReader::new(text.as_bytes(), 1 << 16, 100)
+            .with_delimiter(Some(crate::import::Delimiter::Semicolon));
+        let mut rec = Record::default();
+        assert!(r.read(&mut rec).unwrap());
+        rec.line = line;
+        rec
+    }
+
+    /// A spreadsheet's trailing empty columns: ignored and noted when lenient, refused when
+    /// strict; rows that carry them load either way only when lenient. Errors name the record.
+    #[test]
+    fn trailing_empty_columns_are_lenient_only_and_errors_name_their_record() {
+        let t = students();
+        let header = record(&["sisId", "firstName", "lastName", "birthDate", "", ""], 1);
+        let mut notes = Notes::default();
+        let map = HeaderMap::new(&t, &header, Strictness::Lenient, "students.csv", &mut notes).unwrap();
+        assert!(map.unknown.is_empty(), "{:?}", map.unknown);
+        let (mut values, mut errors) = (Values::default(), Vec::new());
+        for line in 2..5 {
+            let row = record(&["S1", "Zoë", "Núñez", "2010-01-02", "", ""], line);
+            assert!(map.check(&t, &row, &mut values, &mut errors, &mut notes), "{errors:?}");
+        }
+        let short = record(&["S1", "Zoë", "Núñez", "2010-01-02"], 5);
+        assert!(map.check(&t, &short, &mut values, &mut errors, &mut notes), "{errors:?}");
+        assert_eq!(
+            notes.warnings(),
+            [
+                "students.csv: 2 empty column(s) at the end of the header ignored",
+                "students.csv: empty fields past the header's last column ignored, 3 rows",
+            ]
+        );
+        let bad = record(&["S2", "Zoë", "Núñez", "31.02.2012", "x", ""], 6);
+        assert!(!map.check(&t, &bad, &mut values, &mut errors, &mut notes));
+        assert_eq!(errors[0].code, "field_count");
+        assert_eq!(map.describe(&t, &bad), ("S2".to_owned(), "Zoë Núñez".to_owned()));
+        // Longer than the header itself: a stray delimiter, not a spreadsheet's empty column.
+        errors.clear();
+        let long = record(&["S3", "Ann", "Lee", "2010-01-02", "", "", ""], 7);
+        assert!(!map.check(&t, &long, &mut values, &mut errors, &mut notes));
+        assert_eq!(errors[0].code, "field_count");
+
+        let mut strict_notes = Notes::default();
+        let refused = HeaderMap::new(&t, &header, Strictness::Strict, "students.csv", &mut strict_notes);
+        assert_eq!(
+            refused.unwrap_err(),
+            [HeaderError::EmptyName { position: 5 }, HeaderError::EmptyName { position: 6 }]
+        );
+        assert!(strict_notes.is_empty());
+    }
+
+    #[test]
+    fn notes_group_per_place_and_kind_whatever_the_rows() {
+        let mut notes = Notes::default();
+        for _ in 0..100_000 {
+            notes.value("users.csv:enabledUser", "letter_case", "TRUE", "true");
+        }
+        notes.value("users.csv:enabledUser", "letter_case", "False", "false");
+        notes.value("users.csv:role", "letter_case", "Student", "student");
+        let mut other = Notes::default();
+        other.value("users.csv:role", "letter_case", "Student", "student");
+        notes.merge(other);
+        assert_eq!(
+            notes.warnings(),
+            [
+                "users.csv:enabledUser: `TRUE` read as `true` (and similar), 100001 rows",
+                "users.csv:role: `Student` read as `student`, 2 rows",
+            ]
         );
     }
 }

@@ -35,6 +35,10 @@ pub struct Manifest {
     /// Every file of the version, with its mode.
     pub files: Vec<(String, FileMode)>,
     pub source_system: Option<String>,
+    /// Files whose line leaves the mode blank (`file.scoreScales,`): read as absent here;
+    /// whoever reads the package decides whether that may stand (its strictness, and whether
+    /// the package carries the file). (line, file)
+    pub blank: Vec<(u64, String)>,
 }
 
 /// One thing wrong with a manifest, with the line it is on (0: the manifest as a whole).
@@ -51,9 +55,19 @@ impl Manifest {
 
     /// Reads `manifest.csv`; every problem is reported, not just the first.
     pub fn parse(bytes: &[u8]) -> Result<Self, Vec<ManifestProblem>> {
+        match Self::read(bytes) {
+            (Some(m), problems) if problems.is_empty() => Ok(m),
+            (_, problems) => Err(problems),
+        }
+    }
+
+    /// Reads `manifest.csv` as far as it can: the manifest whenever its version is known
+    /// (files whose line is wrong read as absent), and every problem found. A package
+    /// refused for its manifest still has every file's header checked against the version.
+    pub fn read(bytes: &[u8]) -> (Option<Self>, Vec<ManifestProblem>) {
         let mut problems = Vec::new();
         let mut problem = |line: u64, p: String| problems.push(ManifestProblem { line, problem: p });
-        let mut csv = CsvReader::new(bytes, 64 << 10, 16);
+        let mut csv = CsvReader::comma(bytes, 64 << 10, 16);
         let mut rec = Record::default();
         let mut props: Vec<(u64, String, String)> = Vec::new();
         match csv.read(&mut rec) {
@@ -67,6 +81,9 @@ impl Manifest {
             ),
             Ok(false) => problem(0, "manifest.csv is empty".into()),
             Err(e) => problem(0, format!("manifest.csv cannot be read as CSV: {e}")),
+        }
+        if csv.sep_line().is_some() {
+            problem(1, "starts with an Excel sep= line; a manifest starts with propertyName,value".into());
         }
         loop {
             match csv.read(&mut rec) {
@@ -111,12 +128,20 @@ impl Manifest {
             }
         };
         let mut modes = Vec::new();
+        let mut blank = Vec::new();
         if let Some(version) = version {
             for f in files(version) {
                 match get(&format!("file.{}", f.name)) {
+                    Some((line, _, v)) if v.trim().is_empty() => {
+                        blank.push((*line, f.name.clone()));
+                        modes.push((f.name.clone(), FileMode::Absent));
+                    }
                     Some((line, name, v)) => match FileMode::parse(v) {
                         Some(m) => modes.push((f.name.clone(), m)),
-                        None => problem(*line, format!("{name} is {v:?}; it must be bulk, delta or absent")),
+                        None => {
+                            problem(*line, format!("{name} is {v:?}; it must be bulk, delta or absent"));
+                            modes.push((f.name.clone(), FileMode::Absent));
+                        }
                     },
                     None => problem(
                         0,
@@ -128,13 +153,21 @@ impl Manifest {
                     ),
                 }
             }
-            for (line, name, _) in &props {
+            for (line, name, value) in &props {
                 let known =
                     matches!(
                         name.as_str(),
                         "manifest.version" | "oneroster.version" | "source.systemName" | "source.systemCode"
                     ) || name.strip_prefix("file.").is_some_and(|f| files(version).any(|s| s.name == f));
-                if !known {
+                // A blank line for a file of the other version (`file.scoreScales,` in a 1.1
+                // package, as exports written for both versions carry): for the caller too.
+                let other_version = name
+                    .strip_prefix("file.")
+                    .filter(|f| value.trim().is_empty() && super::is_file_name(f))
+                    .filter(|_| !known);
+                if let Some(f) = other_version {
+                    blank.push((*line, f.to_owned()));
+                } else if !known {
                     problem(
                         *line,
                         format!("{name} is not a OneRoster {} manifest property", version.as_str()),
@@ -142,14 +175,13 @@ impl Manifest {
                 }
             }
         }
-        match version {
-            Some(version) if problems.is_empty() => Ok(Manifest {
-                version,
-                files: modes,
-                source_system: get("source.systemName").map(|(_, _, v)| v.clone()),
-            }),
-            _ => Err(problems),
-        }
+        let manifest = version.map(|version| Manifest {
+            version,
+            files: modes,
+            source_system: get("source.systemName").map(|(_, _, v)| v.clone()),
+            blank,
+        });
+        (manifest, problems)
     }
 }
 
@@ -192,6 +224,19 @@ mod tests {
                 .contains("reads 1.1 and 1.2")
         );
         assert!(text(&good.replace("file.users,bulk", "file.users,full")).contains("bulk, delta or absent"));
+        // A blank mode is not decided here: it reads as absent and is listed for the caller.
+        let blank = Manifest::parse(good.replace("file.orgs,absent", "file.orgs,").as_bytes()).unwrap();
+        assert_eq!(blank.mode("orgs"), FileMode::Absent);
+        let line = good.lines().position(|l| l == "file.orgs,absent").unwrap() as u64 + 1;
+        assert_eq!(blank.blank, [(line, "orgs".to_owned())]);
+        // Read as far as it goes: the version and the other files survive a bad line.
+        let (partial, problems) =
+            Manifest::read(good.replace("file.orgs,absent", "file.orgs,full").as_bytes());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(partial.unwrap().mode("users"), FileMode::Bulk);
+        let other = Manifest::parse(format!("{good}file.scoreScales,\n").as_bytes()).unwrap();
+        assert_eq!(other.blank.last().map(|b| b.1.as_str()), Some("scoreScales"));
+        assert!(text(&format!("{good}file.scoreScales,bulk\n")).contains("not a OneRoster 1.1"));
         assert!(text(&good.replace("file.orgs,absent\n", "")).contains("file.orgs is missing"));
         assert!(text(&format!("{good}file.roles,bulk\n")).contains("file.roles is not a OneRoster 1.1"));
         assert!(text(&format!("{good}file.users,delta\n")).contains("given twice"));

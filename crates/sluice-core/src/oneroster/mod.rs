@@ -7,7 +7,7 @@ mod row;
 mod spec;
 
 pub use manifest::{FileMode, Manifest, ManifestProblem};
-pub use row::{HeaderLayout, RowCheck, check_header, check_row};
+pub use row::{HeaderLayout, RowCheck, check_header, check_row, is_empty_row};
 pub use spec::{Column, FileSpec, Kind, Version, file_spec, files};
 
 /// The record type under which a package file's rows are stored: `oneroster.users`.

@@ -3,7 +3,8 @@
 use super::manifest::FileMode;
 use super::spec::{FileSpec, Kind, Version};
 use crate::import::values::{DateFormat, check_value};
-use crate::import::{ColumnKind, Record, RowError};
+use crate::import::{ColumnKind, Notes, Record, RowError, Strictness};
+use std::borrow::Cow;
 
 /// Where each column of the table sits in a file, and the extension columns after them.
 #[derive(Debug, Clone)]
@@ -14,11 +15,44 @@ pub struct HeaderLayout {
     /// `metadata.*` extension columns: (field index, name).
     pub metadata: Vec<(usize, String)>,
     pub width: usize,
+    /// The header's length with its trailing empty columns: a row may carry empty fields up
+    /// to it when lenient, never more (a stray delimiter is not guessed at).
+    pub header_len: usize,
+    /// Lenient: white space around values is trimmed, the case of booleans and vocabulary
+    /// values and a space between date and time are normalised, and empty fields past
+    /// `width` are ignored (each with a note).
+    pub lenient: bool,
 }
 
 /// Checks a header: the table's columns, exactly and in order, then only `metadata.*`.
-pub fn check_header(spec: &FileSpec, header: &Record) -> Result<HeaderLayout, String> {
-    let names: Vec<&str> = header.iter().collect();
+/// Lenient: white space around names and empty names at the end are let through, noted.
+pub fn check_header(
+    spec: &FileSpec,
+    header: &Record,
+    strictness: Strictness,
+    notes: &mut Notes,
+) -> Result<HeaderLayout, String> {
+    let lenient = !strictness.is_strict();
+    let file = spec.file_name();
+    let mut names: Vec<&str> = header.iter().collect();
+    if lenient {
+        let width = names.iter().rposition(|n| !n.trim().is_empty()).map_or(0, |i| i + 1);
+        if width < names.len() {
+            let n = names.len() - width;
+            notes.once(
+                &file,
+                "trailing_columns",
+                format!("{n} empty column(s) at the end of the header ignored"),
+            );
+            names.truncate(width);
+        }
+        for n in names.iter_mut() {
+            if n.trim() != *n {
+                notes.value(&format!("{file}:{}", n.trim()), "header_white_space", n, n.trim());
+                *n = n.trim();
+            }
+        }
+    }
     let expected = || spec.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(",");
     let mut columns = Vec::with_capacity(spec.columns.len());
     let mut at = 0;
@@ -59,7 +93,7 @@ pub fn check_header(spec: &FileSpec, header: &Record) -> Result<HeaderLayout, St
         }
         metadata.push((i, (*n).to_owned()));
     }
-    Ok(HeaderLayout { columns, metadata, width: names.len() })
+    Ok(HeaderLayout { columns, metadata, width: names.len(), header_len: header.len(), lenient })
 }
 
 /// A row, checked.
@@ -74,6 +108,32 @@ pub struct RowCheck {
     pub errors: Vec<RowError>,
     /// The record as a JSON object, header names to values (bulk rows get status "active").
     pub data: String,
+    /// What a person would call the record (a user's given and family name, an org's name, a
+    /// class's title), for error reports; empty when the file has no such column.
+    pub name: String,
+}
+
+/// The record's name in a row: `givenName familyName`, else `name`, else `title`.
+fn name_of(spec: &FileSpec, layout: &HeaderLayout, rec: &Record) -> String {
+    let field = |n: &str| {
+        spec.columns
+            .iter()
+            .position(|c| c.name == n)
+            .and_then(|ci| layout.columns[ci])
+            .and_then(|at| rec.get(at))
+            .map(str::trim)
+            .unwrap_or("")
+    };
+    let person = format!("{} {}", field("givenName"), field("familyName"));
+    let person = person.trim();
+    let name = if !person.is_empty() {
+        person
+    } else if !field("name").is_empty() {
+        field("name")
+    } else {
+        field("title")
+    };
+    name.chars().take(200).collect()
 }
 
 const SOURCED_ID_CHARS: &str = "._/@-";
@@ -81,8 +141,58 @@ const SOURCED_ID_CHARS: &str = "._/@-";
 /// fit, and a row of a few thousand tiny ids cannot swell into megabytes of references.
 pub const MAX_IDS_PER_FIELD: usize = 1000;
 
-/// Checks one row of a file read in `mode` (bulk or delta).
-pub fn check_row(spec: &'static FileSpec, layout: &HeaderLayout, rec: &Record, mode: FileMode) -> RowCheck {
+/// Whether every field of a record is empty (a spreadsheet's trailing empty row).
+pub fn is_empty_row(rec: &Record) -> bool {
+    rec.iter().all(|f| f.trim().is_empty())
+}
+
+/// What lenient reading makes of a value that strict reading would refuse, if it is
+/// unambiguous: (the value, the kind of note).
+fn lenient_value<'v>(kind: Kind, values: &[String], v: &'v str) -> Option<(Cow<'v, str>, &'static str)> {
+    let vocabulary = |item: &str| values.iter().find(|a| a.eq_ignore_ascii_case(item) && *a != item).cloned();
+    match kind {
+        Kind::Boolean => {
+            let lower = v.to_ascii_lowercase();
+            (matches!(lower.as_str(), "true" | "false") && lower != v)
+                .then_some((Cow::Owned(lower), "letter_case"))
+        }
+        Kind::Status => {
+            let lower = v.to_ascii_lowercase();
+            (matches!(lower.as_str(), "active" | "tobedeleted") && lower != v)
+                .then_some((Cow::Owned(lower), "letter_case"))
+        }
+        Kind::Enum => vocabulary(v).map(|a| (Cow::Owned(a), "letter_case")),
+        Kind::EnumList => {
+            let items: Vec<&str> = v.split(',').map(str::trim).collect();
+            let mut changed = false;
+            let fixed: Vec<String> = items
+                .iter()
+                .map(|i| match vocabulary(i) {
+                    Some(a) => {
+                        changed = true;
+                        a
+                    }
+                    None => (*i).to_owned(),
+                })
+                .collect();
+            changed.then(|| (Cow::Owned(fixed.join(",")), "letter_case"))
+        }
+        Kind::DateTime if v.len() >= 19 && v.as_bytes()[10] == b' ' && v.is_ascii() => {
+            Some((Cow::Owned(format!("{}T{}", &v[..10], &v[11..])), "date_time_separator"))
+        }
+        _ => None,
+    }
+}
+
+/// Checks one row of a file read in `mode` (bulk or delta). Lenient normalisations (see
+/// [`HeaderLayout::lenient`]) are noted in `notes`.
+pub fn check_row(
+    spec: &'static FileSpec,
+    layout: &HeaderLayout,
+    rec: &Record,
+    mode: FileMode,
+    notes: &mut Notes,
+) -> RowCheck {
     let mut out = RowCheck::default();
     let mut errors = Vec::new();
     let file = spec.file_name();
@@ -93,9 +203,15 @@ pub fn check_row(spec: &'static FileSpec, layout: &HeaderLayout, rec: &Record, m
             code,
             reason,
             value: value.chars().take(200).collect(),
+            ..Default::default()
         })
     };
-    if rec.len() != layout.width {
+    let extra_empty = rec.len() > layout.width
+        && rec.len() <= layout.header_len
+        && rec.iter().skip(layout.width).all(|f| f.trim().is_empty());
+    if layout.lenient && extra_empty {
+        notes.other(&file, "trailing_fields", "empty fields past the header's last column ignored");
+    } else if rec.len() != layout.width {
         // The row cannot be read, but its record must not look absent from a snapshot.
         let id = rec.get(0).unwrap_or("");
         if !id.is_empty() && check_id(spec.version, id).is_ok() {
@@ -107,14 +223,36 @@ pub fn check_row(spec: &'static FileSpec, layout: &HeaderLayout, rec: &Record, m
             format!("the row has {} fields but the header has {}", rec.len(), layout.width),
             "",
         );
+        for e in &mut errors {
+            e.key = id.trim().chars().take(200).collect();
+        }
         out.errors = errors;
         return out;
     }
     let bulk = mode == FileMode::Bulk;
+    // Each column's value as it will be stored (normalised when lenient).
+    let mut stored: Vec<Cow<'_, str>> = Vec::with_capacity(spec.columns.len());
     for (ci, c) in spec.columns.iter().enumerate() {
-        let Some(at) = layout.columns[ci] else { continue };
-        let v = rec.get(at).unwrap_or("");
+        let Some(at) = layout.columns[ci] else {
+            stored.push(Cow::Borrowed(""));
+            continue;
+        };
+        let raw = rec.get(at).unwrap_or("");
         let name = c.name.as_str();
+        let mut v = Cow::Borrowed(raw);
+        if layout.lenient {
+            let trimmed = raw.trim();
+            if trimmed.len() != raw.len() {
+                notes.value(&format!("{file}:{name}"), "white_space", raw, trimmed);
+                v = Cow::Borrowed(trimmed);
+            }
+            if let Some((fixed, kind)) = lenient_value(c.kind, &c.values, trimmed) {
+                notes.value(&format!("{file}:{name}"), kind, trimmed, &fixed);
+                v = Cow::Owned(fixed.into_owned());
+            }
+        }
+        stored.push(v.clone());
+        let v: &str = &v;
         if c.required_for_delta {
             if bulk && !v.is_empty() {
                 error(
@@ -163,8 +301,19 @@ pub fn check_row(spec: &'static FileSpec, layout: &HeaderLayout, rec: &Record, m
             out.references.extend(ids.into_iter().map(|id| (ci, target, id.to_owned())));
         }
     }
+    // Rows with references may yet fail to resolve them: they carry their name too.
+    if !errors.is_empty() || !out.references.is_empty() {
+        out.name = name_of(spec, layout, rec);
+    }
+    if !errors.is_empty() {
+        let key: String = stored.first().map_or("", |v| v).chars().take(200).collect();
+        for e in &mut errors {
+            e.key.clone_from(&key);
+            e.name.clone_from(&out.name);
+        }
+    }
     out.errors = errors;
-    out.data = record_json(spec, layout, rec, bulk);
+    out.data = record_json(spec, layout, rec, &stored, bulk);
     out
 }
 
@@ -211,6 +360,12 @@ fn check_value_of(
                 Err(("bad_year", "expected a year, YYYY".into()))
             }
         }
+        // OneRoster writes a T between date and time (ISO 8601); lenient reading turns a
+        // space into one before this check.
+        Kind::DateTime if v.as_bytes().get(10) == Some(&b' ') => Err((
+            "bad_datetime",
+            "expected ISO 8601 with a T between date and time, e.g. 2017-05-06T08:01:05Z".into(),
+        )),
         Kind::DateTime => check_value(&ColumnKind::DateTime, v).map(|_| ()),
         Kind::Integer => check_value(&ColumnKind::Integer, v).map(|_| ()),
         Kind::Float => check_value(&ColumnKind::Decimal, v).map(|_| ()),
@@ -247,7 +402,13 @@ fn check_id(version: Version, id: &str) -> Result<(), (&'static str, String)> {
     }
 }
 
-fn record_json(spec: &FileSpec, layout: &HeaderLayout, rec: &Record, bulk: bool) -> String {
+fn record_json(
+    spec: &FileSpec,
+    layout: &HeaderLayout,
+    rec: &Record,
+    stored: &[Cow<'_, str>],
+    bulk: bool,
+) -> String {
     let mut s = String::with_capacity(rec.iter().map(|f| f.len() + 24).sum::<usize>() + 2);
     s.push('{');
     let mut first = true;
@@ -261,8 +422,10 @@ fn record_json(spec: &FileSpec, layout: &HeaderLayout, rec: &Record, bulk: bool)
         crate::json::push_string(&mut s, value);
     };
     for (ci, c) in spec.columns.iter().enumerate() {
-        let Some(at) = layout.columns[ci] else { continue };
-        let v = rec.get(at).unwrap_or("");
+        if layout.columns[ci].is_none() {
+            continue;
+        }
+        let v = stored.get(ci).map_or("", |v| v);
         if bulk && c.kind == Kind::Status {
             field(&c.name, "active");
         } else {
@@ -270,7 +433,8 @@ fn record_json(spec: &FileSpec, layout: &HeaderLayout, rec: &Record, bulk: bool)
         }
     }
     for (at, name) in &layout.metadata {
-        field(name, rec.get(*at).unwrap_or(""));
+        let v = rec.get(*at).unwrap_or("");
+        field(name, if layout.lenient { v.trim() } else { v });
     }
     s.push('}');
     s
@@ -284,7 +448,7 @@ mod tests {
     fn record(line: u64, fields: &[&str]) -> Record {
         let text: Vec<String> = fields.iter().map(|f| format!("\"{}\"", f.replace('"', "\"\""))).collect();
         let bytes = format!("{}\n", text.join(",")).into_bytes();
-        let mut csv = crate::import::CsvReader::new(bytes.as_slice(), 1 << 16, 100);
+        let mut csv = crate::import::CsvReader::comma(bytes.as_slice(), 1 << 16, 100);
         let mut rec = Record::default();
         assert!(csv.read(&mut rec).unwrap());
         rec.line = line;
@@ -297,37 +461,62 @@ mod tests {
     #[test]
     fn headers_must_be_the_tables_columns_in_order_then_metadata() {
         let orgs = file_spec(Version::V1_2, "orgs").unwrap();
-        let layout = check_header(orgs, &record(1, &ORGS)).unwrap();
+        let layout =
+            check_header(orgs, &record(1, &ORGS), Strictness::Strict, &mut Notes::default()).unwrap();
         assert_eq!(layout.columns, (0..7).map(Some).collect::<Vec<_>>());
         let mut with_meta = ORGS.to_vec();
         with_meta.push("metadata.ncesId");
         assert_eq!(
-            check_header(orgs, &record(1, &with_meta)).unwrap().metadata,
+            check_header(orgs, &record(1, &with_meta), Strictness::Strict, &mut Notes::default())
+                .unwrap()
+                .metadata,
             [(7, "metadata.ncesId".to_owned())]
         );
         let mut swapped = ORGS.to_vec();
         swapped.swap(3, 4);
-        assert!(check_header(orgs, &record(1, &swapped)).unwrap_err().contains("column 4 is \"type\""));
+        assert!(
+            check_header(orgs, &record(1, &swapped), Strictness::Strict, &mut Notes::default())
+                .unwrap_err()
+                .contains("column 4 is \"type\"")
+        );
         let mut extra = ORGS.to_vec();
         extra.push("ncesId");
-        assert!(check_header(orgs, &record(1, &extra)).unwrap_err().contains("metadata.<name>"));
-        assert!(check_header(orgs, &record(1, &ORGS[..5])).unwrap_err().contains("column 6 is missing"));
+        assert!(
+            check_header(orgs, &record(1, &extra), Strictness::Strict, &mut Notes::default())
+                .unwrap_err()
+                .contains("metadata.<name>")
+        );
+        assert!(
+            check_header(orgs, &record(1, &ORGS[..5]), Strictness::Strict, &mut Notes::default())
+                .unwrap_err()
+                .contains("column 6 is missing")
+        );
         let lower: Vec<String> = ORGS.iter().map(|c| c.to_lowercase()).collect();
         let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-        assert!(check_header(orgs, &record(1, &lower)).unwrap_err().contains("case-sensitive"));
+        assert!(
+            check_header(orgs, &record(1, &lower), Strictness::Strict, &mut Notes::default())
+                .unwrap_err()
+                .contains("case-sensitive")
+        );
         // 1.2.1 removed users.resourceSourcedIds: both forms of the header are 1.2.
         let users = file_spec(Version::V1_2, "users").unwrap();
         let names: Vec<&str> = users.columns.iter().map(|c| c.name.as_str()).collect();
-        assert!(check_header(users, &record(1, &names)).is_ok());
+        assert!(check_header(users, &record(1, &names), Strictness::Strict, &mut Notes::default()).is_ok());
         let without: Vec<&str> = names.iter().copied().filter(|n| *n != "resourceSourcedIds").collect();
-        assert!(check_header(users, &record(1, &without)).unwrap().columns.contains(&None));
+        assert!(
+            check_header(users, &record(1, &without), Strictness::Strict, &mut Notes::default())
+                .unwrap()
+                .columns
+                .contains(&None)
+        );
     }
 
     #[test]
     fn id_lists_are_bounded_and_each_id_is_referred_to_once() {
         let classes = file_spec(Version::V1_2, "classes").unwrap();
         let names: Vec<&str> = classes.columns.iter().map(|c| c.name.as_str()).collect();
-        let layout = check_header(classes, &record(1, &names)).unwrap();
+        let layout =
+            check_header(classes, &record(1, &names), Strictness::Strict, &mut Notes::default()).unwrap();
         let row = |terms: &str| {
             let fields: Vec<String> = names
                 .iter()
@@ -342,7 +531,7 @@ mod tests {
                 })
                 .collect();
             let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
-            check_row(classes, &layout, &record(2, &fields), FileMode::Bulk)
+            check_row(classes, &layout, &record(2, &fields), FileMode::Bulk, &mut Notes::default())
         };
         let ok = row("t2,t1,t2, t1");
         assert!(ok.errors.is_empty(), "{:?}", ok.errors);
@@ -361,22 +550,29 @@ mod tests {
     #[test]
     fn rows_are_checked_field_by_field_for_bulk_and_delta() {
         let orgs = file_spec(Version::V1_2, "orgs").unwrap();
-        let layout = check_header(orgs, &record(1, &ORGS)).unwrap();
+        let layout =
+            check_header(orgs, &record(1, &ORGS), Strictness::Strict, &mut Notes::default()).unwrap();
         let ok = check_row(
             orgs,
             &layout,
             &record(2, &["s1", "", "", "Lincoln", "school", "", "d1"]),
             FileMode::Bulk,
+            &mut Notes::default(),
         );
         assert!(ok.errors.is_empty(), "{:?}", ok.errors);
         assert_eq!(ok.key.as_deref(), Some("s1"));
         assert_eq!(ok.references, [(6, "orgs", "d1".to_owned())]);
         assert!(ok.data.contains("\"status\":\"active\""), "{}", ok.data);
-        let ext =
-            check_row(orgs, &layout, &record(3, &["s2", "", "", "X", "ext:campus", "", ""]), FileMode::Bulk);
+        let ext = check_row(
+            orgs,
+            &layout,
+            &record(3, &["s2", "", "", "X", "ext:campus", "", ""]),
+            FileMode::Bulk,
+            &mut Notes::default(),
+        );
         assert!(ext.errors.is_empty());
         let codes = |fields: &[&str], mode| {
-            check_row(orgs, &layout, &record(4, fields), mode)
+            check_row(orgs, &layout, &record(4, fields), mode, &mut Notes::default())
                 .errors
                 .iter()
                 .map(|e| e.code)
@@ -397,27 +593,132 @@ mod tests {
             &layout,
             &record(5, &["s3", "tobedeleted", "2026-11-01T00:00:00.000Z", "X", "school", "", ""]),
             FileMode::Delta,
+            &mut Notes::default(),
         );
         assert!(deleted.errors.is_empty() && deleted.deleted);
         assert_eq!(codes(&["s3", "", ""], FileMode::Bulk), ["field_count"]);
         // Lists: every id of a list is checked and referred to.
         let classes = file_spec(Version::V1_2, "classes").unwrap();
         let names: Vec<&str> = classes.columns.iter().map(|c| c.name.as_str()).collect();
-        let layout = check_header(classes, &record(1, &names)).unwrap();
+        let layout =
+            check_header(classes, &record(1, &names), Strictness::Strict, &mut Notes::default()).unwrap();
         let row =
             ["c1", "", "", "Algebra", "09,10", "alg", "", "scheduled", "", "s1", "fall,spring", "", "", ""];
-        let checked = check_row(classes, &layout, &record(2, &row), FileMode::Bulk);
+        let checked = check_row(classes, &layout, &record(2, &row), FileMode::Bulk, &mut Notes::default());
         assert!(checked.errors.is_empty(), "{:?}", checked.errors);
         let terms: Vec<&str> =
             checked.references.iter().filter(|r| r.1 == "academicSessions").map(|r| r.2.as_str()).collect();
         assert_eq!(terms, ["fall", "spring"]);
         // 1.1 states no id character set; 1.2 does.
         let v11 = file_spec(Version::V1_1, "orgs").unwrap();
-        let layout = check_header(v11, &record(1, &ORGS)).unwrap();
+        let layout = check_header(v11, &record(1, &ORGS), Strictness::Strict, &mut Notes::default()).unwrap();
         assert!(
-            check_row(v11, &layout, &record(2, &["s 1", "", "", "X", "school", "", ""]), FileMode::Bulk)
-                .errors
-                .is_empty()
+            check_row(
+                v11,
+                &layout,
+                &record(2, &["s 1", "", "", "X", "school", "", ""]),
+                FileMode::Bulk,
+                &mut Notes::default()
+            )
+            .errors
+            .is_empty()
         );
+    }
+
+    /// What SIS exports write (`TRUE`, `Scheduled`, a space between date and time, white
+    /// space, trailing empty columns): lenient reading stores the specification's spelling
+    /// and notes each, grouped; strict reading refuses each as before.
+    #[test]
+    fn lenient_reading_normalises_what_is_unambiguous_and_notes_it() {
+        let users = file_spec(Version::V1_1, "users").unwrap();
+        let mut names: Vec<&str> = users.columns.iter().map(|c| c.name.as_str()).collect();
+        names.push("");
+        let row = |id: &str, enabled: &str, modified: &str, given: &str| {
+            let f: Vec<String> = names
+                .iter()
+                .map(|n| match *n {
+                    "sourcedId" => id.to_owned(),
+                    "status" => "Active".to_owned(),
+                    "dateLastModified" => modified.to_owned(),
+                    "enabledUser" => enabled.to_owned(),
+                    "orgSourcedIds" => "s1".to_owned(),
+                    "role" => "Student".to_owned(),
+                    "username" => id.to_owned(),
+                    "givenName" => given.to_owned(),
+                    "familyName" => "Lee".to_owned(),
+                    _ => String::new(),
+                })
+                .collect();
+            f
+        };
+        let mut notes = Notes::default();
+        let header = check_header(users, &record(1, &names), Strictness::Lenient, &mut notes).unwrap();
+        let mut checked = Vec::new();
+        for (i, id) in ["u1", "u2", "u3"].iter().enumerate() {
+            let f = row(id, "TRUE", "2017-05-06 08:01:05", " Ann ");
+            let f: Vec<&str> = f.iter().map(String::as_str).collect();
+            checked.push(check_row(users, &header, &record(2 + i as u64, &f), FileMode::Delta, &mut notes));
+        }
+        for c in &checked {
+            assert!(c.errors.is_empty(), "{:?}", c.errors);
+            for field in [
+                r#""status":"active""#,
+                r#""enabledUser":"true""#,
+                r#""role":"student""#,
+                r#""dateLastModified":"2017-05-06T08:01:05""#,
+                r#""givenName":"Ann""#,
+            ] {
+                assert!(c.data.contains(field), "{field} not in {}", c.data);
+            }
+        }
+        let warnings = notes.warnings();
+        for w in [
+            "users.csv: 1 empty column(s) at the end of the header ignored",
+            "users.csv:enabledUser: `TRUE` read as `true`, 3 rows",
+            "users.csv:status: `Active` read as `active`, 3 rows",
+            "users.csv:role: `Student` read as `student`, 3 rows",
+            "users.csv:dateLastModified: `2017-05-06 08:01:05` read as `2017-05-06T08:01:05`, 3 rows",
+            "users.csv:givenName: ` Ann ` read as `Ann`, 3 rows",
+            "users.csv: empty fields past the header's last column ignored, 3 rows",
+        ] {
+            assert!(warnings.iter().any(|x| x == w), "{w:?} not in {warnings:#?}");
+        }
+        // A row longer than the header (a stray comma in a name) is not guessed at.
+        let mut long = row("u9", "true", "", "Ann");
+        long.push(String::new());
+        let long: Vec<&str> = long.iter().map(String::as_str).collect();
+        let codes: Vec<&str> = check_row(users, &header, &record(9, &long), FileMode::Delta, &mut notes)
+            .errors
+            .iter()
+            .map(|e| e.code)
+            .collect();
+        assert_eq!(codes, ["field_count"]);
+        // Strict: the trailing empty column is not part of the table, and each value is refused.
+        let mut strict_notes = Notes::default();
+        assert!(check_header(users, &record(1, &names), Strictness::Strict, &mut strict_notes).is_err());
+        let header =
+            check_header(users, &record(1, &names[..names.len() - 1]), Strictness::Strict, &mut strict_notes)
+                .unwrap();
+        let mut f = row("u1", "TRUE", "2017-05-06 08:01:05", "Ann");
+        f.truncate(names.len() - 1);
+        let f: Vec<&str> = f.iter().map(String::as_str).collect();
+        let codes: Vec<&str> = check_row(users, &header, &record(2, &f), FileMode::Delta, &mut strict_notes)
+            .errors
+            .iter()
+            .map(|e| e.code)
+            .collect();
+        assert_eq!(codes, ["bad_status", "bad_datetime", "not_boolean", "not_in_list"]);
+        assert!(strict_notes.is_empty());
+        // Lenient is not a guess: a value that is not a spelling of one allowed is refused.
+        let mut f = row("u1", "yes", "2017-05-06", "Ann");
+        f.truncate(names.len() - 1);
+        let lenient = check_header(users, &record(1, &names), Strictness::Lenient, &mut notes).unwrap();
+        let f: Vec<&str> = f.iter().map(String::as_str).collect();
+        let codes: Vec<&str> = check_row(users, &lenient, &record(2, &f), FileMode::Delta, &mut notes)
+            .errors
+            .iter()
+            .map(|e| e.code)
+            .collect();
+        assert_eq!(codes, ["bad_datetime", "not_boolean"]);
     }
 }

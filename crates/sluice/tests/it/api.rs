@@ -154,7 +154,10 @@ fn imports_errors_records_sync_approve_and_discard() {
     let (status, content_type, csv) =
         api.server.http("GET", &format!("/api/v1/imports/{incomplete}/errors?format=csv"), Some(key));
     assert_eq!((status, content_type.as_str()), (200, "text/csv; charset=utf-8"));
-    assert!(csv.starts_with("line,column,code,reason,value\r\n4,studentSisId,unknown_reference"), "{csv}");
+    assert!(
+        csv.starts_with("\u{feff}line,key,name,column,code,reason,value\r\n4,nobody+G3,Cy Doe,studentSisId,unknown_reference"),
+        "{csv}"
+    );
     let (status, bad) = api.get(&format!("/api/v1/imports/{incomplete}/errors?format=xml"), key);
     assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("bad_format")));
 

@@ -259,8 +259,8 @@ fn formula_cells_are_neutralised_in_reports_and_exports() {
     let report =
         std::fs::read_to_string(server.tenant_dir("acme").join(format!("errors/{id}-students-errors.csv")))
             .unwrap();
-    assert!(report.starts_with("line,column,code,reason,value"), "{report}");
-    assert!(report.contains("3,email,bad_email,") && report.contains("'@SUM(A1)"), "{report}");
+    assert!(report.starts_with("\u{feff}line,key,name,column,code,reason,value"), "{report}");
+    assert!(report.contains("3,S2,Bob Ray,email,bad_email,") && report.contains("'@SUM(A1)"), "{report}");
     let shown = server.cli_ok(&["import", "show", &id.to_string(), "--errors"]);
     assert!(shown.contains("students.csv:3: email: bad_email"), "{shown}");
 }
@@ -336,7 +336,7 @@ async fn an_sftp_upload_is_imported_within_a_second() {
     tokio::io::AsyncReadExt::read_to_string(&mut sftp.open(&report_name).await.unwrap(), &mut report)
         .await
         .unwrap();
-    assert!(report.contains("10002,firstName,required,a value is required,"), "{report}");
+    assert!(report.contains("10002,S99999,Nameless,firstName,required,a value is required,"), "{report}");
     // The tenant may read its reports but not remove them.
     assert!(sftp.remove_file(&report_name).await.is_err());
 }

@@ -25,6 +25,7 @@ mod paramiko;
 mod people;
 mod permissions;
 mod psftp;
+mod real_files;
 mod safeguards;
 mod sftp_rust;
 mod soak;

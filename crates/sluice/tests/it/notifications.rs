@@ -73,7 +73,7 @@ fn an_import_is_emailed_with_its_counts_first_errors_and_report() {
     assert!(text.contains("line 3, birthDate: expected a date"), "the first errors are in the body: {text}");
     assert!(text.contains("PART text/csv 1-students-errors.csv"), "{text}");
     assert!(
-        text.contains("line,column,code,reason,value") && text.contains("not a date"),
+        text.contains("line,key,name,column,code,reason,value") && text.contains("not a date"),
         "the report is attached: {text}"
     );
     let log = server.cli_ok(&["deliveries", "--tenant", "acme", "--json"]);
