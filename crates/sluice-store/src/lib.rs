@@ -12,9 +12,11 @@ mod deliveries;
 mod imports;
 mod migrations;
 mod people;
+mod referrers;
 mod roster;
 
 pub use accounts::{Account, Role};
+pub use referrers::Referrer;
 pub use api_keys::{ApiKey, KeyOwner};
 pub use deliveries::{Channel, Delivery};
 pub use imports::{
@@ -46,6 +48,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("import {0} is not held: only a held import can be approved or discarded")]
     NotHeld(i64),
+    #[error(
+        "import {id} is superseded by import {by}, a newer file of the same type that was applied after it was held; \
+         approving it would put its older data over that newer data. Its file is kept for download; upload it \
+         again if it is still meant"
+    )]
+    Superseded { id: i64, by: i64 },
     #[error("no live API key {0}; `sluice apikey list` shows them")]
     NoSuchKey(i64),
     #[error("the tenant has no SSH key {0}")]

@@ -182,6 +182,11 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         banned_at_ms INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 18: a held import a newer applied import of its type superseded (it can no longer be
+    // approved; its file is kept), and the record types a package import carries (a package
+    // supersedes held packages that carry any of the same files)
+    "ALTER TABLE imports ADD COLUMN superseded_by INTEGER;
+     ALTER TABLE imports ADD COLUMN record_types TEXT;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -451,14 +451,16 @@ impl Store {
         type_name: &str,
         json_path: &str,
         value: &str,
+        deactivated: Option<bool>,
         mut each: impl FnMut(&str, &str),
     ) -> Result<u64> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT r.key, r.data FROM main.records r JOIN main.tenants t ON t.id = r.tenant_id
-                 WHERE t.name = ?1 AND r.type = ?2 AND json_extract(r.data, ?3) = ?4 ORDER BY r.key",
+                 WHERE t.name = ?1 AND r.type = ?2 AND json_extract(r.data, ?3) = ?4
+                 AND (?5 IS NULL OR r.inactive = ?5) ORDER BY r.key",
             )?;
-            let mut rows = stmt.query(params![tenant, type_name, json_path, value])?;
+            let mut rows = stmt.query(params![tenant, type_name, json_path, value, deactivated])?;
             let mut n = 0;
             while let Some(row) = rows.next()? {
                 each(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?);

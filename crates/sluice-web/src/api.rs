@@ -27,6 +27,7 @@ pub fn routes() -> Router<Web> {
         .route("/api/v1/tenants/{tenant}/settings", get(settings).patch(change_settings))
         .route("/api/v1/imports/{id}", get(import))
         .route("/api/v1/imports/{id}/errors", get(import_errors))
+        .route("/api/v1/imports/{id}/file", get(import_file))
         .route("/api/v1/imports/{id}/approve", post(approve))
         .route("/api/v1/imports/{id}/discard", post(discard))
         .fallback(|| async {
@@ -293,6 +294,23 @@ async fn import(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i64
     blocking(move || Ok(Json(crate::json::import(&visible_import(&web, &caller, id)?)))).await
 }
 
+/// The file a held or superseded import keeps (what approving would apply, or what a newer
+/// import superseded), as it was uploaded.
+async fn import_file(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    let record = blocking(move || visible_import(&web, &caller, id)).await?;
+    crate::kept_file(&record).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_file",
+            format!("import {id} is {}: only held and superseded imports keep their file", record.status.as_str()),
+        )
+    })
+}
+
 #[derive(Deserialize)]
 struct ErrorsQuery {
     limit: Option<usize>,
@@ -436,6 +454,7 @@ fn approval_error(e: ApproveError) -> ApiError {
         e @ (ApproveError::NotHeld(..) | ApproveError::Store(StoreError::NotHeld(_))) => {
             ApiError::new(StatusCode::CONFLICT, "not_held", e.to_string())
         }
+        e @ ApproveError::Superseded { .. } => ApiError::new(StatusCode::CONFLICT, "superseded", e.to_string()),
         e => ApiError::internal(e),
     }
 }
