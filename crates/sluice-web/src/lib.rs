@@ -172,6 +172,7 @@ pub(crate) fn kept_file(record: &sluice_store::ImportRecord) -> Option<Response>
     use std::io::Read;
     let path = std::path::PathBuf::from(record.held_file.as_ref()?);
     let mut file = std::fs::File::open(&path).ok()?;
+    let size = file.metadata().ok()?.len();
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         loop {
@@ -202,6 +203,7 @@ pub(crate) fn kept_file(record: &sluice_store::ImportRecord) -> Option<Response>
             [
                 (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
                 (header::CONTENT_DISPOSITION, disposition),
+                (header::CONTENT_LENGTH, size.to_string()),
             ],
             axum::body::Body::new(ChunkBody(rx)),
         )
