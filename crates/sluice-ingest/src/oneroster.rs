@@ -66,7 +66,8 @@ pub(crate) fn import_package(store: &Store, req: &ImportRequest<'_>) -> Result<I
     let names: Vec<String> = types.iter().map(|(t, _)| t.clone()).collect();
     let types: Vec<(&str, PackageMode)> = types.iter().map(|(t, m)| (t.as_str(), *m)).collect();
     let started = std::time::Instant::now();
-    let outcome = sluice_store::Outcome { record_types: Some(&names), ..verdict.outcome(req.upload_id, None) };
+    let outcome =
+        sluice_store::Outcome { record_types: Some(&names), ..verdict.outcome(req.upload_id, None) };
     loader.commit(&types, outcome)?;
     debug!(import = id, ms = started.elapsed().as_millis() as u64, "package applied");
     Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)

@@ -2,12 +2,12 @@
 
 use crate::report::Report;
 use sha2::{Digest, Sha256};
+use sluice_core::import::OnDelete;
 use sluice_core::import::{
     CsvError, CsvReader, HeaderMap, ImportType, LoadMode, PersonColumns, Record, RowError, Safeguard,
     SafeguardSetting, TypeFormat, Values,
 };
 use sluice_core::people::Contact;
-use sluice_core::import::OnDelete;
 use sluice_store::{Counts, ImportRecord, ImportStatus, Outcome, Referrer, StageKind, Store, StoreError};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -253,7 +253,9 @@ fn evaluate(
             let referring = dangling_verdict(&found, covered, breach.is_some(), &mut warnings);
             let reason = match (breach, referring) {
                 (Some(b), Some(r)) => Some(format!("{b}; and {}", r.strip_prefix("held: ").unwrap_or(&r))),
-                (b, r) => b.or(r.map(|r| format!("{r}; `sluice approve {id}` applies it, `sluice discard {id}` drops it"))),
+                (b, r) => b.or(r.map(|r| {
+                    format!("{r}; `sluice approve {id}` applies it, `sluice discard {id}` drops it")
+                })),
             };
             match reason {
                 Some(breach) => {

@@ -900,7 +900,9 @@ fn supersede_older_held(c: &Connection, id: i64, record_types: Option<&[String]>
          WHERE h.status = 'held' AND h.id < ?1 ORDER BY h.id",
     )?;
     let held = stmt
-        .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)))?
+        .query_map([id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut warnings = Vec::new();
     for (held_id, file, types) in held {

@@ -16,13 +16,13 @@ mod referrers;
 mod roster;
 
 pub use accounts::{Account, Role};
-pub use referrers::Referrer;
 pub use api_keys::{ApiKey, KeyOwner};
 pub use deliveries::{Channel, Delivery};
 pub use imports::{
     Counts, ImportRecord, ImportStatus, Loader, Outcome, STORED_ERRORS, StageKind, StoredError,
 };
 pub use people::{Person, PersonRole};
+pub use referrers::Referrer;
 pub use roster::{PackageLoader, PackageMode};
 
 use rusqlite::{Connection, OptionalExtension, params};

@@ -3,9 +3,9 @@
 //! when it plans (for its verdict: keep, deactivate, or hold) and, for `deactivate`,
 //! deactivates them in its own transaction, before its deletions.
 
+use crate::Result;
 use crate::imports::Loader;
 use crate::roster::{PackageLoader, PackageMode};
-use crate::Result;
 use rusqlite::{Connection, params};
 use sluice_core::import::{LoadMode, OnDelete};
 
@@ -29,13 +29,11 @@ impl Referrer {
     /// What the import says about `n` of them: "3 guardians refer to students this import
     /// deletes".
     pub fn sentence(&self, n: u64) -> String {
-        let what = |t: &str| t.strip_prefix("oneroster.").map(|f| format!("{f}.csv records")).unwrap_or(t.to_owned());
+        let what = |t: &str| {
+            t.strip_prefix("oneroster.").map(|f| format!("{f}.csv records")).unwrap_or(t.to_owned())
+        };
         let column = self.path.strip_prefix("$.").map(|c| format!(" (by {c})")).unwrap_or_default();
-        format!(
-            "{n} {}{column} refer to {} this import deletes",
-            what(&self.from_type),
-            what(&self.to_type)
-        )
+        format!("{n} {}{column} refer to {} this import deletes", what(&self.from_type), what(&self.to_type))
     }
 }
 
@@ -53,7 +51,9 @@ fn names(k: &str, v: &str, prefix: bool) -> String {
 fn csv_dangling(mode: LoadMode, prefix: bool, same_type: bool) -> Option<String> {
     let deleted = |alias: &str| match mode {
         LoadMode::Upsert => None,
-        LoadMode::Mirror => Some(format!("NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = {alias}.key)")),
+        LoadMode::Mirror => {
+            Some(format!("NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = {alias}.key)"))
+        }
         LoadMode::Delta => {
             Some(format!("EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = {alias}.key AND s.kind = 1)"))
         }
@@ -68,7 +68,9 @@ fn csv_dangling(mode: LoadMode, prefix: bool, same_type: bool) -> Option<String>
     if prefix {
         // Another record with the same first key column stays: the reference still resolves.
         let survives = match mode {
-            LoadMode::Mirror => format!("EXISTS (SELECT 1 FROM temp.stage s WHERE {})", names("s.key", v, true)),
+            LoadMode::Mirror => {
+                format!("EXISTS (SELECT 1 FROM temp.stage s WHERE {})", names("s.key", v, true))
+            }
             _ => format!(
                 "EXISTS (SELECT 1 FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2 AND {}
                  AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = r.key AND s.kind = 1))
@@ -90,7 +92,9 @@ fn csv_dangling(mode: LoadMode, prefix: bool, same_type: bool) -> Option<String>
 /// deletes records of `?2` in `mode` and does not rewrite `g` itself.
 fn package_dangling(mode: PackageMode) -> String {
     let deleted = match mode {
-        PackageMode::Bulk => "NOT EXISTS (SELECT 1 FROM temp.package_stage s WHERE s.type = ?2 AND s.key = d.key)",
+        PackageMode::Bulk => {
+            "NOT EXISTS (SELECT 1 FROM temp.package_stage s WHERE s.type = ?2 AND s.key = d.key)"
+        }
         PackageMode::Delta => {
             "EXISTS (SELECT 1 FROM temp.package_stage s WHERE s.type = ?2 AND s.key = d.key AND s.kind = 1)"
         }

@@ -203,9 +203,7 @@ fn an_approval_committing_after_a_newer_import_is_refused_in_its_transaction() {
     s.add_tenant(&tenant("acme"), &folders()).unwrap();
     let import = || s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
     let first = import();
-    load(&s, first, &["S1", "S2", "S3", "S4"])
-        .commit(outcome(ImportStatus::Complete, Some(Mirror)))
-        .unwrap();
+    load(&s, first, &["S1", "S2", "S3", "S4"]).commit(outcome(ImportStatus::Complete, Some(Mirror))).unwrap();
     let held = import();
     load(&s, held, &["S1"]).commit(outcome(ImportStatus::Held, None)).unwrap();
     assert_eq!(s.import(held).unwrap().unwrap().status, ImportStatus::Held);
@@ -224,7 +222,10 @@ fn an_approval_committing_after_a_newer_import_is_refused_in_its_transaction() {
     assert_eq!(s.superseded_by(newer).unwrap(), [held]);
 
     let refused = approval.commit(outcome(ImportStatus::Complete, Some(Mirror)));
-    assert!(matches!(refused, Err(StoreError::Superseded { id, by }) if id == held && by == newer), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Superseded { id, by }) if id == held && by == newer),
+        "{refused:?}"
+    );
     assert_eq!(s.record_count("acme", "students").unwrap(), 5, "the newer records stay");
     assert_eq!(s.import(held).unwrap().unwrap().status, ImportStatus::Superseded);
 }

@@ -306,7 +306,10 @@ async fn import_file(
         ApiError::new(
             StatusCode::NOT_FOUND,
             "no_file",
-            format!("import {id} is {}: only held and superseded imports keep their file", record.status.as_str()),
+            format!(
+                "import {id} is {}: only held and superseded imports keep their file",
+                record.status.as_str()
+            ),
         )
     })
 }
@@ -454,7 +457,9 @@ fn approval_error(e: ApproveError) -> ApiError {
         e @ (ApproveError::NotHeld(..) | ApproveError::Store(StoreError::NotHeld(_))) => {
             ApiError::new(StatusCode::CONFLICT, "not_held", e.to_string())
         }
-        e @ ApproveError::Superseded { .. } => ApiError::new(StatusCode::CONFLICT, "superseded", e.to_string()),
+        e @ ApproveError::Superseded { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "superseded", e.to_string())
+        }
         e => ApiError::internal(e),
     }
 }

@@ -192,11 +192,8 @@ pub(crate) fn kept_file(record: &sluice_store::ImportRecord) -> Option<Response>
             }
         }
     });
-    let name: String = record
-        .file_name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
-        .collect();
+    let name: String =
+        record.file_name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
     let disposition = format!("attachment; filename=\"import-{}-{name}\"", record.id);
     Some(
         (

@@ -373,13 +373,17 @@ pub fn kept_file(dirs: &DataDirs, id: i64, output: Option<&Path>) -> Result<(), 
     let Some(held) = &r.held_file else {
         return Err(Failure {
             code: 1,
-            error: anyhow!("import {id} is {}: only held and superseded imports keep their file", r.status.as_str()),
+            error: anyhow!(
+                "import {id} is {}: only held and superseded imports keep their file",
+                r.status.as_str()
+            ),
         });
     };
     let mut file = std::fs::File::open(held).map_err(|e| anyhow!("reading the kept file {held}: {e}"))?;
     match output {
         Some(path) => {
-            let mut out = std::fs::File::create(path).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+            let mut out =
+                std::fs::File::create(path).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
             std::io::copy(&mut file, &mut out)?;
         }
         None => {

@@ -13,6 +13,7 @@ pub use csv::{CsvError, CsvReader, Record};
 pub use decode::{DecodeError, Encoding};
 pub use safeguard::{Breach, Safeguard, SafeguardSetting};
 pub use types::{
-    ColumnKind, ImportType, ImportTypes, LoadMode, OnDelete, PersonColumns, Reference, Related, TypeError, TypeFormat,
+    ColumnKind, ImportType, ImportTypes, LoadMode, OnDelete, PersonColumns, Reference, Related, TypeError,
+    TypeFormat,
 };
 pub use values::{HeaderError, HeaderMap, RowError, Values};

@@ -723,7 +723,10 @@ kind = "id"
         assert_eq!(s.mode, LoadMode::Mirror);
         assert_eq!(s.safeguard, Safeguard { deleted_percent: 10.0, changed_percent: 100.0 });
         let g = t.get("guardians").unwrap();
-        assert_eq!(g.references, [Reference { column: 1, to_type: "students".into(), on_delete: OnDelete::Hold }]);
+        assert_eq!(
+            g.references,
+            [Reference { column: 1, to_type: "students".into(), on_delete: OnDelete::Hold }]
+        );
         let all = vec!["students".to_owned(), "guardians".to_owned()];
         assert_eq!(t.for_upload(&all, "students", "any.csv").unwrap().name, "students");
         assert_eq!(t.for_upload(&all, "guardians", "GUARDIANS.csv").unwrap().name, "guardians");

@@ -525,12 +525,20 @@ fn a_newer_applied_file_supersedes_a_held_one_instead_of_growing_its_deletions()
         serde_json::from_str(&server.cli_ok(&["import", "show", id, "--json"])).unwrap()
     };
     let superseded = show(&id);
-    assert_eq!((superseded["status"].as_str(), counts(&superseded)[4]), (Some("superseded"), 10), "{superseded}");
+    assert_eq!(
+        (superseded["status"].as_str(), counts(&superseded)[4]),
+        (Some("superseded"), 10),
+        "{superseded}"
+    );
     assert_eq!(superseded["superseded_by"], newer["id"], "{superseded}");
 
     let out = server.cli(&["approve", &id]);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
-    assert!(output_text(&out).contains(&format!("superseded by import {}", newer["id"])), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains(&format!("superseded by import {}", newer["id"])),
+        "{}",
+        output_text(&out)
+    );
     assert_eq!(records_csv(&server, "acme", "students").lines().count(), 31, "nothing changed");
     assert!(!server.cli_ok(&["import", "show", &id]).contains("approved by"), "not decided");
     // Nor can it be discarded: it is final, its file kept.

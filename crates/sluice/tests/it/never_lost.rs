@@ -58,7 +58,14 @@ async fn an_old_held_file_cannot_be_approved_over_a_newer_reload() {
     let server = Server::start();
     server.importing_tenant("acme", "pw");
     let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
-    let first = upload(&server, &sftp, "acme", "/students/students.csv", full_students(&[1, 2, 3, 4, 5, 6], "10").as_bytes()).await;
+    let first = upload(
+        &server,
+        &sftp,
+        "acme",
+        "/students/students.csv",
+        full_students(&[1, 2, 3, 4, 5, 6], "10").as_bytes(),
+    )
+    .await;
     assert_eq!(first["status"], "complete", "{first}");
 
     // A partial export: three students, fewer columns. It would delete half: held.
@@ -68,7 +75,14 @@ async fn an_old_held_file_cannot_be_approved_over_a_newer_reload() {
     let held_id = held["id"].as_i64().unwrap();
 
     // The next night's full reload, with a change, is applied; it supersedes the held file.
-    let reload = upload(&server, &sftp, "acme", "/students/students.csv", full_students(&[1, 2, 3, 4, 5, 6], "11").as_bytes()).await;
+    let reload = upload(
+        &server,
+        &sftp,
+        "acme",
+        "/students/students.csv",
+        full_students(&[1, 2, 3, 4, 5, 6], "11").as_bytes(),
+    )
+    .await;
     assert_eq!(reload["status"], "complete", "{reload}");
     let reload_id = reload["id"].as_i64().unwrap();
     assert!(
@@ -76,11 +90,18 @@ async fn an_old_held_file_cannot_be_approved_over_a_newer_reload() {
         "the newer import (and its notification) says so: {reload}"
     );
     let old = show(&server, held_id);
-    assert_eq!((old["status"].as_str(), old["superseded_by"].as_i64()), (Some("superseded"), Some(reload_id)), "{old}");
+    assert_eq!(
+        (old["status"].as_str(), old["superseded_by"].as_i64()),
+        (Some("superseded"), Some(reload_id)),
+        "{old}"
+    );
     let listed = server.imports("acme");
     assert_eq!(listed.iter().find(|v| v["id"] == held_id).unwrap()["status"], "superseded");
     let text = server.cli_ok(&["import", "show", &held_id.to_string()]);
-    assert!(text.contains("(superseded)") && text.contains(&format!("superseded by import {reload_id}")), "{text}");
+    assert!(
+        text.contains("(superseded)") && text.contains(&format!("superseded by import {reload_id}")),
+        "{text}"
+    );
 
     let before = records(&server, "acme", "students");
     assert_eq!(before.lines().count(), 7, "{before}");
@@ -103,7 +124,8 @@ async fn an_old_held_file_cannot_be_approved_over_a_newer_reload() {
     let kept = server.cli(&["import", "file", &held_id.to_string()]);
     assert!(kept.status.success(), "{}", output_text(&kept));
     assert_eq!(kept.stdout, partial.as_bytes());
-    let (status, content_type, body) = server.http("GET", &format!("/api/v1/imports/{held_id}/file"), Some(&key));
+    let (status, content_type, body) =
+        server.http("GET", &format!("/api/v1/imports/{held_id}/file"), Some(&key));
     assert_eq!((status, content_type.as_str()), (200, "application/octet-stream"));
     assert_eq!(body, partial);
     let (status, _, _) = server.http("GET", &format!("/api/v1/imports/{reload_id}/file"), Some(&key));
@@ -121,10 +143,19 @@ async fn an_approval_racing_a_newer_upload_never_puts_older_data_over_it() {
     let server = Arc::new(Server::start());
     server.importing_tenant("acme", "pw");
     let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
-    upload(&server, &sftp, "acme", "/students/students.csv", full_students(&[1, 2, 3, 4, 5, 6], "10").as_bytes()).await;
+    upload(
+        &server,
+        &sftp,
+        "acme",
+        "/students/students.csv",
+        full_students(&[1, 2, 3, 4, 5, 6], "10").as_bytes(),
+    )
+    .await;
     let mut outcomes = Vec::new();
     for round in 0..4 {
-        let partial = format!("{HEADER}S1,First1,Last1,09,2011-03-01,s1@example.org\r\nS2,First2,Last2,09,2011-03-02,\r\n");
+        let partial = format!(
+            "{HEADER}S1,First1,Last1,09,2011-03-01,s1@example.org\r\nS2,First2,Last2,09,2011-03-02,\r\n"
+        );
         let held = upload(&server, &sftp, "acme", "/students/students.csv", partial.as_bytes()).await;
         assert_eq!(held["status"], "held", "{held}");
         let held_id = held["id"].as_i64().unwrap();
@@ -144,14 +175,22 @@ async fn an_approval_racing_a_newer_upload_never_puts_older_data_over_it() {
         let list = server.imports("acme");
         let newest = &list[0];
         assert_eq!(newest["status"], "complete", "{newest}");
-        assert_eq!(records(&server, "acme", "students"), {
-            let mut expected = String::from("sisId,firstName,lastName,middleName,grade,birthDate,schoolId,email,phone\r\n");
-            for i in 1..=6 {
-                let grade = if i == 4 { format!("{}", 20 + round) } else { "09".into() };
-                expected.push_str(&format!("S{i},First{i},Last{i},,{grade},2011-03-{i:02},,s{i}@example.org,\r\n"));
-            }
-            expected
-        }, "round {round}: the newer file's data stays");
+        assert_eq!(
+            records(&server, "acme", "students"),
+            {
+                let mut expected = String::from(
+                    "sisId,firstName,lastName,middleName,grade,birthDate,schoolId,email,phone\r\n",
+                );
+                for i in 1..=6 {
+                    let grade = if i == 4 { format!("{}", 20 + round) } else { "09".into() };
+                    expected.push_str(&format!(
+                        "S{i},First{i},Last{i},,{grade},2011-03-{i:02},,s{i}@example.org,\r\n"
+                    ));
+                }
+                expected
+            },
+            "round {round}: the newer file's data stays"
+        );
         let old = show(&server, held_id);
         if approval.status.success() {
             // The approval went first: it was applied, and the newer file after it.
@@ -195,7 +234,9 @@ kind = "email"
 fn types_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut toml = String::new();
-    for (name, folder, policy) in [("pickup_guardians", "pickup", "keep"), ("portal_guardians", "portal", "deactivate")] {
+    for (name, folder, policy) in
+        [("pickup_guardians", "pickup", "keep"), ("portal_guardians", "portal", "deactivate")]
+    {
         toml.push_str(&format!(
             "[[type]]\nname = \"{name}\"\nfolder = \"{folder}\"\nkey = [\"studentSisId\", \"guardianSisId\"]\nmode = \"mirror\"\n\
              person = {{ role = \"guardian\", id = \"guardianSisId\", first_name = \"firstName\", last_name = \"lastName\", email = \"email\" }}\n\
@@ -226,14 +267,28 @@ async fn records_referring_to_deleted_students_are_kept_deactivated_or_hold_the_
     // A tenant with only keep and deactivate references: the import is applied at once and
     // says what happened to them.
     server.importing_tenant("beta", "pw");
-    server.cli_ok(&["tenant", "set", "beta", "folders=students,pickup,portal", "safeguard.students.deleted=50"]);
+    server.cli_ok(&[
+        "tenant",
+        "set",
+        "beta",
+        "folders=students,pickup,portal",
+        "safeguard.students.deleted=50",
+    ]);
     let (_ssh, sftp) = sftp_login(server.port, "beta", "pw").await;
     upload(&server, &sftp, "beta", "/students/students.csv", full_students(&all, "09").as_bytes()).await;
     for folder in ["pickup", "portal"] {
-        let v = upload(&server, &sftp, "beta", &format!("/{folder}/guardians.csv"), guardians().as_bytes()).await;
+        let v =
+            upload(&server, &sftp, "beta", &format!("/{folder}/guardians.csv"), guardians().as_bytes()).await;
         assert_eq!(v["status"], "complete", "{v}");
     }
-    let v = upload(&server, &sftp, "beta", "/students/students.csv", full_students(&without_9_and_10, "09").as_bytes()).await;
+    let v = upload(
+        &server,
+        &sftp,
+        "beta",
+        "/students/students.csv",
+        full_students(&without_9_and_10, "09").as_bytes(),
+    )
+    .await;
     assert_eq!((v["status"].as_str(), v["counts"]["deleted"].as_u64()), (Some("complete"), Some(2)), "{v}");
     let said = warnings(&v);
     assert!(said.contains("3 pickup_guardians refer to students this import deletes; they are kept as they are (on_delete = \"keep\")"), "{said}");
@@ -242,11 +297,13 @@ async fn records_referring_to_deleted_students_are_kept_deactivated_or_hold_the_
     let active = records(&server, "beta", "portal_guardians");
     assert_eq!(active.lines().count(), 9, "{active}");
     assert!(!active.contains("S9") && !active.contains("S10"), "{active}");
-    let deactivated = server.cli_ok(&["records", "--tenant", "beta", "--type", "portal_guardians", "--deactivated"]);
+    let deactivated =
+        server.cli_ok(&["records", "--tenant", "beta", "--type", "portal_guardians", "--deactivated"]);
     assert_eq!(deactivated.lines().count(), 4, "kept, with their data, as deactivated: {deactivated}");
     assert!(deactivated.contains("G11,S9,Sam,Last9,g11@example.org"), "{deactivated}");
     // Deactivated records are no one's role; the same guardian's pickup record still is.
-    let people: Value = serde_json::from_str(&server.cli_ok(&["people", "--tenant", "beta", "--json"])).unwrap();
+    let people: Value =
+        serde_json::from_str(&server.cli_ok(&["people", "--tenant", "beta", "--json"])).unwrap();
     let roles: Vec<String> = people
         .as_array()
         .unwrap()
@@ -267,30 +324,62 @@ async fn records_referring_to_deleted_students_are_kept_deactivated_or_hold_the_
     // With the `guardians` preset's records (hold, the default), the same deletion is held,
     // saying why; nothing changes until someone approves it.
     server.importing_tenant("acme", "pw");
-    server.cli_ok(&["tenant", "set", "acme", "folders=students,guardians,pickup,portal", "safeguard.students.deleted=50"]);
+    server.cli_ok(&[
+        "tenant",
+        "set",
+        "acme",
+        "folders=students,guardians,pickup,portal",
+        "safeguard.students.deleted=50",
+    ]);
     let (_ssh2, sftp) = sftp_login(server.port, "acme", "pw").await;
     upload(&server, &sftp, "acme", "/students/students.csv", full_students(&all, "09").as_bytes()).await;
     for folder in ["guardians", "pickup", "portal"] {
         upload(&server, &sftp, "acme", &format!("/{folder}/guardians.csv"), guardians().as_bytes()).await;
     }
-    let held = upload(&server, &sftp, "acme", "/students/students.csv", full_students(&without_9_and_10, "09").as_bytes()).await;
+    let held = upload(
+        &server,
+        &sftp,
+        "acme",
+        "/students/students.csv",
+        full_students(&without_9_and_10, "09").as_bytes(),
+    )
+    .await;
     assert_eq!(held["status"], "held", "{held}");
     let message = held["message"].as_str().unwrap();
-    assert!(message.contains("held: 3 guardians refer to students this import deletes (on_delete = \"hold\")"), "{message}");
+    assert!(
+        message.contains("held: 3 guardians refer to students this import deletes (on_delete = \"hold\")"),
+        "{message}"
+    );
     assert!(message.contains(&format!("sluice approve {}", held["id"])), "{message}");
     let said = warnings(&held);
-    assert!(said.contains("3 portal_guardians refer to students this import deletes; approving deactivates them"), "{said}");
-    assert!(said.contains("3 pickup_guardians refer to students this import deletes; approving keeps them"), "{said}");
+    assert!(
+        said.contains("3 portal_guardians refer to students this import deletes; approving deactivates them"),
+        "{said}"
+    );
+    assert!(
+        said.contains("3 pickup_guardians refer to students this import deletes; approving keeps them"),
+        "{said}"
+    );
     assert_eq!(records(&server, "acme", "students").lines().count(), 11, "nothing changed while held");
     assert_eq!(records(&server, "acme", "portal_guardians").lines().count(), 12);
 
     let out = server.cli(&["approve", &held["id"].to_string()]);
     assert!(out.status.success(), "{}", output_text(&out));
     let done = show(&server, held["id"].as_i64().unwrap());
-    assert_eq!((done["status"].as_str(), done["counts"]["deleted"].as_u64()), (Some("complete"), Some(2)), "{done}");
+    assert_eq!(
+        (done["status"].as_str(), done["counts"]["deleted"].as_u64()),
+        (Some("complete"), Some(2)),
+        "{done}"
+    );
     let said = warnings(&done);
-    assert!(said.contains("3 guardians refer to students this import deletes; kept as they are, as approved"), "{said}");
-    assert!(said.contains("3 portal_guardians refer to students this import deletes; they are deactivated"), "{said}");
+    assert!(
+        said.contains("3 guardians refer to students this import deletes; kept as they are, as approved"),
+        "{said}"
+    );
+    assert!(
+        said.contains("3 portal_guardians refer to students this import deletes; they are deactivated"),
+        "{said}"
+    );
     assert_eq!(records(&server, "acme", "students").lines().count(), 9);
     assert_eq!(records(&server, "acme", "guardians").lines().count(), 12, "approved: kept");
     assert_eq!(records(&server, "acme", "portal_guardians").lines().count(), 9);
@@ -316,18 +405,38 @@ async fn enrollments_of_a_class_a_package_deletes_hold_it_or_are_deactivated() {
         let m = manifest("1.2", &[("classes", "bulk")]);
         zip(&[("manifest.csv", m.as_bytes()), ("classes.csv", classes.as_bytes())])
     };
-    let without_alg_f: String = district.classes.lines().filter(|l| !l.starts_with("alg-f,")).map(|l| format!("{l}\n")).collect();
+    let without_alg_f: String =
+        district.classes.lines().filter(|l| !l.starts_with("alg-f,")).map(|l| format!("{l}\n")).collect();
     assert!(district.classes.starts_with(CLASSES));
 
     for (tenant, folder) in [("acme", "oneroster"), ("beta", "lms")] {
         server.importing_tenant(tenant, "pw");
-        server.cli_ok(&["tenant", "set", tenant, &format!("folders={folder}"), "safeguard.oneroster.classes.deleted=50"]);
+        server.cli_ok(&[
+            "tenant",
+            "set",
+            tenant,
+            &format!("folders={folder}"),
+            "safeguard.oneroster.classes.deleted=50",
+        ]);
         let (_ssh, sftp) = sftp_login(server.port, tenant, "pw").await;
         let v = upload(&server, &sftp, tenant, &format!("/{folder}/district.zip"), &district.zip()).await;
         assert_eq!(v["status"], "complete", "{v}");
-        let v = upload(&server, &sftp, tenant, &format!("/{folder}/classes.zip"), &classes_only(&without_alg_f)).await;
+        let v =
+            upload(&server, &sftp, tenant, &format!("/{folder}/classes.zip"), &classes_only(&without_alg_f))
+                .await;
         let enrollments = |server: &Server| -> Vec<Value> {
-            serde_json::from_str(&server.cli_ok(&["records", "--tenant", tenant, "--type", "oneroster.enrollments", "--class", "alg-f", "--format", "json"])).unwrap()
+            serde_json::from_str(&server.cli_ok(&[
+                "records",
+                "--tenant",
+                tenant,
+                "--type",
+                "oneroster.enrollments",
+                "--class",
+                "alg-f",
+                "--format",
+                "json",
+            ]))
+            .unwrap()
         };
         if tenant == "acme" {
             assert_eq!(v["status"], "held", "{v}");
@@ -336,15 +445,24 @@ async fn enrollments_of_a_class_a_package_deletes_hold_it_or_are_deactivated() {
             assert!(enrollments(&server).iter().all(|e| e["status"] == "active"));
             let held_id = v["id"].as_i64().unwrap();
             // A newer package with other files only does not supersede it...
-            let orgs = zip(&[("manifest.csv", manifest("1.2", &[("orgs", "bulk")]).as_bytes()), ("orgs.csv", district.orgs.as_bytes())]);
+            let orgs = zip(&[
+                ("manifest.csv", manifest("1.2", &[("orgs", "bulk")]).as_bytes()),
+                ("orgs.csv", district.orgs.as_bytes()),
+            ]);
             let o = upload(&server, &sftp, tenant, "/oneroster/orgs.zip", &orgs).await;
             assert_eq!(o["status"], "complete", "{o}");
             assert_eq!(show(&server, held_id)["status"], "held");
             // ...a newer one carrying classes.csv does.
-            let c = upload(&server, &sftp, tenant, "/oneroster/classes.zip", &classes_only(&district.classes)).await;
+            let c =
+                upload(&server, &sftp, tenant, "/oneroster/classes.zip", &classes_only(&district.classes))
+                    .await;
             assert_eq!(c["status"], "complete", "{c}");
             let old = show(&server, held_id);
-            assert_eq!((old["status"].as_str(), old["superseded_by"].as_i64()), (Some("superseded"), c["id"].as_i64()), "{old}");
+            assert_eq!(
+                (old["status"].as_str(), old["superseded_by"].as_i64()),
+                (Some("superseded"), c["id"].as_i64()),
+                "{old}"
+            );
             assert!(warnings(&c).contains(&format!("supersedes held import {held_id}")), "{c}");
             let out = server.cli(&["approve", &held_id.to_string()]);
             assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
