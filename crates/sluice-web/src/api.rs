@@ -363,6 +363,9 @@ struct RecordsQuery {
     offset: Option<usize>,
     student: Option<String>,
     class: Option<String>,
+    /// CSV types: the records deactivated by `on_delete = "deactivate"` instead of the
+    /// active ones.
+    deactivated: Option<bool>,
 }
 
 async fn records(
@@ -408,10 +411,13 @@ async fn records(
         web.ingest.store.require_tenant(&name)?;
         let columns: Option<Vec<String>> =
             web.ingest.types.get(&type_name).map(|t| t.columns.iter().map(|c| c.name.clone()).collect());
+        // A CSV type's deactivated records are listed apart; a OneRoster record's status says.
+        let deactivated = columns.as_ref().map(|_| q.deactivated.unwrap_or(false));
         let page = web.ingest.store.records_page(
             &name,
             &type_name,
             filter.as_ref().map(|(p, v)| (p.as_str(), v.as_str())),
+            deactivated,
             limit,
             offset,
         )?;

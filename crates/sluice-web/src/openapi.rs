@@ -39,7 +39,8 @@ pub fn document() -> Value {
             "/api/v1/tenants/{tenant}/records/{type}": {"get": {"summary": "Records of one type, by key, paged", "operationId": "listRecords",
                 "parameters": [tenant, {"name": "type", "in": "path", "required": true, "schema": {"type": "string"}}, limit, offset,
                     {"name": "student", "in": "query", "schema": {"type": "string"}, "description": "only records naming this student"},
-                    {"name": "class", "in": "query", "schema": {"type": "string"}, "description": "only records naming this class or section"}],
+                    {"name": "class", "in": "query", "schema": {"type": "string"}, "description": "only records naming this class or section"},
+                    {"name": "deactivated", "in": "query", "schema": {"type": "boolean"}, "description": "CSV types: the records deactivated by on_delete = \"deactivate\" instead of the active ones"}],
                 "responses": ok("RecordPage", &["400", "401", "404"])}},
             "/api/v1/tenants/{tenant}/keys": {
                 "get": {"summary": "The tenant's SSH public keys (SFTP logins)", "operationId": "listKeys",

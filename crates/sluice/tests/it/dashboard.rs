@@ -637,7 +637,11 @@ fn a_superseded_import_shows_why_and_its_file_only_to_its_tenant() {
     let page = request(&server, "GET", &format!("/imports/{held}"), Some(&cookie), "");
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("badge superseded"), "{}", page.body);
-    assert!(page.body.contains(&format!("Superseded by <a href=\"/imports/{newer}\">import #{newer}</a>")), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("Superseded by <a href=\"/imports/{newer}\">import #{newer}</a>")),
+        "{}",
+        page.body
+    );
     assert!(!page.body.contains("/approve"), "no Approve for a superseded import: {}", page.body);
     let file = request(&server, "GET", &format!("/imports/{held}/file"), Some(&cookie), "");
     assert_eq!(file.status, 200, "{}", file.head);

@@ -301,6 +301,18 @@ async fn records_referring_to_deleted_students_are_kept_deactivated_or_hold_the_
         server.cli_ok(&["records", "--tenant", "beta", "--type", "portal_guardians", "--deactivated"]);
     assert_eq!(deactivated.lines().count(), 4, "kept, with their data, as deactivated: {deactivated}");
     assert!(deactivated.contains("G11,S9,Sam,Last9,g11@example.org"), "{deactivated}");
+    // The API lists them the same way.
+    let key = server.api_key(Some("beta"));
+    let page = |query: &str| -> Value {
+        let (status, _, body) =
+            server.http("GET", &format!("/api/v1/tenants/beta/records/portal_guardians{query}"), Some(&key));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    assert_eq!(page("")["records"].as_array().unwrap().len(), 8);
+    let off = page("?deactivated=true");
+    assert_eq!(off["records"].as_array().unwrap().len(), 3, "{off}");
+    assert_eq!(off["records"][0]["studentSisId"], "S10", "{off}");
     // Deactivated records are no one's role; the same guardian's pickup record still is.
     let people: Value =
         serde_json::from_str(&server.cli_ok(&["people", "--tenant", "beta", "--json"])).unwrap();
