@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// Import statuses counted by name; anything else is counted as `other`.
-const STATUSES: [&str; 6] = ["complete", "incomplete", "failed", "held", "discarded", "other"];
+const STATUSES: [&str; 7] = ["complete", "incomplete", "failed", "held", "discarded", "superseded", "other"];
 /// Row outcomes, in the order [`Metrics::import_finished`] takes them.
 const OUTCOMES: [&str; 5] = ["added", "updated", "unchanged", "deleted", "rejected"];
 /// Upper bounds of the import duration histogram, in seconds.
@@ -134,6 +134,13 @@ impl Metrics {
         }
         self.duration_count.fetch_add(1, Relaxed);
         self.duration_micros.fetch_add(took.as_micros().min(u128::from(u64::MAX)) as u64, Relaxed);
+    }
+
+    /// Held imports a newer applied import superseded (counted under
+    /// `sluice_imports_total{status="superseded"}`; they end without running again).
+    pub fn imports_superseded(&self, n: u64) {
+        let i = STATUSES.iter().position(|s| *s == "superseded").unwrap_or(STATUSES.len() - 1);
+        self.imports[i].fetch_add(n, Relaxed);
     }
 
     /// The Prometheus text exposition format (version 0.0.4).

@@ -10,7 +10,7 @@ use crate::run::{ImportError, ImportRequest, Verdict, content_hash, held_path};
 use sluice_core::import::{CsvReader, Encoding, LoadMode, Notes, Record, RowError, Strictness};
 use sluice_core::oneroster::{self, FileMode, FileSpec, Manifest, check_header, check_row, is_empty_row};
 use sluice_store::{
-    Counts, ImportRecord, ImportStatus, PackageLoader, PackageMode, StageKind, Store, StoreError,
+    Counts, ImportRecord, ImportStatus, PackageLoader, PackageMode, Referrer, StageKind, Store, StoreError,
 };
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -63,9 +63,12 @@ impl Problem {
 pub(crate) fn import_package(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
     let id = req.import_id(store)?;
     let (loader, verdict, types) = evaluate_package(store, req, id, false)?;
+    let names: Vec<String> = types.iter().map(|(t, _)| t.clone()).collect();
     let types: Vec<(&str, PackageMode)> = types.iter().map(|(t, m)| (t.as_str(), *m)).collect();
     let started = std::time::Instant::now();
-    loader.commit(&types, verdict.outcome(req.upload_id, None))?;
+    let outcome =
+        sluice_store::Outcome { record_types: Some(&names), ..verdict.outcome(req.upload_id, None) };
+    loader.commit(&types, outcome)?;
     debug!(import = id, ms = started.elapsed().as_millis() as u64, "package applied");
     Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)
 }
@@ -105,6 +108,8 @@ fn evaluate_package(
         summary: Vec::new(),
     };
     let started = std::time::Instant::now();
+    let mut found: Vec<(Referrer, u64)> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     let outcome = run.read(&mut loader);
     debug!(import = id, ms = started.elapsed().as_millis() as u64, "package read and staged");
     let started = std::time::Instant::now();
@@ -135,6 +140,8 @@ fn evaluate_package(
             let mut breach = None;
             let mut counts =
                 Counts { rows: run.counts.rows, rejected: run.counts.rejected, ..Counts::default() };
+            // Record types the package marks `tobedeleted` records of, and how.
+            let mut deleting: Vec<(String, PackageMode)> = Vec::new();
             for (file, mode) in &loaded {
                 let record_type = oneroster::record_type(file);
                 let plan = loader.plan(&record_type, *mode)?;
@@ -161,20 +168,50 @@ fn evaluate_package(
                 counts.updated += plan.updated;
                 counts.unchanged += plan.unchanged;
                 counts.deleted += plan.deleted;
+                if plan.deleted > 0 {
+                    deleting.push((record_type.clone(), *mode));
+                }
+            }
+            // Records of files the package does not rewrite whole that name what it deletes
+            // (enrollments of a class, when only classes.csv is bulk).
+            for (file, column, to_file) in oneroster::single_references() {
+                let to_type = oneroster::record_type(to_file);
+                let Some(&(_, mode)) = deleting.iter().find(|(t, _)| *t == to_type) else { continue };
+                if loaded.iter().any(|(f, m)| f == file && *m == PackageMode::Bulk) {
+                    continue;
+                }
+                let r = Referrer {
+                    from_type: oneroster::record_type(file),
+                    path: format!("$.{column}"),
+                    to_type,
+                    on_delete: req.import_type.package_policy(&format!("{file}.{column}")),
+                    prefix: false,
+                };
+                let n = loader.dangling(mode, &r)?;
+                if n > 0 {
+                    found.push((r, n));
+                }
             }
             run.counts = counts;
             debug!(import = id, ms = started.elapsed().as_millis() as u64, "package planned");
             let summary = run.summary.join("; ");
             let covered = crate::run::approval_covers(store, req, counts.deleted, counts.updated)?;
-            match breach.filter(|_| !covered) {
-                Some((record_type, b)) => {
+            let breach = breach.filter(|_| !covered).map(|(record_type, b)| b.message(&record_type, id));
+            let referring = crate::run::dangling_verdict(&found, covered, breach.is_some(), &mut warnings);
+            let reason = match (breach, referring) {
+                (Some(b), Some(r)) => Some(format!("{b}; and {}", r.strip_prefix("held: ").unwrap_or(&r))),
+                (b, r) => b.or(r.map(|r| {
+                    format!("{r}; `sluice approve {id}` applies it, `sluice discard {id}` drops it")
+                })),
+            };
+            match reason {
+                Some(b) => {
                     let held = held_path(req.held_dir, id);
                     if !dry_run && req.file != held {
                         crate::run::copy_private(req.file, &held)
                             .map_err(crate::run::io("keeping the held file"))?;
                     }
-                    let message =
-                        format!("{} ({summary})", crate::run::held_message(req, b.message(&record_type, id)));
+                    let message = format!("{} ({summary})", crate::run::held_message(req, b));
                     (ImportStatus::Held, Some(message), None, Some(held), loaded)
                 }
                 None if run.counts.rows > 0 && run.counts.rejected == run.counts.rows => {
@@ -205,11 +242,12 @@ fn evaluate_package(
         encoding: Some("utf-8".into()),
         delimiter: Some("comma".into()),
         message,
-        warnings: run.notes.warnings(),
+        warnings: run.notes.warnings().into_iter().chain(warnings).collect(),
         errors: run.errors,
         held_file,
         report_file,
         apply,
+        referrers: found.into_iter().map(|(r, _)| r).collect(),
     };
     let types = loaded.into_iter().map(|(f, m)| (oneroster::record_type(&f), m)).collect();
     Ok((loader, verdict, types))

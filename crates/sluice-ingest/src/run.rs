@@ -2,12 +2,13 @@
 
 use crate::report::Report;
 use sha2::{Digest, Sha256};
+use sluice_core::import::OnDelete;
 use sluice_core::import::{
     CsvError, CsvReader, Delimiter, HeaderMap, ImportType, LoadMode, Notes, PersonColumns, Record, RowError,
     Safeguard, SafeguardSetting, Strictness, TypeFormat, Values,
 };
 use sluice_core::people::Contact;
-use sluice_store::{Counts, ImportRecord, ImportStatus, Outcome, StageKind, Store, StoreError};
+use sluice_store::{Counts, ImportRecord, ImportStatus, Outcome, Referrer, StageKind, Store, StoreError};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -64,6 +65,9 @@ pub struct ImportRequest<'a> {
     pub safeguard: Safeguard,
     /// The tenant's safeguard settings (packages apply them per file).
     pub safeguard_settings: &'a [SafeguardSetting],
+    /// The references of other types to this one, with their `on_delete` policies (a
+    /// package finds its own between its files).
+    pub referrers: Vec<Referrer>,
 }
 
 impl ImportRequest<'_> {
@@ -135,6 +139,9 @@ pub struct Verdict {
     pub held_file: Option<PathBuf>,
     pub report_file: Option<PathBuf>,
     pub(crate) apply: Option<LoadMode>,
+    /// References left dangling by what the import deletes (their `deactivate` policies are
+    /// carried out when it is applied).
+    pub(crate) referrers: Vec<Referrer>,
 }
 
 impl Verdict {
@@ -156,6 +163,8 @@ impl Verdict {
             apply: self.apply,
             upload_id,
             person,
+            record_types: None,
+            referrers: &self.referrers,
         }
     }
 }
@@ -175,6 +184,34 @@ pub(crate) fn approval_covers(
     let Some(held) = req.existing_import else { return Ok(true) };
     let seen = store.import(held)?.map(|r| r.counts);
     Ok(seen.is_none_or(|c| deleted <= c.deleted && updated <= c.updated))
+}
+
+/// What an import says about the records left referring to what it deletes, by policy, once
+/// its status is known; and, for `hold` policies, why it is held (`None`: nothing holds it).
+pub(crate) fn dangling_verdict(
+    found: &[(Referrer, u64)],
+    approved: bool,
+    held_by_safeguard: bool,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let holding: Vec<String> = found
+        .iter()
+        .filter(|(r, _)| r.on_delete == OnDelete::Hold && !approved)
+        .map(|(r, n)| r.sentence(*n))
+        .collect();
+    let held = !holding.is_empty() || held_by_safeguard;
+    for (r, n) in found {
+        let what = match (r.on_delete, held) {
+            (OnDelete::Keep, false) => "they are kept as they are (on_delete = \"keep\")",
+            (OnDelete::Keep, true) => "approving keeps them as they are (on_delete = \"keep\")",
+            (OnDelete::Deactivate, false) => "they are deactivated (on_delete = \"deactivate\")",
+            (OnDelete::Deactivate, true) => "approving deactivates them (on_delete = \"deactivate\")",
+            (OnDelete::Hold, false) => "kept as they are, as approved (on_delete = \"hold\")",
+            (OnDelete::Hold, true) => "approving keeps them as they are (on_delete = \"hold\")",
+        };
+        warnings.push(format!("{}; {what}", r.sentence(*n)));
+    }
+    (!holding.is_empty()).then(|| format!("held: {} (on_delete = \"hold\")", holding.join("; ")))
 }
 
 /// A held import's message; an approval that no longer covered it says so first.
@@ -203,6 +240,7 @@ fn evaluate(
     let mut errors: Vec<RowError> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut counts = Counts::default();
+    let mut found: Vec<(Referrer, u64)> = Vec::new();
 
     let mut delimiter = None;
     let outcome = read_and_stage(
@@ -235,7 +273,23 @@ fn evaluate(
             let implicit = if t.mode == LoadMode::Mirror { plan.deleted } else { 0 };
             let breach = req.safeguard.breach(loader.existing(), implicit, plan.updated);
             let covered = approval_covers(store, req, plan.deleted, plan.updated)?;
-            match breach.filter(|_| !covered) {
+            if plan.deleted > 0 {
+                for r in &req.referrers {
+                    let n = loader.dangling(t.mode, r)?;
+                    if n > 0 {
+                        found.push((r.clone(), n));
+                    }
+                }
+            }
+            let breach = breach.filter(|_| !covered).map(|b| b.message(&t.name, id));
+            let referring = dangling_verdict(&found, covered, breach.is_some(), &mut warnings);
+            let reason = match (breach, referring) {
+                (Some(b), Some(r)) => Some(format!("{b}; and {}", r.strip_prefix("held: ").unwrap_or(&r))),
+                (b, r) => b.or(r.map(|r| {
+                    format!("{r}; `sluice approve {id}` applies it, `sluice discard {id}` drops it")
+                })),
+            };
+            match reason {
                 Some(breach) => {
                     let held = held_path(req.held_dir, id);
                     if !dry_run && req.file != held {
@@ -248,7 +302,7 @@ fn evaluate(
                         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
                         warnings.push(format!("approving deletes {}{more}", sample.join(", ")));
                     }
-                    let message = held_message(req, breach.message(&t.name, id));
+                    let message = held_message(req, breach);
                     (ImportStatus::Held, Some(message), None, Some(held), encoding)
                 }
                 None => {
@@ -264,6 +318,7 @@ fn evaluate(
     }
     let report_file = report.finish().map_err(io("writing the error report"))?;
     let delimiter = delimiter.map(|d: Delimiter| d.name().to_owned());
+    let referrers = found.into_iter().map(|(r, _)| r).collect();
     let verdict = Verdict {
         status,
         counts,
@@ -275,6 +330,7 @@ fn evaluate(
         held_file,
         report_file,
         apply,
+        referrers,
     };
     Ok((loader, verdict))
 }

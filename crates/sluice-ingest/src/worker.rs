@@ -430,6 +430,18 @@ impl Ingest {
             progress: job.progress,
             safeguard: t.safeguard.for_tenant(&t.name, settings),
             safeguard_settings: settings,
+            referrers: self
+                .types
+                .referrers_of(&t.name)
+                .into_iter()
+                .map(|(from, r)| sluice_store::Referrer {
+                    from_type: from.name.clone(),
+                    path: format!("$[{}]", r.column),
+                    to_type: t.name.clone(),
+                    on_delete: r.on_delete,
+                    prefix: t.key.len() > 1,
+                })
+                .collect(),
         }
     }
 
@@ -483,6 +495,14 @@ impl Ingest {
         let c = record.counts;
         let rows = [c.added, c.updated, c.unchanged, c.deleted, c.rejected];
         self.metrics.import_finished(record.status.as_str(), rows, started.elapsed());
+        match self.store.superseded_by(record.id) {
+            Ok(older) if !older.is_empty() => {
+                self.metrics.imports_superseded(older.len() as u64);
+                info!(tenant, import = record.id, superseded = ?older, "older held imports superseded");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(tenant, import = record.id, "could not list the imports it superseded: {e}"),
+        }
         // Queued, not sent: a slow or broken mail server never holds up or fails an import.
         match self.store.queue_deliveries(record.id) {
             Ok(n) if n > 0 => {
@@ -508,6 +528,9 @@ impl Ingest {
         // both act on one held import.
         let _turn = self.exclusive()?;
         let record = self.store.import(id)?.ok_or(ApproveError::NoSuchImport(id))?;
+        if let (ImportStatus::Superseded, Some(by)) = (record.status, record.superseded_by) {
+            return Err(ApproveError::Superseded { id, by });
+        }
         if record.status != ImportStatus::Held {
             return Err(ApproveError::NotHeld(id, record.status.as_str()));
         }
@@ -517,11 +540,20 @@ impl Ingest {
             .ok_or_else(|| ApproveError::NoType(record.type_name.clone()))?;
         let file = held_path(&self.held, id);
         self.store.record_approval(id, by)?;
-        let done = self.run_in_turn(Job {
-            approved: true,
-            existing_import: Some(id),
-            ..Job::new(&record.tenant, t, &file, &record.file_name, &record.source)
-        })?;
+        // A newer import may supersede it between here and the approval's write transaction
+        // (if imports ever run beside approvals): the store checks again there, and refuses.
+        let done = self
+            .run_in_turn(Job {
+                approved: true,
+                existing_import: Some(id),
+                ..Job::new(&record.tenant, t, &file, &record.file_name, &record.source)
+            })
+            .map_err(|e| match e {
+                ImportError::Store(sluice_store::StoreError::Superseded { id, by }) => {
+                    ApproveError::Superseded { id, by }
+                }
+                e => ApproveError::Import(e),
+            })?;
         if done.status != ImportStatus::Held {
             // Held again (the records changed since): the file waits for the next decision.
             let _ = std::fs::remove_file(&file);
@@ -629,6 +661,12 @@ pub enum ApproveError {
     NoSuchImport(i64),
     #[error("import {0} is {1}, not held: only held imports can be approved or discarded")]
     NotHeld(i64, &'static str),
+    #[error(
+        "import {id} cannot be approved: it is superseded by import {by}, a newer file of the same type that was \
+         applied after it was held (approving would put older data over newer). Its file is kept for download \
+         (`sluice import file {id}`); upload it again if it is still meant"
+    )]
+    Superseded { id: i64, by: i64 },
     #[error("import type {0:?} no longer exists")]
     NoType(String),
     #[error(transparent)]

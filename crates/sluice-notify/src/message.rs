@@ -33,6 +33,11 @@ pub fn email(
     if let Some(m) = &r.message {
         body.push_str(&format!("\r\n{m}\r\n"));
     }
+    // What else the import did that a reader must know (held imports it superseded,
+    // records referring to ones it deleted).
+    for w in &r.warnings {
+        body.push_str(&format!("\r\nNote: {w}\r\n"));
+    }
     if !errors.is_empty() {
         body.push_str("\r\nFirst rejected rows:\r\n");
         for e in errors {
@@ -114,7 +119,7 @@ pub fn webhook_body(delivery: i64, r: &ImportRecord, errors: &[StoredError]) -> 
         "delivery": delivery,
         "import": {
             "id": r.id, "tenant": r.tenant, "type": r.type_name, "file_name": r.file_name, "status": r.status.as_str(),
-            "message": r.message, "created_ms": r.created_ms, "finished_ms": r.finished_ms,
+            "message": r.message, "warnings": r.warnings, "superseded_by": r.superseded_by, "created_ms": r.created_ms, "finished_ms": r.finished_ms,
             "counts": {"rows": c.rows, "added": c.added, "updated": c.updated, "unchanged": c.unchanged, "deleted": c.deleted, "rejected": c.rejected},
         },
         "first_errors": errors.iter().map(|e| json!({"line": e.line, "key": e.key, "name": e.name, "column": e.column, "code": e.code, "reason": e.reason, "value": e.value})).collect::<Vec<_>>(),
@@ -137,6 +142,62 @@ mod tests {
         ] {
             assert_eq!(super::base64(plain.as_bytes()), encoded);
         }
+    }
+
+    /// The notification of an import that superseded a held one says so (mail and webhook).
+    #[test]
+    fn an_import_that_superseded_a_held_one_says_so() {
+        let r = sluice_store::ImportRecord {
+            id: 9,
+            tenant: "acme".into(),
+            type_name: "students".into(),
+            file_name: "students.csv".into(),
+            source: "upload".into(),
+            upload_id: None,
+            status: sluice_store::ImportStatus::Complete,
+            encoding: None,
+            delimiter: None,
+            counts: sluice_store::Counts::default(),
+            message: None,
+            warnings: vec!["supersedes held import 7 (students.csv): it is older than this one".into()],
+            held_file: None,
+            report_file: None,
+            created_ms: 0,
+            finished_ms: None,
+            decided_by: None,
+            decided_ms: None,
+            superseded_by: None,
+        };
+        let mail = super::email("sluice@example.org", "ops@example.org", &r, &[], None);
+        let body64: String = mail
+            .split("Content-Transfer-Encoding: base64\r\n\r\n")
+            .nth(1)
+            .unwrap()
+            .split("--sluice")
+            .next()
+            .unwrap()
+            .replace("\r\n", "");
+        let body = decode64(&body64);
+        assert!(body.contains("Note: supersedes held import 7 (students.csv)"), "{body}");
+        let hook: serde_json::Value = serde_json::from_str(&super::webhook_body(1, &r, &[])).unwrap();
+        assert_eq!(hook["import"]["warnings"][0], r.warnings[0]);
+    }
+
+    fn decode64(s: &str) -> String {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut bits = 0u32;
+        let mut n = 0;
+        let mut out = Vec::new();
+        for c in s.bytes().filter(|c| *c != b'=') {
+            bits = (bits << 6) | alphabet.iter().position(|a| *a == c).unwrap() as u32;
+            n += 6;
+            if n >= 8 {
+                n -= 8;
+                out.push((bits >> n) as u8);
+                bits &= (1 << n) - 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub enum ImportStatus {
     Failed,
     Held,
     Discarded,
+    /// Was held, and a newer import of the same type (for a package: carrying any of the same
+    /// files) was applied after it: approving it would put older data over newer, so it can
+    /// no longer be approved. Its file is kept for download.
+    Superseded,
 }
 
 impl ImportStatus {
@@ -31,6 +35,7 @@ impl ImportStatus {
             ImportStatus::Failed => "failed",
             ImportStatus::Held => "held",
             ImportStatus::Discarded => "discarded",
+            ImportStatus::Superseded => "superseded",
         }
     }
 
@@ -42,6 +47,7 @@ impl ImportStatus {
             "failed" => ImportStatus::Failed,
             "held" => ImportStatus::Held,
             "discarded" => ImportStatus::Discarded,
+            "superseded" => ImportStatus::Superseded,
             _ => return None,
         })
     }
@@ -80,13 +86,15 @@ pub struct ImportRecord {
     /// `API key "sis-sync"`), and when.
     pub decided_by: Option<String>,
     pub decided_ms: Option<i64>,
+    /// The newer applied import that superseded this held one.
+    pub superseded_by: Option<i64>,
 }
 
 impl ImportRecord {
     /// What was decided about the import when it was held, by whom and when:
     /// (`"approved"` or `"discarded"`, who, milliseconds since the epoch).
     pub fn decision(&self) -> Option<(&'static str, &str, i64)> {
-        if self.status == ImportStatus::Held {
+        if matches!(self.status, ImportStatus::Held | ImportStatus::Superseded) {
             // Approved, but held again: nothing is decided yet.
             return None;
         }
@@ -134,6 +142,12 @@ pub struct Outcome<'a> {
     pub upload_id: Option<i64>,
     /// The type's records are roles of people: link them after applying.
     pub person: Option<&'a sluice_core::import::PersonColumns>,
+    /// A package: the record types it carries (`oneroster.users`, ...). Applying it
+    /// supersedes the older held packages that carry any of them; `None`: a single type,
+    /// which supersedes every older held import of that type.
+    pub record_types: Option<&'a [String]>,
+    /// References to what the import deletes, whose `deactivate` policies it carries out.
+    pub referrers: &'a [crate::Referrer],
 }
 
 /// At most this many errors are stored per import; the report file has them all.
@@ -142,7 +156,7 @@ pub const STORED_ERRORS: usize = 10_000;
 const IMPORT_SELECT: &str =
     "SELECT i.id, t.name, i.type, i.file_name, i.source, i.upload_id, i.status, i.encoding,
     i.rows, i.added, i.updated, i.unchanged, i.deleted, i.rejected, i.message, i.warnings, i.held_file,
-    i.report_file, i.created_ms, i.finished_ms, i.decided_by, i.decided_ms, i.delimiter
+    i.report_file, i.created_ms, i.finished_ms, i.decided_by, i.decided_ms, i.delimiter, i.superseded_by
     FROM imports i JOIN tenants t ON t.id = i.tenant_id";
 
 fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
@@ -175,6 +189,7 @@ fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
         decided_by: r.get(20)?,
         decided_ms: r.get(21)?,
         delimiter: r.get(22)?,
+        superseded_by: r.get(23)?,
     })
 }
 
@@ -288,6 +303,15 @@ impl Store {
         })
     }
 
+    /// The held imports that import `id` superseded when it was applied.
+    pub fn superseded_by(&self, id: i64) -> Result<Vec<i64>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT id FROM imports WHERE superseded_by = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(rows)
+        })
+    }
+
     pub fn import_errors(&self, id: i64, limit: usize, offset: usize) -> Result<Vec<StoredError>> {
         self.with(|c| {
             let mut stmt = c.prepare(
@@ -343,14 +367,21 @@ impl Store {
         })
     }
 
-    /// Records of one type, in key order: (key, JSON array of values).
-    pub fn records(&self, tenant: &str, type_name: &str, mut each: impl FnMut(&str, &str)) -> Result<u64> {
+    /// Records of one type, in key order: (key, JSON array of values). `deactivated`: only
+    /// the active records (`Some(false)`), only the deactivated ones (`Some(true)`), or all.
+    pub fn records(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        deactivated: Option<bool>,
+        mut each: impl FnMut(&str, &str),
+    ) -> Result<u64> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT r.key, r.data FROM records r JOIN tenants t ON t.id = r.tenant_id
-                 WHERE t.name = ?1 AND r.type = ?2 ORDER BY r.key",
+                 WHERE t.name = ?1 AND r.type = ?2 AND (?3 IS NULL OR r.inactive = ?3) ORDER BY r.key",
             )?;
-            let mut rows = stmt.query(params![tenant, type_name])?;
+            let mut rows = stmt.query(params![tenant, type_name, deactivated])?;
             let mut n = 0;
             while let Some(row) = rows.next()? {
                 let key: String = row.get(0)?;
@@ -642,6 +673,15 @@ impl Loader {
         self.staged
     }
 
+    /// (connection, tenant, type, fresh), for the reference checks in `referrers`.
+    pub(crate) fn parts(&self) -> (&Connection, i64, &str, bool) {
+        (&self.conn, self.tenant_id, &self.type_name, self.fresh)
+    }
+
+    pub(crate) fn import_id(&self) -> i64 {
+        self.import_id
+    }
+
     /// Whether a record of `to_type` exists whose key is `key`, or starts with it when the
     /// target's key has more columns (joined by U+001F).
     pub fn reference_exists(&mut self, to_type: &str, key: &str) -> Result<bool> {
@@ -691,8 +731,10 @@ impl Loader {
             q("SELECT COUNT(*) FROM temp.stage WHERE kind = 0 AND ?1 IS NOT NULL AND ?2 IS NOT NULL")?;
         let added = q("SELECT COUNT(*) FROM temp.stage s WHERE s.kind = 0 AND NOT EXISTS
              (SELECT 1 FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2 AND r.key = s.key)")?;
+        // A deactivated record listed again is updated (made active), not unchanged.
         let unchanged = q("SELECT COUNT(*) FROM temp.stage s JOIN main.records r
-             ON r.tenant_id = ?1 AND r.type = ?2 AND r.key = s.key WHERE s.kind = 0 AND r.hash = s.hash")?;
+             ON r.tenant_id = ?1 AND r.type = ?2 AND r.key = s.key WHERE s.kind = 0 AND r.hash = s.hash
+             AND r.inactive = 0")?;
         let deleted = match mode {
             LoadMode::Upsert => 0,
             LoadMode::Mirror => {
@@ -719,15 +761,18 @@ impl Loader {
     fn apply(&self, o: &Outcome<'_>) -> Result<()> {
         let c = &self.conn;
         let (t, ty, id) = (self.tenant_id, self.type_name.as_str(), self.import_id);
+        still_open(c, id)?;
         if let Some(mode) = o.apply.filter(|_| !self.fresh) {
             c.execute(
                 "INSERT INTO main.records (tenant_id, type, key, data, hash, created_import, updated_import, line)
                  SELECT ?1, ?2, key, data, hash, ?3, ?3, line FROM temp.stage WHERE kind = 0
                  ON CONFLICT (tenant_id, type, key) DO UPDATE SET data = excluded.data, hash = excluded.hash,
-                     updated_import = excluded.updated_import, line = excluded.line
-                     WHERE records.hash != excluded.hash",
+                     updated_import = excluded.updated_import, line = excluded.line, inactive = 0
+                     WHERE records.hash != excluded.hash OR records.inactive = 1",
                 params![t, ty, id],
             )?;
+            // Listed again: a record deactivated because what it named was deleted is active.
+            self.deactivate(c, mode, o.referrers)?;
             match mode {
                 LoadMode::Upsert => {}
                 LoadMode::Mirror => {
@@ -835,13 +880,81 @@ pub(crate) fn finish(
     }
 }
 
-/// Writes an import's final state, its errors and the upload it consumed.
+/// Checked first in an import's write transaction (so after every other import that
+/// committed before it): an import still `running`, or a held one being approved, may apply;
+/// one a newer import superseded (or a decision discarded) meanwhile may not. An approval and
+/// a newer import that race cannot both win: whichever commits second sees the other.
+pub(crate) fn still_open(c: &Connection, id: i64) -> Result<()> {
+    let row: Option<(String, Option<i64>)> = c
+        .query_row("SELECT status, superseded_by FROM main.imports WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    match row {
+        // A dry run has no import row.
+        None => Ok(()),
+        Some((status, _)) if status == "running" || status == "held" => Ok(()),
+        Some((_, Some(by))) => Err(StoreError::Superseded { id, by }),
+        Some(_) => Err(StoreError::NotHeld(id)),
+    }
+}
+
+/// Marks superseded, in the applying import's transaction, every older held import of the
+/// same tenant and type (for a package: carrying any of the same record types). Returns the
+/// warnings that say so on the applying import (its notification carries them).
+fn supersede_older_held(c: &Connection, id: i64, record_types: Option<&[String]>) -> Result<Vec<String>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT h.id, h.file_name, h.record_types FROM main.imports h JOIN main.imports i
+             ON i.id = ?1 AND h.tenant_id = i.tenant_id AND h.type = i.type
+         WHERE h.status = 'held' AND h.id < ?1 ORDER BY h.id",
+    )?;
+    let held = stmt
+        .query_map([id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut warnings = Vec::new();
+    for (held_id, file, types) in held {
+        let overlaps = match (record_types, types.as_deref()) {
+            (Some(mine), Some(theirs)) => theirs.split(',').any(|t| mine.iter().any(|m| m == t)),
+            _ => true,
+        };
+        if !overlaps {
+            continue;
+        }
+        c.execute(
+            "UPDATE main.imports SET status = 'superseded', superseded_by = ?2, finished_ms = ?3
+             WHERE id = ?1 AND status = 'held'",
+            params![held_id, id, now_ms()],
+        )?;
+        warnings.push(format!(
+            "supersedes held import {held_id} ({file}): it is older than this one, so it can no longer be \
+             approved (its file is kept for download)"
+        ));
+    }
+    Ok(warnings)
+}
+
+/// Writes an import's final state, its errors and the upload it consumed. An applied import
+/// supersedes the older held ones (see [`supersede_older_held`]).
 pub(crate) fn apply_outcome(c: &Connection, id: i64, o: &Outcome<'_>) -> Result<()> {
+    if o.apply.is_some() {
+        let superseded = supersede_older_held(c, id, o.record_types)?;
+        if !superseded.is_empty() {
+            let mut warnings = o.warnings.to_vec();
+            warnings.extend(superseded);
+            return write_outcome(c, id, &Outcome { warnings: &warnings, ..o.clone() });
+        }
+    }
+    write_outcome(c, id, o)
+}
+
+fn write_outcome(c: &Connection, id: i64, o: &Outcome<'_>) -> Result<()> {
     let k = o.counts;
     c.execute(
         "UPDATE main.imports SET status = ?2, encoding = ?3, rows = ?4, added = ?5, updated = ?6, unchanged = ?7,
              deleted = ?8, rejected = ?9, message = ?10, warnings = ?11, held_file = ?12, report_file = ?13,
-             finished_ms = ?14, delimiter = ?15 WHERE id = ?1",
+             finished_ms = ?14, delimiter = ?15, record_types = ?16 WHERE id = ?1",
         params![
             id,
             o.status.as_str(),
@@ -858,6 +971,7 @@ pub(crate) fn apply_outcome(c: &Connection, id: i64, o: &Outcome<'_>) -> Result<
             o.report_file,
             if o.status == ImportStatus::Held { None } else { Some(now_ms()) },
             o.delimiter,
+            o.record_types.map(|t| t.join(",")),
         ],
     )?;
     c.execute("DELETE FROM main.import_errors WHERE import_id = ?1", [id])?;

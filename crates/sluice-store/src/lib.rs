@@ -12,6 +12,7 @@ mod deliveries;
 mod imports;
 mod migrations;
 mod people;
+mod referrers;
 mod roster;
 
 pub use accounts::{Account, Role};
@@ -21,6 +22,7 @@ pub use imports::{
     Counts, ImportRecord, ImportStatus, Loader, Outcome, STORED_ERRORS, StageKind, StoredError,
 };
 pub use people::{Person, PersonRole};
+pub use referrers::Referrer;
 pub use roster::{PackageLoader, PackageMode};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -46,6 +48,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("import {0} is not held: only a held import can be approved or discarded")]
     NotHeld(i64),
+    #[error(
+        "import {id} is superseded by import {by}, a newer file of the same type that was applied after it was held; \
+         approving it would put its older data over that newer data. Its file is kept for download; upload it \
+         again if it is still meant"
+    )]
+    Superseded { id: i64, by: i64 },
     #[error("no live API key {0}; `sluice apikey list` shows them")]
     NoSuchKey(i64),
     #[error("the tenant has no SSH key {0}")]

@@ -189,6 +189,11 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE imports ADD COLUMN delimiter TEXT;
      ALTER TABLE import_errors ADD COLUMN record_key TEXT NOT NULL DEFAULT '';
      ALTER TABLE import_errors ADD COLUMN record_name TEXT NOT NULL DEFAULT '';",
+    // 19: a held import a newer applied import of its type superseded (it can no longer be
+    // approved; its file is kept), and the record types a package import carries (a package
+    // supersedes held packages that carry any of the same files)
+    "ALTER TABLE imports ADD COLUMN superseded_by INTEGER;
+     ALTER TABLE imports ADD COLUMN record_types TEXT;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

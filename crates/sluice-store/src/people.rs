@@ -422,6 +422,7 @@ impl Store {
         tenant: &str,
         type_name: &str,
         filter: Option<(&str, &str)>,
+        deactivated: Option<bool>,
         limit: usize,
         offset: usize,
     ) -> Result<Vec<(String, String)>> {
@@ -430,11 +431,21 @@ impl Store {
             let mut stmt = c.prepare(
                 "SELECT r.key, r.data FROM main.records r JOIN main.tenants t ON t.id = r.tenant_id
                  WHERE t.name = ?1 AND r.type = ?2 AND (?3 = 0 OR json_extract(r.data, ?4) = ?5)
+                 AND (?8 IS NULL OR r.inactive = ?8)
                  ORDER BY r.key LIMIT ?6 OFFSET ?7",
             )?;
             let rows = stmt
                 .query_map(
-                    params![tenant, type_name, filter.is_some(), path, value, limit as i64, offset as i64],
+                    params![
+                        tenant,
+                        type_name,
+                        filter.is_some(),
+                        path,
+                        value,
+                        limit as i64,
+                        offset as i64,
+                        deactivated
+                    ],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -451,14 +462,16 @@ impl Store {
         type_name: &str,
         json_path: &str,
         value: &str,
+        deactivated: Option<bool>,
         mut each: impl FnMut(&str, &str),
     ) -> Result<u64> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT r.key, r.data FROM main.records r JOIN main.tenants t ON t.id = r.tenant_id
-                 WHERE t.name = ?1 AND r.type = ?2 AND json_extract(r.data, ?3) = ?4 ORDER BY r.key",
+                 WHERE t.name = ?1 AND r.type = ?2 AND json_extract(r.data, ?3) = ?4
+                 AND (?5 IS NULL OR r.inactive = ?5) ORDER BY r.key",
             )?;
-            let mut rows = stmt.query(params![tenant, type_name, json_path, value])?;
+            let mut rows = stmt.query(params![tenant, type_name, json_path, value, deactivated])?;
             let mut n = 0;
             while let Some(row) = rows.next()? {
                 each(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?);

@@ -117,6 +117,15 @@ impl PackageLoader {
         Ok(None)
     }
 
+    /// (connection, tenant, fresh), for the reference checks in `referrers`.
+    pub(crate) fn parts(&self) -> (&Connection, i64, bool) {
+        (&self.conn, self.tenant_id, self.fresh)
+    }
+
+    pub(crate) fn import_id(&self) -> i64 {
+        self.import_id
+    }
+
     /// Whether the tenant has an active record of this type and key.
     pub fn active(&mut self, type_name: &str, key: &str) -> Result<bool> {
         let mut stmt = self.conn.prepare_cached(
@@ -201,7 +210,10 @@ impl PackageLoader {
     fn apply(&self, types: &[(&str, PackageMode)], o: &Outcome<'_>) -> Result<()> {
         let c = &self.conn;
         let (t, id) = (self.tenant_id, self.import_id);
+        crate::imports::still_open(c, id)?;
         if o.apply.is_some() && !self.fresh {
+            // Before any file is written: what the package deletes is still as planned.
+            self.deactivate(c, types, o.referrers)?;
             for &(ty, mode) in types {
                 c.execute(
                     "INSERT INTO main.records (tenant_id, type, key, data, hash, created_import, updated_import, line, inactive)

@@ -164,3 +164,69 @@ fn a_write_waiting_for_the_lock_does_not_hold_up_the_rest_of_the_store() {
     assert!(writer.join().unwrap().is_ok());
     assert_eq!(s.uploads("acme").unwrap().len(), 1);
 }
+
+/// What the pipeline writes at the end of an import, with nothing but a status and a mode.
+fn outcome(status: ImportStatus, apply: Option<sluice_core::import::LoadMode>) -> Outcome<'static> {
+    Outcome {
+        status,
+        counts: Counts::default(),
+        encoding: None,
+        delimiter: None,
+        message: None,
+        warnings: &[],
+        errors: &[],
+        held_file: None,
+        report_file: None,
+        apply,
+        upload_id: None,
+        person: None,
+        record_types: None,
+        referrers: &[],
+    }
+}
+
+fn load(s: &Store, id: i64, keys: &[&str]) -> Loader {
+    let mut l = s.loader("acme", "students", id).unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        l.stage(i as u64 + 2, k, &format!("[\"{k}\"]"), i as i64, StageKind::Load).unwrap();
+    }
+    l
+}
+
+/// An approval and a newer import that race: the approval planned before the newer import
+/// committed, and commits after it. The check is inside the approval's write transaction, so
+/// it is refused there, naming the newer import, and the newer records stay.
+#[test]
+fn an_approval_committing_after_a_newer_import_is_refused_in_its_transaction() {
+    use sluice_core::import::LoadMode::Mirror;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("sluice.db")).unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    let import = || s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    let first = import();
+    load(&s, first, &["S1", "S2", "S3", "S4"]).commit(outcome(ImportStatus::Complete, Some(Mirror))).unwrap();
+    let held = import();
+    load(&s, held, &["S1"]).commit(outcome(ImportStatus::Held, None)).unwrap();
+    assert_eq!(s.import(held).unwrap().unwrap().status, ImportStatus::Held);
+
+    // The approval re-plans the held file...
+    let approval = load(&s, held, &["S1"]);
+    // ...while a newer full file is applied.
+    let newer = import();
+    load(&s, newer, &["S1", "S2", "S3", "S4", "S5"])
+        .commit(outcome(ImportStatus::Complete, Some(Mirror)))
+        .unwrap();
+    let old = s.import(held).unwrap().unwrap();
+    assert_eq!((old.status, old.superseded_by), (ImportStatus::Superseded, Some(newer)));
+    let said = s.import(newer).unwrap().unwrap().warnings.join("\n");
+    assert!(said.contains(&format!("supersedes held import {held} (students.csv)")), "{said}");
+    assert_eq!(s.superseded_by(newer).unwrap(), [held]);
+
+    let refused = approval.commit(outcome(ImportStatus::Complete, Some(Mirror)));
+    assert!(
+        matches!(refused, Err(StoreError::Superseded { id, by }) if id == held && by == newer),
+        "{refused:?}"
+    );
+    assert_eq!(s.record_count("acme", "students").unwrap(), 5, "the newer records stay");
+    assert_eq!(s.import(held).unwrap().unwrap().status, ImportStatus::Superseded);
+}

@@ -27,6 +27,7 @@ pub fn routes() -> Router<Web> {
         .route("/api/v1/tenants/{tenant}/settings", get(settings).patch(change_settings))
         .route("/api/v1/imports/{id}", get(import))
         .route("/api/v1/imports/{id}/errors", get(import_errors))
+        .route("/api/v1/imports/{id}/file", get(import_file))
         .route("/api/v1/imports/{id}/approve", post(approve))
         .route("/api/v1/imports/{id}/discard", post(discard))
         .fallback(|| async {
@@ -293,6 +294,26 @@ async fn import(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i64
     blocking(move || Ok(Json(crate::json::import(&visible_import(&web, &caller, id)?)))).await
 }
 
+/// The file a held or superseded import keeps (what approving would apply, or what a newer
+/// import superseded), as it was uploaded.
+async fn import_file(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    let record = blocking(move || visible_import(&web, &caller, id)).await?;
+    crate::kept_file(&record).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_file",
+            format!(
+                "import {id} is {}: only held and superseded imports keep their file",
+                record.status.as_str()
+            ),
+        )
+    })
+}
+
 #[derive(Deserialize)]
 struct ErrorsQuery {
     limit: Option<usize>,
@@ -336,6 +357,9 @@ struct RecordsQuery {
     offset: Option<usize>,
     student: Option<String>,
     class: Option<String>,
+    /// CSV types: the records deactivated by `on_delete = "deactivate"` instead of the
+    /// active ones.
+    deactivated: Option<bool>,
 }
 
 async fn records(
@@ -381,10 +405,13 @@ async fn records(
         web.ingest.store.require_tenant(&name)?;
         let columns: Option<Vec<String>> =
             web.ingest.types.get(&type_name).map(|t| t.columns.iter().map(|c| c.name.clone()).collect());
+        // A CSV type's deactivated records are listed apart; a OneRoster record's status says.
+        let deactivated = columns.as_ref().map(|_| q.deactivated.unwrap_or(false));
         let page = web.ingest.store.records_page(
             &name,
             &type_name,
             filter.as_ref().map(|(p, v)| (p.as_str(), v.as_str())),
+            deactivated,
             limit,
             offset,
         )?;
@@ -429,6 +456,9 @@ fn approval_error(e: ApproveError) -> ApiError {
         ApproveError::NoSuchImport(_) => ApiError::not_found("such import"),
         e @ (ApproveError::NotHeld(..) | ApproveError::Store(StoreError::NotHeld(_))) => {
             ApiError::new(StatusCode::CONFLICT, "not_held", e.to_string())
+        }
+        e @ ApproveError::Superseded { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "superseded", e.to_string())
         }
         e => ApiError::internal(e),
     }

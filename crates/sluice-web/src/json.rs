@@ -11,6 +11,6 @@ pub fn import(r: &ImportRecord) -> Value {
         "counts": {"rows": c.rows, "added": c.added, "updated": c.updated, "unchanged": c.unchanged,
                    "deleted": c.deleted, "rejected": c.rejected},
         "created_ms": r.created_ms, "finished_ms": r.finished_ms,
-        "decided_by": r.decided_by, "decided_ms": r.decided_ms,
+        "decided_by": r.decided_by, "decided_ms": r.decided_ms, "superseded_by": r.superseded_by,
     })
 }

@@ -165,3 +165,59 @@ async fn healthz(State(web): State<Web>) -> Response {
         _ => (StatusCode::SERVICE_UNAVAILABLE, "the database cannot be read\n").into_response(),
     }
 }
+
+/// A held or superseded import's kept file, streamed in 64 KiB chunks read on a blocking
+/// thread (a file may be gigabytes; memory holds a few chunks). `None`: nothing is kept.
+pub(crate) fn kept_file(record: &sluice_store::ImportRecord) -> Option<Response> {
+    use std::io::Read;
+    let path = std::path::PathBuf::from(record.held_file.as_ref()?);
+    let mut file = std::fs::File::open(&path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut chunk = vec![0u8; 64 << 10];
+            match file.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.blocking_send(Ok(chunk.into())).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let name: String =
+        record.file_name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
+    let disposition = format!("attachment; filename=\"import-{}-{name}\"", record.id);
+    Some(
+        (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (header::CONTENT_DISPOSITION, disposition),
+                (header::CONTENT_LENGTH, size.to_string()),
+            ],
+            axum::body::Body::new(ChunkBody(rx)),
+        )
+            .into_response(),
+    )
+}
+
+struct ChunkBody(tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>);
+
+impl http_body::Body for ChunkBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|r| r.map(http_body::Frame::data)))
+    }
+}

@@ -39,7 +39,8 @@ pub fn document() -> Value {
             "/api/v1/tenants/{tenant}/records/{type}": {"get": {"summary": "Records of one type, by key, paged", "operationId": "listRecords",
                 "parameters": [tenant, {"name": "type", "in": "path", "required": true, "schema": {"type": "string"}}, limit, offset,
                     {"name": "student", "in": "query", "schema": {"type": "string"}, "description": "only records naming this student"},
-                    {"name": "class", "in": "query", "schema": {"type": "string"}, "description": "only records naming this class or section"}],
+                    {"name": "class", "in": "query", "schema": {"type": "string"}, "description": "only records naming this class or section"},
+                    {"name": "deactivated", "in": "query", "schema": {"type": "boolean"}, "description": "CSV types: the records deactivated by on_delete = \"deactivate\" instead of the active ones"}],
                 "responses": ok("RecordPage", &["400", "401", "404"])}},
             "/api/v1/tenants/{tenant}/keys": {
                 "get": {"summary": "The tenant's SSH public keys (SFTP logins)", "operationId": "listKeys",
@@ -66,6 +67,11 @@ pub fn document() -> Value {
                         "application/json": {"schema": {"$ref": "#/components/schemas/ErrorPage"}},
                         "text/csv": {"schema": {"type": "string"}}}},
                     "400": error, "401": error, "404": error}}},
+            "/api/v1/imports/{id}/file": {"get": {"summary": "The file a held or superseded import keeps, as uploaded", "operationId": "getImportFile",
+                "parameters": [id],
+                "responses": {
+                    "200": {"description": "OK", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    "400": error, "401": error, "404": error}}},
             "/api/v1/imports/{id}/approve": {"post": {"summary": "Apply a held import despite the safeguard", "operationId": "approveImport",
                 "parameters": [id], "responses": ok("Import", &["400", "401", "404", "409"])}},
             "/api/v1/imports/{id}/discard": {"post": {"summary": "Drop a held import", "operationId": "discardImport",
@@ -90,15 +96,15 @@ pub fn document() -> Value {
                 "Counts": {"type": "object", "required": ["rows", "added", "updated", "unchanged", "deleted", "rejected"], "properties": {
                     "rows": {"type": "integer"}, "added": {"type": "integer"}, "updated": {"type": "integer"},
                     "unchanged": {"type": "integer"}, "deleted": {"type": "integer"}, "rejected": {"type": "integer"}}},
-                "Import": {"type": "object", "required": ["id", "tenant", "type", "file_name", "source", "status", "encoding", "delimiter", "message", "warnings", "counts", "created_ms", "finished_ms", "decided_by", "decided_ms"], "properties": {
+                "Import": {"type": "object", "required": ["id", "tenant", "type", "file_name", "source", "status", "encoding", "delimiter", "message", "warnings", "counts", "created_ms", "finished_ms", "decided_by", "decided_ms", "superseded_by"], "properties": {
                     "id": {"type": "integer"}, "tenant": {"type": "string"}, "type": {"type": "string"},
                     "file_name": {"type": "string"}, "source": {"type": "string"},
-                    "status": {"type": "string", "enum": ["running", "complete", "incomplete", "failed", "held", "discarded"]},
+                    "status": {"type": "string", "enum": ["running", "complete", "incomplete", "failed", "held", "discarded", "superseded"]},
                     "encoding": nullable("string"), "delimiter": nullable("string"), "message": nullable("string"),
                     "warnings": {"type": "array", "items": {"type": "string"}},
                     "counts": {"$ref": "#/components/schemas/Counts"},
                     "created_ms": {"type": "integer"}, "finished_ms": nullable("integer"),
-                    "decided_by": nullable("string"), "decided_ms": nullable("integer")}},
+                    "decided_by": nullable("string"), "decided_ms": nullable("integer"), "superseded_by": nullable("integer")}},
                 "ImportList": {"type": "object", "required": ["imports"], "properties": {"imports": {"type": "array", "items": {"$ref": "#/components/schemas/Import"}}}},
                 "SyncResult": {"type": "object", "required": ["found", "imports"], "properties": {"found": {"type": "integer"}, "imports": {"type": "array", "items": {"$ref": "#/components/schemas/Import"}}}},
                 "RowError": {"type": "object", "required": ["line", "key", "name", "column", "code", "reason", "value"], "properties": {

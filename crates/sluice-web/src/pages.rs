@@ -28,6 +28,7 @@ pub fn routes() -> Router<Web> {
         .route("/t/{tenant}/sync", post(sync))
         .route("/imports/{id}", get(import_page))
         .route("/imports/{id}/errors.csv", get(errors_csv))
+        .route("/imports/{id}/file", get(kept_file))
         .route("/imports/{id}/approve", post(approve))
         .route("/imports/{id}/discard", post(discard))
         .route("/t/{tenant}/sftp", get(sftp_page))
@@ -61,7 +62,7 @@ header{background:#1f3b57;color:#fff;padding:.6em 1em;display:flex;gap:1em;align
 header a{color:#fff}main{padding:1em;max-width:1100px;margin:auto}
 table{border-collapse:collapse;width:100%;background:#fff}th,td{padding:.35em .5em;border-bottom:1px solid #e3e6ea;text-align:left;vertical-align:top}
 .wrap{overflow-x:auto}.badge{display:inline-block;padding:.05em .5em;border-radius:1em;font-size:.85em;color:#fff}
-.complete{background:#2e7d32}.incomplete{background:#b26a00}.failed{background:#c62828}.held{background:#6a1b9a}.discarded{background:#607d8b}.running{background:#1565c0}
+.complete{background:#2e7d32}.incomplete{background:#b26a00}.failed{background:#c62828}.held{background:#6a1b9a}.discarded{background:#607d8b}.superseded{background:#455a64}.running{background:#1565c0}
 .card{background:#fff;border:1px solid #e3e6ea;border-radius:6px;padding:1em;margin:0 0 1em}
 button{font:inherit;padding:.35em .9em;border-radius:4px;border:1px solid #1f3b57;background:#1f3b57;color:#fff;cursor:pointer}
 button.danger{background:#c62828;border-color:#c62828}input{font:inherit;padding:.3em;width:100%;max-width:22em;box-sizing:border-box}
@@ -584,6 +585,17 @@ async fn import_page(
             csrf = esc(&viewer.csrf)
         );
     }
+    if let (ImportStatus::Superseded, Some(by)) = (r.status, r.superseded_by) {
+        let _ = write!(
+            body,
+            "<p><strong>Superseded by <a href=\"/imports/{by}\">import #{by}</a></strong>, a newer file of the same type \
+             applied after this one was held: approving this one would put older data over newer, so it can no longer \
+             be approved. Upload it again if it is still meant.</p>"
+        );
+    }
+    if r.held_file.is_some() {
+        let _ = write!(body, "<p><a href=\"/imports/{id}/file\">Download the file</a></p>");
+    }
     body.push_str("</div>");
     if c.rejected > 0 {
         let mut rows = String::new();
@@ -615,6 +627,11 @@ async fn import_page(
     }
     let _ = write!(body, "<p><a href=\"/t/{0}\">Back to {0}</a></p>", esc(&r.tenant));
     page(&format!("Import {id}"), Some(&viewer), &body).into_response()
+}
+
+async fn kept_file(State(web): State<Web>, viewer: Viewer, Path(id): Path<i64>) -> Response {
+    let Some(r) = visible(&web, &viewer, id).await else { return not_found(&viewer) };
+    crate::kept_file(&r).unwrap_or_else(|| not_found(&viewer))
 }
 
 async fn errors_csv(State(web): State<Web>, viewer: Viewer, Path(id): Path<i64>) -> Response {

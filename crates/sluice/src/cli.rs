@@ -116,6 +116,10 @@ enum Command {
         /// Only the records that name this class or section (its enrollments).
         #[arg(long, value_name = "ID")]
         class: Option<String>,
+        /// The records deactivated because an import deleted what they named (`on_delete =
+        /// "deactivate"`), instead of the active ones.
+        #[arg(long)]
+        deactivated: bool,
     },
     /// A tenant's notifications: sent, waiting to be retried, or given up.
     Deliveries {
@@ -151,6 +155,12 @@ enum ImportCommand {
         errors: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// The file a held or superseded import keeps, as uploaded (to stdout, or --output).
+    File {
+        id: i64,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -342,6 +352,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import { show: Some(ImportCommand::Show { id, errors, json }), .. } => {
             crate::imports::show(&dirs, id, errors, json)
         }
+        Command::Import { show: Some(ImportCommand::File { id, output }), .. } => {
+            crate::imports::kept_file(&dirs, id, output.as_deref())
+        }
         Command::Import { show: None, tenant, type_name, dry_run, files } => {
             let tenant = tenant
                 .ok_or_else(|| usage(anyhow!("--tenant is required: sluice import --tenant T FILE...")))?;
@@ -356,13 +369,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sync { tenant } => crate::imports::sync(&config, &dirs, &tenant),
         Command::Approve { id } => crate::imports::approve(&config, &dirs, id),
         Command::Discard { id } => crate::imports::discard(&config, &dirs, id),
-        Command::Records { tenant, type_name, format, student, class } => {
+        Command::Records { tenant, type_name, format, student, class, deactivated } => {
             let related = match (student, class) {
                 (Some(id), _) => Some((sluice_core::import::Related::Student, id)),
                 (_, Some(id)) => Some((sluice_core::import::Related::Class, id)),
                 _ => None,
             };
-            crate::imports::records(&config, &dirs, &tenant, &type_name, &format, related)
+            crate::imports::records(&config, &dirs, &tenant, &type_name, &format, related, deactivated)
         }
         Command::People { tenant, json } => crate::imports::people(&dirs, &tenant, json),
         Command::Deliveries { tenant, json } => {

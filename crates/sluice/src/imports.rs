@@ -54,7 +54,7 @@ fn type_json(t: &ImportType) -> Value {
         "key": t.key.iter().map(|&k| t.columns[k].name.as_str()).collect::<Vec<_>>(),
         "mode": t.mode.as_str(),
         "safeguard": {"deleted_percent": t.safeguard.deleted_percent, "changed_percent": t.safeguard.changed_percent},
-        "references": t.references.iter().map(|r| json!({"column": t.columns[r.column].name, "type": r.to_type})).collect::<Vec<_>>(),
+        "references": t.references.iter().map(|r| json!({"column": t.columns[r.column].name, "type": r.to_type, "on_delete": r.on_delete.as_str()})).collect::<Vec<_>>(),
         "columns": t.columns.iter().map(|c| {
             let mut v = json!({"name": c.name, "kind": c.kind.name(), "required": c.required, "aliases": c.aliases});
             match &c.kind {
@@ -135,6 +135,7 @@ fn validate_in(scratch: &Path, t: &ImportType, files: &[PathBuf]) -> Result<(), 
             progress: None,
             safeguard: sluice_core::import::Safeguard::default(),
             safeguard_settings: &[],
+            referrers: Vec::new(),
         };
         let record = sluice_ingest::import_file(&store, &req)?;
         print_errors(&store, &record, &file.display().to_string())?;
@@ -376,11 +377,45 @@ pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Fa
             sluice_ingest::Timestamp::from_millisecond(at).map_or_else(|_| at.to_string(), |t| t.to_string());
         println!("  held by the safeguard; {what} by {by} at {at}");
     }
+    if let Some(by) = r.superseded_by {
+        println!(
+            "  superseded by import {by} (a newer file of the same type, applied after this one was held): it can \
+             no longer be approved; its file: `sluice import file {}`",
+            r.id
+        );
+    }
     for w in &r.warnings {
         println!("  warning: {w}");
     }
     if errors {
         print_errors(&store, &r, &r.file_name)?;
+    }
+    Ok(())
+}
+
+/// Writes the file a held or superseded import keeps to `output` (stdout if `None`).
+pub fn kept_file(dirs: &DataDirs, id: i64, output: Option<&Path>) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    let r = store.import(id)?.ok_or_else(|| Failure { code: 1, error: anyhow!("no import {id}") })?;
+    let Some(held) = &r.held_file else {
+        return Err(Failure {
+            code: 1,
+            error: anyhow!(
+                "import {id} is {}: only held and superseded imports keep their file",
+                r.status.as_str()
+            ),
+        });
+    };
+    let mut file = std::fs::File::open(held).map_err(|e| anyhow!("reading the kept file {held}: {e}"))?;
+    match output {
+        Some(path) => {
+            let mut out =
+                std::fs::File::create(path).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+            std::io::copy(&mut file, &mut out)?;
+        }
+        None => {
+            std::io::copy(&mut file, &mut std::io::stdout().lock())?;
+        }
     }
     Ok(())
 }
@@ -428,6 +463,7 @@ pub fn records(
     type_name: &str,
     format: &str,
     related: Option<(Related, String)>,
+    deactivated: bool,
 ) -> Result<(), Failure> {
     let types = load_types(config)?;
     let filter = match &related {
@@ -440,6 +476,11 @@ pub fn records(
         None => None,
     };
     if types.get(type_name).is_none() && types.has_records_of(type_name) {
+        if deactivated {
+            return Err(usage(anyhow!(
+                "--deactivated is for CSV types; a OneRoster record's status says whether it is tobedeleted"
+            )));
+        }
         return package_records(dirs, tenant, type_name, format, filter);
     }
     let t = type_for_file(&types, Some(type_name), Path::new(""), None)?;
@@ -478,8 +519,8 @@ pub fn records(
         }
     };
     match &filter {
-        Some((path, id)) => store.records_where(tenant, &t.name, path, id, each)?,
-        None => store.records(tenant, &t.name, each)?,
+        Some((path, id)) => store.records_where(tenant, &t.name, path, id, Some(deactivated), each)?,
+        None => store.records(tenant, &t.name, Some(deactivated), each)?,
     };
     if format == "json" {
         write(&mut out, "\n]\n".into());
@@ -537,8 +578,8 @@ fn package_records(
         write(&format!("{}\r\n", cells.join(",")));
     };
     match &filter {
-        Some((path, id)) => store.records_where(tenant, type_name, path, id, each)?,
-        None => store.records(tenant, type_name, each)?,
+        Some((path, id)) => store.records_where(tenant, type_name, path, id, None, each)?,
+        None => store.records(tenant, type_name, None, each)?,
     };
     if format == "json" {
         write("\n]\n");

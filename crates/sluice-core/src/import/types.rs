@@ -10,6 +10,9 @@
 //! mode = "mirror"              # upsert | mirror | delta
 //! delimiter = "tab"            # comma | tab | semicolon | pipe (default: detected)
 //! strictness = "lenient"       # lenient | strict (default lenient; a tenant may override)
+//! references = [{ column = "studentSisId", to = "students.sisId", on_delete = "hold" }]
+//!                              # on_delete: keep | deactivate | hold (default), what happens to
+//!                              # these records when an import deletes the record they name
 //! [type.safeguard]            # hold for approval past these shares of existing records
 //! deleted_percent = 10         # default 10
 //! changed_percent = 75         # default 100 (never)
@@ -124,6 +127,36 @@ pub struct Column {
 pub struct Reference {
     pub column: usize,
     pub to_type: String,
+    /// What happens to a record of this type when an import deletes the record it names.
+    pub on_delete: OnDelete,
+}
+
+/// What happens to records that refer to records an import deletes (guardians of a student a
+/// mirror file no longer lists, enrollments of a class a package marks `tobedeleted`). Either
+/// way the import counts them and says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDelete {
+    /// They stay as they are, naming a record that is gone.
+    Keep,
+    /// They are deactivated in the same transaction: a CSV type's record keeps its data and is
+    /// flagged deactivated (no longer a person's role; listed as such; a later import that
+    /// lists it again makes it active), a OneRoster record becomes `tobedeleted`.
+    Deactivate,
+    /// The import is held for approval, saying how many records refer to what it deletes;
+    /// approving applies it and keeps them as they are.
+    #[default]
+    Hold,
+}
+
+impl OnDelete {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDelete::Keep => "keep",
+            OnDelete::Deactivate => "deactivate",
+            OnDelete::Hold => "hold",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +234,9 @@ pub struct ImportType {
     pub delimiter: Option<Delimiter>,
     /// The type's strictness (`None`: lenient unless the tenant says otherwise).
     pub strictness: Option<Strictness>,
+    /// A package type: `on_delete` per reference of its files, `("enrollments.classSourcedId",
+    /// policy)`; a reference not listed is `hold`. (A CSV type declares it on each reference.)
+    pub package_on_delete: Vec<(String, OnDelete)>,
 }
 
 /// The columns that say who a record's person is. A person is matched first by the source id
@@ -221,6 +257,11 @@ pub struct PersonColumns {
 impl ImportType {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// A package type's policy for the reference `FILE.COLUMN` (`enrollments.classSourcedId`).
+    pub fn package_policy(&self, reference: &str) -> OnDelete {
+        self.package_on_delete.iter().find(|(r, _)| r == reference).map_or(OnDelete::Hold, |(_, p)| *p)
     }
 }
 
@@ -273,6 +314,9 @@ struct TypeDef {
     person: Option<PersonDef>,
     delimiter: Option<String>,
     strictness: Option<String>,
+    /// A package type only: `{ "enrollments.classSourcedId" = "deactivate", ... }`.
+    #[serde(default)]
+    on_delete: std::collections::BTreeMap<String, OnDelete>,
 }
 
 #[derive(Deserialize)]
@@ -307,6 +351,8 @@ struct ColumnDef {
 struct ReferenceDef {
     column: String,
     to: String,
+    #[serde(default)]
+    on_delete: OnDelete,
 }
 
 #[derive(Deserialize, Default)]
@@ -405,6 +451,16 @@ impl ImportTypes {
                     .map(|c| format!("$.{}", c.name))
             }
         }
+    }
+
+    /// The references of every type to `type_name` (a student's guardians, bus schedules,
+    /// court orders): what an import deleting students leaves dangling.
+    pub fn referrers_of(&self, type_name: &str) -> Vec<(&ImportType, &Reference)> {
+        self.types
+            .iter()
+            .flat_map(|t| t.references.iter().map(move |r| (t, r)))
+            .filter(|(_, r)| r.to_type == type_name)
+            .collect()
     }
 
     /// How many references deep a type is (0: refers to nothing): importing types in this
@@ -551,8 +607,11 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
     let mut targets = Vec::new();
     for r in &t.references {
         let to_type = r.to.split('.').next().unwrap_or_default().to_owned();
-        references.push(Reference { column: index(&r.column)?, to_type });
+        references.push(Reference { column: index(&r.column)?, to_type, on_delete: r.on_delete });
         targets.push(r.to.clone());
+    }
+    if !t.on_delete.is_empty() {
+        return Err("on_delete is declared on each reference of a CSV type: references = [{ column = ..., to = ..., on_delete = \"keep\" }]".into());
     }
     let limits = limits(&t.limits);
     let parsed = ImportType {
@@ -572,6 +631,7 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
         person,
         delimiter,
         strictness,
+        package_on_delete: Vec::new(),
     };
     Ok((parsed, targets))
 }
@@ -587,6 +647,21 @@ fn package_type(
     }
     if folder.is_none() {
         return Err("a oneroster type needs a folder to upload its zip packages to".into());
+    }
+    let mut package_on_delete = Vec::new();
+    for (reference, policy) in &t.on_delete {
+        let known = crate::oneroster::single_references().any(|(file, column, _)| {
+            reference.split_once('.').is_some_and(|(f, c)| f == file && c == column)
+        });
+        if !known {
+            let all: Vec<String> =
+                crate::oneroster::single_references().map(|(f, c, _)| format!("{f}.{c}")).collect();
+            return Err(format!(
+                "on_delete names {reference:?}, which is not a reference of a OneRoster file; use one of {}",
+                all.join(", ")
+            ));
+        }
+        package_on_delete.push((reference.clone(), *policy));
     }
     let parsed = ImportType {
         name: t.name.clone(),
@@ -605,6 +680,7 @@ fn package_type(
         person: None,
         delimiter: None,
         strictness,
+        package_on_delete,
     };
     Ok((parsed, Vec::new()))
 }
@@ -715,7 +791,10 @@ kind = "id"
         assert_eq!(s.mode, LoadMode::Mirror);
         assert_eq!(s.safeguard, Safeguard { deleted_percent: 10.0, changed_percent: 100.0 });
         let g = t.get("guardians").unwrap();
-        assert_eq!(g.references, [Reference { column: 1, to_type: "students".into() }]);
+        assert_eq!(
+            g.references,
+            [Reference { column: 1, to_type: "students".into(), on_delete: OnDelete::Hold }]
+        );
         let all = vec!["students".to_owned(), "guardians".to_owned()];
         assert_eq!(t.for_upload(&all, "students", "any.csv").unwrap().name, "students");
         assert_eq!(t.for_upload(&all, "guardians", "GUARDIANS.csv").unwrap().name, "guardians");

@@ -19,3 +19,24 @@ pub fn record_type(file: &str) -> String {
 pub fn is_file_name(file: &str) -> bool {
     [Version::V1_1, Version::V1_2].into_iter().any(|v| file_spec(v, file).is_some())
 }
+
+/// The single-id references between OneRoster files, of either version, once each:
+/// (file, column, referred file), e.g. `("enrollments", "classSourcedId", "classes")`. Lists of
+/// ids (`orgSourcedIds`, `termSourcedIds`) are not among them.
+pub fn single_references() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    let mut seen: Vec<(&'static str, &'static str, &'static str)> = Vec::new();
+    for v in [Version::V1_2, Version::V1_1] {
+        for f in files(v) {
+            for c in &f.columns {
+                if let Some(to) = c.refers_to.as_deref()
+                    && c.kind == Kind::Id
+                    && c.name != "sourcedId"
+                    && !seen.iter().any(|(sf, sc, _)| *sf == f.name && *sc == c.name)
+                {
+                    seen.push((f.name.as_str(), c.name.as_str(), to));
+                }
+            }
+        }
+    }
+    seen.into_iter()
+}

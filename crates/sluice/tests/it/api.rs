@@ -224,6 +224,7 @@ fn the_openapi_document_lists_every_endpoint() {
             "/api/v1/imports/{id}/approve",
             "/api/v1/imports/{id}/discard",
             "/api/v1/imports/{id}/errors",
+            "/api/v1/imports/{id}/file",
             "/api/v1/tenants",
             "/api/v1/tenants/{tenant}",
             "/api/v1/tenants/{tenant}/imports",

@@ -619,3 +619,36 @@ fn owners_make_and_revoke_their_tenants_api_keys() {
     assert!(r.header("location").unwrap_or_default().contains("revoked"), "{}", r.head);
     assert_eq!(api(key, "/api/v1/tenants/acme"), 401);
 }
+
+/// A held import a newer file superseded says so on its page, offers no Approve, and its
+/// file can be downloaded, by its tenant's accounts only.
+#[test]
+fn a_superseded_import_shows_why_and_its_file_only_to_its_tenant() {
+    let server = setup();
+    let import = |text: &str| {
+        let file = write_file(server.dir.path(), "students.csv", text.as_bytes());
+        server.cli(&["import", "--tenant", "acme", file.to_str().unwrap()]);
+        last_import_id(&server, "acme")
+    };
+    let partial = "sisId,firstName,lastName\nacme1,Ann,Lee\n";
+    let held = import(partial);
+    let newer = import("sisId,firstName,lastName\nacme1,Ann,Lee\nacme2,Bo,x\nacme3,Cy,y\n");
+    let cookie = session(&server, "ann@acme.org", "secret-1");
+    let page = request(&server, "GET", &format!("/imports/{held}"), Some(&cookie), "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("badge superseded"), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("Superseded by <a href=\"/imports/{newer}\">import #{newer}</a>")),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("/approve"), "no Approve for a superseded import: {}", page.body);
+    let file = request(&server, "GET", &format!("/imports/{held}/file"), Some(&cookie), "");
+    assert_eq!(file.status, 200, "{}", file.head);
+    assert_eq!(file.header("content-length").as_deref(), Some(partial.len().to_string().as_str()));
+    assert_eq!(file.body, partial);
+    let newer_page = request(&server, "GET", &format!("/imports/{newer}"), Some(&cookie), "");
+    assert!(newer_page.body.contains(&format!("supersedes held import {held}")), "{}", newer_page.body);
+    let other = session(&server, "bob@beta.org", "secret-1");
+    assert_eq!(request(&server, "GET", &format!("/imports/{held}/file"), Some(&other), "").status, 404);
+}

@@ -506,11 +506,12 @@ fn imports_take_turns_across_processes() {
     assert_eq!(last_import(&server, "acme")["status"], "complete");
 }
 
-/// An approval covers what its approver saw. Imports since the hold made this one delete
-/// more: approving it then holds it again, with the new count, and nothing changes until
-/// someone approves that.
+/// An approval covered what its approver saw: approving a held file after a newer full file
+/// was applied used to re-plan it against the newer records (and hold it again, deleting
+/// more). A newer applied import of the type now supersedes the held one instead: it can no
+/// longer be approved at all, and the newer data stays (see `never_lost`).
 #[test]
-fn an_approval_does_not_cover_deletions_that_grew_after_the_hold() {
+fn a_newer_applied_file_supersedes_a_held_one_instead_of_growing_its_deletions() {
     let server = Server::start();
     server.importing_tenant("acme", "pw");
     import(&server, "acme", "students.csv", many_students(20, "S").as_bytes());
@@ -523,18 +524,24 @@ fn an_approval_does_not_cover_deletions_that_grew_after_the_hold() {
     let show = |id: &str| -> Value {
         serde_json::from_str(&server.cli_ok(&["import", "show", id, "--json"])).unwrap()
     };
+    let superseded = show(&id);
+    assert_eq!(
+        (superseded["status"].as_str(), counts(&superseded)[4]),
+        (Some("superseded"), 10),
+        "{superseded}"
+    );
+    assert_eq!(superseded["superseded_by"], newer["id"], "{superseded}");
 
-    server.cli_ok(&["approve", &id]);
-    let again = show(&id);
-    assert_eq!((again["status"].as_str(), counts(&again)[4]), (Some("held"), 20), "{again}");
-    let message = again["message"].as_str().unwrap();
-    assert!(message.starts_with("held again:") && message.contains("delete 20 of 30"), "{message}");
+    let out = server.cli(&["approve", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains(&format!("superseded by import {}", newer["id"])),
+        "{}",
+        output_text(&out)
+    );
     assert_eq!(records_csv(&server, "acme", "students").lines().count(), 31, "nothing changed");
-    assert!(!server.cli_ok(&["import", "show", &id]).contains("approved by"), "not decided yet");
-
-    // Approving the new count applies it, from the file kept for it.
-    server.cli_ok(&["approve", &id]);
-    let done = show(&id);
-    assert_eq!((done["status"].as_str(), counts(&done)[4]), (Some("complete"), 20), "{done}");
-    assert_eq!(records_csv(&server, "acme", "students").lines().count(), 11);
+    assert!(!server.cli_ok(&["import", "show", &id]).contains("approved by"), "not decided");
+    // Nor can it be discarded: it is final, its file kept.
+    assert_eq!(server.cli(&["discard", &id]).status.code(), Some(1));
+    assert_eq!(server.cli(&["import", "file", &id]).stdout, many_students(10, "S").as_bytes());
 }

@@ -18,6 +18,7 @@ mod http_limits;
 mod imports;
 mod manifest;
 mod metrics;
+mod never_lost;
 mod notifications;
 mod oneroster;
 mod openssh;

@@ -693,6 +693,18 @@ fn deletions_need_no_references_and_an_unreadable_row_keeps_its_record() {
             ("enrollments.csv", enrollments.as_bytes()),
         ]),
     );
+    // The class's six other enrollments would be left naming it: held for a decision
+    // (`on_delete = "hold"`, the default), then approved.
+    assert_eq!(v["status"], "held", "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("6 enrollments.csv records (by classSourcedId) refer to classes.csv records"),
+        "{message}"
+    );
+    let id = v["id"].to_string();
+    server.cli_ok(&["approve", &id]);
+    let v: Value =
+        serde_json::from_str(&server.cli_ok(&["import", "show", &id, "--errors", "--json"])).unwrap();
     let text = errors_text(&v);
     assert_eq!(v["status"], "incomplete", "{v}\n{text}");
     assert_eq!(count(&v, "rejected"), 1, "{text}");
