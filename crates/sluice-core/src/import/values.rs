@@ -55,7 +55,7 @@ struct NoteGroup {
     varied: bool,
 }
 
-fn shown(v: &str) -> String {
+pub(crate) fn shown(v: &str) -> String {
     let short: String = v.chars().take(40).collect();
     if short.len() < v.len() { format!("{short}...") } else { short }
 }

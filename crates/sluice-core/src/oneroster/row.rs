@@ -2,7 +2,7 @@
 
 use super::manifest::FileMode;
 use super::spec::{FileSpec, Kind, Version};
-use crate::import::values::{DateFormat, check_value};
+use crate::import::values::{DateFormat, check_value, shown};
 use crate::import::{ColumnKind, Notes, Record, RowError, Strictness};
 use std::borrow::Cow;
 
@@ -249,6 +249,23 @@ pub fn check_row(
             if let Some((fixed, kind)) = lenient_value(c.kind, &c.values, trimmed) {
                 notes.value(&format!("{file}:{name}"), kind, trimmed, &fixed);
                 v = Cow::Owned(fixed.into_owned());
+            }
+        }
+        // Many SIS exports fill `status` (`active`) and `dateLastModified` in bulk files too.
+        // Lenient: a bulk file lists what is active, so `active` and a valid date say nothing
+        // more and are ignored with a warning; `tobedeleted` in a bulk file stays an error.
+        if layout.lenient && bulk && c.required_for_delta && !v.is_empty() {
+            let redundant = match c.kind {
+                Kind::Status => v == "active",
+                _ => check_value_of(spec.version, c.kind, &c.values, c.ext_allowed, &v).is_ok(),
+            };
+            if redundant {
+                notes.other(
+                    &format!("{file}:{name}"),
+                    "filled_in_bulk",
+                    format!("`{}` in a bulk file ignored (a bulk file lists what is active)", shown(&v)),
+                );
+                v = Cow::Borrowed("");
             }
         }
         stored.push(v.clone());
@@ -545,6 +562,44 @@ mod tests {
         assert!(refused.errors[0].reason.starts_with("1001 sourcedIds in one field"));
         assert_eq!(refused.errors[0].value.chars().count(), 200, "error values are shortened");
         assert!(refused.references.iter().all(|r| r.1 != "academicSessions"));
+    }
+
+    /// SIS exports often fill `status` and `dateLastModified` in bulk files: lenient reading
+    /// ignores `active` and a valid date with a warning, strict refuses them, and
+    /// `tobedeleted` in a bulk file is refused either way.
+    #[test]
+    fn status_and_dates_filled_in_a_bulk_file_are_ignored_only_when_lenient() {
+        let orgs = file_spec(Version::V1_1, "orgs").unwrap();
+        let row = |status: &str, date: &str, strictness: Strictness| {
+            let mut notes = Notes::default();
+            let layout = check_header(orgs, &record(1, &ORGS), strictness, &mut notes).unwrap();
+            let fields = ["s1", status, date, "Lincoln", "school", "", ""];
+            let checked = check_row(orgs, &layout, &record(2, &fields), FileMode::Bulk, &mut notes);
+            let codes: Vec<&str> = checked.errors.iter().map(|e| e.code).collect();
+            (codes, notes.warnings(), checked.deleted)
+        };
+        let (codes, warnings, deleted) = row("Active", "2017-05-06 08:01:05", Strictness::Lenient);
+        assert!(codes.is_empty() && !deleted, "{codes:?}");
+        assert!(
+            warnings.contains(
+                &"orgs.csv:status: `active` in a bulk file ignored (a bulk file lists what is active), 1 row"
+                    .to_owned()
+            ),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w
+                    .starts_with("orgs.csv:dateLastModified: `2017-05-06T08:01:05` in a bulk file ignored")),
+            "{warnings:?}"
+        );
+        let (codes, ..) = row("tobedeleted", "", Strictness::Lenient);
+        assert_eq!(codes, ["not_blank_in_bulk"]);
+        let (codes, ..) = row("active", "2017-05-06T08:01:05Z", Strictness::Strict);
+        assert_eq!(codes, ["not_blank_in_bulk", "not_blank_in_bulk"]);
+        let (codes, ..) = row("", "yesterday", Strictness::Lenient);
+        assert_eq!(codes, ["not_blank_in_bulk"], "a date that is not one is not ignored");
     }
 
     #[test]

@@ -401,7 +401,9 @@ fn every_package_rule_has_a_hostile_fixture_that_is_refused_with_a_clear_error()
     users.push_str("bad-enum,,,maybe,x,,A,B,,,,,,,,,,,,,s1,\n");
     users.push_str("bad id!,,,true,y,,A,B,,,,,,,,,,,,,s1,\n");
     users.push_str("dangling,,,true,z,,A,B,,,,,,,,,,,,,nowhere,\n");
-    users.push_str("with-status,active,2026-01-01T00:00:00Z,true,w,,A,B,,,,,,,,,,,,,s1,\n");
+    users.push_str("with-status,tobedeleted,2026-01-01T00:00:00Z,true,w,,A,B,,,,,,,,,,,,,s1,\n");
+    // As many SIS exports write bulk files: `active` and a date, ignored when lenient.
+    users.push_str("filled-in,active,2026-01-01T00:00:00Z,true,f,,A,B,,,,,,,,,,,,,s1,\n");
     let v = import(&server, &with("users.csv", users.as_bytes()));
     let text = errors_text(&v);
     assert_eq!(v["status"], "incomplete", "{v}\n{text}");
@@ -410,7 +412,9 @@ fn every_package_rule_has_a_hostile_fixture_that_is_refused_with_a_clear_error()
     assert!(text.contains("\"users.csv:sourcedId\" 10 \"bad_id\""), "{text}");
     assert!(text.contains("\"users.csv:primaryOrgSourcedId\" 11 \"unknown_reference\""), "{text}");
     assert!(text.contains("\"users.csv:status\" 12 \"not_blank_in_bulk\""), "{text}");
-    assert_eq!(records(&server, "users").len(), 7);
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("users.csv:status: `active` in a bulk file ignored"), "{warnings}");
+    assert_eq!(records(&server, "users").len(), 8);
     // An enumeration out of range, and a dangling reference across files.
     let roles = d.roles.replacen(",teacher,", ",headmaster,", 1);
     let enrollments = format!("{}e-x,,,no-such-class,s1,st1,student,,,\n", d.enrollments);
