@@ -118,6 +118,19 @@ fn link(c: &Connection, tenant_id: i64, type_name: &str, import_id: i64, p: &Per
     Ok(warnings)
 }
 
+/// The lookups of one record (see [`Linker::link`]); parameters ?1 tenant, ?2 role, ?3 source
+/// id, ?4..?7 last name, first name, email, phone.
+const LOOKUP: &str = "SELECT (SELECT MIN(person_id) FROM main.person_roles INDEXED BY person_roles_by_source
+        WHERE tenant_id = ?1 AND role = ?2 AND source_id = ?3),
+    (SELECT MIN(id) FROM main.people WHERE tenant_id = ?1 AND last_name = ?4 AND first_name = ?5
+        AND email = ?6 AND phone = ?7),
+    (SELECT MIN(id) FROM main.people WHERE tenant_id = ?1 AND last_name = ?4 AND first_name = ?5)";
+/// [`LOOKUP`] for a record without a source id.
+const LOOKUP_WITHOUT_SOURCE: &str = "SELECT NULL,
+    (SELECT MIN(id) FROM main.people WHERE tenant_id = ?1 AND last_name = ?4 AND first_name = ?5
+        AND email = ?6 AND phone = ?7),
+    (SELECT MIN(id) FROM main.people WHERE tenant_id = ?1 AND last_name = ?4 AND first_name = ?5)";
+
 /// Links one record at a time, asking the database, which holds every person created and
 /// every role linked so far in the import, so later records find them.
 struct Linker<'c> {
@@ -135,18 +148,13 @@ impl Linker<'_> {
         let (c, t) = (self.c, self.tenant_id);
         let reachable = !contact.email.is_empty() || !contact.phone.is_empty();
         // One statement for the three lookups: the person holding the role under this source
-        // id, the person with exactly these contact details (only with an email or phone:
-        // names alone are no identity), and a person of the same name. Without statistics the
-        // planner would walk the primary key for the first: the index is named.
+        // id, the person with exactly these contact details, and a person of the same name.
+        // Without statistics the planner would walk the primary key for the first: the index
+        // is named. (Which lookups count is decided here, not by conditions on parameters in
+        // the SQL: SQLite prepares a statement again for every new value of such a parameter.)
+        let sql = if source_id.is_empty() { LOOKUP_WITHOUT_SOURCE } else { LOOKUP };
         let (known, by_contact, namesake): (Option<i64>, Option<i64>, Option<i64>) = c
-            .prepare_cached(
-                "SELECT (SELECT MIN(person_id) FROM main.person_roles INDEXED BY person_roles_by_source
-                         WHERE tenant_id = ?1 AND role = ?2 AND source_id = ?3 AND ?3 != ''),
-                        (SELECT MIN(id) FROM main.people WHERE tenant_id = ?1 AND last_name = ?4
-                         AND first_name = ?5 AND email = ?6 AND phone = ?7 AND ?8),
-                        (SELECT MIN(id) FROM main.people WHERE tenant_id = ?1 AND last_name = ?4
-                         AND first_name = ?5)",
-            )?
+            .prepare_cached(sql)?
             .query_row(
                 params![
                     t,
@@ -155,11 +163,12 @@ impl Linker<'_> {
                     contact.last_name,
                     contact.first_name,
                     contact.email,
-                    contact.phone,
-                    reachable
+                    contact.phone
                 ],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
+        // Names alone are no identity: a contact matches only with an email or phone.
+        let by_contact = by_contact.filter(|_| reachable);
         let person = match (known, by_contact) {
             (Some(id), _) => {
                 // The source's id is the better identity: contact details follow it.
