@@ -72,7 +72,13 @@ pub(crate) fn link_people(
     linked
 }
 
-fn link(c: &Connection, tenant_id: i64, type_name: &str, import_id: i64, p: &PersonPaths) -> Result<Vec<String>> {
+fn link(
+    c: &Connection,
+    tenant_id: i64,
+    type_name: &str,
+    import_id: i64,
+    p: &PersonPaths,
+) -> Result<Vec<String>> {
     // Without roles of this type before, no one can lose a role here: no one is left without.
     let had_roles = c
         .prepare_cached("SELECT 1 FROM main.person_roles WHERE tenant_id = ?1 AND type = ?2")?
@@ -92,8 +98,16 @@ fn link(c: &Connection, tenant_id: i64, type_name: &str, import_id: i64, p: &Per
          FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND updated_import = ?3
          AND inactive = 0 ORDER BY key",
     )?;
-    let mut rows = changed
-        .query(params![tenant_id, type_name, import_id, p.id, p.first_name, p.last_name, p.email, p.phone])?;
+    let mut rows = changed.query(params![
+        tenant_id,
+        type_name,
+        import_id,
+        p.id,
+        p.first_name,
+        p.last_name,
+        p.email,
+        p.phone
+    ])?;
     while let Some(r) = rows.next()? {
         let text = |i: usize| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default);
         let (key, line): (String, i64) = (r.get(0)?, r.get(1)?);
@@ -153,9 +167,8 @@ impl Linker<'_> {
         // is named. (Which lookups count is decided here, not by conditions on parameters in
         // the SQL: SQLite prepares a statement again for every new value of such a parameter.)
         let sql = if source_id.is_empty() { LOOKUP_WITHOUT_SOURCE } else { LOOKUP };
-        let (known, by_contact, namesake): (Option<i64>, Option<i64>, Option<i64>) = c
-            .prepare_cached(sql)?
-            .query_row(
+        let (known, by_contact, namesake): (Option<i64>, Option<i64>, Option<i64>) =
+            c.prepare_cached(sql)?.query_row(
                 params![
                     t,
                     self.role,

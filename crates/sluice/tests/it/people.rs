@@ -172,13 +172,18 @@ fn a_small_import_among_many_people_warns_only_about_real_namesakes() {
 fn by_name(people: &[Value]) -> std::collections::HashMap<(String, String), Vec<&Value>> {
     let mut map: std::collections::HashMap<(String, String), Vec<&Value>> = Default::default();
     for p in people {
-        let name = (p["first_name"].as_str().unwrap().to_owned(), p["last_name"].as_str().unwrap().to_owned());
+        let name =
+            (p["first_name"].as_str().unwrap().to_owned(), p["last_name"].as_str().unwrap().to_owned());
         map.entry(name).or_default().push(p);
     }
     map
 }
 
-fn the_one<'a>(map: &std::collections::HashMap<(String, String), Vec<&'a Value>>, first: &str, last: &str) -> &'a Value {
+fn the_one<'a>(
+    map: &std::collections::HashMap<(String, String), Vec<&'a Value>>,
+    first: &str,
+    last: &str,
+) -> &'a Value {
     let found = map.get(&(first.to_owned(), last.to_owned())).map(Vec::as_slice).unwrap_or_default();
     assert_eq!(found.len(), 1, "{first} {last}: {found:?}");
     found[0]
@@ -208,8 +213,11 @@ fn fifty_thousand_guardian_rows_link_people_and_a_reload_relinks_changes_and_del
         employees.push_str(&format!("E{k},Gu{k},Ard{k},g{k}@example.org,{}\n", phone(k)));
     }
     assert_eq!(import(&server, "employees.csv", &employees)["status"], "complete");
-    let staff_ids: Vec<Value> =
-        by_name(&people(&server)).iter().filter(|(n, _)| n.0.starts_with("Gu")).map(|(_, p)| p[0]["id"].clone()).collect();
+    let staff_ids: Vec<Value> = by_name(&people(&server))
+        .iter()
+        .filter(|(n, _)| n.0.starts_with("Gu"))
+        .map(|(_, p)| p[0]["id"].clone())
+        .collect();
     assert_eq!(staff_ids.len(), 500);
 
     // Each student: a guardian with an id (G0..G11999, two or three students each) and one
@@ -221,25 +229,40 @@ fn fifty_thousand_guardian_rows_link_people_and_a_reload_relinks_changes_and_del
         guardians.push_str(&format!(",s{i:05},Pa{h},Rent{h},p{h}@example.org,\n"));
     }
     let v = import(&server, "guardians.csv", &guardians);
-    assert_eq!((v["status"].as_str(), v["counts"]["added"].as_u64()), (Some("complete"), Some(50_000)), "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["counts"]["added"].as_u64()),
+        (Some("complete"), Some(50_000)),
+        "{v}"
+    );
 
     let before = people(&server);
-    assert_eq!(before.len(), 25_000 + 12_000 + 5_000, "students, guardians with ids (500 of them staff), without");
+    assert_eq!(
+        before.len(),
+        25_000 + 12_000 + 5_000,
+        "students, guardians with ids (500 of them staff), without"
+    );
     let names = by_name(&before);
     let g7 = the_one(&names, "Gu7", "Ard7");
     assert_eq!(roles(g7), ["guardian s00007+G7", "guardian s10007+G7", "staff E7"]);
     assert!(staff_ids.contains(&g7["id"]), "the staff member is the guardian");
-    assert_eq!(roles(the_one(&names, "Gu9000", "Ard9000")), ["guardian s09000+G9000", "guardian s19000+G9000"]);
+    assert_eq!(
+        roles(the_one(&names, "Gu9000", "Ard9000")),
+        ["guardian s09000+G9000", "guardian s19000+G9000"]
+    );
     assert_eq!(
         roles(the_one(&names, "Gu10500", "Ard10500")),
         ["guardian s20500+G10500", "guardian s22500+G10500", "guardian s24500+G10500"]
     );
     let pa3 = the_one(&names, "Pa3", "Rent3");
-    let keys: Vec<String> = (0..5).map(|m| format!("guardian s{:05}+~Pa3|Rent3|p3@example.org|", 3 + 5_000 * m)).collect();
+    let keys: Vec<String> =
+        (0..5).map(|m| format!("guardian s{:05}+~Pa3|Rent3|p3@example.org|", 3 + 5_000 * m)).collect();
     assert_eq!(roles(pa3), keys);
     assert_eq!(roles(the_one(&names, "Kid24999", "Fam999")), ["student s24999"]);
     for g in (0..12_000).step_by(997) {
-        assert_eq!(the_one(&names, &format!("Gu{g}"), &format!("Ard{g}"))["email"], format!("g{g}@example.org"));
+        assert_eq!(
+            the_one(&names, &format!("Gu{g}"), &format!("Ard{g}"))["email"],
+            format!("g{g}@example.org")
+        );
     }
 
     // The reload: students s20000.. have no guardians any more (G10000..G11999 had no other
@@ -257,7 +280,11 @@ fn fifty_thousand_guardian_rows_link_people_and_a_reload_relinks_changes_and_del
     assert_eq!(v["status"], "complete", "{v}");
     // A new phone changes the key of a row without a guardianSisId: 200 rows go, 200 come.
     let c = &v["counts"];
-    assert_eq!((c["added"].as_u64(), c["updated"].as_u64(), c["deleted"].as_u64()), (Some(200), Some(200), Some(10_200)), "{v}");
+    assert_eq!(
+        (c["added"].as_u64(), c["updated"].as_u64(), c["deleted"].as_u64()),
+        (Some(200), Some(200), Some(10_200)),
+        "{v}"
+    );
 
     let after = people(&server);
     assert_eq!(after.len(), 25_000 + 10_000 + 5_000, "G10000..G11999 are gone with their rows");
@@ -274,8 +301,9 @@ fn fifty_thousand_guardian_rows_link_people_and_a_reload_relinks_changes_and_del
     assert_ne!(pa3_now["id"], pa3["id"]);
     assert_eq!(pa3_now["phone"], "7700000003");
     assert!(after.iter().all(|p| p["id"] != pa3["id"]));
-    let keys: Vec<String> =
-        (0..4).map(|m| format!("guardian s{:05}+~Pa3|Rent3|p3@example.org|7700000003", 3 + 5_000 * m)).collect();
+    let keys: Vec<String> = (0..4)
+        .map(|m| format!("guardian s{:05}+~Pa3|Rent3|p3@example.org|7700000003", 3 + 5_000 * m))
+        .collect();
     assert_eq!(roles(pa3_now), keys);
     // Pa60 unchanged: the same person, one role fewer.
     let pa60 = the_one(&names, "Pa60", "Rent60");
