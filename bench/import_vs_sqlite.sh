@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# `sluice import` of a generated students file beside `sqlite3 .import` of the same file into
-# a fresh database, same disk, same run. Prints the time ratio and sluice's peak memory.
+# `sluice import` of generated files beside `sqlite3 .import` of the same files into a fresh
+# database, same disk, same run, for three types: the bench-only `bench_students` (15 columns,
+# no people) and the shipped person types `students` and `guardians` (every row linked to a
+# person). Prints each type's time ratio and sluice's peak memory (maximum RSS).
 #
 #   bench/import_vs_sqlite.sh [ROWS...]        (default: 1000000 5000000)
+#   BENCH_TYPES="students guardians" bench/import_vs_sqlite.sh 1000000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v sqlite3 >/dev/null || apt-get install -y -qq sqlite3 >/dev/null
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
 cargo build --release -q -p sluice
-SLUICE=$PWD/target/release/sluice
+SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
 WORK=${BENCH_DIR:-$PWD/bench/out}
 rm -rf "$WORK" && mkdir -p "$WORK/types"
 
@@ -73,7 +76,8 @@ name = "language"
 kind = "text"
 TOML
 
-gen() {
+# The bench type: 15 columns, ~190 bytes a row.
+gen_bench() {
   python3 - "$1" "$2" <<'PY'
 import sys
 n, path = int(sys.argv[1]), sys.argv[2]
@@ -87,27 +91,91 @@ with open(path, "w", newline="") as f:
 PY
 }
 
-peak_kib() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }
+# The `students` preset's columns (presets/visitor-aware.toml): every student a person.
+gen_students() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+n, path = int(sys.argv[1]), sys.argv[2]
+grades = ["PK","KG"] + [f"{g:02}" for g in range(1, 13)]
+with open(path, "w", newline="") as f:
+    f.write("sisId,firstName,lastName,middleName,grade,birthDate,schoolId,email,phone\r\n")
+    for i in range(n):
+        f.write(f"S{i:08},First{i % 5003},Last{i % 7919},M,{grades[i % 14]},20{10 + i % 9:02}-{1 + i % 12:02}-{1 + i % 28:02},"
+                f"SCH{i % 50:03},student{i}@district.example.org,555-{i % 10000:04}-{i % 997:03}\r\n")
+PY
+}
 
-printf '%-10s %12s %12s %8s %14s\n' rows sqlite_s sluice_s ratio sluice_peak_MiB
-for rows in "${@:-1000000 5000000}"; do
-  file="$WORK/students-$rows.csv"
-  gen "$rows" "$file"
+# The `guardians` preset (presets/classtag-guardians.toml): two guardians per student of the
+# first ROWS/2 students, each guardian shared by two siblings (one row per guardian and
+# student), guardian ids scattered as an SIS hands them out (not in student order).
+gen_guardians() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+n, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "w", newline="") as f:
+    f.write("guardianSisId,studentSisId,firstName,lastName,email,phone,language\r\n")
+    for i in range(n):
+        student, parent = i // 2, i % 2
+        g = 2 * (student // 2) + parent
+        gid = (g * 2654435761) % 4294967296
+        f.write(f"G{gid:010},S{student:08},Parent{g % 4999},Last{(student // 2) % 7919},"
+                f"parent{g}@home.example.net,555-{g % 10000:04}-{g % 991:03},{'Spanish' if g % 5 == 0 else 'English'}\r\n")
+PY
+}
+
+peak_mib() { echo "$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$1") / 1024" | bc -l; }
+
+# sqlite3 .import of FILE, then `sluice import` of it as TYPE into DATA (a tenant `bench`
+# exists there); prints one line of the table.
+measure() {
+  local type=$1 rows=$2 file=$3 data=$4
   sync
   rm -f "$WORK/sqlite.db"
+  local s0 s1 t0 t1
   s0=$(date +%s.%N)
   sqlite3 "$WORK/sqlite.db" -cmd '.mode csv' -cmd ".import $file t" </dev/null
   s1=$(date +%s.%N)
-  data="$WORK/data-$rows"
-  rm -rf "$data"
-  SLUICE_IMPORTS_TYPES_DIR="$WORK/types" "$SLUICE" --data-dir "$data" tenant add bench --folders bench_students >/dev/null
+  rm -f "$WORK/sqlite.db"
   sync
   t0=$(date +%s.%N)
-  SLUICE_IMPORTS_TYPES_DIR="$WORK/types" /usr/bin/time -v -o "$WORK/time-$rows.txt" \
-    "$SLUICE" --data-dir "$data" import --tenant bench --type bench_students "$file" >"$WORK/import-$rows.txt"
+  SLUICE_IMPORTS_TYPES_DIR="$WORK/types" /usr/bin/time -v -o "$WORK/time-$type-$rows.txt" \
+    "$SLUICE" --data-dir "$data" import --tenant bench --type "$type" "$file" >"$WORK/import-$type-$rows.txt"
   t1=$(date +%s.%N)
+  local sq sl
   sq=$(echo "$s1 - $s0" | bc -l); sl=$(echo "$t1 - $t0" | bc -l)
-  printf '%-10s %12.2f %12.2f %7.2fx %14.1f\n' "$rows" "$sq" "$sl" "$(echo "$sl / $sq" | bc -l)" "$(echo "$(peak_kib "$WORK/time-$rows.txt") / 1024" | bc -l)"
-  grep -q "(complete)" "$WORK/import-$rows.txt" || { echo "import did not complete:"; cat "$WORK/import-$rows.txt"; exit 1; }
-  rm -f "$file"
+  printf '%-15s %10s %10.2f %10.2f %7.2fx %12.1f\n' "$type" "$rows" "$sq" "$sl" "$(echo "$sl / $sq" | bc -l)" \
+    "$(peak_mib "$WORK/time-$type-$rows.txt")"
+  grep -q "(complete)" "$WORK/import-$type-$rows.txt" || { echo "import did not complete:"; cat "$WORK/import-$type-$rows.txt"; exit 1; }
+}
+
+TYPES=${BENCH_TYPES:-bench_students students guardians}
+printf '%-15s %10s %10s %10s %8s %12s\n' type rows sqlite_s sluice_s ratio peak_RSS_MiB
+for rows in ${@:-1000000 5000000}; do
+  for type in $TYPES; do
+    data="$WORK/data-$type-$rows"
+    rm -rf "$data"
+    case $type in
+      bench_students)
+        SLUICE_IMPORTS_TYPES_DIR="$WORK/types" "$SLUICE" --data-dir "$data" tenant add bench --folders bench_students >/dev/null
+        gen_bench "$rows" "$WORK/bench-$rows.csv"
+        measure bench_students "$rows" "$WORK/bench-$rows.csv" "$data"
+        rm -f "$WORK/bench-$rows.csv" ;;
+      students)
+        "$SLUICE" --data-dir "$data" tenant add bench --folders students >/dev/null
+        gen_students "$rows" "$WORK/students-$rows.csv"
+        measure students "$rows" "$WORK/students-$rows.csv" "$data"
+        rm -f "$WORK/students-$rows.csv" ;;
+      guardians)
+        # The students the guardians refer to are imported first (not timed).
+        "$SLUICE" --data-dir "$data" tenant add bench --folders students,guardians >/dev/null
+        gen_students "$((rows / 2))" "$WORK/students-half-$rows.csv"
+        "$SLUICE" --data-dir "$data" import --tenant bench --type students "$WORK/students-half-$rows.csv" >/dev/null
+        rm -f "$WORK/students-half-$rows.csv"
+        gen_guardians "$rows" "$WORK/guardians-$rows.csv"
+        measure guardians "$rows" "$WORK/guardians-$rows.csv" "$data"
+        rm -f "$WORK/guardians-$rows.csv" ;;
+      *) echo "unknown type $type (bench_students, students, guardians)"; exit 2 ;;
+    esac
+    rm -rf "$data"
+  done
 done

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 command -v sqlite3 >/dev/null || apt-get install -y -qq sqlite3 >/dev/null
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
 cargo build --release -q -p sluice
-SLUICE=$PWD/target/release/sluice
+SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
 WORK=${BENCH_DIR:-$PWD/bench/out/district}
 rm -rf "$WORK" && mkdir -p "$WORK"
 python3 bench/oneroster_district.py "$WORK" "$@"
