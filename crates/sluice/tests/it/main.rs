@@ -21,6 +21,7 @@ mod metrics;
 mod notifications;
 mod oneroster;
 mod openssh;
+mod parallel_imports;
 mod paramiko;
 mod people;
 mod permissions;
