@@ -833,14 +833,15 @@ mod tests {
     fn tenants_take_turns_however_many_files_one_has_queued() {
         let mut rotation = Rotation::default();
         let mut busy = HashSet::new();
-        // Two workers: A (oldest upload) and C start; B's one file waits for a free worker.
-        let queue = waiting(&[("a", 1), ("c", 2), ("b", 60)]);
+        // A and C have fifty files each: the oldest upload first, then one import per tenant.
+        let queue = waiting(&[("a", 1), ("c", 2)]);
         assert_eq!(rotation.next(&queue, &busy).as_deref(), Some("a"));
         busy.insert("a".to_owned());
         assert_eq!(rotation.next(&queue, &busy).as_deref(), Some("c"));
         busy.insert("c".to_owned());
         assert_eq!(rotation.next(&queue, &busy), None, "one import per tenant at a time");
-        // A's import ends; A has 49 more files, all older than B's: B goes first all the same.
+        // B's one file arrives while both workers are busy; A's import ends. A has 49 more
+        // files, all older than B's: B goes first all the same.
         busy.remove("a");
         let queue = waiting(&[("a", 3), ("c", 4), ("b", 60)]);
         assert_eq!(rotation.next(&queue, &busy).as_deref(), Some("b"));
