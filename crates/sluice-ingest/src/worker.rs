@@ -1,5 +1,7 @@
 //! The ingest service: turns upload events into imports, and serves the CLI's import,
-//! approve and discard. One worker runs imports one at a time, in upload order.
+//! approve and discard. A pool of workers runs imports of different tenants in parallel; a
+//! tenant's imports take turns, in upload order (see [`Ingest::turn`]), and the tenants with
+//! waiting uploads are served in turn (see [`Rotation`]).
 
 use crate::run::{ImportError, ImportRequest, Verdict, held_path, import_file};
 use jiff::Timestamp;
@@ -8,6 +10,7 @@ use sluice_core::metrics::Metrics;
 use sluice_core::schedule::{CivilMinute, Cron};
 use sluice_core::{Sha256Hex, Trigger, UploadEvent, VirtualPath, is_transfer_temp_name};
 use sluice_store::{ImportRecord, ImportStatus, Store, StoredUpload};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +27,10 @@ pub struct Ingest {
     pub types: ImportTypes,
     tenants_root: PathBuf,
     staging: PathBuf,
-    /// Held while an import runs, by whichever process runs it (see [`Ingest::exclusive`]).
+    /// Shared by every import, exclusive for recovery (see [`Ingest::turn`]).
     lock: PathBuf,
+    /// `TENANT.lock`: held while one of the tenant's imports runs, by whichever process runs it.
+    tenant_locks: PathBuf,
     held: PathBuf,
     reports: PathBuf,
     /// Where processed uploads are kept, and for how long; `None` deletes them at once.
@@ -50,6 +55,7 @@ impl Ingest {
             tenants_root: data_dir.join("tenants"),
             staging: staging_dir(data_dir),
             lock: data_dir.join("spool").join("import.lock"),
+            tenant_locks: data_dir.join("spool").join("locks"),
             held: data_dir.join("spool").join("held"),
             reports: data_dir.join("reports"),
             archive: None,
@@ -57,7 +63,7 @@ impl Ingest {
             notifier: None,
             duplicate_window: None,
         };
-        for d in [&me.staging, &me.held, &me.reports] {
+        for d in [&me.staging, &me.held, &me.reports, &me.tenant_locks] {
             std::fs::create_dir_all(d)?;
         }
         Ok(me)
@@ -122,8 +128,9 @@ impl Ingest {
     /// After a crash: imports that were running never committed (their uploads run again),
     /// and staged copies of uploads already imported are leftovers.
     pub fn recover(&self) -> Result<(), ImportError> {
-        // A CLI import may be running: its `running` row is not a leftover.
-        let _turn = self.exclusive()?;
+        // A CLI import may be running: its `running` row is not a leftover. Waits for every
+        // import, of any tenant and process, to end (and starts none meanwhile).
+        let _all = self.lock_file(&self.lock, Lock::Exclusive)?;
         let removed = self.store.remove_interrupted_imports()?;
         if removed > 0 {
             info!("{removed} interrupted import(s) will run again");
@@ -169,26 +176,52 @@ impl Ingest {
             .map_or(tenant.trigger, |(_, trigger)| *trigger)
     }
 
-    /// Handles every waiting upload event; returns how many there were.
+    /// Handles every waiting upload event, one at a time, tenants in turn; returns how many
+    /// there were. (The server runs them in parallel: [`Ingest::run_worker`].)
     pub fn drain(&self) -> Result<usize, ImportError> {
-        self.drain_for(None)
+        let mut rotation = Rotation::default();
+        let mut n = 0;
+        while let Some(tenant) = rotation.next(&self.store.waiting_tenants()?, &HashSet::new()) {
+            if self.import_next(&tenant)? {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
-    fn drain_for(&self, tenant: Option<&str>) -> Result<usize, ImportError> {
+    /// Handles the tenant's waiting upload events, in upload order; returns how many.
+    fn drain_for(&self, tenant: &str) -> Result<usize, ImportError> {
         let mut n = 0;
-        loop {
-            // Claimed under the lock: a lease never runs out while its import waits its turn.
-            let _turn = self.exclusive()?;
-            let Some(upload) = self.store.claim_upload(LEASE, tenant)? else { break };
-            self.contain_crash(&upload, || self.process_upload(&upload))?;
+        while self.import_next(tenant)? {
             n += 1;
         }
         Ok(n)
     }
 
+    /// Handles the tenant's oldest waiting upload event in the tenant's turn; returns whether
+    /// there was one.
+    pub fn import_next(&self, tenant: &str) -> Result<bool, ImportError> {
+        // Claimed in the turn: a lease never runs out while its import waits for the turn.
+        let _turn = self.turn(tenant)?;
+        let Some(upload) = self.store.claim_upload(LEASE, Some(tenant))? else { return Ok(false) };
+        self.contain_crash(&upload, || self.process_upload(&upload))?;
+        Ok(true)
+    }
+
     /// Imports every complete file waiting in a tenant's import folders now (the "Sync
-    /// now" button, `sluice sync`, and scheduled runs). Returns how many files were found.
+    /// now" button, `sluice sync`). Returns how many files were found.
     pub fn sync_tenant(&self, tenant_name: &str) -> Result<usize, ImportError> {
+        let found = self.queue_sync(tenant_name)?;
+        // Another process (the server, beside `sluice sync`) may claim some of these events;
+        // it imports them too, and in the same order, since the tenant's imports take turns.
+        self.drain_for(tenant_name)?;
+        Ok(found)
+    }
+
+    /// Queues an import of every complete file waiting in a tenant's import folders, for
+    /// whichever worker or process claims them (scheduled runs: the server's workers).
+    /// Returns how many files were found.
+    pub fn queue_sync(&self, tenant_name: &str) -> Result<usize, ImportError> {
         let tenant = self.store.require_tenant(tenant_name)?;
         let mut found = 0;
         for folder in tenant.layout.import_folders() {
@@ -229,13 +262,11 @@ impl Ingest {
                 found += 1;
             }
         }
-        // Another process (the server, beside `sluice sync`) may claim some of these events;
-        // it imports them too, and in the same order, since claims take turns.
-        self.drain_for(Some(tenant_name))?;
         Ok(found)
     }
 
-    /// Runs the syncs of scheduled tenants whose next run falls in (`since`, `now`].
+    /// Queues the syncs of scheduled tenants whose next run falls in (`since`, `now`]; the
+    /// workers import them, tenants in turn.
     pub fn run_schedules(&self, since: Timestamp, now: Timestamp) {
         let tenants = match self.store.tenants() {
             Ok(t) => t,
@@ -246,7 +277,7 @@ impl Ingest {
             match next_run(cron, &t.timezone, since) {
                 Ok(Some(at)) if at <= now => {
                     info!(tenant = %t.name, schedule = %cron, "scheduled import");
-                    if let Err(e) = self.sync_tenant(t.name.as_str()) {
+                    if let Err(e) = self.queue_sync(t.name.as_str()) {
                         warn!(tenant = %t.name, "scheduled import failed: {e}");
                     }
                 }
@@ -445,31 +476,44 @@ impl Ingest {
         }
     }
 
-    /// Imports of one data directory run one at a time across processes (the server's worker
-    /// and the CLI): each plans its changes and the safeguard against the records the one
-    /// before it left, and applies them before the next one reads. Released on drop.
-    fn exclusive(&self) -> Result<std::fs::File, ImportError> {
-        let io = |source| ImportError::Io { what: format!("locking {}", self.lock.display()), source };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(io)?;
-        file.lock().map_err(io)?;
+    /// A tenant's imports run one at a time across processes (the server's workers and the
+    /// CLI): each plans its changes, references and safeguard against the records the one
+    /// before it left, and applies them before the next one reads. Imports of different
+    /// tenants run side by side (they read and write only their own tenant's records). OS
+    /// file locks, released on drop and by a process that dies: `spool/locks/TENANT.lock`
+    /// exclusive, and `spool/import.lock` shared, so that [`Ingest::recover`] can wait for
+    /// every import to end.
+    pub fn turn(&self, tenant: &str) -> Result<Turn, ImportError> {
+        // A tenant name is a safe file name (`TenantName`); anything else is no tenant.
+        let name = sluice_core::TenantName::parse(tenant)
+            .map_err(|_| sluice_store::StoreError::NoSuchTenant(tenant.to_owned()))?;
+        let all = self.lock_file(&self.lock, Lock::Shared)?;
+        let tenant = self.lock_file(&self.tenant_locks.join(format!("{name}.lock")), Lock::Exclusive)?;
+        Ok(Turn { _tenant: tenant, _all: all })
+    }
+
+    fn lock_file(&self, path: &Path, how: Lock) -> Result<std::fs::File, ImportError> {
+        let io = |source| ImportError::Io { what: format!("locking {}", path.display()), source };
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(io)?;
+        match how {
+            Lock::Shared => file.lock_shared(),
+            Lock::Exclusive => file.lock(),
+        }
+        .map_err(io)?;
         Ok(file)
     }
 
     /// What importing this file would do now, with nothing changed.
     pub fn dry_run(&self, job: Job<'_>) -> Result<Verdict, ImportError> {
-        let _turn = self.exclusive()?;
+        let _turn = self.turn(job.tenant)?;
         let settings = self.store.require_tenant(job.tenant)?.safeguards;
         crate::run::dry_run(&self.store, &self.request(&job, &settings))
     }
 
-    /// Runs one import, in its turn (see [`Ingest::exclusive`]).
+    /// Runs one import, in its tenant's turn (see [`Ingest::turn`]).
     pub fn run(&self, job: Job<'_>) -> Result<ImportRecord, ImportError> {
-        let _turn = self.exclusive()?;
+        let _turn = self.turn(job.tenant)?;
         self.run_in_turn(job)
     }
 
@@ -524,9 +568,9 @@ impl Ingest {
     /// Applies a held import despite the deletion safeguard.
     /// Applies a held import past its safeguard; `by` says who decided (kept on the import).
     pub fn approve(&self, id: i64, by: &str) -> Result<ImportRecord, ApproveError> {
-        // Status checked in the turn: two approvals, or an approval and a discard, cannot
-        // both act on one held import.
-        let _turn = self.exclusive()?;
+        // Status checked in the tenant's turn: two approvals, or an approval and a discard,
+        // cannot both act on one held import.
+        let _turn = self.turn_of_import(id)?;
         let record = self.store.import(id)?.ok_or(ApproveError::NoSuchImport(id))?;
         if let (ImportStatus::Superseded, Some(by)) = (record.status, record.superseded_by) {
             return Err(ApproveError::Superseded { id, by });
@@ -562,7 +606,7 @@ impl Ingest {
     }
 
     pub fn discard(&self, id: i64, by: &str) -> Result<(), ApproveError> {
-        let _turn = self.exclusive()?;
+        let _turn = self.turn_of_import(id)?;
         let record = self.store.import(id)?.ok_or(ApproveError::NoSuchImport(id))?;
         if record.status != ImportStatus::Held {
             return Err(ApproveError::NotHeld(id, record.status.as_str()));
@@ -572,17 +616,91 @@ impl Ingest {
         Ok(())
     }
 
-    /// Imports uploads as they are recorded, until `shutdown` resolves.
+    /// The turn of the tenant an import belongs to.
+    fn turn_of_import(&self, id: i64) -> Result<Turn, ApproveError> {
+        let record = self.store.import(id)?.ok_or(ApproveError::NoSuchImport(id))?;
+        Ok(self.turn(&record.tenant)?)
+    }
+
+    /// Imports uploads as they are recorded, `workers` at a time (tenants in turn, at most
+    /// one import of a tenant at once), until `shutdown` resolves; then starts nothing new,
+    /// lets the imports running finish, and returns. (Killed instead, a running import
+    /// commits nothing: its upload is claimed again at the next start, see [`Ingest::recover`].)
     pub async fn run_worker(
         self: Arc<Self>,
+        workers: usize,
         wake: Arc<Notify>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        let workers = workers.max(1);
         tokio::pin!(shutdown);
+        let scheduler = tokio::spawn(self.clone().run_scheduler(wake.clone()));
+        let mut rotation = Rotation::default();
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut tenants: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut running = tokio::task::JoinSet::new();
+        let (mut stopping, mut pause) = (false, false);
+        info!(workers, "import workers started");
+        loop {
+            while !stopping && !pause && running.len() < workers {
+                let me = self.clone();
+                let waiting = match tokio::task::spawn_blocking(move || me.store.waiting_tenants()).await {
+                    Ok(Ok(waiting)) => waiting,
+                    Ok(Err(e)) => {
+                        warn!("import workers: {e}");
+                        pause = true;
+                        break;
+                    }
+                    Err(e) => {
+                        warn!("import workers: {e}");
+                        pause = true;
+                        break;
+                    }
+                };
+                let Some(tenant) = rotation.next(&waiting, &busy) else { break };
+                busy.insert(tenant.clone());
+                let (me, name) = (self.clone(), tenant.clone());
+                let task = running.spawn_blocking(move || me.import_next(&name));
+                tenants.insert(task.id(), tenant);
+            }
+            tokio::select! {
+                _ = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    if !running.is_empty() {
+                        info!("waiting for {} running import(s) to finish", running.len());
+                    }
+                }
+                Some(done) = running.join_next_with_id() => {
+                    let (id, outcome) = match done {
+                        Ok((id, outcome)) => (id, outcome.map(|_| ()).map_err(|e| e.to_string())),
+                        Err(e) => (e.id(), Err(format!("crashed: {e}"))),
+                    };
+                    let tenant = tenants.remove(&id).unwrap_or_default();
+                    busy.remove(&tenant);
+                    if let Err(e) = outcome {
+                        // Its upload stays claimed until the lease ends; look again later
+                        // rather than at once (the store may be failing).
+                        warn!(tenant, "import worker: {e}");
+                        pause = true;
+                    }
+                }
+                _ = wake.notified() => pause = false,
+                // Leases of a crashed process expire; look again now and then.
+                _ = tokio::time::sleep(Duration::from_secs(5)) => pause = false,
+            }
+            if stopping && running.is_empty() {
+                break;
+            }
+        }
+        scheduler.abort();
+    }
+
+    /// Queues scheduled syncs (and sweeps the archive hourly); the workers import them.
+    async fn run_scheduler(self: Arc<Self>, wake: Arc<Notify>) {
         let mut last_tick = Timestamp::now();
         let mut last_sweep = std::time::Instant::now();
         loop {
-            let me = self.clone();
+            tokio::time::sleep(Duration::from_secs(5)).await;
             let since = last_tick;
             last_tick = Timestamp::now();
             let now = last_tick;
@@ -590,25 +708,53 @@ impl Ingest {
             if sweep {
                 last_sweep = std::time::Instant::now();
             }
+            let me = self.clone();
             let work = move || {
                 me.run_schedules(since, now);
                 if sweep {
                     me.sweep_archive();
                 }
-                me.drain()
             };
-            match tokio::task::spawn_blocking(work).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => warn!("import worker: {e}"),
-                Err(e) => warn!("import worker crashed: {e}"),
+            if let Err(e) = tokio::task::spawn_blocking(work).await {
+                warn!("scheduler crashed: {e}");
             }
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = wake.notified() => {}
-                // Leases of a crashed worker expire; look again now and then.
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            }
+            wake.notify_one();
         }
+    }
+}
+
+/// A tenant's turn to import (see [`Ingest::turn`]); given back when dropped.
+pub struct Turn {
+    _tenant: std::fs::File,
+    _all: std::fs::File,
+}
+
+enum Lock {
+    Shared,
+    Exclusive,
+}
+
+/// Whose upload is imported next: of the tenants with waiting uploads and no import running,
+/// the one served longest ago (never served: first), then the one waiting longest. A tenant
+/// with fifty files queued holds one worker at a time, and every other tenant's file is next
+/// in line as soon as a worker is free.
+#[derive(Default)]
+pub struct Rotation {
+    /// When each tenant was last picked, by `clock`.
+    served: HashMap<String, u64>,
+    clock: u64,
+}
+
+impl Rotation {
+    /// Picks from `waiting` (tenant, oldest waiting event), skipping `busy` tenants.
+    pub fn next(&mut self, waiting: &[(String, i64)], busy: &HashSet<String>) -> Option<String> {
+        let (tenant, _) = waiting
+            .iter()
+            .filter(|(t, _)| !busy.contains(t))
+            .min_by_key(|(t, oldest)| (self.served.get(t).copied().unwrap_or(0), *oldest))?;
+        self.clock += 1;
+        self.served.insert(tenant.clone(), self.clock);
+        Some(tenant.clone())
     }
 }
 
@@ -717,6 +863,36 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256Hex)> {
 mod tests {
     use super::*;
 
+    fn waiting(tenants: &[(&str, i64)]) -> Vec<(String, i64)> {
+        tenants.iter().map(|(t, id)| (t.to_string(), *id)).collect()
+    }
+
+    #[test]
+    fn tenants_take_turns_however_many_files_one_has_queued() {
+        let mut rotation = Rotation::default();
+        let mut busy = HashSet::new();
+        // A and C have fifty files each: the oldest upload first, then one import per tenant.
+        let queue = waiting(&[("a", 1), ("c", 2)]);
+        assert_eq!(rotation.next(&queue, &busy).as_deref(), Some("a"));
+        busy.insert("a".to_owned());
+        assert_eq!(rotation.next(&queue, &busy).as_deref(), Some("c"));
+        busy.insert("c".to_owned());
+        assert_eq!(rotation.next(&queue, &busy), None, "one import per tenant at a time");
+        // B's one file arrives while both workers are busy; A's import ends. A has 49 more
+        // files, all older than B's: B goes first all the same.
+        busy.remove("a");
+        let queue = waiting(&[("a", 3), ("c", 4), ("b", 60)]);
+        assert_eq!(rotation.next(&queue, &busy).as_deref(), Some("b"));
+        busy.insert("b".to_owned());
+        // C's ends: A was served before C, so A is next, then C.
+        busy.remove("c");
+        assert_eq!(rotation.next(&queue, &busy).as_deref(), Some("a"));
+        busy.insert("a".to_owned());
+        busy.remove("b");
+        let queue = waiting(&[("a", 5), ("c", 4)]);
+        assert_eq!(rotation.next(&queue, &busy).as_deref(), Some("c"));
+    }
+
     #[test]
     fn next_run_reads_the_schedule_in_the_tenant_time_zone() {
         let cron = Cron::parse("0 2 * * *").unwrap();
@@ -768,13 +944,15 @@ mod scheduler_tests {
         // 02:00 in Chicago is 08:00 UTC in November: nothing before it...
         ingest.run_schedules(t("2026-11-23T07:58:00Z"), t("2026-11-23T07:59:30Z"));
         assert!(store.imports("acme", 10).unwrap().is_empty());
-        // ...and one import when a tick passes it.
+        // ...and one import when a tick passes it (queued by the tick, imported by the workers).
         ingest.run_schedules(t("2026-11-23T07:59:30Z"), t("2026-11-23T08:00:05Z"));
+        assert_eq!(ingest.drain().unwrap(), 1);
         let imports = store.imports("acme", 10).unwrap();
         assert_eq!(imports.len(), 1);
         assert_eq!(imports[0].counts.added, 2);
         assert!(!folder.join("students.csv").exists());
         ingest.run_schedules(t("2026-11-23T08:00:05Z"), t("2026-11-23T08:01:05Z"));
+        assert_eq!(ingest.drain().unwrap(), 0);
         assert_eq!(store.imports("acme", 10).unwrap().len(), 1);
     }
     /// `sluice sync` queues what it finds while the server's worker keeps polling the same

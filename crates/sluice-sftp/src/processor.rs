@@ -533,7 +533,7 @@ impl Processor {
             UploadEvent { tenant: self.tenant.clone(), path, size, sha256, at_ms: sluice_store::now_ms() };
         let store = self.shared.store.clone();
         let logged = event.clone();
-        // Off the async threads: while a large first import holds the write lock, recording
+        // Off the async threads: while a large import's apply holds the write lock, recording
         // waits for it, and must not stall every other session meanwhile.
         let recorded = tokio::task::spawn_blocking(move || store.record_upload(&event))
             .await

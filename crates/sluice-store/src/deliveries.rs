@@ -58,8 +58,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
 impl Store {
     /// Queues the notifications of an import's end, per the tenant's settings; returns how many.
     pub fn queue_deliveries(&self, import_id: i64) -> Result<usize> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        // Immediate: a read-then-write transaction whose snapshot another import's commit
+        // overtook would fail at once, without waiting (imports of tenants run in parallel).
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let (tenant_id, emails, url): (i64, String, String) = tx.query_row(
                 "SELECT t.id, t.notify_emails, t.webhook_url FROM imports i JOIN tenants t ON t.id = i.tenant_id WHERE i.id = ?1",
                 [import_id],

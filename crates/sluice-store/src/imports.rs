@@ -150,6 +150,9 @@ pub struct Outcome<'a> {
     pub referrers: &'a [crate::Referrer],
 }
 
+/// How long an import waits for the write lock to apply (see [`Store::import_connection`]).
+const IMPORT_WRITE_WAIT: Duration = Duration::from_secs(3600);
+
 /// At most this many errors are stored per import; the report file has them all.
 pub const STORED_ERRORS: usize = 10_000;
 
@@ -255,7 +258,7 @@ impl Store {
         upload_id: Option<i64>,
         manifest_upload: Option<i64>,
     ) -> Result<i64> {
-        self.with(|c| {
+        self.with_write(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
             c.execute(
                 "INSERT INTO imports (tenant_id, type, file_name, source, upload_id, manifest_upload, status, created_ms)
@@ -339,7 +342,7 @@ impl Store {
     /// Records that `by` approved a held import, before it is applied: should applying it
     /// fail, the record still says who approved it.
     pub fn record_approval(&self, id: i64, by: &str) -> Result<()> {
-        self.with(|c| {
+        self.with_write(|c| {
             let n = c.execute(
                 "UPDATE imports SET decided_by = ?2, decided_ms = ?3 WHERE id = ?1 AND status = 'held'",
                 params![id, by, now_ms()],
@@ -353,7 +356,7 @@ impl Store {
 
     /// Marks a held import discarded by `by`.
     pub fn discard_import(&self, id: i64, by: &str) -> Result<()> {
-        self.with(|c| {
+        self.with_write(|c| {
             let now = now_ms();
             let n = c.execute(
                 "UPDATE imports SET status = 'discarded', held_file = NULL, finished_ms = ?2, decided_by = ?3,
@@ -406,7 +409,7 @@ impl Store {
     /// Upload events not yet turned into imports, oldest first, whose lease (if any) expired.
     /// Claiming one sets a lease, so a crash mid-import lets it be claimed again later.
     pub fn claim_upload(&self, lease: Duration, tenant: Option<&str>) -> Result<Option<crate::StoredUpload>> {
-        self.with(|c| {
+        self.with_write(|c| {
             let now = now_ms();
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let id: Option<i64> = tx
@@ -429,6 +432,22 @@ impl Store {
         })
     }
 
+    /// Tenants with upload events that can be claimed now, each with its oldest such event,
+    /// oldest first: what the import workers choose from.
+    pub fn waiting_tenants(&self) -> Result<Vec<(String, i64)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT t.name, MIN(u.id) AS oldest FROM upload_events u JOIN tenants t ON t.id = u.tenant_id
+                 WHERE u.consumed_ms IS NULL AND (u.lease_until_ms IS NULL OR u.lease_until_ms < ?1)
+                 GROUP BY u.tenant_id ORDER BY oldest",
+            )?;
+            let rows = stmt
+                .query_map([now_ms()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
     /// Records an import that failed before any row could be read (no import type for the
     /// folder, say), consuming its upload event in the same transaction.
     pub fn record_failed_import(
@@ -440,7 +459,7 @@ impl Store {
         upload_id: Option<i64>,
         message: &str,
     ) -> Result<i64> {
-        self.with(|c| {
+        self.with_write(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
             let tx = c.transaction()?;
             let now = now_ms();
@@ -513,7 +532,7 @@ impl Store {
 
     /// Marks an upload event handled as a retry of `original`: not imported.
     pub fn consume_as_duplicate(&self, id: i64, original: i64) -> Result<()> {
-        self.with(|c| {
+        self.with_write(|c| {
             c.execute(
                 "UPDATE upload_events SET consumed_ms = ?2, duplicate_of = ?3 WHERE id = ?1",
                 params![id, now_ms(), original],
@@ -524,7 +543,7 @@ impl Store {
 
     /// Marks an upload event handled without an import (e.g. no type for its folder).
     pub fn consume_upload(&self, id: i64, import_id: Option<i64>) -> Result<()> {
-        self.with(|c| {
+        self.with_write(|c| {
             c.execute(
                 "UPDATE upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
                 params![id, now_ms(), import_id],
@@ -553,13 +572,15 @@ impl Store {
     }
 
     /// A connection of an import's own: staging in its temp schema never blocks the store's.
+    /// It waits as long as it takes for the write lock (imports of other tenants apply one at
+    /// a time), off the store's shared connection, so waiting holds up no one else.
     pub(crate) fn import_connection(&self, cache_kib: i64) -> Result<Connection> {
         let path = self
             .path
             .as_ref()
             .ok_or_else(|| StoreError::Corrupt("imports need a file-backed database".into()))?;
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.busy_timeout(IMPORT_WRITE_WAIT)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         crate::stable_plans(&conn)?;
         conn.pragma_update(None, "temp_store", "FILE")?;
@@ -577,22 +598,16 @@ impl Store {
             "CREATE TEMP TABLE IF NOT EXISTS stage (key TEXT PRIMARY KEY, line INTEGER NOT NULL, data TEXT NOT NULL,
                  hash INTEGER NOT NULL, kind INTEGER NOT NULL) WITHOUT ROWID;
              DELETE FROM temp.stage;
-             BEGIN IMMEDIATE;",
+             BEGIN;",
         )?;
+        // Rows are staged in the temp schema, without the write lock (a type's first import
+        // too: other tenants' imports commit meanwhile), and applied set-based at the end.
         let existing = conn.query_row(
             "SELECT COUNT(*) FROM main.records WHERE tenant_id = ?1 AND type = ?2",
             params![tenant_id, type_name],
             |r| r.get::<_, i64>(0),
         )? as u64;
-        // A first import of a type has nothing to compare with or delete: its rows go straight
-        // into `records` under the write lock taken above (as fast as a plain bulk insert).
-        // Otherwise rows are staged in the temp schema, without the write lock, and applied
-        // set-based at the end.
-        let fresh = existing == 0;
-        if !fresh {
-            conn.execute_batch("COMMIT; BEGIN;")?;
-        }
-        Ok(Loader { conn, tenant_id, type_name: type_name.to_owned(), import_id, staged: 0, fresh, existing })
+        Ok(Loader { conn, tenant_id, type_name: type_name.to_owned(), import_id, staged: 0, existing })
     }
 }
 
@@ -603,8 +618,6 @@ pub struct Loader {
     type_name: String,
     import_id: i64,
     staged: u64,
-    /// No records of this type existed: load directly (see [`Store::loader`]).
-    fresh: bool,
     existing: u64,
 }
 
@@ -619,9 +632,6 @@ impl Loader {
         hash: i64,
         kind: StageKind,
     ) -> Result<Option<u64>> {
-        if self.fresh {
-            return self.load_fresh(line, key, data, hash, kind);
-        }
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO temp.stage (key, line, data, hash, kind) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING",
         )?;
@@ -633,50 +643,14 @@ impl Loader {
         Ok(Some(first.query_row([key], |r| r.get::<_, i64>(0))? as u64))
     }
 
-    /// First import of a type: loadable rows go straight into `records`; the few others
-    /// (rejected, or delta deletions of records that cannot exist yet) are only remembered in
-    /// the temp table, so that duplicates are caught whichever kinds they mix.
-    fn load_fresh(
-        &mut self,
-        line: u64,
-        key: &str,
-        data: &str,
-        hash: i64,
-        kind: StageKind,
-    ) -> Result<Option<u64>> {
-        if self.staged > 0 {
-            let mut q = self.conn.prepare_cached("SELECT line FROM temp.stage WHERE key = ?1")?;
-            if let Some(first) = q.query_row([key], |r| r.get::<_, i64>(0)).optional()? {
-                return Ok(Some(first as u64));
-            }
-        }
-        let row = FreshRow {
-            tenant_id: self.tenant_id,
-            type_name: &self.type_name,
-            import_id: self.import_id,
-            line,
-            key,
-        };
-        match row.load(&self.conn, data, hash, kind)? {
-            Fresh::Loaded => return Ok(None),
-            Fresh::Duplicate(first) => return Ok(Some(first)),
-            Fresh::NotLoaded => {}
-        }
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO temp.stage (key, line, data, hash, kind) VALUES (?1, ?2, '', 0, ?3)",
-        )?;
-        insert.execute(params![key, line as i64, kind as i64])?;
-        self.staged += 1;
-        Ok(None)
-    }
-
     pub fn staged(&self) -> u64 {
         self.staged
     }
 
-    /// (connection, tenant, type, fresh), for the reference checks in `referrers`.
+    /// (connection, tenant, type, first), for the reference checks in `referrers`: a type's
+    /// first import deletes nothing.
     pub(crate) fn parts(&self) -> (&Connection, i64, &str, bool) {
-        (&self.conn, self.tenant_id, &self.type_name, self.fresh)
+        (&self.conn, self.tenant_id, &self.type_name, self.existing == 0)
     }
 
     pub(crate) fn import_id(&self) -> i64 {
@@ -696,9 +670,6 @@ impl Loader {
     /// Keys of some records a mirror import would delete (for a person deciding whether to
     /// approve it), in key order.
     pub fn deletion_sample(&self, limit: usize) -> Result<Vec<String>> {
-        if self.fresh {
-            return Ok(Vec::new());
-        }
         let mut stmt = self.conn.prepare(
             "SELECT r.key FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2
              AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = r.key) ORDER BY r.key LIMIT ?3",
@@ -716,20 +687,17 @@ impl Loader {
 
     /// What applying the staged rows would do: (added, updated, unchanged, deleted).
     pub fn plan(&mut self, mode: LoadMode) -> Result<Counts> {
-        if self.fresh {
-            let added = self.conn.query_row(
-                "SELECT COUNT(*) FROM main.records WHERE tenant_id = ?1 AND type = ?2",
-                params![self.tenant_id, self.type_name],
-                |r| r.get::<_, i64>(0),
-            )? as u64;
-            return Ok(Counts { added, ..Counts::default() });
-        }
         let q = |sql: &str| -> Result<u64> {
             Ok(self.conn.query_row(sql, params![self.tenant_id, self.type_name], |r| r.get::<_, i64>(0))?
                 as u64)
         };
         let loadable =
             q("SELECT COUNT(*) FROM temp.stage WHERE kind = 0 AND ?1 IS NOT NULL AND ?2 IS NOT NULL")?;
+        if self.existing == 0 {
+            // A type's first import (the tenant's imports take turns, so none came between):
+            // nothing to compare with or delete.
+            return Ok(Counts { added: loadable, ..Counts::default() });
+        }
         let added = q("SELECT COUNT(*) FROM temp.stage s WHERE s.kind = 0 AND NOT EXISTS
              (SELECT 1 FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2 AND r.key = s.key)")?;
         // A deactivated record listed again is updated (made active), not unchanged.
@@ -756,14 +724,14 @@ impl Loader {
 
     /// Applies (or only records, for failed and held imports) the outcome in one transaction.
     pub fn commit(self, outcome: Outcome<'_>) -> Result<()> {
-        finish(&self.conn, self.fresh, outcome.apply.is_some(), || self.apply(&outcome))
+        finish(&self.conn, || self.apply(&outcome))
     }
 
     fn apply(&self, o: &Outcome<'_>) -> Result<()> {
         let c = &self.conn;
         let (t, ty, id) = (self.tenant_id, self.type_name.as_str(), self.import_id);
         still_open(c, id)?;
-        if let Some(mode) = o.apply.filter(|_| !self.fresh) {
+        if let Some(mode) = o.apply {
             c.execute(
                 "INSERT INTO main.records (tenant_id, type, key, data, hash, created_import, updated_import, line)
                  SELECT ?1, ?2, key, data, hash, ?3, ?3, line FROM temp.stage WHERE kind = 0
@@ -807,68 +775,10 @@ impl Loader {
     }
 }
 
-/// One row of a first import, which goes straight into `records` (see [`Store::loader`]).
-pub(crate) struct FreshRow<'a> {
-    pub tenant_id: i64,
-    pub type_name: &'a str,
-    pub import_id: i64,
-    pub line: u64,
-    pub key: &'a str,
-}
-
-pub(crate) enum Fresh {
-    Loaded,
-    /// An earlier row of the import has the key: its line.
-    Duplicate(u64),
-    /// Not loadable (rejected, or a deletion of what cannot exist yet), and no duplicate: the
-    /// caller remembers its key so that a later duplicate is caught.
-    NotLoaded,
-}
-
-impl FreshRow<'_> {
-    pub(crate) fn load(&self, c: &Connection, data: &str, hash: i64, kind: StageKind) -> Result<Fresh> {
-        if kind == StageKind::Load {
-            let mut insert = c.prepare_cached(
-                "INSERT INTO main.records (tenant_id, type, key, data, hash, created_import, updated_import, line)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (tenant_id, type, key) DO NOTHING",
-            )?;
-            let values = params![
-                self.tenant_id,
-                self.type_name,
-                self.key,
-                data,
-                hash,
-                self.import_id,
-                self.line as i64
-            ];
-            if insert.execute(values)? == 1 {
-                return Ok(Fresh::Loaded);
-            }
-        }
-        let mut earlier = c.prepare_cached(
-            "SELECT line FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
-        )?;
-        Ok(earlier
-            .query_row(params![self.tenant_id, self.type_name, self.key], |r| r.get::<_, Option<i64>>(0))
-            .optional()?
-            .map_or(Fresh::NotLoaded, |first| Fresh::Duplicate(first.unwrap_or(0) as u64)))
-    }
-}
-
-/// Ends an import's transaction with `apply` in it. Staged imports read in a deferred
-/// transaction and take the write lock only now; fresh ones (rows written straight into
-/// `records` under the lock) roll those rows back first when they are not to be applied.
-pub(crate) fn finish(
-    conn: &Connection,
-    fresh: bool,
-    applying: bool,
-    apply: impl FnOnce() -> Result<()>,
-) -> Result<()> {
-    if !fresh {
-        conn.execute_batch("COMMIT; BEGIN IMMEDIATE;")?;
-    } else if !applying {
-        conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE;")?;
-    }
+/// Ends an import's transaction with `apply` in it. Imports stage and read in a deferred
+/// transaction and take the write lock only now, for the set-based apply.
+pub(crate) fn finish(conn: &Connection, apply: impl FnOnce() -> Result<()>) -> Result<()> {
+    conn.execute_batch("COMMIT; BEGIN IMMEDIATE;")?;
     match apply() {
         Ok(()) => {
             conn.execute_batch("COMMIT")?;

@@ -123,8 +123,8 @@ pub struct Store {
     path: Option<std::path::PathBuf>,
 }
 
-/// How long a write waits for the write lock (long enough to wait out a large first
-/// import; see ARCHITECTURE.md, "Write-lock time").
+/// How long a write waits for the write lock (long enough to wait out a large import's
+/// apply; see ARCHITECTURE.md, "Write-lock time").
 const WRITE_WAIT: Duration = Duration::from_secs(60);
 
 pub fn now_ms() -> i64 {
@@ -143,8 +143,8 @@ impl Store {
     }
 
     fn setup(conn: Connection, path: Option<std::path::PathBuf>) -> Result<Self> {
-        // Long enough to wait out a large first import (which holds the write lock) rather than
-        // fail an upload; see ARCHITECTURE.md, "Write-lock time".
+        // Long enough to wait out a large import's apply (which holds the write lock) rather
+        // than fail an upload; see ARCHITECTURE.md, "Write-lock time".
         conn.busy_timeout(WRITE_WAIT)?;
         // WAL: readers never block the writer. NORMAL: a committed transaction survives a
         // process crash; only an OS crash can lose the last few, like the uploaded files
@@ -157,9 +157,9 @@ impl Store {
         Ok(Self { conn: Mutex::new(conn), path })
     }
 
-    /// For a short write that someone is waiting on (an upload's record, a login's session):
-    /// waits for the write lock, which a large first import holds for its whole run, in short
-    /// tries, and lets go of the store between them, so that everything else the store serves
+    /// For a short write that someone is waiting on (an upload's record, a login's session,
+    /// an import worker's bookkeeping): waits for the write lock, which a large import holds
+    /// while it applies, in short tries, and lets go of the store between them, so that everything else the store serves
     /// (logins, key lookups, pages) goes on meanwhile. `f` may run more than once.
     pub(crate) fn with_write<T>(&self, mut f: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
         let deadline = std::time::Instant::now() + WRITE_WAIT;

@@ -4,13 +4,12 @@
 //! `tobedeleted`, keeps its data with `"status":"tobedeleted"`, and comes back to `active`
 //! when a later file lists it again.
 //!
-//! A tenant's first package has nothing to compare with or mark: its rows go straight into
-//! `records` under the write lock, taken at the start (as a type's first CSV import does),
-//! which halves the writing of a district's first bulk.
+//! Staging takes no write lock (a tenant's first package too): other tenants' imports commit
+//! meanwhile; only the apply holds it.
 
-use crate::imports::{Counts, Fresh, FreshRow, Outcome, StageKind, apply_outcome, finish};
+use crate::imports::{Counts, Outcome, StageKind, apply_outcome, finish};
 use crate::{Result, Store};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 /// How a file's rows change the records of its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,10 +24,8 @@ pub struct PackageLoader {
     conn: Connection,
     tenant_id: i64,
     import_id: i64,
-    /// The tenant had no package records: load directly (see the module comment).
-    fresh: bool,
-    /// Fresh: rows kept only in the temp table (rejected rows, deletions).
-    remembered: u64,
+    /// The tenant had no package records: nothing to compare with or mark.
+    first: bool,
 }
 
 impl Store {
@@ -41,16 +38,12 @@ impl Store {
                  line INTEGER NOT NULL, data TEXT NOT NULL, hash INTEGER NOT NULL, kind INTEGER NOT NULL,
                  PRIMARY KEY (type, key)) WITHOUT ROWID;
              DELETE FROM temp.package_stage;
-             BEGIN IMMEDIATE;",
+             BEGIN;",
         )?;
-        let fresh = !conn
+        let first = !conn
             .prepare("SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type >= 'oneroster.' AND type < 'oneroster/'")?
             .exists([tenant_id])?;
-        if !fresh {
-            // Stage in the temp schema without the write lock; take it again to apply.
-            conn.execute_batch("COMMIT; BEGIN;")?;
-        }
-        Ok(PackageLoader { conn, tenant_id, import_id, fresh, remembered: 0 })
+        Ok(PackageLoader { conn, tenant_id, import_id, first })
     }
 }
 
@@ -65,9 +58,6 @@ impl PackageLoader {
         hash: i64,
         kind: StageKind,
     ) -> Result<Option<u64>> {
-        if self.fresh {
-            return self.load_fresh(type_name, line, key, data, hash, kind);
-        }
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO temp.package_stage (type, key, line, data, hash, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (type, key) DO NOTHING",
@@ -80,46 +70,10 @@ impl PackageLoader {
         Ok(Some(first.query_row(params![type_name, key], |r| r.get::<_, i64>(0))? as u64))
     }
 
-    /// First package: loadable rows go straight into `records`; the others (rejected rows,
-    /// deletions of records that cannot exist yet) are only remembered in the temp table, so
-    /// that duplicates are caught whichever kinds they mix.
-    fn load_fresh(
-        &mut self,
-        type_name: &str,
-        line: u64,
-        key: &str,
-        data: &str,
-        hash: i64,
-        kind: StageKind,
-    ) -> Result<Option<u64>> {
-        if self.remembered > 0 {
-            let mut staged = self
-                .conn
-                .prepare_cached("SELECT line FROM temp.package_stage WHERE type = ?1 AND key = ?2")?;
-            if let Some(first) =
-                staged.query_row(params![type_name, key], |r| r.get::<_, i64>(0)).optional()?
-            {
-                return Ok(Some(first as u64));
-            }
-        }
-        let row = FreshRow { tenant_id: self.tenant_id, type_name, import_id: self.import_id, line, key };
-        match row.load(&self.conn, data, hash, kind)? {
-            Fresh::Loaded => return Ok(None),
-            Fresh::Duplicate(first) => return Ok(Some(first)),
-            Fresh::NotLoaded => {}
-        }
-        self.conn
-            .prepare_cached(
-                "INSERT INTO temp.package_stage (type, key, line, data, hash, kind) VALUES (?1, ?2, ?3, '', 0, ?4)",
-            )?
-            .execute(params![type_name, key, line as i64, kind as i64])?;
-        self.remembered += 1;
-        Ok(None)
-    }
-
-    /// (connection, tenant, fresh), for the reference checks in `referrers`.
+    /// (connection, tenant, first), for the reference checks in `referrers`: a tenant's
+    /// first package deletes nothing.
     pub(crate) fn parts(&self) -> (&Connection, i64, bool) {
-        (&self.conn, self.tenant_id, self.fresh)
+        (&self.conn, self.tenant_id, self.first)
     }
 
     pub(crate) fn import_id(&self) -> i64 {
@@ -136,7 +90,7 @@ impl PackageLoader {
 
     /// Active records of a type before this import.
     pub fn existing(&self, type_name: &str) -> Result<u64> {
-        if self.fresh {
+        if self.first {
             return Ok(0);
         }
         Ok(self.conn.query_row(
@@ -149,10 +103,12 @@ impl PackageLoader {
 
     /// What applying one type's staged rows would do.
     pub fn plan(&self, type_name: &str, mode: PackageMode) -> Result<Counts> {
-        if self.fresh {
+        if self.first {
+            // Nothing to compare with or mark (the tenant's imports take turns): every active
+            // row adds a record; deletions of records that cannot exist write nothing.
             let added = self.conn.query_row(
-                "SELECT COUNT(*) FROM main.records INDEXED BY records_by_state WHERE tenant_id = ?1 AND type = ?2",
-                params![self.tenant_id, type_name],
+                "SELECT COUNT(*) FROM temp.package_stage WHERE type = ?1 AND kind = 0",
+                [type_name],
                 |r| r.get::<_, i64>(0),
             )? as u64;
             return Ok(Counts { added, ..Counts::default() });
@@ -202,7 +158,7 @@ impl PackageLoader {
     /// Applies the staged rows of `types` (none for failed and held imports) and records the
     /// outcome, in one transaction.
     pub fn commit(self, types: &[(&str, PackageMode)], outcome: Outcome<'_>) -> Result<()> {
-        finish(&self.conn, self.fresh, outcome.apply.is_some(), || self.apply(types, &outcome))?;
+        finish(&self.conn, || self.apply(types, &outcome))?;
         self.conn.execute_batch("DELETE FROM temp.package_stage;")?;
         Ok(())
     }
@@ -211,7 +167,7 @@ impl PackageLoader {
         let c = &self.conn;
         let (t, id) = (self.tenant_id, self.import_id);
         crate::imports::still_open(c, id)?;
-        if o.apply.is_some() && !self.fresh {
+        if o.apply.is_some() {
             // Before any file is written: what the package deletes is still as planned.
             self.deactivate(c, types, o.referrers)?;
             for &(ty, mode) in types {

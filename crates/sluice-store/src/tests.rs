@@ -129,7 +129,7 @@ fn a_key_or_account_whose_tenant_row_is_gone_is_nobodys_not_the_operators() {
     assert_eq!(s.api_key_by_hash("bb").unwrap().unwrap().owner, KeyOwner::Operator);
 }
 
-/// A large first import holds the write lock for its whole run. Recording an upload waits
+/// A large import holds the write lock while it applies. Recording an upload waits
 /// for it, but lets go of the store meanwhile: logins and lookups go on.
 #[test]
 fn a_write_waiting_for_the_lock_does_not_hold_up_the_rest_of_the_store() {

@@ -145,6 +145,9 @@ archive_days = 0
 # An upload with the same bytes as an upload of the same file in the last N seconds that was
 # imported (or is being imported) is a client's retry, and is not imported again (0: off).
 duplicate_window_secs = 120
+# Imports of different tenants run side by side, this many at once; a tenant's own imports
+# run one at a time, in upload order. 0: one per core, at least 2.
+workers = 0
 
 [log]
 # tracing filter, e.g. "info" or "sluice_sftp=debug,info"; RUST_LOG overrides it.
@@ -170,9 +173,18 @@ pub struct ImportsConfig {
     pub types_dir: String,
     pub archive_days: u32,
     pub duplicate_window_secs: u64,
+    pub workers: usize,
 }
 
 impl ImportsConfig {
+    /// How many imports run at once: `workers`, or one per core (at least 2) when it is 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(2, usize::from).max(2),
+            n => n,
+        }
+    }
+
     pub fn types_dir(&self) -> Option<&std::path::Path> {
         (!self.types_dir.is_empty()).then(|| std::path::Path::new(&self.types_dir))
     }
@@ -553,6 +565,16 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./sluice-data"));
         assert!(!c.sftp.compat);
         assert_eq!(c.tenants.default_folders, ["students", "employees", "guardians", "visitors"]);
+    }
+
+    #[test]
+    fn import_workers_default_to_one_per_core_and_at_least_two() {
+        let c = Config::load(None, &[], &Overrides::default()).unwrap();
+        assert_eq!(c.imports.workers, 0);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(c.imports.worker_count(), cores.max(2));
+        let c = Config::load(None, &env(&[("SLUICE_IMPORTS_WORKERS", "3")]), &Overrides::default()).unwrap();
+        assert_eq!(c.imports.worker_count(), 3);
     }
 
     #[test]

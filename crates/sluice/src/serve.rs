@@ -194,7 +194,8 @@ pub async fn run(config: Config) -> Result<()> {
     let stop_worker = Arc::new(Notify::new());
     let worker = {
         let stop = stop_worker.clone();
-        tokio::spawn(ingest.run_worker(uploaded, async move { stop.notified().await }))
+        let workers = config.imports.worker_count();
+        tokio::spawn(ingest.run_worker(workers, uploaded, async move { stop.notified().await }))
     };
     server.serve(listener, shutdown).await;
     stop_http.notify_one();

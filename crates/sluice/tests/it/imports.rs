@@ -202,8 +202,8 @@ fn hostile_files_are_rejected_with_a_reason_and_change_nothing() {
     }
 }
 
-/// A first import loads straight into the records table; a failure late in the file must
-/// still leave nothing behind.
+/// A type's first import (nothing to compare with); a failure late in the file must leave
+/// nothing behind.
 #[test]
 fn a_first_import_that_fails_late_leaves_no_records() {
     let server = Server::start();
@@ -474,16 +474,20 @@ async fn manual_and_scheduled_tenants_wait_for_sync_and_archive_keeps_files() {
     assert!(archived[0].file_name().to_string_lossy().ends_with("-students.csv"));
 }
 
-/// Imports of one data directory take turns across processes: a CLI import waits while
-/// another import (here: the test, holding the same lock) runs, then proceeds.
+/// A tenant's imports take turns across processes: a CLI import waits while another import
+/// of the tenant (here: the test, holding the tenant's lock) runs, then proceeds; another
+/// tenant's import does not wait.
 #[test]
 fn imports_take_turns_across_processes() {
     let server = Server::start();
     server.importing_tenant("acme", "pw");
-    let lock_path = server.data_dir().join("spool").join("import.lock");
+    server.importing_tenant("other", "pw");
+    let lock_path = server.data_dir().join("spool").join("locks").join("acme.lock");
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).unwrap();
     lock.lock().unwrap();
     let file = write_file(server.dir.path(), "students.csv", students(&[("S1", "Ann", "Lee")]).as_bytes());
+    let (code, v) = import(&server, "other", "students.csv", students(&[("S1", "Ann", "Lee")]).as_bytes());
+    assert_eq!((code, v["status"].as_str()), (Some(0), Some("complete")), "another tenant's turn: {v}");
     let mut child = std::process::Command::new(BIN)
         .args(["--data-dir", server.data_dir().to_str().unwrap(), "import", "--tenant", "acme"])
         .arg(&file)

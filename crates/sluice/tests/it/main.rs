@@ -22,6 +22,7 @@ mod never_lost;
 mod notifications;
 mod oneroster;
 mod openssh;
+mod parallel_imports;
 mod paramiko;
 mod people;
 mod permissions;
