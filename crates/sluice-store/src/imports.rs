@@ -582,7 +582,6 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.busy_timeout(IMPORT_WRITE_WAIT)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        crate::stable_plans(&conn)?;
         conn.pragma_update(None, "temp_store", "FILE")?;
         conn.pragma_update(None, "cache_size", -cache_kib)?;
         // As durable as the rest of the store (see Store::open): survives a process crash.

@@ -152,7 +152,6 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        stable_plans(&conn)?;
         migrations::migrate(&conn)?;
         Ok(Self { conn: Mutex::new(conn), path })
     }
@@ -570,12 +569,3 @@ fn join_folders(folders: &[FolderName]) -> String {
 
 #[cfg(test)]
 mod tests;
-
-/// Plans that do not depend on the values bound: without this, SQLite marks the parameters of
-/// a `col = ?` term for re-preparing when they are rebound, and the statement cache (which
-/// clears the bindings of every statement it takes back) then re-prepares such a statement at
-/// each use: a lookup per row cost a parse and a plan per row.
-pub(crate) fn stable_plans(conn: &Connection) -> Result<()> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    Ok(())
-}

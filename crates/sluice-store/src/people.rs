@@ -3,7 +3,7 @@
 //! roles whose record is gone are dropped, and people left without a role are removed.
 
 use crate::{Result, Store};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Statement, params};
 use sluice_core::import::PersonColumns;
 use sluice_core::people::Contact;
 
@@ -91,7 +91,7 @@ fn link(
             params![tenant_id, type_name],
         )?;
     }
-    let mut linker = Linker { c, tenant_id, type_name, role: &p.role, warnings: Vec::new(), separate: 0 };
+    let mut linker = Linker::new(c, tenant_id, type_name, &p.role)?;
     let mut changed = c.prepare(
         "SELECT key, COALESCE(line, 0), json_extract(data, ?4), json_extract(data, ?5), json_extract(data, ?6),
                 json_extract(data, ?7), json_extract(data, ?8)
@@ -155,76 +155,108 @@ struct Linker<'c> {
     warnings: Vec<String>,
     /// People kept separate from a namesake (a warning each, up to [`MAX_WARNINGS`]).
     separate: usize,
+    /// The per-record statements, prepared once and held for the whole import. Not through
+    /// the statement cache: it clears the bindings of a statement it takes back, and SQLite
+    /// then parses and plans a statement with `col = ?` terms again at its next use.
+    lookup: Statement<'c>,
+    lookup_without_source: Statement<'c>,
+    update_person: Statement<'c>,
+    insert_person: Statement<'c>,
+    upsert_role: Statement<'c>,
+    holds_other: Statement<'c>,
 }
 
-impl Linker<'_> {
+impl<'c> Linker<'c> {
+    fn new(c: &'c Connection, tenant_id: i64, type_name: &'c str, role: &'c str) -> Result<Self> {
+        Ok(Self {
+            c,
+            tenant_id,
+            type_name,
+            role,
+            warnings: Vec::new(),
+            separate: 0,
+            lookup: c.prepare(LOOKUP)?,
+            lookup_without_source: c.prepare(LOOKUP_WITHOUT_SOURCE)?,
+            update_person: c.prepare(
+                "UPDATE main.people SET first_name = ?2, last_name = ?3, email = ?4, phone = ?5 WHERE id = ?1
+                 AND NOT (first_name = ?2 AND last_name = ?3 AND email = ?4 AND phone = ?5)",
+            )?,
+            insert_person: c.prepare(
+                "INSERT INTO main.people (tenant_id, first_name, last_name, email, phone) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            upsert_role: c.prepare(
+                "INSERT INTO main.person_roles (tenant_id, type, key, person_id, role, source_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (tenant_id, type, key) DO UPDATE SET person_id = excluded.person_id, role = excluded.role,
+                     source_id = excluded.source_id
+                 WHERE NOT (person_id = excluded.person_id AND role = excluded.role AND source_id = excluded.source_id)",
+            )?,
+            holds_other: c.prepare(
+                "SELECT 1 FROM main.person_roles WHERE person_id = ?1 AND role = ?2 AND source_id != ''
+                 AND source_id != ?3",
+            )?,
+        })
+    }
+
     fn link(&mut self, key: &str, line: i64, source_id: &str, contact: &Contact) -> Result<()> {
-        let (c, t) = (self.c, self.tenant_id);
+        let t = self.tenant_id;
         let reachable = !contact.email.is_empty() || !contact.phone.is_empty();
         // One statement for the three lookups: the person holding the role under this source
         // id, the person with exactly these contact details, and a person of the same name.
         // Without statistics the planner would walk the primary key for the first: the index
         // is named. (Which lookups count is decided here, not by conditions on parameters in
-        // the SQL: SQLite prepares a statement again for every new value of such a parameter.)
-        let sql = if source_id.is_empty() { LOOKUP_WITHOUT_SOURCE } else { LOOKUP };
-        let (known, by_contact, namesake): (Option<i64>, Option<i64>, Option<i64>) =
-            c.prepare_cached(sql)?.query_row(
-                params![
-                    t,
-                    self.role,
-                    source_id,
-                    contact.last_name,
-                    contact.first_name,
-                    contact.email,
-                    contact.phone
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+        // the SQL, which SQLite would plan again for every new value.)
+        let lookup = if source_id.is_empty() { &mut self.lookup_without_source } else { &mut self.lookup };
+        let (known, by_contact, namesake): (Option<i64>, Option<i64>, Option<i64>) = lookup.query_row(
+            params![
+                t,
+                self.role,
+                source_id,
+                contact.last_name,
+                contact.first_name,
+                contact.email,
+                contact.phone
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         // Names alone are no identity: a contact matches only with an email or phone.
         let by_contact = by_contact.filter(|_| reachable);
         let person = match (known, by_contact) {
             (Some(id), _) => {
                 // The source's id is the better identity: contact details follow it.
-                c.prepare_cached(
-                    "UPDATE main.people SET first_name = ?2, last_name = ?3, email = ?4, phone = ?5 WHERE id = ?1
-                     AND NOT (first_name = ?2 AND last_name = ?3 AND email = ?4 AND phone = ?5)",
-                )?
-                .execute(params![id, contact.first_name, contact.last_name, contact.email, contact.phone])?;
+                self.update_person.execute(params![
+                    id,
+                    contact.first_name,
+                    contact.last_name,
+                    contact.email,
+                    contact.phone
+                ])?;
                 id
             }
             // A person who holds this role under another source id is someone else.
             (None, Some(id)) if source_id.is_empty() || !self.holds_other_source(id, source_id)? => id,
             (None, _) => self.create(contact, line, namesake)?,
         };
-        c.prepare_cached(
-            "INSERT INTO main.person_roles (tenant_id, type, key, person_id, role, source_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (tenant_id, type, key) DO UPDATE SET person_id = excluded.person_id, role = excluded.role,
-                 source_id = excluded.source_id
-             WHERE NOT (person_id = excluded.person_id AND role = excluded.role AND source_id = excluded.source_id)",
-        )?
-        .execute(params![t, self.type_name, key, person, self.role, source_id])?;
+        self.upsert_role.execute(params![t, self.type_name, key, person, self.role, source_id])?;
         Ok(())
     }
 
     /// Whether `person` holds this role under a source id other than `source_id`.
-    fn holds_other_source(&self, person: i64, source_id: &str) -> Result<bool> {
-        Ok(self
-            .c
-            .prepare_cached(
-                "SELECT 1 FROM main.person_roles WHERE person_id = ?1 AND role = ?2 AND source_id != ''
-                 AND source_id != ?3",
-            )?
-            .exists(params![person, self.role, source_id])?)
+    fn holds_other_source(&mut self, person: i64, source_id: &str) -> Result<bool> {
+        Ok(self.holds_other.exists(params![person, self.role, source_id])?)
     }
 
     /// A new person for `contact`; warns when someone of the same name (`namesake`, looked up
     /// before the insert, which would otherwise be its own namesake) exists.
     fn create(&mut self, contact: &Contact, line: i64, namesake: Option<i64>) -> Result<i64> {
         let c = self.c;
-        c.prepare_cached(
-            "INSERT INTO main.people (tenant_id, first_name, last_name, email, phone) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![self.tenant_id, contact.first_name, contact.last_name, contact.email, contact.phone])?;
+        self.insert_person.execute(params![
+            self.tenant_id,
+            contact.first_name,
+            contact.last_name,
+            contact.email,
+            contact.phone
+        ])?;
         let id = c.last_insert_rowid();
         if let Some(other) = namesake {
             self.separate += 1;
