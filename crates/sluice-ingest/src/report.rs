@@ -111,6 +111,20 @@ mod tests {
     }
 
     #[test]
+    fn cells_a_semicolon_or_tab_locale_would_split_are_quoted() {
+        // Excel in a semicolon locale splits an unquoted cell at `;`, and the piece after it
+        // starting with `=` would run as a formula.
+        assert_eq!(csv_cell("Ann;=cmd|' /C calc'!A0;"), "\"Ann;=cmd|' /C calc'!A0;\"");
+        assert_eq!(csv_cell("Ann\t=1+1"), "\"Ann\t=1+1\"");
+        assert_eq!(csv_cell("a\nb"), "\"a\nb\"");
+        assert_eq!(csv_cell("a\rb"), "\"a\rb\"");
+        // A formula start is still neutralised, and the cell quoted when it needs it.
+        assert_eq!(csv_cell("=1;2"), "\"'=1;2\"");
+        assert_eq!(csv_cell("\t=1"), "\"'\t=1\"");
+        assert_eq!(csv_cell("Zoë Núñez"), "Zoë Núñez");
+    }
+
+    #[test]
     fn a_report_stops_listing_at_its_limit_and_says_how_many_more() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Report::new(dir.path().join("r.csv"));

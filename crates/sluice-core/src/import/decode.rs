@@ -255,6 +255,27 @@ mod tests {
     }
 
     #[test]
+    fn a_windows_1252_file_whose_first_blocks_are_ascii_switches_at_its_first_accent() {
+        // Excel's "CSV (Comma delimited)": a sorted roster reaches its first accent late.
+        let mut file = b"sisId,firstName,lastName\r\n".to_vec();
+        for i in 1..=4000 {
+            file.extend_from_slice(format!("S{i},First{i},Last{i}\r\n").as_bytes());
+        }
+        assert!(file.len() > 64 * 1024);
+        file.extend_from_slice(b"S4001,Jos\xe9,Garc\xeda\r\n");
+        for block in [64 * 1024, 4096, 7] {
+            let (text, enc) = decode_all(&file, block).unwrap();
+            assert_eq!(enc, Encoding::Windows1252, "block {block}");
+            assert!(text.ends_with("\r\nS4001,José,García\r\n"), "block {block}");
+            assert!(text.starts_with("sisId,firstName,lastName\r\nS1,First1,Last1\r\n"));
+        }
+        // A lone accented byte as the very last byte of a file.
+        let mut last = "a\n".repeat(40_000).into_bytes();
+        last.push(0xe9);
+        assert_eq!(decode_all(&last, 64 * 1024).unwrap().1, Encoding::Windows1252);
+    }
+
+    #[test]
     fn binary_and_mixed_files_are_rejected() {
         assert!(matches!(
             decode_all(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 4096),

@@ -680,6 +680,20 @@ mod tests {
         );
     }
 
+    /// A lenient row that cannot be read (a field too many) still names its record, keyed as
+    /// a readable row is (white space trimmed), so a bulk file does not mark it deleted.
+    #[test]
+    fn a_lenient_row_with_a_field_too_many_is_keyed_by_its_trimmed_id() {
+        let orgs = file_spec(Version::V1_2, "orgs").unwrap();
+        let layout =
+            check_header(orgs, &record(1, &ORGS), Strictness::Lenient, &mut Notes::default()).unwrap();
+        let fields = [" s1 ", "", "", "Lincoln, Jr. High", "school", "", "", "extra"];
+        let row = check_row(orgs, &layout, &record(2, &fields), FileMode::Bulk, &mut Notes::default());
+        assert_eq!(row.errors.iter().map(|e| e.code).collect::<Vec<_>>(), ["field_count"]);
+        assert_eq!(row.key.as_deref(), Some("s1"));
+        assert_eq!(row.errors[0].key, "s1");
+    }
+
     /// What SIS exports write (`TRUE`, `Scheduled`, a space between date and time, white
     /// space, trailing empty columns): lenient reading stores the specification's spelling
     /// and notes each, grouped; strict reading refuses each as before.
