@@ -84,11 +84,14 @@ fn write_row(w: &mut impl Write, fields: &[&str]) -> std::io::Result<()> {
 
 /// Quotes a cell for CSV and neutralises anything a spreadsheet would run as a formula
 /// (cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading apostrophe): a
-/// tenant's own bad data must not execute when they open their error report.
+/// tenant's own bad data must not execute when they open their error report. A cell holding
+/// any separator a spreadsheet may split at (comma, semicolon in European locales, tab), a
+/// quote or a line break is quoted, so no piece of it starts a cell of its own. The one
+/// escaping for every CSV sluice writes (error reports, record exports).
 pub fn csv_cell(value: &str) -> String {
     let risky = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let v = if risky { format!("'{value}") } else { value.to_owned() };
-    if v.contains([',', '"', '\n', '\r']) || v.starts_with(' ') || v.ends_with(' ') {
+    if v.contains([',', ';', '\t', '"', '\n', '\r']) || v.starts_with(' ') || v.ends_with(' ') {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
         v
@@ -143,7 +146,7 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         assert_eq!(text.lines().count() as u64, 1 + MAX_LINES + 1);
         assert!(text.ends_with(
-            ",,,,truncated,5 more errors are not listed; correct the ones above and send the file again,\r\n"
+            ",,,,truncated,\"5 more errors are not listed; correct the ones above and send the file again\",\r\n"
         ));
     }
 

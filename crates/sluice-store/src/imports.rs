@@ -578,16 +578,18 @@ impl Store {
              DELETE FROM temp.stage;
              BEGIN IMMEDIATE;",
         )?;
-        let existing = conn.query_row(
-            "SELECT COUNT(*) FROM main.records WHERE tenant_id = ?1 AND type = ?2",
+        // (all records, active ones): a deactivated record is not counted by the safeguard.
+        let (all, existing) = conn.query_row(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE inactive = 0) FROM main.records
+             WHERE tenant_id = ?1 AND type = ?2",
             params![tenant_id, type_name],
-            |r| r.get::<_, i64>(0),
-        )? as u64;
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)),
+        )?;
         // A first import of a type has nothing to compare with or delete: its rows go straight
         // into `records` under the write lock taken above (as fast as a plain bulk insert).
         // Otherwise rows are staged in the temp schema, without the write lock, and applied
         // set-based at the end.
-        let fresh = existing == 0;
+        let fresh = all == 0;
         if !fresh {
             conn.execute_batch("COMMIT; BEGIN;")?;
         }
@@ -687,7 +689,7 @@ impl Loader {
     pub fn reference_exists(&mut self, to_type: &str, key: &str) -> Result<bool> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type = ?2
-             AND (key = ?3 OR (key >= ?3 || char(31) AND key < ?3 || char(32)))",
+             AND inactive = 0 AND (key = ?3 OR (key >= ?3 || char(31) AND key < ?3 || char(32)))",
         )?;
         Ok(stmt.exists(params![self.tenant_id, to_type, key])?)
     }
@@ -708,7 +710,7 @@ impl Loader {
         Ok(keys.into_iter().map(|k| k.replace('\u{1f}', "+")).collect())
     }
 
-    /// Records of this type the tenant has now.
+    /// Active records of this type the tenant has now.
     pub fn existing(&self) -> u64 {
         self.existing
     }

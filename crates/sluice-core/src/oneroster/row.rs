@@ -213,7 +213,9 @@ pub fn check_row(
         notes.other(&file, "trailing_fields", "empty fields past the header's last column ignored");
     } else if rec.len() != layout.width {
         // The row cannot be read, but its record must not look absent from a snapshot.
-        let id = rec.get(0).unwrap_or("");
+        // Keyed as a readable row would be: trimmed when lenient.
+        let raw_id = rec.get(0).unwrap_or("");
+        let id = if layout.lenient { raw_id.trim() } else { raw_id };
         if !id.is_empty() && check_id(spec.version, id).is_ok() {
             out.key = Some(id.to_owned());
         }
