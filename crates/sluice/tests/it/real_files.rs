@@ -413,13 +413,17 @@ async fn a_row_with_an_unquoted_comma_is_rejected_and_its_record_is_kept_by_a_mi
         let v = upload(&server, tenant, "/students/students.csv", &twenty_students_with("S17,Ann,Lee")).await;
         assert_eq!(v["status"], "complete", "{v}");
         // Excel-less hand edit: a comma in a name, not quoted, one field too many.
-        let v =
-            upload(&server, tenant, "/students/students.csv", &twenty_students_with("S17,Lee, Jr.,Ann")).await;
+        let v = upload(&server, tenant, "/students/students.csv", &twenty_students_with("S17,Lee, Jr.,Ann"))
+            .await;
         assert_eq!(v["status"], "incomplete", "{v}");
         assert_eq!(v["counts"]["deleted"], 0, "the rejected row's record is not deleted: {v}");
         assert_eq!(v["counts"]["rejected"], 1, "{v}");
         let errs = errors(&v);
-        assert_eq!((errs[0]["line"].as_i64(), errs[0]["code"].as_str()), (Some(18), Some("field_count")), "{errs:#?}");
+        assert_eq!(
+            (errs[0]["line"].as_i64(), errs[0]["code"].as_str()),
+            (Some(18), Some("field_count")),
+            "{errs:#?}"
+        );
         assert_eq!(errs[0]["key"], "S17", "{errs:#?}");
         let records = students(&server, tenant);
         assert!(records.contains("S17,Ann,Lee"), "S17 kept as it was: {records}");
@@ -440,7 +444,11 @@ async fn an_excel_windows_1252_file_whose_first_accent_is_past_64_kib_loads() {
     file.extend_from_slice(b"S4001,Jos\xe9,Garc\xeda\r\n");
     for tenant in ["acme", "bolt"] {
         let v = upload(&server, tenant, "/students/students.csv", &file).await;
-        assert_eq!((v["status"].as_str(), v["encoding"].as_str()), (Some("complete"), Some("windows-1252")), "{v}");
+        assert_eq!(
+            (v["status"].as_str(), v["encoding"].as_str()),
+            (Some("complete"), Some("windows-1252")),
+            "{v}"
+        );
         assert_eq!(v["counts"]["added"], 4001, "{v}");
         assert!(students(&server, tenant).contains("S4001,José,García"), "decoded as Windows-1252");
     }
