@@ -514,4 +514,7 @@ async fn a_held_file_whose_approval_fails_is_kept() {
     let kept = server.cli(&["import", "file", &held_id.to_string()]);
     assert!(kept.status.success(), "{}", output_text(&kept));
     assert_eq!(kept.stdout, partial.as_bytes());
+    let key = server.api_key(Some("acme"));
+    let (status, _, body) = server.http("GET", &format!("/api/v1/imports/{held_id}/file"), Some(&key));
+    assert_eq!((status, body.as_str()), (200, partial));
 }
