@@ -236,6 +236,7 @@ fn evaluate_package(
         run.counts = Counts { rows: run.counts.rows, rejected: run.counts.rows, ..Counts::default() };
     }
     let report_file = run.report.finish().map_err(crate::run::io("writing the error report"))?;
+    let held_file = crate::run::kept_on_failure(req, id, status, held_file);
     let verdict = Verdict {
         status,
         counts: run.counts,
@@ -907,7 +908,8 @@ fn parse_file(
             Err(e) => {
                 let p = Problem {
                     file: String::new(),
-                    line: rec.line,
+                    // The error's own line: a bad byte may be rows past the last row read.
+                    line: Some(crate::run::csv_line(&e)).filter(|&l| l > 0).unwrap_or(rec.line),
                     code: "unreadable",
                     reason: format!("cannot be read: {e}"),
                 };

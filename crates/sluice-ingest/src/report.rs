@@ -84,11 +84,14 @@ fn write_row(w: &mut impl Write, fields: &[&str]) -> std::io::Result<()> {
 
 /// Quotes a cell for CSV and neutralises anything a spreadsheet would run as a formula
 /// (cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading apostrophe): a
-/// tenant's own bad data must not execute when they open their error report.
+/// tenant's own bad data must not execute when they open their error report. A cell holding
+/// any separator a spreadsheet may split at (comma, semicolon in European locales, tab), a
+/// quote or a line break is quoted, so no piece of it starts a cell of its own. The one
+/// escaping for every CSV sluice writes (error reports, record exports).
 pub fn csv_cell(value: &str) -> String {
     let risky = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let v = if risky { format!("'{value}") } else { value.to_owned() };
-    if v.contains([',', '"', '\n', '\r']) || v.starts_with(' ') || v.ends_with(' ') {
+    if v.contains([',', ';', '\t', '"', '\n', '\r']) || v.starts_with(' ') || v.ends_with(' ') {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
         v
@@ -111,6 +114,20 @@ mod tests {
     }
 
     #[test]
+    fn cells_a_semicolon_or_tab_locale_would_split_are_quoted() {
+        // Excel in a semicolon locale splits an unquoted cell at `;`, and the piece after it
+        // starting with `=` would run as a formula.
+        assert_eq!(csv_cell("Ann;=cmd|' /C calc'!A0;"), "\"Ann;=cmd|' /C calc'!A0;\"");
+        assert_eq!(csv_cell("Ann\t=1+1"), "\"Ann\t=1+1\"");
+        assert_eq!(csv_cell("a\nb"), "\"a\nb\"");
+        assert_eq!(csv_cell("a\rb"), "\"a\rb\"");
+        // A formula start is still neutralised, and the cell quoted when it needs it.
+        assert_eq!(csv_cell("=1;2"), "\"'=1;2\"");
+        assert_eq!(csv_cell("\t=1"), "\"'\t=1\"");
+        assert_eq!(csv_cell("Zoë Núñez"), "Zoë Núñez");
+    }
+
+    #[test]
     fn a_report_stops_listing_at_its_limit_and_says_how_many_more() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Report::new(dir.path().join("r.csv"));
@@ -129,7 +146,7 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         assert_eq!(text.lines().count() as u64, 1 + MAX_LINES + 1);
         assert!(text.ends_with(
-            ",,,,truncated,5 more errors are not listed; correct the ones above and send the file again,\r\n"
+            ",,,,truncated,\"5 more errors are not listed; correct the ones above and send the file again\",\r\n"
         ));
     }
 

@@ -319,6 +319,7 @@ fn evaluate(
     let report_file = report.finish().map_err(io("writing the error report"))?;
     let delimiter = delimiter.map(|d: Delimiter| d.name().to_owned());
     let referrers = found.into_iter().map(|(r, _)| r).collect();
+    let held_file = kept_on_failure(req, id, status, held_file);
     let verdict = Verdict {
         status,
         counts,
@@ -765,6 +766,10 @@ fn key_of(t: &ImportType, values: &Values, errors: &[RowError]) -> Option<String
         match &t.person {
             // A person's missing source id: their contact details tell records apart instead.
             Some(p) if v.is_empty() && p.id == Some(k) => {
+                // A row that cannot be read has no contact details to go by.
+                if errors.iter().any(|e| e.code == "field_count") {
+                    return None;
+                }
                 let at = |c: Option<usize>| c.map_or("", |c| values.get(c));
                 let contact =
                     Contact::new(values.get(p.first_name), values.get(p.last_name), at(p.email), at(p.phone));
@@ -799,6 +804,18 @@ pub(crate) fn content_hash(data: &str) -> i64 {
 }
 
 /// Where a held import's file (a CSV file or a package) is kept.
+/// An approval whose re-run fails keeps the held file: it is still the only copy of what was
+/// sent, and stays downloadable.
+pub(crate) fn kept_on_failure(
+    req: &ImportRequest<'_>,
+    id: i64,
+    status: ImportStatus,
+    held_file: Option<PathBuf>,
+) -> Option<PathBuf> {
+    let held = held_path(req.held_dir, id);
+    if status == ImportStatus::Failed && req.approved && req.file == held { Some(held) } else { held_file }
+}
+
 pub fn held_path(held_dir: &Path, id: i64) -> PathBuf {
     held_dir.join(format!("{id}.held"))
 }

@@ -598,8 +598,9 @@ impl Ingest {
                 }
                 e => ApproveError::Import(e),
             })?;
-        if done.status != ImportStatus::Held {
-            // Held again (the records changed since): the file waits for the next decision.
+        if !matches!(done.status, ImportStatus::Held | ImportStatus::Failed) {
+            // Held again (the records changed since): the file waits for the next decision;
+            // failed: it is the only copy of what was sent, kept for download.
             let _ = std::fs::remove_file(&file);
         }
         Ok(done)

@@ -601,12 +601,14 @@ impl Store {
         )?;
         // Rows are staged in the temp schema, without the write lock (a type's first import
         // too: other tenants' imports commit meanwhile), and applied set-based at the end.
-        let existing = conn.query_row(
-            "SELECT COUNT(*) FROM main.records WHERE tenant_id = ?1 AND type = ?2",
+        // (all records, active ones): a deactivated record is not counted by the safeguard.
+        let (all, existing) = conn.query_row(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE inactive = 0) FROM main.records
+             WHERE tenant_id = ?1 AND type = ?2",
             params![tenant_id, type_name],
-            |r| r.get::<_, i64>(0),
-        )? as u64;
-        Ok(Loader { conn, tenant_id, type_name: type_name.to_owned(), import_id, staged: 0, existing })
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)),
+        )?;
+        Ok(Loader { conn, tenant_id, type_name: type_name.to_owned(), import_id, staged: 0, first: all == 0, existing })
     }
 }
 
@@ -617,6 +619,9 @@ pub struct Loader {
     type_name: String,
     import_id: i64,
     staged: u64,
+    /// The tenant had no records of the type, active or not: nothing to compare or delete.
+    first: bool,
+    /// Active records of the type (what the safeguard's percentages are of).
     existing: u64,
 }
 
@@ -649,7 +654,7 @@ impl Loader {
     /// (connection, tenant, type, first), for the reference checks in `referrers`: a type's
     /// first import deletes nothing.
     pub(crate) fn parts(&self) -> (&Connection, i64, &str, bool) {
-        (&self.conn, self.tenant_id, &self.type_name, self.existing == 0)
+        (&self.conn, self.tenant_id, &self.type_name, self.first)
     }
 
     pub(crate) fn import_id(&self) -> i64 {
@@ -661,7 +666,7 @@ impl Loader {
     pub fn reference_exists(&mut self, to_type: &str, key: &str) -> Result<bool> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type = ?2
-             AND (key = ?3 OR (key >= ?3 || char(31) AND key < ?3 || char(32)))",
+             AND inactive = 0 AND (key = ?3 OR (key >= ?3 || char(31) AND key < ?3 || char(32)))",
         )?;
         Ok(stmt.exists(params![self.tenant_id, to_type, key])?)
     }
@@ -679,7 +684,7 @@ impl Loader {
         Ok(keys.into_iter().map(|k| k.replace('\u{1f}', "+")).collect())
     }
 
-    /// Records of this type the tenant has now.
+    /// Active records of this type the tenant has now.
     pub fn existing(&self) -> u64 {
         self.existing
     }
@@ -692,7 +697,7 @@ impl Loader {
         };
         let loadable =
             q("SELECT COUNT(*) FROM temp.stage WHERE kind = 0 AND ?1 IS NOT NULL AND ?2 IS NOT NULL")?;
-        if self.existing == 0 {
+        if self.first {
             // A type's first import (the tenant's imports take turns, so none came between):
             // nothing to compare with or delete.
             return Ok(Counts { added: loadable, ..Counts::default() });

@@ -230,3 +230,26 @@ fn an_approval_committing_after_a_newer_import_is_refused_in_its_transaction() {
     assert_eq!(s.record_count("acme", "students").unwrap(), 5, "the newer records stay");
     assert_eq!(s.import(held).unwrap().unwrap().status, ImportStatus::Superseded);
 }
+
+/// A record deactivated because what it named was deleted is not there for references, nor
+/// counted among the records a safeguard's percentages are taken of.
+#[test]
+fn deactivated_records_are_neither_referable_nor_counted_as_existing() {
+    use sluice_core::import::LoadMode::Mirror;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    let s = Store::open(&path).unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    let first = s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    load(&s, first, &["S1", "S2", "S3", "S4"]).commit(outcome(ImportStatus::Complete, Some(Mirror))).unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("UPDATE records SET inactive = 1 WHERE key IN ('S3', 'S4')")
+        .unwrap();
+    let next = s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    let mut l = s.loader("acme", "students", next).unwrap();
+    assert_eq!(l.existing(), 2, "two active students");
+    assert!(l.reference_exists("students", "S1").unwrap());
+    assert!(!l.reference_exists("students", "S3").unwrap(), "a deactivated record is not referable");
+    l.abandon().unwrap();
+}

@@ -307,7 +307,7 @@ async fn import_file(
             StatusCode::NOT_FOUND,
             "no_file",
             format!(
-                "import {id} is {}: only held and superseded imports keep their file",
+                "import {id} is {}: only held and superseded imports (and failed approvals) keep their file",
                 record.status.as_str()
             ),
         )

@@ -401,7 +401,7 @@ pub fn kept_file(dirs: &DataDirs, id: i64, output: Option<&Path>) -> Result<(), 
         return Err(Failure {
             code: 1,
             error: anyhow!(
-                "import {id} is {}: only held and superseded imports keep their file",
+                "import {id} is {}: only held and superseded imports (and failed approvals) keep their file",
                 r.status.as_str()
             ),
         });

@@ -3,8 +3,11 @@
 //! The encoding is decided from the first block: a BOM (UTF-8, UTF-16 LE/BE) wins; otherwise
 //! valid UTF-8 is UTF-8 (reported as ASCII if no byte above 0x7F ever appears), and anything
 //! else is Windows-1252 (a superset of ISO-8859-1's printable range). A NUL byte outside
-//! UTF-16 means the file is not text. A UTF-8 file that later turns invalid is rejected as
-//! mixed encodings rather than silently mis-decoded.
+//! UTF-16 means the file is not text. A file read as UTF-8 that turns invalid before any
+//! non-ASCII byte was seen is Windows-1252 from the start (Excel's "CSV (Comma delimited)"
+//! reaches its first accent after thousands of ASCII rows; ASCII decodes identically in
+//! both). One that turns invalid after real UTF-8 characters is rejected as mixed encodings
+//! rather than silently mis-decoded.
 
 use std::fmt;
 
@@ -92,15 +95,7 @@ impl Decoder {
         }
         let consumed = match self.encoding.unwrap_or(Encoding::Utf8) {
             Encoding::Utf8 | Encoding::Utf8Bom | Encoding::Ascii => self.utf8(data, last, out)?,
-            Encoding::Windows1252 => {
-                for &b in data {
-                    if b == 0 {
-                        return Err(DecodeError::NotText { offset: self.offset });
-                    }
-                    push_char(out, windows_1252(b));
-                }
-                data.len()
-            }
+            Encoding::Windows1252 => self.windows_1252(data, 0, out)?,
             Encoding::Utf16Le | Encoding::Utf16Be => self.utf16(data, last, out)?,
         };
         self.offset += consumed as u64;
@@ -126,9 +121,25 @@ impl Decoder {
                 if e.error_len().is_none() && !last {
                     return Ok(valid);
                 }
+                if !self.saw_non_ascii {
+                    // Nothing but ASCII so far, which Windows-1252 decodes identically.
+                    self.encoding = Some(Encoding::Windows1252);
+                    return Ok(valid + self.windows_1252(&data[valid..], valid, out)?);
+                }
                 Err(DecodeError::MixedEncoding { offset: self.offset + valid as u64 })
             }
         }
+    }
+
+    /// Decodes `data` (found `at` bytes past the current offset) as Windows-1252.
+    fn windows_1252(&self, data: &[u8], at: usize, out: &mut Vec<u8>) -> Result<usize, DecodeError> {
+        if let Some(nul) = memchr0(data) {
+            return Err(DecodeError::NotText { offset: self.offset + (at + nul) as u64 });
+        }
+        for &b in data {
+            push_char(out, windows_1252(b));
+        }
+        Ok(data.len())
     }
 
     fn utf16(&mut self, data: &[u8], last: bool, out: &mut Vec<u8>) -> Result<usize, DecodeError> {
@@ -252,6 +263,27 @@ mod tests {
         // Latin-1 / Windows-1252 bytes that are not UTF-8.
         let (text, enc) = decode_all(b"name\nJos\xe9 \x80\n", 4096).unwrap();
         assert_eq!((text.as_str(), enc), ("name\nJosé €\n", Encoding::Windows1252));
+    }
+
+    #[test]
+    fn a_windows_1252_file_whose_first_blocks_are_ascii_switches_at_its_first_accent() {
+        // Excel's "CSV (Comma delimited)": a sorted roster reaches its first accent late.
+        let mut file = b"sisId,firstName,lastName\r\n".to_vec();
+        for i in 1..=4000 {
+            file.extend_from_slice(format!("S{i},First{i},Last{i}\r\n").as_bytes());
+        }
+        assert!(file.len() > 64 * 1024);
+        file.extend_from_slice(b"S4001,Jos\xe9,Garc\xeda\r\n");
+        for block in [64 * 1024, 4096, 7] {
+            let (text, enc) = decode_all(&file, block).unwrap();
+            assert_eq!(enc, Encoding::Windows1252, "block {block}");
+            assert!(text.ends_with("\r\nS4001,José,García\r\n"), "block {block}");
+            assert!(text.starts_with("sisId,firstName,lastName\r\nS1,First1,Last1\r\n"));
+        }
+        // A lone accented byte as the very last byte of a file.
+        let mut last = "a\n".repeat(40_000).into_bytes();
+        last.push(0xe9);
+        assert_eq!(decode_all(&last, 64 * 1024).unwrap().1, Encoding::Windows1252);
     }
 
     #[test]

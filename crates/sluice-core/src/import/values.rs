@@ -310,6 +310,15 @@ impl HeaderMap {
                 value: String::new(),
                 ..Default::default()
             });
+            // The row cannot be read, but its record must not look absent from a mirror: its
+            // key is read from the key columns' header positions (as written, normalised).
+            for (c, col) in t.columns.iter().enumerate() {
+                let raw = self.positions[c].and_then(|p| rec.get(p)).unwrap_or("").trim();
+                match check_value(&col.kind, raw) {
+                    Ok(v) if t.key.contains(&c) && !raw.is_empty() => values.push(&v),
+                    _ => values.push(""),
+                }
+            }
             return false;
         }
         let before = errors.len();

@@ -213,7 +213,9 @@ pub fn check_row(
         notes.other(&file, "trailing_fields", "empty fields past the header's last column ignored");
     } else if rec.len() != layout.width {
         // The row cannot be read, but its record must not look absent from a snapshot.
-        let id = rec.get(0).unwrap_or("");
+        // Keyed as a readable row would be: trimmed when lenient.
+        let raw_id = rec.get(0).unwrap_or("");
+        let id = if layout.lenient { raw_id.trim() } else { raw_id };
         if !id.is_empty() && check_id(spec.version, id).is_ok() {
             out.key = Some(id.to_owned());
         }
@@ -678,6 +680,20 @@ mod tests {
             .errors
             .is_empty()
         );
+    }
+
+    /// A lenient row that cannot be read (a field too many) still names its record, keyed as
+    /// a readable row is (white space trimmed), so a bulk file does not mark it deleted.
+    #[test]
+    fn a_lenient_row_with_a_field_too_many_is_keyed_by_its_trimmed_id() {
+        let orgs = file_spec(Version::V1_2, "orgs").unwrap();
+        let layout =
+            check_header(orgs, &record(1, &ORGS), Strictness::Lenient, &mut Notes::default()).unwrap();
+        let fields = [" s1 ", "", "", "Lincoln, Jr. High", "school", "", "", "extra"];
+        let row = check_row(orgs, &layout, &record(2, &fields), FileMode::Bulk, &mut Notes::default());
+        assert_eq!(row.errors.iter().map(|e| e.code).collect::<Vec<_>>(), ["field_count"]);
+        assert_eq!(row.key.as_deref(), Some("s1"));
+        assert_eq!(row.errors[0].key, "s1");
     }
 
     /// What SIS exports write (`TRUE`, `Scheduled`, a space between date and time, white

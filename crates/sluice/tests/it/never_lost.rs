@@ -488,3 +488,33 @@ async fn enrollments_of_a_class_a_package_deletes_hold_it_or_are_deactivated() {
         }
     }
 }
+
+/// A held file whose approval fails on re-reading (here the tenant turned strict meanwhile,
+/// and strict reading refuses European Excel's `sep=;` line) is still the only copy of what
+/// the district sent: it stays downloadable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_file_whose_approval_fails_is_kept() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let full = full_students(&[1, 2, 3, 4, 5, 6], "09");
+    let v = upload(&server, &sftp, "acme", "/students/students.csv", full.as_bytes()).await;
+    assert_eq!(v["status"], "complete", "{v}");
+    let partial = "\u{feff}sep=;\r\nsisId;firstName;lastName\r\nS1;Ann;Lee\r\nS2;Bob;Ray\r\n";
+    let held = upload(&server, &sftp, "acme", "/students/students.csv", partial.as_bytes()).await;
+    assert_eq!(held["status"], "held", "{held}");
+    let held_id = held["id"].as_i64().unwrap();
+
+    server.cli_ok(&["tenant", "set", "acme", "strictness=strict"]);
+    let out = server.cli(&["approve", &held_id.to_string()]);
+    let after = show(&server, held_id);
+    assert_eq!(after["status"], "failed", "{}\n{after}", output_text(&out));
+    assert_eq!(records(&server, "acme", "students").lines().count(), 7, "nothing applied");
+
+    let kept = server.cli(&["import", "file", &held_id.to_string()]);
+    assert!(kept.status.success(), "{}", output_text(&kept));
+    assert_eq!(kept.stdout, partial.as_bytes());
+    let key = server.api_key(Some("acme"));
+    let (status, _, body) = server.http("GET", &format!("/api/v1/imports/{held_id}/file"), Some(&key));
+    assert_eq!((status, body.as_str()), (200, partial));
+}

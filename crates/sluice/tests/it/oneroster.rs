@@ -792,3 +792,35 @@ fn a_refused_package_with_large_files_after_the_refusal_ends_promptly() {
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(output_text(&out).contains("orgs.csv"), "{}", output_text(&out));
 }
+
+/// A users.csv that turns from UTF-8 to Latin-1 at line 2,500: refused, and the error names
+/// line 2,500 (where the bad byte is), not the last row read before it.
+#[test]
+fn a_read_error_deep_in_a_file_names_its_own_line() {
+    let server = setup();
+    let d = District::new();
+    let mut users = USERS_1_2.as_bytes().to_vec();
+    for i in 2..2500 {
+        users.extend_from_slice(format!("u{i},,,true,u{i},,Zoë{i},Núñez,,,,,,,,,,,,,s1,\n").as_bytes());
+    }
+    users.extend_from_slice(b"u2500,,,true,u2500,,Jos\xe9,Garc\xeda,,,,,,,,,,,,,s1,\n");
+    let files = ["academicSessions", "classes", "courses", "enrollments", "orgs", "roles", "users"];
+    let m = manifest("1.2", &files.map(|f| (f, "bulk")));
+    let pkg = zip(&[
+        ("manifest.csv", m.as_bytes()),
+        ("orgs.csv", d.orgs.as_bytes()),
+        ("academicSessions.csv", d.sessions.as_bytes()),
+        ("courses.csv", d.courses.as_bytes()),
+        ("classes.csv", d.classes.as_bytes()),
+        ("users.csv", &users),
+        ("roles.csv", d.roles.as_bytes()),
+        ("enrollments.csv", d.enrollments.as_bytes()),
+    ]);
+    let (v, text) = rejected(&server, &pkg);
+    assert_eq!(v["status"], "failed", "{text}");
+    let unreadable: Vec<&Value> =
+        v["errors"].as_array().unwrap().iter().filter(|e| e["code"] == "unreadable").collect();
+    assert_eq!(unreadable.len(), 1, "{text}");
+    assert_eq!(unreadable[0]["line"], 2500, "{text}");
+    assert!(unreadable[0]["reason"].as_str().unwrap().contains("invalid UTF-8"), "{text}");
+}

@@ -391,3 +391,65 @@ async fn the_error_report_names_each_record_and_opens_in_excel_with_its_accents(
         );
     }
 }
+
+/// Twenty students as a mirror file, with `row` in place of S17's line.
+fn twenty_students_with(row: &str) -> Vec<u8> {
+    let mut s = String::from("sisId,firstName,lastName\r\n");
+    for i in 1..=20 {
+        if i == 17 {
+            s.push_str(row);
+        } else {
+            s.push_str(&format!("S{i},First{i},Last{i}"));
+        }
+        s.push_str("\r\n");
+    }
+    s.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_with_an_unquoted_comma_is_rejected_and_its_record_is_kept_by_a_mirror() {
+    let server = setup();
+    for tenant in ["acme", "bolt"] {
+        let v = upload(&server, tenant, "/students/students.csv", &twenty_students_with("S17,Ann,Lee")).await;
+        assert_eq!(v["status"], "complete", "{v}");
+        // Excel-less hand edit: a comma in a name, not quoted, one field too many.
+        let v = upload(&server, tenant, "/students/students.csv", &twenty_students_with("S17,Lee, Jr.,Ann"))
+            .await;
+        assert_eq!(v["status"], "incomplete", "{v}");
+        assert_eq!(v["counts"]["deleted"], 0, "the rejected row's record is not deleted: {v}");
+        assert_eq!(v["counts"]["rejected"], 1, "{v}");
+        let errs = errors(&v);
+        assert_eq!(
+            (errs[0]["line"].as_i64(), errs[0]["code"].as_str()),
+            (Some(18), Some("field_count")),
+            "{errs:#?}"
+        );
+        assert_eq!(errs[0]["key"], "S17", "{errs:#?}");
+        let records = students(&server, tenant);
+        assert!(records.contains("S17,Ann,Lee"), "S17 kept as it was: {records}");
+        assert_eq!(records.lines().count(), 21, "{records}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_excel_windows_1252_file_whose_first_accent_is_past_64_kib_loads() {
+    let server = setup();
+    // Excel's "CSV (Comma delimited)" writes Windows-1252; a sorted roster is plain ASCII
+    // for thousands of rows before its first accented name.
+    let mut file = b"sisId,firstName,lastName\r\n".to_vec();
+    for i in 1..=4000 {
+        file.extend_from_slice(format!("S{i},First{i},Last{i}\r\n").as_bytes());
+    }
+    assert!(file.len() > 64 * 1024);
+    file.extend_from_slice(b"S4001,Jos\xe9,Garc\xeda\r\n");
+    for tenant in ["acme", "bolt"] {
+        let v = upload(&server, tenant, "/students/students.csv", &file).await;
+        assert_eq!(
+            (v["status"].as_str(), v["encoding"].as_str()),
+            (Some("complete"), Some("windows-1252")),
+            "{v}"
+        );
+        assert_eq!(v["counts"]["added"], 4001, "{v}");
+        assert!(students(&server, tenant).contains("S4001,José,García"), "decoded as Windows-1252");
+    }
+}
