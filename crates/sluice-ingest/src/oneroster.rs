@@ -197,13 +197,7 @@ fn evaluate_package(
             let summary = run.summary.join("; ");
             let covered = crate::run::approval_covers(store, req, counts.deleted, counts.updated)?;
             let breach = breach.filter(|_| !covered).map(|(record_type, b)| b.message(&record_type, id));
-            let referring = crate::run::dangling_verdict(&found, covered, breach.is_some(), &mut warnings);
-            let reason = match (breach, referring) {
-                (Some(b), Some(r)) => Some(format!("{b}; and {}", r.strip_prefix("held: ").unwrap_or(&r))),
-                (b, r) => b.or(r.map(|r| {
-                    format!("{r}; `sluice approve {id}` applies it, `sluice discard {id}` drops it")
-                })),
-            };
+            let reason = crate::run::hold_reason(breach, &found, covered, id, &mut warnings);
             match reason {
                 Some(b) => {
                     let held = held_path(req.held_dir, id);

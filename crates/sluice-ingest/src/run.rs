@@ -188,7 +188,7 @@ pub(crate) fn approval_covers(
 
 /// What an import says about the records left referring to what it deletes, by policy, once
 /// its status is known; and, for `hold` policies, why it is held (`None`: nothing holds it).
-pub(crate) fn dangling_verdict(
+fn dangling_verdict(
     found: &[(Referrer, u64)],
     approved: bool,
     held_by_safeguard: bool,
@@ -212,6 +212,25 @@ pub(crate) fn dangling_verdict(
         warnings.push(format!("{}; {what}", r.sentence(*n)));
     }
     (!holding.is_empty()).then(|| format!("held: {} (on_delete = \"hold\")", holding.join("; ")))
+}
+
+/// Why an import is held, if it is: the safeguard's `breach`, the references its deletions
+/// leave that are to hold it, or both (one sentence); the referring records' warnings go to
+/// `warnings` either way.
+pub(crate) fn hold_reason(
+    breach: Option<String>,
+    found: &[(Referrer, u64)],
+    approved: bool,
+    id: i64,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let referring = dangling_verdict(found, approved, breach.is_some(), warnings);
+    match (breach, referring) {
+        (Some(b), Some(r)) => Some(format!("{b}; and {}", r.strip_prefix("held: ").unwrap_or(&r))),
+        (b, r) => {
+            b.or(r.map(|r| format!("{r}; `sluice approve {id}` applies it, `sluice discard {id}` drops it")))
+        }
+    }
 }
 
 /// A held import's message; an approval that no longer covered it says so first.
@@ -282,13 +301,7 @@ fn evaluate(
                 }
             }
             let breach = breach.filter(|_| !covered).map(|b| b.message(&t.name, id));
-            let referring = dangling_verdict(&found, covered, breach.is_some(), &mut warnings);
-            let reason = match (breach, referring) {
-                (Some(b), Some(r)) => Some(format!("{b}; and {}", r.strip_prefix("held: ").unwrap_or(&r))),
-                (b, r) => b.or(r.map(|r| {
-                    format!("{r}; `sluice approve {id}` applies it, `sluice discard {id}` drops it")
-                })),
-            };
+            let reason = hold_reason(breach, &found, covered, id, &mut warnings);
             match reason {
                 Some(breach) => {
                     let held = held_path(req.held_dir, id);

@@ -608,7 +608,15 @@ impl Store {
             params![tenant_id, type_name],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)),
         )?;
-        Ok(Loader { conn, tenant_id, type_name: type_name.to_owned(), import_id, staged: 0, first: all == 0, existing })
+        Ok(Loader {
+            conn,
+            tenant_id,
+            type_name: type_name.to_owned(),
+            import_id,
+            staged: 0,
+            first: all == 0,
+            existing,
+        })
     }
 }
 
