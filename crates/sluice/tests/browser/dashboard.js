@@ -59,7 +59,9 @@ async function login(context, email, password) {
     page.click('text=Download the error report'),
   ]);
   const report = fs.readFileSync(await download.path(), 'utf8');
-  check(report.startsWith('line,column,code,reason,value'), 'the report downloads as CSV');
+  // A UTF-8 byte-order mark first, so that Excel shows accents; each row names its record.
+  check(report.startsWith('\uFEFFline,key,name,column,code,reason,value'), 'the report downloads as CSV with a BOM, not ' + JSON.stringify(report.slice(0, 60)));
+  check(report.includes('S99,'), 'a rejected row names its record');
   check(report.includes('not a date'), 'the report has the rejected value');
 
   // Sync now imports the file waiting in the folder; the safeguard holds it.
