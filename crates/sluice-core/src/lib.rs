@@ -15,6 +15,7 @@ pub mod oneroster;
 pub mod password;
 pub mod people;
 pub mod schedule;
+pub mod settings;
 pub mod tenant;
 pub mod upload;
 pub mod vpath;
@@ -22,6 +23,7 @@ pub mod webhook;
 
 pub use layout::{FolderName, Node, Operation, PolicyError, TreeLayout};
 pub use password::{PasswordError, PasswordHash};
-pub use tenant::{TenantName, TenantNameError, Trigger};
+pub use settings::{SettingsChange, SettingsContext, SettingsError};
+pub use tenant::{Tenant, TenantName, TenantNameError, Trigger};
 pub use upload::{Sha256Hex, UploadEvent, hmac_sha256_hex, is_transfer_temp_name, sha256_of};
 pub use vpath::{FileName, FileNameError, PathError, VirtualPath};

@@ -1,3 +1,5 @@
+use crate::import::{ReadSetting, SafeguardSetting};
+use crate::{PasswordHash, TreeLayout};
 use std::fmt;
 
 /// A tenant's name: its SSH login and the name of its directory on disk.
@@ -79,6 +81,55 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Schedule => "schedule",
             Trigger::Manifest => "manifest",
+        }
+    }
+}
+
+/// A tenant: its login, folders, credentials and import settings (changed only through
+/// [`crate::settings::SettingsChange`], apart from `disabled` and `password`).
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: i64,
+    pub name: TenantName,
+    pub layout: TreeLayout,
+    pub disabled: bool,
+    pub password: Option<PasswordHash>,
+    pub trigger: Trigger,
+    /// Cron expression, for `Trigger::Schedule`.
+    pub schedule: Option<crate::schedule::Cron>,
+    /// IANA time zone name the schedule is read in.
+    pub timezone: String,
+    /// Per-type triggers that override `trigger`.
+    pub type_triggers: Vec<(String, Trigger)>,
+    /// Per-type safeguard settings that override the types' own.
+    pub safeguards: Vec<SafeguardSetting>,
+    /// How the tenant's files are read: strictness, delimiters (override the types').
+    pub read_settings: Vec<ReadSetting>,
+    /// Who is emailed when an import ends.
+    pub notify_emails: Vec<String>,
+    /// Where import results are POSTed, and the HMAC secret that signs them.
+    pub webhook: Option<(String, String)>,
+    pub created_ms: i64,
+}
+
+impl Tenant {
+    /// A tenant as it is created: no password, imports on upload, in UTC, no other settings.
+    pub fn new(id: i64, name: TenantName, layout: TreeLayout, created_ms: i64) -> Self {
+        Self {
+            id,
+            name,
+            layout,
+            disabled: false,
+            password: None,
+            trigger: Trigger::OnUpload,
+            schedule: None,
+            timezone: "UTC".into(),
+            type_triggers: Vec::new(),
+            safeguards: Vec::new(),
+            read_settings: Vec::new(),
+            notify_emails: Vec::new(),
+            webhook: None,
+            created_ms,
         }
     }
 }

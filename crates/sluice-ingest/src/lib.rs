@@ -16,4 +16,4 @@ pub mod fuzzing {
     pub use crate::oneroster::{EntryRead, read_package};
 }
 
-pub use worker::{ApproveError, Ingest, Job, check_timezone, next_run, staging_dir};
+pub use worker::{ApproveError, Ingest, Job, next_run, staging_dir};

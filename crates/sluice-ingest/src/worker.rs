@@ -154,7 +154,7 @@ impl Ingest {
     }
 
     /// The import types a tenant has: those whose folder is one of the tenant's folders.
-    pub fn tenant_types(&self, tenant: &sluice_store::Tenant) -> Vec<String> {
+    pub fn tenant_types(&self, tenant: &sluice_core::Tenant) -> Vec<String> {
         let folders = tenant.layout.import_folders();
         self.types
             .all()
@@ -166,7 +166,7 @@ impl Ingest {
 
     /// The trigger for uploads into `folder`: an override for a type living there, or the
     /// tenant's own.
-    pub fn folder_trigger(&self, tenant: &sluice_store::Tenant, folder: &str) -> Trigger {
+    pub fn folder_trigger(&self, tenant: &sluice_core::Tenant, folder: &str) -> Trigger {
         tenant
             .type_triggers
             .iter()
@@ -822,13 +822,6 @@ pub enum ApproveError {
     Store(#[from] sluice_store::StoreError),
 }
 
-/// Checks an IANA time zone name against the time zone database.
-pub fn check_timezone(name: &str) -> Result<(), String> {
-    jiff::tz::TimeZone::get(name)
-        .map(|_| ())
-        .map_err(|_| format!("unknown time zone {name:?}; use an IANA name such as America/Chicago or UTC"))
-}
-
 /// The first run of `cron` (read in time zone `tz`) after `after`.
 pub fn next_run(cron: &Cron, tz: &str, after: Timestamp) -> Result<Option<Timestamp>, String> {
     let zone = jiff::tz::TimeZone::get(tz).map_err(|e| format!("time zone {tz:?}: {e}"))?;
@@ -903,8 +896,12 @@ mod tests {
         assert_eq!(next.to_string(), "2026-11-23T08:00:00Z");
         let utc = next_run(&cron, "UTC", now).unwrap().unwrap();
         assert_eq!(utc.to_string(), "2026-11-23T02:00:00Z");
-        assert!(check_timezone("Mars/Olympus").is_err());
-        assert!(check_timezone("Europe/Paris").is_ok());
+        // Every name the settings accept, the scheduler finds.
+        assert!(sluice_core::settings::check_timezone("Mars/Olympus").is_err());
+        for tz in ["Europe/Paris", "America/Chicago", "UTC", "Asia/Kolkata"] {
+            assert!(sluice_core::settings::check_timezone(tz).is_ok());
+            assert!(next_run(&cron, tz, now).unwrap().is_some(), "{tz}");
+        }
     }
 }
 
@@ -920,7 +917,6 @@ mod scheduler_tests {
         let store = Arc::new(Store::open(&dir.path().join("sluice.db")).unwrap());
         let name = TenantName::parse("acme").unwrap();
         store.add_tenant(&name, &FolderName::parse_list("students").unwrap()).unwrap();
-        store.set_trigger(&name, trigger).unwrap();
         let types = ImportTypes::parse(&[(
             "t.toml".into(),
             "[[type]]\nname = \"students\"\nfolder = \"students\"\nkey = [\"id\"]\nmode = \"upsert\"\n\
@@ -928,6 +924,17 @@ mod scheduler_tests {
                 .into(),
         )])
         .unwrap();
+        // A schedule trigger comes with its schedule (2 a.m. in Chicago).
+        let mut settings = vec![("trigger", trigger.as_str())];
+        if trigger == Trigger::Schedule {
+            settings.extend([("schedule", "0 2 * * *"), ("timezone", "America/Chicago")]);
+        }
+        let cx = sluice_core::SettingsContext { types: &types, allow_private_webhooks: false };
+        let mut change = sluice_core::SettingsChange::default();
+        for (k, v) in settings {
+            change.set(k, v, cx).unwrap();
+        }
+        store.change_settings("acme", &change).unwrap();
         let ingest = Ingest::new(store.clone(), types, dir.path()).unwrap();
         let folder = dir.path().join("tenants/acme/students");
         std::fs::create_dir_all(&folder).unwrap();
@@ -938,9 +945,6 @@ mod scheduler_tests {
     #[test]
     fn a_scheduled_tenant_is_synced_when_its_time_comes_and_only_then() {
         let (_dir, store, ingest, folder) = tenant_with_a_waiting_file(Trigger::Schedule);
-        let name = TenantName::parse("acme").unwrap();
-        store.set_schedule(&name, &Cron::parse("0 2 * * *").unwrap()).unwrap();
-        store.set_timezone(&name, "America/Chicago").unwrap();
         let t = |s: &str| s.parse::<Timestamp>().unwrap();
         // 02:00 in Chicago is 08:00 UTC in November: nothing before it...
         ingest.run_schedules(t("2026-11-23T07:58:00Z"), t("2026-11-23T07:59:30Z"));

@@ -28,7 +28,8 @@ pub use roster::{PackageLoader, PackageMode};
 use rusqlite::{Connection, OptionalExtension, params};
 use sluice_core::import::{ReadSetting, SafeguardSetting};
 use sluice_core::{
-    FolderName, PasswordHash, Sha256Hex, TenantName, TreeLayout, Trigger, UploadEvent, VirtualPath,
+    FolderName, PasswordHash, SettingsChange, Sha256Hex, Tenant, TenantName, TreeLayout, Trigger,
+    UploadEvent, VirtualPath,
 };
 use std::path::Path;
 use std::sync::Mutex;
@@ -62,36 +63,14 @@ pub enum StoreError {
     AccountExists(String),
     #[error("no account {0:?}; `sluice user list` shows them")]
     NoSuchAccount(String),
+    /// A settings change that was refused: nothing was changed.
+    #[error(transparent)]
+    Refused(#[from] sluice_core::SettingsError),
     #[error("the database was written by a newer sluice (schema {found}, this build knows {known})")]
     TooNew { found: i64, known: i64 },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
-
-#[derive(Debug, Clone)]
-pub struct Tenant {
-    pub id: i64,
-    pub name: TenantName,
-    pub layout: TreeLayout,
-    pub disabled: bool,
-    pub password: Option<PasswordHash>,
-    pub trigger: Trigger,
-    /// Cron expression, for `Trigger::Schedule`.
-    pub schedule: Option<sluice_core::schedule::Cron>,
-    /// IANA time zone name the schedule is read in.
-    pub timezone: String,
-    /// Per-type triggers that override `trigger`.
-    pub type_triggers: Vec<(String, Trigger)>,
-    /// Per-type safeguard settings that override the types' own.
-    pub safeguards: Vec<SafeguardSetting>,
-    /// How the tenant's files are read: strictness, delimiters (override the types').
-    pub read_settings: Vec<ReadSetting>,
-    /// Who is emailed when an import ends.
-    pub notify_emails: Vec<String>,
-    /// Where import results are POSTed, and the HMAC secret that signs them.
-    pub webhook: Option<(String, String)>,
-    pub created_ms: i64,
-}
 
 /// An SSH public key allowed to log in as a tenant, in OpenSSH `authorized_keys` terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,93 +206,44 @@ impl Store {
         self.update_tenant(name, "UPDATE tenants SET password_hash = ?2 WHERE name = ?1", hash.as_phc())
     }
 
-    pub fn set_schedule(&self, name: &TenantName, schedule: &sluice_core::schedule::Cron) -> Result<()> {
-        self.update_tenant(name, "UPDATE tenants SET schedule = ?2 WHERE name = ?1", schedule.as_str())
-    }
-
-    /// `timezone` must already be known to be valid (the caller checks it against the tz database).
-    pub fn set_timezone(&self, name: &TenantName, timezone: &str) -> Result<()> {
-        self.update_tenant(name, "UPDATE tenants SET timezone = ?2 WHERE name = ?1", timezone)
-    }
-
-    /// Sets (or with `None` removes) the trigger of one import type for a tenant.
-    pub fn set_type_trigger(
-        &self,
-        name: &TenantName,
-        type_name: &str,
-        trigger: Option<Trigger>,
-    ) -> Result<()> {
-        let tenant = self.require_tenant(name.as_str())?;
-        let mut pairs: Vec<(String, Trigger)> =
-            tenant.type_triggers.into_iter().filter(|(t, _)| t != type_name).collect();
-        if let Some(trigger) = trigger {
-            pairs.push((type_name.to_owned(), trigger));
-        }
-        let text = pairs.iter().map(|(t, g)| format!("{t}={}", g.as_str())).collect::<Vec<_>>().join(",");
-        self.update_tenant(name, "UPDATE tenants SET type_triggers = ?2 WHERE name = ?1", text)
-    }
-
-    /// Sets one safeguard limit of one type for a tenant (replacing an earlier setting).
-    pub fn set_safeguard(&self, name: &TenantName, setting: &SafeguardSetting) -> Result<()> {
-        let tenant = self.require_tenant(name.as_str())?;
-        let mut all: Vec<SafeguardSetting> = tenant
-            .safeguards
-            .into_iter()
-            .filter(|s| s.type_name != setting.type_name || s.limit != setting.limit)
-            .collect();
-        all.push(setting.clone());
-        let text = all
-            .iter()
-            .map(|s| format!("{}.{}={}", s.type_name, s.limit.as_str(), s.percent))
-            .collect::<Vec<_>>()
-            .join(",");
-        self.update_tenant(name, "UPDATE tenants SET safeguards = ?2 WHERE name = ?1", text)
-    }
-
-    /// Sets how one type's (or every type's) files are read for a tenant, replacing an
-    /// earlier setting of the same key.
-    pub fn set_read_setting(&self, name: &TenantName, setting: &ReadSetting) -> Result<()> {
-        let tenant = self.require_tenant(name.as_str())?;
-        let mut all: Vec<ReadSetting> =
-            tenant.read_settings.into_iter().filter(|s| s.key() != setting.key()).collect();
-        all.push(setting.clone());
-        let text = all
-            .iter()
-            .map(|s| {
-                let (k, v) = s.to_pair();
-                format!("{k}={v}")
-            })
-            .collect::<Vec<_>>()
-            .join(",");
-        self.update_tenant(name, "UPDATE tenants SET read_settings = ?2 WHERE name = ?1", text)
-    }
-
-    /// Sets who is emailed and where results are POSTed (an empty URL: no webhook).
-    pub fn set_notifications(
-        &self,
-        name: &TenantName,
-        emails: &[String],
-        webhook_url: &str,
-        webhook_secret: &str,
-    ) -> Result<()> {
-        self.with(|c| {
-            let n = c.execute(
-                "UPDATE tenants SET notify_emails = ?2, webhook_url = ?3, webhook_secret = ?4 WHERE name = ?1",
-                params![name.as_str(), emails.join(","), webhook_url, webhook_secret],
+    /// Applies one settings change (see `sluice_core::settings`) in one transaction: the
+    /// tenant's settings are read, changed and written under the write lock, so a refused change
+    /// changes nothing and two concurrent changes cannot lose each other's update.
+    pub fn change_settings(&self, name: &str, change: &SettingsChange) -> Result<Tenant> {
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut t = tenant_by_name(&tx, name)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))?;
+            change.apply(&mut t)?;
+            let joined = |pairs: Vec<(String, String)>| {
+                pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+            };
+            let (url, secret) = t.webhook.clone().unwrap_or_default();
+            tx.execute(
+                "UPDATE tenants SET folders = ?2, trigger = ?3, schedule = ?4, timezone = ?5, type_triggers = ?6,
+                     safeguards = ?7, read_settings = ?8, notify_emails = ?9, webhook_url = ?10, webhook_secret = ?11
+                 WHERE id = ?1",
+                params![
+                    t.id,
+                    join_folders(t.layout.import_folders()),
+                    t.trigger.as_str(),
+                    t.schedule.as_ref().map(|c| c.as_str()),
+                    t.timezone,
+                    joined(t.type_triggers.iter().map(|(ty, g)| (ty.clone(), g.as_str().to_owned())).collect()),
+                    joined(
+                        t.safeguards
+                            .iter()
+                            .map(|s| (format!("{}.{}", s.type_name, s.limit.as_str()), s.percent.to_string()))
+                            .collect()
+                    ),
+                    joined(t.read_settings.iter().map(ReadSetting::to_pair).collect()),
+                    t.notify_emails.join(","),
+                    url,
+                    secret,
+                ],
             )?;
-            if n == 0 {
-                return Err(StoreError::NoSuchTenant(name.to_string()));
-            }
-            Ok(())
+            tx.commit()?;
+            Ok(t)
         })
-    }
-
-    pub fn set_trigger(&self, name: &TenantName, trigger: Trigger) -> Result<()> {
-        self.update_tenant(name, "UPDATE tenants SET trigger = ?2 WHERE name = ?1", trigger.as_str())
-    }
-
-    pub fn set_folders(&self, name: &TenantName, folders: &[FolderName]) -> Result<()> {
-        self.update_tenant(name, "UPDATE tenants SET folders = ?2 WHERE name = ?1", join_folders(folders))
     }
 
     fn update_tenant(&self, name: &TenantName, sql: &str, value: impl rusqlite::ToSql) -> Result<()> {

@@ -4,6 +4,17 @@ fn tenant(name: &str) -> TenantName {
     TenantName::parse(name).unwrap()
 }
 
+/// A settings change of `KEY=VALUE` pairs, as `sluice tenant set` takes them.
+fn change(pairs: &[(&str, &str)]) -> SettingsChange {
+    let types = sluice_core::import::ImportTypes::default();
+    let cx = sluice_core::SettingsContext { types: &types, allow_private_webhooks: false };
+    let mut c = SettingsChange::default();
+    for (k, v) in pairs {
+        c.set(k, v, cx).unwrap();
+    }
+    c
+}
+
 fn folders() -> Vec<FolderName> {
     FolderName::parse_list("students,employees").unwrap()
 }
@@ -28,7 +39,7 @@ fn disable_password_and_folders_update_only_that_tenant() {
     s.add_tenant(&tenant("beta"), &folders()).unwrap();
     s.set_disabled(&tenant("acme"), true).unwrap();
     s.set_password(&tenant("acme"), &PasswordHash::create("pw").unwrap()).unwrap();
-    s.set_folders(&tenant("acme"), &FolderName::parse_list("guardians").unwrap()).unwrap();
+    s.change_settings("acme", &change(&[("folders", "guardians")])).unwrap();
     let a = s.require_tenant("acme").unwrap();
     assert!(a.disabled);
     assert!(a.password.unwrap().verify("pw"));
@@ -95,7 +106,7 @@ fn one_tenants_backlog_of_deliveries_does_not_crowd_out_anothers() {
     let s = Store::open_in_memory().unwrap();
     for name in ["busy", "quiet"] {
         s.add_tenant(&tenant(name), &folders()).unwrap();
-        s.set_notifications(&tenant(name), &[], "https://hooks.example/x", "").unwrap();
+        s.change_settings(name, &change(&[("notify.webhook", "https://hooks.example/x")])).unwrap();
     }
     for _ in 0..30 {
         let id = s.record_failed_import("busy", "-", "a.csv", "upload", None, "no type").unwrap();
@@ -252,4 +263,45 @@ fn deactivated_records_are_neither_referable_nor_counted_as_existing() {
     assert!(l.reference_exists("students", "S1").unwrap());
     assert!(!l.reference_exists("students", "S3").unwrap(), "a deactivated record is not referable");
     l.abandon().unwrap();
+}
+
+#[test]
+fn a_refused_settings_change_changes_nothing() {
+    let s = Store::open_in_memory().unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    // A schedule trigger without a schedule, with other valid settings in the same change.
+    let refused =
+        change(&[("trigger", "schedule"), ("notify.email", "ann@acme.org"), ("folders", "guardians")]);
+    assert!(matches!(s.change_settings("acme", &refused), Err(StoreError::Refused(_))));
+    let t = s.require_tenant("acme").unwrap();
+    assert_eq!(t.trigger, Trigger::OnUpload);
+    assert!(t.notify_emails.is_empty());
+    assert_eq!(t.layout.import_folders(), folders().as_slice());
+    assert!(matches!(s.change_settings("nobody", &change(&[])), Err(StoreError::NoSuchTenant(_))));
+}
+
+#[test]
+fn concurrent_settings_changes_do_not_lose_each_others_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    Store::open(&path).unwrap().add_tenant(&tenant("acme"), &folders()).unwrap();
+    // Two processes' worth of stores, each changing a different setting of the same tenant.
+    let writers: Vec<_> = [("notify.email", "a{}@acme.org"), ("folders", "f{}")]
+        .into_iter()
+        .map(|(key, pattern)| {
+            let store = Store::open(&path).unwrap();
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    let value = pattern.replace("{}", &i.to_string());
+                    store.change_settings("acme", &change(&[(key, &value)])).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let t = Store::open(&path).unwrap().require_tenant("acme").unwrap();
+    assert_eq!(t.notify_emails, ["a59@acme.org"]);
+    assert_eq!(t.layout.import_folders()[0].as_str(), "f59");
 }

@@ -122,8 +122,6 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
     }
 }
 
-const MAX_SAFEGUARDS: usize = 256;
-
 /// The largest `offset` a page may start at (far beyond any table, and within SQLite's i64).
 pub const MAX_OFFSET: usize = 1_000_000_000_000;
 
@@ -209,7 +207,7 @@ async fn tenants(State(web): State<Web>, caller: Caller) -> ApiResult {
     Ok(Json(json!({ "tenants": list })))
 }
 
-fn tenant_json(web: &Web, t: &sluice_store::Tenant) -> Value {
+fn tenant_json(web: &Web, t: &sluice_core::Tenant) -> Value {
     json!({
         "name": t.name.as_str(),
         "disabled": t.disabled,
@@ -557,32 +555,26 @@ async fn remove_key(
     .await
 }
 
-fn settings_json(t: &sluice_store::Tenant) -> Value {
-    json!({
-        "trigger": t.trigger.as_str(),
-        "schedule": t.schedule.as_ref().map(|c| c.as_str()),
-        "timezone": t.timezone,
-        "type_triggers": t.type_triggers.iter().map(|(ty, g)| (ty.clone(), json!(g.as_str()))).collect::<serde_json::Map<_, _>>(),
-        "safeguards": t.safeguards.iter().map(|s| json!({"type": s.type_name, "limit": s.limit.as_str(), "percent": s.percent})).collect::<Vec<_>>(),
-        "notify_emails": t.notify_emails,
-        // The secret is write-only.
-        "webhook_url": t.webhook.as_ref().map(|(url, _)| url.as_str()),
-    })
-}
-
 async fn settings(State(web): State<Web>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult {
     caller.may(&name)?;
-    blocking(move || Ok(Json(settings_json(&web.ingest.store.require_tenant(&name)?)))).await
+    blocking(move || Ok(Json(crate::json::settings(&web.ingest.store.require_tenant(&name)?)))).await
 }
 
+/// The API's form of a settings change; turned into `KEY=VALUE` pairs for the one
+/// `sluice_core::SettingsChange` the CLI and the dashboard build too.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SettingsChange {
+struct SettingsBody {
     trigger: Option<String>,
     schedule: Option<String>,
     timezone: Option<String>,
     #[serde(default)]
+    type_triggers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
     safeguards: Vec<SafeguardChange>,
+    /// `strictness`, `strictness.TYPE`, `delimiter.TYPE`.
+    #[serde(default)]
+    read_settings: std::collections::BTreeMap<String, String>,
     notify_emails: Option<Vec<String>>,
     /// An http(s) URL, or "" for no webhook.
     webhook_url: Option<String>,
@@ -598,6 +590,42 @@ struct SafeguardChange {
     percent: f64,
 }
 
+impl SettingsBody {
+    /// The change as `KEY=VALUE` pairs; `read_settings` may hold read settings only.
+    fn pairs(self) -> Result<Vec<(String, String)>, ApiError> {
+        if let Some(k) = self.read_settings.keys().find(|k| !is_read_key(k)) {
+            return Err(bad_request(
+                "bad_reading",
+                format!("read_settings: {k:?} is not strictness, strictness.TYPE or delimiter.TYPE"),
+            ));
+        }
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut one = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                pairs.push((key.to_owned(), v));
+            }
+        };
+        one("trigger", self.trigger);
+        one("schedule", self.schedule);
+        one("timezone", self.timezone);
+        one("notify.email", self.notify_emails.map(|list| list.join(",")));
+        one("notify.webhook", self.webhook_url);
+        one("notify.webhook_secret", self.webhook_secret);
+        pairs.extend(self.type_triggers.into_iter().map(|(t, g)| (format!("trigger.{t}"), g)));
+        pairs.extend(
+            self.safeguards
+                .into_iter()
+                .map(|s| (format!("safeguard.{}.{}", s.type_name, s.limit), s.percent.to_string())),
+        );
+        pairs.extend(self.read_settings);
+        Ok(pairs)
+    }
+}
+
+fn is_read_key(k: &str) -> bool {
+    k == "strictness" || k.starts_with("strictness.") || k.starts_with("delimiter.")
+}
+
 async fn change_settings(
     State(web): State<Web>,
     caller: Caller,
@@ -605,81 +633,20 @@ async fn change_settings(
     bytes: axum::body::Bytes,
 ) -> ApiResult {
     caller.may(&name)?;
-    let change: SettingsChange = body(&bytes)?;
-    let bad = |code: &'static str, m: String| ApiError::new(StatusCode::BAD_REQUEST, code, m);
-    // Everything is checked before anything is changed.
-    let trigger = match &change.trigger {
-        Some(t) => Some(sluice_core::Trigger::parse(t).ok_or_else(|| {
-            bad("bad_trigger", format!("trigger {t:?}: expected on_upload, manual, schedule or manifest"))
-        })?),
-        None => None,
+    let body: SettingsBody = body(&bytes)?;
+    let refused = |e: sluice_core::SettingsError| bad_request(e.code(), e.to_string());
+    let mut change = sluice_core::SettingsChange::default();
+    let cx = sluice_core::SettingsContext {
+        types: &web.ingest.types,
+        allow_private_webhooks: web.allow_private_webhooks,
     };
-    let schedule = match &change.schedule {
-        Some(s) => {
-            Some(sluice_core::schedule::Cron::parse(s).map_err(|e| bad("bad_schedule", e.to_string()))?)
-        }
-        None => None,
-    };
-    if let Some(tz) = &change.timezone {
-        sluice_ingest::check_timezone(tz).map_err(|e| bad("bad_timezone", e))?;
+    for (key, value) in body.pairs()? {
+        change.set(&key, &value, cx).map_err(refused)?;
     }
-    // Two limits per type at most; a longer list is a mistake, or an attempt to keep the
-    // store busy.
-    if change.safeguards.len() > MAX_SAFEGUARDS {
-        return Err(bad("bad_safeguard", format!("at most {MAX_SAFEGUARDS} safeguard settings at once")));
-    }
-    let mut safeguards = Vec::new();
-    for s in &change.safeguards {
-        let setting = sluice_core::import::SafeguardSetting::parse(
-            &format!("{}.{}", s.type_name, s.limit),
-            &s.percent.to_string(),
-        )
-        .map_err(|e| bad("bad_safeguard", e))?;
-        if !web.ingest.types.has_records_of(&setting.type_name) {
-            return Err(bad("bad_safeguard", format!("no import type {:?}", setting.type_name)));
-        }
-        safeguards.push(setting);
-    }
-    let emails = match &change.notify_emails {
-        Some(list) => Some(
-            sluice_core::people::recipients(list.iter().map(String::as_str))
-                .map_err(|e| bad_request("bad_notify", e))?,
-        ),
-        None => None,
-    };
-    if let Some(url) = &change.webhook_url {
-        sluice_core::webhook::check_url(url, web.allow_private_webhooks)
-            .map_err(|e| bad_request("bad_notify", e.to_string()))?;
-    }
-    blocking(move || {
-        let tenant = web.ingest.store.require_tenant(&name)?;
-        let will_schedule = trigger.unwrap_or(tenant.trigger) == sluice_core::Trigger::Schedule;
-        if will_schedule && schedule.is_none() && tenant.schedule.is_none() {
-            return Err(bad("bad_schedule", "trigger schedule needs a schedule, e.g. \"0 2 * * *\"".into()));
-        }
-        let store = &web.ingest.store;
-        if let Some(cron) = &schedule {
-            store.set_schedule(&tenant.name, cron)?;
-        }
-        if let Some(tz) = &change.timezone {
-            store.set_timezone(&tenant.name, tz)?;
-        }
-        if let Some(t) = trigger {
-            store.set_trigger(&tenant.name, t)?;
-        }
-        for s in &safeguards {
-            store.set_safeguard(&tenant.name, s)?;
-        }
-        if emails.is_some() || change.webhook_url.is_some() || change.webhook_secret.is_some() {
-            let (old_url, old_secret) = tenant.webhook.clone().unwrap_or_default();
-            store.set_notifications(
-                &tenant.name,
-                &emails.unwrap_or(tenant.notify_emails.clone()),
-                change.webhook_url.as_deref().unwrap_or(&old_url),
-                change.webhook_secret.as_deref().unwrap_or(&old_secret),
-            )?;
-        }
-        Ok(Json(settings_json(&store.require_tenant(&name)?)))
+    blocking(move || match web.ingest.store.change_settings(&name, &change) {
+        Ok(t) => Ok(Json(crate::json::settings(&t))),
+        Err(sluice_store::StoreError::Refused(e)) => Err(refused(e)),
+        Err(e) => Err(e.into()),
     })
     .await
 }

@@ -55,7 +55,7 @@ pub fn document() -> Value {
             "/api/v1/tenants/{tenant}/settings": {
                 "get": {"summary": "When imports run, and the tenant's safeguards", "operationId": "getSettings",
                     "parameters": [tenant], "responses": ok("Settings", &["400", "401", "404"])},
-                "patch": {"summary": "Change settings; all are checked before any changes", "operationId": "changeSettings", "parameters": [tenant],
+                "patch": {"summary": "Change settings in one transaction; a refused change changes nothing", "operationId": "changeSettings", "parameters": [tenant],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SettingsChange"}}}},
                     "responses": ok("Settings", &["400", "401", "404"])}},
             "/api/v1/imports/{id}": {"get": {"summary": "One import", "operationId": "getImport",
@@ -121,11 +121,12 @@ pub fn document() -> Value {
                 "Safeguard": {"type": "object", "required": ["type", "limit", "percent"], "additionalProperties": false, "properties": {
                     "type": {"type": "string"}, "limit": {"type": "string", "enum": ["deleted", "changed"]},
                     "percent": {"type": "number", "minimum": 0, "maximum": 100}}},
-                "Settings": {"type": "object", "required": ["trigger", "schedule", "timezone", "type_triggers", "safeguards", "notify_emails", "webhook_url"], "properties": {
+                "Settings": {"type": "object", "required": ["trigger", "schedule", "timezone", "type_triggers", "read_settings", "safeguards", "notify_emails", "webhook_url"], "properties": {
                     "notify_emails": {"type": "array", "items": {"type": "string"}}, "webhook_url": nullable("string"),
                     "trigger": {"type": "string", "enum": ["on_upload", "manual", "schedule", "manifest"]},
                     "schedule": nullable("string"), "timezone": {"type": "string"},
                     "type_triggers": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "read_settings": {"type": "object", "additionalProperties": {"type": "string"}, "description": "how files are read: strictness, strictness.TYPE, delimiter.TYPE"},
                     "safeguards": {"type": "array", "items": {"$ref": "#/components/schemas/Safeguard"}}}},
                 "SettingsChange": {"type": "object", "additionalProperties": false, "properties": {
                     "notify_emails": {"type": "array", "items": {"type": "string"}, "description": "who is emailed when an import ends"},
@@ -134,6 +135,8 @@ pub fn document() -> Value {
                     "trigger": {"type": "string", "enum": ["on_upload", "manual", "schedule", "manifest"]},
                     "schedule": {"type": "string", "description": "cron: minute hour day month weekday, e.g. 0 2 * * *"},
                     "timezone": {"type": "string", "description": "IANA name, e.g. America/Chicago"},
+                    "type_triggers": {"type": "object", "additionalProperties": {"type": "string", "enum": ["on_upload", "manual", "manifest", "default"]}, "description": "per import type; default: the tenant's trigger"},
+                    "read_settings": {"type": "object", "additionalProperties": {"type": "string"}, "description": "strictness (lenient|strict|default), strictness.TYPE, delimiter.TYPE (comma|tab|semicolon|pipe|detect)"},
                     "safeguards": {"type": "array", "items": {"$ref": "#/components/schemas/Safeguard"}}}},
                 "RecordPage": {"type": "object", "required": ["type", "offset", "limit", "records"], "properties": {
                     "type": {"type": "string"}, "offset": {"type": "integer"}, "limit": {"type": "integer"},

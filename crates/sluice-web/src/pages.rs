@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
+use sluice_core::import::ReadSetting;
 use sluice_defender::{FailedLogin, HumanDuration, Refusal, Service};
 use sluice_store::{Account, ImportRecord, ImportStatus, Role};
 use std::fmt::Write;
@@ -1060,11 +1061,30 @@ async fn settings_page(
     .map(|(v, l)| option(v, l))
     .join("");
     let (url, _) = t.webhook.clone().unwrap_or_default();
+    let current = t
+        .read_settings
+        .iter()
+        .find_map(|r| match r {
+            ReadSetting::Strictness { type_name: None, strictness } => Some(strictness.as_str()),
+            _ => None,
+        })
+        .unwrap_or("default");
+    let strictness = [
+        ("default", "as each type says (lenient unless a type says strict)"),
+        ("lenient", "lenient, for every type"),
+        ("strict", "strict, for every type"),
+    ]
+    .map(|(v, l)| {
+        format!("<option value=\"{v}\"{}>{l}</option>", if v == current { " selected" } else { "" })
+    })
+    .join("");
     let body = format!(
         "<h1>Settings of {name}</h1>{notice}<form method=\"post\" action=\"/t/{name}/settings\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <div class=\"card\"><h2>When imports run</h2><p><label>Trigger<br><select name=\"trigger\">{triggers}</select></label></p>\
          <p><label>Schedule (cron: minute hour day month weekday)<br><input name=\"schedule\" value=\"{schedule}\" placeholder=\"0 2 * * *\"></label></p>\
          <p><label>Time zone<br><input name=\"timezone\" value=\"{tz}\"></label></p></div>\
+         <div class=\"card\"><h2>How files are read</h2><p><label>Strictness<br><select name=\"strictness\">{strictness}</select></label></p>\
+         <p>Lenient reads what is unambiguous (<code>TRUE</code> as <code>true</code>, spaced dates, a <code>sep=</code> line) and reports each as a warning; strict refuses it.</p></div>\
          <div class=\"card\"><h2>Notifications</h2><p><label>Email these addresses when an import ends (comma-separated)<br><input name=\"emails\" value=\"{emails}\"></label></p>\
          <p><label>Webhook URL<br><input name=\"webhook\" value=\"{url}\"></label></p>\
          <p><label>Webhook secret (signs each POST; leave empty to keep it)<br><input name=\"webhook_secret\" type=\"password\" autocomplete=\"off\"></label></p></div>\
@@ -1090,6 +1110,9 @@ struct SettingsForm {
     schedule: String,
     #[serde(default)]
     timezone: String,
+    /// Empty (a form without the field) changes nothing about it.
+    #[serde(default)]
+    strictness: String,
     #[serde(default)]
     emails: String,
     #[serde(default)]
@@ -1108,48 +1131,34 @@ async fn save_settings(
         return refused;
     }
     let here = format!("/t/{tenant}/settings");
-    // Everything is checked before anything is saved.
-    let Some(trigger) = sluice_core::Trigger::parse(&form.trigger) else {
-        return back_to(&viewer, &here, "Not saved: choose a trigger.");
-    };
-    let schedule = match form.schedule.trim() {
-        "" => None,
-        s => match sluice_core::schedule::Cron::parse(s) {
-            Ok(c) => Some(c),
-            Err(e) => return back_to(&viewer, &here, &format!("Not saved: {e}")),
-        },
-    };
-    if trigger == sluice_core::Trigger::Schedule && schedule.is_none() {
-        return back_to(&viewer, &here, "Not saved: a schedule trigger needs a schedule, e.g. 0 2 * * *");
+    // The same change `sluice tenant set` makes: every value checked, then one transaction.
+    let mut pairs = vec![
+        ("trigger", form.trigger.as_str()),
+        ("schedule", form.schedule.as_str()),
+        ("timezone", form.timezone.as_str()),
+        ("notify.email", form.emails.as_str()),
+        ("notify.webhook", form.webhook.as_str()),
+    ];
+    if !form.strictness.is_empty() {
+        pairs.push(("strictness", form.strictness.as_str()));
     }
-    if let Err(e) = sluice_ingest::check_timezone(form.timezone.trim()) {
-        return back_to(&viewer, &here, &format!("Not saved: {e}"));
+    // An empty secret field keeps the secret.
+    if !form.webhook_secret.is_empty() {
+        pairs.push(("notify.webhook_secret", form.webhook_secret.as_str()));
     }
-    let emails = match sluice_core::people::recipients([form.emails.as_str()]) {
-        Ok(list) => list,
-        Err(e) => return back_to(&viewer, &here, &format!("Not saved: {e}")),
+    let cx = sluice_core::SettingsContext {
+        types: &web.ingest.types,
+        allow_private_webhooks: web.allow_private_webhooks,
     };
-    let url = form.webhook.trim().to_owned();
-    if let Err(e) = sluice_core::webhook::check_url(&url, web.allow_private_webhooks) {
-        return back_to(&viewer, &here, &format!("Not saved: the webhook {e}"));
+    let mut change = sluice_core::SettingsChange::default();
+    for (key, value) in pairs {
+        if let Err(e) = change.set(key, value, cx) {
+            return back_to(&viewer, &here, &format!("Not saved: {e}"));
+        }
     }
     let store = web.ingest.store.clone();
     let name = tenant.clone();
-    let done = tokio::task::spawn_blocking(move || -> sluice_store::Result<()> {
-        let t = store.require_tenant(&name)?;
-        if let Some(c) = &schedule {
-            store.set_schedule(&t.name, c)?;
-        }
-        store.set_timezone(&t.name, form.timezone.trim())?;
-        store.set_trigger(&t.name, trigger)?;
-        let secret = if form.webhook_secret.is_empty() {
-            t.webhook.map(|(_, s)| s).unwrap_or_default()
-        } else {
-            form.webhook_secret
-        };
-        store.set_notifications(&t.name, &emails, &url, &secret)
-    })
-    .await;
+    let done = tokio::task::spawn_blocking(move || store.change_settings(&name, &change).map(drop)).await;
     reported(&viewer, done, &here, "Not saved", |()| "Saved.".into())
 }
 

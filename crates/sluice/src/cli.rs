@@ -5,10 +5,10 @@ use crate::serve::{self, DataDirs};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use sluice_core::import::{ReadSetting, SafeguardSetting};
+use sluice_core::Tenant;
 use sluice_core::{FolderName, PasswordHash, TenantName, Trigger};
 use sluice_sftp::fs::TenantTree;
-use sluice_store::{AuthorizedKey, Store, Tenant};
+use sluice_store::{AuthorizedKey, Store};
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -616,132 +616,22 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
         }
         TenantCommand::Set { name, settings } => {
             let name = tenant_name(&name)?;
+            let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
+            let cx = sluice_core::SettingsContext {
+                types: &types,
+                allow_private_webhooks: config.notifications.allow_private_webhooks,
+            };
+            let mut change = sluice_core::SettingsChange::default();
             for setting in settings {
                 let (key, value) = setting.split_once('=').ok_or_else(|| {
                     usage(anyhow!("{setting:?} is not KEY=VALUE (e.g. folders=students,guardians)"))
                 })?;
-                // How files are read: strictness, strictness.TYPE, delimiter.TYPE.
-                if let Some(read) = ReadSetting::parse(key, value).map_err(|e| usage(anyhow!(e)))? {
-                    if let Some(type_name) = read.type_name() {
-                        let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
-                        if types.get(type_name).is_none() {
-                            return Err(usage(anyhow!(
-                                "{key}: no import type {type_name:?}; `sluice types` lists them"
-                            )));
-                        }
-                    }
-                    store.set_read_setting(&name, &read)?;
-                    continue;
-                }
-                match key {
-                    "folders" => store.set_folders(&name, &FolderName::parse_list(value)?)?,
-                    "types" => {
-                        // A tenant imports the types whose folders it has.
-                        let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
-                        let mut folders: Vec<FolderName> = Vec::new();
-                        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                            let t = types.get(name).ok_or_else(|| {
-                                usage(anyhow!("unknown import type {name:?}; `sluice types` lists them"))
-                            })?;
-                            let folder = t.folder.clone().ok_or_else(|| {
-                                usage(anyhow!(
-                                    "import type {name:?} has no folder, so a tenant cannot upload it"
-                                ))
-                            })?;
-                            if !folders.contains(&folder) {
-                                folders.push(folder);
-                            }
-                        }
-                        store.set_folders(&name, &folders)?;
-                    }
-                    "trigger" => {
-                        let trigger = Trigger::parse(value).ok_or_else(|| {
-                            usage(anyhow!(
-                                "trigger={value:?}: expected on_upload, manual, schedule or manifest"
-                            ))
-                        })?;
-                        store.set_trigger(&name, trigger)?;
-                    }
-                    per_type if per_type.starts_with("trigger.") => {
-                        let type_name = &per_type["trigger.".len()..];
-                        let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
-                        if types.get(type_name).and_then(|t| t.folder.as_ref()).is_none() {
-                            return Err(usage(anyhow!(
-                                "{per_type}: no import type {type_name:?} with a folder; `sluice types` lists them"
-                            )));
-                        }
-                        let trigger = match value {
-                            "default" => None,
-                            v => match Trigger::parse(v) {
-                                Some(Trigger::Schedule) => {
-                                    return Err(usage(anyhow!(
-                                        "{per_type}=schedule: schedules are per tenant; use trigger=schedule"
-                                    )));
-                                }
-                                Some(t) => Some(t),
-                                None => {
-                                    return Err(usage(anyhow!(
-                                        "{per_type}={v:?}: expected on_upload, manual, manifest or default"
-                                    )));
-                                }
-                            },
-                        };
-                        store.set_type_trigger(&name, type_name, trigger)?;
-                    }
-                    "schedule" => {
-                        let cron = sluice_core::schedule::Cron::parse(value).map_err(|e| usage(e.into()))?;
-                        store.set_schedule(&name, &cron)?;
-                    }
-                    "notify.email" | "notify.webhook" | "notify.webhook_secret" => {
-                        let t = store.require_tenant(name.as_str())?;
-                        let (mut emails, (mut url, mut secret)) =
-                            (t.notify_emails, t.webhook.unwrap_or_default());
-                        match key {
-                            "notify.email" => {
-                                emails = sluice_core::people::recipients([value])
-                                    .map_err(|e| usage(anyhow!("notify.email: {e}")))?;
-                            }
-                            "notify.webhook" => {
-                                sluice_core::webhook::check_url(
-                                    value,
-                                    config.notifications.allow_private_webhooks,
-                                )
-                                .map_err(|e| usage(anyhow!("notify.webhook: {e}")))?;
-                                url = value.to_owned();
-                            }
-                            _ => secret = value.to_owned(),
-                        }
-                        store.set_notifications(&name, &emails, &url, &secret)?;
-                    }
-                    limit if limit.starts_with("safeguard.") => {
-                        let setting = SafeguardSetting::parse(&limit["safeguard.".len()..], value)
-                            .map_err(|e| usage(anyhow!(e)))?;
-                        let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
-                        if !types.has_records_of(&setting.type_name) {
-                            return Err(usage(anyhow!(
-                                "{limit}: no import type {:?}; `sluice types` lists them",
-                                setting.type_name
-                            )));
-                        }
-                        store.set_safeguard(&name, &setting)?;
-                    }
-                    "timezone" => {
-                        sluice_ingest::check_timezone(value).map_err(|e| usage(anyhow!(e)))?;
-                        store.set_timezone(&name, value)?;
-                    }
-                    other => {
-                        return Err(usage(anyhow!(
-                            "unknown tenant setting {other:?}; known settings: types, folders, trigger, trigger.TYPE, safeguard.TYPE.deleted, safeguard.TYPE.changed, strictness, strictness.TYPE, delimiter.TYPE, schedule, timezone, notify.email, notify.webhook, notify.webhook_secret"
-                        )));
-                    }
-                }
+                change.set(key, value, cx).map_err(|e| usage(e.into()))?;
             }
-            let tenant = store.require_tenant(name.as_str())?;
-            if tenant.trigger == Trigger::Schedule && tenant.schedule.is_none() {
-                return Err(usage(anyhow!(
-                    "trigger=schedule needs a schedule: sluice tenant set {name} schedule=\"0 2 * * *\" [timezone=America/Chicago]"
-                )));
-            }
+            let tenant = store.change_settings(name.as_str(), &change).map_err(|e| match e {
+                refused @ sluice_store::StoreError::Refused(_) => usage(refused.into()),
+                other => other.into(),
+            })?;
             ensure_tree(dirs, &tenant)?;
             println!(
                 "tenant {} now has folders {} and imports {}",
@@ -786,21 +676,21 @@ fn folder_list(t: &Tenant) -> String {
 
 fn tenant_json(store: &Store, t: &Tenant) -> Result<serde_json::Value> {
     let keys = store.keys(t.name.as_str())?;
-    Ok(json!({
+    let mut v = json!({
         "name": t.name.as_str(),
         "disabled": t.disabled,
         "folders": t.layout.import_folders().iter().map(FolderName::as_str).collect::<Vec<_>>(),
         "password_set": t.password.is_some(),
-        "trigger": t.trigger.as_str(),
-        "schedule": t.schedule.as_ref().map(|c| c.as_str()),
-        "timezone": t.timezone,
         "imports": when(t),
-        "safeguards": t.safeguards.iter().map(|s| json!({"type": s.type_name, "limit": s.limit.as_str(), "percent": s.percent})).collect::<Vec<_>>(),
-        "read_settings": t.read_settings.iter().map(|s| { let (k, v) = s.to_pair(); (k, json!(v)) }).collect::<serde_json::Map<_, _>>(),
-        "type_triggers": t.type_triggers.iter().map(|(ty, g)| (ty.clone(), json!(g.as_str()))).collect::<serde_json::Map<_, _>>(),
         "keys": keys.iter().map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})).collect::<Vec<_>>(),
         "created_ms": t.created_ms,
-    }))
+    });
+    // The settings as the API shows them.
+    if let (Some(v), serde_json::Value::Object(settings)) = (v.as_object_mut(), sluice_web::json::settings(t))
+    {
+        v.extend(settings);
+    }
+    Ok(v)
 }
 
 fn read_password_line() -> Result<String> {

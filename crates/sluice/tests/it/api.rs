@@ -306,6 +306,27 @@ fn sftp_keys_and_settings_through_the_api() {
     assert_eq!((status, json(&v)["error"]["code"].as_str()), (400, Some("bad_timezone")));
     let (_, _, v) = api.server.http("GET", "/api/v1/tenants/acme/settings", Some(&api.acme));
     assert_eq!(json(&v)["trigger"], "schedule", "a refused change changes nothing");
+    // How files are read, and per-type triggers, as the CLI sets them.
+    let reading = r#"{"read_settings": {"strictness.students": "strict", "delimiter.students": "tab"}, "type_triggers": {"students": "manual"}}"#;
+    let (status, _, v) =
+        api.server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&api.acme), reading);
+    let v = json(&v);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["read_settings"],
+        serde_json::json!({"strictness.students": "strict", "delimiter.students": "tab"})
+    );
+    assert_eq!(v["type_triggers"]["students"], "manual");
+    // `read_settings` carries read settings only, and a read setting names a type that exists.
+    for bad in
+        [r#"{"read_settings": {"trigger": "manual"}}"#, r#"{"read_settings": {"delimiter.unicorns": "tab"}}"#]
+    {
+        let (status, _, v) =
+            api.server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&api.acme), bad);
+        assert_eq!((status, json(&v)["error"]["code"].as_str()), (400, Some("bad_reading")), "{bad}");
+    }
+    let (_, _, v) = api.server.http("GET", "/api/v1/tenants/acme/settings", Some(&api.acme));
+    assert_eq!(json(&v)["trigger"], "schedule");
     let (status, _, _) = api.server.http_with(
         "PATCH",
         "/api/v1/tenants/acme/settings",

@@ -82,6 +82,57 @@ fn tenant_lifecycle() {
     assert!(text(&missing).contains("no tenant named"));
 }
 
+/// The change the issue measured: a bad time zone in the same command as a schedule trigger
+/// left the tenant on a schedule trigger "that is not set". Now it is one change, refused whole.
+#[test]
+fn a_refused_tenant_set_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(sluice(d, &["tenant", "add", "acme", "--folders", "students"], "").status.success());
+    let out = sluice(
+        d,
+        &["tenant", "set", "acme", "trigger=schedule", "schedule=0 2 * * *", "timezone=Mars/Olympus"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("timezone: unknown time zone \"Mars/Olympus\""), "{}", text(&out));
+    let shown = text(&sluice(d, &["tenant", "show", "acme"], ""));
+    assert!(shown.contains("imports:   as soon as an upload closes"), "{shown}");
+    // A schedule trigger without a schedule is refused with the command that would do.
+    let out = sluice(d, &["tenant", "set", "acme", "notify.email=ann@acme.org", "trigger=schedule"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("schedule=\"0 2 * * *\""), "{}", text(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&sluice(d, &["tenant", "show", "acme", "--json"], "").stdout).unwrap();
+    assert_eq!(
+        (v["trigger"].as_str(), v["notify_emails"].as_array().map(Vec::len)),
+        (Some("on_upload"), Some(0)),
+        "{v}"
+    );
+    // Together, in one command, they are one change.
+    let out = sluice(
+        d,
+        &[
+            "tenant",
+            "set",
+            "acme",
+            "trigger=schedule",
+            "schedule=0 2 * * *",
+            "timezone=America/Chicago",
+            "strictness=strict",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&sluice(d, &["tenant", "show", "acme"], ""));
+    assert!(
+        shown.contains("0 2 * * *")
+            && shown.contains("America/Chicago")
+            && shown.contains("strictness=strict"),
+        "{shown}"
+    );
+}
+
 #[test]
 fn keys_are_validated() {
     let dir = tempfile::tempdir().unwrap();

@@ -497,10 +497,36 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
     // (The notice is percent-encoded, dots included.)
     assert!(location.contains("Not%20saved") && location.contains("169%2E254%2E169%2E254"), "{}", r.head);
     assert!(!server.cli_ok(&["tenant", "show", "beta"]).contains("ops@beta.org"));
-    let r = request(&server, "POST", "/t/beta/settings", Some(&bob), &form("America/Chicago"));
+    let r = request(
+        &server,
+        "POST",
+        "/t/beta/settings",
+        Some(&bob),
+        &format!("{}&strictness=strict", form("America/Chicago")),
+    );
     assert!(r.header("location").unwrap().contains("Saved"), "{}", r.head);
     let shown = server.cli_ok(&["tenant", "show", "beta"]);
-    assert!(shown.contains("ops@beta.org") && shown.contains("America/Chicago"), "{shown}");
+    assert!(
+        shown.contains("ops@beta.org")
+            && shown.contains("America/Chicago")
+            && shown.contains("strictness=strict"),
+        "{shown}"
+    );
+    assert!(
+        request(&server, "GET", "/t/beta/settings", Some(&bob), "")
+            .body
+            .contains("<option value=\"strict\" selected>")
+    );
+    // "As each type says" removes the tenant's own strictness.
+    let r = request(
+        &server,
+        "POST",
+        "/t/beta/settings",
+        Some(&bob),
+        &format!("{}&strictness=default", form("America/Chicago")),
+    );
+    assert!(r.header("location").unwrap().contains("Saved"), "{}", r.head);
+    assert!(!server.cli_ok(&["tenant", "show", "beta"]).contains("strictness="));
     // Still nothing of another tenant.
     assert_eq!(request(&server, "GET", "/t/acme/sftp", Some(&bob), "").status, 404);
 }
