@@ -29,12 +29,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the SFTP server.
+    /// Run sluice: the SFTP server, the dashboard and REST API, and the import workers.
     Serve {
         /// Address for SFTP, e.g. 0.0.0.0:22 (port 0 picks a free port). Env: SLUICE_SFTP_LISTEN.
         #[arg(long, value_name = "ADDR")]
         sftp_listen: Option<SocketAddr>,
-        /// Address for HTTP (/metrics, /healthz), e.g. 127.0.0.1:8080. Env: SLUICE_HTTP_LISTEN.
+        /// Address for HTTP (the dashboard, the REST API, /metrics, /healthz), e.g. 127.0.0.1:8080. Env: SLUICE_HTTP_LISTEN.
         #[arg(long, value_name = "ADDR")]
         http_listen: Option<SocketAddr>,
     },
@@ -321,11 +321,19 @@ pub fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): nothing more to say, to anyone.
+        Err(f) if closed_pipe(&f.error) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("error: {:#}", f.error);
             ExitCode::from(f.code)
         }
     }
+}
+
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -389,11 +397,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
                         "created_ms": d.created_ms, "finished_ms": d.finished_ms}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for d in list {
                     let error = d.last_error.map(|e| format!("  ({e})")).unwrap_or_default();
-                    println!(
+                    outln!(
                         "{:>6} import {:<6} {:<7} {:<8} x{} {}{error}",
                         d.id,
                         d.import_id,
@@ -425,7 +433,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 other => other?,
             }
             store.end_sessions_of(ADMIN)?;
-            println!("password set for the dashboard account {ADMIN}");
+            outln!("password set for the dashboard account {ADMIN}");
             Ok(())
         }
         Command::Uploads { tenant, json } => {
@@ -441,11 +449,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                                "duplicate_of": u.duplicate_of})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for u in uploads {
                     let retry = u.duplicate_of.map(|o| format!("  (retry of {o}: not imported again)"));
-                    println!(
+                    outln!(
                         "{:>6}  {:<40} {:>12}  {}{}",
                         u.id,
                         u.event.path,
@@ -462,11 +470,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
     let mut problems = 0;
+    let mut report: Vec<String> = Vec::new();
     let mut check = |what: &str, result: Result<String>| match result {
-        Ok(detail) => println!("ok       {what}: {detail}"),
+        Ok(detail) => report.push(format!("ok       {what}: {detail}")),
         Err(e) => {
             problems += 1;
-            println!("PROBLEM  {what}: {e:#}");
+            report.push(format!("PROBLEM  {what}: {e:#}"));
         }
     };
     check(
@@ -475,7 +484,12 @@ fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
     );
     check(
         "data directory",
-        dirs.create().and_then(|()| {
+        (if dirs.root.is_dir() {
+            dirs.create()
+        } else {
+            Err(anyhow!("{} does not exist", dirs.root.display()))
+        })
+        .and_then(|()| {
             let probe = dirs.root.join(".doctor-probe");
             std::fs::write(&probe, b"").context("not writable")?;
             std::fs::remove_file(&probe)?;
@@ -508,6 +522,9 @@ fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
             Ok("not generated yet (created on first `sluice serve`)".into())
         },
     );
+    for line in report {
+        outln!("{line}");
+    }
     if problems > 0 {
         return Err(Failure { code: 1, error: anyhow!("{problems} problem(s) found") });
     }
@@ -530,7 +547,10 @@ fn tenant_name(raw: &str) -> Result<TenantName, Failure> {
 }
 
 fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Result<(), Failure> {
-    let store = dirs.open_store().map_err(usage)?;
+    // The first tenant may come before the first `sluice serve`.
+    let store =
+        if matches!(cmd, TenantCommand::Add { .. }) { dirs.create_store() } else { dirs.open_store() }
+            .map_err(usage)?;
     match cmd {
         TenantCommand::Add { name, folders } => {
             let name = tenant_name(&name)?;
@@ -538,7 +558,7 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                 FolderName::parse_list(&folders.unwrap_or_else(|| config.tenants.default_folders.join(",")))?;
             let tenant = store.add_tenant(&name, &folders)?;
             ensure_tree(dirs, &tenant)?;
-            println!(
+            outln!(
                 "tenant {} created with folders {}; set a password with `sluice tenant passwd {}` or add a key with `sluice key add {} FILE.pub`",
                 tenant.name,
                 folder_list(&tenant),
@@ -550,11 +570,11 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
             let tenants = store.tenants()?;
             if json {
                 let rows: Vec<_> = tenants.iter().map(|t| tenant_json(&store, t)).collect::<Result<_>>()?;
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for t in tenants {
                     let state = if t.disabled { "disabled" } else { "enabled" };
-                    println!("{:<32} {:<9} {}", t.name, state, folder_list(&t));
+                    outln!("{:<32} {:<9} {}", t.name, state, folder_list(&t));
                 }
             }
         }
@@ -562,9 +582,9 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
             let t = store.require_tenant(&name)?;
             let v = tenant_json(&store, &t)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!(
+                outln!(
                     "name:      {}\nstate:     {}\nfolders:   {}\npassword:  {}\nkeys:      {}\nimports:   {}",
                     t.name,
                     if t.disabled { "disabled" } else { "enabled" },
@@ -574,23 +594,23 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                     when(&t)
                 );
                 for (type_name, trigger) in &t.type_triggers {
-                    println!("           {type_name}: {}", trigger.as_str());
+                    outln!("           {type_name}: {}", trigger.as_str());
                 }
                 if !t.notify_emails.is_empty() {
-                    println!("email:     {}", t.notify_emails.join(", "));
+                    outln!("email:     {}", t.notify_emails.join(", "));
                 }
                 if let Some((url, secret)) = &t.webhook {
-                    println!(
+                    outln!(
                         "webhook:   {url} ({})",
                         if secret.is_empty() { "unsigned: set notify.webhook_secret" } else { "signed" }
                     );
                 }
                 for s in &t.read_settings {
                     let (k, v) = s.to_pair();
-                    println!("reading:   {k}={v}");
+                    outln!("reading:   {k}={v}");
                 }
                 for s in &t.safeguards {
-                    println!(
+                    outln!(
                         "safeguard: hold {} imports that would {} more than {}%",
                         s.type_name,
                         s.limit.as_str().trim_end_matches('d'),
@@ -601,18 +621,18 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
         }
         TenantCommand::Disable { name } => {
             store.set_disabled(&tenant_name(&name)?, true)?;
-            println!("tenant {name} disabled: it can no longer log in, and its open SFTP sessions end now");
+            outln!("tenant {name} disabled: it can no longer log in, and its open SFTP sessions end now");
         }
         TenantCommand::Enable { name } => {
             store.set_disabled(&tenant_name(&name)?, false)?;
-            println!("tenant {name} enabled");
+            outln!("tenant {name} enabled");
         }
         TenantCommand::Passwd { name, password_stdin } => {
             let name = tenant_name(&name)?;
             store.require_tenant(name.as_str())?;
             let password = if password_stdin { read_password_line()? } else { prompt_password(&name)? };
             store.set_password(&name, &PasswordHash::create(&password)?)?;
-            println!("password set for tenant {name}");
+            outln!("password set for tenant {name}");
         }
         TenantCommand::Set { name, settings } => {
             let name = tenant_name(&name)?;
@@ -633,7 +653,7 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
                 other => other.into(),
             })?;
             ensure_tree(dirs, &tenant)?;
-            println!(
+            outln!(
                 "tenant {} now has folders {} and imports {}",
                 tenant.name,
                 folder_list(&tenant),
@@ -727,12 +747,12 @@ fn defender_command(dirs: &DataDirs, cmd: DefenderCommand) -> Result<(), Failure
                                "remaining_secs": b.remaining(now).as_secs(), "bans": b.count, "reason": b.reason})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else if bans.is_empty() {
-                println!("no bans in force");
+                outln!("no bans in force");
             } else {
                 for b in bans {
-                    println!(
+                    outln!(
                         "{:<24} until {} ({} left)  ban {} in a row  {}",
                         b.source.to_string(),
                         when(b.until_ms),
@@ -748,7 +768,7 @@ fn defender_command(dirs: &DataDirs, cmd: DefenderCommand) -> Result<(), Failure
             if !store.lift_ban(&source, now)? {
                 return Err(anyhow!("{source} is not banned (`sluice defender list` shows the bans)").into());
             }
-            println!("unbanned {source}; the running server lets it in again within a couple of seconds");
+            outln!("unbanned {source}; the running server lets it in again within a couple of seconds");
         }
     }
     Ok(())
@@ -763,7 +783,7 @@ fn key_command(dirs: &DataDirs, cmd: KeyCommand) -> Result<(), Failure> {
             let keys = parse_key_file(&file)?;
             for key in keys {
                 store.add_key(&name, &key)?;
-                println!("added {} key {} for tenant {name}", key.algorithm, key.fingerprint);
+                outln!("added {} key {} for tenant {name}", key.algorithm, key.fingerprint);
             }
         }
         KeyCommand::List { tenant, json } => {
@@ -774,17 +794,17 @@ fn key_command(dirs: &DataDirs, cmd: KeyCommand) -> Result<(), Failure> {
                     .iter()
                     .map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for k in keys {
-                    println!("{:<20} {} {}", k.algorithm, k.fingerprint, k.comment);
+                    outln!("{:<20} {} {}", k.algorithm, k.fingerprint, k.comment);
                 }
             }
         }
         KeyCommand::Remove { tenant, fingerprint } => {
             store.require_tenant(&tenant)?;
             store.remove_key(&tenant, &fingerprint)?;
-            println!("removed key {fingerprint} of tenant {tenant}; sessions that logged in with it end now");
+            outln!("removed key {fingerprint} of tenant {tenant}; sessions that logged in with it end now");
         }
     }
     Ok(())
@@ -809,21 +829,21 @@ fn user_command(dirs: &DataDirs, cmd: UserCommand) -> Result<(), Failure> {
                 prompt_for(&format!("password for {email}"))?
             };
             store.add_account(Some(&tenant), &email, role, PasswordHash::create(&password)?.as_phc())?;
-            println!("{} {email} added to tenant {tenant}", role.as_str());
+            outln!("{} {email} added to tenant {tenant}", role.as_str());
         }
         UserCommand::List { tenant } => {
             for a in store.accounts(tenant.as_deref())? {
                 let manages = if a.manages { "manages credentials and settings" } else { "" };
-                println!("{:<32} {:<6} {manages}", a.email, a.role.as_str());
+                outln!("{:<32} {:<6} {manages}", a.email, a.role.as_str());
             }
         }
         UserCommand::Grant { email } => {
             store.set_account_manages(&email, true)?;
-            println!("{email} may now manage SFTP credentials and import settings");
+            outln!("{email} may now manage SFTP credentials and import settings");
         }
         UserCommand::Ungrant { email } => {
             store.set_account_manages(&email, false)?;
-            println!("{email} may no longer manage SFTP credentials and import settings");
+            outln!("{email} may no longer manage SFTP credentials and import settings");
         }
         UserCommand::Passwd { email, password_stdin } => {
             let password = if password_stdin {
@@ -833,7 +853,7 @@ fn user_command(dirs: &DataDirs, cmd: UserCommand) -> Result<(), Failure> {
             };
             store.set_account_password(&email, PasswordHash::create(&password)?.as_phc())?;
             store.end_sessions_of(&email)?;
-            println!("password set for {email}; their sessions ended");
+            outln!("password set for {email}; their sessions ended");
         }
     }
     Ok(())
@@ -862,7 +882,7 @@ fn api_key_command(dirs: &DataDirs, cmd: ApiKeyCommand) -> Result<(), Failure> {
             let id = store.add_api_key(tenant.as_deref(), &name, &prefix, &hash)?;
             let whose = tenant.map_or("the operator (every tenant)".to_owned(), |t| format!("tenant {t}"));
             eprintln!("API key {id} for {whose}; it is shown only now, so store it safely:");
-            println!("{token}");
+            outln!("{token}");
         }
         ApiKeyCommand::List { tenant, operator: _, json } => {
             if let Some(t) = &tenant {
@@ -874,17 +894,17 @@ fn api_key_command(dirs: &DataDirs, cmd: ApiKeyCommand) -> Result<(), Failure> {
                     .iter()
                     .map(|k| json!({"id": k.id, "name": k.name, "prefix": k.prefix, "created_ms": k.created_ms, "revoked_ms": k.revoked_ms}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for k in keys {
                     let state = if k.revoked_ms.is_some() { "revoked" } else { "live" };
-                    println!("{:>5}  {}...  {:<8} {}", k.id, k.prefix, state, k.name);
+                    outln!("{:>5}  {}...  {:<8} {}", k.id, k.prefix, state, k.name);
                 }
             }
         }
         ApiKeyCommand::Revoke { id } => {
             store.revoke_api_key(id, None)?;
-            println!("API key {id} revoked");
+            outln!("API key {id} revoked");
         }
     }
     Ok(())

@@ -23,12 +23,12 @@ pub fn types(config: &Config, json: bool) -> Result<(), Failure> {
     let types = load_types(config)?;
     if json {
         let rows: Vec<Value> = types.all().iter().map(type_json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     for t in types.all() {
         let key: Vec<&str> = t.key.iter().map(|&k| t.columns[k].name.as_str()).collect();
-        println!(
+        outln!(
             "{:<14} folder /{:<14} mode {:<7} key {}",
             t.name,
             t.folder.as_ref().map_or("-", |f| f.as_str()),
@@ -40,7 +40,7 @@ pub fn types(config: &Config, json: bool) -> Result<(), Failure> {
             .iter()
             .map(|c| format!("{}{}:{}", c.name, if c.required { "*" } else { "" }, c.kind.name()))
             .collect();
-        println!("    {}", cols.join(", "));
+        outln!("    {}", cols.join(", "));
     }
     Ok(())
 }
@@ -143,11 +143,11 @@ fn validate_in(scratch: &Path, t: &ImportType, files: &[PathBuf]) -> Result<(), 
         match record.status {
             ImportStatus::Failed => {
                 rejected = true;
-                println!("{}: REJECTED: {}", file.display(), record.message.as_deref().unwrap_or("rejected"));
+                outln!("{}: REJECTED: {}", file.display(), record.message.as_deref().unwrap_or("rejected"));
             }
             _ if c.rejected > 0 => {
                 rejected = true;
-                println!(
+                outln!(
                     "{}: {} of {} rows rejected ({} encoding)",
                     file.display(),
                     c.rejected,
@@ -155,17 +155,17 @@ fn validate_in(scratch: &Path, t: &ImportType, files: &[PathBuf]) -> Result<(), 
                     enc(&record)
                 );
             }
-            _ => println!("{}: OK, {} rows ({} encoding)", file.display(), c.rows, enc(&record)),
+            _ => outln!("{}: OK, {} rows ({} encoding)", file.display(), c.rows, enc(&record)),
         }
         for w in &record.warnings {
-            println!("{}: warning: {w}", file.display());
+            outln!("{}: warning: {w}", file.display());
         }
     }
     if !t.references.is_empty() {
-        println!("note: references to other types are checked only on import, against the tenant's records");
+        outln!("note: references to other types are checked only on import, against the tenant's records");
     }
     if t.format == sluice_core::import::TypeFormat::OneRoster {
-        println!(
+        outln!(
             "note: references to files a package does not carry in bulk are checked only on import, against the tenant's records"
         );
     }
@@ -185,7 +185,7 @@ fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(),
         }
         for e in &batch {
             let column = if e.column.is_empty() { String::new() } else { format!(" {}:", e.column) };
-            println!(
+            outln!(
                 "{label}:{}:{column} {}: {} (value {:?}){}",
                 e.line,
                 e.code,
@@ -197,7 +197,7 @@ fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(),
         offset += batch.len();
     }
     if record.counts.rejected > 0 && offset >= sluice_store::STORED_ERRORS {
-        println!("{label}: more errors are in the full report");
+        outln!("{label}: more errors are in the full report");
     }
     Ok(())
 }
@@ -262,7 +262,7 @@ pub fn import(
             if terminal && total > 50_000 {
                 eprint!("\r{:width$}\r", "", width = name.len() + 24);
             }
-            print_dry_run(name, &ty.name, &v);
+            print_dry_run(name, &ty.name, &v)?;
             failed |= matches!(v.status, ImportStatus::Failed | ImportStatus::Incomplete);
             continue;
         }
@@ -271,14 +271,14 @@ pub fn import(
         if terminal && total > 50_000 {
             eprint!("\r{:width$}\r", "", width = name.len() + 24);
         }
-        print_summary(&record);
+        print_summary(&record)?;
         failed |= matches!(record.status, ImportStatus::Failed | ImportStatus::Incomplete);
     }
     if failed { Err(Failure { code: 1, error: anyhow!("some rows or files were rejected") }) } else { Ok(()) }
 }
 
 /// A dry run's findings, in the words of a real import's summary.
-fn print_dry_run(file: &str, type_name: &str, v: &sluice_ingest::Verdict) {
+fn print_dry_run(file: &str, type_name: &str, v: &sluice_ingest::Verdict) -> std::io::Result<()> {
     let c = v.counts;
     let would = match v.status {
         ImportStatus::Complete => "would complete",
@@ -286,20 +286,25 @@ fn print_dry_run(file: &str, type_name: &str, v: &sluice_ingest::Verdict) {
         ImportStatus::Held => "would be held",
         _ => "would fail",
     };
-    println!(
+    outln!(
         "dry run: {file} {type_name} ({would}): {} rows, {} would be added, {} updated, {} unchanged, {} deleted, {} rejected; nothing was changed",
-        c.rows, c.added, c.updated, c.unchanged, c.deleted, c.rejected
+        c.rows,
+        c.added,
+        c.updated,
+        c.unchanged,
+        c.deleted,
+        c.rejected
     );
     if let Some(m) = &v.message {
         let m = m.split("; approve it with").next().unwrap_or(m);
-        println!("  {m}");
+        outln!("  {m}");
     }
     for w in &v.warnings {
-        println!("  warning: {w}");
+        outln!("  warning: {w}");
     }
     for e in &v.errors {
         let column = if e.column.is_empty() { String::new() } else { format!(" {}:", e.column) };
-        println!(
+        outln!(
             "{file}:{}:{column} {}: {} (value {:?}){}",
             e.line,
             e.code,
@@ -308,11 +313,12 @@ fn print_dry_run(file: &str, type_name: &str, v: &sluice_ingest::Verdict) {
             record_label(&e.key, &e.name)
         );
     }
+    Ok(())
 }
 
-fn print_summary(r: &ImportRecord) {
+fn print_summary(r: &ImportRecord) -> std::io::Result<()> {
     let c = r.counts;
-    println!(
+    outln!(
         "import {}: {} {} ({}): {} rows, {} added, {} updated, {} unchanged, {} deleted, {} rejected",
         r.id,
         r.file_name,
@@ -326,11 +332,12 @@ fn print_summary(r: &ImportRecord) {
         c.rejected
     );
     if let Some(m) = &r.message {
-        println!("  {m}");
+        outln!("  {m}");
     }
     if c.rejected > 0 {
-        println!("  errors: `sluice import show {} --errors`", r.id);
+        outln!("  errors: `sluice import show {} --errors`", r.id);
     }
+    Ok(())
 }
 
 pub fn history(dirs: &DataDirs, tenant: &str, limit: usize, json: bool) -> Result<(), Failure> {
@@ -338,13 +345,13 @@ pub fn history(dirs: &DataDirs, tenant: &str, limit: usize, json: bool) -> Resul
     store.require_tenant(tenant)?;
     let list = store.imports(tenant, limit)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&list.iter().map(sluice_web::json::import).collect::<Vec<_>>())?
         );
     } else {
         for r in &list {
-            print_summary(r);
+            print_summary(r)?;
         }
     }
     Ok(())
@@ -364,28 +371,28 @@ pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Fa
                     .collect::<Vec<_>>()
             );
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    print_summary(&r);
-    println!("  encoding: {}", enc(&r));
+    print_summary(&r)?;
+    outln!("  encoding: {}", enc(&r));
     if let Some(d) = &r.delimiter {
-        println!("  delimiter: {d}");
+        outln!("  delimiter: {d}");
     }
     if let Some((what, by, at)) = r.decision() {
         let at =
             sluice_ingest::Timestamp::from_millisecond(at).map_or_else(|_| at.to_string(), |t| t.to_string());
-        println!("  held by the safeguard; {what} by {by} at {at}");
+        outln!("  held by the safeguard; {what} by {by} at {at}");
     }
     if let Some(by) = r.superseded_by {
-        println!(
+        outln!(
             "  superseded by import {by} (a newer file of the same type, applied after this one was held): it can \
              no longer be approved; its file: `sluice import file {}`",
             r.id
         );
     }
     for w in &r.warnings {
-        println!("  warning: {w}");
+        outln!("  warning: {w}");
     }
     if errors {
         print_errors(&store, &r, &r.file_name)?;
@@ -424,12 +431,12 @@ pub fn sync(config: &Config, dirs: &DataDirs, tenant: &str) -> Result<(), Failur
     let ingest = open(config, dirs)?;
     let before = ingest.store.imports(tenant, 1)?.first().map_or(0, |r| r.id);
     let found = ingest.sync_tenant(tenant)?;
-    println!("{found} waiting file(s) found");
+    outln!("{found} waiting file(s) found");
     let mut done: Vec<ImportRecord> =
         ingest.store.imports(tenant, 10_000)?.into_iter().filter(|r| r.id > before).collect();
     done.reverse();
     for r in &done {
-        print_summary(r);
+        print_summary(r)?;
     }
     Ok(())
 }
@@ -445,14 +452,14 @@ fn command_line_user() -> String {
 pub fn approve(config: &Config, dirs: &DataDirs, id: i64) -> Result<(), Failure> {
     let ingest = open(config, dirs)?;
     let r = ingest.approve(id, &command_line_user()).map_err(|e| Failure { code: 1, error: e.into() })?;
-    print_summary(&r);
+    print_summary(&r)?;
     Ok(())
 }
 
 pub fn discard(config: &Config, dirs: &DataDirs, id: i64) -> Result<(), Failure> {
     let ingest = open(config, dirs)?;
     ingest.discard(id, &command_line_user()).map_err(|e| Failure { code: 1, error: e.into() })?;
-    println!("import {id} discarded; nothing was changed");
+    outln!("import {id} discarded; nothing was changed");
     Ok(())
 }
 
@@ -605,14 +612,14 @@ pub fn people(dirs: &DataDirs, tenant: &str, json: bool) -> Result<(), Failure> 
                            "key": r.key.replace('\u{1f}', "+"), "source_id": r.source_id})).collect::<Vec<_>>()})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     for p in &people {
-        println!("{:>6}  {}", p.id, p.contact.describe());
+        outln!("{:>6}  {}", p.id, p.contact.describe());
         for r in &p.roles {
             let id = if r.source_id.is_empty() { "no source id".to_owned() } else { r.source_id.clone() };
-            println!("        {:<10} {} {} ({id})", r.role, r.type_name, r.key.replace('\u{1f}', "+"));
+            outln!("        {:<10} {} {} ({id})", r.role, r.type_name, r.key.replace('\u{1f}', "+"));
         }
     }
     Ok(())

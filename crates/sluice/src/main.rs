@@ -2,6 +2,16 @@
 //! together, and maps failures to the exit codes of the contract (0 ok, 1 rejected input,
 //! 2 usage or configuration error).
 
+/// Prints a line on stdout, or returns from the enclosing function with the write's error:
+/// a closed pipe (`sluice imports --json | head -c1`) then ends the command quietly (see
+/// `cli::main`), where `println!` would panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod cli;
 mod config;
 mod hostkey;

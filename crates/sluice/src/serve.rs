@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::hostkey;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use sluice_core::metrics::Metrics;
 use sluice_sftp::{SftpServer, SftpShared};
 use sluice_store::Store;
@@ -64,7 +64,23 @@ impl DataDirs {
             .with_duplicate_window(std::time::Duration::from_secs(settings.duplicate_window_secs)))
     }
 
+    /// Opens the database of an existing data directory. Only `sluice serve` and `sluice
+    /// tenant add` create one ([`Self::create_store`]): any other command run from the wrong
+    /// directory says where it looked instead of leaving an empty `./sluice-data` behind.
     pub fn open_store(&self) -> Result<Store> {
+        if !self.root.is_dir() {
+            let looked = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+            bail!(
+                "there is no data directory at {} (nothing was created there): `sluice serve` or `sluice tenant add` \
+                 creates one; to use another, pass --data-dir DIR, set SLUICE_DATA_DIR or data_dir in the config file",
+                looked.display()
+            );
+        }
+        self.create_store()
+    }
+
+    /// Creates the data directory if it does not exist, and opens its database.
+    pub fn create_store(&self) -> Result<Store> {
         self.create()?;
         Store::open(&self.database())
             .with_context(|| format!("cannot open database {}", self.database().display()))
@@ -97,7 +113,7 @@ pub async fn run(config: Config) -> Result<()> {
     // Install signal handlers before announcing anything, so an early SIGTERM is clean too.
     let shutdown = shutdown_signal()?;
     let dirs = DataDirs::new(&config.data_dir);
-    let store = Arc::new(dirs.open_store()?);
+    let store = Arc::new(dirs.create_store()?);
     // Uploads that were in flight when the last process stopped can never complete.
     for entry in std::fs::read_dir(dirs.upload_spool())?.flatten() {
         let _ = std::fs::remove_file(entry.path());

@@ -133,6 +133,73 @@ fn a_refused_tenant_set_changes_nothing() {
     );
 }
 
+/// Run from the wrong directory, a command says where it looked and creates nothing; only
+/// `serve` and `tenant add` create a data directory.
+#[test]
+fn a_command_on_a_missing_data_directory_exits_2_without_creating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("sluice-data");
+    for args in
+        [&["tenant", "list"][..], &["imports", "--tenant", "acme"], &["doctor"], &["key", "list", "acme"]]
+    {
+        let out = sluice(&missing, args, "");
+        let text = text(&out);
+        let expected = if args[0] == "doctor" { 1 } else { 2 };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {text}");
+        assert!(
+            text.contains(&missing.display().to_string()) && text.contains("--data-dir"),
+            "{args:?}: {text}"
+        );
+        assert!(!missing.exists(), "{args:?} created the data directory");
+    }
+    let out = sluice(&missing, &["tenant", "add", "acme"], "");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(missing.join("sluice.db").is_file());
+    assert!(sluice(&missing, &["tenant", "list"], "").status.success());
+}
+
+/// `sluice imports --json | head -c1`: the reader goes away; the command ends quietly, exit 0,
+/// nothing on stderr (it used to panic with a backtrace, or print "error: Broken pipe").
+#[test]
+fn the_cli_piped_into_head_exits_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(sluice(d, &["tenant", "add", "acme", "--folders", "students"], "").status.success());
+    let file = d.join("students.csv");
+    let mut csv = String::from("sisId,firstName,lastName\n");
+    for i in 0..5000 {
+        csv.push_str(&format!("S{i},First{i},Last{i}\n"));
+    }
+    std::fs::write(&file, csv).unwrap();
+    let out = sluice(d, &["import", "--tenant", "acme", file.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", text(&out));
+    for args in [
+        &["imports", "--tenant", "acme", "--json"][..],
+        &["tenant", "list"],
+        &["types", "--json"],
+        &["records", "--tenant", "acme", "--type", "students"],
+        &["records", "--tenant", "acme", "--type", "students", "--format", "json"],
+    ] {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(d)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `head -c1`: read one byte (if any comes), then close the pipe.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut one = [0u8; 1];
+        let _ = std::io::Read::read(&mut stdout, &mut one);
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+}
+
 #[test]
 fn keys_are_validated() {
     let dir = tempfile::tempdir().unwrap();
