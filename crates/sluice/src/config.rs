@@ -381,12 +381,14 @@ pub struct Overrides {
 impl Config {
     pub fn load(file: Option<&Path>, env: &[(String, String)], overrides: &Overrides) -> Result<Self> {
         let mut table: toml::Table = toml::from_str(DEFAULTS).context("embedded defaults")?;
+        let mut user_file = None;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
             let from_file: toml::Table = toml::from_str(&text)
                 .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
             merge(&mut table, from_file);
+            user_file = Some((path, text));
         }
         apply_env(&mut table, env)?;
         if let Some(d) = &overrides.data_dir {
@@ -402,13 +404,11 @@ impl Config {
         {
             http.insert("listen".into(), toml::Value::String(addr.to_string()));
         }
-        // Round-trip through text so that errors point at the offending line and key.
+        // Round-trip through text so that an error has a span: the key it is about is found
+        // there and named where the user wrote it (their file's line, or the variable).
         let merged = toml::to_string(&table).context("cannot render the merged configuration")?;
-        let config: Config = toml::from_str(&merged).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid configuration (after merging defaults, file and SLUICE_* variables): {e}"
-            )
-        })?;
+        let config: Config = toml::from_str(&merged)
+            .map_err(|e| anyhow::anyhow!(where_it_went_wrong(&e, &merged, user_file.as_ref(), env)))?;
         config.validate()?;
         Ok(config)
     }
@@ -495,6 +495,79 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 
 /// Environment variables that are not configuration keys.
 const NOT_CONFIG: &[&str] = &["SLUICE_CONFIG", "SLUICE_REQUIRE_EXTERNAL"];
+
+/// A configuration error in the user's terms: the file and line where they set the key, or
+/// the `SLUICE_*` variable that set it (the merged text's line numbers mean nothing to them).
+fn where_it_went_wrong(
+    e: &toml::de::Error,
+    merged: &str,
+    file: Option<&(&Path, String)>,
+    env: &[(String, String)],
+) -> String {
+    let generic =
+        || format!("invalid configuration (after merging defaults, file and SLUICE_* variables): {e}");
+    let Some(path) = e.span().and_then(|span| key_path_at(merged, span.start)) else {
+        return generic();
+    };
+    let dotted = path.join(".");
+    let variable = format!("SLUICE_{}", path.join("_").to_ascii_uppercase());
+    if let Some((_, value)) = env.iter().find(|(name, _)| *name == variable) {
+        return format!("{variable}={value:?} ({dotted}): {}", e.message());
+    }
+    if let Some((file, text)) = file
+        && let Some(at) = key_path_span(text, &path)
+    {
+        let line_no = text[..at].matches('\n').count() + 1;
+        let line = text.lines().nth(line_no - 1).unwrap_or("");
+        return format!(
+            "config file {}, line {line_no} ({dotted}): {}\n  {line_no} | {line}",
+            file.display(),
+            e.message()
+        );
+    }
+    format!("{dotted}: {}", e.message())
+}
+
+/// The key path (`["sftp", "listen"]`) whose key or value holds byte `at` of `text`.
+fn key_path_at(text: &str, at: usize) -> Option<Vec<String>> {
+    fn walk(table: &toml::de::DeTable<'_>, at: usize, path: &mut Vec<String>) -> bool {
+        for (key, value) in table.iter() {
+            let (k, v) = (key.span(), value.span());
+            let inside = (k.start <= at && at < k.end) || (v.start <= at && at < v.end.max(v.start + 1));
+            if let toml::de::DeValue::Table(inner) = value.get_ref() {
+                path.push(key.get_ref().to_string());
+                if inside || walk(inner, at, path) {
+                    return true;
+                }
+                path.pop();
+            } else if inside {
+                path.push(key.get_ref().to_string());
+                return true;
+            }
+        }
+        false
+    }
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    walk(doc.get_ref(), at, &mut path).then_some(path)
+}
+
+/// Where `path`'s key is written in `text`, if it is.
+fn key_path_span(text: &str, path: &[String]) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    for (i, name) in path.iter().enumerate() {
+        let (key, value) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name.as_str())?;
+        if i + 1 == path.len() {
+            return Some(key.span().start);
+        }
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => table = inner,
+            _ => return Some(key.span().start),
+        }
+    }
+    None
+}
 
 fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
     for (name, raw) in env {
@@ -667,6 +740,35 @@ mod tests {
         assert!(format!("{typo:#}").contains("listen_addr"), "{typo:#}");
         std::fs::write(&file, "[tenants]\ndefault_folders = [\"exports\"]\n").unwrap();
         assert!(Config::load(Some(&file), &[], &Overrides::default()).is_err());
+    }
+
+    /// A 4-line file with a mistake is reported at its own line, not at a line of the merged
+    /// defaults (it used to say "line 58").
+    #[test]
+    fn a_mistake_is_reported_at_the_users_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/sluice\"\n[sftp]\nlisten = \"0.0.0.0:22\"\nmax_auth_attemps = 3\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Config::load(Some(&file), &[], &Overrides::default()).unwrap_err());
+        assert!(
+            e.starts_with(&format!(
+                "config file {}, line 4 (sftp.max_auth_attemps): unknown field",
+                file.display()
+            )),
+            "{e}"
+        );
+        assert!(e.contains("4 | max_auth_attemps = 3"), "{e}");
+        std::fs::write(&file, "# nightly imports\n\n[imports]\nworkers = \"four\"\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&file), &[], &Overrides::default()).unwrap_err());
+        assert!(e.contains("line 4 (imports.workers): invalid type: string \"four\""), "{e}");
+        // A string-valued variable that does not parse is named by its variable.
+        let e = Config::load(None, &env(&[("SLUICE_SFTP_LISTEN", "nowhere")]), &Overrides::default())
+            .unwrap_err();
+        assert!(format!("{e:#}").starts_with("SLUICE_SFTP_LISTEN=\"nowhere\" (sftp.listen)"), "{e:#}");
     }
 
     #[test]
