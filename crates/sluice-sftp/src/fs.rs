@@ -111,9 +111,9 @@ impl TenantTree {
             Node::Folder { name, writable } => {
                 let dir = self.root.join(name);
                 let entries = DirStream::open(&dir).map_err(|e| FsError::io(format!("listing {path}"), e))?;
-                Ok(Listing { ready: Vec::new(), folder: Some((entries, writable)) })
+                Ok(Listing { ready: Vec::new(), folder: Some((entries, writable)), recent: Vec::new() })
             }
-            _ => Ok(Listing { ready: self.list(path)?, folder: None }),
+            _ => Ok(Listing { ready: self.list(path)?, folder: None, recent: Vec::new() }),
         }
     }
 
@@ -177,37 +177,51 @@ impl TenantTree {
 pub struct Listing {
     ready: Vec<(String, Attrs)>,
     folder: Option<(DirStream, bool)>,
+    /// Files uploaded a moment ago, as they were uploaded: each is listed once, from the folder
+    /// if the folder still holds it when it is read, or else (the import took it meanwhile)
+    /// from here, after the folder's own entries.
+    recent: Vec<(String, Attrs)>,
 }
 
 impl Listing {
-    /// Entries to send before the folder's own (files the folder no longer holds).
-    pub fn prepend(&mut self, entries: Vec<(String, Attrs)>) {
-        let mut ready = entries;
-        ready.append(&mut self.ready);
-        self.ready = ready;
+    /// Files uploaded a moment ago that the import may take in while the listing is read.
+    pub fn with_recent(&mut self, entries: Vec<(String, Attrs)>) {
+        self.recent = entries;
+        if self.folder.is_none() {
+            self.ready.append(&mut self.recent);
+        }
     }
 
     /// Up to `max` more entries; empty when the listing is done. Only regular files whose
     /// names a client could also address are listed; symlinks and the rest are invisible.
     pub fn next_batch(&mut self, max: usize) -> Vec<(String, Attrs)> {
-        let take = self.ready.len().min(max);
-        let mut out: Vec<_> = self.ready.drain(..take).collect();
-        if let Some((entries, writable)) = &mut self.folder {
-            while out.len() < max {
-                let name = match entries.next_name() {
-                    Ok(Some(name)) => name,
-                    Ok(None) | Err(_) => {
-                        self.folder = None;
-                        break;
-                    }
-                };
-                let Ok(file_name) = String::from_utf8(name) else { continue };
-                if VirtualPath::root().join(file_name.as_bytes()).is_err() {
+        let mut out: Vec<(String, Attrs)> = Vec::new();
+        loop {
+            let take = self.ready.len().min(max - out.len());
+            out.extend(self.ready.drain(..take));
+            if out.len() >= max {
+                break;
+            }
+            let Some((entries, writable)) = &mut self.folder else { break };
+            let name = match entries.next_name() {
+                Ok(Some(name)) => name,
+                Ok(None) | Err(_) => {
+                    self.folder = None;
+                    // What the import took before the folder was read is listed from memory.
+                    self.ready.append(&mut self.recent);
                     continue;
                 }
-                if let Ok(Some((size, mtime))) = entries.regular_file(&file_name) {
-                    out.push((file_name, file_attrs_of(size, mtime, *writable)));
-                }
+            };
+            let Ok(file_name) = String::from_utf8(name) else { continue };
+            if VirtualPath::root().join(file_name.as_bytes()).is_err() {
+                continue;
+            }
+            let remembered =
+                self.recent.iter().position(|(n, _)| *n == file_name).map(|i| self.recent.swap_remove(i));
+            match entries.regular_file(&file_name) {
+                Ok(Some((size, mtime))) => out.push((file_name, file_attrs_of(size, mtime, *writable))),
+                // Taken by the import between the folder's read and this look.
+                _ => out.extend(remembered),
             }
         }
         out
@@ -450,6 +464,49 @@ mod tests {
         assert!(long_name("a.csv", &recent, "acme", 100_000).ends_with(" Jan  2 01:00 a.csv"));
         let d = dir_attrs(false, None);
         assert!(long_name("exports", &d, "acme", 0).starts_with("dr-xr-xr-x"));
+    }
+
+    /// The import takes a just-uploaded file while a client's listing is being read (WinSCP
+    /// lists right after its upload): the file is listed once, whichever side of the read the
+    /// move falls on.
+    #[test]
+    fn a_file_the_import_takes_during_a_listing_is_listed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("students")).unwrap();
+        let tree = TenantTree {
+            layout: TreeLayout::new(sluice_core::FolderName::parse_list("students").unwrap()),
+            root: dir.path().to_path_buf(),
+        };
+        let folder = VirtualPath::resolve(b"/students").unwrap();
+        let remembered = Attrs { size: Some(42), ..Attrs::default() };
+        let names = |mut l: Listing| -> Vec<(String, Option<u64>)> {
+            let mut all = Vec::new();
+            loop {
+                let batch = l.next_batch(2);
+                if batch.is_empty() {
+                    return all;
+                }
+                all.extend(batch.into_iter().map(|(n, a)| (n, a.size)));
+            }
+        };
+        for taken in [false, true] {
+            std::fs::write(dir.path().join("students/students.csv"), b"sisId\n1\n").unwrap();
+            std::fs::write(dir.path().join("students/other.csv"), b"x").unwrap();
+            let mut listing = tree.open_listing(&folder).unwrap();
+            listing.with_recent(vec![("students.csv".into(), remembered.clone())]);
+            if taken {
+                // The import moves it after the listing was opened, before it is read.
+                std::fs::remove_file(dir.path().join("students/students.csv")).unwrap();
+            }
+            let mut seen = names(listing);
+            seen.sort();
+            let size = if taken { 42 } else { 8 };
+            assert_eq!(
+                seen,
+                [("other.csv".to_owned(), Some(1)), ("students.csv".to_owned(), Some(size))],
+                "taken: {taken}"
+            );
+        }
     }
 
     #[test]

@@ -303,21 +303,21 @@ impl Processor {
         }
     }
 
-    /// A folder's listing, with the files uploaded a moment ago that the import took in
-    /// (those no longer in the folder come first; the others are listed from the folder).
+    /// A folder's listing, with the files uploaded a moment ago that the import took in: each
+    /// listed once, whenever the import moves it (before the listing, while it is read, or not
+    /// at all).
     fn open_listing(&self, path: &VirtualPath) -> FsResult<Listing> {
         let mut listing = self.tree.open_listing(path)?;
         if let Node::Folder { name, writable: true } = self.tree.layout.classify(path) {
             let window = self.shared.limits.recent_upload;
-            let gone: Vec<(String, Attrs)> = self
+            let recent: Vec<(String, Attrs)> = self
                 .shared
                 .tenants
                 .recent_in_folder(&self.tenant, name, window)
                 .into_iter()
-                .filter(|(file, _)| std::fs::symlink_metadata(self.tree.root.join(name).join(file)).is_err())
                 .map(|(file, r)| (file, recent_attrs(r)))
                 .collect();
-            listing.prepend(gone);
+            listing.with_recent(recent);
         }
         Ok(listing)
     }
