@@ -12,6 +12,8 @@ pub enum PasswordError {
     Empty,
     #[error("password is longer than {max} bytes")]
     TooLong { max: usize },
+    #[error("the password must have at least {min} characters (a passphrase of a few words will do)")]
+    TooShort { min: usize },
     #[error("stored password hash is not a valid argon2 PHC string")]
     CorruptHash,
     #[error("could not hash password: {0}")]
@@ -22,7 +24,21 @@ impl PasswordHash {
     /// Longer inputs are refused so that a client cannot make us hash megabytes.
     pub const MAX_PASSWORD_LEN: usize = 1024;
 
-    /// Hashes `password` with argon2id, its default parameters and a random salt.
+    /// The fewest characters a chosen password may have: an SFTP login's, a dashboard
+    /// account's, the operator's. One rule, wherever a password is set (CLI, dashboard).
+    pub const MIN_CHOSEN_CHARS: usize = 12;
+
+    /// A password someone chooses, checked against the one rule and hashed.
+    pub fn choose(password: &str) -> Result<Self, PasswordError> {
+        if password.chars().count() < Self::MIN_CHOSEN_CHARS {
+            return Err(PasswordError::TooShort { min: Self::MIN_CHOSEN_CHARS });
+        }
+        Self::create(password)
+    }
+
+    /// Hashes `password` with argon2id, its default parameters and a random salt (no rule:
+    /// for generated secrets and the hash a login compares against; a chosen password goes
+    /// through [`Self::choose`]).
     pub fn create(password: &str) -> Result<Self, PasswordError> {
         Self::check_len(password)?;
         let hash = Argon2::default()
@@ -68,6 +84,17 @@ impl std::fmt::Debug for PasswordHash {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_chosen_password_has_at_least_twelve_characters() {
+        assert!(matches!(
+            super::PasswordHash::choose("short"),
+            Err(super::PasswordError::TooShort { min: 12 })
+        ));
+        // Characters, not bytes: eleven accented letters are still too short.
+        assert!(super::PasswordHash::choose("ééééééééééé").is_err());
+        assert!(super::PasswordHash::choose("correct horse").unwrap().verify("correct horse"));
+    }
+
     use super::*;
 
     #[test]

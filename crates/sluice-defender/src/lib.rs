@@ -17,6 +17,7 @@
 use sluice_core::defender::Scoreboard;
 use sluice_core::metrics::{Metrics, Refused};
 use sluice_core::net::Source;
+use sluice_store::roles::*;
 use sluice_store::{Store, StoreError, now_ms};
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -8,6 +8,7 @@ use sluice_core::import::{
     Safeguard, SafeguardSetting, Strictness, TypeFormat, Values,
 };
 use sluice_core::people::Contact;
+use sluice_store::roles::*;
 use sluice_store::{Counts, ImportRecord, ImportStatus, Outcome, Referrer, StageKind, Store, StoreError};
 use std::fs::File;
 use std::path::{Path, PathBuf};

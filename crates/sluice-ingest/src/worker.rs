@@ -9,6 +9,7 @@ use sluice_core::import::{ImportType, ImportTypes, SafeguardSetting};
 use sluice_core::metrics::Metrics;
 use sluice_core::schedule::{CivilMinute, Cron};
 use sluice_core::{Sha256Hex, Trigger, UploadEvent, VirtualPath, is_transfer_temp_name};
+use sluice_store::roles::*;
 use sluice_store::{ImportRecord, ImportStatus, Store, StoredUpload};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

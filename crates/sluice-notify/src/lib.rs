@@ -12,6 +12,7 @@ pub use sluice_core::hmac_sha256_hex;
 pub use smtp::{SmtpConfig, SmtpSecurity, valid_address};
 pub use webhook::signature_header;
 
+use sluice_store::roles::*;
 use sluice_store::{Channel, Delivery, Store};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,6 +10,7 @@ use sluice_core::Tenant;
 use sluice_core::TenantName;
 use sluice_core::net::Source;
 use sluice_defender::{Event, FailedLogin, Service};
+use sluice_store::roles::*;
 use sluice_store::{AuthorizedKey, Store};
 use std::borrow::Cow;
 use std::collections::HashMap;

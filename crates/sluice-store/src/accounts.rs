@@ -59,15 +59,8 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
-impl Store {
-    /// Adds an account; emails are unique across sluice (they are the login name).
-    pub fn add_account(
-        &self,
-        tenant: Option<&str>,
-        email: &str,
-        role: Role,
-        password_hash: &str,
-    ) -> Result<i64> {
+impl crate::roles::Accounts for Store {
+    fn add_account(&self, tenant: Option<&str>, email: &str, role: Role, password_hash: &str) -> Result<i64> {
         self.with(|c| {
             let tenant_id = tenant.map(|t| crate::tenant_id(c, t)).transpose()?;
             let inserted = c.execute(
@@ -81,14 +74,12 @@ impl Store {
             Ok(c.last_insert_rowid())
         })
     }
-
-    pub fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
+    fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
         self.with(|c| {
             Ok(c.query_row(&format!("{ACCOUNT_SELECT} AND u.email = ?1"), [email], account_row).optional()?)
         })
     }
-
-    pub fn accounts(&self, tenant: Option<&str>) -> Result<Vec<Account>> {
+    fn accounts(&self, tenant: Option<&str>) -> Result<Vec<Account>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
                 "{ACCOUNT_SELECT} AND ((?1 IS NULL AND u.tenant_id IS NULL) OR t.name = ?1) ORDER BY u.email"
@@ -97,8 +88,7 @@ impl Store {
             Ok(rows)
         })
     }
-
-    pub fn set_account_password(&self, email: &str, password_hash: &str) -> Result<()> {
+    fn set_account_password(&self, email: &str, password_hash: &str) -> Result<()> {
         self.with(|c| {
             match c.execute(
                 "UPDATE users SET password_hash = ?2 WHERE email = ?1",
@@ -109,9 +99,7 @@ impl Store {
             }
         })
     }
-
-    /// Lets a tenant's user manage SFTP credentials and settings (or stops it).
-    pub fn set_account_manages(&self, email: &str, manages: bool) -> Result<()> {
+    fn set_account_manages(&self, email: &str, manages: bool) -> Result<()> {
         self.with(|c| {
             match c.execute(
                 "UPDATE users SET manages = ?2 WHERE email = ?1 AND tenant_id IS NOT NULL",
@@ -122,9 +110,7 @@ impl Store {
             }
         })
     }
-
-    /// Starts a session for an account; `token_hash` is the SHA-256 of the cookie's value.
-    pub fn create_session(&self, account: i64, token_hash: &str, csrf: &str, lifetime_ms: i64) -> Result<()> {
+    fn create_session(&self, account: i64, token_hash: &str, csrf: &str, lifetime_ms: i64) -> Result<()> {
         self.with_write(|c| {
             let now = now_ms();
             c.execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])?;
@@ -135,9 +121,7 @@ impl Store {
             Ok(())
         })
     }
-
-    /// The account and CSRF token of a live session.
-    pub fn session(&self, token_hash: &str) -> Result<Option<(Account, String)>> {
+    fn session(&self, token_hash: &str) -> Result<Option<(Account, String)>> {
         self.with(|c| {
             let sql = "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash, s.csrf
                 FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN tenants t ON t.id = u.tenant_id
@@ -148,16 +132,13 @@ impl Store {
             .optional()?)
         })
     }
-
-    pub fn end_session(&self, token_hash: &str) -> Result<()> {
+    fn end_session(&self, token_hash: &str) -> Result<()> {
         self.with(|c| {
             c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
             Ok(())
         })
     }
-
-    /// Ends every session of an account (its password changed).
-    pub fn end_sessions_of(&self, email: &str) -> Result<()> {
+    fn end_sessions_of(&self, email: &str) -> Result<()> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE email = ?1)",

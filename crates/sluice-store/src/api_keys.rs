@@ -24,62 +24,6 @@ pub struct ApiKey {
     pub revoked_ms: Option<i64>,
 }
 
-impl Store {
-    /// Stores a key (its hash); returns its id.
-    pub fn add_api_key(
-        &self,
-        tenant: Option<&str>,
-        name: &str,
-        prefix: &str,
-        sha256_hex: &str,
-    ) -> Result<i64> {
-        self.with(|c| {
-            let tenant_id = tenant.map(|t| crate::tenant_id(c, t)).transpose()?;
-            c.execute(
-                "INSERT INTO api_keys (tenant_id, name, prefix, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![tenant_id, name, prefix, sha256_hex, now_ms()],
-            )?;
-            Ok(c.last_insert_rowid())
-        })
-    }
-
-    /// The live (not revoked) key with this hash.
-    pub fn api_key_by_hash(&self, sha256_hex: &str) -> Result<Option<ApiKey>> {
-        self.with(|c| {
-            Ok(c.query_row(
-                &format!("{KEY_SELECT} AND k.hash = ?1 AND k.revoked_ms IS NULL"),
-                [sha256_hex],
-                key_row,
-            )
-            .optional()?)
-        })
-    }
-
-    /// A tenant's keys (`Some`), or the operator's (`None`), newest first.
-    pub fn api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
-        self.with(|c| {
-            let tenant_id = tenant.map(|t| crate::tenant_id(c, t)).transpose()?;
-            let mut stmt = c.prepare(&format!("{KEY_SELECT} AND k.tenant_id IS ?1 ORDER BY k.id DESC"))?;
-            let rows = stmt.query_map([tenant_id], key_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-    }
-
-    /// Revokes a live key: any key (`of` = `None`, the operator), or only one of tenant `of`.
-    pub fn revoke_api_key(&self, id: i64, of: Option<&str>) -> Result<()> {
-        self.with(|c| {
-            match c.execute(
-                "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL
-                 AND (?3 IS NULL OR tenant_id = (SELECT id FROM tenants WHERE name = ?3))",
-                params![id, now_ms(), of],
-            )? {
-                0 => Err(StoreError::NoSuchKey(id)),
-                _ => Ok(()),
-            }
-        })
-    }
-}
-
 /// The operator's keys have no tenant. A key whose tenant row is gone (deleted by hand, with
 /// foreign keys off) matches nothing: it must never read as the operator's.
 const KEY_SELECT: &str = "SELECT k.id, t.name, k.name, k.prefix, k.created_ms, k.revoked_ms
@@ -95,4 +39,47 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
         created_ms: r.get(4)?,
         revoked_ms: r.get(5)?,
     })
+}
+
+impl crate::roles::ApiKeys for Store {
+    fn add_api_key(&self, tenant: Option<&str>, name: &str, prefix: &str, sha256_hex: &str) -> Result<i64> {
+        self.with(|c| {
+            let tenant_id = tenant.map(|t| crate::tenant_id(c, t)).transpose()?;
+            c.execute(
+                "INSERT INTO api_keys (tenant_id, name, prefix, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![tenant_id, name, prefix, sha256_hex, now_ms()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+    fn api_key_by_hash(&self, sha256_hex: &str) -> Result<Option<ApiKey>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                &format!("{KEY_SELECT} AND k.hash = ?1 AND k.revoked_ms IS NULL"),
+                [sha256_hex],
+                key_row,
+            )
+            .optional()?)
+        })
+    }
+    fn api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
+        self.with(|c| {
+            let tenant_id = tenant.map(|t| crate::tenant_id(c, t)).transpose()?;
+            let mut stmt = c.prepare(&format!("{KEY_SELECT} AND k.tenant_id IS ?1 ORDER BY k.id DESC"))?;
+            let rows = stmt.query_map([tenant_id], key_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+    fn revoke_api_key(&self, id: i64, of: Option<&str>) -> Result<()> {
+        self.with(|c| {
+            match c.execute(
+                "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL
+                 AND (?3 IS NULL OR tenant_id = (SELECT id FROM tenants WHERE name = ?3))",
+                params![id, now_ms(), of],
+            )? {
+                0 => Err(StoreError::NoSuchKey(id)),
+                _ => Ok(()),
+            }
+        })
+    }
 }

@@ -7,9 +7,8 @@ use rusqlite::params;
 use sluice_core::defender::Ban;
 use sluice_core::net::Source;
 
-impl Store {
-    /// Records a ban (replacing the source's earlier one).
-    pub fn save_ban(&self, ban: &Ban) -> Result<()> {
+impl crate::roles::Bans for Store {
+    fn save_ban(&self, ban: &Ban) -> Result<()> {
         self.with_write(|c| {
             c.prepare_cached(
                 "INSERT INTO bans (source, banned_until_ms, ban_count, reason, banned_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -20,10 +19,7 @@ impl Store {
             Ok(())
         })
     }
-
-    /// Bans that end after `after_ms`, the latest-ending first: with `now` the bans in force,
-    /// with an earlier time also the ones remembered since.
-    pub fn bans(&self, after_ms: i64) -> Result<Vec<Ban>> {
+    fn bans(&self, after_ms: i64) -> Result<Vec<Ban>> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT source, banned_until_ms, ban_count, reason, banned_at_ms FROM bans
@@ -42,10 +38,7 @@ impl Store {
             Ok(bans)
         })
     }
-
-    /// Lifts a source's ban and forgets its earlier ones. Returns whether a ban was in force
-    /// at `now_ms`.
-    pub fn lift_ban(&self, source: &Source, now_ms: i64) -> Result<bool> {
+    fn lift_ban(&self, source: &Source, now_ms: i64) -> Result<bool> {
         self.with_write(|c| {
             let in_force = c.query_row(
                 "SELECT count(*) FROM bans WHERE source = ?1 AND banned_until_ms > ?2",
@@ -56,14 +49,10 @@ impl Store {
             Ok(in_force)
         })
     }
-
-    /// Forgets bans that ended at or before `until_ms`; returns how many.
-    pub fn forget_bans(&self, until_ms: i64) -> Result<usize> {
+    fn forget_bans(&self, until_ms: i64) -> Result<usize> {
         self.with_write(|c| Ok(c.execute("DELETE FROM bans WHERE banned_until_ms <= ?1", [until_ms])?))
     }
-
-    /// How many bans are in force at `now_ms` (the `/metrics` gauge).
-    pub fn bans_in_force(&self, now_ms: i64) -> Result<u64> {
+    fn bans_in_force(&self, now_ms: i64) -> Result<u64> {
         self.with(|c| {
             let n: i64 = c
                 .prepare_cached("SELECT count(*) FROM bans WHERE banned_until_ms > ?1")?
@@ -76,6 +65,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Bans;
 
     fn ban(source: &str, at_ms: i64, until_ms: i64, count: u32) -> Ban {
         Ban {

@@ -55,9 +55,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
-impl Store {
-    /// Queues the notifications of an import's end, per the tenant's settings; returns how many.
-    pub fn queue_deliveries(&self, import_id: i64) -> Result<usize> {
+impl crate::roles::Deliveries for Store {
+    fn queue_deliveries(&self, import_id: i64) -> Result<usize> {
         // Immediate: a read-then-write transaction whose snapshot another import's commit
         // overtook would fail at once, without waiting (imports of tenants run in parallel).
         self.with_write(|c| {
@@ -82,10 +81,7 @@ impl Store {
             Ok(n)
         })
     }
-
-    /// Pending deliveries whose time has come, oldest first, at most `per_tenant` of each
-    /// tenant's: one tenant's backlog cannot crowd the others out.
-    pub fn due_deliveries(&self, per_tenant: usize) -> Result<Vec<Delivery>> {
+    fn due_deliveries(&self, per_tenant: usize) -> Result<Vec<Delivery>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
                 "{SELECT} JOIN (SELECT id, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY id) AS n
@@ -98,9 +94,7 @@ impl Store {
             Ok(rows)
         })
     }
-
-    /// Records an attempt: sent, or failed with a retry at `retry_at_ms` (`None`: given up).
-    pub fn delivery_attempted(&self, id: i64, error: Option<&str>, retry_at_ms: Option<i64>) -> Result<()> {
+    fn delivery_attempted(&self, id: i64, error: Option<&str>, retry_at_ms: Option<i64>) -> Result<()> {
         self.with(|c| {
             let now = now_ms();
             match (error, retry_at_ms) {
@@ -120,9 +114,7 @@ impl Store {
             Ok(())
         })
     }
-
-    /// A tenant's delivery log, newest first.
-    pub fn deliveries(&self, tenant: &str, limit: usize) -> Result<Vec<Delivery>> {
+    fn deliveries(&self, tenant: &str, limit: usize) -> Result<Vec<Delivery>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!("{SELECT} WHERE t.name = ?1 ORDER BY d.id DESC LIMIT ?2"))?;
             let rows =

@@ -8,11 +8,13 @@
 mod accounts;
 mod api_keys;
 mod bans;
+pub mod conformance;
 mod deliveries;
 mod imports;
 mod migrations;
 mod people;
 mod referrers;
+pub mod roles;
 mod roster;
 
 pub use accounts::{Account, Role};
@@ -23,6 +25,7 @@ pub use imports::{
 };
 pub use people::{Person, PersonRole};
 pub use referrers::Referrer;
+pub use roles::{Accounts, ApiKeys, Bans, Deliveries, Tenants};
 pub use roster::{PackageLoader, PackageMode};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -37,8 +40,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database failed; what it said, without its driver's types (the store's callers
+    /// do not know which database is behind it).
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(DatabaseError),
     #[error("no tenant named {0:?}; `sluice tenant list` shows the tenants")]
     NoSuchTenant(String),
     #[error("a tenant named {0:?} already exists")]
@@ -71,6 +76,35 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A database failure, opaque outside the store.
+#[derive(Debug)]
+pub struct DatabaseError(rusqlite::Error);
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl DatabaseError {
+    /// Another connection holds the write lock.
+    fn is_busy(&self) -> bool {
+        self.0.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(DatabaseError(e))
+    }
+}
 
 /// An SSH public key allowed to log in as a tenant, in OpenSSH `authorized_keys` terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,10 +183,7 @@ impl Store {
                 outcome
             });
             match outcome {
-                Err(StoreError::Sqlite(e))
-                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-                        && std::time::Instant::now() < deadline =>
-                {
+                Err(StoreError::Database(e)) if e.is_busy() && std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 other => return other,
@@ -167,141 +198,10 @@ impl Store {
         f(&mut conn)
     }
 
-    pub fn add_tenant(&self, name: &TenantName, folders: &[FolderName]) -> Result<Tenant> {
-        self.with(|c| {
-            let folders_text = join_folders(folders);
-            let inserted = c.execute(
-                "INSERT INTO tenants (name, folders, disabled, created_ms) VALUES (?1, ?2, 0, ?3)
-                 ON CONFLICT (name) DO NOTHING",
-                params![name.as_str(), folders_text, now_ms()],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::TenantExists(name.to_string()));
-            }
-            tenant_by_name(c, name.as_str())?.ok_or_else(|| StoreError::NoSuchTenant(name.to_string()))
-        })
-    }
-
-    pub fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
-        self.with(|c| tenant_by_name(c, name))
-    }
-
-    pub fn require_tenant(&self, name: &str) -> Result<Tenant> {
-        self.tenant(name)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))
-    }
-
-    pub fn tenants(&self) -> Result<Vec<Tenant>> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!("{TENANT_SELECT} ORDER BY name"))?;
-            let rows = stmt.query_map([], raw_tenant)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter().map(RawTenant::parse).collect()
-        })
-    }
-
-    pub fn set_disabled(&self, name: &TenantName, disabled: bool) -> Result<()> {
-        self.update_tenant(name, "UPDATE tenants SET disabled = ?2 WHERE name = ?1", disabled)
-    }
-
-    pub fn set_password(&self, name: &TenantName, hash: &PasswordHash) -> Result<()> {
-        self.update_tenant(name, "UPDATE tenants SET password_hash = ?2 WHERE name = ?1", hash.as_phc())
-    }
-
-    /// Applies one settings change (see `sluice_core::settings`) in one transaction: the
-    /// tenant's settings are read, changed and written under the write lock, so a refused change
-    /// changes nothing and two concurrent changes cannot lose each other's update.
-    pub fn change_settings(&self, name: &str, change: &SettingsChange) -> Result<Tenant> {
-        self.with_write(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut t = tenant_by_name(&tx, name)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))?;
-            change.apply(&mut t)?;
-            let joined = |pairs: Vec<(String, String)>| {
-                pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-            };
-            let (url, secret) = t.webhook.clone().unwrap_or_default();
-            tx.execute(
-                "UPDATE tenants SET folders = ?2, trigger = ?3, schedule = ?4, timezone = ?5, type_triggers = ?6,
-                     safeguards = ?7, read_settings = ?8, notify_emails = ?9, webhook_url = ?10, webhook_secret = ?11
-                 WHERE id = ?1",
-                params![
-                    t.id,
-                    join_folders(t.layout.import_folders()),
-                    t.trigger.as_str(),
-                    t.schedule.as_ref().map(|c| c.as_str()),
-                    t.timezone,
-                    joined(t.type_triggers.iter().map(|(ty, g)| (ty.clone(), g.as_str().to_owned())).collect()),
-                    joined(
-                        t.safeguards
-                            .iter()
-                            .map(|s| (format!("{}.{}", s.type_name, s.limit.as_str()), s.percent.to_string()))
-                            .collect()
-                    ),
-                    joined(t.read_settings.iter().map(ReadSetting::to_pair).collect()),
-                    t.notify_emails.join(","),
-                    url,
-                    secret,
-                ],
-            )?;
-            tx.commit()?;
-            Ok(t)
-        })
-    }
-
     fn update_tenant(&self, name: &TenantName, sql: &str, value: impl rusqlite::ToSql) -> Result<()> {
         self.with(|c| match c.execute(sql, params![name.as_str(), value])? {
             0 => Err(StoreError::NoSuchTenant(name.to_string())),
             _ => Ok(()),
-        })
-    }
-
-    pub fn add_key(&self, tenant: &TenantName, key: &AuthorizedKey) -> Result<()> {
-        self.with(|c| {
-            let id = tenant_id(c, tenant.as_str())?;
-            let inserted = c.execute(
-                "INSERT INTO tenant_keys (tenant_id, algorithm, key_base64, comment, fingerprint, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, key_base64) DO NOTHING",
-                params![id, key.algorithm, key.key_base64, key.comment, key.fingerprint, now_ms()],
-            )?;
-            if inserted == 0 {
-                return Err(StoreError::KeyExists {
-                    tenant: tenant.to_string(),
-                    fingerprint: key.fingerprint.clone(),
-                });
-            }
-            Ok(())
-        })
-    }
-
-    /// Removes a tenant's key by its fingerprint (`SHA256:...`).
-    pub fn remove_key(&self, tenant: &str, fingerprint: &str) -> Result<()> {
-        self.with(|c| {
-            let id = tenant_id(c, tenant)?;
-            match c.execute(
-                "DELETE FROM tenant_keys WHERE tenant_id = ?1 AND fingerprint = ?2",
-                params![id, fingerprint],
-            )? {
-                0 => Err(StoreError::NoSuchSshKey(fingerprint.to_owned())),
-                _ => Ok(()),
-            }
-        })
-    }
-
-    pub fn keys(&self, tenant: &str) -> Result<Vec<AuthorizedKey>> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT k.algorithm, k.key_base64, k.comment, k.fingerprint FROM tenant_keys k
-                 JOIN tenants t ON t.id = k.tenant_id WHERE t.name = ?1 ORDER BY k.id",
-            )?;
-            let keys = stmt
-                .query_map([tenant], |r| {
-                    Ok(AuthorizedKey {
-                        algorithm: r.get(0)?,
-                        key_base64: r.get(1)?,
-                        comment: r.get(2)?,
-                        fingerprint: r.get(3)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(keys)
         })
     }
 
@@ -499,3 +399,123 @@ fn join_folders(folders: &[FolderName]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+impl crate::roles::Tenants for Store {
+    fn add_tenant(&self, name: &TenantName, folders: &[FolderName]) -> Result<Tenant> {
+        self.with(|c| {
+            let folders_text = join_folders(folders);
+            let inserted = c.execute(
+                "INSERT INTO tenants (name, folders, disabled, created_ms) VALUES (?1, ?2, 0, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name.as_str(), folders_text, now_ms()],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::TenantExists(name.to_string()));
+            }
+            tenant_by_name(c, name.as_str())?.ok_or_else(|| StoreError::NoSuchTenant(name.to_string()))
+        })
+    }
+    fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
+        self.with(|c| tenant_by_name(c, name))
+    }
+    fn require_tenant(&self, name: &str) -> Result<Tenant> {
+        self.tenant(name)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))
+    }
+    fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!("{TENANT_SELECT} ORDER BY name"))?;
+            let rows = stmt.query_map([], raw_tenant)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(RawTenant::parse).collect()
+        })
+    }
+    fn set_disabled(&self, name: &TenantName, disabled: bool) -> Result<()> {
+        self.update_tenant(name, "UPDATE tenants SET disabled = ?2 WHERE name = ?1", disabled)
+    }
+    fn set_password(&self, name: &TenantName, hash: &PasswordHash) -> Result<()> {
+        self.update_tenant(name, "UPDATE tenants SET password_hash = ?2 WHERE name = ?1", hash.as_phc())
+    }
+    fn change_settings(&self, name: &str, change: &SettingsChange) -> Result<Tenant> {
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut t = tenant_by_name(&tx, name)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))?;
+            change.apply(&mut t)?;
+            let joined = |pairs: Vec<(String, String)>| {
+                pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+            };
+            let (url, secret) = t.webhook.clone().unwrap_or_default();
+            tx.execute(
+                "UPDATE tenants SET folders = ?2, trigger = ?3, schedule = ?4, timezone = ?5, type_triggers = ?6,
+                     safeguards = ?7, read_settings = ?8, notify_emails = ?9, webhook_url = ?10, webhook_secret = ?11
+                 WHERE id = ?1",
+                params![
+                    t.id,
+                    join_folders(t.layout.import_folders()),
+                    t.trigger.as_str(),
+                    t.schedule.as_ref().map(|c| c.as_str()),
+                    t.timezone,
+                    joined(t.type_triggers.iter().map(|(ty, g)| (ty.clone(), g.as_str().to_owned())).collect()),
+                    joined(
+                        t.safeguards
+                            .iter()
+                            .map(|s| (format!("{}.{}", s.type_name, s.limit.as_str()), s.percent.to_string()))
+                            .collect()
+                    ),
+                    joined(t.read_settings.iter().map(ReadSetting::to_pair).collect()),
+                    t.notify_emails.join(","),
+                    url,
+                    secret,
+                ],
+            )?;
+            tx.commit()?;
+            Ok(t)
+        })
+    }
+    fn add_key(&self, tenant: &TenantName, key: &AuthorizedKey) -> Result<()> {
+        self.with(|c| {
+            let id = tenant_id(c, tenant.as_str())?;
+            let inserted = c.execute(
+                "INSERT INTO tenant_keys (tenant_id, algorithm, key_base64, comment, fingerprint, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, key_base64) DO NOTHING",
+                params![id, key.algorithm, key.key_base64, key.comment, key.fingerprint, now_ms()],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::KeyExists {
+                    tenant: tenant.to_string(),
+                    fingerprint: key.fingerprint.clone(),
+                });
+            }
+            Ok(())
+        })
+    }
+    fn remove_key(&self, tenant: &str, fingerprint: &str) -> Result<()> {
+        self.with(|c| {
+            let id = tenant_id(c, tenant)?;
+            match c.execute(
+                "DELETE FROM tenant_keys WHERE tenant_id = ?1 AND fingerprint = ?2",
+                params![id, fingerprint],
+            )? {
+                0 => Err(StoreError::NoSuchSshKey(fingerprint.to_owned())),
+                _ => Ok(()),
+            }
+        })
+    }
+    fn keys(&self, tenant: &str) -> Result<Vec<AuthorizedKey>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT k.algorithm, k.key_base64, k.comment, k.fingerprint FROM tenant_keys k
+                 JOIN tenants t ON t.id = k.tenant_id WHERE t.name = ?1 ORDER BY k.id",
+            )?;
+            let keys = stmt
+                .query_map([tenant], |r| {
+                    Ok(AuthorizedKey {
+                        algorithm: r.get(0)?,
+                        key_base64: r.get(1)?,
+                        comment: r.get(2)?,
+                        fingerprint: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(keys)
+        })
+    }
+}

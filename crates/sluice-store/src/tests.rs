@@ -1,5 +1,17 @@
 use super::*;
 
+/// The conformance suite every backend runs, on SQLite (in memory and on disk, WAL).
+#[test]
+fn sqlite_passes_the_conformance_suite() {
+    conformance::run(&|| Store::open_in_memory().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    conformance::run(&|| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Store::open(&dir.path().join(format!("sluice-{i}.db"))).unwrap()
+    });
+}
+
 fn tenant(name: &str) -> TenantName {
     TenantName::parse(name).unwrap()
 }

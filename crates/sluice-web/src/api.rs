@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_core::import::{Related, TypeFormat};
 use sluice_ingest::ApproveError;
+use sluice_store::roles::*;
 use sluice_store::{ImportRecord, KeyOwner, StoreError};
 
 pub fn routes() -> Router<Web> {

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sluice_core::metrics::{Gauges, Metrics};
 use sluice_ingest::Ingest;
+use sluice_store::roles::*;
 use std::sync::Arc;
 
 /// A client's address, over plain HTTP or TLS: handlers take it as `ConnectInfo<Peer>`.

@@ -12,6 +12,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use sluice_core::import::ReadSetting;
 use sluice_defender::{FailedLogin, HumanDuration, Refusal, Service};
+use sluice_store::roles::*;
 use sluice_store::{Account, ImportRecord, ImportStatus, Role};
 use std::fmt::Write;
 
@@ -798,10 +799,11 @@ async fn sftp_page(
          <form method=\"post\" action=\"/t/{name}/sftp/keys\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <p><label>Add a key (one line of an OpenSSH .pub file)<br><textarea name=\"public_key\" rows=\"3\" style=\"width:100%\"></textarea></label></p><p><button>Add key</button></p></form></div>\
          <div class=\"card\"><h2>Password</h2><p>The SFTP password is {pw}.</p><form method=\"post\" action=\"/t/{name}/sftp/password\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <p><label>New password (at least 12 characters)<br><input name=\"password\" type=\"password\" autocomplete=\"new-password\" required></label></p><p><button>Set password</button></p></form></div>",
+         <p><label>New password (at least {min} characters)<br><input name=\"password\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required></label></p><p><button>Set password</button></p></form></div>",
         name = esc(&tenant),
         notice = notice(&viewer, &q),
         pw = if t.password.is_some() { "set" } else { "not set" },
+        min = sluice_core::PasswordHash::MIN_CHOSEN_CHARS,
     );
     page("SFTP credentials", Some(&viewer), &body).into_response()
 }
@@ -1012,13 +1014,6 @@ async fn set_password(
         return refused;
     }
     let here = format!("/t/{tenant}/sftp");
-    let length = form.password.chars().count();
-    if length < 12 {
-        return back_to(&viewer, &here, "Not set: the password must have at least 12 characters.");
-    }
-    if length > 1024 {
-        return back_to(&viewer, &here, "Not set: the password must have at most 1024 characters.");
-    }
     // argon2id takes 19 MiB: as for logins, a few at a time.
     let Ok(_slot) = web.password_checks.clone().try_acquire_owned() else {
         return back_to(&viewer, &here, "Not set: busy; try again in a moment.");
@@ -1027,7 +1022,7 @@ async fn set_password(
     let name = tenant.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<(), String> {
         let t = store.require_tenant(&name).map_err(|e| e.to_string())?;
-        let hash = sluice_core::PasswordHash::create(&form.password).map_err(|e| e.to_string())?;
+        let hash = sluice_core::PasswordHash::choose(&form.password).map_err(|e| e.to_string())?;
         store.set_password(&t.name, &hash).map_err(|e| e.to_string())
     })
     .await;

@@ -8,6 +8,7 @@ use serde_json::json;
 use sluice_core::Tenant;
 use sluice_core::{FolderName, PasswordHash, TenantName, Trigger};
 use sluice_sftp::fs::TenantTree;
+use sluice_store::roles::*;
 use sluice_store::{AuthorizedKey, Store};
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -425,7 +426,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 prompt_for("password for the dashboard admin")?
             };
-            let hash = PasswordHash::create(&password)?;
+            let hash = PasswordHash::choose(&password)?;
             match store.set_account_password(ADMIN, hash.as_phc()) {
                 Err(sluice_store::StoreError::NoSuchAccount(_)) => {
                     store.add_account(None, ADMIN, sluice_store::Role::Admin, hash.as_phc())?;
@@ -631,7 +632,7 @@ fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Resul
             let name = tenant_name(&name)?;
             store.require_tenant(name.as_str())?;
             let password = if password_stdin { read_password_line()? } else { prompt_password(&name)? };
-            store.set_password(&name, &PasswordHash::create(&password)?)?;
+            store.set_password(&name, &PasswordHash::choose(&password)?)?;
             outln!("password set for tenant {name}");
         }
         TenantCommand::Set { name, settings } => {
@@ -719,7 +720,7 @@ fn read_password_line() -> Result<String> {
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
         bail!(
-            "no password on stdin: pipe one line, e.g. `echo 'secret' | sluice tenant passwd NAME --password-stdin`"
+            "no password on stdin: pipe one line, e.g. `echo 'a long passphrase' | sluice tenant passwd NAME --password-stdin`"
         );
     }
     Ok(password)
@@ -828,7 +829,7 @@ fn user_command(dirs: &DataDirs, cmd: UserCommand) -> Result<(), Failure> {
             } else {
                 prompt_for(&format!("password for {email}"))?
             };
-            store.add_account(Some(&tenant), &email, role, PasswordHash::create(&password)?.as_phc())?;
+            store.add_account(Some(&tenant), &email, role, PasswordHash::choose(&password)?.as_phc())?;
             outln!("{} {email} added to tenant {tenant}", role.as_str());
         }
         UserCommand::List { tenant } => {
@@ -851,7 +852,7 @@ fn user_command(dirs: &DataDirs, cmd: UserCommand) -> Result<(), Failure> {
             } else {
                 prompt_for(&format!("password for {email}"))?
             };
-            store.set_account_password(&email, PasswordHash::create(&password)?.as_phc())?;
+            store.set_account_password(&email, PasswordHash::choose(&password)?.as_phc())?;
             store.end_sessions_of(&email)?;
             outln!("password set for {email}; their sessions ended");
         }

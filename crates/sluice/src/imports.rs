@@ -10,6 +10,7 @@ use sluice_core::TenantName;
 use sluice_core::import::{ColumnKind, ImportType, ImportTypes, Related};
 use sluice_ingest::Ingest;
 use sluice_ingest::report::csv_cell;
+use sluice_store::roles::*;
 use sluice_store::{ImportRecord, ImportStatus, Store};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use sluice_core::metrics::Metrics;
 use sluice_sftp::{SftpServer, SftpShared};
 use sluice_store::Store;
+use sluice_store::roles::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Notify;

@@ -19,7 +19,7 @@ fn json(body: &str) -> Value {
 fn setup() -> Api {
     let server = Server::start();
     for t in ["acme", "beta"] {
-        server.importing_tenant(t, "pw");
+        server.importing_tenant(t, "pw-for-tests");
         server.cli_ok(&["tenant", "set", t, "types=students,guardians"]);
         let mut students = String::from("sisId,firstName,lastName\n");
         for i in 0..20 {

@@ -19,8 +19,8 @@ async fn staff_log_in_see_the_upload_open_its_errors_download_the_report_sync_an
         return;
     }
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
-    server.importing_tenant("beta", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
+    server.importing_tenant("beta", "pw-for-tests");
     let out = server.cli_stdin(
         &["user", "add", "acme", "ann@acme.org", "--role", "owner", "--password-stdin"],
         "owner-password\n",
@@ -35,7 +35,7 @@ async fn staff_log_in_see_the_upload_open_its_errors_download_the_report_sync_an
         students.push_str(&format!("S{i},First{i},Last{i},2010-01-{:02}\n", i % 28 + 1));
     }
     students.push_str("S99,Bad,Date,not a date\nS98,Evil,Value,<img src=x onerror=alert(1)>\n");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     put(&sftp, "/students/students.csv", students.as_bytes()).await.unwrap();
     let list = wait_for_status(&server, "acme", 1, Duration::from_secs(20));
     assert_eq!(list[0]["status"], "incomplete", "{}", list[0]);

@@ -6,7 +6,7 @@ use serde_json::Value;
 #[test]
 fn a_clever_snapshot_syncs_in_reference_order_with_contacts_and_co_teachers() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&["tenant", "set", "acme", "types=clever-schools", "trigger=manual"]);
     let dir = server.tenant_dir("acme").join("clever");
     let put = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();

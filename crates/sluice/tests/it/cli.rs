@@ -43,7 +43,11 @@ fn tenant_lifecycle() {
     assert!(text(&bad).contains("not allowed"), "{}", text(&bad));
     assert!(!d.join("evil").exists());
 
-    let pw = sluice(d, &["tenant", "passwd", "north-high", "--password-stdin"], "s3cret\n");
+    // One password rule everywhere (the dashboard's): at least 12 characters.
+    let short = sluice(d, &["tenant", "passwd", "north-high", "--password-stdin"], "s3cret\n");
+    assert_eq!(short.status.code(), Some(1), "{}", text(&short));
+    assert!(text(&short).contains("at least 12 characters"), "{}", text(&short));
+    let pw = sluice(d, &["tenant", "passwd", "north-high", "--password-stdin"], "s3cret-passphrase\n");
     assert!(pw.status.success(), "{}", text(&pw));
     let empty = sluice(d, &["tenant", "passwd", "north-high", "--password-stdin"], "");
     assert_eq!(empty.status.code(), Some(1));
@@ -57,6 +61,7 @@ fn tenant_lifecycle() {
     // The hash is argon2id and the plain password is stored nowhere.
     let db = std::fs::read(d.join("sluice.db")).unwrap();
     assert!(!db.windows(6).any(|w| w == b"s3cret"));
+    assert!(!db.windows(17).any(|w| w == b"s3cret-passphrase"));
     assert!(db.windows(9).any(|w| w == b"$argon2id"));
 
     assert!(sluice(d, &["tenant", "disable", "north-high"], "").status.success());

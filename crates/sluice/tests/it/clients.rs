@@ -36,8 +36,8 @@ fn rclone_copy_on_defaults_imports_each_upload_once() {
         return;
     }
     let server = Server::start();
-    server.importing_tenant("acme", "pw-rclone");
-    let obscured = Command::new("rclone").args(["obscure", "pw-rclone"]).output().unwrap();
+    server.importing_tenant("acme", "pw-rclone-for-tests");
+    let obscured = Command::new("rclone").args(["obscure", "pw-rclone-for-tests"]).output().unwrap();
     let obscured = String::from_utf8(obscured.stdout).unwrap().trim().to_owned();
     let local = server.dir.path().join("outbox");
     std::fs::create_dir_all(&local).unwrap();
@@ -74,7 +74,7 @@ fn paramiko_put_confirms_each_upload() {
         return;
     }
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     for i in 0..20 {
         write_file(server.dir.path(), &format!("s{i}.csv"), students(3 + i, "P").as_bytes());
     }
@@ -84,7 +84,7 @@ fn paramiko_put_confirms_each_upload() {
         br#"
 import sys, time, paramiko
 t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
-t.connect(username="acme", password="pw")
+t.connect(username="acme", password="pw-for-tests")
 s = paramiko.SFTPClient.from_transport(t)
 for i in range(20):
     attrs = s.put(sys.argv[2] + "/s%d.csv" % i, "/students/students.csv")
@@ -110,7 +110,7 @@ fn winscp_style_filepart_rename_and_timestamp_count_once() {
         return;
     }
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     write_file(server.dir.path(), "big.csv", students(5_000, "W").as_bytes());
     let script = write_file(
         server.dir.path(),
@@ -118,7 +118,7 @@ fn winscp_style_filepart_rename_and_timestamp_count_once() {
         br#"
 import json, sys, paramiko
 t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
-t.connect(username="acme", password="pw")
+t.connect(username="acme", password="pw-for-tests")
 s = paramiko.SFTPClient.from_transport(t)
 s.put(sys.argv[2] + "/big.csv", "/students/students.csv.filepart", confirm=False)
 s.rename("/students/students.csv.filepart", "/students/students.csv")
@@ -152,7 +152,7 @@ fn lftp_put_and_mirror_on_defaults() {
         return;
     }
     let server = Server::start();
-    server.importing_tenant("acme", "pw-lftp");
+    server.importing_tenant("acme", "pw-lftp-for-tests");
     let outbox = server.dir.path().join("outbox");
     std::fs::create_dir_all(&outbox).unwrap();
     write_file(server.dir.path(), "one.csv", students(4, "L").as_bytes());
@@ -160,7 +160,7 @@ fn lftp_put_and_mirror_on_defaults() {
     // Only the host key is taken on trust (a new server); everything else is lftp's default.
     let commands = format!(
         "set sftp:connect-program 'ssh -a -x -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'; \
-         open -u acme,pw-lftp -p {} sftp://127.0.0.1; put one.csv -o /students/students.csv; ls /students; \
+         open -u acme,pw-lftp-for-tests -p {} sftp://127.0.0.1; put one.csv -o /students/students.csv; ls /students; \
          mirror -R outbox /students; bye",
         server.port
     );
@@ -179,8 +179,8 @@ fn lftp_put_and_mirror_on_defaults() {
 #[tokio::test]
 async fn a_retried_upload_is_not_imported_twice() {
     let server = Server::start_with(&[("SLUICE_IMPORTS_DUPLICATE_WINDOW_SECS", "4")]);
-    server.importing_tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.importing_tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let file = students(5, "D");
     put(&sftp, "/students/students.csv", file.as_bytes()).await.unwrap();
     let server = tokio::task::spawn_blocking(move || {
@@ -236,8 +236,8 @@ async fn a_retried_upload_is_not_imported_twice() {
 #[tokio::test]
 async fn a_just_uploaded_file_can_be_checked_then_is_gone() {
     let server = Server::start_with(&[("SLUICE_SFTP_RECENT_UPLOAD_SECS", "3")]);
-    server.importing_tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.importing_tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let file = students(3, "S");
     put(&sftp, "/students/students.csv", file.as_bytes()).await.unwrap();
     let on_disk = server.tenant_dir("acme").join("students/students.csv");
@@ -271,7 +271,7 @@ fn openssh_and_psftp_check_their_uploads_on_an_importing_folder() {
         return;
     }
     let server = Server::start();
-    server.importing_tenant("acme", "pw-putty");
+    server.importing_tenant("acme", "pw-putty-for-tests");
     let key = server.key("acme");
     write_file(server.dir.path(), "one.csv", students(3, "O").as_bytes());
     write_file(server.dir.path(), "two.csv", students(5, "O").as_bytes());
@@ -296,8 +296,8 @@ fn openssh_and_psftp_check_their_uploads_on_an_importing_folder() {
 #[tokio::test]
 async fn an_upload_returning_to_earlier_bytes_is_imported() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.importing_tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let (a, b) = (students(20, "A"), students(21, "A"));
     let mut server = server;
     for (n, file) in [(1, &a), (2, &b), (3, &a)] {

@@ -11,12 +11,12 @@ async fn two_hundred_concurrent_uploads_arrive_intact() {
         ("SLUICE_SFTP_MAX_UNAUTHENTICATED_PER_IP", "250"),
         ("SLUICE_SFTP_LOGIN_GRACE_SECS", "120"),
     ]);
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     let port = server.port;
     let mut tasks = Vec::new();
     for i in 0..SESSIONS {
         tasks.push(tokio::spawn(async move {
-            let (ssh, sftp) = sftp_login(port, "acme", "pw").await;
+            let (ssh, sftp) = sftp_login(port, "acme", "pw-for-tests").await;
             let data = pseudo_random(256 * 1024 + i, i as u64 + 1);
             let mut f = sftp.create(format!("/students/file-{i:03}.csv")).await.unwrap();
             f.write_all(&data).await.unwrap();

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 fn curl(server: &Server, args: &[&str]) -> Output {
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--insecure", "--user", "acme:pw-curl"]).args(args).current_dir(server.dir.path());
+    cmd.args(["-sS", "--insecure", "--user", "acme:pw-curl-for-tests"])
+        .args(args)
+        .current_dir(server.dir.path());
     run_with_timeout(&mut cmd, Duration::from_secs(60))
 }
 
@@ -17,7 +19,7 @@ fn curl_with_compat_uploads_lists_downloads_renames() {
         return;
     }
     let server = Server::start_with(&[("SLUICE_SFTP_COMPAT", "true")]);
-    server.tenant("acme", "pw-curl");
+    server.tenant("acme", "pw-curl-for-tests");
     let data = pseudo_random(3_000_000, 51);
     write_file(server.dir.path(), "s.csv", &data);
     let base = format!("sftp://127.0.0.1:{}", server.port);
@@ -48,7 +50,7 @@ fn curl_without_compat_fails_and_the_log_says_how_to_admit_it() {
         return;
     }
     let server = Server::start();
-    server.tenant("acme", "pw-curl");
+    server.tenant("acme", "pw-curl-for-tests");
     let out = curl(&server, &[&format!("sftp://127.0.0.1:{}/students/", server.port)]);
     if out.status.success() {
         // A libssh2 new enough for encrypt-then-MAC needs no switch: nothing to check.

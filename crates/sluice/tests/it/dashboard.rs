@@ -90,9 +90,11 @@ fn setup() -> Server {
 fn setup_with(env: &[(&str, &str)]) -> Server {
     let server = Server::start_with(env);
     for (t, email, role) in [("acme", "ann@acme.org", "owner"), ("beta", "bob@beta.org", "user")] {
-        server.importing_tenant(t, "pw");
-        let out =
-            server.cli_stdin(&["user", "add", t, email, "--role", role, "--password-stdin"], "secret-1\n");
+        server.importing_tenant(t, "pw-for-tests");
+        let out = server.cli_stdin(
+            &["user", "add", t, email, "--role", role, "--password-stdin"],
+            "secret-1-for-tests\n",
+        );
         assert!(out.status.success(), "{}", output_text(&out));
         let students = format!(
             "sisId,firstName,lastName,birthDate\n{t}1,Ann,Lee,2010-01-01\n{t}2,<script>alert(1)</script>,x,2010-01-02\n{t}3,Cy,y,<img src=x onerror=alert(2)>\n"
@@ -100,7 +102,7 @@ fn setup_with(env: &[(&str, &str)]) -> Server {
         let file = write_file(server.dir.path(), "students.csv", students.as_bytes());
         server.cli(&["import", "--tenant", t, file.to_str().unwrap()]);
     }
-    let out = server.cli_stdin(&["admin", "passwd", "--password-stdin"], "admin-pw\n");
+    let out = server.cli_stdin(&["admin", "passwd", "--password-stdin"], "admin-pw-for-tests\n");
     assert!(out.status.success(), "{}", output_text(&out));
     server
 }
@@ -127,7 +129,7 @@ fn a_tenants_account_sees_only_its_tenant_and_the_operator_sees_all() {
     assert_eq!(r.header("x-content-type-options").as_deref(), Some("nosniff"));
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
 
-    let r = login(&server, "ann@acme.org", "secret-1");
+    let r = login(&server, "ann@acme.org", "secret-1-for-tests");
     assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/t/acme")));
     let cookie_header = r.header("set-cookie").unwrap();
     let flags = cookie_header.to_ascii_lowercase();
@@ -151,7 +153,7 @@ fn a_tenants_account_sees_only_its_tenant_and_the_operator_sees_all() {
     let r = request(&server, "POST", "/t/beta/sync", Some(&ann), &format!("csrf={}", csrf(&page.body)));
     assert_eq!(r.status, 404);
 
-    let admin = session(&server, "admin", "admin-pw");
+    let admin = session(&server, "admin", "admin-pw-for-tests");
     let all = request(&server, "GET", "/", Some(&admin), "");
     assert!(all.body.contains("/t/acme") && all.body.contains("/t/beta"), "{}", all.body);
     assert_eq!(request(&server, "GET", &format!("/imports/{beta_import}"), Some(&admin), "").status, 200);
@@ -160,7 +162,7 @@ fn a_tenants_account_sees_only_its_tenant_and_the_operator_sees_all() {
 #[test]
 fn forms_need_the_csrf_token_and_file_values_never_become_markup() {
     let server = setup();
-    let ann = session(&server, "ann@acme.org", "secret-1");
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
     let id = last_import_id(&server, "acme");
     let page = request(&server, "GET", &format!("/imports/{id}"), Some(&ann), "");
     assert_eq!(page.status, 200);
@@ -213,17 +215,17 @@ fn forms_need_the_csrf_token_and_file_values_never_become_markup() {
 fn a_login_posted_from_elsewhere_is_refused() {
     let server = setup();
     // No form token (another site posting a login of its choosing): refused.
-    let r = request(&server, "POST", "/login", None, "email=ann@acme.org&password=secret-1");
+    let r = request(&server, "POST", "/login", None, "email=ann@acme.org&password=secret-1-for-tests");
     assert_eq!(r.status, 403, "{}", r.body);
     let r = request(
         &server,
         "POST",
         "/login",
         Some("sluice_login=abc"),
-        "login_token=abd&email=ann@acme.org&password=secret-1",
+        "login_token=abd&email=ann@acme.org&password=secret-1-for-tests",
     );
     assert_eq!(r.status, 403);
-    assert_eq!(login(&server, "ann@acme.org", "secret-1").status, 303);
+    assert_eq!(login(&server, "ann@acme.org", "secret-1-for-tests").status, 303);
 }
 
 #[test]
@@ -232,7 +234,7 @@ fn failed_logins_are_rate_limited() {
     for _ in 0..10 {
         assert_eq!(login(&server, "bob@beta.org", "nope").status, 401);
     }
-    let r = login(&server, "bob@beta.org", "secret-1");
+    let r = login(&server, "bob@beta.org", "secret-1-for-tests");
     assert_eq!(r.status, 429, "even the right password waits: {}", r.body);
     assert!(r.body.contains("temporarily blocked"), "{}", r.body);
 }
@@ -255,7 +257,7 @@ fn a_guessing_address_is_banned_until_it_ends_or_an_operator_lifts_it() {
         assert!(guesses < 10, "not banned after {guesses} guesses: {}", r.body);
     }
     assert_eq!(guesses, 10, "the threshold is 10 failed logins");
-    let right = login(&server, "bob@beta.org", "secret-1");
+    let right = login(&server, "bob@beta.org", "secret-1-for-tests");
     assert_eq!(right.status, 429, "the right password is refused too: {}", right.body);
     assert!(
         right.body.contains("temporarily blocked") && right.body.contains("15 minutes"),
@@ -265,7 +267,7 @@ fn a_guessing_address_is_banned_until_it_ends_or_an_operator_lifts_it() {
     let retry: u64 = right.header("retry-after").unwrap().trim().parse().unwrap();
     assert!((890..=900).contains(&retry), "Retry-After: {retry}");
     // Other accounts from the same address too: the address is banned, not the account.
-    assert_eq!(login(&server, "ann@acme.org", "secret-1").status, 429);
+    assert_eq!(login(&server, "ann@acme.org", "secret-1-for-tests").status, 429);
 
     let list: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["defender", "list", "--json"])).unwrap();
@@ -296,13 +298,17 @@ fn a_guessing_address_is_banned_until_it_ends_or_an_operator_lifts_it() {
 
     // Killed and started again: still banned.
     server.kill_and_restart();
-    assert_eq!(login(&server, "bob@beta.org", "secret-1").status, 429, "the ban survives a restart");
+    assert_eq!(
+        login(&server, "bob@beta.org", "secret-1-for-tests").status,
+        429,
+        "the ban survives a restart"
+    );
 
     let out = server.cli_ok(&["defender", "unban", "127.0.0.1"]);
     assert!(out.contains("unbanned 127.0.0.1"), "{out}");
     let lifted = std::time::Instant::now();
     loop {
-        let r = login(&server, "bob@beta.org", "secret-1");
+        let r = login(&server, "bob@beta.org", "secret-1-for-tests");
         if r.status == 303 {
             break;
         }
@@ -325,7 +331,7 @@ fn forwarded_addresses_count_only_from_a_trusted_proxy() {
         let r = login_from(&server, "bob@beta.org", "nope", Some(&format!("203.0.113.{i}")));
         assert_eq!(r.status, 401);
     }
-    assert_eq!(login_from(&server, "bob@beta.org", "secret-1", Some("198.51.100.7")).status, 429);
+    assert_eq!(login_from(&server, "bob@beta.org", "secret-1-for-tests", Some("198.51.100.7")).status, 429);
 }
 
 #[test]
@@ -340,9 +346,10 @@ fn one_guessing_address_cannot_lock_an_account_out_for_everyone() {
     for _ in 0..60 {
         assert_eq!(login_from(&server, "bob@beta.org", "nope", attacker).status, 429);
     }
-    assert_eq!(login_from(&server, "bob@beta.org", "secret-1", Some("198.51.100.7")).status, 303);
+    assert_eq!(login_from(&server, "bob@beta.org", "secret-1-for-tests", Some("198.51.100.7")).status, 303);
     // Addresses a client writes itself come first; the proxy appends the real one.
-    let spoofed = login_from(&server, "bob@beta.org", "secret-1", Some("198.51.100.7, 203.0.113.9"));
+    let spoofed =
+        login_from(&server, "bob@beta.org", "secret-1-for-tests", Some("198.51.100.7, 203.0.113.9"));
     assert_eq!(spoofed.status, 429);
     // IPv6 clients count per /64, where one host can pick any address.
     for i in 1..=10 {
@@ -350,13 +357,16 @@ fn one_guessing_address_cannot_lock_an_account_out_for_everyone() {
         assert_eq!(r.status, 401);
     }
     assert_eq!(login_from(&server, "ann@acme.org", "nope", Some("2001:db8:0:7::ffff")).status, 429);
-    assert_eq!(login_from(&server, "ann@acme.org", "secret-1", Some("2001:db8:0:8::1")).status, 303);
+    assert_eq!(
+        login_from(&server, "ann@acme.org", "secret-1-for-tests", Some("2001:db8:0:8::1")).status,
+        303
+    );
     // Guesses from many addresses still lock the account, at a higher count.
     for i in 0..50 {
         let r = login_from(&server, "ann@acme.org", "nope", Some(&format!("192.0.2.{i}")));
         assert_eq!(r.status, 401, "guess {i}");
     }
-    let r = login_from(&server, "ann@acme.org", "secret-1", Some("198.51.100.8"));
+    let r = login_from(&server, "ann@acme.org", "secret-1-for-tests", Some("198.51.100.8"));
     assert_eq!(r.status, 429, "{}", r.body);
 }
 
@@ -384,7 +394,7 @@ fn form_encode(v: &str) -> String {
 #[test]
 fn only_owners_and_granted_users_manage_credentials_and_settings() {
     let server = setup();
-    let bob = session(&server, "bob@beta.org", "secret-1");
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
     // bob is a plain user of beta: he sees beta, but not its credentials or settings.
     assert_eq!(request(&server, "GET", "/t/beta", Some(&bob), "").status, 200);
     let r = request(&server, "GET", "/t/beta/sftp", Some(&bob), "");
@@ -465,7 +475,7 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
     let shown = request(&server, "GET", &forged, Some(&bob), "");
     assert_eq!(shown.status, 200);
     assert!(!shown.body.contains("Call support"), "{}", shown.body);
-    let ann = session(&server, "ann@acme.org", "secret-1");
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
     let elsewhere = request(&server, "GET", &back.replace("/t/beta/", "/t/acme/"), Some(&ann), "");
     assert!(!elsewhere.body.contains("Password set."), "another session's notice: {}", elsewhere.body);
     // Without the token nothing changes.
@@ -536,10 +546,10 @@ fn an_owner_lets_a_user_manage_and_takes_it_back() {
     let server = setup();
     let out = server.cli_stdin(
         &["user", "add", "acme", "cy@acme.org", "--role", "user", "--password-stdin"],
-        "secret-2\n",
+        "secret-2-for-tests\n",
     );
     assert!(out.status.success());
-    let cy = session(&server, "cy@acme.org", "secret-2");
+    let cy = session(&server, "cy@acme.org", "secret-2-for-tests");
     assert_eq!(request(&server, "GET", "/t/acme/sftp", Some(&cy), "").status, 403);
     // cy cannot grant himself.
     let team = request(&server, "GET", "/t/acme/team", Some(&cy), "");
@@ -554,7 +564,7 @@ fn an_owner_lets_a_user_manage_and_takes_it_back() {
     );
     assert_eq!(r.status, 403);
     // ann, the owner, can; and cannot touch another tenant's user.
-    let ann = session(&server, "ann@acme.org", "secret-1");
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
     let team = request(&server, "GET", "/t/acme/team", Some(&ann), "");
     assert!(team.body.contains("Let manage"), "{}", team.body);
     let token = csrf(&team.body);
@@ -591,7 +601,7 @@ fn an_owner_lets_a_user_manage_and_takes_it_back() {
 #[test]
 fn owners_make_and_revoke_their_tenants_api_keys() {
     let server = setup();
-    let ann = session(&server, "ann@acme.org", "secret-1");
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
     let page = request(&server, "GET", "/t/acme/api-keys", Some(&ann), "");
     assert_eq!(page.status, 200, "{}", page.body);
     let token = csrf(&page.body);
@@ -621,7 +631,7 @@ fn owners_make_and_revoke_their_tenants_api_keys() {
     let id = list.body.split("name=\"id\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
 
     // bob, a plain user of beta, may not make keys; ann may not revoke beta's or see them.
-    let bob = session(&server, "bob@beta.org", "secret-1");
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
     assert_eq!(request(&server, "GET", "/t/beta/api-keys", Some(&bob), "").status, 403);
     let bob_token = csrf(&request(&server, "GET", "/t/beta", Some(&bob), "").body);
     let r = request(&server, "POST", "/t/beta/api-keys", Some(&bob), &format!("csrf={bob_token}&name=x"));
@@ -659,7 +669,7 @@ fn a_superseded_import_shows_why_and_its_file_only_to_its_tenant() {
     let partial = "sisId,firstName,lastName\nacme1,Ann,Lee\n";
     let held = import(partial);
     let newer = import("sisId,firstName,lastName\nacme1,Ann,Lee\nacme2,Bo,x\nacme3,Cy,y\n");
-    let cookie = session(&server, "ann@acme.org", "secret-1");
+    let cookie = session(&server, "ann@acme.org", "secret-1-for-tests");
     let page = request(&server, "GET", &format!("/imports/{held}"), Some(&cookie), "");
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("badge superseded"), "{}", page.body);
@@ -675,6 +685,6 @@ fn a_superseded_import_shows_why_and_its_file_only_to_its_tenant() {
     assert_eq!(file.body, partial);
     let newer_page = request(&server, "GET", &format!("/imports/{newer}"), Some(&cookie), "");
     assert!(newer_page.body.contains(&format!("supersedes held import {held}")), "{}", newer_page.body);
-    let other = session(&server, "bob@beta.org", "secret-1");
+    let other = session(&server, "bob@beta.org", "secret-1-for-tests");
     assert_eq!(request(&server, "GET", &format!("/imports/{held}/file"), Some(&other), "").status, 404);
 }

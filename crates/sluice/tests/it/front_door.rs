@@ -17,7 +17,7 @@ fn sessions_outlive_the_login_grace_and_throttled_uploads_finish() {
         return;
     }
     let server = Server::start_with(&[("SLUICE_SFTP_LOGIN_GRACE_SECS", "2")]);
-    server.tenant("acme", "unused");
+    server.tenant("acme", "unused-password");
     let key = server.key("acme");
     // `!sleep 4` holds the logged-in session idle past the grace.
     let out = sftp_batch(&server, &key, "ls /\n!sleep 4\nls /students\n", &[]);
@@ -51,7 +51,7 @@ fn a_prefetching_download_dropped_mid_transfer_frees_everything() {
         return;
     }
     let server = Server::start();
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     std::fs::write(server.tenant_dir("acme").join("students/big.csv"), pseudo_random(64 << 20, 3)).unwrap();
     let baseline = server.fd_count();
     let script = write_file(
@@ -60,7 +60,7 @@ fn a_prefetching_download_dropped_mid_transfer_frees_everything() {
         br#"
 import sys, time, paramiko
 t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
-t.connect(username="acme", password="pw")
+t.connect(username="acme", password="pw-for-tests")
 s = paramiko.SFTPClient.from_transport(t)
 f = s.open("/students/big.csv", "rb")
 f.prefetch()
@@ -111,7 +111,7 @@ fn padded_requests_cannot_pin_memory() {
         return;
     }
     let server = Server::start_with(&[("SLUICE_SFTP_IDLE_TIMEOUT_SECS", "10")]);
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     std::fs::write(server.tenant_dir("acme").join("students/f.csv"), pseudo_random(1 << 20, 5)).unwrap();
     let script = write_file(
         server.dir.path(),
@@ -119,7 +119,7 @@ fn padded_requests_cannot_pin_memory() {
         br#"
 import struct, sys, paramiko
 t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
-t.connect(username="acme", password="pw")
+t.connect(username="acme", password="pw-for-tests")
 c = t.open_session()
 c.invoke_subsystem("sftp")
 def packet(body):
@@ -180,9 +180,9 @@ time.sleep(600)
 #[tokio::test]
 async fn channels_per_connection_and_handles_per_tenant_are_limited() {
     let server = Server::start_with(&[("SLUICE_SFTP_MAX_OPEN_HANDLES_PER_TENANT", "4")]);
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     std::fs::write(server.tenant_dir("acme").join("students/a.csv"), b"a").unwrap();
-    let ssh = ssh_login(server.port, "acme", "pw").await.unwrap();
+    let ssh = ssh_login(server.port, "acme", "pw-for-tests").await.unwrap();
     let mut sessions = Vec::new();
     for _ in 0..10 {
         sessions.push(sftp_open(&ssh).await);
@@ -204,7 +204,7 @@ async fn channels_per_connection_and_handles_per_tenant_are_limited() {
     for _ in 0..3 {
         files.push(sessions[0].open("/students/a.csv").await.unwrap());
     }
-    let (_other_ssh, other) = sftp_login(server.port, "acme", "pw").await;
+    let (_other_ssh, other) = sftp_login(server.port, "acme", "pw-for-tests").await;
     files.push(other.open("/students/a.csv").await.unwrap());
     let (_, message) = sftp_status(other.open("/students/a.csv").await);
     assert!(message.contains("too many open files for this account"), "{message}");
@@ -226,13 +226,13 @@ async fn channels_per_connection_and_handles_per_tenant_are_limited() {
 #[tokio::test]
 async fn one_tenant_cannot_take_every_descriptor() {
     let server = Server::start_limited(&[], Some(400));
-    server.tenant("hog", "pw");
-    server.importing_tenant("other", "pw");
+    server.tenant("hog", "pw-for-tests");
+    server.importing_tenant("other", "pw-for-tests");
     std::fs::write(server.tenant_dir("hog").join("students/a.csv"), b"a").unwrap();
     let mut messages = Vec::new();
     let (mut connections, mut sessions, mut files) = (Vec::new(), Vec::new(), Vec::new());
     'connections: for _ in 0..20 {
-        let Ok(ssh) = ssh_login(server.port, "hog", "pw").await else { break };
+        let Ok(ssh) = ssh_login(server.port, "hog", "pw-for-tests").await else { break };
         for _ in 0..10 {
             let Ok(channel) = ssh.channel_open_session().await else { break };
             channel.request_subsystem(true, "sftp").await.unwrap();
@@ -253,7 +253,7 @@ async fn one_tenant_cannot_take_every_descriptor() {
     let refusal = messages.first().expect("the hog was never refused");
     assert!(refusal.contains("too many open files"), "{refusal}");
     assert!(!refusal.contains("no such file"), "{refusal}");
-    let (_ssh, sftp) = sftp_login(server.port, "other", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "other", "pw-for-tests").await;
     put(&sftp, "/students/students.csv", b"sisId,firstName,lastName\n1,A,B\n").await.unwrap();
     let server = tokio::task::spawn_blocking(move || {
         assert!(
@@ -278,12 +278,12 @@ async fn one_tenant_cannot_take_every_descriptor() {
 #[tokio::test]
 async fn writes_into_existing_files_do_not_stall_the_server_or_fill_the_disk() {
     let server = Server::start_with(&[("SLUICE_SFTP_SPOOL_BYTES_PER_TENANT", "2500000000")]);
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     let big = server.tenant_dir("acme").join("students/sparse.csv");
     let f = std::fs::File::create(&big).unwrap();
     f.set_len(1 << 30).unwrap();
     drop(f);
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let http = server.http_port;
     let probe = tokio::spawn(async move {
         let mut worst = Duration::ZERO;
@@ -318,9 +318,9 @@ async fn writes_into_existing_files_do_not_stall_the_server_or_fill_the_disk() {
 #[tokio::test]
 async fn exclusive_create_is_exclusive() {
     let server = Server::start();
-    server.tenant("acme", "pw");
-    let (_a_ssh, a) = sftp_login(server.port, "acme", "pw").await;
-    let (_b_ssh, b) = sftp_login(server.port, "acme", "pw").await;
+    server.tenant("acme", "pw-for-tests");
+    let (_a_ssh, a) = sftp_login(server.port, "acme", "pw-for-tests").await;
+    let (_b_ssh, b) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let excl = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
     let mut first = a.open_with_flags("/students/new.csv", excl).await.unwrap();
     let (_, message) = sftp_status(b.open_with_flags("/students/new.csv", excl).await);
@@ -354,8 +354,8 @@ async fn session_ends(ssh: &ClientHandle, sftp: &russh_sftp::client::SftpSession
 #[tokio::test]
 async fn revoked_credentials_end_their_sessions() {
     let server = Server::start();
-    server.tenant("acme", "pw");
-    server.tenant("other", "pw");
+    server.tenant("acme", "pw-for-tests");
+    server.tenant("other", "pw-for-tests");
     let key = server.key("acme");
     let key_session = || async {
         let mut ssh = ssh_connect(server.port).await;
@@ -372,9 +372,9 @@ async fn revoked_credentials_end_their_sessions() {
         (ssh, sftp)
     };
 
-    let (pw_ssh, pw_sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (pw_ssh, pw_sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let (key_ssh, key_sftp) = key_session().await;
-    server.cli_stdin(&["tenant", "passwd", "acme", "--password-stdin"], "new-pw\n");
+    server.cli_stdin(&["tenant", "passwd", "acme", "--password-stdin"], "new-pw-for-tests\n");
     assert!(
         session_ends(&pw_ssh, &pw_sftp, Duration::from_secs(5)).await,
         "password changed, session went on"
@@ -387,8 +387,8 @@ async fn revoked_credentials_end_their_sessions() {
     server.cli_ok(&["key", "remove", "acme", &fingerprint]);
     assert!(session_ends(&key_ssh, &key_sftp, Duration::from_secs(5)).await, "key removed, session went on");
 
-    let (ssh, sftp) = sftp_login(server.port, "acme", "new-pw").await;
-    let (other_ssh, other) = sftp_login(server.port, "other", "pw").await;
+    let (ssh, sftp) = sftp_login(server.port, "acme", "new-pw-for-tests").await;
+    let (other_ssh, other) = sftp_login(server.port, "other", "pw-for-tests").await;
     let mut upload = sftp.create("/students/in-flight.csv").await.unwrap();
     upload.write_all(b"partial").await.unwrap();
     upload.flush().await.unwrap();
@@ -407,7 +407,7 @@ fn shutdown_lets_transfers_in_flight_finish() {
         return;
     }
     let mut server = Server::start_with(&[("SLUICE_SFTP_DRAIN_SECS", "30")]);
-    server.tenant("acme", "unused");
+    server.tenant("acme", "unused-password");
     let key = server.key("acme");
     let data = pseudo_random(400_000, 9);
     write_file(server.dir.path(), "drain.csv", &data);
@@ -452,7 +452,7 @@ fn a_wrong_password_can_be_followed_by_the_right_one() {
         return;
     }
     let server = Server::start();
-    server.tenant("acme", "right-pw");
+    server.tenant("acme", "right-pw-for-tests");
     let script = write_file(
         server.dir.path(),
         "retry.py",
@@ -465,7 +465,7 @@ try:
     print("wrong accepted")
 except paramiko.AuthenticationException as e:
     print("refused:", e)
-t.auth_password("acme", "right-pw")
+t.auth_password("acme", "right-pw-for-tests")
 s = paramiko.SFTPClient.from_transport(t)
 print("listing:", sorted(s.listdir("/")))
 "#,
@@ -488,7 +488,7 @@ print("listing:", sorted(s.listdir("/")))
     std::fs::write(
         &askpass,
         format!(
-            "#!/bin/sh\nif [ -e {c} ]; then echo right-pw; else touch {c}; echo wrong-pw; fi\n",
+            "#!/bin/sh\nif [ -e {c} ]; then echo right-pw-for-tests; else touch {c}; echo wrong-pw; fi\n",
             c = count.display()
         ),
     )
@@ -517,7 +517,7 @@ print("listing:", sorted(s.listdir("/")))
 #[tokio::test]
 async fn sftp_password_guessing_gets_the_source_banned() {
     let server = Server::start();
-    server.tenant("acme", "right-pw");
+    server.tenant("acme", "right-pw-for-tests");
     let mut guesses = 0;
     while guesses < 50 {
         match ssh_login(server.port, "acme", &format!("guess-{guesses}")).await {
@@ -528,7 +528,7 @@ async fn sftp_password_guessing_gets_the_source_banned() {
     }
     assert!(guesses <= 10, "{guesses} guesses before the ban");
     assert!(
-        ssh_login(server.port, "acme", "right-pw").await.is_err(),
+        ssh_login(server.port, "acme", "right-pw-for-tests").await.is_err(),
         "the right password got in while banned"
     );
     let mut line = String::new();
@@ -547,7 +547,7 @@ async fn sftp_password_guessing_gets_the_source_banned() {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if ssh_login(server.port, "acme", "right-pw").await.is_ok() {
+        if ssh_login(server.port, "acme", "right-pw-for-tests").await.is_ok() {
             break;
         }
         assert!(Instant::now() < deadline, "still refused after the unban");
@@ -561,7 +561,7 @@ async fn sftp_password_guessing_gets_the_source_banned() {
 #[tokio::test]
 async fn health_checks_and_login_bursts_are_not_banned() {
     let server = Server::start();
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     for i in 0..30 {
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
         if i % 2 == 1 {
@@ -573,7 +573,7 @@ async fn health_checks_and_login_bursts_are_not_banned() {
     // Sixteen at once, with ten unauthenticated slots per address: the rest wait their turn.
     let port = server.port;
     let logins: Vec<_> =
-        (0..16).map(|_| tokio::spawn(async move { ssh_login(port, "acme", "pw").await })).collect();
+        (0..16).map(|_| tokio::spawn(async move { ssh_login(port, "acme", "pw-for-tests").await })).collect();
     let mut failed = Vec::new();
     for l in logins {
         if let Err(e) = l.await.unwrap() {
@@ -581,7 +581,7 @@ async fn health_checks_and_login_bursts_are_not_banned() {
         }
     }
     assert!(failed.is_empty(), "logins in a burst failed: {failed:?}");
-    assert!(ssh_login(server.port, "acme", "pw").await.is_ok(), "the address was banned");
+    assert!(ssh_login(server.port, "acme", "pw-for-tests").await.is_ok(), "the address was banned");
     assert!(!server.log().contains("banned"), "{}", server.log());
 }
 
@@ -593,8 +593,8 @@ fn a_tenant_stalling_its_sessions_does_not_slow_another() {
         return;
     }
     let server = Server::start();
-    server.tenant("acme", "pw");
-    server.tenant("beta", "pw2");
+    server.tenant("acme", "pw-for-tests");
+    server.tenant("beta", "pw2-for-tests");
     std::fs::write(server.tenant_dir("acme").join("students/f.csv"), pseudo_random(1 << 20, 3)).unwrap();
     let script = write_file(
         server.dir.path(),
@@ -629,7 +629,7 @@ held = []
 threads = []
 for j in range(4):
     t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
-    t.connect(username="acme", password="pw")
+    t.connect(username="acme", password="pw-for-tests")
     held.append(t)
     for k in range(9):
         th = threading.Thread(target=stall, args=(t,), daemon=True)
@@ -654,7 +654,7 @@ time.sleep(600)
     let grown = server.rss_kib().saturating_sub(before);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let worst = rt.block_on(async {
-        let (_ssh, beta) = sftp_login(server.port, "beta", "pw2").await;
+        let (_ssh, beta) = sftp_login(server.port, "beta", "pw2-for-tests").await;
         let mut worst = Duration::ZERO;
         for _ in 0..5 {
             let start = Instant::now();
@@ -681,7 +681,7 @@ fn a_prefetching_download_far_beyond_the_window_completes() {
         return;
     }
     let server = Server::start_with(&[("SLUICE_SFTP_WINDOW_BYTES", "1048576")]);
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     let data = pseudo_random(160 << 20, 12);
     std::fs::write(server.tenant_dir("acme").join("students/big.csv"), &data).unwrap();
     let out = server.dir.path().join("big-back.csv");
@@ -691,7 +691,7 @@ fn a_prefetching_download_far_beyond_the_window_completes() {
         br#"
 import sys, paramiko
 t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
-t.connect(username="acme", password="pw")
+t.connect(username="acme", password="pw-for-tests")
 s = paramiko.SFTPClient.from_transport(t)
 s.get("/students/big.csv", sys.argv[2])
 "#,
@@ -709,13 +709,13 @@ s.get("/students/big.csv", sys.argv[2])
 #[tokio::test]
 async fn listings_of_a_large_folder_do_not_pin_memory() {
     let server = Server::start();
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     let folder = server.tenant_dir("acme").join("students");
     let long = "n".repeat(200);
     for i in 0..20_000 {
         std::fs::write(folder.join(format!("{long}-{i:05}.csv")), b"").unwrap();
     }
-    let mut raw = Raw::open(server.port, "acme", "pw").await;
+    let mut raw = Raw::open(server.port, "acme", "pw-for-tests").await;
     let before = server.rss_kib();
     for i in 0..256u32 {
         raw.send(11, &(100 + i).to_be_bytes(), &string(b"/students")).await;
@@ -725,7 +725,7 @@ async fn listings_of_a_large_folder_do_not_pin_memory() {
     let grown = server.rss_kib().saturating_sub(before);
     assert!(grown < 64 * 1024, "256 open listings grew the server by {grown} KiB");
     // A listing read to its end still names every file.
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     assert_eq!(sftp.read_dir("/students").await.unwrap().count(), 20_000);
 }
 
@@ -735,8 +735,8 @@ async fn listings_of_a_large_folder_do_not_pin_memory() {
 #[tokio::test]
 async fn far_writes_are_refused_and_empty_reopens_change_nothing() {
     let server = Server::start();
-    server.tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let mut f = sftp.create("/students/gap.csv").await.unwrap();
     f.write_all(b"start").await.unwrap();
     use tokio::io::AsyncSeekExt;
@@ -765,7 +765,7 @@ fn spread_guessing_does_not_lock_the_owner_out() {
         return;
     }
     let server = Server::start_with(&[("SLUICE_DEFENDER_ALLOW_LIST", "127.0.0.1")]);
-    server.tenant("acme", "right");
+    server.tenant("acme", "right-password");
     let script = write_file(
         server.dir.path(),
         "spread.py",
@@ -786,13 +786,13 @@ def attempt(src, pw):
         r = "refused"
     t.close()
     return r
-print("owner first:", attempt("127.0.0.9", "right"))
+print("owner first:", attempt("127.0.0.9", "right-password"))
 for ip in range(2, 9):
     for k in range(8):
         attempt("127.0.0.%d" % ip, "guess%d" % k)
-print("stranger:", attempt("127.0.0.20", "right"))
-print("allow-listed:", attempt("127.0.0.1", "right"))
-print("owner again:", attempt("127.0.0.9", "right"))
+print("stranger:", attempt("127.0.0.20", "right-password"))
+print("allow-listed:", attempt("127.0.0.1", "right-password"))
+print("owner again:", attempt("127.0.0.9", "right-password"))
 "#,
     );
     let out = run_with_timeout(

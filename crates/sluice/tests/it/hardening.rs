@@ -7,18 +7,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test]
 async fn malformed_packets_close_the_session_not_the_server() {
     let server = Server::start();
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     // A length far beyond the limit.
-    let mut raw = Raw::open(server.port, "acme", "pw").await;
+    let mut raw = Raw::open(server.port, "acme", "pw-for-tests").await;
     raw.stream.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     raw.stream.write_all(b"junk").await.unwrap();
     assert!(tokio::time::timeout(Duration::from_secs(5), raw.recv()).await.unwrap().is_none());
     // A string length that runs past the end of its packet.
-    let mut raw = Raw::open(server.port, "acme", "pw").await;
+    let mut raw = Raw::open(server.port, "acme", "pw-for-tests").await;
     raw.send(3, &1u32.to_be_bytes(), &[0xff, 0xff, 0xff, 0xf0, b'a']).await;
     assert!(tokio::time::timeout(Duration::from_secs(5), raw.recv()).await.unwrap().is_none());
     // Unknown request types get OP_UNSUPPORTED and the session goes on.
-    let mut raw = Raw::open(server.port, "acme", "pw").await;
+    let mut raw = Raw::open(server.port, "acme", "pw-for-tests").await;
     raw.send(99, &7u32.to_be_bytes(), b"").await;
     let (kind, body) = raw.recv().await.unwrap();
     assert_eq!((kind, &body[..4], body[7]), (101, &7u32.to_be_bytes()[..], 8));
@@ -32,7 +32,7 @@ async fn malformed_packets_close_the_session_not_the_server() {
     let (kind, body) = raw.recv().await.unwrap();
     assert_eq!((kind, body[7]), (101, 4));
     // The server is still serving everyone.
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     put(&sftp, "/students/ok.csv", b"fine").await.unwrap();
 }
 
@@ -41,10 +41,10 @@ async fn malformed_packets_close_the_session_not_the_server() {
 #[tokio::test]
 async fn deeply_pipelined_reads_do_not_stall() {
     let server = Server::start();
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     let data = pseudo_random(40 * 1024 * 1024, 11);
     std::fs::write(server.tenant_dir("acme").join("students/big.csv"), &data).unwrap();
-    let mut raw = Raw::open(server.port, "acme", "pw").await;
+    let mut raw = Raw::open(server.port, "acme", "pw-for-tests").await;
     let open =
         [string(b"/students/big.csv"), 1u32.to_be_bytes().to_vec(), 0u32.to_be_bytes().to_vec()].concat();
     raw.send(3, &1u32.to_be_bytes(), &open).await;
@@ -96,7 +96,7 @@ async fn login_grace_unauthenticated_and_session_limits() {
         ("SLUICE_SFTP_MAX_UNAUTHENTICATED_PER_IP", "2"),
         ("SLUICE_SFTP_MAX_SESSIONS_PER_TENANT", "1"),
     ]);
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     // Two idle TCP connections take this address's unauthenticated slots...
     let mut idle1 = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
     let idle2 = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
@@ -142,13 +142,13 @@ async fn login_grace_unauthenticated_and_session_limits() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // One session per tenant: the second login is refused while the first is open.
-    let first = ssh_login(server.port, "acme", "pw").await.unwrap();
-    assert!(ssh_login(server.port, "acme", "pw").await.is_err());
+    let first = ssh_login(server.port, "acme", "pw-for-tests").await.unwrap();
+    assert!(ssh_login(server.port, "acme", "pw-for-tests").await.is_err());
     assert!(server.wait_for_log("sessions open", Duration::from_secs(5)));
     drop(first);
     let mut ok = false;
     for _ in 0..50 {
-        if ssh_login(server.port, "acme", "pw").await.is_ok() {
+        if ssh_login(server.port, "acme", "pw-for-tests").await.is_ok() {
             ok = true;
             break;
         }
@@ -160,8 +160,8 @@ async fn login_grace_unauthenticated_and_session_limits() {
 #[tokio::test]
 async fn idle_sessions_are_closed() {
     let server = Server::start_with(&[("SLUICE_SFTP_IDLE_TIMEOUT_SECS", "1")]);
-    server.tenant("acme", "pw");
-    let (ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.tenant("acme", "pw-for-tests");
+    let (ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     put(&sftp, "/students/a.csv", b"a").await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(sftp.read_dir("/").await.is_err() || ssh.is_closed(), "idle session should have been closed");
@@ -170,8 +170,8 @@ async fn idle_sessions_are_closed() {
 #[tokio::test]
 async fn upload_size_limit_is_enforced() {
     let server = Server::start_with(&[("SLUICE_SFTP_MAX_UPLOAD_BYTES", "1000")]);
-    server.tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     assert!(put(&sftp, "/students/big.csv", &[b'x'; 5000]).await.is_err());
     assert!(!server.tenant_dir("acme").join("students/big.csv").exists());
     put(&sftp, "/students/small.csv", &[b'x'; 1000]).await.unwrap();
@@ -183,8 +183,8 @@ async fn upload_size_limit_is_enforced() {
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly() {
     let mut server = Server::start_with(&[("SLUICE_SFTP_DRAIN_SECS", "1")]);
-    server.tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let mut f = sftp.create("/students/in-flight.csv").await.unwrap();
     f.write_all(b"partial").await.unwrap();
     f.flush().await.unwrap();

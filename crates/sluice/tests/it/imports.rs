@@ -45,7 +45,7 @@ fn counts(v: &Value) -> [u64; 6] {
 #[test]
 fn cli_import_counts_and_the_same_file_twice_changes_nothing() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let file = students(&[("S1", "Ann", "Lee"), ("S2", "Bob", "Ray"), ("S3", "Cy", "Doe")]);
     let (code, v) = import(&server, "acme", "students.csv", file.as_bytes());
     assert_eq!((code, v["status"].as_str()), (Some(0), Some("complete")), "{v}");
@@ -64,7 +64,7 @@ fn cli_import_counts_and_the_same_file_twice_changes_nothing() {
 #[test]
 fn mirror_deletions_beyond_the_safeguard_are_held_until_approved_or_discarded() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     import(&server, "acme", "students.csv", many_students(20, "S").as_bytes());
     // A file with half the students would delete 50%: held, nothing changes.
     let (code, v) = import(&server, "acme", "students.csv", many_students(10, "S").as_bytes());
@@ -156,7 +156,7 @@ values = ["active", "tobedeleted"]
 #[test]
 fn hostile_files_are_rejected_with_a_reason_and_change_nothing() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     import(&server, "acme", "students.csv", many_students(5, "S").as_bytes());
     let before = records_csv(&server, "acme", "students");
     let mut endless = b"sisId,firstName,lastName\n".to_vec();
@@ -207,7 +207,7 @@ fn hostile_files_are_rejected_with_a_reason_and_change_nothing() {
 #[test]
 fn a_first_import_that_fails_late_leaves_no_records() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let mut file = many_students(5000, "S");
     file.push_str("S9999,\"never closed,Lee,2010-01-01\n");
     let (code, v) = import(&server, "acme", "students.csv", file.as_bytes());
@@ -224,7 +224,7 @@ fn a_first_import_that_fails_late_leaves_no_records() {
 #[test]
 fn encodings_are_detected_recorded_and_decoded() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let text = "sisId,firstName,lastName\nS1,José,Ñúñez\n";
     let mut utf16 = vec![0xFF, 0xFE];
     for u in text.encode_utf16() {
@@ -248,7 +248,7 @@ fn encodings_are_detected_recorded_and_decoded() {
 #[test]
 fn formula_cells_are_neutralised_in_reports_and_exports() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let file =
         "sisId,firstName,lastName,email\nS1,=HYPERLINK(\"http://evil\"),Lee,ann@x.org\nS2,Bob,Ray,@SUM(A1)\n";
     let (_, v) = import(&server, "acme", "students.csv", file.as_bytes());
@@ -303,8 +303,8 @@ pub fn wait_for_status(server: &Server, tenant: &str, count: usize, timeout: Dur
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sftp_upload_is_imported_within_a_second() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.importing_tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let data = many_students(10_000, "S");
     put(&sftp, "/students/students.csv", data.as_bytes()).await.unwrap();
     let closed = Instant::now();
@@ -344,9 +344,9 @@ async fn an_sftp_upload_is_imported_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_no_import_type_reads_stays_and_the_history_says_why() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&["tenant", "set", "acme", "folders=students,inbox"]);
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     put(&sftp, "/inbox/students.csv", b"sisId,firstName,lastName\nS1,A,B\n").await.unwrap();
     let list = wait_for_status(&server, "acme", 1, Duration::from_secs(20));
     let v = &list[0];
@@ -364,7 +364,7 @@ async fn a_file_no_import_type_reads_stays_and_the_history_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_import_every_upload_is_imported_exactly_once() {
     let mut server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&["tenant", "set", "acme", "folders=students,employees,badge"]);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut random = move |n: u64| {
@@ -374,7 +374,7 @@ async fn killed_mid_import_every_upload_is_imported_exactly_once() {
         seed % n
     };
     for round in 0..6 {
-        if let Ok(handle) = ssh_login(server.port, "acme", "pw").await {
+        if let Ok(handle) = ssh_login(server.port, "acme", "pw-for-tests").await {
             let sftp = sftp_open(&handle).await;
             for (i, folder) in ["students", "employees", "badge"].iter().enumerate() {
                 let body = match *folder {
@@ -434,7 +434,7 @@ async fn killed_mid_import_every_upload_is_imported_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_and_scheduled_tenants_wait_for_sync_and_archive_keeps_files() {
     let server = Server::start_with(&[("SLUICE_IMPORTS_ARCHIVE_DAYS", "7")]);
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     // Schedule settings are validated.
     let bad = server.cli(&["tenant", "set", "acme", "schedule=0 25 * * *"]);
     assert_eq!(bad.status.code(), Some(2));
@@ -456,7 +456,7 @@ async fn manual_and_scheduled_tenants_wait_for_sync_and_archive_keeps_files() {
     let show: Value = serde_json::from_str(&server.cli_ok(&["tenant", "show", "acme", "--json"])).unwrap();
     assert_eq!((show["trigger"].as_str(), show["schedule"].as_str()), (Some("schedule"), Some("0 2 * * *")));
 
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     put(&sftp, "/students/students.csv", students(&[("S1", "Ann", "Lee")]).as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -480,8 +480,8 @@ async fn manual_and_scheduled_tenants_wait_for_sync_and_archive_keeps_files() {
 #[test]
 fn imports_take_turns_across_processes() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
-    server.importing_tenant("other", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
+    server.importing_tenant("other", "pw-for-tests");
     let lock_path = server.data_dir().join("spool").join("locks").join("acme.lock");
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).unwrap();
     lock.lock().unwrap();
@@ -517,7 +517,7 @@ fn imports_take_turns_across_processes() {
 #[test]
 fn a_newer_applied_file_supersedes_a_held_one_instead_of_growing_its_deletions() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     import(&server, "acme", "students.csv", many_students(20, "S").as_bytes());
     let (_, held) = import(&server, "acme", "students.csv", many_students(10, "S").as_bytes());
     assert_eq!((held["status"].as_str(), counts(&held)[4]), (Some("held"), 10), "{held}");

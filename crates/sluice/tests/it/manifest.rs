@@ -61,7 +61,7 @@ fn history(server: &Server) -> Vec<Value> {
 
 fn manifest_server() -> Server {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&["tenant", "set", "acme", "types=accounts,students", "trigger=manifest"]);
     server.cli_ok(&["tenant", "set", "acme", "folders=accounts,students,inbox"]);
     server
@@ -70,7 +70,7 @@ fn manifest_server() -> Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_wait_for_their_manifest_then_import_and_everything_is_removed() {
     let server = manifest_server();
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let a = accounts(&["ann", "bob"]);
     let b = accounts(&["cy"]);
     put(&sftp, "/accounts/a.csv", a.as_bytes()).await.unwrap();
@@ -91,7 +91,7 @@ async fn files_wait_for_their_manifest_then_import_and_everything_is_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_files_and_wrong_checksums_mark_the_lines_and_import_nothing() {
     let server = manifest_server();
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let a = accounts(&["ann"]);
     put(&sftp, "/accounts/a.csv", a.as_bytes()).await.unwrap();
     // A manifest that arrives while its data file is still uploading: the partial upload is
@@ -139,7 +139,7 @@ async fn missing_files_and_wrong_checksums_mark_the_lines_and_import_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_and_malformed_manifests_are_invalidschema() {
     let server = manifest_server();
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     put(&sftp, "/accounts/a.csv", accounts(&["ann"]).as_bytes()).await.unwrap();
     let laughs = r#"<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol9 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
@@ -173,7 +173,7 @@ async fn hostile_and_malformed_manifests_are_invalidschema() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_missing_and_completed_with_errors() {
     let server = manifest_server();
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     // /inbox has no import type.
     put(&sftp, "/inbox/a.csv", accounts(&["ann"]).as_bytes()).await.unwrap();
     put(&sftp, "/inbox/in.done", manifest(&[("a.csv", "", "")]).as_bytes()).await.unwrap();
@@ -197,7 +197,7 @@ async fn config_missing_and_completed_with_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_manifests_in_flight_and_a_file_in_the_wrong_folder() {
     let server = manifest_server();
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     for (file, done) in [("a.csv", "a.done"), ("b.csv", "b.done"), ("c.csv", "c.done")] {
         put(&sftp, &format!("/accounts/{file}"), accounts(&[file.trim_end_matches(".csv")]).as_bytes())
             .await
@@ -218,7 +218,7 @@ async fn several_manifests_in_flight_and_a_file_in_the_wrong_folder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_listing_a_thousand_files() {
     let server = manifest_server();
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let mut lines = Vec::new();
     for i in 0..1000 {
         let body = accounts(&[&format!("user{i}")]);
@@ -275,13 +275,13 @@ fn the_readme_example_script_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_type_manifest_trigger() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&["tenant", "set", "acme", "types=accounts,students", "trigger.accounts=manifest"]);
     assert_eq!(server.cli(&["tenant", "set", "acme", "trigger.accounts=schedule"]).status.code(), Some(2));
     assert_eq!(server.cli(&["tenant", "set", "acme", "trigger.nope=manual"]).status.code(), Some(2));
     let show: Value = serde_json::from_str(&server.cli_ok(&["tenant", "show", "acme", "--json"])).unwrap();
     assert_eq!(show["type_triggers"]["accounts"], "manifest");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     put(&sftp, "/accounts/a.csv", accounts(&["ann"]).as_bytes()).await.unwrap();
     put(&sftp, "/students/students.csv", b"sisId,firstName,lastName\nS1,A,B\n").await.unwrap();
     wait_for("the students import", Duration::from_secs(20), || history(&server).len() == 1);
@@ -302,7 +302,7 @@ async fn a_per_type_manifest_trigger() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_interrupted_by_a_crash_resumes_where_it_stopped() {
     let mut server = manifest_server();
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let small = accounts(&["ann", "bob"]);
     let users: Vec<String> = (0..300_000).map(|i| format!("u{i}")).collect();
     let big = accounts(&users.iter().map(String::as_str).collect::<Vec<_>>());
@@ -385,7 +385,7 @@ async fn manifest_names_outside_the_folder_are_refused_and_never_opened() {
     let key_md5 = md5_hex(&std::fs::read(&host_key).unwrap());
     let canary_md5 = md5_hex(&std::fs::read(&canary).unwrap());
     let watch = OpenWatch::new(&[&host_key, &canary]);
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let a = accounts(&["ann"]);
     put(&sftp, "/accounts/a.csv", a.as_bytes()).await.unwrap();
     let zeros = "00000000000000000000000000000000";

@@ -14,12 +14,12 @@ fn sample(text: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_uploads_imports_rows_sessions_and_failed_logins() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let (status, body) = server.http_get("/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
     let students = "sisId,firstName,lastName\nS1,Ann,Lee\nS2,Bob,Ray\n,No,Id\n";
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     put(&sftp, "/students/students.csv", students.as_bytes()).await.unwrap();
     assert!(ssh_login(server.port, "acme", "wrong").await.is_err());
 

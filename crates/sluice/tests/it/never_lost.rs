@@ -56,8 +56,8 @@ fn warnings(v: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_held_file_cannot_be_approved_over_a_newer_reload() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.importing_tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let first = upload(
         &server,
         &sftp,
@@ -141,8 +141,8 @@ async fn an_old_held_file_cannot_be_approved_over_a_newer_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_racing_a_newer_upload_never_puts_older_data_over_it() {
     let server = Arc::new(Server::start());
-    server.importing_tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.importing_tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     upload(
         &server,
         &sftp,
@@ -266,7 +266,7 @@ async fn records_referring_to_deleted_students_are_kept_deactivated_or_hold_the_
 
     // A tenant with only keep and deactivate references: the import is applied at once and
     // says what happened to them.
-    server.importing_tenant("beta", "pw");
+    server.importing_tenant("beta", "pw-for-tests");
     server.cli_ok(&[
         "tenant",
         "set",
@@ -274,7 +274,7 @@ async fn records_referring_to_deleted_students_are_kept_deactivated_or_hold_the_
         "folders=students,pickup,portal",
         "safeguard.students.deleted=50",
     ]);
-    let (_ssh, sftp) = sftp_login(server.port, "beta", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "beta", "pw-for-tests").await;
     upload(&server, &sftp, "beta", "/students/students.csv", full_students(&all, "09").as_bytes()).await;
     for folder in ["pickup", "portal"] {
         let v =
@@ -335,7 +335,7 @@ async fn records_referring_to_deleted_students_are_kept_deactivated_or_hold_the_
 
     // With the `guardians` preset's records (hold, the default), the same deletion is held,
     // saying why; nothing changes until someone approves it.
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&[
         "tenant",
         "set",
@@ -343,7 +343,7 @@ async fn records_referring_to_deleted_students_are_kept_deactivated_or_hold_the_
         "folders=students,guardians,pickup,portal",
         "safeguard.students.deleted=50",
     ]);
-    let (_ssh2, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh2, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     upload(&server, &sftp, "acme", "/students/students.csv", full_students(&all, "09").as_bytes()).await;
     for folder in ["guardians", "pickup", "portal"] {
         upload(&server, &sftp, "acme", &format!("/{folder}/guardians.csv"), guardians().as_bytes()).await;
@@ -422,7 +422,7 @@ async fn enrollments_of_a_class_a_package_deletes_hold_it_or_are_deactivated() {
     assert!(district.classes.starts_with(CLASSES));
 
     for (tenant, folder) in [("acme", "oneroster"), ("beta", "lms")] {
-        server.importing_tenant(tenant, "pw");
+        server.importing_tenant(tenant, "pw-for-tests");
         server.cli_ok(&[
             "tenant",
             "set",
@@ -430,7 +430,7 @@ async fn enrollments_of_a_class_a_package_deletes_hold_it_or_are_deactivated() {
             &format!("folders={folder}"),
             "safeguard.oneroster.classes.deleted=50",
         ]);
-        let (_ssh, sftp) = sftp_login(server.port, tenant, "pw").await;
+        let (_ssh, sftp) = sftp_login(server.port, tenant, "pw-for-tests").await;
         let v = upload(&server, &sftp, tenant, &format!("/{folder}/district.zip"), &district.zip()).await;
         assert_eq!(v["status"], "complete", "{v}");
         let v =
@@ -495,8 +495,8 @@ async fn enrollments_of_a_class_a_package_deletes_hold_it_or_are_deactivated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_file_whose_approval_fails_is_kept() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.importing_tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let full = full_students(&[1, 2, 3, 4, 5, 6], "09");
     let v = upload(&server, &sftp, "acme", "/students/students.csv", full.as_bytes()).await;
     assert_eq!(v["status"], "complete", "{v}");

@@ -29,7 +29,7 @@ fn an_import_is_emailed_with_its_counts_first_errors_and_report() {
         ("SLUICE_NOTIFICATIONS_SMTP_PORT", &port_text),
         ("SLUICE_NOTIFICATIONS_FROM", "imports@vendor.example"),
     ]);
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let bad = server.cli(&["tenant", "set", "acme", "notify.email=ops@district.org,not an address"]);
     assert_eq!(bad.status.code(), Some(2), "{}", output_text(&bad));
     server.cli_ok(&["tenant", "set", "acme", "notify.email=ops@district.org,sis@district.org"]);
@@ -117,7 +117,7 @@ fn a_webhook_is_signed_and_retried_until_it_is_taken() {
     let (port, received) = receiver();
     // The receiver is on this machine: the operator must allow that.
     let server = Server::start_with(&[("SLUICE_NOTIFICATIONS_ALLOW_PRIVATE_WEBHOOKS", "true")]);
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&[
         "tenant",
         "set",
@@ -163,7 +163,7 @@ fn a_webhook_is_signed_and_retried_until_it_is_taken() {
 fn a_tenants_webhook_cannot_reach_internal_addresses_unless_the_operator_allows_it() {
     let (port, received) = receiver();
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     // A literal private address is refused when saved; a host name is checked when the
     // delivery connects (what it resolves to may change), here `localhost`.
     let literal =
@@ -194,7 +194,7 @@ fn a_receiver_that_never_answers_holds_up_only_its_own_tenant() {
     let (port, received) = receiver();
     let server = Server::start_with(&[("SLUICE_NOTIFICATIONS_ALLOW_PRIVATE_WEBHOOKS", "true")]);
     for (tenant, port) in [("slow", stuck_port), ("acme", port)] {
-        server.importing_tenant(tenant, "pw");
+        server.importing_tenant(tenant, "pw-for-tests");
         server.cli_ok(&["tenant", "set", tenant, &format!("notify.webhook=http://127.0.0.1:{port}/hook")]);
     }
     // The stuck tenant's delivery is queued first.
@@ -221,7 +221,7 @@ fn a_receiver_that_never_answers_holds_up_only_its_own_tenant() {
 #[test]
 fn a_webhook_url_embedding_a_private_address_is_refused_when_saved() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&["tenant", "set", "acme", "notify.webhook=https://hooks.example.org/sluice"]);
     let saved = || -> String {
         let shown = server.cli_ok(&["tenant", "show", "acme"]);

@@ -170,7 +170,7 @@ impl District {
 
 fn setup() -> Server {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&["tenant", "set", "acme", "types=oneroster"]);
     server
 }

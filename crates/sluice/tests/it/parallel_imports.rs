@@ -47,10 +47,10 @@ fn wait_until_running(server: &Server, tenant: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_row_import_completes_while_another_tenants_100k_row_import_runs() {
     let server = Server::start();
-    server.importing_tenant("district", "pw");
-    server.importing_tenant("school", "pw");
-    let (_ssh_a, big) = sftp_login(server.port, "district", "pw").await;
-    let (_ssh_b, small) = sftp_login(server.port, "school", "pw").await;
+    server.importing_tenant("district", "pw-for-tests");
+    server.importing_tenant("school", "pw-for-tests");
+    let (_ssh_a, big) = sftp_login(server.port, "district", "pw-for-tests").await;
+    let (_ssh_b, small) = sftp_login(server.port, "school", "pw-for-tests").await;
 
     // The district's first students file: its first import of the type (no records to
     // compare with), the case that used to hold the database's write lock throughout.
@@ -84,8 +84,8 @@ async fn a_tenants_files_are_imported_one_at_a_time_in_upload_order() {
     let versions = ["First", "Second", "Third"];
     let mut sessions = Vec::new();
     for tenant in ["east", "west"] {
-        server.importing_tenant(tenant, "pw");
-        sessions.push(sftp_login(server.port, tenant, "pw").await);
+        server.importing_tenant(tenant, "pw-for-tests");
+        sessions.push(sftp_login(server.port, tenant, "pw-for-tests").await);
     }
     // Three full snapshots of the same 10,000 students, each renaming them all, uploaded
     // back to back by both tenants (different names, so each is an upload of its own).
@@ -127,11 +127,11 @@ async fn a_tenant_with_many_queued_files_does_not_starve_another_tenants_one_fil
     let busy = ["alpha", "gamma"];
     let mut sessions = Vec::new();
     for tenant in busy {
-        server.importing_tenant(tenant, "pw");
-        sessions.push(sftp_login(server.port, tenant, "pw").await);
+        server.importing_tenant(tenant, "pw-for-tests");
+        sessions.push(sftp_login(server.port, tenant, "pw-for-tests").await);
     }
-    server.importing_tenant("beta", "pw");
-    let (_ssh_b, beta) = sftp_login(server.port, "beta", "pw").await;
+    server.importing_tenant("beta", "pw-for-tests");
+    let (_ssh_b, beta) = sftp_login(server.port, "beta", "pw-for-tests").await;
     let staff = b"employeeId,firstName,lastName\r\nE1,Ann,Lee\r\n";
     for (_, sftp) in &sessions {
         put(sftp, "/students/students.csv", students(100_000, "S", "First").as_bytes()).await.unwrap();
@@ -177,9 +177,9 @@ async fn a_tenant_with_many_queued_files_does_not_starve_another_tenants_one_fil
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_running_imports_finish_and_leaves_queued_ones_claimable() {
     let mut server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     {
-        let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+        let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
         put(&sftp, "/students/students.csv", students(100_000, "S", "First").as_bytes()).await.unwrap();
         put(&sftp, "/employees/staff.csv", b"employeeId,firstName,lastName\r\nE1,Ann,Lee\r\n").await.unwrap();
         wait_until_running(&server, "acme");

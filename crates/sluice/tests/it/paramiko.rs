@@ -9,7 +9,7 @@ const SCRIPT: &str = r#"
 import json, sys, paramiko
 port, workdir = int(sys.argv[1]), sys.argv[2]
 t = paramiko.Transport(("127.0.0.1", port))
-t.connect(username="acme", password="pw-paramiko")
+t.connect(username="acme", password="pw-paramiko-for-tests")
 s = paramiko.SFTPClient.from_transport(t)
 out = {}
 s.put(workdir + "/up.csv", "/visitors/visitors.csv")
@@ -46,7 +46,7 @@ fn paramiko_put_get_50mb_rename_and_refusals() {
         return;
     }
     let server = Server::start();
-    server.tenant("acme", "pw-paramiko");
+    server.tenant("acme", "pw-paramiko-for-tests");
     let up = pseudo_random(2_000_000, 41);
     let big = pseudo_random(50 * 1024 * 1024, 42);
     write_file(server.dir.path(), "up.csv", &up);

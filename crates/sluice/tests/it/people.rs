@@ -33,7 +33,7 @@ fn roles(p: &Value) -> Vec<String> {
 #[test]
 fn one_person_holds_several_roles_and_differing_contacts_make_separate_people() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     // Two students share a name and have no email or phone: a name is no identity.
     let v = import(
         &server,
@@ -112,7 +112,7 @@ fn one_person_holds_several_roles_and_differing_contacts_make_separate_people() 
 #[test]
 fn oneroster_enrollments_of_a_student_and_of_a_class() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&["tenant", "set", "acme", "types=oneroster"]);
     let path = write_file(server.dir.path(), "roster.zip", &crate::oneroster::District::new().zip());
     server.cli_ok(&["import", "--tenant", "acme", "--type", "oneroster", path.to_str().unwrap()]);
@@ -145,7 +145,7 @@ fn oneroster_enrollments_of_a_student_and_of_a_class() {
 #[test]
 fn a_small_import_among_many_people_warns_only_about_real_namesakes() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let mut students = String::from("sisId,firstName,lastName,email\n");
     for i in 0..20 {
         students.push_str(&format!("st{i},Kid{i},Smith,kid{i}@example.org\n"));
@@ -198,7 +198,7 @@ fn the_one<'a>(
 #[test]
 fn fifty_thousand_guardian_rows_link_people_and_a_reload_relinks_changes_and_deletions() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let phone = |g: usize| format!("55{g:08}");
     let guardian = |i: usize| if i < 20_000 { i % 10_000 } else { 10_000 + i % 2_000 };
 

@@ -47,11 +47,11 @@ fn imports(server: &Server) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_data_directory_is_private_whatever_the_umask() {
     let mut server = Server::start_with_umask(&[("SLUICE_IMPORTS_ARCHIVE_DAYS", "7")], 0o022);
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let key = server.key("acme");
     assert!(key.exists());
     // An upload over SFTP that imports with errors: a report in the spool and in /errors.
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let mut bad = students(20);
     bad.push_str("S99,Bad,Date,not-a-date\n");
     put(&sftp, "/students/students.csv", bad.as_bytes()).await.unwrap();

@@ -13,7 +13,7 @@ pub fn psftp(server: &Server, script: &str) -> Output {
         "-P",
         &server.port.to_string(),
         "-pw",
-        "pw-putty",
+        "pw-putty-for-tests",
         "-hostkey",
         &server.host_fingerprint(),
     ])
@@ -28,7 +28,7 @@ fn psftp_upload_list_download_rename() {
         return;
     }
     let server = Server::start();
-    server.tenant("acme", "pw-putty");
+    server.tenant("acme", "pw-putty-for-tests");
     let data = pseudo_random(5 * 1024 * 1024 + 5, 31);
     write_file(server.dir.path(), "guardians.csv", &data);
     let out = psftp(
@@ -55,7 +55,7 @@ fn psftp_refused_operations() {
         return;
     }
     let server = Server::start();
-    server.tenant("acme", "pw-putty");
+    server.tenant("acme", "pw-putty-for-tests");
     write_file(server.dir.path(), "f.csv", b"x\n");
     for command in
         ["mkdir /new", "rmdir /students", "put f.csv /f.csv", "put f.csv /exports/f.csv", "rm /students"]

@@ -15,7 +15,7 @@ use std::time::Duration;
 fn setup() -> Server {
     let server = Server::start();
     for tenant in ["acme", "bolt"] {
-        server.importing_tenant(tenant, "pw");
+        server.importing_tenant(tenant, "pw-for-tests");
         server.cli_ok(&["tenant", "set", tenant, "types=students,oneroster"]);
     }
     server.cli_ok(&["tenant", "set", "bolt", "strictness=strict"]);
@@ -26,7 +26,7 @@ fn setup() -> Server {
 /// returns the import it made, with its errors.
 async fn upload(server: &Server, tenant: &str, path: &str, data: &[u8]) -> Value {
     let before = server.imports(tenant).len();
-    let (_ssh, sftp) = sftp_login(server.port, tenant, "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, tenant, "pw-for-tests").await;
     put(&sftp, path, data).await.unwrap();
     let list = crate::imports::wait_for_status(server, tenant, before + 1, Duration::from_secs(30));
     assert!(list.len() > before, "no import after uploading {path}");

@@ -18,7 +18,7 @@ fn imports(server: &Server, tenant: &str) -> Vec<Value> {
 #[test]
 fn a_dry_run_reports_what_an_import_would_do_and_changes_nothing() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let first = write_file(server.dir.path(), "students.csv", students(20, "Lee").as_bytes());
     server.cli_ok(&["import", "--tenant", "acme", first.to_str().unwrap()]);
     let before = server.cli_ok(&["records", "--tenant", "acme", "--type", "students"]);
@@ -50,7 +50,7 @@ fn a_dry_run_reports_what_an_import_would_do_and_changes_nothing() {
     assert_eq!(held["counts"]["deleted"], 10);
 
     // A dry run of a clean first import of another tenant says it would complete.
-    server.importing_tenant("beta", "pw");
+    server.importing_tenant("beta", "pw-for-tests");
     let first = write_file(server.dir.path(), "students.csv", students(20, "Lee").as_bytes());
     let out = server.cli(&["import", "--tenant", "beta", "--dry-run", first.to_str().unwrap()]);
     assert!(
@@ -65,7 +65,7 @@ fn a_dry_run_reports_what_an_import_would_do_and_changes_nothing() {
 #[test]
 fn tenants_set_per_type_limits_for_deletions_and_updates() {
     let server = Server::start();
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let import = |contents: String| {
         let f = write_file(server.dir.path(), "students.csv", contents.as_bytes());
         server.cli_ok(&["import", "--tenant", "acme", f.to_str().unwrap()]);

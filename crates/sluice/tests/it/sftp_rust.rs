@@ -8,8 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test]
 async fn upload_list_download_rename_remove_round_trip() {
     let server = Server::start();
-    server.tenant("acme", "pw-acme");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-acme").await;
+    server.tenant("acme", "pw-acme-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-acme-for-tests").await;
 
     assert_eq!(sftp.canonicalize(".").await.unwrap(), "/");
     let mut root: Vec<String> = sftp.read_dir("/").await.unwrap().map(|e| e.file_name()).collect();
@@ -49,8 +49,8 @@ async fn upload_list_download_rename_remove_round_trip() {
 #[tokio::test]
 async fn refused_operations_say_why() {
     let server = Server::start();
-    server.tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     std::fs::write(server.tenant_dir("acme").join("exports/out.csv"), "a,b\n").unwrap();
     std::fs::write(server.tenant_dir("acme").join("students/in.csv"), "a,b\n").unwrap();
 
@@ -92,15 +92,15 @@ async fn refused_operations_say_why() {
 #[tokio::test]
 async fn paths_cannot_leave_the_tenant_tree() {
     let server = Server::start();
-    server.tenant("acme", "pw");
-    server.tenant("beta", "pw2");
+    server.tenant("acme", "pw-for-tests");
+    server.tenant("beta", "pw2-for-tests");
     let secret = server.tenant_dir("beta").join("students/secret.csv");
     std::fs::write(&secret, "beta's data").unwrap();
     // An operator-made symlink inside acme's folder must not be followed.
     std::os::unix::fs::symlink(&secret, server.tenant_dir("acme").join("students/link.csv")).unwrap();
     std::os::unix::fs::symlink("/etc", server.tenant_dir("acme").join("students/etc")).unwrap();
 
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     for path in [
         "../beta/students/secret.csv",
         "/../beta/students/secret.csv",
@@ -130,7 +130,7 @@ async fn paths_cannot_leave_the_tenant_tree() {
     let names: Vec<String> = sftp.read_dir("/students").await.unwrap().map(|e| e.file_name()).collect();
     assert_eq!(names, ["up.csv"]);
     // beta sees none of acme's files.
-    let (_ssh2, beta) = sftp_login(server.port, "beta", "pw2").await;
+    let (_ssh2, beta) = sftp_login(server.port, "beta", "pw2-for-tests").await;
     let beta_files: Vec<String> = beta.read_dir("/students").await.unwrap().map(|e| e.file_name()).collect();
     assert_eq!(beta_files, ["secret.csv"]);
     assert!(beta.open("/students/up.csv").await.is_err());
@@ -139,9 +139,9 @@ async fn paths_cannot_leave_the_tenant_tree() {
 #[tokio::test]
 async fn a_dropped_connection_leaves_nothing_visible() {
     let server = Server::start();
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     {
-        let (ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+        let (ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
         let mut f = sftp.create("/students/partial.csv").await.unwrap();
         f.write_all(&pseudo_random(2 * 1024 * 1024, 7)).await.unwrap();
         f.flush().await.unwrap();
@@ -167,8 +167,8 @@ async fn a_dropped_connection_leaves_nothing_visible() {
 #[tokio::test]
 async fn client_temporary_names_count_once_renamed() {
     let server = Server::start();
-    server.tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     let data = pseudo_random(100_000, 3);
     for temp in ["/students/a.csv.filepart", "/employees/b.csv.part", "/guardians/c.tmp"] {
         put(&sftp, temp, &data).await.unwrap();
@@ -196,8 +196,8 @@ async fn client_temporary_names_count_once_renamed() {
 #[tokio::test]
 async fn exclusive_create_and_resume_without_truncate() {
     let server = Server::start();
-    server.tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     put(&sftp, "/students/r.csv", b"hello ").await.unwrap();
     let excl = sftp
         .open_with_flags("/students/r.csv", OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE)
@@ -216,11 +216,11 @@ async fn exclusive_create_and_resume_without_truncate() {
 #[tokio::test]
 async fn authentication_rules() {
     let server = Server::start();
-    server.tenant("acme", "right");
+    server.tenant("acme", "right-password");
     let key = server.key("acme");
     assert!(ssh_login(server.port, "acme", "wrong").await.is_err());
-    assert!(ssh_login(server.port, "nobody", "right").await.is_err());
-    assert!(ssh_login(server.port, "acme", "right").await.is_ok());
+    assert!(ssh_login(server.port, "nobody", "right-password").await.is_err());
+    assert!(ssh_login(server.port, "acme", "right-password").await.is_ok());
 
     // Public key authentication with the authorised key.
     let private = russh::keys::PrivateKey::from_openssh(std::fs::read_to_string(&key).unwrap()).unwrap();
@@ -234,7 +234,7 @@ async fn authentication_rules() {
         .unwrap();
     assert!(auth.success());
     // The same key is not valid for another tenant.
-    server.tenant("beta", "b");
+    server.tenant("beta", "beta-password");
     let mut other = ssh_connect(server.port).await;
     let auth = other
         .authenticate_publickey(
@@ -246,17 +246,20 @@ async fn authentication_rules() {
     assert!(!auth.success());
 
     server.cli_ok(&["tenant", "disable", "acme"]);
-    assert!(ssh_login(server.port, "acme", "right").await.is_err(), "a disabled tenant must not log in");
+    assert!(
+        ssh_login(server.port, "acme", "right-password").await.is_err(),
+        "a disabled tenant must not log in"
+    );
     server.cli_ok(&["tenant", "enable", "acme"]);
-    assert!(ssh_login(server.port, "acme", "right").await.is_ok());
-    assert!(!server.log().contains("right"), "passwords must never be logged");
+    assert!(ssh_login(server.port, "acme", "right-password").await.is_ok());
+    assert!(!server.log().contains("right-password"), "passwords must never be logged");
 }
 
 #[tokio::test]
 async fn shell_and_exec_are_refused() {
     let server = Server::start();
-    server.tenant("acme", "pw");
-    let handle = ssh_login(server.port, "acme", "pw").await.unwrap();
+    server.tenant("acme", "pw-for-tests");
+    let handle = ssh_login(server.port, "acme", "pw-for-tests").await.unwrap();
     let mut channel = handle.channel_open_session().await.unwrap();
     assert!(channel.exec(true, "cat /etc/passwd").await.is_ok());
     let mut saw_failure = false;
@@ -278,8 +281,8 @@ async fn shell_and_exec_are_refused() {
 #[tokio::test]
 async fn hundreds_of_files_in_one_session() {
     let server = Server::start();
-    server.tenant("acme", "pw");
-    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw").await;
+    server.tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
     for i in 0..300 {
         put(&sftp, &format!("/students/f{i}.csv"), format!("{i}\n").as_bytes()).await.unwrap();
     }

@@ -58,7 +58,7 @@ async fn held_and_dropped_sessions_leave_nothing_behind() {
         ("SLUICE_SFTP_MAX_SESSIONS_PER_TENANT", "400"),
         ("SLUICE_SFTP_MAX_UNAUTHENTICATED_PER_IP", "400"),
     ]);
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     let key = server.key("acme");
     let key =
         Arc::new(russh::keys::PrivateKey::from_openssh(std::fs::read_to_string(&key).unwrap()).unwrap());
@@ -173,7 +173,7 @@ async fn a_thousand_concurrent_sessions_each_upload_intact() {
         ("SLUICE_SFTP_MAX_UNAUTHENTICATED_PER_IP", "1100"),
         ("SLUICE_SFTP_LOGIN_GRACE_SECS", "300"),
     ]);
-    server.tenant("acme", "pw");
+    server.tenant("acme", "pw-for-tests");
     let key = server.key("acme");
     let private =
         Arc::new(russh::keys::PrivateKey::from_openssh(std::fs::read_to_string(&key).unwrap()).unwrap());

@@ -15,10 +15,10 @@ fn the_dashboard_and_api_are_served_over_https_with_secure_cookies() {
         ("SLUICE_HTTP_TLS_CERT", cert.to_str().unwrap()),
         ("SLUICE_HTTP_TLS_KEY", key.to_str().unwrap()),
     ]);
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     let out = server.cli_stdin(
         &["user", "add", "acme", "ann@acme.org", "--role", "owner", "--password-stdin"],
-        "secret-pw\n",
+        "secret-pw-for-tests\n",
     );
     assert!(out.status.success());
     let url = format!("https://127.0.0.1:{}", server.http_port);
@@ -41,7 +41,7 @@ fn the_dashboard_and_api_are_served_over_https_with_secure_cookies() {
     assert!(ok, "{err}");
     let at = form.find("name=\"login_token\" value=\"").unwrap() + 26;
     let token = &form[at..at + form[at..].find('"').unwrap()];
-    let data = format!("login_token={token}&email=ann@acme.org&password=secret-pw");
+    let data = format!("login_token={token}&email=ann@acme.org&password=secret-pw-for-tests");
     let (ok, head, err) =
         curl(&["-i", "-b", jar.to_str().unwrap(), "-X", "POST", "--data", &data, &format!("{url}/login")]);
     assert!(ok, "{err}");
@@ -87,7 +87,7 @@ fn email_goes_over_starttls_to_a_server_with_a_private_ca() {
         ("SLUICE_NOTIFICATIONS_SMTP_SECURITY", "starttls"),
         ("SLUICE_NOTIFICATIONS_CA_FILE", ca.to_str().unwrap()),
     ]);
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&["tenant", "set", "acme", "notify.email=ops@district.org"]);
     let file = write_file(server.dir.path(), "students.csv", b"sisId,firstName,lastName\nS1,Ann,Lee\n");
     server.cli_ok(&["import", "--tenant", "acme", file.to_str().unwrap()]);
@@ -136,7 +136,7 @@ fn https_webhooks_are_delivered_to_a_receiver_with_a_private_ca() {
         ("SLUICE_NOTIFICATIONS_CA_FILE", ca.to_str().unwrap()),
         ("SLUICE_NOTIFICATIONS_ALLOW_PRIVATE_WEBHOOKS", "true"),
     ]);
-    server.importing_tenant("acme", "pw");
+    server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&[
         "tenant",
         "set",

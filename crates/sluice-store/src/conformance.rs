@@ -1,0 +1,214 @@
+//! What every store backend must do, written against the role traits only (garage's
+//! `db/test.rs` is the model). The SQLite store runs it in its tests; a new backend runs the
+//! same functions on a fresh, empty store of its own. Each function panics on the first
+//! behaviour that differs, naming it.
+
+use crate::roles::{Accounts, ApiKeys, Bans, Tenants};
+use crate::{AuthorizedKey, KeyOwner, Role, StoreError};
+use sluice_core::defender::Ban;
+use sluice_core::import::ImportTypes;
+use sluice_core::net::Source;
+use sluice_core::{FolderName, PasswordHash, SettingsChange, SettingsContext, TenantName, Trigger};
+
+/// Runs every check, each on a fresh store from `open`.
+pub fn run<S: Tenants + Accounts + ApiKeys + Bans>(open: &dyn Fn() -> S) {
+    tenants(&open());
+    settings(&open());
+    ssh_keys(&open());
+    accounts_and_sessions(&open());
+    api_keys(&open());
+    bans(&open());
+}
+
+fn name(n: &str) -> TenantName {
+    TenantName::parse(n).expect("a valid tenant name")
+}
+
+fn folders(list: &str) -> Vec<FolderName> {
+    FolderName::parse_list(list).expect("valid folders")
+}
+
+pub fn tenants(s: &impl Tenants) {
+    let t = s.add_tenant(&name("north"), &folders("students,guardians")).expect("add a tenant");
+    assert_eq!((t.name.as_str(), t.disabled, t.password.is_none()), ("north", false, true));
+    assert_eq!(t.layout.import_folders(), folders("students,guardians").as_slice());
+    assert_eq!(t.trigger, Trigger::OnUpload, "a new tenant imports on upload");
+    assert_eq!(t.timezone, "UTC");
+    assert!(
+        matches!(s.add_tenant(&name("north"), &[]), Err(StoreError::TenantExists(_))),
+        "tenant names are unique"
+    );
+    s.add_tenant(&name("east"), &[]).expect("add a second tenant");
+    let names: Vec<String> = s.tenants().expect("list").into_iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, ["east", "north"], "tenants are listed by name");
+    assert!(s.tenant("south").expect("look up").is_none());
+    assert!(matches!(s.require_tenant("south"), Err(StoreError::NoSuchTenant(_))));
+
+    s.set_disabled(&name("north"), true).expect("disable");
+    let hash = PasswordHash::create("a long passphrase").expect("hash");
+    s.set_password(&name("north"), &hash).expect("set a password");
+    let north = s.require_tenant("north").expect("north");
+    assert!(north.disabled && north.password.expect("stored").verify("a long passphrase"));
+    let east = s.require_tenant("east").expect("east");
+    assert!(!east.disabled && east.password.is_none(), "a change touches only its tenant");
+    assert!(matches!(s.set_disabled(&name("south"), true), Err(StoreError::NoSuchTenant(_))));
+    assert!(matches!(s.set_password(&name("south"), &hash), Err(StoreError::NoSuchTenant(_))));
+}
+
+fn change(pairs: &[(&str, &str)]) -> SettingsChange {
+    let types = ImportTypes::default();
+    let cx = SettingsContext { types: &types, allow_private_webhooks: false };
+    let mut c = SettingsChange::default();
+    for (k, v) in pairs {
+        c.set(k, v, cx).expect("a valid setting");
+    }
+    c
+}
+
+pub fn settings(s: &impl Tenants) {
+    s.add_tenant(&name("north"), &folders("students")).expect("add");
+    let t = s
+        .change_settings(
+            "north",
+            &change(&[
+                ("trigger", "schedule"),
+                ("schedule", "0 2 * * *"),
+                ("timezone", "America/Chicago"),
+                ("strictness", "strict"),
+                ("notify.email", "ops@north.org"),
+                ("notify.webhook", "https://hooks.example/x"),
+                ("notify.webhook_secret", "s3cret"),
+                ("folders", "students,staff"),
+            ]),
+        )
+        .expect("a valid change");
+    let stored = s.require_tenant("north").expect("north");
+    for seen in [&t, &stored] {
+        assert_eq!(seen.trigger, Trigger::Schedule);
+        assert_eq!(seen.schedule.as_ref().map(|c| c.as_str()), Some("0 2 * * *"));
+        assert_eq!(seen.timezone, "America/Chicago");
+        assert_eq!(seen.read_settings.len(), 1);
+        assert_eq!(seen.notify_emails, ["ops@north.org"]);
+        assert_eq!(seen.webhook, Some(("https://hooks.example/x".to_owned(), "s3cret".to_owned())));
+        assert_eq!(seen.layout.import_folders(), folders("students,staff").as_slice());
+    }
+    // Refused as a whole: the schedule may not go while the trigger needs it.
+    let refused = change(&[("notify.email", "other@north.org"), ("schedule", "")]);
+    assert!(matches!(s.change_settings("north", &refused), Err(StoreError::Refused(_))));
+    let after = s.require_tenant("north").expect("north");
+    assert_eq!(after.notify_emails, ["ops@north.org"], "a refused change changes nothing");
+    assert!(after.schedule.is_some());
+    assert!(matches!(s.change_settings("south", &change(&[])), Err(StoreError::NoSuchTenant(_))));
+}
+
+fn key(blob: &str, fingerprint: &str) -> AuthorizedKey {
+    AuthorizedKey {
+        algorithm: "ssh-ed25519".into(),
+        key_base64: blob.into(),
+        comment: "nightly job".into(),
+        fingerprint: fingerprint.into(),
+    }
+}
+
+pub fn ssh_keys(s: &impl Tenants) {
+    s.add_tenant(&name("north"), &[]).expect("add");
+    s.add_tenant(&name("east"), &[]).expect("add");
+    s.add_key(&name("north"), &key("AAAA1", "SHA256:one")).expect("add a key");
+    s.add_key(&name("north"), &key("AAAA2", "SHA256:two")).expect("add another");
+    assert!(
+        matches!(s.add_key(&name("north"), &key("AAAA1", "SHA256:one")), Err(StoreError::KeyExists { .. })),
+        "a tenant holds a key once"
+    );
+    s.add_key(&name("east"), &key("AAAA1", "SHA256:one")).expect("another tenant may hold the same key");
+    let fingerprints = |t: &str| -> Vec<String> {
+        let mut f: Vec<String> = s.keys(t).expect("keys").into_iter().map(|k| k.fingerprint).collect();
+        f.sort();
+        f
+    };
+    assert_eq!(fingerprints("north"), ["SHA256:one", "SHA256:two"]);
+    s.remove_key("north", "SHA256:one").expect("remove");
+    assert_eq!(fingerprints("north"), ["SHA256:two"]);
+    assert_eq!(fingerprints("east"), ["SHA256:one"], "removing touches only its tenant");
+    assert!(matches!(s.remove_key("north", "SHA256:one"), Err(StoreError::NoSuchSshKey(_))));
+    assert!(matches!(
+        s.add_key(&name("south"), &key("AAAA3", "SHA256:three")),
+        Err(StoreError::NoSuchTenant(_))
+    ));
+}
+
+pub fn accounts_and_sessions<S: Tenants + Accounts>(s: &S) {
+    s.add_tenant(&name("north"), &[]).expect("add");
+    let ann = s.add_account(Some("north"), "ann@north.org", Role::Owner, "hash-1").expect("add an owner");
+    s.add_account(None, "admin", Role::Admin, "hash-0").expect("add the operator");
+    assert!(
+        matches!(
+            s.add_account(Some("north"), "ann@north.org", Role::User, "x"),
+            Err(StoreError::AccountExists(_))
+        ),
+        "emails are unique"
+    );
+    let a = s.account_by_email("ann@north.org").expect("look up").expect("ann");
+    assert_eq!((a.id, a.role, a.tenant.as_deref()), (ann, Role::Owner, Some("north")));
+    let of_north: Vec<String> =
+        s.accounts(Some("north")).expect("list").into_iter().map(|a| a.email).collect();
+    assert_eq!(of_north, ["ann@north.org"]);
+    s.set_account_password("ann@north.org", "hash-2").expect("new password");
+    assert!(matches!(s.set_account_password("bob@north.org", "x"), Err(StoreError::NoSuchAccount(_))));
+
+    s.create_session(ann, "token-1", "csrf-1", 60_000).expect("a session");
+    s.create_session(ann, "token-2", "csrf-2", -1).expect("an expired session");
+    let (who, csrf) = s.session("token-1").expect("look up").expect("live");
+    assert_eq!((who.email.as_str(), csrf.as_str()), ("ann@north.org", "csrf-1"));
+    assert!(s.session("token-2").expect("look up").is_none(), "an expired session is no session");
+    assert!(s.session("token-3").expect("look up").is_none());
+    s.end_session("token-1").expect("log out");
+    assert!(s.session("token-1").expect("look up").is_none());
+    s.create_session(ann, "token-4", "csrf-4", 60_000).expect("a session");
+    s.end_sessions_of("ann@north.org").expect("end all");
+    assert!(s.session("token-4").expect("look up").is_none(), "a password change ends every session");
+}
+
+pub fn api_keys<S: Tenants + ApiKeys>(s: &S) {
+    s.add_tenant(&name("north"), &[]).expect("add");
+    s.add_tenant(&name("east"), &[]).expect("add");
+    let north = s.add_api_key(Some("north"), "SIS job", "slk_ab", "hash-north").expect("a tenant's key");
+    let operator = s.add_api_key(None, "ops", "slk_cd", "hash-operator").expect("the operator's key");
+    let k = s.api_key_by_hash("hash-north").expect("look up").expect("live");
+    assert_eq!((k.id, &k.owner, k.name.as_str()), (north, &KeyOwner::Tenant("north".into()), "SIS job"));
+    assert_eq!(s.api_key_by_hash("hash-operator").expect("look up").expect("live").owner, KeyOwner::Operator);
+    assert_eq!(s.api_keys(Some("north")).expect("list").len(), 1);
+    assert_eq!(s.api_keys(Some("east")).expect("list").len(), 0);
+    assert!(
+        matches!(s.revoke_api_key(north, Some("east")), Err(StoreError::NoSuchKey(_))),
+        "a tenant cannot revoke another tenant's key"
+    );
+    s.revoke_api_key(north, Some("north")).expect("revoke");
+    assert!(s.api_key_by_hash("hash-north").expect("look up").is_none(), "a revoked key no longer works");
+    assert!(matches!(s.revoke_api_key(north, None), Err(StoreError::NoSuchKey(_))), "revoked once");
+    s.revoke_api_key(operator, None).expect("the operator revokes any key");
+}
+
+pub fn bans(s: &impl Bans) {
+    let source = |ip: &str| -> Source { ip.parse().expect("an address") };
+    let ban = |ip: &str, at_ms: i64, until_ms: i64, count: u32| Ban {
+        source: source(ip),
+        at_ms,
+        until_ms,
+        count,
+        score: 0,
+        reason: "sftp: failed login".into(),
+    };
+    s.save_ban(&ban("192.0.2.1", 1_000, 5_000, 1)).expect("save");
+    s.save_ban(&ban("192.0.2.2", 1_000, 9_000, 1)).expect("save");
+    s.save_ban(&ban("192.0.2.1", 6_000, 20_000, 2)).expect("a second ban replaces the first");
+    let at = |now: i64| -> Vec<(String, u32)> {
+        s.bans(now).expect("bans").into_iter().map(|b| (b.source.to_string(), b.count)).collect()
+    };
+    assert_eq!(at(7_000), [("192.0.2.1".to_owned(), 2), ("192.0.2.2".to_owned(), 1)], "latest-ending first");
+    assert_eq!(s.bans_in_force(7_000).expect("count"), 2);
+    assert_eq!(s.bans_in_force(10_000).expect("count"), 1);
+    assert!(s.lift_ban(&source("192.0.2.1"), 7_000).expect("lift"));
+    assert!(!s.lift_ban(&source("192.0.2.1"), 7_000).expect("lift again"), "nothing left to lift");
+    assert_eq!(s.forget_bans(9_000).expect("forget"), 1);
+    assert!(at(0).is_empty(), "nothing remembered");
+}
