@@ -1,9 +1,9 @@
 //! CLI commands around imports: types, validate, import, imports, import show, sync,
 //! approve, discard, records.
 
-use crate::cli::{Failure, usage};
 use crate::config::Config;
-use crate::serve::DataDirs;
+use crate::dirs::DataDirs;
+use crate::failure::{Failure, usage};
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 use sluice_core::TenantName;

@@ -4,7 +4,7 @@
 
 /// Prints a line on stdout, or returns from the enclosing function with the write's error:
 /// a closed pipe (`sluice imports --json | head -c1`) then ends the command quietly (see
-/// `cli::main`), where `println!` would panic.
+/// `dispatch::main`), where `println!` would panic.
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -12,11 +12,17 @@ macro_rules! outln {
     }};
 }
 
+mod accounts;
 mod cli;
 mod config;
+mod dirs;
+mod dispatch;
+mod failure;
 mod hostkey;
 mod imports;
+mod operations;
 mod serve;
+mod tenants;
 mod types;
 
 use std::process::ExitCode;
@@ -24,7 +30,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     private_files();
     tune_allocator();
-    cli::main()
+    dispatch::main()
 }
 
 /// Everything sluice writes (the database and its WAL, reports, uploads, staging, archive,

@@ -1,114 +1,15 @@
 //! `sluice serve`: everything in one process.
 
 use crate::config::Config;
+use crate::dirs::DataDirs;
 use crate::hostkey;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sluice_core::metrics::Metrics;
 use sluice_sftp::{SftpServer, SftpShared};
-use sluice_store::Store;
 use sluice_store::roles::*;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tracing::info;
-
-/// Where things live under the data directory.
-pub struct DataDirs {
-    pub root: PathBuf,
-}
-
-impl DataDirs {
-    pub fn new(root: &Path) -> Self {
-        Self { root: root.to_path_buf() }
-    }
-    pub fn database(&self) -> PathBuf {
-        self.root.join("sluice.db")
-    }
-    pub fn tenants(&self) -> PathBuf {
-        self.root.join("tenants")
-    }
-    /// Uploads in flight: private, outside every tenant's tree, same filesystem.
-    pub fn upload_spool(&self) -> PathBuf {
-        self.root.join("spool").join("uploads")
-    }
-    pub fn host_key(&self) -> PathBuf {
-        self.root.join("ssh_host_ed25519_key")
-    }
-
-    /// Creates the layout, private to sluice's user (new files and directories are private
-    /// by the umask `main` sets). A data directory, database or host key that an older
-    /// version left readable to others (0755, 0644) is closed here, before the database is
-    /// opened: SQLite gives its WAL and SHM files the database's mode.
-    pub fn create(&self) -> Result<()> {
-        for dir in [self.root.clone(), self.tenants(), self.upload_spool()] {
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let database = self.database().into_os_string();
-        let wal = PathBuf::from(format!("{}-wal", database.to_string_lossy()));
-        let shm = PathBuf::from(format!("{}-shm", database.to_string_lossy()));
-        for path in [self.root.clone(), PathBuf::from(&database), wal, shm, self.host_key()] {
-            close_to_others(&path)?;
-        }
-        Ok(())
-    }
-
-    /// The import service on this data directory, with the `[imports]` settings.
-    pub fn ingest(
-        &self,
-        store: Arc<Store>,
-        types: sluice_core::import::ImportTypes,
-        settings: &crate::config::ImportsConfig,
-    ) -> Result<sluice_ingest::Ingest> {
-        Ok(sluice_ingest::Ingest::new(store, types, &self.root)
-            .with_context(|| format!("cannot create the import directories under {}", self.root.display()))?
-            .with_archive(&self.root, settings.archive_days)
-            .with_duplicate_window(std::time::Duration::from_secs(settings.duplicate_window_secs)))
-    }
-
-    /// Opens the database of an existing data directory. Only `sluice serve` and `sluice
-    /// tenant add` create one ([`Self::create_store`]): any other command run from the wrong
-    /// directory says where it looked instead of leaving an empty `./sluice-data` behind.
-    pub fn open_store(&self) -> Result<Store> {
-        if !self.root.is_dir() {
-            let looked = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
-            bail!(
-                "there is no data directory at {} (nothing was created there): `sluice serve` or `sluice tenant add` \
-                 creates one; to use another, pass --data-dir DIR, set SLUICE_DATA_DIR or data_dir in the config file",
-                looked.display()
-            );
-        }
-        self.create_store()
-    }
-
-    /// Creates the data directory if it does not exist, and opens its database.
-    pub fn create_store(&self) -> Result<Store> {
-        self.create()?;
-        Store::open(&self.database())
-            .with_context(|| format!("cannot open database {}", self.database().display()))
-    }
-}
-
-/// Takes group and other permissions off `path` if it has any (and exists).
-fn close_to_others(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = match std::fs::metadata(path) {
-        Ok(meta) => meta.permissions().mode(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read the permissions of {}", path.display()));
-        }
-    };
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o077)).with_context(|| {
-            format!(
-                "{} is readable by others (mode {:o}) and cannot be made private; run sluice as its owner, or chmod go= it",
-                path.display(),
-                mode & 0o7777
-            )
-        })?;
-    }
-    Ok(())
-}
 
 pub async fn run(config: Config) -> Result<()> {
     // Install signal handlers before announcing anything, so an early SIGTERM is clean too.
@@ -163,19 +64,19 @@ pub async fn run(config: Config) -> Result<()> {
     // Scripts and tests read these lines to learn the ports when listening on port 0.
     announce(&format!("sftp listening on {bound}"));
     announce(&format!("http listening on {http_bound} ({scheme})"));
-    if store.account_by_email(crate::cli::ADMIN)?.is_none() {
+    if store.account_by_email(crate::accounts::ADMIN)?.is_none() {
         // The operator's first login, shown once; `sluice admin passwd` sets another.
         let (token, ..) = sluice_web::keys::generate().context("cannot read random bytes")?;
         let password = &token[4..24];
         store.add_account(
             None,
-            crate::cli::ADMIN,
+            crate::accounts::ADMIN,
             sluice_store::Role::Admin,
             sluice_core::PasswordHash::create(password)?.as_phc(),
         )?;
         announce(&format!(
             "dashboard: {scheme}://{http_bound}/ log in as {} with password {password} (shown once; change it with `sluice admin passwd`)",
-            crate::cli::ADMIN
+            crate::accounts::ADMIN
         ));
     }
     if store.tenants()?.is_empty() {

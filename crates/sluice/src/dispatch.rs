@@ -1,0 +1,161 @@
+//! Parses the command line, loads the configuration, and hands each command to its family.
+
+use crate::cli::*;
+use crate::config::{Config, Overrides};
+use crate::dirs::DataDirs;
+use crate::failure::closed_pipe;
+use crate::failure::{Failure, usage};
+use crate::serve;
+use anyhow::{Result, anyhow};
+use clap::Parser;
+use serde_json::json;
+use sluice_store::roles::*;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): nothing more to say, to anyone.
+        Err(f) if closed_pipe(&f.error) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (sftp_listen, http_listen) = match &cli.command {
+        Command::Serve { sftp_listen, http_listen } => (*sftp_listen, *http_listen),
+        _ => (None, None),
+    };
+    let overrides = Overrides { data_dir: cli.data_dir.clone(), sftp_listen, http_listen };
+    let config = Config::load(cli.config.as_deref(), &env, &overrides).map_err(usage)?;
+    // The CLI's own commands print their results; their logs only matter when they fail.
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_logging(if serving { &config.log.level } else { "warn" });
+    let dirs = DataDirs::new(&config.data_dir);
+    match cli.command {
+        Command::Serve { .. } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(serve::run(config)).map_err(usage)
+        }
+        Command::Tenant(cmd) => crate::tenants::tenant_command(&config, &dirs, cmd),
+        Command::Doctor => crate::operations::doctor(&config, &dirs),
+        Command::Types { json } => crate::imports::types(&config, json),
+        Command::Validate { type_name, files } => crate::imports::validate(&config, &type_name, &files),
+        Command::Import { show: Some(ImportCommand::Show { id, errors, json }), .. } => {
+            crate::imports::show(&dirs, id, errors, json)
+        }
+        Command::Import { show: Some(ImportCommand::File { id, output }), .. } => {
+            crate::imports::kept_file(&dirs, id, output.as_deref())
+        }
+        Command::Import { show: None, tenant, type_name, dry_run, files } => {
+            let tenant = tenant
+                .ok_or_else(|| usage(anyhow!("--tenant is required: sluice import --tenant T FILE...")))?;
+            if files.is_empty() {
+                return Err(usage(anyhow!(
+                    "name at least one file: sluice import --tenant {tenant} FILE..."
+                )));
+            }
+            crate::imports::import(&config, &dirs, &tenant, type_name.as_deref(), &files, dry_run)
+        }
+        Command::Imports { tenant, limit, json } => crate::imports::history(&dirs, &tenant, limit, json),
+        Command::Sync { tenant } => crate::imports::sync(&config, &dirs, &tenant),
+        Command::Approve { id } => crate::imports::approve(&config, &dirs, id),
+        Command::Discard { id } => crate::imports::discard(&config, &dirs, id),
+        Command::Records { tenant, type_name, format, student, class, deactivated } => {
+            let related = match (student, class) {
+                (Some(id), _) => Some((sluice_core::import::Related::Student, id)),
+                (_, Some(id)) => Some((sluice_core::import::Related::Class, id)),
+                _ => None,
+            };
+            crate::imports::records(&config, &dirs, &tenant, &type_name, &format, related, deactivated)
+        }
+        Command::People { tenant, json } => crate::imports::people(&dirs, &tenant, json),
+        Command::Deliveries { tenant, json } => {
+            let store = dirs.open_store().map_err(usage)?;
+            store.require_tenant(&tenant)?;
+            let list = store.deliveries(&tenant, 200)?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|d| json!({"id": d.id, "import": d.import_id, "channel": d.channel.as_str(), "target": d.target,
+                        "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
+                        "created_ms": d.created_ms, "finished_ms": d.finished_ms}))
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for d in list {
+                    let error = d.last_error.map(|e| format!("  ({e})")).unwrap_or_default();
+                    outln!(
+                        "{:>6} import {:<6} {:<7} {:<8} x{} {}{error}",
+                        d.id,
+                        d.import_id,
+                        d.channel.as_str(),
+                        d.status,
+                        d.attempts,
+                        d.target
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Key(cmd) => crate::tenants::key_command(&dirs, cmd),
+        Command::Defender(cmd) => crate::operations::defender_command(&dirs, cmd),
+        Command::Apikey(cmd) => crate::accounts::api_key_command(&dirs, cmd),
+        Command::User(cmd) => crate::accounts::user_command(&dirs, cmd),
+        Command::Admin(AdminCommand::Passwd { password_stdin }) => {
+            crate::accounts::admin_passwd(&dirs, password_stdin)
+        }
+        Command::Uploads { tenant, json } => {
+            let store = dirs.open_store().map_err(usage)?;
+            store.require_tenant(&tenant)?;
+            let uploads = store.uploads(&tenant)?;
+            if json {
+                let rows: Vec<_> = uploads
+                    .iter()
+                    .map(|u| {
+                        json!({"id": u.id, "tenant": u.event.tenant.as_str(), "path": u.event.path.to_string(),
+                               "size": u.event.size, "sha256": u.event.sha256.as_str(), "at_ms": u.event.at_ms,
+                               "duplicate_of": u.duplicate_of})
+                    })
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for u in uploads {
+                    let retry = u.duplicate_of.map(|o| format!("  (retry of {o}: not imported again)"));
+                    outln!(
+                        "{:>6}  {:<40} {:>12}  {}{}",
+                        u.id,
+                        u.event.path,
+                        u.event.size,
+                        u.event.sha256.as_str(),
+                        retry.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

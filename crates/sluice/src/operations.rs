@@ -1,0 +1,117 @@
+//! `sluice doctor` and `sluice defender ...`: checking a deployment, and the defender's bans.
+
+use crate::cli::*;
+use crate::config::Config;
+use crate::dirs::DataDirs;
+use crate::failure::{Failure, usage};
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+use sluice_store::roles::*;
+
+pub(crate) fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
+    let mut problems = 0;
+    let mut report: Vec<String> = Vec::new();
+    let mut check = |what: &str, result: Result<String>| match result {
+        Ok(detail) => report.push(format!("ok       {what}: {detail}")),
+        Err(e) => {
+            problems += 1;
+            report.push(format!("PROBLEM  {what}: {e:#}"));
+        }
+    };
+    check(
+        "configuration",
+        Ok(format!("data dir {}, SFTP on {}", config.data_dir.display(), config.sftp.listen)),
+    );
+    check(
+        "data directory",
+        (if dirs.root.is_dir() {
+            dirs.create()
+        } else {
+            Err(anyhow!("{} does not exist", dirs.root.display()))
+        })
+        .and_then(|()| {
+            let probe = dirs.root.join(".doctor-probe");
+            std::fs::write(&probe, b"").context("not writable")?;
+            std::fs::remove_file(&probe)?;
+            Ok("writable".into())
+        }),
+    );
+    check(
+        "database",
+        dirs.open_store().and_then(|s| {
+            let result = s.integrity_check()?;
+            if result == "ok" {
+                Ok(format!("{} (integrity ok)", dirs.database().display()))
+            } else {
+                bail!(result)
+            }
+        }),
+    );
+    check(
+        "import types",
+        crate::types::load(config.imports.types_dir()).map(|t| format!("{} types", t.all().len())),
+    );
+    let key = dirs.host_key();
+    check(
+        "host key",
+        if key.exists() {
+            std::fs::read_to_string(&key)
+                .map(|_| key.display().to_string())
+                .with_context(|| format!("{}", key.display()))
+        } else {
+            Ok("not generated yet (created on first `sluice serve`)".into())
+        },
+    );
+    for line in report {
+        outln!("{line}");
+    }
+    if problems > 0 {
+        return Err(Failure { code: 1, error: anyhow!("{problems} problem(s) found") });
+    }
+    Ok(())
+}
+
+pub(crate) fn defender_command(dirs: &DataDirs, cmd: DefenderCommand) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    let now = sluice_store::now_ms();
+    match cmd {
+        DefenderCommand::List { json } => {
+            let bans = store.bans(now)?;
+            let when = |ms: i64| {
+                sluice_ingest::Timestamp::from_millisecond(ms)
+                    .map_or_else(|_| ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+            };
+            if json {
+                let rows: Vec<_> = bans
+                    .iter()
+                    .map(|b| {
+                        json!({"source": b.source.to_string(), "banned_at_ms": b.at_ms, "banned_until_ms": b.until_ms,
+                               "remaining_secs": b.remaining(now).as_secs(), "bans": b.count, "reason": b.reason})
+                    })
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if bans.is_empty() {
+                outln!("no bans in force");
+            } else {
+                for b in bans {
+                    outln!(
+                        "{:<24} until {} ({} left)  ban {} in a row  {}",
+                        b.source.to_string(),
+                        when(b.until_ms),
+                        sluice_defender::HumanDuration(b.remaining(now)),
+                        b.count,
+                        b.reason
+                    );
+                }
+            }
+        }
+        DefenderCommand::Unban { address } => {
+            let source: sluice_core::net::Source = address.parse().map_err(|e: String| anyhow!(e))?;
+            if !store.lift_ban(&source, now)? {
+                return Err(anyhow!("{source} is not banned (`sluice defender list` shows the bans)").into());
+            }
+            outln!("unbanned {source}; the running server lets it in again within a couple of seconds");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! `sluice tenant ...` and `sluice key ...`: tenants, their settings and their SSH keys.
+
+use crate::accounts::{prompt_for, read_password_line};
+use crate::cli::*;
+use crate::config::Config;
+use crate::dirs::DataDirs;
+use crate::failure::{Failure, usage};
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+use sluice_core::{FolderName, PasswordHash, Tenant, TenantName, Trigger};
+use sluice_sftp::fs::TenantTree;
+use sluice_store::roles::*;
+use sluice_store::{AuthorizedKey, Store};
+use std::path::Path;
+
+fn tenant_name(raw: &str) -> Result<TenantName, Failure> {
+    Ok(TenantName::parse(raw)?)
+}
+
+pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Result<(), Failure> {
+    // The first tenant may come before the first `sluice serve`.
+    let store =
+        if matches!(cmd, TenantCommand::Add { .. }) { dirs.create_store() } else { dirs.open_store() }
+            .map_err(usage)?;
+    match cmd {
+        TenantCommand::Add { name, folders } => {
+            let name = tenant_name(&name)?;
+            let folders =
+                FolderName::parse_list(&folders.unwrap_or_else(|| config.tenants.default_folders.join(",")))?;
+            let tenant = store.add_tenant(&name, &folders)?;
+            ensure_tree(dirs, &tenant)?;
+            outln!(
+                "tenant {} created with folders {}; set a password with `sluice tenant passwd {}` or add a key with `sluice key add {} FILE.pub`",
+                tenant.name,
+                folder_list(&tenant),
+                tenant.name,
+                tenant.name
+            );
+        }
+        TenantCommand::List { json } => {
+            let tenants = store.tenants()?;
+            if json {
+                let rows: Vec<_> = tenants.iter().map(|t| tenant_json(&store, t)).collect::<Result<_>>()?;
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for t in tenants {
+                    let state = if t.disabled { "disabled" } else { "enabled" };
+                    outln!("{:<32} {:<9} {}", t.name, state, folder_list(&t));
+                }
+            }
+        }
+        TenantCommand::Show { name, json } => {
+            let t = store.require_tenant(&name)?;
+            let v = tenant_json(&store, &t)?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                outln!(
+                    "name:      {}\nstate:     {}\nfolders:   {}\npassword:  {}\nkeys:      {}\nimports:   {}",
+                    t.name,
+                    if t.disabled { "disabled" } else { "enabled" },
+                    folder_list(&t),
+                    if t.password.is_some() { "set" } else { "not set" },
+                    v["keys"].as_array().map_or(0, Vec::len),
+                    when(&t)
+                );
+                for (type_name, trigger) in &t.type_triggers {
+                    outln!("           {type_name}: {}", trigger.as_str());
+                }
+                if !t.notify_emails.is_empty() {
+                    outln!("email:     {}", t.notify_emails.join(", "));
+                }
+                if let Some((url, secret)) = &t.webhook {
+                    outln!(
+                        "webhook:   {url} ({})",
+                        if secret.is_empty() { "unsigned: set notify.webhook_secret" } else { "signed" }
+                    );
+                }
+                for s in &t.read_settings {
+                    let (k, v) = s.to_pair();
+                    outln!("reading:   {k}={v}");
+                }
+                for s in &t.safeguards {
+                    outln!(
+                        "safeguard: hold {} imports that would {} more than {}%",
+                        s.type_name,
+                        s.limit.as_str().trim_end_matches('d'),
+                        s.percent
+                    );
+                }
+            }
+        }
+        TenantCommand::Disable { name } => {
+            store.set_disabled(&tenant_name(&name)?, true)?;
+            outln!("tenant {name} disabled: it can no longer log in, and its open SFTP sessions end now");
+        }
+        TenantCommand::Enable { name } => {
+            store.set_disabled(&tenant_name(&name)?, false)?;
+            outln!("tenant {name} enabled");
+        }
+        TenantCommand::Passwd { name, password_stdin } => {
+            let name = tenant_name(&name)?;
+            store.require_tenant(name.as_str())?;
+            let password = if password_stdin { read_password_line()? } else { prompt_password(&name)? };
+            store.set_password(&name, &PasswordHash::choose(&password)?)?;
+            outln!("password set for tenant {name}");
+        }
+        TenantCommand::Set { name, settings } => {
+            let name = tenant_name(&name)?;
+            let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
+            let cx = sluice_core::SettingsContext {
+                types: &types,
+                allow_private_webhooks: config.notifications.allow_private_webhooks,
+            };
+            let mut change = sluice_core::SettingsChange::default();
+            for setting in settings {
+                let (key, value) = setting.split_once('=').ok_or_else(|| {
+                    usage(anyhow!("{setting:?} is not KEY=VALUE (e.g. folders=students,guardians)"))
+                })?;
+                change.set(key, value, cx).map_err(|e| usage(e.into()))?;
+            }
+            let tenant = store.change_settings(name.as_str(), &change).map_err(|e| match e {
+                refused @ sluice_store::StoreError::Refused(_) => usage(refused.into()),
+                other => other.into(),
+            })?;
+            ensure_tree(dirs, &tenant)?;
+            outln!(
+                "tenant {} now has folders {} and imports {}",
+                tenant.name,
+                folder_list(&tenant),
+                when(&tenant)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ensure_tree(dirs: &DataDirs, tenant: &Tenant) -> Result<()> {
+    let tree = TenantTree { layout: tenant.layout.clone(), root: dirs.tenants().join(tenant.name.as_str()) };
+    tree.ensure_dirs().with_context(|| format!("cannot create folders under {}", tree.root.display()))
+}
+
+/// When a tenant's uploads are imported, in words.
+fn when(t: &Tenant) -> String {
+    match (t.trigger, &t.schedule) {
+        (Trigger::OnUpload, _) => "as soon as an upload closes".into(),
+        (Trigger::Manual, _) => "only on `sluice sync`".into(),
+        (Trigger::Schedule, Some(cron)) => {
+            let next = sluice_ingest::next_run(cron, &t.timezone, jiff::Timestamp::now())
+                .ok()
+                .flatten()
+                .map(|ts| {
+                    ts.to_zoned(jiff::tz::TimeZone::get(&t.timezone).unwrap_or(jiff::tz::TimeZone::UTC))
+                        .to_string()
+                })
+                .unwrap_or_else(|| "never".into());
+            format!("on schedule \"{cron}\" ({}), next {next}", t.timezone)
+        }
+        (Trigger::Schedule, None) => "on a schedule that is not set".into(),
+        (Trigger::Manifest, _) => "when a .done manifest listing them arrives".into(),
+    }
+}
+
+fn folder_list(t: &Tenant) -> String {
+    t.layout.folders().map(|(f, _)| format!("/{f}")).collect::<Vec<_>>().join(" ")
+}
+
+fn tenant_json(store: &Store, t: &Tenant) -> Result<serde_json::Value> {
+    let keys = store.keys(t.name.as_str())?;
+    let mut v = json!({
+        "name": t.name.as_str(),
+        "disabled": t.disabled,
+        "folders": t.layout.import_folders().iter().map(FolderName::as_str).collect::<Vec<_>>(),
+        "password_set": t.password.is_some(),
+        "imports": when(t),
+        "keys": keys.iter().map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})).collect::<Vec<_>>(),
+        "created_ms": t.created_ms,
+    });
+    // The settings as the API shows them.
+    if let (Some(v), serde_json::Value::Object(settings)) = (v.as_object_mut(), sluice_web::json::settings(t))
+    {
+        v.extend(settings);
+    }
+    Ok(v)
+}
+
+fn prompt_password(name: &TenantName) -> Result<String> {
+    prompt_for(&format!("SFTP password for {name}"))
+}
+
+pub(crate) fn key_command(dirs: &DataDirs, cmd: KeyCommand) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    match cmd {
+        KeyCommand::Add { tenant, file } => {
+            let name = tenant_name(&tenant)?;
+            store.require_tenant(name.as_str())?;
+            let keys = parse_key_file(&file)?;
+            for key in keys {
+                store.add_key(&name, &key)?;
+                outln!("added {} key {} for tenant {name}", key.algorithm, key.fingerprint);
+            }
+        }
+        KeyCommand::List { tenant, json } => {
+            store.require_tenant(&tenant)?;
+            let keys = store.keys(&tenant)?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment}))
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for k in keys {
+                    outln!("{:<20} {} {}", k.algorithm, k.fingerprint, k.comment);
+                }
+            }
+        }
+        KeyCommand::Remove { tenant, fingerprint } => {
+            store.require_tenant(&tenant)?;
+            store.remove_key(&tenant, &fingerprint)?;
+            outln!("removed key {fingerprint} of tenant {tenant}; sessions that logged in with it end now");
+        }
+    }
+    Ok(())
+}
+
+/// Parses an OpenSSH public key file; each non-blank, non-comment line is one key.
+fn parse_key_file(path: &Path) -> Result<Vec<AuthorizedKey>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let where_ = format!("{}:{}", path.display(), i + 1);
+        keys.push(sluice_sftp::parse_public_key(line).map_err(|e| anyhow!("{where_}: {e}"))?);
+    }
+    if keys.is_empty() {
+        bail!("{} holds no public key", path.display());
+    }
+    Ok(keys)
+}
