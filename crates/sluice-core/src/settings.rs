@@ -74,11 +74,17 @@ pub struct SettingsChange {
 
 /// At most this many per-type entries in one change (two safeguard limits per type; more is a
 /// mistake, or an attempt to keep the store busy).
-pub const MAX_ENTRIES: usize = 64;
+pub const MAX_ENTRIES: usize = 256;
 
 impl SettingsChange {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Whether checking `key` needs the import types (a caller may skip loading them).
+    pub fn names_types(key: &str) -> bool {
+        key == "types"
+            || ["trigger.", "safeguard.", "strictness.", "delimiter."].iter().any(|p| key.starts_with(p))
     }
 
     /// Adds `key=value` to the change, parsed and checked; a later value of the same key
@@ -92,6 +98,11 @@ impl SettingsChange {
         // How files are read: strictness, strictness.TYPE, delimiter.TYPE; `default` removes
         // the tenant's own strictness.
         if (key == "strictness" || key.starts_with("strictness.")) && value == "default" {
+            if let Some(type_name) = key.strip_prefix("strictness.")
+                && cx.types.get(type_name).is_none()
+            {
+                return Err(err(format!("no import type {type_name:?}; `sluice types` lists them")));
+            }
             self.read_settings.retain(|(k, _)| k != key);
             self.read_settings.push((key.to_owned(), None));
             return Ok(());
@@ -231,6 +242,13 @@ impl SettingsChange {
             let (old_url, old_secret) = tenant.webhook.clone().unwrap_or_default();
             let url = self.webhook_url.clone().unwrap_or(old_url);
             let secret = self.webhook_secret.clone().unwrap_or(old_secret);
+            if url.is_empty() && self.webhook_secret.as_deref().is_some_and(|s| !s.is_empty()) {
+                // Kept nowhere, it would leave the webhook set later unsigned.
+                return Err(SettingsError::new(
+                    "notify.webhook_secret",
+                    "there is no webhook to sign: set notify.webhook in the same change",
+                ));
+            }
             tenant.webhook = (!url.is_empty()).then_some((url, secret));
         }
         if tenant.trigger == Trigger::Schedule && tenant.schedule.is_none() {
@@ -246,11 +264,11 @@ impl SettingsChange {
     }
 }
 
-/// Checks an IANA time zone name against the time zone database built into sluice (pure: the
-/// system's zoneinfo is not read; the scheduler finds every name this accepts).
+/// Checks an IANA time zone name the way the scheduler looks it up (`jiff::tz::TimeZone::get`:
+/// the system's zoneinfo, else the database built into sluice), so that a zone accepted here is
+/// one the schedule runs in. (The one read of the system in this crate.)
 pub fn check_timezone(name: &str) -> Result<(), String> {
-    jiff::tz::TimeZoneDatabase::bundled()
-        .get(name)
+    jiff::tz::TimeZone::get(name)
         .map(|_| ())
         .map_err(|_| format!("unknown time zone {name:?}; use an IANA name such as America/Chicago or UTC"))
 }
@@ -328,6 +346,15 @@ mod tests {
         change(&[("trigger.students", "default"), ("notify.webhook", "")]).unwrap().apply(&mut t).unwrap();
         assert!(t.type_triggers.is_empty());
         assert_eq!(t.webhook, None);
+        // A secret with no webhook to sign is refused, not dropped.
+        let e = change(&[("notify.webhook_secret", "s3cret")]).unwrap().apply(&mut t).unwrap_err();
+        assert_eq!(e.code(), "bad_notify");
+        change(&[("notify.webhook_secret", "s3cret"), ("notify.webhook", "https://hooks.example/z")])
+            .unwrap()
+            .apply(&mut t)
+            .unwrap();
+        assert_eq!(t.webhook, Some(("https://hooks.example/z".into(), "s3cret".into())));
+        assert!(change(&[("strictness.teachers", "default")]).is_err(), "a type that does not exist");
         change(&[("strictness", "strict")]).unwrap().apply(&mut t).unwrap();
         assert_eq!(t.read_settings.len(), 1);
         change(&[("strictness", "default")]).unwrap().apply(&mut t).unwrap();

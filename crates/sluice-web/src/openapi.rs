@@ -131,9 +131,9 @@ pub fn document() -> Value {
                 "SettingsChange": {"type": "object", "additionalProperties": false, "properties": {
                     "notify_emails": {"type": "array", "items": {"type": "string"}, "description": "who is emailed when an import ends"},
                     "webhook_url": {"type": "string", "description": "http(s) URL POSTed when an import ends; \"\" for none. A host that is a private address (or an IPv6 address carrying one) is refused (400 bad_notify) unless the operator allows private webhooks"},
-                    "webhook_secret": {"type": "string", "description": "signs each POST (HMAC-SHA256); write-only"},
+                    "webhook_secret": {"type": "string", "description": "signs each POST (HMAC-SHA256); write-only; refused (400 bad_notify) when there is no webhook URL"},
                     "trigger": {"type": "string", "enum": ["on_upload", "manual", "schedule", "manifest"]},
-                    "schedule": {"type": "string", "description": "cron: minute hour day month weekday, e.g. 0 2 * * *"},
+                    "schedule": {"type": "string", "description": "cron: minute hour day month weekday, e.g. 0 2 * * *; \"\" for none (refused while the trigger is schedule)"},
                     "timezone": {"type": "string", "description": "IANA name, e.g. America/Chicago"},
                     "type_triggers": {"type": "object", "additionalProperties": {"type": "string", "enum": ["on_upload", "manual", "manifest", "default"]}, "description": "per import type; default: the tenant's trigger"},
                     "read_settings": {"type": "object", "additionalProperties": {"type": "string"}, "description": "strictness (lenient|strict|default), strictness.TYPE, delimiter.TYPE (comma|tab|semicolon|pipe|detect)"},

@@ -95,6 +95,14 @@ pub(crate) fn api_key_command(dirs: &DataDirs, cmd: ApiKeyCommand) -> Result<(),
             let whose = tenant.map_or("the operator (every tenant)".to_owned(), |t| format!("tenant {t}"));
             eprintln!("API key {id} for {whose}; it is shown only now, so store it safely:");
             outln!("{token}");
+            if crate::failure::stdout_closed() {
+                // Nobody saw the token: a key no one holds is only a risk.
+                store.revoke_api_key(id, None)?;
+                return Err(anyhow!(
+                    "API key {id} was revoked again: its token could not be shown (stdout is closed)"
+                )
+                .into());
+            }
         }
         ApiKeyCommand::List { tenant, operator: _, json } => {
             if let Some(t) = &tenant {

@@ -511,7 +511,12 @@ fn where_it_went_wrong(
     };
     let dotted = path.join(".");
     let variable = format!("SLUICE_{}", path.join("_").to_ascii_uppercase());
-    if let Some((_, value)) = env.iter().find(|(name, _)| *name == variable) {
+    // Matched as `apply_env` reads them: the part after `SLUICE_` in any case.
+    if let Some((name, value)) = env.iter().find(|(name, _)| {
+        name.strip_prefix("SLUICE_")
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(&variable["SLUICE_".len()..]))
+    }) {
+        let variable = name;
         return format!("{variable}={value:?} ({dotted}): {}", e.message());
     }
     if let Some((file, text)) = file
@@ -765,6 +770,11 @@ mod tests {
         std::fs::write(&file, "# nightly imports\n\n[imports]\nworkers = \"four\"\n").unwrap();
         let e = format!("{:#}", Config::load(Some(&file), &[], &Overrides::default()).unwrap_err());
         assert!(e.contains("line 4 (imports.workers): invalid type: string \"four\""), "{e}");
+        // A variable, in whatever case it is written, is named as the user wrote it.
+        std::fs::write(&file, "[sftp]\nlisten = \"0.0.0.0:2222\"\n").unwrap();
+        let e = Config::load(Some(&file), &env(&[("SLUICE_sftp_listen", "nowhere")]), &Overrides::default())
+            .unwrap_err();
+        assert!(format!("{e:#}").starts_with("SLUICE_sftp_listen=\"nowhere\" (sftp.listen)"), "{e:#}");
         // A string-valued variable that does not parse is named by its variable.
         let e = Config::load(None, &env(&[("SLUICE_SFTP_LISTEN", "nowhere")]), &Overrides::default())
             .unwrap_err();

@@ -2,14 +2,12 @@
 //! together, and maps failures to the exit codes of the contract (0 ok, 1 rejected input,
 //! 2 usage or configuration error).
 
-/// Prints a line on stdout, or returns from the enclosing function with the write's error:
-/// a closed pipe (`sluice imports --json | head -c1`) then ends the command quietly (see
-/// `dispatch::main`), where `println!` would panic.
+/// Prints a line of a command's output (`failure::out_line`): a closed pipe drops the rest of
+/// the output, quietly, where `println!` would panic; another write error returns it.
 macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($arg)*)?
-    }};
+    ($($arg:tt)*) => {
+        crate::failure::out_line(format_args!($($arg)*))?
+    };
 }
 
 mod accounts;

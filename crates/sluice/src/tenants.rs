@@ -107,7 +107,15 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
         }
         TenantCommand::Set { name, settings } => {
             let name = tenant_name(&name)?;
-            let types = crate::types::load(config.imports.types_dir()).map_err(usage)?;
+            // The types are read only when a setting names one.
+            let names_types = settings.iter().any(|s| {
+                sluice_core::SettingsChange::names_types(s.split_once('=').map_or(s.as_str(), |(k, _)| k))
+            });
+            let types = if names_types {
+                crate::types::load(config.imports.types_dir()).map_err(usage)?
+            } else {
+                sluice_core::import::ImportTypes::default()
+            };
             let cx = sluice_core::SettingsContext {
                 types: &types,
                 allow_private_webhooks: config.notifications.allow_private_webhooks,

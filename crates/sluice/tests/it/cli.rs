@@ -205,6 +205,48 @@ fn the_cli_piped_into_head_exits_quietly() {
     }
 }
 
+/// Its reader gone after the first line, a command still does all its work and exits with its
+/// own code: every file is imported, a validation that rejects still exits 1.
+#[test]
+fn a_closed_pipe_drops_output_not_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(sluice(d, &["tenant", "add", "acme", "--folders", "students"], "").status.success());
+    std::fs::write(d.join("a.csv"), "sisId,firstName,lastName\nS1,Ann,Lee\nS2,Bo,Ng\n").unwrap();
+    std::fs::write(d.join("b.csv"), "sisId,firstName,lastName\nS1,Ann,Lee\nS2,Bo,Ng\nS3,Cy,Ma\n").unwrap();
+    std::fs::write(d.join("bad.csv"), "sisId,firstName,lastName\nS1,,Lee\n").unwrap();
+    let closed = |args: &[&str]| {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(d)
+            .args(args)
+            .current_dir(d)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    };
+    let out = closed(&["import", "--tenant", "acme", "--type", "students", "a.csv", "b.csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&sluice(d, &["imports", "--tenant", "acme", "--json"], "").stdout).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "both files imported: {v}");
+    let out = closed(&["validate", "--type", "students", "bad.csv"]);
+    assert_eq!(out.status.code(), Some(1), "a rejection is still exit 1: {}", text(&out));
+    // An API key whose token nobody saw is revoked again, and the command says so.
+    let out = closed(&["apikey", "add", "--tenant", "acme"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("revoked"), "{}", text(&out));
+    let keys: serde_json::Value =
+        serde_json::from_slice(&sluice(d, &["apikey", "list", "--tenant", "acme", "--json"], "").stdout)
+            .unwrap();
+    assert_eq!(keys.as_array().map(Vec::len), Some(1), "{keys}");
+    assert!(keys[0]["revoked_ms"].is_i64(), "{keys}");
+}
+
 #[test]
 fn keys_are_validated() {
     let dir = tempfile::tempdir().unwrap();
