@@ -4,7 +4,9 @@
 //! validate"): a [`TenantName`] is always a safe directory and login name, a [`VirtualPath`]
 //! is always inside the tenant's root, a [`TreeLayout`] decides what may happen where.
 
+pub mod access;
 pub mod defender;
+pub mod delivery;
 pub mod import;
 pub mod json;
 pub mod layout;

@@ -2,46 +2,9 @@
 //! are an `owner` or a `user` (a user may be granted what owners may do). Passwords are
 //! argon2id PHC strings; session tokens, like API keys, are stored only as a SHA-256.
 
+use crate::{Account, Role};
 use crate::{Result, Store, StoreError, now_ms};
 use rusqlite::{OptionalExtension, params};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Admin,
-    Owner,
-    User,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "owner" => Some(Role::Owner),
-            "user" => Some(Role::User),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Owner => "owner",
-            Role::User => "user",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: i64,
-    /// `None` for the operator's admin.
-    pub tenant: Option<String>,
-    pub email: String,
-    pub role: Role,
-    /// An owner, or a user an owner granted it: may manage SFTP credentials and settings.
-    pub manages: bool,
-    pub password_hash: String,
-}
 
 /// As for API keys: an account whose tenant row is gone matches nothing.
 const ACCOUNT_SELECT: &str = "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash

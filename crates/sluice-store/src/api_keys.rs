@@ -3,26 +3,9 @@
 //! slow one (nothing to guess), and checking a request costs microseconds, not the 19 MiB and
 //! tens of milliseconds of argon2id that passwords need.
 
+use crate::{ApiKey, KeyOwner};
 use crate::{Result, Store, StoreError, now_ms};
 use rusqlite::{OptionalExtension, params};
-
-/// Whose key it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyOwner {
-    Operator,
-    Tenant(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKey {
-    pub id: i64,
-    pub owner: KeyOwner,
-    pub name: String,
-    /// The token's first characters, to tell keys apart in listings.
-    pub prefix: String,
-    pub created_ms: i64,
-    pub revoked_ms: Option<i64>,
-}
 
 /// The operator's keys have no tenant. A key whose tenant row is gone (deleted by hand, with
 /// foreign keys off) matches nothing: it must never read as the operator's.

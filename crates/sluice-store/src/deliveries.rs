@@ -2,38 +2,9 @@
 //! queues one delivery per recipient and webhook; the notifier sends them later, so sending
 //! can never block or fail an import.
 
+use crate::{Channel, Delivery};
 use crate::{Result, Store, now_ms};
 use rusqlite::params;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Email,
-    Webhook,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Email => "email",
-            Channel::Webhook => "webhook",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub id: i64,
-    pub tenant: String,
-    pub import_id: i64,
-    pub channel: Channel,
-    /// An email address, or a webhook URL.
-    pub target: String,
-    pub status: String,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-    pub created_ms: i64,
-    pub finished_ms: Option<i64>,
-}
 
 const SELECT: &str =
     "SELECT d.id, t.name, d.import_id, d.channel, d.target, d.status, d.attempts, d.last_error,

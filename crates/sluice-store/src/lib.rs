@@ -17,9 +17,7 @@ mod referrers;
 pub mod roles;
 mod roster;
 
-pub use accounts::{Account, Role};
-pub use api_keys::{ApiKey, KeyOwner};
-pub use deliveries::{Channel, Delivery};
+// Domain records live in core; re-exported here for the store's callers.
 pub use imports::{
     Counts, ImportRecord, ImportStatus, Loader, Outcome, STORED_ERRORS, StageKind, StoredError,
 };
@@ -27,6 +25,8 @@ pub use people::{Person, PersonRole};
 pub use referrers::Referrer;
 pub use roles::{Accounts, ApiKeys, Bans, Deliveries, Tenants};
 pub use roster::{PackageLoader, PackageMode};
+pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, Role};
+pub use sluice_core::delivery::{Channel, Delivery};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sluice_core::import::{ReadSetting, SafeguardSetting};
@@ -104,18 +104,6 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Database(DatabaseError(e))
     }
-}
-
-/// An SSH public key allowed to log in as a tenant, in OpenSSH `authorized_keys` terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthorizedKey {
-    /// e.g. `ssh-ed25519`
-    pub algorithm: String,
-    /// The base64 key blob, exactly as in the `.pub` file.
-    pub key_base64: String,
-    pub comment: String,
-    /// `SHA256:...`, as `ssh-keygen -l` prints it.
-    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone)]

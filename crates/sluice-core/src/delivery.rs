@@ -1,0 +1,32 @@
+//! A notification of an import's end to one recipient or webhook: queued, sent (or retried,
+//! or given up), and kept as the log.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Webhook,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub tenant: String,
+    pub import_id: i64,
+    pub channel: Channel,
+    /// An email address, or a webhook URL.
+    pub target: String,
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}
