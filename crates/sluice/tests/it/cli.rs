@@ -18,6 +18,26 @@ fn sluice(data: &std::path::Path, args: &[&str], stdin: &str) -> std::process::O
     child.wait_with_output().unwrap()
 }
 
+/// Runs a command whose reader goes away: at once, or after the first byte (`| head -c1`).
+fn with_stdout_closed(data: &std::path::Path, args: &[&str], after_one_byte: bool) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .current_dir(data)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    if after_one_byte {
+        let _ = std::io::Read::read(&mut stdout, &mut [0u8; 1]);
+    }
+    drop(stdout);
+    child.wait_with_output().unwrap()
+}
+
 fn text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -185,21 +205,8 @@ fn the_cli_piped_into_head_exits_quietly() {
         &["records", "--tenant", "acme", "--type", "students"],
         &["records", "--tenant", "acme", "--type", "students", "--format", "json"],
     ] {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(d)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
         // Like `head -c1`: read one byte (if any comes), then close the pipe.
-        let mut stdout = child.stdout.take().unwrap();
-        let mut one = [0u8; 1];
-        let _ = std::io::Read::read(&mut stdout, &mut one);
-        drop(stdout);
-        let out = child.wait_with_output().unwrap();
+        let out = with_stdout_closed(d, args, true);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
         assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
     }
@@ -215,20 +222,7 @@ fn a_closed_pipe_drops_output_not_work() {
     std::fs::write(d.join("a.csv"), "sisId,firstName,lastName\nS1,Ann,Lee\nS2,Bo,Ng\n").unwrap();
     std::fs::write(d.join("b.csv"), "sisId,firstName,lastName\nS1,Ann,Lee\nS2,Bo,Ng\nS3,Cy,Ma\n").unwrap();
     std::fs::write(d.join("bad.csv"), "sisId,firstName,lastName\nS1,,Lee\n").unwrap();
-    let closed = |args: &[&str]| {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(d)
-            .args(args)
-            .current_dir(d)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        child.wait_with_output().unwrap()
-    };
+    let closed = |args: &[&str]| with_stdout_closed(d, args, false);
     let out = closed(&["import", "--tenant", "acme", "--type", "students", "a.csv", "b.csv"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: serde_json::Value =
