@@ -446,8 +446,13 @@ fn read_and_stage(
             let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             let delimited = match csv.delimiter() {
                 Some(d) if rec.len() == 1 => format!(
-                    " (read as {}-delimited: the header has one column; if the file uses another delimiter, set delimiter.{}=tab, semicolon, pipe or comma)",
+                    " (read as {}-delimited{}: the header has one column; if the file uses another delimiter, set delimiter.{}=detect, or tab, semicolon, pipe or comma)",
                     d.name(),
+                    if fixed_delimiter.is_some() {
+                        ", as the delimiter setting for this type says"
+                    } else {
+                        ""
+                    },
                     t.name
                 ),
                 _ => String::new(),
@@ -457,7 +462,8 @@ fn read_and_stage(
                 .map(|p| RowError {
                     line: rec.line,
                     code: "bad_header",
-                    reason: p.to_string(),
+                    // The report a district downloads says why too.
+                    reason: format!("{p}{delimited}"),
                     ..Default::default()
                 })
                 .collect();
@@ -474,6 +480,16 @@ fn read_and_stage(
     };
     for unknown in &header.unknown {
         warnings.push(format!("column {unknown:?} is not part of type {} and was ignored", t.name));
+    }
+    // A file without one of the type's columns empties it in every record it loads: said, so
+    // that a district whose export lost a column sees it before its data is gone for good.
+    let absent = header.absent(t);
+    if !absent.is_empty() && loader.existing() > 0 {
+        warnings.push(format!(
+            "this file has no column {}: the records it loads now have {} empty",
+            absent.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", "),
+            if absent.len() == 1 { "it" } else { "them" }
+        ));
     }
     // Two stages on two threads: this one reads, validates, encodes and hashes rows; the
     // caller's thread owns the database connection and loads them. Batches through a short

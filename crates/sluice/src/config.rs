@@ -414,6 +414,20 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        // A level the log filter reads otherwise (`verbose` is a target name to it) would
+        // silence every log line: each directive is a level or `target=level`.
+        const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+        let level_ok = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+        let directives_ok = self.log.level.split(',').all(|d| {
+            level_ok(d)
+                || d.split_once('=').is_some_and(|(target, l)| !target.trim().is_empty() && level_ok(l))
+        });
+        if !directives_ok || tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bail!(
+                "[log] level = {:?}: use error, warn, info, debug, trace or off, or a filter such as \"info,sluice_sftp=debug\"",
+                self.log.level
+            );
+        }
         sluice_core::FolderName::parse_list(&self.tenants.default_folders.join(","))
             .context("[tenants] default_folders")?;
         self.notifications.smtp()?;
@@ -745,6 +759,10 @@ mod tests {
         assert!(format!("{typo:#}").contains("listen_addr"), "{typo:#}");
         std::fs::write(&file, "[tenants]\ndefault_folders = [\"exports\"]\n").unwrap();
         assert!(Config::load(Some(&file), &[], &Overrides::default()).is_err());
+        // A log level the filter cannot read is refused, not a silent server.
+        let e =
+            Config::load(None, &env(&[("SLUICE_LOG_LEVEL", "verbose")]), &Overrides::default()).unwrap_err();
+        assert!(format!("{e:#}").contains("[log] level = \"verbose\""), "{e:#}");
     }
 
     /// A 4-line file with a mistake is reported at its own line, not at a line of the merged

@@ -63,11 +63,14 @@ impl DataDirs {
     /// tenant add` create one ([`Self::create_store`]): any other command run from the wrong
     /// directory says where it looked instead of leaving an empty `./sluice-data` behind.
     pub fn open_store(&self) -> Result<Store> {
-        if !self.root.is_dir() {
+        // The database, not only a directory: an existing folder that is not a data directory
+        // (an empty one, or `tenants/` one level too deep) is not made into one.
+        if !self.database().is_file() {
             let looked = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
             bail!(
-                "there is no data directory at {} (nothing was created there): `sluice serve` or `sluice tenant add` \
-                 creates one; to use another, pass --data-dir DIR, set SLUICE_DATA_DIR or data_dir in the config file",
+                "there is no sluice data directory at {} (no sluice.db there; nothing was created): `sluice serve` or \
+                 `sluice tenant add` creates one; to use another, pass --data-dir DIR, set SLUICE_DATA_DIR or data_dir \
+                 in the config file",
                 looked.display()
             );
         }

@@ -30,8 +30,9 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
             let tenant = store.add_tenant(&name, &folders)?;
             ensure_tree(dirs, &tenant)?;
             outln!(
-                "tenant {} created with folders {}; set a password with `sluice tenant passwd {}` or add a key with `sluice key add {} FILE.pub`",
+                "tenant {} created in {} with folders {}; set a password with `sluice tenant passwd {}` or add a key with `sluice key add {} FILE.pub`",
                 tenant.name,
+                std::path::absolute(&dirs.root).unwrap_or_else(|_| dirs.root.clone()).display(),
                 folder_list(&tenant),
                 tenant.name,
                 tenant.name

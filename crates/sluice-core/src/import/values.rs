@@ -181,6 +181,17 @@ pub struct HeaderMap {
 }
 
 impl HeaderMap {
+    /// The type's columns the file does not have (optional ones: a missing required column
+    /// refuses the header). Their values are stored empty for every row of the file.
+    pub fn absent<'t>(&self, t: &'t ImportType) -> Vec<&'t str> {
+        t.columns
+            .iter()
+            .zip(&self.positions)
+            .filter(|(_, p)| p.is_none())
+            .map(|(c, _)| c.name.as_str())
+            .collect()
+    }
+
     /// Maps a header. Lenient: empty names at the end of the header (a spreadsheet's
     /// trailing empty columns) are left out, with a note; strict: an empty name is an error.
     pub fn new(
