@@ -65,6 +65,9 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
                     v["keys"].as_array().map_or(0, Vec::len),
                     when(&t)
                 );
+                if let (Some(cron), false) = (&t.schedule, t.trigger == Trigger::Schedule) {
+                    outln!("schedule:  \"{cron}\" ({}), used when trigger=schedule", t.timezone);
+                }
                 for (type_name, trigger) in &t.type_triggers {
                     outln!("           {type_name}: {}", trigger.as_str());
                 }
