@@ -134,8 +134,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 for u in uploads {
                     let retry = u.duplicate_of.map(|o| format!("  (retry of {o}: not imported again)"));
+                    let at = jiff::Timestamp::from_millisecond(u.event.at_ms)
+                        .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+                        .unwrap_or_default();
                     outln!(
-                        "{:>6}  {:<40} {:>12}  {}{}",
+                        "{:>6}  {at}  {:<40} {:>12}  {}{}",
                         u.id,
                         u.event.path,
                         u.event.size,
