@@ -317,3 +317,41 @@ fn concurrent_settings_changes_do_not_lose_each_others_update() {
     assert_eq!(t.notify_emails, ["a59@acme.org"]);
     assert_eq!(t.layout.import_folders()[0].as_str(), "f59");
 }
+
+/// A reference names a record by its whole key, or by the first of several key columns; the
+/// check is one search of the primary key, never a walk of the referred type's records.
+#[test]
+fn references_resolve_by_whole_key_or_first_column_through_the_primary_key() {
+    use sluice_core::import::LoadMode::Mirror;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("sluice.db")).unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    let first = s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    load(&s, first, &["S1", "T1\u{1f}SCH1", "T2\u{1f}"])
+        .commit(outcome(ImportStatus::Complete, Some(Mirror)))
+        .unwrap();
+    let next = s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    let mut l = s.loader("acme", "students", next).unwrap();
+    assert!(l.reference_exists("students", "S1").unwrap());
+    assert!(!l.reference_exists("students", "S").unwrap(), "a prefix of a key is not a first column");
+    assert!(!l.reference_exists("students", "S10").unwrap());
+    assert!(l.reference_exists("students", "T1").unwrap(), "the first of several key columns");
+    assert!(l.reference_exists("students", "T1\u{1f}SCH1").unwrap());
+    assert!(!l.reference_exists("students", "T").unwrap());
+    assert!(l.reference_exists("students", "T2").unwrap());
+    assert!(!l.reference_exists("employees", "S1").unwrap(), "another type's record");
+    let plan: Vec<String> = {
+        let (c, ..) = l.parts();
+        let mut stmt =
+            c.prepare(&format!("EXPLAIN QUERY PLAN {}", crate::imports::REFERENCE_EXISTS)).unwrap();
+        stmt.query_map(params![1, "students", "S1"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    assert!(
+        plan.iter().any(|p| p.contains("USING PRIMARY KEY (tenant_id=? AND type=? AND key>? AND key<?)")),
+        "{plan:?}"
+    );
+    l.abandon().unwrap();
+}
