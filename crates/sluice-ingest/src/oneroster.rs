@@ -9,6 +9,7 @@ use crate::report::Report;
 use crate::run::{ImportError, ImportRequest, Verdict, content_hash, held_path};
 use sluice_core::import::{CsvReader, Encoding, LoadMode, Notes, Record, RowError, Strictness};
 use sluice_core::oneroster::{self, FileMode, FileSpec, Manifest, check_header, check_row, is_empty_row};
+use sluice_store::roles::*;
 use sluice_store::{
     Counts, ImportRecord, ImportStatus, PackageLoader, PackageMode, Referrer, StageKind, Store, StoreError,
 };

@@ -3,21 +3,25 @@
 //! same functions on a fresh, empty store of its own. Each function panics on the first
 //! behaviour that differs, naming it.
 
-use crate::roles::{Accounts, ApiKeys, Bans, Tenants};
+use crate::roles::{Accounts, ApiKeys, Bans, ImportQueue, Tenants, Uploads};
 use crate::{AuthorizedKey, KeyOwner, Role, StoreError};
 use sluice_core::defender::Ban;
 use sluice_core::import::ImportTypes;
 use sluice_core::net::Source;
-use sluice_core::{FolderName, PasswordHash, SettingsChange, SettingsContext, TenantName, Trigger};
+use sluice_core::{
+    FolderName, PasswordHash, SettingsChange, SettingsContext, TenantName, Trigger, UploadEvent, VirtualPath,
+};
+use std::time::Duration;
 
 /// Runs every check, each on a fresh store from `open`.
-pub fn run<S: Tenants + Accounts + ApiKeys + Bans>(open: &dyn Fn() -> S) {
+pub fn run<S: Tenants + Accounts + ApiKeys + Bans + Uploads + ImportQueue>(open: &dyn Fn() -> S) {
     tenants(&open());
     settings(&open());
     ssh_keys(&open());
     accounts_and_sessions(&open());
     api_keys(&open());
     bans(&open());
+    upload_queue(&open());
 }
 
 fn name(n: &str) -> TenantName {
@@ -211,4 +215,38 @@ pub fn bans(s: &impl Bans) {
     assert!(!s.lift_ban(&source("192.0.2.1"), 7_000).expect("lift again"), "nothing left to lift");
     assert_eq!(s.forget_bans(9_000).expect("forget"), 1);
     assert!(at(0).is_empty(), "nothing remembered");
+}
+
+pub fn upload_queue<S: Tenants + Uploads + ImportQueue>(s: &S) {
+    s.add_tenant(&name("north"), &folders("students")).expect("add");
+    s.add_tenant(&name("east"), &folders("students")).expect("add");
+    let event = |tenant: &str, at_ms: i64| UploadEvent {
+        tenant: name(tenant),
+        path: VirtualPath::resolve(b"/students/students.csv").expect("a path"),
+        size: 3,
+        sha256: sluice_core::sha256_of(&b"abc"[..]).expect("hash").1,
+        at_ms,
+    };
+    let lease = Duration::from_secs(60);
+    let first = s.record_upload(&event("north", 1_000)).expect("record");
+    let second = s.record_upload(&event("north", 2_000)).expect("record");
+    let other = s.record_upload(&event("east", 3_000)).expect("record");
+    assert_eq!(s.pending_uploads().expect("count"), 3);
+    assert_eq!(s.uploads("north").expect("list").len(), 2, "a tenant's uploads only");
+    let claimed = s.claim_upload(lease, Some("north")).expect("claim").expect("one waiting");
+    assert_eq!((claimed.id, claimed.requested), (first, false), "in upload order");
+    let next = s.claim_upload(lease, Some("north")).expect("claim").expect("another waiting");
+    assert_eq!(next.id, second, "a leased event is not claimed twice");
+    assert!(s.claim_upload(lease, Some("north")).expect("claim").is_none(), "all of north's are leased");
+    assert_eq!(s.claim_upload(lease, None).expect("claim").map(|u| u.id), Some(other));
+    assert_eq!(s.release_leases().expect("release"), 3, "every claim is let go");
+    s.consume_upload(first, None).expect("consume");
+    assert!(s.upload_consumed(first).expect("consumed?"));
+    assert!(!s.upload_consumed(second).expect("consumed?"));
+    assert_eq!(s.pending_uploads().expect("count"), 2);
+    s.consume_as_duplicate(second, first).expect("a retry");
+    assert_eq!(s.pending_uploads().expect("count"), 1);
+    let synced = s.request_import(&event("north", 4_000)).expect("a sync's event");
+    let claimed = s.claim_upload(lease, Some("north")).expect("claim").expect("the synced one");
+    assert_eq!((claimed.id, claimed.requested), (synced, true), "a sync's event carries its intent");
 }

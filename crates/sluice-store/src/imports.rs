@@ -248,329 +248,6 @@ fn warnings_from_json(s: &str) -> Vec<String> {
 }
 
 impl Store {
-    /// Opens a new import in state `running`.
-    pub fn create_import(
-        &self,
-        tenant: &str,
-        type_name: &str,
-        file_name: &str,
-        source: &str,
-        upload_id: Option<i64>,
-        manifest_upload: Option<i64>,
-    ) -> Result<i64> {
-        self.with_write(|c| {
-            let tenant_id = crate::tenant_id(c, tenant)?;
-            c.execute(
-                "INSERT INTO imports (tenant_id, type, file_name, source, upload_id, manifest_upload, status, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
-                params![tenant_id, type_name, file_name, source, upload_id, manifest_upload, now_ms()],
-            )?;
-            Ok(c.last_insert_rowid())
-        })
-    }
-
-    /// The finished import of `file_name` listed by the manifest of upload event
-    /// `manifest_upload`, if it ran (a manifest resumed after a crash skips it).
-    pub fn manifest_file_import(
-        &self,
-        manifest_upload: i64,
-        file_name: &str,
-    ) -> Result<Option<ImportRecord>> {
-        self.with(|c| {
-            Ok(c.query_row(
-                &format!(
-                    "{IMPORT_SELECT} WHERE i.manifest_upload = ?1 AND i.file_name = ?2 AND i.status != 'running'
-                     ORDER BY i.id DESC LIMIT 1"
-                ),
-                params![manifest_upload, file_name],
-                import_row,
-            )
-            .optional()?)
-        })
-    }
-
-    pub fn import(&self, id: i64) -> Result<Option<ImportRecord>> {
-        self.with(|c| {
-            Ok(c.query_row(&format!("{IMPORT_SELECT} WHERE i.id = ?1"), [id], import_row).optional()?)
-        })
-    }
-
-    pub fn imports(&self, tenant: &str, limit: usize) -> Result<Vec<ImportRecord>> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare(&format!("{IMPORT_SELECT} WHERE t.name = ?1 ORDER BY i.id DESC LIMIT ?2"))?;
-            let rows = stmt
-                .query_map(params![tenant, limit as i64], import_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-    }
-
-    /// The held imports that import `id` superseded when it was applied.
-    pub fn superseded_by(&self, id: i64) -> Result<Vec<i64>> {
-        self.with(|c| {
-            let mut stmt = c.prepare("SELECT id FROM imports WHERE superseded_by = ?1 ORDER BY id")?;
-            let rows = stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
-            Ok(rows)
-        })
-    }
-
-    pub fn import_errors(&self, id: i64, limit: usize, offset: usize) -> Result<Vec<StoredError>> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT line, column_name, code, reason, value, record_key, record_name FROM import_errors WHERE import_id = ?1
-                 ORDER BY seq LIMIT ?2 OFFSET ?3",
-            )?;
-            let rows = stmt
-                .query_map(params![id, limit as i64, offset as i64], |r| {
-                    Ok(StoredError {
-                        line: r.get::<_, i64>(0)?.max(0) as u64,
-                        column: r.get(1)?,
-                        code: r.get(2)?,
-                        reason: r.get(3)?,
-                        value: r.get(4)?,
-                        key: r.get(5)?,
-                        name: r.get(6)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-    }
-
-    /// Marks a held import discarded (its file is the caller's to delete).
-    /// Records that `by` approved a held import, before it is applied: should applying it
-    /// fail, the record still says who approved it.
-    pub fn record_approval(&self, id: i64, by: &str) -> Result<()> {
-        self.with_write(|c| {
-            let n = c.execute(
-                "UPDATE imports SET decided_by = ?2, decided_ms = ?3 WHERE id = ?1 AND status = 'held'",
-                params![id, by, now_ms()],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotHeld(id));
-            }
-            Ok(())
-        })
-    }
-
-    /// Marks a held import discarded by `by`.
-    pub fn discard_import(&self, id: i64, by: &str) -> Result<()> {
-        self.with_write(|c| {
-            let now = now_ms();
-            let n = c.execute(
-                "UPDATE imports SET status = 'discarded', held_file = NULL, finished_ms = ?2, decided_by = ?3,
-                 decided_ms = ?2 WHERE id = ?1 AND status = 'held'",
-                params![id, now, by],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotHeld(id));
-            }
-            Ok(())
-        })
-    }
-
-    /// Records of one type, in key order: (key, JSON array of values). `deactivated`: only
-    /// the active records (`Some(false)`), only the deactivated ones (`Some(true)`), or all.
-    pub fn records(
-        &self,
-        tenant: &str,
-        type_name: &str,
-        deactivated: Option<bool>,
-        mut each: impl FnMut(&str, &str),
-    ) -> Result<u64> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT r.key, r.data FROM records r JOIN tenants t ON t.id = r.tenant_id
-                 WHERE t.name = ?1 AND r.type = ?2 AND (?3 IS NULL OR r.inactive = ?3) ORDER BY r.key",
-            )?;
-            let mut rows = stmt.query(params![tenant, type_name, deactivated])?;
-            let mut n = 0;
-            while let Some(row) = rows.next()? {
-                let key: String = row.get(0)?;
-                let data: String = row.get(1)?;
-                each(&key, &data);
-                n += 1;
-            }
-            Ok(n)
-        })
-    }
-
-    pub fn record_count(&self, tenant: &str, type_name: &str) -> Result<u64> {
-        self.with(|c| {
-            Ok(c.query_row(
-                "SELECT COUNT(*) FROM records r JOIN tenants t ON t.id = r.tenant_id WHERE t.name = ?1 AND r.type = ?2",
-                params![tenant, type_name],
-                |r| r.get::<_, i64>(0),
-            )? as u64)
-        })
-    }
-
-    /// Upload events not yet turned into imports, oldest first, whose lease (if any) expired.
-    /// Claiming one sets a lease, so a crash mid-import lets it be claimed again later.
-    pub fn claim_upload(&self, lease: Duration, tenant: Option<&str>) -> Result<Option<crate::StoredUpload>> {
-        self.with_write(|c| {
-            let now = now_ms();
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let id: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM upload_events WHERE consumed_ms IS NULL
-                     AND (lease_until_ms IS NULL OR lease_until_ms < ?1)
-                     AND (?2 IS NULL OR tenant_id = (SELECT id FROM tenants WHERE name = ?2))
-                     ORDER BY id LIMIT 1",
-                    params![now, tenant],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(id) = id else { return Ok(None) };
-            tx.execute(
-                "UPDATE upload_events SET lease_until_ms = ?2 WHERE id = ?1",
-                params![id, now + lease.as_millis() as i64],
-            )?;
-            tx.commit()?;
-            crate::upload_by_id(c, id)
-        })
-    }
-
-    /// Tenants with upload events that can be claimed now, each with its oldest such event,
-    /// oldest first: what the import workers choose from.
-    pub fn waiting_tenants(&self) -> Result<Vec<(String, i64)>> {
-        self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT t.name, MIN(u.id) AS oldest FROM upload_events u JOIN tenants t ON t.id = u.tenant_id
-                 WHERE u.consumed_ms IS NULL AND (u.lease_until_ms IS NULL OR u.lease_until_ms < ?1)
-                 GROUP BY u.tenant_id ORDER BY oldest",
-            )?;
-            let rows = stmt
-                .query_map([now_ms()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-    }
-
-    /// Records an import that failed before any row could be read (no import type for the
-    /// folder, say), consuming its upload event in the same transaction.
-    pub fn record_failed_import(
-        &self,
-        tenant: &str,
-        type_name: &str,
-        file_name: &str,
-        source: &str,
-        upload_id: Option<i64>,
-        message: &str,
-    ) -> Result<i64> {
-        self.with_write(|c| {
-            let tenant_id = crate::tenant_id(c, tenant)?;
-            let tx = c.transaction()?;
-            let now = now_ms();
-            // An import of this upload that crashed left its row `running`: this entry replaces it.
-            tx.execute("DELETE FROM imports WHERE upload_id = ?1 AND status = 'running'", params![upload_id])?;
-            tx.execute(
-                "INSERT INTO imports (tenant_id, type, file_name, source, upload_id, status, message, created_ms, finished_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'failed', ?6, ?7, ?7)",
-                params![tenant_id, type_name, file_name, source, upload_id, message, now],
-            )?;
-            let id = tx.last_insert_rowid();
-            if let Some(upload) = upload_id {
-                tx.execute(
-                    "UPDATE upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
-                    params![upload, now, id],
-                )?;
-            }
-            tx.commit()?;
-            Ok(id)
-        })
-    }
-
-    /// Upload events waiting to be imported (all tenants).
-    pub fn pending_uploads(&self) -> Result<u64> {
-        self.with(|c| {
-            Ok(c.query_row("SELECT COUNT(*) FROM upload_events WHERE consumed_ms IS NULL", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64)
-        })
-    }
-
-    /// Whether an upload event has been consumed.
-    pub fn upload_consumed(&self, id: i64) -> Result<bool> {
-        self.with(|c| {
-            Ok(c.query_row("SELECT consumed_ms IS NOT NULL FROM upload_events WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .unwrap_or(true))
-        })
-    }
-
-    /// The upload whose retry `upload` is: the latest earlier upload of the same file, if it
-    /// has the same bytes, came at or after `since_ms`, and was imported (not failed), is
-    /// waiting or being imported, or was itself such a retry (then its original is named).
-    /// Only the latest counts: A, then B, then A again is a new upload of A. Files a sync
-    /// queued are never retries: a sync asks for an import.
-    pub fn retried_upload(&self, upload: &crate::StoredUpload, since_ms: i64) -> Result<Option<i64>> {
-        if upload.requested {
-            return Ok(None);
-        }
-        self.with(|c| {
-            let latest = c
-                .query_row(
-                    "SELECT COALESCE(u.duplicate_of, u.id), u.sha256 = ?3 AND u.at_ms >= ?4
-                        AND (u.consumed_ms IS NULL OR u.duplicate_of IS NOT NULL
-                             OR (i.id IS NOT NULL AND i.status <> 'failed'))
-                     FROM upload_events u
-                     LEFT JOIN imports i ON i.id = u.import_id
-                     WHERE u.tenant_id = (SELECT tenant_id FROM upload_events WHERE id = ?1)
-                       AND u.path = ?2 AND u.id < ?1
-                     ORDER BY u.id DESC LIMIT 1",
-                    params![upload.id, upload.event.path.to_string(), upload.event.sha256.as_str(), since_ms],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)),
-                )
-                .optional()?;
-            Ok(latest.and_then(|(original, repeats)| repeats.then_some(original)))
-        })
-    }
-
-    /// Marks an upload event handled as a retry of `original`: not imported.
-    pub fn consume_as_duplicate(&self, id: i64, original: i64) -> Result<()> {
-        self.with_write(|c| {
-            c.execute(
-                "UPDATE upload_events SET consumed_ms = ?2, duplicate_of = ?3 WHERE id = ?1",
-                params![id, now_ms(), original],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Marks an upload event handled without an import (e.g. no type for its folder).
-    pub fn consume_upload(&self, id: i64, import_id: Option<i64>) -> Result<()> {
-        self.with_write(|c| {
-            c.execute(
-                "UPDATE upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
-                params![id, now_ms(), import_id],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Imports left `running` by a process that died never committed anything: their upload
-    /// events are still unconsumed and run again, so the stale rows are removed (history then
-    /// shows each upload imported exactly once).
-    pub fn remove_interrupted_imports(&self) -> Result<usize> {
-        self.with(|c| Ok(c.execute("DELETE FROM imports WHERE status = 'running'", [])?))
-    }
-
-    /// Forgets every claim on an unconsumed upload event. Only for a caller that holds the
-    /// imports' turn: then no import is running anywhere, and every lease is a dead
-    /// process's, which would otherwise hold its upload back until the lease ran out.
-    pub fn release_leases(&self) -> Result<usize> {
-        self.with(|c| {
-            Ok(c.execute(
-                "UPDATE upload_events SET lease_until_ms = NULL WHERE consumed_ms IS NULL AND lease_until_ms IS NOT NULL",
-                [],
-            )?)
-        })
-    }
-
     /// A connection of an import's own: staging in its temp schema never blocks the store's.
     /// It waits as long as it takes for the write lock (imports of other tenants apply one at
     /// a time), off the store's shared connection, so waiting holds up no one else.
@@ -587,36 +264,6 @@ impl Store {
         // As durable as the rest of the store (see Store::open): survives a process crash.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(conn)
-    }
-
-    /// Opens a loader for one import, on a connection of its own.
-    pub fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Loader> {
-        let conn = self.import_connection(16_000)?;
-        let tenant_id = crate::tenant_id(&conn, tenant)?;
-        conn.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS stage (key TEXT PRIMARY KEY, line INTEGER NOT NULL, data TEXT NOT NULL,
-                 hash INTEGER NOT NULL, kind INTEGER NOT NULL) WITHOUT ROWID;
-             DELETE FROM temp.stage;
-             BEGIN;",
-        )?;
-        // Rows are staged in the temp schema, without the write lock (a type's first import
-        // too: other tenants' imports commit meanwhile), and applied set-based at the end.
-        // (all records, active ones): a deactivated record is not counted by the safeguard.
-        let (all, existing) = conn.query_row(
-            "SELECT COUNT(*), COUNT(*) FILTER (WHERE inactive = 0) FROM main.records
-             WHERE tenant_id = ?1 AND type = ?2",
-            params![tenant_id, type_name],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)),
-        )?;
-        Ok(Loader {
-            conn,
-            tenant_id,
-            type_name: type_name.to_owned(),
-            import_id,
-            staged: 0,
-            first: all == 0,
-            existing,
-        })
     }
 }
 
@@ -929,6 +576,308 @@ fn write_outcome(c: &Connection, id: i64, o: &Outcome<'_>) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+impl crate::roles::ImportQueue for Store {
+    fn claim_upload(&self, lease: Duration, tenant: Option<&str>) -> Result<Option<crate::StoredUpload>> {
+        self.with_write(|c| {
+            let now = now_ms();
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let id: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM upload_events WHERE consumed_ms IS NULL
+                     AND (lease_until_ms IS NULL OR lease_until_ms < ?1)
+                     AND (?2 IS NULL OR tenant_id = (SELECT id FROM tenants WHERE name = ?2))
+                     ORDER BY id LIMIT 1",
+                    params![now, tenant],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(id) = id else { return Ok(None) };
+            tx.execute(
+                "UPDATE upload_events SET lease_until_ms = ?2 WHERE id = ?1",
+                params![id, now + lease.as_millis() as i64],
+            )?;
+            tx.commit()?;
+            crate::upload_by_id(c, id)
+        })
+    }
+    fn waiting_tenants(&self) -> Result<Vec<(String, i64)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT t.name, MIN(u.id) AS oldest FROM upload_events u JOIN tenants t ON t.id = u.tenant_id
+                 WHERE u.consumed_ms IS NULL AND (u.lease_until_ms IS NULL OR u.lease_until_ms < ?1)
+                 GROUP BY u.tenant_id ORDER BY oldest",
+            )?;
+            let rows = stmt
+                .query_map([now_ms()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+    fn pending_uploads(&self) -> Result<u64> {
+        self.with(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM upload_events WHERE consumed_ms IS NULL", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+        })
+    }
+    fn upload_consumed(&self, id: i64) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.query_row("SELECT consumed_ms IS NOT NULL FROM upload_events WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(true))
+        })
+    }
+    fn retried_upload(&self, upload: &crate::StoredUpload, since_ms: i64) -> Result<Option<i64>> {
+        if upload.requested {
+            return Ok(None);
+        }
+        self.with(|c| {
+            let latest = c
+                .query_row(
+                    "SELECT COALESCE(u.duplicate_of, u.id), u.sha256 = ?3 AND u.at_ms >= ?4
+                        AND (u.consumed_ms IS NULL OR u.duplicate_of IS NOT NULL
+                             OR (i.id IS NOT NULL AND i.status <> 'failed'))
+                     FROM upload_events u
+                     LEFT JOIN imports i ON i.id = u.import_id
+                     WHERE u.tenant_id = (SELECT tenant_id FROM upload_events WHERE id = ?1)
+                       AND u.path = ?2 AND u.id < ?1
+                     ORDER BY u.id DESC LIMIT 1",
+                    params![upload.id, upload.event.path.to_string(), upload.event.sha256.as_str(), since_ms],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)),
+                )
+                .optional()?;
+            Ok(latest.and_then(|(original, repeats)| repeats.then_some(original)))
+        })
+    }
+    fn consume_as_duplicate(&self, id: i64, original: i64) -> Result<()> {
+        self.with_write(|c| {
+            c.execute(
+                "UPDATE upload_events SET consumed_ms = ?2, duplicate_of = ?3 WHERE id = ?1",
+                params![id, now_ms(), original],
+            )?;
+            Ok(())
+        })
+    }
+    fn consume_upload(&self, id: i64, import_id: Option<i64>) -> Result<()> {
+        self.with_write(|c| {
+            c.execute(
+                "UPDATE upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
+                params![id, now_ms(), import_id],
+            )?;
+            Ok(())
+        })
+    }
+    fn release_leases(&self) -> Result<usize> {
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE upload_events SET lease_until_ms = NULL WHERE consumed_ms IS NULL AND lease_until_ms IS NOT NULL",
+                [],
+            )?)
+        })
+    }
+    fn remove_interrupted_imports(&self) -> Result<usize> {
+        self.with(|c| Ok(c.execute("DELETE FROM imports WHERE status = 'running'", [])?))
+    }
+}
+
+impl crate::roles::Imports for Store {
+    fn create_import(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        file_name: &str,
+        source: &str,
+        upload_id: Option<i64>,
+        manifest_upload: Option<i64>,
+    ) -> Result<i64> {
+        self.with_write(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            c.execute(
+                "INSERT INTO imports (tenant_id, type, file_name, source, upload_id, manifest_upload, status, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
+                params![tenant_id, type_name, file_name, source, upload_id, manifest_upload, now_ms()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+    fn manifest_file_import(&self, manifest_upload: i64, file_name: &str) -> Result<Option<ImportRecord>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                &format!(
+                    "{IMPORT_SELECT} WHERE i.manifest_upload = ?1 AND i.file_name = ?2 AND i.status != 'running'
+                     ORDER BY i.id DESC LIMIT 1"
+                ),
+                params![manifest_upload, file_name],
+                import_row,
+            )
+            .optional()?)
+        })
+    }
+    fn import(&self, id: i64) -> Result<Option<ImportRecord>> {
+        self.with(|c| {
+            Ok(c.query_row(&format!("{IMPORT_SELECT} WHERE i.id = ?1"), [id], import_row).optional()?)
+        })
+    }
+    fn imports(&self, tenant: &str, limit: usize) -> Result<Vec<ImportRecord>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare(&format!("{IMPORT_SELECT} WHERE t.name = ?1 ORDER BY i.id DESC LIMIT ?2"))?;
+            let rows = stmt
+                .query_map(params![tenant, limit as i64], import_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+    fn superseded_by(&self, id: i64) -> Result<Vec<i64>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT id FROM imports WHERE superseded_by = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(rows)
+        })
+    }
+    fn import_errors(&self, id: i64, limit: usize, offset: usize) -> Result<Vec<StoredError>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT line, column_name, code, reason, value, record_key, record_name FROM import_errors WHERE import_id = ?1
+                 ORDER BY seq LIMIT ?2 OFFSET ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![id, limit as i64, offset as i64], |r| {
+                    Ok(StoredError {
+                        line: r.get::<_, i64>(0)?.max(0) as u64,
+                        column: r.get(1)?,
+                        code: r.get(2)?,
+                        reason: r.get(3)?,
+                        value: r.get(4)?,
+                        key: r.get(5)?,
+                        name: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+    fn record_approval(&self, id: i64, by: &str) -> Result<()> {
+        self.with_write(|c| {
+            let n = c.execute(
+                "UPDATE imports SET decided_by = ?2, decided_ms = ?3 WHERE id = ?1 AND status = 'held'",
+                params![id, by, now_ms()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotHeld(id));
+            }
+            Ok(())
+        })
+    }
+    fn discard_import(&self, id: i64, by: &str) -> Result<()> {
+        self.with_write(|c| {
+            let now = now_ms();
+            let n = c.execute(
+                "UPDATE imports SET status = 'discarded', held_file = NULL, finished_ms = ?2, decided_by = ?3,
+                 decided_ms = ?2 WHERE id = ?1 AND status = 'held'",
+                params![id, now, by],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotHeld(id));
+            }
+            Ok(())
+        })
+    }
+    fn record_failed_import(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        file_name: &str,
+        source: &str,
+        upload_id: Option<i64>,
+        message: &str,
+    ) -> Result<i64> {
+        self.with_write(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            let tx = c.transaction()?;
+            let now = now_ms();
+            // An import of this upload that crashed left its row `running`: this entry replaces it.
+            tx.execute("DELETE FROM imports WHERE upload_id = ?1 AND status = 'running'", params![upload_id])?;
+            tx.execute(
+                "INSERT INTO imports (tenant_id, type, file_name, source, upload_id, status, message, created_ms, finished_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'failed', ?6, ?7, ?7)",
+                params![tenant_id, type_name, file_name, source, upload_id, message, now],
+            )?;
+            let id = tx.last_insert_rowid();
+            if let Some(upload) = upload_id {
+                tx.execute(
+                    "UPDATE upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
+                    params![upload, now, id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+    fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Loader> {
+        let conn = self.import_connection(16_000)?;
+        let tenant_id = crate::tenant_id(&conn, tenant)?;
+        conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS stage (key TEXT PRIMARY KEY, line INTEGER NOT NULL, data TEXT NOT NULL,
+                 hash INTEGER NOT NULL, kind INTEGER NOT NULL) WITHOUT ROWID;
+             DELETE FROM temp.stage;
+             BEGIN;",
+        )?;
+        // Rows are staged in the temp schema, without the write lock (a type's first import
+        // too: other tenants' imports commit meanwhile), and applied set-based at the end.
+        // (all records, active ones): a deactivated record is not counted by the safeguard.
+        let (all, existing) = conn.query_row(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE inactive = 0) FROM main.records
+             WHERE tenant_id = ?1 AND type = ?2",
+            params![tenant_id, type_name],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)),
+        )?;
+        Ok(Loader {
+            conn,
+            tenant_id,
+            type_name: type_name.to_owned(),
+            import_id,
+            staged: 0,
+            first: all == 0,
+            existing,
+        })
+    }
+    fn records(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        deactivated: Option<bool>,
+        mut each: impl FnMut(&str, &str),
+    ) -> Result<u64> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT r.key, r.data FROM records r JOIN tenants t ON t.id = r.tenant_id
+                 WHERE t.name = ?1 AND r.type = ?2 AND (?3 IS NULL OR r.inactive = ?3) ORDER BY r.key",
+            )?;
+            let mut rows = stmt.query(params![tenant, type_name, deactivated])?;
+            let mut n = 0;
+            while let Some(row) = rows.next()? {
+                let key: String = row.get(0)?;
+                let data: String = row.get(1)?;
+                each(&key, &data);
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+    fn record_count(&self, tenant: &str, type_name: &str) -> Result<u64> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM records r JOIN tenants t ON t.id = r.tenant_id WHERE t.name = ?1 AND r.type = ?2",
+                params![tenant, type_name],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
+        })
+    }
 }
 
 #[cfg(test)]

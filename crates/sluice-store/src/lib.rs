@@ -23,7 +23,7 @@ pub use imports::{
 };
 pub use people::{Person, PersonRole};
 pub use referrers::Referrer;
-pub use roles::{Accounts, ApiKeys, Bans, Deliveries, Tenants};
+pub use roles::{Accounts, ApiKeys, Bans, Deliveries, ImportQueue, Imports, People, Tenants, Uploads};
 pub use roster::{PackageLoader, PackageMode};
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, Role};
 pub use sluice_core::delivery::{Channel, Delivery};
@@ -193,17 +193,6 @@ impl Store {
         })
     }
 
-    /// Records a completed upload; the import pipeline consumes these in id order.
-    pub fn record_upload(&self, event: &UploadEvent) -> Result<i64> {
-        self.queue_upload(event, false)
-    }
-
-    /// Queues a file found by a sync: whichever process claims it imports it, even for a
-    /// tenant whose trigger is manual or scheduled.
-    pub fn request_import(&self, event: &UploadEvent) -> Result<i64> {
-        self.queue_upload(event, true)
-    }
-
     fn queue_upload(&self, event: &UploadEvent, requested: bool) -> Result<i64> {
         self.with_write(|c| {
             // Runs once per uploaded file, on the upload's critical path: one cached statement.
@@ -228,14 +217,6 @@ impl Store {
 
     pub fn integrity_check(&self) -> Result<String> {
         self.with(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
-    }
-
-    pub fn uploads(&self, tenant: &str) -> Result<Vec<StoredUpload>> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!("{UPLOAD_SELECT} WHERE t.name = ?1 ORDER BY u.id"))?;
-            let rows = stmt.query_map([tenant], upload_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            rows.into_iter().map(upload_from_row).collect()
-        })
     }
 }
 
@@ -504,6 +485,22 @@ impl crate::roles::Tenants for Store {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(keys)
+        })
+    }
+}
+
+impl crate::roles::Uploads for Store {
+    fn record_upload(&self, event: &UploadEvent) -> Result<i64> {
+        self.queue_upload(event, false)
+    }
+    fn request_import(&self, event: &UploadEvent) -> Result<i64> {
+        self.queue_upload(event, true)
+    }
+    fn uploads(&self, tenant: &str) -> Result<Vec<StoredUpload>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!("{UPLOAD_SELECT} WHERE t.name = ?1 ORDER BY u.id"))?;
+            let rows = stmt.query_map([tenant], upload_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(upload_from_row).collect()
         })
     }
 }

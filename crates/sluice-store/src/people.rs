@@ -344,9 +344,8 @@ pub struct PersonRole {
     pub source_id: String,
 }
 
-impl Store {
-    /// A tenant's people, by name, each with their roles.
-    pub fn people(&self, tenant: &str) -> Result<Vec<Person>> {
+impl crate::roles::People for Store {
+    fn people(&self, tenant: &str) -> Result<Vec<Person>> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
             let mut stmt = c.prepare(
@@ -381,9 +380,7 @@ impl Store {
             Ok(people)
         })
     }
-
-    /// How many records a tenant has of each type.
-    pub fn record_counts(&self, tenant: &str) -> Result<Vec<(String, u64)>> {
+    fn record_counts(&self, tenant: &str) -> Result<Vec<(String, u64)>> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT r.type, COUNT(*) FROM main.records r JOIN main.tenants t ON t.id = r.tenant_id
@@ -395,10 +392,7 @@ impl Store {
             Ok(rows)
         })
     }
-
-    /// One page of a tenant's records of a type, in key order, optionally only those whose
-    /// value at `filter.0` (a JSON path) is `filter.1`: (key, data) pairs.
-    pub fn records_page(
+    fn records_page(
         &self,
         tenant: &str,
         type_name: &str,
@@ -433,11 +427,7 @@ impl Store {
             Ok(rows)
         })
     }
-
-    /// Records of `type_name` whose value at `json_path` (`$[2]` for a CSV type's third
-    /// column, `$.classSourcedId` for a package file) is `value`: a student's guardians, a
-    /// class's enrollments. Returns how many there were.
-    pub fn records_where(
+    fn records_where(
         &self,
         tenant: &str,
         type_name: &str,

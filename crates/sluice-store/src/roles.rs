@@ -5,10 +5,15 @@
 //!
 //! Callers bring the roles they use into scope with `use sluice_store::roles::*` (or by name).
 
-use crate::{Account, ApiKey, AuthorizedKey, Delivery, Result, Role};
+use crate::{
+    Account, ApiKey, AuthorizedKey, Delivery, ImportRecord, Loader, Person, Result, Role, StoredError,
+    StoredUpload,
+};
+use sluice_core::UploadEvent;
 use sluice_core::defender::Ban;
 use sluice_core::net::Source;
 use sluice_core::{FolderName, PasswordHash, SettingsChange, Tenant, TenantName};
+use std::time::Duration;
 
 /// Tenants and their SSH credentials.
 pub trait Tenants {
@@ -112,4 +117,154 @@ pub trait Bans {
 
     /// How many bans are in force at `now_ms` (the `/metrics` gauge).
     fn bans_in_force(&self, now_ms: i64) -> Result<u64>;
+}
+
+/// Upload events: what the SFTP server and syncs record for the import pipeline.
+pub trait Uploads {
+    /// Records a completed upload; the import pipeline consumes these in id order.
+    fn record_upload(&self, event: &UploadEvent) -> Result<i64>;
+
+    /// Queues a file found by a sync: whichever process claims it imports it, even for a
+    /// tenant whose trigger is manual or scheduled.
+    fn request_import(&self, event: &UploadEvent) -> Result<i64>;
+
+    fn uploads(&self, tenant: &str) -> Result<Vec<StoredUpload>>;
+}
+
+/// The queue of upload events the import workers claim, lease and consume.
+pub trait ImportQueue {
+    /// Upload events not yet turned into imports, oldest first, whose lease (if any) expired.
+    /// Claiming one sets a lease, so a crash mid-import lets it be claimed again later.
+    fn claim_upload(&self, lease: Duration, tenant: Option<&str>) -> Result<Option<StoredUpload>>;
+
+    /// Tenants with upload events that can be claimed now, each with its oldest such event,
+    /// oldest first: what the import workers choose from.
+    fn waiting_tenants(&self) -> Result<Vec<(String, i64)>>;
+
+    /// Upload events waiting to be imported (all tenants).
+    fn pending_uploads(&self) -> Result<u64>;
+
+    /// Whether an upload event has been consumed.
+    fn upload_consumed(&self, id: i64) -> Result<bool>;
+
+    /// The upload whose retry `upload` is: the latest earlier upload of the same file, if it
+    /// has the same bytes, came at or after `since_ms`, and was imported (not failed), is
+    /// waiting or being imported, or was itself such a retry (then its original is named).
+    /// Only the latest counts: A, then B, then A again is a new upload of A. Files a sync
+    /// queued are never retries: a sync asks for an import.
+    fn retried_upload(&self, upload: &StoredUpload, since_ms: i64) -> Result<Option<i64>>;
+
+    /// Marks an upload event handled as a retry of `original`: not imported.
+    fn consume_as_duplicate(&self, id: i64, original: i64) -> Result<()>;
+
+    /// Marks an upload event handled without an import (e.g. no type for its folder).
+    fn consume_upload(&self, id: i64, import_id: Option<i64>) -> Result<()>;
+
+    /// Forgets every claim on an unconsumed upload event. Only for a caller that holds the
+    /// imports' turn: then no import is running anywhere, and every lease is a dead
+    /// process's, which would otherwise hold its upload back until the lease ran out.
+    fn release_leases(&self) -> Result<usize>;
+
+    /// Imports left `running` by a process that died never committed anything: their upload
+    /// events are still unconsumed and run again, so the stale rows are removed (history then
+    /// shows each upload imported exactly once).
+    fn remove_interrupted_imports(&self) -> Result<usize>;
+}
+
+/// Imports: their history, errors and decisions, and the loader that applies one. (`Loader`
+/// is SQLite's own for now: merging it with `PackageLoader` comes first.)
+pub trait Imports {
+    /// Opens a new import in state `running`.
+    fn create_import(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        file_name: &str,
+        source: &str,
+        upload_id: Option<i64>,
+        manifest_upload: Option<i64>,
+    ) -> Result<i64>;
+
+    /// The finished import of `file_name` listed by the manifest of upload event
+    /// `manifest_upload`, if it ran (a manifest resumed after a crash skips it).
+    fn manifest_file_import(&self, manifest_upload: i64, file_name: &str) -> Result<Option<ImportRecord>>;
+
+    fn import(&self, id: i64) -> Result<Option<ImportRecord>>;
+
+    fn imports(&self, tenant: &str, limit: usize) -> Result<Vec<ImportRecord>>;
+
+    /// The held imports that import `id` superseded when it was applied.
+    fn superseded_by(&self, id: i64) -> Result<Vec<i64>>;
+
+    fn import_errors(&self, id: i64, limit: usize, offset: usize) -> Result<Vec<StoredError>>;
+
+    /// Marks a held import discarded (its file is the caller's to delete).
+    /// Records that `by` approved a held import, before it is applied: should applying it
+    /// fail, the record still says who approved it.
+    fn record_approval(&self, id: i64, by: &str) -> Result<()>;
+
+    /// Marks a held import discarded by `by`.
+    fn discard_import(&self, id: i64, by: &str) -> Result<()>;
+
+    /// Records an import that failed before any row could be read (no import type for the
+    /// folder, say), consuming its upload event in the same transaction.
+    fn record_failed_import(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        file_name: &str,
+        source: &str,
+        upload_id: Option<i64>,
+        message: &str,
+    ) -> Result<i64>;
+
+    /// Opens a loader for one import, on a connection of its own.
+    fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Loader>;
+
+    /// Records of one type, in key order: (key, JSON array of values). `deactivated`: only
+    /// the active records (`Some(false)`), only the deactivated ones (`Some(true)`), or all.
+    fn records(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        deactivated: Option<bool>,
+        each: impl FnMut(&str, &str),
+    ) -> Result<u64>;
+
+    fn record_count(&self, tenant: &str, type_name: &str) -> Result<u64>;
+}
+
+/// People and the records that are their roles; record counts and pages for the dashboard
+/// and the API.
+pub trait People {
+    /// A tenant's people, by name, each with their roles.
+    fn people(&self, tenant: &str) -> Result<Vec<Person>>;
+
+    /// How many records a tenant has of each type.
+    fn record_counts(&self, tenant: &str) -> Result<Vec<(String, u64)>>;
+
+    /// One page of a tenant's records of a type, in key order, optionally only those whose
+    /// value at `filter.0` (a JSON path) is `filter.1`: (key, data) pairs.
+    fn records_page(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        filter: Option<(&str, &str)>,
+        deactivated: Option<bool>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<(String, String)>>;
+
+    /// Records of `type_name` whose value at `json_path` (`$[2]` for a CSV type's third
+    /// column, `$.classSourcedId` for a package file) is `value`: a student's guardians, a
+    /// class's enrollments. Returns how many there were.
+    fn records_where(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        json_path: &str,
+        value: &str,
+        deactivated: Option<bool>,
+        each: impl FnMut(&str, &str),
+    ) -> Result<u64>;
 }
