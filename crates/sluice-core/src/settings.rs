@@ -246,7 +246,7 @@ impl SettingsChange {
                 // Kept nowhere, it would leave the webhook set later unsigned.
                 return Err(SettingsError::new(
                     "notify.webhook_secret",
-                    "there is no webhook to sign: set notify.webhook in the same change",
+                    "there is no webhook to sign: give the webhook's URL in the same change",
                 ));
             }
             tenant.webhook = (!url.is_empty()).then_some((url, secret));
@@ -254,10 +254,7 @@ impl SettingsChange {
         if tenant.trigger == Trigger::Schedule && tenant.schedule.is_none() {
             return Err(SettingsError::new(
                 if self.schedule.is_some() { "schedule" } else { "trigger" },
-                format!(
-                    "a schedule trigger needs a schedule, e.g. sluice tenant set {} trigger=schedule schedule=\"0 2 * * *\" [timezone=America/Chicago]",
-                    tenant.name
-                ),
+                "a schedule trigger needs a schedule (cron: minute hour day month weekday, e.g. \"0 2 * * *\")",
             ));
         }
         Ok(())

@@ -635,7 +635,19 @@ async fn change_settings(
 ) -> ApiResult {
     caller.may(&name)?;
     let body: SettingsBody = body(&bytes)?;
-    let refused = |e: sluice_core::SettingsError| bad_request(e.code(), e.to_string());
+    // Named as this body names it (the change itself speaks `KEY=VALUE`).
+    let refused = |e: sluice_core::SettingsError| {
+        let field = match e.setting.as_str() {
+            "notify.email" => "notify_emails".to_owned(),
+            "notify.webhook" => "webhook_url".to_owned(),
+            "notify.webhook_secret" => "webhook_secret".to_owned(),
+            k if k.starts_with("trigger.") => format!("type_triggers.{}", &k["trigger.".len()..]),
+            k if k.starts_with("safeguard.") => format!("safeguards ({})", &k["safeguard.".len()..]),
+            k if is_read_key(k) => format!("read_settings.{k}"),
+            k => k.to_owned(),
+        };
+        bad_request(e.code(), format!("{field}: {}", e.reason))
+    };
     let mut change = sluice_core::SettingsChange::default();
     let cx = sluice_core::SettingsContext {
         types: &web.ingest.types,

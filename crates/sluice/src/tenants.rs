@@ -132,6 +132,9 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
                 change.set(key, value, cx).map_err(|e| usage(e.into()))?;
             }
             let tenant = store.change_settings(name.as_str(), &change).map_err(|e| match e {
+                sluice_store::StoreError::Refused(e) if e.setting == "trigger" || e.setting == "schedule" => usage(
+                    anyhow!("{e}; e.g. sluice tenant set {name} trigger=schedule schedule=\"0 2 * * *\" [timezone=America/Chicago]"),
+                ),
                 refused @ sluice_store::StoreError::Refused(_) => usage(refused.into()),
                 other => other.into(),
             })?;

@@ -304,6 +304,16 @@ fn sftp_keys_and_settings_through_the_api() {
     let bad = r#"{"trigger": "manual", "timezone": "Mars/Olympus"}"#;
     let (status, _, v) = api.server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&api.acme), bad);
     assert_eq!((status, json(&v)["error"]["code"].as_str()), (400, Some("bad_timezone")));
+    // A secret alone is refused, in the API's own words.
+    let (status, _, v) = api.server.http_with(
+        "PATCH",
+        "/api/v1/tenants/acme/settings",
+        Some(&api.acme),
+        r#"{"webhook_secret": "s"}"#,
+    );
+    let message = json(&v)["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(status, 400, "{v:?}");
+    assert!(message.starts_with("webhook_secret: there is no webhook to sign"), "{message}");
     let (_, _, v) = api.server.http("GET", "/api/v1/tenants/acme/settings", Some(&api.acme));
     assert_eq!(json(&v)["trigger"], "schedule", "a refused change changes nothing");
     // How files are read, and per-type triggers, as the CLI sets them.
