@@ -1073,13 +1073,34 @@ async fn settings_page(
         format!("<option value=\"{v}\"{}>{l}</option>", if v == current { " selected" } else { "" })
     })
     .join("");
+    // What is set per type (changed with `sluice tenant set` or the API), shown so that the
+    // choices above are not read as the whole story.
+    let mut per_type: Vec<String> = t
+        .type_triggers
+        .iter()
+        .map(|(ty, g)| format!("trigger.{ty}={}", g.as_str()))
+        .chain(t.read_settings.iter().filter(|r| r.type_name().is_some()).map(|r| {
+            let (k, v) = r.to_pair();
+            format!("{k}={v}")
+        }))
+        .chain(
+            t.safeguards
+                .iter()
+                .map(|g| format!("safeguard.{}.{}={}", g.type_name, g.limit.as_str(), g.percent)),
+        )
+        .map(|line| format!("<li><code>{}</code></li>", esc(&line)))
+        .collect();
+    if per_type.is_empty() {
+        per_type.push("<li>none</li>".into());
+    }
+    let per_type = per_type.join("");
     let body = format!(
         "<h1>Settings of {name}</h1>{notice}<form method=\"post\" action=\"/t/{name}/settings\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <div class=\"card\"><h2>When imports run</h2><p><label>Trigger<br><select name=\"trigger\">{triggers}</select></label></p>\
          <p><label>Schedule (cron: minute hour day month weekday)<br><input name=\"schedule\" value=\"{schedule}\" placeholder=\"0 2 * * *\"></label></p>\
          <p><label>Time zone<br><input name=\"timezone\" value=\"{tz}\"></label></p></div>\
          <div class=\"card\"><h2>How files are read</h2><p><label>Strictness<br><select name=\"strictness\">{strictness}</select></label></p>\
-         <p>Lenient reads what is unambiguous (<code>TRUE</code> as <code>true</code>, spaced dates, a <code>sep=</code> line) and reports each as a warning; strict refuses it.</p></div>\
+         <p>Lenient reads what is unambiguous (<code>TRUE</code> as <code>true</code>, spaced dates, a <code>sep=</code> line) and reports each as a warning; strict refuses it.</p><p>Set per type:</p><ul>{per_type}</ul></div>\
          <div class=\"card\"><h2>Notifications</h2><p><label>Email these addresses when an import ends (comma-separated)<br><input name=\"emails\" value=\"{emails}\"></label></p>\
          <p><label>Webhook URL<br><input name=\"webhook\" value=\"{url}\"></label></p>\
          <p><label>Webhook secret (signs each POST; leave empty to keep it)<br><input name=\"webhook_secret\" type=\"password\" autocomplete=\"off\"></label></p></div>\

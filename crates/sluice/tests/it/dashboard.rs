@@ -537,6 +537,13 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
     );
     assert!(r.header("location").unwrap().contains("Saved"), "{}", r.head);
     assert!(!server.cli_ok(&["tenant", "show", "beta"]).contains("strictness="));
+    // What is set per type elsewhere is shown on the page.
+    server.cli_ok(&["tenant", "set", "beta", "strictness.students=strict", "trigger.students=manual"]);
+    let page = request(&server, "GET", "/t/beta/settings", Some(&bob), "").body;
+    assert!(
+        page.contains("strictness.students=strict") && page.contains("trigger.students=manual"),
+        "{page}"
+    );
     // Still nothing of another tenant.
     assert_eq!(request(&server, "GET", "/t/acme/sftp", Some(&bob), "").status, 404);
 }
