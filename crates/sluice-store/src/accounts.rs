@@ -37,11 +37,13 @@ impl crate::roles::Accounts for Store {
             Ok(c.last_insert_rowid())
         })
     }
+
     fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
         self.with(|c| {
             Ok(c.query_row(&format!("{ACCOUNT_SELECT} AND u.email = ?1"), [email], account_row).optional()?)
         })
     }
+
     fn accounts(&self, tenant: Option<&str>) -> Result<Vec<Account>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
@@ -51,6 +53,7 @@ impl crate::roles::Accounts for Store {
             Ok(rows)
         })
     }
+
     fn set_account_password(&self, email: &str, password_hash: &str) -> Result<()> {
         self.with(|c| {
             match c.execute(
@@ -62,6 +65,7 @@ impl crate::roles::Accounts for Store {
             }
         })
     }
+
     fn set_account_manages(&self, email: &str, manages: bool) -> Result<()> {
         self.with(|c| {
             match c.execute(
@@ -73,6 +77,7 @@ impl crate::roles::Accounts for Store {
             }
         })
     }
+
     fn create_session(&self, account: i64, token_hash: &str, csrf: &str, lifetime_ms: i64) -> Result<()> {
         self.with_write(|c| {
             let now = now_ms();
@@ -84,6 +89,7 @@ impl crate::roles::Accounts for Store {
             Ok(())
         })
     }
+
     fn session(&self, token_hash: &str) -> Result<Option<(Account, String)>> {
         self.with(|c| {
             let sql = "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash, s.csrf
@@ -95,12 +101,14 @@ impl crate::roles::Accounts for Store {
             .optional()?)
         })
     }
+
     fn end_session(&self, token_hash: &str) -> Result<()> {
         self.with(|c| {
             c.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
             Ok(())
         })
     }
+
     fn end_sessions_of(&self, email: &str) -> Result<()> {
         self.with(|c| {
             c.execute(

@@ -35,6 +35,7 @@ impl crate::roles::ApiKeys for Store {
             Ok(c.last_insert_rowid())
         })
     }
+
     fn api_key_by_hash(&self, sha256_hex: &str) -> Result<Option<ApiKey>> {
         self.with(|c| {
             Ok(c.query_row(
@@ -45,6 +46,7 @@ impl crate::roles::ApiKeys for Store {
             .optional()?)
         })
     }
+
     fn api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
         self.with(|c| {
             let tenant_id = tenant.map(|t| crate::tenant_id(c, t)).transpose()?;
@@ -53,6 +55,7 @@ impl crate::roles::ApiKeys for Store {
             Ok(rows)
         })
     }
+
     fn revoke_api_key(&self, id: i64, of: Option<&str>) -> Result<()> {
         self.with(|c| {
             match c.execute(

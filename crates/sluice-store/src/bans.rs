@@ -19,6 +19,7 @@ impl crate::roles::Bans for Store {
             Ok(())
         })
     }
+
     fn bans(&self, after_ms: i64) -> Result<Vec<Ban>> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
@@ -38,6 +39,7 @@ impl crate::roles::Bans for Store {
             Ok(bans)
         })
     }
+
     fn lift_ban(&self, source: &Source, now_ms: i64) -> Result<bool> {
         self.with_write(|c| {
             let in_force = c.query_row(
@@ -49,9 +51,11 @@ impl crate::roles::Bans for Store {
             Ok(in_force)
         })
     }
+
     fn forget_bans(&self, until_ms: i64) -> Result<usize> {
         self.with_write(|c| Ok(c.execute("DELETE FROM bans WHERE banned_until_ms <= ?1", [until_ms])?))
     }
+
     fn bans_in_force(&self, now_ms: i64) -> Result<u64> {
         self.with(|c| {
             let n: i64 = c

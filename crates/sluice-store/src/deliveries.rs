@@ -52,6 +52,7 @@ impl crate::roles::Deliveries for Store {
             Ok(n)
         })
     }
+
     fn due_deliveries(&self, per_tenant: usize) -> Result<Vec<Delivery>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
@@ -65,6 +66,7 @@ impl crate::roles::Deliveries for Store {
             Ok(rows)
         })
     }
+
     fn delivery_attempted(&self, id: i64, error: Option<&str>, retry_at_ms: Option<i64>) -> Result<()> {
         self.with(|c| {
             let now = now_ms();
@@ -85,6 +87,7 @@ impl crate::roles::Deliveries for Store {
             Ok(())
         })
     }
+
     fn deliveries(&self, tenant: &str, limit: usize) -> Result<Vec<Delivery>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!("{SELECT} WHERE t.name = ?1 ORDER BY d.id DESC LIMIT ?2"))?;

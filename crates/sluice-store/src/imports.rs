@@ -602,6 +602,7 @@ impl crate::roles::ImportQueue for Store {
             crate::upload_by_id(c, id)
         })
     }
+
     fn waiting_tenants(&self) -> Result<Vec<(String, i64)>> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
@@ -615,6 +616,7 @@ impl crate::roles::ImportQueue for Store {
             Ok(rows)
         })
     }
+
     fn pending_uploads(&self) -> Result<u64> {
         self.with(|c| {
             Ok(c.query_row("SELECT COUNT(*) FROM upload_events WHERE consumed_ms IS NULL", [], |r| {
@@ -622,6 +624,7 @@ impl crate::roles::ImportQueue for Store {
             })? as u64)
         })
     }
+
     fn upload_consumed(&self, id: i64) -> Result<bool> {
         self.with(|c| {
             Ok(c.query_row("SELECT consumed_ms IS NOT NULL FROM upload_events WHERE id = ?1", [id], |r| {
@@ -631,6 +634,7 @@ impl crate::roles::ImportQueue for Store {
             .unwrap_or(true))
         })
     }
+
     fn retried_upload(&self, upload: &crate::StoredUpload, since_ms: i64) -> Result<Option<i64>> {
         if upload.requested {
             return Ok(None);
@@ -653,6 +657,7 @@ impl crate::roles::ImportQueue for Store {
             Ok(latest.and_then(|(original, repeats)| repeats.then_some(original)))
         })
     }
+
     fn consume_as_duplicate(&self, id: i64, original: i64) -> Result<()> {
         self.with_write(|c| {
             c.execute(
@@ -662,6 +667,7 @@ impl crate::roles::ImportQueue for Store {
             Ok(())
         })
     }
+
     fn consume_upload(&self, id: i64, import_id: Option<i64>) -> Result<()> {
         self.with_write(|c| {
             c.execute(
@@ -671,6 +677,7 @@ impl crate::roles::ImportQueue for Store {
             Ok(())
         })
     }
+
     fn release_leases(&self) -> Result<usize> {
         self.with(|c| {
             Ok(c.execute(
@@ -679,6 +686,7 @@ impl crate::roles::ImportQueue for Store {
             )?)
         })
     }
+
     fn remove_interrupted_imports(&self) -> Result<usize> {
         self.with(|c| Ok(c.execute("DELETE FROM imports WHERE status = 'running'", [])?))
     }
@@ -704,6 +712,7 @@ impl crate::roles::Imports for Store {
             Ok(c.last_insert_rowid())
         })
     }
+
     fn manifest_file_import(&self, manifest_upload: i64, file_name: &str) -> Result<Option<ImportRecord>> {
         self.with(|c| {
             Ok(c.query_row(
@@ -717,11 +726,13 @@ impl crate::roles::Imports for Store {
             .optional()?)
         })
     }
+
     fn import(&self, id: i64) -> Result<Option<ImportRecord>> {
         self.with(|c| {
             Ok(c.query_row(&format!("{IMPORT_SELECT} WHERE i.id = ?1"), [id], import_row).optional()?)
         })
     }
+
     fn imports(&self, tenant: &str, limit: usize) -> Result<Vec<ImportRecord>> {
         self.with(|c| {
             let mut stmt =
@@ -732,6 +743,7 @@ impl crate::roles::Imports for Store {
             Ok(rows)
         })
     }
+
     fn superseded_by(&self, id: i64) -> Result<Vec<i64>> {
         self.with(|c| {
             let mut stmt = c.prepare("SELECT id FROM imports WHERE superseded_by = ?1 ORDER BY id")?;
@@ -739,6 +751,7 @@ impl crate::roles::Imports for Store {
             Ok(rows)
         })
     }
+
     fn import_errors(&self, id: i64, limit: usize, offset: usize) -> Result<Vec<StoredError>> {
         self.with(|c| {
             let mut stmt = c.prepare(
@@ -761,6 +774,7 @@ impl crate::roles::Imports for Store {
             Ok(rows)
         })
     }
+
     fn record_approval(&self, id: i64, by: &str) -> Result<()> {
         self.with_write(|c| {
             let n = c.execute(
@@ -773,6 +787,7 @@ impl crate::roles::Imports for Store {
             Ok(())
         })
     }
+
     fn discard_import(&self, id: i64, by: &str) -> Result<()> {
         self.with_write(|c| {
             let now = now_ms();
@@ -787,6 +802,7 @@ impl crate::roles::Imports for Store {
             Ok(())
         })
     }
+
     fn record_failed_import(
         &self,
         tenant: &str,
@@ -818,6 +834,7 @@ impl crate::roles::Imports for Store {
             Ok(id)
         })
     }
+
     fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Loader> {
         let conn = self.import_connection(16_000)?;
         let tenant_id = crate::tenant_id(&conn, tenant)?;
@@ -846,6 +863,7 @@ impl crate::roles::Imports for Store {
             existing,
         })
     }
+
     fn records(
         &self,
         tenant: &str,
@@ -869,6 +887,7 @@ impl crate::roles::Imports for Store {
             Ok(n)
         })
     }
+
     fn record_count(&self, tenant: &str, type_name: &str) -> Result<u64> {
         self.with(|c| {
             Ok(c.query_row(

@@ -384,12 +384,15 @@ impl crate::roles::Tenants for Store {
             tenant_by_name(c, name.as_str())?.ok_or_else(|| StoreError::NoSuchTenant(name.to_string()))
         })
     }
+
     fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
         self.with(|c| tenant_by_name(c, name))
     }
+
     fn require_tenant(&self, name: &str) -> Result<Tenant> {
         self.tenant(name)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))
     }
+
     fn tenants(&self) -> Result<Vec<Tenant>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!("{TENANT_SELECT} ORDER BY name"))?;
@@ -397,12 +400,15 @@ impl crate::roles::Tenants for Store {
             rows.into_iter().map(RawTenant::parse).collect()
         })
     }
+
     fn set_disabled(&self, name: &TenantName, disabled: bool) -> Result<()> {
         self.update_tenant(name, "UPDATE tenants SET disabled = ?2 WHERE name = ?1", disabled)
     }
+
     fn set_password(&self, name: &TenantName, hash: &PasswordHash) -> Result<()> {
         self.update_tenant(name, "UPDATE tenants SET password_hash = ?2 WHERE name = ?1", hash.as_phc())
     }
+
     fn change_settings(&self, name: &str, change: &SettingsChange) -> Result<Tenant> {
         self.with_write(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -439,6 +445,7 @@ impl crate::roles::Tenants for Store {
             Ok(t)
         })
     }
+
     fn add_key(&self, tenant: &TenantName, key: &AuthorizedKey) -> Result<()> {
         self.with(|c| {
             let id = tenant_id(c, tenant.as_str())?;
@@ -456,6 +463,7 @@ impl crate::roles::Tenants for Store {
             Ok(())
         })
     }
+
     fn remove_key(&self, tenant: &str, fingerprint: &str) -> Result<()> {
         self.with(|c| {
             let id = tenant_id(c, tenant)?;
@@ -468,6 +476,7 @@ impl crate::roles::Tenants for Store {
             }
         })
     }
+
     fn keys(&self, tenant: &str) -> Result<Vec<AuthorizedKey>> {
         self.with(|c| {
             let mut stmt = c.prepare(
@@ -493,9 +502,11 @@ impl crate::roles::Uploads for Store {
     fn record_upload(&self, event: &UploadEvent) -> Result<i64> {
         self.queue_upload(event, false)
     }
+
     fn request_import(&self, event: &UploadEvent) -> Result<i64> {
         self.queue_upload(event, true)
     }
+
     fn uploads(&self, tenant: &str) -> Result<Vec<StoredUpload>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!("{UPLOAD_SELECT} WHERE t.name = ?1 ORDER BY u.id"))?;

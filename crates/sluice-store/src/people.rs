@@ -380,6 +380,7 @@ impl crate::roles::People for Store {
             Ok(people)
         })
     }
+
     fn record_counts(&self, tenant: &str) -> Result<Vec<(String, u64)>> {
         self.with(|c| {
             let mut stmt = c.prepare(
@@ -392,6 +393,7 @@ impl crate::roles::People for Store {
             Ok(rows)
         })
     }
+
     fn records_page(
         &self,
         tenant: &str,
@@ -427,6 +429,7 @@ impl crate::roles::People for Store {
             Ok(rows)
         })
     }
+
     fn records_where(
         &self,
         tenant: &str,

@@ -198,7 +198,6 @@ pub trait Imports {
 
     fn import_errors(&self, id: i64, limit: usize, offset: usize) -> Result<Vec<StoredError>>;
 
-    /// Marks a held import discarded (its file is the caller's to delete).
     /// Records that `by` approved a held import, before it is applied: should applying it
     /// fail, the record still says who approved it.
     fn record_approval(&self, id: i64, by: &str) -> Result<()>;
