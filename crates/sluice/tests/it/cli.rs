@@ -324,7 +324,11 @@ fn serve_reuses_its_host_key_and_honours_the_config_file() {
     let cfg = dir.path().join("sluice.toml");
     std::fs::write(
         &cfg,
-        format!("data_dir = \"{}\"\n[sftp]\nlisten = \"127.0.0.1:0\"\n", dir.path().join("d").display()),
+        // Port 0 for everything: the tests pass while a default `sluice serve` holds 2222 and 8080.
+        format!(
+            "data_dir = \"{}\"\n[sftp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("d").display()
+        ),
     )
     .unwrap();
     let key_path = dir.path().join("d/ssh_host_ed25519_key");
