@@ -20,6 +20,7 @@ pub mod schedule;
 pub mod settings;
 pub mod tenant;
 pub mod upload;
+pub mod views;
 pub mod vpath;
 pub mod webhook;
 

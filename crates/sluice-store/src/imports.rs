@@ -115,6 +115,66 @@ pub struct StoredError {
     pub value: String,
 }
 
+impl From<ImportStatus> for sluice_core::views::ImportState {
+    fn from(s: ImportStatus) -> Self {
+        use sluice_core::views::ImportState as V;
+        match s {
+            ImportStatus::Running => V::Running,
+            ImportStatus::Complete => V::Complete,
+            ImportStatus::Incomplete => V::Incomplete,
+            ImportStatus::Failed => V::Failed,
+            ImportStatus::Held => V::Held,
+            ImportStatus::Discarded => V::Discarded,
+            ImportStatus::Superseded => V::Superseded,
+        }
+    }
+}
+
+impl From<&ImportRecord> for sluice_core::views::ImportView {
+    fn from(r: &ImportRecord) -> Self {
+        let c = r.counts;
+        sluice_core::views::ImportView {
+            id: r.id,
+            tenant: r.tenant.clone(),
+            type_name: r.type_name.clone(),
+            file_name: r.file_name.clone(),
+            source: r.source.clone(),
+            status: r.status.into(),
+            encoding: r.encoding.clone(),
+            delimiter: r.delimiter.clone(),
+            message: r.message.clone(),
+            warnings: r.warnings.clone(),
+            counts: sluice_core::views::CountsView {
+                rows: c.rows,
+                added: c.added,
+                updated: c.updated,
+                unchanged: c.unchanged,
+                deleted: c.deleted,
+                rejected: c.rejected,
+            },
+            created_ms: r.created_ms,
+            finished_ms: r.finished_ms,
+            decided_by: r.decided_by.clone(),
+            decided_ms: r.decided_ms,
+            superseded_by: r.superseded_by,
+        }
+    }
+}
+
+impl From<&StoredError> for sluice_core::views::RowErrorView {
+    fn from(e: &StoredError) -> Self {
+        sluice_core::views::RowErrorView {
+            line: e.line,
+            key: e.key.clone(),
+            name: e.name.clone(),
+            column: e.column.clone(),
+            code: e.code.clone(),
+            reason: e.reason.clone(),
+            value: e.value.clone(),
+        }
+    }
+}
+
 /// How a staged row takes part in the load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageKind {
