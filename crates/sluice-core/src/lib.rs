@@ -7,6 +7,7 @@
 pub mod access;
 pub mod defender;
 pub mod delivery;
+pub mod history;
 pub mod import;
 pub mod json;
 pub mod layout;

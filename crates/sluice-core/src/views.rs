@@ -8,38 +8,13 @@
 
 use crate::access::{ApiKey, AuthorizedKey};
 use crate::delivery::Delivery;
+use crate::history::{Counts, ImportRecord, ImportStatus, StoredError};
 use crate::tenant::Tenant;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 #[cfg(feature = "openapi")]
 use utoipa::ToSchema;
-
-/// How many rows an import read, and what became of them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = Counts))]
-pub struct CountsView {
-    pub rows: u64,
-    pub added: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub deleted: u64,
-    pub rejected: u64,
-}
-
-/// The state of an import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum ImportState {
-    Running,
-    Complete,
-    Incomplete,
-    Failed,
-    Held,
-    Discarded,
-    Superseded,
-}
 
 /// One import: a file (or a package of files) read into a tenant's records.
 #[derive(Debug, Clone, Serialize)]
@@ -53,7 +28,7 @@ pub struct ImportView {
     pub file_name: String,
     /// Where the file came from: `upload`, `sync`, `manifest`, `approval`...
     pub source: String,
-    pub status: ImportState,
+    pub status: ImportStatus,
     /// The character encoding the file was read in.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub encoding: Option<String>,
@@ -65,7 +40,7 @@ pub struct ImportView {
     pub message: Option<String>,
     /// What lenient reading accepted and normalised, grouped.
     pub warnings: Vec<String>,
-    pub counts: CountsView,
+    pub counts: Counts,
     pub created_ms: i64,
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub finished_ms: Option<i64>,
@@ -93,6 +68,43 @@ pub struct RowErrorView {
     pub code: String,
     pub reason: String,
     pub value: String,
+}
+
+impl From<&ImportRecord> for ImportView {
+    fn from(r: &ImportRecord) -> Self {
+        ImportView {
+            id: r.id,
+            tenant: r.tenant.clone(),
+            type_name: r.type_name.clone(),
+            file_name: r.file_name.clone(),
+            source: r.source.clone(),
+            status: r.status,
+            encoding: r.encoding.clone(),
+            delimiter: r.delimiter.clone(),
+            message: r.message.clone(),
+            warnings: r.warnings.clone(),
+            counts: r.counts,
+            created_ms: r.created_ms,
+            finished_ms: r.finished_ms,
+            decided_by: r.decided_by.clone(),
+            decided_ms: r.decided_ms,
+            superseded_by: r.superseded_by,
+        }
+    }
+}
+
+impl From<&StoredError> for RowErrorView {
+    fn from(e: &StoredError) -> Self {
+        RowErrorView {
+            line: e.line,
+            key: e.key.clone(),
+            name: e.name.clone(),
+            column: e.column.clone(),
+            code: e.code.clone(),
+            reason: e.reason.clone(),
+            value: e.value.clone(),
+        }
+    }
 }
 
 /// What an SFTP login may upload with: an SSH public key, without its key material.

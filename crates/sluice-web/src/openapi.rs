@@ -7,9 +7,9 @@ use crate::json::{
     ErrorBody, ErrorDetail, ErrorPage, ImportList, KeyList, KeyRemoved, RecordPage, SyncResult, TenantDetail,
     TenantList,
 };
+use sluice_core::history::{Counts, ImportStatus};
 use sluice_core::views::{
-    CountsView, ImportState, ImportView, KeyView, RowErrorView, SafeguardView, SettingsView, TenantView,
-    TriggerName,
+    ImportView, KeyView, RowErrorView, SafeguardView, SettingsView, TenantView, TriggerName,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -28,7 +28,7 @@ use utoipa::{Modify, OpenApi};
         api::import_file, api::approve, api::discard,
     ),
     components(schemas(
-        ErrorBody, ErrorDetail, TenantView, TenantList, TenantDetail, TriggerName, CountsView, ImportState,
+        ErrorBody, ErrorDetail, TenantView, TenantList, TenantDetail, TriggerName, Counts, ImportStatus,
         ImportView, ImportList, SyncResult, RowErrorView, ErrorPage, KeyView, KeyList, KeyRemoved,
         SafeguardView, SettingsView, RecordPage, api::NewKey, api::SettingsBody, api::SafeguardChange,
         api::ReportFormat,
