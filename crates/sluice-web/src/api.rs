@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
+use sluice_core::TenantName;
 use sluice_core::import::{Related, TypeFormat};
 use sluice_core::views::{ImportView, KeyView, RowErrorView, SettingsView, TenantView};
 use sluice_ingest::ApproveError;
@@ -267,7 +268,7 @@ fn tenant_view(web: &Web, t: &sluice_core::Tenant) -> TenantView {
 pub(crate) async fn tenant(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
 ) -> ApiResult<TenantDetail> {
     caller.may(&name)?;
     blocking(move || {
@@ -317,7 +318,7 @@ impl Paging {
 pub(crate) async fn imports(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
     ApiQuery(p): ApiQuery<Paging>,
 ) -> ApiResult<ImportList> {
     caller.may(&name)?;
@@ -460,7 +461,7 @@ pub(crate) struct RecordsQuery {
 pub(crate) async fn records(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath((name, type_name)): ApiPath<(String, String)>,
+    ApiPath((name, type_name)): ApiPath<(TenantName, String)>,
     ApiQuery(q): ApiQuery<RecordsQuery>,
 ) -> ApiResult<RecordPage> {
     caller.may(&name)?;
@@ -532,7 +533,7 @@ pub(crate) async fn records(
 pub(crate) async fn sync(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
 ) -> ApiResult<SyncResult> {
     caller.may(&name)?;
     blocking(move || {
@@ -615,7 +616,7 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 pub(crate) async fn keys(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
 ) -> ApiResult<KeyList> {
     caller.may(&name)?;
     blocking(move || {
@@ -639,7 +640,7 @@ pub(crate) struct NewKey {
 pub(crate) async fn add_key(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     caller.may(&name)?;
@@ -673,7 +674,7 @@ pub(crate) struct KeyQuery {
 pub(crate) async fn remove_key(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
     ApiQuery(q): ApiQuery<KeyQuery>,
 ) -> ApiResult<KeyRemoved> {
     caller.may(&name)?;
@@ -691,7 +692,7 @@ pub(crate) async fn remove_key(
 pub(crate) async fn settings(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
 ) -> ApiResult<SettingsView> {
     caller.may(&name)?;
     blocking(move || Ok(Json((&web.ingest.store.require_tenant(&name)?).into()))).await
@@ -797,7 +798,7 @@ fn is_read_key(k: &str) -> bool {
 pub(crate) async fn change_settings(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<SettingsView> {
     caller.may(&name)?;

@@ -250,6 +250,20 @@ fn the_openapi_document_lists_every_endpoint() {
     assert_eq!((status, json(&body)["error"]["code"].as_str()), (404, Some("not_found")));
 }
 
+/// A tenant name is parsed once, at the edge: a path that cannot name a tenant is a bad
+/// request that says the rule, before any lookup; a valid name that is not the key's is 404.
+#[test]
+fn a_path_that_cannot_name_a_tenant_is_refused_at_the_edge() {
+    let api = setup();
+    for bad in ["ACME", "a%2F..", "x%00y", &"a".repeat(33)] {
+        let (status, v) = api.get(&format!("/api/v1/tenants/{bad}/imports"), &api.operator);
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_request")), "{bad}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("tenant name"), "{bad}: {v}");
+    }
+    let (status, _) = api.get("/api/v1/tenants/nobody/imports", &api.operator);
+    assert_eq!(status, 404);
+}
+
 /// The properties a schema of the document lists, following `$ref` and `allOf`.
 fn schema_properties(doc: &Value, schema: &Value) -> (Vec<String>, Vec<String>) {
     if let Some(r) = schema["$ref"].as_str() {
