@@ -5,6 +5,7 @@
 //! is always inside the tenant's root, a [`TreeLayout`] decides what may happen where.
 
 pub mod access;
+pub mod cells;
 pub mod defender;
 pub mod delivery;
 pub mod history;

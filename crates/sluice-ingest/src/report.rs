@@ -4,6 +4,7 @@
 //! column; the file starts with a UTF-8 BOM so that Excel shows accents. The API and the
 //! dashboard render stored errors with the same header and cells ([`stored_csv`]).
 
+pub use sluice_core::cells::csv_cell;
 use sluice_core::import::RowError;
 use sluice_store::StoredError;
 use std::fs::File;
@@ -82,36 +83,9 @@ fn write_row(w: &mut impl Write, fields: &[&str]) -> std::io::Result<()> {
     w.write_all(b"\r\n")
 }
 
-/// Quotes a cell for CSV and neutralises anything a spreadsheet would run as a formula
-/// (cells starting with `=`, `+`, `-`, `@`, tab or CR get a leading apostrophe): a
-/// tenant's own bad data must not execute when they open their error report. A cell holding
-/// any separator a spreadsheet may split at (comma, semicolon in European locales, tab), a
-/// quote or a line break is quoted, so no piece of it starts a cell of its own. The one
-/// escaping for every CSV sluice writes (error reports, record exports).
-pub fn csv_cell(value: &str) -> String {
-    let risky = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let v = if risky { format!("'{value}") } else { value.to_owned() };
-    if v.contains([',', ';', '\t', '"', '\n', '\r']) || v.starts_with(' ') || v.ends_with(' ') {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cells_are_quoted_and_formulas_neutralised() {
-        assert_eq!(csv_cell("plain"), "plain");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
-        assert_eq!(csv_cell("+1"), "'+1");
-        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_cell("-2+3"), "'-2+3");
-    }
 
     #[test]
     fn cells_a_semicolon_or_tab_locale_would_split_are_quoted() {

@@ -112,6 +112,28 @@ pub(crate) enum Command {
         #[arg(long)]
         deactivated: bool,
     },
+    /// Export a tenant's records of one type as a CSV or XLSX file: into the tenant's /exports
+    /// as TYPE.csv or TYPE.xlsx (replaced whole: a client never sees half a file), or to --out.
+    Export {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long = "type", value_name = "TYPE")]
+        type_name: String,
+        #[arg(long, default_value = "csv", value_parser = ["csv", "xlsx"])]
+        format: String,
+        /// The columns to write, in this order (default: all of the type's).
+        #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Only the records whose COLUMN holds VALUE (repeat for several; all must hold).
+        #[arg(long = "where", value_name = "COLUMN=VALUE")]
+        filters: Vec<String>,
+        /// CSV: start the file with a UTF-8 byte order mark (Excel then shows accents).
+        #[arg(long)]
+        bom: bool,
+        /// Write here instead of the tenant's /exports ("-": standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
     /// A tenant's notifications: sent, waiting to be retried, or given up.
     Deliveries {
         #[arg(long)]

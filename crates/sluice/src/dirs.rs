@@ -25,6 +25,10 @@ impl DataDirs {
     pub fn upload_spool(&self) -> PathBuf {
         self.root.join("spool").join("uploads")
     }
+    /// Exports being written: private, on the tenants' filesystem, renamed into place when whole.
+    pub fn export_spool(&self) -> PathBuf {
+        self.root.join("spool").join("exports")
+    }
     pub fn host_key(&self) -> PathBuf {
         self.root.join("ssh_host_ed25519_key")
     }

@@ -74,6 +74,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sync { tenant } => crate::imports::sync(&config, &dirs, &tenant),
         Command::Approve { id } => crate::imports::approve(&config, &dirs, id),
         Command::Discard { id } => crate::imports::discard(&config, &dirs, id),
+        Command::Export { tenant, type_name, format, columns, filters, bom, out } => {
+            let request = crate::exports::Request { tenant, type_name, format, columns, filters, bom, out };
+            crate::exports::export(&config, &dirs, request)
+        }
         Command::Records { tenant, type_name, format, student, class, deactivated } => {
             let related = match (student, class) {
                 (Some(id), _) => Some((sluice_core::import::Related::Student, id)),

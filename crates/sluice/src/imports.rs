@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-fn load_types(config: &Config) -> Result<ImportTypes, Failure> {
+pub(crate) fn load_types(config: &Config) -> Result<ImportTypes, Failure> {
     crate::types::load(config.imports.types_dir()).map_err(usage)
 }
 

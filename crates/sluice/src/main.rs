@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod dirs;
 mod dispatch;
+mod exports;
 mod failure;
 mod hostkey;
 mod imports;

@@ -12,6 +12,7 @@ mod clients;
 mod concurrency;
 mod curl;
 mod dashboard;
+mod exports;
 mod front_door;
 mod hardening;
 mod http_limits;

@@ -1,0 +1,296 @@
+//! Data out: a tenant's records of one import type as a CSV or XLSX file.
+//!
+//! An [`Export`] is parsed once from what the user asked for (type, format, columns, filters),
+//! naming the type's columns when one is unknown; [`Export::write`] streams the records from
+//! the store into a file in constant memory (rows are never collected), and
+//! [`replace_atomically`] puts a finished file in place with a rename, so that a client
+//! listing or downloading `/exports` sees the old file or the new one, never half of one.
+//!
+//! CSV cells follow `sluice_core::cells` (formulas neutralised, plain numbers kept). XLSX
+//! cells are typed by the column's kind: text as text (never a formula), dates as dates,
+//! integers, decimals and booleans as such; the header row is frozen and filtered.
+
+use rust_xlsxwriter::{ExcelDateTime, Format as CellFormat, Workbook, XlsxError};
+use sluice_core::cells::csv_cell;
+use sluice_core::import::{ColumnKind, ImportType};
+use sluice_store::roles::Imports;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+/// The file formats an export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Xlsx,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "csv" => Some(Format::Csv),
+            "xlsx" => Some(Format::Xlsx),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("type {type_name} has no column {column:?}; its columns are: {columns}")]
+    NoSuchColumn { type_name: String, column: String, columns: String },
+    #[error("--where {0:?} is not COLUMN=VALUE")]
+    BadFilter(String),
+    #[error("type {0} is not a CSV import type: only the records of CSV types can be exported")]
+    NotCsvType(String),
+    #[error(transparent)]
+    Store(#[from] sluice_store::StoreError),
+    #[error("cannot write the export: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot write the spreadsheet: {0}")]
+    Xlsx(#[from] XlsxError),
+}
+
+/// What a finished export wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// One export of a tenant's records of one type, as asked for.
+#[derive(Debug, Clone)]
+pub struct Export<'t> {
+    ty: &'t ImportType,
+    format: Format,
+    /// Indexes into the type's columns, in the order they are written.
+    columns: Vec<usize>,
+    /// Only records whose column (index) holds this value.
+    filters: Vec<(usize, String)>,
+    /// CSV: start with a UTF-8 byte order mark (Excel then reads accents right).
+    bom: bool,
+}
+
+impl<'t> Export<'t> {
+    /// `columns`: the columns to write, in order (all of the type's when empty); `filters`:
+    /// `COLUMN=VALUE` each; every name must be one of the type's columns.
+    pub fn new(
+        ty: &'t ImportType,
+        format: Format,
+        columns: &[String],
+        filters: &[String],
+        bom: bool,
+    ) -> Result<Self, ExportError> {
+        if ty.format != sluice_core::import::TypeFormat::Csv {
+            return Err(ExportError::NotCsvType(ty.name.clone()));
+        }
+        let index = |name: &str| {
+            ty.columns.iter().position(|c| c.name == name).ok_or_else(|| ExportError::NoSuchColumn {
+                type_name: ty.name.clone(),
+                column: name.to_owned(),
+                columns: ty.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+            })
+        };
+        let columns = if columns.is_empty() {
+            (0..ty.columns.len()).collect()
+        } else {
+            columns.iter().map(|c| index(c.trim())).collect::<Result<_, _>>()?
+        };
+        let filters = filters
+            .iter()
+            .map(|f| {
+                let (column, value) = f.split_once('=').ok_or_else(|| ExportError::BadFilter(f.clone()))?;
+                Ok((index(column.trim())?, value.to_owned()))
+            })
+            .collect::<Result<_, ExportError>>()?;
+        Ok(Export { ty, format, columns, filters, bom })
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The file name in `/exports`: `TYPE.csv` or `TYPE.xlsx`.
+    pub fn file_name(&self) -> String {
+        format!("{}.{}", self.ty.name, self.format.extension())
+    }
+
+    /// Writes the tenant's active records of the type to `path` (created or truncated).
+    pub fn write(&self, store: &impl Imports, tenant: &str, path: &Path) -> Result<Written, ExportError> {
+        let rows = match self.format {
+            Format::Csv => self.write_csv(store, tenant, path)?,
+            Format::Xlsx => self.write_xlsx(store, tenant, path)?,
+        };
+        Ok(Written { rows, bytes: std::fs::metadata(path)?.len() })
+    }
+
+    /// Calls `each` with the values of every record the filters let through, in key order.
+    fn each_record(
+        &self,
+        store: &impl Imports,
+        tenant: &str,
+        mut each: impl FnMut(&[String]) -> Result<(), ExportError>,
+    ) -> Result<u64, ExportError> {
+        let mut failed: Option<ExportError> = None;
+        let mut rows = 0u64;
+        store.records(tenant, &self.ty.name, Some(false), |_key, data| {
+            if failed.is_some() {
+                return;
+            }
+            // CSV types store an array in the type's column order.
+            let values: Vec<String> = serde_json::from_str(data).unwrap_or_default();
+            let value = |i: usize| values.get(i).map_or("", String::as_str);
+            if self.filters.iter().all(|(i, v)| value(*i) == v) {
+                rows += 1;
+                if let Err(e) = each(&values) {
+                    failed = Some(e);
+                }
+            }
+        })?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
+    }
+
+    fn write_csv(&self, store: &impl Imports, tenant: &str, path: &Path) -> Result<u64, ExportError> {
+        let mut out = BufWriter::with_capacity(1 << 16, File::create(path)?);
+        if self.bom {
+            out.write_all("\u{feff}".as_bytes())?;
+        }
+        let mut line = String::new();
+        let header: Vec<&str> = self.columns.iter().map(|&i| self.ty.columns[i].name.as_str()).collect();
+        write_csv_line(&mut out, &mut line, header.iter().copied())?;
+        let rows = self.each_record(store, tenant, |values| {
+            let cells = self.columns.iter().map(|&i| values.get(i).map_or("", String::as_str));
+            Ok(write_csv_line(&mut out, &mut line, cells)?)
+        })?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(rows)
+    }
+
+    fn write_xlsx(&self, store: &impl Imports, tenant: &str, path: &Path) -> Result<u64, ExportError> {
+        let mut book = Workbook::new();
+        let sheet = book.add_worksheet_with_constant_memory()?;
+        sheet.set_name(sheet_name(&self.ty.name))?;
+        let bold = CellFormat::new().set_bold();
+        let date = CellFormat::new().set_num_format("yyyy-mm-dd");
+        for (col, &i) in self.columns.iter().enumerate() {
+            sheet.write_string_with_format(0, col as u16, &self.ty.columns[i].name, &bold)?;
+        }
+        let mut row = 0u32;
+        let rows = self.each_record(store, tenant, |values| {
+            row += 1;
+            for (col, &i) in self.columns.iter().enumerate() {
+                let v = values.get(i).map_or("", String::as_str);
+                if v.is_empty() {
+                    continue;
+                }
+                let col = col as u16;
+                match typed(&self.ty.columns[i].kind, v) {
+                    Typed::Number(n) => sheet.write_number(row, col, n)?,
+                    Typed::Boolean(b) => sheet.write_boolean(row, col, b)?,
+                    Typed::Date(d) => sheet.write_datetime_with_format(row, col, &d, &date)?,
+                    // Text is written as text: a value starting with `=` is never a formula.
+                    Typed::Text => sheet.write_string(row, col, v)?,
+                };
+            }
+            Ok(())
+        })?;
+        let last_col = self.columns.len().saturating_sub(1) as u16;
+        sheet.set_freeze_panes(1, 0)?;
+        sheet.autofilter(0, 0, row, last_col)?;
+        book.save(path)?;
+        Ok(rows)
+    }
+}
+
+/// A stored value as the spreadsheet cell its column's kind calls for.
+enum Typed {
+    Text,
+    Number(f64),
+    Boolean(bool),
+    Date(ExcelDateTime),
+}
+
+/// Integers stay numbers only while a spreadsheet holds them exactly (15 digits); anything
+/// that does not read back as it was written is text.
+fn typed(kind: &ColumnKind, v: &str) -> Typed {
+    match kind {
+        ColumnKind::Integer => match v.parse::<i64>() {
+            Ok(n) if n.unsigned_abs() < 1_000_000_000_000_000 && n.to_string() == v => {
+                Typed::Number(n as f64)
+            }
+            _ => Typed::Text,
+        },
+        ColumnKind::Decimal => match v.parse::<f64>() {
+            Ok(n) if n.is_finite() && v.trim_start_matches(['-', '+']).len() <= 16 => Typed::Number(n),
+            _ => Typed::Text,
+        },
+        ColumnKind::Boolean => match v {
+            "true" => Typed::Boolean(true),
+            "false" => Typed::Boolean(false),
+            _ => Typed::Text,
+        },
+        ColumnKind::Date { .. } => iso_date(v).map_or(Typed::Text, Typed::Date),
+        _ => Typed::Text,
+    }
+}
+
+/// `YYYY-MM-DD` (how dates are stored) as a spreadsheet date.
+fn iso_date(v: &str) -> Option<ExcelDateTime> {
+    let mut parts = v.splitn(3, '-');
+    let y: u16 = parts.next()?.parse().ok()?;
+    let m: u8 = parts.next()?.parse().ok()?;
+    let d: u8 = parts.next()?.parse().ok()?;
+    ExcelDateTime::from_ymd(y, m, d).ok()
+}
+
+/// A worksheet name Excel accepts: at most 31 characters, none of `[]:*?/\`.
+fn sheet_name(type_name: &str) -> String {
+    let clean: String = type_name.chars().map(|c| if "[]:*?/\\".contains(c) { '_' } else { c }).collect();
+    clean.chars().take(31).collect()
+}
+
+fn write_csv_line<'a>(
+    out: &mut impl Write,
+    line: &mut String,
+    cells: impl Iterator<Item = &'a str>,
+) -> std::io::Result<()> {
+    line.clear();
+    for (n, cell) in cells.enumerate() {
+        if n > 0 {
+            line.push(',');
+        }
+        line.push_str(&csv_cell(cell));
+    }
+    line.push_str("\r\n");
+    out.write_all(line.as_bytes())
+}
+
+/// Writes the export to `dest` whole or not at all: into a temporary file in `spool` (private,
+/// on the same filesystem as `dest`), then renamed over `dest`. A client listing or
+/// downloading `dest` meanwhile sees the old file or the new one, never a part; a failed
+/// export leaves the old file and no temporary one.
+pub fn write_into(
+    export: &Export<'_>,
+    store: &impl Imports,
+    tenant: &str,
+    spool: &Path,
+    dest: &Path,
+) -> Result<Written, ExportError> {
+    let temporary = tempfile::Builder::new().prefix(".export-").tempfile_in(spool)?;
+    let written = export.write(store, tenant, temporary.path())?;
+    temporary.persist(dest).map_err(|e| e.error)?;
+    if let Some(dir) = dest.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(written)
+}
