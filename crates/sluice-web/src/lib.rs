@@ -6,6 +6,7 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod blocking;
 pub mod client;
 pub mod connections;
 pub mod json;
