@@ -7,6 +7,7 @@
 pub mod access;
 pub mod defender;
 pub mod delivery;
+pub mod history;
 pub mod import;
 pub mod json;
 pub mod layout;
@@ -20,6 +21,7 @@ pub mod schedule;
 pub mod settings;
 pub mod tenant;
 pub mod upload;
+pub mod views;
 pub mod vpath;
 pub mod webhook;
 

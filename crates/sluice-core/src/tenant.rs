@@ -45,6 +45,23 @@ impl TenantName {
     }
 }
 
+/// A name is text wherever text is read (store lookups, messages).
+impl std::ops::Deref for TenantName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Parsed at the edge: a path or body that names a tenant yields a valid name or an error.
+impl<'de> serde::Deserialize<'de> for TenantName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        TenantName::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for TenantName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

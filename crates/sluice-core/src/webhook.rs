@@ -35,65 +35,54 @@ pub enum WebhookUrlError {
 }
 
 impl WebhookUrl {
-    pub fn parse(url: &str) -> Result<Self, WebhookUrlError> {
-        let unusable = |why| WebhookUrlError::Unusable { url: url.to_owned(), why };
-        let (secure, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
-            (Some(r), _) => (false, r),
-            (_, Some(r)) => (true, r),
-            _ => return Err(WebhookUrlError::NotHttp(url.to_owned())),
+    /// Parses with the WHATWG URL parser (the `url` crate, as browsers and curl read URLs),
+    /// after refusing what it would silently repair: white space or control characters
+    /// (it drops tabs and line breaks), a missing host (`http:///x` would take `x` as the host),
+    /// user information, and an empty or zero port.
+    pub fn parse(raw: &str) -> Result<Self, WebhookUrlError> {
+        let unusable = |why| WebhookUrlError::Unusable { url: raw.to_owned(), why };
+        let rest = match (raw.strip_prefix("http://"), raw.strip_prefix("https://")) {
+            (Some(r), _) | (_, Some(r)) => r,
+            _ => return Err(WebhookUrlError::NotHttp(raw.to_owned())),
         };
-        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(unusable("it contains spaces or control characters"));
         }
-        let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(end);
-        let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
-        if authority.contains('@') {
+        let written = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if written.is_empty() {
+            return Err(unusable("it has no host"));
+        }
+        if written.contains('@') {
             return Err(unusable(
                 "a user name or password does not belong in it (the webhook secret signs each POST)",
             ));
         }
-        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let (inside, after) =
-                bracketed.split_once(']').ok_or_else(|| unusable("an IPv6 address lacks its ']'"))?;
-            if inside.parse::<Ipv6Addr>().is_err() {
-                return Err(unusable("the address in [...] is not an IPv6 address"));
-            }
-            let port = match after {
-                "" => None,
-                p => Some(
-                    p.strip_prefix(':').ok_or_else(|| unusable("only :PORT may follow an IPv6 address"))?,
-                ),
-            };
-            (inside, port)
-        } else {
-            let (host, port) = match authority.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            };
-            if host.contains([':', '[', ']', '\\']) {
-                return Err(unusable("its host is neither a name nor an address"));
-            }
-            (host, port)
-        };
-        if host.is_empty() {
-            return Err(unusable("it has no host"));
+        if written.ends_with(':') {
+            return Err(unusable("its port is not a number from 1 to 65535"));
         }
-        let port = match port {
-            None => {
-                if secure {
-                    443
-                } else {
-                    80
-                }
-            }
-            Some(p) => match p.parse::<u16>() {
-                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
-                _ => return Err(unusable("its port is not a number from 1 to 65535")),
-            },
+        let url = url::Url::parse(raw).map_err(|e| match e {
+            url::ParseError::InvalidPort => unusable("its port is not a number from 1 to 65535"),
+            url::ParseError::InvalidIpv6Address => unusable("the address in [...] is not an IPv6 address"),
+            url::ParseError::EmptyHost => unusable("it has no host"),
+            _ => unusable("its host is neither a name nor an address"),
+        })?;
+        let secure = url.scheme() == "https";
+        let (host, bracketed) = match url.host() {
+            Some(url::Host::Ipv6(a)) => (a.to_string(), format!("[{a}]")),
+            Some(url::Host::Ipv4(a)) => (a.to_string(), a.to_string()),
+            Some(url::Host::Domain(d)) => (d.to_owned(), d.to_owned()),
+            None => return Err(unusable("it has no host")),
         };
-        Ok(Self { secure, authority: authority.to_owned(), host: host.to_owned(), port, path })
+        let port = match url.port_or_known_default() {
+            Some(0) | None => return Err(unusable("its port is not a number from 1 to 65535")),
+            Some(p) => p,
+        };
+        let authority = match url.port() {
+            Some(p) => format!("{bracketed}:{p}"),
+            None => bracketed,
+        };
+        let path = url[url::Position::BeforePath..url::Position::AfterQuery].to_owned();
+        Ok(Self { secure, authority, host, port, path })
     }
 
     pub fn secure(&self) -> bool {
@@ -376,6 +365,16 @@ mod tests {
         assert_eq!((u.host(), u.port()), ("::1", 80));
         let u = WebhookUrl::parse("http://h?q").unwrap();
         assert_eq!((u.host(), u.path()), ("h", "/?q"));
+        // Read as a browser reads them: case, international names, numeric IPv4 forms.
+        let u = WebhookUrl::parse("https://Hooks.EXAMPLE.org:443/A").unwrap();
+        assert_eq!((u.host(), u.authority(), u.path()), ("hooks.example.org", "hooks.example.org", "/A"));
+        let u = WebhookUrl::parse("https://bücher.example/x").unwrap();
+        assert_eq!(u.host(), "xn--bcher-kva.example");
+        for numeric in ["http://127.1/", "http://0x7f.0.0.1/", "http://2130706433/"] {
+            let u = WebhookUrl::parse(numeric).unwrap();
+            assert_eq!(u.literal_address(), Some("127.0.0.1".parse().unwrap()), "{numeric}");
+            assert!(check_url(numeric, false).is_err(), "{numeric} is this machine");
+        }
         for bad in [
             "ftp://h/x",
             "http://",

@@ -1,7 +1,7 @@
 //! What a notification says: an email (MIME, with the error report attached) and a webhook's
 //! JSON body.
 
-use serde_json::json;
+use sluice_core::views::{ImportFinishedEvent, RowErrorView};
 use sluice_store::{ImportRecord, StoredError};
 
 fn summary(r: &ImportRecord) -> String {
@@ -112,19 +112,11 @@ fn base64_lines(data: &[u8]) -> String {
         .join("\r\n")
 }
 
+/// The webhook's body: the same import and row-error views the API answers with.
 pub fn webhook_body(delivery: i64, r: &ImportRecord, errors: &[StoredError]) -> String {
-    let c = r.counts;
-    json!({
-        "event": "import.finished",
-        "delivery": delivery,
-        "import": {
-            "id": r.id, "tenant": r.tenant, "type": r.type_name, "file_name": r.file_name, "status": r.status.as_str(),
-            "message": r.message, "warnings": r.warnings, "superseded_by": r.superseded_by, "created_ms": r.created_ms, "finished_ms": r.finished_ms,
-            "counts": {"rows": c.rows, "added": c.added, "updated": c.updated, "unchanged": c.unchanged, "deleted": c.deleted, "rejected": c.rejected},
-        },
-        "first_errors": errors.iter().map(|e| json!({"line": e.line, "key": e.key, "name": e.name, "column": e.column, "code": e.code, "reason": e.reason, "value": e.value})).collect::<Vec<_>>(),
-    })
-    .to_string()
+    let event = ImportFinishedEvent::new(delivery, r.into(), errors.iter().map(RowErrorView::from).collect());
+    // Plain fields (strings, numbers) always serialise; `null` is never sent in practice.
+    serde_json::to_string(&event).unwrap_or_else(|_| "null".into())
 }
 
 #[cfg(test)]

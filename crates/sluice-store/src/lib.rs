@@ -18,15 +18,14 @@ pub mod roles;
 mod roster;
 
 // Domain records live in core; re-exported here for the store's callers.
-pub use imports::{
-    Counts, ImportRecord, ImportStatus, Loader, Outcome, STORED_ERRORS, StageKind, StoredError,
-};
+pub use imports::{Loader, Outcome, STORED_ERRORS, StageKind};
 pub use people::{Person, PersonRole};
 pub use referrers::Referrer;
 pub use roles::{Accounts, ApiKeys, Bans, Deliveries, ImportQueue, Imports, People, Tenants, Uploads};
 pub use roster::{PackageLoader, PackageMode};
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, Role};
 pub use sluice_core::delivery::{Channel, Delivery};
+pub use sluice_core::history::{Counts, ImportRecord, ImportStatus, StoredError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sluice_core::import::{ReadSetting, SafeguardSetting};

@@ -7,7 +7,8 @@
 //! Staging takes no write lock (a tenant's first package too): other tenants' imports commit
 //! meanwhile; only the apply holds it.
 
-use crate::imports::{Counts, Outcome, StageKind, apply_outcome, finish};
+use crate::Counts;
+use crate::imports::{Outcome, StageKind, apply_outcome, finish};
 use crate::{Result, Store};
 use rusqlite::{Connection, params};
 

@@ -3,6 +3,10 @@
 //! A tenant's key sees only that tenant: anything else answers 404, as if it did not exist.
 
 use crate::Web;
+use crate::json::{
+    ErrorBody, ErrorDetail, ErrorPage, ImportList, KeyList, KeyRemoved, RecordPage, SyncResult, TenantDetail,
+    TenantList,
+};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -10,11 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use sluice_core::TenantName;
 use sluice_core::import::{Related, TypeFormat};
+use sluice_core::views::{ImportView, KeyView, RowErrorView, SettingsView, TenantView};
 use sluice_ingest::ApproveError;
 use sluice_store::roles::*;
 use sluice_store::{ImportRecord, KeyOwner, StoreError};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 pub fn routes() -> Router<Web> {
     Router::new()
@@ -65,7 +72,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
@@ -85,7 +92,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// `Path`, with a bad value answered in this API's error shape.
 pub struct ApiPath<T>(T);
@@ -122,6 +129,46 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
         }
     }
 }
+
+/// The tenant in the path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes the path; handlers read it with `ApiPath`
+struct TenantParam {
+    /// The tenant's name.
+    tenant: String,
+}
+
+/// The import in the path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct IdParam {
+    /// The import's id.
+    id: i64,
+}
+
+/// What any endpoint may answer instead.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // describes `ApiError`'s answers
+enum Refused {
+    /// The path, query or body is not valid.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No API key, or an unknown or revoked one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No such thing, or not the key's.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
+/// What an endpoint that changes state may also answer.
+#[derive(IntoResponses)]
+#[response(status = 409)]
+#[allow(dead_code)]
+/// The state does not allow it (not held, superseded, the key exists).
+struct Conflict(ErrorBody);
 
 /// The largest `offset` a page may start at (far beyond any table, and within SQLite's i64).
 pub const MAX_OFFSET: usize = 1_000_000_000_000;
@@ -198,56 +245,52 @@ impl From<crate::blocking::Interrupted> for ApiError {
     }
 }
 
-async fn openapi() -> Json<Value> {
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
 }
 
-async fn tenants(State(web): State<Web>, caller: Caller) -> ApiResult {
+/// The tenants the key may see
+#[utoipa::path(get, path = "/api/v1/tenants", operation_id = "listTenants",
+    responses((status = 200, description = "OK", body = TenantList), Refused))]
+pub(crate) async fn tenants(State(web): State<Web>, caller: Caller) -> ApiResult<TenantList> {
     let list = blocking(move || {
         let all = web.ingest.store.tenants()?;
         Ok(all
             .into_iter()
             .filter(|t| caller.may(t.name.as_str()).is_ok())
-            .map(|t| tenant_json(&web, &t))
+            .map(|t| tenant_view(&web, &t))
             .collect::<Vec<_>>())
     })
     .await?;
-    Ok(Json(json!({ "tenants": list })))
+    Ok(Json(TenantList { tenants: list }))
 }
 
-fn tenant_json(web: &Web, t: &sluice_core::Tenant) -> Value {
-    json!({
-        "name": t.name.as_str(),
-        "disabled": t.disabled,
-        "folders": t.layout.import_folders().iter().map(|f| f.as_str()).collect::<Vec<_>>(),
-        "types": web.ingest.tenant_types(t),
-        "trigger": t.trigger.as_str(),
-        "schedule": t.schedule.as_ref().map(|c| c.as_str()),
-        "timezone": t.timezone,
-    })
+fn tenant_view(web: &Web, t: &sluice_core::Tenant) -> TenantView {
+    TenantView::new(t, web.ingest.tenant_types(t))
 }
 
-async fn tenant(State(web): State<Web>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult {
+/// A tenant: settings, latest import per type, record counts
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}", operation_id = "getTenant", params(TenantParam),
+    responses((status = 200, description = "OK", body = TenantDetail), Refused))]
+pub(crate) async fn tenant(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(name): ApiPath<TenantName>,
+) -> ApiResult<TenantDetail> {
     caller.may(&name)?;
     blocking(move || {
         let t = web.ingest.store.require_tenant(&name)?;
-        let mut v = tenant_json(&web, &t);
-        let next = t.schedule.as_ref().and_then(|cron| {
+        let next_run = t.schedule.as_ref().and_then(|cron| {
             sluice_ingest::next_run(cron, &t.timezone, jiff_now()).ok().flatten().map(|ts| ts.to_string())
         });
-        v["next_run"] = json!(next);
-        let recent = web.ingest.store.imports(&name, 500)?;
-        let mut latest: Vec<Value> = Vec::new();
-        for r in &recent {
-            if !latest.iter().any(|l| l["type"] == r.type_name.as_str()) {
-                latest.push(crate::json::import(r));
+        let mut latest_imports: Vec<ImportView> = Vec::new();
+        for r in &web.ingest.store.imports(&name, 500)? {
+            if !latest_imports.iter().any(|l| l.type_name == r.type_name) {
+                latest_imports.push(r.into());
             }
         }
-        v["latest_imports"] = json!(latest);
-        let counts = web.ingest.store.record_counts(&name)?;
-        v["records"] =
-            counts.into_iter().map(|(ty, n)| (ty, json!(n))).collect::<serde_json::Map<_, _>>().into();
-        Ok(Json(v))
+        let records = web.ingest.store.record_counts(&name)?.into_iter().collect();
+        Ok(Json(TenantDetail { tenant: tenant_view(&web, &t), next_run, latest_imports, records }))
     })
     .await
 }
@@ -256,8 +299,11 @@ fn jiff_now() -> sluice_ingest::Timestamp {
     sluice_ingest::Timestamp::now()
 }
 
-#[derive(Deserialize)]
-struct Paging {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Paging {
+    /// How many at most (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -273,18 +319,21 @@ impl Paging {
     }
 }
 
-async fn imports(
+/// Import history, newest first
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/imports", operation_id = "listImports", params(TenantParam, Paging),
+    responses((status = 200, description = "OK", body = ImportList), Refused))]
+pub(crate) async fn imports(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
     ApiQuery(p): ApiQuery<Paging>,
-) -> ApiResult {
+) -> ApiResult<ImportList> {
     caller.may(&name)?;
     let limit = p.limit(50)?;
     blocking(move || {
         web.ingest.store.require_tenant(&name)?;
         let list = web.ingest.store.imports(&name, limit)?;
-        Ok(Json(json!({ "imports": list.iter().map(crate::json::import).collect::<Vec<_>>() })))
+        Ok(Json(ImportList { imports: list.iter().map(ImportView::from).collect() }))
     })
     .await
 }
@@ -296,13 +345,23 @@ fn visible_import(web: &Web, caller: &Caller, id: i64) -> Result<ImportRecord, A
     Ok(record)
 }
 
-async fn import(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult {
-    blocking(move || Ok(Json(crate::json::import(&visible_import(&web, &caller, id)?)))).await
+/// One import
+#[utoipa::path(get, path = "/api/v1/imports/{id}", operation_id = "getImport", params(IdParam),
+    responses((status = 200, description = "OK", body = ImportView), Refused))]
+pub(crate) async fn import(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<ImportView> {
+    blocking(move || Ok(Json((&visible_import(&web, &caller, id)?).into()))).await
 }
 
-/// The file a held or superseded import keeps (what approving would apply, or what a newer
-/// import superseded), as it was uploaded.
-async fn import_file(
+/// The file a held or superseded import keeps, as uploaded
+///
+/// What approving would apply, or what a newer import superseded.
+#[utoipa::path(get, path = "/api/v1/imports/{id}/file", operation_id = "getImportFile", params(IdParam),
+    responses((status = 200, description = "OK", content_type = "application/octet-stream", body = Vec<u8>), Refused))]
+pub(crate) async fn import_file(
     State(web): State<Web>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
@@ -320,14 +379,33 @@ async fn import_file(
     })
 }
 
-#[derive(Deserialize)]
-struct ErrorsQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ErrorsQuery {
+    /// How many rows at most (default 100; CSV: the whole report).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    #[param(minimum = 0, maximum = 1_000_000_000_000_u64)]
     offset: Option<usize>,
+    /// json (the default), or csv: the whole report as a file.
+    #[param(value_type = Option<ReportFormat>)]
     format: Option<String>,
 }
 
-async fn import_errors(
+/// The formats of an import's error report.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // describes the `format` parameter, which is read as text to answer `bad_format`
+pub(crate) enum ReportFormat {
+    Json,
+    Csv,
+}
+
+/// An import's rejected rows (JSON, or the CSV report)
+#[utoipa::path(get, path = "/api/v1/imports/{id}/errors", operation_id = "listImportErrors",
+    params(IdParam, ErrorsQuery),
+    responses((status = 200, description = "OK", content((ErrorPage = "application/json"), (String = "text/csv"))), Refused))]
+pub(crate) async fn import_errors(
     State(web): State<Web>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
@@ -342,38 +420,57 @@ async fn import_errors(
     let offset = offset(q.offset)?;
     blocking(move || {
         let record = visible_import(&web, &caller, id)?;
-        let errors = web.ingest.store.import_errors(record.id, if csv { sluice_store::STORED_ERRORS } else { limit }, if csv { 0 } else { offset })?;
+        let errors = web.ingest.store.import_errors(
+            record.id,
+            if csv { sluice_store::STORED_ERRORS } else { limit },
+            if csv { 0 } else { offset },
+        )?;
         if csv {
             let text = sluice_ingest::report::stored_csv(&errors);
             let disposition = format!("attachment; filename=\"import-{id}-errors.csv\"");
-            return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], text).into_response());
+            return Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                text,
+            )
+                .into_response());
         }
-        let list: Vec<Value> = errors
-            .iter()
-            .map(|e| json!({"line": e.line, "key": e.key, "name": e.name, "column": e.column, "code": e.code, "reason": e.reason, "value": e.value}))
-            .collect();
-        Ok(Json(json!({"import": id, "rejected": record.counts.rejected, "offset": offset, "limit": limit, "errors": list})).into_response())
+        let errors = errors.iter().map(RowErrorView::from).collect();
+        Ok(Json(ErrorPage { import: id, rejected: record.counts.rejected, offset, limit, errors })
+            .into_response())
     })
     .await
 }
 
-#[derive(Deserialize)]
-struct RecordsQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RecordsQuery {
+    /// How many at most (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    #[param(minimum = 0, maximum = 1_000_000_000_000_u64)]
     offset: Option<usize>,
+    /// Only records naming this student.
     student: Option<String>,
+    /// Only records naming this class or section.
     class: Option<String>,
     /// CSV types: the records deactivated by `on_delete = "deactivate"` instead of the
     /// active ones.
     deactivated: Option<bool>,
 }
 
-async fn records(
+/// Records of one type, by key, paged
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/records/{type}", operation_id = "listRecords",
+    params(TenantParam, ("type" = String, Path, description = "a record type: a CSV import type or a OneRoster file's type"), RecordsQuery),
+    responses((status = 200, description = "OK", body = RecordPage), Refused))]
+pub(crate) async fn records(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath((name, type_name)): ApiPath<(String, String)>,
+    ApiPath((name, type_name)): ApiPath<(TenantName, String)>,
     ApiQuery(q): ApiQuery<RecordsQuery>,
-) -> ApiResult {
+) -> ApiResult<RecordPage> {
     caller.may(&name)?;
     let limit = Paging { limit: q.limit }.limit(100)?;
     let offset = offset(q.offset)?;
@@ -421,38 +518,45 @@ async fn records(
             limit,
             offset,
         )?;
-        let records: Vec<Value> = page
+        let records = page
             .iter()
             .map(|(_, data)| match &columns {
                 // CSV types store an array in the type's column order.
                 Some(cols) => {
                     let values: Vec<Value> = serde_json::from_str(data).unwrap_or_default();
-                    Value::Object(cols.iter().cloned().zip(values).collect())
+                    cols.iter().cloned().zip(values).collect()
                 }
-                None => serde_json::from_str(data).unwrap_or(Value::Null),
+                None => serde_json::from_str(data).unwrap_or_default(),
             })
             .collect();
-        Ok(Json(json!({"type": type_name, "offset": offset, "limit": limit, "records": records})))
+        Ok(Json(RecordPage { type_name, offset, limit, records }))
     })
     .await
 }
 
-async fn sync(State(web): State<Web>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult {
+/// Import the files waiting in the tenant's folders now
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/sync", operation_id = "syncTenant", params(TenantParam),
+    responses((status = 200, description = "OK", body = SyncResult), Refused))]
+pub(crate) async fn sync(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(name): ApiPath<TenantName>,
+) -> ApiResult<SyncResult> {
     caller.may(&name)?;
     blocking(move || {
         web.ingest.store.require_tenant(&name)?;
         let before = web.ingest.store.imports(&name, 1)?.first().map_or(0, |r| r.id);
         let found = web.ingest.sync_tenant(&name).map_err(ApiError::internal)?;
-        let mut done: Vec<Value> = web
+        let mut imports: Vec<ImportView> = web
             .ingest
             .store
             .imports(&name, 10_000)?
             .iter()
             .filter(|r| r.id > before)
-            .map(crate::json::import)
+            .map(ImportView::from)
             .collect();
-        done.reverse();
-        Ok(Json(json!({"found": found, "imports": done})))
+        imports.reverse();
+        Ok(Json(SyncResult { found, imports }))
     })
     .await
 }
@@ -470,21 +574,34 @@ fn approval_error(e: ApproveError) -> ApiError {
     }
 }
 
-async fn approve(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult {
+/// Apply a held import despite the safeguard
+#[utoipa::path(post, path = "/api/v1/imports/{id}/approve", operation_id = "approveImport", params(IdParam),
+    responses((status = 200, description = "OK", body = ImportView), Refused, Conflict))]
+pub(crate) async fn approve(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<ImportView> {
     blocking(move || {
         visible_import(&web, &caller, id)?;
         let done = web.ingest.approve(id, &caller.who()).map_err(approval_error)?;
-        Ok(Json(crate::json::import(&done)))
+        Ok(Json((&done).into()))
     })
     .await
 }
 
-async fn discard(State(web): State<Web>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult {
+/// Drop a held import
+#[utoipa::path(post, path = "/api/v1/imports/{id}/discard", operation_id = "discardImport", params(IdParam),
+    responses((status = 200, description = "OK", body = ImportView), Refused, Conflict))]
+pub(crate) async fn discard(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<ImportView> {
     blocking(move || {
         visible_import(&web, &caller, id)?;
         web.ingest.discard(id, &caller.who()).map_err(approval_error)?;
-        let record = visible_import(&web, &caller, id)?;
-        Ok(Json(crate::json::import(&record)))
+        Ok(Json((&visible_import(&web, &caller, id)?).into()))
     })
     .await
 }
@@ -500,30 +617,37 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn key_json(k: &sluice_store::AuthorizedKey) -> Value {
-    json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})
-}
-
-async fn keys(State(web): State<Web>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult {
+/// The tenant's SSH public keys (SFTP logins)
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/keys", operation_id = "listKeys", params(TenantParam),
+    responses((status = 200, description = "OK", body = KeyList), Refused))]
+pub(crate) async fn keys(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(name): ApiPath<TenantName>,
+) -> ApiResult<KeyList> {
     caller.may(&name)?;
     blocking(move || {
         web.ingest.store.require_tenant(&name)?;
         let keys = web.ingest.store.keys(&name)?;
-        Ok(Json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()})))
+        Ok(Json(KeyList { keys: keys.iter().map(KeyView::from).collect() }))
     })
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub(crate) struct NewKey {
+    /// One OpenSSH public key line, e.g. `ssh-ed25519 AAAA... comment`.
     public_key: String,
 }
 
-async fn add_key(
+/// Authorise an SSH public key
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/keys", operation_id = "addKey", params(TenantParam), request_body = NewKey,
+    responses((status = 201, description = "Added", body = KeyView), Refused, Conflict))]
+pub(crate) async fn add_key(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     caller.may(&name)?;
@@ -533,7 +657,7 @@ async fn add_key(
     blocking(move || {
         let tenant = web.ingest.store.require_tenant(&name)?;
         match web.ingest.store.add_key(&tenant.name, &key) {
-            Ok(()) => Ok((StatusCode::CREATED, Json(key_json(&key))).into_response()),
+            Ok(()) => Ok((StatusCode::CREATED, Json(KeyView::from(&key))).into_response()),
             Err(e @ StoreError::KeyExists { .. }) => {
                 Err(ApiError::new(StatusCode::CONFLICT, "key_exists", e.to_string()))
             }
@@ -543,58 +667,98 @@ async fn add_key(
     .await
 }
 
-#[derive(Deserialize)]
-struct KeyQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct KeyQuery {
+    /// SHA256:..., as listed.
     fingerprint: String,
 }
 
-async fn remove_key(
+/// Remove an SSH public key
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/keys", operation_id = "removeKey",
+    params(TenantParam, KeyQuery),
+    responses((status = 200, description = "OK", body = KeyRemoved), Refused))]
+pub(crate) async fn remove_key(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
     ApiQuery(q): ApiQuery<KeyQuery>,
-) -> ApiResult {
+) -> ApiResult<KeyRemoved> {
     caller.may(&name)?;
     blocking(move || match web.ingest.store.remove_key(&name, &q.fingerprint) {
-        Ok(()) => Ok(Json(json!({"removed": q.fingerprint}))),
+        Ok(()) => Ok(Json(KeyRemoved { removed: q.fingerprint })),
         Err(StoreError::NoSuchSshKey(_)) => Err(ApiError::not_found("such key")),
         Err(e) => Err(e.into()),
     })
     .await
 }
 
-async fn settings(State(web): State<Web>, caller: Caller, ApiPath(name): ApiPath<String>) -> ApiResult {
+/// When imports run, and the tenant's safeguards
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/settings", operation_id = "getSettings", params(TenantParam),
+    responses((status = 200, description = "OK", body = SettingsView), Refused))]
+pub(crate) async fn settings(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(name): ApiPath<TenantName>,
+) -> ApiResult<SettingsView> {
     caller.may(&name)?;
-    blocking(move || Ok(Json(crate::json::settings(&web.ingest.store.require_tenant(&name)?)))).await
+    blocking(move || Ok(Json((&web.ingest.store.require_tenant(&name)?).into()))).await
 }
 
 /// The API's form of a settings change; turned into `KEY=VALUE` pairs for the one
 /// `sluice_core::SettingsChange` the CLI and the dashboard build too.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SettingsBody {
+#[schema(as = SettingsChange)]
+pub(crate) struct SettingsBody {
+    #[schema(value_type = Option<TriggerChoice>)]
     trigger: Option<String>,
+    /// Cron: minute hour day month weekday, e.g. `0 2 * * *`; "" for none (refused while the
+    /// trigger is schedule).
     schedule: Option<String>,
+    /// IANA name, e.g. America/Chicago.
     timezone: Option<String>,
+    /// Per import type: on_upload, manual, manifest, or default (the tenant's trigger).
     #[serde(default)]
     type_triggers: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     safeguards: Vec<SafeguardChange>,
-    /// `strictness`, `strictness.TYPE`, `delimiter.TYPE`.
+    /// How files are read: strictness (lenient|strict|default), strictness.TYPE,
+    /// delimiter.TYPE (comma|tab|semicolon|pipe|detect).
     #[serde(default)]
     read_settings: std::collections::BTreeMap<String, String>,
+    /// Who is emailed when an import ends.
     notify_emails: Option<Vec<String>>,
-    /// An http(s) URL, or "" for no webhook.
+    /// An http(s) URL POSTed when an import ends; "" for none. A host that is a private address
+    /// (or an IPv6 address carrying one) is refused (400 bad_notify) unless the operator allows
+    /// private webhooks.
     webhook_url: Option<String>,
+    /// Signs each POST (HMAC-SHA256); write-only; refused (400 bad_notify) when there is no
+    /// webhook URL.
     webhook_secret: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The triggers a tenant may choose.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // describes `trigger`, which the settings change parses
+pub(crate) enum TriggerChoice {
+    OnUpload,
+    Manual,
+    Schedule,
+    Manifest,
+}
+
+/// A safeguard to set: hold an import of `type` that would delete or change more than
+/// `percent` of its records.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SafeguardChange {
+pub(crate) struct SafeguardChange {
     #[serde(rename = "type")]
     type_name: String,
+    /// deleted or changed.
     limit: String,
+    #[schema(minimum = 0, maximum = 100)]
     percent: f64,
 }
 
@@ -634,12 +798,16 @@ fn is_read_key(k: &str) -> bool {
     k == "strictness" || k.starts_with("strictness.") || k.starts_with("delimiter.")
 }
 
-async fn change_settings(
+/// Change settings in one transaction; a refused change changes nothing
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant}/settings", operation_id = "changeSettings", params(TenantParam),
+    request_body = SettingsBody,
+    responses((status = 200, description = "OK", body = SettingsView), Refused))]
+pub(crate) async fn change_settings(
     State(web): State<Web>,
     caller: Caller,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(name): ApiPath<TenantName>,
     bytes: axum::body::Bytes,
-) -> ApiResult {
+) -> ApiResult<SettingsView> {
     caller.may(&name)?;
     let body: SettingsBody = body(&bytes)?;
     // Named as this body names it (the change itself speaks `KEY=VALUE`).
@@ -664,7 +832,7 @@ async fn change_settings(
         change.set(&key, &value, cx).map_err(refused)?;
     }
     blocking(move || match web.ingest.store.change_settings(&name, &change) {
-        Ok(t) => Ok(Json(crate::json::settings(&t))),
+        Ok(t) => Ok(Json((&t).into())),
         Err(sluice_store::StoreError::Refused(e)) => Err(refused(e)),
         Err(e) => Err(e.into()),
     })

@@ -1,32 +1,87 @@
-//! JSON shapes shared by the REST API and the CLI's `--json` output.
+//! The REST API's answers: lists and pages of the resource views in `sluice_core::views`
+//! (the same views the CLI's `--json` output and webhook bodies use), and the error shape.
+//! Each derives its OpenAPI schema, so `openapi.json` is generated from what is sent.
 
-use serde_json::{Value, json};
-use sluice_core::Tenant;
-use sluice_store::ImportRecord;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sluice_core::views::{ImportView, KeyView, RowErrorView, TenantView};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
-pub fn import(r: &ImportRecord) -> Value {
-    let c = r.counts;
-    json!({
-        "id": r.id, "tenant": r.tenant, "type": r.type_name, "file_name": r.file_name, "source": r.source,
-        "status": r.status.as_str(), "encoding": r.encoding, "delimiter": r.delimiter, "message": r.message, "warnings": r.warnings,
-        "counts": {"rows": c.rows, "added": c.added, "updated": c.updated, "unchanged": c.unchanged,
-                   "deleted": c.deleted, "rejected": c.rejected},
-        "created_ms": r.created_ms, "finished_ms": r.finished_ms,
-        "decided_by": r.decided_by, "decided_ms": r.decided_ms, "superseded_by": r.superseded_by,
-    })
+/// An error: `{"error": {"code": "...", "message": "..."}}`. The code is stable; the
+/// message says what to do.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-/// A tenant's settings, as `GET /api/v1/tenants/{t}/settings` answers and
-/// `sluice tenant show --json` prints them. The webhook secret is write-only.
-pub fn settings(t: &Tenant) -> Value {
-    json!({
-        "trigger": t.trigger.as_str(),
-        "schedule": t.schedule.as_ref().map(|c| c.as_str()),
-        "timezone": t.timezone,
-        "type_triggers": t.type_triggers.iter().map(|(ty, g)| (ty.clone(), json!(g.as_str()))).collect::<serde_json::Map<_, _>>(),
-        "safeguards": t.safeguards.iter().map(|s| json!({"type": s.type_name, "limit": s.limit.as_str(), "percent": s.percent})).collect::<Vec<_>>(),
-        "read_settings": t.read_settings.iter().map(|r| { let (k, v) = r.to_pair(); (k, json!(v)) }).collect::<serde_json::Map<_, _>>(),
-        "notify_emails": t.notify_emails,
-        "webhook_url": t.webhook.as_ref().map(|(url, _)| url.as_str()),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    pub tenants: Vec<TenantView>,
+}
+
+/// A tenant with when it next imports, its latest import of each type and its record counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantDetail {
+    #[serde(flatten)]
+    pub tenant: TenantView,
+    /// The next scheduled run, when the tenant has a schedule.
+    #[schema(required = true)]
+    pub next_run: Option<String>,
+    pub latest_imports: Vec<ImportView>,
+    /// Active records per type.
+    pub records: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportList {
+    pub imports: Vec<ImportView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncResult {
+    /// Files found waiting in the tenant's folders.
+    pub found: usize,
+    /// The imports the sync ran, oldest first.
+    pub imports: Vec<ImportView>,
+}
+
+/// A page of an import's rejected rows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorPage {
+    pub import: i64,
+    /// All rejected rows of the import (the page holds at most `limit`).
+    pub rejected: u64,
+    pub offset: usize,
+    pub limit: usize,
+    pub errors: Vec<RowErrorView>,
+}
+
+/// A page of records of one type, each an object of its columns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordPage {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub offset: usize,
+    pub limit: usize,
+    #[schema(value_type = Vec<BTreeMap<String, String>>)]
+    pub records: Vec<Map<String, Value>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyRemoved {
+    /// The fingerprint of the key removed.
+    pub removed: String,
 }

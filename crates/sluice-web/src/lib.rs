@@ -2,9 +2,6 @@
 //! `/metrics` (Prometheus text format) and `/healthz`. Knows the store, the import service and
 //! the shared counters; nothing of SSH.
 
-// The OpenAPI document is one `json!` literal, deeper than serde_json's default macro depth.
-#![recursion_limit = "256"]
-
 mod api;
 mod blocking;
 pub mod client;

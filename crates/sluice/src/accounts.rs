@@ -5,8 +5,8 @@ use crate::cli::*;
 use crate::dirs::DataDirs;
 use crate::failure::{Failure, usage};
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::json;
 use sluice_core::PasswordHash;
+use sluice_core::views::ApiKeyView;
 use sluice_store::roles::*;
 use std::io::{BufRead, IsTerminal};
 
@@ -110,10 +110,7 @@ pub(crate) fn api_key_command(dirs: &DataDirs, cmd: ApiKeyCommand) -> Result<(),
             }
             let keys = store.api_keys(tenant.as_deref())?;
             if json {
-                let rows: Vec<_> = keys
-                    .iter()
-                    .map(|k| json!({"id": k.id, "name": k.name, "prefix": k.prefix, "created_ms": k.created_ms, "revoked_ms": k.revoked_ms}))
-                    .collect();
+                let rows: Vec<_> = keys.iter().map(ApiKeyView::from).collect();
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for k in keys {

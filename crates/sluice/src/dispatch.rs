@@ -9,6 +9,7 @@ use crate::serve;
 use anyhow::{Result, anyhow};
 use clap::Parser;
 use serde_json::json;
+use sluice_core::views::DeliveryView;
 use sluice_store::roles::*;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -87,12 +88,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             store.require_tenant(&tenant)?;
             let list = store.deliveries(&tenant, 200)?;
             if json {
-                let rows: Vec<_> = list
-                    .iter()
-                    .map(|d| json!({"id": d.id, "import": d.import_id, "channel": d.channel.as_str(), "target": d.target,
-                        "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
-                        "created_ms": d.created_ms, "finished_ms": d.finished_ms}))
-                    .collect();
+                let rows: Vec<_> = list.iter().map(DeliveryView::from).collect();
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for d in list {

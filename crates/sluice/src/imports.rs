@@ -8,6 +8,7 @@ use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 use sluice_core::TenantName;
 use sluice_core::import::{ColumnKind, ImportType, ImportTypes, Related};
+use sluice_core::views::{ImportView, RowErrorView};
 use sluice_ingest::Ingest;
 use sluice_ingest::report::csv_cell;
 use sluice_store::roles::*;
@@ -346,10 +347,7 @@ pub fn history(dirs: &DataDirs, tenant: &str, limit: usize, json: bool) -> Resul
     store.require_tenant(tenant)?;
     let list = store.imports(tenant, limit)?;
     if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&list.iter().map(sluice_web::json::import).collect::<Vec<_>>())?
-        );
+        outln!("{}", serde_json::to_string_pretty(&list.iter().map(ImportView::from).collect::<Vec<_>>())?);
     } else {
         for r in &list {
             print_summary(r)?;
@@ -362,15 +360,10 @@ pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Fa
     let store = dirs.open_store().map_err(usage)?;
     let r = store.import(id)?.ok_or_else(|| Failure { code: 1, error: anyhow!("no import {id}") })?;
     if json {
-        let mut v = sluice_web::json::import(&r);
+        let mut v = serde_json::to_value(ImportView::from(&r))?;
         if errors {
             let errs = store.import_errors(id, sluice_store::STORED_ERRORS, 0)?;
-            v["errors"] = json!(
-                errs.iter()
-                    .map(|e| json!({"line": e.line, "key": e.key, "name": e.name, "column": e.column, "code": e.code,
-                "reason": e.reason, "value": e.value}))
-                    .collect::<Vec<_>>()
-            );
+            v["errors"] = serde_json::to_value(errs.iter().map(RowErrorView::from).collect::<Vec<_>>())?;
         }
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

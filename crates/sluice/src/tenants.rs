@@ -7,6 +7,7 @@ use crate::dirs::DataDirs;
 use crate::failure::{Failure, usage};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
+use sluice_core::views::{KeyView, SettingsView};
 use sluice_core::{FolderName, PasswordHash, Tenant, TenantName, Trigger};
 use sluice_sftp::fs::TenantTree;
 use sluice_store::roles::*;
@@ -188,11 +189,12 @@ fn tenant_json(store: &Store, t: &Tenant) -> Result<serde_json::Value> {
         "folders": t.layout.import_folders().iter().map(FolderName::as_str).collect::<Vec<_>>(),
         "password_set": t.password.is_some(),
         "imports": when(t),
-        "keys": keys.iter().map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment})).collect::<Vec<_>>(),
+        "keys": keys.iter().map(KeyView::from).collect::<Vec<_>>(),
         "created_ms": t.created_ms,
     });
     // The settings as the API shows them.
-    if let (Some(v), serde_json::Value::Object(settings)) = (v.as_object_mut(), sluice_web::json::settings(t))
+    if let (Some(v), serde_json::Value::Object(settings)) =
+        (v.as_object_mut(), serde_json::to_value(SettingsView::from(t))?)
     {
         v.extend(settings);
     }
@@ -219,10 +221,7 @@ pub(crate) fn key_command(dirs: &DataDirs, cmd: KeyCommand) -> Result<(), Failur
             store.require_tenant(&tenant)?;
             let keys = store.keys(&tenant)?;
             if json {
-                let rows: Vec<_> = keys
-                    .iter()
-                    .map(|k| json!({"algorithm": k.algorithm, "fingerprint": k.fingerprint, "comment": k.comment}))
-                    .collect();
+                let rows: Vec<_> = keys.iter().map(KeyView::from).collect();
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for k in keys {

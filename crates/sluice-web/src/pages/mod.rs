@@ -64,12 +64,9 @@ impl FromRequestParts<Web> for TenantPath {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, Self::Rejection> {
-        let parsed = Path::<String>::from_request_parts(parts, web)
-            .await
-            .ok()
-            .and_then(|Path(raw)| TenantName::parse(&raw).ok());
-        match parsed {
-            Some(name) => Ok(TenantPath(name)),
+        // (`TenantName` deserialises by parsing.)
+        match Path::<TenantName>::from_request_parts(parts, web).await.ok() {
+            Some(Path(name)) => Ok(TenantPath(name)),
             // Only on this rare path: who is asking, for the page's nav (or the login page).
             None => match Viewer::from_request_parts(parts, web).await {
                 Ok(viewer) => Err(layout::not_found(&viewer)),

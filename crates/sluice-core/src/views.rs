@@ -1,0 +1,319 @@
+//! The JSON views of sluice's resources: one typed shape per resource, serialised the same
+//! way wherever it leaves sluice (the REST API, the CLI's `--json` output, webhook bodies).
+//! With the `openapi` feature each also describes itself (utoipa), and the API's OpenAPI
+//! document is generated from these types, so the document cannot drift from the answers.
+//!
+//! A view is built from a domain record by `From`; it carries no secrets (a tenant's
+//! password hash and webhook secret, an API key's hash are never part of one).
+
+use crate::access::{ApiKey, AuthorizedKey};
+use crate::delivery::Delivery;
+use crate::history::{Counts, ImportRecord, ImportStatus, StoredError};
+use crate::tenant::Tenant;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// One import: a file (or a package of files) read into a tenant's records.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = Import))]
+pub struct ImportView {
+    pub id: i64,
+    pub tenant: String,
+    /// The import type (`students`, `oneroster`, ...).
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub file_name: String,
+    /// Where the file came from: `upload`, `sync`, `manifest`, `approval`...
+    pub source: String,
+    pub status: ImportStatus,
+    /// The character encoding the file was read in.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub encoding: Option<String>,
+    /// The delimiter the file was read with (`comma`, `tab`, `semicolon`, `pipe`).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub delimiter: Option<String>,
+    /// Why the import failed or was held, in one sentence.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub message: Option<String>,
+    /// What lenient reading accepted and normalised, grouped.
+    pub warnings: Vec<String>,
+    pub counts: Counts,
+    pub created_ms: i64,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub finished_ms: Option<i64>,
+    /// Who approved or discarded the import when it was held.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub decided_by: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub decided_ms: Option<i64>,
+    /// The newer applied import that superseded this held one.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub superseded_by: Option<i64>,
+}
+
+/// A rejected row of an import: where it is, whose it is, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = RowError))]
+pub struct RowErrorView {
+    /// The line in the file (1 is the header).
+    pub line: u64,
+    /// The record's key and name, where the row had them.
+    pub key: String,
+    pub name: String,
+    pub column: String,
+    /// A stable code (`required`, `bad_date`, `duplicate_key`...).
+    pub code: String,
+    pub reason: String,
+    pub value: String,
+}
+
+impl From<&ImportRecord> for ImportView {
+    fn from(r: &ImportRecord) -> Self {
+        ImportView {
+            id: r.id,
+            tenant: r.tenant.clone(),
+            type_name: r.type_name.clone(),
+            file_name: r.file_name.clone(),
+            source: r.source.clone(),
+            status: r.status,
+            encoding: r.encoding.clone(),
+            delimiter: r.delimiter.clone(),
+            message: r.message.clone(),
+            warnings: r.warnings.clone(),
+            counts: r.counts,
+            created_ms: r.created_ms,
+            finished_ms: r.finished_ms,
+            decided_by: r.decided_by.clone(),
+            decided_ms: r.decided_ms,
+            superseded_by: r.superseded_by,
+        }
+    }
+}
+
+impl From<&StoredError> for RowErrorView {
+    fn from(e: &StoredError) -> Self {
+        RowErrorView {
+            line: e.line,
+            key: e.key.clone(),
+            name: e.name.clone(),
+            column: e.column.clone(),
+            code: e.code.clone(),
+            reason: e.reason.clone(),
+            value: e.value.clone(),
+        }
+    }
+}
+
+/// What an SFTP login may upload with: an SSH public key, without its key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = Key))]
+pub struct KeyView {
+    pub algorithm: String,
+    /// `SHA256:...`, as `ssh-keygen -lf` prints it.
+    pub fingerprint: String,
+    pub comment: String,
+}
+
+impl From<&AuthorizedKey> for KeyView {
+    fn from(k: &AuthorizedKey) -> Self {
+        KeyView {
+            algorithm: k.algorithm.clone(),
+            fingerprint: k.fingerprint.clone(),
+            comment: k.comment.clone(),
+        }
+    }
+}
+
+/// An API key, without its secret: only the first characters of the token are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = ApiKey))]
+pub struct ApiKeyView {
+    pub id: i64,
+    pub name: String,
+    /// The token's first characters, to tell keys apart.
+    pub prefix: String,
+    pub created_ms: i64,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub revoked_ms: Option<i64>,
+}
+
+impl From<&ApiKey> for ApiKeyView {
+    fn from(k: &ApiKey) -> Self {
+        ApiKeyView {
+            id: k.id,
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            created_ms: k.created_ms,
+            revoked_ms: k.revoked_ms,
+        }
+    }
+}
+
+/// A notification of an import's end, by email or webhook, and how its sending went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = Delivery))]
+pub struct DeliveryView {
+    pub id: i64,
+    /// The import it tells of.
+    pub import: i64,
+    /// `email` or `webhook`.
+    pub channel: String,
+    /// The address or URL.
+    pub target: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub finished_ms: Option<i64>,
+}
+
+impl From<&Delivery> for DeliveryView {
+    fn from(d: &Delivery) -> Self {
+        DeliveryView {
+            id: d.id,
+            import: d.import_id,
+            channel: d.channel.as_str().to_owned(),
+            target: d.target.clone(),
+            status: d.status.clone(),
+            attempts: d.attempts,
+            last_error: d.last_error.clone(),
+            created_ms: d.created_ms,
+            finished_ms: d.finished_ms,
+        }
+    }
+}
+
+/// When a tenant's imports run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerName {
+    OnUpload,
+    Manual,
+    Schedule,
+    Manifest,
+}
+
+impl From<crate::Trigger> for TriggerName {
+    fn from(t: crate::Trigger) -> Self {
+        match t {
+            crate::Trigger::OnUpload => TriggerName::OnUpload,
+            crate::Trigger::Manual => TriggerName::Manual,
+            crate::Trigger::Schedule => TriggerName::Schedule,
+            crate::Trigger::Manifest => TriggerName::Manifest,
+        }
+    }
+}
+
+/// A tenant: its folders, the types it imports, and when.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = Tenant))]
+pub struct TenantView {
+    pub name: String,
+    pub disabled: bool,
+    /// The folders uploads are imported from.
+    pub folders: Vec<String>,
+    /// The import types the tenant's folders take.
+    pub types: Vec<String>,
+    pub trigger: TriggerName,
+    /// The cron schedule (minute hour day month weekday), when one is set.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub schedule: Option<String>,
+    /// The IANA time zone the schedule is read in.
+    pub timezone: String,
+}
+
+impl TenantView {
+    /// `types`: the import types of the tenant's folders (the type registry knows them).
+    pub fn new(t: &Tenant, types: Vec<String>) -> Self {
+        TenantView {
+            name: t.name.as_str().to_owned(),
+            disabled: t.disabled,
+            folders: t.layout.import_folders().iter().map(|f| f.as_str().to_owned()).collect(),
+            types,
+            trigger: t.trigger.into(),
+            schedule: t.schedule.as_ref().map(|c| c.as_str().to_owned()),
+            timezone: t.timezone.clone(),
+        }
+    }
+}
+
+/// A safeguard: an import of `type` that would delete or change more than `percent` of its
+/// records is held for approval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = Safeguard))]
+pub struct SafeguardView {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// `deleted` or `changed`.
+    pub limit: String,
+    pub percent: f64,
+}
+
+/// A tenant's settings. The webhook secret is write-only: it is never shown.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = Settings))]
+pub struct SettingsView {
+    pub trigger: TriggerName,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub schedule: Option<String>,
+    pub timezone: String,
+    /// Per import type, the trigger that overrides the tenant's.
+    pub type_triggers: BTreeMap<String, TriggerName>,
+    pub safeguards: Vec<SafeguardView>,
+    /// How files are read: `strictness`, `strictness.TYPE`, `delimiter.TYPE`.
+    pub read_settings: BTreeMap<String, String>,
+    /// Who is emailed when an import ends.
+    pub notify_emails: Vec<String>,
+    /// Where a JSON notification is POSTed when an import ends.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub webhook_url: Option<String>,
+}
+
+impl From<&Tenant> for SettingsView {
+    fn from(t: &Tenant) -> Self {
+        SettingsView {
+            trigger: t.trigger.into(),
+            schedule: t.schedule.as_ref().map(|c| c.as_str().to_owned()),
+            timezone: t.timezone.clone(),
+            type_triggers: t.type_triggers.iter().map(|(ty, g)| (ty.clone(), (*g).into())).collect(),
+            safeguards: t
+                .safeguards
+                .iter()
+                .map(|s| SafeguardView {
+                    type_name: s.type_name.clone(),
+                    limit: s.limit.as_str().to_owned(),
+                    percent: s.percent,
+                })
+                .collect(),
+            read_settings: t.read_settings.iter().map(|r| r.to_pair()).collect(),
+            notify_emails: t.notify_emails.clone(),
+            webhook_url: t.webhook.as_ref().map(|(url, _)| url.clone()),
+        }
+    }
+}
+
+/// The body of a webhook POST when an import ends (signed with the tenant's secret).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = ImportFinished))]
+pub struct ImportFinishedEvent {
+    /// Always `import.finished`.
+    pub event: &'static str,
+    /// The delivery's id: the same id on a retry.
+    pub delivery: i64,
+    pub import: ImportView,
+    /// The first rejected rows (the report has all of them).
+    pub first_errors: Vec<RowErrorView>,
+}
+
+impl ImportFinishedEvent {
+    pub fn new(delivery: i64, import: ImportView, first_errors: Vec<RowErrorView>) -> Self {
+        ImportFinishedEvent { event: "import.finished", delivery, import, first_errors }
+    }
+}
