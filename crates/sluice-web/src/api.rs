@@ -231,11 +231,18 @@ impl FromRequestParts<Web> for Caller {
     }
 }
 
-/// Runs blocking store or import work off the async threads.
+/// Runs blocking store or import work off the async threads (the helper the dashboard shares).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
+    crate::blocking::blocking(f).await
+}
+
+/// Blocking work that never finished is an internal error.
+impl From<crate::blocking::Interrupted> for ApiError {
+    fn from(e: crate::blocking::Interrupted) -> Self {
+        ApiError::internal(e)
+    }
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

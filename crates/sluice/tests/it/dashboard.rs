@@ -493,8 +493,11 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
             form_encode("ops@beta.org")
         )
     };
+    // (Refused, the form comes back with the reason and what was typed, not a redirect: see
+    // `a_refused_settings_form_shows_what_was_typed_and_why`.)
     let r = request(&server, "POST", "/t/beta/settings", Some(&bob), &form("Mars/Olympus"));
-    assert!(r.header("location").unwrap().contains("Not%20saved"), "{}", r.head);
+    assert_eq!(r.status, 422, "{}", r.head);
+    assert!(r.body.contains("Not saved") && r.body.contains("Mars/Olympus"), "{}", r.body);
     assert!(!server.cli_ok(&["tenant", "show", "beta"]).contains("ops@beta.org"));
     // A webhook to a private address (here cloud metadata behind an IPv4-mapped address) is
     // refused with the reason, and nothing is saved.
@@ -503,9 +506,9 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
         &format!("&webhook={}&", form_encode("http://[::ffff:169.254.169.254]/latest")),
     );
     let r = request(&server, "POST", "/t/beta/settings", Some(&bob), &private);
-    let location = r.header("location").unwrap();
-    // (The notice is percent-encoded, dots included.)
-    assert!(location.contains("Not%20saved") && location.contains("169%2E254%2E169%2E254"), "{}", r.head);
+    assert_eq!(r.status, 422, "{}", r.head);
+    let refusal = r.body.split("class=\"card error\">").nth(1).unwrap_or_default();
+    assert!(refusal.starts_with("Not saved") && refusal.contains("169.254.169.254"), "{}", r.body);
     assert!(!server.cli_ok(&["tenant", "show", "beta"]).contains("ops@beta.org"));
     let r = request(
         &server,
@@ -546,6 +549,56 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
     );
     // Still nothing of another tenant.
     assert_eq!(request(&server, "GET", "/t/acme/sftp", Some(&bob), "").status, 404);
+}
+
+#[test]
+fn a_refused_settings_form_shows_what_was_typed_and_why() {
+    let server = setup();
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
+    let token = csrf(&request(&server, "GET", "/t/acme/settings", Some(&ann), "").body);
+    // A time zone that does not exist, and that is hostile markup besides.
+    let typed = "Mars/<script>alert(1)</script>";
+    let sent = format!(
+        "csrf={token}&trigger=schedule&schedule={}&timezone={}&strictness=strict&emails={}&webhook=&webhook_secret=a-secret-not-echoed",
+        form_encode("15 3 * * 1"),
+        form_encode(typed),
+        form_encode("ops@acme.org")
+    );
+    let r = request(&server, "POST", "/t/acme/settings", Some(&ann), &sent);
+    assert_eq!(r.status, 422, "{}", r.head);
+    assert!(r.header("location").is_none(), "{}", r.head);
+    assert!(r.body.contains("class=\"card error\">Not saved: "), "{}", r.body);
+    // The fields hold what was typed, not the stored settings...
+    for field in [
+        "name=\"schedule\" value=\"15 3 * * 1\"",
+        "name=\"emails\" value=\"ops@acme.org\"",
+        "<option value=\"schedule\" selected>",
+        "<option value=\"strict\" selected>",
+    ] {
+        assert!(r.body.contains(field), "{field}: {}", r.body);
+    }
+    // ...escaped as any value is (an attribute cannot be closed, no element made), and the
+    // secret is not sent back.
+    assert!(
+        r.body.contains("name=\"timezone\" value=\"Mars/&lt;script&gt;alert(1)&lt;/script&gt;\""),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<script>alert"), "{}", r.body);
+    assert!(!r.body.contains("a-secret-not-echoed"), "{}", r.body);
+    // The form posts again as it is (the session's token), and nothing was saved.
+    assert_eq!(csrf(&r.body), token);
+    let shown = server.cli_ok(&["tenant", "show", "acme"]);
+    assert!(!shown.contains("ops@acme.org") && !shown.contains("15 3 * * 1"), "{shown}");
+
+    // The login form says what it takes: a tenant's account logs in by email, the operator
+    // by the name `admin`.
+    let form = request(&server, "GET", "/login", None, "");
+    assert!(
+        form.body.contains("Email or user name") && form.body.contains("name=\"email\""),
+        "{}",
+        form.body
+    );
 }
 
 #[test]

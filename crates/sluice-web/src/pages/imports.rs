@@ -1,0 +1,392 @@
+//! Imports: all tenants (the operator's start page), a tenant's overview and history, one
+//! import with its rejected rows, its error report and kept file, approving or discarding a
+//! held import, and Sync now.
+
+use super::layout::{badge, csrf_field, not_found, page, status_page};
+use super::{CsrfForm, Failed, TenantPath, Viewer, blocking, managing, when};
+use crate::Web;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use sluice_store::roles::*;
+use sluice_store::{ImportRecord, ImportStatus, Role};
+
+/// Rejected rows per page of an import.
+const PAGE: usize = 50;
+
+fn import_rows(list: &[ImportRecord]) -> Markup {
+    html! {
+        div.wrap { table {
+            tr { th { "Import" } th { "When" } th { "Type" } th { "File" } th { "Status" } th { "Rows" } th { "Added" } th { "Updated" } th { "Deleted" } th { "Rejected" } }
+            @for r in list {
+                @let c = r.counts;
+                tr {
+                    td { a href={ "/imports/" (r.id) } { "#" (r.id) } }
+                    td { (when(r.created_ms)) }
+                    td { (r.type_name) }
+                    td { (r.file_name) }
+                    td { (badge(r.status)) }
+                    td { (c.rows) } td { (c.added) } td { (c.updated) } td { (c.deleted) } td { (c.rejected) }
+                }
+            }
+        } }
+    }
+}
+
+pub async fn home(State(web): State<Web>, viewer: Viewer) -> Response {
+    if let Some(t) = &viewer.account.tenant {
+        return Redirect::to(&format!("/t/{t}")).into_response();
+    }
+    if viewer.account.role != Role::Admin {
+        return not_found(&viewer);
+    }
+    let store = web.ingest.store.clone();
+    let rows = blocking(move || {
+        let mut rows: Vec<(String, Option<ImportRecord>, usize)> = Vec::new();
+        for t in store.tenants()? {
+            let recent = store.imports(t.name.as_str(), 50)?;
+            let attention = recent
+                .iter()
+                .filter(|r| matches!(r.status, ImportStatus::Failed | ImportStatus::Held))
+                .count();
+            rows.push((t.name.to_string(), recent.first().cloned(), attention));
+        }
+        // Failures and holds first.
+        rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        Ok(rows)
+    })
+    .await;
+    let Ok(rows) = rows else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    let body = html! {
+        h1 { "All tenants" }
+        p { "Failed and held imports first." }
+        div.wrap { table {
+            tr { th { "Tenant" } th { "Attention" } th { "Latest import" } }
+            @for (name, last, attention) in &rows {
+                tr {
+                    td { a href={ "/t/" (name) } { (name) } }
+                    td { @if *attention > 0 { span class="badge failed" { (attention) " to look at" } } }
+                    td {
+                        @match last {
+                            Some(r) => { (badge(r.status)) " " (r.type_name) " " (when(r.created_ms)) },
+                            None => { "no imports yet" },
+                        }
+                    }
+                }
+            }
+        } }
+    };
+    page("All tenants", Some(&viewer), body).into_response()
+}
+
+/// Imports per day by status over the last fortnight, as an inline SVG bar chart.
+fn chart(list: &[ImportRecord], now_ms: i64) -> Markup {
+    const DAYS: i64 = 14;
+    let statuses =
+        [ImportStatus::Complete, ImportStatus::Incomplete, ImportStatus::Held, ImportStatus::Failed];
+    let colors = ["#2e7d32", "#b26a00", "#6a1b9a", "#c62828"];
+    let today = now_ms / 86_400_000;
+    let mut counts = vec![[0u32; 4]; DAYS as usize];
+    for r in list {
+        let day = today - r.created_ms / 86_400_000;
+        if (0..DAYS).contains(&day)
+            && let Some(s) = statuses.iter().position(|s| *s == r.status)
+        {
+            counts[(DAYS - 1 - day) as usize][s] += 1;
+        }
+    }
+    let max = counts.iter().map(|c| c.iter().sum::<u32>()).max().unwrap_or(0).max(1);
+    // (x, y, height, status) of each bar segment, stacked from the bottom.
+    let mut bars = Vec::new();
+    for (i, day) in counts.iter().enumerate() {
+        let mut y = 100.0;
+        for (s, n) in day.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let h = 100.0 * f64::from(*n) / f64::from(max);
+            y -= h;
+            bars.push((i * 20 + 2, format!("{y:.1}"), format!("{h:.1}"), *n, s));
+        }
+    }
+    html! {
+        svg viewBox="0 0 280 100" width="100%" height="120" role="img" aria-label="Imports per day, last 14 days" {
+            @for (x, y, h, n, s) in &bars {
+                rect x=(x) y=(y) width="16" height=(h) fill=(colors[*s]) { title { (n) " " (statuses[*s].as_str()) } }
+            }
+        }
+        p {
+            @for (s, c) in statuses.iter().zip(colors) {
+                span style={ "color:" (c) } { "■" } " " (s.as_str()) " "
+            }
+        }
+    }
+}
+
+pub async fn overview(State(web): State<Web>, viewer: Viewer, TenantPath(tenant): TenantPath) -> Response {
+    if !viewer.may(tenant.as_str()) {
+        return not_found(&viewer);
+    }
+    let w = web.clone();
+    let name = tenant.clone();
+    let data = blocking(move || {
+        let t = w.ingest.store.require_tenant(name.as_str())?;
+        let recent = w.ingest.store.imports(name.as_str(), 1000)?;
+        let counts = w.ingest.store.record_counts(name.as_str())?;
+        Ok((t, recent, counts))
+    })
+    .await;
+    let Ok((t, recent, counts)) = data else { return not_found(&viewer) };
+    let mut latest = Vec::new();
+    for r in &recent {
+        if !latest.iter().any(|l: &ImportRecord| l.type_name == r.type_name) {
+            latest.push(r.clone());
+        }
+    }
+    let next = t.schedule.as_ref().and_then(|cron| {
+        sluice_ingest::next_run(cron, &t.timezone, sluice_ingest::Timestamp::now()).ok().flatten()
+    });
+    let body = html! {
+        h1 { (tenant) }
+        div.card {
+            p {
+                @match (&t.schedule, next) {
+                    (Some(cron), Some(next)) => {
+                        "Imports run on schedule " code { (cron.as_str()) } " (" (t.timezone) "); next: " (next.to_string())
+                    },
+                    _ => { "Imports run: " (t.trigger.as_str()) },
+                }
+            }
+            form method="post" action={ "/t/" (tenant) "/sync" } {
+                (csrf_field(&viewer))
+                button { "Sync now" }
+                " "
+                small { "imports every complete file waiting in the folders" }
+            }
+        }
+        div.card { h2 { "Latest import per type" } (import_rows(&latest)) }
+        div.card { h2 { "Imports per day" } (chart(&recent, sluice_store::now_ms())) }
+        div.card {
+            h2 { "Records" }
+            table {
+                tr { th { "Type" } th { "Records" } }
+                @for (ty, n) in &counts { tr { td { (ty) } td { (n) } } }
+            }
+        }
+        p {
+            a href={ "/t/" (tenant) "/imports" } { "All imports" } " · "
+            a href={ "/t/" (tenant) "/sftp" } { "SFTP credentials" } " · "
+            a href={ "/t/" (tenant) "/settings" } { "Settings" } " · "
+            a href={ "/t/" (tenant) "/api-keys" } { "API keys" } " · "
+            a href={ "/t/" (tenant) "/team" } { "Team" }
+        }
+    };
+    page(tenant.as_str(), Some(&viewer), body).into_response()
+}
+
+pub async fn history(State(web): State<Web>, viewer: Viewer, TenantPath(tenant): TenantPath) -> Response {
+    if !viewer.may(tenant.as_str()) {
+        return not_found(&viewer);
+    }
+    let store = web.ingest.store.clone();
+    let name = tenant.clone();
+    let Ok(list) = blocking(move || Ok(store.imports(name.as_str(), 200)?)).await else {
+        return not_found(&viewer);
+    };
+    let body = html! { h1 { "Imports of " (tenant) } (import_rows(&list)) };
+    page("Imports", Some(&viewer), body).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    page: Option<usize>,
+}
+
+/// An import the viewer may see.
+async fn visible(web: &Web, viewer: &Viewer, id: i64) -> Option<ImportRecord> {
+    let store = web.ingest.store.clone();
+    let record = blocking(move || Ok(store.import(id)?)).await.ok()??;
+    viewer.may(&record.tenant).then_some(record)
+}
+
+pub async fn import_page(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let Some(r) = visible(&web, &viewer, id).await else { return not_found(&viewer) };
+    // Bounded, so that the offset and the next page's number cannot overflow.
+    let page_no = q.page.unwrap_or(1).clamp(1, 1_000_000_000);
+    let store = web.ingest.store.clone();
+    let errors = blocking(move || Ok(store.import_errors(id, PAGE, (page_no - 1) * PAGE)?)).await;
+    let Ok(errors) = errors else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
+    let c = r.counts;
+    let body = html! {
+        h1 { "Import #" (id) " " (badge(r.status)) }
+        div.card {
+            p { strong { (r.file_name) } " · " (r.type_name) " · " (when(r.created_ms)) " · from " (r.source) }
+            p {
+                (c.rows) " rows: " (c.added) " added, " (c.updated) " updated, " (c.unchanged) " unchanged, "
+                (c.deleted) " deleted, " (c.rejected) " rejected"
+            }
+            @if let Some(m) = &r.message { p { (m) } }
+            @if r.encoding.is_some() || r.delimiter.is_some() {
+                p {
+                    "Read as " (r.encoding.as_deref().unwrap_or("unknown encoding")) ", "
+                    (r.delimiter.as_deref().unwrap_or("comma")) "-delimited"
+                }
+            }
+            @for w in &r.warnings { p { "Warning: " (w) } }
+            @if let Some((what, by, at)) = r.decision() {
+                p { "Held by the safeguard; " (what) " by " (by) " on " (when(at)) "." }
+            }
+            @if r.status == ImportStatus::Held {
+                p {
+                    strong { "This import is held by the safeguard." }
+                    " Approving applies it as it is, deletions included."
+                }
+                form.inline method="post" action={ "/imports/" (id) "/approve" } {
+                    (csrf_field(&viewer)) button { "Approve" }
+                }
+                " "
+                form.inline method="post" action={ "/imports/" (id) "/discard" } {
+                    (csrf_field(&viewer)) button.danger { "Discard" }
+                }
+            }
+            @if let (ImportStatus::Superseded, Some(by)) = (r.status, r.superseded_by) {
+                p {
+                    strong { "Superseded by " a href={ "/imports/" (by) } { "import #" (by) } }
+                    ", a newer file of the same type applied after this one was held: approving this one \
+                     would put older data over newer, so it can no longer be approved. Upload it again if \
+                     it is still meant."
+                }
+            }
+            @if r.held_file.is_some() {
+                p { a href={ "/imports/" (id) "/file" } { "Download the file" } }
+            }
+        }
+        @if c.rejected > 0 {
+            div.card {
+                h2 { "Rejected rows" }
+                p { a href={ "/imports/" (id) "/errors.csv" } { "Download the error report (CSV)" } }
+                div.wrap { table {
+                    tr { th { "Line" } th { "Key" } th { "Name" } th { "Column" } th { "Code" } th { "Reason" } th { "Value" } }
+                    @for e in &errors {
+                        tr {
+                            td { (e.line) } td { (e.key) } td { (e.name) } td { (e.column) }
+                            td { (e.code) } td { (e.reason) } td { code { (e.value) } }
+                        }
+                    }
+                } }
+                p {
+                    "Page " (page_no) " "
+                    @if page_no > 1 { a href={ "/imports/" (id) "?page=" (page_no - 1) } { "previous" } " " }
+                    @if errors.len() == PAGE { a href={ "/imports/" (id) "?page=" (page_no + 1) } { "next" } }
+                }
+            }
+        }
+        p { a href={ "/t/" (r.tenant) } { "Back to " (r.tenant) } }
+    };
+    page(&format!("Import {id}"), Some(&viewer), body).into_response()
+}
+
+pub async fn kept_file(State(web): State<Web>, viewer: Viewer, Path(id): Path<i64>) -> Response {
+    let Some(r) = visible(&web, &viewer, id).await else { return not_found(&viewer) };
+    crate::kept_file(&r).unwrap_or_else(|| not_found(&viewer))
+}
+
+pub async fn errors_csv(State(web): State<Web>, viewer: Viewer, Path(id): Path<i64>) -> Response {
+    if visible(&web, &viewer, id).await.is_none() {
+        return not_found(&viewer);
+    }
+    let store = web.ingest.store.clone();
+    let Ok(errors) = blocking(move || Ok(store.import_errors(id, sluice_store::STORED_ERRORS, 0)?)).await
+    else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let text = sluice_ingest::report::stored_csv(&errors);
+    let disposition = format!("attachment; filename=\"import-{id}-errors.csv\"");
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+pub async fn sync(
+    State(web): State<Web>,
+    viewer: Viewer,
+    TenantPath(tenant): TenantPath,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !viewer.may(tenant.as_str()) {
+        return not_found(&viewer);
+    }
+    if let Some(refused) = viewer.refuse_without_csrf(&form.csrf) {
+        return refused;
+    }
+    let ingest = web.ingest.clone();
+    let name = tenant.clone();
+    if let Err(Failed::Said(e)) =
+        blocking(move || ingest.sync_tenant(name.as_str()).map_err(Failed::said)).await
+    {
+        tracing::warn!(tenant = tenant.as_str(), "sync from the dashboard: {e}");
+    }
+    Redirect::to(&format!("/t/{tenant}/imports")).into_response()
+}
+
+async fn decide(web: Web, viewer: Viewer, id: i64, csrf: &str, approve: bool) -> Response {
+    let Some(r) = visible(&web, &viewer, id).await else { return not_found(&viewer) };
+    // Approving overrides the safeguard, deletions included: as for settings, an owner's call.
+    // (A stored import's tenant is a valid name; anything else is no page of the viewer's.)
+    let Ok(tenant) = sluice_core::TenantName::parse(&r.tenant) else { return not_found(&viewer) };
+    if let Some(refused) = managing(&viewer, &tenant) {
+        return refused;
+    }
+    if let Some(refused) = viewer.refuse_without_csrf(csrf) {
+        return refused;
+    }
+    let ingest = web.ingest.clone();
+    let by = format!("{} (dashboard)", viewer.account.email);
+    let done = blocking(move || {
+        if approve { ingest.approve(id, &by).map(|_| ()) } else { ingest.discard(id, &by) }
+            .map_err(Failed::said)
+    })
+    .await;
+    match done {
+        Ok(()) => Redirect::to(&format!("/imports/{id}")).into_response(),
+        Err(Failed::Said(e)) => status_page(
+            StatusCode::CONFLICT,
+            "Not done",
+            &viewer,
+            html! {
+                h1 { "Not done" }
+                p { (e) }
+                p { a href={ "/imports/" (id) } { "Back to import #" (id) } " of " (r.tenant) }
+            },
+        ),
+        Err(Failed::Interrupted) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+pub async fn approve(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    decide(web, viewer, id, &form.csrf, true).await
+}
+
+pub async fn discard(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    decide(web, viewer, id, &form.csrf, false).await
+}
