@@ -3,9 +3,10 @@
 //! (never in a URL), and only its SHA-256 is kept.
 
 use super::layout::{csrf_field, not_found, notice, page};
-use super::{NoticeQuery, TenantPath, Viewer, back_to, blocking, managing, reported, when};
+use super::{
+    ManagedForm, NoticeQuery, Posted, TenantPath, Viewer, back_to, blocking, managing, reported, when,
+};
 use crate::Web;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -80,15 +81,16 @@ pub struct ApiKeyForm {
     id: i64,
 }
 
+impl Posted for ApiKeyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub async fn add_api_key(
     State(web): State<Web>,
-    viewer: Viewer,
-    TenantPath(tenant): TenantPath,
-    Form(form): Form<ApiKeyForm>,
+    ManagedForm { viewer, tenant, form }: ManagedForm<ApiKeyForm>,
 ) -> Response {
-    if let Some(refused) = managing(&viewer, &tenant).or_else(|| viewer.refuse_without_csrf(&form.csrf)) {
-        return refused;
-    }
     let here = format!("/t/{tenant}/api-keys");
     let key_name = form.name.trim().to_owned();
     if key_name.is_empty() || key_name.chars().count() > 64 || key_name.chars().any(char::is_control) {
@@ -118,13 +120,8 @@ pub async fn add_api_key(
 
 pub async fn revoke_api_key(
     State(web): State<Web>,
-    viewer: Viewer,
-    TenantPath(tenant): TenantPath,
-    Form(form): Form<ApiKeyForm>,
+    ManagedForm { viewer, tenant, form }: ManagedForm<ApiKeyForm>,
 ) -> Response {
-    if let Some(refused) = managing(&viewer, &tenant).or_else(|| viewer.refuse_without_csrf(&form.csrf)) {
-        return refused;
-    }
     let store = web.ingest.store.clone();
     let (name, id) = (tenant.clone(), form.id);
     // Only a key of this very tenant.

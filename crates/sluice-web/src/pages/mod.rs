@@ -3,7 +3,9 @@
 //! Every page is a maud template (`html!`): a value from a tenant's files or the store is
 //! escaped by construction when it is written, so a CSV cell can never run script in anyone's
 //! browser. The only raw text is the constant style sheet. Every form carries the session's
-//! CSRF token (`layout::csrf_field`), checked by one helper (`Viewer::refuse_without_csrf`).
+//! CSRF token (`layout::csrf_field`), checked by one helper (`Viewer::refuse_without_csrf`);
+//! a change to a tenant's credentials, keys or settings arrives as a `ManagedForm`, which makes
+//! the manager check and the CSRF check before the handler runs.
 //!
 //! The rooms: `layout` (page shell, nav, badges, notices, the not-found and refusal pages),
 //! `auth` (the `Viewer` extractor, sessions and cookies, login and logout with the defender's
@@ -21,12 +23,12 @@ mod team;
 
 use crate::Web;
 use crate::blocking::Interrupted;
-use axum::Router;
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum::{Form, Router};
 use serde::Deserialize;
 use sluice_core::TenantName;
 
@@ -124,6 +126,40 @@ struct NoticeQuery {
 struct CsrfForm {
     #[serde(default)]
     csrf: String,
+}
+
+/// A form that carries the session's CSRF token.
+trait Posted {
+    fn csrf(&self) -> &str;
+}
+
+/// A form posted to a tenant's page by someone who manages the tenant, with this session's
+/// CSRF token: the one check of every change to credentials, keys and settings. Anything else
+/// is refused (not found, not allowed, or the CSRF refusal) before the handler runs.
+pub struct ManagedForm<T> {
+    pub viewer: Viewer,
+    pub tenant: TenantName,
+    pub form: T,
+}
+
+impl<T: serde::de::DeserializeOwned + Posted + Send> FromRequest<Web> for ManagedForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, web: &Web) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let viewer = Viewer::from_request_parts(&mut parts, web).await?;
+        let TenantPath(tenant) = TenantPath::from_request_parts(&mut parts, web).await?;
+        if let Some(refused) = managing(&viewer, &tenant) {
+            return Err(refused);
+        }
+        let Form(form) = Form::<T>::from_request(Request::from_parts(parts, body), web)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        match viewer.refuse_without_csrf(form.csrf()) {
+            Some(refused) => Err(refused),
+            None => Ok(ManagedForm { viewer, tenant, form }),
+        }
+    }
 }
 
 /// Whether the viewer may manage `tenant`; the response to send if not.

@@ -2,9 +2,8 @@
 //! A refused change shows the form again with what was typed and why, nothing saved.
 
 use super::layout::{csrf_field, not_found, notice, page};
-use super::{NoticeQuery, TenantPath, Viewer, blocking, managing, reported};
+use super::{ManagedForm, NoticeQuery, Posted, TenantPath, Viewer, blocking, managing, reported};
 use crate::Web;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -182,15 +181,16 @@ pub struct SettingsForm {
     webhook_secret: String,
 }
 
+impl Posted for SettingsForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub async fn save_settings(
     State(web): State<Web>,
-    viewer: Viewer,
-    TenantPath(tenant): TenantPath,
-    Form(form): Form<SettingsForm>,
+    ManagedForm { viewer, tenant, form }: ManagedForm<SettingsForm>,
 ) -> Response {
-    if let Some(refused) = managing(&viewer, &tenant).or_else(|| viewer.refuse_without_csrf(&form.csrf)) {
-        return refused;
-    }
     let here = format!("/t/{tenant}/settings");
     // The same change `sluice tenant set` makes: every value checked, then one transaction.
     let mut pairs = vec![

@@ -1,9 +1,10 @@
 //! A tenant's SFTP credentials: its public keys (added and removed) and its password.
 
 use super::layout::{csrf_field, not_found, notice, page};
-use super::{Failed, NoticeQuery, TenantPath, Viewer, back_to, blocking, managing, reported};
+use super::{
+    Failed, ManagedForm, NoticeQuery, Posted, TenantPath, Viewer, back_to, blocking, managing, reported,
+};
 use crate::Web;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;
@@ -81,15 +82,16 @@ pub struct KeyForm {
     fingerprint: String,
 }
 
+impl Posted for KeyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub async fn add_key(
     State(web): State<Web>,
-    viewer: Viewer,
-    TenantPath(tenant): TenantPath,
-    Form(form): Form<KeyForm>,
+    ManagedForm { viewer, tenant, form }: ManagedForm<KeyForm>,
 ) -> Response {
-    if let Some(refused) = managing(&viewer, &tenant).or_else(|| viewer.refuse_without_csrf(&form.csrf)) {
-        return refused;
-    }
     let here = format!("/t/{tenant}/sftp");
     let key = match (web.parse_key)(&form.public_key) {
         Ok(k) => k,
@@ -108,13 +110,8 @@ pub async fn add_key(
 
 pub async fn remove_key(
     State(web): State<Web>,
-    viewer: Viewer,
-    TenantPath(tenant): TenantPath,
-    Form(form): Form<KeyForm>,
+    ManagedForm { viewer, tenant, form }: ManagedForm<KeyForm>,
 ) -> Response {
-    if let Some(refused) = managing(&viewer, &tenant).or_else(|| viewer.refuse_without_csrf(&form.csrf)) {
-        return refused;
-    }
     let store = web.ingest.store.clone();
     let name = tenant.clone();
     let fp = form.fingerprint.clone();
@@ -131,15 +128,16 @@ pub struct PasswordForm {
     password: String,
 }
 
+impl Posted for PasswordForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 pub async fn set_password(
     State(web): State<Web>,
-    viewer: Viewer,
-    TenantPath(tenant): TenantPath,
-    Form(form): Form<PasswordForm>,
+    ManagedForm { viewer, tenant, form }: ManagedForm<PasswordForm>,
 ) -> Response {
-    if let Some(refused) = managing(&viewer, &tenant).or_else(|| viewer.refuse_without_csrf(&form.csrf)) {
-        return refused;
-    }
     let here = format!("/t/{tenant}/sftp");
     // argon2id takes 19 MiB: as for logins, a few at a time.
     let Ok(_slot) = web.password_checks.clone().try_acquire_owned() else {
