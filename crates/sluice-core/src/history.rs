@@ -103,14 +103,18 @@ impl ImportRecord {
     }
 }
 
-/// One row error an import run kept (at most a bound per run; its report file has them all).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One row error an import run kept (at most a bound per run; its report file has them all):
+/// where it is, whose it is, and why. Also its own JSON view (API, `--json`, webhooks).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RowError))]
 pub struct StoredError {
+    /// The line in the file (1 is the header).
     pub line: u64,
     /// The record's key and name, where the row had them.
     pub key: String,
     pub name: String,
     pub column: String,
+    /// A stable code (`required`, `bad_date`, `duplicate_key`...).
     pub code: String,
     pub reason: String,
     pub value: String,

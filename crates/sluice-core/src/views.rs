@@ -54,22 +54,6 @@ pub struct ImportView {
     pub superseded_by: Option<i64>,
 }
 
-/// A rejected row of an import: where it is, whose it is, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = RowError))]
-pub struct RowErrorView {
-    /// The line in the file (1 is the header).
-    pub line: u64,
-    /// The record's key and name, where the row had them.
-    pub key: String,
-    pub name: String,
-    pub column: String,
-    /// A stable code (`required`, `bad_date`, `duplicate_key`...).
-    pub code: String,
-    pub reason: String,
-    pub value: String,
-}
-
 impl From<&ImportRecord> for ImportView {
     fn from(r: &ImportRecord) -> Self {
         ImportView {
@@ -89,20 +73,6 @@ impl From<&ImportRecord> for ImportView {
             decided_by: r.decided_by.clone(),
             decided_ms: r.decided_ms,
             superseded_by: r.superseded_by,
-        }
-    }
-}
-
-impl From<&StoredError> for RowErrorView {
-    fn from(e: &StoredError) -> Self {
-        RowErrorView {
-            line: e.line,
-            key: e.key.clone(),
-            name: e.name.clone(),
-            column: e.column.clone(),
-            code: e.code.clone(),
-            reason: e.reason.clone(),
-            value: e.value.clone(),
         }
     }
 }
@@ -309,11 +279,11 @@ pub struct ImportFinishedEvent {
     pub delivery: i64,
     pub import: ImportView,
     /// The first rejected rows (the report has all of them).
-    pub first_errors: Vec<RowErrorView>,
+    pub first_errors: Vec<StoredError>,
 }
 
 impl ImportFinishedEvent {
-    pub fn new(delivery: i64, import: ImportView, first_errors: Vec<RowErrorView>) -> Self {
+    pub fn new(delivery: i64, import: ImportView, first_errors: Vec<StoredError>) -> Self {
         ImportFinishedEvent { event: "import.finished", delivery, import, first_errors }
     }
 }

@@ -1,7 +1,7 @@
 //! What a notification says: an email (MIME, with the error report attached) and a webhook's
 //! JSON body.
 
-use sluice_core::views::{ImportFinishedEvent, RowErrorView};
+use sluice_core::views::ImportFinishedEvent;
 use sluice_store::{ImportRecord, StoredError};
 
 fn summary(r: &ImportRecord) -> String {
@@ -114,7 +114,7 @@ fn base64_lines(data: &[u8]) -> String {
 
 /// The webhook's body: the same import and row-error views the API answers with.
 pub fn webhook_body(delivery: i64, r: &ImportRecord, errors: &[StoredError]) -> String {
-    let event = ImportFinishedEvent::new(delivery, r.into(), errors.iter().map(RowErrorView::from).collect());
+    let event = ImportFinishedEvent::new(delivery, r.into(), errors.to_vec());
     // Plain fields (strings, numbers) always serialise; `null` is never sent in practice.
     serde_json::to_string(&event).unwrap_or_else(|_| "null".into())
 }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sluice_core::TenantName;
 use sluice_core::import::{Related, TypeFormat};
-use sluice_core::views::{ImportView, KeyView, RowErrorView, SettingsView, TenantView};
+use sluice_core::views::{ImportView, KeyView, SettingsView, TenantView};
 use sluice_ingest::ApproveError;
 use sluice_store::roles::*;
 use sluice_store::{ImportRecord, KeyOwner, StoreError};
@@ -437,7 +437,6 @@ pub(crate) async fn import_errors(
             )
                 .into_response());
         }
-        let errors = errors.iter().map(RowErrorView::from).collect();
         Ok(Json(ErrorPage { import: id, rejected: record.counts.rejected, offset, limit, errors })
             .into_response())
     })

@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sluice_core::views::{ImportView, KeyView, RowErrorView, TenantView};
+use sluice_core::history::StoredError;
+use sluice_core::views::{ImportView, KeyView, TenantView};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
@@ -61,7 +62,7 @@ pub struct ErrorPage {
     pub rejected: u64,
     pub offset: usize,
     pub limit: usize,
-    pub errors: Vec<RowErrorView>,
+    pub errors: Vec<StoredError>,
 }
 
 /// A page of records of one type, each an object of its columns.

@@ -7,10 +7,8 @@ use crate::json::{
     ErrorBody, ErrorDetail, ErrorPage, ImportList, KeyList, KeyRemoved, RecordPage, SyncResult, TenantDetail,
     TenantList,
 };
-use sluice_core::history::{Counts, ImportStatus};
-use sluice_core::views::{
-    ImportView, KeyView, RowErrorView, SafeguardView, SettingsView, TenantView, TriggerName,
-};
+use sluice_core::history::{Counts, ImportStatus, StoredError};
+use sluice_core::views::{ImportView, KeyView, SafeguardView, SettingsView, TenantView, TriggerName};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -29,7 +27,7 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(
         ErrorBody, ErrorDetail, TenantView, TenantList, TenantDetail, TriggerName, Counts, ImportStatus,
-        ImportView, ImportList, SyncResult, RowErrorView, ErrorPage, KeyView, KeyList, KeyRemoved,
+        ImportView, ImportList, SyncResult, StoredError, ErrorPage, KeyView, KeyList, KeyRemoved,
         SafeguardView, SettingsView, RecordPage, api::NewKey, api::SettingsBody, api::SafeguardChange,
         api::ReportFormat,
     )),

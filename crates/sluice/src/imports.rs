@@ -8,7 +8,7 @@ use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 use sluice_core::TenantName;
 use sluice_core::import::{ColumnKind, ImportType, ImportTypes, Related};
-use sluice_core::views::{ImportView, RowErrorView};
+use sluice_core::views::ImportView;
 use sluice_ingest::Ingest;
 use sluice_ingest::report::csv_cell;
 use sluice_store::roles::*;
@@ -363,7 +363,7 @@ pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Fa
         let mut v = serde_json::to_value(ImportView::from(&r))?;
         if errors {
             let errs = store.import_errors(id, sluice_store::STORED_ERRORS, 0)?;
-            v["errors"] = serde_json::to_value(errs.iter().map(RowErrorView::from).collect::<Vec<_>>())?;
+            v["errors"] = serde_json::to_value(&errs)?;
         }
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
