@@ -83,6 +83,21 @@ pub enum SshError {
 const STRICT_KEX_AND_EXT: [kex::Name; 2] =
     [kex::EXTENSION_SUPPORT_AS_SERVER, kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER];
 
+/// The public-key signature algorithms sluice accepts from clients, best first.
+const CLIENT_KEY_ALGORITHMS: &[russh::keys::Algorithm] = {
+    use russh::keys::Algorithm;
+    use russh::keys::EcdsaCurve;
+    use russh::keys::HashAlg;
+    &[
+        Algorithm::Ed25519,
+        Algorithm::Ecdsa { curve: EcdsaCurve::NistP256 },
+        Algorithm::Ecdsa { curve: EcdsaCurve::NistP384 },
+        Algorithm::Ecdsa { curve: EcdsaCurve::NistP521 },
+        Algorithm::Rsa { hash: Some(HashAlg::Sha512) },
+        Algorithm::Rsa { hash: Some(HashAlg::Sha256) },
+    ]
+};
+
 /// The algorithms sluice offers: no SHA-1, no CBC, encrypt-then-MAC only unless `compat`.
 pub fn algorithms(compat: bool, post_quantum_only: bool) -> Preferred {
     let mut kexes = vec![kex::MLKEM768X25519_SHA256];
@@ -104,7 +119,11 @@ pub fn algorithms(compat: bool, post_quantum_only: bool) -> Preferred {
     }
     Preferred {
         kex: Cow::Owned(kexes),
-        key: Cow::Borrowed(&[russh::keys::Algorithm::Ed25519]),
+        // Host keys: only those sluice has (Ed25519) are offered. The same list is the
+        // `server-sig-algs` a client reads to choose how to sign with its own key: without
+        // ECDSA and rsa-sha2 there, OpenSSH and paramiko cannot use an RSA or ECDSA key at
+        // all. SHA-1 `ssh-rsa` stays out.
+        key: Cow::Borrowed(CLIENT_KEY_ALGORITHMS),
         cipher: Cow::Owned(ciphers),
         mac: Cow::Owned(macs),
         ..Preferred::DEFAULT

@@ -123,3 +123,26 @@ fn negotiation_failure_names_the_compat_switch() {
     let out = sftp_batch(&compat, &key, "ls /\n", &["-o", "MACs=hmac-sha1", "-o", "Ciphers=aes128-ctr"]);
     assert!(!out.status.success());
 }
+
+/// RSA (2048+ bits) and ECDSA keys log in with OpenSSH on its defaults: the server names the
+/// signature algorithms it accepts (`server-sig-algs`), or the client has none to sign with.
+#[test]
+fn rsa_and_ecdsa_keys_log_in_with_openssh_defaults() {
+    if !have("sftp", "openssh-client") || !have("ssh-keygen", "openssh-client") {
+        return;
+    }
+    let server = Server::start();
+    server.tenant("acme", "unused-password");
+    for (kind, bits) in [("rsa", "3072"), ("ecdsa", "256"), ("ecdsa", "384")] {
+        let key = server.dir.path().join(format!("id_{kind}_{bits}"));
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-b", bits, "-N", "", "-f", key.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", output_text(&made));
+        server.cli_ok(&["key", "add", "acme", key.with_extension("pub").to_str().unwrap()]);
+        let out = sftp_batch(&server, &key, "ls /\n", &[]);
+        assert!(out.status.success(), "{kind} {bits}: {}", output_text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("students"), "{}", output_text(&out));
+    }
+}
