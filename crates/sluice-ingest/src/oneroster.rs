@@ -6,7 +6,7 @@
 //! transaction or not at all.
 
 use crate::report::Report;
-use crate::run::{ImportError, ImportRequest, Verdict, content_hash, held_path};
+use crate::run::{ImportContext, ImportError, ImportRequest, Verdict, content_hash, held_path};
 use sluice_core::import::{CsvReader, Encoding, LoadMode, Notes, Record, RowError, Strictness};
 use sluice_core::oneroster::{self, FileMode, FileSpec, Manifest, check_header, check_row, is_empty_row};
 use sluice_store::roles::*;
@@ -61,9 +61,13 @@ impl Problem {
 }
 
 /// Imports a package: one import row, one transaction.
-pub(crate) fn import_package(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
+pub(crate) fn import_package(
+    store: &Store,
+    req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
+) -> Result<ImportRecord, ImportError> {
     let id = req.import_id(store)?;
-    let (loader, verdict, types) = evaluate_package(store, req, id, false)?;
+    let (loader, verdict, types) = evaluate_package(store, req, ctx, id, false)?;
     let names: Vec<String> = types.iter().map(|(t, _)| t.clone()).collect();
     let types: Vec<(&str, PackageMode)> = types.iter().map(|(t, m)| (t.as_str(), *m)).collect();
     let started = std::time::Instant::now();
@@ -75,8 +79,12 @@ pub(crate) fn import_package(store: &Store, req: &ImportRequest<'_>) -> Result<I
 }
 
 /// What importing a package would do, with nothing changed.
-pub(crate) fn dry_run_package(store: &Store, req: &ImportRequest<'_>) -> Result<Verdict, ImportError> {
-    let (loader, mut verdict, _) = evaluate_package(store, req, 0, true)?;
+pub(crate) fn dry_run_package(
+    store: &Store,
+    req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
+) -> Result<Verdict, ImportError> {
+    let (loader, mut verdict, _) = evaluate_package(store, req, ctx, 0, true)?;
     loader.abandon()?;
     if let Some(report) = verdict.report_file.take() {
         let _ = std::fs::remove_file(report);
@@ -88,6 +96,7 @@ pub(crate) fn dry_run_package(store: &Store, req: &ImportRequest<'_>) -> Result<
 fn evaluate_package(
     store: &Store,
     req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
     id: i64,
     dry_run: bool,
 ) -> Result<(PackageLoader, Verdict, Vec<(String, PackageMode)>), ImportError> {
@@ -96,10 +105,11 @@ fn evaluate_package(
     let (strictness, _) = crate::run::reading(store, req)?;
     let mut run = PackageRun {
         req,
+        check_references: ctx.check_references,
         strictness,
         notes: Notes::default(),
         held: HashMap::new(),
-        report: Report::new(req.reports_dir.join(report_name)),
+        report: Report::new(ctx.reports_dir.join(report_name)),
         errors: Vec::new(),
         counts: Counts::default(),
         ids: HashMap::new(),
@@ -150,8 +160,8 @@ fn evaluate_package(
                 let safeguard = req
                     .import_type
                     .safeguard
-                    .for_tenant(&req.import_type.name, req.safeguard_settings)
-                    .for_tenant(&record_type, req.safeguard_settings);
+                    .for_tenant(&req.import_type.name, ctx.safeguard_settings)
+                    .for_tenant(&record_type, ctx.safeguard_settings);
                 let implicit = if *mode == PackageMode::Bulk { plan.deleted } else { 0 };
                 if breach.is_none() {
                     breach =
@@ -201,7 +211,7 @@ fn evaluate_package(
             let reason = crate::run::hold_reason(breach, &found, covered, id, &mut warnings);
             match reason {
                 Some(b) => {
-                    let held = held_path(req.held_dir, id);
+                    let held = held_path(ctx.held_dir, id);
                     if !dry_run && req.file != held {
                         crate::run::copy_private(req.file, &held)
                             .map_err(crate::run::io("keeping the held file"))?;
@@ -231,7 +241,7 @@ fn evaluate_package(
         run.counts = Counts { rows: run.counts.rows, rejected: run.counts.rows, ..Counts::default() };
     }
     let report_file = run.report.finish().map_err(crate::run::io("writing the error report"))?;
-    let held_file = crate::run::kept_on_failure(req, id, status, held_file);
+    let held_file = crate::run::kept_on_failure(req, ctx, id, status, held_file);
     let verdict = Verdict {
         status,
         counts: run.counts,
@@ -251,6 +261,8 @@ fn evaluate_package(
 
 struct PackageRun<'r, 'a> {
     req: &'r ImportRequest<'a>,
+    /// See [`ImportContext::check_references`].
+    check_references: bool,
     strictness: Strictness,
     /// What lenient reading accepted and normalised, for the import's warnings.
     notes: Notes,
@@ -570,7 +582,7 @@ impl PackageRun<'_, '_> {
         if let Some(held) = self.held.get(file) {
             return Ok(*held);
         }
-        let held = !self.req.check_references || loader.existing(&oneroster::record_type(file))? > 0;
+        let held = !self.check_references || loader.existing(&oneroster::record_type(file))? > 0;
         self.held.insert(file, held);
         Ok(held)
     }
@@ -608,7 +620,7 @@ impl PackageRun<'_, '_> {
         if manifest.mode(target) == FileMode::Bulk {
             return Ok(false);
         }
-        if !self.req.check_references {
+        if !self.check_references {
             // Offline validation has no tenant: what the package does not settle is checked
             // on import.
             return Ok(true);

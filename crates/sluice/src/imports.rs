@@ -121,24 +121,11 @@ fn validate_in(scratch: &Path, t: &ImportType, files: &[PathBuf]) -> Result<(), 
         }
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         let req = sluice_ingest::ImportRequest {
-            tenant: "validate",
-            import_type: t,
-            file,
-            file_name: name,
-            source: "validate",
-            upload_id: None,
-            manifest_upload: None,
-            reports_dir: scratch,
-            held_dir: scratch,
             approved: true,
-            existing_import: None,
-            check_references: false,
-            progress: None,
-            safeguard: sluice_core::import::Safeguard::default(),
-            safeguard_settings: &[],
-            referrers: Vec::new(),
+            ..sluice_ingest::ImportRequest::new("validate", t, file, name, "validate")
         };
-        let record = sluice_ingest::import_file(&store, &req)?;
+        let record =
+            sluice_ingest::import_file(&store, &req, &sluice_ingest::ImportContext::offline(scratch))?;
         print_errors(&store, &record, &file.display().to_string())?;
         let c = record.counts;
         match record.status {
@@ -256,9 +243,9 @@ pub fn import(
         };
         let progress: Option<&dyn Fn(u64, u64)> = if terminal { Some(&bar) } else { None };
         if dry_run {
-            let v = ingest.dry_run(sluice_ingest::Job {
+            let v = ingest.dry_run(sluice_ingest::ImportRequest {
                 progress,
-                ..sluice_ingest::Job::new(tenant, ty, file, name, "cli")
+                ..sluice_ingest::ImportRequest::new(tenant, ty, file, name, "cli")
             })?;
             if terminal && total > 50_000 {
                 eprint!("\r{:width$}\r", "", width = name.len() + 24);
@@ -267,8 +254,10 @@ pub fn import(
             failed |= matches!(v.status, ImportStatus::Failed | ImportStatus::Incomplete);
             continue;
         }
-        let record = ingest
-            .run(sluice_ingest::Job { progress, ..sluice_ingest::Job::new(tenant, ty, file, name, "cli") })?;
+        let record = ingest.run(sluice_ingest::ImportRequest {
+            progress,
+            ..sluice_ingest::ImportRequest::new(tenant, ty, file, name, "cli")
+        })?;
         if terminal && total > 50_000 {
             eprint!("\r{:width$}\r", "", width = name.len() + 24);
         }
