@@ -343,7 +343,7 @@ fn evaluate(
             (ImportStatus::Failed, Some(message), None, None, encoding)
         }
         Staged::Rows { encoding } => {
-            let plan = loader.plan(t.mode)?;
+            let plan = loader.plan(&t.name, t.mode)?;
             counts = Counts { rows: counts.rows, rejected: counts.rejected, ..plan };
             // The deletion limit guards against rows that are merely missing (a truncated
             // file); a delta file's deletions are each asked for by name.
