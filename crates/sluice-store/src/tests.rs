@@ -12,6 +12,13 @@ fn sqlite_passes_the_conformance_suite() {
     });
 }
 
+/// The conformance suite's loading checks, on SQLite: imports load on a database file.
+#[test]
+fn sqlite_passes_the_loading_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::loading(&Store::open(&dir.path().join("sluice.db")).unwrap());
+}
+
 fn tenant(name: &str) -> TenantName {
     TenantName::parse(name).unwrap()
 }
