@@ -276,7 +276,7 @@ fn outcome(status: crate::ImportStatus, counts: crate::Counts, apply: Option<Loa
 fn records_of(s: &impl Imports, type_name: &str, deactivated: Option<bool>) -> Vec<(String, String)> {
     let mut all = Vec::new();
     let n = s
-        .records("north", type_name, deactivated, |k, d| all.push((k.to_owned(), d.to_owned())))
+        .records("north", type_name, deactivated, &mut |k, d| all.push((k.to_owned(), d.to_owned())))
         .expect("read the records");
     assert_eq!(n as usize, all.len(), "records returns how many it passed on");
     all

@@ -955,7 +955,7 @@ impl crate::roles::Imports for Store {
         tenant: &str,
         type_name: &str,
         deactivated: Option<bool>,
-        mut each: impl FnMut(&str, &str),
+        each: &mut dyn FnMut(&str, &str),
     ) -> Result<u64> {
         self.with(|c| {
             let mut stmt = c.prepare(

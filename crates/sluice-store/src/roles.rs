@@ -231,7 +231,7 @@ pub trait Imports {
         tenant: &str,
         type_name: &str,
         deactivated: Option<bool>,
-        each: impl FnMut(&str, &str),
+        each: &mut dyn FnMut(&str, &str),
     ) -> Result<u64>;
 
     fn record_count(&self, tenant: &str, type_name: &str) -> Result<u64>;
@@ -268,6 +268,6 @@ pub trait People {
         json_path: &str,
         value: &str,
         deactivated: Option<bool>,
-        each: impl FnMut(&str, &str),
+        each: &mut dyn FnMut(&str, &str),
     ) -> Result<u64>;
 }

@@ -500,7 +500,7 @@ pub fn records(
         write(&mut out, "[".into());
     }
     let mut first = true;
-    let each = |_key: &str, data: &str| {
+    let mut each = |_key: &str, data: &str| {
         let values: Vec<String> = serde_json::from_str(data).unwrap_or_default();
         if format == "csv" {
             write(
@@ -516,8 +516,8 @@ pub fn records(
         }
     };
     match &filter {
-        Some((path, id)) => store.records_where(tenant, &t.name, path, id, Some(deactivated), each)?,
-        None => store.records(tenant, &t.name, Some(deactivated), each)?,
+        Some((path, id)) => store.records_where(tenant, &t.name, path, id, Some(deactivated), &mut each)?,
+        None => store.records(tenant, &t.name, Some(deactivated), &mut each)?,
     };
     if format == "json" {
         write(&mut out, "\n]\n".into());
@@ -555,7 +555,7 @@ fn package_records(
     if format == "json" {
         write("[");
     }
-    let each = |_key: &str, data: &str| {
+    let mut each = |_key: &str, data: &str| {
         let obj: serde_json::Map<String, Value> = serde_json::from_str(data).unwrap_or_default();
         if format == "json" {
             write(&format!(
@@ -575,8 +575,8 @@ fn package_records(
         write(&format!("{}\r\n", cells.join(",")));
     };
     match &filter {
-        Some((path, id)) => store.records_where(tenant, type_name, path, id, None, each)?,
-        None => store.records(tenant, type_name, None, each)?,
+        Some((path, id)) => store.records_where(tenant, type_name, path, id, None, &mut each)?,
+        None => store.records(tenant, type_name, None, &mut each)?,
     };
     if format == "json" {
         write("\n]\n");
