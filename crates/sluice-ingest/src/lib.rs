@@ -9,11 +9,11 @@ mod worker;
 mod zipdir;
 
 pub use jiff::Timestamp;
-pub use run::{ImportError, ImportRequest, Verdict, dry_run, import_file};
+pub use run::{ImportContext, ImportError, ImportRequest, Verdict, dry_run, import_file};
 /// Entry points for the fuzz targets in `fuzz/`; not an API.
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::oneroster::{EntryRead, read_package};
 }
 
-pub use worker::{ApproveError, Ingest, Job, next_run, staging_dir};
+pub use worker::{ApproveError, Ingest, next_run, staging_dir};

@@ -16,7 +16,8 @@
 //! Each outcome also appears in the tenant's import history.
 
 use crate::run::ImportError;
-use crate::worker::{Ingest, Job};
+use crate::run::ImportRequest;
+use crate::worker::Ingest;
 use sluice_core::Tenant;
 use sluice_core::manifest::{MAX_MANIFEST_BYTES, Manifest, mark_invalid, md5_of};
 use sluice_core::{FileName, is_transfer_temp_name};
@@ -174,9 +175,9 @@ impl Ingest {
                 with_errors = true;
                 continue;
             }
-            let record = self.run_in_turn(Job {
+            let record = self.run_in_turn(ImportRequest {
                 manifest_upload: Some(upload_id),
-                ..Job::new(tenant_name, t, &staged, file.as_str(), "manifest")
+                ..ImportRequest::new(tenant_name, t, &staged, file.as_str(), "manifest")
             })?;
             with_errors |= record.status != ImportStatus::Complete;
             self.retire(&staged, tenant_name, record.id, file.as_str());

@@ -6,13 +6,11 @@
 //! transaction or not at all.
 
 use crate::report::Report;
-use crate::run::{ImportError, ImportRequest, Verdict, content_hash, held_path};
+use crate::run::{ImportContext, ImportError, ImportRequest, Verdict, content_hash, held_path};
 use sluice_core::import::{CsvReader, Encoding, LoadMode, Notes, Record, RowError, Strictness};
 use sluice_core::oneroster::{self, FileMode, FileSpec, Manifest, check_header, check_row, is_empty_row};
 use sluice_store::roles::*;
-use sluice_store::{
-    Counts, ImportRecord, ImportStatus, PackageLoader, PackageMode, Referrer, StageKind, Store, StoreError,
-};
+use sluice_store::{Counts, ImportRecord, ImportStatus, Loader, Referrer, StageKind, Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::hash::BuildHasher;
@@ -61,22 +59,30 @@ impl Problem {
 }
 
 /// Imports a package: one import row, one transaction.
-pub(crate) fn import_package(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
+pub(crate) fn import_package(
+    store: &Store,
+    req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
+) -> Result<ImportRecord, ImportError> {
     let id = req.import_id(store)?;
-    let (loader, verdict, types) = evaluate_package(store, req, id, false)?;
+    let (loader, verdict, types) = evaluate_package(store, req, ctx, id, false)?;
     let names: Vec<String> = types.iter().map(|(t, _)| t.clone()).collect();
-    let types: Vec<(&str, PackageMode)> = types.iter().map(|(t, m)| (t.as_str(), *m)).collect();
+    let types: Vec<(&str, LoadMode)> = types.iter().map(|(t, m)| (t.as_str(), *m)).collect();
     let started = std::time::Instant::now();
     let outcome =
         sluice_store::Outcome { record_types: Some(&names), ..verdict.outcome(req.upload_id, None) };
-    loader.commit(&types, outcome)?;
+    loader.commit_types(&types, outcome)?;
     debug!(import = id, ms = started.elapsed().as_millis() as u64, "package applied");
     Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)
 }
 
 /// What importing a package would do, with nothing changed.
-pub(crate) fn dry_run_package(store: &Store, req: &ImportRequest<'_>) -> Result<Verdict, ImportError> {
-    let (loader, mut verdict, _) = evaluate_package(store, req, 0, true)?;
+pub(crate) fn dry_run_package(
+    store: &Store,
+    req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
+) -> Result<Verdict, ImportError> {
+    let (loader, mut verdict, _) = evaluate_package(store, req, ctx, 0, true)?;
     loader.abandon()?;
     if let Some(report) = verdict.report_file.take() {
         let _ = std::fs::remove_file(report);
@@ -88,18 +94,20 @@ pub(crate) fn dry_run_package(store: &Store, req: &ImportRequest<'_>) -> Result<
 fn evaluate_package(
     store: &Store,
     req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
     id: i64,
     dry_run: bool,
-) -> Result<(PackageLoader, Verdict, Vec<(String, PackageMode)>), ImportError> {
+) -> Result<(Loader, Verdict, Vec<(String, LoadMode)>), ImportError> {
     let mut loader = store.package_loader(req.tenant, id)?;
     let report_name = crate::run::report_name(id, dry_run);
     let (strictness, _) = crate::run::reading(store, req)?;
     let mut run = PackageRun {
         req,
+        check_references: ctx.check_references,
         strictness,
         notes: Notes::default(),
         held: HashMap::new(),
-        report: Report::new(req.reports_dir.join(report_name)),
+        report: Report::new(ctx.reports_dir.join(report_name)),
         errors: Vec::new(),
         counts: Counts::default(),
         ids: HashMap::new(),
@@ -142,17 +150,17 @@ fn evaluate_package(
             let mut counts =
                 Counts { rows: run.counts.rows, rejected: run.counts.rejected, ..Counts::default() };
             // Record types the package marks `tobedeleted` records of, and how.
-            let mut deleting: Vec<(String, PackageMode)> = Vec::new();
+            let mut deleting: Vec<(String, LoadMode)> = Vec::new();
             for (file, mode) in &loaded {
                 let record_type = oneroster::record_type(file);
                 let plan = loader.plan(&record_type, *mode)?;
-                let existing = loader.existing(&record_type)?;
+                let existing = loader.existing_of(&record_type)?;
                 let safeguard = req
                     .import_type
                     .safeguard
-                    .for_tenant(&req.import_type.name, req.safeguard_settings)
-                    .for_tenant(&record_type, req.safeguard_settings);
-                let implicit = if *mode == PackageMode::Bulk { plan.deleted } else { 0 };
+                    .for_tenant(&req.import_type.name, ctx.safeguard_settings)
+                    .for_tenant(&record_type, ctx.safeguard_settings);
+                let implicit = if *mode == LoadMode::Mirror { plan.deleted } else { 0 };
                 if breach.is_none() {
                     breach =
                         safeguard.breach(existing, implicit, plan.updated).map(|b| (record_type.clone(), b));
@@ -163,7 +171,7 @@ fn evaluate_package(
                     plan.updated,
                     plan.unchanged,
                     plan.deleted,
-                    if *mode == PackageMode::Bulk { "no longer listed (tobedeleted)" } else { "tobedeleted" }
+                    if *mode == LoadMode::Mirror { "no longer listed (tobedeleted)" } else { "tobedeleted" }
                 ));
                 counts.added += plan.added;
                 counts.updated += plan.updated;
@@ -178,7 +186,7 @@ fn evaluate_package(
             for (file, column, to_file) in oneroster::single_references() {
                 let to_type = oneroster::record_type(to_file);
                 let Some(&(_, mode)) = deleting.iter().find(|(t, _)| *t == to_type) else { continue };
-                if loaded.iter().any(|(f, m)| f == file && *m == PackageMode::Bulk) {
+                if loaded.iter().any(|(f, m)| f == file && *m == LoadMode::Mirror) {
                     continue;
                 }
                 let r = Referrer {
@@ -201,7 +209,7 @@ fn evaluate_package(
             let reason = crate::run::hold_reason(breach, &found, covered, id, &mut warnings);
             match reason {
                 Some(b) => {
-                    let held = held_path(req.held_dir, id);
+                    let held = held_path(ctx.held_dir, id);
                     if !dry_run && req.file != held {
                         crate::run::copy_private(req.file, &held)
                             .map_err(crate::run::io("keeping the held file"))?;
@@ -231,7 +239,7 @@ fn evaluate_package(
         run.counts = Counts { rows: run.counts.rows, rejected: run.counts.rows, ..Counts::default() };
     }
     let report_file = run.report.finish().map_err(crate::run::io("writing the error report"))?;
-    let held_file = crate::run::kept_on_failure(req, id, status, held_file);
+    let held_file = crate::run::kept_on_failure(req, ctx, id, status, held_file);
     let verdict = Verdict {
         status,
         counts: run.counts,
@@ -251,6 +259,8 @@ fn evaluate_package(
 
 struct PackageRun<'r, 'a> {
     req: &'r ImportRequest<'a>,
+    /// See [`ImportContext::check_references`].
+    check_references: bool,
     strictness: Strictness,
     /// What lenient reading accepted and normalised, for the import's warnings.
     notes: Notes,
@@ -285,8 +295,8 @@ impl PackageRun<'_, '_> {
     #[allow(clippy::type_complexity)]
     fn read(
         &mut self,
-        loader: &mut PackageLoader,
-    ) -> Result<Result<Vec<(String, PackageMode)>, Vec<Problem>>, ImportError> {
+        loader: &mut Loader,
+    ) -> Result<Result<Vec<(String, LoadMode)>, Vec<Problem>>, ImportError> {
         let t = self.req.import_type;
         let OpenPackage { mut zip, entries, manifest, mut problems } = match open_package(
             self.req.file,
@@ -323,7 +333,7 @@ impl PackageRun<'_, '_> {
                 self.failed = true;
                 continue;
             }
-            let package_mode = if mode == FileMode::Bulk { PackageMode::Bulk } else { PackageMode::Delta };
+            let package_mode = if mode == FileMode::Bulk { LoadMode::Mirror } else { LoadMode::Delta };
             loaded.push((spec.name.clone(), package_mode));
         }
         if !problems.is_empty() {
@@ -340,7 +350,7 @@ impl PackageRun<'_, '_> {
         spec: &'static FileSpec,
         manifest: &Manifest,
         referred: &HashSet<&str>,
-        loader: &mut PackageLoader,
+        loader: &mut Loader,
     ) -> Result<Option<Problem>, ImportError> {
         let name = spec.file_name();
         let mode = manifest.mode(&spec.name);
@@ -501,7 +511,7 @@ impl PackageRun<'_, '_> {
                         };
                         let hash = if ok { hash } else { 0 };
                         let data = if ok { row.data.as_str() } else { "" };
-                        if let Some(first) = loader.stage(&record_type, line, key, data, hash, kind)? {
+                        if let Some(first) = loader.stage_in(&record_type, line, key, data, hash, kind)? {
                             row.errors.push(RowError {
                                 line,
                                 column: format!("{name}:sourcedId"),
@@ -559,7 +569,7 @@ impl PackageRun<'_, '_> {
     }
 
     /// Whether the tenant holds any `target` record (asked once per file and package).
-    fn holds(&mut self, loader: &PackageLoader, target: &str) -> Result<bool, ImportError> {
+    fn holds(&mut self, loader: &Loader, target: &str) -> Result<bool, ImportError> {
         let Some(file) = oneroster::files(oneroster::Version::V1_2)
             .chain(oneroster::files(oneroster::Version::V1_1))
             .map(|f| f.name.as_str())
@@ -570,7 +580,7 @@ impl PackageRun<'_, '_> {
         if let Some(held) = self.held.get(file) {
             return Ok(*held);
         }
-        let held = !self.req.check_references || loader.existing(&oneroster::record_type(file))? > 0;
+        let held = !self.check_references || loader.existing_of(&oneroster::record_type(file))? > 0;
         self.held.insert(file, held);
         Ok(held)
     }
@@ -579,7 +589,7 @@ impl PackageRun<'_, '_> {
     /// not hold: it is let through unchecked (and noted); strict reading refuses it.
     fn unchecked_absent(
         &mut self,
-        loader: &PackageLoader,
+        loader: &Loader,
         manifest: &Manifest,
         target: &str,
     ) -> Result<bool, ImportError> {
@@ -593,7 +603,7 @@ impl PackageRun<'_, '_> {
     /// full snapshot of `target`, among the tenant's active records.
     fn resolves(
         &self,
-        loader: &mut PackageLoader,
+        loader: &mut Loader,
         manifest: &Manifest,
         target: &str,
         id: &str,
@@ -608,7 +618,7 @@ impl PackageRun<'_, '_> {
         if manifest.mode(target) == FileMode::Bulk {
             return Ok(false);
         }
-        if !self.req.check_references {
+        if !self.check_references {
             // Offline validation has no tenant: what the package does not settle is checked
             // on import.
             return Ok(true);

@@ -37,31 +37,64 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Impo
     move |source| ImportError::Io { what, source }
 }
 
-/// What to import and where it came from.
+/// One import: what to import, for whom, where it came from, and how. What [`Ingest::run`]
+/// and [`import_file`] take; the rules and places it runs under are an [`ImportContext`].
+///
+/// [`Ingest::run`]: crate::Ingest::run
 pub struct ImportRequest<'a> {
     pub tenant: &'a str,
     pub import_type: &'a ImportType,
-    /// The file to read (a private copy: the pipeline never reads a tenant's folder directly).
+    /// The file to read: a private copy (the pipeline never reads a tenant's folder
+    /// directly), or the operator's own path.
     pub file: &'a Path,
     /// The name the tenant knows the file by.
     pub file_name: &'a str,
-    /// `upload`, `cli`, `sync`, ...
+    /// `upload`, `manifest`, `cli`, `sync`, ...
     pub source: &'a str,
     pub upload_id: Option<i64>,
     /// The `.done` manifest's upload event, for a file it listed.
     pub manifest_upload: Option<i64>,
-    /// Where the error report goes (`DATA_DIR/reports`).
-    pub reports_dir: &'a Path,
-    /// Where a held import keeps its file until approved (`DATA_DIR/spool/held`).
-    pub held_dir: &'a Path,
     /// Approving a held import: the deletion safeguard is not applied again.
     pub approved: bool,
     /// Re-run of an existing (held) import instead of a new one.
     pub existing_import: Option<i64>,
-    /// Offline validation has no records to resolve references against.
-    pub check_references: bool,
     /// Called now and then with (bytes read, rows read), for a progress bar.
     pub progress: Option<&'a dyn Fn(u64, u64)>,
+}
+
+impl<'a> ImportRequest<'a> {
+    /// A new import of `file` (nothing approved, no upload event, no progress).
+    pub fn new(
+        tenant: &'a str,
+        import_type: &'a ImportType,
+        file: &'a Path,
+        file_name: &'a str,
+        source: &'a str,
+    ) -> Self {
+        Self {
+            tenant,
+            import_type,
+            file,
+            file_name,
+            source,
+            upload_id: None,
+            manifest_upload: None,
+            approved: false,
+            existing_import: None,
+            progress: None,
+        }
+    }
+}
+
+/// The rules and places an import runs under: built by [`Ingest`](crate::Ingest) from its
+/// configuration and the tenant's settings, or [`ImportContext::offline`] for validation.
+pub struct ImportContext<'a> {
+    /// Where the error report goes (`DATA_DIR/reports`).
+    pub reports_dir: &'a Path,
+    /// Where a held import keeps its file until approved (`DATA_DIR/spool/held`).
+    pub held_dir: &'a Path,
+    /// Offline validation has no records to resolve references against.
+    pub check_references: bool,
     /// The type's safeguard with the tenant's settings applied.
     pub safeguard: Safeguard,
     /// The tenant's safeguard settings (packages apply them per file).
@@ -69,6 +102,20 @@ pub struct ImportRequest<'a> {
     /// The references of other types to this one, with their `on_delete` policies (a
     /// package finds its own between its files).
     pub referrers: Vec<Referrer>,
+}
+
+impl<'a> ImportContext<'a> {
+    /// Validation in a scratch directory: no safeguard, no references to resolve.
+    pub fn offline(scratch: &'a Path) -> Self {
+        Self {
+            reports_dir: scratch,
+            held_dir: scratch,
+            check_references: false,
+            safeguard: Safeguard::default(),
+            safeguard_settings: &[],
+            referrers: Vec::new(),
+        }
+    }
 }
 
 impl ImportRequest<'_> {
@@ -100,24 +147,32 @@ pub(crate) fn reading(
 
 /// Imports one file. Every outcome, including a rejected file, ends as an import row with
 /// a status; only store and I/O failures of sluice itself are errors here.
-pub fn import_file(store: &Store, req: &ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
+pub fn import_file(
+    store: &Store,
+    req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
+) -> Result<ImportRecord, ImportError> {
     let t = req.import_type;
     if t.format == TypeFormat::OneRoster {
-        return crate::oneroster::import_package(store, req);
+        return crate::oneroster::import_package(store, req, ctx);
     }
     let id = req.import_id(store)?;
-    let (loader, verdict) = evaluate(store, req, id, false)?;
+    let (loader, verdict) = evaluate(store, req, ctx, id, false)?;
     loader.commit(verdict.outcome(req.upload_id, t.person.as_ref()))?;
     Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)
 }
 
 /// What an import of this file would do, worked out exactly as [`import_file`] does (the
 /// same validation, references and safeguard) and then rolled back: nothing changes.
-pub fn dry_run(store: &Store, req: &ImportRequest<'_>) -> Result<Verdict, ImportError> {
+pub fn dry_run(
+    store: &Store,
+    req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
+) -> Result<Verdict, ImportError> {
     if req.import_type.format == TypeFormat::OneRoster {
-        return crate::oneroster::dry_run_package(store, req);
+        return crate::oneroster::dry_run_package(store, req, ctx);
     }
-    let (loader, mut verdict) = evaluate(store, req, 0, true)?;
+    let (loader, mut verdict) = evaluate(store, req, ctx, 0, true)?;
     loader.abandon()?;
     if let Some(report) = verdict.report_file.take() {
         let _ = std::fs::remove_file(report);
@@ -250,13 +305,14 @@ pub(crate) fn held_message(req: &ImportRequest<'_>, breach: String) -> String {
 fn evaluate(
     store: &Store,
     req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
     id: i64,
     dry_run: bool,
 ) -> Result<(sluice_store::Loader, Verdict), ImportError> {
     let t = req.import_type;
     let mut loader = store.loader(req.tenant, &t.name, id)?;
     let report_name = report_name(id, dry_run);
-    let mut report = Report::new(req.reports_dir.join(report_name));
+    let mut report = Report::new(ctx.reports_dir.join(report_name));
     let mut errors: Vec<RowError> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut counts = Counts::default();
@@ -266,6 +322,7 @@ fn evaluate(
     let outcome = read_and_stage(
         store,
         req,
+        ctx,
         &mut loader,
         &mut report,
         &mut errors,
@@ -286,15 +343,15 @@ fn evaluate(
             (ImportStatus::Failed, Some(message), None, None, encoding)
         }
         Staged::Rows { encoding } => {
-            let plan = loader.plan(t.mode)?;
+            let plan = loader.plan(&t.name, t.mode)?;
             counts = Counts { rows: counts.rows, rejected: counts.rejected, ..plan };
             // The deletion limit guards against rows that are merely missing (a truncated
             // file); a delta file's deletions are each asked for by name.
             let implicit = if t.mode == LoadMode::Mirror { plan.deleted } else { 0 };
-            let breach = req.safeguard.breach(loader.existing(), implicit, plan.updated);
+            let breach = ctx.safeguard.breach(loader.existing(), implicit, plan.updated);
             let covered = approval_covers(store, req, plan.deleted, plan.updated)?;
             if plan.deleted > 0 {
-                for r in &req.referrers {
+                for r in &ctx.referrers {
                     let n = loader.dangling(t.mode, r)?;
                     if n > 0 {
                         found.push((r.clone(), n));
@@ -305,7 +362,7 @@ fn evaluate(
             let reason = hold_reason(breach, &found, covered, id, &mut warnings);
             match reason {
                 Some(breach) => {
-                    let held = held_path(req.held_dir, id);
+                    let held = held_path(ctx.held_dir, id);
                     if !dry_run && req.file != held {
                         copy_private(req.file, &held).map_err(io("keeping the held file"))?;
                     }
@@ -333,7 +390,7 @@ fn evaluate(
     let report_file = report.finish().map_err(io("writing the error report"))?;
     let delimiter = delimiter.map(|d: Delimiter| d.name().to_owned());
     let referrers = found.into_iter().map(|(r, _)| r).collect();
-    let held_file = kept_on_failure(req, id, status, held_file);
+    let held_file = kept_on_failure(req, ctx, id, status, held_file);
     let verdict = Verdict {
         status,
         counts,
@@ -372,6 +429,7 @@ fn file_problem(line: u64, code: &'static str, reason: String) -> RowError {
 fn read_and_stage(
     store: &Store,
     req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
     loader: &mut sluice_store::Loader,
     report: &mut Report,
     errors: &mut Vec<RowError>,
@@ -499,7 +557,17 @@ fn read_and_stage(
     std::thread::scope(|scope| {
         scope.spawn(move || prepare_rows(t, header, strictness, csv, notes, tx));
         let mut missing_ids = Vec::new();
-        let staged = load_rows(req, rx, loader, report, errors, warnings, counts, &mut missing_ids);
+        let staged = load_rows(
+            req,
+            ctx.check_references,
+            rx,
+            loader,
+            report,
+            errors,
+            warnings,
+            counts,
+            &mut missing_ids,
+        );
         if let (Some(p), Some(&first)) = (&t.person, missing_ids.first()) {
             let id = &t.columns[p.id.unwrap_or_default()].name;
             let lines: Vec<String> = missing_ids.iter().take(10).map(u64::to_string).collect();
@@ -658,6 +726,7 @@ fn rec_capacity(values: &Values) -> usize {
 #[allow(clippy::too_many_arguments)]
 fn load_rows(
     req: &ImportRequest<'_>,
+    check_references: bool,
     rx: std::sync::mpsc::Receiver<Batch>,
     loader: &mut sluice_store::Loader,
     report: &mut Report,
@@ -698,7 +767,7 @@ fn load_rows(
                 progress(bytes_read, counts.rows);
             }
             let mut row_errors = p.errors;
-            if p.valid && req.check_references {
+            if p.valid && check_references {
                 for (column, value) in &p.references {
                     let to_type =
                         &t.references.iter().find(|r| r.column == *column).map_or("", |r| r.to_type.as_str());
@@ -838,11 +907,12 @@ pub(crate) fn content_hash(data: &str) -> i64 {
 /// sent, and stays downloadable.
 pub(crate) fn kept_on_failure(
     req: &ImportRequest<'_>,
+    ctx: &ImportContext<'_>,
     id: i64,
     status: ImportStatus,
     held_file: Option<PathBuf>,
 ) -> Option<PathBuf> {
-    let held = held_path(req.held_dir, id);
+    let held = held_path(ctx.held_dir, id);
     if status == ImportStatus::Failed && req.approved && req.file == held { Some(held) } else { held_file }
 }
 

@@ -3,9 +3,9 @@
 //! tenant's imports take turns, in upload order (see [`Ingest::turn`]), and the tenants with
 //! waiting uploads are served in turn (see [`Rotation`]).
 
-use crate::run::{ImportError, ImportRequest, Verdict, held_path, import_file};
+use crate::run::{ImportContext, ImportError, ImportRequest, Verdict, held_path, import_file};
 use jiff::Timestamp;
-use sluice_core::import::{ImportType, ImportTypes, SafeguardSetting};
+use sluice_core::import::{ImportTypes, SafeguardSetting};
 use sluice_core::metrics::Metrics;
 use sluice_core::schedule::{CivilMinute, Cron};
 use sluice_core::{Sha256Hex, Trigger, UploadEvent, VirtualPath, is_transfer_temp_name};
@@ -400,9 +400,9 @@ impl Ingest {
             );
             return Ok(None);
         }
-        let record = self.run_in_turn(Job {
+        let record = self.run_in_turn(ImportRequest {
             upload_id: Some(upload.id),
-            ..Job::new(tenant_name, import_type, &staged, name, "upload")
+            ..ImportRequest::new(tenant_name, import_type, &staged, name, "upload")
         })?;
         self.retire(&staged, tenant_name, record.id, name);
         Ok(Some(record))
@@ -444,22 +444,14 @@ impl Ingest {
         }
     }
 
-    fn request<'a>(&'a self, job: &Job<'a>, settings: &'a [SafeguardSetting]) -> ImportRequest<'a> {
-        let t = job.import_type;
-        ImportRequest {
-            tenant: job.tenant,
-            import_type: t,
-            file: job.file,
-            file_name: job.file_name,
-            source: job.source,
-            upload_id: job.upload_id,
-            manifest_upload: job.manifest_upload,
+    /// The rules and places `req` runs under: the tenant's safeguard settings `settings`
+    /// applied to its type, and the references of other types to it.
+    fn context<'a>(&'a self, req: &ImportRequest<'a>, settings: &'a [SafeguardSetting]) -> ImportContext<'a> {
+        let t = req.import_type;
+        ImportContext {
             reports_dir: &self.reports,
             held_dir: &self.held,
-            approved: job.approved,
-            existing_import: job.existing_import,
             check_references: true,
-            progress: job.progress,
             safeguard: t.safeguard.for_tenant(&t.name, settings),
             safeguard_settings: settings,
             referrers: self
@@ -506,26 +498,25 @@ impl Ingest {
     }
 
     /// What importing this file would do now, with nothing changed.
-    pub fn dry_run(&self, job: Job<'_>) -> Result<Verdict, ImportError> {
-        let _turn = self.turn(job.tenant)?;
-        let settings = self.store.require_tenant(job.tenant)?.safeguards;
-        crate::run::dry_run(&self.store, &self.request(&job, &settings))
+    pub fn dry_run(&self, req: ImportRequest<'_>) -> Result<Verdict, ImportError> {
+        let _turn = self.turn(req.tenant)?;
+        let settings = self.store.require_tenant(req.tenant)?.safeguards;
+        crate::run::dry_run(&self.store, &req, &self.context(&req, &settings))
     }
 
     /// Runs one import, in its tenant's turn (see [`Ingest::turn`]).
-    pub fn run(&self, job: Job<'_>) -> Result<ImportRecord, ImportError> {
-        let _turn = self.turn(job.tenant)?;
-        self.run_in_turn(job)
+    pub fn run(&self, req: ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
+        let _turn = self.turn(req.tenant)?;
+        self.run_in_turn(req)
     }
 
     /// Runs one import and copies its error report into the tenant's /errors folder; the
     /// caller holds the turn.
-    pub(crate) fn run_in_turn(&self, job: Job<'_>) -> Result<ImportRecord, ImportError> {
-        let (tenant, t, file_name) = (job.tenant, job.import_type, job.file_name);
+    pub(crate) fn run_in_turn(&self, req: ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
+        let (tenant, t, file_name) = (req.tenant, req.import_type, req.file_name);
         let started = std::time::Instant::now();
-        let settings = self.store.require_tenant(job.tenant)?.safeguards;
-        let req = self.request(&job, &settings);
-        let record = import_file(&self.store, &req)?;
+        let settings = self.store.require_tenant(req.tenant)?.safeguards;
+        let record = import_file(&self.store, &req, &self.context(&req, &settings))?;
         if let Some(report) = &record.report_file {
             let stem = file_name.rsplit_once('.').map_or(file_name, |(s, _)| s);
             let target = self
@@ -588,10 +579,10 @@ impl Ingest {
         // A newer import may supersede it between here and the approval's write transaction
         // (if imports ever run beside approvals): the store checks again there, and refuses.
         let done = self
-            .run_in_turn(Job {
+            .run_in_turn(ImportRequest {
                 approved: true,
                 existing_import: Some(id),
-                ..Job::new(&record.tenant, t, &file, &record.file_name, &record.source)
+                ..ImportRequest::new(&record.tenant, t, &file, &record.file_name, &record.source)
             })
             .map_err(|e| match e {
                 ImportError::Store(sluice_store::StoreError::Superseded { id, by }) => {
@@ -757,49 +748,6 @@ impl Rotation {
         self.clock += 1;
         self.served.insert(tenant.clone(), self.clock);
         Some(tenant.clone())
-    }
-}
-
-/// One import for [`Ingest::run`]: what, for whom, and how.
-pub struct Job<'a> {
-    pub tenant: &'a str,
-    pub import_type: &'a ImportType,
-    /// A private copy of the file, or the operator's own path.
-    pub file: &'a Path,
-    /// The name the tenant knows the file by.
-    pub file_name: &'a str,
-    /// `upload`, `manifest`, `cli`, ...
-    pub source: &'a str,
-    pub upload_id: Option<i64>,
-    /// The `.done` manifest's upload event, for a file it listed.
-    pub manifest_upload: Option<i64>,
-    /// Approving a held import: the deletion safeguard is not applied again.
-    pub approved: bool,
-    pub existing_import: Option<i64>,
-    /// Called now and then with (bytes read, rows read).
-    pub progress: Option<&'a dyn Fn(u64, u64)>,
-}
-
-impl<'a> Job<'a> {
-    pub fn new(
-        tenant: &'a str,
-        import_type: &'a ImportType,
-        file: &'a Path,
-        file_name: &'a str,
-        source: &'a str,
-    ) -> Self {
-        Self {
-            tenant,
-            import_type,
-            file,
-            file_name,
-            source,
-            upload_id: None,
-            manifest_upload: None,
-            approved: false,
-            existing_import: None,
-            progress: None,
-        }
     }
 }
 

@@ -3,10 +3,10 @@
 //! same functions on a fresh, empty store of its own. Each function panics on the first
 //! behaviour that differs, naming it.
 
-use crate::roles::{Accounts, ApiKeys, Bans, ImportQueue, Tenants, Uploads};
-use crate::{AuthorizedKey, KeyOwner, Role, StoreError};
+use crate::roles::{Accounts, ApiKeys, Bans, ImportQueue, Imports, Tenants, Uploads};
+use crate::{AuthorizedKey, KeyOwner, Outcome, Role, StageKind, StoreError};
 use sluice_core::defender::Ban;
-use sluice_core::import::ImportTypes;
+use sluice_core::import::{ImportTypes, LoadMode};
 use sluice_core::net::Source;
 use sluice_core::{
     FolderName, PasswordHash, SettingsChange, SettingsContext, TenantName, Trigger, UploadEvent, VirtualPath,
@@ -249,4 +249,128 @@ pub fn upload_queue<S: Tenants + Uploads + ImportQueue>(s: &S) {
     let synced = s.request_import(&event("north", 4_000)).expect("a sync's event");
     let claimed = s.claim_upload(lease, Some("north")).expect("claim").expect("the synced one");
     assert_eq!((claimed.id, claimed.requested), (synced, true), "a sync's event carries its intent");
+}
+
+/// An outcome that applies (`apply`) or only records (`None`) an import, with `counts`.
+fn outcome(status: crate::ImportStatus, counts: crate::Counts, apply: Option<LoadMode>) -> Outcome<'static> {
+    Outcome {
+        status,
+        counts,
+        encoding: None,
+        delimiter: None,
+        message: None,
+        warnings: &[],
+        errors: &[],
+        held_file: None,
+        report_file: None,
+        apply,
+        upload_id: None,
+        person: None,
+        record_types: None,
+        referrers: &[],
+    }
+}
+
+/// Every record of a type, as (key, data), in key order; `deactivated` as in
+/// [`Imports::records`].
+fn records_of(s: &impl Imports, type_name: &str, deactivated: Option<bool>) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    let n = s
+        .records("north", type_name, deactivated, &mut |k, d| all.push((k.to_owned(), d.to_owned())))
+        .expect("read the records");
+    assert_eq!(n as usize, all.len(), "records returns how many it passed on");
+    all
+}
+
+/// Loading: a single type's rows staged, planned and committed, read back; a mirror import
+/// that deletes one and changes one; a held import that changes nothing; a package whose
+/// bulk file marks the record it no longer lists `tobedeleted`. Needs a store whose imports
+/// open loaders (SQLite: a database file, not one in memory).
+pub fn loading<S: Tenants + Imports>(s: &S) {
+    use crate::{Counts, ImportStatus::*};
+    s.add_tenant(&name("north"), &folders("students")).expect("add a tenant");
+    let import =
+        || s.create_import("north", "students", "students.csv", "upload", None, None).expect("an import");
+
+    let first = import();
+    assert_eq!(s.import(first).expect("read").expect("created").status, Running);
+    let mut l = s.loader("north", "students", first).expect("a loader");
+    assert_eq!(l.existing(), 0);
+    for (line, key) in [(2, "S1"), (3, "S2"), (4, "S3")] {
+        assert_eq!(
+            l.stage(line, key, &format!("[\"{key}\",\"a\"]"), line as i64, StageKind::Load).expect("stage"),
+            None
+        );
+    }
+    assert_eq!(
+        l.stage(5, "S2", "[\"S2\",\"b\"]", 9, StageKind::Load).expect("stage"),
+        Some(3),
+        "a repeated key names its first line"
+    );
+    let plan = l.plan("students", LoadMode::Mirror).expect("plan");
+    assert_eq!((plan.added, plan.updated, plan.unchanged, plan.deleted), (3, 0, 0, 0));
+    let counts = Counts { rows: 4, rejected: 1, ..plan };
+    l.commit(outcome(Complete, counts, Some(LoadMode::Mirror))).expect("commit");
+    let done = s.import(first).expect("read").expect("kept");
+    assert_eq!((done.status, done.counts, done.type_name.as_str()), (Complete, counts, "students"));
+    assert!(done.finished_ms.is_some(), "a finished import has its end time");
+    assert_eq!(
+        records_of(s, "students", None),
+        [("S1", "[\"S1\",\"a\"]"), ("S2", "[\"S2\",\"a\"]"), ("S3", "[\"S3\",\"a\"]")]
+            .map(|(k, d)| (k.to_owned(), d.to_owned()))
+    );
+    assert_eq!(s.record_count("north", "students").expect("count"), 3);
+
+    // Mirror: S1 unchanged, S2 changed, S3 no longer listed.
+    let second = import();
+    let mut l = s.loader("north", "students", second).expect("a loader");
+    assert_eq!(l.existing(), 3);
+    l.stage(2, "S1", "[\"S1\",\"a\"]", 2, StageKind::Load).expect("stage");
+    l.stage(3, "S2", "[\"S2\",\"c\"]", 30, StageKind::Load).expect("stage");
+    let plan = l.plan("students", LoadMode::Mirror).expect("plan");
+    assert_eq!((plan.added, plan.updated, plan.unchanged, plan.deleted), (0, 1, 1, 1));
+    assert_eq!(l.deletion_sample(10).expect("sample"), ["S3"]);
+    l.commit(outcome(Complete, plan, Some(LoadMode::Mirror))).expect("commit");
+    assert_eq!(
+        records_of(s, "students", None),
+        [("S1", "[\"S1\",\"a\"]"), ("S2", "[\"S2\",\"c\"]")].map(|(k, d)| (k.to_owned(), d.to_owned()))
+    );
+
+    // Held: recorded, nothing applied.
+    let held = import();
+    let mut l = s.loader("north", "students", held).expect("a loader");
+    l.stage(2, "S9", "[\"S9\",\"a\"]", 1, StageKind::Load).expect("stage");
+    l.commit(outcome(Held, Counts::default(), None)).expect("commit");
+    assert_eq!(s.import(held).expect("read").expect("kept").status, Held);
+    assert_eq!(s.record_count("north", "students").expect("count"), 2, "a held import changes no record");
+
+    // A package: a bulk file's unlisted record stays, marked `tobedeleted` and inactive.
+    let package =
+        || s.create_import("north", "oneroster", "roster.zip", "upload", None, None).expect("an import");
+    let org = |id: &str| format!("{{\"sourcedId\":\"{id}\",\"status\":\"active\"}}");
+    let types = [("oneroster.orgs", LoadMode::Mirror)];
+    let record_types = ["oneroster.orgs".to_owned()];
+    let p1 = package();
+    let mut l = s.package_loader("north", p1).expect("a package loader");
+    for (line, id) in [(2, "O1"), (3, "O2")] {
+        l.stage_in("oneroster.orgs", line, id, &org(id), line as i64, StageKind::Load).expect("stage");
+    }
+    assert_eq!(l.plan("oneroster.orgs", LoadMode::Mirror).expect("plan").added, 2);
+    let o = Outcome {
+        record_types: Some(&record_types),
+        ..outcome(Complete, Counts::default(), Some(LoadMode::Mirror))
+    };
+    l.commit_types(&types, o.clone()).expect("commit");
+    let p2 = package();
+    let mut l = s.package_loader("north", p2).expect("a package loader");
+    assert_eq!(l.existing_of("oneroster.orgs").expect("existing"), 2);
+    l.stage_in("oneroster.orgs", 2, "O1", &org("O1"), 2, StageKind::Load).expect("stage");
+    let plan = l.plan("oneroster.orgs", LoadMode::Mirror).expect("plan");
+    assert_eq!((plan.added, plan.updated, plan.unchanged, plan.deleted), (0, 0, 1, 1));
+    l.commit_types(&types, o).expect("commit");
+    assert_eq!(records_of(s, "oneroster.orgs", Some(false)).len(), 1);
+    let gone = records_of(s, "oneroster.orgs", Some(true));
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].0, "O2");
+    assert!(gone[0].1.contains("\"status\":\"tobedeleted\""), "{}", gone[0].1);
 }

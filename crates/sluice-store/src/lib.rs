@@ -15,14 +15,12 @@ mod migrations;
 mod people;
 mod referrers;
 pub mod roles;
-mod roster;
 
 // Domain records live in core; re-exported here for the store's callers.
 pub use imports::{Loader, Outcome, STORED_ERRORS, StageKind};
 pub use people::{Person, PersonRole};
 pub use referrers::Referrer;
 pub use roles::{Accounts, ApiKeys, Bans, Deliveries, ImportQueue, Imports, People, Tenants, Uploads};
-pub use roster::{PackageLoader, PackageMode};
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, Role};
 pub use sluice_core::delivery::{Channel, Delivery};
 pub use sluice_core::history::{Counts, ImportRecord, ImportStatus, StoredError};
@@ -72,6 +70,9 @@ pub enum StoreError {
     Refused(#[from] sluice_core::SettingsError),
     #[error("the database was written by a newer sluice (schema {found}, this build knows {known})")]
     TooNew { found: i64, known: i64 },
+    /// A caller asked the store for something it does not do (a bug in sluice, not in data).
+    #[error("the store was used wrongly: {0}")]
+    Misuse(&'static str),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

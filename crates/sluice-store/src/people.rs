@@ -437,7 +437,7 @@ impl crate::roles::People for Store {
         json_path: &str,
         value: &str,
         deactivated: Option<bool>,
-        mut each: impl FnMut(&str, &str),
+        each: &mut dyn FnMut(&str, &str),
     ) -> Result<u64> {
         self.with(|c| {
             let mut stmt = c.prepare(

@@ -5,7 +5,6 @@
 
 use crate::Result;
 use crate::imports::Loader;
-use crate::roster::{PackageLoader, PackageMode};
 use rusqlite::{Connection, params};
 use sluice_core::import::{LoadMode, OnDelete};
 
@@ -52,11 +51,11 @@ fn csv_dangling(mode: LoadMode, prefix: bool, same_type: bool) -> Option<String>
     let deleted = |alias: &str| match mode {
         LoadMode::Upsert => None,
         LoadMode::Mirror => {
-            Some(format!("NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = {alias}.key)"))
+            Some(format!("NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = {alias}.key)"))
         }
-        LoadMode::Delta => {
-            Some(format!("EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = {alias}.key AND s.kind = 1)"))
-        }
+        LoadMode::Delta => Some(format!(
+            "EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = {alias}.key AND s.kind = 1)"
+        )),
     };
     let v = "json_extract(g.data, ?4)";
     let mut sql = format!(
@@ -69,12 +68,12 @@ fn csv_dangling(mode: LoadMode, prefix: bool, same_type: bool) -> Option<String>
         // Another record with the same first key column stays: the reference still resolves.
         let survives = match mode {
             LoadMode::Mirror => {
-                format!("EXISTS (SELECT 1 FROM temp.stage s WHERE {})", names("s.key", v, true))
+                format!("EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND {})", names("s.key", v, true))
             }
             _ => format!(
                 "EXISTS (SELECT 1 FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2 AND {}
-                 AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.key = r.key AND s.kind = 1))
-                 OR EXISTS (SELECT 1 FROM temp.stage s WHERE s.kind = 0 AND {})",
+                 AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = r.key AND s.kind = 1))
+                 OR EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.kind = 0 AND {})",
                 names("r.key", v, true),
                 names("s.key", v, true)
             ),
@@ -89,22 +88,21 @@ fn csv_dangling(mode: LoadMode, prefix: bool, same_type: bool) -> Option<String>
 }
 
 /// Referring records `g` of a package file left dangling by the staged package, which
-/// deletes records of `?2` in `mode` and does not rewrite `g` itself.
-fn package_dangling(mode: PackageMode) -> String {
+/// deletes records of `?2` in `mode` (`Mirror`: a bulk file) and does not rewrite `g` itself.
+fn package_dangling(mode: LoadMode) -> Option<String> {
     let deleted = match mode {
-        PackageMode::Bulk => {
-            "NOT EXISTS (SELECT 1 FROM temp.package_stage s WHERE s.type = ?2 AND s.key = d.key)"
-        }
-        PackageMode::Delta => {
-            "EXISTS (SELECT 1 FROM temp.package_stage s WHERE s.type = ?2 AND s.key = d.key AND s.kind = 1)"
+        LoadMode::Upsert => return None,
+        LoadMode::Mirror => "NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = d.key)",
+        LoadMode::Delta => {
+            "EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = d.key AND s.kind = 1)"
         }
     };
-    format!(
+    Some(format!(
         "g.tenant_id = ?1 AND g.type = ?3 AND g.inactive = 0
-         AND NOT EXISTS (SELECT 1 FROM temp.package_stage s WHERE s.type = ?3 AND s.key = g.key)
+         AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?3 AND s.key = g.key)
          AND EXISTS (SELECT 1 FROM main.records d WHERE d.tenant_id = ?1 AND d.type = ?2
              AND d.key = json_extract(g.data, ?4) AND d.inactive = 0 AND {deleted})"
-    )
+    ))
 }
 
 /// A deactivated record is no longer a person's role; people left without one go.
@@ -124,70 +122,56 @@ fn drop_inactive_roles(c: &Connection, tenant_id: i64, type_name: &str) -> Resul
 }
 
 impl Loader {
-    /// How many records of `r.from_type` would be left naming a record this import deletes.
+    /// The records of `r.from_type` left dangling when this import deletes records of
+    /// `r.to_type` in `mode`: a condition on `g`, with ?1 tenant, ?2 `r.to_type`, ?3
+    /// `r.from_type`, ?4 `r.path`. A single type's deletions erase records; a package's mark
+    /// them (and a file the package rewrites is not left dangling by it).
+    fn dangling_condition(&self, mode: LoadMode, r: &Referrer) -> Option<String> {
+        if self.marks() {
+            package_dangling(mode)
+        } else {
+            csv_dangling(mode, r.prefix, r.from_type == r.to_type)
+        }
+    }
+
+    /// How many records of `r.from_type` would be left naming a record this import deletes
+    /// (erases, or marks `tobedeleted`) of `r.to_type`, in `mode`.
     pub fn dangling(&self, mode: LoadMode, r: &Referrer) -> Result<u64> {
-        let (conn, tenant_id, type_name, fresh) = self.parts();
-        if fresh {
-            return Ok(0);
-        }
-        let Some(cond) = csv_dangling(mode, r.prefix, r.from_type == type_name) else { return Ok(0) };
-        Ok(conn.query_row(
-            &format!("SELECT COUNT(*) FROM main.records g WHERE {cond}"),
-            params![tenant_id, type_name, r.from_type, r.path],
-            |row| row.get::<_, i64>(0),
-        )? as u64)
-    }
-
-    /// In the import's transaction, after its rows are written and before its deletions.
-    pub(crate) fn deactivate(&self, c: &Connection, mode: LoadMode, referrers: &[Referrer]) -> Result<()> {
-        let (_, tenant_id, type_name, _) = self.parts();
-        for r in referrers.iter().filter(|r| r.on_delete == OnDelete::Deactivate) {
-            let Some(cond) = csv_dangling(mode, r.prefix, r.from_type == type_name) else { continue };
-            c.execute(
-                &format!(
-                    "UPDATE main.records SET inactive = 1, updated_import = ?5
-                     WHERE tenant_id = ?1 AND type = ?3 AND key IN (SELECT g.key FROM main.records g WHERE {cond})"
-                ),
-                params![tenant_id, type_name, r.from_type, r.path, self.import_id()],
-            )?;
-            drop_inactive_roles(c, tenant_id, &r.from_type)?;
-        }
-        Ok(())
-    }
-}
-
-impl PackageLoader {
-    /// How many records of `r.from_type` (a file the package does not rewrite) would be left
-    /// naming a record of `r.to_type` that the package, in `mode`, marks `tobedeleted`.
-    pub fn dangling(&self, mode: PackageMode, r: &Referrer) -> Result<u64> {
         let (conn, tenant_id, fresh) = self.parts();
         if fresh {
             return Ok(0);
         }
+        let Some(cond) = self.dangling_condition(mode, r) else { return Ok(0) };
         Ok(conn.query_row(
-            &format!("SELECT COUNT(*) FROM main.records g WHERE {}", package_dangling(mode)),
+            &format!("SELECT COUNT(*) FROM main.records g WHERE {cond}"),
             params![tenant_id, r.to_type, r.from_type, r.path],
             |row| row.get::<_, i64>(0),
         )? as u64)
     }
 
-    /// In the package's transaction, before its rows are written: the referring records of
-    /// `deactivate` policies become `tobedeleted`, as a bulk file's unlisted records do.
+    /// Carries out the `deactivate` policies of the references to `types` (each loaded in its
+    /// mode), in the import's transaction: a single type's referring records become inactive
+    /// (after its rows are written, before its deletions); a package's become `tobedeleted`,
+    /// as a bulk file's unlisted records do (before any of its rows are written).
     pub(crate) fn deactivate(
         &self,
         c: &Connection,
-        types: &[(&str, PackageMode)],
+        types: &[(&str, LoadMode)],
         referrers: &[Referrer],
     ) -> Result<()> {
         let (_, tenant_id, _) = self.parts();
+        let set = if self.marks() {
+            "data = json_set(data, '$.status', 'tobedeleted'), hash = hash + 1, updated_import = ?5, inactive = 1"
+        } else {
+            "inactive = 1, updated_import = ?5"
+        };
         for r in referrers.iter().filter(|r| r.on_delete == OnDelete::Deactivate) {
             let Some(&(_, mode)) = types.iter().find(|(t, _)| *t == r.to_type) else { continue };
+            let Some(cond) = self.dangling_condition(mode, r) else { continue };
             c.execute(
                 &format!(
-                    "UPDATE main.records SET data = json_set(data, '$.status', 'tobedeleted'), hash = hash + 1,
-                         updated_import = ?5, inactive = 1
-                     WHERE tenant_id = ?1 AND type = ?3 AND key IN (SELECT g.key FROM main.records g WHERE {})",
-                    package_dangling(mode)
+                    "UPDATE main.records SET {set}
+                     WHERE tenant_id = ?1 AND type = ?3 AND key IN (SELECT g.key FROM main.records g WHERE {cond})"
                 ),
                 params![tenant_id, r.to_type, r.from_type, r.path, self.import_id()],
             )?;

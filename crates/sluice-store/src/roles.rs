@@ -171,8 +171,8 @@ pub trait ImportQueue {
     fn remove_interrupted_imports(&self) -> Result<usize>;
 }
 
-/// Imports: their history, errors and decisions, and the loader that applies one. (`Loader`
-/// is SQLite's own for now: merging it with `PackageLoader` comes first.)
+/// Imports: their history, errors and decisions, and the loader that applies one. (`Loader`,
+/// one for single types and packages, is SQLite's own for now.)
 pub trait Imports {
     /// Opens a new import in state `running`.
     fn create_import(
@@ -217,8 +217,12 @@ pub trait Imports {
         message: &str,
     ) -> Result<i64>;
 
-    /// Opens a loader for one import, on a connection of its own.
+    /// Opens a loader for one import of one type, on a connection of its own.
     fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Loader>;
+
+    /// Opens a loader for one import of a OneRoster package (its files' record types,
+    /// `oneroster.users`, ...), on a connection of its own.
+    fn package_loader(&self, tenant: &str, import_id: i64) -> Result<Loader>;
 
     /// Records of one type, in key order: (key, JSON array of values). `deactivated`: only
     /// the active records (`Some(false)`), only the deactivated ones (`Some(true)`), or all.
@@ -227,7 +231,7 @@ pub trait Imports {
         tenant: &str,
         type_name: &str,
         deactivated: Option<bool>,
-        each: impl FnMut(&str, &str),
+        each: &mut dyn FnMut(&str, &str),
     ) -> Result<u64>;
 
     fn record_count(&self, tenant: &str, type_name: &str) -> Result<u64>;
@@ -264,6 +268,6 @@ pub trait People {
         json_path: &str,
         value: &str,
         deactivated: Option<bool>,
-        each: impl FnMut(&str, &str),
+        each: &mut dyn FnMut(&str, &str),
     ) -> Result<u64>;
 }

@@ -12,6 +12,13 @@ fn sqlite_passes_the_conformance_suite() {
     });
 }
 
+/// The conformance suite's loading checks, on SQLite: imports load on a database file.
+#[test]
+fn sqlite_passes_the_loading_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::loading(&Store::open(&dir.path().join("sluice.db")).unwrap());
+}
+
 fn tenant(name: &str) -> TenantName {
     TenantName::parse(name).unwrap()
 }
@@ -354,4 +361,23 @@ fn references_resolve_by_whole_key_or_first_column_through_the_primary_key() {
         "{plan:?}"
     );
     l.abandon().unwrap();
+}
+
+/// `Imports` and `People` are dyn-compatible: a backend can be held as `&dyn Imports`.
+#[test]
+fn imports_and_people_work_as_trait_objects() {
+    use sluice_core::import::LoadMode::Mirror;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("sluice.db")).unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    let id = s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    load(&s, id, &["S1", "S2"]).commit(outcome(ImportStatus::Complete, Some(Mirror))).unwrap();
+    let (imports, people): (&dyn Imports, &dyn People) = (&s, &s);
+    let mut keys = Vec::new();
+    assert_eq!(imports.records("acme", "students", None, &mut |k, _| keys.push(k.to_owned())).unwrap(), 2);
+    assert_eq!(keys, ["S1", "S2"]);
+    let mut found = Vec::new();
+    let n =
+        people.records_where("acme", "students", "$[0]", "S2", None, &mut |k, _| found.push(k.to_owned()));
+    assert_eq!((n.unwrap(), found), (1, vec!["S2".to_owned()]));
 }

@@ -122,24 +122,11 @@ fn validate_in(scratch: &Path, t: &ImportType, files: &[PathBuf]) -> Result<(), 
         }
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         let req = sluice_ingest::ImportRequest {
-            tenant: "validate",
-            import_type: t,
-            file,
-            file_name: name,
-            source: "validate",
-            upload_id: None,
-            manifest_upload: None,
-            reports_dir: scratch,
-            held_dir: scratch,
             approved: true,
-            existing_import: None,
-            check_references: false,
-            progress: None,
-            safeguard: sluice_core::import::Safeguard::default(),
-            safeguard_settings: &[],
-            referrers: Vec::new(),
+            ..sluice_ingest::ImportRequest::new("validate", t, file, name, "validate")
         };
-        let record = sluice_ingest::import_file(&store, &req)?;
+        let record =
+            sluice_ingest::import_file(&store, &req, &sluice_ingest::ImportContext::offline(scratch))?;
         print_errors(&store, &record, &file.display().to_string())?;
         let c = record.counts;
         match record.status {
@@ -257,9 +244,9 @@ pub fn import(
         };
         let progress: Option<&dyn Fn(u64, u64)> = if terminal { Some(&bar) } else { None };
         if dry_run {
-            let v = ingest.dry_run(sluice_ingest::Job {
+            let v = ingest.dry_run(sluice_ingest::ImportRequest {
                 progress,
-                ..sluice_ingest::Job::new(tenant, ty, file, name, "cli")
+                ..sluice_ingest::ImportRequest::new(tenant, ty, file, name, "cli")
             })?;
             if terminal && total > 50_000 {
                 eprint!("\r{:width$}\r", "", width = name.len() + 24);
@@ -268,8 +255,10 @@ pub fn import(
             failed |= matches!(v.status, ImportStatus::Failed | ImportStatus::Incomplete);
             continue;
         }
-        let record = ingest
-            .run(sluice_ingest::Job { progress, ..sluice_ingest::Job::new(tenant, ty, file, name, "cli") })?;
+        let record = ingest.run(sluice_ingest::ImportRequest {
+            progress,
+            ..sluice_ingest::ImportRequest::new(tenant, ty, file, name, "cli")
+        })?;
         if terminal && total > 50_000 {
             eprint!("\r{:width$}\r", "", width = name.len() + 24);
         }
@@ -504,7 +493,7 @@ pub fn records(
         write(&mut out, "[".into());
     }
     let mut first = true;
-    let each = |_key: &str, data: &str| {
+    let mut each = |_key: &str, data: &str| {
         let values: Vec<String> = serde_json::from_str(data).unwrap_or_default();
         if format == "csv" {
             write(
@@ -520,8 +509,8 @@ pub fn records(
         }
     };
     match &filter {
-        Some((path, id)) => store.records_where(tenant, &t.name, path, id, Some(deactivated), each)?,
-        None => store.records(tenant, &t.name, Some(deactivated), each)?,
+        Some((path, id)) => store.records_where(tenant, &t.name, path, id, Some(deactivated), &mut each)?,
+        None => store.records(tenant, &t.name, Some(deactivated), &mut each)?,
     };
     if format == "json" {
         write(&mut out, "\n]\n".into());
@@ -559,7 +548,7 @@ fn package_records(
     if format == "json" {
         write("[");
     }
-    let each = |_key: &str, data: &str| {
+    let mut each = |_key: &str, data: &str| {
         let obj: serde_json::Map<String, Value> = serde_json::from_str(data).unwrap_or_default();
         if format == "json" {
             write(&format!(
@@ -579,8 +568,8 @@ fn package_records(
         write(&format!("{}\r\n", cells.join(",")));
     };
     match &filter {
-        Some((path, id)) => store.records_where(tenant, type_name, path, id, None, each)?,
-        None => store.records(tenant, type_name, None, each)?,
+        Some((path, id)) => store.records_where(tenant, type_name, path, id, None, &mut each)?,
+        None => store.records(tenant, type_name, None, &mut each)?,
     };
     if format == "json" {
         write("\n]\n");
