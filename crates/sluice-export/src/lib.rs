@@ -140,7 +140,7 @@ impl<'t> Export<'t> {
     ) -> Result<u64, ExportError> {
         let mut failed: Option<ExportError> = None;
         let mut rows = 0u64;
-        store.records(tenant, &self.ty.name, Some(false), |_key, data| {
+        store.records(tenant, &self.ty.name, Some(false), &mut |_key, data| {
             if failed.is_some() {
                 return;
             }
