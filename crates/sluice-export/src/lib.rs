@@ -52,9 +52,12 @@ pub enum ExportError {
     NotCsvType(String),
     #[error(transparent)]
     Store(#[from] sluice_store::StoreError),
-    #[error("cannot write the export: {0}")]
+    #[error("--bom is for CSV files (an XLSX file says its encoding itself)")]
+    BomForXlsx,
+    // The cause follows in the error's chain.
+    #[error("cannot write the export")]
     Io(#[from] std::io::Error),
-    #[error("cannot write the spreadsheet: {0}")]
+    #[error("cannot write the spreadsheet")]
     Xlsx(#[from] XlsxError),
 }
 
@@ -88,6 +91,9 @@ impl<'t> Export<'t> {
         filters: &[String],
         bom: bool,
     ) -> Result<Self, ExportError> {
+        if bom && format == Format::Xlsx {
+            return Err(ExportError::BomForXlsx);
+        }
         if ty.format != sluice_core::import::TypeFormat::Csv {
             return Err(ExportError::NotCsvType(ty.name.clone()));
         }
@@ -244,12 +250,16 @@ fn typed(kind: &ColumnKind, v: &str) -> Typed {
     }
 }
 
-/// `YYYY-MM-DD` (how dates are stored) as a spreadsheet date.
+/// `YYYY-MM-DD` (how dates are stored) as a spreadsheet date; a date before March 1900 stays
+/// text (spreadsheets count days from 1900 and believe 1900 was a leap year).
 fn iso_date(v: &str) -> Option<ExcelDateTime> {
     let mut parts = v.splitn(3, '-');
     let y: u16 = parts.next()?.parse().ok()?;
     let m: u8 = parts.next()?.parse().ok()?;
     let d: u8 = parts.next()?.parse().ok()?;
+    if (y, m) < (1900, 3) {
+        return None;
+    }
     ExcelDateTime::from_ymd(y, m, d).ok()
 }
 
@@ -275,10 +285,15 @@ fn write_csv_line<'a>(
     out.write_all(line.as_bytes())
 }
 
-/// Writes the export to `dest` whole or not at all: into a temporary file in `spool` (private,
-/// on the same filesystem as `dest`), then renamed over `dest`. A client listing or
-/// downloading `dest` meanwhile sees the old file or the new one, never a part; a failed
-/// export leaves the old file and no temporary one.
+/// The prefix of an export's temporary files (private to sluice's user: 0600).
+const TEMPORARY: &str = ".export-";
+
+/// Writes the export to `dest` whole or not at all: into a temporary file in `spool` (private),
+/// then renamed over `dest`. A client listing or downloading `dest` meanwhile sees the old
+/// file or the new one, never a part; a failed export leaves the old file and no temporary
+/// one (a killed one is cleared by [`clear_stale`]). When `dest` is on another filesystem
+/// than `spool`, the finished file is copied to a temporary file beside `dest` and renamed
+/// from there. `dest` ends up 0600.
 pub fn write_into(
     export: &Export<'_>,
     store: &impl Imports,
@@ -286,11 +301,38 @@ pub fn write_into(
     spool: &Path,
     dest: &Path,
 ) -> Result<Written, ExportError> {
-    let temporary = tempfile::Builder::new().prefix(".export-").tempfile_in(spool)?;
+    let temporary = tempfile::Builder::new().prefix(TEMPORARY).tempfile_in(spool)?;
     let written = export.write(store, tenant, temporary.path())?;
-    temporary.persist(dest).map_err(|e| e.error)?;
-    if let Some(dir) = dest.parent() {
-        File::open(dir)?.sync_all()?;
+    let folder = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match temporary.persist(dest) {
+        Ok(_) => {}
+        Err(e) if e.error.kind() == std::io::ErrorKind::CrossesDevices => {
+            let mut beside = tempfile::Builder::new().prefix(TEMPORARY).tempfile_in(folder)?;
+            std::io::copy(&mut File::open(e.file.path())?, beside.as_file_mut())?;
+            beside.as_file().sync_all()?;
+            beside.persist(dest).map_err(|e| e.error)?;
+        }
+        Err(e) => return Err(e.error.into()),
     }
+    File::open(folder)?.sync_all()?;
     Ok(written)
+}
+
+/// Removes temporary files of exports that can no longer finish (their process was killed):
+/// those older than `age` (every one, with a zero age, when nothing else can be exporting).
+pub fn clear_stale(spool: &Path, age: std::time::Duration) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(spool) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with(TEMPORARY)
+            && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a >= age));
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }

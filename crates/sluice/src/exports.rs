@@ -34,6 +34,8 @@ pub fn export(config: &Config, dirs: &DataDirs, r: Request) -> Result<(), Failur
     store.require_tenant(&tenant)?;
     let spool = dirs.export_spool();
     std::fs::create_dir_all(&spool).with_context(|| format!("cannot create {}", spool.display()))?;
+    // An export killed an hour ago will not finish: its records leave the spool.
+    sluice_export::clear_stale(&spool, std::time::Duration::from_secs(3600))?;
     match r.out.as_deref() {
         Some(path) if path.as_os_str() == "-" => {
             // Written whole first (an XLSX file is a zip: its end comes last), then copied.
@@ -49,7 +51,10 @@ pub fn export(config: &Config, dirs: &DataDirs, r: Request) -> Result<(), Failur
             }
         }
         Some(path) => {
-            let written = export.write(&store, &tenant, path)?;
+            // Beside the file, so the rename never crosses filesystems; replaced whole, 0600.
+            let folder =
+                path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let written = write_into(&export, &store, &tenant, folder, path)?;
             outln!(
                 "exported {} records of {} to {} ({} bytes)",
                 written.rows,

@@ -20,6 +20,8 @@ pub async fn run(config: Config) -> Result<()> {
     for entry in std::fs::read_dir(dirs.upload_spool())?.flatten() {
         let _ = std::fs::remove_file(entry.path());
     }
+    // So can exports that were being written (by this server or a killed `sluice export`).
+    let _ = sluice_export::clear_stale(&dirs.export_spool(), std::time::Duration::from_secs(600));
     let host_key = hostkey::load_or_generate(&dirs.host_key())?;
     let types = crate::types::load(config.imports.types_dir())?;
     let metrics = Arc::new(Metrics::default());

@@ -126,3 +126,36 @@ print('ok', ws.title, len(rows))
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok students 4");
 }
+
+/// `--out` replaces a file whole and private (0600); a killed export's temporary file is
+/// cleared by the next one; `--bom` is refused for XLSX.
+#[test]
+fn out_files_are_replaced_whole_and_private_and_killed_exports_leave_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start();
+    students(&server);
+    let out = server.dir.path().join("mine.csv");
+    std::fs::write(&out, "the previous export\n").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--out", out.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("sisId,") && text.lines().count() == 4, "{text}");
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    let beside: Vec<_> = std::fs::read_dir(server.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".export-"))
+        .collect();
+    assert!(beside.is_empty(), "no temporary file left beside --out");
+    // A temporary file an export killed two hours ago left behind.
+    let spool = server.data_dir().join("spool").join("exports");
+    let stale = spool.join(".export-killed");
+    std::fs::write(&stale, "S1,Zoë,Núñez\n").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(two_hours_ago).unwrap();
+    server.cli_ok(&["export", "--tenant", "acme", "--type", "students"]);
+    assert!(!stale.exists(), "a killed export's records leave the spool");
+    let o = server.cli(&["export", "--tenant", "acme", "--type", "students", "--format", "xlsx", "--bom"]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--bom is for CSV"), "{}", output_text(&o));
+}
