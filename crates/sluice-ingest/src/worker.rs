@@ -772,6 +772,13 @@ pub enum ApproveError {
 }
 
 /// The first run of `cron` (read in time zone `tz`) after `after`.
+/// When the tenant's scheduled imports run next: only while its trigger is `schedule` (a
+/// schedule kept under another trigger runs nothing).
+pub fn next_scheduled_run(t: &sluice_core::Tenant, after: Timestamp) -> Option<Timestamp> {
+    let cron = t.schedule.as_ref().filter(|_| t.trigger == sluice_core::Trigger::Schedule)?;
+    next_run(cron, &t.timezone, after).ok().flatten()
+}
+
 pub fn next_run(cron: &Cron, tz: &str, after: Timestamp) -> Result<Option<Timestamp>, String> {
     let zone = jiff::tz::TimeZone::get(tz).map_err(|e| format!("time zone {tz:?}: {e}"))?;
     let local = after.to_zoned(zone.clone()).datetime();

@@ -280,9 +280,7 @@ pub(crate) async fn tenant(
     caller.may(&name)?;
     blocking(move || {
         let t = web.ingest.store.require_tenant(&name)?;
-        let next_run = t.schedule.as_ref().and_then(|cron| {
-            sluice_ingest::next_run(cron, &t.timezone, jiff_now()).ok().flatten().map(|ts| ts.to_string())
-        });
+        let next_run = sluice_ingest::next_scheduled_run(&t, jiff_now()).map(|ts| ts.to_string());
         let mut latest_imports: Vec<ImportView> = Vec::new();
         for r in &web.ingest.store.imports(&name, 500)? {
             if !latest_imports.iter().any(|l| l.type_name == r.type_name) {

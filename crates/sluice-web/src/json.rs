@@ -33,7 +33,7 @@ pub struct TenantList {
 pub struct TenantDetail {
     #[serde(flatten)]
     pub tenant: TenantView,
-    /// The next scheduled run, when the tenant has a schedule.
+    /// The next scheduled run, while the tenant's trigger is `schedule`.
     #[schema(required = true)]
     pub next_run: Option<String>,
     pub latest_imports: Vec<ImportView>,

@@ -143,9 +143,7 @@ pub async fn overview(State(web): State<Web>, viewer: Viewer, TenantPath(tenant)
             latest.push(r.clone());
         }
     }
-    let next = t.schedule.as_ref().and_then(|cron| {
-        sluice_ingest::next_run(cron, &t.timezone, sluice_ingest::Timestamp::now()).ok().flatten()
-    });
+    let next = sluice_ingest::next_scheduled_run(&t, sluice_ingest::Timestamp::now());
     let body = html! {
         h1 { (tenant) }
         div.card {

@@ -296,6 +296,9 @@ fn every_answer_has_exactly_the_properties_its_schema_lists() {
     let (status, _, _) =
         api.server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&api.acme), settings);
     assert_eq!(status, 200);
+    // A schedule kept under another trigger runs nothing: no next run is promised.
+    let (_, t) = api.get("/api/v1/tenants/acme", &api.acme);
+    assert!(t["next_run"].is_null(), "{t}");
     api.server.key("acme"); // a key for acme's key list
     let answers = [
         ("/api/v1/tenants", "TenantList", None),
@@ -381,6 +384,8 @@ fn sftp_keys_and_settings_through_the_api() {
         "{v}"
     );
     assert_eq!(v["safeguards"][0]["percent"], 5.0);
+    let (_, t) = api.get("/api/v1/tenants/acme", &api.acme);
+    assert!(t["next_run"].as_str().is_some_and(|n| n.ends_with('Z')), "a schedule trigger runs next at: {t}");
     let bad = r#"{"trigger": "manual", "timezone": "Mars/Olympus"}"#;
     let (status, _, v) = api.server.http_with("PATCH", "/api/v1/tenants/acme/settings", Some(&api.acme), bad);
     assert_eq!((status, json(&v)["error"]["code"].as_str()), (400, Some("bad_timezone")));
