@@ -2,7 +2,7 @@
 //! A refused change shows the form again with what was typed and why, nothing saved.
 
 use super::layout::{csrf_field, not_found, notice, page};
-use super::{ManagedForm, NoticeQuery, Posted, TenantPath, Viewer, blocking, managing, reported};
+use super::{Failed, ManagedForm, NoticeQuery, Posted, TenantPath, Viewer, blocking, managing, reported};
 use crate::Web;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -211,18 +211,27 @@ pub async fn save_settings(
         types: &web.ingest.types,
         allow_private_webhooks: web.allow_private_webhooks,
     };
+    // Refused whole, whether by a value or by the settings it would leave (a schedule trigger
+    // without a schedule): the form again, with what was typed (never the secret) and why.
+    let (web_, viewer_, tenant_, form_) = (&web, &viewer, &tenant, &form);
+    let refused = move |e: sluice_core::SettingsError| async move {
+        let Some(t) = stored_tenant(web_, tenant_).await else { return not_found(viewer_) };
+        let refusal = html! { p.card.error { "Not saved: " (e) } };
+        let body = settings_form(viewer_, tenant_, &t, &Fields::sent(form_, &t), refusal);
+        (StatusCode::UNPROCESSABLE_ENTITY, page("Settings", Some(viewer_), body)).into_response()
+    };
     let mut change = sluice_core::SettingsChange::default();
     for (key, value) in pairs {
         if let Err(e) = change.set(key, value, cx) {
-            // Refused whole: the form again, with what was typed (never the secret) and why.
-            let Some(t) = stored_tenant(&web, &tenant).await else { return not_found(&viewer) };
-            let refusal = html! { p.card.error { "Not saved: " (e) } };
-            let body = settings_form(&viewer, &tenant, &t, &Fields::sent(&form, &t), refusal);
-            return (StatusCode::UNPROCESSABLE_ENTITY, page("Settings", Some(&viewer), body)).into_response();
+            return refused(e).await;
         }
     }
     let store = web.ingest.store.clone();
     let name = tenant.clone();
-    let done = blocking(move || Ok(store.change_settings(name.as_str(), &change).map(drop)?)).await;
-    reported(&viewer, done, &here, "Not saved", |()| "Saved.".into())
+    let done = blocking(move || Ok(store.change_settings(name.as_str(), &change).map(drop))).await;
+    match done {
+        Ok(Err(sluice_store::StoreError::Refused(e))) => refused(e).await,
+        Ok(other) => reported(&viewer, other.map_err(Failed::from), &here, "Not saved", |()| "Saved.".into()),
+        Err(e) => reported(&viewer, Err::<(), _>(e), &here, "Not saved", |()| "Saved.".into()),
+    }
 }

@@ -591,6 +591,21 @@ fn a_refused_settings_form_shows_what_was_typed_and_why() {
     let shown = server.cli_ok(&["tenant", "show", "acme"]);
     assert!(!shown.contains("ops@acme.org") && !shown.contains("15 3 * * 1"), "{shown}");
 
+    // Refused by the settings it would leave (a schedule trigger without a schedule), not by a
+    // value: the same page, with what was typed.
+    let sent = format!(
+        "csrf={token}&trigger=schedule&schedule=&timezone=Asia%2FTokyo&strictness=strict&emails={}&webhook=",
+        form_encode("ops@acme.org")
+    );
+    let r = request(&server, "POST", "/t/acme/settings", Some(&ann), &sent);
+    assert_eq!(r.status, 422, "{}", r.head);
+    assert!(r.body.contains("class=\"card error\">Not saved: "), "{}", r.body);
+    for field in ["name=\"timezone\" value=\"Asia/Tokyo\"", "name=\"emails\" value=\"ops@acme.org\""] {
+        assert!(r.body.contains(field), "{field}: {}", r.body);
+    }
+    let shown = server.cli_ok(&["tenant", "show", "acme"]);
+    assert!(!shown.contains("Asia/Tokyo"), "{shown}");
+
     // The login form says what it takes: a tenant's account logs in by email, the operator
     // by the name `admin`.
     let form = request(&server, "GET", "/login", None, "");
