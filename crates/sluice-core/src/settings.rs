@@ -192,8 +192,9 @@ impl SettingsChange {
             }
             "notify.webhook" => {
                 let url = value.trim();
-                crate::webhook::check_url(url, cx.allow_private_webhooks).map_err(|e| err(e.to_string()))?;
-                self.webhook_url = Some(url.to_owned());
+                let url = crate::webhook::check_url(url, cx.allow_private_webhooks)
+                    .map_err(|e| err(e.to_string()))?;
+                self.webhook_url = Some(url);
             }
             "notify.webhook_secret" => self.webhook_secret = Some(value.to_owned()),
             other => {

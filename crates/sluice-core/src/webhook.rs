@@ -20,6 +20,9 @@ pub struct WebhookUrl {
     port: u16,
     /// From the first `/` (or `?`), without any `#fragment`; at least `/`.
     path: String,
+    /// The whole URL as it is read (WHATWG serialisation): what is stored and shown, so that
+    /// what a tenant sees is where deliveries go.
+    normalized: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +85,14 @@ impl WebhookUrl {
             None => bracketed,
         };
         let path = url[url::Position::BeforePath..url::Position::AfterQuery].to_owned();
-        Ok(Self { secure, authority, host, port, path })
+        let normalized = url[..url::Position::AfterQuery].to_owned();
+        Ok(Self { secure, authority, host, port, path, normalized })
+    }
+
+    /// The URL as it is read, without a `#fragment` (`http://Evil.com\\x` is
+    /// `http://evil.com/x`).
+    pub fn as_str(&self) -> &str {
+        &self.normalized
     }
 
     pub fn secure(&self) -> bool {
@@ -129,21 +139,19 @@ impl WebhookUrl {
 /// Checks a webhook URL as a tenant saves it ("" means none): it must parse, and unless
 /// `allow_private`, a host written as an address must be public ([`private_reason`]). A host
 /// name is checked when a delivery connects, against what it resolves to then.
-pub fn check_url(url: &str, allow_private: bool) -> Result<(), WebhookUrlError> {
+/// Returns the URL to store: as it is read (see [`WebhookUrl::as_str`]), or "" for none.
+pub fn check_url(url: &str, allow_private: bool) -> Result<String, WebhookUrlError> {
     if url.is_empty() {
-        return Ok(());
+        return Ok(String::new());
     }
     let parsed = WebhookUrl::parse(url)?;
-    if allow_private {
-        return Ok(());
+    if !allow_private
+        && let Some(address) = parsed.literal_address()
+        && let Some(reason) = private_reason(address)
+    {
+        return Err(WebhookUrlError::Private { url: url.to_owned(), address, reason });
     }
-    match parsed.literal_address() {
-        Some(address) => match private_reason(address) {
-            Some(reason) => Err(WebhookUrlError::Private { url: url.to_owned(), address, reason }),
-            None => Ok(()),
-        },
-        None => Ok(()),
-    }
+    Ok(parsed.normalized)
 }
 
 /// Whether a tenant's webhook may reach `ip` without the operator's leave.
@@ -370,6 +378,12 @@ mod tests {
         assert_eq!((u.host(), u.authority(), u.path()), ("hooks.example.org", "hooks.example.org", "/A"));
         let u = WebhookUrl::parse("https://bücher.example/x").unwrap();
         assert_eq!(u.host(), "xn--bcher-kva.example");
+        // Stored as it is read, so what a tenant is shown is where deliveries go.
+        assert_eq!(
+            check_url("http://Evil.COM\\127.0.0.1/?q#f", false).unwrap(),
+            "http://evil.com/127.0.0.1/?q"
+        );
+        assert_eq!(check_url("", false).unwrap(), "");
         for numeric in ["http://127.1/", "http://0x7f.0.0.1/", "http://2130706433/"] {
             let u = WebhookUrl::parse(numeric).unwrap();
             assert_eq!(u.literal_address(), Some("127.0.0.1".parse().unwrap()), "{numeric}");
@@ -424,7 +438,7 @@ mod tests {
 
     #[test]
     fn saving_refuses_literal_private_addresses_unless_allowed() {
-        assert_eq!(check_url("", false), Ok(()));
+        assert_eq!(check_url("", false), Ok(String::new()));
         assert!(check_url("https://hooks.example.org/x", false).is_ok());
         assert!(check_url("http://localhost:8080/x", false).is_ok(), "names are checked at delivery");
         assert!(matches!(check_url("ftp://h/x", false), Err(WebhookUrlError::NotHttp(_))));
