@@ -102,6 +102,9 @@ impl From<&AuthorizedKey> for KeyView {
 #[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = ApiKey))]
 pub struct ApiKeyView {
     pub id: i64,
+    /// The tenant the key acts for; `null` for an operator's key (every tenant).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub tenant: Option<String>,
     pub name: String,
     /// The token's first characters, to tell keys apart.
     pub prefix: String,
@@ -114,6 +117,10 @@ impl From<&ApiKey> for ApiKeyView {
     fn from(k: &ApiKey) -> Self {
         ApiKeyView {
             id: k.id,
+            tenant: match &k.owner {
+                crate::access::KeyOwner::Tenant(t) => Some(t.clone()),
+                crate::access::KeyOwner::Operator => None,
+            },
             name: k.name.clone(),
             prefix: k.prefix.clone(),
             created_ms: k.created_ms,

@@ -128,6 +128,9 @@ fn a_tenants_key_sees_only_its_tenant_on_every_endpoint() {
     assert_eq!(status, 401);
     let listed = api.server.cli_ok(&["apikey", "list", "--tenant", "acme", "--json"]);
     assert!(!listed.contains(&api.acme[4..]), "a listing never shows the key");
+    assert_eq!(json(&listed)[0]["tenant"], "acme", "whose key it is: {listed}");
+    let operators = api.server.cli_ok(&["apikey", "list", "--operator", "--json"]);
+    assert!(json(&operators)[0]["tenant"].is_null(), "an operator's key acts for every tenant: {operators}");
     let id = json(&listed)[0]["id"].to_string();
     api.server.cli_ok(&["apikey", "revoke", &id]);
     let (status, body) = api.get("/api/v1/tenants", &api.acme);
