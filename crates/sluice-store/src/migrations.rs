@@ -194,6 +194,10 @@ const MIGRATIONS: &[&str] = &[
     // supersedes held packages that carry any of the same files)
     "ALTER TABLE imports ADD COLUMN superseded_by INTEGER;
      ALTER TABLE imports ADD COLUMN record_types TEXT;",
+    // 20: OneRoster users' and user profiles' passwords are no longer stored: remove those an
+    // older version kept (the next import of each record then counts it as updated once)
+    "UPDATE records SET data = json_remove(data, '$.password')
+     WHERE type IN ('oneroster.users', 'oneroster.userProfiles') AND json_type(data, '$.password') IS NOT NULL;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

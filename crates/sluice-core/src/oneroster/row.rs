@@ -441,7 +441,7 @@ fn record_json(
         crate::json::push_string(&mut s, value);
     };
     for (ci, c) in spec.columns.iter().enumerate() {
-        if layout.columns[ci].is_none() {
+        if layout.columns[ci].is_none() || c.secret {
             continue;
         }
         let v = stored.get(ci).map_or("", |v| v);

@@ -64,6 +64,10 @@ pub struct Column {
     pub refers_to: Option<String>,
     /// A column the 1.2.1 errata removed: files may have it or not.
     pub removed_in: Option<String>,
+    /// A secret (a user's password): read and checked like any column, never stored, so no
+    /// view, export or log can show it.
+    #[serde(default)]
+    pub secret: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -824,3 +824,27 @@ fn a_read_error_deep_in_a_file_names_its_own_line() {
     assert_eq!(unreadable[0]["line"], 2500, "{text}");
     assert!(unreadable[0]["reason"].as_str().unwrap().contains("invalid UTF-8"), "{text}");
 }
+
+/// A SIS's users.csv may carry students' passwords (single sign-on): they are read and
+/// checked like any column but never stored, so no record, API answer or export shows them.
+#[test]
+fn user_passwords_in_a_package_are_never_stored() {
+    let server = setup();
+    let mut d = District::new();
+    d.users.push_str("p1,,,true,p1,,Pat,Doe,,,,,,,,hunter2-secret,,,,,s1,\n");
+    d.roles.push_str("r-p1,,,p1,primary,student,,,s1,\n");
+    let done = import(&server, &d.zip());
+    assert_eq!(done["status"], "complete", "{done}");
+    let users = records(&server, "users");
+    let pat = users.iter().find(|u| u["sourcedId"] == "p1").unwrap_or_else(|| panic!("{users:?}"));
+    assert!(pat.get("password").is_none(), "{pat}");
+    let all =
+        server.cli_ok(&["records", "--tenant", "acme", "--type", "oneroster.users", "--format", "json"]);
+    assert!(!all.contains("hunter2-secret"), "{all}");
+    let database = std::fs::read(server.data_dir().join("sluice.db")).unwrap();
+    let wal = std::fs::read(server.data_dir().join("sluice.db-wal")).unwrap_or_default();
+    let needle = b"hunter2-secret";
+    for bytes in [&database, &wal] {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "the password is not in the database");
+    }
+}
