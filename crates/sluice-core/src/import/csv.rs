@@ -4,7 +4,9 @@
 //!
 //! Structural errors (an unclosed quote, text after a closing quote, an over-long row, too
 //! many fields) reject the whole file: a broken CSV cannot be trusted to line up with its
-//! header anywhere after the break.
+//! header anywhere after the break. One exception: tab-delimited files as SIS systems write
+//! them (PowerSchool AutoSend) do not quote at all, so in a tab file a field that starts with
+//! a quote but is not a quoted field (`"Bo" Jr`) is read as the text it is.
 //!
 //! The delimiter is a comma, a tab, a semicolon or a pipe: given by the caller, or named by
 //! an Excel `sep=;` first line, or else detected from the header line (the candidate that
@@ -297,6 +299,9 @@ impl<R: Read> CsvReader<R> {
             rec.clear();
             rec.line = self.line;
             let mut state = State::FieldStart;
+            // Whether the quoted field being read had a `""` (then it cannot be read back as
+            // plain text: the quotes it had are no longer known).
+            let mut doubled = false;
             let mut row_bytes = 0usize;
             let mut any = false;
             loop {
@@ -338,16 +343,29 @@ impl<R: Read> CsvReader<R> {
                         }
                         b'"' if state == State::FieldStart => {
                             state = State::Quoted;
+                            doubled = false;
                             any = true;
                             false
                         }
                         b'"' if state == State::QuoteInQuoted => {
                             rec.buf.push(b'"');
+                            doubled = true;
                             state = State::Quoted;
                             false
                         }
-                        _ if state == State::QuoteInQuoted => {
+                        _ if state == State::QuoteInQuoted && (delim != b'\t' || doubled) => {
                             return Err(CsvError::TextAfterQuote { line: self.line });
+                        }
+                        _ if state == State::QuoteInQuoted => {
+                            // A tab file's `"Bo" Jr`: the quotes were text. Put them back and
+                            // read on to the next tab as an unquoted field.
+                            let start = rec.ends.last().copied().unwrap_or(0);
+                            rec.buf.insert(start, b'"');
+                            rec.buf.push(b'"');
+                            self.pos -= 1;
+                            row_bytes -= 1;
+                            state = State::Unquoted;
+                            false
                         }
                         _ => {
                             // Copy the whole run up to the next delimiter at once. A quote
@@ -461,6 +479,26 @@ mod tests {
             out.push((rec.line, rec.iter().map(str::to_owned).collect()));
         }
         Ok(out)
+    }
+
+    /// A tab file (detected from its header) reads a field whose quotes are text as text,
+    /// as PowerSchool writes a nickname; a real quoted field still reads as one; a comma file
+    /// keeps the structural error; a quoted field with `""` cannot be read back and is refused.
+    #[test]
+    fn quotes_that_are_text_in_a_tab_file_are_read_as_text() {
+        let rows =
+            parse(b"id\tfirst\tlast\n1\t\"Bo\" Jr\tLee\n2\t\"Ann\tMarie\"\tRay\n3\tx\"y\tz\n").unwrap();
+        assert_eq!(
+            fields(&rows),
+            [
+                vec!["id", "first", "last"],
+                vec!["1", "\"Bo\" Jr", "Lee"],
+                vec!["2", "Ann\tMarie", "Ray"],
+                vec!["3", "x\"y", "z"]
+            ]
+        );
+        assert!(matches!(parse(b"id,first\n1,\"Bo\" Jr\n"), Err(CsvError::TextAfterQuote { line: 2 })));
+        assert!(matches!(parse(b"id\tfirst\n1\t\"a\"\"b\" c\n"), Err(CsvError::TextAfterQuote { line: 2 })));
     }
 
     fn fields(rows: &[(u64, Vec<String>)]) -> Vec<Vec<&str>> {

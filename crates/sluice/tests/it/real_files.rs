@@ -98,6 +98,34 @@ async fn powerschool_autosend_tab_files_load_in_both_modes_and_record_their_deli
     assert_eq!(settings["read_settings"]["delimiter.students"], "tab", "{settings}");
 }
 
+/// PowerSchool's own field names for the middle name, home phone and email load into the
+/// preset's columns, and a nickname written with quotes (`"Bo" Jr`: AutoSend never quotes)
+/// is a name, not a broken file, in both modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn powerschool_field_names_and_quoted_nicknames_load() {
+    let server = setup();
+    let rows = [
+        ["Student_Number", "First_Name", "Middle_Name", "Last_Name", "Home_Phone", "Student_Email"],
+        ["200001", "\"Bo\" Jr", "Lee", "Park", "(312) 555-0107", "bo@example.org"],
+        ["200002", "Ann", "", "O'Neil", "", ""],
+    ];
+    let file: String = rows.iter().map(|r| format!("{}\r\n", r.join("\t"))).collect();
+    for tenant in ["acme", "bolt"] {
+        let v = upload(&server, tenant, "/students/students.txt", file.as_bytes()).await;
+        assert_eq!(
+            (v["status"].as_str(), v["counts"]["added"].as_u64()),
+            (Some("complete"), Some(2)),
+            "{tenant}: {v}"
+        );
+        let records = students(&server, tenant);
+        // sisId, firstName, lastName, middleName, grade, birthDate, schoolId, email, phone
+        assert!(
+            records.contains("200001,\"\"\"Bo\"\" Jr\",Park,Lee,,,,bo@example.org,3125550107"),
+            "{tenant}: {records}"
+        );
+    }
+}
+
 /// European Excel ("CSV (semicolon)"): a BOM, a `sep=;` line so that Excel opens it right,
 /// semicolons, CR-LF, and the empty columns and rows a sheet leaves behind.
 fn excel_semicolons(sep_line: bool) -> Vec<u8> {
