@@ -98,7 +98,11 @@ impl<'t> Export<'t> {
             return Err(ExportError::NotCsvType(ty.name.clone()));
         }
         let index = |name: &str| {
-            ty.columns.iter().position(|c| c.name == name).ok_or_else(|| ExportError::NoSuchColumn {
+            // As a file's header is matched: case-insensitively, and through the aliases.
+            let named = |c: &sluice_core::import::types::Column| {
+                c.name.eq_ignore_ascii_case(name) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+            };
+            ty.columns.iter().position(named).ok_or_else(|| ExportError::NoSuchColumn {
                 type_name: ty.name.clone(),
                 column: name.to_owned(),
                 columns: ty.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),

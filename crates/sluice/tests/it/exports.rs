@@ -71,6 +71,21 @@ fn columns_and_filters_choose_what_is_exported_and_mistakes_name_the_columns() {
         "-",
     ]);
     assert_eq!(out, "lastName,sisId\r\nNúñez,S1\r\nLee,S3\r\n");
+    // Named as a file's header may name them: any case, or an alias.
+    let out = server.cli_ok(&[
+        "export",
+        "--tenant",
+        "acme",
+        "--type",
+        "students",
+        "--columns",
+        "LASTNAME,Student_Number",
+        "--where",
+        "Grade Level=6",
+        "--out",
+        "-",
+    ]);
+    assert_eq!(out, "lastName,sisId\r\nRay,S2\r\n");
     let o = server.cli(&["export", "--tenant", "acme", "--type", "students", "--columns", "sisId,nickname"]);
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
