@@ -41,6 +41,42 @@ pub fn routes() -> Router<Web> {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /api/v1/openapi.json")
         })
+        .layer(axum::middleware::map_response(in_the_api_shape))
+}
+
+/// Refusals made before a handler runs (a method the path does not take, a body over the
+/// limit) in this API's error shape, like every other answer.
+async fn in_the_api_shape(response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if json || !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let error = match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not take that method (the allow header lists those it takes); see /api/v1/openapi.json",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        status => ApiError::new(status, "bad_request", "the request is not what this endpoint takes"),
+    };
+    let mut answer = error.into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        answer.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    answer
+}
+
+/// A request body over the limit (`crate::MAX_BODY_BYTES`).
+pub(crate) fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the request body is larger than the {} KiB sluice takes", crate::MAX_BODY_BYTES / 1024),
+    )
 }
 
 /// An error as the API returns it: `{"error": {"code": "...", "message": "..."}}`.
@@ -161,6 +197,9 @@ enum Refused {
     /// No such thing, or not the key's.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// A request body over 64 KiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
 }
 
 /// What an endpoint that changes state may also answer.

@@ -66,7 +66,7 @@ impl Web {
 }
 
 /// The largest request body read: forms and JSON documents are a few KiB at most.
-const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(web: Web) -> Router {
     Router::new()
@@ -89,6 +89,10 @@ async fn announced_body_size(request: axum::extract::Request) -> Result<axum::ex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match announced {
+        // The API answers in its own error shape.
+        Some(n) if n > MAX_BODY_BYTES as u64 && request.uri().path().starts_with("/api/") => {
+            Err(api::too_large().into_response())
+        }
         Some(n) if n > MAX_BODY_BYTES as u64 => Err((
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("The request body is {n} bytes; sluice takes at most {MAX_BODY_BYTES}.\n"),

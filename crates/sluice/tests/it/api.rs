@@ -267,6 +267,48 @@ fn a_path_that_cannot_name_a_tenant_is_refused_at_the_edge() {
     assert_eq!(status, 404);
 }
 
+/// Refusals made before a handler runs answer in the API's error shape too: a method the path
+/// does not take (with the methods it does), a body over the limit, announced or streamed.
+#[test]
+fn refusals_before_any_handler_answer_in_the_api_shape() {
+    let api = setup();
+    use std::io::{Read, Write};
+    let raw = |request: &str, body: &[&[u8]]| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", api.server.http_port)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        for part in body {
+            let _ = stream.write_all(part);
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let (status, _, body) = api.server.http("PUT", "/api/v1/tenants", Some(&api.operator));
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (405, Some("method_not_allowed")), "{body}");
+    let answer = raw(
+        &format!(
+            "PUT /api/v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            api.operator
+        ),
+        &[],
+    );
+    assert!(answer.to_ascii_lowercase().contains("\r\nallow: get"), "the methods it takes: {answer}");
+    let big = format!(r#"{{"public_key": "{}"}}"#, "A".repeat(100_000));
+    let (status, _, body) = api.server.http_with("POST", "/api/v1/tenants/acme/keys", Some(&api.acme), &big);
+    assert_eq!((status, json(&body)["error"]["code"].as_str()), (413, Some("too_large")), "{body}");
+    // Streamed without a length: refused when the limit is passed, in the same shape.
+    let chunk = format!("8000\r\n{}\r\n", "B".repeat(0x8000));
+    let answer = raw(
+        &format!(
+            "PATCH /api/v1/tenants/acme/settings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            api.acme
+        ),
+        &[chunk.as_bytes(), chunk.as_bytes(), chunk.as_bytes(), b"0\r\n\r\n"],
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""code":"too_large""#), "{answer}");
+}
+
 /// The properties a schema of the document lists, following `$ref` and `allOf`.
 fn schema_properties(doc: &Value, schema: &Value) -> (Vec<String>, Vec<String>) {
     if let Some(r) = schema["$ref"].as_str() {
