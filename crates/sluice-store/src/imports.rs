@@ -900,8 +900,10 @@ impl crate::roles::Imports for Store {
             let now = now_ms();
             let n = c.execute(
                 "UPDATE imports SET status = 'discarded', held_file = NULL, finished_ms = ?2, decided_by = ?3,
-                 decided_ms = ?2 WHERE id = ?1 AND status = 'held'",
-                params![id, now, by],
+                 decided_ms = ?2,
+                 message = CASE WHEN instr(message, ?4) > 0 THEN substr(message, 1, instr(message, ?4) - 1) ELSE message END
+                 WHERE id = ?1 AND status = 'held'",
+                params![id, now, by, sluice_core::import::safeguard::CLI_HINT],
             )?;
             if n == 0 {
                 return Err(StoreError::NotHeld(id));

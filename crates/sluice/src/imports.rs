@@ -287,7 +287,7 @@ fn print_dry_run(file: &str, type_name: &str, v: &sluice_ingest::Verdict) -> std
         c.rejected
     );
     if let Some(m) = &v.message {
-        let m = m.split("; approve it with").next().unwrap_or(m);
+        let m = sluice_core::import::safeguard::without_cli_hint(m);
         outln!("  {m}");
     }
     for w in &v.warnings {

@@ -110,6 +110,15 @@ impl Safeguard {
     }
 }
 
+/// Where a held import's message turns to the command line's way of deciding it.
+pub const CLI_HINT: &str = "; approve it with";
+
+/// A held import's message without the command-line hint: for the dashboard and the API,
+/// which decide with their own buttons and endpoints, and for a decided import.
+pub fn without_cli_hint(message: &str) -> &str {
+    message.split(CLI_HINT).next().unwrap_or(message)
+}
+
 impl Breach {
     /// The held import's message: what it would do, which limit, and what to do about it.
     pub fn message(&self, type_name: &str, import_id: i64) -> String {
@@ -118,8 +127,8 @@ impl Breach {
             Limit::Changed => "change",
         };
         format!(
-            "held: this import would {verb} {} of {} {type_name} records ({:.1}%), more than the {}% safeguard; \
-             approve it with `sluice approve {import_id}` or discard it with `sluice discard {import_id}`",
+            "held: this import would {verb} {} of {} {type_name} records ({:.1}%), more than the {}% safeguard{CLI_HINT} \
+             `sluice approve {import_id}` or discard it with `sluice discard {import_id}`",
             self.count, self.existing, self.percent, self.allowed
         )
     }

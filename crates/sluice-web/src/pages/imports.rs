@@ -228,7 +228,8 @@ pub async fn import_page(
                 (c.rows) " rows: " (c.added) " added, " (c.updated) " updated, " (c.unchanged) " unchanged, "
                 (c.deleted) " deleted, " (c.rejected) " rejected"
             }
-            @if let Some(m) = &r.message { p { (m) } }
+            // The page's own buttons decide it; the command line's hint is not for here.
+            @if let Some(m) = &r.message { p { (sluice_core::import::safeguard::without_cli_hint(m)) } }
             @if r.encoding.is_some() || r.delimiter.is_some() {
                 p {
                     "Read as " (r.encoding.as_deref().unwrap_or("unknown encoding")) ", "

@@ -197,6 +197,12 @@ fn imports_errors_records_sync_approve_and_discard() {
     let beta_held = api.import_id("beta", "held");
     let (status, dropped) = api.post(&format!("/api/v1/imports/{beta_held}/discard"), &api.operator);
     assert_eq!((status, dropped["status"].as_str()), (200, Some("discarded")));
+    // Why it was held stays; how to decide it (a command) no longer applies.
+    let message = dropped["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("held: this import would delete") && !message.contains("sluice approve"),
+        "{dropped}"
+    );
     assert!(dropped["decided_by"].as_str().unwrap().starts_with("operator API key"), "{dropped}");
 
     // Sync now: a file waiting in the folder is imported.
