@@ -2,8 +2,15 @@
 //! own module (`tenants`, `accounts`, `imports`, `operations`), dispatched by `dispatch`.
 
 use clap::{Parser, Subcommand};
+use sluice_core::{TenantName, TenantNameError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+/// A tenant name is parsed where the command line is read: a command gets a valid name, a
+/// malformed one is a usage error that says the rule.
+fn tenant_name(raw: &str) -> Result<TenantName, TenantNameError> {
+    TenantName::parse(raw)
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "sluice", version, about = "SFTP data exchange and import automation")]
@@ -65,8 +72,8 @@ pub(crate) enum Command {
     Import {
         #[command(subcommand)]
         show: Option<ImportCommand>,
-        #[arg(long)]
-        tenant: Option<String>,
+        #[arg(long, value_parser = tenant_name)]
+        tenant: Option<TenantName>,
         /// The import type; by default taken from each file's name (students.csv -> students).
         #[arg(long = "type", value_name = "TYPE")]
         type_name: Option<String>,
@@ -77,8 +84,8 @@ pub(crate) enum Command {
     },
     /// A tenant's import history, newest first.
     Imports {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant_name)]
+        tenant: TenantName,
         #[arg(long, default_value_t = 50)]
         limit: usize,
         #[arg(long)]
@@ -86,8 +93,8 @@ pub(crate) enum Command {
     },
     /// Import the files waiting in a tenant's folders now.
     Sync {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant_name)]
+        tenant: TenantName,
     },
     /// Apply a held import despite the deletion safeguard.
     Approve { id: i64 },
@@ -95,8 +102,8 @@ pub(crate) enum Command {
     Discard { id: i64 },
     /// A tenant's records of one type.
     Records {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant_name)]
+        tenant: TenantName,
         #[arg(long = "type", value_name = "TYPE")]
         type_name: String,
         #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
@@ -115,8 +122,8 @@ pub(crate) enum Command {
     /// Export a tenant's records of one type as a CSV or XLSX file: into the tenant's /exports
     /// as TYPE.csv or TYPE.xlsx (replaced whole: a client never sees half a file), or to --out.
     Export {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant_name)]
+        tenant: TenantName,
         #[arg(long = "type", value_name = "TYPE")]
         type_name: String,
         #[arg(long, default_value = "csv", value_parser = ["csv", "xlsx"])]
@@ -136,15 +143,15 @@ pub(crate) enum Command {
     },
     /// A tenant's notifications: sent, waiting to be retried, or given up.
     Deliveries {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant_name)]
+        tenant: TenantName,
         #[arg(long)]
         json: bool,
     },
     /// A tenant's people, each with every record that is one of their roles.
     People {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant_name)]
+        tenant: TenantName,
         #[arg(long)]
         json: bool,
     },
@@ -152,8 +159,8 @@ pub(crate) enum Command {
     Doctor,
     /// List the uploads a tenant completed, as recorded for the import pipeline.
     Uploads {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant_name)]
+        tenant: TenantName,
         #[arg(long)]
         json: bool,
     },
@@ -181,7 +188,8 @@ pub(crate) enum ImportCommand {
 pub(crate) enum TenantCommand {
     /// Create a tenant and its folders.
     Add {
-        name: String,
+        #[arg(value_parser = tenant_name)]
+        name: TenantName,
         /// Import folders, comma-separated (default: [tenants] default_folders).
         #[arg(long, value_name = "LIST")]
         folders: Option<String>,
@@ -193,17 +201,25 @@ pub(crate) enum TenantCommand {
     },
     /// Show one tenant's settings.
     Show {
-        name: String,
+        #[arg(value_parser = tenant_name)]
+        name: TenantName,
         #[arg(long)]
         json: bool,
     },
     /// Stop a tenant from logging in.
-    Disable { name: String },
+    Disable {
+        #[arg(value_parser = tenant_name)]
+        name: TenantName,
+    },
     /// Allow a disabled tenant to log in again.
-    Enable { name: String },
+    Enable {
+        #[arg(value_parser = tenant_name)]
+        name: TenantName,
+    },
     /// Set a tenant's SFTP password (prompted, or one line from stdin).
     Passwd {
-        name: String,
+        #[arg(value_parser = tenant_name)]
+        name: TenantName,
         #[arg(long)]
         password_stdin: bool,
     },
@@ -211,7 +227,8 @@ pub(crate) enum TenantCommand {
     /// `schedule="0 2 * * *"`, `timezone=America/Chicago`, `safeguard.students.deleted=5`
     /// (hold an import that would delete more than 5% of students; `.changed` for updates).
     Set {
-        name: String,
+        #[arg(value_parser = tenant_name)]
+        name: TenantName,
         #[arg(required = true, value_name = "KEY=VALUE")]
         settings: Vec<String>,
     },
@@ -221,7 +238,8 @@ pub(crate) enum TenantCommand {
 pub(crate) enum UserCommand {
     /// Add a tenant's dashboard account; the password is prompted (or read from stdin).
     Add {
-        tenant: String,
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
         email: String,
         #[arg(long, value_parser = ["owner", "user"])]
         role: String,
@@ -229,7 +247,10 @@ pub(crate) enum UserCommand {
         password_stdin: bool,
     },
     /// List accounts (a tenant's, or with no tenant the operator's).
-    List { tenant: Option<String> },
+    List {
+        #[arg(value_parser = tenant_name)]
+        tenant: Option<TenantName>,
+    },
     /// Let a user manage SFTP credentials and import settings, as owners do.
     Grant { email: String },
     /// Take that back.
@@ -271,8 +292,8 @@ pub(crate) enum ApiKeyCommand {
     /// Create a key and print it (once: only its hash is kept).
     Add {
         /// The tenant the key acts for.
-        #[arg(long, required_unless_present = "operator", conflicts_with = "operator")]
-        tenant: Option<String>,
+        #[arg(long, required_unless_present = "operator", conflicts_with = "operator", value_parser = tenant_name)]
+        tenant: Option<TenantName>,
         /// A key for the operator: every tenant.
         #[arg(long)]
         operator: bool,
@@ -282,8 +303,8 @@ pub(crate) enum ApiKeyCommand {
     },
     /// List keys (prefix, name, state), never the keys themselves.
     List {
-        #[arg(long, conflicts_with = "operator")]
-        tenant: Option<String>,
+        #[arg(long, conflicts_with = "operator", value_parser = tenant_name)]
+        tenant: Option<TenantName>,
         #[arg(long)]
         operator: bool,
         #[arg(long)]
@@ -296,14 +317,23 @@ pub(crate) enum ApiKeyCommand {
 #[derive(Subcommand, Debug)]
 pub(crate) enum KeyCommand {
     /// Authorise the public key(s) in FILE (OpenSSH `.pub` or authorized_keys format).
-    Add { tenant: String, file: PathBuf },
+    Add {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        file: PathBuf,
+    },
     /// List a tenant's keys.
     List {
-        tenant: String,
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
         #[arg(long)]
         json: bool,
     },
     /// Remove a key (by its `SHA256:...` fingerprint, as `key list` shows it); SFTP sessions
     /// that logged in with it end within a second.
-    Remove { tenant: String, fingerprint: String },
+    Remove {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        fingerprint: String,
+    },
 }

@@ -19,7 +19,15 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            // A name that cannot be a tenant's is rejected input (1), as it always was; other
+            // command-line mistakes are usage errors (2); help and version are not errors.
+            let tenant_name =
+                std::error::Error::source(&e).is_some_and(|s| s.is::<sluice_core::TenantNameError>());
+            return ExitCode::from(match () {
+                _ if !e.use_stderr() => 0,
+                _ if tenant_name => 1,
+                _ => 2,
+            });
         }
     };
     match run(cli) {

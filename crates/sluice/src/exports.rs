@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 /// What `sluice export` was asked for.
 pub struct Request {
-    pub tenant: String,
+    pub tenant: TenantName,
     pub type_name: String,
     pub format: String,
     pub columns: Vec<String>,
@@ -23,7 +23,7 @@ pub struct Request {
 }
 
 pub fn export(config: &Config, dirs: &DataDirs, r: Request) -> Result<(), Failure> {
-    let tenant = TenantName::parse(&r.tenant).map_err(|e| usage(e.into()))?;
+    let tenant = r.tenant;
     let types = crate::imports::load_types(config)?;
     let ty = types
         .get(&r.type_name)

@@ -14,10 +14,6 @@ use sluice_store::roles::*;
 use sluice_store::{AuthorizedKey, Store};
 use std::path::Path;
 
-fn tenant_name(raw: &str) -> Result<TenantName, Failure> {
-    Ok(TenantName::parse(raw)?)
-}
-
 pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Result<(), Failure> {
     // The first tenant may come before the first `sluice serve`.
     let store =
@@ -25,7 +21,6 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
             .map_err(usage)?;
     match cmd {
         TenantCommand::Add { name, folders } => {
-            let name = tenant_name(&name)?;
             let folders =
                 FolderName::parse_list(&folders.unwrap_or_else(|| config.tenants.default_folders.join(",")))?;
             let tenant = store.add_tenant(&name, &folders)?;
@@ -96,22 +91,20 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
             }
         }
         TenantCommand::Disable { name } => {
-            store.set_disabled(&tenant_name(&name)?, true)?;
+            store.set_disabled(&name, true)?;
             outln!("tenant {name} disabled: it can no longer log in, and its open SFTP sessions end now");
         }
         TenantCommand::Enable { name } => {
-            store.set_disabled(&tenant_name(&name)?, false)?;
+            store.set_disabled(&name, false)?;
             outln!("tenant {name} enabled");
         }
         TenantCommand::Passwd { name, password_stdin } => {
-            let name = tenant_name(&name)?;
             store.require_tenant(name.as_str())?;
             let password = if password_stdin { read_password_line()? } else { prompt_password(&name)? };
             store.set_password(&name, &PasswordHash::choose(&password)?)?;
             outln!("password set for tenant {name}");
         }
         TenantCommand::Set { name, settings } => {
-            let name = tenant_name(&name)?;
             // The types are read only when a setting names one.
             let names_types = settings.iter().any(|s| {
                 sluice_core::SettingsChange::names_types(s.split_once('=').map_or(s.as_str(), |(k, _)| k))
@@ -209,7 +202,7 @@ pub(crate) fn key_command(dirs: &DataDirs, cmd: KeyCommand) -> Result<(), Failur
     let store = dirs.open_store().map_err(usage)?;
     match cmd {
         KeyCommand::Add { tenant, file } => {
-            let name = tenant_name(&tenant)?;
+            let name = tenant;
             store.require_tenant(name.as_str())?;
             let keys = parse_key_file(&file)?;
             for key in keys {

@@ -105,6 +105,18 @@ fn tenant_lifecycle() {
     let missing = sluice(d, &["tenant", "disable", "nobody"], "");
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing).contains("no tenant named"));
+    // A name that cannot be a tenant's is refused where the command line is read, as
+    // rejected input, whichever command takes it.
+    for args in [
+        &["tenant", "show", "North-High"][..],
+        &["imports", "--tenant", "../north-high"],
+        &["export", "--tenant", "north high", "--type", "students"],
+        &["key", "list", "north-high-north-high-north-high-x"],
+    ] {
+        let bad = sluice(d, args, "");
+        assert_eq!(bad.status.code(), Some(1), "{args:?}: {}", text(&bad));
+        assert!(text(&bad).contains("tenant name"), "{args:?}: {}", text(&bad));
+    }
 }
 
 /// The change the issue measured: a bad time zone in the same command as a schedule trigger
