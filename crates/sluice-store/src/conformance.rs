@@ -253,22 +253,7 @@ pub fn upload_queue<S: Tenants + Uploads + ImportQueue>(s: &S) {
 
 /// An outcome that applies (`apply`) or only records (`None`) an import, with `counts`.
 fn outcome(status: crate::ImportStatus, counts: crate::Counts, apply: Option<LoadMode>) -> Outcome<'static> {
-    Outcome {
-        status,
-        counts,
-        encoding: None,
-        delimiter: None,
-        message: None,
-        warnings: &[],
-        errors: &[],
-        held_file: None,
-        report_file: None,
-        apply,
-        upload_id: None,
-        person: None,
-        record_types: None,
-        referrers: &[],
-    }
+    Outcome::new(status, counts, apply)
 }
 
 /// Every record of a type, as (key, data), in key order; `deactivated` as in
@@ -351,7 +336,7 @@ pub fn loading<S: Tenants + Imports>(s: &S) {
     let types = [("oneroster.orgs", LoadMode::Mirror)];
     let record_types = ["oneroster.orgs".to_owned()];
     let p1 = package();
-    let mut l = s.package_loader("north", p1).expect("a package loader");
+    let l = s.package_loader("north", p1).expect("a package loader");
     for (line, id) in [(2, "O1"), (3, "O2")] {
         l.stage_in("oneroster.orgs", line, id, &org(id), line as i64, StageKind::Load).expect("stage");
     }
@@ -362,7 +347,7 @@ pub fn loading<S: Tenants + Imports>(s: &S) {
     };
     l.commit_types(&types, o.clone()).expect("commit");
     let p2 = package();
-    let mut l = s.package_loader("north", p2).expect("a package loader");
+    let l = s.package_loader("north", p2).expect("a package loader");
     assert_eq!(l.existing_of("oneroster.orgs").expect("existing"), 2);
     l.stage_in("oneroster.orgs", 2, "O1", &org("O1"), 2, StageKind::Load).expect("stage");
     let plan = l.plan("oneroster.orgs", LoadMode::Mirror).expect("plan");

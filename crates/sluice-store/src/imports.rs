@@ -51,6 +51,30 @@ pub struct Outcome<'a> {
     pub referrers: &'a [crate::Referrer],
 }
 
+impl Outcome<'_> {
+    /// An outcome with a status, counts and a mode and nothing else (no message, warnings,
+    /// errors, files, upload, people, package types or referrers): the base the pipeline
+    /// and the tests fill in.
+    pub fn new(status: ImportStatus, counts: Counts, apply: Option<LoadMode>) -> Self {
+        Outcome {
+            status,
+            counts,
+            encoding: None,
+            delimiter: None,
+            message: None,
+            warnings: &[],
+            errors: &[],
+            held_file: None,
+            report_file: None,
+            apply,
+            upload_id: None,
+            person: None,
+            record_types: None,
+            referrers: &[],
+        }
+    }
+}
+
 /// How long an import waits for the write lock to apply (see [`Store::import_connection`]).
 const IMPORT_WRITE_WAIT: Duration = Duration::from_secs(3600);
 
@@ -266,24 +290,12 @@ impl Loader {
         hash: i64,
         kind: StageKind,
     ) -> Result<Option<u64>> {
-        self.stage_row(self.own_type()?, line, key, data, hash, kind)
+        self.stage_in(self.own_type()?, line, key, data, hash, kind)
     }
 
     /// Stages a row of `type_name`. Returns the line of an earlier row of the same type and
     /// key, if there is one (the row is then not staged).
     pub fn stage_in(
-        &mut self,
-        type_name: &str,
-        line: u64,
-        key: &str,
-        data: &str,
-        hash: i64,
-        kind: StageKind,
-    ) -> Result<Option<u64>> {
-        self.stage_row(type_name, line, key, data, hash, kind)
-    }
-
-    fn stage_row(
         &self,
         type_name: &str,
         line: u64,

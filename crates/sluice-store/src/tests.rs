@@ -197,22 +197,7 @@ fn a_write_waiting_for_the_lock_does_not_hold_up_the_rest_of_the_store() {
 
 /// What the pipeline writes at the end of an import, with nothing but a status and a mode.
 fn outcome(status: ImportStatus, apply: Option<sluice_core::import::LoadMode>) -> Outcome<'static> {
-    Outcome {
-        status,
-        counts: Counts::default(),
-        encoding: None,
-        delimiter: None,
-        message: None,
-        warnings: &[],
-        errors: &[],
-        held_file: None,
-        report_file: None,
-        apply,
-        upload_id: None,
-        person: None,
-        record_types: None,
-        referrers: &[],
-    }
+    Outcome::new(status, Counts::default(), apply)
 }
 
 fn load(s: &Store, id: i64, keys: &[&str]) -> Loader {

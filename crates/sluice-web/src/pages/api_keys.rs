@@ -3,9 +3,7 @@
 //! (never in a URL), and only its SHA-256 is kept.
 
 use super::layout::{csrf_field, not_found, notice, page};
-use super::{
-    ManagedForm, NoticeQuery, Posted, TenantPath, Viewer, back_to, blocking, managing, reported, when,
-};
+use super::{ManagedForm, NoticeQuery, TenantPath, Viewer, back_to, blocking, managing, reported, when};
 use crate::Web;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -81,11 +79,7 @@ pub struct ApiKeyForm {
     id: i64,
 }
 
-impl Posted for ApiKeyForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+posted!(ApiKeyForm);
 
 pub async fn add_api_key(
     State(web): State<Web>,

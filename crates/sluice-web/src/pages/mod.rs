@@ -13,6 +13,17 @@
 //! report and kept file, approve/discard, sync), `sftp` (keys and password), `settings`,
 //! `team` and `api_keys`.
 
+/// `Posted` for forms whose token is their `csrf` field.
+macro_rules! posted {
+    ($($form:ty),+) => {
+        $(impl super::Posted for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })+
+    };
+}
+
 mod api_keys;
 mod auth;
 mod imports;

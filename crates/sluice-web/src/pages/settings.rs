@@ -2,7 +2,7 @@
 //! A refused change shows the form again with what was typed and why, nothing saved.
 
 use super::layout::{csrf_field, not_found, notice, page};
-use super::{Failed, ManagedForm, NoticeQuery, Posted, TenantPath, Viewer, blocking, managing, reported};
+use super::{Failed, ManagedForm, NoticeQuery, TenantPath, Viewer, blocking, managing, reported};
 use crate::Web;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -181,11 +181,7 @@ pub struct SettingsForm {
     webhook_secret: String,
 }
 
-impl Posted for SettingsForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+posted!(SettingsForm);
 
 pub async fn save_settings(
     State(web): State<Web>,

@@ -1,9 +1,7 @@
 //! A tenant's SFTP credentials: its public keys (added and removed) and its password.
 
 use super::layout::{csrf_field, not_found, notice, page};
-use super::{
-    Failed, ManagedForm, NoticeQuery, Posted, TenantPath, Viewer, back_to, blocking, managing, reported,
-};
+use super::{Failed, ManagedForm, NoticeQuery, TenantPath, Viewer, back_to, blocking, managing, reported};
 use crate::Web;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -82,11 +80,7 @@ pub struct KeyForm {
     fingerprint: String,
 }
 
-impl Posted for KeyForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+posted!(KeyForm, PasswordForm);
 
 pub async fn add_key(
     State(web): State<Web>,
@@ -126,12 +120,6 @@ pub struct PasswordForm {
     csrf: String,
     #[serde(default)]
     password: String,
-}
-
-impl Posted for PasswordForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 pub async fn set_password(
