@@ -8,7 +8,9 @@ use crate::json::{
     TenantList,
 };
 use sluice_core::history::{Counts, ImportStatus, StoredError};
-use sluice_core::views::{ImportView, KeyView, SafeguardView, SettingsView, TenantView, TriggerName};
+use sluice_core::views::{
+    ImportFinishedEvent, ImportView, KeyView, SafeguardView, SettingsView, TenantView, TriggerName,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -29,7 +31,7 @@ use utoipa::{Modify, OpenApi};
         ErrorBody, ErrorDetail, TenantView, TenantList, TenantDetail, TriggerName, Counts, ImportStatus,
         ImportView, ImportList, SyncResult, StoredError, ErrorPage, KeyView, KeyList, KeyRemoved,
         SafeguardView, SettingsView, RecordPage, api::NewKey, api::SettingsBody, api::SafeguardChange,
-        api::ReportFormat,
+        api::ReportFormat, ImportFinishedEvent,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),
