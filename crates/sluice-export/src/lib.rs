@@ -289,6 +289,51 @@ fn write_csv_line<'a>(
     out.write_all(line.as_bytes())
 }
 
+/// Where exports go: each tenant's `/exports` folder, written through a private spool on the
+/// same filesystem. The one way `sluice export`, the API and the dashboard put a file there.
+#[derive(Debug, Clone)]
+pub struct Exports {
+    tenants_root: std::path::PathBuf,
+    spool: std::path::PathBuf,
+}
+
+/// A finished export in a tenant's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub written: Written,
+    /// Where the tenant finds it: `/exports/students.csv`.
+    pub path: String,
+}
+
+impl Exports {
+    /// `tenants_root`: `DATA_DIR/tenants`; `spool`: a private folder on the same filesystem.
+    pub fn new(tenants_root: &Path, spool: &Path) -> Self {
+        Exports { tenants_root: tenants_root.to_path_buf(), spool: spool.to_path_buf() }
+    }
+
+    /// The private spool exports are written in.
+    pub fn spool(&self) -> &Path {
+        &self.spool
+    }
+
+    /// Writes the export into the tenant's `/exports` as `TYPE.csv|xlsx`, replacing the file
+    /// whole (see [`write_into`]); clears what killed exports left in the spool first.
+    pub fn into_folder(
+        &self,
+        export: &Export<'_>,
+        store: &impl Imports,
+        tenant: &sluice_core::TenantName,
+    ) -> Result<Delivered, ExportError> {
+        let folder = self.tenants_root.join(tenant.as_str()).join(sluice_core::layout::EXPORTS);
+        std::fs::create_dir_all(&folder)?;
+        std::fs::create_dir_all(&self.spool)?;
+        // An export killed an hour ago will not finish: its records leave the spool.
+        clear_stale(&self.spool, std::time::Duration::from_secs(3600))?;
+        let written = write_into(export, store, tenant, &self.spool, &folder.join(export.file_name()))?;
+        Ok(Delivered { written, path: format!("/{}/{}", sluice_core::layout::EXPORTS, export.file_name()) })
+    }
+}
+
 /// The prefix of an export's temporary files (private to sluice's user: 0600).
 const TEMPORARY: &str = ".export-";
 

@@ -4,8 +4,8 @@
 
 use crate::Web;
 use crate::json::{
-    ErrorBody, ErrorDetail, ErrorPage, ImportList, KeyList, KeyRemoved, RecordPage, SyncResult, TenantDetail,
-    TenantList,
+    ErrorBody, ErrorDetail, ErrorPage, ExportDone, ImportList, KeyList, KeyRemoved, RecordPage, SyncResult,
+    TenantDetail, TenantList,
 };
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -33,6 +33,7 @@ pub fn routes() -> Router<Web> {
         .route("/api/v1/tenants/{tenant}/records/{type}", get(records))
         .route("/api/v1/tenants/{tenant}/keys", get(keys).post(add_key).delete(remove_key))
         .route("/api/v1/tenants/{tenant}/settings", get(settings).patch(change_settings))
+        .route("/api/v1/tenants/{tenant}/exports", post(export))
         .route("/api/v1/imports/{id}", get(import))
         .route("/api/v1/imports/{id}/errors", get(import_errors))
         .route("/api/v1/imports/{id}/file", get(import_file))
@@ -871,6 +872,68 @@ pub(crate) async fn change_settings(
         Ok(t) => Ok(Json((&t).into())),
         Err(sluice_store::StoreError::Refused(e)) => Err(refused(e)),
         Err(e) => Err(e.into()),
+    })
+    .await
+}
+
+/// An export to make now, as `sluice export` makes it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportBody {
+    /// A CSV import type of the tenant's (`students`).
+    #[serde(rename = "type")]
+    type_name: String,
+    /// csv (the default) or xlsx.
+    #[serde(default)]
+    format: Option<String>,
+    /// The columns to write, in this order (default: all of the type's); names or aliases,
+    /// any case.
+    #[serde(default)]
+    columns: Vec<String>,
+    /// Only the records whose column holds the value (all must hold).
+    #[serde(default, rename = "where")]
+    filters: std::collections::BTreeMap<String, String>,
+    /// CSV: start with a UTF-8 byte order mark.
+    #[serde(default)]
+    bom: bool,
+}
+
+/// Make an export now: the tenant's records of a type into its /exports, replaced whole
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/exports", operation_id = "exportRecords", params(TenantParam),
+    request_body = ExportBody,
+    responses((status = 200, description = "OK", body = ExportDone), Refused))]
+pub(crate) async fn export(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(name): ApiPath<TenantName>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<ExportDone> {
+    caller.may(&name)?;
+    let body: ExportBody = body(&bytes)?;
+    let format = body.format.clone().unwrap_or_else(|| "csv".to_owned());
+    blocking(move || {
+        let filters: Vec<String> = body.filters.iter().map(|(c, v)| format!("{c}={v}")).collect();
+        let asked = crate::ExportAsked {
+            type_name: &body.type_name,
+            format: &format,
+            columns: &body.columns,
+            filters: &filters,
+            bom: body.bom,
+        };
+        match crate::export_for(&web, &name, asked) {
+            Ok((done, type_name)) => Ok(Json(ExportDone {
+                type_name,
+                format: if format == "xlsx" { "xlsx" } else { "csv" },
+                path: done.path,
+                rows: done.written.rows,
+                bytes: done.written.bytes,
+            })),
+            Err(crate::ExportRefused::NotTheirs) => {
+                Err(ApiError::not_found("such import type for this tenant"))
+            }
+            Err(crate::ExportRefused::Bad(why)) => Err(bad_request("bad_export", why)),
+            Err(crate::ExportRefused::Failed(why)) => Err(ApiError::internal(why)),
+        }
     })
     .await
 }

@@ -81,6 +81,19 @@ pub struct KeyList {
     pub keys: Vec<KeyView>,
 }
 
+/// An export made: where the tenant finds it, and what it holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportDone {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// csv or xlsx.
+    pub format: &'static str,
+    /// In the tenant's tree: `/exports/students.csv`.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyRemoved {
     /// The fingerprint of the key removed.

@@ -42,6 +42,8 @@ pub struct Web {
     pub password_checks: Arc<tokio::sync::Semaphore>,
     /// Tenants may save webhooks to private addresses (`[notifications] allow_private_webhooks`).
     pub allow_private_webhooks: bool,
+    /// Where exports asked for through the API and the dashboard go (each tenant's /exports).
+    pub exports: Arc<sluice_export::Exports>,
 }
 
 impl Web {
@@ -49,6 +51,7 @@ impl Web {
         ingest: Arc<Ingest>,
         metrics: Arc<Metrics>,
         parse_key: fn(&str) -> Result<sluice_store::AuthorizedKey, String>,
+        exports: sluice_export::Exports,
     ) -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let defender = sluice_defender::Defender::in_memory(Default::default(), metrics.clone());
@@ -61,8 +64,52 @@ impl Web {
             trusted_proxies: Arc::new([]),
             password_checks: Arc::new(tokio::sync::Semaphore::new(cpus)),
             allow_private_webhooks: false,
+            exports: Arc::new(exports),
         }
     }
+}
+
+/// An export asked for through the API or the dashboard, as `sluice export` takes it.
+pub(crate) struct ExportAsked<'a> {
+    pub type_name: &'a str,
+    pub format: &'a str,
+    pub columns: &'a [String],
+    /// `COLUMN=VALUE` each.
+    pub filters: &'a [String],
+    pub bom: bool,
+}
+
+/// Why an export asked for was not made.
+pub(crate) enum ExportRefused {
+    /// The tenant's folders take no such type (or there is no such tenant).
+    NotTheirs,
+    /// What was asked cannot be made (an unknown column, a bad format), and why.
+    Bad(String),
+    /// Writing it failed.
+    Failed(String),
+}
+
+/// Makes the export into the tenant's /exports (blocking work): the one way the API and the
+/// dashboard do it.
+pub(crate) fn export_for(
+    web: &Web,
+    tenant: &sluice_core::TenantName,
+    asked: ExportAsked<'_>,
+) -> Result<(sluice_export::Delivered, String), ExportRefused> {
+    let t = web.ingest.store.require_tenant(tenant).map_err(|_| ExportRefused::NotTheirs)?;
+    if !web.ingest.tenant_types(&t).iter().any(|ty| ty == asked.type_name) {
+        return Err(ExportRefused::NotTheirs);
+    }
+    let ty = web.ingest.types.get(asked.type_name).ok_or(ExportRefused::NotTheirs)?;
+    let format = sluice_export::Format::parse(asked.format)
+        .ok_or_else(|| ExportRefused::Bad(format!("format {:?} is csv or xlsx", asked.format)))?;
+    let export = sluice_export::Export::new(ty, format, asked.columns, asked.filters, asked.bom)
+        .map_err(|e| ExportRefused::Bad(e.to_string()))?;
+    let done = web.exports.into_folder(&export, &*web.ingest.store, tenant).map_err(|e| {
+        tracing::warn!(tenant = tenant.as_str(), "export: {e}");
+        ExportRefused::Failed(e.to_string())
+    })?;
+    Ok((done, ty.name.clone()))
 }
 
 /// The largest request body read: forms and JSON documents are a few KiB at most.

@@ -4,8 +4,8 @@
 
 use crate::api;
 use crate::json::{
-    ErrorBody, ErrorDetail, ErrorPage, ImportList, KeyList, KeyRemoved, RecordPage, SyncResult, TenantDetail,
-    TenantList,
+    ErrorBody, ErrorDetail, ErrorPage, ExportDone, ImportList, KeyList, KeyRemoved, RecordPage, SyncResult,
+    TenantDetail, TenantList,
 };
 use sluice_core::history::{Counts, ImportStatus, StoredError};
 use sluice_core::views::{
@@ -25,13 +25,13 @@ use utoipa::{Modify, OpenApi};
     paths(
         api::tenants, api::tenant, api::imports, api::sync, api::records, api::keys, api::add_key,
         api::remove_key, api::settings, api::change_settings, api::import, api::import_errors,
-        api::import_file, api::approve, api::discard,
+        api::import_file, api::approve, api::discard, api::export,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, TenantView, TenantList, TenantDetail, TriggerName, Counts, ImportStatus,
         ImportView, ImportList, SyncResult, StoredError, ErrorPage, KeyView, KeyList, KeyRemoved,
         SafeguardView, SettingsView, RecordPage, api::NewKey, api::SettingsBody, api::SafeguardChange,
-        api::ReportFormat, ImportFinishedEvent,
+        api::ReportFormat, ImportFinishedEvent, api::ExportBody, ExportDone,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),

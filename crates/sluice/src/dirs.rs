@@ -29,6 +29,10 @@ impl DataDirs {
     pub fn export_spool(&self) -> PathBuf {
         self.root.join("spool").join("exports")
     }
+    /// Where exports go (each tenant's `/exports`, through the export spool).
+    pub fn exports(&self) -> sluice_export::Exports {
+        sluice_export::Exports::new(&self.tenants(), &self.export_spool())
+    }
     pub fn host_key(&self) -> PathBuf {
         self.root.join("ssh_host_ed25519_key")
     }

@@ -6,7 +6,6 @@ use crate::dirs::DataDirs;
 use crate::failure::{Failure, usage};
 use anyhow::{Context, anyhow};
 use sluice_core::TenantName;
-use sluice_core::layout::EXPORTS;
 use sluice_export::{Export, Format, write_into};
 use sluice_store::roles::*;
 use std::path::PathBuf;
@@ -32,14 +31,13 @@ pub fn export(config: &Config, dirs: &DataDirs, r: Request) -> Result<(), Failur
     let export = Export::new(ty, format, &r.columns, &r.filters, r.bom).map_err(|e| usage(e.into()))?;
     let store = dirs.open_store().map_err(usage)?;
     store.require_tenant(&tenant)?;
-    let spool = dirs.export_spool();
-    std::fs::create_dir_all(&spool).with_context(|| format!("cannot create {}", spool.display()))?;
-    // An export killed an hour ago will not finish: its records leave the spool.
-    sluice_export::clear_stale(&spool, std::time::Duration::from_secs(3600))?;
+    let exports = dirs.exports();
+    let spool = exports.spool();
+    std::fs::create_dir_all(spool).with_context(|| format!("cannot create {}", spool.display()))?;
     match r.out.as_deref() {
         Some(path) if path.as_os_str() == "-" => {
             // Written whole first (an XLSX file is a zip: its end comes last), then copied.
-            let temporary = tempfile::Builder::new().prefix(".export-").tempfile_in(&spool)?;
+            let temporary = tempfile::Builder::new().prefix(".export-").tempfile_in(spool)?;
             export.write(&store, &tenant, temporary.path())?;
             let mut file = std::fs::File::open(temporary.path())?;
             let copied = std::io::copy(&mut file, &mut std::io::stdout().lock());
@@ -64,17 +62,13 @@ pub fn export(config: &Config, dirs: &DataDirs, r: Request) -> Result<(), Failur
             );
         }
         None => {
-            let folder = dirs.tenants().join(tenant.as_str()).join(EXPORTS);
-            std::fs::create_dir_all(&folder)
-                .with_context(|| format!("cannot create {}", folder.display()))?;
-            let dest = folder.join(export.file_name());
-            let written = write_into(&export, &store, &tenant, &spool, &dest)?;
+            let done = exports.into_folder(&export, &store, &tenant)?;
             outln!(
-                "exported {} records of {} to /{EXPORTS}/{} ({} bytes) for tenant {tenant}",
-                written.rows,
+                "exported {} records of {} to {} ({} bytes) for tenant {tenant}",
+                done.written.rows,
                 ty.name,
-                export.file_name(),
-                written.bytes
+                done.path,
+                done.written.bytes
             );
         }
     }

@@ -92,7 +92,12 @@ pub async fn run(config: Config) -> Result<()> {
     let stop_http = Arc::new(Notify::new());
     let http = {
         let stop = stop_http.clone();
-        let mut web = sluice_web::Web::new(ingest.clone(), metrics.clone(), sluice_sftp::parse_public_key);
+        let mut web = sluice_web::Web::new(
+            ingest.clone(),
+            metrics.clone(),
+            sluice_sftp::parse_public_key,
+            dirs.exports(),
+        );
         web.secure_cookies = config.http.secure_cookies;
         web.trusted_proxies = config.http.trusted_proxies()?.into();
         web.defender = defender.clone();

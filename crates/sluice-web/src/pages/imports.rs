@@ -2,8 +2,8 @@
 //! import with its rejected rows, its error report and kept file, approving or discarding a
 //! held import, and Sync now.
 
-use super::layout::{badge, csrf_field, not_found, page, status_page};
-use super::{CsrfForm, Failed, TenantPath, Viewer, blocking, managing, when};
+use super::layout::{badge, csrf_field, not_found, notice, page, status_page};
+use super::{CsrfForm, Failed, NoticeQuery, TenantPath, Viewer, blocking, managing, when};
 use crate::Web;
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -123,7 +123,12 @@ fn chart(list: &[ImportRecord], now_ms: i64) -> Markup {
     }
 }
 
-pub async fn overview(State(web): State<Web>, viewer: Viewer, TenantPath(tenant): TenantPath) -> Response {
+pub async fn overview(
+    State(web): State<Web>,
+    viewer: Viewer,
+    TenantPath(tenant): TenantPath,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
     if !viewer.may(tenant.as_str()) {
         return not_found(&viewer);
     }
@@ -133,10 +138,19 @@ pub async fn overview(State(web): State<Web>, viewer: Viewer, TenantPath(tenant)
         let t = w.ingest.store.require_tenant(name.as_str())?;
         let recent = w.ingest.store.imports(name.as_str(), 1000)?;
         let counts = w.ingest.store.record_counts(name.as_str())?;
-        Ok((t, recent, counts))
+        // The types an export can be made of: the tenant's CSV types.
+        let exportable: Vec<String> = w
+            .ingest
+            .tenant_types(&t)
+            .into_iter()
+            .filter(|ty| {
+                w.ingest.types.get(ty).is_some_and(|t| t.format == sluice_core::import::TypeFormat::Csv)
+            })
+            .collect();
+        Ok((t, recent, counts, exportable))
     })
     .await;
-    let Ok((t, recent, counts)) = data else { return not_found(&viewer) };
+    let Ok((t, recent, counts, exportable)) = data else { return not_found(&viewer) };
     let mut latest = Vec::new();
     for r in &recent {
         if !latest.iter().any(|l: &ImportRecord| l.type_name == r.type_name) {
@@ -146,6 +160,7 @@ pub async fn overview(State(web): State<Web>, viewer: Viewer, TenantPath(tenant)
     let next = sluice_ingest::next_scheduled_run(&t, sluice_ingest::Timestamp::now());
     let body = html! {
         h1 { (tenant) }
+        (notice(&viewer, &q))
         div.card {
             p {
                 @match (&t.schedule, next) {
@@ -169,6 +184,21 @@ pub async fn overview(State(web): State<Web>, viewer: Viewer, TenantPath(tenant)
             table {
                 tr { th { "Type" } th { "Records" } }
                 @for (ty, n) in &counts { tr { td { (ty) } td { (n) } } }
+            }
+            @if !exportable.is_empty() {
+                form method="post" action={ "/t/" (tenant) "/export" } {
+                    (csrf_field(&viewer))
+                    p {
+                        "Export "
+                        select name="type" { @for ty in &exportable { option value=(ty) { (ty) } } }
+                        " as "
+                        select name="format" { option value="csv" { "CSV" } option value="xlsx" { "Excel (XLSX)" } }
+                        " "
+                        button { "Export now" }
+                        " "
+                        small { "into /exports, where your SFTP login downloads it" }
+                    }
+                }
             }
         }
         p {

@@ -26,6 +26,7 @@ macro_rules! posted {
 
 mod api_keys;
 mod auth;
+mod exports;
 mod imports;
 mod layout;
 mod settings;
@@ -53,6 +54,7 @@ pub fn routes() -> Router<Web> {
         .route("/t/{tenant}", get(imports::overview))
         .route("/t/{tenant}/imports", get(imports::history))
         .route("/t/{tenant}/sync", post(imports::sync))
+        .route("/t/{tenant}/export", post(exports::export_now))
         .route("/imports/{id}", get(imports::import_page))
         .route("/imports/{id}/errors.csv", get(imports::errors_csv))
         .route("/imports/{id}/file", get(imports::kept_file))

@@ -241,6 +241,7 @@ fn the_openapi_document_lists_every_endpoint() {
             "/api/v1/imports/{id}/file",
             "/api/v1/tenants",
             "/api/v1/tenants/{tenant}",
+            "/api/v1/tenants/{tenant}/exports",
             "/api/v1/tenants/{tenant}/imports",
             "/api/v1/tenants/{tenant}/keys",
             "/api/v1/tenants/{tenant}/records/{type}",
@@ -316,6 +317,38 @@ fn refusals_before_any_handler_answer_in_the_api_shape() {
     );
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains(r#""code":"too_large""#), "{answer}");
+}
+
+/// A tenant's key asks for a fresh export: the file lands in its /exports, replaced whole;
+/// the same mistakes as on the command line are 400s that say what; another tenant's key
+/// finds nothing.
+#[test]
+fn a_tenant_asks_for_an_export_through_the_api() {
+    let api = setup();
+    let ask =
+        |key: &str, body: &str| api.server.http_with("POST", "/api/v1/tenants/acme/exports", Some(key), body);
+    let (status, _, v) = ask(
+        &api.acme,
+        r#"{"type": "students", "columns": ["sisId", "Last Name"], "where": {"sisId": "acme3"}}"#,
+    );
+    let v = json(&v);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["path"].as_str(), v["rows"].as_u64(), v["format"].as_str()),
+        (Some("/exports/students.csv"), Some(1), Some("csv")),
+        "{v}"
+    );
+    let file = api.server.tenant_dir("acme").join("exports").join("students.csv");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "sisId,lastName\r\nacme3,L3\r\n");
+    let (status, _, v) = ask(&api.acme, r#"{"type": "students", "format": "xlsx"}"#);
+    assert_eq!((status, json(&v)["path"].as_str()), (200, Some("/exports/students.xlsx")), "{v}");
+    let (status, _, v) = ask(&api.acme, r#"{"type": "students", "columns": ["nickname"]}"#);
+    assert_eq!((status, json(&v)["error"]["code"].as_str()), (400, Some("bad_export")), "{v}");
+    assert!(v.contains("nickname") && v.contains("firstName"), "{v}");
+    let (status, _, _) = ask(&api.acme, r#"{"type": "badge"}"#);
+    assert_eq!(status, 404, "a type the tenant does not take");
+    let (status, _, _) = ask(&api.beta, r#"{"type": "students"}"#);
+    assert_eq!(status, 404, "another tenant's key");
 }
 
 /// The properties a schema of the document lists, following `$ref` and `allOf`.

@@ -763,3 +763,42 @@ fn a_superseded_import_shows_why_and_its_file_only_to_its_tenant() {
     let other = session(&server, "bob@beta.org", "secret-1-for-tests");
     assert_eq!(request(&server, "GET", &format!("/imports/{held}/file"), Some(&other), "").status, 404);
 }
+
+/// Any of a tenant's people can put a fresh export in the tenant's /exports from the overview
+/// (a user, not only an owner); another tenant's people cannot; the form needs the token.
+#[test]
+fn export_now_puts_a_fresh_file_in_the_tenants_exports() {
+    let server = setup();
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
+    let overview = request(&server, "GET", "/t/beta", Some(&bob), "");
+    assert!(
+        overview.body.contains("Export now") && overview.body.contains("<option value=\"students\">"),
+        "{}",
+        overview.body
+    );
+    let token = csrf(&overview.body);
+    let r = request(
+        &server,
+        "POST",
+        "/t/beta/export",
+        Some(&bob),
+        &format!("csrf={token}&type=students&format=xlsx"),
+    );
+    assert_eq!(r.status, 303, "{}", r.head);
+    let back = request(&server, "GET", &r.header("location").unwrap(), Some(&bob), "");
+    assert!(back.body.contains("Exported 2 students records to /exports/students.xlsx"), "{}", back.body);
+    assert!(server.tenant_dir("beta").join("exports").join("students.xlsx").is_file());
+    // Not another tenant's, and not without the form's token.
+    let r = request(
+        &server,
+        "POST",
+        "/t/acme/export",
+        Some(&bob),
+        &format!("csrf={token}&type=students&format=csv"),
+    );
+    assert_eq!(r.status, 404, "{}", r.head);
+    let r = request(&server, "POST", "/t/beta/export", Some(&bob), "csrf=forged&type=students&format=csv");
+    assert_eq!(r.status, 403, "{}", r.head);
+    assert!(!server.tenant_dir("beta").join("exports").join("students.csv").exists());
+    assert!(!server.tenant_dir("acme").join("exports").join("students.csv").exists());
+}
