@@ -18,6 +18,7 @@ pub mod net;
 pub mod oneroster;
 pub mod password;
 pub mod people;
+pub mod saved_export;
 pub mod schedule;
 pub mod settings;
 pub mod tenant;

@@ -129,6 +129,33 @@ impl fmt::Display for Cron {
     }
 }
 
+/// The first run of `cron`, read in the IANA time zone `tz`, strictly after `after`. A time
+/// skipped by a DST change runs just after it; a repeated one runs the first time.
+pub fn next_run(cron: &Cron, tz: &str, after: jiff::Timestamp) -> Result<Option<jiff::Timestamp>, String> {
+    let zone = jiff::tz::TimeZone::get(tz).map_err(|e| format!("time zone {tz:?}: {e}"))?;
+    let local = after.to_zoned(zone.clone()).datetime();
+    let from = CivilMinute {
+        year: i32::from(local.year()),
+        month: local.month() as u8,
+        day: local.day() as u8,
+        hour: local.hour() as u8,
+        minute: local.minute() as u8,
+    };
+    let Some(next) = cron.next_after(from) else { return Ok(None) };
+    let civil = jiff::civil::DateTime::new(
+        next.year as i16,
+        next.month as i8,
+        next.day as i8,
+        next.hour as i8,
+        next.minute as i8,
+        0,
+        0,
+    )
+    .map_err(|e| e.to_string())?;
+    let zoned = zone.to_ambiguous_zoned(civil).compatible().map_err(|e| e.to_string())?;
+    Ok(Some(zoned.timestamp()))
+}
+
 fn field(text: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, String> {
     let value = |s: &str| -> Result<u32, String> {
         if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {

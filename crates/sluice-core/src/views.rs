@@ -9,6 +9,7 @@
 use crate::access::{ApiKey, AuthorizedKey};
 use crate::delivery::Delivery;
 use crate::history::{Counts, ImportRecord, ImportStatus, StoredError};
+use crate::saved_export::{ExportFormat, ExportRun, RunCause, RunOutcome, SavedExport};
 use crate::tenant::Tenant;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -162,6 +163,98 @@ impl From<&Delivery> for DeliveryView {
             last_error: d.last_error.clone(),
             created_ms: d.created_ms,
             finished_ms: d.finished_ms,
+        }
+    }
+}
+
+/// A saved export: what it writes, where, and when it runs by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = SavedExport))]
+pub struct SavedExportView {
+    pub name: String,
+    /// The import type whose records it writes.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub format: ExportFormat,
+    /// The columns, in order (empty: all of the type's).
+    pub columns: Vec<String>,
+    /// Only the records whose column holds the value (all must hold).
+    #[serde(rename = "where")]
+    pub filters: BTreeMap<String, String>,
+    /// CSV: starts with a UTF-8 byte order mark.
+    pub bom: bool,
+    /// `on_demand`, `after_import` (after every import of its type that changed records), or
+    /// a cron schedule read in the tenant's time zone.
+    pub when: String,
+    /// Where the tenant finds the file: `/exports/NAME.csv`.
+    pub path: String,
+}
+
+impl From<&SavedExport> for SavedExportView {
+    fn from(e: &SavedExport) -> Self {
+        SavedExportView {
+            name: e.name.to_string(),
+            type_name: e.type_name.clone(),
+            format: e.format,
+            columns: e.columns.clone(),
+            filters: e
+                .filters
+                .iter()
+                .filter_map(|f| f.split_once('=').map(|(c, v)| (c.to_owned(), v.to_owned())))
+                .collect(),
+            bom: e.bom,
+            when: e.when.as_str().to_owned(),
+            path: format!("/{}/{}", crate::layout::EXPORTS, e.file_name()),
+        }
+    }
+}
+
+/// One run of a saved export, as logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = ExportRun))]
+pub struct ExportRunView {
+    pub id: i64,
+    /// The saved export's name.
+    pub export: String,
+    pub cause: RunCause,
+    /// `running`, `written` or `failed` (a failed run wrote nothing: the last file stays).
+    pub status: String,
+    pub started_ms: i64,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub finished_ms: Option<i64>,
+    /// Records written.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub rows: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub bytes: Option<u64>,
+    /// Where the file was written (`/exports/NAME.csv`).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub destination: Option<String>,
+    /// Why the run failed.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub error: Option<String>,
+}
+
+impl From<&ExportRun> for ExportRunView {
+    fn from(r: &ExportRun) -> Self {
+        let (status, rows, bytes, destination, error) = match &r.outcome {
+            None => ("running", None, None, None, None),
+            Some(RunOutcome::Written { rows, bytes, destination }) => {
+                ("written", Some(*rows), Some(*bytes), Some(destination.clone()), None)
+            }
+            Some(RunOutcome::Failed(why)) => ("failed", None, None, None, Some(why.clone())),
+        };
+        ExportRunView {
+            id: r.id,
+            export: r.export.clone(),
+            cause: r.cause,
+            status: status.to_owned(),
+            started_ms: r.started_ms,
+            finished_ms: r.finished_ms,
+            rows,
+            bytes,
+            destination,
+            error,
         }
     }
 }

@@ -18,29 +18,10 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-/// The file formats an export writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Csv,
-    Xlsx,
-}
+/// The file formats an export writes (`csv`, `xlsx`).
+pub use sluice_core::saved_export::ExportFormat as Format;
 
-impl Format {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "csv" => Some(Format::Csv),
-            "xlsx" => Some(Format::Xlsx),
-            _ => None,
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Csv => "csv",
-            Format::Xlsx => "xlsx",
-        }
-    }
-}
+pub mod saved;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -52,6 +33,12 @@ pub enum ExportError {
     NotCsvType(String),
     #[error(transparent)]
     Store(#[from] sluice_store::StoreError),
+    #[error("no import type {0:?}; `sluice types` lists them")]
+    NoSuchType(String),
+    #[error("tenant {tenant} has no folder for import type {type_name}: it has no such records to export")]
+    NotTenantsType { type_name: String, tenant: String },
+    #[error("{0:?} is not a file name")]
+    BadFileName(String),
     #[error("--bom is for CSV files (an XLSX file says its encoding itself)")]
     BomForXlsx,
     // The cause follows in the error's chain.
@@ -324,13 +311,29 @@ impl Exports {
         store: &impl Imports,
         tenant: &sluice_core::TenantName,
     ) -> Result<Delivered, ExportError> {
+        self.into_folder_as(export, store, tenant, &export.file_name())
+    }
+
+    /// As [`Exports::into_folder`], under another name (a saved export's `NAME.csv`):
+    /// `file_name` must be one path component (a type's or a saved export's name, with its
+    /// format's extension).
+    pub fn into_folder_as(
+        &self,
+        export: &Export<'_>,
+        store: &impl Imports,
+        tenant: &sluice_core::TenantName,
+        file_name: &str,
+    ) -> Result<Delivered, ExportError> {
+        let file_name = sluice_core::FileName::parse(file_name)
+            .map_err(|_| ExportError::BadFileName(file_name.to_owned()))?;
+        let file_name = file_name.as_str();
         let folder = self.tenants_root.join(tenant.as_str()).join(sluice_core::layout::EXPORTS);
         std::fs::create_dir_all(&folder)?;
         std::fs::create_dir_all(&self.spool)?;
         // An export killed an hour ago will not finish: its records leave the spool.
         clear_stale(&self.spool, std::time::Duration::from_secs(3600))?;
-        let written = write_into(export, store, tenant, &self.spool, &folder.join(export.file_name()))?;
-        Ok(Delivered { written, path: format!("/{}/{}", sluice_core::layout::EXPORTS, export.file_name()) })
+        let written = write_into(export, store, tenant, &self.spool, &folder.join(file_name))?;
+        Ok(Delivered { written, path: format!("/{}/{file_name}", sluice_core::layout::EXPORTS) })
     }
 }
 

@@ -7,7 +7,6 @@ use crate::run::{ImportContext, ImportError, ImportRequest, Verdict, held_path, 
 use jiff::Timestamp;
 use sluice_core::import::{ImportTypes, SafeguardSetting};
 use sluice_core::metrics::Metrics;
-use sluice_core::schedule::{CivilMinute, Cron};
 use sluice_core::{Sha256Hex, Trigger, UploadEvent, VirtualPath, is_transfer_temp_name};
 use sluice_store::roles::*;
 use sluice_store::{ImportRecord, ImportStatus, Store, StoredUpload};
@@ -771,7 +770,6 @@ pub enum ApproveError {
     Store(#[from] sluice_store::StoreError),
 }
 
-/// The first run of `cron` (read in time zone `tz`) after `after`.
 /// When the tenant's scheduled imports run next: only while its trigger is `schedule` (a
 /// schedule kept under another trigger runs nothing).
 pub fn next_scheduled_run(t: &sluice_core::Tenant, after: Timestamp) -> Option<Timestamp> {
@@ -779,31 +777,7 @@ pub fn next_scheduled_run(t: &sluice_core::Tenant, after: Timestamp) -> Option<T
     next_run(cron, &t.timezone, after).ok().flatten()
 }
 
-pub fn next_run(cron: &Cron, tz: &str, after: Timestamp) -> Result<Option<Timestamp>, String> {
-    let zone = jiff::tz::TimeZone::get(tz).map_err(|e| format!("time zone {tz:?}: {e}"))?;
-    let local = after.to_zoned(zone.clone()).datetime();
-    let from = CivilMinute {
-        year: i32::from(local.year()),
-        month: local.month() as u8,
-        day: local.day() as u8,
-        hour: local.hour() as u8,
-        minute: local.minute() as u8,
-    };
-    let Some(next) = cron.next_after(from) else { return Ok(None) };
-    let civil = jiff::civil::DateTime::new(
-        next.year as i16,
-        next.month as i8,
-        next.day as i8,
-        next.hour as i8,
-        next.minute as i8,
-        0,
-        0,
-    )
-    .map_err(|e| e.to_string())?;
-    // A time skipped by a DST change runs just after it; a repeated one runs the first time.
-    let zoned = zone.to_ambiguous_zoned(civil).compatible().map_err(|e| e.to_string())?;
-    Ok(Some(zoned.timestamp()))
-}
+pub use sluice_core::schedule::next_run;
 
 fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256Hex)> {
     sluice_core::sha256_of(std::fs::File::open(path)?)
@@ -812,6 +786,7 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256Hex)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_core::schedule::Cron;
 
     fn waiting(tenants: &[(&str, i64)]) -> Vec<(String, i64)> {
         tenants.iter().map(|(t, id)| (t.to_string(), *id)).collect()

@@ -3,7 +3,7 @@
 //! same functions on a fresh, empty store of its own. Each function panics on the first
 //! behaviour that differs, naming it.
 
-use crate::roles::{Accounts, ApiKeys, Bans, ImportQueue, Imports, Tenants, Uploads};
+use crate::roles::{Accounts, ApiKeys, Bans, ImportQueue, Imports, SavedExports, Tenants, Uploads};
 use crate::{AuthorizedKey, KeyOwner, Outcome, Role, StageKind, StoreError};
 use sluice_core::defender::Ban;
 use sluice_core::import::{ImportTypes, LoadMode};
@@ -358,4 +358,87 @@ pub fn loading<S: Tenants + Imports>(s: &S) {
     assert_eq!(gone.len(), 1);
     assert_eq!(gone[0].0, "O2");
     assert!(gone[0].1.contains("\"status\":\"tobedeleted\""), "{}", gone[0].1);
+}
+
+/// Saved exports: saved, listed by name, found whatever the case, refused twice unless
+/// replaced, removed; their runs logged newest first; an after-import export is due once per
+/// applied import of its type that changed records (not for imports before it was saved, a
+/// failed import, an import that changed nothing, or another type's), and a scheduled one is
+/// listed with its tenant's time zone. Needs a store whose imports open loaders.
+pub fn saved_exports<S: Tenants + Imports + SavedExports>(s: &S) {
+    use crate::{Counts, ImportStatus::*};
+    use sluice_core::saved_export::{
+        ExportFormat, ExportName, ExportWhen, RunCause, RunOutcome, SavedExport,
+    };
+    s.add_tenant(&name("north"), &folders("students,guardians")).expect("add a tenant");
+    let apply = |type_name: &str, added: u64| {
+        let id = s.create_import("north", type_name, "f.csv", "upload", None, None).expect("an import");
+        let mut l = s.loader("north", type_name, id).expect("a loader");
+        l.stage(2, "K", "[\"K\"]", 1, StageKind::Load).expect("stage");
+        let counts = Counts { rows: 1, added, unchanged: 1 - added, ..Counts::default() };
+        l.commit(outcome(Complete, counts, Some(LoadMode::Upsert))).expect("commit");
+        id
+    };
+    apply("students", 1);
+    let export = |n: &str, when: ExportWhen| SavedExport {
+        name: ExportName::parse(n).expect("a name"),
+        type_name: "students".to_owned(),
+        format: ExportFormat::Csv,
+        columns: vec!["id".to_owned()],
+        filters: vec!["grade=9".to_owned()],
+        bom: false,
+        when,
+    };
+    let after = export("Nightly", ExportWhen::AfterImport);
+    s.save_export("north", &after, false).expect("save");
+    assert!(
+        matches!(
+            s.save_export("north", &export("nightly", ExportWhen::OnDemand), false),
+            Err(StoreError::ExportExists(_))
+        ),
+        "names are unique whatever their case"
+    );
+    let daily = export("daily", ExportWhen::parse("0 6 * * *").expect("cron"));
+    s.save_export("north", &daily, false).expect("save a second");
+    let names: Vec<String> =
+        s.saved_exports("north").expect("list").iter().map(|e| e.name.to_string()).collect();
+    assert_eq!(names, ["Nightly", "daily"]);
+    assert_eq!(s.saved_export("north", "NIGHTLY").expect("find"), Some(after.clone()), "read back as saved");
+    assert!(
+        s.exports_after_imports().expect("due").is_empty(),
+        "imports before the export was saved are not its"
+    );
+
+    let scheduled = s.scheduled_exports().expect("scheduled");
+    assert_eq!(scheduled, [("north".to_owned(), "UTC".to_owned(), daily.clone())]);
+
+    apply("guardians", 1);
+    apply("students", 0);
+    s.record_failed_import("north", "students", "s.csv", "upload", None, "bad").expect("a failed import");
+    assert!(s.exports_after_imports().expect("due").is_empty(), "nothing changed students");
+    let changed = apply("students", 1);
+    let due = s.exports_after_imports().expect("due");
+    assert_eq!(due, [("north".to_owned(), after.clone(), changed)]);
+    s.mark_import_seen("north", "Nightly", changed).expect("answered");
+    assert!(s.exports_after_imports().expect("due").is_empty(), "each import is answered once");
+
+    let run = s.start_export_run("north", "Nightly", RunCause::AfterImport).expect("start");
+    let written = RunOutcome::Written { rows: 3, bytes: 40, destination: "/exports/Nightly.csv".to_owned() };
+    s.finish_export_run(run, &written).expect("finish");
+    let failed_run = s.start_export_run("north", "daily", RunCause::Schedule).expect("start");
+    s.finish_export_run(failed_run, &RunOutcome::Failed("disk full".to_owned())).expect("finish");
+    let runs = s.export_runs("north", None, 10).expect("runs");
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [failed_run, run], "newest first");
+    assert_eq!(runs[1].outcome, Some(written));
+    assert_eq!(runs[1].cause, RunCause::AfterImport);
+    assert!(runs[1].finished_ms.is_some());
+    assert_eq!(s.export_runs("north", Some("nightly"), 10).expect("runs").len(), 1, "one export's runs");
+
+    let replaced = export("NIGHTLY", ExportWhen::OnDemand);
+    s.save_export("north", &replaced, true).expect("replace");
+    assert_eq!(s.saved_export("north", "nightly").expect("find"), Some(replaced));
+    s.remove_saved_export("north", "nightly").expect("remove");
+    assert!(matches!(s.remove_saved_export("north", "nightly"), Err(StoreError::NoSuchExport(_))));
+    assert_eq!(s.export_runs("north", None, 10).expect("runs").len(), 2, "the log outlives the export");
+    assert!(matches!(s.saved_exports("south"), Err(StoreError::NoSuchTenant(_))));
 }

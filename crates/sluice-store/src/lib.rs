@@ -15,12 +15,15 @@ mod migrations;
 mod people;
 mod referrers;
 pub mod roles;
+mod saved_exports;
 
 // Domain records live in core; re-exported here for the store's callers.
 pub use imports::{Loader, Outcome, STORED_ERRORS, StageKind};
 pub use people::{Person, PersonRole};
 pub use referrers::Referrer;
-pub use roles::{Accounts, ApiKeys, Bans, Deliveries, ImportQueue, Imports, People, Tenants, Uploads};
+pub use roles::{
+    Accounts, ApiKeys, Bans, Deliveries, ImportQueue, Imports, People, SavedExports, Tenants, Uploads,
+};
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, Role};
 pub use sluice_core::delivery::{Channel, Delivery};
 pub use sluice_core::history::{Counts, ImportRecord, ImportStatus, StoredError};
@@ -61,6 +64,10 @@ pub enum StoreError {
     NoSuchKey(i64),
     #[error("the tenant has no SSH key {0}")]
     NoSuchSshKey(String),
+    #[error("the tenant already has an export named {0:?}; `sluice export list` shows them")]
+    ExportExists(String),
+    #[error("the tenant has no export named {0:?}; `sluice export list` shows them")]
+    NoSuchExport(String),
     #[error("an account {0:?} already exists")]
     AccountExists(String),
     #[error("no account {0:?}; `sluice user list` shows them")]

@@ -198,6 +198,37 @@ const MIGRATIONS: &[&str] = &[
     // older version kept (the next import of each record then counts it as updated once)
     "UPDATE records SET data = json_remove(data, '$.password')
      WHERE type IN ('oneroster.users', 'oneroster.userProfiles') AND json_type(data, '$.password') IS NOT NULL;",
+    // 21: saved exports (a tenant's export definitions by name; `seen_import`: the newest
+    // applied import of its type an after-import export has answered) and the log of their runs
+    "CREATE TABLE saved_exports (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        format TEXT NOT NULL CHECK (format IN ('csv', 'xlsx')),
+        columns TEXT NOT NULL,
+        filters TEXT NOT NULL,
+        bom INTEGER NOT NULL,
+        run_when TEXT NOT NULL,
+        seen_import INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, name)
+     );
+     CREATE UNIQUE INDEX saved_exports_by_lower_name ON saved_exports (tenant_id, lower(name));
+     CREATE TABLE export_runs (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        export TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('running', 'written', 'failed')),
+        rows INTEGER,
+        bytes INTEGER,
+        destination TEXT,
+        error TEXT
+     );
+     CREATE INDEX export_runs_by_tenant ON export_runs (tenant_id, id);
+     CREATE INDEX imports_by_type ON imports (tenant_id, type, id);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

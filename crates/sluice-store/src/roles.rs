@@ -12,6 +12,7 @@ use crate::{
 use sluice_core::UploadEvent;
 use sluice_core::defender::Ban;
 use sluice_core::net::Source;
+use sluice_core::saved_export::{ExportRun, RunCause, RunOutcome, SavedExport};
 use sluice_core::{FolderName, PasswordHash, SettingsChange, Tenant, TenantName};
 use std::time::Duration;
 
@@ -270,4 +271,40 @@ pub trait People {
         deactivated: Option<bool>,
         each: &mut dyn FnMut(&str, &str),
     ) -> Result<u64>;
+}
+
+/// Saved exports (a tenant's export definitions, by name; names are unique whatever their
+/// case) and the log of their runs.
+pub trait SavedExports {
+    /// Saves an export. An export of the same name (any case) is replaced when `replace`,
+    /// else refused (`ExportExists`). An after-import export answers imports from now on.
+    fn save_export(&self, tenant: &str, export: &SavedExport, replace: bool) -> Result<()>;
+
+    /// A tenant's saved export by name (any case).
+    fn saved_export(&self, tenant: &str, name: &str) -> Result<Option<SavedExport>>;
+
+    /// A tenant's saved exports, by name.
+    fn saved_exports(&self, tenant: &str) -> Result<Vec<SavedExport>>;
+
+    /// Every enabled tenant's scheduled exports: (tenant, its time zone, export).
+    fn scheduled_exports(&self) -> Result<Vec<(String, String, SavedExport)>>;
+
+    /// Every enabled tenant's after-import exports with an applied import of their type that
+    /// added, changed or deleted records since they last answered one: (tenant, export, the
+    /// newest such import).
+    fn exports_after_imports(&self) -> Result<Vec<(String, SavedExport, i64)>>;
+
+    /// Records that an after-import export answered the imports up to `import_id`.
+    fn mark_import_seen(&self, tenant: &str, name: &str, import_id: i64) -> Result<()>;
+
+    /// Removes a saved export (its run log stays); `NoSuchExport` if there is none.
+    fn remove_saved_export(&self, tenant: &str, name: &str) -> Result<()>;
+
+    /// Logs the start of a run; returns its id.
+    fn start_export_run(&self, tenant: &str, export: &str, cause: RunCause) -> Result<i64>;
+
+    fn finish_export_run(&self, id: i64, outcome: &RunOutcome) -> Result<()>;
+
+    /// A tenant's export runs (of one export, or all), newest first.
+    fn export_runs(&self, tenant: &str, export: Option<&str>, limit: usize) -> Result<Vec<ExportRun>>;
 }

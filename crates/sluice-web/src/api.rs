@@ -4,8 +4,8 @@
 
 use crate::Web;
 use crate::json::{
-    ErrorBody, ErrorDetail, ErrorPage, ExportDone, ImportList, KeyList, KeyRemoved, RecordPage, SyncResult,
-    TenantDetail, TenantList,
+    ErrorBody, ErrorDetail, ErrorPage, ExportDone, ExportRunList, ImportList, KeyList, KeyRemoved,
+    RecordPage, SavedExportList, SyncResult, TenantDetail, TenantList,
 };
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sluice_core::TenantName;
 use sluice_core::import::{Related, TypeFormat};
-use sluice_core::views::{ImportView, KeyView, SettingsView, TenantView};
+use sluice_core::saved_export::{ExportFormat, ExportName, ExportWhen, RunCause, RunOutcome, SavedExport};
+use sluice_core::views::{ExportRunView, ImportView, KeyView, SavedExportView, SettingsView, TenantView};
 use sluice_ingest::ApproveError;
 use sluice_store::roles::*;
 use sluice_store::{ImportRecord, KeyOwner, StoreError};
@@ -33,7 +34,13 @@ pub fn routes() -> Router<Web> {
         .route("/api/v1/tenants/{tenant}/records/{type}", get(records))
         .route("/api/v1/tenants/{tenant}/keys", get(keys).post(add_key).delete(remove_key))
         .route("/api/v1/tenants/{tenant}/settings", get(settings).patch(change_settings))
-        .route("/api/v1/tenants/{tenant}/exports", post(export))
+        .route("/api/v1/tenants/{tenant}/exports", get(saved_exports).post(export))
+        .route(
+            "/api/v1/tenants/{tenant}/exports/{name}",
+            get(saved_export).put(save_export).delete(remove_saved_export),
+        )
+        .route("/api/v1/tenants/{tenant}/exports/{name}/run", post(run_saved_export))
+        .route("/api/v1/tenants/{tenant}/exports/{name}/runs", get(export_runs))
         .route("/api/v1/imports/{id}", get(import))
         .route("/api/v1/imports/{id}/errors", get(import_errors))
         .route("/api/v1/imports/{id}/file", get(import_file))
@@ -124,6 +131,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NoSuchTenant(_) => ApiError::not_found("such tenant"),
+            StoreError::NoSuchExport(_) => ApiError::not_found("such saved export"),
             other => ApiError::internal(other),
         }
     }
@@ -940,4 +948,200 @@ pub(crate) async fn export(
 
 fn bad_request(code: &'static str, message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// The tenant and saved export in the path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // describes the path; handlers read it with `ApiPath`
+struct SavedExportParams {
+    /// The tenant's name.
+    tenant: String,
+    /// The saved export's name (letters, digits, `-`, `_`, `.`; any case finds it).
+    name: String,
+}
+
+/// A tenant's saved exports
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/exports", operation_id = "listSavedExports", params(TenantParam),
+    responses((status = 200, description = "OK", body = SavedExportList), Refused))]
+pub(crate) async fn saved_exports(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath(name): ApiPath<TenantName>,
+) -> ApiResult<SavedExportList> {
+    caller.may(&name)?;
+    blocking(move || {
+        let list = web.ingest.store.saved_exports(&name)?;
+        Ok(Json(SavedExportList { exports: list.iter().map(SavedExportView::from).collect() }))
+    })
+    .await
+}
+
+/// One saved export
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/exports/{name}", operation_id = "getSavedExport",
+    params(SavedExportParams),
+    responses((status = 200, description = "OK", body = SavedExportView), Refused))]
+pub(crate) async fn saved_export(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
+) -> ApiResult<SavedExportView> {
+    caller.may(&tenant)?;
+    blocking(move || match web.ingest.store.saved_export(&tenant, &name)? {
+        Some(saved) => Ok(Json((&saved).into())),
+        None => Err(ApiError::not_found("such saved export")),
+    })
+    .await
+}
+
+/// A saved export as it is to be: what it writes and when it runs by itself.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SavedExportBody {
+    /// A CSV import type of the tenant's (`students`).
+    #[serde(rename = "type")]
+    type_name: String,
+    /// csv (the default) or xlsx.
+    #[serde(default)]
+    format: Option<String>,
+    /// The columns to write, in this order (default: all of the type's).
+    #[serde(default)]
+    columns: Vec<String>,
+    /// Only the records whose column holds the value (all must hold).
+    #[serde(default, rename = "where")]
+    filters: std::collections::BTreeMap<String, String>,
+    /// CSV: start with a UTF-8 byte order mark.
+    #[serde(default)]
+    bom: bool,
+    /// `on_demand` (the default), `after_import`, or a cron schedule read in the tenant's time
+    /// zone (`0 6 * * 1-5`).
+    #[serde(default)]
+    when: Option<String>,
+}
+
+/// Save an export by name (replacing one of that name): it writes /exports/NAME.csv or .xlsx
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant}/exports/{name}", operation_id = "saveExport",
+    params(SavedExportParams), request_body = SavedExportBody,
+    responses((status = 200, description = "OK", body = SavedExportView), Refused))]
+pub(crate) async fn save_export(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
+    bytes: axum::body::Bytes,
+) -> ApiResult<SavedExportView> {
+    caller.may(&tenant)?;
+    let body: SavedExportBody = body(&bytes)?;
+    let format = match body.format.as_deref() {
+        None => ExportFormat::Csv,
+        Some(f) => ExportFormat::parse(f)
+            .ok_or_else(|| bad_request("bad_export", format!("format {f:?} is csv or xlsx")))?,
+    };
+    let when = ExportWhen::parse(body.when.as_deref().unwrap_or("on_demand"))
+        .map_err(|e| bad_request("bad_export", format!("when: {e}; or on_demand, after_import")))?;
+    blocking(move || {
+        let t = web.ingest.store.require_tenant(&tenant)?;
+        if !web.ingest.tenant_types(&t).iter().any(|ty| ty == &body.type_name) {
+            return Err(ApiError::not_found("such import type for this tenant"));
+        }
+        let asked = SavedExport {
+            name,
+            type_name: body.type_name,
+            format,
+            columns: body.columns,
+            filters: body.filters.iter().map(|(c, v)| format!("{c}={v}")).collect(),
+            bom: body.bom,
+            when,
+        };
+        let saved = sluice_export::saved::checked(&web.ingest.types, &t, asked)
+            .map_err(|e| bad_request("bad_export", e.to_string()))?;
+        web.ingest.store.save_export(&tenant, &saved, true)?;
+        Ok(Json((&saved).into()))
+    })
+    .await
+}
+
+/// Remove a saved export (its last file in /exports and its run log stay)
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/exports/{name}", operation_id = "removeSavedExport",
+    params(SavedExportParams),
+    responses((status = 200, description = "OK", body = SavedExportView), Refused))]
+pub(crate) async fn remove_saved_export(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
+) -> ApiResult<SavedExportView> {
+    caller.may(&tenant)?;
+    blocking(move || {
+        let store = &web.ingest.store;
+        let saved =
+            store.saved_export(&tenant, &name)?.ok_or_else(|| ApiError::not_found("such saved export"))?;
+        store.remove_saved_export(&tenant, &saved.name)?;
+        Ok(Json((&saved).into()))
+    })
+    .await
+}
+
+/// Run a saved export now; the run is logged. A run that fails wrote nothing (the last file
+/// stays) and is answered 500 with its log's reason
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/exports/{name}/run", operation_id = "runSavedExport",
+    params(SavedExportParams),
+    responses((status = 200, description = "OK: written", body = ExportRunView),
+        (status = 500, description = "The run failed (logged, with why); the last file stays", body = ErrorBody),
+        Refused))]
+pub(crate) async fn run_saved_export(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
+) -> ApiResult<ExportRunView> {
+    caller.may(&tenant)?;
+    blocking(move || {
+        let store = &*web.ingest.store;
+        let saved =
+            store.saved_export(&tenant, &name)?.ok_or_else(|| ApiError::not_found("such saved export"))?;
+        let ran = sluice_export::saved::run_saved(
+            store,
+            &web.ingest.types,
+            &web.exports,
+            &tenant,
+            &saved,
+            RunCause::OnDemand,
+        )?;
+        match &ran.outcome {
+            RunOutcome::Failed(why) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "export_failed",
+                format!("run {} of export {} failed: {why}", ran.id, saved.name),
+            )),
+            RunOutcome::Written { .. } => {
+                let runs = store.export_runs(&tenant, Some(&saved.name), 1)?;
+                let run = runs
+                    .first()
+                    .filter(|r| r.id == ran.id)
+                    .ok_or_else(|| ApiError::internal("the run's log"))?;
+                Ok(Json(run.into()))
+            }
+        }
+    })
+    .await
+}
+
+/// The runs of a saved export, newest first
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/exports/{name}/runs", operation_id = "listExportRuns",
+    params(SavedExportParams, Paging),
+    responses((status = 200, description = "OK", body = ExportRunList), Refused))]
+pub(crate) async fn export_runs(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
+    ApiQuery(paging): ApiQuery<Paging>,
+) -> ApiResult<ExportRunList> {
+    caller.may(&tenant)?;
+    let limit = paging.limit(50)?;
+    blocking(move || {
+        let store = &web.ingest.store;
+        let saved =
+            store.saved_export(&tenant, &name)?.ok_or_else(|| ApiError::not_found("such saved export"))?;
+        let runs = store.export_runs(&tenant, Some(&saved.name), limit)?;
+        Ok(Json(ExportRunList { runs: runs.iter().map(ExportRunView::from).collect() }))
+    })
+    .await
 }

@@ -94,6 +94,18 @@ pub struct ExportDone {
     pub bytes: u64,
 }
 
+/// A tenant's saved exports, by name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SavedExportList {
+    pub exports: Vec<sluice_core::views::SavedExportView>,
+}
+
+/// A saved export's runs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportRunList {
+    pub runs: Vec<sluice_core::views::ExportRunView>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyRemoved {
     /// The fingerprint of the key removed.

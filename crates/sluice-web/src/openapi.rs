@@ -4,12 +4,14 @@
 
 use crate::api;
 use crate::json::{
-    ErrorBody, ErrorDetail, ErrorPage, ExportDone, ImportList, KeyList, KeyRemoved, RecordPage, SyncResult,
-    TenantDetail, TenantList,
+    ErrorBody, ErrorDetail, ErrorPage, ExportDone, ExportRunList, ImportList, KeyList, KeyRemoved,
+    RecordPage, SavedExportList, SyncResult, TenantDetail, TenantList,
 };
 use sluice_core::history::{Counts, ImportStatus, StoredError};
+use sluice_core::saved_export::{ExportFormat, RunCause};
 use sluice_core::views::{
-    ImportFinishedEvent, ImportView, KeyView, SafeguardView, SettingsView, TenantView, TriggerName,
+    ExportRunView, ImportFinishedEvent, ImportView, KeyView, SafeguardView, SavedExportView, SettingsView,
+    TenantView, TriggerName,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -25,13 +27,15 @@ use utoipa::{Modify, OpenApi};
     paths(
         api::tenants, api::tenant, api::imports, api::sync, api::records, api::keys, api::add_key,
         api::remove_key, api::settings, api::change_settings, api::import, api::import_errors,
-        api::import_file, api::approve, api::discard, api::export,
+        api::import_file, api::approve, api::discard, api::export, api::saved_exports, api::saved_export,
+        api::save_export, api::remove_saved_export, api::run_saved_export, api::export_runs,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, TenantView, TenantList, TenantDetail, TriggerName, Counts, ImportStatus,
         ImportView, ImportList, SyncResult, StoredError, ErrorPage, KeyView, KeyList, KeyRemoved,
         SafeguardView, SettingsView, RecordPage, api::NewKey, api::SettingsBody, api::SafeguardChange,
-        api::ReportFormat, ImportFinishedEvent, api::ExportBody, ExportDone,
+        api::ReportFormat, ImportFinishedEvent, api::ExportBody, ExportDone, SavedExportView, SavedExportList,
+        api::SavedExportBody, ExportRunView, ExportRunList, ExportFormat, RunCause,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),

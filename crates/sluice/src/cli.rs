@@ -2,6 +2,7 @@
 //! own module (`tenants`, `accounts`, `imports`, `operations`), dispatched by `dispatch`.
 
 use clap::{Parser, Subcommand};
+use sluice_core::saved_export::{ExportName, ExportNameError};
 use sluice_core::{TenantName, TenantNameError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,8 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+// Parsed once per process: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
     /// Run sluice: the SFTP server, the dashboard and REST API, and the import workers.
@@ -121,22 +124,15 @@ pub(crate) enum Command {
     },
     /// Export a tenant's records of one type as a CSV or XLSX file: into the tenant's /exports
     /// as TYPE.csv or TYPE.xlsx (replaced whole: a client never sees half a file), or to --out.
+    /// Saved exports: `export add|list|remove|run|runs`.
+    #[command(args_conflicts_with_subcommands = true)]
     Export {
+        #[command(subcommand)]
+        saved: Option<ExportCommand>,
         #[arg(long, value_parser = tenant_name)]
-        tenant: TenantName,
-        #[arg(long = "type", value_name = "TYPE")]
-        type_name: String,
-        #[arg(long, default_value = "csv", value_parser = ["csv", "xlsx"])]
-        format: String,
-        /// The columns to write, in this order (default: all of the type's).
-        #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
-        columns: Vec<String>,
-        /// Only the records whose COLUMN holds VALUE (repeat for several; all must hold).
-        #[arg(long = "where", value_name = "COLUMN=VALUE")]
-        filters: Vec<String>,
-        /// CSV: start the file with a UTF-8 byte order mark (Excel then shows accents).
-        #[arg(long)]
-        bom: bool,
+        tenant: Option<TenantName>,
+        #[command(flatten)]
+        what: ExportWhat,
         /// Write here instead of the tenant's /exports ("-": standard output).
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
@@ -335,5 +331,82 @@ pub(crate) enum KeyCommand {
         #[arg(value_parser = tenant_name)]
         tenant: TenantName,
         fingerprint: String,
+    },
+}
+
+/// What an export writes (`sluice export` and `sluice export add`).
+#[derive(clap::Args, Debug)]
+pub(crate) struct ExportWhat {
+    #[arg(long = "type", value_name = "TYPE")]
+    pub(crate) type_name: Option<String>,
+    #[arg(long, default_value = "csv", value_parser = ["csv", "xlsx"])]
+    pub(crate) format: String,
+    /// The columns to write, in this order (default: all of the type's).
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+    pub(crate) columns: Vec<String>,
+    /// Only the records whose COLUMN holds VALUE (repeat for several; all must hold).
+    #[arg(long = "where", value_name = "COLUMN=VALUE")]
+    pub(crate) filters: Vec<String>,
+    /// CSV: start the file with a UTF-8 byte order mark (Excel then shows accents).
+    #[arg(long)]
+    pub(crate) bom: bool,
+}
+
+fn export_name(raw: &str) -> Result<ExportName, ExportNameError> {
+    ExportName::parse(raw)
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ExportCommand {
+    /// Save an export by name: it writes /exports/NAME.csv (or .xlsx) when run, on demand,
+    /// on a --schedule, or --after-import of its type.
+    Add {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(value_parser = export_name)]
+        name: ExportName,
+        #[command(flatten)]
+        what: ExportWhat,
+        /// Run at these times, read in the tenant's time zone (cron: "0 6 * * 1-5").
+        #[arg(long, value_name = "CRON", conflicts_with = "after_import")]
+        schedule: Option<String>,
+        /// Run after every import of its type that added, changed or deleted records.
+        #[arg(long)]
+        after_import: bool,
+        /// Replace a saved export of the same name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// A tenant's saved exports.
+    List {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a saved export (its file in /exports and its run log stay).
+    Remove {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(value_parser = export_name)]
+        name: ExportName,
+    },
+    /// Run a saved export now; exits 1 if it failed (the last file stays).
+    Run {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(value_parser = export_name)]
+        name: ExportName,
+    },
+    /// The log of a tenant's export runs (of one export, or all), newest first.
+    Runs {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(value_parser = export_name)]
+        name: Option<ExportName>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
     },
 }

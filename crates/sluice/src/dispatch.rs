@@ -82,9 +82,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sync { tenant } => crate::imports::sync(&config, &dirs, &tenant),
         Command::Approve { id } => crate::imports::approve(&config, &dirs, id),
         Command::Discard { id } => crate::imports::discard(&config, &dirs, id),
-        Command::Export { tenant, type_name, format, columns, filters, bom, out } => {
-            let request = crate::exports::Request { tenant, type_name, format, columns, filters, bom, out };
-            crate::exports::export(&config, &dirs, request)
+        Command::Export { saved: Some(cmd), .. } => crate::exports::saved_command(&config, &dirs, cmd),
+        Command::Export { saved: None, tenant, what, out } => {
+            let tenant = tenant.ok_or_else(|| {
+                usage(anyhow!(
+                    "--tenant is required: sluice export --tenant T --type TYPE [--format csv|xlsx]"
+                ))
+            })?;
+            crate::exports::export(&config, &dirs, tenant, what, out)
         }
         Command::Records { tenant, type_name, format, student, class, deactivated } => {
             let related = match (student, class) {

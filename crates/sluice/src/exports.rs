@@ -1,40 +1,44 @@
 //! `sluice export`: a tenant's records of one type as a CSV or XLSX file, into the tenant's
-//! `/exports` (replaced whole) or to a file of the user's.
+//! `/exports` (replaced whole) or to a file of the user's; and saved exports (`export add`,
+//! `list`, `remove`, `run`, `runs`), which the server also runs on their schedule or after
+//! imports.
 
+use crate::cli::{ExportCommand, ExportWhat};
 use crate::config::Config;
 use crate::dirs::DataDirs;
 use crate::failure::{Failure, usage};
 use anyhow::{Context, anyhow};
 use sluice_core::TenantName;
+use sluice_core::saved_export::{ExportFormat, ExportWhen, RunCause, RunOutcome, SavedExport};
+use sluice_core::views::{ExportRunView, SavedExportView};
 use sluice_export::{Export, Format, write_into};
 use sluice_store::roles::*;
 use std::path::PathBuf;
 
-/// What `sluice export` was asked for.
-pub struct Request {
-    pub tenant: TenantName,
-    pub type_name: String,
-    pub format: String,
-    pub columns: Vec<String>,
-    pub filters: Vec<String>,
-    pub bom: bool,
-    pub out: Option<PathBuf>,
-}
-
-pub fn export(config: &Config, dirs: &DataDirs, r: Request) -> Result<(), Failure> {
-    let tenant = r.tenant;
+pub fn export(
+    config: &Config,
+    dirs: &DataDirs,
+    tenant: TenantName,
+    what: ExportWhat,
+    out: Option<PathBuf>,
+) -> Result<(), Failure> {
     let types = crate::imports::load_types(config)?;
+    let type_name = what
+        .type_name
+        .as_deref()
+        .ok_or_else(|| usage(anyhow!("--type is required: sluice export --tenant {tenant} --type TYPE")))?;
     let ty = types
-        .get(&r.type_name)
-        .ok_or_else(|| usage(anyhow!("no import type {:?}; `sluice types` lists them", r.type_name)))?;
-    let format = Format::parse(&r.format).ok_or_else(|| usage(anyhow!("--format is csv or xlsx")))?;
-    let export = Export::new(ty, format, &r.columns, &r.filters, r.bom).map_err(|e| usage(e.into()))?;
+        .get(type_name)
+        .ok_or_else(|| usage(anyhow!("no import type {type_name:?}; `sluice types` lists them")))?;
+    let format = Format::parse(&what.format).ok_or_else(|| usage(anyhow!("--format is csv or xlsx")))?;
+    let export =
+        Export::new(ty, format, &what.columns, &what.filters, what.bom).map_err(|e| usage(e.into()))?;
     let store = dirs.open_store().map_err(usage)?;
     store.require_tenant(&tenant)?;
     let exports = dirs.exports();
     let spool = exports.spool();
     std::fs::create_dir_all(spool).with_context(|| format!("cannot create {}", spool.display()))?;
-    match r.out.as_deref() {
+    match out.as_deref() {
         Some(path) if path.as_os_str() == "-" => {
             // Written whole first (an XLSX file is a zip: its end comes last), then copied.
             let temporary = tempfile::Builder::new().prefix(".export-").tempfile_in(spool)?;
@@ -73,4 +77,174 @@ pub fn export(config: &Config, dirs: &DataDirs, r: Request) -> Result<(), Failur
         }
     }
     Ok(())
+}
+
+/// `sluice export add|list|remove|run|runs`.
+pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    match cmd {
+        ExportCommand::Add { tenant, name, what, schedule, after_import, replace } => {
+            let t = store.require_tenant(&tenant)?;
+            let types = crate::imports::load_types(config)?;
+            let type_name = what.type_name.ok_or_else(|| {
+                usage(anyhow!("--type is required: sluice export add {tenant} {name} --type TYPE"))
+            })?;
+            let format =
+                ExportFormat::parse(&what.format).ok_or_else(|| usage(anyhow!("--format is csv or xlsx")))?;
+            let when = match (schedule, after_import) {
+                (Some(cron), _) => ExportWhen::parse(&cron).map_err(|e| usage(e.into()))?,
+                (None, true) => ExportWhen::AfterImport,
+                (None, false) => ExportWhen::OnDemand,
+            };
+            let asked = SavedExport {
+                name,
+                type_name,
+                format,
+                columns: what.columns,
+                filters: what.filters,
+                bom: what.bom,
+                when,
+            };
+            let saved = sluice_export::saved::checked(&types, &t, asked).map_err(|e| usage(e.into()))?;
+            store.save_export(&tenant, &saved, replace)?;
+            let when = match &saved.when {
+                ExportWhen::OnDemand => format!("on demand: sluice export run {tenant} {}", saved.name),
+                ExportWhen::AfterImport => {
+                    format!("after every import of {} that changes records", saved.type_name)
+                }
+                ExportWhen::Schedule(cron) => format!("at {cron} ({})", t.timezone),
+            };
+            outln!(
+                "saved export {} of tenant {tenant}: writes /exports/{}, {when}",
+                saved.name,
+                saved.file_name()
+            );
+            Ok(())
+        }
+        ExportCommand::List { tenant, json } => {
+            store.require_tenant(&tenant)?;
+            let list = store.saved_exports(&tenant)?;
+            if json {
+                let views: Vec<SavedExportView> = list.iter().map(SavedExportView::from).collect();
+                outln!("{}", serde_json::to_string_pretty(&views)?);
+            } else if list.is_empty() {
+                outln!("tenant {tenant} has no saved exports; `sluice export add` saves one");
+            } else {
+                for e in &list {
+                    let view = SavedExportView::from(e);
+                    outln!(
+                        "{:<24} {:<12} {:<4} {:<18} {}",
+                        view.name,
+                        view.type_name,
+                        e.format.extension(),
+                        view.when,
+                        view.path
+                    );
+                }
+            }
+            Ok(())
+        }
+        ExportCommand::Remove { tenant, name } => {
+            store.require_tenant(&tenant)?;
+            store.remove_saved_export(&tenant, &name)?;
+            outln!("removed saved export {name} of tenant {tenant} (/exports keeps its last file)");
+            Ok(())
+        }
+        ExportCommand::Run { tenant, name } => {
+            store.require_tenant(&tenant)?;
+            let saved = store
+                .saved_export(&tenant, &name)?
+                .ok_or_else(|| sluice_store::StoreError::NoSuchExport(name.to_string()))?;
+            let types = crate::imports::load_types(config)?;
+            let ran = sluice_export::saved::run_saved(
+                &store,
+                &types,
+                &dirs.exports(),
+                &tenant,
+                &saved,
+                RunCause::OnDemand,
+            )?;
+            match ran.outcome {
+                RunOutcome::Written { rows, bytes, destination } => {
+                    outln!(
+                        "export {} of tenant {tenant}: {rows} records to {destination} ({bytes} bytes)",
+                        saved.name
+                    );
+                    Ok(())
+                }
+                RunOutcome::Failed(why) => {
+                    Err(anyhow!("export {} of tenant {tenant} failed (run {}): {why}", saved.name, ran.id)
+                        .into())
+                }
+            }
+        }
+        ExportCommand::Runs { tenant, name, limit, json } => {
+            store.require_tenant(&tenant)?;
+            let runs = store.export_runs(&tenant, name.as_deref(), limit)?;
+            let views: Vec<ExportRunView> = runs.iter().map(ExportRunView::from).collect();
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                for r in views {
+                    let what = match (&r.destination, &r.error) {
+                        (Some(to), _) => {
+                            format!("{} records, {} bytes to {to}", r.rows.unwrap_or(0), r.bytes.unwrap_or(0))
+                        }
+                        (_, Some(why)) => why.clone(),
+                        _ => String::new(),
+                    };
+                    outln!("{:>6} {:<24} {:<12} {:<8} {}", r.id, r.export, r.cause.as_str(), r.status, what);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The server's exporter: every two seconds, runs the saved exports whose schedule came or
+/// whose type an import changed ([`sluice_export::saved::run_due`]), one at a time, on a
+/// blocking thread; until `stop`, letting a run in progress finish (its file is written whole
+/// or not at all either way).
+pub async fn run_exporter(
+    ingest: std::sync::Arc<sluice_ingest::Ingest>,
+    exports: sluice_export::Exports,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let exports = std::sync::Arc::new(exports);
+    let mut since = jiff::Timestamp::now();
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
+        let now = jiff::Timestamp::now();
+        let (ingest, exports) = (ingest.clone(), exports.clone());
+        let work = move || sluice_export::saved::run_due(&*ingest.store, &ingest.types, &exports, since, now);
+        match tokio::task::spawn_blocking(work).await {
+            Ok(Ok(ran)) => {
+                for (tenant, export, run) in ran {
+                    match run.outcome {
+                        RunOutcome::Written { rows, bytes, destination } => {
+                            tracing::info!(
+                                tenant,
+                                export,
+                                run = run.id,
+                                rows,
+                                bytes,
+                                destination,
+                                "export written"
+                            )
+                        }
+                        RunOutcome::Failed(why) => {
+                            tracing::warn!(tenant, export, run = run.id, "export failed: {why}")
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("exporter: {e}"),
+            Err(e) => tracing::warn!("exporter crashed: {e}"),
+        }
+        since = now;
+    }
 }

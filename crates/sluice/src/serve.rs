@@ -120,9 +120,17 @@ pub async fn run(config: Config) -> Result<()> {
     let worker = {
         let stop = stop_worker.clone();
         let workers = config.imports.worker_count();
-        tokio::spawn(ingest.run_worker(workers, uploaded, async move { stop.notified().await }))
+        tokio::spawn(ingest.clone().run_worker(workers, uploaded, async move { stop.notified().await }))
+    };
+    let stop_exporter = Arc::new(Notify::new());
+    let exporter = {
+        let stop = stop_exporter.clone();
+        tokio::spawn(crate::exports::run_exporter(ingest.clone(), dirs.exports(), async move {
+            stop.notified().await
+        }))
     };
     server.serve(listener, shutdown).await;
+    stop_exporter.notify_one();
     stop_http.notify_one();
     stop_worker.notify_one();
     stop_notifier.notify_one();
@@ -131,6 +139,7 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!("http server task: {e}");
     }
     let _ = worker.await;
+    let _ = exporter.await;
     // Last: saves the bans the front doors made until they closed.
     stop_defender.notify_one();
     let _ = keeper.await;

@@ -1,14 +1,21 @@
 //! "Export now" on a tenant's overview: any of the tenant's people puts a fresh CSV or XLSX
-//! file of a type's records into the tenant's /exports (as `sluice export` and the API do).
+//! file of a type's records into the tenant's /exports (as `sluice export` and the API do);
+//! and the tenant's saved exports page (`/t/{tenant}/exports`): listed with their recent runs,
+//! run now by anyone of the tenant's, saved and removed by those who manage it.
 
-use super::layout::not_found;
-use super::{Failed, TenantPath, Viewer, blocking, reported};
+use super::layout::{csrf_field, not_found, notice, page};
+use super::{Failed, ManagedForm, NoticeQuery, TenantPath, Viewer, blocking, reported};
 use crate::Web;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use maud::html;
 use serde::Deserialize;
+use sluice_core::import::TypeFormat;
+use sluice_core::saved_export::{ExportFormat, ExportName, ExportWhen, RunCause, RunOutcome, SavedExport};
+use sluice_core::views::{ExportRunView, SavedExportView};
+use sluice_store::roles::*;
 
 #[derive(Deserialize)]
 pub struct ExportForm {
@@ -58,4 +65,238 @@ pub async fn export_now(
     reported(&viewer, done, &here, "Not exported", |(d, ty)| {
         format!("Exported {} {ty} records to {} ({} bytes).", d.written.rows, d.path, d.written.bytes)
     })
+}
+
+/// A tenant's saved exports: what each writes and when, its last runs, "Run now" for anyone
+/// of the tenant's, and (for those who manage the tenant, as for settings) saving and removing.
+pub async fn exports_page(
+    State(web): State<Web>,
+    viewer: Viewer,
+    TenantPath(tenant): TenantPath,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    if !viewer.may(tenant.as_str()) {
+        return not_found(&viewer);
+    }
+    let w = web.clone();
+    let name = tenant.clone();
+    let data = blocking(move || {
+        let t = w.ingest.store.require_tenant(name.as_str())?;
+        let saved = w.ingest.store.saved_exports(name.as_str())?;
+        let runs = w.ingest.store.export_runs(name.as_str(), None, 30)?;
+        let exportable = exportable_types(&w, &t);
+        Ok((t, saved, runs, exportable))
+    })
+    .await;
+    let Ok((t, saved, runs, exportable)) = data else { return not_found(&viewer) };
+    let manages = viewer.manages(tenant.as_str());
+    let body = html! {
+        h1 { "Exports of " (tenant) }
+        (notice(&viewer, &q))
+        div.card {
+            h2 { "Saved exports" }
+            p { small { "Each writes /exports/NAME.csv or .xlsx, where your SFTP login downloads it; schedules are read in " (t.timezone) "." } }
+            div.wrap { table {
+                tr { th { "Name" } th { "Type" } th { "Format" } th { "Columns" } th { "Where" } th { "Runs" } th {} }
+                @for e in &saved {
+                    @let view = SavedExportView::from(e);
+                    tr {
+                        td { (view.name) br; small { code { (view.path) } } }
+                        td { (view.type_name) }
+                        td { (e.format.extension()) }
+                        td { @if e.columns.is_empty() { "all" } @else { (e.columns.join(", ")) } }
+                        td { (e.filters.join(", ")) }
+                        td { (when_text(&e.when)) }
+                        td {
+                            form.inline method="post" action={ "/t/" (tenant) "/exports/run" } {
+                                (csrf_field(&viewer))
+                                input type="hidden" name="name" value=(view.name);
+                                button { "Run now" }
+                            }
+                            @if manages {
+                                " "
+                                form.inline method="post" action={ "/t/" (tenant) "/exports/remove" } {
+                                    (csrf_field(&viewer))
+                                    input type="hidden" name="name" value=(view.name);
+                                    button.danger { "Remove" }
+                                }
+                            }
+                        }
+                    }
+                }
+            } }
+            @if saved.is_empty() { p { "No saved exports yet." } }
+            @if manages && !exportable.is_empty() {
+                h2 { "Save an export" }
+                form method="post" action={ "/t/" (tenant) "/exports" } {
+                    (csrf_field(&viewer))
+                    p {
+                        label { "Name " input name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._-]{0,63}" placeholder="nightly-roster"; }
+                        " "
+                        label { "Type " select name="type" { @for ty in &exportable { option value=(ty) { (ty) } } } }
+                        " "
+                        label { "Format " select name="format" { option value="csv" { "CSV" } option value="xlsx" { "Excel (XLSX)" } } }
+                    }
+                    p { label { "Columns (comma-separated, empty for all) " input name="columns" placeholder="sisId,lastName"; } }
+                    p { label { "Only records where (COLUMN=VALUE, comma-separated) " input name="where" placeholder="grade=9"; } }
+                    p { label { "Runs " input name="when" value="on_demand"; } " " small { "on_demand, after_import, or a cron schedule such as " code { "0 6 * * 1-5" } } }
+                    p { button { "Save export" } }
+                }
+            }
+        }
+        div.card {
+            h2 { "Recent runs" }
+            div.wrap { table {
+                tr { th { "Started" } th { "Export" } th { "Why" } th { "Outcome" } }
+                @for r in &runs {
+                    @let view = ExportRunView::from(r);
+                    tr {
+                        td { (super::when(view.started_ms)) }
+                        td { (view.export) }
+                        td { (view.cause.as_str()) }
+                        td {
+                            @match (&view.destination, &view.error) {
+                                (Some(to), _) => { (view.rows.unwrap_or(0)) " records to " code { (to) } },
+                                (_, Some(why)) => { span.error { "failed: " (why) } },
+                                _ => { "running" },
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+        p { a href={ "/t/" (tenant) } { "Back to " (tenant) } }
+    };
+    page("Exports", Some(&viewer), body).into_response()
+}
+
+/// The types an export can be made of: the tenant's CSV types.
+pub(super) fn exportable_types(web: &Web, t: &sluice_core::Tenant) -> Vec<String> {
+    web.ingest
+        .tenant_types(t)
+        .into_iter()
+        .filter(|ty| web.ingest.types.get(ty).is_some_and(|t| t.format == TypeFormat::Csv))
+        .collect()
+}
+
+fn when_text(when: &ExportWhen) -> String {
+    match when {
+        ExportWhen::OnDemand => "on demand".to_owned(),
+        ExportWhen::AfterImport => "after each import that changes records".to_owned(),
+        ExportWhen::Schedule(cron) => format!("on schedule {cron}"),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SavedExportForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default, rename = "type")]
+    type_name: String,
+    #[serde(default)]
+    format: String,
+    #[serde(default)]
+    columns: String,
+    #[serde(default, rename = "where")]
+    filters: String,
+    #[serde(default)]
+    when: String,
+}
+
+posted!(SavedExportForm);
+
+/// Comma-separated and trimmed, empty parts dropped.
+fn list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+pub async fn save_export(
+    State(web): State<Web>,
+    ManagedForm { viewer, tenant, form }: ManagedForm<SavedExportForm>,
+) -> Response {
+    let here = format!("/t/{tenant}/exports");
+    let name = tenant.clone();
+    let done = blocking(move || {
+        let export = ExportName::parse(form.name.trim()).map_err(Failed::said)?;
+        let format =
+            ExportFormat::parse(&form.format).ok_or_else(|| Failed::said("the format is csv or xlsx"))?;
+        let when = ExportWhen::parse(&form.when).map_err(Failed::said)?;
+        let t = web.ingest.store.require_tenant(name.as_str())?;
+        let asked = SavedExport {
+            name: export,
+            type_name: form.type_name,
+            format,
+            columns: list(&form.columns),
+            filters: list(&form.filters),
+            bom: format == ExportFormat::Csv,
+            when,
+        };
+        let saved = sluice_export::saved::checked(&web.ingest.types, &t, asked).map_err(Failed::said)?;
+        web.ingest.store.save_export(name.as_str(), &saved, false)?;
+        Ok(saved.file_name())
+    })
+    .await;
+    reported(&viewer, done, &here, "Not saved", |file| format!("Saved: it writes /exports/{file}."))
+}
+
+pub async fn remove_export(
+    State(web): State<Web>,
+    ManagedForm { viewer, tenant, form }: ManagedForm<SavedExportForm>,
+) -> Response {
+    let here = format!("/t/{tenant}/exports");
+    let name = tenant.clone();
+    let export = form.name.clone();
+    let done = blocking(move || Ok(web.ingest.store.remove_saved_export(name.as_str(), &export)?)).await;
+    reported(&viewer, done, &here, "Not removed", |()| {
+        format!("Export {} removed; /exports keeps its last file.", form.name)
+    })
+}
+
+#[derive(Deserialize)]
+pub struct RunForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// "Run now": anyone of the tenant's may run a saved export, as anyone may "Export now".
+pub async fn run_export(
+    State(web): State<Web>,
+    viewer: Viewer,
+    TenantPath(tenant): TenantPath,
+    Form(form): Form<RunForm>,
+) -> Response {
+    if !viewer.may(tenant.as_str()) {
+        return not_found(&viewer);
+    }
+    if let Some(refused) = viewer.refuse_without_csrf(&form.csrf) {
+        return refused;
+    }
+    let here = format!("/t/{tenant}/exports");
+    let name = tenant.clone();
+    let done = blocking(move || {
+        let store = &*web.ingest.store;
+        let saved = store
+            .saved_export(name.as_str(), &form.name)?
+            .ok_or_else(|| Failed::said("there is no such saved export"))?;
+        let ran = sluice_export::saved::run_saved(
+            store,
+            &web.ingest.types,
+            &web.exports,
+            &name,
+            &saved,
+            RunCause::OnDemand,
+        )?;
+        match ran.outcome {
+            RunOutcome::Written { rows, bytes, destination } => {
+                Ok(format!("Export {} wrote {rows} records to {destination} ({bytes} bytes).", saved.name))
+            }
+            RunOutcome::Failed(why) => Err(Failed::Said(format!("run {} failed: {why}", ran.id))),
+        }
+    })
+    .await;
+    reported(&viewer, done, &here, "Not exported", |said| said)
 }

@@ -138,15 +138,7 @@ pub async fn overview(
         let t = w.ingest.store.require_tenant(name.as_str())?;
         let recent = w.ingest.store.imports(name.as_str(), 1000)?;
         let counts = w.ingest.store.record_counts(name.as_str())?;
-        // The types an export can be made of: the tenant's CSV types.
-        let exportable: Vec<String> = w
-            .ingest
-            .tenant_types(&t)
-            .into_iter()
-            .filter(|ty| {
-                w.ingest.types.get(ty).is_some_and(|t| t.format == sluice_core::import::TypeFormat::Csv)
-            })
-            .collect();
+        let exportable = super::exports::exportable_types(&w, &t);
         Ok((t, recent, counts, exportable))
     })
     .await;
@@ -203,6 +195,7 @@ pub async fn overview(
         }
         p {
             a href={ "/t/" (tenant) "/imports" } { "All imports" } " · "
+            a href={ "/t/" (tenant) "/exports" } { "Saved exports" } " · "
             a href={ "/t/" (tenant) "/sftp" } { "SFTP credentials" } " · "
             a href={ "/t/" (tenant) "/settings" } { "Settings" } " · "
             a href={ "/t/" (tenant) "/api-keys" } { "API keys" } " · "

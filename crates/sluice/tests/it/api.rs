@@ -242,6 +242,9 @@ fn the_openapi_document_lists_every_endpoint() {
             "/api/v1/tenants",
             "/api/v1/tenants/{tenant}",
             "/api/v1/tenants/{tenant}/exports",
+            "/api/v1/tenants/{tenant}/exports/{name}",
+            "/api/v1/tenants/{tenant}/exports/{name}/run",
+            "/api/v1/tenants/{tenant}/exports/{name}/runs",
             "/api/v1/tenants/{tenant}/imports",
             "/api/v1/tenants/{tenant}/keys",
             "/api/v1/tenants/{tenant}/records/{type}",
@@ -351,6 +354,77 @@ fn a_tenant_asks_for_an_export_through_the_api() {
     assert_eq!(status, 404, "another tenant's key");
 }
 
+/// Saved exports through the API: saved with PUT (the same checks as the command line, 400s
+/// that say what), listed, read, run (the file lands, the run is logged), removed; another
+/// tenant's key finds none of it.
+#[test]
+fn saved_exports_through_the_api() {
+    let api = setup();
+    let call = |method: &str, path: &str, key: &str, body: Option<&str>| {
+        let (status, _, v) = match body {
+            Some(b) => api.server.http_with(method, path, Some(key), b),
+            None => api.server.http(method, path, Some(key)),
+        };
+        (status, json(&v))
+    };
+    let path = "/api/v1/tenants/acme/exports/Nightly-Roster";
+    let body = r#"{"type": "students", "columns": ["sisId", "lastName"], "where": {"sisId": "acme3"}, "when": "0 6 * * 1-5"}"#;
+    let (status, v) = call("PUT", path, &api.acme, Some(body));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["path"].as_str(), v["when"].as_str(), v["format"].as_str()),
+        (Some("/exports/Nightly-Roster.csv"), Some("0 6 * * 1-5"), Some("csv")),
+        "{v}"
+    );
+    for (bad, needle) in [
+        (r#"{"type": "students", "when": "at six"}"#, "at six"),
+        (r#"{"type": "students", "columns": ["nickname"]}"#, "nickname"),
+        (r#"{"type": "students", "format": "pdf"}"#, "pdf"),
+        (r#"{"type": "students", "colour": "red"}"#, "colour"),
+    ] {
+        let (status, v) = call("PUT", path, &api.acme, Some(bad));
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(v.to_string().contains(needle), "{bad}: {v}");
+    }
+    let (status, _) =
+        call("PUT", "/api/v1/tenants/acme/exports/..%2Fx", &api.acme, Some(r#"{"type": "students"}"#));
+    assert_eq!(status, 400, "a name that is not one file name");
+    let (status, _) = call("PUT", "/api/v1/tenants/acme/exports/x", &api.acme, Some(r#"{"type": "badge"}"#));
+    assert_eq!(status, 404, "a type the tenant does not take");
+
+    let (status, v) = call("GET", "/api/v1/tenants/acme/exports", &api.acme, None);
+    assert_eq!((status, v["exports"].as_array().map(Vec::len)), (200, Some(1)), "{v}");
+    let (status, v) = call("GET", "/api/v1/tenants/acme/exports/nightly-roster", &api.acme, None);
+    assert_eq!((status, v["name"].as_str()), (200, Some("Nightly-Roster")), "found whatever the case: {v}");
+    let (status, v) = call("POST", &format!("{path}/run"), &api.acme, None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["rows"].as_u64(), v["cause"].as_str()),
+        (Some("written"), Some(1), Some("on_demand")),
+        "{v}"
+    );
+    let file = api.server.tenant_dir("acme").join("exports").join("Nightly-Roster.csv");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "sisId,lastName\r\nacme3,L3\r\n");
+    let (status, v) = call("GET", &format!("{path}/runs"), &api.acme, None);
+    assert_eq!((status, v["runs"].as_array().map(Vec::len)), (200, Some(1)), "{v}");
+
+    // Another tenant's key sees nothing of it.
+    for (method, p) in [
+        ("GET", path.to_owned()),
+        ("POST", format!("{path}/run")),
+        ("GET", format!("{path}/runs")),
+        ("DELETE", path.to_owned()),
+    ] {
+        let (status, _) = call(method, &p, &api.beta, None);
+        assert_eq!(status, 404, "{method} {p}");
+    }
+    let (status, v) = call("DELETE", path, &api.acme, None);
+    assert_eq!((status, v["name"].as_str()), (200, Some("Nightly-Roster")), "{v}");
+    let (status, _) = call("POST", &format!("{path}/run"), &api.acme, None);
+    assert_eq!(status, 404);
+    assert!(file.exists(), "its last file stays");
+}
+
 /// The properties a schema of the document lists, following `$ref` and `allOf`.
 fn schema_properties(doc: &Value, schema: &Value) -> (Vec<String>, Vec<String>) {
     if let Some(r) = schema["$ref"].as_str() {
@@ -387,6 +461,8 @@ fn every_answer_has_exactly_the_properties_its_schema_lists() {
     let (_, t) = api.get("/api/v1/tenants/acme", &api.acme);
     assert!(t["next_run"].is_null(), "{t}");
     api.server.key("acme"); // a key for acme's key list
+    api.server.cli_ok(&["export", "add", "acme", "daily", "--type", "students", "--schedule", "@daily"]);
+    api.server.cli_ok(&["export", "run", "acme", "daily"]);
     let answers = [
         ("/api/v1/tenants", "TenantList", None),
         ("/api/v1/tenants", "Tenant", Some("/tenants/0")),
@@ -404,6 +480,10 @@ fn every_answer_has_exactly_the_properties_its_schema_lists() {
             Some("/errors/0"),
         ),
         ("/api/v1/tenants/acme/records/students", "RecordPage", None),
+        ("/api/v1/tenants/acme/exports", "SavedExportList", None),
+        ("/api/v1/tenants/acme/exports", "SavedExport", Some("/exports/0")),
+        ("/api/v1/tenants/acme/exports/daily/runs", "ExportRunList", None),
+        ("/api/v1/tenants/acme/exports/daily/runs", "ExportRun", Some("/runs/0")),
         ("/api/v1/nothing", "Error", None),
     ];
     for (path, schema, pointer) in answers {

@@ -802,3 +802,76 @@ fn export_now_puts_a_fresh_file_in_the_tenants_exports() {
     assert!(!server.tenant_dir("beta").join("exports").join("students.csv").exists());
     assert!(!server.tenant_dir("acme").join("exports").join("students.csv").exists());
 }
+
+/// The saved exports page: an owner saves one (a mistake shows why), anyone of the tenant's
+/// runs it and sees the run; a user (bob, not a manager) may run but not save or remove; the
+/// values of a tenant's files and names are escaped.
+#[test]
+fn saved_exports_are_saved_by_managers_and_run_by_anyone_of_the_tenant() {
+    let server = setup();
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
+    let page = request(&server, "GET", "/t/acme/exports", Some(&ann), "");
+    assert_eq!(page.status, 200, "{}", page.head);
+    assert!(
+        page.body.contains("Save an export") && page.body.contains("No saved exports yet"),
+        "{}",
+        page.body
+    );
+    let token = csrf(&page.body);
+    let save = |body: &str| {
+        let r = request(&server, "POST", "/t/acme/exports", Some(&ann), &format!("csrf={token}&{body}"));
+        assert_eq!(r.status, 303, "{}", r.head);
+        request(&server, "GET", &r.header("location").unwrap(), Some(&ann), "").body
+    };
+    let back = save("name=roster&type=students&format=csv&columns=sisId%2CfirstName&where=&when=nightly");
+    assert!(back.contains("Not saved: schedule"), "{back}");
+    let back =
+        save("name=roster&type=students&format=csv&columns=sisId%2CfirstName&where=&when=after_import");
+    assert!(back.contains("Saved: it writes /exports/roster.csv."), "{back}");
+    assert!(back.contains("after each import that changes records"), "{back}");
+    let r = request(&server, "POST", "/t/acme/exports/run", Some(&ann), &format!("csrf={token}&name=roster"));
+    let back = request(&server, "GET", &r.header("location").unwrap(), Some(&ann), "").body;
+    assert!(back.contains("Export roster wrote 2 records to /exports/roster.csv"), "{back}");
+    assert!(back.contains("on_demand") && !back.contains("<script>alert"), "{back}");
+    let file = std::fs::read_to_string(server.tenant_dir("acme").join("exports").join("roster.csv")).unwrap();
+    assert!(file.contains("acme2,<script>alert(1)</script>"), "the file holds the value as it is: {file}");
+
+    // bob, a user of beta: may run beta's, not save or remove; sees nothing of acme's.
+    server.cli_ok(&["export", "add", "beta", "list", "--type", "students"]);
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
+    let page = request(&server, "GET", "/t/beta/exports", Some(&bob), "");
+    assert!(
+        page.body.contains("Run now")
+            && !page.body.contains("Save an export")
+            && !page.body.contains(">Remove<"),
+        "{}",
+        page.body
+    );
+    let bob_token = csrf(&page.body);
+    let r =
+        request(&server, "POST", "/t/beta/exports/run", Some(&bob), &format!("csrf={bob_token}&name=list"));
+    assert_eq!(r.status, 303, "{}", r.head);
+    assert!(server.tenant_dir("beta").join("exports").join("list.csv").is_file());
+    let r = request(
+        &server,
+        "POST",
+        "/t/beta/exports",
+        Some(&bob),
+        &format!("csrf={bob_token}&name=x&type=students&format=csv&when=on_demand"),
+    );
+    assert_eq!(r.status, 403, "a user does not save exports: {}", r.head);
+    let r = request(
+        &server,
+        "POST",
+        "/t/beta/exports/remove",
+        Some(&bob),
+        &format!("csrf={bob_token}&name=list"),
+    );
+    assert_eq!(r.status, 403, "nor remove them: {}", r.head);
+    assert_eq!(request(&server, "GET", "/t/acme/exports", Some(&bob), "").status, 404);
+    let r =
+        request(&server, "POST", "/t/acme/exports/run", Some(&bob), &format!("csrf={bob_token}&name=roster"));
+    assert_eq!(r.status, 404);
+    let r = request(&server, "POST", "/t/beta/exports/run", Some(&bob), "csrf=forged&name=list");
+    assert_eq!(r.status, 403);
+}

@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use crate::openssh::sftp_batch;
+use std::time::Duration;
 
 /// acme with students as a SIS writes them: accents, a formula in a name, a phone number with
 /// its `+`, a date.
@@ -173,4 +174,106 @@ fn out_files_are_replaced_whole_and_private_and_killed_exports_leave_nothing() {
     let o = server.cli(&["export", "--tenant", "acme", "--type", "students", "--format", "xlsx", "--bom"]);
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--bom is for CSV"), "{}", output_text(&o));
+}
+
+/// A saved export as a district's data manager uses one: saved once, written to
+/// `/exports/NAME.csv` after each upload that changes students (fetched over SFTP), not after
+/// one that changes nothing, run on demand, every run logged; mistakes are refused naming what
+/// is wrong; removing it leaves its last file and its log.
+#[test]
+fn a_saved_export_follows_imports_runs_on_demand_and_logs_every_run() {
+    let server = Server::start();
+    students(&server);
+    let said = server.cli_ok(&[
+        "export",
+        "add",
+        "acme",
+        "Roster",
+        "--type",
+        "students",
+        "--columns",
+        "sisId,lastName",
+        "--where",
+        "grade=5",
+        "--after-import",
+    ]);
+    assert!(
+        said.contains("/exports/Roster.csv") && said.contains("after every import of students"),
+        "{said}"
+    );
+    // Refused: a second export of the name (any case), an unknown column, a bad schedule, a
+    // name that is not one file name.
+    for (args, needle) in [
+        (vec!["roster", "--type", "students"], "already has an export named \"Roster\""),
+        (vec!["x", "--type", "students", "--columns", "nickname"], "no column \"nickname\""),
+        (vec!["x", "--type", "students", "--schedule", "at two"], "schedule \"at two\""),
+        (vec!["../x", "--type", "students"], "export name \"../x\" is not allowed"),
+        (vec!["x", "--type", "sections"], "no import type \"sections\""),
+        (vec!["x", "--type", "badge"], "tenant acme has no folder for import type badge"),
+    ] {
+        let o = server.cli(&[&["export", "add", "acme"][..], &args].concat());
+        assert!(!o.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(needle), "{args:?}: {}", output_text(&o));
+    }
+    let list: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["export", "list", "acme", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["when"], "after_import");
+    assert_eq!(list[0]["where"]["grade"], "5");
+    assert_eq!(list[0]["path"], "/exports/Roster.csv");
+
+    // The district uploads a changed file: the export follows.
+    let key = server.key("acme");
+    let upload = |body: &str| {
+        let file = write_file(server.dir.path(), "students.csv", body.as_bytes());
+        let script = format!("put {} /students/students.csv\n", file.display());
+        let out = sftp_batch(&server, &key, &script, &[]);
+        assert!(out.status.success(), "{}", output_text(&out));
+    };
+    let header = "sisId,firstName,lastName,middleName,phone,birthDate,grade\n";
+    // (Every student is in the file: the preset mirrors, and a file that dropped most of them
+    // would be held by the deletion safeguard, not applied.)
+    let body = format!(
+        "{header}S1,Zoë,Núñez,,+13125550107,2010-04-05,5\nS2,Bo,Ray,,,2011-12-31,6\nS3,Ann,Lee,,,2012-01-15,5\n\
+         S4,Kim,Park,,,2010-01-01,5\n"
+    );
+    upload(&body);
+    let file = server.tenant_dir("acme").join("exports").join("Roster.csv");
+    let runs = |server: &Server| -> Vec<serde_json::Value> {
+        let text = server.cli_ok(&["export", "runs", "acme", "roster", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&text).unwrap().as_array().unwrap().clone()
+    };
+    assert!(server.wait_until(Duration::from_secs(20), |s| runs(s).len() == 1), "no run after the import");
+    let fetched = sftp_batch(&server, &key, "get /exports/Roster.csv roster-fetched.csv\n", &[]);
+    assert!(fetched.status.success(), "{}", output_text(&fetched));
+    let text = std::fs::read_to_string(server.dir.path().join("roster-fetched.csv")).unwrap();
+    assert_eq!(text, "sisId,lastName\r\nS1,Núñez\r\nS3,Lee\r\nS4,Park\r\n");
+    let run = &runs(&server)[0];
+    assert_eq!(
+        (run["cause"].as_str(), run["status"].as_str(), run["rows"].as_u64()),
+        (Some("after_import"), Some("written"), Some(3)),
+        "{run}"
+    );
+    assert_eq!(run["destination"], "/exports/Roster.csv");
+
+    // The same file again changes nothing: no run. (Its import is finished before looking.)
+    let imports_before = server.imports("acme").len();
+    upload(&format!("{body}\n"));
+    assert!(server.wait_until(Duration::from_secs(20), |s| s.imports("acme").len() > imports_before));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(runs(&server).len(), 1, "an import that changed nothing is not followed");
+
+    // On demand; its log grows; removed, its last file stays.
+    let said = server.cli_ok(&["export", "run", "acme", "roster"]);
+    assert!(said.contains("3 records to /exports/Roster.csv"), "{said}");
+    let all = runs(&server);
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["cause"], "on_demand");
+    server.cli_ok(&["export", "remove", "acme", "ROSTER"]);
+    assert!(file.exists(), "the last file stays");
+    let o = server.cli(&["export", "run", "acme", "roster"]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no export named \"roster\""), "{}", output_text(&o));
+    let text = server.cli_ok(&["export", "runs", "acme"]);
+    assert_eq!(text.lines().count(), 2, "the log outlives the export: {text}");
 }

@@ -1,0 +1,265 @@
+//! Running saved exports: one by name when asked (`sluice export run`, the API, the
+//! dashboard), and the ones whose time came ([`run_due`]: a cron schedule in the tenant's time
+//! zone, or an applied import of their type that changed records). Every run is logged in the
+//! store (when, why, records, bytes, where, or why it failed); a run writes
+//! `/exports/NAME.csv|xlsx` whole or not at all, so a failed run leaves the last good file.
+
+use crate::{Export, ExportError, Exports};
+use sluice_core::TenantName;
+use sluice_core::import::ImportTypes;
+use sluice_core::saved_export::{ExportWhen, RunCause, RunOutcome, SavedExport};
+use sluice_core::schedule::next_run;
+use sluice_store::roles::{Imports, SavedExports};
+
+/// One finished run: its id in the log and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran {
+    pub id: i64,
+    pub outcome: RunOutcome,
+}
+
+/// Runs one saved export now and logs the run. A failure to write is the run's outcome
+/// (logged as failed); only a failure to log it is an error.
+pub fn run_saved<S: Imports + SavedExports>(
+    store: &S,
+    types: &ImportTypes,
+    exports: &Exports,
+    tenant: &TenantName,
+    saved: &SavedExport,
+    cause: RunCause,
+) -> Result<Ran, sluice_store::StoreError> {
+    let id = store.start_export_run(tenant, &saved.name, cause)?;
+    let outcome = match write(store, types, exports, tenant, saved) {
+        Ok(done) => {
+            RunOutcome::Written { rows: done.written.rows, bytes: done.written.bytes, destination: done.path }
+        }
+        Err(e) => RunOutcome::Failed(failure_text(&e)),
+    };
+    store.finish_export_run(id, &outcome)?;
+    Ok(Ran { id, outcome })
+}
+
+fn write<S: Imports>(
+    store: &S,
+    types: &ImportTypes,
+    exports: &Exports,
+    tenant: &TenantName,
+    saved: &SavedExport,
+) -> Result<crate::Delivered, ExportError> {
+    let ty = types.get(&saved.type_name).ok_or_else(|| ExportError::NoSuchType(saved.type_name.clone()))?;
+    let export = Export::new(ty, saved.format, &saved.columns, &saved.filters, saved.bom)?;
+    exports.into_folder_as(&export, store, tenant, &saved.file_name())
+}
+
+/// The error and its causes in one line (an I/O error's cause says which file and why).
+fn failure_text(e: &ExportError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Runs the saved exports whose time came in (`since`, `now`]: scheduled ones whose next run
+/// after `since` is at or before `now`, and after-import ones with an applied import of their
+/// type that changed records since they last ran (each such import is answered once: it is
+/// marked answered before the run, so a run that fails is not repeated until the next change).
+/// Returns the runs made, with the tenant and export each was for.
+pub fn run_due<S: Imports + SavedExports>(
+    store: &S,
+    types: &ImportTypes,
+    exports: &Exports,
+    since: jiff::Timestamp,
+    now: jiff::Timestamp,
+) -> Result<Vec<(String, String, Ran)>, sluice_store::StoreError> {
+    let mut ran = Vec::new();
+    let mut due: Vec<(String, SavedExport, RunCause)> = Vec::new();
+    for (tenant, tz, saved) in store.scheduled_exports()? {
+        let ExportWhen::Schedule(cron) = &saved.when else { continue };
+        if matches!(next_run(cron, &tz, since), Ok(Some(at)) if at <= now) {
+            due.push((tenant, saved, RunCause::Schedule));
+        }
+    }
+    for (tenant, saved, import_id) in store.exports_after_imports()? {
+        store.mark_import_seen(&tenant, &saved.name, import_id)?;
+        due.push((tenant, saved, RunCause::AfterImport));
+    }
+    for (tenant, saved, cause) in due {
+        let Ok(name) = TenantName::parse(&tenant) else { continue };
+        let run = run_saved(store, types, exports, &name, &saved, cause)?;
+        ran.push((tenant, saved.name.to_string(), run));
+    }
+    Ok(ran)
+}
+
+/// A saved export as asked for, checked as a run would check it (the type exists, is one of
+/// the tenant's (its folder is one of the tenant's) and is a CSV type, the columns and filters name its columns, no BOM for XLSX), with the type's own
+/// name. The one check the CLI, the API and the dashboard make before saving.
+pub fn checked(
+    types: &ImportTypes,
+    tenant: &sluice_core::Tenant,
+    asked: SavedExport,
+) -> Result<SavedExport, ExportError> {
+    let ty = types.get(&asked.type_name).ok_or_else(|| ExportError::NoSuchType(asked.type_name.clone()))?;
+    if !ty.folder.as_ref().is_some_and(|f| tenant.layout.import_folders().contains(f)) {
+        return Err(ExportError::NotTenantsType {
+            type_name: ty.name.clone(),
+            tenant: tenant.name.to_string(),
+        });
+    }
+    Export::new(ty, asked.format, &asked.columns, &asked.filters, asked.bom)?;
+    Ok(SavedExport { type_name: ty.name.clone(), ..asked })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::import::LoadMode;
+    use sluice_core::saved_export::ExportName;
+    use sluice_core::{FolderName, SettingsChange, SettingsContext};
+    use sluice_store::roles::Tenants;
+    use sluice_store::{Counts, ImportStatus, Outcome, StageKind, Store};
+
+    fn types() -> ImportTypes {
+        ImportTypes::parse(&[(
+            "t.toml".into(),
+            "[[type]]\nname = \"students\"\nfolder = \"students\"\nkey = [\"id\"]\nmode = \"upsert\"\n\
+             [[type.column]]\nname = \"id\"\nrequired = true\nkind = \"id\"\n\
+             [[type.column]]\nname = \"grade\"\nkind = \"text\"\n"
+                .into(),
+        )])
+        .unwrap()
+    }
+
+    /// acme (in Chicago) with students 1 (grade 9) and 2 (grade 10).
+    fn acme() -> (tempfile::TempDir, Store, Exports) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sluice.db")).unwrap();
+        store.add_tenant(&name(), &FolderName::parse_list("students").unwrap()).unwrap();
+        let types = types();
+        let mut change = SettingsChange::default();
+        let cx = SettingsContext { types: &types, allow_private_webhooks: false };
+        change.set("timezone", "America/Chicago", cx).unwrap();
+        store.change_settings("acme", &change).unwrap();
+        load(&store, &[("1", "9"), ("2", "10")]);
+        let exports = Exports::new(&dir.path().join("tenants"), &dir.path().join("spool"));
+        (dir, store, exports)
+    }
+
+    fn name() -> TenantName {
+        TenantName::parse("acme").unwrap()
+    }
+
+    fn load(store: &Store, rows: &[(&str, &str)]) {
+        let id = store.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+        let mut l = store.loader("acme", "students", id).unwrap();
+        for (n, (key, grade)) in rows.iter().enumerate() {
+            l.stage(n as u64 + 2, key, &format!("[\"{key}\",\"{grade}\"]"), n as i64, StageKind::Load)
+                .unwrap();
+        }
+        let plan = l.plan("students", LoadMode::Upsert).unwrap();
+        l.commit(Outcome::new(
+            ImportStatus::Complete,
+            Counts { rows: rows.len() as u64, ..plan },
+            Some(LoadMode::Upsert),
+        ))
+        .unwrap();
+    }
+
+    fn saved(n: &str, when: &str) -> SavedExport {
+        SavedExport {
+            name: ExportName::parse(n).unwrap(),
+            type_name: "students".into(),
+            format: sluice_core::saved_export::ExportFormat::Csv,
+            columns: vec![],
+            filters: vec!["grade=9".into()],
+            bom: false,
+            when: ExportWhen::parse(when).unwrap(),
+        }
+    }
+
+    fn t(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_scheduled_export_runs_when_its_time_comes_in_the_tenants_zone_and_only_then() {
+        let (dir, store, exports) = acme();
+        store.save_export("acme", &saved("daily", "0 2 * * *"), false).unwrap();
+        // 02:00 in Chicago is 08:00 UTC in November.
+        assert!(
+            run_due(&store, &types(), &exports, t("2026-11-23T07:58:00Z"), t("2026-11-23T07:59:58Z"))
+                .unwrap()
+                .is_empty()
+        );
+        let ran = run_due(&store, &types(), &exports, t("2026-11-23T07:59:58Z"), t("2026-11-23T08:00:00Z"))
+            .unwrap();
+        assert_eq!(ran.len(), 1, "{ran:?}");
+        let file = dir.path().join("tenants/acme/exports/daily.csv");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "id,grade\r\n1,9\r\n");
+        assert!(
+            run_due(&store, &types(), &exports, t("2026-11-23T08:00:00Z"), t("2026-11-23T08:00:02Z"))
+                .unwrap()
+                .is_empty()
+        );
+        let runs = store.export_runs("acme", Some("daily"), 10).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].cause, RunCause::Schedule);
+        assert_eq!(
+            runs[0].outcome,
+            Some(RunOutcome::Written { rows: 1, bytes: 15, destination: "/exports/daily.csv".into() })
+        );
+    }
+
+    #[test]
+    fn an_after_import_export_answers_each_changing_import_once_and_a_failed_run_keeps_the_last_file() {
+        let (dir, store, exports) = acme();
+        store.save_export("acme", &saved("nightly", "after_import"), false).unwrap();
+        let now = jiff::Timestamp::now();
+        assert!(
+            run_due(&store, &types(), &exports, now, now).unwrap().is_empty(),
+            "no import since it was saved"
+        );
+        load(&store, &[("3", "9")]);
+        let ran = run_due(&store, &types(), &exports, now, now).unwrap();
+        assert_eq!(ran.len(), 1);
+        let file = dir.path().join("tenants/acme/exports/nightly.csv");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "id,grade\r\n1,9\r\n3,9\r\n");
+        assert!(run_due(&store, &types(), &exports, now, now).unwrap().is_empty(), "answered once");
+        load(&store, &[("3", "9")]);
+        assert!(
+            run_due(&store, &types(), &exports, now, now).unwrap().is_empty(),
+            "an import that changed nothing"
+        );
+
+        // The type is gone from the configuration: the run fails, is logged, the file stays.
+        load(&store, &[("4", "9")]);
+        let none = ImportTypes::parse(&[]).unwrap();
+        let ran = run_due(&store, &none, &exports, now, now).unwrap();
+        assert!(matches!(&ran[0].2.outcome, RunOutcome::Failed(why) if why.contains("students")), "{ran:?}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "id,grade\r\n1,9\r\n3,9\r\n");
+        let runs = store.export_runs("acme", None, 10).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert!(runs[0].finished_ms.is_some() && matches!(runs[0].outcome, Some(RunOutcome::Failed(_))));
+    }
+
+    #[test]
+    fn what_is_saved_is_checked_as_a_run_would_check_it() {
+        let (_dir, store, _) = acme();
+        let tenant = store.require_tenant("acme").unwrap();
+        let checked = |e| checked(&types(), &tenant, e);
+        let mut bad = saved("x", "on_demand");
+        bad.columns = vec!["nickname".into()];
+        let e = checked(bad).unwrap_err().to_string();
+        assert!(e.contains("nickname") && e.contains("id, grade"), "{e}");
+        let mut xlsx = saved("x", "on_demand");
+        (xlsx.format, xlsx.bom) = (sluice_core::saved_export::ExportFormat::Xlsx, true);
+        assert!(checked(xlsx).is_err());
+        let mut other = saved("x", "on_demand");
+        other.type_name = "badge".into();
+        assert!(checked(other).unwrap_err().to_string().contains("badge"));
+    }
+}
