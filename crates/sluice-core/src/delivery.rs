@@ -1,5 +1,5 @@
-//! A notification of an import's end to one recipient or webhook: queued, sent (or retried,
-//! or given up), and kept as the log.
+//! A notification to one recipient or webhook, of an import's end or of a saved export's failed
+//! run: queued, sent (or retried, or given up), and kept as the log.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -16,11 +16,20 @@ impl Channel {
     }
 }
 
+/// What a notification tells of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum About {
+    /// An import ended (its id).
+    Import(i64),
+    /// A saved export's run failed (the run's id).
+    ExportRun(i64),
+}
+
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub id: i64,
     pub tenant: String,
-    pub import_id: i64,
+    pub about: About,
     pub channel: Channel,
     /// An email address, or a webhook URL.
     pub target: String,

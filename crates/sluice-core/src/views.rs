@@ -7,7 +7,7 @@
 //! password hash and webhook secret, an API key's hash are never part of one).
 
 use crate::access::{ApiKey, AuthorizedKey};
-use crate::delivery::Delivery;
+use crate::delivery::{About, Delivery};
 use crate::history::{Counts, ImportRecord, ImportStatus, StoredError};
 use crate::saved_export::{ExportFormat, ExportRun, RunCause, RunOutcome, SavedExport};
 use crate::tenant::Tenant;
@@ -135,8 +135,12 @@ impl From<&ApiKey> for ApiKeyView {
 #[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = Delivery))]
 pub struct DeliveryView {
     pub id: i64,
-    /// The import it tells of.
-    pub import: i64,
+    /// The import it tells of (`null` for a failed export run).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub import: Option<i64>,
+    /// The failed export run it tells of (`null` for an import).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub export_run: Option<i64>,
     /// `email` or `webhook`.
     pub channel: String,
     /// The address or URL.
@@ -155,7 +159,14 @@ impl From<&Delivery> for DeliveryView {
     fn from(d: &Delivery) -> Self {
         DeliveryView {
             id: d.id,
-            import: d.import_id,
+            import: match d.about {
+                About::Import(id) => Some(id),
+                About::ExportRun(_) => None,
+            },
+            export_run: match d.about {
+                About::ExportRun(id) => Some(id),
+                About::Import(_) => None,
+            },
             channel: d.channel.as_str().to_owned(),
             target: d.target.clone(),
             status: d.status.clone(),
@@ -380,6 +391,24 @@ pub struct ImportFinishedEvent {
     pub import: ImportView,
     /// The first rejected rows (the report has all of them).
     pub first_errors: Vec<StoredError>,
+}
+
+/// The body of the webhook that tells of a saved export's failed run.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = ExportFailed))]
+pub struct ExportFailedEvent {
+    /// Always `export.failed`.
+    pub event: &'static str,
+    /// The delivery's id: the same id on a retry.
+    pub delivery: i64,
+    pub tenant: String,
+    pub run: ExportRunView,
+}
+
+impl ExportFailedEvent {
+    pub fn new(delivery: i64, tenant: &str, run: ExportRunView) -> Self {
+        ExportFailedEvent { event: "export.failed", delivery, tenant: tenant.to_owned(), run }
+    }
 }
 
 impl ImportFinishedEvent {

@@ -9,7 +9,7 @@ use sluice_core::TenantName;
 use sluice_core::import::ImportTypes;
 use sluice_core::saved_export::{ExportWhen, RunCause, RunOutcome, SavedExport};
 use sluice_core::schedule::next_run;
-use sluice_store::roles::{Imports, SavedExports};
+use sluice_store::roles::{Deliveries, Imports, SavedExports};
 
 /// One finished run: its id in the log and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +19,9 @@ pub struct Ran {
 }
 
 /// Runs one saved export now and logs the run. A failure to write is the run's outcome
-/// (logged as failed); only a failure to log it is an error.
-pub fn run_saved<S: Imports + SavedExports>(
+/// (logged as failed, and notified like an import's end: to the tenant's recipients and
+/// webhook); only a failure to log it is an error.
+pub fn run_saved<S: Imports + SavedExports + Deliveries>(
     store: &S,
     types: &ImportTypes,
     exports: &Exports,
@@ -36,6 +37,9 @@ pub fn run_saved<S: Imports + SavedExports>(
         Err(e) => RunOutcome::Failed(failure_text(&e)),
     };
     store.finish_export_run(id, &outcome)?;
+    if matches!(outcome, RunOutcome::Failed(_)) {
+        store.queue_export_failure(id)?;
+    }
     Ok(Ran { id, outcome })
 }
 
@@ -68,7 +72,7 @@ fn failure_text(e: &ExportError) -> String {
 /// type that changed records since they last ran (each such import is answered once: it is
 /// marked answered before the run, so a run that fails is not repeated until the next change).
 /// Returns the runs made, with the tenant and export each was for.
-pub fn run_due<S: Imports + SavedExports>(
+pub fn run_due<S: Imports + SavedExports + Deliveries>(
     store: &S,
     types: &ImportTypes,
     exports: &Exports,

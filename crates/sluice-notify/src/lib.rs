@@ -12,6 +12,7 @@ pub use sluice_core::hmac_sha256_hex;
 pub use smtp::{SmtpConfig, SmtpSecurity, valid_address};
 pub use webhook::signature_header;
 
+use sluice_core::delivery::About;
 use sluice_store::roles::*;
 use sluice_store::{Channel, Delivery, Store};
 use std::collections::HashSet;
@@ -107,7 +108,7 @@ impl Notifier {
         if let Some(e) = error {
             warn!(
                 tenant = d.tenant,
-                import = d.import_id,
+                about = ?d.about,
                 target = d.target,
                 attempt = d.attempts + 1,
                 "notification not delivered: {e}"
@@ -119,32 +120,47 @@ impl Notifier {
     }
 
     fn send(&self, d: &Delivery) -> Result<(), String> {
+        let import_id = match d.about {
+            About::Import(id) => id,
+            About::ExportRun(run) => return self.send_export_failure(d, run),
+        };
         let import = self
             .store
-            .import(d.import_id)
+            .import(import_id)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("import {} no longer exists", d.import_id))?;
-        let errors = self.store.import_errors(d.import_id, 10, 0).map_err(|e| e.to_string())?;
+            .ok_or_else(|| format!("import {import_id} no longer exists"))?;
+        let errors = self.store.import_errors(import_id, 10, 0).map_err(|e| e.to_string())?;
         match d.channel {
             Channel::Email => {
                 let report = import.report_file.as_ref().and_then(|p| std::fs::read(p).ok());
                 let mail = message::email(&self.smtp.from, &d.target, &import, &errors, report.as_deref());
                 smtp::send(&self.smtp, &d.target, &mail).map_err(|e| e.to_string())
             }
-            Channel::Webhook => {
-                let tenant = self.store.require_tenant(&d.tenant).map_err(|e| e.to_string())?;
-                let secret = tenant.webhook.map(|(_, s)| s).unwrap_or_default();
-                let body = message::webhook_body(d.id, &import, &errors);
-                webhook::post(
-                    &self.smtp.tls.client,
-                    &d.target,
-                    &secret,
-                    d.id,
-                    &body,
-                    self.allow_private_webhooks,
-                )
-            }
+            Channel::Webhook => self.post(d, &message::webhook_body(d.id, &import, &errors)),
         }
+    }
+
+    /// A saved export's failed run, by email or webhook.
+    fn send_export_failure(&self, d: &Delivery, run_id: i64) -> Result<(), String> {
+        let run = self
+            .store
+            .export_run(run_id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("export run {run_id} no longer exists"))?;
+        match d.channel {
+            Channel::Email => {
+                let mail = message::export_failed_email(&self.smtp.from, &d.target, &run);
+                smtp::send(&self.smtp, &d.target, &mail).map_err(|e| e.to_string())
+            }
+            Channel::Webhook => self.post(d, &message::export_failed_body(d.id, &run)),
+        }
+    }
+
+    /// Posts a webhook body, signed with the tenant's secret.
+    fn post(&self, d: &Delivery, body: &str) -> Result<(), String> {
+        let tenant = self.store.require_tenant(&d.tenant).map_err(|e| e.to_string())?;
+        let secret = tenant.webhook.map(|(_, s)| s).unwrap_or_default();
+        webhook::post(&self.smtp.tls.client, &d.target, &secret, d.id, body, self.allow_private_webhooks)
     }
 }
 

@@ -1,7 +1,8 @@
 //! What a notification says: an email (MIME, with the error report attached) and a webhook's
 //! JSON body.
 
-use sluice_core::views::ImportFinishedEvent;
+use sluice_core::saved_export::{ExportRun, RunOutcome};
+use sluice_core::views::{ExportFailedEvent, ImportFinishedEvent};
 use sluice_store::{ImportRecord, StoredError};
 
 fn summary(r: &ImportRecord) -> String {
@@ -79,6 +80,38 @@ pub fn email(
     }
     m.push_str(&format!("--{boundary}--\r\n"));
     m
+}
+
+/// The message telling of a saved export's failed run, headers included, with CRLF line ends.
+pub fn export_failed_email(from: &str, to: &str, run: &ExportRun) -> String {
+    let why = match &run.outcome {
+        Some(RunOutcome::Failed(why)) => why.as_str(),
+        _ => "it did not finish",
+    };
+    let subject = format!("[sluice] {}: export {} failed", run.tenant, run.export);
+    let body = format!(
+        "Run #{} of the saved export {} for tenant {} ({}) failed:\r\n\r\n{why}\r\n\r\n\
+         Nothing was written: the last good file stays in /exports. `sluice export runs {} {}` lists every run.\r\n",
+        run.id,
+        run.export,
+        run.tenant,
+        run.cause.as_str(),
+        run.tenant,
+        run.export
+    );
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {}\r\nDate: {}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        encode_header(&subject),
+        rfc2822_now(),
+        base64_lines(body.as_bytes())
+    )
+}
+
+/// The webhook body of a saved export's failed run: the run as the API shows it.
+pub fn export_failed_body(delivery: i64, run: &ExportRun) -> String {
+    let event = ExportFailedEvent::new(delivery, &run.tenant, run.into());
+    serde_json::to_string(&event).unwrap_or_else(|_| "null".into())
 }
 
 /// A header value as RFC 2047 UTF-8 base64 when it is not plain ASCII.
@@ -190,6 +223,32 @@ mod tests {
             }
         }
         String::from_utf8(out).unwrap()
+    }
+
+    /// A failed export run's mail names the tenant, export and why; its webhook carries the run.
+    #[test]
+    fn a_failed_export_run_says_which_and_why() {
+        use sluice_core::saved_export::{ExportRun, RunCause, RunOutcome};
+        let run = ExportRun {
+            id: 4,
+            tenant: "acme".into(),
+            export: "roster".into(),
+            cause: RunCause::Schedule,
+            started_ms: 0,
+            finished_ms: Some(1),
+            outcome: Some(RunOutcome::Failed("cannot write the export: No space left on device".into())),
+        };
+        let mail = super::export_failed_email("sluice@example.org", "ops@example.org", &run);
+        assert!(mail.contains("Subject: [sluice] acme: export roster failed\r\n"), "{mail}");
+        let body = decode64(&mail.split("\r\n\r\n").nth(1).unwrap().replace("\r\n", ""));
+        assert!(
+            body.contains("Run #4 of the saved export roster for tenant acme (schedule) failed"),
+            "{body}"
+        );
+        assert!(body.contains("No space left on device") && body.contains("last good file stays"), "{body}");
+        let hook: serde_json::Value = serde_json::from_str(&super::export_failed_body(7, &run)).unwrap();
+        assert_eq!((hook["event"].as_str(), hook["delivery"].as_i64()), (Some("export.failed"), Some(7)));
+        assert_eq!(hook["run"]["error"], "cannot write the export: No space left on device");
     }
 
     #[test]

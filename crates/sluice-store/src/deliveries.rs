@@ -5,17 +5,21 @@
 use crate::{Channel, Delivery};
 use crate::{Result, Store, now_ms};
 use rusqlite::params;
+use sluice_core::delivery::About;
 
 const SELECT: &str =
     "SELECT d.id, t.name, d.import_id, d.channel, d.target, d.status, d.attempts, d.last_error,
-    d.created_ms, d.finished_ms FROM deliveries d JOIN tenants t ON t.id = d.tenant_id";
+    d.created_ms, d.finished_ms, d.export_run FROM deliveries d JOIN tenants t ON t.id = d.tenant_id";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     let channel: String = r.get(3)?;
     Ok(Delivery {
         id: r.get(0)?,
         tenant: r.get(1)?,
-        import_id: r.get(2)?,
+        about: match (r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(10)?) {
+            (_, Some(run)) => About::ExportRun(run),
+            (import, None) => About::Import(import.unwrap_or(0)),
+        },
         channel: if channel == "email" { Channel::Email } else { Channel::Webhook },
         target: r.get(4)?,
         status: r.get(5)?,
@@ -28,29 +32,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
 
 impl crate::roles::Deliveries for Store {
     fn queue_deliveries(&self, import_id: i64) -> Result<usize> {
-        // Immediate: a read-then-write transaction whose snapshot another import's commit
-        // overtook would fail at once, without waiting (imports of tenants run in parallel).
-        self.with_write(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let (tenant_id, emails, url): (i64, String, String) = tx.query_row(
-                "SELECT t.id, t.notify_emails, t.webhook_url FROM imports i JOIN tenants t ON t.id = i.tenant_id WHERE i.id = ?1",
-                [import_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            let now = now_ms();
-            let mut n = 0;
-            let targets = emails.split(',').filter(|e| !e.is_empty()).map(|e| ("email", e)).chain((!url.is_empty()).then_some(("webhook", url.as_str())));
-            for (channel, target) in targets {
-                tx.execute(
-                    "INSERT INTO deliveries (tenant_id, import_id, channel, target, status, next_ms, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
-                    params![tenant_id, import_id, channel, target, now],
-                )?;
-                n += 1;
-            }
-            tx.commit()?;
-            Ok(n)
-        })
+        self.queue(About::Import(import_id))
+    }
+
+    fn queue_export_failure(&self, run_id: i64) -> Result<usize> {
+        self.queue(About::ExportRun(run_id))
     }
 
     fn due_deliveries(&self, per_tenant: usize) -> Result<Vec<Delivery>> {
@@ -94,6 +80,46 @@ impl crate::roles::Deliveries for Store {
             let rows =
                 stmt.query_map(params![tenant, limit as i64], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
+        })
+    }
+}
+
+impl Store {
+    /// Queues one delivery per recipient and webhook of the tenant of what `about` names.
+    fn queue(&self, about: About) -> Result<usize> {
+        // Immediate: a read-then-write transaction whose snapshot another import's commit
+        // overtook would fail at once, without waiting (imports of tenants run in parallel).
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (sql, id, import, run) = match about {
+                About::Import(id) => (
+                    "SELECT t.id, t.notify_emails, t.webhook_url FROM imports i JOIN tenants t ON t.id = i.tenant_id WHERE i.id = ?1",
+                    id,
+                    Some(id),
+                    None,
+                ),
+                About::ExportRun(id) => (
+                    "SELECT t.id, t.notify_emails, t.webhook_url FROM export_runs r JOIN tenants t ON t.id = r.tenant_id WHERE r.id = ?1",
+                    id,
+                    None,
+                    Some(id),
+                ),
+            };
+            let (tenant_id, emails, url): (i64, String, String) =
+                tx.query_row(sql, [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let now = now_ms();
+            let mut n = 0;
+            let targets = emails.split(',').filter(|e| !e.is_empty()).map(|e| ("email", e)).chain((!url.is_empty()).then_some(("webhook", url.as_str())));
+            for (channel, target) in targets {
+                tx.execute(
+                    "INSERT INTO deliveries (tenant_id, import_id, export_run, channel, target, status, next_ms, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
+                    params![tenant_id, import, run, channel, target, now],
+                )?;
+                n += 1;
+            }
+            tx.commit()?;
+            Ok(n)
         })
     }
 }

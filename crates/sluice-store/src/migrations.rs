@@ -229,6 +229,29 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX export_runs_by_tenant ON export_runs (tenant_id, id);
      CREATE INDEX imports_by_type ON imports (tenant_id, type, id);",
+    // 22: a notification tells of an import or of a saved export's failed run (exactly one)
+    "CREATE TABLE deliveries_22 (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        import_id INTEGER,
+        export_run INTEGER,
+        channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook')),
+        target TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL,
+        last_error TEXT,
+        created_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        CHECK ((import_id IS NULL) <> (export_run IS NULL))
+     );
+     INSERT INTO deliveries_22 (id, tenant_id, import_id, channel, target, status, attempts, next_ms, last_error,
+        created_ms, finished_ms)
+     SELECT id, tenant_id, import_id, channel, target, status, attempts, next_ms, last_error, created_ms, finished_ms
+     FROM deliveries;
+     DROP TABLE deliveries;
+     ALTER TABLE deliveries_22 RENAME TO deliveries;
+     CREATE INDEX deliveries_due ON deliveries (status, next_ms);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

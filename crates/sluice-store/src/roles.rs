@@ -89,6 +89,10 @@ pub trait Deliveries {
     /// Queues the notifications of an import's end, per the tenant's settings; returns how many.
     fn queue_deliveries(&self, import_id: i64) -> Result<usize>;
 
+    /// Queues the notifications of a saved export's failed run, to the same recipients and
+    /// webhook as an import's; returns how many.
+    fn queue_export_failure(&self, run_id: i64) -> Result<usize>;
+
     /// Pending deliveries whose time has come, oldest first, at most `per_tenant` of each
     /// tenant's: one tenant's backlog cannot crowd the others out.
     fn due_deliveries(&self, per_tenant: usize) -> Result<Vec<Delivery>>;
@@ -304,6 +308,9 @@ pub trait SavedExports {
     fn start_export_run(&self, tenant: &str, export: &str, cause: RunCause) -> Result<i64>;
 
     fn finish_export_run(&self, id: i64, outcome: &RunOutcome) -> Result<()>;
+
+    /// One run, by its id.
+    fn export_run(&self, id: i64) -> Result<Option<ExportRun>>;
 
     /// A tenant's export runs (of one export, or all), newest first.
     fn export_runs(&self, tenant: &str, export: Option<&str>, limit: usize) -> Result<Vec<ExportRun>>;

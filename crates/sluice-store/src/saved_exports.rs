@@ -238,6 +238,10 @@ impl crate::roles::SavedExports for Store {
         })
     }
 
+    fn export_run(&self, id: i64) -> Result<Option<ExportRun>> {
+        self.with(|c| Ok(c.query_row(&format!("{RUN_SELECT} WHERE r.id = ?1"), [id], run_row).optional()?))
+    }
+
     fn export_runs(&self, tenant: &str, export: Option<&str>, limit: usize) -> Result<Vec<ExportRun>> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;

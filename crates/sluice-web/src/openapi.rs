@@ -10,8 +10,8 @@ use crate::json::{
 use sluice_core::history::{Counts, ImportStatus, StoredError};
 use sluice_core::saved_export::{ExportFormat, RunCause};
 use sluice_core::views::{
-    ExportRunView, ImportFinishedEvent, ImportView, KeyView, SafeguardView, SavedExportView, SettingsView,
-    TenantView, TriggerName,
+    ExportFailedEvent, ExportRunView, ImportFinishedEvent, ImportView, KeyView, SafeguardView,
+    SavedExportView, SettingsView, TenantView, TriggerName,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -34,7 +34,7 @@ use utoipa::{Modify, OpenApi};
         ErrorBody, ErrorDetail, TenantView, TenantList, TenantDetail, TriggerName, Counts, ImportStatus,
         ImportView, ImportList, SyncResult, StoredError, ErrorPage, KeyView, KeyList, KeyRemoved,
         SafeguardView, SettingsView, RecordPage, api::NewKey, api::SettingsBody, api::SafeguardChange,
-        api::ReportFormat, ImportFinishedEvent, api::ExportBody, ExportDone, SavedExportView, SavedExportList,
+        api::ReportFormat, ImportFinishedEvent, ExportFailedEvent, api::ExportBody, ExportDone, SavedExportView, SavedExportList,
         api::SavedExportBody, ExportRunView, ExportRunList, ExportFormat, RunCause,
     )),
     modifiers(&Bearer),

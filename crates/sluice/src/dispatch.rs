@@ -110,10 +110,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 for d in list {
                     let error = d.last_error.map(|e| format!("  ({e})")).unwrap_or_default();
+                    let about = match d.about {
+                        sluice_core::delivery::About::Import(id) => format!("import {id}"),
+                        sluice_core::delivery::About::ExportRun(id) => format!("export run {id}"),
+                    };
                     outln!(
-                        "{:>6} import {:<6} {:<7} {:<8} x{} {}{error}",
+                        "{:>6} {:<16} {:<7} {:<8} x{} {}{error}",
                         d.id,
-                        d.import_id,
+                        about,
                         d.channel.as_str(),
                         d.status,
                         d.attempts,

@@ -304,3 +304,46 @@ fn an_smtp_password_is_not_sent_unencrypted_unless_the_operator_says_so() {
     let allowed = server.cli_with_env(&["tenant", "list"], &encrypted);
     assert!(allowed.status.success(), "{}", output_text(&allowed));
 }
+
+/// A saved export whose run fails (here its folder cannot be written) is notified like an
+/// import: a signed webhook `export.failed` with the run as the API shows it, and the
+/// delivery log names the run.
+#[test]
+fn a_failed_export_run_is_notified_like_an_import() {
+    let (port, received) = receiver();
+    let server = Server::start_with(&[("SLUICE_NOTIFICATIONS_ALLOW_PRIVATE_WEBHOOKS", "true")]);
+    server.importing_tenant("acme", "pw-for-tests");
+    server.cli_ok(&["tenant", "set", "acme", &format!("notify.webhook=http://127.0.0.1:{port}/hooks")]);
+    server.cli_ok(&["export", "add", "acme", "roster", "--type", "students", "--after-import"]);
+    // Where /exports should be, a file: nothing can be written there.
+    let exports = server.tenant_dir("acme").join("exports");
+    std::fs::remove_dir_all(&exports).unwrap();
+    std::fs::write(&exports, "not a folder").unwrap();
+    import(&server);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let event = loop {
+        let (_, body) = received.recv_timeout(deadline - Instant::now()).expect("an export.failed webhook");
+        let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if event["event"] == "export.failed" {
+            break event;
+        }
+    };
+    assert_eq!(
+        (event["tenant"].as_str(), event["run"]["export"].as_str()),
+        (Some("acme"), Some("roster")),
+        "{event}"
+    );
+    assert_eq!(
+        (event["run"]["status"].as_str(), event["run"]["cause"].as_str()),
+        (Some("failed"), Some("after_import"))
+    );
+    assert!(event["run"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{event}");
+    let runs: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["export", "runs", "acme", "--json"])).unwrap();
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    let log: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["deliveries", "--tenant", "acme", "--json"])).unwrap();
+    let about_run = log.as_array().unwrap().iter().find(|d| d["export_run"] == runs[0]["id"]);
+    assert!(about_run.is_some_and(|d| d["import"].is_null()), "{log}");
+    assert_eq!(std::fs::read_to_string(&exports).unwrap(), "not a folder", "nothing written");
+}
