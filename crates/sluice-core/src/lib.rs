@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod cells;
+pub mod connector;
 pub mod defender;
 pub mod delivery;
 pub mod history;

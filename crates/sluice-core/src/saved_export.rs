@@ -135,6 +135,9 @@ pub struct SavedExport {
     /// CSV: starts with a UTF-8 byte order mark.
     pub bom: bool,
     pub when: ExportWhen,
+    /// The connector each run pushes the file to (the tenant's own SFTP server), besides
+    /// writing it in `/exports`.
+    pub push_to: Option<crate::connector::ConnectorName>,
 }
 
 impl SavedExport {

@@ -199,6 +199,9 @@ pub struct SavedExportView {
     pub when: String,
     /// Where the tenant finds the file: `/exports/NAME.csv`.
     pub path: String,
+    /// The connector each run also pushes the file to.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub to: Option<String>,
 }
 
 impl From<&SavedExport> for SavedExportView {
@@ -216,6 +219,37 @@ impl From<&SavedExport> for SavedExportView {
             bom: e.bom,
             when: e.when.as_str().to_owned(),
             path: format!("/{}/{}", crate::layout::EXPORTS, e.file_name()),
+            to: e.push_to.as_ref().map(|c| c.to_string()),
+        }
+    }
+}
+
+/// A connector: a tenant's own SFTP server, without its credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = Connector))]
+pub struct ConnectorView {
+    pub name: String,
+    /// `sftp://USER@HOST:PORT/PATH`.
+    pub url: String,
+    pub auth: crate::connector::AuthKind,
+    /// The pinned host key (`TYPE BASE64`); `null`: none yet, nothing can be transferred.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub host_key: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub fingerprint: Option<String>,
+    /// Files are written to a temporary name and renamed when whole.
+    pub rename: bool,
+}
+
+impl From<&crate::connector::Connector> for ConnectorView {
+    fn from(c: &crate::connector::Connector) -> Self {
+        ConnectorView {
+            name: c.name.to_string(),
+            url: c.address.to_string(),
+            auth: c.auth,
+            host_key: c.host_key.as_ref().map(|k| k.to_string()),
+            fingerprint: c.host_key.as_ref().map(|k| k.fingerprint()),
+            rename: c.rename,
         }
     }
 }

@@ -298,6 +298,11 @@ impl Exports {
         Exports { tenants_root: tenants_root.to_path_buf(), spool: spool.to_path_buf() }
     }
 
+    /// A tenant's `/exports` folder on disk.
+    pub fn folder(&self, tenant: &sluice_core::TenantName) -> std::path::PathBuf {
+        self.tenants_root.join(tenant.as_str()).join(sluice_core::layout::EXPORTS)
+    }
+
     /// The private spool exports are written in.
     pub fn spool(&self) -> &Path {
         &self.spool

@@ -1,15 +1,16 @@
 //! Running saved exports: one by name when asked (`sluice export run`, the API, the
-//! dashboard), and the ones whose time came ([`run_due`]: a cron schedule in the tenant's time
+//! dashboard), and the ones whose time came ([`Runner::run_due`]: a cron schedule in the tenant's time
 //! zone, or an applied import of their type that changed records). Every run is logged in the
 //! store (when, why, records, bytes, where, or why it failed); a run writes
 //! `/exports/NAME.csv|xlsx` whole or not at all, so a failed run leaves the last good file.
 
 use crate::{Export, ExportError, Exports};
+use sluice_connect::Pusher;
 use sluice_core::TenantName;
 use sluice_core::import::ImportTypes;
 use sluice_core::saved_export::{ExportWhen, RunCause, RunOutcome, SavedExport};
 use sluice_core::schedule::next_run;
-use sluice_store::roles::{Deliveries, Imports, SavedExports};
+use sluice_store::roles::{Connectors, Deliveries, Imports, SavedExports};
 
 /// One finished run: its id in the log and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,29 +19,97 @@ pub struct Ran {
     pub outcome: RunOutcome,
 }
 
-/// Runs one saved export now and logs the run. A failure to write is the run's outcome
-/// (logged as failed, and notified like an import's end: to the tenant's recipients and
-/// webhook); only a failure to log it is an error.
-pub fn run_saved<S: Imports + SavedExports + Deliveries>(
-    store: &S,
-    types: &ImportTypes,
-    exports: &Exports,
-    tenant: &TenantName,
-    saved: &SavedExport,
-    cause: RunCause,
-) -> Result<Ran, sluice_store::StoreError> {
-    let id = store.start_export_run(tenant, &saved.name, cause)?;
-    let outcome = match write(store, types, exports, tenant, saved) {
-        Ok(done) => {
-            RunOutcome::Written { rows: done.written.rows, bytes: done.written.bytes, destination: done.path }
+/// What runs saved exports: the import types, where `/exports` are, and (where connectors are
+/// set up) what pushes files to a tenant's own server.
+#[derive(Clone, Copy)]
+pub struct Runner<'a> {
+    pub types: &'a ImportTypes,
+    pub exports: &'a Exports,
+    pub pusher: Option<&'a Pusher>,
+}
+
+impl Runner<'_> {
+    /// Runs one saved export now and logs the run: written to `/exports/NAME.EXT`, then pushed
+    /// to its connector if it has one. A failure to write or push is the run's outcome (logged
+    /// as failed, and notified like an import's end: to the tenant's recipients and webhook);
+    /// only a failure to log it is an error.
+    pub fn run<S: Imports + SavedExports + Deliveries + Connectors>(
+        &self,
+        store: &S,
+        tenant: &TenantName,
+        saved: &SavedExport,
+        cause: RunCause,
+    ) -> Result<Ran, sluice_store::StoreError> {
+        let id = store.start_export_run(tenant, &saved.name, cause)?;
+        let outcome = match write(store, self.types, self.exports, tenant, saved) {
+            Ok(done) => match &saved.push_to {
+                None => RunOutcome::Written {
+                    rows: done.written.rows,
+                    bytes: done.written.bytes,
+                    destination: done.path,
+                },
+                Some(to) => match self.push(store, tenant, to, &saved.file_name()) {
+                    Ok(pushed) => RunOutcome::Written {
+                        rows: done.written.rows,
+                        bytes: done.written.bytes,
+                        destination: format!("{} and {to}:{}", done.path, pushed.remote),
+                    },
+                    Err(why) => {
+                        RunOutcome::Failed(format!("written to {} but not pushed to {to}: {why}", done.path))
+                    }
+                },
+            },
+            Err(e) => RunOutcome::Failed(failure_text(&e)),
+        };
+        store.finish_export_run(id, &outcome)?;
+        if matches!(outcome, RunOutcome::Failed(_)) {
+            store.queue_export_failure(id)?;
         }
-        Err(e) => RunOutcome::Failed(failure_text(&e)),
-    };
-    store.finish_export_run(id, &outcome)?;
-    if matches!(outcome, RunOutcome::Failed(_)) {
-        store.queue_export_failure(id)?;
+        Ok(Ran { id, outcome })
     }
-    Ok(Ran { id, outcome })
+
+    fn push(
+        &self,
+        store: &impl Connectors,
+        tenant: &TenantName,
+        connector: &str,
+        file_name: &str,
+    ) -> Result<sluice_connect::Pushed, String> {
+        let pusher = self.pusher.ok_or("connectors are not set up in this process")?;
+        let local = self.exports.folder(tenant).join(file_name);
+        pusher.push_to(store, tenant, connector, &local, file_name).map_err(|e| e.to_string())
+    }
+
+    /// Runs the saved exports whose time came in (`since`, `now`]: scheduled ones whose next
+    /// run after `since` is at or before `now`, and after-import ones with an applied import of
+    /// their type that changed records since they last ran (each such import is answered once:
+    /// it is marked answered before the run, so a run that fails is not repeated until the next
+    /// change). Returns the runs made, with the tenant and export each was for.
+    pub fn run_due<S: Imports + SavedExports + Deliveries + Connectors>(
+        &self,
+        store: &S,
+        since: jiff::Timestamp,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<(String, String, Ran)>, sluice_store::StoreError> {
+        let mut due: Vec<(String, SavedExport, RunCause)> = Vec::new();
+        for (tenant, tz, saved) in store.scheduled_exports()? {
+            let ExportWhen::Schedule(cron) = &saved.when else { continue };
+            if matches!(next_run(cron, &tz, since), Ok(Some(at)) if at <= now) {
+                due.push((tenant, saved, RunCause::Schedule));
+            }
+        }
+        for (tenant, saved, import_id) in store.exports_after_imports()? {
+            store.mark_import_seen(&tenant, &saved.name, import_id)?;
+            due.push((tenant, saved, RunCause::AfterImport));
+        }
+        let mut ran = Vec::new();
+        for (tenant, saved, cause) in due {
+            let Ok(name) = TenantName::parse(&tenant) else { continue };
+            let run = self.run(store, &name, &saved, cause)?;
+            ran.push((tenant, saved.name.to_string(), run));
+        }
+        Ok(ran)
+    }
 }
 
 fn write<S: Imports>(
@@ -65,38 +134,6 @@ fn failure_text(e: &ExportError) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Runs the saved exports whose time came in (`since`, `now`]: scheduled ones whose next run
-/// after `since` is at or before `now`, and after-import ones with an applied import of their
-/// type that changed records since they last ran (each such import is answered once: it is
-/// marked answered before the run, so a run that fails is not repeated until the next change).
-/// Returns the runs made, with the tenant and export each was for.
-pub fn run_due<S: Imports + SavedExports + Deliveries>(
-    store: &S,
-    types: &ImportTypes,
-    exports: &Exports,
-    since: jiff::Timestamp,
-    now: jiff::Timestamp,
-) -> Result<Vec<(String, String, Ran)>, sluice_store::StoreError> {
-    let mut ran = Vec::new();
-    let mut due: Vec<(String, SavedExport, RunCause)> = Vec::new();
-    for (tenant, tz, saved) in store.scheduled_exports()? {
-        let ExportWhen::Schedule(cron) = &saved.when else { continue };
-        if matches!(next_run(cron, &tz, since), Ok(Some(at)) if at <= now) {
-            due.push((tenant, saved, RunCause::Schedule));
-        }
-    }
-    for (tenant, saved, import_id) in store.exports_after_imports()? {
-        store.mark_import_seen(&tenant, &saved.name, import_id)?;
-        due.push((tenant, saved, RunCause::AfterImport));
-    }
-    for (tenant, saved, cause) in due {
-        let Ok(name) = TenantName::parse(&tenant) else { continue };
-        let run = run_saved(store, types, exports, &name, &saved, cause)?;
-        ran.push((tenant, saved.name.to_string(), run));
-    }
-    Ok(ran)
 }
 
 /// A saved export as asked for, checked as a run would check it (the type exists, is one of
@@ -182,7 +219,12 @@ mod tests {
             filters: vec!["grade=9".into()],
             bom: false,
             when: ExportWhen::parse(when).unwrap(),
+            push_to: None,
         }
+    }
+
+    fn runner<'a>(types: &'a ImportTypes, exports: &'a Exports) -> Runner<'a> {
+        Runner { types, exports, pusher: None }
     }
 
     fn t(s: &str) -> jiff::Timestamp {
@@ -195,17 +237,20 @@ mod tests {
         store.save_export("acme", &saved("daily", "0 2 * * *"), false).unwrap();
         // 02:00 in Chicago is 08:00 UTC in November.
         assert!(
-            run_due(&store, &types(), &exports, t("2026-11-23T07:58:00Z"), t("2026-11-23T07:59:58Z"))
+            runner(&types(), &exports)
+                .run_due(&store, t("2026-11-23T07:58:00Z"), t("2026-11-23T07:59:58Z"))
                 .unwrap()
                 .is_empty()
         );
-        let ran = run_due(&store, &types(), &exports, t("2026-11-23T07:59:58Z"), t("2026-11-23T08:00:00Z"))
+        let ran = runner(&types(), &exports)
+            .run_due(&store, t("2026-11-23T07:59:58Z"), t("2026-11-23T08:00:00Z"))
             .unwrap();
         assert_eq!(ran.len(), 1, "{ran:?}");
         let file = dir.path().join("tenants/acme/exports/daily.csv");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "id,grade\r\n1,9\r\n");
         assert!(
-            run_due(&store, &types(), &exports, t("2026-11-23T08:00:00Z"), t("2026-11-23T08:00:02Z"))
+            runner(&types(), &exports)
+                .run_due(&store, t("2026-11-23T08:00:00Z"), t("2026-11-23T08:00:02Z"))
                 .unwrap()
                 .is_empty()
         );
@@ -224,25 +269,25 @@ mod tests {
         store.save_export("acme", &saved("nightly", "after_import"), false).unwrap();
         let now = jiff::Timestamp::now();
         assert!(
-            run_due(&store, &types(), &exports, now, now).unwrap().is_empty(),
+            runner(&types(), &exports).run_due(&store, now, now).unwrap().is_empty(),
             "no import since it was saved"
         );
         load(&store, &[("3", "9")]);
-        let ran = run_due(&store, &types(), &exports, now, now).unwrap();
+        let ran = runner(&types(), &exports).run_due(&store, now, now).unwrap();
         assert_eq!(ran.len(), 1);
         let file = dir.path().join("tenants/acme/exports/nightly.csv");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "id,grade\r\n1,9\r\n3,9\r\n");
-        assert!(run_due(&store, &types(), &exports, now, now).unwrap().is_empty(), "answered once");
+        assert!(runner(&types(), &exports).run_due(&store, now, now).unwrap().is_empty(), "answered once");
         load(&store, &[("3", "9")]);
         assert!(
-            run_due(&store, &types(), &exports, now, now).unwrap().is_empty(),
+            runner(&types(), &exports).run_due(&store, now, now).unwrap().is_empty(),
             "an import that changed nothing"
         );
 
         // The type is gone from the configuration: the run fails, is logged, the file stays.
         load(&store, &[("4", "9")]);
         let none = ImportTypes::parse(&[]).unwrap();
-        let ran = run_due(&store, &none, &exports, now, now).unwrap();
+        let ran = runner(&none, &exports).run_due(&store, now, now).unwrap();
         assert!(matches!(&ran[0].2.outcome, RunOutcome::Failed(why) if why.contains("students")), "{ran:?}");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "id,grade\r\n1,9\r\n3,9\r\n");
         let runs = store.export_runs("acme", None, 10).unwrap();

@@ -388,6 +388,7 @@ pub fn saved_exports<S: Tenants + Imports + SavedExports>(s: &S) {
         filters: vec!["grade=9".to_owned()],
         bom: false,
         when,
+        push_to: None,
     };
     let after = export("Nightly", ExportWhen::AfterImport);
     s.save_export("north", &after, false).expect("save");

@@ -9,6 +9,7 @@ mod accounts;
 mod api_keys;
 mod bans;
 pub mod conformance;
+mod connectors;
 mod deliveries;
 mod imports;
 mod migrations;
@@ -18,11 +19,13 @@ pub mod roles;
 mod saved_exports;
 
 // Domain records live in core; re-exported here for the store's callers.
+pub use connectors::Transfer;
 pub use imports::{Loader, Outcome, STORED_ERRORS, StageKind};
 pub use people::{Person, PersonRole};
 pub use referrers::Referrer;
 pub use roles::{
-    Accounts, ApiKeys, Bans, Deliveries, ImportQueue, Imports, People, SavedExports, Tenants, Uploads,
+    Accounts, ApiKeys, Bans, Connectors, Deliveries, ImportQueue, Imports, People, SavedExports, Tenants,
+    Uploads,
 };
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, Role};
 pub use sluice_core::delivery::{Channel, Delivery};
@@ -68,6 +71,14 @@ pub enum StoreError {
     ExportExists(String),
     #[error("the tenant has no export named {0:?}; `sluice export list` shows them")]
     NoSuchExport(String),
+    #[error("the tenant already has a connector named {0:?}; `sluice connector list` shows them")]
+    ConnectorExists(String),
+    #[error("the tenant has no connector named {0:?}; `sluice connector list` shows them")]
+    NoSuchConnector(String),
+    #[error(
+        "connector {connector:?} is used by the saved export {export:?}: remove that export (or save it without --to) first"
+    )]
+    ConnectorInUse { connector: String, export: String },
     #[error("an account {0:?} already exists")]
     AccountExists(String),
     #[error("no account {0:?}; `sluice user list` shows them")]

@@ -252,6 +252,32 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE deliveries;
      ALTER TABLE deliveries_22 RENAME TO deliveries;
      CREATE INDEX deliveries_due ON deliveries (status, next_ms);",
+    // 23: connectors (a tenant's own SFTP servers: the credential sealed, the host key pinned),
+    // the connector a saved export pushes to, and the log of every transfer attempt
+    "CREATE TABLE connectors (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        address TEXT NOT NULL,
+        auth TEXT NOT NULL CHECK (auth IN ('password', 'private_key')),
+        secret TEXT NOT NULL,
+        host_key TEXT,
+        rename INTEGER NOT NULL DEFAULT 1,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, name)
+     );
+     CREATE UNIQUE INDEX connectors_by_lower_name ON connectors (tenant_id, lower(name));
+     ALTER TABLE saved_exports ADD COLUMN push_to TEXT;
+     CREATE TABLE connector_log (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        connector TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('push', 'pull')),
+        file TEXT NOT NULL,
+        bytes INTEGER,
+        error TEXT
+     );
+     CREATE INDEX connector_log_by_tenant ON connector_log (tenant_id, id);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

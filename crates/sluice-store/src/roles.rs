@@ -10,6 +10,7 @@ use crate::{
     StoredUpload,
 };
 use sluice_core::UploadEvent;
+use sluice_core::connector::{Connector, HostKey};
 use sluice_core::defender::Ban;
 use sluice_core::net::Source;
 use sluice_core::saved_export::{ExportRun, RunCause, RunOutcome, SavedExport};
@@ -314,4 +315,37 @@ pub trait SavedExports {
 
     /// A tenant's export runs (of one export, or all), newest first.
     fn export_runs(&self, tenant: &str, export: Option<&str>, limit: usize) -> Result<Vec<ExportRun>>;
+}
+
+/// Connectors: a tenant's own SFTP servers by name (unique whatever their case), their sealed
+/// credentials (opened only by `sluice_connect`), pinned host keys, and the transfer log.
+pub trait Connectors {
+    /// Saves a connector with its sealed credential; one of the same name is replaced when
+    /// `replace`, else refused (`ConnectorExists`).
+    fn save_connector(&self, tenant: &str, connector: &Connector, sealed: &str, replace: bool) -> Result<()>;
+
+    /// A connector and its sealed credential.
+    fn connector(&self, tenant: &str, name: &str) -> Result<Option<(Connector, String)>>;
+
+    /// A tenant's connectors, by name (never their credentials).
+    fn connectors(&self, tenant: &str) -> Result<Vec<Connector>>;
+
+    /// Pins the host key the connector's server must present.
+    fn pin_host_key(&self, tenant: &str, name: &str, key: &HostKey) -> Result<()>;
+
+    /// Removes a connector; refused while a saved export pushes to it (`ConnectorInUse`).
+    fn remove_connector(&self, tenant: &str, name: &str) -> Result<()>;
+
+    /// Logs a transfer attempt: `push` or `pull`, the file, its bytes or why it failed.
+    fn log_transfer(
+        &self,
+        tenant: &str,
+        connector: &str,
+        direction: &str,
+        file: &str,
+        outcome: std::result::Result<u64, &str>,
+    ) -> Result<()>;
+
+    /// The transfer log (of one connector, or all), newest first.
+    fn transfers(&self, tenant: &str, connector: Option<&str>, limit: usize) -> Result<Vec<crate::Transfer>>;
 }

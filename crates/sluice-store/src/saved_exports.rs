@@ -2,11 +2,12 @@
 
 use crate::{Result, Store, StoreError, now_ms};
 use rusqlite::{OptionalExtension, params};
+use sluice_core::connector::ConnectorName;
 use sluice_core::saved_export::{
     ExportFormat, ExportName, ExportRun, ExportWhen, RunCause, RunOutcome, SavedExport,
 };
 
-const SELECT: &str = "SELECT e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when
+const SELECT: &str = "SELECT e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to
     FROM saved_exports e JOIN tenants t ON t.id = e.tenant_id";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<SavedExport, String>> {
@@ -68,6 +69,18 @@ impl crate::roles::SavedExports for Store {
                     |r| r.get(0),
                 )
                 .optional()?;
+            if let Some(to) = &export.push_to {
+                let known: Option<i64> = tx
+                    .query_row(
+                        "SELECT 1 FROM connectors WHERE tenant_id = ?1 AND lower(name) = lower(?2)",
+                        params![tenant_id, to.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if known.is_none() {
+                    return Err(StoreError::NoSuchConnector(to.to_string()));
+                }
+            }
             // An after-import export answers imports from now on, not the ones before it.
             let seen: i64 = tx.query_row(
                 &format!(
@@ -81,7 +94,7 @@ impl crate::roles::SavedExports for Store {
                 Some(name) => {
                     tx.execute(
                         "UPDATE saved_exports SET name = ?3, type = ?4, format = ?5, columns = ?6, filters = ?7,
-                         bom = ?8, run_when = ?9, seen_import = ?10 WHERE tenant_id = ?1 AND name = ?2",
+                         bom = ?8, run_when = ?9, seen_import = ?10, push_to = ?11 WHERE tenant_id = ?1 AND name = ?2",
                         params![
                             tenant_id,
                             name,
@@ -92,14 +105,15 @@ impl crate::roles::SavedExports for Store {
                             filters,
                             export.bom,
                             export.when.as_str(),
-                            seen
+                            seen,
+                            export.push_to.as_ref().map(|c| c.as_str())
                         ],
                     )?;
                 }
                 None => {
                     tx.execute(
                         "INSERT INTO saved_exports (tenant_id, name, type, format, columns, filters, bom, run_when,
-                         seen_import, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                         seen_import, created_ms, push_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                         params![
                             tenant_id,
                             export.name.as_str(),
@@ -110,7 +124,8 @@ impl crate::roles::SavedExports for Store {
                             export.bom,
                             export.when.as_str(),
                             seen,
-                            now_ms()
+                            now_ms(),
+                            export.push_to.as_ref().map(|c| c.as_str())
                         ],
                     )?;
                 }
@@ -145,7 +160,7 @@ impl crate::roles::SavedExports for Store {
     fn scheduled_exports(&self) -> Result<Vec<(String, String, SavedExport)>> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT t.name, t.timezone, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when
+                "SELECT t.name, t.timezone, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to
                  FROM saved_exports e JOIN tenants t ON t.id = e.tenant_id
                  WHERE t.disabled = 0 AND e.run_when NOT IN ('on_demand', 'after_import') ORDER BY t.name, e.name",
             )?;
@@ -165,7 +180,7 @@ impl crate::roles::SavedExports for Store {
     fn exports_after_imports(&self) -> Result<Vec<(String, SavedExport, i64)>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT t.name, latest, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when
+                "SELECT t.name, latest, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to
                  FROM (SELECT e.*, (SELECT max(i.id) FROM imports i WHERE i.tenant_id = e.tenant_id AND i.type = e.type
                          AND i.status IN {APPLIED} AND i.added + i.updated + i.deleted > 0) AS latest
                        FROM saved_exports e WHERE e.run_when = 'after_import') e
@@ -258,7 +273,7 @@ impl crate::roles::SavedExports for Store {
 }
 
 /// A saved export read from the columns starting at `at` (name, type, format, columns,
-/// filters, bom, run_when).
+/// filters, bom, run_when, push_to).
 fn row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<std::result::Result<SavedExport, String>> {
     let (name, type_name, format, columns, filters, bom, when): (
         String,
@@ -277,7 +292,11 @@ fn row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<std::result::Res
         r.get(at + 5)?,
         r.get(at + 6)?,
     );
-    Ok(parse_export(name, type_name, format, columns, filters, bom, when))
+    let push_to: Option<String> = r.get(at + 7)?;
+    Ok(parse_export(name, type_name, format, columns, filters, bom, when).and_then(|mut e| {
+        e.push_to = push_to.map(|c| ConnectorName::parse(&c)).transpose().map_err(|e| e.to_string())?;
+        Ok(e)
+    }))
 }
 
 fn parse_export(
@@ -297,5 +316,6 @@ fn parse_export(
         filters: serde_json::from_str(&filters).map_err(|e| e.to_string())?,
         bom,
         when: ExportWhen::parse(&when).map_err(|e| e.to_string())?,
+        push_to: None,
     })
 }

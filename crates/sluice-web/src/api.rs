@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_core::TenantName;
+use sluice_core::connector::ConnectorName;
 use sluice_core::import::{Related, TypeFormat};
 use sluice_core::saved_export::{ExportFormat, ExportName, ExportWhen, RunCause, RunOutcome, SavedExport};
 use sluice_core::views::{ExportRunView, ImportView, KeyView, SavedExportView, SettingsView, TenantView};
@@ -132,6 +133,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NoSuchTenant(_) => ApiError::not_found("such tenant"),
             StoreError::NoSuchExport(_) => ApiError::not_found("such saved export"),
+            StoreError::NoSuchConnector(_) => ApiError::not_found("such connector"),
             other => ApiError::internal(other),
         }
     }
@@ -1017,6 +1019,11 @@ pub(crate) struct SavedExportBody {
     /// zone (`0 6 * * 1-5`).
     #[serde(default)]
     when: Option<String>,
+    /// A connector of the tenant's (its own SFTP server) each run pushes the file to, besides
+    /// /exports.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    to: Option<ConnectorName>,
 }
 
 /// Save an export by name (replacing one of that name): it writes /exports/NAME.csv or .xlsx
@@ -1051,6 +1058,7 @@ pub(crate) async fn save_export(
             filters: body.filters.iter().map(|(c, v)| format!("{c}={v}")).collect(),
             bom: body.bom,
             when,
+            push_to: body.to,
         };
         let saved = sluice_export::saved::checked(&web.ingest.types, &t, asked)
             .map_err(|e| bad_request("bad_export", e.to_string()))?;
@@ -1097,14 +1105,7 @@ pub(crate) async fn run_saved_export(
         let store = &*web.ingest.store;
         let saved =
             store.saved_export(&tenant, &name)?.ok_or_else(|| ApiError::not_found("such saved export"))?;
-        let ran = sluice_export::saved::run_saved(
-            store,
-            &web.ingest.types,
-            &web.exports,
-            &tenant,
-            &saved,
-            RunCause::OnDemand,
-        )?;
+        let ran = web.export_runner().run(store, &tenant, &saved, RunCause::OnDemand)?;
         match &ran.outcome {
             RunOutcome::Failed(why) => Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

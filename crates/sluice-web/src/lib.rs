@@ -44,9 +44,20 @@ pub struct Web {
     pub allow_private_webhooks: bool,
     /// Where exports asked for through the API and the dashboard go (each tenant's /exports).
     pub exports: Arc<sluice_export::Exports>,
+    /// What pushes saved exports to tenants' connectors (none: such runs fail, saying so).
+    pub pusher: Option<Arc<sluice_connect::Pusher>>,
 }
 
 impl Web {
+    /// Runs saved exports as the server's exporter does.
+    pub(crate) fn export_runner(&self) -> sluice_export::saved::Runner<'_> {
+        sluice_export::saved::Runner {
+            types: &self.ingest.types,
+            exports: &self.exports,
+            pusher: self.pusher.as_deref(),
+        }
+    }
+
     pub fn new(
         ingest: Arc<Ingest>,
         metrics: Arc<Metrics>,
@@ -65,6 +76,7 @@ impl Web {
             password_checks: Arc::new(tokio::sync::Semaphore::new(cpus)),
             allow_private_webhooks: false,
             exports: Arc::new(exports),
+            pusher: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! own module (`tenants`, `accounts`, `imports`, `operations`), dispatched by `dispatch`.
 
 use clap::{Parser, Subcommand};
+use sluice_core::connector::{ConnectorName, ConnectorNameError};
 use sluice_core::saved_export::{ExportName, ExportNameError};
 use sluice_core::{TenantName, TenantNameError};
 use std::net::SocketAddr;
@@ -137,6 +138,9 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
     },
+    /// A tenant's connectors: its own SFTP servers, which exports are pushed to.
+    #[command(subcommand)]
+    Connector(ConnectorCommand),
     /// A tenant's notifications: sent, waiting to be retried, or given up.
     Deliveries {
         #[arg(long, value_parser = tenant_name)]
@@ -350,6 +354,84 @@ pub(crate) struct ExportWhat {
     /// CSV: start the file with a UTF-8 byte order mark (Excel then shows accents).
     #[arg(long)]
     pub(crate) bom: bool,
+    /// Also push the file to this connector (the tenant's own SFTP server).
+    #[arg(long, value_name = "CONNECTOR", value_parser = connector_name)]
+    pub(crate) to: Option<ConnectorName>,
+}
+
+fn connector_name(raw: &str) -> Result<ConnectorName, ConnectorNameError> {
+    ConnectorName::parse(raw)
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ConnectorCommand {
+    /// Add a connector: the tenant's own SFTP server, which exports can be pushed to. The
+    /// credential is stored sealed and never shown again; the host key must be pinned (here
+    /// with --host-key, or after checking it with `connector test --accept`) before any
+    /// transfer.
+    Add {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(value_parser = connector_name)]
+        name: ConnectorName,
+        /// sftp://USER@HOST:PORT/PATH (PATH: the remote folder).
+        #[arg(long)]
+        url: String,
+        /// An OpenSSH private key file to log in with (unencrypted).
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "password_stdin",
+            required_unless_present = "password_stdin"
+        )]
+        key: Option<PathBuf>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The server's host key, TYPE BASE64 (as `ssh-keyscan` or known_hosts has it).
+        #[arg(long, value_name = "'TYPE BASE64'")]
+        host_key: Option<String>,
+        /// Write files under their final name at once (for servers that refuse renames);
+        /// by default a file is written to a temporary name and renamed when whole.
+        #[arg(long)]
+        no_rename: bool,
+        /// Replace a connector of the same name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Connect and show the server's host key and fingerprint; with --accept, pin it. With a
+    /// pinned key, also log in and list the folder.
+    Test {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(value_parser = connector_name)]
+        name: ConnectorName,
+        #[arg(long)]
+        accept: bool,
+    },
+    /// A tenant's connectors (never their credentials).
+    List {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a connector (refused while a saved export pushes to it).
+    Remove {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(value_parser = connector_name)]
+        name: ConnectorName,
+    },
+    /// Every transfer attempt, newest first (of one connector, or all).
+    Log {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(value_parser = connector_name)]
+        name: Option<ConnectorName>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 fn export_name(raw: &str) -> Result<ExportName, ExportNameError> {

@@ -149,6 +149,13 @@ duplicate_window_secs = 120
 # run one at a time, in upload order. 0: one per core, at least 2.
 workers = 0
 
+[secrets]
+# The key that seals connectors' credentials (passwords, private keys of the districts' own
+# SFTP servers): a file of 64 hexadecimal digits, made (0600) when first needed. "" =
+# DATA_DIR/secret.key. Back it up apart from the database: without it the stored credentials
+# cannot be opened.
+key_file = ""
+
 [log]
 # tracing filter, e.g. "info" or "sluice_sftp=debug,info"; RUST_LOG overrides it.
 level = "info"
@@ -164,7 +171,26 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     pub tenants: TenantsConfig,
     pub imports: ImportsConfig,
+    pub secrets: SecretsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub key_file: String,
+}
+
+impl Config {
+    /// Where the key sealing connectors' credentials is (`[secrets] key_file`, by default
+    /// `DATA_DIR/secret.key`).
+    pub fn secret_key_file(&self) -> PathBuf {
+        if self.secrets.key_file.is_empty() {
+            self.data_dir.join("secret.key")
+        } else {
+            PathBuf::from(&self.secrets.key_file)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -33,6 +33,17 @@ impl DataDirs {
     pub fn exports(&self) -> sluice_export::Exports {
         sluice_export::Exports::new(&self.tenants(), &self.export_spool())
     }
+    /// What pushes files to tenants' connectors: the secret key (made on first use), the
+    /// connectors' lock files beside the tenants' import locks.
+    pub fn pusher(&self, config: &crate::config::Config) -> Result<sluice_connect::Pusher> {
+        let path = config.secret_key_file();
+        let key = sluice_connect::SecretKey::load_or_create(&path)?;
+        Ok(sluice_connect::Pusher {
+            key,
+            locks: self.root.join("spool").join("locks"),
+            retry: sluice_connect::Retry::default(),
+        })
+    }
     pub fn host_key(&self) -> PathBuf {
         self.root.join("ssh_host_ed25519_key")
     }

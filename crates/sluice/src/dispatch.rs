@@ -82,6 +82,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sync { tenant } => crate::imports::sync(&config, &dirs, &tenant),
         Command::Approve { id } => crate::imports::approve(&config, &dirs, id),
         Command::Discard { id } => crate::imports::discard(&config, &dirs, id),
+        Command::Connector(cmd) => crate::connectors::command(&config, &dirs, cmd),
         Command::Export { saved: Some(cmd), .. } => crate::exports::saved_command(&config, &dirs, cmd),
         Command::Export { saved: None, tenant, what, out } => {
             let tenant = tenant.ok_or_else(|| {

@@ -35,6 +35,14 @@ pub fn export(
         Export::new(ty, format, &what.columns, &what.filters, what.bom).map_err(|e| usage(e.into()))?;
     let store = dirs.open_store().map_err(usage)?;
     store.require_tenant(&tenant)?;
+    if what.to.is_some() && out.as_deref().is_some_and(|p| p.as_os_str() == "-") {
+        return Err(usage(anyhow!("--to pushes a file: it cannot go with --out -")));
+    }
+    if let Some(to) = &what.to
+        && store.connector(&tenant, to)?.is_none()
+    {
+        return Err(sluice_store::StoreError::NoSuchConnector(to.to_string()).into());
+    }
     let exports = dirs.exports();
     let spool = exports.spool();
     std::fs::create_dir_all(spool).with_context(|| format!("cannot create {}", spool.display()))?;
@@ -64,6 +72,10 @@ pub fn export(
                 path.display(),
                 written.bytes
             );
+            if let Some(to) = &what.to {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                push(config, dirs, &store, &tenant, to, path, &name)?;
+            }
         }
         None => {
             let done = exports.into_folder(&export, &store, &tenant)?;
@@ -74,8 +86,28 @@ pub fn export(
                 done.path,
                 done.written.bytes
             );
+            if let Some(to) = &what.to {
+                let name = export.file_name();
+                push(config, dirs, &store, &tenant, to, &exports.folder(&tenant).join(&name), &name)?;
+            }
         }
     }
+    Ok(())
+}
+
+/// Pushes a written export to a connector, saying where it went.
+fn push(
+    config: &Config,
+    dirs: &DataDirs,
+    store: &sluice_store::Store,
+    tenant: &TenantName,
+    to: &sluice_core::connector::ConnectorName,
+    local: &std::path::Path,
+    name: &str,
+) -> Result<(), Failure> {
+    let pusher = dirs.pusher(config).map_err(usage)?;
+    let pushed = pusher.push_to(store, tenant, to, local, name)?;
+    outln!("pushed {} bytes to {to}: {}", pushed.bytes, pushed.remote);
     Ok(())
 }
 
@@ -104,6 +136,7 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
                 filters: what.filters,
                 bom: what.bom,
                 when,
+                push_to: what.to,
             };
             let saved = sluice_export::saved::checked(&types, &t, asked).map_err(|e| usage(e.into()))?;
             store.save_export(&tenant, &saved, replace)?;
@@ -156,14 +189,11 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
                 .saved_export(&tenant, &name)?
                 .ok_or_else(|| sluice_store::StoreError::NoSuchExport(name.to_string()))?;
             let types = crate::imports::load_types(config)?;
-            let ran = sluice_export::saved::run_saved(
-                &store,
-                &types,
-                &dirs.exports(),
-                &tenant,
-                &saved,
-                RunCause::OnDemand,
-            )?;
+            let pusher = saved.push_to.as_ref().map(|_| dirs.pusher(config)).transpose()?;
+            let exports = dirs.exports();
+            let runner =
+                sluice_export::saved::Runner { types: &types, exports: &exports, pusher: pusher.as_ref() };
+            let ran = runner.run(&store, &tenant, &saved, RunCause::OnDemand)?;
             match ran.outcome {
                 RunOutcome::Written { rows, bytes, destination } => {
                     outln!(
@@ -202,12 +232,13 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
 }
 
 /// The server's exporter: every two seconds, runs the saved exports whose schedule came or
-/// whose type an import changed ([`sluice_export::saved::run_due`]), one at a time, on a
+/// whose type an import changed ([`sluice_export::saved::Runner::run_due`]), one at a time, on a
 /// blocking thread; until `stop`, letting a run in progress finish (its file is written whole
 /// or not at all either way).
 pub async fn run_exporter(
     ingest: std::sync::Arc<sluice_ingest::Ingest>,
     exports: sluice_export::Exports,
+    pusher: std::sync::Arc<sluice_connect::Pusher>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -219,8 +250,15 @@ pub async fn run_exporter(
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
         }
         let now = jiff::Timestamp::now();
-        let (ingest, exports) = (ingest.clone(), exports.clone());
-        let work = move || sluice_export::saved::run_due(&*ingest.store, &ingest.types, &exports, since, now);
+        let (ingest, exports, pusher) = (ingest.clone(), exports.clone(), pusher.clone());
+        let work = move || {
+            let runner = sluice_export::saved::Runner {
+                types: &ingest.types,
+                exports: &exports,
+                pusher: Some(&*pusher),
+            };
+            runner.run_due(&*ingest.store, since, now)
+        };
         match tokio::task::spawn_blocking(work).await {
             Ok(Ok(ran)) => {
                 for (tenant, export, run) in ran {

@@ -13,6 +13,7 @@ macro_rules! outln {
 mod accounts;
 mod cli;
 mod config;
+mod connectors;
 mod dirs;
 mod dispatch;
 mod exports;

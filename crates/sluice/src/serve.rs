@@ -89,6 +89,8 @@ pub async fn run(config: Config) -> Result<()> {
             host = bound.ip()
         ));
     }
+    // The key sealing connectors' credentials: made on first start (0600), read after.
+    let pusher = Arc::new(dirs.pusher(&config)?);
     let stop_http = Arc::new(Notify::new());
     let http = {
         let stop = stop_http.clone();
@@ -102,6 +104,7 @@ pub async fn run(config: Config) -> Result<()> {
         web.trusted_proxies = config.http.trusted_proxies()?.into();
         web.defender = defender.clone();
         web.allow_private_webhooks = config.notifications.allow_private_webhooks;
+        web.pusher = Some(pusher.clone());
         tokio::spawn(sluice_web::serve(http_listener, web, http_tls, http_limits, async move {
             stop.notified().await
         }))
@@ -125,9 +128,12 @@ pub async fn run(config: Config) -> Result<()> {
     let stop_exporter = Arc::new(Notify::new());
     let exporter = {
         let stop = stop_exporter.clone();
-        tokio::spawn(crate::exports::run_exporter(ingest.clone(), dirs.exports(), async move {
-            stop.notified().await
-        }))
+        tokio::spawn(crate::exports::run_exporter(
+            ingest.clone(),
+            dirs.exports(),
+            pusher.clone(),
+            async move { stop.notified().await },
+        ))
     };
     server.serve(listener, shutdown).await;
     stop_exporter.notify_one();

@@ -232,6 +232,7 @@ pub async fn save_export(
             filters: list(&form.filters),
             bom: format == ExportFormat::Csv,
             when,
+            push_to: None,
         };
         let saved = sluice_export::saved::checked(&web.ingest.types, &t, asked).map_err(Failed::said)?;
         web.ingest.store.save_export(name.as_str(), &saved, false)?;
@@ -282,14 +283,7 @@ pub async fn run_export(
         let saved = store
             .saved_export(name.as_str(), &form.name)?
             .ok_or_else(|| Failed::said("there is no such saved export"))?;
-        let ran = sluice_export::saved::run_saved(
-            store,
-            &web.ingest.types,
-            &web.exports,
-            &name,
-            &saved,
-            RunCause::OnDemand,
-        )?;
+        let ran = web.export_runner().run(store, &name, &saved, RunCause::OnDemand)?;
         match ran.outcome {
             RunOutcome::Written { rows, bytes, destination } => {
                 Ok(format!("Export {} wrote {rows} records to {destination} ({bytes} bytes).", saved.name))

@@ -10,6 +10,7 @@ mod clever;
 mod cli;
 mod clients;
 mod concurrency;
+mod connectors;
 mod curl;
 mod dashboard;
 mod exports;

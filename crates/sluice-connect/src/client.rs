@@ -1,0 +1,390 @@
+//! sluice as an SFTP client of a tenant's own server: russh for SSH (the host key checked
+//! against the pinned one before any credential is sent), the SFTP protocol through
+//! russh-sftp's raw session (requests pipelined by this module).
+
+use crate::secrets::Credential;
+use russh::client::{Handle, Handler};
+use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use sluice_core::connector::{Connector, HostKey, SftpAddress};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long connecting, logging in and each SFTP request may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes in flight at once, and the size of each.
+const WRITES_IN_FLIGHT: usize = 64;
+const WRITE_LEN: usize = 32 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot reach {address}: {why}")]
+    Unreachable { address: String, why: String },
+    #[error(
+        "the connector has no pinned host key, so nothing is sent to {address}: check the server's key \
+         ({fingerprint}) with its administrator, then `sluice connector test TENANT NAME --accept` pins it"
+    )]
+    NotPinned { address: String, fingerprint: String },
+    #[error(
+        "the server at {address} presented host key {found}, not the pinned {expected}: refused, nothing was sent \
+         or written. If the district changed its server's key, check the new one with them and pin it again \
+         (`sluice connector test TENANT NAME --accept`)"
+    )]
+    HostKeyChanged { address: String, expected: String, found: String },
+    #[error("the server at {address} presented a certificate; pin its plain host key instead")]
+    Certificate { address: String },
+    #[error("the server at {address} refused the login of {user} with the connector's {kind}")]
+    LoginRefused { address: String, user: String, kind: &'static str },
+    #[error("the connector's private key cannot be read: {0}")]
+    BadPrivateKey(String),
+    #[error("{address}: {what}: {why}")]
+    Sftp { address: String, what: String, why: String },
+    #[error("{address} did not answer within {secs} s ({what})")]
+    Timeout { address: String, what: &'static str, secs: u64 },
+    #[error("cannot read {path}: {why}")]
+    Local { path: String, why: String },
+}
+
+/// The host-key check: records what the server presented, accepts it only if it is the
+/// pinned one (or when probing, with nothing pinned and no credential to send).
+struct Pin {
+    pinned: Option<HostKey>,
+    seen: Arc<Mutex<Option<Result<HostKey, ()>>>>,
+}
+
+impl Handler for Pin {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Err(()));
+            return Ok(false);
+        };
+        let Ok(bytes) = key.to_bytes() else { return Ok(false) };
+        let seen = HostKey::from_wire(key.algorithm().as_str(), &bytes);
+        let accepted = self.pinned.as_ref().is_none_or(|p| *p == seen);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ok(seen));
+        Ok(accepted)
+    }
+}
+
+fn config() -> Arc<russh::client::Config> {
+    Arc::new(russh::client::Config {
+        inactivity_timeout: Some(Duration::from_secs(120)),
+        keepalive_interval: Some(Duration::from_secs(15)),
+        window_size: 8 * 1024 * 1024,
+        nodelay: true,
+        ..Default::default()
+    })
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    address: &SftpAddress,
+    what: &'static str,
+    f: impl std::future::Future<Output = Result<T, E>>,
+    err: impl FnOnce(String) -> ConnectError,
+) -> Result<T, ConnectError> {
+    match tokio::time::timeout(TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(err(e.to_string())),
+        Err(_) => Err(ConnectError::Timeout { address: address.to_string(), what, secs: TIMEOUT.as_secs() }),
+    }
+}
+
+/// Connects and returns the SSH handle with the key the server presented; `pinned`: refuse any
+/// other key (`None`: accept it, for probing only).
+async fn connect(address: &SftpAddress, pinned: Option<&HostKey>) -> Result<Handle<Pin>, ConnectError> {
+    let seen = Arc::new(Mutex::new(None));
+    let pin = Pin { pinned: pinned.cloned(), seen: seen.clone() };
+    let target = (address.host.clone(), address.port);
+    let connected = tokio::time::timeout(TIMEOUT, russh::client::connect(config(), target, pin)).await;
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match (connected, seen, pinned) {
+        (Ok(Ok(handle)), _, _) => Ok(handle),
+        (_, Some(Err(())), _) => Err(ConnectError::Certificate { address: address.to_string() }),
+        (_, Some(Ok(found)), Some(expected)) if found != *expected => Err(ConnectError::HostKeyChanged {
+            address: address.to_string(),
+            expected: expected.fingerprint(),
+            found: found.fingerprint(),
+        }),
+        (Ok(Err(e)), _, _) => {
+            Err(ConnectError::Unreachable { address: address.to_string(), why: e.to_string() })
+        }
+        (Err(_), _, _) => Err(ConnectError::Timeout {
+            address: address.to_string(),
+            what: "connecting",
+            secs: TIMEOUT.as_secs(),
+        }),
+    }
+}
+
+/// The host key the server at `address` presents (nothing is sent but the SSH handshake).
+pub async fn probe(address: &SftpAddress) -> Result<HostKey, ConnectError> {
+    let seen = Arc::new(Mutex::new(None));
+    let pin = Pin { pinned: None, seen: seen.clone() };
+    let target = (address.host.clone(), address.port);
+    let connected = tokio::time::timeout(TIMEOUT, russh::client::connect(config(), target, pin)).await;
+    let found = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Ok(Ok(handle)) = connected {
+        let _ = handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    }
+    match found {
+        Some(Ok(key)) => Ok(key),
+        Some(Err(())) => Err(ConnectError::Certificate { address: address.to_string() }),
+        None => Err(ConnectError::Unreachable {
+            address: address.to_string(),
+            why: "no SSH server answered".to_owned(),
+        }),
+    }
+}
+
+/// A logged-in SFTP session on the tenant's server.
+pub struct Remote {
+    address: SftpAddress,
+    handle: Handle<Pin>,
+    sftp: Arc<RawSftpSession>,
+    extensions: HashMap<String, String>,
+}
+
+/// Connects to the connector's server (its pinned key only), logs in, starts SFTP.
+pub async fn open(connector: &Connector, credential: &Credential) -> Result<Remote, ConnectError> {
+    let address = &connector.address;
+    let pinned = connector.host_key.as_ref().ok_or_else(|| ConnectError::NotPinned {
+        address: address.to_string(),
+        fingerprint: "unknown until `sluice connector test` shows it".to_owned(),
+    })?;
+    let mut handle = connect(address, Some(pinned)).await?;
+    let refused =
+        |kind| ConnectError::LoginRefused { address: address.to_string(), user: address.user.clone(), kind };
+    let unreachable = |why: String| ConnectError::Unreachable { address: address.to_string(), why };
+    let result = match credential {
+        Credential::Password(p) => {
+            timed(address, "logging in", handle.authenticate_password(&address.user, p.as_str()), unreachable)
+                .await?
+        }
+        Credential::PrivateKey(pem) => {
+            let key = russh::keys::decode_secret_key(pem, None)
+                .map_err(|e| ConnectError::BadPrivateKey(e.to_string()))?;
+            let hash =
+                timed(address, "logging in", handle.best_supported_rsa_hash(), unreachable).await?.flatten();
+            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            timed(address, "logging in", handle.authenticate_publickey(&address.user, key), unreachable)
+                .await?
+        }
+    };
+    if !result.success() {
+        return Err(refused(credential.kind().in_words()));
+    }
+    let sftp_err = |what: &str| {
+        let what = what.to_owned();
+        move |why: String| ConnectError::Sftp { address: address.to_string(), what: what.clone(), why }
+    };
+    let channel =
+        timed(address, "opening a channel", handle.channel_open_session(), sftp_err("opening a session"))
+            .await?;
+    timed(address, "starting SFTP", channel.request_subsystem(true, "sftp"), sftp_err("starting SFTP"))
+        .await?;
+    let sftp = RawSftpSession::new(channel.into_stream());
+    sftp.set_timeout(TIMEOUT.as_secs());
+    let version = timed(address, "starting SFTP", sftp.init(), sftp_err("starting SFTP")).await?;
+    Ok(Remote { address: address.clone(), handle, sftp: Arc::new(sftp), extensions: version.extensions })
+}
+
+/// A remote file name joined to a remote folder.
+pub fn remote_path(folder: &str, name: &str) -> String {
+    format!("{}/{name}", folder.trim_end_matches('/'))
+}
+
+fn ssh_string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+impl Remote {
+    fn failed(
+        &self,
+        what: impl Into<String>,
+    ) -> impl FnOnce(russh_sftp::client::error::Error) -> ConnectError + '_ {
+        let what = what.into();
+        move |e| ConnectError::Sftp { address: self.address.to_string(), what, why: e.to_string() }
+    }
+
+    /// The folder's entries (regular files only): name, size, modification time (seconds).
+    pub async fn list(&self, folder: &str) -> Result<Vec<(String, u64, u32)>, ConnectError> {
+        let handle =
+            self.sftp.opendir(folder).await.map_err(self.failed(format!("listing {folder}")))?.handle;
+        let mut out = Vec::new();
+        loop {
+            match self.sftp.readdir(handle.as_str()).await {
+                Ok(name) => {
+                    for f in name.files {
+                        let regular = f.attrs.permissions.is_none_or(|p| p & 0o170000 == 0o100000);
+                        if regular && f.filename != "." && f.filename != ".." {
+                            out.push((f.filename, f.attrs.size.unwrap_or(0), f.attrs.mtime.unwrap_or(0)));
+                        }
+                    }
+                }
+                Err(russh_sftp::client::error::Error::Status(s))
+                    if s.status_code == russh_sftp::protocol::StatusCode::Eof =>
+                {
+                    break;
+                }
+                Err(e) => {
+                    let _ = self.sftp.close(handle.as_str()).await;
+                    return Err(self.failed(format!("listing {folder}"))(e));
+                }
+            }
+        }
+        let _ = self.sftp.close(handle.as_str()).await;
+        Ok(out)
+    }
+
+    /// Uploads `local` into `folder` as `name`: written to a temporary name (`.NAME.sluice.part`, a name upload watchers skip)
+    /// and renamed when whole (posix-rename where the server offers it, so an existing file is
+    /// replaced in one step), unless `rename` is off; its size checked on the server. Returns
+    /// the bytes written.
+    pub async fn upload(
+        &self,
+        local: &Path,
+        folder: &str,
+        name: &str,
+        rename: bool,
+    ) -> Result<u64, ConnectError> {
+        let local_err =
+            |e: std::io::Error| ConnectError::Local { path: local.display().to_string(), why: e.to_string() };
+        // Read in place: the runtime is this transfer's own, and the file is local.
+        let mut file = std::fs::File::open(local).map_err(local_err)?;
+        let size = file.metadata().map_err(local_err)?.len();
+        let last = remote_path(folder, name);
+        let written_to =
+            if rename { remote_path(folder, &format!(".{name}.sluice.part")) } else { last.clone() };
+        let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE;
+        let handle = self
+            .sftp
+            .open(written_to.as_str(), flags, FileAttributes::default())
+            .await
+            .map_err(self.failed(format!("creating {written_to}")))?
+            .handle;
+        let mut inflight = tokio::task::JoinSet::new();
+        let mut offset = 0u64;
+        let outcome: Result<(), ConnectError> = async {
+            loop {
+                let mut chunk = vec![0u8; WRITE_LEN];
+                let n = read_full(&mut file, &mut chunk).map_err(local_err)?;
+                if n == 0 {
+                    break;
+                }
+                chunk.truncate(n);
+                while inflight.len() >= WRITES_IN_FLIGHT {
+                    self.written(inflight.join_next().await, &written_to)?;
+                }
+                let (sftp, h, at) = (self.sftp.clone(), handle.clone(), offset);
+                inflight.spawn(async move { sftp.write(h, at, chunk).await });
+                offset += n as u64;
+            }
+            while !inflight.is_empty() {
+                self.written(inflight.join_next().await, &written_to)?;
+            }
+            Ok(())
+        }
+        .await;
+        let closed = self.sftp.close(handle.as_str()).await;
+        if let Err(e) = outcome {
+            inflight.abort_all();
+            if rename {
+                let _ = self.sftp.remove(written_to.as_str()).await;
+            }
+            return Err(e);
+        }
+        closed.map_err(self.failed(format!("closing {written_to}")))?;
+        let attrs = self
+            .sftp
+            .stat(written_to.as_str())
+            .await
+            .map_err(self.failed(format!("checking {written_to}")))?;
+        let there = attrs.attrs.size.unwrap_or(u64::MAX);
+        if there != size || offset != size {
+            if rename {
+                let _ = self.sftp.remove(written_to.as_str()).await;
+            }
+            return Err(ConnectError::Sftp {
+                address: self.address.to_string(),
+                what: format!("checking {written_to}"),
+                why: format!("the server holds {there} bytes of the {size} sent"),
+            });
+        }
+        if rename {
+            self.replace(&written_to, &last).await?;
+        }
+        Ok(size)
+    }
+
+    fn written(
+        &self,
+        done: Option<
+            Result<
+                Result<russh_sftp::protocol::Status, russh_sftp::client::error::Error>,
+                tokio::task::JoinError,
+            >,
+        >,
+        path: &str,
+    ) -> Result<(), ConnectError> {
+        match done {
+            Some(Ok(Ok(_))) | None => Ok(()),
+            Some(Ok(Err(e))) => Err(self.failed(format!("writing {path}"))(e)),
+            Some(Err(e)) => Err(ConnectError::Sftp {
+                address: self.address.to_string(),
+                what: format!("writing {path}"),
+                why: e.to_string(),
+            }),
+        }
+    }
+
+    /// Renames `from` over `to`: posix-rename@openssh.com when offered (one step), else a plain
+    /// rename, removing an existing `to` first if the server will not replace it.
+    async fn replace(&self, from: &str, to: &str) -> Result<(), ConnectError> {
+        if self.extensions.get("posix-rename@openssh.com").is_some_and(|v| v == "1") {
+            let mut data = Vec::new();
+            ssh_string(&mut data, from);
+            ssh_string(&mut data, to);
+            return match self.sftp.extended("posix-rename@openssh.com", data).await {
+                Ok(russh_sftp::protocol::Packet::Status(s))
+                    if s.status_code == russh_sftp::protocol::StatusCode::Ok =>
+                {
+                    Ok(())
+                }
+                Ok(other) => Err(ConnectError::Sftp {
+                    address: self.address.to_string(),
+                    what: format!("renaming {from} to {to}"),
+                    why: format!("{other:?}"),
+                }),
+                Err(e) => Err(self.failed(format!("renaming {from} to {to}"))(e)),
+            };
+        }
+        if self.sftp.rename(from, to).await.is_ok() {
+            return Ok(());
+        }
+        let _ = self.sftp.remove(to).await;
+        self.sftp.rename(from, to).await.map(|_| ()).map_err(self.failed(format!("renaming {from} to {to}")))
+    }
+
+    pub async fn close(self) {
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,200 @@
+//! Connectors (a tenant's own SFTP servers, by name): where, how they log in (the sealed
+//! credential, opened only by `sluice_connect`), the pinned host key; and the log of every
+//! transfer attempt.
+
+use crate::{Result, Store, StoreError, now_ms};
+use rusqlite::{OptionalExtension, params};
+use sluice_core::connector::{AuthKind, Connector, ConnectorName, HostKey, SftpAddress};
+
+const SELECT: &str = "SELECT c.name, c.address, c.auth, c.host_key, c.rename, c.secret
+    FROM connectors c JOIN tenants t ON t.id = c.tenant_id";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<(Connector, String), String>> {
+    let (name, address, auth, host_key, rename, secret): (
+        String,
+        String,
+        String,
+        Option<String>,
+        bool,
+        String,
+    ) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+    Ok((|| {
+        let connector = Connector {
+            name: ConnectorName::parse(&name).map_err(|e| e.to_string())?,
+            address: SftpAddress::parse(&address).map_err(|e| e.to_string())?,
+            auth: AuthKind::parse(&auth).ok_or_else(|| format!("connector auth {auth:?}"))?,
+            host_key: host_key.map(|k| HostKey::parse(&k)).transpose().map_err(|e| e.to_string())?,
+            rename,
+        };
+        Ok((connector, secret))
+    })())
+}
+
+/// One transfer attempt, as logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub id: i64,
+    pub connector: String,
+    pub at_ms: i64,
+    /// `push` or `pull`.
+    pub direction: String,
+    pub file: String,
+    /// Bytes moved (a successful attempt).
+    pub bytes: Option<u64>,
+    /// Why the attempt failed.
+    pub error: Option<String>,
+}
+
+impl crate::roles::Connectors for Store {
+    fn save_connector(&self, tenant: &str, connector: &Connector, sealed: &str, replace: bool) -> Result<()> {
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tenant_id = crate::tenant_id(&tx, tenant)?;
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT name FROM connectors WHERE tenant_id = ?1 AND lower(name) = lower(?2)",
+                    params![tenant_id, connector.name.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(name) = &existing {
+                if !replace {
+                    return Err(StoreError::ConnectorExists(name.clone()));
+                }
+                tx.execute(
+                    "DELETE FROM connectors WHERE tenant_id = ?1 AND name = ?2",
+                    params![tenant_id, name],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO connectors (tenant_id, name, address, auth, secret, host_key, rename, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    tenant_id,
+                    connector.name.as_str(),
+                    connector.address.to_string(),
+                    connector.auth.as_str(),
+                    sealed,
+                    connector.host_key.as_ref().map(HostKey::to_string),
+                    connector.rename,
+                    now_ms()
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn connector(&self, tenant: &str, name: &str) -> Result<Option<(Connector, String)>> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            let found = c
+                .query_row(
+                    &format!("{SELECT} WHERE c.tenant_id = ?1 AND lower(c.name) = lower(?2)"),
+                    params![tenant_id, name],
+                    row,
+                )
+                .optional()?;
+            found.map(|r| r.map_err(StoreError::Corrupt)).transpose()
+        })
+    }
+
+    fn connectors(&self, tenant: &str) -> Result<Vec<Connector>> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            let mut stmt = c.prepare(&format!("{SELECT} WHERE c.tenant_id = ?1 ORDER BY c.name"))?;
+            let mut out = Vec::new();
+            for r in stmt.query_map([tenant_id], row)? {
+                out.push(r?.map_err(StoreError::Corrupt)?.0);
+            }
+            Ok(out)
+        })
+    }
+
+    fn pin_host_key(&self, tenant: &str, name: &str, key: &HostKey) -> Result<()> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            let n = c.execute(
+                "UPDATE connectors SET host_key = ?3 WHERE tenant_id = ?1 AND lower(name) = lower(?2)",
+                params![tenant_id, name, key.to_string()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoSuchConnector(name.to_owned()));
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_connector(&self, tenant: &str, name: &str) -> Result<()> {
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tenant_id = crate::tenant_id(&tx, tenant)?;
+            let user: Option<String> = tx
+                .query_row(
+                    "SELECT name FROM saved_exports WHERE tenant_id = ?1 AND lower(push_to) = lower(?2) ORDER BY name",
+                    params![tenant_id, name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(export) = user {
+                return Err(StoreError::ConnectorInUse { connector: name.to_owned(), export });
+            }
+            let n = tx.execute(
+                "DELETE FROM connectors WHERE tenant_id = ?1 AND lower(name) = lower(?2)",
+                params![tenant_id, name],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoSuchConnector(name.to_owned()));
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn log_transfer(
+        &self,
+        tenant: &str,
+        connector: &str,
+        direction: &str,
+        file: &str,
+        outcome: std::result::Result<u64, &str>,
+    ) -> Result<()> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            let (bytes, error) = match outcome {
+                Ok(b) => (Some(b as i64), None),
+                Err(e) => (None, Some(e)),
+            };
+            c.execute(
+                "INSERT INTO connector_log (tenant_id, connector, at_ms, direction, file, bytes, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![tenant_id, connector, now_ms(), direction, file, bytes, error],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn transfers(&self, tenant: &str, connector: Option<&str>, limit: usize) -> Result<Vec<Transfer>> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            let mut stmt = c.prepare(
+                "SELECT id, connector, at_ms, direction, file, bytes, error FROM connector_log
+                 WHERE tenant_id = ?1 AND (?2 IS NULL OR lower(connector) = lower(?2)) ORDER BY id DESC LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![tenant_id, connector, limit as i64], |r| {
+                    Ok(Transfer {
+                        id: r.get(0)?,
+                        connector: r.get(1)?,
+                        at_ms: r.get(2)?,
+                        direction: r.get(3)?,
+                        file: r.get(4)?,
+                        bytes: r.get::<_, Option<i64>>(5)?.map(|b| b.max(0) as u64),
+                        error: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! `sluice connector`: a tenant's own SFTP servers (add, test and pin the host key, list,
+//! remove, the transfer log).
+
+use crate::cli::ConnectorCommand;
+use crate::config::Config;
+use crate::dirs::DataDirs;
+use crate::failure::{Failure, usage};
+use anyhow::{Context, anyhow};
+use sluice_connect::Credential;
+use sluice_core::connector::{Connector, HostKey, SftpAddress};
+use sluice_core::views::ConnectorView;
+use sluice_store::roles::*;
+use std::io::BufRead;
+use zeroize::Zeroizing;
+
+pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Result<(), Failure> {
+    let store = dirs.open_store().map_err(usage)?;
+    match cmd {
+        ConnectorCommand::Add { tenant, name, url, key, password_stdin, host_key, no_rename, replace } => {
+            store.require_tenant(&tenant)?;
+            let address = SftpAddress::parse(&url).map_err(|e| usage(e.into()))?;
+            let host_key = host_key.map(|k| HostKey::parse(&k)).transpose().map_err(|e| usage(e.into()))?;
+            let credential = match (key, password_stdin) {
+                (Some(path), _) => {
+                    let text = Zeroizing::new(
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("cannot read {}", path.display()))?,
+                    );
+                    // Checked now, not at the first push.
+                    russh::keys::decode_secret_key(&text, None).map_err(|e| {
+                        anyhow!("{} is not an unencrypted OpenSSH private key: {e}", path.display())
+                    })?;
+                    Credential::PrivateKey(text)
+                }
+                (None, true) => {
+                    let mut line = Zeroizing::new(String::new());
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    let password = line.trim_end_matches(['\r', '\n']);
+                    if password.is_empty() {
+                        return Err(anyhow!("no password on standard input").into());
+                    }
+                    Credential::Password(Zeroizing::new(password.to_owned()))
+                }
+                (None, false) => return Err(usage(anyhow!("give --key FILE or --password-stdin"))),
+            };
+            let pusher = dirs.pusher(config).map_err(usage)?;
+            let sealed = pusher.key.seal(&tenant, &name, &credential)?;
+            let connector =
+                Connector { name, address, auth: credential.kind(), host_key, rename: !no_rename };
+            store.save_connector(&tenant, &connector, &sealed, replace)?;
+            let pinned = match &connector.host_key {
+                Some(k) => format!("host key {} pinned", k.fingerprint()),
+                None => format!(
+                    "no host key pinned yet: `sluice connector test {tenant} {} --accept` shows and pins it",
+                    connector.name
+                ),
+            };
+            outln!("added connector {} of tenant {tenant}: {} ({pinned})", connector.name, connector.address);
+            Ok(())
+        }
+        ConnectorCommand::Test { tenant, name, accept } => {
+            store.require_tenant(&tenant)?;
+            let (connector, sealed) = store
+                .connector(&tenant, &name)?
+                .ok_or_else(|| sluice_store::StoreError::NoSuchConnector(name.to_string()))?;
+            let presented = sluice_connect::probe(&connector.address)?;
+            outln!("{} presents host key {} ({})", connector.address, presented, presented.fingerprint());
+            let pinned = match (&connector.host_key, accept) {
+                (Some(pinned), _) if *pinned == presented => pinned.clone(),
+                (_, true) => {
+                    store.pin_host_key(&tenant, &connector.name, &presented)?;
+                    outln!("pinned {}", presented.fingerprint());
+                    presented
+                }
+                (Some(pinned), false) => {
+                    return Err(anyhow!(
+                        "the pinned host key is {}, the server presents {}: transfers are refused. If the district \
+                         changed its server's key, check the new one with them, then pin it with --accept",
+                        pinned.fingerprint(),
+                        presented.fingerprint()
+                    )
+                    .into());
+                }
+                (None, false) => {
+                    outln!(
+                        "not pinned: check this fingerprint with the server's administrator, then run again with --accept"
+                    );
+                    return Ok(());
+                }
+            };
+            let connector = Connector { host_key: Some(pinned), ..connector };
+            let pusher = dirs.pusher(config).map_err(usage)?;
+            let credential = pusher.key.open(&tenant, &connector.name, &sealed)?;
+            let files = sluice_connect::check(&connector, &credential)?;
+            outln!(
+                "logged in as {}; {} holds {} file(s)",
+                connector.address.user,
+                connector.address.path,
+                files.len()
+            );
+            Ok(())
+        }
+        ConnectorCommand::List { tenant, json } => {
+            store.require_tenant(&tenant)?;
+            let views: Vec<ConnectorView> =
+                store.connectors(&tenant)?.iter().map(ConnectorView::from).collect();
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                for c in views {
+                    let pin = c.fingerprint.unwrap_or_else(|| "host key not pinned".to_owned());
+                    outln!("{:<20} {:<50} {:<11} {pin}", c.name, c.url, c.auth.as_str());
+                }
+            }
+            Ok(())
+        }
+        ConnectorCommand::Remove { tenant, name } => {
+            store.require_tenant(&tenant)?;
+            store.remove_connector(&tenant, &name)?;
+            outln!("removed connector {name} of tenant {tenant} and its credential");
+            Ok(())
+        }
+        ConnectorCommand::Log { tenant, name, limit } => {
+            store.require_tenant(&tenant)?;
+            for t in store.transfers(&tenant, name.as_deref(), limit)? {
+                let what = match (&t.bytes, &t.error) {
+                    (Some(b), _) => format!("{b} bytes"),
+                    (_, Some(e)) => format!("failed: {e}"),
+                    _ => String::new(),
+                };
+                outln!(
+                    "{:>6} {} {:<16} {:<4} {:<24} {what}",
+                    t.id,
+                    at_text(t.at_ms),
+                    t.connector,
+                    t.direction,
+                    t.file
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn at_text(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map_or_else(|_| ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+}

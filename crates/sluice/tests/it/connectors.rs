@@ -1,0 +1,340 @@
+//! Connectors: sluice pushing exports to a district's own SFTP server. The district's server
+//! is a real OpenSSH `sshd` started here on loopback (internal-sftp, key login), and a second
+//! sluice (password login). The host key is pinned before anything is sent; a server whose key
+//! changed is refused with both fingerprints and nothing written.
+
+use crate::common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An OpenSSH server for this test: root logs in with `client_key`, SFTP only.
+struct Sshd {
+    dir: PathBuf,
+    port: u16,
+    child: Child,
+    client_key: PathBuf,
+    remote: PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Option<Sshd> {
+        let root = unsafe { libc::geteuid() } == 0;
+        let found = Path::new("/usr/sbin/sshd").is_file() && root && have("ssh-keygen", "openssh-client");
+        if !external_check(found, "/usr/sbin/sshd, run as root", "openssh-server") {
+            return None;
+        }
+        let dir = dir.join("sshd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let keygen = |path: &Path| {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", output_text(&out));
+        };
+        let client_key = dir.join("client_key");
+        keygen(&client_key);
+        std::fs::copy(client_key.with_extension("pub"), dir.join("authorized_keys")).unwrap();
+        keygen(&dir.join("host_key"));
+        let remote = dir.join("remote");
+        std::fs::create_dir_all(&remote).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut me =
+            Sshd { dir: dir.clone(), port, child: Command::new("true").spawn().unwrap(), client_key, remote };
+        me.launch();
+        Some(me)
+    }
+
+    /// (Re)starts sshd on the same port with the current host key.
+    fn launch(&mut self) {
+        let d = &self.dir;
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {}\nListenAddress 127.0.0.1\nHostKey {}/host_key\nAuthorizedKeysFile {}/authorized_keys\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\nPidFile {}/sshd.pid\n",
+                self.port,
+                d.display(),
+                d.display(),
+                d.display()
+            ),
+        )
+        .unwrap();
+        self.child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start: {}",
+                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A new host key: the server is not the one that was pinned any more.
+    fn change_host_key(&mut self) {
+        self.stop();
+        std::fs::remove_file(self.dir.join("host_key")).unwrap();
+        std::fs::remove_file(self.dir.join("host_key.pub")).unwrap();
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(self.dir.join("host_key"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        self.launch();
+    }
+
+    /// `SHA256:...` of the host key, as ssh-keygen prints it.
+    fn fingerprint(&self) -> String {
+        let out = Command::new("ssh-keygen").arg("-lf").arg(self.dir.join("host_key.pub")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap().to_owned()
+    }
+
+    fn url(&self) -> String {
+        format!("sftp://root@127.0.0.1:{}{}", self.port, self.remote.display())
+    }
+
+    fn remote_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.remote)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn with_students(server: &Server) {
+    server.importing_tenant("acme", "pw-for-tests");
+    let file = write_file(
+        server.dir.path(),
+        "students.csv",
+        "sisId,firstName,lastName\nS1,Zoë,Núñez\nS2,Bo,Ray\n".as_bytes(),
+    );
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "students", file.to_str().unwrap()]);
+}
+
+#[test]
+fn a_saved_export_is_pushed_whole_to_the_districts_server_once_its_host_key_is_pinned() {
+    let server = Server::start();
+    let Some(mut sshd) = Sshd::start(server.dir.path()) else { return };
+    with_students(&server);
+    let said = server.cli_ok(&[
+        "connector",
+        "add",
+        "acme",
+        "district",
+        "--url",
+        &sshd.url(),
+        "--key",
+        sshd.client_key.to_str().unwrap(),
+    ]);
+    assert!(said.contains("no host key pinned yet"), "{said}");
+    server.cli_ok(&["export", "add", "acme", "roster", "--type", "students", "--to", "district"]);
+    // Nothing is sent before the key is pinned; the export itself is in /exports.
+    let o = server.cli(&["export", "run", "acme", "roster"]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    assert!(output_text(&o).contains("no pinned host key"), "{}", output_text(&o));
+    assert!(sshd.remote_files().is_empty());
+    let exported = server.tenant_dir("acme").join("exports").join("roster.csv");
+    assert!(exported.is_file());
+
+    let said = server.cli_ok(&["connector", "test", "acme", "district"]);
+    assert!(said.contains(&sshd.fingerprint()) && said.contains("not pinned"), "{said}");
+    let said = server.cli_ok(&["connector", "test", "acme", "district", "--accept"]);
+    assert!(
+        said.contains(&format!("pinned {}", sshd.fingerprint())) && said.contains("holds 0 file(s)"),
+        "{said}"
+    );
+
+    let said = server.cli_ok(&["export", "run", "acme", "roster"]);
+    assert!(said.contains("and district:"), "{said}");
+    assert_eq!(sshd.remote_files(), ["roster.csv"], "no temporary file left");
+    let local = std::fs::read(&exported).unwrap();
+    assert_eq!(std::fs::read(sshd.remote.join("roster.csv")).unwrap(), local, "byte-identical");
+    // A second run replaces the file in one step.
+    server.cli_ok(&["export", "run", "acme", "roster"]);
+    assert_eq!(sshd.remote_files(), ["roster.csv"]);
+
+    // The list shows the pin, never the credential.
+    let list = server.cli_ok(&["connector", "list", "acme", "--json"]);
+    assert!(list.contains(&sshd.fingerprint()) && !list.contains("PRIVATE KEY"), "{list}");
+
+    // The district's server now presents another key: refused, both fingerprints named,
+    // nothing written.
+    let old = sshd.fingerprint();
+    std::fs::remove_file(sshd.remote.join("roster.csv")).unwrap();
+    sshd.change_host_key();
+    let o = server.cli(&["export", "run", "acme", "roster"]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    let text = output_text(&o);
+    assert!(text.contains(&old) && text.contains(&sshd.fingerprint()), "{text}");
+    assert!(sshd.remote_files().is_empty(), "nothing written to a server that is not the pinned one");
+    let log = server.cli_ok(&["connector", "log", "acme", "district"]);
+    assert!(log.lines().next().unwrap().contains("failed:"), "{log}");
+    assert!(log.lines().filter(|l| l.contains(" bytes")).count() >= 2, "{log}");
+}
+
+/// The district's server is another sluice, logged in with a password: the push lands in the
+/// tenant's folder there whole (sluice's own upload rules: a `.part` name becomes the file on
+/// rename). The password is never stored or shown in the clear.
+#[test]
+fn a_push_to_another_sluice_logs_in_with_a_sealed_password() {
+    let server = Server::start();
+    with_students(&server);
+    let district = Server::start();
+    district.tenant("vendor", "district-pw-for-tests");
+    let private = std::fs::read_to_string(district.data_dir().join("ssh_host_ed25519_key")).unwrap();
+    let host_key =
+        russh::keys::PrivateKey::from_openssh(&private).unwrap().public_key().to_openssh().unwrap();
+    let out = server.cli_stdin(
+        &[
+            "connector",
+            "add",
+            "acme",
+            "sis",
+            "--url",
+            &format!("sftp://vendor@127.0.0.1:{}/students", district.port),
+            "--password-stdin",
+            "--host-key",
+            host_key.trim(),
+        ],
+        "district-pw-for-tests\n",
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(output_text(&out).contains(&district.host_fingerprint()), "{}", output_text(&out));
+    let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--to", "sis"]);
+    assert!(said.contains("pushed") && said.contains("/students/students.csv"), "{said}");
+    let landed = district.tenant_dir("vendor").join("students").join("students.csv");
+    let local = std::fs::read(server.tenant_dir("acme").join("exports").join("students.csv")).unwrap();
+    assert_eq!(std::fs::read(&landed).unwrap(), local);
+    let uploads = district.uploads("vendor");
+    assert_eq!(uploads.len(), 1, "one upload, under its final name: {uploads:?}");
+    // Sealed at rest: the database and the listing never hold the password.
+    let db = std::fs::read(server.data_dir().join("sluice.db")).unwrap();
+    assert!(!db.windows(21).any(|w| w == b"district-pw-for-tests"), "the password is stored sealed");
+    let key_file = server.data_dir().join("secret.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!server.cli_ok(&["connector", "list", "acme", "--json"]).contains("district-pw"));
+    // A wrong password is refused by the server and said so; nothing is retried forever.
+    let out = server.cli_stdin(
+        &[
+            "connector",
+            "add",
+            "acme",
+            "sis",
+            "--replace",
+            "--url",
+            &format!("sftp://vendor@127.0.0.1:{}/students", district.port),
+            "--password-stdin",
+            "--host-key",
+            host_key.trim(),
+        ],
+        "not-the-password\n",
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let o = server.cli(&["export", "--tenant", "acme", "--type", "students", "--to", "sis"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(output_text(&o).contains("refused the login of vendor"), "{}", output_text(&o));
+}
+
+/// A TCP relay to `target` that cuts its first connection after `cut_after` bytes from the
+/// client (the network failing mid-transfer); later connections pass whole.
+fn flaky_relay(target: u16, cut_after: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else { continue };
+            let limit = if n == 0 { cut_after } else { usize::MAX };
+            let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut passed = 0usize;
+                while let Ok(k) = c_read.read(&mut buf) {
+                    if k == 0 || passed + k > limit || s_write.write_all(&buf[..k]).is_err() {
+                        break;
+                    }
+                    passed += k;
+                }
+                let _ = s_write.shutdown(std::net::Shutdown::Both);
+                let _ = c_read.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+                let _ = c_write.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+/// The network fails in the middle of a 48 MiB push: nothing appears under the final name;
+/// the retry writes the file whole, byte-identical, and leaves no temporary file.
+#[test]
+fn a_push_cut_mid_transfer_leaves_no_final_file_and_its_retry_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sshd) = Sshd::start(dir.path()) else { return };
+    let data = pseudo_random(48 << 20, 7);
+    let local = write_file(dir.path(), "big.csv", &data);
+    let at = |port: u16| {
+        let url = format!("sftp://root@127.0.0.1:{port}{}", sshd.remote.display());
+        sluice_core::connector::SftpAddress::parse(&url).unwrap()
+    };
+    let host_key = sluice_connect::probe(&at(sshd.port)).unwrap();
+    assert_eq!(host_key.fingerprint(), sshd.fingerprint());
+    // Each push goes through a relay that cuts its first connection after 8 MiB.
+    let through_relay = || sluice_core::connector::Connector {
+        name: sluice_core::connector::ConnectorName::parse("district").unwrap(),
+        address: at(flaky_relay(sshd.port, 8 << 20)),
+        auth: sluice_core::connector::AuthKind::PrivateKey,
+        host_key: Some(host_key.clone()),
+        rename: true,
+    };
+    let key = zeroize::Zeroizing::new(std::fs::read_to_string(&sshd.client_key).unwrap());
+    let credential = sluice_connect::Credential::PrivateKey(key);
+    let lock = dir.path().join("district.lock");
+    let once = sluice_connect::Retry { attempts: 1, first_wait: Duration::from_millis(100) };
+    let failed = sluice_connect::push(&through_relay(), &credential, &local, "students.csv", once, &lock);
+    assert!(matches!(failed, Err(sluice_connect::PushError::Failed { .. })), "{failed:?}");
+    assert!(
+        !sshd.remote.join("students.csv").exists(),
+        "no file under the final name: {:?}",
+        sshd.remote_files()
+    );
+    let retry = sluice_connect::Retry { attempts: 3, first_wait: Duration::from_millis(200) };
+    let connector = through_relay();
+    let pushed = sluice_connect::push(&connector, &credential, &local, "students.csv", retry, &lock).unwrap();
+    assert_eq!(pushed.failed_attempts.len(), 1, "{pushed:?}");
+    assert_eq!(pushed.bytes, data.len() as u64);
+    assert_eq!(sshd.remote_files(), ["students.csv"], "the temporary file was replaced and renamed");
+    assert!(std::fs::read(sshd.remote.join("students.csv")).unwrap() == data, "byte-identical");
+}
