@@ -243,6 +243,95 @@ impl Remote {
         Ok(out)
     }
 
+    /// The server's address.
+    pub fn address(&self) -> &SftpAddress {
+        &self.address
+    }
+
+    /// The folder's regular files, or `None` when there is no such folder.
+    pub async fn list_if_there(&self, folder: &str) -> Result<Option<Vec<(String, u64, u32)>>, ConnectError> {
+        match self.sftp.stat(folder).await {
+            Err(russh_sftp::client::error::Error::Status(s))
+                if s.status_code == russh_sftp::protocol::StatusCode::NoSuchFile =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.failed(format!("looking at {folder}"))(e)),
+            Ok(attrs) if attrs.attrs.permissions.is_some_and(|p| p & 0o170000 != 0o040000) => Ok(None),
+            Ok(_) => self.list(folder).await.map(Some),
+        }
+    }
+
+    /// Downloads `remote` into `local` (created or truncated), reads pipelined; returns the
+    /// bytes written. `expected`: the size the listing gave (reads are issued up to it, and
+    /// on to the end of the file).
+    pub async fn download(&self, remote: &str, local: &Path, expected: u64) -> Result<u64, ConnectError> {
+        use std::os::unix::fs::FileExt;
+        let local_err =
+            |e: std::io::Error| ConnectError::Local { path: local.display().to_string(), why: e.to_string() };
+        let file = std::fs::File::create(local).map_err(local_err)?;
+        let handle = self
+            .sftp
+            .open(remote, OpenFlags::READ, FileAttributes::default())
+            .await
+            .map_err(self.failed(format!("opening {remote}")))?
+            .handle;
+        let mut inflight = tokio::task::JoinSet::new();
+        let (mut next, mut end, mut eof) = (0u64, 0u64, false);
+        let outcome: Result<(), ConnectError> = async {
+            loop {
+                while !eof && inflight.len() < WRITES_IN_FLIGHT && (next < expected || inflight.is_empty()) {
+                    let (sftp, h, at) = (self.sftp.clone(), handle.clone(), next);
+                    inflight.spawn(async move {
+                        (at, WRITE_LEN as u32, sftp.read(h, at, WRITE_LEN as u32).await)
+                    });
+                    next += WRITE_LEN as u64;
+                }
+                let Some(done) = inflight.join_next().await else { break };
+                let (at, asked, result) = done.map_err(|e| ConnectError::Sftp {
+                    address: self.address.to_string(),
+                    what: format!("reading {remote}"),
+                    why: e.to_string(),
+                })?;
+                match result {
+                    Ok(data) => {
+                        file.write_all_at(&data.data, at).map_err(local_err)?;
+                        let got = data.data.len() as u64;
+                        end = end.max(at + got);
+                        if got > 0 && got < u64::from(asked) {
+                            // A short read: ask for the rest of that range.
+                            let (sftp, h, rest) = (self.sftp.clone(), handle.clone(), asked - got as u32);
+                            inflight
+                                .spawn(async move { (at + got, rest, sftp.read(h, at + got, rest).await) });
+                        }
+                    }
+                    Err(russh_sftp::client::error::Error::Status(s))
+                        if s.status_code == russh_sftp::protocol::StatusCode::Eof =>
+                    {
+                        eof = true;
+                    }
+                    Err(e) => return Err(self.failed(format!("reading {remote}"))(e)),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let _ = self.sftp.close(handle.as_str()).await;
+        outcome?;
+        file.sync_all().map_err(local_err)?;
+        Ok(end)
+    }
+
+    /// Removes a remote file.
+    pub async fn remove(&self, path: &str) -> Result<(), ConnectError> {
+        self.sftp.remove(path).await.map(|_| ()).map_err(self.failed(format!("removing {path}")))
+    }
+
+    /// Moves a remote file (replacing one of that name where the server allows).
+    pub async fn move_file(&self, from: &str, to: &str) -> Result<(), ConnectError> {
+        self.replace(from, to).await
+    }
+
     /// Uploads `local` into `folder` as `name`: written to a temporary name (`.NAME.sluice.part`, a name upload watchers skip)
     /// and renamed when whole (posix-rename where the server offers it, so an existing file is
     /// replaced in one step), unless `rename` is off; its size checked on the server. Returns

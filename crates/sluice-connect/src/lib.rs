@@ -148,13 +148,17 @@ fn lock_file(path: &Path) -> Result<std::fs::File, PushError> {
     Ok(file)
 }
 
-/// What pushes files to a tenant's connectors: the key that opens their credentials, where
-/// their transfer locks live, and how pushes retry. Every attempt is logged in the store.
-pub struct Pusher {
+/// What moves files between sluice and tenants' connectors: the key that opens their
+/// credentials, where their transfer locks live, and how pushes retry. Every attempt is logged
+/// in the store.
+pub struct Transfers {
     pub key: SecretKey,
     /// A folder for the connectors' lock files (`DATA_DIR/spool/locks`).
     pub locks: std::path::PathBuf,
     pub retry: Retry,
+    /// Pulls: how long a remote file must keep its size and time between two listings to be
+    /// fetched (one still being written waits for the next pull).
+    pub settle: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,9 +169,14 @@ pub enum PushFailure {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Push(#[from] PushError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A pull stopped at this file (those before it were fetched and recorded).
+    #[error("fetching {file}: {source}")]
+    Fetch { file: String, source: ConnectError },
 }
 
-impl Pusher {
+impl Transfers {
     /// Pushes `local` as `name` to the tenant's connector, logging each attempt.
     pub fn push_to(
         &self,
@@ -204,4 +213,246 @@ impl Pusher {
         }
         Ok(outcome?)
     }
+}
+
+/// What one pull did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pulled {
+    /// Fetched and recorded as uploads: (where in the tenant's tree, bytes).
+    pub fetched: Vec<(String, u64)>,
+    /// Still changing between the two listings: left for the next pull.
+    pub changing: Vec<String>,
+    /// Pulled before with the same size and time.
+    pub already: usize,
+    /// Fetched, but what happened after (remove, move) failed: (remote path, why).
+    pub after_failed: Vec<(String, String)>,
+}
+
+/// A remote file a pull may fetch.
+struct Candidate {
+    remote: String,
+    folder: sluice_core::FolderName,
+    name: sluice_core::FileName,
+    size: u64,
+    mtime: u32,
+}
+
+impl Transfers {
+    /// Pulls from a tenant's connector: the files in its remote folder's subfolders named like
+    /// the tenant's import folders, and the files in the folder itself named as one of the
+    /// tenant's types requires, are fetched (only those whose size and time held still between
+    /// two listings `settle` apart, and not pulled before with the same size and time) into
+    /// the tenant's folder and recorded as uploads, exactly as if the district had uploaded
+    /// them; then removed, moved or kept on the server as the connector says.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pull<S>(
+        &self,
+        store: &S,
+        types: &sluice_core::import::ImportTypes,
+        tenants_root: &Path,
+        spool: &Path,
+        tenant: &sluice_core::Tenant,
+        connector: &str,
+    ) -> Result<Pulled, PushFailure>
+    where
+        S: sluice_store::roles::Connectors + sluice_store::roles::Uploads,
+    {
+        let (connector, sealed) = store
+            .connector(&tenant.name, connector)?
+            .ok_or_else(|| sluice_store::StoreError::NoSuchConnector(connector.to_owned()))?;
+        let after =
+            connector.pull.as_ref().map_or(sluice_core::connector::AfterPull::Keep, |p| p.after.clone());
+        let credential = self.key.open(&tenant.name, &connector.name, &sealed)?;
+        let lock = self.locks.join(format!(
+            "connector-{}-{}.lock",
+            tenant.name,
+            connector.name.as_str().to_ascii_lowercase()
+        ));
+        let _turn = lock_file(&lock)?;
+        let rt = runtime().map_err(PushError::Runtime)?;
+        let log = |file: &str, result: Result<u64, &str>| {
+            store.log_transfer(&tenant.name, &connector.name, "pull", file, result)
+        };
+        let outcome = rt.block_on(async {
+            let remote = client::open(&connector, &credential).await?;
+            let first = candidates(&remote, &connector, types, tenant).await?;
+            tokio::time::sleep(self.settle).await;
+            let second = candidates(&remote, &connector, types, tenant).await?;
+            let mut pulled = Pulled::default();
+            for c in first {
+                let still =
+                    second.iter().any(|d| d.remote == c.remote && d.size == c.size && d.mtime == c.mtime);
+                if !still {
+                    pulled.changing.push(c.remote);
+                    continue;
+                }
+                if store.was_pulled(&tenant.name, &connector.name, &c.remote, c.size, c.mtime)? {
+                    pulled.already += 1;
+                    continue;
+                }
+                let landed = self.land(&remote, store, tenants_root, spool, tenant, &c).await;
+                match landed {
+                    Ok((bytes, sha)) => {
+                        store.record_pulled(
+                            &tenant.name,
+                            &connector.name,
+                            &c.remote,
+                            c.size,
+                            c.mtime,
+                            &sha,
+                        )?;
+                        log(&c.remote, Ok(bytes))?;
+                        pulled.fetched.push((format!("/{}/{}", c.folder, c.name), bytes));
+                        let done = match &after {
+                            sluice_core::connector::AfterPull::Keep => Ok(()),
+                            sluice_core::connector::AfterPull::Remove => remote.remove(&c.remote).await,
+                            sluice_core::connector::AfterPull::Move(dir) => {
+                                let dir = if dir.starts_with('/') {
+                                    dir.clone()
+                                } else {
+                                    client::remote_path(&connector.address.path, dir)
+                                };
+                                remote.move_file(&c.remote, &client::remote_path(&dir, c.name.as_str())).await
+                            }
+                        };
+                        if let Err(e) = done {
+                            log(&c.remote, Err(&format!("fetched, but {}: {e}", after.as_text())))?;
+                            pulled.after_failed.push((c.remote.clone(), e.to_string()));
+                        }
+                    }
+                    Err(e) => {
+                        log(&c.remote, Err(&e.to_string()))?;
+                        remote.close().await;
+                        return Err(PushFailure::Fetch { file: c.remote, source: e });
+                    }
+                }
+            }
+            remote.close().await;
+            Ok::<_, PushFailure>(pulled)
+        });
+        if let Err(PushFailure::Connect(e)) = &outcome {
+            // Connecting or listing failed: say so in the log too.
+            let _ = log(&connector.address.path, Err(&e.to_string()));
+        }
+        outcome
+    }
+
+    /// Fetches one file into the spool, then puts it in the tenant's folder and records the
+    /// upload. Returns its bytes and SHA-256.
+    async fn land<S: sluice_store::roles::Uploads>(
+        &self,
+        remote: &client::Remote,
+        store: &S,
+        tenants_root: &Path,
+        spool: &Path,
+        tenant: &sluice_core::Tenant,
+        c: &Candidate,
+    ) -> Result<(u64, String), ConnectError> {
+        let local_err = |path: &Path| {
+            let path = path.display().to_string();
+            move |e: std::io::Error| ConnectError::Local { path, why: e.to_string() }
+        };
+        std::fs::create_dir_all(spool).map_err(local_err(spool))?;
+        let temporary = tempfile_in(spool).map_err(local_err(spool))?;
+        let result = async {
+            let bytes = remote.download(&c.remote, &temporary, c.size).await?;
+            if bytes != c.size {
+                return Err(ConnectError::Sftp {
+                    address: remote.address().to_string(),
+                    what: format!("fetching {}", c.remote),
+                    why: format!("it changed while it was fetched ({} bytes listed, {bytes} read)", c.size),
+                });
+            }
+            let (size, sha256) =
+                sluice_core::sha256_of(std::fs::File::open(&temporary).map_err(local_err(&temporary))?)
+                    .map_err(local_err(&temporary))?;
+            let folder = tenants_root.join(tenant.name.as_str()).join(c.folder.as_str());
+            std::fs::create_dir_all(&folder).map_err(local_err(&folder))?;
+            let dest = folder.join(c.name.as_str());
+            std::fs::rename(&temporary, &dest).map_err(local_err(&dest))?;
+            let path = sluice_core::VirtualPath::resolve(format!("/{}/{}", c.folder, c.name).as_bytes())
+                .map_err(|e| ConnectError::Local { path: dest.display().to_string(), why: e.to_string() })?;
+            let event = sluice_core::UploadEvent {
+                tenant: tenant.name.clone(),
+                path,
+                size,
+                sha256: sha256.clone(),
+                at_ms: sluice_store::now_ms(),
+            };
+            store
+                .record_upload(&event)
+                .map_err(|e| ConnectError::Local { path: dest.display().to_string(), why: e.to_string() })?;
+            Ok((size, sha256.as_str().to_owned()))
+        }
+        .await;
+        let _ = std::fs::remove_file(&temporary);
+        result
+    }
+}
+
+/// A new, empty private file in `dir` for a download (its name: `.pull-` and random digits).
+fn tempfile_in(dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    use ring::rand::SecureRandom;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut random = [0u8; 8];
+    ring::rand::SystemRandom::new().fill(&mut random).map_err(|_| std::io::Error::other("no randomness"))?;
+    let path = dir.join(format!(".pull-{}", u64::from_le_bytes(random)));
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    Ok(path)
+}
+
+/// The remote files a pull looks at for a tenant: `PATH/FOLDER/*` for each of its import
+/// folders, and `PATH/NAME` for each of its types that requires the name `NAME`. Names that
+/// are not plain file names here (or are a client's temporary names, or hidden) are skipped.
+async fn candidates(
+    remote: &client::Remote,
+    connector: &sluice_core::connector::Connector,
+    types: &sluice_core::import::ImportTypes,
+    tenant: &sluice_core::Tenant,
+) -> Result<Vec<Candidate>, ConnectError> {
+    let base = &connector.address.path;
+    let name_of = |n: &str| {
+        (!n.starts_with('.') && !sluice_core::is_transfer_temp_name(n))
+            .then(|| sluice_core::FileName::parse(n).ok())
+            .flatten()
+    };
+    let mut out = Vec::new();
+    for folder in tenant.layout.import_folders() {
+        let dir = client::remote_path(base, folder.as_str());
+        for (n, size, mtime) in remote.list_if_there(&dir).await?.unwrap_or_default() {
+            if let Some(name) = name_of(&n) {
+                out.push(Candidate {
+                    remote: client::remote_path(&dir, &n),
+                    folder: folder.clone(),
+                    name,
+                    size,
+                    mtime,
+                });
+            }
+        }
+    }
+    let folders = tenant.layout.import_folders();
+    let named: Vec<(&str, &sluice_core::FolderName)> = types
+        .all()
+        .iter()
+        .filter_map(|t| Some((t.file_name.as_deref()?, t.folder.as_ref().filter(|f| folders.contains(f))?)))
+        .collect();
+    if !named.is_empty() {
+        for (n, size, mtime) in remote.list_if_there(base).await?.unwrap_or_default() {
+            let Some((_, folder)) = named.iter().find(|(required, _)| required.eq_ignore_ascii_case(&n))
+            else {
+                continue;
+            };
+            if let Some(name) = name_of(&n) {
+                out.push(Candidate {
+                    remote: client::remote_path(base, &n),
+                    folder: (*folder).clone(),
+                    name,
+                    size,
+                    mtime,
+                });
+            }
+        }
+    }
+    Ok(out)
 }

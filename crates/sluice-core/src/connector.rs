@@ -264,9 +264,60 @@ impl AuthKind {
     }
 }
 
+/// What happens to a remote file once it was pulled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterPull {
+    /// Left where it is (it is not fetched again while its size and time stay the same).
+    Keep,
+    Remove,
+    /// Moved to this remote folder (relative to the connector's folder, or absolute).
+    Move(String),
+}
+
+impl AfterPull {
+    /// `keep`, `remove` or `move:DIR`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "keep" => Ok(AfterPull::Keep),
+            "remove" => Ok(AfterPull::Remove),
+            other => match other.strip_prefix("move:") {
+                Some(dir)
+                    if !dir.is_empty()
+                        && !dir.split('/').any(|c| c == "..")
+                        && !dir.chars().any(|c| c.is_control()) =>
+                {
+                    Ok(AfterPull::Move(dir.to_owned()))
+                }
+                _ => Err(format!(
+                    "--after-pull {other:?}: write remove, keep, or move:DIR (a remote folder, without ..)"
+                )),
+            },
+        }
+    }
+
+    pub fn as_text(&self) -> String {
+        match self {
+            AfterPull::Keep => "keep".to_owned(),
+            AfterPull::Remove => "remove".to_owned(),
+            AfterPull::Move(dir) => format!("move:{dir}"),
+        }
+    }
+}
+
+/// A connector that pulls: files in the remote folder's subfolders named like the tenant's
+/// folders (and files in the folder itself named as a type requires) are fetched and imported
+/// as if the district had uploaded them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pull {
+    /// When the server pulls by itself (read in the tenant's time zone); `None`: only on demand.
+    pub schedule: Option<crate::schedule::Cron>,
+    pub after: AfterPull,
+}
+
 /// A connector as stored: where, how it logs in (the sealed secret stays in the store), the
 /// pinned host key (none yet: it cannot transfer until `connector test --accept` pins one),
-/// and whether it writes to a temporary name and renames (some servers refuse renames).
+/// whether it writes to a temporary name and renames (some servers refuse renames), and
+/// whether it pulls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connector {
     pub name: ConnectorName,
@@ -274,6 +325,7 @@ pub struct Connector {
     pub auth: AuthKind,
     pub host_key: Option<HostKey>,
     pub rename: bool,
+    pub pull: Option<Pull>,
 }
 
 #[cfg(test)]

@@ -239,6 +239,12 @@ pub struct ConnectorView {
     pub fingerprint: Option<String>,
     /// Files are written to a temporary name and renamed when whole.
     pub rename: bool,
+    /// Whether it pulls files, and when: `null`, or `on_demand` or a cron schedule.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub pull: Option<String>,
+    /// After a pull: `keep`, `remove` or `move:DIR` (`null` when it does not pull).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub after_pull: Option<String>,
 }
 
 impl From<&crate::connector::Connector> for ConnectorView {
@@ -250,6 +256,11 @@ impl From<&crate::connector::Connector> for ConnectorView {
             host_key: c.host_key.as_ref().map(|k| k.to_string()),
             fingerprint: c.host_key.as_ref().map(|k| k.fingerprint()),
             rename: c.rename,
+            pull: c
+                .pull
+                .as_ref()
+                .map(|p| p.schedule.as_ref().map_or("on_demand".to_owned(), |s| s.to_string())),
+            after_pull: c.pull.as_ref().map(|p| p.after.as_text()),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! `/exports/NAME.csv|xlsx` whole or not at all, so a failed run leaves the last good file.
 
 use crate::{Export, ExportError, Exports};
-use sluice_connect::Pusher;
+use sluice_connect::Transfers;
 use sluice_core::TenantName;
 use sluice_core::import::ImportTypes;
 use sluice_core::saved_export::{ExportWhen, RunCause, RunOutcome, SavedExport};
@@ -25,7 +25,7 @@ pub struct Ran {
 pub struct Runner<'a> {
     pub types: &'a ImportTypes,
     pub exports: &'a Exports,
-    pub pusher: Option<&'a Pusher>,
+    pub transfers: Option<&'a Transfers>,
 }
 
 impl Runner<'_> {
@@ -75,9 +75,9 @@ impl Runner<'_> {
         connector: &str,
         file_name: &str,
     ) -> Result<sluice_connect::Pushed, String> {
-        let pusher = self.pusher.ok_or("connectors are not set up in this process")?;
+        let transfers = self.transfers.ok_or("connectors are not set up in this process")?;
         let local = self.exports.folder(tenant).join(file_name);
-        pusher.push_to(store, tenant, connector, &local, file_name).map_err(|e| e.to_string())
+        transfers.push_to(store, tenant, connector, &local, file_name).map_err(|e| e.to_string())
     }
 
     /// Runs the saved exports whose time came in (`since`, `now`]: scheduled ones whose next
@@ -224,7 +224,7 @@ mod tests {
     }
 
     fn runner<'a>(types: &'a ImportTypes, exports: &'a Exports) -> Runner<'a> {
-        Runner { types, exports, pusher: None }
+        Runner { types, exports, transfers: None }
     }
 
     fn t(s: &str) -> jiff::Timestamp {

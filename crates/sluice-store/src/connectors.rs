@@ -4,10 +4,16 @@
 
 use crate::{Result, Store, StoreError, now_ms};
 use rusqlite::{OptionalExtension, params};
-use sluice_core::connector::{AuthKind, Connector, ConnectorName, HostKey, SftpAddress};
+use sluice_core::connector::{AfterPull, AuthKind, Connector, ConnectorName, HostKey, Pull, SftpAddress};
+use sluice_core::schedule::Cron;
 
-const SELECT: &str = "SELECT c.name, c.address, c.auth, c.host_key, c.rename, c.secret
-    FROM connectors c JOIN tenants t ON t.id = c.tenant_id";
+/// How a connector's pulling is stored: `on_demand` or its schedule.
+fn pull_when(c: &Connector) -> Option<String> {
+    c.pull.as_ref().map(|p| p.schedule.as_ref().map_or("on_demand".to_owned(), |s| s.to_string()))
+}
+
+const COLUMNS: &str = "c.name, c.address, c.auth, c.host_key, c.rename, c.secret, c.pull, c.after_pull";
+const FROM: &str = "FROM connectors c JOIN tenants t ON t.id = c.tenant_id";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<(Connector, String), String>> {
     let (name, address, auth, host_key, rename, secret): (
@@ -18,6 +24,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<(Connector
         bool,
         String,
     ) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+    let (pull, after_pull): (Option<String>, Option<String>) = (r.get(6)?, r.get(7)?);
     Ok((|| {
         let connector = Connector {
             name: ConnectorName::parse(&name).map_err(|e| e.to_string())?,
@@ -25,6 +32,16 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<(Connector
             auth: AuthKind::parse(&auth).ok_or_else(|| format!("connector auth {auth:?}"))?,
             host_key: host_key.map(|k| HostKey::parse(&k)).transpose().map_err(|e| e.to_string())?,
             rename,
+            pull: match pull {
+                None => None,
+                Some(when) => Some(Pull {
+                    schedule: (when != "on_demand")
+                        .then(|| Cron::parse(&when))
+                        .transpose()
+                        .map_err(|e| e.to_string())?,
+                    after: AfterPull::parse(after_pull.as_deref().unwrap_or("keep"))?,
+                }),
+            },
         };
         Ok((connector, secret))
     })())
@@ -67,8 +84,8 @@ impl crate::roles::Connectors for Store {
                 )?;
             }
             tx.execute(
-                "INSERT INTO connectors (tenant_id, name, address, auth, secret, host_key, rename, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO connectors (tenant_id, name, address, auth, secret, host_key, rename, created_ms, pull,
+                 after_pull) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     tenant_id,
                     connector.name.as_str(),
@@ -77,7 +94,9 @@ impl crate::roles::Connectors for Store {
                     sealed,
                     connector.host_key.as_ref().map(HostKey::to_string),
                     connector.rename,
-                    now_ms()
+                    now_ms(),
+                    pull_when(connector),
+                    connector.pull.as_ref().map(|p| p.after.as_text())
                 ],
             )?;
             tx.commit()?;
@@ -90,7 +109,7 @@ impl crate::roles::Connectors for Store {
             let tenant_id = crate::tenant_id(c, tenant)?;
             let found = c
                 .query_row(
-                    &format!("{SELECT} WHERE c.tenant_id = ?1 AND lower(c.name) = lower(?2)"),
+                    &format!("SELECT {COLUMNS} {FROM} WHERE c.tenant_id = ?1 AND lower(c.name) = lower(?2)"),
                     params![tenant_id, name],
                     row,
                 )
@@ -102,7 +121,8 @@ impl crate::roles::Connectors for Store {
     fn connectors(&self, tenant: &str) -> Result<Vec<Connector>> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
-            let mut stmt = c.prepare(&format!("{SELECT} WHERE c.tenant_id = ?1 ORDER BY c.name"))?;
+            let mut stmt =
+                c.prepare(&format!("SELECT {COLUMNS} {FROM} WHERE c.tenant_id = ?1 ORDER BY c.name"))?;
             let mut out = Vec::new();
             for r in stmt.query_map([tenant_id], row)? {
                 out.push(r?.map_err(StoreError::Corrupt)?.0);
@@ -169,6 +189,63 @@ impl crate::roles::Connectors for Store {
                 "INSERT INTO connector_log (tenant_id, connector, at_ms, direction, file, bytes, error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![tenant_id, connector, now_ms(), direction, file, bytes, error],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn pulling_connectors(&self) -> Result<Vec<(String, String, Connector)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS}, t.name, t.timezone {FROM}
+                 WHERE t.disabled = 0 AND c.pull IS NOT NULL AND c.pull <> 'on_demand' ORDER BY t.name, c.name"
+            ))?;
+            let mut out = Vec::new();
+            let rows = stmt.query_map([], |r| Ok((row(r)?, r.get::<_, String>(8)?, r.get::<_, String>(9)?)))?;
+            for r in rows {
+                let (connector, tenant, tz) = r?;
+                out.push((tenant, tz, connector.map_err(StoreError::Corrupt)?.0));
+            }
+            Ok(out)
+        })
+    }
+
+    fn was_pulled(
+        &self,
+        tenant: &str,
+        connector: &str,
+        remote_path: &str,
+        size: u64,
+        mtime: u32,
+    ) -> Result<bool> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            Ok(c.query_row(
+                "SELECT 1 FROM pulled WHERE tenant_id = ?1 AND connector = lower(?2) AND remote_path = ?3
+                 AND size = ?4 AND mtime = ?5",
+                params![tenant_id, connector, remote_path, size as i64, mtime],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+    }
+
+    fn record_pulled(
+        &self,
+        tenant: &str,
+        connector: &str,
+        remote_path: &str,
+        size: u64,
+        mtime: u32,
+        sha256: &str,
+    ) -> Result<()> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            c.execute(
+                "INSERT OR REPLACE INTO pulled (tenant_id, connector, remote_path, size, mtime, sha256, at_ms)
+                 VALUES (?1, lower(?2), ?3, ?4, ?5, ?6, ?7)",
+                params![tenant_id, connector, remote_path, size as i64, mtime, sha256, now_ms()],
             )?;
             Ok(())
         })

@@ -278,6 +278,21 @@ const MIGRATIONS: &[&str] = &[
         error TEXT
      );
      CREATE INDEX connector_log_by_tenant ON connector_log (tenant_id, id);",
+    // 24: connectors that pull (`on_demand` or a cron schedule; what happens to a pulled remote
+    // file), and the remote files already pulled (by path, size and time, with their SHA-256),
+    // so that none is fetched twice, across restarts
+    "ALTER TABLE connectors ADD COLUMN pull TEXT;
+     ALTER TABLE connectors ADD COLUMN after_pull TEXT;
+     CREATE TABLE pulled (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        connector TEXT NOT NULL,
+        remote_path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, connector, remote_path, size, mtime)
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

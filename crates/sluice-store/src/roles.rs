@@ -346,6 +346,31 @@ pub trait Connectors {
         outcome: std::result::Result<u64, &str>,
     ) -> Result<()>;
 
+    /// Every enabled tenant's connectors that pull on a schedule: (tenant, its time zone,
+    /// connector).
+    fn pulling_connectors(&self) -> Result<Vec<(String, String, Connector)>>;
+
+    /// Whether this remote file (path, size, time) was pulled before.
+    fn was_pulled(
+        &self,
+        tenant: &str,
+        connector: &str,
+        remote_path: &str,
+        size: u64,
+        mtime: u32,
+    ) -> Result<bool>;
+
+    /// Records a pulled remote file, so that it is not fetched again.
+    fn record_pulled(
+        &self,
+        tenant: &str,
+        connector: &str,
+        remote_path: &str,
+        size: u64,
+        mtime: u32,
+        sha256: &str,
+    ) -> Result<()>;
+
     /// The transfer log (of one connector, or all), newest first.
     fn transfers(&self, tenant: &str, connector: Option<&str>, limit: usize) -> Result<Vec<crate::Transfer>>;
 }

@@ -45,7 +45,7 @@ pub struct Web {
     /// Where exports asked for through the API and the dashboard go (each tenant's /exports).
     pub exports: Arc<sluice_export::Exports>,
     /// What pushes saved exports to tenants' connectors (none: such runs fail, saying so).
-    pub pusher: Option<Arc<sluice_connect::Pusher>>,
+    pub transfers: Option<Arc<sluice_connect::Transfers>>,
 }
 
 impl Web {
@@ -54,7 +54,7 @@ impl Web {
         sluice_export::saved::Runner {
             types: &self.ingest.types,
             exports: &self.exports,
-            pusher: self.pusher.as_deref(),
+            transfers: self.transfers.as_deref(),
         }
     }
 
@@ -76,7 +76,7 @@ impl Web {
             password_checks: Arc::new(tokio::sync::Semaphore::new(cpus)),
             allow_private_webhooks: false,
             exports: Arc::new(exports),
-            pusher: None,
+            transfers: None,
         }
     }
 }

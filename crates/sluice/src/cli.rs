@@ -395,6 +395,17 @@ pub(crate) enum ConnectorCommand {
         /// by default a file is written to a temporary name and renamed when whole.
         #[arg(long)]
         no_rename: bool,
+        /// Also pull: files in the remote folder's subfolders named like the tenant's folders
+        /// (students/, ...) are fetched and imported as if uploaded (`connector pull`).
+        #[arg(long)]
+        pull: bool,
+        /// Pull by itself at these times, in the tenant's time zone (cron: "*/15 * * * *").
+        #[arg(long, value_name = "CRON", requires = "pull")]
+        schedule: Option<String>,
+        /// After a file is pulled: keep it (the default; it is not fetched again while its
+        /// size and time stay the same), remove it, or move:DIR it on the server.
+        #[arg(long, value_name = "remove|keep|move:DIR", requires = "pull", default_value = "keep")]
+        after_pull: String,
         /// Replace a connector of the same name.
         #[arg(long)]
         replace: bool,
@@ -408,6 +419,13 @@ pub(crate) enum ConnectorCommand {
         name: ConnectorName,
         #[arg(long)]
         accept: bool,
+    },
+    /// Pull now: fetch the files waiting on the connector's server and record them as uploads.
+    Pull {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(value_parser = connector_name)]
+        name: ConnectorName,
     },
     /// A tenant's connectors (never their credentials).
     List {

@@ -7,7 +7,8 @@ use crate::dirs::DataDirs;
 use crate::failure::{Failure, usage};
 use anyhow::{Context, anyhow};
 use sluice_connect::Credential;
-use sluice_core::connector::{Connector, HostKey, SftpAddress};
+use sluice_core::connector::{AfterPull, Connector, HostKey, Pull, SftpAddress};
+use sluice_core::schedule::Cron;
 use sluice_core::views::ConnectorView;
 use sluice_store::roles::*;
 use std::io::BufRead;
@@ -16,9 +17,28 @@ use zeroize::Zeroizing;
 pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Result<(), Failure> {
     let store = dirs.open_store().map_err(usage)?;
     match cmd {
-        ConnectorCommand::Add { tenant, name, url, key, password_stdin, host_key, no_rename, replace } => {
+        ConnectorCommand::Add {
+            tenant,
+            name,
+            url,
+            key,
+            password_stdin,
+            host_key,
+            no_rename,
+            pull,
+            schedule,
+            after_pull,
+            replace,
+        } => {
             store.require_tenant(&tenant)?;
             let address = SftpAddress::parse(&url).map_err(|e| usage(e.into()))?;
+            let pull = match pull {
+                false => None,
+                true => Some(Pull {
+                    schedule: schedule.map(|s| Cron::parse(&s)).transpose().map_err(|e| usage(e.into()))?,
+                    after: AfterPull::parse(&after_pull).map_err(|e| usage(anyhow!(e)))?,
+                }),
+            };
             let host_key = host_key.map(|k| HostKey::parse(&k)).transpose().map_err(|e| usage(e.into()))?;
             let credential = match (key, password_stdin) {
                 (Some(path), _) => {
@@ -43,10 +63,10 @@ pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Resul
                 }
                 (None, false) => return Err(usage(anyhow!("give --key FILE or --password-stdin"))),
             };
-            let pusher = dirs.pusher(config).map_err(usage)?;
-            let sealed = pusher.key.seal(&tenant, &name, &credential)?;
+            let transfers = dirs.transfers(config).map_err(usage)?;
+            let sealed = transfers.key.seal(&tenant, &name, &credential)?;
             let connector =
-                Connector { name, address, auth: credential.kind(), host_key, rename: !no_rename };
+                Connector { name, address, auth: credential.kind(), host_key, rename: !no_rename, pull };
             store.save_connector(&tenant, &connector, &sealed, replace)?;
             let pinned = match &connector.host_key {
                 Some(k) => format!("host key {} pinned", k.fingerprint()),
@@ -89,14 +109,36 @@ pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Resul
                 }
             };
             let connector = Connector { host_key: Some(pinned), ..connector };
-            let pusher = dirs.pusher(config).map_err(usage)?;
-            let credential = pusher.key.open(&tenant, &connector.name, &sealed)?;
+            let transfers = dirs.transfers(config).map_err(usage)?;
+            let credential = transfers.key.open(&tenant, &connector.name, &sealed)?;
             let files = sluice_connect::check(&connector, &credential)?;
             outln!(
                 "logged in as {}; {} holds {} file(s)",
                 connector.address.user,
                 connector.address.path,
                 files.len()
+            );
+            Ok(())
+        }
+        ConnectorCommand::Pull { tenant, name } => {
+            let t = store.require_tenant(&tenant)?;
+            let types = crate::imports::load_types(config)?;
+            let transfers = dirs.transfers(config).map_err(usage)?;
+            let pulled = transfers.pull(&store, &types, &dirs.tenants(), &dirs.upload_spool(), &t, &name)?;
+            for (path, bytes) in &pulled.fetched {
+                outln!("fetched {path} ({bytes} bytes)");
+            }
+            for remote in &pulled.changing {
+                outln!("{remote} is still changing: left for the next pull");
+            }
+            for (remote, why) in &pulled.after_failed {
+                outln!("{remote} was fetched, but: {why}");
+            }
+            outln!(
+                "pulled {} file(s) for tenant {tenant} from {name} ({} pulled before and unchanged); \
+                 they are imported as uploads are",
+                pulled.fetched.len(),
+                pulled.already
             );
             Ok(())
         }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Where things live under the data directory.
+#[derive(Debug, Clone)]
 pub struct DataDirs {
     pub root: PathBuf,
 }
@@ -35,13 +36,14 @@ impl DataDirs {
     }
     /// What pushes files to tenants' connectors: the secret key (made on first use), the
     /// connectors' lock files beside the tenants' import locks.
-    pub fn pusher(&self, config: &crate::config::Config) -> Result<sluice_connect::Pusher> {
+    pub fn transfers(&self, config: &crate::config::Config) -> Result<sluice_connect::Transfers> {
         let path = config.secret_key_file();
         let key = sluice_connect::SecretKey::load_or_create(&path)?;
-        Ok(sluice_connect::Pusher {
+        Ok(sluice_connect::Transfers {
             key,
             locks: self.root.join("spool").join("locks"),
             retry: sluice_connect::Retry::default(),
+            settle: std::time::Duration::from_secs(2),
         })
     }
     pub fn host_key(&self) -> PathBuf {

@@ -105,8 +105,8 @@ fn push(
     local: &std::path::Path,
     name: &str,
 ) -> Result<(), Failure> {
-    let pusher = dirs.pusher(config).map_err(usage)?;
-    let pushed = pusher.push_to(store, tenant, to, local, name)?;
+    let transfers = dirs.transfers(config).map_err(usage)?;
+    let pushed = transfers.push_to(store, tenant, to, local, name)?;
     outln!("pushed {} bytes to {to}: {}", pushed.bytes, pushed.remote);
     Ok(())
 }
@@ -189,10 +189,13 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
                 .saved_export(&tenant, &name)?
                 .ok_or_else(|| sluice_store::StoreError::NoSuchExport(name.to_string()))?;
             let types = crate::imports::load_types(config)?;
-            let pusher = saved.push_to.as_ref().map(|_| dirs.pusher(config)).transpose()?;
+            let transfers = saved.push_to.as_ref().map(|_| dirs.transfers(config)).transpose()?;
             let exports = dirs.exports();
-            let runner =
-                sluice_export::saved::Runner { types: &types, exports: &exports, pusher: pusher.as_ref() };
+            let runner = sluice_export::saved::Runner {
+                types: &types,
+                exports: &exports,
+                transfers: transfers.as_ref(),
+            };
             let ran = runner.run(&store, &tenant, &saved, RunCause::OnDemand)?;
             match ran.outcome {
                 RunOutcome::Written { rows, bytes, destination } => {
@@ -232,15 +235,16 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
 }
 
 /// The server's exporter: every two seconds, runs the saved exports whose schedule came or
-/// whose type an import changed ([`sluice_export::saved::Runner::run_due`]), one at a time, on a
-/// blocking thread; until `stop`, letting a run in progress finish (its file is written whole
-/// or not at all either way).
+/// whose type an import changed ([`sluice_export::saved::Runner::run_due`]), then the pulls of
+/// connectors whose schedule came, one at a time, on a blocking thread; until `stop`, letting
+/// a run in progress finish (its file is written whole or not at all either way).
 pub async fn run_exporter(
     ingest: std::sync::Arc<sluice_ingest::Ingest>,
-    exports: sluice_export::Exports,
-    pusher: std::sync::Arc<sluice_connect::Pusher>,
+    dirs: crate::dirs::DataDirs,
+    transfers: std::sync::Arc<sluice_connect::Transfers>,
     stop: impl std::future::Future<Output = ()>,
 ) {
+    let exports = dirs.exports();
     tokio::pin!(stop);
     let exports = std::sync::Arc::new(exports);
     let mut since = jiff::Timestamp::now();
@@ -250,14 +254,17 @@ pub async fn run_exporter(
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
         }
         let now = jiff::Timestamp::now();
-        let (ingest, exports, pusher) = (ingest.clone(), exports.clone(), pusher.clone());
+        let (ingest, exports, transfers, dirs) =
+            (ingest.clone(), exports.clone(), transfers.clone(), dirs.clone());
         let work = move || {
             let runner = sluice_export::saved::Runner {
                 types: &ingest.types,
                 exports: &exports,
-                pusher: Some(&*pusher),
+                transfers: Some(&*transfers),
             };
-            runner.run_due(&*ingest.store, since, now)
+            let ran = runner.run_due(&*ingest.store, since, now);
+            pull_due(&ingest, &dirs, &transfers, since, now);
+            ran
         };
         match tokio::task::spawn_blocking(work).await {
             Ok(Ok(ran)) => {
@@ -284,5 +291,45 @@ pub async fn run_exporter(
             Err(e) => tracing::warn!("exporter crashed: {e}"),
         }
         since = now;
+    }
+}
+
+/// Pulls from the connectors whose pull schedule came in (`since`, `now`] (read in their
+/// tenant's time zone); each pull's files are recorded as uploads, which the import workers
+/// take as they take any upload.
+fn pull_due(
+    ingest: &sluice_ingest::Ingest,
+    dirs: &crate::dirs::DataDirs,
+    transfers: &sluice_connect::Transfers,
+    since: jiff::Timestamp,
+    now: jiff::Timestamp,
+) {
+    let due = match ingest.store.pulling_connectors() {
+        Ok(due) => due,
+        Err(e) => return tracing::warn!("pulls: {e}"),
+    };
+    for (tenant, tz, connector) in due {
+        let Some(cron) = connector.pull.as_ref().and_then(|p| p.schedule.as_ref()) else { continue };
+        if !matches!(sluice_core::schedule::next_run(cron, &tz, since), Ok(Some(at)) if at <= now) {
+            continue;
+        }
+        let Ok(Some(t)) = ingest.store.tenant(&tenant) else { continue };
+        match transfers.pull(
+            &*ingest.store,
+            &ingest.types,
+            &dirs.tenants(),
+            &dirs.upload_spool(),
+            &t,
+            &connector.name,
+        ) {
+            Ok(p) => tracing::info!(
+                tenant,
+                connector = %connector.name,
+                fetched = p.fetched.len(),
+                changing = p.changing.len(),
+                "pulled"
+            ),
+            Err(e) => tracing::warn!(tenant, connector = %connector.name, "pull failed: {e}"),
+        }
     }
 }

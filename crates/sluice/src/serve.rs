@@ -90,7 +90,7 @@ pub async fn run(config: Config) -> Result<()> {
         ));
     }
     // The key sealing connectors' credentials: made on first start (0600), read after.
-    let pusher = Arc::new(dirs.pusher(&config)?);
+    let transfers = Arc::new(dirs.transfers(&config)?);
     let stop_http = Arc::new(Notify::new());
     let http = {
         let stop = stop_http.clone();
@@ -104,7 +104,7 @@ pub async fn run(config: Config) -> Result<()> {
         web.trusted_proxies = config.http.trusted_proxies()?.into();
         web.defender = defender.clone();
         web.allow_private_webhooks = config.notifications.allow_private_webhooks;
-        web.pusher = Some(pusher.clone());
+        web.transfers = Some(transfers.clone());
         tokio::spawn(sluice_web::serve(http_listener, web, http_tls, http_limits, async move {
             stop.notified().await
         }))
@@ -130,8 +130,8 @@ pub async fn run(config: Config) -> Result<()> {
         let stop = stop_exporter.clone();
         tokio::spawn(crate::exports::run_exporter(
             ingest.clone(),
-            dirs.exports(),
-            pusher.clone(),
+            dirs.clone(),
+            transfers.clone(),
             async move { stop.notified().await },
         ))
     };

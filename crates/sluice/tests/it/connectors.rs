@@ -318,6 +318,7 @@ fn a_push_cut_mid_transfer_leaves_no_final_file_and_its_retry_completes() {
         auth: sluice_core::connector::AuthKind::PrivateKey,
         host_key: Some(host_key.clone()),
         rename: true,
+        pull: None,
     };
     let key = zeroize::Zeroizing::new(std::fs::read_to_string(&sshd.client_key).unwrap());
     let credential = sluice_connect::Credential::PrivateKey(key);
@@ -337,4 +338,102 @@ fn a_push_cut_mid_transfer_leaves_no_final_file_and_its_retry_completes() {
     assert_eq!(pushed.bytes, data.len() as u64);
     assert_eq!(sshd.remote_files(), ["students.csv"], "the temporary file was replaced and renamed");
     assert!(std::fs::read(sshd.remote.join("students.csv")).unwrap() == data, "byte-identical");
+}
+
+/// Adds acme's connector `district` to `sshd` with these pull options, and pins its key.
+fn add_pulling_connector(server: &Server, sshd: &Sshd, options: &[&str]) {
+    let (url, key) = (sshd.url(), sshd.client_key.display().to_string());
+    let mut args =
+        vec!["connector", "add", "acme", "district", "--replace", "--url", &url, "--key", &key, "--pull"];
+    args.extend_from_slice(options);
+    server.cli_ok(&args);
+    server.cli_ok(&["connector", "test", "acme", "district", "--accept"]);
+}
+
+/// A district drops students.csv in its own server's students/ folder: a pull imports it as
+/// an upload, once; it is not fetched again (also after a restart) while it stays the same;
+/// with --after-pull remove a new version is imported and removed from the server.
+#[test]
+fn a_pull_imports_a_district_file_once_and_never_again_across_restarts() {
+    let mut server = Server::start();
+    let Some(sshd) = Sshd::start(server.dir.path()) else { return };
+    server.importing_tenant("acme", "pw-for-tests");
+    std::fs::create_dir_all(sshd.remote.join("students")).unwrap();
+    std::fs::write(
+        sshd.remote.join("students/students.csv"),
+        "sisId,firstName,lastName\nS1,Ann,Lee\nS2,Bo,Ray\n",
+    )
+    .unwrap();
+    // Not fetched: a client's temporary name, a hidden file, a folder the tenant has not.
+    std::fs::write(sshd.remote.join("students/students.csv.part"), "x").unwrap();
+    std::fs::write(sshd.remote.join("students/.hidden.csv"), "x").unwrap();
+    std::fs::create_dir_all(sshd.remote.join("payroll")).unwrap();
+    std::fs::write(sshd.remote.join("payroll/salaries.csv"), "x").unwrap();
+    add_pulling_connector(&server, &sshd, &[]);
+    let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
+    assert!(said.contains("fetched /students/students.csv") && said.contains("pulled 1 file(s)"), "{said}");
+    assert!(
+        server.wait_until(Duration::from_secs(20), |s| s
+            .imports("acme")
+            .iter()
+            .any(|i| i["status"] == "complete")),
+        "imported as an upload is: {:?}",
+        server.imports("acme")
+    );
+    assert_eq!(server.cli_ok(&["records", "--tenant", "acme", "--type", "students"]).lines().count(), 3);
+    assert!(sshd.remote.join("students/students.csv").exists(), "kept on the server (the default)");
+    let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
+    assert!(said.contains("pulled 0 file(s)") && said.contains("(1 pulled before"), "{said}");
+    server.kill_and_restart();
+    let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
+    assert!(said.contains("pulled 0 file(s)"), "not fetched again after a restart: {said}");
+    assert_eq!(server.uploads("acme").len(), 1);
+
+    // A new version, and the connector now removes what it pulled.
+    add_pulling_connector(&server, &sshd, &["--after-pull", "remove"]);
+    std::fs::write(
+        sshd.remote.join("students/students.csv"),
+        "sisId,firstName,lastName\nS1,Ann,Lee\nS2,Bo,Ray\nS3,Cy,Doe\n",
+    )
+    .unwrap();
+    let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
+    assert!(said.contains("pulled 1 file(s)"), "{said}");
+    assert!(!sshd.remote.join("students/students.csv").exists(), "removed once fetched");
+    assert!(server.wait_until(Duration::from_secs(20), |s| {
+        s.cli_ok(&["records", "--tenant", "acme", "--type", "students"]).lines().count() == 4
+    }));
+    let log = server.cli_ok(&["connector", "log", "acme", "district"]);
+    assert_eq!(log.lines().filter(|l| l.contains(" pull ") && l.contains(" bytes")).count(), 2, "{log}");
+}
+
+/// A file the district is still writing (its size changes between two listings) is left for
+/// the next pull, which fetches it whole.
+#[test]
+fn a_file_still_being_written_on_the_server_waits_for_the_next_pull() {
+    let server = Server::start();
+    let Some(sshd) = Sshd::start(server.dir.path()) else { return };
+    server.tenant("acme", "pw-for-tests");
+    std::fs::create_dir_all(sshd.remote.join("students")).unwrap();
+    let path = sshd.remote.join("students/students.csv");
+    std::fs::write(&path, "sisId,firstName,lastName\n").unwrap();
+    add_pulling_connector(&server, &sshd, &[]);
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for i in 0..50 {
+                let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+                writeln!(f, "S{i},First{i},Last{i}").unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
+    assert!(said.contains("still changing") && said.contains("pulled 0 file(s)"), "{said}");
+    writer.join().unwrap();
+    let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
+    assert!(said.contains("pulled 1 file(s)"), "{said}");
+    let landed = server.tenant_dir("acme").join("students").join("students.csv");
+    assert_eq!(std::fs::read(&landed).unwrap(), std::fs::read(&path).unwrap(), "fetched whole");
 }
