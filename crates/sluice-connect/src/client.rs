@@ -263,9 +263,16 @@ impl Remote {
     }
 
     /// Downloads `remote` into `local` (created or truncated), reads pipelined; returns the
-    /// bytes written. `expected`: the size the listing gave (reads are issued up to it, and
-    /// on to the end of the file).
-    pub async fn download(&self, remote: &str, local: &Path, expected: u64) -> Result<u64, ConnectError> {
+    /// bytes written and their SHA-256 (hashed in order as the reads complete: no second pass).
+    /// `expected`: the size the listing gave (reads are issued up to it, and on to the end of
+    /// the file).
+    pub async fn download(
+        &self,
+        remote: &str,
+        local: &Path,
+        expected: u64,
+    ) -> Result<(u64, sluice_core::Sha256Hex), ConnectError> {
+        use sha2::Digest;
         use std::os::unix::fs::FileExt;
         let local_err =
             |e: std::io::Error| ConnectError::Local { path: local.display().to_string(), why: e.to_string() };
@@ -278,6 +285,9 @@ impl Remote {
             .handle;
         let mut inflight = tokio::task::JoinSet::new();
         let (mut next, mut end, mut eof) = (0u64, 0u64, false);
+        // Chunks that arrived ahead of the hash, by offset (at most the reads in flight).
+        let mut hasher = sha2::Sha256::new();
+        let (mut hashed, mut ahead) = (0u64, std::collections::BTreeMap::<u64, Vec<u8>>::new());
         let outcome: Result<(), ConnectError> = async {
             loop {
                 while !eof && inflight.len() < WRITES_IN_FLIGHT && (next < expected || inflight.is_empty()) {
@@ -298,6 +308,13 @@ impl Remote {
                         file.write_all_at(&data.data, at).map_err(local_err)?;
                         let got = data.data.len() as u64;
                         end = end.max(at + got);
+                        if got > 0 {
+                            ahead.insert(at, data.data);
+                        }
+                        while let Some(chunk) = ahead.remove(&hashed) {
+                            hasher.update(&chunk);
+                            hashed += chunk.len() as u64;
+                        }
                         if got > 0 && got < u64::from(asked) {
                             // A short read: ask for the rest of that range.
                             let (sftp, h, rest) = (self.sftp.clone(), handle.clone(), asked - got as u32);
@@ -319,7 +336,17 @@ impl Remote {
         let _ = self.sftp.close(handle.as_str()).await;
         outcome?;
         file.sync_all().map_err(local_err)?;
-        Ok(end)
+        if hashed != end || !ahead.is_empty() {
+            return Err(ConnectError::Sftp {
+                address: self.address.to_string(),
+                what: format!("reading {remote}"),
+                why: format!(
+                    "the server's answers left a gap in the file (read {end} bytes, {hashed} in order)"
+                ),
+            });
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        Ok((end, sluice_core::Sha256Hex::from_digest(&digest)))
     }
 
     /// Removes a remote file.

@@ -355,7 +355,7 @@ impl Transfers {
         std::fs::create_dir_all(spool).map_err(local_err(spool))?;
         let temporary = tempfile_in(spool).map_err(local_err(spool))?;
         let result = async {
-            let bytes = remote.download(&c.remote, &temporary, c.size).await?;
+            let (bytes, sha256) = remote.download(&c.remote, &temporary, c.size).await?;
             if bytes != c.size {
                 return Err(ConnectError::Sftp {
                     address: remote.address().to_string(),
@@ -363,9 +363,7 @@ impl Transfers {
                     why: format!("it changed while it was fetched ({} bytes listed, {bytes} read)", c.size),
                 });
             }
-            let (size, sha256) =
-                sluice_core::sha256_of(std::fs::File::open(&temporary).map_err(local_err(&temporary))?)
-                    .map_err(local_err(&temporary))?;
+            let size = bytes;
             let folder = tenants_root.join(tenant.name.as_str()).join(c.folder.as_str());
             std::fs::create_dir_all(&folder).map_err(local_err(&folder))?;
             let dest = folder.join(c.name.as_str());

@@ -420,6 +420,18 @@ pub(crate) enum ConnectorCommand {
         #[arg(long)]
         accept: bool,
     },
+    /// Push a file to the connector's folder now (written whole under a temporary name, then
+    /// renamed), retried as exports' pushes are.
+    Push {
+        #[arg(value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(value_parser = connector_name)]
+        name: ConnectorName,
+        file: PathBuf,
+        /// The name on the server (default: the file's own name).
+        #[arg(long = "as", value_name = "NAME")]
+        remote_name: Option<String>,
+    },
     /// Pull now: fetch the files waiting on the connector's server and record them as uploads.
     Pull {
         #[arg(value_parser = tenant_name)]

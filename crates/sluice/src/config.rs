@@ -149,6 +149,11 @@ duplicate_window_secs = 120
 # run one at a time, in upload order. 0: one per core, at least 2.
 workers = 0
 
+[connectors]
+# A pull fetches only files whose size and time stay the same between two listings this many
+# seconds apart (a file the district is still writing waits for the next pull).
+settle_secs = 2
+
 [secrets]
 # The key that seals connectors' credentials (passwords, private keys of the districts' own
 # SFTP servers): a file of 64 hexadecimal digits, made (0600) when first needed. "" =
@@ -171,8 +176,15 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     pub tenants: TenantsConfig,
     pub imports: ImportsConfig,
+    pub connectors: ConnectorsConfig,
     pub secrets: SecretsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    pub settle_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -120,6 +120,23 @@ pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Resul
             );
             Ok(())
         }
+        ConnectorCommand::Push { tenant, name, file, remote_name } => {
+            store.require_tenant(&tenant)?;
+            let remote_name = match remote_name {
+                Some(n) => n,
+                None => file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            };
+            // One plain file name on the server, resolved here as an SFTP path would be.
+            let remote_name = sluice_core::FileName::parse(&remote_name)
+                .map_err(|e| usage(anyhow!("{remote_name:?} cannot be a file name on the server: {e}")))?;
+            if !file.is_file() {
+                return Err(usage(anyhow!("{} is not a file", file.display())));
+            }
+            let transfers = dirs.transfers(config).map_err(usage)?;
+            let pushed = transfers.push_to(&store, &tenant, &name, &file, remote_name.as_str())?;
+            outln!("pushed {} bytes to {name}: {}", pushed.bytes, pushed.remote);
+            Ok(())
+        }
         ConnectorCommand::Pull { tenant, name } => {
             let t = store.require_tenant(&tenant)?;
             let types = crate::imports::load_types(config)?;

@@ -43,7 +43,7 @@ impl DataDirs {
             key,
             locks: self.root.join("spool").join("locks"),
             retry: sluice_connect::Retry::default(),
-            settle: std::time::Duration::from_secs(2),
+            settle: std::time::Duration::from_secs(config.connectors.settle_secs),
         })
     }
     pub fn host_key(&self) -> PathBuf {

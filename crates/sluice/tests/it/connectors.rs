@@ -180,6 +180,32 @@ fn a_saved_export_is_pushed_whole_to_the_districts_server_once_its_host_key_is_p
     server.cli_ok(&["export", "run", "acme", "roster"]);
     assert_eq!(sshd.remote_files(), ["roster.csv"]);
 
+    // Any file, pushed by hand; a name that is not one file name on the server is refused.
+    let notes = write_file(server.dir.path(), "notes.txt", b"for the district\n");
+    let said = server.cli_ok(&[
+        "connector",
+        "push",
+        "acme",
+        "district",
+        notes.to_str().unwrap(),
+        "--as",
+        "readme.txt",
+    ]);
+    assert!(said.contains("pushed 17 bytes"), "{said}");
+    assert_eq!(std::fs::read(sshd.remote.join("readme.txt")).unwrap(), b"for the district\n");
+    let o = server.cli(&[
+        "connector",
+        "push",
+        "acme",
+        "district",
+        notes.to_str().unwrap(),
+        "--as",
+        "../escape.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(!sshd.remote.parent().unwrap().join("escape.txt").exists());
+    std::fs::remove_file(sshd.remote.join("readme.txt")).unwrap();
+
     // The list shows the pin, never the credential.
     let list = server.cli_ok(&["connector", "list", "acme", "--json"]);
     assert!(list.contains(&sshd.fingerprint()) && !list.contains("PRIVATE KEY"), "{list}");
