@@ -16,6 +16,17 @@ use std::time::Duration;
 /// How long connecting, logging in and each SFTP request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How a push's temporary files end (`.part`: a name upload watchers, sluice's too, skip).
+const TEMPORARY_SUFFIX: &str = ".sluice.part";
+
+/// 16 random hexadecimal digits.
+fn random_tag() -> std::io::Result<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| std::io::Error::other("no randomness"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Writes in flight at once, and the size of each.
 const WRITES_IN_FLIGHT: usize = 64;
 const WRITE_LEN: usize = 32 * 1024;
@@ -43,6 +54,10 @@ pub enum ConnectError {
     BadPrivateKey(String),
     #[error("{address}: {what}: {why}")]
     Sftp { address: String, what: String, why: String },
+    /// The server refused an operation in a way retrying will not change (a missing folder, a
+    /// permission).
+    #[error("{address}: {what}: {why}")]
+    Refused { address: String, what: String, why: String },
     #[error("{address} did not answer within {secs} s ({what})")]
     Timeout { address: String, what: &'static str, secs: u64 },
     #[error("cannot read {path}: {why}")]
@@ -72,12 +87,28 @@ impl Handler for Pin {
     }
 }
 
-fn config() -> Arc<russh::client::Config> {
+/// The client's configuration. With a pinned key, only its type is offered as host-key
+/// algorithm (as OpenSSH does with a known host): a server with keys of several types then
+/// presents the pinned one, not whichever it prefers.
+fn config(pinned: Option<&HostKey>) -> Arc<russh::client::Config> {
+    let mut preferred = russh::Preferred::default();
+    if let Some(algorithm) = pinned.and_then(|k| k.algorithm.parse::<russh::keys::Algorithm>().ok()) {
+        let offered: Vec<russh::keys::Algorithm> = match algorithm {
+            russh::keys::Algorithm::Rsa { .. } => vec![
+                russh::keys::Algorithm::Rsa { hash: Some(russh::keys::HashAlg::Sha512) },
+                russh::keys::Algorithm::Rsa { hash: Some(russh::keys::HashAlg::Sha256) },
+                russh::keys::Algorithm::Rsa { hash: None },
+            ],
+            other => vec![other],
+        };
+        preferred.key = offered.into();
+    }
     Arc::new(russh::client::Config {
         inactivity_timeout: Some(Duration::from_secs(120)),
         keepalive_interval: Some(Duration::from_secs(15)),
         window_size: 8 * 1024 * 1024,
         nodelay: true,
+        preferred,
         ..Default::default()
     })
 }
@@ -101,7 +132,7 @@ async fn connect(address: &SftpAddress, pinned: Option<&HostKey>) -> Result<Hand
     let seen = Arc::new(Mutex::new(None));
     let pin = Pin { pinned: pinned.cloned(), seen: seen.clone() };
     let target = (address.host.clone(), address.port);
-    let connected = tokio::time::timeout(TIMEOUT, russh::client::connect(config(), target, pin)).await;
+    let connected = tokio::time::timeout(TIMEOUT, russh::client::connect(config(pinned), target, pin)).await;
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match (connected, seen, pinned) {
         (Ok(Ok(handle)), _, _) => Ok(handle),
@@ -127,7 +158,7 @@ pub async fn probe(address: &SftpAddress) -> Result<HostKey, ConnectError> {
     let seen = Arc::new(Mutex::new(None));
     let pin = Pin { pinned: None, seen: seen.clone() };
     let target = (address.host.clone(), address.port);
-    let connected = tokio::time::timeout(TIMEOUT, russh::client::connect(config(), target, pin)).await;
+    let connected = tokio::time::timeout(TIMEOUT, russh::client::connect(config(None), target, pin)).await;
     let found = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Ok(Ok(handle)) = connected {
         let _ = handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
@@ -205,12 +236,40 @@ fn ssh_string(out: &mut Vec<u8>, s: &str) {
 }
 
 impl Remote {
+    /// An SFTP failure as a `ConnectError`: a missing file or folder, a refused permission or
+    /// an unsupported operation will not go away by retrying (`Refused`).
     fn failed(
         &self,
         what: impl Into<String>,
     ) -> impl FnOnce(russh_sftp::client::error::Error) -> ConnectError + '_ {
+        use russh_sftp::protocol::StatusCode;
         let what = what.into();
-        move |e| ConnectError::Sftp { address: self.address.to_string(), what, why: e.to_string() }
+        move |e| match e {
+            russh_sftp::client::error::Error::Status(s) => {
+                let why = match s.status_code {
+                    StatusCode::NoSuchFile => "no such file or folder".to_owned(),
+                    StatusCode::PermissionDenied => "permission denied".to_owned(),
+                    StatusCode::OpUnsupported => "the server does not support it".to_owned(),
+                    StatusCode::Failure if s.error_message.is_empty() => "the server refused".to_owned(),
+                    other => format!("{other:?}"),
+                };
+                let why = match s.error_message.trim() {
+                    "" => why,
+                    m if m.eq_ignore_ascii_case(&why) => why,
+                    m => format!("{why} ({m})"),
+                };
+                let permanent = matches!(
+                    s.status_code,
+                    StatusCode::NoSuchFile | StatusCode::PermissionDenied | StatusCode::OpUnsupported
+                );
+                if permanent {
+                    ConnectError::Refused { address: self.address.to_string(), what, why }
+                } else {
+                    ConnectError::Sftp { address: self.address.to_string(), what, why }
+                }
+            }
+            other => ConnectError::Sftp { address: self.address.to_string(), what, why: other.to_string() },
+        }
     }
 
     /// The folder's entries (regular files only): name, size, modification time (seconds).
@@ -359,7 +418,32 @@ impl Remote {
         self.replace(from, to).await
     }
 
-    /// Uploads `local` into `folder` as `name`: written to a temporary name (`.NAME.sluice.part`, a name upload watchers skip)
+    /// Removes the temporary files earlier pushes of `name` left in `folder` (best effort).
+    async fn remove_leftovers(&self, folder: &str, name: &str) {
+        let prefix = format!(".{name}.");
+        if let Ok(entries) = self.list_any(folder).await {
+            for entry in
+                entries.into_iter().filter(|n| n.starts_with(&prefix) && n.ends_with(TEMPORARY_SUFFIX))
+            {
+                let _ = self.sftp.remove(remote_path(folder, &entry)).await;
+            }
+        }
+    }
+
+    /// Every name in the folder (links and other kinds included).
+    async fn list_any(&self, folder: &str) -> Result<Vec<String>, ConnectError> {
+        let handle =
+            self.sftp.opendir(folder).await.map_err(self.failed(format!("listing {folder}")))?.handle;
+        let mut out = Vec::new();
+        while let Ok(name) = self.sftp.readdir(handle.as_str()).await {
+            out.extend(name.files.into_iter().map(|f| f.filename));
+        }
+        let _ = self.sftp.close(handle.as_str()).await;
+        Ok(out)
+    }
+
+    /// Uploads `local` into `folder` as `name`: written to a fresh temporary name
+    /// (`.NAME.RANDOM.sluice.part`, a name upload watchers skip)
     /// and renamed when whole (posix-rename where the server offers it, so an existing file is
     /// replaced in one step), unless `rename` is off; its size checked on the server. Returns
     /// the bytes written.
@@ -376,9 +460,17 @@ impl Remote {
         let mut file = std::fs::File::open(local).map_err(local_err)?;
         let size = file.metadata().map_err(local_err)?.len();
         let last = remote_path(folder, name);
-        let written_to =
-            if rename { remote_path(folder, &format!(".{name}.sluice.part")) } else { last.clone() };
-        let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE;
+        // A fresh random temporary name, created exclusively: a file or link someone left under
+        // a predictable name is never written through. Those an interrupted push of this file
+        // left are removed first (removing a link removes the link, not what it names).
+        let (written_to, flags) = if rename {
+            self.remove_leftovers(folder, name).await;
+            let tag = random_tag().map_err(local_err)?;
+            let temporary = remote_path(folder, &format!(".{name}.{tag}{TEMPORARY_SUFFIX}"));
+            (temporary, OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE)
+        } else {
+            (last.clone(), OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE)
+        };
         let handle = self
             .sftp
             .open(written_to.as_str(), flags, FileAttributes::default())
@@ -433,8 +525,9 @@ impl Remote {
                 why: format!("the server holds {there} bytes of the {size} sent"),
             });
         }
-        if rename {
-            self.replace(&written_to, &last).await?;
+        if rename && let Err(e) = self.replace(&written_to, &last).await {
+            let _ = self.sftp.remove(written_to.as_str()).await;
+            return Err(e);
         }
         Ok(size)
     }
@@ -473,10 +566,14 @@ impl Remote {
                 {
                     Ok(())
                 }
-                Ok(other) => Err(ConnectError::Sftp {
+                Ok(russh_sftp::protocol::Packet::Status(s)) => Err(self
+                    .failed(format!("renaming {from} to {to}"))(
+                    russh_sftp::client::error::Error::Status(s),
+                )),
+                Ok(_) => Err(ConnectError::Sftp {
                     address: self.address.to_string(),
                     what: format!("renaming {from} to {to}"),
-                    why: format!("{other:?}"),
+                    why: "the server answered with something else than a status".to_owned(),
                 }),
                 Err(e) => Err(self.failed(format!("renaming {from} to {to}"))(e)),
             };

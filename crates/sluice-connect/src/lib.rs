@@ -90,6 +90,19 @@ pub fn push(
     retry: Retry,
     lock: &Path,
 ) -> Result<Pushed, PushError> {
+    push_logged(connector, credential, local, name, retry, lock, &mut |_| {})
+}
+
+/// [`push`], telling `attempted` how each attempt ended, as it ends (bytes, or why not).
+pub fn push_logged(
+    connector: &Connector,
+    credential: &Credential,
+    local: &Path,
+    name: &str,
+    retry: Retry,
+    lock: &Path,
+    attempted: &mut dyn FnMut(Result<u64, &str>),
+) -> Result<Pushed, PushError> {
     let _turn = lock_file(lock)?;
     let rt = runtime().map_err(PushError::Runtime)?;
     let mut earlier = Vec::new();
@@ -101,6 +114,10 @@ pub fn push(
             remote.close().await;
             written
         });
+        match &outcome {
+            Ok(bytes) => attempted(Ok(*bytes)),
+            Err(e) => attempted(Err(&e.to_string())),
+        }
         match outcome {
             Ok(bytes) => {
                 return Ok(Pushed {
@@ -115,6 +132,7 @@ pub fn push(
                 | ConnectError::Certificate { .. }
                 | ConnectError::LoginRefused { .. }
                 | ConnectError::BadPrivateKey(_)
+                | ConnectError::Refused { .. }
                 | ConnectError::Local { .. }),
             ) => return Err(PushError::Refused(e)),
             Err(e) if attempt == retry.attempts.max(1) => {
@@ -193,23 +211,15 @@ impl Transfers {
         let lock = self
             .locks
             .join(format!("connector-{tenant}-{}.lock", connector.name.as_str().to_ascii_lowercase()));
-        let outcome = push(&connector, &credential, local, name, self.retry, &lock);
-        let log =
-            |result: Result<u64, &str>| store.log_transfer(tenant, &connector.name, "push", name, result);
-        match &outcome {
-            Ok(p) => {
-                for e in &p.failed_attempts {
-                    log(Err(e))?;
-                }
-                log(Ok(p.bytes))?;
+        // Each attempt is logged as it ends (a failure to log is noted; the push goes on).
+        let mut attempted = |result: Result<u64, &str>| {
+            if let Err(e) = store.log_transfer(tenant, &connector.name, "push", name, result) {
+                tracing::warn!(tenant, connector = %connector.name, "cannot log a push attempt: {e}");
             }
-            Err(PushError::Failed { last, earlier, .. }) => {
-                for e in earlier {
-                    log(Err(e))?;
-                }
-                log(Err(&last.to_string()))?;
-            }
-            Err(e) => log(Err(&e.to_string()))?,
+        };
+        let outcome = push_logged(&connector, &credential, local, name, self.retry, &lock, &mut attempted);
+        if let Err(e @ (PushError::Lock { .. } | PushError::Runtime(_))) = &outcome {
+            attempted(Err(&e.to_string()));
         }
         Ok(outcome?)
     }

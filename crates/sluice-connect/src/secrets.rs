@@ -32,6 +32,11 @@ pub enum SecretError {
     Unsealable,
     #[error("the system's random number generator failed")]
     Random,
+    #[error(
+        "the secret key file {0} is missing, but connectors' credentials were sealed with it: restore it from \
+         your backup (a new key cannot open them), or set [secrets] key_file to where it is"
+    )]
+    Missing(String),
 }
 
 /// A credential: what a connector logs in with.
@@ -64,11 +69,22 @@ const SEALED_PREFIX: &str = "v1:";
 
 impl SecretKey {
     /// Reads the key file, or makes one (32 random bytes, 0600, never replacing a file that
-    /// appeared meanwhile) when there is none.
-    pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
+    /// appeared meanwhile) when there is none and `may_create` (no credential was sealed yet:
+    /// a new key would not open those). A key file others may read is made private (0600).
+    pub fn load_or_create(path: &Path, may_create: bool) -> Result<Self, SecretError> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(meta) = std::fs::metadata(path)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(path = %path.display(), "the secret key file was readable by others: made private (0600)");
+                    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+                }
                 Self::from_hex(text.trim()).ok_or_else(|| SecretError::Malformed(path.display().to_string()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_create => {
+                Err(SecretError::Missing(path.display().to_string()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = Zeroizing::new([0u8; 32]);
@@ -79,7 +95,9 @@ impl SecretKey {
                 match created {
                     Ok(()) => Ok(Self::from_bytes(&bytes[..])),
                     // Another process made it first: use theirs.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load_or_create(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path, false)
+                    }
                     Err(source) => Err(SecretError::Create { path: path.display().to_string(), source }),
                 }
             }
@@ -182,14 +200,14 @@ mod tests {
     fn a_sealed_credential_opens_only_with_its_key_for_its_connector() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret.key");
-        let key = SecretKey::load_or_create(&path).unwrap();
+        let key = SecretKey::load_or_create(&path, true).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let sealed = key
             .seal("acme", "district", &Credential::Password(Zeroizing::new("hunter2-long".into())))
             .unwrap();
         assert!(!sealed.contains("hunter2"), "{sealed}");
-        let again = SecretKey::load_or_create(&path).unwrap();
+        let again = SecretKey::load_or_create(&path, true).unwrap();
         match again.open("acme", "district", &sealed).unwrap() {
             Credential::Password(p) => assert_eq!(p.as_str(), "hunter2-long"),
             other => panic!("{other:?}"),
@@ -202,7 +220,7 @@ mod tests {
             matches!(key.open("beta", "district", &sealed), Err(SecretError::Unsealable)),
             "and its tenant"
         );
-        let other = SecretKey::load_or_create(&dir.path().join("other.key")).unwrap();
+        let other = SecretKey::load_or_create(&dir.path().join("other.key"), true).unwrap();
         assert!(matches!(other.open("acme", "district", &sealed), Err(SecretError::Unsealable)));
         let mut tampered = sealed.clone();
         tampered.pop();
@@ -212,8 +230,14 @@ mod tests {
             .seal("acme", "district", &Credential::Password(Zeroizing::new("hunter2-long".into())))
             .unwrap();
         assert_ne!(sealed, twice, "a fresh nonce each time");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        SecretKey::load_or_create(&path, false).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "made private");
         std::fs::write(&path, "not a key\n").unwrap();
-        assert!(matches!(SecretKey::load_or_create(&path), Err(SecretError::Malformed(_))));
+        assert!(matches!(SecretKey::load_or_create(&path, true), Err(SecretError::Malformed(_))));
+        let gone = dir.path().join("gone.key");
+        assert!(matches!(SecretKey::load_or_create(&gone, false), Err(SecretError::Missing(_))));
+        assert!(!gone.exists(), "never made while credentials need the old one");
         assert_eq!(
             format!("{:?}", Credential::Password(Zeroizing::new("x".into()))),
             "Credential::Password(..)"

@@ -94,7 +94,8 @@ impl SftpAddress {
         if url.password().is_some() {
             return Err(err("a password does not belong in the address (give it with --password-stdin)"));
         }
-        let user = percent_decoded(url.username()).ok_or_else(|| err("the user name is not UTF-8"))?;
+        let user = percent_decoded(url.username())
+            .ok_or_else(|| err("the user name is not UTF-8 or has a stray %"))?;
         if user.is_empty() {
             return Err(err("it names no user"));
         }
@@ -107,20 +108,46 @@ impl SftpAddress {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(err("it has a query or a fragment"));
         }
-        let path = percent_decoded(url.path()).ok_or_else(|| err("the path is not UTF-8"))?;
-        if path.split('/').any(|c| c == "..") || path.contains('\0') {
+        let path =
+            percent_decoded(url.path()).ok_or_else(|| err("the path is not UTF-8 or has a stray %"))?;
+        if path.split('/').any(|c| c == "..") {
             return Err(err("the path climbs with .."));
+        }
+        if path.chars().chain(user.chars()).any(char::is_control) {
+            return Err(err("the user or path holds control characters"));
+        }
+        if path.contains('\\') {
+            return Err(err("the path holds a backslash (write folders with /)"));
+        }
+        if url.port() == Some(0) {
+            return Err(err("port 0 is not a port to connect to"));
         }
         let path = if path.is_empty() { "/".to_owned() } else { path };
         Ok(SftpAddress { user, host, port: url.port().unwrap_or(22), path })
     }
 }
 
+/// As a URL writes it (what [`SftpAddress::parse`] reads back): the user and path
+/// percent-encoded where a URL needs it (`District%20Uploads`).
 impl fmt::Display for SftpAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        write!(f, "sftp://{}@{host}:{}{}", self.user, self.port, self.path)
+        let user = percent_encoded(&self.user, "-._~!$&'()*+,;=");
+        let path = percent_encoded(&self.path, "-._~!$&'()*+,;=:@/");
+        write!(f, "sftp://{user}@{host}:{}{path}", self.port)
     }
+}
+
+fn percent_encoded(s: &str, keep: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || keep.as_bytes().contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn percent_decoded(s: &str) -> Option<String> {
@@ -128,9 +155,10 @@ fn percent_decoded(s: &str) -> Option<String> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+        if bytes[i] == b'%' {
+            // Exactly two hexadecimal digits (`from_str_radix` alone would take a sign).
+            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -341,7 +369,17 @@ mod tests {
         );
         let a = SftpAddress::parse("sftp://me%40x@[::1]").unwrap();
         assert_eq!((a.user.as_str(), a.host.as_str(), a.port, a.path.as_str()), ("me@x", "::1", 22, "/"));
-        assert_eq!(a.to_string(), "sftp://me@x@[::1]:22/");
+        assert_eq!(a.to_string(), "sftp://me%40x@[::1]:22/");
+        // What is written reads back the same (the store keeps the written form).
+        for url in [
+            "sftp://u@h/District%20Uploads/2026",
+            "sftp://me%40x@[::1]:2200/a%25b/%C3%A9t%C3%A9",
+            "sftp://u@h",
+        ] {
+            let a = SftpAddress::parse(url).unwrap();
+            assert_eq!(SftpAddress::parse(&a.to_string()).unwrap(), a, "{url}");
+        }
+        assert_eq!(SftpAddress::parse("sftp://u@h/District%20Uploads").unwrap().path, "/District Uploads");
         for bad in [
             "ftp://u@h/x",
             "sftp://h/x",
@@ -349,6 +387,12 @@ mod tests {
             "sftp://u@h/../etc",
             "sftp://u@h/a/%2e%2e/etc",
             "sftp://u@h/a/./b",
+            "sftp://u@h/a%+1",
+            "sftp://u@h/a%0a",
+            "sftp://u%0a@h/a",
+            "sftp://u@h/a%5C..%5Cetc",
+            "sftp://u@h:0/a",
+            "sftp://u@h/a%2",
             "sftp://u@h/x?y",
             "sftp://u@ h/x",
             "u@h:/x",

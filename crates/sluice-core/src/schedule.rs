@@ -129,31 +129,43 @@ impl fmt::Display for Cron {
     }
 }
 
-/// The first run of `cron`, read in the IANA time zone `tz`, strictly after `after`. A time
-/// skipped by a DST change runs just after it; a repeated one runs the first time.
+/// The first run of `cron`, read in the IANA time zone `tz`, strictly after the instant
+/// `after`. Civil times are matched, then placed in time: one skipped by a DST change runs just
+/// after the change; one repeated by it runs once, the first time. (The search starts two hours
+/// of civil time before `after`, so a skipped time moved past `after`'s civil time is still
+/// found; each candidate is kept only if its instant is later than `after`, so a repeated hour
+/// never runs twice.)
 pub fn next_run(cron: &Cron, tz: &str, after: jiff::Timestamp) -> Result<Option<jiff::Timestamp>, String> {
     let zone = jiff::tz::TimeZone::get(tz).map_err(|e| format!("time zone {tz:?}: {e}"))?;
-    let local = after.to_zoned(zone.clone()).datetime();
-    let from = CivilMinute {
+    let start = after.checked_sub(jiff::SignedDuration::from_hours(2)).map_err(|e| e.to_string())?;
+    let local = start.to_zoned(zone.clone()).datetime();
+    let mut from = CivilMinute {
         year: i32::from(local.year()),
         month: local.month() as u8,
         day: local.day() as u8,
         hour: local.hour() as u8,
         minute: local.minute() as u8,
     };
-    let Some(next) = cron.next_after(from) else { return Ok(None) };
-    let civil = jiff::civil::DateTime::new(
-        next.year as i16,
-        next.month as i8,
-        next.day as i8,
-        next.hour as i8,
-        next.minute as i8,
-        0,
-        0,
-    )
-    .map_err(|e| e.to_string())?;
-    let zoned = zone.to_ambiguous_zoned(civil).compatible().map_err(|e| e.to_string())?;
-    Ok(Some(zoned.timestamp()))
+    // A few hundred candidates at most (`* * * * *` over the two hours looked back).
+    for _ in 0..1000 {
+        let Some(next) = cron.next_after(from) else { return Ok(None) };
+        let civil = jiff::civil::DateTime::new(
+            next.year as i16,
+            next.month as i8,
+            next.day as i8,
+            next.hour as i8,
+            next.minute as i8,
+            0,
+            0,
+        )
+        .map_err(|e| e.to_string())?;
+        let at = zone.to_ambiguous_zoned(civil).compatible().map_err(|e| e.to_string())?.timestamp();
+        if at > after {
+            return Ok(Some(at));
+        }
+        from = next;
+    }
+    Err(format!("schedule {cron}: no run found after {after}"))
 }
 
 fn field(text: &str, min: u32, max: u32, names: &[&str]) -> Result<u64, String> {
@@ -235,6 +247,42 @@ fn add_minute(t: CivilMinute) -> CivilMinute {
 
 #[cfg(test)]
 mod tests {
+    use super::next_run;
+
+    /// Runs of `cron` in Chicago from `from` for `hours`, as the scheduler sees them: ticks of
+    /// two seconds, a run whenever the next run after the last tick has come.
+    fn runs(cron: &str, from: &str, hours: i64) -> Vec<String> {
+        let cron = super::Cron::parse(cron).unwrap();
+        let mut since: jiff::Timestamp = from.parse().unwrap();
+        let end = since.checked_add(jiff::SignedDuration::from_hours(hours)).unwrap();
+        let mut out = Vec::new();
+        while since < end {
+            let now = since.checked_add(jiff::SignedDuration::from_secs(2)).unwrap();
+            if let Some(at) = next_run(&cron, "America/Chicago", since).unwrap()
+                && at <= now
+            {
+                out.push(at.to_string());
+            }
+            since = now;
+        }
+        out
+    }
+
+    #[test]
+    fn a_repeated_hour_runs_once_and_a_skipped_time_runs_just_after_the_change() {
+        // Fall back: 2026-11-01 01:00-02:00 happens twice in Chicago (06:00Z-08:00Z).
+        assert_eq!(runs("30 1 * * *", "2026-11-01T04:00:00Z", 6), ["2026-11-01T06:30:00Z"]);
+        let every_five = runs("*/5 * * * *", "2026-11-01T05:00:00Z", 3);
+        assert_eq!(every_five.len(), 24, "the repeated hour's times run once: {every_five:?}");
+        let mut sorted = every_five.clone();
+        sorted.dedup();
+        assert_eq!(sorted, every_five, "never twice");
+        // Spring forward: 2026-03-08 02:00-03:00 does not exist; 02:30 runs at 03:30 CDT.
+        assert_eq!(runs("30 2 * * *", "2026-03-08T06:00:00Z", 4), ["2026-03-08T08:30:00Z"]);
+        // An ordinary day: once, at its time.
+        assert_eq!(runs("0 2 * * *", "2026-11-23T06:00:00Z", 4), ["2026-11-23T08:00:00Z"]);
+    }
+
     use super::*;
 
     fn at(year: i32, month: u8, day: u8, hour: u8, minute: u8) -> CivilMinute {

@@ -80,17 +80,17 @@ impl Runner<'_> {
         transfers.push_to(store, tenant, connector, &local, file_name).map_err(|e| e.to_string())
     }
 
-    /// Runs the saved exports whose time came in (`since`, `now`]: scheduled ones whose next
-    /// run after `since` is at or before `now`, and after-import ones with an applied import of
+    /// The saved exports whose time came in (`since`, `now`]: scheduled ones whose next run
+    /// after `since` is at or before `now`, and after-import ones with an applied import of
     /// their type that changed records since they last ran (each such import is answered once:
-    /// it is marked answered before the run, so a run that fails is not repeated until the next
-    /// change). Returns the runs made, with the tenant and export each was for.
-    pub fn run_due<S: Imports + SavedExports + Deliveries + Connectors>(
+    /// it is marked answered here, so the caller must run what this returns; a run that fails
+    /// is not repeated until the next change).
+    pub fn due<S: SavedExports>(
         &self,
         store: &S,
         since: jiff::Timestamp,
         now: jiff::Timestamp,
-    ) -> Result<Vec<(String, String, Ran)>, sluice_store::StoreError> {
+    ) -> Result<Vec<(TenantName, SavedExport, RunCause)>, sluice_store::StoreError> {
         let mut due: Vec<(String, SavedExport, RunCause)> = Vec::new();
         for (tenant, tz, saved) in store.scheduled_exports()? {
             let ExportWhen::Schedule(cron) = &saved.when else { continue };
@@ -102,11 +102,23 @@ impl Runner<'_> {
             store.mark_import_seen(&tenant, &saved.name, import_id)?;
             due.push((tenant, saved, RunCause::AfterImport));
         }
+        Ok(due
+            .into_iter()
+            .filter_map(|(t, saved, cause)| Some((TenantName::parse(&t).ok()?, saved, cause)))
+            .collect())
+    }
+
+    /// [`Runner::due`], each run at once, one after the other: (tenant, export, run).
+    pub fn run_due<S: Imports + SavedExports + Deliveries + Connectors>(
+        &self,
+        store: &S,
+        since: jiff::Timestamp,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<(String, String, Ran)>, sluice_store::StoreError> {
         let mut ran = Vec::new();
-        for (tenant, saved, cause) in due {
-            let Ok(name) = TenantName::parse(&tenant) else { continue };
-            let run = self.run(store, &name, &saved, cause)?;
-            ran.push((tenant, saved.name.to_string(), run));
+        for (tenant, saved, cause) in self.due(store, since, now)? {
+            let run = self.run(store, &tenant, &saved, cause)?;
+            ran.push((tenant.to_string(), saved.name.to_string(), run));
         }
         Ok(ran)
     }
@@ -134,6 +146,57 @@ fn failure_text(e: &ExportError) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The runs of saved exports and pulls in progress in this process: at most one of each saved
+/// export (or connector's pull) at a time, and at most `limit` at once, whoever asks (the API,
+/// the dashboard, the server's scheduler). A run asked for while its export runs, or while every
+/// slot is taken, is refused at once instead of waiting on a thread.
+pub struct RunSlots {
+    running: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    limit: usize,
+}
+
+/// Why a run could not start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// This export (or pull) is running.
+    Running,
+    /// As many runs as allowed are running.
+    Full,
+}
+
+/// A taken slot; given back when dropped.
+pub struct Slot {
+    slots: std::sync::Arc<RunSlots>,
+    key: (String, String),
+}
+
+impl RunSlots {
+    pub fn new(limit: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(RunSlots { running: Default::default(), limit: limit.max(1) })
+    }
+
+    /// Takes the slot of `what` (an export's name, or `pull:CONNECTOR`) of `tenant`, names
+    /// compared whatever their case.
+    pub fn try_take(self: &std::sync::Arc<Self>, tenant: &str, what: &str) -> Result<Slot, Busy> {
+        let key = (tenant.to_owned(), what.to_ascii_lowercase());
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.contains(&key) {
+            return Err(Busy::Running);
+        }
+        if running.len() >= self.limit {
+            return Err(Busy::Full);
+        }
+        running.insert(key.clone());
+        Ok(Slot { slots: self.clone(), key })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
 }
 
 /// A saved export as asked for, checked as a run would check it (the type exists, is one of
@@ -293,6 +356,17 @@ mod tests {
         let runs = store.export_runs("acme", None, 10).unwrap();
         assert_eq!(runs.len(), 2);
         assert!(runs[0].finished_ms.is_some() && matches!(runs[0].outcome, Some(RunOutcome::Failed(_))));
+    }
+
+    #[test]
+    fn one_run_per_export_and_a_bounded_number_at_once() {
+        let slots = RunSlots::new(2);
+        let a = slots.try_take("acme", "Roster").unwrap();
+        assert_eq!(slots.try_take("acme", "roster").err(), Some(Busy::Running), "the same export, any case");
+        let _b = slots.try_take("beta", "roster").unwrap();
+        assert_eq!(slots.try_take("acme", "other").err(), Some(Busy::Full));
+        drop(a);
+        assert!(slots.try_take("acme", "roster").is_ok(), "given back when dropped");
     }
 
     #[test]

@@ -430,6 +430,15 @@ pub fn saved_exports<S: Tenants + Imports + SavedExports>(s: &S) {
     s.finish_export_run(failed_run, &RunOutcome::Failed("disk full".to_owned())).expect("finish");
     let runs = s.export_runs("north", None, 10).expect("runs");
     assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [failed_run, run], "newest first");
+    assert_eq!(s.export_run(run).expect("one run").map(|r| r.id), Some(run));
+    let killed = s.start_export_run("north", "daily", RunCause::Schedule).expect("start");
+    assert_eq!(s.fail_interrupted_runs().expect("sweep"), 1);
+    let swept = s.export_run(killed).expect("read").expect("kept");
+    assert!(
+        matches!(swept.outcome, Some(RunOutcome::Failed(ref why)) if why.contains("interrupted")),
+        "{swept:?}"
+    );
+    assert!(swept.finished_ms.is_some());
     assert_eq!(runs[1].outcome, Some(written));
     assert_eq!(runs[1].cause, RunCause::AfterImport);
     assert!(runs[1].finished_ms.is_some());
@@ -437,9 +446,14 @@ pub fn saved_exports<S: Tenants + Imports + SavedExports>(s: &S) {
 
     let replaced = export("NIGHTLY", ExportWhen::OnDemand);
     s.save_export("north", &replaced, true).expect("replace");
-    assert_eq!(s.saved_export("north", "nightly").expect("find"), Some(replaced));
+    let as_first_spelled = SavedExport { name: ExportName::parse("Nightly").expect("a name"), ..replaced };
+    assert_eq!(
+        s.saved_export("north", "nightly").expect("find"),
+        Some(as_first_spelled),
+        "replaced, its name kept"
+    );
     s.remove_saved_export("north", "nightly").expect("remove");
     assert!(matches!(s.remove_saved_export("north", "nightly"), Err(StoreError::NoSuchExport(_))));
-    assert_eq!(s.export_runs("north", None, 10).expect("runs").len(), 2, "the log outlives the export");
+    assert_eq!(s.export_runs("north", None, 10).expect("runs").len(), 3, "the log outlives the export");
     assert!(matches!(s.saved_exports("south"), Err(StoreError::NoSuchTenant(_))));
 }

@@ -131,6 +131,10 @@ impl crate::roles::Connectors for Store {
         })
     }
 
+    fn any_connectors(&self) -> Result<bool> {
+        self.with(|c| Ok(c.query_row("SELECT EXISTS (SELECT 1 FROM connectors)", [], |r| r.get(0))?))
+    }
+
     fn pin_host_key(&self, tenant: &str, name: &str, key: &HostKey) -> Result<()> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;

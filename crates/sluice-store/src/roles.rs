@@ -281,8 +281,9 @@ pub trait People {
 /// Saved exports (a tenant's export definitions, by name; names are unique whatever their
 /// case) and the log of their runs.
 pub trait SavedExports {
-    /// Saves an export. An export of the same name (any case) is replaced when `replace`,
-    /// else refused (`ExportExists`). An after-import export answers imports from now on.
+    /// Saves an export. An export of the same name (any case) is replaced when `replace` (it
+    /// keeps the name as first spelled, so its file in `/exports` stays the same), else refused
+    /// (`ExportExists`). An after-import export answers imports from now on.
     fn save_export(&self, tenant: &str, export: &SavedExport, replace: bool) -> Result<()>;
 
     /// A tenant's saved export by name (any case).
@@ -313,6 +314,10 @@ pub trait SavedExports {
     /// One run, by its id.
     fn export_run(&self, id: i64) -> Result<Option<ExportRun>>;
 
+    /// Marks the runs left `running` by a process that stopped as failed, saying so; returns
+    /// how many (the server calls it at start, before it runs anything).
+    fn fail_interrupted_runs(&self) -> Result<usize>;
+
     /// A tenant's export runs (of one export, or all), newest first.
     fn export_runs(&self, tenant: &str, export: Option<&str>, limit: usize) -> Result<Vec<ExportRun>>;
 }
@@ -326,6 +331,9 @@ pub trait Connectors {
 
     /// A connector and its sealed credential.
     fn connector(&self, tenant: &str, name: &str) -> Result<Option<(Connector, String)>>;
+
+    /// Whether any tenant has a connector (a sealed credential).
+    fn any_connectors(&self) -> Result<bool>;
 
     /// A tenant's connectors, by name (never their credentials).
     fn connectors(&self, tenant: &str) -> Result<Vec<Connector>>;

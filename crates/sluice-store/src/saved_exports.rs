@@ -93,7 +93,7 @@ impl crate::roles::SavedExports for Store {
                 Some(name) if !replace => return Err(StoreError::ExportExists(name)),
                 Some(name) => {
                     tx.execute(
-                        "UPDATE saved_exports SET name = ?3, type = ?4, format = ?5, columns = ?6, filters = ?7,
+                        "UPDATE saved_exports SET name = name || substr(?3, 1, 0), type = ?4, format = ?5, columns = ?6, filters = ?7,
                          bom = ?8, run_when = ?9, seen_import = ?10, push_to = ?11 WHERE tenant_id = ?1 AND name = ?2",
                         params![
                             tenant_id,
@@ -255,6 +255,17 @@ impl crate::roles::SavedExports for Store {
 
     fn export_run(&self, id: i64) -> Result<Option<ExportRun>> {
         self.with(|c| Ok(c.query_row(&format!("{RUN_SELECT} WHERE r.id = ?1"), [id], run_row).optional()?))
+    }
+
+    fn fail_interrupted_runs(&self) -> Result<usize> {
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE export_runs SET status = 'failed', finished_ms = ?1,
+                 error = 'interrupted: sluice stopped while it ran (nothing half-written: the last file stays)'
+                 WHERE status = 'running'",
+                [now_ms()],
+            )?)
+        })
     }
 
     fn export_runs(&self, tenant: &str, export: Option<&str>, limit: usize) -> Result<Vec<ExportRun>> {

@@ -1063,7 +1063,9 @@ pub(crate) async fn save_export(
         let saved = sluice_export::saved::checked(&web.ingest.types, &t, asked)
             .map_err(|e| bad_request("bad_export", e.to_string()))?;
         web.ingest.store.save_export(&tenant, &saved, true)?;
-        Ok(Json((&saved).into()))
+        // As stored: a name differing only in case is the same export, spelled as first saved.
+        let stored = web.ingest.store.saved_export(&tenant, &saved.name)?.unwrap_or(saved);
+        Ok(Json((&stored).into()))
     })
     .await
 }
@@ -1093,6 +1095,8 @@ pub(crate) async fn remove_saved_export(
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/exports/{name}/run", operation_id = "runSavedExport",
     params(SavedExportParams),
     responses((status = 200, description = "OK: written", body = ExportRunView),
+        (status = 409, description = "The export is running now", body = ErrorBody),
+        (status = 503, description = "As many exports as sluice runs at once are running", body = ErrorBody),
         (status = 500, description = "The run failed (logged, with why); the last file stays", body = ErrorBody),
         Refused))]
 pub(crate) async fn run_saved_export(
@@ -1101,7 +1105,22 @@ pub(crate) async fn run_saved_export(
     ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
 ) -> ApiResult<ExportRunView> {
     caller.may(&tenant)?;
+    // Taken before any thread is: a run asked for again while it runs, or while every slot is
+    // busy, is answered at once.
+    let slot = web.run_slots.try_take(&tenant, &name).map_err(|busy| match busy {
+        sluice_export::saved::Busy::Running => ApiError::new(
+            StatusCode::CONFLICT,
+            "export_running",
+            format!("export {name} is running now; its run log shows when it ends"),
+        ),
+        sluice_export::saved::Busy::Full => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "as many exports as sluice runs at once are running; try again in a moment",
+        ),
+    })?;
     blocking(move || {
+        let _slot = slot;
         let store = &*web.ingest.store;
         let saved =
             store.saved_export(&tenant, &name)?.ok_or_else(|| ApiError::not_found("such saved export"))?;
@@ -1113,12 +1132,8 @@ pub(crate) async fn run_saved_export(
                 format!("run {} of export {} failed: {why}", ran.id, saved.name),
             )),
             RunOutcome::Written { .. } => {
-                let runs = store.export_runs(&tenant, Some(&saved.name), 1)?;
-                let run = runs
-                    .first()
-                    .filter(|r| r.id == ran.id)
-                    .ok_or_else(|| ApiError::internal("the run's log"))?;
-                Ok(Json(run.into()))
+                let run = store.export_run(ran.id)?.ok_or_else(|| ApiError::internal("the run's log"))?;
+                Ok(Json((&run).into()))
             }
         }
     })

@@ -46,6 +46,8 @@ pub struct Web {
     pub exports: Arc<sluice_export::Exports>,
     /// What pushes saved exports to tenants' connectors (none: such runs fail, saying so).
     pub transfers: Option<Arc<sluice_connect::Transfers>>,
+    /// The saved-export runs and pulls in progress (shared with the server's scheduler).
+    pub run_slots: Arc<sluice_export::saved::RunSlots>,
 }
 
 impl Web {
@@ -77,6 +79,7 @@ impl Web {
             allow_private_webhooks: false,
             exports: Arc::new(exports),
             transfers: None,
+            run_slots: sluice_export::saved::RunSlots::new(4),
         }
     }
 }

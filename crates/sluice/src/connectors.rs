@@ -39,7 +39,16 @@ pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Resul
                     after: AfterPull::parse(&after_pull).map_err(|e| usage(anyhow!(e)))?,
                 }),
             };
-            let host_key = host_key.map(|k| HostKey::parse(&k)).transpose().map_err(|e| usage(e.into()))?;
+            let host_key = match host_key {
+                Some(k) => Some(HostKey::parse(&k).map_err(|e| usage(e.into()))?),
+                // Replacing (a new password, say) keeps the pin while the server is the same.
+                None if replace => store.connector(&tenant, &name)?.and_then(|(old, _)| {
+                    (old.address.host == address.host && old.address.port == address.port)
+                        .then_some(old.host_key)
+                        .flatten()
+                }),
+                None => None,
+            };
             let credential = match (key, password_stdin) {
                 (Some(path), _) => {
                     let text = Zeroizing::new(

@@ -38,7 +38,10 @@ impl DataDirs {
     /// connectors' lock files beside the tenants' import locks.
     pub fn transfers(&self, config: &crate::config::Config) -> Result<sluice_connect::Transfers> {
         let path = config.secret_key_file();
-        let key = sluice_connect::SecretKey::load_or_create(&path)?;
+        // A missing key is made only while no credential is sealed: a new one opens none.
+        let may_create =
+            !path.exists() && !sluice_store::roles::Connectors::any_connectors(&self.open_store()?)?;
+        let key = sluice_connect::SecretKey::load_or_create(&path, may_create)?;
         Ok(sluice_connect::Transfers {
             key,
             locks: self.root.join("spool").join("locks"),

@@ -140,6 +140,7 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
             };
             let saved = sluice_export::saved::checked(&types, &t, asked).map_err(|e| usage(e.into()))?;
             store.save_export(&tenant, &saved, replace)?;
+            let saved = store.saved_export(&tenant, &saved.name)?.unwrap_or(saved);
             let when = match &saved.when {
                 ExportWhen::OnDemand => format!("on demand: sluice export run {tenant} {}", saved.name),
                 ExportWhen::AfterImport => {
@@ -234,102 +235,156 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
     }
 }
 
-/// The server's exporter: every two seconds, runs the saved exports whose schedule came or
-/// whose type an import changed ([`sluice_export::saved::Runner::run_due`]), then the pulls of
-/// connectors whose schedule came, one at a time, on a blocking thread; until `stop`, letting
-/// a run in progress finish (its file is written whole or not at all either way).
+/// A run the server's scheduler owes: a saved export's, or a connector's pull.
+enum Job {
+    Export(TenantName, SavedExport, RunCause),
+    Pull(TenantName, sluice_core::connector::ConnectorName),
+}
+
+impl Job {
+    fn slot(&self) -> (&str, String) {
+        match self {
+            Job::Export(t, e, _) => (t.as_str(), e.name.to_string()),
+            Job::Pull(t, c) => (t.as_str(), format!("pull:{c}")),
+        }
+    }
+}
+
+/// The server's scheduler of exports and pulls: every two seconds, queues the saved exports
+/// whose schedule came or whose type an import changed ([`sluice_export::saved::Runner::due`])
+/// and the pulls of connectors whose schedule came, and starts what it can: each on a blocking
+/// thread of its own, at most one per export or pull and as many at once as `slots` allows
+/// (shared with the API and the dashboard), so one tenant's slow server holds up only its own.
+/// A job that cannot start yet stays queued. Until `stop`, then it lets the runs in progress
+/// finish (an export's file is written whole or not at all either way).
 pub async fn run_exporter(
     ingest: std::sync::Arc<sluice_ingest::Ingest>,
     dirs: crate::dirs::DataDirs,
     transfers: std::sync::Arc<sluice_connect::Transfers>,
+    slots: std::sync::Arc<sluice_export::saved::RunSlots>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let exports = dirs.exports();
     tokio::pin!(stop);
-    let exports = std::sync::Arc::new(exports);
+    let exports = std::sync::Arc::new(dirs.exports());
     let mut since = jiff::Timestamp::now();
+    let mut queue: std::collections::VecDeque<Job> = Default::default();
+    let mut running = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            _ = &mut stop => return,
+            _ = &mut stop => break,
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Err(e) = done {
+                    tracing::warn!("export or pull crashed: {e}");
+                }
+                continue;
+            }
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
         }
         let now = jiff::Timestamp::now();
-        let (ingest, exports, transfers, dirs) =
-            (ingest.clone(), exports.clone(), transfers.clone(), dirs.clone());
-        let work = move || {
-            let runner = sluice_export::saved::Runner {
-                types: &ingest.types,
-                exports: &exports,
-                transfers: Some(&*transfers),
-            };
-            let ran = runner.run_due(&*ingest.store, since, now);
-            pull_due(&ingest, &dirs, &transfers, since, now);
-            ran
-        };
-        match tokio::task::spawn_blocking(work).await {
-            Ok(Ok(ran)) => {
-                for (tenant, export, run) in ran {
-                    match run.outcome {
-                        RunOutcome::Written { rows, bytes, destination } => {
-                            tracing::info!(
-                                tenant,
-                                export,
-                                run = run.id,
-                                rows,
-                                bytes,
-                                destination,
-                                "export written"
-                            )
-                        }
-                        RunOutcome::Failed(why) => {
-                            tracing::warn!(tenant, export, run = run.id, "export failed: {why}")
-                        }
-                    }
-                }
-            }
+        let (i, e) = (ingest.clone(), exports.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            let runner = sluice_export::saved::Runner { types: &i.types, exports: &e, transfers: None };
+            let mut jobs: Vec<Job> = runner
+                .due(&*i.store, since, now)?
+                .into_iter()
+                .map(|(t, e, c)| Job::Export(t, e, c))
+                .collect();
+            jobs.extend(due_pulls(&i, since, now));
+            Ok::<_, sluice_store::StoreError>(jobs)
+        })
+        .await;
+        match found {
+            Ok(Ok(jobs)) => queue.extend(jobs),
             Ok(Err(e)) => tracing::warn!("exporter: {e}"),
             Err(e) => tracing::warn!("exporter crashed: {e}"),
         }
         since = now;
+        for _ in 0..queue.len() {
+            let Some(job) = queue.pop_front() else { break };
+            let (tenant, what) = job.slot();
+            let Ok(slot) = slots.try_take(tenant, &what) else {
+                queue.push_back(job);
+                continue;
+            };
+            let (i, e, t, d) = (ingest.clone(), exports.clone(), transfers.clone(), dirs.clone());
+            running.spawn_blocking(move || {
+                let _slot = slot;
+                run_job(&i, &d, &e, &t, job);
+            });
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+fn run_job(
+    ingest: &sluice_ingest::Ingest,
+    dirs: &crate::dirs::DataDirs,
+    exports: &sluice_export::Exports,
+    transfers: &sluice_connect::Transfers,
+    job: Job,
+) {
+    match job {
+        Job::Export(tenant, saved, cause) => {
+            let runner =
+                sluice_export::saved::Runner { types: &ingest.types, exports, transfers: Some(transfers) };
+            match runner.run(&*ingest.store, &tenant, &saved, cause) {
+                Ok(run) => match run.outcome {
+                    RunOutcome::Written { rows, bytes, destination } => tracing::info!(
+                        tenant = %tenant,
+                        export = %saved.name,
+                        run = run.id,
+                        rows,
+                        bytes,
+                        destination,
+                        "export written"
+                    ),
+                    RunOutcome::Failed(why) => {
+                        tracing::warn!(tenant = %tenant, export = %saved.name, run = run.id, "export failed: {why}")
+                    }
+                },
+                Err(e) => tracing::warn!(tenant = %tenant, export = %saved.name, "export: {e}"),
+            }
+        }
+        Job::Pull(tenant, connector) => {
+            let Ok(Some(t)) = ingest.store.tenant(&tenant) else { return };
+            let pulled = transfers.pull(
+                &*ingest.store,
+                &ingest.types,
+                &dirs.tenants(),
+                &dirs.upload_spool(),
+                &t,
+                &connector,
+            );
+            match pulled {
+                Ok(p) => tracing::info!(
+                    tenant = %tenant,
+                    connector = %connector,
+                    fetched = p.fetched.len(),
+                    changing = p.changing.len(),
+                    "pulled"
+                ),
+                Err(e) => tracing::warn!(tenant = %tenant, connector = %connector, "pull failed: {e}"),
+            }
+        }
     }
 }
 
-/// Pulls from the connectors whose pull schedule came in (`since`, `now`] (read in their
-/// tenant's time zone); each pull's files are recorded as uploads, which the import workers
-/// take as they take any upload.
-fn pull_due(
-    ingest: &sluice_ingest::Ingest,
-    dirs: &crate::dirs::DataDirs,
-    transfers: &sluice_connect::Transfers,
-    since: jiff::Timestamp,
-    now: jiff::Timestamp,
-) {
+/// The connectors whose pull schedule came in (`since`, `now`], read in their tenant's time
+/// zone.
+fn due_pulls(ingest: &sluice_ingest::Ingest, since: jiff::Timestamp, now: jiff::Timestamp) -> Vec<Job> {
     let due = match ingest.store.pulling_connectors() {
         Ok(due) => due,
-        Err(e) => return tracing::warn!("pulls: {e}"),
+        Err(e) => {
+            tracing::warn!("pulls: {e}");
+            return Vec::new();
+        }
     };
-    for (tenant, tz, connector) in due {
-        let Some(cron) = connector.pull.as_ref().and_then(|p| p.schedule.as_ref()) else { continue };
-        if !matches!(sluice_core::schedule::next_run(cron, &tz, since), Ok(Some(at)) if at <= now) {
-            continue;
-        }
-        let Ok(Some(t)) = ingest.store.tenant(&tenant) else { continue };
-        match transfers.pull(
-            &*ingest.store,
-            &ingest.types,
-            &dirs.tenants(),
-            &dirs.upload_spool(),
-            &t,
-            &connector.name,
-        ) {
-            Ok(p) => tracing::info!(
-                tenant,
-                connector = %connector.name,
-                fetched = p.fetched.len(),
-                changing = p.changing.len(),
-                "pulled"
-            ),
-            Err(e) => tracing::warn!(tenant, connector = %connector.name, "pull failed: {e}"),
-        }
-    }
+    due.into_iter()
+        .filter(|(_, tz, c)| {
+            c.pull.as_ref().and_then(|p| p.schedule.as_ref()).is_some_and(
+                |cron| matches!(sluice_core::schedule::next_run(cron, tz, since), Ok(Some(at)) if at <= now),
+            )
+        })
+        .filter_map(|(tenant, _, c)| Some(Job::Pull(TenantName::parse(&tenant).ok()?, c.name)))
+        .collect()
 }

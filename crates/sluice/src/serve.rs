@@ -40,6 +40,11 @@ pub async fn run(config: Config) -> Result<()> {
         allow_private_webhooks: config.notifications.allow_private_webhooks,
     });
     ingest.recover()?;
+    // Export runs a stopped server left `running` never finished: say so in their log.
+    let interrupted = ingest.store.fail_interrupted_runs()?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "export runs interrupted by the last stop are logged as failed");
+    }
     let uploaded = Arc::new(Notify::new());
     let (http_limits, sftp_descriptor_budget) = descriptor_budgets(&config.http);
     let shared = Arc::new(SftpShared::new(
@@ -91,6 +96,8 @@ pub async fn run(config: Config) -> Result<()> {
     }
     // The key sealing connectors' credentials: made on first start (0600), read after.
     let transfers = Arc::new(dirs.transfers(&config)?);
+    // Runs of saved exports and pulls, shared by the scheduler, the API and the dashboard.
+    let run_slots = sluice_export::saved::RunSlots::new(4);
     let stop_http = Arc::new(Notify::new());
     let http = {
         let stop = stop_http.clone();
@@ -105,6 +112,7 @@ pub async fn run(config: Config) -> Result<()> {
         web.defender = defender.clone();
         web.allow_private_webhooks = config.notifications.allow_private_webhooks;
         web.transfers = Some(transfers.clone());
+        web.run_slots = run_slots.clone();
         tokio::spawn(sluice_web::serve(http_listener, web, http_tls, http_limits, async move {
             stop.notified().await
         }))
@@ -132,6 +140,7 @@ pub async fn run(config: Config) -> Result<()> {
             ingest.clone(),
             dirs.clone(),
             transfers.clone(),
+            run_slots.clone(),
             async move { stop.notified().await },
         ))
     };

@@ -4,7 +4,7 @@
 //! run now by anyone of the tenant's, saved and removed by those who manage it.
 
 use super::layout::{csrf_field, not_found, notice, page};
-use super::{Failed, ManagedForm, NoticeQuery, TenantPath, Viewer, blocking, reported};
+use super::{Failed, ManagedForm, NoticeQuery, TenantPath, Viewer, back_to, blocking, reported};
 use crate::Web;
 use axum::Form;
 use axum::extract::{Query, State};
@@ -83,12 +83,13 @@ pub async fn exports_page(
     let data = blocking(move || {
         let t = w.ingest.store.require_tenant(name.as_str())?;
         let saved = w.ingest.store.saved_exports(name.as_str())?;
+        let connectors = w.ingest.store.connectors(name.as_str())?;
         let runs = w.ingest.store.export_runs(name.as_str(), None, 30)?;
         let exportable = exportable_types(&w, &t);
-        Ok((t, saved, runs, exportable))
+        Ok((t, saved, runs, exportable, connectors))
     })
     .await;
-    let Ok((t, saved, runs, exportable)) = data else { return not_found(&viewer) };
+    let Ok((t, saved, runs, exportable, connectors)) = data else { return not_found(&viewer) };
     let manages = viewer.manages(tenant.as_str());
     let body = html! {
         h1 { "Exports of " (tenant) }
@@ -101,7 +102,10 @@ pub async fn exports_page(
                 @for e in &saved {
                     @let view = SavedExportView::from(e);
                     tr {
-                        td { (view.name) br; small { code { (view.path) } } }
+                        td {
+                            (view.name) br; small { code { (view.path) } }
+                            @if let Some(to) = &view.to { br; small { "and pushed to " (to) } }
+                        }
                         td { (view.type_name) }
                         td { (e.format.extension()) }
                         td { @if e.columns.is_empty() { "all" } @else { (e.columns.join(", ")) } }
@@ -140,6 +144,12 @@ pub async fn exports_page(
                     p { label { "Columns (comma-separated, empty for all) " input name="columns" placeholder="sisId,lastName"; } }
                     p { label { "Only records where (COLUMN=VALUE, comma-separated) " input name="where" placeholder="grade=9"; } }
                     p { label { "Runs " input name="when" value="on_demand"; } " " small { "on_demand, after_import, or a cron schedule such as " code { "0 6 * * 1-5" } } }
+                    @if !connectors.is_empty() {
+                        p { label { "Also push to " select name="to" {
+                            option value="" { "nowhere (only /exports)" }
+                            @for c in &connectors { option value=(c.name) { (c.name) " (" (c.address) ")" } }
+                        } } }
+                    }
                     p { button { "Save export" } }
                 }
             }
@@ -203,6 +213,9 @@ pub struct SavedExportForm {
     filters: String,
     #[serde(default)]
     when: String,
+    /// A connector's name, or empty.
+    #[serde(default)]
+    to: String,
 }
 
 posted!(SavedExportForm);
@@ -232,7 +245,10 @@ pub async fn save_export(
             filters: list(&form.filters),
             bom: format == ExportFormat::Csv,
             when,
-            push_to: None,
+            push_to: match form.to.trim() {
+                "" => None,
+                to => Some(sluice_core::connector::ConnectorName::parse(to).map_err(Failed::said)?),
+            },
         };
         let saved = sluice_export::saved::checked(&web.ingest.types, &t, asked).map_err(Failed::said)?;
         web.ingest.store.save_export(name.as_str(), &saved, false)?;
@@ -277,8 +293,22 @@ pub async fn run_export(
         return refused;
     }
     let here = format!("/t/{tenant}/exports");
+    let slot = match web.run_slots.try_take(&tenant, &form.name) {
+        Ok(slot) => slot,
+        Err(sluice_export::saved::Busy::Running) => {
+            return back_to(&viewer, &here, &format!("Not run: export {} is running now.", form.name));
+        }
+        Err(sluice_export::saved::Busy::Full) => {
+            return back_to(
+                &viewer,
+                &here,
+                "Not run: sluice is running as many exports as it may; try again in a moment.",
+            );
+        }
+    };
     let name = tenant.clone();
     let done = blocking(move || {
+        let _slot = slot;
         let store = &*web.ingest.store;
         let saved = store
             .saved_export(name.as_str(), &form.name)?

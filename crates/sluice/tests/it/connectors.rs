@@ -171,8 +171,15 @@ fn a_saved_export_is_pushed_whole_to_the_districts_server_once_its_host_key_is_p
         "{said}"
     );
 
+    // Someone with access to the district's folder left a link under a temporary name an
+    // older push might have used: it is removed, never written through.
+    let victim = sshd.dir.join("victim.txt");
+    std::fs::write(&victim, "untouched").unwrap();
+    std::os::unix::fs::symlink(&victim, sshd.remote.join(".roster.csv.0123456789abcdef.sluice.part"))
+        .unwrap();
     let said = server.cli_ok(&["export", "run", "acme", "roster"]);
     assert!(said.contains("and district:"), "{said}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
     assert_eq!(sshd.remote_files(), ["roster.csv"], "no temporary file left");
     let local = std::fs::read(&exported).unwrap();
     assert_eq!(std::fs::read(sshd.remote.join("roster.csv")).unwrap(), local, "byte-identical");
@@ -205,6 +212,40 @@ fn a_saved_export_is_pushed_whole_to_the_districts_server_once_its_host_key_is_p
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(!sshd.remote.parent().unwrap().join("escape.txt").exists());
     std::fs::remove_file(sshd.remote.join("readme.txt")).unwrap();
+
+    // Replacing the connector (a new key, the same server) keeps its pin.
+    let said = server.cli_ok(&[
+        "connector",
+        "add",
+        "acme",
+        "district",
+        "--replace",
+        "--url",
+        &sshd.url(),
+        "--key",
+        sshd.client_key.to_str().unwrap(),
+    ]);
+    assert!(said.contains(&format!("host key {} pinned", sshd.fingerprint())), "{said}");
+    // A folder the server does not have is said at once, not retried for half a minute.
+    let started = Instant::now();
+    let missing = format!("{}/nowhere", sshd.url());
+    server.cli_ok(&[
+        "connector",
+        "add",
+        "acme",
+        "lost",
+        "--url",
+        &missing,
+        "--key",
+        sshd.client_key.to_str().unwrap(),
+        "--host-key",
+        &std::fs::read_to_string(sshd.dir.join("host_key.pub")).unwrap(),
+    ]);
+    let o = server.cli(&["connector", "push", "acme", "lost", notes.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    assert!(output_text(&o).contains("no such file or folder"), "{}", output_text(&o));
+    assert!(started.elapsed() < Duration::from_secs(5), "not retried: {:?}", started.elapsed());
+    server.cli_ok(&["connector", "remove", "acme", "lost"]);
 
     // The list shows the pin, never the credential.
     let list = server.cli_ok(&["connector", "list", "acme", "--json"]);
