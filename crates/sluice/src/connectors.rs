@@ -210,7 +210,8 @@ pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Resul
     }
 }
 
-fn at_text(ms: i64) -> String {
+/// A time as the CLI prints it.
+pub(crate) fn at_text(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map_or_else(|_| ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
 }

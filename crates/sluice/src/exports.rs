@@ -166,8 +166,9 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
             } else {
                 for e in &list {
                     let view = SavedExportView::from(e);
+                    let to = view.to.as_ref().map(|c| format!(" and {c}")).unwrap_or_default();
                     outln!(
-                        "{:<24} {:<12} {:<4} {:<18} {}",
+                        "{:<24} {:<12} {:<4} {:<18} {}{to}",
                         view.name,
                         view.type_name,
                         e.format.extension(),
@@ -215,6 +216,13 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
         ExportCommand::Runs { tenant, name, limit, json } => {
             store.require_tenant(&tenant)?;
             let runs = store.export_runs(&tenant, name.as_deref(), limit)?;
+            // A name that is neither saved nor in the log is a mistake, not an empty log.
+            if let Some(name) = &name
+                && runs.is_empty()
+                && store.saved_export(&tenant, name)?.is_none()
+            {
+                return Err(sluice_store::StoreError::NoSuchExport(name.to_string()).into());
+            }
             let views: Vec<ExportRunView> = runs.iter().map(ExportRunView::from).collect();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&views)?);
@@ -227,7 +235,15 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
                         (_, Some(why)) => why.clone(),
                         _ => String::new(),
                     };
-                    outln!("{:>6} {:<24} {:<12} {:<8} {}", r.id, r.export, r.cause.as_str(), r.status, what);
+                    outln!(
+                        "{:>6} {} {:<24} {:<12} {:<8} {}",
+                        r.id,
+                        crate::connectors::at_text(r.started_ms),
+                        r.export,
+                        r.cause.as_str(),
+                        r.status,
+                        what
+                    );
                 }
             }
             Ok(())
