@@ -12,7 +12,7 @@
 
 use rust_xlsxwriter::{ExcelDateTime, Format as CellFormat, Workbook, XlsxError};
 use sluice_core::cells::csv_cell;
-use sluice_core::import::{ColumnKind, ImportType};
+use sluice_core::import::{ColumnKind, ImportType, ImportTypes};
 use sluice_store::roles::Imports;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -27,6 +27,11 @@ pub mod saved;
 pub enum ExportError {
     #[error("type {type_name} has no column {column:?}; its columns are: {columns}")]
     NoSuchColumn { type_name: String, column: String, columns: String },
+    #[error(
+        "type {type_name} is keyed by several columns: the {referrer} records referring to it cannot be listed \
+         in a column"
+    )]
+    CompositeKey { type_name: String, referrer: String },
     #[error("--where {0:?} is not COLUMN=VALUE")]
     BadFilter(String),
     #[error("type {0} is not a CSV import type: only the records of CSV types can be exported")]
@@ -60,19 +65,34 @@ pub struct Written {
 pub struct Export<'t> {
     ty: &'t ImportType,
     format: Format,
-    /// Indexes into the type's columns, in the order they are written.
-    columns: Vec<usize>,
+    /// What each column of the file holds, in the order they are written.
+    columns: Vec<Col>,
+    /// The types whose records refer to this one that `Col::Referrers` columns list.
+    referrers: Vec<sluice_store::Referrers>,
     /// Only records whose column (index) holds this value.
     filters: Vec<(usize, String)>,
     /// CSV: start with a UTF-8 byte order mark (Excel then reads accents right).
     bom: bool,
 }
 
+/// A column of an export's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    /// One of the type's columns (an index into them).
+    Own(usize),
+    /// The records of another type that refer to this record (an index into `referrers`):
+    /// a student's guardians, named by their ids, `;` between them.
+    Referrers(usize),
+}
+
 impl<'t> Export<'t> {
-    /// `columns`: the columns to write, in order (all of the type's when empty); `filters`:
-    /// `COLUMN=VALUE` each; every name must be one of the type's columns.
+    /// `columns`: the columns to write, in order (all of the type's when empty), each one of
+    /// the type's columns or the name of a type whose records refer to this one (`guardians`
+    /// in an export of `students`: each student's guardians' ids); `filters`: `COLUMN=VALUE`
+    /// each, on the type's own columns.
     pub fn new(
         ty: &'t ImportType,
+        types: &ImportTypes,
         format: Format,
         columns: &[String],
         filters: &[String],
@@ -95,10 +115,37 @@ impl<'t> Export<'t> {
                 columns: ty.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
             })
         };
+        let mut referrers: Vec<sluice_store::Referrers> = Vec::new();
+        let mut column = |name: &str| -> Result<Col, ExportError> {
+            let own = index(name);
+            if own.is_ok() {
+                return own.map(Col::Own);
+            }
+            let Some((r, reference)) =
+                types.referrers_of(&ty.name).into_iter().find(|(r, _)| r.name.eq_ignore_ascii_case(name))
+            else {
+                return own.map(Col::Own);
+            };
+            if ty.key.len() != 1 {
+                return Err(ExportError::CompositeKey {
+                    type_name: ty.name.clone(),
+                    referrer: r.name.clone(),
+                });
+            }
+            // A referring record is named by its key's other column (a guardian's id beside its
+            // student's), or by its key.
+            let named = r.key.iter().copied().find(|&k| k != reference.column).unwrap_or(r.key[0]);
+            referrers.push(sluice_store::Referrers {
+                type_name: r.name.clone(),
+                refers_by: format!("$[{}]", reference.column),
+                named_by: format!("$[{named}]"),
+            });
+            Ok(Col::Referrers(referrers.len() - 1))
+        };
         let columns = if columns.is_empty() {
-            (0..ty.columns.len()).collect()
+            (0..ty.columns.len()).map(Col::Own).collect()
         } else {
-            columns.iter().map(|c| index(c.trim())).collect::<Result<_, _>>()?
+            columns.iter().map(|c| column(c.trim())).collect::<Result<_, _>>()?
         };
         let filters = filters
             .iter()
@@ -107,7 +154,7 @@ impl<'t> Export<'t> {
                 Ok((index(column.trim())?, value.to_owned()))
             })
             .collect::<Result<_, ExportError>>()?;
-        Ok(Export { ty, format, columns, filters, bom })
+        Ok(Export { ty, format, columns, referrers, filters, bom })
     }
 
     pub fn format(&self) -> Format {
@@ -128,16 +175,17 @@ impl<'t> Export<'t> {
         Ok(Written { rows, bytes: std::fs::metadata(path)?.len() })
     }
 
-    /// Calls `each` with the values of every record the filters let through, in key order.
+    /// Calls `each` with the values of every record the filters let through, in key order,
+    /// and the names of the records referring to it (one per `Col::Referrers`).
     fn each_record(
         &self,
         store: &impl Imports,
         tenant: &str,
-        mut each: impl FnMut(&[String]) -> Result<(), ExportError>,
+        mut each: impl FnMut(&[String], &[Option<String>]) -> Result<(), ExportError>,
     ) -> Result<u64, ExportError> {
         let mut failed: Option<ExportError> = None;
         let mut rows = 0u64;
-        store.records(tenant, &self.ty.name, Some(false), &mut |_key, data| {
+        let mut one = |data: &str, names: &[Option<String>]| {
             if failed.is_some() {
                 return;
             }
@@ -146,14 +194,32 @@ impl<'t> Export<'t> {
             let value = |i: usize| values.get(i).map_or("", String::as_str);
             if self.filters.iter().all(|(i, v)| value(*i) == v) {
                 rows += 1;
-                if let Err(e) = each(&values) {
+                if let Err(e) = each(&values, names) {
                     failed = Some(e);
                 }
             }
-        })?;
+        };
+        if self.referrers.is_empty() {
+            store.records(tenant, &self.ty.name, Some(false), &mut |_key, data| one(data, &[]))?;
+        } else {
+            store.records_with_referrers(
+                tenant,
+                &self.ty.name,
+                &self.referrers,
+                &mut |_key, data, names| one(data, names),
+            )?;
+        }
         match failed {
             Some(e) => Err(e),
             None => Ok(rows),
+        }
+    }
+
+    /// A column's header.
+    fn header(&self, col: Col) -> &str {
+        match col {
+            Col::Own(i) => &self.ty.columns[i].name,
+            Col::Referrers(k) => &self.referrers[k].type_name,
         }
     }
 
@@ -163,10 +229,9 @@ impl<'t> Export<'t> {
             out.write_all("\u{feff}".as_bytes())?;
         }
         let mut line = String::new();
-        let header: Vec<&str> = self.columns.iter().map(|&i| self.ty.columns[i].name.as_str()).collect();
-        write_csv_line(&mut out, &mut line, header.iter().copied())?;
-        let rows = self.each_record(store, tenant, |values| {
-            let cells = self.columns.iter().map(|&i| values.get(i).map_or("", String::as_str));
+        write_csv_line(&mut out, &mut line, self.columns.iter().map(|&c| self.header(c)))?;
+        let rows = self.each_record(store, tenant, |values, names| {
+            let cells = self.columns.iter().map(|&c| cell(c, values, names));
             Ok(write_csv_line(&mut out, &mut line, cells)?)
         })?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -179,19 +244,23 @@ impl<'t> Export<'t> {
         sheet.set_name(sheet_name(&self.ty.name))?;
         let bold = CellFormat::new().set_bold();
         let date = CellFormat::new().set_num_format("yyyy-mm-dd");
-        for (col, &i) in self.columns.iter().enumerate() {
-            sheet.write_string_with_format(0, col as u16, &self.ty.columns[i].name, &bold)?;
+        for (col, &c) in self.columns.iter().enumerate() {
+            sheet.write_string_with_format(0, col as u16, self.header(c), &bold)?;
         }
         let mut row = 0u32;
-        let rows = self.each_record(store, tenant, |values| {
+        let rows = self.each_record(store, tenant, |values, names| {
             row += 1;
-            for (col, &i) in self.columns.iter().enumerate() {
-                let v = values.get(i).map_or("", String::as_str);
+            for (col, &c) in self.columns.iter().enumerate() {
+                let v = cell(c, values, names);
                 if v.is_empty() {
                     continue;
                 }
                 let col = col as u16;
-                match typed(&self.ty.columns[i].kind, v) {
+                let typed = match c {
+                    Col::Own(i) => typed(&self.ty.columns[i].kind, v),
+                    Col::Referrers(_) => Typed::Text,
+                };
+                match typed {
                     Typed::Number(n) => sheet.write_number(row, col, n)?,
                     Typed::Boolean(b) => sheet.write_boolean(row, col, b)?,
                     Typed::Date(d) => sheet.write_datetime_with_format(row, col, &d, &date)?,
@@ -206,6 +275,14 @@ impl<'t> Export<'t> {
         sheet.autofilter(0, 0, row, last_col)?;
         book.save(path)?;
         Ok(rows)
+    }
+}
+
+/// What a record's row holds in column `c`.
+fn cell<'a>(c: Col, values: &'a [String], names: &'a [Option<String>]) -> &'a str {
+    match c {
+        Col::Own(i) => values.get(i).map_or("", String::as_str),
+        Col::Referrers(k) => names.get(k).and_then(|n| n.as_deref()).unwrap_or(""),
     }
 }
 

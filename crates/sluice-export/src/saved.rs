@@ -132,7 +132,7 @@ fn write<S: Imports>(
     saved: &SavedExport,
 ) -> Result<crate::Delivered, ExportError> {
     let ty = types.get(&saved.type_name).ok_or_else(|| ExportError::NoSuchType(saved.type_name.clone()))?;
-    let export = Export::new(ty, saved.format, &saved.columns, &saved.filters, saved.bom)?;
+    let export = Export::new(ty, types, saved.format, &saved.columns, &saved.filters, saved.bom)?;
     exports.into_folder_as(&export, store, tenant, &saved.file_name())
 }
 
@@ -214,7 +214,7 @@ pub fn checked(
             tenant: tenant.name.to_string(),
         });
     }
-    Export::new(ty, asked.format, &asked.columns, &asked.filters, asked.bom)?;
+    Export::new(ty, types, asked.format, &asked.columns, &asked.filters, asked.bom)?;
     Ok(SavedExport { type_name: ty.name.clone(), ..asked })
 }
 

@@ -988,6 +988,57 @@ impl crate::roles::Imports for Store {
         })
     }
 
+    fn records_with_referrers(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        referrers: &[crate::roles::Referrers],
+        each: &mut dyn FnMut(&str, &str, &[Option<String>]),
+    ) -> Result<u64> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            // One grouped table per referring type (SQLite sorts it on disk when large), joined
+            // to the records in key order: the rows stream out, memory stays flat.
+            let mut with = Vec::new();
+            let mut select = String::from("SELECT r.key, r.data");
+            let mut joins = String::new();
+            for k in 0..referrers.len() {
+                let p = 3 + 3 * k;
+                with.push(format!(
+                    "ref{k} AS (SELECT v, group_concat(id, ';') AS ids FROM (SELECT json_extract(g.data, ?{}) AS v,
+                     json_extract(g.data, ?{}) AS id FROM records g WHERE g.tenant_id = ?1 AND g.type = ?{p}
+                     AND g.inactive = 0 ORDER BY v, id) GROUP BY v)",
+                    p + 1,
+                    p + 2
+                ));
+                select.push_str(&format!(", ref{k}.ids"));
+                joins.push_str(&format!(" LEFT JOIN ref{k} ON ref{k}.v = r.key"));
+            }
+            let sql = format!(
+                "{}{select} FROM records r{joins} WHERE r.tenant_id = ?1 AND r.type = ?2 AND r.inactive = 0 ORDER BY r.key",
+                if with.is_empty() { String::new() } else { format!("WITH {} ", with.join(", ")) }
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&tenant_id, &type_name];
+            for r in referrers {
+                values.extend([&r.type_name as &dyn rusqlite::ToSql, &r.refers_by, &r.named_by]);
+            }
+            let mut rows = stmt.query(values.as_slice())?;
+            let (mut n, mut names) = (0, Vec::with_capacity(referrers.len()));
+            while let Some(row) = rows.next()? {
+                let key: String = row.get(0)?;
+                let data: String = row.get(1)?;
+                names.clear();
+                for k in 0..referrers.len() {
+                    names.push(row.get::<_, Option<String>>(2 + k)?);
+                }
+                each(&key, &data, &names);
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
     fn record_count(&self, tenant: &str, type_name: &str) -> Result<u64> {
         self.with(|c| {
             Ok(c.query_row(

@@ -24,8 +24,8 @@ pub use imports::{Loader, Outcome, STORED_ERRORS, StageKind};
 pub use people::{Person, PersonRole};
 pub use referrers::Referrer;
 pub use roles::{
-    Accounts, ApiKeys, Bans, Connectors, Deliveries, ImportQueue, Imports, People, SavedExports, Tenants,
-    Uploads,
+    Accounts, ApiKeys, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Referrers, SavedExports,
+    Tenants, Uploads,
 };
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, Role};
 pub use sluice_core::delivery::{Channel, Delivery};

@@ -241,6 +241,28 @@ pub trait Imports {
     ) -> Result<u64>;
 
     fn record_count(&self, tenant: &str, type_name: &str) -> Result<u64>;
+
+    /// The active records of one type in key order, each with, for each of `referrers` (a type
+    /// whose records refer to this one, the JSON path of its referring column, the JSON path of
+    /// the column that names its records), the names of its active records that refer to it,
+    /// in order, joined by `;` (`None`: none). Streamed: `each` gets (key, data, names).
+    fn records_with_referrers(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        referrers: &[Referrers],
+        each: &mut dyn FnMut(&str, &str, &[Option<String>]),
+    ) -> Result<u64>;
+}
+
+/// A type whose records refer to another's, as an export lists them (a student's guardians).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrers {
+    pub type_name: String,
+    /// JSON path of the column that holds the referred record's key (`$[1]`).
+    pub refers_by: String,
+    /// JSON path of the column that names a referring record (`$[0]`).
+    pub named_by: String,
 }
 
 /// People and the records that are their roles; record counts and pages for the dashboard

@@ -118,8 +118,9 @@ pub(crate) fn export_for(
     let ty = web.ingest.types.get(asked.type_name).ok_or(ExportRefused::NotTheirs)?;
     let format = sluice_export::Format::parse(asked.format)
         .ok_or_else(|| ExportRefused::Bad(format!("format {:?} is csv or xlsx", asked.format)))?;
-    let export = sluice_export::Export::new(ty, format, asked.columns, asked.filters, asked.bom)
-        .map_err(|e| ExportRefused::Bad(e.to_string()))?;
+    let export =
+        sluice_export::Export::new(ty, &web.ingest.types, format, asked.columns, asked.filters, asked.bom)
+            .map_err(|e| ExportRefused::Bad(e.to_string()))?;
     let done = web.exports.into_folder(&export, &*web.ingest.store, tenant).map_err(|e| {
         tracing::warn!(tenant = tenant.as_str(), "export: {e}");
         ExportRefused::Failed(e.to_string())

@@ -31,8 +31,8 @@ pub fn export(
         .get(type_name)
         .ok_or_else(|| usage(anyhow!("no import type {type_name:?}; `sluice types` lists them")))?;
     let format = Format::parse(&what.format).ok_or_else(|| usage(anyhow!("--format is csv or xlsx")))?;
-    let export =
-        Export::new(ty, format, &what.columns, &what.filters, what.bom).map_err(|e| usage(e.into()))?;
+    let export = Export::new(ty, &types, format, &what.columns, &what.filters, what.bom)
+        .map_err(|e| usage(e.into()))?;
     let store = dirs.open_store().map_err(usage)?;
     store.require_tenant(&tenant)?;
     if what.to.is_some() && out.as_deref().is_some_and(|p| p.as_os_str() == "-") {

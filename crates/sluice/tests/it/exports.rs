@@ -277,3 +277,50 @@ fn a_saved_export_follows_imports_runs_on_demand_and_logs_every_run() {
     let text = server.cli_ok(&["export", "runs", "acme"]);
     assert_eq!(text.lines().count(), 2, "the log outlives the export: {text}");
 }
+
+/// A student's guardians as a column of the students export: each student's guardians' ids,
+/// in order, `;` between them; a type that does not refer to students is an unknown column.
+#[test]
+fn an_export_lists_the_records_referring_to_each_record() {
+    let server = Server::start();
+    students(&server);
+    let guardians = write_file(
+        server.dir.path(),
+        "guardians.csv",
+        "guardianSisId,studentSisId,firstName,lastName,email\n\
+         G2,S1,Ann,Núñez,ann@example.org\nG1,S1,Bob,Núñez,bob@example.org\nG3,S3,Cy,Lee,cy@example.org\n"
+            .as_bytes(),
+    );
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "guardians", guardians.to_str().unwrap()]);
+    let out = server.cli_ok(&[
+        "export",
+        "--tenant",
+        "acme",
+        "--type",
+        "students",
+        "--columns",
+        "sisId,Guardians",
+        "--out",
+        "-",
+    ]);
+    // Quoted: a `;` would split the cell for a spreadsheet set to semicolons.
+    assert_eq!(out, "sisId,guardians\r\nS1,\"G1;G2\"\r\nS2,\r\nS3,G3\r\n");
+    let o = server.cli(&["export", "--tenant", "acme", "--type", "students", "--columns", "sisId,visitors"]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(output_text(&o).contains("no column \"visitors\""), "{}", output_text(&o));
+    // A saved export takes the column too.
+    server.cli_ok(&[
+        "export",
+        "add",
+        "acme",
+        "families",
+        "--type",
+        "students",
+        "--columns",
+        "sisId,guardians",
+    ]);
+    server.cli_ok(&["export", "run", "acme", "families"]);
+    let file =
+        std::fs::read_to_string(server.tenant_dir("acme").join("exports").join("families.csv")).unwrap();
+    assert!(file.contains("S1,\"G1;G2\"\r\n"), "{file}");
+}
