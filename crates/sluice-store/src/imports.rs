@@ -993,7 +993,7 @@ impl crate::roles::Imports for Store {
         tenant: &str,
         type_name: &str,
         referrers: &[crate::roles::Referrers],
-        each: &mut dyn FnMut(&str, &str, &[Option<String>]),
+        each: &mut crate::roles::RecordWithReferrers<'_>,
     ) -> Result<u64> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;

@@ -251,9 +251,12 @@ pub trait Imports {
         tenant: &str,
         type_name: &str,
         referrers: &[Referrers],
-        each: &mut dyn FnMut(&str, &str, &[Option<String>]),
+        each: &mut RecordWithReferrers<'_>,
     ) -> Result<u64>;
 }
+
+/// What `Imports::records_with_referrers` calls for each record: (key, data, names).
+pub type RecordWithReferrers<'a> = dyn FnMut(&str, &str, &[Option<String>]) + 'a;
 
 /// A type whose records refer to another's, as an export lists them (a student's guardians).
 #[derive(Debug, Clone, PartialEq, Eq)]
