@@ -138,6 +138,9 @@ pub struct SavedExport {
     /// The connector each run pushes the file to (the tenant's own SFTP server), besides
     /// writing it in `/exports`.
     pub push_to: Option<crate::connector::ConnectorName>,
+    /// Whether the file is also kept in the tenant's `/exports` (off only for an export that
+    /// goes to a connector alone).
+    pub in_exports: bool,
 }
 
 impl SavedExport {

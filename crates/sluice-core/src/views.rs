@@ -202,6 +202,8 @@ pub struct SavedExportView {
     /// The connector each run also pushes the file to.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub to: Option<String>,
+    /// Whether the file is kept in `/exports` (false: it goes to the connector alone).
+    pub in_exports: bool,
 }
 
 impl From<&SavedExport> for SavedExportView {
@@ -220,6 +222,7 @@ impl From<&SavedExport> for SavedExportView {
             when: e.when.as_str().to_owned(),
             path: format!("/{}/{}", crate::layout::EXPORTS, e.file_name()),
             to: e.push_to.as_ref().map(|c| c.to_string()),
+            in_exports: e.in_exports,
         }
     }
 }

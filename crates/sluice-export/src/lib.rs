@@ -32,6 +32,8 @@ pub enum ExportError {
          in a column"
     )]
     CompositeKey { type_name: String, referrer: String },
+    #[error("an export kept out of /exports must go to a connector (--to CONNECTOR)")]
+    NowhereToGo,
     #[error("--where {0:?} is not COLUMN=VALUE")]
     BadFilter(String),
     #[error("type {0} is not a CSV import type: only the records of CSV types can be exported")]

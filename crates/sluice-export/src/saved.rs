@@ -41,7 +41,25 @@ impl Runner<'_> {
         cause: RunCause,
     ) -> Result<Ran, sluice_store::StoreError> {
         let id = store.start_export_run(tenant, &saved.name, cause)?;
-        let outcome = match write(store, self.types, self.exports, tenant, saved) {
+        let outcome = match (&saved.push_to, saved.in_exports) {
+            (Some(to), false) => self.push_only(store, tenant, saved, to),
+            _ => self.into_folder(store, tenant, saved),
+        };
+        store.finish_export_run(id, &outcome)?;
+        if matches!(outcome, RunOutcome::Failed(_)) {
+            store.queue_export_failure(id)?;
+        }
+        Ok(Ran { id, outcome })
+    }
+
+    /// Written to `/exports` (and pushed, if it has a connector).
+    fn into_folder<S: Imports + Connectors>(
+        &self,
+        store: &S,
+        tenant: &TenantName,
+        saved: &SavedExport,
+    ) -> RunOutcome {
+        match write(store, self.types, self.exports, tenant, saved) {
             Ok(done) => match &saved.push_to {
                 None => RunOutcome::Written {
                     rows: done.written.rows,
@@ -60,12 +78,49 @@ impl Runner<'_> {
                 },
             },
             Err(e) => RunOutcome::Failed(failure_text(&e)),
-        };
-        store.finish_export_run(id, &outcome)?;
-        if matches!(outcome, RunOutcome::Failed(_)) {
-            store.queue_export_failure(id)?;
         }
-        Ok(Ran { id, outcome })
+    }
+
+    /// Written to a private file in the spool, pushed to the connector, removed: the tenant's
+    /// `/exports` never holds it.
+    fn push_only<S: Imports + Connectors>(
+        &self,
+        store: &S,
+        tenant: &TenantName,
+        saved: &SavedExport,
+        to: &sluice_core::connector::ConnectorName,
+    ) -> RunOutcome {
+        let written = (|| {
+            let ty = self
+                .types
+                .get(&saved.type_name)
+                .ok_or_else(|| ExportError::NoSuchType(saved.type_name.clone()))?;
+            let export =
+                Export::new(ty, self.types, saved.format, &saved.columns, &saved.filters, saved.bom)?;
+            std::fs::create_dir_all(self.exports.spool())?;
+            let temporary = tempfile::Builder::new().prefix(".export-").tempfile_in(self.exports.spool())?;
+            let written = export.write(store, tenant, temporary.path())?;
+            Ok::<_, ExportError>((temporary, written))
+        })();
+        match written {
+            Err(e) => RunOutcome::Failed(failure_text(&e)),
+            Ok((temporary, written)) => {
+                let transfers = match self.transfers.ok_or("connectors are not set up in this process") {
+                    Ok(t) => t,
+                    Err(why) => return RunOutcome::Failed(why.to_owned()),
+                };
+                match transfers.push_to(store, tenant, to, temporary.path(), &saved.file_name()) {
+                    Ok(pushed) => RunOutcome::Written {
+                        rows: written.rows,
+                        bytes: written.bytes,
+                        destination: format!("{to}:{}", pushed.remote),
+                    },
+                    Err(e) => {
+                        RunOutcome::Failed(format!("not pushed to {to} (nothing kept in /exports): {e}"))
+                    }
+                }
+            }
+        }
     }
 
     fn push(
@@ -215,6 +270,9 @@ pub fn checked(
         });
     }
     Export::new(ty, types, asked.format, &asked.columns, &asked.filters, asked.bom)?;
+    if !asked.in_exports && asked.push_to.is_none() {
+        return Err(ExportError::NowhereToGo);
+    }
     Ok(SavedExport { type_name: ty.name.clone(), ..asked })
 }
 
@@ -283,6 +341,7 @@ mod tests {
             bom: false,
             when: ExportWhen::parse(when).unwrap(),
             push_to: None,
+            in_exports: true,
         }
     }
 

@@ -389,6 +389,7 @@ pub fn saved_exports<S: Tenants + Imports + SavedExports>(s: &S) {
         bom: false,
         when,
         push_to: None,
+        in_exports: true,
     };
     let after = export("Nightly", ExportWhen::AfterImport);
     s.save_export("north", &after, false).expect("save");

@@ -293,6 +293,8 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL,
         PRIMARY KEY (tenant_id, connector, remote_path, size, mtime)
      ) WITHOUT ROWID;",
+    // 25: a saved export that goes to its connector alone, not kept in /exports
+    "ALTER TABLE saved_exports ADD COLUMN in_exports INTEGER NOT NULL DEFAULT 1;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -7,7 +7,8 @@ use sluice_core::saved_export::{
     ExportFormat, ExportName, ExportRun, ExportWhen, RunCause, RunOutcome, SavedExport,
 };
 
-const SELECT: &str = "SELECT e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to
+const SELECT: &str =
+    "SELECT e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to, e.in_exports
     FROM saved_exports e JOIN tenants t ON t.id = e.tenant_id";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<SavedExport, String>> {
@@ -94,7 +95,7 @@ impl crate::roles::SavedExports for Store {
                 Some(name) => {
                     tx.execute(
                         "UPDATE saved_exports SET name = name || substr(?3, 1, 0), type = ?4, format = ?5, columns = ?6, filters = ?7,
-                         bom = ?8, run_when = ?9, seen_import = ?10, push_to = ?11 WHERE tenant_id = ?1 AND name = ?2",
+                         bom = ?8, run_when = ?9, seen_import = ?10, push_to = ?11, in_exports = ?12 WHERE tenant_id = ?1 AND name = ?2",
                         params![
                             tenant_id,
                             name,
@@ -106,14 +107,15 @@ impl crate::roles::SavedExports for Store {
                             export.bom,
                             export.when.as_str(),
                             seen,
-                            export.push_to.as_ref().map(|c| c.as_str())
+                            export.push_to.as_ref().map(|c| c.as_str()),
+                            export.in_exports
                         ],
                     )?;
                 }
                 None => {
                     tx.execute(
                         "INSERT INTO saved_exports (tenant_id, name, type, format, columns, filters, bom, run_when,
-                         seen_import, created_ms, push_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                         seen_import, created_ms, push_to, in_exports) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                         params![
                             tenant_id,
                             export.name.as_str(),
@@ -125,7 +127,8 @@ impl crate::roles::SavedExports for Store {
                             export.when.as_str(),
                             seen,
                             now_ms(),
-                            export.push_to.as_ref().map(|c| c.as_str())
+                            export.push_to.as_ref().map(|c| c.as_str()),
+                            export.in_exports
                         ],
                     )?;
                 }
@@ -160,7 +163,7 @@ impl crate::roles::SavedExports for Store {
     fn scheduled_exports(&self) -> Result<Vec<(String, String, SavedExport)>> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT t.name, t.timezone, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to
+                "SELECT t.name, t.timezone, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to, e.in_exports
                  FROM saved_exports e JOIN tenants t ON t.id = e.tenant_id
                  WHERE t.disabled = 0 AND e.run_when NOT IN ('on_demand', 'after_import') ORDER BY t.name, e.name",
             )?;
@@ -180,7 +183,7 @@ impl crate::roles::SavedExports for Store {
     fn exports_after_imports(&self) -> Result<Vec<(String, SavedExport, i64)>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT t.name, latest, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to
+                "SELECT t.name, latest, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to, e.in_exports
                  FROM (SELECT e.*, (SELECT max(i.id) FROM imports i WHERE i.tenant_id = e.tenant_id AND i.type = e.type
                          AND i.status IN {APPLIED} AND i.added + i.updated + i.deleted > 0) AS latest
                        FROM saved_exports e WHERE e.run_when = 'after_import') e
@@ -284,7 +287,7 @@ impl crate::roles::SavedExports for Store {
 }
 
 /// A saved export read from the columns starting at `at` (name, type, format, columns,
-/// filters, bom, run_when, push_to).
+/// filters, bom, run_when, push_to, in_exports).
 fn row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<std::result::Result<SavedExport, String>> {
     let (name, type_name, format, columns, filters, bom, when): (
         String,
@@ -304,8 +307,10 @@ fn row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<std::result::Res
         r.get(at + 6)?,
     );
     let push_to: Option<String> = r.get(at + 7)?;
+    let in_exports: bool = r.get(at + 8)?;
     Ok(parse_export(name, type_name, format, columns, filters, bom, when).and_then(|mut e| {
         e.push_to = push_to.map(|c| ConnectorName::parse(&c)).transpose().map_err(|e| e.to_string())?;
+        e.in_exports = in_exports;
         Ok(e)
     }))
 }
@@ -328,5 +333,6 @@ fn parse_export(
         bom,
         when: ExportWhen::parse(&when).map_err(|e| e.to_string())?,
         push_to: None,
+        in_exports: true,
     })
 }

@@ -1024,6 +1024,10 @@ pub(crate) struct SavedExportBody {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     to: Option<ConnectorName>,
+    /// With `to`: false sends the file to the connector alone, not kept in /exports (default
+    /// true).
+    #[serde(default)]
+    in_exports: Option<bool>,
 }
 
 /// Save an export by name (replacing one of that name): it writes /exports/NAME.csv or .xlsx
@@ -1059,6 +1063,7 @@ pub(crate) async fn save_export(
             bom: body.bom,
             when,
             push_to: body.to,
+            in_exports: body.in_exports.unwrap_or(true),
         };
         let saved = sluice_export::saved::checked(&web.ingest.types, &t, asked)
             .map_err(|e| bad_request("bad_export", e.to_string()))?;

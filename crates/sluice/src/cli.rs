@@ -485,6 +485,9 @@ pub(crate) enum ExportCommand {
         /// Run after every import of its type that added, changed or deleted records.
         #[arg(long)]
         after_import: bool,
+        /// With --to: send the file to the connector alone, not kept in the tenant's /exports.
+        #[arg(long, requires = "to")]
+        not_in_exports: bool,
         /// Replace a saved export of the same name.
         #[arg(long)]
         replace: bool,

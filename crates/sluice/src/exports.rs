@@ -115,7 +115,7 @@ fn push(
 pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Result<(), Failure> {
     let store = dirs.open_store().map_err(usage)?;
     match cmd {
-        ExportCommand::Add { tenant, name, what, schedule, after_import, replace } => {
+        ExportCommand::Add { tenant, name, what, schedule, after_import, not_in_exports, replace } => {
             let t = store.require_tenant(&tenant)?;
             let types = crate::imports::load_types(config)?;
             let type_name = what.type_name.ok_or_else(|| {
@@ -137,6 +137,7 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
                 bom: what.bom,
                 when,
                 push_to: what.to,
+                in_exports: !not_in_exports,
             };
             let saved = sluice_export::saved::checked(&types, &t, asked).map_err(|e| usage(e.into()))?;
             store.save_export(&tenant, &saved, replace)?;

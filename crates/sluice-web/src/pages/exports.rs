@@ -249,6 +249,7 @@ pub async fn save_export(
                 "" => None,
                 to => Some(sluice_core::connector::ConnectorName::parse(to).map_err(Failed::said)?),
             },
+            in_exports: true,
         };
         let saved = sluice_export::saved::checked(&web.ingest.types, &t, asked).map_err(Failed::said)?;
         web.ingest.store.save_export(name.as_str(), &saved, false)?;

@@ -194,6 +194,28 @@ fn a_saved_export_is_pushed_whole_to_the_districts_server_once_its_host_key_is_p
     // A second run replaces the file in one step.
     server.cli_ok(&["export", "run", "acme", "roster"]);
     assert_eq!(sshd.remote_files(), ["roster.csv"]);
+    // An export that goes to the district alone: nothing in /exports, nothing left in the spool.
+    server.cli_ok(&[
+        "export",
+        "add",
+        "acme",
+        "direct",
+        "--type",
+        "students",
+        "--to",
+        "district",
+        "--not-in-exports",
+    ]);
+    let said = server.cli_ok(&["export", "run", "acme", "direct"]);
+    assert!(said.contains("to district:") && !said.contains("/exports"), "{said}");
+    assert_eq!(sshd.remote_files(), ["direct.csv", "roster.csv"]);
+    assert!(!server.tenant_dir("acme").join("exports").join("direct.csv").exists());
+    let spool = server.data_dir().join("spool").join("exports");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0, "no temporary file left");
+    std::fs::remove_file(sshd.remote.join("direct.csv")).unwrap();
+    server.cli_ok(&["export", "remove", "acme", "direct"]);
+    let o = server.cli(&["export", "add", "acme", "nowhere", "--type", "students", "--not-in-exports"]);
+    assert_eq!(o.status.code(), Some(2), "--not-in-exports needs --to: {}", output_text(&o));
 
     // Any file, pushed by hand; a name that is not one file name on the server is refused.
     let notes = write_file(server.dir.path(), "notes.txt", b"for the district\n");
