@@ -43,7 +43,7 @@ impl Runner<'_> {
         let id = store.start_export_run(tenant, &saved.name, cause)?;
         let outcome = match (&saved.push_to, saved.in_exports) {
             (Some(to), false) => self.push_only(store, tenant, saved, to),
-            _ => self.to_folder(store, tenant, saved),
+            _ => self.write_in_folder(store, tenant, saved),
         };
         store.finish_export_run(id, &outcome)?;
         if matches!(outcome, RunOutcome::Failed(_)) {
@@ -53,7 +53,7 @@ impl Runner<'_> {
     }
 
     /// Written to `/exports` (and pushed, if it has a connector).
-    fn to_folder<S: Imports + Connectors>(
+    fn write_in_folder<S: Imports + Connectors>(
         &self,
         store: &S,
         tenant: &TenantName,
