@@ -349,7 +349,13 @@ impl Remote {
         let (mut hashed, mut ahead) = (0u64, std::collections::BTreeMap::<u64, Vec<u8>>::new());
         let outcome: Result<(), ConnectError> = async {
             loop {
-                while !eof && inflight.len() < WRITES_IN_FLIGHT && (next < expected || inflight.is_empty()) {
+                // Reads stop at the listed size (and one read past it, to see the end); the
+                // chunks kept for the hash are bounded too.
+                while !eof
+                    && inflight.len() < WRITES_IN_FLIGHT
+                    && ahead.len() < 2 * WRITES_IN_FLIGHT
+                    && (next < expected || (inflight.is_empty() && next <= expected))
+                {
                     let (sftp, h, at) = (self.sftp.clone(), handle.clone(), next);
                     inflight.spawn(async move {
                         (at, WRITE_LEN as u32, sftp.read(h, at, WRITE_LEN as u32).await)
@@ -364,8 +370,15 @@ impl Remote {
                 })?;
                 match result {
                     Ok(data) => {
-                        file.write_all_at(&data.data, at).map_err(local_err)?;
                         let got = data.data.len() as u64;
+                        if at + got > expected {
+                            return Err(ConnectError::Sftp {
+                                address: self.address.to_string(),
+                                what: format!("reading {remote}"),
+                                why: format!("it grew past the {expected} bytes listed while it was fetched"),
+                            });
+                        }
+                        file.write_all_at(&data.data, at).map_err(local_err)?;
                         end = end.max(at + got);
                         if got > 0 {
                             ahead.insert(at, data.data);
@@ -413,9 +426,20 @@ impl Remote {
         self.sftp.remove(path).await.map(|_| ()).map_err(self.failed(format!("removing {path}")))
     }
 
-    /// Moves a remote file (replacing one of that name where the server allows).
-    pub async fn move_file(&self, from: &str, to: &str) -> Result<(), ConnectError> {
-        self.replace(from, to).await
+    /// Moves a pulled remote file into `folder` (made if missing), never over a file already
+    /// there (a plain SFTP rename, which refuses an existing name).
+    pub async fn archive(&self, from: &str, folder: &str, name: &str) -> Result<(), ConnectError> {
+        // The folder and its parent (DIR/FOLDER), if missing; an error here shows in the rename.
+        if let Some((parent, _)) = folder.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+            let _ = self.sftp.mkdir(parent, FileAttributes::default()).await;
+        }
+        let _ = self.sftp.mkdir(folder, FileAttributes::default()).await;
+        let to = remote_path(folder, name);
+        self.sftp
+            .rename(from, to.as_str())
+            .await
+            .map(|_| ())
+            .map_err(self.failed(format!("moving {from} to {to}")))
     }
 
     /// Removes the temporary files earlier pushes of `name` left in `folder` (best effort).

@@ -189,9 +189,11 @@ pub enum PushFailure {
     Push(#[from] PushError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    /// A pull stopped at this file (those before it were fetched and recorded).
-    #[error("fetching {file}: {source}")]
-    Fetch { file: String, source: ConnectError },
+    #[error(
+        "connector {0} is not set up to pull: add it again with --pull (and --replace) if the district leaves \
+         files there for sluice to fetch"
+    )]
+    NotPulling(String),
 }
 
 impl Transfers {
@@ -236,10 +238,14 @@ pub struct Pulled {
     pub already: usize,
     /// Fetched, but what happened after (remove, move) failed: (remote path, why).
     pub after_failed: Vec<(String, String)>,
+    /// Not fetched, and why (left for the next pull).
+    pub failed: Vec<(String, String)>,
 }
 
 /// A remote file a pull may fetch.
 struct Candidate {
+    /// From a subfolder named like the tenant's folder (else from the connector's folder).
+    from_subfolder: bool,
     remote: String,
     folder: sluice_core::FolderName,
     name: sluice_core::FileName,
@@ -270,8 +276,10 @@ impl Transfers {
         let (connector, sealed) = store
             .connector(&tenant.name, connector)?
             .ok_or_else(|| sluice_store::StoreError::NoSuchConnector(connector.to_owned()))?;
-        let after =
-            connector.pull.as_ref().map_or(sluice_core::connector::AfterPull::Keep, |p| p.after.clone());
+        let Some(pull) = &connector.pull else {
+            return Err(PushFailure::NotPulling(connector.name.to_string()));
+        };
+        let after = pull.after.clone();
         let credential = self.key.open(&tenant.name, &connector.name, &sealed)?;
         let lock = self.locks.join(format!(
             "connector-{}-{}.lock",
@@ -289,6 +297,12 @@ impl Transfers {
             tokio::time::sleep(self.settle).await;
             let second = candidates(&remote, &connector, types, tenant).await?;
             let mut pulled = Pulled::default();
+            // One remote file per local name in a pull (a name a type requires at the root and
+            // the same name in its folder would land on each other): the first is taken, the
+            // other waits for the next pull. `.done` manifests last, after the files they list.
+            let mut landing = std::collections::HashSet::new();
+            let mut first = first;
+            first.sort_by_key(|c| c.name.as_str().to_ascii_lowercase().ends_with(".done"));
             for c in first {
                 let still =
                     second.iter().any(|d| d.remote == c.remote && d.size == c.size && d.mtime == c.mtime);
@@ -298,6 +312,14 @@ impl Transfers {
                 }
                 if store.was_pulled(&tenant.name, &connector.name, &c.remote, c.size, c.mtime)? {
                     pulled.already += 1;
+                    continue;
+                }
+                if !landing.insert((c.folder.clone(), c.name.as_str().to_ascii_lowercase())) {
+                    let why = format!(
+                        "another file of this pull lands as /{}/{}: left for the next pull",
+                        c.folder, c.name
+                    );
+                    pulled.failed.push((c.remote, why));
                     continue;
                 }
                 let landed = self.land(&remote, store, tenants_root, spool, tenant, &c).await;
@@ -322,7 +344,13 @@ impl Transfers {
                                 } else {
                                     client::remote_path(&connector.address.path, dir)
                                 };
-                                remote.move_file(&c.remote, &client::remote_path(&dir, c.name.as_str())).await
+                                // Each folder's files into their own folder there, never over
+                                // a file already in it.
+                                let dir = match c.from_subfolder {
+                                    true => client::remote_path(&dir, c.folder.as_str()),
+                                    false => dir,
+                                };
+                                remote.archive(&c.remote, &dir, c.name.as_str()).await
                             }
                         };
                         if let Err(e) = done {
@@ -331,9 +359,9 @@ impl Transfers {
                         }
                     }
                     Err(e) => {
+                        // Said, and left for the next pull; the other files go on.
                         log(&c.remote, Err(&e.to_string()))?;
-                        remote.close().await;
-                        return Err(PushFailure::Fetch { file: c.remote, source: e });
+                        pulled.failed.push((c.remote.clone(), e.to_string()));
                     }
                 }
             }
@@ -420,7 +448,9 @@ async fn candidates(
 ) -> Result<Vec<Candidate>, ConnectError> {
     let base = &connector.address.path;
     let name_of = |n: &str| {
-        (!n.starts_with('.') && !sluice_core::is_transfer_temp_name(n))
+        // A name that was not UTF-8 reaches us with U+FFFD in it: it cannot be opened by that
+        // name, so it is left alone.
+        (!n.starts_with('.') && !n.contains('\u{FFFD}') && !sluice_core::is_transfer_temp_name(n))
             .then(|| sluice_core::FileName::parse(n).ok())
             .flatten()
     };
@@ -430,6 +460,7 @@ async fn candidates(
         for (n, size, mtime) in remote.list_if_there(&dir).await?.unwrap_or_default() {
             if let Some(name) = name_of(&n) {
                 out.push(Candidate {
+                    from_subfolder: true,
                     remote: client::remote_path(&dir, &n),
                     folder: folder.clone(),
                     name,
@@ -453,6 +484,7 @@ async fn candidates(
             };
             if let Some(name) = name_of(&n) {
                 out.push(Candidate {
+                    from_subfolder: false,
                     remote: client::remote_path(base, &n),
                     folder: (*folder).clone(),
                     name,

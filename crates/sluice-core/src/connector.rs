@@ -75,7 +75,15 @@ pub struct SftpAddressError {
 
 impl SftpAddress {
     pub fn parse(raw: &str) -> Result<Self, SftpAddressError> {
-        let err = |why| SftpAddressError { url: raw.to_owned(), why };
+        // A password given in the address never reaches a message.
+        let shown = match (raw.find("://"), raw.rfind('@')) {
+            (Some(s), Some(at)) if at > s && raw[s + 3..at].contains(':') => {
+                let user = &raw[s + 3..at];
+                format!("{}{}:***{}", &raw[..s + 3], &user[..user.find(':').unwrap_or(0)], &raw[at..])
+            }
+            _ => raw.to_owned(),
+        };
+        let err = |why| SftpAddressError { url: shown.clone(), why };
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(err("it holds white space or control characters"));
         }
@@ -380,6 +388,8 @@ mod tests {
             assert_eq!(SftpAddress::parse(&a.to_string()).unwrap(), a, "{url}");
         }
         assert_eq!(SftpAddress::parse("sftp://u@h/District%20Uploads").unwrap().path, "/District Uploads");
+        let e = SftpAddress::parse("sftp://u:hunter2@h/a").unwrap_err().to_string();
+        assert!(!e.contains("hunter2") && e.contains("u:***@h"), "{e}");
         for bad in [
             "ftp://u@h/x",
             "sftp://h/x",
@@ -392,6 +402,7 @@ mod tests {
             "sftp://u%0a@h/a",
             "sftp://u@h/a%5C..%5Cetc",
             "sftp://u@h:0/a",
+            "sftp://u:hunter2@h/a",
             "sftp://u@h/a%2",
             "sftp://u@h/x?y",
             "sftp://u@ h/x",

@@ -204,9 +204,10 @@ fn failure_text(e: &ExportError) -> String {
 }
 
 /// The runs of saved exports and pulls in progress in this process: at most one of each saved
-/// export (or connector's pull) at a time, and at most `limit` at once, whoever asks (the API,
-/// the dashboard, the server's scheduler). A run asked for while its export runs, or while every
-/// slot is taken, is refused at once instead of waiting on a thread.
+/// export (or connector's pull) at a time, at most half of `limit` of one tenant's (so one
+/// tenant's slow server cannot take every slot), and at most `limit` at once, whoever asks (the
+/// API, the dashboard, the server's scheduler). A run asked for while its export runs, or while
+/// the slots are taken, is refused at once instead of waiting on a thread.
 pub struct RunSlots {
     running: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     limit: usize,
@@ -240,7 +241,8 @@ impl RunSlots {
         if running.contains(&key) {
             return Err(Busy::Running);
         }
-        if running.len() >= self.limit {
+        let tenants = running.iter().filter(|(t, _)| *t == key.0).count();
+        if running.len() >= self.limit || tenants >= (self.limit / 2).max(1) {
             return Err(Busy::Full);
         }
         running.insert(key.clone());
@@ -419,11 +421,14 @@ mod tests {
 
     #[test]
     fn one_run_per_export_and_a_bounded_number_at_once() {
-        let slots = RunSlots::new(2);
+        let slots = RunSlots::new(4);
         let a = slots.try_take("acme", "Roster").unwrap();
         assert_eq!(slots.try_take("acme", "roster").err(), Some(Busy::Running), "the same export, any case");
+        let _a2 = slots.try_take("acme", "other").unwrap();
+        assert_eq!(slots.try_take("acme", "third").err(), Some(Busy::Full), "half the slots per tenant");
         let _b = slots.try_take("beta", "roster").unwrap();
-        assert_eq!(slots.try_take("acme", "other").err(), Some(Busy::Full));
+        let _c = slots.try_take("gamma", "roster").unwrap();
+        assert_eq!(slots.try_take("delta", "roster").err(), Some(Busy::Full), "all of them taken");
         drop(a);
         assert!(slots.try_take("acme", "roster").is_ok(), "given back when dropped");
     }

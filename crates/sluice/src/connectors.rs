@@ -160,6 +160,9 @@ pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Resul
             for (remote, why) in &pulled.after_failed {
                 outln!("{remote} was fetched, but: {why}");
             }
+            for (remote, why) in &pulled.failed {
+                outln!("{remote} was not fetched (the next pull tries again): {why}");
+            }
             outln!(
                 "pulled {} file(s) for tenant {tenant} from {name} ({} pulled before and unchanged); \
                  they are imported as uploads are",

@@ -277,6 +277,11 @@ fn a_saved_export_is_pushed_whole_to_the_districts_server_once_its_host_key_is_p
     assert!(started.elapsed() < Duration::from_secs(5), "not retried: {:?}", started.elapsed());
     server.cli_ok(&["connector", "remove", "acme", "lost"]);
 
+    // A connector added without --pull does not pull.
+    let o = server.cli(&["connector", "pull", "acme", "district"]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    assert!(output_text(&o).contains("not set up to pull"), "{}", output_text(&o));
+
     // The list shows the pin, never the credential.
     let list = server.cli_ok(&["connector", "list", "acme", "--json"]);
     assert!(list.contains(&sshd.fingerprint()) && !list.contains("PRIVATE KEY"), "{list}");
@@ -464,6 +469,11 @@ fn a_pull_imports_a_district_file_once_and_never_again_across_restarts() {
     // Not fetched: a client's temporary name, a hidden file, a folder the tenant has not.
     std::fs::write(sshd.remote.join("students/students.csv.part"), "x").unwrap();
     std::fs::write(sshd.remote.join("students/.hidden.csv"), "x").unwrap();
+    // A name that is not UTF-8 (a Windows district's Latin-1 name) is left alone; the others
+    // are still fetched.
+    use std::os::unix::ffi::OsStrExt;
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.csv");
+    std::fs::write(sshd.remote.join("students").join(latin1), "sisId,firstName,lastName\nX1,a,b\n").unwrap();
     std::fs::create_dir_all(sshd.remote.join("payroll")).unwrap();
     std::fs::write(sshd.remote.join("payroll/salaries.csv"), "x").unwrap();
     add_pulling_connector(&server, &sshd, &[]);
@@ -533,4 +543,46 @@ fn a_file_still_being_written_on_the_server_waits_for_the_next_pull() {
     assert!(said.contains("pulled 1 file(s)"), "{said}");
     let landed = server.tenant_dir("acme").join("students").join("students.csv");
     assert_eq!(std::fs::read(&landed).unwrap(), std::fs::read(&path).unwrap(), "fetched whole");
+}
+
+/// Clever's files may sit in the connector's folder (named as Clever's types require) or in a
+/// `clever/` subfolder: two files that would land on the same name in one pull are not both
+/// taken (the second would overwrite the first before its import); the other waits for the
+/// next pull. With move:DIR, each is moved into DIR's folder of its own, never over another.
+#[test]
+fn two_remote_files_for_one_name_are_pulled_one_at_a_time() {
+    let server = Server::start();
+    let Some(sshd) = Sshd::start(server.dir.path()) else { return };
+    server.cli_ok(&["tenant", "add", "acme", "--folders", "clever"]);
+    server.cli_ok(&["tenant", "set", "acme", "trigger=manual"]);
+    std::fs::create_dir_all(sshd.remote.join("clever")).unwrap();
+    std::fs::write(sshd.remote.join("clever/schools.csv"), "School_id,School_name,School_number\n11,A,1\n")
+        .unwrap();
+    std::fs::write(sshd.remote.join("schools.csv"), "School_id,School_name,School_number\n22,B,2\n").unwrap();
+    add_pulling_connector(&server, &sshd, &["--after-pull", "move:done"]);
+    let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
+    assert!(said.contains("pulled 1 file(s)") && said.contains("another file of this pull"), "{said}");
+    let landed = std::fs::read_to_string(server.tenant_dir("acme").join("clever/schools.csv")).unwrap();
+    server.cli_ok(&["sync", "--tenant", "acme"]);
+    let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
+    assert!(said.contains("pulled 1 file(s)"), "the other one, next time: {said}");
+    let second = std::fs::read_to_string(server.tenant_dir("acme").join("clever/schools.csv")).unwrap();
+    assert_ne!(landed, second, "both files were fetched, one after the other");
+    let mut moved: Vec<String> = walk(&sshd.remote.join("done"));
+    moved.sort();
+    assert_eq!(moved, ["clever/schools.csv", "schools.csv"], "archived side by side");
+}
+
+/// The files below `dir`, as paths relative to it.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()).into_iter().map(|p| format!("{name}/{p}")));
+        } else {
+            out.push(name);
+        }
+    }
+    out
 }
