@@ -71,6 +71,8 @@ pub struct Export<'t> {
     columns: Vec<Col>,
     /// The types whose records refer to this one that `Col::Referrers` columns list.
     referrers: Vec<sluice_store::Referrers>,
+    /// Their columns' headers.
+    headers: Vec<String>,
     /// Only records whose column (index) holds this value.
     filters: Vec<(usize, String)>,
     /// CSV: start with a UTF-8 byte order mark (Excel then reads accents right).
@@ -118,10 +120,28 @@ impl<'t> Export<'t> {
             })
         };
         let mut referrers: Vec<sluice_store::Referrers> = Vec::new();
+        let mut headers: Vec<String> = Vec::new();
         let mut column = |name: &str| -> Result<Col, ExportError> {
             let own = index(name);
             if own.is_ok() {
                 return own.map(Col::Own);
+            }
+            // The type a keyed reference names (`students` in an export of guardians keyed by
+            // student and guardian): for each row, the referred ids of every row with the
+            // same other key column (all of this guardian's students).
+            if let Some(reference) = ty.references.iter().find(|r| r.to_type.eq_ignore_ascii_case(name))
+                && ty.key.len() == 2
+                && ty.key.contains(&reference.column)
+                && let Some(&own_id) = ty.key.iter().find(|&&k| k != reference.column)
+            {
+                referrers.push(sluice_store::Referrers {
+                    type_name: ty.name.clone(),
+                    refers_by: format!("$[{own_id}]"),
+                    named_by: format!("$[{}]", reference.column),
+                    matched_on: Some(format!("$[{own_id}]")),
+                });
+                headers.push(reference.to_type.clone());
+                return Ok(Col::Referrers(referrers.len() - 1));
             }
             let Some((r, reference)) =
                 types.referrers_of(&ty.name).into_iter().find(|(r, _)| r.name.eq_ignore_ascii_case(name))
@@ -141,7 +161,9 @@ impl<'t> Export<'t> {
                 type_name: r.name.clone(),
                 refers_by: format!("$[{}]", reference.column),
                 named_by: format!("$[{named}]"),
+                matched_on: None,
             });
+            headers.push(r.name.clone());
             Ok(Col::Referrers(referrers.len() - 1))
         };
         let columns = if columns.is_empty() {
@@ -156,7 +178,7 @@ impl<'t> Export<'t> {
                 Ok((index(column.trim())?, value.to_owned()))
             })
             .collect::<Result<_, ExportError>>()?;
-        Ok(Export { ty, format, columns, referrers, filters, bom })
+        Ok(Export { ty, format, columns, referrers, headers, filters, bom })
     }
 
     pub fn format(&self) -> Format {
@@ -221,7 +243,7 @@ impl<'t> Export<'t> {
     fn header(&self, col: Col) -> &str {
         match col {
             Col::Own(i) => &self.ty.columns[i].name,
-            Col::Referrers(k) => &self.referrers[k].type_name,
+            Col::Referrers(k) => &self.headers[k],
         }
     }
 

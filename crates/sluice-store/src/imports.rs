@@ -1003,7 +1003,7 @@ impl crate::roles::Imports for Store {
             let mut select = String::from("SELECT r.key, r.data");
             let mut joins = String::new();
             for k in 0..referrers.len() {
-                let p = 3 + 3 * k;
+                let p = 3 + 4 * k;
                 with.push(format!(
                     "ref{k} AS (SELECT v, group_concat(id, ';') AS ids FROM (SELECT json_extract(g.data, ?{}) AS v,
                      json_extract(g.data, ?{}) AS id FROM records g WHERE g.tenant_id = ?1 AND g.type = ?{p}
@@ -1012,7 +1012,11 @@ impl crate::roles::Imports for Store {
                     p + 2
                 ));
                 select.push_str(&format!(", ref{k}.ids"));
-                joins.push_str(&format!(" LEFT JOIN ref{k} ON ref{k}.v = r.key"));
+                // Matched against the record's key, or (`matched_on`) a value of it.
+                joins.push_str(&format!(
+                    " LEFT JOIN ref{k} ON ref{k}.v = coalesce(json_extract(r.data, ?{}), r.key)",
+                    p + 3
+                ));
             }
             let sql = format!(
                 "{}{select} FROM records r{joins} WHERE r.tenant_id = ?1 AND r.type = ?2 AND r.inactive = 0 ORDER BY r.key",
@@ -1021,7 +1025,7 @@ impl crate::roles::Imports for Store {
             let mut stmt = c.prepare(&sql)?;
             let mut values: Vec<&dyn rusqlite::ToSql> = vec![&tenant_id, &type_name];
             for r in referrers {
-                values.extend([&r.type_name as &dyn rusqlite::ToSql, &r.refers_by, &r.named_by]);
+                values.extend([&r.type_name as &dyn rusqlite::ToSql, &r.refers_by, &r.named_by, &r.matched_on]);
             }
             let mut rows = stmt.query(values.as_slice())?;
             let (mut n, mut names) = (0, Vec::with_capacity(referrers.len()));

@@ -266,6 +266,10 @@ pub struct Referrers {
     pub refers_by: String,
     /// JSON path of the column that names a referring record (`$[0]`).
     pub named_by: String,
+    /// What of the exported record `refers_by` is matched against: its key (`None`), or the
+    /// value at this JSON path (a guardian's id, to list the students of every row of that
+    /// guardian).
+    pub matched_on: Option<String>,
 }
 
 /// People and the records that are their roles; record counts and pages for the dashboard

@@ -278,8 +278,9 @@ fn a_saved_export_follows_imports_runs_on_demand_and_logs_every_run() {
     assert_eq!(text.lines().count(), 2, "the log outlives the export: {text}");
 }
 
-/// A student's guardians as a column of the students export: each student's guardians' ids,
-/// in order, `;` between them; a type that does not refer to students is an unknown column.
+/// A student's guardians as a column of the students export (each student's guardians' ids, in
+/// order, `;` between them), and a guardian's students as a column of the guardians export; a
+/// type that does not refer to students is an unknown column.
 #[test]
 fn an_export_lists_the_records_referring_to_each_record() {
     let server = Server::start();
@@ -288,7 +289,8 @@ fn an_export_lists_the_records_referring_to_each_record() {
         server.dir.path(),
         "guardians.csv",
         "guardianSisId,studentSisId,firstName,lastName,email\n\
-         G2,S1,Ann,Núñez,ann@example.org\nG1,S1,Bob,Núñez,bob@example.org\nG3,S3,Cy,Lee,cy@example.org\n"
+         G2,S1,Ann,Núñez,ann@example.org\nG1,S1,Bob,Núñez,bob@example.org\nG3,S3,Cy,Lee,cy@example.org\n\
+         G1,S3,Bob,Núñez,bob@example.org\n"
             .as_bytes(),
     );
     server.cli_ok(&["import", "--tenant", "acme", "--type", "guardians", guardians.to_str().unwrap()]);
@@ -304,7 +306,23 @@ fn an_export_lists_the_records_referring_to_each_record() {
         "-",
     ]);
     // Quoted: a `;` would split the cell for a spreadsheet set to semicolons.
-    assert_eq!(out, "sisId,guardians\r\nS1,\"G1;G2\"\r\nS2,\r\nS3,G3\r\n");
+    assert_eq!(out, "sisId,guardians\r\nS1,\"G1;G2\"\r\nS2,\r\nS3,\"G1;G3\"\r\n");
+    // Bob (G1) guards S1 and S3: each of his rows lists both.
+    let out = server.cli_ok(&[
+        "export",
+        "--tenant",
+        "acme",
+        "--type",
+        "guardians",
+        "--columns",
+        "guardianSisId,studentSisId,students",
+        "--out",
+        "-",
+    ]);
+    assert_eq!(
+        out,
+        "guardianSisId,studentSisId,students\r\nG1,S1,\"S1;S3\"\r\nG2,S1,S1\r\nG1,S3,\"S1;S3\"\r\nG3,S3,S3\r\n"
+    );
     let o = server.cli(&["export", "--tenant", "acme", "--type", "students", "--columns", "sisId,visitors"]);
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(output_text(&o).contains("no column \"visitors\""), "{}", output_text(&o));
