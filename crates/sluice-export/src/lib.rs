@@ -181,6 +181,11 @@ impl<'t> Export<'t> {
         Ok(Export { ty, format, columns, referrers, headers, filters, bom })
     }
 
+    /// The import type whose records it writes.
+    pub fn import_type(&self) -> &'t ImportType {
+        self.ty
+    }
+
     pub fn format(&self) -> Format {
         self.format
     }

@@ -66,7 +66,13 @@ impl Runner<'_> {
                     bytes: done.written.bytes,
                     destination: done.path,
                 },
-                Some(to) => match self.push(store, tenant, to, &saved.file_name()) {
+                Some(to) => match self.push(
+                    store,
+                    tenant,
+                    to,
+                    &self.exports.folder(tenant).join(saved.file_name()),
+                    &saved.file_name(),
+                ) {
                     Ok(pushed) => RunOutcome::Written {
                         rows: done.written.rows,
                         bytes: done.written.bytes,
@@ -91,12 +97,7 @@ impl Runner<'_> {
         to: &sluice_core::connector::ConnectorName,
     ) -> RunOutcome {
         let written = (|| {
-            let ty = self
-                .types
-                .get(&saved.type_name)
-                .ok_or_else(|| ExportError::NoSuchType(saved.type_name.clone()))?;
-            let export =
-                Export::new(ty, self.types, saved.format, &saved.columns, &saved.filters, saved.bom)?;
+            let export = export_of(self.types, saved)?;
             std::fs::create_dir_all(self.exports.spool())?;
             let temporary = tempfile::Builder::new().prefix(".export-").tempfile_in(self.exports.spool())?;
             let written = export.write(store, tenant, temporary.path())?;
@@ -105,11 +106,7 @@ impl Runner<'_> {
         match written {
             Err(e) => RunOutcome::Failed(failure_text(&e)),
             Ok((temporary, written)) => {
-                let transfers = match self.transfers.ok_or("connectors are not set up in this process") {
-                    Ok(t) => t,
-                    Err(why) => return RunOutcome::Failed(why.to_owned()),
-                };
-                match transfers.push_to(store, tenant, to, temporary.path(), &saved.file_name()) {
+                match self.push(store, tenant, to, temporary.path(), &saved.file_name()) {
                     Ok(pushed) => RunOutcome::Written {
                         rows: written.rows,
                         bytes: written.bytes,
@@ -128,11 +125,11 @@ impl Runner<'_> {
         store: &impl Connectors,
         tenant: &TenantName,
         connector: &str,
+        local: &std::path::Path,
         file_name: &str,
     ) -> Result<sluice_connect::Pushed, String> {
         let transfers = self.transfers.ok_or("connectors are not set up in this process")?;
-        let local = self.exports.folder(tenant).join(file_name);
-        transfers.push_to(store, tenant, connector, &local, file_name).map_err(|e| e.to_string())
+        transfers.push_to(store, tenant, connector, local, file_name).map_err(|e| e.to_string())
     }
 
     /// The saved exports whose time came in (`since`, `now`]: scheduled ones whose next run
@@ -186,9 +183,13 @@ fn write<S: Imports>(
     tenant: &TenantName,
     saved: &SavedExport,
 ) -> Result<crate::Delivered, ExportError> {
+    exports.into_folder_as(&export_of(types, saved)?, store, tenant, &saved.file_name())
+}
+
+/// The export a saved export makes: its type's, with its columns, filters and format.
+fn export_of<'t>(types: &'t ImportTypes, saved: &SavedExport) -> Result<Export<'t>, ExportError> {
     let ty = types.get(&saved.type_name).ok_or_else(|| ExportError::NoSuchType(saved.type_name.clone()))?;
-    let export = Export::new(ty, types, saved.format, &saved.columns, &saved.filters, saved.bom)?;
-    exports.into_folder_as(&export, store, tenant, &saved.file_name())
+    Export::new(ty, types, saved.format, &saved.columns, &saved.filters, saved.bom)
 }
 
 /// The error and its causes in one line (an I/O error's cause says which file and why).
@@ -264,14 +265,13 @@ pub fn checked(
     tenant: &sluice_core::Tenant,
     asked: SavedExport,
 ) -> Result<SavedExport, ExportError> {
-    let ty = types.get(&asked.type_name).ok_or_else(|| ExportError::NoSuchType(asked.type_name.clone()))?;
+    let ty = export_of(types, &asked)?.import_type();
     if !ty.folder.as_ref().is_some_and(|f| tenant.layout.import_folders().contains(f)) {
         return Err(ExportError::NotTenantsType {
             type_name: ty.name.clone(),
             tenant: tenant.name.to_string(),
         });
     }
-    Export::new(ty, types, asked.format, &asked.columns, &asked.filters, asked.bom)?;
     if !asked.in_exports && asked.push_to.is_none() {
         return Err(ExportError::NowhereToGo);
     }

@@ -94,12 +94,12 @@ impl crate::roles::SavedExports for Store {
                 Some(name) if !replace => return Err(StoreError::ExportExists(name)),
                 Some(name) => {
                     tx.execute(
-                        "UPDATE saved_exports SET name = name || substr(?3, 1, 0), type = ?4, format = ?5, columns = ?6, filters = ?7,
-                         bom = ?8, run_when = ?9, seen_import = ?10, push_to = ?11, in_exports = ?12 WHERE tenant_id = ?1 AND name = ?2",
+                        // The name stays as first spelled (its file in /exports stays the same).
+                        "UPDATE saved_exports SET type = ?3, format = ?4, columns = ?5, filters = ?6, bom = ?7,
+                         run_when = ?8, seen_import = ?9, push_to = ?10, in_exports = ?11 WHERE tenant_id = ?1 AND name = ?2",
                         params![
                             tenant_id,
                             name,
-                            export.name.as_str(),
                             export.type_name,
                             export.format.extension(),
                             columns,
