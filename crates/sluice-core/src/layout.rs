@@ -4,17 +4,23 @@
 //! /                 read-only root
 //! /<import folder>  one per import type: upload, download, rename within, remove
 //! /exports          read-only: data sluice produces for the tenant
+//! /exports/photos   read-only: records' photos, one KEY.jpg|png per record
 //! /errors           read-only: error reports and rejected manifests
 //! ```
 //!
-//! Files live directly in a folder; there are no subfolders and clients cannot create,
-//! remove or rename folders. This module only decides; it never touches a disk.
+//! Files live directly in a folder; the one subfolder is sluice's `/exports/photos`, and
+//! clients cannot create, remove or rename folders. This module only decides; it never
+//! touches a disk.
 
 use crate::VirtualPath;
 use std::fmt;
 
 pub const EXPORTS: &str = "exports";
 pub const ERRORS: &str = "errors";
+/// The folder under `/exports` that records' photos are exported to.
+pub const EXPORT_PHOTOS: &str = "photos";
+/// `/exports/photos` as a folder's name (its path under the tenant's root).
+const EXPORT_PHOTOS_FOLDER: &str = "exports/photos";
 
 /// The name of a folder in a tenant's root: lowercase letters, digits, `-`, `_`; 1 to 64
 /// characters, starting with a letter; not one of the reserved read-only folders.
@@ -140,10 +146,21 @@ impl TreeLayout {
         self.import_folders.iter().map(|f| (f.as_str(), true)).chain([(EXPORTS, false), (ERRORS, false)])
     }
 
+    /// The subfolders of a folder (name, as listed in it): `photos` in `exports`.
+    pub fn subfolders(&self, folder: &str) -> &'static [&'static str] {
+        if folder == EXPORTS { &[EXPORT_PHOTOS] } else { &[] }
+    }
+
     pub fn classify<'a>(&'a self, path: &'a VirtualPath) -> Node<'a> {
         let folder_of = |name: &str| self.folders().find(|(f, _)| *f == name);
         match path.components() {
             [] => Node::Root,
+            [top, sub] if top == EXPORTS && sub == EXPORT_PHOTOS => {
+                Node::Folder { name: EXPORT_PHOTOS_FOLDER, writable: false }
+            }
+            [top, sub, name] if top == EXPORTS && sub == EXPORT_PHOTOS => {
+                Node::Entry { folder: EXPORT_PHOTOS_FOLDER, name, writable: false }
+            }
             [top] => match folder_of(top) {
                 Some((name, writable)) => Node::Folder { name, writable },
                 None => Node::Outside,
@@ -243,6 +260,26 @@ mod tests {
         assert_eq!(l.classify(&x), Node::Entry { folder: "errors", name: "r.csv", writable: false });
         assert_eq!(l.classify(&p("/nope")), Node::Outside);
         assert_eq!(l.classify(&p("/students/a/b")), Node::Outside);
+        // sluice's one subfolder: read-only photos under /exports.
+        assert_eq!(
+            l.classify(&p("/exports/photos")),
+            Node::Folder { name: "exports/photos", writable: false }
+        );
+        let photo = p("/exports/photos/1001.jpg");
+        assert_eq!(
+            l.classify(&photo),
+            Node::Entry { folder: "exports/photos", name: "1001.jpg", writable: false }
+        );
+        assert_eq!(
+            l.check(Operation::Write, &photo),
+            Err(PolicyError::ReadOnlyFolder("exports/photos".into()))
+        );
+        assert_eq!(
+            l.check(Operation::Remove, &photo),
+            Err(PolicyError::ReadOnlyFolder("exports/photos".into()))
+        );
+        assert_eq!(l.classify(&p("/exports/photos/a/b.jpg")), Node::Outside);
+        assert_eq!(l.classify(&p("/students/photos/a.jpg")), Node::Outside);
     }
 
     #[test]

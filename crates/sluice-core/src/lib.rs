@@ -19,6 +19,7 @@ pub mod net;
 pub mod oneroster;
 pub mod password;
 pub mod people;
+pub mod photo;
 pub mod saved_export;
 pub mod schedule;
 pub mod settings;

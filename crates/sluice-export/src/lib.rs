@@ -21,6 +21,7 @@ use std::path::Path;
 /// The file formats an export writes (`csv`, `xlsx`).
 pub use sluice_core::saved_export::ExportFormat as Format;
 
+pub mod photos;
 pub mod saved;
 
 #[derive(Debug, thiserror::Error)]
@@ -412,6 +413,20 @@ impl Exports {
     /// The private spool exports are written in.
     pub fn spool(&self) -> &Path {
         &self.spool
+    }
+
+    /// Writes the photos of `type_name`'s records into the tenant's `/exports/photos/`, one
+    /// `KEY.jpg|png` per record (see [`photos::write_photos`]).
+    pub fn photos_into_folder(
+        &self,
+        store: &impl sluice_store::roles::Photos,
+        tenant: &sluice_core::TenantName,
+        type_name: &str,
+        photos_dir: &Path,
+    ) -> Result<(photos::PhotosWritten, String), ExportError> {
+        let folder = self.folder(tenant).join(photos::PHOTOS_FOLDER);
+        let done = photos::write_photos(store, tenant, type_name, photos_dir, &folder)?;
+        Ok((done, format!("/{}/{}/", sluice_core::layout::EXPORTS, photos::PHOTOS_FOLDER)))
     }
 
     /// Writes the export into the tenant's `/exports` as `TYPE.csv|xlsx`, replacing the file

@@ -3,6 +3,7 @@
 
 mod manifest;
 mod oneroster;
+mod photos;
 pub mod report;
 mod run;
 mod worker;

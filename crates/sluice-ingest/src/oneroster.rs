@@ -40,15 +40,44 @@ impl Default for ZipLimits {
     }
 }
 
-/// One problem with the package as a whole (not with a row).
-struct Problem {
-    file: String,
-    line: u64,
-    code: &'static str,
-    reason: String,
+/// What a zip is for: the checks before inflating are the same, what may be in it differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ZipKind {
+    /// A OneRoster package: CSV files at the root.
+    Package,
+    /// Photos: images, in folders or not, and a mapping file.
+    Photos,
 }
 
-fn problem(file: &str, code: &'static str, reason: impl Into<String>) -> Problem {
+impl ZipKind {
+    fn what(self) -> &'static str {
+        match self {
+            ZipKind::Package => "a OneRoster package",
+            ZipKind::Photos => "a zip of photos",
+        }
+    }
+
+    fn path_advice(self) -> &'static str {
+        match self {
+            ZipKind::Package => {
+                "has a folder or path in its name; put manifest.csv and the CSV files at the root of the zip, with no folders"
+            }
+            ZipKind::Photos => {
+                "has a path that leaves the zip (an absolute path, `..`, a drive or a backslash); zip the photos from their folder"
+            }
+        }
+    }
+}
+
+/// One problem with the package as a whole (not with a row).
+pub(crate) struct Problem {
+    pub(crate) file: String,
+    pub(crate) line: u64,
+    pub(crate) code: &'static str,
+    pub(crate) reason: String,
+}
+
+pub(crate) fn problem(file: &str, code: &'static str, reason: impl Into<String>) -> Problem {
     Problem { file: file.to_owned(), line: 0, code, reason: reason.into() }
 }
 
@@ -676,7 +705,7 @@ fn open_package(
             )]));
         }
     };
-    let entries = match check_entries(&mut zip, &raw, &limits, length) {
+    let entries = match check_entries(&mut zip, &raw, &limits, length, ZipKind::Package) {
         Ok(e) => e,
         Err(problems) => return Ok(Err(problems)),
     };
@@ -944,21 +973,18 @@ fn parse_file(
 
 /// Checks every entry before anything is inflated; returns (name, index) of each. `raw` is
 /// the zip's file, for reading its directory and headers as they are (`zipdir`).
-fn check_entries(
+pub(crate) fn check_entries(
     zip: &mut zip::ZipArchive<std::io::BufReader<File>>,
     raw: &File,
     limits: &ZipLimits,
     archive_bytes: u64,
+    kind: ZipKind,
 ) -> Result<Vec<(String, usize)>, Vec<Problem>> {
     if zip.len() > limits.max_entries {
         return Err(vec![problem(
             "package",
             "too_many_entries",
-            format!(
-                "the zip has {} entries; a OneRoster package has at most {}",
-                zip.len(),
-                limits.max_entries
-            ),
+            format!("the zip has {} entries; {} has at most {}", zip.len(), kind.what(), limits.max_entries),
         )]);
     }
     let mut problems = directory_problems(zip, raw, limits);
@@ -994,12 +1020,26 @@ fn check_entries(
             }
         }
         let lower = name.to_ascii_lowercase();
-        if entry.is_dir() || name.contains(['/', '\\', ':']) || name.starts_with('.') || name.contains('\0') {
-            problems.push(problem(
-                &name,
-                "path_in_name",
-                "has a folder or path in its name; put manifest.csv and the CSV files at the root of the zip, with no folders",
-            ));
+        if kind == ZipKind::Photos && (entry.is_dir() || sluice_core::photo::is_system_entry(&name)) {
+            // Folders and what a Mac or Windows adds to a zip: not photos, not problems.
+            continue;
+        }
+        let path_in_name = match kind {
+            ZipKind::Package => {
+                entry.is_dir()
+                    || name.contains(['/', '\\', ':'])
+                    || name.starts_with('.')
+                    || name.contains('\0')
+            }
+            // Photos may sit in folders (a PSPA disc's Images/), but only below the zip's root.
+            ZipKind::Photos => {
+                name.contains(['\\', ':', '\0'])
+                    || name.starts_with('/')
+                    || name.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+            }
+        };
+        if path_in_name {
+            problems.push(problem(&name, "path_in_name", kind.path_advice()));
             continue;
         }
         const ARCHIVES: [&str; 9] = [".zip", ".gz", ".tgz", ".tar", ".7z", ".rar", ".bz2", ".xz", ".jar"];
@@ -1016,8 +1056,9 @@ fn check_entries(
                 &name,
                 "unsupported_compression",
                 format!(
-                    "uses {} compression; OneRoster packages use deflate (the standard zip compression): re-zip it",
-                    entry.compression()
+                    "uses {} compression; {} uses deflate (the standard zip compression): re-zip it",
+                    entry.compression(),
+                    kind.what()
                 ),
             ));
             continue;
@@ -1030,9 +1071,7 @@ fn check_entries(
             problems.push(problem(
                 &name,
                 "duplicate_file",
-                format!(
-                    "appears twice in the zip (as {first:?} too); a package holds at most one of each file"
-                ),
+                format!("appears twice in the zip (as {first:?} too); a zip holds at most one of each file"),
             ));
             continue;
         }

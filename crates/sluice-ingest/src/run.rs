@@ -102,6 +102,10 @@ pub struct ImportContext<'a> {
     /// The references of other types to this one, with their `on_delete` policies (a
     /// package finds its own between its files).
     pub referrers: Vec<Referrer>,
+    /// Where records' photos are kept (`DATA_DIR/photos`, one image store per tenant).
+    pub photos_dir: &'a Path,
+    /// A photos type's target type (the key names a mapping file's header may use).
+    pub photo_target: Option<&'a ImportType>,
 }
 
 impl<'a> ImportContext<'a> {
@@ -114,6 +118,8 @@ impl<'a> ImportContext<'a> {
             safeguard: Safeguard::default(),
             safeguard_settings: &[],
             referrers: Vec::new(),
+            photos_dir: scratch,
+            photo_target: None,
         }
     }
 }
@@ -156,6 +162,9 @@ pub fn import_file(
     if t.format == TypeFormat::OneRoster {
         return crate::oneroster::import_package(store, req, ctx);
     }
+    if let Some(rules) = photo_rules(req) {
+        return crate::photos::import_photos(store, req, ctx, rules);
+    }
     let id = req.import_id(store)?;
     let (loader, verdict) = evaluate(store, req, ctx, id, false)?;
     loader.commit(verdict.outcome(req.upload_id, t.person.as_ref()))?;
@@ -172,12 +181,37 @@ pub fn dry_run(
     if req.import_type.format == TypeFormat::OneRoster {
         return crate::oneroster::dry_run_package(store, req, ctx);
     }
+    if photo_rules(req).is_some() {
+        return Ok(Verdict {
+            status: ImportStatus::Failed,
+            counts: Counts::default(),
+            encoding: None,
+            delimiter: None,
+            message: Some(
+                "a zip of photos has no dry run; import it (photos only add and replace images)".into(),
+            ),
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            held_file: None,
+            report_file: None,
+            apply: None,
+            referrers: Vec::new(),
+        });
+    }
     let (loader, mut verdict) = evaluate(store, req, ctx, 0, true)?;
     loader.abandon()?;
     if let Some(report) = verdict.report_file.take() {
         let _ = std::fs::remove_file(report);
     }
     Ok(verdict)
+}
+
+/// The photo rules an upload is imported by: a photos type's, or those of a type that takes
+/// zips of photos of its records in its folder (a `.zip` there).
+fn photo_rules<'t>(req: &ImportRequest<'t>) -> Option<&'t sluice_core::import::types::PhotoRules> {
+    let t = req.import_type;
+    let rules = t.photos.as_ref()?;
+    (t.format == TypeFormat::Photos || req.file_name.to_ascii_lowercase().ends_with(".zip")).then_some(rules)
 }
 
 /// How an import ends: everything written to the store in its final transaction.

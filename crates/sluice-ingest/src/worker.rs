@@ -33,6 +33,8 @@ pub struct Ingest {
     tenant_locks: PathBuf,
     held: PathBuf,
     reports: PathBuf,
+    /// Records' photos, one image store per tenant (`DATA_DIR/photos/TENANT`).
+    photos: PathBuf,
     /// Where processed uploads are kept, and for how long; `None` deletes them at once.
     archive: Option<(PathBuf, Duration)>,
     /// Imports by status, rows by outcome, durations, for `/metrics`.
@@ -58,12 +60,13 @@ impl Ingest {
             tenant_locks: data_dir.join("spool").join("locks"),
             held: data_dir.join("spool").join("held"),
             reports: data_dir.join("reports"),
+            photos: data_dir.join("photos"),
             archive: None,
             metrics: Arc::default(),
             notifier: None,
             duplicate_window: None,
         };
-        for d in [&me.staging, &me.held, &me.reports, &me.tenant_locks] {
+        for d in [&me.staging, &me.held, &me.reports, &me.tenant_locks, &me.photos] {
             std::fs::create_dir_all(d)?;
         }
         Ok(me)
@@ -428,6 +431,11 @@ impl Ingest {
         &self.staging
     }
 
+    /// Where records' photos are kept (`DATA_DIR/photos`).
+    pub fn photos_dir(&self) -> &Path {
+        &self.photos
+    }
+
     pub(crate) fn no_type_message(&self, allowed: &[String], folder: &str, name: &str) -> String {
         let by_name = self.types.all().iter().find(|t| {
             allowed.contains(&t.name) && t.file_name.as_deref().is_some_and(|f| f.eq_ignore_ascii_case(name))
@@ -448,6 +456,8 @@ impl Ingest {
     fn context<'a>(&'a self, req: &ImportRequest<'a>, settings: &'a [SafeguardSetting]) -> ImportContext<'a> {
         let t = req.import_type;
         ImportContext {
+            photos_dir: &self.photos,
+            photo_target: t.photos.as_ref().and_then(|p| self.types.get(&p.target)),
             reports_dir: &self.reports,
             held_dir: &self.held,
             check_references: true,

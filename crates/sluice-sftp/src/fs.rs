@@ -84,6 +84,18 @@ impl TenantTree {
         }
     }
 
+    /// A folder's subfolders (`/exports/photos`), as listed in it: read-only folders.
+    fn subfolders(&self, folder: &str) -> Vec<(String, Attrs)> {
+        self.layout
+            .subfolders(folder)
+            .iter()
+            .map(|sub| {
+                let meta = std::fs::symlink_metadata(self.root.join(folder).join(sub)).ok();
+                ((*sub).to_owned(), dir_attrs(false, meta.as_ref()))
+            })
+            .collect()
+    }
+
     /// Attributes of whatever `path` names, or NotFound.
     pub fn stat(&self, path: &VirtualPath) -> FsResult<Attrs> {
         match self.layout.classify(path) {
@@ -111,7 +123,11 @@ impl TenantTree {
             Node::Folder { name, writable } => {
                 let dir = self.root.join(name);
                 let entries = DirStream::open(&dir).map_err(|e| FsError::io(format!("listing {path}"), e))?;
-                Ok(Listing { ready: Vec::new(), folder: Some((entries, writable)), recent: Vec::new() })
+                Ok(Listing {
+                    ready: self.subfolders(name),
+                    folder: Some((entries, writable)),
+                    recent: Vec::new(),
+                })
             }
             _ => Ok(Listing { ready: self.list(path)?, folder: None, recent: Vec::new() }),
         }
@@ -130,7 +146,7 @@ impl TenantTree {
                 .collect()),
             Node::Folder { name, writable } => {
                 let dir = self.root.join(name);
-                let mut out = Vec::new();
+                let mut out = self.subfolders(name);
                 let entries =
                     std::fs::read_dir(&dir).map_err(|e| FsError::io(format!("listing {path}"), e))?;
                 for entry in entries.flatten() {

@@ -14,6 +14,7 @@ mod deliveries;
 mod imports;
 mod migrations;
 mod people;
+mod photos;
 mod referrers;
 pub mod roles;
 mod saved_exports;
@@ -24,8 +25,8 @@ pub use imports::{Loader, Outcome, STORED_ERRORS, StageKind};
 pub use people::{Person, PersonRole};
 pub use referrers::Referrer;
 pub use roles::{
-    Accounts, ApiKeys, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Referrers, SavedExports,
-    Tenants, Uploads,
+    Accounts, ApiKeys, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Photos, Referrers,
+    SavedExports, Tenants, Uploads,
 };
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, Role};
 pub use sluice_core::delivery::{Channel, Delivery};

@@ -295,6 +295,24 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 25: a saved export that goes to its connector alone, not kept in /exports
     "ALTER TABLE saved_exports ADD COLUMN in_exports INTEGER NOT NULL DEFAULT 1;",
+    // 26: records' photos (the image itself is a file named by its SHA-256 in the tenant's
+    // image store, DATA_DIR/photos/TENANT/); a record's photo goes with the record
+    "CREATE TABLE photos (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        key TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        format TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        import_id INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, type, key)
+     ) WITHOUT ROWID;
+     CREATE INDEX photos_by_image ON photos (tenant_id, sha256);
+     CREATE TRIGGER photos_of_deleted_records AFTER DELETE ON records BEGIN
+        DELETE FROM photos WHERE tenant_id = old.tenant_id AND type = old.type AND key = old.key;
+     END;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

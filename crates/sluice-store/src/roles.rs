@@ -6,13 +6,14 @@
 //! Callers bring the roles they use into scope with `use sluice_store::roles::*` (or by name).
 
 use crate::{
-    Account, ApiKey, AuthorizedKey, Delivery, ImportRecord, Loader, Person, Result, Role, StoredError,
-    StoredUpload,
+    Account, ApiKey, AuthorizedKey, Delivery, ImportRecord, Loader, Outcome, Person, Result, Role,
+    StoredError, StoredUpload,
 };
 use sluice_core::UploadEvent;
 use sluice_core::connector::{Connector, HostKey};
 use sluice_core::defender::Ban;
 use sluice_core::net::Source;
+use sluice_core::photo::Photo;
 use sluice_core::saved_export::{ExportRun, RunCause, RunOutcome, SavedExport};
 use sluice_core::{FolderName, PasswordHash, SettingsChange, Tenant, TenantName};
 use std::time::Duration;
@@ -305,6 +306,35 @@ pub trait People {
         deactivated: Option<bool>,
         each: &mut dyn FnMut(&str, &str),
     ) -> Result<u64>;
+}
+
+/// Records' photos. The images are files named by their SHA-256 in the tenant's image store
+/// (the ingest writes and removes them); the store says which record shows which image.
+pub trait Photos {
+    /// The keys of a type's active records, in key order; returns how many.
+    fn record_keys(&self, tenant: &str, type_name: &str, each: &mut dyn FnMut(&str)) -> Result<u64>;
+
+    /// A record's photo, if it has one.
+    fn photo(&self, tenant: &str, type_name: &str, key: &str) -> Result<Option<Photo>>;
+
+    /// Applies a photo import in one transaction: each photo replaces its record's previous
+    /// one, and the import's outcome is written (refused, like any import, if a decision or a
+    /// newer import closed it meanwhile). Returns the images no photo of the tenant shows any
+    /// more, among those replaced.
+    fn apply_photos(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        import_id: i64,
+        photos: &[Photo],
+        outcome: &Outcome<'_>,
+    ) -> Result<Vec<String>>;
+
+    /// The photos of a type's active records, in key order; returns how many.
+    fn photos(&self, tenant: &str, type_name: &str, each: &mut dyn FnMut(&Photo)) -> Result<u64>;
+
+    /// Whether any photo of the tenant shows the image `sha256`.
+    fn image_in_use(&self, tenant: &str, sha256: &str) -> Result<bool>;
 }
 
 /// Saved exports (a tenant's export definitions, by name; names are unique whatever their

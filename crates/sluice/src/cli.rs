@@ -137,6 +137,10 @@ pub(crate) enum Command {
         /// Write here instead of the tenant's /exports ("-": standard output).
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
+        /// Write the records' photos instead, one KEY.jpg|png per record, into /exports/photos/
+        /// (images of records gone since are removed).
+        #[arg(long, conflicts_with_all = ["out", "columns", "filters", "bom", "to"])]
+        photos: bool,
     },
     /// A tenant's connectors: its own SFTP servers, which exports are pushed to.
     #[command(subcommand)]

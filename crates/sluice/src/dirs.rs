@@ -30,6 +30,10 @@ impl DataDirs {
     pub fn export_spool(&self) -> PathBuf {
         self.root.join("spool").join("exports")
     }
+    /// Records' photos: one image store per tenant (`photos/TENANT/SHA256.jpg`), private.
+    pub fn photos(&self) -> PathBuf {
+        self.root.join("photos")
+    }
     /// Where exports go (each tenant's `/exports`, through the export spool).
     pub fn exports(&self) -> sluice_export::Exports {
         sluice_export::Exports::new(&self.tenants(), &self.export_spool())

@@ -84,12 +84,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Discard { id } => crate::imports::discard(&config, &dirs, id),
         Command::Connector(cmd) => crate::connectors::command(&config, &dirs, cmd),
         Command::Export { saved: Some(cmd), .. } => crate::exports::saved_command(&config, &dirs, cmd),
-        Command::Export { saved: None, tenant, what, out } => {
+        Command::Export { saved: None, tenant, what, out, photos } => {
             let tenant = tenant.ok_or_else(|| {
                 usage(anyhow!(
                     "--tenant is required: sluice export --tenant T --type TYPE [--format csv|xlsx]"
                 ))
             })?;
+            if photos {
+                return crate::exports::export_photos(&config, &dirs, tenant, what);
+            }
             crate::exports::export(&config, &dirs, tenant, what, out)
         }
         Command::Records { tenant, type_name, format, student, class, deactivated } => {

@@ -95,6 +95,45 @@ pub fn export(
     Ok(())
 }
 
+/// `sluice export --photos`: the photos of a type's records into the tenant's
+/// `/exports/photos/`.
+pub fn export_photos(
+    config: &Config,
+    dirs: &DataDirs,
+    tenant: TenantName,
+    what: ExportWhat,
+) -> Result<(), Failure> {
+    let types = crate::imports::load_types(config)?;
+    let type_name = what.type_name.as_deref().ok_or_else(|| {
+        usage(anyhow!("--type is required: sluice export --tenant {tenant} --type TYPE --photos"))
+    })?;
+    let ty = types
+        .get(type_name)
+        .ok_or_else(|| usage(anyhow!("no import type {type_name:?}; `sluice types` lists them")))?;
+    // The photos of a photos type are its target's.
+    let target = match (&ty.format, &ty.photos) {
+        (sluice_core::import::TypeFormat::Photos, Some(rules)) => rules.target.as_str(),
+        _ => ty.name.as_str(),
+    };
+    let store = dirs.open_store().map_err(usage)?;
+    store.require_tenant(&tenant)?;
+    let (done, path) = dirs.exports().photos_into_folder(&store, &tenant, target, &dirs.photos())?;
+    outln!(
+        "exported the photos of {target} to {path} for tenant {tenant}: {} written, {} unchanged, {} removed",
+        done.written,
+        done.unchanged,
+        done.removed
+    );
+    if !done.skipped.is_empty() {
+        outln!(
+            "not exported: {} photos of records whose key cannot be a file name ({})",
+            done.skipped.len(),
+            done.skipped.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Pushes a written export to a connector, saying where it went.
 fn push(
     config: &Config,

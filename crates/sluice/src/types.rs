@@ -12,6 +12,7 @@ const PRESETS: &[(&str, &str)] = &[
     ("presets/campus-labs.toml", include_str!("../../../presets/campus-labs.toml")),
     ("presets/oneroster.toml", include_str!("../../../presets/oneroster.toml")),
     ("presets/clever.toml", include_str!("../../../presets/clever.toml")),
+    ("presets/photos.toml", include_str!("../../../presets/photos.toml")),
 ];
 
 pub fn load(extra_dir: Option<&Path>) -> Result<ImportTypes> {

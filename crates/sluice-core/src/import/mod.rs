@@ -15,7 +15,7 @@ pub use decode::{DecodeError, Encoding};
 pub use reading::{ReadSetting, reading};
 pub use safeguard::{Breach, Safeguard, SafeguardSetting};
 pub use types::{
-    ColumnKind, ImportType, ImportTypes, LoadMode, OnDelete, PersonColumns, Reference, Related, Strictness,
-    TypeError, TypeFormat,
+    ColumnKind, ImportType, ImportTypes, LoadMode, OnDelete, PersonColumns, PhotoRules, Reference, Related,
+    Strictness, TypeError, TypeFormat,
 };
 pub use values::{HeaderError, HeaderMap, Notes, RowError, Values};

@@ -207,6 +207,26 @@ pub enum TypeFormat {
     /// A OneRoster zip package: its manifest says which files it holds, each loaded as the
     /// record type `oneroster.FILE` (see [`crate::oneroster`]).
     OneRoster,
+    /// A zip of images, each matched to a record of the type [`PhotoRules::target`] names
+    /// (see [`crate::photo`]).
+    Photos,
+}
+
+/// How a type takes photos: a `photos` type's zips (folder `/photos`), or a CSV type that
+/// also accepts zips of photos of its own records in its folder (Campus Labs' accounts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhotoRules {
+    /// The type whose records the images belong to.
+    pub target: String,
+    pub matching: crate::photo::KeyMatching,
+    /// The largest image accepted, in bytes (default 10 MiB).
+    pub max_image_bytes: u64,
+    /// The most pixels an image may declare (default 40 million).
+    pub max_pixels: u64,
+    /// The largest zip accepted, in bytes (default 200 MiB).
+    pub max_zip_bytes: u64,
+    /// The most entries a zip may hold (default 100,000).
+    pub max_entries: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +257,8 @@ pub struct ImportType {
     /// A package type: `on_delete` per reference of its files, `("enrollments.classSourcedId",
     /// policy)`; a reference not listed is `hold`. (A CSV type declares it on each reference.)
     pub package_on_delete: Vec<(String, OnDelete)>,
+    /// Photos: a `photos` type's rules, or a CSV type's that takes zips of photos too.
+    pub photos: Option<PhotoRules>,
 }
 
 /// The columns that say who a record's person is. A person is matched first by the source id
@@ -317,6 +339,44 @@ struct TypeDef {
     /// A package type only: `{ "enrollments.classSourcedId" = "deactivate", ... }`.
     #[serde(default)]
     on_delete: std::collections::BTreeMap<String, OnDelete>,
+    photos: Option<PhotosDef>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PhotosDef {
+    /// The type whose records the photos are of (a `photos` type must name it; a CSV type's
+    /// photos are of its own records).
+    target: Option<String>,
+    ignore_case: Option<bool>,
+    ignore_leading_zeros: Option<bool>,
+    max_image_bytes: Option<u64>,
+    max_megapixels: Option<u64>,
+    max_zip_bytes: Option<u64>,
+    max_entries: Option<usize>,
+}
+
+fn photo_rules(def: &PhotosDef, target: &str) -> Result<PhotoRules, String> {
+    let d = crate::photo::KeyMatching::default();
+    let rules = PhotoRules {
+        target: target.to_owned(),
+        matching: crate::photo::KeyMatching {
+            ignore_case: def.ignore_case.unwrap_or(d.ignore_case),
+            ignore_leading_zeros: def.ignore_leading_zeros.unwrap_or(d.ignore_leading_zeros),
+        },
+        max_image_bytes: def.max_image_bytes.unwrap_or(10 << 20),
+        max_pixels: def.max_megapixels.unwrap_or(40).saturating_mul(1_000_000),
+        max_zip_bytes: def.max_zip_bytes.unwrap_or(200 << 20),
+        max_entries: def.max_entries.unwrap_or(100_000),
+    };
+    if rules.max_image_bytes == 0
+        || rules.max_pixels == 0
+        || rules.max_zip_bytes == 0
+        || rules.max_entries == 0
+    {
+        return Err("photos: limits must be above zero".into());
+    }
+    Ok(rules)
 }
 
 #[derive(Deserialize)]
@@ -410,6 +470,18 @@ impl ImportTypes {
             });
             if !ok {
                 return Err(TypeError::BadReference { name, target });
+            }
+        }
+        for t in types.iter().filter(|t| t.format == TypeFormat::Photos) {
+            let target = t.photos.as_ref().map(|p| p.target.as_str()).unwrap_or_default();
+            if !types.iter().any(|o| o.name == target && o.format == TypeFormat::Csv) {
+                return Err(TypeError::Invalid {
+                    file: "import types".into(),
+                    name: t.name.clone(),
+                    problem: format!(
+                        "photos.target {target:?} is not a CSV type; name the type whose records the photos are of"
+                    ),
+                });
             }
         }
         Ok(Self { types })
@@ -531,7 +603,8 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
             }
             return package_type(t, folder, strictness);
         }
-        Some(other) => return Err(format!("unknown format {other:?}; expected csv or oneroster")),
+        Some("photos") => return photos_type(t, folder),
+        Some(other) => return Err(format!("unknown format {other:?}; expected csv, oneroster or photos")),
     }
     let Some(mode) = t.mode else {
         return Err("declares no mode (upsert, mirror or delta)".into());
@@ -614,6 +687,16 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
         return Err("on_delete is declared on each reference of a CSV type: references = [{ column = ..., to = ..., on_delete = \"keep\" }]".into());
     }
     let limits = limits(&t.limits);
+    let photos = match &t.photos {
+        None => None,
+        Some(def) if def.target.as_ref().is_some_and(|target| *target != t.name) => {
+            return Err(format!(
+                "photos.target: a CSV type takes photos of its own records only; declare a format = \"photos\" type for photos of {:?}",
+                def.target.as_deref().unwrap_or_default()
+            ));
+        }
+        Some(def) => Some(photo_rules(def, &t.name)?),
+    };
     let parsed = ImportType {
         name: t.name.clone(),
         format: TypeFormat::Csv,
@@ -632,8 +715,53 @@ fn parse_type(t: &TypeDef) -> Result<(ImportType, Vec<String>), String> {
         delimiter,
         strictness,
         package_on_delete: Vec::new(),
+        photos,
     };
     Ok((parsed, targets))
+}
+
+/// A photos type: zips of images for the records of `photos.target`.
+fn photos_type(t: &TypeDef, folder: Option<FolderName>) -> Result<(ImportType, Vec<String>), String> {
+    if !t.columns.is_empty()
+        || !t.key.is_empty()
+        || t.mode.is_some()
+        || !t.references.is_empty()
+        || t.person.is_some()
+    {
+        return Err("a photos type has no columns, key, mode, references or person: its zips hold images of another type's records; remove them".into());
+    }
+    if folder.is_none() {
+        return Err("a photos type needs a folder to upload its zips to (e.g. folder = \"photos\")".into());
+    }
+    let Some(def) = &t.photos else {
+        return Err("a photos type needs [type.photos] with target = \"TYPE\" (the type whose records the photos are of)".into());
+    };
+    let Some(target) = &def.target else {
+        return Err("photos.target is missing: name the type whose records the photos are of".into());
+    };
+    let rules = photo_rules(def, target)?;
+    let parsed = ImportType {
+        name: t.name.clone(),
+        format: TypeFormat::Photos,
+        exact_headers: false,
+        description: t.description.clone(),
+        folder,
+        file_name: t.file_name.clone(),
+        columns: Vec::new(),
+        key: Vec::new(),
+        mode: LoadMode::Upsert,
+        safeguard: Safeguard::default(),
+        status: None,
+        references: Vec::new(),
+        limits: Limits { max_file_bytes: rules.max_zip_bytes, ..limits(&t.limits) },
+        person: None,
+        delimiter: None,
+        strictness: None,
+        package_on_delete: Vec::new(),
+        photos: Some(rules),
+    };
+    // The target is checked once every type is known (ImportTypes::parse).
+    Ok((parsed, Vec::new()))
 }
 
 /// A package type: its files and columns come from the package's own specification.
@@ -681,6 +809,7 @@ fn package_type(
         delimiter: None,
         strictness,
         package_on_delete,
+        photos: None,
     };
     Ok((parsed, Vec::new()))
 }

@@ -28,6 +28,7 @@ mod parallel_imports;
 mod paramiko;
 mod people;
 mod permissions;
+mod photos;
 mod psftp;
 mod real_files;
 mod safeguards;

@@ -1,0 +1,112 @@
+//! Photos out (Badge: "Images exported ... will be saved as single image files for each
+//! record"): one file per record of a type that has a photo, `KEY.jpg` or `KEY.png`, in the
+//! tenant's `/exports/photos/`. Each file is put in place with a rename (a client sees the
+//! old image or the new one, never a part), and images of records that no longer exist, or
+//! no longer have a photo, are removed from the folder.
+
+use crate::ExportError;
+use sluice_core::photo::{Photo, image_store};
+use sluice_store::roles::Photos;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// The folder under `/exports` that photos go to.
+pub const PHOTOS_FOLDER: &str = "photos";
+
+/// The prefix of a photo being put in place (the folder's listing skips nothing else).
+const TEMPORARY: &str = ".export-photo-";
+
+/// What a photo export did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhotosWritten {
+    /// Images written or replaced.
+    pub written: u64,
+    /// Images already there, the same.
+    pub unchanged: u64,
+    /// Files removed: of records gone or without a photo now.
+    pub removed: u64,
+    /// Records whose key cannot be a file name (a `/` in it): not exported, named here.
+    pub skipped: Vec<String>,
+}
+
+/// Writes the photos of `type_name`'s records into `folder` (a tenant's `/exports/photos`),
+/// from the tenant's image store under `photos_dir`. An image is hard-linked from the store
+/// when it can be (the same bytes, no copy; the store's images are never written again), else
+/// copied.
+pub fn write_photos(
+    store: &impl Photos,
+    tenant: &str,
+    type_name: &str,
+    photos_dir: &Path,
+    folder: &Path,
+) -> Result<PhotosWritten, ExportError> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(folder)?;
+    let images = image_store(photos_dir, tenant);
+    let mut done = PhotosWritten::default();
+    let mut names: HashSet<String> = HashSet::new();
+    let mut failure: Option<std::io::Error> = None;
+    store.photos(tenant, type_name, &mut |photo: &Photo| {
+        if failure.is_some() {
+            return;
+        }
+        let Some(name) = photo.export_name() else {
+            done.skipped.push(photo.key.replace('\u{1f}', "+"));
+            return;
+        };
+        let source = images.join(photo.stored_name());
+        let dest = folder.join(&name);
+        names.insert(name);
+        let same = match (std::fs::metadata(&source), std::fs::metadata(&dest)) {
+            (Ok(s), Ok(d)) => s.ino() == d.ino() && s.dev() == d.dev(),
+            _ => false,
+        };
+        if same {
+            done.unchanged += 1;
+            return;
+        }
+        match put(&source, folder, &dest) {
+            Ok(()) => done.written += 1,
+            Err(e) => failure = Some(e),
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    for entry in std::fs::read_dir(folder)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale_temporary = name.starts_with(TEMPORARY)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 3600));
+        let gone = !name.starts_with(TEMPORARY) && !names.contains(&name);
+        if (gone || stale_temporary) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path())?;
+            done.removed += u64::from(gone);
+        }
+    }
+    std::fs::File::open(folder)?.sync_all()?;
+    Ok(done)
+}
+
+/// Puts `source`'s bytes at `dest` with a rename: linked (or copied) to a temporary name in
+/// `folder` first.
+fn put(source: &Path, folder: &Path, dest: &Path) -> std::io::Result<()> {
+    let temporary = folder.join(format!("{TEMPORARY}{}-{}", std::process::id(), unique()));
+    if std::fs::hard_link(source, &temporary).is_err() {
+        let mut from = std::fs::File::open(source)?;
+        let mut to = std::fs::OpenOptions::new().write(true).create_new(true).open(&temporary)?;
+        std::io::copy(&mut from, &mut to)?;
+        to.sync_all()?;
+    }
+    std::fs::rename(&temporary, dest).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
