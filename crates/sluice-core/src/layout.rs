@@ -100,6 +100,8 @@ pub enum Operation {
 pub enum PolicyError {
     #[error("the root folder is read-only: put files into one of {0}")]
     RootReadOnly(String),
+    #[error("{name} is not a file name this server takes at /: upload one of {accepted}{folders}")]
+    RootName { name: String, accepted: String, folders: String },
     #[error("/{0} is read-only: sluice writes there and you can download from it")]
     ReadOnlyFolder(String),
     #[error("folders cannot be created, removed or renamed; your folders are {0}")]
@@ -126,15 +128,51 @@ pub enum PolicyError {
     DuplicateFolder(String),
 }
 
-/// The folders of one tenant.
+/// The folders of one tenant, and the files it may upload at its root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeLayout {
     import_folders: Vec<FolderName>,
+    /// The required file names accepted at the root (routing `root` or `both`), lower-case.
+    root_files: Vec<String>,
+    /// Routing `root`: the import folders are not shown (uploads go at the root).
+    folders_hidden: bool,
 }
+
+/// Where a file uploaded at the root lives: the root's own folder name (`Node::Entry`'s
+/// `folder` for a file at `/`).
+pub const ROOT: &str = "";
 
 impl TreeLayout {
     pub fn new(import_folders: Vec<FolderName>) -> Self {
-        Self { import_folders }
+        Self { import_folders, root_files: Vec::new(), folders_hidden: false }
+    }
+
+    /// The layout a tenant with `routing` sees: at the root, the required file names of its
+    /// types (`root_files`) may be uploaded; with `Routing::Root` its import folders are not
+    /// shown. (The folders stay the tenant's: they say which types it imports.)
+    pub fn routed(mut self, routing: crate::Routing, root_files: &[String]) -> Self {
+        use crate::Routing;
+        self.root_files = match routing {
+            Routing::Folders => Vec::new(),
+            Routing::Root | Routing::Both => root_files.iter().map(|n| n.to_lowercase()).collect(),
+        };
+        self.folders_hidden = routing == Routing::Root;
+        self
+    }
+
+    /// Whether `name` may be uploaded at the root: a required file name, or a client's
+    /// temporary name for one (`students.csv.filepart`, renamed when whole).
+    pub fn root_accepts(&self, name: &str) -> bool {
+        let lower = name.to_lowercase();
+        let accepted = |n: &str| self.root_files.iter().any(|f| f == n);
+        accepted(&lower)
+            || (crate::is_transfer_temp_name(&lower)
+                && lower.rsplit_once('.').is_some_and(|(stem, _)| accepted(stem)))
+    }
+
+    /// The file names accepted at the root (lower-case), for messages and the dashboard.
+    pub fn root_files(&self) -> &[String] {
+        &self.root_files
     }
 
     pub fn import_folders(&self) -> &[FolderName] {
@@ -143,7 +181,8 @@ impl TreeLayout {
 
     /// Every folder at the root, in listing order, with whether the tenant may write there.
     pub fn folders(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.import_folders.iter().map(|f| (f.as_str(), true)).chain([(EXPORTS, false), (ERRORS, false)])
+        let shown = if self.folders_hidden { &[][..] } else { &self.import_folders[..] };
+        shown.iter().map(|f| (f.as_str(), true)).chain([(EXPORTS, false), (ERRORS, false)])
     }
 
     /// The subfolders of a folder (name, as listed in it): `photos` in `exports`.
@@ -163,6 +202,7 @@ impl TreeLayout {
             }
             [top] => match folder_of(top) {
                 Some((name, writable)) => Node::Folder { name, writable },
+                None if self.root_accepts(top) => Node::Entry { folder: ROOT, name: top, writable: true },
                 None => Node::Outside,
             },
             [top, name] => match folder_of(top) {
@@ -221,6 +261,15 @@ impl TreeLayout {
 
     fn outside_error(&self, path: &VirtualPath) -> PolicyError {
         match path.components() {
+            [name] if !self.root_files.is_empty() => PolicyError::RootName {
+                name: name.clone(),
+                accepted: self.root_files.join(", "),
+                folders: if self.folders_hidden {
+                    String::new()
+                } else {
+                    format!(", or into one of {}", self.writable_list())
+                },
+            },
             [_] => PolicyError::RootReadOnly(self.writable_list()),
             [top, ..] if self.folders().any(|(f, _)| f == top) => PolicyError::TooDeep(top.clone()),
             [top, ..] => PolicyError::NoSuchFolder { path: format!("/{top}"), folders: self.folder_list() },
@@ -280,6 +329,35 @@ mod tests {
         );
         assert_eq!(l.classify(&p("/exports/photos/a/b.jpg")), Node::Outside);
         assert_eq!(l.classify(&p("/students/photos/a.jpg")), Node::Outside);
+    }
+
+    #[test]
+    fn root_routing_takes_required_file_names_at_the_root() {
+        let names = vec!["students.csv".to_owned(), "guardians.csv".to_owned()];
+        let both = layout().routed(crate::Routing::Both, &names);
+        let file = p("/Students.CSV");
+        assert_eq!(both.check(Operation::Write, &file), Ok((ROOT, "Students.CSV")));
+        // WinSCP's temporary name, renamed when whole.
+        assert_eq!(
+            both.check_rename(&p("/students.csv.filepart"), &p("/students.csv")),
+            Ok((ROOT, "students.csv.filepart", "students.csv"))
+        );
+        let refused = both.check(Operation::Write, &p("/grades.csv")).unwrap_err().to_string();
+        assert!(
+            refused.contains("students.csv, guardians.csv") && refused.contains("/students"),
+            "{refused}"
+        );
+        assert!(both.folders().any(|(f, _)| f == "students"));
+        // Root alone: the import folders are not shown; the names say where files go.
+        let root = layout().routed(crate::Routing::Root, &names);
+        assert_eq!(root.classify(&p("/students")), Node::Outside);
+        assert_eq!(root.folders().map(|(f, _)| f).collect::<Vec<_>>(), vec!["exports", "errors"]);
+        assert_eq!(root.import_folders().len(), 2, "the folders still say which types it imports");
+        let refused = root.check(Operation::Write, &p("/notes.txt")).unwrap_err().to_string();
+        assert!(!refused.contains("/students"), "{refused}");
+        // Folders only: the root stays read-only.
+        let folders = layout().routed(crate::Routing::Folders, &names);
+        assert!(matches!(folders.check(Operation::Write, &file), Err(PolicyError::RootReadOnly(_))));
     }
 
     #[test]

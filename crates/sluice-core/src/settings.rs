@@ -11,7 +11,7 @@ use crate::schedule::Cron;
 use crate::{FolderName, Tenant, TreeLayout, Trigger};
 
 /// The keys `sluice tenant set` knows, for error messages.
-pub const KEYS: &str = "types, folders, trigger, trigger.TYPE, schedule, timezone, safeguard.TYPE.deleted, \
+pub const KEYS: &str = "types, folders, routing, trigger, trigger.TYPE, schedule, timezone, safeguard.TYPE.deleted, \
      safeguard.TYPE.changed, strictness, strictness.TYPE (lenient, strict or default), delimiter.TYPE, notify.email, notify.webhook, \
      notify.webhook_secret";
 
@@ -38,7 +38,7 @@ impl SettingsError {
             "timezone" => "bad_timezone",
             "safeguard" => "bad_safeguard",
             "notify" => "bad_notify",
-            "folders" | "types" => "bad_folders",
+            "folders" | "types" | "routing" => "bad_folders",
             "strictness" | "delimiter" => "bad_reading",
             _ => "bad_setting",
         }
@@ -57,6 +57,7 @@ pub struct SettingsContext<'a> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SettingsChange {
     folders: Option<Vec<FolderName>>,
+    routing: Option<crate::Routing>,
     trigger: Option<Trigger>,
     /// `None`: the type follows the tenant's trigger again.
     type_triggers: Vec<(String, Option<Trigger>)>,
@@ -137,6 +138,13 @@ impl SettingsChange {
                 }
                 self.folders = Some(folders);
             }
+            "routing" => {
+                self.routing = Some(crate::Routing::parse(value.trim()).ok_or_else(|| {
+                    err(format!(
+                        "{value:?}: expected folders (a folder per type), root (files at / by their required names) or both"
+                    ))
+                })?);
+            }
             "trigger" => {
                 self.trigger = Some(Trigger::parse(value).ok_or_else(|| {
                     err(format!("{value:?}: expected on_upload, manual, schedule or manifest"))
@@ -212,6 +220,9 @@ impl SettingsChange {
     pub fn apply(&self, tenant: &mut Tenant) -> Result<(), SettingsError> {
         if let Some(folders) = &self.folders {
             tenant.layout = TreeLayout::new(folders.clone());
+        }
+        if let Some(routing) = self.routing {
+            tenant.routing = routing;
         }
         if let Some(trigger) = self.trigger {
             tenant.trigger = trigger;

@@ -102,6 +102,39 @@ impl Trigger {
     }
 }
 
+/// Where a tenant's uploads go (Campus Labs: a folder per type; Visitor Aware and ClassTag:
+/// the root, each type by its required file name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Routing {
+    /// One folder per import type; the root is read-only (the default).
+    #[default]
+    Folders,
+    /// Files go at the root under a type's required file name (`students.csv`); the import
+    /// folders are not shown.
+    Root,
+    /// Both: the folders, and the required file names at the root.
+    Both,
+}
+
+impl Routing {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "folders" => Some(Routing::Folders),
+            "root" => Some(Routing::Root),
+            "both" => Some(Routing::Both),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::Folders => "folders",
+            Routing::Root => "root",
+            Routing::Both => "both",
+        }
+    }
+}
+
 /// A tenant: its login, folders, credentials and import settings (changed only through
 /// [`crate::settings::SettingsChange`], apart from `disabled` and `password`).
 #[derive(Debug, Clone)]
@@ -109,6 +142,8 @@ pub struct Tenant {
     pub id: i64,
     pub name: TenantName,
     pub layout: TreeLayout,
+    /// Where uploads go: folders, the root, or both.
+    pub routing: Routing,
     pub disabled: bool,
     pub password: Option<PasswordHash>,
     pub trigger: Trigger,
@@ -138,6 +173,7 @@ impl Tenant {
             layout,
             disabled: false,
             password: None,
+            routing: Routing::Folders,
             trigger: Trigger::OnUpload,
             schedule: None,
             timezone: "UTC".into(),

@@ -389,6 +389,9 @@ pub struct SafeguardView {
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = Settings))]
 pub struct SettingsView {
+    /// Where uploads go: `folders` (a folder per type), `root` (files at `/` by their
+    /// required names) or `both`.
+    pub routing: String,
     pub trigger: TriggerName,
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub schedule: Option<String>,
@@ -408,6 +411,7 @@ pub struct SettingsView {
 impl From<&Tenant> for SettingsView {
     fn from(t: &Tenant) -> Self {
         SettingsView {
+            routing: t.routing.as_str().to_owned(),
             trigger: t.trigger.into(),
             schedule: t.schedule.as_ref().map(|c| c.as_str().to_owned()),
             timezone: t.timezone.clone(),

@@ -227,6 +227,9 @@ impl Ingest {
     pub fn queue_sync(&self, tenant_name: &str) -> Result<usize, ImportError> {
         let tenant = self.store.require_tenant(tenant_name)?;
         let mut found = 0;
+        if tenant.routing != sluice_core::Routing::Folders {
+            found += self.queue_root_files(&tenant)?;
+        }
         for folder in tenant.layout.import_folders() {
             let dir = self.tenants_root.join(tenant_name).join(folder.as_str());
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -264,6 +267,36 @@ impl Ingest {
                 })?;
                 found += 1;
             }
+        }
+        Ok(found)
+    }
+
+    /// Queues the files waiting at a tenant's root under its types' required names (root
+    /// routing), referred-to types first.
+    fn queue_root_files(&self, tenant: &sluice_core::Tenant) -> Result<usize, ImportError> {
+        let allowed = self.tenant_types(tenant);
+        let dir = self.tenants_root.join(tenant.name.as_str());
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
+        let mut files: Vec<(usize, String)> = entries
+            .flatten()
+            .filter(|e| e.metadata().is_ok_and(|m| m.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|n| self.types.for_root_upload(&allowed, &n).map(|t| (self.types.depth(&t.name), n)))
+            .collect();
+        files.sort();
+        let mut found = 0;
+        for (_, name) in files {
+            let Ok(path) = VirtualPath::resolve(format!("/{name}").as_bytes()) else { continue };
+            let (size, sha256) = hash_file(&dir.join(&name))
+                .map_err(|e| ImportError::Io { what: format!("reading {path}"), source: e })?;
+            self.store.request_import(&UploadEvent {
+                tenant: tenant.name.clone(),
+                path,
+                size,
+                sha256,
+                at_ms: sluice_store::now_ms(),
+            })?;
+            found += 1;
         }
         Ok(found)
     }
@@ -336,21 +369,37 @@ impl Ingest {
 
     fn process_upload(&self, upload: &StoredUpload) -> Result<Option<ImportRecord>, ImportError> {
         let tenant_name = upload.event.tenant.as_str();
-        let [folder, name] = upload.event.path.components() else {
-            self.store.consume_upload(upload.id, None)?;
-            return Ok(None);
-        };
         let Some(tenant) = self.store.tenant(tenant_name)? else {
             self.store.consume_upload(upload.id, None)?;
             return Ok(None);
         };
-        let trigger = self.folder_trigger(&tenant, folder);
-        if trigger == Trigger::Manifest && name.to_ascii_lowercase().ends_with(".done") {
+        let allowed = self.tenant_types(&tenant);
+        // A file in a folder, or at the root under a type's required name (root routing).
+        let (folder, name, found) = match upload.event.path.components() {
+            [folder, name] => (folder.as_str(), name.as_str(), self.types.for_upload(&allowed, folder, name)),
+            [name] => {
+                let found = self.types.for_root_upload(&allowed, name);
+                (sluice_core::layout::ROOT, name.as_str(), found)
+            }
+            _ => {
+                self.store.consume_upload(upload.id, None)?;
+                return Ok(None);
+            }
+        };
+        // A root file follows the trigger of its type's folder.
+        let trigger_folder = match (folder, found.and_then(|t| t.folder.as_ref())) {
+            (sluice_core::layout::ROOT, Some(f)) => f.as_str(),
+            _ => folder,
+        };
+        let trigger = self.folder_trigger(&tenant, trigger_folder);
+        if trigger == Trigger::Manifest
+            && name.to_ascii_lowercase().ends_with(".done")
+            && folder != sluice_core::layout::ROOT
+        {
             self.process_manifest(&tenant, folder, name, upload.id)?;
             return Ok(None);
         }
-        let allowed = self.tenant_types(&tenant);
-        let Some(import_type) = self.types.for_upload(&allowed, folder, name) else {
+        let Some(import_type) = found else {
             // Nothing can read this file, whatever the trigger: say where it belongs now, and
             // leave it where it is.
             let message = self.no_type_message(&allowed, folder, name);
@@ -437,6 +486,17 @@ impl Ingest {
     }
 
     pub(crate) fn no_type_message(&self, allowed: &[String], folder: &str, name: &str) -> String {
+        if folder == sluice_core::layout::ROOT {
+            let names = self.types.root_files(allowed);
+            return format!(
+                "no import type takes {name} at the root for this tenant; upload one of {}",
+                if names.is_empty() {
+                    "none (this tenant's types have no required file names)".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            );
+        }
         let by_name = self.types.all().iter().find(|t| {
             allowed.contains(&t.name) && t.file_name.as_deref().is_some_and(|f| f.eq_ignore_ascii_case(name))
         });

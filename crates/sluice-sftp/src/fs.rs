@@ -136,14 +136,30 @@ impl TenantTree {
     /// Lists a directory: (name, attrs) of folders at the root, of regular files in a folder.
     pub fn list(&self, path: &VirtualPath) -> FsResult<Vec<(String, Attrs)>> {
         match self.layout.classify(path) {
-            Node::Root => Ok(self
-                .layout
-                .folders()
-                .map(|(name, writable)| {
-                    let meta = std::fs::symlink_metadata(self.root.join(name)).ok();
-                    (name.to_owned(), dir_attrs(writable, meta.as_ref()))
-                })
-                .collect()),
+            Node::Root => {
+                let mut out: Vec<(String, Attrs)> = self
+                    .layout
+                    .folders()
+                    .map(|(name, writable)| {
+                        let meta = std::fs::symlink_metadata(self.root.join(name)).ok();
+                        (name.to_owned(), dir_attrs(writable, meta.as_ref()))
+                    })
+                    .collect();
+                // Root routing: the files uploaded at the root under a required name.
+                if !self.layout.root_files().is_empty() {
+                    let mut files = Vec::new();
+                    for entry in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+                        let Ok(name) = entry.file_name().into_string() else { continue };
+                        let Ok(meta) = entry.metadata() else { continue };
+                        if meta.file_type().is_file() && self.layout.root_accepts(&name) {
+                            files.push((name, file_attrs(&meta, true)));
+                        }
+                    }
+                    files.sort_by(|a, b| a.0.cmp(&b.0));
+                    out.extend(files);
+                }
+                Ok(out)
+            }
             Node::Folder { name, writable } => {
                 let dir = self.root.join(name);
                 let mut out = self.subfolders(name);

@@ -319,6 +319,21 @@ impl Processor {
                 .map(|(file, r)| (file, recent_attrs(r)))
                 .collect();
             listing.with_recent(recent);
+        } else if matches!(self.tree.layout.classify(path), Node::Root)
+            && !self.tree.layout.root_files().is_empty()
+        {
+            // Root routing: the root is listed whole; a file the import took is listed from
+            // memory, once.
+            let window = self.shared.limits.recent_upload;
+            let recent: Vec<(String, Attrs)> = self
+                .shared
+                .tenants
+                .recent_in_folder(&self.tenant, sluice_core::layout::ROOT, window)
+                .into_iter()
+                .filter(|(file, _)| !self.tree.root.join(file).exists())
+                .map(|(file, r)| (file, recent_attrs(r)))
+                .collect();
+            listing.with_recent(recent);
         }
         Ok(listing)
     }

@@ -6,9 +6,9 @@ use crate::session::{self, ConnectionShare, SessionSlot, SftpShared};
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, Disconnect, MethodKind, MethodSet, Preferred, cipher, kex, mac};
-use sluice_core::Tenant;
 use sluice_core::TenantName;
 use sluice_core::net::Source;
+use sluice_core::{FolderName, Tenant};
 use sluice_defender::{Event, FailedLogin, Service};
 use sluice_store::roles::*;
 use sluice_store::{AuthorizedKey, Store};
@@ -179,6 +179,9 @@ pub struct SftpServer {
     /// argon2id needs 19 MiB per verification: a login storm must queue, not allocate
     /// gigabytes (200 concurrent logins measured 3.7 GiB peak before this bound).
     password_checks: tokio::sync::Semaphore,
+    /// (folder, required file name) of every import type that has one: what a tenant with
+    /// root routing may upload at `/` (the names of the types whose folders it has).
+    root_files: Vec<(FolderName, String)>,
 }
 
 /// How a connection logged in: what must still be true for it to stay.
@@ -224,7 +227,14 @@ impl SftpServer {
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             ),
+            root_files: Vec::new(),
         }
+    }
+
+    /// The required file names of the import types, by their folders (see `root_files`).
+    pub fn with_root_files(mut self, root_files: Vec<(FolderName, String)>) -> Self {
+        self.root_files = root_files;
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -802,8 +812,16 @@ impl Handler {
     }
 
     fn tree(&self, tenant: &Tenant) -> TenantTree {
+        let folders = tenant.layout.import_folders();
+        let names: Vec<String> = self
+            .server
+            .root_files
+            .iter()
+            .filter(|(f, _)| folders.contains(f))
+            .map(|(_, n)| n.clone())
+            .collect();
         TenantTree {
-            layout: tenant.layout.clone(),
+            layout: tenant.layout.clone().routed(tenant.routing, &names),
             root: self.server.tenants_root.join(tenant.name.as_str()),
         }
     }

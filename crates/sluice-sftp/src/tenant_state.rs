@@ -197,6 +197,8 @@ impl TenantStates {
                 .filter(|(_, r)| r.at.elapsed() <= window)
                 .filter_map(|(p, r)| match p.components() {
                     [f, name] if f == folder => Some((name.clone(), *r)),
+                    // The root's own files (root routing): `folder` is `layout::ROOT`.
+                    [name] if folder.is_empty() => Some((name.clone(), *r)),
                     _ => None,
                 })
                 .collect()

@@ -272,7 +272,7 @@ fn upload_from_row(
     })
 }
 
-const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers, safeguards, notify_emails, webhook_url, webhook_secret, read_settings FROM tenants";
+const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers, safeguards, notify_emails, webhook_url, webhook_secret, read_settings, routing FROM tenants";
 
 struct RawTenant {
     id: i64,
@@ -290,6 +290,7 @@ struct RawTenant {
     webhook_url: String,
     webhook_secret: String,
     read_settings: String,
+    routing: String,
 }
 
 fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
@@ -309,6 +310,7 @@ fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
         webhook_url: r.get(12)?,
         webhook_secret: r.get(13)?,
         read_settings: r.get(14)?,
+        routing: r.get(15)?,
     })
 }
 
@@ -319,6 +321,7 @@ impl RawTenant {
             id: self.id,
             name: TenantName::parse(&self.name).map_err(|_| corrupt("name"))?,
             layout: TreeLayout::new(FolderName::parse_list(&self.folders).map_err(|_| corrupt("folders"))?),
+            routing: sluice_core::Routing::parse(&self.routing).ok_or_else(|| corrupt("routing"))?,
             disabled: self.disabled,
             password: match self.password_hash {
                 Some(phc) => Some(PasswordHash::from_stored(phc).map_err(|_| corrupt("password hash"))?),
@@ -439,7 +442,8 @@ impl crate::roles::Tenants for Store {
             let (url, secret) = t.webhook.clone().unwrap_or_default();
             tx.execute(
                 "UPDATE tenants SET folders = ?2, trigger = ?3, schedule = ?4, timezone = ?5, type_triggers = ?6,
-                     safeguards = ?7, read_settings = ?8, notify_emails = ?9, webhook_url = ?10, webhook_secret = ?11
+                     safeguards = ?7, read_settings = ?8, notify_emails = ?9, webhook_url = ?10, webhook_secret = ?11,
+                     routing = ?12
                  WHERE id = ?1",
                 params![
                     t.id,
@@ -458,6 +462,7 @@ impl crate::roles::Tenants for Store {
                     t.notify_emails.join(","),
                     url,
                     secret,
+                    t.routing.as_str(),
                 ],
             )?;
             tx.commit()?;

@@ -313,6 +313,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TRIGGER photos_of_deleted_records AFTER DELETE ON records BEGIN
         DELETE FROM photos WHERE tenant_id = old.tenant_id AND type = old.type AND key = old.key;
      END;",
+    // 27: where a tenant's uploads go: `folders`, `root` (by required file name) or `both`
+    "ALTER TABLE tenants ADD COLUMN routing TEXT NOT NULL DEFAULT 'folders';",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

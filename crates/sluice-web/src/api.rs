@@ -758,6 +758,10 @@ pub(crate) async fn settings(
 #[serde(deny_unknown_fields)]
 #[schema(as = SettingsChange)]
 pub(crate) struct SettingsBody {
+    /// Where uploads go: folders (a folder per type), root (files at / by their types'
+    /// required names: students.csv, ...) or both.
+    #[schema(value_type = Option<RoutingChoice>)]
+    routing: Option<String>,
     #[schema(value_type = Option<TriggerChoice>)]
     trigger: Option<String>,
     /// Cron: minute hour day month weekday, e.g. `0 2 * * *`; "" for none (refused while the
@@ -783,6 +787,16 @@ pub(crate) struct SettingsBody {
     /// Signs each POST (HMAC-SHA256); write-only; refused (400 bad_notify) when there is no
     /// webhook URL.
     webhook_secret: Option<String>,
+}
+
+/// Where a tenant's uploads go.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum RoutingChoice {
+    Folders,
+    Root,
+    Both,
 }
 
 /// The triggers a tenant may choose.
@@ -824,6 +838,7 @@ impl SettingsBody {
                 pairs.push((key.to_owned(), v));
             }
         };
+        one("routing", self.routing);
         one("trigger", self.trigger);
         one("schedule", self.schedule);
         one("timezone", self.timezone);

@@ -56,7 +56,11 @@ pub async fn run(config: Config) -> Result<()> {
         sftp_descriptor_budget,
         defender.clone(),
     ));
-    let server = Arc::new(SftpServer::new(shared, dirs.tenants(), host_key, config.ssh_settings()));
+    let root_files =
+        ingest.types.all().iter().filter_map(|t| Some((t.folder.clone()?, t.file_name.clone()?))).collect();
+    let server = Arc::new(
+        SftpServer::new(shared, dirs.tenants(), host_key, config.ssh_settings()).with_root_files(root_files),
+    );
     let listener = tokio::net::TcpListener::bind(config.sftp.listen)
         .await
         .with_context(|| format!("cannot listen for SFTP on {}", config.sftp.listen))?;

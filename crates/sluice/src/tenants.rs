@@ -61,6 +61,9 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
                     v["keys"].as_array().map_or(0, Vec::len),
                     when(&t)
                 );
+                if t.routing != sluice_core::Routing::Folders {
+                    outln!("routing:   {} (files at / by their required names)", t.routing.as_str());
+                }
                 if let (Some(cron), false) = (&t.schedule, t.trigger == Trigger::Schedule) {
                     outln!("schedule:  \"{cron}\" ({}), used when trigger=schedule", t.timezone);
                 }

@@ -558,19 +558,40 @@ impl ImportTypes {
     }
 
     /// The type for a file uploaded into `folder` under `file_name`. A type with a required
-    /// file name matches only that name; otherwise the folder decides.
+    /// file name matches that name; otherwise the folder decides: its type without a required
+    /// name, or the folder's only type (`/students` takes `export-2026.csv` although the
+    /// students type's name at the root is `students.csv`). Several named types in one folder
+    /// (Clever's) take only their names.
     pub fn for_upload(&self, allowed: &[String], folder: &str, file_name: &str) -> Option<&ImportType> {
         let candidates = || self.types.iter().filter(|t| allowed.contains(&t.name));
+        let in_folder = || candidates().filter(|t| t.folder.as_ref().is_some_and(|f| f.as_str() == folder));
         candidates()
             .find(|t| {
                 t.file_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(file_name))
                     && t.folder.as_ref().is_none_or(|f| f.as_str() == folder)
             })
+            .or_else(|| in_folder().find(|t| t.file_name.is_none()))
             .or_else(|| {
-                candidates().find(|t| {
-                    t.file_name.is_none() && t.folder.as_ref().is_some_and(|f| f.as_str() == folder)
-                })
+                let mut all = in_folder();
+                match (all.next(), all.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
             })
+    }
+
+    /// The type for a file uploaded at the root (routing `root` or `both`): the allowed type
+    /// whose required file name it is, whatever the case.
+    pub fn for_root_upload(&self, allowed: &[String], file_name: &str) -> Option<&ImportType> {
+        self.types
+            .iter()
+            .filter(|t| allowed.contains(&t.name))
+            .find(|t| t.file_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(file_name)))
+    }
+
+    /// The required file names of the allowed types: what a tenant may upload at its root.
+    pub fn root_files(&self, allowed: &[String]) -> Vec<String> {
+        self.types.iter().filter(|t| allowed.contains(&t.name)).filter_map(|t| t.file_name.clone()).collect()
     }
 }
 

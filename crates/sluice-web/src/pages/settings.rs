@@ -20,6 +20,12 @@ const TRIGGERS: [(&str, &str); 4] = [
     ("manifest", "when a .done manifest arrives"),
 ];
 
+const ROUTING: [(&str, &str); 3] = [
+    ("folders", "into a folder per type (/students, /guardians, ...)"),
+    ("root", "at / under each type's required file name (students.csv, ...)"),
+    ("both", "either: into the folders, or at / by required file name"),
+];
+
 const STRICTNESS: [(&str, &str); 3] = [
     ("default", "as each type says (lenient unless a type says strict)"),
     ("lenient", "lenient, for every type"),
@@ -28,6 +34,7 @@ const STRICTNESS: [(&str, &str); 3] = [
 
 /// What the form shows in its fields: the stored settings, or what was just sent.
 struct Fields {
+    routing: String,
     trigger: String,
     schedule: String,
     timezone: String,
@@ -47,6 +54,7 @@ impl Fields {
             })
             .unwrap_or("default");
         Fields {
+            routing: t.routing.as_str().to_owned(),
             trigger: t.trigger.as_str().to_owned(),
             schedule: t.schedule.as_ref().map_or("", |c| c.as_str()).to_owned(),
             timezone: t.timezone.clone(),
@@ -60,6 +68,7 @@ impl Fields {
     fn sent(form: &SettingsForm, t: &Tenant) -> Self {
         let stored = Fields::stored(t);
         Fields {
+            routing: if form.routing.is_empty() { stored.routing.clone() } else { form.routing.clone() },
             trigger: form.trigger.clone(),
             schedule: form.schedule.clone(),
             timezone: form.timezone.clone(),
@@ -105,6 +114,14 @@ fn settings_form(viewer: &Viewer, tenant: &TenantName, t: &Tenant, fields: &Fiel
                     input name="schedule" value=(fields.schedule) placeholder="0 2 * * *";
                 } }
                 p { label { "Time zone" br; input name="timezone" value=(fields.timezone); } }
+            }
+            div.card {
+                h2 { "Where files go" }
+                p { label { "Uploads go" br; select name="routing" {
+                    @for (value, label) in ROUTING {
+                        option value=(value) selected[fields.routing == value] { (label) }
+                    }
+                } } }
             }
             div.card {
                 h2 { "How files are read" }
@@ -164,6 +181,9 @@ pub async fn settings_page(
 pub struct SettingsForm {
     #[serde(default)]
     csrf: String,
+    /// Empty (a form without the field) changes nothing about it.
+    #[serde(default)]
+    routing: String,
     #[serde(default)]
     trigger: String,
     #[serde(default)]
@@ -198,6 +218,9 @@ pub async fn save_settings(
     ];
     if !form.strictness.is_empty() {
         pairs.push(("strictness", form.strictness.as_str()));
+    }
+    if !form.routing.is_empty() {
+        pairs.push(("routing", form.routing.as_str()));
     }
     // An empty secret field keeps the secret.
     if !form.webhook_secret.is_empty() {

@@ -352,7 +352,8 @@ async fn a_file_no_import_type_reads_stays_and_the_history_says_why() {
     let v = &list[0];
     assert_eq!(v["status"], "failed", "{v}");
     let message = v["message"].as_str().unwrap();
-    assert!(message.contains("/inbox/students.csv") && message.contains("students"), "{message}");
+    // students.csv is the students type's required name: the message says where it belongs.
+    assert!(message.contains("put in /inbox") && message.contains("belongs in /students"), "{message}");
     assert!(
         server.tenant_dir("acme").join("inbox/students.csv").exists(),
         "the file must be left where it is"

@@ -31,6 +31,7 @@ mod permissions;
 mod photos;
 mod psftp;
 mod real_files;
+mod routing;
 mod safeguards;
 mod sftp_rust;
 mod soak;
