@@ -11,7 +11,7 @@ use crate::schedule::Cron;
 use crate::{FolderName, Tenant, TreeLayout, Trigger};
 
 /// The keys `sluice tenant set` knows, for error messages.
-pub const KEYS: &str = "types, folders, routing, trigger, trigger.TYPE, schedule, timezone, safeguard.TYPE.deleted, \
+pub const KEYS: &str = "types, folders, routing, trigger, trigger.TYPE, schedule, schedule.TYPE, timezone, settle_secs, blackout, safeguard.TYPE.deleted, \
      safeguard.TYPE.changed, strictness, strictness.TYPE (lenient, strict or default), delimiter.TYPE, notify.email, notify.webhook, \
      notify.webhook_secret";
 
@@ -34,7 +34,7 @@ impl SettingsError {
         let family = self.setting.split('.').next().unwrap_or("");
         match family {
             "trigger" => "bad_trigger",
-            "schedule" => "bad_schedule",
+            "schedule" | "settle_secs" | "blackout" => "bad_schedule",
             "timezone" => "bad_timezone",
             "safeguard" => "bad_safeguard",
             "notify" => "bad_notify",
@@ -63,6 +63,10 @@ pub struct SettingsChange {
     type_triggers: Vec<(String, Option<Trigger>)>,
     /// `Some(None)`: no schedule.
     schedule: Option<Option<Cron>>,
+    /// By type; `None`: the type's own schedule is removed.
+    type_schedules: Vec<(String, Option<Cron>)>,
+    settle_secs: Option<u32>,
+    blackouts: Option<Vec<crate::tenant::Blackout>>,
     timezone: Option<String>,
     safeguards: Vec<SafeguardSetting>,
     /// By key; `None`: the tenant's setting is removed (`strictness=default`).
@@ -85,14 +89,19 @@ impl SettingsChange {
     /// Whether checking `key` needs the import types (a caller may skip loading them).
     pub fn names_types(key: &str) -> bool {
         key == "types"
-            || ["trigger.", "safeguard.", "strictness.", "delimiter."].iter().any(|p| key.starts_with(p))
+            || ["trigger.", "schedule.", "safeguard.", "strictness.", "delimiter."]
+                .iter()
+                .any(|p| key.starts_with(p))
     }
 
     /// Adds `key=value` to the change, parsed and checked; a later value of the same key
     /// replaces an earlier one.
     pub fn set(&mut self, key: &str, value: &str, cx: SettingsContext<'_>) -> Result<(), SettingsError> {
         let err = |reason: String| SettingsError::new(key, reason);
-        let entries = self.type_triggers.len() + self.safeguards.len() + self.read_settings.len();
+        let entries = self.type_triggers.len()
+            + self.type_schedules.len()
+            + self.safeguards.len()
+            + self.read_settings.len();
         if entries >= MAX_ENTRIES {
             return Err(err(format!("at most {MAX_ENTRIES} per-type settings in one change")));
         }
@@ -161,7 +170,9 @@ impl SettingsChange {
                     "default" => None,
                     v => match Trigger::parse(v) {
                         Some(Trigger::Schedule) => {
-                            return Err(err("schedules are per tenant; use trigger=schedule".into()));
+                            return Err(err(format!(
+                                "give the type its own schedule with schedule.{type_name}=CRON (its uploads then wait for it)"
+                            )));
                         }
                         Some(t) => Some(t),
                         None => {
@@ -173,6 +184,34 @@ impl SettingsChange {
                 };
                 self.type_triggers.retain(|(t, _)| t != type_name);
                 self.type_triggers.push((type_name.to_owned(), trigger));
+            }
+            per_type if per_type.starts_with("schedule.") => {
+                let type_name = &per_type["schedule.".len()..];
+                if cx.types.get(type_name).and_then(|t| t.folder.as_ref()).is_none() {
+                    return Err(err(format!(
+                        "no import type {type_name:?} with a folder; `sluice types` lists them"
+                    )));
+                }
+                let cron = match value.trim() {
+                    "" | "default" => None,
+                    v => Some(Cron::parse(v).map_err(|e| err(e.to_string()))?),
+                };
+                self.type_schedules.retain(|(t, _)| t != type_name);
+                self.type_schedules.push((type_name.to_owned(), cron));
+            }
+            "settle_secs" => {
+                let secs: u32 = value.trim().parse().map_err(|_| {
+                    err(format!("{value:?}: a number of seconds (0: import each upload at once)"))
+                })?;
+                if secs > 86_400 {
+                    return Err(err("at most 86400 (a day)".into()));
+                }
+                self.settle_secs = Some(secs);
+            }
+            "blackout" => {
+                self.blackouts = Some(crate::tenant::Blackout::parse_list(value).map_err(|e| {
+                    err(format!("{e}; write date ranges such as 2026-06-15..2026-08-20, separated by commas"))
+                })?);
             }
             "schedule" => {
                 self.schedule = Some(match value.trim() {
@@ -235,6 +274,18 @@ impl SettingsChange {
         }
         if let Some(schedule) = &self.schedule {
             tenant.schedule = schedule.clone();
+        }
+        for (type_name, cron) in &self.type_schedules {
+            tenant.type_schedules.retain(|(t, _)| t != type_name);
+            if let Some(cron) = cron {
+                tenant.type_schedules.push((type_name.clone(), cron.clone()));
+            }
+        }
+        if let Some(secs) = self.settle_secs {
+            tenant.settle_secs = secs;
+        }
+        if let Some(blackouts) = &self.blackouts {
+            tenant.blackouts = blackouts.clone();
         }
         if let Some(tz) = &self.timezone {
             tenant.timezone = tz.clone();

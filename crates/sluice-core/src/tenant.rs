@@ -102,6 +102,55 @@ impl Trigger {
     }
 }
 
+/// Days in which a tenant's mirror imports delete nothing by omission (both days included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blackout {
+    pub from: jiff::civil::Date,
+    pub to: jiff::civil::Date,
+}
+
+impl Blackout {
+    /// `2026-06-15..2026-08-20` (one day: `2026-07-04`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (a, b) = s.split_once("..").unwrap_or((s, s));
+        let day = |d: &str| {
+            d.trim()
+                .parse::<jiff::civil::Date>()
+                .map_err(|_| format!("{:?} is not a date (YYYY-MM-DD)", d.trim()))
+        };
+        let (from, to) = (day(a)?, day(b)?);
+        if to < from {
+            return Err(format!("{s:?} ends before it starts"));
+        }
+        Ok(Blackout { from, to })
+    }
+
+    /// A list, separated by commas; "" for none.
+    pub fn parse_list(s: &str) -> Result<Vec<Self>, String> {
+        s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(Blackout::parse).collect()
+    }
+
+    pub fn contains(&self, day: jiff::civil::Date) -> bool {
+        self.from <= day && day <= self.to
+    }
+}
+
+impl std::fmt::Display for Blackout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.from, self.to)
+    }
+}
+
+impl Tenant {
+    /// The blackout in force on the tenant's day at `now` (in its time zone), if any.
+    pub fn blackout_at(&self, now: jiff::Timestamp) -> Option<Blackout> {
+        let zone = jiff::tz::TimeZone::get(&self.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let today = now.to_zoned(zone).date();
+        self.blackouts.iter().copied().find(|b| b.contains(today))
+    }
+}
+
 /// Where a tenant's uploads go (Campus Labs: a folder per type; Visitor Aware and ClassTag:
 /// the root, each type by its required file name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -153,6 +202,15 @@ pub struct Tenant {
     pub timezone: String,
     /// Per-type triggers that override `trigger`.
     pub type_triggers: Vec<(String, Trigger)>,
+    /// Per-type schedules (`schedule.guardians = "0 2 * * *"`): the type's uploads wait for
+    /// its own times, read in `timezone`, whatever the tenant's trigger.
+    pub type_schedules: Vec<(String, crate::schedule::Cron)>,
+    /// Imports of uploads wait until the tenant's uploads have been quiet this long, then the
+    /// set runs in reference order (0: each upload at once).
+    pub settle_secs: u32,
+    /// Date ranges (in the tenant's time zone, both days included) in which a mirror import
+    /// deletes nothing by omission: between school years, as Clever pauses syncs.
+    pub blackouts: Vec<Blackout>,
     /// Per-type safeguard settings that override the types' own.
     pub safeguards: Vec<SafeguardSetting>,
     /// How the tenant's files are read: strictness, delimiters (override the types').
@@ -178,6 +236,9 @@ impl Tenant {
             schedule: None,
             timezone: "UTC".into(),
             type_triggers: Vec::new(),
+            type_schedules: Vec::new(),
+            settle_secs: 0,
+            blackouts: Vec::new(),
             safeguards: Vec::new(),
             read_settings: Vec::new(),
             notify_emails: Vec::new(),

@@ -398,6 +398,13 @@ pub struct SettingsView {
     pub timezone: String,
     /// Per import type, the trigger that overrides the tenant's.
     pub type_triggers: BTreeMap<String, TriggerName>,
+    /// Per import type, its own schedule (cron): its uploads wait for it.
+    pub type_schedules: BTreeMap<String, String>,
+    /// Imports wait until uploads have been quiet this many seconds, then run as a set (0:
+    /// each at once).
+    pub settle_secs: u32,
+    /// Date ranges (`FROM..TO`, the tenant's days) in which mirror imports delete nothing.
+    pub blackouts: Vec<String>,
     pub safeguards: Vec<SafeguardView>,
     /// How files are read: `strictness`, `strictness.TYPE`, `delimiter.TYPE`.
     pub read_settings: BTreeMap<String, String>,
@@ -416,6 +423,13 @@ impl From<&Tenant> for SettingsView {
             schedule: t.schedule.as_ref().map(|c| c.as_str().to_owned()),
             timezone: t.timezone.clone(),
             type_triggers: t.type_triggers.iter().map(|(ty, g)| (ty.clone(), (*g).into())).collect(),
+            type_schedules: t
+                .type_schedules
+                .iter()
+                .map(|(ty, c)| (ty.clone(), c.as_str().to_owned()))
+                .collect(),
+            settle_secs: t.settle_secs,
+            blackouts: t.blackouts.iter().map(ToString::to_string).collect(),
             safeguards: t
                 .safeguards
                 .iter()

@@ -106,6 +106,8 @@ pub struct ImportContext<'a> {
     pub photos_dir: &'a Path,
     /// A photos type's target type (the key names a mapping file's header may use).
     pub photo_target: Option<&'a ImportType>,
+    /// The tenant's blackout in force today: a mirror import deletes nothing by omission.
+    pub blackout: Option<sluice_core::Blackout>,
 }
 
 impl<'a> ImportContext<'a> {
@@ -120,6 +122,7 @@ impl<'a> ImportContext<'a> {
             referrers: Vec::new(),
             photos_dir: scratch,
             photo_target: None,
+            blackout: None,
         }
     }
 }
@@ -377,16 +380,31 @@ fn evaluate(
             (ImportStatus::Failed, Some(message), None, None, encoding)
         }
         Staged::Rows { encoding } => {
-            let plan = loader.plan(&t.name, t.mode)?;
+            // In a blackout a mirror file is applied as upsert: what it leaves out stays.
+            let mode = match (t.mode, ctx.blackout) {
+                (LoadMode::Mirror, Some(blackout)) => {
+                    let left_out = loader.plan(&t.name, LoadMode::Mirror)?.deleted;
+                    if left_out > 0 {
+                        warnings.push(format!(
+                            "{left_out} {} records missing from this file were not deleted: deletions by omission are held \
+                             during the blackout {blackout} (the first full file after it deletes them)",
+                            t.name
+                        ));
+                    }
+                    LoadMode::Upsert
+                }
+                (mode, _) => mode,
+            };
+            let plan = loader.plan(&t.name, mode)?;
             counts = Counts { rows: counts.rows, rejected: counts.rejected, ..plan };
             // The deletion limit guards against rows that are merely missing (a truncated
             // file); a delta file's deletions are each asked for by name.
-            let implicit = if t.mode == LoadMode::Mirror { plan.deleted } else { 0 };
+            let implicit = if mode == LoadMode::Mirror { plan.deleted } else { 0 };
             let breach = ctx.safeguard.breach(loader.existing(), implicit, plan.updated);
             let covered = approval_covers(store, req, plan.deleted, plan.updated)?;
             if plan.deleted > 0 {
                 for r in &ctx.referrers {
-                    let n = loader.dangling(t.mode, r)?;
+                    let n = loader.dangling(mode, r)?;
                     if n > 0 {
                         found.push((r.clone(), n));
                     }
@@ -400,7 +418,7 @@ fn evaluate(
                     if !dry_run && req.file != held {
                         copy_private(req.file, &held).map_err(io("keeping the held file"))?;
                     }
-                    if t.mode == LoadMode::Mirror && plan.deleted > 0 {
+                    if mode == LoadMode::Mirror && plan.deleted > 0 {
                         // What approving would delete, for the person who decides.
                         let sample = loader.deletion_sample(20)?;
                         let more = plan.deleted.saturating_sub(sample.len() as u64);
@@ -413,7 +431,7 @@ fn evaluate(
                 None => {
                     let status =
                         if counts.rejected > 0 { ImportStatus::Incomplete } else { ImportStatus::Complete };
-                    (status, None, Some(t.mode), None, encoding)
+                    (status, None, Some(mode), None, encoding)
                 }
             }
         }

@@ -35,6 +35,8 @@ pub struct Ingest {
     reports: PathBuf,
     /// Records' photos, one image store per tenant (`DATA_DIR/photos/TENANT`).
     photos: PathBuf,
+    /// Per tenant with a settle time, the newest upload whose set was already queued.
+    settled: std::sync::Mutex<HashMap<String, i64>>,
     /// Where processed uploads are kept, and for how long; `None` deletes them at once.
     archive: Option<(PathBuf, Duration)>,
     /// Imports by status, rows by outcome, durations, for `/metrics`.
@@ -61,6 +63,7 @@ impl Ingest {
             held: data_dir.join("spool").join("held"),
             reports: data_dir.join("reports"),
             photos: data_dir.join("photos"),
+            settled: std::sync::Mutex::default(),
             archive: None,
             metrics: Arc::default(),
             notifier: None,
@@ -170,6 +173,13 @@ impl Ingest {
     /// The trigger for uploads into `folder`: an override for a type living there, or the
     /// tenant's own.
     pub fn folder_trigger(&self, tenant: &sluice_core::Tenant, folder: &str) -> Trigger {
+        let lives_here = |ty: &str| {
+            self.types.get(ty).and_then(|t| t.folder.as_ref()).is_some_and(|f| f.as_str() == folder)
+        };
+        // A type with its own schedule waits for it.
+        if tenant.type_schedules.iter().any(|(ty, _)| lives_here(ty)) {
+            return Trigger::Schedule;
+        }
         tenant
             .type_triggers
             .iter()
@@ -226,68 +236,67 @@ impl Ingest {
     /// Returns how many files were found.
     pub fn queue_sync(&self, tenant_name: &str) -> Result<usize, ImportError> {
         let tenant = self.store.require_tenant(tenant_name)?;
-        let mut found = 0;
-        if tenant.routing != sluice_core::Routing::Folders {
-            found += self.queue_root_files(&tenant)?;
-        }
-        for folder in tenant.layout.import_folders() {
-            let dir = self.tenants_root.join(tenant_name).join(folder.as_str());
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            let mut names: Vec<String> = entries
+        self.queue_waiting(&tenant, Waiting::All)
+    }
+
+    /// Queues an import of every complete file waiting for `tenant` (at its root under a
+    /// required name, with root routing, and in its import folders), of one type or of all,
+    /// referred-to types first across folders (students before guardians; Clever's schools
+    /// before sections before enrollments), so that one sync of a full set resolves every
+    /// reference. Returns how many files were queued.
+    fn queue_waiting(&self, tenant: &sluice_core::Tenant, scope: Waiting<'_>) -> Result<usize, ImportError> {
+        let all = matches!(scope, Waiting::All);
+        let allowed = self.tenant_types(tenant);
+        let root = self.tenants_root.join(tenant.name.as_str());
+        // (depth, virtual path, file on disk)
+        let mut waiting: Vec<(usize, String, PathBuf)> = Vec::new();
+        let mut take = |t: Option<&sluice_core::import::ImportType>, vpath: String, real: PathBuf| {
+            if let Some(t) = t
+                && self.in_scope(tenant, t, scope)
+            {
+                waiting.push((self.types.depth(&t.name), vpath, real));
+            }
+        };
+        // Manifests, and files no type reads (their import fails, saying where they belong).
+        let mut untyped: Vec<(usize, String, PathBuf)> = Vec::new();
+        let files_in = |dir: &Path| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
                 .flatten()
                 .filter(|e| e.metadata().is_ok_and(|m| m.is_file()))
                 .filter_map(|e| e.file_name().into_string().ok())
                 .filter(|n| !is_transfer_temp_name(n))
-                // A manifest tenant's files are imported through their manifests only.
-                .filter(|n| {
-                    self.folder_trigger(&tenant, folder.as_str()) != Trigger::Manifest
-                        || n.to_ascii_lowercase().ends_with(".done")
-                })
-                .collect();
-            // Referred-to types first (Clever's schools before sections before enrollments),
-            // so that one sync of a full set resolves every reference.
-            let allowed = self.tenant_types(&tenant);
-            names.sort_by_cached_key(|n| {
-                let depth = self
-                    .types
-                    .for_upload(&allowed, folder.as_str(), n)
-                    .map_or(0, |t| self.types.depth(&t.name));
-                (depth, n.clone())
-            });
-            for name in names {
-                let Ok(path) = VirtualPath::resolve(format!("/{folder}/{name}").as_bytes()) else { continue };
-                let (size, sha256) = hash_file(&dir.join(&name))
-                    .map_err(|e| ImportError::Io { what: format!("reading {path}"), source: e })?;
-                self.store.request_import(&UploadEvent {
-                    tenant: tenant.name.clone(),
-                    path,
-                    size,
-                    sha256,
-                    at_ms: sluice_store::now_ms(),
-                })?;
-                found += 1;
+                .collect()
+        };
+        if tenant.routing != sluice_core::Routing::Folders {
+            for name in files_in(&root) {
+                take(self.types.for_root_upload(&allowed, &name), format!("/{name}"), root.join(&name));
             }
         }
-        Ok(found)
-    }
-
-    /// Queues the files waiting at a tenant's root under its types' required names (root
-    /// routing), referred-to types first.
-    fn queue_root_files(&self, tenant: &sluice_core::Tenant) -> Result<usize, ImportError> {
-        let allowed = self.tenant_types(tenant);
-        let dir = self.tenants_root.join(tenant.name.as_str());
-        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
-        let mut files: Vec<(usize, String)> = entries
-            .flatten()
-            .filter(|e| e.metadata().is_ok_and(|m| m.is_file()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter_map(|n| self.types.for_root_upload(&allowed, &n).map(|t| (self.types.depth(&t.name), n)))
-            .collect();
-        files.sort();
+        for folder in tenant.layout.import_folders() {
+            let dir = root.join(folder.as_str());
+            // A manifest tenant's files are imported through their manifests only.
+            let manifest = self.folder_trigger(tenant, folder.as_str()) == Trigger::Manifest;
+            for name in files_in(&dir) {
+                if manifest && (!all || !name.to_ascii_lowercase().ends_with(".done")) {
+                    continue;
+                }
+                let found =
+                    if manifest { None } else { self.types.for_upload(&allowed, folder.as_str(), &name) };
+                match found {
+                    Some(t) => take(Some(t), format!("/{folder}/{name}"), dir.join(&name)),
+                    None if all => untyped.push((0, format!("/{folder}/{name}"), dir.join(&name))),
+                    None => {}
+                }
+            }
+        }
+        waiting.extend(untyped);
+        waiting.sort();
         let mut found = 0;
-        for (_, name) in files {
-            let Ok(path) = VirtualPath::resolve(format!("/{name}").as_bytes()) else { continue };
-            let (size, sha256) = hash_file(&dir.join(&name))
+        for (_, vpath, real) in waiting {
+            let Ok(path) = VirtualPath::resolve(vpath.as_bytes()) else { continue };
+            let (size, sha256) = hash_file(&real)
                 .map_err(|e| ImportError::Io { what: format!("reading {path}"), source: e })?;
             self.store.request_import(&UploadEvent {
                 tenant: tenant.name.clone(),
@@ -301,24 +310,84 @@ impl Ingest {
         Ok(found)
     }
 
-    /// Queues the syncs of scheduled tenants whose next run falls in (`since`, `now`]; the
-    /// workers import them, tenants in turn.
+    /// Whether a waiting file of type `t` is taken by a sync of `scope`.
+    fn in_scope(
+        &self,
+        tenant: &sluice_core::Tenant,
+        t: &sluice_core::import::ImportType,
+        scope: Waiting<'_>,
+    ) -> bool {
+        let own_schedule = tenant.type_schedules.iter().any(|(ty, _)| *ty == t.name);
+        match scope {
+            Waiting::All => true,
+            Waiting::TenantSchedule => !own_schedule,
+            Waiting::Type(name) => t.name == name,
+            Waiting::Settled => {
+                !own_schedule
+                    && t.folder
+                        .as_ref()
+                        .is_some_and(|f| self.folder_trigger(tenant, f.as_str()) == Trigger::OnUpload)
+            }
+        }
+    }
+
+    /// Queues what is due: the syncs of scheduled tenants and of types with their own
+    /// schedule whose next run falls in (`since`, `now`], and the sets of tenants with a settle
+    /// time whose uploads have been quiet that long. The workers import them, tenants in turn.
     pub fn run_schedules(&self, since: Timestamp, now: Timestamp) {
         let tenants = match self.store.tenants() {
             Ok(t) => t,
             Err(e) => return warn!("scheduler: {e}"),
         };
-        for t in tenants.iter().filter(|t| t.trigger == Trigger::Schedule && !t.disabled) {
-            let Some(cron) = &t.schedule else { continue };
-            match next_run(cron, &t.timezone, since) {
-                Ok(Some(at)) if at <= now => {
-                    info!(tenant = %t.name, schedule = %cron, "scheduled import");
-                    if let Err(e) = self.queue_sync(t.name.as_str()) {
-                        warn!(tenant = %t.name, "scheduled import failed: {e}");
-                    }
+        let due = |t: &sluice_core::Tenant, cron: &sluice_core::schedule::Cron| match next_run(
+            cron,
+            &t.timezone,
+            since,
+        ) {
+            Ok(Some(at)) => at <= now,
+            Ok(None) => false,
+            Err(e) => {
+                warn!(tenant = %t.name, "schedule: {e}");
+                false
+            }
+        };
+        for t in tenants.iter().filter(|t| !t.disabled) {
+            let queue = |scope: Waiting<'_>, what: &str| {
+                info!(tenant = %t.name, "{what}");
+                if let Err(e) = self.queue_waiting(t, scope) {
+                    warn!(tenant = %t.name, "{what} failed: {e}");
                 }
-                Ok(_) => {}
-                Err(e) => warn!(tenant = %t.name, "schedule: {e}"),
+            };
+            if let (Trigger::Schedule, Some(cron)) = (t.trigger, &t.schedule)
+                && due(t, cron)
+            {
+                queue(Waiting::TenantSchedule, &format!("scheduled import ({cron})"));
+            }
+            for (type_name, cron) in &t.type_schedules {
+                if due(t, cron) {
+                    queue(Waiting::Type(type_name), &format!("scheduled import of {type_name} ({cron})"));
+                }
+            }
+            if t.settle_secs > 0 {
+                let last = match self.store.last_upload_ms(t.name.as_str()) {
+                    Ok(Some(last)) => last,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        warn!(tenant = %t.name, "settle: {e}");
+                        continue;
+                    }
+                };
+                let quiet = now.as_millisecond() - last >= i64::from(t.settle_secs) * 1000;
+                let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+                let done = settled.get(t.name.as_str()).is_some_and(|s| *s >= last);
+                if quiet && !done {
+                    settled.insert(t.name.to_string(), last);
+                    drop(settled);
+                    queue(
+                        Waiting::Settled,
+                        &format!("uploads quiet for {} s: importing the set", t.settle_secs),
+                    );
+                }
             }
         }
     }
@@ -416,7 +485,10 @@ impl Ingest {
         };
         // A manifest's data files wait for it even during a sync; the others wait for the
         // sync or the schedule unless the trigger is on_upload.
-        if trigger == Trigger::Manifest || (trigger != Trigger::OnUpload && !upload.requested) {
+        // With a settle time, uploads wait until the tenant's uploads have been quiet that long;
+        // the scheduler then queues the set (`run_schedules`).
+        let settling = trigger == Trigger::OnUpload && tenant.settle_secs > 0;
+        if trigger == Trigger::Manifest || ((trigger != Trigger::OnUpload || settling) && !upload.requested) {
             self.store.consume_upload(upload.id, None)?;
             return Ok(None);
         }
@@ -513,9 +585,15 @@ impl Ingest {
 
     /// The rules and places `req` runs under: the tenant's safeguard settings `settings`
     /// applied to its type, and the references of other types to it.
-    fn context<'a>(&'a self, req: &ImportRequest<'a>, settings: &'a [SafeguardSetting]) -> ImportContext<'a> {
+    fn context<'a>(
+        &'a self,
+        req: &ImportRequest<'a>,
+        settings: &'a [SafeguardSetting],
+        blackout: Option<sluice_core::Blackout>,
+    ) -> ImportContext<'a> {
         let t = req.import_type;
         ImportContext {
+            blackout,
             photos_dir: &self.photos,
             photo_target: t.photos.as_ref().and_then(|p| self.types.get(&p.target)),
             reports_dir: &self.reports,
@@ -569,8 +647,9 @@ impl Ingest {
     /// What importing this file would do now, with nothing changed.
     pub fn dry_run(&self, req: ImportRequest<'_>) -> Result<Verdict, ImportError> {
         let _turn = self.turn(req.tenant)?;
-        let settings = self.store.require_tenant(req.tenant)?.safeguards;
-        crate::run::dry_run(&self.store, &req, &self.context(&req, &settings))
+        let tenant = self.store.require_tenant(req.tenant)?;
+        let blackout = tenant.blackout_at(Timestamp::now());
+        crate::run::dry_run(&self.store, &req, &self.context(&req, &tenant.safeguards, blackout))
     }
 
     /// Runs one import, in its tenant's turn (see [`Ingest::turn`]).
@@ -584,8 +663,9 @@ impl Ingest {
     pub(crate) fn run_in_turn(&self, req: ImportRequest<'_>) -> Result<ImportRecord, ImportError> {
         let (tenant, t, file_name) = (req.tenant, req.import_type, req.file_name);
         let started = std::time::Instant::now();
-        let settings = self.store.require_tenant(req.tenant)?.safeguards;
-        let record = import_file(&self.store, &req, &self.context(&req, &settings))?;
+        let tenant_now = self.store.require_tenant(req.tenant)?;
+        let blackout = tenant_now.blackout_at(Timestamp::now());
+        let record = import_file(&self.store, &req, &self.context(&req, &tenant_now.safeguards, blackout))?;
         if let Some(report) = &record.report_file {
             let stem = file_name.rsplit_once('.').map_or(file_name, |(s, _)| s);
             let target = self
@@ -785,6 +865,19 @@ impl Ingest {
     }
 }
 
+/// Which waiting files a sync queues.
+#[derive(Debug, Clone, Copy)]
+enum Waiting<'s> {
+    /// Every file (`sluice sync`, "Sync now").
+    All,
+    /// The tenant's schedule: every type but those with a schedule of their own.
+    TenantSchedule,
+    /// A type's own schedule.
+    Type(&'s str),
+    /// A settled set: the types imported on upload.
+    Settled,
+}
+
 /// A tenant's turn to import (see [`Ingest::turn`]); given back when dropped.
 pub struct Turn {
     _tenant: std::fs::File,
@@ -961,6 +1054,78 @@ mod scheduler_tests {
         assert_eq!(ingest.drain().unwrap(), 0);
         assert_eq!(store.imports("acme", 10).unwrap().len(), 1);
     }
+    /// A tenant importing on upload whose guardians have their own schedule (2 a.m.) and
+    /// whose uploads settle for 30 s: students and guardians uploaded together wait, the
+    /// students are imported as a set once quiet, the guardians only at their time.
+    #[test]
+    fn a_type_waits_for_its_own_schedule_and_a_set_for_the_quiet_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("sluice.db")).unwrap());
+        let name = TenantName::parse("acme").unwrap();
+        store.add_tenant(&name, &FolderName::parse_list("students,guardians").unwrap()).unwrap();
+        let types = ImportTypes::parse(&[(
+            "t.toml".into(),
+            "[[type]]\nname = \"students\"\nfolder = \"students\"\nkey = [\"id\"]\nmode = \"upsert\"\n\
+             [[type.column]]\nname = \"id\"\nrequired = true\nkind = \"id\"\n\
+             [[type]]\nname = \"guardians\"\nfolder = \"guardians\"\nkey = [\"gid\"]\nmode = \"upsert\"\n\
+             references = [{ column = \"sid\", to = \"students.id\" }]\n\
+             [[type.column]]\nname = \"gid\"\nrequired = true\nkind = \"id\"\n\
+             [[type.column]]\nname = \"sid\"\nrequired = true\nkind = \"id\"\n"
+                .into(),
+        )])
+        .unwrap();
+        let cx = sluice_core::SettingsContext { types: &types, allow_private_webhooks: false };
+        let mut change = sluice_core::SettingsChange::default();
+        for (k, v) in
+            [("schedule.guardians", "0 2 * * *"), ("timezone", "America/Chicago"), ("settle_secs", "30")]
+        {
+            change.set(k, v, cx).unwrap();
+        }
+        // A type's own schedule is not a trigger.TYPE value.
+        let refused = change.clone().set("trigger.guardians", "schedule", cx).unwrap_err();
+        assert!(refused.reason.contains("schedule.guardians=CRON"), "{refused}");
+        store.change_settings("acme", &change).unwrap();
+        let ingest = Ingest::new(store.clone(), types, dir.path()).unwrap();
+        let root = dir.path().join("tenants/acme");
+        for (folder, file, body) in
+            [("students", "s.csv", "id\n1\n2\n"), ("guardians", "g.csv", "gid,sid\nG1,1\n")]
+        {
+            std::fs::create_dir_all(root.join(folder)).unwrap();
+            std::fs::write(root.join(folder).join(file), body).unwrap();
+        }
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let upload = |path: &str, at: &str| UploadEvent {
+            tenant: name.clone(),
+            path: VirtualPath::resolve(path.as_bytes()).unwrap(),
+            size: 7,
+            sha256: Sha256Hex::from_digest(&[0; 32]),
+            at_ms: t(at).as_millisecond(),
+        };
+        store.record_upload(&upload("/guardians/g.csv", "2026-11-23T15:00:00Z")).unwrap();
+        store.record_upload(&upload("/students/s.csv", "2026-11-23T15:00:10Z")).unwrap();
+        // Both wait: the guardians for 2 a.m., the students for quiet.
+        assert_eq!(ingest.drain().unwrap(), 2);
+        assert!(store.imports("acme", 10).unwrap().is_empty());
+        // 25 s after the last upload: not quiet yet.
+        ingest.run_schedules(t("2026-11-23T15:00:30Z"), t("2026-11-23T15:00:35Z"));
+        assert_eq!(ingest.drain().unwrap(), 0);
+        // 30 s after: the set (the students; the guardians keep waiting for their time).
+        ingest.run_schedules(t("2026-11-23T15:00:35Z"), t("2026-11-23T15:00:40Z"));
+        assert_eq!(ingest.drain().unwrap(), 1);
+        let imports = store.imports("acme", 10).unwrap();
+        assert_eq!((imports.len(), imports[0].type_name.as_str()), (1, "students"), "{imports:?}");
+        assert!(root.join("guardians/g.csv").exists());
+        // Once settled, nothing more until a new upload.
+        ingest.run_schedules(t("2026-11-23T15:00:40Z"), t("2026-11-23T15:00:45Z"));
+        assert_eq!(ingest.drain().unwrap(), 0);
+        // 2 a.m. in Chicago (08:00 UTC): the guardians.
+        ingest.run_schedules(t("2026-11-24T07:59:58Z"), t("2026-11-24T08:00:03Z"));
+        assert_eq!(ingest.drain().unwrap(), 1);
+        let imports = store.imports("acme", 10).unwrap();
+        assert_eq!(imports[0].type_name, "guardians");
+        assert_eq!(imports[0].status, ImportStatus::Complete, "{imports:?}");
+    }
+
     /// `sluice sync` queues what it finds while the server's worker keeps polling the same
     /// queue. Whichever claims a synced file must import it: a CI run once saw the server
     /// take three of a manual tenant's five synced files and leave them waiting.

@@ -698,6 +698,17 @@ fn write_outcome(c: &Connection, id: i64, o: &Outcome<'_>) -> Result<()> {
 }
 
 impl crate::roles::ImportQueue for Store {
+    fn last_upload_ms(&self, tenant: &str) -> Result<Option<i64>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT MAX(e.at_ms) FROM upload_events e JOIN tenants t ON t.id = e.tenant_id
+                 WHERE t.name = ?1 AND e.requested = 0",
+                [tenant],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
     fn claim_upload(&self, lease: Duration, tenant: Option<&str>) -> Result<Option<crate::StoredUpload>> {
         self.with_write(|c| {
             let now = now_ms();

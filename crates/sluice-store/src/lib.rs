@@ -272,7 +272,7 @@ fn upload_from_row(
     })
 }
 
-const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers, safeguards, notify_emails, webhook_url, webhook_secret, read_settings, routing FROM tenants";
+const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers, safeguards, notify_emails, webhook_url, webhook_secret, read_settings, routing, type_schedules, settle_secs, blackouts FROM tenants";
 
 struct RawTenant {
     id: i64,
@@ -291,6 +291,9 @@ struct RawTenant {
     webhook_secret: String,
     read_settings: String,
     routing: String,
+    type_schedules: String,
+    settle_secs: i64,
+    blackouts: String,
 }
 
 fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
@@ -311,6 +314,9 @@ fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
         webhook_secret: r.get(13)?,
         read_settings: r.get(14)?,
         routing: r.get(15)?,
+        type_schedules: r.get(16)?,
+        settle_secs: r.get(17)?,
+        blackouts: r.get(18)?,
     })
 }
 
@@ -342,6 +348,20 @@ impl RawTenant {
                     Ok((t.to_owned(), Trigger::parse(g).ok_or_else(|| corrupt("type_triggers"))?))
                 })
                 .collect::<Result<_>>()?,
+            type_schedules: self
+                .type_schedules
+                .split(';')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (t, c) = p.split_once('=').ok_or_else(|| corrupt("type_schedules"))?;
+                    let cron =
+                        sluice_core::schedule::Cron::parse(c).map_err(|_| corrupt("type_schedules"))?;
+                    Ok((t.to_owned(), cron))
+                })
+                .collect::<Result<_>>()?,
+            settle_secs: u32::try_from(self.settle_secs).map_err(|_| corrupt("settle_secs"))?,
+            blackouts: sluice_core::Blackout::parse_list(&self.blackouts)
+                .map_err(|_| corrupt("blackouts"))?,
             safeguards: self
                 .safeguards
                 .split(',')
@@ -443,7 +463,7 @@ impl crate::roles::Tenants for Store {
             tx.execute(
                 "UPDATE tenants SET folders = ?2, trigger = ?3, schedule = ?4, timezone = ?5, type_triggers = ?6,
                      safeguards = ?7, read_settings = ?8, notify_emails = ?9, webhook_url = ?10, webhook_secret = ?11,
-                     routing = ?12
+                     routing = ?12, type_schedules = ?13, settle_secs = ?14, blackouts = ?15
                  WHERE id = ?1",
                 params![
                     t.id,
@@ -463,6 +483,9 @@ impl crate::roles::Tenants for Store {
                     url,
                     secret,
                     t.routing.as_str(),
+                    t.type_schedules.iter().map(|(ty, c)| format!("{ty}={}", c.as_str())).collect::<Vec<_>>().join(";"),
+                    i64::from(t.settle_secs),
+                    t.blackouts.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
                 ],
             )?;
             tx.commit()?;

@@ -315,6 +315,11 @@ const MIGRATIONS: &[&str] = &[
      END;",
     // 27: where a tenant's uploads go: `folders`, `root` (by required file name) or `both`
     "ALTER TABLE tenants ADD COLUMN routing TEXT NOT NULL DEFAULT 'folders';",
+    // 28: per-type schedules (`TYPE=CRON` pairs separated by `;`), the settle time, blackout
+    // date ranges (`FROM..TO` separated by commas)
+    "ALTER TABLE tenants ADD COLUMN type_schedules TEXT NOT NULL DEFAULT '';
+     ALTER TABLE tenants ADD COLUMN settle_secs INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE tenants ADD COLUMN blackouts TEXT NOT NULL DEFAULT '';",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

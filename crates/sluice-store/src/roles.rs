@@ -151,6 +151,10 @@ pub trait ImportQueue {
     /// Upload events waiting to be imported (all tenants).
     fn pending_uploads(&self) -> Result<u64>;
 
+    /// When the tenant's newest upload completed (uploads only, not a sync's requests): what a
+    /// settle time counts from.
+    fn last_upload_ms(&self, tenant: &str) -> Result<Option<i64>>;
+
     /// Whether an upload event has been consumed.
     fn upload_consumed(&self, id: i64) -> Result<bool>;
 

@@ -772,6 +772,15 @@ pub(crate) struct SettingsBody {
     /// Per import type: on_upload, manual, manifest, or default (the tenant's trigger).
     #[serde(default)]
     type_triggers: std::collections::BTreeMap<String, String>,
+    /// Per import type, its own schedule (cron, read in the tenant's time zone); "" removes it.
+    #[serde(default)]
+    type_schedules: std::collections::BTreeMap<String, String>,
+    /// Imports wait until uploads have been quiet this many seconds, then run as a set in
+    /// reference order (0: each upload at once).
+    settle_secs: Option<u32>,
+    /// Date ranges in which mirror imports delete nothing by omission, e.g.
+    /// `["2026-06-15..2026-08-20"]`; `[]` for none.
+    blackouts: Option<Vec<String>>,
     #[serde(default)]
     safeguards: Vec<SafeguardChange>,
     /// How files are read: strictness (lenient|strict|default), strictness.TYPE,
@@ -845,7 +854,10 @@ impl SettingsBody {
         one("notify.email", self.notify_emails.map(|list| list.join(",")));
         one("notify.webhook", self.webhook_url);
         one("notify.webhook_secret", self.webhook_secret);
+        one("settle_secs", self.settle_secs.map(|s| s.to_string()));
+        one("blackout", self.blackouts.map(|list| list.join(",")));
         pairs.extend(self.type_triggers.into_iter().map(|(t, g)| (format!("trigger.{t}"), g)));
+        pairs.extend(self.type_schedules.into_iter().map(|(t, c)| (format!("schedule.{t}"), c)));
         pairs.extend(
             self.safeguards
                 .into_iter()
@@ -879,6 +891,8 @@ pub(crate) async fn change_settings(
             "notify.webhook" => "webhook_url".to_owned(),
             "notify.webhook_secret" => "webhook_secret".to_owned(),
             k if k.starts_with("trigger.") => format!("type_triggers.{}", &k["trigger.".len()..]),
+            k if k.starts_with("schedule.") => format!("type_schedules.{}", &k["schedule.".len()..]),
+            "blackout" => "blackouts".to_owned(),
             k if k.starts_with("safeguard.") => format!("safeguards ({})", &k["safeguard.".len()..]),
             k if is_read_key(k) => format!("read_settings.{k}"),
             k => k.to_owned(),

@@ -70,6 +70,16 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
                 for (type_name, trigger) in &t.type_triggers {
                     outln!("           {type_name}: {}", trigger.as_str());
                 }
+                for (type_name, cron) in &t.type_schedules {
+                    outln!("           {type_name}: on its own schedule \"{cron}\" ({})", t.timezone);
+                }
+                if t.settle_secs > 0 {
+                    outln!("settle:    imports wait until uploads have been quiet {} s", t.settle_secs);
+                }
+                if !t.blackouts.is_empty() {
+                    let list: Vec<String> = t.blackouts.iter().map(ToString::to_string).collect();
+                    outln!("blackout:  {} (mirror imports delete nothing by omission)", list.join(", "));
+                }
                 if !t.notify_emails.is_empty() {
                     outln!("email:     {}", t.notify_emails.join(", "));
                 }

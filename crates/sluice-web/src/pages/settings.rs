@@ -35,6 +35,8 @@ const STRICTNESS: [(&str, &str); 3] = [
 /// What the form shows in its fields: the stored settings, or what was just sent.
 struct Fields {
     routing: String,
+    settle: String,
+    blackouts: String,
     trigger: String,
     schedule: String,
     timezone: String,
@@ -55,6 +57,8 @@ impl Fields {
             .unwrap_or("default");
         Fields {
             routing: t.routing.as_str().to_owned(),
+            settle: t.settle_secs.to_string(),
+            blackouts: t.blackouts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
             trigger: t.trigger.as_str().to_owned(),
             schedule: t.schedule.as_ref().map_or("", |c| c.as_str()).to_owned(),
             timezone: t.timezone.clone(),
@@ -69,6 +73,12 @@ impl Fields {
         let stored = Fields::stored(t);
         Fields {
             routing: if form.routing.is_empty() { stored.routing.clone() } else { form.routing.clone() },
+            settle: if form.settle_secs.is_empty() {
+                stored.settle.clone()
+            } else {
+                form.settle_secs.clone()
+            },
+            blackouts: form.blackouts.clone().unwrap_or(stored.blackouts.clone()),
             trigger: form.trigger.clone(),
             schedule: form.schedule.clone(),
             timezone: form.timezone.clone(),
@@ -87,6 +97,7 @@ fn settings_form(viewer: &Viewer, tenant: &TenantName, t: &Tenant, fields: &Fiel
         .type_triggers
         .iter()
         .map(|(ty, g)| format!("trigger.{ty}={}", g.as_str()))
+        .chain(t.type_schedules.iter().map(|(ty, c)| format!("schedule.{ty}={c}")))
         .chain(t.read_settings.iter().filter(|r| r.type_name().is_some()).map(|r| {
             let (k, v) = r.to_pair();
             format!("{k}={v}")
@@ -114,6 +125,14 @@ fn settings_form(viewer: &Viewer, tenant: &TenantName, t: &Tenant, fields: &Fiel
                     input name="schedule" value=(fields.schedule) placeholder="0 2 * * *";
                 } }
                 p { label { "Time zone" br; input name="timezone" value=(fields.timezone); } }
+                p { label {
+                    "Settle time in seconds (imports wait until uploads have been quiet this long, then run as a set; 0: at once)" br;
+                    input name="settle_secs" value=(fields.settle) inputmode="numeric";
+                } }
+                p { label {
+                    "Blackouts (date ranges in which full files delete nothing, e.g. 2026-06-15..2026-08-20)" br;
+                    input name="blackouts" value=(fields.blackouts) placeholder="2026-06-15..2026-08-20";
+                } }
             }
             div.card {
                 h2 { "Where files go" }
@@ -184,6 +203,11 @@ pub struct SettingsForm {
     /// Empty (a form without the field) changes nothing about it.
     #[serde(default)]
     routing: String,
+    /// Empty (a form without the field) changes nothing about it.
+    #[serde(default)]
+    settle_secs: String,
+    /// Absent (a form without the field) changes nothing; empty clears them.
+    blackouts: Option<String>,
     #[serde(default)]
     trigger: String,
     #[serde(default)]
@@ -221,6 +245,12 @@ pub async fn save_settings(
     }
     if !form.routing.is_empty() {
         pairs.push(("routing", form.routing.as_str()));
+    }
+    if !form.settle_secs.is_empty() {
+        pairs.push(("settle_secs", form.settle_secs.as_str()));
+    }
+    if let Some(blackouts) = &form.blackouts {
+        pairs.push(("blackout", blackouts.as_str()));
     }
     // An empty secret field keeps the secret.
     if !form.webhook_secret.is_empty() {

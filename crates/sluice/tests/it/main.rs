@@ -33,6 +33,7 @@ mod psftp;
 mod real_files;
 mod routing;
 mod safeguards;
+mod schedules;
 mod sftp_rust;
 mod soak;
 mod tls;
