@@ -91,6 +91,15 @@ pub struct ImportRecord {
 }
 
 impl ImportRecord {
+    /// The name of the import's error report in the tenant's `/errors` (and as an email's
+    /// attachment): the id zero-padded so that a listing sorts by age (`00000017-students-errors.csv`),
+    /// then the file's stem, kept to letters, digits, `-`, `_` and `.`.
+    pub fn error_report_name(&self) -> String {
+        let stem = self.file_name.rsplit_once('.').map_or(self.file_name.as_str(), |(s, _)| s);
+        let stem: String = stem.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
+        format!("{:08}-{stem}-errors.csv", self.id)
+    }
+
     /// What was decided about the import when it was held, by whom and when:
     /// (`"approved"` or `"discarded"`, who, milliseconds since the epoch).
     pub fn decision(&self) -> Option<(&'static str, &str, i64)> {

@@ -35,6 +35,8 @@ pub struct Ingest {
     reports: PathBuf,
     /// Records' photos, one image store per tenant (`DATA_DIR/photos/TENANT`).
     photos: PathBuf,
+    /// How long error reports stay in tenants' `/errors` (`None`: forever).
+    error_reports_kept: Option<Duration>,
     /// Per tenant with a settle time, the newest upload whose set was already queued.
     settled: std::sync::Mutex<HashMap<String, i64>>,
     /// Where processed uploads are kept, and for how long; `None` deletes them at once.
@@ -64,6 +66,7 @@ impl Ingest {
             reports: data_dir.join("reports"),
             photos: data_dir.join("photos"),
             settled: std::sync::Mutex::default(),
+            error_reports_kept: None,
             archive: None,
             metrics: Arc::default(),
             notifier: None,
@@ -93,6 +96,38 @@ impl Ingest {
     pub fn with_duplicate_window(mut self, window: Duration) -> Self {
         self.duplicate_window = (!window.is_zero()).then_some(window);
         self
+    }
+
+    /// Removes error reports from tenants' `/errors` after `days` days (0: kept forever).
+    pub fn with_error_report_days(mut self, days: u32) -> Self {
+        self.error_reports_kept = (days > 0).then(|| Duration::from_secs(u64::from(days) * 86_400));
+        self
+    }
+
+    /// Deletes error reports in the tenants' `/errors` folders older than their retention
+    /// (the stored errors stay with the import: the API and the dashboard still show them).
+    pub fn sweep_error_reports(&self) -> usize {
+        let Some(keep) = self.error_reports_kept else { return 0 };
+        let mut removed = 0;
+        for tenant in std::fs::read_dir(&self.tenants_root).into_iter().flatten().flatten() {
+            let errors = tenant.path().join(sluice_core::layout::ERRORS);
+            for file in std::fs::read_dir(&errors).into_iter().flatten().flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                let old = file
+                    .metadata()
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok());
+                if name.ends_with("-errors.csv")
+                    && old.is_some_and(|age| age > keep)
+                    && std::fs::remove_file(file.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 
     /// Keeps processed uploads in `DATA_DIR/archive/TENANT/` for `days` days (0: not kept).
@@ -667,12 +702,7 @@ impl Ingest {
         let blackout = tenant_now.blackout_at(Timestamp::now());
         let record = import_file(&self.store, &req, &self.context(&req, &tenant_now.safeguards, blackout))?;
         if let Some(report) = &record.report_file {
-            let stem = file_name.rsplit_once('.').map_or(file_name, |(s, _)| s);
-            let target = self
-                .tenants_root
-                .join(tenant)
-                .join("errors")
-                .join(format!("{}-{stem}-errors.csv", record.id));
+            let target = self.tenants_root.join(tenant).join("errors").join(record.error_report_name());
             if let Err(e) = crate::run::copy_private(report, &target) {
                 warn!(tenant, import = record.id, "could not copy the error report to /errors: {e}");
             }
@@ -855,6 +885,7 @@ impl Ingest {
                 me.run_schedules(since, now);
                 if sweep {
                     me.sweep_archive();
+                    me.sweep_error_reports();
                 }
             };
             if let Err(e) = tokio::task::spawn_blocking(work).await {

@@ -67,11 +67,7 @@ pub fn email(
         base64_lines(body.as_bytes())
     );
     if let Some(report) = report {
-        let stem = r.file_name.rsplit_once('.').map_or(r.file_name.as_str(), |(s, _)| s);
-        let name: String = format!("{}-{stem}-errors.csv", r.id)
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
-            .collect();
+        let name = r.error_report_name();
         m.push_str(&format!(
             "--{boundary}\r\nContent-Type: text/csv; charset=utf-8; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
              Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",

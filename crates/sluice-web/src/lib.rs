@@ -48,6 +48,18 @@ pub struct Web {
     pub transfers: Option<Arc<sluice_connect::Transfers>>,
     /// The saved-export runs and pulls in progress (shared with the server's scheduler).
     pub run_slots: Arc<sluice_export::saved::RunSlots>,
+    /// Where a tenant's SFTP clients connect, as the credentials page tells them.
+    pub sftp: Option<SftpEndpoint>,
+}
+
+/// The SFTP server as clients see it: what psftp, WinSCP and FileZilla ask for.
+#[derive(Debug, Clone)]
+pub struct SftpEndpoint {
+    /// The address it listens on (an unspecified one: the dashboard's own host name is shown).
+    pub listen: std::net::SocketAddr,
+    /// The host key's algorithm (`ssh-ed25519`) and SHA-256 fingerprint (`SHA256:...`).
+    pub key_type: String,
+    pub fingerprint: String,
 }
 
 impl Web {
@@ -80,6 +92,7 @@ impl Web {
             exports: Arc::new(exports),
             transfers: None,
             run_slots: sluice_export::saved::RunSlots::new(4),
+            sftp: None,
         }
     }
 }

@@ -142,6 +142,9 @@ default_folders = ["students", "employees", "guardians", "visitors"]
 types_dir = ""
 # Keep each processed upload in DATA_DIR/archive/TENANT/ for this many days (0: delete at once).
 archive_days = 0
+# Remove error reports from tenants' /errors after this many days (0: keep them); the errors
+# stay with each import in the history, the API and the dashboard.
+error_report_days = 90
 # An upload with the same bytes as an upload of the same file in the last N seconds that was
 # imported (or is being imported) is a client's retry, and is not imported again (0: off).
 duplicate_window_secs = 120
@@ -210,6 +213,7 @@ impl Config {
 pub struct ImportsConfig {
     pub types_dir: String,
     pub archive_days: u32,
+    pub error_report_days: u32,
     pub duplicate_window_secs: u64,
     pub workers: usize,
 }

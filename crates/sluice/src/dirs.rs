@@ -84,6 +84,7 @@ impl DataDirs {
         Ok(sluice_ingest::Ingest::new(store, types, &self.root)
             .with_context(|| format!("cannot create the import directories under {}", self.root.display()))?
             .with_archive(&self.root, settings.archive_days)
+            .with_error_report_days(settings.error_report_days)
             .with_duplicate_window(std::time::Duration::from_secs(settings.duplicate_window_secs)))
     }
 

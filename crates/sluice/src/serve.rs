@@ -23,6 +23,7 @@ pub async fn run(config: Config) -> Result<()> {
     // So can exports that were being written (by this server or a killed `sluice export`).
     let _ = sluice_export::clear_stale(&dirs.export_spool(), std::time::Duration::from_secs(600));
     let host_key = hostkey::load_or_generate(&dirs.host_key())?;
+    let host_key_public = host_key.public_key().clone();
     let types = crate::types::load(config.imports.types_dir())?;
     let metrics = Arc::new(Metrics::default());
     // One defender for SFTP and the dashboard: guessing on one counts on the other.
@@ -117,6 +118,11 @@ pub async fn run(config: Config) -> Result<()> {
         web.allow_private_webhooks = config.notifications.allow_private_webhooks;
         web.transfers = Some(transfers.clone());
         web.run_slots = run_slots.clone();
+        web.sftp = Some(sluice_web::SftpEndpoint {
+            listen: bound,
+            key_type: host_key_public.algorithm().as_str().to_owned(),
+            fingerprint: host_key_public.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+        });
         tokio::spawn(sluice_web::serve(http_listener, web, http_tls, http_limits, async move {
             stop.notified().await
         }))

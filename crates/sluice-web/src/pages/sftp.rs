@@ -14,6 +14,7 @@ pub async fn sftp_page(
     viewer: Viewer,
     TenantPath(tenant): TenantPath,
     Query(q): Query<NoticeQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     if let Some(refused) = managing(&viewer, &tenant) {
         return refused;
@@ -26,9 +27,38 @@ pub async fn sftp_page(
         return not_found(&viewer);
     };
     let min = sluice_core::PasswordHash::MIN_CHOSEN_CHARS;
+    // The host clients connect to: the listening address, or (listening on every address)
+    // the host name this page was asked for under.
+    let endpoint = web.sftp.as_ref().map(|e| {
+        let host = if e.listen.ip().is_unspecified() {
+            headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+                .map(|a| a.host().to_owned())
+                .unwrap_or_else(|| "this server's address".to_owned())
+        } else {
+            e.listen.ip().to_string()
+        };
+        (host, e.listen.port(), e)
+    });
     let body = html! {
         h1 { "SFTP credentials of " (tenant) }
         (notice(&viewer, &q))
+        @if let Some((host, port, e)) = &endpoint {
+            div.card #connect {
+                h2 { "Connecting" }
+                table {
+                    tr { th { "Host" } td { code { (host) } } }
+                    tr { th { "Port" } td { code { (port) } } }
+                    tr { th { "Login name" } td { code { (tenant) } } }
+                    tr { th { "Host key" } td { code { (e.key_type) " " (e.fingerprint) } } }
+                    tr { th { "Folders" } td { (t.layout.import_folders().iter().map(|f| format!("/{f}")).collect::<Vec<_>>().join(" ")) " (routing: " (t.routing.as_str()) ")" } }
+                }
+                p { "Check the host key your client shows on its first connection against the one above (psftp, WinSCP and FileZilla ask)." }
+                p { "From a shell: " code { "sftp -P " (port) " " (tenant) "@" (host) } }
+            }
+        }
         div.card {
             h2 { "Public keys" }
             div.wrap { table {

@@ -429,6 +429,15 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
     server.cli_ok(&["user", "grant", "bob@beta.org"]);
     let page = request(&server, "GET", "/t/beta/sftp", Some(&bob), "");
     assert_eq!(page.status, 200, "{}", page.body);
+    // The page says how to connect: host, port, login name and the host key a client asks
+    // about on its first connection (psftp, WinSCP).
+    let body = &page.body;
+    assert!(body.contains(&server.host_fingerprint()) && body.contains("ssh-ed25519"), "{body}");
+    assert!(
+        body.contains(&format!("<code>{}</code>", server.port)) && body.contains("<code>beta</code>"),
+        "{body}"
+    );
+    assert!(body.contains("<code>127.0.0.1</code>"), "{body}");
     let token = csrf(&page.body);
     let key = std::fs::read_to_string(server.key("acme").with_extension("pub")).unwrap();
     let r = request(

@@ -256,9 +256,10 @@ fn formula_cells_are_neutralised_in_reports_and_exports() {
     let records = records_csv(&server, "acme", "students");
     assert!(records.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""), "{records}");
     let id = v["id"].as_i64().unwrap();
-    let report =
-        std::fs::read_to_string(server.tenant_dir("acme").join(format!("errors/{id}-students-errors.csv")))
-            .unwrap();
+    let report = std::fs::read_to_string(
+        server.tenant_dir("acme").join(format!("errors/{id:08}-students-errors.csv")),
+    )
+    .unwrap();
     assert!(report.starts_with("\u{feff}line,key,name,column,code,reason,value"), "{report}");
     assert!(report.contains("3,S2,Bob Ray,email,bad_email,") && report.contains("'@SUM(A1)"), "{report}");
     let shown = server.cli_ok(&["import", "show", &id.to_string(), "--errors"]);
@@ -331,7 +332,7 @@ async fn an_sftp_upload_is_imported_within_a_second() {
     let v = &list[0];
     assert_eq!(v["status"], "incomplete", "{v}");
     assert_eq!(counts(v), [10_001, 0, 0, 10_000, 0, 1]);
-    let report_name = format!("/errors/{}-students-errors.csv", v["id"]);
+    let report_name = format!("/errors/{:08}-students-errors.csv", v["id"].as_i64().unwrap());
     let mut report = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut sftp.open(&report_name).await.unwrap(), &mut report)
         .await

@@ -191,7 +191,7 @@ async fn config_missing_and_completed_with_errors() {
     let import = h.iter().find(|v| v["file_name"] == "c.csv").unwrap();
     assert_eq!(import["status"], "incomplete");
     let errors: Vec<String> = sftp.read_dir("/errors").await.unwrap().map(|e| e.file_name()).collect();
-    assert_eq!(errors, [format!("{}-c-errors.csv", import["id"])]);
+    assert_eq!(errors, [format!("{:08}-c-errors.csv", import["id"].as_i64().unwrap())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,7 +71,7 @@ fn an_import_is_emailed_with_its_counts_first_errors_and_report() {
     );
     assert!(text.contains("FROM imports@vendor.example"), "{text}");
     assert!(text.contains("line 3, birthDate: expected a date"), "the first errors are in the body: {text}");
-    assert!(text.contains("PART text/csv 1-students-errors.csv"), "{text}");
+    assert!(text.contains("PART text/csv 00000001-students-errors.csv"), "{text}");
     assert!(
         text.contains("line,key,name,column,code,reason,value") && text.contains("not a date"),
         "the report is attached: {text}"

@@ -403,7 +403,7 @@ async fn the_error_report_names_each_record_and_opens_in_excel_with_its_accents(
         assert_eq!((e["key"].as_str(), e["name"].as_str()), (Some("S2"), Some("Zoë Núñez")), "{e}");
         let id = v["id"].as_i64().unwrap();
         let report =
-            std::fs::read(server.tenant_dir(tenant).join(format!("errors/{id}-students-errors.csv")))
+            std::fs::read(server.tenant_dir(tenant).join(format!("errors/{id:08}-students-errors.csv")))
                 .unwrap();
         assert!(report.starts_with(b"\xEF\xBB\xBFline,key,name,column,code,reason,value\r\n"), "{report:?}");
         let text = String::from_utf8(report).unwrap();
