@@ -130,6 +130,28 @@ impl Ingest {
         removed
     }
 
+    /// Deletes the files kept for download of imports that can no longer be approved (a
+    /// superseded held import's, a failed import's) once they are older than the error
+    /// reports' retention; a held import's file stays as long as it waits for a decision.
+    pub fn sweep_kept_files(&self) -> usize {
+        let Some(keep) = self.error_reports_kept else { return 0 };
+        let mut removed = 0;
+        for file in std::fs::read_dir(&self.held).into_iter().flatten().flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".held").and_then(|i| i.parse::<i64>().ok()) else { continue };
+            let closed = match self.store.import(id) {
+                Ok(Some(r)) => r.status != ImportStatus::Held,
+                Ok(None) => true,
+                Err(_) => false,
+            };
+            let old = file.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            if closed && old.is_some_and(|age| age > keep) && std::fs::remove_file(file.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Keeps processed uploads in `DATA_DIR/archive/TENANT/` for `days` days (0: not kept).
     pub fn with_archive(mut self, data_dir: &Path, days: u32) -> Self {
         self.archive =
@@ -886,6 +908,7 @@ impl Ingest {
                 if sweep {
                     me.sweep_archive();
                     me.sweep_error_reports();
+                    me.sweep_kept_files();
                 }
             };
             if let Err(e) = tokio::task::spawn_blocking(work).await {
@@ -1085,6 +1108,38 @@ mod scheduler_tests {
         assert_eq!(ingest.drain().unwrap(), 0);
         assert_eq!(store.imports("acme", 10).unwrap().len(), 1);
     }
+    /// Error reports and the files kept of closed imports leave after the retention; a held
+    /// import's file stays while it waits for a decision.
+    #[test]
+    fn old_error_reports_and_kept_files_of_closed_imports_are_swept() {
+        let (dir, store, ingest, _) = tenant_with_a_waiting_file(Trigger::Manual);
+        let ingest = ingest.with_error_report_days(1);
+        let aged = |path: &Path| {
+            let f = std::fs::File::options().write(true).open(path).unwrap();
+            f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3 * 86_400)).unwrap();
+        };
+        let errors = dir.path().join("tenants/acme/errors");
+        std::fs::create_dir_all(&errors).unwrap();
+        for name in ["00000001-a-errors.csv", "00000002-b-errors.csv"] {
+            std::fs::write(errors.join(name), "x").unwrap();
+        }
+        aged(&errors.join("00000001-a-errors.csv"));
+        // A held import's file (kept while it waits), and one of an import no longer there.
+        let held_id = store.create_import("acme", "students", "s.csv", "cli", None, None).unwrap();
+        let o = sluice_store::Outcome::new(ImportStatus::Held, sluice_store::Counts::default(), None);
+        let loader = store.loader("acme", "students", held_id).unwrap();
+        loader.commit(o).unwrap();
+        for id in [held_id, 999] {
+            let f = held_path(&dir.path().join("spool/held"), id);
+            std::fs::write(&f, "x").unwrap();
+            aged(&f);
+        }
+        assert_eq!(ingest.sweep_error_reports(), 1);
+        assert!(errors.join("00000002-b-errors.csv").exists());
+        assert_eq!(ingest.sweep_kept_files(), 1);
+        assert!(held_path(&dir.path().join("spool/held"), held_id).exists());
+    }
+
     /// A tenant importing on upload whose guardians have their own schedule (2 a.m.) and
     /// whose uploads settle for 30 s: students and guardians uploaded together wait, the
     /// students are imported as a set once quiet, the guardians only at their time.
