@@ -320,9 +320,12 @@ pub(crate) fn hold_reason(
     let referring = dangling_verdict(found, approved, breach.is_some(), warnings);
     match (breach, referring) {
         (Some(b), Some(r)) => Some(format!("{b}; and {}", r.strip_prefix("held: ").unwrap_or(&r))),
-        (b, r) => {
-            b.or(r.map(|r| format!("{r}; `sluice approve {id}` applies it, `sluice discard {id}` drops it")))
-        }
+        (b, r) => b.or(r.map(|r| {
+            format!(
+                "{r}{} `sluice approve {id}` or discard it with `sluice discard {id}`",
+                sluice_core::import::safeguard::CLI_HINT
+            )
+        })),
     }
 }
 

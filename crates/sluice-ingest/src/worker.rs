@@ -296,6 +296,42 @@ impl Ingest {
         self.queue_waiting(&tenant, Waiting::All)
     }
 
+    /// The complete files waiting for a tenant's import (a manual or scheduled trigger, a
+    /// settle time, or left after a trigger change), as the tenant sees them: (path, bytes,
+    /// modified, in ms since the epoch), by path; at most `limit`, and how many there are.
+    pub fn waiting_files(
+        &self,
+        tenant: &sluice_core::Tenant,
+        limit: usize,
+    ) -> (Vec<(String, u64, i64)>, usize) {
+        let root = self.tenants_root.join(tenant.name.as_str());
+        let mut dirs: Vec<(String, PathBuf)> = Vec::new();
+        if tenant.routing != sluice_core::Routing::Folders {
+            dirs.push((String::new(), root.clone()));
+        }
+        dirs.extend(tenant.layout.import_folders().iter().map(|f| (format!("/{f}"), root.join(f.as_str()))));
+        let mut all = Vec::new();
+        for (prefix, dir) in dirs {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let Ok(name) = entry.file_name().into_string() else { continue };
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() || is_transfer_temp_name(&name) {
+                    continue;
+                }
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as i64);
+                all.push((format!("{prefix}/{name}"), meta.len(), modified));
+            }
+        }
+        all.sort();
+        let count = all.len();
+        all.truncate(limit);
+        (all, count)
+    }
+
     /// Queues an import of every complete file waiting for `tenant` (at its root under a
     /// required name, with root routing, and in its import folders), of one type or of all,
     /// referred-to types first across folders (students before guardians; Clever's schools

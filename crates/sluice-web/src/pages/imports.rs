@@ -139,10 +139,14 @@ pub async fn overview(
         let recent = w.ingest.store.imports(name.as_str(), 1000)?;
         let counts = w.ingest.store.record_counts(name.as_str())?;
         let exportable = super::exports::exportable_types(&w, &t);
-        Ok((t, recent, counts, exportable))
+        let waiting = w.ingest.waiting_files(&t, 50);
+        Ok((t, recent, counts, exportable, waiting))
     })
     .await;
-    let Ok((t, recent, counts, exportable)) = data else { return not_found(&viewer) };
+    let Ok((t, recent, counts, exportable, (waiting, waiting_count))) = data else {
+        return not_found(&viewer);
+    };
+    let manages = viewer.manages(tenant.as_str());
     let mut latest = Vec::new();
     for r in &recent {
         if !latest.iter().any(|l: &ImportRecord| l.type_name == r.type_name) {
@@ -167,6 +171,19 @@ pub async fn overview(
                 button { "Sync now" }
                 " "
                 small { "imports every complete file waiting in the folders" }
+            }
+        }
+        @if waiting_count > 0 {
+            div.card #waiting {
+                h2 { "Files waiting (" (waiting_count) ")" }
+                p { "Complete files in the folders that no import has taken yet (the trigger is not on upload, or they wait for quiet): " strong { "Sync now" } " imports them." }
+                div.wrap { table {
+                    tr { th { "File" } th { "Bytes" } th { "Uploaded" } }
+                    @for (path, size, at) in &waiting {
+                        tr { td { code { (path) } } td { (size) } td { (when(*at)) } }
+                    }
+                } }
+                @if waiting_count > waiting.len() { p { "... and " (waiting_count - waiting.len()) " more." } }
             }
         }
         div.card { h2 { "Latest import per type" } (import_rows(&latest)) }
@@ -196,9 +213,12 @@ pub async fn overview(
         p {
             a href={ "/t/" (tenant) "/imports" } { "All imports" } " · "
             a href={ "/t/" (tenant) "/exports" } { "Saved exports" } " · "
-            a href={ "/t/" (tenant) "/sftp" } { "SFTP credentials" } " · "
-            a href={ "/t/" (tenant) "/settings" } { "Settings" } " · "
-            a href={ "/t/" (tenant) "/api-keys" } { "API keys" } " · "
+            // What only an owner or a granted user may open is not offered to the others.
+            @if manages {
+                a href={ "/t/" (tenant) "/sftp" } { "SFTP credentials" } " · "
+                a href={ "/t/" (tenant) "/settings" } { "Settings" } " · "
+                a href={ "/t/" (tenant) "/api-keys" } { "API keys" } " · "
+            }
             a href={ "/t/" (tenant) "/team" } { "Team" }
         }
     };
@@ -268,12 +288,16 @@ pub async fn import_page(
                     strong { "This import is held by the safeguard." }
                     " Approving applies it as it is, deletions included."
                 }
-                form.inline method="post" action={ "/imports/" (id) "/approve" } {
-                    (csrf_field(&viewer)) button { "Approve" }
-                }
-                " "
-                form.inline method="post" action={ "/imports/" (id) "/discard" } {
-                    (csrf_field(&viewer)) button.danger { "Discard" }
+                @if viewer.manages(&r.tenant) {
+                    form.inline method="post" action={ "/imports/" (id) "/approve" } {
+                        (csrf_field(&viewer)) button { "Approve" }
+                    }
+                    " "
+                    form.inline method="post" action={ "/imports/" (id) "/discard" } {
+                        (csrf_field(&viewer)) button.danger { "Discard" }
+                    }
+                } @else {
+                    p { "An owner of the tenant, or a user they granted it, approves or discards it." }
                 }
             }
             @if let (ImportStatus::Superseded, Some(by)) = (r.status, r.superseded_by) {
@@ -353,12 +377,16 @@ pub async fn sync(
     }
     let ingest = web.ingest.clone();
     let name = tenant.clone();
-    if let Err(Failed::Said(e)) =
-        blocking(move || ingest.sync_tenant(name.as_str()).map_err(Failed::said)).await
-    {
+    let done = blocking(move || ingest.sync_tenant(name.as_str()).map_err(Failed::said)).await;
+    if let Err(Failed::Said(e)) = &done {
         tracing::warn!(tenant = tenant.as_str(), "sync from the dashboard: {e}");
     }
-    Redirect::to(&format!("/t/{tenant}/imports")).into_response()
+    // Back to the overview, saying what it did.
+    super::reported(&viewer, done, &format!("/t/{tenant}"), "Sync failed", |found| match found {
+        0 => "Sync: no file was waiting in the folders.".to_owned(),
+        1 => "Sync: 1 file was waiting; its import is in the list below.".to_owned(),
+        n => format!("Sync: {n} files were waiting; their imports are in the list below."),
+    })
 }
 
 async fn decide(web: Web, viewer: Viewer, id: i64, csrf: &str, approve: bool) -> Response {

@@ -66,8 +66,11 @@ async function login(context, email, password) {
 
   // Sync now imports the file waiting in the folder; the safeguard holds it.
   await page.goto(base + '/t/acme');
+  check(await page.isVisible('text=Files waiting (1)'), 'the overview shows the file waiting in its folder');
   await page.click('button:has-text("Sync now")');
-  await page.waitForURL('**/t/acme/imports');
+  await page.waitForURL('**/t/acme?done=*');
+  check(await page.isVisible('text=Sync: 1 file was waiting'), 'Sync now says what it did');
+  await page.goto(base + '/t/acme/imports');
   check(await page.isVisible('.badge.held'), 'the synced import is held by the safeguard');
   await shot(page, 'imports');
   await page.click('tr:has(.badge.held) a');

@@ -183,8 +183,19 @@ fn forms_need_the_csrf_token_and_file_values_never_become_markup() {
     )
     .unwrap();
     server.cli_ok(&["tenant", "set", "acme", "trigger=manual"]);
+    // The overview shows what waits in the folders...
+    let overview = request(&server, "GET", "/t/acme", Some(&ann), "").body;
+    assert!(
+        overview.contains("Files waiting (1)") && overview.contains("/students/students.csv"),
+        "{overview}"
+    );
+    // ...and Sync now says what it did.
     let r = request(&server, "POST", "/t/acme/sync", Some(&ann), &format!("csrf={token}"));
-    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/t/acme/imports")));
+    let location = r.header("location").unwrap_or_default();
+    assert_eq!(r.status, 303);
+    assert!(location.starts_with("/t/acme?done=Sync%3A%201%20file%20was%20waiting"), "{location}");
+    let told = request(&server, "GET", &location, Some(&ann), "").body;
+    assert!(told.contains("Sync: 1 file was waiting") && !told.contains("Files waiting ("), "{told}");
     let held = last_import_id(&server, "acme");
     let detail = request(&server, "GET", &format!("/imports/{held}"), Some(&ann), "");
     assert!(
@@ -413,6 +424,9 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
         403
     );
     assert_eq!(request(&server, "GET", "/t/beta/settings", Some(&bob), "").status, 403);
+    // Nor is he offered them.
+    let overview = request(&server, "GET", "/t/beta", Some(&bob), "").body;
+    assert!(!overview.contains("/t/beta/settings") && !overview.contains("/t/beta/sftp"), "{overview}");
 
     // Nor may he approve what the safeguard held: that overrides it, deletions included.
     let file = write_file(server.dir.path(), "students.csv", b"sisId,firstName,lastName\nbeta1,Ann,Lee\n");
@@ -421,6 +435,9 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
     let r =
         request(&server, "POST", &format!("/imports/{held}/approve"), Some(&bob), &format!("csrf={token}"));
     assert_eq!(r.status, 403, "{}", r.body);
+    let page = request(&server, "GET", &format!("/imports/{held}"), Some(&bob), "").body;
+    assert!(!page.contains("/approve") && page.contains("An owner of the tenant"), "{page}");
+    assert!(!page.contains("sluice approve"), "the command line's hint is not for the web: {page}");
     let status: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["import", "show", &held.to_string(), "--json"])).unwrap();
     assert_eq!(status["status"], "held");
