@@ -154,7 +154,13 @@ impl TreeLayout {
         use crate::Routing;
         self.root_files = match routing {
             Routing::Folders => Vec::new(),
-            Routing::Root | Routing::Both => root_files.iter().map(|n| n.to_lowercase()).collect(),
+            Routing::Root | Routing::Both => {
+                let mut names: Vec<String> = root_files.iter().map(|n| n.to_ascii_lowercase()).collect();
+                // Two types of the tenant with one name: the first takes it, as the import does.
+                names.sort();
+                names.dedup();
+                names
+            }
         };
         self.folders_hidden = routing == Routing::Root;
         self
@@ -163,7 +169,8 @@ impl TreeLayout {
     /// Whether `name` may be uploaded at the root: a required file name, or a client's
     /// temporary name for one (`students.csv.filepart`, renamed when whole).
     pub fn root_accepts(&self, name: &str) -> bool {
-        let lower = name.to_lowercase();
+        // ASCII case only, as the import matches a required name (a Kelvin sign is no `k`).
+        let lower = name.to_ascii_lowercase();
         let accepted = |n: &str| self.root_files.iter().any(|f| f == n);
         accepted(&lower)
             || (crate::is_transfer_temp_name(&lower)
@@ -344,7 +351,7 @@ mod tests {
         );
         let refused = both.check(Operation::Write, &p("/grades.csv")).unwrap_err().to_string();
         assert!(
-            refused.contains("students.csv, guardians.csv") && refused.contains("/students"),
+            refused.contains("guardians.csv, students.csv") && refused.contains("/students"),
             "{refused}"
         );
         assert!(both.folders().any(|(f, _)| f == "students"));

@@ -63,7 +63,7 @@ impl Cron {
         if weekdays & (1 << 7) != 0 {
             weekdays |= 1;
         }
-        Ok(Self {
+        let cron = Self {
             source: source.trim().to_owned(),
             minutes,
             hours: hours as u32,
@@ -72,7 +72,15 @@ impl Cron {
             weekdays: (weekdays & 0x7f) as u8,
             day_restricted: fields[2] != "*",
             weekday_restricted: fields[4] != "*",
-        })
+        };
+        // A date that never comes (February 30): nothing would ever run, and nobody be told.
+        let start = CivilMinute { year: 2024, month: 1, day: 1, hour: 0, minute: 0 };
+        if cron.next_after(start).is_none() {
+            return Err(
+                err("never matches a date (the day of the month is not in any of its months)".into()),
+            );
+        }
+        Ok(cron)
     }
 
     pub fn as_str(&self) -> &str {
@@ -269,6 +277,14 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_that_never_runs_is_refused() {
+        assert!(Cron::parse("0 0 31 2 *").unwrap_err().problem.contains("never"));
+        assert!(Cron::parse("0 0 30 2 *").is_err());
+        // February 29 comes every four years.
+        assert!(Cron::parse("0 0 29 2 *").is_ok());
+    }
+
+    #[test]
     fn a_repeated_hour_runs_once_and_a_skipped_time_runs_just_after_the_change() {
         // Fall back: 2026-11-01 01:00-02:00 happens twice in Chicago (06:00Z-08:00Z).
         assert_eq!(runs("30 1 * * *", "2026-11-01T04:00:00Z", 6), ["2026-11-01T06:30:00Z"]);
@@ -332,6 +348,7 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
         }
         assert!(Cron::parse("0 31 30 2 *").is_err());
-        assert_eq!(Cron::parse("0 0 30 2 *").unwrap().next_after(at(2026, 1, 1, 0, 0)), None);
+        // February 30 never comes: refused rather than never running.
+        assert!(Cron::parse("0 0 30 2 *").unwrap_err().problem.contains("never"));
     }
 }

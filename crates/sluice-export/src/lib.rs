@@ -422,10 +422,11 @@ impl Exports {
         store: &impl sluice_store::roles::Photos,
         tenant: &sluice_core::TenantName,
         type_name: &str,
+        others: &[String],
         photos_dir: &Path,
     ) -> Result<(photos::PhotosWritten, String), ExportError> {
         let folder = self.folder(tenant).join(photos::PHOTOS_FOLDER);
-        let done = photos::write_photos(store, tenant, type_name, photos_dir, &folder)?;
+        let done = photos::write_photos(store, tenant, type_name, others, photos_dir, &folder)?;
         Ok((done, format!("/{}/{}/", sluice_core::layout::EXPORTS, photos::PHOTOS_FOLDER)))
     }
 

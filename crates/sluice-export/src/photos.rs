@@ -30,13 +30,15 @@ pub struct PhotosWritten {
 }
 
 /// Writes the photos of `type_name`'s records into `folder` (a tenant's `/exports/photos`),
-/// from the tenant's image store under `photos_dir`. An image is hard-linked from the store
+/// from the tenant's image store under `photos_dir`; files of records gone are removed, except
+/// those of the photos of the `others` types (the tenant's other types with photos). An image is hard-linked from the store
 /// when it can be (the same bytes, no copy; the store's images are never written again), else
 /// copied.
 pub fn write_photos(
     store: &impl Photos,
     tenant: &str,
     type_name: &str,
+    others: &[String],
     photos_dir: &Path,
     folder: &Path,
 ) -> Result<PhotosWritten, ExportError> {
@@ -50,7 +52,8 @@ pub fn write_photos(
         if failure.is_some() {
             return;
         }
-        let Some(name) = photo.export_name() else {
+        // A key that cannot be a file name, or would be a hidden one, is not exported.
+        let Some(name) = photo.export_name().filter(|n| !n.starts_with('.')) else {
             done.skipped.push(photo.key.replace('\u{1f}', "+"));
             return;
         };
@@ -72,6 +75,12 @@ pub fn write_photos(
     })?;
     if let Some(e) = failure {
         return Err(e.into());
+    }
+    // The tenant's other types' photos share the folder: theirs stay.
+    for other in others.iter().filter(|o| *o != type_name) {
+        store.photos(tenant, other, &mut |photo: &Photo| {
+            names.extend(photo.export_name());
+        })?;
     }
     for entry in std::fs::read_dir(folder)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();

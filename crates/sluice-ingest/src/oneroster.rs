@@ -40,6 +40,9 @@ impl Default for ZipLimits {
     }
 }
 
+/// The longest entry name a zip may have (bytes).
+const MAX_ENTRY_NAME: usize = 1024;
+
 /// What a zip is for: the checks before inflating are the same, what may be in it differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ZipKind {
@@ -174,7 +177,21 @@ fn evaluate_package(
             let message = format!("the package was rejected, nothing was changed: {first}{more}");
             (ImportStatus::Failed, Some(message), None, None, Vec::new())
         }
-        Ok(loaded) => {
+        Ok(mut loaded) => {
+            // In a blackout a bulk file marks nothing it leaves out (`tobedeleted`); what it
+            // lists applies, and a delta file's own deletions still do.
+            if let Some(blackout) = ctx.blackout {
+                for (file, mode) in loaded.iter_mut().filter(|(_, m)| *m == LoadMode::Mirror) {
+                    let left_out = loader.plan(&oneroster::record_type(file), LoadMode::Mirror)?.deleted;
+                    if left_out > 0 {
+                        warnings.push(format!(
+                            "{file}.csv: {left_out} records no longer listed were not marked tobedeleted: deletions by \
+                             omission are held during the blackout {blackout} (the first bulk file after it marks them)"
+                        ));
+                    }
+                    *mode = LoadMode::Delta;
+                }
+            }
             let mut breach = None;
             let mut counts =
                 Counts { rows: run.counts.rows, rejected: run.counts.rejected, ..Counts::default() };
@@ -989,6 +1006,8 @@ pub(crate) fn check_entries(
     }
     let mut problems = directory_problems(zip, raw, limits);
     let mut entries: Vec<(String, usize)> = Vec::new();
+    // Lower-cased names seen, with the first spelling: one look each, whatever the count.
+    let mut seen: HashMap<String, String> = HashMap::new();
     let mut total = 0u64;
     let mut compressed = 0u64;
     let mut spans: Vec<(u64, u64)> = Vec::new();
@@ -1020,6 +1039,16 @@ pub(crate) fn check_entries(
             }
         }
         let lower = name.to_ascii_lowercase();
+        // A name is a path of a few components, not a payload: longer ones are refused before
+        // any other check looks at them.
+        if name.len() > MAX_ENTRY_NAME {
+            problems.push(problem(
+                &name.chars().take(80).collect::<String>(),
+                "path_in_name",
+                format!("has a name of {} bytes; at most {MAX_ENTRY_NAME}", name.len()),
+            ));
+            continue;
+        }
         if kind == ZipKind::Photos && (entry.is_dir() || sluice_core::photo::is_system_entry(&name)) {
             // Folders and what a Mac or Windows adds to a zip: not photos, not problems.
             continue;
@@ -1067,7 +1096,7 @@ pub(crate) fn check_entries(
             problems.push(problem(&name, "encrypted", "is encrypted; send the package without a password"));
             continue;
         }
-        if let Some((first, _)) = entries.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+        if let Some(first) = seen.get(&name.to_ascii_lowercase()) {
             problems.push(problem(
                 &name,
                 "duplicate_file",
@@ -1091,6 +1120,7 @@ pub(crate) fn check_entries(
             ));
             continue;
         }
+        seen.insert(lower, name.clone());
         entries.push((name, i));
     }
     // Entries that share their compressed bytes inflate the same data many times over.

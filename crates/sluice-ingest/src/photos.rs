@@ -21,6 +21,9 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// Warnings one photo import keeps (a readme per folder of a big zip would be thousands).
+const MAX_WARNINGS: usize = 20;
+
 /// The largest mapping file read (a line per photo).
 const MAX_MAPPING_BYTES: u64 = 16 << 20;
 
@@ -70,19 +73,26 @@ pub(crate) fn import_photos(
         rules,
         images: &images,
         errors: Vec::new(),
+        rejected: 0,
         warnings: Vec::new(),
+        more_warnings: 0,
         report: &mut report,
     };
     let read = run.read()?;
-    let PhotoRun { errors, warnings, .. } = run;
+    let PhotoRun { errors, mut warnings, more_warnings, rejected, .. } = run;
+    if more_warnings > 0 {
+        warnings.push(format!("... and {more_warnings} more like these"));
+    }
     let report_file = report.finish().map_err(io("writing the error report"))?;
     let (status, message, counts, photos, written) = match read {
         Err(problems) => {
             let message = problems.first().map(|p| format!("{}: {}", p.file, p.reason));
             let mut all: Vec<RowError> =
                 problems.into_iter().map(|p| error(p.line, "", &p.file, p.code, p.reason, "")).collect();
+            let errors_kept = errors.len();
             all.extend(errors);
-            let counts = Counts { rejected: all.len() as u64, ..Counts::default() };
+            let counts =
+                Counts { rejected: (all.len() - errors_kept) as u64 + rejected, ..Counts::default() };
             let ended = Ended {
                 status: ImportStatus::Failed,
                 message,
@@ -159,7 +169,7 @@ fn finish(
 /// Removes the images no photo of the tenant shows (their records were deleted by other
 /// imports since), and temporary files a killed import left. Runs with the tenant's image
 /// store locked, at the end of each photo import.
-fn sweep(store: &Store, tenant: &str, images: &Path) -> Result<(), ImportError> {
+pub(crate) fn sweep(store: &Store, tenant: &str, images: &Path) -> Result<(), ImportError> {
     let entries = std::fs::read_dir(images).map_err(io(format!("listing {}", images.display())))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -187,15 +197,32 @@ struct PhotoRun<'r, 'a> {
     rules: &'r PhotoRules,
     images: &'r Path,
     errors: Vec<RowError>,
+    /// Every rejection, the report's lines (`errors` keeps the first few).
+    rejected: u64,
     warnings: Vec<String>,
+    more_warnings: usize,
     report: &'r mut Report,
 }
 
 impl PhotoRun<'_, '_> {
+    /// A rejected image or mapping line: written to the report; the first
+    /// [`sluice_store::STORED_ERRORS`] are kept for the import's history, the rest counted.
     fn reject(&mut self, e: RowError) -> Result<(), ImportError> {
         self.report.add(&e).map_err(io("writing the error report"))?;
-        self.errors.push(e);
+        self.rejected += 1;
+        if self.errors.len() < sluice_store::STORED_ERRORS {
+            self.errors.push(e);
+        }
         Ok(())
+    }
+
+    /// A warning; past [`MAX_WARNINGS`] they are counted in the last one.
+    fn warn(&mut self, w: String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(w);
+        } else {
+            self.more_warnings += 1;
+        }
     }
 
     fn read(&mut self) -> Result<Result<Found, Vec<Problem>>, ImportError> {
@@ -238,7 +265,7 @@ impl PhotoRun<'_, '_> {
                 mappings.push((name.clone(), *index));
             } else if photo::is_readme(name) {
                 // A photographer's disc has one; it says nothing about the records.
-                self.warnings.push(format!("{name} was not read (a readme, not a photo or a mapping file)"));
+                self.warn(format!("{name} was not read (a readme, not a photo or a mapping file)"));
             } else {
                 self.reject(error(
                     position as u64 + 1,
@@ -250,8 +277,10 @@ impl PhotoRun<'_, '_> {
                 ))?;
             }
         }
-        let position_of =
-            |index: usize| entries.iter().position(|(_, i)| *i == index).unwrap_or(0) as u64 + 1;
+        // An entry's position in the zip (1-based), by its index: one map, looked up per image.
+        let positions: HashMap<usize, u64> =
+            entries.iter().enumerate().map(|(position, (_, index))| (*index, position as u64 + 1)).collect();
+        let position_of = |index: usize| positions.get(&index).copied().unwrap_or(0);
         // Two images with the same file name in different folders name the same record.
         let mut by_base: HashMap<String, Vec<usize>> = HashMap::new();
         for (n, (name, _)) in images.iter().enumerate() {
@@ -573,7 +602,7 @@ impl PhotoRun<'_, '_> {
                 }
             }
         }
-        counts.rejected = self.errors.len() as u64;
+        counts.rejected = self.rejected;
         Ok(Ok(Found { counts, photos, written }))
     }
 
@@ -647,7 +676,7 @@ fn write_image(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// An exclusive lock on the tenant's image store, held until dropped.
-fn lock(images: &Path) -> std::io::Result<File> {
+pub(crate) fn lock(images: &Path) -> std::io::Result<File> {
     let f =
         std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(images.join(".lock"))?;
     f.lock()?;

@@ -130,6 +130,21 @@ impl Ingest {
         removed
     }
 
+    /// Removes from each tenant's image store the images no photo shows any more (their
+    /// records were deleted since), with the store locked as a photo import locks it.
+    pub fn sweep_photos(&self) -> usize {
+        let mut swept = 0;
+        for tenant in std::fs::read_dir(&self.photos).into_iter().flatten().flatten() {
+            let Ok(name) = tenant.file_name().into_string() else { continue };
+            let Ok(_turn) = crate::photos::lock(&tenant.path()) else { continue };
+            match crate::photos::sweep(&self.store, &name, &tenant.path()) {
+                Ok(()) => swept += 1,
+                Err(e) => warn!(tenant = name, "sweeping photos: {e}"),
+            }
+        }
+        swept
+    }
+
     /// Deletes the files kept for download of imports that can no longer be approved (a
     /// superseded held import's, a failed import's) once they are older than the error
     /// reports' retention; a held import's file stays as long as it waits for a decision.
@@ -945,6 +960,7 @@ impl Ingest {
                     me.sweep_archive();
                     me.sweep_error_reports();
                     me.sweep_kept_files();
+                    me.sweep_photos();
                 }
             };
             if let Err(e) = tokio::task::spawn_blocking(work).await {

@@ -122,12 +122,13 @@ impl TenantTree {
         match self.layout.classify(path) {
             Node::Folder { name, writable } => {
                 let dir = self.root.join(name);
-                let entries = DirStream::open(&dir).map_err(|e| FsError::io(format!("listing {path}"), e))?;
-                Ok(Listing {
-                    ready: self.subfolders(name),
-                    folder: Some((entries, writable)),
-                    recent: Vec::new(),
-                })
+                let entries = match DirStream::open(&dir) {
+                    Ok(entries) => Some((entries, writable)),
+                    // sluice's own subfolder (`/exports/photos`) before its first export: empty.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && name.contains('/') => None,
+                    Err(e) => return Err(FsError::io(format!("listing {path}"), e)),
+                };
+                Ok(Listing { ready: self.subfolders(name), folder: entries, recent: Vec::new() })
             }
             _ => Ok(Listing { ready: self.list(path)?, folder: None, recent: Vec::new() }),
         }
@@ -163,8 +164,14 @@ impl TenantTree {
             Node::Folder { name, writable } => {
                 let dir = self.root.join(name);
                 let mut out = self.subfolders(name);
-                let entries =
-                    std::fs::read_dir(&dir).map_err(|e| FsError::io(format!("listing {path}"), e))?;
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    // sluice's own subfolder (`/exports/photos`) before its first export: empty.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && name.contains('/') => {
+                        return Ok(out);
+                    }
+                    Err(e) => return Err(FsError::io(format!("listing {path}"), e)),
+                };
                 for entry in entries.flatten() {
                     let Ok(meta) = entry.metadata() else { continue };
                     let Ok(file_name) = entry.file_name().into_string() else { continue };

@@ -115,9 +115,17 @@ pub fn export_photos(
         (sluice_core::import::TypeFormat::Photos, Some(rules)) => rules.target.as_str(),
         _ => ty.name.as_str(),
     };
+    let with_photos = types.photo_targets();
+    if !with_photos.iter().any(|t| t == target) {
+        return Err(usage(anyhow!(
+            "type {target} takes no photos, so it has none to export (types with photos: {})",
+            with_photos.join(", ")
+        )));
+    }
     let store = dirs.open_store().map_err(usage)?;
     store.require_tenant(&tenant)?;
-    let (done, path) = dirs.exports().photos_into_folder(&store, &tenant, target, &dirs.photos())?;
+    let (done, path) =
+        dirs.exports().photos_into_folder(&store, &tenant, target, &with_photos, &dirs.photos())?;
     outln!(
         "exported the photos of {target} to {path} for tenant {tenant}: {} written, {} unchanged, {} removed",
         done.written,

@@ -580,6 +580,20 @@ impl ImportTypes {
             })
     }
 
+    /// The types whose records may have photos: the targets of photos types, and the CSV
+    /// types that take zips of photos of their own records.
+    pub fn photo_targets(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for t in &self.types {
+            if let Some(rules) = &t.photos
+                && !out.contains(&rules.target)
+            {
+                out.push(rules.target.clone());
+            }
+        }
+        out
+    }
+
     /// The type for a file uploaded at the root (routing `root` or `both`): the allowed type
     /// whose required file name it is, whatever the case.
     pub fn for_root_upload(&self, allowed: &[String], file_name: &str) -> Option<&ImportType> {
@@ -948,7 +962,8 @@ kind = "id"
         let all = vec!["students".to_owned(), "guardians".to_owned()];
         assert_eq!(t.for_upload(&all, "students", "any.csv").unwrap().name, "students");
         assert_eq!(t.for_upload(&all, "guardians", "GUARDIANS.csv").unwrap().name, "guardians");
-        assert!(t.for_upload(&all, "guardians", "other.csv").is_none());
+        // The folder's only type takes any name there; its required name is for the root.
+        assert_eq!(t.for_upload(&all, "guardians", "other.csv").unwrap().name, "guardians");
         assert!(t.for_upload(&["guardians".into()], "students", "x.csv").is_none());
     }
 

@@ -437,6 +437,30 @@ fn every_package_rule_has_a_hostile_fixture_that_is_refused_with_a_clear_error()
     assert!(errors_text(&v).contains("status is required in a delta file"), "{}", errors_text(&v));
 }
 
+/// Between school years the SIS sends next year's snapshot: in a blackout a bulk file marks
+/// nothing it leaves out, whatever the safeguard.
+#[test]
+fn in_a_blackout_a_bulk_package_marks_nothing_it_leaves_out() {
+    let server = setup();
+    let v = import(&server, &District::new().zip());
+    assert_eq!(v["status"], "complete", "{v}");
+    server.cli_ok(&["tenant", "set", "acme", "blackout=2000-01-01..2099-12-31"]);
+    let v = import(&server, &District::new().without_fall().zip());
+    assert_eq!(v["status"], "complete", "not held, and nothing marked: {v}");
+    assert_eq!(v["counts"]["deleted"], 0, "{v}");
+    let warnings = v["warnings"].to_string();
+    assert!(
+        warnings.contains("classes.csv: 2 records no longer listed were not marked tobedeleted")
+            && warnings.contains("2000-01-01..2099-12-31"),
+        "{warnings}"
+    );
+    assert_eq!(status_of(&records(&server, "classes"), "alg-f"), "active");
+    // Once the blackout is over, the same snapshot marks them (behind the safeguard).
+    server.cli_ok(&["tenant", "set", "acme", "blackout="]);
+    let v = import(&server, &District::new().without_fall().zip());
+    assert_eq!(v["status"], "held", "{v}");
+}
+
 #[test]
 fn a_term_rollover_is_held_by_the_safeguard_and_applied_on_approval() {
     let server = setup();

@@ -171,6 +171,17 @@ fn a_zip_of_photos_uploaded_over_sftp_matches_records_by_file_name_and_exports_o
     assert!(!errors.contains("MACOSX"), "{errors}");
     assert_eq!(images_stored(&server).len(), 2, "each image stored once");
 
+    // Before any photo export, /exports/photos is there and empty (a recursive download of
+    // /exports by rclone or lftp lists it).
+    let out = sftp_batch(&server, &key, "ls /exports\nls /exports/photos\n", &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    // A type without photos has none to export.
+    let refused = server.cli(&["export", "--tenant", "acme", "--type", "employees", "--photos"]);
+    assert!(
+        !refused.status.success() && output_text(&refused).contains("takes no photos"),
+        "{}",
+        output_text(&refused)
+    );
     // Out: one file per record, named by its key, fetched as the district fetches them.
     let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--photos"]);
     assert!(said.contains("2 written, 0 unchanged, 0 removed"), "{said}");
@@ -317,6 +328,10 @@ fn hostile_zips_are_refused_before_an_image_is_inflated() {
     // A name that climbs out of the zip.
     let (_, errors) = refuse("climb.zip", zip_of(&[("../../000123.jpg", &jpeg(8, 8))]));
     assert!(errors.contains("path_in_name"), "{errors}");
+    // A name that is a payload rather than a path.
+    let long = format!("{}.jpg", "d/".repeat(1000));
+    let (_, errors) = refuse("long.zip", zip_of(&[(long.as_str(), &jpeg(8, 8))]));
+    assert!(errors.contains("at most 1024"), "{errors}");
     // Not a zip.
     let (v, _) = refuse("text.zip", b"sisId,photo\n".to_vec());
     assert!(v["message"].as_str().unwrap().contains("not a readable zip"), "{v}");

@@ -142,7 +142,7 @@ except IOError as e:
     assert!(
         said.contains("refused:")
             && said.contains("grades.csv is not a file name")
-            && said.contains("students.csv, guardians.csv"),
+            && said.contains("guardians.csv, students.csv"),
         "{said}"
     );
     // The root lists no import folder; the file just uploaded is still seen a moment after
