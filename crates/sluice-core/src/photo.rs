@@ -261,6 +261,9 @@ pub struct Mapping {
     pub file_column: usize,
     /// Index of the column holding record keys, when a header names it.
     pub key_column: Option<usize>,
+    /// A type keyed by several columns whose header names each of them (Badge's ID and
+    /// Campus): their indexes, in the key's order; the record key is the cells joined.
+    pub key_columns: Vec<usize>,
     /// The number of columns of the widest row.
     pub columns: usize,
 }
@@ -310,10 +313,17 @@ pub fn read_mapping(bytes: &[u8], key_names: &[&str]) -> Result<Mapping, String>
     let mut key_words: Vec<String> = key_names.iter().map(|k| header_word(k)).collect();
     key_words.extend(ID_HEADERS.iter().map(|s| s.to_string()));
     let key_column = named(&key_words).filter(|c| *c != file_column);
+    let key_columns: Vec<usize> = if key_names.len() > 1 {
+        let each: Vec<Option<usize>> =
+            key_names.iter().map(|k| words.iter().position(|w| *w == header_word(k))).collect();
+        each.iter().all(Option::is_some).then(|| each.into_iter().flatten().collect()).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     if header.is_some() {
         rows.remove(0);
     }
-    Ok(Mapping { rows, file_column, key_column, columns })
+    Ok(Mapping { rows, file_column, key_column, key_columns, columns })
 }
 
 #[cfg(test)]
@@ -410,5 +420,8 @@ mod tests {
         let m = read_mapping("\u{feff}sisId;Photo\n1001;a.jpg\n".as_bytes(), &["sisId"]).unwrap();
         assert_eq!((m.file_column, m.key_column), (1, Some(0)));
         assert!(read_mapping(b"a,b\n1,2\n", &[]).unwrap_err().contains("no image"));
+        // Badge's key of two columns, each named by the header.
+        let m = read_mapping(b"Photo,Campus,ID\na.jpg,North,77\n", &["ID", "Campus"]).unwrap();
+        assert_eq!(m.key_columns, vec![2, 1]);
     }
 }

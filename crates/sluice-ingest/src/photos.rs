@@ -41,7 +41,8 @@ struct Candidate {
 fn error(line: u64, key: &str, column: &str, code: &'static str, reason: String, value: &str) -> RowError {
     RowError {
         line,
-        key: key.to_owned(),
+        // A key of several columns as the reports show one: joined by `+`.
+        key: key.replace('\u{1f}', "+"),
         name: String::new(),
         column: column.to_owned(),
         code,
@@ -368,7 +369,20 @@ impl PhotoRun<'_, '_> {
                 let mut listed = vec![false; images.len()];
                 for row in &m.rows {
                     let file = row.cells.get(m.file_column).map(String::as_str).unwrap_or("");
-                    let key = row.cells.get(key_column).map(String::as_str).unwrap_or("");
+                    // A key of several columns, each named by the header, is their cells joined as
+                    // the store joins them.
+                    let joined;
+                    let key = if m.key_columns.is_empty() {
+                        row.cells.get(key_column).map(String::as_str).unwrap_or("")
+                    } else {
+                        let parts: Vec<&str> = m
+                            .key_columns
+                            .iter()
+                            .map(|c| row.cells.get(*c).map(String::as_str).unwrap_or(""))
+                            .collect();
+                        joined = parts.join("\u{1f}");
+                        joined.as_str()
+                    };
                     if file.is_empty() && key.is_empty() {
                         continue;
                     }
@@ -500,7 +514,7 @@ impl PhotoRun<'_, '_> {
         // The records each candidate's key may name: one pass over the target's keys.
         let mut wanted: HashMap<String, Vec<String>> = HashMap::new();
         for c in &candidates {
-            wanted.entry(matching.normal(&c.key)).or_default();
+            wanted.entry(matching.normal(c.key.split('\u{1f}').next().unwrap_or(&c.key))).or_default();
         }
         if self.ctx.check_references {
             self.store.record_keys(req.tenant, &rules.target, &mut |key| {
@@ -518,10 +532,22 @@ impl PhotoRun<'_, '_> {
         let mut taken: HashMap<String, u64> = HashMap::new();
         for c in candidates {
             counts.rows += 1;
-            let found = wanted.get(&matching.normal(&c.key)).map(Vec::as_slice).unwrap_or(&[]);
+            let first = c.key.split('\u{1f}').next().unwrap_or(&c.key);
+            let found = wanted.get(&matching.normal(first)).map(Vec::as_slice).unwrap_or(&[]);
+            // A whole key of several columns (from a mapping file) names its record alone.
+            let whole: Vec<String>;
+            let found = if c.key.contains('\u{1f}') {
+                let parts = |k: &str| k.split('\u{1f}').map(|p| matching.normal(p)).collect::<Vec<_>>();
+                whole = found.iter().filter(|k| parts(k) == parts(&c.key)).cloned().collect();
+                whole.as_slice()
+            } else {
+                found
+            };
             // The exact key wins over keys that differ only in case or leading zeros.
-            let exact: Vec<&String> =
-                found.iter().filter(|k| k.split('\u{1f}').next() == Some(c.key.as_str())).collect();
+            let exact: Vec<&String> = found
+                .iter()
+                .filter(|k| **k == c.key || k.split('\u{1f}').next() == Some(c.key.as_str()))
+                .collect();
             let key = match (exact.as_slice(), found) {
                 ([one], _) => (*one).clone(),
                 ([], [one]) => one.clone(),

@@ -338,3 +338,41 @@ fn hostile_zips_are_refused_before_an_image_is_inflated() {
     // Nothing was stored.
     assert!(images_stored(&server).is_empty());
 }
+
+/// Badge's records are keyed by ID and Campus: a zip in the badge folder names an ID, and a
+/// card with one ID at two campuses is named in a map.csv with both columns.
+#[test]
+fn photos_in_a_types_own_folder_match_a_key_of_two_columns_through_the_map() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw-for-tests");
+    server.cli_ok(&["tenant", "set", "acme", "folders=badge"]);
+    let file = write_file(
+        server.dir.path(),
+        "badge.csv",
+        b"ID,Campus,FirstName,LastName\n77,North,Ann,Lee\n77,South,Ann,Lee\n88,North,Bob,Ray\n",
+    );
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "badge", file.to_str().unwrap()]);
+    let import = |name: &str, zip: Vec<u8>| -> Value {
+        let local = write_file(server.dir.path(), name, &zip);
+        let _ = server.cli(&["import", "--tenant", "acme", "--type", "badge", local.to_str().unwrap()]);
+        server.imports("acme")[0].clone()
+    };
+    let v = import("cards.zip", zip_of(&[("88.jpg", &jpeg(8, 8)), ("77.jpg", &jpeg(8, 16))]));
+    assert_eq!((v["status"].as_str(), v["counts"]["added"].as_u64()), (Some("incomplete"), Some(1)), "{v}");
+    let errors = errors_of(&server, &v);
+    assert!(errors.contains("ambiguous_key") && errors.contains("77+North, 77+South"), "{errors}");
+    let v = import(
+        "map.zip",
+        zip_of(&[
+            ("map.csv", b"Campus,ID,Photo\nSouth,77,south.jpg\nNorth,077,north.jpg\n"),
+            ("south.jpg", &jpeg(16, 16)),
+            ("north.jpg", &jpeg(16, 24)),
+        ]),
+    );
+    assert_eq!((v["status"].as_str(), v["counts"]["added"].as_u64()), (Some("complete"), Some(2)), "{v}");
+    let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "badge", "--photos"]);
+    assert!(said.contains("3 written"), "{said}");
+    let folder = server.tenant_dir("acme").join("exports/photos");
+    assert_eq!(std::fs::read(folder.join("77+South.jpg")).unwrap(), jpeg(16, 16));
+    assert_eq!(std::fs::read(folder.join("77+North.jpg")).unwrap(), jpeg(16, 24));
+}
