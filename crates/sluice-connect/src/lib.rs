@@ -103,29 +103,54 @@ pub fn push_logged(
     lock: &Path,
     attempted: &mut dyn FnMut(Result<u64, &str>),
 ) -> Result<Pushed, PushError> {
+    let mut pushed =
+        push_all(connector, credential, &[(local, name)], retry, lock, &mut |_, outcome| attempted(outcome))?;
+    Ok(pushed.remove(0))
+}
+
+/// Pushes several files in one session (a type's photos): each to a temporary name, then
+/// renamed, in order. A failure that may pass (a dropped connection) reconnects and goes on
+/// from the file it stopped at, as `retry` says; one that will not (a refused login, a changed
+/// host key) ends the push. `attempted` hears of each file's attempt as it ends.
+pub fn push_all(
+    connector: &Connector,
+    credential: &Credential,
+    files: &[(&Path, &str)],
+    retry: Retry,
+    lock: &Path,
+    attempted: &mut dyn FnMut(&str, Result<u64, &str>),
+) -> Result<Vec<Pushed>, PushError> {
     let _turn = lock_file(lock)?;
     let rt = runtime().map_err(PushError::Runtime)?;
     let mut earlier = Vec::new();
     let mut wait = retry.first_wait;
+    let mut done: Vec<Pushed> = Vec::with_capacity(files.len());
     for attempt in 1..=retry.attempts.max(1) {
-        let outcome = rt.block_on(async {
+        let outcome: Result<(), ConnectError> = rt.block_on(async {
             let remote = client::open(connector, credential).await?;
-            let written = remote.upload(local, &connector.address.path, name, connector.rename).await;
-            remote.close().await;
-            written
-        });
-        match &outcome {
-            Ok(bytes) => attempted(Ok(*bytes)),
-            Err(e) => attempted(Err(&e.to_string())),
-        }
-        match outcome {
-            Ok(bytes) => {
-                return Ok(Pushed {
-                    bytes,
-                    failed_attempts: earlier,
-                    remote: client::remote_path(&connector.address.path, name),
-                });
+            for (local, name) in &files[done.len()..] {
+                let written = remote.upload(local, &connector.address.path, name, connector.rename).await;
+                match &written {
+                    Ok(bytes) => attempted(name, Ok(*bytes)),
+                    Err(e) => attempted(name, Err(&e.to_string())),
+                }
+                match written {
+                    Ok(bytes) => done.push(Pushed {
+                        bytes,
+                        failed_attempts: std::mem::take(&mut earlier),
+                        remote: client::remote_path(&connector.address.path, name),
+                    }),
+                    Err(e) => {
+                        remote.close().await;
+                        return Err(e);
+                    }
+                }
             }
+            remote.close().await;
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => return Ok(done),
             Err(
                 e @ (ConnectError::NotPinned { .. }
                 | ConnectError::HostKeyChanged { .. }
@@ -197,6 +222,30 @@ pub enum PushFailure {
 }
 
 impl Transfers {
+    /// Pushes several files (`(local, name)`) to the tenant's connector in one session, logging
+    /// each file's attempts: a type's photos.
+    pub fn push_all_to(
+        &self,
+        store: &impl sluice_store::roles::Connectors,
+        tenant: &str,
+        connector: &str,
+        files: &[(&Path, &str)],
+    ) -> Result<Vec<Pushed>, PushFailure> {
+        let (connector, sealed) = store
+            .connector(tenant, connector)?
+            .ok_or_else(|| sluice_store::StoreError::NoSuchConnector(connector.to_owned()))?;
+        let credential = self.key.open(tenant, &connector.name, &sealed)?;
+        let lock = self
+            .locks
+            .join(format!("connector-{tenant}-{}.lock", connector.name.as_str().to_ascii_lowercase()));
+        let mut attempted = |name: &str, result: Result<u64, &str>| {
+            if let Err(e) = store.log_transfer(tenant, &connector.name, "push", name, result) {
+                tracing::warn!(tenant, connector = %connector.name, "cannot log a push attempt: {e}");
+            }
+        };
+        Ok(push_all(&connector, &credential, files, self.retry, &lock, &mut attempted)?)
+    }
+
     /// Pushes `local` as `name` to the tenant's connector, logging each attempt.
     pub fn push_to(
         &self,

@@ -71,6 +71,8 @@ impl<'de> serde::Deserialize<'de> for ExportName {
 pub enum ExportFormat {
     Csv,
     Xlsx,
+    /// The records' photos, one `KEY.jpg|png` each, into `/exports/photos/`.
+    Photos,
 }
 
 impl ExportFormat {
@@ -78,14 +80,17 @@ impl ExportFormat {
         match s {
             "csv" => Some(ExportFormat::Csv),
             "xlsx" => Some(ExportFormat::Xlsx),
+            "photos" => Some(ExportFormat::Photos),
             _ => None,
         }
     }
 
+    /// The format's name (`csv`, `xlsx`, `photos`): a file's extension for the first two.
     pub fn extension(self) -> &'static str {
         match self {
             ExportFormat::Csv => "csv",
             ExportFormat::Xlsx => "xlsx",
+            ExportFormat::Photos => "photos",
         }
     }
 }
@@ -144,9 +149,12 @@ pub struct SavedExport {
 }
 
 impl SavedExport {
-    /// The file it writes in the tenant's `/exports`.
+    /// The file it writes in the tenant's `/exports` (photos: the `photos` folder).
     pub fn file_name(&self) -> String {
-        format!("{}.{}", self.name, self.format.extension())
+        match self.format {
+            ExportFormat::Photos => crate::layout::EXPORT_PHOTOS.to_owned(),
+            f => format!("{}.{}", self.name, f.extension()),
+        }
     }
 }
 

@@ -49,6 +49,12 @@ pub enum ExportError {
     BadFileName(String),
     #[error("--bom is for CSV files (an XLSX file says its encoding itself)")]
     BomForXlsx,
+    #[error("photos are written one file per record into /exports/photos (`--photos`), not as one file")]
+    PhotosNotAFile,
+    #[error("type {0} takes no photos, so it has none to export (types with photos: {1})")]
+    NoPhotos(String, String),
+    #[error("a photo export writes every photo of the type: no --columns, --where or --bom")]
+    PhotosTakeNoColumns,
     // The cause follows in the error's chain.
     #[error("cannot write the export")]
     Io(#[from] std::io::Error),
@@ -105,6 +111,9 @@ impl<'t> Export<'t> {
     ) -> Result<Self, ExportError> {
         if bom && format == Format::Xlsx {
             return Err(ExportError::BomForXlsx);
+        }
+        if format == Format::Photos {
+            return Err(ExportError::PhotosNotAFile);
         }
         if ty.format != sluice_core::import::TypeFormat::Csv {
             return Err(ExportError::NotCsvType(ty.name.clone()));
@@ -201,6 +210,7 @@ impl<'t> Export<'t> {
         let rows = match self.format {
             Format::Csv => self.write_csv(store, tenant, path)?,
             Format::Xlsx => self.write_xlsx(store, tenant, path)?,
+            Format::Photos => return Err(ExportError::PhotosNotAFile),
         };
         Ok(Written { rows, bytes: std::fs::metadata(path)?.len() })
     }
@@ -389,6 +399,8 @@ fn write_csv_line<'a>(
 pub struct Exports {
     tenants_root: std::path::PathBuf,
     spool: std::path::PathBuf,
+    /// Where records' photos are kept (`DATA_DIR/photos`), for photo exports.
+    photos: std::path::PathBuf,
 }
 
 /// A finished export in a tenant's folder.
@@ -402,7 +414,19 @@ pub struct Delivered {
 impl Exports {
     /// `tenants_root`: `DATA_DIR/tenants`; `spool`: a private folder on the same filesystem.
     pub fn new(tenants_root: &Path, spool: &Path) -> Self {
-        Exports { tenants_root: tenants_root.to_path_buf(), spool: spool.to_path_buf() }
+        let photos = tenants_root.parent().unwrap_or(tenants_root).join("photos");
+        Exports { tenants_root: tenants_root.to_path_buf(), spool: spool.to_path_buf(), photos }
+    }
+
+    /// Photos are read from `photos` (`DATA_DIR/photos`; by default beside `tenants_root`).
+    pub fn with_photos(mut self, photos: &Path) -> Self {
+        self.photos = photos.to_path_buf();
+        self
+    }
+
+    /// Where records' photos are kept.
+    pub fn photos_dir(&self) -> &Path {
+        &self.photos
     }
 
     /// A tenant's `/exports` folder on disk.
@@ -423,10 +447,9 @@ impl Exports {
         tenant: &sluice_core::TenantName,
         type_name: &str,
         others: &[String],
-        photos_dir: &Path,
     ) -> Result<(photos::PhotosWritten, String), ExportError> {
         let folder = self.folder(tenant).join(photos::PHOTOS_FOLDER);
-        let done = photos::write_photos(store, tenant, type_name, others, photos_dir, &folder)?;
+        let done = photos::write_photos(store, tenant, type_name, others, &self.photos, &folder)?;
         Ok((done, format!("/{}/{}/", sluice_core::layout::EXPORTS, photos::PHOTOS_FOLDER)))
     }
 

@@ -23,6 +23,8 @@ pub struct PhotosWritten {
     pub written: u64,
     /// Images already there, the same.
     pub unchanged: u64,
+    /// The bytes of the images the folder now holds for the type.
+    pub bytes: u64,
     /// Files removed: of records gone or without a photo now.
     pub removed: u64,
     /// Records whose key cannot be a file name (a `/` in it): not exported, named here.
@@ -60,6 +62,7 @@ pub fn write_photos(
         let source = images.join(photo.stored_name());
         let dest = folder.join(&name);
         names.insert(name);
+        done.bytes += photo.bytes;
         let same = match (std::fs::metadata(&source), std::fs::metadata(&dest)) {
             (Ok(s), Ok(d)) => s.ino() == d.ino() && s.dev() == d.dev(),
             _ => false,

@@ -8,9 +8,10 @@ use crate::{Export, ExportError, Exports};
 use sluice_connect::Transfers;
 use sluice_core::TenantName;
 use sluice_core::import::ImportTypes;
+use sluice_core::saved_export::ExportFormat;
 use sluice_core::saved_export::{ExportWhen, RunCause, RunOutcome, SavedExport};
 use sluice_core::schedule::next_run;
-use sluice_store::roles::{Connectors, Deliveries, Imports, SavedExports};
+use sluice_store::roles::{Connectors, Deliveries, Imports, Photos, SavedExports};
 
 /// One finished run: its id in the log and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +34,7 @@ impl Runner<'_> {
     /// to its connector if it has one. A failure to write or push is the run's outcome (logged
     /// as failed, and notified like an import's end: to the tenant's recipients and webhook);
     /// only a failure to log it is an error.
-    pub fn run<S: Imports + SavedExports + Deliveries + Connectors>(
+    pub fn run<S: Imports + SavedExports + Deliveries + Connectors + Photos>(
         &self,
         store: &S,
         tenant: &TenantName,
@@ -42,6 +43,7 @@ impl Runner<'_> {
     ) -> Result<Ran, sluice_store::StoreError> {
         let id = store.start_export_run(tenant, &saved.name, cause)?;
         let outcome = match (&saved.push_to, saved.in_exports) {
+            _ if saved.format == ExportFormat::Photos => self.photos(store, tenant, saved),
             (Some(to), false) => self.push_only(store, tenant, saved, to),
             _ => self.write_in_folder(store, tenant, saved),
         };
@@ -50,6 +52,59 @@ impl Runner<'_> {
             store.queue_export_failure(id)?;
         }
         Ok(Ran { id, outcome })
+    }
+
+    /// A photo export now (not logged: [`Runner::run`] logs): one `KEY.jpg|png` per record
+    /// with a photo, into `/exports/photos/` (the other types' photos there stay) and/or pushed
+    /// to its connector in one session.
+    pub fn photos<S: Photos + Connectors>(
+        &self,
+        store: &S,
+        tenant: &TenantName,
+        saved: &SavedExport,
+    ) -> RunOutcome {
+        let with_photos = self.types.photo_targets();
+        let (mut rows, mut bytes, mut went) = (0, 0, Vec::new());
+        if saved.in_exports {
+            match self.exports.photos_into_folder(store, tenant, &saved.type_name, &with_photos) {
+                Ok((done, path)) => {
+                    (rows, bytes) = (done.written + done.unchanged, done.bytes);
+                    went.push(path);
+                }
+                Err(e) => return RunOutcome::Failed(failure_text(&e)),
+            }
+        }
+        if let Some(to) = &saved.push_to {
+            let images = sluice_core::photo::image_store(self.exports.photos_dir(), tenant);
+            let mut files: Vec<(std::path::PathBuf, String)> = Vec::new();
+            let listed = store.photos(tenant, &saved.type_name, &mut |p| {
+                if let Some(name) = p.export_name().filter(|n| !n.starts_with('.')) {
+                    files.push((images.join(p.stored_name()), name));
+                }
+            });
+            if let Err(e) = listed {
+                return RunOutcome::Failed(e.to_string());
+            }
+            let Some(transfers) = self.transfers else {
+                return RunOutcome::Failed("connectors are not set up in this process".into());
+            };
+            let refs: Vec<(&std::path::Path, &str)> =
+                files.iter().map(|(p, n)| (p.as_path(), n.as_str())).collect();
+            match transfers.push_all_to(store, tenant, to, &refs) {
+                Ok(pushed) => {
+                    rows = rows.max(pushed.len() as u64);
+                    bytes = bytes.max(pushed.iter().map(|p| p.bytes).sum());
+                    went.push(format!("{to} ({} files)", pushed.len()));
+                }
+                Err(e) if saved.in_exports => {
+                    return RunOutcome::Failed(format!(
+                        "written to /exports/photos/ but not pushed to {to}: {e}"
+                    ));
+                }
+                Err(e) => return RunOutcome::Failed(format!("not pushed to {to}: {e}")),
+            }
+        }
+        RunOutcome::Written { rows, bytes, destination: went.join(" and ") }
     }
 
     /// Written to `/exports` (and pushed, if it has a connector).
@@ -161,7 +216,7 @@ impl Runner<'_> {
     }
 
     /// [`Runner::due`], each run at once, one after the other: (tenant, export, run).
-    pub fn run_due<S: Imports + SavedExports + Deliveries + Connectors>(
+    pub fn run_due<S: Imports + SavedExports + Deliveries + Connectors + Photos>(
         &self,
         store: &S,
         since: jiff::Timestamp,
@@ -265,6 +320,9 @@ pub fn checked(
     tenant: &sluice_core::Tenant,
     asked: SavedExport,
 ) -> Result<SavedExport, ExportError> {
+    if asked.format == ExportFormat::Photos {
+        return checked_photos(types, tenant, asked);
+    }
     let ty = export_of(types, &asked)?.import_type();
     if !ty.folder.as_ref().is_some_and(|f| tenant.layout.import_folders().contains(f)) {
         return Err(ExportError::NotTenantsType {
@@ -276,6 +334,40 @@ pub fn checked(
         return Err(ExportError::NowhereToGo);
     }
     Ok(SavedExport { type_name: ty.name.clone(), ..asked })
+}
+
+/// [`checked`] for a photo export: the type (or a photos type's target) has photos and is
+/// the tenant's; no columns, filters or BOM.
+fn checked_photos(
+    types: &ImportTypes,
+    tenant: &sluice_core::Tenant,
+    asked: SavedExport,
+) -> Result<SavedExport, ExportError> {
+    let ty = types.get(&asked.type_name).ok_or_else(|| ExportError::NoSuchType(asked.type_name.clone()))?;
+    let target = match (&ty.format, &ty.photos) {
+        (sluice_core::import::TypeFormat::Photos, Some(rules)) => rules.target.clone(),
+        _ => ty.name.clone(),
+    };
+    let with_photos = types.photo_targets();
+    if !with_photos.contains(&target) {
+        return Err(ExportError::NoPhotos(target, with_photos.join(", ")));
+    }
+    if !asked.columns.is_empty() || !asked.filters.is_empty() || asked.bom {
+        return Err(ExportError::PhotosTakeNoColumns);
+    }
+    let theirs = |name: &str| {
+        types
+            .get(name)
+            .and_then(|t| t.folder.as_ref())
+            .is_some_and(|f| tenant.layout.import_folders().contains(f))
+    };
+    if !theirs(&target) && !theirs(&ty.name) {
+        return Err(ExportError::NotTenantsType { type_name: target, tenant: tenant.name.to_string() });
+    }
+    if !asked.in_exports && asked.push_to.is_none() {
+        return Err(ExportError::NowhereToGo);
+    }
+    Ok(SavedExport { type_name: target, ..asked })
 }
 
 #[cfg(test)]

@@ -320,6 +320,30 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE tenants ADD COLUMN type_schedules TEXT NOT NULL DEFAULT '';
      ALTER TABLE tenants ADD COLUMN settle_secs INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE tenants ADD COLUMN blackouts TEXT NOT NULL DEFAULT '';",
+    // 29: a saved export may write photos (one image per record): the format's CHECK widened,
+    // which SQLite does by rebuilding the table (nothing refers to it)
+    "CREATE TABLE saved_exports_29 (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        format TEXT NOT NULL CHECK (format IN ('csv', 'xlsx', 'photos')),
+        columns TEXT NOT NULL,
+        filters TEXT NOT NULL,
+        bom INTEGER NOT NULL,
+        run_when TEXT NOT NULL,
+        seen_import INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        push_to TEXT,
+        in_exports INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (tenant_id, name)
+     );
+     INSERT INTO saved_exports_29 (tenant_id, name, type, format, columns, filters, bom, run_when, seen_import,
+         created_ms, push_to, in_exports)
+     SELECT tenant_id, name, type, format, columns, filters, bom, run_when, seen_import, created_ms, push_to, in_exports
+     FROM saved_exports;
+     DROP TABLE saved_exports;
+     ALTER TABLE saved_exports_29 RENAME TO saved_exports;
+     CREATE UNIQUE INDEX saved_exports_by_lower_name ON saved_exports (tenant_id, lower(name));",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -347,7 +347,8 @@ pub(crate) enum KeyCommand {
 pub(crate) struct ExportWhat {
     #[arg(long = "type", value_name = "TYPE")]
     pub(crate) type_name: Option<String>,
-    #[arg(long, default_value = "csv", value_parser = ["csv", "xlsx"])]
+    /// csv, xlsx, or photos (one KEY.jpg|png per record into /exports/photos/).
+    #[arg(long, default_value = "csv", value_parser = ["csv", "xlsx", "photos"])]
     pub(crate) format: String,
     /// The columns to write, in this order (default: all of the type's).
     #[arg(long, value_name = "A,B,...", value_delimiter = ',')]

@@ -36,7 +36,7 @@ impl DataDirs {
     }
     /// Where exports go (each tenant's `/exports`, through the export spool).
     pub fn exports(&self) -> sluice_export::Exports {
-        sluice_export::Exports::new(&self.tenants(), &self.export_spool())
+        sluice_export::Exports::new(&self.tenants(), &self.export_spool()).with_photos(&self.photos())
     }
     /// What pushes files to tenants' connectors: the secret key (made on first use), the
     /// connectors' lock files beside the tenants' import locks.

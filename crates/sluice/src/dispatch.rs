@@ -90,8 +90,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     "--tenant is required: sluice export --tenant T --type TYPE [--format csv|xlsx]"
                 ))
             })?;
-            if photos {
-                return crate::exports::export_photos(&config, &dirs, tenant, what);
+            if photos || what.format == "photos" {
+                return crate::exports::export_photos(&config, &dirs, tenant, what, out);
             }
             crate::exports::export(&config, &dirs, tenant, what, out)
         }

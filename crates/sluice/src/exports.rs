@@ -95,37 +95,42 @@ pub fn export(
     Ok(())
 }
 
-/// `sluice export --photos`: the photos of a type's records into the tenant's
-/// `/exports/photos/`.
+/// `sluice export --photos` (or `--format photos`): the photos of a type's records into the
+/// tenant's `/exports/photos/`, and pushed to `--to CONNECTOR` in one session.
 pub fn export_photos(
     config: &Config,
     dirs: &DataDirs,
     tenant: TenantName,
     what: ExportWhat,
+    out: Option<PathBuf>,
 ) -> Result<(), Failure> {
-    let types = crate::imports::load_types(config)?;
-    let type_name = what.type_name.as_deref().ok_or_else(|| {
-        usage(anyhow!("--type is required: sluice export --tenant {tenant} --type TYPE --photos"))
-    })?;
-    let ty = types
-        .get(type_name)
-        .ok_or_else(|| usage(anyhow!("no import type {type_name:?}; `sluice types` lists them")))?;
-    // The photos of a photos type are its target's.
-    let target = match (&ty.format, &ty.photos) {
-        (sluice_core::import::TypeFormat::Photos, Some(rules)) => rules.target.as_str(),
-        _ => ty.name.as_str(),
-    };
-    let with_photos = types.photo_targets();
-    if !with_photos.iter().any(|t| t == target) {
+    if out.is_some() {
         return Err(usage(anyhow!(
-            "type {target} takes no photos, so it has none to export (types with photos: {})",
-            with_photos.join(", ")
+            "photos are written one file per record into /exports/photos/ (or pushed with --to): --out takes one file"
         )));
     }
+    let types = crate::imports::load_types(config)?;
+    let type_name = what.type_name.clone().ok_or_else(|| {
+        usage(anyhow!("--type is required: sluice export --tenant {tenant} --type TYPE --photos"))
+    })?;
     let store = dirs.open_store().map_err(usage)?;
-    store.require_tenant(&tenant)?;
-    let (done, path) =
-        dirs.exports().photos_into_folder(&store, &tenant, target, &with_photos, &dirs.photos())?;
+    let t = store.require_tenant(&tenant)?;
+    // The one check a saved photo export gets: the type has photos and is the tenant's.
+    let asked = SavedExport {
+        name: sluice_core::saved_export::ExportName::parse("photos").map_err(|e| usage(anyhow!("{e}")))?,
+        type_name,
+        format: ExportFormat::Photos,
+        columns: what.columns,
+        filters: what.filters,
+        bom: what.bom,
+        when: ExportWhen::OnDemand,
+        push_to: what.to,
+        in_exports: true,
+    };
+    let saved = sluice_export::saved::checked(&types, &t, asked).map_err(|e| usage(e.into()))?;
+    let target = saved.type_name.as_str();
+    let exports = dirs.exports();
+    let (done, path) = exports.photos_into_folder(&store, &tenant, target, &types.photo_targets())?;
     outln!(
         "exported the photos of {target} to {path} for tenant {tenant}: {} written, {} unchanged, {} removed",
         done.written,
@@ -138,6 +143,21 @@ pub fn export_photos(
             done.skipped.len(),
             done.skipped.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         );
+    }
+    if let Some(to) = &saved.push_to {
+        if store.connector(&tenant, to)?.is_none() {
+            return Err(sluice_store::StoreError::NoSuchConnector(to.to_string()).into());
+        }
+        let transfers = dirs.transfers(config).map_err(usage)?;
+        let runner =
+            sluice_export::saved::Runner { types: &types, exports: &exports, transfers: Some(&transfers) };
+        let push_only = SavedExport { in_exports: false, ..saved.clone() };
+        match runner.photos(&store, &tenant, &push_only) {
+            RunOutcome::Written { rows, bytes, destination } => {
+                outln!("pushed {rows} photos ({bytes} bytes) to {destination}");
+            }
+            RunOutcome::Failed(why) => return Err(Failure { code: 1, error: anyhow!("{why}") }),
+        }
     }
     Ok(())
 }

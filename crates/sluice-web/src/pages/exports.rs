@@ -139,7 +139,7 @@ pub async fn exports_page(
                         " "
                         label { "Type " select name="type" { @for ty in &exportable { option value=(ty) { (ty) } } } }
                         " "
-                        label { "Format " select name="format" { option value="csv" { "CSV" } option value="xlsx" { "Excel (XLSX)" } } }
+                        label { "Format " select name="format" { option value="csv" { "CSV" } option value="xlsx" { "Excel (XLSX)" } option value="photos" { "Photos (one image per record, into /exports/photos/)" } } }
                     }
                     p { label { "Columns (comma-separated, empty for all) " input name="columns" placeholder="sisId,lastName"; } }
                     p { label { "Only records where (COLUMN=VALUE, comma-separated) " input name="where" placeholder="grade=9"; } }

@@ -586,3 +586,73 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// Photos go back to the district's server as one image per record (Badge: "saved as single
+/// image files for each record"), all in one session, from a saved export that runs after
+/// each import of students.
+#[test]
+fn a_saved_photo_export_pushes_one_image_per_record_to_the_districts_server() {
+    let server = Server::start();
+    let Some(sshd) = Sshd::start(server.dir.path()) else { return };
+    with_students(&server);
+    server.cli_ok(&["tenant", "set", "acme", "folders=students,photos"]);
+    let zip = crate::photos::zip_of(&[
+        ("S1.jpg", &crate::photos::jpeg(8, 8)),
+        ("S2.png", &crate::photos::png(4, 4, 7)),
+    ]);
+    let local = write_file(server.dir.path(), "photos.zip", &zip);
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "photos", local.to_str().unwrap()]);
+    server.cli_ok(&[
+        "connector",
+        "add",
+        "acme",
+        "district",
+        "--url",
+        &sshd.url(),
+        "--key",
+        sshd.client_key.to_str().unwrap(),
+    ]);
+    server.cli_ok(&["connector", "test", "acme", "district", "--accept"]);
+    // Columns make no sense for images.
+    let refused = server.cli(&[
+        "export",
+        "add",
+        "acme",
+        "cards",
+        "--type",
+        "students",
+        "--format",
+        "photos",
+        "--columns",
+        "sisId",
+    ]);
+    assert!(
+        !refused.status.success() && output_text(&refused).contains("no --columns"),
+        "{}",
+        output_text(&refused)
+    );
+    server.cli_ok(&[
+        "export",
+        "add",
+        "acme",
+        "cards",
+        "--type",
+        "photos",
+        "--format",
+        "photos",
+        "--to",
+        "district",
+        "--after-import",
+    ]);
+    let said = server.cli_ok(&["export", "run", "acme", "cards"]);
+    assert!(said.contains("/exports/photos/") && said.contains("district (2 files)"), "{said}");
+    assert_eq!(sshd.remote_files(), ["S1.jpg", "S2.png"], "one image per record, no temporary file left");
+    assert_eq!(std::fs::read(sshd.remote.join("S1.jpg")).unwrap(), crate::photos::jpeg(8, 8));
+    let exported = server.tenant_dir("acme").join("exports/photos");
+    assert!(exported.join("S1.jpg").is_file() && exported.join("S2.png").is_file());
+    let runs = server.cli_ok(&["export", "runs", "acme", "cards"]);
+    assert!(
+        runs.contains("written") && runs.contains("2 records") && runs.contains("district (2 files)"),
+        "{runs}"
+    );
+}
