@@ -18,6 +18,7 @@ fn sqlite_passes_the_loading_checks() {
     let dir = tempfile::tempdir().unwrap();
     conformance::loading(&Store::open(&dir.path().join("sluice.db")).unwrap());
     conformance::saved_exports(&Store::open(&dir.path().join("exports.db")).unwrap());
+    conformance::records(&Store::open(&dir.path().join("records.db")).unwrap());
 }
 
 fn tenant(name: &str) -> TenantName {
@@ -366,4 +367,85 @@ fn imports_and_people_work_as_trait_objects() {
     let n =
         people.records_where("acme", "students", "$[0]", "S2", None, &mut |k, _| found.push(k.to_owned()));
     assert_eq!((n.unwrap(), found), (1, vec!["S2".to_owned()]));
+}
+
+/// Search stays indexed: on 20,000 students loaded through the loader, each kind of search
+/// (a word, several words, none, sorted by key or name, with the deactivated filter) reads
+/// index ranges only (no full scan of `records` or `record_search` in its query plan), and
+/// finds what it should.
+#[test]
+fn searching_twenty_thousand_records_reads_index_ranges_only() {
+    use crate::{RecordQuery, RecordSort};
+    use sluice_core::import::{LoadMode::Mirror, PersonColumns};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("sluice.db")).unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    let id = s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    let mut l = s.loader("acme", "students", id).unwrap();
+    let last = ["Smith", "Jones", "García", "Nguyen", "Müller"];
+    for i in 0..20_000u64 {
+        let data = format!(
+            "[\"{}\",\"First{}\",\"{}{}\",\"s{i}@acme.org\"]",
+            100_000 + i,
+            i % 97,
+            last[i as usize % 5],
+            i % 13
+        );
+        l.stage(i + 2, &(100_000 + i).to_string(), &data, i as i64, StageKind::Load).unwrap();
+    }
+    let person = PersonColumns {
+        role: "student".into(),
+        id: Some(0),
+        first_name: 1,
+        last_name: 2,
+        email: Some(3),
+        phone: None,
+    };
+    l.commit(Outcome { person: Some(&person), ..outcome(ImportStatus::Complete, Some(Mirror)) }).unwrap();
+
+    let query =
+        |q: &str, sort: RecordSort| RecordQuery { q: q.into(), sort, limit: 50, ..RecordQuery::default() };
+    let found = s.search_records("acme", "students", &query("müller1", RecordSort::Name)).unwrap();
+    // i % 5 == 4 and i % 13 in {1, 10, 11, 12}: 4 of every 65.
+    assert_eq!(
+        found.total,
+        (0..20_000).filter(|i| i % 5 == 4 && [1, 10, 11, 12].contains(&(i % 13))).count() as u64
+    );
+    assert_eq!(found.records.len(), 50);
+    let one = s.search_records("acme", "students", &query("S19999@ACME", RecordSort::Key)).unwrap();
+    assert_eq!(one.records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["119999"]);
+    let all = s.search_records("acme", "students", &query("", RecordSort::Key)).unwrap();
+    assert_eq!(all.total, 20_000);
+
+    for (q, sort, deactivated) in [
+        ("smi", RecordSort::Key, None),
+        ("smi", RecordSort::Name, Some(false)),
+        ("garcía first1", RecordSort::Name, None),
+        ("1000", RecordSort::Key, Some(false)),
+        ("", RecordSort::Name, None),
+        ("", RecordSort::Key, Some(false)),
+    ] {
+        let plan = crate::records::explain_search(
+            &s,
+            "acme",
+            "students",
+            &RecordQuery { deactivated, ..query(q, sort) },
+        )
+        .unwrap();
+        let scans: Vec<&String> = plan
+            .iter()
+            .filter(|l| l.starts_with("SCAN") && !l.starts_with("SCAN h") && !l.contains("USING"))
+            .collect();
+        assert!(scans.is_empty(), "{q:?} {sort:?}: a full scan in {plan:#?}");
+        if !q.is_empty() {
+            for index in [
+                "record_search_by_key",
+                "record_search_by_name",
+                "record_search_by_first",
+                "record_search_by_email",
+            ] {
+                assert!(plan.iter().any(|l| l.contains(index)), "{q:?}: {index} not used in {plan:#?}");
+            }
+        }
+    }
 }
