@@ -255,6 +255,18 @@ pub struct PersonColumns {
 }
 
 impl ImportType {
+    /// A record's key as people read and type it: a key of several columns joined by `+`
+    /// (stored joined by U+001F).
+    pub fn shown_key(&self, stored: &str) -> String {
+        stored.replace('\u{1f}', "+")
+    }
+
+    /// The stored key of a key as shown (see [`ImportType::shown_key`]): for a key of several
+    /// columns `+` separates them; a key of one column is as given.
+    pub fn stored_key(&self, shown: &str) -> String {
+        if self.key.len() > 1 { shown.replace('+', "\u{1f}") } else { shown.to_owned() }
+    }
+
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
