@@ -93,8 +93,8 @@ pub enum StoreError {
     /// A deletion by hand refused because records refer to what it deletes, and their
     /// reference holds such deletions for a decision (`on_delete = "hold"`): nothing changed.
     #[error(
-        "not deleted: {0}, and their reference holds a deletion for a decision (on_delete = \"hold\"); \
-         deleting anyway (confirmed) keeps them as they are, naming a record that is gone"
+        "not deleted: {0}, through a reference that holds deletions for a decision (on_delete = \"hold\"); \
+         deleting anyway keeps them as they are, naming a record that is gone"
     )]
     Referred(String),
     /// A settings change that was refused: nothing was changed.

@@ -633,8 +633,12 @@ impl crate::roles::Records for Store {
                         continue;
                     }
                     if r.on_delete == OnDelete::Hold && !confirmed {
-                        let some: Vec<&str> =
-                            found.sample.iter().filter(|(_, inactive)| !inactive).map(|(k, _)| k.as_str()).collect();
+                        let some: Vec<String> = found
+                            .sample
+                            .iter()
+                            .filter(|(_, inactive)| !inactive)
+                            .map(|(k, _)| k.replace('\u{1f}', "+"))
+                            .collect();
                         held.push(format!(
                             "{} {} ({}{}) refer to {type_name} {}",
                             found.active,

@@ -426,7 +426,7 @@ fn saved_exports_through_the_api() {
 }
 
 /// The properties a schema of the document lists, following `$ref` and `allOf`.
-fn schema_properties(doc: &Value, schema: &Value) -> (Vec<String>, Vec<String>) {
+pub(crate) fn schema_properties(doc: &Value, schema: &Value) -> (Vec<String>, Vec<String>) {
     if let Some(r) = schema["$ref"].as_str() {
         let name = r.trim_start_matches("#/components/schemas/");
         return schema_properties(doc, &doc["components"]["schemas"][name]);

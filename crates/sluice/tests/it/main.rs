@@ -30,6 +30,7 @@ mod people;
 mod permissions;
 mod psftp;
 mod real_files;
+mod records;
 mod safeguards;
 mod sftp_rust;
 mod soak;
