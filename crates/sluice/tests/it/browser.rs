@@ -97,7 +97,9 @@ fn staff_search_records_follow_relationships_and_delete_one_after_confirming() {
     let guardians = "guardianSisId,studentSisId,firstName,lastName,email\nG1,st1,Cy,Smith,cy@example.org\n";
     let file = write_file(server.dir.path(), "guardians.csv", guardians.as_bytes());
     server.cli_ok(&["import", "--tenant", "acme", file.to_str().unwrap()]);
-    for (email, role, password) in [("ann@acme.org", "owner", "owner-password"), ("uma@acme.org", "user", "user-password")] {
+    for (email, role, password) in
+        [("ann@acme.org", "owner", "owner-password"), ("uma@acme.org", "user", "user-password")]
+    {
         let out = server.cli_stdin(
             &["user", "add", "acme", email, "--role", role, "--password-stdin"],
             &format!("{password}\n"),
