@@ -449,3 +449,74 @@ fn searching_twenty_thousand_records_reads_index_ranges_only() {
         }
     }
 }
+
+/// The benchmark of BENCHMARKS.md ("Records search"): 1,000,000 students with varied names
+/// loaded through the loader, then prefix searches as the API makes them (active records, a
+/// page of 50 with the total), timed. Run in a release build:
+/// `cargo test --release -p sluice-store -- --ignored --nocapture search_benchmark`.
+#[test]
+#[ignore]
+fn search_benchmark_on_a_million_students() {
+    use crate::{RecordQuery, RecordSort};
+    use sluice_core::import::{LoadMode::Mirror, PersonColumns};
+    use std::time::Instant;
+    const N: u64 = 1_000_000;
+    let syllables = [
+        "an", "bel", "car", "dor", "el", "fin", "gar", "hol", "ing", "jen", "kal", "lor", "mar", "nor", "ol", "par",
+        "quin", "ros", "sal", "tor", "ul", "ven", "wil", "xan", "yor", "zel", "bra", "cle", "dru", "fro",
+    ];
+    // A deterministic spread of names: three syllables each for last and first names.
+    let name = |i: u64, salt: u64| {
+        let mut x = i.wrapping_mul(6364136223846793005).wrapping_add(salt) ^ (i >> 7);
+        let mut s = String::new();
+        for _ in 0..3 {
+            s.push_str(syllables[(x % 30) as usize]);
+            x /= 30;
+        }
+        let mut c = s.chars();
+        c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("sluice.db")).unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    let id = s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    let started = Instant::now();
+    let mut l = s.loader("acme", "students", id).unwrap();
+    for i in 0..N {
+        let (first, last) = (name(i, 17), name(i, 1_000_003));
+        let data = format!("[\"{}\",\"{first}\",\"{last}\",\"{}.{}@acme.org\"]", 100_000_000 + i, first, i);
+        l.stage(i + 2, &(100_000_000 + i).to_string(), &data, i as i64, StageKind::Load).unwrap();
+    }
+    let person =
+        PersonColumns { role: "student".into(), id: Some(0), first_name: 1, last_name: 2, email: Some(3), phone: None };
+    l.commit(Outcome { person: Some(&person), ..outcome(ImportStatus::Complete, Some(Mirror)) }).unwrap();
+    eprintln!("loaded {N} students in {:?}", started.elapsed());
+    for (what, words) in [
+        ("3-letter name prefix", (0..100).map(|i| name(i * 7919, 1_000_003)[..3].to_lowercase()).collect::<Vec<_>>()),
+        ("6-letter name prefix", (0..100).map(|i| name(i * 7919, 1_000_003)[..6].to_lowercase()).collect()),
+        ("whole last name", (0..100).map(|i| name(i * 7919, 1_000_003)).collect()),
+        ("last and first name", (0..100).map(|i| format!("{} {}", name(i * 7919, 1_000_003), name(i * 7919, 17))).collect()),
+        ("key prefix (5 digits)", (0..100).map(|i| (100_000_000 + i * 9_973).to_string()[..5].to_owned()).collect()),
+        ("no words, by name", (0..100).map(|_| String::new()).collect()),
+    ] {
+        let mut times = Vec::new();
+        let mut total = 0;
+        for (i, q) in words.iter().enumerate() {
+            let sort = if i % 2 == 0 { RecordSort::Name } else { RecordSort::Key };
+            let sort = if q.is_empty() { RecordSort::Name } else { sort };
+            let query = RecordQuery { q: q.clone(), sort, deactivated: Some(false), limit: 50, ..RecordQuery::default() };
+            let t = Instant::now();
+            let found = s.search_records("acme", "students", &query).unwrap();
+            times.push(t.elapsed());
+            total += found.total;
+        }
+        times.sort();
+        eprintln!(
+            "{what}: p50 {:?}, p95 {:?}, max {:?} (mean matches {})",
+            times[50],
+            times[95],
+            times[99],
+            total / words.len() as u64
+        );
+    }
+}

@@ -40,12 +40,9 @@ fn record_href(tenant: &str, type_name: &str, shown_key: &str) -> String {
     format!("/t/{tenant}/records/{}/{}", part(type_name), part(shown_key))
 }
 
-/// The tenant of a path the viewer may see, or the not-found page.
-fn seen_tenant(viewer: &Viewer, raw: &str) -> Result<TenantName, Response> {
-    match TenantName::parse(raw) {
-        Ok(t) if viewer.may(t.as_str()) => Ok(t),
-        _ => Err(not_found(viewer)),
-    }
+/// The tenant of a path, if the viewer may see it (else the page is not found).
+fn seen_tenant(viewer: &Viewer, raw: &str) -> Option<TenantName> {
+    TenantName::parse(raw).ok().filter(|t| viewer.may(t.as_str()))
 }
 
 /// A record type the tenant's records can be of: a CSV type, or a file of a package
@@ -90,10 +87,7 @@ fn photo(url: Option<&str>) -> Markup {
 }
 
 pub async fn types_page(State(web): State<Web>, viewer: Viewer, Path(raw): Path<String>) -> Response {
-    let tenant = match seen_tenant(&viewer, &raw) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let Some(tenant) = seen_tenant(&viewer, &raw) else { return not_found(&viewer) };
     let store = web.ingest.store.clone();
     let name = tenant.clone();
     let Ok(counts) = blocking(move || Ok(store.record_counts(name.as_str())?)).await else {
@@ -151,10 +145,7 @@ pub async fn records_page(
     Path((raw, type_name)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let tenant = match seen_tenant(&viewer, &raw) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let Some(tenant) = seen_tenant(&viewer, &raw) else { return not_found(&viewer) };
     let Some(t) = record_type(&web, &type_name) else { return not_found(&viewer) };
     let t = t.cloned();
     // Bounded, so that the offset and the next page's number cannot overflow.
@@ -248,10 +239,7 @@ pub async fn record_page(
     Path((raw, type_name, key)): Path<(String, String, String)>,
     Query(q): Query<NoticeQuery>,
 ) -> Response {
-    let tenant = match seen_tenant(&viewer, &raw) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let Some(tenant) = seen_tenant(&viewer, &raw) else { return not_found(&viewer) };
     let Some(t) = record_type(&web, &type_name) else { return not_found(&viewer) };
     let t = t.cloned();
     let stored = t.as_ref().map_or_else(|| key.clone(), |t| t.stored_key(&key));
@@ -381,10 +369,7 @@ pub async fn delete_page(
     viewer: Viewer,
     Path((raw, type_name, key)): Path<(String, String, String)>,
 ) -> Response {
-    let tenant = match seen_tenant(&viewer, &raw) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let Some(tenant) = seen_tenant(&viewer, &raw) else { return not_found(&viewer) };
     if let Some(refused) = managing(&viewer, &tenant) {
         return refused;
     }
@@ -457,10 +442,7 @@ pub async fn delete_record(
     Path((raw, type_name, key)): Path<(String, String, String)>,
     Form(form): Form<DeleteForm>,
 ) -> Response {
-    let tenant = match seen_tenant(&viewer, &raw) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let Some(tenant) = seen_tenant(&viewer, &raw) else { return not_found(&viewer) };
     if let Some(refused) = managing(&viewer, &tenant) {
         return refused;
     }
@@ -523,10 +505,7 @@ pub async fn people_page(
     Path(raw): Path<String>,
     Query(q): Query<PeopleQuery>,
 ) -> Response {
-    let tenant = match seen_tenant(&viewer, &raw) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let Some(tenant) = seen_tenant(&viewer, &raw) else { return not_found(&viewer) };
     let page_no = q.page.unwrap_or(1).clamp(1, 1_000_000);
     let store = web.ingest.store.clone();
     let (name, words) = (tenant.clone(), q.q.clone());
@@ -567,10 +546,7 @@ pub async fn person_page(
     viewer: Viewer,
     Path((raw, id)): Path<(String, i64)>,
 ) -> Response {
-    let tenant = match seen_tenant(&viewer, &raw) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let Some(tenant) = seen_tenant(&viewer, &raw) else { return not_found(&viewer) };
     let store = web.ingest.store.clone();
     let name = tenant.clone();
     let Ok(Some(p)) = blocking(move || Ok(store.person(name.as_str(), id)?)).await else {
