@@ -529,6 +529,12 @@ pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
     let found = s.search_records("north", "students", &page2).expect("search");
     assert_eq!(found.total, 2, "the total counts every match, not the page");
     assert_eq!(found.records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["2001"], "the second page");
+    let past = RecordQuery { q: "smith".into(), limit: 1, offset: 5, ..RecordQuery::default() };
+    let found = s.search_records("north", "students", &past).expect("search");
+    assert_eq!((found.total, found.records.len()), (2, 0), "a page past the last still has the total");
+    let active =
+        RecordQuery { q: "smith".into(), deactivated: Some(true), limit: 5, ..RecordQuery::default() };
+    assert_eq!(s.search_records("north", "students", &active).expect("search").total, 0, "none deactivated");
 
     // Imports keep the search: a changed name is found by its new one, an erased record not at all.
     let renamed: &[&[&str]] = &[

@@ -371,32 +371,40 @@ fn word_matches(b: &mut Bind, word: &str) -> String {
         .join(" OR ")
 }
 
-/// The two statements of a search (how many match, one page) and their parameters.
+/// The two statements of a search (how many match, one page), each with its parameters.
+///
+/// With words, the first word's hits are four index ranges of `record_search`, unioned by
+/// key; later words and a name order look each hit's `record_search` row up, the deactivated
+/// filter probes `records_by_state` (small entries: the records' data is not read), and only
+/// a relationship filter reads a hit's record. The page's keys are chosen that way first and
+/// only their records read. Without words, the count and a page by key walk the records'
+/// indexes, a page by name `record_search`'s name index.
 struct Search {
-    count: String,
-    page: String,
-    bind: Bind,
-    /// How many of the parameters the count takes (the page's limit and offset follow).
-    count_params: usize,
+    count: (String, Bind),
+    page: (String, Bind),
 }
 
 impl Search {
     fn new(tenant_id: i64, type_name: &str, q: &RecordQuery) -> Self {
         let words = search_words(&q.q);
+        Search {
+            count: Self::statement(tenant_id, type_name, q, &words, true),
+            page: Self::statement(tenant_id, type_name, q, &words, false),
+        }
+    }
+
+    fn statement(
+        tenant_id: i64,
+        type_name: &str,
+        q: &RecordQuery,
+        words: &[String],
+        count: bool,
+    ) -> (String, Bind) {
         let mut b = Bind::default();
         let (t, ty) = (b.push(tenant_id), b.push(type_name.to_owned()));
-        let mut conds = Vec::new();
-        if let Some(d) = q.deactivated {
-            conds.push(format!("r.inactive = {}", b.push(i64::from(d))));
-        }
-        if let Some((path, value)) = &q.filter {
-            conds.push(format!("json_extract(r.data, {}) = {}", b.push(path.clone()), b.push(value.clone())));
-        }
-        for w in words.iter().skip(1) {
-            conds.push(format!("({})", word_matches(&mut b, w)));
-        }
-        // The records considered: the first word's hits (four index ranges), else the type.
-        let from = match words.first() {
+        let by_name = q.sort == RecordSort::Name && !count;
+        // What the statement walks, and the key of what it walks.
+        let (mut from, key, mut conds) = match words.first() {
             Some(w) => {
                 let (lo, hi) = (b.push(w.clone()), b.push(prefix_end(w)));
                 let hits = ["key_f", "last_f", "first_f", "email_f"]
@@ -409,36 +417,74 @@ impl Search {
                     })
                     .collect::<Vec<_>>()
                     .join(" UNION ");
-                format!(
-                    "({hits}) h CROSS JOIN main.record_search s ON s.tenant_id = {t} AND s.type = {ty} AND s.key = h.key
-                     CROSS JOIN main.records r ON r.tenant_id = {t} AND r.type = {ty} AND r.key = h.key"
-                )
+                let mut from = format!("({hits}) h");
+                if words.len() > 1 || by_name {
+                    from.push_str(&format!(
+                        " CROSS JOIN main.record_search s ON s.tenant_id = {t} AND s.type = {ty} AND s.key = h.key"
+                    ));
+                }
+                (from, "h.key", vec![])
             }
-            None if q.sort == RecordSort::Name => format!(
-                "main.record_search s CROSS JOIN main.records r ON r.tenant_id = {t} AND r.type = {ty} AND r.key = s.key"
+            None if by_name => (
+                "main.record_search s".to_owned(),
+                "s.key",
+                vec![format!("s.tenant_id = {t}"), format!("s.type = {ty}")],
             ),
-            None => "main.records r".to_owned(),
+            None => (
+                "main.records r".to_owned(),
+                "r.key",
+                vec![format!("r.tenant_id = {t}"), format!("r.type = {ty}")],
+            ),
         };
-        let mut wher = match (words.is_empty(), q.sort) {
-            (true, RecordSort::Key) => vec![format!("r.tenant_id = {t}"), format!("r.type = {ty}")],
-            (true, RecordSort::Name) => vec![format!("s.tenant_id = {t}"), format!("s.type = {ty}")],
-            (false, _) => vec![],
-        };
-        wher.extend(conds);
-        let wher = if wher.is_empty() { String::new() } else { format!("WHERE {}", wher.join(" AND ")) };
-        let count = format!("SELECT COUNT(*) FROM {from} {wher}");
+        let walks_records = from.starts_with("main.records");
+        if let Some(d) = q.deactivated {
+            let d = b.push(i64::from(d));
+            conds.push(if walks_records {
+                format!("r.inactive = {d}")
+            } else {
+                format!(
+                    "EXISTS (SELECT 1 FROM main.records a INDEXED BY records_by_state
+                     WHERE a.tenant_id = {t} AND a.type = {ty} AND a.inactive = {d} AND a.key = {key})"
+                )
+            });
+        }
+        if let Some((path, value)) = &q.filter {
+            if !walks_records {
+                from.push_str(&format!(
+                    " CROSS JOIN main.records r ON r.tenant_id = {t} AND r.type = {ty} AND r.key = {key}"
+                ));
+            }
+            conds.push(format!("json_extract(r.data, {}) = {}", b.push(path.clone()), b.push(value.clone())));
+        }
+        for w in words.iter().skip(1) {
+            conds.push(format!("({})", word_matches(&mut b, w)));
+        }
+        let wher = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+        if count {
+            return (format!("SELECT COUNT(*) FROM {from} {wher}"), b);
+        }
         let dir = if q.descending { "DESC" } else { "ASC" };
-        let order = match q.sort {
-            RecordSort::Key => format!("r.key {dir}"),
-            RecordSort::Name => format!("s.last_f {dir}, s.first_f {dir}, s.key {dir}"),
+        let (names, inner, outer) = if by_name {
+            (
+                "s.last_f AS l, s.first_f AS f",
+                format!("s.last_f {dir}, s.first_f {dir}, {key} {dir}"),
+                format!("p.l {dir}, p.f {dir}, p.k {dir}"),
+            )
+        } else {
+            ("'' AS l, '' AS f", format!("{key} {dir}"), format!("p.k {dir}"))
         };
-        let count_params = b.0.len();
+        // With words, the page counts the hits it chose from (a window over them, before the
+        // limit): the hits are found once, not once for the page and again for the count.
+        let n = if words.is_empty() { "NULL" } else { "COUNT(*) OVER ()" };
         let (limit, offset) = (b.push(q.limit as i64), b.push(q.offset as i64));
         let page = format!(
-            "SELECT r.key, r.data, r.inactive, r.created_import, r.updated_import, r.line FROM {from} {wher}
-             ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+            "SELECT r.key, r.data, r.inactive, r.created_import, r.updated_import, r.line, p.n
+             FROM (SELECT {key} AS k, {names}, {n} AS n FROM {from} {wher} ORDER BY {inner}
+                   LIMIT {limit} OFFSET {offset}) p
+             CROSS JOIN main.records r ON r.tenant_id = {t} AND r.type = {ty} AND r.key = p.k
+             ORDER BY {outer}"
         );
-        Search { count, page, bind: b, count_params }
+        (page, b)
     }
 }
 
@@ -454,9 +500,9 @@ pub(crate) fn explain_search(
         let tenant_id = crate::tenant_id(c, tenant)?;
         let search = Search::new(tenant_id, type_name, q);
         let mut plan = Vec::new();
-        for (sql, n) in [(&search.count, search.count_params), (&search.page, search.bind.0.len())] {
+        for (sql, bind) in [&search.count, &search.page] {
             let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-            let mut rows = stmt.query(params_from_iter(&search.bind.0[..n]))?;
+            let mut rows = stmt.query(params_from_iter(bind.0.iter()))?;
             while let Some(r) = rows.next()? {
                 plan.push(r.get::<_, String>(3)?);
             }
@@ -469,15 +515,28 @@ impl crate::roles::Records for Store {
     fn search_records(&self, tenant: &str, type_name: &str, q: &RecordQuery) -> Result<FoundRecords> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
-            let search = Search::new(tenant_id, type_name, q);
-            let total: i64 =
-                c.query_row(&search.count, params_from_iter(&search.bind.0[..search.count_params]), |r| {
-                    r.get(0)
-                })?;
-            let mut stmt = c.prepare(&search.page)?;
+            let Search { count: (count, count_bind), page: (page, page_bind) } =
+                Search::new(tenant_id, type_name, q);
+            let mut stmt = c.prepare(&page)?;
+            let mut counted: Option<i64> = None;
             let records = stmt
-                .query_map(params_from_iter(search.bind.0.iter()), stored_record)?
+                .query_map(params_from_iter(page_bind.0.iter()), |r| {
+                    Ok((stored_record(r)?, r.get::<_, Option<i64>>(6)?))
+                })?
+                .map(|row| {
+                    row.map(|(record, n)| {
+                        counted = counted.or(n);
+                        record
+                    })
+                })
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            // The page counted its hits, unless it was empty (then nothing may match, or the
+            // page lies past the last: only the count says) or had no words (the count walks
+            // a small index).
+            let total: i64 = match counted {
+                Some(n) => n,
+                None => c.query_row(&count, params_from_iter(count_bind.0.iter()), |r| r.get(0))?,
+            };
             Ok(FoundRecords { total: total.max(0) as u64, records })
         })
     }

@@ -326,7 +326,14 @@ pub async fn record_page(
                 p { "None." }
             }
             @for (column, to_type, value) in &refers_to {
-                p { (column) ": " a href=(record_href(tenant.as_str(), to_type, value)) { (to_type) " " (value) } }
+                // A reference to the first of several key columns names records, not one.
+                @let whole = web.ingest.types.get(to_type).is_none_or(|t| t.key.len() == 1);
+                @let href = if whole {
+                    record_href(tenant.as_str(), to_type, value)
+                } else {
+                    format!("/t/{tenant}/records/{}?q={}", part(to_type), part(value))
+                };
+                p { (column) ": " a href=(href) { (to_type) " " (value) } }
             }
             @for x in view.referring.iter().filter(|x| !x.sample.is_empty()) {
                 p {

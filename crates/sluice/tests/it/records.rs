@@ -172,10 +172,16 @@ fn records_delete_on_the_command_line_is_all_or_nothing_and_an_import_that_adds_
     let out = server.cli(&["records", "--tenant", "acme"]);
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
 
+    // A key of two columns, as shown: the guardian of st1 goes, and st1 then goes unasked.
+    let out = server.cli_ok(&["records", "delete", "--tenant", "acme", "--type", "guardians", "st1+G1"]);
+    assert!(out.contains("deleted 1 guardians record(s): st1+G1"), "{out}");
+    server.cli_ok(&["records", "delete", "--tenant", "acme", "--type", "students", "st1"]);
+
     // The next students file carries st2 again (line 3): added back, and said.
     let v = import(&server, "acme", "students.csv", STUDENTS);
-    assert_eq!((v["status"].as_str(), v["counts"]["added"].as_u64()), (Some("complete"), Some(2)), "{v}");
+    assert_eq!((v["status"].as_str(), v["counts"]["added"].as_u64()), (Some("complete"), Some(3)), "{v}");
     let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("line 2: record st1 was deleted by "), "{warnings}");
     assert!(warnings.contains("line 3: record st2 was deleted by "), "{warnings}");
     assert!(warnings.contains("line 4: record st3 was deleted by "), "{warnings}");
     assert!(warnings.contains(" and is added again"), "{warnings}");
