@@ -171,6 +171,25 @@ pub(crate) fn index_type(
     paths: &SearchPaths,
     erased: Option<&str>,
 ) -> Result<()> {
+    let cache: i64 = c.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    c.pragma_update(None, "cache_size", -INDEX_CACHE_KIB)?;
+    let indexed = index(c, tenant_id, type_name, import_id, paths, erased);
+    c.pragma_update(None, "cache_size", cache)?;
+    indexed
+}
+
+/// The page cache of the import's connection while indexing for search (as while linking
+/// people): the four name indexes take rows in no order of theirs.
+const INDEX_CACHE_KIB: i64 = 64 * 1024;
+
+fn index(
+    c: &Connection,
+    tenant_id: i64,
+    type_name: &str,
+    import_id: i64,
+    paths: &SearchPaths,
+    erased: Option<&str>,
+) -> Result<()> {
     let signature = paths.signature();
     let known: Option<String> = c
         .query_row(
