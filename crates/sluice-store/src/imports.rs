@@ -475,6 +475,8 @@ impl Loader {
         // Records deleted by hand that this import adds back (it says so).
         let mut readded = Vec::new();
         if o.apply.is_some() {
+            // From here every record written or erased keeps its search row (`records.rs`).
+            crate::records::watch_writes(c)?;
             if marks {
                 // Before any file is written: what the package deletes is still as planned.
                 self.deactivate(c, types, o.referrers)?;
@@ -482,6 +484,7 @@ impl Loader {
             for &(ty, mode) in types {
                 readded.extend(crate::records::readded(c, t, ty, crate::records::MAX_READDED)?);
                 let search = self.search_paths(ty, o);
+                let incremental = crate::records::index_incrementally(c, t, ty, &search)?;
                 // Unchanged rows (same hash) are not rewritten. A package writes its delta
                 // deletions of records that exist, inactive; a single type's listed record is
                 // active again. (Two texts, not a parameter: an `OR` on a bound flag made
@@ -518,26 +521,15 @@ impl Loader {
                             params![t, ty, id],
                         )?;
                     }
-                    // A package's records are marked, never erased.
-                    crate::records::index_type(c, t, ty, id, &search, None)?;
+                    if !incremental {
+                        crate::records::index_whole(c, t, ty, &search)?;
+                    }
                     continue;
                 }
                 // Listed again: a record deactivated because what it named was deleted is
                 // active (above); what this import's deletions leave dangling is deactivated
                 // now, before they go.
                 self.deactivate(c, &[(ty, mode)], o.referrers)?;
-                // What this import erases, as a condition on `record_search` (the same as the
-                // DELETE below has on `records`).
-                let erased = match mode {
-                    LoadMode::Upsert => None,
-                    LoadMode::Mirror => Some(
-                        "NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = record_search.key)",
-                    ),
-                    LoadMode::Delta => {
-                        Some("key IN (SELECT key FROM temp.stage WHERE type = ?2 AND kind = 1)")
-                    }
-                };
-                crate::records::index_type(c, t, ty, id, &search, erased)?;
                 match mode {
                     LoadMode::Upsert => {}
                     LoadMode::Mirror => {
@@ -554,6 +546,9 @@ impl Loader {
                             params![t, ty],
                         )?;
                     }
+                }
+                if !incremental {
+                    crate::records::index_whole(c, t, ty, &search)?;
                 }
             }
         }

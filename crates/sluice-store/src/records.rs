@@ -154,43 +154,45 @@ impl SearchPaths {
     }
 }
 
-const FOLDED: &str = "sluice_fold(r.key), sluice_fold(json_extract(r.data, ?4)),
-     sluice_fold(json_extract(r.data, ?5)), sluice_fold(json_extract(r.data, ?6))";
+const FOLDED: &str = "sluice_fold(r.key), sluice_fold(json_extract(r.data, ?3)),
+     sluice_fold(json_extract(r.data, ?4)), sluice_fold(json_extract(r.data, ?5))";
 
-/// Brings `record_search` up to date with a type's records after an import wrote them, in its
-/// transaction: the records it wrote (updated_import = `import_id`) are indexed again and the
-/// ones it erased dropped (`erased`: the condition on `record_search` of the type, as the
-/// import's own DELETE has it). A type indexed with other paths (its columns changed, or
-/// records from before search existed) is indexed whole, once. Set-based: nothing is read
-/// into memory.
-pub(crate) fn index_type(
-    c: &Connection,
-    tenant_id: i64,
-    type_name: &str,
-    import_id: i64,
-    paths: &SearchPaths,
-    erased: Option<&str>,
-) -> Result<()> {
-    let cache: i64 = c.pragma_query_value(None, "cache_size", |r| r.get(0))?;
-    c.pragma_update(None, "cache_size", -INDEX_CACHE_KIB)?;
-    let indexed = index(c, tenant_id, type_name, import_id, paths, erased);
-    c.pragma_update(None, "cache_size", cache)?;
-    indexed
+/// Keeps `record_search` in step with what an import writes, on the import's own connection:
+/// TEMP triggers (which no other connection has) index each record as it is inserted or its
+/// data rewritten, for the types `index_incrementally` listed in `temp.search_paths`, and drop
+/// the search row of each record erased. Records an import leaves unchanged cost nothing.
+pub(crate) fn watch_writes(c: &Connection) -> Result<()> {
+    // (Not `INSERT OR REPLACE`: a trigger's statements take the conflict policy of the
+    // statement that fired it, the upsert's.)
+    let index = "DELETE FROM record_search WHERE tenant_id = NEW.tenant_id AND type = NEW.type AND key = NEW.key
+            AND EXISTS (SELECT 1 FROM search_paths p WHERE p.type = NEW.type);
+        INSERT INTO record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
+        SELECT NEW.tenant_id, NEW.type, NEW.key, sluice_fold(NEW.key), sluice_fold(json_extract(NEW.data, p.first)),
+               sluice_fold(json_extract(NEW.data, p.last)), sluice_fold(json_extract(NEW.data, p.email))
+        FROM search_paths p WHERE p.type = NEW.type;";
+    c.execute_batch(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS search_paths (type TEXT PRIMARY KEY, first TEXT NOT NULL,
+             last TEXT NOT NULL, email TEXT NOT NULL);
+         DELETE FROM temp.search_paths;
+         CREATE TEMP TRIGGER IF NOT EXISTS search_inserted AFTER INSERT ON main.records BEGIN {index} END;
+         CREATE TEMP TRIGGER IF NOT EXISTS search_rewritten AFTER UPDATE OF data ON main.records BEGIN {index} END;
+         CREATE TEMP TRIGGER IF NOT EXISTS search_erased AFTER DELETE ON main.records BEGIN
+             DELETE FROM record_search WHERE tenant_id = OLD.tenant_id AND type = OLD.type AND key = OLD.key;
+         END;"
+    ))?;
+    Ok(())
 }
 
-/// The page cache of the import's connection while indexing for search (as while linking
-/// people): the four name indexes take rows in no order of theirs.
-const INDEX_CACHE_KIB: i64 = 64 * 1024;
-
-fn index(
+/// Whether the import's writes of `type_name` keep its search rows (see `watch_writes`): yes
+/// when the type was indexed with these paths. Otherwise (its name columns changed, or its
+/// records predate search, or it has none yet) it is indexed whole after the import wrote it
+/// ([`index_whole`]).
+pub(crate) fn index_incrementally(
     c: &Connection,
     tenant_id: i64,
     type_name: &str,
-    import_id: i64,
     paths: &SearchPaths,
-    erased: Option<&str>,
-) -> Result<()> {
-    let signature = paths.signature();
+) -> Result<bool> {
     let known: Option<String> = c
         .query_row(
             "SELECT paths FROM main.record_search_columns WHERE tenant_id = ?1 AND type = ?2",
@@ -198,12 +200,36 @@ fn index(
             |r| r.get(0),
         )
         .optional()?;
-    let (first, last, email) = (
-        SearchPaths::path(&paths.first_name),
-        SearchPaths::path(&paths.last_name),
-        SearchPaths::path(&paths.email),
-    );
-    if known.as_deref() != Some(signature.as_str()) {
+    if known.as_deref() != Some(paths.signature().as_str()) {
+        return Ok(false);
+    }
+    c.execute(
+        "INSERT OR REPLACE INTO temp.search_paths (type, first, last, email) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            type_name,
+            SearchPaths::path(&paths.first_name),
+            SearchPaths::path(&paths.last_name),
+            SearchPaths::path(&paths.email)
+        ],
+    )?;
+    Ok(true)
+}
+
+/// The page cache of the import's connection while indexing a type whole (as while linking
+/// people): the name indexes take rows in no order of theirs.
+const INDEX_CACHE_KIB: i64 = 64 * 1024;
+
+/// Indexes a type's records whole, set-based (nothing read into memory), and remembers the
+/// paths it was indexed with.
+pub(crate) fn index_whole(
+    c: &Connection,
+    tenant_id: i64,
+    type_name: &str,
+    paths: &SearchPaths,
+) -> Result<()> {
+    let cache: i64 = c.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    c.pragma_update(None, "cache_size", -INDEX_CACHE_KIB)?;
+    let indexed = (|| -> Result<()> {
         c.execute(
             "DELETE FROM main.record_search WHERE tenant_id = ?1 AND type = ?2",
             params![tenant_id, type_name],
@@ -211,35 +237,25 @@ fn index(
         c.execute(
             &format!(
                 "INSERT INTO main.record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
-                 SELECT ?1, ?2, r.key, {FOLDED} FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2
-                 AND ?3 IS NOT NULL"
+                 SELECT ?1, ?2, r.key, {FOLDED} FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2"
             ),
-            params![tenant_id, type_name, import_id, first, last, email],
+            params![
+                tenant_id,
+                type_name,
+                SearchPaths::path(&paths.first_name),
+                SearchPaths::path(&paths.last_name),
+                SearchPaths::path(&paths.email)
+            ],
         )?;
         c.execute(
             "INSERT INTO main.record_search_columns (tenant_id, type, paths) VALUES (?1, ?2, ?3)
              ON CONFLICT (tenant_id, type) DO UPDATE SET paths = excluded.paths",
-            params![tenant_id, type_name, signature],
+            params![tenant_id, type_name, paths.signature()],
         )?;
-    } else {
-        // The staged rows the import wrote (walking the stage, not the type's records).
-        c.execute(
-            &format!(
-            "INSERT OR REPLACE INTO main.record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
-             SELECT ?1, ?2, r.key, {FOLDED} FROM temp.stage s CROSS JOIN main.records r
-             ON r.tenant_id = ?1 AND r.type = s.type AND r.key = s.key
-             WHERE s.type = ?2 AND r.updated_import = ?3"
-        ),
-            params![tenant_id, type_name, import_id, first, last, email],
-        )?;
-    }
-    if let Some(erased) = erased {
-        c.execute(
-            &format!("DELETE FROM main.record_search WHERE tenant_id = ?1 AND type = ?2 AND {erased}"),
-            params![tenant_id, type_name],
-        )?;
-    }
-    Ok(())
+        Ok(())
+    })();
+    c.pragma_update(None, "cache_size", cache)?;
+    indexed
 }
 
 /// At most this many "added again" warnings per type and import; then a count.

@@ -519,7 +519,8 @@ fn search_benchmark_on_a_million_students() {
     for i in 0..N {
         let first = if i % 100 == 0 { "Changed".to_owned() } else { name(i, 17) };
         let last = name(i, 1_000_003);
-        let data = format!("[\"{}\",\"{first}\",\"{last}\",\"{}.{}@acme.org\"]", 100_000_000 + i, name(i, 17), i);
+        let data =
+            format!("[\"{}\",\"{first}\",\"{last}\",\"{}.{}@acme.org\"]", 100_000_000 + i, name(i, 17), i);
         let hash = if i % 100 == 0 { -(i as i64) - 1 } else { i as i64 };
         l.stage(i + 2, &(100_000_000 + i).to_string(), &data, hash, StageKind::Load).unwrap();
     }
