@@ -795,6 +795,18 @@ required = true
 kind = "id"
 "#;
 
+    /// A key is shown and typed with `+` between its columns; only a key of several columns
+    /// turns `+` back into the separator (a one-column key may hold a `+` of its own).
+    #[test]
+    fn keys_of_several_columns_are_shown_and_typed_with_a_plus() {
+        let t = parse(STUDENTS).unwrap();
+        let (students, guardians) = (t.get("students").unwrap(), t.get("guardians").unwrap());
+        assert_eq!(guardians.shown_key("G1\u{1f}st1"), "G1+st1");
+        assert_eq!(guardians.stored_key("G1+st1"), "G1\u{1f}st1");
+        assert_eq!(students.stored_key("a+b"), "a+b");
+        assert_eq!(students.stored_key(&students.shown_key("1042")), "1042");
+    }
+
     #[test]
     fn parses_types_and_routes_uploads() {
         let t = parse(STUDENTS).unwrap();
