@@ -248,7 +248,9 @@ pub async fn record_page(
     let referrers = t.as_ref().map(|t| web.ingest.referrers_of(t)).unwrap_or_default();
     let view = blocking(move || {
         let store = &w.ingest.store;
-        let Some(record) = store.record(name.as_str(), &ty, &stored)? else { return Ok(None) };
+        let Some(record) = store.record(name.as_str(), &ty, &stored)? else {
+            return Ok(Err(store.tombstone(name.as_str(), &ty, &stored)?));
+        };
         let person = store.person_of(name.as_str(), &ty, &stored)?;
         let referring = store.referring(name.as_str(), &stored, &referrers, 20)?;
         let mut imports = Vec::new();
@@ -259,12 +261,28 @@ pub async fn record_page(
                 imports.push(i);
             }
         }
-        Ok(Some(RecordView { record, person, referring, imports }))
+        Ok(Ok(RecordView { record, person, referring, imports }))
     })
     .await;
     let view = match view {
-        Ok(Some(v)) => v,
-        Ok(None) | Err(Failed::Said(_)) => return not_found(&viewer),
+        Ok(Ok(v)) => v,
+        // A record deleted by hand: the page says by whom and when.
+        Ok(Err(Some(gone))) => {
+            return status_page(
+                StatusCode::NOT_FOUND,
+                "Deleted",
+                &viewer,
+                html! {
+                    h1 { (type_name) " " (key) }
+                    p {
+                        "This record was deleted by " (gone.deleted_by) " on " (when(gone.deleted_ms))
+                        ". The next import that carries it adds it back and says so."
+                    }
+                    p { a href={ "/t/" (tenant) "/records/" (part(&type_name)) } { "All " (type_name) " records" } }
+                },
+            );
+        }
+        Ok(Err(None)) | Err(Failed::Said(_)) => return not_found(&viewer),
         Err(Failed::Interrupted) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
     let r = &view.record;

@@ -921,6 +921,7 @@ fn records_pages_escape_values_and_only_managers_delete_with_the_csrf_token() {
     assert!(!server.cli_ok(&["records", "--tenant", "acme", "--type", "students"]).contains("acme2,"));
     let gone = request(&server, "GET", "/t/acme/records/students/acme2", Some(&ann), "");
     assert_eq!(gone.status, 404);
+    assert!(gone.body.contains("This record was deleted by ann@acme.org (dashboard) on "), "{}", gone.body);
 
     // bob is a plain user of beta: he browses, but neither sees nor may use a delete button.
     let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
