@@ -294,8 +294,9 @@ pub(crate) fn readded(c: &Connection, tenant_id: i64, type_name: &str, max: usiz
     }
     drop(rows);
     c.execute(
+        // Walking the type's tombstones (few), each probing the stage by its key.
         "DELETE FROM main.deleted_records WHERE tenant_id = ?1 AND type = ?2
-         AND key IN (SELECT key FROM temp.stage WHERE type = ?2 AND kind = 0)",
+         AND EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = deleted_records.key AND s.kind = 0)",
         params![tenant_id, type_name],
     )?;
     Ok(warnings)
