@@ -606,6 +606,14 @@ pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
         .expect("deactivating");
     assert_eq!((done.kept, done.deactivated), (0, 1));
     assert!(s.record("north", "guardians", "G3").expect("read").expect("kept").inactive);
+    let guardians = |deactivated| {
+        let q = RecordQuery { q: "g".into(), deactivated, limit: 10, ..RecordQuery::default() };
+        let found = s.search_records("north", "guardians", &q).expect("search");
+        (found.total, found.records.into_iter().map(|r| r.key).collect::<Vec<_>>())
+    };
+    assert_eq!(guardians(Some(false)), (2, keys(&["G1", "G2"])), "active ones");
+    assert_eq!(guardians(Some(true)), (1, keys(&["G3"])), "deactivated ones");
+    assert_eq!(guardians(None), (3, keys(&["G1", "G2", "G3"])), "all");
 
     // An upsert that carries a deleted key again adds it back and says so.
     let back = load(

@@ -551,6 +551,16 @@ impl crate::roles::Records for Store {
     fn search_records(&self, tenant: &str, type_name: &str, q: &RecordQuery) -> Result<FoundRecords> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
+            // Only active records asked for, and the type has no other (the usual case): no
+            // hit needs looking at for it.
+            let all_active = q.deactivated == Some(false)
+                && !c
+                    .prepare_cached(
+                        "SELECT 1 FROM main.records INDEXED BY records_by_state
+                         WHERE tenant_id = ?1 AND type = ?2 AND inactive = 1",
+                    )?
+                    .exists(params![tenant_id, type_name])?;
+            let q = &if all_active { RecordQuery { deactivated: None, ..q.clone() } } else { q.clone() };
             let Search { count: (count, count_bind), page: (page, page_bind) } =
                 Search::new(tenant_id, type_name, q);
             let mut stmt = c.prepare(&page)?;
