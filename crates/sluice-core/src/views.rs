@@ -482,3 +482,20 @@ impl ImportFinishedEvent {
         ImportFinishedEvent { event: "import.finished", delivery, import, first_errors }
     }
 }
+
+/// Records deleted by hand (the API's `DELETE .../records/{type}/{key}`, `sluice records delete
+/// --json`). Each key deleted leaves a tombstone: the next import that carries it adds it back
+/// and says so in its warnings.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = RecordsDeleted))]
+pub struct RecordsDeletedView {
+    pub tenant: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// The keys deleted (a key of several columns joined by `+`).
+    pub deleted: Vec<String>,
+    /// Records deactivated because they referred to a deleted one (`on_delete = "deactivate"`).
+    pub deactivated: u64,
+    /// Records left referring to a deleted one (`on_delete = "keep"`, or `"hold"` confirmed).
+    pub kept: u64,
+}

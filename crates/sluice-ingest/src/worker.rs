@@ -709,18 +709,51 @@ impl Ingest {
             check_references: true,
             safeguard: t.safeguard.for_tenant(&t.name, settings),
             safeguard_settings: settings,
-            referrers: self
-                .types
-                .referrers_of(&t.name)
-                .into_iter()
-                .map(|(from, r)| sluice_store::Referrer {
-                    from_type: from.name.clone(),
-                    path: format!("$[{}]", r.column),
-                    to_type: t.name.clone(),
-                    on_delete: r.on_delete,
-                    prefix: t.key.len() > 1,
-                })
-                .collect(),
+            referrers: self.referrers_of(t),
+        }
+    }
+
+    /// The references of every type to `t`'s records (a student's guardians), as the store
+    /// counts and follows them when records of `t` are deleted.
+    pub fn referrers_of(&self, t: &sluice_core::import::ImportType) -> Vec<sluice_store::Referrer> {
+        self.types
+            .referrers_of(&t.name)
+            .into_iter()
+            .map(|(from, r)| sluice_store::Referrer {
+                from_type: from.name.clone(),
+                path: format!("$[{}]", r.column),
+                to_type: t.name.clone(),
+                on_delete: r.on_delete,
+                prefix: t.key.len() > 1,
+            })
+            .collect()
+    }
+
+    /// Deletes records of a CSV type by hand (the CLI's `records delete`, the API's DELETE, the
+    /// dashboard's confirmed button), in the tenant's turn, so no import plans against records
+    /// that change under it: one transaction (see `Records::delete_records`: unknown keys refuse
+    /// it whole; referring records follow their reference's `on_delete`, `hold` refusing until
+    /// `confirmed`; a tombstone remains, so the import that carries a key again says so).
+    pub fn delete_records(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        keys: &[String],
+        by: &str,
+        confirmed: bool,
+    ) -> Result<sluice_store::Deletion, DeleteError> {
+        let t = self.deletable(type_name)?;
+        let referrers = self.referrers_of(t);
+        let _turn = self.turn(tenant)?;
+        Ok(self.store.delete_records(tenant, type_name, keys, by, &referrers, confirmed)?)
+    }
+
+    /// The CSV type whose records may be deleted by hand: a package's records change with it.
+    pub fn deletable(&self, type_name: &str) -> Result<&sluice_core::import::ImportType, DeleteError> {
+        match self.types.get(type_name) {
+            Some(t) if t.format == sluice_core::import::TypeFormat::Csv => Ok(t),
+            _ if self.types.has_records_of(type_name) => Err(DeleteError::Package(type_name.to_owned())),
+            _ => Err(DeleteError::NoSuchType(type_name.to_owned())),
         }
     }
 
@@ -1033,6 +1066,21 @@ pub enum ApproveError {
     Superseded { id: i64, by: i64 },
     #[error("import type {0:?} no longer exists")]
     NoType(String),
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Store(#[from] sluice_store::StoreError),
+}
+
+/// Why records were not deleted by hand (nothing was).
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("no record type {0:?}; `sluice types` lists the types")]
+    NoSuchType(String),
+    #[error(
+        "records of {0} come from a OneRoster package and change only with it: send a file that marks them tobedeleted"
+    )]
+    Package(String),
     #[error(transparent)]
     Import(#[from] ImportError),
     #[error(transparent)]

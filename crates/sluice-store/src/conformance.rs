@@ -3,7 +3,9 @@
 //! same functions on a fresh, empty store of its own. Each function panics on the first
 //! behaviour that differs, naming it.
 
-use crate::roles::{Accounts, ApiKeys, Bans, ImportQueue, Imports, SavedExports, Tenants, Uploads};
+use crate::roles::{
+    Accounts, ApiKeys, Bans, ImportQueue, Imports, People, Records, SavedExports, Tenants, Uploads,
+};
 use crate::{AuthorizedKey, KeyOwner, Outcome, Role, StageKind, StoreError};
 use sluice_core::defender::Ban;
 use sluice_core::import::{ImportTypes, LoadMode};
@@ -457,4 +459,183 @@ pub fn saved_exports<S: Tenants + Imports + SavedExports>(s: &S) {
     assert!(matches!(s.remove_saved_export("north", "nightly"), Err(StoreError::NoSuchExport(_))));
     assert_eq!(s.export_runs("north", None, 10).expect("runs").len(), 3, "the log outlives the export");
     assert!(matches!(s.saved_exports("south"), Err(StoreError::NoSuchTenant(_))));
+}
+
+/// A content hash for staged rows.
+fn hash_of(data: &str) -> i64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    h.finish() as i64
+}
+
+/// Records one at a time: search by key, names and email (folded, each word a prefix; the
+/// total beside a page; sorted by key or name, either way), kept by imports (a changed name is
+/// found by its new one, an erased record is not found); deleting by hand (unknown keys refused
+/// whole; a `hold` reference refuses until confirmed; `deactivate` deactivates the referring
+/// records; the person role and the person go; a tombstone remains) and an import that carries
+/// a deleted key again adds it back and says so. Needs a store whose imports open loaders.
+pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
+    use crate::{ImportStatus::*, RecordQuery, RecordSort, Referrer};
+    use sluice_core::import::{OnDelete, PersonColumns};
+    s.add_tenant(&name("north"), &folders("students,guardians")).expect("add a tenant");
+    s.add_tenant(&name("south"), &folders("students")).expect("add another tenant");
+    let person = PersonColumns {
+        role: "student".into(),
+        id: Some(0),
+        first_name: 1,
+        last_name: 2,
+        email: Some(3),
+        phone: None,
+    };
+    let load =
+        |tenant: &str, type_name: &str, rows: &[&[&str]], mode: LoadMode, person: Option<&PersonColumns>| {
+            let id = s.create_import(tenant, type_name, "f.csv", "upload", None, None).expect("an import");
+            let mut l = s.loader(tenant, type_name, id).expect("a loader");
+            for (i, row) in rows.iter().enumerate() {
+                let data = serde_json::to_string(row).expect("json");
+                l.stage(i as u64 + 2, row[0], &data, hash_of(&data), StageKind::Load).expect("stage");
+            }
+            let plan = l.plan(type_name, mode).expect("plan");
+            l.commit(Outcome { person, ..outcome(Complete, plan, Some(mode)) }).expect("commit");
+            s.import(id).expect("read").expect("kept")
+        };
+    let students: &[&[&str]] = &[
+        &["1042", "Ann", "Smith", "ann.smith@north.org"],
+        &["1043", "Émile", "Zola", "ez@north.org"],
+        &["2001", "Bob", "Smithers", "bob@north.org"],
+        &["2002", "Ann", "Jones", "aj@north.org"],
+    ];
+    load("north", "students", students, LoadMode::Mirror, Some(&person));
+    load("south", "students", &[&["1042", "Sam", "Smith", "sam@south.org"]], LoadMode::Mirror, Some(&person));
+    let find = |q: &str, sort: RecordSort, descending: bool| {
+        let query = RecordQuery { q: q.into(), sort, descending, limit: 2, ..RecordQuery::default() };
+        let found = s.search_records("north", "students", &query).expect("search");
+        (found.total, found.records.into_iter().map(|r| r.key).collect::<Vec<_>>())
+    };
+    let keys = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    assert_eq!(find("", RecordSort::Key, false), (4, keys(&["1042", "1043"])), "all, a page of two");
+    assert_eq!(find("", RecordSort::Key, true), (4, keys(&["2002", "2001"])), "key order, descending");
+    assert_eq!(find("", RecordSort::Name, false), (4, keys(&["2002", "1042"])), "Jones, Smith, ...");
+    assert_eq!(find("10", RecordSort::Key, false), (2, keys(&["1042", "1043"])), "a key prefix");
+    assert_eq!(find("smith", RecordSort::Name, false), (2, keys(&["1042", "2001"])), "a last-name prefix");
+    assert_eq!(find("SMITH ann", RecordSort::Key, false), (1, keys(&["1042"])), "every word, any case");
+    assert_eq!(find("Smith, Ann", RecordSort::Key, false), (1, keys(&["1042"])), "a comma separates words");
+    assert_eq!(find("émile", RecordSort::Key, false), (1, keys(&["1043"])), "Unicode case folding");
+    assert_eq!(find("bob@", RecordSort::Key, false), (1, keys(&["2001"])), "an email prefix");
+    assert_eq!(find("ith", RecordSort::Key, false), (0, keys(&[])), "a prefix, not a substring");
+    assert_eq!(find("sam", RecordSort::Key, false), (0, keys(&[])), "another tenant's records are not found");
+    let page2 = RecordQuery { q: "smith".into(), limit: 1, offset: 1, ..RecordQuery::default() };
+    let found = s.search_records("north", "students", &page2).expect("search");
+    assert_eq!(found.total, 2, "the total counts every match, not the page");
+    assert_eq!(found.records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["2001"], "the second page");
+    let past = RecordQuery { q: "smith".into(), limit: 1, offset: 5, ..RecordQuery::default() };
+    let found = s.search_records("north", "students", &past).expect("search");
+    assert_eq!((found.total, found.records.len()), (2, 0), "a page past the last still has the total");
+    let active =
+        RecordQuery { q: "smith".into(), deactivated: Some(true), limit: 5, ..RecordQuery::default() };
+    assert_eq!(s.search_records("north", "students", &active).expect("search").total, 0, "none deactivated");
+
+    // Imports keep the search: a changed name is found by its new one, an erased record not at all.
+    let renamed: &[&[&str]] = &[
+        &["1042", "Ann", "Smythe", "ann.smith@north.org"],
+        &["1043", "Émile", "Zola", "ez@north.org"],
+        &["2001", "Bob", "Smithers", "bob@north.org"],
+    ];
+    load("north", "students", renamed, LoadMode::Mirror, Some(&person));
+    assert_eq!(find("smith", RecordSort::Key, false), (1, keys(&["2001"])));
+    assert_eq!(find("smythe", RecordSort::Key, false), (1, keys(&["1042"])));
+    assert_eq!(find("jones", RecordSort::Key, false), (0, keys(&[])), "an erased record is not found");
+
+    // One record, what wrote it, its person.
+    let r = s.record("north", "students", "1042").expect("read").expect("there");
+    assert!(r.data.contains("Smythe") && !r.inactive && r.line == Some(2), "{r:?}");
+    assert!(r.updated_import > r.created_import, "the second import changed it");
+    let p = s.person_of("north", "students", "1042").expect("person").expect("a role of a person");
+    assert_eq!(p.contact.last_name, "Smythe");
+    assert_eq!(s.person("north", p.id).expect("person"), Some(p.clone()));
+    assert_eq!(s.person("south", p.id).expect("person"), None, "a person of another tenant is none");
+    let (n, people) = s.search_people("north", "émi", 10, 0).expect("people");
+    assert_eq!((n, people[0].contact.first_name.as_str()), (1, "Émile"));
+
+    // Guardians refer to students; a `hold` reference refuses a deletion until it is confirmed.
+    load("north", "guardians", &[&["G1", "1042"], &["G2", "1042"], &["G3", "2001"]], LoadMode::Mirror, None);
+    let hold = Referrer {
+        from_type: "guardians".into(),
+        path: "$[1]".into(),
+        to_type: "students".into(),
+        on_delete: OnDelete::Hold,
+        prefix: false,
+    };
+    let found = s.referring("north", "1042", std::slice::from_ref(&hold), 10).expect("referring");
+    assert_eq!((found[0].active, found[0].sample.len()), (2, 2));
+    let refused =
+        s.delete_records("north", "students", &["1042".into()], "ann@x", std::slice::from_ref(&hold), false);
+    assert!(matches!(&refused, Err(StoreError::Referred(m)) if m.contains("G1, G2")), "{refused:?}");
+    let unknown = s.delete_records("north", "students", &["1043".into(), "nope".into()], "ann@x", &[], true);
+    assert!(matches!(unknown, Err(StoreError::NoSuchRecord { .. })), "{unknown:?}");
+    assert!(
+        s.record("north", "students", "1043").expect("read").is_some(),
+        "a refused deletion deletes nothing"
+    );
+    let other = s.delete_records("south", "students", &["2001".into()], "ann@x", &[], true);
+    assert!(matches!(other, Err(StoreError::NoSuchRecord { .. })), "another tenant's key is no record");
+
+    let done = s
+        .delete_records("north", "students", &["1042".into()], "ann@x", std::slice::from_ref(&hold), true)
+        .expect("confirmed");
+    assert_eq!((done.deleted, done.kept, done.deactivated), (vec!["1042".to_owned()], 2, 0));
+    assert!(s.record("north", "students", "1042").expect("read").is_none());
+    assert_eq!(find("smythe", RecordSort::Key, false), (0, keys(&[])), "a deleted record is not found");
+    assert!(s.person("north", p.id).expect("person").is_none(), "the person left without a role goes");
+    let t = s.tombstone("north", "students", "1042").expect("tombstone").expect("kept");
+    assert_eq!(t.deleted_by, "ann@x");
+    assert!(s.record("south", "students", "1042").expect("read").is_some(), "the other tenant's 1042 stays");
+
+    // `deactivate`: the referring records are deactivated in the same transaction.
+    let deactivate = Referrer { on_delete: OnDelete::Deactivate, ..hold.clone() };
+    let done = s
+        .delete_records(
+            "north",
+            "students",
+            &["2001".into()],
+            "ann@x",
+            std::slice::from_ref(&deactivate),
+            false,
+        )
+        .expect("deactivating");
+    assert_eq!((done.kept, done.deactivated), (0, 1));
+    assert!(s.record("north", "guardians", "G3").expect("read").expect("kept").inactive);
+    let guardians = |deactivated| {
+        let q = RecordQuery { q: "g".into(), deactivated, limit: 10, ..RecordQuery::default() };
+        let found = s.search_records("north", "guardians", &q).expect("search");
+        (found.total, found.records.into_iter().map(|r| r.key).collect::<Vec<_>>())
+    };
+    assert_eq!(guardians(Some(false)), (2, keys(&["G1", "G2"])), "active ones");
+    assert_eq!(guardians(Some(true)), (1, keys(&["G3"])), "deactivated ones");
+    assert_eq!(guardians(None), (3, keys(&["G1", "G2", "G3"])), "all");
+
+    // An upsert that carries a deleted key again adds it back and says so.
+    let back = load(
+        "north",
+        "students",
+        &[&["1042", "Ann", "Smith", "ann.smith@north.org"]],
+        LoadMode::Upsert,
+        Some(&person),
+    );
+    assert_eq!(back.counts.added, 1);
+    let said = back.warnings.join("\n");
+    assert!(
+        said.contains("line 2: record 1042 was deleted by ann@x on ") && said.contains(" and is added again"),
+        "{said}"
+    );
+    assert!(s.tombstone("north", "students", "1042").expect("tombstone").is_none(), "said once");
+    let again = load(
+        "north",
+        "students",
+        &[&["1042", "Ann", "Smith", "ann.smith@north.org"]],
+        LoadMode::Upsert,
+        Some(&person),
+    );
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
 }

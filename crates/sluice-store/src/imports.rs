@@ -184,6 +184,7 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.busy_timeout(IMPORT_WRITE_WAIT)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        crate::records::register_functions(&conn)?;
         conn.pragma_update(None, "temp_store", "FILE")?;
         conn.pragma_update(None, "cache_size", -cache_kib)?;
         // As durable as the rest of the store (see Store::open): survives a process crash.
@@ -471,12 +472,19 @@ impl Loader {
         let (t, id) = (self.tenant_id, self.import_id);
         let marks = self.marks();
         still_open(c, id)?;
+        // Records deleted by hand that this import adds back (it says so).
+        let mut readded = Vec::new();
         if o.apply.is_some() {
+            // From here every record written or erased keeps its search row (`records.rs`).
+            crate::records::watch_writes(c)?;
             if marks {
                 // Before any file is written: what the package deletes is still as planned.
                 self.deactivate(c, types, o.referrers)?;
             }
             for &(ty, mode) in types {
+                readded.extend(crate::records::readded(c, t, ty, crate::records::MAX_READDED)?);
+                let search = self.search_paths(ty, o);
+                let incremental = crate::records::index_incrementally(c, t, ty, &search)?;
                 // Unchanged rows (same hash) are not rewritten. A package writes its delta
                 // deletions of records that exist, inactive; a single type's listed record is
                 // active again. (Two texts, not a parameter: an `OR` on a bound flag made
@@ -513,6 +521,9 @@ impl Loader {
                             params![t, ty, id],
                         )?;
                     }
+                    if !incremental {
+                        crate::records::index_whole(c, t, ty, &search)?;
+                    }
                     continue;
                 }
                 // Listed again: a record deactivated because what it named was deleted is
@@ -536,6 +547,9 @@ impl Loader {
                         )?;
                     }
                 }
+                if !incremental {
+                    crate::records::index_whole(c, t, ty, &search)?;
+                }
             }
         }
         // The records that are people's roles: a single type's by its person columns; a
@@ -551,12 +565,31 @@ impl Loader {
                 .map(|(ty, _)| (*ty, crate::people::PersonPaths::oneroster_users())),
             (Scope::Type(_), None) => None,
         };
+        let mut warnings = o.warnings.to_vec();
+        warnings.extend(readded);
         if let (Some(_), Some((ty, paths))) = (o.apply, people) {
-            let mut warnings = o.warnings.to_vec();
             warnings.extend(crate::people::link_people(c, t, ty, id, &paths)?);
-            return apply_outcome(c, id, &Outcome { warnings: &warnings, ..o.clone() });
         }
-        apply_outcome(c, id, o)
+        apply_outcome(c, id, &Outcome { warnings: &warnings, ..o.clone() })
+    }
+
+    /// Where the names of `type_name`'s records are, for search: a single type's person
+    /// columns, a package's users; other records are found by key alone.
+    fn search_paths(&self, type_name: &str, o: &Outcome<'_>) -> crate::records::SearchPaths {
+        use crate::records::SearchPaths;
+        match (&self.scope, o.person) {
+            (Scope::Type(_), Some(p)) => SearchPaths {
+                first_name: Some(format!("$[{}]", p.first_name)),
+                last_name: Some(format!("$[{}]", p.last_name)),
+                email: p.email.map(|e| format!("$[{e}]")),
+            },
+            (Scope::Package(_), _) if type_name == "oneroster.users" => SearchPaths {
+                first_name: Some("$.givenName".into()),
+                last_name: Some("$.familyName".into()),
+                email: Some("$.email".into()),
+            },
+            _ => SearchPaths::default(),
+        }
     }
 }
 

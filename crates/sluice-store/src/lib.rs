@@ -15,6 +15,7 @@ mod imports;
 mod migrations;
 mod people;
 mod photos;
+mod records;
 mod referrers;
 pub mod roles;
 mod saved_exports;
@@ -23,10 +24,14 @@ mod saved_exports;
 pub use connectors::Transfer;
 pub use imports::{Loader, Outcome, STORED_ERRORS, StageKind};
 pub use people::{Person, PersonRole};
+pub use records::{
+    Deletion, FoundRecords, RecordQuery, RecordSort, Referring, SearchPaths, StoredRecord, Tombstone, fold,
+    search_words,
+};
 pub use referrers::Referrer;
 pub use roles::{
-    Accounts, ApiKeys, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Photos, Referrers,
-    SavedExports, Tenants, Uploads,
+    Accounts, ApiKeys, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Photos, Records,
+    Referrers, SavedExports, Tenants, Uploads,
 };
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, Role};
 pub use sluice_core::delivery::{Channel, Delivery};
@@ -84,6 +89,15 @@ pub enum StoreError {
     AccountExists(String),
     #[error("no account {0:?}; `sluice user list` shows them")]
     NoSuchAccount(String),
+    #[error("the tenant has no record {key:?} of type {type_name}")]
+    NoSuchRecord { type_name: String, key: String },
+    /// A deletion by hand refused because records refer to what it deletes, and their
+    /// reference holds such deletions for a decision (`on_delete = "hold"`): nothing changed.
+    #[error(
+        "not deleted: {0}, through a reference that holds deletions for a decision (on_delete = \"hold\"); \
+         deleting anyway keeps them as they are, naming a record that is gone"
+    )]
+    Referred(String),
     /// A settings change that was refused: nothing was changed.
     #[error(transparent)]
     Refused(#[from] sluice_core::SettingsError),
@@ -172,6 +186,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        records::register_functions(&conn)?;
         migrations::migrate(&conn)?;
         Ok(Self { conn: Mutex::new(conn), path })
     }

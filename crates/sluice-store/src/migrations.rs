@@ -344,6 +344,41 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE saved_exports;
      ALTER TABLE saved_exports_29 RENAME TO saved_exports;
      CREATE UNIQUE INDEX saved_exports_by_lower_name ON saved_exports (tenant_id, lower(name));",
+    // 30: search by key, names and email (folded text, prefix ranges; kept by the
+    // loader in each import's transaction; the paths each type was indexed with, so a type
+    // whose columns changed, or records from before this migration, are indexed whole at their
+    // type's next import: until then only by key), and the tombstones of records deleted by
+    // hand (an import that carries the key again says it adds it back)
+    "CREATE TABLE record_search (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        key TEXT NOT NULL,
+        key_f TEXT NOT NULL,
+        first_f TEXT NOT NULL,
+        last_f TEXT NOT NULL,
+        email_f TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, type, key)
+     ) WITHOUT ROWID;
+     CREATE INDEX record_search_by_key ON record_search (tenant_id, type, key_f);
+     CREATE INDEX record_search_by_name ON record_search (tenant_id, type, last_f, first_f);
+     CREATE INDEX record_search_by_first ON record_search (tenant_id, type, first_f);
+     CREATE INDEX record_search_by_email ON record_search (tenant_id, type, email_f);
+     CREATE TABLE record_search_columns (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        paths TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, type)
+     ) WITHOUT ROWID;
+     INSERT INTO record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
+        SELECT tenant_id, type, key, sluice_fold(key), '', '', '' FROM records;
+     CREATE TABLE deleted_records (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        key TEXT NOT NULL,
+        deleted_ms INTEGER NOT NULL,
+        deleted_by TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, type, key)
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

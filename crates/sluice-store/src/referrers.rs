@@ -106,7 +106,7 @@ fn package_dangling(mode: LoadMode) -> Option<String> {
 }
 
 /// A deactivated record is no longer a person's role; people left without one go.
-fn drop_inactive_roles(c: &Connection, tenant_id: i64, type_name: &str) -> Result<()> {
+pub(crate) fn drop_inactive_roles(c: &Connection, tenant_id: i64, type_name: &str) -> Result<()> {
     c.execute(
         "DELETE FROM main.person_roles WHERE tenant_id = ?1 AND type = ?2 AND EXISTS
          (SELECT 1 FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2 AND r.key = person_roles.key

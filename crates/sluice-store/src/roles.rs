@@ -6,8 +6,8 @@
 //! Callers bring the roles they use into scope with `use sluice_store::roles::*` (or by name).
 
 use crate::{
-    Account, ApiKey, AuthorizedKey, Delivery, ImportRecord, Loader, Outcome, Person, Result, Role,
-    StoredError, StoredUpload,
+    Account, ApiKey, AuthorizedKey, Deletion, Delivery, FoundRecords, ImportRecord, Loader, Outcome, Person,
+    RecordQuery, Referrer, Referring, Result, Role, StoredError, StoredRecord, StoredUpload, Tombstone,
 };
 use sluice_core::UploadEvent;
 use sluice_core::connector::{Connector, HostKey};
@@ -339,6 +339,55 @@ pub trait Photos {
 
     /// Whether any photo of the tenant shows the image `sha256`.
     fn image_in_use(&self, tenant: &str, sha256: &str) -> Result<bool>;
+}
+
+/// Records one at a time, for people browsing them (the dashboard, the API, the CLI): search,
+/// one record, its person and what refers to it, and deleting records by hand.
+pub trait Records {
+    /// A page of a type's records matching `q` (each word begins the key, a name or the email;
+    /// indexed: see `records.rs`), and how many match in all.
+    fn search_records(&self, tenant: &str, type_name: &str, q: &RecordQuery) -> Result<FoundRecords>;
+
+    fn record(&self, tenant: &str, type_name: &str, key: &str) -> Result<Option<StoredRecord>>;
+
+    /// When and by whom a record was deleted by hand, if it was and no import added it back.
+    fn tombstone(&self, tenant: &str, type_name: &str, key: &str) -> Result<Option<Tombstone>>;
+
+    /// The person a record is a role of, with all their roles.
+    fn person_of(&self, tenant: &str, type_name: &str, key: &str) -> Result<Option<Person>>;
+
+    /// One of a tenant's people (`None`: no such person of this tenant).
+    fn person(&self, tenant: &str, id: i64) -> Result<Option<Person>>;
+
+    /// A page of a tenant's people whose names or email begin with each word of `q`, by name,
+    /// and how many match in all.
+    fn search_people(&self, tenant: &str, q: &str, limit: usize, offset: usize)
+    -> Result<(u64, Vec<Person>)>;
+
+    /// For each of `referrers`, the records referring to `key` of its `to_type`: how many are
+    /// active, and up to `limit` of them.
+    fn referring(
+        &self,
+        tenant: &str,
+        key: &str,
+        referrers: &[Referrer],
+        limit: usize,
+    ) -> Result<Vec<Referring>>;
+
+    /// Deletes records of one type by hand, in one transaction: every key must exist
+    /// (`NoSuchRecord`, nothing changed); records referring to one follow their reference's
+    /// `on_delete` (`deactivate`: deactivated; `keep`: kept; `hold`: refused with them listed,
+    /// `Referred`, unless `confirmed`, then kept); each record's person role goes (and the
+    /// person, left without one); a tombstone (when, `by`) remains for each key.
+    fn delete_records(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        keys: &[String],
+        by: &str,
+        referrers: &[Referrer],
+        confirmed: bool,
+    ) -> Result<Deletion>;
 }
 
 /// Saved exports (a tenant's export definitions, by name; names are unique whatever their

@@ -18,6 +18,7 @@ fn sqlite_passes_the_loading_checks() {
     let dir = tempfile::tempdir().unwrap();
     conformance::loading(&Store::open(&dir.path().join("sluice.db")).unwrap());
     conformance::saved_exports(&Store::open(&dir.path().join("exports.db")).unwrap());
+    conformance::records(&Store::open(&dir.path().join("records.db")).unwrap());
 }
 
 fn tenant(name: &str) -> TenantName {
@@ -366,4 +367,223 @@ fn imports_and_people_work_as_trait_objects() {
     let n =
         people.records_where("acme", "students", "$[0]", "S2", None, &mut |k, _| found.push(k.to_owned()));
     assert_eq!((n.unwrap(), found), (1, vec!["S2".to_owned()]));
+}
+
+/// Search stays indexed: on 20,000 students loaded through the loader, each kind of search
+/// (a word, several words, none, sorted by key or name, with the deactivated filter) reads
+/// index ranges only (no full scan of `records` or `record_search` in its query plan), and
+/// finds what it should.
+#[test]
+fn searching_twenty_thousand_records_reads_index_ranges_only() {
+    use crate::{RecordQuery, RecordSort};
+    use sluice_core::import::{LoadMode::Mirror, PersonColumns};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("sluice.db")).unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    let id = s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    let mut l = s.loader("acme", "students", id).unwrap();
+    let last = ["Smith", "Jones", "García", "Nguyen", "Müller"];
+    for i in 0..20_000u64 {
+        let data = format!(
+            "[\"{}\",\"First{}\",\"{}{}\",\"s{i}@acme.org\"]",
+            100_000 + i,
+            i % 97,
+            last[i as usize % 5],
+            i % 13
+        );
+        l.stage(i + 2, &(100_000 + i).to_string(), &data, i as i64, StageKind::Load).unwrap();
+    }
+    let person = PersonColumns {
+        role: "student".into(),
+        id: Some(0),
+        first_name: 1,
+        last_name: 2,
+        email: Some(3),
+        phone: None,
+    };
+    l.commit(Outcome { person: Some(&person), ..outcome(ImportStatus::Complete, Some(Mirror)) }).unwrap();
+
+    let query =
+        |q: &str, sort: RecordSort| RecordQuery { q: q.into(), sort, limit: 50, ..RecordQuery::default() };
+    let found = s.search_records("acme", "students", &query("müller1", RecordSort::Name)).unwrap();
+    // i % 5 == 4 and i % 13 in {1, 10, 11, 12}: 4 of every 65.
+    assert_eq!(
+        found.total,
+        (0..20_000).filter(|i| i % 5 == 4 && [1, 10, 11, 12].contains(&(i % 13))).count() as u64
+    );
+    assert_eq!(found.records.len(), 50);
+    let one = s.search_records("acme", "students", &query("S19999@ACME", RecordSort::Key)).unwrap();
+    assert_eq!(one.records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["119999"]);
+    let all = s.search_records("acme", "students", &query("", RecordSort::Key)).unwrap();
+    assert_eq!(all.total, 20_000);
+
+    for (q, sort, deactivated) in [
+        ("smi", RecordSort::Key, None),
+        ("smi", RecordSort::Name, Some(false)),
+        ("garcía first1", RecordSort::Name, None),
+        ("1000", RecordSort::Key, Some(false)),
+        ("", RecordSort::Name, None),
+        ("", RecordSort::Key, Some(false)),
+    ] {
+        let plan = crate::records::explain_search(
+            &s,
+            "acme",
+            "students",
+            &RecordQuery { deactivated, ..query(q, sort) },
+        )
+        .unwrap();
+        let scans: Vec<&String> = plan
+            .iter()
+            // `h`: the first word's hits; `(subquery-N)`: the same, counted by the window;
+            // `p`: the page's keys (at most `limit`).
+            .filter(|l| {
+                l.starts_with("SCAN")
+                    && !["SCAN h", "SCAN p"].contains(&l.as_str())
+                    && !l.starts_with("SCAN (subquery-")
+                    && !l.contains("USING")
+            })
+            .collect();
+        assert!(scans.is_empty(), "{q:?} {sort:?}: a full scan in {plan:#?}");
+        if deactivated.is_some() && !q.is_empty() {
+            assert!(
+                plan.iter().any(|l| l.contains("records_by_state (tenant_id=? AND type=? AND inactive=? AND key=?)")),
+                "{q:?}: the deactivated filter probes the small index, not the records: {plan:#?}"
+            );
+        }
+        if !q.is_empty() {
+            for index in [
+                "record_search_by_key",
+                "record_search_by_name",
+                "record_search_by_first",
+                "record_search_by_email",
+            ] {
+                assert!(plan.iter().any(|l| l.contains(index)), "{q:?}: {index} not used in {plan:#?}");
+            }
+        }
+    }
+}
+
+/// The benchmark of BENCHMARKS.md ("Records search"): 1,000,000 students with varied names
+/// loaded through the loader, then prefix searches as the API makes them (active records, a
+/// page of 50 with the total), timed. Run in a release build:
+/// `cargo test --release -p sluice-store -- --ignored --nocapture search_benchmark`.
+#[test]
+#[ignore]
+fn search_benchmark_on_a_million_students() {
+    use crate::{RecordQuery, RecordSort};
+    use sluice_core::import::{LoadMode::Mirror, PersonColumns};
+    use std::time::Instant;
+    const N: u64 = 1_000_000;
+    let syllables = [
+        "an", "bel", "car", "dor", "el", "fin", "gar", "hol", "ing", "jen", "kal", "lor", "mar", "nor", "ol",
+        "par", "quin", "ros", "sal", "tor", "ul", "ven", "wil", "xan", "yor", "zel", "bra", "cle", "dru",
+        "fro",
+    ];
+    // A deterministic spread of names: three syllables each for last and first names.
+    let name = |i: u64, salt: u64| {
+        let mut x = i.wrapping_mul(6364136223846793005).wrapping_add(salt) ^ (i >> 7);
+        let mut s = String::new();
+        for _ in 0..3 {
+            s.push_str(syllables[(x % 30) as usize]);
+            x /= 30;
+        }
+        let mut c = s.chars();
+        c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("sluice.db")).unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    let id = s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    let started = Instant::now();
+    let mut l = s.loader("acme", "students", id).unwrap();
+    for i in 0..N {
+        let (first, last) = (name(i, 17), name(i, 1_000_003));
+        let data = format!("[\"{}\",\"{first}\",\"{last}\",\"{}.{}@acme.org\"]", 100_000_000 + i, first, i);
+        l.stage(i + 2, &(100_000_000 + i).to_string(), &data, i as i64, StageKind::Load).unwrap();
+    }
+    let person = PersonColumns {
+        role: "student".into(),
+        id: Some(0),
+        first_name: 1,
+        last_name: 2,
+        email: Some(3),
+        phone: None,
+    };
+    let staged = started.elapsed();
+    l.commit(Outcome { person: Some(&person), ..outcome(ImportStatus::Complete, Some(Mirror)) }).unwrap();
+    eprintln!("loaded {N} students in {:?} (staged in {staged:?})", started.elapsed());
+    // The same file again, 1% of it changed: what a nightly mirror import costs.
+    let id = s.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
+    let again = Instant::now();
+    let mut l = s.loader("acme", "students", id).unwrap();
+    for i in 0..N {
+        let first = if i % 100 == 0 { "Changed".to_owned() } else { name(i, 17) };
+        let last = name(i, 1_000_003);
+        let data =
+            format!("[\"{}\",\"{first}\",\"{last}\",\"{}.{}@acme.org\"]", 100_000_000 + i, name(i, 17), i);
+        let hash = if i % 100 == 0 { -(i as i64) - 1 } else { i as i64 };
+        l.stage(i + 2, &(100_000_000 + i).to_string(), &data, hash, StageKind::Load).unwrap();
+    }
+    let staged = again.elapsed();
+    l.commit(Outcome { person: Some(&person), ..outcome(ImportStatus::Complete, Some(Mirror)) }).unwrap();
+    eprintln!("loaded them again, 1% changed, in {:?} (staged in {staged:?})", again.elapsed());
+    // What the search index adds to a first import's apply: indexing every record again.
+    let c = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+    crate::records::register_functions(&c).unwrap();
+    c.pragma_update(None, "cache_size", -16_000).unwrap();
+    let t = Instant::now();
+    c.execute_batch(
+        "BEGIN; DELETE FROM record_search;
+         INSERT INTO record_search SELECT tenant_id, type, key, sluice_fold(key), sluice_fold(json_extract(data, '$[1]')),
+             sluice_fold(json_extract(data, '$[2]')), sluice_fold(json_extract(data, '$[3]')) FROM records;
+         ROLLBACK;",
+    )
+    .unwrap();
+    eprintln!("indexing them for search: {:?}", t.elapsed());
+    for (what, words) in [
+        (
+            "3-letter name prefix",
+            (0..100).map(|i| name(i * 7919, 1_000_003)[..3].to_lowercase()).collect::<Vec<_>>(),
+        ),
+        ("6-letter name prefix", (0..100).map(|i| name(i * 7919, 1_000_003)[..6].to_lowercase()).collect()),
+        ("whole last name", (0..100).map(|i| name(i * 7919, 1_000_003)).collect()),
+        (
+            "last and first name",
+            (0..100).map(|i| format!("{} {}", name(i * 7919, 1_000_003), name(i * 7919, 17))).collect(),
+        ),
+        (
+            "key prefix (5 digits)",
+            (0..100).map(|i| (100_000_000 + i * 9_973).to_string()[..5].to_owned()).collect(),
+        ),
+        ("no words, by name", (0..100).map(|_| String::new()).collect()),
+    ] {
+        for sort in [RecordSort::Key, RecordSort::Name] {
+            if words[0].is_empty() && sort == RecordSort::Key {
+                continue;
+            }
+            let mut times = Vec::new();
+            let mut total = 0;
+            for q in &words {
+                let query = RecordQuery {
+                    q: q.clone(),
+                    sort,
+                    deactivated: Some(false),
+                    limit: 50,
+                    ..RecordQuery::default()
+                };
+                let t = Instant::now();
+                let found = s.search_records("acme", "students", &query).unwrap();
+                times.push(t.elapsed());
+                total += found.total;
+            }
+            times.sort();
+            eprintln!(
+                "{what}, by {sort:?}: p50 {:?}, p95 {:?}, max {:?} (mean matches {})",
+                times[50],
+                times[95],
+                times[99],
+                total / words.len() as u64
+            );
+        }
+    }
 }

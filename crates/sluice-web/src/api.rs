@@ -11,7 +11,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
@@ -19,8 +19,10 @@ use sluice_core::TenantName;
 use sluice_core::connector::ConnectorName;
 use sluice_core::import::{Related, TypeFormat};
 use sluice_core::saved_export::{ExportFormat, ExportName, ExportWhen, RunCause, RunOutcome, SavedExport};
-use sluice_core::views::{ExportRunView, ImportView, KeyView, SavedExportView, SettingsView, TenantView};
-use sluice_ingest::ApproveError;
+use sluice_core::views::{
+    ExportRunView, ImportView, KeyView, RecordsDeletedView, SavedExportView, SettingsView, TenantView,
+};
+use sluice_ingest::{ApproveError, DeleteError};
 use sluice_store::roles::*;
 use sluice_store::{ImportRecord, KeyOwner, StoreError};
 use utoipa::{IntoParams, IntoResponses, ToSchema};
@@ -33,6 +35,7 @@ pub fn routes() -> Router<Web> {
         .route("/api/v1/tenants/{tenant}/imports", get(imports))
         .route("/api/v1/tenants/{tenant}/sync", post(sync))
         .route("/api/v1/tenants/{tenant}/records/{type}", get(records))
+        .route("/api/v1/tenants/{tenant}/records/{type}/{key}", delete(delete_record))
         .route("/api/v1/tenants/{tenant}/keys", get(keys).post(add_key).delete(remove_key))
         .route("/api/v1/tenants/{tenant}/settings", get(settings).patch(change_settings))
         .route("/api/v1/tenants/{tenant}/exports", get(saved_exports).post(export))
@@ -506,9 +509,31 @@ pub(crate) struct RecordsQuery {
     /// CSV types: the records deactivated by `on_delete = "deactivate"` instead of the
     /// active ones.
     deactivated: Option<bool>,
+    /// Search: each word must begin the record's key, first or last name or email (any case).
+    #[param(max_length = 500)]
+    q: Option<String>,
+    /// Order by key (default) or by name (last, first, then key).
+    sort: Option<RecordSortBy>,
+    /// `asc` (default) or `desc`.
+    order: Option<SortOrder>,
 }
 
-/// Records of one type, by key, paged
+/// What records are ordered by.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RecordSortBy {
+    Key,
+    Name,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// Records of one type, searched, sorted and paged, with how many match in all
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/records/{type}", operation_id = "listRecords",
     params(TenantParam, ("type" = String, Path, description = "a record type: a CSV import type or a OneRoster file's type"), RecordsQuery),
     responses((status = 200, description = "OK", body = RecordPage), Refused))]
@@ -557,17 +582,24 @@ pub(crate) async fn records(
             web.ingest.types.get(&type_name).map(|t| t.columns.iter().map(|c| c.name.clone()).collect());
         // A CSV type's deactivated records are listed apart; a OneRoster record's status says.
         let deactivated = columns.as_ref().map(|_| q.deactivated.unwrap_or(false));
-        let page = web.ingest.store.records_page(
-            &name,
-            &type_name,
-            filter.as_ref().map(|(p, v)| (p.as_str(), v.as_str())),
+        let query = sluice_store::RecordQuery {
+            q: q.q.unwrap_or_default(),
+            sort: match q.sort {
+                Some(RecordSortBy::Name) => sluice_store::RecordSort::Name,
+                _ => sluice_store::RecordSort::Key,
+            },
+            descending: matches!(q.order, Some(SortOrder::Desc)),
+            filter,
             deactivated,
             limit,
             offset,
-        )?;
-        let records = page
+        };
+        let found = web.ingest.store.search_records(&name, &type_name, &query)?;
+        let records = found
+            .records
             .iter()
-            .map(|(_, data)| match &columns {
+            .map(|r| &r.data)
+            .map(|data| match &columns {
                 // CSV types store an array in the type's column order.
                 Some(cols) => {
                     let values: Vec<Value> = serde_json::from_str(data).unwrap_or_default();
@@ -576,9 +608,66 @@ pub(crate) async fn records(
                 None => serde_json::from_str(data).unwrap_or_default(),
             })
             .collect();
-        Ok(Json(RecordPage { type_name, offset, limit, records }))
+        Ok(Json(RecordPage { type_name, total: found.total, offset, limit, records }))
     })
     .await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeleteQuery {
+    /// Delete even when records refer to it through a reference that holds deletions for a
+    /// decision (`on_delete = "hold"`): they are kept as they are. Without it such a deletion
+    /// answers 409 and lists them.
+    force: Option<bool>,
+}
+
+/// Delete one record (its person role goes with it; records referring to it follow their
+/// reference's `on_delete`). A tombstone remains: the next import that carries the key adds it
+/// back and says so in its warnings.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/records/{type}/{key}", operation_id = "deleteRecord",
+    params(TenantParam, ("type" = String, Path, description = "a CSV import type"),
+        ("key" = String, Path, description = "the record's key (a key of several columns joined by `+`)"), DeleteQuery),
+    responses((status = 200, description = "OK", body = RecordsDeletedView), Refused, Conflict))]
+pub(crate) async fn delete_record(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath((name, type_name, key)): ApiPath<(TenantName, String, String)>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> ApiResult<RecordsDeletedView> {
+    caller.may(&name)?;
+    let by = caller.who();
+    blocking(move || {
+        let stored = web.ingest.deletable(&type_name).map_err(delete_error)?.stored_key(&key);
+        let done = web
+            .ingest
+            .delete_records(&name, &type_name, &[stored], &by, q.force.unwrap_or(false))
+            .map_err(delete_error)?;
+        let t = web.ingest.deletable(&type_name).map_err(delete_error)?;
+        Ok(Json(RecordsDeletedView {
+            tenant: name.to_string(),
+            deleted: done.deleted.iter().map(|k| t.shown_key(k)).collect(),
+            type_name,
+            deactivated: done.deactivated,
+            kept: done.kept,
+        }))
+    })
+    .await
+}
+
+fn delete_error(e: DeleteError) -> ApiError {
+    match e {
+        DeleteError::NoSuchType(_) => ApiError::not_found("such record type"),
+        DeleteError::Package(_) => ApiError::new(StatusCode::BAD_REQUEST, "not_deletable", e.to_string()),
+        DeleteError::Store(StoreError::NoSuchRecord { .. }) => ApiError::not_found("such record"),
+        DeleteError::Store(StoreError::Referred(_)) => ApiError::new(
+            StatusCode::CONFLICT,
+            "referred",
+            format!("{e}: send force=true to delete it anyway"),
+        ),
+        DeleteError::Store(e) => e.into(),
+        DeleteError::Import(e) => ApiError::internal(e),
+    }
 }
 
 /// Import the files waiting in the tenant's folders now

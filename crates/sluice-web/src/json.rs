@@ -70,6 +70,8 @@ pub struct ErrorPage {
 pub struct RecordPage {
     #[serde(rename = "type")]
     pub type_name: String,
+    /// How many records match in all (the page holds at most `limit` of them).
+    pub total: u64,
     pub offset: usize,
     pub limit: usize,
     #[schema(value_type = Vec<BTreeMap<String, String>>)]

@@ -10,8 +10,8 @@ use crate::json::{
 use sluice_core::history::{Counts, ImportStatus, StoredError};
 use sluice_core::saved_export::{ExportFormat, RunCause};
 use sluice_core::views::{
-    ExportFailedEvent, ExportRunView, ImportFinishedEvent, ImportView, KeyView, SafeguardView,
-    SavedExportView, SettingsView, TenantView, TriggerName,
+    ExportFailedEvent, ExportRunView, ImportFinishedEvent, ImportView, KeyView, RecordsDeletedView,
+    SafeguardView, SavedExportView, SettingsView, TenantView, TriggerName,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi};
             anything else is 404."
     ),
     paths(
-        api::tenants, api::tenant, api::imports, api::sync, api::records, api::keys, api::add_key,
+        api::tenants, api::tenant, api::imports, api::sync, api::records, api::delete_record, api::keys, api::add_key,
         api::remove_key, api::settings, api::change_settings, api::import, api::import_errors,
         api::import_file, api::approve, api::discard, api::export, api::saved_exports, api::saved_export,
         api::save_export, api::remove_saved_export, api::run_saved_export, api::export_runs,
@@ -35,7 +35,8 @@ use utoipa::{Modify, OpenApi};
         ImportView, ImportList, SyncResult, StoredError, ErrorPage, KeyView, KeyList, KeyRemoved,
         SafeguardView, SettingsView, RecordPage, api::NewKey, api::SettingsBody, api::SafeguardChange,
         api::ReportFormat, ImportFinishedEvent, ExportFailedEvent, api::ExportBody, ExportDone, SavedExportView, SavedExportList,
-        api::SavedExportBody, ExportRunView, ExportRunList, ExportFormat, RunCause,
+        api::SavedExportBody, ExportRunView, ExportRunList, ExportFormat, RunCause, RecordsDeletedView,
+        api::RecordSortBy, api::SortOrder,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),

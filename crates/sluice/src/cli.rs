@@ -27,6 +27,30 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// Changes to a tenant's records by hand.
+#[derive(Subcommand, Debug)]
+pub(crate) enum RecordsCommand {
+    /// Delete records (all or none): each key's person role goes with it; records referring to
+    /// one follow their reference's on_delete (deactivate, keep; hold refuses and lists them
+    /// unless --force, which keeps them). The next import that carries a deleted key adds it
+    /// back and says so.
+    Delete {
+        #[arg(long, value_parser = tenant_name)]
+        tenant: TenantName,
+        #[arg(long = "type", value_name = "TYPE")]
+        type_name: String,
+        /// The records' keys (a key of several columns joined by `+`).
+        #[arg(value_name = "KEY", required = true)]
+        keys: Vec<String>,
+        /// Delete even when records refer to one through a reference that holds deletions
+        /// for a decision (on_delete = "hold"): they are kept as they are.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 // Parsed once per process: the size of its largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
@@ -104,12 +128,15 @@ pub(crate) enum Command {
     Approve { id: i64 },
     /// Drop a held import without changing anything.
     Discard { id: i64 },
-    /// A tenant's records of one type.
+    /// A tenant's records of one type. `records delete` deletes records by hand.
+    #[command(args_conflicts_with_subcommands = true)]
     Records {
+        #[command(subcommand)]
+        change: Option<RecordsCommand>,
         #[arg(long, value_parser = tenant_name)]
-        tenant: TenantName,
+        tenant: Option<TenantName>,
         #[arg(long = "type", value_name = "TYPE")]
-        type_name: String,
+        type_name: Option<String>,
         #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
         format: String,
         /// Only the records that name this student (a student's guardians or enrollments).

@@ -95,7 +95,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             crate::exports::export(&config, &dirs, tenant, what, out)
         }
-        Command::Records { tenant, type_name, format, student, class, deactivated } => {
+        Command::Records {
+            change: Some(RecordsCommand::Delete { tenant, type_name, keys, force, json }),
+            ..
+        } => crate::imports::delete_records(&config, &dirs, &tenant, &type_name, &keys, force, json),
+        Command::Records { change: None, tenant, type_name, format, student, class, deactivated } => {
+            let (Some(tenant), Some(type_name)) = (tenant, type_name) else {
+                return Err(usage(anyhow!(
+                    "--tenant and --type are required: sluice records --tenant T --type TYPE \
+                     (or sluice records delete --tenant T --type TYPE KEY...)"
+                )));
+            };
             let related = match (student, class) {
                 (Some(id), _) => Some((sluice_core::import::Related::Student, id)),
                 (_, Some(id)) => Some((sluice_core::import::Related::Class, id)),

@@ -446,6 +446,54 @@ pub fn discard(config: &Config, dirs: &DataDirs, id: i64) -> Result<(), Failure>
     Ok(())
 }
 
+/// `sluice records delete`: records deleted by hand, all or none (see `Ingest::delete_records`).
+pub fn delete_records(
+    config: &Config,
+    dirs: &DataDirs,
+    tenant: &str,
+    type_name: &str,
+    keys: &[String],
+    force: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let ingest = open(config, dirs)?;
+    let t = match ingest.deletable(type_name) {
+        Ok(t) => t,
+        Err(e @ sluice_ingest::DeleteError::NoSuchType(_)) => return Err(usage(e.into())),
+        Err(e) => return Err(e.into()),
+    };
+    let stored: Vec<String> = keys.iter().map(|k| t.stored_key(k)).collect();
+    let done = ingest.delete_records(tenant, type_name, &stored, &command_line_user(), force).map_err(
+        |e| match e {
+            sluice_ingest::DeleteError::Store(sluice_store::StoreError::Referred(_)) => {
+                anyhow!("{e}: add --force to delete anyway")
+            }
+            e => e.into(),
+        },
+    )?;
+    let deleted: Vec<String> = done.deleted.iter().map(|k| t.shown_key(k)).collect();
+    if json {
+        let view = sluice_core::views::RecordsDeletedView {
+            tenant: tenant.to_owned(),
+            type_name: type_name.to_owned(),
+            deleted,
+            deactivated: done.deactivated,
+            kept: done.kept,
+        };
+        outln!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    outln!("deleted {} {type_name} record(s): {}", deleted.len(), deleted.join(", "));
+    if done.deactivated > 0 {
+        outln!("{} record(s) referring to them deactivated (on_delete = \"deactivate\")", done.deactivated);
+    }
+    if done.kept > 0 {
+        outln!("{} record(s) referring to them kept as they are", done.kept);
+    }
+    outln!("an import that carries one of these keys again adds it back and says so");
+    Ok(())
+}
+
 pub fn records(
     config: &Config,
     dirs: &DataDirs,

@@ -277,6 +277,18 @@ pub struct PersonColumns {
 }
 
 impl ImportType {
+    /// A record's key as people read and type it: a key of several columns joined by `+`
+    /// (stored joined by U+001F).
+    pub fn shown_key(&self, stored: &str) -> String {
+        stored.replace('\u{1f}', "+")
+    }
+
+    /// The stored key of a key as shown (see [`ImportType::shown_key`]): for a key of several
+    /// columns `+` separates them; a key of one column is as given.
+    pub fn stored_key(&self, shown: &str) -> String {
+        if self.key.len() > 1 { shown.replace('+', "\u{1f}") } else { shown.to_owned() }
+    }
+
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
@@ -946,6 +958,18 @@ name = "studentSisId"
 required = true
 kind = "id"
 "#;
+
+    /// A key is shown and typed with `+` between its columns; only a key of several columns
+    /// turns `+` back into the separator (a one-column key may hold a `+` of its own).
+    #[test]
+    fn keys_of_several_columns_are_shown_and_typed_with_a_plus() {
+        let t = parse(STUDENTS).unwrap();
+        let (students, guardians) = (t.get("students").unwrap(), t.get("guardians").unwrap());
+        assert_eq!(guardians.shown_key("G1\u{1f}st1"), "G1+st1");
+        assert_eq!(guardians.stored_key("G1+st1"), "G1\u{1f}st1");
+        assert_eq!(students.stored_key("a+b"), "a+b");
+        assert_eq!(students.stored_key(&students.shown_key("1042")), "1042");
+    }
 
     #[test]
     fn parses_types_and_routes_uploads() {

@@ -192,7 +192,9 @@ pub async fn overview(
             h2 { "Records" }
             table {
                 tr { th { "Type" } th { "Records" } }
-                @for (ty, n) in &counts { tr { td { (ty) } td { (n) } } }
+                @for (ty, n) in &counts {
+                    tr { td { a href={ "/t/" (tenant) "/records/" (super::records::part(ty)) } { (ty) } } td { (n) } }
+                }
             }
             @if !exportable.is_empty() {
                 form method="post" action={ "/t/" (tenant) "/export" } {
@@ -212,6 +214,8 @@ pub async fn overview(
         }
         p {
             a href={ "/t/" (tenant) "/imports" } { "All imports" } " · "
+            a href={ "/t/" (tenant) "/records" } { "Records" } " · "
+            a href={ "/t/" (tenant) "/people" } { "People" } " · "
             a href={ "/t/" (tenant) "/exports" } { "Saved exports" } " · "
             // What only an owner or a granted user may open is not offered to the others.
             @if manages {

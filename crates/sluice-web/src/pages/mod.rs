@@ -10,7 +10,8 @@
 //! The rooms: `layout` (page shell, nav, badges, notices, the not-found and refusal pages),
 //! `auth` (the `Viewer` extractor, sessions and cookies, login and logout with the defender's
 //! limits), `imports` (all tenants, a tenant's overview and history, one import, its error
-//! report and kept file, approve/discard, sync), `sftp` (keys and password), `settings`,
+//! report and kept file, approve/discard, sync), `records` (records searched, one record with
+//! its person and relationships, deleting one; people), `sftp` (keys and password), `settings`,
 //! `team` and `api_keys`.
 
 /// `Posted` for forms whose token is their `csrf` field.
@@ -29,6 +30,7 @@ mod auth;
 mod exports;
 mod imports;
 mod layout;
+mod records;
 mod settings;
 mod sftp;
 mod team;
@@ -63,6 +65,15 @@ pub fn routes() -> Router<Web> {
         .route("/imports/{id}/file", get(imports::kept_file))
         .route("/imports/{id}/approve", post(imports::approve))
         .route("/imports/{id}/discard", post(imports::discard))
+        .route("/t/{tenant}/records", get(records::types_page))
+        .route("/t/{tenant}/records/{type}", get(records::records_page))
+        .route("/t/{tenant}/records/{type}/{key}", get(records::record_page))
+        .route(
+            "/t/{tenant}/records/{type}/{key}/delete",
+            get(records::delete_page).post(records::delete_record),
+        )
+        .route("/t/{tenant}/people", get(records::people_page))
+        .route("/t/{tenant}/people/{id}", get(records::person_page))
         .route("/t/{tenant}/sftp", get(sftp::sftp_page))
         .route("/t/{tenant}/sftp/keys", post(sftp::add_key))
         .route("/t/{tenant}/sftp/keys/remove", post(sftp::remove_key))

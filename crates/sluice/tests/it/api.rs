@@ -120,6 +120,11 @@ fn a_tenants_key_sees_only_its_tenant_on_every_endpoint() {
     }
     let (_, v) = api.get(&format!("/api/v1/imports/{beta_held}"), &api.beta);
     assert_eq!(v["status"], "held", "beta's held import is untouched");
+    let (status, _, body) =
+        api.server.http("DELETE", "/api/v1/tenants/beta/records/students/beta3?force=true", Some(&api.acme));
+    assert_eq!(status, 404, "{body}");
+    let (_, v) = api.get("/api/v1/tenants/beta/records/students?q=beta3", &api.beta);
+    assert_eq!(v["total"], 1, "beta's record is untouched: {v}");
 
     // Without a key, with a malformed one, with a revoked one: 401 with a stable code.
     let (status, _, body) = api.server.http("GET", "/api/v1/tenants", None);
@@ -248,6 +253,7 @@ fn the_openapi_document_lists_every_endpoint() {
             "/api/v1/tenants/{tenant}/imports",
             "/api/v1/tenants/{tenant}/keys",
             "/api/v1/tenants/{tenant}/records/{type}",
+            "/api/v1/tenants/{tenant}/records/{type}/{key}",
             "/api/v1/tenants/{tenant}/settings",
             "/api/v1/tenants/{tenant}/sync",
         ]
@@ -426,7 +432,7 @@ fn saved_exports_through_the_api() {
 }
 
 /// The properties a schema of the document lists, following `$ref` and `allOf`.
-fn schema_properties(doc: &Value, schema: &Value) -> (Vec<String>, Vec<String>) {
+pub(crate) fn schema_properties(doc: &Value, schema: &Value) -> (Vec<String>, Vec<String>) {
     if let Some(r) = schema["$ref"].as_str() {
         let name = r.trim_start_matches("#/components/schemas/");
         return schema_properties(doc, &doc["components"]["schemas"][name]);

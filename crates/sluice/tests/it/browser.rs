@@ -70,3 +70,60 @@ async fn staff_log_in_see_the_upload_open_its_errors_download_the_report_sync_an
         "{last}"
     );
 }
+
+/// Records in Chromium (`tests/browser/records.js`): search, sort, the record page with its
+/// person and relationships both ways, deleting after the confirmation page, people; a plain
+/// user sees no delete button and is refused the delete page.
+#[test]
+fn staff_search_records_follow_relationships_and_delete_one_after_confirming() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !have("node", "nodejs") || !have("chromium", "chromium") {
+        return;
+    }
+    if !browser_dir.join("node_modules/playwright-core").is_dir()
+        && !external_check(false, "playwright-core", "npm ci in crates/sluice/tests/browser")
+    {
+        return;
+    }
+    let server = Server::start();
+    for t in ["acme", "beta"] {
+        server.importing_tenant(t, "pw-for-tests");
+        server.cli_ok(&["tenant", "set", t, "types=students,guardians"]);
+        let students = "sisId,firstName,lastName,email\nst1,Ann,Smith,ann.smith@acme.org\n\
+            st2,Bob,Smithers,bob@acme.org\nst3,Émile,Zola,ez@acme.org\nst4,Ann,Jones,aj@acme.org\n";
+        let file = write_file(server.dir.path(), "students.csv", students.as_bytes());
+        server.cli_ok(&["import", "--tenant", t, file.to_str().unwrap()]);
+    }
+    let guardians = "guardianSisId,studentSisId,firstName,lastName,email\nG1,st1,Cy,Smith,cy@example.org\n";
+    let file = write_file(server.dir.path(), "guardians.csv", guardians.as_bytes());
+    server.cli_ok(&["import", "--tenant", "acme", file.to_str().unwrap()]);
+    for (email, role, password) in
+        [("ann@acme.org", "owner", "owner-password"), ("uma@acme.org", "user", "user-password")]
+    {
+        let out = server.cli_stdin(
+            &["user", "add", "acme", email, "--role", role, "--password-stdin"],
+            &format!("{password}\n"),
+        );
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let shots = std::env::var("DASHBOARD_SCREENSHOTS").ok();
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg("records.js")
+        .current_dir(&browser_dir)
+        .env("SLUICE_URL", format!("http://127.0.0.1:{}", server.http_port))
+        .env("OWNER_EMAIL", "ann@acme.org")
+        .env("OWNER_PASSWORD", "owner-password")
+        .env("USER_EMAIL", "uma@acme.org")
+        .env("USER_PASSWORD", "user-password")
+        .env("SCREENSHOT_DIR", shots.unwrap_or_default());
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{}\nserver log:\n{}",
+        output_text(&out),
+        server.log()
+    );
+    assert!(output_text(&out).contains("records browser test passed"));
+    let left = server.cli_ok(&["records", "--tenant", "acme", "--type", "students"]);
+    assert!(!left.contains("st1,") && left.contains("st2,"), "{left}");
+}

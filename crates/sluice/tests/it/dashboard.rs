@@ -901,3 +901,79 @@ fn saved_exports_are_saved_by_managers_and_run_by_anyone_of_the_tenant() {
     let r = request(&server, "POST", "/t/beta/exports/run", Some(&bob), "csrf=forged&name=list");
     assert_eq!(r.status, 403);
 }
+
+/// The records pages: values from files escaped, search counted, another tenant's records not
+/// found (whatever the key's characters); deleting a record takes the manager check and the
+/// session's CSRF token, and a plain user sees no delete button and is refused.
+#[test]
+fn records_pages_escape_values_and_only_managers_delete_with_the_csrf_token() {
+    let server = setup();
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
+    let list = request(&server, "GET", "/t/acme/records/students?q=%3Cscript", Some(&ann), "");
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("1 records match"), "{}", list.body);
+    assert!(
+        !list.body.contains("<script>alert") && list.body.contains("&lt;script&gt;alert(1)"),
+        "{}",
+        list.body
+    );
+    assert_eq!(request(&server, "GET", "/t/beta/records/students", Some(&ann), "").status, 404);
+    assert_eq!(request(&server, "GET", "/t/beta/records/students/beta1", Some(&ann), "").status, 404);
+    assert_eq!(request(&server, "GET", "/t/acme/records/students/..%2F..%2Fetc", Some(&ann), "").status, 404);
+    assert_eq!(request(&server, "GET", "/t/acme/records/nothing", Some(&ann), "").status, 404);
+
+    let record = request(&server, "GET", "/t/acme/records/students/acme2", Some(&ann), "");
+    assert_eq!(record.status, 200, "{}", record.body);
+    assert!(record.body.contains("Delete…") && !record.body.contains("<script>alert"), "{}", record.body);
+    let confirm = request(&server, "GET", "/t/acme/records/students/acme2/delete", Some(&ann), "");
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    let token = csrf(&confirm.body);
+    let forged = request(&server, "POST", "/t/acme/records/students/acme2/delete", Some(&ann), "csrf=forged");
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(server.cli_ok(&["records", "--tenant", "acme", "--type", "students"]).contains("acme2,"));
+    let done = request(
+        &server,
+        "POST",
+        "/t/acme/records/students/acme2/delete",
+        Some(&ann),
+        &format!("csrf={token}"),
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(
+        done.header("location").unwrap().starts_with("/t/acme/records/students?done=Deleted"),
+        "{}",
+        done.head
+    );
+    assert!(!server.cli_ok(&["records", "--tenant", "acme", "--type", "students"]).contains("acme2,"));
+    let gone = request(&server, "GET", "/t/acme/records/students/acme2", Some(&ann), "");
+    assert_eq!(gone.status, 404);
+    assert!(gone.body.contains("This record was deleted by ann@acme.org (dashboard) on "), "{}", gone.body);
+
+    // bob is a plain user of beta: he browses, but neither sees nor may use a delete button.
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
+    let record = request(&server, "GET", "/t/beta/records/students/beta1", Some(&bob), "");
+    assert_eq!(record.status, 200, "{}", record.body);
+    assert!(!record.body.contains("Delete"), "{}", record.body);
+    let token = csrf(&record.body);
+    assert_eq!(request(&server, "GET", "/t/beta/records/students/beta1/delete", Some(&bob), "").status, 403);
+    let refused = request(
+        &server,
+        "POST",
+        "/t/beta/records/students/beta1/delete",
+        Some(&bob),
+        &format!("csrf={token}"),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(server.cli_ok(&["records", "--tenant", "beta", "--type", "students"]).contains("beta1,"));
+    let theirs = request(
+        &server,
+        "POST",
+        "/t/acme/records/students/acme1/delete",
+        Some(&bob),
+        &format!("csrf={token}"),
+    );
+    assert_eq!(theirs.status, 404, "another tenant's record is not found");
+    let people = request(&server, "GET", "/t/beta/people?q=ann", Some(&bob), "");
+    assert!(people.body.contains("1 people") && people.body.contains("Lee, Ann"), "{}", people.body);
+    assert_eq!(request(&server, "GET", "/t/acme/people", Some(&bob), "").status, 404);
+}

@@ -31,6 +31,7 @@ mod permissions;
 mod photos;
 mod psftp;
 mod real_files;
+mod records;
 mod routing;
 mod safeguards;
 mod schedules;

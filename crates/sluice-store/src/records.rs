@@ -1,0 +1,812 @@
+//! Records one at a time, for a person browsing them: search by key, names and email (through
+//! `record_search`, which the loader keeps beside `records` in each import's transaction), one
+//! record with what wrote it and its person, people search, the records referring to one, and
+//! deleting a record by hand (leaving a tombstone, so that a later import that carries the key
+//! again says it added it back).
+//!
+//! Search is by prefix of folded text (Unicode lower case, `sluice_fold`, registered on every
+//! connection the store opens): each word of the query must begin the record's key, first
+//! name, last name or email. The first word is looked up in four indexes (one range each); the
+//! others filter what it found. Nothing is read per record of the type.
+
+use crate::referrers::drop_inactive_roles;
+use crate::{Person, Referrer, Result, Store, StoreError, now_ms};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use sluice_core::import::OnDelete;
+
+/// The SQL function that folds text for search: NULL is empty, numbers are their text.
+pub(crate) fn register_functions(c: &Connection) -> Result<()> {
+    c.create_scalar_function(
+        "sluice_fold",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            Ok(match ctx.get_raw(0) {
+                ValueRef::Text(t) => fold(&String::from_utf8_lossy(t)),
+                ValueRef::Integer(i) => i.to_string(),
+                ValueRef::Real(f) => f.to_string(),
+                ValueRef::Null | ValueRef::Blob(_) => String::new(),
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// Text as search compares it: lower case (Unicode), so `Émile` is found by `émile`.
+pub fn fold(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// The end of the range of texts that begin with `prefix`: above every such text (U+10FFFF is
+/// the largest character, and its UTF-8 the largest bytes).
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+/// At most this many words of a query are used; longer words are cut.
+const MAX_WORDS: usize = 5;
+const MAX_WORD_CHARS: usize = 100;
+
+/// The words of a search, folded: split at white space and commas ("Smith, Ann").
+pub fn search_words(q: &str) -> Vec<String> {
+    q.split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .take(MAX_WORDS)
+        .map(|w| fold(&w.chars().take(MAX_WORD_CHARS).collect::<String>()))
+        .collect()
+}
+
+/// How a page of records is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordSort {
+    #[default]
+    Key,
+    /// Last name, first name, then key (records without names first).
+    Name,
+}
+
+/// What a records page asks for.
+#[derive(Debug, Clone, Default)]
+pub struct RecordQuery {
+    /// Words each of which must begin the key, a name or the email (empty: all records).
+    pub q: String,
+    pub sort: RecordSort,
+    pub descending: bool,
+    /// Only records whose value at this JSON path is this value (a student's guardians).
+    pub filter: Option<(String, String)>,
+    /// Only active (`Some(false)`) or deactivated (`Some(true)`) records, or all.
+    pub deactivated: Option<bool>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// One stored record and what wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub key: String,
+    /// The record's JSON: an array in its type's column order, or a package file's object.
+    pub data: String,
+    pub inactive: bool,
+    /// The import that added it.
+    pub created_import: i64,
+    /// The import that last wrote it (its line in that import's file).
+    pub updated_import: i64,
+    pub line: Option<i64>,
+}
+
+/// A page of records and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundRecords {
+    pub total: u64,
+    pub records: Vec<StoredRecord>,
+}
+
+/// A record deleted by hand: an import that carries its key again says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub type_name: String,
+    pub key: String,
+    pub deleted_ms: i64,
+    pub deleted_by: String,
+}
+
+/// Records of one type referring to one record (by one reference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referring {
+    pub referrer: Referrer,
+    /// How many of them are active (what a deletion leaves naming a record that is gone).
+    pub active: u64,
+    /// Some of them, in key order: (key, deactivated).
+    pub sample: Vec<(String, bool)>,
+}
+
+/// What deleting records by hand did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Deletion {
+    /// The keys deleted.
+    pub deleted: Vec<String>,
+    /// Records deactivated because they referred to a deleted one (`on_delete = "deactivate"`).
+    pub deactivated: u64,
+    /// Records left referring to a deleted one (`keep`, or `hold` confirmed).
+    pub kept: u64,
+}
+
+/// Where a type's names are in its records' JSON (`None`: the record has no such value).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchPaths {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl SearchPaths {
+    /// What the store remembers, to notice when a type's columns changed.
+    fn signature(&self) -> String {
+        let p = |o: &Option<String>| o.clone().unwrap_or_default();
+        format!("{}|{}|{}", p(&self.first_name), p(&self.last_name), p(&self.email))
+    }
+
+    fn path(o: &Option<String>) -> &str {
+        // A path no record has: json_extract gives NULL, folded to ''.
+        o.as_deref().unwrap_or("$.__none")
+    }
+}
+
+const FOLDED: &str = "sluice_fold(r.key), sluice_fold(json_extract(r.data, ?3)),
+     sluice_fold(json_extract(r.data, ?4)), sluice_fold(json_extract(r.data, ?5))";
+
+/// Keeps `record_search` in step with what an import writes, on the import's own connection:
+/// TEMP triggers (which no other connection has) index each record as it is inserted or its
+/// data rewritten, for the types `index_incrementally` listed in `temp.search_paths`, and drop
+/// the search row of each record erased. Records an import leaves unchanged cost nothing.
+pub(crate) fn watch_writes(c: &Connection) -> Result<()> {
+    // (Not `INSERT OR REPLACE`: a trigger's statements take the conflict policy of the
+    // statement that fired it, the upsert's.)
+    let index = "DELETE FROM record_search WHERE tenant_id = NEW.tenant_id AND type = NEW.type AND key = NEW.key
+            AND EXISTS (SELECT 1 FROM search_paths p WHERE p.type = NEW.type);
+        INSERT INTO record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
+        SELECT NEW.tenant_id, NEW.type, NEW.key, sluice_fold(NEW.key), sluice_fold(json_extract(NEW.data, p.first)),
+               sluice_fold(json_extract(NEW.data, p.last)), sluice_fold(json_extract(NEW.data, p.email))
+        FROM search_paths p WHERE p.type = NEW.type;";
+    c.execute_batch(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS search_paths (type TEXT PRIMARY KEY, first TEXT NOT NULL,
+             last TEXT NOT NULL, email TEXT NOT NULL);
+         DELETE FROM temp.search_paths;
+         CREATE TEMP TRIGGER IF NOT EXISTS search_inserted AFTER INSERT ON main.records BEGIN {index} END;
+         CREATE TEMP TRIGGER IF NOT EXISTS search_rewritten AFTER UPDATE OF data ON main.records BEGIN {index} END;
+         CREATE TEMP TRIGGER IF NOT EXISTS search_erased AFTER DELETE ON main.records BEGIN
+             DELETE FROM record_search WHERE tenant_id = OLD.tenant_id AND type = OLD.type AND key = OLD.key;
+         END;"
+    ))?;
+    Ok(())
+}
+
+/// Whether the import's writes of `type_name` keep its search rows (see `watch_writes`): yes
+/// when the type was indexed with these paths. Otherwise (its name columns changed, or its
+/// records predate search, or it has none yet) it is indexed whole after the import wrote it
+/// ([`index_whole`]).
+pub(crate) fn index_incrementally(
+    c: &Connection,
+    tenant_id: i64,
+    type_name: &str,
+    paths: &SearchPaths,
+) -> Result<bool> {
+    let known: Option<String> = c
+        .query_row(
+            "SELECT paths FROM main.record_search_columns WHERE tenant_id = ?1 AND type = ?2",
+            params![tenant_id, type_name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if known.as_deref() != Some(paths.signature().as_str()) {
+        return Ok(false);
+    }
+    c.execute(
+        "INSERT OR REPLACE INTO temp.search_paths (type, first, last, email) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            type_name,
+            SearchPaths::path(&paths.first_name),
+            SearchPaths::path(&paths.last_name),
+            SearchPaths::path(&paths.email)
+        ],
+    )?;
+    Ok(true)
+}
+
+/// The page cache of the import's connection while indexing a type whole (as while linking
+/// people): the name indexes take rows in no order of theirs.
+const INDEX_CACHE_KIB: i64 = 64 * 1024;
+
+/// Indexes a type's records whole, set-based (nothing read into memory), and remembers the
+/// paths it was indexed with.
+pub(crate) fn index_whole(
+    c: &Connection,
+    tenant_id: i64,
+    type_name: &str,
+    paths: &SearchPaths,
+) -> Result<()> {
+    let cache: i64 = c.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    c.pragma_update(None, "cache_size", -INDEX_CACHE_KIB)?;
+    let indexed = (|| -> Result<()> {
+        c.execute(
+            "DELETE FROM main.record_search WHERE tenant_id = ?1 AND type = ?2",
+            params![tenant_id, type_name],
+        )?;
+        c.execute(
+            &format!(
+                "INSERT INTO main.record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
+                 SELECT ?1, ?2, r.key, {FOLDED} FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2"
+            ),
+            params![
+                tenant_id,
+                type_name,
+                SearchPaths::path(&paths.first_name),
+                SearchPaths::path(&paths.last_name),
+                SearchPaths::path(&paths.email)
+            ],
+        )?;
+        c.execute(
+            "INSERT INTO main.record_search_columns (tenant_id, type, paths) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant_id, type) DO UPDATE SET paths = excluded.paths",
+            params![tenant_id, type_name, paths.signature()],
+        )?;
+        Ok(())
+    })();
+    c.pragma_update(None, "cache_size", cache)?;
+    indexed
+}
+
+/// At most this many "added again" warnings per type and import; then a count.
+pub(crate) const MAX_READDED: usize = 20;
+
+/// Warnings for the staged rows of `type_name` that add back records deleted by hand (at most
+/// `max`, then a count), and forgets their tombstones: in the import's transaction.
+pub(crate) fn readded(c: &Connection, tenant_id: i64, type_name: &str, max: usize) -> Result<Vec<String>> {
+    let any = c
+        .prepare_cached("SELECT 1 FROM main.deleted_records WHERE tenant_id = ?1 AND type = ?2")?
+        .exists(params![tenant_id, type_name])?;
+    if !any {
+        return Ok(Vec::new());
+    }
+    let mut stmt = c.prepare(
+        "SELECT s.line, s.key, d.deleted_by, strftime('%Y-%m-%d', d.deleted_ms / 1000, 'unixepoch')
+         FROM main.deleted_records d CROSS JOIN temp.stage s ON s.type = d.type AND s.key = d.key
+         WHERE d.tenant_id = ?1 AND d.type = ?2 AND s.kind = 0 ORDER BY s.line",
+    )?;
+    let mut rows = stmt.query(params![tenant_id, type_name])?;
+    let mut warnings = Vec::new();
+    let mut n = 0usize;
+    while let Some(r) = rows.next()? {
+        n += 1;
+        if warnings.len() < max {
+            let (line, key, by, day): (i64, String, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            warnings.push(format!(
+                "line {line}: record {} was deleted by {by} on {day} and is added again",
+                key.replace('\u{1f}', "+")
+            ));
+        }
+    }
+    if n > max {
+        warnings.push(format!("{} more records deleted by hand are added again", n - max));
+    }
+    drop(rows);
+    c.execute(
+        // Walking the type's tombstones (few), each probing the stage by its key.
+        "DELETE FROM main.deleted_records WHERE tenant_id = ?1 AND type = ?2
+         AND EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = deleted_records.key AND s.kind = 0)",
+        params![tenant_id, type_name],
+    )?;
+    Ok(warnings)
+}
+
+fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
+    Ok(StoredRecord {
+        key: r.get(0)?,
+        data: r.get(1)?,
+        inactive: r.get(2)?,
+        created_import: r.get(3)?,
+        updated_import: r.get(4)?,
+        line: r.get(5)?,
+    })
+}
+
+/// The value a referring record holds for `key` (a reference to a key of several columns names
+/// its first).
+fn referred_value<'k>(r: &Referrer, key: &'k str) -> &'k str {
+    if r.prefix { key.split('\u{1f}').next().unwrap_or(key) } else { key }
+}
+
+/// Whether deleting `key` leaves `r`'s records dangling: for a reference to the first of several
+/// key columns, only when no other record with that first column stays.
+fn dangles(c: &Connection, tenant_id: i64, r: &Referrer, key: &str) -> Result<bool> {
+    if !r.prefix {
+        return Ok(true);
+    }
+    let first = referred_value(r, key);
+    Ok(!c
+        .prepare_cached(
+            "SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key != ?3
+             AND (key = ?4 OR (key >= ?4 || char(31) AND key < ?4 || char(32)))",
+        )?
+        .exists(params![tenant_id, r.to_type, key, first])?)
+}
+
+/// Records of `r.from_type` naming `key` (other than itself): (active count, up to `limit`).
+fn referring_in(c: &Connection, tenant_id: i64, r: &Referrer, key: &str, limit: usize) -> Result<Referring> {
+    let value = referred_value(r, key);
+    let same = r.from_type == r.to_type;
+    let active: i64 = c.query_row(
+        "SELECT COUNT(*) FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND json_extract(data, ?3) = ?4
+         AND inactive = 0 AND NOT (?5 AND key = ?6)",
+        params![tenant_id, r.from_type, r.path, value, same, key],
+        |row| row.get(0),
+    )?;
+    let mut stmt = c.prepare(
+        "SELECT key, inactive FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND json_extract(data, ?3) = ?4
+         AND NOT (?5 AND key = ?6) ORDER BY key LIMIT ?7",
+    )?;
+    let sample = stmt
+        .query_map(params![tenant_id, r.from_type, r.path, value, same, key, limit as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Referring { referrer: r.clone(), active: active.max(0) as u64, sample })
+}
+
+fn person_by_id(c: &Connection, tenant_id: i64, id: i64) -> Result<Option<Person>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT p.first_name, p.last_name, p.email, p.phone, r.role, r.type, r.key, r.source_id
+         FROM main.people p JOIN main.person_roles r ON r.person_id = p.id
+         WHERE p.tenant_id = ?1 AND p.id = ?2 ORDER BY r.role, r.type, r.key",
+    )?;
+    let mut rows = stmt.query(params![tenant_id, id])?;
+    let mut person: Option<Person> = None;
+    while let Some(r) = rows.next()? {
+        let role =
+            crate::PersonRole { role: r.get(4)?, type_name: r.get(5)?, key: r.get(6)?, source_id: r.get(7)? };
+        match &mut person {
+            Some(p) => p.roles.push(role),
+            None => {
+                person = Some(Person {
+                    id,
+                    contact: sluice_core::people::Contact {
+                        first_name: r.get(0)?,
+                        last_name: r.get(1)?,
+                        email: r.get(2)?,
+                        phone: r.get(3)?,
+                    },
+                    roles: vec![role],
+                })
+            }
+        }
+    }
+    Ok(person)
+}
+
+/// Parameters of a statement built as it goes: `push` returns the value's `?N`.
+#[derive(Default)]
+struct Bind(Vec<Value>);
+
+impl Bind {
+    fn push(&mut self, v: impl Into<Value>) -> String {
+        self.0.push(v.into());
+        format!("?{}", self.0.len())
+    }
+}
+
+/// `(s.key_f range OR s.last_f range OR ...)` for one word.
+fn word_matches(b: &mut Bind, word: &str) -> String {
+    let (lo, hi) = (b.push(word.to_owned()), b.push(prefix_end(word)));
+    ["key_f", "last_f", "first_f", "email_f"]
+        .iter()
+        .map(|col| format!("(s.{col} >= {lo} AND s.{col} < {hi})"))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// The two statements of a search (how many match, one page), each with its parameters.
+///
+/// With words, the first word's hits are four index ranges of `record_search`, unioned by
+/// key; later words and a name order look each hit's `record_search` row up, the deactivated
+/// filter probes `records_by_state` (small entries: the records' data is not read), and only
+/// a relationship filter reads a hit's record. The page's keys are chosen that way first and
+/// only their records read. Without words, the count and a page by key walk the records'
+/// indexes, a page by name `record_search`'s name index.
+struct Search {
+    count: (String, Bind),
+    page: (String, Bind),
+}
+
+impl Search {
+    fn new(tenant_id: i64, type_name: &str, q: &RecordQuery) -> Self {
+        let words = search_words(&q.q);
+        Search {
+            count: Self::statement(tenant_id, type_name, q, &words, true),
+            page: Self::statement(tenant_id, type_name, q, &words, false),
+        }
+    }
+
+    fn statement(
+        tenant_id: i64,
+        type_name: &str,
+        q: &RecordQuery,
+        words: &[String],
+        count: bool,
+    ) -> (String, Bind) {
+        let mut b = Bind::default();
+        let (t, ty) = (b.push(tenant_id), b.push(type_name.to_owned()));
+        let by_name = q.sort == RecordSort::Name && !count;
+        // What the statement walks, and the key of what it walks.
+        let (mut from, key, mut conds) = match words.first() {
+            Some(w) => {
+                let (lo, hi) = (b.push(w.clone()), b.push(prefix_end(w)));
+                let hits = ["key_f", "last_f", "first_f", "email_f"]
+                    .iter()
+                    .map(|col| {
+                        format!(
+                            "SELECT key FROM main.record_search WHERE tenant_id = {t} AND type = {ty}
+                             AND {col} >= {lo} AND {col} < {hi}"
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" UNION ");
+                let mut from = format!("({hits}) h");
+                if words.len() > 1 || by_name {
+                    from.push_str(&format!(
+                        " CROSS JOIN main.record_search s ON s.tenant_id = {t} AND s.type = {ty} AND s.key = h.key"
+                    ));
+                }
+                (from, "h.key", vec![])
+            }
+            None if by_name => (
+                "main.record_search s".to_owned(),
+                "s.key",
+                vec![format!("s.tenant_id = {t}"), format!("s.type = {ty}")],
+            ),
+            None => (
+                "main.records r".to_owned(),
+                "r.key",
+                vec![format!("r.tenant_id = {t}"), format!("r.type = {ty}")],
+            ),
+        };
+        let walks_records = from.starts_with("main.records");
+        if let Some(d) = q.deactivated {
+            let d = b.push(i64::from(d));
+            conds.push(if walks_records {
+                format!("r.inactive = {d}")
+            } else {
+                format!(
+                    "EXISTS (SELECT 1 FROM main.records a INDEXED BY records_by_state
+                     WHERE a.tenant_id = {t} AND a.type = {ty} AND a.inactive = {d} AND a.key = {key})"
+                )
+            });
+        }
+        if let Some((path, value)) = &q.filter {
+            if !walks_records {
+                from.push_str(&format!(
+                    " CROSS JOIN main.records r ON r.tenant_id = {t} AND r.type = {ty} AND r.key = {key}"
+                ));
+            }
+            conds.push(format!("json_extract(r.data, {}) = {}", b.push(path.clone()), b.push(value.clone())));
+        }
+        for w in words.iter().skip(1) {
+            conds.push(format!("({})", word_matches(&mut b, w)));
+        }
+        let wher = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+        if count {
+            return (format!("SELECT COUNT(*) FROM {from} {wher}"), b);
+        }
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let (names, inner, outer) = if by_name {
+            (
+                "s.last_f AS l, s.first_f AS f",
+                format!("s.last_f {dir}, s.first_f {dir}, {key} {dir}"),
+                format!("p.l {dir}, p.f {dir}, p.k {dir}"),
+            )
+        } else {
+            ("'' AS l, '' AS f", format!("{key} {dir}"), format!("p.k {dir}"))
+        };
+        // With words, the page counts the hits it chose from (a window over them, before the
+        // limit): the hits are found once, not once for the page and again for the count.
+        let n = if words.is_empty() { "NULL" } else { "COUNT(*) OVER ()" };
+        let (limit, offset) = (b.push(q.limit as i64), b.push(q.offset as i64));
+        let page = format!(
+            "SELECT r.key, r.data, r.inactive, r.created_import, r.updated_import, r.line, p.n
+             FROM (SELECT {key} AS k, {names}, {n} AS n FROM {from} {wher} ORDER BY {inner}
+                   LIMIT {limit} OFFSET {offset}) p
+             CROSS JOIN main.records r ON r.tenant_id = {t} AND r.type = {ty} AND r.key = p.k
+             ORDER BY {outer}"
+        );
+        (page, b)
+    }
+}
+
+/// The query plans of a search's two statements (for the tests that keep search indexed).
+#[cfg(test)]
+pub(crate) fn explain_search(
+    store: &Store,
+    tenant: &str,
+    type_name: &str,
+    q: &RecordQuery,
+) -> Result<Vec<String>> {
+    store.with(|c| {
+        let tenant_id = crate::tenant_id(c, tenant)?;
+        let search = Search::new(tenant_id, type_name, q);
+        let mut plan = Vec::new();
+        for (sql, bind) in [&search.count, &search.page] {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let mut rows = stmt.query(params_from_iter(bind.0.iter()))?;
+            while let Some(r) = rows.next()? {
+                plan.push(r.get::<_, String>(3)?);
+            }
+        }
+        Ok(plan)
+    })
+}
+
+impl crate::roles::Records for Store {
+    fn search_records(&self, tenant: &str, type_name: &str, q: &RecordQuery) -> Result<FoundRecords> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            // Only active records asked for, and the type has no other (the usual case): no
+            // hit needs looking at for it.
+            let all_active = q.deactivated == Some(false)
+                && !c
+                    .prepare_cached(
+                        "SELECT 1 FROM main.records INDEXED BY records_by_state
+                         WHERE tenant_id = ?1 AND type = ?2 AND inactive = 1",
+                    )?
+                    .exists(params![tenant_id, type_name])?;
+            let q = &if all_active { RecordQuery { deactivated: None, ..q.clone() } } else { q.clone() };
+            let Search { count: (count, count_bind), page: (page, page_bind) } =
+                Search::new(tenant_id, type_name, q);
+            let mut stmt = c.prepare(&page)?;
+            let mut counted: Option<i64> = None;
+            let records = stmt
+                .query_map(params_from_iter(page_bind.0.iter()), |r| {
+                    Ok((stored_record(r)?, r.get::<_, Option<i64>>(6)?))
+                })?
+                .map(|row| {
+                    row.map(|(record, n)| {
+                        counted = counted.or(n);
+                        record
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            // The page counted its hits, unless it was empty (then nothing may match, or the
+            // page lies past the last: only the count says) or had no words (the count walks
+            // a small index).
+            let total: i64 = match counted {
+                Some(n) => n,
+                None => c.query_row(&count, params_from_iter(count_bind.0.iter()), |r| r.get(0))?,
+            };
+            Ok(FoundRecords { total: total.max(0) as u64, records })
+        })
+    }
+
+    fn record(&self, tenant: &str, type_name: &str, key: &str) -> Result<Option<StoredRecord>> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            Ok(c.query_row(
+                "SELECT key, data, inactive, created_import, updated_import, line FROM main.records
+                 WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+                params![tenant_id, type_name, key],
+                stored_record,
+            )
+            .optional()?)
+        })
+    }
+
+    fn tombstone(&self, tenant: &str, type_name: &str, key: &str) -> Result<Option<Tombstone>> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            Ok(c.query_row(
+                "SELECT deleted_ms, deleted_by FROM main.deleted_records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+                params![tenant_id, type_name, key],
+                |r| {
+                    Ok(Tombstone {
+                        type_name: type_name.to_owned(),
+                        key: key.to_owned(),
+                        deleted_ms: r.get(0)?,
+                        deleted_by: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    fn person_of(&self, tenant: &str, type_name: &str, key: &str) -> Result<Option<Person>> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            let id: Option<i64> = c
+                .query_row(
+                    "SELECT person_id FROM main.person_roles WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+                    params![tenant_id, type_name, key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match id {
+                Some(id) => person_by_id(c, tenant_id, id),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn person(&self, tenant: &str, id: i64) -> Result<Option<Person>> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            person_by_id(c, tenant_id, id)
+        })
+    }
+
+    fn search_people(
+        &self,
+        tenant: &str,
+        q: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(u64, Vec<Person>)> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            let mut b = Bind::default();
+            let mut conds = vec![format!("p.tenant_id = {}", b.push(tenant_id))];
+            for w in search_words(q) {
+                let (lo, hi) = (b.push(w.clone()), b.push(prefix_end(&w)));
+                conds.push(format!(
+                    "({})",
+                    ["p.first_name", "p.last_name", "p.email"]
+                        .iter()
+                        .map(|col| format!("(sluice_fold({col}) >= {lo} AND sluice_fold({col}) < {hi})"))
+                        .collect::<Vec<_>>()
+                        .join(" OR ")
+                ));
+            }
+            let wher = conds.join(" AND ");
+            let total: i64 = c.query_row(
+                &format!("SELECT COUNT(*) FROM main.people p WHERE {wher}"),
+                params_from_iter(b.0.iter()),
+                |r| r.get(0),
+            )?;
+            let (l, o) = (b.push(limit as i64), b.push(offset as i64));
+            let ids = c
+                .prepare(&format!(
+                    "SELECT p.id FROM main.people p WHERE {wher} ORDER BY p.last_name, p.first_name, p.id LIMIT {l} OFFSET {o}"
+                ))?
+                .query_map(params_from_iter(b.0.iter()), |r| r.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut people = Vec::with_capacity(ids.len());
+            for id in ids {
+                people.extend(person_by_id(c, tenant_id, id)?);
+            }
+            Ok((total.max(0) as u64, people))
+        })
+    }
+
+    fn referring(
+        &self,
+        tenant: &str,
+        key: &str,
+        referrers: &[Referrer],
+        limit: usize,
+    ) -> Result<Vec<Referring>> {
+        self.with(|c| {
+            let tenant_id = crate::tenant_id(c, tenant)?;
+            referrers.iter().map(|r| referring_in(c, tenant_id, r, key, limit)).collect()
+        })
+    }
+
+    fn delete_records(
+        &self,
+        tenant: &str,
+        type_name: &str,
+        keys: &[String],
+        by: &str,
+        referrers: &[Referrer],
+        confirmed: bool,
+    ) -> Result<Deletion> {
+        if keys.is_empty() {
+            return Ok(Deletion::default());
+        }
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tenant_id = crate::tenant_id(&tx, tenant)?;
+            let mut keys: Vec<&String> = keys.iter().collect();
+            keys.sort();
+            keys.dedup();
+            for key in &keys {
+                let exists = tx
+                    .prepare_cached("SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3")?
+                    .exists(params![tenant_id, type_name, key])?;
+                if !exists {
+                    return Err(StoreError::NoSuchRecord { type_name: type_name.to_owned(), key: key.to_string() });
+                }
+            }
+            // What the deletions would leave naming a record that is gone, per reference.
+            let mut held = Vec::new();
+            let mut dangling: Vec<(&Referrer, &str, u64)> = Vec::new();
+            for key in &keys {
+                for r in referrers.iter().filter(|r| r.to_type == type_name) {
+                    if !dangles(&tx, tenant_id, r, key)? {
+                        continue;
+                    }
+                    let found = referring_in(&tx, tenant_id, r, key, 5)?;
+                    if found.active == 0 {
+                        continue;
+                    }
+                    if r.on_delete == OnDelete::Hold && !confirmed {
+                        let some: Vec<String> = found
+                            .sample
+                            .iter()
+                            .filter(|(_, inactive)| !inactive)
+                            .map(|(k, _)| k.replace('\u{1f}', "+"))
+                            .collect();
+                        held.push(format!(
+                            "{} {} ({}{}) refer to {type_name} {}",
+                            found.active,
+                            r.from_type,
+                            some.join(", "),
+                            if found.active as usize > some.len() { ", ..." } else { "" },
+                            key.replace('\u{1f}', "+")
+                        ));
+                    }
+                    dangling.push((r, key.as_str(), found.active));
+                }
+            }
+            if !held.is_empty() {
+                return Err(StoreError::Referred(held.join("; ")));
+            }
+            let mut done = Deletion::default();
+            for (r, key, n) in dangling {
+                if r.on_delete == OnDelete::Deactivate {
+                    let same = r.from_type == r.to_type;
+                    done.deactivated += tx.execute(
+                        "UPDATE main.records SET inactive = 1 WHERE tenant_id = ?1 AND type = ?2 AND inactive = 0
+                         AND json_extract(data, ?3) = ?4 AND NOT (?5 AND key = ?6)",
+                        params![tenant_id, r.from_type, r.path, referred_value(r, key), same, key],
+                    )? as u64;
+                    drop_inactive_roles(&tx, tenant_id, &r.from_type)?;
+                } else {
+                    done.kept += n;
+                }
+            }
+            let now = now_ms();
+            for key in &keys {
+                let person: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT person_id FROM main.person_roles WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+                    )?
+                    .query_row(params![tenant_id, type_name, key], |r| r.get(0))
+                    .optional()?;
+                for sql in [
+                    "DELETE FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+                    "DELETE FROM main.record_search WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+                    "DELETE FROM main.person_roles WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+                ] {
+                    tx.prepare_cached(sql)?.execute(params![tenant_id, type_name, key])?;
+                }
+                tx.prepare_cached(
+                    "INSERT INTO main.deleted_records (tenant_id, type, key, deleted_ms, deleted_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (tenant_id, type, key) DO UPDATE SET deleted_ms = excluded.deleted_ms,
+                         deleted_by = excluded.deleted_by",
+                )?
+                .execute(params![tenant_id, type_name, key, now, by])?;
+                // A person left without a role goes, as after an import.
+                if let Some(person) = person {
+                    tx.prepare_cached(
+                        "DELETE FROM main.people WHERE id = ?1 AND NOT EXISTS
+                         (SELECT 1 FROM main.person_roles pr WHERE pr.person_id = ?1)",
+                    )?
+                    .execute([person])?;
+                }
+                done.deleted.push(key.to_string());
+            }
+            tx.commit()?;
+            Ok(done)
+        })
+    }
+}
