@@ -36,6 +36,7 @@ pub fn routes() -> Router<Web> {
         .route("/api/v1/tenants/{tenant}/sync", post(sync))
         .route("/api/v1/tenants/{tenant}/records/{type}", get(records))
         .route("/api/v1/tenants/{tenant}/records/{type}/{key}", delete(delete_record))
+        .route("/api/v1/tenants/{tenant}/records/{type}/{key}/photo", get(record_photo))
         .route("/api/v1/tenants/{tenant}/keys", get(keys).post(add_key).delete(remove_key))
         .route("/api/v1/tenants/{tenant}/settings", get(settings).patch(change_settings))
         .route("/api/v1/tenants/{tenant}/exports", get(saved_exports).post(export))
@@ -651,6 +652,25 @@ pub(crate) async fn delete_record(
             deactivated: done.deactivated,
             kept: done.kept,
         }))
+    })
+    .await
+}
+
+/// A record's photo: the image, JPEG or PNG as checked on import
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/records/{type}/{key}/photo", operation_id = "getRecordPhoto",
+    params(TenantParam, ("type" = String, Path, description = "the type whose records have photos (students)"),
+        ("key" = String, Path, description = "the record's key (a key of several columns joined by `+`)")),
+    responses((status = 200, description = "OK", content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"))), Refused))]
+pub(crate) async fn record_photo(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiPath((name, type_name, key)): ApiPath<(TenantName, String, String)>,
+) -> Result<Response, ApiError> {
+    caller.may(&name)?;
+    blocking(move || {
+        let stored = web.ingest.types.get(&type_name).map_or_else(|| key.clone(), |t| t.stored_key(&key));
+        crate::photo_response(&web, &name, &type_name, &stored)?
+            .ok_or_else(|| ApiError::not_found("photo of such a record"))
     })
     .await
 }

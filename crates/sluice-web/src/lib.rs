@@ -303,3 +303,38 @@ impl http_body::Body for ChunkBody {
         self.0.poll_recv(cx).map(|chunk| chunk.map(|r| r.map(http_body::Frame::data)))
     }
 }
+
+/// A record's photo as an HTTP answer (the API's and the dashboard's): the image from the
+/// tenant's image store, its type from its header as checked on import (`image/jpeg` or
+/// `image/png`, never what a browser would guess), revalidated by its SHA-256. `None`: the
+/// record has no photo. Blocking.
+pub(crate) fn photo_response(
+    web: &Web,
+    tenant: &str,
+    type_name: &str,
+    key: &str,
+) -> Result<Option<Response>, sluice_store::StoreError> {
+    use sluice_store::roles::Photos;
+    let Some(photo) = web.ingest.store.photo(tenant, type_name, key)? else { return Ok(None) };
+    let path = sluice_core::photo::image_store(web.ingest.photos_dir(), tenant).join(photo.stored_name());
+    let Ok(bytes) = std::fs::read(&path) else { return Ok(None) };
+    let name: String = photo
+        .export_name()
+        .unwrap_or_else(|| format!("photo.{}", photo.format.ext()))
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.+".contains(*c))
+        .collect();
+    Ok(Some(
+        (
+            [
+                (header::CONTENT_TYPE, photo.format.mime().to_owned()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                (header::CACHE_CONTROL, "private, no-cache".to_owned()),
+                (header::ETAG, format!("\"{}\"", photo.sha256)),
+                (header::CONTENT_DISPOSITION, format!("inline; filename=\"{name}\"")),
+            ],
+            bytes,
+        )
+            .into_response(),
+    ))
+}

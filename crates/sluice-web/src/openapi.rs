@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi};
             anything else is 404."
     ),
     paths(
-        api::tenants, api::tenant, api::imports, api::sync, api::records, api::delete_record, api::keys, api::add_key,
+        api::tenants, api::tenant, api::imports, api::sync, api::records, api::delete_record, api::record_photo, api::keys, api::add_key,
         api::remove_key, api::settings, api::change_settings, api::import, api::import_errors,
         api::import_file, api::approve, api::discard, api::export, api::saved_exports, api::saved_export,
         api::save_export, api::remove_saved_export, api::run_saved_export, api::export_runs,

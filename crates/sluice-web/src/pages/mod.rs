@@ -68,6 +68,7 @@ pub fn routes() -> Router<Web> {
         .route("/t/{tenant}/records", get(records::types_page))
         .route("/t/{tenant}/records/{type}", get(records::records_page))
         .route("/t/{tenant}/records/{type}/{key}", get(records::record_page))
+        .route("/t/{tenant}/records/{type}/{key}/photo", get(records::photo_image))
         .route(
             "/t/{tenant}/records/{type}/{key}/delete",
             get(records::delete_page).post(records::delete_record),

@@ -78,11 +78,26 @@ fn fields(t: Option<&ImportType>, data: &str) -> Vec<(String, String)> {
     }
 }
 
-/// Where the record's photo goes. PHOTOS: the photos branch passes the image's URL here; until
-/// then nothing is shown.
+/// The record's photo, when it has one (`url`: its image, served by [`photo_image`]).
 fn photo(url: Option<&str>) -> Markup {
     html! {
         @if let Some(url) = url { img.photo src=(url) alt="Photo" style="max-width:160px;float:right"; }
+    }
+}
+
+/// A record's photo (the image itself), for those who may see the tenant.
+pub async fn photo_image(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path((raw, type_name, key)): Path<(String, String, String)>,
+) -> Response {
+    let Some(tenant) = seen_tenant(&viewer, &raw) else { return not_found(&viewer) };
+    let stored = record_type(&web, &type_name).flatten().map_or_else(|| key.clone(), |t| t.stored_key(&key));
+    let w = web.clone();
+    match blocking(move || Ok(crate::photo_response(&w, tenant.as_str(), &type_name, &stored)?)).await {
+        Ok(Some(image)) => image,
+        Ok(None) | Err(Failed::Said(_)) => not_found(&viewer),
+        Err(Failed::Interrupted) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 
@@ -228,6 +243,7 @@ pub async fn records_page(
 /// Everything the record page shows.
 struct RecordView {
     record: StoredRecord,
+    has_photo: bool,
     person: Option<Person>,
     referring: Vec<sluice_store::Referring>,
     imports: Vec<sluice_store::ImportRecord>,
@@ -261,7 +277,8 @@ pub async fn record_page(
                 imports.push(i);
             }
         }
-        Ok(Ok(RecordView { record, person, referring, imports }))
+        let has_photo = store.photo(name.as_str(), &ty, &stored)?.is_some();
+        Ok(Ok(RecordView { record, has_photo, person, referring, imports }))
     })
     .await;
     let view = match view {
@@ -309,7 +326,7 @@ pub async fn record_page(
         }
         (notice(&viewer, &q))
         div.card {
-            (photo(None))
+            (photo(view.has_photo.then(|| format!("/t/{tenant}/records/{}/{}/photo", part(&type_name), part(&key))).as_deref()))
             h2 { "Fields" }
             div.wrap { table.fields {
                 @for (c, v) in &values { tr { th { (c) } td { (v) } } }

@@ -65,6 +65,8 @@ async function keys(page) {
   check(await page.isVisible('a:has-text("Ann Smith")'), 'its person is linked');
   check(await page.isVisible('text=guardians referring to it'), 'its guardians are listed');
   check(await page.isVisible('a:has-text("import #")'), 'the import that wrote it is linked');
+  const width = await page.$eval('img.photo', (img) => img.complete ? img.naturalWidth : 0);
+  check(width === 40, 'its photo is shown, decoded (width ' + width + ')');
   await shot(page, 'record');
 
   // A relationship both ways: to the guardian, and from the guardian back to the student.

@@ -254,6 +254,7 @@ fn the_openapi_document_lists_every_endpoint() {
             "/api/v1/tenants/{tenant}/keys",
             "/api/v1/tenants/{tenant}/records/{type}",
             "/api/v1/tenants/{tenant}/records/{type}/{key}",
+            "/api/v1/tenants/{tenant}/records/{type}/{key}/photo",
             "/api/v1/tenants/{tenant}/settings",
             "/api/v1/tenants/{tenant}/sync",
         ]

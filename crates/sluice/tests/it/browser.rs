@@ -97,6 +97,11 @@ fn staff_search_records_follow_relationships_and_delete_one_after_confirming() {
     let guardians = "guardianSisId,studentSisId,firstName,lastName,email\nG1,st1,Cy,Smith,cy@example.org\n";
     let file = write_file(server.dir.path(), "guardians.csv", guardians.as_bytes());
     server.cli_ok(&["import", "--tenant", "acme", file.to_str().unwrap()]);
+    // st1's school photo, a real PNG the browser decodes.
+    server.cli_ok(&["tenant", "set", "acme", "types=students,guardians,photos"]);
+    let zip = crate::photos::zip_of(&[("st1.png", &crate::photos::png(40, 50, 120))]);
+    let file = write_file(server.dir.path(), "photos.zip", &zip);
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "photos", file.to_str().unwrap()]);
     for (email, role, password) in
         [("ann@acme.org", "owner", "owner-password"), ("uma@acme.org", "user", "user-password")]
     {

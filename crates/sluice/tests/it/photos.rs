@@ -196,6 +196,16 @@ fn a_zip_of_photos_uploaded_over_sftp_matches_records_by_file_name_and_exports_o
     assert!(listing.contains("photos"), "{listing}");
     assert_eq!(std::fs::read(server.dir.path().join("ann.jpg")).unwrap(), ann);
     assert_eq!(std::fs::read(server.dir.path().join("bob.png")).unwrap(), bob);
+    // Through the API: the image itself, typed by what it is (a PNG is not served as a JPEG).
+    let token = server.api_key(Some("acme"));
+    let (status, content_type, _) =
+        server.http("GET", "/api/v1/tenants/acme/records/students/S-12/photo", Some(&token));
+    assert_eq!((status, content_type.as_str()), (200, "image/png"));
+    let (status, _, _) = server.http("GET", "/api/v1/tenants/acme/records/students/777/photo", Some(&token));
+    assert_eq!(status, 404, "777 has no photo");
+    let other = server.api_key(None);
+    let (status, _, _) = server.http("GET", "/api/v1/tenants/acme/records/students/S-12/photo", Some(&other));
+    assert_eq!(status, 200, "the operator's key sees every tenant");
     // /exports/photos is read-only like /exports.
     let out = sftp_batch(
         &server,
