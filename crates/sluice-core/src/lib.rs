@@ -5,6 +5,7 @@
 //! is always inside the tenant's root, a [`TreeLayout`] decides what may happen where.
 
 pub mod access;
+pub mod audit;
 pub mod cells;
 pub mod connector;
 pub mod defender;

@@ -499,3 +499,46 @@ pub struct RecordsDeletedView {
     /// Records left referring to a deleted one (`on_delete = "keep"`, or `"hold"` confirmed).
     pub kept: u64,
 }
+
+/// One entry of the audit log: who did what, when, from where, and how it ended.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema), schema(as = AuditEntry))]
+pub struct AuditView {
+    pub id: i64,
+    pub at_ms: i64,
+    /// The tenant acted on (none: the operator's own: its accounts, bans).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub tenant: Option<String>,
+    /// `cli` (an OS login on the server), `account` (a dashboard account), `api_key`, `system`.
+    pub actor_kind: crate::audit::ActorKind,
+    pub actor: String,
+    /// The client's address, or `local` for the command line.
+    pub source: String,
+    /// `tenant.settings`, `import.approve`, ...
+    pub action: String,
+    pub target: String,
+    pub outcome: crate::audit::AuditOutcome,
+    /// What it was before and after, where that makes sense (settings), as JSON text.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub before: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub after: Option<String>,
+}
+
+impl From<&crate::audit::AuditEntry> for AuditView {
+    fn from(e: &crate::audit::AuditEntry) -> Self {
+        AuditView {
+            id: e.id,
+            at_ms: e.at_ms,
+            tenant: e.tenant.clone(),
+            actor_kind: e.actor.kind,
+            actor: e.actor.name.clone(),
+            source: e.actor.source.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            outcome: e.outcome,
+            before: e.before.clone(),
+            after: e.after.clone(),
+        }
+    }
+}

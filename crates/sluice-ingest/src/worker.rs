@@ -37,6 +37,8 @@ pub struct Ingest {
     photos: PathBuf,
     /// How long error reports stay in tenants' `/errors` (`None`: forever).
     error_reports_kept: Option<Duration>,
+    /// How long audit log entries are kept (`None`: for ever).
+    audit_kept: Option<Duration>,
     /// Per tenant with a settle time, the newest upload whose set was already queued.
     settled: std::sync::Mutex<HashMap<String, i64>>,
     /// Where processed uploads are kept, and for how long; `None` deletes them at once.
@@ -67,6 +69,7 @@ impl Ingest {
             photos: data_dir.join("photos"),
             settled: std::sync::Mutex::default(),
             error_reports_kept: None,
+            audit_kept: None,
             archive: None,
             metrics: Arc::default(),
             notifier: None,
@@ -96,6 +99,22 @@ impl Ingest {
     pub fn with_duplicate_window(mut self, window: Duration) -> Self {
         self.duplicate_window = (!window.is_zero()).then_some(window);
         self
+    }
+
+    /// Purges audit log entries older than `days` days (0: kept for ever), hourly.
+    pub fn with_audit_days(mut self, days: u32) -> Self {
+        self.audit_kept = (days > 0).then(|| Duration::from_secs(u64::from(days) * 86_400));
+        self
+    }
+
+    /// Removes the audit log's entries older than its retention.
+    pub fn sweep_audit(&self) -> usize {
+        let Some(keep) = self.audit_kept else { return 0 };
+        let before = sluice_store::now_ms() - keep.as_millis() as i64;
+        self.store.purge_audit(before).unwrap_or_else(|e| {
+            warn!("purging the audit log: {e}");
+            0
+        })
     }
 
     /// Removes error reports from tenants' `/errors` after `days` days (0: kept forever).
@@ -994,6 +1013,7 @@ impl Ingest {
                     me.sweep_error_reports();
                     me.sweep_kept_files();
                     me.sweep_photos();
+                    me.sweep_audit();
                 }
             };
             if let Err(e) = tokio::task::spawn_blocking(work).await {

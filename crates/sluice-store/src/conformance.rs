@@ -4,7 +4,7 @@
 //! behaviour that differs, naming it.
 
 use crate::roles::{
-    Accounts, ApiKeys, Bans, ImportQueue, Imports, People, Records, SavedExports, Tenants, Uploads,
+    Accounts, ApiKeys, Audit, Bans, ImportQueue, Imports, People, Records, SavedExports, Tenants, Uploads,
 };
 use crate::{AuthorizedKey, KeyOwner, Outcome, Role, StageKind, StoreError};
 use sluice_core::defender::Ban;
@@ -16,7 +16,7 @@ use sluice_core::{
 use std::time::Duration;
 
 /// Runs every check, each on a fresh store from `open`.
-pub fn run<S: Tenants + Accounts + ApiKeys + Bans + Uploads + ImportQueue>(open: &dyn Fn() -> S) {
+pub fn run<S: Tenants + Accounts + ApiKeys + Bans + Uploads + ImportQueue + Audit>(open: &dyn Fn() -> S) {
     tenants(&open());
     settings(&open());
     ssh_keys(&open());
@@ -24,6 +24,41 @@ pub fn run<S: Tenants + Accounts + ApiKeys + Bans + Uploads + ImportQueue>(open:
     api_keys(&open());
     bans(&open());
     upload_queue(&open());
+    audit(&open());
+}
+
+/// The audit log: entries come back newest first, by tenant or all, and the retention purges
+/// only what is older than it.
+pub fn audit(s: &impl Audit) {
+    use sluice_core::audit::{Actor, ActorKind, AuditOutcome, NewAuditEntry};
+    let ann = Actor { kind: ActorKind::Account, name: "ann@acme.org".into(), source: "192.0.2.7".into() };
+    let cli = Actor { kind: ActorKind::Cli, name: "root".into(), source: "local".into() };
+    let entry = |tenant, actor, action, outcome| NewAuditEntry {
+        tenant,
+        actor,
+        action,
+        target: "settings",
+        outcome,
+        before: Some("{\"trigger\":\"manual\"}".into()),
+        after: Some("{\"trigger\":\"on_upload\"}".into()),
+    };
+    let first = s.record_audit(&entry(Some("acme"), &ann, "tenant.settings", AuditOutcome::Done)).unwrap();
+    let second = s.record_audit(&entry(Some("beta"), &cli, "tenant.add", AuditOutcome::Done)).unwrap();
+    s.record_audit(&entry(None, &cli, "admin.password", AuditOutcome::Refused)).unwrap();
+    assert!(second > first);
+    let all = s.audit_entries(None, None, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["admin.password", "tenant.add", "tenant.settings"]
+    );
+    assert_eq!((all[0].tenant.as_deref(), all[0].outcome), (None, AuditOutcome::Refused));
+    let acme = s.audit_entries(Some("acme"), None, 10).unwrap();
+    assert_eq!(acme.len(), 1);
+    assert_eq!((&acme[0].actor, acme[0].after.as_deref()), (&ann, Some("{\"trigger\":\"on_upload\"}")));
+    assert_eq!(s.audit_entries(None, Some(acme[0].at_ms + 60_000), 10).unwrap().len(), 0);
+    assert_eq!(s.audit_entries(None, None, 2).unwrap().len(), 2);
+    assert_eq!(s.purge_audit(acme[0].at_ms - 60_000).unwrap(), 0);
+    assert_eq!(s.purge_audit(i64::MAX).unwrap(), 3);
 }
 
 fn name(n: &str) -> TenantName {

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod api_keys;
+mod audit;
 mod bans;
 pub mod conformance;
 mod connectors;
@@ -30,7 +31,7 @@ pub use records::{
 };
 pub use referrers::Referrer;
 pub use roles::{
-    Accounts, ApiKeys, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Photos, Records,
+    Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Photos, Records,
     Referrers, SavedExports, Tenants, Uploads,
 };
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, Role};

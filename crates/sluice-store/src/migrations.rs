@@ -379,6 +379,25 @@ const MIGRATIONS: &[&str] = &[
         deleted_by TEXT NOT NULL,
         PRIMARY KEY (tenant_id, type, key)
      ) WITHOUT ROWID;",
+    // 31: the audit log: who changed what, when, from where (append-only: no row is ever
+    // changed; rows older than the retention are purged)
+    "CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        tenant TEXT,
+        actor_kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        before TEXT,
+        after TEXT
+     );
+     CREATE INDEX audit_log_by_tenant ON audit_log (tenant, id);
+     CREATE INDEX audit_log_by_time ON audit_log (at_ms);
+     CREATE TRIGGER audit_log_is_append_only BEFORE UPDATE ON audit_log
+     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -10,6 +10,7 @@ use crate::{
     RecordQuery, Referrer, Referring, Result, Role, StoredError, StoredRecord, StoredUpload, Tombstone,
 };
 use sluice_core::UploadEvent;
+use sluice_core::audit::{AuditEntry, NewAuditEntry};
 use sluice_core::connector::{Connector, HostKey};
 use sluice_core::defender::Ban;
 use sluice_core::net::Source;
@@ -388,6 +389,24 @@ pub trait Records {
         referrers: &[Referrer],
         confirmed: bool,
     ) -> Result<Deletion>;
+}
+
+/// The audit log: append-only, read by tenant and time, purged after its retention.
+pub trait Audit {
+    /// Appends an entry; returns its id.
+    fn record_audit(&self, entry: &NewAuditEntry<'_>) -> Result<i64>;
+
+    /// Entries, newest first: of one tenant (`Some`), or all (`None`: the operator's view),
+    /// since `since_ms`, at most `limit`.
+    fn audit_entries(
+        &self,
+        tenant: Option<&str>,
+        since_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>>;
+
+    /// Removes the entries older than `before_ms` (the retention); returns how many.
+    fn purge_audit(&self, before_ms: i64) -> Result<usize>;
 }
 
 /// Saved exports (a tenant's export definitions, by name; names are unique whatever their

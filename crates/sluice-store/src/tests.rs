@@ -587,3 +587,27 @@ fn search_benchmark_on_a_million_students() {
         }
     }
 }
+
+/// The audit log is append-only for the application: a row cannot be changed.
+#[test]
+fn the_audit_log_refuses_changes_to_its_rows() {
+    use crate::roles::Audit;
+    use sluice_core::audit::{Actor, ActorKind, AuditOutcome, NewAuditEntry};
+    let store = Store::open_in_memory().unwrap();
+    let actor = Actor { kind: ActorKind::Cli, name: "root".into(), source: "local".into() };
+    let id = store
+        .record_audit(&NewAuditEntry {
+            tenant: None,
+            actor: &actor,
+            action: "admin.password",
+            target: "admin",
+            outcome: AuditOutcome::Done,
+            before: None,
+            after: None,
+        })
+        .unwrap();
+    let changed =
+        store.with(|c| Ok(c.execute("UPDATE audit_log SET actor = 'someone else' WHERE id = ?1", [id])?));
+    assert!(changed.unwrap_err().to_string().contains("append-only"));
+    assert_eq!(store.audit_entries(None, None, 10).unwrap()[0].actor.name, "root");
+}

@@ -188,6 +188,20 @@ pub(crate) enum Command {
     },
     /// Check a deployment: configuration, data directory, database integrity, import types.
     Doctor,
+    /// The audit log: who changed what (settings, credentials, accounts, API keys, approvals,
+    /// deletions, exports, connectors), when, from where, and how it ended; newest first.
+    Audit {
+        /// One tenant's entries (default: all, the operator's view).
+        #[arg(long, value_parser = tenant_name)]
+        tenant: Option<TenantName>,
+        /// Only entries from this day on (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the uploads a tenant completed, as recorded for the import pipeline.
     Uploads {
         #[arg(long, value_parser = tenant_name)]

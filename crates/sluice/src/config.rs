@@ -164,6 +164,10 @@ settle_secs = 2
 # cannot be opened.
 key_file = ""
 
+[audit]
+# Keep audit log entries (who changed what, when, from where) this many days (0: for ever).
+keep_days = 365
+
 [log]
 # tracing filter, e.g. "info" or "sluice_sftp=debug,info"; RUST_LOG overrides it.
 level = "info"
@@ -181,7 +185,14 @@ pub struct Config {
     pub imports: ImportsConfig,
     pub connectors: ConnectorsConfig,
     pub secrets: SecretsConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    pub keep_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

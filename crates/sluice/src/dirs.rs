@@ -81,10 +81,22 @@ impl DataDirs {
         types: sluice_core::import::ImportTypes,
         settings: &crate::config::ImportsConfig,
     ) -> Result<sluice_ingest::Ingest> {
+        self.ingest_keeping_audit(store, types, settings, 0)
+    }
+
+    /// [`Self::ingest`], purging audit entries older than `audit_days` (0: never) hourly.
+    pub fn ingest_keeping_audit(
+        &self,
+        store: Arc<Store>,
+        types: sluice_core::import::ImportTypes,
+        settings: &crate::config::ImportsConfig,
+        audit_days: u32,
+    ) -> Result<sluice_ingest::Ingest> {
         Ok(sluice_ingest::Ingest::new(store, types, &self.root)
             .with_context(|| format!("cannot create the import directories under {}", self.root.display()))?
             .with_archive(&self.root, settings.archive_days)
             .with_error_report_days(settings.error_report_days)
+            .with_audit_days(audit_days)
             .with_duplicate_window(std::time::Duration::from_secs(settings.duplicate_window_secs)))
     }
 

@@ -53,7 +53,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let serving = matches!(cli.command, Command::Serve { .. });
     init_logging(if serving { &config.log.level } else { "warn" });
     let dirs = DataDirs::new(&config.data_dir);
+    // A command that changes something is recorded in the audit log once it has run.
+    let audited = crate::audit::change_of(&cli.command);
+    let before = audited.as_ref().and_then(|c| crate::audit::snapshot(&dirs, c));
+    let result = command(cli, config, &dirs);
+    if let Some(c) = &audited {
+        crate::audit::record(&dirs, c, before, &result);
+    }
+    result
+}
+
+fn command(cli: Cli, config: Config, dirs: &DataDirs) -> Result<(), Failure> {
+    let dirs = dirs.clone();
     match cli.command {
+        Command::Audit { tenant, since, limit, json } => {
+            crate::audit::list(&dirs, tenant.as_deref(), since.as_deref(), limit, json)
+        }
         Command::Serve { .. } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve::run(config)).map_err(usage)

@@ -11,6 +11,7 @@ macro_rules! outln {
 }
 
 mod accounts;
+mod audit;
 mod cli;
 mod config;
 mod connectors;

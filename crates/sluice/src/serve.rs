@@ -31,7 +31,7 @@ pub async fn run(config: Config) -> Result<()> {
         .context("cannot read the defender's bans")?;
     let notify = Arc::new(Notify::new());
     let ingest = Arc::new(
-        dirs.ingest(store.clone(), types, &config.imports)?
+        dirs.ingest_keeping_audit(store.clone(), types, &config.imports, config.audit.keep_days)?
             .with_metrics(metrics.clone())
             .with_notifier(notify.clone()),
     );

@@ -5,6 +5,7 @@ mod common;
 
 mod api;
 mod audit;
+mod audit_log;
 mod browser;
 mod clever;
 mod cli;
