@@ -134,8 +134,9 @@ pub struct TreeLayout {
     import_folders: Vec<FolderName>,
     /// The required file names accepted at the root (routing `root` or `both`), lower-case.
     root_files: Vec<String>,
-    /// Routing `root`: the import folders are not shown (uploads go at the root).
-    folders_hidden: bool,
+    /// Routing `root`: the import folders whose types are taken at the root by name are not
+    /// shown (uploads go at the root); the others (`/photos`, `/oneroster`) stay.
+    hidden: Vec<FolderName>,
 }
 
 /// Where a file uploaded at the root lives: the root's own folder name (`Node::Entry`'s
@@ -144,25 +145,28 @@ pub const ROOT: &str = "";
 
 impl TreeLayout {
     pub fn new(import_folders: Vec<FolderName>) -> Self {
-        Self { import_folders, root_files: Vec::new(), folders_hidden: false }
+        Self { import_folders, root_files: Vec::new(), hidden: Vec::new() }
     }
 
     /// The layout a tenant with `routing` sees: at the root, the required file names of its
     /// types (`root_files`) may be uploaded; with `Routing::Root` its import folders are not
     /// shown. (The folders stay the tenant's: they say which types it imports.)
-    pub fn routed(mut self, routing: crate::Routing, root_files: &[String]) -> Self {
+    pub fn routed(mut self, routing: crate::Routing, root_files: &[(FolderName, String)]) -> Self {
         use crate::Routing;
+        self.hidden = match routing {
+            Routing::Root => root_files.iter().map(|(f, _)| f.clone()).collect(),
+            Routing::Folders | Routing::Both => Vec::new(),
+        };
         self.root_files = match routing {
             Routing::Folders => Vec::new(),
             Routing::Root | Routing::Both => {
-                let mut names: Vec<String> = root_files.iter().map(|n| n.to_ascii_lowercase()).collect();
+                let mut names: Vec<String> = root_files.iter().map(|(_, n)| n.to_ascii_lowercase()).collect();
                 // Two types of the tenant with one name: the first takes it, as the import does.
                 names.sort();
                 names.dedup();
                 names
             }
         };
-        self.folders_hidden = routing == Routing::Root;
         self
     }
 
@@ -188,8 +192,11 @@ impl TreeLayout {
 
     /// Every folder at the root, in listing order, with whether the tenant may write there.
     pub fn folders(&self) -> impl Iterator<Item = (&str, bool)> {
-        let shown = if self.folders_hidden { &[][..] } else { &self.import_folders[..] };
-        shown.iter().map(|f| (f.as_str(), true)).chain([(EXPORTS, false), (ERRORS, false)])
+        self.import_folders
+            .iter()
+            .filter(|f| !self.hidden.contains(f))
+            .map(|f| (f.as_str(), true))
+            .chain([(EXPORTS, false), (ERRORS, false)])
     }
 
     /// The subfolders of a folder (name, as listed in it): `photos` in `exports`.
@@ -271,7 +278,7 @@ impl TreeLayout {
             [name] if !self.root_files.is_empty() => PolicyError::RootName {
                 name: name.clone(),
                 accepted: self.root_files.join(", "),
-                folders: if self.folders_hidden {
+                folders: if self.import_folders.iter().all(|f| self.hidden.contains(f)) {
                     String::new()
                 } else {
                     format!(", or into one of {}", self.writable_list())
@@ -285,7 +292,12 @@ impl TreeLayout {
     }
 
     fn writable_list(&self) -> String {
-        let names: Vec<String> = self.import_folders.iter().map(|f| format!("/{f}")).collect();
+        let names: Vec<String> = self
+            .import_folders
+            .iter()
+            .filter(|f| !self.hidden.contains(f))
+            .map(|f| format!("/{f}"))
+            .collect();
         if names.is_empty() { "(no folders are configured for you)".to_owned() } else { names.join(", ") }
     }
 
@@ -340,7 +352,10 @@ mod tests {
 
     #[test]
     fn root_routing_takes_required_file_names_at_the_root() {
-        let names = vec!["students.csv".to_owned(), "guardians.csv".to_owned()];
+        let names = vec![
+            (FolderName::parse("students").unwrap(), "students.csv".to_owned()),
+            (FolderName::parse("employees").unwrap(), "guardians.csv".to_owned()),
+        ];
         let both = layout().routed(crate::Routing::Both, &names);
         let file = p("/Students.CSV");
         assert_eq!(both.check(Operation::Write, &file), Ok((ROOT, "Students.CSV")));

@@ -208,6 +208,11 @@ impl SettingsChange {
                 }
                 self.settle_secs = Some(secs);
             }
+            "blackout" if value.contains(';') => {
+                return Err(err(
+                    "separate date ranges with commas: 2026-06-15..2026-08-20,2026-12-20..2027-01-03".into(),
+                ));
+            }
             "blackout" => {
                 self.blackouts = Some(crate::tenant::Blackout::parse_list(value).map_err(|e| {
                     err(format!("{e}; write date ranges such as 2026-06-15..2026-08-20, separated by commas"))

@@ -36,6 +36,8 @@ struct Candidate {
     name: String,
     /// The record key its file name or its mapping line gives.
     key: String,
+    /// From a mapping file's line (else from the image's own name).
+    mapped: bool,
 }
 
 fn error(line: u64, key: &str, column: &str, code: &'static str, reason: String, value: &str) -> RowError {
@@ -141,7 +143,10 @@ fn finish(
 ) -> Result<ImportRecord, ImportError> {
     let target = req.import_type.photos.as_ref().map_or(req.import_type.name.as_str(), |r| r.target.as_str());
     let stored: Vec<RowError> = ended.errors.iter().take(sluice_store::STORED_ERRORS).cloned().collect();
+    // The photos are of the target's records: an after-import photo export of it answers.
+    let of = [target.to_owned()];
     let outcome = Outcome {
+        record_types: Some(&of),
         message: ended.message,
         errors: &stored,
         warnings: ended.warnings,
@@ -334,6 +339,7 @@ impl PhotoRun<'_, '_> {
                         entry: *index,
                         name: name.clone(),
                         key: photo::key_of_file_name(name).to_owned(),
+                        mapped: false,
                     });
                 }
             }
@@ -416,6 +422,7 @@ impl PhotoRun<'_, '_> {
                                 entry: images[*n].1,
                                 name: images[*n].0.clone(),
                                 key: key.to_owned(),
+                                mapped: true,
                             });
                         }
                         Some([_]) => {
@@ -558,7 +565,18 @@ impl PhotoRun<'_, '_> {
                         &c.key,
                         &c.name,
                         "no_such_record",
-                        format!("no {} record has the key {:?}; name the image after the record's key (or list it in map.csv)", rules.target, c.key),
+                        if c.mapped {
+                            format!(
+                                "no {} record has the key {:?} that the mapping file gives it",
+                                rules.target,
+                                c.key.replace('\u{1f}', "+")
+                            )
+                        } else {
+                            format!(
+                                "no {} record has the key {:?}; name the image after the record's key (or list it in map.csv)",
+                                rules.target, c.key
+                            )
+                        },
                         &c.name,
                     ))?;
                     continue;

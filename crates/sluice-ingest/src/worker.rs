@@ -376,16 +376,19 @@ impl Ingest {
         let allowed = self.tenant_types(tenant);
         let root = self.tenants_root.join(tenant.name.as_str());
         // (depth, virtual path, file on disk)
-        let mut waiting: Vec<(usize, String, PathBuf)> = Vec::new();
+        // (depth, when it was uploaded, virtual path, file on disk): referred-to types first,
+        // and within a type the files in the order they came (the newest last, so it wins).
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut waiting: Vec<(usize, Option<std::time::SystemTime>, String, PathBuf)> = Vec::new();
         let mut take = |t: Option<&sluice_core::import::ImportType>, vpath: String, real: PathBuf| {
             if let Some(t) = t
                 && self.in_scope(tenant, t, scope)
             {
-                waiting.push((self.types.depth(&t.name), vpath, real));
+                waiting.push((self.types.depth(&t.name), modified(&real), vpath, real));
             }
         };
         // Manifests, and files no type reads (their import fails, saying where they belong).
-        let mut untyped: Vec<(usize, String, PathBuf)> = Vec::new();
+        let mut untyped: Vec<(usize, Option<std::time::SystemTime>, String, PathBuf)> = Vec::new();
         let files_in = |dir: &Path| -> Vec<String> {
             std::fs::read_dir(dir)
                 .into_iter()
@@ -413,7 +416,12 @@ impl Ingest {
                     if manifest { None } else { self.types.for_upload(&allowed, folder.as_str(), &name) };
                 match found {
                     Some(t) => take(Some(t), format!("/{folder}/{name}"), dir.join(&name)),
-                    None if all => untyped.push((0, format!("/{folder}/{name}"), dir.join(&name))),
+                    None if all => untyped.push((
+                        0,
+                        modified(&dir.join(&name)),
+                        format!("/{folder}/{name}"),
+                        dir.join(&name),
+                    )),
                     None => {}
                 }
             }
@@ -421,7 +429,7 @@ impl Ingest {
         waiting.extend(untyped);
         waiting.sort();
         let mut found = 0;
-        for (_, vpath, real) in waiting {
+        for (_, _, vpath, real) in waiting {
             let Ok(path) = VirtualPath::resolve(vpath.as_bytes()) else { continue };
             let (size, sha256) = hash_file(&real)
                 .map_err(|e| ImportError::Io { what: format!("reading {path}"), source: e })?;
@@ -495,6 +503,14 @@ impl Ingest {
                     queue(Waiting::Type(type_name), &format!("scheduled import of {type_name} ({cron})"));
                 }
             }
+            if t.settle_secs == 0 {
+                // The settle time was just turned off: what waited for it is imported now.
+                let was_settling =
+                    self.settled.lock().unwrap_or_else(|p| p.into_inner()).remove(t.name.as_str());
+                if was_settling.is_some() {
+                    queue(Waiting::Settled, "settle time turned off: importing what waited for it");
+                }
+            }
             if t.settle_secs > 0 {
                 let last = match self.store.last_upload_ms(t.name.as_str()) {
                     Ok(Some(last)) => last,
@@ -506,6 +522,7 @@ impl Ingest {
                 };
                 let quiet = now.as_millisecond() - last >= i64::from(t.settle_secs) * 1000;
                 let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+                settled.entry(t.name.to_string()).or_insert(0);
                 let done = settled.get(t.name.as_str()).is_some_and(|s| *s >= last);
                 if quiet && !done {
                     settled.insert(t.name.to_string(), last);
@@ -1291,7 +1308,7 @@ mod scheduler_tests {
         let refused = change.clone().set("trigger.guardians", "schedule", cx).unwrap_err();
         assert!(refused.reason.contains("schedule.guardians=CRON"), "{refused}");
         store.change_settings("acme", &change).unwrap();
-        let ingest = Ingest::new(store.clone(), types, dir.path()).unwrap();
+        let ingest = Ingest::new(store.clone(), types.clone(), dir.path()).unwrap();
         let root = dir.path().join("tenants/acme");
         for (folder, file, body) in
             [("students", "s.csv", "id\n1\n2\n"), ("guardians", "g.csv", "gid,sid\nG1,1\n")]
@@ -1330,6 +1347,18 @@ mod scheduler_tests {
         let imports = store.imports("acme", 10).unwrap();
         assert_eq!(imports[0].type_name, "guardians");
         assert_eq!(imports[0].status, ImportStatus::Complete, "{imports:?}");
+        // A file that waits for quiet when the settle time is turned off is imported at the
+        // next tick, not left behind.
+        std::fs::write(root.join("students/s2.csv"), "id\n3\n").unwrap();
+        store.record_upload(&upload("/students/s2.csv", "2026-11-24T09:00:00Z")).unwrap();
+        assert_eq!(ingest.drain().unwrap(), 1);
+        ingest.run_schedules(t("2026-11-24T09:00:01Z"), t("2026-11-24T09:00:05Z"));
+        let mut off = sluice_core::SettingsChange::default();
+        off.set("settle_secs", "0", cx).unwrap();
+        store.change_settings("acme", &off).unwrap();
+        ingest.run_schedules(t("2026-11-24T09:00:05Z"), t("2026-11-24T09:00:10Z"));
+        assert_eq!(ingest.drain().unwrap(), 1);
+        assert_eq!(store.imports("acme", 10).unwrap()[0].file_name, "s2.csv");
     }
 
     /// `sluice sync` queues what it finds while the server's worker keeps polling the same

@@ -813,13 +813,8 @@ impl Handler {
 
     fn tree(&self, tenant: &Tenant) -> TenantTree {
         let folders = tenant.layout.import_folders();
-        let names: Vec<String> = self
-            .server
-            .root_files
-            .iter()
-            .filter(|(f, _)| folders.contains(f))
-            .map(|(_, n)| n.clone())
-            .collect();
+        let names: Vec<(FolderName, String)> =
+            self.server.root_files.iter().filter(|(f, _)| folders.contains(f)).cloned().collect();
         TenantTree {
             layout: tenant.layout.clone().routed(tenant.routing, &names),
             root: self.server.tenants_root.join(tenant.name.as_str()),

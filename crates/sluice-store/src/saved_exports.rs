@@ -184,7 +184,8 @@ impl crate::roles::SavedExports for Store {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT t.name, latest, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to, e.in_exports
-                 FROM (SELECT e.*, (SELECT max(i.id) FROM imports i WHERE i.tenant_id = e.tenant_id AND i.type = e.type
+                 FROM (SELECT e.*, (SELECT max(i.id) FROM imports i WHERE i.tenant_id = e.tenant_id
+                         AND (i.type = e.type OR (e.format = 'photos' AND i.record_types = e.type))
                          AND i.status IN {APPLIED} AND i.added + i.updated + i.deleted > 0) AS latest
                        FROM saved_exports e WHERE e.run_when = 'after_import') e
                  JOIN tenants t ON t.id = e.tenant_id

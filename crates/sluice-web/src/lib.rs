@@ -57,6 +57,8 @@ pub struct Web {
 pub struct SftpEndpoint {
     /// The address it listens on (an unspecified one: the dashboard's own host name is shown).
     pub listen: std::net::SocketAddr,
+    /// The host name clients use (`[sftp] public_host`), shown instead of the address.
+    pub public_host: Option<String>,
     /// The host key's algorithm (`ssh-ed25519`) and SHA-256 fingerprint (`SHA256:...`).
     pub key_type: String,
     pub fingerprint: String,

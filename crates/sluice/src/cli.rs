@@ -268,9 +268,11 @@ pub(crate) enum TenantCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Change settings: `types=students,guardians` (or `folders=...`), `trigger=on_upload|manual|schedule`,
-    /// `schedule="0 2 * * *"`, `timezone=America/Chicago`, `safeguard.students.deleted=5`
-    /// (hold an import that would delete more than 5% of students; `.changed` for updates).
+    /// Change settings: `types=students,guardians` (or `folders=...`), `routing=folders|root|both`,
+    /// `trigger=on_upload|manual|schedule`, `schedule="0 2 * * *"`, `schedule.guardians="0 2 * * *"`
+    /// (a type's own), `timezone=America/Chicago`, `settle_secs=60`, `blackout=2026-06-15..2026-08-20`,
+    /// `safeguard.students.deleted=5` (hold an import that would delete more than 5% of students;
+    /// `.changed` for updates).
     Set {
         #[arg(value_parser = tenant_name)]
         name: TenantName,

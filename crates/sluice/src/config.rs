@@ -14,6 +14,9 @@ data_dir = "./sluice-data"
 
 [sftp]
 listen = "127.0.0.1:2222"
+# The host name tenants' clients connect to, as the dashboard's credentials page shows it
+# ("" = the listening address, or the dashboard's own host name when listening on all).
+public_host = ""
 # Admit hmac-sha2-256/512 (encrypt-and-MAC) for SSH libraries without encrypt-then-MAC,
 # such as libssh2 before 1.11 (Debian 12's curl).
 compat = false
@@ -247,6 +250,7 @@ impl ImportsConfig {
 #[serde(deny_unknown_fields)]
 pub struct SftpConfig {
     pub listen: SocketAddr,
+    pub public_host: String,
     pub compat: bool,
     pub post_quantum_only: bool,
     pub login_grace_secs: u64,

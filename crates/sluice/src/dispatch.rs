@@ -173,13 +173,20 @@ fn command(cli: Cli, config: Config, dirs: &DataDirs) -> Result<(), Failure> {
                     .map(|u| {
                         json!({"id": u.id, "tenant": u.event.tenant.as_str(), "path": u.event.path.to_string(),
                                "size": u.event.size, "sha256": u.event.sha256.as_str(), "at_ms": u.event.at_ms,
-                               "duplicate_of": u.duplicate_of})
+                               "duplicate_of": u.duplicate_of, "queued_by_sync": u.requested})
                     })
                     .collect();
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for u in uploads {
-                    let retry = u.duplicate_of.map(|o| format!("  (retry of {o}: not imported again)"));
+                    // A sync queues the files waiting in the folders as events of their own.
+                    let retry = u
+                        .duplicate_of
+                        .map(|o| format!("  (retry of {o}: not imported again)"))
+                        .or_else(|| {
+                            u.requested
+                                .then(|| "  (queued by a sync or schedule, not a new upload)".to_owned())
+                        });
                     let at = jiff::Timestamp::from_millisecond(u.event.at_ms)
                         .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
                         .unwrap_or_default();

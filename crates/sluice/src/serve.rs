@@ -120,6 +120,7 @@ pub async fn run(config: Config) -> Result<()> {
         web.run_slots = run_slots.clone();
         web.sftp = Some(sluice_web::SftpEndpoint {
             listen: bound,
+            public_host: Some(config.sftp.public_host.clone()).filter(|h| !h.is_empty()),
             key_type: host_key_public.algorithm().as_str().to_owned(),
             fingerprint: host_key_public.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
         });

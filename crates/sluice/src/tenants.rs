@@ -162,8 +162,24 @@ fn ensure_tree(dirs: &DataDirs, tenant: &Tenant) -> Result<()> {
     tree.ensure_dirs().with_context(|| format!("cannot create folders under {}", tree.root.display()))
 }
 
-/// When a tenant's uploads are imported, in words.
+/// When a tenant's uploads are imported, in words (types with a schedule of their own, a
+/// settle time and blackouts included).
 fn when(t: &Tenant) -> String {
+    let mut said = trigger_words(t);
+    if t.settle_secs > 0 && t.trigger == Trigger::OnUpload {
+        said = format!("once uploads have been quiet {} s", t.settle_secs);
+    }
+    for (type_name, cron) in &t.type_schedules {
+        said.push_str(&format!("; {type_name} on its own schedule \"{cron}\" ({})", t.timezone));
+    }
+    if !t.blackouts.is_empty() {
+        let list: Vec<String> = t.blackouts.iter().map(ToString::to_string).collect();
+        said.push_str(&format!("; full files delete nothing during {}", list.join(", ")));
+    }
+    said
+}
+
+fn trigger_words(t: &Tenant) -> String {
     match (t.trigger, &t.schedule) {
         (Trigger::OnUpload, _) => "as soon as an upload closes".into(),
         (Trigger::Manual, _) => "only on `sluice sync`".into(),

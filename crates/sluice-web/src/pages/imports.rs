@@ -165,6 +165,20 @@ pub async fn overview(
                     },
                     _ => { "Imports run: " (t.trigger.as_str()) },
                 }
+                @if t.settle_secs > 0 && t.trigger == sluice_core::Trigger::OnUpload {
+                    ", once uploads have been quiet " (t.settle_secs) " s"
+                }
+            }
+            @for (type_name, cron) in &t.type_schedules {
+                p {
+                    (type_name) " waits for its own schedule " code { (cron.as_str()) } " (" (t.timezone) ")"
+                    @if let Ok(Some(next)) = sluice_ingest::next_run(cron, &t.timezone, sluice_ingest::Timestamp::now()) {
+                        "; next: " (next.to_string())
+                    }
+                }
+            }
+            @if let Some(b) = t.blackout_at(sluice_ingest::Timestamp::now()) {
+                p { strong { "Blackout " (b.to_string()) ": " } "full files delete nothing they leave out." }
             }
             form method="post" action={ "/t/" (tenant) "/sync" } {
                 (csrf_field(&viewer))

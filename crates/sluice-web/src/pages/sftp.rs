@@ -30,7 +30,9 @@ pub async fn sftp_page(
     // The host clients connect to: the listening address, or (listening on every address)
     // the host name this page was asked for under.
     let endpoint = web.sftp.as_ref().map(|e| {
-        let host = if e.listen.ip().is_unspecified() {
+        let host = if let Some(host) = &e.public_host {
+            host.clone()
+        } else if e.listen.ip().is_unspecified() {
             headers
                 .get(axum::http::header::HOST)
                 .and_then(|h| h.to_str().ok())

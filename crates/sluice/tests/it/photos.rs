@@ -386,3 +386,31 @@ fn photos_in_a_types_own_folder_match_a_key_of_two_columns_through_the_map() {
     assert_eq!(std::fs::read(folder.join("77+South.jpg")).unwrap(), jpeg(16, 16));
     assert_eq!(std::fs::read(folder.join("77+North.jpg")).unwrap(), jpeg(16, 24));
 }
+
+/// A saved photo export after imports keeps /exports/photos current both ways: a new photo zip
+/// adds its images, a student leaving removes theirs.
+#[test]
+fn an_after_import_photo_export_follows_photo_zips_and_leaving_students() {
+    let server = Server::start();
+    school(&server);
+    server.cli_ok(&[
+        "export",
+        "add",
+        "acme",
+        "cards",
+        "--type",
+        "students",
+        "--format",
+        "photos",
+        "--after-import",
+    ]);
+    let folder = server.tenant_dir("acme").join("exports/photos");
+    let zip = zip_of(&[("777.jpg", &jpeg(8, 8))]);
+    let local = write_file(server.dir.path(), "p.zip", &zip);
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "photos", local.to_str().unwrap()]);
+    assert!(
+        server.wait_until(Duration::from_secs(30), |_| folder.join("777.jpg").is_file()),
+        "the photo import ran the export: {:?}",
+        server.cli_ok(&["export", "runs", "acme"])
+    );
+}

@@ -47,6 +47,8 @@ fn the_root_takes_required_file_names_from_openssh_and_refuses_others_by_name() 
     }
     let server = Server::start();
     routed_tenant(&server, "pw-for-tests", "root");
+    // Photos have no required name: their folder stays with root routing.
+    server.cli_ok(&["tenant", "set", "acme", "folders=students,guardians,photos"]);
     let shown = server.cli_ok(&["tenant", "show", "acme"]);
     assert!(shown.contains("routing:   root"), "{shown}");
     let key = server.key("acme");
@@ -61,6 +63,7 @@ fn the_root_takes_required_file_names_from_openssh_and_refuses_others_by_name() 
         listing.contains("exports") && !listing.contains("\nstudents\n"),
         "folders are not shown: {listing}"
     );
+    assert!(listing.contains("photos"), "the photos folder stays: {listing}");
     let done = imports(&server, 2);
     let types: Vec<&str> = done.iter().take(2).map(|i| i["type"].as_str().unwrap()).collect();
     assert!(types.contains(&"students") && types.contains(&"guardians"), "{done:?}");

@@ -83,3 +83,25 @@ fn in_a_blackout_a_full_file_adds_and_updates_but_deletes_nothing() {
     assert_eq!(v["status"], "held", "{v}");
     assert_eq!(v["counts"]["deleted"], 2, "{v}");
 }
+
+/// Two files of one type wait in a folder (a manual trigger): a sync imports them in the order
+/// they came, so the newer one is what the records say, whatever their names.
+#[test]
+fn a_sync_imports_the_files_of_one_type_in_the_order_they_came() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw-for-tests");
+    server.cli_ok(&["tenant", "set", "acme", "trigger=manual"]);
+    let folder = server.tenant_dir("acme").join("students");
+    std::fs::write(folder.join("z-monday.csv"), "sisId,firstName,lastName,grade\nS1,Ann,Lee,5\n").unwrap();
+    let older = std::fs::File::options().write(true).open(folder.join("z-monday.csv")).unwrap();
+    older.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    std::fs::write(folder.join("a-tuesday.csv"), "sisId,firstName,lastName,grade\nS1,Ann,Lee,6\n").unwrap();
+    server.cli_ok(&["sync", "--tenant", "acme"]);
+    let imports = server.imports("acme");
+    assert_eq!(
+        (imports[1]["file_name"].as_str(), imports[0]["file_name"].as_str()),
+        (Some("z-monday.csv"), Some("a-tuesday.csv"))
+    );
+    let records = server.cli_ok(&["records", "--tenant", "acme", "--type", "students"]);
+    assert!(records.contains("S1,Ann,Lee,,6,"), "Tuesday's grade: {records}");
+}
