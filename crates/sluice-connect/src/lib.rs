@@ -126,13 +126,19 @@ pub fn push_all(
     let mut wait = retry.first_wait;
     let mut done: Vec<Pushed> = Vec::with_capacity(files.len());
     for attempt in 1..=retry.attempts.max(1) {
+        // An attempt that fails before a file's upload (the connection, the host key, the
+        // login) is logged against the file it was to send.
+        let mut told = false;
         let outcome: Result<(), ConnectError> = rt.block_on(async {
             let remote = client::open(connector, credential).await?;
             for (local, name) in &files[done.len()..] {
                 let written = remote.upload(local, &connector.address.path, name, connector.rename).await;
                 match &written {
                     Ok(bytes) => attempted(name, Ok(*bytes)),
-                    Err(e) => attempted(name, Err(&e.to_string())),
+                    Err(e) => {
+                        told = true;
+                        attempted(name, Err(&e.to_string()));
+                    }
                 }
                 match written {
                     Ok(bytes) => done.push(Pushed {
@@ -149,6 +155,11 @@ pub fn push_all(
             remote.close().await;
             Ok(())
         });
+        if let (Err(e), false) = (&outcome, told)
+            && let Some((_, name)) = files.get(done.len())
+        {
+            attempted(name, Err(&e.to_string()));
+        }
         match outcome {
             Ok(()) => return Ok(done),
             Err(

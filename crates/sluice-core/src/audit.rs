@@ -106,6 +106,7 @@ pub mod action {
     pub const CONNECTOR_PULL: &str = "connector.pull";
     pub const BAN_LIFT: &str = "ban.lift";
     pub const RECORD_DELETE: &str = "record.delete";
+    pub const LOGIN: &str = "login";
 }
 
 /// An entry as it is written.

@@ -316,7 +316,7 @@ pub fn read_mapping(bytes: &[u8], key_names: &[&str]) -> Result<Mapping, String>
     let key_columns: Vec<usize> = if key_names.len() > 1 {
         let each: Vec<Option<usize>> =
             key_names.iter().map(|k| words.iter().position(|w| *w == header_word(k))).collect();
-        each.iter().all(Option::is_some).then(|| each.into_iter().flatten().collect()).unwrap_or_default()
+        if each.iter().all(Option::is_some) { each.into_iter().flatten().collect() } else { Vec::new() }
     } else {
         Vec::new()
     };

@@ -415,6 +415,24 @@ pub struct SettingsView {
     pub webhook_url: Option<String>,
 }
 
+/// A tenant's settings as the audit log keeps them before and after a change: the settings
+/// view and the folders (no secret: the view has none).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditedSettings {
+    pub folders: Vec<String>,
+    #[serde(flatten)]
+    pub settings: SettingsView,
+}
+
+impl SettingsView {
+    pub fn audited(t: &Tenant) -> AuditedSettings {
+        AuditedSettings {
+            folders: t.layout.import_folders().iter().map(|f| f.as_str().to_owned()).collect(),
+            settings: SettingsView::from(t),
+        }
+    }
+}
+
 impl From<&Tenant> for SettingsView {
     fn from(t: &Tenant) -> Self {
         SettingsView {

@@ -526,10 +526,10 @@ impl PhotoRun<'_, '_> {
         if self.ctx.check_references {
             self.store.record_keys(req.tenant, &rules.target, &mut |key| {
                 let first = key.split('\u{1f}').next().unwrap_or(key);
-                if let Some(found) = wanted.get_mut(&matching.normal(first)) {
-                    if found.len() < 8 {
-                        found.push(key.to_owned());
-                    }
+                if let Some(found) = wanted.get_mut(&matching.normal(first))
+                    && found.len() < 8
+                {
+                    found.push(key.to_owned());
                 }
             })?;
         }

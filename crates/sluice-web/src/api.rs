@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_core::TenantName;
+use sluice_core::audit::action;
 use sluice_core::connector::ConnectorName;
 use sluice_core::import::{Related, TypeFormat};
 use sluice_core::saved_export::{ExportFormat, ExportName, ExportWhen, RunCause, RunOutcome, SavedExport};
@@ -238,10 +239,43 @@ fn offset(given: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-/// Who is calling, from `Authorization: Bearer <key>`.
-pub struct Caller(KeyOwner, String);
+/// Who is calling, from `Authorization: Bearer <key>`: the key's owner and name, and the
+/// client's address.
+#[derive(Clone)]
+pub struct Caller(KeyOwner, String, String);
+
+/// Records what a caller did in the audit log (done, or refused), and passes the answer on.
+async fn audited<T>(
+    web: &Web,
+    caller: &Caller,
+    tenant: Option<&str>,
+    action: &'static str,
+    target: String,
+    answer: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    crate::audit::record_off(
+        web,
+        caller.actor(),
+        crate::audit::Did::new(tenant, action, target, answer.is_ok()),
+    )
+    .await;
+    answer
+}
 
 impl Caller {
+    /// Who this is, for the audit log: the key's name (the operator's said so), from the
+    /// client's address.
+    fn actor(&self) -> sluice_core::audit::Actor {
+        sluice_core::audit::Actor {
+            kind: sluice_core::audit::ActorKind::ApiKey,
+            name: match &self.0 {
+                KeyOwner::Operator => format!("operator key {}", self.1),
+                KeyOwner::Tenant(_) => self.1.clone(),
+            },
+            source: self.2.clone(),
+        }
+    }
+
     /// The tenant's name if the caller may act for it; otherwise "not found".
     /// How decisions by this caller are recorded.
     fn who(&self) -> String {
@@ -278,7 +312,7 @@ impl FromRequestParts<Web> for Caller {
         let hash = crate::keys::hash(token);
         // One indexed lookup: cheaper inline than a thread hop.
         match web.ingest.store.api_key_by_hash(&hash) {
-            Ok(Some(key)) => Ok(Caller(key.owner, key.name)),
+            Ok(Some(key)) => Ok(Caller(key.owner, key.name, crate::audit::source(parts, web))),
             Ok(None) => Err(unauthorized("this API key is unknown or revoked")),
             Err(e) => Err(ApiError::internal(e)),
         }
@@ -638,7 +672,8 @@ pub(crate) async fn delete_record(
 ) -> ApiResult<RecordsDeletedView> {
     caller.may(&name)?;
     let by = caller.who();
-    blocking(move || {
+    let (w, tenant, target) = (web.clone(), name.to_string(), format!("{type_name} {key}"));
+    let answer = blocking(move || {
         let stored = web.ingest.deletable(&type_name).map_err(delete_error)?.stored_key(&key);
         let done = web
             .ingest
@@ -653,7 +688,8 @@ pub(crate) async fn delete_record(
             kept: done.kept,
         }))
     })
-    .await
+    .await;
+    audited(&w, &caller, Some(&tenant), action::RECORD_DELETE, target, answer).await
 }
 
 /// A record's photo: the image, JPEG or PNG as checked on import
@@ -699,7 +735,8 @@ pub(crate) async fn sync(
     ApiPath(name): ApiPath<TenantName>,
 ) -> ApiResult<SyncResult> {
     caller.may(&name)?;
-    blocking(move || {
+    let (w, tenant) = (web.clone(), name.to_string());
+    let answer = blocking(move || {
         web.ingest.store.require_tenant(&name)?;
         let before = web.ingest.store.imports(&name, 1)?.first().map_or(0, |r| r.id);
         let found = web.ingest.sync_tenant(&name).map_err(ApiError::internal)?;
@@ -714,7 +751,8 @@ pub(crate) async fn sync(
         imports.reverse();
         Ok(Json(SyncResult { found, imports }))
     })
-    .await
+    .await;
+    audited(&w, &caller, Some(&tenant), action::IMPORT_SYNC, "files waiting".into(), answer).await
 }
 
 fn approval_error(e: ApproveError) -> ApiError {
@@ -738,12 +776,27 @@ pub(crate) async fn approve(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ImportView> {
-    blocking(move || {
-        visible_import(&web, &caller, id)?;
-        let done = web.ingest.approve(id, &caller.who()).map_err(approval_error)?;
-        Ok(Json((&done).into()))
+    let (w, c) = (web.clone(), caller.clone());
+    let answer = blocking(move || {
+        let r = visible_import(&web, &caller, id)?;
+        let done = web.ingest.approve(id, &caller.who()).map_err(approval_error);
+        Ok((r.tenant, done))
     })
-    .await
+    .await;
+    decided(&w, &c, id, action::IMPORT_APPROVE, answer).await.map(|done| Json((&done).into()))
+}
+
+/// An approval's or a discard's answer, recorded in the audit log once the import's tenant is
+/// known (an import the caller may not see is not its to decide: not recorded).
+async fn decided<T>(
+    web: &Web,
+    caller: &Caller,
+    id: i64,
+    action: &'static str,
+    answer: Result<(String, Result<T, ApiError>), ApiError>,
+) -> Result<T, ApiError> {
+    let (tenant, done) = answer?;
+    audited(web, caller, Some(&tenant), action, format!("import {id}"), done).await
 }
 
 /// Drop a held import
@@ -754,12 +807,17 @@ pub(crate) async fn discard(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ImportView> {
-    blocking(move || {
-        visible_import(&web, &caller, id)?;
-        web.ingest.discard(id, &caller.who()).map_err(approval_error)?;
-        Ok(Json((&visible_import(&web, &caller, id)?).into()))
+    let (w, c) = (web.clone(), caller.clone());
+    let answer = blocking(move || {
+        let r = visible_import(&web, &caller, id)?;
+        let done = web.ingest.discard(id, &caller.who()).map_err(approval_error).and_then(|()| {
+            let after = visible_import(&web, &caller, id)?;
+            Ok(Json(ImportView::from(&after)))
+        });
+        Ok((r.tenant, done))
     })
-    .await
+    .await;
+    decided(&w, &c, id, action::IMPORT_DISCARD, answer).await
 }
 
 /// A JSON request body, read by hand so that a bad one gets this API's error shape.
@@ -810,7 +868,8 @@ pub(crate) async fn add_key(
     let new: NewKey = body(&bytes)?;
     let key =
         (web.parse_key)(&new.public_key).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_key", e))?;
-    blocking(move || {
+    let (w, tenant_name, target) = (web.clone(), name.to_string(), format!("key {}", key.fingerprint));
+    let answer = blocking(move || {
         let tenant = web.ingest.store.require_tenant(&name)?;
         match web.ingest.store.add_key(&tenant.name, &key) {
             Ok(()) => Ok((StatusCode::CREATED, Json(KeyView::from(&key))).into_response()),
@@ -820,7 +879,8 @@ pub(crate) async fn add_key(
             Err(e) => Err(e.into()),
         }
     })
-    .await
+    .await;
+    audited(&w, &caller, Some(&tenant_name), action::SSH_KEY_ADD, target, answer).await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -841,12 +901,14 @@ pub(crate) async fn remove_key(
     ApiQuery(q): ApiQuery<KeyQuery>,
 ) -> ApiResult<KeyRemoved> {
     caller.may(&name)?;
-    blocking(move || match web.ingest.store.remove_key(&name, &q.fingerprint) {
+    let (w, tenant, target) = (web.clone(), name.to_string(), format!("key {}", q.fingerprint));
+    let answer = blocking(move || match web.ingest.store.remove_key(&name, &q.fingerprint) {
         Ok(()) => Ok(Json(KeyRemoved { removed: q.fingerprint })),
         Err(StoreError::NoSuchSshKey(_)) => Err(ApiError::not_found("such key")),
         Err(e) => Err(e.into()),
     })
-    .await
+    .await;
+    audited(&w, &caller, Some(&tenant), action::SSH_KEY_REMOVE, target, answer).await
 }
 
 /// When imports run, and the tenant's safeguards
@@ -1013,13 +1075,30 @@ pub(crate) async fn change_settings(
         types: &web.ingest.types,
         allow_private_webhooks: web.allow_private_webhooks,
     };
-    for (key, value) in body.pairs()? {
-        change.set(&key, &value, cx).map_err(refused)?;
+    let pairs = body.pairs()?;
+    let target = pairs.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ");
+    for (key, value) in &pairs {
+        if let Err(e) = change.set(key, value, cx) {
+            return audited(&web, &caller, Some(&name), action::TENANT_SETTINGS, target, Err(refused(e)))
+                .await;
+        }
     }
-    blocking(move || match web.ingest.store.change_settings(&name, &change) {
-        Ok(t) => Ok(Json((&t).into())),
-        Err(sluice_store::StoreError::Refused(e)) => Err(refused(e)),
-        Err(e) => Err(e.into()),
+    let actor = caller.actor();
+    blocking(move || {
+        let store = &web.ingest.store;
+        let before = store.tenant(&name)?.map(|t| crate::audit::settings_of(&t));
+        let changed = store.change_settings(&name, &change);
+        let did = crate::audit::Did {
+            before,
+            after: changed.as_ref().ok().map(crate::audit::settings_of),
+            ..crate::audit::Did::new(Some(&name), action::TENANT_SETTINGS, target, changed.is_ok())
+        };
+        crate::audit::record(&web, &actor, did);
+        match changed {
+            Ok(t) => Ok(Json((&t).into())),
+            Err(sluice_store::StoreError::Refused(e)) => Err(refused(e)),
+            Err(e) => Err(e.into()),
+        }
     })
     .await
 }
@@ -1059,7 +1138,8 @@ pub(crate) async fn export(
     caller.may(&name)?;
     let body: ExportBody = body(&bytes)?;
     let format = body.format.clone().unwrap_or_else(|| "csv".to_owned());
-    blocking(move || {
+    let (w, tenant, target) = (web.clone(), name.to_string(), body.type_name.clone());
+    let answer = blocking(move || {
         let filters: Vec<String> = body.filters.iter().map(|(c, v)| format!("{c}={v}")).collect();
         let asked = crate::ExportAsked {
             type_name: &body.type_name,
@@ -1083,7 +1163,8 @@ pub(crate) async fn export(
             Err(crate::ExportRefused::Failed(why)) => Err(ApiError::internal(why)),
         }
     })
-    .await
+    .await;
+    audited(&w, &caller, Some(&tenant), action::EXPORT_WRITE, target, answer).await
 }
 
 fn bad_request(code: &'static str, message: String) -> ApiError {
@@ -1183,11 +1264,12 @@ pub(crate) async fn save_export(
     let format = match body.format.as_deref() {
         None => ExportFormat::Csv,
         Some(f) => ExportFormat::parse(f)
-            .ok_or_else(|| bad_request("bad_export", format!("format {f:?} is csv or xlsx")))?,
+            .ok_or_else(|| bad_request("bad_export", format!("format {f:?} is csv, xlsx or photos")))?,
     };
     let when = ExportWhen::parse(body.when.as_deref().unwrap_or("on_demand"))
         .map_err(|e| bad_request("bad_export", format!("when: {e}; or on_demand, after_import")))?;
-    blocking(move || {
+    let (w, tenant_name, target) = (web.clone(), tenant.to_string(), name.to_string());
+    let answer = blocking(move || {
         let t = web.ingest.store.require_tenant(&tenant)?;
         if !web.ingest.tenant_types(&t).iter().any(|ty| ty == &body.type_name) {
             return Err(ApiError::not_found("such import type for this tenant"));
@@ -1210,7 +1292,8 @@ pub(crate) async fn save_export(
         let stored = web.ingest.store.saved_export(&tenant, &saved.name)?.unwrap_or(saved);
         Ok(Json((&stored).into()))
     })
-    .await
+    .await;
+    audited(&w, &caller, Some(&tenant_name), action::EXPORT_SAVE, target, answer).await
 }
 
 /// Remove a saved export (its last file in /exports and its run log stay)
@@ -1223,14 +1306,16 @@ pub(crate) async fn remove_saved_export(
     ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
 ) -> ApiResult<SavedExportView> {
     caller.may(&tenant)?;
-    blocking(move || {
+    let (w, tenant_name, target) = (web.clone(), tenant.to_string(), name.to_string());
+    let answer = blocking(move || {
         let store = &web.ingest.store;
         let saved =
             store.saved_export(&tenant, &name)?.ok_or_else(|| ApiError::not_found("such saved export"))?;
         store.remove_saved_export(&tenant, &saved.name)?;
         Ok(Json((&saved).into()))
     })
-    .await
+    .await;
+    audited(&w, &caller, Some(&tenant_name), action::EXPORT_REMOVE, target, answer).await
 }
 
 /// Run a saved export now; the run is logged. A run that fails wrote nothing (the last file
@@ -1262,7 +1347,8 @@ pub(crate) async fn run_saved_export(
             "as many exports as sluice runs at once are running; try again in a moment",
         ),
     })?;
-    blocking(move || {
+    let (w, tenant_name, target) = (web.clone(), tenant.to_string(), name.to_string());
+    let answer = blocking(move || {
         let _slot = slot;
         let store = &*web.ingest.store;
         let saved =
@@ -1280,7 +1366,8 @@ pub(crate) async fn run_saved_export(
             }
         }
     })
-    .await
+    .await;
+    audited(&w, &caller, Some(&tenant_name), action::EXPORT_RUN, target, answer).await
 }
 
 /// The runs of a saved export, newest first

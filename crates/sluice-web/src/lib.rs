@@ -3,6 +3,7 @@
 //! the shared counters; nothing of SSH.
 
 mod api;
+mod audit;
 mod blocking;
 pub mod client;
 pub mod connections;

@@ -171,9 +171,7 @@ pub(crate) fn snapshot(dirs: &DataDirs, c: &Change) -> Option<String> {
     }
     let store = dirs.open_store().ok()?;
     let t = store.tenant(c.tenant.as_deref()?).ok()??;
-    let mut view = serde_json::to_value(SettingsView::from(&t)).ok()?;
-    view["folders"] = t.layout.import_folders().iter().map(|f| f.as_str()).collect::<Vec<_>>().into();
-    Some(view.to_string())
+    serde_json::to_string(&SettingsView::audited(&t)).ok()
 }
 
 /// Records `c`, as it ended. A log that cannot be written is said on stderr; the command's own

@@ -5,11 +5,13 @@
 use super::layout::{csrf_field, not_found, notice, page};
 use super::{ManagedForm, NoticeQuery, TenantPath, Viewer, back_to, blocking, managing, reported, when};
 use crate::Web;
+use crate::audit::Did;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
+use sluice_core::audit::action;
 use sluice_store::roles::*;
 
 pub async fn api_keys_page(
@@ -96,6 +98,9 @@ pub async fn add_api_key(
     let store = web.ingest.store.clone();
     let (name, label) = (tenant.clone(), key_name.clone());
     let made = blocking(move || Ok(store.add_api_key(Some(name.as_str()), &label, &prefix, &hash)?)).await;
+    let shown = if key_name.is_empty() { "(unnamed)".to_owned() } else { key_name.clone() };
+    let did = Did::new(Some(tenant.as_str()), action::API_KEY_ADD, shown, made.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
     let Ok(_) = made else { return back_to(&viewer, &here, "Not made: the key could not be stored.") };
     tracing::info!(tenant = tenant.as_str(), by = viewer.account.email, "API key made on the dashboard");
     let body = html! {
@@ -120,6 +125,9 @@ pub async fn revoke_api_key(
     let (name, id) = (tenant.clone(), form.id);
     // Only a key of this very tenant.
     let done = blocking(move || Ok(store.revoke_api_key(id, Some(name.as_str()))?)).await;
+    let did =
+        Did::new(Some(tenant.as_str()), action::API_KEY_REVOKE, format!("API key {}", form.id), done.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
     let here = format!("/t/{tenant}/api-keys");
     reported(&viewer, done, &here, "Not revoked", |()| format!("API key {id} revoked."))
 }

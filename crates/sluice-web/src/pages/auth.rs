@@ -24,9 +24,20 @@ pub struct Viewer {
     pub account: Account,
     csrf: String,
     token_hash: String,
+    /// The client's address (through trusted proxies), for the audit log.
+    source: String,
 }
 
 impl Viewer {
+    /// Who this is, for the audit log: the account, from the client's address.
+    pub fn actor(&self) -> sluice_core::audit::Actor {
+        sluice_core::audit::Actor {
+            kind: sluice_core::audit::ActorKind::Account,
+            name: self.account.email.clone(),
+            source: self.source.clone(),
+        }
+    }
+
     /// The session's CSRF token, for the hidden field of a form (`layout::csrf_field`).
     pub fn csrf(&self) -> &str {
         &self.csrf
@@ -83,8 +94,9 @@ impl FromRequestParts<Web> for Viewer {
         let to_login = || Redirect::to("/login").into_response();
         let token = cookie_value(&parts.headers, COOKIE).ok_or_else(to_login)?;
         let token_hash = crate::keys::hash(&token);
+        let source = crate::audit::source(parts, web);
         match web.ingest.store.session(&token_hash) {
-            Ok(Some((account, csrf))) => Ok(Viewer { account, csrf, token_hash }),
+            Ok(Some((account, csrf))) => Ok(Viewer { account, csrf, token_hash, source }),
             Ok(None) => Err(to_login()),
             Err(e) => {
                 tracing::warn!("dashboard session: {e}");
@@ -207,14 +219,28 @@ pub async fn login(
         Ok(if hash.verify(&form.password) { Checked::Right(account) } else { Checked::Wrong { known: true } })
     })
     .await;
+    // Logins are in the audit log: who, from where, and whether it worked (never the password).
+    let logged = |tenant: Option<String>, action: &'static str, done: bool| {
+        let actor = sluice_core::audit::Actor {
+            kind: sluice_core::audit::ActorKind::Account,
+            name: email.clone(),
+            source: client.to_string(),
+        };
+        let did = crate::audit::Did::new(tenant.as_deref(), action, "dashboard", done);
+        crate::audit::record_off(&web, actor, did)
+    };
     let account = match checked {
         Ok(Checked::Right(account)) => {
             match web.defender.login_succeeded(client, Service::Dashboard, &email) {
-                Ok(()) => account,
+                Ok(()) => {
+                    logged(account.tenant.clone(), sluice_core::audit::action::LOGIN, true).await;
+                    account
+                }
                 Err(refusal) => return refused(refusal, web.secure_cookies),
             }
         }
         Ok(Checked::Wrong { known }) => {
+            logged(None, sluice_core::audit::action::LOGIN, false).await;
             let message = match web.defender.login_failed(client, Service::Dashboard, &email, known) {
                 FailedLogin::Counted => "Wrong email or password.".to_owned(),
                 FailedLogin::Banned { duration } => format!(

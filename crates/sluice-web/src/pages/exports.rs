@@ -6,12 +6,14 @@
 use super::layout::{csrf_field, not_found, notice, page};
 use super::{Failed, ManagedForm, NoticeQuery, TenantPath, Viewer, back_to, blocking, reported};
 use crate::Web;
+use crate::audit::Did;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
+use sluice_core::audit::action;
 use sluice_core::import::TypeFormat;
 use sluice_core::saved_export::{ExportFormat, ExportName, ExportWhen, RunCause, RunOutcome, SavedExport};
 use sluice_core::views::{ExportRunView, SavedExportView};
@@ -41,6 +43,7 @@ pub async fn export_now(
     }
     let here = format!("/t/{tenant}");
     let name = tenant.clone();
+    let (audit_web, what) = (web.clone(), form.type_name.clone());
     let done = blocking(move || {
         let asked = crate::ExportAsked {
             type_name: &form.type_name,
@@ -62,6 +65,8 @@ pub async fn export_now(
     if matches!(done, Err(Failed::Interrupted)) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    let did = Did::new(Some(tenant.as_str()), action::EXPORT_WRITE, what, done.is_ok());
+    crate::audit::record_off(&audit_web, viewer.actor(), did).await;
     reported(&viewer, done, &here, "Not exported", |(d, ty)| {
         format!("Exported {} {ty} records to {} ({} bytes).", d.written.rows, d.path, d.written.bytes)
     })
@@ -231,10 +236,11 @@ pub async fn save_export(
 ) -> Response {
     let here = format!("/t/{tenant}/exports");
     let name = tenant.clone();
+    let (audit_web, what) = (web.clone(), form.name.trim().to_owned());
     let done = blocking(move || {
         let export = ExportName::parse(form.name.trim()).map_err(Failed::said)?;
-        let format =
-            ExportFormat::parse(&form.format).ok_or_else(|| Failed::said("the format is csv or xlsx"))?;
+        let format = ExportFormat::parse(&form.format)
+            .ok_or_else(|| Failed::said("the format is csv, xlsx or photos"))?;
         let when = ExportWhen::parse(&form.when).map_err(Failed::said)?;
         let t = web.ingest.store.require_tenant(name.as_str())?;
         let asked = SavedExport {
@@ -256,6 +262,8 @@ pub async fn save_export(
         Ok(saved.file_name())
     })
     .await;
+    let did = Did::new(Some(tenant.as_str()), action::EXPORT_SAVE, what, done.is_ok());
+    crate::audit::record_off(&audit_web, viewer.actor(), did).await;
     reported(&viewer, done, &here, "Not saved", |file| format!("Saved: it writes /exports/{file}."))
 }
 
@@ -266,7 +274,10 @@ pub async fn remove_export(
     let here = format!("/t/{tenant}/exports");
     let name = tenant.clone();
     let export = form.name.clone();
+    let audit_web = web.clone();
     let done = blocking(move || Ok(web.ingest.store.remove_saved_export(name.as_str(), &export)?)).await;
+    let did = Did::new(Some(tenant.as_str()), action::EXPORT_REMOVE, form.name.clone(), done.is_ok());
+    crate::audit::record_off(&audit_web, viewer.actor(), did).await;
     reported(&viewer, done, &here, "Not removed", |()| {
         format!("Export {} removed; /exports keeps its last file.", form.name)
     })
@@ -308,6 +319,7 @@ pub async fn run_export(
         }
     };
     let name = tenant.clone();
+    let (audit_web, what) = (web.clone(), form.name.clone());
     let done = blocking(move || {
         let _slot = slot;
         let store = &*web.ingest.store;
@@ -323,5 +335,7 @@ pub async fn run_export(
         }
     })
     .await;
+    let did = Did::new(Some(tenant.as_str()), action::EXPORT_RUN, what, done.is_ok());
+    crate::audit::record_off(&audit_web, viewer.actor(), did).await;
     reported(&viewer, done, &here, "Not exported", |said| said)
 }

@@ -5,12 +5,14 @@
 use super::layout::{badge, csrf_field, not_found, notice, page, status_page};
 use super::{CsrfForm, Failed, NoticeQuery, TenantPath, Viewer, blocking, managing, when};
 use crate::Web;
+use crate::audit::Did;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
+use sluice_core::audit::action;
 use sluice_store::roles::*;
 use sluice_store::{ImportRecord, ImportStatus, Role};
 
@@ -396,6 +398,8 @@ pub async fn sync(
     let ingest = web.ingest.clone();
     let name = tenant.clone();
     let done = blocking(move || ingest.sync_tenant(name.as_str()).map_err(Failed::said)).await;
+    let did = Did::new(Some(tenant.as_str()), action::IMPORT_SYNC, "files waiting", done.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
     if let Err(Failed::Said(e)) = &done {
         tracing::warn!(tenant = tenant.as_str(), "sync from the dashboard: {e}");
     }
@@ -425,6 +429,9 @@ async fn decide(web: Web, viewer: Viewer, id: i64, csrf: &str, approve: bool) ->
             .map_err(Failed::said)
     })
     .await;
+    let verb = if approve { action::IMPORT_APPROVE } else { action::IMPORT_DISCARD };
+    let did = Did::new(Some(r.tenant.as_str()), verb, format!("import {id}"), done.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
     match done {
         Ok(()) => Redirect::to(&format!("/imports/{id}")).into_response(),
         Err(Failed::Said(e)) => status_page(

@@ -503,6 +503,13 @@ pub async fn delete_record(
         })
     })
     .await;
+    let did = crate::audit::Did::new(
+        Some(tenant.as_str()),
+        sluice_core::audit::action::RECORD_DELETE,
+        format!("{type_name} {key}"),
+        done.is_ok(),
+    );
+    crate::audit::record_off(&web, viewer.actor(), did).await;
     match done {
         Ok(d) => {
             let mut said = format!("Deleted {type_name} {key}.");

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
+use sluice_core::audit::action;
 use sluice_core::import::ReadSetting;
 use sluice_core::{Tenant, TenantName};
 use sluice_store::roles::*;
@@ -270,14 +271,31 @@ pub async fn save_settings(
         (StatusCode::UNPROCESSABLE_ENTITY, page("Settings", Some(viewer_), body)).into_response()
     };
     let mut change = sluice_core::SettingsChange::default();
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+    let target = keys.join(", ");
     for (key, value) in pairs {
         if let Err(e) = change.set(key, value, cx) {
+            let did = crate::audit::Did::new(Some(tenant.as_str()), action::TENANT_SETTINGS, target, false);
+            crate::audit::record_off(&web, viewer.actor(), did).await;
             return refused(e).await;
         }
     }
-    let store = web.ingest.store.clone();
+    let w = web.clone();
     let name = tenant.clone();
-    let done = blocking(move || Ok(store.change_settings(name.as_str(), &change).map(drop))).await;
+    let actor = viewer.actor();
+    let done = blocking(move || {
+        let store = &w.ingest.store;
+        let before = store.tenant(name.as_str())?.map(|t| crate::audit::settings_of(&t));
+        let changed = store.change_settings(name.as_str(), &change);
+        let did = crate::audit::Did {
+            before,
+            after: changed.as_ref().ok().map(crate::audit::settings_of),
+            ..crate::audit::Did::new(Some(name.as_str()), action::TENANT_SETTINGS, target, changed.is_ok())
+        };
+        crate::audit::record(&w, &actor, did);
+        Ok(changed.map(drop))
+    })
+    .await;
     match done {
         Ok(Err(sluice_store::StoreError::Refused(e))) => refused(e).await,
         Ok(other) => reported(&viewer, other.map_err(Failed::from), &here, "Not saved", |()| "Saved.".into()),

@@ -3,10 +3,12 @@
 use super::layout::{csrf_field, not_found, notice, page};
 use super::{Failed, ManagedForm, NoticeQuery, TenantPath, Viewer, back_to, blocking, managing, reported};
 use crate::Web;
+use crate::audit::Did;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
+use sluice_core::audit::action;
 use sluice_store::roles::*;
 
 pub async fn sftp_page(
@@ -131,6 +133,9 @@ pub async fn add_key(
         Ok(key.fingerprint)
     })
     .await;
+    let target = done.as_ref().map_or_else(|_| "a key".to_owned(), |fp| format!("key {fp}"));
+    let did = Did::new(Some(tenant.as_str()), action::SSH_KEY_ADD, target, done.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
     reported(&viewer, done, &here, "Not added", |fp| format!("Key {fp} added."))
 }
 
@@ -142,6 +147,13 @@ pub async fn remove_key(
     let name = tenant.clone();
     let fp = form.fingerprint.clone();
     let done = blocking(move || Ok(store.remove_key(name.as_str(), &fp)?)).await;
+    let did = Did::new(
+        Some(tenant.as_str()),
+        action::SSH_KEY_REMOVE,
+        format!("key {}", form.fingerprint),
+        done.is_ok(),
+    );
+    crate::audit::record_off(&web, viewer.actor(), did).await;
     let here = format!("/t/{tenant}/sftp");
     reported(&viewer, done, &here, "Not removed", |()| format!("Key {} removed.", form.fingerprint))
 }
@@ -171,5 +183,7 @@ pub async fn set_password(
         Ok(store.set_password(&t.name, &hash)?)
     })
     .await;
+    let did = Did::new(Some(tenant.as_str()), action::TENANT_PASSWORD, "SFTP password", done.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
     reported(&viewer, done, &here, "Not set", |()| "Password set.".into())
 }

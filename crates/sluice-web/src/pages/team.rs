@@ -3,6 +3,7 @@
 use super::layout::{csrf_field, not_found, notice, page, status_page};
 use super::{NoticeQuery, TenantPath, Viewer, back_to, blocking};
 use crate::Web;
+use crate::audit::Did;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 use sluice_core::TenantName;
+use sluice_core::audit::action;
 use sluice_store::Role;
 use sluice_store::roles::*;
 
@@ -96,6 +98,7 @@ pub async fn grant(
     }
     let store = web.ingest.store.clone();
     let name = tenant.clone();
+    let (email, grants) = (form.email.clone(), form.manages == "1");
     let done = blocking(move || {
         // Only a user of this very tenant.
         let target = store.account_by_email(&form.email)?;
@@ -109,6 +112,9 @@ pub async fn grant(
     })
     .await;
     let here = format!("/t/{tenant}/team");
+    let verb = if grants { action::USER_GRANT } else { action::USER_UNGRANT };
+    let did = Did::new(Some(tenant.as_str()), verb, email, matches!(done, Ok(true)));
+    crate::audit::record_off(&web, viewer.actor(), did).await;
     match done {
         Ok(true) => back_to(&viewer, &here, "Saved."),
         Ok(false) => back_to(&viewer, &here, "Not saved: no such user of this tenant."),

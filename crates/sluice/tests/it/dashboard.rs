@@ -977,3 +977,52 @@ fn records_pages_escape_values_and_only_managers_delete_with_the_csrf_token() {
     assert!(people.body.contains("1 people") && people.body.contains("Lee, Ann"), "{}", people.body);
     assert_eq!(request(&server, "GET", "/t/acme/people", Some(&bob), "").status, 404);
 }
+
+/// What people do in the dashboard and keys do through the API is in the audit log: who (the
+/// account, the key), from where, what (settings before and after), failed logins and
+/// refusals too; the passwords and the key never.
+#[test]
+fn dashboard_and_api_changes_are_in_the_audit_log_with_who_and_from_where() {
+    let server = setup();
+    assert_eq!(login(&server, "ann@acme.org", "a-wrong-password").status, 401);
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
+    let token = csrf(&request(&server, "GET", "/t/acme/settings", Some(&ann), "").body);
+    let form = format!("csrf={token}&trigger=manual&schedule=&timezone=UTC&emails=&webhook=");
+    let r = request(&server, "POST", "/t/acme/settings", Some(&ann), &form);
+    assert_eq!(r.status, 303, "{}", r.body);
+    // Refused (a bad time zone): logged as refused.
+    let bad = format!("csrf={token}&trigger=manual&schedule=&timezone=Mars%2FOlympus&emails=&webhook=");
+    assert_eq!(request(&server, "POST", "/t/acme/settings", Some(&ann), &bad).status, 422);
+    let key = server.api_key(Some("acme"));
+    let (status, _, _) = server.http("POST", "/api/v1/tenants/acme/sync", Some(&key));
+    assert_eq!(status, 200);
+
+    let log: Vec<serde_json::Value> =
+        serde_json::from_str(&server.cli_ok(&["audit", "--tenant", "acme", "--json"])).unwrap();
+    let seen: Vec<(String, String, String)> = log
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (s("action"), s("actor_kind"), s("outcome"))
+        })
+        .collect();
+    let has = |action: &str, kind: &str, outcome: &str| {
+        seen.iter().any(|(a, k, o)| a == action && k == kind && o == outcome)
+    };
+    assert!(has("login", "account", "done") && has("tenant.settings", "account", "done"), "{seen:?}");
+    assert!(has("tenant.settings", "account", "refused"), "{seen:?}");
+    assert!(has("import.sync", "api_key", "done") && has("api_key.add", "cli", "done"), "{seen:?}");
+    let settings = log.iter().find(|e| e["action"] == "tenant.settings" && e["outcome"] == "done").unwrap();
+    assert_eq!(
+        (settings["actor"].as_str(), settings["source"].as_str()),
+        (Some("ann@acme.org"), Some("127.0.0.1"))
+    );
+    let after: serde_json::Value = serde_json::from_str(settings["after"].as_str().unwrap()).unwrap();
+    assert_eq!(after["trigger"], "manual");
+    // The failed login names no tenant (it was not let in): the operator's view has it.
+    let all = server.cli_ok(&["audit"]);
+    assert!(all.contains("login") && all.contains("refused"), "{all}");
+    for secret in ["a-wrong-password", "secret-1-for-tests", key.as_str()] {
+        assert!(!all.contains(secret), "{secret}: {all}");
+    }
+}

@@ -1,0 +1,69 @@
+//! The dashboard's and the API's part of the audit log: each change a person or an API key
+//! makes is recorded once, after it ran (done, or refused with nothing changed), with the
+//! account or the key and the client's address; a settings change with the settings before
+//! and after (`SettingsView`: no secret). Logins and failed logins too.
+
+use crate::Web;
+use axum::http::request::Parts;
+use sluice_core::audit::{Actor, AuditOutcome, NewAuditEntry};
+use sluice_store::roles::Audit;
+
+/// The client's address as the audit log names it (through `[http] trusted_proxies`).
+pub(crate) fn source(parts: &Parts, web: &Web) -> String {
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<crate::Peer>>().map(|c| c.0.0.ip());
+    match peer {
+        Some(ip) => crate::client::client_ip(ip, &parts.headers, &web.trusted_proxies).to_string(),
+        None => "unknown".to_owned(),
+    }
+}
+
+/// What an action was, for [`record`].
+pub(crate) struct Did {
+    pub tenant: Option<String>,
+    pub action: &'static str,
+    pub target: String,
+    pub done: bool,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+impl Did {
+    pub fn new(tenant: Option<&str>, action: &'static str, target: impl Into<String>, done: bool) -> Self {
+        Did {
+            tenant: tenant.map(str::to_owned),
+            action,
+            target: target.into(),
+            done,
+            before: None,
+            after: None,
+        }
+    }
+}
+
+/// Records an action (a write to the store: call it where the change itself ran, off the
+/// async threads). A log that cannot be written is logged; the action's answer stands.
+pub(crate) fn record(web: &Web, actor: &Actor, did: Did) {
+    let entry = NewAuditEntry {
+        tenant: did.tenant.as_deref(),
+        actor,
+        action: did.action,
+        target: &did.target,
+        outcome: if did.done { AuditOutcome::Done } else { AuditOutcome::Refused },
+        before: did.before,
+        after: did.after,
+    };
+    if let Err(e) = web.ingest.store.record_audit(&entry) {
+        tracing::warn!("the audit log could not be written: {e}");
+    }
+}
+
+/// [`record`] from the async threads.
+pub(crate) async fn record_off(web: &Web, actor: Actor, did: Did) {
+    let web = web.clone();
+    let _ = tokio::task::spawn_blocking(move || record(&web, &actor, did)).await;
+}
+
+/// A tenant's settings as the log keeps them before and after a change (JSON).
+pub(crate) fn settings_of(t: &sluice_core::Tenant) -> String {
+    serde_json::to_string(&sluice_core::views::SettingsView::audited(t)).unwrap_or_default()
+}
