@@ -4,7 +4,7 @@
 
 use crate::Web;
 use crate::json::{
-    ErrorBody, ErrorDetail, ErrorPage, ExportDone, ExportRunList, ImportList, KeyList, KeyRemoved,
+    AuditList, ErrorBody, ErrorDetail, ErrorPage, ExportDone, ExportRunList, ImportList, KeyList, KeyRemoved,
     RecordPage, SavedExportList, SyncResult, TenantDetail, TenantList,
 };
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -31,6 +31,7 @@ use utoipa::{IntoParams, IntoResponses, ToSchema};
 pub fn routes() -> Router<Web> {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/audit", get(audit))
         .route("/api/v1/tenants", get(tenants))
         .route("/api/v1/tenants/{tenant}", get(tenant))
         .route("/api/v1/tenants/{tenant}/imports", get(imports))
@@ -335,6 +336,47 @@ impl From<crate::blocking::Interrupted> for ApiError {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// One tenant's entries (a tenant's key sees only its own; the operator's all by default).
+    tenant: Option<String>,
+    /// Only entries from this time on (milliseconds since the epoch).
+    #[param(minimum = 0)]
+    since_ms: Option<i64>,
+    /// How many at most (default 100).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<usize>,
+}
+
+/// The audit log: who changed what, when, from where, and how it ended; newest first
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "listAudit", params(AuditQuery),
+    responses((status = 200, description = "OK", body = AuditList), Refused))]
+pub(crate) async fn audit(
+    State(web): State<Web>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<AuditList> {
+    // A tenant's key reads its tenant's entries only, whatever it asks.
+    let tenant = match (&caller.0, q.tenant) {
+        (KeyOwner::Tenant(own), None) => Some(own.clone()),
+        (_, Some(t)) => {
+            caller.may(&t)?;
+            Some(t)
+        }
+        (KeyOwner::Operator, None) => None,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    blocking(move || {
+        if let Some(t) = &tenant {
+            web.ingest.store.require_tenant(t)?;
+        }
+        let entries = web.ingest.store.audit_entries(tenant.as_deref(), q.since_ms, limit)?;
+        Ok(Json(AuditList { entries: entries.iter().map(Into::into).collect() }))
+    })
+    .await
 }
 
 /// The tenants the key may see

@@ -23,6 +23,12 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// Audit log entries, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditList {
+    pub entries: Vec<sluice_core::views::AuditView>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantList {
     pub tenants: Vec<TenantView>,

@@ -4,7 +4,7 @@
 
 use crate::api;
 use crate::json::{
-    ErrorBody, ErrorDetail, ErrorPage, ExportDone, ExportRunList, ImportList, KeyList, KeyRemoved,
+    AuditList, ErrorBody, ErrorDetail, ErrorPage, ExportDone, ExportRunList, ImportList, KeyList, KeyRemoved,
     RecordPage, SavedExportList, SyncResult, TenantDetail, TenantList,
 };
 use sluice_core::history::{Counts, ImportStatus, StoredError};
@@ -28,7 +28,7 @@ use utoipa::{Modify, OpenApi};
         api::tenants, api::tenant, api::imports, api::sync, api::records, api::delete_record, api::record_photo, api::keys, api::add_key,
         api::remove_key, api::settings, api::change_settings, api::import, api::import_errors,
         api::import_file, api::approve, api::discard, api::export, api::saved_exports, api::saved_export,
-        api::save_export, api::remove_saved_export, api::run_saved_export, api::export_runs,
+        api::save_export, api::remove_saved_export, api::run_saved_export, api::export_runs, api::audit,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, TenantView, TenantList, TenantDetail, TriggerName, Counts, ImportStatus,
@@ -36,7 +36,8 @@ use utoipa::{Modify, OpenApi};
         SafeguardView, SettingsView, RecordPage, api::NewKey, api::SettingsBody, api::SafeguardChange,
         api::ReportFormat, ImportFinishedEvent, ExportFailedEvent, api::ExportBody, ExportDone, SavedExportView, SavedExportList,
         api::SavedExportBody, ExportRunView, ExportRunList, ExportFormat, RunCause, RecordsDeletedView,
-        api::RecordSortBy, api::SortOrder,
+        api::RecordSortBy, api::SortOrder, AuditList, sluice_core::views::AuditView,
+        sluice_core::audit::ActorKind, sluice_core::audit::AuditOutcome,
     )),
     modifiers(&Bearer),
     security(("bearer" = [])),

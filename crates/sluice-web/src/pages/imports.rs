@@ -64,7 +64,7 @@ pub async fn home(State(web): State<Web>, viewer: Viewer) -> Response {
     let Ok(rows) = rows else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
     let body = html! {
         h1 { "All tenants" }
-        p { "Failed and held imports first." }
+        p { "Failed and held imports first. " a href="/audit" { "Audit log" } }
         div.wrap { table {
             tr { th { "Tenant" } th { "Attention" } th { "Latest import" } }
             @for (name, last, attention) in &rows {
@@ -238,6 +238,7 @@ pub async fn overview(
                 a href={ "/t/" (tenant) "/sftp" } { "SFTP credentials" } " · "
                 a href={ "/t/" (tenant) "/settings" } { "Settings" } " · "
                 a href={ "/t/" (tenant) "/api-keys" } { "API keys" } " · "
+                a href={ "/t/" (tenant) "/audit" } { "Audit log" } " · "
             }
             a href={ "/t/" (tenant) "/team" } { "Team" }
         }

@@ -26,6 +26,7 @@ macro_rules! posted {
 }
 
 mod api_keys;
+mod audit;
 mod auth;
 mod exports;
 mod imports;
@@ -83,6 +84,8 @@ pub fn routes() -> Router<Web> {
         .route("/t/{tenant}/team", get(team::team_page).post(team::grant))
         .route("/t/{tenant}/api-keys", get(api_keys::api_keys_page).post(api_keys::add_api_key))
         .route("/t/{tenant}/api-keys/revoke", post(api_keys::revoke_api_key))
+        .route("/audit", get(audit::all))
+        .route("/t/{tenant}/audit", get(audit::tenant))
 }
 
 /// The `{tenant}` of a path, parsed once at the edge: a handler gets a valid `TenantName`.

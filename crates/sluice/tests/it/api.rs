@@ -239,6 +239,7 @@ fn the_openapi_document_lists_every_endpoint() {
     assert_eq!(
         paths,
         [
+            "/api/v1/audit",
             "/api/v1/imports/{id}",
             "/api/v1/imports/{id}/approve",
             "/api/v1/imports/{id}/discard",

@@ -1025,4 +1025,23 @@ fn dashboard_and_api_changes_are_in_the_audit_log_with_who_and_from_where() {
     for secret in ["a-wrong-password", "secret-1-for-tests", key.as_str()] {
         assert!(!all.contains(secret), "{secret}: {all}");
     }
+    // Through the API: a tenant's key reads its own entries only.
+    let (status, _, body) = server.http("GET", "/api/v1/audit", Some(&key));
+    let entries =
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["entries"].as_array().unwrap().clone();
+    assert_eq!(status, 200);
+    assert!(!entries.is_empty() && entries.iter().all(|e| e["tenant"] == "acme"), "{body}");
+    let beta = server.api_key(Some("beta"));
+    assert_eq!(server.http("GET", "/api/v1/audit?tenant=acme", Some(&beta)).0, 404);
+    // In the dashboard: the tenant's page for its managers, a CSV download, the operator's all.
+    let page = request(&server, "GET", "/t/acme/audit", Some(&ann), "").body;
+    assert!(page.contains("tenant.settings") && page.contains("ann@acme.org"), "{page}");
+    let csv = request(&server, "GET", "/t/acme/audit?format=csv", Some(&ann), "");
+    assert!(csv.body.contains("tenant.settings") && csv.header("content-type").unwrap().contains("text/csv"));
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
+    assert_eq!(request(&server, "GET", "/t/beta/audit", Some(&bob), "").status, 403, "a plain user");
+    assert_eq!(request(&server, "GET", "/audit", Some(&ann), "").status, 404, "only the operator sees all");
+    let admin = session(&server, "admin", "admin-pw-for-tests");
+    let everything = request(&server, "GET", "/audit", Some(&admin), "").body;
+    assert!(everything.contains("acme") && everything.contains("beta"), "{everything}");
 }
