@@ -504,7 +504,8 @@ impl Loader {
                          SELECT ?1, s.type, s.key, s.data, s.hash, ?3, ?3, s.line, s.kind = 1 FROM temp.stage s
                          WHERE s.type = ?2 AND {rows}
                          ON CONFLICT (tenant_id, type, key) DO UPDATE SET data = excluded.data, hash = excluded.hash,
-                             updated_import = excluded.updated_import, line = excluded.line, inactive = excluded.inactive
+                             updated_import = excluded.updated_import, line = excluded.line, inactive = excluded.inactive,
+                             previous_data = records.data, previous_import = records.updated_import
                              WHERE {rewrite}"
                     ),
                     params![t, ty, id],

@@ -398,6 +398,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX audit_log_by_time ON audit_log (at_ms);
      CREATE TRIGGER audit_log_is_append_only BEFORE UPDATE ON audit_log
      BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 32: a record's previous version (its data before the import that last changed it, and
+    // the import that had written that): the record page shows what changed
+    "ALTER TABLE records ADD COLUMN previous_data TEXT;
+     ALTER TABLE records ADD COLUMN previous_import INTEGER;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

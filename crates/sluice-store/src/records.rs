@@ -94,6 +94,9 @@ pub struct StoredRecord {
     /// The import that last wrote it (its line in that import's file).
     pub updated_import: i64,
     pub line: Option<i64>,
+    /// Its version before the import that last changed it: (the import that had written it,
+    /// its data). Read by [`crate::roles::Records::record`] only (a search page leaves it out).
+    pub previous: Option<(i64, String)>,
 }
 
 /// A page of records and how many match in all.
@@ -310,6 +313,7 @@ fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
         created_import: r.get(3)?,
         updated_import: r.get(4)?,
         line: r.get(5)?,
+        previous: None,
     })
 }
 
@@ -591,10 +595,13 @@ impl crate::roles::Records for Store {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
             Ok(c.query_row(
-                "SELECT key, data, inactive, created_import, updated_import, line FROM main.records
-                 WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+                "SELECT key, data, inactive, created_import, updated_import, line, previous_import, previous_data
+                 FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
                 params![tenant_id, type_name, key],
-                stored_record,
+                |r| {
+                    let before: (Option<i64>, Option<String>) = (r.get(6)?, r.get(7)?);
+                    Ok(StoredRecord { previous: before.0.zip(before.1), ..stored_record(r)? })
+                },
             )
             .optional()?)
         })

@@ -319,6 +319,29 @@ pub async fn record_page(
         })
         .unwrap_or_default();
     let deletable = t.is_some() && viewer.manages(tenant.as_str());
+    // The last change, field by field: (column, before, after) of each value that differs.
+    let changes: Vec<(String, String, String)> = r
+        .previous
+        .as_ref()
+        .map(|(_, data)| {
+            let before = fields(t.as_ref(), data);
+            let mut out: Vec<(String, String, String)> = values
+                .iter()
+                .filter_map(|(column, now)| {
+                    let was = before.iter().find(|(c, _)| c == column).map_or("", |(_, v)| v.as_str());
+                    (was != now).then(|| (column.clone(), was.to_owned(), now.clone()))
+                })
+                .collect();
+            // A field the record no longer has.
+            out.extend(
+                before
+                    .iter()
+                    .filter(|(c, _)| !values.iter().any(|(n, _)| n == c))
+                    .map(|(c, v)| (c.clone(), v.clone(), String::new())),
+            );
+            out
+        })
+        .unwrap_or_default();
     let body = html! {
         h1 {
             (type_name) " " (shown_key)
@@ -393,7 +416,20 @@ pub async fn record_page(
                     @if i.id == r.updated_import && let Some(line) = r.line { ", line " (line) }
                 }
             }
-            p { small { "sluice keeps each record as the last import wrote it; earlier values are not kept." } }
+            @if let Some((before_import, _)) = &r.previous {
+                @if changes.is_empty() {
+                    p { "Before it: written by import #" (before_import) " with the same values (only its status or line changed)." }
+                } @else {
+                    p { "What that import changed (before it, as import #" (before_import) " had written it):" }
+                    div.wrap { table.changes {
+                        tr { th { "Field" } th { "Before" } th { "After" } }
+                        @for (column, before, after) in &changes {
+                            tr { td { (column) } td { (before) } td { (after) } }
+                        }
+                    } }
+                }
+            }
+            p { small { "sluice keeps each record's current values and those before its last change." } }
         }
         @if deletable {
             form method="get" action={ (record_href(tenant.as_str(), &type_name, &shown_key)) "/delete" } {

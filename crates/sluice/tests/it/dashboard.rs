@@ -1045,3 +1045,23 @@ fn dashboard_and_api_changes_are_in_the_audit_log_with_who_and_from_where() {
     let everything = request(&server, "GET", "/audit", Some(&admin), "").body;
     assert!(everything.contains("acme") && everything.contains("beta"), "{everything}");
 }
+
+/// A record's page shows what its last change changed, field by field.
+#[test]
+fn a_records_page_shows_the_values_before_its_last_change() {
+    let server = setup();
+    let file = write_file(
+        server.dir.path(),
+        "students.csv",
+        b"sisId,firstName,lastName,birthDate\nacme1,Ann,Li-Lee,2010-01-01\nacme2,Bo,x,2010-01-02\nacme3,Cy,y,2010-01-03\n",
+    );
+    server.cli_ok(&["import", "--tenant", "acme", file.to_str().unwrap()]);
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
+    let page = request(&server, "GET", "/t/acme/records/students/acme1", Some(&ann), "").body;
+    let changes = &page[page.find("table class=\"changes\"").expect("a table of changes")..];
+    assert!(changes.contains("<td>lastName</td><td>Lee</td><td>Li-Lee</td>"), "{changes}");
+    assert!(
+        !changes[..changes.find("</table>").unwrap()].contains("firstName"),
+        "only what changed: {changes}"
+    );
+}
