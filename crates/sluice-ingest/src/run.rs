@@ -423,7 +423,12 @@ fn evaluate(
                     }
                     if mode == LoadMode::Mirror && plan.deleted > 0 {
                         // What approving would delete, for the person who decides.
-                        let sample = loader.deletion_sample(20)?;
+                        let names = t
+                            .person
+                            .as_ref()
+                            .map(|p| (format!("$[{}]", p.first_name), format!("$[{}]", p.last_name)));
+                        let sample = loader
+                            .deletion_sample(20, names.as_ref().map(|(f, l)| (f.as_str(), l.as_str())))?;
                         let more = plan.deleted.saturating_sub(sample.len() as u64);
                         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
                         warnings.push(format!("approving deletes {}{more}", sample.join(", ")));

@@ -351,7 +351,7 @@ pub fn loading<S: Tenants + Imports>(s: &S) {
     l.stage(3, "S2", "[\"S2\",\"c\"]", 30, StageKind::Load).expect("stage");
     let plan = l.plan("students", LoadMode::Mirror).expect("plan");
     assert_eq!((plan.added, plan.updated, plan.unchanged, plan.deleted), (0, 1, 1, 1));
-    assert_eq!(l.deletion_sample(10).expect("sample"), ["S3"]);
+    assert_eq!(l.deletion_sample(10, None).expect("sample"), ["S3"]);
     l.commit(outcome(Complete, plan, Some(LoadMode::Mirror))).expect("commit");
     assert_eq!(
         records_of(s, "students", None),

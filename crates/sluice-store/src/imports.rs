@@ -348,18 +348,29 @@ impl Loader {
         Ok(stmt.exists(params![self.tenant_id, type_name, key])?)
     }
 
-    /// Keys of some records a single-type mirror import would delete (for a person deciding
-    /// whether to approve it), in key order.
-    pub fn deletion_sample(&self, limit: usize) -> Result<Vec<String>> {
+    /// Some records a single-type mirror import would delete (for a person deciding whether to
+    /// approve it), in key order: each key, with the person's name after it where the type has
+    /// one (`names`: the JSON paths of the first and last name), `S10 (Ann Lee)`.
+    pub fn deletion_sample(&self, limit: usize, names: Option<(&str, &str)>) -> Result<Vec<String>> {
         let type_name = self.own_type()?;
+        let (first, last) = names.unwrap_or(("$.none", "$.none"));
         let mut stmt = self.conn.prepare(
-            "SELECT r.key FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2
+            "SELECT r.key, trim(coalesce(json_extract(r.data, ?4), '') || ' ' || coalesce(json_extract(r.data, ?5), ''))
+             FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2
              AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = r.key) ORDER BY r.key LIMIT ?3",
         )?;
-        let keys = stmt
-            .query_map(params![self.tenant_id, type_name, limit as i64], |r| r.get::<_, String>(0))?
+        let rows = stmt
+            .query_map(params![self.tenant_id, type_name, limit as i64, first, last], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(keys.into_iter().map(|k| k.replace('\u{1f}', "+")).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(k, name)| {
+                let key = k.replace('\u{1f}', "+");
+                if name.is_empty() { key } else { format!("{key} ({name})") }
+            })
+            .collect())
     }
 
     /// Active records of a single-type import's type the tenant has now.

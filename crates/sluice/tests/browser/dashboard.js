@@ -76,7 +76,7 @@ async function login(context, email, password) {
   await page.click('tr:has(.badge.held) a');
   await page.waitForURL('**/imports/*');
   check(await page.isVisible('text=held by the safeguard'), 'the held import says why');
-  check(await page.isVisible('text=approving deletes S10, S11'), 'the held import shows what approval deletes');
+  check(await page.isVisible('text=approving deletes S10 (First10 Last10), S11 (First11 Last11)'), 'the held import shows what approval deletes, with names');
   await shot(page, 'held');
   await page.click('button:has-text("Approve")');
   await page.waitForLoadState('load');

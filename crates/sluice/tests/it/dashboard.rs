@@ -204,7 +204,7 @@ fn forms_need_the_csrf_token_and_file_values_never_become_markup() {
         detail.body
     );
     assert!(
-        detail.body.contains("approving deletes acme2"),
+        detail.body.contains("approving deletes acme2 (&lt;script&gt;alert(1)&lt;/script&gt; x)"),
         "what approval deletes is shown: {}",
         detail.body
     );
