@@ -95,6 +95,7 @@ pub mod action {
     pub const IMPORT_SYNC: &str = "import.sync";
     pub const IMPORT_APPROVE: &str = "import.approve";
     pub const IMPORT_DISCARD: &str = "import.discard";
+    pub const IMPORT_ACKNOWLEDGE: &str = "import.acknowledge";
     pub const EXPORT_WRITE: &str = "export.write";
     pub const EXPORT_SAVE: &str = "export.save";
     pub const EXPORT_REMOVE: &str = "export.remove";

@@ -88,6 +88,10 @@ pub struct ImportRecord {
     pub decided_ms: Option<i64>,
     /// The newer applied import that superseded this held one.
     pub superseded_by: Option<i64>,
+    /// A failed (or incomplete) import someone has looked at: who, and when. It no longer
+    /// counts among what the operator has to look at.
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_ms: Option<i64>,
 }
 
 impl ImportRecord {

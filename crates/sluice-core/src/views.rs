@@ -53,6 +53,11 @@ pub struct ImportView {
     /// The newer applied import that superseded this held one.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub superseded_by: Option<i64>,
+    /// Who looked at this failed or incomplete import (it left the operator's list), and when.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub acknowledged_by: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub acknowledged_ms: Option<i64>,
 }
 
 impl From<&ImportRecord> for ImportView {
@@ -74,6 +79,8 @@ impl From<&ImportRecord> for ImportView {
             decided_by: r.decided_by.clone(),
             decided_ms: r.decided_ms,
             superseded_by: r.superseded_by,
+            acknowledged_by: r.acknowledged_by.clone(),
+            acknowledged_ms: r.acknowledged_ms,
         }
     }
 }

@@ -169,6 +169,8 @@ mod tests {
     #[test]
     fn an_import_that_superseded_a_held_one_says_so() {
         let r = sluice_store::ImportRecord {
+            acknowledged_by: None,
+            acknowledged_ms: None,
             id: 9,
             tenant: "acme".into(),
             type_name: "students".into(),

@@ -84,7 +84,8 @@ pub const STORED_ERRORS: usize = 10_000;
 const IMPORT_SELECT: &str =
     "SELECT i.id, t.name, i.type, i.file_name, i.source, i.upload_id, i.status, i.encoding,
     i.rows, i.added, i.updated, i.unchanged, i.deleted, i.rejected, i.message, i.warnings, i.held_file,
-    i.report_file, i.created_ms, i.finished_ms, i.decided_by, i.decided_ms, i.delimiter, i.superseded_by
+    i.report_file, i.created_ms, i.finished_ms, i.decided_by, i.decided_ms, i.delimiter, i.superseded_by,
+    i.acknowledged_by, i.acknowledged_ms
     FROM imports i JOIN tenants t ON t.id = i.tenant_id";
 
 fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
@@ -118,6 +119,8 @@ fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
         decided_ms: r.get(21)?,
         delimiter: r.get(22)?,
         superseded_by: r.get(23)?,
+        acknowledged_by: r.get(24)?,
+        acknowledged_ms: r.get(25)?,
     })
 }
 
@@ -975,6 +978,22 @@ impl crate::roles::Imports for Store {
             )?;
             if n == 0 {
                 return Err(StoreError::NotHeld(id));
+            }
+            Ok(())
+        })
+    }
+
+    fn acknowledge_import(&self, id: i64, by: &str) -> Result<()> {
+        self.with_write(|c| {
+            let changed = c.execute(
+                "UPDATE imports SET acknowledged_by = ?2, acknowledged_ms = ?3
+                 WHERE id = ?1 AND status IN ('failed', 'incomplete') AND acknowledged_ms IS NULL",
+                params![id, by, now_ms()],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::Misuse(
+                    "only a failed or incomplete import not yet acknowledged can be",
+                ));
             }
             Ok(())
         })

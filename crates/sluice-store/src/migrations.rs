@@ -402,6 +402,9 @@ const MIGRATIONS: &[&str] = &[
     // the import that had written that): the record page shows what changed
     "ALTER TABLE records ADD COLUMN previous_data TEXT;
      ALTER TABLE records ADD COLUMN previous_import INTEGER;",
+    // 33: a failed or incomplete import acknowledged (looked at): by whom, when
+    "ALTER TABLE imports ADD COLUMN acknowledged_by TEXT;
+     ALTER TABLE imports ADD COLUMN acknowledged_ms INTEGER;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -210,6 +210,10 @@ pub trait Imports {
 
     fn import_errors(&self, id: i64, limit: usize, offset: usize) -> Result<Vec<StoredError>>;
 
+    /// Records that `by` looked at a failed or incomplete import (it leaves the operator's
+    /// list of what to look at); `NotHeld`-like refusals for other statuses (`NotFailed`).
+    fn acknowledge_import(&self, id: i64, by: &str) -> Result<()>;
+
     /// Records that `by` approved a held import, before it is applied: should applying it
     /// fail, the record still says who approved it.
     fn record_approval(&self, id: i64, by: &str) -> Result<()>;

@@ -52,7 +52,10 @@ pub async fn home(State(web): State<Web>, viewer: Viewer) -> Response {
             let recent = store.imports(t.name.as_str(), 50)?;
             let attention = recent
                 .iter()
-                .filter(|r| matches!(r.status, ImportStatus::Failed | ImportStatus::Held))
+                .filter(|r| {
+                    r.status == ImportStatus::Held
+                        || (r.status == ImportStatus::Failed && r.acknowledged_ms.is_none())
+                })
                 .count();
             rows.push((t.name.to_string(), recent.first().cloned(), attention));
         }
@@ -332,6 +335,15 @@ pub async fn import_page(
             @if r.held_file.is_some() {
                 p { a href={ "/imports/" (id) "/file" } { "Download the file" } }
             }
+            @if let (Some(by), Some(at)) = (&r.acknowledged_by, r.acknowledged_ms) {
+                p { "Looked at by " (by) " on " (when(at)) "." }
+            } @else if matches!(r.status, ImportStatus::Failed | ImportStatus::Incomplete) && viewer.manages(&r.tenant) {
+                form.inline method="post" action={ "/imports/" (id) "/acknowledge" } {
+                    (csrf_field(&viewer))
+                    button { "Acknowledge" }
+                    " " small { "it leaves the list of imports to look at" }
+                }
+            }
         }
         @if c.rejected > 0 {
             div.card {
@@ -465,4 +477,28 @@ pub async fn discard(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     decide(web, viewer, id, &form.csrf, false).await
+}
+
+/// "Acknowledge": someone who manages the tenant has looked at a failed or incomplete import.
+pub async fn acknowledge(
+    State(web): State<Web>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Some(r) = visible(&web, &viewer, id).await else { return not_found(&viewer) };
+    let Ok(tenant) = sluice_core::TenantName::parse(&r.tenant) else { return not_found(&viewer) };
+    if let Some(refused) = managing(&viewer, &tenant) {
+        return refused;
+    }
+    if let Some(refused) = viewer.refuse_without_csrf(&form.csrf) {
+        return refused;
+    }
+    let store = web.ingest.store.clone();
+    let by = format!("{} (dashboard)", viewer.account.email);
+    let done = blocking(move || Ok(store.acknowledge_import(id, &by)?)).await;
+    let did =
+        Did::new(Some(tenant.as_str()), action::IMPORT_ACKNOWLEDGE, format!("import {id}"), done.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
+    super::reported(&viewer, done, &format!("/imports/{id}"), "Not acknowledged", |()| "Acknowledged.".into())
 }

@@ -66,6 +66,7 @@ pub fn routes() -> Router<Web> {
         .route("/imports/{id}/file", get(imports::kept_file))
         .route("/imports/{id}/approve", post(imports::approve))
         .route("/imports/{id}/discard", post(imports::discard))
+        .route("/imports/{id}/acknowledge", post(imports::acknowledge))
         .route("/t/{tenant}/records", get(records::types_page))
         .route("/t/{tenant}/records/{type}", get(records::records_page))
         .route("/t/{tenant}/records/{type}/{key}", get(records::record_page))

@@ -1065,3 +1065,50 @@ fn a_records_page_shows_the_values_before_its_last_change() {
         "only what changed: {changes}"
     );
 }
+
+/// The operator's "to look at" clears once someone has looked at a failure and said so.
+#[test]
+fn an_acknowledged_failure_leaves_the_operators_list() {
+    let server = setup();
+    let file = write_file(server.dir.path(), "students.csv", b"no,such,columns\n1,2,3\n");
+    let _ = server.cli(&["import", "--tenant", "acme", "--type", "students", file.to_str().unwrap()]);
+    let failed = last_import_id(&server, "acme");
+    let admin = session(&server, "admin", "admin-pw-for-tests");
+    let home = request(&server, "GET", "/", Some(&admin), "").body;
+    let acme_row =
+        |page: &str| page[page.find("/t/acme\"").unwrap()..].split("</tr>").next().unwrap().to_owned();
+    assert!(acme_row(&home).contains("to look at"), "{home}");
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
+    let page = request(&server, "GET", &format!("/imports/{failed}"), Some(&ann), "").body;
+    let token = csrf(&page);
+    let r = request(
+        &server,
+        "POST",
+        &format!("/imports/{failed}/acknowledge"),
+        Some(&ann),
+        &format!("csrf={token}"),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let home = request(&server, "GET", "/", Some(&admin), "").body;
+    assert!(!acme_row(&home).contains("to look at"), "{home}");
+    let page = request(&server, "GET", &format!("/imports/{failed}"), Some(&ann), "").body;
+    assert!(page.contains("Looked at by ann@acme.org (dashboard)"), "{page}");
+    let log = server.cli_ok(&["audit", "--tenant", "acme"]);
+    assert!(log.contains("import.acknowledge"), "{log}");
+    // A plain user is not offered it, and may not.
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
+    let file = write_file(server.dir.path(), "b.csv", b"no,such,columns\n1,2,3\n");
+    let _ = server.cli(&["import", "--tenant", "beta", "--type", "students", file.to_str().unwrap()]);
+    let beta_failed = last_import_id(&server, "beta");
+    let page = request(&server, "GET", &format!("/imports/{beta_failed}"), Some(&bob), "").body;
+    assert!(!page.contains("/acknowledge"), "{page}");
+    let token = csrf(&page);
+    let r = request(
+        &server,
+        "POST",
+        &format!("/imports/{beta_failed}/acknowledge"),
+        Some(&bob),
+        &format!("csrf={token}"),
+    );
+    assert_eq!(r.status, 403);
+}
