@@ -82,6 +82,8 @@ pub mod action {
     pub const TENANT_ENABLE: &str = "tenant.enable";
     pub const TENANT_PASSWORD: &str = "tenant.password";
     pub const TENANT_SETTINGS: &str = "tenant.settings";
+    pub const TENANT_REMOVE: &str = "tenant.remove";
+    pub const USER_REMOVE: &str = "user.remove";
     pub const SSH_KEY_ADD: &str = "ssh_key.add";
     pub const SSH_KEY_REMOVE: &str = "ssh_key.remove";
     pub const USER_ADD: &str = "user.add";

@@ -118,4 +118,14 @@ impl crate::roles::Accounts for Store {
             Ok(())
         })
     }
+
+    fn remove_account(&self, email: &str) -> Result<()> {
+        self.with_write(|c| {
+            // Its sessions go with it (ON DELETE CASCADE): a removed user is logged out at once.
+            if c.execute("DELETE FROM users WHERE email = ?1", [email])? == 0 {
+                return Err(crate::StoreError::NoSuchAccount(email.to_owned()));
+            }
+            Ok(())
+        })
+    }
 }

@@ -459,6 +459,15 @@ impl crate::roles::Tenants for Store {
         })
     }
 
+    fn remove_tenant(&self, name: &TenantName) -> Result<()> {
+        self.with_write(|c| {
+            if c.execute("DELETE FROM tenants WHERE name = ?1", [name.as_str()])? == 0 {
+                return Err(StoreError::NoSuchTenant(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
     fn set_disabled(&self, name: &TenantName, disabled: bool) -> Result<()> {
         self.update_tenant(name, "UPDATE tenants SET disabled = ?2 WHERE name = ?1", disabled)
     }

@@ -31,6 +31,10 @@ pub trait Tenants {
 
     fn set_disabled(&self, name: &TenantName, disabled: bool) -> Result<()>;
 
+    /// Removes a tenant and everything of its in the store (records, imports, keys, accounts,
+    /// exports, connectors; the audit log keeps its entries). Its files are the caller's.
+    fn remove_tenant(&self, name: &TenantName) -> Result<()>;
+
     fn set_password(&self, name: &TenantName, hash: &PasswordHash) -> Result<()>;
 
     /// Applies one settings change (see `sluice_core::settings`) in one transaction: the
@@ -70,6 +74,9 @@ pub trait Accounts {
 
     /// Ends every session of an account (its password changed).
     fn end_sessions_of(&self, email: &str) -> Result<()>;
+
+    /// Removes an account and its sessions (`NoSuchAccount` if there is none).
+    fn remove_account(&self, email: &str) -> Result<()>;
 }
 
 /// REST API keys (stored as SHA-256).

@@ -49,6 +49,14 @@ pub(crate) fn user_command(dirs: &DataDirs, cmd: UserCommand) -> Result<(), Fail
                 outln!("{:<32} {:<6} {manages}", a.email, a.role.as_str());
             }
         }
+        UserCommand::Remove { email } => {
+            let email = email.trim().to_lowercase();
+            if email == ADMIN {
+                return Err(usage(anyhow!("the operator's admin account cannot be removed")));
+            }
+            store.remove_account(&email)?;
+            outln!("{email} removed; its dashboard sessions ended");
+        }
         UserCommand::Grant { email } => {
             store.set_account_manages(&email, true)?;
             outln!("{email} may now manage SFTP credentials and import settings");

@@ -62,7 +62,12 @@ pub(crate) fn change_of(cmd: &Command) -> Option<Change> {
                     tenant_of: None,
                 })
             }
-            TenantCommand::List { .. } | TenantCommand::Show { .. } => None,
+            TenantCommand::Remove { name, yes: true } => {
+                change(Some(name), action::TENANT_REMOVE, name.as_str())
+            }
+            TenantCommand::Remove { yes: false, .. }
+            | TenantCommand::List { .. }
+            | TenantCommand::Show { .. } => None,
         },
         Command::Key(k) => match k {
             KeyCommand::Add { tenant, file } => {
@@ -80,6 +85,7 @@ pub(crate) fn change_of(cmd: &Command) -> Option<Change> {
             UserCommand::Grant { email } => {
                 of(change(None, action::USER_GRANT, email.as_str()), TenantOf::Account(email.clone()))
             }
+            UserCommand::Remove { email } => change(None, action::USER_REMOVE, email.as_str()),
             UserCommand::Ungrant { email } => {
                 of(change(None, action::USER_UNGRANT, email.as_str()), TenantOf::Account(email.clone()))
             }

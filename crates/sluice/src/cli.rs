@@ -279,6 +279,15 @@ pub(crate) enum TenantCommand {
         #[arg(required = true, value_name = "KEY=VALUE")]
         settings: Vec<String>,
     },
+    /// Remove a tenant: its files are moved to DATA_DIR/archive/removed/ first, then its
+    /// records, imports, keys, accounts, exports and connectors are deleted, and its SFTP
+    /// sessions end. Without --yes it only says what it would remove.
+    Remove {
+        #[arg(value_parser = tenant_name)]
+        name: TenantName,
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -299,9 +308,17 @@ pub(crate) enum UserCommand {
         tenant: Option<TenantName>,
     },
     /// Let a user manage SFTP credentials and import settings, as owners do.
-    Grant { email: String },
+    /// Remove a dashboard account; its sessions end at once.
+    Remove {
+        email: String,
+    },
+    Grant {
+        email: String,
+    },
     /// Take that back.
-    Ungrant { email: String },
+    Ungrant {
+        email: String,
+    },
     /// Set an account's password (its sessions end).
     Passwd {
         email: String,

@@ -103,6 +103,45 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
                 }
             }
         }
+        TenantCommand::Remove { name, yes } => {
+            let t = store.require_tenant(&name)?;
+            let records: u64 = store.record_counts(&name)?.iter().map(|(_, n)| n).sum();
+            let accounts = store.accounts(Some(&name))?.len();
+            let keys = store.keys(&name)?.len();
+            let tree = dirs.tenants().join(name.as_str());
+            let said = format!(
+                "tenant {name}: {records} records, {} imports kept in its history, {accounts} dashboard accounts, {keys} SSH keys, its API keys, saved exports and connectors, and its files in {}",
+                store.imports(&name, usize::MAX)?.len(),
+                tree.display()
+            );
+            if !yes {
+                outln!("would remove {said}");
+                return Err(usage(anyhow!(
+                    "nothing removed: run `sluice tenant remove {name} --yes` to remove it (its files are archived first)"
+                ))
+                .into());
+            }
+            // The files first, kept: a mistake can be undone by hand from the archive.
+            let archive = dirs.root.join("archive").join("removed");
+            std::fs::create_dir_all(&archive)
+                .with_context(|| format!("cannot create {}", archive.display()))?;
+            let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+            let kept = archive.join(format!("{name}-{stamp}"));
+            if tree.exists() {
+                std::fs::rename(&tree, &kept)
+                    .with_context(|| format!("cannot move {} to {}", tree.display(), kept.display()))?;
+            } else {
+                std::fs::create_dir_all(&kept)
+                    .with_context(|| format!("cannot create {}", kept.display()))?;
+            }
+            let photos = dirs.photos().join(name.as_str());
+            if photos.exists() {
+                std::fs::rename(&photos, kept.join(".photos"))
+                    .with_context(|| format!("cannot move {} into the archive", photos.display()))?;
+            }
+            store.remove_tenant(&t.name)?;
+            outln!("removed {said}; its files are in {}; its open SFTP sessions end now", kept.display());
+        }
         TenantCommand::Disable { name } => {
             store.set_disabled(&name, true)?;
             outln!("tenant {name} disabled: it can no longer log in, and its open SFTP sessions end now");

@@ -81,3 +81,39 @@ fn each_command_line_change_leaves_one_entry_with_who_and_what_and_no_secret() {
         }
     }
 }
+
+/// Removing a tenant says what it removes and asks; removed, its files are kept in the
+/// archive, its SFTP sessions end, and the audit log keeps what it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_is_removed_only_when_confirmed_its_files_archived_and_its_sessions_ended() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw-for-tests");
+    let file = write_file(server.dir.path(), "students.csv", b"sisId,firstName,lastName\nS1,Ann,Lee\n");
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "students", file.to_str().unwrap()]);
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
+    assert!(sftp.read_dir("/students").await.is_ok());
+    let asked = server.cli(&["tenant", "remove", "acme"]);
+    assert_eq!(asked.status.code(), Some(2), "{}", output_text(&asked));
+    let said = output_text(&asked);
+    assert!(said.contains("would remove tenant acme: 1 records") && said.contains("--yes"), "{said}");
+    assert!(server.cli_ok(&["tenant", "list"]).contains("acme"));
+    let done = server.cli_ok(&["tenant", "remove", "acme", "--yes"]);
+    assert!(done.contains("removed tenant acme"), "{done}");
+    assert!(!server.cli_ok(&["tenant", "list"]).contains("acme"));
+    let archive = server.data_dir().join("archive").join("removed");
+    let kept: Vec<_> = std::fs::read_dir(&archive).unwrap().flatten().collect();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].path().join("students").is_dir() && !server.tenant_dir("acme").exists());
+    // The open session ends within the credential watcher's few seconds.
+    let mut ended = false;
+    for _ in 0..40 {
+        if sftp.read_dir("/students").await.is_err() {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(ended, "the removed tenant's session still works");
+    let log = server.cli_ok(&["audit"]);
+    assert!(log.contains("tenant.remove"), "{log}");
+}

@@ -1112,3 +1112,17 @@ fn an_acknowledged_failure_leaves_the_operators_list() {
     );
     assert_eq!(r.status, 403);
 }
+
+/// A removed account is logged out at once.
+#[test]
+fn a_removed_user_is_logged_out_at_once() {
+    let server = setup();
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
+    assert_eq!(request(&server, "GET", "/t/beta", Some(&bob), "").status, 200);
+    server.cli_ok(&["user", "remove", "bob@beta.org"]);
+    let r = request(&server, "GET", "/t/beta", Some(&bob), "");
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/login")));
+    assert_eq!(login(&server, "bob@beta.org", "secret-1-for-tests").status, 401);
+    assert!(!server.cli(&["user", "remove", "bob@beta.org"]).status.success(), "no such account any more");
+    assert!(server.cli_ok(&["audit"]).contains("user.remove"));
+}
