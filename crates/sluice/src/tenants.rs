@@ -118,8 +118,7 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
                 outln!("would remove {said}");
                 return Err(usage(anyhow!(
                     "nothing removed: run `sluice tenant remove {name} --yes` to remove it (its files are archived first)"
-                ))
-                .into());
+                )));
             }
             // The files first, kept: a mistake can be undone by hand from the archive.
             let archive = dirs.root.join("archive").join("removed");
