@@ -41,7 +41,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Html<String> 
                             Some(t) => a href={ "/t/" (t) } { (t) },
                             None => a href="/" { "All tenants" },
                         }
-                        span style="margin-left:auto" { (v.account.email) " (" (v.account.role.as_str()) ")" }
+                        span style="margin-left:auto" { a href="/account" { (v.account.email) } " (" (v.account.role.as_str()) ")" }
                         form.inline method="post" action="/logout" {
                             (csrf_field(v))
                             button { "Log out" }

@@ -25,6 +25,7 @@ macro_rules! posted {
     };
 }
 
+mod account;
 mod api_keys;
 mod audit;
 mod auth;
@@ -53,6 +54,8 @@ pub fn routes() -> Router<Web> {
     Router::new()
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
+        .route("/account", get(account::account_page))
+        .route("/account/password", post(account::change_password))
         .route("/", get(imports::home))
         .route("/t/{tenant}", get(imports::overview))
         .route("/t/{tenant}/imports", get(imports::history))

@@ -1126,3 +1126,33 @@ fn a_removed_user_is_logged_out_at_once() {
     assert!(!server.cli(&["user", "remove", "bob@beta.org"]).status.success(), "no such account any more");
     assert!(server.cli_ok(&["audit"]).contains("user.remove"));
 }
+
+/// Anyone changes their own password, after giving the current one; every session ends.
+#[test]
+fn an_account_changes_its_own_password_and_its_sessions_end() {
+    let server = setup();
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
+    let other = session(&server, "bob@beta.org", "secret-1-for-tests");
+    let page = request(&server, "GET", "/account", Some(&bob), "").body;
+    assert!(page.contains("bob@beta.org") && page.contains("Change your password"), "{page}");
+    let token = csrf(&page);
+    let wrong = format!("csrf={token}&current=not-my-password&new=a-new-long-password");
+    let r = request(&server, "POST", "/account/password", Some(&bob), &wrong);
+    assert!(r.header("location").unwrap().contains("not%20right"), "{}", r.head);
+    let short = format!("csrf={token}&current=secret-1-for-tests&new=short");
+    let r = request(&server, "POST", "/account/password", Some(&bob), &short);
+    assert!(r.header("location").unwrap().contains("Not%20changed"), "{}", r.head);
+    let good = format!("csrf={token}&current=secret-1-for-tests&new=a-new-long-password");
+    let r = request(&server, "POST", "/account/password", Some(&bob), &good);
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/login")));
+    for s in [&bob, &other] {
+        assert_eq!(request(&server, "GET", "/t/beta", Some(s), "").status, 303, "every session ended");
+    }
+    assert_eq!(login(&server, "bob@beta.org", "secret-1-for-tests").status, 401);
+    session(&server, "bob@beta.org", "a-new-long-password");
+    let log = server.cli_ok(&["audit", "--tenant", "beta"]);
+    assert!(
+        log.contains("user.password") && log.contains("refused") && !log.contains("a-new-long-password"),
+        "{log}"
+    );
+}
