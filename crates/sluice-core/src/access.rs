@@ -47,11 +47,41 @@ pub enum KeyOwner {
     Tenant(String),
 }
 
+/// What an API key may do: read only, or read and change; and, optionally, only some import
+/// types' records, imports and exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyScope {
+    pub write: bool,
+    /// Empty: every type.
+    pub types: Vec<String>,
+}
+
+impl Default for KeyScope {
+    fn default() -> Self {
+        KeyScope { write: true, types: Vec::new() }
+    }
+}
+
+impl KeyScope {
+    /// `read` or `write`.
+    pub fn access(&self) -> &'static str {
+        if self.write { "write" } else { "read" }
+    }
+
+    /// Whether the key reaches records, imports and exports of `type_name` (a package's files,
+    /// `oneroster.users`, belong to the package's type, `oneroster`).
+    pub fn covers(&self, type_name: &str) -> bool {
+        let base = type_name.split('.').next().unwrap_or(type_name);
+        self.types.is_empty() || self.types.iter().any(|t| t == type_name || t == base)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     pub id: i64,
     pub owner: KeyOwner,
     pub name: String,
+    pub scope: KeyScope,
     /// The token's first characters, to tell keys apart in listings.
     pub prefix: String,
     pub created_ms: i64,

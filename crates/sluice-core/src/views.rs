@@ -119,6 +119,10 @@ pub struct ApiKeyView {
     pub created_ms: i64,
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub revoked_ms: Option<i64>,
+    /// `read` (nothing changed with it) or `write`.
+    pub access: String,
+    /// The import types it reaches (empty: all).
+    pub types: Vec<String>,
 }
 
 impl From<&ApiKey> for ApiKeyView {
@@ -133,6 +137,8 @@ impl From<&ApiKey> for ApiKeyView {
             prefix: k.prefix.clone(),
             created_ms: k.created_ms,
             revoked_ms: k.revoked_ms,
+            access: k.scope.access().to_owned(),
+            types: k.scope.types.clone(),
         }
     }
 }
@@ -433,9 +439,19 @@ pub struct AuditedSettings {
 
 impl SettingsView {
     pub fn audited(t: &Tenant) -> AuditedSettings {
+        let mut settings = SettingsView::from(t);
+        // A webhook URL often carries a token in its path or query (Slack's do): the log keeps
+        // its scheme and host only.
+        settings.webhook_url = settings.webhook_url.map(|u| match u.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+                format!("{scheme}://{host}/…")
+            }
+            None => "…".to_owned(),
+        });
         AuditedSettings {
             folders: t.layout.import_folders().iter().map(|f| f.as_str().to_owned()).collect(),
-            settings: SettingsView::from(t),
+            settings,
         }
     }
 }

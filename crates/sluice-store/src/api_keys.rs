@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 
 /// The operator's keys have no tenant. A key whose tenant row is gone (deleted by hand, with
 /// foreign keys off) matches nothing: it must never read as the operator's.
-const KEY_SELECT: &str = "SELECT k.id, t.name, k.name, k.prefix, k.created_ms, k.revoked_ms
+const KEY_SELECT: &str = "SELECT k.id, t.name, k.name, k.prefix, k.created_ms, k.revoked_ms, k.access, k.types
     FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id WHERE (k.tenant_id IS NULL OR t.id IS NOT NULL)";
 
 fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
@@ -21,16 +21,28 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
         prefix: r.get(3)?,
         created_ms: r.get(4)?,
         revoked_ms: r.get(5)?,
+        scope: crate::KeyScope {
+            write: r.get::<_, String>(6)? == "write",
+            types: r.get::<_, String>(7)?.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        },
     })
 }
 
 impl crate::roles::ApiKeys for Store {
-    fn add_api_key(&self, tenant: Option<&str>, name: &str, prefix: &str, sha256_hex: &str) -> Result<i64> {
+    fn add_api_key(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        prefix: &str,
+        sha256_hex: &str,
+        scope: &crate::KeyScope,
+    ) -> Result<i64> {
         self.with(|c| {
             let tenant_id = tenant.map(|t| crate::tenant_id(c, t)).transpose()?;
             c.execute(
-                "INSERT INTO api_keys (tenant_id, name, prefix, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![tenant_id, name, prefix, sha256_hex, now_ms()],
+                "INSERT INTO api_keys (tenant_id, name, prefix, hash, created_ms, access, types)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![tenant_id, name, prefix, sha256_hex, now_ms(), scope.access(), scope.types.join(",")],
             )?;
             Ok(c.last_insert_rowid())
         })

@@ -397,7 +397,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX audit_log_by_tenant ON audit_log (tenant, id);
      CREATE INDEX audit_log_by_time ON audit_log (at_ms);
      CREATE TRIGGER audit_log_is_append_only BEFORE UPDATE ON audit_log
-     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_log_keeps_a_day BEFORE DELETE ON audit_log
+     WHEN old.at_ms > (CAST(strftime('%s', 'now') AS INTEGER) - 86400) * 1000
+     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: an entry leaves only after its retention'); END;",
     // 32: a record's previous version (its data before the import that last changed it, and
     // the import that had written that): the record page shows what changed
     "ALTER TABLE records ADD COLUMN previous_data TEXT;
@@ -405,6 +408,10 @@ const MIGRATIONS: &[&str] = &[
     // 33: a failed or incomplete import acknowledged (looked at): by whom, when
     "ALTER TABLE imports ADD COLUMN acknowledged_by TEXT;
      ALTER TABLE imports ADD COLUMN acknowledged_ms INTEGER;",
+    // 34: an API key's scope: read-only or read and write, and the import types it reaches
+    // (comma-separated; empty: all)
+    "ALTER TABLE api_keys ADD COLUMN access TEXT NOT NULL DEFAULT 'write' CHECK (access IN ('read', 'write'));
+     ALTER TABLE api_keys ADD COLUMN types TEXT NOT NULL DEFAULT '';",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -82,7 +82,14 @@ pub trait Accounts {
 /// REST API keys (stored as SHA-256).
 pub trait ApiKeys {
     /// Stores a key (its hash); returns its id.
-    fn add_api_key(&self, tenant: Option<&str>, name: &str, prefix: &str, sha256_hex: &str) -> Result<i64>;
+    fn add_api_key(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        prefix: &str,
+        sha256_hex: &str,
+        scope: &crate::KeyScope,
+    ) -> Result<i64>;
 
     /// The live (not revoked) key with this hash.
     fn api_key_by_hash(&self, sha256_hex: &str) -> Result<Option<ApiKey>>;

@@ -145,8 +145,8 @@ fn one_tenants_backlog_of_deliveries_does_not_crowd_out_anothers() {
 fn a_key_or_account_whose_tenant_row_is_gone_is_nobodys_not_the_operators() {
     let s = Store::open_in_memory().unwrap();
     s.add_tenant(&tenant("acme"), &folders()).unwrap();
-    s.add_api_key(Some("acme"), "sis", "slk_1234", "aa").unwrap();
-    s.add_api_key(None, "ops", "slk_5678", "bb").unwrap();
+    s.add_api_key(Some("acme"), "sis", "slk_1234", "aa", &crate::KeyScope::default()).unwrap();
+    s.add_api_key(None, "ops", "slk_5678", "bb", &crate::KeyScope::default()).unwrap();
     s.add_account(Some("acme"), "ann@acme.org", Role::Admin, "x").unwrap();
     // An operator deleting the tenant by hand in the sqlite3 shell, foreign keys off.
     s.with(|c| {
@@ -609,5 +609,7 @@ fn the_audit_log_refuses_changes_to_its_rows() {
     let changed =
         store.with(|c| Ok(c.execute("UPDATE audit_log SET actor = 'someone else' WHERE id = ?1", [id])?));
     assert!(changed.unwrap_err().to_string().contains("append-only"));
+    let removed = store.with(|c| Ok(c.execute("DELETE FROM audit_log WHERE id = ?1", [id])?));
+    assert!(removed.unwrap_err().to_string().contains("append-only"), "a fresh entry cannot be deleted");
     assert_eq!(store.audit_entries(None, None, 10).unwrap()[0].actor.name, "root");
 }

@@ -243,7 +243,7 @@ fn offset(given: Option<usize>) -> Result<usize, ApiError> {
 /// Who is calling, from `Authorization: Bearer <key>`: the key's owner and name, and the
 /// client's address.
 #[derive(Clone)]
-pub struct Caller(KeyOwner, String, String);
+pub struct Caller(KeyOwner, String, String, sluice_store::KeyScope);
 
 /// Records what a caller did in the audit log (done, or refused), and passes the answer on.
 async fn audited<T>(
@@ -286,6 +286,46 @@ impl Caller {
         }
     }
 
+    /// A change: refused (403, naming the scope it lacks) to a read-only key.
+    fn may_write(&self) -> Result<(), ApiError> {
+        if self.3.write {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "scope",
+            "this API key may only read (scope read); changing needs a key made with --scope write",
+        ))
+    }
+
+    /// Records, imports or exports of `type_name`: refused (403) to a key limited to others.
+    fn may_type(&self, type_name: &str) -> Result<(), ApiError> {
+        if self.3.covers(type_name) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "scope",
+            format!("this API key reaches only the types {}, not {type_name}", self.3.types.join(", ")),
+        ))
+    }
+
+    /// All of a tenant's types at once (a sync imports whatever waits): refused (403) to a key
+    /// limited to some.
+    fn may_all_types(&self) -> Result<(), ApiError> {
+        if self.3.types.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "scope",
+            format!(
+                "this API key reaches only the types {}: it cannot act on all of them",
+                self.3.types.join(", ")
+            ),
+        ))
+    }
+
     fn may(&self, tenant: &str) -> Result<(), ApiError> {
         match &self.0 {
             KeyOwner::Operator => Ok(()),
@@ -313,7 +353,7 @@ impl FromRequestParts<Web> for Caller {
         let hash = crate::keys::hash(token);
         // One indexed lookup: cheaper inline than a thread hop.
         match web.ingest.store.api_key_by_hash(&hash) {
-            Ok(Some(key)) => Ok(Caller(key.owner, key.name, crate::audit::source(parts, web))),
+            Ok(Some(key)) => Ok(Caller(key.owner, key.name, crate::audit::source(parts, web), key.scope)),
             Ok(None) => Err(unauthorized("this API key is unknown or revoked")),
             Err(e) => Err(ApiError::internal(e)),
         }
@@ -370,10 +410,14 @@ pub(crate) async fn audit(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     blocking(move || {
+        // A tenant's entries from its creation on: one removed before under the same name is
+        // not this one.
+        let mut since = q.since_ms;
         if let Some(t) = &tenant {
-            web.ingest.store.require_tenant(t)?;
+            let created = web.ingest.store.require_tenant(t)?.created_ms;
+            since = Some(since.unwrap_or(0).max(created));
         }
-        let entries = web.ingest.store.audit_entries(tenant.as_deref(), q.since_ms, limit)?;
+        let entries = web.ingest.store.audit_entries(tenant.as_deref(), since, limit)?;
         Ok(Json(AuditList { entries: entries.iter().map(Into::into).collect() }))
     })
     .await
@@ -461,7 +505,9 @@ pub(crate) async fn imports(
     blocking(move || {
         web.ingest.store.require_tenant(&name)?;
         let list = web.ingest.store.imports(&name, limit)?;
-        Ok(Json(ImportList { imports: list.iter().map(ImportView::from).collect() }))
+        // A key limited to some types sees their imports only.
+        let seen = list.iter().filter(|r| caller.3.covers(&r.type_name));
+        Ok(Json(ImportList { imports: seen.map(ImportView::from).collect() }))
     })
     .await
 }
@@ -470,6 +516,7 @@ pub(crate) async fn imports(
 fn visible_import(web: &Web, caller: &Caller, id: i64) -> Result<ImportRecord, ApiError> {
     let record = web.ingest.store.import(id)?.ok_or_else(|| ApiError::not_found("such import"))?;
     caller.may(&record.tenant).map_err(|_| ApiError::not_found("such import"))?;
+    caller.may_type(&record.type_name)?;
     Ok(record)
 }
 
@@ -621,6 +668,7 @@ pub(crate) async fn records(
     ApiQuery(q): ApiQuery<RecordsQuery>,
 ) -> ApiResult<RecordPage> {
     caller.may(&name)?;
+    caller.may_type(&type_name)?;
     let limit = Paging { limit: q.limit }.limit(100)?;
     let offset = offset(q.offset)?;
     let types = &web.ingest.types;
@@ -702,7 +750,7 @@ pub(crate) struct DeleteQuery {
 /// Delete one record (its person role goes with it; records referring to it follow their
 /// reference's `on_delete`). A tombstone remains: the next import that carries the key adds it
 /// back and says so in its warnings.
-#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/records/{type}/{key}", operation_id = "deleteRecord",
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/records/{type}/{key}", operation_id = "deleteRecord", security(("bearer" = ["write"])),
     params(TenantParam, ("type" = String, Path, description = "a CSV import type"),
         ("key" = String, Path, description = "the record's key (a key of several columns joined by `+`)"), DeleteQuery),
     responses((status = 200, description = "OK", body = RecordsDeletedView), Refused, Conflict))]
@@ -712,7 +760,9 @@ pub(crate) async fn delete_record(
     ApiPath((name, type_name, key)): ApiPath<(TenantName, String, String)>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<RecordsDeletedView> {
+    caller.may_write()?;
     caller.may(&name)?;
+    caller.may_type(&type_name)?;
     let by = caller.who();
     let (w, tenant, target) = (web.clone(), name.to_string(), format!("{type_name} {key}"));
     let answer = blocking(move || {
@@ -745,6 +795,7 @@ pub(crate) async fn record_photo(
     ApiPath((name, type_name, key)): ApiPath<(TenantName, String, String)>,
 ) -> Result<Response, ApiError> {
     caller.may(&name)?;
+    caller.may_type(&type_name)?;
     blocking(move || {
         let stored = web.ingest.types.get(&type_name).map_or_else(|| key.clone(), |t| t.stored_key(&key));
         crate::photo_response(&web, &name, &type_name, &stored)?
@@ -769,13 +820,15 @@ fn delete_error(e: DeleteError) -> ApiError {
 }
 
 /// Import the files waiting in the tenant's folders now
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/sync", operation_id = "syncTenant", params(TenantParam),
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/sync", operation_id = "syncTenant", security(("bearer" = ["write"])), params(TenantParam),
     responses((status = 200, description = "OK", body = SyncResult), Refused))]
 pub(crate) async fn sync(
     State(web): State<Web>,
     caller: Caller,
     ApiPath(name): ApiPath<TenantName>,
 ) -> ApiResult<SyncResult> {
+    caller.may_all_types()?;
+    caller.may_write()?;
     caller.may(&name)?;
     let (w, tenant) = (web.clone(), name.to_string());
     let answer = blocking(move || {
@@ -811,13 +864,14 @@ fn approval_error(e: ApproveError) -> ApiError {
 }
 
 /// Apply a held import despite the safeguard
-#[utoipa::path(post, path = "/api/v1/imports/{id}/approve", operation_id = "approveImport", params(IdParam),
+#[utoipa::path(post, path = "/api/v1/imports/{id}/approve", operation_id = "approveImport", security(("bearer" = ["write"])), params(IdParam),
     responses((status = 200, description = "OK", body = ImportView), Refused, Conflict))]
 pub(crate) async fn approve(
     State(web): State<Web>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ImportView> {
+    caller.may_write()?;
     let (w, c) = (web.clone(), caller.clone());
     let answer = blocking(move || {
         let r = visible_import(&web, &caller, id)?;
@@ -842,13 +896,14 @@ async fn decided<T>(
 }
 
 /// Drop a held import
-#[utoipa::path(post, path = "/api/v1/imports/{id}/discard", operation_id = "discardImport", params(IdParam),
+#[utoipa::path(post, path = "/api/v1/imports/{id}/discard", operation_id = "discardImport", security(("bearer" = ["write"])), params(IdParam),
     responses((status = 200, description = "OK", body = ImportView), Refused, Conflict))]
 pub(crate) async fn discard(
     State(web): State<Web>,
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<ImportView> {
+    caller.may_write()?;
     let (w, c) = (web.clone(), caller.clone());
     let answer = blocking(move || {
         let r = visible_import(&web, &caller, id)?;
@@ -898,7 +953,7 @@ pub(crate) struct NewKey {
 }
 
 /// Authorise an SSH public key
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/keys", operation_id = "addKey", params(TenantParam), request_body = NewKey,
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/keys", operation_id = "addKey", security(("bearer" = ["write"])), params(TenantParam), request_body = NewKey,
     responses((status = 201, description = "Added", body = KeyView), Refused, Conflict))]
 pub(crate) async fn add_key(
     State(web): State<Web>,
@@ -906,6 +961,7 @@ pub(crate) async fn add_key(
     ApiPath(name): ApiPath<TenantName>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    caller.may_write()?;
     caller.may(&name)?;
     let new: NewKey = body(&bytes)?;
     let key =
@@ -933,7 +989,7 @@ pub(crate) struct KeyQuery {
 }
 
 /// Remove an SSH public key
-#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/keys", operation_id = "removeKey",
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/keys", operation_id = "removeKey", security(("bearer" = ["write"])),
     params(TenantParam, KeyQuery),
     responses((status = 200, description = "OK", body = KeyRemoved), Refused))]
 pub(crate) async fn remove_key(
@@ -942,6 +998,7 @@ pub(crate) async fn remove_key(
     ApiPath(name): ApiPath<TenantName>,
     ApiQuery(q): ApiQuery<KeyQuery>,
 ) -> ApiResult<KeyRemoved> {
+    caller.may_write()?;
     caller.may(&name)?;
     let (w, tenant, target) = (web.clone(), name.to_string(), format!("key {}", q.fingerprint));
     let answer = blocking(move || match web.ingest.store.remove_key(&name, &q.fingerprint) {
@@ -1086,7 +1143,7 @@ fn is_read_key(k: &str) -> bool {
 }
 
 /// Change settings in one transaction; a refused change changes nothing
-#[utoipa::path(patch, path = "/api/v1/tenants/{tenant}/settings", operation_id = "changeSettings", params(TenantParam),
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant}/settings", operation_id = "changeSettings", security(("bearer" = ["write"])), params(TenantParam),
     request_body = SettingsBody,
     responses((status = 200, description = "OK", body = SettingsView), Refused))]
 pub(crate) async fn change_settings(
@@ -1095,6 +1152,7 @@ pub(crate) async fn change_settings(
     ApiPath(name): ApiPath<TenantName>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<SettingsView> {
+    caller.may_write()?;
     caller.may(&name)?;
     let body: SettingsBody = body(&bytes)?;
     // Named as this body names it (the change itself speaks `KEY=VALUE`).
@@ -1168,7 +1226,7 @@ pub(crate) struct ExportBody {
 }
 
 /// Make an export now: the tenant's records of a type into its /exports, replaced whole
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/exports", operation_id = "exportRecords", params(TenantParam),
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/exports", operation_id = "exportRecords", security(("bearer" = ["write"])), params(TenantParam),
     request_body = ExportBody,
     responses((status = 200, description = "OK", body = ExportDone), Refused))]
 pub(crate) async fn export(
@@ -1177,8 +1235,10 @@ pub(crate) async fn export(
     ApiPath(name): ApiPath<TenantName>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<ExportDone> {
+    caller.may_write()?;
     caller.may(&name)?;
     let body: ExportBody = body(&bytes)?;
+    caller.may_type(&body.type_name)?;
     let format = body.format.clone().unwrap_or_else(|| "csv".to_owned());
     let (w, tenant, target) = (web.clone(), name.to_string(), body.type_name.clone());
     let answer = blocking(move || {
@@ -1292,7 +1352,7 @@ pub(crate) struct SavedExportBody {
 }
 
 /// Save an export by name (replacing one of that name): it writes /exports/NAME.csv or .xlsx
-#[utoipa::path(put, path = "/api/v1/tenants/{tenant}/exports/{name}", operation_id = "saveExport",
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant}/exports/{name}", operation_id = "saveExport", security(("bearer" = ["write"])),
     params(SavedExportParams), request_body = SavedExportBody,
     responses((status = 200, description = "OK", body = SavedExportView), Refused))]
 pub(crate) async fn save_export(
@@ -1301,8 +1361,10 @@ pub(crate) async fn save_export(
     ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
     bytes: axum::body::Bytes,
 ) -> ApiResult<SavedExportView> {
+    caller.may_write()?;
     caller.may(&tenant)?;
     let body: SavedExportBody = body(&bytes)?;
+    caller.may_type(&body.type_name)?;
     let format = match body.format.as_deref() {
         None => ExportFormat::Csv,
         Some(f) => ExportFormat::parse(f)
@@ -1339,7 +1401,7 @@ pub(crate) async fn save_export(
 }
 
 /// Remove a saved export (its last file in /exports and its run log stay)
-#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/exports/{name}", operation_id = "removeSavedExport",
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/exports/{name}", operation_id = "removeSavedExport", security(("bearer" = ["write"])),
     params(SavedExportParams),
     responses((status = 200, description = "OK", body = SavedExportView), Refused))]
 pub(crate) async fn remove_saved_export(
@@ -1347,6 +1409,7 @@ pub(crate) async fn remove_saved_export(
     caller: Caller,
     ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
 ) -> ApiResult<SavedExportView> {
+    caller.may_write()?;
     caller.may(&tenant)?;
     let (w, tenant_name, target) = (web.clone(), tenant.to_string(), name.to_string());
     let answer = blocking(move || {
@@ -1362,7 +1425,7 @@ pub(crate) async fn remove_saved_export(
 
 /// Run a saved export now; the run is logged. A run that fails wrote nothing (the last file
 /// stays) and is answered 500 with its log's reason
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/exports/{name}/run", operation_id = "runSavedExport",
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/exports/{name}/run", operation_id = "runSavedExport", security(("bearer" = ["write"])),
     params(SavedExportParams),
     responses((status = 200, description = "OK: written", body = ExportRunView),
         (status = 409, description = "The export is running now", body = ErrorBody),
@@ -1374,6 +1437,7 @@ pub(crate) async fn run_saved_export(
     caller: Caller,
     ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
 ) -> ApiResult<ExportRunView> {
+    caller.may_write()?;
     caller.may(&tenant)?;
     // Taken before any thread is: a run asked for again while it runs, or while every slot is
     // busy, is answered at once.

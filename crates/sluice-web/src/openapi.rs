@@ -22,7 +22,9 @@ use utoipa::{Modify, OpenApi};
         title = "sluice",
         description = "Tenants, imports, their errors and records. Authenticate with an API key: \
             `Authorization: Bearer slk_...` (`sluice apikey add`). A tenant's key sees only its tenant; \
-            anything else is 404."
+            anything else is 404. A key made with `--scope read` may call only the operations without \
+            the `write` scope (any other answers 403 `scope`); one made with `--types` reaches only those \
+            types' records, imports and exports."
     ),
     paths(
         api::tenants, api::tenant, api::imports, api::sync, api::records, api::delete_record, api::record_photo, api::keys, api::add_key,

@@ -91,15 +91,30 @@ pub(crate) fn prompt_for(who: &str) -> Result<String> {
     Ok(first)
 }
 
-pub(crate) fn api_key_command(dirs: &DataDirs, cmd: ApiKeyCommand) -> Result<(), Failure> {
+pub(crate) fn api_key_command(
+    config: &crate::config::Config,
+    dirs: &DataDirs,
+    cmd: ApiKeyCommand,
+) -> Result<(), Failure> {
     let store = dirs.open_store().map_err(usage)?;
     match cmd {
-        ApiKeyCommand::Add { tenant, operator: _, name } => {
+        ApiKeyCommand::Add { tenant, operator: _, name, scope, types } => {
             if let Some(t) = &tenant {
                 store.require_tenant(t)?;
             }
+            let types: Vec<String> =
+                types.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+            if !types.is_empty() {
+                let known = crate::types::load(config.imports.types_dir()).map_err(usage)?;
+                if let Some(unknown) = types.iter().find(|t| !known.has_records_of(t)) {
+                    return Err(usage(anyhow!(
+                        "--types: no import type {unknown:?}; `sluice types` lists them"
+                    )));
+                }
+            }
+            let scope = sluice_store::KeyScope { write: scope == "write", types };
             let (token, prefix, hash) = sluice_web::keys::generate().context("cannot read random bytes")?;
-            let id = store.add_api_key(tenant.as_deref(), &name, &prefix, &hash)?;
+            let id = store.add_api_key(tenant.as_deref(), &name, &prefix, &hash, &scope)?;
             let whose = tenant.map_or("the operator (every tenant)".to_owned(), |t| format!("tenant {t}"));
             eprintln!("API key {id} for {whose}; it is shown only now, so store it safely:");
             outln!("{token}");

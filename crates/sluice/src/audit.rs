@@ -163,11 +163,23 @@ pub(crate) fn change_of(cmd: &Command) -> Option<Change> {
 /// Who runs this command: the OS login (from the environment the shell gives every
 /// command), on this machine.
 pub(crate) fn cli_actor() -> Actor {
-    let login = ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown login".to_owned());
-    Actor { kind: ActorKind::Cli, name: login, source: "local".to_owned() }
+    Actor { kind: ActorKind::Cli, name: login(), source: "local".to_owned() }
+}
+
+/// The OS account running this process: its uid's name in /etc/passwd (the environment's
+/// `USER` is whatever the caller set), else `uid N`.
+fn login() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return "unknown login".to_owned() };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// The settings of the change's tenant as the log shows them (JSON), if it is a settings change.
@@ -183,7 +195,13 @@ pub(crate) fn snapshot(dirs: &DataDirs, c: &Change) -> Option<String> {
 /// Records `c`, as it ended. A log that cannot be written is said on stderr; the command's own
 /// outcome stands.
 pub(crate) fn record(dirs: &DataDirs, c: &Change, before: Option<String>, result: &Result<(), Failure>) {
-    let outcome = if result.is_ok() { AuditOutcome::Done } else { AuditOutcome::Refused };
+    // An import that ran ends with exit code 1 when it rejected rows: it was done (its own
+    // history says how it went); a refused one ends with 2 (usage) or before it started.
+    let ran = match result {
+        Ok(()) => true,
+        Err(f) => f.code == 1 && matches!(c.action, action::IMPORT_RUN | action::IMPORT_SYNC),
+    };
+    let outcome = if ran { AuditOutcome::Done } else { AuditOutcome::Refused };
     let after = if result.is_ok() { snapshot(dirs, c) } else { None };
     let Ok(store) = dirs.open_store() else { return };
     let actor = cli_actor();
@@ -225,26 +243,28 @@ pub(crate) fn list(
         }
     };
     let store = dirs.open_store().map_err(crate::failure::usage)?;
-    if let Some(t) = tenant {
-        store.require_tenant(t)?;
-    }
+    // The operator's command: a removed tenant's entries stay readable by its name (and a
+    // tenant added again under it shows both; `--since` narrows them).
     let entries = store.audit_entries(tenant, since_ms, limit)?;
     if json {
         let views: Vec<sluice_core::views::AuditView> = entries.iter().map(Into::into).collect();
         outln!("{}", serde_json::to_string_pretty(&views)?);
         return Ok(());
     }
+    // What a client typed (a login name, a record key) is shown with its control characters
+    // escaped: a line break or an escape sequence cannot forge or hide a line.
+    let shown = |s: &str| -> String { s.chars().flat_map(char::escape_default).collect() };
     for e in &entries {
         outln!(
             "{:>6} {} {:<10} {:<24} {:<16} {:<20} {:<8} {}",
             e.id,
             crate::connectors::at_text(e.at_ms),
-            e.tenant.as_deref().unwrap_or("-"),
-            format!("{} {}", e.actor.kind.as_str(), e.actor.name),
-            e.actor.source,
+            shown(e.tenant.as_deref().unwrap_or("-")),
+            format!("{} {}", e.actor.kind.as_str(), shown(&e.actor.name)),
+            shown(&e.actor.source),
             e.action,
             e.outcome.as_str(),
-            e.target
+            shown(&e.target)
         );
     }
     Ok(())

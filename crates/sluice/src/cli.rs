@@ -364,6 +364,12 @@ pub(crate) enum ApiKeyCommand {
         /// What the key is for, e.g. "SIS nightly job".
         #[arg(long, default_value = "")]
         name: String,
+        /// read: it may read but change nothing; write (the default): it may also change.
+        #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+        scope: String,
+        /// Only these import types' records, imports and exports (default: all).
+        #[arg(long, value_name = "TYPE,...", value_delimiter = ',')]
+        types: Vec<String>,
     },
     /// List keys (prefix, name, state), never the keys themselves.
     List {

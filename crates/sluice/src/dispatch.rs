@@ -158,7 +158,7 @@ fn command(cli: Cli, config: Config, dirs: &DataDirs) -> Result<(), Failure> {
         }
         Command::Key(cmd) => crate::tenants::key_command(&dirs, cmd),
         Command::Defender(cmd) => crate::operations::defender_command(&dirs, cmd),
-        Command::Apikey(cmd) => crate::accounts::api_key_command(&dirs, cmd),
+        Command::Apikey(cmd) => crate::accounts::api_key_command(&config, &dirs, cmd),
         Command::User(cmd) => crate::accounts::user_command(&dirs, cmd),
         Command::Admin(AdminCommand::Passwd { password_stdin }) => {
             crate::accounts::admin_passwd(&dirs, password_stdin)

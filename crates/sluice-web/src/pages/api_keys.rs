@@ -37,11 +37,12 @@ pub async fn api_keys_page(
                 code { "Authorization: Bearer KEY" } "): imports, errors, records, sync, approvals, SFTP keys and settings."
             }
             div.wrap { table {
-                tr { th { "Name" } th { "Key" } th { "Made" } th {} }
+                tr { th { "Name" } th { "Key" } th { "May" } th { "Made" } th {} }
                 @for k in &keys {
                     tr {
                         td { (k.name) }
                         td { code { (k.prefix) "…" } }
+                        td { (k.scope.access()) @if !k.scope.types.is_empty() { " (" (k.scope.types.join(", ")) ")" } }
                         td { (when(k.created_ms)) }
                         td {
                             @match k.revoked_ms {
@@ -64,6 +65,10 @@ pub async fn api_keys_page(
                     "What the key is for" br;
                     input name="name" maxlength="64" required placeholder="SIS nightly job";
                 } }
+                p { label { "It may" br; select name="access" {
+                    option value="write" { "read and change (imports, settings, keys, exports)" }
+                    option value="read" { "only read" }
+                } } }
                 p { button { "Make a key" } }
             }
         }
@@ -79,6 +84,9 @@ pub struct ApiKeyForm {
     name: String,
     #[serde(default)]
     id: i64,
+    /// `read` makes a read-only key; anything else (or nothing) a key that may change.
+    #[serde(default)]
+    access: String,
 }
 
 posted!(ApiKeyForm);
@@ -96,8 +104,10 @@ pub async fn add_api_key(
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let store = web.ingest.store.clone();
+    let scope = sluice_store::KeyScope { write: form.access != "read", types: Vec::new() };
     let (name, label) = (tenant.clone(), key_name.clone());
-    let made = blocking(move || Ok(store.add_api_key(Some(name.as_str()), &label, &prefix, &hash)?)).await;
+    let made =
+        blocking(move || Ok(store.add_api_key(Some(name.as_str()), &label, &prefix, &hash, &scope)?)).await;
     let shown = if key_name.is_empty() { "(unnamed)".to_owned() } else { key_name.clone() };
     let did = Did::new(Some(tenant.as_str()), action::API_KEY_ADD, shown, made.is_ok());
     crate::audit::record_off(&web, viewer.actor(), did).await;

@@ -48,7 +48,16 @@ async fn shown(web: Web, viewer: Viewer, tenant: Option<String>, q: AuditQuery) 
     let csv = q.format.as_deref() == Some("csv");
     let limit = if csv { CSV_MAX } else { PAGE };
     let of = tenant.clone();
-    let Ok(entries) = blocking(move || Ok(web.ingest.store.audit_entries(of.as_deref(), None, limit)?)).await
+    let Ok(entries) = blocking(move || {
+        // A tenant's entries from its creation on: one removed before under the same name is
+        // not this one.
+        let since = match of.as_deref() {
+            Some(t) => Some(web.ingest.store.require_tenant(t)?.created_ms),
+            None => None,
+        };
+        Ok(web.ingest.store.audit_entries(of.as_deref(), since, limit)?)
+    })
+    .await
     else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };

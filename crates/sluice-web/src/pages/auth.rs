@@ -115,7 +115,11 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 /// What checking a login's password found.
 enum Checked {
     Right(Account),
-    Wrong { known: bool },
+    /// A wrong password (`tenant`: the account's), or no such account (`known` false).
+    Wrong {
+        known: bool,
+        tenant: Option<String>,
+    },
 }
 
 /// 429 with the sentence that says why and for how long, before any password was checked.
@@ -212,18 +216,24 @@ pub async fn login(
         let Some(account) = account else {
             // Spend the same time as a real check, so timing does not tell which emails exist.
             let _ = sluice_core::PasswordHash::create(&form.password);
-            return Ok(Checked::Wrong { known: false });
+            return Ok(Checked::Wrong { known: false, tenant: None });
         };
         let hash =
             sluice_core::PasswordHash::from_stored(account.password_hash.clone()).map_err(Failed::said)?;
-        Ok(if hash.verify(&form.password) { Checked::Right(account) } else { Checked::Wrong { known: true } })
+        Ok(if hash.verify(&form.password) {
+            Checked::Right(account)
+        } else {
+            Checked::Wrong { known: true, tenant: account.tenant.clone() }
+        })
     })
     .await;
     // Logins are in the audit log: who, from where, and whether it worked (never the password).
-    let logged = |tenant: Option<String>, action: &'static str, done: bool| {
+    // What was typed is recorded only when it names an account: a password typed into the
+    // email field must not end up in the log.
+    let logged = |tenant: Option<String>, action: &'static str, done: bool, known: bool| {
         let actor = sluice_core::audit::Actor {
             kind: sluice_core::audit::ActorKind::Account,
-            name: email.clone(),
+            name: if known { email.clone() } else { "(no such account)".to_owned() },
             source: client.to_string(),
         };
         let did = crate::audit::Did::new(tenant.as_deref(), action, "dashboard", done);
@@ -233,14 +243,14 @@ pub async fn login(
         Ok(Checked::Right(account)) => {
             match web.defender.login_succeeded(client, Service::Dashboard, &email) {
                 Ok(()) => {
-                    logged(account.tenant.clone(), sluice_core::audit::action::LOGIN, true).await;
+                    logged(account.tenant.clone(), sluice_core::audit::action::LOGIN, true, true).await;
                     account
                 }
                 Err(refusal) => return refused(refusal, web.secure_cookies),
             }
         }
-        Ok(Checked::Wrong { known }) => {
-            logged(None, sluice_core::audit::action::LOGIN, false).await;
+        Ok(Checked::Wrong { known, tenant }) => {
+            logged(tenant, sluice_core::audit::action::LOGIN, false, known).await;
             let message = match web.defender.login_failed(client, Service::Dashboard, &email, known) {
                 FailedLogin::Counted => "Wrong email or password.".to_owned(),
                 FailedLogin::Banned { duration } => format!(

@@ -654,3 +654,80 @@ fn notification_settings_through_the_api() {
         "an empty URL turns the webhook off"
     );
 }
+
+/// A read-only key changes nothing: every operation the OpenAPI document marks as needing the
+/// `write` scope answers it 403 `scope` (the document lists them; anything else is a read),
+/// and nothing it tried is in the audit log as done. A key limited to some types reaches
+/// only those.
+#[test]
+fn a_read_only_key_cannot_change_anything_on_any_operation_and_a_typed_key_sees_its_types_only() {
+    let api = setup();
+    let read =
+        api.server.cli_ok(&["apikey", "add", "--tenant", "acme", "--scope", "read", "--name", "reporting"]);
+    let read = read.trim().to_owned();
+    let held = {
+        let (_, list) = api.get("/api/v1/tenants/acme/imports", &api.acme);
+        list["imports"].as_array().unwrap().iter().find(|i| i["status"] == "held").unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (_, _, body) = api.server.http("GET", "/api/v1/openapi.json", None);
+    let doc = json(&body);
+    let mut writes = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let needs_write = op["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|r| r["bearer"].as_array().is_some_and(|scopes| scopes.iter().any(|x| x == "write")))
+            });
+            assert_eq!(
+                needs_write,
+                method != "get",
+                "{method} {path}: only reads go without the write scope"
+            );
+            if !needs_write {
+                continue;
+            }
+            writes += 1;
+            let url = path
+                .replace("{tenant}", "acme")
+                .replace("{id}", &held.to_string())
+                .replace("{type}", "students")
+                .replace("{key}", "acme0")
+                .replace("{name}", "roster");
+            let url = if url.ends_with("/keys") && method == "delete" {
+                format!("{url}?fingerprint=SHA256:x")
+            } else {
+                url
+            };
+            let (status, _, answer) =
+                api.server.http_with(&method.to_uppercase(), &url, Some(&read), r#"{"type":"students"}"#);
+            assert_eq!(status, 403, "{method} {url}: {answer}");
+            assert_eq!(json(&answer)["error"]["code"], "scope", "{method} {url}: {answer}");
+        }
+    }
+    assert!(writes >= 11, "{writes} write operations");
+    // It still reads.
+    let (status, _) = api.get("/api/v1/tenants/acme/records/students", &read);
+    assert_eq!(status, 200);
+    let (_, held_now) = api.get(&format!("/api/v1/imports/{held}"), &read);
+    assert_eq!(held_now["status"], "held", "nothing was approved");
+    let log = api.server.cli_ok(&["audit", "--tenant", "acme"]);
+    assert!(!log.lines().any(|l| l.contains("api_key reporting") && l.contains(" done ")), "{log}");
+
+    // A key limited to guardians: their records and imports, not the students'.
+    let typed = api.server.cli_ok(&["apikey", "add", "--tenant", "acme", "--types", "guardians"]);
+    let typed = typed.trim().to_owned();
+    let (status, _) = api.get("/api/v1/tenants/acme/records/guardians", &typed);
+    assert_eq!(status, 200);
+    let (status, _, answer) = api.server.http("GET", "/api/v1/tenants/acme/records/students", Some(&typed));
+    assert_eq!((status, json(&answer)["error"]["code"].as_str()), (403, Some("scope")), "{answer}");
+    let (_, imports) = api.get("/api/v1/tenants/acme/imports", &typed);
+    let types: Vec<&str> =
+        imports["imports"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert!(!types.is_empty() && types.iter().all(|t| *t == "guardians"), "{types:?}");
+    let (status, _, _) = api.server.http("POST", "/api/v1/tenants/acme/sync", Some(&typed));
+    assert_eq!(status, 403, "a sync takes every type");
+    let refused = api.server.cli(&["apikey", "add", "--tenant", "acme", "--types", "nosuchtype"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
+}
