@@ -86,6 +86,8 @@ pub fn routes() -> Router<Web> {
         .route("/t/{tenant}/sftp/password", post(sftp::set_password))
         .route("/t/{tenant}/settings", get(settings::settings_page).post(settings::save_settings))
         .route("/t/{tenant}/team", get(team::team_page).post(team::grant))
+        .route("/t/{tenant}/team/add", post(team::add_member))
+        .route("/t/{tenant}/team/remove", post(team::remove_member))
         .route("/t/{tenant}/api-keys", get(api_keys::api_keys_page).post(api_keys::add_api_key))
         .route("/t/{tenant}/api-keys/revoke", post(api_keys::revoke_api_key))
         .route("/audit", get(audit::all))

@@ -1,7 +1,7 @@
 //! A tenant's team: its accounts, and owners letting users manage credentials and settings.
 
 use super::layout::{csrf_field, not_found, notice, page, status_page};
-use super::{NoticeQuery, TenantPath, Viewer, back_to, blocking};
+use super::{Failed, NoticeQuery, TenantPath, Viewer, back_to, blocking};
 use crate::Web;
 use crate::audit::Did;
 use axum::Form;
@@ -58,10 +58,36 @@ pub async fn team_page(
                                     button { (label) }
                                 }
                             }
+                            @if may_grant && a.email != viewer.account.email {
+                                " "
+                                form.inline method="post" action={ "/t/" (tenant) "/team/remove" } {
+                                    (csrf_field(&viewer))
+                                    input type="hidden" name="email" value=(a.email);
+                                    button.danger { "Remove" }
+                                }
+                            }
                         }
                     }
                 }
             } }
+        }
+        @if may_grant {
+            div.card {
+                h2 { "Add someone" }
+                form method="post" action={ "/t/" (tenant) "/team/add" } {
+                    (csrf_field(&viewer))
+                    p { label { "Email" br; input name="email" type="email" required; } }
+                    p { label { "Role" br; select name="role" {
+                        option value="user" { "user (sees imports; an owner may let them manage)" }
+                        option value="owner" { "owner (manages everything of the tenant)" }
+                    } } }
+                    p { label {
+                        "First password (at least " (sluice_core::PasswordHash::MIN_CHOSEN_CHARS) " characters; they change it on their account page)" br;
+                        input name="password" type="password" autocomplete="new-password" required;
+                    } }
+                    p { button { "Add" } }
+                }
+            }
         }
     };
     page("Team", Some(&viewer), body).into_response()
@@ -120,4 +146,100 @@ pub async fn grant(
         Ok(false) => back_to(&viewer, &here, "Not saved: no such user of this tenant."),
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
+}
+
+#[derive(Deserialize)]
+pub struct MemberForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// An owner (or the operator) adds an account to the tenant.
+pub async fn add_member(
+    State(web): State<Web>,
+    viewer: Viewer,
+    TenantPath(tenant): TenantPath,
+    Form(form): Form<MemberForm>,
+) -> Response {
+    if let Some(refused) = owner_only(&viewer, &tenant, &form.csrf) {
+        return refused;
+    }
+    let here = format!("/t/{tenant}/team");
+    let email = form.email.trim().to_lowercase();
+    if email.is_empty()
+        || email.contains(char::is_whitespace)
+        || !email.contains('@')
+        || email.chars().any(char::is_control)
+    {
+        return back_to(&viewer, &here, "Not added: give an email address.");
+    }
+    let role = if form.role == "owner" { Role::Owner } else { Role::User };
+    let Ok(_slot) = web.password_checks.clone().try_acquire_owned() else {
+        return back_to(&viewer, &here, "Not added: busy; try again in a moment.");
+    };
+    let (store, name, who) = (web.ingest.store.clone(), tenant.clone(), email.clone());
+    let done = blocking(move || {
+        if store.account_by_email(&who)?.is_some() {
+            return Err(Failed::said("an account with this email exists"));
+        }
+        let hash = sluice_core::PasswordHash::choose(&form.password).map_err(Failed::said)?;
+        store.add_account(Some(name.as_str()), &who, role, hash.as_phc())?;
+        Ok(())
+    })
+    .await;
+    let did = Did::new(
+        Some(tenant.as_str()),
+        action::USER_ADD,
+        format!("{email} ({})", role.as_str()),
+        done.is_ok(),
+    );
+    crate::audit::record_off(&web, viewer.actor(), did).await;
+    super::reported(&viewer, done, &here, "Not added", |()| format!("{email} added."))
+}
+
+/// An owner (or the operator) removes an account of the tenant; its sessions end.
+pub async fn remove_member(
+    State(web): State<Web>,
+    viewer: Viewer,
+    TenantPath(tenant): TenantPath,
+    Form(form): Form<MemberForm>,
+) -> Response {
+    if let Some(refused) = owner_only(&viewer, &tenant, &form.csrf) {
+        return refused;
+    }
+    let here = format!("/t/{tenant}/team");
+    let (store, name, who) = (web.ingest.store.clone(), tenant.clone(), form.email.clone());
+    let done = blocking(move || {
+        // Only an account of this very tenant.
+        match store.account_by_email(&who)? {
+            Some(a) if a.tenant.as_deref() == Some(name.as_str()) => Ok(store.remove_account(&a.email)?),
+            _ => Err(Failed::said("no such account of this tenant")),
+        }
+    })
+    .await;
+    let did = Did::new(Some(tenant.as_str()), action::USER_REMOVE, form.email.clone(), done.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
+    super::reported(&viewer, done, &here, "Not removed", |()| {
+        format!("{} removed; their sessions ended.", form.email)
+    })
+}
+
+/// Owners and the operator manage the team: anyone else is refused (and a form without this
+/// session's token).
+fn owner_only(viewer: &Viewer, tenant: &TenantName, csrf: &str) -> Option<Response> {
+    if !viewer.may(tenant.as_str()) {
+        return Some(not_found(viewer));
+    }
+    if !grants(viewer, tenant) {
+        let body =
+            html! { h1 { "Not allowed" } p { "Only an owner adds and removes the tenant's accounts." } };
+        return Some(status_page(StatusCode::FORBIDDEN, "Not allowed", viewer, body));
+    }
+    viewer.refuse_without_csrf(csrf)
 }

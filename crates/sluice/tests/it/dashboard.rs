@@ -1156,3 +1156,39 @@ fn an_account_changes_its_own_password_and_its_sessions_end() {
         "{log}"
     );
 }
+
+/// An owner adds and removes the tenant's accounts on the Team page; a user may not.
+#[test]
+fn an_owner_adds_and_removes_the_teams_accounts() {
+    let server = setup();
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
+    let page = request(&server, "GET", "/t/acme/team", Some(&ann), "").body;
+    assert!(page.contains("Add someone"), "{page}");
+    let token = csrf(&page);
+    let add = format!("csrf={token}&email=Cy%40acme.org&role=user&password=first-password-42");
+    let r = request(&server, "POST", "/t/acme/team/add", Some(&ann), &add);
+    assert!(r.header("location").unwrap().contains("added"), "{}", r.head);
+    let cy = session(&server, "cy@acme.org", "first-password-42");
+    assert_eq!(request(&server, "GET", "/t/acme", Some(&cy), "").status, 200);
+    // Again: refused, it exists; a short password: refused.
+    let r = request(&server, "POST", "/t/acme/team/add", Some(&ann), &add);
+    assert!(r.header("location").unwrap().contains("Not%20added"), "{}", r.head);
+    // A user may not add anyone.
+    let cys_token = csrf(&request(&server, "GET", "/t/acme/team", Some(&cy), "").body);
+    let by_user = format!("csrf={cys_token}&email=eve%40acme.org&role=owner&password=first-password-42");
+    assert_eq!(request(&server, "POST", "/t/acme/team/add", Some(&cy), &by_user).status, 403);
+    // Nor remove another tenant's account through this tenant.
+    let other = format!("csrf={token}&email=bob%40beta.org");
+    let r = request(&server, "POST", "/t/acme/team/remove", Some(&ann), &other);
+    assert!(r.header("location").unwrap().contains("Not%20removed"), "{}", r.head);
+    // Removed: logged out at once.
+    let remove = format!("csrf={token}&email=cy%40acme.org");
+    let r = request(&server, "POST", "/t/acme/team/remove", Some(&ann), &remove);
+    assert!(r.header("location").unwrap().contains("removed"), "{}", r.head);
+    assert_eq!(request(&server, "GET", "/t/acme", Some(&cy), "").status, 303);
+    let log = server.cli_ok(&["audit", "--tenant", "acme"]);
+    assert!(
+        log.contains("user.add") && log.contains("user.remove") && !log.contains("first-password-42"),
+        "{log}"
+    );
+}
