@@ -51,6 +51,8 @@ pub struct Web {
     pub run_slots: Arc<sluice_export::saved::RunSlots>,
     /// Where a tenant's SFTP clients connect, as the credentials page tells them.
     pub sftp: Option<SftpEndpoint>,
+    /// The folders a tenant the operator adds in the dashboard gets (`[tenants] default_folders`).
+    pub tenant_folders: Vec<sluice_core::FolderName>,
 }
 
 /// The SFTP server as clients see it: what psftp, WinSCP and FileZilla ask for.
@@ -96,6 +98,7 @@ impl Web {
             transfers: None,
             run_slots: sluice_export::saved::RunSlots::new(4),
             sftp: None,
+            tenant_folders: Vec::new(),
         }
     }
 }

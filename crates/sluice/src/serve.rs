@@ -118,6 +118,8 @@ pub async fn run(config: Config) -> Result<()> {
         web.allow_private_webhooks = config.notifications.allow_private_webhooks;
         web.transfers = Some(transfers.clone());
         web.run_slots = run_slots.clone();
+        web.tenant_folders = sluice_core::FolderName::parse_list(&config.tenants.default_folders.join(","))
+            .map_err(anyhow::Error::from)?;
         web.sftp = Some(sluice_web::SftpEndpoint {
             listen: bound,
             public_host: Some(config.sftp.public_host.clone()).filter(|h| !h.is_empty()),

@@ -47,7 +47,7 @@ pub async fn home(State(web): State<Web>, viewer: Viewer) -> Response {
     }
     let store = web.ingest.store.clone();
     let rows = blocking(move || {
-        let mut rows: Vec<(String, Option<ImportRecord>, usize)> = Vec::new();
+        let mut rows: Vec<(String, Option<ImportRecord>, usize, bool)> = Vec::new();
         for t in store.tenants()? {
             let recent = store.imports(t.name.as_str(), 50)?;
             let attention = recent
@@ -57,7 +57,7 @@ pub async fn home(State(web): State<Web>, viewer: Viewer) -> Response {
                         || (r.status == ImportStatus::Failed && r.acknowledged_ms.is_none())
                 })
                 .count();
-            rows.push((t.name.to_string(), recent.first().cloned(), attention));
+            rows.push((t.name.to_string(), recent.first().cloned(), attention, t.disabled));
         }
         // Failures and holds first.
         rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
@@ -69,10 +69,10 @@ pub async fn home(State(web): State<Web>, viewer: Viewer) -> Response {
         h1 { "All tenants" }
         p { "Failed and held imports first. " a href="/audit" { "Audit log" } }
         div.wrap { table {
-            tr { th { "Tenant" } th { "Attention" } th { "Latest import" } }
-            @for (name, last, attention) in &rows {
+            tr { th { "Tenant" } th { "Attention" } th { "Latest import" } th {} }
+            @for (name, last, attention, disabled) in &rows {
                 tr {
-                    td { a href={ "/t/" (name) } { (name) } }
+                    td { a href={ "/t/" (name) } { (name) } @if *disabled { " " span.badge.discarded { "disabled" } } }
                     td { @if *attention > 0 { span class="badge failed" { (attention) " to look at" } } }
                     td {
                         @match last {
@@ -80,9 +80,33 @@ pub async fn home(State(web): State<Web>, viewer: Viewer) -> Response {
                             None => { "no imports yet" },
                         }
                     }
+                    td {
+                        form.inline method="post" action="/tenants/enabled" {
+                            (csrf_field(&viewer))
+                            input type="hidden" name="name" value=(name);
+                            @if *disabled {
+                                input type="hidden" name="enabled" value="1";
+                                button { "Enable" }
+                            } @else {
+                                input type="hidden" name="enabled" value="0";
+                                button.danger { "Disable" }
+                            }
+                        }
+                    }
                 }
             }
         } }
+        div.card {
+            h2 { "Add a tenant" }
+            form method="post" action="/tenants/add" {
+                (csrf_field(&viewer))
+                p { label {
+                    "Name (its SFTP login: lowercase letters, digits, - and _)" br;
+                    input name="name" required pattern="[a-z][a-z0-9_-]*" maxlength="64";
+                } }
+                p { button { "Add" } " " small { "with the default folders; then set its SFTP password or key" } }
+            }
+        }
     };
     page("All tenants", Some(&viewer), body).into_response()
 }
@@ -501,4 +525,65 @@ pub async fn acknowledge(
         Did::new(Some(tenant.as_str()), action::IMPORT_ACKNOWLEDGE, format!("import {id}"), done.is_ok());
     crate::audit::record_off(&web, viewer.actor(), did).await;
     super::reported(&viewer, done, &format!("/imports/{id}"), "Not acknowledged", |()| "Acknowledged.".into())
+}
+
+#[derive(Deserialize)]
+pub struct TenantForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    enabled: String,
+}
+
+/// The operator's alone.
+fn operator_only(viewer: &Viewer, csrf: &str) -> Option<Response> {
+    if viewer.account.role != Role::Admin || viewer.account.tenant.is_some() {
+        return Some(not_found(viewer));
+    }
+    viewer.refuse_without_csrf(csrf)
+}
+
+/// The operator adds a tenant (with the default folders), then sets its credentials.
+pub async fn add_tenant(State(web): State<Web>, viewer: Viewer, Form(form): Form<TenantForm>) -> Response {
+    if let Some(refused) = operator_only(&viewer, &form.csrf) {
+        return refused;
+    }
+    let name = match sluice_core::TenantName::parse(form.name.trim()) {
+        Ok(n) => n,
+        Err(e) => return super::back_to(&viewer, "/", &format!("Not added: {e}")),
+    };
+    let (store, folders, n) = (web.ingest.store.clone(), web.tenant_folders.clone(), name.clone());
+    let done = blocking(move || Ok(store.add_tenant(&n, &folders).map(drop)?)).await;
+    let did = Did::new(Some(name.as_str()), action::TENANT_ADD, name.as_str(), done.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
+    match done {
+        Ok(()) => super::back_to(
+            &viewer,
+            &format!("/t/{name}/sftp"),
+            &format!("Tenant {name} added: set its SFTP password or key."),
+        ),
+        Err(e) => super::reported(&viewer, Err::<(), _>(e), "/", "Not added", |()| String::new()),
+    }
+}
+
+/// The operator disables a tenant (it can no longer log in; its sessions end) or enables it.
+pub async fn set_enabled(State(web): State<Web>, viewer: Viewer, Form(form): Form<TenantForm>) -> Response {
+    if let Some(refused) = operator_only(&viewer, &form.csrf) {
+        return refused;
+    }
+    let Ok(name) = sluice_core::TenantName::parse(&form.name) else { return not_found(&viewer) };
+    let enable = form.enabled == "1";
+    let (store, n) = (web.ingest.store.clone(), name.clone());
+    let done = blocking(move || Ok(store.set_disabled(&n, !enable)?)).await;
+    let verb = if enable { action::TENANT_ENABLE } else { action::TENANT_DISABLE };
+    let did = Did::new(Some(name.as_str()), verb, name.as_str(), done.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
+    let said = if enable {
+        format!("{name} enabled.")
+    } else {
+        format!("{name} disabled: its SFTP sessions end now.")
+    };
+    super::reported(&viewer, done, "/", "Not changed", |()| said)
 }

@@ -57,6 +57,8 @@ pub fn routes() -> Router<Web> {
         .route("/account", get(account::account_page))
         .route("/account/password", post(account::change_password))
         .route("/", get(imports::home))
+        .route("/tenants/add", post(imports::add_tenant))
+        .route("/tenants/enabled", post(imports::set_enabled))
         .route("/t/{tenant}", get(imports::overview))
         .route("/t/{tenant}/imports", get(imports::history))
         .route("/t/{tenant}/sync", post(imports::sync))

@@ -1192,3 +1192,37 @@ fn an_owner_adds_and_removes_the_teams_accounts() {
         "{log}"
     );
 }
+
+/// The operator adds and disables tenants in the dashboard; no one else may.
+#[test]
+fn the_operator_adds_and_disables_tenants_in_the_dashboard() {
+    let server = setup();
+    let admin = session(&server, "admin", "admin-pw-for-tests");
+    let home = request(&server, "GET", "/", Some(&admin), "").body;
+    assert!(home.contains("Add a tenant"), "{home}");
+    let token = csrf(&home);
+    let r = request(&server, "POST", "/tenants/add", Some(&admin), &format!("csrf={token}&name=gamma"));
+    assert!(r.header("location").unwrap().starts_with("/t/gamma/sftp"), "{}", r.head);
+    let shown = server.cli_ok(&["tenant", "show", "gamma"]);
+    assert!(shown.contains("/students"), "the default folders: {shown}");
+    let bad = request(&server, "POST", "/tenants/add", Some(&admin), &format!("csrf={token}&name=..%2Fx"));
+    assert!(bad.header("location").unwrap().contains("Not%20added"), "{}", bad.head);
+    let r = request(
+        &server,
+        "POST",
+        "/tenants/enabled",
+        Some(&admin),
+        &format!("csrf={token}&name=beta&enabled=0"),
+    );
+    assert_eq!(r.status, 303);
+    assert!(server.cli_ok(&["tenant", "list"]).lines().any(|l| l.contains("beta") && l.contains("disabled")));
+    // An owner may do neither.
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
+    let token = csrf(&request(&server, "GET", "/t/acme", Some(&ann), "").body);
+    assert_eq!(
+        request(&server, "POST", "/tenants/add", Some(&ann), &format!("csrf={token}&name=delta")).status,
+        404
+    );
+    let log = server.cli_ok(&["audit"]);
+    assert!(log.contains("tenant.add") && log.contains("tenant.disable"), "{log}");
+}
