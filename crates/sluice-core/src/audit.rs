@@ -110,6 +110,8 @@ pub mod action {
     pub const BAN_LIFT: &str = "ban.lift";
     pub const RECORD_DELETE: &str = "record.delete";
     pub const LOGIN: &str = "login";
+    pub const PASSWORD_RESET_ASKED: &str = "password_reset.asked";
+    pub const PASSWORD_RESET: &str = "password_reset.used";
 }
 
 /// An entry as it is written.

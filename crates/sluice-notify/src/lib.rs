@@ -8,8 +8,9 @@ mod smtp;
 pub mod tls;
 mod webhook;
 
+pub use message::plain_email;
 pub use sluice_core::hmac_sha256_hex;
-pub use smtp::{SmtpConfig, SmtpSecurity, valid_address};
+pub use smtp::{SmtpConfig, SmtpSecurity, send as send_email, valid_address};
 pub use webhook::signature_header;
 
 use sluice_core::delivery::About;

@@ -110,6 +110,16 @@ pub fn export_failed_body(delivery: i64, run: &ExportRun) -> String {
     serde_json::to_string(&event).unwrap_or_else(|_| "null".into())
 }
 
+/// A plain text email (a password reset's): `from`, `to`, a subject and a body.
+pub fn plain_email(from: &str, to: &str, subject: &str, body: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {}\r\nDate: {}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        encode_header(subject),
+        rfc2822_now(),
+        base64_lines(body.as_bytes())
+    )
+}
+
 /// A header value as RFC 2047 UTF-8 base64 when it is not plain ASCII.
 fn encode_header(v: &str) -> String {
     if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {

@@ -119,6 +119,55 @@ impl crate::roles::Accounts for Store {
         })
     }
 
+    fn start_password_reset(
+        &self,
+        email: &str,
+        token_hash: &str,
+        lifetime_ms: i64,
+    ) -> Result<Option<Account>> {
+        let Some(account) = self.account_by_email(email)? else { return Ok(None) };
+        self.with_write(|c| {
+            // Spent and expired links go as new ones come.
+            c.execute(
+                "DELETE FROM password_resets WHERE expires_ms < ?1 OR used_ms IS NOT NULL",
+                [now_ms()],
+            )?;
+            c.execute(
+                "INSERT INTO password_resets (token_hash, user_id, expires_ms) VALUES (?1, ?2, ?3)",
+                params![token_hash, account.id, now_ms() + lifetime_ms],
+            )?;
+            Ok(())
+        })?;
+        Ok(Some(account))
+    }
+
+    fn finish_password_reset(&self, token_hash: &str, password_hash: &str) -> Result<Option<Account>> {
+        let email: Option<String> = self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let user: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT u.id, u.email FROM password_resets r JOIN users u ON u.id = r.user_id
+                     WHERE r.token_hash = ?1 AND r.used_ms IS NULL AND r.expires_ms >= ?2",
+                    params![token_hash, now_ms()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((id, email)) = user else { return Ok(None) };
+            tx.execute(
+                "UPDATE password_resets SET used_ms = ?2 WHERE token_hash = ?1",
+                params![token_hash, now_ms()],
+            )?;
+            tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![id, password_hash])?;
+            tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+            tx.commit()?;
+            Ok(Some(email))
+        })?;
+        match email {
+            Some(e) => self.account_by_email(&e),
+            None => Ok(None),
+        }
+    }
+
     fn remove_account(&self, email: &str) -> Result<()> {
         self.with_write(|c| {
             // Its sessions go with it (ON DELETE CASCADE): a removed user is logged out at once.

@@ -412,6 +412,14 @@ const MIGRATIONS: &[&str] = &[
     // (comma-separated; empty: all)
     "ALTER TABLE api_keys ADD COLUMN access TEXT NOT NULL DEFAULT 'write' CHECK (access IN ('read', 'write'));
      ALTER TABLE api_keys ADD COLUMN types TEXT NOT NULL DEFAULT '';",
+    // 35: password resets by email: each link's token kept only as its SHA-256, single-use,
+    // expiring
+    "CREATE TABLE password_resets (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        expires_ms INTEGER NOT NULL,
+        used_ms INTEGER
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

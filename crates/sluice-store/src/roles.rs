@@ -77,6 +77,20 @@ pub trait Accounts {
 
     /// Removes an account and its sessions (`NoSuchAccount` if there is none).
     fn remove_account(&self, email: &str) -> Result<()>;
+
+    /// Keeps a password reset for the account `email` (its token's SHA-256), usable once until
+    /// `lifetime_ms` from now; `None` when there is no such account (nothing kept).
+    fn start_password_reset(
+        &self,
+        email: &str,
+        token_hash: &str,
+        lifetime_ms: i64,
+    ) -> Result<Option<Account>>;
+
+    /// Uses a reset: when its token is known, unused and unexpired, sets the account's password,
+    /// marks the token used and ends every session of the account, in one transaction, and
+    /// returns the account; `None` otherwise (nothing changed).
+    fn finish_password_reset(&self, token_hash: &str, password_hash: &str) -> Result<Option<Account>>;
 }
 
 /// REST API keys (stored as SHA-256).

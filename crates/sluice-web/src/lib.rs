@@ -53,6 +53,17 @@ pub struct Web {
     pub sftp: Option<SftpEndpoint>,
     /// The folders a tenant the operator adds in the dashboard gets (`[tenants] default_folders`).
     pub tenant_folders: Vec<sluice_core::FolderName>,
+    /// Password resets by email: the dashboard's public address (`[http] public_url`, where the
+    /// links point; never the request's Host, which a client chooses) and what sends an email
+    /// (to, subject, body). Without both, no resets by email.
+    pub resets: Option<Resets>,
+}
+
+/// What password resets by email need (see [`Web::resets`]).
+#[derive(Clone)]
+pub struct Resets {
+    pub public_url: String,
+    pub send: Arc<dyn Fn(&str, &str, &str) -> Result<(), String> + Send + Sync>,
 }
 
 /// The SFTP server as clients see it: what psftp, WinSCP and FileZilla ask for.
@@ -99,6 +110,7 @@ impl Web {
             run_slots: sluice_export::saved::RunSlots::new(4),
             sftp: None,
             tenant_folders: Vec::new(),
+            resets: None,
         }
     }
 }

@@ -57,6 +57,9 @@ listen = "127.0.0.1:8080"
 # HTTPS: a PEM certificate chain and its key. "" = plain HTTP (behind a TLS proxy, or local).
 tls_cert = ""
 tls_key = ""
+# The dashboard's address as people reach it (https://sluice.example.org): password reset
+# links in emails point there. "" = no password resets by email (the operator sets passwords).
+public_url = ""
 # Mark session cookies Secure although sluice serves plain HTTP: set it when a reverse proxy
 # terminates TLS in front of sluice.
 secure_cookies = false
@@ -274,6 +277,7 @@ pub struct SftpConfig {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    pub public_url: String,
     pub tls_cert: String,
     pub tls_key: String,
     pub secure_cookies: bool,
@@ -518,6 +522,18 @@ impl Config {
         }
         if h.max_connections == 0 || h.max_connections_per_ip == 0 {
             bail!("[http] max_connections and max_connections_per_ip must be at least 1");
+        }
+        if !h.public_url.is_empty() {
+            let url = url::Url::parse(&h.public_url).ok();
+            let fits = url.as_ref().is_some_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none()
+            });
+            if !fits {
+                bail!(
+                    "[http] public_url = {:?}: expected the dashboard's address as people reach it, such as https://sluice.example.org",
+                    h.public_url
+                );
+            }
         }
         Ok(())
     }

@@ -118,6 +118,18 @@ pub async fn run(config: Config) -> Result<()> {
         web.allow_private_webhooks = config.notifications.allow_private_webhooks;
         web.transfers = Some(transfers.clone());
         web.run_slots = run_slots.clone();
+        // Password resets by email: a public address for the links, and SMTP to send them.
+        let smtp = config.notifications.smtp()?;
+        if !config.http.public_url.is_empty() && !smtp.host.is_empty() {
+            let smtp = Arc::new(smtp);
+            web.resets = Some(sluice_web::Resets {
+                public_url: config.http.public_url.trim_end_matches('/').to_owned(),
+                send: Arc::new(move |to: &str, subject: &str, body: &str| {
+                    let message = sluice_notify::plain_email(&smtp.from, to, subject, body);
+                    sluice_notify::send_email(&smtp, to, &message).map_err(|e| e.to_string())
+                }),
+            });
+        }
         web.tenant_folders = sluice_core::FolderName::parse_list(&config.tenants.default_folders.join(","))
             .map_err(anyhow::Error::from)?;
         web.sftp = Some(sluice_web::SftpEndpoint {

@@ -153,6 +153,7 @@ fn login_page(message: &str, secure_cookie: bool) -> Response {
                     p { label { "Password" br; input name="password" type="password" autocomplete="current-password" required; } }
                     p { button { "Log in" } }
                 }
+                p { a href="/reset" { "Forgot your password?" } }
             }
         },
     );

@@ -33,6 +33,7 @@ mod exports;
 mod imports;
 mod layout;
 mod records;
+mod reset;
 mod settings;
 mod sftp;
 mod team;
@@ -54,6 +55,8 @@ pub fn routes() -> Router<Web> {
     Router::new()
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
+        .route("/reset", get(reset::ask_form).post(reset::ask))
+        .route("/reset/{token}", get(reset::new_form).post(reset::set))
         .route("/account", get(account::account_page))
         .route("/account/password", post(account::change_password))
         .route("/", get(imports::home))

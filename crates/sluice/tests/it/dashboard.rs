@@ -1226,3 +1226,90 @@ fn the_operator_adds_and_disables_tenants_in_the_dashboard() {
     let log = server.cli_ok(&["audit"]);
     assert!(log.contains("tenant.add") && log.contains("tenant.disable"), "{log}");
 }
+
+/// Password reset by email: the same answer for any address, a link that works once and
+/// ends every session, no token in the audit log, and refused once used.
+#[test]
+fn a_forgotten_password_is_reset_by_an_emailed_link_that_works_once() {
+    use std::time::Duration;
+    if !have_python_module("aiosmtpd", "aiosmtpd (pip install aiosmtpd)") {
+        return;
+    }
+    let maildir = tempfile::tempdir().unwrap();
+    let (mut smtpd, port) = start_smtpd(maildir.path(), None);
+    let port_text = port.to_string();
+    let server = setup_with(&[
+        ("SLUICE_HTTP_PUBLIC_URL", "https://sluice.example.org/"),
+        ("SLUICE_NOTIFICATIONS_SMTP_HOST", "127.0.0.1"),
+        ("SLUICE_NOTIFICATIONS_SMTP_PORT", &port_text),
+        ("SLUICE_NOTIFICATIONS_FROM", "sluice@vendor.example"),
+    ]);
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
+    assert!(request(&server, "GET", "/login", None, "").body.contains("href=\"/reset\""));
+    // An address with an account and one without get the same page.
+    let known = request(&server, "POST", "/reset", None, "email=Bob%40beta.org");
+    let unknown = request(&server, "POST", "/reset", None, "email=nobody%40beta.org");
+    assert_eq!((known.status, unknown.status), (200, 200));
+    assert_eq!(known.body, unknown.body, "the answer does not say whether the address has an account");
+
+    let new = maildir.path().join("new");
+    let found = server.wait_until(Duration::from_secs(30), |_| std::fs::read_dir(&new).unwrap().count() >= 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let mails: Vec<_> = std::fs::read_dir(&new).unwrap().flatten().map(|e| e.path()).collect();
+    let _ = smtpd.kill();
+    let _ = smtpd.wait();
+    assert!(found && mails.len() == 1, "one email, to the account that exists: {mails:?}");
+    // Read it as a mail client would (the body is base64).
+    let read = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import email,sys; m=email.message_from_binary_file(open(sys.argv[1],'rb')); print(m['To']); print(m.get_payload(decode=True).decode())",
+        ])
+        .arg(&mails[0])
+        .output()
+        .unwrap();
+    let mail = String::from_utf8(read.stdout).unwrap();
+    assert!(mail.starts_with("bob@beta.org"), "{mail}");
+    let at = mail
+        .find("https://sluice.example.org/reset/")
+        .unwrap_or_else(|| panic!("a link to the public address: {mail}"))
+        + 33;
+    let token: String =
+        mail[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+    assert!(token.len() >= 20, "{mail}");
+
+    let path = format!("/reset/{token}");
+    let form = request(&server, "GET", &path, None, "");
+    assert!(form.status == 200 && form.body.contains("Choose a new password"), "{}", form.body);
+    // A short password is refused and the link still works.
+    let short = request(&server, "POST", &path, None, "password=short");
+    assert!(short.body.contains("Not set"), "{}", short.body);
+    let set = request(&server, "POST", &path, None, "password=a-brand-new-password");
+    assert!(set.status == 200 && set.body.contains("Password set"), "{}", set.body);
+    assert_eq!(request(&server, "GET", "/t/beta", Some(&bob), "").status, 303, "the old session ended");
+    assert_eq!(login(&server, "bob@beta.org", "secret-1-for-tests").status, 401);
+    session(&server, "bob@beta.org", "a-brand-new-password");
+    // Once used, the link is dead; so is one sluice never sent.
+    assert_eq!(request(&server, "POST", &path, None, "password=another-new-password").status, 404);
+    assert_eq!(
+        request(&server, "POST", "/reset/not-a-token-at-all", None, "password=another-new-password").status,
+        404
+    );
+    session(&server, "bob@beta.org", "a-brand-new-password");
+
+    let log = server.cli_ok(&["audit", "--tenant", "beta"]);
+    assert!(log.contains("password_reset.asked") && log.contains("password_reset.used"), "{log}");
+    let all = server.cli_ok(&["audit", "--json"]);
+    assert!(!all.contains(&token) && !all.contains("a-brand-new-password"), "{all}");
+    assert!(!all.contains("nobody@beta.org"), "an address with no account leaves no entry: {all}");
+}
+
+/// Without a public address (or SMTP) the page says whom to ask instead.
+#[test]
+fn without_a_public_address_the_reset_page_says_whom_to_ask() {
+    let server = setup();
+    let r = request(&server, "GET", "/reset", None, "");
+    assert!(r.status == 200 && r.body.contains("ask your tenant"), "{}", r.body);
+    let out = server.cli_with_env(&["doctor"], &[("SLUICE_HTTP_PUBLIC_URL", "sluice.example.org")]);
+    assert!(!out.status.success() && output_text(&out).contains("public_url"), "{}", output_text(&out));
+}
