@@ -59,11 +59,14 @@ pub struct Web {
     pub resets: Option<Resets>,
 }
 
+/// Sends one plain-text email: (to, subject, body); the error says why it was not sent.
+pub type SendEmail = dyn Fn(&str, &str, &str) -> Result<(), String> + Send + Sync;
+
 /// What password resets by email need (see [`Web::resets`]).
 #[derive(Clone)]
 pub struct Resets {
     pub public_url: String,
-    pub send: Arc<dyn Fn(&str, &str, &str) -> Result<(), String> + Send + Sync>,
+    pub send: Arc<SendEmail>,
 }
 
 /// The SFTP server as clients see it: what psftp, WinSCP and FileZilla ask for.
