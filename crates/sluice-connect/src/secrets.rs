@@ -133,14 +133,32 @@ impl SecretKey {
             Credential::Password(p) => Zeroizing::new(format!("password:{}", p.as_str())),
             Credential::PrivateKey(k) => Zeroizing::new(format!("private_key:{}", k.as_str())),
         };
+        self.seal_bytes(&associated(tenant, connector), plain.as_bytes())
+    }
+
+    /// Opens what [`SecretKey::seal`] sealed for the same tenant and connector.
+    pub fn open(&self, tenant: &str, connector: &str, sealed: &str) -> Result<Credential, SecretError> {
+        let plain = self.open_bytes(&associated(tenant, connector), sealed)?;
+        let text = std::str::from_utf8(&plain).map_err(|_| SecretError::Unsealable)?;
+        if let Some(p) = text.strip_prefix("password:") {
+            Ok(Credential::Password(Zeroizing::new(p.to_owned())))
+        } else if let Some(k) = text.strip_prefix("private_key:") {
+            Ok(Credential::PrivateKey(Zeroizing::new(k.to_owned())))
+        } else {
+            Err(SecretError::Unsealable)
+        }
+    }
+
+    /// Seals any secret, bound to `purpose` (what it is and whose: it opens only for the same
+    /// purpose). A connector's credential and an account's second-factor secret are both this.
+    pub fn seal_bytes(&self, purpose: &str, plain: &[u8]) -> Result<String, SecretError> {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce).map_err(|_| SecretError::Random)?;
-        let mut data = Zeroizing::new(plain.as_bytes().to_vec());
-        let aad = associated(tenant, connector);
+        let mut data = Zeroizing::new(plain.to_vec());
         self.0
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad.as_bytes()),
+                Aad::from(purpose.as_bytes()),
                 &mut *data,
             )
             .map_err(|_| SecretError::Unsealable)?;
@@ -149,8 +167,8 @@ impl SecretKey {
         Ok(format!("{SEALED_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(out)))
     }
 
-    /// Opens what [`SecretKey::seal`] sealed for the same tenant and connector.
-    pub fn open(&self, tenant: &str, connector: &str, sealed: &str) -> Result<Credential, SecretError> {
+    /// Opens what [`SecretKey::seal_bytes`] sealed for the same purpose.
+    pub fn open_bytes(&self, purpose: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, SecretError> {
         let encoded = sealed.strip_prefix(SEALED_PREFIX).ok_or(SecretError::Unsealable)?;
         let bytes =
             base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| SecretError::Unsealable)?;
@@ -160,19 +178,13 @@ impl SecretKey {
         let (nonce, rest) = bytes.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SecretError::Unsealable)?;
         let mut data = Zeroizing::new(rest.to_vec());
-        let aad = associated(tenant, connector);
-        let plain = self
+        let len = self
             .0
-            .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut data)
-            .map_err(|_| SecretError::Unsealable)?;
-        let text = std::str::from_utf8(plain).map_err(|_| SecretError::Unsealable)?;
-        if let Some(p) = text.strip_prefix("password:") {
-            Ok(Credential::Password(Zeroizing::new(p.to_owned())))
-        } else if let Some(k) = text.strip_prefix("private_key:") {
-            Ok(Credential::PrivateKey(Zeroizing::new(k.to_owned())))
-        } else {
-            Err(SecretError::Unsealable)
-        }
+            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut data)
+            .map_err(|_| SecretError::Unsealable)?
+            .len();
+        data.truncate(len);
+        Ok(data)
     }
 }
 

@@ -38,6 +38,19 @@ pub struct Account {
     /// An owner, or a user an owner granted it: may manage SFTP credentials and settings.
     pub manages: bool,
     pub password_hash: String,
+    /// Logs in with a second factor (TOTP) after the password.
+    pub second_factor: bool,
+}
+
+/// An account's second factor as stored: its TOTP secret sealed (`[secrets] key_file`), one
+/// being enrolled (until a code from it is confirmed), the last step used, and how many
+/// recovery codes are left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecondFactor {
+    pub sealed: Option<String>,
+    pub pending: Option<String>,
+    pub last_step: Option<i64>,
+    pub recovery_codes_left: i64,
 }
 
 /// Whose key it is.

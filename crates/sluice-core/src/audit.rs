@@ -112,6 +112,9 @@ pub mod action {
     pub const LOGIN: &str = "login";
     pub const PASSWORD_RESET_ASKED: &str = "password_reset.asked";
     pub const PASSWORD_RESET: &str = "password_reset.used";
+    pub const LOGIN_SECOND_FACTOR: &str = "login.second_factor";
+    pub const SECOND_FACTOR_ON: &str = "second_factor.on";
+    pub const SECOND_FACTOR_OFF: &str = "second_factor.off";
 }
 
 /// An entry as it is written.

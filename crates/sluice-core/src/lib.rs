@@ -25,6 +25,7 @@ pub mod saved_export;
 pub mod schedule;
 pub mod settings;
 pub mod tenant;
+pub mod totp;
 pub mod upload;
 pub mod views;
 pub mod vpath;

@@ -2,12 +2,13 @@
 //! are an `owner` or a `user` (a user may be granted what owners may do). Passwords are
 //! argon2id PHC strings; session tokens, like API keys, are stored only as a SHA-256.
 
-use crate::{Account, Role};
+use crate::{Account, Role, SecondFactor};
 use crate::{Result, Store, StoreError, now_ms};
 use rusqlite::{OptionalExtension, params};
 
 /// As for API keys: an account whose tenant row is gone matches nothing.
-const ACCOUNT_SELECT: &str = "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash
+const ACCOUNT_SELECT: &str =
+    "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash, u.totp_sealed IS NOT NULL
     FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id WHERE (u.tenant_id IS NULL OR t.id IS NOT NULL)";
 
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
@@ -19,6 +20,7 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
         role: Role::parse(&role).unwrap_or(Role::User),
         manages: r.get(4)?,
         password_hash: r.get(5)?,
+        second_factor: r.get(6)?,
     })
 }
 
@@ -79,26 +81,154 @@ impl crate::roles::Accounts for Store {
     }
 
     fn create_session(&self, account: i64, token_hash: &str, csrf: &str, lifetime_ms: i64) -> Result<()> {
+        self.insert_session(account, token_hash, csrf, lifetime_ms, false)
+    }
+
+    fn session(&self, token_hash: &str) -> Result<Option<(Account, String)>> {
+        Ok(self.session_row(token_hash, false)?.map(|(a, csrf, _)| (a, csrf)))
+    }
+
+    fn create_pending_session(
+        &self,
+        account: i64,
+        token_hash: &str,
+        csrf: &str,
+        lifetime_ms: i64,
+    ) -> Result<()> {
+        self.insert_session(account, token_hash, csrf, lifetime_ms, true)
+    }
+
+    fn pending_session(&self, token_hash: &str) -> Result<Option<(Account, String, i64)>> {
+        self.session_row(token_hash, true)
+    }
+
+    fn count_pending_try(&self, token_hash: &str) -> Result<()> {
         self.with_write(|c| {
-            let now = now_ms();
-            c.execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])?;
             c.execute(
-                "INSERT INTO sessions (token_hash, user_id, csrf, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![token_hash, account, csrf, now, now + lifetime_ms],
+                "UPDATE sessions SET tries = tries + 1 WHERE token_hash = ?1 AND pending = 1",
+                [token_hash],
             )?;
             Ok(())
         })
     }
 
-    fn session(&self, token_hash: &str) -> Result<Option<(Account, String)>> {
+    fn complete_session(&self, token_hash: &str, lifetime_ms: i64) -> Result<bool> {
+        self.with_write(|c| {
+            let now = now_ms();
+            let done = c.execute(
+                "UPDATE sessions SET pending = 0, tries = 0, created_ms = ?2, expires_ms = ?3
+                 WHERE token_hash = ?1 AND pending = 1 AND expires_ms > ?2",
+                params![token_hash, now, now + lifetime_ms],
+            )?;
+            Ok(done == 1)
+        })
+    }
+
+    fn second_factor(&self, account: i64) -> Result<SecondFactor> {
         self.with(|c| {
-            let sql = "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash, s.csrf
-                FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN tenants t ON t.id = u.tenant_id
-                WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND (u.tenant_id IS NULL OR t.id IS NOT NULL)";
-            Ok(c.query_row(sql, params![token_hash, now_ms()], |r| {
-                Ok((account_row(r)?, r.get::<_, String>(6)?))
-            })
-            .optional()?)
+            let found = c
+                .query_row(
+                    "SELECT totp_sealed, totp_pending, totp_last_step,
+                        (SELECT count(*) FROM recovery_codes WHERE user_id = ?1 AND used_ms IS NULL)
+                     FROM users WHERE id = ?1",
+                    [account],
+                    |r| {
+                        Ok(SecondFactor {
+                            sealed: r.get(0)?,
+                            pending: r.get(1)?,
+                            last_step: r.get(2)?,
+                            recovery_codes_left: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(found.unwrap_or_default())
+        })
+    }
+
+    fn start_second_factor(&self, account: i64, sealed: &str) -> Result<()> {
+        self.with_write(|c| {
+            c.execute("UPDATE users SET totp_pending = ?2 WHERE id = ?1", params![account, sealed])?;
+            Ok(())
+        })
+    }
+
+    fn enable_second_factor(
+        &self,
+        account: i64,
+        pending: &str,
+        step: i64,
+        recovery_hashes: &[String],
+    ) -> Result<bool> {
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // Only the secret the page showed: one enrolled meanwhile in another tab is not
+            // switched on by this tab's code.
+            let moved = tx.execute(
+                "UPDATE users SET totp_sealed = totp_pending, totp_pending = NULL, totp_last_step = ?3
+                 WHERE id = ?1 AND totp_pending = ?2",
+                params![account, pending, step],
+            )?;
+            if moved == 0 {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [account])?;
+            for hash in recovery_hashes {
+                tx.execute(
+                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
+                    params![account, hash],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn disable_second_factor(&self, email: &str) -> Result<bool> {
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
+                "UPDATE users SET totp_sealed = NULL, totp_pending = NULL, totp_last_step = NULL
+                 WHERE email = ?1 AND totp_sealed IS NOT NULL",
+                [email],
+            )?;
+            tx.execute(
+                "DELETE FROM recovery_codes WHERE user_id = (SELECT id FROM users WHERE email = ?1)",
+                [email],
+            )?;
+            tx.commit()?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn use_second_factor_step(&self, account: i64, step: i64) -> Result<bool> {
+        self.with_write(|c| {
+            let used = c.execute(
+                "UPDATE users SET totp_last_step = ?2
+                 WHERE id = ?1 AND totp_sealed IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+                params![account, step],
+            )?;
+            Ok(used == 1)
+        })
+    }
+
+    fn use_recovery_code(&self, account: i64, code_hash: &str) -> Result<bool> {
+        self.with_write(|c| {
+            let used = c.execute(
+                "UPDATE recovery_codes SET used_ms = ?3 WHERE user_id = ?1 AND code_hash = ?2 AND used_ms IS NULL",
+                params![account, code_hash, now_ms()],
+            )?;
+            Ok(used == 1)
+        })
+    }
+
+    fn any_second_factor(&self) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE totp_sealed IS NOT NULL OR totp_pending IS NOT NULL)",
+                [],
+                |r| r.get(0),
+            )?)
         })
     }
 
@@ -175,6 +305,44 @@ impl crate::roles::Accounts for Store {
                 return Err(crate::StoreError::NoSuchAccount(email.to_owned()));
             }
             Ok(())
+        })
+    }
+}
+
+impl Store {
+    fn insert_session(
+        &self,
+        account: i64,
+        token_hash: &str,
+        csrf: &str,
+        lifetime_ms: i64,
+        pending: bool,
+    ) -> Result<()> {
+        self.with_write(|c| {
+            let now = now_ms();
+            c.execute("DELETE FROM sessions WHERE expires_ms < ?1", [now])?;
+            c.execute(
+                "INSERT INTO sessions (token_hash, user_id, csrf, created_ms, expires_ms, pending)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![token_hash, account, csrf, now, now + lifetime_ms, pending],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A live session: full ones, or ones waiting for their second factor (with their tries).
+    fn session_row(&self, token_hash: &str, pending: bool) -> Result<Option<(Account, String, i64)>> {
+        self.with(|c| {
+            let sql =
+                "SELECT u.id, t.name, u.email, u.role, u.manages, u.password_hash, u.totp_sealed IS NOT NULL,
+                    s.csrf, s.tries
+                FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN tenants t ON t.id = u.tenant_id
+                WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND s.pending = ?3
+                  AND (u.tenant_id IS NULL OR t.id IS NOT NULL)";
+            Ok(c.query_row(sql, params![token_hash, now_ms(), pending], |r| {
+                Ok((account_row(r)?, r.get::<_, String>(7)?, r.get::<_, i64>(8)?))
+            })
+            .optional()?)
         })
     }
 }

@@ -34,7 +34,7 @@ pub use roles::{
     Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Photos, Records,
     Referrers, SavedExports, Tenants, Uploads,
 };
-pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, KeyScope, Role};
+pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, KeyScope, Role, SecondFactor};
 pub use sluice_core::delivery::{Channel, Delivery};
 pub use sluice_core::history::{Counts, ImportRecord, ImportStatus, StoredError};
 

@@ -420,6 +420,20 @@ const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL,
         used_ms INTEGER
      ) WITHOUT ROWID;",
+    // 36: a second factor (TOTP): the account's secret sealed, one being enrolled, the last
+    // step used (a code works once); recovery codes kept hashed; a session that has the
+    // password but not yet the second factor is pending, its wrong codes counted
+    "ALTER TABLE users ADD COLUMN totp_sealed TEXT;
+     ALTER TABLE users ADD COLUMN totp_pending TEXT;
+     ALTER TABLE users ADD COLUMN totp_last_step INTEGER;
+     ALTER TABLE sessions ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE sessions ADD COLUMN tries INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE recovery_codes (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        used_ms INTEGER,
+        PRIMARY KEY (user_id, code_hash)
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -7,7 +7,8 @@
 
 use crate::{
     Account, ApiKey, AuthorizedKey, Deletion, Delivery, FoundRecords, ImportRecord, Loader, Outcome, Person,
-    RecordQuery, Referrer, Referring, Result, Role, StoredError, StoredRecord, StoredUpload, Tombstone,
+    RecordQuery, Referrer, Referring, Result, Role, SecondFactor, StoredError, StoredRecord, StoredUpload,
+    Tombstone,
 };
 use sluice_core::UploadEvent;
 use sluice_core::audit::{AuditEntry, NewAuditEntry};
@@ -91,6 +92,55 @@ pub trait Accounts {
     /// marks the token used and ends every session of the account, in one transaction, and
     /// returns the account; `None` otherwise (nothing changed).
     fn finish_password_reset(&self, token_hash: &str, password_hash: &str) -> Result<Option<Account>>;
+
+    /// Starts a session that has the password right but still needs the second factor: it
+    /// opens no page ([`Accounts::session`] does not find it) until completed.
+    fn create_pending_session(
+        &self,
+        account: i64,
+        token_hash: &str,
+        csrf: &str,
+        lifetime_ms: i64,
+    ) -> Result<()>;
+
+    /// A live pending session: its account, CSRF token and wrong codes so far.
+    fn pending_session(&self, token_hash: &str) -> Result<Option<(Account, String, i64)>>;
+
+    /// Counts a wrong code against a pending session.
+    fn count_pending_try(&self, token_hash: &str) -> Result<()>;
+
+    /// The second factor came: the pending session becomes a full one for `lifetime_ms`.
+    fn complete_session(&self, token_hash: &str, lifetime_ms: i64) -> Result<bool>;
+
+    /// An account's second factor as stored (all empty when it has none).
+    fn second_factor(&self, account: i64) -> Result<SecondFactor>;
+
+    /// Keeps a sealed secret being enrolled (replacing one being enrolled before).
+    fn start_second_factor(&self, account: i64, sealed: &str) -> Result<()>;
+
+    /// Switches the secret being enrolled (`pending`, as the page showed it) on, with `step`
+    /// used and the recovery codes' hashes replacing earlier ones; `false` when that secret is
+    /// no longer the one being enrolled.
+    fn enable_second_factor(
+        &self,
+        account: i64,
+        pending: &str,
+        step: i64,
+        recovery_hashes: &[String],
+    ) -> Result<bool>;
+
+    /// Switches an account's second factor off, recovery codes too; `false` when it had none.
+    fn disable_second_factor(&self, email: &str) -> Result<bool>;
+
+    /// Uses a TOTP step: `true` only when it is later than the last one used (atomically: two
+    /// logins racing with one code, one wins).
+    fn use_second_factor_step(&self, account: i64, step: i64) -> Result<bool>;
+
+    /// Uses a recovery code (its hash) once.
+    fn use_recovery_code(&self, account: i64, code_hash: &str) -> Result<bool>;
+
+    /// Whether any account has a sealed second-factor secret (a new secret key would open none).
+    fn any_second_factor(&self) -> Result<bool>;
 }
 
 /// REST API keys (stored as SHA-256).

@@ -57,6 +57,41 @@ pub struct Web {
     /// links point; never the request's Host, which a client chooses) and what sends an email
     /// (to, subject, body). Without both, no resets by email.
     pub resets: Option<Resets>,
+    /// Who must log in with a second factor (`[http] second_factor`).
+    pub second_factor: SecondFactorRule,
+}
+
+/// Who must log in with a second factor (TOTP) after the password: nobody (each account may
+/// choose it), owners (and the operator), or everyone. An account the rule covers that has
+/// none sees only its account page, to set one up, until it does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SecondFactorRule {
+    #[default]
+    Optional,
+    Owners,
+    Everyone,
+}
+
+impl SecondFactorRule {
+    pub const NAMES: &str = "optional, owners or everyone";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "optional" => Some(Self::Optional),
+            "owners" => Some(Self::Owners),
+            "everyone" => Some(Self::Everyone),
+            _ => None,
+        }
+    }
+
+    pub fn requires(self, account: &sluice_store::Account) -> bool {
+        use sluice_store::Role;
+        match self {
+            Self::Optional => false,
+            Self::Owners => matches!(account.role, Role::Owner | Role::Admin),
+            Self::Everyone => true,
+        }
+    }
 }
 
 /// Sends one plain-text email: (to, subject, body); the error says why it was not sent.
@@ -114,6 +149,7 @@ impl Web {
             sftp: None,
             tenant_folders: Vec::new(),
             resets: None,
+            second_factor: SecondFactorRule::Optional,
         }
     }
 }

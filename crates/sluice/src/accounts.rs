@@ -75,6 +75,17 @@ pub(crate) fn user_command(dirs: &DataDirs, cmd: UserCommand) -> Result<(), Fail
             store.end_sessions_of(&email)?;
             outln!("password set for {email}; their sessions ended");
         }
+        UserCommand::SecondFactorOff { email } => {
+            let email = email.trim().to_lowercase();
+            if store.account_by_email(&email)?.is_none() {
+                return Err(usage(anyhow!("no dashboard account {email}")));
+            }
+            if !store.disable_second_factor(&email)? {
+                return Err(usage(anyhow!("{email} has no second factor; nothing changed")));
+            }
+            store.end_sessions_of(&email)?;
+            outln!("second factor of {email} switched off; their sessions ended");
+        }
     }
     Ok(())
 }

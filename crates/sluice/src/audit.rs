@@ -92,6 +92,9 @@ pub(crate) fn change_of(cmd: &Command) -> Option<Change> {
             UserCommand::Passwd { email, .. } => {
                 of(change(None, action::USER_PASSWORD, email.as_str()), TenantOf::Account(email.clone()))
             }
+            UserCommand::SecondFactorOff { email } => {
+                of(change(None, action::SECOND_FACTOR_OFF, email.as_str()), TenantOf::Account(email.clone()))
+            }
             UserCommand::List { .. } => None,
         },
         Command::Admin(AdminCommand::Passwd { .. }) => change(None, action::ADMIN_PASSWORD, "admin"),

@@ -307,24 +307,22 @@ pub(crate) enum UserCommand {
         #[arg(value_parser = tenant_name)]
         tenant: Option<TenantName>,
     },
-    /// Let a user manage SFTP credentials and import settings, as owners do.
     /// Remove a dashboard account; its sessions end at once.
-    Remove {
-        email: String,
-    },
-    Grant {
-        email: String,
-    },
+    Remove { email: String },
+    /// Let a user manage SFTP credentials and import settings, as owners do.
+    Grant { email: String },
     /// Take that back.
-    Ungrant {
-        email: String,
-    },
+    Ungrant { email: String },
     /// Set an account's password (its sessions end).
     Passwd {
         email: String,
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Switch an account's second factor off (a lost phone and recovery codes): it logs in
+    /// with its password alone (or sets up a new one, where the operator requires it); its
+    /// sessions end.
+    SecondFactorOff { email: String },
 }
 
 #[derive(Subcommand, Debug)]

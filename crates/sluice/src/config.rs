@@ -60,6 +60,9 @@ tls_key = ""
 # The dashboard's address as people reach it (https://sluice.example.org): password reset
 # links in emails point there. "" = no password resets by email (the operator sets passwords).
 public_url = ""
+# Who must log in with a second factor (TOTP) after the password: "optional" (each account
+# chooses), "owners" (tenants' owners and the operator) or "everyone".
+second_factor = "optional"
 # Mark session cookies Secure although sluice serves plain HTTP: set it when a reverse proxy
 # terminates TLS in front of sluice.
 secure_cookies = false
@@ -278,6 +281,7 @@ pub struct SftpConfig {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub public_url: String,
+    pub second_factor: String,
     pub tls_cert: String,
     pub tls_key: String,
     pub secure_cookies: bool,
@@ -522,6 +526,13 @@ impl Config {
         }
         if h.max_connections == 0 || h.max_connections_per_ip == 0 {
             bail!("[http] max_connections and max_connections_per_ip must be at least 1");
+        }
+        if sluice_web::SecondFactorRule::parse(&h.second_factor).is_none() {
+            bail!(
+                "[http] second_factor = {:?}: expected {}",
+                h.second_factor,
+                sluice_web::SecondFactorRule::NAMES
+            );
         }
         if !h.public_url.is_empty() {
             let url = url::Url::parse(&h.public_url).ok();

@@ -38,13 +38,16 @@ impl DataDirs {
     pub fn exports(&self) -> sluice_export::Exports {
         sluice_export::Exports::new(&self.tenants(), &self.export_spool()).with_photos(&self.photos())
     }
-    /// What pushes files to tenants' connectors: the secret key (made on first use), the
-    /// connectors' lock files beside the tenants' import locks.
+    /// What pushes files to tenants' connectors: the secret key (made on first use; it also
+    /// seals accounts' second factors), the connectors' lock files beside the tenants' import
+    /// locks.
     pub fn transfers(&self, config: &crate::config::Config) -> Result<sluice_connect::Transfers> {
         let path = config.secret_key_file();
         // A missing key is made only while no credential is sealed: a new one opens none.
-        let may_create =
-            !path.exists() && !sluice_store::roles::Connectors::any_connectors(&self.open_store()?)?;
+        let store = self.open_store()?;
+        let may_create = !path.exists()
+            && !sluice_store::roles::Connectors::any_connectors(&store)?
+            && !sluice_store::roles::Accounts::any_second_factor(&store)?;
         let key = sluice_connect::SecretKey::load_or_create(&path, may_create)?;
         Ok(sluice_connect::Transfers {
             key,

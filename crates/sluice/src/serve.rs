@@ -118,6 +118,8 @@ pub async fn run(config: Config) -> Result<()> {
         web.allow_private_webhooks = config.notifications.allow_private_webhooks;
         web.transfers = Some(transfers.clone());
         web.run_slots = run_slots.clone();
+        web.second_factor =
+            sluice_web::SecondFactorRule::parse(&config.http.second_factor).unwrap_or_default();
         // Password resets by email: a public address for the links, and SMTP to send them.
         let smtp = config.notifications.smtp()?;
         if !config.http.public_url.is_empty() && !smtp.host.is_empty() {

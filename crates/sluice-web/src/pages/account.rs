@@ -13,7 +13,9 @@ use serde::Deserialize;
 use sluice_core::audit::action;
 use sluice_store::roles::*;
 
-pub async fn account_page(viewer: Viewer, Query(q): Query<NoticeQuery>) -> Response {
+pub async fn account_page(State(web): State<Web>, viewer: Viewer, Query(q): Query<NoticeQuery>) -> Response {
+    let factor = super::second_factor::of(&web, viewer.account.id).await;
+    let required = web.second_factor.requires(&viewer.account);
     let min = sluice_core::PasswordHash::MIN_CHOSEN_CHARS;
     let a = &viewer.account;
     let body = html! {
@@ -35,6 +37,7 @@ pub async fn account_page(viewer: Viewer, Query(q): Query<NoticeQuery>) -> Respo
                 p { small { "Every session of this account ends: log in again with the new password." } }
             }
         }
+        (super::second_factor::section(&viewer, &factor, required))
     };
     page("Your account", Some(&viewer), body).into_response()
 }

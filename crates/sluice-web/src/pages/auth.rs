@@ -15,9 +15,9 @@ use sluice_defender::{FailedLogin, HumanDuration, Refusal, Service};
 use sluice_store::roles::*;
 use sluice_store::{Account, Role};
 
-const COOKIE: &str = "sluice_session";
+pub(super) const COOKIE: &str = "sluice_session";
 const LOGIN_COOKIE: &str = "sluice_login";
-const SESSION_LIFETIME_MS: i64 = 12 * 3600 * 1000;
+pub(super) const SESSION_LIFETIME_MS: i64 = 12 * 3600 * 1000;
 
 /// The logged-in account, from the session cookie; without one, a redirect to the login page.
 pub struct Viewer {
@@ -77,7 +77,7 @@ impl Viewer {
     }
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -96,7 +96,16 @@ impl FromRequestParts<Web> for Viewer {
         let token_hash = crate::keys::hash(&token);
         let source = crate::audit::source(parts, web);
         match web.ingest.store.session(&token_hash) {
-            Ok(Some((account, csrf))) => Ok(Viewer { account, csrf, token_hash, source }),
+            Ok(Some((account, csrf))) => {
+                // An account the operator's rule covers and that has no second factor yet
+                // sees its account page (to set one up) and nothing else.
+                let path = parts.uri.path();
+                let may_go = path == "/account" || path.starts_with("/account/") || path == "/logout";
+                if web.second_factor.requires(&account) && !account.second_factor && !may_go {
+                    return Err(Redirect::to("/account").into_response());
+                }
+                Ok(Viewer { account, csrf, token_hash, source })
+            }
             Ok(None) => Err(to_login()),
             Err(e) => {
                 tracing::warn!("dashboard session: {e}");
@@ -269,13 +278,40 @@ pub async fn login(
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
+    if account.second_factor {
+        // The password was right; the session opens pages once the code comes.
+        return start_session(&web, &account, true);
+    }
+    start_session(&web, &account, false)
+}
+
+/// Where an account lands after logging in.
+pub(super) fn landing(account: &Account) -> String {
+    account.tenant.as_ref().map_or("/".to_owned(), |t| format!("/t/{t}"))
+}
+
+/// A new session for `account` in a cookie, and the redirect to its landing page; or, when
+/// `pending` (a second factor is still to come), a session that opens no page yet and the
+/// redirect to the code form.
+pub(super) fn start_session(web: &Web, account: &Account, pending: bool) -> Response {
     let Ok((token, _, token_hash)) = crate::keys::generate() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let Ok((csrf, ..)) = crate::keys::generate() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    if let Err(e) = web.ingest.store.create_session(account.id, &token_hash, &csrf, SESSION_LIFETIME_MS) {
+    let store = &web.ingest.store;
+    let created = if pending {
+        store.create_pending_session(
+            account.id,
+            &token_hash,
+            &csrf,
+            super::second_factor::PENDING_LIFETIME_MS,
+        )
+    } else {
+        store.create_session(account.id, &token_hash, &csrf, SESSION_LIFETIME_MS)
+    };
+    if let Err(e) = created {
         tracing::warn!("login: {e}");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -284,7 +320,7 @@ pub async fn login(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_LIFETIME_MS / 1000
     );
-    let target = account.tenant.as_ref().map_or("/".to_owned(), |t| format!("/t/{t}"));
+    let target = if pending { "/login/code".to_owned() } else { landing(account) };
     ([(header::SET_COOKIE, cookie)], Redirect::to(&target)).into_response()
 }
 

@@ -34,6 +34,7 @@ mod imports;
 mod layout;
 mod records;
 mod reset;
+mod second_factor;
 mod settings;
 mod sftp;
 mod team;
@@ -59,6 +60,11 @@ pub fn routes() -> Router<Web> {
         .route("/reset/{token}", get(reset::new_form).post(reset::set))
         .route("/account", get(account::account_page))
         .route("/account/password", post(account::change_password))
+        .route("/login/code", get(second_factor::code_form).post(second_factor::code))
+        .route("/account/second-factor", get(second_factor::enrol_page))
+        .route("/account/second-factor/start", post(second_factor::start))
+        .route("/account/second-factor/confirm", post(second_factor::confirm))
+        .route("/account/second-factor/off", post(second_factor::off))
         .route("/", get(imports::home))
         .route("/tenants/add", post(imports::add_tenant))
         .route("/tenants/enabled", post(imports::set_enabled))

@@ -1313,3 +1313,164 @@ fn without_a_public_address_the_reset_page_says_whom_to_ask() {
     let out = server.cli_with_env(&["doctor"], &[("SLUICE_HTTP_PUBLIC_URL", "sluice.example.org")]);
     assert!(!out.status.success() && output_text(&out).contains("public_url"), "{}", output_text(&out));
 }
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Sets up a second factor as a person does: the key from the page into an "app", its code
+/// back; returns the secret and the recovery codes shown.
+fn enrol(server: &Server, cookie: &str) -> (Vec<u8>, Vec<String>) {
+    let account = request(server, "GET", "/account", Some(cookie), "").body;
+    assert!(account.contains("Set up two-step login"), "{account}");
+    let r = request(
+        server,
+        "POST",
+        "/account/second-factor/start",
+        Some(cookie),
+        &format!("csrf={}", csrf(&account)),
+    );
+    assert_eq!(
+        (r.status, r.header("location").as_deref()),
+        (303, Some("/account/second-factor")),
+        "{}",
+        r.body
+    );
+    let page = request(server, "GET", "/account/second-factor", Some(cookie), "").body;
+    assert!(page.contains("<svg"), "a QR code: {page}");
+    let at = page.find("Key: <code>").unwrap() + 11;
+    let key: String = page[at..at + page[at..].find('<').unwrap()].split_whitespace().collect();
+    let secret = data_encoding::BASE32_NOPAD.decode(key.as_bytes()).unwrap();
+    let at = page.find("name=\"enrolling\" value=\"").unwrap() + 24;
+    let enrolling = &page[at..at + page[at..].find('"').unwrap()];
+    // A wrong code first: refused, nothing switched on.
+    let wrong = sluice_core::totp::code_at(&secret, now_secs() + 600);
+    let form = format!("csrf={}&enrolling={}&code=", csrf(&page), form_encode(enrolling));
+    let r =
+        request(server, "POST", "/account/second-factor/confirm", Some(cookie), &format!("{form}{wrong}"));
+    assert!(r.header("location").unwrap().contains("Not%20switched%20on"), "{}", r.head);
+    let code = sluice_core::totp::code_at(&secret, now_secs());
+    let r = request(server, "POST", "/account/second-factor/confirm", Some(cookie), &format!("{form}{code}"));
+    assert!(r.status == 200 && r.body.contains("Two-step login is on"), "{}", r.body);
+    let at = r.body.find("<pre>").unwrap() + 5;
+    let codes: Vec<String> =
+        r.body[at..at + r.body[at..].find("</pre>").unwrap()].lines().map(str::to_owned).collect();
+    assert_eq!(codes.len(), 10, "{}", r.body);
+    (secret, codes)
+}
+
+/// A login that stops at the second step: its pending cookie and the code form's token.
+fn password_step(server: &Server, email: &str, password: &str) -> (String, String) {
+    let r = login(server, email, password);
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/login/code")), "{}", r.body);
+    let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let form = request(server, "GET", "/login/code", Some(&cookie), "").body;
+    (cookie.clone(), csrf(&form))
+}
+
+/// TOTP after the password: set up with a code from the app, recovery codes shown once; a
+/// pending login opens no page; each code and each recovery code works once; five wrong
+/// codes ask for the password again; switching it off takes the password and a code.
+#[test]
+fn a_second_factor_is_set_up_and_each_code_logs_in_once() {
+    let server = setup();
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
+    let (secret, recovery) = enrol(&server, &bob);
+    assert!(request(&server, "GET", "/account", Some(&bob), "").body.contains("10 recovery codes left"));
+
+    let (pending, token) = password_step(&server, "bob@beta.org", "secret-1-for-tests");
+    assert_eq!(request(&server, "GET", "/t/beta", Some(&pending), "").status, 303, "no page before the code");
+    let code = sluice_core::totp::code_at(&secret, now_secs());
+    // The code the enrolment used is spent: the same step is refused.
+    let r = request(&server, "POST", "/login/code", Some(&pending), &format!("csrf={token}&code={code}"));
+    let fresh = r.status == 303;
+    if !fresh {
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(r.body.contains("used already"), "{}", r.body);
+        // A recovery code instead (dashes and case as typed).
+        let typed = recovery[0].to_uppercase();
+        let r =
+            request(&server, "POST", "/login/code", Some(&pending), &format!("csrf={token}&code={typed}"));
+        assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/t/beta")), "{}", r.body);
+    }
+    assert_eq!(
+        request(&server, "GET", "/t/beta", Some(&pending), "").status,
+        200,
+        "the session is whole now"
+    );
+    // Whichever way that went, the code is spent now: replayed, it is refused.
+    let (replay, token) = password_step(&server, "bob@beta.org", "secret-1-for-tests");
+    let r = request(&server, "POST", "/login/code", Some(&replay), &format!("csrf={token}&code={code}"));
+    assert_eq!(r.status, 401, "fresh: {fresh}; {}", r.body);
+
+    // A recovery code works once.
+    let (second, token) = password_step(&server, "bob@beta.org", "secret-1-for-tests");
+    let r =
+        request(&server, "POST", "/login/code", Some(&second), &format!("csrf={token}&code={}", recovery[1]));
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (third, token) = password_step(&server, "bob@beta.org", "secret-1-for-tests");
+    let r =
+        request(&server, "POST", "/login/code", Some(&third), &format!("csrf={token}&code={}", recovery[1]));
+    assert_eq!(r.status, 401, "a used recovery code: {}", r.body);
+    // Five wrong codes (that was the first): the pending login ends, a right code is too late.
+    for _ in 0..3 {
+        let r = request(&server, "POST", "/login/code", Some(&third), &format!("csrf={token}&code=abcdef"));
+        assert_eq!(r.status, 401);
+    }
+    let r = request(&server, "POST", "/login/code", Some(&third), &format!("csrf={token}&code=abcdef"));
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/login")), "the password again");
+    let r =
+        request(&server, "POST", "/login/code", Some(&third), &format!("csrf={token}&code={}", recovery[2]));
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/login")), "the password again");
+
+    // Off: the password and a code (a recovery code here; the app's was used this step).
+    let account = request(&server, "GET", "/account", Some(&pending), "").body;
+    let off = format!("csrf={}&password=secret-1-for-tests&code={}", csrf(&account), recovery[3]);
+    let r = request(&server, "POST", "/account/second-factor/off", Some(&pending), &off);
+    assert!(r.header("location").unwrap().contains("is%20off"), "{}", r.head);
+    session(&server, "bob@beta.org", "secret-1-for-tests");
+
+    let log = server.cli_ok(&["audit", "--tenant", "beta", "--json"]);
+    for needle in ["second_factor.on", "second_factor.off", "login.second_factor", "recovery code"] {
+        assert!(log.contains(needle), "{needle}: {log}");
+    }
+    let secret_text = data_encoding::BASE32_NOPAD.encode(&secret);
+    let database = std::fs::read(server.data_dir().join("sluice.db")).unwrap_or_default();
+    let database = String::from_utf8_lossy(&database);
+    for kept in [secret_text.as_str(), recovery[4].as_str(), &recovery[4].replace('-', "")] {
+        assert!(!log.contains(kept) && !database.contains(kept), "{kept} is stored or logged");
+    }
+}
+
+/// `[http] second_factor = "owners"`: an owner without one sees only the account page until
+/// it sets one up; a user does not need one; the operator switches a lost one off.
+#[test]
+fn the_operator_requires_a_second_factor_for_owners() {
+    let server = setup_with(&[("SLUICE_HTTP_SECOND_FACTOR", "owners")]);
+    let ann = session(&server, "ann@acme.org", "secret-1-for-tests");
+    let r = request(&server, "GET", "/t/acme", Some(&ann), "");
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/account")));
+    assert!(request(&server, "GET", "/account", Some(&ann), "").body.contains("requires two-step login"));
+    let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
+    assert_eq!(request(&server, "GET", "/t/beta", Some(&bob), "").status, 200, "users may go without");
+
+    let (secret, _) = enrol(&server, &ann);
+    assert_eq!(request(&server, "GET", "/t/acme", Some(&ann), "").status, 200);
+    let page = request(&server, "GET", "/account", Some(&ann), "").body;
+    assert!(page.contains("it stays on") && !page.contains("second-factor/off"), "{page}");
+    assert!(!secret.is_empty());
+
+    // Lost phone: the operator switches it off; her sessions end; she must set one up again.
+    let none = server.cli(&["user", "second-factor-off", "bob@beta.org"]);
+    assert_eq!(none.status.code(), Some(2), "{}", output_text(&none));
+    server.cli_ok(&["user", "second-factor-off", "ann@acme.org"]);
+    assert_eq!(request(&server, "GET", "/t/acme", Some(&ann), "").status, 303);
+    let again = session(&server, "ann@acme.org", "secret-1-for-tests");
+    assert_eq!(
+        request(&server, "GET", "/t/acme", Some(&again), "").header("location").as_deref(),
+        Some("/account")
+    );
+    assert!(server.cli_ok(&["audit", "--tenant", "acme"]).contains("second_factor.off"));
+    let bad = server.cli_with_env(&["doctor"], &[("SLUICE_HTTP_SECOND_FACTOR", "always")]);
+    assert!(!bad.status.success() && output_text(&bad).contains("second_factor"), "{}", output_text(&bad));
+}
