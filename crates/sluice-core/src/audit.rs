@@ -112,6 +112,11 @@ pub mod action {
     pub const LOGIN: &str = "login";
     pub const PASSWORD_RESET_ASKED: &str = "password_reset.asked";
     pub const PASSWORD_RESET: &str = "password_reset.used";
+    /// A person or key asked for something it may not do (403): what it asked, refused.
+    pub const ACCESS_REFUSED: &str = "access.refused";
+    /// The defender banned an address after too many failed logins.
+    pub const BAN: &str = "ban";
+    pub const SFTP_LOGIN: &str = "sftp.login";
     pub const LOGIN_SECOND_FACTOR: &str = "login.second_factor";
     pub const SECOND_FACTOR_ON: &str = "second_factor.on";
     pub const SECOND_FACTOR_OFF: &str = "second_factor.off";

@@ -272,6 +272,27 @@ struct Keeper {
     last_forget: Option<tokio::time::Instant>,
 }
 
+/// A ban in the audit log (once, when it is saved): the defender did it, to that address.
+fn audit_ban(store: &Store, ban: &Ban) {
+    use sluice_core::audit::{Actor, ActorKind, AuditOutcome, NewAuditEntry, action};
+    let source = ban.source.to_string();
+    let actor = Actor { kind: ActorKind::System, name: "defender".to_owned(), source: source.clone() };
+    let length = HumanDuration(Duration::from_millis(u64::try_from(ban.until_ms - ban.at_ms).unwrap_or(0)));
+    let target = format!("{source} for {length} ({}; ban {} in a row)", ban.reason, ban.count);
+    let entry = NewAuditEntry {
+        tenant: None,
+        actor: &actor,
+        action: action::BAN,
+        target: &target,
+        outcome: AuditOutcome::Done,
+        before: None,
+        after: None,
+    };
+    if let Err(e) = store.record_audit(&entry) {
+        warn!("the audit log could not be written: {e}");
+    }
+}
+
 impl Keeper {
     fn new(defender: Arc<Defender>, store: Arc<Store>) -> Self {
         let in_force = defender.state().board.active_bans(now_ms()).into_iter().map(|b| b.source).collect();
@@ -289,7 +310,10 @@ impl Keeper {
             let mut saved = Vec::new();
             for ban in pending {
                 match store.save_ban(&ban) {
-                    Ok(()) => saved.push(ban),
+                    Ok(()) => {
+                        audit_ban(&store, &ban);
+                        saved.push(ban)
+                    }
                     Err(e) => warn!(source = %ban.source, "defender: cannot save a ban (tried again in a second): {e}"),
                 }
             }

@@ -803,12 +803,38 @@ impl Handler {
             );
         };
         info!(peer = %self.peer, tenant = %tenant.name, method, "login");
+        self.audit_login(tenant.name.as_str(), method, true);
         self.live = Some(slot);
         self.tenant = Some(tenant);
         self.unauthenticated_slot = None;
         self.share.activity.touch();
         self.authenticated.cancel();
         Auth::Accept
+    }
+
+    /// An SFTP login to a tenant, or a wrong password for one, in the audit log (off the
+    /// connection's task). Failures for names that are no tenant are not: scanners try
+    /// `root` and `admin` all day, and the defender's bans record those.
+    fn audit_login(&self, tenant: &str, method: &str, done: bool) {
+        use sluice_core::audit::{Actor, ActorKind, AuditOutcome, NewAuditEntry, action};
+        let store = self.server.shared.store.clone();
+        let actor =
+            Actor { kind: ActorKind::Account, name: tenant.to_owned(), source: self.peer.ip().to_string() };
+        let (tenant, target) = (tenant.to_owned(), format!("sftp, {method}"));
+        tokio::task::spawn_blocking(move || {
+            let entry = NewAuditEntry {
+                tenant: Some(&tenant),
+                actor: &actor,
+                action: action::SFTP_LOGIN,
+                target: &target,
+                outcome: if done { AuditOutcome::Done } else { AuditOutcome::Refused },
+                before: None,
+                after: None,
+            };
+            if let Err(e) = store.record_audit(&entry) {
+                warn!("the audit log could not be written: {e}");
+            }
+        });
     }
 
     fn tree(&self, tenant: &Tenant) -> TenantTree {
@@ -852,6 +878,9 @@ impl russh::server::Handler for Handler {
             },
             Checked::Invalid { known } => {
                 let auth = self.reject(user, "password", "unknown user, disabled tenant or wrong password");
+                if known {
+                    self.audit_login(user, "password", false);
+                }
                 match defender.login_failed(ip, Service::Sftp, user, known) {
                     FailedLogin::Counted => Ok(auth),
                     FailedLogin::Banned { .. } | FailedLogin::Refused(_) => Err(SshError::Refused(format!(

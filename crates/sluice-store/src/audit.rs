@@ -32,14 +32,17 @@ impl crate::roles::Audit for Store {
         &self,
         tenant: Option<&str>,
         since_ms: Option<i64>,
+        before_id: Option<i64>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, at_ms, tenant, actor_kind, actor, source, action, target, outcome, before, after
-                 FROM audit_log WHERE (?1 IS NULL OR tenant = ?1) AND at_ms >= ?2 ORDER BY id DESC LIMIT ?3",
+                 FROM audit_log WHERE (?1 IS NULL OR tenant = ?1) AND at_ms >= ?2 AND id < ?4
+                 ORDER BY id DESC LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![tenant, since_ms.unwrap_or(0), limit as i64], |r| {
+            let before = before_id.unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![tenant, since_ms.unwrap_or(0), limit as i64, before], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,

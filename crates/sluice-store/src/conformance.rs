@@ -46,21 +46,24 @@ pub fn audit(s: &impl Audit) {
     let second = s.record_audit(&entry(Some("beta"), &cli, "tenant.add", AuditOutcome::Done)).unwrap();
     s.record_audit(&entry(None, &cli, "admin.password", AuditOutcome::Refused)).unwrap();
     assert!(second > first);
-    let all = s.audit_entries(None, None, 10).unwrap();
+    let all = s.audit_entries(None, None, None, 10).unwrap();
     assert_eq!(
         all.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
         ["admin.password", "tenant.add", "tenant.settings"]
     );
     assert_eq!((all[0].tenant.as_deref(), all[0].outcome), (None, AuditOutcome::Refused));
-    let acme = s.audit_entries(Some("acme"), None, 10).unwrap();
+    let acme = s.audit_entries(Some("acme"), None, None, 10).unwrap();
     assert_eq!(acme.len(), 1);
     assert_eq!((&acme[0].actor, acme[0].after.as_deref()), (&ann, Some("{\"trigger\":\"on_upload\"}")));
-    assert_eq!(s.audit_entries(None, Some(acme[0].at_ms + 60_000), 10).unwrap().len(), 0);
-    assert_eq!(s.audit_entries(None, None, 2).unwrap().len(), 2);
+    assert_eq!(s.audit_entries(None, Some(acme[0].at_ms + 60_000), None, 10).unwrap().len(), 0);
+    assert_eq!(s.audit_entries(None, None, None, 2).unwrap().len(), 2);
+    // Paging: older than the last entry of a page.
+    let older = s.audit_entries(None, None, Some(all[1].id), 10).unwrap();
+    assert_eq!(older.iter().map(|e| e.id).collect::<Vec<_>>(), [all[2].id]);
     assert_eq!(s.purge_audit(acme[0].at_ms - 60_000).unwrap(), 0);
     // An entry less than a day old cannot be removed, whatever the retention asks.
     assert!(s.purge_audit(i64::MAX).is_err());
-    assert_eq!(s.audit_entries(None, None, 10).unwrap().len(), 3);
+    assert_eq!(s.audit_entries(None, None, None, 10).unwrap().len(), 3);
 }
 
 fn name(n: &str) -> TenantName {

@@ -480,10 +480,13 @@ pub trait Audit {
 
     /// Entries, newest first: of one tenant (`Some`), or all (`None`: the operator's view),
     /// since `since_ms`, at most `limit`.
+    /// Entries newest first: a tenant's (or all), from `since_ms` on, and older than the entry
+    /// `before_id` (the next page: the last id of the one before).
     fn audit_entries(
         &self,
         tenant: Option<&str>,
         since_ms: Option<i64>,
+        before_id: Option<i64>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>>;
 

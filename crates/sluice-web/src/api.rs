@@ -100,11 +100,23 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// A refusal to a known key, audited (see `audit::Refusal`).
+    refused: Option<Box<crate::audit::Refusal>>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), refused: None }
+    }
+
+    /// This error refuses `caller` something it may not do: the audit log records it.
+    fn refusing(mut self, caller: &Caller) -> Self {
+        let tenant = match &caller.0 {
+            KeyOwner::Operator => None,
+            KeyOwner::Tenant(t) => Some(t.clone()),
+        };
+        self.refused = Some(Box::new(crate::audit::Refusal { actor: caller.actor(), tenant }));
+        self
     }
 
     fn not_found(what: &str) -> Self {
@@ -130,7 +142,10 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
-        response
+        match self.refused {
+            Some(refusal) => (*refusal).attach(response),
+            None => response,
+        }
     }
 }
 
@@ -295,7 +310,8 @@ impl Caller {
             StatusCode::FORBIDDEN,
             "scope",
             "this API key may only read (scope read); changing needs a key made with --scope write",
-        ))
+        )
+        .refusing(self))
     }
 
     /// Records, imports or exports of `type_name`: refused (403) to a key limited to others.
@@ -307,7 +323,8 @@ impl Caller {
             StatusCode::FORBIDDEN,
             "scope",
             format!("this API key reaches only the types {}, not {type_name}", self.3.types.join(", ")),
-        ))
+        )
+        .refusing(self))
     }
 
     /// All of a tenant's types at once (a sync imports whatever waits): refused (403) to a key
@@ -323,7 +340,8 @@ impl Caller {
                 "this API key reaches only the types {}: it cannot act on all of them",
                 self.3.types.join(", ")
             ),
-        ))
+        )
+        .refusing(self))
     }
 
     fn may(&self, tenant: &str) -> Result<(), ApiError> {
@@ -389,6 +407,8 @@ pub(crate) struct AuditQuery {
     /// How many at most (default 100).
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
+    /// Only entries older than this one (the previous page's `next_before_id`).
+    before_id: Option<i64>,
 }
 
 /// The audit log: who changed what, when, from where, and how it ended; newest first
@@ -417,8 +437,9 @@ pub(crate) async fn audit(
             let created = web.ingest.store.require_tenant(t)?.created_ms;
             since = Some(since.unwrap_or(0).max(created));
         }
-        let entries = web.ingest.store.audit_entries(tenant.as_deref(), since, limit)?;
-        Ok(Json(AuditList { entries: entries.iter().map(Into::into).collect() }))
+        let entries = web.ingest.store.audit_entries(tenant.as_deref(), since, q.before_id, limit)?;
+        let next_before_id = entries.last().filter(|_| entries.len() == limit).map(|e| e.id);
+        Ok(Json(AuditList { entries: entries.iter().map(Into::into).collect(), next_before_id }))
     })
     .await
 }

@@ -63,6 +63,38 @@ pub(crate) async fn record_off(web: &Web, actor: Actor, did: Did) {
     let _ = tokio::task::spawn_blocking(move || record(&web, &actor, did)).await;
 }
 
+/// Marks an answer as a refusal to audit: who asked, for which tenant. Whatever answers 403
+/// to a known person or key (the dashboard's refusal pages, the CSRF check, the API's scope
+/// checks) attaches it; [`refusals`] records it once, naming the method and path asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub actor: Actor,
+    pub tenant: Option<String>,
+}
+
+impl Refusal {
+    pub fn attach(self, mut response: axum::response::Response) -> axum::response::Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// The middleware that records [`Refusal`]s: `access.refused`, the target `POST /t/acme/...`.
+pub(crate) async fn refusals(
+    axum::extract::State(web): axum::extract::State<Web>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let asked = format!("{} {}", request.method(), request.uri().path());
+    let mut response = next.run(request).await;
+    if let Some(refusal) = response.extensions_mut().remove::<Refusal>() {
+        let did =
+            Did::new(refusal.tenant.as_deref(), sluice_core::audit::action::ACCESS_REFUSED, asked, false);
+        record_off(&web, refusal.actor, did).await;
+    }
+    response
+}
+
 /// A tenant's settings as the log keeps them before and after a change (JSON).
 pub(crate) fn settings_of(t: &sluice_core::Tenant) -> String {
     serde_json::to_string(&sluice_core::views::SettingsView::audited(t)).unwrap_or_default()

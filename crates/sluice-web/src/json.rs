@@ -27,6 +27,8 @@ pub struct ErrorDetail {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditList {
     pub entries: Vec<sluice_core::views::AuditView>,
+    /// When the page was full: the `before_id` that asks for the next (older) page.
+    pub next_before_id: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

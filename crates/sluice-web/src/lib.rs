@@ -207,6 +207,7 @@ pub fn router(web: Web) -> Router {
         .route("/healthz", get(healthz))
         .merge(api::routes())
         .merge(pages::routes())
+        .layer(axum::middleware::from_fn_with_state(web.clone(), audit::refusals))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_request(announced_body_size))
         .layer(axum::middleware::map_response(security_headers))

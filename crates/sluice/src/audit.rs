@@ -232,6 +232,7 @@ pub(crate) fn list(
     dirs: &DataDirs,
     tenant: Option<&str>,
     since: Option<&str>,
+    before: Option<i64>,
     limit: usize,
     json: bool,
 ) -> Result<(), Failure> {
@@ -248,7 +249,7 @@ pub(crate) fn list(
     let store = dirs.open_store().map_err(crate::failure::usage)?;
     // The operator's command: a removed tenant's entries stay readable by its name (and a
     // tenant added again under it shows both; `--since` narrows them).
-    let entries = store.audit_entries(tenant, since_ms, limit)?;
+    let entries = store.audit_entries(tenant, since_ms, before, limit)?;
     if json {
         let views: Vec<sluice_core::views::AuditView> = entries.iter().map(Into::into).collect();
         outln!("{}", serde_json::to_string_pretty(&views)?);

@@ -199,6 +199,9 @@ pub(crate) enum Command {
         since: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Only entries older than this id (the next page after one that ended at it).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
         #[arg(long)]
         json: bool,
     },

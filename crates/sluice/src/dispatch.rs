@@ -66,8 +66,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
 fn command(cli: Cli, config: Config, dirs: &DataDirs) -> Result<(), Failure> {
     let dirs = dirs.clone();
     match cli.command {
-        Command::Audit { tenant, since, limit, json } => {
-            crate::audit::list(&dirs, tenant.as_deref(), since.as_deref(), limit, json)
+        Command::Audit { tenant, since, limit, before, json } => {
+            crate::audit::list(&dirs, tenant.as_deref(), since.as_deref(), before, limit, json)
         }
         Command::Serve { .. } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -21,6 +21,8 @@ const CSV_MAX: usize = 100_000;
 #[derive(Deserialize)]
 pub struct AuditQuery {
     format: Option<String>,
+    /// Older entries: those before this id (the "Older" link).
+    before: Option<i64>,
 }
 
 /// The operator's view: every tenant's entries and the operator's own.
@@ -46,6 +48,8 @@ pub async fn tenant(
 
 async fn shown(web: Web, viewer: Viewer, tenant: Option<String>, q: AuditQuery) -> Response {
     let csv = q.format.as_deref() == Some("csv");
+    // The CSV has everything, whichever page it was asked from.
+    let q = AuditQuery { before: if csv { None } else { q.before }, ..q };
     let limit = if csv { CSV_MAX } else { PAGE };
     let of = tenant.clone();
     let Ok(entries) = blocking(move || {
@@ -55,7 +59,7 @@ async fn shown(web: Web, viewer: Viewer, tenant: Option<String>, q: AuditQuery) 
             Some(t) => Some(web.ingest.store.require_tenant(t)?.created_ms),
             None => None,
         };
-        Ok(web.ingest.store.audit_entries(of.as_deref(), since, limit)?)
+        Ok(web.ingest.store.audit_entries(of.as_deref(), since, q.before, limit)?)
     })
     .await
     else {
@@ -65,11 +69,12 @@ async fn shown(web: Web, viewer: Viewer, tenant: Option<String>, q: AuditQuery) 
         return csv_file(&entries, tenant.as_deref());
     }
     let here = tenant.as_ref().map_or("/audit".to_owned(), |t| format!("/t/{t}/audit"));
+    let older = entries.last().filter(|_| entries.len() == PAGE).map(|e| e.id);
     let body = html! {
         h1 { "Audit log" @if let Some(t) = &tenant { " of " (t) } }
         div.card {
             p {
-                "Who changed what, when and from where, newest first (the last " (PAGE) "). "
+                "Who changed what, when and from where, newest first (" (PAGE) " a page). "
                 a href={ (here) "?format=csv" } { "Download all as CSV" }
             }
             div.wrap { table {
@@ -86,6 +91,7 @@ async fn shown(web: Web, viewer: Viewer, tenant: Option<String>, q: AuditQuery) 
                     }
                 }
             } }
+            @if let Some(id) = older { p { a href={ (here) "?before=" (id) } { "Older entries" } } }
         }
     };
     page("Audit log", Some(&viewer), body).into_response()

@@ -57,7 +57,14 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Html<String> 
 
 /// A page with a status: the refusals, not-found and conflict pages.
 pub fn status_page(status: StatusCode, title: &str, viewer: &Viewer, body: Markup) -> Response {
-    (status, page(title, Some(viewer), body)).into_response()
+    let response = (status, page(title, Some(viewer), body)).into_response();
+    if status != StatusCode::FORBIDDEN {
+        return response;
+    }
+    // Every refusal page (not allowed, the CSRF check) is audited, as the viewer's.
+    let refusal =
+        Box::new(crate::audit::Refusal { actor: viewer.actor(), tenant: viewer.account.tenant.clone() });
+    refusal.attach(response)
 }
 
 /// The hidden field that carries the session's CSRF token in every form.

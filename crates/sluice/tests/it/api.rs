@@ -707,6 +707,25 @@ fn a_read_only_key_cannot_change_anything_on_any_operation_and_a_typed_key_sees_
         }
     }
     assert!(writes >= 11, "{writes} write operations");
+    // Each refusal is in the audit log once, as the key's, naming what it asked for.
+    let log: serde_json::Value =
+        json(&api.server.cli_ok(&["audit", "--tenant", "acme", "--json", "--limit", "1000"]));
+    let refused: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "access.refused" && e["actor"] == "reporting")
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(refused.len(), writes, "{refused:?}");
+    assert!(refused.contains(&format!("POST /api/v1/imports/{held}/approve").as_str()), "{refused:?}");
+    // The API pages the log: a full page says where the next begins, and it begins there.
+    let (_, first) = api.get("/api/v1/audit?tenant=acme&limit=2", &api.acme);
+    let next = first["next_before_id"].as_i64().expect("a full page has a next one");
+    let (_, second) = api.get(&format!("/api/v1/audit?tenant=acme&limit=2&before_id={next}"), &api.acme);
+    let ids: Vec<i64> =
+        second["entries"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.len() == 2 && ids.iter().all(|id| *id < next), "{second}");
     // It still reads.
     let (status, _) = api.get("/api/v1/tenants/acme/records/students", &read);
     assert_eq!(status, 200);

@@ -441,6 +441,31 @@ fn only_owners_and_granted_users_manage_credentials_and_settings() {
     let status: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["import", "show", &held.to_string(), "--json"])).unwrap();
     assert_eq!(status["status"], "held");
+    // Each refusal is in the tenant's audit log, as bob's, naming what he asked for; a form
+    // with a forged CSRF token too.
+    let r = request(&server, "POST", "/account/password", Some(&bob), "csrf=forged&current=x&new=y");
+    assert_eq!(r.status, 403);
+    let log: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["audit", "--tenant", "beta", "--json"])).unwrap();
+    let refused: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"] == "access.refused" && e["actor"] == "bob@beta.org" && e["outcome"] == "refused"
+        })
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    let approve = format!("POST /imports/{held}/approve");
+    for asked in [
+        "GET /t/beta/sftp",
+        "POST /t/beta/sftp/password",
+        "GET /t/beta/settings",
+        &approve,
+        "POST /account/password",
+    ] {
+        assert_eq!(refused.iter().filter(|t| **t == asked).count(), 1, "{asked}: {refused:?}");
+    }
 
     // Once granted, he may.
     server.cli_ok(&["user", "grant", "bob@beta.org"]);

@@ -540,6 +540,18 @@ async fn sftp_password_guessing_gets_the_source_banned() {
             serde_json::from_str(&server.cli_ok(&["defender", "list", "--json"])).unwrap();
         assert!(bans.to_string().contains("127.0.0.1"), "{bans}");
         assert!(server.log().contains("banned"), "no ban in the log");
+        // In the audit log: the ban (the defender's, once), and the wrong passwords for acme.
+        let banned = |s: &Server| {
+            let log: serde_json::Value = serde_json::from_str(&s.cli_ok(&["audit", "--json"])).unwrap();
+            log.as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["action"] == "ban" && e["actor"] == "defender")
+                .count()
+        };
+        assert!(server.wait_until(Duration::from_secs(10), |s| banned(s) == 1), "the ban is audited once");
+        let acme = server.cli_ok(&["audit", "--tenant", "acme"]);
+        assert!(acme.contains("sftp.login") && acme.contains("refused"), "{acme}");
         server.cli_ok(&["defender", "unban", "127.0.0.1"]);
         server
     })
@@ -553,6 +565,12 @@ async fn sftp_password_guessing_gets_the_source_banned() {
         assert!(Instant::now() < deadline, "still refused after the unban");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let logged_in = |s: &Server| {
+        let log: serde_json::Value =
+            serde_json::from_str(&s.cli_ok(&["audit", "--tenant", "acme", "--json"])).unwrap();
+        log.as_array().unwrap().iter().any(|e| e["action"] == "sftp.login" && e["outcome"] == "done")
+    };
+    assert!(server.wait_until(Duration::from_secs(10), logged_in), "an SFTP login is audited");
 }
 
 /// Health checks (connect and close; read the banner and close) and a burst of correct
