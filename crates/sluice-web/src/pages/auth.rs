@@ -240,27 +240,30 @@ pub async fn login(
     // Logins are in the audit log: who, from where, and whether it worked (never the password).
     // What was typed is recorded only when it names an account: a password typed into the
     // email field must not end up in the log.
-    let logged = |tenant: Option<String>, action: &'static str, done: bool, known: bool| {
+    let logged = |tenant: Option<String>, target: &'static str, done: bool, known: bool| {
         let actor = sluice_core::audit::Actor {
             kind: sluice_core::audit::ActorKind::Account,
             name: if known { email.clone() } else { "(no such account)".to_owned() },
             source: client.to_string(),
         };
-        let did = crate::audit::Did::new(tenant.as_deref(), action, "dashboard", done);
+        let did = crate::audit::Did::new(tenant.as_deref(), sluice_core::audit::action::LOGIN, target, done);
         crate::audit::record_off(&web, actor, did)
     };
     let account = match checked {
         Ok(Checked::Right(account)) => {
             match web.defender.login_succeeded(client, Service::Dashboard, &email) {
                 Ok(()) => {
-                    logged(account.tenant.clone(), sluice_core::audit::action::LOGIN, true, true).await;
+                    // With a second factor, only the password step is done here.
+                    let target =
+                        if account.second_factor { "dashboard, password (code next)" } else { "dashboard" };
+                    logged(account.tenant.clone(), target, true, true).await;
                     account
                 }
                 Err(refusal) => return refused(refusal, web.secure_cookies),
             }
         }
         Ok(Checked::Wrong { known, tenant }) => {
-            logged(tenant, sluice_core::audit::action::LOGIN, false, known).await;
+            logged(tenant, "dashboard", false, known).await;
             let message = match web.defender.login_failed(client, Service::Dashboard, &email, known) {
                 FailedLogin::Counted => "Wrong email or password.".to_owned(),
                 FailedLogin::Banned { duration } => format!(

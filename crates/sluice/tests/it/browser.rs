@@ -132,3 +132,68 @@ fn staff_search_records_follow_relationships_and_delete_one_after_confirming() {
     let left = server.cli_ok(&["records", "--tenant", "acme", "--type", "students"]);
     assert!(!left.contains("st1,") && left.contains("st2,"), "{left}");
 }
+
+/// Accounts in Chromium (`tests/browser/accounts.js`): a password reset by email, the Team
+/// page, changing the password, setting up two-step login and logging in with a recovery
+/// code, and the audit log that shows it all.
+#[test]
+fn an_owner_resets_changes_and_secures_the_password_and_reads_the_audit_log() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !have("node", "nodejs") || !have("chromium", "chromium") {
+        return;
+    }
+    if !have_python_module("aiosmtpd", "aiosmtpd (pip install aiosmtpd)") {
+        return;
+    }
+    if !browser_dir.join("node_modules/playwright-core").is_dir()
+        && !external_check(false, "playwright-core", "npm ci in crates/sluice/tests/browser")
+    {
+        return;
+    }
+    let maildir = tempfile::tempdir().unwrap();
+    let (mut smtpd, port) = start_smtpd(maildir.path(), None);
+    let port_text = port.to_string();
+    let server = Server::start_with(&[
+        ("SLUICE_HTTP_PUBLIC_URL", "https://sluice.example.org"),
+        ("SLUICE_NOTIFICATIONS_SMTP_HOST", "127.0.0.1"),
+        ("SLUICE_NOTIFICATIONS_SMTP_PORT", &port_text),
+        ("SLUICE_NOTIFICATIONS_FROM", "sluice@vendor.example"),
+    ]);
+    server.importing_tenant("acme", "pw-for-tests");
+    let out = server.cli_stdin(
+        &["user", "add", "acme", "ann@acme.org", "--role", "owner", "--password-stdin"],
+        "forgotten-password\n",
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let shots = std::env::var("DASHBOARD_SCREENSHOTS").ok();
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg("accounts.js")
+        .current_dir(&browser_dir)
+        .env("SLUICE_URL", format!("http://127.0.0.1:{}", server.http_port))
+        .env("OWNER_EMAIL", "ann@acme.org")
+        .env("MAILDIR", maildir.path())
+        .env("SCREENSHOT_DIR", shots.unwrap_or_default());
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(120));
+    let _ = smtpd.kill();
+    let _ = smtpd.wait();
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{}\nserver log:\n{}",
+        output_text(&out),
+        server.log()
+    );
+    assert!(output_text(&out).contains("browser test passed"));
+    // What the browser did is in the log as the owner's, once each.
+    let log: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["audit", "--tenant", "acme", "--json"])).unwrap();
+    let by_ann = |action: &str| {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == action && e["actor"] == "ann@acme.org")
+            .count()
+    };
+    for action in ["password_reset.used", "user.add", "user.remove", "user.password", "second_factor.on"] {
+        assert_eq!(by_ann(action), 1, "{action}: {log:#}");
+    }
+}
