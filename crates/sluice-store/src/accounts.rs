@@ -57,14 +57,22 @@ impl crate::roles::Accounts for Store {
     }
 
     fn set_account_password(&self, email: &str, password_hash: &str) -> Result<()> {
-        self.with(|c| {
-            match c.execute(
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
                 "UPDATE users SET password_hash = ?2 WHERE email = ?1",
                 params![email, password_hash],
-            )? {
-                0 => Err(StoreError::NoSuchAccount(email.to_owned())),
-                _ => Ok(()),
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NoSuchAccount(email.to_owned()));
             }
+            // A reset link asked for before no longer sets a password over this one.
+            tx.execute(
+                "DELETE FROM password_resets WHERE user_id = (SELECT id FROM users WHERE email = ?1)",
+                [email],
+            )?;
+            tx.commit()?;
+            Ok(())
         })
     }
 
@@ -102,23 +110,30 @@ impl crate::roles::Accounts for Store {
         self.session_row(token_hash, true)
     }
 
-    fn count_pending_try(&self, token_hash: &str) -> Result<()> {
+    fn take_pending_try(&self, token_hash: &str, max: i64) -> Result<bool> {
         self.with_write(|c| {
-            c.execute(
-                "UPDATE sessions SET tries = tries + 1 WHERE token_hash = ?1 AND pending = 1",
-                [token_hash],
+            let taken = c.execute(
+                "UPDATE sessions SET tries = tries + 1 WHERE token_hash = ?1 AND pending = 1 AND tries < ?2",
+                params![token_hash, max],
             )?;
-            Ok(())
+            Ok(taken == 1)
         })
     }
 
-    fn complete_session(&self, token_hash: &str, lifetime_ms: i64) -> Result<bool> {
+    fn complete_session(
+        &self,
+        token_hash: &str,
+        new_token_hash: &str,
+        new_csrf: &str,
+        lifetime_ms: i64,
+    ) -> Result<bool> {
         self.with_write(|c| {
             let now = now_ms();
+            // A new token: a pending cookie someone planted does not become a session.
             let done = c.execute(
-                "UPDATE sessions SET pending = 0, tries = 0, created_ms = ?2, expires_ms = ?3
+                "UPDATE sessions SET token_hash = ?4, csrf = ?5, pending = 0, tries = 0, created_ms = ?2, expires_ms = ?3
                  WHERE token_hash = ?1 AND pending = 1 AND expires_ms > ?2",
-                params![token_hash, now, now + lifetime_ms],
+                params![token_hash, now, now + lifetime_ms, new_token_hash, new_csrf],
             )?;
             Ok(done == 1)
         })
@@ -162,11 +177,12 @@ impl crate::roles::Accounts for Store {
     ) -> Result<bool> {
         self.with_write(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // Only the secret the page showed: one enrolled meanwhile in another tab is not
-            // switched on by this tab's code.
+            // Only the secret the page showed (one enrolled meanwhile in another tab is not
+            // switched on by this tab's code), and never over one that is on: replacing a
+            // second factor takes switching it off first (the password and a code).
             let moved = tx.execute(
                 "UPDATE users SET totp_sealed = totp_pending, totp_pending = NULL, totp_last_step = ?3
-                 WHERE id = ?1 AND totp_pending = ?2",
+                 WHERE id = ?1 AND totp_pending = ?2 AND totp_sealed IS NULL",
                 params![account, pending, step],
             )?;
             if moved == 0 {
@@ -256,19 +272,38 @@ impl crate::roles::Accounts for Store {
         lifetime_ms: i64,
     ) -> Result<Option<Account>> {
         let Some(account) = self.account_by_email(email)? else { return Ok(None) };
-        self.with_write(|c| {
+        let kept = self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             // Spent and expired links go as new ones come.
-            c.execute(
+            tx.execute(
                 "DELETE FROM password_resets WHERE expires_ms < ?1 OR used_ms IS NOT NULL",
                 [now_ms()],
             )?;
-            c.execute(
+            let live: i64 =
+                tx.query_row("SELECT count(*) FROM password_resets WHERE user_id = ?1", [account.id], |r| {
+                    r.get(0)
+                })?;
+            if live >= crate::roles::MAX_LIVE_RESETS {
+                return Ok(false);
+            }
+            tx.execute(
                 "INSERT INTO password_resets (token_hash, user_id, expires_ms) VALUES (?1, ?2, ?3)",
                 params![token_hash, account.id, now_ms() + lifetime_ms],
             )?;
-            Ok(())
+            tx.commit()?;
+            Ok(true)
         })?;
-        Ok(Some(account))
+        Ok(kept.then_some(account))
+    }
+
+    fn password_reset_is_live(&self, token_hash: &str) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM password_resets WHERE token_hash = ?1 AND used_ms IS NULL AND expires_ms >= ?2)",
+                params![token_hash, now_ms()],
+                |r| r.get(0),
+            )?)
+        })
     }
 
     fn finish_password_reset(&self, token_hash: &str, password_hash: &str) -> Result<Option<Account>> {
@@ -283,10 +318,9 @@ impl crate::roles::Accounts for Store {
                 )
                 .optional()?;
             let Some((id, email)) = user else { return Ok(None) };
-            tx.execute(
-                "UPDATE password_resets SET used_ms = ?2 WHERE token_hash = ?1",
-                params![token_hash, now_ms()],
-            )?;
+            // Every link of the account is spent with this one: an older one cannot set the
+            // password again.
+            tx.execute("UPDATE password_resets SET used_ms = ?2 WHERE user_id = ?1", params![id, now_ms()])?;
             tx.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![id, password_hash])?;
             tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
             tx.commit()?;

@@ -80,7 +80,8 @@ pub trait Accounts {
     fn remove_account(&self, email: &str) -> Result<()>;
 
     /// Keeps a password reset for the account `email` (its token's SHA-256), usable once until
-    /// `lifetime_ms` from now; `None` when there is no such account (nothing kept).
+    /// `lifetime_ms` from now; `None` when there is no such account, or it has
+    /// [`MAX_LIVE_RESETS`] live links already (nothing kept, no email to send).
     fn start_password_reset(
         &self,
         email: &str,
@@ -92,6 +93,9 @@ pub trait Accounts {
     /// marks the token used and ends every session of the account, in one transaction, and
     /// returns the account; `None` otherwise (nothing changed).
     fn finish_password_reset(&self, token_hash: &str, password_hash: &str) -> Result<Option<Account>>;
+
+    /// Whether a reset link (its token's SHA-256) is known, unused and unexpired.
+    fn password_reset_is_live(&self, token_hash: &str) -> Result<bool>;
 
     /// Starts a session that has the password right but still needs the second factor: it
     /// opens no page ([`Accounts::session`] does not find it) until completed.
@@ -106,11 +110,19 @@ pub trait Accounts {
     /// A live pending session: its account, CSRF token and wrong codes so far.
     fn pending_session(&self, token_hash: &str) -> Result<Option<(Account, String, i64)>>;
 
-    /// Counts a wrong code against a pending session.
-    fn count_pending_try(&self, token_hash: &str) -> Result<()>;
+    /// Takes one of a pending session's `max` tries at a code, atomically (parallel guesses
+    /// cannot all slip past): `false` when it has none left.
+    fn take_pending_try(&self, token_hash: &str, max: i64) -> Result<bool>;
 
-    /// The second factor came: the pending session becomes a full one for `lifetime_ms`.
-    fn complete_session(&self, token_hash: &str, lifetime_ms: i64) -> Result<bool>;
+    /// The second factor came: the pending session becomes a full one for `lifetime_ms`,
+    /// under a new token and CSRF token (a planted pending cookie does not become a session).
+    fn complete_session(
+        &self,
+        token_hash: &str,
+        new_token_hash: &str,
+        new_csrf: &str,
+        lifetime_ms: i64,
+    ) -> Result<bool>;
 
     /// An account's second factor as stored (all empty when it has none).
     fn second_factor(&self, account: i64) -> Result<SecondFactor>;
@@ -142,6 +154,9 @@ pub trait Accounts {
     /// Whether any account has a sealed second-factor secret (a new secret key would open none).
     fn any_second_factor(&self) -> Result<bool>;
 }
+
+/// Reset links an account may have live at once: asking again sends no more email.
+pub const MAX_LIVE_RESETS: i64 = 3;
 
 /// REST API keys (stored as SHA-256).
 pub trait ApiKeys {

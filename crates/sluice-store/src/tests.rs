@@ -613,3 +613,21 @@ fn the_audit_log_refuses_changes_to_its_rows() {
     assert!(removed.unwrap_err().to_string().contains("append-only"), "a fresh entry cannot be deleted");
     assert_eq!(store.audit_entries(None, None, None, 10).unwrap()[0].actor.name, "root");
 }
+
+/// An account has at most three live reset links: asking again keeps none (no email goes).
+#[test]
+fn an_account_has_at_most_three_live_reset_links() {
+    let s = Store::open_in_memory().unwrap();
+    s.add_account(None, "ops@vendor.example", Role::Admin, "x").unwrap();
+    for i in 0..crate::roles::MAX_LIVE_RESETS {
+        assert!(s.start_password_reset("ops@vendor.example", &format!("h{i}"), 60_000).unwrap().is_some());
+    }
+    assert!(s.start_password_reset("ops@vendor.example", "one-too-many", 60_000).unwrap().is_none());
+    assert!(s.password_reset_is_live("h0").unwrap() && !s.password_reset_is_live("one-too-many").unwrap());
+    // Using one spends them all; a changed password spends any asked for after.
+    assert!(s.finish_password_reset("h1", "new-hash").unwrap().is_some());
+    assert!(!s.password_reset_is_live("h0").unwrap() && !s.password_reset_is_live("h2").unwrap());
+    assert!(s.start_password_reset("ops@vendor.example", "later", 60_000).unwrap().is_some());
+    s.set_account_password("ops@vendor.example", "newer-hash").unwrap();
+    assert!(!s.password_reset_is_live("later").unwrap());
+}

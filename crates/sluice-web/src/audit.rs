@@ -10,11 +10,16 @@ use sluice_store::roles::Audit;
 
 /// The client's address as the audit log names it (through `[http] trusted_proxies`).
 pub(crate) fn source(parts: &Parts, web: &Web) -> String {
-    let peer = parts.extensions.get::<axum::extract::ConnectInfo<crate::Peer>>().map(|c| c.0.0.ip());
-    match peer {
-        Some(ip) => crate::client::client_ip(ip, &parts.headers, &web.trusted_proxies).to_string(),
+    match client(parts, web) {
+        Some(ip) => ip.to_string(),
         None => "unknown".to_owned(),
     }
+}
+
+/// The client's address (through `[http] trusted_proxies`), for the defender and the log.
+pub(crate) fn client(parts: &Parts, web: &Web) -> Option<std::net::IpAddr> {
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<crate::Peer>>().map(|c| c.0.0.ip())?;
+    Some(crate::client::client_ip(peer, &parts.headers, &web.trusted_proxies))
 }
 
 /// What an action was, for [`record`].

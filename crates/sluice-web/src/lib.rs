@@ -62,7 +62,7 @@ pub struct Web {
 }
 
 /// Who must log in with a second factor (TOTP) after the password: nobody (each account may
-/// choose it), owners (and the operator), or everyone. An account the rule covers that has
+/// choose it), owners (the operator, and users granted to manage as owners do), or everyone. An account the rule covers that has
 /// none sees only its account page, to set one up, until it does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SecondFactorRule {
@@ -88,7 +88,8 @@ impl SecondFactorRule {
         use sluice_store::Role;
         match self {
             Self::Optional => false,
-            Self::Owners => matches!(account.role, Role::Owner | Role::Admin),
+            // Owners, the operator, and users an owner let manage as owners do.
+            Self::Owners => matches!(account.role, Role::Owner | Role::Admin) || account.manages,
             Self::Everyone => true,
         }
     }

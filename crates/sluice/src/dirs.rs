@@ -122,6 +122,33 @@ impl DataDirs {
     }
 
     /// Creates the data directory if it does not exist, and opens its database.
+    /// The lock only one `sluice serve` of this data directory holds, for as long as it runs
+    /// (the OS lets go of it when the process ends, however it ends). A second server on the
+    /// same SQLite database would run every schedule and import twice.
+    pub fn lock_for_serving(&self) -> Result<std::fs::File> {
+        self.create()?;
+        let path = self.root.join("serve.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another `sluice serve` is running on the data directory {}: one data directory serves \
+                 one server (several servers sharing the work need PostgreSQL and object storage, \
+                 which sluice does not offer yet); stop the other one, or give this one its own \
+                 SLUICE_DATA_DIR",
+                self.root.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
     pub fn create_store(&self) -> Result<Store> {
         self.create()?;
         Store::open(&self.database())

@@ -15,6 +15,8 @@ pub async fn run(config: Config) -> Result<()> {
     // Install signal handlers before announcing anything, so an early SIGTERM is clean too.
     let shutdown = shutdown_signal()?;
     let dirs = DataDirs::new(&config.data_dir);
+    // Held until the process ends.
+    let _serving = dirs.lock_for_serving()?;
     let store = Arc::new(dirs.create_store()?);
     // Uploads that were in flight when the last process stopped can never complete.
     for entry in std::fs::read_dir(dirs.upload_spool())?.flatten() {

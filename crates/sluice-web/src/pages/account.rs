@@ -64,11 +64,18 @@ pub async fn change_password(
     let Ok(_slot) = web.password_checks.clone().try_acquire_owned() else {
         return back_to(&viewer, "/account", "Not changed: busy; try again in a moment.");
     };
-    let (store, email) = (web.ingest.store.clone(), viewer.account.email.clone());
+    // The current password is guessed here no faster than at the login.
+    let service = sluice_defender::Service::Dashboard;
+    if let Err(refusal) = web.defender.login_attempt(viewer.ip, service, &viewer.account.email) {
+        return back_to(&viewer, "/account", &format!("Not changed: {refusal}"));
+    }
+    let (w, email, ip) = (web.clone(), viewer.account.email.clone(), viewer.ip);
     let done = blocking(move || {
+        let store = &w.ingest.store;
         let account = store.account_by_email(&email)?.ok_or_else(|| Failed::said("the account is gone"))?;
         let stored = sluice_core::PasswordHash::from_stored(account.password_hash).map_err(Failed::said)?;
         if !stored.verify(&form.current) {
+            let _ = w.defender.login_failed(ip, service, &email, true);
             return Err(Failed::said("the current password is not right"));
         }
         let new = sluice_core::PasswordHash::choose(&form.new).map_err(Failed::said)?;

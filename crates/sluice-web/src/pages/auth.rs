@@ -26,6 +26,8 @@ pub struct Viewer {
     token_hash: String,
     /// The client's address (through trusted proxies), for the audit log.
     source: String,
+    /// The same as an address, for the defender's limits (password checks on pages).
+    pub(super) ip: std::net::IpAddr,
 }
 
 impl Viewer {
@@ -94,7 +96,8 @@ impl FromRequestParts<Web> for Viewer {
         let to_login = || Redirect::to("/login").into_response();
         let token = cookie_value(&parts.headers, COOKIE).ok_or_else(to_login)?;
         let token_hash = crate::keys::hash(&token);
-        let source = crate::audit::source(parts, web);
+        let ip = crate::audit::client(parts, web).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let source = ip.to_string();
         match web.ingest.store.session(&token_hash) {
             Ok(Some((account, csrf))) => {
                 // An account the operator's rule covers and that has no second factor yet
@@ -104,7 +107,7 @@ impl FromRequestParts<Web> for Viewer {
                 if web.second_factor.requires(&account) && !account.second_factor && !may_go {
                     return Err(Redirect::to("/account").into_response());
                 }
-                Ok(Viewer { account, csrf, token_hash, source })
+                Ok(Viewer { account, csrf, token_hash, source, ip })
             }
             Ok(None) => Err(to_login()),
             Err(e) => {
@@ -250,13 +253,20 @@ pub async fn login(
         crate::audit::record_off(&web, actor, did)
     };
     let account = match checked {
+        // With a second factor, the password alone is no success yet: the defender hears of
+        // it after the code (so guessing codes counts against the account like guessing
+        // passwords); only a ban that came meanwhile refuses now.
+        Ok(Checked::Right(account)) if account.second_factor => {
+            if let Err(refusal) = web.defender.login_attempt(client, Service::Dashboard, &email) {
+                return refused(refusal, web.secure_cookies);
+            }
+            logged(account.tenant.clone(), "dashboard, password (code next)", true, true).await;
+            account
+        }
         Ok(Checked::Right(account)) => {
             match web.defender.login_succeeded(client, Service::Dashboard, &email) {
                 Ok(()) => {
-                    // With a second factor, only the password step is done here.
-                    let target =
-                        if account.second_factor { "dashboard, password (code next)" } else { "dashboard" };
-                    logged(account.tenant.clone(), target, true, true).await;
+                    logged(account.tenant.clone(), "dashboard", true, true).await;
                     account
                 }
                 Err(refusal) => return refused(refusal, web.secure_cookies),
@@ -286,6 +296,15 @@ pub async fn login(
         return start_session(&web, &account, true);
     }
     start_session(&web, &account, false)
+}
+
+/// The session cookie that carries `token`.
+pub(super) fn session_cookie(web: &Web, token: &str) -> String {
+    let secure = if web.secure_cookies { "; Secure" } else { "" };
+    format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION_LIFETIME_MS / 1000
+    )
 }
 
 /// Where an account lands after logging in.
@@ -318,11 +337,7 @@ pub(super) fn start_session(web: &Web, account: &Account, pending: bool) -> Resp
         tracing::warn!("login: {e}");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    let secure = if web.secure_cookies { "; Secure" } else { "" };
-    let cookie = format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        SESSION_LIFETIME_MS / 1000
-    );
+    let cookie = session_cookie(web, &token);
     let target = if pending { "/login/code".to_owned() } else { landing(account) };
     ([(header::SET_COOKIE, cookie)], Redirect::to(&target)).into_response()
 }

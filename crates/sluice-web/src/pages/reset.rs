@@ -10,7 +10,7 @@ use super::{Failed, blocking};
 use crate::Web;
 use axum::Form;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
@@ -31,19 +31,33 @@ pub async fn ask_form(State(web): State<Web>) -> Response {
             p { "This server does not send password resets by email: ask your tenant's owner or the operator to set a new password." }
         } });
     }
-    shell(html! { div.card {
+    // A token in a cookie and in the form, as the login form has: another site cannot post
+    // asks in a visitor's name (each counts against the visitor's address).
+    let Ok((token, ..)) = crate::keys::generate() else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let page = shell(html! { div.card {
         h1 { "Reset your password" }
         form method="post" action="/reset" {
+            input type="hidden" name="ask_token" value=(token);
             p { label { "Your email" br; input name="email" type="email" autocomplete="username" required; } }
             p { button { "Send me a link" } }
         }
-    } })
+    } });
+    let secure = if web.secure_cookies { "; Secure" } else { "" };
+    let cookie =
+        format!("{ASK_COOKIE}={token}; Path=/reset; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
+    ([(header::SET_COOKIE, cookie)], page).into_response()
 }
+
+const ASK_COOKIE: &str = "sluice_reset";
 
 #[derive(Deserialize)]
 pub struct AskForm {
     #[serde(default)]
     email: String,
+    #[serde(default)]
+    ask_token: String,
 }
 
 pub async fn ask(
@@ -53,18 +67,29 @@ pub async fn ask(
     Form(form): Form<AskForm>,
 ) -> Response {
     let Some(resets) = web.resets.clone() else { return Redirect::to("/reset").into_response() };
+    let cookie = super::auth::cookie_value(&headers, ASK_COOKIE).unwrap_or_default();
+    if cookie.is_empty() || !super::auth::same_secret(&cookie, &form.ask_token) {
+        let body = html! { div.card { h1 { "Reset your password" } p { "The form was out of date: " a href="/reset" { "ask again" } "." } } };
+        return (StatusCode::FORBIDDEN, shell(body)).into_response();
+    }
     let email = form.email.trim().to_lowercase();
+    if email.len() > 254 {
+        return Redirect::to("/reset").into_response();
+    }
     let client = crate::client::client_ip(peer.0.ip(), &headers, &web.trusted_proxies);
-    // Limited like logins: a banned address, or an account asked for too often, gets the
-    // refusal (which says so, not whether the account exists).
-    if let Err(refusal) = web.defender.login_attempt(client, Service::Dashboard, &email) {
+    // Limited like logins, on a count of its own (asks for an address never lock its account
+    // out of logging in): a banned address, or an address asked for too often, gets the
+    // refusal, which says so whatever the address (not whether it has an account). An
+    // account has at most three live links besides: asking again sends no more email.
+    let asked_for = format!("password reset:{email}");
+    if let Err(refusal) = web.defender.login_attempt(client, Service::Dashboard, &asked_for) {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             shell(html! { div.card { h1 { "Not now" } p { (refusal.to_string()) } } }),
         )
             .into_response();
     }
-    let _ = web.defender.login_failed(client, Service::Dashboard, &email, false);
+    let _ = web.defender.login_failed(client, Service::Dashboard, &asked_for, false);
     // The rest happens off the request: the answer comes at once, the same for everyone.
     let w = web.clone();
     tokio::task::spawn_blocking(move || {
@@ -126,20 +151,26 @@ pub async fn set(
     Form(form): Form<NewForm>,
 ) -> Response {
     let client = crate::client::client_ip(peer.0.ip(), &headers, &web.trusted_proxies);
-    let hash = sluice_core::PasswordHash::choose(&form.password);
+    // A banned address is refused first; a link is looked up before any password is hashed,
+    // and hashing takes one of the few password-check slots, off the async threads: guessed
+    // links cost the server a lookup each.
+    let guessing = format!("reset link:{client}");
+    if let Err(refusal) = web.defender.login_attempt(client, Service::Dashboard, &guessing) {
+        let body = html! { div.card { h1 { "Not now" } p { (refusal.to_string()) } } };
+        return (StatusCode::TOO_MANY_REQUESTS, shell(body)).into_response();
+    }
     let Ok(_slot) = web.password_checks.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "busy; try again in a moment").into_response();
     };
-    let hash = match hash {
-        Ok(h) => h,
-        Err(e) => {
-            return shell(
-                html! { div.card { h1 { "Not set" } p { (e.to_string()) } p { a href={ "/reset/" (token) } { "Try again" } } } },
-            );
-        }
-    };
     let (w, token_hash) = (web.clone(), crate::keys::hash(&token));
-    let done = blocking(move || Ok(w.ingest.store.finish_password_reset(&token_hash, hash.as_phc())?)).await;
+    let done = blocking(move || {
+        if !w.ingest.store.password_reset_is_live(&token_hash)? {
+            return Ok(None);
+        }
+        let hash = sluice_core::PasswordHash::choose(&form.password).map_err(Failed::said)?;
+        Ok(w.ingest.store.finish_password_reset(&token_hash, hash.as_phc())?)
+    })
+    .await;
     match done {
         Ok(Some(account)) => {
             let actor =
@@ -157,14 +188,16 @@ pub async fn set(
             } })
         }
         Ok(None) => {
-            let _ = web.defender.login_failed(client, Service::Dashboard, "password reset", false);
+            let _ = web.defender.login_failed(client, Service::Dashboard, &guessing, false);
             (StatusCode::NOT_FOUND, shell(html! { div.card {
                 h1 { "This link does not work" }
                 p { "It was used already, it is older than 30 minutes, or it is not one sluice sent. " a href="/reset" { "Ask for a new one" } "." }
             } }))
                 .into_response()
         }
-        Err(Failed::Said(e)) => shell(html! { div.card { h1 { "Not set" } p { (e) } } }),
+        Err(Failed::Said(e)) => shell(
+            html! { div.card { h1 { "Not set" } p { (e) } p { a href={ "/reset/" (token) } { "Try again" } } } },
+        ),
         Err(Failed::Interrupted) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }

@@ -139,9 +139,18 @@ pub async fn code(
     let client = crate::client::client_ip(peer.ip(), &headers, &web.trusted_proxies);
     let actor = Actor { kind: ActorKind::Account, name: account.email.clone(), source: client.to_string() };
     let tenant = account.tenant.clone();
-    if tries >= MAX_TRIES {
-        let _ = web.ingest.store.end_session(&token_hash);
-        return Redirect::to("/login").into_response();
+    // A try is taken before the code is looked at, atomically: parallel guesses on one
+    // pending session get five checks between them, no more.
+    match web.ingest.store.take_pending_try(&token_hash, MAX_TRIES) {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = web.ingest.store.end_session(&token_hash);
+            return Redirect::to("/login").into_response();
+        }
+        Err(e) => {
+            tracing::warn!("second factor: {e}");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
     }
     if let Err(refusal) = web.defender.login_attempt(client, Service::Dashboard, &account.email) {
         return (
@@ -161,18 +170,30 @@ pub async fn code(
     let checked = blocking(move || check_code(&w, &a, &typed)).await;
     match checked {
         Ok(Some(kind)) => {
-            match web.ingest.store.complete_session(&token_hash, SESSION_LIFETIME_MS) {
+            // The session gets a new token now: a pending cookie someone planted in this
+            // browser does not become a logged-in session.
+            let (Ok((token, _, new_hash)), Ok((new_csrf, ..))) =
+                (crate::keys::generate(), crate::keys::generate())
+            else {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            };
+            match web.ingest.store.complete_session(&token_hash, &new_hash, &new_csrf, SESSION_LIFETIME_MS) {
                 Ok(true) => {}
                 _ => return Redirect::to("/login").into_response(),
             }
-            let _ = web.defender.login_succeeded(client, Service::Dashboard, &account.email);
+            if let Err(refusal) = web.defender.login_succeeded(client, Service::Dashboard, &account.email) {
+                let _ = web.ingest.store.end_session(&new_hash);
+                let page = page("Two-step login", None, code_page(&csrf, &refusal.to_string()));
+                return (StatusCode::TOO_MANY_REQUESTS, page).into_response();
+            }
             let how = if kind == Code::Recovery { "recovery code" } else { "authenticator code" };
             let did = crate::audit::Did::new(tenant.as_deref(), action::LOGIN_SECOND_FACTOR, how, true);
             crate::audit::record_off(&web, actor, did).await;
-            Redirect::to(&super::auth::landing(&account)).into_response()
+            let cookie = super::auth::session_cookie(&web, &token);
+            ([(axum::http::header::SET_COOKIE, cookie)], Redirect::to(&super::auth::landing(&account)))
+                .into_response()
         }
         Ok(None) => {
-            let _ = web.ingest.store.count_pending_try(&token_hash);
             let _ = web.defender.login_failed(client, Service::Dashboard, &account.email, true);
             let did =
                 crate::audit::Did::new(tenant.as_deref(), action::LOGIN_SECOND_FACTOR, "dashboard", false);
@@ -236,6 +257,13 @@ pub async fn start(State(web): State<Web>, viewer: Viewer, Form(form): Form<supe
     let id = viewer.account.id;
     let w = web.clone();
     let started = blocking(move || {
+        // Replacing a second factor that is on takes switching it off first (the password
+        // and a code): a session alone, stolen or left open, cannot swap in another phone.
+        if w.ingest.store.second_factor(id)?.sealed.is_some() {
+            return Err(Failed::said(
+                "two-step login is on already; switch it off first to use another phone",
+            ));
+        }
         let mut secret = Zeroizing::new([0u8; totp::SECRET_BYTES]);
         getrandom::fill(&mut secret[..]).map_err(|_| Failed::said("no random numbers"))?;
         let sealed = key(&w)?.seal_bytes(&purpose(id), &secret[..]).map_err(Failed::said)?;
@@ -368,7 +396,11 @@ pub async fn off(State(web): State<Web>, viewer: Viewer, Form(form): Form<OffFor
     let Ok(_slot) = web.password_checks.clone().try_acquire_owned() else {
         return back_to(&viewer, "/account", "Not switched off: busy; try again in a moment.");
     };
-    let (w, account) = (web.clone(), viewer.account.clone());
+    // The password and the code are guessed here no faster than at the login.
+    if let Err(refusal) = web.defender.login_attempt(viewer.ip, Service::Dashboard, &viewer.account.email) {
+        return back_to(&viewer, "/account", &format!("Not switched off: {refusal}"));
+    }
+    let (w, account, ip) = (web.clone(), viewer.account.clone(), viewer.ip);
     let done = blocking(move || {
         let fresh = w
             .ingest
@@ -376,11 +408,9 @@ pub async fn off(State(web): State<Web>, viewer: Viewer, Form(form): Form<OffFor
             .account_by_email(&account.email)?
             .ok_or_else(|| Failed::said("the account is gone"))?;
         let stored = sluice_core::PasswordHash::from_stored(fresh.password_hash).map_err(Failed::said)?;
-        if !stored.verify(&form.password) {
-            return Err(Failed::said("the password is not right"));
-        }
-        if check_code(&w, &account, &form.code)?.is_none() {
-            return Err(Failed::said("that code is not right, or it was used already"));
+        if !stored.verify(&form.password) || check_code(&w, &account, &form.code)?.is_none() {
+            let _ = w.defender.login_failed(ip, Service::Dashboard, &account.email, true);
+            return Err(Failed::said("the password or the code is not right (or the code was used already)"));
         }
         w.ingest.store.disable_second_factor(&account.email)?;
         Ok(())

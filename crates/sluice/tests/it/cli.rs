@@ -364,3 +364,25 @@ fn serve_reuses_its_host_key_and_honours_the_config_file() {
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_path).unwrap().permissions());
     assert_eq!(mode & 0o077, 0, "host key must be private");
 }
+
+/// One `sluice serve` per data directory: a second one says why it will not start (it would
+/// run every schedule and import twice on the same SQLite database); once the first has
+/// stopped, however it stopped, a new one starts.
+#[test]
+fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let mut server = Server::start();
+    let mut second = std::process::Command::new(BIN);
+    second
+        .args(["--data-dir"])
+        .arg(server.data_dir())
+        .arg("serve")
+        .envs([("SLUICE_SFTP_LISTEN", "127.0.0.1:0"), ("SLUICE_HTTP_LISTEN", "127.0.0.1:0")]);
+    let out = run_with_timeout(&mut second, std::time::Duration::from_secs(20));
+    let said = output_text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("another `sluice serve` is running") && said.contains("PostgreSQL"), "{said}");
+    // Killed (no clean stop): the lock goes with the process.
+    server.kill_and_restart();
+    assert!(server.is_running(), "{}", server.log());
+    assert_eq!(server.http_get("/healthz").0, 200, "{}", server.log());
+}

@@ -1272,36 +1272,48 @@ fn a_forgotten_password_is_reset_by_an_emailed_link_that_works_once() {
     let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
     assert!(request(&server, "GET", "/login", None, "").body.contains("href=\"/reset\""));
     // An address with an account and one without get the same page.
-    let known = request(&server, "POST", "/reset", None, "email=Bob%40beta.org");
-    let unknown = request(&server, "POST", "/reset", None, "email=nobody%40beta.org");
+    let known = ask_reset(&server, "Bob%40beta.org");
+    let unknown = ask_reset(&server, "nobody%40beta.org");
+    // Posted without the form's token (from another site): refused, nothing sent.
+    let forged = request(&server, "POST", "/reset", None, "email=bob%40beta.org&ask_token=x");
+    assert_eq!(forged.status, 403);
     assert_eq!((known.status, unknown.status), (200, 200));
     assert_eq!(known.body, unknown.body, "the answer does not say whether the address has an account");
 
+    // Bob asks once more (a first mail slow to come): two links.
+    assert_eq!(ask_reset(&server, "bob%40beta.org").status, 200);
     let new = maildir.path().join("new");
-    let found = server.wait_until(Duration::from_secs(30), |_| std::fs::read_dir(&new).unwrap().count() >= 1);
+    let found = server.wait_until(Duration::from_secs(30), |_| std::fs::read_dir(&new).unwrap().count() >= 2);
     std::thread::sleep(Duration::from_millis(500));
     let mails: Vec<_> = std::fs::read_dir(&new).unwrap().flatten().map(|e| e.path()).collect();
     let _ = smtpd.kill();
     let _ = smtpd.wait();
-    assert!(found && mails.len() == 1, "one email, to the account that exists: {mails:?}");
-    // Read it as a mail client would (the body is base64).
-    let read = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import email,sys; m=email.message_from_binary_file(open(sys.argv[1],'rb')); print(m['To']); print(m.get_payload(decode=True).decode())",
-        ])
-        .arg(&mails[0])
-        .output()
-        .unwrap();
-    let mail = String::from_utf8(read.stdout).unwrap();
-    assert!(mail.starts_with("bob@beta.org"), "{mail}");
-    let at = mail
-        .find("https://sluice.example.org/reset/")
-        .unwrap_or_else(|| panic!("a link to the public address: {mail}"))
-        + 33;
-    let token: String =
-        mail[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
-    assert!(token.len() >= 20, "{mail}");
+    assert!(found && mails.len() == 2, "two emails, to the account that exists: {mails:?}");
+    let tokens: Vec<String> = mails
+        .iter()
+        .map(|m| {
+            // Read it as a mail client would (the body is base64).
+            let read = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import email,sys; m=email.message_from_binary_file(open(sys.argv[1],'rb')); print(m['To']); print(m.get_payload(decode=True).decode())",
+                ])
+                .arg(m)
+                .output()
+                .unwrap();
+            let mail = String::from_utf8(read.stdout).unwrap();
+            assert!(mail.starts_with("bob@beta.org"), "{mail}");
+            let at = mail
+                .find("https://sluice.example.org/reset/")
+                .unwrap_or_else(|| panic!("a link to the public address: {mail}"))
+                + 33;
+            let token: String =
+                mail[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+            assert!(token.len() >= 20, "{mail}");
+            token
+        })
+        .collect();
+    let token = tokens[0].clone();
 
     let path = format!("/reset/{token}");
     let form = request(&server, "GET", &path, None, "");
@@ -1314,7 +1326,9 @@ fn a_forgotten_password_is_reset_by_an_emailed_link_that_works_once() {
     assert_eq!(request(&server, "GET", "/t/beta", Some(&bob), "").status, 303, "the old session ended");
     assert_eq!(login(&server, "bob@beta.org", "secret-1-for-tests").status, 401);
     session(&server, "bob@beta.org", "a-brand-new-password");
-    // Once used, the link is dead; so is one sluice never sent.
+    // Once one is used, every link of the account is dead; so is one sluice never sent.
+    let other = format!("/reset/{}", tokens[1]);
+    assert_eq!(request(&server, "POST", &other, None, "password=another-new-password").status, 404);
     assert_eq!(request(&server, "POST", &path, None, "password=another-new-password").status, 404);
     assert_eq!(
         request(&server, "POST", "/reset/not-a-token-at-all", None, "password=another-new-password").status,
@@ -1330,6 +1344,15 @@ fn a_forgotten_password_is_reset_by_an_emailed_link_that_works_once() {
     assert!(!server_log.contains(&token) && !server_log.contains("a-brand-new-password"), "{server_log}");
     assert!(!stored_text(&server).contains(&token), "the token is kept only hashed");
     assert!(!all.contains("nobody@beta.org"), "an address with no account leaves no entry: {all}");
+}
+
+/// Asks for a reset as a browser does: the form (its token in a cookie and a field), then the post.
+fn ask_reset(server: &Server, email: &str) -> Reply {
+    let form = request(server, "GET", "/reset", None, "");
+    let cookie = form.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let at = form.body.find("name=\"ask_token\" value=\"").unwrap() + 24;
+    let token = &form.body[at..at + form.body[at..].find('"').unwrap()];
+    request(server, "POST", "/reset", Some(&cookie), &format!("ask_token={token}&email={email}"))
 }
 
 /// Without a public address (or SMTP) the page says whom to ask instead.
@@ -1421,22 +1444,33 @@ fn a_second_factor_is_set_up_and_each_code_logs_in_once() {
     assert_eq!(request(&server, "GET", "/t/beta", Some(&pending), "").status, 303, "no page before the code");
     let code = sluice_core::totp::code_at(&secret, now_secs());
     // The code the enrolment used is spent: the same step is refused.
-    let r = request(&server, "POST", "/login/code", Some(&pending), &format!("csrf={token}&code={code}"));
+    let mut r = request(&server, "POST", "/login/code", Some(&pending), &format!("csrf={token}&code={code}"));
     let fresh = r.status == 303;
     if !fresh {
         assert_eq!(r.status, 401, "{}", r.body);
         assert!(r.body.contains("used already"), "{}", r.body);
         // A recovery code instead (dashes and case as typed).
         let typed = recovery[0].to_uppercase();
-        let r =
-            request(&server, "POST", "/login/code", Some(&pending), &format!("csrf={token}&code={typed}"));
+        r = request(&server, "POST", "/login/code", Some(&pending), &format!("csrf={token}&code={typed}"));
         assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/t/beta")), "{}", r.body);
     }
-    assert_eq!(
-        request(&server, "GET", "/t/beta", Some(&pending), "").status,
-        200,
-        "the session is whole now"
+    // The whole session has a new token; the pending one (which someone could have planted
+    // in this browser) opens nothing.
+    let full = r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    assert_ne!(full, pending);
+    assert_eq!(request(&server, "GET", "/t/beta", Some(&full), "").status, 200, "the session is whole now");
+    assert_eq!(request(&server, "GET", "/t/beta", Some(&pending), "").status, 303);
+    // With it on, setting up another phone is refused: a session alone cannot swap it.
+    let account = request(&server, "GET", "/account", Some(&full), "").body;
+    let r = request(
+        &server,
+        "POST",
+        "/account/second-factor/start",
+        Some(&full),
+        &format!("csrf={}", csrf(&account)),
     );
+    assert!(r.header("location").unwrap().contains("Not%20set%20up"), "{}", r.head);
+    let pending = full;
     // Whichever way that went, the code is spent now: replayed, it is refused.
     let (replay, token) = password_step(&server, "bob@beta.org", "secret-1-for-tests");
     let r = request(&server, "POST", "/login/code", Some(&replay), &format!("csrf={token}&code={code}"));
@@ -1493,6 +1527,11 @@ fn the_operator_requires_a_second_factor_for_owners() {
     assert!(request(&server, "GET", "/account", Some(&ann), "").body.contains("requires two-step login"));
     let bob = session(&server, "bob@beta.org", "secret-1-for-tests");
     assert_eq!(request(&server, "GET", "/t/beta", Some(&bob), "").status, 200, "users may go without");
+    // ... unless an owner lets them manage as owners do: then they are covered too.
+    server.cli_ok(&["user", "grant", "bob@beta.org"]);
+    let r = request(&server, "GET", "/t/beta", Some(&bob), "");
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/account")));
+    server.cli_ok(&["user", "ungrant", "bob@beta.org"]);
 
     let (secret, _) = enrol(&server, &ann);
     assert_eq!(request(&server, "GET", "/t/acme", Some(&ann), "").status, 200);
