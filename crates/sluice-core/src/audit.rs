@@ -88,6 +88,7 @@ pub mod action {
     pub const SSH_KEY_REMOVE: &str = "ssh_key.remove";
     pub const USER_ADD: &str = "user.add";
     pub const USER_GRANT: &str = "user.grant";
+    pub const USER_ROLE: &str = "user.role";
     pub const USER_UNGRANT: &str = "user.ungrant";
     pub const USER_PASSWORD: &str = "user.password";
     pub const ADMIN_PASSWORD: &str = "admin.password";

@@ -88,6 +88,21 @@ impl crate::roles::Accounts for Store {
         })
     }
 
+    fn set_account_role(&self, email: &str, role: Role) -> Result<()> {
+        // A tenant's account only (the operator's admin has no tenant and stays as it is);
+        // an owner manages, a user made of an owner no longer does until granted again.
+        let changed = self.with_write(|c| {
+            Ok(c.execute(
+                "UPDATE users SET role = ?2, manages = ?3 WHERE email = ?1 AND tenant_id IS NOT NULL",
+                params![email, role.as_str(), role == Role::Owner],
+            )?)
+        })?;
+        if changed == 0 {
+            return Err(StoreError::NoSuchAccount(email.to_owned()));
+        }
+        Ok(())
+    }
+
     fn create_session(&self, account: i64, token_hash: &str, csrf: &str, lifetime_ms: i64) -> Result<()> {
         self.insert_session(account, token_hash, csrf, lifetime_ms, false)
     }

@@ -65,6 +65,10 @@ pub trait Accounts {
     /// Lets a tenant's user manage SFTP credentials and settings (or stops it).
     fn set_account_manages(&self, email: &str, manages: bool) -> Result<()>;
 
+    /// Makes a tenant's account an owner or a user (`Owner` or `User`; a user made of an owner
+    /// no longer manages until granted again).
+    fn set_account_role(&self, email: &str, role: Role) -> Result<()>;
+
     /// Starts a session for an account; `token_hash` is the SHA-256 of the cookie's value.
     fn create_session(&self, account: i64, token_hash: &str, csrf: &str, lifetime_ms: i64) -> Result<()>;
 

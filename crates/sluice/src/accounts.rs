@@ -61,6 +61,12 @@ pub(crate) fn user_command(dirs: &DataDirs, cmd: UserCommand) -> Result<(), Fail
             store.set_account_manages(&email, true)?;
             outln!("{email} may now manage SFTP credentials and import settings");
         }
+        UserCommand::Role { email, role } => {
+            let role = if role == "owner" { sluice_store::Role::Owner } else { sluice_store::Role::User };
+            store.set_account_role(&email.trim().to_lowercase(), role)?;
+            let said = if role == sluice_store::Role::Owner { "an owner" } else { "a user" };
+            outln!("{email} is now {said} of their tenant");
+        }
         UserCommand::Ungrant { email } => {
             store.set_account_manages(&email, false)?;
             outln!("{email} may no longer manage SFTP credentials and import settings");

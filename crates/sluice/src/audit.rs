@@ -86,6 +86,10 @@ pub(crate) fn change_of(cmd: &Command) -> Option<Change> {
                 of(change(None, action::USER_GRANT, email.as_str()), TenantOf::Account(email.clone()))
             }
             UserCommand::Remove { email } => change(None, action::USER_REMOVE, email.as_str()),
+            UserCommand::Role { email, role } => of(
+                change(None, action::USER_ROLE, format!("{email} ({role})")),
+                TenantOf::Account(email.clone()),
+            ),
             UserCommand::Ungrant { email } => {
                 of(change(None, action::USER_UNGRANT, email.as_str()), TenantOf::Account(email.clone()))
             }

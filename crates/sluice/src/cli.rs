@@ -316,6 +316,13 @@ pub(crate) enum UserCommand {
     Grant { email: String },
     /// Take that back.
     Ungrant { email: String },
+    /// Make a tenant's account an owner or a user (a user made of an owner no longer manages
+    /// until granted again).
+    Role {
+        email: String,
+        #[arg(value_parser = ["owner", "user"])]
+        role: String,
+    },
     /// Set an account's password (its sessions end).
     Passwd {
         email: String,

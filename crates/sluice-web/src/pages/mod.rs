@@ -99,6 +99,7 @@ pub fn routes() -> Router<Web> {
         .route("/t/{tenant}/team", get(team::team_page).post(team::grant))
         .route("/t/{tenant}/team/add", post(team::add_member))
         .route("/t/{tenant}/team/remove", post(team::remove_member))
+        .route("/t/{tenant}/team/role", post(team::change_role))
         .route("/t/{tenant}/api-keys", get(api_keys::api_keys_page).post(api_keys::add_api_key))
         .route("/t/{tenant}/api-keys/revoke", post(api_keys::revoke_api_key))
         .route("/audit", get(audit::all))

@@ -60,6 +60,14 @@ pub async fn team_page(
                             }
                             @if may_grant && a.email != viewer.account.email {
                                 " "
+                                @let (role, label) = if a.role == Role::Owner { ("user", "Make a user") } else { ("owner", "Make an owner") };
+                                form.inline method="post" action={ "/t/" (tenant) "/team/role" } {
+                                    (csrf_field(&viewer))
+                                    input type="hidden" name="email" value=(a.email);
+                                    input type="hidden" name="role" value=(role);
+                                    button { (label) }
+                                }
+                                " "
                                 form.inline method="post" action={ "/t/" (tenant) "/team/remove" } {
                                     (csrf_field(&viewer))
                                     input type="hidden" name="email" value=(a.email);
@@ -227,6 +235,49 @@ pub async fn remove_member(
     crate::audit::record_off(&web, viewer.actor(), did).await;
     super::reported(&viewer, done, &here, "Not removed", |()| {
         format!("{} removed; their sessions ended.", form.email)
+    })
+}
+
+/// An owner (or the operator) makes another account of the tenant an owner or a user. Not
+/// one's own: an owner cannot lock themselves out of managing the team by a click.
+pub async fn change_role(
+    State(web): State<Web>,
+    viewer: Viewer,
+    TenantPath(tenant): TenantPath,
+    Form(form): Form<MemberForm>,
+) -> Response {
+    if let Some(refused) = owner_only(&viewer, &tenant, &form.csrf) {
+        return refused;
+    }
+    let here = format!("/t/{tenant}/team");
+    let role = match form.role.as_str() {
+        "owner" => Role::Owner,
+        "user" => Role::User,
+        _ => return back_to(&viewer, &here, "Not changed: a role is owner or user"),
+    };
+    let (store, name, who, me) =
+        (web.ingest.store.clone(), tenant.clone(), form.email.clone(), viewer.account.email.clone());
+    let done = blocking(move || {
+        if who.trim().eq_ignore_ascii_case(&me) {
+            return Err(Failed::said("not your own role (another owner, or the operator, changes it)"));
+        }
+        match store.account_by_email(&who)? {
+            Some(a) if a.tenant.as_deref() == Some(name.as_str()) => {
+                Ok(store.set_account_role(&a.email, role)?)
+            }
+            _ => Err(Failed::said("no such account of this tenant")),
+        }
+    })
+    .await;
+    let target = format!("{} ({})", form.email, role.as_str());
+    let did = Did::new(Some(tenant.as_str()), action::USER_ROLE, target, done.is_ok());
+    crate::audit::record_off(&web, viewer.actor(), did).await;
+    super::reported(&viewer, done, &here, "Not changed", |()| {
+        format!(
+            "{} is now {} of {tenant}.",
+            form.email,
+            if role == Role::Owner { "an owner" } else { "a user" }
+        )
     })
 }
 

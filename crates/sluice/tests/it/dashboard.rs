@@ -1206,6 +1206,26 @@ fn an_owner_adds_and_removes_the_teams_accounts() {
     let other = format!("csrf={token}&email=bob%40beta.org");
     let r = request(&server, "POST", "/t/acme/team/remove", Some(&ann), &other);
     assert!(r.header("location").unwrap().contains("Not%20removed"), "{}", r.head);
+    // Made an owner, cy manages the tenant; made a user again, no longer. Not one's own role.
+    let role = |role: &str| format!("csrf={token}&email=cy%40acme.org&role={role}");
+    let r = request(&server, "POST", "/t/acme/team/role", Some(&ann), &role("owner"));
+    assert!(r.header("location").unwrap().contains("an%20owner"), "{}", r.head);
+    assert_eq!(request(&server, "GET", "/t/acme/settings", Some(&cy), "").status, 200);
+    let r = request(&server, "POST", "/t/acme/team/role", Some(&ann), &role("user"));
+    assert!(r.header("location").unwrap().contains("a%20user"), "{}", r.head);
+    assert_eq!(request(&server, "GET", "/t/acme/settings", Some(&cy), "").status, 403);
+    let own = format!("csrf={token}&email=ann%40acme.org&role=user");
+    let r = request(&server, "POST", "/t/acme/team/role", Some(&ann), &own);
+    assert!(r.header("location").unwrap().contains("Not%20changed"), "{}", r.head);
+    let cy_token = csrf(&request(&server, "GET", "/t/acme", Some(&cy), "").body);
+    let by_user = format!("csrf={cy_token}&email=ann%40acme.org&role=user");
+    assert_eq!(
+        request(&server, "POST", "/t/acme/team/role", Some(&cy), &by_user).status,
+        403,
+        "users may not"
+    );
+    server.cli_ok(&["user", "role", "cy@acme.org", "owner"]);
+    assert_eq!(request(&server, "GET", "/t/acme/settings", Some(&cy), "").status, 200);
     // Removed: logged out at once.
     let remove = format!("csrf={token}&email=cy%40acme.org");
     let r = request(&server, "POST", "/t/acme/team/remove", Some(&ann), &remove);
@@ -1213,7 +1233,10 @@ fn an_owner_adds_and_removes_the_teams_accounts() {
     assert_eq!(request(&server, "GET", "/t/acme", Some(&cy), "").status, 303);
     let log = server.cli_ok(&["audit", "--tenant", "acme"]);
     assert!(
-        log.contains("user.add") && log.contains("user.remove") && !log.contains("first-password-42"),
+        log.contains("user.add")
+            && log.contains("user.remove")
+            && log.matches("user.role").count() == 4
+            && !log.contains("first-password-42"),
         "{log}"
     );
 }
