@@ -109,6 +109,8 @@ pub mod action {
     pub const CONNECTOR_PUSH: &str = "connector.push";
     pub const CONNECTOR_PULL: &str = "connector.pull";
     pub const BAN_LIFT: &str = "ban.lift";
+    pub const BACKUP: &str = "backup.make";
+    pub const RESTORE: &str = "backup.restore";
     pub const RECORD_DELETE: &str = "record.delete";
     pub const LOGIN: &str = "login";
     pub const PASSWORD_RESET_ASKED: &str = "password_reset.asked";

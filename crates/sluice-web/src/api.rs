@@ -226,6 +226,10 @@ enum Refused {
     /// No API key, or an unknown or revoked one.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
+    /// Outside the key's scope (code `scope`): a change asked of a read-only key, or a type
+    /// the key is not limited to.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// No such thing, or not the key's.
     #[response(status = 404)]
     NotFound(ErrorBody),
@@ -371,7 +375,11 @@ impl FromRequestParts<Web> for Caller {
         let hash = crate::keys::hash(token);
         // One indexed lookup: cheaper inline than a thread hop.
         match web.ingest.store.api_key_by_hash(&hash) {
-            Ok(Some(key)) => Ok(Caller(key.owner, key.name, crate::audit::source(parts, web), key.scope)),
+            Ok(Some(key)) => {
+                // The audit log names every key: an unnamed one by its id.
+                let name = if key.name.is_empty() { format!("key {}", key.id) } else { key.name };
+                Ok(Caller(key.owner, name, crate::audit::source(parts, web), key.scope))
+            }
             Ok(None) => Err(unauthorized("this API key is unknown or revoked")),
             Err(e) => Err(ApiError::internal(e)),
         }
@@ -428,7 +436,14 @@ pub(crate) async fn audit(
         }
         (KeyOwner::Operator, None) => None,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) || q.since_ms.is_some_and(|s| s < 0) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "limit is 1 to 10000 and since_ms is at least 0",
+        ));
+    }
     blocking(move || {
         // A tenant's entries from its creation on: one removed before under the same name is
         // not this one.

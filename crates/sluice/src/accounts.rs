@@ -155,7 +155,21 @@ pub(crate) fn api_key_command(
             } else {
                 for k in keys {
                     let state = if k.revoked_ms.is_some() { "revoked" } else { "live" };
-                    outln!("{:>5}  {}...  {:<8} {}", k.id, k.prefix, state, k.name);
+                    let access = if k.scope.write { "write" } else { "read" };
+                    let types = if k.scope.types.is_empty() {
+                        "all types".to_owned()
+                    } else {
+                        k.scope.types.join(",")
+                    };
+                    outln!(
+                        "{:>5}  {}...  {:<8} {:<6} {:<24} {}",
+                        k.id,
+                        k.prefix,
+                        state,
+                        access,
+                        types,
+                        k.name
+                    );
                 }
             }
         }

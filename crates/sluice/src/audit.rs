@@ -85,7 +85,9 @@ pub(crate) fn change_of(cmd: &Command) -> Option<Change> {
             UserCommand::Grant { email } => {
                 of(change(None, action::USER_GRANT, email.as_str()), TenantOf::Account(email.clone()))
             }
-            UserCommand::Remove { email } => change(None, action::USER_REMOVE, email.as_str()),
+            UserCommand::Remove { email } => {
+                of(change(None, action::USER_REMOVE, email.as_str()), TenantOf::Account(email.clone()))
+            }
             UserCommand::Role { email, role } => of(
                 change(None, action::USER_ROLE, format!("{email} ({role})")),
                 TenantOf::Account(email.clone()),
@@ -103,10 +105,14 @@ pub(crate) fn change_of(cmd: &Command) -> Option<Change> {
         },
         Command::Admin(AdminCommand::Passwd { .. }) => change(None, action::ADMIN_PASSWORD, "admin"),
         Command::Apikey(a) => match a {
-            ApiKeyCommand::Add { tenant, name, .. } => change(
+            ApiKeyCommand::Add { tenant, name, scope, types, .. } => change(
                 tenant.as_deref(),
                 action::API_KEY_ADD,
-                if name.is_empty() { "(unnamed)" } else { name },
+                format!(
+                    "{} (scope {scope}{})",
+                    if name.is_empty() { "(unnamed)" } else { name },
+                    if types.is_empty() { String::new() } else { format!(", types {}", types.join(",")) }
+                ),
             ),
             ApiKeyCommand::Revoke { id } => change(None, action::API_KEY_REVOKE, format!("API key {id}")),
             ApiKeyCommand::List { .. } => None,
@@ -163,6 +169,10 @@ pub(crate) fn change_of(cmd: &Command) -> Option<Change> {
                 None
             }
         },
+        // A copy of everything left the server: who made it, and where to.
+        Command::Backup { file } => change(None, action::BACKUP, file.display().to_string()),
+        // Recorded in the restored log: where it came from.
+        Command::Restore { file } => change(None, action::RESTORE, file.display().to_string()),
         _ => None,
     }
 }
@@ -187,6 +197,18 @@ fn login() -> String {
             (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
         })
         .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// Names the change's tenant from the account it is about, as it is before the command runs
+/// (a removed account has no tenant afterwards).
+pub(crate) fn resolve_tenant(dirs: &DataDirs, c: &mut Change) {
+    if let Some(TenantOf::Account(email)) = &c.tenant_of
+        && let Ok(store) = dirs.open_store()
+        && let Ok(Some(account)) = store.account_by_email(&email.trim().to_lowercase())
+    {
+        c.tenant = account.tenant;
+        c.tenant_of = None;
+    }
 }
 
 /// The settings of the change's tenant as the log shows them (JSON), if it is a settings change.

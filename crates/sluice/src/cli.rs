@@ -188,6 +188,13 @@ pub(crate) enum Command {
     },
     /// Check a deployment: configuration, data directory, database integrity, import types.
     Doctor,
+    /// Back up the whole deployment into one new file while the server runs: the database (a
+    /// consistent snapshot), tenants' files, photos, archives, the host key and the secret key,
+    /// with each file's SHA-256. Keep it as safe as the server.
+    Backup { file: PathBuf },
+    /// Restore a backup into a data directory that holds no deployment (`--data-dir NEW`),
+    /// checking every file against the backup's manifest first. No server may run on it.
+    Restore { file: PathBuf },
     /// The audit log: who changed what (settings, credentials, accounts, API keys, approvals,
     /// deletions, exports, connectors), when, from where, and how it ended; newest first.
     Audit {

@@ -54,7 +54,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     init_logging(if serving { &config.log.level } else { "warn" });
     let dirs = DataDirs::new(&config.data_dir);
     // A command that changes something is recorded in the audit log once it has run.
-    let audited = crate::audit::change_of(&cli.command);
+    let mut audited = crate::audit::change_of(&cli.command);
+    if let Some(c) = audited.as_mut() {
+        crate::audit::resolve_tenant(&dirs, c);
+    }
     let before = audited.as_ref().and_then(|c| crate::audit::snapshot(&dirs, c));
     let result = command(cli, config, &dirs);
     if let Some(c) = &audited {
@@ -75,6 +78,8 @@ fn command(cli: Cli, config: Config, dirs: &DataDirs) -> Result<(), Failure> {
         }
         Command::Tenant(cmd) => crate::tenants::tenant_command(&config, &dirs, cmd),
         Command::Doctor => crate::operations::doctor(&config, &dirs),
+        Command::Backup { file } => crate::backup::backup(&config, &dirs, &file),
+        Command::Restore { file } => crate::backup::restore(&config, &dirs, &file),
         Command::Types { json } => crate::imports::types(&config, json),
         Command::Validate { type_name, files } => crate::imports::validate(&config, &type_name, &files),
         Command::Import { show: Some(ImportCommand::Show { id, errors, json }), .. } => {

@@ -12,6 +12,7 @@ macro_rules! outln {
 
 mod accounts;
 mod audit;
+mod backup;
 mod cli;
 mod config;
 mod connectors;

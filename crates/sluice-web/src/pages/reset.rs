@@ -107,7 +107,13 @@ pub async fn ask(
         if let Err(e) = &sent {
             tracing::warn!("password reset email: {e}");
         }
-        let actor = Actor { kind: ActorKind::Account, name: email.clone(), source: client.to_string() };
+        // Whoever asked is not logged in: anyone may ask for any address. The entry says
+        // which account was asked for, not that its owner asked.
+        let actor = Actor {
+            kind: ActorKind::Account,
+            name: "(not logged in)".to_owned(),
+            source: client.to_string(),
+        };
         let did = crate::audit::Did::new(
             account.tenant.as_deref(),
             action::PASSWORD_RESET_ASKED,

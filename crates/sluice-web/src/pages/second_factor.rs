@@ -202,7 +202,7 @@ pub async fn code(
                 let _ = web.ingest.store.end_session(&token_hash);
                 return Redirect::to("/login").into_response();
             }
-            let message = "That code is not right, or it was used already: wait for the next one.";
+            let message = "That code is not right, or it was used already (an app's code: wait for the next one; a recovery code works once).";
             (StatusCode::UNAUTHORIZED, page("Two-step login", None, code_page(&csrf, message)))
                 .into_response()
         }
@@ -391,7 +391,19 @@ pub async fn off(State(web): State<Web>, viewer: Viewer, Form(form): Form<OffFor
         return refused;
     }
     if web.second_factor.requires(&viewer.account) {
-        return back_to(&viewer, "/account", "Not switched off: the operator requires it for your account.");
+        let tenant = viewer.account.tenant.clone();
+        let did = crate::audit::Did::new(
+            tenant.as_deref(),
+            action::SECOND_FACTOR_OFF,
+            viewer.account.email.clone(),
+            false,
+        );
+        crate::audit::record_off(&web, viewer.actor(), did).await;
+        return back_to(
+            &viewer,
+            "/account",
+            "Not switched off: the operator requires it for your account (a new phone: ask the operator to switch it off with sluice user second-factor-off, then set it up again).",
+        );
     }
     let Ok(_slot) = web.password_checks.clone().try_acquire_owned() else {
         return back_to(&viewer, "/account", "Not switched off: busy; try again in a moment.");

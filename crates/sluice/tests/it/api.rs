@@ -707,6 +707,13 @@ fn a_read_only_key_cannot_change_anything_on_any_operation_and_a_typed_key_sees_
         }
     }
     assert!(writes >= 11, "{writes} write operations");
+    // The document says so: every operation may answer 403.
+    assert!(
+        doc["paths"]["/api/v1/tenants/{tenant}/settings"]["patch"]["responses"]["403"].is_object(),
+        "403 documented"
+    );
+    let listed = api.server.cli_ok(&["apikey", "list", "--tenant", "acme"]);
+    assert!(listed.lines().any(|l| l.contains("reporting") && l.contains(" read ")), "{listed}");
     // Each refusal is in the audit log once, as the key's, naming what it asked for.
     let log: serde_json::Value =
         json(&api.server.cli_ok(&["audit", "--tenant", "acme", "--json", "--limit", "1000"]));

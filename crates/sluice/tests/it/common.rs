@@ -89,6 +89,12 @@ impl Server {
         Self { child, port, http_port, dir, env, launch }
     }
 
+    /// A server on a data directory prepared beforehand (`dir/data`: a restored backup).
+    pub fn start_in(dir: TempDir) -> Self {
+        let (child, port, http_port) = spawn_server(dir.path(), &[], Launch::default());
+        Self { child, port, http_port, dir, env: Vec::new(), launch: Launch::default() }
+    }
+
     /// SIGKILL, then start again on the same data directory (and a new port).
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();

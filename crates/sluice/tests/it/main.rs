@@ -6,6 +6,7 @@ mod common;
 mod api;
 mod audit;
 mod audit_log;
+mod backup;
 mod browser;
 mod clever;
 mod cli;

@@ -1,0 +1,178 @@
+//! `sluice backup` while the server runs, and `sluice restore` into a new data directory: the
+//! same tenants, records, photos, waiting files, host key and secret key come back; a damaged
+//! or forged backup restores nothing.
+
+use crate::common::*;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+fn restore(into: &Path, file: &Path) -> std::process::Output {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--data-dir").arg(into).arg("restore").arg(file);
+    run_with_timeout(&mut cmd, Duration::from_secs(60))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_made_while_serving_restores_into_a_new_data_directory_that_serves_the_same() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw-for-tests");
+    server.cli_ok(&["tenant", "set", "acme", "types=students,guardians,photos"]);
+    let students = "sisId,firstName,lastName\nS1,Ann,Lee\nS2,Bo,Ng\nS3,Cy,Ode\n";
+    let file = write_file(server.dir.path(), "students.csv", students.as_bytes());
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "students", file.to_str().unwrap()]);
+    let zip = crate::photos::zip_of(&[("S1.png", &crate::photos::png(40, 50, 120))]);
+    let file = write_file(server.dir.path(), "photos.zip", &zip);
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "photos", file.to_str().unwrap()]);
+    // A file waiting for its sync, uploaded over SFTP; the session stays open during the backup.
+    server.cli_ok(&["tenant", "set", "acme", "trigger=manual"]);
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
+    let waiting = b"sisId,firstName,lastName\nS4,Di,Pu\n";
+    put(&sftp, "/students/next.csv", waiting).await.unwrap();
+    let fingerprint = server.host_fingerprint();
+
+    let backup = server.dir.path().join("nightly.zip");
+    let server = tokio::task::spawn_blocking(move || {
+        let made = server.cli(&["backup", backup.to_str().unwrap()]);
+        assert!(made.status.success(), "{}", output_text(&made));
+        let said = output_text(&made);
+        assert!(said.contains("records: 3") && said.contains("secret key"), "{said}");
+        let again = server.cli(&["backup", backup.to_str().unwrap()]);
+        assert_eq!(again.status.code(), Some(2), "a backup never replaces a file: {}", output_text(&again));
+        server
+    })
+    .await
+    .unwrap();
+    let backup = server.dir.path().join("nightly.zip");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let fresh = tempfile::tempdir().unwrap();
+    let into = fresh.path().join("data");
+    let out = restore(&into, &backup);
+    let said = output_text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("records: 3 (the backup said 3)"), "{said}");
+    let twice = restore(&into, &backup);
+    assert_eq!(twice.status.code(), Some(2), "{}", output_text(&twice));
+    assert!(output_text(&twice).contains("already holds a deployment"));
+    for key in ["secret.key", "ssh_host_ed25519_key"] {
+        assert_eq!(
+            std::fs::read(server.data_dir().join(key)).ok(),
+            std::fs::read(into.join(key)).ok(),
+            "{key}"
+        );
+    }
+
+    let restored = Server::start_in(fresh);
+    assert_eq!(restored.host_fingerprint(), fingerprint, "clients see the same server");
+    let (_ssh, sftp) = sftp_login(restored.port, "acme", "pw-for-tests").await;
+    let mut f = sftp.open("/students/next.csv").await.unwrap();
+    let mut got = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut f, &mut got).await.unwrap();
+    assert_eq!(got, waiting, "the waiting file came back");
+    let (restored, server) = tokio::task::spawn_blocking(move || {
+        let records = restored.cli_ok(&["records", "--tenant", "acme", "--type", "students"]);
+        assert!(["S1", "S2", "S3"].iter().all(|k| records.contains(k)), "{records}");
+        let photos = std::fs::read_dir(restored.data_dir().join("photos").join("acme")).unwrap().count();
+        assert!(photos >= 1, "the photo came back");
+        let log = restored.cli_ok(&["audit"]);
+        assert!(log.contains("backup.restore"), "{log}");
+        (restored, server)
+    })
+    .await
+    .unwrap();
+    assert!(server.cli_ok(&["audit"]).contains("backup.make"));
+    drop(restored);
+}
+
+/// Named contents.
+type Files<'a> = Vec<(&'a str, &'a [u8])>;
+
+/// Writes a backup-shaped zip: (name, bytes) entries and a manifest listing `listed`.
+fn forged(path: &Path, entries: &[(&str, &[u8])], listed: &[(&str, &[u8])]) {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, bytes) in entries {
+        zip.start_file(*name, options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    let files: Vec<serde_json::Value> = listed
+        .iter()
+        .map(|(name, bytes)| serde_json::json!({"path": name, "bytes": bytes.len(), "sha256": sha256_hex(bytes)}))
+        .collect();
+    let manifest =
+        serde_json::json!({"format": "sluice-backup/1", "created_ms": 0, "counts": {}, "files": files});
+    zip.start_file("backup.json", options).unwrap();
+    zip.write_all(manifest.to_string().as_bytes()).unwrap();
+    zip.finish().unwrap();
+}
+
+/// A backup with a name that climbs out, an entry its manifest does not list, a file that
+/// does not match its manifest, or one entry twice: refused before anything is written.
+#[test]
+fn a_forged_or_damaged_backup_restores_nothing() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw-for-tests");
+    let backup = server.dir.path().join("real.zip");
+    server.cli_ok(&["backup", backup.to_str().unwrap()]);
+    let mut db = Vec::new();
+    {
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(&backup).unwrap()).unwrap();
+        std::io::Read::read_to_end(&mut archive.by_name("sluice.db").unwrap(), &mut db).unwrap();
+    }
+    let db = db.as_slice();
+    let work = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Files<'_>, Files<'_>, &str)> = vec![
+        (
+            "climb",
+            vec![("sluice.db", db), ("../evil", b"x")],
+            vec![("sluice.db", db), ("../evil", b"x")],
+            "not a name",
+        ),
+        ("absolute", vec![("sluice.db", db), ("/tmp/evil", b"x")], vec![("sluice.db", db)], "not a name"),
+        (
+            "unlisted",
+            vec![("sluice.db", db), ("tenants/acme/x.csv", b"x")],
+            vec![("sluice.db", db)],
+            "not in its manifest",
+        ),
+        (
+            "damaged",
+            vec![("sluice.db", db), ("tenants/acme/x.csv", b"y")],
+            vec![("sluice.db", db), ("tenants/acme/x.csv", b"x")],
+            "does not match",
+        ),
+        (
+            "twice",
+            vec![("sluice.db", db), ("tenants/acme/x.csv", b"x")],
+            vec![("sluice.db", db), ("tenants/acme/x.csv", b"x"), ("tenants/acme/x.csv", b"x")],
+            "twice",
+        ),
+        (
+            "no database",
+            vec![("tenants/acme/x.csv", b"x")],
+            vec![("tenants/acme/x.csv", b"x")],
+            "no database",
+        ),
+    ];
+    for (case, entries, listed, why) in cases {
+        let file = work.path().join(format!("{case}.zip"));
+        forged(&file, &entries, &listed);
+        let into = work.path().join(format!("{case}-data"));
+        let out = restore(&into, &file);
+        let said = output_text(&out);
+        assert!(!out.status.success() && said.contains(why), "{case}: {said}");
+        assert!(!into.join("sluice.db").exists(), "{case}: nothing restored");
+        assert!(!work.path().join("evil").exists() && !Path::new("/tmp/evil").exists(), "{case}");
+        assert!(!into.join("tenants/acme/x.csv").exists(), "{case}");
+    }
+    let not_zip = work.path().join("notes.txt");
+    std::fs::write(&not_zip, "hello").unwrap();
+    let out = restore(&work.path().join("n-data"), &not_zip);
+    assert!(
+        !out.status.success() && output_text(&out).contains("not a sluice backup"),
+        "{}",
+        output_text(&out)
+    );
+}
