@@ -36,11 +36,15 @@ impl crate::roles::Audit for Store {
         limit: usize,
     ) -> Result<Vec<AuditEntry>> {
         self.with(|c| {
-            let mut stmt = c.prepare(
+            // Two statements, so that a tenant's entries come through `audit_log_by_tenant`
+            // (tenant, id) rather than a walk of every tenant's entries back to its first.
+            let mut stmt = c.prepare(if tenant.is_some() {
                 "SELECT id, at_ms, tenant, actor_kind, actor, source, action, target, outcome, before, after
-                 FROM audit_log WHERE (?1 IS NULL OR tenant = ?1) AND at_ms >= ?2 AND id < ?4
-                 ORDER BY id DESC LIMIT ?3",
-            )?;
+                 FROM audit_log WHERE tenant = ?1 AND at_ms >= ?2 AND id < ?4 ORDER BY id DESC LIMIT ?3"
+            } else {
+                "SELECT id, at_ms, tenant, actor_kind, actor, source, action, target, outcome, before, after
+                 FROM audit_log WHERE ?1 IS NULL AND at_ms >= ?2 AND id < ?4 ORDER BY id DESC LIMIT ?3"
+            })?;
             let before = before_id.unwrap_or(i64::MAX);
             let rows = stmt.query_map(params![tenant, since_ms.unwrap_or(0), limit as i64, before], |r| {
                 Ok((
