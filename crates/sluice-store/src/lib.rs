@@ -265,6 +265,35 @@ impl Store {
         })
     }
 
+    /// Points the files imports keep (a held import's file, an error report) at `data_dir`:
+    /// after a restore into another data directory, each by its file name under
+    /// `spool/held/` and `reports/`. Returns how many were changed.
+    pub fn rebase_kept_files(&self, data_dir: &std::path::Path) -> Result<usize> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let rows: Vec<(i64, Option<String>, Option<String>)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, held_file, report_file FROM imports WHERE held_file IS NOT NULL OR report_file IS NOT NULL",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let moved = |kept: &Option<String>, under: &std::path::Path| -> Option<String> {
+                let name = std::path::Path::new(kept.as_ref()?).file_name()?;
+                Some(under.join(name).display().to_string())
+            };
+            let (held, reports) = (data_dir.join("spool").join("held"), data_dir.join("reports"));
+            for (id, held_file, report_file) in &rows {
+                tx.execute(
+                    "UPDATE imports SET held_file = ?2, report_file = ?3 WHERE id = ?1",
+                    params![id, moved(held_file, &held), moved(report_file, &reports)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(rows.len())
+        })
+    }
+
     /// What a backup says it holds, to check a restore against: tenants, records, accounts,
     /// imports, audit entries.
     pub fn counts(&self) -> Result<std::collections::BTreeMap<String, i64>> {

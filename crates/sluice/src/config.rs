@@ -17,6 +17,10 @@ listen = "127.0.0.1:2222"
 # The host name tenants' clients connect to, as the dashboard's credentials page shows it
 # ("" = the listening address, or the dashboard's own host name when listening on all).
 public_host = ""
+# The server's SSH host key, an OpenSSH private key file ("" = DATA_DIR/ssh_host_ed25519_key,
+# made on first start). Set it to keep one key across machines or from a secret store: the
+# file must exist (ssh-keygen -t ed25519 -N '' -f FILE); sluice only reads it.
+host_key_file = ""
 # Admit hmac-sha2-256/512 (encrypt-and-MAC) for SSH libraries without encrypt-then-MAC,
 # such as libssh2 before 1.11 (Debian 12's curl).
 compat = false
@@ -219,6 +223,16 @@ pub struct SecretsConfig {
 impl Config {
     /// Where the key sealing connectors' credentials is (`[secrets] key_file`, by default
     /// `DATA_DIR/secret.key`).
+    /// The SSH host key's file, and whether sluice makes it when it is missing (only its own,
+    /// in the data directory; a file the operator names must exist).
+    pub fn host_key_file(&self) -> (PathBuf, bool) {
+        if self.sftp.host_key_file.is_empty() {
+            (self.data_dir.join("ssh_host_ed25519_key"), true)
+        } else {
+            (PathBuf::from(&self.sftp.host_key_file), false)
+        }
+    }
+
     pub fn secret_key_file(&self) -> PathBuf {
         if self.secrets.key_file.is_empty() {
             self.data_dir.join("secret.key")
@@ -257,6 +271,7 @@ impl ImportsConfig {
 pub struct SftpConfig {
     pub listen: SocketAddr,
     pub public_host: String,
+    pub host_key_file: String,
     pub compat: bool,
     pub post_quantum_only: bool,
     pub login_grace_secs: u64,

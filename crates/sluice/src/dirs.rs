@@ -13,8 +13,10 @@ pub struct DataDirs {
 }
 
 impl DataDirs {
+    /// The data directory, made absolute once here: paths the database keeps (a held import's
+    /// file, an error report) then do not depend on the directory a command was run from.
     pub fn new(root: &Path) -> Self {
-        Self { root: root.to_path_buf() }
+        Self { root: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()) }
     }
     pub fn database(&self) -> PathBuf {
         self.root.join("sluice.db")

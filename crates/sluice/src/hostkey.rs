@@ -8,7 +8,17 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-pub fn load_or_generate(path: &Path) -> Result<PrivateKey> {
+/// Reads the host key at `path`; when there is none, makes one if `may_generate` (sluice's own
+/// file in the data directory), and otherwise says how to make it.
+pub fn load_or_generate(path: &Path, may_generate: bool) -> Result<PrivateKey> {
+    if !path.exists() && !may_generate {
+        anyhow::bail!(
+            "[sftp] host_key_file = {:?} does not exist: make it with `ssh-keygen -t ed25519 -N '' -f {}` \
+             (or copy the key the server had, so clients keep trusting it)",
+            path.display().to_string(),
+            path.display()
+        );
+    }
     if path.exists() {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read host key {}", path.display()))?;

@@ -51,15 +51,28 @@ pub(crate) fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
         "import types",
         crate::types::load(config.imports.types_dir()).map(|t| format!("{} types", t.all().len())),
     );
-    let key = dirs.host_key();
+    let (key, generated) = config.host_key_file();
     check(
         "host key",
         if key.exists() {
             std::fs::read_to_string(&key)
-                .map(|_| key.display().to_string())
+                .map_err(anyhow::Error::from)
+                .and_then(|text| {
+                    russh::keys::PrivateKey::from_openssh(&text)
+                        .map_err(|e| anyhow!("not an OpenSSH private key: {e}"))
+                })
+                .map(|k| {
+                    format!(
+                        "{} ({})",
+                        key.display(),
+                        k.public_key().fingerprint(russh::keys::HashAlg::Sha256)
+                    )
+                })
                 .with_context(|| format!("{}", key.display()))
-        } else {
+        } else if generated {
             Ok("not generated yet (created on first `sluice serve`)".into())
+        } else {
+            Err(anyhow!("[sftp] host_key_file {} does not exist", key.display()))
         },
     );
     for line in report {

@@ -24,7 +24,8 @@ pub async fn run(config: Config) -> Result<()> {
     }
     // So can exports that were being written (by this server or a killed `sluice export`).
     let _ = sluice_export::clear_stale(&dirs.export_spool(), std::time::Duration::from_secs(600));
-    let host_key = hostkey::load_or_generate(&dirs.host_key())?;
+    let (host_key_file, may_generate) = config.host_key_file();
+    let host_key = hostkey::load_or_generate(&host_key_file, may_generate)?;
     let host_key_public = host_key.public_key().clone();
     let types = crate::types::load(config.imports.types_dir())?;
     let metrics = Arc::new(Metrics::default());

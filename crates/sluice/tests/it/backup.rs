@@ -24,6 +24,18 @@ async fn a_backup_made_while_serving_restores_into_a_new_data_directory_that_ser
     let zip = crate::photos::zip_of(&[("S1.png", &crate::photos::png(40, 50, 120))]);
     let file = write_file(server.dir.path(), "photos.zip", &zip);
     server.cli_ok(&["import", "--tenant", "acme", "--type", "photos", file.to_str().unwrap()]);
+    // A held import (it would delete two of three students), approved after the restore.
+    let one = write_file(server.dir.path(), "one.csv", b"sisId,firstName,lastName\nS1,Ann,Lee\n");
+    let held = server.cli(&["import", "--tenant", "acme", "--type", "students", one.to_str().unwrap()]);
+    assert!(output_text(&held).contains("held"), "{}", output_text(&held));
+    let held_id = server.imports("acme")[0]["id"].as_i64().unwrap();
+    // A file whose name has a backslash, as a Windows client may leave.
+    std::fs::write(server.tenant_dir("acme").join("guardians").join("back\\slash.csv"), b"x\n").unwrap();
+    // A backup inside the data directory: refused (a tenant could download it).
+    let inside = server.tenant_dir("acme").join("exports").join("full.zip");
+    let refused = server.cli(&["backup", inside.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
+    assert!(!inside.exists());
     // A file waiting for its sync, uploaded over SFTP; the session stays open during the backup.
     server.cli_ok(&["tenant", "set", "acme", "trigger=manual"]);
     let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
@@ -55,7 +67,7 @@ async fn a_backup_made_while_serving_restores_into_a_new_data_directory_that_ser
     assert!(said.contains("records: 3 (the backup said 3)"), "{said}");
     let twice = restore(&into, &backup);
     assert_eq!(twice.status.code(), Some(2), "{}", output_text(&twice));
-    assert!(output_text(&twice).contains("already holds a deployment"));
+    assert!(output_text(&twice).contains("is not empty"), "{}", output_text(&twice));
     for key in ["secret.key", "ssh_host_ed25519_key"] {
         assert_eq!(
             std::fs::read(server.data_dir().join(key)).ok(),
@@ -78,6 +90,12 @@ async fn a_backup_made_while_serving_restores_into_a_new_data_directory_that_ser
         assert!(photos >= 1, "the photo came back");
         let log = restored.cli_ok(&["audit"]);
         assert!(log.contains("backup.restore"), "{log}");
+        assert!(restored.tenant_dir("acme").join("guardians").join("back\\slash.csv").exists());
+        // The held import's file came along, at its new place: approving it applies it.
+        let approved = restored.cli(&["approve", &held_id.to_string()]);
+        assert!(approved.status.success(), "{}", output_text(&approved));
+        let left = restored.cli_ok(&["records", "--tenant", "acme", "--type", "students"]);
+        assert!(left.contains("S1") && !left.contains("S2"), "{left}");
         (restored, server)
     })
     .await
@@ -167,6 +185,28 @@ fn a_forged_or_damaged_backup_restores_nothing() {
         assert!(!work.path().join("evil").exists() && !Path::new("/tmp/evil").exists(), "{case}");
         assert!(!into.join("tenants/acme/x.csv").exists(), "{case}");
     }
+    // A database that is not one, with a manifest that says so truthfully: refused after
+    // staging, nothing in place, and the same directory takes a good backup afterwards.
+    let junk: &[u8] = b"not a database at all, but its manifest matches";
+    let file = work.path().join("junk.zip");
+    forged(&file, &[("sluice.db", junk)], &[("sluice.db", junk)]);
+    let into = work.path().join("retry-data");
+    let out = restore(&into, &file);
+    assert!(
+        !out.status.success() && output_text(&out).contains("nothing was restored"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(!into.join("sluice.db").exists() && !into.join(".restoring").exists());
+    let out = restore(&into, &backup);
+    assert!(out.status.success(), "a retry into the same directory: {}", output_text(&out));
+    // A target with anything in it (here a link planted where photos go): refused.
+    let planted = work.path().join("planted-data");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::os::unix::fs::symlink(work.path(), planted.join("photos")).unwrap();
+    let out = restore(&planted, &backup);
+    assert!(!out.status.success() && output_text(&out).contains("not empty"), "{}", output_text(&out));
+
     let not_zip = work.path().join("notes.txt");
     std::fs::write(&not_zip, "hello").unwrap();
     let out = restore(&work.path().join("n-data"), &not_zip);

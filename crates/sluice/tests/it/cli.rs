@@ -386,3 +386,45 @@ fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     assert!(server.is_running(), "{}", server.log());
     assert_eq!(server.http_get("/healthz").0, 200, "{}", server.log());
 }
+
+/// `[sftp] host_key_file`: a key of the operator's (one per cluster, or from a secret store)
+/// is read, never made; missing, the server says how to make it and does not start.
+#[test]
+fn a_host_key_of_the_operators_is_used_and_never_made() {
+    let first = Server::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("cluster_host_key");
+    std::fs::copy(first.data_dir().join("ssh_host_ed25519_key"), &key).unwrap();
+    let key_text = key.to_str().unwrap();
+    let second = Server::start_with(&[("SLUICE_SFTP_HOST_KEY_FILE", key_text)]);
+    // What the server presents, as a client sees it.
+    if have("ssh-keyscan", "openssh-client") {
+        let scan = Command::new("ssh-keyscan")
+            .args(["-t", "ed25519", "-p", &second.port.to_string(), "127.0.0.1"])
+            .output()
+            .unwrap();
+        let presented = String::from_utf8_lossy(&scan.stdout).into_owned();
+        let text = std::fs::read_to_string(&key).unwrap();
+        let public = russh::keys::PrivateKey::from_openssh(&text).unwrap().public_key().to_openssh().unwrap();
+        let blob = public.split_whitespace().nth(1).unwrap().to_owned();
+        assert!(presented.contains(&blob), "the server presents the configured key: {presented}");
+    }
+    assert!(!second.data_dir().join("ssh_host_ed25519_key").exists(), "no key of its own made");
+    let doctor = second.cli_with_env(&["doctor"], &[("SLUICE_SFTP_HOST_KEY_FILE", key_text)]);
+    assert!(output_text(&doctor).contains("cluster_host_key (SHA256:"), "{}", output_text(&doctor));
+
+    let missing = keys.path().join("nowhere");
+    let mut serve = std::process::Command::new(BIN);
+    serve.arg("--data-dir").arg(keys.path().join("data")).arg("serve").envs([
+        ("SLUICE_SFTP_LISTEN", "127.0.0.1:0"),
+        ("SLUICE_HTTP_LISTEN", "127.0.0.1:0"),
+        ("SLUICE_SFTP_HOST_KEY_FILE", missing.to_str().unwrap()),
+    ]);
+    let out = run_with_timeout(&mut serve, std::time::Duration::from_secs(20));
+    let said = output_text(&out);
+    assert!(
+        !out.status.success() && said.contains("does not exist") && said.contains("ssh-keygen"),
+        "{said}"
+    );
+    assert!(!missing.exists());
+}
