@@ -123,6 +123,7 @@ pub mod action {
     pub const LOGIN_SECOND_FACTOR: &str = "login.second_factor";
     pub const SECOND_FACTOR_ON: &str = "second_factor.on";
     pub const SECOND_FACTOR_OFF: &str = "second_factor.off";
+    pub const RECOVERY_CODES: &str = "second_factor.recovery_codes";
 }
 
 /// An entry as it is written.

@@ -243,6 +243,29 @@ impl crate::roles::Accounts for Store {
         })
     }
 
+    fn replace_recovery_codes(&self, account: i64, hashes: &[String]) -> Result<bool> {
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let on: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND totp_sealed IS NOT NULL)",
+                [account],
+                |r| r.get(0),
+            )?;
+            if !on {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [account])?;
+            for hash in hashes {
+                tx.execute(
+                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
+                    params![account, hash],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
     fn use_recovery_code(&self, account: i64, code_hash: &str) -> Result<bool> {
         self.with_write(|c| {
             let used = c.execute(

@@ -152,6 +152,10 @@ pub trait Accounts {
     /// logins racing with one code, one wins).
     fn use_second_factor_step(&self, account: i64, step: i64) -> Result<bool>;
 
+    /// Replaces an account's recovery codes (their hashes); `false` when its second factor is
+    /// off (nothing kept).
+    fn replace_recovery_codes(&self, account: i64, hashes: &[String]) -> Result<bool>;
+
     /// Uses a recovery code (its hash) once.
     fn use_recovery_code(&self, account: i64, code_hash: &str) -> Result<bool>;
 

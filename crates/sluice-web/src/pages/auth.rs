@@ -148,7 +148,7 @@ fn refused(refusal: Refusal, secure_cookie: bool) -> Response {
 /// The login form, with a fresh token in a cookie and in the form (a double-submit token:
 /// another site cannot post a login of its choosing, since it can read neither).
 fn login_page(message: &str, secure_cookie: bool) -> Response {
-    let Ok((token, ..)) = crate::keys::generate() else {
+    let Ok((token, _)) = crate::keys::secret() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let html = page(
@@ -316,10 +316,10 @@ pub(super) fn landing(account: &Account) -> String {
 /// `pending` (a second factor is still to come), a session that opens no page yet and the
 /// redirect to the code form.
 pub(super) fn start_session(web: &Web, account: &Account, pending: bool) -> Response {
-    let Ok((token, _, token_hash)) = crate::keys::generate() else {
+    let Ok((token, token_hash)) = crate::keys::secret() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    let Ok((csrf, ..)) = crate::keys::generate() else {
+    let Ok((csrf, _)) = crate::keys::secret() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let store = &web.ingest.store;

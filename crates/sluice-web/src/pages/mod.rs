@@ -65,6 +65,7 @@ pub fn routes() -> Router<Web> {
         .route("/account/second-factor/start", post(second_factor::start))
         .route("/account/second-factor/confirm", post(second_factor::confirm))
         .route("/account/second-factor/off", post(second_factor::off))
+        .route("/account/second-factor/recovery-codes", post(second_factor::renew_codes))
         .route("/", get(imports::home))
         .route("/tenants/add", post(imports::add_tenant))
         .route("/tenants/enabled", post(imports::set_enabled))

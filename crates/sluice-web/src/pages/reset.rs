@@ -33,7 +33,7 @@ pub async fn ask_form(State(web): State<Web>) -> Response {
     }
     // A token in a cookie and in the form, as the login form has: another site cannot post
     // asks in a visitor's name (each counts against the visitor's address).
-    let Ok((token, ..)) = crate::keys::generate() else {
+    let Ok((token, _)) = crate::keys::secret() else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let page = shell(html! { div.card {
@@ -93,7 +93,7 @@ pub async fn ask(
     // The rest happens off the request: the answer comes at once, the same for everyone.
     let w = web.clone();
     tokio::task::spawn_blocking(move || {
-        let Ok((token, _, hash)) = crate::keys::generate() else { return };
+        let Ok((token, hash)) = crate::keys::secret() else { return };
         let account = match w.ingest.store.start_password_reset(&email, &hash, LIFETIME_MS) {
             Ok(a) => a,
             Err(e) => return tracing::warn!("password reset: {e}"),

@@ -172,8 +172,7 @@ pub async fn code(
         Ok(Some(kind)) => {
             // The session gets a new token now: a pending cookie someone planted in this
             // browser does not become a logged-in session.
-            let (Ok((token, _, new_hash)), Ok((new_csrf, ..))) =
-                (crate::keys::generate(), crate::keys::generate())
+            let (Ok((token, new_hash)), Ok((new_csrf, _))) = (crate::keys::secret(), crate::keys::secret())
             else {
                 return StatusCode::SERVICE_UNAVAILABLE.into_response();
             };
@@ -214,6 +213,31 @@ pub async fn code(
     }
 }
 
+/// Ten new recovery codes, and the hashes the store keeps of them.
+fn new_recovery_codes() -> Result<(Vec<String>, Vec<String>), Failed> {
+    let mut codes = Vec::with_capacity(totp::RECOVERY_CODES);
+    for _ in 0..totp::RECOVERY_CODES {
+        let mut random = [0u8; 7];
+        getrandom::fill(&mut random).map_err(|_| Failed::said("no random numbers"))?;
+        codes.push(totp::recovery_code(random));
+    }
+    let hashes = codes.iter().map(|c| crate::keys::hash(&totp::normalise_recovery_code(c))).collect();
+    Ok((codes, hashes))
+}
+
+/// The recovery codes shown once, after setting up or renewing them.
+fn codes_page(viewer: &Viewer, title: &str, codes: &[String]) -> Response {
+    let body = html! {
+        h1 { (title) }
+        div.card {
+            p { "Your recovery codes: each logs in once in place of a code from the app. Keep them somewhere safe, away from your phone. They are shown only now; any earlier ones no longer work." }
+            pre { @for c in codes { (c) "\n" } }
+            p { a href="/account" { "Done" } }
+        }
+    };
+    page(title, Some(viewer), body).into_response()
+}
+
 /// The account page's part: the second factor's state and what can be done with it.
 pub(super) fn section(viewer: &Viewer, factor: &SecondFactor, required: bool) -> Markup {
     html! { div.card {
@@ -221,6 +245,12 @@ pub(super) fn section(viewer: &Viewer, factor: &SecondFactor, required: bool) ->
         @if factor.sealed.is_some() {
             p { "On: after your password, you type a code from your authenticator app. "
                 (factor.recovery_codes_left) " recovery codes left." }
+            form method="post" action="/account/second-factor/recovery-codes" {
+                (csrf_field(viewer))
+                p { label { "Password" br; input name="password" type="password" autocomplete="current-password" required; } }
+                p { label { "A code from the app" br; input name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required; } }
+                p { button { "New recovery codes" } " " small { "(the old ones stop working)" } }
+            }
             @if required {
                 p { small { "The operator requires it for your account: it stays on." } }
             } @else {
@@ -336,14 +366,7 @@ pub async fn confirm(State(web): State<Web>, viewer: Viewer, Form(form): Form<Co
             .map_err(|_| Failed::said("the page was out of date; start again"))?;
         let step = totp::accept(&secret, &form.code, now_secs(), None)
             .ok_or_else(|| Failed::said("that code is not right (is the phone's clock right?)"))?;
-        let mut codes = Vec::with_capacity(totp::RECOVERY_CODES);
-        for _ in 0..totp::RECOVERY_CODES {
-            let mut random = [0u8; 7];
-            getrandom::fill(&mut random).map_err(|_| Failed::said("no random numbers"))?;
-            codes.push(totp::recovery_code(random));
-        }
-        let hashes: Vec<String> =
-            codes.iter().map(|c| crate::keys::hash(&totp::normalise_recovery_code(c))).collect();
+        let (codes, hashes) = new_recovery_codes()?;
         let step = i64::try_from(step).map_err(|_| Failed::said("a step out of range"))?;
         if !w.ingest.store.enable_second_factor(id, &form.enrolling, step, &hashes)? {
             return Err(Failed::said("another setup was started meanwhile; use the newest page"));
@@ -360,17 +383,7 @@ pub async fn confirm(State(web): State<Web>, viewer: Viewer, Form(form): Form<Co
     );
     crate::audit::record_off(&web, viewer.actor(), did).await;
     match done {
-        Ok(codes) => {
-            let body = html! {
-                h1 { "Two-step login is on" }
-                div.card {
-                    p { "Your recovery codes: each logs in once in place of a code from the app. Keep them somewhere safe, away from your phone. They are shown only now." }
-                    pre { @for c in &codes { (c) "\n" } }
-                    p { a href="/account" { "Done" } }
-                }
-            };
-            page("Two-step login is on", Some(&viewer), body).into_response()
-        }
+        Ok(codes) => codes_page(&viewer, "Two-step login is on", &codes),
         Err(Failed::Said(why)) => back_to(&viewer, "/account", &format!("Not switched on: {why}")),
         Err(Failed::Interrupted) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
@@ -439,6 +452,57 @@ pub async fn off(State(web): State<Web>, viewer: Viewer, Form(form): Form<OffFor
     match done {
         Ok(()) => back_to(&viewer, "/account", "Two-step login is off."),
         Err(Failed::Said(why)) => back_to(&viewer, "/account", &format!("Not switched off: {why}")),
+        Err(Failed::Interrupted) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// New recovery codes for an account whose second factor is on: the password and a code from
+/// the app first (checked and counted like the switch-off); the old codes stop working.
+pub async fn renew_codes(State(web): State<Web>, viewer: Viewer, Form(form): Form<OffForm>) -> Response {
+    if let Some(refused) = viewer.refuse_without_csrf(&form.csrf) {
+        return refused;
+    }
+    let Ok(_slot) = web.password_checks.clone().try_acquire_owned() else {
+        return back_to(&viewer, "/account", "Not renewed: busy; try again in a moment.");
+    };
+    if let Err(refusal) = web.defender.login_attempt(viewer.ip, Service::Dashboard, &viewer.account.email) {
+        return back_to(&viewer, "/account", &format!("Not renewed: {refusal}"));
+    }
+    let (w, account, ip) = (web.clone(), viewer.account.clone(), viewer.ip);
+    let done = blocking(move || {
+        let fresh = w
+            .ingest
+            .store
+            .account_by_email(&account.email)?
+            .ok_or_else(|| Failed::said("the account is gone"))?;
+        let stored = sluice_core::PasswordHash::from_stored(fresh.password_hash).map_err(Failed::said)?;
+        // A code from the app: a recovery code does not make new ones.
+        let right =
+            stored.verify(&form.password) && check_code(&w, &account, &form.code)? == Some(Code::Totp);
+        if !right {
+            let _ = w.defender.login_failed(ip, Service::Dashboard, &account.email, true);
+            return Err(Failed::said(
+                "the password or the app's code is not right (or the code was used already)",
+            ));
+        }
+        let (codes, hashes) = new_recovery_codes()?;
+        if !w.ingest.store.replace_recovery_codes(account.id, &hashes)? {
+            return Err(Failed::said("two-step login is not on"));
+        }
+        Ok(codes)
+    })
+    .await;
+    let tenant = viewer.account.tenant.clone();
+    let did = crate::audit::Did::new(
+        tenant.as_deref(),
+        action::RECOVERY_CODES,
+        viewer.account.email.clone(),
+        done.is_ok(),
+    );
+    crate::audit::record_off(&web, viewer.actor(), did).await;
+    match done {
+        Ok(codes) => codes_page(&viewer, "New recovery codes", &codes),
+        Err(Failed::Said(why)) => back_to(&viewer, "/account", &format!("Not renewed: {why}")),
         Err(Failed::Interrupted) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }

@@ -1527,21 +1527,53 @@ fn a_second_factor_is_set_up_and_each_code_logs_in_once() {
         request(&server, "POST", "/login/code", Some(&third), &format!("csrf={token}&code={}", recovery[2]));
     assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/login")), "the password again");
 
-    // Off: the password and a code (a recovery code here; the app's was used this step).
+    // New recovery codes: the password and the app's next code (a recovery code does not
+    // make new ones); the old codes stop working.
     let account = request(&server, "GET", "/account", Some(&pending), "").body;
-    let off = format!("csrf={}&password=secret-1-for-tests&code={}", csrf(&account), recovery[3]);
+    let renew = |code: &str| format!("csrf={}&password=secret-1-for-tests&code={code}", csrf(&account));
+    let r = request(
+        &server,
+        "POST",
+        "/account/second-factor/recovery-codes",
+        Some(&pending),
+        &renew(&recovery[3]),
+    );
+    assert!(r.header("location").unwrap().contains("Not%20renewed"), "{}", r.head);
+    let next = sluice_core::totp::code_at(&secret, now_secs() + 30);
+    let r = request(&server, "POST", "/account/second-factor/recovery-codes", Some(&pending), &renew(&next));
+    assert!(r.status == 200 && r.body.contains("New recovery codes"), "{}", r.body);
+    let at = r.body.find("<pre>").unwrap() + 5;
+    let renewed: Vec<String> =
+        r.body[at..at + r.body[at..].find("</pre>").unwrap()].lines().map(str::to_owned).collect();
+    assert_eq!(renewed.len(), 10);
+    let (fourth, token) = password_step(&server, "bob@beta.org", "secret-1-for-tests");
+    let r =
+        request(&server, "POST", "/login/code", Some(&fourth), &format!("csrf={token}&code={}", recovery[3]));
+    assert_eq!(r.status, 401, "an old recovery code no longer works: {}", r.body);
+
+    // Off: the password and a code (a new recovery code here; the app's was used this step).
+    let account = request(&server, "GET", "/account", Some(&pending), "").body;
+    let off = format!("csrf={}&password=secret-1-for-tests&code={}", csrf(&account), renewed[0]);
     let r = request(&server, "POST", "/account/second-factor/off", Some(&pending), &off);
     assert!(r.header("location").unwrap().contains("is%20off"), "{}", r.head);
     session(&server, "bob@beta.org", "secret-1-for-tests");
 
     let log = server.cli_ok(&["audit", "--tenant", "beta", "--json"]);
-    for needle in ["second_factor.on", "second_factor.off", "login.second_factor", "recovery code"] {
+    for needle in [
+        "second_factor.on",
+        "second_factor.off",
+        "second_factor.recovery_codes",
+        "login.second_factor",
+        "recovery code",
+    ] {
         assert!(log.contains(needle), "{needle}: {log}");
     }
     let secret_text = data_encoding::BASE32_NOPAD.encode(&secret);
     let database = stored_text(&server);
     let server_log = server.log();
-    for kept in [secret_text.as_str(), recovery[4].as_str(), &recovery[4].replace('-', "")] {
+    for kept in
+        [secret_text.as_str(), recovery[4].as_str(), &recovery[4].replace('-', ""), renewed[5].as_str()]
+    {
         assert!(!log.contains(kept) && !database.contains(kept), "{kept} is stored or audited");
         assert!(!server_log.contains(kept), "{kept} is in the server's log");
     }
