@@ -157,8 +157,14 @@ impl SearchPaths {
     }
 }
 
-const FOLDED: &str = "sluice_fold(r.key), sluice_fold(json_extract(r.data, ?3)),
-     sluice_fold(json_extract(r.data, ?4)), sluice_fold(json_extract(r.data, ?5))";
+/// A name column's folded value from `r.data` at parameter `n`, or '' when the type has no such
+/// column: then no record's JSON is parsed for it (a package's enrollments have no names).
+fn folded(path: &Option<String>, n: u8) -> String {
+    match path {
+        Some(_) => format!("sluice_fold(json_extract(r.data, ?{n}))"),
+        None => "''".to_owned(),
+    }
+}
 
 /// Keeps `record_search` in step with what an import writes, on the import's own connection:
 /// TEMP triggers (which no other connection has) index each record as it is inserted or its
@@ -167,11 +173,14 @@ const FOLDED: &str = "sluice_fold(r.key), sluice_fold(json_extract(r.data, ?3)),
 pub(crate) fn watch_writes(c: &Connection) -> Result<()> {
     // (Not `INSERT OR REPLACE`: a trigger's statements take the conflict policy of the
     // statement that fired it, the upsert's.)
-    let index = "DELETE FROM record_search WHERE tenant_id = NEW.tenant_id AND type = NEW.type AND key = NEW.key
+    let index =
+        "DELETE FROM record_search WHERE tenant_id = NEW.tenant_id AND type = NEW.type AND key = NEW.key
             AND EXISTS (SELECT 1 FROM search_paths p WHERE p.type = NEW.type);
         INSERT INTO record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
-        SELECT NEW.tenant_id, NEW.type, NEW.key, sluice_fold(NEW.key), sluice_fold(json_extract(NEW.data, p.first)),
-               sluice_fold(json_extract(NEW.data, p.last)), sluice_fold(json_extract(NEW.data, p.email))
+        SELECT NEW.tenant_id, NEW.type, NEW.key, sluice_fold(NEW.key),
+               CASE WHEN p.first = '$.__none' THEN '' ELSE sluice_fold(json_extract(NEW.data, p.first)) END,
+               CASE WHEN p.last = '$.__none' THEN '' ELSE sluice_fold(json_extract(NEW.data, p.last)) END,
+               CASE WHEN p.email = '$.__none' THEN '' ELSE sluice_fold(json_extract(NEW.data, p.email)) END
         FROM search_paths p WHERE p.type = NEW.type;";
     c.execute_batch(&format!(
         "CREATE TEMP TABLE IF NOT EXISTS search_paths (type TEXT PRIMARY KEY, first TEXT NOT NULL,
@@ -237,19 +246,22 @@ pub(crate) fn index_whole(
             "DELETE FROM main.record_search WHERE tenant_id = ?1 AND type = ?2",
             params![tenant_id, type_name],
         )?;
-        c.execute(
-            &format!(
-                "INSERT INTO main.record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
-                 SELECT ?1, ?2, r.key, {FOLDED} FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2"
-            ),
-            params![
-                tenant_id,
-                type_name,
-                SearchPaths::path(&paths.first_name),
-                SearchPaths::path(&paths.last_name),
-                SearchPaths::path(&paths.email)
-            ],
-        )?;
+        let (first, last, email) =
+            (folded(&paths.first_name, 3), folded(&paths.last_name, 4), folded(&paths.email, 5));
+        let mut insert = c.prepare(&format!(
+            "INSERT INTO main.record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
+             SELECT ?1, ?2, r.key, sluice_fold(r.key), {first}, {last}, {email}
+             FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2"
+        ))?;
+        // Only the parameters the statement has (a missing column is a literal there).
+        insert.raw_bind_parameter(1, tenant_id)?;
+        insert.raw_bind_parameter(2, type_name)?;
+        for (n, path) in [(3, &paths.first_name), (4, &paths.last_name), (5, &paths.email)] {
+            if let Some(path) = path {
+                insert.raw_bind_parameter(n, path.as_str())?;
+            }
+        }
+        insert.raw_execute()?;
         c.execute(
             "INSERT INTO main.record_search_columns (tenant_id, type, paths) VALUES (?1, ?2, ?3)
              ON CONFLICT (tenant_id, type) DO UPDATE SET paths = excluded.paths",
