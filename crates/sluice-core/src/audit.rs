@@ -141,6 +141,21 @@ pub struct NewAuditEntry<'a> {
     pub after: Option<String>,
 }
 
+/// Which entries to read, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// One tenant's (`None`: every entry, the operator's view).
+    pub tenant: Option<String>,
+    /// From this time on (milliseconds since the epoch).
+    pub since_ms: Option<i64>,
+    /// Older than this entry (the next page after one that ended at it).
+    pub before_id: Option<i64>,
+    /// One action, or a family of them: `login` is `login` and `login.second_factor`, `user`
+    /// every `user.*`.
+    pub action: Option<String>,
+    pub limit: usize,
+}
+
 /// An entry as it is read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {

@@ -3,7 +3,7 @@
 
 use crate::{Result, Store, StoreError};
 use rusqlite::params;
-use sluice_core::audit::{Actor, ActorKind, AuditEntry, AuditOutcome, NewAuditEntry};
+use sluice_core::audit::{Actor, ActorKind, AuditEntry, AuditFilter, AuditOutcome, NewAuditEntry};
 
 impl crate::roles::Audit for Store {
     fn record_audit(&self, e: &NewAuditEntry<'_>) -> Result<i64> {
@@ -28,39 +28,40 @@ impl crate::roles::Audit for Store {
         })
     }
 
-    fn audit_entries(
-        &self,
-        tenant: Option<&str>,
-        since_ms: Option<i64>,
-        before_id: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>> {
+    fn audit_entries(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
         self.with(|c| {
             // Two statements, so that a tenant's entries come through `audit_log_by_tenant`
             // (tenant, id) rather than a walk of every tenant's entries back to its first.
-            let mut stmt = c.prepare(if tenant.is_some() {
+            let mut stmt = c.prepare(if f.tenant.is_some() {
                 "SELECT id, at_ms, tenant, actor_kind, actor, source, action, target, outcome, before, after
-                 FROM audit_log WHERE tenant = ?1 AND at_ms >= ?2 AND id < ?4 ORDER BY id DESC LIMIT ?3"
+                 FROM audit_log WHERE tenant = ?1 AND at_ms >= ?2 AND id < ?4
+                 AND (?5 IS NULL OR action = ?5 OR substr(action, 1, length(?5) + 1) = ?5 || '.')
+                 ORDER BY id DESC LIMIT ?3"
             } else {
                 "SELECT id, at_ms, tenant, actor_kind, actor, source, action, target, outcome, before, after
-                 FROM audit_log WHERE ?1 IS NULL AND at_ms >= ?2 AND id < ?4 ORDER BY id DESC LIMIT ?3"
+                 FROM audit_log WHERE ?1 IS NULL AND at_ms >= ?2 AND id < ?4
+                 AND (?5 IS NULL OR action = ?5 OR substr(action, 1, length(?5) + 1) = ?5 || '.')
+                 ORDER BY id DESC LIMIT ?3"
             })?;
-            let before = before_id.unwrap_or(i64::MAX);
-            let rows = stmt.query_map(params![tenant, since_ms.unwrap_or(0), limit as i64, before], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, String>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                    r.get::<_, Option<String>>(10)?,
-                ))
-            })?;
+            let before = f.before_id.unwrap_or(i64::MAX);
+            let (tenant, since_ms, limit) = (f.tenant.as_deref(), f.since_ms, f.limit);
+            let action = f.action.as_deref();
+            let rows =
+                stmt.query_map(params![tenant, since_ms.unwrap_or(0), limit as i64, before, action], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, String>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<String>>(10)?,
+                    ))
+                })?;
             let mut out = Vec::new();
             for row in rows {
                 let (id, at_ms, tenant, kind, name, source, action, target, outcome, before, after) = row?;

@@ -7,6 +7,7 @@ use crate::roles::{
     Accounts, ApiKeys, Audit, Bans, ImportQueue, Imports, People, Records, SavedExports, Tenants, Uploads,
 };
 use crate::{AuthorizedKey, KeyOwner, Outcome, Role, StageKind, StoreError};
+use sluice_core::audit::AuditFilter;
 use sluice_core::defender::Ban;
 use sluice_core::import::{ImportTypes, LoadMode};
 use sluice_core::net::Source;
@@ -46,24 +47,45 @@ pub fn audit(s: &impl Audit) {
     let second = s.record_audit(&entry(Some("beta"), &cli, "tenant.add", AuditOutcome::Done)).unwrap();
     s.record_audit(&entry(None, &cli, "admin.password", AuditOutcome::Refused)).unwrap();
     assert!(second > first);
-    let all = s.audit_entries(None, None, None, 10).unwrap();
+    let all = s.audit_entries(&AuditFilter { limit: 10, ..Default::default() }).unwrap();
     assert_eq!(
         all.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
         ["admin.password", "tenant.add", "tenant.settings"]
     );
     assert_eq!((all[0].tenant.as_deref(), all[0].outcome), (None, AuditOutcome::Refused));
-    let acme = s.audit_entries(Some("acme"), None, None, 10).unwrap();
+    let acme = s
+        .audit_entries(&AuditFilter { tenant: Some("acme".into()), limit: 10, ..Default::default() })
+        .unwrap();
     assert_eq!(acme.len(), 1);
     assert_eq!((&acme[0].actor, acme[0].after.as_deref()), (&ann, Some("{\"trigger\":\"on_upload\"}")));
-    assert_eq!(s.audit_entries(None, Some(acme[0].at_ms + 60_000), None, 10).unwrap().len(), 0);
-    assert_eq!(s.audit_entries(None, None, None, 2).unwrap().len(), 2);
+    assert_eq!(
+        s.audit_entries(&AuditFilter {
+            since_ms: Some(acme[0].at_ms + 60_000),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .len(),
+        0
+    );
+    assert_eq!(s.audit_entries(&AuditFilter { limit: 2, ..Default::default() }).unwrap().len(), 2);
     // Paging: older than the last entry of a page.
-    let older = s.audit_entries(None, None, Some(all[1].id), 10).unwrap();
+    let older = s
+        .audit_entries(&AuditFilter { before_id: Some(all[1].id), limit: 10, ..Default::default() })
+        .unwrap();
     assert_eq!(older.iter().map(|e| e.id).collect::<Vec<_>>(), [all[2].id]);
+    // By action: one, or a family (`tenant` is every `tenant.*`), never a longer name.
+    let of = |action: &str| {
+        let f = AuditFilter { action: Some(action.into()), limit: 10, ..Default::default() };
+        s.audit_entries(&f).unwrap().iter().map(|e| e.action.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(of("tenant.add"), ["tenant.add"]);
+    assert_eq!(of("tenant"), ["tenant.add", "tenant.settings"]);
+    assert!(of("tenant.a").is_empty() && of("admin").len() == 1);
     assert_eq!(s.purge_audit(acme[0].at_ms - 60_000).unwrap(), 0);
     // An entry less than a day old cannot be removed, whatever the retention asks.
     assert!(s.purge_audit(i64::MAX).is_err());
-    assert_eq!(s.audit_entries(None, None, None, 10).unwrap().len(), 3);
+    assert_eq!(s.audit_entries(&AuditFilter { limit: 10, ..Default::default() }).unwrap().len(), 3);
 }
 
 fn name(n: &str) -> TenantName {

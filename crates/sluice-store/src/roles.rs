@@ -11,7 +11,7 @@ use crate::{
     Tombstone,
 };
 use sluice_core::UploadEvent;
-use sluice_core::audit::{AuditEntry, NewAuditEntry};
+use sluice_core::audit::{AuditEntry, AuditFilter, NewAuditEntry};
 use sluice_core::connector::{Connector, HostKey};
 use sluice_core::defender::Ban;
 use sluice_core::net::Source;
@@ -503,15 +503,8 @@ pub trait Audit {
 
     /// Entries, newest first: of one tenant (`Some`), or all (`None`: the operator's view),
     /// since `since_ms`, at most `limit`.
-    /// Entries newest first: a tenant's (or all), from `since_ms` on, and older than the entry
-    /// `before_id` (the next page: the last id of the one before).
-    fn audit_entries(
-        &self,
-        tenant: Option<&str>,
-        since_ms: Option<i64>,
-        before_id: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>>;
+    /// Entries newest first, as `filter` says.
+    fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
 
     /// Removes the entries older than `before_ms` (the retention); returns how many.
     fn purge_audit(&self, before_ms: i64) -> Result<usize>;

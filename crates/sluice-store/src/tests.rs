@@ -611,7 +611,12 @@ fn the_audit_log_refuses_changes_to_its_rows() {
     assert!(changed.unwrap_err().to_string().contains("append-only"));
     let removed = store.with(|c| Ok(c.execute("DELETE FROM audit_log WHERE id = ?1", [id])?));
     assert!(removed.unwrap_err().to_string().contains("append-only"), "a fresh entry cannot be deleted");
-    assert_eq!(store.audit_entries(None, None, None, 10).unwrap()[0].actor.name, "root");
+    assert_eq!(
+        store.audit_entries(&sluice_core::audit::AuditFilter { limit: 10, ..Default::default() }).unwrap()[0]
+            .actor
+            .name,
+        "root"
+    );
 }
 
 /// An account has at most three live reset links: asking again keeps none (no email goes).

@@ -417,6 +417,9 @@ pub(crate) struct AuditQuery {
     limit: Option<usize>,
     /// Only entries older than this one (the previous page's `next_before_id`).
     before_id: Option<i64>,
+    /// One action (`tenant.settings`), or a family of them (`login`: `login` and
+    /// `login.second_factor`).
+    action: Option<String>,
 }
 
 /// The audit log: who changed what, when, from where, and how it ended; newest first
@@ -452,7 +455,14 @@ pub(crate) async fn audit(
             let created = web.ingest.store.require_tenant(t)?.created_ms;
             since = Some(since.unwrap_or(0).max(created));
         }
-        let entries = web.ingest.store.audit_entries(tenant.as_deref(), since, q.before_id, limit)?;
+        let filter = sluice_core::audit::AuditFilter {
+            tenant,
+            since_ms: since,
+            before_id: q.before_id,
+            action: q.action.filter(|a| !a.is_empty()),
+            limit,
+        };
+        let entries = web.ingest.store.audit_entries(&filter)?;
         let next_before_id = entries.last().filter(|_| entries.len() == limit).map(|e| e.id);
         Ok(Json(AuditList { entries: entries.iter().map(Into::into).collect(), next_before_id }))
     })

@@ -253,16 +253,18 @@ pub(crate) fn record(dirs: &DataDirs, c: &Change, before: Option<String>, result
     }
 }
 
+/// What `sluice audit` was asked to show.
+pub(crate) struct Shown<'a> {
+    pub tenant: Option<&'a str>,
+    pub since: Option<&'a str>,
+    pub before: Option<i64>,
+    pub action: Option<String>,
+    pub limit: usize,
+}
+
 /// `sluice audit`: the log, newest first.
-pub(crate) fn list(
-    dirs: &DataDirs,
-    tenant: Option<&str>,
-    since: Option<&str>,
-    before: Option<i64>,
-    limit: usize,
-    json: bool,
-) -> Result<(), Failure> {
-    let since_ms = match since {
+pub(crate) fn list(dirs: &DataDirs, shown: Shown<'_>, json: bool) -> Result<(), Failure> {
+    let since_ms = match shown.since {
         None => None,
         Some(day) => {
             let date: jiff::civil::Date = day.parse().map_err(|_| {
@@ -275,7 +277,14 @@ pub(crate) fn list(
     let store = dirs.open_store().map_err(crate::failure::usage)?;
     // The operator's command: a removed tenant's entries stay readable by its name (and a
     // tenant added again under it shows both; `--since` narrows them).
-    let entries = store.audit_entries(tenant, since_ms, before, limit)?;
+    let filter = sluice_core::audit::AuditFilter {
+        tenant: shown.tenant.map(str::to_owned),
+        since_ms,
+        before_id: shown.before,
+        action: shown.action,
+        limit: shown.limit,
+    };
+    let entries = store.audit_entries(&filter)?;
     if json {
         let views: Vec<sluice_core::views::AuditView> = entries.iter().map(Into::into).collect();
         outln!("{}", serde_json::to_string_pretty(&views)?);

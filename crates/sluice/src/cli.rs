@@ -209,6 +209,9 @@ pub(crate) enum Command {
         /// Only entries older than this id (the next page after one that ended at it).
         #[arg(long, value_name = "ID")]
         before: Option<i64>,
+        /// One action, or a family of them (`login` is `login` and `login.second_factor`).
+        #[arg(long)]
+        action: Option<String>,
         #[arg(long)]
         json: bool,
     },

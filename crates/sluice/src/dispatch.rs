@@ -69,8 +69,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
 fn command(cli: Cli, config: Config, dirs: &DataDirs) -> Result<(), Failure> {
     let dirs = dirs.clone();
     match cli.command {
-        Command::Audit { tenant, since, limit, before, json } => {
-            crate::audit::list(&dirs, tenant.as_deref(), since.as_deref(), before, limit, json)
+        Command::Audit { tenant, since, limit, before, action, json } => {
+            let shown = crate::audit::Shown {
+                tenant: tenant.as_deref(),
+                since: since.as_deref(),
+                before,
+                action,
+                limit,
+            };
+            crate::audit::list(&dirs, shown, json)
         }
         Command::Serve { .. } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

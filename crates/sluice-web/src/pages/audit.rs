@@ -23,6 +23,9 @@ pub struct AuditQuery {
     format: Option<String>,
     /// Older entries: those before this id (the "Older" link).
     before: Option<i64>,
+    /// One action or a family of them (`login`, `user`, `tenant.settings`).
+    #[serde(default)]
+    action: String,
 }
 
 /// The operator's view: every tenant's entries and the operator's own.
@@ -52,6 +55,23 @@ async fn shown(web: Web, viewer: Viewer, tenant: Option<String>, q: AuditQuery) 
     let q = AuditQuery { before: if csv { None } else { q.before }, ..q };
     let limit = if csv { CSV_MAX } else { PAGE };
     let of = tenant.clone();
+    let action = q.action.trim().to_owned();
+    // The filter as links carry it on.
+    let and_action: String = if action.is_empty() {
+        String::new()
+    } else {
+        let encoded: String = action
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'.' || b == b'_' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        format!("&action={encoded}")
+    };
     let Ok(entries) = blocking(move || {
         // A tenant's entries from its creation on: one removed before under the same name is
         // not this one.
@@ -59,7 +79,14 @@ async fn shown(web: Web, viewer: Viewer, tenant: Option<String>, q: AuditQuery) 
             Some(t) => Some(web.ingest.store.require_tenant(t)?.created_ms),
             None => None,
         };
-        Ok(web.ingest.store.audit_entries(of.as_deref(), since, q.before, limit)?)
+        let filter = sluice_core::audit::AuditFilter {
+            tenant: of.clone(),
+            since_ms: since,
+            before_id: q.before,
+            action: Some(q.action.trim().to_owned()).filter(|a| !a.is_empty()),
+            limit,
+        };
+        Ok(web.ingest.store.audit_entries(&filter)?)
     })
     .await
     else {
@@ -75,7 +102,13 @@ async fn shown(web: Web, viewer: Viewer, tenant: Option<String>, q: AuditQuery) 
         div.card {
             p {
                 "Who changed what, when and from where, newest first (" (PAGE) " a page). "
-                a href={ (here) "?format=csv" } { "Download all as CSV" }
+                a href={ (here) "?format=csv" (and_action) } { "Download all as CSV" }
+            }
+            form method="get" action=(here) {
+                label { "Only the action (or family: login, user, tenant.settings) "
+                    input name="action" type="text" value=(action) style="max-width:14em"; }
+                " " button { "Show" }
+                @if !action.is_empty() { " " a href=(here) { "All" } }
             }
             div.wrap { table {
                 tr { th { "When" } @if tenant.is_none() { th { "Tenant" } } th { "Who" } th { "From" } th { "What" } th { "On" } th { "Outcome" } }
@@ -86,12 +119,18 @@ async fn shown(web: Web, viewer: Viewer, tenant: Option<String>, q: AuditQuery) 
                         td { (e.actor.name) " " small { "(" (e.actor.kind.as_str()) ")" } }
                         td { (e.actor.source) }
                         td { code { (e.action) } }
-                        td { (e.target) }
+                        td {
+                            (e.target)
+                            // A settings change: what it was and what it became.
+                            @if let (Some(before), Some(after)) = (&e.before, &e.after) {
+                                details { summary { "before and after" } pre { (before) } pre { (after) } }
+                            }
+                        }
                         td { (e.outcome.as_str()) }
                     }
                 }
             } }
-            @if let Some(id) = older { p { a href={ (here) "?before=" (id) } { "Older entries" } } }
+            @if let Some(id) = older { p { a href={ (here) "?before=" (id) (and_action) } { "Older entries" } } }
         }
     };
     page("Audit log", Some(&viewer), body).into_response()

@@ -726,6 +726,9 @@ fn a_read_only_key_cannot_change_anything_on_any_operation_and_a_typed_key_sees_
         .collect();
     assert_eq!(refused.len(), writes, "{refused:?}");
     assert!(refused.contains(&format!("POST /api/v1/imports/{held}/approve").as_str()), "{refused:?}");
+    let (_, only) = api.get("/api/v1/audit?tenant=acme&action=access.refused&limit=1000", &api.acme);
+    let only = only["entries"].as_array().unwrap();
+    assert!(only.len() >= writes && only.iter().all(|e| e["action"] == "access.refused"), "{only:?}");
     // The API pages the log: a full page says where the next begins, and it begins there.
     let (_, first) = api.get("/api/v1/audit?tenant=acme&limit=2", &api.acme);
     let next = first["next_before_id"].as_i64().expect("a full page has a next one");

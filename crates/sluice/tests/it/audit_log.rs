@@ -64,6 +64,12 @@ fn each_command_line_change_leaves_one_entry_with_who_and_what_and_no_secret() {
     assert_eq!((before["trigger"].as_str(), after["trigger"].as_str()), (Some("on_upload"), Some("manual")));
     // The webhook's address without its path (a path can carry a token, as Slack's do).
     assert_eq!(after["webhook_url"], "https://hooks.example.org/…");
+    // By action: a family (`tenant` is every `tenant.*`).
+    let family: Vec<String> = entries(&server, &["--tenant", "acme", "--action", "tenant"])
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(family, ["tenant.settings", "tenant.settings", "tenant.password", "tenant.add"]);
     // The operator's view has everything; a date filter narrows it.
     assert_eq!(entries(&server, &[]).len(), 5);
     assert!(entries(&server, &["--since", "2099-01-01"]).is_empty());

@@ -1227,6 +1227,12 @@ fn an_owner_adds_and_removes_the_teams_accounts() {
     );
     server.cli_ok(&["user", "role", "cy@acme.org", "owner"]);
     assert_eq!(request(&server, "GET", "/t/acme/settings", Some(&cy), "").status, 200);
+    // The audit page, filtered to one action; a settings change shows what it was and became.
+    let page = request(&server, "GET", "/t/acme/audit?action=user.role", Some(&ann), "").body;
+    assert!(page.contains("user.role") && !page.contains("<code>user.add</code>"), "{page}");
+    server.cli_ok(&["tenant", "set", "acme", "trigger=manual"]);
+    let page = request(&server, "GET", "/t/acme/audit?action=tenant.settings", Some(&ann), "").body;
+    assert!(page.contains("before and after") && page.contains("manual"), "{page}");
     // Removed: logged out at once.
     let remove = format!("csrf={token}&email=cy%40acme.org");
     let r = request(&server, "POST", "/t/acme/team/remove", Some(&ann), &remove);
