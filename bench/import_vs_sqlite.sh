@@ -6,12 +6,18 @@
 #
 #   bench/import_vs_sqlite.sh [ROWS...]        (default: 1000000 5000000)
 #   BENCH_TYPES="students guardians" bench/import_vs_sqlite.sh 1000000
+#   BENCH_SLUICE=/path/to/sluice bench/import_vs_sqlite.sh 1000000   (a binary built elsewhere,
+#                                                                   e.g. main's, to compare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v sqlite3 >/dev/null || apt-get install -y -qq sqlite3 >/dev/null
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
-cargo build --release -q -p sluice
-SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
+if [ -n "${BENCH_SLUICE:-}" ]; then
+  SLUICE=$BENCH_SLUICE
+else
+  cargo build --release -q -p sluice
+  SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
+fi
 WORK=${BENCH_DIR:-$PWD/bench/out}
 rm -rf "$WORK" && mkdir -p "$WORK/types"
 

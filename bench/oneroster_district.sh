@@ -5,12 +5,17 @@
 # Prints times, the ratios, and sluice's peak memory.
 #
 #   bench/oneroster_district.sh [generator options, e.g. --students 5000]
+#   BENCH_SLUICE=/path/to/sluice bench/oneroster_district.sh   (a binary built elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v sqlite3 >/dev/null || apt-get install -y -qq sqlite3 >/dev/null
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
-cargo build --release -q -p sluice
-SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
+if [ -n "${BENCH_SLUICE:-}" ]; then
+  SLUICE=$BENCH_SLUICE
+else
+  cargo build --release -q -p sluice
+  SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
+fi
 WORK=${BENCH_DIR:-$PWD/bench/out/district}
 rm -rf "$WORK" && mkdir -p "$WORK"
 python3 bench/oneroster_district.py "$WORK" "$@"
