@@ -111,32 +111,50 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// A database failure, opaque outside the store.
+/// A database failure, opaque outside the store: SQLite's, or another backend's (an adapter
+/// in a crate of its own wraps its driver's errors with [`DatabaseError::other`]).
 #[derive(Debug)]
-pub struct DatabaseError(rusqlite::Error);
+pub struct DatabaseError(Backend);
+
+#[derive(Debug)]
+enum Backend {
+    Sqlite(rusqlite::Error),
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
 
 impl std::fmt::Display for DatabaseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        match &self.0 {
+            Backend::Sqlite(e) => e.fmt(f),
+            Backend::Other(e) => e.fmt(f),
+        }
     }
 }
 
 impl std::error::Error for DatabaseError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
+        match &self.0 {
+            Backend::Sqlite(e) => e.source(),
+            Backend::Other(e) => e.source(),
+        }
     }
 }
 
 impl DatabaseError {
-    /// Another connection holds the write lock.
+    /// Another backend's failure.
+    pub fn other(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        DatabaseError(Backend::Other(Box::new(e)))
+    }
+
+    /// Another connection holds SQLite's write lock.
     fn is_busy(&self) -> bool {
-        self.0.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+        matches!(&self.0, Backend::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy))
     }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(DatabaseError(e))
+        StoreError::Database(DatabaseError(Backend::Sqlite(e)))
     }
 }
 
@@ -341,28 +359,53 @@ fn upload_from_row(
     })
 }
 
-const TENANT_SELECT: &str = "SELECT id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers, safeguards, notify_emails, webhook_url, webhook_secret, read_settings, routing, type_schedules, settle_secs, blackouts FROM tenants";
+/// The columns of a tenant's row, in [`RawTenant`]'s order (every backend's `tenants` table
+/// has them).
+pub const TENANT_COLUMNS: &str = "id, name, folders, disabled, password_hash, created_ms, trigger, schedule, timezone, type_triggers, safeguards, notify_emails, webhook_url, webhook_secret, read_settings, routing, type_schedules, settle_secs, blackouts";
 
-struct RawTenant {
-    id: i64,
-    name: String,
-    folders: String,
-    disabled: bool,
-    password_hash: Option<String>,
-    created_ms: i64,
-    trigger: String,
-    schedule: Option<String>,
-    timezone: String,
-    type_triggers: String,
-    safeguards: String,
-    notify_emails: String,
-    webhook_url: String,
-    webhook_secret: String,
-    read_settings: String,
-    routing: String,
-    type_schedules: String,
-    settle_secs: i64,
-    blackouts: String,
+/// A tenant as every backend stores it: text and integer columns, read back by
+/// [`RawTenant::parse`] and written from a [`Tenant`] by [`RawTenant::settings_of`] (one
+/// encoding of the settings, whichever database holds them).
+#[derive(Debug, Clone)]
+pub struct RawTenant {
+    pub id: i64,
+    pub name: String,
+    pub folders: String,
+    pub disabled: bool,
+    pub password_hash: Option<String>,
+    pub created_ms: i64,
+    pub trigger: String,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub type_triggers: String,
+    pub safeguards: String,
+    pub notify_emails: String,
+    pub webhook_url: String,
+    pub webhook_secret: String,
+    pub read_settings: String,
+    pub routing: String,
+    pub type_schedules: String,
+    pub settle_secs: i64,
+    pub blackouts: String,
+}
+
+/// The settings columns of a tenant's row (what [`Tenants::change_settings`] writes), encoded.
+#[derive(Debug, Clone)]
+pub struct TenantSettingsRow {
+    pub folders: String,
+    pub trigger: String,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub type_triggers: String,
+    pub safeguards: String,
+    pub read_settings: String,
+    pub notify_emails: String,
+    pub webhook_url: String,
+    pub webhook_secret: String,
+    pub routing: String,
+    pub type_schedules: String,
+    pub settle_secs: i64,
+    pub blackouts: String,
 }
 
 fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
@@ -390,7 +433,44 @@ fn raw_tenant(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawTenant> {
 }
 
 impl RawTenant {
-    fn parse(self) -> Result<Tenant> {
+    /// The settings columns of `t`'s row.
+    pub fn settings_of(t: &Tenant) -> TenantSettingsRow {
+        let joined = |pairs: Vec<(String, String)>| {
+            pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        };
+        let (webhook_url, webhook_secret) = t.webhook.clone().unwrap_or_default();
+        TenantSettingsRow {
+            folders: join_folders(t.layout.import_folders()),
+            trigger: t.trigger.as_str().to_owned(),
+            schedule: t.schedule.as_ref().map(|c| c.as_str().to_owned()),
+            timezone: t.timezone.clone(),
+            type_triggers: joined(
+                t.type_triggers.iter().map(|(ty, g)| (ty.clone(), g.as_str().to_owned())).collect(),
+            ),
+            safeguards: joined(
+                t.safeguards
+                    .iter()
+                    .map(|s| (format!("{}.{}", s.type_name, s.limit.as_str()), s.percent.to_string()))
+                    .collect(),
+            ),
+            read_settings: joined(t.read_settings.iter().map(ReadSetting::to_pair).collect()),
+            notify_emails: t.notify_emails.join(","),
+            webhook_url,
+            webhook_secret,
+            routing: t.routing.as_str().to_owned(),
+            type_schedules: t
+                .type_schedules
+                .iter()
+                .map(|(ty, c)| format!("{ty}={}", c.as_str()))
+                .collect::<Vec<_>>()
+                .join(";"),
+            settle_secs: i64::from(t.settle_secs),
+            blackouts: t.blackouts.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        }
+    }
+
+    /// The tenant this row holds; a value no sluice writes is [`StoreError::Corrupt`].
+    pub fn parse(self) -> Result<Tenant> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("tenant {:?}: {what}", self.name));
         Ok(Tenant {
             id: self.id,
@@ -463,7 +543,9 @@ impl RawTenant {
 }
 
 fn tenant_by_name(c: &Connection, name: &str) -> Result<Option<Tenant>> {
-    let raw = c.query_row(&format!("{TENANT_SELECT} WHERE name = ?1"), [name], raw_tenant).optional()?;
+    let raw = c
+        .query_row(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = ?1"), [name], raw_tenant)
+        .optional()?;
     raw.map(RawTenant::parse).transpose()
 }
 
@@ -473,7 +555,8 @@ pub(crate) fn tenant_id(c: &Connection, name: &str) -> Result<i64> {
         .ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))
 }
 
-fn join_folders(folders: &[FolderName]) -> String {
+/// Folder names as a tenant's row keeps them.
+pub fn join_folders(folders: &[FolderName]) -> String {
     folders.iter().map(FolderName::as_str).collect::<Vec<_>>().join(",")
 }
 
@@ -506,7 +589,7 @@ impl crate::roles::Tenants for Store {
 
     fn tenants(&self) -> Result<Vec<Tenant>> {
         self.with(|c| {
-            let mut stmt = c.prepare(&format!("{TENANT_SELECT} ORDER BY name"))?;
+            let mut stmt = c.prepare(&format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name"))?;
             let rows = stmt.query_map([], raw_tenant)?.collect::<rusqlite::Result<Vec<_>>>()?;
             rows.into_iter().map(RawTenant::parse).collect()
         })
@@ -534,10 +617,7 @@ impl crate::roles::Tenants for Store {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut t = tenant_by_name(&tx, name)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))?;
             change.apply(&mut t)?;
-            let joined = |pairs: Vec<(String, String)>| {
-                pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-            };
-            let (url, secret) = t.webhook.clone().unwrap_or_default();
+            let row = RawTenant::settings_of(&t);
             tx.execute(
                 "UPDATE tenants SET folders = ?2, trigger = ?3, schedule = ?4, timezone = ?5, type_triggers = ?6,
                      safeguards = ?7, read_settings = ?8, notify_emails = ?9, webhook_url = ?10, webhook_secret = ?11,
@@ -545,25 +625,20 @@ impl crate::roles::Tenants for Store {
                  WHERE id = ?1",
                 params![
                     t.id,
-                    join_folders(t.layout.import_folders()),
-                    t.trigger.as_str(),
-                    t.schedule.as_ref().map(|c| c.as_str()),
-                    t.timezone,
-                    joined(t.type_triggers.iter().map(|(ty, g)| (ty.clone(), g.as_str().to_owned())).collect()),
-                    joined(
-                        t.safeguards
-                            .iter()
-                            .map(|s| (format!("{}.{}", s.type_name, s.limit.as_str()), s.percent.to_string()))
-                            .collect()
-                    ),
-                    joined(t.read_settings.iter().map(ReadSetting::to_pair).collect()),
-                    t.notify_emails.join(","),
-                    url,
-                    secret,
-                    t.routing.as_str(),
-                    t.type_schedules.iter().map(|(ty, c)| format!("{ty}={}", c.as_str())).collect::<Vec<_>>().join(";"),
-                    i64::from(t.settle_secs),
-                    t.blackouts.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                    row.folders,
+                    row.trigger,
+                    row.schedule,
+                    row.timezone,
+                    row.type_triggers,
+                    row.safeguards,
+                    row.read_settings,
+                    row.notify_emails,
+                    row.webhook_url,
+                    row.webhook_secret,
+                    row.routing,
+                    row.type_schedules,
+                    row.settle_secs,
+                    row.blackouts,
                 ],
             )?;
             tx.commit()?;

@@ -1,0 +1,399 @@
+//! sluice's store on PostgreSQL (issue 16), behind the role traits of `sluice-store` and held
+//! to the same conformance suite as the embedded SQLite store.
+//!
+//! Under way: the roles implemented so far are [`Tenants`] (with SSH keys and settings),
+//! [`Bans`] and [`Audit`]; the server does not use this store yet (`[database] url` comes with
+//! the rest of the roles). What is here is what a node needs to share with others first: the
+//! tenants it serves, the defender's bans and one audit log.
+//!
+//! Every statement is parameterised. The schema is migrated on connect, from any earlier
+//! version, under an advisory lock, so that nodes starting together migrate once.
+
+mod migrations;
+
+use postgres::{Client, NoTls, Row};
+use sluice_core::audit::{Actor, ActorKind, AuditEntry, AuditFilter, AuditOutcome, NewAuditEntry};
+use sluice_core::defender::Ban;
+use sluice_core::net::Source;
+use sluice_core::{FolderName, PasswordHash, SettingsChange, Tenant, TenantName};
+use sluice_store::{
+    Audit, AuthorizedKey, Bans, DatabaseError, RawTenant, Result, StoreError, TENANT_COLUMNS, Tenants, now_ms,
+};
+use std::sync::Mutex;
+
+/// The store on one PostgreSQL database.
+pub struct PgStore {
+    client: Mutex<Client>,
+}
+
+/// A PostgreSQL failure as the store's callers see every database failure.
+pub(crate) fn db(e: postgres::Error) -> StoreError {
+    StoreError::Database(DatabaseError::other(e))
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/database`, or key=value pairs) and brings
+    /// the schema up to date.
+    pub fn connect(url: &str) -> Result<Self> {
+        let mut client = Client::connect(url, NoTls).map_err(db)?;
+        migrations::migrate(&mut client)?;
+        Ok(Self { client: Mutex::new(client) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        // A panic while the client was held leaves it usable: each call is its own statement
+        // or transaction.
+        let mut client = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut client)
+    }
+}
+
+fn raw_tenant(r: &Row) -> RawTenant {
+    RawTenant {
+        id: r.get(0),
+        name: r.get(1),
+        folders: r.get(2),
+        disabled: r.get(3),
+        password_hash: r.get(4),
+        created_ms: r.get(5),
+        trigger: r.get(6),
+        schedule: r.get(7),
+        timezone: r.get(8),
+        type_triggers: r.get(9),
+        safeguards: r.get(10),
+        notify_emails: r.get(11),
+        webhook_url: r.get(12),
+        webhook_secret: r.get(13),
+        read_settings: r.get(14),
+        routing: r.get(15),
+        type_schedules: r.get(16),
+        settle_secs: r.get(17),
+        blackouts: r.get(18),
+    }
+}
+
+fn tenant_by_name(c: &mut impl postgres::GenericClient, name: &str, lock: bool) -> Result<Option<Tenant>> {
+    let sql = format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = c.query_opt(sql.as_str(), &[&name]).map_err(db)?;
+    row.as_ref().map(raw_tenant).map(RawTenant::parse).transpose()
+}
+
+fn tenant_id(c: &mut Client, name: &str) -> Result<i64> {
+    let row = c.query_opt("SELECT id FROM tenants WHERE name = $1", &[&name]).map_err(db)?;
+    row.map(|r| r.get(0)).ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))
+}
+
+impl PgStore {
+    fn update_tenant<T: postgres::types::ToSql + Sync>(
+        &self,
+        name: &TenantName,
+        sql: &str,
+        value: T,
+    ) -> Result<()> {
+        self.with(|c| match c.execute(sql, &[&name.as_str(), &value]).map_err(db)? {
+            0 => Err(StoreError::NoSuchTenant(name.to_string())),
+            _ => Ok(()),
+        })
+    }
+}
+
+impl Tenants for PgStore {
+    fn add_tenant(&self, name: &TenantName, folders: &[FolderName]) -> Result<Tenant> {
+        self.with(|c| {
+            let inserted = c
+                .execute(
+                    "INSERT INTO tenants (name, folders, disabled, created_ms) VALUES ($1, $2, FALSE, $3)
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&name.as_str(), &sluice_store::join_folders(folders), &now_ms()],
+                )
+                .map_err(db)?;
+            if inserted == 0 {
+                return Err(StoreError::TenantExists(name.to_string()));
+            }
+            tenant_by_name(c, name.as_str(), false)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_string()))
+        })
+    }
+
+    fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
+        self.with(|c| tenant_by_name(c, name, false))
+    }
+
+    fn require_tenant(&self, name: &str) -> Result<Tenant> {
+        self.tenant(name)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))
+    }
+
+    fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.with(|c| {
+            let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name");
+            let rows = c.query(sql.as_str(), &[]).map_err(db)?;
+            rows.iter().map(|r| raw_tenant(r).parse()).collect()
+        })
+    }
+
+    fn set_disabled(&self, name: &TenantName, disabled: bool) -> Result<()> {
+        self.update_tenant(name, "UPDATE tenants SET disabled = $2 WHERE name = $1", disabled)
+    }
+
+    fn remove_tenant(&self, name: &TenantName) -> Result<()> {
+        self.with(|c| {
+            match c.execute("DELETE FROM tenants WHERE name = $1", &[&name.as_str()]).map_err(db)? {
+                0 => Err(StoreError::NoSuchTenant(name.to_string())),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn set_password(&self, name: &TenantName, hash: &PasswordHash) -> Result<()> {
+        self.update_tenant(name, "UPDATE tenants SET password_hash = $2 WHERE name = $1", hash.as_phc())
+    }
+
+    fn change_settings(&self, name: &str, change: &SettingsChange) -> Result<Tenant> {
+        self.with(|c| {
+            // The row is locked from the read to the write: two changes at once (two nodes, two
+            // people) apply one after the other, neither losing the other's.
+            let mut tx = c.transaction().map_err(db)?;
+            let mut t =
+                tenant_by_name(&mut tx, name, true)?.ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))?;
+            change.apply(&mut t)?;
+            let row = RawTenant::settings_of(&t);
+            tx.execute(
+                "UPDATE tenants SET folders = $2, trigger = $3, schedule = $4, timezone = $5, type_triggers = $6,
+                     safeguards = $7, read_settings = $8, notify_emails = $9, webhook_url = $10, webhook_secret = $11,
+                     routing = $12, type_schedules = $13, settle_secs = $14, blackouts = $15
+                 WHERE id = $1",
+                &[
+                    &t.id,
+                    &row.folders,
+                    &row.trigger,
+                    &row.schedule,
+                    &row.timezone,
+                    &row.type_triggers,
+                    &row.safeguards,
+                    &row.read_settings,
+                    &row.notify_emails,
+                    &row.webhook_url,
+                    &row.webhook_secret,
+                    &row.routing,
+                    &row.type_schedules,
+                    &row.settle_secs,
+                    &row.blackouts,
+                ],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(t)
+        })
+    }
+
+    fn add_key(&self, tenant: &TenantName, key: &AuthorizedKey) -> Result<()> {
+        self.with(|c| {
+            let id = tenant_id(c, tenant.as_str())?;
+            let inserted = c
+                .execute(
+                    "INSERT INTO tenant_keys (tenant_id, algorithm, key_base64, comment, fingerprint, created_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, key_base64) DO NOTHING",
+                    &[&id, &key.algorithm, &key.key_base64, &key.comment, &key.fingerprint, &now_ms()],
+                )
+                .map_err(db)?;
+            if inserted == 0 {
+                return Err(StoreError::KeyExists { tenant: tenant.to_string(), fingerprint: key.fingerprint.clone() });
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_key(&self, tenant: &str, fingerprint: &str) -> Result<()> {
+        self.with(|c| {
+            let id = tenant_id(c, tenant)?;
+            match c
+                .execute(
+                    "DELETE FROM tenant_keys WHERE tenant_id = $1 AND fingerprint = $2",
+                    &[&id, &fingerprint],
+                )
+                .map_err(db)?
+            {
+                0 => Err(StoreError::NoSuchSshKey(fingerprint.to_owned())),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn keys(&self, tenant: &str) -> Result<Vec<AuthorizedKey>> {
+        self.with(|c| {
+            let rows = c
+                .query(
+                    "SELECT k.algorithm, k.key_base64, k.comment, k.fingerprint FROM tenant_keys k
+                     JOIN tenants t ON t.id = k.tenant_id WHERE t.name = $1 ORDER BY k.id",
+                    &[&tenant],
+                )
+                .map_err(db)?;
+            Ok(rows
+                .iter()
+                .map(|r| AuthorizedKey {
+                    algorithm: r.get(0),
+                    key_base64: r.get(1),
+                    comment: r.get(2),
+                    fingerprint: r.get(3),
+                })
+                .collect())
+        })
+    }
+}
+
+impl Bans for PgStore {
+    fn save_ban(&self, ban: &Ban) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO bans (source, banned_until_ms, ban_count, reason, banned_at_ms) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (source) DO UPDATE SET banned_until_ms = excluded.banned_until_ms,
+                    ban_count = excluded.ban_count, reason = excluded.reason, banned_at_ms = excluded.banned_at_ms",
+                &[&ban.source.to_string(), &ban.until_ms, &i64::from(ban.count), &ban.reason, &ban.at_ms],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn bans(&self, after_ms: i64) -> Result<Vec<Ban>> {
+        self.with(|c| {
+            let rows = c
+                .query(
+                    "SELECT source, banned_until_ms, ban_count, reason, banned_at_ms FROM bans
+                     WHERE banned_until_ms > $1 ORDER BY banned_until_ms DESC, source",
+                    &[&after_ms],
+                )
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    let corrupt = |what: String| StoreError::Corrupt(format!("bans.{what}"));
+                    let source: Source =
+                        r.get::<_, String>(0).parse().map_err(|e| corrupt(format!("source: {e}")))?;
+                    let count = u32::try_from(r.get::<_, i64>(2)).map_err(|_| corrupt("ban_count".into()))?;
+                    Ok(Ban { source, until_ms: r.get(1), count, reason: r.get(3), at_ms: r.get(4), score: 0 })
+                })
+                .collect()
+        })
+    }
+
+    fn lift_ban(&self, source: &Source, now_ms: i64) -> Result<bool> {
+        self.with(|c| {
+            let lifted = c
+                .query_opt(
+                    "DELETE FROM bans WHERE source = $1 RETURNING banned_until_ms",
+                    &[&source.to_string()],
+                )
+                .map_err(db)?;
+            Ok(lifted.is_some_and(|r| r.get::<_, i64>(0) > now_ms))
+        })
+    }
+
+    fn forget_bans(&self, until_ms: i64) -> Result<usize> {
+        self.with(|c| {
+            let n = c.execute("DELETE FROM bans WHERE banned_until_ms <= $1", &[&until_ms]).map_err(db)?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn bans_in_force(&self, now_ms: i64) -> Result<u64> {
+        self.with(|c| {
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM bans WHERE banned_until_ms > $1", &[&now_ms])
+                .map_err(db)?
+                .get(0);
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+}
+
+impl Audit for PgStore {
+    fn record_audit(&self, e: &NewAuditEntry<'_>) -> Result<i64> {
+        self.with(|c| {
+            let row = c
+                .query_one(
+                    "INSERT INTO audit_log (at_ms, tenant, actor_kind, actor, source, action, target, outcome, before, after)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                    &[
+                        &now_ms(),
+                        &e.tenant,
+                        &e.actor.kind.as_str(),
+                        &e.actor.name,
+                        &e.actor.source,
+                        &e.action,
+                        &e.target,
+                        &e.outcome.as_str(),
+                        &e.before,
+                        &e.after,
+                    ],
+                )
+                .map_err(db)?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn audit_entries(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        self.with(|c| {
+            // A tenant's entries through its (tenant, id) index; the operator's through the
+            // primary key. An action names itself or its family (`login` is `login.*` too).
+            let by_tenant = if f.tenant.is_some() { "tenant = $1" } else { "$1::text IS NULL" };
+            let sql = format!(
+                "SELECT id, at_ms, tenant, actor_kind, actor, source, action, target, outcome, before, after
+                 FROM audit_log WHERE {by_tenant} AND at_ms >= $2 AND id < $4
+                 AND ($5::text IS NULL OR action = $5 OR left(action, length($5) + 1) = $5 || '.')
+                 ORDER BY id DESC LIMIT $3"
+            );
+            let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
+            let rows = c
+                .query(
+                    sql.as_str(),
+                    &[
+                        &f.tenant,
+                        &f.since_ms.unwrap_or(0),
+                        &limit,
+                        &f.before_id.unwrap_or(i64::MAX),
+                        &f.action,
+                    ],
+                )
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    let id: i64 = r.get(0);
+                    let corrupt = |what: &str| StoreError::Corrupt(format!("audit entry {id}: {what}"));
+                    Ok(AuditEntry {
+                        id,
+                        at_ms: r.get(1),
+                        tenant: r.get(2),
+                        actor: Actor {
+                            kind: ActorKind::parse(r.get(3)).ok_or_else(|| corrupt("actor kind"))?,
+                            name: r.get(4),
+                            source: r.get(5),
+                        },
+                        action: r.get(6),
+                        target: r.get(7),
+                        outcome: AuditOutcome::parse(r.get(8)).ok_or_else(|| corrupt("outcome"))?,
+                        before: r.get(9),
+                        after: r.get(10),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn purge_audit(&self, before_ms: i64) -> Result<usize> {
+        self.with(|c| {
+            let n = c.execute("DELETE FROM audit_log WHERE at_ms < $1", &[&before_ms]).map_err(db)?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// How many migrations this build knows (for the tests).
+#[cfg(test)]
+fn migrations_known() -> i64 {
+    migrations::known()
+}

@@ -1,0 +1,111 @@
+//! The PostgreSQL schema, in order, recorded in `sluice_schema`. Applied on connect from any
+//! earlier version in one go (no manual step between releases), in one transaction under a
+//! transaction-scoped advisory lock: nodes that start together wait for the first, then find
+//! nothing left to do.
+//!
+//! The tables and columns are those of the SQLite store (`sluice-store/src/migrations.rs`)
+//! as they are now, in PostgreSQL's types, so that one row codec (`RawTenant` and the like)
+//! reads both; this store starts at its own version 1, not at SQLite's history.
+
+use crate::db;
+use postgres::Client;
+use sluice_store::{Result, StoreError};
+
+/// Any constant shared by every sluice node: the key of the advisory lock migrations take.
+const MIGRATION_LOCK: i64 = 0x736c_7569_6365; // "sluice"
+
+const MIGRATIONS: &[&str] = &[
+    // 1: tenants and their SSH keys, the defender's bans, the audit log
+    "CREATE TABLE tenants (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        folders TEXT NOT NULL,
+        disabled BOOLEAN NOT NULL DEFAULT FALSE,
+        password_hash TEXT,
+        created_ms BIGINT NOT NULL,
+        trigger TEXT NOT NULL DEFAULT 'on_upload',
+        schedule TEXT,
+        timezone TEXT NOT NULL DEFAULT 'UTC',
+        type_triggers TEXT NOT NULL DEFAULT '',
+        safeguards TEXT NOT NULL DEFAULT '',
+        notify_emails TEXT NOT NULL DEFAULT '',
+        webhook_url TEXT NOT NULL DEFAULT '',
+        webhook_secret TEXT NOT NULL DEFAULT '',
+        read_settings TEXT NOT NULL DEFAULT '',
+        routing TEXT NOT NULL DEFAULT 'folders',
+        type_schedules TEXT NOT NULL DEFAULT '',
+        settle_secs BIGINT NOT NULL DEFAULT 0,
+        blackouts TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE tenant_keys (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        algorithm TEXT NOT NULL,
+        key_base64 TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        UNIQUE (tenant_id, key_base64)
+    );
+    CREATE TABLE bans (
+        source TEXT PRIMARY KEY,
+        banned_until_ms BIGINT NOT NULL,
+        ban_count BIGINT NOT NULL,
+        reason TEXT NOT NULL,
+        banned_at_ms BIGINT NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        tenant TEXT,
+        actor_kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        before TEXT,
+        after TEXT
+    );
+    CREATE INDEX audit_log_by_tenant ON audit_log (tenant, id);
+    CREATE INDEX audit_log_by_time ON audit_log (at_ms);
+    -- Append-only, as in SQLite: no entry changes, and none leaves before it is a day old.
+    CREATE FUNCTION audit_log_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE' THEN
+            RAISE EXCEPTION 'the audit log is append-only';
+        END IF;
+        IF OLD.at_ms > (extract(epoch FROM now())::bigint - 86400) * 1000 THEN
+            RAISE EXCEPTION 'the audit log is append-only: an entry leaves only after its retention';
+        END IF;
+        RETURN OLD;
+    END $$;
+    CREATE TRIGGER audit_log_is_append_only BEFORE UPDATE OR DELETE ON audit_log
+        FOR EACH ROW EXECUTE FUNCTION audit_log_is_append_only();",
+];
+
+pub(crate) fn migrate(client: &mut Client) -> Result<()> {
+    // One transaction, the lock first: a node that starts beside another waits, then finds
+    // the schema current (even `CREATE TABLE IF NOT EXISTS` races without it). An upgrade
+    // that fails half-way leaves the schema as it was.
+    let mut tx = client.transaction().map_err(db)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(db)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS sluice_schema (version BIGINT NOT NULL)").map_err(db)?;
+    let current: i64 =
+        tx.query_one("SELECT COALESCE(MAX(version), 0) FROM sluice_schema", &[]).map_err(db)?.get(0);
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::TooNew { found: current, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+        tx.batch_execute(sql).map_err(db)?;
+        tx.execute("INSERT INTO sluice_schema (version) VALUES ($1)", &[&(i as i64 + 1)]).map_err(db)?;
+    }
+    tx.commit().map_err(db)?;
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) fn known() -> i64 {
+    MIGRATIONS.len() as i64
+}

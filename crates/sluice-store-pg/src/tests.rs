@@ -1,0 +1,139 @@
+//! The conformance suite of `sluice-store`, run on PostgreSQL: each check on a database of
+//! its own, created for it and dropped after, on the server at `127.0.0.1:5432` (trust auth,
+//! as on this project's machines). Without a server the tests are skipped, unless
+//! `SLUICE_REQUIRE_EXTERNAL=1` (CI) says it must be there.
+
+use crate::PgStore;
+use postgres::{Client, NoTls};
+use sluice_store::conformance;
+
+const ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
+
+/// A database that exists while this lives.
+struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    fn create() -> Option<TestDb> {
+        let mut admin = match Client::connect(ADMIN, NoTls) {
+            Ok(c) => c,
+            Err(e) if std::env::var("SLUICE_REQUIRE_EXTERNAL").as_deref() == Ok("1") => {
+                panic!(
+                    "PostgreSQL is required (SLUICE_REQUIRE_EXTERNAL=1) but cannot be reached at {ADMIN}: {e}"
+                )
+            }
+            Err(e) => {
+                eprintln!("skipped: no PostgreSQL at {ADMIN} ({e})");
+                return None;
+            }
+        };
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("random bytes");
+        let name = format!("sluice_test_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        // A name made here (hex), not an input: CREATE DATABASE takes no parameters.
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create a test database");
+        Some(TestDb { name })
+    }
+
+    fn url(&self) -> String {
+        format!("host=127.0.0.1 port=5432 user=postgres dbname={}", self.name)
+    }
+
+    fn open(&self) -> PgStore {
+        PgStore::connect(&self.url()).expect("connect and migrate")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = Client::connect(ADMIN, NoTls) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// Runs `check` on a fresh store of its own.
+fn on_fresh(check: impl FnOnce(&PgStore)) {
+    let Some(db) = TestDb::create() else { return };
+    let store = db.open();
+    check(&store);
+    drop(store);
+}
+
+#[test]
+fn postgres_passes_the_tenants_checks() {
+    on_fresh(conformance::tenants);
+    on_fresh(conformance::settings);
+    on_fresh(conformance::ssh_keys);
+}
+
+#[test]
+fn postgres_passes_the_bans_check() {
+    on_fresh(conformance::bans);
+}
+
+#[test]
+fn postgres_passes_the_audit_check() {
+    on_fresh(conformance::audit);
+}
+
+/// Connecting again migrates nothing twice and keeps the rows; several nodes connecting at
+/// once migrate once (the advisory lock); a database from a newer sluice is refused.
+#[test]
+fn migrations_run_once_whoever_connects_first() {
+    use sluice_store::{StoreError, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let nodes: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url();
+            std::thread::spawn(move || PgStore::connect(&url).map(|_| ()))
+        })
+        .collect();
+    for node in nodes {
+        node.join().expect("a node").expect("connect and migrate beside the others");
+    }
+    let store = db.open();
+    store.add_tenant(&sluice_core::TenantName::parse("north").unwrap(), &[]).unwrap();
+    drop(store);
+    let store = db.open();
+    assert_eq!(store.tenants().unwrap().len(), 1, "the rows stay");
+    drop(store);
+    let mut c = Client::connect(&db.url(), NoTls).unwrap();
+    let versions: i64 = c.query_one("SELECT count(*) FROM sluice_schema", &[]).unwrap().get(0);
+    assert_eq!(versions, super::migrations_known(), "each migration recorded once");
+    c.execute("INSERT INTO sluice_schema (version) VALUES (999)", &[]).unwrap();
+    assert!(matches!(PgStore::connect(&db.url()), Err(StoreError::TooNew { found: 999, .. })));
+}
+
+/// Two nodes change different settings of one tenant at the same time, sixty times each:
+/// neither loses the other's (the row is locked from read to write), as on SQLite.
+#[test]
+fn two_nodes_changing_settings_at_once_both_land() {
+    use sluice_core::import::ImportTypes;
+    use sluice_core::{SettingsChange, SettingsContext, TenantName};
+    use sluice_store::Tenants;
+    let Some(db) = TestDb::create() else { return };
+    db.open().add_tenant(&TenantName::parse("acme").unwrap(), &[]).unwrap();
+    let writers: Vec<_> = [("notify.email", "a{}@acme.org"), ("folders", "f{}")]
+        .into_iter()
+        .map(|(key, pattern)| {
+            let node = db.open();
+            std::thread::spawn(move || {
+                let types = ImportTypes::default();
+                let cx = SettingsContext { types: &types, allow_private_webhooks: false };
+                for i in 0..60 {
+                    let mut change = SettingsChange::default();
+                    change.set(key, &pattern.replace("{}", &i.to_string()), cx).unwrap();
+                    node.change_settings("acme", &change).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let t = db.open().require_tenant("acme").unwrap();
+    assert_eq!(t.notify_emails, ["a59@acme.org"]);
+    assert_eq!(t.layout.import_folders()[0].as_str(), "f59");
+}
