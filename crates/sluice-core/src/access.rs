@@ -81,6 +81,19 @@ impl KeyScope {
         if self.write { "write" } else { "read" }
     }
 
+    /// The types as a store keeps them: joined by commas (empty: every type).
+    pub fn types_column(&self) -> String {
+        self.types.join(",")
+    }
+
+    /// A scope as a store keeps it: [`KeyScope::access`] and [`KeyScope::types_column`].
+    pub fn from_columns(access: &str, types: &str) -> Self {
+        KeyScope {
+            write: access == "write",
+            types: types.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        }
+    }
+
     /// Whether the key reaches records, imports and exports of `type_name` (a package's files,
     /// `oneroster.users`, belong to the package's type, `oneroster`).
     pub fn covers(&self, type_name: &str) -> bool {

@@ -2,7 +2,7 @@
 //! to the same conformance suite as the embedded SQLite store.
 //!
 //! Under way: the roles implemented so far are [`Tenants`] (with SSH keys and settings),
-//! [`Bans`] and [`Audit`]; the server does not use this store yet (`[database] url` comes with
+//! [`ApiKeys`], [`Bans`] and [`Audit`]; the server does not use this store yet (`[database] url` comes with
 //! the rest of the roles). What is here is what a node needs to share with others first: the
 //! tenants it serves, the defender's bans and one audit log.
 //!
@@ -17,7 +17,8 @@ use sluice_core::defender::Ban;
 use sluice_core::net::Source;
 use sluice_core::{FolderName, PasswordHash, SettingsChange, Tenant, TenantName};
 use sluice_store::{
-    Audit, AuthorizedKey, Bans, DatabaseError, RawTenant, Result, StoreError, TENANT_COLUMNS, Tenants, now_ms,
+    ApiKey, ApiKeys, Audit, AuthorizedKey, Bans, DatabaseError, KeyOwner, KeyScope, RawTenant, Result,
+    StoreError, TENANT_COLUMNS, Tenants, now_ms,
 };
 use std::sync::Mutex;
 
@@ -239,6 +240,86 @@ impl Tenants for PgStore {
                     fingerprint: r.get(3),
                 })
                 .collect())
+        })
+    }
+}
+
+/// The operator's keys have no tenant; a key of a tenant is listed with the tenant's name.
+const KEY_SELECT: &str =
+    "SELECT k.id, t.name, k.name, k.prefix, k.created_ms, k.revoked_ms, k.access, k.types
+    FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id";
+
+fn api_key(r: &Row) -> ApiKey {
+    let tenant: Option<String> = r.get(1);
+    ApiKey {
+        id: r.get(0),
+        owner: tenant.map_or(KeyOwner::Operator, KeyOwner::Tenant),
+        name: r.get(2),
+        prefix: r.get(3),
+        created_ms: r.get(4),
+        revoked_ms: r.get(5),
+        scope: KeyScope::from_columns(r.get(6), r.get(7)),
+    }
+}
+
+impl ApiKeys for PgStore {
+    fn add_api_key(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        prefix: &str,
+        sha256_hex: &str,
+        scope: &KeyScope,
+    ) -> Result<i64> {
+        self.with(|c| {
+            let tenant_id = tenant.map(|t| tenant_id(c, t)).transpose()?;
+            let row = c
+                .query_one(
+                    "INSERT INTO api_keys (tenant_id, name, prefix, hash, created_ms, access, types)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    &[
+                        &tenant_id,
+                        &name,
+                        &prefix,
+                        &sha256_hex,
+                        &now_ms(),
+                        &scope.access(),
+                        &scope.types_column(),
+                    ],
+                )
+                .map_err(db)?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn api_key_by_hash(&self, sha256_hex: &str) -> Result<Option<ApiKey>> {
+        self.with(|c| {
+            let sql = format!("{KEY_SELECT} WHERE k.hash = $1 AND k.revoked_ms IS NULL");
+            Ok(c.query_opt(sql.as_str(), &[&sha256_hex]).map_err(db)?.as_ref().map(api_key))
+        })
+    }
+
+    fn api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
+        self.with(|c| {
+            let tenant_id = tenant.map(|t| tenant_id(c, t)).transpose()?;
+            let sql = format!("{KEY_SELECT} WHERE k.tenant_id IS NOT DISTINCT FROM $1 ORDER BY k.id DESC");
+            Ok(c.query(sql.as_str(), &[&tenant_id]).map_err(db)?.iter().map(api_key).collect())
+        })
+    }
+
+    fn revoke_api_key(&self, id: i64, of: Option<&str>) -> Result<()> {
+        self.with(|c| {
+            match c
+                .execute(
+                    "UPDATE api_keys SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL
+                     AND ($3::text IS NULL OR tenant_id = (SELECT id FROM tenants WHERE name = $3))",
+                    &[&id, &now_ms(), &of],
+                )
+                .map_err(db)?
+            {
+                0 => Err(StoreError::NoSuchKey(id)),
+                _ => Ok(()),
+            }
         })
     }
 }

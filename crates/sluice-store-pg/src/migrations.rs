@@ -82,6 +82,18 @@ const MIGRATIONS: &[&str] = &[
     END $$;
     CREATE TRIGGER audit_log_is_append_only BEFORE UPDATE OR DELETE ON audit_log
         FOR EACH ROW EXECUTE FUNCTION audit_log_is_append_only();",
+    // 2: API keys (a SHA-256 of each token; tenant_id NULL: the operator's), with their scope
+    "CREATE TABLE api_keys (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_ms BIGINT NOT NULL,
+        revoked_ms BIGINT,
+        access TEXT NOT NULL DEFAULT 'write' CHECK (access IN ('read', 'write')),
+        types TEXT NOT NULL DEFAULT ''
+    );",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

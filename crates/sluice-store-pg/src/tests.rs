@@ -69,6 +69,11 @@ fn postgres_passes_the_tenants_checks() {
 }
 
 #[test]
+fn postgres_passes_the_api_keys_check() {
+    on_fresh(conformance::api_keys);
+}
+
+#[test]
 fn postgres_passes_the_bans_check() {
     on_fresh(conformance::bans);
 }

@@ -21,10 +21,7 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
         prefix: r.get(3)?,
         created_ms: r.get(4)?,
         revoked_ms: r.get(5)?,
-        scope: crate::KeyScope {
-            write: r.get::<_, String>(6)? == "write",
-            types: r.get::<_, String>(7)?.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
-        },
+        scope: crate::KeyScope::from_columns(&r.get::<_, String>(6)?, &r.get::<_, String>(7)?),
     })
 }
 
@@ -42,7 +39,7 @@ impl crate::roles::ApiKeys for Store {
             c.execute(
                 "INSERT INTO api_keys (tenant_id, name, prefix, hash, created_ms, access, types)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![tenant_id, name, prefix, sha256_hex, now_ms(), scope.access(), scope.types.join(",")],
+                params![tenant_id, name, prefix, sha256_hex, now_ms(), scope.access(), scope.types_column()],
             )?;
             Ok(c.last_insert_rowid())
         })
