@@ -37,6 +37,9 @@ impl PgStore {
     /// the schema up to date.
     pub fn connect(url: &str) -> Result<Self> {
         let mut client = Client::connect(url, NoTls).map_err(db)?;
+        // A row another node holds is waited for as long as SQLite waits for its write lock,
+        // then the change fails instead of holding this node's connection forever.
+        client.batch_execute("SET lock_timeout = '60s'").map_err(db)?;
         migrations::migrate(&mut client)?;
         Ok(Self { client: Mutex::new(client) })
     }
@@ -244,10 +247,11 @@ impl Tenants for PgStore {
     }
 }
 
-/// The operator's keys have no tenant; a key of a tenant is listed with the tenant's name.
-const KEY_SELECT: &str =
-    "SELECT k.id, t.name, k.name, k.prefix, k.created_ms, k.revoked_ms, k.access, k.types
-    FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id";
+/// The operator's keys have no tenant; a key of a tenant is listed with the tenant's name. A
+/// key whose tenant row is gone (foreign keys bypassed by hand, `session_replication_role`)
+/// matches nothing: it must never read as the operator's.
+const KEY_SELECT: &str = "SELECT k.id, t.name, k.name, k.prefix, k.created_ms, k.revoked_ms, k.access, k.types
+    FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id WHERE (k.tenant_id IS NULL OR t.id IS NOT NULL)";
 
 fn api_key(r: &Row) -> ApiKey {
     let tenant: Option<String> = r.get(1);
@@ -294,7 +298,7 @@ impl ApiKeys for PgStore {
 
     fn api_key_by_hash(&self, sha256_hex: &str) -> Result<Option<ApiKey>> {
         self.with(|c| {
-            let sql = format!("{KEY_SELECT} WHERE k.hash = $1 AND k.revoked_ms IS NULL");
+            let sql = format!("{KEY_SELECT} AND k.hash = $1 AND k.revoked_ms IS NULL");
             Ok(c.query_opt(sql.as_str(), &[&sha256_hex]).map_err(db)?.as_ref().map(api_key))
         })
     }
@@ -302,7 +306,7 @@ impl ApiKeys for PgStore {
     fn api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
         self.with(|c| {
             let tenant_id = tenant.map(|t| tenant_id(c, t)).transpose()?;
-            let sql = format!("{KEY_SELECT} WHERE k.tenant_id IS NOT DISTINCT FROM $1 ORDER BY k.id DESC");
+            let sql = format!("{KEY_SELECT} AND k.tenant_id IS NOT DISTINCT FROM $1 ORDER BY k.id DESC");
             Ok(c.query(sql.as_str(), &[&tenant_id]).map_err(db)?.iter().map(api_key).collect())
         })
     }

@@ -5,7 +5,9 @@
 //!
 //! The tables and columns are those of the SQLite store (`sluice-store/src/migrations.rs`)
 //! as they are now, in PostgreSQL's types, so that one row codec (`RawTenant` and the like)
-//! reads both; this store starts at its own version 1, not at SQLite's history.
+//! reads both; this store starts at its own version 1, not at SQLite's history. Names that
+//! lists are ordered by compare as bytes (`COLLATE "C"`), as SQLite's do, whatever locale the
+//! database was created with.
 
 use crate::db;
 use postgres::Client;
@@ -18,7 +20,7 @@ const MIGRATIONS: &[&str] = &[
     // 1: tenants and their SSH keys, the defender's bans, the audit log
     "CREATE TABLE tenants (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
+        name TEXT COLLATE \"C\" NOT NULL UNIQUE,
         folders TEXT NOT NULL,
         disabled BOOLEAN NOT NULL DEFAULT FALSE,
         password_hash TEXT,
@@ -48,7 +50,7 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (tenant_id, key_base64)
     );
     CREATE TABLE bans (
-        source TEXT PRIMARY KEY,
+        source TEXT COLLATE \"C\" PRIMARY KEY,
         banned_until_ms BIGINT NOT NULL,
         ban_count BIGINT NOT NULL,
         reason TEXT NOT NULL,
@@ -81,7 +83,14 @@ const MIGRATIONS: &[&str] = &[
         RETURN OLD;
     END $$;
     CREATE TRIGGER audit_log_is_append_only BEFORE UPDATE OR DELETE ON audit_log
-        FOR EACH ROW EXECUTE FUNCTION audit_log_is_append_only();",
+        FOR EACH ROW EXECUTE FUNCTION audit_log_is_append_only();
+    -- TRUNCATE skips row triggers: refused as a whole.
+    CREATE FUNCTION audit_log_is_not_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the audit log is append-only';
+    END $$;
+    CREATE TRIGGER audit_log_is_not_truncated BEFORE TRUNCATE ON audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_log_is_not_truncated();",
     // 2: API keys (a SHA-256 of each token; tenant_id NULL: the operator's), with their scope
     "CREATE TABLE api_keys (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

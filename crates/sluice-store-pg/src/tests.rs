@@ -142,3 +142,32 @@ fn two_nodes_changing_settings_at_once_both_land() {
     assert_eq!(t.notify_emails, ["a59@acme.org"]);
     assert_eq!(t.layout.import_folders()[0].as_str(), "f59");
 }
+
+/// What SQLite does without asking, PostgreSQL is told: lists in byte order whatever the
+/// database's locale (`north-z` before `northa`, as SQLite sorts them; a locale's collation
+/// would ignore the hyphen); the audit log refuses TRUNCATE as it refuses DELETE; and a
+/// tenant's key whose tenant row went behind the foreign key's back is nobody's, never the
+/// operator's.
+#[test]
+fn postgres_sorts_and_guards_as_sqlite_does() {
+    use sluice_core::TenantName;
+    use sluice_store::{ApiKeys, KeyScope, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    for name in ["northa", "north-z"] {
+        s.add_tenant(&TenantName::parse(name).unwrap(), &[]).unwrap();
+    }
+    let names: Vec<String> = s.tenants().unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, ["north-z", "northa"]);
+    s.add_api_key(Some("northa"), "SIS job", "slk_ab", "hash-north", &KeyScope::default()).unwrap();
+    let mut c = Client::connect(&db.url(), NoTls).unwrap();
+    assert!(c.batch_execute("TRUNCATE audit_log").is_err(), "the audit log cannot be truncated");
+    c.batch_execute(
+        "SET session_replication_role = replica; DELETE FROM tenants WHERE name = 'northa';
+         SET session_replication_role = origin;",
+    )
+    .unwrap();
+    let left: i64 = c.query_one("SELECT count(*) FROM api_keys", &[]).unwrap().get(0);
+    assert_eq!(left, 1, "the key row is still there");
+    assert!(s.api_key_by_hash("hash-north").unwrap().is_none(), "and matches nothing");
+}
