@@ -16,6 +16,11 @@ struct TestDb {
 
 impl TestDb {
     fn create() -> Option<TestDb> {
+        Self::create_with("")
+    }
+
+    /// A database created with `options` after its name (a locale, say).
+    fn create_with(options: &str) -> Option<TestDb> {
         let mut admin = match Client::connect(ADMIN, NoTls) {
             Ok(c) => c,
             Err(e) if std::env::var("SLUICE_REQUIRE_EXTERNAL").as_deref() == Ok("1") => {
@@ -32,7 +37,7 @@ impl TestDb {
         getrandom::fill(&mut bytes).expect("random bytes");
         let name = format!("sluice_test_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
         // A name made here (hex), not an input: CREATE DATABASE takes no parameters.
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create a test database");
+        admin.batch_execute(&format!("CREATE DATABASE {name} {options}")).expect("create a test database");
         Some(TestDb { name })
     }
 
@@ -144,15 +149,19 @@ fn two_nodes_changing_settings_at_once_both_land() {
 }
 
 /// What SQLite does without asking, PostgreSQL is told: lists in byte order whatever the
-/// database's locale (`north-z` before `northa`, as SQLite sorts them; a locale's collation
-/// would ignore the hyphen); the audit log refuses TRUNCATE as it refuses DELETE; and a
+/// database's locale (`north-z` before `northa`, as SQLite sorts them, in a database whose
+/// collation ignores punctuation as glibc's `en_US` does); the audit log refuses TRUNCATE as it refuses DELETE; and a
 /// tenant's key whose tenant row went behind the foreign key's back is nobody's, never the
 /// operator's.
 #[test]
 fn postgres_sorts_and_guards_as_sqlite_does() {
     use sluice_core::TenantName;
     use sluice_store::{ApiKeys, KeyScope, Tenants};
-    let Some(db) = TestDb::create() else { return };
+    let Some(db) =
+        TestDb::create_with("LOCALE_PROVIDER icu ICU_LOCALE 'en-US-u-ka-shifted' TEMPLATE template0")
+    else {
+        return;
+    };
     let s = db.open();
     for name in ["northa", "north-z"] {
         s.add_tenant(&TenantName::parse(name).unwrap(), &[]).unwrap();
