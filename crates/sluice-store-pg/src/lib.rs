@@ -2,9 +2,12 @@
 //! to the same conformance suite as the embedded SQLite store.
 //!
 //! Under way: the roles implemented so far are [`Tenants`] (with SSH keys and settings),
-//! [`ApiKeys`], [`Bans`] and [`Audit`]; the server does not use this store yet (`[database] url` comes with
-//! the rest of the roles). What is here is what a node needs to share with others first: the
-//! tenants it serves, the defender's bans and one audit log.
+//! [`ApiKeys`], [`Bans`], [`Audit`], [`Uploads`] and [`ImportQueue`] (claimed with `FOR
+//! UPDATE SKIP LOCKED`: nodes claiming at once each get another event). The server does not
+//! use this store yet (`[database] url` comes with the rest of the roles). What is here is
+//! what nodes share first: the tenants they serve, the keys that reach them, the defender's
+//! bans, one audit log and one upload queue. Before several nodes run, `release_leases`
+//! (which a starting server calls) must release only the starting node's leases, not all.
 //!
 //! Every statement is parameterised. The schema is migrated on connect, from any earlier
 //! version, under an advisory lock, so that nodes starting together migrate once.
@@ -15,12 +18,14 @@ use postgres::{Client, NoTls, Row};
 use sluice_core::audit::{Actor, ActorKind, AuditEntry, AuditFilter, AuditOutcome, NewAuditEntry};
 use sluice_core::defender::Ban;
 use sluice_core::net::Source;
-use sluice_core::{FolderName, PasswordHash, SettingsChange, Tenant, TenantName};
+use sluice_core::{FolderName, PasswordHash, SettingsChange, Tenant, TenantName, UploadEvent};
 use sluice_store::{
-    ApiKey, ApiKeys, Audit, AuthorizedKey, Bans, DatabaseError, KeyOwner, KeyScope, RawTenant, Result,
-    StoreError, TENANT_COLUMNS, Tenants, now_ms,
+    ApiKey, ApiKeys, Audit, AuthorizedKey, Bans, DatabaseError, ImportQueue, KeyOwner, KeyScope, RawTenant,
+    Result, StoreError, StoredUpload, TENANT_COLUMNS, Tenants, UPLOAD_SELECT, UploadRow, Uploads, now_ms,
+    upload_from_row,
 };
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// The store on one PostgreSQL database.
 pub struct PgStore {
@@ -469,6 +474,195 @@ impl Audit for PgStore {
     fn purge_audit(&self, before_ms: i64) -> Result<usize> {
         self.with(|c| {
             let n = c.execute("DELETE FROM audit_log WHERE at_ms < $1", &[&before_ms]).map_err(db)?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+}
+
+fn upload_row(r: &Row) -> UploadRow {
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7))
+}
+
+fn upload_by_id(c: &mut Client, id: i64) -> Result<Option<StoredUpload>> {
+    let sql = format!("{UPLOAD_SELECT} WHERE u.id = $1");
+    let row = c.query_opt(sql.as_str(), &[&id]).map_err(db)?;
+    row.as_ref().map(upload_row).map(upload_from_row).transpose()
+}
+
+impl PgStore {
+    fn queue_upload(&self, event: &UploadEvent, requested: bool) -> Result<i64> {
+        self.with(|c| {
+            let size =
+                i64::try_from(event.size).map_err(|_| StoreError::Misuse("an upload over 2^63 bytes"))?;
+            let row = c
+                .query_opt(
+                    "INSERT INTO upload_events (tenant_id, path, size, sha256, at_ms, requested)
+                     SELECT id, $2, $3, $4, $5, $6 FROM tenants WHERE name = $1 RETURNING id",
+                    &[
+                        &event.tenant.as_str(),
+                        &event.path.to_string(),
+                        &size,
+                        &event.sha256.as_str(),
+                        &event.at_ms,
+                        &requested,
+                    ],
+                )
+                .map_err(db)?;
+            row.map(|r| r.get(0)).ok_or_else(|| StoreError::NoSuchTenant(event.tenant.to_string()))
+        })
+    }
+}
+
+impl Uploads for PgStore {
+    fn record_upload(&self, event: &UploadEvent) -> Result<i64> {
+        self.queue_upload(event, false)
+    }
+
+    fn request_import(&self, event: &UploadEvent) -> Result<i64> {
+        self.queue_upload(event, true)
+    }
+
+    fn uploads(&self, tenant: &str) -> Result<Vec<StoredUpload>> {
+        self.with(|c| {
+            let sql = format!("{UPLOAD_SELECT} WHERE t.name = $1 ORDER BY u.id");
+            c.query(sql.as_str(), &[&tenant])
+                .map_err(db)?
+                .iter()
+                .map(|r| upload_from_row(upload_row(r)))
+                .collect()
+        })
+    }
+}
+
+impl ImportQueue for PgStore {
+    fn claim_upload(&self, lease: Duration, tenant: Option<&str>) -> Result<Option<StoredUpload>> {
+        self.with(|c| {
+            let now = now_ms();
+            let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+            // The oldest event no one holds: a row another node is claiming this instant is
+            // skipped, not waited for, and the lease is written in the same statement.
+            let claimed = c
+                .query_opt(
+                    "UPDATE upload_events SET lease_until_ms = $2 WHERE id = (
+                         SELECT id FROM upload_events WHERE consumed_ms IS NULL
+                         AND (lease_until_ms IS NULL OR lease_until_ms < $1)
+                         AND ($3::text IS NULL OR tenant_id = (SELECT id FROM tenants WHERE name = $3))
+                         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     RETURNING id",
+                    &[&now, &until, &tenant],
+                )
+                .map_err(db)?;
+            match claimed {
+                Some(r) => upload_by_id(c, r.get(0)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn waiting_tenants(&self) -> Result<Vec<(String, i64)>> {
+        self.with(|c| {
+            let rows = c
+                .query(
+                    "SELECT t.name, MIN(u.id) AS oldest FROM upload_events u JOIN tenants t ON t.id = u.tenant_id
+                     WHERE u.consumed_ms IS NULL AND (u.lease_until_ms IS NULL OR u.lease_until_ms < $1)
+                     GROUP BY u.tenant_id, t.name ORDER BY oldest",
+                    &[&now_ms()],
+                )
+                .map_err(db)?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn pending_uploads(&self) -> Result<u64> {
+        self.with(|c| {
+            let n: i64 = c
+                .query_one("SELECT COUNT(*) FROM upload_events WHERE consumed_ms IS NULL", &[])
+                .map_err(db)?
+                .get(0);
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn last_upload_ms(&self, tenant: &str) -> Result<Option<i64>> {
+        self.with(|c| {
+            Ok(c.query_one(
+                "SELECT MAX(e.at_ms) FROM upload_events e JOIN tenants t ON t.id = e.tenant_id
+                 WHERE t.name = $1 AND NOT e.requested",
+                &[&tenant],
+            )
+            .map_err(db)?
+            .get(0))
+        })
+    }
+
+    fn upload_consumed(&self, id: i64) -> Result<bool> {
+        self.with(|c| {
+            let row = c
+                .query_opt("SELECT consumed_ms IS NOT NULL FROM upload_events WHERE id = $1", &[&id])
+                .map_err(db)?;
+            Ok(row.is_none_or(|r| r.get(0)))
+        })
+    }
+
+    fn retried_upload(&self, upload: &StoredUpload, since_ms: i64) -> Result<Option<i64>> {
+        if upload.requested {
+            return Ok(None);
+        }
+        self.with(|c| {
+            let latest = c
+                .query_opt(
+                    "SELECT COALESCE(u.duplicate_of, u.id), u.sha256 = $3 AND u.at_ms >= $4
+                        AND (u.consumed_ms IS NULL OR u.duplicate_of IS NOT NULL
+                             OR (i.id IS NOT NULL AND i.status <> 'failed'))
+                     FROM upload_events u
+                     LEFT JOIN imports i ON i.id = u.import_id
+                     WHERE u.tenant_id = (SELECT tenant_id FROM upload_events WHERE id = $1)
+                       AND u.path = $2 AND u.id < $1
+                     ORDER BY u.id DESC LIMIT 1",
+                    &[&upload.id, &upload.event.path.to_string(), &upload.event.sha256.as_str(), &since_ms],
+                )
+                .map_err(db)?;
+            Ok(latest.and_then(|r| r.get::<_, bool>(1).then(|| r.get(0))))
+        })
+    }
+
+    fn consume_as_duplicate(&self, id: i64, original: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE upload_events SET consumed_ms = $2, duplicate_of = $3 WHERE id = $1",
+                &[&id, &now_ms(), &original],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn consume_upload(&self, id: i64, import_id: Option<i64>) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE upload_events SET consumed_ms = $2, import_id = $3 WHERE id = $1",
+                &[&id, &now_ms(), &import_id],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn release_leases(&self) -> Result<usize> {
+        self.with(|c| {
+            let n = c
+                .execute(
+                    "UPDATE upload_events SET lease_until_ms = NULL WHERE consumed_ms IS NULL AND lease_until_ms IS NOT NULL",
+                    &[],
+                )
+                .map_err(db)?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn remove_interrupted_imports(&self) -> Result<usize> {
+        self.with(|c| {
+            let n = c.execute("DELETE FROM imports WHERE status = 'running'", &[]).map_err(db)?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }

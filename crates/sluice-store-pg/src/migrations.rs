@@ -103,6 +103,56 @@ const MIGRATIONS: &[&str] = &[
         access TEXT NOT NULL DEFAULT 'write' CHECK (access IN ('read', 'write')),
         types TEXT NOT NULL DEFAULT ''
     );",
+    // 3: the upload queue (a lease per claim: claimed with FOR UPDATE SKIP LOCKED, so nodes
+    // claiming at once each get another event) and the imports it feeds
+    "CREATE TABLE upload_events (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        consumed_ms BIGINT,
+        lease_until_ms BIGINT,
+        import_id BIGINT,
+        requested BOOLEAN NOT NULL DEFAULT FALSE,
+        duplicate_of BIGINT
+    );
+    CREATE INDEX upload_events_pending ON upload_events (id) WHERE consumed_ms IS NULL;
+    CREATE INDEX upload_events_by_path ON upload_events (tenant_id, path, id);
+    CREATE TABLE imports (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        source TEXT NOT NULL,
+        upload_id BIGINT,
+        status TEXT NOT NULL,
+        encoding TEXT,
+        rows BIGINT NOT NULL DEFAULT 0,
+        added BIGINT NOT NULL DEFAULT 0,
+        updated BIGINT NOT NULL DEFAULT 0,
+        unchanged BIGINT NOT NULL DEFAULT 0,
+        deleted BIGINT NOT NULL DEFAULT 0,
+        rejected BIGINT NOT NULL DEFAULT 0,
+        message TEXT,
+        warnings TEXT NOT NULL DEFAULT '[]',
+        held_file TEXT,
+        report_file TEXT,
+        created_ms BIGINT NOT NULL,
+        finished_ms BIGINT,
+        decided_by TEXT,
+        decided_ms BIGINT,
+        manifest_upload BIGINT,
+        delimiter TEXT,
+        superseded_by BIGINT,
+        record_types TEXT,
+        acknowledged_by TEXT,
+        acknowledged_ms BIGINT
+    );
+    CREATE INDEX imports_by_tenant ON imports (tenant_id, id);
+    CREATE INDEX imports_by_type ON imports (tenant_id, type, id);
+    CREATE INDEX imports_by_manifest ON imports (manifest_upload) WHERE manifest_upload IS NOT NULL;",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

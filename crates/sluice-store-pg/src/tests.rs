@@ -79,6 +79,51 @@ fn postgres_passes_the_api_keys_check() {
 }
 
 #[test]
+fn postgres_passes_the_upload_queue_check() {
+    on_fresh(conformance::upload_queue);
+}
+
+/// Four nodes claim from one queue of 200 uploads of two tenants at the same time: every
+/// upload is claimed exactly once (no two nodes get the same event, none is left).
+#[test]
+fn nodes_claiming_at_once_each_get_other_uploads() {
+    use sluice_core::{TenantName, UploadEvent, VirtualPath};
+    use sluice_store::{ImportQueue, Tenants, Uploads};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    let mut ids = Vec::new();
+    for tenant in ["north", "east"] {
+        s.add_tenant(&TenantName::parse(tenant).unwrap(), &[]).unwrap();
+        for i in 0..100 {
+            let event = UploadEvent {
+                tenant: TenantName::parse(tenant).unwrap(),
+                path: VirtualPath::resolve(format!("/students/{i}.csv").as_bytes()).unwrap(),
+                size: 3,
+                sha256: sluice_core::sha256_of(&b"abc"[..]).unwrap().1,
+                at_ms: i,
+            };
+            ids.push(s.record_upload(&event).unwrap());
+        }
+    }
+    let nodes: Vec<_> = (0..4)
+        .map(|_| {
+            let node = db.open();
+            std::thread::spawn(move || {
+                let mut claimed = Vec::new();
+                while let Some(u) = node.claim_upload(std::time::Duration::from_secs(60), None).unwrap() {
+                    claimed.push(u.id);
+                }
+                claimed
+            })
+        })
+        .collect();
+    let mut claimed: Vec<i64> = nodes.into_iter().flat_map(|n| n.join().unwrap()).collect();
+    claimed.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(claimed, ids, "each upload claimed once");
+}
+
+#[test]
 fn postgres_passes_the_bans_check() {
     on_fresh(conformance::bans);
 }

@@ -326,7 +326,9 @@ impl Store {
     }
 }
 
-const UPLOAD_SELECT: &str =
+/// An upload event with its tenant's name, in [`UploadRow`]'s order (every backend's
+/// `upload_events` and `tenants` tables have these columns).
+pub const UPLOAD_SELECT: &str =
     "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms, u.requested, u.duplicate_of FROM upload_events u
     JOIN tenants t ON t.id = u.tenant_id";
 
@@ -339,9 +341,12 @@ pub(crate) fn upload_by_id(c: &Connection, id: i64) -> Result<Option<StoredUploa
     row.map(upload_from_row).transpose()
 }
 
-type UploadRow = (i64, String, String, i64, String, i64, bool, Option<i64>);
+/// An upload event as every backend stores it: (id, tenant, path, size, sha256, at_ms,
+/// requested, duplicate_of), read by [`upload_from_row`].
+pub type UploadRow = (i64, String, String, i64, String, i64, bool, Option<i64>);
 
-fn upload_from_row(
+/// The upload event a row holds; a value no sluice writes is [`StoreError::Corrupt`].
+pub fn upload_from_row(
     (id, tenant, path, size, sha, at_ms, requested, duplicate_of): UploadRow,
 ) -> Result<StoredUpload> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("upload event {id}: {what}"));
