@@ -2,16 +2,18 @@
 //! to the same conformance suite as the embedded SQLite store.
 //!
 //! Under way: the roles implemented so far are [`Tenants`] (with SSH keys and settings),
-//! [`ApiKeys`], [`Bans`], [`Audit`], [`Uploads`] and [`ImportQueue`] (claimed with `FOR
-//! UPDATE SKIP LOCKED`: nodes claiming at once each get another event). The server does not
-//! use this store yet (`[database] url` comes with the rest of the roles). What is here is
-//! what nodes share first: the tenants they serve, the keys that reach them, the defender's
-//! bans, one audit log and one upload queue. Before several nodes run, `release_leases`
+//! [`sluice_store::Accounts`] (sessions, reset links, second factors), [`ApiKeys`], [`Bans`],
+//! [`Audit`], [`Uploads`] and [`ImportQueue`] (claimed with `FOR UPDATE SKIP LOCKED`: nodes
+//! claiming at once each get another event). The server does not use this store yet
+//! (`[database] url` comes with the rest of the roles). What is here is what nodes share
+//! first: the tenants they serve, who may log in and their sessions, the keys that reach
+//! them, the defender's bans, one audit log and one upload queue. Before several nodes run, `release_leases`
 //! (which a starting server calls) must release only the starting node's leases, not all.
 //!
 //! Every statement is parameterised. The schema is migrated on connect, from any earlier
 //! version, under an advisory lock, so that nodes starting together migrate once.
 
+mod accounts;
 mod migrations;
 
 use postgres::{Client, NoTls, Row};
@@ -49,7 +51,7 @@ impl PgStore {
         Ok(Self { client: Mutex::new(client) })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         // A panic while the client was held leaves it usable: each call is its own statement
         // or transaction.
         let mut client = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -90,7 +92,7 @@ fn tenant_by_name(c: &mut impl postgres::GenericClient, name: &str, lock: bool) 
     row.as_ref().map(raw_tenant).map(RawTenant::parse).transpose()
 }
 
-fn tenant_id(c: &mut Client, name: &str) -> Result<i64> {
+pub(crate) fn tenant_id(c: &mut Client, name: &str) -> Result<i64> {
     let row = c.query_opt("SELECT id FROM tenants WHERE name = $1", &[&name]).map_err(db)?;
     row.map(|r| r.get(0)).ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))
 }

@@ -153,6 +153,44 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX imports_by_tenant ON imports (tenant_id, id);
     CREATE INDEX imports_by_type ON imports (tenant_id, type, id);
     CREATE INDEX imports_by_manifest ON imports (manifest_upload) WHERE manifest_upload IS NOT NULL;",
+    // 4: dashboard accounts, their sessions (a SHA-256 of each token; pending: the password
+    // given, the second factor not yet), password reset links (hashed), a second factor's
+    // recovery codes (hashed)
+    "CREATE TABLE users (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT REFERENCES tenants(id) ON DELETE CASCADE,
+        email TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'owner', 'user')),
+        manages BOOLEAN NOT NULL DEFAULT FALSE,
+        password_hash TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        totp_sealed TEXT,
+        totp_pending TEXT,
+        totp_last_step BIGINT
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        pending BOOLEAN NOT NULL DEFAULT FALSE,
+        tries BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_by_user ON sessions (user_id);
+    CREATE TABLE password_resets (
+        token_hash TEXT PRIMARY KEY,
+        user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        expires_ms BIGINT NOT NULL,
+        used_ms BIGINT
+    );
+    CREATE INDEX password_resets_by_user ON password_resets (user_id);
+    CREATE TABLE recovery_codes (
+        user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        used_ms BIGINT,
+        PRIMARY KEY (user_id, code_hash)
+    );",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -79,6 +79,12 @@ fn postgres_passes_the_api_keys_check() {
 }
 
 #[test]
+fn postgres_passes_the_accounts_checks() {
+    on_fresh(conformance::accounts_and_sessions);
+    on_fresh(conformance::second_factor_and_resets);
+}
+
+#[test]
 fn postgres_passes_the_upload_queue_check() {
     on_fresh(conformance::upload_queue);
 }
@@ -224,4 +230,38 @@ fn postgres_sorts_and_guards_as_sqlite_does() {
     let left: i64 = c.query_one("SELECT count(*) FROM api_keys", &[]).unwrap().get(0);
     assert_eq!(left, 1, "the key row is still there");
     assert!(s.api_key_by_hash("hash-north").unwrap().is_none(), "and matches nothing");
+}
+
+/// Eight nodes ask for a reset link of one account at the same moment, five times over: never
+/// more than three live links (the account's row is locked from the count to the insert).
+#[test]
+fn nodes_asking_reset_links_at_once_keep_three_at_most() {
+    use sluice_store::{Accounts, Role};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    s.add_account(None, "admin", Role::Admin, "hash-0").unwrap();
+    let nodes: Vec<PgStore> = (0..8).map(|_| db.open()).collect();
+    let mut c = Client::connect(&db.url(), NoTls).unwrap();
+    for round in 0..5 {
+        let barrier = std::sync::Barrier::new(nodes.len());
+        let kept = std::thread::scope(|scope| {
+            let asks: Vec<_> = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        node.start_password_reset("admin", &format!("reset-{round}-{i}"), 60_000)
+                            .unwrap()
+                            .is_some()
+                    })
+                })
+                .collect();
+            asks.into_iter().map(|a| a.join().unwrap()).filter(|kept| *kept).count()
+        });
+        let live: i64 = c.query_one("SELECT count(*) FROM password_resets", &[]).unwrap().get(0);
+        assert!(kept <= 3 && live <= 3, "round {round}: {kept} links kept, {live} live");
+        c.execute("UPDATE password_resets SET used_ms = 1", &[]).unwrap();
+    }
 }

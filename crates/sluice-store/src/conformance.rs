@@ -6,7 +6,7 @@
 use crate::roles::{
     Accounts, ApiKeys, Audit, Bans, ImportQueue, Imports, People, Records, SavedExports, Tenants, Uploads,
 };
-use crate::{AuthorizedKey, KeyOwner, Outcome, Role, StageKind, StoreError};
+use crate::{AuthorizedKey, KeyOwner, Outcome, Role, SecondFactor, StageKind, StoreError};
 use sluice_core::audit::AuditFilter;
 use sluice_core::defender::Ban;
 use sluice_core::import::{ImportTypes, LoadMode};
@@ -22,6 +22,7 @@ pub fn run<S: Tenants + Accounts + ApiKeys + Bans + Uploads + ImportQueue + Audi
     settings(&open());
     ssh_keys(&open());
     accounts_and_sessions(&open());
+    second_factor_and_resets(&open());
     api_keys(&open());
     bans(&open());
     upload_queue(&open());
@@ -234,6 +235,84 @@ pub fn accounts_and_sessions<S: Tenants + Accounts>(s: &S) {
     s.create_session(ann, "token-4", "csrf-4", 60_000).expect("a session");
     s.end_sessions_of("ann@north.org").expect("end all");
     assert!(s.session("token-4").expect("look up").is_none(), "a password change ends every session");
+}
+
+/// Getting back in and a second factor: at most three live reset links, each used once and
+/// spending the others and every session; a second factor switched on only from the secret
+/// enrolled and never over one that is on, a code's step used once, recovery codes used once
+/// and replaced only while the factor is on; a half-logged-in session counts its tries and
+/// becomes a session under a new token; roles, grants and removal.
+pub fn second_factor_and_resets<S: Tenants + Accounts>(s: &S) {
+    s.add_tenant(&name("north"), &[]).expect("add");
+    let ann = s.add_account(Some("north"), "ann@north.org", Role::Owner, "hash-1").expect("add");
+    s.add_account(None, "admin", Role::Admin, "hash-0").expect("add the operator");
+
+    for token in ["reset-1", "reset-2", "reset-3"] {
+        assert!(s.start_password_reset("ann@north.org", token, 60_000).expect("ask").is_some());
+    }
+    assert!(
+        s.start_password_reset("ann@north.org", "reset-4", 60_000).expect("ask").is_none(),
+        "three live links"
+    );
+    assert!(
+        s.start_password_reset("bob@north.org", "reset-5", 60_000).expect("ask").is_none(),
+        "no such account"
+    );
+    assert!(s.password_reset_is_live("reset-2").expect("live?"));
+    s.create_session(ann, "session-1", "csrf-1", 60_000).expect("a session");
+    let reset = s.finish_password_reset("reset-2", "hash-2").expect("use").expect("a live link");
+    assert_eq!((reset.email.as_str(), reset.password_hash.as_str()), ("ann@north.org", "hash-2"));
+    assert!(s.finish_password_reset("reset-2", "hash-3").expect("again").is_none(), "a link works once");
+    assert!(!s.password_reset_is_live("reset-1").expect("live?"), "using one spends the others");
+    assert!(s.session("session-1").expect("look up").is_none(), "and ends every session");
+
+    assert_eq!(s.second_factor(ann).expect("read"), SecondFactor::default());
+    assert!(!s.any_second_factor().expect("any"));
+    s.start_second_factor(ann, "sealed-a").expect("enrol");
+    let codes = ["code-1".to_owned(), "code-2".to_owned()];
+    assert!(!s.enable_second_factor(ann, "sealed-b", 5, &codes).expect("on"), "only the secret enrolled");
+    assert!(s.enable_second_factor(ann, "sealed-a", 5, &codes).expect("on"));
+    let on = s.second_factor(ann).expect("read");
+    assert_eq!(
+        (on.sealed.as_deref(), on.pending.as_deref(), on.last_step),
+        (Some("sealed-a"), None, Some(5))
+    );
+    assert_eq!(on.recovery_codes_left, 2);
+    assert!(s.account_by_email("ann@north.org").expect("look up").expect("ann").second_factor);
+    s.start_second_factor(ann, "sealed-c").expect("enrol again");
+    assert!(!s.enable_second_factor(ann, "sealed-c", 9, &codes).expect("on"), "never over one that is on");
+    assert!(!s.use_second_factor_step(ann, 5).expect("step"), "the step that switched it on is used");
+    assert!(s.use_second_factor_step(ann, 6).expect("step"));
+    assert!(!s.use_second_factor_step(ann, 6).expect("step"), "a code works once");
+    assert!(s.use_recovery_code(ann, "code-1").expect("code"));
+    assert!(!s.use_recovery_code(ann, "code-1").expect("code"), "a recovery code works once");
+    assert!(s.replace_recovery_codes(ann, &["code-3".to_owned()]).expect("replace"));
+    assert!(!s.use_recovery_code(ann, "code-2").expect("code"), "replaced codes stop working");
+    assert_eq!(s.second_factor(ann).expect("read").recovery_codes_left, 1);
+    assert!(s.any_second_factor().expect("any"));
+    assert!(s.disable_second_factor("ann@north.org").expect("off"));
+    assert!(!s.disable_second_factor("ann@north.org").expect("off"), "off once");
+    assert!(!s.replace_recovery_codes(ann, &["code-4".to_owned()]).expect("replace"), "not while off");
+    assert_eq!(s.second_factor(ann).expect("read").recovery_codes_left, 0);
+
+    s.create_pending_session(ann, "half-1", "csrf-h", 60_000).expect("half a login");
+    assert!(s.session("half-1").expect("look up").is_none(), "a pending session is no session");
+    assert_eq!(s.pending_session("half-1").expect("look up").expect("pending").2, 0);
+    assert!(s.take_pending_try("half-1", 2).expect("try") && s.take_pending_try("half-1", 2).expect("try"));
+    assert!(!s.take_pending_try("half-1", 2).expect("try"), "tries are counted");
+    assert!(s.complete_session("half-1", "session-2", "csrf-2", 60_000).expect("complete"));
+    assert!(!s.complete_session("half-1", "session-3", "csrf-3", 60_000).expect("complete"), "once");
+    assert!(s.pending_session("half-1").expect("look up").is_none());
+    assert_eq!(s.session("session-2").expect("look up").expect("live").1, "csrf-2");
+
+    s.set_account_role("ann@north.org", Role::User).expect("a user now");
+    assert!(!s.account_by_email("ann@north.org").expect("look up").expect("ann").manages);
+    s.set_account_manages("ann@north.org", true).expect("granted");
+    assert!(s.account_by_email("ann@north.org").expect("look up").expect("ann").manages);
+    assert!(matches!(s.set_account_role("admin", Role::Owner), Err(StoreError::NoSuchAccount(_))));
+    s.remove_account("ann@north.org").expect("remove");
+    assert!(s.session("session-2").expect("look up").is_none(), "a removed account's sessions end");
+    assert!(matches!(s.remove_account("ann@north.org"), Err(StoreError::NoSuchAccount(_))));
 }
 
 pub fn api_keys<S: Tenants + ApiKeys>(s: &S) {
