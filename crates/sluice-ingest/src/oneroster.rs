@@ -10,7 +10,7 @@ use crate::run::{ImportContext, ImportError, ImportRequest, Verdict, content_has
 use sluice_core::import::{CsvReader, Encoding, LoadMode, Notes, Record, RowError, Strictness};
 use sluice_core::oneroster::{self, FileMode, FileSpec, Manifest, check_header, check_row, is_empty_row};
 use sluice_store::roles::*;
-use sluice_store::{Counts, ImportRecord, ImportStatus, Loader, Referrer, StageKind, Store, StoreError};
+use sluice_store::{Counts, ImportRecord, ImportStatus, Loading, Referrer, StageKind, Store, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::hash::BuildHasher;
@@ -129,7 +129,7 @@ fn evaluate_package(
     ctx: &ImportContext<'_>,
     id: i64,
     dry_run: bool,
-) -> Result<(Loader, Verdict, Vec<(String, LoadMode)>), ImportError> {
+) -> Result<(Box<dyn Loading>, Verdict, Vec<(String, LoadMode)>), ImportError> {
     let mut loader = store.package_loader(req.tenant, id)?;
     let report_name = crate::run::report_name(id, dry_run);
     let (strictness, _) = crate::run::reading(store, req)?;
@@ -151,7 +151,7 @@ fn evaluate_package(
     let started = std::time::Instant::now();
     let mut found: Vec<(Referrer, u64)> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
-    let outcome = run.read(&mut loader);
+    let outcome = run.read(&mut *loader);
     debug!(import = id, ms = started.elapsed().as_millis() as u64, "package read and staged");
     let started = std::time::Instant::now();
     let (status, message, apply, held_file, loaded) = match outcome? {
@@ -341,7 +341,7 @@ impl PackageRun<'_, '_> {
     #[allow(clippy::type_complexity)]
     fn read(
         &mut self,
-        loader: &mut Loader,
+        loader: &mut dyn Loading,
     ) -> Result<Result<Vec<(String, LoadMode)>, Vec<Problem>>, ImportError> {
         let t = self.req.import_type;
         let OpenPackage { mut zip, entries, manifest, mut problems } = match open_package(
@@ -396,7 +396,7 @@ impl PackageRun<'_, '_> {
         spec: &'static FileSpec,
         manifest: &Manifest,
         referred: &HashSet<&str>,
-        loader: &mut Loader,
+        loader: &mut dyn Loading,
     ) -> Result<Option<Problem>, ImportError> {
         let name = spec.file_name();
         let mode = manifest.mode(&spec.name);
@@ -615,7 +615,7 @@ impl PackageRun<'_, '_> {
     }
 
     /// Whether the tenant holds any `target` record (asked once per file and package).
-    fn holds(&mut self, loader: &Loader, target: &str) -> Result<bool, ImportError> {
+    fn holds(&mut self, loader: &dyn Loading, target: &str) -> Result<bool, ImportError> {
         let Some(file) = oneroster::files(oneroster::Version::V1_2)
             .chain(oneroster::files(oneroster::Version::V1_1))
             .map(|f| f.name.as_str())
@@ -635,7 +635,7 @@ impl PackageRun<'_, '_> {
     /// not hold: it is let through unchecked (and noted); strict reading refuses it.
     fn unchecked_absent(
         &mut self,
-        loader: &Loader,
+        loader: &dyn Loading,
         manifest: &Manifest,
         target: &str,
     ) -> Result<bool, ImportError> {
@@ -649,7 +649,7 @@ impl PackageRun<'_, '_> {
     /// full snapshot of `target`, among the tenant's active records.
     fn resolves(
         &self,
-        loader: &mut Loader,
+        loader: &mut dyn Loading,
         manifest: &Manifest,
         target: &str,
         id: &str,

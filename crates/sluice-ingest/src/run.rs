@@ -348,7 +348,7 @@ fn evaluate(
     ctx: &ImportContext<'_>,
     id: i64,
     dry_run: bool,
-) -> Result<(sluice_store::Loader, Verdict), ImportError> {
+) -> Result<(Box<dyn sluice_store::Loading>, Verdict), ImportError> {
     let t = req.import_type;
     let mut loader = store.loader(req.tenant, &t.name, id)?;
     let report_name = report_name(id, dry_run);
@@ -363,7 +363,7 @@ fn evaluate(
         store,
         req,
         ctx,
-        &mut loader,
+        &mut *loader,
         &mut report,
         &mut errors,
         &mut warnings,
@@ -490,7 +490,7 @@ fn read_and_stage(
     store: &Store,
     req: &ImportRequest<'_>,
     ctx: &ImportContext<'_>,
-    loader: &mut sluice_store::Loader,
+    loader: &mut dyn sluice_store::Loading,
     report: &mut Report,
     errors: &mut Vec<RowError>,
     warnings: &mut Vec<String>,
@@ -788,7 +788,7 @@ fn load_rows(
     req: &ImportRequest<'_>,
     check_references: bool,
     rx: std::sync::mpsc::Receiver<Batch>,
-    loader: &mut sluice_store::Loader,
+    loader: &mut dyn sluice_store::Loading,
     report: &mut Report,
     errors: &mut Vec<RowError>,
     warnings: &mut Vec<String>,

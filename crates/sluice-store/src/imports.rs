@@ -10,6 +10,7 @@
 //! `tobedeleted`), the import's row, its errors, and the upload event it consumed. Either
 //! all of that commits or none of it.
 
+use crate::roles::Loading;
 use crate::{Result, Store, StoreError, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use sluice_core::history::{Counts, ImportRecord, ImportStatus, StoredError};
@@ -285,41 +286,6 @@ impl Loader {
         }
     }
 
-    /// Stages a row of a single-type import (see [`Loader::stage_in`]).
-    pub fn stage(
-        &mut self,
-        line: u64,
-        key: &str,
-        data: &str,
-        hash: i64,
-        kind: StageKind,
-    ) -> Result<Option<u64>> {
-        self.stage_in(self.own_type()?, line, key, data, hash, kind)
-    }
-
-    /// Stages a row of `type_name`. Returns the line of an earlier row of the same type and
-    /// key, if there is one (the row is then not staged).
-    pub fn stage_in(
-        &self,
-        type_name: &str,
-        line: u64,
-        key: &str,
-        data: &str,
-        hash: i64,
-        kind: StageKind,
-    ) -> Result<Option<u64>> {
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO temp.stage (type, key, line, data, hash, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (type, key) DO NOTHING",
-        )?;
-        if insert.execute(params![type_name, key, line as i64, data, hash, kind as i64])? == 1 {
-            return Ok(None);
-        }
-        let mut first =
-            self.conn.prepare_cached("SELECT line FROM temp.stage WHERE type = ?1 AND key = ?2")?;
-        Ok(Some(first.query_row(params![type_name, key], |r| r.get::<_, i64>(0))? as u64))
-    }
-
     /// (connection, tenant, first), for the reference checks in `referrers`: a first import
     /// deletes nothing.
     pub(crate) fn parts(&self) -> (&Connection, i64, bool) {
@@ -328,157 +294,6 @@ impl Loader {
 
     pub(crate) fn import_id(&self) -> i64 {
         self.import_id
-    }
-
-    /// Whether a record of `to_type` exists whose key is `key`, or starts with it when the
-    /// target's key has more columns (joined by U+001F).
-    ///
-    /// One range of the primary key, `[key, key || ' ')`, whatever the keys: written as
-    /// `key = ?3 OR (range)` with a plain `inactive = 0`, SQLite (without statistics) chose
-    /// `records_by_state` (tenant, type, inactive) instead and read every active record of the
-    /// referred type for each row: a 200,000-row guardians file against 100,000 students did
-    /// not finish in 5 minutes. `+inactive` keeps that index out of the plan.
-    pub fn reference_exists(&mut self, to_type: &str, key: &str) -> Result<bool> {
-        let mut stmt = self.conn.prepare_cached(REFERENCE_EXISTS)?;
-        Ok(stmt.exists(params![self.tenant_id, to_type, key])?)
-    }
-
-    /// Whether the tenant has an active record of this type and exactly this key.
-    pub fn active(&mut self, type_name: &str, key: &str) -> Result<bool> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3 AND inactive = 0",
-        )?;
-        Ok(stmt.exists(params![self.tenant_id, type_name, key])?)
-    }
-
-    /// Some records a single-type mirror import would delete (for a person deciding whether to
-    /// approve it), in key order: each key, with the person's name after it where the type has
-    /// one (`names`: the JSON paths of the first and last name), `S10 (Ann Lee)`.
-    pub fn deletion_sample(&self, limit: usize, names: Option<(&str, &str)>) -> Result<Vec<String>> {
-        let type_name = self.own_type()?;
-        let (first, last) = names.unwrap_or(("$.none", "$.none"));
-        let mut stmt = self.conn.prepare(
-            "SELECT r.key, trim(coalesce(json_extract(r.data, ?4), '') || ' ' || coalesce(json_extract(r.data, ?5), ''))
-             FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2
-             AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = r.key) ORDER BY r.key LIMIT ?3",
-        )?;
-        let rows = stmt
-            .query_map(params![self.tenant_id, type_name, limit as i64, first, last], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows
-            .into_iter()
-            .map(|(k, name)| {
-                let key = k.replace('\u{1f}', "+");
-                if name.is_empty() { key } else { format!("{key} ({name})") }
-            })
-            .collect())
-    }
-
-    /// Active records of a single-type import's type the tenant has now.
-    pub fn existing(&self) -> u64 {
-        self.existing
-    }
-
-    /// Active records of a type before this import.
-    pub fn existing_of(&self, type_name: &str) -> Result<u64> {
-        if self.first {
-            return Ok(0);
-        }
-        if matches!(&self.scope, Scope::Type(t) if t == type_name) {
-            return Ok(self.existing);
-        }
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM main.records INDEXED BY records_by_state
-             WHERE tenant_id = ?1 AND type = ?2 AND inactive = 0",
-            params![self.tenant_id, type_name],
-            |r| r.get::<_, i64>(0),
-        )? as u64)
-    }
-
-    /// What applying one type's staged rows in `mode` would do: (added, updated, unchanged,
-    /// deleted). A package's files are `Mirror` (bulk) or `Delta`.
-    pub fn plan(&self, type_name: &str, mode: LoadMode) -> Result<Counts> {
-        let q = |sql: &str| -> Result<u64> {
-            Ok(self.conn.query_row(sql, params![self.tenant_id, type_name], |r| r.get::<_, i64>(0))? as u64)
-        };
-        if self.first {
-            // Nothing to compare with, delete or mark: every active row adds a record;
-            // deletions of records that cannot exist write nothing.
-            return Ok(Counts {
-                added: q("SELECT COUNT(*) FROM temp.stage WHERE type = ?2 AND kind = 0 AND ?1 IS NOT NULL")?,
-                ..Counts::default()
-            });
-        }
-        let marks = self.marks();
-        // Rows that write a record: active rows; for a package, also deletions of records that
-        // exist (written with their `tobedeleted` status).
-        let writes = format!(
-            "FROM temp.stage s LEFT JOIN main.records r ON r.tenant_id = ?1 AND r.type = s.type AND r.key = s.key
-             WHERE s.type = ?2 AND (s.kind = 0{})",
-            if marks { " OR (s.kind = 1 AND r.key IS NOT NULL)" } else { "" }
-        );
-        let added = q(&format!("SELECT COUNT(*) {writes} AND r.key IS NULL"))?;
-        // A single type's deactivated record listed again is updated (made active), not
-        // unchanged; a package's inactive records differ from an active row in their data.
-        let unchanged = q(&format!(
-            "SELECT COUNT(*) {writes} AND r.hash = s.hash{}",
-            if marks { "" } else { " AND r.inactive = 0" }
-        ))?;
-        let written = if marks {
-            q(&format!("SELECT COUNT(*) {writes}"))?
-        } else {
-            q("SELECT COUNT(*) FROM temp.stage WHERE type = ?2 AND kind = 0 AND ?1 IS NOT NULL")?
-        };
-        // A single type's deletions erase records, active or not; a package's mark the active
-        // ones.
-        let deleted = match (mode, marks) {
-            (LoadMode::Upsert, _) => 0,
-            (LoadMode::Mirror, false) => q("SELECT COUNT(*) FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2
-                 AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = r.key)")?,
-            (LoadMode::Mirror, true) => q("SELECT COUNT(*) FROM main.records r INDEXED BY records_by_state
-                 WHERE r.tenant_id = ?1 AND r.type = ?2 AND r.inactive = 0
-                 AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = r.key)")?,
-            // CROSS JOIN: walk the (small) delta, not the type's records.
-            (LoadMode::Delta, _) => q(&format!(
-                "SELECT COUNT(*) FROM temp.stage s CROSS JOIN main.records r
-                 ON r.tenant_id = ?1 AND r.type = s.type AND r.key = s.key WHERE s.type = ?2 AND s.kind = 1{}",
-                if marks { " AND r.inactive = 0" } else { "" }
-            ))?,
-        };
-        // A package's delta deletions are among the rows written.
-        let deletions_written = if marks && mode == LoadMode::Delta { deleted } else { 0 };
-        Ok(Counts {
-            added,
-            unchanged,
-            // Disjoint subsets of `written`; saturating all the same, so that a surprise can
-            // never read as a huge number of changes.
-            updated: written.saturating_sub(added + unchanged + deletions_written),
-            deleted,
-            ..Counts::default()
-        })
-    }
-
-    /// Drops everything staged (a dry run): the database is as it was.
-    pub fn abandon(self) -> Result<()> {
-        self.conn.execute_batch("ROLLBACK; DELETE FROM temp.stage;")?;
-        Ok(())
-    }
-
-    /// Applies a single-type import (in the outcome's mode; nothing for failed and held
-    /// imports) and records the outcome, in one transaction.
-    pub fn commit(self, outcome: Outcome<'_>) -> Result<()> {
-        let type_name = self.own_type()?.to_owned();
-        let types: Vec<(&str, LoadMode)> =
-            outcome.apply.map(|m| (type_name.as_str(), m)).into_iter().collect();
-        self.commit_types(&types, outcome)
-    }
-
-    /// Applies the staged rows of `types`, each in its mode, if the outcome applies the import
-    /// (not for failed and held ones), and records the outcome, in one transaction.
-    pub fn commit_types(self, types: &[(&str, LoadMode)], outcome: Outcome<'_>) -> Result<()> {
-        finish(&self.conn, || self.apply(types, &outcome))
     }
 
     fn apply(&self, types: &[(&str, LoadMode)], o: &Outcome<'_>) -> Result<()> {
@@ -605,6 +420,191 @@ impl Loader {
             },
             _ => SearchPaths::default(),
         }
+    }
+}
+
+impl Loading for Loader {
+    fn dangling(&self, mode: LoadMode, r: &crate::Referrer) -> Result<u64> {
+        self.count_dangling(mode, r)
+    }
+
+    /// Stages a row of a single-type import (see [`Loader::stage_in`]).
+    fn stage(&mut self, line: u64, key: &str, data: &str, hash: i64, kind: StageKind) -> Result<Option<u64>> {
+        self.stage_in(self.own_type()?, line, key, data, hash, kind)
+    }
+
+    /// Stages a row of `type_name`. Returns the line of an earlier row of the same type and
+    /// key, if there is one (the row is then not staged).
+    fn stage_in(
+        &self,
+        type_name: &str,
+        line: u64,
+        key: &str,
+        data: &str,
+        hash: i64,
+        kind: StageKind,
+    ) -> Result<Option<u64>> {
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO temp.stage (type, key, line, data, hash, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (type, key) DO NOTHING",
+        )?;
+        if insert.execute(params![type_name, key, line as i64, data, hash, kind as i64])? == 1 {
+            return Ok(None);
+        }
+        let mut first =
+            self.conn.prepare_cached("SELECT line FROM temp.stage WHERE type = ?1 AND key = ?2")?;
+        Ok(Some(first.query_row(params![type_name, key], |r| r.get::<_, i64>(0))? as u64))
+    }
+
+    /// Whether a record of `to_type` exists whose key is `key`, or starts with it when the
+    /// target's key has more columns (joined by U+001F).
+    ///
+    /// One range of the primary key, `[key, key || ' ')`, whatever the keys: written as
+    /// `key = ?3 OR (range)` with a plain `inactive = 0`, SQLite (without statistics) chose
+    /// `records_by_state` (tenant, type, inactive) instead and read every active record of the
+    /// referred type for each row: a 200,000-row guardians file against 100,000 students did
+    /// not finish in 5 minutes. `+inactive` keeps that index out of the plan.
+    fn reference_exists(&mut self, to_type: &str, key: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(REFERENCE_EXISTS)?;
+        Ok(stmt.exists(params![self.tenant_id, to_type, key])?)
+    }
+
+    /// Whether the tenant has an active record of this type and exactly this key.
+    fn active(&mut self, type_name: &str, key: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3 AND inactive = 0",
+        )?;
+        Ok(stmt.exists(params![self.tenant_id, type_name, key])?)
+    }
+
+    /// Some records a single-type mirror import would delete (for a person deciding whether to
+    /// approve it), in key order: each key, with the person's name after it where the type has
+    /// one (`names`: the JSON paths of the first and last name), `S10 (Ann Lee)`.
+    fn deletion_sample(&self, limit: usize, names: Option<(&str, &str)>) -> Result<Vec<String>> {
+        let type_name = self.own_type()?;
+        let (first, last) = names.unwrap_or(("$.none", "$.none"));
+        let mut stmt = self.conn.prepare(
+            "SELECT r.key, trim(coalesce(json_extract(r.data, ?4), '') || ' ' || coalesce(json_extract(r.data, ?5), ''))
+             FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2
+             AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = r.key) ORDER BY r.key LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![self.tenant_id, type_name, limit as i64, first, last], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, name)| {
+                let key = k.replace('\u{1f}', "+");
+                if name.is_empty() { key } else { format!("{key} ({name})") }
+            })
+            .collect())
+    }
+
+    /// Active records of a single-type import's type the tenant has now.
+    fn existing(&self) -> u64 {
+        self.existing
+    }
+
+    /// Active records of a type before this import.
+    fn existing_of(&self, type_name: &str) -> Result<u64> {
+        if self.first {
+            return Ok(0);
+        }
+        if matches!(&self.scope, Scope::Type(t) if t == type_name) {
+            return Ok(self.existing);
+        }
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM main.records INDEXED BY records_by_state
+             WHERE tenant_id = ?1 AND type = ?2 AND inactive = 0",
+            params![self.tenant_id, type_name],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// What applying one type's staged rows in `mode` would do: (added, updated, unchanged,
+    /// deleted). A package's files are `Mirror` (bulk) or `Delta`.
+    fn plan(&self, type_name: &str, mode: LoadMode) -> Result<Counts> {
+        let q = |sql: &str| -> Result<u64> {
+            Ok(self.conn.query_row(sql, params![self.tenant_id, type_name], |r| r.get::<_, i64>(0))? as u64)
+        };
+        if self.first {
+            // Nothing to compare with, delete or mark: every active row adds a record;
+            // deletions of records that cannot exist write nothing.
+            return Ok(Counts {
+                added: q("SELECT COUNT(*) FROM temp.stage WHERE type = ?2 AND kind = 0 AND ?1 IS NOT NULL")?,
+                ..Counts::default()
+            });
+        }
+        let marks = self.marks();
+        // Rows that write a record: active rows; for a package, also deletions of records that
+        // exist (written with their `tobedeleted` status).
+        let writes = format!(
+            "FROM temp.stage s LEFT JOIN main.records r ON r.tenant_id = ?1 AND r.type = s.type AND r.key = s.key
+             WHERE s.type = ?2 AND (s.kind = 0{})",
+            if marks { " OR (s.kind = 1 AND r.key IS NOT NULL)" } else { "" }
+        );
+        let added = q(&format!("SELECT COUNT(*) {writes} AND r.key IS NULL"))?;
+        // A single type's deactivated record listed again is updated (made active), not
+        // unchanged; a package's inactive records differ from an active row in their data.
+        let unchanged = q(&format!(
+            "SELECT COUNT(*) {writes} AND r.hash = s.hash{}",
+            if marks { "" } else { " AND r.inactive = 0" }
+        ))?;
+        let written = if marks {
+            q(&format!("SELECT COUNT(*) {writes}"))?
+        } else {
+            q("SELECT COUNT(*) FROM temp.stage WHERE type = ?2 AND kind = 0 AND ?1 IS NOT NULL")?
+        };
+        // A single type's deletions erase records, active or not; a package's mark the active
+        // ones.
+        let deleted = match (mode, marks) {
+            (LoadMode::Upsert, _) => 0,
+            (LoadMode::Mirror, false) => q("SELECT COUNT(*) FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2
+                 AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = r.key)")?,
+            (LoadMode::Mirror, true) => q("SELECT COUNT(*) FROM main.records r INDEXED BY records_by_state
+                 WHERE r.tenant_id = ?1 AND r.type = ?2 AND r.inactive = 0
+                 AND NOT EXISTS (SELECT 1 FROM temp.stage s WHERE s.type = ?2 AND s.key = r.key)")?,
+            // CROSS JOIN: walk the (small) delta, not the type's records.
+            (LoadMode::Delta, _) => q(&format!(
+                "SELECT COUNT(*) FROM temp.stage s CROSS JOIN main.records r
+                 ON r.tenant_id = ?1 AND r.type = s.type AND r.key = s.key WHERE s.type = ?2 AND s.kind = 1{}",
+                if marks { " AND r.inactive = 0" } else { "" }
+            ))?,
+        };
+        // A package's delta deletions are among the rows written.
+        let deletions_written = if marks && mode == LoadMode::Delta { deleted } else { 0 };
+        Ok(Counts {
+            added,
+            unchanged,
+            // Disjoint subsets of `written`; saturating all the same, so that a surprise can
+            // never read as a huge number of changes.
+            updated: written.saturating_sub(added + unchanged + deletions_written),
+            deleted,
+            ..Counts::default()
+        })
+    }
+
+    /// Drops everything staged (a dry run): the database is as it was.
+    fn abandon(self: Box<Self>) -> Result<()> {
+        self.conn.execute_batch("ROLLBACK; DELETE FROM temp.stage;")?;
+        Ok(())
+    }
+
+    /// Applies a single-type import (in the outcome's mode; nothing for failed and held
+    /// imports) and records the outcome, in one transaction.
+    fn commit(self: Box<Self>, outcome: Outcome<'_>) -> Result<()> {
+        let type_name = self.own_type()?.to_owned();
+        let types: Vec<(&str, LoadMode)> =
+            outcome.apply.map(|m| (type_name.as_str(), m)).into_iter().collect();
+        self.commit_types(&types, outcome)
+    }
+
+    /// Applies the staged rows of `types`, each in its mode, if the outcome applies the import
+    /// (not for failed and held ones), and records the outcome, in one transaction.
+    fn commit_types(self: Box<Self>, types: &[(&str, LoadMode)], outcome: Outcome<'_>) -> Result<()> {
+        finish(&self.conn, || self.apply(types, &outcome))
     }
 }
 
@@ -1031,12 +1031,12 @@ impl crate::roles::Imports for Store {
         })
     }
 
-    fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Loader> {
-        Loader::open(self, tenant, import_id, Scope::Type(type_name.to_owned()))
+    fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Box<dyn Loading>> {
+        Ok(Box::new(Loader::open(self, tenant, import_id, Scope::Type(type_name.to_owned()))?))
     }
 
-    fn package_loader(&self, tenant: &str, import_id: i64) -> Result<Loader> {
-        Loader::open(self, tenant, import_id, Scope::Package(ONEROSTER))
+    fn package_loader(&self, tenant: &str, import_id: i64) -> Result<Box<dyn Loading>> {
+        Ok(Box::new(Loader::open(self, tenant, import_id, Scope::Package(ONEROSTER))?))
     }
 
     fn records(

@@ -31,8 +31,8 @@ pub use records::{
 };
 pub use referrers::Referrer;
 pub use roles::{
-    Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Photos, Records,
-    Referrers, SavedExports, Tenants, Uploads,
+    Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, Loading, People, Photos,
+    Records, Referrers, SavedExports, Tenants, Uploads,
 };
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, KeyScope, Role, SecondFactor};
 pub use sluice_core::delivery::{Channel, Delivery};

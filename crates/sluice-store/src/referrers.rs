@@ -136,7 +136,7 @@ impl Loader {
 
     /// How many records of `r.from_type` would be left naming a record this import deletes
     /// (erases, or marks `tobedeleted`) of `r.to_type`, in `mode`.
-    pub fn dangling(&self, mode: LoadMode, r: &Referrer) -> Result<u64> {
+    pub(crate) fn count_dangling(&self, mode: LoadMode, r: &Referrer) -> Result<u64> {
         let (conn, tenant_id, fresh) = self.parts();
         if fresh {
             return Ok(0);

@@ -6,14 +6,15 @@
 //! Callers bring the roles they use into scope with `use sluice_store::roles::*` (or by name).
 
 use crate::{
-    Account, ApiKey, AuthorizedKey, Deletion, Delivery, FoundRecords, ImportRecord, Loader, Outcome, Person,
-    RecordQuery, Referrer, Referring, Result, Role, SecondFactor, StoredError, StoredRecord, StoredUpload,
-    Tombstone,
+    Account, ApiKey, AuthorizedKey, Counts, Deletion, Delivery, FoundRecords, ImportRecord, Outcome, Person,
+    RecordQuery, Referrer, Referring, Result, Role, SecondFactor, StageKind, StoredError, StoredRecord,
+    StoredUpload, Tombstone,
 };
 use sluice_core::UploadEvent;
 use sluice_core::audit::{AuditEntry, AuditFilter, NewAuditEntry};
 use sluice_core::connector::{Connector, HostKey};
 use sluice_core::defender::Ban;
+use sluice_core::import::LoadMode;
 use sluice_core::net::Source;
 use sluice_core::photo::Photo;
 use sluice_core::saved_export::{ExportRun, RunCause, RunOutcome, SavedExport};
@@ -284,8 +285,63 @@ pub trait ImportQueue {
     fn remove_interrupted_imports(&self) -> Result<usize>;
 }
 
-/// Imports: their history, errors and decisions, and the loader that applies one. (`Loader`,
-/// one for single types and packages, is SQLite's own for now.)
+/// One import being loaded, on a connection of its own: its rows staged and checked, what
+/// applying them would do planned, then applied with the import's outcome in one transaction
+/// (or abandoned). One loader serves a single type's file and a package's several files.
+/// SQLite's is `Loader`; another backend brings its own behind the same calls.
+pub trait Loading: Send {
+    /// Stages a row of a single-type import (see [`Loading::stage_in`]).
+    fn stage(&mut self, line: u64, key: &str, data: &str, hash: i64, kind: StageKind) -> Result<Option<u64>>;
+
+    /// Stages a row of `type_name`. Returns the line of an earlier row of the same type and
+    /// key, if there is one (the row is then not staged).
+    fn stage_in(
+        &self,
+        type_name: &str,
+        line: u64,
+        key: &str,
+        data: &str,
+        hash: i64,
+        kind: StageKind,
+    ) -> Result<Option<u64>>;
+
+    /// Whether a record of `to_type` exists whose key is `key`, or starts with it when the
+    /// target's key has more columns (joined by U+001F).
+    fn reference_exists(&mut self, to_type: &str, key: &str) -> Result<bool>;
+
+    /// Whether the tenant has an active record of this type and exactly this key.
+    fn active(&mut self, type_name: &str, key: &str) -> Result<bool>;
+
+    /// Some records a single-type mirror import would delete, in key order, each with its
+    /// person's name where the type has one (`names`: the JSON paths of first and last name).
+    fn deletion_sample(&self, limit: usize, names: Option<(&str, &str)>) -> Result<Vec<String>>;
+
+    /// Active records of a single-type import's type the tenant has now.
+    fn existing(&self) -> u64;
+
+    /// Active records of a type before this import.
+    fn existing_of(&self, type_name: &str) -> Result<u64>;
+
+    /// What applying one type's staged rows in `mode` would do.
+    fn plan(&self, type_name: &str, mode: LoadMode) -> Result<Counts>;
+
+    /// How many records of `r.from_type` would be left naming a record this import deletes
+    /// of `r.to_type`, in `mode`.
+    fn dangling(&self, mode: LoadMode, r: &Referrer) -> Result<u64>;
+
+    /// Drops everything staged (a dry run): the database is as it was.
+    fn abandon(self: Box<Self>) -> Result<()>;
+
+    /// Applies a single-type import (in the outcome's mode; nothing for failed and held
+    /// imports) and records the outcome, in one transaction.
+    fn commit(self: Box<Self>, outcome: Outcome<'_>) -> Result<()>;
+
+    /// Applies the staged rows of `types`, each in its mode, if the outcome applies the import,
+    /// and records the outcome, in one transaction.
+    fn commit_types(self: Box<Self>, types: &[(&str, LoadMode)], outcome: Outcome<'_>) -> Result<()>;
+}
+
+/// Imports: their history, errors and decisions, and the loader that applies one.
 pub trait Imports {
     /// Opens a new import in state `running`.
     fn create_import(
@@ -335,11 +391,11 @@ pub trait Imports {
     ) -> Result<i64>;
 
     /// Opens a loader for one import of one type, on a connection of its own.
-    fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Loader>;
+    fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Box<dyn Loading>>;
 
     /// Opens a loader for one import of a OneRoster package (its files' record types,
     /// `oneroster.users`, ...), on a connection of its own.
-    fn package_loader(&self, tenant: &str, import_id: i64) -> Result<Loader>;
+    fn package_loader(&self, tenant: &str, import_id: i64) -> Result<Box<dyn Loading>>;
 
     /// Records of one type, in key order: (key, JSON array of values). `deactivated`: only
     /// the active records (`Some(false)`), only the deactivated ones (`Some(true)`), or all.

@@ -202,7 +202,7 @@ fn outcome(status: ImportStatus, apply: Option<sluice_core::import::LoadMode>) -
     Outcome::new(status, Counts::default(), apply)
 }
 
-fn load(s: &Store, id: i64, keys: &[&str]) -> Loader {
+fn load(s: &Store, id: i64, keys: &[&str]) -> Box<dyn crate::Loading> {
     let mut l = s.loader("acme", "students", id).unwrap();
     for (i, k) in keys.iter().enumerate() {
         l.stage(i as u64 + 2, k, &format!("[\"{k}\"]"), i as i64, StageKind::Load).unwrap();
@@ -335,7 +335,7 @@ fn references_resolve_by_whole_key_or_first_column_through_the_primary_key() {
     assert!(l.reference_exists("students", "T2").unwrap());
     assert!(!l.reference_exists("employees", "S1").unwrap(), "another type's record");
     let plan: Vec<String> = {
-        let (c, ..) = l.parts();
+        let c = s.import_connection(16_000).unwrap();
         let mut stmt =
             c.prepare(&format!("EXPLAIN QUERY PLAN {}", crate::imports::REFERENCE_EXISTS)).unwrap();
         stmt.query_map(params![1, "students", "S1"], |r| r.get::<_, String>(3))
