@@ -41,8 +41,11 @@ mod tests {
         let types = super::load(None).unwrap();
         for name in [
             "students",
+            "students_ascender",
             "employees",
             "visitors",
+            "visitors_powerschool",
+            "visitors_ascender",
             "volunteers",
             "users",
             "court_orders",

@@ -92,6 +92,62 @@ fn the_root_takes_required_file_names_from_openssh_and_refuses_others_by_name() 
     assert_eq!(done.len(), 4, "{done:?}");
 }
 
+/// Every row of Visitor Aware's table of required file names is a type: the Ascender and
+/// PowerSchool exports, with their own column names, dropped at the root by OpenSSH, import
+/// as their types.
+#[test]
+fn ascender_and_powerschool_files_are_taken_at_the_root_by_their_required_names() {
+    if !have("sftp", "openssh-client") {
+        return;
+    }
+    let server = Server::start();
+    server.importing_tenant("acme", "pw-for-tests");
+    server.cli_ok(&[
+        "tenant",
+        "set",
+        "acme",
+        "folders=students_ascender,visitors_powerschool,visitors_ascender",
+        "routing=root",
+    ]);
+    let key = server.key("acme");
+    write_file(
+        server.dir.path(),
+        "students_ascender.csv",
+        b"Student ID,First Name,Last Name,Grade,Date of Birth,Campus ID
+001234,Ana,Ruiz,05,04/12/2015,041
+",
+    );
+    write_file(
+        server.dir.path(),
+        "visitors_powerschool.csv",
+        b"Contact_ID,First_Name,Last_Name,Relationship,Email_Address
+77,Rosa,Ruiz,Mother,rosa@example.org
+",
+    );
+    write_file(
+        server.dir.path(),
+        "visitors_ascender.csv",
+        b"Contact ID,First Name,Last Name,Relation,Phone Number
+C9,Luis,Ruiz,Father,(512) 555-0100
+",
+    );
+    let out = sftp_batch(
+        &server,
+        &key,
+        "put students_ascender.csv /
+put visitors_powerschool.csv /
+put visitors_ascender.csv /
+",
+        &[],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let done = imports(&server, 3);
+    let mut types: Vec<&str> = done.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    types.sort_unstable();
+    assert_eq!(types, ["students_ascender", "visitors_ascender", "visitors_powerschool"], "{done:?}");
+    assert!(done.iter().all(|i| i["status"] == "complete" && i["counts"]["added"] == 1), "{done:?}");
+}
+
 /// The clients that check or retry their uploads, on their defaults, at the root.
 #[test]
 fn paramiko_rclone_lftp_and_psftp_on_defaults_upload_at_the_root_once_each() {
