@@ -230,12 +230,23 @@ impl Accounts for PgStore {
     fn finish_password_reset(&self, token_hash: &str, password_hash: &str) -> Result<Option<Account>> {
         let email: Option<String> = self.with(|c| {
             let mut tx = c.transaction().map_err(db)?;
+            // The account's row first, as every other change of an account takes it (two links
+            // of one account used at once, or a link beside a password change, would otherwise
+            // lock each other's rows in opposite orders); then the link is read again, in a
+            // statement that sees what a change that held the lock before committed.
+            let Some(owner) = tx
+                .query_opt("SELECT user_id FROM password_resets WHERE token_hash = $1", &[&token_hash])
+                .map_err(db)?
+            else {
+                return Ok(None);
+            };
+            let owner: i64 = owner.get(0);
+            tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&owner]).map_err(db)?;
             let now = now_ms();
-            // The link's row locked: the same link used twice at once sets a password once.
             let user = tx
                 .query_opt(
                     "SELECT u.id, u.email FROM password_resets r JOIN users u ON u.id = r.user_id
-                     WHERE r.token_hash = $1 AND r.used_ms IS NULL AND r.expires_ms >= $2 FOR UPDATE OF r",
+                     WHERE r.token_hash = $1 AND r.used_ms IS NULL AND r.expires_ms >= $2",
                     &[&token_hash, &now],
                 )
                 .map_err(db)?;

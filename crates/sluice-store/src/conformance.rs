@@ -264,7 +264,17 @@ pub fn second_factor_and_resets<S: Tenants + Accounts>(s: &S) {
     assert_eq!((reset.email.as_str(), reset.password_hash.as_str()), ("ann@north.org", "hash-2"));
     assert!(s.finish_password_reset("reset-2", "hash-3").expect("again").is_none(), "a link works once");
     assert!(!s.password_reset_is_live("reset-1").expect("live?"), "using one spends the others");
+    assert!(!s.password_reset_is_live("reset-3").expect("live?"), "every other");
     assert!(s.session("session-1").expect("look up").is_none(), "and ends every session");
+    assert!(
+        s.start_password_reset("ann@north.org", "reset-6", 60_000).expect("ask").is_some(),
+        "spent ones go"
+    );
+    s.start_password_reset("ann@north.org", "reset-7", -1).expect("ask").expect("kept");
+    assert!(!s.password_reset_is_live("reset-7").expect("live?"), "an expired link");
+    assert!(s.finish_password_reset("reset-7", "hash-4").expect("use").is_none(), "is no link");
+    s.set_account_password("ann@north.org", "hash-5").expect("a new password");
+    assert!(!s.password_reset_is_live("reset-6").expect("live?"), "a new password spends the links");
 
     assert_eq!(s.second_factor(ann).expect("read"), SecondFactor::default());
     assert!(!s.any_second_factor().expect("any"));
@@ -286,6 +296,7 @@ pub fn second_factor_and_resets<S: Tenants + Accounts>(s: &S) {
     assert!(!s.use_second_factor_step(ann, 6).expect("step"), "a code works once");
     assert!(s.use_recovery_code(ann, "code-1").expect("code"));
     assert!(!s.use_recovery_code(ann, "code-1").expect("code"), "a recovery code works once");
+    assert_eq!(s.second_factor(ann).expect("read").recovery_codes_left, 1, "used codes are not counted");
     assert!(s.replace_recovery_codes(ann, &["code-3".to_owned()]).expect("replace"));
     assert!(!s.use_recovery_code(ann, "code-2").expect("code"), "replaced codes stop working");
     assert_eq!(s.second_factor(ann).expect("read").recovery_codes_left, 1);
@@ -293,8 +304,12 @@ pub fn second_factor_and_resets<S: Tenants + Accounts>(s: &S) {
     assert!(s.disable_second_factor("ann@north.org").expect("off"));
     assert!(!s.disable_second_factor("ann@north.org").expect("off"), "off once");
     assert!(!s.replace_recovery_codes(ann, &["code-4".to_owned()]).expect("replace"), "not while off");
-    assert_eq!(s.second_factor(ann).expect("read").recovery_codes_left, 0);
+    assert_eq!(s.second_factor(ann).expect("read"), SecondFactor::default(), "the enrolled secret goes too");
+    assert!(!s.any_second_factor().expect("any"));
 
+    s.create_pending_session(ann, "half-0", "csrf-0", -1).expect("an expired half login");
+    assert!(s.pending_session("half-0").expect("look up").is_none(), "expired");
+    assert!(!s.complete_session("half-0", "session-0", "csrf-0", 60_000).expect("complete"));
     s.create_pending_session(ann, "half-1", "csrf-h", 60_000).expect("half a login");
     assert!(s.session("half-1").expect("look up").is_none(), "a pending session is no session");
     assert_eq!(s.pending_session("half-1").expect("look up").expect("pending").2, 0);
