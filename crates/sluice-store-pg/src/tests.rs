@@ -58,6 +58,26 @@ impl Drop for TestDb {
     }
 }
 
+/// Runs `call` on every node at the same moment (a thread each, released together); returns
+/// what each gave, in the nodes' order.
+fn at_once<T: Send>(nodes: &[PgStore], call: impl Fn(usize, &PgStore) -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(nodes.len());
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let (barrier, call) = (&barrier, &call);
+                scope.spawn(move || {
+                    barrier.wait();
+                    call(i, node)
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().expect("a node")).collect()
+    })
+}
+
 /// Runs `check` on a fresh store of its own.
 fn on_fresh(check: impl FnOnce(&PgStore)) {
     let Some(db) = TestDb::create() else { return };
@@ -243,23 +263,12 @@ fn nodes_asking_reset_links_at_once_keep_three_at_most() {
     let nodes: Vec<PgStore> = (0..8).map(|_| db.open()).collect();
     let mut c = Client::connect(&db.url(), NoTls).unwrap();
     for round in 0..5 {
-        let barrier = std::sync::Barrier::new(nodes.len());
-        let kept = std::thread::scope(|scope| {
-            let asks: Vec<_> = nodes
-                .iter()
-                .enumerate()
-                .map(|(i, node)| {
-                    let barrier = &barrier;
-                    scope.spawn(move || {
-                        barrier.wait();
-                        node.start_password_reset("admin", &format!("reset-{round}-{i}"), 60_000)
-                            .unwrap()
-                            .is_some()
-                    })
-                })
-                .collect();
-            asks.into_iter().map(|a| a.join().unwrap()).filter(|kept| *kept).count()
-        });
+        let kept = at_once(&nodes, |i, node| {
+            node.start_password_reset("admin", &format!("reset-{round}-{i}"), 60_000).unwrap().is_some()
+        })
+        .into_iter()
+        .filter(|kept| *kept)
+        .count();
         let live: i64 = c.query_one("SELECT count(*) FROM password_resets", &[]).unwrap().get(0);
         assert!(kept == 3 && live == 3, "round {round}: {kept} links kept, {live} live");
         c.execute("UPDATE password_resets SET used_ms = 1", &[]).unwrap();
@@ -280,22 +289,10 @@ fn two_links_of_one_account_used_at_once_set_the_password_once() {
         for i in 0..2 {
             s.start_password_reset("admin", &format!("link-{round}-{i}"), 60_000).unwrap().unwrap();
         }
-        let barrier = std::sync::Barrier::new(2);
-        let used: Vec<bool> = std::thread::scope(|scope| {
-            let uses: Vec<_> = nodes
-                .iter()
-                .enumerate()
-                .map(|(i, node)| {
-                    let barrier = &barrier;
-                    scope.spawn(move || {
-                        barrier.wait();
-                        node.finish_password_reset(&format!("link-{round}-{i}"), &format!("hash-{round}-{i}"))
-                            .expect("no error, whichever comes second")
-                            .is_some()
-                    })
-                })
-                .collect();
-            uses.into_iter().map(|u| u.join().unwrap()).collect()
+        let used = at_once(&nodes, |i, node| {
+            node.finish_password_reset(&format!("link-{round}-{i}"), &format!("hash-{round}-{i}"))
+                .expect("no error, whichever comes second")
+                .is_some()
         });
         assert_eq!(used.iter().filter(|u| **u).count(), 1, "round {round}: {used:?}");
     }

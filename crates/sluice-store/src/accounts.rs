@@ -24,6 +24,18 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
+/// Replaces an account's recovery codes (hashed) in `tx`.
+fn put_recovery_codes(tx: &rusqlite::Transaction<'_>, account: i64, hashes: &[String]) -> Result<()> {
+    tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [account])?;
+    for hash in hashes {
+        tx.execute(
+            "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
+            params![account, hash],
+        )?;
+    }
+    Ok(())
+}
+
 impl crate::roles::Accounts for Store {
     fn add_account(&self, tenant: Option<&str>, email: &str, role: Role, password_hash: &str) -> Result<i64> {
         self.with(|c| {
@@ -203,13 +215,7 @@ impl crate::roles::Accounts for Store {
             if moved == 0 {
                 return Ok(false);
             }
-            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [account])?;
-            for hash in recovery_hashes {
-                tx.execute(
-                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
-                    params![account, hash],
-                )?;
-            }
+            put_recovery_codes(&tx, account, recovery_hashes)?;
             tx.commit()?;
             Ok(true)
         })
@@ -254,13 +260,7 @@ impl crate::roles::Accounts for Store {
             if !on {
                 return Ok(false);
             }
-            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [account])?;
-            for hash in hashes {
-                tx.execute(
-                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
-                    params![account, hash],
-                )?;
-            }
+            put_recovery_codes(&tx, account, hashes)?;
             tx.commit()?;
             Ok(true)
         })

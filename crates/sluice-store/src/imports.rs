@@ -428,13 +428,10 @@ impl Loading for Loader {
         self.count_dangling(mode, r)
     }
 
-    /// Stages a row of a single-type import (see [`Loader::stage_in`]).
     fn stage(&mut self, line: u64, key: &str, data: &str, hash: i64, kind: StageKind) -> Result<Option<u64>> {
         self.stage_in(self.own_type()?, line, key, data, hash, kind)
     }
 
-    /// Stages a row of `type_name`. Returns the line of an earlier row of the same type and
-    /// key, if there is one (the row is then not staged).
     fn stage_in(
         &self,
         type_name: &str,
@@ -456,9 +453,6 @@ impl Loading for Loader {
         Ok(Some(first.query_row(params![type_name, key], |r| r.get::<_, i64>(0))? as u64))
     }
 
-    /// Whether a record of `to_type` exists whose key is `key`, or starts with it when the
-    /// target's key has more columns (joined by U+001F).
-    ///
     /// One range of the primary key, `[key, key || ' ')`, whatever the keys: written as
     /// `key = ?3 OR (range)` with a plain `inactive = 0`, SQLite (without statistics) chose
     /// `records_by_state` (tenant, type, inactive) instead and read every active record of the
@@ -469,7 +463,6 @@ impl Loading for Loader {
         Ok(stmt.exists(params![self.tenant_id, to_type, key])?)
     }
 
-    /// Whether the tenant has an active record of this type and exactly this key.
     fn active(&mut self, type_name: &str, key: &str) -> Result<bool> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT 1 FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND key = ?3 AND inactive = 0",
@@ -477,9 +470,7 @@ impl Loading for Loader {
         Ok(stmt.exists(params![self.tenant_id, type_name, key])?)
     }
 
-    /// Some records a single-type mirror import would delete (for a person deciding whether to
-    /// approve it), in key order: each key, with the person's name after it where the type has
-    /// one (`names`: the JSON paths of the first and last name), `S10 (Ann Lee)`.
+    /// As `S10 (Ann Lee)`: the key, then the person's name where the type has one.
     fn deletion_sample(&self, limit: usize, names: Option<(&str, &str)>) -> Result<Vec<String>> {
         let type_name = self.own_type()?;
         let (first, last) = names.unwrap_or(("$.none", "$.none"));
@@ -502,12 +493,10 @@ impl Loading for Loader {
             .collect())
     }
 
-    /// Active records of a single-type import's type the tenant has now.
     fn existing(&self) -> u64 {
         self.existing
     }
 
-    /// Active records of a type before this import.
     fn existing_of(&self, type_name: &str) -> Result<u64> {
         if self.first {
             return Ok(0);
@@ -523,8 +512,7 @@ impl Loading for Loader {
         )? as u64)
     }
 
-    /// What applying one type's staged rows in `mode` would do: (added, updated, unchanged,
-    /// deleted). A package's files are `Mirror` (bulk) or `Delta`.
+    /// (added, updated, unchanged, deleted); a package's files are `Mirror` (bulk) or `Delta`.
     fn plan(&self, type_name: &str, mode: LoadMode) -> Result<Counts> {
         let q = |sql: &str| -> Result<u64> {
             Ok(self.conn.query_row(sql, params![self.tenant_id, type_name], |r| r.get::<_, i64>(0))? as u64)
@@ -586,14 +574,11 @@ impl Loading for Loader {
         })
     }
 
-    /// Drops everything staged (a dry run): the database is as it was.
     fn abandon(self: Box<Self>) -> Result<()> {
         self.conn.execute_batch("ROLLBACK; DELETE FROM temp.stage;")?;
         Ok(())
     }
 
-    /// Applies a single-type import (in the outcome's mode; nothing for failed and held
-    /// imports) and records the outcome, in one transaction.
     fn commit(self: Box<Self>, outcome: Outcome<'_>) -> Result<()> {
         let type_name = self.own_type()?.to_owned();
         let types: Vec<(&str, LoadMode)> =
@@ -601,8 +586,6 @@ impl Loading for Loader {
         self.commit_types(&types, outcome)
     }
 
-    /// Applies the staged rows of `types`, each in its mode, if the outcome applies the import
-    /// (not for failed and held ones), and records the outcome, in one transaction.
     fn commit_types(self: Box<Self>, types: &[(&str, LoadMode)], outcome: Outcome<'_>) -> Result<()> {
         finish(&self.conn, || self.apply(types, &outcome))
     }

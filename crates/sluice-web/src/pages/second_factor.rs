@@ -225,6 +225,26 @@ fn new_recovery_codes() -> Result<(Vec<String>, Vec<String>), Failed> {
     Ok((codes, hashes))
 }
 
+/// Audits a change that made recovery codes (`action`, done or refused), then shows the codes
+/// once under `title`, or why not after `refused`.
+async fn codes_shown(
+    web: &Web,
+    viewer: &Viewer,
+    action: &'static str,
+    done: Result<Vec<String>, Failed>,
+    title: &str,
+    refused: &str,
+) -> Response {
+    let tenant = viewer.account.tenant.clone();
+    let did = crate::audit::Did::new(tenant.as_deref(), action, viewer.account.email.clone(), done.is_ok());
+    crate::audit::record_off(web, viewer.actor(), did).await;
+    match done {
+        Ok(codes) => codes_page(viewer, title, &codes),
+        Err(Failed::Said(why)) => back_to(viewer, "/account", &format!("{refused}: {why}")),
+        Err(Failed::Interrupted) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
 /// The recovery codes shown once, after setting up or renewing them.
 fn codes_page(viewer: &Viewer, title: &str, codes: &[String]) -> Response {
     let body = html! {
@@ -374,19 +394,8 @@ pub async fn confirm(State(web): State<Web>, viewer: Viewer, Form(form): Form<Co
         Ok(codes)
     })
     .await;
-    let tenant = viewer.account.tenant.clone();
-    let did = crate::audit::Did::new(
-        tenant.as_deref(),
-        action::SECOND_FACTOR_ON,
-        viewer.account.email.clone(),
-        done.is_ok(),
-    );
-    crate::audit::record_off(&web, viewer.actor(), did).await;
-    match done {
-        Ok(codes) => codes_page(&viewer, "Two-step login is on", &codes),
-        Err(Failed::Said(why)) => back_to(&viewer, "/account", &format!("Not switched on: {why}")),
-        Err(Failed::Interrupted) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
+    codes_shown(&web, &viewer, action::SECOND_FACTOR_ON, done, "Two-step login is on", "Not switched on")
+        .await
 }
 
 #[derive(Deserialize)]
@@ -492,17 +501,5 @@ pub async fn renew_codes(State(web): State<Web>, viewer: Viewer, Form(form): For
         Ok(codes)
     })
     .await;
-    let tenant = viewer.account.tenant.clone();
-    let did = crate::audit::Did::new(
-        tenant.as_deref(),
-        action::RECOVERY_CODES,
-        viewer.account.email.clone(),
-        done.is_ok(),
-    );
-    crate::audit::record_off(&web, viewer.actor(), did).await;
-    match done {
-        Ok(codes) => codes_page(&viewer, "New recovery codes", &codes),
-        Err(Failed::Said(why)) => back_to(&viewer, "/account", &format!("Not renewed: {why}")),
-        Err(Failed::Interrupted) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
+    codes_shown(&web, &viewer, action::RECOVERY_CODES, done, "New recovery codes", "Not renewed").await
 }
