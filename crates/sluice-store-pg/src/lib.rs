@@ -14,6 +14,7 @@
 //! version, under an advisory lock, so that nodes starting together migrate once.
 
 mod accounts;
+mod imports;
 mod migrations;
 
 use postgres::{Client, NoTls, Row};
@@ -32,6 +33,8 @@ use std::time::Duration;
 /// The store on one PostgreSQL database.
 pub struct PgStore {
     client: Mutex<Client>,
+    /// Where to connect again: each import's loader has a connection of its own.
+    url: String,
 }
 
 /// A PostgreSQL failure as the store's callers see every database failure.
@@ -48,7 +51,7 @@ impl PgStore {
         // then the change fails instead of holding this node's connection forever.
         client.batch_execute("SET lock_timeout = '60s'").map_err(db)?;
         migrations::migrate(&mut client)?;
-        Ok(Self { client: Mutex::new(client) })
+        Ok(Self { client: Mutex::new(client), url: url.to_owned() })
     }
 
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {

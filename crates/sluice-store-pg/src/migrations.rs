@@ -191,6 +191,108 @@ const MIGRATIONS: &[&str] = &[
         used_ms BIGINT,
         PRIMARY KEY (user_id, code_hash)
     );",
+    // 5: what imports load: their errors, the records (TEXT JSON as written, so that every
+    // backend hands back the same text), the search rows kept beside them, tombstones of
+    // records deleted by hand, people and their roles, records' photos. A record's search
+    // row and photo go with it (one statement-level trigger, whatever deletes it).
+    "CREATE TABLE import_errors (
+        import_id BIGINT NOT NULL REFERENCES imports(id) ON DELETE CASCADE,
+        seq BIGINT NOT NULL,
+        line BIGINT NOT NULL,
+        column_name TEXT NOT NULL,
+        code TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        value TEXT NOT NULL,
+        record_key TEXT NOT NULL DEFAULT '',
+        record_name TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (import_id, seq)
+    );
+    CREATE TABLE records (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT COLLATE \"C\" NOT NULL,
+        key TEXT COLLATE \"C\" NOT NULL,
+        data TEXT NOT NULL,
+        hash BIGINT NOT NULL,
+        created_import BIGINT NOT NULL,
+        updated_import BIGINT NOT NULL,
+        line BIGINT,
+        inactive BOOLEAN NOT NULL DEFAULT FALSE,
+        previous_data TEXT,
+        previous_import BIGINT,
+        PRIMARY KEY (tenant_id, type, key)
+    );
+    CREATE INDEX records_by_state ON records (tenant_id, type, inactive);
+    CREATE TABLE record_search (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT COLLATE \"C\" NOT NULL,
+        key TEXT COLLATE \"C\" NOT NULL,
+        key_f TEXT COLLATE \"C\" NOT NULL,
+        first_f TEXT COLLATE \"C\" NOT NULL,
+        last_f TEXT COLLATE \"C\" NOT NULL,
+        email_f TEXT COLLATE \"C\" NOT NULL,
+        PRIMARY KEY (tenant_id, type, key)
+    );
+    CREATE INDEX record_search_by_key ON record_search (tenant_id, type, key_f);
+    CREATE INDEX record_search_by_name ON record_search (tenant_id, type, last_f, first_f);
+    CREATE INDEX record_search_by_first ON record_search (tenant_id, type, first_f);
+    CREATE INDEX record_search_by_email ON record_search (tenant_id, type, email_f);
+    CREATE TABLE record_search_columns (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT COLLATE \"C\" NOT NULL,
+        paths TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, type)
+    );
+    CREATE TABLE deleted_records (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT COLLATE \"C\" NOT NULL,
+        key TEXT COLLATE \"C\" NOT NULL,
+        deleted_ms BIGINT NOT NULL,
+        deleted_by TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, type, key)
+    );
+    CREATE TABLE people (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        first_name TEXT COLLATE \"C\" NOT NULL,
+        last_name TEXT COLLATE \"C\" NOT NULL,
+        email TEXT COLLATE \"C\" NOT NULL,
+        phone TEXT COLLATE \"C\" NOT NULL
+    );
+    CREATE INDEX people_by_contact ON people (tenant_id, last_name, first_name, email, phone);
+    CREATE TABLE person_roles (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT COLLATE \"C\" NOT NULL,
+        key TEXT COLLATE \"C\" NOT NULL,
+        person_id BIGINT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, type, key)
+    );
+    CREATE INDEX person_roles_by_person ON person_roles (person_id);
+    CREATE INDEX person_roles_by_source ON person_roles (tenant_id, role, source_id);
+    CREATE TABLE photos (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        type TEXT COLLATE \"C\" NOT NULL,
+        key TEXT COLLATE \"C\" NOT NULL,
+        sha256 TEXT NOT NULL,
+        format TEXT NOT NULL,
+        width BIGINT NOT NULL,
+        height BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        import_id BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, type, key)
+    );
+    CREATE INDEX photos_by_image ON photos (tenant_id, sha256);
+    CREATE FUNCTION records_erased() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM record_search s USING erased e
+            WHERE s.tenant_id = e.tenant_id AND s.type = e.type AND s.key = e.key;
+        DELETE FROM photos p USING erased e
+            WHERE p.tenant_id = e.tenant_id AND p.type = e.type AND p.key = e.key;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER records_erased AFTER DELETE ON records
+        REFERENCING OLD TABLE AS erased FOR EACH STATEMENT EXECUTE FUNCTION records_erased();",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -82,36 +82,92 @@ const IMPORT_WRITE_WAIT: Duration = Duration::from_secs(3600);
 /// At most this many errors are stored per import; the report file has them all.
 pub const STORED_ERRORS: usize = 10_000;
 
-const IMPORT_SELECT: &str =
+/// An import with its tenant's name, in [`ImportRow`]'s order (every backend's `imports`
+/// and `tenants` tables have these columns).
+pub const IMPORT_SELECT: &str =
     "SELECT i.id, t.name, i.type, i.file_name, i.source, i.upload_id, i.status, i.encoding,
     i.rows, i.added, i.updated, i.unchanged, i.deleted, i.rejected, i.message, i.warnings, i.held_file,
     i.report_file, i.created_ms, i.finished_ms, i.decided_by, i.decided_ms, i.delimiter, i.superseded_by,
     i.acknowledged_by, i.acknowledged_ms
     FROM imports i JOIN tenants t ON t.id = i.tenant_id";
 
+/// An import's row as [`IMPORT_SELECT`] reads it, in any backend's column types; one decoder
+/// ([`ImportRow::into_record`]) for all of them.
+pub struct ImportRow {
+    pub id: i64,
+    pub tenant: String,
+    pub type_name: String,
+    pub file_name: String,
+    pub source: String,
+    pub upload_id: Option<i64>,
+    pub status: String,
+    pub encoding: Option<String>,
+    /// rows, added, updated, unchanged, deleted, rejected.
+    pub counts: [i64; 6],
+    pub message: Option<String>,
+    pub warnings: String,
+    pub held_file: Option<String>,
+    pub report_file: Option<String>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<i64>,
+    pub delimiter: Option<String>,
+    pub superseded_by: Option<i64>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_ms: Option<i64>,
+}
+
+impl ImportRow {
+    pub fn into_record(self) -> ImportRecord {
+        let n = |i: usize| self.counts[i].max(0) as u64;
+        ImportRecord {
+            id: self.id,
+            tenant: self.tenant,
+            type_name: self.type_name,
+            file_name: self.file_name,
+            source: self.source,
+            upload_id: self.upload_id,
+            // A status no sluice writes reads as a failure, never as a success.
+            status: ImportStatus::parse(&self.status).unwrap_or(ImportStatus::Failed),
+            encoding: self.encoding,
+            counts: Counts {
+                rows: n(0),
+                added: n(1),
+                updated: n(2),
+                unchanged: n(3),
+                deleted: n(4),
+                rejected: n(5),
+            },
+            message: self.message,
+            warnings: warnings_from_json(&self.warnings),
+            held_file: self.held_file,
+            report_file: self.report_file,
+            created_ms: self.created_ms,
+            finished_ms: self.finished_ms,
+            decided_by: self.decided_by,
+            decided_ms: self.decided_ms,
+            delimiter: self.delimiter,
+            superseded_by: self.superseded_by,
+            acknowledged_by: self.acknowledged_by,
+            acknowledged_ms: self.acknowledged_ms,
+        }
+    }
+}
+
 fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
-    let status: String = r.get(6)?;
-    let warnings: String = r.get(15)?;
-    let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-    Ok(ImportRecord {
+    Ok(ImportRow {
         id: r.get(0)?,
         tenant: r.get(1)?,
         type_name: r.get(2)?,
         file_name: r.get(3)?,
         source: r.get(4)?,
         upload_id: r.get(5)?,
-        status: ImportStatus::parse(&status).unwrap_or(ImportStatus::Failed),
+        status: r.get(6)?,
         encoding: r.get(7)?,
-        counts: Counts {
-            rows: n(8)?,
-            added: n(9)?,
-            updated: n(10)?,
-            unchanged: n(11)?,
-            deleted: n(12)?,
-            rejected: n(13)?,
-        },
+        counts: [r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?],
         message: r.get(14)?,
-        warnings: warnings_from_json(&warnings),
+        warnings: r.get(15)?,
         held_file: r.get(16)?,
         report_file: r.get(17)?,
         created_ms: r.get(18)?,
@@ -122,10 +178,12 @@ fn import_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportRecord> {
         superseded_by: r.get(23)?,
         acknowledged_by: r.get(24)?,
         acknowledged_ms: r.get(25)?,
-    })
+    }
+    .into_record())
 }
 
-fn warnings_to_json(w: &[String]) -> String {
+/// An import's warnings as stored (a JSON array of strings).
+pub fn warnings_to_json(w: &[String]) -> String {
     let mut s = String::from("[");
     for (i, x) in w.iter().enumerate() {
         if i > 0 {
@@ -146,7 +204,8 @@ fn warnings_to_json(w: &[String]) -> String {
     s
 }
 
-fn warnings_from_json(s: &str) -> Vec<String> {
+/// The warnings [`warnings_to_json`] stored.
+pub fn warnings_from_json(s: &str) -> Vec<String> {
     // Written only by warnings_to_json: a flat array of strings.
     let mut out = Vec::new();
     let mut chars = s.trim().trim_start_matches('[').trim_end_matches(']').chars().peekable();
@@ -214,7 +273,72 @@ enum Scope {
 }
 
 /// The prefix of the record types of a OneRoster package.
-const ONEROSTER: &str = "oneroster.";
+pub const ONEROSTER: &str = "oneroster.";
+
+/// Whether an applying import supersedes an older held one: a single type's supersedes every
+/// held import of its type; a package's, those that carry any of its record types
+/// (`applying`, and `held`'s comma-separated list).
+pub fn supersedes(applying: Option<&[String]>, held: Option<&str>) -> bool {
+    match (applying, held) {
+        (Some(mine), Some(theirs)) => theirs.split(',').any(|t| mine.iter().any(|m| m == t)),
+        _ => true,
+    }
+}
+
+/// The applying import's warning that it superseded held import `held_id` of `file`.
+pub fn superseded_warning(held_id: i64, file: &str) -> String {
+    format!(
+        "supersedes held import {held_id} ({file}): it is older than this one, so it can no longer be \
+         approved (its file is kept for download)"
+    )
+}
+
+/// A record a deletion sample lists: `S10 (Ann Lee)`, its key's columns joined by `+`.
+pub fn sample_entry(key: &str, name: &str) -> String {
+    let key = key.replace('\u{1f}', "+");
+    if name.is_empty() { key } else { format!("{key} ({name})") }
+}
+
+/// Where the names of `type_name`'s records are, for search: a single type's person columns
+/// (`person`), a package's users; other records are found by key alone.
+pub fn search_paths(
+    package: bool,
+    type_name: &str,
+    person: Option<&sluice_core::import::PersonColumns>,
+) -> crate::records::SearchPaths {
+    use crate::records::SearchPaths;
+    match (package, person) {
+        (false, Some(p)) => SearchPaths {
+            first_name: Some(format!("$[{}]", p.first_name)),
+            last_name: Some(format!("$[{}]", p.last_name)),
+            email: p.email.map(|e| format!("$[{e}]")),
+        },
+        (true, _) if type_name == "oneroster.users" => SearchPaths {
+            first_name: Some("$.givenName".into()),
+            last_name: Some("$.familyName".into()),
+            email: Some("$.email".into()),
+        },
+        _ => SearchPaths::default(),
+    }
+}
+
+/// The records of an applied import that are people's roles, and where their person is: a
+/// single type's (`single`) by its person columns; a package's users (a teacher from the roster
+/// and a guardian from guardians.csv with the same name, email and phone are one person).
+pub fn people_of<'t>(
+    single: Option<&'t str>,
+    types: &[(&'t str, LoadMode)],
+    person: Option<&sluice_core::import::PersonColumns>,
+) -> Option<(&'t str, crate::people::PersonPaths)> {
+    match (single, person) {
+        (Some(ty), Some(person)) => Some((ty, crate::people::PersonPaths::of_columns(person))),
+        (None, _) => types
+            .iter()
+            .find(|(ty, _)| *ty == "oneroster.users")
+            .map(|(ty, _)| (*ty, crate::people::PersonPaths::oneroster_users())),
+        (Some(_), None) => None,
+    }
+}
 
 /// Stages one import's rows, of one type or of a package's several, in one TEMP table keyed
 /// by (type, key), plans each type's changes from it, and applies them all in one write
@@ -382,19 +506,11 @@ impl Loader {
                 }
             }
         }
-        // The records that are people's roles: a single type's by its person columns; a
-        // package's users (a teacher from the roster and a guardian from guardians.csv with
-        // the same name, email and phone are one person).
-        let people = match (&self.scope, o.person) {
-            (Scope::Type(ty), Some(person)) => {
-                Some((ty.as_str(), crate::people::PersonPaths::of_columns(person)))
-            }
-            (Scope::Package(_), _) => types
-                .iter()
-                .find(|(ty, _)| *ty == "oneroster.users")
-                .map(|(ty, _)| (*ty, crate::people::PersonPaths::oneroster_users())),
-            (Scope::Type(_), None) => None,
+        let single = match &self.scope {
+            Scope::Type(ty) => Some(ty.as_str()),
+            Scope::Package(_) => None,
         };
+        let people = people_of(single, types, o.person);
         let mut warnings = o.warnings.to_vec();
         warnings.extend(readded);
         if let (Some(_), Some((ty, paths))) = (o.apply, people) {
@@ -403,23 +519,8 @@ impl Loader {
         apply_outcome(c, id, &Outcome { warnings: &warnings, ..o.clone() })
     }
 
-    /// Where the names of `type_name`'s records are, for search: a single type's person
-    /// columns, a package's users; other records are found by key alone.
     fn search_paths(&self, type_name: &str, o: &Outcome<'_>) -> crate::records::SearchPaths {
-        use crate::records::SearchPaths;
-        match (&self.scope, o.person) {
-            (Scope::Type(_), Some(p)) => SearchPaths {
-                first_name: Some(format!("$[{}]", p.first_name)),
-                last_name: Some(format!("$[{}]", p.last_name)),
-                email: p.email.map(|e| format!("$[{e}]")),
-            },
-            (Scope::Package(_), _) if type_name == "oneroster.users" => SearchPaths {
-                first_name: Some("$.givenName".into()),
-                last_name: Some("$.familyName".into()),
-                email: Some("$.email".into()),
-            },
-            _ => SearchPaths::default(),
-        }
+        search_paths(self.marks(), type_name, o.person)
     }
 }
 
@@ -484,13 +585,7 @@ impl Loading for Loader {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows
-            .into_iter()
-            .map(|(k, name)| {
-                let key = k.replace('\u{1f}', "+");
-                if name.is_empty() { key } else { format!("{key} ({name})") }
-            })
-            .collect())
+        Ok(rows.into_iter().map(|(k, name)| sample_entry(&k, &name)).collect())
     }
 
     fn existing(&self) -> u64 {
@@ -642,11 +737,7 @@ fn supersede_older_held(c: &Connection, id: i64, record_types: Option<&[String]>
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut warnings = Vec::new();
     for (held_id, file, types) in held {
-        let overlaps = match (record_types, types.as_deref()) {
-            (Some(mine), Some(theirs)) => theirs.split(',').any(|t| mine.iter().any(|m| m == t)),
-            _ => true,
-        };
-        if !overlaps {
+        if !supersedes(record_types, types.as_deref()) {
             continue;
         }
         c.execute(
@@ -654,10 +745,7 @@ fn supersede_older_held(c: &Connection, id: i64, record_types: Option<&[String]>
              WHERE id = ?1 AND status = 'held'",
             params![held_id, id, now_ms()],
         )?;
-        warnings.push(format!(
-            "supersedes held import {held_id} ({file}): it is older than this one, so it can no longer be \
-             approved (its file is kept for download)"
-        ));
+        warnings.push(superseded_warning(held_id, &file));
     }
     Ok(warnings)
 }

@@ -24,11 +24,18 @@ mod saved_exports;
 // Domain records live in core; re-exported here for the store's callers.
 pub use connectors::Transfer;
 pub use imports::{Loader, Outcome, STORED_ERRORS, StageKind};
+// What every backend's imports share (row codec, rules, wording); used by sluice-store-pg.
+pub use imports::{
+    IMPORT_SELECT, ImportRow, ONEROSTER, people_of, sample_entry, search_paths, superseded_warning,
+    supersedes, warnings_from_json, warnings_to_json,
+};
+pub use people::{MAX_SEPARATE_WARNINGS, PersonPaths, more_separate, separate_warning};
 pub use people::{Person, PersonRole};
 pub use records::{
     Deletion, FoundRecords, RecordQuery, RecordSort, Referring, SearchPaths, StoredRecord, Tombstone, fold,
     search_words,
 };
+pub use records::{MAX_READDED, more_readded, readded_warning};
 pub use referrers::Referrer;
 pub use roles::{
     Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, Loading, People, Photos,

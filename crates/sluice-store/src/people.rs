@@ -8,7 +8,28 @@ use sluice_core::import::PersonColumns;
 use sluice_core::people::Contact;
 
 /// At most this many "kept as separate people" warnings per import; then a count.
-const MAX_WARNINGS: usize = 20;
+pub const MAX_SEPARATE_WARNINGS: usize = 20;
+
+/// The warning for the people kept separate beyond the first [`MAX_SEPARATE_WARNINGS`].
+pub fn more_separate(n: usize) -> String {
+    format!("... {n} more people were kept separate for the same reason")
+}
+
+/// The warning of a record on `line` whose person `contact` is kept apart from `namesake`
+/// (another person of the same name, with these email and phone).
+pub fn separate_warning(line: i64, contact: &Contact, other: i64, email: &str, phone: &str) -> String {
+    let why = if contact.email.is_empty() && contact.phone.is_empty() {
+        "because neither has an email or phone to tell them apart by"
+    } else {
+        "because the email or phone differ"
+    };
+    format!(
+        "line {line}: {} is kept as a separate person from person {other} of the same name ({}), {why}; \
+         use the same name, email and phone for every role of one person to merge them",
+        contact.describe(),
+        Contact::new(&contact.first_name, &contact.last_name, email, phone).describe()
+    )
+}
 
 /// Where a record's person is found in its JSON data: `$[2]` in a CSV type's array, `$.email`
 /// in a package file's object. A missing path reads as empty.
@@ -116,11 +137,8 @@ fn link(
         linker.link(&key, line, &source_id, &contact)?;
     }
     let Linker { mut warnings, separate, .. } = linker;
-    if separate > MAX_WARNINGS {
-        warnings.push(format!(
-            "... {} more people were kept separate for the same reason",
-            separate - MAX_WARNINGS
-        ));
+    if separate > MAX_SEPARATE_WARNINGS {
+        warnings.push(more_separate(separate - MAX_SEPARATE_WARNINGS));
     }
     if had_roles {
         c.execute(
@@ -153,7 +171,7 @@ struct Linker<'c> {
     type_name: &'c str,
     role: &'c str,
     warnings: Vec<String>,
-    /// People kept separate from a namesake (a warning each, up to [`MAX_WARNINGS`]).
+    /// People kept separate from a namesake (a warning each, up to [`MAX_SEPARATE_WARNINGS`]).
     separate: usize,
     /// Records of the type were roles before this import: a record's role may exist already.
     had_roles: bool,
@@ -305,22 +323,12 @@ impl<'c> Linker<'c> {
         let id = c.last_insert_rowid();
         if let Some(other) = namesake {
             self.separate += 1;
-            if self.warnings.len() < MAX_WARNINGS {
+            if self.warnings.len() < MAX_SEPARATE_WARNINGS {
                 let (email, phone): (String, String) =
                     c.query_row("SELECT email, phone FROM main.people WHERE id = ?1", [other], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })?;
-                let why = if contact.email.is_empty() && contact.phone.is_empty() {
-                    "because neither has an email or phone to tell them apart by"
-                } else {
-                    "because the email or phone differ"
-                };
-                self.warnings.push(format!(
-                    "line {line}: {} is kept as a separate person from person {other} of the same name ({}), {why}; \
-                     use the same name, email and phone for every role of one person to merge them",
-                    contact.describe(),
-                    Contact::new(&contact.first_name, &contact.last_name, &email, &phone).describe()
-                ));
+                self.warnings.push(separate_warning(line, contact, other, &email, &phone));
             }
         }
         Ok(id)

@@ -146,7 +146,7 @@ pub struct SearchPaths {
 
 impl SearchPaths {
     /// What the store remembers, to notice when a type's columns changed.
-    fn signature(&self) -> String {
+    pub fn signature(&self) -> String {
         let p = |o: &Option<String>| o.clone().unwrap_or_default();
         format!("{}|{}|{}", p(&self.first_name), p(&self.last_name), p(&self.email))
     }
@@ -274,7 +274,21 @@ pub(crate) fn index_whole(
 }
 
 /// At most this many "added again" warnings per type and import; then a count.
-pub(crate) const MAX_READDED: usize = 20;
+pub const MAX_READDED: usize = 20;
+
+/// The warning of an import whose `line` adds back record `key`, deleted by hand by `by` on
+/// `day` (YYYY-MM-DD).
+pub fn readded_warning(line: i64, key: &str, by: &str, day: &str) -> String {
+    format!(
+        "line {line}: record {} was deleted by {by} on {day} and is added again",
+        key.replace('\u{1f}', "+")
+    )
+}
+
+/// The warning for the records added back beyond the first [`MAX_READDED`].
+pub fn more_readded(n: usize) -> String {
+    format!("{n} more records deleted by hand are added again")
+}
 
 /// Warnings for the staged rows of `type_name` that add back records deleted by hand (at most
 /// `max`, then a count), and forgets their tombstones: in the import's transaction.
@@ -298,14 +312,11 @@ pub(crate) fn readded(c: &Connection, tenant_id: i64, type_name: &str, max: usiz
         if warnings.len() < max {
             let (line, key, by, day): (i64, String, String, String) =
                 (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-            warnings.push(format!(
-                "line {line}: record {} was deleted by {by} on {day} and is added again",
-                key.replace('\u{1f}', "+")
-            ));
+            warnings.push(readded_warning(line, &key, &by, &day));
         }
     }
     if n > max {
-        warnings.push(format!("{} more records deleted by hand are added again", n - max));
+        warnings.push(more_readded(n - max));
     }
     drop(rows);
     c.execute(
