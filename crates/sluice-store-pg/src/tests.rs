@@ -150,6 +150,98 @@ fn nodes_claiming_at_once_each_get_other_uploads() {
 }
 
 #[test]
+fn postgres_passes_the_deliveries_check() {
+    on_fresh(conformance::deliveries);
+}
+
+#[test]
+fn postgres_passes_the_saved_exports_check_without_imports() {
+    on_fresh(conformance::saved_exports_without_imports);
+}
+
+/// An import's end queues its notifications as a failed export run's do (the conformance
+/// check covers those): PostgreSQL has no `Imports` yet, so the import's row is written here
+/// by hand, as the pipeline would.
+#[test]
+fn an_imports_end_queues_its_notifications() {
+    use sluice_core::delivery::About;
+    use sluice_core::import::ImportTypes;
+    use sluice_core::{SettingsChange, SettingsContext, TenantName};
+    use sluice_store::{Channel, Deliveries, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    let north = s.add_tenant(&TenantName::parse("north").unwrap(), &[]).unwrap();
+    let types = ImportTypes::default();
+    let cx = SettingsContext { types: &types, allow_private_webhooks: false };
+    let mut change = SettingsChange::default();
+    change.set("notify.email", "ops@north.org", cx).unwrap();
+    change.set("notify.webhook", "https://hooks.example/n", cx).unwrap();
+    s.change_settings("north", &change).unwrap();
+    let mut c = Client::connect(&db.url(), NoTls).unwrap();
+    let import: i64 = c
+        .query_one(
+            "INSERT INTO imports (tenant_id, type, file_name, source, status, created_ms)
+             VALUES ($1, 'students', 'students.csv', 'upload', 'complete', 1) RETURNING id",
+            &[&north.id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(s.queue_deliveries(import).unwrap(), 2);
+    let queued: Vec<_> = s.deliveries("north", 10).unwrap().into_iter().rev().collect();
+    assert_eq!(
+        queued.iter().map(|d| (d.about, d.channel, d.target.as_str())).collect::<Vec<_>>(),
+        [
+            (About::Import(import), Channel::Email, "ops@north.org"),
+            (About::Import(import), Channel::Webhook, "https://hooks.example/n")
+        ]
+    );
+    assert_eq!(s.due_deliveries(10).unwrap().len(), 2);
+    assert!(s.queue_deliveries(import + 1).is_err(), "an import that is not there queues nothing");
+}
+
+/// Two nodes save an export of one name at the same moment (spelled differently), twenty
+/// times over. Not replacing: exactly one saves it, the other is refused as SQLite refuses the
+/// second (`ExportExists`, naming the export as the first spelled it), never with a database
+/// error. Replacing: both succeed, one after the other, and one export remains.
+#[test]
+fn two_nodes_saving_one_export_name_at_once_save_it_once() {
+    use sluice_core::TenantName;
+    use sluice_core::saved_export::{ExportFormat, ExportName, ExportWhen, SavedExport};
+    use sluice_store::{SavedExports, StoreError, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    s.add_tenant(&TenantName::parse("north").unwrap(), &[]).unwrap();
+    let export = |name: &str| SavedExport {
+        name: ExportName::parse(name).unwrap(),
+        type_name: "students".to_owned(),
+        format: ExportFormat::Csv,
+        columns: vec![],
+        filters: vec![],
+        bom: false,
+        when: ExportWhen::OnDemand,
+        push_to: None,
+        in_exports: true,
+    };
+    let nodes = [db.open(), db.open()];
+    for round in 0..20 {
+        let spelled = [format!("Export{round}"), format!("EXPORT{round}")];
+        let saved = at_once(&nodes, |i, node| node.save_export("north", &export(&spelled[i]), false));
+        let winner = match (&saved[0], &saved[1]) {
+            (Ok(()), Err(StoreError::ExportExists(name))) | (Err(StoreError::ExportExists(name)), Ok(())) => {
+                name.clone()
+            }
+            other => panic!("round {round}: {other:?}"),
+        };
+        let kept = s.saved_export("north", &spelled[0]).unwrap().expect("saved once");
+        assert_eq!(kept.name.as_str(), winner, "round {round}: the refusal names the saved export");
+        let replaced = at_once(&nodes, |i, node| node.save_export("north", &export(&spelled[i]), true));
+        assert!(replaced.iter().all(Result::is_ok), "round {round}: {replaced:?}");
+        assert_eq!(s.saved_export("north", &spelled[1]).unwrap().map(|e| e.name.to_string()), Some(winner));
+    }
+    assert_eq!(s.saved_exports("north").unwrap().len(), 20, "one export per name");
+}
+
+#[test]
 fn postgres_passes_the_bans_check() {
     on_fresh(conformance::bans);
 }
