@@ -5,12 +5,13 @@
 //! [`sluice_store::Accounts`] (sessions, reset links, second factors), [`ApiKeys`], [`Bans`],
 //! [`Audit`], [`Uploads`] and [`ImportQueue`] (claimed with `FOR UPDATE SKIP LOCKED`: nodes
 //! claiming at once each get another event), [`sluice_store::Deliveries`] (the notifications'
-//! queue and log) and [`sluice_store::SavedExports`] (saved exports and their runs). Still on
-//! SQLite only: `Connectors`, `Imports` (and its loader), `People`, `Photos` and `Records`.
-//! The server does not use this store yet (`[database] url` comes with the rest of the
-//! roles). What is here is what nodes share first: the tenants they serve, who may log in and
-//! their sessions, the keys that reach them, the defender's bans, one audit log, one upload
-//! queue, the notifications and the exports.
+//! queue and log), [`sluice_store::SavedExports`] (saved exports and their runs) and
+//! [`sluice_store::Connectors`] (connectors, their transfer log and the files pulled). Still
+//! on SQLite only: `Imports` (and its loader), `People`, `Photos` and `Records`. The server
+//! does not use this store yet (`[database] url` comes with the rest of the roles). What is
+//! here is what nodes share first: the tenants they serve, who may log in and their
+//! sessions, the keys that reach them, the defender's bans, one audit log, one upload queue,
+//! the notifications, the exports and the connectors.
 //!
 //! Before several nodes run: `release_leases` and `fail_interrupted_runs` (which a starting
 //! server calls) must touch only the starting node's leases and runs, not every node's; and
@@ -21,6 +22,7 @@
 //! version, under an advisory lock, so that nodes starting together migrate once.
 
 mod accounts;
+mod connectors;
 mod deliveries;
 mod migrations;
 mod saved_exports;
