@@ -4,18 +4,30 @@
 //! Under way: the roles implemented so far are [`Tenants`] (with SSH keys and settings),
 //! [`sluice_store::Accounts`] (sessions, reset links, second factors), [`ApiKeys`], [`Bans`],
 //! [`Audit`], [`Uploads`] and [`ImportQueue`] (claimed with `FOR UPDATE SKIP LOCKED`: nodes
-//! claiming at once each get another event). The server does not use this store yet
-//! (`[database] url` comes with the rest of the roles). What is here is what nodes share
-//! first: the tenants they serve, who may log in and their sessions, the keys that reach
-//! them, the defender's bans, one audit log and one upload queue. Before several nodes run, `release_leases`
-//! (which a starting server calls) must release only the starting node's leases, not all.
+//! claiming at once each get another event), [`sluice_store::Deliveries`] (the notifications'
+//! queue and log), [`sluice_store::SavedExports`] (saved exports and their runs) and
+//! [`sluice_store::Connectors`] (connectors, their transfer log and the files pulled). 
+//! [`sluice_store::Imports`] with a loader of its own (rows staged by COPY, applied
+//! set-based). Still on SQLite only: `People`, `Photos` and `Records`. The server
+//! does not use this store yet (`[database] url` comes with the rest of the roles). What is
+//! here is what nodes share first: the tenants they serve, who may log in and their
+//! sessions, the keys that reach them, the defender's bans, one audit log, one upload queue,
+//! the notifications, the exports and the connectors.
+//!
+//! Before several nodes run: `release_leases` and `fail_interrupted_runs` (which a starting
+//! server calls) must touch only the starting node's leases and runs, not every node's; and
+//! `due_deliveries` must claim what it hands out (as uploads are claimed), or two nodes'
+//! notifiers send the same notification twice.
 //!
 //! Every statement is parameterised. The schema is migrated on connect, from any earlier
 //! version, under an advisory lock, so that nodes starting together migrate once.
 
 mod accounts;
+mod connectors;
+mod deliveries;
 mod imports;
 mod migrations;
+mod saved_exports;
 
 use postgres::{Client, NoTls, Row};
 use sluice_core::audit::{Actor, ActorKind, AuditEntry, AuditFilter, AuditOutcome, NewAuditEntry};
@@ -95,7 +107,7 @@ fn tenant_by_name(c: &mut impl postgres::GenericClient, name: &str, lock: bool) 
     row.as_ref().map(raw_tenant).map(RawTenant::parse).transpose()
 }
 
-pub(crate) fn tenant_id(c: &mut Client, name: &str) -> Result<i64> {
+pub(crate) fn tenant_id(c: &mut impl postgres::GenericClient, name: &str) -> Result<i64> {
     let row = c.query_opt("SELECT id FROM tenants WHERE name = $1", &[&name]).map_err(db)?;
     row.map(|r| r.get(0)).ok_or_else(|| StoreError::NoSuchTenant(name.to_owned()))
 }

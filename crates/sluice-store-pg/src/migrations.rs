@@ -191,7 +191,93 @@ const MIGRATIONS: &[&str] = &[
         used_ms BIGINT,
         PRIMARY KEY (user_id, code_hash)
     );",
-    // 5: what imports load: their errors, the records (TEXT JSON as written, so that every
+    // 5: notifications waiting and sent (of an import, or of a saved export's failed run:
+    // exactly one); saved exports (unique by tenant and name whatever its case) and the log of
+    // their runs; connectors (the credential sealed, the host key pinned; unique as exports'
+    // names are), the log of every transfer, and the remote files already pulled. Names are
+    // compared and ordered as bytes (COLLATE "C"): lower() then folds ASCII only, as SQLite's.
+    "CREATE TABLE deliveries (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        import_id BIGINT,
+        export_run BIGINT,
+        channel TEXT NOT NULL CHECK (channel IN ('email', 'webhook')),
+        target TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts BIGINT NOT NULL DEFAULT 0,
+        next_ms BIGINT NOT NULL,
+        last_error TEXT,
+        created_ms BIGINT NOT NULL,
+        finished_ms BIGINT,
+        CHECK ((import_id IS NULL) <> (export_run IS NULL))
+    );
+    CREATE INDEX deliveries_due ON deliveries (status, next_ms);
+    CREATE TABLE saved_exports (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT COLLATE \"C\" NOT NULL,
+        type TEXT NOT NULL,
+        format TEXT NOT NULL CHECK (format IN ('csv', 'xlsx', 'photos')),
+        columns TEXT NOT NULL,
+        filters TEXT NOT NULL,
+        bom BOOLEAN NOT NULL,
+        run_when TEXT NOT NULL,
+        seen_import BIGINT NOT NULL DEFAULT 0,
+        created_ms BIGINT NOT NULL,
+        push_to TEXT COLLATE \"C\",
+        in_exports BOOLEAN NOT NULL DEFAULT TRUE,
+        PRIMARY KEY (tenant_id, name)
+    );
+    CREATE UNIQUE INDEX saved_exports_by_lower_name ON saved_exports (tenant_id, lower(name));
+    CREATE TABLE export_runs (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        export TEXT COLLATE \"C\" NOT NULL,
+        cause TEXT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        finished_ms BIGINT,
+        status TEXT NOT NULL CHECK (status IN ('running', 'written', 'failed')),
+        rows BIGINT,
+        bytes BIGINT,
+        destination TEXT,
+        error TEXT
+    );
+    CREATE INDEX export_runs_by_tenant ON export_runs (tenant_id, id);
+    CREATE TABLE connectors (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT COLLATE \"C\" NOT NULL,
+        address TEXT NOT NULL,
+        auth TEXT NOT NULL CHECK (auth IN ('password', 'private_key')),
+        secret TEXT NOT NULL,
+        host_key TEXT,
+        rename BOOLEAN NOT NULL DEFAULT TRUE,
+        created_ms BIGINT NOT NULL,
+        pull TEXT,
+        after_pull TEXT,
+        PRIMARY KEY (tenant_id, name)
+    );
+    CREATE UNIQUE INDEX connectors_by_lower_name ON connectors (tenant_id, lower(name));
+    CREATE TABLE connector_log (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        connector TEXT COLLATE \"C\" NOT NULL,
+        at_ms BIGINT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('push', 'pull')),
+        file TEXT NOT NULL,
+        bytes BIGINT,
+        error TEXT
+    );
+    CREATE INDEX connector_log_by_tenant ON connector_log (tenant_id, id);
+    CREATE TABLE pulled (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        connector TEXT COLLATE \"C\" NOT NULL,
+        remote_path TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        mtime BIGINT NOT NULL,
+        sha256 TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, connector, remote_path, size, mtime)
+    );",
+    // 6: what imports load: their errors, the records (TEXT JSON as written, so that every
     // backend hands back the same text), the search rows kept beside them, tombstones of
     // records deleted by hand, people and their roles, records' photos. A record's search
     // row and photo go with it (one statement-level trigger, whatever deletes it).

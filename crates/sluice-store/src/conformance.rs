@@ -4,7 +4,8 @@
 //! behaviour that differs, naming it.
 
 use crate::roles::{
-    Accounts, ApiKeys, Audit, Bans, ImportQueue, Imports, People, Records, SavedExports, Tenants, Uploads,
+    Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Records,
+    SavedExports, Tenants, Uploads,
 };
 use crate::{AuthorizedKey, KeyOwner, Outcome, Role, SecondFactor, StageKind, StoreError};
 use sluice_core::audit::AuditFilter;
@@ -17,7 +18,20 @@ use sluice_core::{
 use std::time::Duration;
 
 /// Runs every check, each on a fresh store from `open`.
-pub fn run<S: Tenants + Accounts + ApiKeys + Bans + Uploads + ImportQueue + Audit>(open: &dyn Fn() -> S) {
+pub fn run<
+    S: Tenants
+        + Accounts
+        + ApiKeys
+        + Bans
+        + Uploads
+        + ImportQueue
+        + Audit
+        + Deliveries
+        + SavedExports
+        + Connectors,
+>(
+    open: &dyn Fn() -> S,
+) {
     tenants(&open());
     settings(&open());
     ssh_keys(&open());
@@ -27,6 +41,9 @@ pub fn run<S: Tenants + Accounts + ApiKeys + Bans + Uploads + ImportQueue + Audi
     bans(&open());
     upload_queue(&open());
     audit(&open());
+    deliveries(&open());
+    saved_exports_without_imports(&open());
+    connectors(&open());
 }
 
 /// The audit log: entries come back newest first, by tenant or all, and the retention purges
@@ -802,4 +819,493 @@ pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
         Some(&person),
     );
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+}
+
+/// A saved export of `students` (CSV, one column, one filter, run on demand) named `n`.
+fn students_export(n: &str) -> sluice_core::saved_export::SavedExport {
+    use sluice_core::saved_export::{ExportFormat, ExportName, ExportWhen, SavedExport};
+    SavedExport {
+        name: ExportName::parse(n).expect("a name"),
+        type_name: "students".to_owned(),
+        format: ExportFormat::Csv,
+        columns: vec!["id".to_owned()],
+        filters: vec!["grade=9".to_owned()],
+        bom: false,
+        when: ExportWhen::OnDemand,
+        push_to: None,
+        in_exports: true,
+    }
+}
+
+/// Notifications, queued for a saved export's failed run (an import's end queues them the same
+/// way, to the same recipients): one per recipient, then the webhook, none for a tenant with
+/// neither; due oldest first, at most `per_tenant` of each tenant's (one tenant's backlog does
+/// not crowd another out); an attempt that failed is retried at its time (not before), one
+/// given up is `failed`, one sent is `sent` with its error cleared; a tenant's log newest
+/// first, within its limit.
+pub fn deliveries<S: Tenants + SavedExports + Deliveries>(s: &S) {
+    use crate::Channel;
+    use sluice_core::delivery::About;
+    use sluice_core::saved_export::{RunCause, RunOutcome};
+    for tenant in ["busy", "quiet", "silent"] {
+        s.add_tenant(&name(tenant), &[]).expect("add a tenant");
+    }
+    let to_all =
+        change(&[("notify.email", "a@busy.org, b@busy.org"), ("notify.webhook", "https://hooks.example/b")]);
+    s.change_settings("busy", &to_all).expect("recipients and a webhook");
+    s.change_settings("quiet", &change(&[("notify.email", "ops@quiet.org")])).expect("one recipient");
+    let failed_run = |tenant: &str| {
+        let run = s.start_export_run(tenant, "nightly", RunCause::Schedule).expect("start a run");
+        s.finish_export_run(run, &RunOutcome::Failed("disk full".to_owned())).expect("finish it");
+        run
+    };
+    let first = failed_run("busy");
+    assert_eq!(s.queue_export_failure(first).expect("queue"), 3, "two recipients and the webhook");
+    assert_eq!(s.queue_export_failure(failed_run("silent")).expect("queue"), 0, "no one to tell");
+    assert!(s.queue_export_failure(first + 1_000).is_err(), "a run that is not there queues nothing");
+    let queued = s.deliveries("busy", 10).expect("the log");
+    let shown: Vec<(Channel, &str)> = queued.iter().rev().map(|d| (d.channel, d.target.as_str())).collect();
+    assert_eq!(
+        shown,
+        [
+            (Channel::Email, "a@busy.org"),
+            (Channel::Email, "b@busy.org"),
+            (Channel::Webhook, "https://hooks.example/b")
+        ],
+        "each recipient in order, then the webhook"
+    );
+    for d in &queued {
+        assert_eq!(
+            (d.tenant.as_str(), d.about, d.status.as_str()),
+            ("busy", About::ExportRun(first), "pending")
+        );
+        assert_eq!((d.attempts, d.last_error.as_deref(), d.finished_ms), (0, None, None));
+        assert!(d.created_ms > 0);
+    }
+    for _ in 0..3 {
+        s.queue_export_failure(failed_run("busy")).expect("queue");
+    }
+    let quiet_run = failed_run("quiet");
+    assert_eq!(s.queue_export_failure(quiet_run).expect("queue"), 1);
+    let busy_ids: Vec<i64> = s.deliveries("busy", 100).expect("the log").iter().rev().map(|d| d.id).collect();
+    assert_eq!(busy_ids.len(), 12);
+    let due = s.due_deliveries(5).expect("due");
+    let of = |due: &[crate::Delivery], t: &str| {
+        due.iter().filter(|d| d.tenant == t).map(|d| d.id).collect::<Vec<_>>()
+    };
+    assert_eq!(of(&due, "busy"), busy_ids[..5], "a tenant's oldest, at most per_tenant of them");
+    assert_eq!(of(&due, "quiet").len(), 1, "the busy tenant's backlog does not crowd the quiet one out");
+    assert_eq!(due.len(), 6);
+    assert!(due.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    assert_eq!(due.iter().find(|d| d.tenant == "quiet").map(|d| d.about), Some(About::ExportRun(quiet_run)));
+
+    // Sent, retried later, retried now, given up.
+    let [sent, later, now, gone] = [busy_ids[0], busy_ids[1], busy_ids[2], busy_ids[3]];
+    s.delivery_attempted(sent, None, None).expect("sent");
+    s.delivery_attempted(later, Some("timed out"), Some(crate::now_ms() + 3_600_000)).expect("retry later");
+    s.delivery_attempted(now, Some("HTTP 502"), Some(0)).expect("retry now");
+    s.delivery_attempted(gone, Some("no such mailbox"), None).expect("given up");
+    let log = s.deliveries("busy", 100).expect("the log");
+    let find = |id: i64| log.iter().find(|d| d.id == id).expect("in the log");
+    let d = find(sent);
+    assert_eq!((d.status.as_str(), d.attempts, d.last_error.as_deref()), ("sent", 1, None));
+    assert!(d.finished_ms.is_some(), "a sent delivery has its time");
+    let d = find(later);
+    assert_eq!((d.status.as_str(), d.attempts, d.last_error.as_deref()), ("pending", 1, Some("timed out")));
+    assert_eq!(d.finished_ms, None, "a delivery to retry is not finished");
+    let d = find(gone);
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.last_error.as_deref()),
+        ("failed", 1, Some("no such mailbox"))
+    );
+    assert!(d.finished_ms.is_some(), "a delivery given up has its time");
+    let due = of(&s.due_deliveries(5).expect("due"), "busy");
+    assert_eq!(
+        due,
+        busy_ids[2..3].iter().chain(&busy_ids[4..8]).copied().collect::<Vec<_>>(),
+        "sent, given up and not-yet-retried deliveries are not due; one to retry now is"
+    );
+    s.delivery_attempted(now, None, None).expect("sent at the second attempt");
+    let d =
+        s.deliveries("busy", 100).expect("the log").into_iter().find(|d| d.id == now).expect("in the log");
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.last_error.as_deref()),
+        ("sent", 2, None),
+        "its error cleared"
+    );
+
+    let newest = s.deliveries("busy", 2).expect("the log");
+    assert_eq!(
+        newest.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [busy_ids[11], busy_ids[10]],
+        "newest first, at most limit"
+    );
+    assert_eq!(s.deliveries("quiet", 10).expect("the log").len(), 1, "a tenant's own deliveries");
+    assert!(s.deliveries("south", 10).expect("no such tenant").is_empty());
+}
+
+/// Saved exports as far as they need no import: saved, read back as saved, listed by name
+/// (bytes: capitals first), found whatever the case of the name (ASCII only, as names are),
+/// refused under a name in use unless replaced (the name then as first spelled); scheduled
+/// ones listed with their tenant's time zone (not a disabled tenant's); their runs logged,
+/// newest first, by export whatever the case, those left running swept as interrupted, the log
+/// outliving the export.
+pub fn saved_exports_without_imports<S: Tenants + SavedExports>(s: &S) {
+    use sluice_core::saved_export::{
+        ExportFormat, ExportName, ExportWhen, RunCause, RunOutcome, SavedExport,
+    };
+    s.add_tenant(&name("north"), &[]).expect("add a tenant");
+    s.add_tenant(&name("east"), &[]).expect("add a tenant");
+    s.change_settings("north", &change(&[("timezone", "America/Chicago")])).expect("a time zone");
+    let nightly = SavedExport {
+        format: ExportFormat::Xlsx,
+        columns: vec!["id".to_owned(), "last name".to_owned(), "é \"quoted\"".to_owned()],
+        filters: vec!["grade=9".to_owned(), "school=North, \"Main\"".to_owned()],
+        bom: true,
+        in_exports: false,
+        ..students_export("Nightly")
+    };
+    s.save_export("north", &nightly, false).expect("save");
+    assert_eq!(
+        s.saved_export("north", "NIGHTLY").expect("find"),
+        Some(nightly.clone()),
+        "read back as saved"
+    );
+    assert!(
+        matches!(
+            s.save_export("north", &students_export("nightly"), false),
+            Err(StoreError::ExportExists(ref n)) if n == "Nightly"
+        ),
+        "names are unique whatever their case; the refusal names the export as spelled"
+    );
+    assert_eq!(
+        s.saved_export("north", "Nightly").expect("find"),
+        Some(nightly.clone()),
+        "a refused save changes nothing"
+    );
+    let daily =
+        SavedExport { when: ExportWhen::parse("0 6 * * *").expect("cron"), ..students_export("daily") };
+    let after = SavedExport { when: ExportWhen::AfterImport, ..students_export("Zeta") };
+    s.save_export("north", &daily, false).expect("save");
+    s.save_export("north", &after, false).expect("save");
+    s.save_export("east", &students_export("nightly"), false)
+        .expect("another tenant's export of the same name");
+    let names: Vec<String> =
+        s.saved_exports("north").expect("list").iter().map(|e| e.name.to_string()).collect();
+    assert_eq!(names, ["Nightly", "Zeta", "daily"], "by name, as bytes");
+    assert_eq!(s.saved_exports("east").expect("list").len(), 1, "a tenant's own exports");
+    assert_eq!(s.saved_export("north", "\u{212A}ids").expect("look up"), None);
+    s.save_export("north", &students_export("kids"), false).expect("save");
+    assert_eq!(
+        s.saved_export("north", "\u{212A}ids").expect("look up"),
+        None,
+        "the Kelvin sign is not a K: names fold ASCII only"
+    );
+    assert!(s.saved_export("north", "KIDS").expect("look up").is_some());
+
+    // Scheduled: the tenant's time zone; a disabled tenant's are not run.
+    let hourly =
+        SavedExport { when: ExportWhen::parse("0 * * * *").expect("cron"), ..students_export("hourly") };
+    s.save_export("east", &hourly, false).expect("save");
+    s.set_disabled(&name("east"), true).expect("disable east");
+    assert_eq!(
+        s.scheduled_exports().expect("scheduled"),
+        [("north".to_owned(), "America/Chicago".to_owned(), daily.clone())]
+    );
+    assert!(s.exports_after_imports().expect("due").is_empty(), "no import, nothing to answer");
+
+    // Replaced: the contents change, the name stays as first spelled.
+    let replaced =
+        SavedExport { when: ExportWhen::parse("30 5 * * 1").expect("cron"), ..students_export("NIGHTLY") };
+    s.save_export("north", &replaced, true).expect("replace");
+    let as_first_spelled = SavedExport { name: ExportName::parse("Nightly").expect("a name"), ..replaced };
+    assert_eq!(s.saved_export("north", "nightly").expect("find"), Some(as_first_spelled.clone()));
+    assert_eq!(s.saved_exports("north").expect("list").len(), 4, "replaced, not added");
+    assert_eq!(
+        s.scheduled_exports()
+            .expect("scheduled")
+            .into_iter()
+            .map(|(_, _, e)| e.name.to_string())
+            .collect::<Vec<_>>(),
+        ["Nightly", "daily"],
+        "by tenant, then name"
+    );
+
+    // Runs.
+    let written = RunOutcome::Written { rows: 3, bytes: 40, destination: "/exports/Nightly.xlsx".to_owned() };
+    let first = s.start_export_run("north", "Nightly", RunCause::OnDemand).expect("start");
+    let running = s.export_run(first).expect("read").expect("logged");
+    assert_eq!(
+        (running.tenant.as_str(), running.export.as_str(), running.cause),
+        ("north", "Nightly", RunCause::OnDemand)
+    );
+    assert_eq!((running.outcome, running.finished_ms), (None, None), "a run under way has no outcome");
+    s.finish_export_run(first, &written).expect("finish");
+    let second = s.start_export_run("north", "daily", RunCause::Schedule).expect("start");
+    s.finish_export_run(second, &RunOutcome::Failed("disk full".to_owned())).expect("finish");
+    let killed = s.start_export_run("north", "daily", RunCause::Schedule).expect("start");
+    let other = s.start_export_run("east", "nightly", RunCause::AfterImport).expect("another tenant's");
+    s.finish_export_run(other, &written).expect("finish");
+    let runs = s.export_runs("north", None, 10).expect("runs");
+    assert_eq!(
+        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [killed, second, first],
+        "newest first, the tenant's"
+    );
+    assert_eq!(runs[2].outcome, Some(written.clone()));
+    assert!(runs[2].finished_ms.is_some_and(|f| f >= runs[2].started_ms));
+    assert_eq!(runs[1].outcome, Some(RunOutcome::Failed("disk full".to_owned())));
+    assert_eq!(s.export_runs("north", None, 2).expect("runs").len(), 2, "at most limit");
+    let of_daily: Vec<i64> =
+        s.export_runs("north", Some("DAILY"), 10).expect("runs").iter().map(|r| r.id).collect();
+    assert_eq!(of_daily, [killed, second], "one export's runs, whatever the case");
+    assert_eq!(s.fail_interrupted_runs().expect("sweep"), 1, "the run left running");
+    let swept = s.export_run(killed).expect("read").expect("logged");
+    assert!(
+        matches!(swept.outcome, Some(RunOutcome::Failed(ref why)) if why.contains("interrupted")),
+        "{swept:?}"
+    );
+    assert!(swept.finished_ms.is_some());
+    assert_eq!(s.fail_interrupted_runs().expect("sweep"), 0, "nothing left running");
+    assert_eq!(s.export_run(other + 1_000).expect("read"), None);
+
+    s.mark_import_seen("north", "Zeta", 7).expect("answered");
+    s.remove_saved_export("north", "DAILY").expect("remove, whatever the case");
+    assert!(matches!(s.remove_saved_export("north", "daily"), Err(StoreError::NoSuchExport(_))));
+    assert_eq!(s.saved_export("north", "daily").expect("look up"), None);
+    assert_eq!(
+        s.export_runs("north", Some("daily"), 10).expect("runs").len(),
+        2,
+        "the log outlives the export"
+    );
+    assert_eq!(
+        s.saved_export("north", "nightly").expect("find"),
+        Some(as_first_spelled),
+        "only that one removed"
+    );
+    assert!(matches!(s.saved_exports("south"), Err(StoreError::NoSuchTenant(_))));
+    assert!(matches!(s.save_export("south", &daily, false), Err(StoreError::NoSuchTenant(_))));
+    assert!(matches!(
+        s.start_export_run("south", "daily", RunCause::OnDemand),
+        Err(StoreError::NoSuchTenant(_))
+    ));
+}
+
+/// A valid ed25519 host key (its blob names its algorithm), `fill` its key bytes.
+fn host_key(fill: u8) -> sluice_core::connector::HostKey {
+    let mut blob = Vec::new();
+    for part in [&b"ssh-ed25519"[..], &[fill; 32][..]] {
+        blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        blob.extend_from_slice(part);
+    }
+    sluice_core::connector::HostKey::from_wire("ssh-ed25519", &blob)
+}
+
+/// Connectors: saved with their sealed credential and read back as saved, names unique
+/// whatever their case (a replacement takes the name as now spelled), listed by name as
+/// bytes; a host key pinned; pulling ones on a schedule listed with their tenant's time zone;
+/// not removed while an export pushes to them (an export cannot push to one that is not
+/// there); the remote files pulled remembered by path, size and time; the transfer log newest
+/// first, by connector whatever the case, within its limit.
+pub fn connectors<S: Tenants + Connectors + SavedExports>(s: &S) {
+    use sluice_core::connector::{AfterPull, AuthKind, Connector, ConnectorName, Pull, SftpAddress};
+    use sluice_core::saved_export::SavedExport;
+    s.add_tenant(&name("north"), &[]).expect("add a tenant");
+    s.add_tenant(&name("east"), &[]).expect("add a tenant");
+    s.change_settings("north", &change(&[("timezone", "Europe/Paris")])).expect("a time zone");
+    let connector = |n: &str, url: &str| Connector {
+        name: ConnectorName::parse(n).expect("a name"),
+        address: SftpAddress::parse(url).expect("an address"),
+        auth: AuthKind::Password,
+        host_key: None,
+        rename: true,
+        pull: None,
+    };
+    assert!(!s.any_connectors().expect("any"), "none yet");
+    let district = connector("District", "sftp://district@sftp.example.org:2222/in");
+    s.save_connector("north", &district, "sealed-1", false).expect("save");
+    assert!(s.any_connectors().expect("any"));
+    assert_eq!(
+        s.connector("north", "DISTRICT").expect("find"),
+        Some((district.clone(), "sealed-1".to_owned())),
+        "read back with its sealed credential"
+    );
+    assert!(
+        matches!(
+            s.save_connector("north", &connector("district", "sftp://x@y.org/"), "sealed-x", false),
+            Err(StoreError::ConnectorExists(ref n)) if n == "District"
+        ),
+        "names are unique whatever their case"
+    );
+    assert_eq!(
+        s.connector("north", "district").expect("find").map(|(_, sealed)| sealed).as_deref(),
+        Some("sealed-1")
+    );
+    let archive = Connector {
+        auth: AuthKind::PrivateKey,
+        rename: false,
+        host_key: Some(host_key(9)),
+        ..connector("archive", "sftp://me%40x@[::1]/srv/archive")
+    };
+    s.save_connector("north", &archive, "sealed-2", false).expect("save");
+    s.save_connector("north", &connector("Zeta", "sftp://z@z.example.org/"), "sealed-3", false)
+        .expect("save");
+    s.save_connector("east", &connector("district", "sftp://e@east.example.org/"), "sealed-e", false)
+        .expect("another tenant's connector of the same name");
+    let names: Vec<String> =
+        s.connectors("north").expect("list").iter().map(|c| c.name.to_string()).collect();
+    assert_eq!(names, ["District", "Zeta", "archive"], "by name, as bytes");
+    assert_eq!(
+        s.connector("north", "archive").expect("find"),
+        Some((archive.clone(), "sealed-2".to_owned()))
+    );
+    assert!(matches!(s.connectors("south"), Err(StoreError::NoSuchTenant(_))));
+
+    // Pinning.
+    s.pin_host_key("north", "district", &host_key(1)).expect("pin");
+    let pinned = s.connector("north", "District").expect("find").expect("there").0;
+    assert_eq!(pinned.host_key, Some(host_key(1)));
+    s.pin_host_key("north", "DISTRICT", &host_key(2)).expect("pin another");
+    assert_eq!(s.connector("north", "District").expect("find").expect("there").0.host_key, Some(host_key(2)));
+    assert!(matches!(s.pin_host_key("north", "nowhere", &host_key(1)), Err(StoreError::NoSuchConnector(_))));
+    assert_eq!(
+        s.connector("east", "district").expect("find").expect("there").0.host_key,
+        None,
+        "one tenant's only"
+    );
+
+    // Replaced: every column, and the name as now spelled.
+    let pulling = Connector {
+        pull: Some(Pull {
+            schedule: Some(sluice_core::schedule::Cron::parse("*/15 * * * *").expect("cron")),
+            after: AfterPull::Move("done/today".to_owned()),
+        }),
+        ..connector("DISTRICT", "sftp://district@sftp.example.org:22/out")
+    };
+    s.save_connector("north", &pulling, "sealed-4", true).expect("replace");
+    assert_eq!(
+        s.connector("north", "district").expect("find"),
+        Some((pulling.clone(), "sealed-4".to_owned()))
+    );
+    assert_eq!(s.connectors("north").expect("list").len(), 3, "replaced, not added");
+    let on_demand = Connector {
+        pull: Some(Pull { schedule: None, after: AfterPull::Remove }),
+        ..connector("pulls", "sftp://p@p.example.org/")
+    };
+    s.save_connector("north", &on_demand, "sealed-5", false).expect("save");
+    assert_eq!(s.connector("north", "pulls").expect("find").map(|(c, _)| c), Some(on_demand));
+    let east_pulls = Connector { name: ConnectorName::parse("pulling").expect("a name"), ..pulling.clone() };
+    s.save_connector("east", &east_pulls, "sealed-6", false).expect("save");
+    s.set_disabled(&name("east"), true).expect("disable east");
+    assert_eq!(
+        s.pulling_connectors().expect("pulling"),
+        [("north".to_owned(), "Europe/Paris".to_owned(), pulling.clone())],
+        "scheduled pulls of enabled tenants only"
+    );
+
+    // In use by an export.
+    let to = |c: &str| SavedExport {
+        push_to: Some(ConnectorName::parse(c).expect("a name")),
+        ..students_export("nightly")
+    };
+    assert!(matches!(s.save_export("north", &to("nowhere"), false), Err(StoreError::NoSuchConnector(_))));
+    assert_eq!(s.saved_export("north", "nightly").expect("look up"), None, "nothing saved");
+    s.save_export("north", &to("district"), false).expect("an export pushing to it, whatever the case");
+    assert_eq!(s.saved_export("north", "nightly").expect("find"), Some(to("district")));
+    assert!(
+        matches!(
+            s.remove_connector("north", "District"),
+            Err(StoreError::ConnectorInUse { ref connector, ref export }) if connector == "District" && export == "nightly"
+        ),
+        "not removed while an export pushes to it"
+    );
+    assert!(s.connector("north", "district").expect("find").is_some());
+    s.save_export("north", &students_export("nightly"), true).expect("push no more");
+    s.remove_connector("north", "dIsTrIcT").expect("remove, whatever the case");
+    assert_eq!(s.connector("north", "district").expect("look up"), None);
+    assert!(matches!(s.remove_connector("north", "district"), Err(StoreError::NoSuchConnector(_))));
+    assert!(s.connector("east", "district").expect("find").is_some(), "another tenant's stays");
+
+    // Pulled files: by tenant, connector (whatever the case), path, size and time.
+    let sha = "a".repeat(64);
+    assert!(!s.was_pulled("north", "archive", "/srv/archive/a.csv", 10, 1_000).expect("pulled?"));
+    s.record_pulled("north", "Archive", "/srv/archive/a.csv", 10, 1_000, &sha).expect("record");
+    assert!(s.was_pulled("north", "ARCHIVE", "/srv/archive/a.csv", 10, 1_000).expect("pulled?"));
+    assert!(
+        !s.was_pulled("north", "archive", "/srv/archive/a.csv", 11, 1_000).expect("pulled?"),
+        "another size"
+    );
+    assert!(
+        !s.was_pulled("north", "archive", "/srv/archive/a.csv", 10, 1_001).expect("pulled?"),
+        "another time"
+    );
+    assert!(
+        !s.was_pulled("north", "archive", "/srv/archive/A.csv", 10, 1_000).expect("pulled?"),
+        "paths as bytes"
+    );
+    assert!(
+        !s.was_pulled("north", "Zeta", "/srv/archive/a.csv", 10, 1_000).expect("pulled?"),
+        "another connector"
+    );
+    assert!(!s.was_pulled("east", "archive", "/srv/archive/a.csv", 10, u32::MAX).expect("pulled?"));
+    s.record_pulled("north", "archive", "/srv/archive/a.csv", 10, 1_000, &"b".repeat(64))
+        .expect("again: kept once");
+    s.record_pulled("east", "archive", "/srv/archive/a.csv", 10, u32::MAX, &sha).expect("record");
+    assert!(
+        s.was_pulled("east", "archive", "/srv/archive/a.csv", 10, u32::MAX).expect("pulled?"),
+        "any time"
+    );
+    assert!(matches!(s.was_pulled("south", "archive", "/a", 1, 1), Err(StoreError::NoSuchTenant(_))));
+
+    // The transfer log.
+    s.log_transfer("north", "archive", "push", "Nightly.csv", Ok(120)).expect("log");
+    s.log_transfer("north", "Zeta", "pull", "/in/students.csv", Err("connection refused")).expect("log");
+    s.log_transfer("north", "Archive", "pull", "/srv/archive/a.csv", Ok(0)).expect("log");
+    s.log_transfer("east", "archive", "push", "x.csv", Ok(1)).expect("another tenant's");
+    let all = s.transfers("north", None, 10).expect("the log");
+    let shown: Vec<_> = all
+        .iter()
+        .map(|t| (t.connector.as_str(), t.direction.as_str(), t.file.as_str(), t.bytes, t.error.as_deref()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("Archive", "pull", "/srv/archive/a.csv", Some(0), None),
+            ("Zeta", "pull", "/in/students.csv", None, Some("connection refused")),
+            ("archive", "push", "Nightly.csv", Some(120), None),
+        ],
+        "newest first, the tenant's, each as logged"
+    );
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id && w[0].at_ms >= w[1].at_ms));
+    let archive_log: Vec<i64> =
+        s.transfers("north", Some("ARCHIVE"), 10).expect("the log").iter().map(|t| t.id).collect();
+    assert_eq!(archive_log, [all[0].id, all[2].id], "one connector's, whatever the case");
+    assert_eq!(
+        s.transfers("north", None, 1).expect("the log").iter().map(|t| t.id).collect::<Vec<_>>(),
+        [all[0].id]
+    );
+    assert_eq!(s.transfers("north", Some("archive"), 1).expect("the log").len(), 1, "at most limit");
+    assert!(matches!(
+        s.log_transfer("south", "archive", "push", "x", Ok(1)),
+        Err(StoreError::NoSuchTenant(_))
+    ));
+
+    // Names fold ASCII only (as they are): the Kelvin sign is not a K.
+    let kids = connector("kids", "sftp://k@k.example.org/");
+    s.save_connector("north", &kids, "sealed-k", false).expect("save");
+    s.record_pulled("north", "kids", "/a.csv", 1, 1, &sha).expect("record");
+    s.log_transfer("north", "kids", "pull", "/a.csv", Ok(1)).expect("log");
+    assert_eq!(s.connector("north", "KIDS").expect("find").map(|(c, _)| c), Some(kids));
+    assert_eq!(s.connector("north", "\u{212A}ids").expect("look up"), None);
+    assert!(matches!(
+        s.pin_host_key("north", "\u{212A}ids", &host_key(1)),
+        Err(StoreError::NoSuchConnector(_))
+    ));
+    assert!(!s.was_pulled("north", "\u{212A}ids", "/a.csv", 1, 1).expect("pulled?"));
+    assert!(s.transfers("north", Some("\u{212A}ids"), 10).expect("the log").is_empty());
+    assert!(matches!(s.remove_connector("north", "\u{212A}ids"), Err(StoreError::NoSuchConnector(_))));
+    assert!(matches!(
+        s.save_connector("north", &connector("Kids", "sftp://k@k.example.org/"), "sealed-k", false),
+        Err(StoreError::ConnectorExists(_))
+    ));
 }

@@ -7,27 +7,76 @@ use crate::{Result, Store, now_ms};
 use rusqlite::params;
 use sluice_core::delivery::About;
 
-const SELECT: &str =
+/// A delivery with its tenant's name, in [`DeliveryRow`]'s order (every backend's
+/// `deliveries` and `tenants` tables have these columns).
+pub const DELIVERY_SELECT: &str =
     "SELECT d.id, t.name, d.import_id, d.channel, d.target, d.status, d.attempts, d.last_error,
     d.created_ms, d.finished_ms, d.export_run FROM deliveries d JOIN tenants t ON t.id = d.tenant_id";
 
+/// A delivery as every backend stores it (the columns of [`DELIVERY_SELECT`], in order), read
+/// by [`DeliveryRow::into_delivery`].
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub tenant: String,
+    pub import_id: Option<i64>,
+    pub channel: String,
+    pub target: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub export_run: Option<i64>,
+}
+
+impl DeliveryRow {
+    /// The delivery this row holds: of an export's run when it names one, else of an import.
+    pub fn into_delivery(self) -> Delivery {
+        Delivery {
+            id: self.id,
+            tenant: self.tenant,
+            about: match (self.import_id, self.export_run) {
+                (_, Some(run)) => About::ExportRun(run),
+                (import, None) => About::Import(import.unwrap_or(0)),
+            },
+            channel: if self.channel == "email" { Channel::Email } else { Channel::Webhook },
+            target: self.target,
+            status: self.status,
+            attempts: self.attempts.max(0) as u32,
+            last_error: self.last_error,
+            created_ms: self.created_ms,
+            finished_ms: self.finished_ms,
+        }
+    }
+}
+
+/// What one notification goes to, as queued: (`email` or `webhook`, the address or URL) for
+/// each of a tenant's recipients (`notify_emails`, comma-separated) and its webhook (if any).
+pub fn delivery_targets<'a>(emails: &'a str, webhook_url: &'a str) -> Vec<(&'static str, &'a str)> {
+    emails
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(|e| ("email", e))
+        .chain((!webhook_url.is_empty()).then_some(("webhook", webhook_url)))
+        .collect()
+}
+
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
-    let channel: String = r.get(3)?;
-    Ok(Delivery {
+    Ok(DeliveryRow {
         id: r.get(0)?,
         tenant: r.get(1)?,
-        about: match (r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(10)?) {
-            (_, Some(run)) => About::ExportRun(run),
-            (import, None) => About::Import(import.unwrap_or(0)),
-        },
-        channel: if channel == "email" { Channel::Email } else { Channel::Webhook },
+        import_id: r.get(2)?,
+        channel: r.get(3)?,
         target: r.get(4)?,
         status: r.get(5)?,
-        attempts: r.get::<_, i64>(6)?.max(0) as u32,
+        attempts: r.get(6)?,
         last_error: r.get(7)?,
         created_ms: r.get(8)?,
         finished_ms: r.get(9)?,
-    })
+        export_run: r.get(10)?,
+    }
+    .into_delivery())
 }
 
 impl crate::roles::Deliveries for Store {
@@ -42,7 +91,7 @@ impl crate::roles::Deliveries for Store {
     fn due_deliveries(&self, per_tenant: usize) -> Result<Vec<Delivery>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
-                "{SELECT} JOIN (SELECT id, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY id) AS n
+                "{DELIVERY_SELECT} JOIN (SELECT id, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY id) AS n
                    FROM deliveries WHERE status = 'pending' AND next_ms <= ?1) due ON due.id = d.id
                  WHERE due.n <= ?2 ORDER BY d.id"
             ))?;
@@ -76,7 +125,8 @@ impl crate::roles::Deliveries for Store {
 
     fn deliveries(&self, tenant: &str, limit: usize) -> Result<Vec<Delivery>> {
         self.with(|c| {
-            let mut stmt = c.prepare(&format!("{SELECT} WHERE t.name = ?1 ORDER BY d.id DESC LIMIT ?2"))?;
+            let mut stmt =
+                c.prepare(&format!("{DELIVERY_SELECT} WHERE t.name = ?1 ORDER BY d.id DESC LIMIT ?2"))?;
             let rows =
                 stmt.query_map(params![tenant, limit as i64], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
@@ -109,8 +159,7 @@ impl Store {
                 tx.query_row(sql, [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             let now = now_ms();
             let mut n = 0;
-            let targets = emails.split(',').filter(|e| !e.is_empty()).map(|e| ("email", e)).chain((!url.is_empty()).then_some(("webhook", url.as_str())));
-            for (channel, target) in targets {
+            for (channel, target) in delivery_targets(&emails, &url) {
                 tx.execute(
                     "INSERT INTO deliveries (tenant_id, import_id, export_run, channel, target, status, next_ms, created_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",

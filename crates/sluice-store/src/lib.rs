@@ -22,7 +22,10 @@ pub mod roles;
 mod saved_exports;
 
 // Domain records live in core; re-exported here for the store's callers.
-pub use connectors::Transfer;
+pub use connectors::{
+    CONNECTOR_COLUMNS, ConnectorRow, TRANSFER_COLUMNS, Transfer, TransferRow, transfer_from_row,
+};
+pub use deliveries::{DELIVERY_SELECT, DeliveryRow, delivery_targets};
 pub use imports::{Loader, Outcome, STORED_ERRORS, StageKind};
 // What every backend's imports share (row codec, rules, wording); used by sluice-store-pg.
 pub use imports::{
@@ -40,6 +43,9 @@ pub use referrers::Referrer;
 pub use roles::{
     Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, Loading, People, Photos,
     Records, Referrers, SavedExports, Tenants, Uploads,
+};
+pub use saved_exports::{
+    APPLIED_STATUSES, EXPORT_RUN_SELECT, ExportRunRow, INTERRUPTED_RUN, SAVED_EXPORT_COLUMNS, SavedExportRow,
 };
 pub use sluice_core::access::{Account, ApiKey, AuthorizedKey, KeyOwner, KeyScope, Role, SecondFactor};
 pub use sluice_core::delivery::{Channel, Delivery};

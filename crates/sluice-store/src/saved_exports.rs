@@ -7,59 +7,99 @@ use sluice_core::saved_export::{
     ExportFormat, ExportName, ExportRun, ExportWhen, RunCause, RunOutcome, SavedExport,
 };
 
-const SELECT: &str =
-    "SELECT e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to, e.in_exports
-    FROM saved_exports e JOIN tenants t ON t.id = e.tenant_id";
+/// A saved export's columns, in [`SavedExportRow`]'s order, of `saved_exports e` (every
+/// backend's table has them).
+pub const SAVED_EXPORT_COLUMNS: &str =
+    "e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to, e.in_exports";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<std::result::Result<SavedExport, String>> {
+const FROM: &str = "FROM saved_exports e JOIN tenants t ON t.id = e.tenant_id";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SavedExportRow> {
     row_at(r, 0)
 }
 
-fn collect(
-    rows: impl Iterator<Item = rusqlite::Result<std::result::Result<SavedExport, String>>>,
-) -> Result<Vec<SavedExport>> {
+fn collect(rows: impl Iterator<Item = rusqlite::Result<SavedExportRow>>) -> Result<Vec<SavedExport>> {
     let mut out = Vec::new();
     for r in rows {
-        out.push(r?.map_err(StoreError::Corrupt)?);
+        out.push(r?.parse()?);
     }
     Ok(out)
 }
 
-const RUN_SELECT: &str = "SELECT r.id, t.name, r.export, r.cause, r.started_ms, r.finished_ms, r.status,
+/// An export run with its tenant's name, in [`ExportRunRow`]'s order (every backend's
+/// `export_runs` and `tenants` tables have these columns).
+pub const EXPORT_RUN_SELECT: &str =
+    "SELECT r.id, t.name, r.export, r.cause, r.started_ms, r.finished_ms, r.status,
     r.rows, r.bytes, r.destination, r.error FROM export_runs r JOIN tenants t ON t.id = r.tenant_id";
 
+/// What a run left `running` by a process that stopped is failed with.
+pub const INTERRUPTED_RUN: &str =
+    "interrupted: sluice stopped while it ran (nothing half-written: the last file stays)";
+
+/// An export run as every backend stores it (the columns of [`EXPORT_RUN_SELECT`], in order),
+/// read by [`ExportRunRow::into_run`].
+#[derive(Debug, Clone)]
+pub struct ExportRunRow {
+    pub id: i64,
+    pub tenant: String,
+    pub export: String,
+    pub cause: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub status: String,
+    pub rows: Option<i64>,
+    pub bytes: Option<i64>,
+    pub destination: Option<String>,
+    pub error: Option<String>,
+}
+
+impl ExportRunRow {
+    /// The run this row holds (no outcome while it runs).
+    pub fn into_run(self) -> ExportRun {
+        let outcome = match self.status.as_str() {
+            "written" => Some(RunOutcome::Written {
+                rows: self.rows.unwrap_or(0).max(0) as u64,
+                bytes: self.bytes.unwrap_or(0).max(0) as u64,
+                destination: self.destination.unwrap_or_default(),
+            }),
+            "failed" => Some(RunOutcome::Failed(self.error.unwrap_or_default())),
+            _ => None,
+        };
+        ExportRun {
+            id: self.id,
+            tenant: self.tenant,
+            export: self.export,
+            cause: RunCause::parse(&self.cause).unwrap_or(RunCause::OnDemand),
+            started_ms: self.started_ms,
+            finished_ms: self.finished_ms,
+            outcome,
+        }
+    }
+}
+
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRun> {
-    let cause: String = r.get(3)?;
-    let status: String = r.get(6)?;
-    let outcome = match status.as_str() {
-        "written" => Some(RunOutcome::Written {
-            rows: r.get::<_, Option<i64>>(7)?.unwrap_or(0).max(0) as u64,
-            bytes: r.get::<_, Option<i64>>(8)?.unwrap_or(0).max(0) as u64,
-            destination: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
-        }),
-        "failed" => Some(RunOutcome::Failed(r.get::<_, Option<String>>(10)?.unwrap_or_default())),
-        _ => None,
-    };
-    Ok(ExportRun {
+    Ok(ExportRunRow {
         id: r.get(0)?,
         tenant: r.get(1)?,
         export: r.get(2)?,
-        cause: RunCause::parse(&cause).unwrap_or(RunCause::OnDemand),
+        cause: r.get(3)?,
         started_ms: r.get(4)?,
         finished_ms: r.get(5)?,
-        outcome,
-    })
+        status: r.get(6)?,
+        rows: r.get(7)?,
+        bytes: r.get(8)?,
+        destination: r.get(9)?,
+        error: r.get(10)?,
+    }
+    .into_run())
 }
 
-/// The statuses of imports that applied their changes.
-const APPLIED: &str = "('complete', 'incomplete')";
+/// The statuses of imports that applied their changes, as an SQL list.
+pub const APPLIED_STATUSES: &str = "('complete', 'incomplete')";
 
 impl crate::roles::SavedExports for Store {
     fn save_export(&self, tenant: &str, export: &SavedExport, replace: bool) -> Result<()> {
-        let columns =
-            serde_json::to_string(&export.columns).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let filters =
-            serde_json::to_string(&export.filters).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let row = SavedExportRow::of(export)?;
         self.with_write(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let tenant_id = crate::tenant_id(&tx, tenant)?;
@@ -85,7 +125,7 @@ impl crate::roles::SavedExports for Store {
             // An after-import export answers imports from now on, not the ones before it.
             let seen: i64 = tx.query_row(
                 &format!(
-                    "SELECT coalesce(max(id), 0) FROM imports WHERE tenant_id = ?1 AND type = ?2 AND status IN {APPLIED}"
+                    "SELECT coalesce(max(id), 0) FROM imports WHERE tenant_id = ?1 AND type = ?2 AND status IN {APPLIED_STATUSES}"
                 ),
                 params![tenant_id, export.type_name],
                 |r| r.get(0),
@@ -100,15 +140,15 @@ impl crate::roles::SavedExports for Store {
                         params![
                             tenant_id,
                             name,
-                            export.type_name,
-                            export.format.extension(),
-                            columns,
-                            filters,
-                            export.bom,
-                            export.when.as_str(),
+                            row.type_name,
+                            row.format,
+                            row.columns,
+                            row.filters,
+                            row.bom,
+                            row.when,
                             seen,
-                            export.push_to.as_ref().map(|c| c.as_str()),
-                            export.in_exports
+                            row.push_to,
+                            row.in_exports
                         ],
                     )?;
                 }
@@ -118,17 +158,17 @@ impl crate::roles::SavedExports for Store {
                          seen_import, created_ms, push_to, in_exports) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                         params![
                             tenant_id,
-                            export.name.as_str(),
-                            export.type_name,
-                            export.format.extension(),
-                            columns,
-                            filters,
-                            export.bom,
-                            export.when.as_str(),
+                            row.name,
+                            row.type_name,
+                            row.format,
+                            row.columns,
+                            row.filters,
+                            row.bom,
+                            row.when,
                             seen,
                             now_ms(),
-                            export.push_to.as_ref().map(|c| c.as_str()),
-                            export.in_exports
+                            row.push_to,
+                            row.in_exports
                         ],
                     )?;
                 }
@@ -143,30 +183,31 @@ impl crate::roles::SavedExports for Store {
             let tenant_id = crate::tenant_id(c, tenant)?;
             let found = c
                 .query_row(
-                    &format!("{SELECT} WHERE e.tenant_id = ?1 AND lower(e.name) = lower(?2)"),
+                    &format!("SELECT {SAVED_EXPORT_COLUMNS} {FROM} WHERE e.tenant_id = ?1 AND lower(e.name) = lower(?2)"),
                     params![tenant_id, name],
                     row,
                 )
                 .optional()?;
-            found.map(|r| r.map_err(StoreError::Corrupt)).transpose()
+            found.map(SavedExportRow::parse).transpose()
         })
     }
 
     fn saved_exports(&self, tenant: &str) -> Result<Vec<SavedExport>> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
-            let mut stmt = c.prepare(&format!("{SELECT} WHERE e.tenant_id = ?1 ORDER BY e.name"))?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {SAVED_EXPORT_COLUMNS} {FROM} WHERE e.tenant_id = ?1 ORDER BY e.name"
+            ))?;
             collect(stmt.query_map([tenant_id], row)?)
         })
     }
 
     fn scheduled_exports(&self) -> Result<Vec<(String, String, SavedExport)>> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT t.name, t.timezone, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to, e.in_exports
-                 FROM saved_exports e JOIN tenants t ON t.id = e.tenant_id
-                 WHERE t.disabled = 0 AND e.run_when NOT IN ('on_demand', 'after_import') ORDER BY t.name, e.name",
-            )?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT t.name, t.timezone, {SAVED_EXPORT_COLUMNS} {FROM}
+                 WHERE t.disabled = 0 AND e.run_when NOT IN ('on_demand', 'after_import') ORDER BY t.name, e.name"
+            ))?;
             let mut out = Vec::new();
             let rows = stmt.query_map([], |r| {
                 let (tenant, tz): (String, String) = (r.get(0)?, r.get(1)?);
@@ -174,7 +215,7 @@ impl crate::roles::SavedExports for Store {
             })?;
             for r in rows {
                 let (tenant, tz, export) = r?;
-                out.push((tenant, tz, export.map_err(StoreError::Corrupt)?));
+                out.push((tenant, tz, export.parse()?));
             }
             Ok(out)
         })
@@ -183,10 +224,10 @@ impl crate::roles::SavedExports for Store {
     fn exports_after_imports(&self) -> Result<Vec<(String, SavedExport, i64)>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT t.name, latest, e.name, e.type, e.format, e.columns, e.filters, e.bom, e.run_when, e.push_to, e.in_exports
+                "SELECT t.name, latest, {SAVED_EXPORT_COLUMNS}
                  FROM (SELECT e.*, (SELECT max(i.id) FROM imports i WHERE i.tenant_id = e.tenant_id
                          AND (i.type = e.type OR (e.format = 'photos' AND i.record_types = e.type))
-                         AND i.status IN {APPLIED} AND i.added + i.updated + i.deleted > 0) AS latest
+                         AND i.status IN {APPLIED_STATUSES} AND i.added + i.updated + i.deleted > 0) AS latest
                        FROM saved_exports e WHERE e.run_when = 'after_import') e
                  JOIN tenants t ON t.id = e.tenant_id
                  WHERE t.disabled = 0 AND latest > e.seen_import ORDER BY t.name, e.name"
@@ -198,7 +239,7 @@ impl crate::roles::SavedExports for Store {
             })?;
             for r in rows {
                 let (tenant, latest, export) = r?;
-                out.push((tenant, export.map_err(StoreError::Corrupt)?, latest));
+                out.push((tenant, export.parse()?, latest));
             }
             Ok(out)
         })
@@ -258,16 +299,16 @@ impl crate::roles::SavedExports for Store {
     }
 
     fn export_run(&self, id: i64) -> Result<Option<ExportRun>> {
-        self.with(|c| Ok(c.query_row(&format!("{RUN_SELECT} WHERE r.id = ?1"), [id], run_row).optional()?))
+        self.with(|c| {
+            Ok(c.query_row(&format!("{EXPORT_RUN_SELECT} WHERE r.id = ?1"), [id], run_row).optional()?)
+        })
     }
 
     fn fail_interrupted_runs(&self) -> Result<usize> {
         self.with(|c| {
             Ok(c.execute(
-                "UPDATE export_runs SET status = 'failed', finished_ms = ?1,
-                 error = 'interrupted: sluice stopped while it ran (nothing half-written: the last file stays)'
-                 WHERE status = 'running'",
-                [now_ms()],
+                "UPDATE export_runs SET status = 'failed', finished_ms = ?1, error = ?2 WHERE status = 'running'",
+                params![now_ms(), INTERRUPTED_RUN],
             )?)
         })
     }
@@ -276,7 +317,7 @@ impl crate::roles::SavedExports for Store {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
             let mut stmt = c.prepare(&format!(
-                "{RUN_SELECT} WHERE r.tenant_id = ?1 AND (?2 IS NULL OR lower(r.export) = lower(?2))
+                "{EXPORT_RUN_SELECT} WHERE r.tenant_id = ?1 AND (?2 IS NULL OR lower(r.export) = lower(?2))
                  ORDER BY r.id DESC LIMIT ?3"
             ))?;
             let runs = stmt
@@ -287,53 +328,73 @@ impl crate::roles::SavedExports for Store {
     }
 }
 
-/// A saved export read from the columns starting at `at` (name, type, format, columns,
-/// filters, bom, run_when, push_to, in_exports).
-fn row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<std::result::Result<SavedExport, String>> {
-    let (name, type_name, format, columns, filters, bom, when): (
-        String,
-        String,
-        String,
-        String,
-        String,
-        bool,
-        String,
-    ) = (
-        r.get(at)?,
-        r.get(at + 1)?,
-        r.get(at + 2)?,
-        r.get(at + 3)?,
-        r.get(at + 4)?,
-        r.get(at + 5)?,
-        r.get(at + 6)?,
-    );
-    let push_to: Option<String> = r.get(at + 7)?;
-    let in_exports: bool = r.get(at + 8)?;
-    Ok(parse_export(name, type_name, format, columns, filters, bom, when).and_then(|mut e| {
-        e.push_to = push_to.map(|c| ConnectorName::parse(&c)).transpose().map_err(|e| e.to_string())?;
-        e.in_exports = in_exports;
-        Ok(e)
-    }))
+/// A saved export read from the columns starting at `at` ([`SAVED_EXPORT_COLUMNS`]).
+fn row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SavedExportRow> {
+    Ok(SavedExportRow {
+        name: r.get(at)?,
+        type_name: r.get(at + 1)?,
+        format: r.get(at + 2)?,
+        columns: r.get(at + 3)?,
+        filters: r.get(at + 4)?,
+        bom: r.get(at + 5)?,
+        when: r.get(at + 6)?,
+        push_to: r.get(at + 7)?,
+        in_exports: r.get(at + 8)?,
+    })
 }
 
-fn parse_export(
-    name: String,
-    type_name: String,
-    format: String,
-    columns: String,
-    filters: String,
-    bom: bool,
-    when: String,
-) -> std::result::Result<SavedExport, String> {
-    Ok(SavedExport {
-        name: ExportName::parse(&name).map_err(|e| e.to_string())?,
-        type_name,
-        format: ExportFormat::parse(&format).ok_or_else(|| format!("export format {format:?}"))?,
-        columns: serde_json::from_str(&columns).map_err(|e| e.to_string())?,
-        filters: serde_json::from_str(&filters).map_err(|e| e.to_string())?,
-        bom,
-        when: ExportWhen::parse(&when).map_err(|e| e.to_string())?,
-        push_to: None,
-        in_exports: true,
-    })
+/// A saved export as every backend stores it (the columns of [`SAVED_EXPORT_COLUMNS`], in
+/// order): written from a [`SavedExport`] by [`SavedExportRow::of`], read back by
+/// [`SavedExportRow::parse`].
+#[derive(Debug, Clone)]
+pub struct SavedExportRow {
+    pub name: String,
+    pub type_name: String,
+    pub format: String,
+    /// JSON: an array of column names.
+    pub columns: String,
+    /// JSON: an array of `COLUMN=VALUE` filters.
+    pub filters: String,
+    pub bom: bool,
+    /// `run_when`: `on_demand`, `after_import` or a cron schedule.
+    pub when: String,
+    pub push_to: Option<String>,
+    pub in_exports: bool,
+}
+
+impl SavedExportRow {
+    /// The row that stores `export`.
+    pub fn of(export: &SavedExport) -> Result<Self> {
+        Ok(SavedExportRow {
+            name: export.name.as_str().to_owned(),
+            type_name: export.type_name.clone(),
+            format: export.format.extension().to_owned(),
+            columns: serde_json::to_string(&export.columns)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            filters: serde_json::to_string(&export.filters)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            bom: export.bom,
+            when: export.when.as_str().to_owned(),
+            push_to: export.push_to.as_ref().map(|c| c.as_str().to_owned()),
+            in_exports: export.in_exports,
+        })
+    }
+
+    /// The saved export this row holds; a value no sluice writes is [`StoreError::Corrupt`].
+    pub fn parse(self) -> Result<SavedExport> {
+        let text = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+        let format = &self.format;
+        Ok(SavedExport {
+            name: ExportName::parse(&self.name).map_err(|e| text(&e))?,
+            type_name: self.type_name,
+            format: ExportFormat::parse(format)
+                .ok_or_else(|| StoreError::Corrupt(format!("export format {format:?}")))?,
+            columns: serde_json::from_str(&self.columns).map_err(|e| text(&e))?,
+            filters: serde_json::from_str(&self.filters).map_err(|e| text(&e))?,
+            bom: self.bom,
+            when: ExportWhen::parse(&self.when).map_err(|e| text(&e))?,
+            push_to: self.push_to.map(|c| ConnectorName::parse(&c)).transpose().map_err(|e| text(&e))?,
+            in_exports: self.in_exports,
+        })
+    }
 }
