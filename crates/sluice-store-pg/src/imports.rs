@@ -982,7 +982,11 @@ pub(crate) fn index_search(
 }
 
 /// A deactivated record is no longer a person's role; people left without one go.
-pub(crate) fn drop_inactive_roles(c: &mut Client, tenant_id: i64, type_name: &str) -> Result<()> {
+pub(crate) fn drop_inactive_roles(
+    c: &mut impl postgres::GenericClient,
+    tenant_id: i64,
+    type_name: &str,
+) -> Result<()> {
     c.execute(
         "DELETE FROM person_roles pr USING records r
          WHERE pr.tenant_id = $1 AND pr.type = $2 AND r.tenant_id = $1 AND r.type = $2 AND r.key = pr.key AND r.inactive",

@@ -6,9 +6,10 @@
 //! [`Audit`], [`Uploads`] and [`ImportQueue`] (claimed with `FOR UPDATE SKIP LOCKED`: nodes
 //! claiming at once each get another event), [`sluice_store::Deliveries`] (the notifications'
 //! queue and log), [`sluice_store::SavedExports`] (saved exports and their runs) and
-//! [`sluice_store::Connectors`] (connectors, their transfer log and the files pulled). 
+//! [`sluice_store::Connectors`] (connectors, their transfer log and the files pulled).
 //! [`sluice_store::Imports`] with a loader of its own (rows staged by COPY, applied
-//! set-based). Still on SQLite only: `People`, `Photos` and `Records`. The server
+//! set-based), [`sluice_store::Records`] and [`sluice_store::People`] (search, people,
+//! deleting by hand). Still on SQLite only: `Photos`. The server
 //! does not use this store yet (`[database] url` comes with the rest of the roles). What is
 //! here is what nodes share first: the tenants they serve, who may log in and their
 //! sessions, the keys that reach them, the defender's bans, one audit log, one upload queue,
@@ -27,6 +28,7 @@ mod connectors;
 mod deliveries;
 mod imports;
 mod migrations;
+mod records;
 mod saved_exports;
 
 use postgres::{Client, NoTls, Row};

@@ -115,6 +115,11 @@ fn postgres_passes_the_loading_check() {
 }
 
 #[test]
+fn postgres_passes_the_records_check() {
+    on_fresh(conformance::records);
+}
+
+#[test]
 fn postgres_passes_the_saved_exports_check() {
     on_fresh(conformance::saved_exports);
 }

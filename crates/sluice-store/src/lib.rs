@@ -38,7 +38,7 @@ pub use records::{
     Deletion, FoundRecords, RecordQuery, RecordSort, Referring, SearchPaths, StoredRecord, Tombstone, fold,
     search_words,
 };
-pub use records::{MAX_READDED, more_readded, readded_warning};
+pub use records::{MAX_READDED, held_deletion, more_readded, prefix_end, readded_warning, referred_value};
 pub use referrers::Referrer;
 pub use roles::{
     Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, Loading, People, Photos,

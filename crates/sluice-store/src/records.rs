@@ -41,7 +41,7 @@ pub fn fold(s: &str) -> String {
 
 /// The end of the range of texts that begin with `prefix`: above every such text (U+10FFFF is
 /// the largest character, and its UTF-8 the largest bytes).
-fn prefix_end(prefix: &str) -> String {
+pub fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
 
@@ -342,8 +342,27 @@ fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
 
 /// The value a referring record holds for `key` (a reference to a key of several columns names
 /// its first).
-fn referred_value<'k>(r: &Referrer, key: &'k str) -> &'k str {
+pub fn referred_value<'k>(r: &Referrer, key: &'k str) -> &'k str {
     if r.prefix { key.split('\u{1f}').next().unwrap_or(key) } else { key }
+}
+
+/// Why deleting record `key` of `type_name` waits for a confirmation: the active records
+/// `found` that refer to it (a `hold` reference).
+pub fn held_deletion(found: &Referring, type_name: &str, key: &str) -> String {
+    let some: Vec<String> = found
+        .sample
+        .iter()
+        .filter(|(_, inactive)| !inactive)
+        .map(|(k, _)| k.replace('\u{1f}', "+"))
+        .collect();
+    format!(
+        "{} {} ({}{}) refer to {type_name} {}",
+        found.active,
+        found.referrer.from_type,
+        some.join(", "),
+        if found.active as usize > some.len() { ", ..." } else { "" },
+        key.replace('\u{1f}', "+")
+    )
 }
 
 /// Whether deleting `key` leaves `r`'s records dangling: for a reference to the first of several
@@ -768,20 +787,7 @@ impl crate::roles::Records for Store {
                         continue;
                     }
                     if r.on_delete == OnDelete::Hold && !confirmed {
-                        let some: Vec<String> = found
-                            .sample
-                            .iter()
-                            .filter(|(_, inactive)| !inactive)
-                            .map(|(k, _)| k.replace('\u{1f}', "+"))
-                            .collect();
-                        held.push(format!(
-                            "{} {} ({}{}) refer to {type_name} {}",
-                            found.active,
-                            r.from_type,
-                            some.join(", "),
-                            if found.active as usize > some.len() { ", ..." } else { "" },
-                            key.replace('\u{1f}', "+")
-                        ));
+                        held.push(held_deletion(&found, type_name, key));
                     }
                     dangling.push((r, key.as_str(), found.active));
                 }
