@@ -1324,11 +1324,17 @@ fn apply_outcome(c: &mut Client, id: i64, o: &Outcome<'_>) -> Result<()> {
         w.finish().map_err(db)?;
     }
     if let Some(upload) = o.upload_id {
-        c.execute(
-            "UPDATE upload_events SET consumed_ms = $2, import_id = $3 WHERE id = $1",
-            &[&upload, &now_ms(), &id],
-        )
-        .map_err(db)?;
+        // Once: an upload another node's import consumed meanwhile fails this one's transaction
+        // (the row is locked by the first, so the second waits for its commit, then sees it).
+        let consumed = c
+            .execute(
+                "UPDATE upload_events SET consumed_ms = $2, import_id = $3 WHERE id = $1 AND consumed_ms IS NULL",
+                &[&upload, &now_ms(), &id],
+            )
+            .map_err(db)?;
+        if consumed == 0 {
+            return Err(StoreError::AlreadyConsumed(upload));
+        }
     }
     Ok(())
 }

@@ -115,6 +115,11 @@ fn postgres_passes_the_loading_check() {
 }
 
 #[test]
+fn postgres_passes_the_imported_once_check() {
+    on_fresh(conformance::imported_once);
+}
+
+#[test]
 fn postgres_passes_the_records_check() {
     on_fresh(conformance::records);
 }

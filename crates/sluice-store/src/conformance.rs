@@ -543,6 +543,53 @@ pub fn loading<S: Tenants + Imports>(s: &S) {
     assert!(gone[0].1.contains("\"status\":\"tobedeleted\""), "{}", gone[0].1);
 }
 
+/// An upload is imported once: a worker whose lease ran out while it imported (a node that
+/// stalled) and a worker that claimed the upload after it both commit; the second to commit
+/// fails with [`StoreError::AlreadyConsumed`] and changes nothing. Needs a store whose imports
+/// open loaders.
+pub fn imported_once<S: Tenants + Uploads + ImportQueue + Imports>(s: &S) {
+    use crate::{Counts, ImportStatus::*};
+    s.add_tenant(&name("north"), &folders("students")).expect("add a tenant");
+    let upload = s
+        .record_upload(&UploadEvent {
+            tenant: name("north"),
+            path: VirtualPath::resolve(b"/students/students.csv").expect("a path"),
+            size: 3,
+            sha256: sluice_core::sha256_of(&b"abc"[..]).expect("hash").1,
+            at_ms: 1_000,
+        })
+        .expect("record");
+    let stalled = s.claim_upload(Duration::from_millis(1), None).expect("claim").expect("waiting");
+    std::thread::sleep(Duration::from_millis(20));
+    let reclaimed = s.claim_upload(Duration::from_secs(60), None).expect("claim").expect("its lease ran out");
+    assert_eq!((stalled.id, reclaimed.id), (upload, upload));
+    let stage = |key: &str| {
+        let id = s
+            .create_import("north", "students", "students.csv", "upload", Some(upload), None)
+            .expect("import");
+        let mut l = s.loader("north", "students", id).expect("a loader");
+        l.stage(2, key, &format!("[\"{key}\"]"), 1, StageKind::Load).expect("stage");
+        (id, l)
+    };
+    let (first_id, first) = stage("S1");
+    let (second_id, second) = stage("S2");
+    let applies = || Outcome {
+        upload_id: Some(upload),
+        ..outcome(Complete, Counts { rows: 1, added: 1, ..Counts::default() }, Some(LoadMode::Mirror))
+    };
+    second.commit(applies()).expect("the first to commit applies");
+    let late = first.commit(applies());
+    assert!(matches!(late, Err(StoreError::AlreadyConsumed(u)) if u == upload), "{late:?}");
+    assert_eq!(records_of(s, "students", None), [("S2".to_owned(), "[\"S2\"]".to_owned())], "applied once");
+    assert_eq!(s.import(second_id).expect("read").expect("kept").status, Complete);
+    assert_eq!(
+        s.import(first_id).expect("read").expect("kept").status,
+        Running,
+        "the late one wrote nothing"
+    );
+    assert!(s.upload_consumed(upload).expect("consumed?"));
+}
+
 /// Saved exports: saved, listed by name, found whatever the case, refused twice unless
 /// replaced, removed; their runs logged newest first; an after-import export is due once per
 /// applied import of its type that changed records (not for imports before it was saved, a

@@ -808,10 +808,14 @@ fn write_outcome(c: &Connection, id: i64, o: &Outcome<'_>) -> Result<()> {
         ])?;
     }
     if let Some(upload) = o.upload_id {
-        c.execute(
-            "UPDATE main.upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1",
+        // Once: an upload another import consumed meanwhile fails this one's transaction.
+        let consumed = c.execute(
+            "UPDATE main.upload_events SET consumed_ms = ?2, import_id = ?3 WHERE id = ?1 AND consumed_ms IS NULL",
             params![upload, now_ms(), id],
         )?;
+        if consumed == 0 {
+            return Err(StoreError::AlreadyConsumed(upload));
+        }
     }
     Ok(())
 }

@@ -115,6 +115,13 @@ pub enum StoreError {
     /// A settings change that was refused: nothing was changed.
     #[error(transparent)]
     Refused(#[from] sluice_core::SettingsError),
+    /// An import's upload was consumed by another import meanwhile (a node that claimed it
+    /// after this one's lease ran out): this import applied nothing; the upload was imported once.
+    #[error(
+        "upload event {0} was imported meanwhile by another worker (this one's lease on it ran out); \
+         this import changed nothing"
+    )]
+    AlreadyConsumed(i64),
     #[error("the database was written by a newer sluice (schema {found}, this build knows {known})")]
     TooNew { found: i64, known: i64 },
     /// A caller asked the store for something it does not do (a bug in sluice, not in data).

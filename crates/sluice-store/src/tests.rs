@@ -17,6 +17,7 @@ fn sqlite_passes_the_conformance_suite() {
 fn sqlite_passes_the_loading_checks() {
     let dir = tempfile::tempdir().unwrap();
     conformance::loading(&Store::open(&dir.path().join("sluice.db")).unwrap());
+    conformance::imported_once(&Store::open(&dir.path().join("once.db")).unwrap());
     conformance::saved_exports(&Store::open(&dir.path().join("exports.db")).unwrap());
     conformance::records(&Store::open(&dir.path().join("records.db")).unwrap());
 }
