@@ -170,6 +170,14 @@ workers = 0
 # seconds apart (a file the district is still writing waits for the next pull).
 settle_secs = 2
 
+[database]
+# Where sluice keeps its state. "" = SQLite in DATA_DIR (one node). A PostgreSQL URL
+# (postgres://user:password@host:5432/sluice, or key=value pairs) lets several nodes share
+# one database; its schema is brought up to date on start. url_file names a file holding the
+# URL instead (a secret mounted by systemd or a container runtime); not both.
+url = ""
+url_file = ""
+
 [secrets]
 # The key that seals connectors' credentials (passwords, private keys of the districts' own
 # SFTP servers): a file of 64 hexadecimal digits, made (0600) when first needed. "" =
@@ -198,6 +206,7 @@ pub struct Config {
     pub imports: ImportsConfig,
     pub connectors: ConnectorsConfig,
     pub secrets: SecretsConfig,
+    pub database: DatabaseConfig,
     pub audit: AuditConfig,
     pub log: LogConfig,
 }
@@ -212,6 +221,43 @@ pub struct AuditConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConnectorsConfig {
     pub settle_secs: u64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub url_file: String,
+}
+
+/// Never prints the URL: it may carry a password.
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &if self.url.is_empty() { "" } else { "(set)" })
+            .field("url_file", &self.url_file)
+            .finish()
+    }
+}
+
+impl DatabaseConfig {
+    /// The PostgreSQL URL sluice runs on, or `None` for SQLite in the data directory.
+    pub fn url(&self) -> Result<Option<String>> {
+        match (self.url.trim(), self.url_file.trim()) {
+            ("", "") => Ok(None),
+            (url, "") => Ok(Some(url.to_owned())),
+            ("", file) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("[database] url_file: cannot read {file}"))?;
+                let url = text.trim();
+                if url.is_empty() {
+                    bail!("[database] url_file: {file} is empty; it must hold the database's URL");
+                }
+                Ok(Some(url.to_owned()))
+            }
+            _ => bail!("[database] url and url_file are both set: set one (url_file for a secret)"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -607,7 +653,9 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 /// Environment variables that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["SLUICE_CONFIG", "SLUICE_REQUIRE_EXTERNAL"];
+/// Read by the test suite, not by sluice: CI's switches (every external program must be
+/// there; run the servers on PostgreSQL).
+const NOT_CONFIG: &[&str] = &["SLUICE_CONFIG", "SLUICE_REQUIRE_EXTERNAL", "SLUICE_TEST_POSTGRES"];
 
 /// A configuration error in the user's terms: the file and line where they set the key, or
 /// the `SLUICE_*` variable that set it (the merged text's line numbers mean nothing to them).
@@ -810,6 +858,42 @@ mod tests {
         let c = Config::load(Some(&file), &e, &o).unwrap();
         assert_eq!((c.sftp.listen.port(), c.data_dir), (3000, PathBuf::from("/cli")));
         assert_eq!(c.sftp.max_auth_attempts, 3);
+    }
+
+    #[test]
+    fn the_database_url_comes_from_the_file_the_environment_or_a_secret_file() {
+        let none = Config::load(None, &[], &Overrides::default()).unwrap();
+        assert_eq!(none.database.url().unwrap(), None, "SQLite by default");
+        let url = "postgres://sluice:s3cret@db.example:5432/sluice";
+        let set = Config::load(None, &env(&[("SLUICE_DATABASE_URL", url)]), &Overrides::default()).unwrap();
+        assert_eq!(set.database.url().unwrap().as_deref(), Some(url));
+        assert!(!format!("{set:?}").contains("s3cret"), "the URL's password is never printed");
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("database_url");
+        std::fs::write(&secret, format!("{url}\n")).unwrap();
+        let from_file = Config::load(
+            None,
+            &env(&[("SLUICE_DATABASE_URL_FILE", secret.to_str().unwrap())]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(from_file.database.url().unwrap().as_deref(), Some(url), "read and trimmed");
+        let both = Config::load(
+            None,
+            &env(&[("SLUICE_DATABASE_URL", url), ("SLUICE_DATABASE_URL_FILE", secret.to_str().unwrap())]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(both.database.url().unwrap_err().to_string().contains("both set"));
+        let missing = Config::load(
+            None,
+            &env(&[("SLUICE_DATABASE_URL_FILE", "/nonexistent/database_url")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(
+            missing.database.url().unwrap_err().to_string().contains("cannot read /nonexistent/database_url")
+        );
     }
 
     #[test]

@@ -43,6 +43,55 @@ pub fn external_check(found: bool, what: &str, package: &str) -> bool {
     false
 }
 
+/// The test switch that runs every server of the suite on PostgreSQL: an admin connection
+/// string (`host=127.0.0.1 port=5432 user=postgres`). Each server gets a database of its own,
+/// created when it starts and dropped with it; its files stay in its data directory.
+pub const POSTGRES_SWITCH: &str = "SLUICE_TEST_POSTGRES";
+
+/// Whether this run of the suite is the one on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var(POSTGRES_SWITCH).is_ok_and(|v| !v.is_empty())
+}
+
+/// A PostgreSQL database that lives as long as the server using it.
+pub struct TestDatabase {
+    admin: String,
+    name: String,
+}
+
+impl TestDatabase {
+    fn create() -> Option<Self> {
+        let admin = std::env::var(POSTGRES_SWITCH).ok().filter(|v| !v.is_empty())?;
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("{POSTGRES_SWITCH}={admin}: cannot connect: {e}"));
+        let name = format!("sluice_it_{}", hex(&pseudo_random(8, std::process::id() as u64 ^ nanos())));
+        // A name made here (hex), not an input: CREATE DATABASE takes no parameters.
+        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create a test database");
+        Some(Self { admin, name })
+    }
+
+    /// The server's `SLUICE_DATABASE_URL`.
+    pub fn url(&self) -> String {
+        format!("{} dbname={}", self.admin, self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// How the server process is started, beyond its environment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Launch {
@@ -61,6 +110,8 @@ pub struct Server {
     pub dir: TempDir,
     env: Vec<(String, String)>,
     launch: Launch,
+    /// The server's database on the suite's PostgreSQL run (dropped after the server).
+    database: Option<TestDatabase>,
 }
 
 impl Server {
@@ -84,15 +135,20 @@ impl Server {
 
     pub fn launch(env: &[(&str, &str)], launch: Launch) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let database = TestDatabase::create();
+        if let Some(db) = &database {
+            env.push(("SLUICE_DATABASE_URL".into(), db.url()));
+        }
         let (child, port, http_port) = spawn_server(dir.path(), &env, launch);
-        Self { child, port, http_port, dir, env, launch }
+        Self { child, port, http_port, dir, env, launch, database }
     }
 
     /// A server on a data directory prepared beforehand (`dir/data`: a restored backup).
     pub fn start_in(dir: TempDir) -> Self {
         let (child, port, http_port) = spawn_server(dir.path(), &[], Launch::default());
-        Self { child, port, http_port, dir, env: Vec::new(), launch: Launch::default() }
+        Self { child, port, http_port, dir, env: Vec::new(), launch: Launch::default(), database: None }
     }
 
     /// SIGKILL, then start again on the same data directory (and a new port).
