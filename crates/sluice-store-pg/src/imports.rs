@@ -19,7 +19,7 @@
 use crate::{PgStore, db, tenant_id};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{Client, GenericClient, NoTls, Row, Statement};
 use sluice_core::history::{Counts, ImportRecord, ImportStatus, StoredError};
 use sluice_core::import::{LoadMode, OnDelete};
 use sluice_core::people::Contact;
@@ -875,7 +875,7 @@ impl Loading for PgLoader {
 
 /// See `sluice-store`'s `still_open`: checked with the import's row locked, so an approval and
 /// a newer import that race cannot both win.
-fn still_open(c: &mut Client, id: i64) -> Result<()> {
+pub(crate) fn still_open(c: &mut impl GenericClient, id: i64) -> Result<()> {
     let row = c
         .query_opt("SELECT status, superseded_by FROM imports WHERE id = $1 FOR UPDATE", &[&id])
         .map_err(db)?;
@@ -1248,7 +1248,7 @@ impl<'c> Linker<'c> {
 
 /// Writes an import's final state, its errors and the upload it consumed; an applied import
 /// supersedes the older held ones (each locked as it is updated).
-fn apply_outcome(c: &mut Client, id: i64, o: &Outcome<'_>) -> Result<()> {
+pub(crate) fn apply_outcome(c: &mut impl GenericClient, id: i64, o: &Outcome<'_>) -> Result<()> {
     let mut warnings = o.warnings.to_vec();
     if o.apply.is_some() {
         let held = c

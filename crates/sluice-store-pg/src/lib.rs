@@ -5,15 +5,16 @@
 //! [`sluice_store::Accounts`] (sessions, reset links, second factors), [`ApiKeys`], [`Bans`],
 //! [`Audit`], [`Uploads`] and [`ImportQueue`] (claimed with `FOR UPDATE SKIP LOCKED`: nodes
 //! claiming at once each get another event), [`sluice_store::Deliveries`] (the notifications'
-//! queue and log), [`sluice_store::SavedExports`] (saved exports and their runs) and
-//! [`sluice_store::Connectors`] (connectors, their transfer log and the files pulled).
+//! queue and log), [`sluice_store::SavedExports`] (saved exports and their runs),
+//! [`sluice_store::Connectors`] (connectors, their transfer log and the files pulled),
 //! [`sluice_store::Imports`] with a loader of its own (rows staged by COPY, applied
 //! set-based), [`sluice_store::Records`] and [`sluice_store::People`] (search, people,
-//! deleting by hand). Still on SQLite only: `Photos`. The server
-//! does not use this store yet (`[database] url` comes with the rest of the roles). What is
-//! here is what nodes share first: the tenants they serve, who may log in and their
-//! sessions, the keys that reach them, the defender's bans, one audit log, one upload queue,
-//! the notifications, the exports and the connectors.
+//! deleting by hand) and [`sluice_store::Photos`] (records' photos, a photo import applied in
+//! one transaction): every role. The server does not use this
+//! store yet (`[database] url` comes with the rest of the roles). What is here is what nodes
+//! share first: the tenants they serve, who may log in and their sessions, the keys that reach
+//! them, the defender's bans, one audit log, one upload queue, the notifications, the exports,
+//! the connectors, the imports and the records they load, and the records' photos.
 //!
 //! Before several nodes run: `release_leases` and `fail_interrupted_runs` (which a starting
 //! server calls) must touch only the starting node's leases and runs, not every node's; and
@@ -28,6 +29,7 @@ mod connectors;
 mod deliveries;
 mod imports;
 mod migrations;
+mod photos;
 mod records;
 mod saved_exports;
 

@@ -125,6 +125,77 @@ fn postgres_passes_the_records_check() {
 }
 
 #[test]
+fn postgres_passes_the_photos_check() {
+    on_fresh(conformance::photos);
+}
+
+/// A record being deleted (by another node's import, say) while a photo import applies a
+/// photo to it: the photo import waits for the deletion (the record is locked `FOR SHARE`),
+/// then finds the record gone and writes no photo for it, as SQLite's one writer would. Without
+/// the lock the photo is written for a record no longer there, and stays.
+#[test]
+fn a_photo_of_a_record_deleted_meanwhile_is_not_kept() {
+    use sluice_core::TenantName;
+    use sluice_core::photo::{ImageFormat, Photo};
+    use sluice_store::{Counts, ImportStatus, Imports, Outcome, Photos, StageKind, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    s.add_tenant(&TenantName::parse("north").unwrap(), &[]).unwrap();
+    let load = s.create_import("north", "students", "s.csv", "upload", None, None).unwrap();
+    let mut l = s.loader("north", "students", load).unwrap();
+    for (line, key) in [(2, "S1"), (3, "S2")] {
+        l.stage(line, key, &format!("[\"{key}\"]"), line as i64, StageKind::Load).unwrap();
+    }
+    let plan = l.plan("students", sluice_core::import::LoadMode::Mirror).unwrap();
+    l.commit(Outcome::new(ImportStatus::Complete, plan, Some(sluice_core::import::LoadMode::Mirror)))
+        .unwrap();
+
+    let mut other = Client::connect(&db.url(), NoTls).unwrap();
+    let mut deleting = other.transaction().unwrap();
+    deleting.execute("DELETE FROM records WHERE key = 'S1'", &[]).unwrap();
+    let node = db.open();
+    let id = s.create_import("north", "student_photos", "p.zip", "upload", None, None).unwrap();
+    let photo = |key: &str, fill: &str| Photo {
+        key: key.to_owned(),
+        sha256: fill.repeat(64),
+        format: ImageFormat::Jpeg,
+        width: 1,
+        height: 1,
+        bytes: 1,
+        import_id: id,
+    };
+    let photos = [photo("S1", "a"), photo("S2", "b")];
+    let mut watch = Client::connect(&db.url(), NoTls).unwrap();
+    std::thread::scope(|scope| {
+        let applying = scope.spawn(|| {
+            let o = Outcome::new(ImportStatus::Complete, Counts::default(), None);
+            node.apply_photos("north", "students", id, &photos, &o)
+        });
+        // Until the photo import waits for the deletion's lock (or, without one, is done).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !applying.is_finished() && std::time::Instant::now() < deadline {
+            let waiting: i64 = watch
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        deleting.commit().unwrap();
+        assert_eq!(applying.join().unwrap().unwrap(), Vec::<String>::new());
+    });
+    assert_eq!(s.photo("north", "students", "S1").unwrap(), None, "no photo of a deleted record");
+    assert!(!s.image_in_use("north", &"a".repeat(64)).unwrap());
+    assert_eq!(s.photo("north", "students", "S2").unwrap(), Some(photo("S2", "b")));
+    assert_eq!(s.import(id).unwrap().unwrap().status, ImportStatus::Complete);
+}
+
+#[test]
 fn postgres_passes_the_saved_exports_check() {
     on_fresh(conformance::saved_exports);
 }

@@ -4,7 +4,7 @@
 //! behaviour that differs, naming it.
 
 use crate::roles::{
-    Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Records,
+    Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Photos, Records,
     SavedExports, Tenants, Uploads,
 };
 use crate::{AuthorizedKey, KeyOwner, Outcome, Role, SecondFactor, StageKind, StoreError};
@@ -541,6 +541,181 @@ pub fn loading<S: Tenants + Imports>(s: &S) {
     assert_eq!(gone.len(), 1);
     assert_eq!(gone[0].0, "O2");
     assert!(gone[0].1.contains("\"status\":\"tobedeleted\""), "{}", gone[0].1);
+}
+
+/// Photos: a photo import applies to the active records it matched (others ignored), read
+/// back one by one and in key order (bytes: `B8` before `S1` before `b7`) beside the keys of
+/// the active records; an image shown by a photo is in use, a replaced one is handed back
+/// once nothing shows it (not while another record still does), a photo that shows the image
+/// its record shows already changes nothing, and of a key given twice the last photo stays;
+/// a deactivated record gets no photo and is not listed; a record a mirror import deletes takes
+/// its photo with it; an import superseded, discarded or already done is refused, nothing
+/// written. Needs a store whose imports open loaders.
+pub fn photos<S: Tenants + Imports + Photos>(s: &S) {
+    use crate::{Counts, ImportStatus::*};
+    use sluice_core::photo::{ImageFormat, Photo};
+    s.add_tenant(&name("north"), &folders("students")).expect("add a tenant");
+    s.add_tenant(&name("south"), &folders("students")).expect("add another tenant");
+    let load = |type_name: &str, keys: &[&str], status| {
+        let id = s.create_import("north", type_name, "f.csv", "upload", None, None).expect("an import");
+        let mut l = s.loader("north", type_name, id).expect("a loader");
+        for (i, key) in keys.iter().enumerate() {
+            let data = format!("[\"{key}\"]");
+            l.stage(i as u64 + 2, key, &data, hash_of(&data), StageKind::Load).expect("stage");
+        }
+        let plan = l.plan(type_name, LoadMode::Mirror).expect("plan");
+        let apply = (status != Held).then_some(LoadMode::Mirror);
+        l.commit(outcome(status, plan, apply)).expect("commit");
+        id
+    };
+    let sha = |tag: &str| tag.repeat(64 / tag.len());
+    let photo = |key: &str, tag: &str, import_id: i64| Photo {
+        key: key.to_owned(),
+        sha256: sha(tag),
+        format: ImageFormat::Jpeg,
+        width: 300,
+        height: 400,
+        bytes: 20_000,
+        import_id,
+    };
+    let photo_import =
+        || s.create_import("north", "student_photos", "photos.zip", "upload", None, None).expect("an import");
+    let students = ["students".to_owned()];
+    let apply = |id: i64, photos: &[Photo]| {
+        let counts = Counts { rows: photos.len() as u64, added: photos.len() as u64, ..Counts::default() };
+        let o = Outcome { record_types: Some(&students), ..outcome(Complete, counts, None) };
+        s.apply_photos("north", "students", id, photos, &o)
+    };
+    let shown = |key: &str| s.photo("north", "students", key).expect("read a photo").map(|p| p.sha256);
+    let listed = || {
+        let mut all = Vec::new();
+        let n = s.photos("north", "students", &mut |p| all.push(p.clone())).expect("list the photos");
+        assert_eq!(n as usize, all.len(), "photos returns how many it passed on");
+        all
+    };
+    let keys = |type_name: &str| {
+        let mut all = Vec::new();
+        let n = s.record_keys("north", type_name, &mut |k| all.push(k.to_owned())).expect("list the keys");
+        assert_eq!(n as usize, all.len(), "record_keys returns how many it passed on");
+        all
+    };
+    let in_use = |tag: &str| s.image_in_use("north", &sha(tag)).expect("image in use");
+
+    assert!(keys("students").is_empty(), "no records yet");
+    assert!(listed().is_empty(), "no photos yet");
+    load("students", &["S3", "S1", "b7", "S2", "S10", "B8"], Complete);
+    assert_eq!(keys("students"), ["B8", "S1", "S10", "S2", "S3", "b7"], "active keys, in byte order");
+    assert!(matches!(s.record_keys("nowhere", "students", &mut |_| {}), Err(StoreError::NoSuchTenant(_))));
+
+    // The first photos: X9 is no record, so no photo.
+    let p1 = photo_import();
+    let first = [
+        photo("S2", "a", p1),
+        photo("b7", "b", p1),
+        photo("B8", "c", p1),
+        photo("S1", "d", p1),
+        photo("X9", "e", p1),
+    ];
+    assert_eq!(apply(p1, &first).expect("apply photos"), Vec::<String>::new(), "nothing replaced");
+    let done = s.import(p1).expect("read").expect("kept");
+    assert_eq!((done.status, done.counts.added), (Complete, 5), "the outcome is written with the photos");
+    assert_eq!(s.photo("north", "students", "S1").expect("read"), Some(photo("S1", "d", p1)));
+    assert_eq!(shown("X9"), None, "a photo of no record is not kept");
+    assert!(!in_use("e"));
+    assert_eq!(s.photo("north", "students", "nobody").expect("read"), None);
+    assert_eq!(
+        listed().iter().map(|p| p.key.as_str()).collect::<Vec<_>>(),
+        ["B8", "S1", "S2", "b7"],
+        "photos in byte order of their keys"
+    );
+    assert!(in_use("a") && in_use("b") && in_use("c") && in_use("d"));
+    assert!(!s.image_in_use("south", &sha("a")).expect("image in use"), "images are the tenant's own");
+
+    // Replacing: S1's image goes (nothing else shows it); S2 gets the image it shows already,
+    // so keeps the photo of the first import; S3 now shows the image B8 shows.
+    let p2 = photo_import();
+    let png = Photo { format: ImageFormat::Png, width: 64, height: 80, bytes: 1_234, ..photo("S1", "f", p2) };
+    let gone = apply(p2, &[png.clone(), photo("S2", "a", p2), photo("S3", "c", p2)]).expect("apply photos");
+    assert_eq!(gone, [sha("d")], "the replaced image no photo shows");
+    assert!(!in_use("d") && in_use("f"));
+    assert_eq!(s.photo("north", "students", "S1").expect("read"), Some(png));
+    assert_eq!(
+        s.photo("north", "students", "S2").expect("read"),
+        Some(photo("S2", "a", p1)),
+        "the same image: the photo is unchanged"
+    );
+    // B8's image is replaced, but S3 still shows it; b7's twice in one import, the last stays.
+    let p3 = photo_import();
+    let gone = apply(p3, &[photo("B8", "01", p3), photo("b7", "02", p3), photo("b7", "03", p3)])
+        .expect("apply photos");
+    assert_eq!(gone, [sha("b"), sha("02")], "replaced images, in order, only those no photo shows");
+    assert!(in_use("c") && !in_use("b") && !in_use("02"));
+    assert_eq!(s.photo("north", "students", "b7").expect("read"), Some(photo("b7", "03", p3)));
+
+    // A mirror import that no longer lists S3 and S1 deletes them, and their photos go too.
+    load("students", &["S2", "S10", "B8", "b7"], Complete);
+    assert_eq!((shown("S3"), shown("S1")), (None, None), "a deleted record's photo goes with it");
+    assert!(!in_use("f"), "nothing shows the deleted record's image");
+    assert!(!in_use("c"), "S3 was the last to show it");
+    assert_eq!(
+        listed().iter().map(|p| (p.key.as_str(), p.sha256.clone())).collect::<Vec<_>>(),
+        [("B8", sha("01")), ("S2", sha("a")), ("b7", sha("03"))]
+    );
+
+    // Refused: a held import a newer import superseded, a discarded one, one already done.
+    let held = load("students", &["S2"], Held);
+    let discarded = load("students", &["S2"], Held);
+    s.discard_import(discarded, "ann").expect("discard");
+    let newer = load("students", &["S2", "S10", "B8", "b7"], Complete);
+    assert_eq!(s.import(held).expect("read").expect("kept").status, Superseded);
+    let refused = |id: i64| apply(id, &[photo("S2", "0a", id), photo("S10", "0b", id)]);
+    assert!(
+        matches!(refused(held), Err(StoreError::Superseded { id, by }) if id == held && by == newer),
+        "a superseded import applies no photo"
+    );
+    assert!(matches!(refused(discarded), Err(StoreError::NotHeld(id)) if id == discarded));
+    assert!(matches!(refused(p1), Err(StoreError::NotHeld(id)) if id == p1), "an import applies once");
+    assert_eq!((shown("S2"), shown("S10")), (Some(sha("a")), None), "nothing written when refused");
+    assert_eq!(s.import(held).expect("read").expect("kept").status, Superseded, "nor the outcome");
+    assert_eq!(s.import(p1).expect("read").expect("kept").counts.added, 5);
+
+    // A package's record deactivated: no longer listed, and no new photo for it.
+    let package = |ids: &[&str]| {
+        let id =
+            s.create_import("north", "oneroster", "roster.zip", "upload", None, None).expect("an import");
+        let l = s.package_loader("north", id).expect("a package loader");
+        for (i, o) in ids.iter().enumerate() {
+            let data = format!("{{\"sourcedId\":\"{o}\",\"status\":\"active\"}}");
+            l.stage_in("oneroster.orgs", i as u64 + 2, o, &data, hash_of(&data), StageKind::Load)
+                .expect("stage");
+        }
+        let types = ["oneroster.orgs".to_owned()];
+        let o = Outcome {
+            record_types: Some(&types),
+            ..outcome(Complete, Counts::default(), Some(LoadMode::Mirror))
+        };
+        l.commit_types(&[("oneroster.orgs", LoadMode::Mirror)], o).expect("commit");
+    };
+    package(&["O1", "O2"]);
+    let orgs = ["oneroster.orgs".to_owned()];
+    let apply_orgs = |photos: &[Photo]| {
+        let id = photo_import();
+        let o = Outcome { record_types: Some(&orgs), ..outcome(Complete, Counts::default(), None) };
+        s.apply_photos("north", "oneroster.orgs", id, photos, &o).expect("apply photos")
+    };
+    apply_orgs(&[photo("O1", "11", 0), photo("O2", "12", 0)]);
+    package(&["O1"]);
+    assert_eq!(keys("oneroster.orgs"), ["O1"], "a deactivated record's key is not listed");
+    let mut orgs_listed = Vec::new();
+    s.photos("north", "oneroster.orgs", &mut |p| orgs_listed.push(p.key.clone())).expect("list the photos");
+    assert_eq!(orgs_listed, ["O1"], "nor its photo");
+    apply_orgs(&[photo("O2", "13", 0)]);
+    assert!(!in_use("13"), "a deactivated record gets no photo");
+    assert_eq!(
+        s.photo("north", "oneroster.orgs", "O2").expect("read").map(|p| p.sha256),
+        Some(sha("12")),
+        "it keeps the one it had"
+    );
 }
 
 /// An upload is imported once: a worker whose lease ran out while it imported (a node that

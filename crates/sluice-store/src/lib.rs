@@ -34,6 +34,7 @@ pub use imports::{
 };
 pub use people::{MAX_SEPARATE_WARNINGS, PersonPaths, more_separate, separate_warning};
 pub use people::{Person, PersonRole};
+pub use photos::{PHOTO_COLUMNS, PhotoRow, photo_from_row};
 pub use records::{
     Deletion, FoundRecords, RecordQuery, RecordSort, Referring, SearchPaths, StoredRecord, Tombstone, fold,
     search_words,

@@ -7,20 +7,29 @@ use crate::{Outcome, Result, Store, StoreError};
 use rusqlite::{OptionalExtension, Row, params};
 use sluice_core::photo::{ImageFormat, Photo};
 
-const COLUMNS: &str = "key, sha256, format, width, height, bytes, import_id";
+/// A photo's columns, in [`PhotoRow`]'s order (every backend's `photos` table has them).
+pub const PHOTO_COLUMNS: &str = "key, sha256, format, width, height, bytes, import_id";
 
-fn photo_of(r: &Row<'_>) -> rusqlite::Result<Photo> {
-    let format: String = r.get(2)?;
-    Ok(Photo {
-        key: r.get(0)?,
-        sha256: r.get(1)?,
+/// A photo as every backend stores it: (key, sha256, format, width, height, bytes,
+/// import_id), read by [`photo_from_row`].
+pub type PhotoRow = (String, String, String, i64, i64, i64, i64);
+
+/// The photo a row holds.
+pub fn photo_from_row((key, sha256, format, width, height, bytes, import_id): PhotoRow) -> Photo {
+    Photo {
+        key,
+        sha256,
         // Written only by `apply_photos`, from an `ImageFormat`.
         format: ImageFormat::from_ext(&format).unwrap_or(ImageFormat::Jpeg),
-        width: r.get::<_, i64>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
-        height: r.get::<_, i64>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
-        bytes: r.get::<_, i64>(5)?.max(0) as u64,
-        import_id: r.get(6)?,
-    })
+        width: width.clamp(0, i64::from(u32::MAX)) as u32,
+        height: height.clamp(0, i64::from(u32::MAX)) as u32,
+        bytes: bytes.max(0) as u64,
+        import_id,
+    }
+}
+
+fn photo_of(r: &Row<'_>) -> rusqlite::Result<Photo> {
+    Ok(photo_from_row((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
 }
 
 impl crate::roles::Photos for Store {
@@ -44,7 +53,7 @@ impl crate::roles::Photos for Store {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
             Ok(c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM photos WHERE tenant_id = ?1 AND type = ?2 AND key = ?3"
+                "SELECT {PHOTO_COLUMNS} FROM photos WHERE tenant_id = ?1 AND type = ?2 AND key = ?3"
             ))?
             .query_row(params![tenant_id, type_name, key], photo_of)
             .optional()?)
@@ -121,7 +130,7 @@ impl crate::roles::Photos for Store {
                 "SELECT {} FROM photos p WHERE p.tenant_id = ?1 AND p.type = ?2 AND EXISTS
                  (SELECT 1 FROM records r WHERE r.tenant_id = ?1 AND r.type = ?2 AND r.key = p.key AND +r.inactive = 0)
                  ORDER BY p.key",
-                COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
+                PHOTO_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
             ))?;
             let mut rows = stmt.query(params![tenant_id, type_name])?;
             let mut n = 0;

@@ -22,6 +22,13 @@ fn sqlite_passes_the_loading_checks() {
     conformance::records(&Store::open(&dir.path().join("records.db")).unwrap());
 }
 
+/// The conformance suite's photos check, on SQLite (a database file: imports load records).
+#[test]
+fn sqlite_passes_the_photos_check() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::photos(&Store::open(&dir.path().join("photos.db")).unwrap());
+}
+
 fn tenant(name: &str) -> TenantName {
     TenantName::parse(name).unwrap()
 }
