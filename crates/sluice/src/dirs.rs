@@ -2,9 +2,8 @@
 //! (`sluice serve`, `sluice tenant add`).
 
 use anyhow::{Context, Result, bail};
-use sluice_store::Store;
+use sluice_store::{SharedStore, Store};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Where things live under the data directory.
 #[derive(Debug, Clone)]
@@ -82,7 +81,7 @@ impl DataDirs {
     /// The import service on this data directory, with the `[imports]` settings.
     pub fn ingest(
         &self,
-        store: Arc<Store>,
+        store: SharedStore,
         types: sluice_core::import::ImportTypes,
         settings: &crate::config::ImportsConfig,
     ) -> Result<sluice_ingest::Ingest> {
@@ -92,7 +91,7 @@ impl DataDirs {
     /// [`Self::ingest`], purging audit entries older than `audit_days` (0: never) hourly.
     pub fn ingest_keeping_audit(
         &self,
-        store: Arc<Store>,
+        store: SharedStore,
         types: sluice_core::import::ImportTypes,
         settings: &crate::config::ImportsConfig,
         audit_days: u32,
