@@ -6,7 +6,7 @@
 //! [`Audit`], [`Uploads`] and [`ImportQueue`] (claimed with `FOR UPDATE SKIP LOCKED`: nodes
 //! claiming at once each get another event), [`sluice_store::Deliveries`] (the notifications'
 //! queue and log), [`sluice_store::SavedExports`] (saved exports and their runs) and
-//! [`sluice_store::Connectors`] (connectors, their transfer log and the files pulled). 
+//! [`sluice_store::Connectors`] (connectors, their transfer log and the files pulled).
 //! [`sluice_store::Imports`] with a loader of its own (rows staged by COPY, applied
 //! set-based). Still on SQLite only: `People`, `Photos` and `Records`. The server
 //! does not use this store yet (`[database] url` comes with the rest of the roles). What is
