@@ -43,12 +43,19 @@ impl DataDirs {
     /// seals accounts' second factors), the connectors' lock files beside the tenants' import
     /// locks.
     pub fn transfers(&self, config: &crate::config::Config) -> Result<sluice_connect::Transfers> {
+        self.transfers_of(config, &self.open_store()?)
+    }
+
+    /// [`Self::transfers`], asking `store` (the server's, already open) whether a credential
+    /// is sealed.
+    pub fn transfers_of(
+        &self,
+        config: &crate::config::Config,
+        store: &dyn sluice_store::Backend,
+    ) -> Result<sluice_connect::Transfers> {
         let path = config.secret_key_file();
         // A missing key is made only while no credential is sealed: a new one opens none.
-        let store = self.open_store()?;
-        let may_create = !path.exists()
-            && !sluice_store::roles::Connectors::any_connectors(&store)?
-            && !sluice_store::roles::Accounts::any_second_factor(&store)?;
+        let may_create = !path.exists() && !store.any_connectors()? && !store.any_second_factor()?;
         let key = sluice_connect::SecretKey::load_or_create(&path, may_create)?;
         Ok(sluice_connect::Transfers {
             key,

@@ -102,7 +102,7 @@ pub async fn run(config: Config) -> Result<()> {
         ));
     }
     // The key sealing connectors' credentials: made on first start (0600), read after.
-    let transfers = Arc::new(dirs.transfers(&config)?);
+    let transfers = Arc::new(dirs.transfers_of(&config, &*store)?);
     // Runs of saved exports and pulls, shared by the scheduler, the API and the dashboard.
     let run_slots = sluice_export::saved::RunSlots::new(4);
     let stop_http = Arc::new(Notify::new());
