@@ -237,7 +237,7 @@ impl Transfers {
     /// each file's attempts: a type's photos.
     pub fn push_all_to(
         &self,
-        store: &impl sluice_store::roles::Connectors,
+        store: &dyn sluice_store::roles::Connectors,
         tenant: &str,
         connector: &str,
         files: &[(&Path, &str)],
@@ -260,7 +260,7 @@ impl Transfers {
     /// Pushes `local` as `name` to the tenant's connector, logging each attempt.
     pub fn push_to(
         &self,
-        store: &impl sluice_store::roles::Connectors,
+        store: &dyn sluice_store::roles::Connectors,
         tenant: &str,
         connector: &str,
         local: &Path,
@@ -321,18 +321,15 @@ impl Transfers {
     /// the tenant's folder and recorded as uploads, exactly as if the district had uploaded
     /// them; then removed, moved or kept on the server as the connector says.
     #[allow(clippy::too_many_arguments)]
-    pub fn pull<S>(
+    pub fn pull(
         &self,
-        store: &S,
+        store: &dyn sluice_store::Backend,
         types: &sluice_core::import::ImportTypes,
         tenants_root: &Path,
         spool: &Path,
         tenant: &sluice_core::Tenant,
         connector: &str,
-    ) -> Result<Pulled, PushFailure>
-    where
-        S: sluice_store::roles::Connectors + sluice_store::roles::Uploads,
-    {
+    ) -> Result<Pulled, PushFailure> {
         let (connector, sealed) = store
             .connector(&tenant.name, connector)?
             .ok_or_else(|| sluice_store::StoreError::NoSuchConnector(connector.to_owned()))?;
@@ -437,10 +434,10 @@ impl Transfers {
 
     /// Fetches one file into the spool, then puts it in the tenant's folder and records the
     /// upload. Returns its bytes and SHA-256.
-    async fn land<S: sluice_store::roles::Uploads>(
+    async fn land(
         &self,
         remote: &client::Remote,
-        store: &S,
+        store: &dyn sluice_store::roles::Uploads,
         tenants_root: &Path,
         spool: &Path,
         tenant: &sluice_core::Tenant,

@@ -18,7 +18,7 @@ use sluice_core::defender::Scoreboard;
 use sluice_core::metrics::{Metrics, Refused};
 use sluice_core::net::Source;
 use sluice_store::roles::*;
-use sluice_store::{Store, StoreError, now_ms};
+use sluice_store::{SharedStore, StoreError, now_ms};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -83,7 +83,7 @@ pub enum FailedLogin {
 pub struct Defender {
     state: Mutex<State>,
     /// Where bans are kept; `None` keeps them in memory only.
-    store: Option<Arc<Store>>,
+    store: Option<SharedStore>,
     metrics: Arc<Metrics>,
     /// Wakes the keeper when a ban is waiting to be saved.
     wake: Notify,
@@ -100,7 +100,7 @@ impl Defender {
     /// A defender that keeps its bans in `store`, with the bans saved there put back.
     pub fn open(
         config: DefenderConfig,
-        store: Arc<Store>,
+        store: SharedStore,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, StoreError> {
         let now = now_ms();
@@ -119,7 +119,7 @@ impl Defender {
         Self::with(Scoreboard::new(config), None, metrics)
     }
 
-    fn with(board: Scoreboard, store: Option<Arc<Store>>, metrics: Arc<Metrics>) -> Arc<Self> {
+    fn with(board: Scoreboard, store: Option<SharedStore>, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State { board, unsaved: HashMap::new() }),
             store,
@@ -266,14 +266,14 @@ fn account_key(service: Service, account: &str) -> String {
 /// The keeper's work, a step at a time (tests drive it step by step).
 struct Keeper {
     defender: Arc<Defender>,
-    store: Arc<Store>,
+    store: SharedStore,
     /// Sources banned at the last look, to tell when a ban ended.
     in_force: HashSet<Source>,
     last_forget: Option<tokio::time::Instant>,
 }
 
 /// A ban in the audit log (once, when it is saved): the defender did it, to that address.
-fn audit_ban(store: &Store, ban: &Ban) {
+fn audit_ban(store: &dyn Audit, ban: &Ban) {
     use sluice_core::audit::{Actor, ActorKind, AuditOutcome, NewAuditEntry, action};
     let source = ban.source.to_string();
     let actor = Actor { kind: ActorKind::System, name: "defender".to_owned(), source: source.clone() };
@@ -294,7 +294,7 @@ fn audit_ban(store: &Store, ban: &Ban) {
 }
 
 impl Keeper {
-    fn new(defender: Arc<Defender>, store: Arc<Store>) -> Self {
+    fn new(defender: Arc<Defender>, store: SharedStore) -> Self {
         let in_force = defender.state().board.active_bans(now_ms()).into_iter().map(|b| b.source).collect();
         Self { defender, store, in_force, last_forget: None }
     }
@@ -311,7 +311,7 @@ impl Keeper {
             for ban in pending {
                 match store.save_ban(&ban) {
                     Ok(()) => {
-                        audit_ban(&store, &ban);
+                        audit_ban(&*store, &ban);
                         saved.push(ban)
                     }
                     Err(e) => warn!(source = %ban.source, "defender: cannot save a ban (tried again in a second): {e}"),

@@ -1,5 +1,6 @@
 use super::*;
 use sluice_core::metrics::Gauges;
+use sluice_store::Store;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -8,14 +9,14 @@ fn ip(s: &str) -> IpAddr {
 struct Fixture {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
-    store: Arc<Store>,
+    store: SharedStore,
     metrics: Arc<Metrics>,
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sluice.db");
-    let store = Arc::new(Store::open(&path).unwrap());
+    let store: SharedStore = Arc::new(Store::open(&path).unwrap());
     Fixture { _dir: dir, path, store, metrics: Arc::default() }
 }
 

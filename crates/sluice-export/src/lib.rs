@@ -206,7 +206,7 @@ impl<'t> Export<'t> {
     }
 
     /// Writes the tenant's active records of the type to `path` (created or truncated).
-    pub fn write(&self, store: &impl Imports, tenant: &str, path: &Path) -> Result<Written, ExportError> {
+    pub fn write(&self, store: &dyn Imports, tenant: &str, path: &Path) -> Result<Written, ExportError> {
         let rows = match self.format {
             Format::Csv => self.write_csv(store, tenant, path)?,
             Format::Xlsx => self.write_xlsx(store, tenant, path)?,
@@ -219,7 +219,7 @@ impl<'t> Export<'t> {
     /// and the names of the records referring to it (one per `Col::Referrers`).
     fn each_record(
         &self,
-        store: &impl Imports,
+        store: &dyn Imports,
         tenant: &str,
         mut each: impl FnMut(&[String], &[Option<String>]) -> Result<(), ExportError>,
     ) -> Result<u64, ExportError> {
@@ -263,7 +263,7 @@ impl<'t> Export<'t> {
         }
     }
 
-    fn write_csv(&self, store: &impl Imports, tenant: &str, path: &Path) -> Result<u64, ExportError> {
+    fn write_csv(&self, store: &dyn Imports, tenant: &str, path: &Path) -> Result<u64, ExportError> {
         let mut out = BufWriter::with_capacity(1 << 16, File::create(path)?);
         if self.bom {
             out.write_all("\u{feff}".as_bytes())?;
@@ -278,7 +278,7 @@ impl<'t> Export<'t> {
         Ok(rows)
     }
 
-    fn write_xlsx(&self, store: &impl Imports, tenant: &str, path: &Path) -> Result<u64, ExportError> {
+    fn write_xlsx(&self, store: &dyn Imports, tenant: &str, path: &Path) -> Result<u64, ExportError> {
         let mut book = Workbook::new();
         let sheet = book.add_worksheet_with_constant_memory()?;
         sheet.set_name(sheet_name(&self.ty.name))?;
@@ -443,7 +443,7 @@ impl Exports {
     /// `KEY.jpg|png` per record (see [`photos::write_photos`]).
     pub fn photos_into_folder(
         &self,
-        store: &impl sluice_store::roles::Photos,
+        store: &dyn sluice_store::roles::Photos,
         tenant: &sluice_core::TenantName,
         type_name: &str,
         others: &[String],
@@ -458,7 +458,7 @@ impl Exports {
     pub fn into_folder(
         &self,
         export: &Export<'_>,
-        store: &impl Imports,
+        store: &dyn Imports,
         tenant: &sluice_core::TenantName,
     ) -> Result<Delivered, ExportError> {
         self.into_folder_as(export, store, tenant, &export.file_name())
@@ -470,7 +470,7 @@ impl Exports {
     pub fn into_folder_as(
         &self,
         export: &Export<'_>,
-        store: &impl Imports,
+        store: &dyn Imports,
         tenant: &sluice_core::TenantName,
         file_name: &str,
     ) -> Result<Delivered, ExportError> {
@@ -498,7 +498,7 @@ const TEMPORARY: &str = ".export-";
 /// from there. `dest` ends up 0600.
 pub fn write_into(
     export: &Export<'_>,
-    store: &impl Imports,
+    store: &dyn Imports,
     tenant: &str,
     spool: &Path,
     dest: &Path,

@@ -37,7 +37,7 @@ pub struct PhotosWritten {
 /// when it can be (the same bytes, no copy; the store's images are never written again), else
 /// copied.
 pub fn write_photos(
-    store: &impl Photos,
+    store: &dyn Photos,
     tenant: &str,
     type_name: &str,
     others: &[String],

@@ -11,7 +11,7 @@ use sluice_core::import::ImportTypes;
 use sluice_core::saved_export::ExportFormat;
 use sluice_core::saved_export::{ExportWhen, RunCause, RunOutcome, SavedExport};
 use sluice_core::schedule::next_run;
-use sluice_store::roles::{Connectors, Deliveries, Imports, Photos, SavedExports};
+use sluice_store::roles::{Backend, Connectors, Imports, SavedExports};
 
 /// One finished run: its id in the log and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +34,9 @@ impl Runner<'_> {
     /// to its connector if it has one. A failure to write or push is the run's outcome (logged
     /// as failed, and notified like an import's end: to the tenant's recipients and webhook);
     /// only a failure to log it is an error.
-    pub fn run<S: Imports + SavedExports + Deliveries + Connectors + Photos>(
+    pub fn run(
         &self,
-        store: &S,
+        store: &dyn Backend,
         tenant: &TenantName,
         saved: &SavedExport,
         cause: RunCause,
@@ -57,12 +57,7 @@ impl Runner<'_> {
     /// A photo export now (not logged: [`Runner::run`] logs): one `KEY.jpg|png` per record
     /// with a photo, into `/exports/photos/` (the other types' photos there stay) and/or pushed
     /// to its connector in one session.
-    pub fn photos<S: Photos + Connectors>(
-        &self,
-        store: &S,
-        tenant: &TenantName,
-        saved: &SavedExport,
-    ) -> RunOutcome {
+    pub fn photos(&self, store: &dyn Backend, tenant: &TenantName, saved: &SavedExport) -> RunOutcome {
         let with_photos = self.types.photo_targets();
         let (mut rows, mut bytes, mut went) = (0, 0, Vec::new());
         if saved.in_exports {
@@ -108,12 +103,7 @@ impl Runner<'_> {
     }
 
     /// Written to `/exports` (and pushed, if it has a connector).
-    fn write_in_folder<S: Imports + Connectors>(
-        &self,
-        store: &S,
-        tenant: &TenantName,
-        saved: &SavedExport,
-    ) -> RunOutcome {
+    fn write_in_folder(&self, store: &dyn Backend, tenant: &TenantName, saved: &SavedExport) -> RunOutcome {
         match write(store, self.types, self.exports, tenant, saved) {
             Ok(done) => match &saved.push_to {
                 None => RunOutcome::Written {
@@ -144,9 +134,9 @@ impl Runner<'_> {
 
     /// Written to a private file in the spool, pushed to the connector, removed: the tenant's
     /// `/exports` never holds it.
-    fn push_only<S: Imports + Connectors>(
+    fn push_only(
         &self,
-        store: &S,
+        store: &dyn Backend,
         tenant: &TenantName,
         saved: &SavedExport,
         to: &sluice_core::connector::ConnectorName,
@@ -177,7 +167,7 @@ impl Runner<'_> {
 
     fn push(
         &self,
-        store: &impl Connectors,
+        store: &dyn Connectors,
         tenant: &TenantName,
         connector: &str,
         local: &std::path::Path,
@@ -192,9 +182,9 @@ impl Runner<'_> {
     /// their type that changed records since they last ran (each such import is answered once:
     /// it is marked answered here, so the caller must run what this returns; a run that fails
     /// is not repeated until the next change).
-    pub fn due<S: SavedExports>(
+    pub fn due(
         &self,
-        store: &S,
+        store: &dyn SavedExports,
         since: jiff::Timestamp,
         now: jiff::Timestamp,
     ) -> Result<Vec<(TenantName, SavedExport, RunCause)>, sluice_store::StoreError> {
@@ -216,9 +206,9 @@ impl Runner<'_> {
     }
 
     /// [`Runner::due`], each run at once, one after the other: (tenant, export, run).
-    pub fn run_due<S: Imports + SavedExports + Deliveries + Connectors + Photos>(
+    pub fn run_due(
         &self,
-        store: &S,
+        store: &dyn Backend,
         since: jiff::Timestamp,
         now: jiff::Timestamp,
     ) -> Result<Vec<(String, String, Ran)>, sluice_store::StoreError> {
@@ -231,8 +221,8 @@ impl Runner<'_> {
     }
 }
 
-fn write<S: Imports>(
-    store: &S,
+fn write(
+    store: &dyn Imports,
     types: &ImportTypes,
     exports: &Exports,
     tenant: &TenantName,
@@ -409,7 +399,7 @@ mod tests {
         TenantName::parse("acme").unwrap()
     }
 
-    fn load(store: &Store, rows: &[(&str, &str)]) {
+    fn load(store: &dyn Imports, rows: &[(&str, &str)]) {
         let id = store.create_import("acme", "students", "students.csv", "upload", None, None).unwrap();
         let mut l = store.loader("acme", "students", id).unwrap();
         for (n, (key, grade)) in rows.iter().enumerate() {

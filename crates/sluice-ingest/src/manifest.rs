@@ -22,7 +22,6 @@ use sluice_core::Tenant;
 use sluice_core::manifest::{MAX_MANIFEST_BYTES, Manifest, mark_invalid, md5_of};
 use sluice_core::{FileName, is_transfer_temp_name};
 use sluice_store::ImportStatus;
-use sluice_store::roles::*;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tracing::{info, warn};

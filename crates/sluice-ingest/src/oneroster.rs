@@ -9,8 +9,7 @@ use crate::report::Report;
 use crate::run::{ImportContext, ImportError, ImportRequest, Verdict, content_hash, held_path};
 use sluice_core::import::{CsvReader, Encoding, LoadMode, Notes, Record, RowError, Strictness};
 use sluice_core::oneroster::{self, FileMode, FileSpec, Manifest, check_header, check_row, is_empty_row};
-use sluice_store::roles::*;
-use sluice_store::{Counts, ImportRecord, ImportStatus, Loading, Referrer, StageKind, Store, StoreError};
+use sluice_store::{Backend, Counts, ImportRecord, ImportStatus, Loading, Referrer, StageKind, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::hash::BuildHasher;
@@ -92,7 +91,7 @@ impl Problem {
 
 /// Imports a package: one import row, one transaction.
 pub(crate) fn import_package(
-    store: &Store,
+    store: &dyn Backend,
     req: &ImportRequest<'_>,
     ctx: &ImportContext<'_>,
 ) -> Result<ImportRecord, ImportError> {
@@ -110,7 +109,7 @@ pub(crate) fn import_package(
 
 /// What importing a package would do, with nothing changed.
 pub(crate) fn dry_run_package(
-    store: &Store,
+    store: &dyn Backend,
     req: &ImportRequest<'_>,
     ctx: &ImportContext<'_>,
 ) -> Result<Verdict, ImportError> {
@@ -124,7 +123,7 @@ pub(crate) fn dry_run_package(
 
 #[allow(clippy::type_complexity)]
 fn evaluate_package(
-    store: &Store,
+    store: &dyn Backend,
     req: &ImportRequest<'_>,
     ctx: &ImportContext<'_>,
     id: i64,

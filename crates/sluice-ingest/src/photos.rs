@@ -15,7 +15,7 @@ use sluice_core::import::PhotoRules;
 use sluice_core::import::RowError;
 use sluice_core::photo::{self, ImageFormat, Photo, image_store};
 use sluice_store::roles::*;
-use sluice_store::{Counts, ImportRecord, ImportStatus, Outcome, Store, StoreError};
+use sluice_store::{Backend, Counts, ImportRecord, ImportStatus, Outcome, StoreError};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -56,7 +56,7 @@ fn error(line: u64, key: &str, column: &str, code: &'static str, reason: String,
 /// Imports a zip of photos (a `photos` type's upload, or a zip in the folder of a type that
 /// takes photos of its records).
 pub(crate) fn import_photos(
-    store: &Store,
+    store: &dyn Backend,
     req: &ImportRequest<'_>,
     ctx: &ImportContext<'_>,
     rules: &PhotoRules,
@@ -133,7 +133,7 @@ struct Ended<'e> {
 }
 
 fn finish(
-    store: &Store,
+    store: &dyn Backend,
     req: &ImportRequest<'_>,
     id: i64,
     ended: Ended<'_>,
@@ -175,7 +175,7 @@ fn finish(
 /// Removes the images no photo of the tenant shows (their records were deleted by other
 /// imports since), and temporary files a killed import left. Runs with the tenant's image
 /// store locked, at the end of each photo import.
-pub(crate) fn sweep(store: &Store, tenant: &str, images: &Path) -> Result<(), ImportError> {
+pub(crate) fn sweep(store: &dyn Photos, tenant: &str, images: &Path) -> Result<(), ImportError> {
     let entries = std::fs::read_dir(images).map_err(io(format!("listing {}", images.display())))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -197,7 +197,7 @@ struct Found {
 }
 
 struct PhotoRun<'r, 'a> {
-    store: &'r Store,
+    store: &'r dyn Photos,
     req: &'r ImportRequest<'a>,
     ctx: &'r ImportContext<'a>,
     rules: &'r PhotoRules,

@@ -9,7 +9,7 @@ use sluice_core::import::{
 };
 use sluice_core::people::Contact;
 use sluice_store::roles::*;
-use sluice_store::{Counts, ImportRecord, ImportStatus, Outcome, Referrer, StageKind, Store, StoreError};
+use sluice_store::{Backend, Counts, ImportRecord, ImportStatus, Outcome, Referrer, StageKind, StoreError};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -129,7 +129,7 @@ impl<'a> ImportContext<'a> {
 
 impl ImportRequest<'_> {
     /// The import row this request runs as: the held one it re-runs, or a new `running` one.
-    pub(crate) fn import_id(&self, store: &Store) -> Result<i64, ImportError> {
+    pub(crate) fn import_id(&self, store: &dyn Imports) -> Result<i64, ImportError> {
         match self.existing_import {
             Some(id) => Ok(id),
             None => Ok(store.create_import(
@@ -147,7 +147,7 @@ impl ImportRequest<'_> {
 /// How this request's file is read: the type's strictness and delimiter, overridden by the
 /// tenant's settings (`sluice tenant set T strictness=strict`, `delimiter.TYPE=tab`).
 pub(crate) fn reading(
-    store: &Store,
+    store: &dyn Tenants,
     req: &ImportRequest<'_>,
 ) -> Result<(Strictness, Option<Delimiter>), ImportError> {
     let settings = store.tenant(req.tenant)?.map(|t| t.read_settings).unwrap_or_default();
@@ -157,7 +157,7 @@ pub(crate) fn reading(
 /// Imports one file. Every outcome, including a rejected file, ends as an import row with
 /// a status; only store and I/O failures of sluice itself are errors here.
 pub fn import_file(
-    store: &Store,
+    store: &dyn Backend,
     req: &ImportRequest<'_>,
     ctx: &ImportContext<'_>,
 ) -> Result<ImportRecord, ImportError> {
@@ -177,7 +177,7 @@ pub fn import_file(
 /// What an import of this file would do, worked out exactly as [`import_file`] does (the
 /// same validation, references and safeguard) and then rolled back: nothing changes.
 pub fn dry_run(
-    store: &Store,
+    store: &dyn Backend,
     req: &ImportRequest<'_>,
     ctx: &ImportContext<'_>,
 ) -> Result<Verdict, ImportError> {
@@ -266,7 +266,7 @@ impl Verdict {
 /// what its approver saw; should newer imports since have made it delete or change more,
 /// it is held again, with the new counts, for a decision on those.
 pub(crate) fn approval_covers(
-    store: &Store,
+    store: &dyn Imports,
     req: &ImportRequest<'_>,
     deleted: u64,
     updated: u64,
@@ -343,7 +343,7 @@ pub(crate) fn held_message(req: &ImportRequest<'_>, breach: String) -> String {
 }
 
 fn evaluate(
-    store: &Store,
+    store: &dyn Backend,
     req: &ImportRequest<'_>,
     ctx: &ImportContext<'_>,
     id: i64,
@@ -487,7 +487,7 @@ fn file_problem(line: u64, code: &'static str, reason: String) -> RowError {
 
 #[allow(clippy::too_many_arguments)]
 fn read_and_stage(
-    store: &Store,
+    store: &dyn Tenants,
     req: &ImportRequest<'_>,
     ctx: &ImportContext<'_>,
     loader: &mut dyn sluice_store::Loading,

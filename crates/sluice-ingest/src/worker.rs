@@ -8,8 +8,7 @@ use jiff::Timestamp;
 use sluice_core::import::{ImportTypes, SafeguardSetting};
 use sluice_core::metrics::Metrics;
 use sluice_core::{Sha256Hex, Trigger, UploadEvent, VirtualPath, is_transfer_temp_name};
-use sluice_store::roles::*;
-use sluice_store::{ImportRecord, ImportStatus, Store, StoredUpload};
+use sluice_store::{ImportRecord, ImportStatus, SharedStore, StoredUpload};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +22,7 @@ pub fn staging_dir(data_dir: &Path) -> PathBuf {
 }
 
 pub struct Ingest {
-    pub store: Arc<Store>,
+    pub store: SharedStore,
     pub types: ImportTypes,
     tenants_root: PathBuf,
     staging: PathBuf,
@@ -56,7 +55,7 @@ pub struct Ingest {
 const LEASE: Duration = Duration::from_secs(300);
 
 impl Ingest {
-    pub fn new(store: Arc<Store>, types: ImportTypes, data_dir: &Path) -> std::io::Result<Self> {
+    pub fn new(store: SharedStore, types: ImportTypes, data_dir: &Path) -> std::io::Result<Self> {
         let me = Self {
             store,
             types,
@@ -156,7 +155,7 @@ impl Ingest {
         for tenant in std::fs::read_dir(&self.photos).into_iter().flatten().flatten() {
             let Ok(name) = tenant.file_name().into_string() else { continue };
             let Ok(_turn) = crate::photos::lock(&tenant.path()) else { continue };
-            match crate::photos::sweep(&self.store, &name, &tenant.path()) {
+            match crate::photos::sweep(&*self.store, &name, &tenant.path()) {
                 Ok(()) => swept += 1,
                 Err(e) => warn!(tenant = name, "sweeping photos: {e}"),
             }
@@ -826,7 +825,7 @@ impl Ingest {
         let _turn = self.turn(req.tenant)?;
         let tenant = self.store.require_tenant(req.tenant)?;
         let blackout = tenant.blackout_at(Timestamp::now());
-        crate::run::dry_run(&self.store, &req, &self.context(&req, &tenant.safeguards, blackout))
+        crate::run::dry_run(&*self.store, &req, &self.context(&req, &tenant.safeguards, blackout))
     }
 
     /// Runs one import, in its tenant's turn (see [`Ingest::turn`]).
@@ -842,7 +841,7 @@ impl Ingest {
         let started = std::time::Instant::now();
         let tenant_now = self.store.require_tenant(req.tenant)?;
         let blackout = tenant_now.blackout_at(Timestamp::now());
-        let record = import_file(&self.store, &req, &self.context(&req, &tenant_now.safeguards, blackout))?;
+        let record = import_file(&*self.store, &req, &self.context(&req, &tenant_now.safeguards, blackout))?;
         if let Some(report) = &record.report_file {
             let target = self.tenants_root.join(tenant).join("errors").join(record.error_report_name());
             if let Err(e) = crate::run::copy_private(report, &target) {
@@ -1194,12 +1193,13 @@ mod tests {
 mod scheduler_tests {
     use super::*;
     use sluice_core::{FolderName, TenantName};
+    use sluice_store::Store;
 
     /// Tenant `acme` with the given trigger, a `students` type and two rows waiting in
     /// `/students/students.csv`.
-    fn tenant_with_a_waiting_file(trigger: Trigger) -> (tempfile::TempDir, Arc<Store>, Ingest, PathBuf) {
+    fn tenant_with_a_waiting_file(trigger: Trigger) -> (tempfile::TempDir, SharedStore, Ingest, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("sluice.db")).unwrap());
+        let store: SharedStore = Arc::new(Store::open(&dir.path().join("sluice.db")).unwrap());
         let name = TenantName::parse("acme").unwrap();
         store.add_tenant(&name, &FolderName::parse_list("students").unwrap()).unwrap();
         let types = ImportTypes::parse(&[(
@@ -1283,7 +1283,7 @@ mod scheduler_tests {
     #[test]
     fn a_type_waits_for_its_own_schedule_and_a_set_for_the_quiet_time() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("sluice.db")).unwrap());
+        let store: SharedStore = Arc::new(Store::open(&dir.path().join("sluice.db")).unwrap());
         let name = TenantName::parse("acme").unwrap();
         store.add_tenant(&name, &FolderName::parse_list("students,guardians").unwrap()).unwrap();
         let types = ImportTypes::parse(&[(

@@ -14,8 +14,7 @@ pub use smtp::{SmtpConfig, SmtpSecurity, send as send_email, valid_address};
 pub use webhook::signature_header;
 
 use sluice_core::delivery::About;
-use sluice_store::roles::*;
-use sluice_store::{Channel, Delivery, Store};
+use sluice_store::{Channel, Delivery, SharedStore};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +27,7 @@ pub const MAX_ATTEMPTS: u32 = 5;
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 
 pub struct Notifier {
-    pub store: Arc<Store>,
+    pub store: SharedStore,
     pub smtp: SmtpConfig,
     /// Let tenants' webhooks reach private addresses (this machine, the local network).
     pub allow_private_webhooks: bool,

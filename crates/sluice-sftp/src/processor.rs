@@ -19,7 +19,6 @@ use crate::tenant_state::{HandleSlot, RecentUpload, Refusal};
 use crate::upload::{NewUpload, Upload, copy_existing};
 use bytes::Bytes;
 use sluice_core::{Node, Operation, Sha256Hex, TenantName, UploadEvent, VirtualPath, is_transfer_temp_name};
-use sluice_store::roles::*;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -33,7 +33,7 @@ use russh::server::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use sluice_core::TenantName;
 use sluice_defender::Defender;
-use sluice_store::Store;
+use sluice_store::SharedStore;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -50,7 +50,7 @@ const REPORT_BATCH: u32 = 32 * 1024;
 
 /// Everything a session needs, shared by all sessions of a server.
 pub struct SftpShared {
-    pub store: Arc<Store>,
+    pub store: SharedStore,
     /// `DATA_DIR/spool/uploads`: bytes in flight, outside every tenant's tree.
     pub spool: PathBuf,
     pub limits: SftpLimits,
@@ -70,7 +70,7 @@ pub struct SftpShared {
 
 impl SftpShared {
     pub fn new(
-        store: Arc<Store>,
+        store: SharedStore,
         spool: PathBuf,
         limits: SftpLimits,
         uploaded: Arc<Notify>,

@@ -10,8 +10,7 @@ use sluice_core::TenantName;
 use sluice_core::net::Source;
 use sluice_core::{FolderName, Tenant};
 use sluice_defender::{Event, FailedLogin, Service};
-use sluice_store::roles::*;
-use sluice_store::{AuthorizedKey, Store};
+use sluice_store::{AuthorizedKey, SharedStore};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
@@ -237,7 +236,7 @@ impl SftpServer {
         self
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &SharedStore {
         &self.shared.store
     }
 

@@ -42,8 +42,8 @@ pub use records::{
 pub use records::{MAX_READDED, held_deletion, more_readded, prefix_end, readded_warning, referred_value};
 pub use referrers::Referrer;
 pub use roles::{
-    Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, Loading, People, Photos,
-    Records, Referrers, SavedExports, Tenants, Uploads,
+    Accounts, ApiKeys, Audit, Backend, Bans, Connectors, Deliveries, ImportQueue, Imports, Loading, People,
+    Photos, Records, Referrers, SavedExports, SharedStore, Tenants, Uploads,
 };
 pub use saved_exports::{
     APPLIED_STATUSES, EXPORT_RUN_SELECT, ExportRunRow, INTERRUPTED_RUN, SAVED_EXPORT_COLUMNS, SavedExportRow,
@@ -135,10 +135,10 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// A database failure, opaque outside the store: SQLite's, or another backend's (an adapter
 /// in a crate of its own wraps its driver's errors with [`DatabaseError::other`]).
 #[derive(Debug)]
-pub struct DatabaseError(Backend);
+pub struct DatabaseError(Driver);
 
 #[derive(Debug)]
-enum Backend {
+enum Driver {
     Sqlite(rusqlite::Error),
     Other(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -146,8 +146,8 @@ enum Backend {
 impl std::fmt::Display for DatabaseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            Backend::Sqlite(e) => e.fmt(f),
-            Backend::Other(e) => e.fmt(f),
+            Driver::Sqlite(e) => e.fmt(f),
+            Driver::Other(e) => e.fmt(f),
         }
     }
 }
@@ -155,8 +155,8 @@ impl std::fmt::Display for DatabaseError {
 impl std::error::Error for DatabaseError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.0 {
-            Backend::Sqlite(e) => e.source(),
-            Backend::Other(e) => e.source(),
+            Driver::Sqlite(e) => e.source(),
+            Driver::Other(e) => e.source(),
         }
     }
 }
@@ -164,18 +164,18 @@ impl std::error::Error for DatabaseError {
 impl DatabaseError {
     /// Another backend's failure.
     pub fn other(e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        DatabaseError(Backend::Other(Box::new(e)))
+        DatabaseError(Driver::Other(Box::new(e)))
     }
 
     /// Another connection holds SQLite's write lock.
     fn is_busy(&self) -> bool {
-        matches!(&self.0, Backend::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy))
+        matches!(&self.0, Driver::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy))
     }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(DatabaseError(Backend::Sqlite(e)))
+        StoreError::Database(DatabaseError(Driver::Sqlite(e)))
     }
 }
 
@@ -196,6 +196,12 @@ pub struct Store {
     /// The database file; imports open connections of their own to it.
     path: Option<std::path::PathBuf>,
 }
+
+// SQLite's store is a whole backend: what `sluice serve` opens and shares as a `SharedStore`.
+const _: fn() = || {
+    fn backend<T: Backend>() {}
+    backend::<Store>();
+};
 
 /// How long a write waits for the write lock (long enough to wait out a large import's
 /// apply; see ARCHITECTURE.md, "Write-lock time").

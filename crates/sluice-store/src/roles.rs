@@ -3,7 +3,12 @@
 //! conformance suite (`conformance.rs`, run here against SQLite). The traits are synchronous, like
 //! the store: async callers run them on a blocking thread.
 //!
-//! Callers bring the roles they use into scope with `use sluice_store::roles::*` (or by name).
+//! The server holds the store as a [`SharedStore`] (every role, through [`Backend`]), never as
+//! a backend's own type: which database is behind it is decided once, where the store is
+//! opened. A part that needs a single role takes `&dyn ThatRole`. Through a `dyn Backend` (or a
+//! `dyn ThatRole`) the roles' methods need no import; callers of a backend's own type (the
+//! SQLite `Store` where it is opened, tests) bring the roles they use into scope with
+//! `use sluice_store::roles::*` (or by name).
 
 use crate::{
     Account, ApiKey, AuthorizedKey, Counts, Deletion, Delivery, FoundRecords, ImportRecord, Outcome, Person,
@@ -20,6 +25,57 @@ use sluice_core::photo::Photo;
 use sluice_core::saved_export::{ExportRun, RunCause, RunOutcome, SavedExport};
 use sluice_core::{FolderName, PasswordHash, SettingsChange, Tenant, TenantName};
 use std::time::Duration;
+
+/// The whole store: every role at once, what the server's parts hold (through
+/// [`SharedStore`]) so that they run on whichever backend was opened (SQLite's `Store`, or
+/// another implementing the same roles) without knowing which. Nothing to implement: every
+/// type with all the roles is a `Backend` (the blanket impl below). A part that needs one role
+/// only takes `&dyn ThatRole` (a `&dyn Backend` coerces to it: pass `&*store` of a
+/// `SharedStore`).
+pub trait Backend:
+    Tenants
+    + Accounts
+    + ApiKeys
+    + Bans
+    + Uploads
+    + ImportQueue
+    + Audit
+    + Deliveries
+    + SavedExports
+    + Connectors
+    + Imports
+    + People
+    + Photos
+    + Records
+    + Send
+    + Sync
+{
+}
+
+impl<T> Backend for T where
+    T: Tenants
+        + Accounts
+        + ApiKeys
+        + Bans
+        + Uploads
+        + ImportQueue
+        + Audit
+        + Deliveries
+        + SavedExports
+        + Connectors
+        + Imports
+        + People
+        + Photos
+        + Records
+        + Send
+        + Sync
+{
+}
+
+/// The store as the server's parts share it: one backend behind every role, opened once (by
+/// `sluice serve`, say) and handed to the SFTP server, the import workers, the web side, the
+/// notifier and the defender alike.
+pub type SharedStore = std::sync::Arc<dyn Backend>;
 
 /// Tenants and their SSH credentials.
 pub trait Tenants {

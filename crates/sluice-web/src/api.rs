@@ -24,7 +24,6 @@ use sluice_core::views::{
     ExportRunView, ImportView, KeyView, RecordsDeletedView, SavedExportView, SettingsView, TenantView,
 };
 use sluice_ingest::{ApproveError, DeleteError};
-use sluice_store::roles::*;
 use sluice_store::{ImportRecord, KeyOwner, StoreError};
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 

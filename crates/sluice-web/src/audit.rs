@@ -6,7 +6,6 @@
 use crate::Web;
 use axum::http::request::Parts;
 use sluice_core::audit::{Actor, AuditOutcome, NewAuditEntry};
-use sluice_store::roles::Audit;
 
 /// The client's address as the audit log names it (through `[http] trusted_proxies`).
 pub(crate) fn source(parts: &Parts, web: &Web) -> String {

@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sluice_core::metrics::{Gauges, Metrics};
 use sluice_ingest::Ingest;
-use sluice_store::roles::*;
 use std::sync::Arc;
 
 /// A client's address, over plain HTTP or TLS: handlers take it as `ConnectInfo<Peer>`.
@@ -373,7 +372,6 @@ pub(crate) fn photo_response(
     type_name: &str,
     key: &str,
 ) -> Result<Option<Response>, sluice_store::StoreError> {
-    use sluice_store::roles::Photos;
     let Some(photo) = web.ingest.store.photo(tenant, type_name, key)? else { return Ok(None) };
     let path = sluice_core::photo::image_store(web.ingest.photos_dir(), tenant).join(photo.stored_name());
     let Ok(bytes) = std::fs::read(&path) else { return Ok(None) };

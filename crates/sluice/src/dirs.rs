@@ -2,9 +2,8 @@
 //! (`sluice serve`, `sluice tenant add`).
 
 use anyhow::{Context, Result, bail};
-use sluice_store::Store;
+use sluice_store::{SharedStore, Store};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Where things live under the data directory.
 #[derive(Debug, Clone)]
@@ -44,12 +43,19 @@ impl DataDirs {
     /// seals accounts' second factors), the connectors' lock files beside the tenants' import
     /// locks.
     pub fn transfers(&self, config: &crate::config::Config) -> Result<sluice_connect::Transfers> {
+        self.transfers_of(config, &self.open_store()?)
+    }
+
+    /// [`Self::transfers`], asking `store` (the server's, already open) whether a credential
+    /// is sealed.
+    pub fn transfers_of(
+        &self,
+        config: &crate::config::Config,
+        store: &dyn sluice_store::Backend,
+    ) -> Result<sluice_connect::Transfers> {
         let path = config.secret_key_file();
         // A missing key is made only while no credential is sealed: a new one opens none.
-        let store = self.open_store()?;
-        let may_create = !path.exists()
-            && !sluice_store::roles::Connectors::any_connectors(&store)?
-            && !sluice_store::roles::Accounts::any_second_factor(&store)?;
+        let may_create = !path.exists() && !store.any_connectors()? && !store.any_second_factor()?;
         let key = sluice_connect::SecretKey::load_or_create(&path, may_create)?;
         Ok(sluice_connect::Transfers {
             key,
@@ -82,7 +88,7 @@ impl DataDirs {
     /// The import service on this data directory, with the `[imports]` settings.
     pub fn ingest(
         &self,
-        store: Arc<Store>,
+        store: SharedStore,
         types: sluice_core::import::ImportTypes,
         settings: &crate::config::ImportsConfig,
     ) -> Result<sluice_ingest::Ingest> {
@@ -92,7 +98,7 @@ impl DataDirs {
     /// [`Self::ingest`], purging audit entries older than `audit_days` (0: never) hourly.
     pub fn ingest_keeping_audit(
         &self,
-        store: Arc<Store>,
+        store: SharedStore,
         types: sluice_core::import::ImportTypes,
         settings: &crate::config::ImportsConfig,
         audit_days: u32,

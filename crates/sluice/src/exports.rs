@@ -166,7 +166,7 @@ pub fn export_photos(
 fn push(
     config: &Config,
     dirs: &DataDirs,
-    store: &sluice_store::Store,
+    store: &dyn sluice_store::roles::Connectors,
     tenant: &TenantName,
     to: &sluice_core::connector::ConnectorName,
     local: &std::path::Path,

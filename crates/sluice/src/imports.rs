@@ -165,7 +165,7 @@ fn enc(r: &ImportRecord) -> &str {
     r.encoding.as_deref().unwrap_or("unknown")
 }
 
-fn print_errors(store: &Store, record: &ImportRecord, label: &str) -> Result<(), Failure> {
+fn print_errors(store: &dyn Imports, record: &ImportRecord, label: &str) -> Result<(), Failure> {
     let mut offset = 0;
     loop {
         let batch = store.import_errors(record.id, 1000, offset)?;

@@ -6,7 +6,6 @@ use crate::hostkey;
 use anyhow::{Context, Result};
 use sluice_core::metrics::Metrics;
 use sluice_sftp::{SftpServer, SftpShared};
-use sluice_store::roles::*;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tracing::info;
@@ -17,7 +16,7 @@ pub async fn run(config: Config) -> Result<()> {
     let dirs = DataDirs::new(&config.data_dir);
     // Held until the process ends.
     let _serving = dirs.lock_for_serving()?;
-    let store = Arc::new(dirs.create_store()?);
+    let store: sluice_store::SharedStore = Arc::new(dirs.create_store()?);
     // Uploads that were in flight when the last process stopped can never complete.
     for entry in std::fs::read_dir(dirs.upload_spool())?.flatten() {
         let _ = std::fs::remove_file(entry.path());
@@ -103,7 +102,7 @@ pub async fn run(config: Config) -> Result<()> {
         ));
     }
     // The key sealing connectors' credentials: made on first start (0600), read after.
-    let transfers = Arc::new(dirs.transfers(&config)?);
+    let transfers = Arc::new(dirs.transfers_of(&config, &*store)?);
     // Runs of saved exports and pulls, shared by the scheduler, the API and the dashboard.
     let run_slots = sluice_export::saved::RunSlots::new(4);
     let stop_http = Arc::new(Notify::new());

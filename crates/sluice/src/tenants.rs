@@ -10,8 +10,8 @@ use serde_json::json;
 use sluice_core::views::{KeyView, SettingsView};
 use sluice_core::{FolderName, PasswordHash, Tenant, TenantName, Trigger};
 use sluice_sftp::fs::TenantTree;
+use sluice_store::AuthorizedKey;
 use sluice_store::roles::*;
-use sluice_store::{AuthorizedKey, Store};
 use std::path::Path;
 
 pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantCommand) -> Result<(), Failure> {
@@ -241,7 +241,7 @@ fn folder_list(t: &Tenant) -> String {
     t.layout.folders().map(|(f, _)| format!("/{f}")).collect::<Vec<_>>().join(" ")
 }
 
-fn tenant_json(store: &Store, t: &Tenant) -> Result<serde_json::Value> {
+fn tenant_json(store: &dyn Tenants, t: &Tenant) -> Result<serde_json::Value> {
     let keys = store.keys(t.name.as_str())?;
     let mut v = json!({
         "name": t.name.as_str(),

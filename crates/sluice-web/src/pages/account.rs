@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 use sluice_core::audit::action;
-use sluice_store::roles::*;
 
 pub async fn account_page(State(web): State<Web>, viewer: Viewer, Query(q): Query<NoticeQuery>) -> Response {
     let factor = super::second_factor::of(&web, viewer.account.id).await;

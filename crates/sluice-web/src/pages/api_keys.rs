@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 use sluice_core::audit::action;
-use sluice_store::roles::*;
 
 pub async fn api_keys_page(
     State(web): State<Web>,

@@ -12,7 +12,6 @@ use maud::html;
 use serde::Deserialize;
 use sluice_core::audit::AuditEntry;
 use sluice_store::Role;
-use sluice_store::roles::*;
 
 /// Entries a page shows (the CSV has as many as the log keeps, up to this many).
 const PAGE: usize = 200;

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 use sluice_defender::{FailedLogin, HumanDuration, Refusal, Service};
-use sluice_store::roles::*;
 use sluice_store::{Account, Role};
 
 pub(super) const COOKIE: &str = "sluice_session";

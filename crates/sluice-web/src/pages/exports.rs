@@ -17,7 +17,6 @@ use sluice_core::audit::action;
 use sluice_core::import::TypeFormat;
 use sluice_core::saved_export::{ExportFormat, ExportName, ExportWhen, RunCause, RunOutcome, SavedExport};
 use sluice_core::views::{ExportRunView, SavedExportView};
-use sluice_store::roles::*;
 
 #[derive(Deserialize)]
 pub struct ExportForm {

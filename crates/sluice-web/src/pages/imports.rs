@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use sluice_core::audit::action;
-use sluice_store::roles::*;
 use sluice_store::{ImportRecord, ImportStatus, Role};
 
 /// Rejected rows per page of an import.

@@ -23,7 +23,6 @@ use serde_json::Value;
 use sluice_core::TenantName;
 use sluice_core::import::{ImportType, TypeFormat};
 use sluice_ingest::DeleteError;
-use sluice_store::roles::*;
 use sluice_store::{Person, RecordQuery, RecordSort, StoreError, StoredRecord};
 
 /// Records (and people) per page.

@@ -16,7 +16,6 @@ use maud::html;
 use serde::Deserialize;
 use sluice_core::audit::{Actor, ActorKind, action};
 use sluice_defender::Service;
-use sluice_store::roles::*;
 
 const LIFETIME_MS: i64 = 30 * 60 * 1000;
 

@@ -25,7 +25,6 @@ use serde::Deserialize;
 use sluice_core::audit::{Actor, ActorKind, action};
 use sluice_core::totp;
 use sluice_defender::Service;
-use sluice_store::roles::*;
 use sluice_store::{Account, SecondFactor};
 use zeroize::Zeroizing;
 

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use sluice_core::audit::action;
 use sluice_core::import::ReadSetting;
 use sluice_core::{Tenant, TenantName};
-use sluice_store::roles::*;
 
 const TRIGGERS: [(&str, &str); 4] = [
     ("on_upload", "as soon as an upload closes"),

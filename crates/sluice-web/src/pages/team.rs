@@ -13,7 +13,6 @@ use serde::Deserialize;
 use sluice_core::TenantName;
 use sluice_core::audit::action;
 use sluice_store::Role;
-use sluice_store::roles::*;
 
 /// Owners (and the operator) decide which of the tenant's users may manage credentials and
 /// settings.
