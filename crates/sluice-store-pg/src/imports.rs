@@ -255,11 +255,11 @@ impl Imports for PgStore {
     }
 
     fn loader(&self, tenant: &str, type_name: &str, import_id: i64) -> Result<Box<dyn Loading>> {
-        Ok(Box::new(PgLoader::open(self, tenant, import_id, Some(type_name))?))
+        Ok(Box::new(crate::blocking(|| PgLoader::open(self, tenant, import_id, Some(type_name)))?))
     }
 
     fn package_loader(&self, tenant: &str, import_id: i64) -> Result<Box<dyn Loading>> {
-        Ok(Box::new(PgLoader::open(self, tenant, import_id, None)?))
+        Ok(Box::new(crate::blocking(|| PgLoader::open(self, tenant, import_id, None))?))
     }
 
     fn records(
@@ -655,8 +655,10 @@ impl PgLoader {
 
 impl Loading for PgLoader {
     fn stage(&mut self, line: u64, key: &str, data: &str, hash: i64, kind: StageKind) -> Result<Option<u64>> {
-        let type_name = self.own_type()?.to_owned();
-        self.stage_in(&type_name, line, key, data, hash, kind)
+        crate::blocking(|| {
+            let type_name = self.own_type()?.to_owned();
+            self.stage_in(&type_name, line, key, data, hash, kind)
+        })
     }
 
     fn stage_in(
@@ -668,93 +670,101 @@ impl Loading for PgLoader {
         hash: i64,
         kind: StageKind,
     ) -> Result<Option<u64>> {
-        let mut inner = self.inner.borrow_mut();
-        let inner = &mut *inner;
-        let fingerprint = inner.fingerprints.hash_one((type_name, key));
-        if !inner.seen.insert(fingerprint) {
-            // The same fingerprint: the same key, or (rarely) a collision. The stage says.
-            inner.flush()?;
-            if !inner.indexed {
-                inner.c.batch_execute("CREATE INDEX stage_by_key ON stage (type, key)").map_err(db)?;
-                inner.indexed = true;
+        crate::blocking(|| {
+            let mut inner = self.inner.borrow_mut();
+            let inner = &mut *inner;
+            let fingerprint = inner.fingerprints.hash_one((type_name, key));
+            if !inner.seen.insert(fingerprint) {
+                // The same fingerprint: the same key, or (rarely) a collision. The stage says.
+                inner.flush()?;
+                if !inner.indexed {
+                    inner.c.batch_execute("CREATE INDEX stage_by_key ON stage (type, key)").map_err(db)?;
+                    inner.indexed = true;
+                }
+                let earlier = inner
+                    .c
+                    .query_opt(
+                        "SELECT line FROM stage WHERE type = $1 AND key = $2 ORDER BY line LIMIT 1",
+                        &[&type_name, &key],
+                    )
+                    .map_err(db)?;
+                if let Some(r) = earlier {
+                    return Ok(Some(r.get::<_, i64>(0) as u64));
+                }
             }
-            let earlier = inner
-                .c
-                .query_opt(
-                    "SELECT line FROM stage WHERE type = $1 AND key = $2 ORDER BY line LIMIT 1",
-                    &[&type_name, &key],
-                )
-                .map_err(db)?;
-            if let Some(r) = earlier {
-                return Ok(Some(r.get::<_, i64>(0) as u64));
+            let b = &mut inner.buffer;
+            copy_field(b, type_name)?;
+            b.push(b'\t');
+            copy_field(b, key)?;
+            b.extend_from_slice(format!("\t{line}\t").as_bytes());
+            copy_field(b, data)?;
+            b.extend_from_slice(format!("\t{hash}\t{}\n", kind as i64).as_bytes());
+            if b.len() >= STAGE_BATCH_BYTES {
+                inner.flush()?;
             }
-        }
-        let b = &mut inner.buffer;
-        copy_field(b, type_name)?;
-        b.push(b'\t');
-        copy_field(b, key)?;
-        b.extend_from_slice(format!("\t{line}\t").as_bytes());
-        copy_field(b, data)?;
-        b.extend_from_slice(format!("\t{hash}\t{}\n", kind as i64).as_bytes());
-        if b.len() >= STAGE_BATCH_BYTES {
-            inner.flush()?;
-        }
-        Ok(None)
+            Ok(None)
+        })
     }
 
     /// One range of the primary key, `[key, key || ' ')`, as SQLite's (see its `REFERENCE_EXISTS`).
     fn reference_exists(&mut self, to_type: &str, key: &str) -> Result<bool> {
-        let inner = self.inner.get_mut();
-        let stmt = match &inner.reference {
-            Some(s) => s.clone(),
-            None => {
-                let s = inner
-                    .c
-                    .prepare(
-                        "SELECT 1 FROM records WHERE tenant_id = $1 AND type = $2
-                         AND key >= $3 AND key < $3 || chr(32) AND (key = $3 OR key >= $3 || chr(31))
-                         AND NOT inactive LIMIT 1",
-                    )
-                    .map_err(db)?;
-                inner.reference = Some(s.clone());
-                s
-            }
-        };
-        Ok(inner.c.query_opt(&stmt, &[&self.tenant_id, &to_type, &key]).map_err(db)?.is_some())
+        crate::blocking(|| {
+            let inner = self.inner.get_mut();
+            let stmt = match &inner.reference {
+                Some(s) => s.clone(),
+                None => {
+                    let s = inner
+                        .c
+                        .prepare(
+                            "SELECT 1 FROM records WHERE tenant_id = $1 AND type = $2
+                             AND key >= $3 AND key < $3 || chr(32) AND (key = $3 OR key >= $3 || chr(31))
+                             AND NOT inactive LIMIT 1",
+                        )
+                        .map_err(db)?;
+                    inner.reference = Some(s.clone());
+                    s
+                }
+            };
+            Ok(inner.c.query_opt(&stmt, &[&self.tenant_id, &to_type, &key]).map_err(db)?.is_some())
+        })
     }
 
     fn active(&mut self, type_name: &str, key: &str) -> Result<bool> {
-        let inner = self.inner.get_mut();
-        let stmt = match &inner.active {
-            Some(s) => s.clone(),
-            None => {
-                let s = inner
-                    .c
-                    .prepare("SELECT 1 FROM records WHERE tenant_id = $1 AND type = $2 AND key = $3 AND NOT inactive")
-                    .map_err(db)?;
-                inner.active = Some(s.clone());
-                s
-            }
-        };
-        Ok(inner.c.query_opt(&stmt, &[&self.tenant_id, &type_name, &key]).map_err(db)?.is_some())
+        crate::blocking(|| {
+            let inner = self.inner.get_mut();
+            let stmt = match &inner.active {
+                Some(s) => s.clone(),
+                None => {
+                    let s = inner
+                        .c
+                        .prepare("SELECT 1 FROM records WHERE tenant_id = $1 AND type = $2 AND key = $3 AND NOT inactive")
+                        .map_err(db)?;
+                    inner.active = Some(s.clone());
+                    s
+                }
+            };
+            Ok(inner.c.query_opt(&stmt, &[&self.tenant_id, &type_name, &key]).map_err(db)?.is_some())
+        })
     }
 
     fn deletion_sample(&self, limit: usize, names: Option<(&str, &str)>) -> Result<Vec<String>> {
-        let type_name = self.own_type()?;
-        let (first, last) = names.unwrap_or(("$.none", "$.none"));
-        let mut inner = self.inner.borrow_mut();
-        let c = inner.ready()?;
-        let sql = format!(
-            "SELECT r.key, trim(COALESCE({}, '') || ' ' || COALESCE({}, ''))
-             FROM records r WHERE r.tenant_id = $1 AND r.type = $2
-             AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.type = $2 AND s.key = r.key) ORDER BY r.key LIMIT $3",
-            json_text("r.data", "$4::text"),
-            json_text("r.data", "$5::text")
-        );
-        let rows = c
-            .query(sql.as_str(), &[&self.tenant_id, &type_name, &(limit as i64), &first, &last])
-            .map_err(db)?;
-        Ok(rows.iter().map(|r| sample_entry(r.get(0), r.get(1))).collect())
+        crate::blocking(|| {
+            let type_name = self.own_type()?;
+            let (first, last) = names.unwrap_or(("$.none", "$.none"));
+            let mut inner = self.inner.borrow_mut();
+            let c = inner.ready()?;
+            let sql = format!(
+                "SELECT r.key, trim(COALESCE({}, '') || ' ' || COALESCE({}, ''))
+                 FROM records r WHERE r.tenant_id = $1 AND r.type = $2
+                 AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.type = $2 AND s.key = r.key) ORDER BY r.key LIMIT $3",
+                json_text("r.data", "$4::text"),
+                json_text("r.data", "$5::text")
+            );
+            let rows = c
+                .query(sql.as_str(), &[&self.tenant_id, &type_name, &(limit as i64), &first, &last])
+                .map_err(db)?;
+            Ok(rows.iter().map(|r| sample_entry(r.get(0), r.get(1))).collect())
+        })
     }
 
     fn existing(&self) -> u64 {
@@ -762,114 +772,126 @@ impl Loading for PgLoader {
     }
 
     fn existing_of(&self, type_name: &str) -> Result<u64> {
-        if self.first {
-            return Ok(0);
-        }
-        if self.single.as_deref() == Some(type_name) {
-            return Ok(self.existing);
-        }
-        let mut inner = self.inner.borrow_mut();
-        let n: i64 = inner
-            .c
-            .query_one(
-                "SELECT COUNT(*) FROM records WHERE tenant_id = $1 AND type = $2 AND NOT inactive",
-                &[&self.tenant_id, &type_name],
-            )
-            .map_err(db)?
-            .get(0);
-        Ok(n as u64)
+        crate::blocking(|| {
+            if self.first {
+                return Ok(0);
+            }
+            if self.single.as_deref() == Some(type_name) {
+                return Ok(self.existing);
+            }
+            let mut inner = self.inner.borrow_mut();
+            let n: i64 = inner
+                .c
+                .query_one(
+                    "SELECT COUNT(*) FROM records WHERE tenant_id = $1 AND type = $2 AND NOT inactive",
+                    &[&self.tenant_id, &type_name],
+                )
+                .map_err(db)?
+                .get(0);
+            Ok(n as u64)
+        })
     }
 
     fn plan(&self, type_name: &str, mode: LoadMode) -> Result<Counts> {
-        let mut inner = self.inner.borrow_mut();
-        let c = inner.ready()?;
-        let mut q = |sql: &str| -> Result<u64> {
-            let n: i64 = c.query_one(sql, &[&self.tenant_id, &type_name]).map_err(db)?.get(0);
-            Ok(n as u64)
-        };
-        let staged = "SELECT COUNT(*) FROM stage WHERE type = $2 AND kind = 0 AND $1::bigint IS NOT NULL";
-        if self.first {
-            return Ok(Counts { added: q(staged)?, ..Counts::default() });
-        }
-        let marks = self.marks();
-        let writes = format!(
-            "FROM stage s LEFT JOIN records r ON r.tenant_id = $1 AND r.type = s.type AND r.key = s.key
-             WHERE s.type = $2 AND (s.kind = 0{})",
-            if marks { " OR (s.kind = 1 AND r.key IS NOT NULL)" } else { "" }
-        );
-        let added = q(&format!("SELECT COUNT(*) {writes} AND r.key IS NULL"))?;
-        let unchanged = q(&format!(
-            "SELECT COUNT(*) {writes} AND r.hash = s.hash{}",
-            if marks { "" } else { " AND NOT r.inactive" }
-        ))?;
-        let written = if marks { q(&format!("SELECT COUNT(*) {writes}"))? } else { q(staged)? };
-        let deleted = match (mode, marks) {
-            (LoadMode::Upsert, _) => 0,
-            (LoadMode::Mirror, false) => q("SELECT COUNT(*) FROM records r WHERE r.tenant_id = $1 AND r.type = $2
-                 AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.type = $2 AND s.key = r.key)")?,
-            (LoadMode::Mirror, true) => q("SELECT COUNT(*) FROM records r
-                 WHERE r.tenant_id = $1 AND r.type = $2 AND NOT r.inactive
-                 AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.type = $2 AND s.key = r.key)")?,
-            (LoadMode::Delta, _) => q(&format!(
-                "SELECT COUNT(*) FROM stage s JOIN records r
-                 ON r.tenant_id = $1 AND r.type = s.type AND r.key = s.key WHERE s.type = $2 AND s.kind = 1{}",
-                if marks { " AND NOT r.inactive" } else { "" }
-            ))?,
-        };
-        let deletions_written = if marks && mode == LoadMode::Delta { deleted } else { 0 };
-        Ok(Counts {
-            added,
-            unchanged,
-            updated: written.saturating_sub(added + unchanged + deletions_written),
-            deleted,
-            ..Counts::default()
+        crate::blocking(|| {
+            let mut inner = self.inner.borrow_mut();
+            let c = inner.ready()?;
+            let mut q = |sql: &str| -> Result<u64> {
+                let n: i64 = c.query_one(sql, &[&self.tenant_id, &type_name]).map_err(db)?.get(0);
+                Ok(n as u64)
+            };
+            let staged = "SELECT COUNT(*) FROM stage WHERE type = $2 AND kind = 0 AND $1::bigint IS NOT NULL";
+            if self.first {
+                return Ok(Counts { added: q(staged)?, ..Counts::default() });
+            }
+            let marks = self.marks();
+            let writes = format!(
+                "FROM stage s LEFT JOIN records r ON r.tenant_id = $1 AND r.type = s.type AND r.key = s.key
+                 WHERE s.type = $2 AND (s.kind = 0{})",
+                if marks { " OR (s.kind = 1 AND r.key IS NOT NULL)" } else { "" }
+            );
+            let added = q(&format!("SELECT COUNT(*) {writes} AND r.key IS NULL"))?;
+            let unchanged = q(&format!(
+                "SELECT COUNT(*) {writes} AND r.hash = s.hash{}",
+                if marks { "" } else { " AND NOT r.inactive" }
+            ))?;
+            let written = if marks { q(&format!("SELECT COUNT(*) {writes}"))? } else { q(staged)? };
+            let deleted = match (mode, marks) {
+                (LoadMode::Upsert, _) => 0,
+                (LoadMode::Mirror, false) => q("SELECT COUNT(*) FROM records r WHERE r.tenant_id = $1 AND r.type = $2
+                     AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.type = $2 AND s.key = r.key)")?,
+                (LoadMode::Mirror, true) => q("SELECT COUNT(*) FROM records r
+                     WHERE r.tenant_id = $1 AND r.type = $2 AND NOT r.inactive
+                     AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.type = $2 AND s.key = r.key)")?,
+                (LoadMode::Delta, _) => q(&format!(
+                    "SELECT COUNT(*) FROM stage s JOIN records r
+                     ON r.tenant_id = $1 AND r.type = s.type AND r.key = s.key WHERE s.type = $2 AND s.kind = 1{}",
+                    if marks { " AND NOT r.inactive" } else { "" }
+                ))?,
+            };
+            let deletions_written = if marks && mode == LoadMode::Delta { deleted } else { 0 };
+            Ok(Counts {
+                added,
+                unchanged,
+                updated: written.saturating_sub(added + unchanged + deletions_written),
+                deleted,
+                ..Counts::default()
+            })
         })
     }
 
     fn dangling(&self, mode: LoadMode, r: &Referrer) -> Result<u64> {
-        if self.first {
-            return Ok(0);
-        }
-        let Some(cond) = self.dangling_condition(mode, r) else { return Ok(0) };
-        let mut inner = self.inner.borrow_mut();
-        let c = inner.ready()?;
-        let n: i64 = c
-            .query_one(
-                &format!("SELECT COUNT(*) FROM records g WHERE {cond}"),
-                &[&self.tenant_id, &r.to_type, &r.from_type, &r.path],
-            )
-            .map_err(db)?
-            .get(0);
-        Ok(n as u64)
+        crate::blocking(|| {
+            if self.first {
+                return Ok(0);
+            }
+            let Some(cond) = self.dangling_condition(mode, r) else { return Ok(0) };
+            let mut inner = self.inner.borrow_mut();
+            let c = inner.ready()?;
+            let n: i64 = c
+                .query_one(
+                    &format!("SELECT COUNT(*) FROM records g WHERE {cond}"),
+                    &[&self.tenant_id, &r.to_type, &r.from_type, &r.path],
+                )
+                .map_err(db)?
+                .get(0);
+            Ok(n as u64)
+        })
     }
 
     fn abandon(self: Box<Self>) -> Result<()> {
-        let PgLoader { inner, .. } = *self;
-        inner.into_inner().c.batch_execute("ROLLBACK").map_err(db)?;
-        Ok(())
+        crate::blocking(move || {
+            let PgLoader { inner, .. } = *self;
+            inner.into_inner().c.batch_execute("ROLLBACK").map_err(db)?;
+            Ok(())
+        })
     }
 
     fn commit(self: Box<Self>, outcome: Outcome<'_>) -> Result<()> {
-        let type_name = self.own_type()?.to_owned();
-        let types: Vec<(&str, LoadMode)> =
-            outcome.apply.map(|m| (type_name.as_str(), m)).into_iter().collect();
-        self.commit_types(&types, outcome)
+        crate::blocking(move || {
+            let type_name = self.own_type()?.to_owned();
+            let types: Vec<(&str, LoadMode)> =
+                outcome.apply.map(|m| (type_name.as_str(), m)).into_iter().collect();
+            self.commit_types(&types, outcome)
+        })
     }
 
     fn commit_types(self: Box<Self>, types: &[(&str, LoadMode)], outcome: Outcome<'_>) -> Result<()> {
-        let mut inner = self.inner.borrow_mut();
-        inner.ready()?;
-        let c = &mut inner.c;
-        match self.apply(c, types, &outcome) {
-            Ok(()) => {
-                c.batch_execute("COMMIT").map_err(db)?;
-                Ok(())
+        crate::blocking(move || {
+            let mut inner = self.inner.borrow_mut();
+            inner.ready()?;
+            let c = &mut inner.c;
+            match self.apply(c, types, &outcome) {
+                Ok(()) => {
+                    c.batch_execute("COMMIT").map_err(db)?;
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = c.batch_execute("ROLLBACK");
+                    Err(e)
+                }
             }
-            Err(e) => {
-                let _ = c.batch_execute("ROLLBACK");
-                Err(e)
-            }
-        }
+        })
     }
 }
 

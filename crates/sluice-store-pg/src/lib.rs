@@ -53,6 +53,20 @@ pub struct PgStore {
     url: String,
 }
 
+/// Runs `f`, which waits for the database, wherever it is called from. The synchronous client
+/// blocks on a runtime of its own, which tokio refuses on a thread of an async runtime: there
+/// the thread steps out of the runtime first (its other tasks move to another thread), as
+/// SQLite's calls simply block it. (The server's runtime has several threads; a caller on a
+/// single-threaded runtime must use `spawn_blocking`.)
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// A PostgreSQL failure as the store's callers see every database failure.
 pub(crate) fn db(e: postgres::Error) -> StoreError {
     StoreError::Database(DatabaseError::other(e))
@@ -62,6 +76,10 @@ impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/database`, or key=value pairs) and brings
     /// the schema up to date.
     pub fn connect(url: &str) -> Result<Self> {
+        blocking(|| Self::connect_here(url))
+    }
+
+    fn connect_here(url: &str) -> Result<Self> {
         let mut client = Client::connect(url, NoTls).map_err(db)?;
         // A row another node holds is waited for as long as SQLite waits for its write lock,
         // then the change fails instead of holding this node's connection forever.
@@ -71,10 +89,12 @@ impl PgStore {
     }
 
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        // A panic while the client was held leaves it usable: each call is its own statement
-        // or transaction.
-        let mut client = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut client)
+        blocking(|| {
+            // A panic while the client was held leaves it usable: each call is its own
+            // statement or transaction.
+            let mut client = self.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut client)
+        })
     }
 }
 

@@ -7,7 +7,6 @@ use crate::failure::{Failure, usage};
 use anyhow::{Context, Result, anyhow, bail};
 use sluice_core::PasswordHash;
 use sluice_core::views::ApiKeyView;
-use sluice_store::roles::*;
 use std::io::{BufRead, IsTerminal};
 
 pub(crate) fn read_password_line() -> Result<String> {

@@ -9,7 +9,6 @@ use crate::dirs::DataDirs;
 use crate::failure::Failure;
 use sluice_core::audit::{Actor, ActorKind, AuditOutcome, NewAuditEntry, action};
 use sluice_core::views::SettingsView;
-use sluice_store::roles::*;
 
 /// What a command changes, for the log.
 pub(crate) struct Change {

@@ -75,6 +75,11 @@ fn hex(digest: &[u8]) -> String {
 }
 
 /// `sluice backup FILE`.
+/// What `sluice backup` and `restore` say on a deployment whose state is in PostgreSQL.
+const ON_POSTGRES: &str = "the state is in PostgreSQL ([database] url): back it up with pg_dump and the data \
+    directory's files with your file backups (see docs/deploy.md, \"PostgreSQL\"); sluice backup and restore \
+    copy a deployment on SQLite";
+
 pub(crate) fn backup(config: &Config, dirs: &DataDirs, file: &Path) -> Result<(), Failure> {
     if !dirs.database().exists() {
         return Err(usage(anyhow!("no deployment in {}: nothing to back up", dirs.root.display())));
@@ -97,7 +102,10 @@ pub(crate) fn backup(config: &Config, dirs: &DataDirs, file: &Path) -> Result<()
             file.display()
         )));
     }
-    let store = dirs.open_store().map_err(usage)?;
+    if dirs.on_postgres() {
+        return Err(usage(anyhow!(ON_POSTGRES)));
+    }
+    let store = dirs.open_sqlite().map_err(usage)?;
     let partial = PathBuf::from(format!("{}.partial", file.display()));
     let spool = dirs.root.join("spool");
     std::fs::create_dir_all(&spool)?;
@@ -281,6 +289,9 @@ fn allowed(name: &str) -> bool {
 
 /// `sluice restore FILE`: into a data directory that holds nothing yet.
 pub(crate) fn restore(config: &Config, dirs: &DataDirs, file: &Path) -> Result<(), Failure> {
+    if dirs.on_postgres() {
+        return Err(usage(anyhow!(ON_POSTGRES)));
+    }
     // Nothing there yet (no file, no link for a restored file to follow), and no server may
     // start on it meanwhile.
     if !fresh(&dirs.root)? {

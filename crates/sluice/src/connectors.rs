@@ -10,7 +10,6 @@ use sluice_connect::Credential;
 use sluice_core::connector::{AfterPull, Connector, HostKey, Pull, SftpAddress};
 use sluice_core::schedule::Cron;
 use sluice_core::views::ConnectorView;
-use sluice_store::roles::*;
 use std::io::BufRead;
 use zeroize::Zeroizing;
 
@@ -142,7 +141,7 @@ pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Resul
                 return Err(usage(anyhow!("{} is not a file", file.display())));
             }
             let transfers = dirs.transfers(config).map_err(usage)?;
-            let pushed = transfers.push_to(&store, &tenant, &name, &file, remote_name.as_str())?;
+            let pushed = transfers.push_to(&*store, &tenant, &name, &file, remote_name.as_str())?;
             outln!("pushed {} bytes to {name}: {}", pushed.bytes, pushed.remote);
             Ok(())
         }
@@ -150,7 +149,7 @@ pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Resul
             let t = store.require_tenant(&tenant)?;
             let types = crate::imports::load_types(config)?;
             let transfers = dirs.transfers(config).map_err(usage)?;
-            let pulled = transfers.pull(&store, &types, &dirs.tenants(), &dirs.upload_spool(), &t, &name)?;
+            let pulled = transfers.pull(&*store, &types, &dirs.tenants(), &dirs.upload_spool(), &t, &name)?;
             for (path, bytes) in &pulled.fetched {
                 outln!("fetched {path} ({bytes} bytes)");
             }

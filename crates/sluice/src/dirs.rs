@@ -5,17 +5,39 @@ use anyhow::{Context, Result, bail};
 use sluice_store::{SharedStore, Store};
 use std::path::{Path, PathBuf};
 
-/// Where things live under the data directory.
-#[derive(Debug, Clone)]
+/// Where things live under the data directory, and the database: SQLite's file in it, or
+/// the PostgreSQL database `[database] url` names.
+#[derive(Clone)]
 pub struct DataDirs {
     pub root: PathBuf,
+    /// `[database] url` (never printed: it may carry a password).
+    database_url: Option<String>,
+}
+
+impl std::fmt::Debug for DataDirs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDirs")
+            .field("root", &self.root)
+            .field("postgres", &self.database_url.is_some())
+            .finish()
+    }
 }
 
 impl DataDirs {
     /// The data directory, made absolute once here: paths the database keeps (a held import's
     /// file, an error report) then do not depend on the directory a command was run from.
     pub fn new(root: &Path) -> Self {
-        Self { root: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()) }
+        Self { root: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()), database_url: None }
+    }
+
+    /// The data directory and the database of `config`.
+    pub fn of(config: &crate::config::Config) -> Result<Self> {
+        Ok(Self { database_url: config.database.url()?, ..Self::new(&config.data_dir) })
+    }
+
+    /// Whether the state is in PostgreSQL (`[database] url`) rather than in `sluice.db`.
+    pub fn on_postgres(&self) -> bool {
+        self.database_url.is_some()
     }
     pub fn database(&self) -> PathBuf {
         self.root.join("sluice.db")
@@ -43,7 +65,7 @@ impl DataDirs {
     /// seals accounts' second factors), the connectors' lock files beside the tenants' import
     /// locks.
     pub fn transfers(&self, config: &crate::config::Config) -> Result<sluice_connect::Transfers> {
-        self.transfers_of(config, &self.open_store()?)
+        self.transfers_of(config, &*self.open_store()?)
     }
 
     /// [`Self::transfers`], asking `store` (the server's, already open) whether a credential
@@ -114,7 +136,17 @@ impl DataDirs {
     /// Opens the database of an existing data directory. Only `sluice serve` and `sluice
     /// tenant add` create one ([`Self::create_store`]): any other command run from the wrong
     /// directory says where it looked instead of leaving an empty `./sluice-data` behind.
-    pub fn open_store(&self) -> Result<Store> {
+    /// The store of an existing deployment: PostgreSQL's, or the data directory's SQLite
+    /// database (which must be there: nothing is created).
+    pub fn open_store(&self) -> Result<SharedStore> {
+        if self.database_url.is_some() {
+            return self.create_store();
+        }
+        Ok(std::sync::Arc::new(self.open_sqlite()?))
+    }
+
+    /// The data directory's SQLite database, which must exist (what is SQLite's alone: backups).
+    pub fn open_sqlite(&self) -> Result<Store> {
         // The database, not only a directory: an existing folder that is not a data directory
         // (an empty one, or `tenants/` one level too deep) is not made into one.
         if !self.database().is_file() {
@@ -126,7 +158,7 @@ impl DataDirs {
                 looked.display()
             );
         }
-        self.create_store()
+        self.create_sqlite()
     }
 
     /// Creates the data directory if it does not exist, and opens its database.
@@ -146,9 +178,9 @@ impl DataDirs {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
                 "another `sluice serve` is running on the data directory {}: one data directory serves \
-                 one server (several servers sharing the work need PostgreSQL and object storage, \
-                 which sluice does not offer yet); stop the other one, or give this one its own \
-                 SLUICE_DATA_DIR",
+                 one server (servers sharing the work each have a data directory of their own and \
+                 one PostgreSQL database, [database] url); stop the other one, or give this one its \
+                 own SLUICE_DATA_DIR",
                 self.root.display()
             ),
             Err(std::fs::TryLockError::Error(e)) => {
@@ -157,8 +189,19 @@ impl DataDirs {
         }
     }
 
-    pub fn create_store(&self) -> Result<Store> {
+    pub fn create_store(&self) -> Result<SharedStore> {
         self.create()?;
+        match &self.database_url {
+            // Its schema is brought up to date on connect. What failed is said without the URL.
+            Some(url) => Ok(std::sync::Arc::new(
+                sluice_store_pg::PgStore::connect(url)
+                    .context("cannot open the PostgreSQL database of [database] url (SLUICE_DATABASE_URL)")?,
+            )),
+            None => Ok(std::sync::Arc::new(self.create_sqlite()?)),
+        }
+    }
+
+    fn create_sqlite(&self) -> Result<Store> {
         Store::open(&self.database())
             .with_context(|| format!("cannot open database {}", self.database().display()))
     }

@@ -10,7 +10,6 @@ use anyhow::{Result, anyhow};
 use clap::Parser;
 use serde_json::json;
 use sluice_core::views::DeliveryView;
-use sluice_store::roles::*;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -52,7 +51,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     // The CLI's own commands print their results; their logs only matter when they fail.
     let serving = matches!(cli.command, Command::Serve { .. });
     init_logging(if serving { &config.log.level } else { "warn" });
-    let dirs = DataDirs::new(&config.data_dir);
+    let dirs = DataDirs::of(&config)?;
     // A command that changes something is recorded in the audit log once it has run.
     let mut audited = crate::audit::change_of(&cli.command);
     if let Some(c) = audited.as_mut() {

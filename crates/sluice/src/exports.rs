@@ -12,7 +12,6 @@ use sluice_core::TenantName;
 use sluice_core::saved_export::{ExportFormat, ExportWhen, RunCause, RunOutcome, SavedExport};
 use sluice_core::views::{ExportRunView, SavedExportView};
 use sluice_export::{Export, Format, write_into};
-use sluice_store::roles::*;
 use std::path::PathBuf;
 
 pub fn export(
@@ -50,7 +49,7 @@ pub fn export(
         Some(path) if path.as_os_str() == "-" => {
             // Written whole first (an XLSX file is a zip: its end comes last), then copied.
             let temporary = tempfile::Builder::new().prefix(".export-").tempfile_in(spool)?;
-            export.write(&store, &tenant, temporary.path())?;
+            export.write(&*store, &tenant, temporary.path())?;
             let mut file = std::fs::File::open(temporary.path())?;
             let copied = std::io::copy(&mut file, &mut std::io::stdout().lock());
             match copied {
@@ -64,7 +63,7 @@ pub fn export(
             // Beside the file, so the rename never crosses filesystems; replaced whole, 0600.
             let folder =
                 path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            let written = write_into(&export, &store, &tenant, folder, path)?;
+            let written = write_into(&export, &*store, &tenant, folder, path)?;
             outln!(
                 "exported {} records of {} to {} ({} bytes)",
                 written.rows,
@@ -74,11 +73,11 @@ pub fn export(
             );
             if let Some(to) = &what.to {
                 let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                push(config, dirs, &store, &tenant, to, path, &name)?;
+                push(config, dirs, &*store, &tenant, to, path, &name)?;
             }
         }
         None => {
-            let done = exports.into_folder(&export, &store, &tenant)?;
+            let done = exports.into_folder(&export, &*store, &tenant)?;
             outln!(
                 "exported {} records of {} to {} ({} bytes) for tenant {tenant}",
                 done.written.rows,
@@ -88,7 +87,7 @@ pub fn export(
             );
             if let Some(to) = &what.to {
                 let name = export.file_name();
-                push(config, dirs, &store, &tenant, to, &exports.folder(&tenant).join(&name), &name)?;
+                push(config, dirs, &*store, &tenant, to, &exports.folder(&tenant).join(&name), &name)?;
             }
         }
     }
@@ -130,7 +129,7 @@ pub fn export_photos(
     let saved = sluice_export::saved::checked(&types, &t, asked).map_err(|e| usage(e.into()))?;
     let target = saved.type_name.as_str();
     let exports = dirs.exports();
-    let (done, path) = exports.photos_into_folder(&store, &tenant, target, &types.photo_targets())?;
+    let (done, path) = exports.photos_into_folder(&*store, &tenant, target, &types.photo_targets())?;
     outln!(
         "exported the photos of {target} to {path} for tenant {tenant}: {} written, {} unchanged, {} removed",
         done.written,
@@ -152,7 +151,7 @@ pub fn export_photos(
         let runner =
             sluice_export::saved::Runner { types: &types, exports: &exports, transfers: Some(&transfers) };
         let push_only = SavedExport { in_exports: false, ..saved.clone() };
-        match runner.photos(&store, &tenant, &push_only) {
+        match runner.photos(&*store, &tenant, &push_only) {
             RunOutcome::Written { rows, bytes, destination } => {
                 outln!("pushed {rows} photos ({bytes} bytes) to {destination}");
             }
@@ -266,7 +265,7 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
                 exports: &exports,
                 transfers: transfers.as_ref(),
             };
-            let ran = runner.run(&store, &tenant, &saved, RunCause::OnDemand)?;
+            let ran = runner.run(&*store, &tenant, &saved, RunCause::OnDemand)?;
             match ran.outcome {
                 RunOutcome::Written { rows, bytes, destination } => {
                     outln!(

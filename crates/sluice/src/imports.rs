@@ -15,7 +15,6 @@ use sluice_store::roles::*;
 use sluice_store::{ImportRecord, ImportStatus, Store};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub(crate) fn load_types(config: &Config) -> Result<ImportTypes, Failure> {
     crate::types::load(config.imports.types_dir()).map_err(usage)
@@ -202,7 +201,7 @@ fn record_label(key: &str, name: &str) -> String {
 }
 
 fn open(config: &Config, dirs: &DataDirs) -> Result<Ingest, Failure> {
-    let store = Arc::new(dirs.open_store().map_err(usage)?);
+    let store = dirs.open_store().map_err(usage)?;
     let types = load_types(config)?;
     dirs.ingest(store, types, &config.imports).map_err(usage)
 }
@@ -378,7 +377,7 @@ pub fn show(dirs: &DataDirs, id: i64, errors: bool, json: bool) -> Result<(), Fa
         outln!("  warning: {w}");
     }
     if errors {
-        print_errors(&store, &r, &r.file_name)?;
+        print_errors(&*store, &r, &r.file_name)?;
     }
     Ok(())
 }

@@ -13,10 +13,10 @@ use tracing::info;
 pub async fn run(config: Config) -> Result<()> {
     // Install signal handlers before announcing anything, so an early SIGTERM is clean too.
     let shutdown = shutdown_signal()?;
-    let dirs = DataDirs::new(&config.data_dir);
+    let dirs = DataDirs::of(&config)?;
     // Held until the process ends.
     let _serving = dirs.lock_for_serving()?;
-    let store: sluice_store::SharedStore = Arc::new(dirs.create_store()?);
+    let store: sluice_store::SharedStore = dirs.create_store()?;
     // Uploads that were in flight when the last process stopped can never complete.
     for entry in std::fs::read_dir(dirs.upload_spool())?.flatten() {
         let _ = std::fs::remove_file(entry.path());

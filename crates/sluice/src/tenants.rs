@@ -37,7 +37,7 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
         TenantCommand::List { json } => {
             let tenants = store.tenants()?;
             if json {
-                let rows: Vec<_> = tenants.iter().map(|t| tenant_json(&store, t)).collect::<Result<_>>()?;
+                let rows: Vec<_> = tenants.iter().map(|t| tenant_json(&*store, t)).collect::<Result<_>>()?;
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for t in tenants {
@@ -48,7 +48,7 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
         }
         TenantCommand::Show { name, json } => {
             let t = store.require_tenant(&name)?;
-            let v = tenant_json(&store, &t)?;
+            let v = tenant_json(&*store, &t)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {

@@ -62,11 +62,10 @@ pub struct TestDatabase {
 impl TestDatabase {
     fn create() -> Option<Self> {
         let admin = std::env::var(POSTGRES_SWITCH).ok().filter(|v| !v.is_empty())?;
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("{POSTGRES_SWITCH}={admin}: cannot connect: {e}"));
         let name = format!("sluice_it_{}", hex(&pseudo_random(8, std::process::id() as u64 ^ nanos())));
         // A name made here (hex), not an input: CREATE DATABASE takes no parameters.
-        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("create a test database");
+        admin_sql(&admin, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("{POSTGRES_SWITCH}={admin}: cannot create a database: {e}"));
         Some(Self { admin, name })
     }
 
@@ -78,10 +77,21 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-        }
+        let _ = admin_sql(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
+}
+
+/// Runs `sql` on the admin connection, on a thread of its own: the synchronous client blocks on
+/// a runtime of its own, which tokio refuses inside an async test.
+fn admin_sql(admin: &str, sql: &str) -> Result<(), String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut client = postgres::Client::connect(admin, postgres::NoTls).map_err(|e| e.to_string())?;
+            client.batch_execute(sql).map_err(|e| e.to_string())
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the admin connection's thread panicked".into()))
+    })
 }
 
 fn nanos() -> u64 {
@@ -200,6 +210,14 @@ impl Server {
             .unwrap();
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
+    }
+
+    /// The binary with this server's data directory and environment (its database on the
+    /// suite's PostgreSQL run), for a test that runs a command itself.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command.arg("--data-dir").arg(self.data_dir()).envs(self.env.iter().cloned());
+        command
     }
 
     pub fn cli_ok(&self, args: &[&str]) -> String {

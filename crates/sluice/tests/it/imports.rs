@@ -490,8 +490,9 @@ fn imports_take_turns_across_processes() {
     let file = write_file(server.dir.path(), "students.csv", students(&[("S1", "Ann", "Lee")]).as_bytes());
     let (code, v) = import(&server, "other", "students.csv", students(&[("S1", "Ann", "Lee")]).as_bytes());
     assert_eq!((code, v["status"].as_str()), (Some(0), Some("complete")), "another tenant's turn: {v}");
-    let mut child = std::process::Command::new(BIN)
-        .args(["--data-dir", server.data_dir().to_str().unwrap(), "import", "--tenant", "acme"])
+    let mut child = server
+        .command()
+        .args(["import", "--tenant", "acme"])
         .arg(&file)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

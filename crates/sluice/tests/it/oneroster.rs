@@ -801,10 +801,8 @@ fn a_refused_package_with_large_files_after_the_refusal_ends_promptly() {
         ("users.csv", users.as_bytes()),
     ]);
     let path = write_file(server.dir.path(), "big.zip", &pkg);
-    let mut cmd = std::process::Command::new(BIN);
+    let mut cmd = server.command();
     cmd.args([
-        "--data-dir",
-        server.data_dir().to_str().unwrap(),
         "import",
         "--tenant",
         "acme",
