@@ -53,8 +53,12 @@ pub enum PushError {
     Runtime(std::io::Error),
 }
 
+/// A transfer's runtime. Multi-threaded (one worker) rather than current-thread: the
+/// callbacks a transfer makes as each file goes (logging it in the store) may block on a
+/// database client, which can step out of a multi-threaded runtime (`block_in_place`) but not
+/// out of a current-thread one.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()
 }
 
 /// The host key the connector's server presents now (nothing but the handshake is sent).

@@ -125,7 +125,7 @@ impl Imports for PgStore {
     fn imports(&self, tenant: &str, limit: usize) -> Result<Vec<ImportRecord>> {
         self.with(|c| {
             let sql = format!("{IMPORT_SELECT} WHERE t.name = $1 ORDER BY i.id DESC LIMIT $2");
-            Ok(c.query(sql.as_str(), &[&tenant, &(limit as i64)])
+            Ok(c.query(sql.as_str(), &[&tenant, &crate::count_param(limit)])
                 .map_err(db)?
                 .iter()
                 .map(import_row)
@@ -147,7 +147,7 @@ impl Imports for PgStore {
                 .query(
                     "SELECT line, column_name, code, reason, value, record_key, record_name FROM import_errors
                      WHERE import_id = $1 ORDER BY seq LIMIT $2 OFFSET $3",
-                    &[&id, &(limit as i64), &(offset as i64)],
+                    &[&id, &crate::count_param(limit), &crate::count_param(offset)],
                 )
                 .map_err(db)?;
             Ok(rows
@@ -320,8 +320,8 @@ impl Imports for PgStore {
                     "ref{k} AS (SELECT v, string_agg(id, ';' ORDER BY id) AS ids FROM (SELECT {} AS v, {} AS id
                      FROM records g WHERE g.tenant_id = $1 AND g.type = ${p} AND NOT g.inactive) x
                      WHERE v IS NOT NULL AND id IS NOT NULL GROUP BY v)",
-                    json_text("g.data", &format!("${}", p + 1)),
-                    json_text("g.data", &format!("${}", p + 2)),
+                    json_text("g.data", &format!("${}::text", p + 1)),
+                    json_text("g.data", &format!("${}::text", p + 2)),
                 ));
                 select.push_str(&format!(", ref{k}.ids"));
                 joins.push_str(&format!(
@@ -352,6 +352,9 @@ impl Imports for PgStore {
     }
 }
 
+/// An import that staged this many rows analyses the records before it links people.
+const ANALYZE_AFTER: u64 = 1_000;
+
 /// Rows buffered for the next COPY into the stage.
 const STAGE_BATCH_BYTES: usize = 4 << 20;
 
@@ -381,6 +384,8 @@ struct Inner {
     fingerprints: RandomState,
     /// The stage has an index on (type, key) (made when a fingerprint first repeats).
     indexed: bool,
+    /// Rows staged.
+    staged: u64,
     /// Rows were sent since the stage was last analysed (the planner knows nothing of a
     /// TEMP table's size until then).
     unanalysed: bool,
@@ -406,6 +411,11 @@ impl Inner {
     /// Flushes, and analyses the stage once after it grew: before planning and applying.
     fn ready(&mut self) -> Result<&mut Client> {
         self.flush()?;
+        if !self.indexed {
+            // The plans and the apply look rows up by key (anti-joins from the records).
+            self.c.batch_execute("CREATE INDEX stage_by_key ON stage (type, key)").map_err(db)?;
+            self.indexed = true;
+        }
         if self.unanalysed {
             self.c.batch_execute("ANALYZE stage").map_err(db)?;
             self.unanalysed = false;
@@ -438,6 +448,24 @@ impl PgLoader {
         )
         .map_err(db)?;
         let tenant_id = tenant_id(&mut c, tenant)?;
+        // The tables an import joins, analysed if much of them changed since (an import that
+        // committed a moment ago is not yet counted by autovacuum): with stale statistics the
+        // planner took a reload's anti-joins of 10,000 records for nested loops of seconds.
+        let stale: Vec<String> = c
+            .query(
+                "SELECT relname::text FROM pg_stat_user_tables
+                 WHERE relname IN ('records', 'record_search', 'person_roles', 'people')
+                 AND n_mod_since_analyze >= $1 AND n_mod_since_analyze > n_live_tup / 10",
+                &[&(ANALYZE_AFTER as i64)],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !stale.is_empty() {
+            // Names from the list above, not inputs.
+            c.batch_execute(&format!("ANALYZE {}", stale.join(", "))).map_err(db)?;
+        }
         let (first, existing) = match single {
             Some(type_name) => {
                 let r = c
@@ -466,6 +494,7 @@ impl PgLoader {
                 seen: HashSet::new(),
                 fingerprints: RandomState::new(),
                 indexed: false,
+                staged: 0,
                 unanalysed: false,
                 reference: None,
                 active: None,
@@ -573,7 +602,7 @@ impl PgLoader {
         Ok(())
     }
 
-    fn apply(&self, c: &mut Client, types: &[(&str, LoadMode)], o: &Outcome<'_>) -> Result<()> {
+    fn apply(&self, c: &mut Client, staged: u64, types: &[(&str, LoadMode)], o: &Outcome<'_>) -> Result<()> {
         let (t, id) = (self.tenant_id, self.import_id);
         let marks = self.marks();
         still_open(c, id)?;
@@ -606,6 +635,13 @@ impl PgLoader {
                     &[&t, &ty, &id],
                 )
                 .map_err(db)?;
+                if staged >= ANALYZE_AFTER {
+                    // What the import wrote is seen by the planner before the deletions and the
+                    // linking that join it (no autovacuum can have counted it in this
+                    // transaction): without it, a mirror import's anti-join of 10,000 records
+                    // ran a nested loop for seconds, linking 50,000 guardians for minutes.
+                    c.batch_execute("ANALYZE records").map_err(db)?;
+                }
                 if marks {
                     if mode == LoadMode::Mirror {
                         c.execute(
@@ -622,6 +658,8 @@ impl PgLoader {
                 } else {
                     self.deactivate(c, &[(ty, mode)], o.referrers)?;
                     match mode {
+                        // A first import has nothing of its own to delete.
+                        _ if self.first => {}
                         LoadMode::Upsert => {}
                         LoadMode::Mirror => {
                             c.execute(
@@ -642,6 +680,9 @@ impl PgLoader {
                     }
                 }
                 index_search(c, t, ty, id, &search_paths(marks, ty, o.person))?;
+            }
+            if staged >= ANALYZE_AFTER {
+                c.batch_execute("ANALYZE record_search, person_roles, people").map_err(db)?;
             }
         }
         let mut warnings = o.warnings.to_vec();
@@ -761,7 +802,10 @@ impl Loading for PgLoader {
                 json_text("r.data", "$5::text")
             );
             let rows = c
-                .query(sql.as_str(), &[&self.tenant_id, &type_name, &(limit as i64), &first, &last])
+                .query(
+                    sql.as_str(),
+                    &[&self.tenant_id, &type_name, &crate::count_param(limit), &first, &last],
+                )
                 .map_err(db)?;
             Ok(rows.iter().map(|r| sample_entry(r.get(0), r.get(1))).collect())
         })
@@ -880,8 +924,9 @@ impl Loading for PgLoader {
         crate::blocking(move || {
             let mut inner = self.inner.borrow_mut();
             inner.ready()?;
+            let staged = inner.staged;
             let c = &mut inner.c;
-            match self.apply(c, types, &outcome) {
+            match self.apply(c, staged, types, &outcome) {
                 Ok(()) => {
                     c.batch_execute("COMMIT").map_err(db)?;
                     Ok(())
@@ -1023,7 +1068,7 @@ pub(crate) fn drop_inactive_roles(
     Ok(())
 }
 
-/// Records linked per round trip of the cursor-less walk in [`link_people`].
+/// Records read and linked per round trip in [`link_people`].
 const LINK_BATCH: i64 = 2_000;
 
 /// Links the records of `type_name` written by `import_id` to people, as SQLite's
@@ -1065,11 +1110,18 @@ fn link_people(
             json_text("data", "$8::text"),
         ))
         .map_err(db)?;
-    let mut linker = Linker::new(c, tenant_id, type_name, &p.role, had_roles)?;
+    // A batch's records are read in key order, their contacts normalised here (as every
+    // backend does, `Contact::new`), and linked by the server in one call, in that order.
+    let link = c
+        .prepare(
+            "SELECT o_line, o_other, o_email, o_phone
+             FROM sluice_link_people($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .map_err(db)?;
+    let (mut warnings, mut separate) = (Vec::new(), 0usize);
     let mut after = String::new();
     loop {
-        let rows = linker
-            .c
+        let rows = c
             .query(
                 &batch,
                 &[
@@ -1085,18 +1137,53 @@ fn link_people(
                 ],
             )
             .map_err(db)?;
+        let mut records = LinkBatch::default();
         for r in &rows {
             let text = |i: usize| r.get::<_, Option<String>>(i).unwrap_or_default();
-            let (key, line): (String, i64) = (r.get(0), r.get(1));
-            let contact = Contact::new(&text(3), &text(4), &text(5), &text(6));
-            linker.link(&key, line, &text(2), &contact)?;
+            records.keys.push(r.get(0));
+            records.lines.push(r.get(1));
+            records.sources.push(text(2));
+            records.contacts.push(Contact::new(&text(3), &text(4), &text(5), &text(6)));
+        }
+        let [firsts, lasts, emails, phones] = records.contact_columns();
+        let kept_apart = c
+            .query(
+                &link,
+                &[
+                    &tenant_id,
+                    &type_name,
+                    &p.role,
+                    &had_roles,
+                    &records.keys,
+                    &records.lines,
+                    &records.sources,
+                    &firsts,
+                    &lasts,
+                    &emails,
+                    &phones,
+                ],
+            )
+            .map_err(db)?;
+        for r in kept_apart {
+            separate += 1;
+            if warnings.len() < sluice_store::MAX_SEPARATE_WARNINGS {
+                let line: i64 = r.get(0);
+                let i = records.lines.iter().position(|l| *l == line).unwrap_or(0);
+                let (email, phone): (Option<String>, Option<String>) = (r.get(2), r.get(3));
+                warnings.push(sluice_store::separate_warning(
+                    line,
+                    &records.contacts[i],
+                    r.get(1),
+                    &email.unwrap_or_default(),
+                    &phone.unwrap_or_default(),
+                ));
+            }
         }
         match rows.last() {
             Some(r) if rows.len() as i64 == LINK_BATCH => after = r.get(0),
             _ => break,
         }
     }
-    let Linker { mut warnings, separate, .. } = linker;
     if separate > sluice_store::MAX_SEPARATE_WARNINGS {
         warnings.push(sluice_store::more_separate(separate - sluice_store::MAX_SEPARATE_WARNINGS));
     }
@@ -1110,161 +1197,20 @@ fn link_people(
     Ok(warnings)
 }
 
-/// One record at a time, as SQLite's `Linker` (see there for why each step is as it is).
-struct Linker<'c> {
-    c: &'c mut Client,
-    tenant_id: i64,
-    type_name: &'c str,
-    role: &'c str,
-    warnings: Vec<String>,
-    separate: usize,
-    had_roles: bool,
-    lookup: Statement,
-    update_person: Statement,
-    insert_person: Statement,
-    role_of: Statement,
-    insert_role: Statement,
-    update_role: Statement,
-    holds_other: Statement,
+/// One batch of records to link, in key order.
+#[derive(Default)]
+struct LinkBatch {
+    keys: Vec<String>,
+    lines: Vec<i64>,
+    sources: Vec<String>,
+    contacts: Vec<Contact>,
 }
 
-impl<'c> Linker<'c> {
-    fn new(
-        c: &'c mut Client,
-        tenant_id: i64,
-        type_name: &'c str,
-        role: &'c str,
-        had_roles: bool,
-    ) -> Result<Self> {
-        let mut prepare = |sql: &str| c.prepare(sql).map_err(db);
-        let lookup = prepare(
-            "SELECT CASE WHEN $3 = '' THEN NULL ELSE (SELECT MIN(person_id) FROM person_roles
-                 WHERE tenant_id = $1 AND role = $2 AND source_id = $3) END,
-             (SELECT MIN(id) FROM people WHERE tenant_id = $1 AND last_name = $4 AND first_name = $5
-                 AND email = $6 AND phone = $7),
-             (SELECT MIN(id) FROM people WHERE tenant_id = $1 AND last_name = $4 AND first_name = $5)",
-        )?;
-        let update_person = prepare(
-            "UPDATE people SET first_name = $2, last_name = $3, email = $4, phone = $5 WHERE id = $1
-             AND NOT (first_name = $2 AND last_name = $3 AND email = $4 AND phone = $5)",
-        )?;
-        let insert_person = prepare(
-            "INSERT INTO people (tenant_id, first_name, last_name, email, phone) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )?;
-        let role_of = prepare(
-            "SELECT person_id, role, source_id FROM person_roles WHERE tenant_id = $1 AND type = $2 AND key = $3",
-        )?;
-        let insert_role = prepare(
-            "INSERT INTO person_roles (tenant_id, type, key, person_id, role, source_id) VALUES ($1, $2, $3, $4, $5, $6)",
-        )?;
-        let update_role = prepare(
-            "UPDATE person_roles SET person_id = $4, role = $5, source_id = $6 WHERE tenant_id = $1 AND type = $2 AND key = $3",
-        )?;
-        let holds_other = prepare(
-            "SELECT 1 FROM person_roles WHERE person_id = $1 AND role = $2 AND source_id != '' AND source_id != $3 LIMIT 1",
-        )?;
-        Ok(Self {
-            c,
-            tenant_id,
-            type_name,
-            role,
-            warnings: Vec::new(),
-            separate: 0,
-            had_roles,
-            lookup,
-            update_person,
-            insert_person,
-            role_of,
-            insert_role,
-            update_role,
-            holds_other,
-        })
-    }
-
-    fn link(&mut self, key: &str, line: i64, source_id: &str, contact: &Contact) -> Result<()> {
-        let t = self.tenant_id;
-        let reachable = !contact.email.is_empty() || !contact.phone.is_empty();
-        let r = self
-            .c
-            .query_one(
-                &self.lookup,
-                &[
-                    &t,
-                    &self.role,
-                    &source_id,
-                    &contact.last_name,
-                    &contact.first_name,
-                    &contact.email,
-                    &contact.phone,
-                ],
-            )
-            .map_err(db)?;
-        let (known, by_contact, namesake): (Option<i64>, Option<i64>, Option<i64>) =
-            (r.get(0), r.get(1), r.get(2));
-        let by_contact = by_contact.filter(|_| reachable);
-        let person = match (known, by_contact) {
-            (Some(id), _) => {
-                self.c
-                    .execute(
-                        &self.update_person,
-                        &[&id, &contact.first_name, &contact.last_name, &contact.email, &contact.phone],
-                    )
-                    .map_err(db)?;
-                id
-            }
-            (None, Some(id))
-                if source_id.is_empty()
-                    || self
-                        .c
-                        .query_opt(&self.holds_other, &[&id, &self.role, &source_id])
-                        .map_err(db)?
-                        .is_none() =>
-            {
-                id
-            }
-            (None, _) => self.create(contact, line, namesake)?,
-        };
-        let before = if self.had_roles {
-            self.c
-                .query_opt(&self.role_of, &[&t, &self.type_name, &key])
-                .map_err(db)?
-                .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, String>(2)))
-        } else {
-            None
-        };
-        let values: [&(dyn ToSql + Sync); 6] = [&t, &self.type_name, &key, &person, &self.role, &source_id];
-        match before {
-            None => {
-                self.c.execute(&self.insert_role, &values).map_err(db)?;
-            }
-            Some((p, r, s)) if p == person && r == self.role && s == source_id => {}
-            Some(_) => {
-                self.c.execute(&self.update_role, &values).map_err(db)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn create(&mut self, contact: &Contact, line: i64, namesake: Option<i64>) -> Result<i64> {
-        let id: i64 = self
-            .c
-            .query_one(
-                &self.insert_person,
-                &[&self.tenant_id, &contact.first_name, &contact.last_name, &contact.email, &contact.phone],
-            )
-            .map_err(db)?
-            .get(0);
-        if let Some(other) = namesake {
-            self.separate += 1;
-            if self.warnings.len() < sluice_store::MAX_SEPARATE_WARNINGS {
-                let r = self
-                    .c
-                    .query_one("SELECT email, phone FROM people WHERE id = $1", &[&other])
-                    .map_err(db)?;
-                self.warnings.push(sluice_store::separate_warning(line, contact, other, r.get(0), r.get(1)));
-            }
-        }
-        Ok(id)
+impl LinkBatch {
+    /// First names, last names, emails and phones, as the arrays the server takes.
+    fn contact_columns(&self) -> [Vec<&str>; 4] {
+        let column = |f: fn(&Contact) -> &str| self.contacts.iter().map(f).collect();
+        [column(|c| &c.first_name), column(|c| &c.last_name), column(|c| &c.email), column(|c| &c.phone)]
     }
 }
 

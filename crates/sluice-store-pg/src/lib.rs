@@ -67,9 +67,42 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// A count (a page's limit or offset) as a parameter: `usize::MAX` (everything) is the
+/// largest BIGINT, not -1 (which SQLite reads as no limit, and PostgreSQL refuses).
+pub(crate) fn count_param(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// A PostgreSQL failure as the store's callers see every database failure.
 pub(crate) fn db(e: postgres::Error) -> StoreError {
-    StoreError::Database(DatabaseError::other(e))
+    StoreError::Database(DatabaseError::other(PgError(e)))
+}
+
+/// A PostgreSQL failure that says what the server said (the driver's own text for a server
+/// error is only "db error"): its message, code, detail and the constraint or table.
+#[derive(Debug)]
+struct PgError(postgres::Error);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(e) = self.0.as_db_error() else { return write!(f, "{}", self.0) };
+        write!(f, "{} (PostgreSQL {})", e.message(), e.code().code())?;
+        if let Some(detail) = e.detail() {
+            write!(f, ": {detail}")?;
+        }
+        if let Some(c) = e.constraint() {
+            write!(f, " [constraint {c}]")?;
+        } else if let Some(t) = e.table() {
+            write!(f, " [table {t}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 impl PgStore {

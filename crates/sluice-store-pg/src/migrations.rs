@@ -307,7 +307,10 @@ const MIGRATIONS: &[&str] = &[
         previous_import BIGINT,
         PRIMARY KEY (tenant_id, type, key)
     );
-    CREATE INDEX records_by_state ON records (tenant_id, type, inactive);
+    -- Deactivated records only (few): an index on (tenant, type, inactive) for all of them
+    -- was chosen over the primary key for anti-joins by key when statistics were stale, and
+    -- read every record of the type for each row (50,000 guardians' roles: minutes).
+    CREATE INDEX records_inactive ON records (tenant_id, type, key) WHERE inactive;
     CREATE TABLE record_search (
         tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
         type TEXT COLLATE \"C\" NOT NULL,
@@ -379,6 +382,70 @@ const MIGRATIONS: &[&str] = &[
     END $$;
     CREATE TRIGGER records_erased AFTER DELETE ON records
         REFERENCING OLD TABLE AS erased FOR EACH STATEMENT EXECUTE FUNCTION records_erased();",
+    // 7: people linked on the server, a batch of records per call, in the order given: the
+    // algorithm of sluice-store's `people::Linker` (see there), each record against every
+    // person and role linked before it. Returns the records kept apart from a namesake.
+    "CREATE FUNCTION sluice_link_people(p_tenant BIGINT, p_type TEXT, p_role TEXT, p_had_roles BOOLEAN,
+        p_keys TEXT[], p_lines BIGINT[], p_sources TEXT[], p_firsts TEXT[], p_lasts TEXT[],
+        p_emails TEXT[], p_phones TEXT[])
+    RETURNS TABLE (o_line BIGINT, o_other BIGINT, o_email TEXT, o_phone TEXT)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        i INT;
+        k TEXT; src TEXT; f TEXT; l TEXT; e TEXT; ph TEXT;
+        known BIGINT; by_contact BIGINT; namesake BIGINT; person BIGINT;
+        b_person BIGINT; b_role TEXT; b_source TEXT;
+    BEGIN
+        FOR i IN 1 .. COALESCE(array_length(p_keys, 1), 0) LOOP
+            k := p_keys[i]; src := p_sources[i]; f := p_firsts[i]; l := p_lasts[i];
+            e := p_emails[i]; ph := p_phones[i];
+            known := NULL;
+            IF src <> '' THEN
+                SELECT MIN(r.person_id) INTO known FROM person_roles r
+                    WHERE r.tenant_id = p_tenant AND r.role = p_role AND r.source_id = src;
+            END IF;
+            by_contact := NULL;
+            -- Names alone are no identity: a contact matches only with an email or phone.
+            IF e <> '' OR ph <> '' THEN
+                SELECT MIN(p.id) INTO by_contact FROM people p WHERE p.tenant_id = p_tenant
+                    AND p.last_name = l AND p.first_name = f AND p.email = e AND p.phone = ph;
+            END IF;
+            SELECT MIN(p.id) INTO namesake FROM people p
+                WHERE p.tenant_id = p_tenant AND p.last_name = l AND p.first_name = f;
+            IF known IS NOT NULL THEN
+                UPDATE people SET first_name = f, last_name = l, email = e, phone = ph WHERE id = known
+                    AND NOT (first_name = f AND last_name = l AND email = e AND phone = ph);
+                person := known;
+            ELSIF by_contact IS NOT NULL AND (src = '' OR NOT EXISTS (SELECT 1 FROM person_roles r
+                    WHERE r.person_id = by_contact AND r.role = p_role AND r.source_id <> ''
+                    AND r.source_id <> src)) THEN
+                person := by_contact;
+            ELSE
+                INSERT INTO people (tenant_id, first_name, last_name, email, phone)
+                    VALUES (p_tenant, f, l, e, ph) RETURNING id INTO person;
+                IF namesake IS NOT NULL THEN
+                    o_line := p_lines[i];
+                    o_other := namesake;
+                    SELECT p.email, p.phone INTO o_email, o_phone FROM people p WHERE p.id = namesake;
+                    RETURN NEXT;
+                END IF;
+            END IF;
+            IF p_had_roles THEN
+                SELECT r.person_id, r.role, r.source_id INTO b_person, b_role, b_source FROM person_roles r
+                    WHERE r.tenant_id = p_tenant AND r.type = p_type AND r.key = k;
+                IF NOT FOUND THEN
+                    INSERT INTO person_roles (tenant_id, type, key, person_id, role, source_id)
+                        VALUES (p_tenant, p_type, k, person, p_role, src);
+                ELSIF NOT (b_person = person AND b_role = p_role AND b_source = src) THEN
+                    UPDATE person_roles SET person_id = person, role = p_role, source_id = src
+                        WHERE tenant_id = p_tenant AND type = p_type AND key = k;
+                END IF;
+            ELSE
+                INSERT INTO person_roles (tenant_id, type, key, person_id, role, source_id)
+                    VALUES (p_tenant, p_type, k, person, p_role, src);
+            END IF;
+        END LOOP;
+    END $$;",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

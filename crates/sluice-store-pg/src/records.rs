@@ -146,7 +146,7 @@ fn search_statement(
         ("'' AS l, '' AS f", format!("{key} {dir}"), format!("p.k {dir}"))
     };
     let n = if words.is_empty() { "NULL::bigint" } else { "COUNT(*) OVER ()" };
-    let (limit, offset) = (b.int(q.limit as i64), b.int(q.offset as i64));
+    let (limit, offset) = (b.int(crate::count_param(q.limit)), b.int(crate::count_param(q.offset)));
     let page = format!(
         "SELECT r.key, r.data, r.inactive, r.created_import, r.updated_import, r.line, p.n
          FROM (SELECT {key} AS k, {names}, {n} AS n FROM {from} {wher} ORDER BY {inner}
@@ -227,7 +227,7 @@ fn referring_in(
     let sample = c
         .query(
             &format!("SELECT key, inactive FROM records WHERE tenant_id = $1 AND type = $2 AND {names} ORDER BY key LIMIT $7"),
-            &[&tenant_id, &r.from_type, &r.path, &value, &same, &key, &(limit as i64)],
+            &[&tenant_id, &r.from_type, &r.path, &value, &same, &key, &crate::count_param(limit)],
         )
         .map_err(db)?
         .iter()
@@ -352,7 +352,7 @@ impl Records for PgStore {
                 .query_one(format!("SELECT COUNT(*) FROM people p WHERE {wher}").as_str(), &b.values())
                 .map_err(db)?
                 .get(0);
-            let (l, o) = (b.int(limit as i64), b.int(offset as i64));
+            let (l, o) = (b.int(crate::count_param(limit)), b.int(crate::count_param(offset)));
             let ids: Vec<i64> = c
                 .query(
                     format!(
@@ -560,8 +560,8 @@ impl People for PgStore {
                         &filter.is_some(),
                         &path,
                         &value,
-                        &(limit as i64),
-                        &(offset as i64),
+                        &crate::count_param(limit),
+                        &crate::count_param(offset),
                         &deactivated,
                     ],
                 )

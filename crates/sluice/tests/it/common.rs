@@ -212,6 +212,23 @@ impl Server {
         child.wait_with_output().unwrap()
     }
 
+    /// Everything the server's database holds, as bytes, to look for what must never be
+    /// stored: SQLite's file and its write-ahead log, or a `pg_dump` of its PostgreSQL
+    /// database on the suite's PostgreSQL run.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        match &self.database {
+            Some(db) => {
+                let out = Command::new("pg_dump").args(["--no-owner", "-d", &db.url()]).output().unwrap();
+                assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+                out.stdout
+            }
+            None => ["sluice.db", "sluice.db-wal"]
+                .iter()
+                .flat_map(|f| std::fs::read(self.data_dir().join(f)).unwrap_or_default())
+                .collect(),
+        }
+    }
+
     /// The binary with this server's data directory and environment (its database on the
     /// suite's PostgreSQL run), for a test that runs a command itself.
     pub fn command(&self) -> Command {

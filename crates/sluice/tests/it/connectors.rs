@@ -337,7 +337,7 @@ fn a_push_to_another_sluice_logs_in_with_a_sealed_password() {
     let uploads = district.uploads("vendor");
     assert_eq!(uploads.len(), 1, "one upload, under its final name: {uploads:?}");
     // Sealed at rest: the database and the listing never hold the password.
-    let db = std::fs::read(server.data_dir().join("sluice.db")).unwrap();
+    let db = server.stored_bytes();
     assert!(!db.windows(21).any(|w| w == b"district-pw-for-tests"), "the password is stored sealed");
     let key_file = server.data_dir().join("secret.key");
     use std::os::unix::fs::PermissionsExt;

@@ -1402,15 +1402,9 @@ fn without_a_public_address_the_reset_page_says_whom_to_ask() {
     assert!(!out.status.success() && output_text(&out).contains("public_url"), "{}", output_text(&out));
 }
 
-/// The database and its write-ahead log, as text (to look for what must not be stored).
+/// What the database holds, as text (to look for what must not be stored).
 fn stored_text(server: &Server) -> String {
-    ["sluice.db", "sluice.db-wal"]
-        .iter()
-        .map(|f| {
-            String::from_utf8_lossy(&std::fs::read(server.data_dir().join(f)).unwrap_or_default())
-                .into_owned()
-        })
-        .collect()
+    String::from_utf8_lossy(&server.stored_bytes()).into_owned()
 }
 
 fn now_secs() -> u64 {
