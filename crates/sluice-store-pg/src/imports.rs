@@ -32,6 +32,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::io::Write;
+use std::mem::ManuallyDrop;
 
 fn import_row(r: &Row) -> ImportRecord {
     ImportRow {
@@ -377,7 +378,8 @@ fn copy_field(out: &mut Vec<u8>, value: &str) -> Result<()> {
 
 /// The mutable part of a loader (the trait's staging and planning take `&self`).
 struct Inner {
-    c: Client,
+    /// Closed by `Drop` (through `blocking`), not by the drop glue.
+    c: ManuallyDrop<Client>,
     buffer: Vec<u8>,
     /// A fingerprint of (type, key) of every staged row.
     seen: HashSet<u64>,
@@ -421,6 +423,13 @@ impl Inner {
             self.unanalysed = false;
         }
         Ok(&mut self.c)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and never used again: `self` is being dropped.
+        crate::close(unsafe { ManuallyDrop::take(&mut self.c) });
     }
 }
 
@@ -489,7 +498,7 @@ impl PgLoader {
         };
         Ok(PgLoader {
             inner: RefCell::new(Inner {
-                c,
+                c: ManuallyDrop::new(c),
                 buffer: Vec::new(),
                 seen: HashSet::new(),
                 fingerprints: RandomState::new(),

@@ -43,12 +43,14 @@ use sluice_store::{
     Result, StoreError, StoredUpload, TENANT_COLUMNS, Tenants, UPLOAD_SELECT, UploadRow, Uploads, now_ms,
     upload_from_row,
 };
+use std::mem::ManuallyDrop;
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// The store on one PostgreSQL database.
 pub struct PgStore {
-    client: Mutex<Client>,
+    /// Dropped by `Drop` (through [`blocking`]), not by the drop glue.
+    client: Mutex<ManuallyDrop<Client>>,
     /// Where to connect again: each import's loader has a connection of its own.
     url: String,
 }
@@ -65,6 +67,21 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
         }
         _ => f(),
     }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let client = self.client.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // SAFETY: taken once, here, and never used again: `self` is being dropped.
+        let client = unsafe { ManuallyDrop::take(client) };
+        close(client);
+    }
+}
+
+/// Closes a connection wherever the last reference goes (the server's runtime thread as it
+/// ends, say): closing blocks on the client's own runtime, like every call.
+pub(crate) fn close(client: Client) {
+    blocking(move || drop(client));
 }
 
 /// A count (a page's limit or offset) as a parameter: `usize::MAX` (everything) is the
@@ -118,7 +135,7 @@ impl PgStore {
         // then the change fails instead of holding this node's connection forever.
         client.batch_execute("SET lock_timeout = '60s'").map_err(db)?;
         migrations::migrate(&mut client)?;
-        Ok(Self { client: Mutex::new(client), url: url.to_owned() })
+        Ok(Self { client: Mutex::new(ManuallyDrop::new(client)), url: url.to_owned() })
     }
 
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {

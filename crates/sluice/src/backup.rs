@@ -74,13 +74,16 @@ fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `sluice backup FILE`.
 /// What `sluice backup` and `restore` say on a deployment whose state is in PostgreSQL.
 const ON_POSTGRES: &str = "the state is in PostgreSQL ([database] url): back it up with pg_dump and the data \
     directory's files with your file backups (see docs/deploy.md, \"PostgreSQL\"); sluice backup and restore \
     copy a deployment on SQLite";
 
+/// `sluice backup FILE`.
 pub(crate) fn backup(config: &Config, dirs: &DataDirs, file: &Path) -> Result<(), Failure> {
+    if dirs.on_postgres() {
+        return Err(usage(anyhow!(ON_POSTGRES)));
+    }
     if !dirs.database().exists() {
         return Err(usage(anyhow!("no deployment in {}: nothing to back up", dirs.root.display())));
     }
@@ -101,9 +104,6 @@ pub(crate) fn backup(config: &Config, dirs: &DataDirs, file: &Path) -> Result<()
             "{} exists: name a new file (a backup never replaces one)",
             file.display()
         )));
-    }
-    if dirs.on_postgres() {
-        return Err(usage(anyhow!(ON_POSTGRES)));
     }
     let store = dirs.open_sqlite().map_err(usage)?;
     let partial = PathBuf::from(format!("{}.partial", file.display()));

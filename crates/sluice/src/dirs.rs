@@ -202,6 +202,7 @@ impl DataDirs {
     }
 
     fn create_sqlite(&self) -> Result<Store> {
+        self.create()?;
         Store::open(&self.database())
             .with_context(|| format!("cannot open database {}", self.database().display()))
     }

@@ -82,13 +82,14 @@ async fn the_data_directory_is_private_whatever_the_umask() {
 
     let data = server.data_dir();
     let all = walk(&data);
-    for expected in [
-        data.join("sluice.db"),
-        data.join("sluice.db-wal"),
+    // The database's files are in the data directory on SQLite (on PostgreSQL, in its server).
+    let database =
+        if on_postgres() { vec![] } else { vec![data.join("sluice.db"), data.join("sluice.db-wal")] };
+    for expected in database.into_iter().chain([
         data.join("ssh_host_ed25519_key"),
         server.tenant_dir("acme").join("students/waiting.csv"),
         server.tenant_dir("acme").join("errors").join(&errors[0]),
-    ] {
+    ]) {
         assert!(all.iter().any(|(p, _)| *p == expected), "{} is missing: {all:?}", expected.display());
     }
     assert!(all.iter().any(|(p, _)| p.starts_with(data.join("archive"))), "an archived upload: {all:?}");
@@ -96,10 +97,11 @@ async fn the_data_directory_is_private_whatever_the_umask() {
     assert_eq!(open_to_others(&data), Vec::<String>::new(), "group or others may read these");
     assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
 
-    // A data directory an older version left open (0755, its database 0644) is closed at start.
+    // A data directory an older version left open (0755, its database or key 0644) is closed at start.
     drop(sftp);
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(data.join("sluice.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let key = data.join(if on_postgres() { "ssh_host_ed25519_key" } else { "sluice.db" });
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     server.kill_and_restart();
     assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
     assert_eq!(open_to_others(&data), Vec::<String>::new());
