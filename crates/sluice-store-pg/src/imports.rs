@@ -318,7 +318,7 @@ impl Imports for PgStore {
             for k in 0..referrers.len() {
                 let p = 3 + 4 * k;
                 with.push(format!(
-                    "ref{k} AS (SELECT v, string_agg(id, ';' ORDER BY id) AS ids FROM (SELECT {} AS v, {} AS id
+                    "ref{k} AS (SELECT v, string_agg(id, ';' ORDER BY id COLLATE \"C\") AS ids FROM (SELECT {} AS v, {} AS id
                      FROM records g WHERE g.tenant_id = $1 AND g.type = ${p} AND NOT g.inactive) x
                      WHERE v IS NOT NULL AND id IS NOT NULL GROUP BY v)",
                     json_text("g.data", &format!("${}::text", p + 1)),
@@ -448,6 +448,26 @@ pub struct PgLoader {
 impl PgLoader {
     fn open(store: &PgStore, tenant: &str, import_id: i64, single: Option<&str>) -> Result<Self> {
         let mut c = Client::connect(&store.url, NoTls).map_err(db)?;
+        // The tables an import joins, analysed if much of them changed since (an import that
+        // committed a moment ago is not yet counted by autovacuum): with stale statistics the
+        // planner took a reload's anti-joins of 10,000 records for nested loops of seconds.
+        // Before the transaction, so that its lock is not held through the import, and
+        // skipping a table another session is analysing (never waiting for it).
+        let stale: Vec<String> = c
+            .query(
+                "SELECT relname::text FROM pg_stat_user_tables
+                 WHERE relname IN ('records', 'record_search', 'person_roles', 'people')
+                 AND n_mod_since_analyze >= $1 AND n_mod_since_analyze > n_live_tup / 10 ORDER BY relname",
+                &[&(ANALYZE_AFTER as i64)],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !stale.is_empty() {
+            // Names from the list above, not inputs.
+            c.batch_execute(&format!("ANALYZE (SKIP_LOCKED) {}", stale.join(", "))).map_err(db)?;
+        }
         c.batch_execute(
             "SET lock_timeout = '60s';
              BEGIN;
@@ -457,24 +477,6 @@ impl PgLoader {
         )
         .map_err(db)?;
         let tenant_id = tenant_id(&mut c, tenant)?;
-        // The tables an import joins, analysed if much of them changed since (an import that
-        // committed a moment ago is not yet counted by autovacuum): with stale statistics the
-        // planner took a reload's anti-joins of 10,000 records for nested loops of seconds.
-        let stale: Vec<String> = c
-            .query(
-                "SELECT relname::text FROM pg_stat_user_tables
-                 WHERE relname IN ('records', 'record_search', 'person_roles', 'people')
-                 AND n_mod_since_analyze >= $1 AND n_mod_since_analyze > n_live_tup / 10",
-                &[&(ANALYZE_AFTER as i64)],
-            )
-            .map_err(db)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if !stale.is_empty() {
-            // Names from the list above, not inputs.
-            c.batch_execute(&format!("ANALYZE {}", stale.join(", "))).map_err(db)?;
-        }
         let (first, existing) = match single {
             Some(type_name) => {
                 let r = c
@@ -649,7 +651,7 @@ impl PgLoader {
                     // linking that join it (no autovacuum can have counted it in this
                     // transaction): without it, a mirror import's anti-join of 10,000 records
                     // ran a nested loop for seconds, linking 50,000 guardians for minutes.
-                    c.batch_execute("ANALYZE records").map_err(db)?;
+                    c.batch_execute("ANALYZE (SKIP_LOCKED) records").map_err(db)?;
                 }
                 if marks {
                     if mode == LoadMode::Mirror {
@@ -691,7 +693,7 @@ impl PgLoader {
                 index_search(c, t, ty, id, &search_paths(marks, ty, o.person))?;
             }
             if staged >= ANALYZE_AFTER {
-                c.batch_execute("ANALYZE record_search, person_roles, people").map_err(db)?;
+                c.batch_execute("ANALYZE (SKIP_LOCKED) people, person_roles, record_search").map_err(db)?;
             }
         }
         let mut warnings = o.warnings.to_vec();
@@ -742,6 +744,7 @@ impl Loading for PgLoader {
                     return Ok(Some(r.get::<_, i64>(0) as u64));
                 }
             }
+            inner.staged += 1;
             let b = &mut inner.buffer;
             copy_field(b, type_name)?;
             b.push(b'\t');

@@ -175,7 +175,9 @@ fn raw_tenant(r: &Row) -> RawTenant {
 fn tenant_by_name(c: &mut impl postgres::GenericClient, name: &str, lock: bool) -> Result<Option<Tenant>> {
     let sql = format!(
         "SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
+        // Not FOR UPDATE: a settings change keeps the key, so it must not wait for the
+        // foreign-key checks (FOR KEY SHARE) of an import applying for the tenant meanwhile.
+        if lock { " FOR NO KEY UPDATE" } else { "" }
     );
     let row = c.query_opt(sql.as_str(), &[&name]).map_err(db)?;
     row.as_ref().map(raw_tenant).map(RawTenant::parse).transpose()

@@ -353,7 +353,7 @@ const MIGRATIONS: &[&str] = &[
         type TEXT COLLATE \"C\" NOT NULL,
         key TEXT COLLATE \"C\" NOT NULL,
         person_id BIGINT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-        role TEXT NOT NULL,
+        role TEXT COLLATE \"C\" NOT NULL,
         source_id TEXT NOT NULL,
         PRIMARY KEY (tenant_id, type, key)
     );

@@ -632,3 +632,37 @@ fn staged_rows_survive_copy_and_repeats_are_found_after_a_batch_is_sent() {
     .unwrap();
     assert_eq!(seen, n);
 }
+
+/// A settings change while an import of the tenant is applying (its records' foreign keys
+/// hold the tenant's row FOR KEY SHARE until it commits) goes through at once: it locks the
+/// row FOR NO KEY UPDATE. With FOR UPDATE it waited for the import (up to the lock timeout),
+/// holding the node's store connection, and every other call of the node, meanwhile.
+#[test]
+fn a_settings_change_does_not_wait_for_an_import_applying() {
+    use sluice_store::Tenants;
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    s.add_tenant(&sluice_core::TenantName::parse("north").unwrap(), &[]).unwrap();
+    let mut import = Client::connect(&db.url(), NoTls).unwrap();
+    let mut applying = import.transaction().unwrap();
+    applying
+        .execute(
+            "INSERT INTO records (tenant_id, type, key, data, hash, created_import, updated_import)
+             SELECT id, 'students', 'S1', '[]', 0, 1, 1 FROM tenants WHERE name = 'north'",
+            &[],
+        )
+        .unwrap();
+    let types = sluice_core::import::ImportTypes::default();
+    let cx = sluice_core::SettingsContext { types: &types, allow_private_webhooks: false };
+    let mut change = sluice_core::SettingsChange::default();
+    change.set("trigger", "manual", cx).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let _ = tx.send(s.change_settings("north", &change).map(|_| ()));
+        });
+        let done = rx.recv_timeout(std::time::Duration::from_secs(5));
+        applying.rollback().unwrap();
+        assert!(matches!(done, Ok(Ok(()))), "the settings change waited for the import: {done:?}");
+    });
+}

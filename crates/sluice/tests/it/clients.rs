@@ -22,8 +22,9 @@ fn wait_for_imports(server: &Server, tenant: &str, n: usize) -> Vec<serde_json::
     };
     assert!(
         server.wait_until(Duration::from_secs(20), done),
-        "expected {n} imports: {:?}",
-        server.imports(tenant)
+        "expected {n} imports: {:?}\n{}",
+        server.imports(tenant),
+        server.log()
     );
     server.imports(tenant)
 }
