@@ -340,29 +340,34 @@ impl Processor {
     /// SETSTAT: a file's modification time is kept (clients that preserve timestamps set
     /// it after an upload); permissions and owners are sluice's and are left as they are.
     fn set_attributes(&self, path: &VirtualPath, attrs: &Attrs) -> FsResult<()> {
+        let window = self.shared.limits.recent_upload;
         match self.tree.stat(path) {
             Ok(_) => {
-                if let (Some((atime, mtime)), Some(real)) = (attrs.atime_mtime, self.tree.real_path(path)) {
-                    set_times_nofollow(&real, atime, mtime)
-                        .map_err(|e| FsError::io("setting the time", e))?;
-                    // The import may take the file in a moment from now: what the client
-                    // reads back then is what it set.
-                    let window = self.shared.limits.recent_upload;
-                    self.shared.tenants.set_recent_mtime(&self.tenant, path, mtime, window);
-                }
-                Ok(())
-            }
-            Err(FsError::NotFound(missing)) => {
-                let window = self.shared.limits.recent_upload;
-                let mtime = attrs.atime_mtime.map(|(_, m)| m);
-                let known = match mtime {
-                    Some(m) => self.shared.tenants.set_recent_mtime(&self.tenant, path, m, window),
-                    None => self.recent(path).is_some(),
+                let (Some((atime, mtime)), Some(real)) = (attrs.atime_mtime, self.tree.real_path(path))
+                else {
+                    return Ok(());
                 };
-                if known { Ok(()) } else { Err(FsError::NotFound(missing)) }
+                match set_times_nofollow(&real, atime, mtime) {
+                    Ok(()) => {
+                        // The import may take the file in a moment from now: what the client
+                        // reads back then is what it set.
+                        self.shared.tenants.set_recent_mtime(&self.tenant, path, mtime, window);
+                        return Ok(());
+                    }
+                    // Taken in by the import between the stat and now (seen under load with
+                    // rclone, which sets the time right after its upload): as if already gone.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(FsError::io("setting the time", e)),
+                }
             }
-            Err(other) => Err(other),
+            Err(FsError::NotFound(_)) => {}
+            Err(other) => return Err(other),
         }
+        let known = match attrs.atime_mtime.map(|(_, m)| m) {
+            Some(m) => self.shared.tenants.set_recent_mtime(&self.tenant, path, m, window),
+            None => self.recent(path).is_some(),
+        };
+        if known { Ok(()) } else { Err(FsError::NotFound(path.to_string())) }
     }
 
     /// Takes a handle's place in the session's, the tenant's and (for a file) the server's
