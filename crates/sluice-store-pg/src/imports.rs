@@ -13,8 +13,9 @@
 //! Where SQLite's one write lock made a check-then-write safe, rows are locked: the import's
 //! own row (`FOR UPDATE`) before it applies, so an approval and a newer import that race are
 //! decided by whichever locks it first, and held imports superseded are locked as they are
-//! updated. One import of a tenant's type at a time across nodes is the caller's to ensure
-//! (the worker's turn), as within one node.
+//! updated. One import of a tenant's type at a time is the caller's to ensure (the worker's
+//! turn): today a lock file in the data directory, so within one node only; across nodes it
+//! is still to come (an upload is applied once all the same: `apply_outcome`).
 
 use crate::{PgStore, db, tenant_id};
 use postgres::fallible_iterator::FallibleIterator;

@@ -1,7 +1,7 @@
 //! sluice's store on PostgreSQL (issue 16), behind the role traits of `sluice-store` and held
 //! to the same conformance suite as the embedded SQLite store.
 //!
-//! Under way: the roles implemented so far are [`Tenants`] (with SSH keys and settings),
+//! Every role is here: [`Tenants`] (with SSH keys and settings),
 //! [`sluice_store::Accounts`] (sessions, reset links, second factors), [`ApiKeys`], [`Bans`],
 //! [`Audit`], [`Uploads`] and [`ImportQueue`] (claimed with `FOR UPDATE SKIP LOCKED`: nodes
 //! claiming at once each get another event), [`sluice_store::Deliveries`] (the notifications'
@@ -10,16 +10,13 @@
 //! [`sluice_store::Imports`] with a loader of its own (rows staged by COPY, applied
 //! set-based), [`sluice_store::Records`] and [`sluice_store::People`] (search, people,
 //! deleting by hand) and [`sluice_store::Photos`] (records' photos, a photo import applied in
-//! one transaction): every role. The server does not use this
-//! store yet (`[database] url` comes with the rest of the roles). What is here is what nodes
-//! share first: the tenants they serve, who may log in and their sessions, the keys that reach
-//! them, the defender's bans, one audit log, one upload queue, the notifications, the exports,
-//! the connectors, the imports and the records they load, and the records' photos.
+//! one transaction). The server opens it when `[database] url` is set (`DataDirs::create_store`).
 //!
-//! Before several nodes run: `release_leases` and `fail_interrupted_runs` (which a starting
-//! server calls) must touch only the starting node's leases and runs, not every node's; and
-//! `due_deliveries` must claim what it hands out (as uploads are claimed), or two nodes'
-//! notifiers send the same notification twice.
+//! Before several nodes run on one database: `release_leases`, `remove_interrupted_imports`
+//! and `fail_interrupted_runs` (which a starting server calls) must touch only the starting
+//! node's work, not every node's; `due_deliveries` must claim what it hands out (as uploads
+//! are claimed), or two nodes' notifiers send the same notification twice; and a tenant's
+//! import turn (a lock file in each data directory today) must hold across nodes.
 //!
 //! Every statement is parameterised. The schema is migrated on connect, from any earlier
 //! version, under an advisory lock, so that nodes starting together migrate once.
