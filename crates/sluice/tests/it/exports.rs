@@ -259,7 +259,10 @@ fn a_saved_export_follows_imports_runs_on_demand_and_logs_every_run() {
     // The same file again changes nothing: no run. (Its import is finished before looking.)
     let imports_before = server.imports("acme").len();
     upload(&format!("{body}\n"));
-    assert!(server.wait_until(Duration::from_secs(20), |s| s.imports("acme").len() > imports_before));
+    assert!(server.wait_until(Duration::from_secs(20), |s| {
+        let all = s.imports("acme");
+        all.len() > imports_before && all.iter().all(|i| i["status"] != "running")
+    }));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(runs(&server).len(), 1, "an import that changed nothing is not followed");
 

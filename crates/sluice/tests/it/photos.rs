@@ -110,8 +110,12 @@ fn school(server: &Server) {
 
 fn newest_import(server: &Server, count: usize) -> Value {
     assert!(
-        server.wait_until(Duration::from_secs(20), |s| s.imports("acme").len() >= count),
-        "no import: {}",
+        // The import is listed once it starts ("running"); wait for it to finish.
+        server.wait_until(Duration::from_secs(20), |s| {
+            let imports = s.imports("acme");
+            imports.len() >= count && imports[0]["status"] != "running"
+        }),
+        "no finished import: {}",
         server.log()
     );
     server.imports("acme")[0].clone()
