@@ -475,6 +475,7 @@ impl Transfers {
                 size,
                 sha256: sha256.clone(),
                 at_ms: sluice_store::now_ms(),
+                snapshot: None,
             };
             store
                 .record_upload(&event)

@@ -35,5 +35,5 @@ pub use layout::{FolderName, Node, Operation, PolicyError, TreeLayout};
 pub use password::{PasswordError, PasswordHash};
 pub use settings::{SettingsChange, SettingsContext, SettingsError};
 pub use tenant::{Blackout, Routing, Tenant, TenantName, TenantNameError, Trigger};
-pub use upload::{Sha256Hex, UploadEvent, hmac_sha256_hex, is_transfer_temp_name, sha256_of};
+pub use upload::{Sha256Hex, SnapshotName, UploadEvent, hmac_sha256_hex, is_transfer_temp_name, sha256_of};
 pub use vpath::{FileName, FileNameError, PathError, VirtualPath};

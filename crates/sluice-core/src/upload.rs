@@ -57,6 +57,37 @@ pub struct UploadEvent {
     pub sha256: Sha256Hex,
     /// Milliseconds since the Unix epoch.
     pub at_ms: i64,
+    /// The upload's own bytes, kept from its close until it is imported (`None`: a file a
+    /// sync or a pull found, read where it is). Another upload of the same name may replace
+    /// the file in the tenant's folder before the import worker reaches this one; each
+    /// upload still imports what it carried.
+    pub snapshot: Option<SnapshotName>,
+}
+
+/// The name of an upload's snapshot in the snapshots folder (`DATA_DIR/spool/snapshots`):
+/// a plain file name the server made, `snap-` then letters, digits, `-` and `.` (never `/`
+/// or `..`), so that a name read back from the database is never a path elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SnapshotName(String);
+
+impl SnapshotName {
+    pub fn parse(name: &str) -> Option<Self> {
+        let plain = (6..=200).contains(&name.len())
+            && name.starts_with("snap-")
+            && !name.contains("..")
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        plain.then(|| Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SnapshotName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Names that transfer clients give a file while it is still being written
@@ -109,5 +140,18 @@ mod tests {
             super::hmac_sha256_hex(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First"),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::SnapshotName;
+
+    #[test]
+    fn a_snapshot_name_is_a_plain_name_the_server_made() {
+        assert!(SnapshotName::parse("snap-acme-41-7").is_some());
+        for bad in ["", "snap-", "upload-3", "snap-../x", "snap-a/b", "snap-a b", "snap-..", "/snap-a"] {
+            assert!(SnapshotName::parse(bad).is_none(), "{bad}");
+        }
     }
 }

@@ -17,4 +17,6 @@ pub mod fuzzing {
     pub use crate::oneroster::{EntryRead, read_package};
 }
 
-pub use worker::{ApproveError, DeleteError, Ingest, next_run, next_scheduled_run, staging_dir};
+pub use worker::{
+    ApproveError, DeleteError, Ingest, next_run, next_scheduled_run, snapshots_dir, staging_dir,
+};

@@ -21,11 +21,19 @@ pub fn staging_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("spool").join("staging")
 }
 
+/// Where the SFTP server keeps each upload's own bytes until its import
+/// (`DATA_DIR/spool/snapshots`, beside the staging folder: a snapshot is staged by a rename).
+pub fn snapshots_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("spool").join("snapshots")
+}
+
 pub struct Ingest {
     pub store: SharedStore,
     pub types: ImportTypes,
     tenants_root: PathBuf,
     staging: PathBuf,
+    /// Uploads' own bytes as they closed (see [`snapshots_dir`]).
+    snapshots: PathBuf,
     /// Shared by every import, exclusive for recovery (see [`Ingest::turn`]).
     lock: PathBuf,
     /// `TENANT.lock`: held while one of the tenant's imports runs, by whichever process runs it.
@@ -51,6 +59,15 @@ pub struct Ingest {
     duplicate_window: Option<Duration>,
 }
 
+/// Where an upload's bytes are staged from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Staging {
+    /// Its snapshot: the bytes it carried, whatever replaced its file in the folder since.
+    FromSnapshot,
+    /// Its folder (a sync's or a pull's file, or an upload whose snapshot is gone).
+    FromFolder,
+}
+
 /// How long a claimed upload is reserved for the worker that claimed it.
 const LEASE: Duration = Duration::from_secs(300);
 
@@ -61,6 +78,7 @@ impl Ingest {
             types,
             tenants_root: data_dir.join("tenants"),
             staging: staging_dir(data_dir),
+            snapshots: snapshots_dir(data_dir),
             lock: data_dir.join("spool").join("import.lock"),
             tenant_locks: data_dir.join("spool").join("locks"),
             held: data_dir.join("spool").join("held"),
@@ -74,7 +92,7 @@ impl Ingest {
             notifier: None,
             duplicate_window: None,
         };
-        for d in [&me.staging, &me.held, &me.reports, &me.tenant_locks, &me.photos] {
+        for d in [&me.staging, &me.snapshots, &me.held, &me.reports, &me.tenant_locks, &me.photos] {
             std::fs::create_dir_all(d)?;
         }
         Ok(me)
@@ -233,6 +251,15 @@ impl Ingest {
         }
         // Claimed by a process that died: run them now, not when their leases run out.
         self.store.release_leases()?;
+        // Snapshots of uploads imported since, or never recorded (the server stopped between
+        // the two).
+        let in_use: HashSet<String> =
+            self.store.snapshots_in_use()?.iter().map(|s| s.as_str().to_owned()).collect();
+        for entry in std::fs::read_dir(&self.snapshots).into_iter().flatten().flatten() {
+            if !in_use.contains(&*entry.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         for entry in std::fs::read_dir(&self.staging).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             // `upload-ID`, or `manifest-ID-FILE` (a file a manifest listed): kept while the
@@ -308,6 +335,13 @@ impl Ingest {
         let _turn = self.turn(tenant)?;
         let Some(upload) = self.store.claim_upload(LEASE, Some(tenant))? else { return Ok(false) };
         self.contain_crash(&upload, || self.process_upload(&upload))?;
+        // Imported, or handled without an import (a manual trigger's file waits in its folder):
+        // the upload's snapshot is done with. (Not consumed: it runs again, from the snapshot.)
+        if let Some(snapshot) = &upload.event.snapshot
+            && self.store.upload_consumed(upload.id)?
+        {
+            let _ = std::fs::remove_file(self.snapshots.join(snapshot.as_str()));
+        }
         Ok(true)
     }
 
@@ -438,6 +472,7 @@ impl Ingest {
                 size,
                 sha256,
                 at_ms: sluice_store::now_ms(),
+                snapshot: None,
             })?;
             found += 1;
         }
@@ -579,6 +614,40 @@ impl Ingest {
         Ok(self.store.import(id)?)
     }
 
+    /// Stages an upload from its snapshot, and takes the file out of its folder if it is still
+    /// that upload's (a newer upload of the same name stays, for its own import).
+    fn stage_snapshot(
+        &self,
+        upload: &StoredUpload,
+        source: &Path,
+        staged: &Path,
+    ) -> Result<Staging, ImportError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(snapshot) = &upload.event.snapshot else { return Ok(Staging::FromFolder) };
+        let snapshot = self.snapshots.join(snapshot.as_str());
+        let io = |e| ImportError::Io { what: format!("staging {}", upload.event.path), source: e };
+        // The folder's file before the snapshot leaves: if it is still this upload's, it goes.
+        // (Removed meanwhile, it is imported all the same: an upload counts from its close,
+        // whenever the worker reaches it; lftp's mirror removes a file before sending it again.)
+        let in_folder = std::fs::symlink_metadata(source).ok();
+        match std::fs::rename(&snapshot, staged) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                warn!(upload = upload.id, path = %upload.event.path, "the upload's snapshot is gone; importing the file in its folder");
+                return Ok(Staging::FromFolder);
+            }
+            Err(e) => return Err(io(e)),
+        }
+        // One file under two names until here. (A newer upload renamed over it in between
+        // would leave the folder early too: its own snapshot is still imported.)
+        if let (Ok(ours), Some(in_folder)) = (std::fs::metadata(staged), in_folder)
+            && (ours.dev(), ours.ino()) == (in_folder.dev(), in_folder.ino())
+        {
+            let _ = std::fs::remove_file(source);
+        }
+        Ok(Staging::FromSnapshot)
+    }
+
     fn process_upload(&self, upload: &StoredUpload) -> Result<Option<ImportRecord>, ImportError> {
         let tenant_name = upload.event.tenant.as_str();
         let Some(tenant) = self.store.tenant(tenant_name)? else {
@@ -638,21 +707,25 @@ impl Ingest {
         // Move the upload out of the tenant's folder first, so that a new upload of the same
         // name can neither change it mid-import nor be deleted with it afterwards.
         let staged = self.staging.join(format!("upload-{}", upload.id));
+        let source = self.tenants_root.join(tenant_name).join(folder).join(name);
+        // (Already staged by an earlier try that did not finish: imported from there.)
         if !staged.exists() {
-            let source = self.tenants_root.join(tenant_name).join(folder).join(name);
-            match std::fs::rename(&source, &staged) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // Removed by the tenant, or already imported under a newer upload event.
-                    self.store.consume_upload(upload.id, None)?;
-                    return Ok(None);
-                }
-                Err(e) => {
-                    return Err(ImportError::Io {
-                        what: format!("staging {}", upload.event.path),
-                        source: e,
-                    });
-                }
+            match self.stage_snapshot(upload, &source, &staged)? {
+                Staging::FromSnapshot => {}
+                Staging::FromFolder => match std::fs::rename(&source, &staged) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        // Removed by the tenant, or already imported under a newer upload event.
+                        self.store.consume_upload(upload.id, None)?;
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        return Err(ImportError::Io {
+                            what: format!("staging {}", upload.event.path),
+                            source: e,
+                        });
+                    }
+                },
             }
         }
         if let Some(original) = self.retry_of(upload, &staged)? {
@@ -1323,6 +1396,7 @@ mod scheduler_tests {
             size: 7,
             sha256: Sha256Hex::from_digest(&[0; 32]),
             at_ms: t(at).as_millisecond(),
+            snapshot: None,
         };
         store.record_upload(&upload("/guardians/g.csv", "2026-11-23T15:00:00Z")).unwrap();
         store.record_upload(&upload("/students/s.csv", "2026-11-23T15:00:10Z")).unwrap();
@@ -1373,6 +1447,7 @@ mod scheduler_tests {
             size: 7,
             sha256: Sha256Hex::from_digest(&[0; 32]),
             at_ms: 1,
+            snapshot: None,
         };
         // An upload to a manual tenant waits for a sync...
         store.record_upload(&event).unwrap();
@@ -1388,6 +1463,83 @@ mod scheduler_tests {
         assert!(!folder.join("students.csv").exists());
     }
 
+    /// lftp's `put` then `mirror` of one name, 4 ms apart: the second upload replaced the
+    /// file in the folder before the worker staged the first, which then imported the newer
+    /// bytes, and the second found nothing. Each upload's snapshot keeps its own bytes.
+    #[test]
+    fn two_uploads_of_one_name_before_the_worker_reaches_them_each_import_their_own_bytes() {
+        let (dir, store, ingest, folder) = tenant_with_a_waiting_file(Trigger::OnUpload);
+        let snapshots = snapshots_dir(dir.path());
+        // As the SFTP server does: the finished file linked as the snapshot, then moved into
+        // place (here it is in place already), then its event recorded.
+        let upload = |n: u32, body: Option<&str>| {
+            let name = sluice_core::SnapshotName::parse(&format!("snap-acme-1-{n}")).unwrap();
+            let file = folder.join("students.csv");
+            if let Some(body) = body {
+                let temp = dir.path().join(format!("spool/uploads/{n}.upload"));
+                std::fs::create_dir_all(temp.parent().unwrap()).unwrap();
+                std::fs::write(&temp, body).unwrap();
+                std::fs::hard_link(&temp, snapshots.join(name.as_str())).unwrap();
+                std::fs::rename(&temp, &file).unwrap();
+            } else {
+                std::fs::hard_link(&file, snapshots.join(name.as_str())).unwrap();
+            }
+            let (size, sha256) = hash_file(&file).unwrap();
+            store
+                .record_upload(&UploadEvent {
+                    tenant: TenantName::parse("acme").unwrap(),
+                    path: VirtualPath::resolve(b"/students/students.csv").unwrap(),
+                    size,
+                    sha256,
+                    at_ms: 1,
+                    snapshot: Some(name),
+                })
+                .unwrap();
+        };
+        upload(1, None); // id 1, 2
+        upload(2, Some("id\n1\n2\n3\n"));
+        assert_eq!(ingest.drain().unwrap(), 2);
+        let imports = store.imports("acme", 10).unwrap();
+        let counts: Vec<(u64, u64)> =
+            imports.iter().rev().map(|i| (i.counts.added, i.counts.unchanged)).collect();
+        assert_eq!(counts, [(2, 0), (1, 2)], "each upload imported with its own bytes: {imports:?}");
+        assert!(!folder.join("students.csv").exists(), "the newest upload is taken out of its folder");
+        assert_eq!(std::fs::read_dir(&snapshots).unwrap().count(), 0, "no snapshot left behind");
+
+        // Removed from the folder before the worker reaches it (lftp's mirror removes a file
+        // before sending it again): the upload counts all the same.
+        upload(3, Some("id\n4\n"));
+        std::fs::remove_file(folder.join("students.csv")).unwrap();
+        assert_eq!(ingest.drain().unwrap(), 1);
+        let imports = store.imports("acme", 10).unwrap();
+        assert_eq!((imports.len(), imports[0].counts.added), (3, 1), "{imports:?}");
+        assert_eq!(std::fs::read_dir(&snapshots).unwrap().count(), 0);
+
+        // A snapshot whose event was never recorded (a stop in between) is swept at start; one
+        // waiting for its import stays.
+        std::fs::write(snapshots.join("snap-acme-1-9"), "id\n9\n").unwrap();
+        store
+            .change_settings("acme", &{
+                let types = &ingest.types;
+                let cx = sluice_core::SettingsContext { types, allow_private_webhooks: false };
+                let mut change = sluice_core::SettingsChange::default();
+                change.set("trigger", "manual", cx).unwrap();
+                change
+            })
+            .unwrap();
+        upload(4, Some("id\n5\n"));
+        ingest.recover().unwrap();
+        let left: Vec<String> = std::fs::read_dir(&snapshots)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["snap-acme-1-4"]);
+        // A manual tenant's upload waits in its folder: its snapshot goes once it is handled.
+        assert_eq!(ingest.drain().unwrap(), 1);
+        assert_eq!(std::fs::read_dir(&snapshots).unwrap().count(), 0);
+        assert!(folder.join("students.csv").exists(), "a manual tenant's file waits for a sync");
+    }
+
     #[test]
     fn an_import_that_panics_fails_once_with_a_clear_entry_and_keeps_its_file() {
         let (dir, store, ingest, folder) = tenant_with_a_waiting_file(Trigger::OnUpload);
@@ -1398,6 +1550,7 @@ mod scheduler_tests {
                 size: 7,
                 sha256: Sha256Hex::from_digest(&[0; 32]),
                 at_ms: 1,
+                snapshot: None,
             })
             .unwrap();
         let upload = store.claim_upload(LEASE, None).unwrap().unwrap();

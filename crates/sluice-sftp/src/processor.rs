@@ -18,7 +18,9 @@ use crate::session::SftpShared;
 use crate::tenant_state::{HandleSlot, RecentUpload, Refusal};
 use crate::upload::{NewUpload, Upload, copy_existing};
 use bytes::Bytes;
-use sluice_core::{Node, Operation, Sha256Hex, TenantName, UploadEvent, VirtualPath, is_transfer_temp_name};
+use sluice_core::{
+    Node, Operation, Sha256Hex, SnapshotName, TenantName, UploadEvent, VirtualPath, is_transfer_temp_name,
+};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -489,17 +491,22 @@ impl Processor {
             debug!(tenant = %self.tenant, path = %vpath, "closed without writing; nothing changed");
             return Ok(());
         }
+        let name = vpath.file_name().unwrap_or_default();
+        // A client's temporary file counts once renamed: its snapshot is taken then.
+        let temporary = is_transfer_temp_name(name);
+        let snapshot = if temporary { None } else { self.new_snapshot() };
+        let (snapshot_name, snapshot_path) = snapshot.unzip();
         // The usual upload was hashed as it arrived: finishing is an fstat and a rename.
         // Only out-of-order writes need the file read again, which is done off the runtime.
-        let (size, sha) = if upload.hashed_in_full() {
-            upload.commit()?
+        let (size, sha, kept) = if upload.hashed_in_full() {
+            upload.commit(snapshot_path)?
         } else {
-            tokio::task::spawn_blocking(move || upload.commit())
+            tokio::task::spawn_blocking(move || upload.commit(snapshot_path))
                 .await
                 .map_err(|e| FsError::io("finishing the upload", io::Error::other(e)))??
         };
-        let name = vpath.file_name().unwrap_or_default();
-        if is_transfer_temp_name(name) {
+        let snapshot = snapshot_name.filter(|_| kept.is_some());
+        if temporary {
             debug!(tenant = %self.tenant, path = %vpath, "temporary upload closed; waiting for rename");
             // Kept only to spare hashing again on the rename; a client that never renames its
             // temporary files must not grow it without end.
@@ -509,7 +516,17 @@ impl Processor {
             self.temp_uploads.insert(vpath, (size, sha));
             return Ok(());
         }
-        self.record(vpath, size, sha).await
+        self.record(vpath, size, sha, snapshot).await
+    }
+
+    /// A new name for an upload's snapshot, and where it goes (`None`: this server keeps no
+    /// snapshots).
+    fn new_snapshot(&self) -> Option<(SnapshotName, std::path::PathBuf)> {
+        let dir = self.shared.snapshots.as_ref()?;
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = SnapshotName::parse(&format!("snap-{}-{}-{n}", self.tenant, process_id()))?;
+        let path = dir.join(name.as_str());
+        Some((name, path))
     }
 
     async fn rename(&mut self, id: u32, from: &[u8], to: &[u8], replace: bool) -> Reply {
@@ -520,7 +537,25 @@ impl Processor {
             (Some(s), Some(d)) => (s, d),
             _ => return Err(FsError::NotFound(from.to_string())),
         };
+        let from_temp = from.file_name().is_some_and(is_transfer_temp_name);
+        let to_temp = to.file_name().is_some_and(is_transfer_temp_name);
+        // A client's temporary file becoming its final name is an upload: its bytes are kept
+        // before the rename, so that nothing renamed over it meanwhile is imported in its place.
+        let snapshot = if from_temp && !to_temp {
+            self.new_snapshot().filter(|(_, path)| match std::fs::hard_link(&src, path) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(tenant = %self.tenant, %from, "could not keep a snapshot of the upload ({e}); it is imported from its folder");
+                    false
+                }
+            })
+        } else {
+            None
+        };
         let result = if replace { std::fs::rename(&src, &dst) } else { rename_no_replace(&src, &dst) };
+        if let (Err(_), Some((_, path))) = (&result, &snapshot) {
+            let _ = std::fs::remove_file(path);
+        }
         result.map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => FsError::Exists(to.to_string()),
             _ => FsError::io(format!("renaming {from}"), e),
@@ -528,8 +563,6 @@ impl Processor {
         info!(tenant = %self.tenant, %from, %to, "file renamed by client");
         self.shared.tenants.forget_upload(&self.tenant, &from);
         let memo = self.temp_uploads.remove(&from);
-        let from_temp = from.file_name().is_some_and(is_transfer_temp_name);
-        let to_temp = to.file_name().is_some_and(is_transfer_temp_name);
         if from_temp && !to_temp {
             let (size, sha) = match memo {
                 Some((size, sha)) if std::fs::metadata(&dst).map(|m| m.len()).ok() == Some(size) => {
@@ -540,17 +573,37 @@ impl Processor {
                     .map_err(|e| FsError::io("hashing", io::Error::other(e)))?
                     .map_err(|e| FsError::io("hashing", e))?,
             };
-            self.record(to, size, sha).await?;
+            self.record(to, size, sha, snapshot.map(|(name, _)| name)).await?;
         }
         ok(id)
     }
 
-    async fn record(&self, path: VirtualPath, size: u64, sha256: Sha256Hex) -> FsResult<()> {
+    /// Records an upload event; `snapshot` names the upload's own bytes, kept for its import
+    /// (removed here if the event is not recorded).
+    async fn record(
+        &self,
+        path: VirtualPath,
+        size: u64,
+        sha256: Sha256Hex,
+        snapshot: Option<SnapshotName>,
+    ) -> FsResult<()> {
+        let forget_snapshot = |snapshot: &Option<SnapshotName>| {
+            if let (Some(name), Some(dir)) = (snapshot, &self.shared.snapshots) {
+                let _ = std::fs::remove_file(dir.join(name.as_str()));
+            }
+        };
         if !matches!(self.tree.layout.classify(&path), Node::Entry { writable: true, .. }) {
+            forget_snapshot(&snapshot);
             return Ok(());
         }
-        let event =
-            UploadEvent { tenant: self.tenant.clone(), path, size, sha256, at_ms: sluice_store::now_ms() };
+        let event = UploadEvent {
+            tenant: self.tenant.clone(),
+            path,
+            size,
+            sha256,
+            at_ms: sluice_store::now_ms(),
+            snapshot: snapshot.clone(),
+        };
         let store = self.shared.store.clone();
         let logged = event.clone();
         // Off the async threads: while a large import's apply holds the write lock, recording
@@ -560,6 +613,7 @@ impl Processor {
             .map_err(|e| sluice_store::StoreError::Corrupt(e.to_string()))
             .and_then(|r| r);
         recorded.map_err(|e| {
+            forget_snapshot(&snapshot);
             warn!(tenant = %logged.tenant, path = %logged.path, "could not record upload: {e}");
             FsError::Refused("the file arrived but could not be recorded; please upload it again".into())
         })?;

@@ -66,6 +66,10 @@ pub struct SftpShared {
     pub(crate) fds: Arc<FdBudget>,
     /// Set on shutdown: transfers in flight finish, new ones are refused.
     pub(crate) draining: AtomicBool,
+    /// Where each upload's own bytes are kept until its import (`DATA_DIR/spool/snapshots`,
+    /// on the tenants' filesystem: a hard link per upload); `None` keeps none, and imports
+    /// read the file in its folder.
+    pub(crate) snapshots: Option<PathBuf>,
 }
 
 impl SftpShared {
@@ -88,7 +92,15 @@ impl SftpShared {
             metrics,
             fds,
             draining: AtomicBool::new(false),
+            snapshots: None,
         }
+    }
+
+    /// Keeps a snapshot of every upload in `dir` (see [`SftpShared::snapshots`]); the import
+    /// worker takes it from there.
+    pub fn with_snapshots(mut self, dir: PathBuf) -> Self {
+        self.snapshots = Some(dir);
+        self
     }
 
     /// Open file and directory handles of every session.

@@ -149,8 +149,14 @@ impl Upload {
         self.in_order
     }
 
-    /// Moves the finished file into place; returns its size and digest.
-    pub(crate) fn commit(mut self) -> Result<(u64, Sha256Hex), FsError> {
+    /// Moves the finished file into place; returns its size and digest, and `snapshot` if a
+    /// hard link to the finished file was made there first (the upload's own bytes, whatever
+    /// replaces the file in the folder before it is imported; without it, the import reads
+    /// the folder's file).
+    pub(crate) fn commit(
+        mut self,
+        snapshot: Option<PathBuf>,
+    ) -> Result<(u64, Sha256Hex, Option<PathBuf>), FsError> {
         if let Some(reason) = self.failed.take() {
             return Err(FsError::Refused(format!("{}: {reason}; nothing was stored", self.vpath)));
         }
@@ -162,6 +168,13 @@ impl Upload {
         if let Some(mtime) = self.mtime {
             let _ = self.file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(mtime)));
         }
+        let snapshot = snapshot.filter(|path| match std::fs::hard_link(&self.temp, path) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(path = %self.vpath, "could not keep a snapshot of the upload ({e}); it is imported from its folder");
+                false
+            }
+        });
         let moved = if self.exclusive.is_some() {
             rename_no_replace(&self.temp, &self.target).map_err(|e| match e.kind() {
                 io::ErrorKind::AlreadyExists => FsError::Refused(format!(
@@ -174,9 +187,14 @@ impl Upload {
         } else {
             std::fs::rename(&self.temp, &self.target).map_err(|e| FsError::io("finishing the upload", e))
         };
-        moved?;
+        if let Err(e) = moved {
+            if let Some(path) = &snapshot {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
         self.committed = true;
-        Ok((size, sha))
+        Ok((size, sha, snapshot))
     }
 }
 

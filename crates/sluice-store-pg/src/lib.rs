@@ -570,7 +570,7 @@ impl Audit for PgStore {
 }
 
 fn upload_row(r: &Row) -> UploadRow {
-    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7))
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8))
 }
 
 fn upload_by_id(c: &mut Client, id: i64) -> Result<Option<StoredUpload>> {
@@ -586,8 +586,8 @@ impl PgStore {
                 i64::try_from(event.size).map_err(|_| StoreError::Misuse("an upload over 2^63 bytes"))?;
             let row = c
                 .query_opt(
-                    "INSERT INTO upload_events (tenant_id, path, size, sha256, at_ms, requested)
-                     SELECT id, $2, $3, $4, $5, $6 FROM tenants WHERE name = $1 RETURNING id",
+                    "INSERT INTO upload_events (tenant_id, path, size, sha256, at_ms, requested, snapshot)
+                     SELECT id, $2, $3, $4, $5, $6, $7 FROM tenants WHERE name = $1 RETURNING id",
                     &[
                         &event.tenant.as_str(),
                         &event.path.to_string(),
@@ -595,6 +595,7 @@ impl PgStore {
                         &event.sha256.as_str(),
                         &event.at_ms,
                         &requested,
+                        &event.snapshot.as_ref().map(|s| s.as_str()),
                     ],
                 )
                 .map_err(db)?;
@@ -691,6 +692,18 @@ impl ImportQueue for PgStore {
                 .query_opt("SELECT consumed_ms IS NOT NULL FROM upload_events WHERE id = $1", &[&id])
                 .map_err(db)?;
             Ok(row.is_none_or(|r| r.get(0)))
+        })
+    }
+
+    fn snapshots_in_use(&self) -> Result<Vec<sluice_core::SnapshotName>> {
+        self.with(|c| {
+            let rows = c
+                .query(
+                    "SELECT snapshot FROM upload_events WHERE consumed_ms IS NULL AND snapshot IS NOT NULL",
+                    &[],
+                )
+                .map_err(db)?;
+            rows.iter().map(|r| sluice_store::snapshot_from_row(r.get(0))).collect()
         })
     }
 

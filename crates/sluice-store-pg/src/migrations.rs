@@ -451,6 +451,9 @@ const MIGRATIONS: &[&str] = &[
             END IF;
         END LOOP;
     END $$;",
+    // 8: an upload's own bytes, kept from its close until it is imported (a newer upload of
+    // the same name may replace the file in the folder first)
+    "ALTER TABLE upload_events ADD COLUMN snapshot TEXT;",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -218,6 +218,7 @@ fn nodes_claiming_at_once_each_get_other_uploads() {
                 size: 3,
                 sha256: sluice_core::sha256_of(&b"abc"[..]).unwrap().1,
                 at_ms: i,
+                snapshot: None,
             };
             ids.push(s.record_upload(&event).unwrap());
         }

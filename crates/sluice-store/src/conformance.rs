@@ -409,6 +409,7 @@ pub fn upload_queue<S: Tenants + Uploads + ImportQueue>(s: &S) {
         size: 3,
         sha256: sluice_core::sha256_of(&b"abc"[..]).expect("hash").1,
         at_ms,
+        snapshot: None,
     };
     let lease = Duration::from_secs(60);
     let first = s.record_upload(&event("north", 1_000)).expect("record");
@@ -432,6 +433,18 @@ pub fn upload_queue<S: Tenants + Uploads + ImportQueue>(s: &S) {
     let synced = s.request_import(&event("north", 4_000)).expect("a sync's event");
     let claimed = s.claim_upload(lease, Some("north")).expect("claim").expect("the synced one");
     assert_eq!((claimed.id, claimed.requested), (synced, true), "a sync's event carries its intent");
+
+    // An upload's snapshot comes back with its event, and is in use until it is consumed.
+    let snap = sluice_core::SnapshotName::parse("snap-north-1-9").expect("a name");
+    let kept = s
+        .record_upload(&UploadEvent { snapshot: Some(snap.clone()), ..event("north", 5_000) })
+        .expect("record");
+    assert_eq!(s.snapshots_in_use().expect("in use"), vec![snap.clone()]);
+    s.consume_upload(synced, None).expect("consume");
+    let claimed = s.claim_upload(lease, Some("north")).expect("claim").expect("the snapshot's");
+    assert_eq!((claimed.id, claimed.event.snapshot), (kept, Some(snap)));
+    s.consume_upload(kept, None).expect("consume");
+    assert!(s.snapshots_in_use().expect("in use").is_empty(), "a consumed upload's snapshot is a leftover");
 }
 
 /// An outcome that applies (`apply`) or only records (`None`) an import, with `counts`.
@@ -732,6 +745,7 @@ pub fn imported_once<S: Tenants + Uploads + ImportQueue + Imports>(s: &S) {
             size: 3,
             sha256: sluice_core::sha256_of(&b"abc"[..]).expect("hash").1,
             at_ms: 1_000,
+            snapshot: None,
         })
         .expect("record");
     let stalled = s.claim_upload(Duration::from_millis(1), None).expect("claim").expect("waiting");

@@ -888,6 +888,17 @@ impl crate::roles::ImportQueue for Store {
         })
     }
 
+    fn snapshots_in_use(&self) -> Result<Vec<sluice_core::SnapshotName>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT snapshot FROM upload_events WHERE consumed_ms IS NULL AND snapshot IS NOT NULL",
+            )?;
+            let names =
+                stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+            names.iter().map(|n| crate::snapshot_from_row(n)).collect()
+        })
+    }
+
     fn retried_upload(&self, upload: &crate::StoredUpload, since_ms: i64) -> Result<Option<i64>> {
         if upload.requested {
             return Ok(None);

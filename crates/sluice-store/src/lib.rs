@@ -277,8 +277,8 @@ impl Store {
         self.with_write(|c| {
             // Runs once per uploaded file, on the upload's critical path: one cached statement.
             let mut stmt = c.prepare_cached(
-                "INSERT INTO upload_events (tenant_id, path, size, sha256, at_ms, requested)
-                 SELECT id, ?2, ?3, ?4, ?5, ?6 FROM tenants WHERE name = ?1",
+                "INSERT INTO upload_events (tenant_id, path, size, sha256, at_ms, requested, snapshot)
+                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM tenants WHERE name = ?1",
             )?;
             let inserted = stmt.execute(params![
                 event.tenant.as_str(),
@@ -286,7 +286,8 @@ impl Store {
                 event.size as i64,
                 event.sha256.as_str(),
                 event.at_ms,
-                requested
+                requested,
+                event.snapshot.as_ref().map(|s| s.as_str())
             ])?;
             if inserted == 0 {
                 return Err(StoreError::NoSuchTenant(event.tenant.to_string()));
@@ -356,11 +357,11 @@ impl Store {
 /// An upload event with its tenant's name, in [`UploadRow`]'s order (every backend's
 /// `upload_events` and `tenants` tables have these columns).
 pub const UPLOAD_SELECT: &str =
-    "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms, u.requested, u.duplicate_of FROM upload_events u
+    "SELECT u.id, t.name, u.path, u.size, u.sha256, u.at_ms, u.requested, u.duplicate_of, u.snapshot FROM upload_events u
     JOIN tenants t ON t.id = u.tenant_id";
 
 fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
 }
 
 pub(crate) fn upload_by_id(c: &Connection, id: i64) -> Result<Option<StoredUpload>> {
@@ -369,12 +370,17 @@ pub(crate) fn upload_by_id(c: &Connection, id: i64) -> Result<Option<StoredUploa
 }
 
 /// An upload event as every backend stores it: (id, tenant, path, size, sha256, at_ms,
-/// requested, duplicate_of), read by [`upload_from_row`].
-pub type UploadRow = (i64, String, String, i64, String, i64, bool, Option<i64>);
+/// requested, duplicate_of, snapshot), read by [`upload_from_row`].
+pub type UploadRow = (i64, String, String, i64, String, i64, bool, Option<i64>, Option<String>);
+
+/// A stored snapshot name; one no sluice writes (a path, say) is [`StoreError::Corrupt`].
+pub fn snapshot_from_row(raw: &str) -> Result<sluice_core::SnapshotName> {
+    sluice_core::SnapshotName::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("snapshot name {raw:?}")))
+}
 
 /// The upload event a row holds; a value no sluice writes is [`StoreError::Corrupt`].
 pub fn upload_from_row(
-    (id, tenant, path, size, sha, at_ms, requested, duplicate_of): UploadRow,
+    (id, tenant, path, size, sha, at_ms, requested, duplicate_of, snapshot): UploadRow,
 ) -> Result<StoredUpload> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("upload event {id}: {what}"));
     Ok(StoredUpload {
@@ -385,6 +391,7 @@ pub fn upload_from_row(
             size: u64::try_from(size).map_err(|_| corrupt("size"))?,
             sha256: Sha256Hex::parse(&sha).ok_or_else(|| corrupt("sha256"))?,
             at_ms,
+            snapshot: snapshot.as_deref().map(snapshot_from_row).transpose()?,
         },
         requested,
         duplicate_of,

@@ -434,6 +434,9 @@ const MIGRATIONS: &[&str] = &[
         used_ms INTEGER,
         PRIMARY KEY (user_id, code_hash)
      ) WITHOUT ROWID;",
+    // 37: an upload's own bytes, kept from its close until it is imported (a newer upload of
+    // the same name may replace the file in the folder first)
+    "ALTER TABLE upload_events ADD COLUMN snapshot TEXT;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

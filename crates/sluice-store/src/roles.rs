@@ -317,6 +317,10 @@ pub trait ImportQueue {
     /// Whether an upload event has been consumed.
     fn upload_consumed(&self, id: i64) -> Result<bool>;
 
+    /// The snapshots of upload events not yet consumed: every other file in the snapshots
+    /// folder is a leftover (its upload was imported, or never recorded).
+    fn snapshots_in_use(&self) -> Result<Vec<sluice_core::SnapshotName>>;
+
     /// The upload whose retry `upload` is: the latest earlier upload of the same file, if it
     /// has the same bytes, came at or after `since_ms`, and was imported (not failed), is
     /// waiting or being imported, or was itself such a retry (then its original is named).

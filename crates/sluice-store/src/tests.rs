@@ -109,6 +109,7 @@ fn upload_events_are_recorded_per_tenant_in_order() {
                 size: i,
                 sha256: Sha256Hex::from_digest(&[i as u8; 32]),
                 at_ms: 1,
+                snapshot: None,
             })
             .unwrap();
         }
@@ -188,6 +189,7 @@ fn a_write_waiting_for_the_lock_does_not_hold_up_the_rest_of_the_store() {
                 size: 1,
                 sha256: Sha256Hex::from_digest(&[1; 32]),
                 at_ms: 1,
+                snapshot: None,
             })
         })
     };

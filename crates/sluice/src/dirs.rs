@@ -49,6 +49,11 @@ impl DataDirs {
     pub fn upload_spool(&self) -> PathBuf {
         self.root.join("spool").join("uploads")
     }
+    /// Each upload's own bytes, from its close to its import (made by the SFTP server,
+    /// taken by the import worker).
+    pub fn upload_snapshots(&self) -> PathBuf {
+        sluice_ingest::snapshots_dir(&self.root)
+    }
     /// Exports being written: private, on the tenants' filesystem, renamed into place when whole.
     pub fn export_spool(&self) -> PathBuf {
         self.root.join("spool").join("exports")

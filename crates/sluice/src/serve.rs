@@ -50,15 +50,18 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let uploaded = Arc::new(Notify::new());
     let (http_limits, sftp_descriptor_budget) = descriptor_budgets(&config.http);
-    let shared = Arc::new(SftpShared::new(
-        store.clone(),
-        dirs.upload_spool(),
-        config.sftp_limits(),
-        uploaded.clone(),
-        metrics.clone(),
-        sftp_descriptor_budget,
-        defender.clone(),
-    ));
+    let shared = Arc::new(
+        SftpShared::new(
+            store.clone(),
+            dirs.upload_spool(),
+            config.sftp_limits(),
+            uploaded.clone(),
+            metrics.clone(),
+            sftp_descriptor_budget,
+            defender.clone(),
+        )
+        .with_snapshots(dirs.upload_snapshots()),
+    );
     let root_files =
         ingest.types.all().iter().filter_map(|t| Some((t.folder.clone()?, t.file_name.clone()?))).collect();
     let server = Arc::new(

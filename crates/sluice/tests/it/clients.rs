@@ -26,6 +26,8 @@ fn wait_for_imports(server: &Server, tenant: &str, n: usize) -> Vec<serde_json::
         server.imports(tenant),
         server.log()
     );
+    // Each upload's snapshot goes once its event is handled.
+    assert!(server.wait_until(Duration::from_secs(5), |s| s.snapshots_left() == 0), "snapshots left behind");
     server.imports(tenant)
 }
 
@@ -173,6 +175,9 @@ fn lftp_put_and_mirror_on_defaults() {
     let imports = wait_for_imports(&server, "acme", 2);
     assert_eq!(imports.len(), 2, "{imports:?}");
     assert!(imports.iter().all(|i| i["status"] == "complete"), "{imports:?}");
+    // Each with its own bytes, however soon the second replaced the first in the folder.
+    let rows: Vec<_> = imports.iter().rev().map(|i| i["counts"]["rows"].as_u64()).collect();
+    assert_eq!(rows, [Some(4), Some(6)], "{imports:?}");
 }
 
 /// A client that sends the same bytes again moments later (a retry) gets no second import;

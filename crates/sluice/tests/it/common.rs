@@ -281,6 +281,11 @@ impl Server {
         self.data_dir().join("tenants").join(tenant)
     }
 
+    /// Snapshots of uploads not yet imported (`spool/snapshots`).
+    pub fn snapshots_left(&self) -> usize {
+        std::fs::read_dir(self.data_dir().join("spool/snapshots")).map(|d| d.count()).unwrap_or(0)
+    }
+
     pub fn spool_is_empty(&self) -> bool {
         std::fs::read_dir(self.data_dir().join("spool/uploads")).unwrap().next().is_none()
     }
