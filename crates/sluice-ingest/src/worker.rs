@@ -34,7 +34,7 @@ pub struct Ingest {
     staging: PathBuf,
     /// Uploads' own bytes as they closed (see [`snapshots_dir`]).
     snapshots: PathBuf,
-    /// Shared by every import, exclusive for recovery (see [`Ingest::turn`]).
+    /// Shared by every import, exclusive for a backup (see [`Ingest::turn`]).
     lock: PathBuf,
     /// `TENANT.lock`: held while one of the tenant's imports runs, by whichever process runs it.
     tenant_locks: PathBuf,
@@ -67,6 +67,9 @@ enum Staging {
     /// Its folder (a sync's or a pull's file, or an upload whose snapshot is gone).
     FromFolder,
 }
+
+/// How old a snapshot no upload names must be before it is removed as a leftover.
+const SNAPSHOT_GRACE: Duration = Duration::from_secs(3600);
 
 /// How long a claimed upload is reserved for the worker that claimed it.
 const LEASE: Duration = Duration::from_secs(300);
@@ -239,27 +242,11 @@ impl Ingest {
         let _ = std::fs::remove_file(staged);
     }
 
-    /// After a crash: imports that were running never committed (their uploads run again),
-    /// and staged copies of uploads already imported are leftovers.
+    /// After a crash: imports that were running never committed (their uploads run again,
+    /// see [`Ingest::take_back_abandoned`]), and staged copies of uploads already imported are
+    /// leftovers.
     pub fn recover(&self) -> Result<(), ImportError> {
-        // A CLI import may be running: its `running` row is not a leftover. Waits for every
-        // import, of any tenant and process, to end (and starts none meanwhile).
-        let _all = self.lock_file(&self.lock, Lock::Exclusive)?;
-        let removed = self.store.remove_interrupted_imports()?;
-        if removed > 0 {
-            info!("{removed} interrupted import(s) will run again");
-        }
-        // Claimed by a process that died: run them now, not when their leases run out.
-        self.store.release_leases()?;
-        // Snapshots of uploads imported since, or never recorded (the server stopped between
-        // the two).
-        let in_use: HashSet<String> =
-            self.store.snapshots_in_use()?.iter().map(|s| s.as_str().to_owned()).collect();
-        for entry in std::fs::read_dir(&self.snapshots).into_iter().flatten().flatten() {
-            if !in_use.contains(&*entry.file_name().to_string_lossy()) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        self.take_back_abandoned()?;
         for entry in std::fs::read_dir(&self.staging).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             // `upload-ID`, or `manifest-ID-FILE` (a file a manifest listed): kept while the
@@ -273,7 +260,53 @@ impl Ingest {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+        self.sweep_snapshots()?;
         Ok(())
+    }
+
+    /// Work a process left when it died (killed mid-import: an import `running`, its upload
+    /// under a lease), taken back for every tenant whose turn is free: leases and `running`
+    /// rows are made only in the tenant's turn, so whoever gets the turn knows they are
+    /// abandoned. The uploads are then claimed at once, not when their leases run out (the
+    /// server looks every few seconds; a `sluice sync` killed beside a running server is
+    /// taken over within seconds, not at the next start). A tenant whose turn is held is at
+    /// work and left alone. Returns how many tenants had work taken back.
+    pub fn take_back_abandoned(&self) -> Result<usize, ImportError> {
+        let mut taken = 0;
+        for tenant in self.store.tenants_at_work()? {
+            let Some(_turn) = self.try_turn(&tenant)? else { continue };
+            let removed = self.store.remove_interrupted_imports(&tenant)?;
+            let released = self.store.release_leases(&tenant)?;
+            if removed + released > 0 {
+                taken += 1;
+                info!(
+                    tenant,
+                    interrupted = removed,
+                    uploads = released,
+                    "work left by a stopped process runs again"
+                );
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Removes snapshots no waiting upload names (its upload was imported, or the server
+    /// stopped between keeping it and recording the upload) once they are an hour old: a
+    /// younger one may belong to an upload being recorded right now.
+    fn sweep_snapshots(&self) -> Result<usize, ImportError> {
+        let in_use: HashSet<String> =
+            self.store.snapshots_in_use()?.iter().map(|s| s.as_str().to_owned()).collect();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.snapshots).into_iter().flatten().flatten() {
+            let old = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            if !in_use.contains(&*entry.file_name().to_string_lossy())
+                && old.is_some_and(|age| age > SNAPSHOT_GRACE)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The import types a tenant has: those whose folder is one of the tenant's folders.
@@ -870,15 +903,35 @@ impl Ingest {
     /// before it left, and applies them before the next one reads. Imports of different
     /// tenants run side by side (they read and write only their own tenant's records). OS
     /// file locks, released on drop and by a process that dies: `spool/locks/TENANT.lock`
-    /// exclusive, and `spool/import.lock` shared, so that [`Ingest::recover`] can wait for
-    /// every import to end.
+    /// exclusive, and `spool/import.lock` shared, so that a backup can wait for every import
+    /// to end. Leases and `running` imports are made only in the turn (see
+    /// [`Ingest::take_back_abandoned`]).
     pub fn turn(&self, tenant: &str) -> Result<Turn, ImportError> {
+        let path = self.tenant_lock(tenant)?;
+        let all = self.lock_file(&self.lock, Lock::Shared)?;
+        let tenant = self.lock_file(&path, Lock::Exclusive)?;
+        Ok(Turn { _tenant: tenant, _all: all })
+    }
+
+    /// The tenant's turn if no one has it now (`None`: an import of the tenant is running).
+    pub fn try_turn(&self, tenant: &str) -> Result<Option<Turn>, ImportError> {
+        let path = self.tenant_lock(tenant)?;
+        let all = self.lock_file(&self.lock, Lock::Shared)?;
+        let io = |source| ImportError::Io { what: format!("locking {}", path.display()), source };
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Turn { _tenant: file, _all: all })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
+    fn tenant_lock(&self, tenant: &str) -> Result<PathBuf, ImportError> {
         // A tenant name is a safe file name (`TenantName`); anything else is no tenant.
         let name = sluice_core::TenantName::parse(tenant)
             .map_err(|_| sluice_store::StoreError::NoSuchTenant(tenant.to_owned()))?;
-        let all = self.lock_file(&self.lock, Lock::Shared)?;
-        let tenant = self.lock_file(&self.tenant_locks.join(format!("{name}.lock")), Lock::Exclusive)?;
-        Ok(Turn { _tenant: tenant, _all: all })
+        Ok(self.tenant_locks.join(format!("{name}.lock")))
     }
 
     fn lock_file(&self, path: &Path, how: Lock) -> Result<std::fs::File, ImportError> {
@@ -1097,7 +1150,13 @@ impl Ingest {
             let me = self.clone();
             let work = move || {
                 me.run_schedules(since, now);
+                if let Err(e) = me.take_back_abandoned() {
+                    warn!("taking back work left by a stopped process: {e}");
+                }
                 if sweep {
+                    if let Err(e) = me.sweep_snapshots() {
+                        warn!("sweeping snapshots: {e}");
+                    }
                     me.sweep_archive();
                     me.sweep_error_reports();
                     me.sweep_kept_files();
@@ -1515,9 +1574,17 @@ mod scheduler_tests {
         assert_eq!((imports.len(), imports[0].counts.added), (3, 1), "{imports:?}");
         assert_eq!(std::fs::read_dir(&snapshots).unwrap().count(), 0);
 
-        // A snapshot whose event was never recorded (a stop in between) is swept at start; one
+        // A snapshot whose event was never recorded (a stop in between) is swept at start once
+        // it is an hour old (a younger one may be another server's, being recorded); one
         // waiting for its import stays.
         std::fs::write(snapshots.join("snap-acme-1-9"), "id\n9\n").unwrap();
+        std::fs::write(snapshots.join("snap-acme-1-10"), "id\n10\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(snapshots.join("snap-acme-1-9"))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * SNAPSHOT_GRACE)
+            .unwrap();
         store
             .change_settings("acme", &{
                 let types = &ingest.types;
@@ -1529,11 +1596,13 @@ mod scheduler_tests {
             .unwrap();
         upload(4, Some("id\n5\n"));
         ingest.recover().unwrap();
-        let left: Vec<String> = std::fs::read_dir(&snapshots)
+        let mut left: Vec<String> = std::fs::read_dir(&snapshots)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(left, ["snap-acme-1-4"]);
+        left.sort();
+        assert_eq!(left, ["snap-acme-1-10", "snap-acme-1-4"]);
+        std::fs::remove_file(snapshots.join("snap-acme-1-10")).unwrap();
         // A manual tenant's upload waits in its folder: its snapshot goes once it is handled.
         assert_eq!(ingest.drain().unwrap(), 1);
         assert_eq!(std::fs::read_dir(&snapshots).unwrap().count(), 0);

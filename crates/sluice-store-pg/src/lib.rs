@@ -12,11 +12,12 @@
 //! deleting by hand) and [`sluice_store::Photos`] (records' photos, a photo import applied in
 //! one transaction). The server opens it when `[database] url` is set (`DataDirs::create_store`).
 //!
-//! Before several nodes run on one database: `release_leases`, `remove_interrupted_imports`
-//! and `fail_interrupted_runs` (which a starting server calls) must touch only the starting
-//! node's work, not every node's; `due_deliveries` must claim what it hands out (as uploads
-//! are claimed), or two nodes' notifiers send the same notification twice; and a tenant's
-//! import turn (a lock file in each data directory today) must hold across nodes.
+//! Before several nodes run on one database: `release_leases` and
+//! `remove_interrupted_imports` act on one tenant, by a caller in its turn, but the turn is a
+//! lock file in each data directory, so it must hold across nodes first;
+//! `fail_interrupted_runs` (which a starting server calls) must touch only the starting
+//! node's runs; `due_deliveries` must claim what it hands out (as uploads are claimed), or
+//! two nodes' notifiers send the same notification twice.
 //!
 //! Every statement is parameterised. The schema is migrated on connect, from any earlier
 //! version, under an advisory lock, so that nodes starting together migrate once.
@@ -751,21 +752,42 @@ impl ImportQueue for PgStore {
         })
     }
 
-    fn release_leases(&self) -> Result<usize> {
+    fn tenants_at_work(&self) -> Result<Vec<String>> {
+        self.with(|c| {
+            let rows = c
+                .query(
+                    "SELECT t.name FROM tenants t WHERE EXISTS (SELECT 1 FROM upload_events u
+                         WHERE u.tenant_id = t.id AND u.consumed_ms IS NULL AND u.lease_until_ms >= $1)
+                       OR EXISTS (SELECT 1 FROM imports i WHERE i.tenant_id = t.id AND i.status = 'running')
+                     ORDER BY t.name COLLATE \"C\"",
+                    &[&now_ms()],
+                )
+                .map_err(db)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn release_leases(&self, tenant: &str) -> Result<usize> {
         self.with(|c| {
             let n = c
                 .execute(
-                    "UPDATE upload_events SET lease_until_ms = NULL WHERE consumed_ms IS NULL AND lease_until_ms IS NOT NULL",
-                    &[],
+                    "UPDATE upload_events SET lease_until_ms = NULL WHERE consumed_ms IS NULL AND lease_until_ms IS NOT NULL
+                     AND tenant_id = (SELECT id FROM tenants WHERE name = $1)",
+                    &[&tenant],
                 )
                 .map_err(db)?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }
 
-    fn remove_interrupted_imports(&self) -> Result<usize> {
+    fn remove_interrupted_imports(&self, tenant: &str) -> Result<usize> {
         self.with(|c| {
-            let n = c.execute("DELETE FROM imports WHERE status = 'running'", &[]).map_err(db)?;
+            let n = c
+                .execute(
+                    "DELETE FROM imports WHERE status = 'running' AND tenant_id = (SELECT id FROM tenants WHERE name = $1)",
+                    &[&tenant],
+                )
+                .map_err(db)?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }

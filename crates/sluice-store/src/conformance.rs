@@ -423,7 +423,11 @@ pub fn upload_queue<S: Tenants + Uploads + ImportQueue>(s: &S) {
     assert_eq!(next.id, second, "a leased event is not claimed twice");
     assert!(s.claim_upload(lease, Some("north")).expect("claim").is_none(), "all of north's are leased");
     assert_eq!(s.claim_upload(lease, None).expect("claim").map(|u| u.id), Some(other));
-    assert_eq!(s.release_leases().expect("release"), 3, "every claim is let go");
+    assert_eq!(s.tenants_at_work().expect("at work"), ["east", "north"], "leased events are work under way");
+    assert_eq!(s.release_leases("north").expect("release"), 2, "the tenant's claims are let go");
+    assert_eq!(s.tenants_at_work().expect("at work"), ["east"]);
+    assert_eq!(s.release_leases("east").expect("release"), 1);
+    assert!(s.tenants_at_work().expect("at work").is_empty());
     s.consume_upload(first, None).expect("consume");
     assert!(s.upload_consumed(first).expect("consumed?"));
     assert!(!s.upload_consumed(second).expect("consumed?"));
@@ -777,6 +781,14 @@ pub fn imported_once<S: Tenants + Uploads + ImportQueue + Imports>(s: &S) {
         "the late one wrote nothing"
     );
     assert!(s.upload_consumed(upload).expect("consumed?"));
+    // The late one's `running` row is work its process left: removed for its tenant only.
+    s.add_tenant(&name("south"), &folders("students")).expect("add a tenant");
+    let other = s.create_import("south", "students", "s.csv", "cli", None, None).expect("import");
+    assert_eq!(s.tenants_at_work().expect("at work"), ["north", "south"]);
+    assert_eq!(s.remove_interrupted_imports("north").expect("remove"), 1);
+    assert!(s.import(first_id).expect("read").is_none(), "the stale row is gone");
+    assert_eq!(s.tenants_at_work().expect("at work"), ["south"]);
+    assert_eq!(s.import(other).expect("read").map(|i| i.status), Some(Running), "another tenant's stays");
 }
 
 /// Saved exports: saved, listed by name, found whatever the case, refused twice unless

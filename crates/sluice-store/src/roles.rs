@@ -334,15 +334,20 @@ pub trait ImportQueue {
     /// Marks an upload event handled without an import (e.g. no type for its folder).
     fn consume_upload(&self, id: i64, import_id: Option<i64>) -> Result<()>;
 
-    /// Forgets every claim on an unconsumed upload event. Only for a caller that holds the
-    /// imports' turn: then no import is running anywhere, and every lease is a dead
-    /// process's, which would otherwise hold its upload back until the lease ran out.
-    fn release_leases(&self) -> Result<usize>;
+    /// Tenants with work under way, or left by a process that died: an unconsumed upload
+    /// event under a lease that has not run out, or an import `running`. By name.
+    fn tenants_at_work(&self) -> Result<Vec<String>>;
 
-    /// Imports left `running` by a process that died never committed anything: their upload
-    /// events are still unconsumed and run again, so the stale rows are removed (history then
-    /// shows each upload imported exactly once).
-    fn remove_interrupted_imports(&self) -> Result<usize>;
+    /// Forgets every claim on the tenant's unconsumed upload events. Only for a caller in the
+    /// tenant's turn: leases are taken only in it, so every lease is then a dead process's,
+    /// which would otherwise hold its upload back until the lease ran out.
+    fn release_leases(&self, tenant: &str) -> Result<usize>;
+
+    /// The tenant's imports left `running` by a process that died (only for a caller in the
+    /// tenant's turn, as above): they never committed anything, their upload events are still
+    /// unconsumed and run again, so the stale rows are removed (history then shows each
+    /// upload imported exactly once).
+    fn remove_interrupted_imports(&self, tenant: &str) -> Result<usize>;
 }
 
 /// One import being loaded, on a connection of its own: its rows staged and checked, what

@@ -198,3 +198,33 @@ async fn shutdown_lets_running_imports_finish_and_leaves_queued_ones_claimable()
     names.sort();
     assert_eq!(names, ["staff.csv", "students.csv"], "each upload imported once: {imports:?}");
 }
+
+/// `sluice sync` beside a running server, killed mid-import: its `running` import and its
+/// upload's lease were left until the server's next start (a dashboard showed the import
+/// running for ever, and the file waited). The server now takes such work back within
+/// seconds: the sync's file is imported once, by the server, and nothing is left running.
+#[test]
+fn a_sync_killed_mid_import_beside_the_server_is_imported_by_the_server_within_seconds() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw-for-tests");
+    server.cli_ok(&["tenant", "set", "acme", "trigger=manual"]);
+    let rows = 50_000;
+    write_file(
+        &server.tenant_dir("acme").join("students"),
+        "students.csv",
+        students(rows, "S", "F").as_bytes(),
+    );
+    let mut sync = server.command().args(["sync", "--tenant", "acme"]).spawn().unwrap();
+    wait_until_running(&server, "acme");
+    sync.kill().unwrap();
+    let _ = sync.wait();
+    let killed_at = std::time::Instant::now();
+    let list = finished(&server, "acme", 1);
+    assert_eq!(list.len(), 1, "one import, the server's (the sync's running row is gone): {list:?}");
+    assert_eq!((list[0]["status"].as_str(), added(&list[0])), (Some("complete"), rows as u64), "{list:?}");
+    // Taken back at the server's next look (every 5 s), not when the lease ran out (300 s).
+    assert!(killed_at.elapsed() < Duration::from_secs(120), "took {:?}", killed_at.elapsed());
+    assert!(server.wait_for_log("work left by a stopped process runs again", Duration::from_secs(1)));
+    let uploads = server.uploads("acme");
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+}
