@@ -38,6 +38,9 @@ pub struct Notifier {
 const LANES: usize = 8;
 /// Deliveries a lane takes before the queue is read again.
 const PER_LANE: usize = 20;
+/// How long a lane's claim on its deliveries lasts: longer than a lane can take (each attempt
+/// ends within 30 s). A node that dies mid-lane leaves the rest to be sent when it runs out.
+const LEASE: Duration = Duration::from_secs(PER_LANE as u64 * 45);
 
 impl Notifier {
     /// Sends what is due until `shutdown` resolves; `wake` is notified when imports end.
@@ -47,30 +50,40 @@ impl Notifier {
         let stopping = Arc::new(AtomicBool::new(false));
         loop {
             let me = self.clone();
-            let due = match tokio::task::spawn_blocking(move || me.store.due_deliveries(PER_LANE)).await {
-                Ok(Ok(due)) => due,
-                Ok(Err(e)) => {
-                    warn!("notifier: {e}");
-                    Vec::new()
-                }
-                Err(e) => {
-                    warn!("notifier: {e}");
-                    Vec::new()
-                }
-            };
+            let due =
+                match tokio::task::spawn_blocking(move || me.store.claim_deliveries(PER_LANE, LEASE)).await {
+                    Ok(Ok(due)) => due,
+                    Ok(Err(e)) => {
+                        warn!("notifier: {e}");
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        warn!("notifier: {e}");
+                        Vec::new()
+                    }
+                };
+            let mut not_now: Vec<i64> = Vec::new();
             for lane in lanes(due) {
                 let tenant = lane[0].tenant.clone();
                 {
                     let mut busy = running.lock().unwrap_or_else(|p| p.into_inner());
                     if busy.len() >= LANES || !busy.insert(tenant.clone()) {
+                        // Claimed, but no lane for it now: given back, due at the next look.
+                        not_now.extend(lane.iter().map(|d| d.id));
                         continue;
                     }
                 }
                 let (me, running, stopping, wake) =
                     (self.clone(), running.clone(), stopping.clone(), wake.clone());
                 tokio::task::spawn_blocking(move || {
-                    for d in &lane {
+                    for (i, d) in lane.iter().enumerate() {
                         if stopping.load(Ordering::Relaxed) {
+                            // Stopping: what this lane has not attempted is due again at once
+                            // (for another node, or this one's next start).
+                            let rest: Vec<i64> = lane[i..].iter().map(|d| d.id).collect();
+                            if let Err(e) = me.store.release_deliveries(&rest) {
+                                warn!(tenant = d.tenant, "notifier: giving back deliveries: {e}");
+                            }
                             break;
                         }
                         me.attempt(d);
@@ -80,6 +93,14 @@ impl Notifier {
                     // Look at the queue again at once: more of this tenant's may be due.
                     wake.notify_one();
                 });
+            }
+            if !not_now.is_empty() {
+                let me = self.clone();
+                match tokio::task::spawn_blocking(move || me.store.release_deliveries(&not_now)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!("notifier: giving back deliveries: {e}"),
+                    Err(e) => warn!("notifier: giving back deliveries: {e}"),
+                }
             }
             tokio::select! {
                 _ = &mut shutdown => {

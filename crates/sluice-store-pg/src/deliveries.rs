@@ -2,14 +2,17 @@
 //! import's end (or a saved export's failed run) queues one delivery per recipient and webhook,
 //! in one transaction; the notifier sends them later and records each attempt.
 //!
-//! Not yet for several nodes: [`Deliveries::due_deliveries`] only reads what is due, as the
-//! trait says; nothing claims it. Two nodes' notifiers running at once would both send the
-//! same delivery. Claiming them (a lease, as uploads have) is still to do.
+//! Several nodes' notifiers share the queue: a claim takes a transaction-scoped advisory lock
+//! (claims are serialised; a window function cannot be combined with `FOR UPDATE`), picks
+//! what is due as SQLite does and leases it, so no delivery is sent by two nodes.
 
 use crate::{PgStore, db};
 use postgres::Row;
 use sluice_core::delivery::About;
 use sluice_store::{DELIVERY_SELECT, Deliveries, Delivery, DeliveryRow, Result, delivery_targets, now_ms};
+
+/// The advisory lock a delivery claim holds for its transaction.
+const CLAIM_LOCK: i64 = 0x736c_6463; // "sldc"
 
 fn delivery(r: &Row) -> Delivery {
     DeliveryRow {
@@ -42,15 +45,37 @@ impl Deliveries for PgStore {
         self.queue(About::ExportRun(run_id))
     }
 
-    fn due_deliveries(&self, per_tenant: usize) -> Result<Vec<Delivery>> {
+    fn claim_deliveries(&self, per_tenant: usize, lease: std::time::Duration) -> Result<Vec<Delivery>> {
         self.with(|c| {
+            let now = now_ms();
+            let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+            let mut tx = c.transaction().map_err(db)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK]).map_err(db)?;
             let sql = format!(
-                "{DELIVERY_SELECT} JOIN (SELECT id, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY id) AS n
-                   FROM deliveries WHERE status = 'pending' AND next_ms <= $1) due ON due.id = d.id
-                 WHERE due.n <= $2 ORDER BY d.id"
+                "{DELIVERY_SELECT} WHERE d.id IN (SELECT id FROM (
+                    SELECT d.id, ROW_NUMBER() OVER (PARTITION BY d.tenant_id ORDER BY d.id) AS n FROM deliveries d
+                    WHERE d.status = 'pending' AND d.next_ms <= $1
+                      AND (d.lease_until_ms IS NULL OR d.lease_until_ms < $1)
+                      AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.tenant_id = d.tenant_id
+                                      AND o.status = 'pending' AND o.lease_until_ms >= $1)) due
+                  WHERE n <= $2)
+                 ORDER BY d.id"
             );
-            let rows = c.query(sql.as_str(), &[&now_ms(), &bigint(per_tenant)]).map_err(db)?;
-            Ok(rows.iter().map(delivery).collect())
+            let claimed: Vec<Delivery> =
+                tx.query(sql.as_str(), &[&now, &bigint(per_tenant)]).map_err(db)?.iter().map(delivery).collect();
+            let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
+            tx.execute("UPDATE deliveries SET lease_until_ms = $2 WHERE id = ANY($1)", &[&ids, &until])
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(claimed)
+        })
+    }
+
+    fn release_deliveries(&self, ids: &[i64]) -> Result<()> {
+        self.with(|c| {
+            c.execute("UPDATE deliveries SET lease_until_ms = NULL WHERE id = ANY($1)", &[&ids])
+                .map_err(db)?;
+            Ok(())
         })
     }
 
@@ -59,17 +84,18 @@ impl Deliveries for PgStore {
             let now = now_ms();
             match (error, retry_at_ms) {
                 (None, _) => c.execute(
-                    "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, last_error = NULL, finished_ms = $2
-                     WHERE id = $1",
+                    "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, last_error = NULL, finished_ms = $2,
+                     lease_until_ms = NULL WHERE id = $1",
                     &[&id, &now],
                 ),
                 (Some(e), Some(at)) => c.execute(
-                    "UPDATE deliveries SET attempts = attempts + 1, last_error = $2, next_ms = $3 WHERE id = $1",
+                    "UPDATE deliveries SET attempts = attempts + 1, last_error = $2, next_ms = $3, lease_until_ms = NULL
+                     WHERE id = $1",
                     &[&id, &e, &at],
                 ),
                 (Some(e), None) => c.execute(
-                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = $2, finished_ms = $3
-                     WHERE id = $1",
+                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = $2, finished_ms = $3,
+                     lease_until_ms = NULL WHERE id = $1",
                     &[&id, &e, &now],
                 ),
             }

@@ -16,8 +16,7 @@
 //! `remove_interrupted_imports` act on one tenant, by a caller in its turn, but the turn is a
 //! lock file in each data directory, so it must hold across nodes first;
 //! `fail_interrupted_runs` (which a starting server calls) must touch only the starting
-//! node's runs; `due_deliveries` must claim what it hands out (as uploads are claimed), or
-//! two nodes' notifiers send the same notification twice.
+//! node's runs. (Deliveries are claimed, so nodes' notifiers share one queue.)
 //!
 //! Every statement is parameterised. The schema is migrated on connect, from any earlier
 //! version, under an advisory lock, so that nodes starting together migrate once.

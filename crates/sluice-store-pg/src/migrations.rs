@@ -454,6 +454,8 @@ const MIGRATIONS: &[&str] = &[
     // 8: an upload's own bytes, kept from its close until it is imported (a newer upload of
     // the same name may replace the file in the folder first)
     "ALTER TABLE upload_events ADD COLUMN snapshot TEXT;",
+    // 9: a notifier claims the deliveries it sends (several nodes, one queue)
+    "ALTER TABLE deliveries ADD COLUMN lease_until_ms BIGINT;",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -292,8 +292,49 @@ fn an_imports_end_queues_its_notifications() {
             (About::Import(import), Channel::Webhook, "https://hooks.example/n")
         ]
     );
-    assert_eq!(s.due_deliveries(10).unwrap().len(), 2);
+    assert_eq!(s.claim_deliveries(10, std::time::Duration::from_secs(60)).unwrap().len(), 2);
     assert!(s.queue_deliveries(import + 1).is_err(), "an import that is not there queues nothing");
+}
+
+/// Two nodes' notifiers claim from one queue at the same moment, over and over, sending (in
+/// effect) what they claim: every delivery is claimed exactly once.
+#[test]
+fn two_nodes_claiming_deliveries_at_once_never_claim_one_twice() {
+    use sluice_core::saved_export::{RunCause, RunOutcome};
+    use sluice_core::{SettingsChange, SettingsContext, TenantName};
+    use sluice_store::{Deliveries, SavedExports, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    let types = sluice_core::import::ImportTypes::default();
+    let cx = SettingsContext { types: &types, allow_private_webhooks: false };
+    for t in ["north", "east", "south"] {
+        s.add_tenant(&TenantName::parse(t).unwrap(), &[]).unwrap();
+        let mut change = SettingsChange::default();
+        change.set("notify.email", &format!("a@{t}.org, b@{t}.org"), cx).unwrap();
+        s.change_settings(t, &change).unwrap();
+        for _ in 0..20 {
+            let run = s.start_export_run(t, "nightly", RunCause::Schedule).unwrap();
+            s.finish_export_run(run, &RunOutcome::Failed("disk full".to_owned())).unwrap();
+            s.queue_export_failure(run).unwrap();
+        }
+    }
+    let nodes = [db.open(), db.open()];
+    let mut sent = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let claimed = at_once(&nodes, |_, node| node.claim_deliveries(3, std::time::Duration::from_secs(60)));
+        let mut any = false;
+        for (i, batch) in claimed.into_iter().enumerate() {
+            for d in batch.unwrap() {
+                any = true;
+                assert!(sent.insert(d.id), "delivery {} claimed twice", d.id);
+                nodes[i].delivery_attempted(d.id, None, None).unwrap();
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    assert_eq!(sent.len(), 3 * 20 * 2, "every delivery sent once");
 }
 
 /// Two nodes save an export of one name at the same moment (spelled differently), twenty

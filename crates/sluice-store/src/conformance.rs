@@ -1137,7 +1137,8 @@ pub fn deliveries<S: Tenants + SavedExports + Deliveries>(s: &S) {
     assert_eq!(s.queue_export_failure(quiet_run).expect("queue"), 1);
     let busy_ids: Vec<i64> = s.deliveries("busy", 100).expect("the log").iter().rev().map(|d| d.id).collect();
     assert_eq!(busy_ids.len(), 12);
-    let due = s.due_deliveries(5).expect("due");
+    let lease = Duration::from_secs(60);
+    let due = s.claim_deliveries(5, lease).expect("due");
     let of = |due: &[crate::Delivery], t: &str| {
         due.iter().filter(|d| d.tenant == t).map(|d| d.id).collect::<Vec<_>>()
     };
@@ -1146,6 +1147,14 @@ pub fn deliveries<S: Tenants + SavedExports + Deliveries>(s: &S) {
     assert_eq!(due.len(), 6);
     assert!(due.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
     assert_eq!(due.iter().find(|d| d.tenant == "quiet").map(|d| d.about), Some(About::ExportRun(quiet_run)));
+    // Claimed: another notifier (another node) gets none of them, nor the rest of busy's
+    // backlog while busy's claim is out: a tenant's deliveries go one sender at a time.
+    assert!(s.claim_deliveries(5, lease).expect("due").is_empty(), "everything due is claimed");
+    s.release_deliveries(&[due[5].id]).expect("give quiet's back");
+    assert_eq!(
+        s.claim_deliveries(5, lease).expect("due").iter().map(|d| d.id).collect::<Vec<_>>(),
+        [due[5].id]
+    );
 
     // Sent, retried later, retried now, given up.
     let [sent, later, now, gone] = [busy_ids[0], busy_ids[1], busy_ids[2], busy_ids[3]];
@@ -1167,11 +1176,22 @@ pub fn deliveries<S: Tenants + SavedExports + Deliveries>(s: &S) {
         ("failed", 1, Some("no such mailbox"))
     );
     assert!(d.finished_ms.is_some(), "a delivery given up has its time");
-    let due = of(&s.due_deliveries(5).expect("due"), "busy");
+    assert!(s.claim_deliveries(5, lease).expect("due").is_empty(), "busy's fifth is still claimed");
+    s.release_deliveries(&[busy_ids[4]]).expect("give it back");
+    let due = of(&s.claim_deliveries(5, lease).expect("due"), "busy");
     assert_eq!(
         due,
         busy_ids[2..3].iter().chain(&busy_ids[4..8]).copied().collect::<Vec<_>>(),
         "sent, given up and not-yet-retried deliveries are not due; one to retry now is"
+    );
+    // A claim whose holder died runs out: its deliveries are due again.
+    s.release_deliveries(&due).expect("give them back");
+    let short = s.claim_deliveries(5, Duration::from_millis(1)).expect("due");
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        of(&s.claim_deliveries(5, lease).expect("due"), "busy"),
+        of(&short, "busy"),
+        "due again once the lease ran out"
     );
     s.delivery_attempted(now, None, None).expect("sent at the second attempt");
     let d =

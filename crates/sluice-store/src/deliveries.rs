@@ -9,6 +9,15 @@ use sluice_core::delivery::About;
 
 /// A delivery with its tenant's name, in [`DeliveryRow`]'s order (every backend's
 /// `deliveries` and `tenants` tables have these columns).
+/// The deliveries a claim takes (`?1` now, `?2` per tenant): pending, due, not under a live
+/// lease, of tenants none of whose deliveries is under one; each tenant's oldest first.
+const DUE_TO_CLAIM: &str = "SELECT id FROM (
+    SELECT d.id, ROW_NUMBER() OVER (PARTITION BY d.tenant_id ORDER BY d.id) AS n FROM deliveries d
+    WHERE d.status = 'pending' AND d.next_ms <= ?1 AND (d.lease_until_ms IS NULL OR d.lease_until_ms < ?1)
+      AND NOT EXISTS (SELECT 1 FROM deliveries o
+                      WHERE o.tenant_id = d.tenant_id AND o.status = 'pending' AND o.lease_until_ms >= ?1))
+  WHERE n <= ?2";
+
 pub const DELIVERY_SELECT: &str =
     "SELECT d.id, t.name, d.import_id, d.channel, d.target, d.status, d.attempts, d.last_error,
     d.created_ms, d.finished_ms, d.export_run FROM deliveries d JOIN tenants t ON t.id = d.tenant_id";
@@ -88,17 +97,38 @@ impl crate::roles::Deliveries for Store {
         self.queue(About::ExportRun(run_id))
     }
 
-    fn due_deliveries(&self, per_tenant: usize) -> Result<Vec<Delivery>> {
-        self.with(|c| {
-            let mut stmt = c.prepare(&format!(
-                "{DELIVERY_SELECT} JOIN (SELECT id, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY id) AS n
-                   FROM deliveries WHERE status = 'pending' AND next_ms <= ?1) due ON due.id = d.id
-                 WHERE due.n <= ?2 ORDER BY d.id"
-            ))?;
-            let rows = stmt
-                .query_map(params![now_ms(), per_tenant as i64], row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+    fn claim_deliveries(&self, per_tenant: usize, lease: std::time::Duration) -> Result<Vec<Delivery>> {
+        self.with_write(|c| {
+            let now = now_ms();
+            let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let claimed = {
+                let mut stmt =
+                    tx.prepare(&format!("{DELIVERY_SELECT} WHERE d.id IN ({DUE_TO_CLAIM}) ORDER BY d.id"))?;
+                stmt.query_map(params![now, per_tenant as i64], row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            {
+                let mut lease = tx.prepare("UPDATE deliveries SET lease_until_ms = ?2 WHERE id = ?1")?;
+                for d in &claimed {
+                    lease.execute(params![d.id, until])?;
+                }
+            }
+            tx.commit()?;
+            Ok(claimed)
+        })
+    }
+
+    fn release_deliveries(&self, ids: &[i64]) -> Result<()> {
+        self.with_write(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut release = tx.prepare("UPDATE deliveries SET lease_until_ms = NULL WHERE id = ?1")?;
+                for id in ids {
+                    release.execute([id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
         })
     }
 
@@ -107,15 +137,17 @@ impl crate::roles::Deliveries for Store {
             let now = now_ms();
             match (error, retry_at_ms) {
                 (None, _) => c.execute(
-                    "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, last_error = NULL, finished_ms = ?2 WHERE id = ?1",
+                    "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, last_error = NULL, finished_ms = ?2,
+                     lease_until_ms = NULL WHERE id = ?1",
                     params![id, now],
                 )?,
                 (Some(e), Some(at)) => c.execute(
-                    "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, next_ms = ?3 WHERE id = ?1",
+                    "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, next_ms = ?3, lease_until_ms = NULL WHERE id = ?1",
                     params![id, e, at],
                 )?,
                 (Some(e), None) => c.execute(
-                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = ?2, finished_ms = ?3 WHERE id = ?1",
+                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = ?2, finished_ms = ?3,
+                     lease_until_ms = NULL WHERE id = ?1",
                     params![id, e, now],
                 )?,
             };

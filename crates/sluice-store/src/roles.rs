@@ -254,11 +254,19 @@ pub trait Deliveries {
     /// webhook as an import's; returns how many.
     fn queue_export_failure(&self, run_id: i64) -> Result<usize>;
 
-    /// Pending deliveries whose time has come, oldest first, at most `per_tenant` of each
-    /// tenant's: one tenant's backlog cannot crowd the others out.
-    fn due_deliveries(&self, per_tenant: usize) -> Result<Vec<Delivery>>;
+    /// Claims the pending deliveries whose time has come, oldest first, at most `per_tenant`
+    /// of each tenant's (one tenant's backlog cannot crowd the others out), for `lease`: no
+    /// other caller (another notifier, another node) gets them, nor any of those tenants'
+    /// deliveries, until each is attempted or released, or the lease runs out (its holder
+    /// died: they are sent then). A tenant's deliveries thus go out one sender at a time, in
+    /// order.
+    fn claim_deliveries(&self, per_tenant: usize, lease: Duration) -> Result<Vec<Delivery>>;
+
+    /// Gives back claimed deliveries not attempted (a notifier stopping): due again at once.
+    fn release_deliveries(&self, ids: &[i64]) -> Result<()>;
 
     /// Records an attempt: sent, or failed with a retry at `retry_at_ms` (`None`: given up).
+    /// Its claim ends.
     fn delivery_attempted(&self, id: i64, error: Option<&str>, retry_at_ms: Option<i64>) -> Result<()>;
 
     /// A tenant's delivery log, newest first.

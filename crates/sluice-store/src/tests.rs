@@ -144,7 +144,7 @@ fn one_tenants_backlog_of_deliveries_does_not_crowd_out_anothers() {
     }
     let id = s.record_failed_import("quiet", "-", "b.csv", "upload", None, "no type").unwrap();
     s.queue_deliveries(id).unwrap();
-    let due = s.due_deliveries(20).unwrap();
+    let due = s.claim_deliveries(20, std::time::Duration::from_secs(60)).unwrap();
     let count = |t: &str| due.iter().filter(|d| d.tenant == t).count();
     assert_eq!((count("busy"), count("quiet")), (20, 1));
     assert!(due.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
