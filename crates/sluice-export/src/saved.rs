@@ -11,7 +11,7 @@ use sluice_core::import::ImportTypes;
 use sluice_core::saved_export::ExportFormat;
 use sluice_core::saved_export::{ExportWhen, RunCause, RunOutcome, SavedExport};
 use sluice_core::schedule::next_run;
-use sluice_store::roles::{Backend, Connectors, Imports, SavedExports};
+use sluice_store::roles::{Backend, Connectors, Imports};
 
 /// One finished run: its id in the log and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,14 +184,21 @@ impl Runner<'_> {
     /// is not repeated until the next change).
     pub fn due(
         &self,
-        store: &dyn SavedExports,
+        store: &dyn Backend,
         since: jiff::Timestamp,
         now: jiff::Timestamp,
     ) -> Result<Vec<(TenantName, SavedExport, RunCause)>, sluice_store::StoreError> {
         let mut due: Vec<(String, SavedExport, RunCause)> = Vec::new();
         for (tenant, tz, saved) in store.scheduled_exports()? {
             let ExportWhen::Schedule(cron) = &saved.when else { continue };
-            if matches!(next_run(cron, &tz, since), Ok(Some(at)) if at <= now) {
+            // Once per due time, whichever server asks first.
+            if let Ok(Some(at)) = next_run(cron, &tz, since)
+                && at <= now
+                && store.claim_due(
+                    &format!("export/{tenant}/{}", saved.name.as_str().to_ascii_lowercase()),
+                    at.as_millisecond(),
+                )?
+            {
                 due.push((tenant, saved, RunCause::Schedule));
             }
         }
@@ -366,6 +373,7 @@ mod tests {
     use sluice_core::import::LoadMode;
     use sluice_core::saved_export::ExportName;
     use sluice_core::{FolderName, SettingsChange, SettingsContext};
+    use sluice_store::roles::SavedExports;
     use sluice_store::roles::Tenants;
     use sluice_store::{Counts, ImportStatus, Outcome, StageKind, Store};
 

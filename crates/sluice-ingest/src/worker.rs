@@ -541,17 +541,21 @@ impl Ingest {
             Ok(t) => t,
             Err(e) => return warn!("scheduler: {e}"),
         };
-        let due = |t: &sluice_core::Tenant, cron: &sluice_core::schedule::Cron| match next_run(
-            cron,
-            &t.timezone,
-            since,
-        ) {
-            Ok(Some(at)) => at <= now,
-            Ok(None) => false,
-            Err(e) => {
+        // Due in (since, now], and this server's to run: servers sharing the store each see
+        // the due time, and the first to ask runs it (`key` names the schedule).
+        let due = |t: &sluice_core::Tenant, cron: &sluice_core::schedule::Cron, key: &str| {
+            let at = match next_run(cron, &t.timezone, since) {
+                Ok(Some(at)) if at <= now => at,
+                Ok(_) => return false,
+                Err(e) => {
+                    warn!(tenant = %t.name, "schedule: {e}");
+                    return false;
+                }
+            };
+            self.store.claim_due(key, at.as_millisecond()).unwrap_or_else(|e| {
                 warn!(tenant = %t.name, "schedule: {e}");
                 false
-            }
+            })
         };
         for t in tenants.iter().filter(|t| !t.disabled) {
             let queue = |scope: Waiting<'_>, what: &str| {
@@ -561,12 +565,12 @@ impl Ingest {
                 }
             };
             if let (Trigger::Schedule, Some(cron)) = (t.trigger, &t.schedule)
-                && due(t, cron)
+                && due(t, cron, &format!("import/{}", t.name))
             {
                 queue(Waiting::TenantSchedule, &format!("scheduled import ({cron})"));
             }
             for (type_name, cron) in &t.type_schedules {
-                if due(t, cron) {
+                if due(t, cron, &format!("import/{}/{type_name}", t.name)) {
                     queue(Waiting::Type(type_name), &format!("scheduled import of {type_name} ({cron})"));
                 }
             }
@@ -1162,6 +1166,11 @@ impl Ingest {
                     me.sweep_kept_files();
                     me.sweep_photos();
                     me.sweep_audit();
+                    // Due times a day old are asked for by no one any more.
+                    let day_ago = sluice_store::now_ms() - 86_400_000;
+                    if let Err(e) = me.store.forget_due_claims(day_ago) {
+                        warn!("forgetting scheduled runs: {e}");
+                    }
                 }
             };
             if let Err(e) = tokio::task::spawn_blocking(work).await {

@@ -9,14 +9,16 @@
 //! [`sluice_store::Connectors`] (connectors, their transfer log and the files pulled),
 //! [`sluice_store::Imports`] with a loader of its own (rows staged by COPY, applied
 //! set-based), [`sluice_store::Records`] and [`sluice_store::People`] (search, people,
-//! deleting by hand) and [`sluice_store::Photos`] (records' photos, a photo import applied in
-//! one transaction). The server opens it when `[database] url` is set (`DataDirs::create_store`).
+//! deleting by hand), [`sluice_store::Photos`] (records' photos, a photo import applied in
+//! one transaction) and [`sluice_store::Schedules`] (a due time taken once). The server opens
+//! it when `[database] url` is set (`DataDirs::create_store`).
 //!
-//! Before several nodes run on one database: `release_leases` and
-//! `remove_interrupted_imports` act on one tenant, by a caller in its turn, but the turn is a
-//! lock file in each data directory, so it must hold across nodes first;
-//! `fail_interrupted_runs` (which a starting server calls) must touch only the starting
-//! node's runs. (Deliveries are claimed, so nodes' notifiers share one queue.)
+//! Several nodes run on one database and one shared data directory: uploads are claimed,
+//! deliveries are claimed, due times are taken once, and abandoned work (`release_leases`,
+//! `remove_interrupted_imports`) is taken back per tenant by whoever holds the tenant's turn
+//! (a lock file on the shared directory). Still per process: `fail_interrupted_runs`, which a
+//! starting node calls, marks every export run in progress as interrupted, other nodes' too
+//! (their outcome replaces it when they end).
 //!
 //! Every statement is parameterised. The schema is migrated on connect, from any earlier
 //! version, under an advisory lock, so that nodes starting together migrate once.
@@ -29,6 +31,7 @@ mod migrations;
 mod photos;
 mod records;
 mod saved_exports;
+mod schedules;
 
 use postgres::{Client, NoTls, Row};
 use sluice_core::audit::{Actor, ActorKind, AuditEntry, AuditFilter, AuditOutcome, NewAuditEntry};

@@ -456,6 +456,13 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE upload_events ADD COLUMN snapshot TEXT;",
     // 9: a notifier claims the deliveries it sends (several nodes, one queue)
     "ALTER TABLE deliveries ADD COLUMN lease_until_ms BIGINT;",
+    // 10: each scheduled run taken once per due time, whichever node asks first
+    "CREATE TABLE schedule_runs (
+        key TEXT NOT NULL,
+        due_ms BIGINT NOT NULL,
+        claimed_ms BIGINT NOT NULL,
+        PRIMARY KEY (key, due_ms)
+    );",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -110,6 +110,24 @@ fn postgres_passes_the_upload_queue_check() {
 }
 
 #[test]
+fn postgres_passes_the_schedules_check() {
+    on_fresh(conformance::schedules);
+}
+
+/// Three nodes ask for the same due times at the same moment: each due time is run once.
+#[test]
+fn nodes_asking_for_one_due_time_at_once_run_it_once() {
+    use sluice_store::Schedules;
+    let Some(db) = TestDb::create() else { return };
+    let nodes = [db.open(), db.open(), db.open()];
+    for due in 0..30 {
+        let taken = at_once(&nodes, |_, node| node.claim_due("export/north/nightly", due * 60_000));
+        assert_eq!(taken.iter().filter(|t| matches!(t, Ok(true))).count(), 1, "due {due}: {taken:?}");
+        assert!(taken.iter().all(Result::is_ok), "{taken:?}");
+    }
+}
+
+#[test]
 fn postgres_passes_the_loading_check() {
     on_fresh(conformance::loading);
 }

@@ -5,7 +5,7 @@
 
 use crate::roles::{
     Accounts, ApiKeys, Audit, Bans, Connectors, Deliveries, ImportQueue, Imports, People, Photos, Records,
-    SavedExports, Tenants, Uploads,
+    SavedExports, Schedules, Tenants, Uploads,
 };
 use crate::{AuthorizedKey, KeyOwner, Outcome, Role, SecondFactor, StageKind, StoreError};
 use sluice_core::audit::AuditFilter;
@@ -28,7 +28,8 @@ pub fn run<
         + Audit
         + Deliveries
         + SavedExports
-        + Connectors,
+        + Connectors
+        + Schedules,
 >(
     open: &dyn Fn() -> S,
 ) {
@@ -40,6 +41,7 @@ pub fn run<
     api_keys(&open());
     bans(&open());
     upload_queue(&open());
+    schedules(&open());
     audit(&open());
     deliveries(&open());
     saved_exports_without_imports(&open());
@@ -449,6 +451,17 @@ pub fn upload_queue<S: Tenants + Uploads + ImportQueue>(s: &S) {
     assert_eq!((claimed.id, claimed.event.snapshot), (kept, Some(snap)));
     s.consume_upload(kept, None).expect("consume");
     assert!(s.snapshots_in_use().expect("in use").is_empty(), "a consumed upload's snapshot is a leftover");
+}
+
+/// Scheduled runs: a due time is taken once; another due time, or another schedule's, is
+/// free; old ones are forgotten.
+pub fn schedules(s: &impl Schedules) {
+    assert!(s.claim_due("import/north", 60_000).expect("claim"), "the first to ask runs it");
+    assert!(!s.claim_due("import/north", 60_000).expect("claim"), "once per due time");
+    assert!(s.claim_due("import/north", 120_000).expect("claim"), "the next due time is free");
+    assert!(s.claim_due("export/north/nightly", 60_000).expect("claim"), "another schedule's too");
+    assert_eq!(s.forget_due_claims(100_000).expect("forget"), 2);
+    assert!(!s.claim_due("import/north", 120_000).expect("claim"), "a recent one is remembered");
 }
 
 /// An outcome that applies (`apply`) or only records (`None`) an import, with `counts`.

@@ -20,6 +20,7 @@ mod records;
 mod referrers;
 pub mod roles;
 mod saved_exports;
+mod schedules;
 
 // Domain records live in core; re-exported here for the store's callers.
 pub use connectors::{
@@ -43,7 +44,7 @@ pub use records::{MAX_READDED, held_deletion, more_readded, prefix_end, readded_
 pub use referrers::Referrer;
 pub use roles::{
     Accounts, ApiKeys, Audit, Backend, Bans, Connectors, Deliveries, ImportQueue, Imports, Loading, People,
-    Photos, Records, Referrers, SavedExports, SharedStore, Tenants, Uploads,
+    Photos, Records, Referrers, SavedExports, Schedules, SharedStore, Tenants, Uploads,
 };
 pub use saved_exports::{
     APPLIED_STATUSES, EXPORT_RUN_SELECT, ExportRunRow, INTERRUPTED_RUN, SAVED_EXPORT_COLUMNS, SavedExportRow,

@@ -439,6 +439,13 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE upload_events ADD COLUMN snapshot TEXT;",
     // 38: a notifier claims the deliveries it sends (several nodes, one queue)
     "ALTER TABLE deliveries ADD COLUMN lease_until_ms INTEGER;",
+    // 39: each scheduled run taken once per due time (several servers, one store)
+    "CREATE TABLE schedule_runs (
+        key TEXT NOT NULL,
+        due_ms INTEGER NOT NULL,
+        claimed_ms INTEGER NOT NULL,
+        PRIMARY KEY (key, due_ms)
+     ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -47,6 +47,7 @@ pub trait Backend:
     + People
     + Photos
     + Records
+    + Schedules
     + Send
     + Sync
 {
@@ -67,6 +68,7 @@ impl<T> Backend for T where
         + People
         + Photos
         + Records
+        + Schedules
         + Send
         + Sync
 {
@@ -76,6 +78,17 @@ impl<T> Backend for T where
 /// `sluice serve`, say) and handed to the SFTP server, the import workers, the web side, the
 /// notifier and the defender alike.
 pub type SharedStore = std::sync::Arc<dyn Backend>;
+
+/// Scheduled work (a tenant's or a type's import schedule, a saved export's, a connector's
+/// pull) runs once per due time, however many servers share the store: each asks for the due
+/// time first, and the one that gets it runs it.
+pub trait Schedules {
+    /// Takes the run of schedule `key` due at `due_ms`; false if someone already took it.
+    fn claim_due(&self, key: &str, due_ms: i64) -> Result<bool>;
+
+    /// Forgets the runs due before `before_ms` (nothing asks for them any more).
+    fn forget_due_claims(&self, before_ms: i64) -> Result<usize>;
+}
 
 /// Tenants and their SSH credentials.
 pub trait Tenants {

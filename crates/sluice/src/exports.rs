@@ -463,10 +463,19 @@ fn due_pulls(ingest: &sluice_ingest::Ingest, since: jiff::Timestamp, now: jiff::
         }
     };
     due.into_iter()
-        .filter(|(_, tz, c)| {
-            c.pull.as_ref().and_then(|p| p.schedule.as_ref()).is_some_and(
-                |cron| matches!(sluice_core::schedule::next_run(cron, tz, since), Ok(Some(at)) if at <= now),
-            )
+        .filter(|(tenant, tz, c)| {
+            let Some(cron) = c.pull.as_ref().and_then(|p| p.schedule.as_ref()) else { return false };
+            // Once per due time, whichever server asks first.
+            let key = format!("pull/{tenant}/{}", c.name.as_str().to_ascii_lowercase());
+            match sluice_core::schedule::next_run(cron, tz, since) {
+                Ok(Some(at)) if at <= now => {
+                    ingest.store.claim_due(&key, at.as_millisecond()).unwrap_or_else(|e| {
+                        tracing::warn!(tenant, connector = %c.name, "pulls: {e}");
+                        false
+                    })
+                }
+                _ => false,
+            }
         })
         .filter_map(|(tenant, _, c)| Some(Job::Pull(TenantName::parse(&tenant).ok()?, c.name)))
         .collect()
