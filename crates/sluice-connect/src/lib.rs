@@ -488,13 +488,14 @@ impl Transfers {
     }
 }
 
-/// A new, empty private file in `dir` for a download (its name: `.pull-` and random digits).
+/// A new, empty private file in `dir` for a download (its name: this process's tag, then
+/// `pull-` and random digits; see `sluice_core::spool`).
 fn tempfile_in(dir: &Path) -> std::io::Result<std::path::PathBuf> {
     use ring::rand::SecureRandom;
     use std::os::unix::fs::OpenOptionsExt;
     let mut random = [0u8; 8];
     ring::rand::SystemRandom::new().fill(&mut random).map_err(|_| std::io::Error::other("no randomness"))?;
-    let path = dir.join(format!(".pull-{}", u64::from_le_bytes(random)));
+    let path = dir.join(format!("{}.pull-{}", sluice_core::spool::owner_tag(), u64::from_le_bytes(random)));
     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
     Ok(path)
 }

@@ -192,16 +192,20 @@ fn associated(tenant: &str, connector: &str) -> String {
     format!("sluice connector {tenant}/{connector}")
 }
 
-/// Creates `path` (it must not exist) with mode 0600 and writes `data` to it.
+/// Creates `path` (it must not exist: `AlreadyExists` otherwise) with mode 0600 holding
+/// `data`, written whole under a name of this process's and then linked into place, so that
+/// servers starting together on one data directory never read half a key.
 fn create_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(data)?;
-    file.write_all(b"\n")?;
-    file.sync_all()
+    let partial = path.with_extension(format!("{}.partial", sluice_core::spool::owner_tag()));
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
+    let written = file.write_all(data).and_then(|()| file.write_all(b"\n")).and_then(|()| file.sync_all());
+    let linked = written.and_then(|()| std::fs::hard_link(&partial, path));
+    let _ = std::fs::remove_file(&partial);
+    linked
 }
 
 #[cfg(test)]

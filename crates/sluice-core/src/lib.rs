@@ -24,6 +24,7 @@ pub mod photo;
 pub mod saved_export;
 pub mod schedule;
 pub mod settings;
+pub mod spool;
 pub mod tenant;
 pub mod totp;
 pub mod upload;

@@ -34,12 +34,6 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Digests of closed temporary uploads a session remembers (for their rename) at most.
 const MAX_TEMP_MEMOS: usize = 1024;
 
-/// Part of every spool file's name, so that two servers sharing a spool never collide.
-fn process_id() -> u32 {
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *PID.get_or_init(std::process::id)
-}
-
 enum Handle {
     Read { file: File },
     Write(Box<Upload>),
@@ -441,7 +435,9 @@ impl Processor {
             return Err(FsError::NotFound(path.to_string()));
         }
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = self.shared.spool.join(format!("{}-{}-{n}.upload", self.tenant, process_id()));
+        // Named by this process's tag first: servers sharing a data directory share the spool.
+        let temp =
+            self.shared.spool.join(format!("{}.{}-{n}.upload", sluice_core::spool::owner_tag(), self.tenant));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -524,7 +520,8 @@ impl Processor {
     fn new_snapshot(&self) -> Option<(SnapshotName, std::path::PathBuf)> {
         let dir = self.shared.snapshots.as_ref()?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = SnapshotName::parse(&format!("snap-{}-{}-{n}", self.tenant, process_id()))?;
+        let name =
+            SnapshotName::parse(&format!("snap-{}-{}-{n}", sluice_core::spool::owner_tag(), self.tenant))?;
         let path = dir.join(name.as_str());
         Some((name, path))
     }

@@ -167,9 +167,11 @@ impl DataDirs {
     }
 
     /// Creates the data directory if it does not exist, and opens its database.
-    /// The lock only one `sluice serve` of this data directory holds, for as long as it runs
-    /// (the OS lets go of it when the process ends, however it ends). A second server on the
-    /// same SQLite database would run every schedule and import twice.
+    /// The lock a `sluice serve` of this data directory holds for as long as it runs (the OS
+    /// lets go of it when the process ends, however it ends). On SQLite it is exclusive: a
+    /// second server on the same database would run every schedule and import twice. On
+    /// PostgreSQL it is shared: servers on one database share the work and this data directory
+    /// (a shared filesystem), and a server on SQLite cannot join them.
     pub fn lock_for_serving(&self) -> Result<std::fs::File> {
         self.create()?;
         let path = self.root.join("serve.lock");
@@ -179,13 +181,21 @@ impl DataDirs {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
+        let shared = self.database_url.is_some();
+        let locked = if shared { file.try_lock_shared() } else { file.try_lock() };
+        match locked {
             Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if shared => anyhow::bail!(
+                "a `sluice serve` keeping its state in SQLite is running on the data directory {}: \
+                 servers share a data directory only on PostgreSQL; stop it, or give this one its own \
+                 SLUICE_DATA_DIR",
+                self.root.display()
+            ),
             Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-                "another `sluice serve` is running on the data directory {}: one data directory serves \
-                 one server (servers sharing the work each have a data directory of their own and \
-                 one PostgreSQL database, [database] url); stop the other one, or give this one its \
-                 own SLUICE_DATA_DIR",
+                "another `sluice serve` is running on the data directory {}: on SQLite one data \
+                 directory serves one server (several servers share the work on one PostgreSQL \
+                 database, [database] url, and one data directory on a shared filesystem); stop the \
+                 other one, or give this one its own SLUICE_DATA_DIR",
                 self.root.display()
             ),
             Err(std::fs::TryLockError::Error(e)) => {

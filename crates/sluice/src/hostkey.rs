@@ -31,14 +31,25 @@ pub fn load_or_generate(path: &Path, may_generate: bool) -> Result<PrivateKey> {
         .context("cannot get random bytes from the operating system to generate the host key")?;
     let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
     let text = key.to_openssh(LineEnding::LF).context("cannot encode the host key")?;
+    // Written whole under a name of this process's, then linked into place: servers starting
+    // together on one data directory never read half a key, and the first key made is
+    // everyone's (the others load it).
+    let partial = path.with_extension(format!("{}.partial", sluice_core::spool::owner_tag()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create host key {}", path.display()))?;
+        .open(&partial)
+        .with_context(|| format!("cannot create host key {}", partial.display()))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
+    let linked = std::fs::hard_link(&partial, path);
+    let _ = std::fs::remove_file(&partial);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return load_or_generate(path, false),
+        Err(e) => return Err(e).with_context(|| format!("cannot create host key {}", path.display())),
+    }
     tracing::info!(
         "generated SSH host key {} ({})",
         path.display(),

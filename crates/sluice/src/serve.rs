@@ -17,9 +17,12 @@ pub async fn run(config: Config) -> Result<()> {
     // Held until the process ends.
     let _serving = dirs.lock_for_serving()?;
     let store: sluice_store::SharedStore = dirs.create_store()?;
-    // Uploads that were in flight when the last process stopped can never complete.
+    // Uploads that were in flight when the last process stopped can never complete. (Servers
+    // sharing the data directory share the spool: only a dead process's files go.)
     for entry in std::fs::read_dir(dirs.upload_spool())?.flatten() {
-        let _ = std::fs::remove_file(entry.path());
+        if sluice_core::spool::is_leftover(&entry.path(), std::time::Duration::from_secs(86_400)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
     // So can exports that were being written (by this server or a killed `sluice export`).
     let _ = sluice_export::clear_stale(&dirs.export_spool(), std::time::Duration::from_secs(600));

@@ -614,8 +614,54 @@ impl Server {
         token: Option<&str>,
         body: &str,
     ) -> (u16, String, String) {
+        http_request(self.http_port, method, path, token, body)
+    }
+
+    /// Another `sluice serve` on this server's data directory and database (a node sharing
+    /// the work; on PostgreSQL), logging to the same `server.log`.
+    pub fn start_node(&self) -> Node {
+        let (child, port, http_port) = spawn_server(self.dir.path(), &self.env, self.launch);
+        Node { child, port, http_port }
+    }
+}
+
+/// A node started by [`Server::start_node`]; killed when dropped.
+pub struct Node {
+    child: Child,
+    pub port: u16,
+    pub http_port: u16,
+}
+
+impl Node {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An HTTP/1.1 request to this node: (status, content type, body).
+    pub fn http(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+        http_request(self.http_port, method, path, token, "")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP/1.1 request to `127.0.0.1:port` with an optional bearer token and a JSON body:
+/// (status, content type, body).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String, String) {
+    {
         use std::io::Read;
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
         write!(
@@ -635,7 +681,9 @@ impl Server {
             .unwrap_or_default();
         (status, content_type, body.to_owned())
     }
+}
 
+impl Server {
     /// A new API key (`sluice apikey add`), for a tenant or (`None`) the operator.
     pub fn api_key(&self, tenant: Option<&str>) -> String {
         let out = match tenant {

@@ -23,6 +23,7 @@ mod imports;
 mod manifest;
 mod metrics;
 mod never_lost;
+mod nodes;
 mod notifications;
 mod oneroster;
 mod openssh;

@@ -1,0 +1,156 @@
+//! Several `sluice serve` nodes sharing the work: one PostgreSQL database and one data
+//! directory (a shared filesystem; here, one machine). Uploads to any node are imported once;
+//! a node killed mid-import leaves its import to another node within seconds; a schedule runs
+//! once per due time; an API key works on every node. On SQLite a second server refuses to
+//! share the data directory (and says multi-node needs PostgreSQL).
+
+use crate::common::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// `n` students, the same ids in every file (a mirror type: nothing is deleted), named `first`.
+fn students(n: usize, first: &str) -> String {
+    let mut s = String::from("sisId,firstName,lastName\n");
+    for i in 0..n {
+        s.push_str(&format!("S{i},{first}{i},Last{i}\n"));
+    }
+    s
+}
+
+/// The process holding `lock` exclusively (a tenant's import turn), from `/proc/locks`.
+fn lock_holder(lock: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(lock).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (kind, access, pid, file) = (f.get(1)?, f.get(3)?, f.get(4)?, f.get(5)?);
+        let ours = *kind == "FLOCK" && *access == "WRITE" && file.rsplit(':').next()? == inode.to_string();
+        if ours { pid.parse().ok() } else { None }
+    })
+}
+
+fn export_runs(server: &Server) -> Vec<Value> {
+    serde_json::from_str(&server.cli_ok(&["export", "runs", "acme", "minutely", "--json"])).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_uploads_imports_schedules_and_logins_and_survive_a_killed_node() {
+    let server = Server::start();
+    if !on_postgres() {
+        // SQLite: one server per data directory.
+        let second = tokio::task::spawn_blocking({
+            let mut command = server.command();
+            command.args(["serve", "--sftp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
+            move || run_with_timeout(&mut command, Duration::from_secs(20))
+        })
+        .await
+        .unwrap();
+        let said = output_text(&second);
+        assert!(!second.status.success() && said.contains("PostgreSQL"), "{said}");
+        return;
+    }
+    server.importing_tenant("acme", "pw-nodes-for-tests");
+    // A saved export due every minute, run by whichever node asks first.
+    server.cli_ok(&["export", "add", "acme", "minutely", "--type", "students", "--schedule", "* * * * *"]);
+    let added_at = jiff::Timestamp::now();
+    let nodes = [server.start_node(), server.start_node()];
+    let ports = [server.port, nodes[0].port, nodes[1].port];
+
+    // Uploads spread over the three nodes, six each, at once: each imported exactly once.
+    let mut sessions = Vec::new();
+    for (n, port) in ports.iter().enumerate() {
+        sessions.push(tokio::spawn({
+            let port = *port;
+            async move {
+                let (_ssh, sftp) = sftp_login(port, "acme", "pw-nodes-for-tests").await;
+                for i in 0..6 {
+                    put(
+                        &sftp,
+                        &format!("/students/students-{n}-{i}.csv"),
+                        students(20, &format!("N{n}F{i}-")).as_bytes(),
+                    )
+                    .await
+                    .unwrap();
+                }
+            }
+        }));
+    }
+    for s in sessions {
+        s.await.unwrap();
+    }
+    let all_done = |s: &Server, n: usize| {
+        let list = s.imports("acme");
+        list.len() >= n && list.iter().all(|i| i["status"] != "running")
+    };
+    assert!(server.wait_until(Duration::from_secs(60), |s| all_done(s, 18)), "{:?}", server.imports("acme"));
+    let imports = server.imports("acme");
+    assert_eq!(imports.len(), 18, "one import per upload: {imports:?}");
+    assert!(imports.iter().all(|i| i["status"] == "complete"), "{imports:?}");
+    assert_eq!(server.uploads("acme").len(), 18);
+
+    // A large file; the node importing it (the one holding the tenant's turn) is killed.
+    let (_ssh, sftp) = sftp_login(ports[1], "acme", "pw-nodes-for-tests").await;
+    put(&sftp, "/students/big.csv", students(60_000, "Big").as_bytes()).await.unwrap();
+    drop((sftp, _ssh));
+    let lock = server.data_dir().join("spool/locks/acme.lock");
+    let started = Instant::now();
+    let holder = loop {
+        let running = server.imports("acme").first().is_some_and(|i| i["status"] == "running");
+        if let Some(pid) = lock_holder(&lock).filter(|_| running) {
+            break pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the big import never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let pids = [server.pid(), nodes[0].pid(), nodes[1].pid()];
+    assert!(pids.contains(&holder), "the turn is held by {holder}, not a node: {pids:?}");
+    // SAFETY: a signal to a child process of this test.
+    assert_eq!(unsafe { libc::kill(holder as i32, libc::SIGKILL) }, 0);
+    let killed_at = Instant::now();
+    assert!(
+        server.wait_until(Duration::from_secs(120), |s| all_done(s, 19)),
+        "another node did not take the import over: {:?}",
+        server.imports("acme")
+    );
+    let imports = server.imports("acme");
+    assert_eq!(imports.len(), 19, "the killed import's row is gone, its upload imported once: {imports:?}");
+    assert_eq!(
+        (imports[0]["status"].as_str(), imports[0]["counts"]["rows"].as_u64()),
+        (Some("complete"), Some(60_000)),
+        "{}",
+        imports[0]
+    );
+    assert!(killed_at.elapsed() < Duration::from_secs(60), "taken over after {:?}", killed_at.elapsed());
+    assert!(
+        server.log().contains("work left by a stopped process runs again"),
+        "not taken back: {}",
+        server.log()
+    );
+
+    // A key made once works on every node still up.
+    let token = server.api_key(Some("acme"));
+    let live: Vec<u16> =
+        [(pids[0], server.http_port), (pids[1], nodes[0].http_port), (pids[2], nodes[1].http_port)]
+            .into_iter()
+            .filter(|(pid, _)| *pid != holder)
+            .map(|(_, port)| port)
+            .collect();
+    assert_eq!(live.len(), 2);
+    for port in live {
+        let (status, _, body) = http_request(port, "GET", "/api/v1/tenants/acme/imports", Some(&token), "");
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // The minute schedule: once per due time, whatever the number of nodes (one was killed
+    // in between). Waits for the first due time after the export was added, and the next.
+    let every_minute = sluice_core::schedule::Cron::parse("* * * * *").unwrap();
+    let first_due = sluice_core::schedule::next_run(&every_minute, "UTC", added_at).unwrap().unwrap();
+    let until = first_due + jiff::SignedDuration::from_secs(75);
+    while jiff::Timestamp::now() < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let runs = export_runs(&server);
+    let scheduled = runs.iter().filter(|r| r["cause"] == "schedule").count();
+    assert_eq!(scheduled, 2, "one run per due time over two minutes: {runs:?}");
+}
