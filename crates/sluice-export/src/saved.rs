@@ -189,22 +189,29 @@ impl Runner<'_> {
         now: jiff::Timestamp,
     ) -> Result<Vec<(TenantName, SavedExport, RunCause)>, sluice_store::StoreError> {
         let mut due: Vec<(String, SavedExport, RunCause)> = Vec::new();
+        // Each once, whichever server asks first. A store error for one export is said and
+        // the others still run (what was taken here must be run by this caller).
+        let taken = |what: Result<bool, sluice_store::StoreError>, tenant: &str, saved: &SavedExport| {
+            what.unwrap_or_else(|e| {
+                tracing::warn!(tenant, export = %saved.name, "saved export: {e}");
+                false
+            })
+        };
         for (tenant, tz, saved) in store.scheduled_exports()? {
             let ExportWhen::Schedule(cron) = &saved.when else { continue };
-            // Once per due time, whichever server asks first.
             if let Ok(Some(at)) = next_run(cron, &tz, since)
                 && at <= now
-                && store.claim_due(
-                    &format!("export/{tenant}/{}", saved.name.as_str().to_ascii_lowercase()),
-                    at.as_millisecond(),
-                )?
             {
-                due.push((tenant, saved, RunCause::Schedule));
+                let key = format!("export/{tenant}/{}", saved.name.as_str().to_ascii_lowercase());
+                if taken(store.claim_due(&key, at.as_millisecond()), &tenant, &saved) {
+                    due.push((tenant, saved, RunCause::Schedule));
+                }
             }
         }
         for (tenant, saved, import_id) in store.exports_after_imports()? {
-            store.mark_import_seen(&tenant, &saved.name, import_id)?;
-            due.push((tenant, saved, RunCause::AfterImport));
+            if taken(store.mark_import_seen(&tenant, saved.name.as_str(), import_id), &tenant, &saved) {
+                due.push((tenant, saved, RunCause::AfterImport));
+            }
         }
         Ok(due
             .into_iter()

@@ -264,28 +264,32 @@ impl Ingest {
         Ok(())
     }
 
-    /// Work a process left when it died (killed mid-import: an import `running`, its upload
-    /// under a lease), taken back for every tenant whose turn is free: leases and `running`
-    /// rows are made only in the tenant's turn, so whoever gets the turn knows they are
-    /// abandoned. The uploads are then claimed at once, not when their leases run out (the
-    /// server looks every few seconds; a `sluice sync` killed beside a running server is
-    /// taken over within seconds, not at the next start). A tenant whose turn is held is at
-    /// work and left alone. Returns how many tenants had work taken back.
+    /// Work a process left when it died mid-import (an import `running`, its upload under a
+    /// lease), taken back for every tenant whose turn is free: `running` rows and leases are
+    /// made only in the tenant's turn, and a process that fails without dying removes its own
+    /// `running` row (see [`Ingest::import_next`]), so a `running` row found by whoever gets
+    /// the turn is a dead process's. The row is removed and the tenant's leases released: the
+    /// upload is claimed again at once, not when its lease runs out (the server looks every
+    /// few seconds; a `sluice sync` or a node killed mid-import is taken over within seconds).
+    /// An upload whose import failed with an error keeps its lease, which spaces out the
+    /// retries. A tenant whose turn is held is at work and left alone. Returns how many
+    /// tenants had work taken back.
     pub fn take_back_abandoned(&self) -> Result<usize, ImportError> {
         let mut taken = 0;
         for tenant in self.store.tenants_at_work()? {
             let Some(_turn) = self.try_turn(&tenant)? else { continue };
             let removed = self.store.remove_interrupted_imports(&tenant)?;
-            let released = self.store.release_leases(&tenant)?;
-            if removed + released > 0 {
-                taken += 1;
-                info!(
-                    tenant,
-                    interrupted = removed,
-                    uploads = released,
-                    "work left by a stopped process runs again"
-                );
+            if removed == 0 {
+                continue;
             }
+            let released = self.store.release_leases(&tenant)?;
+            taken += 1;
+            info!(
+                tenant,
+                interrupted = removed,
+                uploads = released,
+                "work left by a stopped process runs again"
+            );
         }
         Ok(taken)
     }
@@ -294,13 +298,22 @@ impl Ingest {
     /// stopped between keeping it and recording the upload) once they are an hour old: a
     /// younger one may belong to an upload being recorded right now.
     fn sweep_snapshots(&self) -> Result<usize, ImportError> {
+        self.sweep_snapshots_older_than(SNAPSHOT_GRACE)
+    }
+
+    /// Snapshots are aged by their inode's change time, which linking them set: their
+    /// modification time is the client's (WinSCP, `put -p` and lftp's mirror keep a file's
+    /// own, years old).
+    fn sweep_snapshots_older_than(&self, grace: Duration) -> Result<usize, ImportError> {
+        use std::os::unix::fs::MetadataExt;
         let in_use: HashSet<String> =
             self.store.snapshots_in_use()?.iter().map(|s| s.as_str().to_owned()).collect();
+        let now = jiff::Timestamp::now().as_second();
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.snapshots).into_iter().flatten().flatten() {
-            let old = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            let age = entry.metadata().ok().map(|m| now.saturating_sub(m.ctime()));
             if !in_use.contains(&*entry.file_name().to_string_lossy())
-                && old.is_some_and(|age| age > SNAPSHOT_GRACE)
+                && age.is_some_and(|secs| secs >= 0 && secs as u64 >= grace.as_secs())
                 && std::fs::remove_file(entry.path()).is_ok()
             {
                 removed += 1;
@@ -367,7 +380,15 @@ impl Ingest {
         // Claimed in the turn: a lease never runs out while its import waits for the turn.
         let _turn = self.turn(tenant)?;
         let Some(upload) = self.store.claim_upload(LEASE, Some(tenant))? else { return Ok(false) };
-        self.contain_crash(&upload, || self.process_upload(&upload))?;
+        if let Err(e) = self.contain_crash(&upload, || self.process_upload(&upload)) {
+            // Failed, not dead: the `running` row this left goes now (it would read as a dead
+            // process's work and be retried at once); the lease stays, and the upload is tried
+            // again when it runs out.
+            if let Err(cleanup) = self.store.remove_interrupted_imports(tenant) {
+                warn!(tenant, "after a failed import: {cleanup}");
+            }
+            return Err(e);
+        }
         // Imported, or handled without an import (a manual trigger's file waits in its folder):
         // the upload's snapshot is done with. (Not consumed: it runs again, from the snapshot.)
         if let Some(snapshot) = &upload.event.snapshot
@@ -659,30 +680,57 @@ impl Ingest {
         source: &Path,
         staged: &Path,
     ) -> Result<Staging, ImportError> {
-        use std::os::unix::fs::MetadataExt;
         let Some(snapshot) = &upload.event.snapshot else { return Ok(Staging::FromFolder) };
         let snapshot = self.snapshots.join(snapshot.as_str());
-        let io = |e| ImportError::Io { what: format!("staging {}", upload.event.path), source: e };
-        // The folder's file before the snapshot leaves: if it is still this upload's, it goes.
-        // (Removed meanwhile, it is imported all the same: an upload counts from its close,
-        // whenever the worker reaches it; lftp's mirror removes a file before sending it again.)
-        let in_folder = std::fs::symlink_metadata(source).ok();
         match std::fs::rename(&snapshot, staged) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 warn!(upload = upload.id, path = %upload.event.path, "the upload's snapshot is gone; importing the file in its folder");
                 return Ok(Staging::FromFolder);
             }
-            Err(e) => return Err(io(e)),
+            Err(e) => {
+                return Err(ImportError::Io { what: format!("staging {}", upload.event.path), source: e });
+            }
         }
-        // One file under two names until here. (A newer upload renamed over it in between
-        // would leave the folder early too: its own snapshot is still imported.)
-        if let (Ok(ours), Some(in_folder)) = (std::fs::metadata(staged), in_folder)
-            && (ours.dev(), ours.ino()) == (in_folder.dev(), in_folder.ino())
-        {
-            let _ = std::fs::remove_file(source);
-        }
+        self.take_out_of_folder(upload, source, staged);
         Ok(Staging::FromSnapshot)
+    }
+
+    /// Removes an upload's file from its folder if it is the staged upload itself (one file,
+    /// two names), and leaves any other there. (Removed meanwhile, the upload is imported all
+    /// the same: it counts from its close; lftp's mirror removes a file before sending it
+    /// again.) The file is moved aside before it is compared, so that a newer upload renamed
+    /// onto the name in between is never removed: one that is not this upload's is put back,
+    /// or, if the name was taken again meanwhile, kept in staging (`displaced-N`) and said.
+    fn take_out_of_folder(&self, upload: &StoredUpload, source: &Path, staged: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        let aside = self.staging.join(format!("taking-{}", upload.id));
+        if std::fs::rename(source, &aside).is_err() {
+            return; // gone already
+        }
+        let same = match (std::fs::metadata(&aside), std::fs::metadata(staged)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        };
+        if same {
+            let _ = std::fs::remove_file(&aside);
+            return;
+        }
+        // Another upload's file: back where it was, unless the name is taken again.
+        if std::fs::hard_link(&aside, source).is_ok() {
+            let _ = std::fs::remove_file(&aside);
+            return;
+        }
+        let displaced = self.staging.join(format!("displaced-{}", upload.id));
+        match std::fs::rename(&aside, &displaced) {
+            Ok(()) => warn!(
+                upload = upload.id, path = %upload.event.path, kept = %displaced.display(),
+                "a file uploaded while this upload was staged was replaced again meanwhile; kept aside"
+            ),
+            Err(e) => {
+                warn!(upload = upload.id, path = %upload.event.path, "could not keep a displaced file: {e}")
+            }
+        }
     }
 
     fn process_upload(&self, upload: &StoredUpload) -> Result<Option<ImportRecord>, ImportError> {
@@ -745,8 +793,11 @@ impl Ingest {
         // name can neither change it mid-import nor be deleted with it afterwards.
         let staged = self.staging.join(format!("upload-{}", upload.id));
         let source = self.tenants_root.join(tenant_name).join(folder).join(name);
-        // (Already staged by an earlier try that did not finish: imported from there.)
-        if !staged.exists() {
+        // (Already staged by an earlier try that did not finish: imported from there, and its
+        // folder's file taken out if that try stopped before it could.)
+        if staged.exists() && upload.event.snapshot.is_some() {
+            self.take_out_of_folder(upload, &source, &staged);
+        } else if !staged.exists() {
             match self.stage_snapshot(upload, &source, &staged)? {
                 Staging::FromSnapshot => {}
                 Staging::FromFolder => match std::fs::rename(&source, &staged) {
@@ -1566,7 +1617,13 @@ mod scheduler_tests {
         };
         upload(1, None); // id 1, 2
         upload(2, Some("id\n1\n2\n3\n"));
-        assert_eq!(ingest.drain().unwrap(), 2);
+        assert!(ingest.import_next("acme").unwrap());
+        assert_eq!(
+            std::fs::read_to_string(folder.join("students.csv")).unwrap(),
+            "id\n1\n2\n3\n",
+            "the first upload's import leaves the second's file in the folder"
+        );
+        assert_eq!(ingest.drain().unwrap(), 1);
         let imports = store.imports("acme", 10).unwrap();
         let counts: Vec<(u64, u64)> =
             imports.iter().rev().map(|i| (i.counts.added, i.counts.unchanged)).collect();
@@ -1584,10 +1641,10 @@ mod scheduler_tests {
         assert_eq!(std::fs::read_dir(&snapshots).unwrap().count(), 0);
 
         // A snapshot whose event was never recorded (a stop in between) is swept at start once
-        // it is an hour old (a younger one may be another server's, being recorded); one
+        // it is an hour old (a younger one may be another server's, being recorded), aged by
+        // when it was linked, not by the modification time a client gave its file; one
         // waiting for its import stays.
         std::fs::write(snapshots.join("snap-acme-1-9"), "id\n9\n").unwrap();
-        std::fs::write(snapshots.join("snap-acme-1-10"), "id\n10\n").unwrap();
         std::fs::File::options()
             .write(true)
             .open(snapshots.join("snap-acme-1-9"))
@@ -1604,14 +1661,18 @@ mod scheduler_tests {
             })
             .unwrap();
         upload(4, Some("id\n5\n"));
+        let left = || {
+            let mut left: Vec<String> = std::fs::read_dir(&snapshots)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            left.sort();
+            left
+        };
         ingest.recover().unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(&snapshots)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["snap-acme-1-10", "snap-acme-1-4"]);
-        std::fs::remove_file(snapshots.join("snap-acme-1-10")).unwrap();
+        assert_eq!(left(), ["snap-acme-1-4", "snap-acme-1-9"], "linked just now, whatever its mtime");
+        assert_eq!(ingest.sweep_snapshots_older_than(Duration::ZERO).unwrap(), 1);
+        assert_eq!(left(), ["snap-acme-1-4"], "the leftover goes, the one in use stays");
         // A manual tenant's upload waits in its folder: its snapshot goes once it is handled.
         assert_eq!(ingest.drain().unwrap(), 1);
         assert_eq!(std::fs::read_dir(&snapshots).unwrap().count(), 0);

@@ -758,11 +758,10 @@ impl ImportQueue for PgStore {
         self.with(|c| {
             let rows = c
                 .query(
-                    "SELECT t.name FROM tenants t WHERE EXISTS (SELECT 1 FROM upload_events u
-                         WHERE u.tenant_id = t.id AND u.consumed_ms IS NULL AND u.lease_until_ms >= $1)
-                       OR EXISTS (SELECT 1 FROM imports i WHERE i.tenant_id = t.id AND i.status = 'running')
+                    "SELECT t.name FROM tenants t
+                     WHERE EXISTS (SELECT 1 FROM imports i WHERE i.tenant_id = t.id AND i.status = 'running')
                      ORDER BY t.name COLLATE \"C\"",
-                    &[&now_ms()],
+                    &[],
                 )
                 .map_err(db)?;
             Ok(rows.iter().map(|r| r.get(0)).collect())

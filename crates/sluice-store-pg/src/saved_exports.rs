@@ -208,16 +208,18 @@ impl SavedExports for PgStore {
         })
     }
 
-    fn mark_import_seen(&self, tenant: &str, name: &str, import_id: i64) -> Result<()> {
+    fn mark_import_seen(&self, tenant: &str, name: &str, import_id: i64) -> Result<bool> {
         self.with(|c| {
             let tenant_id = tenant_id(c, tenant)?;
-            // One statement: two nodes answering at once keep the newer.
-            c.execute(
-                "UPDATE saved_exports SET seen_import = GREATEST(seen_import, $3) WHERE tenant_id = $1 AND name = $2",
-                &[&tenant_id, &name, &import_id],
-            )
-            .map_err(db)?;
-            Ok(())
+            // One conditional statement: of two nodes answering at once, the second waits for
+            // the first's row lock, then finds the import answered and changes nothing.
+            let taken = c
+                .execute(
+                    "UPDATE saved_exports SET seen_import = $3 WHERE tenant_id = $1 AND name = $2 AND seen_import < $3",
+                    &[&tenant_id, &name, &import_id],
+                )
+                .map_err(db)?;
+            Ok(taken == 1)
         })
     }
 

@@ -945,19 +945,18 @@ impl crate::roles::ImportQueue for Store {
     fn tenants_at_work(&self) -> Result<Vec<String>> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT t.name FROM tenants t WHERE EXISTS (SELECT 1 FROM upload_events u
-                     WHERE u.tenant_id = t.id AND u.consumed_ms IS NULL AND u.lease_until_ms >= ?1)
-                   OR EXISTS (SELECT 1 FROM imports i WHERE i.tenant_id = t.id AND i.status = 'running')
+                "SELECT t.name FROM tenants t
+                 WHERE EXISTS (SELECT 1 FROM imports i WHERE i.tenant_id = t.id AND i.status = 'running')
                  ORDER BY t.name",
             )?;
-            let names =
-                stmt.query_map([now_ms()], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+            let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
             Ok(names)
         })
     }
 
     fn release_leases(&self, tenant: &str) -> Result<usize> {
-        self.with(|c| {
+        // Writes wait for the write lock in short tries, letting go of the store between them.
+        self.with_write(|c| {
             Ok(c.execute(
                 "UPDATE upload_events SET lease_until_ms = NULL WHERE consumed_ms IS NULL AND lease_until_ms IS NOT NULL
                  AND tenant_id = (SELECT id FROM tenants WHERE name = ?1)",
@@ -967,7 +966,7 @@ impl crate::roles::ImportQueue for Store {
     }
 
     fn remove_interrupted_imports(&self, tenant: &str) -> Result<usize> {
-        self.with(|c| {
+        self.with_write(|c| {
             Ok(c.execute(
                 "DELETE FROM imports WHERE status = 'running' AND tenant_id = (SELECT id FROM tenants WHERE name = ?1)",
                 [tenant],

@@ -355,8 +355,7 @@ pub trait ImportQueue {
     /// Marks an upload event handled without an import (e.g. no type for its folder).
     fn consume_upload(&self, id: i64, import_id: Option<i64>) -> Result<()>;
 
-    /// Tenants with work under way, or left by a process that died: an unconsumed upload
-    /// event under a lease that has not run out, or an import `running`. By name.
+    /// Tenants with an import `running` (under way, or left by a process that died). By name.
     fn tenants_at_work(&self) -> Result<Vec<String>>;
 
     /// Forgets every claim on the tenant's unconsumed upload events. Only for a caller in the
@@ -674,8 +673,10 @@ pub trait SavedExports {
     /// newest such import).
     fn exports_after_imports(&self) -> Result<Vec<(String, SavedExport, i64)>>;
 
-    /// Records that an after-import export answered the imports up to `import_id`.
-    fn mark_import_seen(&self, tenant: &str, name: &str, import_id: i64) -> Result<()>;
+    /// Records that an after-import export answers the imports up to `import_id`: true if this
+    /// caller took them (the export had answered only older ones), false if another server
+    /// did first, which then runs the export (so servers sharing the store run it once).
+    fn mark_import_seen(&self, tenant: &str, name: &str, import_id: i64) -> Result<bool>;
 
     /// Removes a saved export (its run log stays); `NoSuchExport` if there is none.
     fn remove_saved_export(&self, tenant: &str, name: &str) -> Result<()>;

@@ -245,14 +245,14 @@ impl crate::roles::SavedExports for Store {
         })
     }
 
-    fn mark_import_seen(&self, tenant: &str, name: &str, import_id: i64) -> Result<()> {
+    fn mark_import_seen(&self, tenant: &str, name: &str, import_id: i64) -> Result<bool> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
-            c.execute(
-                "UPDATE saved_exports SET seen_import = max(seen_import, ?3) WHERE tenant_id = ?1 AND name = ?2",
+            let taken = c.execute(
+                "UPDATE saved_exports SET seen_import = ?3 WHERE tenant_id = ?1 AND name = ?2 AND seen_import < ?3",
                 params![tenant_id, name, import_id],
             )?;
-            Ok(())
+            Ok(taken == 1)
         })
     }
 

@@ -30,8 +30,9 @@ fn lock_holder(lock: &std::path::Path) -> Option<u32> {
     })
 }
 
-fn export_runs(server: &Server) -> Vec<Value> {
-    serde_json::from_str(&server.cli_ok(&["export", "runs", "acme", "minutely", "--json"])).unwrap()
+fn export_runs(server: &Server, name: &str) -> Vec<Value> {
+    serde_json::from_str(&server.cli_ok(&["export", "runs", "acme", name, "--json", "--limit", "1000"]))
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,6 +55,8 @@ async fn three_nodes_share_uploads_imports_schedules_and_logins_and_survive_a_ki
     // A saved export due every minute, run by whichever node asks first.
     server.cli_ok(&["export", "add", "acme", "minutely", "--type", "students", "--schedule", "* * * * *"]);
     let added_at = jiff::Timestamp::now();
+    // And one after every import that changes students, run by one node.
+    server.cli_ok(&["export", "add", "acme", "roster", "--type", "students", "--after-import"]);
     let nodes = [server.start_node(), server.start_node()];
     let ports = [server.port, nodes[0].port, nodes[1].port];
 
@@ -88,6 +91,11 @@ async fn three_nodes_share_uploads_imports_schedules_and_logins_and_survive_a_ki
     assert_eq!(imports.len(), 18, "one import per upload: {imports:?}");
     assert!(imports.iter().all(|i| i["status"] == "complete"), "{imports:?}");
     assert_eq!(server.uploads("acme").len(), 18);
+
+    // The after-import exports settle (the nodes look every 2 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let answered = export_runs(&server, "roster").len();
+    assert!((1..=18).contains(&answered), "{answered} after-import runs for 18 imports");
 
     // A large file; the node importing it (the one holding the tenant's turn) is killed.
     let (_ssh, sftp) = sftp_login(ports[1], "acme", "pw-nodes-for-tests").await;
@@ -128,6 +136,10 @@ async fn three_nodes_share_uploads_imports_schedules_and_logins_and_survive_a_ki
         server.log()
     );
 
+    // One import, one after-import run, whichever node saw it first.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(export_runs(&server, "roster").len(), answered + 1, "{:?}", export_runs(&server, "roster"));
+
     // A key made once works on every node still up.
     let token = server.api_key(Some("acme"));
     let live: Vec<u16> =
@@ -150,7 +162,7 @@ async fn three_nodes_share_uploads_imports_schedules_and_logins_and_survive_a_ki
     while jiff::Timestamp::now() < until {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let runs = export_runs(&server);
+    let runs = export_runs(&server, "minutely");
     let scheduled = runs.iter().filter(|r| r["cause"] == "schedule").count();
     assert_eq!(scheduled, 2, "one run per due time over two minutes: {runs:?}");
 }
