@@ -553,6 +553,11 @@ pub fn negotiation_hint(kind: &russh::AlgorithmKind, theirs: &[String], compat: 
              in the config, or SLUICE_SFTP_COMPAT=1, to admit hmac-sha2-256/512 with the CTR ciphers."
                 .into()
         }
+        // ssh-keyscan asks for one host key type per connection: its RSA probe lands here.
+        russh::AlgorithmKind::Key => "sluice's host key is Ed25519 and this client asked for other host key types \
+             only: expected from ssh-keyscan (one type per connection); any other client needs Ed25519 host keys \
+             (OpenSSH 6.5 and later, PuTTY 0.68, paramiko 2.2)."
+            .into(),
         _ => "No sluice setting admits what this client offers (SHA-1, CBC and other weak algorithms are never \
               enabled); update the client's SSH library."
             .into(),

@@ -152,6 +152,7 @@ impl DataDirs {
 
     /// The data directory's SQLite database, which must exist (what is SQLite's alone: backups).
     pub fn open_sqlite(&self) -> Result<Store> {
+        self.refuse_sqlite_if_on_postgres()?;
         // The database, not only a directory: an existing folder that is not a data directory
         // (an empty one, or `tenants/` one level too deep) is not made into one.
         if !self.database().is_file() {
@@ -166,7 +167,27 @@ impl DataDirs {
         self.create_sqlite()
     }
 
-    /// Creates the data directory if it does not exist, and opens its database.
+    /// Written in a data directory whose state is in PostgreSQL by the first server or command
+    /// that opened it with `[database] url`: a server or command without the url then refuses,
+    /// instead of starting an empty SQLite database beside the real state.
+    fn postgres_marker(&self) -> PathBuf {
+        self.root.join("STATE-IN-POSTGRESQL")
+    }
+
+    fn refuse_sqlite_if_on_postgres(&self) -> Result<()> {
+        if self.postgres_marker().exists() {
+            bail!(
+                "the data directory {} keeps its state in PostgreSQL (its servers run with [database] url): \
+                 give this command the same database, with SLUICE_DATABASE_URL, or [database] url or url_file \
+                 in the config file (--config); nothing was changed (to keep a new state in SQLite here \
+                 instead, remove {})",
+                self.root.display(),
+                self.postgres_marker().display()
+            );
+        }
+        Ok(())
+    }
+
     /// The lock a `sluice serve` of this data directory holds for as long as it runs (the OS
     /// lets go of it when the process ends, however it ends). On SQLite it is exclusive: a
     /// second server on the same database would run every schedule and import twice. On
@@ -182,6 +203,9 @@ impl DataDirs {
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         let shared = self.database_url.is_some();
+        if !shared {
+            self.refuse_sqlite_if_on_postgres()?;
+        }
         let locked = if shared { file.try_lock_shared() } else { file.try_lock() };
         match locked {
             Ok(()) => Ok(file),
@@ -204,19 +228,37 @@ impl DataDirs {
         }
     }
 
+    /// Creates the data directory if it does not exist, and opens its database.
     pub fn create_store(&self) -> Result<SharedStore> {
         self.create()?;
         match &self.database_url {
             // Its schema is brought up to date on connect. What failed is said without the URL.
-            Some(url) => Ok(std::sync::Arc::new(
-                sluice_store_pg::PgStore::connect(url)
-                    .context("cannot open the PostgreSQL database of [database] url (SLUICE_DATABASE_URL)")?,
-            )),
+            Some(url) => {
+                let store = sluice_store_pg::PgStore::connect(url)
+                    .context("cannot open the PostgreSQL database of [database] url (SLUICE_DATABASE_URL)")?;
+                self.mark_as_on_postgres()?;
+                Ok(std::sync::Arc::new(store))
+            }
             None => Ok(std::sync::Arc::new(self.create_sqlite()?)),
         }
     }
 
+    fn mark_as_on_postgres(&self) -> Result<()> {
+        let path = self.postgres_marker();
+        let note = "This data directory's state is in PostgreSQL ([database] url). Every sluice server \
+                    and command on it needs the same url (SLUICE_DATABASE_URL, or [database] url or url_file).\n";
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut file) => {
+                use std::io::Write;
+                file.write_all(note.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+        }
+    }
+
     fn create_sqlite(&self) -> Result<Store> {
+        self.refuse_sqlite_if_on_postgres()?;
         self.create()?;
         Store::open(&self.database())
             .with_context(|| format!("cannot open database {}", self.database().display()))

@@ -74,7 +74,8 @@ pub async fn run(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen for SFTP on {}", config.sftp.listen))?;
     let bound = listener.local_addr()?;
-    info!(data_dir = %config.data_dir.display(), compat = config.sftp.compat, "sluice {} starting", env!("CARGO_PKG_VERSION"));
+    let state = if dirs.on_postgres() { "postgresql" } else { "sqlite" };
+    info!(data_dir = %config.data_dir.display(), state, compat = config.sftp.compat, "sluice {} starting", env!("CARGO_PKG_VERSION"));
     let http_listener = tokio::net::TcpListener::bind(config.http.listen).await.with_context(|| {
         format!("cannot listen for HTTP on {} ([http] listen, --http-listen)", config.http.listen)
     })?;
@@ -100,8 +101,14 @@ pub async fn run(config: Config) -> Result<()> {
         ));
     }
     if store.tenants()?.is_empty() {
+        // On PostgreSQL the commands need the server's database too.
+        let database = if dirs.on_postgres() {
+            "\n(with this server's [database] url: SLUICE_DATABASE_URL set, or --config FILE)"
+        } else {
+            ""
+        };
         announce(&format!(
-            "No tenants yet. Create one and give it a password:\n  sluice --data-dir {dir} tenant add acme\n  sluice --data-dir {dir} tenant passwd acme\nthen connect: sftp -P {port} acme@{host}",
+            "No tenants yet. Create one and give it a password:\n  sluice --data-dir {dir} tenant add acme\n  sluice --data-dir {dir} tenant passwd acme{database}\nthen connect: sftp -P {port} acme@{host}",
             dir = config.data_dir.display(),
             port = bound.port(),
             host = bound.ip()

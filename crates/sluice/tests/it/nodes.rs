@@ -51,6 +51,17 @@ async fn three_nodes_share_uploads_imports_schedules_and_logins_and_survive_a_ki
         assert!(!second.status.success() && said.contains("PostgreSQL"), "{said}");
         return;
     }
+    // A command run without the servers' database url is refused, and makes no SQLite
+    // database beside the real state (a newcomer followed the start hint without it).
+    let stray = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(["tenant", "add", "stray"])
+        .output()
+        .unwrap();
+    let said = output_text(&stray);
+    assert!(!stray.status.success() && said.contains("keeps its state in PostgreSQL"), "{said}");
+    assert!(!server.data_dir().join("sluice.db").exists(), "no SQLite database made");
     server.importing_tenant("acme", "pw-nodes-for-tests");
     // A saved export due every minute, run by whichever node asks first.
     server.cli_ok(&["export", "add", "acme", "minutely", "--type", "students", "--schedule", "* * * * *"]);

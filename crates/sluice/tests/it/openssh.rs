@@ -124,6 +124,23 @@ fn negotiation_failure_names_the_compat_switch() {
     assert!(!out.status.success());
 }
 
+/// `ssh-keyscan` on its defaults asks for each host key type on a connection of its own: it
+/// gets the Ed25519 key, and its RSA probe is logged as what it is, not as a client to update
+/// (a newcomer checking that nodes share one host key was told to update OpenSSH).
+#[test]
+fn ssh_keyscan_gets_the_host_key_and_its_other_probes_are_explained() {
+    if !have("ssh-keyscan", "openssh-client") {
+        return;
+    }
+    let server = Server::start();
+    let out = run_with_timeout(
+        Command::new("ssh-keyscan").args(["-p", &server.port.to_string(), "127.0.0.1"]),
+        Duration::from_secs(30),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ssh-ed25519 "), "{}", output_text(&out));
+    assert!(server.wait_for_log("expected from ssh-keyscan", Duration::from_secs(5)), "{}", server.log());
+}
+
 /// RSA (2048+ bits) and ECDSA keys log in with OpenSSH on its defaults: the server names the
 /// signature algorithms it accepts (`server-sig-algs`), or the client has none to sign with.
 #[test]
