@@ -1,8 +1,9 @@
 //! Who owns a file in a spool that several servers may share (one data directory on a shared
-//! filesystem): each name starts with its process's tag, `p{pid}-{host}-{nonce}.`, so that a
-//! starting server removes what dead processes of its own host left, and nothing of a live
-//! server's. The nonce (random per process) keeps tags apart where pid and host repeat: a
-//! container restarted as pid 1 under the same host name, containers sharing the host's name.
+//! filesystem): each name starts with its process's tag, `p{pid}-{host}-{nonce}.` (the nonce
+//! random per process: pid and host name repeat across containers and restarts), and a
+//! server holds a lock on its owner file (`spool/owners/TAG.owner`) for as long as it runs,
+//! so that a starting server removes what ended processes left and nothing of a running
+//! one's, whatever pid namespace either runs in.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -13,6 +14,31 @@ use std::time::Duration;
 pub fn owner_tag() -> &'static str {
     static TAG: OnceLock<String> = OnceLock::new();
     TAG.get_or_init(|| format!("p{}-{}-{}", std::process::id(), host(), nonce()))
+}
+
+/// Locks this process's owner file in `dir` for the rest of its life (the OS lets go when it
+/// ends, however it ends).
+pub fn hold_owner(dir: &Path) -> std::io::Result<()> {
+    static HELD: OnceLock<std::fs::File> = OnceLock::new();
+    if HELD.get().is_some() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{}.owner", owner_tag()));
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    file.lock()?;
+    let _ = HELD.set(file);
+    Ok(())
+}
+
+/// Removes the owner files in `dir` of processes that ended (their lock is free).
+pub fn sweep_owners(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let ended = std::fs::File::open(entry.path()).is_ok_and(|f| f.try_lock().is_ok());
+        if ended {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn host() -> String {
@@ -32,24 +58,27 @@ fn nonce() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The (pid, host) of a name that starts with a tag and a dot.
-fn owner_of(name: &str) -> Option<(u32, &str)> {
-    let (tag, _) = name.strip_prefix('p')?.split_once('.')?;
-    let mut parts = tag.splitn(3, '-');
-    let (pid, host, _nonce) = (parts.next()?, parts.next()?, parts.next()?);
-    Some((pid.parse().ok()?, host))
+/// The tag a spool name starts with (before its first dot), if it has one.
+fn tag_of(name: &str) -> Option<&str> {
+    let (tag, _) = name.split_once('.')?;
+    let mut parts = tag.strip_prefix('p')?.splitn(3, '-');
+    let (pid, _host, nonce) = (parts.next()?, parts.next()?, parts.next()?);
+    (pid.parse::<u32>().is_ok() && !nonce.is_empty()).then_some(tag)
 }
 
-/// Whether a spool file was left by a process that has ended: one of this host's (by its tag)
-/// whose process is gone, or anyone's (another host's, or a name without a tag) untouched for
-/// `stale` (a transfer in progress writes; no session lasts that long idle).
-pub fn is_leftover(path: &Path, stale: Duration) -> bool {
+/// Whether a spool file was left by a process that has ended: its owner file in `owners` is
+/// there and no longer locked, or (no owner file: a command's, an older server's, another
+/// kind of name) it was untouched for `stale` (a transfer in progress writes).
+pub fn is_leftover(owners: &Path, path: &Path, stale: Duration) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mine = owner_of(&format!("{}.", owner_tag())).map(|(_, host)| host.to_owned());
-    if let Some((pid, host)) = owner_of(&name)
-        && Some(host) == mine.as_deref()
+    if let Some(tag) = tag_of(&name)
+        && let Ok(owner) = std::fs::File::open(owners.join(format!("{tag}.owner")))
     {
-        return !Path::new("/proc").join(pid.to_string()).exists();
+        match owner.try_lock() {
+            Ok(()) => return true,
+            Err(std::fs::TryLockError::WouldBlock) => return false,
+            Err(std::fs::TryLockError::Error(_)) => {}
+        }
     }
     std::fs::metadata(path)
         .and_then(|m| m.modified())
@@ -63,27 +92,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_spool_file_is_a_leftover_once_its_process_is_gone_or_it_is_long_untouched() {
+    fn a_spool_file_is_a_leftover_once_its_owner_has_ended_or_it_is_long_untouched() {
         let dir = std::env::temp_dir().join(format!("sluice-spool-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let host = owner_of(&format!("{}.", owner_tag())).unwrap().1.to_owned();
+        let owners = dir.join("owners");
+        std::fs::create_dir_all(&owners).unwrap();
         assert_eq!(owner_tag().rsplit('-').next().map(str::len), Some(8), "a nonce: {}", owner_tag());
+        hold_owner(&owners).unwrap();
         let mine = dir.join(format!("{}.acme-1.upload", owner_tag()));
-        // Process 0 is never a process of ours; /proc/0 does not exist.
-        let dead = dir.join(format!("p0-{host}-0badcafe.acme-2.upload"));
-        let elsewhere = dir.join("p1-otherhost-0badcafe.acme-3.upload");
+        // An ended process: its owner file is there, unlocked (same pid and host as this one:
+        // a restarted container's pid 1, say; only the nonce differs).
+        let (pid, host) = (std::process::id(), owner_tag().split('-').nth(1).unwrap().to_owned());
+        let ended_tag = format!("p{pid}-{host}-0badcafe");
+        std::fs::write(owners.join(format!("{ended_tag}.owner")), "").unwrap();
+        let ended = dir.join(format!("{ended_tag}.acme-2.upload"));
+        // A running process elsewhere (another pid namespace, another machine): its owner file
+        // is locked.
+        let running_tag = "p1-otherhost-feedf00d";
+        let running_owner = std::fs::File::create(owners.join(format!("{running_tag}.owner"))).unwrap();
+        running_owner.lock().unwrap();
+        let running = dir.join(format!("{running_tag}.acme-3.upload"));
         let untagged = dir.join(".pull-123");
-        for f in [&mine, &dead, &elsewhere, &untagged] {
+        for f in [&mine, &ended, &running, &untagged] {
             std::fs::write(f, "x").unwrap();
         }
         let day = Duration::from_secs(86_400);
-        assert!(!is_leftover(&mine, day), "this live process's");
-        assert!(is_leftover(&dead, day), "a dead process of this host");
-        assert!(!is_leftover(&elsewhere, day), "another host's, recently written");
-        assert!(!is_leftover(&untagged, day));
+        assert!(!is_leftover(&owners, &mine, day), "this running process's");
+        assert!(is_leftover(&owners, &ended, day), "an ended process's, same pid and host");
+        // (Locks within one process conflict only between open files: flock.)
+        assert!(!is_leftover(&owners, &running, day), "a running process's, whatever its pid");
+        assert!(!is_leftover(&owners, &untagged, day), "no owner: written recently");
         std::thread::sleep(Duration::from_millis(5));
-        let moment = Duration::from_millis(1);
-        assert!(is_leftover(&elsewhere, moment) && is_leftover(&untagged, moment), "long untouched");
+        assert!(is_leftover(&owners, &untagged, Duration::from_millis(1)), "no owner: long untouched");
+        assert!(!is_leftover(&owners, &running, Duration::ZERO), "an owner's lock decides, not age");
+        sweep_owners(&owners);
+        assert!(!owners.join(format!("{ended_tag}.owner")).exists(), "an ended owner's file goes");
+        assert!(
+            owners.join(format!("{running_tag}.owner")).exists()
+                && owners.join(format!("{}.owner", owner_tag())).exists()
+        );
+        drop(running_owner);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

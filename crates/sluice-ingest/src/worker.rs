@@ -282,7 +282,7 @@ impl Ingest {
             if removed == 0 {
                 continue;
             }
-            let released = self.store.release_leases(&tenant)?;
+            let released = self.store.release_leases(&tenant, None)?;
             taken += 1;
             info!(
                 tenant,
@@ -384,7 +384,13 @@ impl Ingest {
             // Failed, not dead: the `running` row this left goes now (it would read as a dead
             // process's work and be retried at once); the lease stays, and the upload is tried
             // again when it runs out.
-            if let Err(cleanup) = self.store.remove_interrupted_imports(tenant) {
+            // (In the turn, every other `running` row and lease of the tenant is a dead
+            // process's: those are let go at once.)
+            let cleanup = self
+                .store
+                .remove_interrupted_imports(tenant)
+                .and_then(|_| self.store.release_leases(tenant, Some(upload.id)));
+            if let Err(cleanup) = cleanup {
                 warn!(tenant, "after a failed import: {cleanup}");
             }
             return Err(e);
@@ -518,8 +524,12 @@ impl Ingest {
         let mut found = 0;
         for (_, _, vpath, real) in waiting {
             let Ok(path) = VirtualPath::resolve(vpath.as_bytes()) else { continue };
-            let (size, sha256) = hash_file(&real)
-                .map_err(|e| ImportError::Io { what: format!("reading {path}"), source: e })?;
+            let (size, sha256) = match hash_file(&real) {
+                Ok(found) => found,
+                // Taken meanwhile (an import staged it, the tenant removed it): nothing to queue.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(ImportError::Io { what: format!("reading {path}"), source: e }),
+            };
             self.store.request_import(&UploadEvent {
                 tenant: tenant.name.clone(),
                 path,
@@ -705,31 +715,57 @@ impl Ingest {
     fn take_out_of_folder(&self, upload: &StoredUpload, source: &Path, staged: &Path) {
         use std::os::unix::fs::MetadataExt;
         let aside = self.staging.join(format!("taking-{}", upload.id));
-        if std::fs::rename(source, &aside).is_err() {
-            return; // gone already
-        }
-        let same = match (std::fs::metadata(&aside), std::fs::metadata(staged)) {
+        let is_this_upload = |aside: &Path| match (std::fs::metadata(aside), std::fs::metadata(staged)) {
             (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
             _ => false,
         };
-        if same {
+        // A try that stopped with the file aside: this upload's goes, another's goes back
+        // (never over a newer one); if it cannot, the folder is left alone.
+        if aside.exists() {
+            if is_this_upload(&aside) {
+                let _ = std::fs::remove_file(&aside);
+            } else {
+                self.put_back(upload, &aside, source);
+            }
+            if aside.exists() {
+                return;
+            }
+        }
+        if std::fs::rename(source, &aside).is_err() {
+            return; // gone already
+        }
+        if is_this_upload(&aside) {
             let _ = std::fs::remove_file(&aside);
             return;
         }
         // Another upload's file: back where it was, unless the name is taken again.
-        if std::fs::hard_link(&aside, source).is_ok() {
-            let _ = std::fs::remove_file(&aside);
-            return;
-        }
-        let displaced = self.staging.join(format!("displaced-{}", upload.id));
-        match std::fs::rename(&aside, &displaced) {
-            Ok(()) => warn!(
-                upload = upload.id, path = %upload.event.path, kept = %displaced.display(),
-                "a file uploaded while this upload was staged was replaced again meanwhile; kept aside"
-            ),
-            Err(e) => {
-                warn!(upload = upload.id, path = %upload.event.path, "could not keep a displaced file: {e}")
+        self.put_back(upload, &aside, source);
+    }
+
+    /// Puts a file moved aside back at `source` without replacing anything there (a hard link,
+    /// then the aside name goes). If a newer file took the name meanwhile, the one aside is
+    /// kept in staging as `displaced-N` and said; any other failure leaves it aside, said.
+    fn put_back(&self, upload: &StoredUpload, aside: &Path, source: &Path) {
+        match std::fs::hard_link(aside, source) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(aside);
             }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let displaced = self.staging.join(format!("displaced-{}", upload.id));
+                match std::fs::rename(aside, &displaced) {
+                    Ok(()) => warn!(
+                        upload = upload.id, path = %upload.event.path, kept = %displaced.display(),
+                        "a file uploaded while this upload was staged was replaced again meanwhile; kept aside"
+                    ),
+                    Err(e) => {
+                        warn!(upload = upload.id, path = %upload.event.path, kept = %aside.display(), "could not keep a displaced file apart: {e}")
+                    }
+                }
+            }
+            Err(e) => warn!(
+                upload = upload.id, path = %upload.event.path, kept = %aside.display(),
+                "could not put a file back in its folder: {e}"
+            ),
         }
     }
 

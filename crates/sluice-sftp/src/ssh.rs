@@ -511,7 +511,12 @@ impl SftpServer {
     fn log_session_error(&self, peer: SocketAddr, error: &SshError) {
         match error {
             SshError::Russh(russh::Error::NoCommonAlgo { kind, ours, theirs }) => {
-                self.shared.defender.record(peer.ip(), Service::Sftp, Event::ProtocolError);
+                // A host key type sluice has not is no misbehaviour: ssh-keyscan asks for each
+                // type on a connection of its own, and a monitor scanning every few minutes (or
+                // all clients behind one balancer's address) would be banned for it.
+                if !matches!(kind, russh::AlgorithmKind::Key) {
+                    self.shared.defender.record(peer.ip(), Service::Sftp, Event::ProtocolError);
+                }
                 warn!(
                     %peer,
                     "algorithm negotiation failed: no common {kind:?} algorithm. The client offered [{}]; sluice allows [{}]. {}",

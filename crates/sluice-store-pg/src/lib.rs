@@ -768,13 +768,13 @@ impl ImportQueue for PgStore {
         })
     }
 
-    fn release_leases(&self, tenant: &str) -> Result<usize> {
+    fn release_leases(&self, tenant: &str, keep: Option<i64>) -> Result<usize> {
         self.with(|c| {
             let n = c
                 .execute(
                     "UPDATE upload_events SET lease_until_ms = NULL WHERE consumed_ms IS NULL AND lease_until_ms IS NOT NULL
-                     AND tenant_id = (SELECT id FROM tenants WHERE name = $1)",
-                    &[&tenant],
+                     AND tenant_id = (SELECT id FROM tenants WHERE name = $1) AND ($2::bigint IS NULL OR id <> $2)",
+                    &[&tenant, &keep],
                 )
                 .map_err(db)?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))

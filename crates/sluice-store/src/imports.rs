@@ -954,13 +954,13 @@ impl crate::roles::ImportQueue for Store {
         })
     }
 
-    fn release_leases(&self, tenant: &str) -> Result<usize> {
+    fn release_leases(&self, tenant: &str, keep: Option<i64>) -> Result<usize> {
         // Writes wait for the write lock in short tries, letting go of the store between them.
         self.with_write(|c| {
             Ok(c.execute(
                 "UPDATE upload_events SET lease_until_ms = NULL WHERE consumed_ms IS NULL AND lease_until_ms IS NOT NULL
-                 AND tenant_id = (SELECT id FROM tenants WHERE name = ?1)",
-                [tenant],
+                 AND tenant_id = (SELECT id FROM tenants WHERE name = ?1) AND (?2 IS NULL OR id <> ?2)",
+                params![tenant, keep],
             )?)
         })
     }

@@ -358,10 +358,10 @@ pub trait ImportQueue {
     /// Tenants with an import `running` (under way, or left by a process that died). By name.
     fn tenants_at_work(&self) -> Result<Vec<String>>;
 
-    /// Forgets every claim on the tenant's unconsumed upload events. Only for a caller in the
-    /// tenant's turn: leases are taken only in it, so every lease is then a dead process's,
-    /// which would otherwise hold its upload back until the lease ran out.
-    fn release_leases(&self, tenant: &str) -> Result<usize>;
+    /// Forgets every claim on the tenant's unconsumed upload events but `keep`'s. Only for a
+    /// caller in the tenant's turn: leases are taken only in it, so every other lease is then
+    /// a dead process's, which would otherwise hold its upload back until the lease ran out.
+    fn release_leases(&self, tenant: &str, keep: Option<i64>) -> Result<usize>;
 
     /// The tenant's imports left `running` by a process that died (only for a caller in the
     /// tenant's turn, as above): they never committed anything, their upload events are still

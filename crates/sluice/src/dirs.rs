@@ -49,6 +49,10 @@ impl DataDirs {
     pub fn upload_spool(&self) -> PathBuf {
         self.root.join("spool").join("uploads")
     }
+    /// Each running server's owner file, locked for its life (`sluice_core::spool`).
+    pub fn spool_owners(&self) -> PathBuf {
+        self.root.join("spool").join("owners")
+    }
     /// Each upload's own bytes, from its close to its import (made by the SFTP server,
     /// taken by the import worker).
     pub fn upload_snapshots(&self) -> PathBuf {
@@ -234,6 +238,16 @@ impl DataDirs {
         match &self.database_url {
             // Its schema is brought up to date on connect. What failed is said without the URL.
             Some(url) => {
+                // A SQLite state here is not silently left behind (nor marked as moved).
+                if self.database().is_file() {
+                    bail!(
+                        "[database] url is set, but the data directory {} keeps its state in SQLite ({}): \
+                         sluice does not move a state between them; unset the url (SLUICE_DATABASE_URL) to use \
+                         SQLite's, or give PostgreSQL a data directory of its own; nothing was changed",
+                        self.root.display(),
+                        self.database().display()
+                    );
+                }
                 let store = sluice_store_pg::PgStore::connect(url)
                     .context("cannot open the PostgreSQL database of [database] url (SLUICE_DATABASE_URL)")?;
                 self.mark_as_on_postgres()?;

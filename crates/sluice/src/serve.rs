@@ -18,12 +18,16 @@ pub async fn run(config: Config) -> Result<()> {
     let _serving = dirs.lock_for_serving()?;
     let store: sluice_store::SharedStore = dirs.create_store()?;
     // Uploads that were in flight when the last process stopped can never complete. (Servers
-    // sharing the data directory share the spool: only a dead process's files go.)
+    // sharing the data directory share the spool: only ended processes' files go.)
+    let owners = dirs.spool_owners();
+    sluice_core::spool::hold_owner(&owners)
+        .with_context(|| format!("cannot lock an owner file in {}", owners.display()))?;
     for entry in std::fs::read_dir(dirs.upload_spool())?.flatten() {
-        if sluice_core::spool::is_leftover(&entry.path(), std::time::Duration::from_secs(86_400)) {
+        if sluice_core::spool::is_leftover(&owners, &entry.path(), std::time::Duration::from_secs(86_400)) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+    sluice_core::spool::sweep_owners(&owners);
     // So can exports that were being written (by this server or a killed `sluice export`).
     let _ = sluice_export::clear_stale(&dirs.export_spool(), std::time::Duration::from_secs(600));
     let (host_key_file, may_generate) = config.host_key_file();

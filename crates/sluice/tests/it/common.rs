@@ -617,6 +617,11 @@ impl Server {
         http_request(self.http_port, method, path, token, body)
     }
 
+    /// The server's `SLUICE_DATABASE_URL` on the suite's PostgreSQL run.
+    pub fn database_url(&self) -> Option<String> {
+        self.database.as_ref().map(TestDatabase::url)
+    }
+
     /// Another `sluice serve` on this server's data directory and database (a node sharing
     /// the work; on PostgreSQL), logging to the same `server.log`.
     pub fn start_node(&self) -> Node {

@@ -62,6 +62,21 @@ async fn three_nodes_share_uploads_imports_schedules_and_logins_and_survive_a_ki
     let said = output_text(&stray);
     assert!(!stray.status.success() && said.contains("keeps its state in PostgreSQL"), "{said}");
     assert!(!server.data_dir().join("sluice.db").exists(), "no SQLite database made");
+    // The other way round: a SQLite data directory is not opened on PostgreSQL (nor marked).
+    let sqlite = tempfile::tempdir().unwrap();
+    let cli = |url: Option<&str>| {
+        let mut command = std::process::Command::new(BIN);
+        command.arg("--data-dir").arg(sqlite.path()).args(["tenant", "add", "north"]);
+        if let Some(url) = url {
+            command.env("SLUICE_DATABASE_URL", url);
+        }
+        command.output().unwrap()
+    };
+    assert!(cli(None).status.success(), "a SQLite data directory made");
+    let refused = cli(server.database_url().as_deref());
+    let said = output_text(&refused);
+    assert!(!refused.status.success() && said.contains("keeps its state in SQLite"), "{said}");
+    assert!(!sqlite.path().join("STATE-IN-POSTGRESQL").exists());
     server.importing_tenant("acme", "pw-nodes-for-tests");
     // A saved export due every minute, run by whichever node asks first.
     server.cli_ok(&["export", "add", "acme", "minutely", "--type", "students", "--schedule", "* * * * *"]);

@@ -139,6 +139,15 @@ fn ssh_keyscan_gets_the_host_key_and_its_other_probes_are_explained() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ssh-ed25519 "), "{}", output_text(&out));
     assert!(server.wait_for_log("expected from ssh-keyscan", Duration::from_secs(5)), "{}", server.log());
+    // Scanned again and again (a monitor), it is never banned.
+    for _ in 0..4 {
+        let out = run_with_timeout(
+            Command::new("ssh-keyscan").args(["-p", &server.port.to_string(), "127.0.0.1"]),
+            Duration::from_secs(30),
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ssh-ed25519 "), "{}", output_text(&out));
+    }
+    assert!(!server.log().contains("banned"), "{}", server.log());
 }
 
 /// RSA (2048+ bits) and ECDSA keys log in with OpenSSH on its defaults: the server names the
