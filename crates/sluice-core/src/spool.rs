@@ -66,19 +66,31 @@ fn tag_of(name: &str) -> Option<&str> {
     (pid.parse::<u32>().is_ok() && !nonce.is_empty()).then_some(tag)
 }
 
+/// Whether the process a tag names is known to be running (`Some(false)`: its owner file is
+/// locked), to have ended (`Some(true)`: the file is there, unlocked), or neither (`None`: no
+/// owner file, a command's or one swept already).
+fn owner_state(owners: &Path, tag: &str) -> Option<bool> {
+    let owner = std::fs::File::open(owners.join(format!("{tag}.owner"))).ok()?;
+    match owner.try_lock() {
+        Ok(()) => Some(true),
+        Err(std::fs::TryLockError::WouldBlock) => Some(false),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
+/// Whether the process a tag names has ended, as far as a starting server can tell: it holds
+/// no owner file lock (a server's would be held while it runs).
+pub fn owner_ended(owners: &Path, tag: &str) -> bool {
+    owner_state(owners, tag) != Some(false)
+}
+
 /// Whether a spool file was left by a process that has ended: its owner file in `owners` is
 /// there and no longer locked, or (no owner file: a command's, an older server's, another
 /// kind of name) it was untouched for `stale` (a transfer in progress writes).
 pub fn is_leftover(owners: &Path, path: &Path, stale: Duration) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if let Some(tag) = tag_of(&name)
-        && let Ok(owner) = std::fs::File::open(owners.join(format!("{tag}.owner")))
-    {
-        match owner.try_lock() {
-            Ok(()) => return true,
-            Err(std::fs::TryLockError::WouldBlock) => return false,
-            Err(std::fs::TryLockError::Error(_)) => {}
-        }
+    if let Some(ended) = tag_of(&name).and_then(|tag| owner_state(owners, tag)) {
+        return ended;
     }
     std::fs::metadata(path)
         .and_then(|m| m.modified())
@@ -124,6 +136,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert!(is_leftover(&owners, &untagged, Duration::from_millis(1)), "no owner: long untouched");
         assert!(!is_leftover(&owners, &running, Duration::ZERO), "an owner's lock decides, not age");
+        assert!(owner_ended(&owners, &ended_tag) && !owner_ended(&owners, running_tag));
+        assert!(!owner_ended(&owners, owner_tag()) && owner_ended(&owners, "p9-nowhere-00000000"));
         sweep_owners(&owners);
         assert!(!owners.join(format!("{ended_tag}.owner")).exists(), "an ended owner's file goes");
         assert!(

@@ -16,9 +16,8 @@
 //! Several nodes run on one database and one shared data directory: uploads are claimed,
 //! deliveries are claimed, due times are taken once, and abandoned work (`release_leases`,
 //! `remove_interrupted_imports`) is taken back per tenant by whoever holds the tenant's turn
-//! (a lock file on the shared directory). Still per process: `fail_interrupted_runs`, which a
-//! starting node calls, marks every export run in progress as interrupted, other nodes' too
-//! (their outcome replaces it when they end).
+//! (a lock file on the shared directory); a starting node fails only the export runs of
+//! processes that ended (`fail_interrupted_runs` asks about each run's owner).
 //!
 //! Every statement is parameterised. The schema is migrated on connect, from any earlier
 //! version, under an advisory lock, so that nodes starting together migrate once.

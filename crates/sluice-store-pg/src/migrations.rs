@@ -463,6 +463,8 @@ const MIGRATIONS: &[&str] = &[
         claimed_ms BIGINT NOT NULL,
         PRIMARY KEY (key, due_ms)
     );",
+    // 11: the process running an export run (nodes each sweep their own at start)
+    "ALTER TABLE export_runs ADD COLUMN owner TEXT;",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -244,9 +244,9 @@ impl SavedExports for PgStore {
             let tenant_id = tenant_id(c, tenant)?;
             let row = c
                 .query_one(
-                    "INSERT INTO export_runs (tenant_id, export, cause, started_ms, status)
-                     VALUES ($1, $2, $3, $4, 'running') RETURNING id",
-                    &[&tenant_id, &export, &cause.as_str(), &now_ms()],
+                    "INSERT INTO export_runs (tenant_id, export, cause, started_ms, status, owner)
+                     VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+                    &[&tenant_id, &export, &cause.as_str(), &now_ms(), &sluice_core::spool::owner_tag()],
                 )
                 .map_err(db)?;
             Ok(row.get(0))
@@ -284,15 +284,24 @@ impl SavedExports for PgStore {
         })
     }
 
-    fn fail_interrupted_runs(&self) -> Result<usize> {
+    fn fail_interrupted_runs(&self, ended: &dyn Fn(&str) -> bool) -> Result<usize> {
         self.with(|c| {
-            let n = c
-                .execute(
-                    "UPDATE export_runs SET status = 'failed', finished_ms = $1, error = $2 WHERE status = 'running'",
-                    &[&now_ms(), &INTERRUPTED_RUN],
-                )
-                .map_err(db)?;
-            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+            let running =
+                c.query("SELECT id, owner FROM export_runs WHERE status = 'running'", &[]).map_err(db)?;
+            let mut failed = 0;
+            for row in running {
+                let (id, owner): (i64, Option<String>) = (row.get(0), row.get(1));
+                if owner.as_deref().is_none_or(ended) {
+                    failed += c
+                        .execute(
+                            "UPDATE export_runs SET status = 'failed', finished_ms = $2, error = $3
+                             WHERE id = $1 AND status = 'running'",
+                            &[&id, &now_ms(), &INTERRUPTED_RUN],
+                        )
+                        .map_err(db)?;
+                }
+            }
+            Ok(usize::try_from(failed).unwrap_or(usize::MAX))
         })
     }
 

@@ -878,7 +878,7 @@ pub fn saved_exports<S: Tenants + Imports + SavedExports>(s: &S) {
     assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [failed_run, run], "newest first");
     assert_eq!(s.export_run(run).expect("one run").map(|r| r.id), Some(run));
     let killed = s.start_export_run("north", "daily", RunCause::Schedule).expect("start");
-    assert_eq!(s.fail_interrupted_runs().expect("sweep"), 1);
+    assert_eq!(s.fail_interrupted_runs(&|_| true).expect("sweep"), 1);
     let swept = s.export_run(killed).expect("read").expect("kept");
     assert!(
         matches!(swept.outcome, Some(RunOutcome::Failed(ref why)) if why.contains("interrupted")),
@@ -1341,14 +1341,15 @@ pub fn saved_exports_without_imports<S: Tenants + SavedExports>(s: &S) {
     let of_daily: Vec<i64> =
         s.export_runs("north", Some("DAILY"), 10).expect("runs").iter().map(|r| r.id).collect();
     assert_eq!(of_daily, [killed, second], "one export's runs, whatever the case");
-    assert_eq!(s.fail_interrupted_runs().expect("sweep"), 1, "the run left running");
+    assert_eq!(s.fail_interrupted_runs(&|_| false).expect("sweep"), 0, "a running process's run stays");
+    assert_eq!(s.fail_interrupted_runs(&|_| true).expect("sweep"), 1, "the run left running");
     let swept = s.export_run(killed).expect("read").expect("logged");
     assert!(
         matches!(swept.outcome, Some(RunOutcome::Failed(ref why)) if why.contains("interrupted")),
         "{swept:?}"
     );
     assert!(swept.finished_ms.is_some());
-    assert_eq!(s.fail_interrupted_runs().expect("sweep"), 0, "nothing left running");
+    assert_eq!(s.fail_interrupted_runs(&|_| true).expect("sweep"), 0, "nothing left running");
     assert_eq!(s.export_run(other + 1_000).expect("read"), None);
 
     s.mark_import_seen("north", "Zeta", 7).expect("answered");

@@ -446,6 +446,8 @@ const MIGRATIONS: &[&str] = &[
         claimed_ms INTEGER NOT NULL,
         PRIMARY KEY (key, due_ms)
      ) WITHOUT ROWID;",
+    // 40: the process running an export run (servers sharing the store each sweep their own)
+    "ALTER TABLE export_runs ADD COLUMN owner TEXT;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -690,8 +690,11 @@ pub trait SavedExports {
     fn export_run(&self, id: i64) -> Result<Option<ExportRun>>;
 
     /// Marks the runs left `running` by a process that stopped as failed, saying so; returns
-    /// how many (the server calls it at start, before it runs anything).
-    fn fail_interrupted_runs(&self) -> Result<usize>;
+    /// how many (the server calls it at start, before it runs anything). A run is its
+    /// process's (`sluice_core::spool::owner_tag`, kept when it starts): `ended` says whether
+    /// that process has ended (servers sharing the store each run their own; a run without
+    /// an owner, from before owners were kept, counts as ended).
+    fn fail_interrupted_runs(&self, ended: &dyn Fn(&str) -> bool) -> Result<usize>;
 
     /// A tenant's export runs (of one export, or all), newest first.
     fn export_runs(&self, tenant: &str, export: Option<&str>, limit: usize) -> Result<Vec<ExportRun>>;

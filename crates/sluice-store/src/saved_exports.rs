@@ -274,8 +274,9 @@ impl crate::roles::SavedExports for Store {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
             c.execute(
-                "INSERT INTO export_runs (tenant_id, export, cause, started_ms, status) VALUES (?1, ?2, ?3, ?4, 'running')",
-                params![tenant_id, export, cause.as_str(), now_ms()],
+                "INSERT INTO export_runs (tenant_id, export, cause, started_ms, status, owner)
+                 VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+                params![tenant_id, export, cause.as_str(), now_ms(), sluice_core::spool::owner_tag()],
             )?;
             Ok(c.last_insert_rowid())
         })
@@ -304,12 +305,23 @@ impl crate::roles::SavedExports for Store {
         })
     }
 
-    fn fail_interrupted_runs(&self) -> Result<usize> {
+    fn fail_interrupted_runs(&self, ended: &dyn Fn(&str) -> bool) -> Result<usize> {
         self.with(|c| {
-            Ok(c.execute(
-                "UPDATE export_runs SET status = 'failed', finished_ms = ?1, error = ?2 WHERE status = 'running'",
-                params![now_ms(), INTERRUPTED_RUN],
-            )?)
+            let running: Vec<(i64, Option<String>)> = c
+                .prepare("SELECT id, owner FROM export_runs WHERE status = 'running'")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut failed = 0;
+            for (id, owner) in running {
+                if owner.as_deref().is_none_or(ended) {
+                    failed += c.execute(
+                        "UPDATE export_runs SET status = 'failed', finished_ms = ?2, error = ?3
+                         WHERE id = ?1 AND status = 'running'",
+                        params![id, now_ms(), INTERRUPTED_RUN],
+                    )?;
+                }
+            }
+            Ok(failed)
         })
     }
 

@@ -51,7 +51,8 @@ pub async fn run(config: Config) -> Result<()> {
     });
     ingest.recover()?;
     // Export runs a stopped server left `running` never finished: say so in their log.
-    let interrupted = ingest.store.fail_interrupted_runs()?;
+    let interrupted =
+        ingest.store.fail_interrupted_runs(&|tag| sluice_core::spool::owner_ended(&owners, tag))?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "export runs interrupted by the last stop are logged as failed");
     }
