@@ -13,19 +13,8 @@ SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
 WORK=${BENCH_DIR:-$PWD/bench/out-export}
 rm -rf "$WORK" && mkdir -p "$WORK"
 
-# The `students` preset's columns (presets/visitor-aware.toml), as bench/import_vs_sqlite.sh.
-gen_students() {
-  python3 - "$1" "$2" <<'PY'
-import sys
-n, path = int(sys.argv[1]), sys.argv[2]
-grades = ["PK","KG"] + [f"{g:02}" for g in range(1, 13)]
-with open(path, "w", newline="") as f:
-    f.write("sisId,firstName,lastName,middleName,grade,birthDate,schoolId,email,phone\r\n")
-    for i in range(n):
-        f.write(f"S{i:08},First{i % 5003},Last{i % 7919},M,{grades[i % 14]},20{10 + i % 9:02}-{1 + i % 12:02}-{1 + i % 28:02},"
-                f"SCH{i % 50:03},student{i}@district.example.org,555-{i % 10000:04}-{i % 997:03}\r\n")
-PY
-}
+# The `students` preset's generator, shared with the import benchmarks.
+. bench/generators.sh
 
 peak_mib() { echo "$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$1") / 1024" | bc -l; }
 now() { date +%s.%N; }

@@ -7,7 +7,6 @@
 use base64::Engine;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
-use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -91,7 +90,8 @@ impl SecretKey {
                 SystemRandom::new().fill(&mut bytes[..]).map_err(|_| SecretError::Random)?;
                 let hex: Zeroizing<String> =
                     Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect());
-                let created = create_private(path, hex.as_bytes());
+                let line: Zeroizing<String> = Zeroizing::new(format!("{}\n", hex.as_str()));
+                let created = sluice_core::spool::create_whole_private(path, line.as_bytes());
                 match created {
                     Ok(()) => Ok(Self::from_bytes(&bytes[..])),
                     // Another process made it first: use theirs.
@@ -190,22 +190,6 @@ impl SecretKey {
 
 fn associated(tenant: &str, connector: &str) -> String {
     format!("sluice connector {tenant}/{connector}")
-}
-
-/// Creates `path` (it must not exist: `AlreadyExists` otherwise) with mode 0600 holding
-/// `data`, written whole under a name of this process's and then linked into place, so that
-/// servers starting together on one data directory never read half a key.
-fn create_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    let partial = path.with_extension(format!("{}.partial", sluice_core::spool::owner_tag()));
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
-    let written = file.write_all(data).and_then(|()| file.write_all(b"\n")).and_then(|()| file.sync_all());
-    let linked = written.and_then(|()| std::fs::hard_link(&partial, path));
-    let _ = std::fs::remove_file(&partial);
-    linked
 }
 
 #[cfg(test)]

@@ -31,6 +31,24 @@ pub fn hold_owner(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Creates `path` (it must not exist: `AlreadyExists` otherwise) with mode 0600 holding
+/// `data`: written whole under a name of this process's, synced, then linked into place, so
+/// that servers starting together on one data directory never read half a file and the first
+/// one made is everyone's (the host key, the secret key).
+pub fn create_whole_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let partial = path.with_extension(format!("{}.partial", owner_tag()));
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
+    let written = file.write_all(data).and_then(|()| file.sync_all());
+    let linked = written.and_then(|()| std::fs::hard_link(&partial, path));
+    let _ = std::fs::remove_file(&partial);
+    linked
+}
+
 /// Removes the owner files in `dir` of processes that ended (their lock is free).
 pub fn sweep_owners(dir: &Path) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -145,6 +163,20 @@ mod tests {
                 && owners.join(format!("{}.owner", owner_tag())).exists()
         );
         drop(running_owner);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_made_whole_is_private_made_once_and_leaves_no_partial() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("sluice-whole-test-{}", std::process::id()));
+        let key = dir.join("keys").join("secret.key");
+        create_whole_private(&key, b"first\n").unwrap();
+        let again = create_whole_private(&key, b"second\n").unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&key).unwrap(), b"first\n", "the first one made stays");
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(key.parent().unwrap()).unwrap().count(), 1, "no partial file left");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

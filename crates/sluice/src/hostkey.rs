@@ -4,8 +4,6 @@ use anyhow::{Context, Result};
 use russh::keys::PrivateKey;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::ssh_key::private::Ed25519Keypair;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Reads the host key at `path`; when there is none, makes one if `may_generate` (sluice's own
@@ -31,20 +29,9 @@ pub fn load_or_generate(path: &Path, may_generate: bool) -> Result<PrivateKey> {
         .context("cannot get random bytes from the operating system to generate the host key")?;
     let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
     let text = key.to_openssh(LineEnding::LF).context("cannot encode the host key")?;
-    // Written whole under a name of this process's, then linked into place: servers starting
-    // together on one data directory never read half a key, and the first key made is
-    // everyone's (the others load it).
-    let partial = path.with_extension(format!("{}.partial", sluice_core::spool::owner_tag()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .with_context(|| format!("cannot create host key {}", partial.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    let linked = std::fs::hard_link(&partial, path);
-    let _ = std::fs::remove_file(&partial);
+    // Written whole, then linked into place: servers starting together on one data directory
+    // never read half a key, and the first key made is everyone's (the others load it).
+    let linked = sluice_core::spool::create_whole_private(path, text.as_bytes());
     match linked {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return load_or_generate(path, false),
