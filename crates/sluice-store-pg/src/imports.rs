@@ -1085,9 +1085,11 @@ pub(crate) fn drop_inactive_roles(
 const LINK_BATCH: i64 = 2_000;
 
 /// Links the records of `type_name` written by `import_id` to people, as SQLite's
-/// `people::link_people` does, one record at a time in key order against the database (which
-/// sees every person and role linked before); the records are read in batches by key, so
-/// nothing grows with the import. Returns warnings.
+/// `people::link_people` does: each record in key order against every person and role linked
+/// before it. A tenant's first people are made set-based when that gives the same people
+/// ([`link_first_people`]); otherwise one record at a time against the database
+/// ([`link_one_at_a_time`]). Records are read in batches by key, so nothing grows with the
+/// import. Returns warnings.
 fn link_people(
     c: &mut Client,
     tenant_id: i64,
@@ -1102,15 +1104,23 @@ fn link_people(
         )
         .map_err(db)?
         .is_some();
-    if had_roles {
-        c.execute(
-            "DELETE FROM person_roles WHERE tenant_id = $1 AND type = $2 AND NOT EXISTS
-             (SELECT 1 FROM records r WHERE r.tenant_id = $1 AND r.type = $2 AND r.key = person_roles.key
-              AND NOT r.inactive)",
-            &[&tenant_id, &type_name],
-        )
-        .map_err(db)?;
+    if !had_roles && let Some(warnings) = link_first_people(c, tenant_id, type_name, import_id, p)? {
+        return Ok(warnings);
     }
+    link_one_at_a_time(c, tenant_id, type_name, import_id, p, had_roles)
+}
+
+/// Calls `each` with the records of `type_name` that `import_id` wrote and that are active, a
+/// batch at a time in key order, their contacts normalised here (as every backend does,
+/// `Contact::new`).
+fn each_link_batch(
+    c: &mut Client,
+    tenant_id: i64,
+    type_name: &str,
+    import_id: i64,
+    p: &PersonPaths,
+    mut each: impl FnMut(&mut Client, &LinkBatch) -> Result<()>,
+) -> Result<()> {
     let batch = c
         .prepare(&format!(
             "SELECT key, COALESCE(line, 0), {}, {}, {}, {}, {}
@@ -1123,15 +1133,6 @@ fn link_people(
             json_text("data", "$8::text"),
         ))
         .map_err(db)?;
-    // A batch's records are read in key order, their contacts normalised here (as every
-    // backend does, `Contact::new`), and linked by the server in one call, in that order.
-    let link = c
-        .prepare(
-            "SELECT o_line, o_other, o_email, o_phone
-             FROM sluice_link_people($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .map_err(db)?;
-    let (mut warnings, mut separate) = (Vec::new(), 0usize);
     let mut after = String::new();
     loop {
         let rows = c
@@ -1158,6 +1159,149 @@ fn link_people(
             records.sources.push(text(2));
             records.contacts.push(Contact::new(&text(3), &text(4), &text(5), &text(6)));
         }
+        each(c, &records)?;
+        match rows.last() {
+            Some(r) if rows.len() as i64 == LINK_BATCH => after = r.get(0),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// A tenant's first people, made set-based: when the tenant has no people yet and every
+/// record linked has a source id of its own (no two alike, none blank), the one-at-a-time
+/// algorithm makes one new person per record (no source id is known, and a person matched by
+/// contact already holds this role with another source id), so here they are made at once:
+/// the records copied to a TEMP table, numbered in key order by the people's own sequence,
+/// people and roles inserted from it, and a record whose name an earlier record has is
+/// reported as kept apart from the first of them (the lowest id, as one at a time).
+/// `None` when the records do not qualify (nothing written then).
+pub(crate) fn link_first_people(
+    c: &mut Client,
+    tenant_id: i64,
+    type_name: &str,
+    import_id: i64,
+    p: &PersonPaths,
+) -> Result<Option<Vec<String>>> {
+    if c.query_opt("SELECT 1 FROM people WHERE tenant_id = $1 LIMIT 1", &[&tenant_id]).map_err(db)?.is_some()
+    {
+        return Ok(None);
+    }
+    let sequence: String =
+        c.query_one("SELECT pg_get_serial_sequence('people', 'id')", &[]).map_err(db)?.get(0);
+    // The sequence's name is the catalog's, quoted as a literal (not an input).
+    c.batch_execute(&format!(
+        "CREATE TEMP TABLE link_first (key TEXT COLLATE \"C\" NOT NULL, line BIGINT NOT NULL, src TEXT NOT NULL,
+             f TEXT COLLATE \"C\" NOT NULL, l TEXT COLLATE \"C\" NOT NULL, e TEXT COLLATE \"C\" NOT NULL,
+             ph TEXT COLLATE \"C\" NOT NULL, pid BIGINT NOT NULL DEFAULT nextval('{}'::regclass))",
+        sequence.replace('\'', "''")
+    ))
+    .map_err(db)?;
+    let mut buffer = Vec::new();
+    each_link_batch(c, tenant_id, type_name, import_id, p, |c, records| {
+        buffer.clear();
+        for (i, contact) in records.contacts.iter().enumerate() {
+            copy_field(&mut buffer, &records.keys[i])?;
+            buffer.extend_from_slice(format!("\t{}\t", records.lines[i]).as_bytes());
+            for (n, v) in
+                [&records.sources[i], &contact.first_name, &contact.last_name, &contact.email, &contact.phone]
+                    .into_iter()
+                    .enumerate()
+            {
+                if n > 0 {
+                    buffer.push(b'\t');
+                }
+                copy_field(&mut buffer, v)?;
+            }
+            buffer.push(b'\n');
+        }
+        if !buffer.is_empty() {
+            let mut w = c.copy_in("COPY link_first (key, line, src, f, l, e, ph) FROM STDIN").map_err(db)?;
+            w.write_all(&buffer).map_err(|e| StoreError::Database(sluice_store::DatabaseError::other(e)))?;
+            w.finish().map_err(db)?;
+        }
+        Ok(())
+    })?;
+    let own_sources: bool = c
+        .query_one(
+            "SELECT COUNT(*) FILTER (WHERE src = '') = 0 AND COUNT(DISTINCT src) = COUNT(*) FROM link_first",
+            &[],
+        )
+        .map_err(db)?
+        .get(0);
+    if !own_sources {
+        c.batch_execute("DROP TABLE link_first").map_err(db)?;
+        return Ok(None);
+    }
+    c.execute(
+        "INSERT INTO people (id, tenant_id, first_name, last_name, email, phone) OVERRIDING SYSTEM VALUE
+         SELECT pid, $1, f, l, e, ph FROM link_first ORDER BY pid",
+        &[&tenant_id],
+    )
+    .map_err(db)?;
+    c.execute(
+        "INSERT INTO person_roles (tenant_id, type, key, person_id, role, source_id)
+         SELECT $1, $2, key, pid, $3, src FROM link_first ORDER BY key",
+        &[&tenant_id, &type_name, &p.role],
+    )
+    .map_err(db)?;
+    // Records whose name an earlier record has, the first of those kept apart from (key
+    // order is the people's order), in key order, the first few with their details.
+    let kept_apart = c
+        .query(
+            &format!(
+                "WITH firsts AS (SELECT l, f, MIN(pid) AS other FROM link_first GROUP BY l, f HAVING COUNT(*) > 1)
+                 SELECT k.line, k.f, k.l, k.e, k.ph, o.pid, o.e, o.ph, COUNT(*) OVER ()
+                 FROM link_first k JOIN firsts USING (l, f) JOIN link_first o ON o.pid = firsts.other
+                 WHERE k.pid <> firsts.other ORDER BY k.pid LIMIT {}",
+                sluice_store::MAX_SEPARATE_WARNINGS
+            ),
+            &[],
+        )
+        .map_err(db)?;
+    let mut warnings: Vec<String> = kept_apart
+        .iter()
+        .map(|r| {
+            let contact =
+                Contact { first_name: r.get(1), last_name: r.get(2), email: r.get(3), phone: r.get(4) };
+            let (email, phone): (String, String) = (r.get(6), r.get(7));
+            sluice_store::separate_warning(r.get(0), &contact, r.get(5), &email, &phone)
+        })
+        .collect();
+    let separate = kept_apart.first().map_or(0, |r| r.get::<_, i64>(8) as usize);
+    if separate > sluice_store::MAX_SEPARATE_WARNINGS {
+        warnings.push(sluice_store::more_separate(separate - sluice_store::MAX_SEPARATE_WARNINGS));
+    }
+    c.batch_execute("DROP TABLE link_first").map_err(db)?;
+    Ok(Some(warnings))
+}
+
+/// Links records one at a time in key order, on the server (`sluice_link_people`, a batch
+/// per call), each against every person and role linked before it.
+pub(crate) fn link_one_at_a_time(
+    c: &mut Client,
+    tenant_id: i64,
+    type_name: &str,
+    import_id: i64,
+    p: &PersonPaths,
+    had_roles: bool,
+) -> Result<Vec<String>> {
+    if had_roles {
+        c.execute(
+            "DELETE FROM person_roles WHERE tenant_id = $1 AND type = $2 AND NOT EXISTS
+             (SELECT 1 FROM records r WHERE r.tenant_id = $1 AND r.type = $2 AND r.key = person_roles.key
+              AND NOT r.inactive)",
+            &[&tenant_id, &type_name],
+        )
+        .map_err(db)?;
+    }
+    let link = c
+        .prepare(
+            "SELECT o_line, o_other, o_email, o_phone
+             FROM sluice_link_people($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .map_err(db)?;
+    let (mut warnings, mut separate) = (Vec::new(), 0usize);
+    each_link_batch(c, tenant_id, type_name, import_id, p, |c, records| {
         let [firsts, lasts, emails, phones] = records.contact_columns();
         let kept_apart = c
             .query(
@@ -1192,11 +1336,8 @@ fn link_people(
                 ));
             }
         }
-        match rows.last() {
-            Some(r) if rows.len() as i64 == LINK_BATCH => after = r.get(0),
-            _ => break,
-        }
-    }
+        Ok(())
+    })?;
     if separate > sluice_store::MAX_SEPARATE_WARNINGS {
         warnings.push(sluice_store::more_separate(separate - sluice_store::MAX_SEPARATE_WARNINGS));
     }

@@ -726,3 +726,128 @@ fn a_settings_change_does_not_wait_for_an_import_applying() {
         assert!(matches!(done, Ok(Ok(()))), "the settings change waited for the import: {done:?}");
     });
 }
+
+/// A tenant's first people made set-based give what one record at a time gives: the same
+/// people with the same contact details, the same records kept apart from the same namesakes
+/// (with the same warnings, the people's ids read as their records' keys), over more than one
+/// batch of records. Records whose source ids repeat or are blank are not made set-based, and
+/// nothing is written then.
+#[test]
+fn a_tenants_first_people_made_at_once_are_the_people_made_one_at_a_time() {
+    use crate::imports::{link_first_people, link_one_at_a_time};
+    use sluice_core::TenantName;
+    use sluice_core::import::LoadMode;
+    use sluice_store::{ImportStatus, Imports, Outcome, PersonPaths, StageKind, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    // Rows as a district writes them: names padded, emails in capitals, phones formatted,
+    // namesakes with and without details, more of them than the warnings list names.
+    let row = |i: usize| -> Vec<String> {
+        let (first, last) = match i % 9 {
+            0 => ("Ann".to_owned(), "Lee".to_owned()),
+            1 => (" Ann ".to_owned(), "Lee".to_owned()),
+            2 => ("Émile".to_owned(), "Zola".to_owned()),
+            _ => (format!("F{i}"), format!("L{}", i / 2)),
+        };
+        let email = match i % 4 {
+            0 => String::new(),
+            1 => format!("P{i}@Example.org "),
+            _ => "shared@example.org".to_owned(),
+        };
+        let phone = if i.is_multiple_of(5) { format!("(555) 010-{i:04}") } else { String::new() };
+        vec![format!("S{i:05}"), format!("{i}"), first, last, email, phone]
+    };
+    let load = |tenant: &str, rows: &[Vec<String>]| -> (i64, i64) {
+        s.add_tenant(&TenantName::parse(tenant).unwrap(), &[]).unwrap();
+        let id = s.create_import(tenant, "students", "s.csv", "upload", None, None).unwrap();
+        let mut l = s.loader(tenant, "students", id).unwrap();
+        for (i, r) in rows.iter().enumerate() {
+            let data = serde_json::to_string(r).unwrap();
+            l.stage(i as u64 + 2, &r[0], &data, i as i64, StageKind::Load).unwrap();
+        }
+        let plan = l.plan("students", LoadMode::Mirror).unwrap();
+        l.commit(Outcome::new(ImportStatus::Complete, plan, Some(LoadMode::Mirror))).unwrap();
+        let mut c = Client::connect(&db.url(), NoTls).unwrap();
+        let tenant_id: i64 =
+            c.query_one("SELECT id FROM tenants WHERE name = $1", &[&tenant]).unwrap().get(0);
+        (tenant_id, id)
+    };
+    let rows: Vec<Vec<String>> = (0..2_500).map(row).collect();
+    let (at_once, at_once_import) = load("north", &rows);
+    let (one_by_one, one_by_one_import) = load("south", &rows);
+    let paths = PersonPaths {
+        role: "student".into(),
+        id: "$[1]".into(),
+        first_name: "$[2]".into(),
+        last_name: "$[3]".into(),
+        email: "$[4]".into(),
+        phone: "$[5]".into(),
+    };
+    let mut c = Client::connect(&db.url(), NoTls).unwrap();
+    c.batch_execute("BEGIN").unwrap();
+    let made = link_first_people(&mut c, at_once, "students", at_once_import, &paths).unwrap();
+    let made = made.expect("a first load with a source id per record is made at once");
+    let linked =
+        link_one_at_a_time(&mut c, one_by_one, "students", one_by_one_import, &paths, false).unwrap();
+    // Each record's person: its details and the first record it shares the person with.
+    let people = |c: &mut Client, tenant: i64| -> Vec<(String, String, String, String, String, String)> {
+        c.query(
+            "SELECT r.key, p.first_name, p.last_name, p.email, p.phone,
+                 (SELECT MIN(o.key) FROM person_roles o WHERE o.person_id = p.id)
+             FROM person_roles r JOIN people p ON p.id = r.person_id WHERE r.tenant_id = $1 ORDER BY r.key",
+            &[&tenant],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect()
+    };
+    // A warning with the other person's id read as that person's first record's key.
+    let by_key = |c: &mut Client, warnings: &[String]| -> Vec<String> {
+        warnings
+            .iter()
+            .map(|w| match w.split_once("from person ") {
+                Some((before, after)) => {
+                    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+                    let key: String = c
+                        .query_one(
+                            "SELECT MIN(key) FROM person_roles WHERE person_id = $1",
+                            &[&digits.parse::<i64>().unwrap()],
+                        )
+                        .unwrap()
+                        .get(0);
+                    format!("{before}from person {key}{}", &after[digits.len()..])
+                }
+                None => w.clone(),
+            })
+            .collect()
+    };
+    let (a, b) = (people(&mut c, at_once), people(&mut c, one_by_one));
+    assert_eq!(a.len(), 2_500);
+    assert_eq!(a, b);
+    assert_eq!(a[1].1, "Ann", "names trimmed as Contact::new does");
+    assert_eq!(a[1].3, "p1@example.org", "emails without case");
+    assert_eq!(a[5].4, "5550100005", "phones as their digits");
+    assert_eq!(made.len(), sluice_store::MAX_SEPARATE_WARNINGS + 1, "{made:?}");
+    assert!(made.last().unwrap().contains("more people were kept separate"), "{made:?}");
+    assert_eq!(by_key(&mut c, &made), by_key(&mut c, &linked));
+    c.batch_execute("COMMIT").unwrap();
+
+    // Source ids that repeat, or one blank: one at a time decides, and nothing was written.
+    for (tenant, source) in [("east", "3"), ("west", "")] {
+        let mut odd = rows[..30].to_vec();
+        odd[7][1] = source.to_owned();
+        let (tenant_id, import) = load(tenant, &odd);
+        let mut c = Client::connect(&db.url(), NoTls).unwrap();
+        c.batch_execute("BEGIN").unwrap();
+        assert!(
+            link_first_people(&mut c, tenant_id, "students", import, &paths).unwrap().is_none(),
+            "{tenant}"
+        );
+        let written: i64 =
+            c.query_one("SELECT COUNT(*) FROM people WHERE tenant_id = $1", &[&tenant_id]).unwrap().get(0);
+        assert_eq!(written, 0, "{tenant}");
+        link_one_at_a_time(&mut c, tenant_id, "students", import, &paths, false).unwrap();
+        c.batch_execute("ROLLBACK").unwrap();
+    }
+}
