@@ -28,7 +28,18 @@ pub fn hold_owner(dir: &Path) -> std::io::Result<()> {
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
     file.lock()?;
     let _ = HELD.set(file);
+    let _ = OWNERS.set(dir.to_path_buf());
     Ok(())
+}
+
+/// The owners' directory of this process's owner file (set by [`hold_owner`]).
+static OWNERS: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// Whether the process `tag` names has ended, asked by a process that holds an owner file
+/// (a server): see [`owner_ended`]. A process that holds none (a command, a test) knows
+/// nothing of the others and says no, so it takes over nothing of theirs.
+pub fn other_ended(tag: &str) -> bool {
+    OWNERS.get().is_some_and(|owners| tag != owner_tag() && owner_ended(owners, tag))
 }
 
 /// Creates `path` (it must not exist: `AlreadyExists` otherwise) with mode 0600 holding
@@ -156,6 +167,8 @@ mod tests {
         assert!(!is_leftover(&owners, &running, Duration::ZERO), "an owner's lock decides, not age");
         assert!(owner_ended(&owners, &ended_tag) && !owner_ended(&owners, running_tag));
         assert!(!owner_ended(&owners, owner_tag()) && owner_ended(&owners, "p9-nowhere-00000000"));
+        // Asked without the directory by a process that holds an owner file (a server).
+        assert!(other_ended(&ended_tag) && !other_ended(running_tag) && !other_ended(owner_tag()));
         sweep_owners(&owners);
         assert!(!owners.join(format!("{ended_tag}.owner")).exists(), "an ended owner's file goes");
         assert!(

@@ -181,14 +181,21 @@ impl Runner<'_> {
     /// after `since` is at or before `now`, and after-import ones with an applied import of
     /// their type that changed records since they last ran (each such import is answered once:
     /// it is marked answered here, so the caller must run what this returns; a run that fails
-    /// is not repeated until the next change).
+    /// is not repeated until the next change). Also the scheduled runs that a stopped server
+    /// took and did not finish (taken over here, once). A scheduled run's due time is
+    /// finished by whoever runs it ([`DueRun::finish`]).
     pub fn due(
         &self,
         store: &dyn Backend,
         since: jiff::Timestamp,
         now: jiff::Timestamp,
-    ) -> Result<Vec<(TenantName, SavedExport, RunCause)>, sluice_store::StoreError> {
-        let mut due: Vec<(String, SavedExport, RunCause)> = Vec::new();
+    ) -> Result<Vec<DueRun>, sluice_store::StoreError> {
+        let mut due: Vec<DueRun> = Vec::new();
+        let mut push = |tenant: &str, saved: SavedExport, cause: RunCause, claim: Option<(String, i64)>| {
+            if let Ok(tenant) = TenantName::parse(tenant) {
+                due.push(DueRun { tenant, saved, cause, claim });
+            }
+        };
         // Each once, whichever server asks first. A store error for one export is said and
         // the others still run (what was taken here must be run by this caller).
         let taken = |what: Result<bool, sluice_store::StoreError>, tenant: &str, saved: &SavedExport| {
@@ -197,26 +204,37 @@ impl Runner<'_> {
                 false
             })
         };
+        let owner = sluice_core::spool::owner_tag();
+        let mut retaken = store.retake_due("export/", owner, &sluice_core::spool::other_ended)?;
+        if !retaken.is_empty() {
+            // The stopped server's runs are logged as interrupted before they run again.
+            store.fail_interrupted_runs(&sluice_core::spool::other_ended)?;
+        }
         for (tenant, tz, saved) in store.scheduled_exports()? {
             let ExportWhen::Schedule(cron) = &saved.when else { continue };
+            let key = format!("export/{tenant}/{}", saved.name.as_str().to_ascii_lowercase());
+            for (_, at) in retaken.iter().filter(|(k, _)| *k == key) {
+                tracing::info!(tenant, export = %saved.name, due_ms = at, "running a scheduled export a stopped server left");
+                push(&tenant, saved.clone(), RunCause::Schedule, Some((key.clone(), *at)));
+            }
+            retaken.retain(|(k, _)| *k != key);
             if let Ok(Some(at)) = next_run(cron, &tz, since)
                 && at <= now
+                && taken(store.claim_due(&key, at.as_millisecond(), owner), &tenant, &saved)
             {
-                let key = format!("export/{tenant}/{}", saved.name.as_str().to_ascii_lowercase());
-                if taken(store.claim_due(&key, at.as_millisecond()), &tenant, &saved) {
-                    due.push((tenant, saved, RunCause::Schedule));
-                }
+                push(&tenant, saved, RunCause::Schedule, Some((key, at.as_millisecond())));
             }
+        }
+        // Taken over, but no longer scheduled: nothing to run.
+        for (key, at) in retaken {
+            store.finish_due(&key, at)?;
         }
         for (tenant, saved, import_id) in store.exports_after_imports()? {
             if taken(store.mark_import_seen(&tenant, saved.name.as_str(), import_id), &tenant, &saved) {
-                due.push((tenant, saved, RunCause::AfterImport));
+                push(&tenant, saved, RunCause::AfterImport, None);
             }
         }
-        Ok(due
-            .into_iter()
-            .filter_map(|(t, saved, cause)| Some((TenantName::parse(&t).ok()?, saved, cause)))
-            .collect())
+        Ok(due)
     }
 
     /// [`Runner::due`], each run at once, one after the other: (tenant, export, run).
@@ -227,11 +245,31 @@ impl Runner<'_> {
         now: jiff::Timestamp,
     ) -> Result<Vec<(String, String, Ran)>, sluice_store::StoreError> {
         let mut ran = Vec::new();
-        for (tenant, saved, cause) in self.due(store, since, now)? {
-            let run = self.run(store, &tenant, &saved, cause)?;
-            ran.push((tenant.to_string(), saved.name.to_string(), run));
+        for due in self.due(store, since, now)? {
+            let run = self.run(store, &due.tenant, &due.saved, due.cause)?;
+            due.finish(store)?;
+            ran.push((due.tenant.to_string(), due.saved.name.to_string(), run));
         }
         Ok(ran)
+    }
+}
+
+/// A saved export's run that is due ([`Runner::due`]).
+pub struct DueRun {
+    pub tenant: TenantName,
+    pub saved: SavedExport,
+    pub cause: RunCause,
+    /// The schedule's key and due time taken for this run, finished once it ran.
+    pub claim: Option<(String, i64)>,
+}
+
+impl DueRun {
+    /// Says the run is done (a scheduled one is then not taken over by another server).
+    pub fn finish(&self, store: &dyn Backend) -> Result<(), sluice_store::StoreError> {
+        match &self.claim {
+            Some((key, at)) => store.finish_due(key, *at),
+            None => Ok(()),
+        }
     }
 }
 

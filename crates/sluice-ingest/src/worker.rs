@@ -573,20 +573,34 @@ impl Ingest {
             Err(e) => return warn!("scheduler: {e}"),
         };
         // Due in (since, now], and this server's to run: servers sharing the store each see
-        // the due time, and the first to ask runs it (`key` names the schedule).
+        // the due time, and the first to ask runs it (`key` names the schedule); its due time.
+        let owner = sluice_core::spool::owner_tag();
         let due = |t: &sluice_core::Tenant, cron: &sluice_core::schedule::Cron, key: &str| {
             let at = match next_run(cron, &t.timezone, since) {
-                Ok(Some(at)) if at <= now => at,
-                Ok(_) => return false,
+                Ok(Some(at)) if at <= now => at.as_millisecond(),
+                Ok(_) => return None,
                 Err(e) => {
                     warn!(tenant = %t.name, "schedule: {e}");
-                    return false;
+                    return None;
                 }
             };
-            self.store.claim_due(key, at.as_millisecond()).unwrap_or_else(|e| {
+            let taken = self.store.claim_due(key, at, owner).unwrap_or_else(|e| {
                 warn!(tenant = %t.name, "schedule: {e}");
                 false
-            })
+            });
+            taken.then_some(at)
+        };
+        // Runs taken by a server that ended before it queued them: run here, once.
+        let retaken =
+            self.store.retake_due("import/", owner, &sluice_core::spool::other_ended).unwrap_or_else(|e| {
+                warn!("scheduler: taking over runs of a stopped server: {e}");
+                Vec::new()
+            });
+        let mut orphans: Vec<&(String, i64)> = retaken.iter().collect();
+        let finish = |key: &str, at: i64| {
+            if let Err(e) = self.store.finish_due(key, at) {
+                warn!("schedule {key}: {e}");
+            }
         };
         for t in tenants.iter().filter(|t| !t.disabled) {
             let queue = |scope: Waiting<'_>, what: &str| {
@@ -595,14 +609,29 @@ impl Ingest {
                     warn!(tenant = %t.name, "{what} failed: {e}");
                 }
             };
-            if let (Trigger::Schedule, Some(cron)) = (t.trigger, &t.schedule)
-                && due(t, cron, &format!("import/{}", t.name))
-            {
-                queue(Waiting::TenantSchedule, &format!("scheduled import ({cron})"));
+            let mut schedules: Vec<(String, &sluice_core::schedule::Cron, Waiting<'_>, String)> = Vec::new();
+            if let (Trigger::Schedule, Some(cron)) = (t.trigger, &t.schedule) {
+                let what = format!("scheduled import ({cron})");
+                schedules.push((format!("import/{}", t.name), cron, Waiting::TenantSchedule, what));
             }
             for (type_name, cron) in &t.type_schedules {
-                if due(t, cron, &format!("import/{}/{type_name}", t.name)) {
-                    queue(Waiting::Type(type_name), &format!("scheduled import of {type_name} ({cron})"));
+                let what = format!("scheduled import of {type_name} ({cron})");
+                schedules.push((
+                    format!("import/{}/{type_name}", t.name),
+                    cron,
+                    Waiting::Type(type_name),
+                    what,
+                ));
+            }
+            for (key, cron, scope, what) in schedules {
+                for &(_, at) in retaken.iter().filter(|(k, _)| *k == key) {
+                    orphans.retain(|(k, a)| !(*k == key && *a == at));
+                    queue(scope, &format!("{what}, due at {at} ms and left by a stopped server"));
+                    finish(&key, at);
+                }
+                if let Some(at) = due(t, cron, &key) {
+                    queue(scope, &what);
+                    finish(&key, at);
                 }
             }
             if t.settle_secs == 0 {
@@ -635,6 +664,11 @@ impl Ingest {
                     );
                 }
             }
+        }
+        // Taken over, but the schedule is gone (or its tenant disabled) since: nothing to run.
+        for (key, at) in orphans {
+            info!("schedule {key}: due at {at} ms, left by a stopped server, is no longer scheduled");
+            finish(key, *at);
         }
     }
 
@@ -1473,6 +1507,33 @@ mod scheduler_tests {
         assert_eq!(ingest.drain().unwrap(), 0);
         assert_eq!(store.imports("acme", 10).unwrap().len(), 1);
     }
+    /// A server took 08:00's run and ended before queueing it (its claim is in the store,
+    /// unfinished): the next server's tick, long after 08:00, runs it once, and the due time
+    /// is done. A server that has not ended keeps its runs.
+    #[test]
+    fn a_scheduled_run_left_by_a_stopped_server_is_run_by_the_next_one() {
+        let (dir, store, ingest, folder) = tenant_with_a_waiting_file(Trigger::Schedule);
+        let owners = dir.path().join("spool/owners");
+        sluice_core::spool::hold_owner(&owners).unwrap();
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let at = t("2026-11-23T08:00:00Z").as_millisecond();
+        let running = "p7-alive-0000beef";
+        let alive = std::fs::File::create(owners.join(format!("{running}.owner"))).unwrap();
+        alive.lock().unwrap();
+        assert!(store.claim_due("import/acme", at, running).unwrap());
+        ingest.run_schedules(t("2026-11-23T09:00:00Z"), t("2026-11-23T09:00:05Z"));
+        assert_eq!(ingest.drain().unwrap(), 0, "a running server's run is its own");
+        drop(alive);
+        // (Locks within one process conflict only between open files.)
+        ingest.run_schedules(t("2026-11-23T09:00:05Z"), t("2026-11-23T09:00:10Z"));
+        assert_eq!(ingest.drain().unwrap(), 1);
+        assert_eq!(store.imports("acme", 10).unwrap()[0].counts.added, 2);
+        assert!(!folder.join("students.csv").exists());
+        assert_eq!(store.retake_due("", "p8-other-00000000", &|_| true).unwrap(), vec![], "done");
+        ingest.run_schedules(t("2026-11-23T09:00:10Z"), t("2026-11-23T09:00:15Z"));
+        assert_eq!(ingest.drain().unwrap(), 0);
+    }
+
     /// Error reports and the files kept of closed imports leave after the retention; a held
     /// import's file stays while it waits for a decision.
     #[test]

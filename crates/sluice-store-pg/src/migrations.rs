@@ -465,6 +465,12 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 11: the process running an export run (nodes each sweep their own at start)
     "ALTER TABLE export_runs ADD COLUMN owner TEXT;",
+    // 12: a scheduled run is done when its process finished it; one whose process ended
+    // before that is taken over (runs claimed before this are taken as done)
+    "ALTER TABLE schedule_runs ADD COLUMN owner TEXT;
+     ALTER TABLE schedule_runs ADD COLUMN done_ms BIGINT;
+     UPDATE schedule_runs SET done_ms = claimed_ms;
+     CREATE INDEX schedule_runs_unfinished ON schedule_runs (key) WHERE done_ms IS NULL;",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -121,10 +121,19 @@ fn nodes_asking_for_one_due_time_at_once_run_it_once() {
     let Some(db) = TestDb::create() else { return };
     let nodes = [db.open(), db.open(), db.open()];
     for due in 0..30 {
-        let taken = at_once(&nodes, |_, node| node.claim_due("export/north/nightly", due * 60_000));
+        let taken = at_once(&nodes, |i, node| {
+            node.claim_due("export/north/nightly", due * 60_000, &format!("p{i}-n-1"))
+        });
         assert_eq!(taken.iter().filter(|t| matches!(t, Ok(true))).count(), 1, "due {due}: {taken:?}");
         assert!(taken.iter().all(Result::is_ok), "{taken:?}");
     }
+    // The nodes that took them ended before running them: the others take each over once.
+    let retaken = at_once(&nodes, |i, node| {
+        node.retake_due("export/", &format!("p{}-n-2", i + 10), &|tag| tag.ends_with("-n-1")).expect("retake")
+    });
+    let mut all: Vec<i64> = retaken.iter().flatten().map(|(_, due)| *due).collect();
+    all.sort();
+    assert_eq!(all, (0..30).map(|due| due * 60_000).collect::<Vec<_>>(), "{retaken:?}");
 }
 
 #[test]

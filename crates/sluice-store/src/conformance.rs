@@ -456,12 +456,43 @@ pub fn upload_queue<S: Tenants + Uploads + ImportQueue>(s: &S) {
 /// Scheduled runs: a due time is taken once; another due time, or another schedule's, is
 /// free; old ones are forgotten.
 pub fn schedules(s: &impl Schedules) {
-    assert!(s.claim_due("import/north", 60_000).expect("claim"), "the first to ask runs it");
-    assert!(!s.claim_due("import/north", 60_000).expect("claim"), "once per due time");
-    assert!(s.claim_due("import/north", 120_000).expect("claim"), "the next due time is free");
-    assert!(s.claim_due("export/north/nightly", 60_000).expect("claim"), "another schedule's too");
+    let (a, b) = ("p1-nodea-00000001", "p2-nodeb-00000002");
+    assert!(s.claim_due("import/north", 60_000, a).expect("claim"), "the first to ask runs it");
+    assert!(!s.claim_due("import/north", 60_000, b).expect("claim"), "once per due time");
+    assert!(s.claim_due("import/north", 120_000, a).expect("claim"), "the next due time is free");
+    assert!(s.claim_due("export/north/nightly", 60_000, a).expect("claim"), "another schedule's too");
+    // Node a ended with its runs unfinished: b takes over the ones it asks for, once.
+    let a_ended = |tag: &str| tag == a;
+    assert_eq!(
+        s.retake_due("import/", b, &|_| false).expect("retake"),
+        vec![],
+        "a running node's runs stay its own"
+    );
+    assert_eq!(
+        s.retake_due("import/", b, &a_ended).expect("retake"),
+        vec![("import/north".to_owned(), 60_000), ("import/north".to_owned(), 120_000)]
+    );
+    assert_eq!(
+        s.retake_due("import/", "p3-nodec-00000003", &a_ended).expect("retake"),
+        vec![],
+        "taken over once"
+    );
+    s.finish_due("import/north", 60_000).expect("finish");
+    assert_eq!(
+        s.retake_due("import/", "p3-nodec-00000003", &|t| t == b).expect("retake"),
+        vec![("import/north".to_owned(), 120_000)],
+        "b ended too: its unfinished run goes on, its finished one is done"
+    );
+    s.finish_due("import/north", 120_000).expect("finish");
+    assert_eq!(
+        s.retake_due("", b, &|_| true).expect("retake"),
+        vec![("export/north/nightly".to_owned(), 60_000)]
+    );
+    s.finish_due("export/north/nightly", 60_000).expect("finish");
+    assert_eq!(s.retake_due("", a, &|_| true).expect("retake"), vec![], "nothing unfinished");
+    assert!(!s.claim_due("import/north", 60_000, b).expect("claim"), "a finished run is not run again");
     assert_eq!(s.forget_due_claims(100_000).expect("forget"), 2);
-    assert!(!s.claim_due("import/north", 120_000).expect("claim"), "a recent one is remembered");
+    assert!(!s.claim_due("import/north", 120_000, b).expect("claim"), "a recent one is remembered");
 }
 
 /// An outcome that applies (`apply`) or only records (`None`) an import, with `counts`.

@@ -448,6 +448,12 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;",
     // 40: the process running an export run (servers sharing the store each sweep their own)
     "ALTER TABLE export_runs ADD COLUMN owner TEXT;",
+    // 41: a scheduled run is done when its process finished it; one whose process ended
+    // before that is taken over (runs claimed before this are taken as done)
+    "ALTER TABLE schedule_runs ADD COLUMN owner TEXT;
+     ALTER TABLE schedule_runs ADD COLUMN done_ms INTEGER;
+     UPDATE schedule_runs SET done_ms = claimed_ms;
+     CREATE INDEX schedule_runs_unfinished ON schedule_runs (key) WHERE done_ms IS NULL;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -83,8 +83,25 @@ pub type SharedStore = std::sync::Arc<dyn Backend>;
 /// pull) runs once per due time, however many servers share the store: each asks for the due
 /// time first, and the one that gets it runs it.
 pub trait Schedules {
-    /// Takes the run of schedule `key` due at `due_ms`; false if someone already took it.
-    fn claim_due(&self, key: &str, due_ms: i64) -> Result<bool>;
+    /// Takes the run of schedule `key` due at `due_ms` for process `owner` (its
+    /// `sluice_core::spool::owner_tag`); false if someone already took it. The taker runs it
+    /// and then says so ([`Schedules::finish_due`]).
+    fn claim_due(&self, key: &str, due_ms: i64, owner: &str) -> Result<bool>;
+
+    /// The run of `key` due at `due_ms` is done: ran, or handed to work that survives its
+    /// process (an import queued).
+    fn finish_due(&self, key: &str, due_ms: i64) -> Result<()>;
+
+    /// Takes over, for `owner`, the runs of schedules whose keys start with `prefix` that were
+    /// taken and not finished by a process that has ended (`ended` says of an owner tag), so
+    /// that a due time is never skipped because its taker died: each such run is taken over
+    /// by one caller. Returns their (key, due_ms), to run and finish as if claimed.
+    fn retake_due(
+        &self,
+        prefix: &str,
+        owner: &str,
+        ended: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(String, i64)>>;
 
     /// Forgets the runs due before `before_ms` (nothing asks for them any more).
     fn forget_due_claims(&self, before_ms: i64) -> Result<usize>;

@@ -320,15 +320,16 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
 
 /// A run the server's scheduler owes: a saved export's, or a connector's pull.
 enum Job {
-    Export(TenantName, SavedExport, RunCause),
-    Pull(TenantName, sluice_core::connector::ConnectorName),
+    Export(sluice_export::saved::DueRun),
+    /// A connector's pull, with the schedule's key and due time taken for it.
+    Pull(TenantName, sluice_core::connector::ConnectorName, (String, i64)),
 }
 
 impl Job {
     fn slot(&self) -> (&str, String) {
         match self {
-            Job::Export(t, e, _) => (t.as_str(), e.name.to_string()),
-            Job::Pull(t, c) => (t.as_str(), format!("pull:{c}")),
+            Job::Export(due) => (due.tenant.as_str(), due.saved.name.to_string()),
+            Job::Pull(t, c, _) => (t.as_str(), format!("pull:{c}")),
         }
     }
 }
@@ -367,11 +368,8 @@ pub async fn run_exporter(
         let (i, e) = (ingest.clone(), exports.clone());
         let found = tokio::task::spawn_blocking(move || {
             let runner = sluice_export::saved::Runner { types: &i.types, exports: &e, transfers: None };
-            let mut jobs: Vec<Job> = runner
-                .due(&*i.store, since, now)?
-                .into_iter()
-                .map(|(t, e, c)| Job::Export(t, e, c))
-                .collect();
+            let mut jobs: Vec<Job> =
+                runner.due(&*i.store, since, now)?.into_iter().map(Job::Export).collect();
             jobs.extend(due_pulls(&i, since, now));
             Ok::<_, sluice_store::StoreError>(jobs)
         })
@@ -407,10 +405,15 @@ fn run_job(
     job: Job,
 ) {
     match job {
-        Job::Export(tenant, saved, cause) => {
+        Job::Export(due) => {
             let runner =
                 sluice_export::saved::Runner { types: &ingest.types, exports, transfers: Some(transfers) };
-            match runner.run(&*ingest.store, &tenant, &saved, cause) {
+            let (tenant, saved) = (&due.tenant, &due.saved);
+            let ran = runner.run(&*ingest.store, tenant, saved, due.cause);
+            if let Err(e) = due.finish(&*ingest.store) {
+                tracing::warn!(tenant = %tenant, export = %saved.name, "export's schedule: {e}");
+            }
+            match ran {
                 Ok(run) => match run.outcome {
                     RunOutcome::Written { rows, bytes, destination } => tracing::info!(
                         tenant = %tenant,
@@ -428,16 +431,24 @@ fn run_job(
                 Err(e) => tracing::warn!(tenant = %tenant, export = %saved.name, "export: {e}"),
             }
         }
-        Job::Pull(tenant, connector) => {
-            let Ok(Some(t)) = ingest.store.tenant(&tenant) else { return };
-            let pulled = transfers.pull(
-                &*ingest.store,
-                &ingest.types,
-                &dirs.tenants(),
-                &dirs.upload_spool(),
-                &t,
-                &connector,
-            );
+        Job::Pull(tenant, connector, (key, at)) => {
+            let pulled = match ingest.store.tenant(&tenant) {
+                Ok(Some(t)) => transfers
+                    .pull(
+                        &*ingest.store,
+                        &ingest.types,
+                        &dirs.tenants(),
+                        &dirs.upload_spool(),
+                        &t,
+                        &connector,
+                    )
+                    .map_err(|e| e.to_string()),
+                Ok(None) => Err("the tenant is gone".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = ingest.store.finish_due(&key, at) {
+                tracing::warn!(tenant = %tenant, connector = %connector, "pull's schedule: {e}");
+            }
             match pulled {
                 Ok(p) => tracing::info!(
                     tenant = %tenant,
@@ -453,30 +464,48 @@ fn run_job(
 }
 
 /// The connectors whose pull schedule came in (`since`, `now`], read in their tenant's time
-/// zone.
+/// zone, each with the due time taken for it; and the pulls a stopped server took and did not
+/// finish (taken over here, once).
 fn due_pulls(ingest: &sluice_ingest::Ingest, since: jiff::Timestamp, now: jiff::Timestamp) -> Vec<Job> {
-    let due = match ingest.store.pulling_connectors() {
-        Ok(due) => due,
+    let owner = sluice_core::spool::owner_tag();
+    let (pulling, retaken) = match ingest
+        .store
+        .pulling_connectors()
+        .and_then(|p| Ok((p, ingest.store.retake_due("pull/", owner, &sluice_core::spool::other_ended)?)))
+    {
+        Ok(found) => found,
         Err(e) => {
             tracing::warn!("pulls: {e}");
             return Vec::new();
         }
     };
-    due.into_iter()
-        .filter(|(tenant, tz, c)| {
-            let Some(cron) = c.pull.as_ref().and_then(|p| p.schedule.as_ref()) else { return false };
-            // Once per due time, whichever server asks first.
-            let key = format!("pull/{tenant}/{}", c.name.as_str().to_ascii_lowercase());
-            match sluice_core::schedule::next_run(cron, tz, since) {
-                Ok(Some(at)) if at <= now => {
-                    ingest.store.claim_due(&key, at.as_millisecond()).unwrap_or_else(|e| {
-                        tracing::warn!(tenant, connector = %c.name, "pulls: {e}");
-                        false
-                    })
-                }
-                _ => false,
-            }
-        })
-        .filter_map(|(tenant, _, c)| Some(Job::Pull(TenantName::parse(&tenant).ok()?, c.name)))
-        .collect()
+    let mut unknown = retaken.clone();
+    let mut jobs = Vec::new();
+    for (tenant, tz, c) in pulling {
+        let Some(cron) = c.pull.as_ref().and_then(|p| p.schedule.as_ref()) else { continue };
+        let Ok(tenant_name) = TenantName::parse(&tenant) else { continue };
+        // Once per due time, whichever server asks first.
+        let key = format!("pull/{tenant}/{}", c.name.as_str().to_ascii_lowercase());
+        let mut due: Vec<i64> = retaken.iter().filter(|(k, _)| *k == key).map(|(_, at)| *at).collect();
+        unknown.retain(|(k, _)| *k != key);
+        if let Ok(Some(at)) = sluice_core::schedule::next_run(cron, &tz, since)
+            && at <= now
+            && ingest.store.claim_due(&key, at.as_millisecond(), owner).unwrap_or_else(|e| {
+                tracing::warn!(tenant, connector = %c.name, "pulls: {e}");
+                false
+            })
+        {
+            due.push(at.as_millisecond());
+        }
+        for at in due {
+            jobs.push(Job::Pull(tenant_name.clone(), c.name.clone(), (key.clone(), at)));
+        }
+    }
+    // Taken over, but no longer scheduled: nothing to run.
+    for (key, at) in unknown {
+        if let Err(e) = ingest.store.finish_due(&key, at) {
+            tracing::warn!("pulls: {e}");
+        }
+    }
+    jobs
 }

@@ -345,3 +345,69 @@ fn an_export_lists_the_records_referring_to_each_record() {
         std::fs::read_to_string(server.tenant_dir("acme").join("exports").join("families.csv")).unwrap();
     assert!(file.contains("S1,\"G1;G2\"\r\n"), "{file}");
 }
+
+/// A server killed while it writes a scheduled export, then started again: the run the
+/// killed server left is logged as interrupted and run by the next server for the same due
+/// time, not skipped until the next one (before, the due time was taken and never run).
+#[test]
+fn a_scheduled_export_a_killed_server_was_writing_is_run_by_the_next_server() {
+    let mut server = Server::start();
+    server.importing_tenant("acme", "pw-for-tests");
+    // Enough students that writing them as XLSX takes a moment to catch.
+    let mut body = String::from("sisId,firstName,lastName,middleName,phone,birthDate,grade\n");
+    for i in 0..60_000 {
+        body.push_str(&format!("S{i:06},First{i},Last{},,,2010-04-05,{}\n", i % 997, i % 12 + 1));
+    }
+    let file = write_file(server.dir.path(), "students.csv", body.as_bytes());
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "students", file.to_str().unwrap()]);
+    server.cli_ok(&[
+        "export",
+        "add",
+        "acme",
+        "Nightly",
+        "--type",
+        "students",
+        "--format",
+        "xlsx",
+        "--schedule",
+        "* * * * *",
+    ]);
+    // Watched through the API, often: the run takes a moment only.
+    let token = server.api_key(Some("acme"));
+    let runs = |server: &Server| -> Vec<serde_json::Value> {
+        let (status, _, body) = server.http("GET", "/api/v1/tenants/acme/exports/Nightly/runs", Some(&token));
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v.as_array().or(v["runs"].as_array()).cloned().unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    while !runs(&server).first().is_some_and(|r| r["status"] == "running") {
+        assert!(std::time::Instant::now() < deadline, "no run caught running: {:?}", runs(&server));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill_and_restart();
+    let due_minute = runs(&server)[0]["started_ms"].as_i64().unwrap() / 60_000;
+    assert!(
+        server.wait_until(Duration::from_secs(60), |s| runs(s).iter().any(|r| r["status"] == "written")),
+        "{:?}",
+        runs(&server)
+    );
+    let all = runs(&server);
+    let (rerun, interrupted) = (&all[0], all.last().unwrap());
+    assert_eq!(
+        (interrupted["cause"].as_str(), interrupted["status"].as_str()),
+        (Some("schedule"), Some("failed"))
+    );
+    assert!(interrupted["error"].as_str().unwrap_or("").contains("interrupted"), "{interrupted}");
+    assert_eq!(
+        (rerun["cause"].as_str(), rerun["rows"].as_u64()),
+        (Some("schedule"), Some(60_000)),
+        "{rerun}"
+    );
+    assert_eq!(
+        rerun["started_ms"].as_i64().unwrap() / 60_000,
+        due_minute,
+        "run again at once, in the minute it was due, not at the next due time: {all:?}"
+    );
+    assert!(server.tenant_dir("acme").join("exports/Nightly.xlsx").exists());
+}
