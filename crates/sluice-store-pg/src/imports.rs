@@ -478,6 +478,9 @@ impl PgLoader {
         )
         .map_err(db)?;
         let tenant_id = tenant_id(&mut c, tenant)?;
+        // Kept until the import ends: the tenant is not removed under it (the rows it writes
+        // have no foreign key to check that, migration 13), and its settings still change.
+        c.execute("SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE", &[&tenant_id]).map_err(db)?;
         let (first, existing) = match single {
             Some(type_name) => {
                 let r = c
@@ -634,15 +637,23 @@ impl PgLoader {
                 } else {
                     ("s.kind = 0", "records.hash != excluded.hash OR records.inactive")
                 };
+                // A first import meets no record of its own (and an insert that may meet one
+                // costs a speculative insertion per row).
+                let upsert = if self.first {
+                    String::new()
+                } else {
+                    format!(
+                        "ON CONFLICT (tenant_id, type, key) DO UPDATE SET data = excluded.data, hash = excluded.hash,
+                             updated_import = excluded.updated_import, line = excluded.line, inactive = excluded.inactive,
+                             previous_data = records.data, previous_import = records.updated_import
+                             WHERE {rewrite}"
+                    )
+                };
                 c.execute(
                     &format!(
                         "INSERT INTO records (tenant_id, type, key, data, hash, created_import, updated_import, line, inactive)
                          SELECT $1, s.type, s.key, s.data, s.hash, $3, $3, s.line, s.kind = 1 FROM stage s
-                         WHERE s.type = $2 AND {rows}
-                         ON CONFLICT (tenant_id, type, key) DO UPDATE SET data = excluded.data, hash = excluded.hash,
-                             updated_import = excluded.updated_import, line = excluded.line, inactive = excluded.inactive,
-                             previous_data = records.data, previous_import = records.updated_import
-                             WHERE {rewrite}"
+                         WHERE s.type = $2 AND {rows} {upsert}"
                     ),
                     &[&t, &ty, &id],
                 )
@@ -1029,15 +1040,20 @@ pub(crate) fn index_search(
             .map_err(db)?;
     }
     let only_written = if whole { "$3::bigint IS NOT NULL" } else { "r.updated_import = $3" };
+    // Indexed whole, the type has no search rows left to meet.
+    let upsert = if whole {
+        ""
+    } else {
+        "ON CONFLICT (tenant_id, type, key) DO UPDATE SET key_f = excluded.key_f, first_f = excluded.first_f,
+                 last_f = excluded.last_f, email_f = excluded.email_f"
+    };
     let none = String::new();
     c.execute(
         &format!(
             "INSERT INTO record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
              SELECT $1, $2, r.key, {}, {first}, {last}, {email}
              FROM records r WHERE r.tenant_id = $1 AND r.type = $2 AND {only_written}
-                 AND $4::text IS NOT NULL AND $5::text IS NOT NULL AND $6::text IS NOT NULL
-             ON CONFLICT (tenant_id, type, key) DO UPDATE SET key_f = excluded.key_f, first_f = excluded.first_f,
-                 last_f = excluded.last_f, email_f = excluded.email_f",
+                 AND $4::text IS NOT NULL AND $5::text IS NOT NULL AND $6::text IS NOT NULL {upsert}",
             folded("r.key")
         ),
         &[

@@ -240,10 +240,20 @@ impl Tenants for PgStore {
 
     fn remove_tenant(&self, name: &TenantName) -> Result<()> {
         self.with(|c| {
-            match c.execute("DELETE FROM tenants WHERE name = $1", &[&name.as_str()]).map_err(db)? {
-                0 => Err(StoreError::NoSuchTenant(name.to_string())),
-                _ => Ok(()),
+            let mut tx = c.transaction().map_err(db)?;
+            // Locked first: an import applying for the tenant (which holds it `FOR KEY SHARE`)
+            // commits before its rows are deleted, so none is left behind.
+            let id: i64 = tx
+                .query_opt("SELECT id FROM tenants WHERE name = $1 FOR UPDATE", &[&name.as_str()])
+                .map_err(db)?
+                .ok_or_else(|| StoreError::NoSuchTenant(name.to_string()))?
+                .get(0);
+            // The tables without a foreign key to tenants (migration 13); the rest cascade.
+            for table in ["person_roles", "people", "record_search", "records"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE tenant_id = $1"), &[&id]).map_err(db)?;
             }
+            tx.execute("DELETE FROM tenants WHERE id = $1", &[&id]).map_err(db)?;
+            tx.commit().map_err(db)
         })
     }
 

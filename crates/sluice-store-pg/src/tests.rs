@@ -860,3 +860,66 @@ fn a_tenants_first_people_made_at_once_are_the_people_made_one_at_a_time() {
         c.batch_execute("ROLLBACK").unwrap();
     }
 }
+
+/// A tenant removed while an import of its is applying: the removal waits for the import
+/// (which holds the tenant's row), then deletes what it wrote, so no record, search row,
+/// person or role is left for a tenant no longer there (these tables have no foreign key to
+/// tenants to do it: migration 13).
+#[test]
+fn a_tenant_removed_while_an_import_applies_leaves_nothing_behind() {
+    use sluice_core::TenantName;
+    use sluice_core::import::{LoadMode, PersonColumns};
+    use sluice_store::{ImportStatus, Imports, Outcome, StageKind, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    let north = TenantName::parse("north").unwrap();
+    s.add_tenant(&north, &[]).unwrap();
+    let id = s.create_import("north", "students", "s.csv", "upload", None, None).unwrap();
+    let mut l = s.loader("north", "students", id).unwrap();
+    for i in 0..500 {
+        let data = serde_json::to_string(&[format!("S{i}"), format!("First{i}"), "Lee".to_owned()]).unwrap();
+        l.stage(i + 2, &format!("S{i}"), &data, i as i64, StageKind::Load).unwrap();
+    }
+    let plan = l.plan("students", LoadMode::Mirror).unwrap();
+    let mut c = Client::connect(&db.url(), NoTls).unwrap();
+    let tenant_id: i64 = c.query_one("SELECT id FROM tenants WHERE name = 'north'", &[]).unwrap().get(0);
+    let other = db.open();
+    std::thread::scope(|scope| {
+        let removing = scope.spawn(|| other.remove_tenant(&north));
+        // Until the removal waits for the import's lock (or, without one, is done).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !removing.is_finished() && std::time::Instant::now() < deadline {
+            let waiting: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!removing.is_finished(), "the removal waits for the import");
+        let person = PersonColumns {
+            role: "student".into(),
+            id: Some(0),
+            first_name: 1,
+            last_name: 2,
+            email: None,
+            phone: None,
+        };
+        let outcome = Outcome::new(ImportStatus::Complete, plan, Some(LoadMode::Mirror));
+        l.commit(Outcome { person: Some(&person), ..outcome }).unwrap();
+        removing.join().unwrap().unwrap();
+    });
+    for table in ["records", "record_search", "people", "person_roles"] {
+        let left: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"), &[&tenant_id])
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "{table}");
+    }
+    assert!(s.tenant("north").unwrap().is_none());
+}

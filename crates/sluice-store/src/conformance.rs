@@ -1112,6 +1112,18 @@ pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
         Some(&person),
     );
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+
+    // A tenant removed takes its records, search rows and people with it, and only its own: a
+    // tenant of the name made again starts empty.
+    assert_eq!(s.people("south").expect("people").len(), 1);
+    s.remove_tenant(&name("south")).expect("remove a tenant");
+    s.add_tenant(&name("south"), &folders("students")).expect("add it again");
+    assert_eq!(s.record_count("south", "students").expect("count"), 0);
+    assert!(s.people("south").expect("people").is_empty());
+    let query = RecordQuery { q: "sam".into(), limit: 10, ..RecordQuery::default() };
+    assert_eq!(s.search_records("south", "students", &query).expect("search").total, 0);
+    assert!(s.record("north", "students", "1042").expect("read").is_some(), "another tenant's stay");
+    assert!(!s.people("north").expect("people").is_empty());
 }
 
 /// A saved export of `students` (CSV, one column, one filter, run on demand) named `n`.
