@@ -5,6 +5,7 @@ pub mod fs;
 pub mod limits;
 mod processor;
 pub mod protocol;
+pub mod proxy;
 pub mod session;
 pub mod ssh;
 mod tenant_state;

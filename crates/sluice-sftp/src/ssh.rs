@@ -48,6 +48,9 @@ pub struct SshSettings {
     pub drain: Duration,
     /// How often live sessions are checked against their tenant's credentials.
     pub credential_check: Duration,
+    /// TCP balancers whose connections start with a PROXY protocol header naming the client
+    /// ([`crate::proxy`]); empty: none is read.
+    pub proxy_protocol_from: Vec<sluice_core::net::IpRange>,
 }
 
 impl Default for SshSettings {
@@ -63,6 +66,7 @@ impl Default for SshSettings {
             idle_timeout: Duration::from_secs(600),
             drain: Duration::from_secs(30),
             credential_check: Duration::from_secs(1),
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -265,10 +269,26 @@ impl SftpServer {
                             continue;
                         }
                     };
-                    if let Err(refusal) = self.shared.defender.admit(peer.ip(), Service::Sftp) {
-                        // Lines before the version string are allowed (RFC 4253, 4.2); clients
-                        // such as OpenSSH show them.
-                        let _ = socket.try_write(format!("{refusal}\r\n").as_bytes());
+                    if self.settings.proxy_protocol_from.iter().any(|r| r.contains(peer.ip())) {
+                        // From a balancer: the client is named by the header, read on a task of
+                        // its own (a slow balancer holds up no one else), then admitted as any.
+                        let Some(fd) = self.shared.fds.try_take_connection() else {
+                            warn!(%peer, "refusing connection: the server is at its open-file limit ({} in use)",
+                                self.shared.fds.in_use());
+                            continue;
+                        };
+                        let (me, stop) = (self.clone(), stop.clone());
+                        connections.spawn(async move {
+                            let mut socket = socket;
+                            let client = match crate::proxy::read_header(&mut socket, me.settings.login_grace).await {
+                                Ok(client) => client.unwrap_or(peer),
+                                Err(e) => return info!(balancer = %peer, "disconnecting: {e}"),
+                            };
+                            if let Some((socket, slot)) = me.admit(socket, client) {
+                                let _fd = fd;
+                                me.connection(socket, client, slot, stop).await
+                            }
+                        });
                         continue;
                     }
                     let Some(fd) = self.shared.fds.try_take_connection() else {
@@ -276,16 +296,7 @@ impl SftpServer {
                             self.shared.fds.in_use());
                         continue;
                     };
-                    // A resource limit, not a sign of guessing: a school's NAT or a vendor's
-                    // batch may open many connections at once. Not held against the source.
-                    let slot = match UnauthenticatedSlot::queue(&self, peer.ip()) {
-                        Ok(slot) => slot,
-                        Err(why) => {
-                            info!(%peer, "refusing connection: {why}");
-                            continue;
-                        }
-                    };
-                    let _ = socket.set_nodelay(true);
+                    let Some((socket, slot)) = self.admit(socket, peer) else { continue };
                     let me = self.clone();
                     let stop = stop.clone();
                     connections.spawn(async move {
@@ -311,6 +322,32 @@ impl SftpServer {
         }
         watcher_stop.cancel();
         let _ = watcher.await;
+    }
+
+    /// A new connection from `client` (the peer, or the client a balancer named): refused
+    /// while the client is banned (told why) or beyond its share of unauthenticated slots.
+    fn admit(
+        self: &Arc<Self>,
+        socket: tokio::net::TcpStream,
+        client: SocketAddr,
+    ) -> Option<(tokio::net::TcpStream, UnauthenticatedSlot)> {
+        if let Err(refusal) = self.shared.defender.admit(client.ip(), Service::Sftp) {
+            // Lines before the version string are allowed (RFC 4253, 4.2); clients such as
+            // OpenSSH show them.
+            let _ = socket.try_write(format!("{refusal}\r\n").as_bytes());
+            return None;
+        }
+        // A resource limit, not a sign of guessing: a school's NAT or a vendor's batch may
+        // open many connections at once. Not held against the source.
+        let slot = match UnauthenticatedSlot::queue(self, client.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                info!(peer = %client, "refusing connection: {why}");
+                return None;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        Some((socket, slot))
     }
 
     async fn connection(

@@ -54,6 +54,12 @@ tenant_queue_bytes = 268435456
 # For this long after an upload, its client may stat, list and set the time of the file
 # although the import already took it in (paramiko, rclone and WinSCP check their uploads).
 recent_upload_secs = 120
+# TCP load balancers in front of sluice's SFTP port that send the PROXY protocol (HAProxy's
+# send-proxy or send-proxy-v2; AWS NLB, nginx stream, Traefik), as addresses or CIDR ranges
+# ("10.0.0.5", "10.0.0.0/24"): a connection from them must start with the header, and the
+# client it names is the one the defender's limits and bans, the logs and the audit trail
+# count. Empty: no header is read (a balancer's address would be every client's).
+proxy_protocol_from = []
 
 [http]
 # The dashboard, the REST API (/api/v1), /metrics and /healthz.
@@ -335,6 +341,16 @@ pub struct SftpConfig {
     pub reply_budget_bytes: usize,
     pub tenant_queue_bytes: usize,
     pub recent_upload_secs: u64,
+    pub proxy_protocol_from: Vec<String>,
+}
+
+impl SftpConfig {
+    pub fn proxy_protocol_from(&self) -> Result<Vec<sluice_core::net::IpRange>> {
+        self.proxy_protocol_from
+            .iter()
+            .map(|p| p.parse().map_err(|e| anyhow::anyhow!("[sftp] proxy_protocol_from: {e}")))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -558,6 +574,7 @@ impl Config {
             .context("[tenants] default_folders")?;
         self.notifications.smtp()?;
         self.http.trusted_proxies()?;
+        self.sftp.proxy_protocol_from()?;
         self.defender.rules()?;
         let s = &self.sftp;
         if s.max_open_handles == 0
@@ -622,6 +639,8 @@ impl Config {
             max_channels_per_connection: s.max_channels_per_connection,
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             drain: Duration::from_secs(s.drain_secs),
+            // Checked when the configuration was read (`validate`).
+            proxy_protocol_from: s.proxy_protocol_from().unwrap_or_default(),
             ..Default::default()
         }
     }

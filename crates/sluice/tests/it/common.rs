@@ -509,8 +509,20 @@ pub async fn ssh_connect(port: u16) -> ClientHandle {
 }
 
 pub async fn ssh_login(port: u16, user: &str, password: &str) -> Result<ClientHandle, String> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connection failed: {e}"))?;
+    ssh_login_over(stream, user, password).await
+}
+
+/// A password login over a TCP connection made by the caller (from an address of its choice).
+pub async fn ssh_login_over(
+    stream: tokio::net::TcpStream,
+    user: &str,
+    password: &str,
+) -> Result<ClientHandle, String> {
     let config = russh::client::Config { nodelay: true, ..Default::default() };
-    let mut handle = russh::client::connect(Arc::new(config), ("127.0.0.1", port), AcceptAnyHostKey)
+    let mut handle = russh::client::connect_stream(Arc::new(config), stream, AcceptAnyHostKey)
         .await
         .map_err(|e| format!("connection failed: {e}"))?;
     let result = handle.authenticate_password(user, password).await.map_err(|e| e.to_string())?;

@@ -32,6 +32,7 @@ mod paramiko;
 mod people;
 mod permissions;
 mod photos;
+mod proxy_protocol;
 mod psftp;
 mod real_files;
 mod records;
