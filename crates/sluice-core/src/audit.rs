@@ -111,6 +111,7 @@ pub mod action {
     pub const BAN_LIFT: &str = "ban.lift";
     pub const BACKUP: &str = "backup.make";
     pub const RESTORE: &str = "backup.restore";
+    pub const MIGRATE: &str = "state.migrate";
     pub const RECORD_DELETE: &str = "record.delete";
     pub const LOGIN: &str = "login";
     pub const PASSWORD_RESET_ASKED: &str = "password_reset.asked";

@@ -27,6 +27,7 @@ mod connectors;
 mod deliveries;
 mod imports;
 mod migrations;
+pub mod moving_in;
 mod photos;
 mod records;
 mod saved_exports;

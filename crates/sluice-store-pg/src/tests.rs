@@ -923,3 +923,47 @@ fn a_tenant_removed_while_an_import_applies_leaves_nothing_behind() {
     }
     assert!(s.tenant("north").unwrap().is_none());
 }
+
+/// A SQLite store moved in: every record's text arrives byte for byte (escapes COPY's text
+/// format has, and control characters it writes back escaped), the checksums agree, ids go
+/// on after the copied ones; a database that holds anything already is refused whole.
+#[test]
+fn a_sqlite_store_moves_in_whole_and_only_into_an_empty_database() {
+    use sluice_core::TenantName;
+    use sluice_core::import::LoadMode;
+    use sluice_store::{ImportStatus, Imports, Outcome, StageKind, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sluice_store::Store::open(&dir.path().join("sluice.db")).unwrap();
+    sqlite.add_tenant(&TenantName::parse("north").unwrap(), &[]).unwrap();
+    let id = sqlite.create_import("north", "students", "s.csv", "upload", None, None).unwrap();
+    let mut l = sqlite.loader("north", "students", id).unwrap();
+    let odd =
+        ["tab\there", "line\nbreak\r", "back\\slash \\N", "ctl \u{8}\u{b}\u{c}\u{1}", "Zoë Núñez ✓", ""];
+    for (i, text) in odd.iter().enumerate() {
+        let data = serde_json::to_string(&[format!("S{i}"), text.to_string()]).unwrap();
+        l.stage(i as u64 + 2, &format!("S{i}"), &data, i as i64, StageKind::Load).unwrap();
+    }
+    let plan = l.plan("students", LoadMode::Mirror).unwrap();
+    l.commit(Outcome::new(ImportStatus::Complete, plan, Some(LoadMode::Mirror))).unwrap();
+
+    let pg = db.open();
+    let copied = pg.move_in_from(&sqlite).unwrap();
+    let of = |t: &str| copied.iter().find(|c| c.table == t).unwrap().rows;
+    assert_eq!((of("tenants"), of("imports"), of("records")), (1, 1, odd.len() as u64));
+    assert!(copied.iter().all(|c| c.sha256.len() == 64));
+    let records = |s: &dyn Imports| {
+        let mut all = Vec::new();
+        s.records("north", "students", None, &mut |k, d| all.push((k.to_owned(), d.to_owned()))).unwrap();
+        all
+    };
+    assert_eq!(records(&pg), records(&sqlite));
+    assert_eq!(format!("{:?}", pg.import(id).unwrap()), format!("{:?}", sqlite.import(id).unwrap()));
+    // New rows take the next ids.
+    pg.add_tenant(&TenantName::parse("south").unwrap(), &[]).unwrap();
+    let next = pg.create_import("south", "students", "s.csv", "upload", None, None).unwrap();
+    assert_eq!(next, id + 1);
+    // Not into a database that holds a state.
+    let err = pg.move_in_from(&sqlite).unwrap_err().to_string();
+    assert!(err.contains("is not empty"), "{err}");
+}

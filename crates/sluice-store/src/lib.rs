@@ -12,6 +12,7 @@ mod bans;
 pub mod conformance;
 mod connectors;
 mod deliveries;
+pub mod dump;
 mod imports;
 mod migrations;
 mod people;

@@ -195,6 +195,19 @@ pub(crate) enum Command {
     /// Restore a backup into a data directory that holds no deployment (`--data-dir NEW`),
     /// checking every file against the backup's manifest first. No server may run on it.
     Restore { file: PathBuf },
+    /// Move this data directory's state from SQLite into a new, empty PostgreSQL database, so
+    /// that several servers can share it: every table copied in one transaction, read back and
+    /// compared (rows and SHA-256 per table, printed). Files stay in the data directory. No
+    /// server may run meanwhile; afterwards every server and command needs the database's url.
+    Migrate {
+        /// The PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, or
+        /// "host=... user=... dbname=..."); it must hold no sluice state yet.
+        #[arg(long, conflicts_with = "to_file", required_unless_present = "to_file")]
+        to: Option<String>,
+        /// A file holding the url (a secret kept out of the command line).
+        #[arg(long)]
+        to_file: Option<PathBuf>,
+    },
     /// The audit log: who changed what (settings, credentials, accounts, API keys, approvals,
     /// deletions, exports, connectors), when, from where, and how it ended; newest first.
     Audit {

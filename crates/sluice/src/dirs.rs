@@ -257,7 +257,7 @@ impl DataDirs {
         }
     }
 
-    fn mark_as_on_postgres(&self) -> Result<()> {
+    pub(crate) fn mark_as_on_postgres(&self) -> Result<()> {
         let path = self.postgres_marker();
         let note = "This data directory's state is in PostgreSQL ([database] url). Every sluice server \
                     and command on it needs the same url (SLUICE_DATABASE_URL, or [database] url or url_file).\n";

@@ -86,6 +86,7 @@ fn command(cli: Cli, config: Config, dirs: &DataDirs) -> Result<(), Failure> {
         Command::Doctor => crate::operations::doctor(&config, &dirs),
         Command::Backup { file } => crate::backup::backup(&config, &dirs, &file),
         Command::Restore { file } => crate::backup::restore(&config, &dirs, &file),
+        Command::Migrate { to, to_file } => crate::migrate::migrate(&dirs, to, to_file.as_deref()),
         Command::Types { json } => crate::imports::types(&config, json),
         Command::Validate { type_name, files } => crate::imports::validate(&config, &type_name, &files),
         Command::Import { show: Some(ImportCommand::Show { id, errors, json }), .. } => {

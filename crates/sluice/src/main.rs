@@ -22,6 +22,7 @@ mod exports;
 mod failure;
 mod hostkey;
 mod imports;
+mod migrate;
 mod operations;
 mod serve;
 mod tenants;

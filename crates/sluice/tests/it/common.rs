@@ -60,7 +60,8 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    fn create() -> Option<Self> {
+    /// A new database on the suite's PostgreSQL run (`None` on SQLite's).
+    pub fn create() -> Option<Self> {
         let admin = std::env::var(POSTGRES_SWITCH).ok().filter(|v| !v.is_empty())?;
         let name = format!("sluice_it_{}", hex(&pseudo_random(8, std::process::id() as u64 ^ nanos())));
         // A name made here (hex), not an input: CREATE DATABASE takes no parameters.
@@ -144,10 +145,18 @@ impl Server {
     }
 
     pub fn launch(env: &[(&str, &str)], launch: Launch) -> Self {
+        Self::launch_on(env, launch, TestDatabase::create())
+    }
+
+    /// A server keeping its state in SQLite, whichever pass of the suite runs.
+    pub fn start_on_sqlite() -> Self {
+        Self::launch_on(&[], Launch::default(), None)
+    }
+
+    fn launch_on(env: &[(&str, &str)], launch: Launch, database: Option<TestDatabase>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut env: Vec<(String, String)> =
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let database = TestDatabase::create();
         if let Some(db) = &database {
             env.push(("SLUICE_DATABASE_URL".into(), db.url()));
         }
@@ -159,6 +168,18 @@ impl Server {
     pub fn start_in(dir: TempDir) -> Self {
         let (child, port, http_port) = spawn_server(dir.path(), &[], Launch::default());
         Self { child, port, http_port, dir, env: Vec::new(), launch: Launch::default(), database: None }
+    }
+
+    /// Starts the (stopped) server again on the same data directory, with its state in
+    /// `database` from now on (its commands too).
+    pub fn start_again_on(&mut self, database: TestDatabase) {
+        self.env.retain(|(k, _)| k != "SLUICE_DATABASE_URL");
+        self.env.push(("SLUICE_DATABASE_URL".into(), database.url()));
+        self.database = Some(database);
+        let (child, port, http_port) = spawn_server(self.dir.path(), &self.env, self.launch);
+        self.child = child;
+        self.port = port;
+        self.http_port = http_port;
     }
 
     /// SIGKILL, then start again on the same data directory (and a new port).

@@ -22,6 +22,7 @@ mod http_limits;
 mod imports;
 mod manifest;
 mod metrics;
+mod migrate;
 mod never_lost;
 mod nodes;
 mod notifications;
