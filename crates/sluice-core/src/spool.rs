@@ -24,9 +24,13 @@ pub fn hold_owner(dir: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
+    // Locked under a name no sweep looks at, then renamed into place (the lock goes with the
+    // file): a server sweeping meanwhile never finds it unlocked and removes it.
     let path = dir.join(format!("{}.owner", owner_tag()));
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    let partial = dir.join(format!("{}.owner-new", owner_tag()));
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&partial)?;
     file.lock()?;
+    std::fs::rename(&partial, &path)?;
     let _ = HELD.set(file);
     let _ = OWNERS.set(dir.to_path_buf());
     Ok(())
@@ -35,12 +39,17 @@ pub fn hold_owner(dir: &Path) -> std::io::Result<()> {
 /// The owners' directory of this process's owner file (set by [`hold_owner`]).
 static OWNERS: OnceLock<std::path::PathBuf> = OnceLock::new();
 
-/// Whether the process `tag` names has ended, asked by a process that holds an owner file
-/// (a server): see [`owner_ended`]. A process that holds none (a command, a test) knows
-/// nothing of the others and says no, so it takes over nothing of theirs.
+/// Whether the process `tag` names is known to have ended, asked by a process that holds an
+/// owner file (a server), to take over its work: its owner file is there and unlocked. A
+/// process without one (a command, a server whose file is elsewhere) is not known to have
+/// ended, and a process that holds none itself (a command, a test) takes over nothing.
 pub fn other_ended(tag: &str) -> bool {
-    OWNERS.get().is_some_and(|owners| tag != owner_tag() && owner_ended(owners, tag))
+    OWNERS.get().is_some_and(|owners| tag != owner_tag() && owner_state(owners, tag) == Some(true))
 }
+
+/// How long an ended process's owner file is kept: while others may still take over its
+/// work (a scheduled run is asked for for a day).
+pub const ENDED_OWNER_KEPT: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
 
 /// Creates `path` (it must not exist: `AlreadyExists` otherwise) with mode 0600 holding
 /// `data`: written whole under a name of this process's, synced, then linked into place, so
@@ -60,10 +69,20 @@ pub fn create_whole_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     linked
 }
 
-/// Removes the owner files in `dir` of processes that ended (their lock is free).
-pub fn sweep_owners(dir: &Path) {
+/// Removes the owner files in `dir` of processes that ended (their lock is free) and were
+/// last written more than `kept` ago (see [`ENDED_OWNER_KEPT`]).
+pub fn sweep_owners(dir: &Path, kept: Duration) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let ended = std::fs::File::open(entry.path()).is_ok_and(|f| f.try_lock().is_ok());
+        if !entry.file_name().to_string_lossy().ends_with(".owner") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|a| a > kept);
+        let ended = old && std::fs::File::open(entry.path()).is_ok_and(|f| f.try_lock().is_ok());
         if ended {
             let _ = std::fs::remove_file(entry.path());
         }
@@ -167,9 +186,14 @@ mod tests {
         assert!(!is_leftover(&owners, &running, Duration::ZERO), "an owner's lock decides, not age");
         assert!(owner_ended(&owners, &ended_tag) && !owner_ended(&owners, running_tag));
         assert!(!owner_ended(&owners, owner_tag()) && owner_ended(&owners, "p9-nowhere-00000000"));
-        // Asked without the directory by a process that holds an owner file (a server).
+        // Asked without the directory by a process that holds an owner file (a server), to
+        // take over its work: only a process whose file is there and unlocked has ended.
         assert!(other_ended(&ended_tag) && !other_ended(running_tag) && !other_ended(owner_tag()));
-        sweep_owners(&owners);
+        assert!(!other_ended("p9-nowhere-00000000"), "no owner file: not known to have ended");
+        assert!(!owners.join(format!("{}.owner-new", owner_tag())).exists(), "locked, then renamed");
+        sweep_owners(&owners, ENDED_OWNER_KEPT);
+        assert!(owners.join(format!("{ended_tag}.owner")).exists(), "kept while its work may be taken over");
+        sweep_owners(&owners, Duration::ZERO);
         assert!(!owners.join(format!("{ended_tag}.owner")).exists(), "an ended owner's file goes");
         assert!(
             owners.join(format!("{running_tag}.owner")).exists()

@@ -204,13 +204,18 @@ impl Runner<'_> {
                 false
             })
         };
+        // Read before anything is taken: once a run is taken here, no error may drop it.
+        let scheduled = store.scheduled_exports()?;
+        let after_imports = store.exports_after_imports()?;
         let owner = sluice_core::spool::owner_tag();
         let mut retaken = store.retake_due("export/", owner, &sluice_core::spool::other_ended)?;
         if !retaken.is_empty() {
             // The stopped server's runs are logged as interrupted before they run again.
-            store.fail_interrupted_runs(&sluice_core::spool::other_ended)?;
+            if let Err(e) = store.fail_interrupted_runs(&sluice_core::spool::other_ended) {
+                tracing::warn!("saved exports: marking a stopped server's runs interrupted: {e}");
+            }
         }
-        for (tenant, tz, saved) in store.scheduled_exports()? {
+        for (tenant, tz, saved) in scheduled {
             let ExportWhen::Schedule(cron) = &saved.when else { continue };
             let key = format!("export/{tenant}/{}", saved.name.as_str().to_ascii_lowercase());
             for (_, at) in retaken.iter().filter(|(k, _)| *k == key) {
@@ -227,9 +232,11 @@ impl Runner<'_> {
         }
         // Taken over, but no longer scheduled: nothing to run.
         for (key, at) in retaken {
-            store.finish_due(&key, at)?;
+            if let Err(e) = store.finish_due(&key, at) {
+                tracing::warn!("saved export {key}: {e}");
+            }
         }
-        for (tenant, saved, import_id) in store.exports_after_imports()? {
+        for (tenant, saved, import_id) in after_imports {
             if taken(store.mark_import_seen(&tenant, saved.name.as_str(), import_id), &tenant, &saved) {
                 push(&tenant, saved, RunCause::AfterImport, None);
             }

@@ -48,6 +48,9 @@ pub struct Ingest {
     audit_kept: Option<Duration>,
     /// Per tenant with a settle time, the newest upload whose set was already queued.
     settled: std::sync::Mutex<HashMap<String, i64>>,
+    /// Scheduled runs this process took and could not queue yet (key, due time): tried again
+    /// at each tick, so a moment's store error skips nothing.
+    unqueued: std::sync::Mutex<Vec<(String, i64)>>,
     /// Where processed uploads are kept, and for how long; `None` deletes them at once.
     archive: Option<(PathBuf, Duration)>,
     /// Imports by status, rows by outcome, durations, for `/metrics`.
@@ -88,6 +91,7 @@ impl Ingest {
             reports: data_dir.join("reports"),
             photos: data_dir.join("photos"),
             settled: std::sync::Mutex::default(),
+            unqueued: std::sync::Mutex::default(),
             error_reports_kept: None,
             audit_kept: None,
             archive: None,
@@ -590,12 +594,15 @@ impl Ingest {
             });
             taken.then_some(at)
         };
-        // Runs taken by a server that ended before it queued them: run here, once.
-        let retaken =
+        // Runs taken by a server that ended before it queued them (run here, once), and this
+        // server's own that it could not queue at their time.
+        let mut retaken =
             self.store.retake_due("import/", owner, &sluice_core::spool::other_ended).unwrap_or_else(|e| {
                 warn!("scheduler: taking over runs of a stopped server: {e}");
                 Vec::new()
             });
+        let unqueued = std::mem::take(&mut *self.unqueued.lock().unwrap_or_else(|p| p.into_inner()));
+        retaken.extend(unqueued);
         let mut orphans: Vec<&(String, i64)> = retaken.iter().collect();
         let finish = |key: &str, at: i64| {
             if let Err(e) = self.store.finish_due(key, at) {
@@ -605,8 +612,20 @@ impl Ingest {
         for t in tenants.iter().filter(|t| !t.disabled) {
             let queue = |scope: Waiting<'_>, what: &str| {
                 info!(tenant = %t.name, "{what}");
-                if let Err(e) = self.queue_waiting(t, scope) {
-                    warn!(tenant = %t.name, "{what} failed: {e}");
+                match self.queue_waiting(t, scope) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        warn!(tenant = %t.name, "{what} failed (tried again in a moment): {e}");
+                        false
+                    }
+                }
+            };
+            // A scheduled run is done once queued; else it is tried again at the next tick.
+            let queued = |key: &str, at: i64, ok: bool| {
+                if ok {
+                    finish(key, at);
+                } else {
+                    self.unqueued.lock().unwrap_or_else(|p| p.into_inner()).push((key.to_owned(), at));
                 }
             };
             let mut schedules: Vec<(String, &sluice_core::schedule::Cron, Waiting<'_>, String)> = Vec::new();
@@ -626,12 +645,12 @@ impl Ingest {
             for (key, cron, scope, what) in schedules {
                 for &(_, at) in retaken.iter().filter(|(k, _)| *k == key) {
                     orphans.retain(|(k, a)| !(*k == key && *a == at));
-                    queue(scope, &format!("{what}, due at {at} ms and left by a stopped server"));
-                    finish(&key, at);
+                    let ok = queue(scope, &format!("{what}, due at {at} ms and not queued before"));
+                    queued(&key, at, ok);
                 }
                 if let Some(at) = due(t, cron, &key) {
-                    queue(scope, &what);
-                    finish(&key, at);
+                    let ok = queue(scope, &what);
+                    queued(&key, at, ok);
                 }
             }
             if t.settle_secs == 0 {

@@ -6,7 +6,6 @@
 //! address by sending one).
 
 use ppp::HeaderResult;
-use ppp::PartialResult;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -15,6 +14,11 @@ use tokio::net::TcpStream;
 /// The longest header read: a v1 header is at most 107 bytes, a v2 one 16 bytes and its
 /// addresses (216 at most) and TLVs (HAProxy sends a few dozen bytes of them).
 const MAX_HEADER: usize = 1024;
+/// A v1 header's longest line, `\r\n` included (the protocol's own limit).
+const MAX_V1: usize = 107;
+/// The start of a v2 header, and of a v1 header.
+const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+const V1_PREFIX: &[u8; 6] = b"PROXY ";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyHeaderError {
@@ -27,7 +31,17 @@ pub enum ProxyHeaderError {
     )]
     Invalid,
     #[error("reading the PROXY protocol header: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ProxyHeaderError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            ProxyHeaderError::Closed
+        } else {
+            ProxyHeaderError::Io(e)
+        }
+    }
 }
 
 /// Reads the PROXY protocol header at the start of `socket` (from a balancer), consuming it
@@ -41,42 +55,45 @@ pub async fn read_header(
     tokio::time::timeout(within, read(socket)).await.map_err(|_| ProxyHeaderError::Timeout(within))?
 }
 
+/// Exact reads only (the header says its own length), so what follows it stays unread.
 async fn read(socket: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyHeaderError> {
-    let mut buf = vec![0u8; MAX_HEADER];
-    let mut seen = 0;
-    loop {
-        // Looked at, not taken: what follows the header is the client's SSH and stays.
-        let n = socket.peek(&mut buf).await?;
-        if n == 0 {
-            return Err(ProxyHeaderError::Closed);
-        }
-        let header = HeaderResult::parse(&buf[..n]);
-        if header.is_incomplete() {
-            if n == buf.len() {
+    let mut header = vec![0u8; V1_PREFIX.len()];
+    socket.read_exact(&mut header).await?;
+    if header == V1_PREFIX {
+        // To the end of the line, a byte at a time: at most 107 reads, from a balancer only.
+        while !header.ends_with(b"\r\n") {
+            if header.len() == MAX_V1 {
                 return Err(ProxyHeaderError::Invalid);
             }
-            if n == seen {
-                // Nothing new yet (a header split over segments): wait a moment, not a spin.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            seen = n;
-            continue;
+            let mut byte = [0u8; 1];
+            socket.read_exact(&mut byte).await?;
+            header.push(byte[0]);
         }
-        let (len, client) = match header {
-            HeaderResult::V1(Ok(h)) => (h.header.len(), v1_client(&h.addresses)),
-            HeaderResult::V2(Ok(h)) => (h.len(), v2_client(&h)),
-            _ => return Err(ProxyHeaderError::Invalid),
-        };
-        let mut taken = vec![0u8; len];
-        socket.read_exact(&mut taken).await?;
-        return Ok(client);
+    } else if V2_SIGNATURE.starts_with(&header) {
+        header.resize(16, 0);
+        socket.read_exact(&mut header[V1_PREFIX.len()..]).await?;
+        let length = usize::from(u16::from_be_bytes([header[14], header[15]]));
+        if header[..12] != V2_SIGNATURE[..] || 16 + length > MAX_HEADER {
+            return Err(ProxyHeaderError::Invalid);
+        }
+        header.resize(16 + length, 0);
+        socket.read_exact(&mut header[16..]).await?;
+    } else {
+        return Err(ProxyHeaderError::Invalid);
+    }
+    match HeaderResult::parse(&header) {
+        HeaderResult::V1(Ok(h)) if h.header.len() == header.len() => Ok(v1_client(&h.addresses)),
+        HeaderResult::V2(Ok(h)) if h.len() == header.len() => Ok(v2_client(&h)),
+        _ => Err(ProxyHeaderError::Invalid),
     }
 }
 
 fn v1_client(addresses: &ppp::v1::Addresses) -> Option<SocketAddr> {
     match addresses {
         ppp::v1::Addresses::Tcp4(a) => Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port)),
-        ppp::v1::Addresses::Tcp6(a) => Some(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port)),
+        ppp::v1::Addresses::Tcp6(a) => {
+            Some(SocketAddr::new(IpAddr::V6(a.source_address).to_canonical(), a.source_port))
+        }
         ppp::v1::Addresses::Unknown => None,
     }
 }
@@ -87,7 +104,9 @@ fn v2_client(h: &ppp::v2::Header<'_>) -> Option<SocketAddr> {
     }
     match h.addresses {
         ppp::v2::Addresses::IPv4(a) => Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port)),
-        ppp::v2::Addresses::IPv6(a) => Some(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port)),
+        ppp::v2::Addresses::IPv6(a) => {
+            Some(SocketAddr::new(IpAddr::V6(a.source_address).to_canonical(), a.source_port))
+        }
         ppp::v2::Addresses::Unspecified | ppp::v2::Addresses::Unix(_) => None,
     }
 }

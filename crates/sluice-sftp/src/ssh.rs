@@ -269,24 +269,41 @@ impl SftpServer {
                             continue;
                         }
                     };
+                    let accepted_at = Instant::now();
                     if self.settings.proxy_protocol_from.iter().any(|r| r.contains(peer.ip())) {
                         // From a balancer: the client is named by the header, read on a task of
                         // its own (a slow balancer holds up no one else), then admitted as any.
+                        // Until then it counts with the connections logging in (the server's cap).
                         let Some(fd) = self.shared.fds.try_take_connection() else {
                             warn!(%peer, "refusing connection: the server is at its open-file limit ({} in use)",
                                 self.shared.fds.in_use());
                             continue;
                         };
+                        let phase = match HeaderPhase::take(&self) {
+                            Ok(phase) => phase,
+                            Err(why) => {
+                                info!(balancer = %peer, "refusing connection: {why}");
+                                continue;
+                            }
+                        };
                         let (me, stop) = (self.clone(), stop.clone());
                         connections.spawn(async move {
                             let mut socket = socket;
-                            let client = match crate::proxy::read_header(&mut socket, me.settings.login_grace).await {
-                                Ok(client) => client.unwrap_or(peer),
+                            let read = tokio::select! {
+                                read = crate::proxy::read_header(&mut socket, me.settings.login_grace) => read,
+                                _ = stop.cancelled() => return,
+                            };
+                            drop(phase);
+                            let (client, own) = match read {
+                                Ok(Some(client)) => (client, false),
+                                // The balancer's own (a health check): never refused as banned,
+                                // or a ban of its address would take every node out of service.
+                                Ok(None) => (peer, true),
                                 Err(e) => return info!(balancer = %peer, "disconnecting: {e}"),
                             };
-                            if let Some((socket, slot)) = me.admit(socket, client) {
+                            if let Some((socket, slot)) = me.admit(socket, client, own) {
                                 let _fd = fd;
-                                me.connection(socket, client, slot, stop).await
+                                me.connection(socket, client, slot, stop, accepted_at).await
                             }
                         });
                         continue;
@@ -296,12 +313,12 @@ impl SftpServer {
                             self.shared.fds.in_use());
                         continue;
                     };
-                    let Some((socket, slot)) = self.admit(socket, peer) else { continue };
+                    let Some((socket, slot)) = self.admit(socket, peer, false) else { continue };
                     let me = self.clone();
                     let stop = stop.clone();
                     connections.spawn(async move {
                         let _fd = fd;
-                        me.connection(socket, peer, slot, stop).await
+                        me.connection(socket, peer, slot, stop, accepted_at).await
                     });
                 }
             }
@@ -325,13 +342,15 @@ impl SftpServer {
     }
 
     /// A new connection from `client` (the peer, or the client a balancer named): refused
-    /// while the client is banned (told why) or beyond its share of unauthenticated slots.
+    /// while the client is banned (told why; not the balancer's own connections, `own`) or
+    /// beyond its share of unauthenticated slots.
     fn admit(
         self: &Arc<Self>,
         socket: tokio::net::TcpStream,
         client: SocketAddr,
+        own: bool,
     ) -> Option<(tokio::net::TcpStream, UnauthenticatedSlot)> {
-        if let Err(refusal) = self.shared.defender.admit(client.ip(), Service::Sftp) {
+        if !own && let Err(refusal) = self.shared.defender.admit(client.ip(), Service::Sftp) {
             // Lines before the version string are allowed (RFC 4253, 4.2); clients such as
             // OpenSSH show them.
             let _ = socket.try_write(format!("{refusal}\r\n").as_bytes());
@@ -356,10 +375,11 @@ impl SftpServer {
         peer: SocketAddr,
         slot: UnauthenticatedSlot,
         server_stop: CancellationToken,
+        accepted_at: Instant,
     ) {
         // A connection beyond its source's share of unauthenticated slots waits for one,
-        // within the grace, before anything is said to it.
-        let deadline = Instant::now() + self.settings.login_grace;
+        // within the grace (from its TCP accept), before anything is said to it.
+        let deadline = accepted_at + self.settings.login_grace;
         let mut slot = slot;
         if !slot.wait(deadline).await {
             info!(%peer, "disconnecting: no free login slot for this address within {:?}", self.settings.login_grace);
@@ -619,6 +639,31 @@ struct UnauthenticatedSlot {
     source: Source,
     slots: Arc<tokio::sync::Semaphore>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// A connection from a balancer while its PROXY header is read: counted with the connections
+/// logging in, against the server's cap (its source is not known yet).
+struct HeaderPhase {
+    server: Arc<SftpServer>,
+}
+
+impl HeaderPhase {
+    fn take(server: &Arc<SftpServer>) -> Result<Self, String> {
+        let total_cap = (server.shared.fds.limit() / 2).max(1);
+        if server.unauthenticated_total.fetch_add(1, Ordering::AcqRel) >= total_cap {
+            server.unauthenticated_total.fetch_sub(1, Ordering::AcqRel);
+            return Err(format!(
+                "{total_cap} connections are logging in already (half the descriptor budget)"
+            ));
+        }
+        Ok(Self { server: server.clone() })
+    }
+}
+
+impl Drop for HeaderPhase {
+    fn drop(&mut self) {
+        self.server.unauthenticated_total.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Connections a source may have waiting for a slot, per slot it has.

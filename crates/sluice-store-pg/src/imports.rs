@@ -480,7 +480,14 @@ impl PgLoader {
         let tenant_id = tenant_id(&mut c, tenant)?;
         // Kept until the import ends: the tenant is not removed under it (the rows it writes
         // have no foreign key to check that, migration 13), and its settings still change.
-        c.execute("SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE", &[&tenant_id]).map_err(db)?;
+        // (A tenant removed while this waited for its row: none comes back, and nothing is
+        // written for it.)
+        if c.query_opt("SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE", &[&tenant_id])
+            .map_err(db)?
+            .is_none()
+        {
+            return Err(StoreError::NoSuchTenant(tenant.to_owned()));
+        }
         let (first, existing) = match single {
             Some(type_name) => {
                 let r = c

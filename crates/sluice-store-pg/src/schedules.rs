@@ -52,15 +52,18 @@ impl Schedules for PgStore {
                 if was == owner || !ended(&was) {
                     continue;
                 }
-                let moved = c
-                    .execute(
-                        "UPDATE schedule_runs SET owner = $4, claimed_ms = $5
-                         WHERE key = $1 AND due_ms = $2 AND owner = $3 AND done_ms IS NULL",
-                        &[&key, &due_ms, &was, &owner, &now_ms()],
-                    )
-                    .map_err(db)?;
-                if moved == 1 {
-                    taken.push((key, due_ms));
+                let moved = c.execute(
+                    "UPDATE schedule_runs SET owner = $4, claimed_ms = $5
+                     WHERE key = $1 AND due_ms = $2 AND owner = $3 AND done_ms IS NULL",
+                    &[&key, &due_ms, &was, &owner, &now_ms()],
+                );
+                match moved {
+                    Ok(1) => taken.push((key, due_ms)),
+                    Ok(_) => {}
+                    // What was taken over is the caller's to run (the rest stays the ended
+                    // process's, for the next look).
+                    Err(_) if !taken.is_empty() => break,
+                    Err(e) => return Err(db(e)),
                 }
             }
             Ok(taken)
@@ -69,7 +72,12 @@ impl Schedules for PgStore {
 
     fn forget_due_claims(&self, before_ms: i64) -> Result<usize> {
         self.with(|c| {
-            let n = c.execute("DELETE FROM schedule_runs WHERE due_ms < $1", &[&before_ms]).map_err(db)?;
+            let n = c
+                .execute(
+                    "DELETE FROM schedule_runs WHERE due_ms < $1 AND (done_ms IS NOT NULL OR due_ms < $1 - $2)",
+                    &[&before_ms, &sluice_store::UNFINISHED_KEPT_MS],
+                )
+                .map_err(db)?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }

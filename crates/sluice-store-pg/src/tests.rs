@@ -967,3 +967,40 @@ fn a_sqlite_store_moves_in_whole_and_only_into_an_empty_database() {
     let err = pg.move_in_from(&sqlite).unwrap_err().to_string();
     assert!(err.contains("is not empty"), "{err}");
 }
+
+/// An import that starts while its tenant is being removed waits for the removal, then finds
+/// no tenant and writes nothing (its lock on the tenant's row locks nothing then).
+#[test]
+fn an_import_started_during_its_tenants_removal_writes_nothing() {
+    use sluice_core::TenantName;
+    use sluice_store::{Imports, StoreError, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    s.add_tenant(&TenantName::parse("north").unwrap(), &[]).unwrap();
+    let id = s.create_import("north", "students", "s.csv", "upload", None, None).unwrap();
+    let mut removing = Client::connect(&db.url(), NoTls).unwrap();
+    let mut tx = removing.transaction().unwrap();
+    tx.execute("SELECT 1 FROM tenants WHERE name = 'north' FOR UPDATE", &[]).unwrap();
+    let mut watch = Client::connect(&db.url(), NoTls).unwrap();
+    std::thread::scope(|scope| {
+        let opening = scope.spawn(|| s.loader("north", "students", id).map(|_| ()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !opening.is_finished() && std::time::Instant::now() < deadline {
+            let waiting: i64 = watch
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        tx.execute("DELETE FROM tenants WHERE name = 'north'", &[]).unwrap();
+        tx.commit().unwrap();
+        let opened = opening.join().unwrap();
+        assert!(matches!(opened, Err(StoreError::NoSuchTenant(_))), "{opened:?}");
+    });
+}

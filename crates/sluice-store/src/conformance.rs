@@ -491,8 +491,11 @@ pub fn schedules(s: &impl Schedules) {
     s.finish_due("export/north/nightly", 60_000).expect("finish");
     assert_eq!(s.retake_due("", a, &|_| true).expect("retake"), vec![], "nothing unfinished");
     assert!(!s.claim_due("import/north", 60_000, b).expect("claim"), "a finished run is not run again");
-    assert_eq!(s.forget_due_claims(100_000).expect("forget"), 2);
+    assert!(s.claim_due("pull/north/sis", 30_000, b).expect("claim"));
+    assert_eq!(s.forget_due_claims(100_000).expect("forget"), 2, "the finished ones");
     assert!(!s.claim_due("import/north", 120_000, b).expect("claim"), "a recent one is remembered");
+    assert!(!s.claim_due("pull/north/sis", 30_000, a).expect("claim"), "an unfinished one too");
+    assert_eq!(s.forget_due_claims(30_001 + crate::UNFINISHED_KEPT_MS).expect("forget"), 2);
 }
 
 /// An outcome that applies (`apply`) or only records (`None`) an import, with `counts`.

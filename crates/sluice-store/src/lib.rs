@@ -22,6 +22,7 @@ mod referrers;
 pub mod roles;
 mod saved_exports;
 mod schedules;
+pub use schedules::UNFINISHED_KEPT_MS;
 
 // Domain records live in core; re-exported here for the store's callers.
 pub use connectors::{

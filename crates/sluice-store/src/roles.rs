@@ -103,7 +103,8 @@ pub trait Schedules {
         ended: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<(String, i64)>>;
 
-    /// Forgets the runs due before `before_ms` (nothing asks for them any more).
+    /// Forgets the finished runs due before `before_ms` (nothing asks for them any more), and
+    /// the unfinished ones [`crate::UNFINISHED_KEPT_MS`] older still.
     fn forget_due_claims(&self, before_ms: i64) -> Result<usize>;
 }
 

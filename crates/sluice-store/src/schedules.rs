@@ -3,6 +3,10 @@
 use crate::{Result, Store, now_ms};
 use rusqlite::params;
 
+/// An unfinished run is forgotten this much later than a finished one (its taker may still
+/// be running it, or someone may still take it over).
+pub const UNFINISHED_KEPT_MS: i64 = 6 * 86_400_000;
+
 impl crate::roles::Schedules for Store {
     fn claim_due(&self, key: &str, due_ms: i64, owner: &str) -> Result<bool> {
         self.with_write(|c| {
@@ -47,15 +51,25 @@ impl crate::roles::Schedules for Store {
                      WHERE key = ?1 AND due_ms = ?2 AND owner = ?3 AND done_ms IS NULL",
                 )?
                 .execute(params![key, due_ms, was, owner, now_ms()])?)
-            })?;
-            if moved == 1 {
-                taken.push((key, due_ms));
+            });
+            match moved {
+                Ok(1) => taken.push((key, due_ms)),
+                Ok(_) => {}
+                // What was taken over is the caller's to run (the rest stays the ended
+                // process's, for the next look).
+                Err(_) if !taken.is_empty() => break,
+                Err(e) => return Err(e),
             }
         }
         Ok(taken)
     }
 
     fn forget_due_claims(&self, before_ms: i64) -> Result<usize> {
-        self.with_write(|c| Ok(c.execute("DELETE FROM schedule_runs WHERE due_ms < ?1", [before_ms])?))
+        self.with_write(|c| {
+            Ok(c.execute(
+                "DELETE FROM schedule_runs WHERE due_ms < ?1 AND (done_ms IS NOT NULL OR due_ms < ?1 - ?2)",
+                params![before_ms, UNFINISHED_KEPT_MS],
+            )?)
+        })
     }
 }

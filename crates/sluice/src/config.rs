@@ -58,7 +58,8 @@ recent_upload_secs = 120
 # send-proxy or send-proxy-v2; AWS NLB, nginx stream, Traefik), as addresses or CIDR ranges
 # ("10.0.0.5", "10.0.0.0/24"): a connection from them must start with the header, and the
 # client it names is the one the defender's limits and bans, the logs and the audit trail
-# count. Empty: no header is read (a balancer's address would be every client's).
+# count. List the balancers themselves, not their network: a host listed here can name any
+# address. Empty: no header is read (a balancer's address would be every client's).
 proxy_protocol_from = []
 
 [http]

@@ -27,7 +27,7 @@ pub async fn run(config: Config) -> Result<()> {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    sluice_core::spool::sweep_owners(&owners);
+    sluice_core::spool::sweep_owners(&owners, sluice_core::spool::ENDED_OWNER_KEPT);
     // So can exports that were being written (by this server or a killed `sluice export`).
     let _ = sluice_export::clear_stale(&dirs.export_spool(), std::time::Duration::from_secs(600));
     let (host_key_file, may_generate) = config.host_key_file();
