@@ -58,6 +58,25 @@ impl Drop for TestDb {
     }
 }
 
+/// Returns once a session of `watch`'s database waits for a lock, or `finished` says the
+/// other side is done (without waiting), or after 20 s.
+fn until_a_session_waits_for_a_lock(watch: &mut Client, finished: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !finished() && std::time::Instant::now() < deadline {
+        let waiting: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Runs `call` on every node at the same moment (a thread each, released together); returns
 /// what each gave, in the nodes' order.
 fn at_once<T: Send>(nodes: &[PgStore], call: impl Fn(usize, &PgStore) -> T + Sync) -> Vec<T> {
@@ -198,21 +217,7 @@ fn a_photo_of_a_record_deleted_meanwhile_is_not_kept() {
             let o = Outcome::new(ImportStatus::Complete, Counts::default(), None);
             node.apply_photos("north", "students", id, &photos, &o)
         });
-        // Until the photo import waits for the deletion's lock (or, without one, is done).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !applying.is_finished() && std::time::Instant::now() < deadline {
-            let waiting: i64 = watch
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        until_a_session_waits_for_a_lock(&mut watch, || applying.is_finished());
         deleting.commit().unwrap();
         assert_eq!(applying.join().unwrap().unwrap(), Vec::<String>::new());
     });
@@ -886,21 +891,7 @@ fn a_tenant_removed_while_an_import_applies_leaves_nothing_behind() {
     let other = db.open();
     std::thread::scope(|scope| {
         let removing = scope.spawn(|| other.remove_tenant(&north));
-        // Until the removal waits for the import's lock (or, without one, is done).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !removing.is_finished() && std::time::Instant::now() < deadline {
-            let waiting: i64 = c
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        until_a_session_waits_for_a_lock(&mut c, || removing.is_finished());
         assert!(!removing.is_finished(), "the removal waits for the import");
         let person = PersonColumns {
             role: "student".into(),
@@ -984,20 +975,7 @@ fn an_import_started_during_its_tenants_removal_writes_nothing() {
     let mut watch = Client::connect(&db.url(), NoTls).unwrap();
     std::thread::scope(|scope| {
         let opening = scope.spawn(|| s.loader("north", "students", id).map(|_| ()));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !opening.is_finished() && std::time::Instant::now() < deadline {
-            let waiting: i64 = watch
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        until_a_session_waits_for_a_lock(&mut watch, || opening.is_finished());
         tx.execute("DELETE FROM tenants WHERE name = 'north'", &[]).unwrap();
         tx.commit().unwrap();
         let opened = opening.join().unwrap();
