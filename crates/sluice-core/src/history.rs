@@ -94,14 +94,19 @@ pub struct ImportRecord {
     pub acknowledged_ms: Option<i64>,
 }
 
+/// The name of import `id`'s error report in its tenant's `/errors` (of the file `file_name`).
+pub fn error_report_name(id: i64, file_name: &str) -> String {
+    let stem = file_name.rsplit_once('.').map_or(file_name, |(s, _)| s);
+    let stem: String = stem.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
+    format!("{id:08}-{stem}-errors.csv")
+}
+
 impl ImportRecord {
     /// The name of the import's error report in the tenant's `/errors` (and as an email's
     /// attachment): the id zero-padded so that a listing sorts by age (`00000017-students-errors.csv`),
     /// then the file's stem, kept to letters, digits, `-`, `_` and `.`.
     pub fn error_report_name(&self) -> String {
-        let stem = self.file_name.rsplit_once('.').map_or(self.file_name.as_str(), |(s, _)| s);
-        let stem: String = stem.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect();
-        format!("{:08}-{stem}-errors.csv", self.id)
+        error_report_name(self.id, &self.file_name)
     }
 
     /// What was decided about the import when it was held, by whom and when:

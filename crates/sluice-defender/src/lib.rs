@@ -329,8 +329,8 @@ impl Keeper {
         }
     }
 
-    /// Lifts bans an operator lifted in the store (`sluice defender unban`), and logs bans
-    /// that ended.
+    /// Lifts bans an operator lifted in the store (`sluice defender unban`), puts in force
+    /// the bans other servers sharing the store made, and logs bans that ended.
     async fn reconcile(&mut self) {
         let now = now_ms();
         let (active, untracked) = {
@@ -343,36 +343,46 @@ impl Keeper {
                 "defender: every slot holds a ban; {untracked} events of new sources were not counted"
             );
         }
-        if active.is_empty() && self.in_force.is_empty() {
-            return;
-        }
-        let mut lifted = Vec::new();
-        if !active.is_empty() {
-            let store = self.store.clone();
-            let stored = match tokio::task::spawn_blocking(move || store.bans(now)).await {
-                Ok(Ok(bans)) => bans.into_iter().map(|b| b.source).collect::<HashSet<_>>(),
-                Ok(Err(e)) => {
-                    warn!("defender: cannot read the bans: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
+        // Read every second: servers sharing the store (several nodes) ban for each other.
+        let store = self.store.clone();
+        let stored = match tokio::task::spawn_blocking(move || store.bans(now)).await {
+            Ok(Ok(bans)) => bans,
+            Ok(Err(e)) => {
+                warn!("defender: cannot read the bans: {e}");
+                return;
+            }
+            Err(_) => return,
+        };
+        let stored_sources: HashSet<Source> = stored.iter().map(|b| b.source).collect();
+        let (mut lifted, mut adopted) = (Vec::new(), Vec::new());
+        {
             let mut state = self.defender.state();
             for ban in &active {
                 let source = ban.source;
-                if !stored.contains(&source)
+                if !stored_sources.contains(&source)
                     && !state.unsaved.contains_key(&source)
                     && state.board.lift(source, now)
                 {
                     lifted.push(source);
                 }
             }
+            let made_elsewhere: Vec<Ban> =
+                stored.into_iter().filter(|b| state.board.ban(b.source, now).is_none()).collect();
+            adopted.extend(made_elsewhere.iter().map(|b| b.source));
+            state.board.restore(made_elsewhere);
         }
         for source in &lifted {
             info!(%source, "unbanned: lifted by an operator");
         }
-        let now_in_force: HashSet<Source> =
-            active.iter().map(|b| b.source).filter(|s| !lifted.contains(s)).collect();
+        for source in &adopted {
+            info!(%source, "banned: by another server sharing the store");
+        }
+        let now_in_force: HashSet<Source> = active
+            .iter()
+            .map(|b| b.source)
+            .chain(adopted.iter().copied())
+            .filter(|s| !lifted.contains(s))
+            .collect();
         for source in self.in_force.difference(&now_in_force) {
             if !lifted.contains(source) {
                 info!(%source, "unbanned: the ban ended");

@@ -93,6 +93,33 @@ async fn an_unban_in_the_store_is_noticed_and_a_ban_not_yet_saved_is_not_taken_f
     assert_eq!(guess_until_banned(&d, attacker, Service::Dashboard), 10);
 }
 
+/// Two servers sharing one store (several nodes): a ban one of them makes is in force on the
+/// other at its keeper's next look, logged as another server's; lifted by an operator, it is
+/// lifted on both.
+#[tokio::test]
+async fn a_ban_made_by_another_server_on_the_store_is_in_force_here_at_the_next_look() {
+    let f = fixture();
+    let (a, b) = (f.defender(), f.defender());
+    let attacker = ip("203.0.113.77");
+    guess_until_banned(&a, attacker, Service::Sftp);
+    let (mut keeper_a, mut keeper_b) =
+        (Keeper::new(a.clone(), f.store.clone()), Keeper::new(b.clone(), f.store.clone()));
+    assert!(b.admit(attacker, Service::Sftp).is_ok(), "not saved yet");
+    keeper_a.save().await;
+    keeper_b.reconcile().await;
+    let refused = b.admit(attacker, Service::Dashboard).unwrap_err();
+    assert!(matches!(refused, Refusal::Banned { remaining } if remaining > Duration::from_secs(890)));
+    assert!(b.admit(ip("203.0.113.78"), Service::Sftp).is_ok(), "only that address");
+    // Saved by the server that made it only: no second save, no second audit entry.
+    keeper_b.save().await;
+    assert_eq!(f.store.bans(now_ms()).unwrap().len(), 1);
+    let cli = Store::open(&f.path).unwrap();
+    assert!(cli.lift_ban(&Source::of(attacker), now_ms()).unwrap());
+    keeper_a.reconcile().await;
+    keeper_b.reconcile().await;
+    assert!(a.admit(attacker, Service::Sftp).is_ok() && b.admit(attacker, Service::Sftp).is_ok());
+}
+
 #[tokio::test]
 async fn guesses_checked_at_the_same_time_cannot_tell_which_password_was_right() {
     let d = Defender::in_memory(DefenderConfig::default(), Arc::default());

@@ -104,6 +104,7 @@ pub(crate) fn import_photos(
                 warnings: &warnings,
                 report_file,
             };
+            crate::run::publish_report(ctx, id, req.file_name, ended.report_file.as_deref());
             return finish(store, req, id, ended, &[], &images, &[]);
         }
         Ok(Found { counts, photos, written }) => {
@@ -119,6 +120,7 @@ pub(crate) fn import_photos(
         }
     };
     let ended = Ended { status, message, counts, errors: &errors, warnings: &warnings, report_file };
+    crate::run::publish_report(ctx, id, req.file_name, ended.report_file.as_deref());
     finish(store, req, id, ended, &photos, &images, &written)
 }
 

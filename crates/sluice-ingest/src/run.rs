@@ -91,6 +91,9 @@ impl<'a> ImportRequest<'a> {
 pub struct ImportContext<'a> {
     /// Where the error report goes (`DATA_DIR/reports`).
     pub reports_dir: &'a Path,
+    /// The tenant's `/errors`, where a copy of the report is put before the import's outcome
+    /// is committed (whoever sees the outcome finds the report); `None`: nowhere.
+    pub errors_dir: Option<PathBuf>,
     /// Where a held import keeps its file until approved (`DATA_DIR/spool/held`).
     pub held_dir: &'a Path,
     /// Offline validation has no records to resolve references against.
@@ -115,6 +118,7 @@ impl<'a> ImportContext<'a> {
     pub fn offline(scratch: &'a Path) -> Self {
         Self {
             reports_dir: scratch,
+            errors_dir: None,
             held_dir: scratch,
             check_references: false,
             safeguard: Safeguard::default(),
@@ -170,8 +174,20 @@ pub fn import_file(
     }
     let id = req.import_id(store)?;
     let (loader, verdict) = evaluate(store, req, ctx, id, false)?;
+    publish_report(ctx, id, req.file_name, verdict.report_file.as_deref());
     loader.commit(verdict.outcome(req.upload_id, t.person.as_ref()))?;
     Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)
+}
+
+/// Puts a copy of import `id`'s error report (if it has one) in the tenant's `/errors`,
+/// before its outcome is committed. A copy that fails is logged; the report stays in
+/// `DATA_DIR/reports` and the import goes on.
+pub(crate) fn publish_report(ctx: &ImportContext<'_>, id: i64, file_name: &str, report: Option<&Path>) {
+    let (Some(dir), Some(report)) = (&ctx.errors_dir, report) else { return };
+    let target = dir.join(sluice_core::history::error_report_name(id, file_name));
+    if let Err(e) = copy_private(report, &target) {
+        tracing::warn!(import = id, "could not copy the error report to /errors: {e}");
+    }
 }
 
 /// What an import of this file would do, worked out exactly as [`import_file`] does (the

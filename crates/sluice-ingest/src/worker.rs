@@ -990,6 +990,7 @@ impl Ingest {
             photos_dir: &self.photos,
             photo_target: t.photos.as_ref().and_then(|p| self.types.get(&p.target)),
             reports_dir: &self.reports,
+            errors_dir: Some(self.tenants_root.join(req.tenant).join("errors")),
             held_dir: &self.held,
             check_references: true,
             safeguard: t.safeguard.for_tenant(&t.name, settings),
@@ -1111,13 +1112,8 @@ impl Ingest {
         let started = std::time::Instant::now();
         let tenant_now = self.store.require_tenant(req.tenant)?;
         let blackout = tenant_now.blackout_at(Timestamp::now());
+        // (The error report is put in the tenant's /errors before the outcome is committed.)
         let record = import_file(&*self.store, &req, &self.context(&req, &tenant_now.safeguards, blackout))?;
-        if let Some(report) = &record.report_file {
-            let target = self.tenants_root.join(tenant).join("errors").join(record.error_report_name());
-            if let Err(e) = crate::run::copy_private(report, &target) {
-                warn!(tenant, import = record.id, "could not copy the error report to /errors: {e}");
-            }
-        }
         let c = record.counts;
         let rows = [c.added, c.updated, c.unchanged, c.deleted, c.rejected];
         self.metrics.import_finished(record.status.as_str(), rows, started.elapsed());

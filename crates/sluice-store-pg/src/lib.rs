@@ -102,7 +102,16 @@ struct PgError(postgres::Error);
 
 impl std::fmt::Display for PgError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Some(e) = self.0.as_db_error() else { return write!(f, "{}", self.0) };
+        let Some(e) = self.0.as_db_error() else {
+            // The driver's own text ("error connecting to server") and what it failed on.
+            write!(f, "{}", self.0)?;
+            let mut cause = std::error::Error::source(&self.0);
+            while let Some(c) = cause {
+                write!(f, ": {c}")?;
+                cause = c.source();
+            }
+            return Ok(());
+        };
         write!(f, "{} (PostgreSQL {})", e.message(), e.code().code())?;
         if let Some(detail) = e.detail() {
             write!(f, ": {detail}")?;

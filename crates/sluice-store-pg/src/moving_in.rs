@@ -28,6 +28,33 @@ pub struct TableCopied {
 /// Rows sent per COPY statement's buffer.
 const BUFFER_BYTES: usize = 4 << 20;
 
+/// Whether the database at `url` may receive a moved state, asked before sluice's schema is
+/// made there (so that a refusal leaves it as it was): it must hold no tables, or sluice's
+/// (a new database, or one an earlier refused move left with the schema only).
+pub fn check_move_target(url: &str) -> Result<()> {
+    crate::blocking(|| {
+        let mut c = postgres::Client::connect(url, postgres::NoTls).map_err(db)?;
+        let tables: Vec<String> = c
+            .query(
+                "SELECT table_name::text FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name",
+                &[],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !tables.is_empty() && !tables.iter().any(|t| t == "sluice_schema") {
+            return Err(StoreError::MoveRefused(format!(
+                "the PostgreSQL database holds tables that are not sluice's ({}): move into a new, empty database \
+                 (createdb); nothing was changed",
+                tables.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(())
+    })
+}
+
 impl PgStore {
     /// Copies every table of `source` into this database, which must hold nothing yet, and
     /// checks what PostgreSQL then holds against what was read. All or nothing.
@@ -41,12 +68,18 @@ impl PgStore {
                     "the SQLite store has a table {missing} that PostgreSQL's schema lacks (a build mismatch?)"
                 )));
             }
+            if let Some((other, _)) = tables.iter().find(|(t, _)| !sqlite_tables.contains(t)) {
+                return Err(StoreError::MoveRefused(format!(
+                    "the PostgreSQL database holds a table that is not sluice's ({other}): move into a new, empty \
+                     database (createdb)"
+                )));
+            }
             for (table, _) in &tables {
                 let any = tx.query_opt(&format!("SELECT 1 FROM \"{table}\" LIMIT 1"), &[]).map_err(db)?;
                 if any.is_some() {
-                    return Err(StoreError::Corrupt(format!(
-                        "the PostgreSQL database is not empty (table {table} has rows): sluice moves a state only into a \
-                         new database"
+                    return Err(StoreError::MoveRefused(format!(
+                        "the PostgreSQL database is in use (its table {table} has rows): sluice moves a state only \
+                         into a new, empty database (createdb)"
                     )));
                 }
             }

@@ -131,6 +131,9 @@ pub enum StoreError {
     /// A caller asked the store for something it does not do (a bug in sluice, not in data).
     #[error("the store was used wrongly: {0}")]
     Misuse(&'static str),
+    /// `sluice migrate` refused to move a state into this database; why, and what to do.
+    #[error("{0}")]
+    MoveRefused(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -84,6 +84,8 @@ pub(crate) fn backup(config: &Config, dirs: &DataDirs, file: &Path) -> Result<()
     if dirs.on_postgres() {
         return Err(usage(anyhow!(ON_POSTGRES)));
     }
+    // A directory whose state moved to PostgreSQL says so (it has no sluice.db either).
+    dirs.refuse_sqlite_if_on_postgres().map_err(usage)?;
     if !dirs.database().exists() {
         return Err(usage(anyhow!("no deployment in {}: nothing to back up", dirs.root.display())));
     }

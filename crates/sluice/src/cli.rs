@@ -199,10 +199,11 @@ pub(crate) enum Command {
     /// that several servers can share it: every table copied in one transaction, read back and
     /// compared (rows and SHA-256 per table, printed). Files stay in the data directory. No
     /// server may run meanwhile; afterwards every server and command needs the database's url.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["to", "to_file"])))]
     Migrate {
         /// The PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, or
         /// "host=... user=... dbname=..."); it must hold no sluice state yet.
-        #[arg(long, conflicts_with = "to_file", required_unless_present = "to_file")]
+        #[arg(long)]
         to: Option<String>,
         /// A file holding the url (a secret kept out of the command line).
         #[arg(long)]

@@ -178,15 +178,13 @@ impl DataDirs {
         self.root.join("STATE-IN-POSTGRESQL")
     }
 
-    fn refuse_sqlite_if_on_postgres(&self) -> Result<()> {
+    pub(crate) fn refuse_sqlite_if_on_postgres(&self) -> Result<()> {
         if self.postgres_marker().exists() {
             bail!(
                 "the data directory {} keeps its state in PostgreSQL (its servers run with [database] url): \
                  give this command the same database, with SLUICE_DATABASE_URL, or [database] url or url_file \
-                 in the config file (--config); nothing was changed (to keep a new state in SQLite here \
-                 instead, remove {})",
-                self.root.display(),
-                self.postgres_marker().display()
+                 in the config file (--config); nothing was changed",
+                self.root.display()
             );
         }
         Ok(())
@@ -198,14 +196,7 @@ impl DataDirs {
     /// PostgreSQL it is shared: servers on one database share the work and this data directory
     /// (a shared filesystem), and a server on SQLite cannot join them.
     pub fn lock_for_serving(&self) -> Result<std::fs::File> {
-        self.create()?;
-        let path = self.root.join("serve.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let (file, path) = self.serve_lock_file()?;
         let shared = self.database_url.is_some();
         if !shared {
             self.refuse_sqlite_if_on_postgres()?;
@@ -232,6 +223,41 @@ impl DataDirs {
         }
     }
 
+    fn serve_lock_file(&self) -> Result<(std::fs::File, PathBuf)> {
+        self.create()?;
+        let path = self.root.join("serve.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok((file, path))
+    }
+
+    /// The serve lock, held exclusively while a state is moved out (`sluice migrate`): no
+    /// server may run meanwhile.
+    pub(crate) fn lock_for_moving(&self) -> Result<std::fs::File> {
+        let (file, path) = self.serve_lock_file()?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "a `sluice serve` is running on the data directory {}: stop it first (systemctl stop sluice), \
+                 then run sluice migrate again; nothing was changed",
+                self.root.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
+    /// Whether a server or command opened this data directory on PostgreSQL (see
+    /// `postgres_marker`).
+    pub(crate) fn marked_on_postgres(&self) -> bool {
+        self.postgres_marker().exists()
+    }
+
     /// Creates the data directory if it does not exist, and opens its database.
     pub fn create_store(&self) -> Result<SharedStore> {
         self.create()?;
@@ -242,8 +268,8 @@ impl DataDirs {
                 if self.database().is_file() {
                     bail!(
                         "[database] url is set, but the data directory {} keeps its state in SQLite ({}): \
-                         sluice does not move a state between them; unset the url (SLUICE_DATABASE_URL) to use \
-                         SQLite's, or give PostgreSQL a data directory of its own; nothing was changed",
+                         unset the url (SLUICE_DATABASE_URL) to use SQLite's; to move that state into PostgreSQL, \
+                         stop the server and run `sluice migrate --to URL` (without the url set); nothing was changed",
                         self.root.display(),
                         self.database().display()
                     );

@@ -14,16 +14,25 @@ use std::path::Path;
 pub const MOVED: &str = "sluice.db.moved-to-postgresql";
 
 pub(crate) fn migrate(dirs: &DataDirs, to: Option<String>, to_file: Option<&Path>) -> Result<(), Failure> {
+    if dirs.marked_on_postgres() {
+        return Err(usage(anyhow!(
+            "the state of {} is in PostgreSQL already (it was moved, or its servers started on PostgreSQL): \
+             nothing to move; run servers and commands with the database's url (SLUICE_DATABASE_URL, or \
+             [database] url or url_file)",
+            dirs.root.display()
+        )));
+    }
     if dirs.on_postgres() {
         return Err(usage(anyhow!(
-            "this data directory is configured with [database] url (SLUICE_DATABASE_URL): its state is in \
-             PostgreSQL already; `sluice migrate` moves a SQLite state (run it without the url)"
+            "[database] url is set (SLUICE_DATABASE_URL or the config file): `sluice migrate` reads the SQLite \
+             state, so run it without the url and name the target with --to or --to-file; nothing was changed"
         )));
     }
     let url = match (to, to_file) {
         (Some(url), _) => url,
         (None, Some(file)) => std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the url from {}", file.display()))?
+            .with_context(|| format!("cannot read the url from {}", file.display()))
+            .map_err(usage)?
             .trim()
             .to_owned(),
         (None, None) => {
@@ -32,12 +41,22 @@ pub(crate) fn migrate(dirs: &DataDirs, to: Option<String>, to_file: Option<&Path
     };
     // Held for the whole move: a server starting meanwhile would write to the state being
     // left (and one running now makes this fail, saying so).
-    let _held = dirs.lock_for_serving().map_err(usage)?;
+    let _held = dirs.lock_for_moving().map_err(usage)?;
     let sqlite = dirs.open_sqlite().map_err(usage)?;
-    // The url is never printed: it may carry a password.
-    let postgres = sluice_store_pg::PgStore::connect(&url)
-        .map_err(|e| usage(anyhow!("cannot open the PostgreSQL database (--to): {e}")))?;
-    let copied = postgres.move_in_from(&sqlite).map_err(|e| usage(anyhow!("nothing was moved: {e}")))?;
+    // The url is never printed: it may carry a password. The target is looked at before
+    // sluice's schema is made there, so that a refusal leaves it as it was.
+    let unreachable =
+        |e: sluice_store::StoreError| usage(anyhow!("cannot open the PostgreSQL database (--to): {e}"));
+    sluice_store_pg::moving_in::check_move_target(&url).map_err(|e| match e {
+        sluice_store::StoreError::MoveRefused(why) => usage(anyhow!("{why}")),
+        other => unreachable(other),
+    })?;
+    let postgres = sluice_store_pg::PgStore::connect(&url).map_err(unreachable)?;
+    let mut copied = postgres.move_in_from(&sqlite).map_err(|e| match e {
+        sluice_store::StoreError::MoveRefused(why) => usage(anyhow!("{why}; nothing was moved")),
+        other => usage(anyhow!("nothing was moved: {other}")),
+    })?;
+    copied.sort_by(|a, b| a.table.cmp(&b.table));
     outln!("{:<24} {:>10}  sha256 (SQLite = PostgreSQL)", "table", "rows");
     for t in &copied {
         outln!("{:<24} {:>10}  {}", t.table, t.rows, t.sha256);

@@ -80,7 +80,8 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen for SFTP on {}", config.sftp.listen))?;
     let bound = listener.local_addr()?;
     let state = if dirs.on_postgres() { "postgresql" } else { "sqlite" };
-    info!(data_dir = %config.data_dir.display(), state, compat = config.sftp.compat, "sluice {} starting", env!("CARGO_PKG_VERSION"));
+    let proxy_protocol_from = config.sftp.proxy_protocol_from.join(",");
+    info!(data_dir = %config.data_dir.display(), state, compat = config.sftp.compat, proxy_protocol_from, "sluice {} starting", env!("CARGO_PKG_VERSION"));
     let http_listener = tokio::net::TcpListener::bind(config.http.listen).await.with_context(|| {
         format!("cannot listen for HTTP on {} ([http] listen, --http-listen)", config.http.listen)
     })?;

@@ -15,6 +15,15 @@ fn a_clever_snapshot_syncs_in_reference_order_with_contacts_and_co_teachers() {
         "schools.csv",
         "School_name,School_id,School_number,Low_grade,High_grade\nLincoln,s1,101,9,12\nAdams,s2,102,Kindergarten,5\n",
     );
+    // Written in the order a sync imports them (files of types that do not refer to each
+    // other are taken in the order they came).
+    put(
+        "students.csv",
+        "Student_id,School_id,First_name,Last_name,Grade,DOB,Contact_name,Contact_email,Contact_type\n\
+         st1,s1,Ann,Lee,9,3/4/2011,Mary Lee,mary@example.org,Parent/Guardian\n\
+         st1,s1,Ann,Lee,9,3/4/2011,John Lee,john@example.org,Emergency\n\
+         st2,s1,Bob,Ray,10,2010-05-06,,,\n",
+    );
     put(
         "teachers.csv",
         "School_id,Teacher_id,First_name,Last_name,Teacher_email\ns1,t1,Tess,Teacher,tess@example.org\ns2,t1,Tess,Teacher,tess@example.org\ns1,t2,Carl,Coteach,\n",
@@ -22,13 +31,6 @@ fn a_clever_snapshot_syncs_in_reference_order_with_contacts_and_co_teachers() {
     put(
         "sections.csv",
         "School_id,Section_id,Teacher_id,Teacher_2_id,Name,Term_start,Term_end\ns1,sec1,t1,t2,Algebra,08/15/2026,1/10/2027\ns1,sec2,t2,ghost,Biology,08/15/2026,01/10/2027\n",
-    );
-    put(
-        "students.csv",
-        "Student_id,School_id,First_name,Last_name,Grade,DOB,Contact_name,Contact_email,Contact_type\n\
-         st1,s1,Ann,Lee,9,3/4/2011,Mary Lee,mary@example.org,Parent/Guardian\n\
-         st1,s1,Ann,Lee,9,3/4/2011,John Lee,john@example.org,Emergency\n\
-         st2,s1,Bob,Ray,10,2010-05-06,,,\n",
     );
     put("enrollments.csv", "School_id,Section_id,Student_id\ns1,sec1,st1\ns1,sec1,st2\ns1,sec2,st1\n");
     let out = server.cli_ok(&["sync", "--tenant", "acme"]);

@@ -19,7 +19,7 @@ fn a_move_refused_or_failed_changes_nothing() {
     let unreachable = "host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=2";
     let o = server.cli(&["migrate", "--to", unreachable]);
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
-    assert!(output_text(&o).contains("another `sluice serve` is running"), "{}", output_text(&o));
+    assert!(output_text(&o).contains("stop it first"), "{}", output_text(&o));
     server.sigterm();
     assert_eq!(server.wait_for_exit(Duration::from_secs(30)), Some(0));
     let o = server.cli(&["migrate", "--to", unreachable]);
@@ -69,6 +69,26 @@ fn a_sqlite_deployment_moves_into_postgresql_and_goes_on_with_everything() {
     server.sigterm();
     assert_eq!(server.wait_for_exit(Duration::from_secs(30)), Some(0));
 
+    // Into a database another application uses: refused before anything is made there.
+    let other = TestDatabase::create().expect("a database, as above");
+    let sql = |db: &TestDatabase, q: &str| {
+        let url = db.url();
+        let q = q.to_owned();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            c.query(q.as_str(), &[]).unwrap().iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap()
+    };
+    sql(&other, "CREATE TABLE inventory (item TEXT)");
+    let o = server.cli(&["migrate", "--to", &other.url()]);
+    let said = output_text(&o);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(said.contains("not sluice's (inventory)"), "{said}");
+    let tables = "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'";
+    assert_eq!(sql(&other, tables), ["inventory"], "nothing of sluice's was made there");
+
     let url = database.url();
     let moved = server.cli(&["migrate", "--to", &url]);
     let said = output_text(&moved);
@@ -83,7 +103,9 @@ fn a_sqlite_deployment_moves_into_postgresql_and_goes_on_with_everything() {
     // second move.
     let again = server.cli(&["migrate", "--to", &url]);
     assert_eq!(again.status.code(), Some(2), "{}", output_text(&again));
-    assert!(output_text(&again).contains("keeps its state in PostgreSQL"), "{}", output_text(&again));
+    assert!(output_text(&again).contains("is in PostgreSQL already"), "{}", output_text(&again));
+    let listed = server.cli(&["tenant", "list"]);
+    assert!(output_text(&listed).contains("keeps its state in PostgreSQL"), "{}", output_text(&listed));
 
     server.start_again_on(database);
     assert_eq!(before(&server), was, "the state read the same from PostgreSQL");
