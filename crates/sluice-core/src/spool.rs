@@ -39,6 +39,17 @@ pub fn hold_owner(dir: &Path) -> std::io::Result<()> {
 /// The owners' directory of this process's owner file (set by [`hold_owner`]).
 static OWNERS: OnceLock<std::path::PathBuf> = OnceLock::new();
 
+/// Marks this process's owner file as written now: its age then tells, once the process
+/// ended, how long ago that was (see [`sweep_owners`]). A server calls it hourly.
+pub fn refresh_owner() {
+    if let Some(owners) = OWNERS.get() {
+        let path = owners.join(format!("{}.owner", owner_tag()));
+        if let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+    }
+}
+
 /// Whether the process `tag` names is known to have ended, asked by a process that holds an
 /// owner file (a server), to take over its work: its owner file is there and unlocked. A
 /// process without one (a command, a server whose file is elsewhere) is not known to have
@@ -70,12 +81,17 @@ pub fn create_whole_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 /// Removes the owner files in `dir` of processes that ended (their lock is free) and were
-/// last written more than `kept` ago (see [`ENDED_OWNER_KEPT`]).
+/// last written more than `kept` ago (see [`ENDED_OWNER_KEPT`]; a running server writes its
+/// own hourly, [`refresh_owner`]), and files a process left half-made (`.owner-new`, a minute
+/// old and unlocked).
 pub fn sweep_owners(dir: &Path, kept: Duration) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if !entry.file_name().to_string_lossy().ends_with(".owner") {
-            continue;
-        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kept = match () {
+            _ if name.ends_with(".owner") => kept,
+            _ if name.ends_with(".owner-new") => Duration::from_secs(60),
+            _ => continue,
+        };
         let old = entry
             .metadata()
             .and_then(|m| m.modified())
@@ -191,8 +207,23 @@ mod tests {
         assert!(other_ended(&ended_tag) && !other_ended(running_tag) && !other_ended(owner_tag()));
         assert!(!other_ended("p9-nowhere-00000000"), "no owner file: not known to have ended");
         assert!(!owners.join(format!("{}.owner-new", owner_tag())).exists(), "locked, then renamed");
+        // A half-made owner file a killed process left goes after a minute; a running
+        // server's file is written hourly, so its age counts from its end.
+        let half = owners.join("p5-gone-00000005.owner-new");
+        std::fs::write(&half, "").unwrap();
+        let aged = |p: &Path, by: Duration| {
+            let f = std::fs::File::options().write(true).open(p).unwrap();
+            f.set_modified(std::time::SystemTime::now() - by).unwrap();
+        };
+        aged(&half, Duration::from_secs(120));
+        let own = owners.join(format!("{}.owner", owner_tag()));
+        aged(&own, 3 * ENDED_OWNER_KEPT);
+        refresh_owner();
+        let age = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap().elapsed().unwrap();
+        assert!(age(&own) < Duration::from_secs(60));
         sweep_owners(&owners, ENDED_OWNER_KEPT);
         assert!(owners.join(format!("{ended_tag}.owner")).exists(), "kept while its work may be taken over");
+        assert!(!half.exists());
         sweep_owners(&owners, Duration::ZERO);
         assert!(!owners.join(format!("{ended_tag}.owner")).exists(), "an ended owner's file goes");
         assert!(

@@ -344,8 +344,10 @@ impl Keeper {
             );
         }
         // Read every second: servers sharing the store (several nodes) ban for each other.
+        // The bans that ended lately are read too: a row still there was not lifted.
         let store = self.store.clone();
-        let stored = match tokio::task::spawn_blocking(move || store.bans(now)).await {
+        let remembered = now - millis(self.defender.state().board.config().max_ban_time);
+        let stored = match tokio::task::spawn_blocking(move || store.bans(remembered)).await {
             Ok(Ok(bans)) => bans,
             Ok(Err(e)) => {
                 warn!("defender: cannot read the bans: {e}");
@@ -366,10 +368,15 @@ impl Keeper {
                     lifted.push(source);
                 }
             }
-            let made_elsewhere: Vec<Ban> =
-                stored.into_iter().filter(|b| state.board.ban(b.source, now).is_none()).collect();
-            adopted.extend(made_elsewhere.iter().map(|b| b.source));
+            let made_elsewhere: Vec<Ban> = stored
+                .into_iter()
+                .filter(|b| b.until_ms > now && state.board.ban(b.source, now).is_none())
+                .collect();
+            let sources: Vec<Source> = made_elsewhere.iter().map(|b| b.source).collect();
             state.board.restore(made_elsewhere);
+            // (What the board does not hold is not in force here: a source allowed, the
+            // defender off, or every slot taken.)
+            adopted.extend(sources.into_iter().filter(|s| state.board.ban(*s, now).is_some()));
         }
         for source in &lifted {
             info!(%source, "unbanned: lifted by an operator");

@@ -102,8 +102,9 @@ pub(crate) fn import_package(
     let started = std::time::Instant::now();
     let outcome =
         sluice_store::Outcome { record_types: Some(&names), ..verdict.outcome(req.upload_id, None) };
-    crate::run::publish_report(ctx, id, req.file_name, verdict.report_file.as_deref());
+    let published = crate::run::publish_report(ctx, id, req.file_name, verdict.report_file.as_deref());
     loader.commit_types(&types, outcome)?;
+    published.keep();
     debug!(import = id, ms = started.elapsed().as_millis() as u64, "package applied");
     Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)
 }

@@ -104,8 +104,10 @@ pub(crate) fn import_photos(
                 warnings: &warnings,
                 report_file,
             };
-            crate::run::publish_report(ctx, id, req.file_name, ended.report_file.as_deref());
-            return finish(store, req, id, ended, &[], &images, &[]);
+            let published = crate::run::publish_report(ctx, id, req.file_name, ended.report_file.as_deref());
+            let finished = finish(store, req, id, ended, &[], &images, &[])?;
+            published.keep();
+            return Ok(finished);
         }
         Ok(Found { counts, photos, written }) => {
             let status = match (photos.len(), errors.is_empty()) {
@@ -120,8 +122,10 @@ pub(crate) fn import_photos(
         }
     };
     let ended = Ended { status, message, counts, errors: &errors, warnings: &warnings, report_file };
-    crate::run::publish_report(ctx, id, req.file_name, ended.report_file.as_deref());
-    finish(store, req, id, ended, &photos, &images, &written)
+    let published = crate::run::publish_report(ctx, id, req.file_name, ended.report_file.as_deref());
+    let finished = finish(store, req, id, ended, &photos, &images, &written)?;
+    published.keep();
+    Ok(finished)
 }
 
 /// How a photo import ended.

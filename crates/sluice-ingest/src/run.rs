@@ -174,19 +174,61 @@ pub fn import_file(
     }
     let id = req.import_id(store)?;
     let (loader, verdict) = evaluate(store, req, ctx, id, false)?;
-    publish_report(ctx, id, req.file_name, verdict.report_file.as_deref());
+    let published = publish_report(ctx, id, req.file_name, verdict.report_file.as_deref());
     loader.commit(verdict.outcome(req.upload_id, t.person.as_ref()))?;
+    published.keep();
     Ok(store.import(id)?.ok_or(StoreError::Corrupt(format!("import {id} vanished")))?)
 }
 
 /// Puts a copy of import `id`'s error report (if it has one) in the tenant's `/errors`,
-/// before its outcome is committed. A copy that fails is logged; the report stays in
+/// before its outcome is committed; [`Published::keep`] once it is. Dropped without that (the
+/// commit failed), the copy goes and the report it replaced (an approval re-runs a held
+/// import under its id) comes back. A copy that fails is logged; the report stays in
 /// `DATA_DIR/reports` and the import goes on.
-pub(crate) fn publish_report(ctx: &ImportContext<'_>, id: i64, file_name: &str, report: Option<&Path>) {
-    let (Some(dir), Some(report)) = (&ctx.errors_dir, report) else { return };
-    let target = dir.join(sluice_core::history::error_report_name(id, file_name));
+pub(crate) fn publish_report(
+    ctx: &ImportContext<'_>,
+    id: i64,
+    file_name: &str,
+    report: Option<&Path>,
+) -> Published {
+    let (Some(dir), Some(report)) = (&ctx.errors_dir, report) else { return Published::default() };
+    let name = sluice_core::history::error_report_name(id, file_name);
+    let target = dir.join(&name);
+    // Set aside out of the tenant's sight (the same filesystem: both under DATA_DIR).
+    let previous = ctx.reports_dir.join(format!("{name}.previous"));
+    let previous = std::fs::rename(&target, &previous).is_ok().then_some(previous);
     if let Err(e) = copy_private(report, &target) {
         tracing::warn!(import = id, "could not copy the error report to /errors: {e}");
+    }
+    Published { target: Some(target), previous }
+}
+
+/// An error report put in `/errors` ahead of its import's commit (see [`publish_report`]).
+#[derive(Default)]
+#[must_use = "a report is taken back unless kept"]
+pub(crate) struct Published {
+    target: Option<PathBuf>,
+    previous: Option<PathBuf>,
+}
+
+impl Published {
+    /// The import committed: its report stays, the one it replaced goes.
+    pub(crate) fn keep(mut self) {
+        if let Some(previous) = self.previous.take() {
+            let _ = std::fs::remove_file(previous);
+        }
+        self.target = None;
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        if let Some(target) = self.target.take() {
+            let _ = std::fs::remove_file(&target);
+            if let Some(previous) = self.previous.take() {
+                let _ = std::fs::rename(previous, target);
+            }
+        }
     }
 }
 
@@ -1012,6 +1054,36 @@ pub(crate) fn report_name(id: i64, dry_run: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report put in /errors ahead of a commit that then fails is taken back, and the one
+    /// it replaced (a held import re-run by its approval) is there again; kept, it stays.
+    #[test]
+    fn a_report_published_before_a_failed_commit_is_taken_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (errors, reports) = (dir.path().join("errors"), dir.path().join("reports"));
+        std::fs::create_dir_all(&errors).unwrap();
+        std::fs::create_dir_all(&reports).unwrap();
+        let mut ctx = ImportContext::offline(&reports);
+        ctx.errors_dir = Some(errors.clone());
+        let report = reports.join("7.errors.csv");
+        std::fs::write(&report, "new").unwrap();
+        let shown = errors.join("00000007-students-errors.csv");
+        std::fs::write(&shown, "held").unwrap();
+        let published = publish_report(&ctx, 7, "students.csv", Some(&report));
+        assert_eq!(std::fs::read_to_string(&shown).unwrap(), "new");
+        drop(published);
+        assert_eq!(std::fs::read_to_string(&shown).unwrap(), "held", "the earlier report is back");
+        publish_report(&ctx, 7, "students.csv", Some(&report)).keep();
+        assert_eq!(std::fs::read_to_string(&shown).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(&reports).unwrap().count(), 1, "nothing set aside is left");
+        publish_report(&ctx, 8, "staff.csv", Some(&report)).keep();
+        drop(publish_report(&ctx, 9, "staff.csv", Some(&report)));
+        assert!(errors.join("00000008-staff-errors.csv").exists());
+        assert!(
+            !errors.join("00000009-staff-errors.csv").exists(),
+            "no report of an import that did not commit"
+        );
+    }
 
     #[test]
     fn values_encode_as_json() {

@@ -532,7 +532,12 @@ impl Ingest {
                 Ok(found) => found,
                 // Taken meanwhile (an import staged it, the tenant removed it): nothing to queue.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(ImportError::Io { what: format!("reading {path}"), source: e }),
+                // One file sluice cannot read (an operator's, with other permissions) holds up
+                // none of the others.
+                Err(e) => {
+                    warn!(tenant = %tenant.name, %path, "not queued: cannot read the file: {e}");
+                    continue;
+                }
             };
             self.store.request_import(&UploadEvent {
                 tenant: tenant.name.clone(),
@@ -625,7 +630,10 @@ impl Ingest {
                 if ok {
                     finish(key, at);
                 } else {
-                    self.unqueued.lock().unwrap_or_else(|p| p.into_inner()).push((key.to_owned(), at));
+                    let mut unqueued = self.unqueued.lock().unwrap_or_else(|p| p.into_inner());
+                    if !unqueued.iter().any(|(k, a)| k == key && *a == at) {
+                        unqueued.push((key.to_owned(), at));
+                    }
                 }
             };
             let mut schedules: Vec<(String, &sluice_core::schedule::Cron, Waiting<'_>, String)> = Vec::new();
@@ -643,13 +651,22 @@ impl Ingest {
                 ));
             }
             for (key, cron, scope, what) in schedules {
-                for &(_, at) in retaken.iter().filter(|(k, _)| *k == key) {
-                    orphans.retain(|(k, a)| !(*k == key && *a == at));
-                    let ok = queue(scope, &format!("{what}, due at {at} ms and not queued before"));
-                    queued(&key, at, ok);
+                // The due times of this schedule still to queue (taken over, or not queued at
+                // their time) and the one due now: one queue of what waits answers them all.
+                let mut owed: Vec<i64> =
+                    retaken.iter().filter(|(k, _)| *k == key).map(|(_, at)| *at).collect();
+                orphans.retain(|(k, _)| *k != key);
+                let now_due = due(t, cron, &key);
+                owed.extend(now_due);
+                if owed.is_empty() {
+                    continue;
                 }
-                if let Some(at) = due(t, cron, &key) {
-                    let ok = queue(scope, &what);
+                let ok = if now_due.is_some() {
+                    queue(scope, &what)
+                } else {
+                    queue(scope, &format!("{what}, due before and not queued then"))
+                };
+                for at in owed {
                     queued(&key, at, ok);
                 }
             }
@@ -1294,6 +1311,8 @@ impl Ingest {
                     warn!("taking back work left by a stopped process: {e}");
                 }
                 if sweep {
+                    // This server is alive: its owner file says so by its age.
+                    sluice_core::spool::refresh_owner();
                     if let Err(e) = me.sweep_snapshots() {
                         warn!("sweeping snapshots: {e}");
                     }

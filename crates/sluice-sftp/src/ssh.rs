@@ -294,14 +294,15 @@ impl SftpServer {
                                 _ = stop.cancelled() => return,
                             };
                             drop(phase);
-                            let (client, own) = match read {
-                                Ok(Some(client)) => (client, false),
-                                // The balancer's own (a health check): never refused as banned,
-                                // or a ban of its address would take every node out of service.
-                                Ok(None) => (peer, true),
+                            let client = match read {
+                                Ok(Some(client)) => client,
+                                // The balancer's own (a health check, which only connects):
+                                // closed, never served, never counted or refused as banned (a
+                                // ban of its address would take every node out of service).
+                                Ok(None) => return debug!(balancer = %peer, "the balancer's own connection: closed"),
                                 Err(e) => return info!(balancer = %peer, "disconnecting: {e}"),
                             };
-                            if let Some((socket, slot)) = me.admit(socket, client, own) {
+                            if let Some((socket, slot)) = me.admit(socket, client) {
                                 let _fd = fd;
                                 me.connection(socket, client, slot, stop, accepted_at).await
                             }
@@ -313,7 +314,7 @@ impl SftpServer {
                             self.shared.fds.in_use());
                         continue;
                     };
-                    let Some((socket, slot)) = self.admit(socket, peer, false) else { continue };
+                    let Some((socket, slot)) = self.admit(socket, peer) else { continue };
                     let me = self.clone();
                     let stop = stop.clone();
                     connections.spawn(async move {
@@ -342,15 +343,13 @@ impl SftpServer {
     }
 
     /// A new connection from `client` (the peer, or the client a balancer named): refused
-    /// while the client is banned (told why; not the balancer's own connections, `own`) or
-    /// beyond its share of unauthenticated slots.
+    /// while the client is banned (told why) or beyond its share of unauthenticated slots.
     fn admit(
         self: &Arc<Self>,
         socket: tokio::net::TcpStream,
         client: SocketAddr,
-        own: bool,
     ) -> Option<(tokio::net::TcpStream, UnauthenticatedSlot)> {
-        if !own && let Err(refusal) = self.shared.defender.admit(client.ip(), Service::Sftp) {
+        if let Err(refusal) = self.shared.defender.admit(client.ip(), Service::Sftp) {
             // Lines before the version string are allowed (RFC 4253, 4.2); clients such as
             // OpenSSH show them.
             let _ = socket.try_write(format!("{refusal}\r\n").as_bytes());

@@ -44,12 +44,35 @@ pub fn check_move_target(url: &str) -> Result<()> {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        if !tables.is_empty() && !tables.iter().any(|t| t == "sluice_schema") {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        if !tables.iter().any(|t| t == "sluice_schema") {
             return Err(StoreError::MoveRefused(format!(
                 "the PostgreSQL database holds tables that are not sluice's ({}): move into a new, empty database \
                  (createdb); nothing was changed",
                 tables.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
             )));
+        }
+        // Sluice's schema, left by a refused move: taken only at this build's version and
+        // with no row anywhere (a live deployment's database is never touched, nor upgraded).
+        let version: i64 =
+            c.query_one("SELECT COALESCE(MAX(version), 0) FROM sluice_schema", &[]).map_err(db)?.get(0);
+        if version != crate::migrations::known() {
+            return Err(StoreError::MoveRefused(format!(
+                "the PostgreSQL database holds a sluice schema of another version ({version}; this build's is {}): \
+                 move into a new, empty database (createdb); nothing was changed",
+                crate::migrations::known()
+            )));
+        }
+        for table in tables.iter().filter(|t| *t != "sluice_schema") {
+            // Names from the catalog, quoted.
+            if c.query_opt(&format!("SELECT 1 FROM \"{table}\" LIMIT 1"), &[]).map_err(db)?.is_some() {
+                return Err(StoreError::MoveRefused(format!(
+                    "the PostgreSQL database is in use (its table {table} has rows): sluice moves a state only into \
+                     a new, empty database (createdb); nothing was changed"
+                )));
+            }
         }
         Ok(())
     })

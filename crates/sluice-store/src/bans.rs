@@ -13,7 +13,8 @@ impl crate::roles::Bans for Store {
             c.prepare_cached(
                 "INSERT INTO bans (source, banned_until_ms, ban_count, reason, banned_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (source) DO UPDATE SET banned_until_ms = excluded.banned_until_ms,
-                    ban_count = excluded.ban_count, reason = excluded.reason, banned_at_ms = excluded.banned_at_ms",
+                    ban_count = excluded.ban_count, reason = excluded.reason, banned_at_ms = excluded.banned_at_ms
+                 WHERE excluded.banned_until_ms > bans.banned_until_ms",
             )?
             .execute(params![ban.source.to_string(), ban.until_ms, ban.count, ban.reason, ban.at_ms])?;
             Ok(())

@@ -390,6 +390,8 @@ pub fn bans(s: &impl Bans) {
     s.save_ban(&ban("192.0.2.1", 1_000, 5_000, 1)).expect("save");
     s.save_ban(&ban("192.0.2.2", 1_000, 9_000, 1)).expect("save");
     s.save_ban(&ban("192.0.2.1", 6_000, 20_000, 2)).expect("a second ban replaces the first");
+    // Another server's ban for the same guesses, ending sooner, does not shorten it.
+    s.save_ban(&ban("192.0.2.1", 6_100, 15_000, 1)).expect("save");
     let at = |now: i64| -> Vec<(String, u32)> {
         s.bans(now).expect("bans").into_iter().map(|b| (b.source.to_string(), b.count)).collect()
     };

@@ -306,7 +306,8 @@ pub trait Deliveries {
 
 /// The defender's bans, kept across restarts.
 pub trait Bans {
-    /// Records a ban (replacing the source's earlier one).
+    /// Records a ban (replacing the source's earlier one; a ban ending sooner than the one
+    /// kept, another server's for the same guesses, does not replace it).
     fn save_ban(&self, ban: &Ban) -> Result<()>;
 
     /// Bans that end after `after_ms`, the latest-ending first: with `now` the bans in force,

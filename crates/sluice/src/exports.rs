@@ -254,6 +254,10 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
         }
         ExportCommand::Run { tenant, name } => {
             store.require_tenant(&tenant)?;
+            // Its run keeps this process's tag: a server starting meanwhile sees the owner
+            // file locked and leaves the run alone.
+            sluice_core::spool::hold_owner(&dirs.spool_owners())
+                .with_context(|| format!("cannot lock an owner file in {}", dirs.spool_owners().display()))?;
             let saved = store
                 .saved_export(&tenant, &name)?
                 .ok_or_else(|| sluice_store::StoreError::NoSuchExport(name.to_string()))?;

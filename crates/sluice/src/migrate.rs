@@ -63,6 +63,8 @@ pub(crate) fn migrate(dirs: &DataDirs, to: Option<String>, to_file: Option<&Path
     }
     let rows: u64 = copied.iter().map(|t| t.rows).sum();
     drop(sqlite);
+    // Marked first: a command starting meanwhile refuses instead of making a new sluice.db.
+    dirs.mark_as_on_postgres()?;
     // The SQLite state is kept, under a name nothing opens, with its write-ahead log if any.
     for suffix in ["", "-wal", "-shm"] {
         let from = dirs.root.join(format!("sluice.db{suffix}"));
@@ -73,7 +75,6 @@ pub(crate) fn migrate(dirs: &DataDirs, to: Option<String>, to_file: Option<&Path
             })?;
         }
     }
-    dirs.mark_as_on_postgres()?;
     record(&postgres, &dirs.root, rows, copied.len());
     outln!(
         "moved: {} tables, {rows} rows, each read back from PostgreSQL and compared. Files stay in {}.",
