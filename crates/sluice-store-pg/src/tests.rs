@@ -956,7 +956,7 @@ fn a_sqlite_store_moves_in_whole_and_only_into_an_empty_database() {
     assert_eq!(next, id + 1);
     // Not into a database that holds a state.
     let err = pg.move_in_from(&sqlite).unwrap_err().to_string();
-    assert!(err.contains("is not empty"), "{err}");
+    assert!(err.contains("is in use") && err.contains("new, empty database"), "{err}");
 }
 
 /// An import that starts while its tenant is being removed waits for the removal, then finds
