@@ -95,16 +95,19 @@ pub async fn run(config: Config) -> Result<()> {
         // The operator's first login, shown once; `sluice admin passwd` sets another.
         let (token, ..) = sluice_web::keys::generate().context("cannot read random bytes")?;
         let password = &token[4..24];
-        store.add_account(
-            None,
-            crate::accounts::ADMIN,
-            sluice_store::Role::Admin,
-            sluice_core::PasswordHash::create(password)?.as_phc(),
-        )?;
-        announce(&format!(
-            "dashboard: {scheme}://{http_bound}/ log in as {} with password {password} (shown once; change it with `sluice admin passwd`)",
-            crate::accounts::ADMIN
-        ));
+        let hash = sluice_core::PasswordHash::create(password)?;
+        match store.add_account(None, crate::accounts::ADMIN, sluice_store::Role::Admin, hash.as_phc()) {
+            Ok(_) => announce(&format!(
+                "dashboard: {scheme}://{http_bound}/ log in as {} with password {password} (shown once; change it with `sluice admin passwd`)",
+                crate::accounts::ADMIN
+            )),
+            // Nodes starting together on a new database: the first made it, and showed its
+            // password; this one goes on.
+            Err(sluice_store::StoreError::AccountExists(_)) => announce(&format!(
+                "dashboard: {scheme}://{http_bound}/ (the operator's first password was shown by another node starting at the same time)"
+            )),
+            Err(e) => return Err(e.into()),
+        }
     }
     if store.tenants()?.is_empty() {
         // On PostgreSQL the commands need the server's database too.

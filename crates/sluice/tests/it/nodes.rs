@@ -196,3 +196,57 @@ async fn three_nodes_share_uploads_imports_schedules_and_logins_and_survive_a_ki
     assert_eq!(written, 2, "one run per due time over two minutes: {runs:?}");
     assert!(scheduled.iter().all(|r| r["status"] == "written" || r["status"] == "failed"), "{runs:?}");
 }
+
+/// Three nodes started at the same moment on a new database and an empty data directory (a
+/// cluster's first start): all three serve; one of them made the operator's first password
+/// and showed it, the others say so. (The others stopped with "an account admin already
+/// exists" before.)
+#[test]
+fn nodes_starting_together_on_a_new_database_all_serve() {
+    use std::io::BufRead;
+    let Some(database) = TestDatabase::create() else {
+        eprintln!("runs on the suite's PostgreSQL pass ({POSTGRES_SWITCH})");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let nodes: Vec<_> = (0..3)
+        .map(|_| {
+            let (dir, url, barrier) = (dir.path().join("data"), database.url(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut child = std::process::Command::new(BIN)
+                    .arg("--data-dir")
+                    .arg(&dir)
+                    .args(["serve", "--sftp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+                    .env("SLUICE_DATABASE_URL", url)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let mut said = Vec::new();
+                for line in
+                    std::io::BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok)
+                {
+                    let done = line.starts_with("dashboard:");
+                    said.push(line);
+                    if done {
+                        break;
+                    }
+                }
+                let running = child.try_wait().unwrap().is_none();
+                let _ = child.kill();
+                let mut errors = String::new();
+                let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut errors);
+                let _ = child.wait();
+                (running, said, errors)
+            })
+        })
+        .collect();
+    let ran: Vec<_> = nodes.into_iter().map(|n| n.join().unwrap()).collect();
+    for (running, said, errors) in &ran {
+        assert!(*running && said.iter().any(|l| l.starts_with("sftp listening on")), "{said:?}\n{errors}");
+    }
+    let shown = ran.iter().filter(|(_, said, _)| said.iter().any(|l| l.contains("with password"))).count();
+    assert_eq!(shown, 1, "{ran:?}");
+}
