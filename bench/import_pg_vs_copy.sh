@@ -10,12 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
-if [ -n "${BENCH_SLUICE:-}" ]; then
-  SLUICE=$BENCH_SLUICE
-else
-  cargo build --release -q -p sluice
-  SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
-fi
+. bench/sluice.sh
 PG=${BENCH_PG:-host=127.0.0.1 port=5432 user=postgres}
 WORK=${BENCH_DIR:-$PWD/bench/out-pg}
 rm -rf "$WORK" && mkdir -p "$WORK"

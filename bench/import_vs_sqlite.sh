@@ -12,12 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v sqlite3 >/dev/null || apt-get install -y -qq sqlite3 >/dev/null
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
-if [ -n "${BENCH_SLUICE:-}" ]; then
-  SLUICE=$BENCH_SLUICE
-else
-  cargo build --release -q -p sluice
-  SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
-fi
+. bench/sluice.sh
 WORK=${BENCH_DIR:-$PWD/bench/out}
 rm -rf "$WORK" && mkdir -p "$WORK/types"
 

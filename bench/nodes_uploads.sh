@@ -14,12 +14,7 @@ cd "$(dirname "$0")/.."
 TENANTS=${1:-100}
 FILES=${2:-100}
 NODES=${3:-3}
-if [ -n "${BENCH_SLUICE:-}" ]; then
-  SLUICE=$BENCH_SLUICE
-else
-  cargo build --release -q -p sluice
-  SLUICE=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
-fi
+. bench/sluice.sh
 PG=${BENCH_PG:-host=127.0.0.1 port=5432 user=postgres}
 WORK=${BENCH_DIR:-$PWD/bench/out-nodes}
 rm -rf "$WORK" && mkdir -p "$WORK/files" "$WORK/batches"
