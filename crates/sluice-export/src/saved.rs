@@ -236,10 +236,49 @@ impl Runner<'_> {
                 tracing::warn!("saved export {key}: {e}");
             }
         }
+        // An import an after-import export answers is claimed like a due time (the key names
+        // the import, the time is when it was answered), so that one answered by a server that
+        // died before it ran is run by another.
         for (tenant, saved, import_id) in after_imports {
             if taken(store.mark_import_seen(&tenant, saved.name.as_str(), import_id), &tenant, &saved) {
-                push(&tenant, saved, RunCause::AfterImport, None);
+                let key = format!(
+                    "{AFTER_IMPORT}{tenant}/{}/{import_id}",
+                    saved.name.as_str().to_ascii_lowercase()
+                );
+                let at = sluice_store::now_ms();
+                if let Err(e) = store.claim_due(&key, at, owner) {
+                    tracing::warn!(tenant, export = %saved.name, "saved export: {e}");
+                }
+                push(&tenant, saved, RunCause::AfterImport, Some((key, at)));
             }
+        }
+        match store.retake_due(AFTER_IMPORT, owner, &sluice_core::spool::other_ended) {
+            Ok(left) => {
+                for (key, at) in left {
+                    let mut parts = key.strip_prefix(AFTER_IMPORT).unwrap_or_default().splitn(3, '/');
+                    let found = match (parts.next(), parts.next()) {
+                        (Some(tenant), Some(name)) => {
+                            Some((tenant.to_owned(), store.saved_export(tenant, name)))
+                        }
+                        _ => None,
+                    };
+                    match found {
+                        Some((tenant, Ok(Some(saved)))) if saved.when == ExportWhen::AfterImport => {
+                            tracing::info!(tenant, export = %saved.name, "running an after-import export a stopped server left ({key})");
+                            push(&tenant, saved, RunCause::AfterImport, Some((key, at)));
+                        }
+                        // Kept for the next look (this server's now; another's if it stops).
+                        Some((tenant, Err(e))) => tracing::warn!(tenant, "saved export {key}: {e}"),
+                        // No longer an after-import export of that name: nothing to run.
+                        _ => {
+                            if let Err(e) = store.finish_due(&key, at) {
+                                tracing::warn!("saved export {key}: {e}");
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("saved exports: taking over a stopped server's after-import runs: {e}"),
         }
         Ok(due)
     }
@@ -260,6 +299,10 @@ impl Runner<'_> {
         Ok(ran)
     }
 }
+
+/// The prefix of the claim keys of imports answered by after-import exports
+/// (`after/TENANT/EXPORT/IMPORT_ID`, the time it was answered as the due time).
+const AFTER_IMPORT: &str = "after/";
 
 /// A saved export's run that is due ([`Runner::due`]).
 pub struct DueRun {
@@ -527,6 +570,31 @@ mod tests {
             runs[0].outcome,
             Some(RunOutcome::Written { rows: 1, bytes: 15, destination: "/exports/daily.csv".into() })
         );
+    }
+
+    /// A server answered an import for an after-import export and died before it exported
+    /// (its claim is in the store, its owner file unlocked): the next server to look exports
+    /// it, once.
+    #[test]
+    fn an_import_a_stopped_server_answered_but_did_not_export_is_exported_by_the_next() {
+        use sluice_store::roles::{SavedExports, Schedules};
+        let (dir, store, exports) = acme();
+        let owners = dir.path().join("spool/owners");
+        sluice_core::spool::hold_owner(&owners).unwrap();
+        store.save_export("acme", &saved("nightly", "after_import"), false).unwrap();
+        load(&store, &[("3", "9")]);
+        let (_, _, import_id) = store.exports_after_imports().unwrap().remove(0);
+        assert!(store.mark_import_seen("acme", "nightly", import_id).unwrap());
+        let dead = "p9-dead-00000009";
+        std::fs::write(owners.join(format!("{dead}.owner")), "").unwrap();
+        assert!(store.claim_due(&format!("after/acme/nightly/{import_id}"), 1_000, dead).unwrap());
+        let now = jiff::Timestamp::now();
+        let ran = runner(&types(), &exports).run_due(&store, now, now).unwrap();
+        assert_eq!(ran.len(), 1, "{ran:?}");
+        let file = dir.path().join("tenants/acme/exports/nightly.csv");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "id,grade\r\n1,9\r\n3,9\r\n");
+        assert!(runner(&types(), &exports).run_due(&store, now, now).unwrap().is_empty(), "exported once");
+        assert_eq!(store.retake_due("after/", "p8-other-00000008", &|_| true).unwrap(), vec![], "finished");
     }
 
     #[test]
