@@ -63,7 +63,11 @@ impl TestDatabase {
     /// A new database on the suite's PostgreSQL run (`None` on SQLite's).
     pub fn create() -> Option<Self> {
         let admin = std::env::var(POSTGRES_SWITCH).ok().filter(|v| !v.is_empty())?;
-        let name = format!("sluice_it_{}", hex(&pseudo_random(8, std::process::id() as u64 ^ nanos())));
+        // Random bytes from the OS: names seeded from the clock repeated between tests
+        // started in the same instant (CREATE DATABASE then failed on a duplicate name).
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("random bytes");
+        let name = format!("sluice_it_{}", hex(&bytes));
         // A name made here (hex), not an input: CREATE DATABASE takes no parameters.
         admin_sql(&admin, &format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("{POSTGRES_SWITCH}={admin}: cannot create a database: {e}"));
@@ -93,10 +97,6 @@ fn admin_sql(admin: &str, sql: &str) -> Result<(), String> {
         .join()
         .unwrap_or_else(|_| Err("the admin connection's thread panicked".into()))
     })
-}
-
-fn nanos() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64)
 }
 
 fn hex(bytes: &[u8]) -> String {
