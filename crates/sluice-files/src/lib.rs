@@ -1,0 +1,472 @@
+//! Where sluice keeps files that are not on the local disk: an S3-compatible bucket (AWS S3,
+//! MinIO, SeaweedFS, Garage...), through `object_store`, behind one small blocking API.
+//!
+//! What this room promises:
+//! - A file appears in the bucket whole or not at all: a put of one request, or a multipart
+//!   upload completed in one request; nothing is renamed (S3 renames are copy + delete).
+//! - Keys are built from names already parsed at the edge ([`TenantName`], [`FileName`]) and
+//!   sluice's own folder names; every segment is encoded by `object_store`, so a name never
+//!   reaches another tenant's keys and `..` is just a name.
+//! - Calls block the calling thread (the callers are SFTP handlers, export writers and
+//!   commands, most of them already on blocking threads); the I/O runs on this room's own
+//!   small runtime, so a call made from inside another runtime neither deadlocks nor starves it.
+//! - Secrets are never printed: [`BucketSettings`]'s `Debug` shows no credential.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use sluice_core::{FileName, TenantName};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+/// Files up to this size go in one request; larger ones in parts of this size.
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
+/// Parts of one file in flight at once (memory: this many parts).
+const PARTS_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// The bucket answered with an error, or could not be reached.
+    #[error("object storage ({bucket}): {what}: {source}")]
+    Store {
+        bucket: String,
+        what: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// A local file (the one sent, or the copy fetched) could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The settings cannot make a client (a bad endpoint, no bucket).
+    #[error("[storage]: {0}")]
+    Settings(String),
+    /// This room's runtime stopped before the call finished (the process is stopping).
+    #[error("object storage ({0}): the call was cut short; the server is stopping")]
+    Stopped(String),
+}
+
+pub type FilesResult<T> = Result<T, FilesError>;
+
+/// How to reach the bucket. Credentials not given here come from the usual `AWS_*` variables
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, a web identity) or the
+/// instance's role, as the AWS tools find them.
+#[derive(Clone, Default)]
+pub struct BucketSettings {
+    /// `https://s3.example.org:9000`; empty: AWS S3 in `region`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    /// Keys start with this (`sluice` -> `sluice/tenants/...`): one bucket, several uses.
+    pub prefix: String,
+    /// `https://endpoint/bucket/key` rather than `https://bucket.endpoint/key` (MinIO,
+    /// SeaweedFS and most self-hosted stores want this).
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for BucketSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketSettings")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &(!self.access_key_id.is_empty()))
+            .field("secret_access_key", &(!self.secret_access_key.is_empty()))
+            .finish()
+    }
+}
+
+impl BucketSettings {
+    /// `s3://bucket/prefix` (at the endpoint, when one is set): how logs and errors name it.
+    pub fn shown(&self) -> String {
+        let prefix = self.prefix.trim_matches('/');
+        let mut shown = format!("s3://{}", self.bucket);
+        if !prefix.is_empty() {
+            shown = format!("{shown}/{prefix}");
+        }
+        if !self.endpoint.is_empty() {
+            shown = format!("{shown} at {}", self.endpoint);
+        }
+        shown
+    }
+}
+
+/// Where an object is, below the bucket's prefix: segments built only from parsed names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectKey(Vec<String>);
+
+impl ObjectKey {
+    /// A tenant's folder (`tenants/NAME/exports`); `folder` is one of sluice's own folder
+    /// names, with `/` between a folder and its subfolder (`exports/photos`).
+    pub fn folder(tenant: &TenantName, folder: &str) -> Self {
+        let mut parts = vec!["tenants".to_owned(), tenant.as_str().to_owned()];
+        parts.extend(folder.split('/').filter(|p| !p.is_empty()).map(str::to_owned));
+        ObjectKey(parts)
+    }
+
+    /// Everything of a tenant's (`tenants/NAME`).
+    pub fn tenant(tenant: &TenantName) -> Self {
+        ObjectKey(vec!["tenants".to_owned(), tenant.as_str().to_owned()])
+    }
+
+    /// A file in this folder.
+    pub fn file(&self, name: &FileName) -> Self {
+        let mut parts = self.0.clone();
+        parts.push(name.as_str().to_owned());
+        ObjectKey(parts)
+    }
+
+    /// This room's own keys (the health probe's folder).
+    fn own(name: &str) -> Self {
+        ObjectKey(vec![name.to_owned()])
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("/"))
+    }
+}
+
+/// A file in the bucket, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// A folder's files and subfolders, each sorted by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub files: Vec<Entry>,
+    pub folders: Vec<String>,
+}
+
+/// A file fetched from the bucket into an unnamed local file (gone when closed), read from
+/// its start; its modification time is the object's.
+#[derive(Debug)]
+pub struct Fetched {
+    pub file: File,
+    pub entry: Entry,
+}
+
+/// One bucket (and prefix in it).
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    prefix: Vec<String>,
+    shown: String,
+    /// Runs every call's I/O; shut down without waiting when the bucket is dropped (it may
+    /// be dropped on another runtime's thread, where waiting is not allowed).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bucket").field("shown", &self.shown).finish()
+    }
+}
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Bucket {
+    /// A client for an S3-compatible bucket. Nothing is sent yet: [`Bucket::check`] says
+    /// whether it answers.
+    pub fn open(settings: &BucketSettings) -> FilesResult<Self> {
+        if settings.bucket.trim().is_empty() {
+            return Err(FilesError::Settings(
+                "bucket is not set: name the bucket sluice keeps files in".into(),
+            ));
+        }
+        // reqwest's TLS takes the process's crypto provider: ring, as the rest of sluice.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(settings.bucket.trim())
+            .with_virtual_hosted_style_request(!settings.path_style)
+            .with_retry(object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(20),
+                ..Default::default()
+            })
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(600)),
+            );
+        if !settings.region.trim().is_empty() {
+            builder = builder.with_region(settings.region.trim());
+        }
+        if !settings.endpoint.trim().is_empty() {
+            let endpoint = settings.endpoint.trim();
+            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                return Err(FilesError::Settings(format!(
+                    "endpoint {endpoint:?} must start with https:// (or http:// on a private network)"
+                )));
+            }
+            builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+        }
+        match (settings.access_key_id.is_empty(), settings.secret_access_key.is_empty()) {
+            (true, true) => {}
+            (false, false) => {
+                builder = builder
+                    .with_access_key_id(&settings.access_key_id)
+                    .with_secret_access_key(&settings.secret_access_key);
+            }
+            _ => {
+                return Err(FilesError::Settings(
+                    "access_key_id and secret_access_key go together: set both, or neither (then the AWS_* \
+                     variables or the instance's role are used)"
+                        .into(),
+                ));
+            }
+        }
+        let store = builder.build().map_err(|e| FilesError::Settings(e.to_string()))?;
+        Ok(Self::over(Arc::new(store), &settings.prefix, &settings.shown()))
+    }
+
+    /// A bucket over any `object_store` adapter (a local directory, memory): the same calls,
+    /// for the suite that every adapter passes.
+    pub fn over(store: Arc<dyn ObjectStore>, prefix: &str, shown: &str) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sluice-bucket")
+            .enable_all()
+            .build()
+            .ok();
+        Bucket {
+            store,
+            prefix: prefix.split('/').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+            shown: shown.to_owned(),
+            runtime,
+        }
+    }
+
+    /// How logs and errors name the bucket (`s3://bucket/prefix at endpoint`).
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn path(&self, key: &ObjectKey) -> ObjectPath {
+        ObjectPath::from_iter(self.prefix.iter().chain(key.0.iter()).map(String::as_str))
+    }
+
+    fn failed(&self, what: impl Into<String>) -> Failed {
+        Failed { bucket: self.shown.clone(), what: what.into() }
+    }
+
+    /// Runs `work` on this room's runtime and waits for it, from any thread: from a thread
+    /// of a multi-threaded runtime, the wait is declared blocking so that runtime goes on.
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = FilesResult<T>> + Send + 'static,
+    ) -> FilesResult<T> {
+        let Some(runtime) = &self.runtime else { return Err(FilesError::Stopped(self.shown.clone())) };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        let wait = || rx.recv().map_err(|_| FilesError::Stopped(self.shown.clone()))?;
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
+    }
+
+    /// Puts the local file `from` at `key`, replacing what was there: readers see the old
+    /// object or the new one, never a part. Returns the bytes sent.
+    pub fn put_file(&self, key: &ObjectKey, from: &Path) -> FilesResult<u64> {
+        let mut file = File::open(from)
+            .map_err(|source| FilesError::Io { what: format!("reading {}", from.display()), source })?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (store, path) = (self.store.clone(), self.path(key));
+        let failed = self.failed(format!("putting {key}"));
+        let local = from.display().to_string();
+        self.run(async move {
+            let read_err = |source| FilesError::Io { what: format!("reading {local}"), source };
+            if size <= PART_BYTES as u64 {
+                let mut bytes = Vec::with_capacity(size as usize);
+                file.read_to_end(&mut bytes).map_err(read_err)?;
+                let sent = bytes.len() as u64;
+                store.put(&path, PutPayload::from(Bytes::from(bytes))).await.map_err(|e| failed.at(e))?;
+                return Ok(sent);
+            }
+            let upload = store.put_multipart(&path).await.map_err(|e| failed.at(e))?;
+            let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+            let mut sent = 0u64;
+            let mut buf = vec![0u8; PART_BYTES];
+            loop {
+                let n = match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = parts.abort().await;
+                        return Err(read_err(e));
+                    }
+                };
+                if let Err(e) = parts.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                    let _ = parts.abort().await;
+                    return Err(failed.at(e));
+                }
+                parts.write(&buf[..n]);
+                sent += n as u64;
+            }
+            parts.finish().await.map_err(|e| failed.at(e))?;
+            Ok(sent)
+        })
+    }
+
+    /// Puts `bytes` at `key` in one request (small files sluice writes itself).
+    pub fn put_bytes(&self, key: &ObjectKey, bytes: Vec<u8>) -> FilesResult<()> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        let failed = self.failed(format!("putting {key}"));
+        self.run(async move {
+            store.put(&path, PutPayload::from(Bytes::from(bytes))).await.map_err(|e| failed.at(e))?;
+            Ok(())
+        })
+    }
+
+    /// The object at `key` copied into an unnamed file in `spool` (a private local folder),
+    /// or `None` when there is none.
+    pub fn fetch(&self, key: &ObjectKey, spool: &Path) -> FilesResult<Option<Fetched>> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        let failed = self.failed(format!("reading {key}"));
+        let spool = spool.to_path_buf();
+        self.run(async move {
+            let got = match store.get(&path).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(failed.at(e)),
+            };
+            let entry = entry_of(&got.meta);
+            let io = |source| FilesError::Io {
+                what: format!("copying {} into {}", path, spool.display()),
+                source,
+            };
+            std::fs::create_dir_all(&spool).map_err(io)?;
+            let mut file = tempfile::tempfile_in(&spool).map_err(io)?;
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                file.write_all(&chunk.map_err(|e| failed.at(e))?).map_err(io)?;
+            }
+            file.set_modified(entry.modified).map_err(io)?;
+            file.rewind().map_err(io)?;
+            Ok(Some(Fetched { file, entry }))
+        })
+    }
+
+    /// The object at `key`, as listed, or `None`.
+    pub fn head(&self, key: &ObjectKey) -> FilesResult<Option<Entry>> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        let failed = self.failed(format!("looking up {key}"));
+        self.run(async move {
+            match store.head(&path).await {
+                Ok(meta) => Ok(Some(entry_of(&meta))),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(failed.at(e)),
+            }
+        })
+    }
+
+    /// The files and subfolders directly in `folder`.
+    pub fn list(&self, folder: &ObjectKey) -> FilesResult<Listing> {
+        let (store, path) = (self.store.clone(), self.path(folder));
+        let failed = self.failed(format!("listing {folder}"));
+        self.run(async move {
+            let found = store.list_with_delimiter(Some(&path)).await.map_err(|e| failed.at(e))?;
+            let mut listing = Listing {
+                files: found.objects.iter().map(entry_of).collect(),
+                folders: found.common_prefixes.iter().filter_map(|p| p.filename().map(decoded)).collect(),
+            };
+            listing.files.sort_by(|a, b| a.name.cmp(&b.name));
+            listing.folders.sort();
+            Ok(listing)
+        })
+    }
+
+    /// Removes the object at `key`; removing one that is not there is not an error.
+    pub fn delete(&self, key: &ObjectKey) -> FilesResult<()> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        let failed = self.failed(format!("removing {key}"));
+        self.run(async move {
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(failed.at(e)),
+            }
+        })
+    }
+
+    /// Removes every object under `folder` (a tenant's files, when it is removed); returns
+    /// how many.
+    pub fn delete_under(&self, folder: &ObjectKey) -> FilesResult<usize> {
+        let (store, path) = (self.store.clone(), self.path(folder));
+        let failed = self.failed(format!("removing everything under {folder}"));
+        self.run(async move {
+            let mut removed = 0;
+            let mut found = store.list(Some(&path));
+            while let Some(meta) = found.next().await {
+                let meta = meta.map_err(|e| failed.at(e))?;
+                match store.delete(&meta.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                    Err(e) => return Err(failed.at(e)),
+                }
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Whether the bucket answers and lets sluice list it (what `/healthz` and `sluice
+    /// doctor` ask).
+    pub fn check(&self) -> FilesResult<()> {
+        self.list(&ObjectKey::own(".sluice-health")).map(|_| ())
+    }
+}
+
+/// What a call was doing, for its error.
+struct Failed {
+    bucket: String,
+    what: String,
+}
+
+impl Failed {
+    fn at(&self, source: object_store::Error) -> FilesError {
+        FilesError::Store { bucket: self.bucket.clone(), what: self.what.clone(), source }
+    }
+}
+
+fn entry_of(meta: &object_store::ObjectMeta) -> Entry {
+    Entry {
+        name: meta.location.filename().map(decoded).unwrap_or_default(),
+        size: meta.size,
+        modified: SystemTime::from(meta.last_modified),
+    }
+}
+
+/// A key segment as it was named (`object_store` percent-encodes what S3 keys should not hold).
+fn decoded(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
