@@ -20,7 +20,7 @@ pub const ERRORS: &str = "errors";
 /// The folder under `/exports` that records' photos are exported to.
 pub const EXPORT_PHOTOS: &str = "photos";
 /// `/exports/photos` as a folder's name (its path under the tenant's root).
-const EXPORT_PHOTOS_FOLDER: &str = "exports/photos";
+pub const EXPORT_PHOTOS_FOLDER: &str = "exports/photos";
 
 /// The name of a folder in a tenant's root: lowercase letters, digits, `-`, `_`; 1 to 64
 /// characters, starting with a letter; not one of the reserved read-only folders.

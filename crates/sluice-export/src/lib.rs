@@ -60,6 +60,10 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
     #[error("cannot write the spreadsheet")]
     Xlsx(#[from] XlsxError),
+    #[error(transparent)]
+    Bucket(#[from] sluice_files::FilesError),
+    #[error("{path} is not in {bucket} (removed meanwhile?): run the export again")]
+    NotInBucket { path: String, bucket: String },
 }
 
 /// What a finished export wrote.
@@ -401,6 +405,26 @@ pub struct Exports {
     spool: std::path::PathBuf,
     /// Where records' photos are kept (`DATA_DIR/photos`), for photo exports.
     photos: std::path::PathBuf,
+    /// With `[storage] backend = "s3"`: the bucket that holds every tenant's `/exports`
+    /// (written through the spool, then put whole); `None`: the tenants' folders on disk.
+    bucket: Option<std::sync::Arc<sluice_files::Bucket>>,
+}
+
+/// A finished export as a local file, to push to a connector: the file in the tenant's
+/// folder, or a private copy fetched from the bucket (removed when dropped).
+#[derive(Debug)]
+pub enum LocalExport {
+    InFolder(std::path::PathBuf),
+    Fetched(tempfile::TempPath),
+}
+
+impl LocalExport {
+    pub fn path(&self) -> &Path {
+        match self {
+            LocalExport::InFolder(path) => path,
+            LocalExport::Fetched(path) => path,
+        }
+    }
 }
 
 /// A finished export in a tenant's folder.
@@ -415,7 +439,66 @@ impl Exports {
     /// `tenants_root`: `DATA_DIR/tenants`; `spool`: a private folder on the same filesystem.
     pub fn new(tenants_root: &Path, spool: &Path) -> Self {
         let photos = tenants_root.parent().unwrap_or(tenants_root).join("photos");
-        Exports { tenants_root: tenants_root.to_path_buf(), spool: spool.to_path_buf(), photos }
+        Exports { tenants_root: tenants_root.to_path_buf(), spool: spool.to_path_buf(), photos, bucket: None }
+    }
+
+    /// Every tenant's `/exports` in `bucket` rather than on disk.
+    pub fn in_bucket(mut self, bucket: Option<std::sync::Arc<sluice_files::Bucket>>) -> Self {
+        self.bucket = bucket;
+        self
+    }
+
+    /// The export `file_name` (one path component) of the tenant's `/exports`, as a local file.
+    pub fn local(
+        &self,
+        tenant: &sluice_core::TenantName,
+        file_name: &str,
+    ) -> Result<LocalExport, ExportError> {
+        let name = sluice_core::FileName::parse(file_name)
+            .map_err(|_| ExportError::BadFileName(file_name.to_owned()))?;
+        let Some(bucket) = &self.bucket else {
+            return Ok(LocalExport::InFolder(self.folder(tenant).join(name.as_str())));
+        };
+        let key = sluice_files::ObjectKey::folder(tenant, sluice_core::layout::EXPORTS).file(&name);
+        let mut fetched = bucket.fetch(&key, &self.spool)?.ok_or_else(|| ExportError::NotInBucket {
+            path: format!("/{}/{}", sluice_core::layout::EXPORTS, name.as_str()),
+            bucket: bucket.shown().to_owned(),
+        })?;
+        let mut copy = tempfile::Builder::new().prefix(TEMPORARY).tempfile_in(&self.spool)?;
+        std::io::copy(&mut fetched.file, copy.as_file_mut())?;
+        Ok(LocalExport::Fetched(copy.into_temp_path()))
+    }
+
+    /// Moves a tenant's exports out of the bucket into `archive` (`exports/`, `exports/photos/`)
+    /// and removes everything of the tenant's from the bucket: the tenant is being removed (on
+    /// disk its folder is archived with its directory). Returns how many files were archived.
+    pub fn archive_tenant(
+        &self,
+        tenant: &sluice_core::TenantName,
+        archive: &Path,
+    ) -> Result<usize, ExportError> {
+        let Some(bucket) = &self.bucket else { return Ok(0) };
+        let mut archived = 0;
+        for folder in [sluice_core::layout::EXPORTS, sluice_core::layout::EXPORT_PHOTOS_FOLDER] {
+            let key = sluice_files::ObjectKey::folder(tenant, folder);
+            let into = archive.join(folder);
+            for entry in bucket.list(&key)?.files {
+                let Ok(name) = sluice_core::FileName::parse(&entry.name) else { continue };
+                let Some(mut fetched) = bucket.fetch(&key.file(&name), &self.spool)? else { continue };
+                std::fs::create_dir_all(&into)?;
+                let mut copy = File::create(into.join(name.as_str()))?;
+                std::io::copy(&mut fetched.file, &mut copy)?;
+                copy.sync_all()?;
+                archived += 1;
+            }
+        }
+        bucket.delete_under(&sluice_files::ObjectKey::tenant(tenant))?;
+        Ok(archived)
+    }
+
+    /// Whether the bucket answers (`None`: exports are on the local disk).
+    pub fn check_bucket(&self) -> Option<Result<(), sluice_files::FilesError>> {
+        self.bucket.as_ref().map(|b| b.check())
     }
 
     /// Photos are read from `photos` (`DATA_DIR/photos`; by default beside `tenants_root`).
@@ -448,8 +531,17 @@ impl Exports {
         type_name: &str,
         others: &[String],
     ) -> Result<(photos::PhotosWritten, String), ExportError> {
-        let folder = self.folder(tenant).join(photos::PHOTOS_FOLDER);
-        let done = photos::write_photos(store, tenant, type_name, others, &self.photos, &folder)?;
+        let done = match &self.bucket {
+            Some(bucket) => {
+                let folder =
+                    sluice_files::ObjectKey::folder(tenant, sluice_core::layout::EXPORT_PHOTOS_FOLDER);
+                photos::put_photos(store, tenant, type_name, others, &self.photos, bucket, &folder)?
+            }
+            None => {
+                let folder = self.folder(tenant).join(photos::PHOTOS_FOLDER);
+                photos::write_photos(store, tenant, type_name, others, &self.photos, &folder)?
+            }
+        };
         Ok((done, format!("/{}/{}/", sluice_core::layout::EXPORTS, photos::PHOTOS_FOLDER)))
     }
 
@@ -477,12 +569,27 @@ impl Exports {
         let file_name = sluice_core::FileName::parse(file_name)
             .map_err(|_| ExportError::BadFileName(file_name.to_owned()))?;
         let file_name = file_name.as_str();
-        let folder = self.tenants_root.join(tenant.as_str()).join(sluice_core::layout::EXPORTS);
-        std::fs::create_dir_all(&folder)?;
         std::fs::create_dir_all(&self.spool)?;
         // An export killed an hour ago will not finish: its records leave the spool.
         clear_stale(&self.spool, std::time::Duration::from_secs(3600))?;
-        let written = write_into(export, store, tenant, &self.spool, &folder.join(file_name))?;
+        let written = match &self.bucket {
+            Some(bucket) => {
+                // Written whole in the spool, then put whole: S3 shows the old object or the
+                // new one, never a part.
+                let temporary = tempfile::Builder::new().prefix(TEMPORARY).tempfile_in(&self.spool)?;
+                let written = export.write(store, tenant, temporary.path())?;
+                let name = sluice_core::FileName::parse(file_name)
+                    .map_err(|_| ExportError::BadFileName(file_name.to_owned()))?;
+                let key = sluice_files::ObjectKey::folder(tenant, sluice_core::layout::EXPORTS).file(&name);
+                bucket.put_file(&key, temporary.path())?;
+                written
+            }
+            None => {
+                let folder = self.tenants_root.join(tenant.as_str()).join(sluice_core::layout::EXPORTS);
+                std::fs::create_dir_all(&folder)?;
+                write_into(export, store, tenant, &self.spool, &folder.join(file_name))?
+            }
+        };
         Ok(Delivered { written, path: format!("/{}/{file_name}", sluice_core::layout::EXPORTS) })
     }
 }

@@ -102,6 +102,76 @@ pub fn write_photos(
     Ok(done)
 }
 
+/// [`write_photos`] into a bucket's folder: each record's image put whole, skipped when the
+/// object there already has its bytes (its tag is the image's MD5), and the objects of records
+/// gone (or without a photo now) removed; the tenant's other types' photos stay.
+pub fn put_photos(
+    store: &dyn Photos,
+    tenant: &str,
+    type_name: &str,
+    others: &[String],
+    photos_dir: &Path,
+    bucket: &sluice_files::Bucket,
+    folder: &sluice_files::ObjectKey,
+) -> Result<PhotosWritten, ExportError> {
+    let there: std::collections::HashMap<String, Option<String>> =
+        bucket.list(folder)?.files.into_iter().map(|e| (e.name, e.e_tag)).collect();
+    let images = image_store(photos_dir, tenant);
+    let mut done = PhotosWritten::default();
+    let mut names: HashSet<String> = HashSet::new();
+    let mut wanted: Vec<(std::path::PathBuf, String)> = Vec::new();
+    store.photos(tenant, type_name, &mut |photo: &Photo| {
+        let Some(name) = photo.export_name().filter(|n| !n.starts_with('.')) else {
+            done.skipped.push(photo.key.replace('\u{1f}', "+"));
+            return;
+        };
+        done.bytes += photo.bytes;
+        if names.insert(name.clone()) {
+            wanted.push((images.join(photo.stored_name()), name));
+        }
+    })?;
+    for (source, name) in wanted {
+        let Ok(file_name) = sluice_core::FileName::parse(&name) else {
+            done.skipped.push(name);
+            continue;
+        };
+        let key = folder.file(&file_name);
+        let md5 = md5_hex(&source)?;
+        if there.get(&name).is_some_and(|tag| tag.as_deref() == Some(md5.as_str())) {
+            done.unchanged += 1;
+            continue;
+        }
+        bucket.put_file(&key, &source)?;
+        done.written += 1;
+    }
+    for other in others.iter().filter(|o| *o != type_name) {
+        store.photos(tenant, other, &mut |photo: &Photo| {
+            names.extend(photo.export_name());
+        })?;
+    }
+    for name in there.keys().filter(|n| !names.contains(*n)) {
+        if let Ok(file_name) = sluice_core::FileName::parse(name) {
+            bucket.delete(&folder.file(&file_name))?;
+            done.removed += 1;
+        }
+    }
+    Ok(done)
+}
+
+fn md5_hex(path: &Path) -> std::io::Result<String> {
+    use md5::Digest;
+    let mut hasher = md5::Md5::new();
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match std::io::Read::read(&mut file, &mut buf)? {
+            0 => break,
+            n => hasher.update(&buf[..n]),
+        }
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Puts `source`'s bytes at `dest` with a rename: linked (or copied) to a temporary name in
 /// `folder` first.
 fn put(source: &Path, folder: &Path, dest: &Path) -> std::io::Result<()> {

@@ -111,13 +111,12 @@ impl Runner<'_> {
                     bytes: done.written.bytes,
                     destination: done.path,
                 },
-                Some(to) => match self.push(
-                    store,
-                    tenant,
-                    to,
-                    &self.exports.folder(tenant).join(saved.file_name()),
-                    &saved.file_name(),
-                ) {
+                Some(to) => match self
+                    .exports
+                    .local(tenant, &saved.file_name())
+                    .map_err(|e| failure_text(&e))
+                    .and_then(|local| self.push(store, tenant, to, local.path(), &saved.file_name()))
+                {
                     Ok(pushed) => RunOutcome::Written {
                         rows: done.written.rows,
                         bytes: done.written.bytes,
@@ -566,6 +565,47 @@ mod tests {
         let runs = store.export_runs("acme", Some("daily"), 10).unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].cause, RunCause::Schedule);
+        assert_eq!(
+            runs[0].outcome,
+            Some(RunOutcome::Written { rows: 1, bytes: 15, destination: "/exports/daily.csv".into() })
+        );
+    }
+
+    /// With `[storage] backend = "s3"`: a scheduled run's file is put in the bucket, whole,
+    /// nothing of it in the tenant's folder on disk or left in the spool; what a connector
+    /// would be sent is a local copy of the object, removed once dropped.
+    #[test]
+    fn a_scheduled_export_goes_to_the_bucket_and_its_local_copy_is_the_objects() {
+        let (dir, store, exports) = acme();
+        let bucket = std::sync::Arc::new(sluice_files::testing::memory_bucket());
+        let exports = exports.in_bucket(Some(bucket.clone()));
+        store.save_export("acme", &saved("daily", "0 2 * * *"), false).unwrap();
+        let ran = runner(&types(), &exports)
+            .run_due(&store, t("2026-11-23T07:59:58Z"), t("2026-11-23T08:00:00Z"))
+            .unwrap();
+        assert_eq!(ran.len(), 1, "{ran:?}");
+        assert!(!dir.path().join("tenants/acme/exports/daily.csv").exists(), "not on disk");
+        let folder = sluice_files::ObjectKey::folder(&name(), "exports");
+        let listed = bucket.list(&folder).unwrap();
+        assert_eq!(
+            listed.files.iter().map(|e| (e.name.as_str(), e.size)).collect::<Vec<_>>(),
+            [("daily.csv", 15)]
+        );
+        let local = exports.local(&name(), "daily.csv").unwrap();
+        assert_eq!(std::fs::read_to_string(local.path()).unwrap(), "id,grade\r\n1,9\r\n");
+        let copy = local.path().to_path_buf();
+        drop(local);
+        assert!(!copy.exists(), "the copy goes when dropped");
+        assert_eq!(std::fs::read_dir(exports.spool()).unwrap().count(), 0, "nothing left in the spool");
+        assert!(
+            exports
+                .local(&name(), "absent.csv")
+                .unwrap_err()
+                .to_string()
+                .contains("/exports/absent.csv is not in memory")
+        );
+        assert!(exports.local(&name(), "../daily.csv").is_err(), "a name, not a path");
+        let runs = store.export_runs("acme", Some("daily"), 10).unwrap();
         assert_eq!(
             runs[0].outcome,
             Some(RunOutcome::Written { rows: 1, bytes: 15, destination: "/exports/daily.csv".into() })

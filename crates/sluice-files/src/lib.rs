@@ -151,6 +151,9 @@ pub struct Entry {
     pub name: String,
     pub size: u64,
     pub modified: SystemTime,
+    /// The store's tag of these bytes (for an object put in one request to S3 and most
+    /// compatible stores: the MD5 of its bytes, in hex).
+    pub e_tag: Option<String>,
 }
 
 /// A folder's files and subfolders, each sorted by name.
@@ -399,7 +402,8 @@ impl Bucket {
         self.run(async move {
             let found = store.list_with_delimiter(Some(&path)).await.map_err(|e| failed.at(e))?;
             let mut listing = Listing {
-                files: found.objects.iter().map(entry_of).collect(),
+                // Some stores (SeaweedFS) list an emptied folder's own marker in it: not a file.
+                files: found.objects.iter().filter(|o| o.location != path).map(entry_of).collect(),
                 folders: found.common_prefixes.iter().filter_map(|p| p.filename().map(decoded)).collect(),
             };
             listing.files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -463,6 +467,7 @@ fn entry_of(meta: &object_store::ObjectMeta) -> Entry {
         name: meta.location.filename().map(decoded).unwrap_or_default(),
         size: meta.size,
         modified: SystemTime::from(meta.last_modified),
+        e_tag: meta.e_tag.as_ref().map(|t| t.trim_matches('"').to_owned()),
     }
 }
 

@@ -26,6 +26,11 @@ impl Drop for SeaweedFs {
     }
 }
 
+/// A bucket in memory: the same calls, for tests of the rooms that use a bucket.
+pub fn memory_bucket() -> crate::Bucket {
+    crate::Bucket::over(std::sync::Arc::new(object_store::memory::InMemory::new()), "", "memory")
+}
+
 /// Whether `weed` runs here; panics when it is missing and `SLUICE_REQUIRE_EXTERNAL=1`.
 pub fn available() -> bool {
     let found = Command::new("weed")

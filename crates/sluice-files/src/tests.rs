@@ -106,6 +106,11 @@ fn suite(bucket: &Bucket) {
     // (A store with real folders, a local directory or SeaweedFS's filer, may still list the
     // emptied `photos` folder; sluice lists its own subfolders anyway.)
     assert_eq!(bucket.list(&acme).expect("list").files, []);
+    // And a folder emptied file by file lists no file either.
+    let path = local_file(work.path(), "again", b"x");
+    bucket.put_file(&acme.file(&name("again.csv")), &path).expect("put");
+    bucket.delete(&acme.file(&name("again.csv"))).expect("delete");
+    assert_eq!(bucket.list(&acme).expect("list").files, []);
     assert_eq!(bucket.list(&acme2).expect("list").files.len(), 1, "acme2 keeps its file");
 }
 
@@ -135,6 +140,12 @@ fn seaweedfs_passes_the_suite_and_keeps_keys_under_the_prefix() {
     let at =
         ObjectKey(vec!["vendor".into(), "sluice".into(), "tenants".into(), "north".into(), "exports".into()]);
     assert_eq!(whole.list(&at).expect("list").files[0].name, "a.csv");
+}
+
+#[test]
+fn seaweedfs_passes_the_suite_without_a_prefix() {
+    let Some(weed) = SeaweedFs::start("sluice-whole") else { return };
+    suite(&Bucket::open(&weed.settings("sluice-whole", "")).expect("open"));
 }
 
 #[test]

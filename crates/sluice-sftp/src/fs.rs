@@ -64,6 +64,23 @@ pub struct TenantTree {
     pub layout: TreeLayout,
     /// `DATA_DIR/tenants/NAME`
     pub root: PathBuf,
+    /// With `[storage] backend = "s3"`: where the tenant's `/exports` (and `/exports/photos`)
+    /// are kept instead of under `root`.
+    pub bucket: Option<TreeBucket>,
+}
+
+/// The bucket a tenant's exports are read from, and where a file read is copied to first.
+#[derive(Clone)]
+pub struct TreeBucket {
+    pub bucket: std::sync::Arc<sluice_files::Bucket>,
+    pub tenant: sluice_core::TenantName,
+    /// A private local folder for the copies being read (unnamed files, gone when closed).
+    pub spool: PathBuf,
+}
+
+fn bucket_error(what: String, e: sluice_files::FilesError) -> FsError {
+    tracing::warn!("{what}: {e}");
+    FsError::io(what, io::Error::other(e))
 }
 
 impl TenantTree {
@@ -82,6 +99,35 @@ impl TenantTree {
             Node::Entry { folder, name, .. } => Some(self.root.join(folder).join(name)),
             Node::Root | Node::Outside => None,
         }
+    }
+
+    /// The bucket and folder key of `folder` when it is kept in the bucket (`exports`,
+    /// `exports/photos`).
+    fn in_bucket(&self, folder: &str) -> Option<(&TreeBucket, sluice_files::ObjectKey)> {
+        let kept =
+            folder == sluice_core::layout::EXPORTS || folder == sluice_core::layout::EXPORT_PHOTOS_FOLDER;
+        let b = self.bucket.as_ref().filter(|_| kept)?;
+        Some((b, sluice_files::ObjectKey::folder(&b.tenant, folder)))
+    }
+
+    /// A folder kept in the bucket, listed: its subfolders, then its files.
+    fn bucket_listing(
+        &self,
+        path: &VirtualPath,
+        folder: &str,
+        writable: bool,
+    ) -> FsResult<Option<Vec<(String, Attrs)>>> {
+        let Some((b, key)) = self.in_bucket(folder) else { return Ok(None) };
+        let listed = b.bucket.list(&key).map_err(|e| bucket_error(format!("listing {path}"), e))?;
+        let mut out = self.subfolders(folder);
+        out.extend(
+            listed
+                .files
+                .into_iter()
+                .filter(|e| VirtualPath::root().join(e.name.as_bytes()).is_ok())
+                .map(|e| (e.name, file_attrs_of(e.size, secs(e.modified), writable))),
+        );
+        Ok(Some(out))
     }
 
     /// A folder's subfolders (`/exports/photos`), as listed in it: read-only folders.
@@ -104,6 +150,16 @@ impl TenantTree {
                 let meta = std::fs::symlink_metadata(self.root.join(name)).ok();
                 Ok(dir_attrs(writable, meta.as_ref()))
             }
+            Node::Entry { folder, name, writable } if self.in_bucket(folder).is_some() => {
+                let Some((b, key)) = self.in_bucket(folder) else { unreachable!("checked by the guard") };
+                let name =
+                    sluice_core::FileName::parse(name).map_err(|_| FsError::NotFound(path.to_string()))?;
+                match b.bucket.head(&key.file(&name)) {
+                    Ok(Some(e)) => Ok(file_attrs_of(e.size, secs(e.modified), writable)),
+                    Ok(None) => Err(FsError::NotFound(path.to_string())),
+                    Err(e) => Err(bucket_error(format!("looking up {path}"), e)),
+                }
+            }
             Node::Entry { folder, name, writable } => {
                 let meta = std::fs::symlink_metadata(self.root.join(folder).join(name))
                     .map_err(|_| FsError::NotFound(path.to_string()))?;
@@ -121,6 +177,9 @@ impl TenantTree {
     pub fn open_listing(&self, path: &VirtualPath) -> FsResult<Listing> {
         match self.layout.classify(path) {
             Node::Folder { name, writable } => {
+                if let Some(listed) = self.bucket_listing(path, name, writable)? {
+                    return Ok(Listing { ready: listed, folder: None, recent: Vec::new() });
+                }
                 let dir = self.root.join(name);
                 let entries = match DirStream::open(&dir) {
                     Ok(entries) => Some((entries, writable)),
@@ -162,6 +221,9 @@ impl TenantTree {
                 Ok(out)
             }
             Node::Folder { name, writable } => {
+                if let Some(listed) = self.bucket_listing(path, name, writable)? {
+                    return Ok(listed);
+                }
                 let dir = self.root.join(name);
                 let mut out = self.subfolders(name);
                 let entries = match std::fs::read_dir(&dir) {
@@ -190,6 +252,19 @@ impl TenantTree {
 
     /// Opens an existing regular file for reading, never through a symlink.
     pub fn open_read(&self, path: &VirtualPath) -> FsResult<File> {
+        if let Node::Entry { folder, name, .. } = self.layout.classify(path)
+            && let Some((b, key)) = self.in_bucket(folder)
+        {
+            // Copied whole into an unnamed local file, then read from there: the client's
+            // reads at any offset cost no request each, and an export replaced meanwhile does
+            // not change under it.
+            let name = sluice_core::FileName::parse(name).map_err(|_| FsError::NotFound(path.to_string()))?;
+            return match b.bucket.fetch(&key.file(&name), &b.spool) {
+                Ok(Some(fetched)) => Ok(fetched.file),
+                Ok(None) => Err(FsError::NotFound(path.to_string())),
+                Err(e) => Err(bucket_error(format!("opening {path}"), e)),
+            };
+        }
         let real = match self.layout.classify(path) {
             Node::Entry { .. } => self.real_path(path).ok_or_else(|| FsError::NotFound(path.to_string()))?,
             Node::Root | Node::Folder { .. } => return Err(FsError::Refused(format!("{path} is a folder"))),
@@ -369,11 +444,11 @@ impl DirStream {
 }
 
 fn mtime_secs(meta: &Metadata) -> u32 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
-        .unwrap_or(0)
+    meta.modified().map(secs).unwrap_or(0)
+}
+
+fn secs(t: std::time::SystemTime) -> u32 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32).unwrap_or(0)
 }
 
 pub fn file_attrs(meta: &Metadata, writable: bool) -> Attrs {
@@ -515,6 +590,7 @@ mod tests {
         let tree = TenantTree {
             layout: TreeLayout::new(sluice_core::FolderName::parse_list("students").unwrap()),
             root: dir.path().to_path_buf(),
+            bucket: None,
         };
         let folder = VirtualPath::resolve(b"/students").unwrap();
         let remembered = Attrs { size: Some(42), ..Attrs::default() };

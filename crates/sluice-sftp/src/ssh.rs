@@ -185,6 +185,9 @@ pub struct SftpServer {
     /// (folder, required file name) of every import type that has one: what a tenant with
     /// root routing may upload at `/` (the names of the types whose folders it has).
     root_files: Vec<(FolderName, String)>,
+    /// `[storage] backend = "s3"`: the bucket tenants' exports are read from, and the private
+    /// folder files read from it are copied to.
+    bucket: Option<(Arc<sluice_files::Bucket>, PathBuf)>,
 }
 
 /// How a connection logged in: what must still be true for it to stay.
@@ -231,7 +234,14 @@ impl SftpServer {
                 std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             ),
             root_files: Vec::new(),
+            bucket: None,
         }
+    }
+
+    /// Tenants' exports are read from `bucket`, through copies in `spool`.
+    pub fn with_bucket(mut self, bucket: Option<Arc<sluice_files::Bucket>>, spool: PathBuf) -> Self {
+        self.bucket = bucket.map(|b| (b, spool));
+        self
     }
 
     /// The required file names of the import types, by their folders (see `root_files`).
@@ -934,6 +944,11 @@ impl Handler {
         TenantTree {
             layout: tenant.layout.clone().routed(tenant.routing, &names),
             root: self.server.tenants_root.join(tenant.name.as_str()),
+            bucket: self.server.bucket.as_ref().map(|(bucket, spool)| crate::fs::TreeBucket {
+                bucket: bucket.clone(),
+                tenant: tenant.name.clone(),
+                spool: spool.clone(),
+            }),
         }
     }
 }

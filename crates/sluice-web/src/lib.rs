@@ -301,8 +301,16 @@ async fn metrics(State(web): State<Web>) -> Response {
 async fn healthz(State(web): State<Web>) -> Response {
     let store = web.ingest.store.clone();
     match tokio::task::spawn_blocking(move || store.pending_uploads()).await {
-        Ok(Ok(_)) => (StatusCode::OK, "ok\n").into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "the database cannot be read\n").into_response(),
+        Ok(Ok(_)) => {}
+        _ => return (StatusCode::SERVICE_UNAVAILABLE, "the database cannot be read\n").into_response(),
+    }
+    // With `[storage] backend = "s3"`: the bucket tenants' exports are kept in answers too.
+    let exports = web.exports.clone();
+    match tokio::task::spawn_blocking(move || exports.check_bucket()).await {
+        Ok(None | Some(Ok(()))) => (StatusCode::OK, "ok\n").into_response(),
+        _ => {
+            (StatusCode::SERVICE_UNAVAILABLE, "the object storage bucket cannot be reached\n").into_response()
+        }
     }
 }
 

@@ -185,6 +185,27 @@ settle_secs = 2
 url = ""
 url_file = ""
 
+[storage]
+# Where tenants' exports are kept (/exports and /exports/photos): "local" (in DATA_DIR/tenants)
+# or "s3", an S3-compatible bucket (AWS S3, MinIO, SeaweedFS, Garage...) that every node on
+# the database reads and writes, so an export written by one node is downloaded from any.
+# Uploads, error reports and photos' originals stay in DATA_DIR (see docs/deploy.md).
+backend = "local"
+# "" = AWS S3 in region; else the store's URL (https://, or http:// on a private network).
+endpoint = ""
+bucket = ""
+region = "us-east-1"
+# Keys start with this ("sluice" -> sluice/tenants/NAME/exports/FILE): one bucket, several uses.
+prefix = ""
+# https://endpoint/bucket/key (MinIO, SeaweedFS, most self-hosted stores) rather than
+# https://bucket.endpoint/key (set false for AWS S3 if you prefer virtual-hosted style).
+path_style = true
+# Files holding the credentials (secrets mounted by systemd or a container runtime); "" =
+# the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) variables, or
+# the machine's role.
+access_key_id_file = ""
+secret_access_key_file = ""
+
 [secrets]
 # The key that seals connectors' credentials (passwords, private keys of the districts' own
 # SFTP servers): a file of 64 hexadecimal digits, made (0600) when first needed. "" =
@@ -214,6 +235,7 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     pub secrets: SecretsConfig,
     pub database: DatabaseConfig,
+    pub storage: StorageConfig,
     pub audit: AuditConfig,
     pub log: LogConfig,
 }
@@ -264,6 +286,59 @@ impl DatabaseConfig {
             }
             _ => bail!("[database] url and url_file are both set: set one (url_file for a secret)"),
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub prefix: String,
+    pub path_style: bool,
+    pub access_key_id_file: String,
+    pub secret_access_key_file: String,
+}
+
+impl StorageConfig {
+    /// The bucket's settings with `backend = "s3"` (credentials read from their files), or
+    /// `None` for the local disk.
+    pub fn bucket(&self) -> Result<Option<sluice_files::BucketSettings>> {
+        if self.backend == StorageBackend::Local {
+            return Ok(None);
+        }
+        if self.bucket.trim().is_empty() {
+            bail!("[storage] backend = \"s3\" needs bucket: the name of the bucket sluice keeps files in");
+        }
+        let secret = |key: &str, file: &str| -> Result<String> {
+            if file.trim().is_empty() {
+                return Ok(String::new());
+            }
+            let text = std::fs::read_to_string(file.trim())
+                .with_context(|| format!("[storage] {key}: cannot read {}", file.trim()))?;
+            match text.trim() {
+                "" => bail!("[storage] {key}: {} is empty; it must hold the credential", file.trim()),
+                value => Ok(value.to_owned()),
+            }
+        };
+        Ok(Some(sluice_files::BucketSettings {
+            endpoint: self.endpoint.trim().to_owned(),
+            bucket: self.bucket.trim().to_owned(),
+            region: self.region.trim().to_owned(),
+            prefix: self.prefix.trim().to_owned(),
+            path_style: self.path_style,
+            access_key_id: secret("access_key_id_file", &self.access_key_id_file)?,
+            secret_access_key: secret("secret_access_key_file", &self.secret_access_key_file)?,
+        }))
     }
 }
 
@@ -834,6 +909,46 @@ mod tests {
         assert_eq!(c.imports.worker_count(), cores.max(2));
         let c = Config::load(None, &env(&[("SLUICE_IMPORTS_WORKERS", "3")]), &Overrides::default()).unwrap();
         assert_eq!(c.imports.worker_count(), 3);
+    }
+
+    #[test]
+    fn object_storage_is_off_by_default_and_its_credentials_come_from_secret_files() {
+        let none = Config::load(None, &[], &Overrides::default()).unwrap();
+        assert!(none.storage.bucket().unwrap().is_none(), "local disk by default");
+        let dir = tempfile::tempdir().unwrap();
+        let (id, secret) = (dir.path().join("id"), dir.path().join("secret"));
+        std::fs::write(&id, "AKID\n").unwrap();
+        std::fs::write(&secret, "s3cr3t-key\n").unwrap();
+        let set = Config::load(
+            None,
+            &env(&[
+                ("SLUICE_STORAGE_BACKEND", "s3"),
+                ("SLUICE_STORAGE_BUCKET", "district-files"),
+                ("SLUICE_STORAGE_ENDPOINT", "https://minio.internal:9000"),
+                ("SLUICE_STORAGE_PREFIX", "sluice"),
+                ("SLUICE_STORAGE_ACCESS_KEY_ID_FILE", id.to_str().unwrap()),
+                ("SLUICE_STORAGE_SECRET_ACCESS_KEY_FILE", secret.to_str().unwrap()),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let bucket = set.storage.bucket().unwrap().expect("s3");
+        assert_eq!((bucket.bucket.as_str(), bucket.prefix.as_str()), ("district-files", "sluice"));
+        assert_eq!(
+            (bucket.access_key_id.as_str(), bucket.secret_access_key.as_str()),
+            ("AKID", "s3cr3t-key")
+        );
+        assert!(bucket.path_style && bucket.region == "us-east-1");
+        assert!(!format!("{set:?}").contains("s3cr3t"), "never printed");
+        let no_bucket =
+            Config::load(None, &env(&[("SLUICE_STORAGE_BACKEND", "s3")]), &Overrides::default()).unwrap();
+        assert!(no_bucket.storage.bucket().unwrap_err().to_string().contains("needs bucket"));
+        let typo = Config::load(None, &env(&[("SLUICE_STORAGE_BACKEND", "s4")]), &Overrides::default());
+        let typo = format!("{:#}", typo.unwrap_err());
+        assert!(typo.contains("s4") && typo.contains("local") && typo.contains("s3"), "{typo}");
+        std::fs::write(&secret, "").unwrap();
+        let empty = set.storage.bucket().unwrap_err().to_string();
+        assert!(empty.contains("secret_access_key_file") && empty.contains("is empty"), "{empty}");
     }
 
     #[test]

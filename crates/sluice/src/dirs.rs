@@ -12,6 +12,8 @@ pub struct DataDirs {
     pub root: PathBuf,
     /// `[database] url` (never printed: it may carry a password).
     database_url: Option<String>,
+    /// `[storage] backend = "s3"`: the bucket tenants' exports are kept in.
+    bucket: Option<std::sync::Arc<sluice_files::Bucket>>,
 }
 
 impl std::fmt::Debug for DataDirs {
@@ -19,6 +21,7 @@ impl std::fmt::Debug for DataDirs {
         f.debug_struct("DataDirs")
             .field("root", &self.root)
             .field("postgres", &self.database_url.is_some())
+            .field("bucket", &self.bucket.as_ref().map(|b| b.shown().to_owned()))
             .finish()
     }
 }
@@ -27,12 +30,25 @@ impl DataDirs {
     /// The data directory, made absolute once here: paths the database keeps (a held import's
     /// file, an error report) then do not depend on the directory a command was run from.
     pub fn new(root: &Path) -> Self {
-        Self { root: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()), database_url: None }
+        Self {
+            root: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()),
+            database_url: None,
+            bucket: None,
+        }
     }
 
-    /// The data directory and the database of `config`.
+    /// The data directory, the database and the bucket of `config`.
     pub fn of(config: &crate::config::Config) -> Result<Self> {
-        Ok(Self { database_url: config.database.url()?, ..Self::new(&config.data_dir) })
+        let bucket = match config.storage.bucket()? {
+            Some(settings) => Some(std::sync::Arc::new(sluice_files::Bucket::open(&settings)?)),
+            None => None,
+        };
+        Ok(Self { database_url: config.database.url()?, bucket, ..Self::new(&config.data_dir) })
+    }
+
+    /// The bucket tenants' exports are kept in (`[storage] backend = "s3"`), if any.
+    pub fn bucket(&self) -> Option<&std::sync::Arc<sluice_files::Bucket>> {
+        self.bucket.as_ref()
     }
 
     /// Whether the state is in PostgreSQL (`[database] url`) rather than in `sluice.db`.
@@ -62,13 +78,19 @@ impl DataDirs {
     pub fn export_spool(&self) -> PathBuf {
         self.root.join("spool").join("exports")
     }
+    /// Copies of files read from the bucket while clients download them (unnamed files).
+    pub fn read_spool(&self) -> PathBuf {
+        self.root.join("spool").join("reads")
+    }
     /// Records' photos: one image store per tenant (`photos/TENANT/SHA256.jpg`), private.
     pub fn photos(&self) -> PathBuf {
         self.root.join("photos")
     }
     /// Where exports go (each tenant's `/exports`, through the export spool).
     pub fn exports(&self) -> sluice_export::Exports {
-        sluice_export::Exports::new(&self.tenants(), &self.export_spool()).with_photos(&self.photos())
+        sluice_export::Exports::new(&self.tenants(), &self.export_spool())
+            .with_photos(&self.photos())
+            .in_bucket(self.bucket.clone())
     }
     /// What pushes files to tenants' connectors: the secret key (made on first use; it also
     /// seals accounts' second factors), the connectors' lock files beside the tenants' import

@@ -87,7 +87,8 @@ pub fn export(
             );
             if let Some(to) = &what.to {
                 let name = export.file_name();
-                push(config, dirs, &*store, &tenant, to, &exports.folder(&tenant).join(&name), &name)?;
+                let local = exports.local(&tenant, &name)?;
+                push(config, dirs, &*store, &tenant, to, local.path(), &name)?;
             }
         }
     }

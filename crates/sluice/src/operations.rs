@@ -52,6 +52,12 @@ pub(crate) fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
             })
         },
     );
+    if let Some(bucket) = dirs.bucket() {
+        check(
+            "object storage",
+            bucket.check().map(|()| format!("{} (reachable, listable)", bucket.shown())).map_err(Into::into),
+        );
+    }
     check(
         "import types",
         crate::types::load(config.imports.types_dir()).map(|t| format!("{} types", t.all().len())),

@@ -17,6 +17,16 @@ pub async fn run(config: Config) -> Result<()> {
     // Held until the process ends.
     let _serving = dirs.lock_for_serving()?;
     let store: sluice_store::SharedStore = dirs.create_store()?;
+    if let Some(bucket) = dirs.bucket() {
+        bucket.check().with_context(|| {
+            format!(
+                "[storage] backend = \"s3\": {} cannot be reached, and tenants' exports are kept there: check \
+                 endpoint, bucket and the credentials (or set backend = \"local\")",
+                bucket.shown()
+            )
+        })?;
+        info!(bucket = %bucket.shown(), "tenants' exports are kept in object storage");
+    }
     // Uploads that were in flight when the last process stopped can never complete. (Servers
     // sharing the data directory share the spool: only ended processes' files go.)
     let owners = dirs.spool_owners();
@@ -73,7 +83,9 @@ pub async fn run(config: Config) -> Result<()> {
     let root_files =
         ingest.types.all().iter().filter_map(|t| Some((t.folder.clone()?, t.file_name.clone()?))).collect();
     let server = Arc::new(
-        SftpServer::new(shared, dirs.tenants(), host_key, config.ssh_settings()).with_root_files(root_files),
+        SftpServer::new(shared, dirs.tenants(), host_key, config.ssh_settings())
+            .with_root_files(root_files)
+            .with_bucket(dirs.bucket().cloned(), dirs.read_spool()),
     );
     let listener = tokio::net::TcpListener::bind(config.sftp.listen)
         .await

@@ -133,6 +133,12 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
                 std::fs::create_dir_all(&kept)
                     .with_context(|| format!("cannot create {}", kept.display()))?;
             }
+            let archived = dirs.exports().archive_tenant(&name, &kept).with_context(|| {
+                format!("cannot archive tenant {name}'s exports from the bucket; nothing removed from the database")
+            })?;
+            if archived > 0 {
+                outln!("archived {archived} exported files from the bucket into {}", kept.display());
+            }
             let photos = dirs.photos().join(name.as_str());
             if photos.exists() {
                 std::fs::rename(&photos, kept.join(".photos"))
@@ -196,7 +202,11 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
 }
 
 fn ensure_tree(dirs: &DataDirs, tenant: &Tenant) -> Result<()> {
-    let tree = TenantTree { layout: tenant.layout.clone(), root: dirs.tenants().join(tenant.name.as_str()) };
+    let tree = TenantTree {
+        layout: tenant.layout.clone(),
+        root: dirs.tenants().join(tenant.name.as_str()),
+        bucket: None,
+    };
     tree.ensure_dirs().with_context(|| format!("cannot create folders under {}", tree.root.display()))
 }
 

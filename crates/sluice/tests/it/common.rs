@@ -164,6 +164,19 @@ impl Server {
         Self { child, port, http_port, dir, env, launch, database }
     }
 
+    /// Another server on a data directory of its own (another machine) sharing this one's
+    /// database on the suite's PostgreSQL run; with `env` (its bucket, say).
+    pub fn start_beside(&self, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if let Some(url) = self.database_url() {
+            env.push(("SLUICE_DATABASE_URL".into(), url));
+        }
+        let (child, port, http_port) = spawn_server(dir.path(), &env, self.launch);
+        Self { child, port, http_port, dir, env, launch: self.launch, database: None }
+    }
+
     /// A server on a data directory prepared beforehand (`dir/data`: a restored backup).
     pub fn start_in(dir: TempDir) -> Self {
         let (child, port, http_port) = spawn_server(dir.path(), &[], Launch::default());

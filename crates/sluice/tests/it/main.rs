@@ -26,6 +26,7 @@ mod migrate;
 mod never_lost;
 mod nodes;
 mod notifications;
+mod object_storage;
 mod oneroster;
 mod openssh;
 mod parallel_imports;

@@ -1,0 +1,230 @@
+//! `[storage] backend = "s3"`: tenants' exports kept in an S3-compatible bucket (SeaweedFS, a
+//! real distributed object store, started here), written by one node and downloaded from any,
+//! as districts download them; the bucket's health seen by `/healthz` and `sluice doctor`.
+
+use crate::common::*;
+use crate::openssh::sftp_batch;
+use crate::photos::{jpeg, png, zip_of};
+use sluice_files::testing::{ACCESS_KEY_ID, SECRET_ACCESS_KEY, SeaweedFs};
+use sluice_files::{Bucket, ObjectKey};
+use std::time::Duration;
+
+const BUCKET: &str = "sluice-it";
+
+/// The environment of a server keeping exports in `weed`'s bucket, under `prefix`, with the
+/// credentials in the usual AWS variables.
+fn bucket_env(weed: &SeaweedFs, prefix: &str) -> Vec<(String, String)> {
+    vec![
+        ("SLUICE_STORAGE_BACKEND".into(), "s3".into()),
+        ("SLUICE_STORAGE_ENDPOINT".into(), weed.endpoint()),
+        ("SLUICE_STORAGE_BUCKET".into(), BUCKET.into()),
+        ("SLUICE_STORAGE_PREFIX".into(), prefix.into()),
+        ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), SECRET_ACCESS_KEY.into()),
+    ]
+}
+
+fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn tenant(name: &str) -> sluice_core::TenantName {
+    sluice_core::TenantName::parse(name).unwrap()
+}
+
+/// acme with three students and two photos (imported from a zip over SFTP).
+fn school(server: &Server) -> std::path::PathBuf {
+    server.importing_tenant("acme", "pw-for-tests");
+    server.cli_ok(&["tenant", "set", "acme", "folders=students,photos"]);
+    let file = write_file(
+        server.dir.path(),
+        "students.csv",
+        "sisId,firstName,lastName\nS1,Zoë,Núñez\nS2,Bo,Ray\nS3,Ann,Lee\n".as_bytes(),
+    );
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "students", file.to_str().unwrap()]);
+    let key = server.key("acme");
+    let zip = zip_of(&[("S1.jpg", &jpeg(64, 80)), ("S2.png", &png(40, 50, 90))]);
+    let local = write_file(server.dir.path(), "photos.zip", &zip);
+    let out = sftp_batch(server, &key, &format!("put {} /photos/\n", local.display()), &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        server.wait_until(Duration::from_secs(30), |s| {
+            let imports = s.imports("acme");
+            imports.len() >= 2 && imports.iter().all(|i| i["status"] != "running")
+        }),
+        "the photos were not imported: {}",
+        server.log()
+    );
+    key
+}
+
+#[test]
+fn exports_kept_in_a_bucket_are_written_whole_and_downloaded_over_sftp_from_any_node() {
+    if !have("sftp", "openssh-client") {
+        return;
+    }
+    let Some(mut weed) = SeaweedFs::start(BUCKET) else { return };
+    let env = bucket_env(&weed, "district-data");
+    let server = Server::start_with(&refs(&env));
+    let key = school(&server);
+
+    // A CSV export and a photo export go to the bucket, not to the data directory.
+    let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "students"]);
+    assert!(said.contains("exported 3 records of students to /exports/students.csv"), "{said}");
+    let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--photos"]);
+    assert!(said.contains("2 written, 0 unchanged, 0 removed"), "{said}");
+    let on_disk = server.tenant_dir("acme").join("exports");
+    let local: Vec<_> = walk(&on_disk);
+    assert!(local.is_empty(), "nothing of /exports on the local disk: {local:?}");
+    let bucket = Bucket::open(&weed.settings(BUCKET, "district-data")).unwrap();
+    let exports = ObjectKey::folder(&tenant("acme"), "exports");
+    let listed = bucket.list(&exports).unwrap();
+    assert_eq!(listed.files.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["students.csv"]);
+    let photos = bucket.list(&ObjectKey::folder(&tenant("acme"), "exports/photos")).unwrap();
+    assert_eq!(photos.files.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["S1.jpg", "S2.png"]);
+
+    // The same photos again: nothing sent (the objects already hold their bytes).
+    let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--photos"]);
+    assert!(said.contains("0 written, 2 unchanged, 0 removed"), "{said}");
+
+    // Downloaded as a district downloads them: listed with their sizes, read whole.
+    let out = sftp_batch(
+        &server,
+        &key,
+        "ls -l /exports\nls -l /exports/photos\nget /exports/students.csv fetched.csv\nget /exports/photos/S1.jpg ann.jpg\n",
+        &[],
+    );
+    let said = output_text(&out);
+    assert!(out.status.success(), "{said}\n{}", server.log());
+    let fetched = std::fs::read(server.dir.path().join("fetched.csv")).unwrap();
+    let mut object = bucket.fetch(&exports.file(&name("students.csv")), server.dir.path()).unwrap().unwrap();
+    let mut in_bucket = Vec::new();
+    std::io::Read::read_to_end(&mut object.file, &mut in_bucket).unwrap();
+    assert_eq!(fetched, in_bucket, "the bytes downloaded are the bucket's");
+    assert!(
+        String::from_utf8_lossy(&fetched).contains("S1,Zoë,Núñez"),
+        "{}",
+        String::from_utf8_lossy(&fetched)
+    );
+    assert_eq!(std::fs::read(server.dir.path().join("ann.jpg")).unwrap(), jpeg(64, 80));
+    assert!(said.contains("students.csv") && said.contains(&in_bucket.len().to_string()), "{said}");
+    assert!(said.contains("S1.jpg") && said.contains("S2.png"), "{said}");
+    // A file that is not there is "no such file", as on disk; /exports stays read-only.
+    let out = sftp_batch(&server, &key, "get /exports/absent.csv\n", &[]);
+    assert!(!out.status.success() && output_text(&out).contains("not found"), "{}", output_text(&out));
+    let out = sftp_batch(&server, &key, "rm /exports/students.csv\n", &[]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(bucket.head(&exports.file(&name("students.csv"))).unwrap().is_some(), "still there");
+    // Read copies leave nothing behind.
+    let reads = server.data_dir().join("spool").join("reads");
+    assert_eq!(walk(&reads).len(), 0, "{:?}", walk(&reads));
+
+    // Another node (its own data directory: another machine) on the same database and
+    // bucket serves the export the first one wrote.
+    if on_postgres() {
+        let other = server.start_beside(&refs(&env));
+        let out = sftp_batch(&other, &key, "get /exports/students.csv from-b.csv\n", &[]);
+        assert!(out.status.success(), "{}\n{}", output_text(&out), other.log());
+        assert_eq!(std::fs::read(other.dir.path().join("from-b.csv")).unwrap(), in_bucket);
+        assert_eq!(other.http_get("/healthz").0, 200);
+    }
+
+    // Healthy while the bucket answers; not once it is gone, and saying which part failed.
+    assert_eq!(server.http_get("/healthz"), (200, "ok\n".to_owned()));
+    let doctor = server.cli_ok(&["doctor"]);
+    assert!(doctor.contains("object storage: s3://sluice-it/district-data at http://127.0.0.1:"), "{doctor}");
+    weed.stop();
+    let (status, body) = server.http_get("/healthz");
+    assert_eq!((status, body.as_str()), (503, "the object storage bucket cannot be reached\n"));
+    // A client sees a failure to retry, not a missing file (OpenSSH's sftp says "not found"
+    // whatever the status, so the status is read with another client).
+    let (code, message) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
+        sftp_status(sftp.open("/exports/students.csv").await)
+    });
+    assert_eq!(code, russh_sftp::protocol::StatusCode::Failure, "{message}");
+    assert!(
+        message.contains("opening /exports/students.csv failed on the server; please retry"),
+        "{message}"
+    );
+    assert!(server.log().contains("s3://sluice-it/district-data"), "the log says which bucket");
+    let failed = server.cli(&["export", "--tenant", "acme", "--type", "students"]);
+    let said = output_text(&failed);
+    assert!(!failed.status.success() && said.contains("s3://sluice-it/district-data"), "{said}");
+    let doctor = server.cli(&["doctor"]);
+    assert!(output_text(&doctor).contains("PROBLEM  object storage"), "{}", output_text(&doctor));
+    // The server itself goes on: SFTP logins and the database are fine.
+    let out = sftp_batch(&server, &key, "ls /students\n", &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+}
+
+#[test]
+fn a_removed_tenants_exports_leave_the_bucket_for_its_archive() {
+    let Some(weed) = SeaweedFs::start(BUCKET) else { return };
+    let env = bucket_env(&weed, "");
+    let server = Server::start_with(&refs(&env));
+    server.importing_tenant("acme", "pw-for-tests");
+    server.importing_tenant("acme2", "pw-for-tests");
+    let file = write_file(server.dir.path(), "students.csv", b"sisId,firstName,lastName\nS1,Ann,Lee\n");
+    for t in ["acme", "acme2"] {
+        server.cli_ok(&["import", "--tenant", t, "--type", "students", file.to_str().unwrap()]);
+        server.cli_ok(&["export", "--tenant", t, "--type", "students", "--format", "xlsx"]);
+    }
+    let bucket = Bucket::open(&weed.settings(BUCKET, "")).unwrap();
+    let said = server.cli_ok(&["tenant", "remove", "acme", "--yes"]);
+    assert!(said.contains("archived 1 exported files from the bucket into"), "{said}");
+    let archive = server.data_dir().join("archive").join("removed");
+    let kept = walk(&archive);
+    assert!(kept.iter().any(|p| p.ends_with("exports/students.xlsx")), "{kept:?}");
+    let left = bucket.list(&ObjectKey::folder(&tenant("acme"), "exports")).unwrap();
+    assert!(left.files.is_empty(), "{left:?}\n{said}");
+    let other = bucket.list(&ObjectKey::folder(&tenant("acme2"), "exports")).unwrap();
+    assert_eq!(other.files.len(), 1, "acme2's export stays: {other:?}");
+}
+
+#[test]
+fn a_server_whose_bucket_cannot_be_reached_does_not_start_and_says_what_to_check() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = std::process::Command::new(BIN);
+    serve.arg("--data-dir").arg(dir.path().join("data")).arg("serve").envs([
+        ("SLUICE_SFTP_LISTEN", "127.0.0.1:0"),
+        ("SLUICE_HTTP_LISTEN", "127.0.0.1:0"),
+        ("SLUICE_STORAGE_BACKEND", "s3"),
+        ("SLUICE_STORAGE_ENDPOINT", &format!("http://127.0.0.1:{closed}")),
+        ("SLUICE_STORAGE_BUCKET", "exports"),
+        ("AWS_ACCESS_KEY_ID", "x"),
+        ("AWS_SECRET_ACCESS_KEY", "y"),
+    ]);
+    let out = run_with_timeout(&mut serve, Duration::from_secs(60));
+    let said = output_text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("s3://exports at http://127.0.0.1:") && said.contains("cannot be reached"),
+        "{said}"
+    );
+    assert!(said.contains("check endpoint, bucket and the credentials"), "{said}");
+    // And s3 without a bucket is a configuration error naming the setting.
+    let mut serve = std::process::Command::new(BIN);
+    serve.arg("--data-dir").arg(dir.path().join("data")).arg("serve").env("SLUICE_STORAGE_BACKEND", "s3");
+    let out = run_with_timeout(&mut serve, Duration::from_secs(30));
+    assert!(output_text(&out).contains("needs bucket"), "{}", output_text(&out));
+}
+
+fn name(raw: &str) -> sluice_core::FileName {
+    sluice_core::FileName::parse(raw).unwrap()
+}
+
+/// Every file under `dir` (none if it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() { todo.push(path) } else { out.push(path) }
+        }
+    }
+    out
+}
