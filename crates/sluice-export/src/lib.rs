@@ -469,9 +469,10 @@ impl Exports {
         Ok(LocalExport::Fetched(copy.into_temp_path()))
     }
 
-    /// Moves a tenant's exports out of the bucket into `archive` (`exports/`, `exports/photos/`)
-    /// and removes everything of the tenant's from the bucket: the tenant is being removed (on
-    /// disk its folder is archived with its directory). Returns how many files were archived.
+    /// Copies a tenant's exports out of the bucket into `archive` (`exports/`,
+    /// `exports/photos/`): the tenant is being removed (on disk its folder is archived with its
+    /// directory); [`Exports::forget_tenant`] removes them once the tenant is gone. Returns how
+    /// many files were copied.
     pub fn archive_tenant(
         &self,
         tenant: &sluice_core::TenantName,
@@ -492,8 +493,17 @@ impl Exports {
                 archived += 1;
             }
         }
-        bucket.delete_under(&sluice_files::ObjectKey::tenant(tenant))?;
         Ok(archived)
+    }
+
+    /// Removes everything of a tenant's from the bucket (after its removal, and before a
+    /// tenant of the same name is added: what a removal that failed half-way left must never
+    /// be shown to a new tenant). Returns how many objects.
+    pub fn forget_tenant(&self, tenant: &sluice_core::TenantName) -> Result<usize, ExportError> {
+        match &self.bucket {
+            Some(bucket) => Ok(bucket.delete_under(&sluice_files::ObjectKey::tenant(tenant))?),
+            None => Ok(0),
+        }
     }
 
     /// Whether the bucket answers (`None`: exports are on the local disk).

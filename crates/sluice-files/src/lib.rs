@@ -29,6 +29,22 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+/// The environment variables credentials are read from when the settings give none.
+const CREDENTIAL_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+];
+
+/// How long a question about names and sizes (head, list, remove) may take, retries included:
+/// a store that accepts connections and never answers must not hold an SFTP session, a
+/// health probe or a thread for minutes.
+const METADATA_DEADLINE: Duration = Duration::from_secs(15);
+
 /// Files up to this size go in one request; larger ones in parts of this size.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
 /// Parts of one file in flight at once (memory: this many parts).
@@ -206,7 +222,26 @@ impl Bucket {
         }
         // reqwest's TLS takes the process's crypto provider: ring, as the rest of sluice.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+        // Only the credentials come from the environment: the endpoint, region and the rest
+        // are the configuration's (from_env would let AWS_ENDPOINT_URL_S3 or
+        // AWS_SKIP_SIGNATURE quietly override them).
+        let mut builder = object_store::aws::AmazonS3Builder::new();
+        if settings.access_key_id.is_empty() {
+            for (name, value) in std::env::vars().filter(|(n, _)| CREDENTIAL_VARIABLES.contains(&n.as_str()))
+            {
+                if let Ok(key) = name.to_ascii_lowercase().parse() {
+                    builder = builder.with_config(key, value);
+                }
+            }
+        }
+        let region = match settings.region.trim() {
+            "" => std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|_| "us-east-1".to_owned()),
+            region => region.to_owned(),
+        };
+        builder = builder
+            .with_region(region)
             .with_bucket_name(settings.bucket.trim())
             .with_virtual_hosted_style_request(!settings.path_style)
             .with_retry(object_store::RetryConfig {
@@ -217,11 +252,8 @@ impl Bucket {
             .with_client_options(
                 object_store::ClientOptions::new()
                     .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(600)),
+                    .with_timeout(Duration::from_secs(300)),
             );
-        if !settings.region.trim().is_empty() {
-            builder = builder.with_region(settings.region.trim());
-        }
         if !settings.endpoint.trim().is_empty() {
             let endpoint = settings.endpoint.trim();
             if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
@@ -298,6 +330,28 @@ impl Bucket {
             }
             _ => wait(),
         }
+    }
+
+    /// [`Self::run`] with [`METADATA_DEADLINE`]: a store that does not answer in time is an error.
+    fn run_briefly<T: Send + 'static>(
+        &self,
+        what: String,
+        work: impl std::future::Future<Output = FilesResult<T>> + Send + 'static,
+    ) -> FilesResult<T> {
+        let bucket = self.shown.clone();
+        self.run(async move {
+            match tokio::time::timeout(METADATA_DEADLINE, work).await {
+                Ok(done) => done,
+                Err(_) => Err(FilesError::Store {
+                    bucket,
+                    what,
+                    source: object_store::Error::Generic {
+                        store: "S3",
+                        source: format!("no answer within {} s", METADATA_DEADLINE.as_secs()).into(),
+                    },
+                }),
+            }
+        })
     }
 
     /// Puts the local file `from` at `key`, replacing what was there: readers see the old
@@ -386,7 +440,7 @@ impl Bucket {
     pub fn head(&self, key: &ObjectKey) -> FilesResult<Option<Entry>> {
         let (store, path) = (self.store.clone(), self.path(key));
         let failed = self.failed(format!("looking up {key}"));
-        self.run(async move {
+        self.run_briefly(format!("looking up {key}"), async move {
             match store.head(&path).await {
                 Ok(meta) => Ok(Some(entry_of(&meta))),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -399,7 +453,7 @@ impl Bucket {
     pub fn list(&self, folder: &ObjectKey) -> FilesResult<Listing> {
         let (store, path) = (self.store.clone(), self.path(folder));
         let failed = self.failed(format!("listing {folder}"));
-        self.run(async move {
+        self.run_briefly(format!("listing {folder}"), async move {
             let found = store.list_with_delimiter(Some(&path)).await.map_err(|e| failed.at(e))?;
             let mut listing = Listing {
                 // Some stores (SeaweedFS) list an emptied folder's own marker in it: not a file.
@@ -416,7 +470,7 @@ impl Bucket {
     pub fn delete(&self, key: &ObjectKey) -> FilesResult<()> {
         let (store, path) = (self.store.clone(), self.path(key));
         let failed = self.failed(format!("removing {key}"));
-        self.run(async move {
+        self.run_briefly(format!("removing {key}"), async move {
             match store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(failed.at(e)),

@@ -166,6 +166,35 @@ fn wrong_credentials_and_a_missing_bucket_are_errors_that_name_the_bucket() {
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
 }
 
+/// A store that takes connections and never answers: a question about names fails at its
+/// deadline, not after the transfer timeout (minutes).
+#[test]
+fn a_store_that_never_answers_is_an_error_at_the_deadline() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream); // read nothing, answer nothing
+        }
+    });
+    let settings = BucketSettings {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        bucket: "silent".into(),
+        region: "us-east-1".into(),
+        path_style: true,
+        access_key_id: "AKID".into(),
+        secret_access_key: "secret".into(),
+        ..Default::default()
+    };
+    let bucket = Bucket::open(&settings).expect("open");
+    let started = std::time::Instant::now();
+    let err = bucket.check().expect_err("no answer").to_string();
+    let took = started.elapsed();
+    assert!(err.contains("no answer within 15 s") && err.contains("s3://silent"), "{err}");
+    assert!(took >= METADATA_DEADLINE && took < METADATA_DEADLINE + Duration::from_secs(5), "{took:?}");
+}
+
 #[test]
 fn settings_are_checked_and_never_show_a_secret() {
     let settings = BucketSettings {

@@ -194,7 +194,8 @@ backend = "local"
 # "" = AWS S3 in region; else the store's URL (https://, or http:// on a private network).
 endpoint = ""
 bucket = ""
-region = "us-east-1"
+# "" = AWS_REGION (or AWS_DEFAULT_REGION), else us-east-1.
+region = ""
 # Keys start with this ("sluice" -> sluice/tenants/NAME/exports/FILE): one bucket, several uses.
 prefix = ""
 # https://endpoint/bucket/key (MinIO, SeaweedFS, most self-hosted stores) rather than
@@ -938,7 +939,7 @@ mod tests {
             (bucket.access_key_id.as_str(), bucket.secret_access_key.as_str()),
             ("AKID", "s3cr3t-key")
         );
-        assert!(bucket.path_style && bucket.region == "us-east-1");
+        assert!(bucket.path_style && bucket.region.is_empty(), "the region from AWS_REGION, else us-east-1");
         assert!(!format!("{set:?}").contains("s3cr3t"), "never printed");
         let no_bucket =
             Config::load(None, &env(&[("SLUICE_STORAGE_BACKEND", "s3")]), &Overrides::default()).unwrap();

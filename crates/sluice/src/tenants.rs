@@ -23,6 +23,15 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
         TenantCommand::Add { name, folders } => {
             let folders =
                 FolderName::parse_list(&folders.unwrap_or_else(|| config.tenants.default_folders.join(",")))?;
+            // What a removal of an earlier tenant of this name left in the bucket is not this
+            // one's (a tenant that exists keeps its exports: adding it again is refused below).
+            if store.tenant(&name)?.is_none() {
+                dirs.exports().forget_tenant(&name).with_context(|| {
+                    format!(
+                        "cannot clear tenants/{name}/ in the bucket before adding the tenant; nothing added"
+                    )
+                })?;
+            }
             let tenant = store.add_tenant(&name, &folders)?;
             ensure_tree(dirs, &tenant)?;
             outln!(
@@ -146,6 +155,13 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
             }
             store.remove_tenant(&t.name)?;
             outln!("removed {said}; its files are in {}; its open SFTP sessions end now", kept.display());
+            // Its exports leave the bucket only now that it is gone (they are in the archive).
+            if let Err(e) = dirs.exports().forget_tenant(&name) {
+                outln!(
+                    "its exports could not be removed from the bucket ({e:#}); they are removed when a tenant \
+                     named {name} is next added, or remove tenants/{name}/ from the bucket yourself"
+                );
+            }
         }
         TenantCommand::Disable { name } => {
             store.set_disabled(&name, true)?;
