@@ -126,8 +126,11 @@ pub fn put_photos(
             return;
         };
         done.bytes += photo.bytes;
+        // Two records exported under one name: the last one's image, as on the local disk.
         if names.insert(name.clone()) {
             wanted.push((images.join(photo.stored_name()), name));
+        } else if let Some(slot) = wanted.iter_mut().find(|(_, n)| *n == name) {
+            slot.0 = images.join(photo.stored_name());
         }
     })?;
     for (source, name) in wanted {

@@ -340,6 +340,13 @@ fn export_of<'t>(types: &'t ImportTypes, saved: &SavedExport) -> Result<Export<'
 
 /// The error and its causes in one line (an I/O error's cause says which file and why).
 fn failure_text(e: &ExportError) -> String {
+    // A run's outcome is the tenant's to read (history, notifications): where the operator's
+    // object storage is stays in the server's log.
+    if let ExportError::Bucket(detail) = e {
+        tracing::warn!("an export could not reach object storage: {detail}");
+        return "the file could not be stored: the object storage did not answer; the server's log says more"
+            .to_owned();
+    }
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
@@ -610,6 +617,33 @@ mod tests {
             runs[0].outcome,
             Some(RunOutcome::Written { rows: 1, bytes: 15, destination: "/exports/daily.csv".into() })
         );
+    }
+
+    /// A run that cannot reach the bucket fails, and its outcome (the tenant's to read) does
+    /// not say where the operator's object storage is.
+    #[test]
+    fn a_run_whose_bucket_is_gone_fails_without_naming_the_operators_storage() {
+        let (_dir, store, exports) = acme();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let settings = sluice_files::BucketSettings {
+            endpoint: format!("http://127.0.0.1:{closed}"),
+            bucket: "internal-exports".into(),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: "AKID".into(),
+            secret_access_key: "secret".into(),
+            ..Default::default()
+        };
+        let bucket = std::sync::Arc::new(sluice_files::Bucket::open(&settings).unwrap());
+        let exports = exports.in_bucket(Some(bucket));
+        store.save_export("acme", &saved("daily", "0 2 * * *"), false).unwrap();
+        runner(&types(), &exports)
+            .run_due(&store, t("2026-11-23T07:59:58Z"), t("2026-11-23T08:00:00Z"))
+            .unwrap();
+        let runs = store.export_runs("acme", Some("daily"), 10).unwrap();
+        let Some(RunOutcome::Failed(why)) = &runs[0].outcome else { panic!("{runs:?}") };
+        assert!(why.contains("object storage did not answer"), "{why}");
+        assert!(!why.contains("127.0.0.1") && !why.contains("internal-exports"), "{why}");
     }
 
     /// A server answered an import for an after-import export and died before it exported

@@ -250,6 +250,15 @@ impl TenantTree {
         }
     }
 
+    /// The size of the file `path` names when it is kept in the bucket (what reading it will
+    /// copy to local disk first); `None` for a file on the local disk.
+    pub fn bucket_size(&self, path: &VirtualPath) -> FsResult<Option<u64>> {
+        match self.layout.classify(path) {
+            Node::Entry { folder, .. } if self.in_bucket(folder).is_some() => self.stat(path).map(|a| a.size),
+            _ => Ok(None),
+        }
+    }
+
     /// Opens an existing regular file for reading, never through a symlink.
     pub fn open_read(&self, path: &VirtualPath) -> FsResult<File> {
         if let Node::Entry { folder, name, .. } = self.layout.classify(path)

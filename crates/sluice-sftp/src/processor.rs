@@ -15,7 +15,7 @@ use crate::fs::{
 };
 use crate::protocol::{self, Attrs, Packet, Request, StatusCode, msg, open_flags, status};
 use crate::session::SftpShared;
-use crate::tenant_state::{HandleSlot, RecentUpload, Refusal};
+use crate::tenant_state::{HandleSlot, RecentUpload, Refusal, SpoolCharge};
 use crate::upload::{NewUpload, Upload, copy_existing};
 use bytes::Bytes;
 use sluice_core::{
@@ -35,7 +35,12 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 const MAX_TEMP_MEMOS: usize = 1024;
 
 enum Handle {
-    Read { file: File },
+    /// `copy`: a file read from the bucket is a local copy, charged to the tenant's spool
+    /// while the handle is open.
+    Read {
+        file: File,
+        _copy: Option<SpoolCharge>,
+    },
     Write(Box<Upload>),
     Dir(Box<Listing>),
 }
@@ -142,7 +147,7 @@ impl Processor {
             }
             Request::Fstat { handle, .. } => {
                 let attrs = match &self.handle_mut(&handle)?.handle {
-                    Handle::Read { file } => {
+                    Handle::Read { file, .. } => {
                         file_attrs(&file.metadata().map_err(|e| FsError::io("stat", e))?, true)
                     }
                     Handle::Write(u) => {
@@ -187,13 +192,30 @@ impl Processor {
                     let upload = self.start_upload(path, flags).await?;
                     Ok(self.new_handle(id, Handle::Write(Box::new(upload)), slot))
                 } else {
+                    // A file kept in the bucket is copied to local disk first: the copy is
+                    // charged to the tenant's spool before it is made, so a client opening a
+                    // large export many times cannot fill the server's disk.
+                    let copy = match self.tree.bucket_size(&path)? {
+                        Some(size) => {
+                            let limit = self.shared.limits.spool_bytes_per_tenant;
+                            let mut charge = self.shared.tenants.spool_charge(&self.tenant, limit);
+                            charge.grow_to(size).map_err(|_| {
+                                FsError::Refused(format!(
+                                    "{path} ({size} bytes) cannot be opened now: this account's downloads and \
+                                     unfinished uploads may take at most {limit} bytes; close other files first"
+                                ))
+                            })?;
+                            Some(charge)
+                        }
+                        None => None,
+                    };
                     let file = self.tree.open_read(&path)?;
-                    Ok(self.new_handle(id, Handle::Read { file }, slot))
+                    Ok(self.new_handle(id, Handle::Read { file, _copy: copy }, slot))
                 }
             }
             Request::Read { handle, offset, len, .. } => {
                 let file = match &self.handle_mut(&handle)?.handle {
-                    Handle::Read { file } => file,
+                    Handle::Read { file, .. } => file,
                     Handle::Write(u) => &u.file,
                     Handle::Dir { .. } => return Err(FsError::Refused("handle is a directory".into())),
                 };

@@ -155,10 +155,7 @@ fn exports_kept_in_a_bucket_are_written_whole_and_downloaded_over_sftp_from_any_
         sftp_status(sftp.open("/exports/students.csv").await)
     });
     assert_eq!(code, russh_sftp::protocol::StatusCode::Failure, "{message}");
-    assert!(
-        message.contains("opening /exports/students.csv failed on the server; please retry"),
-        "{message}"
-    );
+    assert!(message.contains("/exports/students.csv failed on the server; please retry"), "{message}");
     assert!(server.log().contains("s3://sluice-it/district-data"), "the log says which bucket");
     let failed = server.cli(&["export", "--tenant", "acme", "--type", "students"]);
     let said = output_text(&failed);
@@ -168,6 +165,41 @@ fn exports_kept_in_a_bucket_are_written_whole_and_downloaded_over_sftp_from_any_
     // The server itself goes on: SFTP logins and the database are fine.
     let out = sftp_batch(&server, &key, "ls /students\n", &[]);
     assert!(out.status.success(), "{}", output_text(&out));
+}
+
+/// Reading a file kept in the bucket copies it to local disk first: those copies count in the
+/// tenant's spool while open, so opening a large export again and again cannot fill the disk.
+#[test]
+fn copies_of_exports_being_read_are_charged_to_the_tenants_spool() {
+    let Some(weed) = SeaweedFs::start(BUCKET) else { return };
+    let mut env = bucket_env(&weed, "");
+    env.push(("SLUICE_SFTP_SPOOL_BYTES_PER_TENANT".into(), "1000".into()));
+    let server = Server::start_with(&refs(&env));
+    server.importing_tenant("acme", "pw-for-tests");
+    let bucket = Bucket::open(&weed.settings(BUCKET, "")).unwrap();
+    let big = write_file(server.dir.path(), "big.csv", &[b'x'; 600]);
+    bucket.put_file(&ObjectKey::folder(&tenant("acme"), "exports").file(&name("big.csv")), &big).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
+        let first = sftp.open("/exports/big.csv").await.expect("the first copy fits");
+        let (code, message) = sftp_status(sftp.open("/exports/big.csv").await);
+        assert_eq!(code, russh_sftp::protocol::StatusCode::Failure, "{message}");
+        assert!(message.contains("close other files first") && message.contains("1000 bytes"), "{message}");
+        drop(first);
+        // Closed (the drop sends CLOSE): its charge is given back.
+        let mut again = None;
+        for _ in 0..50 {
+            if let Ok(file) = sftp.open("/exports/big.csv").await {
+                again = Some(file);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut file = again.expect("opened again once the first was closed");
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut file, &mut bytes).await.unwrap();
+        assert_eq!(bytes, vec![b'x'; 600]);
+    });
 }
 
 #[test]
