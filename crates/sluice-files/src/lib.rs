@@ -52,14 +52,10 @@ const PARTS_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
-    /// The bucket answered with an error, or could not be reached.
-    #[error("object storage ({bucket}): {what}: {source}")]
-    Store {
-        bucket: String,
-        what: String,
-        #[source]
-        source: object_store::Error,
-    },
+    /// The bucket answered with an error, or could not be reached. Shows the innermost cause
+    /// once (object_store's errors repeat their causes in their own text).
+    #[error("object storage ({bucket}): {what}: {}", root_cause(source))]
+    Store { bucket: String, what: String, source: object_store::Error },
     /// A local file (the one sent, or the copy fetched) could not be read or written.
     #[error("{what}: {source}")]
     Io {
@@ -272,8 +268,18 @@ impl Bucket {
             }
             _ => {
                 return Err(FilesError::Settings(
-                    "access_key_id and secret_access_key go together: set both, or neither (then the AWS_* \
-                     variables or the instance's role are used)"
+                    "access_key_id_file and secret_access_key_file go together: set both, or neither (then \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the machine's role, are used)"
+                        .into(),
+                ));
+            }
+        }
+        if settings.access_key_id.is_empty() {
+            let set = |n: &str| std::env::var(n).is_ok_and(|v| !v.is_empty());
+            if set("AWS_ACCESS_KEY_ID") != set("AWS_SECRET_ACCESS_KEY") {
+                return Err(FilesError::Settings(
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither (then the \
+                     machine's role is used)"
                         .into(),
                 ));
             }
@@ -514,6 +520,15 @@ impl Failed {
     fn at(&self, source: object_store::Error) -> FilesError {
         FilesError::Store { bucket: self.bucket.clone(), what: self.what.clone(), source }
     }
+}
+
+/// The innermost cause of an error: "Connection refused", a store's "SignatureDoesNotMatch".
+fn root_cause(e: &object_store::Error) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
 }
 
 fn entry_of(meta: &object_store::ObjectMeta) -> Entry {

@@ -155,6 +155,11 @@ fn wrong_credentials_and_a_missing_bucket_are_errors_that_name_the_bucket() {
         BucketSettings { secret_access_key: "not-the-key".into(), ..weed.settings("sluice-there", "") };
     let err = Bucket::open(&wrong).expect("open").check().expect_err("refused").to_string();
     assert!(err.contains("s3://sluice-there at http://127.0.0.1:"), "{err}");
+    assert!(
+        err.contains("SignatureDoesNotMatch") || err.contains("AccessDenied"),
+        "the store's reason: {err}"
+    );
+    assert!(err.len() < 600, "said once: {err}");
     let missing = Bucket::open(&weed.settings("no-such-bucket", "")).expect("open");
     assert!(missing.check().is_err(), "a bucket that does not exist is not healthy");
     // The server gone: the check fails in seconds, not minutes.

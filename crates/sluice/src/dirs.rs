@@ -43,7 +43,40 @@ impl DataDirs {
             Some(settings) => Some(std::sync::Arc::new(sluice_files::Bucket::open(&settings)?)),
             None => None,
         };
-        Ok(Self { database_url: config.database.url()?, bucket, ..Self::new(&config.data_dir) })
+        let dirs = Self { database_url: config.database.url()?, bucket, ..Self::new(&config.data_dir) };
+        dirs.check_bucket_marker()?;
+        Ok(dirs)
+    }
+
+    /// Written in a data directory whose servers keep tenants' exports in a bucket: a command
+    /// run without the `[storage]` settings then refuses, instead of writing exports where no
+    /// district will ever see them.
+    fn bucket_marker(&self) -> PathBuf {
+        self.root.join("EXPORTS-IN-BUCKET")
+    }
+
+    fn check_bucket_marker(&self) -> Result<()> {
+        let marker = self.bucket_marker();
+        match &self.bucket {
+            None if marker.exists() => {
+                let shown = std::fs::read_to_string(&marker).unwrap_or_default();
+                bail!(
+                    "the data directory {} keeps tenants' exports in object storage ({}): give this command the \
+                     same [storage] settings (--config, or SLUICE_STORAGE_BACKEND=s3 and the others); nothing was \
+                     changed. To keep exports on the local disk again, copy them out of the bucket into \
+                     tenants/NAME/exports/ and remove {}",
+                    self.root.display(),
+                    shown.trim(),
+                    marker.display()
+                );
+            }
+            Some(bucket) if !marker.exists() && self.root.is_dir() => {
+                std::fs::write(&marker, format!("{}\n", bucket.shown()))
+                    .with_context(|| format!("cannot write {}", marker.display()))?;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The bucket tenants' exports are kept in (`[storage] backend = "s3"`), if any.
@@ -129,6 +162,7 @@ impl DataDirs {
         for dir in [self.root.clone(), self.tenants(), self.upload_spool()] {
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        self.check_bucket_marker()?;
         let database = self.database().into_os_string();
         let wal = PathBuf::from(format!("{}-wal", database.to_string_lossy()));
         let shm = PathBuf::from(format!("{}-shm", database.to_string_lossy()));

@@ -21,7 +21,7 @@ pub async fn run(config: Config) -> Result<()> {
         bucket.check().with_context(|| {
             format!(
                 "[storage] backend = \"s3\": {} cannot be reached, and tenants' exports are kept there: check \
-                 endpoint, bucket and the credentials (or set backend = \"local\")",
+                 endpoint, bucket (it must exist) and the credentials; the cause follows",
                 bucket.shown()
             )
         })?;

@@ -119,9 +119,10 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
             let keys = store.keys(&name)?.len();
             let tree = dirs.tenants().join(name.as_str());
             let said = format!(
-                "tenant {name}: {records} records, {} imports kept in its history, {accounts} dashboard accounts, {keys} SSH keys, its API keys, saved exports and connectors, and its files in {}",
+                "tenant {name}: {records} records, {} imports kept in its history, {accounts} dashboard accounts, {keys} SSH keys, its API keys, saved exports and connectors, and its files in {}{}",
                 store.imports(&name, usize::MAX)?.len(),
-                tree.display()
+                tree.display(),
+                dirs.bucket().map(|b| format!(" and its exports in {}", b.shown())).unwrap_or_default()
             );
             if !yes {
                 outln!("would remove {said}");
@@ -135,6 +136,15 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
                 .with_context(|| format!("cannot create {}", archive.display()))?;
             let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
             let kept = archive.join(format!("{name}-{stamp}"));
+            // The exports in the bucket first, into a folder of their own beside the archive:
+            // if the bucket cannot be read, nothing has moved yet.
+            let from_bucket = archive.join(format!("{name}-{stamp}.bucket"));
+            let archived = dirs.exports().archive_tenant(&name, &from_bucket).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&from_bucket);
+                anyhow!(e).context(format!(
+                    "cannot copy tenant {name}'s exports out of the bucket; nothing was removed or moved"
+                ))
+            })?;
             if tree.exists() {
                 std::fs::rename(&tree, &kept)
                     .with_context(|| format!("cannot move {} to {}", tree.display(), kept.display()))?;
@@ -142,11 +152,14 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
                 std::fs::create_dir_all(&kept)
                     .with_context(|| format!("cannot create {}", kept.display()))?;
             }
-            let archived = dirs.exports().archive_tenant(&name, &kept).with_context(|| {
-                format!("cannot archive tenant {name}'s exports from the bucket; nothing removed from the database")
-            })?;
             if archived > 0 {
-                outln!("archived {archived} exported files from the bucket into {}", kept.display());
+                let into = kept.join("from-bucket");
+                std::fs::rename(&from_bucket, &into).with_context(|| {
+                    format!("cannot move {} to {}", from_bucket.display(), into.display())
+                })?;
+                outln!("archived {archived} exported files from the bucket into {}", into.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&from_bucket);
             }
             let photos = dirs.photos().join(name.as_str());
             if photos.exists() {

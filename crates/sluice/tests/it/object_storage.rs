@@ -204,7 +204,7 @@ fn copies_of_exports_being_read_are_charged_to_the_tenants_spool() {
 
 #[test]
 fn a_removed_tenants_exports_leave_the_bucket_for_its_archive() {
-    let Some(weed) = SeaweedFs::start(BUCKET) else { return };
+    let Some(mut weed) = SeaweedFs::start(BUCKET) else { return };
     let env = bucket_env(&weed, "");
     let server = Server::start_with(&refs(&env));
     server.importing_tenant("acme", "pw-for-tests");
@@ -234,6 +234,27 @@ fn a_removed_tenants_exports_leave_the_bucket_for_its_archive() {
     let again = server.cli(&["tenant", "add", "acme2"]);
     assert!(!again.status.success(), "{}", output_text(&again));
     assert_eq!(bucket.list(&ObjectKey::folder(&tenant("acme2"), "exports")).unwrap().files.len(), 1);
+    // The bucket gone: a removal copies nothing, moves nothing and removes nothing.
+    weed.stop();
+    let archived_before = walk(&archive).len();
+    let refused = server.cli(&["tenant", "remove", "acme2", "--yes"]);
+    let said = output_text(&refused);
+    assert!(!refused.status.success() && said.contains("nothing was removed or moved"), "{said}");
+    assert!(server.tenant_dir("acme2").is_dir(), "its folders stay where they were");
+    assert_eq!(walk(&archive).len(), archived_before, "nothing new in the archive");
+    assert!(server.cli_ok(&["tenant", "list"]).contains("acme2"), "still a tenant");
+    // And a command run without the [storage] settings refuses instead of writing exports
+    // where no district would see them.
+    let bare = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(["export", "--tenant", "acme2", "--type", "students"])
+        .envs(server.database_url().map(|u| ("SLUICE_DATABASE_URL", u)))
+        .output()
+        .unwrap();
+    let said = output_text(&bare);
+    assert!(!bare.status.success() && said.contains("keeps tenants' exports in object storage"), "{said}");
+    assert!(said.contains("s3://sluice-it at http://127.0.0.1:"), "{said}");
 }
 
 #[test]
@@ -258,7 +279,7 @@ fn a_server_whose_bucket_cannot_be_reached_does_not_start_and_says_what_to_check
         said.contains("s3://exports at http://127.0.0.1:") && said.contains("cannot be reached"),
         "{said}"
     );
-    assert!(said.contains("check endpoint, bucket and the credentials"), "{said}");
+    assert!(said.contains("check endpoint, bucket (it must exist) and the credentials"), "{said}");
     // And s3 without a bucket is a configuration error naming the setting.
     let mut serve = std::process::Command::new(BIN);
     serve.arg("--data-dir").arg(dir.path().join("data")).arg("serve").env("SLUICE_STORAGE_BACKEND", "s3");
