@@ -344,7 +344,7 @@ fn failure_text(e: &ExportError) -> String {
     // object storage is stays in the server's log.
     if let ExportError::Bucket(detail) = e {
         tracing::warn!("an export could not reach object storage: {detail}");
-        return "the file could not be stored: the object storage did not answer; the server's log says more"
+        return "the file could not be stored: the object storage did not answer; sluice's log says more"
             .to_owned();
     }
     let mut text = e.to_string();

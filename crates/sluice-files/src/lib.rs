@@ -188,6 +188,8 @@ pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     prefix: Vec<String>,
     shown: String,
+    /// Where the credentials came from, for errors that may be theirs.
+    credentials: &'static str,
     /// Runs every call's I/O; shut down without waiting when the bucket is dropped (it may
     /// be dropped on another runtime's thread, where waiting is not allowed).
     runtime: Option<tokio::runtime::Runtime>,
@@ -285,7 +287,20 @@ impl Bucket {
             }
         }
         let store = builder.build().map_err(|e| FilesError::Settings(e.to_string()))?;
-        Ok(Self::over(Arc::new(store), &settings.prefix, &settings.shown()))
+        let from_env = |n: &str| std::env::var(n).is_ok_and(|v| !v.is_empty());
+        let credentials = if !settings.access_key_id.is_empty() {
+            "the configured credentials"
+        } else if from_env("AWS_ACCESS_KEY_ID") {
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        } else if from_env("AWS_WEB_IDENTITY_TOKEN_FILE") {
+            "the web identity in AWS_WEB_IDENTITY_TOKEN_FILE"
+        } else {
+            "none given (access_key_id_file and secret_access_key_file, or AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY), so the machine's role was asked"
+        };
+        let mut bucket = Self::over(Arc::new(store), &settings.prefix, &settings.shown());
+        bucket.credentials = credentials;
+        Ok(bucket)
     }
 
     /// A bucket over any `object_store` adapter (a local directory, memory): the same calls,
@@ -301,8 +316,14 @@ impl Bucket {
             store,
             prefix: prefix.split('/').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
             shown: shown.to_owned(),
+            credentials: "the adapter's own",
             runtime,
         }
+    }
+
+    /// Where the credentials came from (for an error that may be theirs).
+    pub fn credentials(&self) -> &str {
+        self.credentials
     }
 
     /// How logs and errors name the bucket (`s3://bucket/prefix at endpoint`).

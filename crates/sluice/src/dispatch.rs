@@ -51,7 +51,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     // The CLI's own commands print their results; their logs only matter when they fail.
     let serving = matches!(cli.command, Command::Serve { .. });
     init_logging(if serving { &config.log.level } else { "warn" });
-    let dirs = DataDirs::of(&config)?;
+    // Its errors are the configuration's ([database], [storage], a marked data directory).
+    let dirs = DataDirs::of(&config).map_err(usage)?;
     // A command that changes something is recorded in the audit log once it has run.
     let mut audited = crate::audit::change_of(&cli.command);
     if let Some(c) = audited.as_mut() {

@@ -55,7 +55,10 @@ pub(crate) fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
     if let Some(bucket) = dirs.bucket() {
         check(
             "object storage",
-            bucket.check().map(|()| format!("{} (reachable, listable)", bucket.shown())).map_err(Into::into),
+            bucket
+                .check()
+                .map(|()| format!("{} (reachable, listable)", bucket.shown()))
+                .map_err(|e| anyhow!("{e} (credentials: {})", bucket.credentials())),
         );
     }
     check(

@@ -21,8 +21,9 @@ pub async fn run(config: Config) -> Result<()> {
         bucket.check().with_context(|| {
             format!(
                 "[storage] backend = \"s3\": {} cannot be reached, and tenants' exports are kept there: check \
-                 endpoint, bucket (it must exist) and the credentials; the cause follows",
-                bucket.shown()
+                 endpoint, bucket (it must exist) and the credentials (credentials: {}); the cause follows",
+                bucket.shown(),
+                bucket.credentials()
             )
         })?;
         info!(bucket = %bucket.shown(), "tenants' exports are kept in object storage");

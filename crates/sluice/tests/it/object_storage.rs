@@ -254,6 +254,7 @@ fn a_removed_tenants_exports_leave_the_bucket_for_its_archive() {
         .unwrap();
     let said = output_text(&bare);
     assert!(!bare.status.success() && said.contains("keeps tenants' exports in object storage"), "{said}");
+    assert_eq!(bare.status.code(), Some(2), "a configuration error");
     assert!(said.contains("s3://sluice-it at http://127.0.0.1:"), "{said}");
 }
 
@@ -280,11 +281,13 @@ fn a_server_whose_bucket_cannot_be_reached_does_not_start_and_says_what_to_check
         "{said}"
     );
     assert!(said.contains("check endpoint, bucket (it must exist) and the credentials"), "{said}");
+    assert!(said.contains("credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"), "{said}");
     // And s3 without a bucket is a configuration error naming the setting.
     let mut serve = std::process::Command::new(BIN);
     serve.arg("--data-dir").arg(dir.path().join("data")).arg("serve").env("SLUICE_STORAGE_BACKEND", "s3");
     let out = run_with_timeout(&mut serve, Duration::from_secs(30));
     assert!(output_text(&out).contains("needs bucket"), "{}", output_text(&out));
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
 }
 
 fn name(raw: &str) -> sluice_core::FileName {
