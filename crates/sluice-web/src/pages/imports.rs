@@ -554,7 +554,19 @@ pub async fn add_tenant(State(web): State<Web>, viewer: Viewer, Form(form): Form
         Err(e) => return super::back_to(&viewer, "/", &format!("Not added: {e}")),
     };
     let (store, folders, n) = (web.ingest.store.clone(), web.tenant_folders.clone(), name.clone());
-    let done = blocking(move || Ok(store.add_tenant(&n, &folders).map(drop)?)).await;
+    let exports = web.exports.clone();
+    let done = blocking(move || {
+        // What a removal of an earlier tenant of this name left in the bucket is not this
+        // one's (a tenant that exists keeps its exports: adding it again is refused).
+        if store.tenant(&n)?.is_none() {
+            exports.forget_tenant(&n).map_err(|e| {
+                tracing::warn!("tenant {n} not added: its folder in the bucket could not be cleared: {e}");
+                Failed::Said("the object storage did not answer; nothing was added: try again".into())
+            })?;
+        }
+        Ok(store.add_tenant(&n, &folders).map(drop)?)
+    })
+    .await;
     let did = Did::new(Some(name.as_str()), action::TENANT_ADD, name.as_str(), done.is_ok());
     crate::audit::record_off(&web, viewer.actor(), did).await;
     match done {

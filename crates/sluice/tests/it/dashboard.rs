@@ -3,14 +3,14 @@
 
 use crate::common::*;
 
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         let prefix = format!("{}: ", name.to_ascii_lowercase());
         self.head
             .lines()
@@ -18,7 +18,7 @@ impl Reply {
     }
 }
 
-fn request(server: &Server, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Reply {
+pub(crate) fn request(server: &Server, method: &str, path: &str, cookie: Option<&str>, form: &str) -> Reply {
     request_with(server, method, path, cookie, form, "")
 }
 
@@ -72,13 +72,13 @@ fn login_from(server: &Server, email: &str, password: &str, forwarded_for: Optio
 }
 
 /// Logs in; returns the session cookie (`sluice_session=...`).
-fn session(server: &Server, email: &str, password: &str) -> String {
+pub(crate) fn session(server: &Server, email: &str, password: &str) -> String {
     let r = login(server, email, password);
     assert_eq!(r.status, 303, "{}\n{}", r.head, r.body);
     r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned()
 }
 
-fn csrf(page: &str) -> String {
+pub(crate) fn csrf(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
     page[at..at + page[at..].find('"').unwrap()].to_owned()
 }
@@ -87,7 +87,7 @@ fn setup() -> Server {
     setup_with(&[])
 }
 
-fn setup_with(env: &[(&str, &str)]) -> Server {
+pub(crate) fn setup_with(env: &[(&str, &str)]) -> Server {
     let server = Server::start_with(env);
     for (t, email, role) in [("acme", "ann@acme.org", "owner"), ("beta", "bob@beta.org", "user")] {
         server.importing_tenant(t, "pw-for-tests");

@@ -258,6 +258,30 @@ fn a_removed_tenants_exports_leave_the_bucket_for_its_archive() {
     assert!(said.contains("s3://sluice-it at http://127.0.0.1:"), "{said}");
 }
 
+/// The dashboard, too: a tenant added under a removed one's name never sees what that one's
+/// failed removal left in the bucket; adding one that exists takes nothing of its exports.
+#[test]
+fn a_tenant_added_in_the_dashboard_starts_with_an_empty_folder_in_the_bucket() {
+    use crate::dashboard::{csrf, request, session, setup_with};
+    let Some(weed) = SeaweedFs::start(BUCKET) else { return };
+    let env = bucket_env(&weed, "");
+    let server = setup_with(&refs(&env));
+    let bucket = Bucket::open(&weed.settings(BUCKET, "")).unwrap();
+    let path = write_file(server.dir.path(), "left.csv", b"an earlier district's data");
+    let left = ObjectKey::folder(&tenant("gamma"), "exports").file(&name("left.csv"));
+    bucket.put_file(&left, &path).unwrap();
+    server.cli_ok(&["export", "--tenant", "acme", "--type", "students"]);
+    let admin = session(&server, "admin", "admin-pw-for-tests");
+    let token = csrf(&request(&server, "GET", "/", Some(&admin), "").body);
+    let r = request(&server, "POST", "/tenants/add", Some(&admin), &format!("csrf={token}&name=gamma"));
+    assert!(r.header("location").unwrap().starts_with("/t/gamma/sftp"), "{}", r.head);
+    assert!(bucket.head(&left).unwrap().is_none(), "gamma starts with nothing");
+    let again = request(&server, "POST", "/tenants/add", Some(&admin), &format!("csrf={token}&name=acme"));
+    assert!(!again.header("location").unwrap_or_default().starts_with("/t/acme/sftp"), "{}", again.head);
+    let acme = bucket.list(&ObjectKey::folder(&tenant("acme"), "exports")).unwrap();
+    assert_eq!(acme.files.len(), 1, "acme keeps its export: {acme:?}");
+}
+
 #[test]
 fn a_server_whose_bucket_cannot_be_reached_does_not_start_and_says_what_to_check() {
     // A port nothing listens on.
