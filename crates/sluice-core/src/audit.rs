@@ -112,6 +112,7 @@ pub mod action {
     pub const BACKUP: &str = "backup.make";
     pub const RESTORE: &str = "backup.restore";
     pub const MIGRATE: &str = "state.migrate";
+    pub const STORAGE_MIGRATE: &str = "storage.migrate";
     pub const RECORD_DELETE: &str = "record.delete";
     pub const LOGIN: &str = "login";
     pub const PASSWORD_RESET_ASKED: &str = "password_reset.asked";

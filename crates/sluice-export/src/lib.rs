@@ -64,6 +64,25 @@ pub enum ExportError {
     Bucket(#[from] sluice_files::FilesError),
     #[error("{path} is not in {bucket} (removed meanwhile?): run the export again")]
     NotInBucket { path: String, bucket: String },
+    #[error(
+        "{bucket} already holds {tenant}'s {path}, which this data directory does not have: another deployment \
+         may keep its files under the same bucket and prefix; give this one a prefix of its own ([storage] prefix), \
+         or remove what is there"
+    )]
+    BucketHoldsOthers { tenant: String, path: String, bucket: String },
+    #[error(
+        "{path} cannot be copied into the bucket: its name is not one sluice writes (nor can a district ask for \
+         it); move it out of the exports folder"
+    )]
+    UnmovableName { path: std::path::PathBuf },
+    #[error(
+        "the copy of {path} read back from {bucket} is not the file on disk (SHA-256 {local}, read back {read})"
+    )]
+    CopyDiffers { path: std::path::PathBuf, bucket: String, local: String, read: String },
+    #[error(
+        "exports are kept on the local disk here ([storage] backend = \"local\"): there is no bucket to copy into"
+    )]
+    NoBucket,
 }
 
 /// What a finished export wrote.
@@ -427,6 +446,50 @@ impl LocalExport {
     }
 }
 
+/// A tenant's exports on the local disk, checked against the bucket ([`Exports::on_disk`]).
+#[derive(Debug, Clone)]
+pub struct ExportsOnDisk {
+    pub tenant: sluice_core::TenantName,
+    pub files: Vec<DiskExport>,
+}
+
+/// One exported file on disk: `folder` is `exports` or `exports/photos`.
+#[derive(Debug, Clone)]
+pub struct DiskExport {
+    pub folder: &'static str,
+    pub name: sluice_core::FileName,
+    pub path: std::path::PathBuf,
+}
+
+/// What [`Exports::copy_into_bucket`] copied of a tenant's: `sha256` is that of one line per
+/// file (`folder/name`, size, the file's SHA-256) in order, the same from the disk and from
+/// the bucket's copies read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedExports {
+    pub files: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The regular files directly in `dir`, by name (none if it does not exist; links are not
+/// followed).
+fn files_in(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// A finished export in a tenant's folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -504,6 +567,99 @@ impl Exports {
             Some(bucket) => Ok(bucket.delete_under(&sluice_files::ObjectKey::tenant(tenant))?),
             None => Ok(0),
         }
+    }
+
+    /// A tenant's exports on the local disk (`/exports`, `/exports/photos`), to be copied into
+    /// the bucket ([`Exports::copy_into_bucket`]); refused when the bucket already holds a file
+    /// of the tenant's that the disk does not (another deployment's, under the same prefix: it
+    /// would be shown to this tenant). Exports half-written by a killed export are left out.
+    pub fn on_disk(&self, tenant: &sluice_core::TenantName) -> Result<ExportsOnDisk, ExportError> {
+        let bucket = self.bucket.as_ref().ok_or(ExportError::NoBucket)?;
+        let mut files = Vec::new();
+        for folder in [sluice_core::layout::EXPORTS, sluice_core::layout::EXPORT_PHOTOS_FOLDER] {
+            let dir = self.tenants_root.join(tenant.as_str()).join(folder);
+            let mut here = std::collections::BTreeSet::new();
+            for path in files_in(&dir)? {
+                let raw = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                if raw.starts_with(TEMPORARY) {
+                    continue;
+                }
+                let name = sluice_core::FileName::parse(raw)
+                    .map_err(|_| ExportError::UnmovableName { path: path.clone() })?;
+                here.insert(name.as_str().to_owned());
+                files.push(DiskExport { folder, name, path });
+            }
+            let key = sluice_files::ObjectKey::folder(tenant, folder);
+            if let Some(other) = bucket.list(&key)?.files.into_iter().find(|e| !here.contains(&e.name)) {
+                return Err(ExportError::BucketHoldsOthers {
+                    tenant: tenant.to_string(),
+                    path: format!("/{folder}/{}", other.name),
+                    bucket: bucket.shown().to_owned(),
+                });
+            }
+        }
+        Ok(ExportsOnDisk { tenant: tenant.clone(), files })
+    }
+
+    /// An exported file on the local disk in any tenant's folder, if there is one: a data
+    /// directory whose exports are still there must copy them into the bucket before its
+    /// servers keep exports in one (tenants would no longer see them).
+    pub fn first_on_disk(&self) -> std::io::Result<Option<std::path::PathBuf>> {
+        let tenants = match std::fs::read_dir(&self.tenants_root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        for tenant in tenants {
+            let tenant = tenant?;
+            for folder in [sluice_core::layout::EXPORTS, sluice_core::layout::EXPORT_PHOTOS_FOLDER] {
+                let found = files_in(&tenant.path().join(folder))?.into_iter().find(|p| {
+                    !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(TEMPORARY))
+                });
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Copies `exports` into the bucket, each file read back and compared by SHA-256 with
+    /// the one on disk (which stays: the caller moves it aside once every tenant's copy is
+    /// whole). Copying again is harmless: the objects are replaced with the same bytes.
+    pub fn copy_into_bucket(&self, exports: &ExportsOnDisk) -> Result<CopiedExports, ExportError> {
+        let bucket = self.bucket.as_ref().ok_or(ExportError::NoBucket)?;
+        std::fs::create_dir_all(&self.spool)?;
+        let mut manifest = String::new();
+        let mut bytes = 0;
+        for file in &exports.files {
+            let (size, local) = sluice_core::upload::sha256_of(File::open(&file.path)?)?;
+            let key = sluice_files::ObjectKey::folder(&exports.tenant, file.folder).file(&file.name);
+            bucket.put_file(&key, &file.path)?;
+            let fetched = bucket.fetch(&key, &self.spool)?.ok_or_else(|| ExportError::NotInBucket {
+                path: format!("/{}/{}", file.folder, file.name.as_str()),
+                bucket: bucket.shown().to_owned(),
+            })?;
+            let (_, read) = sluice_core::upload::sha256_of(fetched.file)?;
+            if read != local {
+                return Err(ExportError::CopyDiffers {
+                    path: file.path.clone(),
+                    bucket: bucket.shown().to_owned(),
+                    local: local.as_str().to_owned(),
+                    read: read.as_str().to_owned(),
+                });
+            }
+            bytes += size;
+            manifest.push_str(&format!(
+                "{}/{}\t{}\t{}\n",
+                file.folder,
+                file.name.as_str(),
+                size,
+                local.as_str()
+            ));
+        }
+        let (_, sha256) = sluice_core::upload::sha256_of(manifest.as_bytes())?;
+        Ok(CopiedExports { files: exports.files.len() as u64, bytes, sha256: sha256.as_str().to_owned() })
     }
 
     /// Whether the bucket answers (`None`: exports are on the local disk).

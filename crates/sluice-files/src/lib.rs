@@ -18,7 +18,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sluice_core::{FileName, TenantName};
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -69,6 +69,10 @@ pub enum FilesError {
     /// This room's runtime stopped before the call finished (the process is stopping).
     #[error("object storage ({0}): the call was cut short; the server is stopping")]
     Stopped(String),
+    /// The copy of an object being read broke off (the store's answer ended early, the local
+    /// disk failed): what broke it.
+    #[error("{0}")]
+    CopyBroken(String),
 }
 
 pub type FilesResult<T> = Result<T, FilesError>;
@@ -108,15 +112,21 @@ impl std::fmt::Debug for BucketSettings {
 impl BucketSettings {
     /// `s3://bucket/prefix` (at the endpoint, when one is set): how logs and errors name it.
     pub fn shown(&self) -> String {
-        let prefix = self.prefix.trim_matches('/');
-        let mut shown = format!("s3://{}", self.bucket);
-        if !prefix.is_empty() {
-            shown = format!("{shown}/{prefix}");
-        }
+        let mut shown = self.url();
         if !self.endpoint.is_empty() {
             shown = format!("{shown} at {}", self.endpoint);
         }
         shown
+    }
+
+    /// `s3://bucket/prefix` (`s3://bucket` without a prefix): the bucket and prefix, as
+    /// `sluice migrate --storage` names them.
+    pub fn url(&self) -> String {
+        let prefix = self.prefix.trim_matches('/');
+        match prefix {
+            "" => format!("s3://{}", self.bucket.trim()),
+            prefix => format!("s3://{}/{prefix}", self.bucket.trim()),
+        }
     }
 }
 
@@ -183,11 +193,72 @@ pub struct Fetched {
     pub entry: Entry,
 }
 
+/// An object being copied into an unnamed local file while it is read
+/// ([`Bucket::read_arriving`]):
+/// `file` is the object's size from the start (the rest of it a hole), and only what has
+/// arrived may be read: [`Arrival::wait_for`] says when.
+#[derive(Debug)]
+pub struct Arriving {
+    pub file: File,
+    pub arrival: Arrival,
+}
+
+/// How far the copy of an object has come; the copy stops when this is dropped.
+#[derive(Debug)]
+pub struct Arrival {
+    pub entry: Entry,
+    progress: tokio::sync::watch::Receiver<Progress>,
+    copying: tokio::task::AbortHandle,
+    shown: String,
+}
+
+#[derive(Debug, Clone)]
+enum Progress {
+    /// This many bytes from the start are in the file.
+    Arrived(u64),
+    /// The copy broke off after this many bytes, for this reason.
+    Broken(u64, Arc<str>),
+}
+
+impl Arrival {
+    /// Waits until the file holds its first `end` bytes (or all of it, when it is shorter).
+    pub async fn wait_for(&self, end: u64) -> FilesResult<()> {
+        let end = end.min(self.entry.size);
+        let mut progress = self.progress.clone();
+        let seen = progress
+            .wait_for(|p| match p {
+                Progress::Arrived(n) => *n >= end,
+                Progress::Broken(..) => true,
+            })
+            .await
+            .map_err(|_| FilesError::Stopped(self.shown.clone()))?;
+        match &*seen {
+            Progress::Arrived(_) => Ok(()),
+            // What arrived before the break can still be read.
+            Progress::Broken(n, _) if *n >= end => Ok(()),
+            Progress::Broken(_, why) => Err(FilesError::CopyBroken(why.to_string())),
+        }
+    }
+
+    /// Whether the whole object is in the file.
+    pub fn is_whole(&self) -> bool {
+        matches!(&*self.progress.borrow(), Progress::Arrived(n) if *n >= self.entry.size)
+    }
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.copying.abort();
+    }
+}
+
 /// One bucket (and prefix in it).
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     prefix: Vec<String>,
     shown: String,
+    /// `s3://bucket/prefix` ([`BucketSettings::url`]).
+    url: String,
     /// Where the credentials came from, for errors that may be theirs.
     credentials: &'static str,
     /// Runs every call's I/O; shut down without waiting when the bucket is dropped (it may
@@ -300,6 +371,7 @@ impl Bucket {
         };
         let mut bucket = Self::over(Arc::new(store), &settings.prefix, &settings.shown());
         bucket.credentials = credentials;
+        bucket.url = settings.url();
         Ok(bucket)
     }
 
@@ -316,6 +388,7 @@ impl Bucket {
             store,
             prefix: prefix.split('/').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
             shown: shown.to_owned(),
+            url: shown.to_owned(),
             credentials: "the adapter's own",
             runtime,
         }
@@ -324,6 +397,11 @@ impl Bucket {
     /// Where the credentials came from (for an error that may be theirs).
     pub fn credentials(&self) -> &str {
         self.credentials
+    }
+
+    /// The bucket and prefix (`s3://bucket/prefix`), as `sluice migrate --storage` names them.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// How logs and errors name the bucket (`s3://bucket/prefix at endpoint`).
@@ -434,33 +512,73 @@ impl Bucket {
         })
     }
 
+    /// The object at `key`, to be read while it is copied into an unnamed file in `spool` (a
+    /// private local folder), or `None` when there is none. Returns once the store has
+    /// answered (in [`METADATA_DEADLINE`]); the copy goes on on this room's runtime until it
+    /// is whole, breaks off, or the [`Arrival`] is dropped. The copy is of one version of
+    /// the object: one replaced meanwhile does not change under its reader.
+    pub fn read_arriving(&self, key: &ObjectKey, spool: &Path) -> FilesResult<Option<Arriving>> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        let failed = self.failed(format!("reading {key}"));
+        let got = self.run_briefly(format!("reading {key}"), async move {
+            match store.get(&path).await {
+                Ok(got) => Ok(Some(got)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(failed.at(e)),
+            }
+        })?;
+        let Some(got) = got else { return Ok(None) };
+        let entry = entry_of(&got.meta);
+        let what = format!("copying {key} into {}", spool.display());
+        let io = |source| FilesError::Io { what: what.clone(), source };
+        std::fs::create_dir_all(spool).map_err(io)?;
+        let file = tempfile::tempfile_in(spool).map_err(io)?;
+        // Its size and time from the start, as the client is told (a read waits for its part).
+        file.set_len(entry.size).map_err(io)?;
+        file.set_modified(entry.modified).map_err(io)?;
+        let copy = file.try_clone().map_err(io)?;
+        let (tell, progress) = tokio::sync::watch::channel(Progress::Arrived(0));
+        let failed = self.failed(format!("reading {key}"));
+        let Some(runtime) = &self.runtime else { return Err(FilesError::Stopped(self.shown.clone())) };
+        let (modified, size, shown, key) = (entry.modified, entry.size, self.shown.clone(), key.to_string());
+        let copying = runtime.spawn(async move {
+            let mut at = 0u64;
+            let broken = |at: u64, e: FilesError| {
+                tracing::warn!("{e}");
+                tell.send_replace(Progress::Broken(at, e.to_string().into()));
+            };
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(e) => return broken(at, failed.at(e)),
+                };
+                if let Err(source) = std::os::unix::fs::FileExt::write_all_at(&copy, &chunk, at) {
+                    return broken(at, FilesError::Io { what: what.clone(), source });
+                }
+                at += chunk.len() as u64;
+                tell.send_replace(Progress::Arrived(at));
+            }
+            if at < size {
+                let why = format!(
+                    "object storage ({shown}): reading {key}: the answer ended after {at} of {size} bytes"
+                );
+                return broken(at, FilesError::CopyBroken(why));
+            }
+            // Writing moved the file's time: it is the object's again.
+            let _ = copy.set_modified(modified);
+        });
+        let arrival = Arrival { entry, progress, copying: copying.abort_handle(), shown: self.shown.clone() };
+        Ok(Some(Arriving { file, arrival }))
+    }
+
     /// The object at `key` copied into an unnamed file in `spool` (a private local folder),
     /// or `None` when there is none.
     pub fn fetch(&self, key: &ObjectKey, spool: &Path) -> FilesResult<Option<Fetched>> {
-        let (store, path) = (self.store.clone(), self.path(key));
-        let failed = self.failed(format!("reading {key}"));
-        let spool = spool.to_path_buf();
-        self.run(async move {
-            let got = match store.get(&path).await {
-                Ok(got) => got,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(failed.at(e)),
-            };
-            let entry = entry_of(&got.meta);
-            let io = |source| FilesError::Io {
-                what: format!("copying {} into {}", path, spool.display()),
-                source,
-            };
-            std::fs::create_dir_all(&spool).map_err(io)?;
-            let mut file = tempfile::tempfile_in(&spool).map_err(io)?;
-            let mut stream = got.into_stream();
-            while let Some(chunk) = stream.next().await {
-                file.write_all(&chunk.map_err(|e| failed.at(e))?).map_err(io)?;
-            }
-            file.set_modified(entry.modified).map_err(io)?;
-            file.rewind().map_err(io)?;
-            Ok(Some(Fetched { file, entry }))
-        })
+        let Some(Arriving { file, arrival }) = self.read_arriving(key, spool)? else { return Ok(None) };
+        let entry = arrival.entry.clone();
+        self.run(async move { arrival.wait_for(u64::MAX).await })?;
+        Ok(Some(Fetched { file, entry }))
     }
 
     /// The object at `key`, as listed, or `None`.

@@ -26,6 +26,19 @@ fn fetched(bucket: &Bucket, key: &ObjectKey, spool: &Path) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
+/// A bucket on a fake store listening on `port` of the loopback.
+fn on_loopback(port: u16, bucket: &str) -> BucketSettings {
+    BucketSettings {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        bucket: bucket.into(),
+        region: "us-east-1".into(),
+        path_style: true,
+        access_key_id: "AKID".into(),
+        secret_access_key: "secret".into(),
+        ..Default::default()
+    }
+}
+
 /// What every adapter does alike.
 fn suite(bucket: &Bucket) {
     let work = tempfile::tempdir().expect("work dir");
@@ -97,6 +110,26 @@ fn suite(bucket: &Bucket) {
     let key = acme.file(&name("big.xlsx"));
     assert_eq!(bucket.put_file(&key, &path).expect("multipart put"), big.len() as u64);
     assert!(fetched(bucket, &key, &spool).expect("there") == big, "the big file comes back whole");
+    // Read while it arrives: the copy has the object's size from the start, a part can be
+    // read once it is in, and the whole once the copy is.
+    let wait = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let Arriving { file, arrival } = bucket.read_arriving(&key, &spool).expect("open").expect("there");
+    assert_eq!(file.metadata().expect("meta").len(), big.len() as u64);
+    assert_eq!(arrival.entry.size, big.len() as u64);
+    wait.block_on(arrival.wait_for(10)).expect("the first bytes");
+    let mut first = [0u8; 10];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut first, 0).expect("read");
+    assert_eq!(first, big[..10]);
+    wait.block_on(arrival.wait_for(u64::MAX)).expect("all of it");
+    assert!(arrival.is_whole());
+    let mut whole = vec![0u8; big.len()];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut whole, 0).expect("read");
+    assert!(whole == big, "the copy read while it arrived is the object");
+    // Dropped before the copy is done: the copy stops, and the file has no name to leave.
+    let early = bucket.read_arriving(&key, &spool).expect("open").expect("there");
+    drop(early);
+    assert_eq!(std::fs::read_dir(&spool).expect("spool").count(), 0, "copies have no name");
+    assert!(bucket.read_arriving(&acme.file(&name("absent.csv")), &spool).expect("open").is_none());
 
     // Removal: one file, then everything of a tenant; the other tenant keeps its file.
     bucket.delete(&key).expect("delete");
@@ -183,21 +216,52 @@ fn a_store_that_never_answers_is_an_error_at_the_deadline() {
             held.push(stream); // read nothing, answer nothing
         }
     });
-    let settings = BucketSettings {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        bucket: "silent".into(),
-        region: "us-east-1".into(),
-        path_style: true,
-        access_key_id: "AKID".into(),
-        secret_access_key: "secret".into(),
-        ..Default::default()
-    };
-    let bucket = Bucket::open(&settings).expect("open");
+    let bucket = Bucket::open(&on_loopback(port, "silent")).expect("open");
     let started = std::time::Instant::now();
     let err = bucket.check().expect_err("no answer").to_string();
     let took = started.elapsed();
     assert!(err.contains("no answer within 15 s") && err.contains("s3://silent"), "{err}");
     assert!(took >= METADATA_DEADLINE && took < METADATA_DEADLINE + Duration::from_secs(5), "{took:?}");
+}
+
+/// A store whose answer breaks off mid-file: what arrived can be read, the rest is an error
+/// that says what broke (not a short file that looks whole).
+#[test]
+fn a_copy_broken_off_by_the_store_is_an_error_for_the_rest() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            // The request's head, then 1000 bytes promised and 100 sent.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut stream = reader.into_inner();
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nLast-Modified: Wed, 21 Oct 2026 07:28:00 GMT\r\n\
+                        ETag: \"abc\"\r\nConnection: close\r\n\r\n";
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&[b'x'; 100]);
+        }
+    });
+    let bucket = Bucket::open(&on_loopback(port, "breaking")).expect("open");
+    let spool = tempfile::tempdir().expect("spool");
+    let key = ObjectKey::folder(&tenant("acme"), "exports").file(&name("students.csv"));
+    let Arriving { file, arrival } =
+        bucket.read_arriving(&key, spool.path()).expect("answered").expect("there");
+    assert_eq!(arrival.entry.size, 1000);
+    let wait = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    wait.block_on(arrival.wait_for(100)).expect("what arrived");
+    let mut got = [0u8; 100];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut got, 0).expect("read");
+    assert_eq!(got, [b'x'; 100]);
+    let err = wait.block_on(arrival.wait_for(1000)).expect_err("the rest never came").to_string();
+    assert!(err.contains("s3://breaking") && err.contains("students.csv"), "{err}");
+    assert!(!arrival.is_whole());
+    // fetch, which waits for the whole object, fails too.
+    assert!(bucket.fetch(&key, spool.path()).is_err());
 }
 
 #[test]

@@ -78,7 +78,7 @@ pub struct TreeBucket {
     pub spool: PathBuf,
 }
 
-fn bucket_error(what: String, e: sluice_files::FilesError) -> FsError {
+pub(crate) fn bucket_error(what: String, e: sluice_files::FilesError) -> FsError {
     tracing::warn!("{what}: {e}");
     FsError::io(what, io::Error::other(e))
 }
@@ -121,11 +121,12 @@ impl TenantTree {
         let listed = b.bucket.list(&key).map_err(|e| bucket_error(format!("listing {path}"), e))?;
         let mut out = self.subfolders(folder);
         out.extend(
-            listed
-                .files
-                .into_iter()
-                .filter(|e| VirtualPath::root().join(e.name.as_bytes()).is_ok())
-                .map(|e| (e.name, file_attrs_of(e.size, secs(e.modified), writable))),
+            listed.files.into_iter().filter(|e| VirtualPath::root().join(e.name.as_bytes()).is_ok()).map(
+                |e| {
+                    let attrs = bucket_file_attrs(&e, writable);
+                    (e.name, attrs)
+                },
+            ),
         );
         Ok(Some(out))
     }
@@ -155,7 +156,7 @@ impl TenantTree {
                 let name =
                     sluice_core::FileName::parse(name).map_err(|_| FsError::NotFound(path.to_string()))?;
                 match b.bucket.head(&key.file(&name)) {
-                    Ok(Some(e)) => Ok(file_attrs_of(e.size, secs(e.modified), writable)),
+                    Ok(Some(e)) => Ok(bucket_file_attrs(&e, writable)),
                     Ok(None) => Err(FsError::NotFound(path.to_string())),
                     Err(e) => Err(bucket_error(format!("looking up {path}"), e)),
                 }
@@ -250,30 +251,23 @@ impl TenantTree {
         }
     }
 
-    /// The size of the file `path` names when it is kept in the bucket (what reading it will
-    /// copy to local disk first); `None` for a file on the local disk.
-    pub fn bucket_size(&self, path: &VirtualPath) -> FsResult<Option<u64>> {
-        match self.layout.classify(path) {
-            Node::Entry { folder, .. } if self.in_bucket(folder).is_some() => self.stat(path).map(|a| a.size),
-            _ => Ok(None),
+    /// Opens a file kept in the bucket for reading (`None`: `path` is not kept there). It is
+    /// copied into an unnamed local file as it arrives, and read from there: the client's
+    /// reads at any offset cost no request each, the first ones need not wait for the whole
+    /// object, and an export replaced meanwhile does not change under its reader.
+    pub fn open_arriving(&self, path: &VirtualPath) -> FsResult<Option<sluice_files::Arriving>> {
+        let Node::Entry { folder, name, .. } = self.layout.classify(path) else { return Ok(None) };
+        let Some((b, key)) = self.in_bucket(folder) else { return Ok(None) };
+        let name = sluice_core::FileName::parse(name).map_err(|_| FsError::NotFound(path.to_string()))?;
+        match b.bucket.read_arriving(&key.file(&name), &b.spool) {
+            Ok(Some(arriving)) => Ok(Some(arriving)),
+            Ok(None) => Err(FsError::NotFound(path.to_string())),
+            Err(e) => Err(bucket_error(format!("opening {path}"), e)),
         }
     }
 
-    /// Opens an existing regular file for reading, never through a symlink.
+    /// Opens an existing regular file on the local disk for reading, never through a symlink.
     pub fn open_read(&self, path: &VirtualPath) -> FsResult<File> {
-        if let Node::Entry { folder, name, .. } = self.layout.classify(path)
-            && let Some((b, key)) = self.in_bucket(folder)
-        {
-            // Copied whole into an unnamed local file, then read from there: the client's
-            // reads at any offset cost no request each, and an export replaced meanwhile does
-            // not change under it.
-            let name = sluice_core::FileName::parse(name).map_err(|_| FsError::NotFound(path.to_string()))?;
-            return match b.bucket.fetch(&key.file(&name), &b.spool) {
-                Ok(Some(fetched)) => Ok(fetched.file),
-                Ok(None) => Err(FsError::NotFound(path.to_string())),
-                Err(e) => Err(bucket_error(format!("opening {path}"), e)),
-            };
-        }
         let real = match self.layout.classify(path) {
             Node::Entry { .. } => self.real_path(path).ok_or_else(|| FsError::NotFound(path.to_string()))?,
             Node::Root | Node::Folder { .. } => return Err(FsError::Refused(format!("{path} is a folder"))),
@@ -462,6 +456,11 @@ fn secs(t: std::time::SystemTime) -> u32 {
 
 pub fn file_attrs(meta: &Metadata, writable: bool) -> Attrs {
     file_attrs_of(meta.size(), mtime_secs(meta), writable)
+}
+
+/// A file kept in the bucket, as a client sees it.
+pub fn bucket_file_attrs(entry: &sluice_files::Entry, writable: bool) -> Attrs {
+    file_attrs_of(entry.size, secs(entry.modified), writable)
 }
 
 fn file_attrs_of(size: u64, mtime: u32, writable: bool) -> Attrs {

@@ -35,14 +35,20 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 const MAX_TEMP_MEMOS: usize = 1024;
 
 enum Handle {
-    /// `copy`: a file read from the bucket is a local copy, charged to the tenant's spool
-    /// while the handle is open.
+    /// `copy`: a file read from the bucket is a local copy, made as the object arrives.
     Read {
         file: File,
-        _copy: Option<SpoolCharge>,
+        copy: Option<Box<BucketCopy>>,
     },
     Write(Box<Upload>),
     Dir(Box<Listing>),
+}
+
+/// A file read from the bucket: how far its local copy has come (a read waits for its part),
+/// and the copy's charge to the tenant's spool while the handle is open.
+struct BucketCopy {
+    arrival: sluice_files::Arrival,
+    _charge: SpoolCharge,
 }
 
 struct OpenHandle {
@@ -147,6 +153,10 @@ impl Processor {
             }
             Request::Fstat { handle, .. } => {
                 let attrs = match &self.handle_mut(&handle)?.handle {
+                    // The object's size and time, however much of it has arrived.
+                    Handle::Read { copy: Some(copy), .. } => {
+                        crate::fs::bucket_file_attrs(&copy.arrival.entry, false)
+                    }
                     Handle::Read { file, .. } => {
                         file_attrs(&file.metadata().map_err(|e| FsError::io("stat", e))?, true)
                     }
@@ -191,29 +201,34 @@ impl Processor {
                 if flags & writes != 0 {
                     let upload = self.start_upload(path, flags).await?;
                     Ok(self.new_handle(id, Handle::Write(Box::new(upload)), slot))
+                } else if let Some(arriving) = self.tree.open_arriving(&path)? {
+                    // A file kept in the bucket is copied to local disk as it arrives: the
+                    // copy is charged to the tenant's spool as soon as the store says its
+                    // size (a refusal stops it), so a client opening a large export many
+                    // times cannot fill the server's disk.
+                    let size = arriving.arrival.entry.size;
+                    let limit = self.shared.limits.spool_bytes_per_tenant;
+                    let mut charge = self.shared.tenants.spool_charge(&self.tenant, limit);
+                    charge.grow_to(size).map_err(|_| {
+                        FsError::Refused(format!(
+                            "{path} ({size} bytes) cannot be opened now: this account's downloads and \
+                             unfinished uploads may take at most {limit} bytes; close other files first"
+                        ))
+                    })?;
+                    let copy = Box::new(BucketCopy { arrival: arriving.arrival, _charge: charge });
+                    Ok(self.new_handle(id, Handle::Read { file: arriving.file, copy: Some(copy) }, slot))
                 } else {
-                    // A file kept in the bucket is copied to local disk first: the copy is
-                    // charged to the tenant's spool before it is made, so a client opening a
-                    // large export many times cannot fill the server's disk.
-                    let copy = match self.tree.bucket_size(&path)? {
-                        Some(size) => {
-                            let limit = self.shared.limits.spool_bytes_per_tenant;
-                            let mut charge = self.shared.tenants.spool_charge(&self.tenant, limit);
-                            charge.grow_to(size).map_err(|_| {
-                                FsError::Refused(format!(
-                                    "{path} ({size} bytes) cannot be opened now: this account's downloads and \
-                                     unfinished uploads may take at most {limit} bytes; close other files first"
-                                ))
-                            })?;
-                            Some(charge)
-                        }
-                        None => None,
-                    };
                     let file = self.tree.open_read(&path)?;
-                    Ok(self.new_handle(id, Handle::Read { file, _copy: copy }, slot))
+                    Ok(self.new_handle(id, Handle::Read { file, copy: None }, slot))
                 }
             }
             Request::Read { handle, offset, len, .. } => {
+                if let Handle::Read { copy: Some(copy), .. } = &self.handle_mut(&handle)?.handle {
+                    let end = offset.saturating_add(u64::from(len.min(protocol::MAX_DATA)));
+                    copy.arrival.wait_for(end).await.map_err(|e| {
+                        crate::fs::bucket_error("reading a file kept in the bucket".into(), e)
+                    })?;
+                }
                 let file = match &self.handle_mut(&handle)?.handle {
                     Handle::Read { file, .. } => file,
                     Handle::Write(u) => &u.file,

@@ -197,9 +197,11 @@ pub(crate) enum Command {
     Restore { file: PathBuf },
     /// Move this data directory's state from SQLite into a new, empty PostgreSQL database, so
     /// that several servers can share it: every table copied in one transaction, read back and
-    /// compared (rows and SHA-256 per table, printed). Files stay in the data directory. No
-    /// server may run meanwhile; afterwards every server and command needs the database's url.
-    #[command(group(clap::ArgGroup::new("target").required(true).args(["to", "to_file"])))]
+    /// compared (rows and SHA-256 per table, printed). With --storage, tenants' exports move
+    /// from the local disk into the bucket of the [storage] settings, each read back and
+    /// compared (files and SHA-256 per tenant, printed). No server may run meanwhile;
+    /// afterwards every server and command needs the database's url, and the [storage] settings.
+    #[command(group(clap::ArgGroup::new("database").args(["to", "to_file"])))]
     Migrate {
         /// The PostgreSQL database (postgres://USER:PASSWORD@HOST/DB, or
         /// "host=... user=... dbname=..."); it must hold no sluice state yet.
@@ -208,6 +210,10 @@ pub(crate) enum Command {
         /// A file holding the url (a secret kept out of the command line).
         #[arg(long)]
         to_file: Option<PathBuf>,
+        /// The bucket tenants' exports move into, s3://BUCKET/PREFIX: the one the [storage]
+        /// settings name (backend = "s3"; its endpoint and credentials are used).
+        #[arg(long, value_name = "S3_URL", required_unless_present_any = ["to", "to_file"])]
+        storage: Option<String>,
     },
     /// The audit log: who changed what (settings, credentials, accounts, API keys, approvals,
     /// deletions, exports, connectors), when, from where, and how it ended; newest first.

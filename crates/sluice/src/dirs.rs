@@ -14,6 +14,9 @@ pub struct DataDirs {
     database_url: Option<String>,
     /// `[storage] backend = "s3"`: the bucket tenants' exports are kept in.
     bucket: Option<std::sync::Arc<sluice_files::Bucket>>,
+    /// `sluice migrate --storage` is moving exports from the disk into the bucket: the data
+    /// directory is neither checked against the bucket nor marked until it is done.
+    moving_exports: bool,
 }
 
 impl std::fmt::Debug for DataDirs {
@@ -34,18 +37,31 @@ impl DataDirs {
             root: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()),
             database_url: None,
             bucket: None,
+            moving_exports: false,
         }
     }
 
     /// The data directory, the database and the bucket of `config`.
     pub fn of(config: &crate::config::Config) -> Result<Self> {
+        let dirs = Self { moving_exports: false, ..Self::of_moving_exports(config)? };
+        dirs.check_bucket_marker()?;
+        Ok(dirs)
+    }
+
+    /// [`Self::of`] for `sluice migrate --storage`, which copies exports still on the local
+    /// disk into the bucket: the data directory is neither checked against the bucket nor
+    /// marked as keeping exports there (the move marks it when it is done).
+    pub fn of_moving_exports(config: &crate::config::Config) -> Result<Self> {
         let bucket = match config.storage.bucket()? {
             Some(settings) => Some(std::sync::Arc::new(sluice_files::Bucket::open(&settings)?)),
             None => None,
         };
-        let dirs = Self { database_url: config.database.url()?, bucket, ..Self::new(&config.data_dir) };
-        dirs.check_bucket_marker()?;
-        Ok(dirs)
+        Ok(Self {
+            database_url: config.database.url()?,
+            bucket,
+            moving_exports: true,
+            ..Self::new(&config.data_dir)
+        })
     }
 
     /// Written in a data directory whose servers keep tenants' exports in a bucket: a command
@@ -56,6 +72,9 @@ impl DataDirs {
     }
 
     fn check_bucket_marker(&self) -> Result<()> {
+        if self.moving_exports {
+            return Ok(());
+        }
         let marker = self.bucket_marker();
         match &self.bucket {
             None if marker.exists() => {
@@ -71,12 +90,41 @@ impl DataDirs {
                 );
             }
             Some(bucket) if !marker.exists() && self.root.is_dir() => {
-                std::fs::write(&marker, format!("{}\n", bucket.shown()))
-                    .with_context(|| format!("cannot write {}", marker.display()))?;
+                // Exports still on the disk would vanish from the tenants' /exports.
+                let tenants = self.tenants();
+                let on_disk = self
+                    .exports()
+                    .first_on_disk()
+                    .with_context(|| format!("cannot look for exports in {}", tenants.display()))?;
+                if let Some(path) = on_disk {
+                    bail!(
+                        "[storage] keeps tenants' exports in {}, but the data directory {} has exports on the local \
+                         disk ({}, maybe more), which its tenants would no longer see: stop the server and copy them \
+                         into the bucket with `sluice migrate --storage {}` (with the same settings), or leave \
+                         [storage] out to keep exports on the disk; nothing was changed",
+                        bucket.shown(),
+                        self.root.display(),
+                        path.display(),
+                        bucket.url()
+                    );
+                }
+                self.mark_exports_in_bucket(bucket)?;
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Marks the data directory as keeping tenants' exports in `bucket` (see `bucket_marker`).
+    pub(crate) fn mark_exports_in_bucket(&self, bucket: &sluice_files::Bucket) -> Result<()> {
+        let marker = self.bucket_marker();
+        std::fs::write(&marker, format!("{}\n", bucket.shown()))
+            .with_context(|| format!("cannot write {}", marker.display()))
+    }
+
+    /// Whether the data directory is marked as keeping tenants' exports in a bucket.
+    pub(crate) fn marked_exports_in_bucket(&self) -> bool {
+        self.bucket_marker().exists()
     }
 
     /// The bucket tenants' exports are kept in (`[storage] backend = "s3"`), if any.

@@ -52,7 +52,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let serving = matches!(cli.command, Command::Serve { .. });
     init_logging(if serving { &config.log.level } else { "warn" });
     // Its errors are the configuration's ([database], [storage], a marked data directory).
-    let dirs = DataDirs::of(&config).map_err(usage)?;
+    let dirs = match &cli.command {
+        // Exports still on the disk are what it moves into the bucket.
+        Command::Migrate { storage: Some(_), .. } => DataDirs::of_moving_exports(&config),
+        _ => DataDirs::of(&config),
+    }
+    .map_err(usage)?;
     // A command that changes something is recorded in the audit log once it has run.
     let mut audited = crate::audit::change_of(&cli.command);
     if let Some(c) = audited.as_mut() {
@@ -81,13 +86,15 @@ fn command(cli: Cli, config: Config, dirs: &DataDirs) -> Result<(), Failure> {
         }
         Command::Serve { .. } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve::run(config)).map_err(usage)
+            runtime.block_on(serve::run(config, dirs)).map_err(usage)
         }
         Command::Tenant(cmd) => crate::tenants::tenant_command(&config, &dirs, cmd),
         Command::Doctor => crate::operations::doctor(&config, &dirs),
         Command::Backup { file } => crate::backup::backup(&config, &dirs, &file),
         Command::Restore { file } => crate::backup::restore(&config, &dirs, &file),
-        Command::Migrate { to, to_file } => crate::migrate::migrate(&dirs, to, to_file.as_deref()),
+        Command::Migrate { to, to_file, storage } => {
+            crate::migrate::migrate(&dirs, to, to_file.as_deref(), storage.as_deref())
+        }
         Command::Types { json } => crate::imports::types(&config, json),
         Command::Validate { type_name, files } => crate::imports::validate(&config, &type_name, &files),
         Command::Import { show: Some(ImportCommand::Show { id, errors, json }), .. } => {

@@ -4,16 +4,48 @@
 //! starting meanwhile, what was copied is printed, and the directory is switched over: its
 //! SQLite database is kept aside under another name and the directory marked as on
 //! PostgreSQL, so that nothing opens the old state by mistake.
+//!
+//! `sluice migrate --storage s3://BUCKET/PREFIX`: tenants' exports move from the local disk
+//! into the `[storage]` bucket (`sluice_export::Exports::copy_into_bucket`: each object read
+//! back and compared), the directory is marked `EXPORTS-IN-BUCKET` and the files on disk are
+//! kept in the archive. Both can be asked at once: the exports move first.
 
 use crate::dirs::DataDirs;
 use crate::failure::{Failure, usage};
 use anyhow::{Context, anyhow};
+use sluice_files::Bucket;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The name the SQLite database is kept under once its state moved.
 pub const MOVED: &str = "sluice.db.moved-to-postgresql";
 
-pub(crate) fn migrate(dirs: &DataDirs, to: Option<String>, to_file: Option<&Path>) -> Result<(), Failure> {
+pub(crate) fn migrate(
+    dirs: &DataDirs,
+    to: Option<String>,
+    to_file: Option<&Path>,
+    storage: Option<&str>,
+) -> Result<(), Failure> {
+    // Everything asked is checked before anything moves.
+    let url = match (to, to_file) {
+        (None, None) => None,
+        (to, to_file) => Some(database_target(dirs, to, to_file)?),
+    };
+    let bucket = storage.map(|target| storage_target(dirs, target)).transpose()?;
+    // Held for the whole move: a server starting meanwhile would write to the state being
+    // left (and one running now makes this fail, saying so).
+    let _held = dirs.lock_for_moving().map_err(usage)?;
+    if let Some(bucket) = bucket {
+        move_exports(dirs, &bucket)?;
+    }
+    match url {
+        Some(url) => move_state(dirs, &url),
+        None => Ok(()),
+    }
+}
+
+/// The PostgreSQL database `--to` or `--to-file` names, if the state can move there.
+fn database_target(dirs: &DataDirs, to: Option<String>, to_file: Option<&Path>) -> Result<String, Failure> {
     if dirs.marked_on_postgres() {
         return Err(usage(anyhow!(
             "the state of {} is in PostgreSQL already (it was moved, or its servers started on PostgreSQL): \
@@ -28,30 +60,29 @@ pub(crate) fn migrate(dirs: &DataDirs, to: Option<String>, to_file: Option<&Path
              state, so run it without the url and name the target with --to or --to-file; nothing was changed"
         )));
     }
-    let url = match (to, to_file) {
-        (Some(url), _) => url,
-        (None, Some(file)) => std::fs::read_to_string(file)
+    match (to, to_file) {
+        (Some(url), _) => Ok(url),
+        (None, Some(file)) => Ok(std::fs::read_to_string(file)
             .with_context(|| format!("cannot read the url from {}", file.display()))
             .map_err(usage)?
             .trim()
-            .to_owned(),
-        (None, None) => {
-            return Err(usage(anyhow!("name the PostgreSQL database: --to URL or --to-file FILE")));
-        }
-    };
-    // Held for the whole move: a server starting meanwhile would write to the state being
-    // left (and one running now makes this fail, saying so).
-    let _held = dirs.lock_for_moving().map_err(usage)?;
+            .to_owned()),
+        (None, None) => Err(usage(anyhow!("name the PostgreSQL database: --to URL or --to-file FILE"))),
+    }
+}
+
+/// The state moves from SQLite into the PostgreSQL database at `url`.
+fn move_state(dirs: &DataDirs, url: &str) -> Result<(), Failure> {
     let sqlite = dirs.open_sqlite().map_err(usage)?;
     // The url is never printed: it may carry a password. The target is looked at before
     // sluice's schema is made there, so that a refusal leaves it as it was.
     let unreachable =
         |e: sluice_store::StoreError| usage(anyhow!("cannot open the PostgreSQL database (--to): {e}"));
-    sluice_store_pg::moving_in::check_move_target(&url).map_err(|e| match e {
+    sluice_store_pg::moving_in::check_move_target(url).map_err(|e| match e {
         sluice_store::StoreError::MoveRefused(why) => usage(anyhow!("{why}")),
         other => unreachable(other),
     })?;
-    let postgres = sluice_store_pg::PgStore::connect(&url).map_err(unreachable)?;
+    let postgres = sluice_store_pg::PgStore::connect(url).map_err(unreachable)?;
     let mut copied = postgres.move_in_from(&sqlite).map_err(|e| match e {
         sluice_store::StoreError::MoveRefused(why) => usage(anyhow!("{why}; nothing was moved")),
         other => usage(anyhow!("nothing was moved: {other}")),
@@ -91,15 +122,18 @@ pub(crate) fn migrate(dirs: &DataDirs, to: Option<String>, to_file: Option<&Path
 
 /// The move in the audit log (now PostgreSQL's): who did it, from where.
 fn record(store: &sluice_store_pg::PgStore, root: &Path, rows: u64, tables: usize) {
-    use sluice_core::audit::{AuditOutcome, NewAuditEntry, action};
-    use sluice_store::Audit;
-    let actor = crate::audit::cli_actor();
     let target = format!("{} ({tables} tables, {rows} rows) from SQLite to PostgreSQL", root.display());
+    audit(store, sluice_core::audit::action::MIGRATE, &target);
+}
+
+fn audit(store: &dyn sluice_store::Audit, action: &str, target: &str) {
+    use sluice_core::audit::{AuditOutcome, NewAuditEntry};
+    let actor = crate::audit::cli_actor();
     let entry = NewAuditEntry {
         tenant: None,
         actor: &actor,
-        action: action::MIGRATE,
-        target: &target,
+        action,
+        target,
         outcome: AuditOutcome::Done,
         before: None,
         after: None,
@@ -107,4 +141,114 @@ fn record(store: &sluice_store_pg::PgStore, root: &Path, rows: u64, tables: usiz
     if let Err(e) = store.record_audit(&entry) {
         eprintln!("warning: the audit log could not be written: {e}");
     }
+}
+
+/// The bucket `--storage` names, if it is the `[storage]` settings' and the exports are not
+/// in it yet.
+fn storage_target(dirs: &DataDirs, target: &str) -> Result<Arc<Bucket>, Failure> {
+    let Some(bucket) = dirs.bucket() else {
+        return Err(usage(anyhow!(
+            "--storage moves tenants' exports into the bucket of the [storage] settings, and none is set: set \
+             [storage] backend = \"s3\", endpoint, bucket and prefix (the config file, or SLUICE_STORAGE_*), as the \
+             servers will have them; nothing was changed"
+        )));
+    };
+    let asked = target.trim().trim_end_matches('/');
+    if asked != bucket.url() {
+        return Err(usage(anyhow!(
+            "--storage {asked} is not the bucket of the [storage] settings ({}): the exports go where the servers \
+             will look for them; give --storage {} or change [storage] bucket and prefix; nothing was changed",
+            bucket.url(),
+            bucket.url()
+        )));
+    }
+    if dirs.marked_exports_in_bucket() {
+        return Err(usage(anyhow!(
+            "the exports of {} are kept in object storage already (EXPORTS-IN-BUCKET): nothing to move",
+            dirs.root.display()
+        )));
+    }
+    Ok(bucket.clone())
+}
+
+/// Every tenant's exports on the local disk go into `bucket`, each read back and compared;
+/// then the data directory is marked as keeping exports there, and the files on disk are
+/// kept in the archive. Nothing is marked or moved unless every copy is whole.
+fn move_exports(dirs: &DataDirs, bucket: &Bucket) -> Result<(), Failure> {
+    let unreachable = |e: sluice_files::FilesError| {
+        usage(anyhow!(
+            "{} cannot be reached ({e}): check endpoint, bucket (it must exist) and the credentials ({}); nothing \
+             was changed",
+            bucket.shown(),
+            bucket.credentials()
+        ))
+    };
+    bucket.check().map_err(unreachable)?;
+    let store = dirs.open_store().map_err(usage)?;
+    let exports = dirs.exports();
+    let mut on_disk = Vec::new();
+    for tenant in store.tenants()? {
+        let name = sluice_core::TenantName::parse(&tenant.name)
+            .map_err(|e| anyhow!("tenant {:?} in the database: {e}", tenant.name))?;
+        on_disk.push(exports.on_disk(&name).map_err(|e| anyhow!(e).context("nothing was changed"))?);
+    }
+    outln!("{:<24} {:>7} {:>14}  sha256 (disk = bucket)", "tenant", "files", "bytes");
+    let (mut files, mut bytes) = (0, 0);
+    for tenant in &on_disk {
+        let copied = exports.copy_into_bucket(tenant).map_err(|e| {
+            anyhow!(e).context(format!(
+                "tenant {}'s exports could not be copied into the bucket; nothing on the disk was changed (run the \
+                 command again: what was copied is copied again)",
+                tenant.tenant
+            ))
+        })?;
+        outln!("{:<24} {:>7} {:>14}  {}", tenant.tenant.as_str(), copied.files, copied.bytes, copied.sha256);
+        files += copied.files;
+        bytes += copied.bytes;
+    }
+    // Marked first: from now on servers show the bucket's copies; what is left on the disk
+    // below (should the move stop half-way) is never shown again.
+    dirs.mark_exports_in_bucket(bucket)?;
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let kept = dirs.root.join("archive").join(format!("moved-to-bucket-{stamp}"));
+    for tenant in &on_disk {
+        for file in &tenant.files {
+            let into = kept.join(tenant.tenant.as_str()).join(file.folder);
+            std::fs::create_dir_all(&into).with_context(|| format!("cannot create {}", into.display()))?;
+            let to = into.join(file.name.as_str());
+            std::fs::rename(&file.path, &to).with_context(|| {
+                format!(
+                    "the exports are in the bucket, but {} could not be moved to {} (it is no longer shown: \
+                     remove it)",
+                    file.path.display(),
+                    to.display()
+                )
+            })?;
+        }
+    }
+    let target = format!(
+        "exports of {} tenants ({files} files, {bytes} bytes) from {} to {}",
+        on_disk.len(),
+        dirs.root.display(),
+        bucket.url()
+    );
+    audit(&*store, sluice_core::audit::action::STORAGE_MIGRATE, &target);
+    outln!(
+        "moved: {files} exported files ({bytes} bytes) of {} tenants into {}, each read back and compared.{}",
+        on_disk.len(),
+        bucket.shown(),
+        if files > 0 {
+            format!(
+                " The files on the disk are kept in {} (remove them once the servers run).",
+                kept.display()
+            )
+        } else {
+            String::new()
+        }
+    );
+    outln!(
+        "From now on every server and command on this data directory needs the same [storage] settings \
+         (it is marked EXPORTS-IN-BUCKET)."
+    );
+    Ok(())
 }

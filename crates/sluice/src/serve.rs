@@ -10,10 +10,11 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tracing::info;
 
-pub async fn run(config: Config) -> Result<()> {
+/// Serves `dirs` (the data directory, database and bucket of `config`, opened once by the
+/// dispatcher) until a signal stops it.
+pub async fn run(config: Config, dirs: DataDirs) -> Result<()> {
     // Install signal handlers before announcing anything, so an early SIGTERM is clean too.
     let shutdown = shutdown_signal()?;
-    let dirs = DataDirs::of(&config)?;
     // Held until the process ends.
     let _serving = dirs.lock_for_serving()?;
     let store: sluice_store::SharedStore = dirs.create_store()?;

@@ -40,24 +40,13 @@ fn rclone_copy_on_defaults_imports_each_upload_once() {
     }
     let server = Server::start();
     server.importing_tenant("acme", "pw-rclone-for-tests");
-    let obscured = Command::new("rclone").args(["obscure", "pw-rclone-for-tests"]).output().unwrap();
-    let obscured = String::from_utf8(obscured.stdout).unwrap().trim().to_owned();
     let local = server.dir.path().join("outbox");
     std::fs::create_dir_all(&local).unwrap();
     for run in 1..=3 {
         // The nightly file: the same students and a few new ones each night.
         std::fs::write(local.join("students.csv"), students(10 * run, "R")).unwrap();
-        let out = run_with_timeout(
-            Command::new("rclone")
-                .args(["copy", "-v", local.to_str().unwrap(), "sluice:/students"])
-                .env("RCLONE_CONFIG", "/dev/null")
-                .env("RCLONE_CONFIG_SLUICE_TYPE", "sftp")
-                .env("RCLONE_CONFIG_SLUICE_HOST", "127.0.0.1")
-                .env("RCLONE_CONFIG_SLUICE_PORT", server.port.to_string())
-                .env("RCLONE_CONFIG_SLUICE_USER", "acme")
-                .env("RCLONE_CONFIG_SLUICE_PASS", &obscured),
-            Duration::from_secs(120),
-        );
+        let copy = ["copy", "-v", local.to_str().unwrap(), "sluice:/students"];
+        let out = rclone(&server, "acme", "pw-rclone-for-tests", &copy);
         let text = output_text(&out);
         assert!(out.status.success(), "run {run}: {text}");
         assert!(!text.contains("ERROR"), "run {run}: {text}");

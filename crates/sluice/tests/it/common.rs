@@ -195,6 +195,17 @@ impl Server {
         self.http_port = http_port;
     }
 
+    /// Starts the (stopped) server again on the same data directory with `env` added to its
+    /// environment, or replacing what it had of those variables (its commands too).
+    pub fn start_again_with(&mut self, env: &[(&str, &str)]) {
+        self.env.retain(|(k, _)| !env.iter().any(|(name, _)| name == k));
+        self.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let (child, port, http_port) = spawn_server(self.dir.path(), &self.env, self.launch);
+        self.child = child;
+        self.port = port;
+        self.http_port = http_port;
+    }
+
     /// SIGKILL, then start again on the same data directory (and a new port).
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
@@ -616,6 +627,24 @@ impl Server {
 }
 
 /// Runs a program with a timeout, returning its output (stdout, stderr, status).
+/// rclone on its defaults, given only where `server` is and how `user` logs in (`args`: the
+/// command, as `copy -v FROM sluice:/TO`); it runs for at most two minutes.
+pub fn rclone(server: &Server, user: &str, password: &str, args: &[&str]) -> Output {
+    let obscured = Command::new("rclone").args(["obscure", password]).output().unwrap();
+    let obscured = String::from_utf8(obscured.stdout).unwrap().trim().to_owned();
+    run_with_timeout(
+        Command::new("rclone")
+            .args(args)
+            .env("RCLONE_CONFIG", "/dev/null")
+            .env("RCLONE_CONFIG_SLUICE_TYPE", "sftp")
+            .env("RCLONE_CONFIG_SLUICE_HOST", "127.0.0.1")
+            .env("RCLONE_CONFIG_SLUICE_PORT", server.port.to_string())
+            .env("RCLONE_CONFIG_SLUICE_USER", user)
+            .env("RCLONE_CONFIG_SLUICE_PASS", &obscured),
+        Duration::from_secs(120),
+    )
+}
+
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let start = Instant::now();

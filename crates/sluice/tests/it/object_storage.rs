@@ -116,19 +116,10 @@ fn exports_kept_in_a_bucket_are_written_whole_and_downloaded_over_sftp_from_any_
     assert!(!out.status.success(), "{}", output_text(&out));
     assert!(bucket.head(&exports.file(&name("students.csv"))).unwrap().is_some(), "still there");
     // Read copies (unnamed files in spool/reads) are closed with their handles.
-    let open_copies = |pid: u32| {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .flatten()
-            .filter(|fd| {
-                std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains("spool/reads"))
-            })
-            .count()
-    };
     assert!(
-        server.wait_until(Duration::from_secs(10), |s| open_copies(s.pid()) == 0),
+        server.wait_until(Duration::from_secs(10), |s| open_read_copies(s.pid()) == 0),
         "read copies still open: {}",
-        open_copies(server.pid())
+        open_read_copies(server.pid())
     );
 
     // Another node (its own data directory: another machine) on the same database and
@@ -199,6 +190,55 @@ fn copies_of_exports_being_read_are_charged_to_the_tenants_spool() {
         let mut bytes = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut file, &mut bytes).await.unwrap();
         assert_eq!(bytes, vec![b'x'; 600]);
+    });
+}
+
+/// A large export is read while it arrives from the bucket: the handle says its whole size at
+/// once, the bytes read are the object's, and a handle closed half-way lets its copy go.
+#[test]
+fn a_large_export_is_read_as_it_arrives_and_its_copy_goes_with_its_handle() {
+    let Some(weed) = SeaweedFs::start(BUCKET) else { return };
+    let server = Server::start_with(&refs(&bucket_env(&weed, "")));
+    server.importing_tenant("acme", "pw-for-tests");
+    let bucket = Bucket::open(&weed.settings(BUCKET, "")).unwrap();
+    let big = pseudo_random(40 * 1024 * 1024 + 3, 5);
+    let key = ObjectKey::folder(&tenant("acme"), "exports").file(&name("big.csv"));
+    bucket.put_file(&key, &write_file(server.dir.path(), "big.csv", &big)).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
+        let mut file = sftp.open("/exports/big.csv").await.unwrap();
+        assert_eq!(file.metadata().await.unwrap().size, Some(big.len() as u64), "FSTAT: the object's size");
+        // From the end first: the read waits for its part.
+        file.seek(std::io::SeekFrom::Start(big.len() as u64 - 3)).await.unwrap();
+        let mut tail = [0u8; 3];
+        file.read_exact(&mut tail).await.unwrap();
+        assert_eq!(tail, big[big.len() - 3..]);
+        drop(file);
+        // (russh-sftp's file keeps asking for as few bytes as its last read did: a new one.)
+        let mut file = sftp.open("/exports/big.csv").await.unwrap();
+        let mut whole = Vec::new();
+        file.read_to_end(&mut whole).await.unwrap();
+        assert!(whole == big, "the bytes read are the object's");
+        drop(file);
+        // Closed half-way: nothing of it is held.
+        let mut half = sftp.open("/exports/big.csv").await.unwrap();
+        let mut first = vec![0u8; 1024];
+        half.read_exact(&mut first).await.unwrap();
+        assert_eq!(first, big[..1024]);
+        drop(half);
+        // (The session stays open: the copy goes with its handle, not with the session.)
+        let mut held = usize::MAX;
+        for _ in 0..100 {
+            held = open_read_copies(server.pid());
+            if held == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(held, 0, "read copies left open with the session");
+        let listed: Vec<String> = sftp.read_dir("/exports").await.unwrap().map(|e| e.file_name()).collect();
+        assert!(listed.contains(&"big.csv".to_owned()), "the session goes on: {listed:?}");
     });
 }
 
@@ -312,6 +352,202 @@ fn a_server_whose_bucket_cannot_be_reached_does_not_start_and_says_what_to_check
     let out = run_with_timeout(&mut serve, Duration::from_secs(30));
     assert!(output_text(&out).contains("needs bucket"), "{}", output_text(&out));
     assert_eq!(out.status.code(), Some(2), "a configuration error");
+}
+
+/// Districts download from `/exports` in the bucket with their own clients on their defaults:
+/// rclone copies the folder (and checks sizes and times), lftp mirrors it, PuTTY's psftp (the
+/// SSH code of FileZilla and WinSCP) gets one file, paramiko stats and gets one (prefetching
+/// every block at once). Each gets the bucket's bytes, and every read copy is let go.
+#[test]
+fn districts_clients_download_exports_from_the_bucket_on_their_defaults() {
+    let clients = [
+        have("rclone", "rclone"),
+        have("lftp", "lftp") && have("ssh", "openssh-client"),
+        have("psftp", "putty-tools"),
+        have_python_module("paramiko", "paramiko (pip)"),
+    ];
+    if clients.iter().all(|c| !c) {
+        return;
+    }
+    let Some(weed) = SeaweedFs::start(BUCKET) else { return };
+    let env = bucket_env(&weed, "");
+    let server = Server::start_with(&refs(&env));
+    // psftp's helper logs in with this password.
+    server.importing_tenant("acme", "pw-putty-for-tests");
+    let bucket = Bucket::open(&weed.settings(BUCKET, "")).unwrap();
+    let big = pseudo_random(5 * 1024 * 1024 + 5, 77);
+    let photo = jpeg(64, 80);
+    let exports = ObjectKey::folder(&tenant("acme"), "exports");
+    bucket.put_file(&exports.file(&name("big.csv")), &write_file(server.dir.path(), "big", &big)).unwrap();
+    let photos = ObjectKey::folder(&tenant("acme"), "exports/photos");
+    bucket.put_file(&photos.file(&name("S1.jpg")), &write_file(server.dir.path(), "s1", &photo)).unwrap();
+    let work = server.dir.path();
+    let read = |path: &str| std::fs::read(work.join(path)).unwrap_or_default();
+
+    if clients[0] {
+        let into = work.join("by-rclone");
+        let copy = ["copy", "-v", "sluice:/exports", into.to_str().unwrap()];
+        let out = rclone(&server, "acme", "pw-putty-for-tests", &copy);
+        assert!(out.status.success(), "rclone: {}\n{}", output_text(&out), server.log());
+        assert!(read("by-rclone/big.csv") == big, "rclone's copy differs: {}", output_text(&out));
+        assert_eq!(read("by-rclone/photos/S1.jpg"), photo);
+    }
+    if clients[1] {
+        let commands = format!(
+            "set sftp:connect-program 'ssh -a -x -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'; \
+             open -u acme,pw-putty-for-tests -p {} sftp://127.0.0.1; mirror /exports by-lftp; bye",
+            server.port
+        );
+        let out = run_with_timeout(
+            std::process::Command::new("lftp").args(["-c", &commands]).current_dir(work),
+            Duration::from_secs(120),
+        );
+        assert!(out.status.success(), "lftp: {}\n{}", output_text(&out), server.log());
+        assert!(read("by-lftp/big.csv") == big, "lftp's copy differs");
+        assert_eq!(read("by-lftp/photos/S1.jpg"), photo);
+    }
+    if clients[2] {
+        let out = crate::psftp::psftp(&server, "ls /exports\nget /exports/big.csv by-psftp.csv\n");
+        assert!(out.status.success(), "psftp: {}\n{}", output_text(&out), server.log());
+        assert!(read("by-psftp.csv") == big, "psftp's copy differs");
+    }
+    if clients[3] {
+        let script = write_file(
+            work,
+            "get.py",
+            br#"
+import sys, paramiko
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username="acme", password="pw-putty-for-tests")
+s = paramiko.SFTPClient.from_transport(t)
+print(s.stat("/exports/big.csv").st_size)
+s.get("/exports/big.csv", sys.argv[2] + "/by-paramiko.csv")
+s.close(); t.close()
+"#,
+        );
+        let out = run_with_timeout(
+            std::process::Command::new("python3").arg(&script).arg(server.port.to_string()).arg(work),
+            Duration::from_secs(120),
+        );
+        assert!(out.status.success(), "paramiko: {}\n{}", output_text(&out), server.log());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), big.len().to_string());
+        assert!(read("by-paramiko.csv") == big, "paramiko's copy differs");
+    }
+    // Every read copy was let go with its client's handle.
+    assert!(
+        server.wait_until(Duration::from_secs(10), |s| open_read_copies(s.pid()) == 0),
+        "read copies left open: {}",
+        open_read_copies(server.pid())
+    );
+}
+
+/// A deployment that kept exports on its disk moves them into a bucket with `sluice migrate
+/// --storage`: until it does, [storage] is refused (its tenants would lose sight of them);
+/// every copy is read back and compared; districts then download the same bytes from the
+/// bucket; the files on disk are kept in the archive.
+#[test]
+fn exports_on_the_local_disk_move_into_the_bucket_with_migrate() {
+    if !have("sftp", "openssh-client") {
+        return;
+    }
+    let Some(weed) = SeaweedFs::start(BUCKET) else { return };
+    let mut server = Server::start();
+    let key = school(&server);
+    server.importing_tenant("beta", "pw-for-tests");
+    server.cli_ok(&["export", "--tenant", "acme", "--type", "students"]);
+    server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--photos"]);
+    let exports = server.tenant_dir("acme").join("exports");
+    let csv = std::fs::read(exports.join("students.csv")).unwrap();
+    assert!(String::from_utf8_lossy(&csv).contains("S1,Zoë,Núñez"));
+    let env = bucket_env(&weed, "district-data");
+    let marker = server.data_dir().join("EXPORTS-IN-BUCKET");
+
+    // [storage] on a data directory whose exports are on its disk: refused, saying what to do.
+    let refused = server.cli_with_env(&["tenant", "list"], &refs(&env));
+    let said = output_text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("sluice migrate --storage s3://sluice-it/district-data"), "{said}");
+    assert!(said.contains("exports/students.csv") || said.contains("exports/photos"), "{said}");
+    assert!(!marker.exists(), "nothing marked");
+    // Not while a server runs.
+    let migrate = ["migrate", "--storage", "s3://sluice-it/district-data"];
+    let refused = server.cli_with_env(&migrate, &refs(&env));
+    assert!(output_text(&refused).contains("a `sluice serve` is running"), "{}", output_text(&refused));
+    assert_eq!(server.terminate(), Some(0));
+    // Not into another bucket or prefix than the servers will use.
+    let refused = server.cli_with_env(&["migrate", "--storage", "s3://sluice-it/other"], &refs(&env));
+    let said = output_text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("is not the bucket of the [storage] settings (s3://sluice-it/district-data)"),
+        "{said}"
+    );
+    // Not over another deployment's files under the same prefix.
+    let bucket = Bucket::open(&weed.settings(BUCKET, "district-data")).unwrap();
+    let stranger = ObjectKey::folder(&tenant("acme"), "exports").file(&name("theirs.csv"));
+    bucket.put_file(&stranger, &write_file(server.dir.path(), "theirs.csv", b"someone else's")).unwrap();
+    let refused = server.cli_with_env(&migrate, &refs(&env));
+    let said = output_text(&refused);
+    assert!(!refused.status.success() && said.contains("already holds acme's /exports/theirs.csv"), "{said}");
+    assert!(said.contains("nothing was changed"), "{said}");
+    assert!(exports.join("students.csv").is_file() && !marker.exists(), "nothing moved or marked");
+    bucket.delete(&stranger).unwrap();
+
+    let moved = server.cli_with_env(&migrate, &refs(&env));
+    assert!(moved.status.success(), "{}", output_text(&moved));
+    let said = String::from_utf8(moved.stdout).unwrap();
+    let acme = said.lines().find(|l| l.starts_with("acme ")).unwrap_or_default().to_owned();
+    let columns: Vec<&str> = acme.split_whitespace().collect();
+    assert_eq!(columns.len(), 4, "tenant, files, bytes, sha256: {said}");
+    assert_eq!(columns[1], "3", "students.csv and two photos: {said}");
+    assert_eq!(columns[3].len(), 64, "{said}");
+    assert!(said.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()[..2] == ["beta", "0"]), "{said}");
+    assert!(said.contains("each read back and compared"), "{said}");
+    assert!(marker.exists());
+    assert!(walk(&exports).is_empty(), "nothing left on the disk's /exports: {:?}", walk(&exports));
+    let kept = walk(&server.data_dir().join("archive"));
+    let kept_csv =
+        kept.iter().find(|p| p.ends_with("acme/exports/students.csv")).expect("kept in the archive");
+    assert_eq!(std::fs::read(kept_csv).unwrap(), csv);
+    assert!(kept.iter().any(|p| p.ends_with("acme/exports/photos/S1.jpg")), "{kept:?}");
+    let photos = bucket.list(&ObjectKey::folder(&tenant("acme"), "exports/photos")).unwrap();
+    assert_eq!(photos.files.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["S1.jpg", "S2.png"]);
+
+    // Districts download the same bytes, now from the bucket.
+    server.start_again_with(&refs(&env));
+    let out = sftp_batch(
+        &server,
+        &key,
+        "get /exports/students.csv moved.csv
+get /exports/photos/S1.jpg s1.jpg
+",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}
+{}",
+        output_text(&out),
+        server.log()
+    );
+    assert_eq!(std::fs::read(server.dir.path().join("moved.csv")).unwrap(), csv);
+    assert_eq!(std::fs::read(server.dir.path().join("s1.jpg")).unwrap(), jpeg(64, 80));
+    assert!(
+        server.cli_ok(&["audit", "--action", "storage.migrate"]).contains("s3://sluice-it/district-data")
+    );
+    // Once is enough.
+    let again = server.cli(&migrate);
+    assert_eq!(again.status.code(), Some(2), "{}", output_text(&again));
+    assert!(output_text(&again).contains("kept in object storage already"), "{}", output_text(&again));
+}
+
+/// How many read copies (unnamed files in `spool/reads`) the server process holds open.
+fn open_read_copies(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains("spool/reads")))
+        .count()
 }
 
 fn name(raw: &str) -> sluice_core::FileName {

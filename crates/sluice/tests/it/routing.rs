@@ -211,22 +211,10 @@ except IOError as e:
     imports(&server, expected);
 
     // rclone: uploads, sets the time, reads the attributes back.
-    let obscured = Command::new("rclone").args(["obscure", password]).output().unwrap();
-    let obscured = String::from_utf8(obscured.stdout).unwrap().trim().to_owned();
     let outbox = server.dir.path().join("outbox");
     std::fs::create_dir_all(&outbox).unwrap();
     std::fs::write(outbox.join("students.csv"), students(7, "P")).unwrap();
-    let out = run_with_timeout(
-        Command::new("rclone")
-            .args(["copy", "-v", outbox.to_str().unwrap(), "sluice:/"])
-            .env("RCLONE_CONFIG", "/dev/null")
-            .env("RCLONE_CONFIG_SLUICE_TYPE", "sftp")
-            .env("RCLONE_CONFIG_SLUICE_HOST", "127.0.0.1")
-            .env("RCLONE_CONFIG_SLUICE_PORT", server.port.to_string())
-            .env("RCLONE_CONFIG_SLUICE_USER", "acme")
-            .env("RCLONE_CONFIG_SLUICE_PASS", &obscured),
-        Duration::from_secs(120),
-    );
+    let out = rclone(&server, "acme", password, &["copy", "-v", outbox.to_str().unwrap(), "sluice:/"]);
     let text = output_text(&out);
     assert!(out.status.success() && !text.contains("ERROR"), "{text}");
     expected += 1;
