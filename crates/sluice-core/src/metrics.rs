@@ -37,6 +37,20 @@ pub struct Gauges {
     pub queue_depth: u64,
     /// Sources the defender bans now.
     pub banned_sources: u64,
+    /// With `[storage] backend = "s3"`: what the bucket has done.
+    pub object_storage: Option<ObjectStorage>,
+}
+
+/// What the object storage bucket has done since the process started (read from it at
+/// scrape time).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ObjectStorage {
+    /// Calls that ended in an error of the store's, or no answer in time.
+    pub failed_calls: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Objects being read through local copies now (open downloads).
+    pub copies_open: u64,
 }
 
 /// Why the defender refused a connection or login.
@@ -253,6 +267,36 @@ impl Metrics {
             self.duration_micros.load(Relaxed) as f64 / 1e6
         );
         text("sluice_import_duration_seconds", "histogram", "How long imports took.", histogram);
+        if let Some(bucket) = gauges.object_storage {
+            for (name, kind, help, value) in [
+                (
+                    "sluice_object_storage_failed_calls_total",
+                    "counter",
+                    "Calls to the object storage bucket that failed or got no answer in time.",
+                    bucket.failed_calls,
+                ),
+                (
+                    "sluice_object_storage_read_bytes_total",
+                    "counter",
+                    "Bytes copied out of the object storage bucket.",
+                    bucket.bytes_read,
+                ),
+                (
+                    "sluice_object_storage_written_bytes_total",
+                    "counter",
+                    "Bytes put into the object storage bucket.",
+                    bucket.bytes_written,
+                ),
+                (
+                    "sluice_object_storage_read_copies",
+                    "gauge",
+                    "Files of the bucket being read through local copies now.",
+                    bucket.copies_open,
+                ),
+            ] {
+                text(name, kind, help, format!("{name} {value}\n"));
+            }
+        }
         out
     }
 }
@@ -283,7 +327,20 @@ mod tests {
         m.import_finished("complete", [3, 1, 0, 0, 0], Duration::from_millis(80));
         m.import_finished("held", [0, 0, 0, 5, 0], Duration::from_secs(2));
         m.import_finished("running?", [0; 5], Duration::from_secs(1000));
-        let text = m.render(Gauges { queue_depth: 4, banned_sources: 3 });
+        let text = m.render(Gauges { queue_depth: 4, banned_sources: 3, object_storage: None });
+        assert!(!text.contains("object_storage"), "no bucket, no bucket metrics");
+        let bucket = ObjectStorage { failed_calls: 2, bytes_read: 30, bytes_written: 40, copies_open: 1 };
+        let with_bucket =
+            m.render(Gauges { queue_depth: 4, banned_sources: 3, object_storage: Some(bucket) });
+        for line in [
+            "sluice_object_storage_failed_calls_total 2",
+            "sluice_object_storage_read_bytes_total 30",
+            "sluice_object_storage_written_bytes_total 40",
+            "sluice_object_storage_read_copies 1",
+            "# TYPE sluice_object_storage_read_copies gauge",
+        ] {
+            assert!(with_bucket.lines().any(|l| l == line), "missing {line:?} in:\n{with_bucket}");
+        }
         for line in [
             "sluice_uploads_total 2",
             "sluice_upload_bytes_total 150",

@@ -65,8 +65,8 @@ pub enum ExportError {
     #[error("{path} is not in {bucket} (removed meanwhile?): run the export again")]
     NotInBucket { path: String, bucket: String },
     #[error(
-        "{bucket} already holds {tenant}'s {path}, which this data directory does not have: another deployment \
-         may keep its files under the same bucket and prefix; give this one a prefix of its own ([storage] prefix), \
+        "{bucket} already holds {tenant}'s {path}, which is not this data directory's: another deployment may \
+         keep its files under the same bucket and prefix; give this one a prefix of its own ([storage] prefix), \
          or remove what is there"
     )]
     BucketHoldsOthers { tenant: String, path: String, bucket: String },
@@ -450,7 +450,10 @@ impl LocalExport {
 #[derive(Debug, Clone)]
 pub struct ExportsOnDisk {
     pub tenant: sluice_core::TenantName,
+    /// To be copied into the bucket.
     pub files: Vec<DiskExport>,
+    /// Finishing a move: files the bucket already holds (its copies win).
+    pub in_bucket: Vec<DiskExport>,
 }
 
 /// One exported file on disk: `folder` is `exports` or `exports/photos`.
@@ -570,15 +573,33 @@ impl Exports {
     }
 
     /// A tenant's exports on the local disk (`/exports`, `/exports/photos`), to be copied into
-    /// the bucket ([`Exports::copy_into_bucket`]); refused when the bucket already holds a file
-    /// of the tenant's that the disk does not (another deployment's, under the same prefix: it
-    /// would be shown to this tenant). Exports half-written by a killed export are left out.
-    pub fn on_disk(&self, tenant: &sluice_core::TenantName) -> Result<ExportsOnDisk, ExportError> {
+    /// the bucket ([`Exports::copy_into_bucket`]). Exports half-written by a killed export are
+    /// left out.
+    ///
+    /// Moving into the bucket for the first time (`finishing` false), the bucket must hold
+    /// nothing of the tenant's but the same files with the same bytes (a move run again):
+    /// anything else is another deployment's, under the same prefix, and would be shown to
+    /// this tenant or overwritten by it. Finishing a move (the data directory already keeps
+    /// exports in the bucket, and files were left on the disk: a move cut short, or an export
+    /// written meanwhile), what the bucket holds wins: files it already has are only set aside
+    /// ([`ExportsOnDisk::in_bucket`]), the others copied.
+    pub fn on_disk(
+        &self,
+        tenant: &sluice_core::TenantName,
+        finishing: bool,
+    ) -> Result<ExportsOnDisk, ExportError> {
         let bucket = self.bucket.as_ref().ok_or(ExportError::NoBucket)?;
-        let mut files = Vec::new();
+        let mut found = ExportsOnDisk { tenant: tenant.clone(), files: Vec::new(), in_bucket: Vec::new() };
+        let others = |path: String| ExportError::BucketHoldsOthers {
+            tenant: tenant.to_string(),
+            path,
+            bucket: bucket.shown().to_owned(),
+        };
         for folder in [sluice_core::layout::EXPORTS, sluice_core::layout::EXPORT_PHOTOS_FOLDER] {
+            let key = sluice_files::ObjectKey::folder(tenant, folder);
+            let mut listed: std::collections::BTreeMap<String, sluice_files::Entry> =
+                bucket.list(&key)?.files.into_iter().map(|e| (e.name.clone(), e)).collect();
             let dir = self.tenants_root.join(tenant.as_str()).join(folder);
-            let mut here = std::collections::BTreeSet::new();
             for path in files_in(&dir)? {
                 let raw = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
                 if raw.starts_with(TEMPORARY) {
@@ -586,19 +607,29 @@ impl Exports {
                 }
                 let name = sluice_core::FileName::parse(raw)
                     .map_err(|_| ExportError::UnmovableName { path: path.clone() })?;
-                here.insert(name.as_str().to_owned());
-                files.push(DiskExport { folder, name, path });
+                let file = DiskExport { folder, name, path };
+                match listed.remove(file.name.as_str()) {
+                    None => found.files.push(file),
+                    Some(_) if finishing => found.in_bucket.push(file),
+                    Some(_) => {
+                        let (_, local) = sluice_core::upload::sha256_of(File::open(&file.path)?)?;
+                        let object = bucket.fetch(&key.file(&file.name), &self.spool)?;
+                        let same = match object {
+                            Some(object) => sluice_core::upload::sha256_of(object.file)?.1 == local,
+                            None => true, // removed meanwhile: nothing to overwrite
+                        };
+                        if !same {
+                            return Err(others(format!("/{folder}/{}", file.name.as_str())));
+                        }
+                        found.files.push(file);
+                    }
+                }
             }
-            let key = sluice_files::ObjectKey::folder(tenant, folder);
-            if let Some(other) = bucket.list(&key)?.files.into_iter().find(|e| !here.contains(&e.name)) {
-                return Err(ExportError::BucketHoldsOthers {
-                    tenant: tenant.to_string(),
-                    path: format!("/{folder}/{}", other.name),
-                    bucket: bucket.shown().to_owned(),
-                });
+            if let Some(other) = listed.into_keys().next().filter(|_| !finishing) {
+                return Err(others(format!("/{folder}/{other}")));
             }
         }
-        Ok(ExportsOnDisk { tenant: tenant.clone(), files })
+        Ok(found)
     }
 
     /// An exported file on the local disk in any tenant's folder, if there is one: a data
@@ -612,6 +643,12 @@ impl Exports {
         };
         for tenant in tenants {
             let tenant = tenant?;
+            // Only tenants' folders (not a stray file, nor a mount's lost+found).
+            let is_tenant = tenant.file_type()?.is_dir()
+                && tenant.file_name().to_str().is_some_and(|n| sluice_core::TenantName::parse(n).is_ok());
+            if !is_tenant {
+                continue;
+            }
             for folder in [sluice_core::layout::EXPORTS, sluice_core::layout::EXPORT_PHOTOS_FOLDER] {
                 let found = files_in(&tenant.path().join(folder))?.into_iter().find(|p| {
                     !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(TEMPORARY))
@@ -660,6 +697,11 @@ impl Exports {
         }
         let (_, sha256) = sluice_core::upload::sha256_of(manifest.as_bytes())?;
         Ok(CopiedExports { files: exports.files.len() as u64, bytes, sha256: sha256.as_str().to_owned() })
+    }
+
+    /// What the bucket has done since it was opened (`None`: exports are on the local disk).
+    pub fn bucket_counts(&self) -> Option<sluice_files::BucketCounts> {
+        self.bucket.as_ref().map(|b| b.counts())
     }
 
     /// Whether the bucket answers (`None`: exports are on the local disk).

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 #[cfg(any(test, feature = "testing"))]
@@ -210,6 +211,7 @@ pub struct Arrival {
     progress: tokio::sync::watch::Receiver<Progress>,
     copying: tokio::task::AbortHandle,
     shown: String,
+    counters: Arc<Counters>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,7 +251,119 @@ impl Arrival {
 impl Drop for Arrival {
     fn drop(&mut self) {
         self.copying.abort();
+        self.counters.copies_open.fetch_sub(1, Relaxed);
     }
+}
+
+/// How many times in a row a copy is taken up again where it broke off without a byte coming
+/// in between, before its reader is told it failed.
+const RESUMES: u32 = 3;
+
+/// How long a copy may go without a byte before it is taken up again where it stopped.
+const STALLED_AFTER: Duration = Duration::from_secs(30);
+
+/// One object being copied into a local file ([`Bucket::read_arriving`]).
+struct Copying {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    entry: Entry,
+    failed: Failed,
+    what: String,
+    shown: String,
+    key: String,
+    stalled_after: Duration,
+}
+
+impl Copying {
+    /// Writes the object's bytes into `copy` as they come, saying how far it has come. A
+    /// stream that breaks off, stalls or reaches the client's time limit for one request (a
+    /// large object on a slow line) is taken up again from where it stopped, for the same
+    /// version of the object (`If-Match` its ETag); [`RESUMES`] times in a row without a byte
+    /// between them, and the reader is told.
+    async fn run(self, got: object_store::GetResult, copy: File, tell: tokio::sync::watch::Sender<Progress>) {
+        let size = self.entry.size;
+        let mut at = 0u64;
+        let broken = |at: u64, e: FilesError| {
+            tracing::warn!("{e}");
+            tell.send_replace(Progress::Broken(at, e.to_string().into()));
+        };
+        let mut stream = got.into_stream();
+        let mut resumed = 0;
+        loop {
+            let problem = match tokio::time::timeout(self.stalled_after, stream.next()).await {
+                Ok(None) => break,
+                Ok(Some(Ok(chunk))) => {
+                    if at + chunk.len() as u64 > size {
+                        let why = format!("the store sent more than the object's {size} bytes");
+                        return broken(at, self.broke(why));
+                    }
+                    if let Err(source) = std::os::unix::fs::FileExt::write_all_at(&copy, &chunk, at) {
+                        return broken(at, FilesError::Io { what: self.what.clone(), source });
+                    }
+                    at += chunk.len() as u64;
+                    self.failed.counters.bytes_read.fetch_add(chunk.len() as u64, Relaxed);
+                    if at == size {
+                        // Writing moved the file's time: it is the object's again, before a
+                        // reader waiting for the whole of it (and then dropping it) goes on.
+                        let _ = copy.set_modified(self.entry.modified);
+                    }
+                    tell.send_replace(Progress::Arrived(at));
+                    resumed = 0;
+                    continue;
+                }
+                Ok(Some(Err(e))) => self.failed.at(e),
+                Err(_) => self.broke(format!("no byte came for {} s", self.stalled_after.as_secs())),
+            };
+            if at == size {
+                break;
+            }
+            resumed += 1;
+            let Some(e_tag) = self.entry.e_tag.clone().filter(|_| resumed <= RESUMES) else {
+                return broken(at, problem);
+            };
+            tracing::info!(key = %self.key, at, "taking the copy up again where it stopped: {problem}");
+            let options = object_store::GetOptions {
+                range: Some(object_store::GetRange::Offset(at)),
+                if_match: Some(e_tag),
+                ..Default::default()
+            };
+            match self.store.get_opts(&self.path, options).await {
+                Ok(got) => stream = got.into_stream(),
+                Err(e) => return broken(at, self.failed.at(e)),
+            }
+        }
+        if at < size {
+            let why = format!("the answer ended after {at} of {size} bytes");
+            broken(at, self.broke(why));
+        }
+    }
+
+    fn broke(&self, why: String) -> FilesError {
+        self.failed.counters.failed_calls.fetch_add(1, Relaxed);
+        FilesError::CopyBroken(format!("object storage ({}): reading {}: {why}", self.shown, self.key))
+    }
+}
+
+/// What a bucket has done since the process started (`/metrics`).
+#[derive(Debug, Default)]
+struct Counters {
+    failed_calls: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    copies_open: AtomicU64,
+}
+
+/// A bucket's counts at one moment ([`Bucket::counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketCounts {
+    /// Calls that ended in an error of the store's (or no answer in time).
+    pub failed_calls: u64,
+    /// Bytes copied out of the bucket (downloads, pushes, archives).
+    pub bytes_read: u64,
+    /// Bytes put into the bucket (exports, photos).
+    pub bytes_written: u64,
+    /// Objects being read through local copies now.
+    pub copies_open: u64,
 }
 
 /// One bucket (and prefix in it).
@@ -261,6 +375,9 @@ pub struct Bucket {
     url: String,
     /// Where the credentials came from, for errors that may be theirs.
     credentials: &'static str,
+    counters: Arc<Counters>,
+    /// How long a copy being read may go without a byte ([`STALLED_AFTER`]).
+    stalled_after: Duration,
     /// Runs every call's I/O; shut down without waiting when the bucket is dropped (it may
     /// be dropped on another runtime's thread, where waiting is not allowed).
     runtime: Option<tokio::runtime::Runtime>,
@@ -390,13 +507,33 @@ impl Bucket {
             shown: shown.to_owned(),
             url: shown.to_owned(),
             credentials: "the adapter's own",
+            counters: Arc::default(),
+            stalled_after: STALLED_AFTER,
             runtime,
         }
+    }
+
+    /// A copy being read that goes this long without a byte is taken up again where it
+    /// stopped (tests shorten it; 30 s otherwise).
+    pub fn with_stalled_after(mut self, after: Duration) -> Self {
+        self.stalled_after = after;
+        self
     }
 
     /// Where the credentials came from (for an error that may be theirs).
     pub fn credentials(&self) -> &str {
         self.credentials
+    }
+
+    /// What this bucket has done since it was opened.
+    pub fn counts(&self) -> BucketCounts {
+        let c = &self.counters;
+        BucketCounts {
+            failed_calls: c.failed_calls.load(Relaxed),
+            bytes_read: c.bytes_read.load(Relaxed),
+            bytes_written: c.bytes_written.load(Relaxed),
+            copies_open: c.copies_open.load(Relaxed),
+        }
     }
 
     /// The bucket and prefix (`s3://bucket/prefix`), as `sluice migrate --storage` names them.
@@ -414,7 +551,7 @@ impl Bucket {
     }
 
     fn failed(&self, what: impl Into<String>) -> Failed {
-        Failed { bucket: self.shown.clone(), what: what.into() }
+        Failed { bucket: self.shown.clone(), what: what.into(), counters: self.counters.clone() }
     }
 
     /// Runs `work` on this room's runtime and waits for it, from any thread: from a thread
@@ -444,17 +581,21 @@ impl Bucket {
         work: impl std::future::Future<Output = FilesResult<T>> + Send + 'static,
     ) -> FilesResult<T> {
         let bucket = self.shown.clone();
+        let counters = self.counters.clone();
         self.run(async move {
             match tokio::time::timeout(METADATA_DEADLINE, work).await {
                 Ok(done) => done,
-                Err(_) => Err(FilesError::Store {
-                    bucket,
-                    what,
-                    source: object_store::Error::Generic {
-                        store: "S3",
-                        source: format!("no answer within {} s", METADATA_DEADLINE.as_secs()).into(),
-                    },
-                }),
+                Err(_) => {
+                    counters.failed_calls.fetch_add(1, Relaxed);
+                    Err(FilesError::Store {
+                        bucket,
+                        what,
+                        source: object_store::Error::Generic {
+                            store: "S3",
+                            source: format!("no answer within {} s", METADATA_DEADLINE.as_secs()).into(),
+                        },
+                    })
+                }
             }
         })
     }
@@ -468,7 +609,7 @@ impl Bucket {
         let (store, path) = (self.store.clone(), self.path(key));
         let failed = self.failed(format!("putting {key}"));
         let local = from.display().to_string();
-        self.run(async move {
+        let sent = self.run(async move {
             let read_err = |source| FilesError::Io { what: format!("reading {local}"), source };
             if size <= PART_BYTES as u64 {
                 let mut bytes = Vec::with_capacity(size as usize);
@@ -499,17 +640,22 @@ impl Bucket {
             }
             parts.finish().await.map_err(|e| failed.at(e))?;
             Ok(sent)
-        })
+        })?;
+        self.counters.bytes_written.fetch_add(sent, Relaxed);
+        Ok(sent)
     }
 
     /// Puts `bytes` at `key` in one request (small files sluice writes itself).
     pub fn put_bytes(&self, key: &ObjectKey, bytes: Vec<u8>) -> FilesResult<()> {
         let (store, path) = (self.store.clone(), self.path(key));
         let failed = self.failed(format!("putting {key}"));
+        let sent = bytes.len() as u64;
         self.run(async move {
             store.put(&path, PutPayload::from(Bytes::from(bytes))).await.map_err(|e| failed.at(e))?;
             Ok(())
-        })
+        })?;
+        self.counters.bytes_written.fetch_add(sent, Relaxed);
+        Ok(())
     }
 
     /// The object at `key`, to be read while it is copied into an unnamed file in `spool` (a
@@ -520,8 +666,9 @@ impl Bucket {
     pub fn read_arriving(&self, key: &ObjectKey, spool: &Path) -> FilesResult<Option<Arriving>> {
         let (store, path) = (self.store.clone(), self.path(key));
         let failed = self.failed(format!("reading {key}"));
+        let (asked, at_path) = (store.clone(), path.clone());
         let got = self.run_briefly(format!("reading {key}"), async move {
-            match store.get(&path).await {
+            match asked.get(&at_path).await {
                 Ok(got) => Ok(Some(got)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(failed.at(e)),
@@ -538,37 +685,26 @@ impl Bucket {
         file.set_modified(entry.modified).map_err(io)?;
         let copy = file.try_clone().map_err(io)?;
         let (tell, progress) = tokio::sync::watch::channel(Progress::Arrived(0));
-        let failed = self.failed(format!("reading {key}"));
         let Some(runtime) = &self.runtime else { return Err(FilesError::Stopped(self.shown.clone())) };
-        let (modified, size, shown, key) = (entry.modified, entry.size, self.shown.clone(), key.to_string());
-        let copying = runtime.spawn(async move {
-            let mut at = 0u64;
-            let broken = |at: u64, e: FilesError| {
-                tracing::warn!("{e}");
-                tell.send_replace(Progress::Broken(at, e.to_string().into()));
-            };
-            let mut stream = got.into_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = match chunk {
-                    Ok(chunk) => chunk,
-                    Err(e) => return broken(at, failed.at(e)),
-                };
-                if let Err(source) = std::os::unix::fs::FileExt::write_all_at(&copy, &chunk, at) {
-                    return broken(at, FilesError::Io { what: what.clone(), source });
-                }
-                at += chunk.len() as u64;
-                tell.send_replace(Progress::Arrived(at));
-            }
-            if at < size {
-                let why = format!(
-                    "object storage ({shown}): reading {key}: the answer ended after {at} of {size} bytes"
-                );
-                return broken(at, FilesError::CopyBroken(why));
-            }
-            // Writing moved the file's time: it is the object's again.
-            let _ = copy.set_modified(modified);
-        });
-        let arrival = Arrival { entry, progress, copying: copying.abort_handle(), shown: self.shown.clone() };
+        let copying = Copying {
+            store,
+            path,
+            entry: entry.clone(),
+            failed: self.failed(format!("reading {key}")),
+            what,
+            shown: self.shown.clone(),
+            key: key.to_string(),
+            stalled_after: self.stalled_after,
+        };
+        let copying = runtime.spawn(copying.run(got, copy, tell));
+        self.counters.copies_open.fetch_add(1, Relaxed);
+        let arrival = Arrival {
+            entry,
+            progress,
+            copying: copying.abort_handle(),
+            shown: self.shown.clone(),
+            counters: self.counters.clone(),
+        };
         Ok(Some(Arriving { file, arrival }))
     }
 
@@ -653,10 +789,12 @@ impl Bucket {
 struct Failed {
     bucket: String,
     what: String,
+    counters: Arc<Counters>,
 }
 
 impl Failed {
     fn at(&self, source: object_store::Error) -> FilesError {
+        self.counters.failed_calls.fetch_add(1, Relaxed);
         FilesError::Store { bucket: self.bucket.clone(), what: self.what.clone(), source }
     }
 }

@@ -125,9 +125,14 @@ fn suite(bucket: &Bucket) {
     let mut whole = vec![0u8; big.len()];
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut whole, 0).expect("read");
     assert!(whole == big, "the copy read while it arrived is the object");
-    // Dropped before the copy is done: the copy stops, and the file has no name to leave.
+    // Open copies are counted until dropped (which stops the copy), and have no name to leave.
+    assert_eq!(bucket.counts().copies_open, 1);
     let early = bucket.read_arriving(&key, &spool).expect("open").expect("there");
+    assert_eq!(bucket.counts().copies_open, 2);
     drop(early);
+    drop((file, arrival));
+    assert_eq!(bucket.counts().copies_open, 0);
+    assert!(bucket.counts().bytes_read >= 2 * big.len() as u64, "{:?}", bucket.counts());
     assert_eq!(std::fs::read_dir(&spool).expect("spool").count(), 0, "copies have no name");
     assert!(bucket.read_arriving(&acme.file(&name("absent.csv")), &spool).expect("open").is_none());
 
@@ -224,44 +229,124 @@ fn a_store_that_never_answers_is_an_error_at_the_deadline() {
     assert!(took >= METADATA_DEADLINE && took < METADATA_DEADLINE + Duration::from_secs(5), "{took:?}");
 }
 
-/// A store whose answer breaks off mid-file: what arrived can be read, the rest is an error
-/// that says what broke (not a short file that looks whole).
-#[test]
-fn a_copy_broken_off_by_the_store_is_an_error_for_the_rest() {
+/// How the fake store of [`fake_store`] answers a GET of its one 1000-byte object (byte `i` is
+/// `i % 251`): 100 bytes at a time from where it is asked to start, then...
+#[derive(Clone, Copy, PartialEq)]
+enum Fake {
+    /// ...it closes the connection (a store or balancer that drops long answers).
+    Breaks,
+    /// ...it holds the connection open and sends nothing more.
+    Stalls,
+    /// ...it closes, and answers a request for the rest with the whole object again (a
+    /// store that ignores ranges: the copy cannot go on).
+    IgnoresRanges,
+}
+
+const FAKE_SIZE: usize = 1000;
+
+fn fake_byte(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// An S3 endpoint on the loopback that serves one object as `how` says; returns its port.
+fn fake_store(how: Fake) -> u16 {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
+        let mut held = Vec::new();
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            // The request's head, then 1000 bytes promised and 100 sent.
+            let (mut line, mut from) = (String::new(), None);
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                let lower = line.to_ascii_lowercase();
+                if let Some(range) = lower.strip_prefix("range: bytes=") {
+                    from = range.trim().trim_end_matches('-').parse::<usize>().ok();
+                }
                 line.clear();
             }
             let mut stream = reader.into_inner();
-            let head = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nLast-Modified: Wed, 21 Oct 2026 07:28:00 GMT\r\n\
-                        ETag: \"abc\"\r\nConnection: close\r\n\r\n";
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&[b'x'; 100]);
+            let start = if how == Fake::IgnoresRanges { 0 } else { from.unwrap_or(0) };
+            let status = match (from, how) {
+                (Some(_), Fake::Breaks | Fake::Stalls) => format!(
+                    "206 Partial Content\r\nContent-Range: bytes {start}-{}/{FAKE_SIZE}",
+                    FAKE_SIZE - 1
+                ),
+                _ => "200 OK".to_owned(),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2026 07:28:00 GMT\r\n\
+                 ETag: \"abc\"\r\nConnection: close\r\n\r\n",
+                FAKE_SIZE - start
+            );
+            let body: Vec<u8> = (start..(start + 100).min(FAKE_SIZE)).map(fake_byte).collect();
+            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+            if how == Fake::Stalls {
+                held.push(stream); // nothing more, and not closed
+            }
         }
     });
-    let bucket = Bucket::open(&on_loopback(port, "breaking")).expect("open");
+    port
+}
+
+fn fake_key() -> ObjectKey {
+    ObjectKey::folder(&tenant("acme"), "exports").file(&name("students.csv"))
+}
+
+/// A store whose answers break off every 100 bytes: the copy is taken up where it stopped,
+/// for the same version of the object, and the reader gets every byte.
+#[test]
+fn a_copy_the_store_breaks_off_is_taken_up_where_it_stopped() {
+    let bucket = Bucket::open(&on_loopback(fake_store(Fake::Breaks), "breaking")).expect("open");
     let spool = tempfile::tempdir().expect("spool");
-    let key = ObjectKey::folder(&tenant("acme"), "exports").file(&name("students.csv"));
     let Arriving { file, arrival } =
-        bucket.read_arriving(&key, spool.path()).expect("answered").expect("there");
-    assert_eq!(arrival.entry.size, 1000);
+        bucket.read_arriving(&fake_key(), spool.path()).expect("answered").expect("there");
+    let wait = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    wait.block_on(arrival.wait_for(u64::MAX)).expect("all of it, in ten answers");
+    let mut got = vec![0u8; FAKE_SIZE];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut got, 0).expect("read");
+    assert_eq!(got, (0..FAKE_SIZE).map(fake_byte).collect::<Vec<_>>());
+    assert!(arrival.is_whole());
+}
+
+/// A store that stops sending without closing: after the stall time, the copy is taken up
+/// where it stopped (the stall time is 30 s; a second here).
+#[test]
+fn a_copy_the_store_stops_sending_is_taken_up_after_the_stall_time() {
+    let settings = on_loopback(fake_store(Fake::Stalls), "stalling");
+    let bucket = Bucket::open(&settings).expect("open").with_stalled_after(Duration::from_secs(1));
+    let spool = tempfile::tempdir().expect("spool");
+    let Arriving { file, arrival } =
+        bucket.read_arriving(&fake_key(), spool.path()).expect("answered").expect("there");
+    let wait = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let started = std::time::Instant::now();
+    wait.block_on(arrival.wait_for(u64::MAX)).expect("all of it");
+    assert!(started.elapsed() >= Duration::from_secs(9), "nine stalls of a second: {:?}", started.elapsed());
+    let mut got = vec![0u8; FAKE_SIZE];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut got, 0).expect("read");
+    assert_eq!(got, (0..FAKE_SIZE).map(fake_byte).collect::<Vec<_>>());
+}
+
+/// A copy that cannot go on: what arrived can be read, the rest is an error that says what
+/// broke (never a short file that looks whole, nor zeros).
+#[test]
+fn a_copy_that_cannot_go_on_is_an_error_for_the_rest() {
+    let bucket = Bucket::open(&on_loopback(fake_store(Fake::IgnoresRanges), "breaking")).expect("open");
+    let spool = tempfile::tempdir().expect("spool");
+    let Arriving { file, arrival } =
+        bucket.read_arriving(&fake_key(), spool.path()).expect("answered").expect("there");
+    assert_eq!(arrival.entry.size, FAKE_SIZE as u64);
     let wait = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     wait.block_on(arrival.wait_for(100)).expect("what arrived");
     let mut got = [0u8; 100];
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut got, 0).expect("read");
-    assert_eq!(got, [b'x'; 100]);
-    let err = wait.block_on(arrival.wait_for(1000)).expect_err("the rest never came").to_string();
+    assert_eq!(got.to_vec(), (0..100).map(fake_byte).collect::<Vec<_>>());
+    let err = wait.block_on(arrival.wait_for(FAKE_SIZE as u64)).expect_err("the rest never came").to_string();
     assert!(err.contains("s3://breaking") && err.contains("students.csv"), "{err}");
     assert!(!arrival.is_whole());
+    assert!(bucket.counts().failed_calls > 0, "counted: {:?}", bucket.counts());
     // fetch, which waits for the whole object, fails too.
-    assert!(bucket.fetch(&key, spool.path()).is_err());
+    assert!(bucket.fetch(&fake_key(), spool.path()).is_err());
 }
 
 #[test]

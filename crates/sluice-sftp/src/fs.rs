@@ -251,6 +251,11 @@ impl TenantTree {
         }
     }
 
+    /// Whether `path` names a file kept in the bucket (`/exports` with `[storage]` s3).
+    pub fn kept_in_bucket(&self, path: &VirtualPath) -> bool {
+        matches!(self.layout.classify(path), Node::Entry { folder, .. } if self.in_bucket(folder).is_some())
+    }
+
     /// Opens a file kept in the bucket for reading (`None`: `path` is not kept there). It is
     /// copied into an unnamed local file as it arrives, and read from there: the client's
     /// reads at any offset cost no request each, the first ones need not wait for the whole

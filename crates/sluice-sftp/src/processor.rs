@@ -49,6 +49,7 @@ enum Handle {
 struct BucketCopy {
     arrival: sluice_files::Arrival,
     _charge: SpoolCharge,
+    _fds: crate::limits::FdPermit,
 }
 
 struct OpenHandle {
@@ -61,6 +62,8 @@ pub(crate) struct Processor {
     tenant: TenantName,
     owner: String,
     tree: TenantTree,
+    /// The session's end (see [`Processor::new`]).
+    stop: tokio_util::sync::CancellationToken,
     handles: HashMap<u32, OpenHandle>,
     next_handle: u32,
     initialized: bool,
@@ -82,13 +85,17 @@ fn now_secs() -> u32 {
 }
 
 impl Processor {
+    /// `stop`: the session's end, which a read waiting for a copy from the bucket does not
+    /// outlast.
     pub fn new(
         shared: Arc<SftpShared>,
         tenant: TenantName,
         tree: TenantTree,
         connection_handles: Arc<AtomicUsize>,
+        stop: tokio_util::sync::CancellationToken,
     ) -> Self {
         Self {
+            stop,
             shared,
             owner: tenant.to_string(),
             tenant,
@@ -201,21 +208,31 @@ impl Processor {
                 if flags & writes != 0 {
                     let upload = self.start_upload(path, flags).await?;
                     Ok(self.new_handle(id, Handle::Write(Box::new(upload)), slot))
-                } else if let Some(arriving) = self.tree.open_arriving(&path)? {
-                    // A file kept in the bucket is copied to local disk as it arrives: the
-                    // copy is charged to the tenant's spool as soon as the store says its
-                    // size (a refusal stops it), so a client opening a large export many
+                } else if self.tree.kept_in_bucket(&path) {
+                    // A file kept in the bucket is copied to local disk as it arrives. The copy
+                    // takes two more descriptors (its writer's, its connection's), and is
+                    // charged to the tenant's spool: nothing is asked of the store when the
+                    // account has no room left, and the whole size as soon as the store says
+                    // it (a refusal stops the copy), so a client opening a large export many
                     // times cannot fill the server's disk.
-                    let size = arriving.arrival.entry.size;
+                    let fds = self.shared.fds.try_take_files(2).ok_or_else(|| {
+                        warn!(tenant = %self.tenant, "refusing an open: the server is at its open-file limit");
+                        FsError::Refused("the server has too many files open right now; try again in a minute".into())
+                    })?;
                     let limit = self.shared.limits.spool_bytes_per_tenant;
                     let mut charge = self.shared.tenants.spool_charge(&self.tenant, limit);
-                    charge.grow_to(size).map_err(|_| {
+                    let refused = |size: &str| {
                         FsError::Refused(format!(
-                            "{path} ({size} bytes) cannot be opened now: this account's downloads and \
-                             unfinished uploads may take at most {limit} bytes; close other files first"
+                            "{path}{size} cannot be opened now: this account's downloads and unfinished uploads \
+                             may take at most {limit} bytes; close other files first"
                         ))
-                    })?;
-                    let copy = Box::new(BucketCopy { arrival: arriving.arrival, _charge: charge });
+                    };
+                    charge.grow_to(1).map_err(|_| refused(""))?;
+                    let arriving =
+                        self.tree.open_arriving(&path)?.ok_or_else(|| FsError::NotFound(path.to_string()))?;
+                    let size = arriving.arrival.entry.size;
+                    charge.grow_to(size).map_err(|_| refused(&format!(" ({size} bytes)")))?;
+                    let copy = Box::new(BucketCopy { arrival: arriving.arrival, _charge: charge, _fds: fds });
                     Ok(self.new_handle(id, Handle::Read { file: arriving.file, copy: Some(copy) }, slot))
                 } else {
                     let file = self.tree.open_read(&path)?;
@@ -223,11 +240,16 @@ impl Processor {
                 }
             }
             Request::Read { handle, offset, len, .. } => {
+                let stop = self.stop.clone();
                 if let Handle::Read { copy: Some(copy), .. } = &self.handle_mut(&handle)?.handle {
                     let end = offset.saturating_add(u64::from(len.min(protocol::MAX_DATA)));
-                    copy.arrival.wait_for(end).await.map_err(|e| {
-                        crate::fs::bucket_error("reading a file kept in the bucket".into(), e)
-                    })?;
+                    tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return Err(FsError::Refused("the session is ending".into())),
+                        arrived = copy.arrival.wait_for(end) => arrived.map_err(|e| {
+                            crate::fs::bucket_error("reading a file kept in the bucket".into(), e)
+                        })?,
+                    }
                 }
                 let file = match &self.handle_mut(&handle)?.handle {
                     Handle::Read { file, .. } => file,

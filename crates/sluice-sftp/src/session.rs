@@ -219,7 +219,8 @@ pub(crate) async fn run(
     ));
     let writer = tokio::spawn(write_replies(write, out_rx, stop.clone(), connection.clone()));
 
-    let mut processor = Processor::new(shared.clone(), tenant, tree, connection.open_handles.clone());
+    let mut processor =
+        Processor::new(shared.clone(), tenant, tree, connection.open_handles.clone(), stop.clone());
     let mut unreported = 0u32;
     loop {
         let queued = tokio::select! {

@@ -274,12 +274,19 @@ pub async fn serve(
 
 async fn metrics(State(web): State<Web>) -> Response {
     let store = web.ingest.store.clone();
+    let object_storage = web.exports.bucket_counts().map(|c| sluice_core::metrics::ObjectStorage {
+        failed_calls: c.failed_calls,
+        bytes_read: c.bytes_read,
+        bytes_written: c.bytes_written,
+        copies_open: c.copies_open,
+    });
     // Two small counts; the store is synchronous. Bans are counted in the store, which
     // `sluice defender unban` changes too.
     let counts = tokio::task::spawn_blocking(move || -> sluice_store::Result<Gauges> {
         Ok(Gauges {
             queue_depth: store.pending_uploads()?,
             banned_sources: store.bans_in_force(sluice_store::now_ms())?,
+            object_storage,
         })
     })
     .await;

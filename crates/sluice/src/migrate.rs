@@ -26,7 +26,8 @@ pub(crate) fn migrate(
     to_file: Option<&Path>,
     storage: Option<&str>,
 ) -> Result<(), Failure> {
-    // Everything asked is checked before anything moves.
+    // Everything asked is checked before anything moves (the targets once no server can
+    // start).
     let url = match (to, to_file) {
         (None, None) => None,
         (to, to_file) => Some(database_target(dirs, to, to_file)?),
@@ -35,6 +36,9 @@ pub(crate) fn migrate(
     // Held for the whole move: a server starting meanwhile would write to the state being
     // left (and one running now makes this fail, saying so).
     let _held = dirs.lock_for_moving().map_err(usage)?;
+    if let Some(url) = &url {
+        check_database_target(url)?;
+    }
     if let Some(bucket) = bucket {
         move_exports(dirs, &bucket)?;
     }
@@ -60,28 +64,37 @@ fn database_target(dirs: &DataDirs, to: Option<String>, to_file: Option<&Path>) 
              state, so run it without the url and name the target with --to or --to-file; nothing was changed"
         )));
     }
-    match (to, to_file) {
-        (Some(url), _) => Ok(url),
-        (None, Some(file)) => Ok(std::fs::read_to_string(file)
+    let url = match (to, to_file) {
+        (Some(url), _) => url,
+        (None, Some(file)) => std::fs::read_to_string(file)
             .with_context(|| format!("cannot read the url from {}", file.display()))
             .map_err(usage)?
             .trim()
-            .to_owned()),
-        (None, None) => Err(usage(anyhow!("name the PostgreSQL database: --to URL or --to-file FILE"))),
-    }
+            .to_owned(),
+        (None, None) => {
+            return Err(usage(anyhow!("name the PostgreSQL database: --to URL or --to-file FILE")));
+        }
+    };
+    Ok(url)
+}
+
+/// The url is never printed: it may carry a password. The target is looked at before
+/// sluice's schema is made there, so that a refusal leaves it as it was.
+fn check_database_target(url: &str) -> Result<(), Failure> {
+    sluice_store_pg::moving_in::check_move_target(url).map_err(|e| match e {
+        sluice_store::StoreError::MoveRefused(why) => usage(anyhow!("{why}")),
+        other => unreachable_database(other),
+    })
+}
+
+fn unreachable_database(e: sluice_store::StoreError) -> Failure {
+    usage(anyhow!("cannot open the PostgreSQL database (--to): {e}"))
 }
 
 /// The state moves from SQLite into the PostgreSQL database at `url`.
 fn move_state(dirs: &DataDirs, url: &str) -> Result<(), Failure> {
     let sqlite = dirs.open_sqlite().map_err(usage)?;
-    // The url is never printed: it may carry a password. The target is looked at before
-    // sluice's schema is made there, so that a refusal leaves it as it was.
-    let unreachable =
-        |e: sluice_store::StoreError| usage(anyhow!("cannot open the PostgreSQL database (--to): {e}"));
-    sluice_store_pg::moving_in::check_move_target(url).map_err(|e| match e {
-        sluice_store::StoreError::MoveRefused(why) => usage(anyhow!("{why}")),
-        other => unreachable(other),
-    })?;
+    let unreachable = unreachable_database;
     let postgres = sluice_store_pg::PgStore::connect(url).map_err(unreachable)?;
     let mut copied = postgres.move_in_from(&sqlite).map_err(|e| match e {
         sluice_store::StoreError::MoveRefused(why) => usage(anyhow!("{why}; nothing was moved")),
@@ -162,19 +175,16 @@ fn storage_target(dirs: &DataDirs, target: &str) -> Result<Arc<Bucket>, Failure>
             bucket.url()
         )));
     }
-    if dirs.marked_exports_in_bucket() {
-        return Err(usage(anyhow!(
-            "the exports of {} are kept in object storage already (EXPORTS-IN-BUCKET): nothing to move",
-            dirs.root.display()
-        )));
-    }
     Ok(bucket.clone())
 }
 
 /// Every tenant's exports on the local disk go into `bucket`, each read back and compared;
 /// then the data directory is marked as keeping exports there, and the files on disk are
-/// kept in the archive. Nothing is marked or moved unless every copy is whole.
+/// kept in the archive. Nothing is marked or moved unless every copy is whole. On a data
+/// directory marked already, what was left on the disk (a move cut short, an export written
+/// meanwhile) is finished the same way, the bucket's copies winning.
 fn move_exports(dirs: &DataDirs, bucket: &Bucket) -> Result<(), Failure> {
+    let finishing = dirs.marked_exports_in_bucket();
     let unreachable = |e: sluice_files::FilesError| {
         usage(anyhow!(
             "{} cannot be reached ({e}): check endpoint, bucket (it must exist) and the credentials ({}); nothing \
@@ -190,7 +200,23 @@ fn move_exports(dirs: &DataDirs, bucket: &Bucket) -> Result<(), Failure> {
     for tenant in store.tenants()? {
         let name = sluice_core::TenantName::parse(&tenant.name)
             .map_err(|e| anyhow!("tenant {:?} in the database: {e}", tenant.name))?;
-        on_disk.push(exports.on_disk(&name).map_err(|e| anyhow!(e).context("nothing was changed"))?);
+        let found = exports.on_disk(&name, finishing).map_err(|e| {
+            let settings = matches!(
+                e,
+                sluice_export::ExportError::BucketHoldsOthers { .. }
+                    | sluice_export::ExportError::UnmovableName { .. }
+            );
+            let e = anyhow!(e).context("nothing was changed");
+            if settings { usage(e) } else { Failure::from(e) }
+        })?;
+        on_disk.push(found);
+    }
+    if finishing && on_disk.iter().all(|t| t.files.is_empty() && t.in_bucket.is_empty()) {
+        return Err(usage(anyhow!(
+            "the exports of {} are kept in object storage already (EXPORTS-IN-BUCKET), and none is left on the \
+             disk: nothing to move",
+            dirs.root.display()
+        )));
     }
     outln!("{:<24} {:>7} {:>14}  sha256 (disk = bucket)", "tenant", "files", "bytes");
     let (mut files, mut bytes) = (0, 0);
@@ -206,25 +232,11 @@ fn move_exports(dirs: &DataDirs, bucket: &Bucket) -> Result<(), Failure> {
         files += copied.files;
         bytes += copied.bytes;
     }
-    // Marked first: from now on servers show the bucket's copies; what is left on the disk
-    // below (should the move stop half-way) is never shown again.
-    dirs.mark_exports_in_bucket(bucket)?;
-    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
-    let kept = dirs.root.join("archive").join(format!("moved-to-bucket-{stamp}"));
-    for tenant in &on_disk {
-        for file in &tenant.files {
-            let into = kept.join(tenant.tenant.as_str()).join(file.folder);
-            std::fs::create_dir_all(&into).with_context(|| format!("cannot create {}", into.display()))?;
-            let to = into.join(file.name.as_str());
-            std::fs::rename(&file.path, &to).with_context(|| {
-                format!(
-                    "the exports are in the bucket, but {} could not be moved to {} (it is no longer shown: \
-                     remove it)",
-                    file.path.display(),
-                    to.display()
-                )
-            })?;
-        }
+    let left: usize = on_disk.iter().map(|t| t.in_bucket.len()).sum();
+    if left > 0 {
+        outln!(
+            "{left} files left on the disk were in the bucket already: the bucket's copies stay, these are archived"
+        );
     }
     let target = format!(
         "exports of {} tenants ({files} files, {bytes} bytes) from {} to {}",
@@ -233,11 +245,34 @@ fn move_exports(dirs: &DataDirs, bucket: &Bucket) -> Result<(), Failure> {
         bucket.url()
     );
     audit(&*store, sluice_core::audit::action::STORAGE_MIGRATE, &target);
+    // Marked first: from now on servers show the bucket's copies; what is left on the disk
+    // below (should the move stop half-way) is never shown again, and the command run again
+    // finishes it.
+    if !finishing {
+        dirs.mark_exports_in_bucket(bucket)?;
+    }
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let kept = dirs.root.join("archive").join(format!("moved-to-bucket-{stamp}"));
+    for tenant in &on_disk {
+        for file in tenant.files.iter().chain(&tenant.in_bucket) {
+            let into = kept.join(tenant.tenant.as_str()).join(file.folder);
+            std::fs::create_dir_all(&into).with_context(|| format!("cannot create {}", into.display()))?;
+            let to = into.join(file.name.as_str());
+            std::fs::rename(&file.path, &to).with_context(|| {
+                format!(
+                    "the exports are in the bucket, but {} could not be moved to {}: run the command again to \
+                     finish",
+                    file.path.display(),
+                    to.display()
+                )
+            })?;
+        }
+    }
     outln!(
         "moved: {files} exported files ({bytes} bytes) of {} tenants into {}, each read back and compared.{}",
         on_disk.len(),
         bucket.shown(),
-        if files > 0 {
+        if files as usize + left > 0 {
             format!(
                 " The files on the disk are kept in {} (remove them once the servers run).",
                 kept.display()
@@ -246,6 +281,15 @@ fn move_exports(dirs: &DataDirs, bucket: &Bucket) -> Result<(), Failure> {
             String::new()
         }
     );
+    // An export written by a command while this ran is on the disk, unseen: said, not lost.
+    if let Some(path) = exports.first_on_disk().context("cannot look for exports left on the disk")? {
+        return Err(anyhow!(
+            "{} was written while the exports moved (a `sluice export` or schedule run meanwhile?); it is not \
+             shown to its tenant: run the same command again to move it",
+            path.display()
+        )
+        .into());
+    }
     outln!(
         "From now on every server and command on this data directory needs the same [storage] settings \
          (it is marked EXPORTS-IN-BUCKET)."

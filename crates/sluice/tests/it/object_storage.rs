@@ -121,6 +121,11 @@ fn exports_kept_in_a_bucket_are_written_whole_and_downloaded_over_sftp_from_any_
         "read copies still open: {}",
         open_read_copies(server.pid())
     );
+    // /metrics counts what came out of the bucket, and no copy is open now.
+    let read = server.metric("sluice_object_storage_read_bytes_total");
+    assert!(read >= (in_bucket.len() + jpeg(64, 80).len()) as i64, "{read}");
+    assert_eq!(server.metric("sluice_object_storage_read_copies"), 0);
+    assert_eq!(server.metric("sluice_object_storage_failed_calls_total"), 0);
 
     // Another node (its own data directory: another machine) on the same database and
     // bucket serves the export the first one wrote.
@@ -147,6 +152,7 @@ fn exports_kept_in_a_bucket_are_written_whole_and_downloaded_over_sftp_from_any_
     });
     assert_eq!(code, russh_sftp::protocol::StatusCode::Failure, "{message}");
     assert!(message.contains("/exports/students.csv failed on the server; please retry"), "{message}");
+    assert!(server.metric("sluice_object_storage_failed_calls_total") > 0, "the failures are counted");
     assert!(server.log().contains("s3://sluice-it/district-data"), "the log says which bucket");
     let failed = server.cli(&["export", "--tenant", "acme", "--type", "students"]);
     let said = output_text(&failed);
@@ -482,16 +488,31 @@ fn exports_on_the_local_disk_move_into_the_bucket_with_migrate() {
         said.contains("is not the bucket of the [storage] settings (s3://sluice-it/district-data)"),
         "{said}"
     );
+    // With a state move that cannot be made, the exports do not move either.
+    let unreachable = "host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=2";
+    let both = ["migrate", "--to", unreachable, "--storage", "s3://sluice-it/district-data"];
+    let refused = server.cli_with_env(&both, &refs(&env));
+    assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
+    assert!(exports.join("students.csv").is_file() && !marker.exists(), "nothing moved or marked");
     // Not over another deployment's files under the same prefix.
     let bucket = Bucket::open(&weed.settings(BUCKET, "district-data")).unwrap();
     let stranger = ObjectKey::folder(&tenant("acme"), "exports").file(&name("theirs.csv"));
     bucket.put_file(&stranger, &write_file(server.dir.path(), "theirs.csv", b"someone else's")).unwrap();
     let refused = server.cli_with_env(&migrate, &refs(&env));
     let said = output_text(&refused);
-    assert!(!refused.status.success() && said.contains("already holds acme's /exports/theirs.csv"), "{said}");
+    assert_eq!(refused.status.code(), Some(2), "a setting to change: {said}");
+    assert!(said.contains("already holds acme's /exports/theirs.csv"), "{said}");
     assert!(said.contains("nothing was changed"), "{said}");
     assert!(exports.join("students.csv").is_file() && !marker.exists(), "nothing moved or marked");
     bucket.delete(&stranger).unwrap();
+    // Nor over a file of the same name with other bytes (another district's students.csv).
+    let theirs = ObjectKey::folder(&tenant("acme"), "exports").file(&name("students.csv"));
+    bucket.put_file(&theirs, &write_file(server.dir.path(), "theirs.csv", b"sisId\nOTHER\n")).unwrap();
+    let refused = server.cli_with_env(&migrate, &refs(&env));
+    let said = output_text(&refused);
+    assert!(said.contains("already holds acme's /exports/students.csv"), "{said}");
+    assert!(exports.join("students.csv").is_file() && !marker.exists(), "nothing moved or marked");
+    bucket.delete(&theirs).unwrap();
 
     let moved = server.cli_with_env(&migrate, &refs(&env));
     assert!(moved.status.success(), "{}", output_text(&moved));
@@ -535,7 +556,29 @@ get /exports/photos/S1.jpg s1.jpg
     assert!(
         server.cli_ok(&["audit", "--action", "storage.migrate"]).contains("s3://sluice-it/district-data")
     );
-    // Once is enough.
+    // The server writes the next export into the bucket. Files left on the disk afterwards (a
+    // move cut short; an export some command wrote meanwhile) are finished by the same
+    // command run again: what the bucket lacks is copied, what it has stays the bucket's.
+    server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--format", "xlsx"]);
+    assert_eq!(server.terminate(), Some(0));
+    std::fs::write(exports.join("students.csv"), b"sisId\nSTALE\n").unwrap();
+    std::fs::write(exports.join("late.csv"), b"sisId\nLATE\n").unwrap();
+    let finished = server.cli(&migrate);
+    let said = output_text(&finished);
+    assert!(finished.status.success(), "{said}");
+    assert!(said.contains("1 files left on the disk were in the bucket already"), "{said}");
+    assert!(walk(&exports).is_empty(), "{:?}", walk(&exports));
+    let object = |file: &str| {
+        let key = ObjectKey::folder(&tenant("acme"), "exports").file(&name(file));
+        let mut got = bucket.fetch(&key, server.dir.path()).unwrap().expect("in the bucket");
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut got.file, &mut bytes).unwrap();
+        bytes
+    };
+    assert_eq!(object("late.csv"), b"sisId\nLATE\n");
+    assert_eq!(object("students.csv"), csv, "the bucket's copy stays");
+    assert!(!object("students.xlsx").is_empty());
+    // Nothing left: nothing to do.
     let again = server.cli(&migrate);
     assert_eq!(again.status.code(), Some(2), "{}", output_text(&again));
     assert!(output_text(&again).contains("kept in object storage already"), "{}", output_text(&again));
