@@ -99,6 +99,27 @@ def sftp(work, port, key, batch):
     return time.perf_counter() - start
 
 
+FIRST_BYTE = r"""
+import sys, time, paramiko
+port, key = int(sys.argv[1]), sys.argv[2]
+t = paramiko.Transport(("127.0.0.1", port))
+t.connect(username="acme", pkey=paramiko.Ed25519Key.from_private_key_file(key))
+s = paramiko.SFTPClient.from_transport(t)
+start = time.perf_counter()
+f = s.open("/exports/big.csv", "rb")
+f.read(32768)
+print(time.perf_counter() - start)
+f.close(); s.close(); t.close()
+"""
+
+
+def first_byte(port, key):
+    """Seconds from OPEN to the first 32 KiB read (paramiko, client on CPU 1), or None."""
+    out = subprocess.run(["taskset", "-c", "1", sys.executable, "-c", FIRST_BYTE, str(port), str(key)],
+                         capture_output=True, text=True)
+    return float(out.stdout) if out.returncode == 0 else None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sluice", default=os.environ.get("BENCH_SLUICE", str(REPO / "target/release/sluice")))
@@ -133,6 +154,7 @@ def main():
                         f"http://127.0.0.1:{filer_port}/buckets/bench/tenants/acme/exports/"], check=True)
         times = {"local": [], "bucket": []}
         lists = {"local": [], "bucket": []}
+        firsts = {"local": [], "bucket": []}
         for _ in range(a.repeat):
             for name, port, key in (("local", local_port, local_key), ("bucket", bucket_port, bucket_key)):
                 (work / "got.csv").unlink(missing_ok=True)
@@ -140,6 +162,9 @@ def main():
                 if (work / "got.csv").stat().st_size != size:
                     sys.exit(f"{name}: the download is not whole")
                 lists[name].append(sftp(work, port, key, "ls -l /exports\n" * a.listings) / a.listings)
+                first = first_byte(port, key)
+                if first is not None:
+                    firsts[name].append(first)
         print(f"download of a {size / 2**20:.0f} MiB export over SFTP (OpenSSH sftp, median of {a.repeat}):")
         for name in ("local", "bucket"):
             t = statistics.median(times[name])
@@ -147,6 +172,9 @@ def main():
                   f"{statistics.median(lists[name]) * 1000:6.1f} ms per session")
         ratio = statistics.median(times["bucket"]) / statistics.median(times["local"])
         print(f"  bucket/local: {ratio:.2f}x (download)")
+        if firsts["local"] and firsts["bucket"]:
+            print("  open to the first 32 KiB read (paramiko): " + ", ".join(
+                f"{name} {statistics.median(firsts[name]) * 1000:.1f} ms" for name in ("local", "bucket")))
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
