@@ -704,6 +704,27 @@ impl Exports {
         self.bucket.as_ref().map(|b| b.counts())
     }
 
+    /// Before a tenant of this name is added (it does not exist): what the bucket still holds
+    /// under its name (an earlier namesake's removal that failed half-way; another
+    /// deployment's, under the same prefix) is not the new tenant's. It is copied into
+    /// `archive/bucket-leftovers/NAME-STAMP/` beside the tenants' folders, then removed from the
+    /// bucket: the new tenant starts empty, and nothing is lost. Returns how many files were
+    /// kept, and where (`None`: there were none).
+    pub fn clear_leftovers(
+        &self,
+        tenant: &sluice_core::TenantName,
+    ) -> Result<Option<(usize, std::path::PathBuf)>, ExportError> {
+        if self.bucket.is_none() {
+            return Ok(None);
+        }
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let root = self.tenants_root.parent().unwrap_or(&self.tenants_root);
+        let kept = root.join("archive").join("bucket-leftovers").join(format!("{tenant}-{stamp}"));
+        let archived = self.archive_tenant(tenant, &kept)?;
+        self.forget_tenant(tenant)?;
+        Ok((archived > 0).then_some((archived, kept)))
+    }
+
     /// Whether the bucket answers (`None`: exports are on the local disk).
     pub fn check_bucket(&self) -> Option<Result<(), sluice_files::FilesError>> {
         self.bucket.as_ref().map(|b| b.check())

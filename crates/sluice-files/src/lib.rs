@@ -55,8 +55,10 @@ const PARTS_IN_FLIGHT: usize = 4;
 pub enum FilesError {
     /// The bucket answered with an error, or could not be reached. Shows the innermost cause
     /// once (object_store's errors repeat their causes in their own text).
-    #[error("object storage ({bucket}): {what}: {}", root_cause(source))]
-    Store { bucket: String, what: String, source: object_store::Error },
+    /// (`cause` is not the error's `source`: its innermost cause is in the text already, and
+    /// a chain printed after it would repeat it, with the store's XML, several times.)
+    #[error("object storage ({bucket}): {what}: {}", root_cause(cause))]
+    Store { bucket: String, what: String, cause: object_store::Error },
     /// A local file (the one sent, or the copy fetched) could not be read or written.
     #[error("{what}: {source}")]
     Io {
@@ -147,6 +149,12 @@ impl ObjectKey {
     /// Everything of a tenant's (`tenants/NAME`).
     pub fn tenant(tenant: &TenantName) -> Self {
         ObjectKey(vec!["tenants".to_owned(), tenant.as_str().to_owned()])
+    }
+
+    /// The folder every tenant's folder is in (`tenants`): listed, its subfolders are the
+    /// names of the tenants that have files in the bucket.
+    pub fn tenants() -> Self {
+        ObjectKey(vec!["tenants".to_owned()])
     }
 
     /// A file in this folder.
@@ -477,7 +485,7 @@ impl Bucket {
         let store = builder.build().map_err(|e| FilesError::Settings(e.to_string()))?;
         let from_env = |n: &str| std::env::var(n).is_ok_and(|v| !v.is_empty());
         let credentials = if !settings.access_key_id.is_empty() {
-            "the configured credentials"
+            "the configured access_key_id_file and secret_access_key_file"
         } else if from_env("AWS_ACCESS_KEY_ID") {
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         } else if from_env("AWS_WEB_IDENTITY_TOKEN_FILE") {
@@ -590,7 +598,7 @@ impl Bucket {
                     Err(FilesError::Store {
                         bucket,
                         what,
-                        source: object_store::Error::Generic {
+                        cause: object_store::Error::Generic {
                             store: "S3",
                             source: format!("no answer within {} s", METADATA_DEADLINE.as_secs()).into(),
                         },
@@ -783,6 +791,18 @@ impl Bucket {
     pub fn check(&self) -> FilesResult<()> {
         self.list(&ObjectKey::own(".sluice-health")).map(|_| ())
     }
+
+    /// Whether sluice may also write and remove objects under its prefix (a small object
+    /// put and removed again): what moving exports into the bucket and `sluice doctor` ask,
+    /// so that credentials that only read are found before anything is moved.
+    pub fn check_writable(&self) -> FilesResult<()> {
+        let probe = ObjectKey::own(".sluice-health").file(
+            &FileName::parse("write-check")
+                .map_err(|_| FilesError::Settings("the probe's name is not a file name".into()))?,
+        );
+        self.put_bytes(&probe, b"sluice checks that it may write here\n".to_vec())?;
+        self.delete(&probe)
+    }
 }
 
 /// What a call was doing, for its error.
@@ -795,7 +815,7 @@ struct Failed {
 impl Failed {
     fn at(&self, source: object_store::Error) -> FilesError {
         self.counters.failed_calls.fetch_add(1, Relaxed);
-        FilesError::Store { bucket: self.bucket.clone(), what: self.what.clone(), source }
+        FilesError::Store { bucket: self.bucket.clone(), what: self.what.clone(), cause: source }
     }
 }
 

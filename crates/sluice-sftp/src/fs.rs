@@ -137,7 +137,11 @@ impl TenantTree {
             .subfolders(folder)
             .iter()
             .map(|sub| {
-                let meta = std::fs::symlink_metadata(self.root.join(folder).join(sub)).ok();
+                // A folder kept in the bucket may have no directory on the disk: the tenant's
+                // own folder's time, rather than 1970.
+                let meta = std::fs::symlink_metadata(self.root.join(folder).join(sub))
+                    .or_else(|_| std::fs::symlink_metadata(&self.root))
+                    .ok();
                 ((*sub).to_owned(), dir_attrs(false, meta.as_ref()))
             })
             .collect()

@@ -75,21 +75,43 @@ impl DataDirs {
         if self.moving_exports {
             return Ok(());
         }
+        if let (Some(bucket), true) = (&self.bucket, self.exports_place()?) {
+            self.mark_exports_in_bucket(bucket)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the `[storage]` settings agree with where this data directory keeps tenants'
+    /// exports, changing nothing (`sluice doctor` asks this too). `Ok(true)`: the settings keep
+    /// exports in a bucket, the directory is not marked yet, and nothing on its disk would be
+    /// hidden by marking it. Refused: a directory marked for a bucket, and no `[storage]` or
+    /// another bucket or prefix in the settings (exports written where no district would see
+    /// them, or districts seeing another folder's); `[storage]` on a directory whose exports
+    /// are still on its disk (they would vanish from the districts' `/exports`).
+    pub(crate) fn exports_place(&self) -> Result<bool> {
         let marker = self.bucket_marker();
-        match &self.bucket {
-            None if marker.exists() => {
-                let shown = std::fs::read_to_string(&marker).unwrap_or_default();
-                bail!(
-                    "the data directory {} keeps tenants' exports in object storage ({}): give this command the \
-                     same [storage] settings (--config, or SLUICE_STORAGE_BACKEND=s3 and the others); nothing was \
-                     changed. To keep exports on the local disk again, copy them out of the bucket into \
-                     tenants/NAME/exports/ and remove {}",
-                    self.root.display(),
-                    shown.trim(),
-                    marker.display()
-                );
-            }
-            Some(bucket) if !marker.exists() && self.root.is_dir() => {
+        let marked = self.marked_bucket_url();
+        match (&self.bucket, marked) {
+            (None, Some(_)) => bail!(
+                "the data directory {} keeps tenants' exports in object storage ({}): give this command the \
+                 same [storage] settings (--config, or SLUICE_STORAGE_BACKEND=s3 and the others); nothing was \
+                 changed. To keep exports on the local disk again, copy them out of the bucket into \
+                 tenants/NAME/exports/ and remove {}",
+                self.root.display(),
+                std::fs::read_to_string(&marker).unwrap_or_default().lines().next().unwrap_or_default(),
+                marker.display()
+            ),
+            (None, None) => Ok(false),
+            (Some(bucket), Some(url)) if url != bucket.url() => bail!(
+                "the data directory {} keeps tenants' exports in {url} (EXPORTS-IN-BUCKET), but [storage] names {}: \
+                 give every server and command the same bucket and prefix (the endpoint may differ between \
+                 nodes); nothing was changed",
+                self.root.display(),
+                bucket.url()
+            ),
+            (Some(_), Some(_)) => Ok(false),
+            (Some(_), None) if !self.root.is_dir() => Ok(false),
+            (Some(bucket), None) => {
                 // Exports still on the disk would vanish from the tenants' /exports.
                 let tenants = self.tenants();
                 let on_disk = self
@@ -108,11 +130,17 @@ impl DataDirs {
                         bucket.url()
                     );
                 }
-                self.mark_exports_in_bucket(bucket)?;
+                Ok(true)
             }
-            _ => {}
         }
-        Ok(())
+    }
+
+    /// The bucket and prefix (`s3://bucket/prefix`) the data directory is marked as keeping
+    /// exports in, if it is (the marker's first line is the bucket as shown: `URL at ENDPOINT`).
+    pub(crate) fn marked_bucket_url(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.bucket_marker()).ok()?;
+        let first = text.lines().next().unwrap_or_default();
+        Some(first.split(" at ").next().unwrap_or_default().trim().to_owned())
     }
 
     /// Marks the data directory as keeping tenants' exports in `bucket` (see `bucket_marker`).
@@ -124,7 +152,7 @@ impl DataDirs {
 
     /// Whether the data directory is marked as keeping tenants' exports in a bucket.
     pub(crate) fn marked_exports_in_bucket(&self) -> bool {
-        self.bucket_marker().exists()
+        self.marked_bucket_url().is_some()
     }
 
     /// The bucket tenants' exports are kept in (`[storage] backend = "s3"`), if any.

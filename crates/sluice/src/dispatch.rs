@@ -55,6 +55,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let dirs = match &cli.command {
         // Exports still on the disk are what it moves into the bucket.
         Command::Migrate { storage: Some(_), .. } => DataDirs::of_moving_exports(&config),
+        // It reports where exports are (and what disagrees) instead of refusing to look.
+        Command::Doctor => DataDirs::of_moving_exports(&config),
         _ => DataDirs::of(&config),
     }
     .map_err(usage)?;

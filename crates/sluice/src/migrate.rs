@@ -175,6 +175,24 @@ fn storage_target(dirs: &DataDirs, target: &str) -> Result<Arc<Bucket>, Failure>
             bucket.url()
         )));
     }
+    if let Some(marked) = dirs.marked_bucket_url().filter(|url| url != bucket.url()) {
+        return Err(usage(anyhow!(
+            "the data directory {} keeps tenants' exports in {marked} already (EXPORTS-IN-BUCKET), not in {}: \
+             nothing was changed",
+            dirs.root.display(),
+            bucket.url()
+        )));
+    }
+    // Asked before anything else (and before the server must be stopped): credentials that
+    // only read, or a bucket that does not exist, are found now.
+    bucket.check().and_then(|()| bucket.check_writable()).map_err(|e| {
+        usage(anyhow!(
+            "{} cannot be used ({e}): check endpoint, bucket (it must exist) and the credentials ({}: they must \
+             allow listing, reading, writing and removing objects under the prefix); nothing was changed",
+            bucket.shown(),
+            bucket.credentials()
+        ))
+    })?;
     Ok(bucket.clone())
 }
 
@@ -185,22 +203,34 @@ fn storage_target(dirs: &DataDirs, target: &str) -> Result<Arc<Bucket>, Failure>
 /// meanwhile) is finished the same way, the bucket's copies winning.
 fn move_exports(dirs: &DataDirs, bucket: &Bucket) -> Result<(), Failure> {
     let finishing = dirs.marked_exports_in_bucket();
-    let unreachable = |e: sluice_files::FilesError| {
-        usage(anyhow!(
-            "{} cannot be reached ({e}): check endpoint, bucket (it must exist) and the credentials ({}); nothing \
-             was changed",
-            bucket.shown(),
-            bucket.credentials()
-        ))
-    };
-    bucket.check().map_err(unreachable)?;
     let store = dirs.open_store().map_err(usage)?;
+    let tenants = store.tenants()?;
+    // A tenant in the bucket that this deployment does not have is another deployment's.
+    let listed =
+        if finishing { Default::default() } else { bucket.list(&sluice_files::ObjectKey::tenants())? };
+    let mut others = Vec::new();
+    for folder in listed.folders.iter().filter(|f| !tenants.iter().any(|t| t.name.as_str() == f.as_str())) {
+        // (A store with real folders may still list one emptied earlier: only files count.)
+        let Ok(name) = sluice_core::TenantName::parse(folder) else { continue };
+        for sub in [sluice_core::layout::EXPORTS, sluice_core::layout::EXPORT_PHOTOS_FOLDER] {
+            if !bucket.list(&sluice_files::ObjectKey::folder(&name, sub))?.files.is_empty() {
+                others.push(name.clone());
+                break;
+            }
+        }
+    }
+    if let Some(other) = others.first() {
+        return Err(usage(anyhow!(
+            "{} already holds exports of a tenant named {other}, which this deployment does not have: another \
+             deployment may keep its files under the same bucket and prefix; give this one a prefix of its own \
+             ([storage] prefix), or remove what is there; nothing was changed",
+            bucket.shown()
+        )));
+    }
     let exports = dirs.exports();
     let mut on_disk = Vec::new();
-    for tenant in store.tenants()? {
-        let name = sluice_core::TenantName::parse(&tenant.name)
-            .map_err(|e| anyhow!("tenant {:?} in the database: {e}", tenant.name))?;
-        let found = exports.on_disk(&name, finishing).map_err(|e| {
+    for tenant in tenants {
+        let found = exports.on_disk(&tenant.name, finishing).map_err(|e| {
             let settings = matches!(
                 e,
                 sluice_export::ExportError::BucketHoldsOthers { .. }

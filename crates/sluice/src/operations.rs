@@ -57,10 +57,21 @@ pub(crate) fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
             "object storage",
             bucket
                 .check()
-                .map(|()| format!("{} (reachable, listable)", bucket.shown()))
+                .and_then(|()| bucket.check_writable())
+                .map(|()| format!("{} (reachable, listable, writable)", bucket.shown()))
                 .map_err(|e| anyhow!("{e} (credentials: {})", bucket.credentials())),
         );
     }
+    check(
+        "tenants' exports",
+        dirs.exports_place().map(|_| match (dirs.bucket(), dirs.marked_exports_in_bucket()) {
+            (Some(bucket), true) => format!("in {}", bucket.url()),
+            (Some(bucket), false) => {
+                format!("in {} (the data directory is marked when it is first served)", bucket.url())
+            }
+            (None, _) => format!("on the local disk, in {}", dirs.tenants().display()),
+        }),
+    );
     check(
         "import types",
         crate::types::load(config.imports.types_dir()).map(|t| format!("{} types", t.all().len())),

@@ -21,7 +21,7 @@ pub async fn run(config: Config, dirs: DataDirs) -> Result<()> {
     if let Some(bucket) = dirs.bucket() {
         bucket.check().with_context(|| {
             format!(
-                "[storage] backend = \"s3\": {} cannot be reached, and tenants' exports are kept there: check \
+                "[storage] backend = \"s3\": {} cannot be used, and tenants' exports are kept there: check \
                  endpoint, bucket (it must exist) and the credentials (credentials: {}); the cause follows",
                 bucket.shown(),
                 bucket.credentials()

@@ -26,11 +26,18 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
             // What a removal of an earlier tenant of this name left in the bucket is not this
             // one's (a tenant that exists keeps its exports: adding it again is refused below).
             if store.tenant(&name)?.is_none() {
-                dirs.exports().forget_tenant(&name).with_context(|| {
+                let kept = dirs.exports().clear_leftovers(&name).with_context(|| {
                     format!(
                         "cannot clear tenants/{name}/ in the bucket before adding the tenant; nothing added"
                     )
                 })?;
+                if let Some((files, dir)) = kept {
+                    outln!(
+                        "the bucket held {files} files under the name {name} (an earlier tenant's, or another \
+                         deployment's under the same prefix): they are kept in {} and the new tenant starts empty",
+                        dir.display()
+                    );
+                }
             }
             let tenant = store.add_tenant(&name, &folders)?;
             ensure_tree(dirs, &tenant)?;

@@ -559,10 +559,17 @@ pub async fn add_tenant(State(web): State<Web>, viewer: Viewer, Form(form): Form
         // What a removal of an earlier tenant of this name left in the bucket is not this
         // one's (a tenant that exists keeps its exports: adding it again is refused).
         if store.tenant(&n)?.is_none() {
-            exports.forget_tenant(&n).map_err(|e| {
+            let kept = exports.clear_leftovers(&n).map_err(|e| {
                 tracing::warn!("tenant {n} not added: its folder in the bucket could not be cleared: {e}");
                 Failed::Said("the object storage did not answer; nothing was added: try again".into())
             })?;
+            if let Some((files, dir)) = kept {
+                tracing::warn!(
+                    "the bucket held {files} files under the name {n} (an earlier tenant's, or another deployment's \
+                     under the same prefix): kept in {}, and the new tenant starts empty",
+                    dir.display()
+                );
+            }
         }
         Ok(store.add_tenant(&n, &folders).map(drop)?)
     })

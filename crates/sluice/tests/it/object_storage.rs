@@ -109,6 +109,7 @@ fn exports_kept_in_a_bucket_are_written_whole_and_downloaded_over_sftp_from_any_
     assert_eq!(std::fs::read(server.dir.path().join("ann.jpg")).unwrap(), jpeg(64, 80));
     assert!(said.contains("students.csv") && said.contains(&in_bucket.len().to_string()), "{said}");
     assert!(said.contains("S1.jpg") && said.contains("S2.png"), "{said}");
+    assert!(!said.contains("1970"), "the photos folder has a date: {said}");
     // A file that is not there is "no such file", as on disk; /exports stays read-only.
     let out = sftp_batch(&server, &key, "get /exports/absent.csv\n", &[]);
     assert!(!out.status.success() && output_text(&out).contains("not found"), "{}", output_text(&out));
@@ -276,6 +277,9 @@ fn a_removed_tenants_exports_leave_the_bucket_for_its_archive() {
     bucket.put_file(&left, &path).unwrap();
     server.importing_tenant("acme", "pw-for-tests");
     assert!(bucket.head(&left).unwrap().is_none(), "the new acme does not see the old one's files");
+    let leftovers = walk(&server.data_dir().join("archive").join("bucket-leftovers"));
+    let kept = leftovers.iter().find(|p| p.ends_with("exports/left.csv")).expect("kept, not deleted");
+    assert_eq!(std::fs::read(kept).unwrap(), b"old district's data");
     // Adding a tenant that exists is refused and takes nothing of its exports.
     let again = server.cli(&["tenant", "add", "acme2"]);
     assert!(!again.status.success(), "{}", output_text(&again));
@@ -346,10 +350,7 @@ fn a_server_whose_bucket_cannot_be_reached_does_not_start_and_says_what_to_check
     let out = run_with_timeout(&mut serve, Duration::from_secs(60));
     let said = output_text(&out);
     assert!(!out.status.success(), "{said}");
-    assert!(
-        said.contains("s3://exports at http://127.0.0.1:") && said.contains("cannot be reached"),
-        "{said}"
-    );
+    assert!(said.contains("s3://exports at http://127.0.0.1:") && said.contains("cannot be used"), "{said}");
     assert!(said.contains("check endpoint, bucket (it must exist) and the credentials"), "{said}");
     assert!(said.contains("credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"), "{said}");
     // And s3 without a bucket is a configuration error naming the setting.
@@ -475,6 +476,15 @@ fn exports_on_the_local_disk_move_into_the_bucket_with_migrate() {
     assert!(said.contains("sluice migrate --storage s3://sluice-it/district-data"), "{said}");
     assert!(said.contains("exports/students.csv") || said.contains("exports/photos"), "{said}");
     assert!(!marker.exists(), "nothing marked");
+    // doctor says so too, and that the bucket can be used: settled before the server stops.
+    let doctor = server.cli_with_env(&["doctor"], &refs(&env));
+    let said = output_text(&doctor);
+    assert!(
+        said.contains("PROBLEM  tenants' exports") && said.contains("sluice migrate --storage"),
+        "{said}"
+    );
+    assert!(said.contains("(reachable, listable, writable)"), "{said}");
+    assert!(!marker.exists(), "doctor marks nothing");
     // Not while a server runs.
     let migrate = ["migrate", "--storage", "s3://sluice-it/district-data"];
     let refused = server.cli_with_env(&migrate, &refs(&env));
@@ -513,6 +523,15 @@ fn exports_on_the_local_disk_move_into_the_bucket_with_migrate() {
     assert!(said.contains("already holds acme's /exports/students.csv"), "{said}");
     assert!(exports.join("students.csv").is_file() && !marker.exists(), "nothing moved or marked");
     bucket.delete(&theirs).unwrap();
+    // Nor beside exports of a tenant this deployment does not have.
+    let zeta = ObjectKey::folder(&tenant("zeta"), "exports").file(&name("z.csv"));
+    bucket.put_file(&zeta, &write_file(server.dir.path(), "z.csv", b"sisId\nZ\n")).unwrap();
+    let refused = server.cli_with_env(&migrate, &refs(&env));
+    let said = output_text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("exports of a tenant named zeta"), "{said}");
+    assert!(exports.join("students.csv").is_file() && !marker.exists(), "nothing moved or marked");
+    bucket.delete(&zeta).unwrap();
 
     let moved = server.cli_with_env(&migrate, &refs(&env));
     assert!(moved.status.success(), "{}", output_text(&moved));
@@ -539,18 +558,10 @@ fn exports_on_the_local_disk_move_into_the_bucket_with_migrate() {
     let out = sftp_batch(
         &server,
         &key,
-        "get /exports/students.csv moved.csv
-get /exports/photos/S1.jpg s1.jpg
-",
+        "get /exports/students.csv moved.csv\nget /exports/photos/S1.jpg s1.jpg\n",
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}
-{}",
-        output_text(&out),
-        server.log()
-    );
+    assert!(out.status.success(), "{}\n{}", output_text(&out), server.log());
     assert_eq!(std::fs::read(server.dir.path().join("moved.csv")).unwrap(), csv);
     assert_eq!(std::fs::read(server.dir.path().join("s1.jpg")).unwrap(), jpeg(64, 80));
     assert!(
@@ -582,6 +593,16 @@ get /exports/photos/S1.jpg s1.jpg
     let again = server.cli(&migrate);
     assert_eq!(again.status.code(), Some(2), "{}", output_text(&again));
     assert!(output_text(&again).contains("kept in object storage already"), "{}", output_text(&again));
+    // A server or command given another prefix (a typo, a staging config) is refused: its
+    // districts would see another folder, its exports go where none would look.
+    let staging: Vec<(String, String)> = bucket_env(&weed, "staging");
+    let refused = server.cli_with_env(&["export", "--tenant", "acme", "--type", "students"], &refs(&staging));
+    let said = output_text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("keeps tenants' exports in s3://sluice-it/district-data"), "{said}");
+    assert!(said.contains("but [storage] names s3://sluice-it/staging"), "{said}");
+    let elsewhere = Bucket::open(&weed.settings(BUCKET, "staging")).unwrap();
+    assert!(elsewhere.list(&ObjectKey::folder(&tenant("acme"), "exports")).unwrap().files.is_empty());
 }
 
 /// How many read copies (unnamed files in `spool/reads`) the server process holds open.
