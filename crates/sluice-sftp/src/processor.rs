@@ -246,8 +246,10 @@ impl Processor {
                     tokio::select! {
                         biased;
                         _ = stop.cancelled() => return Err(FsError::Refused("the session is ending".into())),
+                        // The copy said once, in the log, what broke it: not again per READ
+                        // (a client has many in flight).
                         arrived = copy.arrival.wait_for(end) => arrived.map_err(|e| {
-                            crate::fs::bucket_error("reading a file kept in the bucket".into(), e)
+                            FsError::io("reading a file kept in the bucket", io::Error::other(e))
                         })?,
                     }
                 }
