@@ -306,6 +306,12 @@ impl TreeLayout {
     }
 }
 
+/// The UTC time that names a folder set aside in `DATA_DIR/archive` (`20261129T024800Z`): a
+/// removed tenant's, exports moved into a bucket, a bucket's leftovers.
+pub fn archive_stamp() -> String {
+    jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

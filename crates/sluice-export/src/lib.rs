@@ -613,12 +613,9 @@ impl Exports {
                     Some(_) if finishing => found.in_bucket.push(file),
                     Some(_) => {
                         let (_, local) = sluice_core::upload::sha256_of(File::open(&file.path)?)?;
-                        let object = bucket.fetch(&key.file(&file.name), &self.spool)?;
-                        let same = match object {
-                            Some(object) => sluice_core::upload::sha256_of(object.file)?.1 == local,
-                            None => true, // removed meanwhile: nothing to overwrite
-                        };
-                        if !same {
+                        let object = self.sha256_in_bucket(bucket, &key.file(&file.name))?;
+                        // (Removed meanwhile: nothing to overwrite.)
+                        if object.is_some_and(|object| object != local) {
                             return Err(others(format!("/{folder}/{}", file.name.as_str())));
                         }
                         found.files.push(file);
@@ -673,11 +670,10 @@ impl Exports {
             let (size, local) = sluice_core::upload::sha256_of(File::open(&file.path)?)?;
             let key = sluice_files::ObjectKey::folder(&exports.tenant, file.folder).file(&file.name);
             bucket.put_file(&key, &file.path)?;
-            let fetched = bucket.fetch(&key, &self.spool)?.ok_or_else(|| ExportError::NotInBucket {
+            let read = self.sha256_in_bucket(bucket, &key)?.ok_or_else(|| ExportError::NotInBucket {
                 path: format!("/{}/{}", file.folder, file.name.as_str()),
                 bucket: bucket.shown().to_owned(),
             })?;
-            let (_, read) = sluice_core::upload::sha256_of(fetched.file)?;
             if read != local {
                 return Err(ExportError::CopyDiffers {
                     path: file.path.clone(),
@@ -699,6 +695,18 @@ impl Exports {
         Ok(CopiedExports { files: exports.files.len() as u64, bytes, sha256: sha256.as_str().to_owned() })
     }
 
+    /// The SHA-256 of the object at `key`, read through the spool (`None`: there is none).
+    fn sha256_in_bucket(
+        &self,
+        bucket: &sluice_files::Bucket,
+        key: &sluice_files::ObjectKey,
+    ) -> Result<Option<sluice_core::upload::Sha256Hex>, ExportError> {
+        match bucket.fetch(key, &self.spool)? {
+            Some(object) => Ok(Some(sluice_core::upload::sha256_of(object.file)?.1)),
+            None => Ok(None),
+        }
+    }
+
     /// What the bucket has done since it was opened (`None`: exports are on the local disk).
     pub fn bucket_counts(&self) -> Option<sluice_files::BucketCounts> {
         self.bucket.as_ref().map(|b| b.counts())
@@ -717,7 +725,7 @@ impl Exports {
         if self.bucket.is_none() {
             return Ok(None);
         }
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let stamp = sluice_core::layout::archive_stamp();
         let root = self.tenants_root.parent().unwrap_or(&self.tenants_root);
         let kept = root.join("archive").join("bucket-leftovers").join(format!("{tenant}-{stamp}"));
         let archived = self.archive_tenant(tenant, &kept)?;

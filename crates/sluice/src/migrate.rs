@@ -281,7 +281,7 @@ fn move_exports(dirs: &DataDirs, bucket: &Bucket) -> Result<(), Failure> {
     if !finishing {
         dirs.mark_exports_in_bucket(bucket)?;
     }
-    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let stamp = sluice_core::layout::archive_stamp();
     let kept = dirs.root.join("archive").join(format!("moved-to-bucket-{stamp}"));
     for tenant in &on_disk {
         for file in tenant.files.iter().chain(&tenant.in_bucket) {

@@ -141,7 +141,7 @@ pub(crate) fn tenant_command(config: &Config, dirs: &DataDirs, cmd: TenantComman
             let archive = dirs.root.join("archive").join("removed");
             std::fs::create_dir_all(&archive)
                 .with_context(|| format!("cannot create {}", archive.display()))?;
-            let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+            let stamp = sluice_core::layout::archive_stamp();
             let kept = archive.join(format!("{name}-{stamp}"));
             // The exports in the bucket first, into a folder of their own beside the archive:
             // if the bucket cannot be read, nothing has moved yet.
