@@ -29,7 +29,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Longest account key kept (longer names are cut): the key is whatever a client typed.
-const MAX_ACCOUNT_KEY: usize = 256;
+pub const MAX_ACCOUNT_KEY: usize = 256;
 /// Highest threshold: a source holds at most `threshold` events, so this bounds its memory.
 pub const MAX_THRESHOLD: u32 = 1000;
 
@@ -124,6 +124,52 @@ impl Service {
             Service::Dashboard => "dashboard",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Service> {
+        [Service::Sftp, Service::Dashboard].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// What one node of several that share a store tells the others, so that a source's events
+/// and an account's failed logins count on every node (`sluice-defender` carries them through
+/// the store; [`Scoreboard::absorb`] counts another node's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Happening {
+    pub at_ms: i64,
+    pub source: Source,
+    pub service: Service,
+    pub what: What,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    /// An event of the source's ([`Scoreboard::record`]).
+    Event(Event),
+    /// A failed login as `account` (the defender's key of it): the source's event and one of
+    /// the account's failures.
+    LoginFailed { event: Event, account: String },
+    /// A login as `account` succeeded: its count starts over, and the source is one of its
+    /// owner's.
+    LoginSucceeded { account: String },
+}
+
+impl What {
+    /// Stored as (what, account): the event's name, or `login_succeeded`.
+    pub fn as_parts(&self) -> (&'static str, Option<&str>) {
+        match self {
+            What::Event(e) => (e.as_str(), None),
+            What::LoginFailed { event, account } => (event.as_str(), Some(account)),
+            What::LoginSucceeded { account } => ("login_succeeded", Some(account)),
+        }
+    }
+
+    pub fn from_parts(what: &str, account: Option<String>) -> Option<What> {
+        match (what, account) {
+            ("login_succeeded", Some(account)) => Some(What::LoginSucceeded { account }),
+            (what, Some(account)) => Some(What::LoginFailed { event: Event::parse(what)?, account }),
+            (what, None) => Some(What::Event(Event::parse(what)?)),
+        }
+    }
 }
 
 /// Something a source did wrong.
@@ -145,6 +191,24 @@ pub enum Event {
 }
 
 impl Event {
+    const ALL: [Event; 5] =
+        [Event::LoginFailed, Event::UnknownAccount, Event::ProtocolError, Event::NoAuth, Event::LimitHit];
+
+    /// The event's name where it is stored (the events nodes share).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::LoginFailed => "login_failed",
+            Event::UnknownAccount => "unknown_account",
+            Event::ProtocolError => "protocol_error",
+            Event::NoAuth => "no_auth",
+            Event::LimitHit => "limit_hit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Event::LoginFailed => "failed login",
@@ -260,6 +324,40 @@ impl Scoreboard {
     /// Adds an event's points to `source`; returns the ban it set off. Events of a banned or
     /// allowed source, and events worth no points, change nothing.
     pub fn record(&mut self, source: Source, service: Service, event: Event, now_ms: i64) -> Option<Ban> {
+        self.add(source, service, event, now_ms, true)
+    }
+
+    /// Whether an event of `source`'s counts at all (what is worth telling other nodes).
+    pub fn counts(&self, source: Source, event: Event) -> bool {
+        self.config.enabled && self.points(event) > 0 && !self.allowed(source)
+    }
+
+    /// Counts what another node sharing the store saw, as of `now_ms` (when it arrived here).
+    /// It adds to the source's score and the account's failures but never bans by itself: the
+    /// source's next event on this node does, once the score is reached (the node that saw an
+    /// event bans for it, and every node puts that ban in force from the store), so a ban is
+    /// made and audited once, not once per node.
+    pub fn absorb(&mut self, h: &Happening, now_ms: i64) {
+        match &h.what {
+            What::Event(event) => {
+                self.add(h.source, h.service, *event, now_ms, false);
+            }
+            What::LoginFailed { event, account } => {
+                self.account_failed(account, now_ms);
+                self.add(h.source, h.service, *event, now_ms, false);
+            }
+            What::LoginSucceeded { account } => self.account_succeeded(account, h.source, now_ms),
+        }
+    }
+
+    fn add(
+        &mut self,
+        source: Source,
+        service: Service,
+        event: Event,
+        now_ms: i64,
+        may_ban: bool,
+    ) -> Option<Ban> {
         let points = self.points(event);
         if !self.config.enabled || points == 0 || self.allowed(source) || self.ban(source, now_ms).is_some() {
             return None;
@@ -279,7 +377,7 @@ impl Scoreboard {
         }
         host.events.push_back((now_ms, points));
         let score = Self::score_of(host, since);
-        if score < threshold {
+        if score < threshold || !may_ban {
             return None;
         }
         let count = match &host.ban {
@@ -578,6 +676,49 @@ mod tests {
         let l = source("198.51.100.3");
         assert!(guess(&mut b, l, Event::LimitHit, 3, 0, 1).is_none());
         assert!(b.record(l, Service::Sftp, Event::ProtocolError, 5).is_some(), "3 x 3 + 1");
+    }
+
+    #[test]
+    fn what_other_nodes_saw_counts_here_and_this_nodes_next_event_bans() {
+        let mut b = board(|c| c.account_max_failures = 5);
+        let a = src();
+        let seen = |what: What| Happening { at_ms: 0, source: a, service: Service::Sftp, what };
+        // Nine failures on other nodes, as guesses on three nodes behind a balancer come in.
+        for i in 0..9 {
+            b.absorb(&seen(What::LoginFailed { event: Event::LoginFailed, account: "sftp:acme".into() }), i);
+        }
+        assert_eq!(b.score(a, 10), 9);
+        assert!(b.ban(a, 10).is_none(), "what other nodes saw never bans by itself");
+        assert!(b.account_check("sftp:acme", source("198.51.100.7"), 10).is_err(), "the account's limit too");
+        b.absorb(&seen(What::Event(Event::ProtocolError)), 11);
+        assert!(b.ban(a, 12).is_none(), "the score is reached, the ban waits for an event here");
+        assert!(
+            b.record(a, Service::Sftp, Event::LoginFailed, 12).is_some(),
+            "this node's next failure bans"
+        );
+        // A login elsewhere starts the account over here too, and its source is the owner's.
+        let owner = source("192.0.2.44");
+        b.absorb(
+            &Happening {
+                at_ms: 0,
+                source: owner,
+                service: Service::Sftp,
+                what: What::LoginSucceeded { account: "sftp:acme".into() },
+            },
+            20,
+        );
+        assert!(b.account_check("sftp:acme", source("198.51.100.7"), 21).is_ok());
+        // Stored as text and read back.
+        for what in [
+            What::Event(Event::NoAuth),
+            What::LoginFailed { event: Event::UnknownAccount, account: "dashboard:ann@acme.org".into() },
+            What::LoginSucceeded { account: "sftp:acme".into() },
+        ] {
+            let (name, account) = what.as_parts();
+            assert_eq!(What::from_parts(name, account.map(str::to_owned)), Some(what));
+        }
+        assert_eq!(What::from_parts("guessed", None), None);
+        assert_eq!(Service::parse("dashboard"), Some(Service::Dashboard));
     }
 
     #[test]

@@ -8,6 +8,14 @@
 //! keeper task (`Defender::run`) saves new bans, notices bans lifted in the store (within a
 //! second) and bans that ended, and forgets old ones.
 //!
+//! Nodes sharing a store ([`Sharing::Nodes`]: several `sluice serve` on one PostgreSQL
+//! database) also count for each other: each node's keeper writes what its defender saw (the
+//! events that score, failed and successful logins) to the store every second and counts the
+//! other nodes' (`Scoreboard::absorb`), so that a source guessing through a load balancer on
+//! three nodes reaches the threshold as soon as it would on one, and an account's limit of
+//! failed logins is one limit across the nodes. A node bans for its own events only (the
+//! others put the ban in force from the store within a second), so each ban is made once.
+//!
 //! How a front door uses it:
 //! - at accept, [`Defender::admit`]; refuse the connection when it says so;
 //! - before checking a password, [`Defender::login_attempt`];
@@ -28,6 +36,27 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 pub use sluice_core::defender::{Ban, DefenderConfig, Event, HumanDuration, Scores, Service};
+use sluice_core::defender::{Happening, MAX_ACCOUNT_KEY, What};
+
+/// Whether the defender counts what other servers on its store see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// The only server on its store (SQLite, one server per data directory).
+    Alone,
+    /// One of the nodes sharing the store (PostgreSQL): scores and account failures are
+    /// counted across them.
+    Nodes,
+}
+
+/// What a node keeps for the others between two writes, at most (a flood beyond it is
+/// counted here, and bans here, but is not told).
+const MOST_UNSHARED: usize = 20_000;
+/// What a node reads of the others' at a time, and at most in one second.
+const HAPPENINGS_PAGE: usize = 5_000;
+const MOST_ABSORBED: usize = 50_000;
+/// How long what nodes share is kept in the store (they read it within a second or two; a
+/// node that starts reads what the others saw in the last minute).
+const HAPPENINGS_KEPT_MS: i64 = 60_000;
 
 /// Why a connection or login was refused before any password was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +113,9 @@ pub struct Defender {
     state: Mutex<State>,
     /// Where bans are kept; `None` keeps them in memory only.
     store: Option<SharedStore>,
+    /// This node's name among the nodes sharing the store ([`Sharing::Nodes`]): the process
+    /// and the moment it started, so that it does not count what it saw itself twice.
+    node: Option<String>,
     metrics: Arc<Metrics>,
     /// Wakes the keeper when a ban is waiting to be saved.
     wake: Notify,
@@ -94,6 +126,10 @@ struct State {
     /// Bans not saved yet. The keeper does not take a ban missing from the store for lifted
     /// while it is here.
     unsaved: HashMap<Source, Ban>,
+    /// What this node saw since the keeper last told the other nodes ([`Sharing::Nodes`]).
+    unshared: Vec<Happening>,
+    /// What could not be kept for them (more than [`MOST_UNSHARED`] in a second).
+    not_shared: u64,
 }
 
 impl Defender {
@@ -102,6 +138,7 @@ impl Defender {
         config: DefenderConfig,
         store: SharedStore,
         metrics: Arc<Metrics>,
+        sharing: Sharing,
     ) -> Result<Arc<Self>, StoreError> {
         let now = now_ms();
         let remembered = store.bans(now - millis(config.max_ban_time))?;
@@ -111,21 +148,51 @@ impl Defender {
         if in_force > 0 {
             info!(bans = in_force, "defender: bans in force from before the restart");
         }
-        Ok(Self::with(board, Some(store), metrics))
+        let node = match sharing {
+            Sharing::Alone => None,
+            Sharing::Nodes => {
+                let started = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                // (And a count, for defenders made in one process: tests.)
+                static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(format!("{}-{started}-{n}", std::process::id()))
+            }
+        };
+        Ok(Self::with(board, Some(store), metrics, node))
     }
 
     /// A defender that keeps nothing beyond this process (tests, and the web crate's default).
     pub fn in_memory(config: DefenderConfig, metrics: Arc<Metrics>) -> Arc<Self> {
-        Self::with(Scoreboard::new(config), None, metrics)
+        Self::with(Scoreboard::new(config), None, metrics, None)
     }
 
-    fn with(board: Scoreboard, store: Option<SharedStore>, metrics: Arc<Metrics>) -> Arc<Self> {
+    fn with(
+        board: Scoreboard,
+        store: Option<SharedStore>,
+        metrics: Arc<Metrics>,
+        node: Option<String>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(State { board, unsaved: HashMap::new() }),
+            state: Mutex::new(State { board, unsaved: HashMap::new(), unshared: Vec::new(), not_shared: 0 }),
             store,
+            node,
             metrics,
             wake: Notify::new(),
         })
+    }
+
+    /// Keeps `what` for the other nodes, when there are any.
+    fn tell(&self, state: &mut State, source: Source, service: Service, what: What) {
+        if self.node.is_none() || !state.board.config().enabled {
+            return;
+        }
+        if state.unshared.len() >= MOST_UNSHARED {
+            state.not_shared += 1;
+            return;
+        }
+        state.unshared.push(Happening { at_ms: now_ms(), source, service, what });
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -152,7 +219,14 @@ impl Defender {
 
     /// Something `ip` did wrong (see [`Event`]); bans it when its score reaches the threshold.
     pub fn record(&self, ip: IpAddr, service: Service, event: Event) {
-        let ban = self.state().board.record(Source::of(ip), service, event, now_ms());
+        let (source, now) = (Source::of(ip), now_ms());
+        let ban = {
+            let mut state = self.state();
+            if state.board.counts(source, event) && state.board.ban(source, now).is_none() {
+                self.tell(&mut state, source, service, What::Event(event));
+            }
+            state.board.record(source, service, event, now)
+        };
         if let Some(ban) = ban {
             self.banned(ban);
         }
@@ -179,7 +253,9 @@ impl Defender {
         let event = if known { Event::LoginFailed } else { Event::UnknownAccount };
         let outcome = {
             let mut state = self.state();
-            state.board.account_failed(&account_key(service, account), now);
+            let key = account_key(service, account);
+            state.board.account_failed(&key, now);
+            self.tell(&mut state, source, service, What::LoginFailed { event, account: key });
             match state.board.ban(source, now) {
                 Some(ban) => Err(ban.remaining(now)),
                 None => Ok(state.board.record(source, service, event, now)),
@@ -209,7 +285,9 @@ impl Defender {
             self.metrics.refused(service, Refused::Banned);
             return Err(Refusal::Banned { remaining });
         }
-        state.board.account_succeeded(&account_key(service, account), source, now);
+        let key = account_key(service, account);
+        state.board.account_succeeded(&key, source, now);
+        self.tell(&mut state, source, service, What::LoginSucceeded { account: key });
         Ok(())
     }
 
@@ -245,10 +323,12 @@ impl Defender {
                 _ = tick.tick() => false,
             };
             keeper.save().await;
+            keeper.share().await;
             if stopping {
                 break;
             }
             keeper.reconcile().await;
+            keeper.absorb().await;
             keeper.forget().await;
         }
     }
@@ -258,9 +338,19 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Accounts of the SFTP server (tenants) and the dashboard (emails) are counted apart.
+/// Accounts of the SFTP server (tenants) and the dashboard (emails) are counted apart. The
+/// name is what the client typed: cut to the length the scoreboard keeps, so that nothing
+/// longer is told to the other nodes either.
 fn account_key(service: Service, account: &str) -> String {
-    format!("{}:{account}", service.as_str())
+    let mut key = format!("{}:{account}", service.as_str());
+    if key.len() > MAX_ACCOUNT_KEY {
+        let mut end = MAX_ACCOUNT_KEY;
+        while !key.is_char_boundary(end) {
+            end -= 1;
+        }
+        key.truncate(end);
+    }
+    key
 }
 
 /// The keeper's work, a step at a time (tests drive it step by step).
@@ -269,6 +359,20 @@ struct Keeper {
     store: SharedStore,
     /// Sources banned at the last look, to tell when a ban ended.
     in_force: HashSet<Source>,
+    last_forget: Option<tokio::time::Instant>,
+    /// What was read of the other nodes' ([`Sharing::Nodes`]).
+    read: ReadSoFar,
+}
+
+/// Where reading the other nodes' happenings goes on from. Rows are numbered as they are
+/// written, but on PostgreSQL one numbered lower can become visible a moment after a higher
+/// one (two nodes writing at once): each read goes back to where the read before last ended,
+/// and the numbers seen since are skipped.
+#[derive(Default)]
+struct ReadSoFar {
+    from: i64,
+    last_end: i64,
+    seen: std::collections::BTreeSet<i64>,
     last_forget: Option<tokio::time::Instant>,
 }
 
@@ -296,7 +400,90 @@ fn audit_ban(store: &dyn Audit, ban: &Ban) {
 impl Keeper {
     fn new(defender: Arc<Defender>, store: SharedStore) -> Self {
         let in_force = defender.state().board.active_bans(now_ms()).into_iter().map(|b| b.source).collect();
-        Self { defender, store, in_force, last_forget: None }
+        Self { defender, store, in_force, last_forget: None, read: ReadSoFar::default() }
+    }
+
+    /// Tells the other nodes what this one saw since the last time (none: nothing to do). What
+    /// cannot be written now is not kept: it is about the last second, and the scores here
+    /// counted it anyway.
+    async fn share(&mut self) {
+        let Some(node) = self.defender.node.clone() else { return };
+        let (batch, not_shared) = {
+            let mut state = self.defender.state();
+            (std::mem::take(&mut state.unshared), std::mem::take(&mut state.not_shared))
+        };
+        if not_shared > 0 {
+            warn!(
+                not_shared,
+                "defender: more happened in a second than is told to the other nodes; this node counted it"
+            );
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let n = batch.len();
+        match tokio::task::spawn_blocking(move || store.share_happenings(&node, &batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(events = n, "defender: cannot tell the other nodes what this one saw: {e}"),
+            Err(_) => {}
+        }
+    }
+
+    /// Counts what the other nodes saw (none: nothing to do), and forgets, once a minute, what
+    /// every node has read.
+    async fn absorb(&mut self) {
+        let Some(node) = self.defender.node.clone() else { return };
+        let store = self.store.clone();
+        let from = self.read.from;
+        let read = tokio::task::spawn_blocking(move || {
+            let (mut after, mut all) = (from, Vec::new());
+            loop {
+                let page = store.happenings_after(after, &node, HAPPENINGS_PAGE)?;
+                let full = page.len() == HAPPENINGS_PAGE;
+                if let Some((id, _)) = page.last() {
+                    after = *id;
+                }
+                all.extend(page);
+                if !full || all.len() >= MOST_ABSORBED {
+                    return Ok::<_, StoreError>((all, full));
+                }
+            }
+        })
+        .await;
+        let (read, capped) = match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
+                warn!("defender: cannot read what the other nodes saw: {e}");
+                return;
+            }
+            Err(_) => return,
+        };
+        let end = read.last().map_or(self.read.last_end, |(id, _)| *id).max(self.read.last_end);
+        {
+            let now = now_ms();
+            let mut state = self.defender.state();
+            for (id, happening) in &read {
+                if self.read.seen.insert(*id) {
+                    state.board.absorb(happening, now);
+                }
+            }
+        }
+        // More than a second's worth to read: go on from the end (no going back for late ones).
+        self.read.from = if capped { end } else { self.read.last_end };
+        self.read.last_end = end;
+        let from = self.read.from;
+        self.read.seen.retain(|id| *id > from);
+        let now = tokio::time::Instant::now();
+        if self.read.last_forget.is_some_and(|at| now.duration_since(at) < Duration::from_secs(60)) {
+            return;
+        }
+        self.read.last_forget = Some(now);
+        let store = self.store.clone();
+        let before = now_ms() - HAPPENINGS_KEPT_MS;
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.forget_happenings(before)).await {
+            warn!("defender: cannot forget what the nodes shared: {e}");
+        }
     }
 
     /// Saves the bans not saved yet; a ban that cannot be saved now is tried again.

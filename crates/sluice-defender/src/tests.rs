@@ -22,7 +22,14 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn defender(&self) -> Arc<Defender> {
-        Defender::open(DefenderConfig::default(), self.store.clone(), self.metrics.clone()).unwrap()
+        Defender::open(DefenderConfig::default(), self.store.clone(), self.metrics.clone(), Sharing::Alone)
+            .unwrap()
+    }
+
+    /// A node of several on this fixture's store.
+    fn node(&self) -> Arc<Defender> {
+        Defender::open(DefenderConfig::default(), self.store.clone(), self.metrics.clone(), Sharing::Nodes)
+            .unwrap()
     }
 }
 
@@ -118,6 +125,110 @@ async fn a_ban_made_by_another_server_on_the_store_is_in_force_here_at_the_next_
     keeper_a.reconcile().await;
     keeper_b.reconcile().await;
     assert!(a.admit(attacker, Service::Sftp).is_ok() && b.admit(attacker, Service::Sftp).is_ok());
+}
+
+/// One keeper second on each node, in turn: save, tell, look at the bans, count the others'.
+async fn a_second_passes(keepers: &mut [Keeper]) {
+    for k in keepers.iter_mut() {
+        k.save().await;
+        k.share().await;
+    }
+    for k in keepers.iter_mut() {
+        k.reconcile().await;
+        k.absorb().await;
+    }
+}
+
+#[tokio::test]
+async fn a_source_guessing_on_three_nodes_is_banned_at_the_threshold_counted_across_them() {
+    let f = fixture();
+    let nodes = [f.node(), f.node(), f.node()];
+    let mut keepers: Vec<Keeper> = nodes.iter().map(|n| Keeper::new(n.clone(), f.store.clone())).collect();
+    let attacker = ip("203.0.113.50");
+    // A balancer hands the guesser's connections to the nodes in turn, a few a second: nine
+    // failures, three on each node (each node alone would allow ten).
+    for round in 0..3 {
+        for node in &nodes {
+            node.login_attempt(attacker, Service::Sftp, "acme").unwrap();
+            assert_eq!(
+                node.login_failed(attacker, Service::Sftp, "acme", true),
+                FailedLogin::Counted,
+                "round {round}"
+            );
+        }
+        a_second_passes(&mut keepers).await;
+    }
+    // The tenth, on any node, bans; the ban is saved once and in force on every node.
+    assert!(matches!(
+        nodes[1].login_failed(attacker, Service::Sftp, "acme", true),
+        FailedLogin::Banned { .. }
+    ));
+    a_second_passes(&mut keepers).await;
+    for node in &nodes {
+        assert!(node.admit(attacker, Service::Sftp).is_err(), "banned on every node");
+    }
+    a_second_passes(&mut keepers).await;
+    assert_eq!(f.store.bans(now_ms()).unwrap().len(), 1);
+    let filter = sluice_core::audit::AuditFilter { limit: 100, ..Default::default() };
+    let audited = f.store.audit_entries(&filter).unwrap().iter().filter(|e| e.action == "ban").count();
+    assert_eq!(audited, 1, "one ban, audited once");
+    // What a node saw is not counted twice by itself: a source with three failures on one
+    // node and nothing elsewhere has a score of three everywhere.
+    let other = ip("198.51.100.20");
+    for _ in 0..3 {
+        nodes[0].login_failed(other, Service::Dashboard, "ann@acme.org", true);
+    }
+    a_second_passes(&mut keepers).await;
+    a_second_passes(&mut keepers).await;
+    for node in &nodes {
+        assert_eq!(node.state().board.score(Source::of(other), now_ms()), 3);
+    }
+    // A node that starts now reads what the others saw in the last minute.
+    let late = f.node();
+    let mut late_keeper = Keeper::new(late.clone(), f.store.clone());
+    late_keeper.absorb().await;
+    assert_eq!(late.state().board.score(Source::of(other), now_ms()), 3);
+}
+
+#[tokio::test]
+async fn an_accounts_limit_is_one_limit_across_the_nodes_and_its_owner_clears_it_on_any() {
+    let f = fixture();
+    let (a, b) = (f.node(), f.node());
+    let mut keepers = vec![Keeper::new(a.clone(), f.store.clone()), Keeper::new(b.clone(), f.store.clone())];
+    // The owner logs in on node b before the guessing starts.
+    let owner = ip("192.0.2.8");
+    b.login_attempt(owner, Service::Sftp, "acme").unwrap();
+    b.login_succeeded(owner, Service::Sftp, "acme").unwrap();
+    a_second_passes(&mut keepers).await;
+    // Fifty failures from fifty sources, half on each node.
+    for i in 0..50u8 {
+        let (node, from) = (if i % 2 == 0 { &a } else { &b }, ip(&format!("198.51.100.{}", i + 100)));
+        node.login_attempt(from, Service::Sftp, "acme").unwrap();
+        node.login_failed(from, Service::Sftp, "acme", true);
+    }
+    a_second_passes(&mut keepers).await;
+    for node in [&a, &b] {
+        let refused = node.login_attempt(ip("203.0.113.200"), Service::Sftp, "acme").unwrap_err();
+        assert!(matches!(refused, Refusal::AccountLimit { .. }), "{refused:?}");
+    }
+    // Its owner is not locked out on node a, where it never logged in, and its login there
+    // starts the count over on both.
+    a.login_attempt(owner, Service::Sftp, "acme").expect("the owner's address is known on every node");
+    a.login_succeeded(owner, Service::Sftp, "acme").unwrap();
+    a_second_passes(&mut keepers).await;
+    assert!(
+        b.login_attempt(ip("203.0.113.201"), Service::Sftp, "acme").is_ok(),
+        "the count started over on b too"
+    );
+    // A name is what the client typed: what is told of it is cut like what is kept.
+    a.login_failed(ip("203.0.113.202"), Service::Dashboard, &"é".repeat(20_000), false);
+    a_second_passes(&mut keepers).await;
+    let told = f.store.happenings_after(0, "nobody", 1000).unwrap();
+    assert!(told.iter().any(|(_, h)| matches!(&h.what, sluice_core::defender::What::LoginFailed { account, .. } if account.starts_with("dashboard:é"))));
+    for (_, h) in &told {
+        let (_, account) = h.what.as_parts();
+        assert!(account.is_none_or(|a| a.len() <= 256), "{} bytes told", account.map_or(0, str::len));
+    }
 }
 
 #[tokio::test]

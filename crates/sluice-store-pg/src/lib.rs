@@ -35,7 +35,7 @@ mod schedules;
 
 use postgres::{Client, NoTls, Row};
 use sluice_core::audit::{Actor, ActorKind, AuditEntry, AuditFilter, AuditOutcome, NewAuditEntry};
-use sluice_core::defender::Ban;
+use sluice_core::defender::{Ban, Happening};
 use sluice_core::net::Source;
 use sluice_core::{FolderName, PasswordHash, SettingsChange, Tenant, TenantName, UploadEvent};
 use sluice_store::{
@@ -507,6 +507,58 @@ impl Bans for PgStore {
                 .map_err(db)?
                 .get(0);
             Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn share_happenings(&self, node: &str, happenings: &[Happening]) -> Result<()> {
+        if happenings.is_empty() {
+            return Ok(());
+        }
+        let (mut at, mut source, mut service, mut what, mut account) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for h in happenings {
+            let (w, a) = h.what.as_parts();
+            at.push(h.at_ms);
+            source.push(h.source.to_string());
+            service.push(h.service.as_str());
+            what.push(w);
+            account.push(a);
+        }
+        // One statement for the batch (a second's worth).
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO defender_happenings (node, at_ms, source, service, what, account)
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])",
+                &[&node, &at, &source, &service, &what, &account],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn happenings_after(&self, after: i64, node: &str, limit: usize) -> Result<Vec<(i64, Happening)>> {
+        self.with(|c| {
+            let rows = c
+                .query(
+                    "SELECT id, at_ms, source, service, what, account FROM defender_happenings
+                     WHERE id > $1 AND node <> $2 ORDER BY id LIMIT $3",
+                    &[&after, &node, &i64::try_from(limit).unwrap_or(i64::MAX)],
+                )
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    let h = sluice_store::happening(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))?;
+                    Ok((r.get(0), h))
+                })
+                .collect()
+        })
+    }
+
+    fn forget_happenings(&self, before_ms: i64) -> Result<usize> {
+        self.with(|c| {
+            let n =
+                c.execute("DELETE FROM defender_happenings WHERE at_ms < $1", &[&before_ms]).map_err(db)?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }
 }

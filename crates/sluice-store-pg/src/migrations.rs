@@ -479,6 +479,17 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE record_search DROP CONSTRAINT record_search_tenant_id_fkey;
      ALTER TABLE people DROP CONSTRAINT people_tenant_id_fkey;
      ALTER TABLE person_roles DROP CONSTRAINT person_roles_tenant_id_fkey;",
+    // 14: what each node's defender saw, for the others to count (a minute's worth)
+    "CREATE TABLE defender_happenings (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        node TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        service TEXT NOT NULL,
+        what TEXT NOT NULL,
+        account TEXT
+    );
+    CREATE INDEX defender_happenings_by_time ON defender_happenings (at_ms);",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -4,7 +4,7 @@
 
 use crate::{Result, Store, StoreError};
 use rusqlite::params;
-use sluice_core::defender::Ban;
+use sluice_core::defender::{Ban, Happening, Service, What};
 use sluice_core::net::Source;
 
 impl crate::roles::Bans for Store {
@@ -65,6 +65,74 @@ impl crate::roles::Bans for Store {
             Ok(u64::try_from(n).unwrap_or(0))
         })
     }
+
+    fn share_happenings(&self, node: &str, happenings: &[Happening]) -> Result<()> {
+        if happenings.is_empty() {
+            return Ok(());
+        }
+        self.with_write(|c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO defender_happenings (node, at_ms, source, service, what, account)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for h in happenings {
+                    let (what, account) = h.what.as_parts();
+                    insert.execute(params![
+                        node,
+                        h.at_ms,
+                        h.source.to_string(),
+                        h.service.as_str(),
+                        what,
+                        account
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn happenings_after(&self, after: i64, node: &str, limit: usize) -> Result<Vec<(i64, Happening)>> {
+        self.with(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT id, at_ms, source, service, what, account FROM defender_happenings
+                 WHERE id > ?1 AND node <> ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = q.query_map(params![after, node, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })?;
+            let mut read = Vec::new();
+            for row in rows {
+                let (id, at_ms, source, service, what, account) = row?;
+                read.push((id, happening(at_ms, source, service, what, account)?));
+            }
+            Ok(read)
+        })
+    }
+
+    fn forget_happenings(&self, before_ms: i64) -> Result<usize> {
+        self.with_write(|c| Ok(c.execute("DELETE FROM defender_happenings WHERE at_ms < ?1", [before_ms])?))
+    }
+}
+
+/// A row of `defender_happenings`, as both stores read it.
+pub fn happening(
+    at_ms: i64,
+    source: String,
+    service: String,
+    what: String,
+    account: Option<String>,
+) -> Result<Happening> {
+    let corrupt =
+        |column: &str, value: &str| StoreError::Corrupt(format!("defender_happenings.{column}: {value:?}"));
+    Ok(Happening {
+        at_ms,
+        source: source.parse().map_err(|_| corrupt("source", &source))?,
+        service: Service::parse(&service).ok_or_else(|| corrupt("service", &service))?,
+        what: What::from_parts(&what, account).ok_or_else(|| corrupt("what", &what))?,
+    })
 }
 
 #[cfg(test)]

@@ -402,6 +402,44 @@ pub fn bans(s: &impl Bans) {
     assert!(!s.lift_ban(&source("192.0.2.1"), 7_000).expect("lift again"), "nothing left to lift");
     assert_eq!(s.forget_bans(9_000).expect("forget"), 1);
     assert!(at(0).is_empty(), "nothing remembered");
+
+    // What nodes' defenders share: each node reads the others', in order, from a number on.
+    use sluice_core::defender::{Event, Happening, Service, What};
+    let seen = |ip: &str, at_ms: i64, what: What| Happening {
+        at_ms,
+        source: source(ip),
+        service: Service::Sftp,
+        what,
+    };
+    let a = [
+        seen(
+            "192.0.2.1",
+            1_000,
+            What::LoginFailed { event: Event::UnknownAccount, account: "sftp:nobody".into() },
+        ),
+        seen("2001:db8:0:7::1", 1_001, What::Event(Event::ProtocolError)),
+    ];
+    s.share_happenings("node-a", &a).expect("share");
+    s.share_happenings("node-a", &[]).expect("nothing to share");
+    s.share_happenings(
+        "node-b",
+        &[seen("192.0.2.9", 2_000, What::LoginSucceeded { account: "sftp:acme".into() })],
+    )
+    .expect("share");
+    let read = s.happenings_after(0, "node-b", 10).expect("read");
+    assert_eq!(
+        read.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>(),
+        a,
+        "node b reads node a's, not its own"
+    );
+    assert!(read[0].0 < read[1].0);
+    assert_eq!(s.happenings_after(0, "node-b", 1).expect("read").len(), 1, "at most the limit");
+    assert!(s.happenings_after(read[1].0, "node-b", 10).expect("read").is_empty(), "after the last one read");
+    let for_a = s.happenings_after(0, "node-a", 10).expect("read");
+    assert_eq!(for_a.len(), 1);
+    assert!(matches!(&for_a[0].1.what, What::LoginSucceeded { account } if account == "sftp:acme"));
+    assert_eq!(s.forget_happenings(1_001).expect("forget"), 1, "before the time given");
+    assert_eq!(s.happenings_after(0, "node-c", 10).expect("read").len(), 2);
 }
 
 pub fn upload_queue<S: Tenants + Uploads + ImportQueue>(s: &S) {

@@ -454,6 +454,18 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE schedule_runs ADD COLUMN done_ms INTEGER;
      UPDATE schedule_runs SET done_ms = claimed_ms;
      CREATE INDEX schedule_runs_unfinished ON schedule_runs (key) WHERE done_ms IS NULL;",
+    // 42: what each node's defender saw, for the others sharing the store to count (a minute's
+    // worth; written only by nodes on PostgreSQL, here so that both stores have the same tables)
+    "CREATE TABLE defender_happenings (
+        id INTEGER PRIMARY KEY,
+        node TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        service TEXT NOT NULL,
+        what TEXT NOT NULL,
+        account TEXT
+     );
+     CREATE INDEX defender_happenings_by_time ON defender_happenings (at_ms);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

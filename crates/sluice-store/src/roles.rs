@@ -18,7 +18,7 @@ use crate::{
 use sluice_core::UploadEvent;
 use sluice_core::audit::{AuditEntry, AuditFilter, NewAuditEntry};
 use sluice_core::connector::{Connector, HostKey};
-use sluice_core::defender::Ban;
+use sluice_core::defender::{Ban, Happening};
 use sluice_core::import::LoadMode;
 use sluice_core::net::Source;
 use sluice_core::photo::Photo;
@@ -323,6 +323,17 @@ pub trait Bans {
 
     /// How many bans are in force at `now_ms` (the `/metrics` gauge).
     fn bans_in_force(&self, now_ms: i64) -> Result<u64>;
+
+    /// Keeps what the defender of `node` saw, for the other nodes sharing the store to count.
+    fn share_happenings(&self, node: &str, happenings: &[Happening]) -> Result<()>;
+
+    /// What nodes other than `node` shared, with a number above `after` (numbers grow in the
+    /// order rows are written, though one written a moment earlier may show up a moment later),
+    /// in number order, at most `limit`.
+    fn happenings_after(&self, after: i64, node: &str, limit: usize) -> Result<Vec<(i64, Happening)>>;
+
+    /// Forgets what was shared before `before_ms`; returns how many.
+    fn forget_happenings(&self, before_ms: i64) -> Result<usize>;
 }
 
 /// Upload events: what the SFTP server and syncs record for the import pipeline.

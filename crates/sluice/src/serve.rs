@@ -48,8 +48,12 @@ pub async fn run(config: Config, dirs: DataDirs) -> Result<()> {
     let types = crate::types::load(config.imports.types_dir())?;
     let metrics = Arc::new(Metrics::default());
     // One defender for SFTP and the dashboard: guessing on one counts on the other.
-    let defender = sluice_defender::Defender::open(config.defender.rules()?, store.clone(), metrics.clone())
-        .context("cannot read the defender's bans")?;
+    // Nodes on one PostgreSQL database count guesses for each other.
+    let sharing =
+        if dirs.on_postgres() { sluice_defender::Sharing::Nodes } else { sluice_defender::Sharing::Alone };
+    let defender =
+        sluice_defender::Defender::open(config.defender.rules()?, store.clone(), metrics.clone(), sharing)
+            .context("cannot read the defender's bans")?;
     let notify = Arc::new(Notify::new());
     let ingest = Arc::new(
         dirs.ingest_keeping_audit(store.clone(), types, &config.imports, config.audit.keep_days)?

@@ -250,3 +250,68 @@ fn nodes_starting_together_on_a_new_database_all_serve() {
     let shown = ran.iter().filter(|(_, said, _)| said.iter().any(|l| l.contains("with password"))).count();
     assert_eq!(shown, 1, "{ran:?}");
 }
+
+/// A source guessing passwords through a balancer that hands its connections to three nodes
+/// in turn is banned once its failures on all of them together reach the threshold, as it
+/// would be on one node (each node counted only its own before: three times the guesses),
+/// and the ban is made and audited once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_guessing_on_three_nodes_is_counted_once_across_them() {
+    let server = Server::start_with(&[("SLUICE_DEFENDER_THRESHOLD", "6")]);
+    if !on_postgres() {
+        eprintln!(
+            "runs on the suite's PostgreSQL pass ({POSTGRES_SWITCH}): one server per SQLite data directory"
+        );
+        return;
+    }
+    server.tenant("acme", "right-pw-for-nodes");
+    let nodes = [server.start_node(), server.start_node()];
+    let ports = [server.port, nodes[0].port, nodes[1].port];
+    // A guess a second, the nodes in turn (each node alone allows six: eighteen in all).
+    let (mut failures, mut refused_by) = (0, None);
+    for i in 0..24 {
+        let port = ports[i % 3];
+        match ssh_login(port, "acme", &format!("guess-{i}")).await {
+            Ok(_) => panic!("a wrong password was accepted"),
+            Err(e) if e.starts_with("connection failed") => {
+                refused_by = Some(port);
+                break;
+            }
+            Err(_) => failures += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    assert!(refused_by.is_some(), "never banned after {failures} failures");
+    // Six counted across the nodes; what a node tells the others arrives within two seconds,
+    // so at most two guesses more.
+    assert!((6..=8).contains(&failures), "{failures} failures before the ban");
+    // Banned on every node within a second or two, the right password too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for port in ports {
+        loop {
+            match ssh_login(port, "acme", "right-pw-for-nodes").await {
+                Err(e) if e.starts_with("connection failed") => break,
+                other => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "node on port {port} still lets the source in: {:?}",
+                        other.err()
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    let server = tokio::task::spawn_blocking(move || {
+        let bans = |s: &Server| {
+            let log: Value = serde_json::from_str(&s.cli_ok(&["audit", "--json"])).unwrap();
+            log.as_array().unwrap().iter().filter(|e| e["action"] == "ban").count()
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(bans(&server), 1, "one ban, made by one node");
+        server
+    })
+    .await
+    .unwrap();
+    drop((server, nodes));
+}
