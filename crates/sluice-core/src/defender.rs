@@ -135,13 +135,16 @@ impl Service {
 /// the store; [`Scoreboard::absorb`] counts another node's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Happening {
+    /// When it last happened (this node's clock).
     pub at_ms: i64,
     pub source: Source,
     pub service: Service,
     pub what: What,
+    /// How many times, within the second it was told in (at least 1).
+    pub count: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum What {
     /// An event of the source's ([`Scoreboard::record`]).
     Event(Event),
@@ -337,14 +340,24 @@ impl Scoreboard {
     /// source's next event on this node does, once the score is reached (the node that saw an
     /// event bans for it, and every node puts that ban in force from the store), so a ban is
     /// made and audited once, not once per node.
+    /// (A count beyond what can matter, the threshold or the account's limit, is not
+    /// counted one by one.)
     pub fn absorb(&mut self, h: &Happening, now_ms: i64) {
+        let events = h.count.min(self.config.threshold);
+        let failures = h.count.min(self.config.account_max_failures);
         match &h.what {
             What::Event(event) => {
-                self.add(h.source, h.service, *event, now_ms, false);
+                for _ in 0..events {
+                    self.add(h.source, h.service, *event, now_ms, false);
+                }
             }
             What::LoginFailed { event, account } => {
-                self.account_failed(account, now_ms);
-                self.add(h.source, h.service, *event, now_ms, false);
+                for _ in 0..failures {
+                    self.account_failed(account, now_ms);
+                }
+                for _ in 0..events {
+                    self.add(h.source, h.service, *event, now_ms, false);
+                }
             }
             What::LoginSucceeded { account } => self.account_succeeded(account, h.source, now_ms),
         }
@@ -482,8 +495,11 @@ impl Scoreboard {
         let mut bans: Vec<Ban> = bans.into_iter().collect();
         bans.sort_by_key(|b| std::cmp::Reverse(b.until_ms));
         for ban in bans.into_iter().take(self.config.max_hosts.saturating_sub(self.hosts.len())) {
-            let source = ban.source;
-            self.hosts.entry(source).or_default().ban = Some(ban);
+            let host = self.hosts.entry(ban.source).or_default();
+            // The ban took the score that set it off, as on the node that made it: what this
+            // node counted of the same guesses does not ban again when it ends.
+            host.events.clear();
+            host.ban = Some(ban);
         }
     }
 
@@ -682,15 +698,21 @@ mod tests {
     fn what_other_nodes_saw_counts_here_and_this_nodes_next_event_bans() {
         let mut b = board(|c| c.account_max_failures = 5);
         let a = src();
-        let seen = |what: What| Happening { at_ms: 0, source: a, service: Service::Sftp, what };
-        // Nine failures on other nodes, as guesses on three nodes behind a balancer come in.
-        for i in 0..9 {
-            b.absorb(&seen(What::LoginFailed { event: Event::LoginFailed, account: "sftp:acme".into() }), i);
+        let seen =
+            |what: What, count: u32| Happening { at_ms: 0, source: a, service: Service::Sftp, what, count };
+        // Nine failures on other nodes, as guesses on three nodes behind a balancer come in
+        // (two told as one, with a count).
+        for i in 0..7 {
+            b.absorb(
+                &seen(What::LoginFailed { event: Event::LoginFailed, account: "sftp:acme".into() }, 1),
+                i,
+            );
         }
+        b.absorb(&seen(What::LoginFailed { event: Event::LoginFailed, account: "sftp:acme".into() }, 2), 8);
         assert_eq!(b.score(a, 10), 9);
         assert!(b.ban(a, 10).is_none(), "what other nodes saw never bans by itself");
         assert!(b.account_check("sftp:acme", source("198.51.100.7"), 10).is_err(), "the account's limit too");
-        b.absorb(&seen(What::Event(Event::ProtocolError)), 11);
+        b.absorb(&seen(What::Event(Event::ProtocolError), 1), 11);
         assert!(b.ban(a, 12).is_none(), "the score is reached, the ban waits for an event here");
         assert!(
             b.record(a, Service::Sftp, Event::LoginFailed, 12).is_some(),
@@ -704,10 +726,35 @@ mod tests {
                 source: owner,
                 service: Service::Sftp,
                 what: What::LoginSucceeded { account: "sftp:acme".into() },
+                count: 1,
             },
             20,
         );
         assert!(b.account_check("sftp:acme", source("198.51.100.7"), 21).is_ok());
+        // A huge count is counted as far as it matters, not one by one.
+        let flood = source("198.51.100.99");
+        let many = Happening {
+            at_ms: 0,
+            source: flood,
+            service: Service::Sftp,
+            what: What::Event(Event::ProtocolError),
+            count: u32::MAX,
+        };
+        b.absorb(&many, 30);
+        assert_eq!(b.score(flood, 31), 10);
+        // A ban made by another node, put in force here, takes the score with it: when it
+        // ends, what this node counted of the same guesses does not ban again at once.
+        let ban = Ban {
+            source: flood,
+            at_ms: 40,
+            until_ms: 1_000,
+            count: 1,
+            score: 10,
+            reason: "sftp: protocol error".into(),
+        };
+        b.restore([ban]);
+        assert_eq!(b.score(flood, 2_000), 0);
+        assert!(b.record(flood, Service::Sftp, Event::ProtocolError, 2_000).is_none());
         // Stored as text and read back.
         for what in [
             What::Event(Event::NoAuth),

@@ -10,11 +10,14 @@
 //!
 //! Nodes sharing a store ([`Sharing::Nodes`]: several `sluice serve` on one PostgreSQL
 //! database) also count for each other: each node's keeper writes what its defender saw (the
-//! events that score, failed and successful logins) to the store every second and counts the
-//! other nodes' (`Scoreboard::absorb`), so that a source guessing through a load balancer on
-//! three nodes reaches the threshold as soon as it would on one, and an account's limit of
-//! failed logins is one limit across the nodes. A node bans for its own events only (the
-//! others put the ban in force from the store within a second), so each ban is made once.
+//! events that score, failed and successful logins; one entry per source, service and kind a
+//! second, with a count) to the store every second and counts the other nodes'
+//! (`Scoreboard::absorb`), so that a source guessing through a load balancer is banned once its
+//! failures on all the nodes together reach the threshold, and an account's limit of failed
+//! logins is one limit across them. What happened in the last two seconds may not be counted
+//! elsewhere yet: a burst sent to every node at once passes the threshold by what the nodes
+//! check in that time. A node bans for its own events only, and a ban saved while another
+//! node's for the same source is in force is not kept: each ban is saved and audited once.
 //!
 //! How a front door uses it:
 //! - at accept, [`Defender::admit`]; refuse the connection when it says so;
@@ -48,10 +51,13 @@ pub enum Sharing {
     Nodes,
 }
 
-/// What a node keeps for the others between two writes, at most (a flood beyond it is
-/// counted here, and bans here, but is not told).
+/// What a node keeps for the other nodes between two writes, at most, in entries (source,
+/// service, what): a flood of more sources than that in a second is counted here, and bans
+/// here, but only the first ones are told.
 const MOST_UNSHARED: usize = 20_000;
-/// What a node reads of the others' at a time, and at most in one second.
+/// What a node reads of the others' at a time, and at most in one second (entries: a
+/// source's events of a second on one node are one). Beyond it, the reader goes on from where
+/// it stopped at the next second, and falls behind while the flood lasts.
 const HAPPENINGS_PAGE: usize = 5_000;
 const MOST_ABSORBED: usize = 50_000;
 /// How long what nodes share is kept in the store (they read it within a second or two; a
@@ -126,9 +132,11 @@ struct State {
     /// Bans not saved yet. The keeper does not take a ban missing from the store for lifted
     /// while it is here.
     unsaved: HashMap<Source, Ban>,
-    /// What this node saw since the keeper last told the other nodes ([`Sharing::Nodes`]).
-    unshared: Vec<Happening>,
-    /// What could not be kept for them (more than [`MOST_UNSHARED`] in a second).
+    /// What this node saw since the keeper last told the other nodes ([`Sharing::Nodes`]):
+    /// per source, service and what, when it last happened and how many times (a source
+    /// guessing in a flood of others is one entry, however fast it guesses).
+    unshared: HashMap<(Source, Service, What), (i64, u32)>,
+    /// What could not be kept for them (more than [`MOST_UNSHARED`] entries in a second).
     not_shared: u64,
 }
 
@@ -175,7 +183,12 @@ impl Defender {
         node: Option<String>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(State { board, unsaved: HashMap::new(), unshared: Vec::new(), not_shared: 0 }),
+            state: Mutex::new(State {
+                board,
+                unsaved: HashMap::new(),
+                unshared: HashMap::new(),
+                not_shared: 0,
+            }),
             store,
             node,
             metrics,
@@ -188,11 +201,17 @@ impl Defender {
         if self.node.is_none() || !state.board.config().enabled {
             return;
         }
-        if state.unshared.len() >= MOST_UNSHARED {
-            state.not_shared += 1;
-            return;
+        let full = state.unshared.len() >= MOST_UNSHARED;
+        match state.unshared.get_mut(&(source, service, what.clone())) {
+            Some((at, count)) => {
+                *at = now_ms();
+                *count = count.saturating_add(1);
+            }
+            None if full => state.not_shared += 1,
+            None => {
+                state.unshared.insert((source, service, what), (now_ms(), 1));
+            }
         }
-        state.unshared.push(Happening { at_ms: now_ms(), source, service, what });
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -317,16 +336,22 @@ impl Defender {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let stopping = tokio::select! {
-                _ = &mut shutdown => true,
-                _ = keeper.defender.wake.notified() => false,
-                _ = tick.tick() => false,
+            let (stopping, ticked) = tokio::select! {
+                _ = &mut shutdown => (true, false),
+                _ = keeper.defender.wake.notified() => (false, false),
+                _ = tick.tick() => (false, true),
             };
+            // A ban made here is saved at once; the rest once a second, whatever wakes the
+            // keeper (a burst of bans does not make it read the store back to back).
             keeper.save().await;
-            keeper.share().await;
             if stopping {
+                keeper.share().await;
                 break;
             }
+            if !ticked {
+                continue;
+            }
+            keeper.share().await;
             keeper.reconcile().await;
             keeper.absorb().await;
             keeper.forget().await;
@@ -341,7 +366,9 @@ fn millis(d: Duration) -> i64 {
 /// Accounts of the SFTP server (tenants) and the dashboard (emails) are counted apart. The
 /// name is what the client typed: cut to the length the scoreboard keeps, so that nothing
 /// longer is told to the other nodes either.
+/// Control characters (a NUL, which PostgreSQL cannot store) are U+FFFD.
 fn account_key(service: Service, account: &str) -> String {
+    let account: String = account.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect();
     let mut key = format!("{}:{account}", service.as_str());
     if key.len() > MAX_ACCOUNT_KEY {
         let mut end = MAX_ACCOUNT_KEY;
@@ -408,10 +435,20 @@ impl Keeper {
     /// counted it anyway.
     async fn share(&mut self) {
         let Some(node) = self.defender.node.clone() else { return };
-        let (batch, not_shared) = {
+        let (entries, not_shared) = {
             let mut state = self.defender.state();
             (std::mem::take(&mut state.unshared), std::mem::take(&mut state.not_shared))
         };
+        let batch: Vec<Happening> = entries
+            .into_iter()
+            .map(|((source, service, what), (at_ms, count))| Happening {
+                at_ms,
+                source,
+                service,
+                what,
+                count,
+            })
+            .collect();
         if not_shared > 0 {
             warn!(
                 not_shared,
@@ -460,14 +497,24 @@ impl Keeper {
             Err(_) => return,
         };
         let end = read.last().map_or(self.read.last_end, |(id, _)| *id).max(self.read.last_end);
+        let mut unreadable = 0;
         {
             let now = now_ms();
             let mut state = self.defender.state();
             for (id, happening) in &read {
                 if self.read.seen.insert(*id) {
-                    state.board.absorb(happening, now);
+                    match happening {
+                        Some(h) => state.board.absorb(h, now),
+                        None => unreadable += 1,
+                    }
                 }
             }
+        }
+        if unreadable > 0 {
+            warn!(
+                unreadable,
+                "defender: another node told what this build does not know (a newer sluice?); passed over"
+            );
         }
         // More than a second's worth to read: go on from the end (no going back for late ones).
         self.read.from = if capped { end } else { self.read.last_end };
@@ -480,8 +527,9 @@ impl Keeper {
         }
         self.read.last_forget = Some(now);
         let store = self.store.clone();
-        let before = now_ms() - HAPPENINGS_KEPT_MS;
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.forget_happenings(before)).await {
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || store.forget_happenings(HAPPENINGS_KEPT_MS)).await
+        {
             warn!("defender: cannot forget what the nodes shared: {e}");
         }
     }
@@ -497,8 +545,12 @@ impl Keeper {
             let mut saved = Vec::new();
             for ban in pending {
                 match store.save_ban(&ban) {
-                    Ok(()) => {
-                        audit_ban(&*store, &ban);
+                    // Kept: audited. Not kept: another node banned the source for the same
+                    // guesses a moment before, and its ban is the one in force and audited.
+                    Ok(kept) => {
+                        if kept {
+                            audit_ban(&*store, &ban);
+                        }
                         saved.push(ban)
                     }
                     Err(e) => warn!(source = %ban.source, "defender: cannot save a ban (tried again in a second): {e}"),

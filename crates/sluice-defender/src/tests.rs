@@ -26,6 +26,11 @@ impl Fixture {
             .unwrap()
     }
 
+    /// The nodes' keepers, driven a step at a time.
+    fn keepers(&self, nodes: &[&Arc<Defender>]) -> Vec<Keeper> {
+        nodes.iter().map(|n| Keeper::new(Arc::clone(n), self.store.clone())).collect()
+    }
+
     /// A node of several on this fixture's store.
     fn node(&self) -> Arc<Defender> {
         Defender::open(DefenderConfig::default(), self.store.clone(), self.metrics.clone(), Sharing::Nodes)
@@ -143,7 +148,7 @@ async fn a_second_passes(keepers: &mut [Keeper]) {
 async fn a_source_guessing_on_three_nodes_is_banned_at_the_threshold_counted_across_them() {
     let f = fixture();
     let nodes = [f.node(), f.node(), f.node()];
-    let mut keepers: Vec<Keeper> = nodes.iter().map(|n| Keeper::new(n.clone(), f.store.clone())).collect();
+    let mut keepers = f.keepers(&nodes.iter().collect::<Vec<_>>());
     let attacker = ip("203.0.113.50");
     // A balancer hands the guesser's connections to the nodes in turn, a few a second: nine
     // failures, three on each node (each node alone would allow ten).
@@ -191,10 +196,73 @@ async fn a_source_guessing_on_three_nodes_is_banned_at_the_threshold_counted_acr
 }
 
 #[tokio::test]
+async fn two_nodes_banning_a_source_at_once_make_one_ban_in_force_and_audited() {
+    let f = fixture();
+    let (a, b) = (f.node(), f.node());
+    let mut keepers = f.keepers(&[&a, &b]);
+    let attacker = ip("203.0.113.60");
+    // Guesses in parallel: four on each node, counted on both after a second (eight of ten).
+    for _ in 0..4 {
+        for node in [&a, &b] {
+            node.login_failed(attacker, Service::Sftp, "acme", true);
+        }
+    }
+    a_second_passes(&mut keepers).await;
+    // Then one more on each, in the same second: both reach ten, and both ban.
+    for node in [&a, &b] {
+        node.login_failed(attacker, Service::Sftp, "acme", true);
+        node.login_failed(attacker, Service::Sftp, "acme", true);
+        assert!(node.admit(attacker, Service::Sftp).is_err());
+    }
+    a_second_passes(&mut keepers).await;
+    a_second_passes(&mut keepers).await;
+    assert_eq!(f.store.bans(now_ms()).unwrap().len(), 1);
+    let filter = sluice_core::audit::AuditFilter { limit: 100, ..Default::default() };
+    let audited = f.store.audit_entries(&filter).unwrap().iter().filter(|e| e.action == "ban").count();
+    assert_eq!(audited, 1, "one ban audited, not one per node");
+    assert!(a.admit(attacker, Service::Sftp).is_err() && b.admit(attacker, Service::Sftp).is_err());
+}
+
+#[tokio::test]
+async fn what_a_node_tells_is_one_entry_per_source_and_kind_a_second_and_a_flood_cannot_push_a_guesser_out() {
+    let f = fixture();
+    let (a, b) = (f.node(), f.node());
+    let mut keepers = f.keepers(&[&a, &b]);
+    let guesser = ip("203.0.113.70");
+    a.login_failed(guesser, Service::Sftp, "acme", true);
+    // A flood of other sources, more than a second's entries can hold.
+    for i in 0..(MOST_UNSHARED as u32 + 500) {
+        let from = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        a.record(from, Service::Sftp, Event::ProtocolError);
+    }
+    // The guesser goes on: its entry is already there.
+    for _ in 0..5 {
+        a.login_failed(guesser, Service::Sftp, "acme", true);
+    }
+    a_second_passes(&mut keepers).await;
+    assert_eq!(b.state().board.score(Source::of(guesser), now_ms()), 6, "all six of the guesser's");
+    let told = f.store.happenings_after(0, "nobody", 100_000).unwrap();
+    assert_eq!(told.len(), MOST_UNSHARED, "one row per source and kind, the flood cut at the limit");
+    let guesses: Vec<u32> = told
+        .iter()
+        .filter_map(|(_, h)| h.as_ref().filter(|h| h.source == Source::of(guesser)).map(|h| h.count))
+        .collect();
+    assert_eq!(guesses, [6]);
+    // A name with control characters is told (and kept) with U+FFFD in their place.
+    a.login_failed(ip("203.0.113.71"), Service::Dashboard, "a\0b\nc", false);
+    a_second_passes(&mut keepers).await;
+    let told = f.store.happenings_after(told.last().unwrap().0, "nobody", 10).unwrap();
+    assert!(
+        matches!(&told[..], [(_, Some(h))] if h.what.as_parts().1 == Some("dashboard:a\u{fffd}b\u{fffd}c")),
+        "{told:?}"
+    );
+}
+
+#[tokio::test]
 async fn an_accounts_limit_is_one_limit_across_the_nodes_and_its_owner_clears_it_on_any() {
     let f = fixture();
     let (a, b) = (f.node(), f.node());
-    let mut keepers = vec![Keeper::new(a.clone(), f.store.clone()), Keeper::new(b.clone(), f.store.clone())];
+    let mut keepers = f.keepers(&[&a, &b]);
     // The owner logs in on node b before the guessing starts.
     let owner = ip("192.0.2.8");
     b.login_attempt(owner, Service::Sftp, "acme").unwrap();
@@ -224,8 +292,9 @@ async fn an_accounts_limit_is_one_limit_across_the_nodes_and_its_owner_clears_it
     a.login_failed(ip("203.0.113.202"), Service::Dashboard, &"é".repeat(20_000), false);
     a_second_passes(&mut keepers).await;
     let told = f.store.happenings_after(0, "nobody", 1000).unwrap();
-    assert!(told.iter().any(|(_, h)| matches!(&h.what, sluice_core::defender::What::LoginFailed { account, .. } if account.starts_with("dashboard:é"))));
-    for (_, h) in &told {
+    let told: Vec<_> = told.into_iter().filter_map(|(_, h)| h).collect();
+    assert!(told.iter().any(|h| matches!(&h.what, sluice_core::defender::What::LoginFailed { account, .. } if account.starts_with("dashboard:é"))));
+    for h in &told {
         let (_, account) = h.what.as_parts();
         assert!(account.is_none_or(|a| a.len() <= 256), "{} bytes told", account.map_or(0, str::len));
     }

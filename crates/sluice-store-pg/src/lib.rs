@@ -446,17 +446,18 @@ impl ApiKeys for PgStore {
 }
 
 impl Bans for PgStore {
-    fn save_ban(&self, ban: &Ban) -> Result<()> {
+    fn save_ban(&self, ban: &Ban) -> Result<bool> {
         self.with(|c| {
-            c.execute(
-                "INSERT INTO bans (source, banned_until_ms, ban_count, reason, banned_at_ms) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (source) DO UPDATE SET banned_until_ms = excluded.banned_until_ms,
-                    ban_count = excluded.ban_count, reason = excluded.reason, banned_at_ms = excluded.banned_at_ms
-                 WHERE excluded.banned_until_ms > bans.banned_until_ms",
-                &[&ban.source.to_string(), &ban.until_ms, &i64::from(ban.count), &ban.reason, &ban.at_ms],
-            )
-            .map_err(db)?;
-            Ok(())
+            let written = c
+                .execute(
+                    "INSERT INTO bans (source, banned_until_ms, ban_count, reason, banned_at_ms) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (source) DO UPDATE SET banned_until_ms = excluded.banned_until_ms,
+                        ban_count = excluded.ban_count, reason = excluded.reason, banned_at_ms = excluded.banned_at_ms
+                     WHERE bans.banned_until_ms <= excluded.banned_at_ms",
+                    &[&ban.source.to_string(), &ban.until_ms, &i64::from(ban.count), &ban.reason, &ban.at_ms],
+                )
+                .map_err(db)?;
+            Ok(written > 0)
         })
     }
 
@@ -514,50 +515,65 @@ impl Bans for PgStore {
         if happenings.is_empty() {
             return Ok(());
         }
-        let (mut at, mut source, mut service, mut what, mut account) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut at, mut source, mut service, mut what, mut account, mut count) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for h in happenings {
             let (w, a) = h.what.as_parts();
             at.push(h.at_ms);
             source.push(h.source.to_string());
             service.push(h.service.as_str());
             what.push(w);
-            account.push(a);
+            account.push(a.map(sluice_store::storable));
+            count.push(i64::from(h.count));
         }
         // One statement for the batch (a second's worth).
         self.with(|c| {
             c.execute(
-                "INSERT INTO defender_happenings (node, at_ms, source, service, what, account)
-                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])",
-                &[&node, &at, &source, &service, &what, &account],
+                "INSERT INTO defender_happenings (node, at_ms, source, service, what, account, count)
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])",
+                &[&node, &at, &source, &service, &what, &account, &count],
             )
             .map_err(db)?;
             Ok(())
         })
     }
 
-    fn happenings_after(&self, after: i64, node: &str, limit: usize) -> Result<Vec<(i64, Happening)>> {
+    fn happenings_after(
+        &self,
+        after: i64,
+        node: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, Option<Happening>)>> {
         self.with(|c| {
             let rows = c
                 .query(
-                    "SELECT id, at_ms, source, service, what, account FROM defender_happenings
+                    "SELECT id, at_ms, source, service, what, account, count FROM defender_happenings
                      WHERE id > $1 AND node <> $2 ORDER BY id LIMIT $3",
                     &[&after, &node, &i64::try_from(limit).unwrap_or(i64::MAX)],
                 )
                 .map_err(db)?;
-            rows.iter()
+            Ok(rows
+                .iter()
                 .map(|r| {
-                    let h = sluice_store::happening(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))?;
-                    Ok((r.get(0), h))
+                    let (source, service, what): (String, String, String) = (r.get(2), r.get(3), r.get(4));
+                    (
+                        r.get(0),
+                        sluice_store::happening(r.get(1), &source, &service, &what, r.get(5), r.get(6)),
+                    )
                 })
-                .collect()
+                .collect())
         })
     }
 
-    fn forget_happenings(&self, before_ms: i64) -> Result<usize> {
+    fn forget_happenings(&self, kept_ms: i64) -> Result<usize> {
         self.with(|c| {
-            let n =
-                c.execute("DELETE FROM defender_happenings WHERE at_ms < $1", &[&before_ms]).map_err(db)?;
+            let n = c
+                .execute(
+                    "DELETE FROM defender_happenings
+                     WHERE written_ms < (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1",
+                    &[&kept_ms],
+                )
+                .map_err(db)?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }

@@ -479,7 +479,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE record_search DROP CONSTRAINT record_search_tenant_id_fkey;
      ALTER TABLE people DROP CONSTRAINT people_tenant_id_fkey;
      ALTER TABLE person_roles DROP CONSTRAINT person_roles_tenant_id_fkey;",
-    // 14: what each node's defender saw, for the others to count (a minute's worth)
+    // 14: what each node's defender saw, for the others to count (a minute's worth, by the
+    // database's clock: the nodes' clocks may differ)
     "CREATE TABLE defender_happenings (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         node TEXT NOT NULL,
@@ -487,9 +488,11 @@ const MIGRATIONS: &[&str] = &[
         source TEXT NOT NULL,
         service TEXT NOT NULL,
         what TEXT NOT NULL,
-        account TEXT
+        account TEXT,
+        count BIGINT NOT NULL,
+        written_ms BIGINT NOT NULL DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint
     );
-    CREATE INDEX defender_happenings_by_time ON defender_happenings (at_ms);",
+    CREATE INDEX defender_happenings_by_time ON defender_happenings (written_ms);",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

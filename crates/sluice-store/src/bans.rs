@@ -8,16 +8,17 @@ use sluice_core::defender::{Ban, Happening, Service, What};
 use sluice_core::net::Source;
 
 impl crate::roles::Bans for Store {
-    fn save_ban(&self, ban: &Ban) -> Result<()> {
+    fn save_ban(&self, ban: &Ban) -> Result<bool> {
         self.with_write(|c| {
-            c.prepare_cached(
-                "INSERT INTO bans (source, banned_until_ms, ban_count, reason, banned_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (source) DO UPDATE SET banned_until_ms = excluded.banned_until_ms,
-                    ban_count = excluded.ban_count, reason = excluded.reason, banned_at_ms = excluded.banned_at_ms
-                 WHERE excluded.banned_until_ms > bans.banned_until_ms",
-            )?
-            .execute(params![ban.source.to_string(), ban.until_ms, ban.count, ban.reason, ban.at_ms])?;
-            Ok(())
+            let written = c
+                .prepare_cached(
+                    "INSERT INTO bans (source, banned_until_ms, ban_count, reason, banned_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (source) DO UPDATE SET banned_until_ms = excluded.banned_until_ms,
+                        ban_count = excluded.ban_count, reason = excluded.reason, banned_at_ms = excluded.banned_at_ms
+                     WHERE bans.banned_until_ms <= excluded.banned_at_ms",
+                )?
+                .execute(params![ban.source.to_string(), ban.until_ms, ban.count, ban.reason, ban.at_ms])?;
+            Ok(written > 0)
         })
     }
 
@@ -74,18 +75,20 @@ impl crate::roles::Bans for Store {
             let tx = c.unchecked_transaction()?;
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO defender_happenings (node, at_ms, source, service, what, account)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO defender_happenings (node, at_ms, source, service, what, account, count)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for h in happenings {
                     let (what, account) = h.what.as_parts();
+                    let (source, account) = (h.source.to_string(), account.map(storable));
                     insert.execute(params![
                         node,
                         h.at_ms,
-                        h.source.to_string(),
+                        source,
                         h.service.as_str(),
                         what,
-                        account
+                        account,
+                        h.count
                     ])?;
                 }
             }
@@ -94,45 +97,70 @@ impl crate::roles::Bans for Store {
         })
     }
 
-    fn happenings_after(&self, after: i64, node: &str, limit: usize) -> Result<Vec<(i64, Happening)>> {
+    fn happenings_after(
+        &self,
+        after: i64,
+        node: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, Option<Happening>)>> {
         self.with(|c| {
             let mut q = c.prepare_cached(
-                "SELECT id, at_ms, source, service, what, account FROM defender_happenings
+                "SELECT id, at_ms, source, service, what, account, count FROM defender_happenings
                  WHERE id > ?1 AND node <> ?2 ORDER BY id LIMIT ?3",
             )?;
             let rows = q.query_map(params![after, node, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
             })?;
             let mut read = Vec::new();
             for row in rows {
-                let (id, at_ms, source, service, what, account) = row?;
-                read.push((id, happening(at_ms, source, service, what, account)?));
+                let (id, at_ms, source, service, what, account, count): (
+                    i64,
+                    i64,
+                    String,
+                    String,
+                    String,
+                    _,
+                    i64,
+                ) = row?;
+                read.push((id, happening(at_ms, &source, &service, &what, account, count)));
             }
             Ok(read)
         })
     }
 
-    fn forget_happenings(&self, before_ms: i64) -> Result<usize> {
-        self.with_write(|c| Ok(c.execute("DELETE FROM defender_happenings WHERE at_ms < ?1", [before_ms])?))
+    fn forget_happenings(&self, kept_ms: i64) -> Result<usize> {
+        self.with_write(|c| {
+            Ok(c.execute(
+                "DELETE FROM defender_happenings WHERE written_ms < CAST(unixepoch('subsec') * 1000 AS INTEGER) - ?1",
+                [kept_ms],
+            )?)
+        })
     }
 }
 
-/// A row of `defender_happenings`, as both stores read it.
+/// A row of `defender_happenings`, as both stores read it: `None` when this build does not
+/// know what it says.
 pub fn happening(
     at_ms: i64,
-    source: String,
-    service: String,
-    what: String,
+    source: &str,
+    service: &str,
+    what: &str,
     account: Option<String>,
-) -> Result<Happening> {
-    let corrupt =
-        |column: &str, value: &str| StoreError::Corrupt(format!("defender_happenings.{column}: {value:?}"));
-    Ok(Happening {
+    count: i64,
+) -> Option<Happening> {
+    Some(Happening {
         at_ms,
-        source: source.parse().map_err(|_| corrupt("source", &source))?,
-        service: Service::parse(&service).ok_or_else(|| corrupt("service", &service))?,
-        what: What::from_parts(&what, account).ok_or_else(|| corrupt("what", &what))?,
+        source: source.parse().ok()?,
+        service: Service::parse(service)?,
+        what: What::from_parts(what, account)?,
+        count: u32::try_from(count.max(1)).unwrap_or(u32::MAX),
     })
+}
+
+/// An account name as both stores keep it: a NUL (which PostgreSQL's text cannot hold) is
+/// U+FFFD.
+pub fn storable(account: &str) -> String {
+    account.replace('\0', "\u{fffd}")
 }
 
 #[cfg(test)]
@@ -180,5 +208,24 @@ mod tests {
         s.save_ban(&ban("198.51.100.1", 0, 500, 1)).unwrap();
         assert_eq!(s.forget_bans(500).unwrap(), 1);
         assert_eq!(s.bans(0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_row_this_build_cannot_read_is_passed_over_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        s.with_write(|c| {
+            c.execute_batch(
+                "INSERT INTO defender_happenings (node, at_ms, source, service, what, account, count)
+                 VALUES ('newer', 1, '192.0.2.1', 'sftp', 'guessed_a_second_factor', 'sftp:acme', 1),
+                        ('newer', 2, '192.0.2.1', 'sftp', 'protocol_error', NULL, 3)",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let read = s.happenings_after(0, "here", 10).unwrap();
+        assert_eq!(read.len(), 2, "both numbers, so that the reader goes on past them");
+        assert!(read[0].1.is_none());
+        assert_eq!(read[1].1.as_ref().map(|h| h.count), Some(3));
     }
 }

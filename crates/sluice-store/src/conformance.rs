@@ -387,11 +387,14 @@ pub fn bans(s: &impl Bans) {
         score: 0,
         reason: "sftp: failed login".into(),
     };
-    s.save_ban(&ban("192.0.2.1", 1_000, 5_000, 1)).expect("save");
-    s.save_ban(&ban("192.0.2.2", 1_000, 9_000, 1)).expect("save");
-    s.save_ban(&ban("192.0.2.1", 6_000, 20_000, 2)).expect("a second ban replaces the first");
-    // Another server's ban for the same guesses, ending sooner, does not shorten it.
-    s.save_ban(&ban("192.0.2.1", 6_100, 15_000, 1)).expect("save");
+    assert!(s.save_ban(&ban("192.0.2.1", 1_000, 5_000, 1)).expect("save"));
+    assert!(s.save_ban(&ban("192.0.2.2", 1_000, 9_000, 1)).expect("save"));
+    assert!(s.save_ban(&ban("192.0.2.1", 6_000, 20_000, 2)).expect("a second ban replaces the first, ended"));
+    // Another node's ban for the same guesses, made while this one is in force, does not
+    // replace it, ending sooner or later: the one in force is the one kept (and audited).
+    assert!(!s.save_ban(&ban("192.0.2.1", 6_100, 15_000, 1)).expect("save"));
+    assert!(!s.save_ban(&ban("192.0.2.1", 6_200, 21_000, 1)).expect("save"));
+    assert!(!s.save_ban(&ban("192.0.2.1", 6_000, 20_000, 2)).expect("saved again"), "the same ban twice");
     let at = |now: i64| -> Vec<(String, u32)> {
         s.bans(now).expect("bans").into_iter().map(|b| (b.source.to_string(), b.count)).collect()
     };
@@ -405,41 +408,49 @@ pub fn bans(s: &impl Bans) {
 
     // What nodes' defenders share: each node reads the others', in order, from a number on.
     use sluice_core::defender::{Event, Happening, Service, What};
-    let seen = |ip: &str, at_ms: i64, what: What| Happening {
+    let seen = |ip: &str, at_ms: i64, what: What, count: u32| Happening {
         at_ms,
         source: source(ip),
         service: Service::Sftp,
         what,
+        count,
     };
     let a = [
         seen(
             "192.0.2.1",
             1_000,
             What::LoginFailed { event: Event::UnknownAccount, account: "sftp:nobody".into() },
+            1,
         ),
-        seen("2001:db8:0:7::1", 1_001, What::Event(Event::ProtocolError)),
+        seen("2001:db8:0:7::1", 1_001, What::Event(Event::ProtocolError), 7),
     ];
     s.share_happenings("node-a", &a).expect("share");
     s.share_happenings("node-a", &[]).expect("nothing to share");
-    s.share_happenings(
-        "node-b",
-        &[seen("192.0.2.9", 2_000, What::LoginSucceeded { account: "sftp:acme".into() })],
-    )
-    .expect("share");
+    let owner = What::LoginSucceeded { account: "sftp:acme".into() };
+    s.share_happenings("node-b", &[seen("192.0.2.9", 2_000, owner, 1)]).expect("share");
     let read = s.happenings_after(0, "node-b", 10).expect("read");
-    assert_eq!(
-        read.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>(),
-        a,
-        "node b reads node a's, not its own"
-    );
+    let happenings: Vec<Happening> = read.iter().filter_map(|(_, h)| h.clone()).collect();
+    assert_eq!(happenings, a, "node b reads node a's, not its own");
     assert!(read[0].0 < read[1].0);
     assert_eq!(s.happenings_after(0, "node-b", 1).expect("read").len(), 1, "at most the limit");
     assert!(s.happenings_after(read[1].0, "node-b", 10).expect("read").is_empty(), "after the last one read");
     let for_a = s.happenings_after(0, "node-a", 10).expect("read");
     assert_eq!(for_a.len(), 1);
-    assert!(matches!(&for_a[0].1.what, What::LoginSucceeded { account } if account == "sftp:acme"));
-    assert_eq!(s.forget_happenings(1_001).expect("forget"), 1, "before the time given");
-    assert_eq!(s.happenings_after(0, "node-c", 10).expect("read").len(), 2);
+    assert!(
+        matches!(&for_a[0].1, Some(Happening { what: What::LoginSucceeded { account }, .. }) if account == "sftp:acme")
+    );
+    // A name with a NUL (what a client typed) is kept, as U+FFFD: the batch is not lost.
+    let typed = What::LoginFailed { event: Event::UnknownAccount, account: "dashboard:a\0b".into() };
+    s.share_happenings("node-c", &[seen("192.0.2.3", 3_000, typed, 1)]).expect("a NUL in a name");
+    let last = s.happenings_after(for_a[0].0, "node-a", 10).expect("read");
+    assert!(
+        matches!(&last[..], [(_, Some(Happening { what: What::LoginFailed { account, .. }, .. }))] if account == "dashboard:a\u{fffd}b"),
+        "{last:?}"
+    );
+    assert_eq!(s.forget_happenings(60_000).expect("forget"), 0, "kept a minute");
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(s.forget_happenings(0).expect("forget"), 4, "then forgotten");
+    assert!(s.happenings_after(0, "node-z", 10).expect("read").is_empty());
 }
 
 pub fn upload_queue<S: Tenants + Uploads + ImportQueue>(s: &S) {

@@ -25,7 +25,7 @@ mod schedules;
 pub use schedules::UNFINISHED_KEPT_MS;
 
 // Domain records live in core; re-exported here for the store's callers.
-pub use bans::happening;
+pub use bans::{happening, storable};
 pub use connectors::{
     CONNECTOR_COLUMNS, ConnectorRow, TRANSFER_COLUMNS, Transfer, TransferRow, transfer_from_row,
 };

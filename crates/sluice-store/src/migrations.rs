@@ -455,7 +455,8 @@ const MIGRATIONS: &[&str] = &[
      UPDATE schedule_runs SET done_ms = claimed_ms;
      CREATE INDEX schedule_runs_unfinished ON schedule_runs (key) WHERE done_ms IS NULL;",
     // 42: what each node's defender saw, for the others sharing the store to count (a minute's
-    // worth; written only by nodes on PostgreSQL, here so that both stores have the same tables)
+    // worth, by the database's clock; written only by nodes on PostgreSQL, here so that both
+    // stores have the same tables)
     "CREATE TABLE defender_happenings (
         id INTEGER PRIMARY KEY,
         node TEXT NOT NULL,
@@ -463,9 +464,11 @@ const MIGRATIONS: &[&str] = &[
         source TEXT NOT NULL,
         service TEXT NOT NULL,
         what TEXT NOT NULL,
-        account TEXT
+        account TEXT,
+        count INTEGER NOT NULL,
+        written_ms INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER))
      );
-     CREATE INDEX defender_happenings_by_time ON defender_happenings (at_ms);",
+     CREATE INDEX defender_happenings_by_time ON defender_happenings (written_ms);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

@@ -306,9 +306,10 @@ pub trait Deliveries {
 
 /// The defender's bans, kept across restarts.
 pub trait Bans {
-    /// Records a ban (replacing the source's earlier one; a ban ending sooner than the one
-    /// kept, another server's for the same guesses, does not replace it).
-    fn save_ban(&self, ban: &Ban) -> Result<()>;
+    /// Records a ban, replacing the source's earlier one when that had ended by the time this
+    /// one began. Returns false when a ban in force then is kept instead (another node's, for
+    /// the same guesses: it is the one in force, and the one audited).
+    fn save_ban(&self, ban: &Ban) -> Result<bool>;
 
     /// Bans that end after `after_ms`, the latest-ending first: with `now` the bans in force,
     /// with an earlier time also the ones remembered since.
@@ -325,15 +326,19 @@ pub trait Bans {
     fn bans_in_force(&self, now_ms: i64) -> Result<u64>;
 
     /// Keeps what the defender of `node` saw, for the other nodes sharing the store to count.
+    /// (An account name is kept with any NUL replaced by U+FFFD: not every database stores one.)
     fn share_happenings(&self, node: &str, happenings: &[Happening]) -> Result<()>;
 
     /// What nodes other than `node` shared, with a number above `after` (numbers grow in the
     /// order rows are written, though one written a moment earlier may show up a moment later),
-    /// in number order, at most `limit`.
-    fn happenings_after(&self, after: i64, node: &str, limit: usize) -> Result<Vec<(i64, Happening)>>;
+    /// in number order, at most `limit`; `None` for a row this build cannot read (written by a
+    /// newer one), so that the reader can go on past it.
+    fn happenings_after(&self, after: i64, node: &str, limit: usize)
+    -> Result<Vec<(i64, Option<Happening>)>>;
 
-    /// Forgets what was shared before `before_ms`; returns how many.
-    fn forget_happenings(&self, before_ms: i64) -> Result<usize>;
+    /// Forgets what was shared more than `kept_ms` ago by the database's clock; returns how
+    /// many.
+    fn forget_happenings(&self, kept_ms: i64) -> Result<usize>;
 }
 
 /// Upload events: what the SFTP server and syncs record for the import pipeline.
