@@ -1047,6 +1047,14 @@ pub(crate) fn index_search(
             .map_err(db)?;
     }
     let only_written = if whole { "$3::bigint IS NOT NULL" } else { "r.updated_import = $3" };
+    // A type found by key alone: only the keys that mix cases (the others are found in
+    // `records`' own key, see the SQLite store's `records.rs`).
+    let which = if paths.keyed_only() {
+        let lower = folded("r.key");
+        format!("AND r.key <> ({lower}) COLLATE \"C\" AND r.key <> (upper({lower})) COLLATE \"C\"")
+    } else {
+        String::new()
+    };
     // Indexed whole, the type has no search rows left to meet.
     let upsert = if whole {
         ""
@@ -1059,7 +1067,7 @@ pub(crate) fn index_search(
         &format!(
             "INSERT INTO record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
              SELECT $1, $2, r.key, {}, {first}, {last}, {email}
-             FROM records r WHERE r.tenant_id = $1 AND r.type = $2 AND {only_written}
+             FROM records r WHERE r.tenant_id = $1 AND r.type = $2 AND {only_written} {which}
                  AND $4::text IS NOT NULL AND $5::text IS NOT NULL AND $6::text IS NOT NULL {upsert}",
             folded("r.key")
         ),

@@ -58,32 +58,48 @@ fn stored_record(r: &Row) -> StoredRecord {
 }
 
 /// The two statements of a search (how many match, one page), as SQLite's `Search` builds
-/// them (see there for what each part is for).
+/// them (see there for what each part is for); `keyed`: the type is found by key alone.
 fn search_statement(
     tenant_id: i64,
     type_name: &str,
     q: &RecordQuery,
     words: &[String],
     count: bool,
+    keyed: bool,
 ) -> (String, Bind) {
     let mut b = Bind::default();
     let (t, ty) = (b.int(tenant_id), b.text(type_name));
-    let by_name = q.sort == RecordSort::Name && !count;
+    let by_name = q.sort == RecordSort::Name && !count && !keyed;
     let (mut from, key, mut conds) = match words.first() {
         Some(w) => {
             let (lo, hi) = (b.text(w), b.text(&prefix_end(w)));
-            let hits = ["key_f", "last_f", "first_f", "email_f"]
-                .iter()
-                .map(|col| {
-                    format!(
-                        "SELECT key FROM record_search WHERE tenant_id = {t} AND type = {ty}
-                         AND {col} >= {lo} AND {col} < {hi}"
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ");
+            let hits = if keyed {
+                // Keys in lower case, keys in upper case (ICU's, as the search rows were
+                // decided; checked: `ß` is `SS`), and the search rows of keys that mix cases.
+                let (upper, end) = (format!("upper({lo} COLLATE \"und-x-icu\")"), b.text("\u{10FFFF}"));
+                let folded_key = format!("({}) COLLATE \"C\"", folded("key"));
+                format!(
+                    "SELECT key FROM records WHERE tenant_id = {t} AND type = {ty} AND key >= {lo} AND key < {hi}
+                     UNION SELECT key FROM records WHERE tenant_id = {t} AND type = {ty}
+                     AND key >= ({upper}) COLLATE \"C\" AND key < ({upper} || {end}) COLLATE \"C\"
+                     AND {folded_key} >= {lo} AND {folded_key} < {hi}
+                     UNION SELECT key FROM record_search WHERE tenant_id = {t} AND type = {ty}
+                     AND key_f >= {lo} AND key_f < {hi}"
+                )
+            } else {
+                ["key_f", "last_f", "first_f", "email_f"]
+                    .iter()
+                    .map(|col| {
+                        format!(
+                            "SELECT key FROM record_search WHERE tenant_id = {t} AND type = {ty}
+                             AND {col} >= {lo} AND {col} < {hi}"
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" UNION ")
+            };
             let mut from = format!("({hits}) h");
-            if words.len() > 1 || by_name {
+            if !keyed && (words.len() > 1 || by_name) {
                 from.push_str(&format!(
                     " JOIN record_search s ON s.tenant_id = {t} AND s.type = {ty} AND s.key = h.key"
                 ));
@@ -122,6 +138,11 @@ fn search_statement(
     }
     for w in words.iter().skip(1) {
         let (lo, hi) = (b.text(w), b.text(&prefix_end(w)));
+        if keyed {
+            let folded = format!("({}) COLLATE \"C\"", folded(key));
+            conds.push(format!("({folded} >= {lo} AND {folded} < {hi})"));
+            continue;
+        }
         conds.push(format!(
             "({})",
             ["key_f", "last_f", "first_f", "email_f"]
@@ -249,14 +270,22 @@ impl Records for PgStore {
                 .is_none();
             let q = &if all_active { RecordQuery { deactivated: None, ..q.clone() } } else { q.clone() };
             let words = search_words(&q.q);
-            let (page, page_bind) = search_statement(tenant_id, type_name, q, &words, false);
+            // Found by key alone: a type last indexed without names (see SQLite's store).
+            let keyed = c
+                .query_opt(
+                    "SELECT paths FROM record_search_columns WHERE tenant_id = $1 AND type = $2",
+                    &[&tenant_id, &type_name],
+                )
+                .map_err(db)?
+                .is_some_and(|r| r.get::<_, String>(0) == sluice_store::SearchPaths::default().signature());
+            let (page, page_bind) = search_statement(tenant_id, type_name, q, &words, false, keyed);
             let rows = c.query(page.as_str(), &page_bind.values()).map_err(db)?;
             let counted = rows.first().and_then(|r| r.get::<_, Option<i64>>(6));
             let records = rows.iter().map(stored_record).collect();
             let total = match counted {
                 Some(n) => n,
                 None => {
-                    let (count, bind) = search_statement(tenant_id, type_name, q, &words, true);
+                    let (count, bind) = search_statement(tenant_id, type_name, q, &words, true, keyed);
                     c.query_one(count.as_str(), &bind.values()).map_err(db)?.get(0)
                 }
             };

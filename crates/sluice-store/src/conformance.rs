@@ -1075,6 +1075,47 @@ pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
     assert_eq!(find("smythe", RecordSort::Key, false), (1, keys(&["1042"])));
     assert_eq!(find("jones", RecordSort::Key, false), (0, keys(&[])), "an erased record is not found");
 
+    // A type without names is found by key alone, in any case: keys that lower case changes
+    // have search rows, the others are found in the records' own key.
+    let courses: &[&[&str]] = &[
+        &["ABC-1"],
+        &["abc-2"],
+        &["Abc-3"],
+        &["abd-4"],
+        &["10001"],
+        &["10002"],
+        &["Émile-5"],
+        &["STRASSE-1"],
+    ];
+    load("north", "courses", courses, LoadMode::Mirror, None);
+    let course = |q: &str, sort: RecordSort| {
+        let query = RecordQuery { q: q.into(), sort, limit: 10, ..RecordQuery::default() };
+        let found = s.search_records("north", "courses", &query).expect("search");
+        (found.total, found.records.into_iter().map(|r| r.key).collect::<Vec<_>>())
+    };
+    assert_eq!(course("abc", RecordSort::Key), (3, keys(&["ABC-1", "Abc-3", "abc-2"])), "any case");
+    assert_eq!(course("AB", RecordSort::Key), (4, keys(&["ABC-1", "Abc-3", "abc-2", "abd-4"])));
+    assert_eq!(course("1000", RecordSort::Key), (2, keys(&["10001", "10002"])));
+    assert_eq!(course("émile", RecordSort::Key), (1, keys(&["Émile-5"])), "Unicode case folding");
+    assert_eq!(course("abc ABC-2", RecordSort::Key), (1, keys(&["abc-2"])), "every word begins the key");
+    assert_eq!(course("bc", RecordSort::Key), (0, keys(&[])), "a prefix, not a substring");
+    assert_eq!(
+        course("a", RecordSort::Name),
+        (4, keys(&["ABC-1", "Abc-3", "abc-2", "abd-4"])),
+        "no names: by key"
+    );
+    assert_eq!(course("", RecordSort::Name).0, 8);
+    assert_eq!(course("strasse", RecordSort::Key), (1, keys(&["STRASSE-1"])));
+    assert_eq!(course("straße", RecordSort::Key), (0, keys(&[])), "STRASSE is not straße folded");
+    let only_active =
+        RecordQuery { q: "abc".into(), deactivated: Some(false), limit: 10, ..RecordQuery::default() };
+    assert_eq!(s.search_records("north", "courses", &only_active).expect("search").total, 3);
+    // A later import keeps it: new keys are found, erased ones are not.
+    load("north", "courses", &[&["ABC-1"], &["xyz-9"], &["XYZ-10"]], LoadMode::Mirror, None);
+    assert_eq!(course("abc", RecordSort::Key), (1, keys(&["ABC-1"])));
+    assert_eq!(course("xyz", RecordSort::Key), (2, keys(&["XYZ-10", "xyz-9"])));
+    assert_eq!(course("abd", RecordSort::Key), (0, keys(&[])), "an erased record is not found");
+
     // One record, what wrote it, its person.
     let r = s.record("north", "students", "1042").expect("read").expect("there");
     assert!(r.data.contains("Smythe") && !r.inactive && r.line == Some(2), "{r:?}");

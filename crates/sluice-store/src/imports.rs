@@ -428,16 +428,24 @@ impl Loader {
         // Records deleted by hand that this import adds back (it says so).
         let mut readded = Vec::new();
         if o.apply.is_some() {
-            // From here every record written or erased keeps its search row (`records.rs`).
-            crate::records::watch_writes(c)?;
+            // The types whose search rows are kept as they are written; the others are indexed
+            // whole after. Only with such a type, every record written or erased from here
+            // keeps its search row (`records.rs`).
+            crate::records::search_paths_table(c)?;
+            let mut incremental = Vec::with_capacity(types.len());
+            for &(ty, _) in types {
+                incremental.push(crate::records::index_incrementally(c, t, ty, &self.search_paths(ty, o))?);
+            }
+            if incremental.contains(&true) {
+                crate::records::watch_writes(c)?;
+            }
             if marks {
                 // Before any file is written: what the package deletes is still as planned.
                 self.deactivate(c, types, o.referrers)?;
             }
-            for &(ty, mode) in types {
+            for (&(ty, mode), &incremental) in types.iter().zip(&incremental) {
                 readded.extend(crate::records::readded(c, t, ty, crate::records::MAX_READDED)?);
                 let search = self.search_paths(ty, o);
-                let incremental = crate::records::index_incrementally(c, t, ty, &search)?;
                 // Unchanged rows (same hash) are not rewritten. A package writes its delta
                 // deletions of records that exist, inactive; a single type's listed record is
                 // active again. (Two texts, not a parameter: an `OR` on a bound flag made

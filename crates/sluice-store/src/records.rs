@@ -8,6 +8,13 @@
 //! connection the store opens): each word of the query must begin the record's key, first
 //! name, last name or email. The first word is looked up in four indexes (one range each); the
 //! others filter what it found. Nothing is read per record of the type.
+//!
+//! A type whose records carry no names (no name or email columns: most types but people's and
+//! OneRoster's users) is found by key alone, and its records have search rows only where the
+//! key mixes cases (`Abc-1`, `Émile-5`): a key all in lower case (`e1`, `10001`) is found in
+//! `records`' own primary key by a range of the word's bytes, one all in upper case (`S0001`,
+//! `ABC-1`) by a range of the word in upper case. A first import of such a type then writes no
+//! search rows for such keys (it wrote five index entries per record).
 
 use crate::referrers::drop_inactive_roles;
 use crate::{Person, Referrer, Result, Store, StoreError, now_ms};
@@ -16,8 +23,21 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use sluice_core::import::OnDelete;
 
-/// The SQL function that folds text for search: NULL is empty, numbers are their text.
+/// The SQL functions of search: `sluice_fold` folds text (NULL is empty, numbers are their
+/// text); `sluice_mixed_case` says whether a key is neither its folded text nor that in upper
+/// case (such a key needs a search row to be found by key, see the module's documentation).
 pub(crate) fn register_functions(c: &Connection) -> Result<()> {
+    c.create_scalar_function(
+        "sluice_mixed_case",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            Ok(match ctx.get_raw(0) {
+                ValueRef::Text(t) => mixed_case(&String::from_utf8_lossy(t)),
+                _ => false,
+            })
+        },
+    )?;
     c.create_scalar_function(
         "sluice_fold",
         1,
@@ -37,6 +57,12 @@ pub(crate) fn register_functions(c: &Connection) -> Result<()> {
 /// Text as search compares it: lower case (Unicode), so `Émile` is found by `émile`.
 pub fn fold(s: &str) -> String {
     s.to_lowercase()
+}
+
+/// Whether a key is neither all lower case nor all upper case as search folds it.
+pub fn mixed_case(key: &str) -> bool {
+    let folded = fold(key);
+    key != folded && key != folded.to_uppercase()
 }
 
 /// The end of the range of texts that begin with `prefix`: above every such text (U+10FFFF is
@@ -145,6 +171,11 @@ pub struct SearchPaths {
 }
 
 impl SearchPaths {
+    /// No names nor email: the type's records are found by key alone.
+    pub fn keyed_only(&self) -> bool {
+        self.first_name.is_none() && self.last_name.is_none() && self.email.is_none()
+    }
+
     /// What the store remembers, to notice when a type's columns changed.
     pub fn signature(&self) -> String {
         let p = |o: &Option<String>| o.clone().unwrap_or_default();
@@ -166,10 +197,24 @@ fn folded(path: &Option<String>, n: u8) -> String {
     }
 }
 
+/// The import's list of the types whose writes keep their search rows (`index_incrementally`
+/// fills it), empty.
+pub(crate) fn search_paths_table(c: &Connection) -> Result<()> {
+    c.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS search_paths (type TEXT PRIMARY KEY, first TEXT NOT NULL,
+             last TEXT NOT NULL, email TEXT NOT NULL);
+         DELETE FROM temp.search_paths;",
+    )?;
+    Ok(())
+}
+
 /// Keeps `record_search` in step with what an import writes, on the import's own connection:
 /// TEMP triggers (which no other connection has) index each record as it is inserted or its
 /// data rewritten, for the types `index_incrementally` listed in `temp.search_paths`, and drop
-/// the search row of each record erased. Records an import leaves unchanged cost nothing.
+/// the search row of each record erased. Records an import leaves unchanged cost nothing. Only
+/// when a type of the import is indexed incrementally: the others are indexed whole after they
+/// were written, and a trigger costs every row written (a third of the time a first import
+/// takes to copy its rows into `records`).
 pub(crate) fn watch_writes(c: &Connection) -> Result<()> {
     // (Not `INSERT OR REPLACE`: a trigger's statements take the conflict policy of the
     // statement that fired it, the upsert's.)
@@ -181,12 +226,11 @@ pub(crate) fn watch_writes(c: &Connection) -> Result<()> {
                CASE WHEN p.first = '$.__none' THEN '' ELSE sluice_fold(json_extract(NEW.data, p.first)) END,
                CASE WHEN p.last = '$.__none' THEN '' ELSE sluice_fold(json_extract(NEW.data, p.last)) END,
                CASE WHEN p.email = '$.__none' THEN '' ELSE sluice_fold(json_extract(NEW.data, p.email)) END
-        FROM search_paths p WHERE p.type = NEW.type;";
+        FROM search_paths p WHERE p.type = NEW.type
+            AND (p.first <> '$.__none' OR p.last <> '$.__none' OR p.email <> '$.__none'
+                 OR sluice_mixed_case(NEW.key));";
     c.execute_batch(&format!(
-        "CREATE TEMP TABLE IF NOT EXISTS search_paths (type TEXT PRIMARY KEY, first TEXT NOT NULL,
-             last TEXT NOT NULL, email TEXT NOT NULL);
-         DELETE FROM temp.search_paths;
-         CREATE TEMP TRIGGER IF NOT EXISTS search_inserted AFTER INSERT ON main.records BEGIN {index} END;
+        "CREATE TEMP TRIGGER IF NOT EXISTS search_inserted AFTER INSERT ON main.records BEGIN {index} END;
          CREATE TEMP TRIGGER IF NOT EXISTS search_rewritten AFTER UPDATE OF data ON main.records BEGIN {index} END;
          CREATE TEMP TRIGGER IF NOT EXISTS search_erased AFTER DELETE ON main.records BEGIN
              DELETE FROM record_search WHERE tenant_id = OLD.tenant_id AND type = OLD.type AND key = OLD.key;
@@ -248,10 +292,12 @@ pub(crate) fn index_whole(
         )?;
         let (first, last, email) =
             (folded(&paths.first_name, 3), folded(&paths.last_name, 4), folded(&paths.email, 5));
+        // A type found by key alone: only the keys that mix cases.
+        let which = if paths.keyed_only() { "AND sluice_mixed_case(r.key)" } else { "" };
         let mut insert = c.prepare(&format!(
             "INSERT INTO main.record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
              SELECT ?1, ?2, r.key, sluice_fold(r.key), {first}, {last}, {email}
-             FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2"
+             FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2 {which}"
         ))?;
         // Only the parameters the statement has (a missing column is a literal there).
         insert.raw_bind_parameter(1, tenant_id)?;
@@ -467,11 +513,12 @@ struct Search {
 }
 
 impl Search {
-    fn new(tenant_id: i64, type_name: &str, q: &RecordQuery) -> Self {
+    /// `keyed`: the type is found by key alone ([`found_by_key_alone`]).
+    fn new(tenant_id: i64, type_name: &str, q: &RecordQuery, keyed: bool) -> Self {
         let words = search_words(&q.q);
         Search {
-            count: Self::statement(tenant_id, type_name, q, &words, true),
-            page: Self::statement(tenant_id, type_name, q, &words, false),
+            count: Self::statement(tenant_id, type_name, q, &words, true, keyed),
+            page: Self::statement(tenant_id, type_name, q, &words, false, keyed),
         }
     }
 
@@ -481,26 +528,50 @@ impl Search {
         q: &RecordQuery,
         words: &[String],
         count: bool,
+        keyed: bool,
     ) -> (String, Bind) {
         let mut b = Bind::default();
         let (t, ty) = (b.push(tenant_id), b.push(type_name.to_owned()));
-        let by_name = q.sort == RecordSort::Name && !count;
+        // Records without names are in key order by name too.
+        let by_name = q.sort == RecordSort::Name && !count && !keyed;
         // What the statement walks, and the key of what it walks.
         let (mut from, key, mut conds) = match words.first() {
             Some(w) => {
                 let (lo, hi) = (b.push(w.clone()), b.push(prefix_end(w)));
-                let hits = ["key_f", "last_f", "first_f", "email_f"]
-                    .iter()
-                    .map(|col| {
+                let hits = if keyed {
+                    // Keys in lower case, keys in upper case (the word in upper case, checked:
+                    // `ß` is `SS`), and the search rows of the keys that mix cases.
+                    let upper = w.to_uppercase();
+                    let in_upper = if upper == *w {
+                        String::new()
+                    } else {
+                        let (ulo, uhi) = (b.push(upper.clone()), b.push(prefix_end(&upper)));
                         format!(
-                            "SELECT key FROM main.record_search WHERE tenant_id = {t} AND type = {ty}
-                             AND {col} >= {lo} AND {col} < {hi}"
+                            "UNION SELECT key FROM main.records WHERE tenant_id = {t} AND type = {ty}
+                             AND key >= {ulo} AND key < {uhi}
+                             AND sluice_fold(key) >= {lo} AND sluice_fold(key) < {hi} "
                         )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" UNION ");
+                    };
+                    format!(
+                        "SELECT key FROM main.records WHERE tenant_id = {t} AND type = {ty}
+                         AND key >= {lo} AND key < {hi}
+                         {in_upper}UNION SELECT key FROM main.record_search WHERE tenant_id = {t} AND type = {ty}
+                         AND key_f >= {lo} AND key_f < {hi}"
+                    )
+                } else {
+                    ["key_f", "last_f", "first_f", "email_f"]
+                        .iter()
+                        .map(|col| {
+                            format!(
+                                "SELECT key FROM main.record_search WHERE tenant_id = {t} AND type = {ty}
+                                 AND {col} >= {lo} AND {col} < {hi}"
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" UNION ")
+                };
                 let mut from = format!("({hits}) h");
-                if words.len() > 1 || by_name {
+                if !keyed && (words.len() > 1 || by_name) {
                     from.push_str(&format!(
                         " CROSS JOIN main.record_search s ON s.tenant_id = {t} AND s.type = {ty} AND s.key = h.key"
                     ));
@@ -539,7 +610,12 @@ impl Search {
             conds.push(format!("json_extract(r.data, {}) = {}", b.push(path.clone()), b.push(value.clone())));
         }
         for w in words.iter().skip(1) {
-            conds.push(format!("({})", word_matches(&mut b, w)));
+            conds.push(if keyed {
+                let (lo, hi) = (b.push(w.clone()), b.push(prefix_end(w)));
+                format!("(sluice_fold({key}) >= {lo} AND sluice_fold({key}) < {hi})")
+            } else {
+                format!("({})", word_matches(&mut b, w))
+            });
         }
         let wher = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
         if count {
@@ -570,6 +646,17 @@ impl Search {
     }
 }
 
+/// Whether `type_name`'s records were last indexed as a type without names (its search rows
+/// are only those of keys lower case changes). A type indexed before that was so, or with
+/// names, has a search row per record.
+fn found_by_key_alone(c: &Connection, tenant_id: i64, type_name: &str) -> Result<bool> {
+    let paths: Option<String> = c
+        .prepare_cached("SELECT paths FROM main.record_search_columns WHERE tenant_id = ?1 AND type = ?2")?
+        .query_row(params![tenant_id, type_name], |r| r.get(0))
+        .optional()?;
+    Ok(paths.as_deref() == Some(SearchPaths::default().signature().as_str()))
+}
+
 /// The query plans of a search's two statements (for the tests that keep search indexed).
 #[cfg(test)]
 pub(crate) fn explain_search(
@@ -580,7 +667,7 @@ pub(crate) fn explain_search(
 ) -> Result<Vec<String>> {
     store.with(|c| {
         let tenant_id = crate::tenant_id(c, tenant)?;
-        let search = Search::new(tenant_id, type_name, q);
+        let search = Search::new(tenant_id, type_name, q, found_by_key_alone(c, tenant_id, type_name)?);
         let mut plan = Vec::new();
         for (sql, bind) in [&search.count, &search.page] {
             let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
@@ -607,8 +694,9 @@ impl crate::roles::Records for Store {
                     )?
                     .exists(params![tenant_id, type_name])?;
             let q = &if all_active { RecordQuery { deactivated: None, ..q.clone() } } else { q.clone() };
+            let keyed = found_by_key_alone(c, tenant_id, type_name)?;
             let Search { count: (count, count_bind), page: (page, page_bind) } =
-                Search::new(tenant_id, type_name, q);
+                Search::new(tenant_id, type_name, q, keyed);
             let mut stmt = c.prepare(&page)?;
             let mut counted: Option<i64> = None;
             let records = stmt

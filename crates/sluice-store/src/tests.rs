@@ -379,6 +379,19 @@ fn imports_and_people_work_as_trait_objects() {
     assert_eq!((n.unwrap(), found), (1, vec!["S2".to_owned()]));
 }
 
+/// The full scans in a search's query plan: `h` (the first word's hits), `(subquery-N)` (the
+/// same, counted by the window) and `p` (the page's keys, at most `limit`) are not.
+fn full_scans(plan: &[String]) -> Vec<&String> {
+    plan.iter()
+        .filter(|l| {
+            l.starts_with("SCAN")
+                && !["SCAN h", "SCAN p"].contains(&l.as_str())
+                && !l.starts_with("SCAN (subquery-")
+                && !l.contains("USING")
+        })
+        .collect()
+}
+
 /// Search stays indexed: on 20,000 students loaded through the loader, each kind of search
 /// (a word, several words, none, sorted by key or name, with the deactivated filter) reads
 /// index ranges only (no full scan of `records` or `record_search` in its query plan), and
@@ -442,17 +455,7 @@ fn searching_twenty_thousand_records_reads_index_ranges_only() {
             &RecordQuery { deactivated, ..query(q, sort) },
         )
         .unwrap();
-        let scans: Vec<&String> = plan
-            .iter()
-            // `h`: the first word's hits; `(subquery-N)`: the same, counted by the window;
-            // `p`: the page's keys (at most `limit`).
-            .filter(|l| {
-                l.starts_with("SCAN")
-                    && !["SCAN h", "SCAN p"].contains(&l.as_str())
-                    && !l.starts_with("SCAN (subquery-")
-                    && !l.contains("USING")
-            })
-            .collect();
+        let scans = full_scans(&plan);
         assert!(scans.is_empty(), "{q:?} {sort:?}: a full scan in {plan:#?}");
         if deactivated.is_some() && !q.is_empty() {
             assert!(
@@ -470,6 +473,53 @@ fn searching_twenty_thousand_records_reads_index_ranges_only() {
                 assert!(plan.iter().any(|l| l.contains(index)), "{q:?}: {index} not used in {plan:#?}");
             }
         }
+    }
+}
+
+/// A type without names (no person columns) is found by key alone: its first import writes
+/// search rows only for the keys that mix cases (it wrote one per record, five index entries
+/// each), a later import keeps them so, and its searches read index ranges only.
+#[test]
+fn a_type_without_names_keeps_search_rows_only_for_keys_that_mix_cases() {
+    use crate::{RecordQuery, RecordSort};
+    use sluice_core::import::LoadMode::Mirror;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("sluice.db")).unwrap();
+    s.add_tenant(&tenant("acme"), &folders()).unwrap();
+    let load = |keys: &[String]| {
+        let id = s.create_import("acme", "courses", "courses.csv", "upload", None, None).unwrap();
+        let mut l = s.loader("acme", "courses", id).unwrap();
+        for (i, key) in keys.iter().enumerate() {
+            l.stage(i as u64 + 2, key, &format!("[\"{key}\"]"), i as i64, StageKind::Load).unwrap();
+        }
+        l.commit(outcome(ImportStatus::Complete, Some(Mirror))).unwrap();
+    };
+    let mut keys: Vec<String> = (0..20_000).map(|i| format!("c{i}")).collect();
+    keys.extend((0..100).map(|i| format!("S{i:04}")));
+    keys.extend((0..10).map(|i| format!("Math-{i}")));
+    load(&keys);
+    let rows = |s: &Store| -> i64 {
+        s.with(|c| {
+            Ok(c.query_row("SELECT count(*) FROM record_search WHERE type = 'courses'", [], |r| r.get(0))?)
+        })
+        .unwrap()
+    };
+    assert_eq!(rows(&s), 10, "only Math-0..9");
+    let query =
+        |q: &str| RecordQuery { q: q.into(), sort: RecordSort::Name, limit: 50, ..RecordQuery::default() };
+    assert_eq!(s.search_records("acme", "courses", &query("math")).unwrap().total, 10);
+    assert_eq!(s.search_records("acme", "courses", &query("c1999")).unwrap().total, 11);
+    assert_eq!(s.search_records("acme", "courses", &query("C1999")).unwrap().total, 11, "any case");
+    assert_eq!(s.search_records("acme", "courses", &query("s00")).unwrap().total, 100, "upper case keys");
+    // Again with more upper case: the import's writes keep the rule.
+    keys.extend((0..5).map(|i| format!("Art-{i}")));
+    load(&keys);
+    assert_eq!(rows(&s), 15);
+    assert_eq!(s.search_records("acme", "courses", &query("art")).unwrap().total, 5);
+    for q in ["math", "c19 c199", "s00", ""] {
+        let plan = crate::records::explain_search(&s, "acme", "courses", &query(q)).unwrap();
+        let scans = full_scans(&plan);
+        assert!(scans.is_empty(), "{q:?}: a full scan in {plan:#?}");
     }
 }
 
