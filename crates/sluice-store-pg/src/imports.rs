@@ -1047,13 +1047,12 @@ pub(crate) fn index_search(
             .map_err(db)?;
     }
     let only_written = if whole { "$3::bigint IS NOT NULL" } else { "r.updated_import = $3" };
-    // A type found by key alone: only the keys that mix cases (the others are found in
-    // `records`' own key, see the SQLite store's `records.rs`).
+    // A type found by key alone: only the keys beyond ASCII or with ASCII letters in both
+    // cases (`sluice_store::key_needs_row`; the others are found in `records`' own key).
     let which = if paths.keyed_only() {
-        let lower = folded("r.key");
-        format!("AND r.key <> ({lower}) COLLATE \"C\" AND r.key <> (upper({lower})) COLLATE \"C\"")
+        "AND (r.key ~ '[^\\x01-\\x7f]' OR (r.key ~ '[a-z]' AND r.key ~ '[A-Z]'))"
     } else {
-        String::new()
+        ""
     };
     // Indexed whole, the type has no search rows left to meet.
     let upsert = if whole {

@@ -13,7 +13,7 @@ use sluice_core::import::OnDelete;
 use sluice_core::people::Contact;
 use sluice_store::{
     Deletion, FoundRecords, People, Person, PersonRole, RecordQuery, RecordSort, Records, Referrer,
-    Referring, Result, StoreError, StoredRecord, Tombstone, held_deletion, now_ms, prefix_end,
+    Referring, Result, StoreError, StoredRecord, Tombstone, held_deletion, key_ranges, now_ms, prefix_end,
     referred_value, search_words,
 };
 
@@ -74,18 +74,21 @@ fn search_statement(
         Some(w) => {
             let (lo, hi) = (b.text(w), b.text(&prefix_end(w)));
             let hits = if keyed {
-                // Keys in lower case, keys in upper case (ICU's, as the search rows were
-                // decided; checked: `ß` is `SS`), and the search rows of keys that mix cases.
-                let (upper, end) = (format!("upper({lo} COLLATE \"und-x-icu\")"), b.text("\u{10FFFF}"));
-                let folded_key = format!("({}) COLLATE \"C\"", folded("key"));
-                format!(
-                    "SELECT key FROM records WHERE tenant_id = {t} AND type = {ty} AND key >= {lo} AND key < {hi}
-                     UNION SELECT key FROM records WHERE tenant_id = {t} AND type = {ty}
-                     AND key >= ({upper}) COLLATE \"C\" AND key < ({upper} || {end}) COLLATE \"C\"
-                     AND {folded_key} >= {lo} AND {folded_key} < {hi}
-                     UNION SELECT key FROM record_search WHERE tenant_id = {t} AND type = {ty}
-                     AND key_f >= {lo} AND key_f < {hi}"
-                )
+                // Keys of ASCII in one case, then the search rows of the others (the same
+                // rule as SQLite's: `sluice_store::key_ranges`).
+                let mut hits: Vec<String> = key_ranges(w)
+                    .iter()
+                    .map(|from| {
+                        let (klo, khi) = (b.text(from), b.text(&prefix_end(from)));
+                        format!(
+                            "SELECT key FROM records WHERE tenant_id = {t} AND type = {ty} AND key >= {klo} AND key < {khi}"
+                        )
+                    })
+                    .collect();
+                hits.push(format!(
+                    "SELECT key FROM record_search WHERE tenant_id = {t} AND type = {ty} AND key_f >= {lo} AND key_f < {hi}"
+                ));
+                hits.join(" UNION ")
             } else {
                 ["key_f", "last_f", "first_f", "email_f"]
                     .iter()
@@ -261,6 +264,14 @@ impl Records for PgStore {
     fn search_records(&self, tenant: &str, type_name: &str, q: &RecordQuery) -> Result<FoundRecords> {
         self.with(|c| {
             let tenant_id = tenant_id(c, tenant)?;
+            // One snapshot (rolled back when done): what the type was indexed as and the
+            // search of it, which an import committing in between could both change.
+            let mut c = c
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(db)?;
             let all_active = q.deactivated == Some(false)
                 && c.query_opt(
                     "SELECT 1 FROM records WHERE tenant_id = $1 AND type = $2 AND inactive LIMIT 1",

@@ -170,6 +170,39 @@ fn postgres_passes_the_records_check() {
     on_fresh(conformance::records);
 }
 
+/// A type without names keeps search rows only for the keys that need one, on PostgreSQL as
+/// on SQLite (the same rule, ASCII's cases), at its first import and at a later one.
+#[test]
+fn a_type_without_names_keeps_search_rows_only_for_keys_that_need_one() {
+    use sluice_core::TenantName;
+    use sluice_core::import::LoadMode::Mirror;
+    use sluice_store::{ImportStatus, Imports, Outcome, StageKind, Tenants};
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    s.add_tenant(&TenantName::parse("north").unwrap(), &[]).unwrap();
+    let load = |keys: &[&str]| {
+        let id = s.create_import("north", "courses", "c.csv", "upload", None, None).unwrap();
+        let mut l = s.loader("north", "courses", id).unwrap();
+        for (i, key) in keys.iter().enumerate() {
+            l.stage(i as u64 + 2, key, &format!("[\"{key}\"]"), i as i64, StageKind::Load).unwrap();
+        }
+        let plan = l.plan("courses", Mirror).unwrap();
+        l.commit(Outcome::new(ImportStatus::Complete, plan, Some(Mirror))).unwrap();
+    };
+    let rows = || -> Vec<String> {
+        let mut c = Client::connect(&db.url(), NoTls).unwrap();
+        c.query("SELECT key FROM record_search WHERE type = 'courses' ORDER BY key", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    load(&["c1", "C2", "10001", "Math-1", "École-1", "ÉCOLE-2"]);
+    assert_eq!(rows(), ["Math-1", "ÉCOLE-2", "École-1"]);
+    load(&["c1", "C2", "10001", "Math-1", "École-1", "ÉCOLE-2", "Art-1", "ART-2", "art-3"]);
+    assert_eq!(rows(), ["Art-1", "Math-1", "ÉCOLE-2", "École-1"], "a later import's writes keep the rule");
+}
+
 #[test]
 fn postgres_passes_the_photos_check() {
     on_fresh(conformance::photos);

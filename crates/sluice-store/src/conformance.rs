@@ -1075,8 +1075,8 @@ pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
     assert_eq!(find("smythe", RecordSort::Key, false), (1, keys(&["1042"])));
     assert_eq!(find("jones", RecordSort::Key, false), (0, keys(&[])), "an erased record is not found");
 
-    // A type without names is found by key alone, in any case: keys that lower case changes
-    // have search rows, the others are found in the records' own key.
+    // A type without names is found by key alone, in any case: keys that mix cases or have
+    // characters beyond ASCII have search rows, the others are found in the records' own key.
     let courses: &[&[&str]] = &[
         &["ABC-1"],
         &["abc-2"],
@@ -1086,6 +1086,7 @@ pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
         &["10002"],
         &["Émile-5"],
         &["STRASSE-1"],
+        &["ÉCOLE-6"],
     ];
     load("north", "courses", courses, LoadMode::Mirror, None);
     let course = |q: &str, sort: RecordSort| {
@@ -1104,17 +1105,29 @@ pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
         (4, keys(&["ABC-1", "Abc-3", "abc-2", "abd-4"])),
         "no names: by key"
     );
-    assert_eq!(course("", RecordSort::Name).0, 8);
+    assert_eq!(course("", RecordSort::Name).0, 9);
+    assert_eq!(course("éco", RecordSort::Key), (1, keys(&["ÉCOLE-6"])), "upper case beyond ASCII");
+    let descending = RecordQuery { q: "ab".into(), descending: true, limit: 10, ..RecordQuery::default() };
+    let found = s.search_records("north", "courses", &descending).expect("search");
+    assert_eq!(
+        found.records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["abd-4", "abc-2", "Abc-3", "ABC-1"]
+    );
     assert_eq!(course("strasse", RecordSort::Key), (1, keys(&["STRASSE-1"])));
     assert_eq!(course("straße", RecordSort::Key), (0, keys(&[])), "STRASSE is not straße folded");
     let only_active =
         RecordQuery { q: "abc".into(), deactivated: Some(false), limit: 10, ..RecordQuery::default() };
     assert_eq!(s.search_records("north", "courses", &only_active).expect("search").total, 3);
     // A later import keeps it: new keys are found, erased ones are not.
-    load("north", "courses", &[&["ABC-1"], &["xyz-9"], &["XYZ-10"]], LoadMode::Mirror, None);
+    load("north", "courses", &[&["ABC-1"], &["xyz-9"], &["XYZ-10"], &["Xyz-11"]], LoadMode::Mirror, None);
     assert_eq!(course("abc", RecordSort::Key), (1, keys(&["ABC-1"])));
-    assert_eq!(course("xyz", RecordSort::Key), (2, keys(&["XYZ-10", "xyz-9"])));
+    assert_eq!(course("xyz", RecordSort::Key), (3, keys(&["XYZ-10", "Xyz-11", "xyz-9"])));
     assert_eq!(course("abd", RecordSort::Key), (0, keys(&[])), "an erased record is not found");
+    assert_eq!(course("éco", RecordSort::Key), (0, keys(&[])), "nor one with a search row");
+    // Deleted by hand, with or without a search row: not found.
+    s.delete_records("north", "courses", &["Xyz-11".into(), "XYZ-10".into()], "ann@x", &[], true)
+        .expect("delete");
+    assert_eq!(course("xyz", RecordSort::Key), (1, keys(&["xyz-9"])));
 
     // One record, what wrote it, its person.
     let r = s.record("north", "students", "1042").expect("read").expect("there");

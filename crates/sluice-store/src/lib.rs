@@ -44,6 +44,7 @@ pub use records::{
     search_words,
 };
 pub use records::{MAX_READDED, held_deletion, more_readded, prefix_end, readded_warning, referred_value};
+pub use records::{key_needs_row, key_ranges};
 pub use referrers::Referrer;
 pub use roles::{
     Accounts, ApiKeys, Audit, Backend, Bans, Connectors, Deliveries, ImportQueue, Imports, Loading, People,

@@ -10,11 +10,14 @@
 //! others filter what it found. Nothing is read per record of the type.
 //!
 //! A type whose records carry no names (no name or email columns: most types but people's and
-//! OneRoster's users) is found by key alone, and its records have search rows only where the
-//! key mixes cases (`Abc-1`, `Émile-5`): a key all in lower case (`e1`, `10001`) is found in
-//! `records`' own primary key by a range of the word's bytes, one all in upper case (`S0001`,
-//! `ABC-1`) by a range of the word in upper case. A first import of such a type then writes no
-//! search rows for such keys (it wrote five index entries per record).
+//! OneRoster's users) is found by key alone, and only its keys that mix cases or have
+//! characters beyond ASCII (`Abc-1`, `Émile-5`) have search rows: a key of ASCII characters
+//! all in lower case (`e1`, `10001`) is found in `records`' own primary key by a range of the
+//! word's bytes, one all in upper case (`S0001`, `ABC-1`) by a range of the word in ASCII upper
+//! case. ASCII's cases are the same to every store (PostgreSQL's ICU and Rust's tables differ
+//! beyond it, by Unicode version), so a store moved to PostgreSQL finds the same keys. A first
+//! import of such a type then writes no search rows for such keys (it wrote five index entries
+//! per record).
 
 use crate::referrers::drop_inactive_roles;
 use crate::{Person, Referrer, Result, Store, StoreError, now_ms};
@@ -24,16 +27,16 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use sluice_core::import::OnDelete;
 
 /// The SQL functions of search: `sluice_fold` folds text (NULL is empty, numbers are their
-/// text); `sluice_mixed_case` says whether a key is neither its folded text nor that in upper
-/// case (such a key needs a search row to be found by key, see the module's documentation).
+/// text); `sluice_key_needs_row` says whether a key of a type found by key alone needs a search
+/// row ([`key_needs_row`]).
 pub(crate) fn register_functions(c: &Connection) -> Result<()> {
     c.create_scalar_function(
-        "sluice_mixed_case",
+        "sluice_key_needs_row",
         1,
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| {
             Ok(match ctx.get_raw(0) {
-                ValueRef::Text(t) => mixed_case(&String::from_utf8_lossy(t)),
+                ValueRef::Text(t) => key_needs_row(&String::from_utf8_lossy(t)),
                 _ => false,
             })
         },
@@ -59,10 +62,22 @@ pub fn fold(s: &str) -> String {
     s.to_lowercase()
 }
 
-/// Whether a key is neither all lower case nor all upper case as search folds it.
-pub fn mixed_case(key: &str) -> bool {
-    let folded = fold(key);
-    key != folded && key != folded.to_uppercase()
+/// Whether a key of a type found by key alone needs a search row: it has a character beyond
+/// ASCII, or ASCII letters in both cases (see the module's documentation).
+pub fn key_needs_row(key: &str) -> bool {
+    !key.is_ascii()
+        || (key.bytes().any(|b| b.is_ascii_lowercase()) && key.bytes().any(|b| b.is_ascii_uppercase()))
+}
+
+/// The ranges of `records`' primary key that hold the keys a folded `word` begins and that have
+/// no search row: the word's own, and the word in ASCII upper case when that differs. (A word
+/// beyond ASCII begins no such key: they are all ASCII.)
+pub fn key_ranges(word: &str) -> Vec<String> {
+    if !word.is_ascii() {
+        return Vec::new();
+    }
+    let upper = word.to_ascii_uppercase();
+    if upper == word { vec![word.to_owned()] } else { vec![word.to_owned(), upper] }
 }
 
 /// The end of the range of texts that begin with `prefix`: above every such text (U+10FFFF is
@@ -176,8 +191,13 @@ impl SearchPaths {
         self.first_name.is_none() && self.last_name.is_none() && self.email.is_none()
     }
 
-    /// What the store remembers, to notice when a type's columns changed.
+    /// What the store remembers, to notice when a type's columns changed. A type found by key
+    /// alone is `key` (it was `||`, a search row per record, before such types kept rows only
+    /// for the keys that need one: a type indexed so is indexed whole at its next import).
     pub fn signature(&self) -> String {
+        if self.keyed_only() {
+            return "key".to_owned();
+        }
         let p = |o: &Option<String>| o.clone().unwrap_or_default();
         format!("{}|{}|{}", p(&self.first_name), p(&self.last_name), p(&self.email))
     }
@@ -228,7 +248,7 @@ pub(crate) fn watch_writes(c: &Connection) -> Result<()> {
                CASE WHEN p.email = '$.__none' THEN '' ELSE sluice_fold(json_extract(NEW.data, p.email)) END
         FROM search_paths p WHERE p.type = NEW.type
             AND (p.first <> '$.__none' OR p.last <> '$.__none' OR p.email <> '$.__none'
-                 OR sluice_mixed_case(NEW.key));";
+                 OR sluice_key_needs_row(NEW.key));";
     c.execute_batch(&format!(
         "CREATE TEMP TRIGGER IF NOT EXISTS search_inserted AFTER INSERT ON main.records BEGIN {index} END;
          CREATE TEMP TRIGGER IF NOT EXISTS search_rewritten AFTER UPDATE OF data ON main.records BEGIN {index} END;
@@ -292,8 +312,8 @@ pub(crate) fn index_whole(
         )?;
         let (first, last, email) =
             (folded(&paths.first_name, 3), folded(&paths.last_name, 4), folded(&paths.email, 5));
-        // A type found by key alone: only the keys that mix cases.
-        let which = if paths.keyed_only() { "AND sluice_mixed_case(r.key)" } else { "" };
+        // A type found by key alone: only the keys that need one.
+        let which = if paths.keyed_only() { "AND sluice_key_needs_row(r.key)" } else { "" };
         let mut insert = c.prepare(&format!(
             "INSERT INTO main.record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
              SELECT ?1, ?2, r.key, sluice_fold(r.key), {first}, {last}, {email}
@@ -539,25 +559,22 @@ impl Search {
             Some(w) => {
                 let (lo, hi) = (b.push(w.clone()), b.push(prefix_end(w)));
                 let hits = if keyed {
-                    // Keys in lower case, keys in upper case (the word in upper case, checked:
-                    // `ß` is `SS`), and the search rows of the keys that mix cases.
-                    let upper = w.to_uppercase();
-                    let in_upper = if upper == *w {
-                        String::new()
-                    } else {
-                        let (ulo, uhi) = (b.push(upper.clone()), b.push(prefix_end(&upper)));
-                        format!(
-                            "UNION SELECT key FROM main.records WHERE tenant_id = {t} AND type = {ty}
-                             AND key >= {ulo} AND key < {uhi}
-                             AND sluice_fold(key) >= {lo} AND sluice_fold(key) < {hi} "
-                        )
-                    };
-                    format!(
-                        "SELECT key FROM main.records WHERE tenant_id = {t} AND type = {ty}
-                         AND key >= {lo} AND key < {hi}
-                         {in_upper}UNION SELECT key FROM main.record_search WHERE tenant_id = {t} AND type = {ty}
+                    // Keys of ASCII in one case, then the search rows of the others.
+                    let mut hits: Vec<String> = key_ranges(w)
+                        .iter()
+                        .map(|from| {
+                            let (klo, khi) = (b.push(from.clone()), b.push(prefix_end(from)));
+                            format!(
+                                "SELECT key FROM main.records WHERE tenant_id = {t} AND type = {ty}
+                                 AND key >= {klo} AND key < {khi}"
+                            )
+                        })
+                        .collect();
+                    hits.push(format!(
+                        "SELECT key FROM main.record_search WHERE tenant_id = {t} AND type = {ty}
                          AND key_f >= {lo} AND key_f < {hi}"
-                    )
+                    ));
+                    hits.join(" UNION ")
                 } else {
                     ["key_f", "last_f", "first_f", "email_f"]
                         .iter()
@@ -646,9 +663,10 @@ impl Search {
     }
 }
 
-/// Whether `type_name`'s records were last indexed as a type without names (its search rows
-/// are only those of keys lower case changes). A type indexed before that was so, or with
-/// names, has a search row per record.
+/// Whether `type_name`'s records were last indexed as a type found by key alone (its search
+/// rows are only those of the keys [`key_needs_row`] names). A type indexed before that was so
+/// (its signature was `||` then), or with names, has a search row per record until its next
+/// import indexes it whole.
 fn found_by_key_alone(c: &Connection, tenant_id: i64, type_name: &str) -> Result<bool> {
     let paths: Option<String> = c
         .prepare_cached("SELECT paths FROM main.record_search_columns WHERE tenant_id = ?1 AND type = ?2")?
@@ -684,6 +702,9 @@ impl crate::roles::Records for Store {
     fn search_records(&self, tenant: &str, type_name: &str, q: &RecordQuery) -> Result<FoundRecords> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;
+            // One read transaction (rolled back when done): what the type was indexed as and
+            // the search of it, which an import committing in between could both change.
+            let _read = c.unchecked_transaction()?;
             // Only active records asked for, and the type has no other (the usual case): no
             // hit needs looking at for it.
             let all_active = q.deactivated == Some(false)

@@ -477,8 +477,10 @@ fn searching_twenty_thousand_records_reads_index_ranges_only() {
 }
 
 /// A type without names (no person columns) is found by key alone: its first import writes
-/// search rows only for the keys that mix cases (it wrote one per record, five index entries
-/// each), a later import keeps them so, and its searches read index ranges only.
+/// search rows only for the keys that mix cases or go beyond ASCII (it wrote one per record,
+/// five index entries each), a later import keeps them so, a type indexed the earlier way (a
+/// row per record) is searched through them until its next import indexes it whole, and its
+/// searches read index ranges only.
 #[test]
 fn a_type_without_names_keeps_search_rows_only_for_keys_that_mix_cases() {
     use crate::{RecordQuery, RecordSort};
@@ -497,6 +499,7 @@ fn a_type_without_names_keeps_search_rows_only_for_keys_that_mix_cases() {
     let mut keys: Vec<String> = (0..20_000).map(|i| format!("c{i}")).collect();
     keys.extend((0..100).map(|i| format!("S{i:04}")));
     keys.extend((0..10).map(|i| format!("Math-{i}")));
+    keys.extend((0..3).map(|i| format!("ÉCOLE-{i}")));
     load(&keys);
     let rows = |s: &Store| -> i64 {
         s.with(|c| {
@@ -504,18 +507,34 @@ fn a_type_without_names_keeps_search_rows_only_for_keys_that_mix_cases() {
         })
         .unwrap()
     };
-    assert_eq!(rows(&s), 10, "only Math-0..9");
+    assert_eq!(rows(&s), 13, "only Math-0..9 and ÉCOLE-0..2");
     let query =
         |q: &str| RecordQuery { q: q.into(), sort: RecordSort::Name, limit: 50, ..RecordQuery::default() };
     assert_eq!(s.search_records("acme", "courses", &query("math")).unwrap().total, 10);
     assert_eq!(s.search_records("acme", "courses", &query("c1999")).unwrap().total, 11);
     assert_eq!(s.search_records("acme", "courses", &query("C1999")).unwrap().total, 11, "any case");
     assert_eq!(s.search_records("acme", "courses", &query("s00")).unwrap().total, 100, "upper case keys");
+    assert_eq!(s.search_records("acme", "courses", &query("éc")).unwrap().total, 3);
     // Again with more upper case: the import's writes keep the rule.
     keys.extend((0..5).map(|i| format!("Art-{i}")));
     load(&keys);
-    assert_eq!(rows(&s), 15);
+    assert_eq!(rows(&s), 18);
     assert_eq!(s.search_records("acme", "courses", &query("art")).unwrap().total, 5);
+    // A database from before: the type indexed with a row per record, as `||`.
+    s.with(|c| {
+        c.execute_batch(
+            "UPDATE record_search_columns SET paths = '||' WHERE type = 'courses';
+             INSERT OR IGNORE INTO record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
+                 SELECT tenant_id, type, key, sluice_fold(key), '', '', '' FROM records WHERE type = 'courses';",
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(rows(&s), keys.len() as i64);
+    assert_eq!(s.search_records("acme", "courses", &query("s00")).unwrap().total, 100, "through its rows");
+    load(&keys);
+    assert_eq!(rows(&s), 18, "its next import indexed it whole, the new way");
+    assert_eq!(s.search_records("acme", "courses", &query("s00")).unwrap().total, 100);
     for q in ["math", "c19 c199", "s00", ""] {
         let plan = crate::records::explain_search(&s, "acme", "courses", &query(q)).unwrap();
         let scans = full_scans(&plan);
