@@ -639,9 +639,14 @@ impl Loading for Loader {
         let added = q(&format!("SELECT COUNT(*) {writes} AND r.key IS NULL"))?;
         // A single type's deactivated record listed again is updated (made active), not
         // unchanged; a package's inactive records differ from an active row in their data.
+        // (A CROSS JOIN: the condition on `r.hash` turns the LEFT JOIN into an inner one, and
+        // SQLite, without statistics, then walked the type's records and looked each up in
+        // the stage: 100 ms for a delta of 4,000 rows beside 400,000 records.)
         let unchanged = q(&format!(
-            "SELECT COUNT(*) {writes} AND r.hash = s.hash{}",
-            if marks { "" } else { " AND r.inactive = 0" }
+            "SELECT COUNT(*) FROM temp.stage s CROSS JOIN main.records r
+                 ON r.tenant_id = ?1 AND r.type = s.type AND r.key = s.key
+             WHERE s.type = ?2 AND {} AND r.hash = s.hash",
+            if marks { "(s.kind = 0 OR s.kind = 1)" } else { "s.kind = 0 AND r.inactive = 0" }
         ))?;
         let written = if marks {
             q(&format!("SELECT COUNT(*) {writes}"))?
