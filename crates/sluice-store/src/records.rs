@@ -15,7 +15,9 @@
 //! all in lower case (`e1`, `10001`) is found in `records`' own primary key by a range of the
 //! word's bytes, one all in upper case (`S0001`, `ABC-1`) by a range of the word in ASCII upper
 //! case. ASCII's cases are the same to every store (PostgreSQL's ICU and Rust's tables differ
-//! beyond it, by Unicode version), so a store moved to PostgreSQL finds the same keys. A first
+//! beyond it, by Unicode version), so both decide alike which keys need rows and a store moved
+//! to PostgreSQL finds the same ASCII keys (beyond ASCII, keys as names are folded by the
+//! store that wrote their rows). A first
 //! import of such a type then writes no search rows for such keys (it wrote five index entries
 //! per record).
 
