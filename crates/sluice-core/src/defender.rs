@@ -29,7 +29,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Longest account key kept (longer names are cut): the key is whatever a client typed.
-pub const MAX_ACCOUNT_KEY: usize = 256;
+const MAX_ACCOUNT_KEY: usize = 256;
 /// Highest threshold: a source holds at most `threshold` events, so this bounds its memory.
 pub const MAX_THRESHOLD: u32 = 1000;
 
@@ -606,7 +606,9 @@ impl Scoreboard {
     }
 }
 
-fn account_key(account: &str) -> &str {
+/// An account's name as the scoreboard keeps it: cut to [`MAX_ACCOUNT_KEY`] bytes (it is
+/// whatever a client typed).
+pub fn account_key(account: &str) -> &str {
     if account.len() <= MAX_ACCOUNT_KEY {
         return account;
     }

@@ -39,7 +39,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 pub use sluice_core::defender::{Ban, DefenderConfig, Event, HumanDuration, Scores, Service};
-use sluice_core::defender::{Happening, MAX_ACCOUNT_KEY, What};
+use sluice_core::defender::{Happening, What};
 
 /// Whether the defender counts what other servers on its store see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,20 +364,12 @@ fn millis(d: Duration) -> i64 {
 }
 
 /// Accounts of the SFTP server (tenants) and the dashboard (emails) are counted apart. The
-/// name is what the client typed: cut to the length the scoreboard keeps, so that nothing
-/// longer is told to the other nodes either.
-/// Control characters (a NUL, which PostgreSQL cannot store) are U+FFFD.
+/// name is what the client typed: control characters (a NUL, which PostgreSQL cannot store)
+/// are U+FFFD, and it is cut as the scoreboard keeps it, so that nothing longer is told to
+/// the other nodes either.
 fn account_key(service: Service, account: &str) -> String {
     let account: String = account.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect();
-    let mut key = format!("{}:{account}", service.as_str());
-    if key.len() > MAX_ACCOUNT_KEY {
-        let mut end = MAX_ACCOUNT_KEY;
-        while !key.is_char_boundary(end) {
-            end -= 1;
-        }
-        key.truncate(end);
-    }
-    key
+    sluice_core::defender::account_key(&format!("{}:{account}", service.as_str())).to_owned()
 }
 
 /// The keeper's work, a step at a time (tests drive it step by step).

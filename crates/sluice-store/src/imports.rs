@@ -432,20 +432,21 @@ impl Loader {
             // whole after. Only with such a type, every record written or erased from here
             // keeps its search row (`records.rs`).
             crate::records::search_paths_table(c)?;
-            let mut incremental = Vec::with_capacity(types.len());
+            let mut searched = Vec::with_capacity(types.len());
             for &(ty, _) in types {
-                incremental.push(crate::records::index_incrementally(c, t, ty, &self.search_paths(ty, o))?);
+                let paths = self.search_paths(ty, o);
+                let incremental = crate::records::index_incrementally(c, t, ty, &paths)?;
+                searched.push((paths, incremental));
             }
-            if incremental.contains(&true) {
+            if searched.iter().any(|(_, incremental)| *incremental) {
                 crate::records::watch_writes(c)?;
             }
             if marks {
                 // Before any file is written: what the package deletes is still as planned.
                 self.deactivate(c, types, o.referrers)?;
             }
-            for (&(ty, mode), &incremental) in types.iter().zip(&incremental) {
+            for (&(ty, mode), (search, incremental)) in types.iter().zip(&searched) {
                 readded.extend(crate::records::readded(c, t, ty, crate::records::MAX_READDED)?);
-                let search = self.search_paths(ty, o);
                 // Unchanged rows (same hash) are not rewritten. A package writes its delta
                 // deletions of records that exist, inactive; a single type's listed record is
                 // active again. (Two texts, not a parameter: an `OR` on a bound flag made
@@ -483,8 +484,8 @@ impl Loader {
                             params![t, ty, id],
                         )?;
                     }
-                    if !incremental {
-                        crate::records::index_whole(c, t, ty, &search)?;
+                    if !*incremental {
+                        crate::records::index_whole(c, t, ty, search)?;
                     }
                     continue;
                 }
@@ -509,8 +510,8 @@ impl Loader {
                         )?;
                     }
                 }
-                if !incremental {
-                    crate::records::index_whole(c, t, ty, &search)?;
+                if !*incremental {
+                    crate::records::index_whole(c, t, ty, search)?;
                 }
             }
         }
