@@ -521,14 +521,40 @@ fn word_matches(b: &mut Bind, word: &str) -> String {
         .join(" OR ")
 }
 
+/// A type's records counted from two small indexes, never reading a record's data: every key
+/// (`records_keys`) and the inactive ones (`records_inactive`, partial: the state is written
+/// as a literal for the planner to use it). `t` and `ty` name the statement's parameters.
+fn counted_keys(t: &str, ty: &str) -> (String, String) {
+    (
+        format!(
+            "SELECT COUNT(*) FROM main.records INDEXED BY records_keys WHERE tenant_id = {t} AND type = {ty}"
+        ),
+        format!(
+            "SELECT COUNT(*) FROM main.records INDEXED BY records_inactive
+             WHERE tenant_id = {t} AND type = {ty} AND inactive = 1"
+        ),
+    )
+}
+
+/// (all, active) records of a type, from [`counted_keys`].
+pub(crate) fn records_in_state(c: &Connection, tenant_id: i64, type_name: &str) -> Result<(u64, u64)> {
+    let (all, inactive) = counted_keys("?1", "?2");
+    let (all, inactive) = c
+        .prepare_cached(&format!("SELECT ({all}), ({inactive})"))?
+        .query_row(params![tenant_id, type_name], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    Ok((all as u64, all.saturating_sub(inactive) as u64))
+}
+
 /// The two statements of a search (how many match, one page), each with its parameters.
 ///
 /// With words, the first word's hits are four index ranges of `record_search`, unioned by
 /// key; later words and a name order look each hit's `record_search` row up, the deactivated
-/// filter probes `records_by_state` (small entries: the records' data is not read), and only
-/// a relationship filter reads a hit's record. The page's keys are chosen that way first and
-/// only their records read. Without words, the count and a page by key walk the records'
-/// indexes, a page by name `record_search`'s name index.
+/// filter probes `records_keys` and `records_inactive` (small entries: the records' data is
+/// not read), and only a relationship filter reads a hit's record. The page's keys are chosen
+/// that way first and only their records read. Without words, the count walks the records'
+/// small indexes, a page by key the records themselves (in key order, up to the page's end:
+/// active only, as any page, reads the inactive records it passes), a page by name
+/// `record_search`'s name index.
 struct Search {
     count: (String, Bind),
     page: (String, Bind),
@@ -610,14 +636,22 @@ impl Search {
         };
         let walks_records = from.starts_with("main.records");
         if let Some(d) = q.deactivated {
-            let d = b.push(i64::from(d));
-            conds.push(if walks_records {
-                format!("r.inactive = {d}")
-            } else {
-                format!(
-                    "EXISTS (SELECT 1 FROM main.records a INDEXED BY records_by_state
-                     WHERE a.tenant_id = {t} AND a.type = {ty} AND a.inactive = {d} AND a.key = {key})"
-                )
+            // The state as a literal: `records_inactive` holds only `inactive = 1`, which a
+            // bound parameter would hide from the planner.
+            // An active hit is a record (a key of `records_keys`) that is not inactive, as the
+            // filter said when it probed one index of every record by state.
+            let inactive = format!(
+                "EXISTS (SELECT 1 FROM main.records a INDEXED BY records_inactive
+                 WHERE a.tenant_id = {t} AND a.type = {ty} AND a.inactive = 1 AND a.key = {key})"
+            );
+            conds.push(match (walks_records, d) {
+                (true, true) => "r.inactive = 1".to_owned(),
+                (true, false) => "r.inactive = 0".to_owned(),
+                (false, true) => inactive,
+                (false, false) => format!(
+                    "EXISTS (SELECT 1 FROM main.records a INDEXED BY records_keys
+                     WHERE a.tenant_id = {t} AND a.type = {ty} AND a.key = {key}) AND NOT {inactive}"
+                ),
             });
         }
         if let Some((path, value)) = &q.filter {
@@ -638,6 +672,12 @@ impl Search {
         }
         let wher = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
         if count {
+            if walks_records && q.deactivated == Some(false) && q.filter.is_none() {
+                // Every key less the inactive ones: the active records are not in an index of
+                // their own.
+                let (all, inactive) = counted_keys(&t, &ty);
+                return (format!("SELECT ({all}) - ({inactive})"), b);
+            }
             return (format!("SELECT COUNT(*) FROM {from} {wher}"), b);
         }
         let dir = if q.descending { "DESC" } else { "ASC" };
@@ -712,7 +752,7 @@ impl crate::roles::Records for Store {
             let all_active = q.deactivated == Some(false)
                 && !c
                     .prepare_cached(
-                        "SELECT 1 FROM main.records INDEXED BY records_by_state
+                        "SELECT 1 FROM main.records INDEXED BY records_inactive
                          WHERE tenant_id = ?1 AND type = ?2 AND inactive = 1",
                     )?
                     .exists(params![tenant_id, type_name])?;
