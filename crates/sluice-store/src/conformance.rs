@@ -1234,6 +1234,140 @@ pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
     assert!(!s.people("north").expect("people").is_empty());
 }
 
+/// A package's users as people across its imports: a bulk makes a person per user; a delta
+/// that renames one keeps its person (the source id), one that marks a user `tobedeleted`
+/// ends the role and removes the person it leaves without one, but not a person who still
+/// holds another role (a guardian of the same name and email); a user deleted by hand takes
+/// its role and person with it, and the next delta leaves no one behind; users listed again
+/// are people again; a bulk that no longer lists a user ends its role the same way. No person
+/// is ever left without a role. Needs a store whose imports open loaders.
+pub fn package_people<S: Tenants + Imports + People + Records>(s: &S) {
+    use crate::ImportStatus::Complete;
+    use sluice_core::import::PersonColumns;
+    s.add_tenant(&name("north"), &folders("guardians")).expect("add a tenant");
+    let user = |id: &str, given: &str, family: &str, status: &str| {
+        format!(
+            "{{\"sourcedId\":\"{id}\",\"status\":\"{status}\",\"givenName\":\"{given}\",\"familyName\":\"{family}\",\"email\":\"{}@x.org\"}}",
+            given.to_lowercase()
+        )
+    };
+    let types = ["oneroster.users".to_owned()];
+    let package = |mode: LoadMode, rows: &[(&str, &str, &str, &str)]| {
+        let id =
+            s.create_import("north", "oneroster", "roster.zip", "upload", None, None).expect("an import");
+        let l = s.package_loader("north", id).expect("a package loader");
+        for (i, (key, given, family, status)) in rows.iter().enumerate() {
+            let data = user(key, given, family, status);
+            let kind = if *status == "tobedeleted" { StageKind::Delete } else { StageKind::Load };
+            l.stage_in("oneroster.users", i as u64 + 2, key, &data, hash_of(&data), kind).expect("stage");
+        }
+        let o = Outcome { record_types: Some(&types), ..outcome(Complete, Default::default(), Some(mode)) };
+        l.commit_types(&[("oneroster.users", mode)], o).expect("commit");
+    };
+    // (first name, last name, roles as "type key") of every person, in name order; every
+    // person of the tenant has a role (`people` shows those with one, the search them all).
+    let people = || {
+        let (all, _) = s.search_people("north", "", 100, 0).expect("search people");
+        let with_roles = s.people("north").expect("people").len();
+        assert_eq!(all, with_roles as u64, "a person without a role is left behind");
+        let mut all: Vec<(String, String, Vec<String>)> = s
+            .people("north")
+            .expect("people")
+            .into_iter()
+            .map(|p| {
+                let mut roles: Vec<String> =
+                    p.roles.iter().map(|r| format!("{} {}", r.type_name, r.key)).collect();
+                roles.sort();
+                (p.contact.first_name, p.contact.last_name, roles)
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let id_of = |first: &str| {
+        s.people("north").expect("people").into_iter().find(|p| p.contact.first_name == first).map(|p| p.id)
+    };
+    let person = |first: &str, last: &str, roles: &[&str]| {
+        (first.to_owned(), last.to_owned(), roles.iter().map(|r| (*r).to_owned()).collect::<Vec<_>>())
+    };
+    package(
+        LoadMode::Mirror,
+        &[
+            ("U1", "Ann", "Lee", "active"),
+            ("U2", "Bob", "Ray", "active"),
+            ("U3", "Cy", "Doe", "active"),
+            ("U4", "Di", "Fox", "active"),
+        ],
+    );
+    // A guardian with Cy's name and email is Cy.
+    let guardian = PersonColumns {
+        role: "guardian".into(),
+        id: Some(0),
+        first_name: 1,
+        last_name: 2,
+        email: Some(3),
+        phone: None,
+    };
+    let g = s.create_import("north", "guardians", "g.csv", "upload", None, None).expect("an import");
+    let mut l = s.loader("north", "guardians", g).expect("a loader");
+    let data = serde_json::to_string(&["G1", "Cy", "Doe", "cy@x.org"]).expect("json");
+    l.stage(2, "G1", &data, hash_of(&data), StageKind::Load).expect("stage");
+    let plan = l.plan("guardians", LoadMode::Mirror).expect("plan");
+    l.commit(Outcome { person: Some(&guardian), ..outcome(Complete, plan, Some(LoadMode::Mirror)) })
+        .expect("commit");
+    assert_eq!(
+        people(),
+        [
+            person("Ann", "Lee", &["oneroster.users U1"]),
+            person("Bob", "Ray", &["oneroster.users U2"]),
+            person("Cy", "Doe", &["guardians G1", "oneroster.users U3"]),
+            person("Di", "Fox", &["oneroster.users U4"]),
+        ]
+    );
+    let bob = id_of("Bob");
+
+    // A delta: Bob renamed (the same person), Ann and Cy deleted.
+    package(
+        LoadMode::Delta,
+        &[
+            ("U1", "Ann", "Lee", "tobedeleted"),
+            ("U2", "Rob", "Ray", "active"),
+            ("U3", "Cy", "Doe", "tobedeleted"),
+        ],
+    );
+    assert_eq!(
+        people(),
+        [
+            person("Cy", "Doe", &["guardians G1"]),
+            person("Di", "Fox", &["oneroster.users U4"]),
+            person("Rob", "Ray", &["oneroster.users U2"]),
+        ],
+        "Ann left without a role goes; Cy stays a guardian"
+    );
+    assert_eq!(id_of("Rob"), bob, "the source id keeps the person");
+
+    // Di deleted by hand: her role and person go at once.
+    s.delete_records("north", "oneroster.users", &["U4".to_owned()], "ann@x.org", &[], false)
+        .expect("delete by hand");
+    assert_eq!(
+        people(),
+        [person("Cy", "Doe", &["guardians G1"]), person("Rob", "Ray", &["oneroster.users U2"])]
+    );
+
+    // Ann and Di listed again are people again; a bulk that no longer lists Di ends her role.
+    package(LoadMode::Delta, &[("U1", "Ann", "Lee", "active"), ("U4", "Di", "Fox", "active")]);
+    assert_eq!(people().len(), 4);
+    package(LoadMode::Mirror, &[("U1", "Ann", "Lee", "active"), ("U2", "Rob", "Ray", "active")]);
+    assert_eq!(
+        people(),
+        [
+            person("Ann", "Lee", &["oneroster.users U1"]),
+            person("Cy", "Doe", &["guardians G1"]),
+            person("Rob", "Ray", &["oneroster.users U2"]),
+        ]
+    );
+}
+
 /// A saved export of `students` (CSV, one column, one filter, run on demand) named `n`.
 fn students_export(n: &str) -> sluice_core::saved_export::SavedExport {
     use sluice_core::saved_export::{ExportFormat, ExportName, ExportWhen, SavedExport};

@@ -518,7 +518,9 @@ impl Loader {
         let mut warnings = o.warnings.to_vec();
         warnings.extend(readded);
         if let (Some(_), Some((ty, paths))) = (o.apply, people) {
-            warnings.extend(crate::people::link_people(c, t, ty, id, &paths)?);
+            // A package's delta links what it listed (see `link_people`).
+            let package_delta = marks && types.iter().any(|&(t, m)| t == ty && m == LoadMode::Delta);
+            warnings.extend(crate::people::link_people(c, t, ty, id, &paths, package_delta)?);
         }
         apply_outcome(c, id, &Outcome { warnings: &warnings, ..o.clone() })
     }

@@ -73,22 +73,32 @@ impl PersonPaths {
 const LINK_CACHE_KIB: i64 = 64 * 1024;
 
 /// Links the records of `type_name` written by `import_id` to people; returns warnings.
-/// Records that are gone, or marked `tobedeleted`, stop being roles.
+/// Records that are gone, or marked `tobedeleted`, stop being roles; a person left without a
+/// role goes.
 ///
-/// The changed records are read in key order through one cursor and linked one at a time
-/// against the database (which sees every person and role linked before them): nothing is
-/// collected, so memory does not grow with the import (see ARCHITECTURE.md, "Memory does not
-/// grow with file size").
+/// The changed records are read in key order through one cursor (the import's staged keys,
+/// each looked up) and linked one at a time against the database (which sees every person
+/// and role linked before them): nothing is collected, so memory does not grow with the
+/// import (see ARCHITECTURE.md, "Memory does not grow with file size").
+///
+/// A package's delta (`package_delta`: OneRoster's) reads only what it listed: the records
+/// it wrote active through its staged keys, the roles it ends are those of the rows it marks
+/// `tobedeleted` (a package never erases a record, and what else makes a record inactive ends
+/// its role itself: a deletion by hand, a referred record's deletion), and the people it may
+/// leave without a role are those whose role it ended or moved to someone else. Any other
+/// import (a bulk, a single type's file, which may erase records) walks every record it wrote,
+/// every role of its type and every person of the tenant.
 pub(crate) fn link_people(
     c: &Connection,
     tenant_id: i64,
     type_name: &str,
     import_id: i64,
     p: &PersonPaths,
+    package_delta: bool,
 ) -> Result<Vec<String>> {
     let cache: i64 = c.pragma_query_value(None, "cache_size", |r| r.get(0))?;
     c.pragma_update(None, "cache_size", -LINK_CACHE_KIB)?;
-    let linked = link(c, tenant_id, type_name, import_id, p);
+    let linked = link(c, tenant_id, type_name, import_id, p, package_delta);
     c.pragma_update(None, "cache_size", cache)?;
     linked
 }
@@ -99,12 +109,27 @@ fn link(
     type_name: &str,
     import_id: i64,
     p: &PersonPaths,
+    package_delta: bool,
 ) -> Result<Vec<String>> {
     // Without roles of this type before, no one can lose a role here: no one is left without.
     let had_roles = c
         .prepare_cached("SELECT 1 FROM main.person_roles WHERE tenant_id = ?1 AND type = ?2")?
         .exists(params![tenant_id, type_name])?;
-    if had_roles {
+    // The people whose role this link ends or moves (a package delta's; see `link_people`).
+    c.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS left_people (id INTEGER PRIMARY KEY);
+         DELETE FROM temp.left_people;",
+    )?;
+    let listed_only = had_roles && package_delta;
+    if listed_only {
+        let ended = "FROM main.person_roles WHERE tenant_id = ?1 AND type = ?2 AND key IN
+             (SELECT key FROM temp.stage WHERE type = ?2 AND kind = 1)";
+        c.execute(
+            &format!("INSERT OR IGNORE INTO temp.left_people (id) SELECT person_id {ended}"),
+            params![tenant_id, type_name],
+        )?;
+        c.execute(&format!("DELETE {ended}"), params![tenant_id, type_name])?;
+    } else if had_roles {
         c.execute(
             "DELETE FROM main.person_roles WHERE tenant_id = ?1 AND type = ?2 AND NOT EXISTS
              (SELECT 1 FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2 AND r.key = person_roles.key
@@ -113,12 +138,20 @@ fn link(
         )?;
     }
     let mut linker = Linker::new(c, tenant_id, type_name, &p.role, had_roles)?;
-    let mut changed = c.prepare(
+    // The records this import wrote active, in key order: a package's delta reads them through
+    // its staged keys, each looked up (every record it wrote active is one it listed: what it
+    // marks or deactivates otherwise is inactive); any other import walks the type's records.
+    let mut changed = c.prepare(if listed_only {
+        "SELECT r.key, COALESCE(r.line, 0), json_extract(r.data, ?4), json_extract(r.data, ?5),
+                json_extract(r.data, ?6), json_extract(r.data, ?7), json_extract(r.data, ?8)
+         FROM temp.stage s CROSS JOIN main.records r ON r.tenant_id = ?1 AND r.type = ?2 AND r.key = s.key
+         WHERE s.type = ?2 AND r.updated_import = ?3 AND r.inactive = 0 ORDER BY s.key"
+    } else {
         "SELECT key, COALESCE(line, 0), json_extract(data, ?4), json_extract(data, ?5), json_extract(data, ?6),
                 json_extract(data, ?7), json_extract(data, ?8)
          FROM main.records WHERE tenant_id = ?1 AND type = ?2 AND updated_import = ?3
-         AND inactive = 0 ORDER BY key",
-    )?;
+         AND inactive = 0 ORDER BY key"
+    })?;
     let mut rows = changed.query(params![
         tenant_id,
         type_name,
@@ -140,7 +173,13 @@ fn link(
     if separate > MAX_SEPARATE_WARNINGS {
         warnings.push(more_separate(separate - MAX_SEPARATE_WARNINGS));
     }
-    if had_roles {
+    if listed_only {
+        c.execute(
+            "DELETE FROM main.people WHERE id IN (SELECT id FROM temp.left_people) AND NOT EXISTS
+             (SELECT 1 FROM main.person_roles r WHERE r.person_id = people.id)",
+            [],
+        )?;
+    } else if had_roles {
         c.execute(
             "DELETE FROM main.people WHERE tenant_id = ?1 AND NOT EXISTS
              (SELECT 1 FROM main.person_roles r WHERE r.person_id = people.id)",
@@ -191,6 +230,8 @@ struct Linker<'c> {
     insert_role: Statement<'c>,
     update_role: Statement<'c>,
     holds_other: Statement<'c>,
+    /// Notes a person whose role moved to someone else (`temp.left_people`).
+    left: Statement<'c>,
 }
 
 impl<'c> Linker<'c> {
@@ -233,6 +274,7 @@ impl<'c> Linker<'c> {
                 "SELECT 1 FROM main.person_roles WHERE person_id = ?1 AND role = ?2 AND source_id != ''
                  AND source_id != ?3",
             )?,
+            left: c.prepare("INSERT OR IGNORE INTO temp.left_people (id) VALUES (?1)")?,
         })
     }
 
@@ -297,8 +339,11 @@ impl<'c> Linker<'c> {
                 self.insert_role.execute(values)?;
             }
             Some((p, r, s)) if p == person && r == role && s == source_id => {}
-            Some(_) => {
+            Some((p, _, _)) => {
                 self.update_role.execute(values)?;
+                if p != person {
+                    self.left.execute([p])?;
+                }
             }
         }
         Ok(())

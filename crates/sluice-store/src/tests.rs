@@ -20,6 +20,7 @@ fn sqlite_passes_the_loading_checks() {
     conformance::imported_once(&Store::open(&dir.path().join("once.db")).unwrap());
     conformance::saved_exports(&Store::open(&dir.path().join("exports.db")).unwrap());
     conformance::records(&Store::open(&dir.path().join("records.db")).unwrap());
+    conformance::package_people(&Store::open(&dir.path().join("package_people.db")).unwrap());
 }
 
 /// The conformance suite's photos check, on SQLite (a database file: imports load records).
