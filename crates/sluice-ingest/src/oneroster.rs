@@ -201,14 +201,17 @@ fn evaluate_package(
             for (file, mode) in &loaded {
                 let record_type = oneroster::record_type(file);
                 let plan = loader.plan(&record_type, *mode)?;
-                let existing = loader.existing_of(&record_type)?;
                 let safeguard = req
                     .import_type
                     .safeguard
                     .for_tenant(&req.import_type.name, ctx.safeguard_settings)
                     .for_tenant(&record_type, ctx.safeguard_settings);
                 let implicit = if *mode == LoadMode::Mirror { plan.deleted } else { 0 };
-                if breach.is_none() {
+                // The safeguard weighs deletions by omission and updates against the active
+                // records, counted only when there is something to weigh (a delta's deletions
+                // are its own rows: 400,000 enrollments were counted for nothing).
+                if breach.is_none() && (implicit > 0 || plan.updated > 0) {
+                    let existing = loader.existing_of(&record_type)?;
                     breach =
                         safeguard.breach(existing, implicit, plan.updated).map(|b| (record_type.clone(), b));
                 }
