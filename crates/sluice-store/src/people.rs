@@ -76,10 +76,10 @@ const LINK_CACHE_KIB: i64 = 64 * 1024;
 /// Records that are gone, or marked `tobedeleted`, stop being roles; a person left without a
 /// role goes.
 ///
-/// The changed records are read in key order through one cursor (the import's staged keys,
-/// each looked up) and linked one at a time against the database (which sees every person
-/// and role linked before them): nothing is collected, so memory does not grow with the
-/// import (see ARCHITECTURE.md, "Memory does not grow with file size").
+/// The changed records are read in key order through one cursor and linked one at a time
+/// against the database (which sees every person and role linked before them): nothing is
+/// collected, so memory does not grow with the import (see ARCHITECTURE.md, "Memory does not
+/// grow with file size").
 ///
 /// A package's delta (`package_delta`: OneRoster's) reads only what it listed: the records
 /// it wrote active through its staged keys, the roles it ends are those of the rows it marks
