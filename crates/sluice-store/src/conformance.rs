@@ -18,6 +18,18 @@ use sluice_core::{
 use std::time::Duration;
 
 /// Runs every check, each on a fresh store from `open`.
+/// A students file's person columns as the checks write their rows: `[id, first, last, email]`.
+pub fn student_columns() -> sluice_core::import::PersonColumns {
+    sluice_core::import::PersonColumns {
+        role: "student".into(),
+        id: Some(0),
+        first_name: 1,
+        last_name: 2,
+        email: Some(3),
+        phone: None,
+    }
+}
+
 pub fn run<
     S: Tenants
         + Accounts
@@ -1008,14 +1020,7 @@ pub fn records<S: Tenants + Imports + Records + People>(s: &S) {
     use sluice_core::import::{OnDelete, PersonColumns};
     s.add_tenant(&name("north"), &folders("students,guardians")).expect("add a tenant");
     s.add_tenant(&name("south"), &folders("students")).expect("add another tenant");
-    let person = PersonColumns {
-        role: "student".into(),
-        id: Some(0),
-        first_name: 1,
-        last_name: 2,
-        email: Some(3),
-        phone: None,
-    };
+    let person = student_columns();
     let load =
         |tenant: &str, type_name: &str, rows: &[&[&str]], mode: LoadMode, person: Option<&PersonColumns>| {
             let id = s.create_import(tenant, type_name, "f.csv", "upload", None, None).expect("an import");

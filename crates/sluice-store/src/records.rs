@@ -203,11 +203,6 @@ impl SearchPaths {
         let p = |o: &Option<String>| o.clone().unwrap_or_default();
         format!("{}|{}|{}", p(&self.first_name), p(&self.last_name), p(&self.email))
     }
-
-    fn path(o: &Option<String>) -> &str {
-        // A path no record has: json_extract gives NULL, folded to ''.
-        o.as_deref().unwrap_or("$.__none")
-    }
 }
 
 /// A name column's folded value from `r.data` at parameter `n`, or '' when the type has no such
@@ -219,49 +214,74 @@ fn folded(path: &Option<String>, n: u8) -> String {
     }
 }
 
-/// The import's list of the types whose writes keep their search rows (`index_incrementally`
-/// fills it), empty.
-pub(crate) fn search_paths_table(c: &Connection) -> Result<()> {
+/// Drops the search row of each record erased on the import's connection, by a TEMP trigger
+/// (no other connection has it): a single type's mirror or delta deletions, a deletion's
+/// cascade. Made only when a type of the import keeps its search rows as it is written (the
+/// others are indexed whole after). What an import inserts or rewrites is indexed after each
+/// type's rows are written ([`index_written`]), not by triggers: a trigger on the records'
+/// rewrite, calling `sluice_fold`, would make SQLite journal every page the rewrite changes.
+pub(crate) fn watch_erasures(c: &Connection) -> Result<()> {
     c.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS search_paths (type TEXT PRIMARY KEY, first TEXT NOT NULL,
-             last TEXT NOT NULL, email TEXT NOT NULL);
-         DELETE FROM temp.search_paths;",
+        "CREATE TEMP TRIGGER IF NOT EXISTS search_erased AFTER DELETE ON main.records BEGIN
+             DELETE FROM record_search WHERE tenant_id = OLD.tenant_id AND type = OLD.type AND key = OLD.key;
+         END;",
     )?;
     Ok(())
 }
 
-/// Keeps `record_search` in step with what an import writes, on the import's own connection:
-/// TEMP triggers (which no other connection has) index each record as it is inserted or its
-/// data rewritten, for the types `index_incrementally` listed in `temp.search_paths`, and drop
-/// the search row of each record erased. Records an import leaves unchanged cost nothing. Only
-/// when a type of the import is indexed incrementally: the others are indexed whole after they
-/// were written, and a trigger costs every row written (a third of the time a first import
-/// takes to copy its rows into `records`).
-pub(crate) fn watch_writes(c: &Connection) -> Result<()> {
-    // (Not `INSERT OR REPLACE`: a trigger's statements take the conflict policy of the
-    // statement that fired it, the upsert's.)
-    let index =
-        "DELETE FROM record_search WHERE tenant_id = NEW.tenant_id AND type = NEW.type AND key = NEW.key
-            AND EXISTS (SELECT 1 FROM search_paths p WHERE p.type = NEW.type);
-        INSERT INTO record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
-        SELECT NEW.tenant_id, NEW.type, NEW.key, sluice_fold(NEW.key),
-               CASE WHEN p.first = '$.__none' THEN '' ELSE sluice_fold(json_extract(NEW.data, p.first)) END,
-               CASE WHEN p.last = '$.__none' THEN '' ELSE sluice_fold(json_extract(NEW.data, p.last)) END,
-               CASE WHEN p.email = '$.__none' THEN '' ELSE sluice_fold(json_extract(NEW.data, p.email)) END
-        FROM search_paths p WHERE p.type = NEW.type
-            AND (p.first <> '$.__none' OR p.last <> '$.__none' OR p.email <> '$.__none'
-                 OR sluice_key_needs_row(NEW.key));";
-    c.execute_batch(&format!(
-        "CREATE TEMP TRIGGER IF NOT EXISTS search_inserted AFTER INSERT ON main.records BEGIN {index} END;
-         CREATE TEMP TRIGGER IF NOT EXISTS search_rewritten AFTER UPDATE OF data ON main.records BEGIN {index} END;
-         CREATE TEMP TRIGGER IF NOT EXISTS search_erased AFTER DELETE ON main.records BEGIN
-             DELETE FROM record_search WHERE tenant_id = OLD.tenant_id AND type = OLD.type AND key = OLD.key;
-         END;"
+/// Indexes the records of `type_name` that the import has just inserted or rewritten from its
+/// staged rows (`written`; those it left alone keep their rows), set-based: the written keys
+/// drive, each looking its record up, so a delta costs its own rows, not the type's. A row is
+/// replaced whole; a type found by key alone keeps rows only for the keys that need one (a
+/// key never changes, so a key that needs none never had one).
+pub(crate) fn index_written(
+    c: &Connection,
+    tenant_id: i64,
+    type_name: &str,
+    paths: &SearchPaths,
+    written: crate::imports::Written,
+) -> Result<()> {
+    write_search_rows(c, tenant_id, type_name, paths, Some(written))
+}
+
+/// Writes the search rows of a type's records, set-based: of every record (`None`, after its
+/// rows were deleted), or replacing those of the records `written` lists.
+fn write_search_rows(
+    c: &Connection,
+    tenant_id: i64,
+    type_name: &str,
+    paths: &SearchPaths,
+    written: Option<crate::imports::Written>,
+) -> Result<()> {
+    let (first, last, email) =
+        (folded(&paths.first_name, 3), folded(&paths.last_name, 4), folded(&paths.email, 5));
+    // A type found by key alone: only the keys that need one.
+    let which = if paths.keyed_only() { "AND sluice_key_needs_row(r.key)" } else { "" };
+    let (verb, from) = match written {
+        None => ("INSERT", "main.records r WHERE".to_owned()),
+        Some(w) => (
+            "INSERT OR REPLACE",
+            format!("({}) w CROSS JOIN main.records r WHERE r.key = w.key AND", w.keys()),
+        ),
+    };
+    let mut insert = c.prepare(&format!(
+        "{verb} INTO main.record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
+         SELECT ?1, ?2, r.key, sluice_fold(r.key), {first}, {last}, {email}
+         FROM {from} r.tenant_id = ?1 AND r.type = ?2 {which}"
     ))?;
+    // Only the parameters the statement has (a missing column is a literal there).
+    insert.raw_bind_parameter(1, tenant_id)?;
+    insert.raw_bind_parameter(2, type_name)?;
+    for (n, path) in [(3, &paths.first_name), (4, &paths.last_name), (5, &paths.email)] {
+        if let Some(path) = path {
+            insert.raw_bind_parameter(n, path.as_str())?;
+        }
+    }
+    insert.raw_execute()?;
     Ok(())
 }
 
-/// Whether the import's writes of `type_name` keep its search rows (see `watch_writes`): yes
+/// Whether the import's writes of `type_name` keep its search rows ([`index_written`]): yes
 /// when the type was indexed with these paths. Otherwise (its name columns changed, or its
 /// records predate search, or it has none yet) it is indexed whole after the import wrote it
 /// ([`index_whole`]).
@@ -278,19 +298,7 @@ pub(crate) fn index_incrementally(
             |r| r.get(0),
         )
         .optional()?;
-    if known.as_deref() != Some(paths.signature().as_str()) {
-        return Ok(false);
-    }
-    c.execute(
-        "INSERT OR REPLACE INTO temp.search_paths (type, first, last, email) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            type_name,
-            SearchPaths::path(&paths.first_name),
-            SearchPaths::path(&paths.last_name),
-            SearchPaths::path(&paths.email)
-        ],
-    )?;
-    Ok(true)
+    Ok(known.as_deref() == Some(paths.signature().as_str()))
 }
 
 /// The page cache of the import's connection while indexing a type whole (as while linking
@@ -312,24 +320,7 @@ pub(crate) fn index_whole(
             "DELETE FROM main.record_search WHERE tenant_id = ?1 AND type = ?2",
             params![tenant_id, type_name],
         )?;
-        let (first, last, email) =
-            (folded(&paths.first_name, 3), folded(&paths.last_name, 4), folded(&paths.email, 5));
-        // A type found by key alone: only the keys that need one.
-        let which = if paths.keyed_only() { "AND sluice_key_needs_row(r.key)" } else { "" };
-        let mut insert = c.prepare(&format!(
-            "INSERT INTO main.record_search (tenant_id, type, key, key_f, first_f, last_f, email_f)
-             SELECT ?1, ?2, r.key, sluice_fold(r.key), {first}, {last}, {email}
-             FROM main.records r WHERE r.tenant_id = ?1 AND r.type = ?2 {which}"
-        ))?;
-        // Only the parameters the statement has (a missing column is a literal there).
-        insert.raw_bind_parameter(1, tenant_id)?;
-        insert.raw_bind_parameter(2, type_name)?;
-        for (n, path) in [(3, &paths.first_name), (4, &paths.last_name), (5, &paths.email)] {
-            if let Some(path) = path {
-                insert.raw_bind_parameter(n, path.as_str())?;
-            }
-        }
-        insert.raw_execute()?;
+        write_search_rows(c, tenant_id, type_name, paths, None)?;
         c.execute(
             "INSERT INTO main.record_search_columns (tenant_id, type, paths) VALUES (?1, ?2, ?3)
              ON CONFLICT (tenant_id, type) DO UPDATE SET paths = excluded.paths",
