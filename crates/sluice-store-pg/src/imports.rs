@@ -635,11 +635,13 @@ impl PgLoader {
             }
             for &(ty, mode) in types {
                 readded.extend(readded_warnings(c, t, ty)?);
+                // A package's record listed again is active again when a deletion by hand of
+                // what it refers to deactivated it (its data, and hash, unchanged).
                 let (rows, rewrite) = if marks {
                     (
                         "(s.kind = 0 OR (s.kind = 1 AND EXISTS (SELECT 1 FROM records r
                              WHERE r.tenant_id = $1 AND r.type = s.type AND r.key = s.key)))",
-                        "records.hash != excluded.hash",
+                        "records.hash != excluded.hash OR (records.inactive AND NOT excluded.inactive)",
                     )
                 } else {
                     ("s.kind = 0", "records.hash != excluded.hash OR records.inactive")
@@ -886,9 +888,11 @@ impl Loading for PgLoader {
                 if marks { " OR (s.kind = 1 AND r.key IS NOT NULL)" } else { "" }
             );
             let added = q(&format!("SELECT COUNT(*) {writes} AND r.key IS NULL"))?;
+            // An inactive record listed again (active) is updated, not unchanged: a single
+            // type's, and a package's deactivated by a deletion by hand (its data unchanged).
             let unchanged = q(&format!(
                 "SELECT COUNT(*) {writes} AND r.hash = s.hash{}",
-                if marks { "" } else { " AND NOT r.inactive" }
+                if marks { " AND (s.kind = 1 OR NOT r.inactive)" } else { " AND NOT r.inactive" }
             ))?;
             let written = if marks { q(&format!("SELECT COUNT(*) {writes}"))? } else { q(staged)? };
             let deleted = match (mode, marks) {

@@ -175,6 +175,11 @@ fn postgres_passes_the_package_people_check() {
     on_fresh(conformance::package_people);
 }
 
+#[test]
+fn postgres_passes_the_package_relisting_check() {
+    on_fresh(conformance::package_relisting);
+}
+
 /// A type without names keeps search rows only for the keys that need one, on PostgreSQL as
 /// on SQLite (the same rule, ASCII's cases), at its first import and at a later one.
 #[test]

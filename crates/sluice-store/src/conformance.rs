@@ -1882,3 +1882,81 @@ pub fn connectors<S: Tenants + Connectors + SavedExports>(s: &S) {
         Err(StoreError::ConnectorExists(_))
     ));
 }
+
+/// A package's records deactivated by a deletion by hand of what they refer to (a class
+/// deleted in the dashboard, its enrollments `deactivate`) are active again when a later
+/// package lists them again as they were, with the class: updated (made active), not
+/// unchanged, as a single type's are. (Their data and hash are those of their listing: the
+/// deletion by hand changed only their state.)
+pub fn package_relisting<S: Tenants + Imports + Records>(s: &S) {
+    use crate::ImportStatus::Complete;
+    use crate::Referrer;
+    use sluice_core::import::OnDelete;
+    s.add_tenant(&name("north"), &folders("guardians")).expect("add a tenant");
+    let class = |id: &str| format!("{{\"sourcedId\":\"{id}\",\"status\":\"active\",\"title\":\"T{id}\"}}");
+    let enrollment = |id: &str, class: &str| {
+        format!("{{\"sourcedId\":\"{id}\",\"status\":\"active\",\"classSourcedId\":\"{class}\"}}")
+    };
+    let types = ["oneroster.classes".to_owned(), "oneroster.enrollments".to_owned()];
+    let package = || -> Vec<(&'static str, crate::Counts)> {
+        let id =
+            s.create_import("north", "oneroster", "roster.zip", "upload", None, None).expect("an import");
+        let l = s.package_loader("north", id).expect("a package loader");
+        for (i, c) in ["C1", "C2"].into_iter().enumerate() {
+            let d = class(c);
+            l.stage_in("oneroster.classes", i as u64 + 2, c, &d, hash_of(&d), StageKind::Load)
+                .expect("stage");
+        }
+        for (i, (e, c)) in [("E1", "C1"), ("E2", "C1"), ("E3", "C2")].into_iter().enumerate() {
+            let d = enrollment(e, c);
+            l.stage_in("oneroster.enrollments", i as u64 + 2, e, &d, hash_of(&d), StageKind::Load)
+                .expect("stage");
+        }
+        let counts: Vec<(&'static str, crate::Counts)> = ["oneroster.classes", "oneroster.enrollments"]
+            .into_iter()
+            .map(|t| (t, l.plan(t, LoadMode::Mirror).expect("plan")))
+            .collect();
+        let o = Outcome {
+            record_types: Some(&types),
+            ..outcome(Complete, Default::default(), Some(LoadMode::Mirror))
+        };
+        l.commit_types(
+            &[("oneroster.classes", LoadMode::Mirror), ("oneroster.enrollments", LoadMode::Mirror)],
+            o,
+        )
+        .expect("commit");
+        counts
+    };
+    let keys = |deactivated: bool| -> Vec<String> {
+        records_of(s, "oneroster.enrollments", Some(deactivated)).into_iter().map(|(k, _)| k).collect()
+    };
+    package();
+    let referrer = Referrer {
+        from_type: "oneroster.enrollments".into(),
+        path: "$.classSourcedId".into(),
+        to_type: "oneroster.classes".into(),
+        on_delete: OnDelete::Deactivate,
+        prefix: false,
+    };
+    let done = s
+        .delete_records("north", "oneroster.classes", &["C1".into()], "ann@x", &[referrer], true)
+        .expect("delete a class by hand");
+    assert_eq!(done.deactivated, 2, "its two enrollments");
+    assert_eq!((keys(false), keys(true)), (vec!["E3".to_owned()], vec!["E1".to_owned(), "E2".to_owned()]));
+    let counts = package();
+    assert_eq!(
+        (keys(false), keys(true)),
+        (vec!["E1".to_owned(), "E2".to_owned(), "E3".to_owned()], vec![]),
+        "listed again with their class, the enrollments are active again"
+    );
+    let (classes, enrollments) = (&counts[0].1, &counts[1].1);
+    assert_eq!((classes.added, classes.unchanged), (1, 1), "the class deleted by hand comes back");
+    assert_eq!(
+        (enrollments.added, enrollments.updated, enrollments.unchanged),
+        (0, 2, 1),
+        "made active again: updated, not unchanged"
+    );
+    // Listed once more: now unchanged.
+    let counts = package();
+    assert_eq!((counts[1].1.updated, counts[1].1.unchanged), (0, 3));
+}

@@ -609,8 +609,9 @@ impl Loading for Loader {
             if marks { " OR (s.kind = 1 AND r.key IS NOT NULL)" } else { "" }
         );
         let added = q(&format!("SELECT COUNT(*) {writes} AND r.key IS NULL"))?;
-        // A single type's deactivated record listed again is updated (made active), not
-        // unchanged; a package's inactive records differ from an active row in their data.
+        // A deactivated record listed again is updated (made active), not unchanged: a single
+        // type's, and a package's that a deletion by hand of what it refers to deactivated
+        // (its data unchanged; those a package marks differ from an active row in their data).
         // (A CROSS JOIN: the condition on `r.hash` turns the LEFT JOIN into an inner one, and
         // SQLite, without statistics, then walked the type's records and looked each up in
         // the stage: 100 ms for a delta of 4,000 rows beside 400,000 records.)
@@ -618,7 +619,11 @@ impl Loading for Loader {
             "SELECT COUNT(*) FROM temp.stage s CROSS JOIN main.records r
                  ON r.tenant_id = ?1 AND r.type = s.type AND r.key = s.key
              WHERE s.type = ?2 AND {} AND r.hash = s.hash",
-            if marks { "(s.kind = 0 OR s.kind = 1)" } else { "s.kind = 0 AND r.inactive = 0" }
+            if marks {
+                "(s.kind = 1 OR s.kind = 0 AND r.inactive = 0)"
+            } else {
+                "s.kind = 0 AND r.inactive = 0"
+            }
         ))?;
         let written = if marks {
             q(&format!("SELECT COUNT(*) {writes}"))?
@@ -696,9 +701,9 @@ impl Written {
 }
 
 /// Writes the staged rows of `type_name` into its records, in the import's write transaction:
-/// new records inserted, changed ones (another hash; for a single type, also an inactive one
-/// listed again: it is active again) rewritten, unchanged ones left alone; a package writes
-/// its delta deletions of records that exist, inactive (`tobedeleted`), and no other.
+/// new records inserted, changed ones (another hash, or an inactive one listed again: it is
+/// active again) rewritten, unchanged ones left alone; a package writes its delta deletions of
+/// records that exist, inactive (`tobedeleted`), and no other.
 ///
 /// Not one upsert, which SQLite must be able to undo halfway (its update aborts on a NOT NULL
 /// error) and so runs with a statement journal, a copy of every page it changes (12-14% of a
@@ -733,7 +738,7 @@ fn write_staged(
     // (Two texts, not a parameter: an `OR` on a bound flag made SQLite look records up twice
     // per row.)
     let changed = if marks {
-        "s.kind < 2 AND (r.key IS NULL AND s.kind = 0 OR r.hash != s.hash)"
+        "s.kind < 2 AND (r.key IS NULL AND s.kind = 0 OR r.hash != s.hash OR s.kind = 0 AND r.inactive = 1)"
     } else {
         "s.kind = 0 AND (r.key IS NULL OR r.hash != s.hash OR r.inactive = 1)"
     };

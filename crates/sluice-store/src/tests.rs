@@ -21,6 +21,7 @@ fn sqlite_passes_the_loading_checks() {
     conformance::saved_exports(&Store::open(&dir.path().join("exports.db")).unwrap());
     conformance::records(&Store::open(&dir.path().join("records.db")).unwrap());
     conformance::package_people(&Store::open(&dir.path().join("package_people.db")).unwrap());
+    conformance::package_relisting(&Store::open(&dir.path().join("package_relisting.db")).unwrap());
 }
 
 /// The conformance suite's photos check, on SQLite (a database file: imports load records).
