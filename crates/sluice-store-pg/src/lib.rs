@@ -805,11 +805,16 @@ impl ImportQueue for PgStore {
         self.with(|c| {
             let latest = c
                 .query_opt(
-                    "SELECT COALESCE(u.duplicate_of, u.id), u.sha256 = $3 AND u.at_ms >= $4
-                        AND (u.consumed_ms IS NULL OR u.duplicate_of IS NOT NULL
-                             OR (i.id IS NOT NULL AND i.status <> 'failed'))
+                    "SELECT o.id, o.sha256 = $3 AND o.at_ms >= $4
+                        AND (o.consumed_ms IS NULL
+                             OR (i.id IS NOT NULL AND i.status NOT IN ('failed', 'discarded')
+                                 AND NOT EXISTS (SELECT 1 FROM imports j
+                                     WHERE j.tenant_id = i.tenant_id AND j.type = i.type AND j.id > i.id)
+                                 AND NOT EXISTS (SELECT 1 FROM deleted_records d
+                                     WHERE d.tenant_id = o.tenant_id AND d.deleted_ms >= o.at_ms)))
                      FROM upload_events u
-                     LEFT JOIN imports i ON i.id = u.import_id
+                     JOIN upload_events o ON o.id = COALESCE(u.duplicate_of, u.id)
+                     LEFT JOIN imports i ON i.id = o.import_id
                      WHERE u.tenant_id = (SELECT tenant_id FROM upload_events WHERE id = $1)
                        AND u.path = $2 AND u.id < $1
                      ORDER BY u.id DESC LIMIT 1",

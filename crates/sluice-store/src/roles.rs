@@ -377,11 +377,15 @@ pub trait ImportQueue {
     /// folder is a leftover (its upload was imported, or never recorded).
     fn snapshots_in_use(&self) -> Result<Vec<sluice_core::SnapshotName>>;
 
-    /// The upload whose retry `upload` is: the latest earlier upload of the same file, if it
-    /// has the same bytes, came at or after `since_ms`, and was imported (not failed), is
-    /// waiting or being imported, or was itself such a retry (then its original is named).
-    /// Only the latest counts: A, then B, then A again is a new upload of A. Files a sync
-    /// queued are never retries: a sync asks for an import.
+    /// The upload whose retry `upload` is: the latest earlier upload of the same file, or the
+    /// original that one was itself a retry of, if that original has the same bytes, came at
+    /// or after `since_ms` (the window runs from the original, however many retries follow),
+    /// and is waiting or being imported, or was imported (not failed, not discarded) with
+    /// nothing since that its bytes would undo: no later import of its type (another file's,
+    /// or a sync's) and no record of the tenant deleted by hand since it came. Sending the
+    /// same bytes again then restores what changed meanwhile, so it is imported. Only the
+    /// latest counts: A, then B, then A again is a new upload of A. Files a sync queued are
+    /// never retries: a sync asks for an import.
     fn retried_upload(&self, upload: &StoredUpload, since_ms: i64) -> Result<Option<i64>>;
 
     /// Marks an upload event handled as a retry of `original`: not imported.

@@ -166,7 +166,8 @@ archive_days = 0
 # stay with each import in the history, the API and the dashboard.
 error_report_days = 90
 # An upload with the same bytes as an upload of the same file in the last N seconds that was
-# imported (or is being imported) is a client's retry, and is not imported again (0: off).
+# imported (or is being imported) is a client's retry, and is not imported again (0: off),
+# unless another import of its type or a deletion by hand came in between.
 duplicate_window_secs = 120
 # Imports of different tenants run side by side, this many at once; a tenant's own imports
 # run one at a time, in upload order. 0: one per core, at least 2.

@@ -226,6 +226,87 @@ async fn a_retried_upload_is_not_imported_twice() {
     .unwrap();
 }
 
+/// The same bytes sent again within the window are imported when something happened since
+/// that they would undo: another file of the type imported (a district re-sends last night's
+/// file after a wrong one), a record deleted by hand (re-sent to restore it). Only with nothing
+/// in between is it a retry. And the window runs from the first upload, not from each retry.
+#[tokio::test]
+async fn the_same_bytes_sent_again_after_a_change_are_imported() {
+    let server = Server::start_with(&[("SLUICE_IMPORTS_DUPLICATE_WINDOW_SECS", "120")]);
+    server.importing_tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
+    let nightly = students(5, "D");
+    let wrong = nightly.replace("D0,First0", "D0,Wrong");
+    let first_names = |server: &Server| server.cli_ok(&["records", "--tenant", "acme", "--type", "students"]);
+    put(&sftp, "/students/nightly.csv", nightly.as_bytes()).await.unwrap();
+    let server = tokio::task::spawn_blocking(move || {
+        wait_for_imports(&server, "acme", 1);
+        server
+    })
+    .await
+    .unwrap();
+    put(&sftp, "/students/fix.csv", wrong.as_bytes()).await.unwrap();
+    let server = tokio::task::spawn_blocking(move || {
+        wait_for_imports(&server, "acme", 2);
+        assert!(first_names(&server).contains("Wrong"));
+        server
+    })
+    .await
+    .unwrap();
+    put(&sftp, "/students/nightly.csv", nightly.as_bytes()).await.unwrap();
+    let server = tokio::task::spawn_blocking(move || {
+        let imports = wait_for_imports(&server, "acme", 3);
+        assert_eq!(imports[0]["counts"]["updated"], 1, "{imports:?}");
+        assert!(!first_names(&server).contains("Wrong"), "last night's file is back");
+        server.cli_ok(&["records", "delete", "--tenant", "acme", "--type", "students", "D1"]);
+        server
+    })
+    .await
+    .unwrap();
+    put(&sftp, "/students/nightly.csv", nightly.as_bytes()).await.unwrap();
+    let server = tokio::task::spawn_blocking(move || {
+        let imports = wait_for_imports(&server, "acme", 4);
+        assert_eq!(imports[0]["counts"]["added"], 1, "the record deleted by hand is back: {imports:?}");
+        server
+    })
+    .await
+    .unwrap();
+    // Nothing since: a retry.
+    put(&sftp, "/students/nightly.csv", nightly.as_bytes()).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        assert!(server.wait_for_log("not imported again", Duration::from_secs(10)));
+        assert_eq!(server.imports("acme").len(), 4);
+        let uploads = server.uploads("acme");
+        assert_eq!(uploads.last().unwrap()["duplicate_of"], uploads[uploads.len() - 2]["id"], "{uploads:?}");
+    })
+    .await
+    .unwrap();
+
+    // The window (6 s) runs from the first upload: a retry 4 s after it is one, a third
+    // sending 8 s after it is imported, though only 4 s after the retry.
+    let server = Server::start_with(&[("SLUICE_IMPORTS_DUPLICATE_WINDOW_SECS", "6")]);
+    server.importing_tenant("acme", "pw-for-tests");
+    let (_ssh, sftp) = sftp_login(server.port, "acme", "pw-for-tests").await;
+    let started = std::time::Instant::now();
+    put(&sftp, "/students/students.csv", nightly.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(started.elapsed())).await;
+    put(&sftp, "/students/students.csv", nightly.as_bytes()).await.unwrap();
+    let server = tokio::task::spawn_blocking(move || {
+        assert!(server.wait_for_log("not imported again", Duration::from_secs(10)));
+        server
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(started.elapsed())).await;
+    put(&sftp, "/students/students.csv", nightly.as_bytes()).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        let imports = wait_for_imports(&server, "acme", 2);
+        assert_eq!(imports.len(), 2, "{imports:?}");
+    })
+    .await
+    .unwrap();
+}
+
 /// For a while after an upload, stat, setstat and listings see the file the import took in;
 /// then it is gone, as it is.
 #[tokio::test]
