@@ -7,7 +7,10 @@
 //! non-ASCII byte was seen is Windows-1252 from the start (Excel's "CSV (Comma delimited)"
 //! reaches its first accent after thousands of ASCII rows; ASCII decodes identically in
 //! both). One that turns invalid after real UTF-8 characters is rejected as mixed encodings
-//! rather than silently mis-decoded.
+//! rather than silently mis-decoded, in its first block as later; and so is one read as
+//! Windows-1252 in which UTF-8 characters then appear (a UTF-8 accented letter, smart quote
+//! or euro sign: two or three bytes that Windows-1252 text practically never has side by
+//! side, as `Ã©` or `â€™`).
 
 use std::fmt;
 
@@ -44,6 +47,10 @@ pub enum DecodeError {
         "invalid UTF-8 at byte {offset}: the file starts as UTF-8 but mixes in another encoding; re-export it as UTF-8"
     )]
     MixedEncoding { offset: u64 },
+    #[error(
+        "UTF-8 text at byte {offset} in a file whose earlier bytes are not UTF-8 (Windows-1252): the file mixes encodings; re-export it as UTF-8"
+    )]
+    Utf8AfterLegacy { offset: u64 },
     #[error("the file ends in the middle of a UTF-16 character; it is truncated")]
     TruncatedUtf16,
     #[error("invalid UTF-16 at byte {offset} (half of a surrogate pair alone); re-export the file as UTF-8")]
@@ -95,7 +102,7 @@ impl Decoder {
         }
         let consumed = match self.encoding.unwrap_or(Encoding::Utf8) {
             Encoding::Utf8 | Encoding::Utf8Bom | Encoding::Ascii => self.utf8(data, last, out)?,
-            Encoding::Windows1252 => self.windows_1252(data, 0, out)?,
+            Encoding::Windows1252 => self.windows_1252(data, 0, last, out)?,
             Encoding::Utf16Le | Encoding::Utf16Be => self.utf16(data, last, out)?,
         };
         self.offset += consumed as u64;
@@ -124,20 +131,34 @@ impl Decoder {
                 if !self.saw_non_ascii {
                     // Nothing but ASCII so far, which Windows-1252 decodes identically.
                     self.encoding = Some(Encoding::Windows1252);
-                    return Ok(valid + self.windows_1252(&data[valid..], valid, out)?);
+                    return Ok(valid + self.windows_1252(&data[valid..], valid, last, out)?);
                 }
                 Err(DecodeError::MixedEncoding { offset: self.offset + valid as u64 })
             }
         }
     }
 
-    /// Decodes `data` (found `at` bytes past the current offset) as Windows-1252.
-    fn windows_1252(&self, data: &[u8], at: usize, out: &mut Vec<u8>) -> Result<usize, DecodeError> {
+    /// Decodes `data` (found `at` bytes past the current offset) as Windows-1252, refusing
+    /// UTF-8 characters in it ([`utf8_in_legacy`]); one cut at the end of a block (not the
+    /// last) is left for the next.
+    fn windows_1252(
+        &self,
+        data: &[u8],
+        at: usize,
+        last: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, DecodeError> {
         if let Some(nul) = memchr0(data) {
             return Err(DecodeError::NotText { offset: self.offset + (at + nul) as u64 });
         }
-        for &b in data {
-            push_char(out, windows_1252(b));
+        for (i, &b) in data.iter().enumerate() {
+            match utf8_in_legacy(&data[i..]) {
+                Some(true) => {
+                    return Err(DecodeError::Utf8AfterLegacy { offset: self.offset + (at + i) as u64 });
+                }
+                None if !last => return Ok(i),
+                _ => push_char(out, windows_1252(b)),
+            }
         }
         Ok(data.len())
     }
@@ -182,6 +203,33 @@ impl Decoder {
     }
 }
 
+/// Whether `data` starts with a UTF-8 character that Windows-1252 text practically never
+/// spells: a Latin letter with an accent (lead byte 0xC3-0xC5: `é` is `Ã©` read as
+/// Windows-1252, an accented capital followed by a symbol) or any three- or four-byte
+/// character (punctuation, `€`: `â€™`, three bytes in exactly UTF-8's pattern). Other
+/// two-byte sequences (an accented capital before `’`, say) can be real Windows-1252 and are
+/// not taken as UTF-8. `None`: such a character may be cut at the end of `data`.
+fn utf8_in_legacy(data: &[u8]) -> Option<bool> {
+    let len = match data[0] {
+        0xC3..=0xC5 => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return Some(false),
+    };
+    if data.len() < len {
+        // Cut only if what is there so far can still become a character.
+        return match std::str::from_utf8(data) {
+            Err(e) if e.error_len().is_none() => None,
+            _ => Some(false),
+        };
+    }
+    Some(std::str::from_utf8(&data[..len]).is_ok())
+}
+
+fn has_utf8_in_legacy(data: &[u8]) -> bool {
+    (0..data.len()).any(|i| data[i] >= 0xC3 && utf8_in_legacy(&data[i..]) == Some(true))
+}
+
 fn detect(data: &[u8]) -> (Encoding, usize) {
     if data.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return (Encoding::Utf8Bom, 3);
@@ -196,6 +244,10 @@ fn detect(data: &[u8]) -> (Encoding, usize) {
         Ok(_) => (Encoding::Utf8, 0),
         // Invalid only because a character is cut at the end of the block: still UTF-8.
         Err(e) if e.error_len().is_none() => (Encoding::Utf8, 0),
+        // UTF-8 characters before the first byte that is not (ones Windows-1252 practically
+        // never spells): UTF-8 mixed with another encoding, refused at that byte as it would
+        // be in a later block.
+        Err(e) if has_utf8_in_legacy(&data[..e.valid_up_to()]) => (Encoding::Utf8, 0),
         Err(_) => (Encoding::Windows1252, 0),
     }
 }
@@ -298,6 +350,37 @@ mod tests {
         mixed.extend_from_slice(b"Jos\xe9\n");
         assert!(matches!(decode_all(&mixed, 4096), Err(DecodeError::MixedEncoding { .. })));
         assert_eq!(decode_all(&[0xFF, 0xFE, 0x41], 4096), Err(DecodeError::TruncatedUtf16));
+        // The same within the first block: refused at the byte that is not UTF-8 (it was read
+        // as Windows-1252 whole, every UTF-8 accent garbled: `Ã‰lodie`).
+        let first = b"name\n\xc3\x89lodie\nFran\xe7ois\n";
+        for block in [4096, 7, 1] {
+            assert_eq!(
+                decode_all(first, block),
+                Err(DecodeError::MixedEncoding { offset: 17 }),
+                "block {block}"
+            );
+        }
+        // Windows-1252 first, UTF-8 later (an accent, a smart quote, a euro sign), across any
+        // block boundary: refused at the first UTF-8 character.
+        for (utf8, at) in [("Ren\u{e9}e", 17), ("O\u{2019}Brien", 15), ("5 \u{20ac}", 16)] {
+            let mut legacy = b"name\nFran\xe7ois\n".to_vec();
+            legacy.extend_from_slice(utf8.as_bytes());
+            legacy.push(b'\n');
+            for block in [4096, 16, 17, 1] {
+                assert_eq!(
+                    decode_all(&legacy, block),
+                    Err(DecodeError::Utf8AfterLegacy { offset: at }),
+                    "{utf8} block {block}"
+                );
+            }
+        }
+        // Windows-1252 that only looks like two bytes of UTF-8 elsewhere (an accented capital
+        // before a smart quote, `É’`; `Ã` before a letter) stays Windows-1252, whether the
+        // first block holds it or a later one (after the first byte that is not UTF-8).
+        let (text, enc) = decode_all(b"name\nANDR\xc9\x92S\nJO\xc3O\n", 4096).unwrap();
+        assert_eq!((text.as_str(), enc), ("name\nANDR\u{c9}\u{2019}S\nJO\u{c3}O\n", Encoding::Windows1252));
+        let (text, enc) = decode_all(b"name\nJO\xc3O\nANDR\xc9\x92S\n", 3).unwrap();
+        assert_eq!((text.as_str(), enc), ("name\nJO\u{c3}O\nANDR\u{c9}\u{2019}S\n", Encoding::Windows1252));
         // A high surrogate before a comma, and a low surrogate alone: refused, not guessed.
         let utf16 = |units: &[u16]| {
             let mut v = vec![0xFF, 0xFE];
