@@ -391,6 +391,34 @@ impl<R: Read> CsvReader<R> {
                     State::Quoted => {
                         match b {
                             b'"' => state = State::QuoteInQuoted,
+                            b'\n' if delim == b'\t' && !doubled => {
+                                // A tab file's quote that opens a field and is not closed on
+                                // its line (`"Bo`): the systems that write tab files do not
+                                // quote, so it was text, and the line ends the record. Read
+                                // as RFC 4180 it would run on to the next quote, lines later,
+                                // swallowing the rows between (a mirror then deleted them).
+                                let start = rec.ends.last().copied().unwrap_or(0);
+                                let mut text = rec.buf.split_off(start);
+                                if text.last() == Some(&b'\r') {
+                                    text.pop();
+                                }
+                                rec.buf.push(b'"');
+                                for (i, part) in text.split(|&c| c == b'\t').enumerate() {
+                                    if i > 0 {
+                                        rec.end_field();
+                                        if rec.len() > self.max_fields {
+                                            return Err(CsvError::TooManyFields {
+                                                line: rec.line,
+                                                max: self.max_fields,
+                                            });
+                                        }
+                                    }
+                                    rec.buf.extend_from_slice(part);
+                                }
+                                state = State::Unquoted;
+                                self.line += 1;
+                                return self.end_record(rec);
+                            }
                             b'\n' => {
                                 self.line += 1;
                                 rec.buf.push(b);
@@ -499,6 +527,36 @@ mod tests {
         );
         assert!(matches!(parse(b"id,first\n1,\"Bo\" Jr\n"), Err(CsvError::TextAfterQuote { line: 2 })));
         assert!(matches!(parse(b"id\tfirst\n1\t\"a\"\"b\" c\n"), Err(CsvError::TextAfterQuote { line: 2 })));
+    }
+
+    /// A tab file's quote that is never closed on its line (`"Bo`, then `Stu9"` rows later) is
+    /// text: each line stays its own row (read as RFC 4180, the quoted field ran over the rows
+    /// between, and a mirror import deleted them), CRLF or LF, a tab after the quote splitting
+    /// fields as tabs do.
+    #[test]
+    fn a_stray_quote_in_a_tab_file_does_not_swallow_the_rows_after_it() {
+        for end in ["\n", "\r\n"] {
+            let file =
+                ["id\tfirst\tlast", "1\t\"Bo\tLee", "2\tAnn\tRay", "3\tCy\"\tDoe", "4\t\"Di\" Jr\tFox", ""]
+                    .join(end);
+            let rows = parse(file.as_bytes()).unwrap();
+            assert_eq!(
+                fields(&rows),
+                [
+                    vec!["id", "first", "last"],
+                    vec!["1", "\"Bo", "Lee"],
+                    vec!["2", "Ann", "Ray"],
+                    vec!["3", "Cy\"", "Doe"],
+                    vec!["4", "\"Di\" Jr", "Fox"]
+                ],
+                "{end:?}"
+            );
+            let lines: Vec<u64> = rows.iter().map(|(l, _)| *l).collect();
+            assert_eq!(lines, [1, 2, 3, 4, 5], "{end:?}");
+        }
+        // A comma file keeps RFC 4180: a quoted value may hold a line break.
+        let rows = parse(b"id,note\n1,\"two\nlines\"\n2,x\n").unwrap();
+        assert_eq!(fields(&rows), [vec!["id", "note"], vec!["1", "two\nlines"], vec!["2", "x"]]);
     }
 
     fn fields(rows: &[(u64, Vec<String>)]) -> Vec<Vec<&str>> {
