@@ -415,7 +415,6 @@ impl<R: Read> CsvReader<R> {
                                     }
                                     rec.buf.extend_from_slice(part);
                                 }
-                                state = State::Unquoted;
                                 self.line += 1;
                                 return self.end_record(rec);
                             }
