@@ -1421,9 +1421,12 @@ pub(crate) fn apply_outcome(c: &mut impl GenericClient, id: i64, o: &Outcome<'_>
                 continue;
             }
             c.execute(
-                "UPDATE imports SET status = 'superseded', superseded_by = $2, finished_ms = $3
+                // Without the command line's way of approving it, which it no longer has.
+                "UPDATE imports SET status = 'superseded', superseded_by = $2, finished_ms = $3,
+                     message = CASE WHEN strpos(message, $4) > 0 THEN substr(message, 1, strpos(message, $4) - 1)
+                               ELSE message END
                  WHERE id = $1 AND status = 'held'",
-                &[&held_id, &id, &now_ms()],
+                &[&held_id, &id, &now_ms(), &sluice_core::import::safeguard::CLI_HINT],
             )
             .map_err(db)?;
             warnings.push(superseded_warning(held_id, &file));

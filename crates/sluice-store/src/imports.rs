@@ -831,9 +831,12 @@ fn supersede_older_held(c: &Connection, id: i64, record_types: Option<&[String]>
             continue;
         }
         c.execute(
-            "UPDATE main.imports SET status = 'superseded', superseded_by = ?2, finished_ms = ?3
+            // Without the command line's way of approving it, which it no longer has.
+            "UPDATE main.imports SET status = 'superseded', superseded_by = ?2, finished_ms = ?3,
+                 message = CASE WHEN instr(message, ?4) > 0 THEN substr(message, 1, instr(message, ?4) - 1)
+                           ELSE message END
              WHERE id = ?1 AND status = 'held'",
-            params![held_id, id, now_ms()],
+            params![held_id, id, now_ms(), sluice_core::import::safeguard::CLI_HINT],
         )?;
         warnings.push(superseded_warning(held_id, &file));
     }

@@ -308,8 +308,13 @@ fn print_dry_run(file: &str, type_name: &str, v: &sluice_ingest::Verdict) -> std
 
 fn print_summary(r: &ImportRecord) -> std::io::Result<()> {
     let c = r.counts;
+    // A held, superseded or discarded import's counts are what it would do: nothing of it was
+    // applied.
+    let applied =
+        !matches!(r.status, ImportStatus::Held | ImportStatus::Superseded | ImportStatus::Discarded);
+    let (would, not_applied) = if applied { ("", "") } else { (" would be", "; not applied") };
     outln!(
-        "import {}: {} {} ({}): {} rows, {} added, {} updated, {} unchanged, {} deleted, {} rejected",
+        "import {}: {} {} ({}): {} rows, {}{would} added, {} updated, {} unchanged, {} deleted, {} rejected{not_applied}",
         r.id,
         r.file_name,
         r.type_name,

@@ -102,6 +102,11 @@ async fn an_old_held_file_cannot_be_approved_over_a_newer_reload() {
         text.contains("(superseded)") && text.contains(&format!("superseded by import {reload_id}")),
         "{text}"
     );
+    assert!(!text.contains("approve it with"), "a superseded import cannot be approved: {text}");
+    assert!(
+        text.contains("(superseded): 3 rows, 1 would be added, 2 updated, 0 unchanged, 4 deleted, 0 rejected; not applied"),
+        "its counts are what it would have done: {text}"
+    );
 
     let before = records(&server, "acme", "students");
     assert_eq!(before.lines().count(), 7, "{before}");
