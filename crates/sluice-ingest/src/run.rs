@@ -961,6 +961,7 @@ pub(crate) fn csv_message(e: &CsvError) -> String {
 pub(crate) fn csv_line(e: &CsvError) -> u64 {
     match e {
         CsvError::UnclosedQuote { line }
+        | CsvError::SwallowedRows { line, .. }
         | CsvError::TextAfterQuote { line }
         | CsvError::RowTooLong { line, .. }
         | CsvError::TooManyFields { line, .. }

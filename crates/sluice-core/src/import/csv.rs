@@ -20,6 +20,10 @@ pub enum CsvError {
     #[error("line {line}: a quoted field opened here is never closed; check for a stray \" character")]
     UnclosedQuote { line: u64 },
     #[error(
+        "line {line}: a quoted field opened here is never closed on its line: it runs on over line {to}, which holds what looks like a whole row ({delimiters} delimiters); a \" on line {line} is probably stray or its closing quote missing: fix it and send the file again"
+    )]
+    SwallowedRows { line: u64, to: u64, delimiters: usize },
+    #[error(
         "line {line}: unexpected character after a closing quote; quotes inside a quoted field must be doubled (\"\")"
     )]
     TextAfterQuote { line: u64 },
@@ -147,6 +151,8 @@ pub struct CsvReader<R> {
     /// The delimiter a `sep=` first line named (the line is skipped, not a record).
     sep_line: Option<Delimiter>,
     started: bool,
+    /// The header's number of fields, once read (0 before).
+    width: usize,
 }
 
 const BLOCK: usize = 64 * 1024;
@@ -168,6 +174,7 @@ impl<R: Read> CsvReader<R> {
             delimiter: None,
             sep_line: None,
             started: false,
+            width: 0,
         }
     }
 
@@ -419,6 +426,21 @@ impl<R: Read> CsvReader<R> {
                                 return self.end_record(rec);
                             }
                             b'\n' => {
+                                // A line inside a quoted value that holds as many delimiters as
+                                // a whole row (of a header of three fields or more): rows
+                                // swallowed by a stray quote, which a mirror import would
+                                // delete. Refused, not guessed at (a comma file may quote a
+                                // line break; an address's lines have a comma or two).
+                                let from = rec.buf[..].iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+                                let from = from.max(rec.ends.last().copied().unwrap_or(0));
+                                let delimiters = rec.buf[from..].iter().filter(|&&c| c == delim).count();
+                                if self.width >= 3 && delimiters + 1 >= self.width && rec.line < self.line {
+                                    return Err(CsvError::SwallowedRows {
+                                        line: rec.line,
+                                        to: self.line,
+                                        delimiters,
+                                    });
+                                }
                                 self.line += 1;
                                 rec.buf.push(b);
                             }
@@ -453,10 +475,13 @@ impl<R: Read> CsvReader<R> {
     }
 
     /// Ends the last field of a record, at a line end or at the end of the file alike.
-    fn end_record(&self, rec: &mut Record) -> Result<bool, CsvError> {
+    fn end_record(&mut self, rec: &mut Record) -> Result<bool, CsvError> {
         rec.end_field();
         if rec.len() > self.max_fields {
             return Err(CsvError::TooManyFields { line: rec.line, max: self.max_fields });
+        }
+        if self.width == 0 {
+            self.width = rec.len();
         }
         Ok(true)
     }
@@ -553,9 +578,30 @@ mod tests {
             let lines: Vec<u64> = rows.iter().map(|(l, _)| *l).collect();
             assert_eq!(lines, [1, 2, 3, 4, 5], "{end:?}");
         }
-        // A comma file keeps RFC 4180: a quoted value may hold a line break.
-        let rows = parse(b"id,note\n1,\"two\nlines\"\n2,x\n").unwrap();
-        assert_eq!(fields(&rows), [vec!["id", "note"], vec!["1", "two\nlines"], vec!["2", "x"]]);
+        // A comma file keeps RFC 4180: a quoted value may hold a line break (an address's
+        // lines, with a comma or two)...
+        let rows = parse(b"id,note,a,b\n1,\"two\nlines, and, more\nthree\",a,b\n2,x,a,b\n").unwrap();
+        assert_eq!(
+            fields(&rows),
+            [
+                vec!["id", "note", "a", "b"],
+                vec!["1", "two\nlines, and, more\nthree", "a", "b"],
+                vec!["2", "x", "a", "b"]
+            ]
+        );
+        // ...but a quoted value whose lines are whole rows is a stray quote: refused, naming
+        // its line (read through, the rows between were one name, and a mirror deleted them).
+        for (sep, file) in [
+            (",", "id,first,last,grade\n1,Al,Lee,3\n2,\"Bo,Ray,3\n3,Cy,Doe,3\n4,Di\",Fox,3\n5,Ed,Orr,3\n"),
+            (";", "id;first;last;grade\r\n2;\"Bo;Ray;3\r\n3;Cy;Doe;3\r\n4;Di\";Fox;3\r\n"),
+        ] {
+            let err = parse(file.as_bytes()).unwrap_err();
+            let line = if sep == "," { 3 } else { 2 };
+            assert!(
+                matches!(err, CsvError::SwallowedRows { line: l, to, delimiters: 3 } if l == line && to == line + 1),
+                "{sep}: {err}"
+            );
+        }
     }
 
     fn fields(rows: &[(u64, Vec<String>)]) -> Vec<Vec<&str>> {
