@@ -441,6 +441,13 @@ impl<R: Read> CsvReader<R> {
                                         delimiters,
                                     });
                                 }
+                                // A line break in a value is LF, however the file ends its lines
+                                // (a CR in a value is refused as a control character).
+                                if rec.buf.len() > rec.ends.last().copied().unwrap_or(0)
+                                    && rec.buf.last() == Some(&b'\r')
+                                {
+                                    rec.buf.pop();
+                                }
                                 self.line += 1;
                                 rec.buf.push(b);
                             }
@@ -589,6 +596,9 @@ mod tests {
                 vec!["2", "x", "a", "b"]
             ]
         );
+        // A CRLF inside a quoted value reads as LF, as Excel's line breaks in a cell are.
+        let rows = parse(b"id,note\r\n1,\"two\r\nlines\"\r\n").unwrap();
+        assert_eq!(fields(&rows), [vec!["id", "note"], vec!["1", "two\nlines"]]);
         // ...but a quoted value whose lines are whole rows is a stray quote: refused, naming
         // its line (read through, the rows between were one name, and a mirror deleted them).
         for (sep, file) in [
