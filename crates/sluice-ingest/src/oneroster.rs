@@ -171,10 +171,15 @@ fn evaluate_package(
                     ..Default::default()
                 })?;
             }
+            // Every problem counts: the package's and its rows'.
+            let others = n - 1 + row_errors.len();
             let room = sluice_store::STORED_ERRORS.saturating_sub(run.errors.len());
             run.errors.extend(row_errors.into_iter().take(room));
-            let more =
-                if n > 1 { format!(" (and {} more problems, see the errors)", n - 1) } else { String::new() };
+            let more = match others {
+                0 => String::new(),
+                1 => " (and 1 more problem, see the errors)".to_owned(),
+                _ => format!(" (and {others} more problems, see the errors)"),
+            };
             let message = format!("the package was rejected, nothing was changed: {first}{more}");
             (ImportStatus::Failed, Some(message), None, None, Vec::new())
         }

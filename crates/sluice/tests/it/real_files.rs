@@ -366,7 +366,7 @@ async fn a_blank_manifest_line_and_a_misspelt_header_are_reported_in_one_pass() 
     );
     assert!(errs.iter().any(|e| e["column"] == "users.csv" && e["code"] == "bad_header"), "{errs:#?}");
     let message = v["message"].as_str().unwrap();
-    assert!(message.contains("and 1 more problems"), "{message}");
+    assert!(message.contains("(and 1 more problem, see the errors)"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
