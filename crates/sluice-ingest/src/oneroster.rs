@@ -413,7 +413,7 @@ impl PackageRun<'_, '_> {
         let t = self.req.import_type;
         // A file that names its own records (orgs' parents, users' agents) is read twice:
         // first for its ids, so that a parent may come after its child.
-        if spec.refers_to_itself() && !self.failed {
+        if spec.refers_to_itself() {
             let mut own = HashSet::new();
             let mut csv = match open_csv(zip, index, t.limits.max_row_bytes) {
                 Ok(csv) => csv,
@@ -450,18 +450,31 @@ impl PackageRun<'_, '_> {
                 Ok(Parsed::Problem(p)) => return Ok(Some(p.named(&name))),
                 _ => return Ok(Some(problem(&name, "unreadable", "cannot be read"))),
             }
+            let keep_ids = referred.contains(spec.name.as_str());
             if self.failed {
-                // The package is already refused: nothing is staged or resolved, but every
-                // row's own problems are still reported (a file the manifest does not say
-                // how to read has its header checked only).
+                // The package is already refused: nothing is staged, but every row's own
+                // problems and references are still reported (a file the manifest does not
+                // say how to read has its header checked only).
                 if mode == FileMode::Absent {
                     return Ok(None);
                 }
+                let (mut fresh_ids, mut gone) = (HashSet::new(), HashSet::new());
                 for message in rx.iter() {
                     match message {
                         Parsed::Rows(batch) => {
-                            for (_, mut row, _) in batch {
+                            for (line, mut row, _) in batch {
                                 self.counts.rows += 1;
+                                self.check_references(loader, manifest, spec, line, &mut row)?;
+                                if let Some(key) = row.key.as_deref().filter(|_| keep_ids) {
+                                    let ids = if !row.deleted
+                                        && (row.errors.is_empty() || loader.active(&record_type, key)?)
+                                    {
+                                        &mut fresh_ids
+                                    } else {
+                                        &mut gone
+                                    };
+                                    ids.insert(self.hasher.hash_one(key));
+                                }
                                 if !row.errors.is_empty() {
                                     self.counts.rejected += 1;
                                     for e in std::mem::take(&mut row.errors) {
@@ -478,9 +491,12 @@ impl PackageRun<'_, '_> {
                         Parsed::Header => {}
                     }
                 }
+                if keep_ids {
+                    self.ids.insert(spec.name.as_str(), fresh_ids);
+                    self.gone.insert(spec.name.as_str(), gone);
+                }
                 return Ok(None);
             }
-            let keep_ids = referred.contains(spec.name.as_str());
             let mut fresh_ids: HashSet<u64> = HashSet::new();
             let mut gone: HashSet<u64> = HashSet::new();
             let mut rows = 0u64;
@@ -509,52 +525,8 @@ impl PackageRun<'_, '_> {
                             ),
                         )));
                     }
-                    // A deletion needs no valid references: it may name what is already gone.
-                    if row.errors.is_empty() && !row.deleted {
-                        for (ci, target, id) in &row.references {
-                            if self.unchecked_absent(loader, manifest, target)? {
-                                // Lenient: the package says it leaves the file out and the
-                                // tenant holds none of it; the reference cannot be checked.
-                                self.notes.other(
-                                    &format!("{name}:{}", spec.columns[*ci].name),
-                                    "absent_reference",
-                                    format!(
-                                        "refers to {target}, which the manifest marks absent and the tenant does not hold: not checked"
-                                    ),
-                                );
-                                continue;
-                            }
-                            if !self.resolves(loader, manifest, target, id)? {
-                                let reason = if manifest.mode(target) == FileMode::Absent
-                                    && !self.holds(loader, target)?
-                                {
-                                    format!(
-                                        "refers to {target}, which the manifest marks absent and the tenant does not hold \
-                                 (strict reading); send {target}.csv, or import it first"
-                                    )
-                                } else if manifest.mode(target) == FileMode::Bulk {
-                                    format!(
-                                        "no {target} record has this sourcedId in this package's {target}.csv, which is a full \
-                                 snapshot (bulk); add the record there"
-                                    )
-                                } else {
-                                    format!(
-                                        "no active {target} record has this sourcedId, in this package or among the tenant's \
-                                 records; add it to {target}.csv"
-                                    )
-                                };
-                                row.errors.push(RowError {
-                                    line,
-                                    column: format!("{name}:{}", spec.columns[*ci].name),
-                                    code: "unknown_reference",
-                                    reason,
-                                    value: id.clone(),
-                                    key: row.key.clone().unwrap_or_default(),
-                                    name: row.name.clone(),
-                                });
-                            }
-                        }
-                    }
+                    // Every problem of a row, its references' too, in one pass.
+                    self.check_references(loader, manifest, spec, line, &mut row)?;
                     let ok = row.errors.is_empty();
                     if let Some(key) = &row.key {
                         let kind = if !ok {
@@ -621,6 +593,65 @@ impl PackageRun<'_, '_> {
             }
             Ok(None)
         })
+    }
+
+    /// Checks a row's references (not a deletion's: it may name what is already gone), adding
+    /// an error to the row for each that names no record: in this package, or among the
+    /// tenant's active records unless the package holds a full snapshot of the target.
+    fn check_references(
+        &mut self,
+        loader: &mut dyn Loading,
+        manifest: &Manifest,
+        spec: &'static FileSpec,
+        line: u64,
+        row: &mut oneroster::RowCheck,
+    ) -> Result<(), ImportError> {
+        if row.deleted {
+            return Ok(());
+        }
+        let name = spec.file_name();
+        for (ci, target, id) in &row.references {
+            if self.unchecked_absent(loader, manifest, target)? {
+                // Lenient: the package says it leaves the file out and the
+                // tenant holds none of it; the reference cannot be checked.
+                self.notes.other(
+                    &format!("{name}:{}", spec.columns[*ci].name),
+                    "absent_reference",
+                    format!(
+                        "refers to {target}, which the manifest marks absent and the tenant does not hold: not checked"
+                    ),
+                );
+                continue;
+            }
+            if !self.resolves(loader, manifest, target, id)? {
+                let reason = if manifest.mode(target) == FileMode::Absent && !self.holds(loader, target)? {
+                    format!(
+                        "refers to {target}, which the manifest marks absent and the tenant does not hold \
+                 (strict reading); send {target}.csv, or import it first"
+                    )
+                } else if manifest.mode(target) == FileMode::Bulk {
+                    format!(
+                        "no {target} record has this sourcedId in this package's {target}.csv, which is a full \
+                 snapshot (bulk); add the record there"
+                    )
+                } else {
+                    format!(
+                        "no active {target} record has this sourcedId, in this package or among the tenant's \
+                 records; add it to {target}.csv"
+                    )
+                };
+                row.errors.push(RowError {
+                    line,
+                    column: format!("{name}:{}", spec.columns[*ci].name),
+                    code: "unknown_reference",
+                    reason,
+                    value: id.clone(),
+                    key: row.key.clone().unwrap_or_default(),
+                    name: row.name.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether the tenant holds any `target` record (asked once per file and package).
