@@ -7,10 +7,10 @@
 //! non-ASCII byte was seen is Windows-1252 from the start (Excel's "CSV (Comma delimited)"
 //! reaches its first accent after thousands of ASCII rows; ASCII decodes identically in
 //! both). One that turns invalid after real UTF-8 characters is rejected as mixed encodings
-//! rather than silently mis-decoded, in its first block as later; and so is one read as
-//! Windows-1252 in which UTF-8 characters then appear (a UTF-8 accented letter, smart quote
-//! or euro sign: two or three bytes that Windows-1252 text practically never has side by
-//! side, as `Ã©` or `â€™`).
+//! rather than silently mis-decoded (in its first block too when those characters are ones
+//! Windows-1252 practically never spells, below); and so is one read as Windows-1252 in
+//! which such UTF-8 characters then appear (a UTF-8 accented Latin letter, smart quote, dash
+//! or euro sign: `Ã©`, `â€™`, `â‚¬` read as Windows-1252).
 
 use std::fmt;
 
@@ -205,25 +205,26 @@ impl Decoder {
 
 /// Whether `data` starts with a UTF-8 character that Windows-1252 text practically never
 /// spells: a Latin letter with an accent (lead byte 0xC3-0xC5: `é` is `Ã©` read as
-/// Windows-1252, an accented capital followed by a symbol) or any three- or four-byte
-/// character (punctuation, `€`: `â€™`, three bytes in exactly UTF-8's pattern). Other
-/// two-byte sequences (an accented capital before `’`, say) can be real Windows-1252 and are
-/// not taken as UTF-8. `None`: such a character may be cut at the end of `data`.
+/// Windows-1252, a capital `Ã`, `Ä` or `Å` before a symbol), or general punctuation and the
+/// euro sign (`’` `“` `–` `…` are 0xE2 0x80 .., `€` is 0xE2 0x82 0xAC: `â€` then a symbol).
+/// Anything else can be real Windows-1252 (a lowercase accent before two symbols, `é»»`,
+/// `é` before two no-break spaces; an accented capital before `’`) and is not taken as
+/// UTF-8. `None`: such a character may be cut at the end of `data`.
 fn utf8_in_legacy(data: &[u8]) -> Option<bool> {
-    let len = match data[0] {
-        0xC3..=0xC5 => 2,
-        0xE0..=0xEF => 3,
-        0xF0..=0xF4 => 4,
+    let pattern: &[std::ops::RangeInclusive<u8>] = match data[0] {
+        0xC3..=0xC5 => &[0x80..=0xBF],
+        0xE2 if data.get(1) == Some(&0x82) => &[0x82..=0x82, 0xAC..=0xAC],
+        0xE2 => &[0x80..=0x80, 0x80..=0xBF],
         _ => return Some(false),
     };
-    if data.len() < len {
-        // Cut only if what is there so far can still become a character.
-        return match std::str::from_utf8(data) {
-            Err(e) if e.error_len().is_none() => None,
-            _ => Some(false),
-        };
+    for (i, allowed) in pattern.iter().enumerate() {
+        match data.get(i + 1) {
+            None => return None,
+            Some(b) if allowed.contains(b) => {}
+            Some(_) => return Some(false),
+        }
     }
-    Some(std::str::from_utf8(&data[..len]).is_ok())
+    Some(true)
 }
 
 fn has_utf8_in_legacy(data: &[u8]) -> bool {
@@ -373,6 +374,18 @@ mod tests {
                     "{utf8} block {block}"
                 );
             }
+        }
+        // Windows-1252 punctuation after a lowercase accent spells valid three-byte UTF-8
+        // (`« Café »` with no-break spaces, `“Touché…”`, `cliché—”`, `André` and two no-break
+        // spaces): still Windows-1252, in any block.
+        let french = b"name\nFran\xe7ois\n\xab Caf\xe9\xa0\xbb\n\x93Touch\xe9\x85\x94\nclich\xe9\x97\x94\nAndr\xe9\xa0\xa0\n";
+        for block in [4096, 5, 1] {
+            let (text, enc) = decode_all(french, block).unwrap();
+            assert_eq!(enc, Encoding::Windows1252, "block {block}");
+            assert!(
+                text.contains("\u{ab} Caf\u{e9}\u{a0}\u{bb}\n\u{201c}Touch\u{e9}\u{2026}\u{201d}\n"),
+                "{text}"
+            );
         }
         // Windows-1252 that only looks like two bytes of UTF-8 elsewhere (an accented capital
         // before a smart quote, `É’`; `Ã` before a letter) stays Windows-1252, whether the
