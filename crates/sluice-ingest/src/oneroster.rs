@@ -147,6 +147,7 @@ fn evaluate_package(
         gone: HashMap::new(),
         hasher: Default::default(),
         failed: false,
+        unread: HashSet::new(),
         summary: Vec::new(),
     };
     let started = std::time::Instant::now();
@@ -332,8 +333,11 @@ struct PackageRun<'r, 'a> {
     /// same id no longer counts.
     gone: HashMap<&'static str, HashSet<u64>>,
     hasher: std::collections::hash_map::RandomState,
-    /// A file was unusable: the package fails; later files only have their headers checked.
+    /// A file was unusable: the package fails; later files still have their rows checked.
     failed: bool,
+    /// Files that could not be read (a bad header, an unreadable entry): references to them
+    /// cannot be checked, and are not reported as naming nothing.
+    unread: HashSet<&'static str>,
     summary: Vec<String>,
 }
 
@@ -386,6 +390,7 @@ impl PackageRun<'_, '_> {
             if let Some(p) = self.read_file(&mut zip, index, spec, &manifest, &referred, loader)? {
                 problems.push(p);
                 self.failed = true;
+                self.unread.insert(spec.name.as_str());
                 continue;
             }
             let package_mode = if mode == FileMode::Bulk { LoadMode::Mirror } else { LoadMode::Delta };
@@ -611,6 +616,9 @@ impl PackageRun<'_, '_> {
         }
         let name = spec.file_name();
         for (ci, target, id) in &row.references {
+            if self.unread.contains(target) {
+                continue;
+            }
             if self.unchecked_absent(loader, manifest, target)? {
                 // Lenient: the package says it leaves the file out and the
                 // tenant holds none of it; the reference cannot be checked.

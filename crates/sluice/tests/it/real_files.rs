@@ -315,11 +315,16 @@ async fn a_oneroster_1_1_export_is_refused_strictly_with_every_problem_in_one_pa
 }
 
 /// A 1.2 package whose manifest leaves `file.scoreScales` blank and whose users.csv header
-/// misspells `familyName`: both are reported by one import, in either mode.
+/// misspells `familyName`: both are reported by one import, in either mode, and so are its
+/// enrollments' own problems: one naming a class that does not exist, one whose `primary` is
+/// wrong and whose class does not exist either (both), none for the users a misspelt header
+/// left unread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blank_manifest_line_and_a_misspelt_header_are_reported_in_one_pass() {
     let server = setup();
-    let d = District::new();
+    let mut d = District::new();
+    d.enrollments
+        .push_str("e-nope,,,cls-nope,s1,t1,teacher,true,,\ne-both,,,cls-gone,s1,t1,teacher,maybe,,\n");
     let files = ["academicSessions", "classes", "courses", "enrollments", "orgs", "roles", "users"];
     let m =
         manifest("1.2", &files.map(|f| (f, "bulk"))).replace("file.scoreScales,absent", "file.scoreScales,");
@@ -365,8 +370,25 @@ async fn a_blank_manifest_line_and_a_misspelt_header_are_reported_in_one_pass() 
         "{errs:#?}"
     );
     assert!(errs.iter().any(|e| e["column"] == "users.csv" && e["code"] == "bad_header"), "{errs:#?}");
+    let of = |key: &str| -> Vec<(String, String)> {
+        errs.iter()
+            .filter(|e| e["key"] == key)
+            .map(|e| (e["column"].as_str().unwrap().to_owned(), e["code"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let reference = ("enrollments.csv:classSourcedId".to_owned(), "unknown_reference".to_owned());
+    assert_eq!(of("e-nope"), [reference.clone()], "{errs:#?}");
+    let both = of("e-both");
+    assert!(
+        both.contains(&reference) && both.iter().any(|(c, _)| c == "enrollments.csv:primary"),
+        "{both:?}"
+    );
+    assert!(
+        errs.iter().all(|e| e["column"] != "enrollments.csv:userSourcedId"),
+        "users.csv was not read: references to it are not checked: {errs:#?}"
+    );
     let message = v["message"].as_str().unwrap();
-    assert!(message.contains("(and 1 more problem, see the errors)"), "{message}");
+    assert!(message.contains("(and 4 more problems, see the errors)"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
