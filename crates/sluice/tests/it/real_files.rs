@@ -377,7 +377,7 @@ async fn a_blank_manifest_line_and_a_misspelt_header_are_reported_in_one_pass() 
             .collect()
     };
     let reference = ("enrollments.csv:classSourcedId".to_owned(), "unknown_reference".to_owned());
-    assert_eq!(of("e-nope"), [reference.clone()], "{errs:#?}");
+    assert_eq!(of("e-nope"), std::slice::from_ref(&reference), "{errs:#?}");
     let both = of("e-both");
     assert!(
         both.contains(&reference) && both.iter().any(|(c, _)| c == "enrollments.csv:primary"),
