@@ -3,8 +3,9 @@
 //! beyond the limit is rejected while it streams past, never held.
 //!
 //! Structural errors (an unclosed quote, text after a closing quote, an over-long row, too
-//! many fields) reject the whole file: a broken CSV cannot be trusted to line up with its
-//! header anywhere after the break. One exception: tab-delimited files as SIS systems write
+//! many fields, a quoted value whose lines hold whole rows: a stray quote that swallowed
+//! them) reject the whole file: a broken CSV cannot be trusted to line up with its header
+//! anywhere after the break. One exception: tab-delimited files as SIS systems write
 //! them (PowerSchool AutoSend) do not quote at all, so in a tab file a field that starts with
 //! a quote but is not a quoted field (`"Bo" Jr`) is read as the text it is.
 //!
