@@ -463,9 +463,45 @@ impl<R: Read> CsvReader<R> {
             return Err(CsvError::TooManyFields { line: rec.line, max: self.max_fields });
         }
         if self.width == 0 {
-            self.width = rec.len();
+            // The header's width, its trailing empty names left out (a spreadsheet's empty
+            // columns, which lenient reading ignores).
+            self.width = (0..rec.len())
+                .rev()
+                .find(|&i| !rec.get(i).unwrap_or("").trim().is_empty())
+                .map_or(rec.len(), |i| i + 1);
+        } else if self.width >= 3 {
+            self.check_lines_of(rec)?;
         }
         Ok(true)
+    }
+
+    /// A record whose quoted value ran over lines, read line by line with its quotes as text:
+    /// when its last line is a whole row (as many delimiters as the header) and the record has
+    /// the wrong width, or (headers of four columns or more; a value between two others) its
+    /// first line is a whole row too, a stray quote closed a line on swallowed that row. Refused: read through, the swallowed
+    /// record would be missing from a mirror and deleted. (A record of the right width is not
+    /// judged by its last line alone: a quoted address's `City, ST` line, first on its row,
+    /// looks the same; nor is its first line a whole row.)
+    fn check_lines_of(&self, rec: &Record) -> Result<(), CsvError> {
+        let Some(last) = rec.buf.iter().rposition(|&c| c == b'\n') else { return Ok(()) };
+        let first = rec.buf.iter().position(|&c| c == b'\n').unwrap_or(last);
+        let delim = self.delimiter.unwrap_or(Delimiter::Comma).byte();
+        let count = |bytes: &[u8]| bytes.iter().filter(|&&c| c == delim).count();
+        // The fields before the first line break each end at a delimiter; so do those after
+        // the last one, but for the record's last field.
+        let (opened_in, closed_in) =
+            (rec.ends.partition_point(|&e| e <= first), rec.ends.partition_point(|&e| e <= last));
+        let first_line = count(&rec.buf[..first]) + opened_in;
+        let last_line = count(&rec.buf[last + 1..]) + (rec.len() - 1).saturating_sub(closed_in);
+        let whole = |delimiters: usize| delimiters + 1 == self.width;
+        // Within a row (fields before and after it): a value in the last column whose last
+        // line has commas (`City, ST, ZIP, Country`) is no sign.
+        let within = opened_in > 0 && closed_in + 1 < rec.len();
+        if whole(last_line) && (rec.len() != self.width || (self.width >= 4 && within && whole(first_line))) {
+            let to = rec.line + rec.buf.iter().filter(|&&c| c == b'\n').count() as u64;
+            return Err(CsvError::SwallowedRows { line: rec.line, to, delimiters: last_line });
+        }
+        Ok(())
     }
 }
 
@@ -577,6 +613,39 @@ mod tests {
                 "{sep}: {err}"
             );
         }
+        // A stray quote closed on the very next line swallows one row: the record that results
+        // has the wrong number of fields, and the line it closed on is a whole row. Refused
+        // too, naming both lines (rejected as one bad row, the swallowed student was deleted).
+        for file in [
+            "id,first,last,grade\n1,Al,Lee,3\n2,\"Bo,Ray,3\n3,Cy,Doe\",3\n4,Di,Fox,3\n",
+            "id;first;last;grade\r\n2;\"Bo;Ray;3\r\n3;Cy;Doe\";3\r\n",
+            "id\tfirst\tlast\tgrade\n2\t\"Bo\tRay\t3\n3\tCy\tDoe\"\t3",
+        ] {
+            let err = parse(file.as_bytes()).unwrap_err();
+            let line = if file.contains("1,Al") { 3 } else { 2 };
+            assert!(
+                matches!(err, CsvError::SwallowedRows { line: l, to, delimiters: 3 } if l == line && to == line + 1),
+                "{file:?}: {err}"
+            );
+        }
+        // The stray quote and its closing one in the same column make a record of the right
+        // width, but its first and last lines are whole rows: refused.
+        let err =
+            parse(b"id,first,last,grade\n1,Al,Lee,3\n2,\"Bo,Ray,3\n3,Cy\",Doe,3\n4,Di,Fox,3\n").unwrap_err();
+        assert!(matches!(err, CsvError::SwallowedRows { line: 3, to: 4, delimiters: 3 }), "{err}");
+        // A row that is merely short, its quoted address on two lines ("City, ST" on the
+        // second), is one bad row, not a stray quote: read, for the row check to reject; so
+        // is a whole row's address whose first line ends the row's first fields.
+        let rows = parse(b"id,address,a,b\n1,\"12 Main St\nSpringfield, IL\",a\n2,x,a,b\n").unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1].1.len(), 3);
+        let rows = parse(b"id,a,b,address\n1,a,b,\"12 Main St\nSpringfield, IL, 62704, USA\"\n").unwrap();
+        assert_eq!(rows[1].1.len(), 4);
+        // A header's trailing empty columns (a spreadsheet's) are not part of a whole row: a
+        // valid three-field row whose address has four commas on its last line is read.
+        let rows =
+            parse(b"id,name,address,,\n1,Ann,\"12 Main St\nApt 4, Springfield, IL, 62704, USA\"\n").unwrap();
+        assert_eq!(rows[1].1.len(), 3);
     }
 
     fn fields(rows: &[(u64, Vec<String>)]) -> Vec<Vec<&str>> {
