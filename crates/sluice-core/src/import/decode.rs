@@ -206,15 +206,28 @@ impl Decoder {
 /// Whether `data` starts with a UTF-8 character that Windows-1252 text practically never
 /// spells: a Latin letter with an accent (lead byte 0xC3-0xC5: `é` is `Ã©` read as
 /// Windows-1252, a capital `Ã`, `Ä` or `Å` before a symbol), or general punctuation and the
-/// euro sign (`’` `“` `–` `…` are 0xE2 0x80 .., `€` is 0xE2 0x82 0xAC: `â€` then a symbol).
-/// Anything else can be real Windows-1252 (a lowercase accent before two symbols, `é»»`,
-/// `é` before two no-break spaces; an accented capital before `’`) and is not taken as
-/// UTF-8. `None`: such a character may be cut at the end of `data`.
+/// euro sign (`’` `“` `–` `…` are 0xE2 0x80 .., `€` is 0xE2 0x82 0xAC: `â€` then a symbol),
+/// or two Greek, Cyrillic, Hebrew or Arabic letters in a row (`Ан` read as Windows-1252 is
+/// `Ð`, a control, `Ð½`: an accented capital before a symbol, twice). Anything else can be
+/// real Windows-1252 (a lowercase accent before two symbols, `é»»`, `é` before two no-break
+/// spaces; an accented capital before `’`, once) and is not taken as UTF-8. `None`: such a
+/// character may be cut at the end of `data`.
 fn utf8_in_legacy(data: &[u8]) -> Option<bool> {
+    let script;
     let pattern: &[std::ops::RangeInclusive<u8>] = match data[0] {
         0xC3..=0xC5 => &[0x80..=0xBF],
         0xE2 if data.get(1) == Some(&0x82) => &[0x82..=0x82, 0xAC..=0xAC],
         0xE2 => &[0x80..=0x80, 0x80..=0xBF],
+        lead @ (0xCE..=0xD1 | 0xD7..=0xDB) => {
+            let leads = match lead {
+                0xCE..=0xCF => 0xCE..=0xCF,
+                0xD0..=0xD1 => 0xD0..=0xD1,
+                0xD7 => 0xD7..=0xD7,
+                _ => 0xD8..=0xDB,
+            };
+            script = [0x80..=0xBF, leads, 0x80..=0xBF];
+            &script
+        }
         _ => return Some(false),
     };
     for (i, allowed) in pattern.iter().enumerate() {
@@ -385,6 +398,51 @@ mod tests {
             assert!(
                 text.contains("\u{ab} Caf\u{e9}\u{a0}\u{bb}\n\u{201c}Touch\u{e9}\u{2026}\u{201d}\n"),
                 "{text}"
+            );
+        }
+        // Names in another script (Cyrillic, Greek, Hebrew, Arabic) before a Windows-1252
+        // byte, in the first block or across blocks: refused too (read as Windows-1252, every
+        // name was garbled, `Анна` stored as `Ð\u{90}Ð½Ð½Ð°`); a Windows-1252 file that goes
+        // on in them likewise.
+        for name in [
+            "\u{410}\u{43d}\u{43d}\u{430}",
+            "\u{395}\u{3bb}\u{3ad}\u{3bd}\u{3b7}",
+            "\u{5e9}\u{5e8}\u{5d4}",
+            "\u{633}\u{627}\u{631}\u{627}",
+        ] {
+            let mut mixed = format!("name\n{name}\n").into_bytes();
+            let at = mixed.len() as u64 + 4;
+            mixed.extend_from_slice(b"Fran\xe7ois\n");
+            for block in [4096, 7, 1] {
+                assert_eq!(
+                    decode_all(&mixed, block),
+                    Err(DecodeError::MixedEncoding { offset: at }),
+                    "{name} {block}"
+                );
+            }
+            let mut legacy = b"name\nFran\xe7ois\n".to_vec();
+            let at = legacy.len() as u64;
+            legacy.extend_from_slice(name.as_bytes());
+            for block in [4096, 16, 1] {
+                assert_eq!(
+                    decode_all(&legacy, block),
+                    Err(DecodeError::Utf8AfterLegacy { offset: at }),
+                    "{name} {block}"
+                );
+            }
+        }
+        // ...but one such capital before a symbol is Windows-1252 (`PEÑº`, `Ø©`, `Ð°`, once each),
+        // when the first block holds the byte that is not UTF-8.
+        for block in [4096, 40] {
+            let (text, enc) =
+                decode_all(b"name\nPE\xd1\xba 1\n\xd8\xa9 Ltd \xd0\xb0\nFran\xe7ois\n", block).unwrap();
+            assert_eq!(
+                (text.as_str(), enc),
+                (
+                    "name\nPE\u{d1}\u{ba} 1\n\u{d8}\u{a9} Ltd \u{d0}\u{b0}\nFran\u{e7}ois\n",
+                    Encoding::Windows1252
+                ),
+                "block {block}"
             );
         }
         // Windows-1252 that only looks like two bytes of UTF-8 elsewhere (an accented capital
