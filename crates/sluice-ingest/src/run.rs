@@ -337,6 +337,56 @@ pub(crate) fn approval_covers(
     Ok(seen.is_none_or(|c| deleted <= c.deleted && updated <= c.updated))
 }
 
+/// Values a file without some of its type's columns would empty.
+struct ColumnLoss {
+    /// The missing columns that records hold values in, quoted.
+    columns: Vec<String>,
+    records: u64,
+    type_name: String,
+}
+
+impl ColumnLoss {
+    /// "this file has no column "email": applying it {empties} it in 412 students records that
+    /// hold a value there".
+    fn sentence(&self, empties: &str) -> String {
+        let (column, them) = if self.columns.len() == 1 { ("column", "it") } else { ("columns", "them") };
+        let (n, records) = (self.records, if self.records == 1 { "record" } else { "records" });
+        format!(
+            "this file has no {column} {}: applying it {empties} {them} in {n} {} {records} that held a value there",
+            self.columns.join(", "),
+            self.type_name
+        )
+    }
+}
+
+/// What a file without some of the type's columns would empty, when records it rewrites hold
+/// values there (a deactivated record listed again included): a mirror file is held like a
+/// breach of the safeguard (a district's export that lost a column must not blank it in every
+/// record; a column left out on purpose is approved once, and the next files find it empty).
+/// `None` when nothing held a value.
+fn column_loss(
+    loader: &dyn sluice_store::Loading,
+    absent: &[(usize, String)],
+    type_name: &str,
+) -> Result<Option<ColumnLoss>, ImportError> {
+    if absent.is_empty() || loader.existing() == 0 {
+        return Ok(None);
+    }
+    let paths: Vec<String> = absent.iter().map(|(i, _)| format!("$[{i}]")).collect();
+    let emptied = loader.emptied(&paths)?;
+    if emptied.records == 0 {
+        return Ok(None);
+    }
+    // Only the columns that hold something: those always empty lose nothing.
+    let columns = absent
+        .iter()
+        .zip(&emptied.per_column)
+        .filter(|(_, n)| **n > 0)
+        .map(|((_, c), _)| format!("{c:?}"))
+        .collect();
+    Ok(Some(ColumnLoss { columns, records: emptied.records, type_name: type_name.to_owned() }))
+}
+
 /// What an import says about the records left referring to what it deletes, by policy, once
 /// its status is known; and, for `hold` policies, why it is held (`None`: nothing holds it).
 fn dangling_verdict(
@@ -440,7 +490,7 @@ fn evaluate(
             errors.extend(row_errors.into_iter().take(room));
             (ImportStatus::Failed, Some(message), None, None, encoding)
         }
-        Staged::Rows { encoding } => {
+        Staged::Rows { encoding, absent } => {
             // In a blackout a mirror file is applied as upsert: what it leaves out stays.
             let mode = match (t.mode, ctx.blackout) {
                 (LoadMode::Mirror, Some(blackout)) => {
@@ -472,6 +522,37 @@ fn evaluate(
                 }
             }
             let breach = breach.filter(|_| !covered).map(|b| b.message(&t.name, id));
+            // Nothing rewritten, nothing emptied: the count is asked for only when rows changed.
+            let loss = if plan.updated > 0 { column_loss(&*loader, &absent, &t.name)? } else { None };
+            let breach = match loss {
+                None => breach,
+                // A partial file (upsert, delta) lists other records each night: approving one
+                // would not settle the next, so it says what it empties instead of holding.
+                Some(loss) if covered || mode != LoadMode::Mirror => {
+                    let (done, empties) = match (dry_run, covered) {
+                        (true, _) => ("", "would empty"),
+                        (false, true) => ("applied as approved: ", "emptied"),
+                        (false, false) => ("", "emptied"),
+                    };
+                    warnings.push(format!("{done}{}", loss.sentence(empties)));
+                    breach
+                }
+                Some(loss) => Some(match breach {
+                    Some(b) => {
+                        format!(
+                            "held: {}; and {}",
+                            loss.sentence("would empty"),
+                            b.strip_prefix("held: ").unwrap_or(&b)
+                        )
+                    }
+                    None => format!(
+                        "held: {} (if the column was left out by mistake, send the file again with it){} \
+                         `sluice approve {id}` or discard it with `sluice discard {id}`",
+                        loss.sentence("would empty"),
+                        sluice_core::import::safeguard::CLI_HINT
+                    ),
+                }),
+            };
             let reason = hold_reason(breach, &found, covered, id, &mut warnings);
             match reason {
                 Some(breach) => {
@@ -528,13 +609,11 @@ fn evaluate(
 enum Staged {
     /// The file as a whole was rejected; nothing will change. `problems`: what rejected it,
     /// each with its line, for the error report.
-    Rejected {
-        message: String,
-        encoding: Option<String>,
-        problems: Vec<RowError>,
-    },
+    Rejected { message: String, encoding: Option<String>, problems: Vec<RowError> },
     Rows {
         encoding: Option<String>,
+        /// The type's columns the file does not have (position, name).
+        absent: Vec<(usize, String)>,
     },
 }
 
@@ -657,16 +736,9 @@ fn read_and_stage(
     for unknown in &header.unknown {
         warnings.push(format!("column {unknown:?} is not part of type {} and was ignored", t.name));
     }
-    // A file without one of the type's columns empties it in every record it loads: said, so
-    // that a district whose export lost a column sees it before its data is gone for good.
-    let absent = header.absent(t);
-    if !absent.is_empty() && loader.existing() > 0 {
-        warnings.push(format!(
-            "this file has no column {}: the records it loads now have {} empty",
-            absent.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", "),
-            if absent.len() == 1 { "it" } else { "them" }
-        ));
-    }
+    // A file without one of the type's columns empties it in every record it loads: the
+    // verdict holds such an import when records hold values there (`column_loss`).
+    let absent: Vec<(usize, String)> = header.absent(t).into_iter().map(|(i, c)| (i, c.to_owned())).collect();
     // Two stages on two threads: this one reads, validates, encodes and hashes rows; the
     // caller's thread owns the database connection and loads them. Batches through a short
     // bounded channel keep memory flat while both cores work.
@@ -699,7 +771,10 @@ fn read_and_stage(
                 p.role
             ));
         }
-        staged
+        match staged {
+            Ok(Staged::Rows { encoding, .. }) => Ok(Staged::Rows { encoding, absent }),
+            other => other,
+        }
     })
 }
 
@@ -874,7 +949,7 @@ fn load_rows(
                     );
                     return Ok(Staged::Rejected { message, encoding, problems: Vec::new() });
                 }
-                return Ok(Staged::Rows { encoding });
+                return Ok(Staged::Rows { encoding, absent: Vec::new() });
             }
         };
         for p in rows {

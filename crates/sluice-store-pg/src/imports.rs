@@ -25,9 +25,9 @@ use sluice_core::history::{Counts, ImportRecord, ImportStatus, StoredError};
 use sluice_core::import::{LoadMode, OnDelete};
 use sluice_core::people::Contact;
 use sluice_store::{
-    IMPORT_SELECT, ImportRow, Imports, Loading, ONEROSTER, Outcome, PersonPaths, Referrer, Referrers, Result,
-    STORED_ERRORS, SearchPaths, StageKind, StoreError, now_ms, people_of, sample_entry, search_paths,
-    superseded_warning, supersedes, warnings_to_json,
+    Emptied, IMPORT_SELECT, ImportRow, Imports, Loading, ONEROSTER, Outcome, PersonPaths, Referrer,
+    Referrers, Result, STORED_ERRORS, SearchPaths, StageKind, StoreError, now_ms, people_of, sample_entry,
+    search_paths, superseded_warning, supersedes, warnings_to_json,
 };
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -846,6 +846,40 @@ impl Loading for PgLoader {
 
     fn existing(&self) -> u64 {
         self.existing
+    }
+
+    fn emptied(&self, paths: &[String]) -> Result<Emptied> {
+        if self.first || paths.is_empty() {
+            return Ok(Emptied { records: 0, per_column: vec![0; paths.len()] });
+        }
+        crate::blocking(|| {
+            let type_name = self.own_type()?;
+            // The record's text parsed once (`x.j`), each path read from it; a record whose
+            // hash is the row's is not rewritten (its values there are empty already).
+            let held: Vec<String> = (0..paths.len())
+                .map(|i| {
+                    format!(
+                        "(COALESCE(jsonb_path_query_first(x.j, ${}::text::jsonpath) #>> '{{}}', '') <> '')",
+                        i + 3
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "SELECT COUNT(*), {} FROM stage s JOIN records r
+                     ON r.tenant_id = $1 AND r.type = s.type AND r.key = s.key
+                 CROSS JOIN LATERAL (SELECT r.data::jsonb AS j) x
+                 WHERE s.type = $2 AND s.kind = 0 AND r.hash <> s.hash AND ({})",
+                held.iter().map(|h| format!("COUNT(*) FILTER (WHERE {h})")).collect::<Vec<_>>().join(", "),
+                held.join(" OR ")
+            );
+            let mut inner = self.inner.borrow_mut();
+            let c = inner.ready()?;
+            let mut values: Vec<&(dyn ToSql + Sync)> = vec![&self.tenant_id, &type_name];
+            values.extend(paths.iter().map(|p| p as &(dyn ToSql + Sync)));
+            let row = c.query_one(sql.as_str(), &values).map_err(db)?;
+            let count = |i: usize| row.get::<_, i64>(i) as u64;
+            Ok(Emptied { records: count(0), per_column: (1..=paths.len()).map(count).collect() })
+        })
     }
 
     fn existing_of(&self, type_name: &str) -> Result<u64> {

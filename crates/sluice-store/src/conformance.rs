@@ -625,6 +625,12 @@ pub fn loading<S: Tenants + Imports>(s: &S) {
     let plan = l.plan("students", LoadMode::Mirror).expect("plan");
     assert_eq!((plan.added, plan.updated, plan.unchanged, plan.deleted), (0, 1, 1, 1));
     assert_eq!(l.deletion_sample(10, None).expect("sample"), ["S3"]);
+    // What a file without columns 2 and 8 would empty: the records it rewrites that hold a
+    // value there (S2; S1 is unchanged, S3 not listed; no record holds an eighth value).
+    assert_eq!(
+        l.emptied(&["$[1]".to_owned(), "$[7]".to_owned()]).expect("emptied"),
+        crate::Emptied { records: 1, per_column: vec![1, 0] }
+    );
     l.commit(outcome(Complete, plan, Some(LoadMode::Mirror))).expect("commit");
     assert_eq!(
         records_of(s, "students", None),
@@ -635,6 +641,7 @@ pub fn loading<S: Tenants + Imports>(s: &S) {
     let held = import();
     let mut l = s.loader("north", "students", held).expect("a loader");
     l.stage(2, "S9", "[\"S9\",\"a\"]", 1, StageKind::Load).expect("stage");
+    assert_eq!(l.emptied(&["$[1]".to_owned()]).expect("emptied").records, 0, "a new record loses nothing");
     l.commit(outcome(Held, Counts::default(), None)).expect("commit");
     assert_eq!(s.import(held).expect("read").expect("kept").status, Held);
     assert_eq!(s.record_count("north", "students").expect("count"), 2, "a held import changes no record");

@@ -10,7 +10,7 @@
 //! only mark records `tobedeleted`), the import's row, its errors, and the upload event it
 //! consumed. Either all of that commits or none of it.
 
-use crate::roles::Loading;
+use crate::roles::{Emptied, Loading};
 use crate::{Result, Store, StoreError, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 use sluice_core::history::{Counts, ImportRecord, ImportStatus, StoredError};
@@ -575,6 +575,34 @@ impl Loading for Loader {
 
     fn existing(&self) -> u64 {
         self.existing
+    }
+
+    fn emptied(&self, paths: &[String]) -> Result<Emptied> {
+        if self.first || paths.is_empty() {
+            return Ok(Emptied { records: 0, per_column: vec![0; paths.len()] });
+        }
+        let type_name = self.own_type()?;
+        let held: Vec<String> = (0..paths.len())
+            .map(|i| format!("(coalesce(json_extract(r.data, ?{}), '') <> '')", i + 3))
+            .collect();
+        // CROSS JOIN: walk the staged rows, look each record up by key. A record whose hash
+        // is the row's is not rewritten (its values there are empty already).
+        let sql = format!(
+            "SELECT COUNT(*), {} FROM temp.stage s CROSS JOIN main.records r
+                 ON r.tenant_id = ?1 AND r.type = s.type AND r.key = s.key
+             WHERE s.type = ?2 AND s.kind = 0 AND r.hash <> s.hash AND ({})",
+            held.iter().map(|h| format!("coalesce(SUM({h}), 0)")).collect::<Vec<_>>().join(", "),
+            held.join(" OR ")
+        );
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&self.tenant_id, &type_name];
+        values.extend(paths.iter().map(|p| p as &dyn rusqlite::ToSql));
+        Ok(self.conn.query_row(&sql, values.as_slice(), |r| {
+            let records = r.get::<_, i64>(0)? as u64;
+            let per_column = (1..=paths.len())
+                .map(|i| r.get::<_, i64>(i).map(|n| n as u64))
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Emptied { records, per_column })
+        })?)
     }
 
     fn existing_of(&self, type_name: &str) -> Result<u64> {

@@ -47,8 +47,8 @@ pub use records::{MAX_READDED, held_deletion, more_readded, prefix_end, readded_
 pub use records::{key_needs_row, key_ranges};
 pub use referrers::Referrer;
 pub use roles::{
-    Accounts, ApiKeys, Audit, Backend, Bans, Connectors, Deliveries, ImportQueue, Imports, Loading, People,
-    Photos, Records, Referrers, SavedExports, Schedules, SharedStore, Tenants, Uploads,
+    Accounts, ApiKeys, Audit, Backend, Bans, Connectors, Deliveries, Emptied, ImportQueue, Imports, Loading,
+    People, Photos, Records, Referrers, SavedExports, Schedules, SharedStore, Tenants, Uploads,
 };
 pub use saved_exports::{
     APPLIED_STATUSES, EXPORT_RUN_SELECT, ExportRunRow, INTERRUPTED_RUN, SAVED_EXPORT_COLUMNS, SavedExportRow,

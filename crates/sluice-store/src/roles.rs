@@ -443,6 +443,11 @@ pub trait Loading: Send {
     /// Active records of a single-type import's type the tenant has now.
     fn existing(&self) -> u64;
 
+    /// The records of a single-type import's type that its file rewrites (listed, with other
+    /// content; deactivated ones too) and that hold a value in one of `paths` (JSON paths of
+    /// the type's columns, `$[i]`): the values a file without those columns would empty.
+    fn emptied(&self, paths: &[String]) -> Result<Emptied>;
+
     /// Active records of a type before this import.
     fn existing_of(&self, type_name: &str) -> Result<u64>;
 
@@ -463,6 +468,15 @@ pub trait Loading: Send {
     /// Applies the staged rows of `types`, each in its mode, if the outcome applies the import,
     /// and records the outcome, in one transaction.
     fn commit_types(self: Box<Self>, types: &[(&str, LoadMode)], outcome: Outcome<'_>) -> Result<()>;
+}
+
+/// What a file without some of its type's columns would empty ([`Loading::emptied`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Emptied {
+    /// Records holding a value in any of the columns.
+    pub records: u64,
+    /// Records holding a value in each column, in the order asked.
+    pub per_column: Vec<u64>,
 }
 
 /// Imports: their history, errors and decisions, and the loader that applies one.

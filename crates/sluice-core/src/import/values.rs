@@ -182,13 +182,15 @@ pub struct HeaderMap {
 
 impl HeaderMap {
     /// The type's columns the file does not have (optional ones: a missing required column
-    /// refuses the header). Their values are stored empty for every row of the file.
-    pub fn absent<'t>(&self, t: &'t ImportType) -> Vec<&'t str> {
+    /// refuses the header), with their positions in the type. Their values are stored empty
+    /// for every row of the file.
+    pub fn absent<'t>(&self, t: &'t ImportType) -> Vec<(usize, &'t str)> {
         t.columns
             .iter()
             .zip(&self.positions)
-            .filter(|(_, p)| p.is_none())
-            .map(|(c, _)| c.name.as_str())
+            .enumerate()
+            .filter(|(_, (_, p))| p.is_none())
+            .map(|(i, (c, _))| (i, c.name.as_str()))
             .collect()
     }
 

@@ -792,9 +792,11 @@ fn a_superseded_import_shows_why_and_its_file_only_to_its_tenant() {
         server.cli(&["import", "--tenant", "acme", file.to_str().unwrap()]);
         last_import_id(&server, "acme")
     };
-    let partial = "sisId,firstName,lastName\nacme1,Ann,Lee\n";
+    let partial = "sisId,firstName,lastName,birthDate\nacme1,Ann,Lee,2010-01-01\n";
     let held = import(partial);
-    let newer = import("sisId,firstName,lastName\nacme1,Ann,Lee\nacme2,Bo,x\nacme3,Cy,y\n");
+    let newer = import(
+        "sisId,firstName,lastName,birthDate\nacme1,Ann,Lee,2010-01-01\nacme2,Bo,x,2010-01-02\nacme3,Cy,y,\n",
+    );
     let cookie = session(&server, "ann@acme.org", "secret-1-for-tests");
     let page = request(&server, "GET", &format!("/imports/{held}"), Some(&cookie), "");
     assert_eq!(page.status, 200, "{}", page.body);

@@ -61,6 +61,49 @@ fn cli_import_counts_and_the_same_file_twice_changes_nothing() {
     assert!(records_csv(&server, "acme", "students").contains("S2,Bobby,Ray"));
 }
 
+/// A nightly file that lost a column would empty it in every record that holds a value there:
+/// held until a person decides, the records untouched meanwhile; approved, the values go; a
+/// file without a column that no record holds a value in is applied at once.
+#[test]
+fn a_file_that_lost_a_column_the_records_hold_is_held_until_approved() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw-for-tests");
+    let full =
+        "sisId,firstName,lastName,email,birthDate\nS1,Ann,Lee,ann@x.org,\nS2,Bo,Ng,,\nS3,Cy,Ma,cy@x.org,\n";
+    let (_, v) = import(&server, "acme", "students.csv", full.as_bytes());
+    assert_eq!(v["status"], "complete", "{v}");
+    // Excel-style: the same students, the email column gone (birthDate too, empty everywhere).
+    let short = "sisId;firstName;lastName\r\nS1;Ann;Lee\r\nS2;Bo;Ng\r\nS3;Cy;Ma\r\n";
+    let (code, v) = import(&server, "acme", "students.csv", short.as_bytes());
+    assert_eq!((code, v["status"].as_str()), (Some(0), Some("held")), "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#"no column "email": applying it would empty it in 2 students records"#),
+        "{message}"
+    );
+    assert!(!message.contains("birthDate"), "a column no record holds a value in loses nothing: {message}");
+    assert!(
+        message.contains("send the file again with it") && message.contains("sluice approve"),
+        "{message}"
+    );
+    assert!(records_csv(&server, "acme", "students").contains("ann@x.org"), "held: nothing changed");
+    let shown = server.cli_ok(&["import", "show", &v["id"].to_string()]);
+    assert!(shown.contains(r#""email""#), "{shown}");
+    // Approved: the values go, and the import says so.
+    server.cli_ok(&["approve", &v["id"].to_string()]);
+    let v = last_import(&server, "acme");
+    assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(counts(&v), [3, 0, 2, 1, 0, 0], "{v}");
+    assert!(v["warnings"].to_string().contains("applied as approved: this file has no column"), "{v}");
+    let records = records_csv(&server, "acme", "students");
+    assert!(!records.contains("ann@x.org") && !records.contains("cy@x.org"), "{records}");
+    // The next file without the column finds nothing to empty: applied at once.
+    let (_, v) = import(&server, "acme", "students.csv", short.replace("Bo;", "Bob;").as_bytes());
+    assert_eq!(v["status"], "complete", "{v}");
+    assert_eq!(counts(&v), [3, 0, 1, 2, 0, 0], "{v}");
+    assert!(!v.to_string().contains("no column"), "{v}");
+}
+
 #[test]
 fn mirror_deletions_beyond_the_safeguard_are_held_until_approved_or_discarded() {
     let server = Server::start();
