@@ -399,7 +399,7 @@ impl<R: Read> CsvReader<R> {
                     State::Quoted => {
                         match b {
                             b'"' => state = State::QuoteInQuoted,
-                            b'\n' => {
+                            b'\n' | b'\r' => {
                                 // A line inside a quoted value that holds as many delimiters as
                                 // a whole row (of a header of four fields or more): rows
                                 // swallowed by a stray quote, which a mirror import would
@@ -416,20 +416,19 @@ impl<R: Read> CsvReader<R> {
                                         delimiters,
                                     });
                                 }
-                                // A line break in a value is LF, however the file ends its lines
-                                // (a CR in a value is refused as a control character).
-                                if rec.buf.len() > rec.ends.last().copied().unwrap_or(0)
-                                    && rec.buf.last() == Some(&b'\r')
-                                {
-                                    rec.buf.pop();
-                                }
+                                // A line break in a value is LF, however the file ends its lines:
+                                // CRLF, or a lone CR (Excel for Mac's "CSV (Macintosh)"), whose
+                                // LF, if one follows, is skipped.
+                                self.skip_lf = b == b'\r';
                                 self.line += 1;
-                                rec.buf.push(b);
+                                rec.buf.push(b'\n');
                             }
                             _ => {
                                 let rest = &self.text[self.pos..];
-                                let run =
-                                    rest.iter().position(|&c| c == b'"' || c == b'\n').unwrap_or(rest.len());
+                                let run = rest
+                                    .iter()
+                                    .position(|&c| c == b'"' || c == b'\n' || c == b'\r')
+                                    .unwrap_or(rest.len());
                                 row_bytes += run;
                                 if row_bytes > self.max_row_bytes {
                                     return Err(CsvError::RowTooLong {
@@ -596,15 +595,21 @@ mod tests {
                 vec!["2", "x", "a", "b"]
             ]
         );
-        // A CRLF inside a quoted value reads as LF, as Excel's line breaks in a cell are.
+        // A CRLF inside a quoted value reads as LF, as Excel's line breaks in a cell are; so
+        // does a lone CR (Excel for Mac's "CSV (Macintosh)" ends every line so), its lines
+        // counted.
         let rows = parse(b"id,note\r\n1,\"two\r\nlines\"\r\n").unwrap();
         assert_eq!(fields(&rows), [vec!["id", "note"], vec!["1", "two\nlines"]]);
+        let rows = parse(b"id,note\r1,\"two\rlines\"\r2,x\r").unwrap();
+        assert_eq!(fields(&rows), [vec!["id", "note"], vec!["1", "two\nlines"], vec!["2", "x"]]);
+        assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 4]);
         // ...but a quoted value whose lines are whole rows is a stray quote: refused, naming
         // its line (read through, the rows between were one name, and a mirror deleted them).
         for (sep, file) in [
             (",", "id,first,last,grade\n1,Al,Lee,3\n2,\"Bo,Ray,3\n3,Cy,Doe,3\n4,Di\",Fox,3\n5,Ed,Orr,3\n"),
             (";", "id;first;last;grade\r\n2;\"Bo;Ray;3\r\n3;Cy;Doe;3\r\n4;Di\";Fox;3\r\n"),
             ("\t", "id\tfirst\tlast\tgrade\r\n2\t\"Bo\tRay\t3\r\n3\tCy\tDoe\t3\r\n4\tDi\"\tFox\t3\r\n"),
+            ("\r", "id,first,last,grade\r2,\"Bo,Ray,3\r3,Cy,Doe,3\r4,Di\",Fox,3\r"),
         ] {
             let err = parse(file.as_bytes()).unwrap_err();
             let line = if sep == "," { 3 } else { 2 };
