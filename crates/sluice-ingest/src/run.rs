@@ -1,7 +1,6 @@
 //! One import of one file, synchronously. The caller decides where the file came from.
 
 use crate::report::Report;
-use sha2::{Digest, Sha256};
 use sluice_core::import::OnDelete;
 use sluice_core::import::{
     CsvError, CsvReader, Delimiter, HeaderMap, ImportType, LoadMode, Notes, PersonColumns, Record, RowError,
@@ -1076,25 +1075,7 @@ fn key_of(t: &ImportType, values: &Values, errors: &[RowError]) -> Option<String
     Some(key)
 }
 
-/// Values as a JSON array of strings, in the type's column order. Runs of characters that
-/// need no escaping are copied whole (this is on the per-row hot path).
-fn encode_values<'a>(values: impl Iterator<Item = &'a str>, out: &mut String) {
-    out.push('[');
-    for (i, v) in values.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        sluice_core::json::push_string(out, v);
-    }
-    out.push(']');
-}
-
-pub(crate) fn content_hash(data: &str) -> i64 {
-    let digest = Sha256::digest(data.as_bytes());
-    i64::from_le_bytes([
-        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
-    ])
-}
+pub(crate) use sluice_core::import::{content_hash, encode_values};
 
 /// Where a held import's file (a CSV file or a package) is kept.
 /// An approval whose re-run fails keeps the held file: it is still the only copy of what was

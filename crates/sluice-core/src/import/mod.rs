@@ -7,6 +7,7 @@ pub mod csv;
 pub mod decode;
 pub mod reading;
 pub mod safeguard;
+pub mod stored;
 pub mod types;
 pub mod values;
 
@@ -14,6 +15,7 @@ pub use csv::{CsvError, CsvReader, Delimiter, Record};
 pub use decode::{DecodeError, Encoding};
 pub use reading::{ReadSetting, reading};
 pub use safeguard::{Breach, Safeguard, SafeguardSetting};
+pub use stored::{LayoutChange, Relayout, content_hash, encode_values, layout_change, layout_of};
 pub use types::{
     ColumnKind, ImportType, ImportTypes, LoadMode, OnDelete, PersonColumns, PhotoRules, Reference, Related,
     Strictness, TypeError, TypeFormat,
