@@ -493,6 +493,8 @@ const MIGRATIONS: &[&str] = &[
         written_ms BIGINT NOT NULL DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint
     );
     CREATE INDEX defender_happenings_by_time ON defender_happenings (written_ms);",
+    // 15: the column order each CSV type's records are stored in (SQLite's 44)
+    "CREATE TABLE type_layouts (type TEXT PRIMARY KEY, columns TEXT NOT NULL);",
 ];
 
 pub(crate) fn migrate(client: &mut Client) -> Result<()> {

@@ -9,15 +9,65 @@ use crate::{PgStore, db, tenant_id};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{GenericClient, Row};
-use sluice_core::import::OnDelete;
+use sluice_core::import::{ImportType, LayoutChange, OnDelete};
 use sluice_core::people::Contact;
 use sluice_store::{
     Deletion, FoundRecords, People, Person, PersonRole, RecordQuery, RecordSort, Records, Referrer,
-    Referring, Result, StoreError, StoredRecord, Tombstone, held_deletion, key_ranges, now_ms, prefix_end,
-    referred_value, search_words,
+    Referring, Relaid, Result, Settling, StoreError, StoredRecord, Tombstone, changes, held_deletion,
+    key_ranges, now_ms, prefix_end, referred_value, refuse_drops, relaid_batch, search_words,
 };
 
 type Param = Box<dyn ToSql + Sync + Send>;
+
+/// Rewrites every record of `type_name`, of every tenant, a batch of keys at a time.
+fn relay(c: &mut impl GenericClient, type_name: &str, r: &sluice_core::import::Relayout) -> Result<Relaid> {
+    let tenants: Vec<i64> =
+        c.query("SELECT id FROM tenants", &[]).map_err(db)?.iter().map(|row| row.get(0)).collect();
+    let read = c
+        .prepare(
+            "SELECT key, data, previous_data FROM records
+             WHERE tenant_id = $1 AND type = $2 AND key > $3 ORDER BY key LIMIT 1000",
+        )
+        .map_err(db)?;
+    // A batch in one statement: the rows read, rewritten here, written back by key.
+    let write = c
+        .prepare(
+            "UPDATE records r SET data = u.data, hash = u.hash, previous_data = u.previous
+             FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(key, data, hash, previous)
+             WHERE r.tenant_id = $1 AND r.type = $2 AND r.key = u.key",
+        )
+        .map_err(db)?;
+    let (mut records, mut lost) = (0u64, vec![0u64; r.dropped.len()]);
+    for tenant in tenants {
+        let mut after = String::new();
+        loop {
+            let rows: Vec<(String, String, Option<String>)> = c
+                .query(&read, &[&tenant, &type_name, &after])
+                .map_err(db)?
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect();
+            let Some(last) = rows.last().map(|(k, _, _)| k.clone()) else { break };
+            let full = rows.len() == 1000;
+            let relaid = relaid_batch(r, rows, &mut lost);
+            let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (key, data, hash, previous) in relaid {
+                columns.0.push(key);
+                columns.1.push(data);
+                columns.2.push(hash);
+                columns.3.push(previous);
+            }
+            records += columns.0.len() as u64;
+            c.execute(&write, &[&tenant, &type_name, &columns.0, &columns.1, &columns.2, &columns.3])
+                .map_err(db)?;
+            if !full {
+                break;
+            }
+            after = last;
+        }
+    }
+    Ok(Relaid::of(type_name, r, records, &lost))
+}
 
 /// Parameters of a statement built as it goes: each `push` returns the value's `$N`, cast to
 /// its type (a parameter compared only with another needs one).
@@ -261,6 +311,48 @@ fn referring_in(
 }
 
 impl Records for PgStore {
+    fn settle_layouts(&self, types: &[&ImportType], settling: Settling) -> Result<Vec<Relaid>> {
+        let names: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
+        let layouts = |rows: Vec<Row>| -> Vec<Option<String>> {
+            let found: std::collections::HashMap<String, String> =
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            names.iter().map(|n| found.get(*n).cloned()).collect()
+        };
+        const READ: &str = "SELECT type, columns FROM type_layouts WHERE type = ANY($1)";
+        // Read first: nothing to do is the usual case, and takes no lock.
+        let stored = layouts(self.with(|c| c.query(READ, &[&names]).map_err(db))?);
+        if changes(types, &stored, settling)?.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(db)?;
+            // One node at a time: the next finds the layouts current.
+            tx.batch_execute("LOCK TABLE type_layouts IN EXCLUSIVE MODE").map_err(db)?;
+            let stored = layouts(tx.query(READ, &[&names]).map_err(db)?);
+            let mut done = Vec::new();
+            for (t, change) in changes(types, &stored, settling)? {
+                let layout = match change {
+                    LayoutChange::Unchanged => continue,
+                    LayoutChange::Remember { layout } => layout,
+                    LayoutChange::Relay { relayout, layout } => {
+                        let relaid = relay(&mut tx, &t.name, &relayout)?;
+                        refuse_drops(&relaid, settling)?;
+                        done.push(relaid);
+                        layout
+                    }
+                };
+                tx.execute(
+                    "INSERT INTO type_layouts (type, columns) VALUES ($1, $2)
+                     ON CONFLICT (type) DO UPDATE SET columns = excluded.columns",
+                    &[&t.name, &layout],
+                )
+                .map_err(db)?;
+            }
+            tx.commit().map_err(db)?;
+            Ok(done)
+        })
+    }
+
     fn search_records(&self, tenant: &str, type_name: &str, q: &RecordQuery) -> Result<FoundRecords> {
         self.with(|c| {
             let tenant_id = tenant_id(c, tenant)?;

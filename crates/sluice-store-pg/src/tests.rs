@@ -161,6 +161,11 @@ fn postgres_passes_the_loading_check() {
 }
 
 #[test]
+fn postgres_passes_the_layouts_check() {
+    on_fresh(conformance::layouts);
+}
+
+#[test]
 fn postgres_passes_the_imported_once_check() {
     on_fresh(conformance::imported_once);
 }

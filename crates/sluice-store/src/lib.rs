@@ -40,8 +40,8 @@ pub use people::{MAX_SEPARATE_WARNINGS, PersonPaths, more_separate, separate_war
 pub use people::{Person, PersonRole};
 pub use photos::{PHOTO_COLUMNS, PhotoRow, photo_from_row};
 pub use records::{
-    Deletion, FoundRecords, RecordQuery, RecordSort, Referring, SearchPaths, StoredRecord, Tombstone, fold,
-    search_words,
+    Deletion, FoundRecords, RecordQuery, RecordSort, Referring, Relaid, SearchPaths, Settling, StoredRecord,
+    Tombstone, changes, fold, refuse_drops, relaid_batch, search_words,
 };
 pub use records::{MAX_READDED, held_deletion, more_readded, prefix_end, readded_warning, referred_value};
 pub use records::{key_needs_row, key_ranges};
@@ -136,6 +136,10 @@ pub enum StoreError {
     /// `sluice migrate` refused to move a state into this database; why, and what to do.
     #[error("{0}")]
     MoveRefused(String),
+    /// A type's records cannot be brought to its columns here ([`Records::settle_layouts`]);
+    /// why, and what to do.
+    #[error("{0}")]
+    LayoutRefused(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

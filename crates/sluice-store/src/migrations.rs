@@ -477,6 +477,10 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX records_keys ON records (tenant_id, type, key);
      CREATE INDEX records_inactive ON records (tenant_id, type, key) WHERE inactive = 1;
      DROP INDEX records_by_state;",
+    // 44: the column order each CSV type's records are stored in (a JSON array of names), so
+    // that a type whose columns change has its records rewritten in the new order
+    // (`Records::settle_layouts`)
+    "CREATE TABLE type_layouts (type TEXT PRIMARY KEY, columns TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {

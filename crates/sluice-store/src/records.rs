@@ -26,7 +26,7 @@ use crate::{Person, Referrer, Result, Store, StoreError, now_ms};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use sluice_core::import::OnDelete;
+use sluice_core::import::{ImportType, LayoutChange, OnDelete, layout_change};
 
 /// The SQL functions of search: `sluice_fold` folds text (NULL is empty, numbers are their
 /// text); `sluice_key_needs_row` says whether a key of a type found by key alone needs a search
@@ -147,6 +147,183 @@ pub struct StoredRecord {
 pub struct FoundRecords {
     pub total: u64,
     pub records: Vec<StoredRecord>,
+}
+
+/// A type's records rewritten in its new column order ([`crate::Records::settle_layouts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relaid {
+    pub type_name: String,
+    /// Records rewritten, of every tenant.
+    pub records: u64,
+    /// Columns found under another stored name: (stored, current).
+    pub renamed: Vec<(String, String)>,
+    /// New columns, empty in every record.
+    pub added: Vec<String>,
+    /// Columns the type no longer has, with how many records held a value there (gone).
+    pub dropped: Vec<(String, u64)>,
+}
+
+impl Relaid {
+    /// What an operator reads in the log and on the command line.
+    pub fn sentence(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.added.is_empty() {
+            parts.push(format!("added {} (empty)", quoted(self.added.iter())));
+        }
+        for (from, to) in &self.renamed {
+            parts.push(format!("{from:?} read as {to:?}"));
+        }
+        for (name, lost) in &self.dropped {
+            parts.push(format!("{name:?} removed ({lost} values dropped)"));
+        }
+        format!(
+            "type {}: its columns changed; {} records (of every tenant) rewritten in the new column order; {}",
+            self.type_name,
+            self.records,
+            if parts.is_empty() { "columns moved".to_owned() } else { parts.join("; ") }
+        )
+    }
+
+    /// From a relayout and what the rewrite counted.
+    pub fn of(type_name: &str, r: &sluice_core::import::Relayout, records: u64, lost: &[u64]) -> Self {
+        Self {
+            type_name: type_name.to_owned(),
+            records,
+            renamed: r.renamed.clone(),
+            added: r.added.clone(),
+            dropped: r.dropped.iter().zip(lost).map(|((_, n), l)| (n.clone(), *l)).collect(),
+        }
+    }
+}
+
+fn quoted<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    names.map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+}
+
+/// What [`crate::Records::settle_layouts`] may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settling {
+    /// Remember the layouts of types seen for the first time, and refuse when a type's
+    /// records need rewriting: a command, beside a server that may run with other types.
+    RememberOnly,
+    /// Rewrite the records that need it (the server as it starts); `drop_values`: also when
+    /// a removed column holds values, which are then gone.
+    Rewrite { drop_values: bool },
+}
+
+/// Each type's change from its stored layout (`stored`, in the same order), those with
+/// something to do; refused when `settling` may not rewrite what needs it.
+pub fn changes<'t>(
+    types: &[&'t ImportType],
+    stored: &[Option<String>],
+    settling: Settling,
+) -> Result<Vec<(&'t ImportType, LayoutChange)>> {
+    let mut changes = Vec::new();
+    for (t, stored) in types.iter().zip(stored) {
+        match layout_change(stored.as_deref(), t).map_err(StoreError::Corrupt)? {
+            LayoutChange::Unchanged => {}
+            change => changes.push((*t, change)),
+        }
+    }
+    let relaid: Vec<&str> = changes
+        .iter()
+        .filter(|(_, c)| matches!(c, LayoutChange::Relay { .. }))
+        .map(|(t, _)| t.name.as_str())
+        .collect();
+    if settling == Settling::RememberOnly && !relaid.is_empty() {
+        return Err(StoreError::LayoutRefused(format!(
+            "the columns of type{} {} changed since {} records were stored: the server rewrites them in the new \
+             column order when it starts (stop it if it runs, then start it: `sluice serve`); until then, commands \
+             are refused, so that nothing reads or writes them in the wrong order; nothing was changed",
+            if relaid.len() == 1 { "" } else { "s" },
+            relaid.join(", "),
+            if relaid.len() == 1 { "its" } else { "their" }
+        )));
+    }
+    Ok(changes)
+}
+
+/// Refuses a rewrite that drops values, unless `settling` allows it (the transaction is then
+/// not committed).
+pub fn refuse_drops(relaid: &Relaid, settling: Settling) -> Result<()> {
+    let lost: Vec<String> = relaid
+        .dropped
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(c, n)| format!("{c:?} (values in {n} records)"))
+        .collect();
+    if lost.is_empty() || settling == (Settling::Rewrite { drop_values: true }) {
+        return Ok(());
+    }
+    Err(StoreError::LayoutRefused(format!(
+        "type {} no longer has the column{} {}: add {} back to the type, or name {} as an alias of the column \
+         that takes {} place, and start again; to drop those values for good, start the server with \
+         `sluice serve --drop-removed-columns`; nothing was changed",
+        relaid.type_name,
+        if lost.len() == 1 { "" } else { "s" },
+        lost.join(", "),
+        if lost.len() == 1 { "it" } else { "them" },
+        if lost.len() == 1 { "it" } else { "each" },
+        if lost.len() == 1 { "its" } else { "their" }
+    )))
+}
+
+/// Rewrites one batch of a type's records in a new column order: `(key, data, previous)` in,
+/// `(key, data, hash, previous)` out for those that are arrays; counts dropped values in `lost`.
+pub fn relaid_batch(
+    r: &sluice_core::import::Relayout,
+    rows: Vec<(String, String, Option<String>)>,
+    lost: &mut [u64],
+) -> Vec<(String, String, i64, Option<String>)> {
+    rows.into_iter()
+        .filter_map(|(key, data, previous)| {
+            let new = r.apply(&data)?;
+            for n in r.lost_in(&data) {
+                lost[n] += 1;
+            }
+            let hash = sluice_core::import::content_hash(&new);
+            let previous = previous.map(|p| r.apply(&p).unwrap_or(p));
+            Some((key, new, hash, previous))
+        })
+        .collect()
+}
+
+/// Rewrites every record of `type_name`, of every tenant, in a batch of keys at a time.
+fn relay(c: &Connection, type_name: &str, r: &sluice_core::import::Relayout) -> Result<Relaid> {
+    let tenants: Vec<i64> = c
+        .prepare("SELECT id FROM main.tenants")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut read = c.prepare(
+        "SELECT key, data, previous_data FROM main.records
+         WHERE tenant_id = ?1 AND type = ?2 AND key > ?3 ORDER BY key LIMIT 1000",
+    )?;
+    let mut write = c.prepare(
+        "UPDATE main.records SET data = ?4, hash = ?5, previous_data = ?6
+         WHERE tenant_id = ?1 AND type = ?2 AND key = ?3",
+    )?;
+    let (mut records, mut lost) = (0u64, vec![0u64; r.dropped.len()]);
+    for tenant in tenants {
+        let mut after = String::new();
+        loop {
+            let rows: Vec<(String, String, Option<String>)> = read
+                .query_map(params![tenant, type_name, after], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let Some(last) = rows.last().map(|(k, _, _)| k.clone()) else { break };
+            let full = rows.len() == 1000;
+            for (key, data, hash, previous) in relaid_batch(r, rows, &mut lost) {
+                write.execute(params![tenant, type_name, key, data, hash, previous])?;
+                records += 1;
+            }
+            if !full {
+                break;
+            }
+            after = last;
+        }
+    }
+    Ok(Relaid::of(type_name, r, records, &lost))
 }
 
 /// A record deleted by hand: an import that carries its key again says so.
@@ -732,6 +909,46 @@ pub(crate) fn explain_search(
 }
 
 impl crate::roles::Records for Store {
+    fn settle_layouts(&self, types: &[&ImportType], settling: Settling) -> Result<Vec<Relaid>> {
+        let layouts = |c: &Connection| -> Result<Vec<Option<String>>> {
+            let mut q = c.prepare_cached("SELECT columns FROM main.type_layouts WHERE type = ?1")?;
+            let mut stored = Vec::with_capacity(types.len());
+            for t in types {
+                stored.push(q.query_row([&t.name], |r| r.get(0)).optional()?);
+            }
+            Ok(stored)
+        };
+        // Read first: nothing to do is the usual case, and takes no write lock.
+        let stored = self.with(|c| layouts(c))?;
+        if changes(types, &stored, settling)?.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let stored = layouts(&tx)?;
+            let mut done = Vec::new();
+            for (t, change) in changes(types, &stored, settling)? {
+                let layout = match change {
+                    LayoutChange::Unchanged => continue,
+                    LayoutChange::Remember { layout } => layout,
+                    LayoutChange::Relay { relayout, layout } => {
+                        let relaid = relay(&tx, &t.name, &relayout)?;
+                        refuse_drops(&relaid, settling)?;
+                        done.push(relaid);
+                        layout
+                    }
+                };
+                tx.execute(
+                    "INSERT INTO main.type_layouts (type, columns) VALUES (?1, ?2)
+                     ON CONFLICT (type) DO UPDATE SET columns = excluded.columns",
+                    params![t.name, layout],
+                )?;
+            }
+            tx.commit()?;
+            Ok(done)
+        })
+    }
+
     fn search_records(&self, tenant: &str, type_name: &str, q: &RecordQuery) -> Result<FoundRecords> {
         self.with(|c| {
             let tenant_id = crate::tenant_id(c, tenant)?;

@@ -644,6 +644,19 @@ pub trait Photos {
 /// Records one at a time, for people browsing them (the dashboard, the API, the CLI): search,
 /// one record, its person and what refers to it, and deleting records by hand.
 pub trait Records {
+    /// Brings the stored records of `types` (CSV types) to their current columns: a type whose
+    /// columns changed since its records were written has every record's array (and previous
+    /// version) rewritten in the new order, its hash recomputed, in one transaction with the
+    /// layout it remembers (`sluice_core::import::Relayout`); a type seen for the first time is
+    /// remembered as it is. What `settling` does not allow (a rewrite, a rewrite that drops
+    /// values) is refused (`StoreError::LayoutRefused`), nothing changed. Returns what was
+    /// rewritten.
+    fn settle_layouts(
+        &self,
+        types: &[&sluice_core::import::ImportType],
+        settling: crate::Settling,
+    ) -> Result<Vec<crate::Relaid>>;
+
     /// A page of a type's records matching `q` (each word begins the key, a name or the email;
     /// indexed: see `records.rs`), and how many match in all.
     fn search_records(&self, tenant: &str, type_name: &str, q: &RecordQuery) -> Result<FoundRecords>;

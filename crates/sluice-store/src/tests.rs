@@ -22,6 +22,7 @@ fn sqlite_passes_the_loading_checks() {
     conformance::records(&Store::open(&dir.path().join("records.db")).unwrap());
     conformance::package_people(&Store::open(&dir.path().join("package_people.db")).unwrap());
     conformance::package_relisting(&Store::open(&dir.path().join("package_relisting.db")).unwrap());
+    conformance::layouts(&Store::open(&dir.path().join("layouts.db")).unwrap());
 }
 
 /// The conformance suite's photos check, on SQLite (a database file: imports load records).
