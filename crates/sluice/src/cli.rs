@@ -63,6 +63,11 @@ pub(crate) enum Command {
         /// Address for HTTP (the dashboard, the REST API, /metrics, /healthz), e.g. 127.0.0.1:8080. Env: SLUICE_HTTP_LISTEN.
         #[arg(long, value_name = "ADDR")]
         http_listen: Option<SocketAddr>,
+        /// A type's TOML lost a column that its records hold values in: drop those values as
+        /// the records are rewritten in the new column order (without it, the server refuses
+        /// to start and names them).
+        #[arg(long)]
+        drop_removed_columns: bool,
     },
     /// Manage tenants.
     #[command(subcommand)]

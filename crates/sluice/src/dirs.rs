@@ -2,7 +2,7 @@
 //! (`sluice serve`, `sluice tenant add`).
 
 use anyhow::{Context, Result, bail};
-use sluice_store::{SharedStore, Store};
+use sluice_store::{Settling, SharedStore, Store};
 use std::path::{Path, PathBuf};
 
 /// Where things live under the data directory, and the database: SQLite's file in it, or
@@ -14,6 +14,9 @@ pub struct DataDirs {
     database_url: Option<String>,
     /// `[storage] backend = "s3"`: the bucket tenants' exports are kept in.
     bucket: Option<std::sync::Arc<sluice_files::Bucket>>,
+    /// `[imports] types_dir`: with the presets, the types whose records
+    /// [`Self::settle_layouts`] keeps in their columns' order.
+    types_dir: Option<PathBuf>,
     /// `sluice migrate --storage` is moving exports from the disk into the bucket: the data
     /// directory is neither checked against the bucket nor marked until it is done.
     moving_exports: bool,
@@ -37,6 +40,7 @@ impl DataDirs {
             root: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()),
             database_url: None,
             bucket: None,
+            types_dir: None,
             moving_exports: false,
         }
     }
@@ -59,6 +63,7 @@ impl DataDirs {
         Ok(Self {
             database_url: config.database.url()?,
             bucket,
+            types_dir: config.imports.types_dir().map(Path::to_path_buf),
             moving_exports: true,
             ..Self::new(&config.data_dir)
         })
@@ -283,7 +288,28 @@ impl DataDirs {
         if self.database_url.is_some() {
             return self.create_store();
         }
-        Ok(std::sync::Arc::new(self.open_sqlite()?))
+        let store: SharedStore = std::sync::Arc::new(self.open_sqlite()?);
+        self.settle_layouts(&store, Settling::RememberOnly)?;
+        Ok(store)
+    }
+
+    /// Keeps the records of the CSV types this binary knows in their columns' current order
+    /// (`Records::settle_layouts`): after a type's TOML gained, moved or lost a column, the
+    /// server rewrites its records as it starts, and says so, before anything reads them in
+    /// the wrong order (`settling`: a command only remembers new types, and refuses while a
+    /// type's records wait for that rewrite: a server may run with the old columns). Types
+    /// that do not load are left to the command that needs them to report.
+    fn settle_layouts(&self, store: &SharedStore, settling: Settling) -> Result<()> {
+        let Ok(types) = crate::types::load(self.types_dir.as_deref()) else { return Ok(()) };
+        let csv: Vec<&sluice_core::import::ImportType> = types
+            .all()
+            .iter()
+            .filter(|t| t.format == sluice_core::import::TypeFormat::Csv && !t.columns.is_empty())
+            .collect();
+        for relaid in store.settle_layouts(&csv, settling)? {
+            tracing::warn!("{}", relaid.sentence());
+        }
+        Ok(())
     }
 
     /// The data directory's SQLite database, which must exist (what is SQLite's alone: backups).
@@ -392,6 +418,12 @@ impl DataDirs {
 
     /// Creates the data directory if it does not exist, and opens its database.
     pub fn create_store(&self) -> Result<SharedStore> {
+        self.create_store_settling(Settling::RememberOnly)
+    }
+
+    /// [`Self::create_store`], the records of types whose columns changed rewritten as
+    /// `settling` allows (the server, as it starts).
+    pub fn create_store_settling(&self, settling: Settling) -> Result<SharedStore> {
         self.create()?;
         match &self.database_url {
             // Its schema is brought up to date on connect. What failed is said without the URL.
@@ -409,9 +441,15 @@ impl DataDirs {
                 let store = sluice_store_pg::PgStore::connect(url)
                     .context("cannot open the PostgreSQL database of [database] url (SLUICE_DATABASE_URL)")?;
                 self.mark_as_on_postgres()?;
-                Ok(std::sync::Arc::new(store))
+                let store: SharedStore = std::sync::Arc::new(store);
+                self.settle_layouts(&store, settling)?;
+                Ok(store)
             }
-            None => Ok(std::sync::Arc::new(self.create_sqlite()?)),
+            None => {
+                let store: SharedStore = std::sync::Arc::new(self.create_sqlite()?);
+                self.settle_layouts(&store, settling)?;
+                Ok(store)
+            }
         }
     }
 

@@ -43,7 +43,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Failure> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (sftp_listen, http_listen) = match &cli.command {
-        Command::Serve { sftp_listen, http_listen } => (*sftp_listen, *http_listen),
+        Command::Serve { sftp_listen, http_listen, .. } => (*sftp_listen, *http_listen),
         _ => (None, None),
     };
     let overrides = Overrides { data_dir: cli.data_dir.clone(), sftp_listen, http_listen };
@@ -86,9 +86,9 @@ fn command(cli: Cli, config: Config, dirs: &DataDirs) -> Result<(), Failure> {
             };
             crate::audit::list(&dirs, shown, json)
         }
-        Command::Serve { .. } => {
+        Command::Serve { drop_removed_columns, .. } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve::run(config, dirs)).map_err(usage)
+            runtime.block_on(serve::run(config, dirs, drop_removed_columns)).map_err(usage)
         }
         Command::Tenant(cmd) => crate::tenants::tenant_command(&config, &dirs, cmd),
         Command::Doctor => crate::operations::doctor(&config, &dirs),

@@ -12,12 +12,15 @@ use tracing::info;
 
 /// Serves `dirs` (the data directory, database and bucket of `config`, opened once by the
 /// dispatcher) until a signal stops it.
-pub async fn run(config: Config, dirs: DataDirs) -> Result<()> {
+/// `drop_removed_columns`: a type's records may lose the values of columns its TOML no longer
+/// has (otherwise the server refuses to start and says which).
+pub async fn run(config: Config, dirs: DataDirs, drop_removed_columns: bool) -> Result<()> {
     // Install signal handlers before announcing anything, so an early SIGTERM is clean too.
     let shutdown = shutdown_signal()?;
     // Held until the process ends.
     let _serving = dirs.lock_for_serving()?;
-    let store: sluice_store::SharedStore = dirs.create_store()?;
+    let settling = sluice_store::Settling::Rewrite { drop_values: drop_removed_columns };
+    let store: sluice_store::SharedStore = dirs.create_store_settling(settling)?;
     if let Some(bucket) = dirs.bucket() {
         bucket.check().with_context(|| {
             format!(

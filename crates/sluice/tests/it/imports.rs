@@ -156,6 +156,64 @@ fn upsert_keeps_records_absent_from_the_file() {
     assert!(records.contains("1,North,Ann,Lee,,,2012-08-31"), "dates normalise to ISO: {records}");
 }
 
+/// An operator inserts a column into a type's TOML: the records stored in the old order are
+/// rewritten in the new one when the server starts again (and it says so), so nothing reads an
+/// email under "grade", and the same file imported again changes nothing.
+#[test]
+fn records_follow_a_column_inserted_into_their_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let kids = |columns: &[&str]| {
+        let mut text =
+            String::from("[[type]]\nname = \"kids\"\nfolder = \"kids\"\nkey = [\"id\"]\nmode = \"mirror\"\n");
+        for c in columns {
+            let kind = if *c == "email" { "email" } else { "text" };
+            text.push_str(&format!(
+                "[[type.column]]\nname = {c:?}\nkind = {kind:?}\nrequired = {}\n",
+                *c == "id"
+            ));
+        }
+        std::fs::write(dir.path().join("kids.toml"), text).unwrap();
+    };
+    kids(&["id", "email"]);
+    let mut server = Server::start_with(&[("SLUICE_IMPORTS_TYPES_DIR", dir.path().to_str().unwrap())]);
+    server.cli_ok(&["tenant", "add", "acme", "--folders", "kids"]);
+    let file = b"id,email\nK1,a@x.org\nK2,b@x.org\n";
+    let (_, v) = import(&server, "acme", "kids.csv", file);
+    assert_eq!(counts(&v), [2, 2, 0, 0, 0, 0], "{v}");
+    kids(&["id", "grade", "email"]);
+    server.kill_and_restart();
+    assert!(
+        server.wait_for_log(
+            "type kids: its columns changed; 2 records (of every tenant) rewritten in the new column order; added \"grade\" (empty)",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        server.log()
+    );
+    assert_eq!(records_csv(&server, "acme", "kids"), "id,grade,email\r\nK1,,a@x.org\r\nK2,,b@x.org\r\n");
+    let (_, v) = import(&server, "acme", "kids.csv", file);
+    assert_eq!((v["status"].as_str(), counts(&v)), (Some("complete"), [2, 0, 0, 2, 0, 0]), "{v}");
+    // The column removed again while the server runs with it: a command does not rewrite
+    // what the running server reads by position; it refuses, and says what to do.
+    kids(&["id", "email"]);
+    let out = server.cli(&["records", "--tenant", "acme", "--type", "kids"]);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("the columns of type kids changed since its records were stored"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(output_text(&out).contains("`sluice serve`"), "{}", output_text(&out));
+    // Restarted, the server rewrites them (the column held nothing: nothing is lost).
+    server.kill_and_restart();
+    assert!(
+        server.wait_for_log("\"grade\" removed (0 values dropped)", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    assert_eq!(records_csv(&server, "acme", "kids"), "id,email\r\nK1,a@x.org\r\nK2,b@x.org\r\n");
+}
+
 #[test]
 fn delta_types_from_a_types_dir_delete_by_status() {
     let dir = tempfile::tempdir().unwrap();
