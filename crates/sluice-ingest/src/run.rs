@@ -336,6 +336,25 @@ pub(crate) fn approval_covers(
     Ok(seen.is_none_or(|c| deleted <= c.deleted && updated <= c.updated))
 }
 
+/// Rows a stray quote swallowed (see [`HeaderMap::swallowed_keys`]) are at most this many
+/// keys, which the import looks up.
+const MAX_SWALLOWED: usize = 100;
+
+/// The first whole row found inside a value (`(line, key)`) whose record is active and which
+/// the file does not list otherwise: a mirror import would delete it.
+fn swallowed_record(
+    loader: &mut dyn sluice_store::Loading,
+    type_name: &str,
+    swallowed: &[(u64, String)],
+) -> Result<Option<(u64, String)>, ImportError> {
+    for (line, key) in swallowed {
+        if loader.active(type_name, key)? && !loader.listed(type_name, key)? {
+            return Ok(Some((*line, key.clone())));
+        }
+    }
+    Ok(None)
+}
+
 /// Values a file without some of its type's columns would empty.
 struct ColumnLoss {
     /// The missing columns that records hold values in, quoted.
@@ -489,7 +508,7 @@ fn evaluate(
             errors.extend(row_errors.into_iter().take(room));
             (ImportStatus::Failed, Some(message), None, None, encoding)
         }
-        Staged::Rows { encoding, absent } => {
+        Staged::Rows { encoding, absent, swallowed } => 'rows: {
             // In a blackout a mirror file is applied as upsert: what it leaves out stays.
             let mode = match (t.mode, ctx.blackout) {
                 (LoadMode::Mirror, Some(blackout)) => {
@@ -507,6 +526,21 @@ fn evaluate(
             };
             let plan = loader.plan(&t.name, mode)?;
             counts = Counts { rows: counts.rows, rejected: counts.rejected, ..plan };
+            if mode == LoadMode::Mirror
+                && let Some((line, key)) = swallowed_record(&mut *loader, &t.name, &swallowed)?
+            {
+                let reason = format!(
+                    "a value on line {line} holds what looks like the whole row of {}, which the file lists nowhere \
+                     else, so this mirror import would delete it: a stray \" probably swallowed that row; fix the \
+                     quote and send the file again",
+                    key.replace('\u{1f}', "+")
+                );
+                let problem = file_problem(line, "swallowed_row", reason.clone());
+                report.add(&problem).map_err(io("writing the error report"))?;
+                errors.insert(0, problem);
+                let message = format!("the file was rejected: {reason}");
+                break 'rows (ImportStatus::Failed, Some(message), None, None, encoding);
+            }
             // The deletion limit guards against rows that are merely missing (a truncated
             // file); a delta file's deletions are each asked for by name.
             let implicit = if mode == LoadMode::Mirror { plan.deleted } else { 0 };
@@ -613,6 +647,8 @@ enum Staged {
         encoding: Option<String>,
         /// The type's columns the file does not have (position, name).
         absent: Vec<(usize, String)>,
+        /// (line, key) of whole rows found inside values (up to [`MAX_SWALLOWED`]).
+        swallowed: Vec<(u64, String)>,
     },
 }
 
@@ -746,6 +782,7 @@ fn read_and_stage(
     std::thread::scope(|scope| {
         scope.spawn(move || prepare_rows(t, header, strictness, csv, notes, tx));
         let mut missing_ids = Vec::new();
+        let mut swallowed = Vec::new();
         let staged = load_rows(
             req,
             ctx.check_references,
@@ -756,6 +793,7 @@ fn read_and_stage(
             warnings,
             counts,
             &mut missing_ids,
+            &mut swallowed,
         );
         if let (Some(p), Some(&first)) = (&t.person, missing_ids.first()) {
             let id = &t.columns[p.id.unwrap_or_default()].name;
@@ -771,7 +809,7 @@ fn read_and_stage(
             ));
         }
         match staged {
-            Ok(Staged::Rows { encoding, .. }) => Ok(Staged::Rows { encoding, absent }),
+            Ok(Staged::Rows { encoding, .. }) => Ok(Staged::Rows { encoding, absent, swallowed }),
             other => other,
         }
     })
@@ -793,6 +831,8 @@ struct Prepared {
     no_person_id: bool,
     /// The person's name (types of people), for errors found while loading.
     name: String,
+    /// Keys of whole rows a value of this row holds (a stray quote's swallowed rows).
+    swallowed: Vec<String>,
 }
 
 enum Batch {
@@ -823,6 +863,7 @@ fn prepare_rows<R: std::io::Read>(
     tx: std::sync::mpsc::SyncSender<Batch>,
 ) {
     let enc = |csv: &CsvReader<R>| csv.encoding().map(|e| e.to_string());
+    let delimiter = csv.delimiter().unwrap_or(Delimiter::Comma).byte();
     let mut rec = Record::default();
     let mut values = Values::default();
     let mut batch = Vec::with_capacity(BATCH);
@@ -862,6 +903,11 @@ fn prepare_rows<R: std::io::Read>(
         }
         let key = key_of(t, &values, &errors);
         let name = if t.person.is_some() { header.describe(t, &rec).1 } else { String::new() };
+        let swallowed = if rec.iter().any(|f| f.contains('\n')) {
+            header.swallowed_keys(t, &rec, delimiter)
+        } else {
+            Vec::new()
+        };
         let no_person_id =
             valid && t.person.as_ref().and_then(|p| p.id).is_some_and(|c| values.get(c).is_empty());
         let references = if valid {
@@ -897,6 +943,7 @@ fn prepare_rows<R: std::io::Read>(
             errors,
             no_person_id,
             name,
+            swallowed,
         });
         if batch.len() == BATCH {
             let rows = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -926,6 +973,7 @@ fn load_rows(
     warnings: &mut Vec<String>,
     counts: &mut Counts,
     missing_person_ids: &mut Vec<u64>,
+    swallowed: &mut Vec<(u64, String)>,
 ) -> Result<Staged, ImportError> {
     let t = req.import_type;
     let mut loadable = 0u64;
@@ -948,7 +996,7 @@ fn load_rows(
                     );
                     return Ok(Staged::Rejected { message, encoding, problems: Vec::new() });
                 }
-                return Ok(Staged::Rows { encoding, absent: Vec::new() });
+                return Ok(Staged::Rows { encoding, absent: Vec::new(), swallowed: Vec::new() });
             }
         };
         for p in rows {
@@ -978,6 +1026,9 @@ fn load_rows(
             let ok = row_errors.is_empty();
             if ok && p.no_person_id {
                 missing_person_ids.push(p.line);
+            }
+            if swallowed.len() < MAX_SWALLOWED {
+                swallowed.extend(p.swallowed.iter().map(|k| (p.line, k.clone())).take(MAX_SWALLOWED));
             }
             if let Some(key) = &p.key {
                 let kind = if !ok {

@@ -821,6 +821,17 @@ impl Loading for PgLoader {
         })
     }
 
+    fn listed(&self, type_name: &str, key: &str) -> Result<bool> {
+        crate::blocking(|| {
+            let mut inner = self.inner.borrow_mut();
+            let c = inner.ready()?;
+            let found = c
+                .query_opt("SELECT 1 FROM stage WHERE type = $1 AND key = $2", &[&type_name, &key])
+                .map_err(db)?;
+            Ok(found.is_some())
+        })
+    }
+
     fn deletion_sample(&self, limit: usize, names: Option<(&str, &str)>) -> Result<Vec<String>> {
         crate::blocking(|| {
             let type_name = self.own_type()?;

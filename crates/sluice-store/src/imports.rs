@@ -556,6 +556,11 @@ impl Loading for Loader {
         Ok(stmt.exists(params![self.tenant_id, type_name, key])?)
     }
 
+    fn listed(&self, type_name: &str, key: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM temp.stage WHERE type = ?1 AND key = ?2")?;
+        Ok(stmt.exists(params![type_name, key])?)
+    }
+
     /// As `S10 (Ann Lee)`: the key, then the person's name where the type has one.
     fn deletion_sample(&self, limit: usize, names: Option<(&str, &str)>) -> Result<Vec<String>> {
         let type_name = self.own_type()?;

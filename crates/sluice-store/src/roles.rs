@@ -436,6 +436,9 @@ pub trait Loading: Send {
     /// Whether the tenant has an active record of this type and exactly this key.
     fn active(&mut self, type_name: &str, key: &str) -> Result<bool>;
 
+    /// Whether this import staged a row of this type and key (any kind).
+    fn listed(&self, type_name: &str, key: &str) -> Result<bool>;
+
     /// Some records a single-type mirror import would delete, in key order, each with its
     /// person's name where the type has one (`names`: the JSON paths of first and last name).
     fn deletion_sample(&self, limit: usize, names: Option<(&str, &str)>) -> Result<Vec<String>>;

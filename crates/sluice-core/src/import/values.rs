@@ -280,6 +280,44 @@ impl HeaderMap {
         }
     }
 
+    /// Keys of whole rows a stray quote may have swallowed into this record: each line of a
+    /// value that runs over lines, split at `delimiter` as a row of its own (the value's first
+    /// line from the value's own field on), whose key columns hold valid values. A mirror
+    /// import would delete those records; the caller asks whether the file lists them.
+    pub fn swallowed_keys(&self, t: &ImportType, rec: &Record, delimiter: u8) -> Vec<String> {
+        let mut keys = Vec::new();
+        for (field, value) in rec.iter().enumerate().filter(|(_, v)| v.contains('\n')) {
+            for (n, line) in value.split('\n').enumerate() {
+                let offset = if n == 0 { field } else { 0 };
+                let parts: Vec<&str> = line.split(delimiter as char).collect();
+                let mut key = String::new();
+                for (i, &k) in t.key.iter().enumerate() {
+                    let part = self.positions[k]
+                        .and_then(|p| p.checked_sub(offset))
+                        .and_then(|p| parts.get(p))
+                        .map(|p| p.trim().trim_matches('"').trim())
+                        .unwrap_or("");
+                    match check_value(&t.columns[k].kind, part) {
+                        Ok(v) if !v.is_empty() => {
+                            if i > 0 {
+                                key.push('\u{1f}');
+                            }
+                            key.push_str(&v);
+                        }
+                        _ => {
+                            key.clear();
+                            break;
+                        }
+                    }
+                }
+                if !key.is_empty() {
+                    keys.push(key);
+                }
+            }
+        }
+        keys
+    }
+
     /// The file's name, as notes name it.
     pub fn file(&self) -> &str {
         &self.file

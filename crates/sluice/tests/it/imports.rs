@@ -156,6 +156,55 @@ fn upsert_keeps_records_absent_from_the_file() {
     assert!(records.contains("1,North,Ann,Lee,,,2012-08-31"), "dates normalise to ISO: {records}");
 }
 
+/// Stray quotes that swallow whole rows into one value while the record keeps its width (a
+/// pair in one column of a 3-column file, or in the key column): a mirror would delete the
+/// swallowed students, under the safeguard's limit and without a word. Refused, naming the
+/// line and the record; nothing changes. A name on two lines that is no one's row still loads.
+#[test]
+fn rows_swallowed_into_a_value_refuse_a_mirror_file() {
+    let server = Server::start();
+    server.importing_tenant("acme", "pw-for-tests");
+    let roster = |rows: &[&str]| {
+        let mut s = String::from("sisId,firstName,lastName\r\n");
+        for i in 1..=20 {
+            match rows.iter().find(|r| r.starts_with(&format!("S{i},")) || r.starts_with(&format!("\"S{i},")))
+            {
+                Some(r) => s.push_str(r),
+                None if rows
+                    .iter()
+                    .any(|r| r.contains(&format!("\nS{i},")) || r.contains(&format!("\nS{i}\""))) =>
+                {
+                    continue;
+                }
+                None => s.push_str(&format!("S{i},First{i},Last{i}")),
+            }
+            s.push_str("\r\n");
+        }
+        s
+    };
+    let (_, v) = import(&server, "acme", "students.csv", roster(&[]).as_bytes());
+    assert_eq!(counts(&v)[1], 20, "{v}");
+    let before = records_csv(&server, "acme", "students");
+    for (what, file) in [
+        ("in one column", roster(&["S5,First5,\"Last5\r\nS6,First6,Last6\""])),
+        ("in the key column", roster(&["\"S5,First5,Last5\r\nS6\",First6,Last6"])),
+    ] {
+        let (_, v) = import(&server, "acme", "students.csv", file.as_bytes());
+        assert_eq!(v["status"], "failed", "{what}: {v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains("a value on line 6 holds what looks like the whole row of S"),
+            "{what}: {message}"
+        );
+        assert!(message.contains("stray"), "{what}: {message}");
+        assert_eq!(records_csv(&server, "acme", "students"), before, "{what}: nothing changed");
+    }
+    // A last name on two lines that is no one's row: loaded.
+    let (_, v) =
+        import(&server, "acme", "students.csv", roster(&["S5,First5,\"Last5\r\nSmith\""]).as_bytes());
+    assert_eq!((v["status"].as_str(), counts(&v)[2]), (Some("complete"), 1), "{v}");
+}
+
 /// An operator inserts a column into a type's TOML: the records stored in the old order are
 /// rewritten in the new one when the server starts again (and it says so), so nothing reads an
 /// email under "grade", and the same file imported again changes nothing.
