@@ -243,7 +243,13 @@ fn a_saved_export_follows_imports_runs_on_demand_and_logs_every_run() {
         let text = server.cli_ok(&["export", "runs", "acme", "roster", "--json"]);
         serde_json::from_str::<serde_json::Value>(&text).unwrap().as_array().unwrap().clone()
     };
-    assert!(server.wait_until(Duration::from_secs(20), |s| runs(s).len() == 1), "no run after the import");
+    // A run is logged `running` before its file is written: wait for it to end (on a slow
+    // machine the file was fetched before it was there).
+    let ended = |s: &Server| {
+        let all = runs(s);
+        all.len() == 1 && all[0]["status"] != "running"
+    };
+    assert!(server.wait_until(Duration::from_secs(20), ended), "no run after the import");
     let fetched = sftp_batch(&server, &key, "get /exports/Roster.csv roster-fetched.csv\n", &[]);
     assert!(fetched.status.success(), "{}", output_text(&fetched));
     let text = std::fs::read_to_string(server.dir.path().join("roster-fetched.csv")).unwrap();
