@@ -336,8 +336,8 @@ pub(crate) fn approval_covers(
     Ok(seen.is_none_or(|c| deleted <= c.deleted && updated <= c.updated))
 }
 
-/// Rows a stray quote swallowed (see [`HeaderMap::swallowed_keys`]) are at most this many
-/// keys, which the import looks up.
+/// Rows a stray quote swallowed (see [`HeaderMap::swallowed_keys`]: lines of a value with a
+/// row's shape) are at most this many keys, which the import looks up.
 const MAX_SWALLOWED: usize = 100;
 
 /// The first whole row found inside a value (`(line, key)`) whose record is active and which
@@ -508,7 +508,7 @@ fn evaluate(
             errors.extend(row_errors.into_iter().take(room));
             (ImportStatus::Failed, Some(message), None, None, encoding)
         }
-        Staged::Rows { encoding, absent, swallowed } => 'rows: {
+        Staged::Rows { encoding, absent, swallowed } => {
             // In a blackout a mirror file is applied as upsert: what it leaves out stays.
             let mode = match (t.mode, ctx.blackout) {
                 (LoadMode::Mirror, Some(blackout)) => {
@@ -526,21 +526,6 @@ fn evaluate(
             };
             let plan = loader.plan(&t.name, mode)?;
             counts = Counts { rows: counts.rows, rejected: counts.rejected, ..plan };
-            if mode == LoadMode::Mirror
-                && let Some((line, key)) = swallowed_record(&mut *loader, &t.name, &swallowed)?
-            {
-                let reason = format!(
-                    "a value on line {line} holds what looks like the whole row of {}, which the file lists nowhere \
-                     else, so this mirror import would delete it: a stray \" probably swallowed that row; fix the \
-                     quote and send the file again",
-                    key.replace('\u{1f}', "+")
-                );
-                let problem = file_problem(line, "swallowed_row", reason.clone());
-                report.add(&problem).map_err(io("writing the error report"))?;
-                errors.insert(0, problem);
-                let message = format!("the file was rejected: {reason}");
-                break 'rows (ImportStatus::Failed, Some(message), None, None, encoding);
-            }
             // The deletion limit guards against rows that are merely missing (a truncated
             // file); a delta file's deletions are each asked for by name.
             let implicit = if mode == LoadMode::Mirror { plan.deleted } else { 0 };
@@ -585,6 +570,34 @@ fn evaluate(
                         sluice_core::import::safeguard::CLI_HINT
                     ),
                 }),
+            };
+            // A row inside a quoted value whose record this mirror would delete: a stray quote's
+            // work, held for a person to see (approved, the file applies as it is).
+            let inside = if mode == LoadMode::Mirror && !covered {
+                swallowed_record(&mut *loader, &t.name, &swallowed)?
+            } else {
+                None
+            };
+            let breach = match inside {
+                None => breach,
+                Some((line, key)) => {
+                    let key = key.replace('\u{1f}', "+");
+                    let said = format!(
+                        "line {line} is inside a quoted value but looks like the row of {key}, which this file lists \
+                         nowhere else, so applying it would delete {key}: a stray \" probably swallowed that row (fix \
+                         the quote and send the file again)"
+                    );
+                    let problem = file_problem(line, "swallowed_row", said.clone());
+                    report.add(&problem).map_err(io("writing the error report"))?;
+                    errors.insert(0, problem);
+                    Some(match breach {
+                        Some(b) => format!("held: {said}; and {}", b.strip_prefix("held: ").unwrap_or(&b)),
+                        None => format!(
+                            "held: {said}{} `sluice approve {id}` or discard it with `sluice discard {id}`",
+                            sluice_core::import::safeguard::CLI_HINT
+                        ),
+                    })
+                }
             };
             let reason = hold_reason(breach, &found, covered, id, &mut warnings);
             match reason {
@@ -831,8 +844,8 @@ struct Prepared {
     no_person_id: bool,
     /// The person's name (types of people), for errors found while loading.
     name: String,
-    /// Keys of whole rows a value of this row holds (a stray quote's swallowed rows).
-    swallowed: Vec<String>,
+    /// (line, key) of whole rows a value of this row holds (a stray quote's swallowed rows).
+    swallowed: Vec<(u64, String)>,
 }
 
 enum Batch {
@@ -1027,9 +1040,8 @@ fn load_rows(
             if ok && p.no_person_id {
                 missing_person_ids.push(p.line);
             }
-            if swallowed.len() < MAX_SWALLOWED {
-                swallowed.extend(p.swallowed.iter().map(|k| (p.line, k.clone())).take(MAX_SWALLOWED));
-            }
+            let room = MAX_SWALLOWED.saturating_sub(swallowed.len());
+            swallowed.extend(p.swallowed.iter().take(room).cloned());
             if let Some(key) = &p.key {
                 let kind = if !ok {
                     StageKind::Keep

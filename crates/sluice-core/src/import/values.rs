@@ -280,25 +280,40 @@ impl HeaderMap {
         }
     }
 
-    /// Keys of whole rows a stray quote may have swallowed into this record: each line of a
-    /// value that runs over lines, split at `delimiter` as a row of its own (the value's first
-    /// line from the value's own field on), whose key columns hold valid values. A mirror
-    /// import would delete those records; the caller asks whether the file lists them.
-    pub fn swallowed_keys(&self, t: &ImportType, rec: &Record, delimiter: u8) -> Vec<String> {
+    /// Whole rows a stray quote may have swallowed into this record, as (line, key): each
+    /// line of a value that runs over lines which, split at `delimiter` as a row of its own,
+    /// has the shape of one (its first line the rest of a row from the value's own field on,
+    /// a middle line a whole row, its last line a row up to the fields after the value) and
+    /// valid values in its key columns. A mirror import would delete those records; the caller
+    /// asks whether the file lists them.
+    pub fn swallowed_keys(&self, t: &ImportType, rec: &Record, delimiter: u8) -> Vec<(u64, String)> {
         let mut keys = Vec::new();
-        for (field, value) in rec.iter().enumerate().filter(|(_, v)| v.contains('\n')) {
-            for (n, line) in value.split('\n').enumerate() {
-                let offset = if n == 0 { field } else { 0 };
-                let parts: Vec<&str> = line.split(delimiter as char).collect();
+        let mut line = rec.line;
+        for (field, value) in rec.iter().enumerate() {
+            let lines = value.split('\n').count();
+            if lines == 1 {
+                continue;
+            }
+            let after = rec.len() - 1 - field;
+            for (n, text) in value.split('\n').enumerate() {
+                let at = line + n as u64;
+                let parts: Vec<&str> = text.split(delimiter as char).collect();
+                let (offset, shape) = match n {
+                    0 => (field, self.width.saturating_sub(field)),
+                    _ if n + 1 == lines => (0, self.width.saturating_sub(after)),
+                    _ => (0, self.width),
+                };
+                if parts.len() != shape || shape == 0 {
+                    continue;
+                }
                 let mut key = String::new();
                 for (i, &k) in t.key.iter().enumerate() {
                     let part = self.positions[k]
                         .and_then(|p| p.checked_sub(offset))
                         .and_then(|p| parts.get(p))
-                        .map(|p| p.trim().trim_matches('"').trim())
-                        .unwrap_or("");
-                    match check_value(&t.columns[k].kind, part) {
-                        Ok(v) if !v.is_empty() => {
+                        .map(|p| p.trim());
+                    match part.map(|p| check_value(&t.columns[k].kind, p)) {
+                        Some(Ok(v)) if !v.is_empty() => {
                             if i > 0 {
                                 key.push('\u{1f}');
                             }
@@ -311,9 +326,10 @@ impl HeaderMap {
                     }
                 }
                 if !key.is_empty() {
-                    keys.push(key);
+                    keys.push((at, key));
                 }
             }
+            line += lines as u64 - 1;
         }
         keys
     }
