@@ -186,6 +186,15 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // No stored name or value holds a NUL, and PostgreSQL refuses text with one (an error
+        // of its own, a 500 here, found by schemathesis on `?tenant=%00`): refused at the edge.
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the query is not valid: it holds a NUL character (%00)",
+            ));
+        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(ApiQuery(v)),
             Err(e) => Err(ApiError::new(

@@ -726,6 +726,11 @@ fn a_read_only_key_cannot_change_anything_on_any_operation_and_a_typed_key_sees_
         .collect();
     assert_eq!(refused.len(), writes, "{refused:?}");
     assert!(refused.contains(&format!("POST /api/v1/imports/{held}/approve").as_str()), "{refused:?}");
+    // A NUL in the query is refused at the edge (PostgreSQL answered it with an error: a 500).
+    for query in ["tenant=%00%C3%8E&action=tenant.settings", "action=%00"] {
+        let (status, body) = api.get(&format!("/api/v1/audit?{query}"), &api.operator);
+        assert_eq!(status, 400, "{query}: {body}");
+    }
     let (_, only) = api.get("/api/v1/audit?tenant=acme&action=access.refused&limit=1000", &api.acme);
     let only = only["entries"].as_array().unwrap();
     assert!(only.len() >= writes && only.iter().all(|e| e["action"] == "access.refused"), "{only:?}");
