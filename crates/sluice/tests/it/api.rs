@@ -726,10 +726,22 @@ fn a_read_only_key_cannot_change_anything_on_any_operation_and_a_typed_key_sees_
         .collect();
     assert_eq!(refused.len(), writes, "{refused:?}");
     assert!(refused.contains(&format!("POST /api/v1/imports/{held}/approve").as_str()), "{refused:?}");
-    // A NUL in the query is refused at the edge (PostgreSQL answered it with an error: a 500).
+    // A NUL in the query, the path or the body is refused at the edge (PostgreSQL answered a
+    // query's with an error: a 500).
     for query in ["tenant=%00%C3%8E&action=tenant.settings", "action=%00"] {
         let (status, body) = api.get(&format!("/api/v1/audit?{query}"), &api.operator);
         assert_eq!(status, 400, "{query}: {body}");
+    }
+    for (method, url, body) in [
+        ("DELETE", "/api/v1/tenants/acme/records/students/S%00", ""),
+        ("GET", "/api/v1/tenants/acme/records/students/S1%00/photo", ""),
+        ("POST", "/api/v1/tenants/acme/keys", r#"{"public_key":"ssh-ed25519 AAAA x\u0000"}"#),
+        ("PATCH", "/api/v1/tenants/acme/settings", r#"{"notify_email\u0000":"a@b.c"}"#),
+    ] {
+        let (status, _, answer) = api.server.http_with(method, url, Some(&api.operator), body);
+        assert_eq!(status, 400, "{method} {url} {body}: {answer}");
+        let message = json(&answer)["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("NUL character"), "{method} {url}: {answer}");
     }
     let (_, only) = api.get("/api/v1/audit?tenant=acme&action=access.refused&limit=1000", &api.acme);
     let only = only["entries"].as_array().unwrap();
