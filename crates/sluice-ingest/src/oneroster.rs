@@ -261,8 +261,16 @@ fn evaluate_package(
             debug!(import = id, ms = started.elapsed().as_millis() as u64, "package planned");
             let summary = run.summary.join("; ");
             let covered = crate::run::approval_covers(store, req, counts.deleted, counts.updated)?;
-            let breach = breach.filter(|_| !covered).map(|(record_type, b)| b.message(&record_type, id));
-            let reason = crate::run::hold_reason(breach, &found, covered, id, &mut warnings);
+            let reasons = breach.filter(|_| !covered).map(|(record_type, b)| b.reason(&record_type));
+            let reason = crate::run::hold_reason(
+                reasons.into_iter().collect(),
+                &found,
+                covered,
+                req,
+                Some(&summary),
+                id,
+                &mut warnings,
+            );
             match reason {
                 Some(b) => {
                     let held = held_path(ctx.held_dir, id);
@@ -270,8 +278,7 @@ fn evaluate_package(
                         crate::run::copy_private(req.file, &held)
                             .map_err(crate::run::io("keeping the held file"))?;
                     }
-                    let message = format!("{} ({summary})", crate::run::held_message(req, b));
-                    (ImportStatus::Held, Some(message), None, Some(held), loaded)
+                    (ImportStatus::Held, Some(b), None, Some(held), loaded)
                 }
                 None if run.counts.rows > 0 && run.counts.rejected == run.counts.rows => {
                     let message = format!(

@@ -2,6 +2,7 @@
 
 use crate::report::Report;
 use sluice_core::import::OnDelete;
+use sluice_core::import::safeguard::held_message;
 use sluice_core::import::{
     CsvError, CsvReader, Delimiter, HeaderMap, ImportType, LoadMode, Notes, PersonColumns, Record, RowError,
     Safeguard, SafeguardSetting, Strictness, TypeFormat, Values,
@@ -341,7 +342,8 @@ pub(crate) fn approval_covers(
 const MAX_SWALLOWED: usize = 100;
 
 /// The first whole row found inside a value (`(line, key)`) whose record is active and which
-/// the file does not list otherwise: a mirror import would delete it.
+/// the file does not list otherwise: a mirror import would delete it, any import leave it as
+/// it is.
 fn swallowed_record(
     loader: &mut dyn sluice_store::Loading,
     type_name: &str,
@@ -406,11 +408,12 @@ fn column_loss(
 }
 
 /// What an import says about the records left referring to what it deletes, by policy, once
-/// its status is known; and, for `hold` policies, why it is held (`None`: nothing holds it).
+/// its status is known (`held_otherwise`: another reason holds it); and, for `hold` policies,
+/// the reason it is held (`None`: they do not hold it).
 fn dangling_verdict(
     found: &[(Referrer, u64)],
     approved: bool,
-    held_by_safeguard: bool,
+    held_otherwise: bool,
     warnings: &mut Vec<String>,
 ) -> Option<String> {
     let holding: Vec<String> = found
@@ -418,7 +421,7 @@ fn dangling_verdict(
         .filter(|(r, _)| r.on_delete == OnDelete::Hold && !approved)
         .map(|(r, n)| r.sentence(*n))
         .collect();
-    let held = !holding.is_empty() || held_by_safeguard;
+    let held = !holding.is_empty() || held_otherwise;
     for (r, n) in found {
         let what = match (r.on_delete, held) {
             (OnDelete::Keep, false) => "they are kept as they are (on_delete = \"keep\")",
@@ -430,42 +433,24 @@ fn dangling_verdict(
         };
         warnings.push(format!("{}; {what}", r.sentence(*n)));
     }
-    (!holding.is_empty()).then(|| format!("held: {} (on_delete = \"hold\")", holding.join("; ")))
+    (!holding.is_empty()).then(|| format!("{} (on_delete = \"hold\")", holding.join("; ")))
 }
 
-/// Why an import is held, if it is: the safeguard's `breach`, the references its deletions
-/// leave that are to hold it, or both (one sentence); the referring records' warnings go to
-/// `warnings` either way.
+/// Why an import is held: the `reasons` found, then those of the records its deletions leave
+/// referring ([`dangling_verdict`], whose warnings go to `warnings` either way; `covered`: an
+/// approval covers them), in one message ([`held_message`]; approved and held all the same,
+/// it says the approval no longer covers it). `None`: nothing holds it.
 pub(crate) fn hold_reason(
-    breach: Option<String>,
+    mut reasons: Vec<String>,
     found: &[(Referrer, u64)],
-    approved: bool,
+    covered: bool,
+    req: &ImportRequest<'_>,
+    detail: Option<&str>,
     id: i64,
     warnings: &mut Vec<String>,
 ) -> Option<String> {
-    let referring = dangling_verdict(found, approved, breach.is_some(), warnings);
-    match (breach, referring) {
-        (Some(b), Some(r)) => Some(format!("{b}; and {}", r.strip_prefix("held: ").unwrap_or(&r))),
-        (b, r) => b.or(r.map(|r| {
-            format!(
-                "{r}{} `sluice approve {id}` or discard it with `sluice discard {id}`",
-                sluice_core::import::safeguard::CLI_HINT
-            )
-        })),
-    }
-}
-
-/// A held import's message; an approval that no longer covered it says so first.
-pub(crate) fn held_message(req: &ImportRequest<'_>, breach: String) -> String {
-    if req.approved {
-        format!(
-            "held again: imports since it was held changed the records, so approving it now does more than \
-             what was approved; {}",
-            breach.strip_prefix("held: ").unwrap_or(&breach)
-        )
-    } else {
-        breach
-    }
+    reasons.extend(dangling_verdict(found, covered, !reasons.is_empty(), warnings));
+    (!reasons.is_empty()).then(|| held_message(&reasons, req.approved, detail, id))
 }
 
 fn evaluate(
@@ -539,11 +524,35 @@ fn evaluate(
                     }
                 }
             }
-            let breach = breach.filter(|_| !covered).map(|b| b.message(&t.name, id));
+            // Why it is held, in this order: a row a stray quote swallowed, a lost column, the
+            // safeguard, then (in `hold_reason`) the records its deletions leave referring.
+            let mut reasons = Vec::new();
+            // A row inside a quoted value whose record this file does not list otherwise: a stray
+            // quote's work (a mirror deletes that record; any file leaves it unchanged and puts
+            // its row into another record's value), held for a person to see (approved, the
+            // file applies as it is).
+            let inside = if covered { None } else { swallowed_record(&mut *loader, &t.name, &swallowed)? };
+            if let Some((line, key)) = inside {
+                let key = key.replace('\u{1f}', "+");
+                let would = if mode == LoadMode::Mirror {
+                    format!("delete {key}")
+                } else {
+                    format!("not apply that row to {key}")
+                };
+                let said = format!(
+                    "line {line} is inside a quoted value but looks like the row of {key}, which this file lists \
+                     nowhere else, so applying it would {would}: a stray \" probably swallowed that row (fix the \
+                     quote and send the file again)"
+                );
+                let problem = file_problem(line, "swallowed_row", said.clone());
+                report.add(&problem).map_err(io("writing the error report"))?;
+                errors.insert(0, problem);
+                reasons.push(said);
+            }
             // Nothing rewritten, nothing emptied: the count is asked for only when rows changed.
             let loss = if plan.updated > 0 { column_loss(&*loader, &absent, &t.name)? } else { None };
-            let breach = match loss {
-                None => breach,
+            match loss {
+                None => {}
                 // A partial file (upsert, delta) lists other records each night: approving one
                 // would not settle the next, so it says what it empties instead of holding.
                 Some(loss) if covered || mode != LoadMode::Mirror => {
@@ -553,55 +562,16 @@ fn evaluate(
                         (false, false) => ("", "emptied"),
                     };
                     warnings.push(format!("{done}{}", loss.sentence(empties)));
-                    breach
                 }
-                Some(loss) => Some(match breach {
-                    Some(b) => {
-                        format!(
-                            "held: {}; and {}",
-                            loss.sentence("would empty"),
-                            b.strip_prefix("held: ").unwrap_or(&b)
-                        )
-                    }
-                    None => format!(
-                        "held: {} (if the column was left out by mistake, send the file again with it){} \
-                         `sluice approve {id}` or discard it with `sluice discard {id}`",
-                        loss.sentence("would empty"),
-                        sluice_core::import::safeguard::CLI_HINT
-                    ),
-                }),
-            };
-            // A row inside a quoted value whose record this mirror would delete: a stray quote's
-            // work, held for a person to see (approved, the file applies as it is).
-            let inside = if mode == LoadMode::Mirror && !covered {
-                swallowed_record(&mut *loader, &t.name, &swallowed)?
-            } else {
-                None
-            };
-            let breach = match inside {
-                None => breach,
-                Some((line, key)) => {
-                    let key = key.replace('\u{1f}', "+");
-                    let said = format!(
-                        "line {line} is inside a quoted value but looks like the row of {key}, which this file lists \
-                         nowhere else, so applying it would delete {key}: a stray \" probably swallowed that row (fix \
-                         the quote and send the file again)"
-                    );
-                    let problem = file_problem(line, "swallowed_row", said.clone());
-                    report.add(&problem).map_err(io("writing the error report"))?;
-                    errors.insert(0, problem);
-                    Some(match breach {
-                        Some(b) => format!("held: {said}; and {}", b.strip_prefix("held: ").unwrap_or(&b)),
-                        None => format!(
-                            "held: {said}{} `sluice approve {id}` or discard it with `sluice discard {id}`",
-                            sluice_core::import::safeguard::CLI_HINT
-                        ),
-                    })
-                }
-            };
-            let reason = hold_reason(breach, &found, covered, id, &mut warnings);
+                Some(loss) => reasons.push(format!(
+                    "{} (if the column was left out by mistake, send the file again with it)",
+                    loss.sentence("would empty")
+                )),
+            }
+            reasons.extend(breach.filter(|_| !covered).map(|b| b.reason(&t.name)));
+            let reason = hold_reason(reasons, &found, covered, req, None, id, &mut warnings);
             match reason {
-                Some(breach) => {
+                Some(message) => {
                     let held = held_path(ctx.held_dir, id);
                     if !dry_run && req.file != held {
                         copy_private(req.file, &held).map_err(io("keeping the held file"))?;
@@ -618,7 +588,6 @@ fn evaluate(
                         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
                         warnings.push(format!("approving deletes {}{more}", sample.join(", ")));
                     }
-                    let message = held_message(req, breach);
                     (ImportStatus::Held, Some(message), None, Some(held), encoding)
                 }
                 None => {

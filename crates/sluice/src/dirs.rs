@@ -299,7 +299,7 @@ impl DataDirs {
     /// the wrong order (`settling`: a command only remembers new types, and refuses while a
     /// type's records wait for that rewrite: a server may run with the old columns). Types
     /// that do not load are left to the command that needs them to report.
-    fn settle_layouts(&self, store: &SharedStore, settling: Settling) -> Result<()> {
+    pub(crate) fn settle_layouts(&self, store: &SharedStore, settling: Settling) -> Result<()> {
         let Ok(types) = crate::types::load(self.types_dir.as_deref()) else { return Ok(()) };
         let csv: Vec<&sluice_core::import::ImportType> = types
             .all()
@@ -424,6 +424,13 @@ impl DataDirs {
     /// [`Self::create_store`], the records of types whose columns changed rewritten as
     /// `settling` allows (the server, as it starts).
     pub fn create_store_settling(&self, settling: Settling) -> Result<SharedStore> {
+        let store = self.create_store_unsettled()?;
+        self.settle_layouts(&store, settling)?;
+        Ok(store)
+    }
+
+    /// The store, its records' layouts not looked at (`sluice doctor`, which reports them).
+    pub(crate) fn create_store_unsettled(&self) -> Result<SharedStore> {
         self.create()?;
         match &self.database_url {
             // Its schema is brought up to date on connect. What failed is said without the URL.
@@ -441,15 +448,9 @@ impl DataDirs {
                 let store = sluice_store_pg::PgStore::connect(url)
                     .context("cannot open the PostgreSQL database of [database] url (SLUICE_DATABASE_URL)")?;
                 self.mark_as_on_postgres()?;
-                let store: SharedStore = std::sync::Arc::new(store);
-                self.settle_layouts(&store, settling)?;
-                Ok(store)
+                Ok(std::sync::Arc::new(store))
             }
-            None => {
-                let store: SharedStore = std::sync::Arc::new(self.create_sqlite()?);
-                self.settle_layouts(&store, settling)?;
-                Ok(store)
-            }
+            None => Ok(std::sync::Arc::new(self.create_sqlite()?)),
         }
     }
 

@@ -35,23 +35,40 @@ pub(crate) fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
             Ok("writable".into())
         }),
     );
-    check(
-        "database",
-        if dirs.on_postgres() {
-            // Connecting brings the schema up to date, or says why it cannot.
-            dirs.open_store()
-                .map(|_| "PostgreSQL at [database] url (reachable, schema up to date)".to_owned())
-        } else {
-            dirs.open_sqlite().and_then(|s| {
-                let result = s.integrity_check()?;
-                if result == "ok" {
-                    Ok(format!("{} (integrity ok)", dirs.database().display()))
-                } else {
-                    bail!(result)
-                }
-            })
-        },
-    );
+    let store = if dirs.on_postgres() {
+        // Connecting brings the schema up to date, or says why it cannot.
+        dirs.create_store_unsettled()
+            .map(|s| (s, "PostgreSQL at [database] url (reachable, schema up to date)".to_owned()))
+    } else {
+        dirs.open_sqlite().and_then(|s| {
+            let result = s.integrity_check()?;
+            if result == "ok" {
+                let store: sluice_store::SharedStore = std::sync::Arc::new(s);
+                Ok((store, format!("{} (integrity ok)", dirs.database().display())))
+            } else {
+                bail!(result)
+            }
+        })
+    };
+    let store = match store {
+        Ok((store, detail)) => {
+            check("database", Ok(detail));
+            Some(store)
+        }
+        Err(e) => {
+            check("database", Err(e));
+            None
+        }
+    };
+    if let Some(store) = &store {
+        // A type whose columns were edited leaves its records to be rewritten when the server
+        // next starts; commands are refused until then.
+        check(
+            "records' columns",
+            dirs.settle_layouts(store, sluice_store::Settling::RememberOnly)
+                .map(|()| "every type's records are stored in its columns' order".to_owned()),
+        );
+    }
     if let Some(bucket) = dirs.bucket() {
         check(
             "object storage",

@@ -120,18 +120,35 @@ pub fn without_cli_hint(message: &str) -> &str {
 }
 
 impl Breach {
-    /// The held import's message: what it would do, which limit, and what to do about it.
-    pub fn message(&self, type_name: &str, import_id: i64) -> String {
+    /// Why it holds the import: what it would do and which limit (a reason for [`held_message`]).
+    pub fn reason(&self, type_name: &str) -> String {
         let verb = match self.limit {
             Limit::Deleted => "delete",
             Limit::Changed => "change",
         };
         format!(
-            "held: this import would {verb} {} of {} {type_name} records ({:.1}%), more than the {}% safeguard{CLI_HINT} \
-             `sluice approve {import_id}` or discard it with `sluice discard {import_id}`",
+            "this import would {verb} {} of {} {type_name} records ({:.1}%), more than the {}% safeguard",
             self.count, self.existing, self.percent, self.allowed
         )
     }
+}
+
+/// A held import's message, the one place it is written: why it is held (each reason a
+/// sentence, joined by "; and "), what the import adds (`detail`, in brackets), then how to
+/// decide it on the command line, which [`without_cli_hint`] leaves out for the dashboard and
+/// the API. `again`: it was approved, but imports since then changed what approving it does.
+pub fn held_message(reasons: &[String], again: bool, detail: Option<&str>, import_id: i64) -> String {
+    let held = if again {
+        "held again: imports since it was held changed the records, so approving it now does more than what \
+         was approved; "
+    } else {
+        "held: "
+    };
+    let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
+    format!(
+        "{held}{}{detail}{CLI_HINT} `sluice approve {import_id}` or discard it with `sluice discard {import_id}`",
+        reasons.join("; and ")
+    )
 }
 
 #[cfg(test)]
@@ -145,11 +162,34 @@ mod tests {
         assert_eq!(s.breach(100, 10, 75), None);
         let d = s.breach(100, 11, 0).unwrap();
         assert_eq!((d.limit, d.count), (Limit::Deleted, 11));
-        assert!(d.message("students", 7).contains("delete 11 of 100 students records (11.0%)"));
+        assert_eq!(
+            d.reason("students"),
+            "this import would delete 11 of 100 students records (11.0%), more than the 10% safeguard"
+        );
         assert_eq!(s.breach(100, 0, 76).unwrap().limit, Limit::Changed);
         let zero = Safeguard { deleted_percent: 0.0, ..s };
         assert_eq!(zero.breach(5, 1, 0).unwrap().limit, Limit::Deleted);
         assert_eq!(zero.breach(5, 0, 0), None);
+    }
+
+    #[test]
+    fn a_held_message_keeps_every_reason_before_the_command_line_hint() {
+        let reasons =
+            vec!["A would happen".to_owned(), "3 guardians refer (on_delete = \"hold\")".to_owned()];
+        let m = held_message(&reasons, false, Some("users: 2 added"), 7);
+        assert_eq!(
+            m,
+            "held: A would happen; and 3 guardians refer (on_delete = \"hold\") (users: 2 added); approve it with \
+             `sluice approve 7` or discard it with `sluice discard 7`"
+        );
+        // The dashboard and the API show every reason: the hint is only ever at the end.
+        assert_eq!(
+            without_cli_hint(&m),
+            "held: A would happen; and 3 guardians refer (on_delete = \"hold\") (users: 2 added)"
+        );
+        let again = held_message(&reasons[..1], true, None, 7);
+        assert!(again.starts_with("held again: imports since it was held changed the records"), "{again}");
+        assert!(without_cli_hint(&again).ends_with("; A would happen"), "{again}");
     }
 
     #[test]

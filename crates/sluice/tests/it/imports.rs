@@ -160,9 +160,10 @@ fn upsert_keeps_records_absent_from_the_file() {
 /// pair in one column of a 3-column file, or in the key column): a mirror would delete the
 /// swallowed students, under the safeguard's limit and without a word. Held, naming the line
 /// and the record, nothing changed; approved (the person decides), it applies. A name on two
-/// lines that is no one's row, and two-line values without a row's shape, still load.
+/// lines that is no one's row, and two-line values without a row's shape, still load. An
+/// upsert file with the same stray quotes is held too (the swallowed row's change is lost).
 #[test]
-fn rows_swallowed_into_a_value_hold_a_mirror_file() {
+fn rows_swallowed_into_a_value_hold_the_file() {
     let server = Server::start();
     server.importing_tenant("acme", "pw-for-tests");
     let roster = |rows: &[&str]| {
@@ -219,6 +220,41 @@ fn rows_swallowed_into_a_value_hold_a_mirror_file() {
             .as_bytes(),
     );
     assert_eq!((v["status"].as_str(), counts(&v)[4]), (Some("complete"), 0), "{v}");
+
+    // An upsert file (badge: keyed by ID and campus) deletes nothing, but the swallowed row's
+    // change is lost and its text lands in another record's value: held the same way.
+    let badges = |rows: &[&str]| {
+        let mut s = String::from("ID,Campus,FirstName,LastName\r\n");
+        for i in 1..=6 {
+            match rows.iter().find(|r| r.starts_with(&format!("B{i},"))) {
+                Some(r) => s.push_str(r),
+                None if rows.iter().any(|r| r.contains(&format!("\nB{i},"))) => continue,
+                None => s.push_str(&format!("B{i},North,First{i},Last{i}")),
+            }
+            s.push_str("\r\n");
+        }
+        s
+    };
+    server.cli_ok(&["tenant", "set", "acme", "folders=students,badge"]);
+    let (_, v) = import(&server, "acme", "badge.csv", badges(&[]).as_bytes());
+    assert_eq!((v["type"].as_str(), counts(&v)[1]), (Some("badge"), 6), "{v}");
+    let before = records_csv(&server, "acme", "badge");
+    let (_, v) = import(
+        &server,
+        "acme",
+        "badge.csv",
+        badges(&["B3,North,First3,\"Last3\r\nB4,North,Renamed4,Last4\""]).as_bytes(),
+    );
+    assert_eq!(v["status"], "held", "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "line 5 is inside a quoted value but looks like the row of B4+North, which this file lists nowhere \
+             else, so applying it would not apply that row to B4+North"
+        ),
+        "{message}"
+    );
+    assert_eq!(records_csv(&server, "acme", "badge"), before, "nothing changed");
 }
 
 /// An operator inserts a column into a type's TOML: the records stored in the old order are
@@ -269,6 +305,15 @@ fn records_follow_a_column_inserted_into_their_type() {
         output_text(&out)
     );
     assert!(output_text(&out).contains("`sluice serve`"), "{}", output_text(&out));
+    // `sluice doctor` says so too, as a problem of its own (the database itself is fine).
+    let out = server.cli(&["doctor"]);
+    let said = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.lines().any(|l| l.starts_with("ok       database:")), "{said}");
+    assert!(
+        said.lines().any(|l| l.starts_with("PROBLEM  records' columns: the columns of type kids changed")),
+        "{said}"
+    );
     // Restarted, the server rewrites them (the column held nothing: nothing is lost).
     server.kill_and_restart();
     assert!(
@@ -277,6 +322,11 @@ fn records_follow_a_column_inserted_into_their_type() {
         server.log()
     );
     assert_eq!(records_csv(&server, "acme", "kids"), "id,email\r\nK1,a@x.org\r\nK2,b@x.org\r\n");
+    let said = server.cli_ok(&["doctor"]);
+    assert!(
+        said.contains("ok       records' columns: every type's records are stored in its columns' order"),
+        "{said}"
+    );
 }
 
 #[test]
