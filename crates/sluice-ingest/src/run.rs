@@ -528,26 +528,34 @@ fn evaluate(
             // safeguard, then (in `hold_reason`) the records its deletions leave referring.
             let mut reasons = Vec::new();
             // A row inside a quoted value whose record this file does not list otherwise: a stray
-            // quote's work (a mirror deletes that record; any file leaves it unchanged and puts
-            // its row into another record's value), held for a person to see (approved, the
-            // file applies as it is).
+            // quote's work. A mirror would delete that record: held for a person to see
+            // (approved, the file applies as it is). A partial file (upsert, delta) lists a few
+            // records each night, so "nowhere else" is weak evidence there, and a held one is
+            // superseded by the next: it applies, and says which row it did not apply.
             let inside = if covered { None } else { swallowed_record(&mut *loader, &t.name, &swallowed)? };
-            if let Some((line, key)) = inside {
-                let key = key.replace('\u{1f}', "+");
-                let would = if mode == LoadMode::Mirror {
-                    format!("delete {key}")
-                } else {
-                    format!("not apply that row to {key}")
-                };
-                let said = format!(
-                    "line {line} is inside a quoted value but looks like the row of {key}, which this file lists \
-                     nowhere else, so applying it would {would}: a stray \" probably swallowed that row (fix the \
-                     quote and send the file again)"
-                );
-                let problem = file_problem(line, "swallowed_row", said.clone());
-                report.add(&problem).map_err(io("writing the error report"))?;
-                errors.insert(0, problem);
-                reasons.push(said);
+            match inside {
+                None => {}
+                Some((line, key)) if mode == LoadMode::Mirror => {
+                    let key = key.replace('\u{1f}', "+");
+                    let said = format!(
+                        "line {line} is inside a quoted value but looks like the row of {key}, which this file lists \
+                         nowhere else, so applying it would delete {key}: a stray \" probably swallowed that row (fix \
+                         the quote and send the file again)"
+                    );
+                    let problem = file_problem(line, "swallowed_row", said.clone());
+                    report.add(&problem).map_err(io("writing the error report"))?;
+                    errors.insert(0, problem);
+                    reasons.push(said);
+                }
+                Some((line, key)) => {
+                    let key = key.replace('\u{1f}', "+");
+                    let was = if dry_run { "would not be" } else { "was not" };
+                    warnings.push(format!(
+                        "line {line} is inside a quoted value but looks like the row of {key}, which this file lists \
+                         nowhere else: if a stray \" swallowed that row, it {was} applied to {key} (fix the quote and \
+                         send that row again)"
+                    ));
+                }
             }
             // Nothing rewritten, nothing emptied: the count is asked for only when rows changed.
             let loss = if plan.updated > 0 { column_loss(&*loader, &absent, &t.name)? } else { None };

@@ -321,7 +321,7 @@ impl Records for PgStore {
         const READ: &str = "SELECT type, columns FROM type_layouts WHERE type = ANY($1)";
         // Read first: nothing to do is the usual case, and takes no lock.
         let stored = layouts(self.with(|c| c.query(READ, &[&names]).map_err(db))?);
-        if changes(types, &stored, settling)?.is_empty() {
+        if changes(types, &stored, settling)?.is_empty() || settling == Settling::Look {
             return Ok(Vec::new());
         }
         self.with(|c| {

@@ -1992,8 +1992,12 @@ pub fn layouts<S: Tenants + Imports + Records>(s: &S) {
             .clone()
     };
     let v1 = kids(&[("id", ""), ("email", "")]);
-    use crate::Settling::{RememberOnly, Rewrite};
+    use crate::Settling::{Look, RememberOnly, Rewrite};
     let rewrite = Rewrite { drop_values: false };
+    // Looking remembers nothing: v1 looked at, then v2 is still a type seen first.
+    let v2 = kids(&[("id", ""), ("grade", ""), ("email", "")]);
+    assert_eq!(s.settle_layouts(&[&v1], Look).expect("look"), []);
+    assert_eq!(s.settle_layouts(&[&v2], Look).expect("look"), [], "nothing was remembered");
     assert_eq!(
         s.settle_layouts(&[&v1], RememberOnly).expect("settle"),
         [],
@@ -2010,11 +2014,13 @@ pub fn layouts<S: Tenants + Imports + Records>(s: &S) {
         let plan = l.plan("kids", LoadMode::Mirror).expect("plan");
         l.commit(outcome(Complete, plan, Some(LoadMode::Mirror))).expect("commit");
     }
-    let v2 = kids(&[("id", ""), ("grade", ""), ("email", "")]);
-    // A command (beside a server that may run with the old columns) does not rewrite: refused.
-    match s.settle_layouts(&[&v2], RememberOnly) {
-        Err(StoreError::LayoutRefused(why)) => assert!(why.contains("type kids changed"), "{why}"),
-        other => panic!("{other:?}"),
+    // A command (beside a server that may run with the old columns) does not rewrite: refused;
+    // looking says the same.
+    for settling in [RememberOnly, Look] {
+        match s.settle_layouts(&[&v2], settling) {
+            Err(StoreError::LayoutRefused(why)) => assert!(why.contains("type kids changed"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
     assert_eq!(records_of(s, "kids", None)[0].1, r#"["K1","a@x.org"]"#, "nothing changed");
     let relaid = s.settle_layouts(&[&v2], rewrite).expect("settle");

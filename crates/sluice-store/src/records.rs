@@ -206,6 +206,8 @@ pub enum Settling {
     /// Remember the layouts of types seen for the first time, and refuse when a type's
     /// records need rewriting: a command, beside a server that may run with other types.
     RememberOnly,
+    /// Write nothing, and refuse like `RememberOnly` (`sluice doctor`, which reports).
+    Look,
     /// Rewrite the records that need it (the server as it starts); `drop_values`: also when
     /// a removed column holds values, which are then gone.
     Rewrite { drop_values: bool },
@@ -230,7 +232,7 @@ pub fn changes<'t>(
         .filter(|(_, c)| matches!(c, LayoutChange::Relay { .. }))
         .map(|(t, _)| t.name.as_str())
         .collect();
-    if settling == Settling::RememberOnly && !relaid.is_empty() {
+    if matches!(settling, Settling::RememberOnly | Settling::Look) && !relaid.is_empty() {
         return Err(StoreError::LayoutRefused(format!(
             "the columns of type{} {} changed since {} records were stored: the server rewrites them in the new \
              column order when it starts (stop it if it runs, then start it: `sluice serve`); until then, commands \
@@ -920,7 +922,7 @@ impl crate::roles::Records for Store {
         };
         // Read first: nothing to do is the usual case, and takes no write lock.
         let stored = self.with(|c| layouts(c))?;
-        if changes(types, &stored, settling)?.is_empty() {
+        if changes(types, &stored, settling)?.is_empty() || settling == Settling::Look {
             return Ok(Vec::new());
         }
         self.with_write(|c| {

@@ -206,7 +206,7 @@ pub fn router(web: Web) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .merge(api::routes())
-        .merge(pages::routes())
+        .merge(pages::routes().layer(axum::middleware::from_fn(no_nul_in_a_page_request)))
         .layer(axum::middleware::from_fn_with_state(web.clone(), audit::refusals))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_request(announced_body_size))
@@ -234,6 +234,46 @@ async fn announced_body_size(request: axum::extract::Request) -> Result<axum::ex
             .into_response()),
         _ => Ok(request),
     }
+}
+
+/// A dashboard request whose path, query or form holds a NUL is refused here, once for every
+/// page (the API refuses its own in its error shape, `api::holds_nul`): no name or value
+/// sluice keeps holds one, and PostgreSQL refuses text with one, so a record page answered
+/// 404, a deletion showed the database's error, a login skipped the defender's count.
+async fn no_nul_in_a_page_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let refused = |part: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("The request's {part} holds a NUL character (%00); no name or value may.\n"),
+        )
+            .into_response()
+    };
+    if request.uri().path().contains("%00") {
+        return refused("path");
+    }
+    if request.uri().query().is_some_and(|q| q.contains("%00")) {
+        return refused("query");
+    }
+    let is_form =
+        request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return next.run(request).await;
+    }
+    // A form is a few KiB at most (the body limit): read whole, looked at, passed on.
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The request body is over {MAX_BODY_BYTES} bytes, the most sluice takes.\n"),
+        )
+            .into_response();
+    };
+    if bytes.contains(&0) || bytes.windows(3).any(|w| w == b"%00") {
+        return refused("form");
+    }
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// On every answer: pages run no script and load nothing from elsewhere (the policy would

@@ -60,12 +60,13 @@ pub(crate) fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
             None
         }
     };
-    if let Some(store) = &store {
+    let types = crate::types::load(config.imports.types_dir());
+    if let (Some(store), Ok(_)) = (&store, &types) {
         // A type whose columns were edited leaves its records to be rewritten when the server
-        // next starts; commands are refused until then.
+        // next starts; commands are refused until then. Looked at, nothing written.
         check(
             "records' columns",
-            dirs.settle_layouts(store, sluice_store::Settling::RememberOnly)
+            dirs.settle_layouts(store, sluice_store::Settling::Look)
                 .map(|()| "every type's records are stored in its columns' order".to_owned()),
         );
     }
@@ -89,10 +90,7 @@ pub(crate) fn doctor(config: &Config, dirs: &DataDirs) -> Result<(), Failure> {
             (None, _) => format!("on the local disk, in {}", dirs.tenants().display()),
         }),
     );
-    check(
-        "import types",
-        crate::types::load(config.imports.types_dir()).map(|t| format!("{} types", t.all().len())),
-    );
+    check("import types", types.map(|t| format!("{} types", t.all().len())));
     let (key, generated) = config.host_key_file();
     check(
         "host key",

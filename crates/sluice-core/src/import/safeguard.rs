@@ -113,8 +113,8 @@ impl Safeguard {
 /// Where a held import's message turns to the command line's way of deciding it.
 pub const CLI_HINT: &str = "; approve it with";
 
-/// A held import's message without the command-line hint: for the dashboard and the API,
-/// which decide with their own buttons and endpoints, and for a decided import.
+/// A held import's message without the command-line hint: for the dashboard, which decides
+/// with its own buttons, a dry run, and a decided import.
 pub fn without_cli_hint(message: &str) -> &str {
     message.split(CLI_HINT).next().unwrap_or(message)
 }
@@ -135,8 +135,9 @@ impl Breach {
 
 /// A held import's message, the one place it is written: why it is held (each reason a
 /// sentence, joined by "; and "), what the import adds (`detail`, in brackets), then how to
-/// decide it on the command line, which [`without_cli_hint`] leaves out for the dashboard and
-/// the API. `again`: it was approved, but imports since then changed what approving it does.
+/// decide it on the command line, which [`without_cli_hint`] leaves out where buttons decide it
+/// (the dashboard) and where nothing is to decide (a dry run, a discarded or superseded
+/// import, whose stored message the stores cut there). `again`: it was approved, but imports since then changed what approving it does.
 pub fn held_message(reasons: &[String], again: bool, detail: Option<&str>, import_id: i64) -> String {
     let held = if again {
         "held again: imports since it was held changed the records, so approving it now does more than what \
