@@ -945,6 +945,34 @@ fn prepare_rows<R: std::io::Read>(
     if !batch.is_empty() && tx.send(Batch::Rows { rows: batch, bytes_read: csv.bytes_read() }).is_err() {
         return;
     }
+    // A tab file's quotes that nothing closed on their line, read as text (a nickname typed
+    // `"Bo`): said, or refused when reading is strict.
+    let quotes = csv.quotes_as_text();
+    if let Some(&first) = quotes.lines.first() {
+        let mut lines: Vec<String> = quotes.lines.iter().map(u64::to_string).collect();
+        if quotes.count > lines.len() as u64 {
+            lines.push(format!("{} more", quotes.count - lines.len() as u64));
+        }
+        let (s, lines) = if quotes.count == 1 { ("", lines.join("")) } else { ("s", lines.join(", ")) };
+        if strictness.is_strict() {
+            let reason = format!(
+                "a field begins with a \" that nothing closes on its line (line{s} {lines}); fix the quote, or set \
+                 strictness=lenient, which reads it as text, as tab files are not quoted"
+            );
+            let message = format!("the file was rejected: line {first}: {reason}");
+            let problem = file_problem(first, "quote_as_text", reason);
+            let _ = tx.send(Batch::Rejected { message, encoding: enc(&csv), problem });
+            return;
+        }
+        notes.once(
+            &file,
+            "quote_as_text",
+            format!(
+                "line{s} {lines}: a field begins with a \" that nothing closes on its line: read as text, with \
+                 the quote (tab files are not quoted)"
+            ),
+        );
+    }
     let _ = tx.send(Batch::Done { encoding: enc(&csv), notes });
 }
 

@@ -7,7 +7,9 @@
 //! them) reject the whole file: a broken CSV cannot be trusted to line up with its header
 //! anywhere after the break. One exception: tab-delimited files as SIS systems write
 //! them (PowerSchool AutoSend) do not quote at all, so in a tab file a field that starts with
-//! a quote but is not a quoted field (`"Bo" Jr`) is read as the text it is.
+//! a quote but is not a quoted field (`"Bo" Jr`) is read as the text it is, and so is one
+//! whose quote nothing closes on its line when the field runs over a tab or the next line is
+//! a whole row (`"Bo`; counted, [`CsvReader::quotes_as_text`], for a warning).
 //!
 //! The delimiter is a comma, a tab, a semicolon or a pipe: given by the caller, or named by
 //! an Excel `sep=;` first line, or else detected from the header line (the candidate that
@@ -154,6 +156,20 @@ pub struct CsvReader<R> {
     started: bool,
     /// The header's number of fields, once read (0 before).
     width: usize,
+    quotes_as_text: QuotesAsText,
+}
+
+/// Lines of a tab file on which a field began with a quote that nothing closed on its line,
+/// read as text: how many, and the first few.
+#[derive(Debug, Default, Clone)]
+pub struct QuotesAsText {
+    pub count: u64,
+    pub lines: Vec<u64>,
+}
+
+impl QuotesAsText {
+    /// Lines kept, for a warning that names them.
+    pub const LINES: usize = 10;
 }
 
 const BLOCK: usize = 64 * 1024;
@@ -176,6 +192,7 @@ impl<R: Read> CsvReader<R> {
             sep_line: None,
             started: false,
             width: 0,
+            quotes_as_text: QuotesAsText::default(),
         }
     }
 
@@ -314,6 +331,11 @@ impl<R: Read> CsvReader<R> {
             let mut any = false;
             loop {
                 if self.pos >= self.text.len() && !self.fill()? {
+                    if state == State::Quoted && delim == b'\t' && !doubled && rec.line == self.line {
+                        // A tab file's last line with a quote that nothing closes: text.
+                        self.read_quote_as_text(rec)?;
+                        return self.end_record(rec);
+                    }
                     if state == State::Quoted {
                         return Err(CsvError::UnclosedQuote { line: rec.line });
                     }
@@ -399,6 +421,19 @@ impl<R: Read> CsvReader<R> {
                     State::Quoted => {
                         match b {
                             b'"' => state = State::QuoteInQuoted,
+                            // A tab file's quote that nothing closes on its line, before a row
+                            // (PowerSchool writes a nickname typed as `"Bo` as it is): text.
+                            b'\n' | b'\r'
+                                if delim == b'\t'
+                                    && !doubled
+                                    && rec.line == self.line
+                                    && self.quote_is_text(rec, b)? =>
+                            {
+                                self.read_quote_as_text(rec)?;
+                                self.skip_lf = b == b'\r';
+                                self.line += 1;
+                                return self.end_record(rec);
+                            }
                             b'\n' | b'\r' => {
                                 // A line inside a quoted value that holds as many delimiters as
                                 // a whole row (of a header of four fields or more): rows
@@ -453,6 +488,61 @@ impl<R: Read> CsvReader<R> {
                 }
             }
         }
+    }
+
+    /// In a tab file, at the line end inside a quoted field opened on this line: whether the
+    /// quote is text rather than a quoted value's (Excel quotes a cell with a line break in
+    /// its tab exports: `"line one` then `line two"`): the field ran over a tab already, or
+    /// the next line holds a whole row's tabs. `b`: the line end just read.
+    fn quote_is_text(&mut self, rec: &Record, b: u8) -> Result<bool, CsvError> {
+        let start = rec.ends.last().copied().unwrap_or(0);
+        if rec.buf[start..].contains(&b'\t') {
+            return Ok(true);
+        }
+        if self.width < 2 {
+            return Ok(false);
+        }
+        // The next line, filled until it is whole (within the row bound) or the file ends.
+        loop {
+            let mut rest = &self.text[self.pos..];
+            if b == b'\r' && rest.first() == Some(&b'\n') {
+                rest = &rest[1..];
+            }
+            let end = rest.iter().position(|&c| c == b'\n' || c == b'\r');
+            if let Some(end) = end.or((self.eof || rest.len() > self.max_row_bytes).then_some(rest.len())) {
+                return Ok(rest[..end].iter().filter(|&&c| c == b'\t').count() + 1 >= self.width);
+            }
+            self.fill()?; // at the end of the file `eof` is set, and the loop answers
+        }
+    }
+
+    /// The quoted field of `rec` read again as text: its opening quote put back, each tab in
+    /// what followed it the end of a field. Its line is counted among those read so.
+    fn read_quote_as_text(&mut self, rec: &mut Record) -> Result<(), CsvError> {
+        let start = rec.ends.last().copied().unwrap_or(0);
+        let content = rec.buf.split_off(start);
+        rec.buf.push(b'"');
+        for c in content {
+            if c == b'\t' {
+                rec.end_field();
+                if rec.len() > self.max_fields {
+                    return Err(CsvError::TooManyFields { line: rec.line, max: self.max_fields });
+                }
+            } else {
+                rec.buf.push(c);
+            }
+        }
+        self.quotes_as_text.count += 1;
+        if self.quotes_as_text.lines.len() < QuotesAsText::LINES {
+            self.quotes_as_text.lines.push(rec.line);
+        }
+        Ok(())
+    }
+
+    /// The lines of a tab file whose field began with a quote that nothing closed on its line,
+    /// read as text (see [`Self::read`]).
+    pub fn quotes_as_text(&self) -> &QuotesAsText {
+        &self.quotes_as_text
     }
 
     /// Ends the last field of a record, at a line end or at the end of the file alike.
@@ -608,7 +698,6 @@ mod tests {
         for (sep, file) in [
             (",", "id,first,last,grade\n1,Al,Lee,3\n2,\"Bo,Ray,3\n3,Cy,Doe,3\n4,Di\",Fox,3\n5,Ed,Orr,3\n"),
             (";", "id;first;last;grade\r\n2;\"Bo;Ray;3\r\n3;Cy;Doe;3\r\n4;Di\";Fox;3\r\n"),
-            ("\t", "id\tfirst\tlast\tgrade\r\n2\t\"Bo\tRay\t3\r\n3\tCy\tDoe\t3\r\n4\tDi\"\tFox\t3\r\n"),
             ("\r", "id,first,last,grade\r2,\"Bo,Ray,3\r3,Cy,Doe,3\r4,Di\",Fox,3\r"),
         ] {
             let err = parse(file.as_bytes()).unwrap_err();
@@ -624,7 +713,6 @@ mod tests {
         for file in [
             "id,first,last,grade\n1,Al,Lee,3\n2,\"Bo,Ray,3\n3,Cy,Doe\",3\n4,Di,Fox,3\n",
             "id;first;last;grade\r\n2;\"Bo;Ray;3\r\n3;Cy;Doe\";3\r\n",
-            "id\tfirst\tlast\tgrade\n2\t\"Bo\tRay\t3\n3\tCy\tDoe\"\t3",
         ] {
             let err = parse(file.as_bytes()).unwrap_err();
             let line = if file.contains("1,Al") { 3 } else { 2 };
@@ -651,6 +739,54 @@ mod tests {
         let rows =
             parse(b"id,name,address,,\n1,Ann,\"12 Main St\nApt 4, Springfield, IL, 62704, USA\"\n").unwrap();
         assert_eq!(rows[1].1.len(), 3);
+    }
+
+    /// A tab file's field that begins with a quote nothing closes on its line (a nickname
+    /// typed `"Bo` in the SIS, which PowerSchool writes as it is) is text when the field ran
+    /// over a tab or the next line is a whole row: read, each such line counted, where it
+    /// used to refuse the file. A quoted cell over two lines (Excel) still reads as one value;
+    /// a comma file keeps RFC 4180 (refused, as above).
+    #[test]
+    fn a_quote_nothing_closes_on_its_line_is_text_in_a_tab_file() {
+        let read = |file: &[u8]| {
+            let mut r = CsvReader::new(file, 1 << 20, 64);
+            let mut rec = Record::default();
+            let mut out = Vec::new();
+            while r.read(&mut rec).unwrap() {
+                out.push(rec.iter().map(str::to_owned).collect::<Vec<_>>());
+            }
+            (out, r.quotes_as_text().clone())
+        };
+        for file in [
+            &b"id\tfirst\tlast\tgrade\r\n2\t\"Bo\tRay\t3\r\n3\tCy\tDoe\t3\r\n4\tDi\"\tFox\t3\r\n"[..],
+            b"id\tfirst\tlast\tgrade\n2\t\"Bo\tRay\t3\n3\tCy\tDoe\t3\n4\tDi\"\tFox\t3",
+        ] {
+            let (rows, quotes) = read(file);
+            assert_eq!(
+                rows,
+                [
+                    ["id", "first", "last", "grade"],
+                    ["2", "\"Bo", "Ray", "3"],
+                    ["3", "Cy", "Doe", "3"],
+                    ["4", "Di\"", "Fox", "3"]
+                ]
+            );
+            assert_eq!((quotes.count, quotes.lines), (1, vec![2]));
+        }
+        // In the last column, before a whole row; on the file's last line without a line end;
+        // after a CR alone.
+        let (rows, quotes) = read(b"id\tfirst\tnick\n1\tAl\t\"Bo\n2\tCy\tDi\n3\tEd\t\"Ty");
+        assert_eq!(
+            rows,
+            [["id", "first", "nick"], ["1", "Al", "\"Bo"], ["2", "Cy", "Di"], ["3", "Ed", "\"Ty"]]
+        );
+        assert_eq!((quotes.count, quotes.lines), (2, vec![2, 4]));
+        let (rows, _) = read(b"id\tnick\r1\t\"Bo\r2\tCy\r");
+        assert_eq!(rows, [["id", "nick"], ["1", "\"Bo"], ["2", "Cy"]]);
+        // A quoted cell over two lines, as Excel's tab export writes it, is one value.
+        let (rows, quotes) = read(b"id\tnote\tgrade\n1\t\"line one\nline two\"\t3\n2\tx\t4\n");
+        assert_eq!(rows[1], ["1", "line one\nline two", "3"]);
+        assert_eq!(quotes.count, 0);
     }
 
     fn fields(rows: &[(u64, Vec<String>)]) -> Vec<Vec<&str>> {

@@ -126,6 +126,54 @@ async fn powerschool_field_names_and_quoted_nicknames_load() {
     }
 }
 
+/// A nickname typed with one quote (`"Bobby`) goes out of PowerSchool as it is: in a tab file
+/// the quote opens nothing. Lenient reading (the default) takes it as text and says on which
+/// line; strict reading refuses the file, naming the line; it used to be refused in both as
+/// a stray quote that swallowed rows. In the last column, before the next row, likewise (a
+/// phone, which the row check then rejects as the bad phone it is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_powerschool_nickname_with_one_quote_is_text_when_reading_is_lenient() {
+    let server = setup();
+    let rows = [
+        ["Student_Number", "First_Name", "Last_Name", "Grade_Level", "Home_Phone"],
+        ["300001", "\"Bobby", "Ray", "10", "(312) 555-0107"],
+        ["300002", "Ann", "Lee", "9", ""],
+        ["300003", "Cy", "\"Doe", "11", ""],
+        ["300004", "Di", "Fox", "12", "\"312 555-0108"],
+        ["300005", "Ed", "Orr", "12", ""],
+    ];
+    let file: String = rows.iter().map(|r| format!("{}\r\n", r.join("\t"))).collect();
+    let v = upload(&server, "acme", "/students/students.txt", file.as_bytes()).await;
+    // The phone that begins with a quote is read on its own line, and is not a phone.
+    assert_eq!((v["status"].as_str(), v["counts"]["added"].as_u64()), (Some("incomplete"), Some(4)), "{v}");
+    assert_eq!(
+        (errors(&v)[0]["line"].as_u64(), errors(&v)[0]["code"].as_str()),
+        (Some(5), Some("bad_phone"))
+    );
+    assert!(
+        has_warning(
+            &v,
+            "students.txt: lines 2, 4, 5: a field begins with a \" that nothing closes on its line: read as text, \
+             with the quote (tab files are not quoted)"
+        ),
+        "{v}"
+    );
+    let records = students(&server, "acme");
+    // sisId, firstName, lastName, middleName, grade, birthDate, schoolId, email, phone
+    assert!(records.contains("300001,\"\"\"Bobby\",Ray,,10,"), "{records}");
+    assert!(records.contains("300003,Cy,\"\"\"Doe\",,11,"), "{records}");
+    assert!(records.contains("300005,Ed,Orr,,12,"), "{records}");
+    let v = upload(&server, "bolt", "/students/students.txt", file.as_bytes()).await;
+    assert_eq!(v["status"], "failed", "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 2: a field begins with a \" that nothing closes on its line (lines 2, 4, 5)")
+            && message.contains("strictness=lenient"),
+        "{message}"
+    );
+    assert!(students(&server, "bolt").lines().count() <= 1, "nothing loaded");
+}
+
 /// European Excel ("CSV (semicolon)"): a BOM, a `sep=;` line so that Excel opens it right,
 /// semicolons, CR-LF, and the empty columns and rows a sheet leaves behind.
 fn excel_semicolons(sep_line: bool) -> Vec<u8> {
