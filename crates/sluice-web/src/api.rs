@@ -1373,9 +1373,29 @@ pub(crate) async fn saved_exports(
     caller.may(&name)?;
     blocking(move || {
         let list = web.ingest.store.saved_exports(&name)?;
-        Ok(Json(SavedExportList { exports: list.iter().map(SavedExportView::from).collect() }))
+        // A key limited to some types lists their exports only.
+        let exports =
+            list.iter().filter(|e| caller.3.covers(&e.type_name)).map(SavedExportView::from).collect();
+        Ok(Json(SavedExportList { exports }))
     })
     .await
+}
+
+/// The tenant's saved export of that name, if the caller's key reaches its type (403 if not,
+/// 404 if there is none).
+fn reachable_export(
+    web: &Web,
+    caller: &Caller,
+    tenant: &str,
+    name: &ExportName,
+) -> Result<SavedExport, ApiError> {
+    let saved = web
+        .ingest
+        .store
+        .saved_export(tenant, name)?
+        .ok_or_else(|| ApiError::not_found("such saved export"))?;
+    caller.may_type(&saved.type_name)?;
+    Ok(saved)
 }
 
 /// One saved export
@@ -1388,11 +1408,7 @@ pub(crate) async fn saved_export(
     ApiPath((tenant, name)): ApiPath<(TenantName, ExportName)>,
 ) -> ApiResult<SavedExportView> {
     caller.may(&tenant)?;
-    blocking(move || match web.ingest.store.saved_export(&tenant, &name)? {
-        Some(saved) => Ok(Json((&saved).into())),
-        None => Err(ApiError::not_found("such saved export")),
-    })
-    .await
+    blocking(move || Ok(Json((&reachable_export(&web, &caller, &tenant, &name)?).into()))).await
 }
 
 /// A saved export as it is to be: what it writes and when it runs by itself.
@@ -1450,9 +1466,13 @@ pub(crate) async fn save_export(
     };
     let when = ExportWhen::parse(body.when.as_deref().unwrap_or("on_demand"))
         .map_err(|e| bad_request("bad_export", format!("when: {e}; or on_demand, after_import")))?;
-    let (w, tenant_name, target) = (web.clone(), tenant.to_string(), name.to_string());
+    let (w, c, tenant_name, target) = (web.clone(), caller.clone(), tenant.to_string(), name.to_string());
     let answer = blocking(move || {
         let t = web.ingest.store.require_tenant(&tenant)?;
+        // Replacing an export of a type the key does not reach is refused like reaching it.
+        if web.ingest.store.saved_export(&tenant, &name)?.is_some() {
+            reachable_export(&web, &c, &tenant, &name)?;
+        }
         if !web.ingest.tenant_types(&t).iter().any(|ty| ty == &body.type_name) {
             return Err(ApiError::not_found("such import type for this tenant"));
         }
@@ -1489,12 +1509,10 @@ pub(crate) async fn remove_saved_export(
 ) -> ApiResult<SavedExportView> {
     caller.may_write()?;
     caller.may(&tenant)?;
-    let (w, tenant_name, target) = (web.clone(), tenant.to_string(), name.to_string());
+    let (w, c, tenant_name, target) = (web.clone(), caller.clone(), tenant.to_string(), name.to_string());
     let answer = blocking(move || {
-        let store = &web.ingest.store;
-        let saved =
-            store.saved_export(&tenant, &name)?.ok_or_else(|| ApiError::not_found("such saved export"))?;
-        store.remove_saved_export(&tenant, &saved.name)?;
+        let saved = reachable_export(&web, &c, &tenant, &name)?;
+        web.ingest.store.remove_saved_export(&tenant, &saved.name)?;
         Ok(Json((&saved).into()))
     })
     .await;
@@ -1531,12 +1549,11 @@ pub(crate) async fn run_saved_export(
             "as many exports as sluice runs at once are running; try again in a moment",
         ),
     })?;
-    let (w, tenant_name, target) = (web.clone(), tenant.to_string(), name.to_string());
+    let (w, c, tenant_name, target) = (web.clone(), caller.clone(), tenant.to_string(), name.to_string());
     let answer = blocking(move || {
         let _slot = slot;
         let store = &*web.ingest.store;
-        let saved =
-            store.saved_export(&tenant, &name)?.ok_or_else(|| ApiError::not_found("such saved export"))?;
+        let saved = reachable_export(&web, &c, &tenant, &name)?;
         let ran = web.export_runner().run(store, &tenant, &saved, RunCause::OnDemand)?;
         match &ran.outcome {
             RunOutcome::Failed(why) => Err(ApiError::new(
@@ -1567,10 +1584,8 @@ pub(crate) async fn export_runs(
     caller.may(&tenant)?;
     let limit = paging.limit(50)?;
     blocking(move || {
-        let store = &web.ingest.store;
-        let saved =
-            store.saved_export(&tenant, &name)?.ok_or_else(|| ApiError::not_found("such saved export"))?;
-        let runs = store.export_runs(&tenant, Some(&saved.name), limit)?;
+        let saved = reachable_export(&web, &caller, &tenant, &name)?;
+        let runs = web.ingest.store.export_runs(&tenant, Some(&saved.name), limit)?;
         Ok(Json(ExportRunList { runs: runs.iter().map(ExportRunView::from).collect() }))
     })
     .await

@@ -774,6 +774,33 @@ fn a_read_only_key_cannot_change_anything_on_any_operation_and_a_typed_key_sees_
     assert!(!types.is_empty() && types.iter().all(|t| *t == "guardians"), "{types:?}");
     let (status, _, _) = api.server.http("POST", "/api/v1/tenants/acme/sync", Some(&typed));
     assert_eq!(status, 403, "a sync takes every type");
+    // Nor the students' saved exports: not listed, not shown, run, replaced or removed (a
+    // newcomer's walk ran, retyped and deleted one with a guardians key).
+    let (status, _, answer) = api.server.http_with(
+        "PUT",
+        "/api/v1/tenants/acme/exports/roster",
+        Some(&api.acme),
+        r#"{"type":"students"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (_, list) = api.get("/api/v1/tenants/acme/exports", &typed);
+    assert!(list["exports"].as_array().unwrap().iter().all(|e| e["type"] != "students"), "{list}");
+    for (method, url, body) in [
+        ("GET", "/api/v1/tenants/acme/exports/roster", ""),
+        ("GET", "/api/v1/tenants/acme/exports/roster/runs", ""),
+        ("POST", "/api/v1/tenants/acme/exports/roster/run", ""),
+        ("PUT", "/api/v1/tenants/acme/exports/roster", r#"{"type":"guardians"}"#),
+        ("DELETE", "/api/v1/tenants/acme/exports/roster", ""),
+    ] {
+        let (status, _, answer) = api.server.http_with(method, url, Some(&typed), body);
+        assert_eq!(
+            (status, json(&answer)["error"]["code"].as_str()),
+            (403, Some("scope")),
+            "{method} {url}: {answer}"
+        );
+    }
+    let (_, roster) = api.get("/api/v1/tenants/acme/exports/roster", &api.acme);
+    assert_eq!(roster["type"], "students", "{roster}");
     let refused = api.server.cli(&["apikey", "add", "--tenant", "acme", "--types", "nosuchtype"]);
     assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
 }
