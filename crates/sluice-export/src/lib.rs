@@ -37,6 +37,11 @@ pub enum ExportError {
     NowhereToGo,
     #[error("--where {0:?} is not COLUMN=VALUE")]
     BadFilter(String),
+    #[error(
+        "--where names the column {0} twice: a record holds one value there, so no record could pass both (and \
+         the export would be empty); name each column once, and export each value separately"
+    )]
+    FilterTwice(String),
     #[error("type {0} is not a CSV import type: only the records of CSV types can be exported")]
     NotCsvType(String),
     #[error(transparent)]
@@ -204,13 +209,18 @@ impl<'t> Export<'t> {
         } else {
             columns.iter().map(|c| column(c.trim())).collect::<Result<_, _>>()?
         };
-        let filters = filters
+        let filters: Vec<(usize, String)> = filters
             .iter()
             .map(|f| {
                 let (column, value) = f.split_once('=').ok_or_else(|| ExportError::BadFilter(f.clone()))?;
                 Ok((index(column.trim())?, value.to_owned()))
             })
             .collect::<Result<_, ExportError>>()?;
+        if let Some((i, _)) =
+            filters.iter().enumerate().find(|(n, (i, _))| filters[..*n].iter().any(|(j, _)| j == i))
+        {
+            return Err(ExportError::FilterTwice(ty.columns[filters[i].0].name.clone()));
+        }
         Ok(Export { ty, format, columns, referrers, headers, filters, bom })
     }
 

@@ -27,8 +27,54 @@ pub struct PhotosWritten {
     pub bytes: u64,
     /// Files removed: of records gone or without a photo now.
     pub removed: u64,
-    /// Records whose key cannot be a file name (a `/` in it): not exported, named here.
+    /// Records not exported, each named with why (`A/B (its key cannot be a file name)`): a
+    /// key that cannot be a file name, or whose file name a record of another type with
+    /// photos has too (its photo would replace theirs: neither is exported).
     pub skipped: Vec<String>,
+}
+
+/// The file name each photo of the tenant's other photo types would be exported as, with its
+/// type (the folder is shared).
+fn names_of_others(
+    store: &dyn Photos,
+    tenant: &str,
+    type_name: &str,
+    others: &[String],
+) -> Result<std::collections::HashMap<String, String>, ExportError> {
+    let mut names = std::collections::HashMap::new();
+    for other in others.iter().filter(|o| *o != type_name) {
+        store.photos(tenant, other, &mut |photo: &Photo| {
+            if let Some(name) = photo.export_name() {
+                names.entry(name).or_insert_with(|| other.clone());
+            }
+        })?;
+    }
+    Ok(names)
+}
+
+/// This type's photo's file name, if it is to be exported: `None` (named in `skipped`, with
+/// why) when its key cannot be a file name, or another type's record has the name too
+/// (`shared` then holds it: that file is no one's).
+fn export_name(
+    photo: &Photo,
+    others: &std::collections::HashMap<String, String>,
+    shared: &mut HashSet<String>,
+    skipped: &mut Vec<String>,
+) -> Option<String> {
+    let key = photo.key.replace('\u{1f}', "+");
+    // A key that cannot be a file name, or would be a hidden one, is not exported.
+    let Some(name) = photo.export_name().filter(|n| !n.starts_with('.')) else {
+        skipped.push(format!("{key} (its key cannot be a file name)"));
+        return None;
+    };
+    if let Some(other) = others.get(&name) {
+        skipped.push(format!(
+            "{key} (a record of {other} has a photo that would be {name} too: neither is exported)"
+        ));
+        shared.insert(name);
+        return None;
+    }
+    Some(name)
 }
 
 /// Writes the photos of `type_name`'s records into `folder` (a tenant's `/exports/photos`),
@@ -50,15 +96,13 @@ pub fn write_photos(
     let mut done = PhotosWritten::default();
     let mut names: HashSet<String> = HashSet::new();
     let mut failure: Option<std::io::Error> = None;
+    let theirs = names_of_others(store, tenant, type_name, others)?;
+    let mut shared = HashSet::new();
     store.photos(tenant, type_name, &mut |photo: &Photo| {
         if failure.is_some() {
             return;
         }
-        // A key that cannot be a file name, or would be a hidden one, is not exported.
-        let Some(name) = photo.export_name().filter(|n| !n.starts_with('.')) else {
-            done.skipped.push(photo.key.replace('\u{1f}', "+"));
-            return;
-        };
+        let Some(name) = export_name(photo, &theirs, &mut shared, &mut done.skipped) else { return };
         let source = images.join(photo.stored_name());
         let dest = folder.join(&name);
         names.insert(name);
@@ -79,12 +123,9 @@ pub fn write_photos(
     if let Some(e) = failure {
         return Err(e.into());
     }
-    // The tenant's other types' photos share the folder: theirs stay.
-    for other in others.iter().filter(|o| *o != type_name) {
-        store.photos(tenant, other, &mut |photo: &Photo| {
-            names.extend(photo.export_name());
-        })?;
-    }
+    // The tenant's other types' photos share the folder: theirs stay, but for a name two
+    // types' records have (it may hold either's photo: no one's).
+    names.extend(theirs.into_keys().filter(|n| !shared.contains(n)));
     for entry in std::fs::read_dir(folder)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let stale_temporary = name.starts_with(TEMPORARY)
@@ -120,11 +161,10 @@ pub fn put_photos(
     let mut done = PhotosWritten::default();
     let mut names: HashSet<String> = HashSet::new();
     let mut wanted: Vec<(std::path::PathBuf, String)> = Vec::new();
+    let theirs = names_of_others(store, tenant, type_name, others)?;
+    let mut shared = HashSet::new();
     store.photos(tenant, type_name, &mut |photo: &Photo| {
-        let Some(name) = photo.export_name().filter(|n| !n.starts_with('.')) else {
-            done.skipped.push(photo.key.replace('\u{1f}', "+"));
-            return;
-        };
+        let Some(name) = export_name(photo, &theirs, &mut shared, &mut done.skipped) else { return };
         done.bytes += photo.bytes;
         // Two records exported under one name: the last one's image, as on the local disk.
         if names.insert(name.clone()) {
@@ -135,7 +175,7 @@ pub fn put_photos(
     })?;
     for (source, name) in wanted {
         let Ok(file_name) = sluice_core::FileName::parse(&name) else {
-            done.skipped.push(name);
+            done.skipped.push(format!("{name} (not a file name the bucket takes)"));
             continue;
         };
         let key = folder.file(&file_name);
@@ -147,11 +187,7 @@ pub fn put_photos(
         bucket.put_file(&key, &source)?;
         done.written += 1;
     }
-    for other in others.iter().filter(|o| *o != type_name) {
-        store.photos(tenant, other, &mut |photo: &Photo| {
-            names.extend(photo.export_name());
-        })?;
-    }
+    names.extend(theirs.into_keys().filter(|n| !shared.contains(n)));
     for name in there.keys().filter(|n| !names.contains(*n)) {
         if let Ok(file_name) = sluice_core::FileName::parse(name) {
             bucket.delete(&folder.file(&file_name))?;

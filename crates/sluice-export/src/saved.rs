@@ -64,7 +64,20 @@ impl Runner<'_> {
             match self.exports.photos_into_folder(store, tenant, &saved.type_name, &with_photos) {
                 Ok((done, path)) => {
                     (rows, bytes) = (done.written + done.unchanged, done.bytes);
-                    went.push(path);
+                    // The run's log says which records' photos were not exported, and why.
+                    match done.skipped.as_slice() {
+                        [] => went.push(path),
+                        skipped => went.push(format!(
+                            "{path} (not exported: {} photos: {}{})",
+                            skipped.len(),
+                            skipped.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                            if skipped.len() > 5 {
+                                format!(", and {} more", skipped.len() - 5)
+                            } else {
+                                String::new()
+                            }
+                        )),
+                    }
                 }
                 Err(e) => return RunOutcome::Failed(failure_text(&e)),
             }
@@ -413,6 +426,17 @@ impl Drop for Slot {
 /// A saved export as asked for, checked as a run would check it (the type exists, is one of
 /// the tenant's (its folder is one of the tenant's) and is a CSV type, the columns and filters name its columns, no BOM for XLSX), with the type's own
 /// name. The one check the CLI, the API and the dashboard make before saving.
+/// Refuses a type the tenant has no folder for (it has no such records to export).
+pub fn tenants_type(
+    tenant: &sluice_core::Tenant,
+    ty: &sluice_core::import::ImportType,
+) -> Result<(), ExportError> {
+    if ty.folder.as_ref().is_some_and(|f| tenant.layout.import_folders().contains(f)) {
+        return Ok(());
+    }
+    Err(ExportError::NotTenantsType { type_name: ty.name.clone(), tenant: tenant.name.to_string() })
+}
+
 pub fn checked(
     types: &ImportTypes,
     tenant: &sluice_core::Tenant,
@@ -422,12 +446,7 @@ pub fn checked(
         return checked_photos(types, tenant, asked);
     }
     let ty = export_of(types, &asked)?.import_type();
-    if !ty.folder.as_ref().is_some_and(|f| tenant.layout.import_folders().contains(f)) {
-        return Err(ExportError::NotTenantsType {
-            type_name: ty.name.clone(),
-            tenant: tenant.name.to_string(),
-        });
-    }
+    tenants_type(tenant, ty)?;
     if !asked.in_exports && asked.push_to.is_none() {
         return Err(ExportError::NowhereToGo);
     }

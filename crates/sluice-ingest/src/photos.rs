@@ -86,12 +86,17 @@ pub(crate) fn import_photos(
     if more_warnings > 0 {
         warnings.push(format!("... and {more_warnings} more like these"));
     }
-    let report_file = report.finish().map_err(io("writing the error report"))?;
-    let (status, message, counts, photos, written) = match read {
+    let read = match read {
         Err(problems) => {
             let message = problems.first().map(|p| format!("{}: {}", p.file, p.reason));
             let mut all: Vec<RowError> =
                 problems.into_iter().map(|p| error(p.line, "", &p.file, p.code, p.reason, "")).collect();
+            // What rejected the zip whole is in its report too, as a CSV's is (it used to be
+            // in the import's errors only: no report in /errors).
+            for e in &all {
+                report.add(e).map_err(io("writing the error report"))?;
+            }
+            let report_file = report.finish().map_err(io("writing the error report"))?;
             let errors_kept = errors.len();
             all.extend(errors);
             let counts =
@@ -109,18 +114,18 @@ pub(crate) fn import_photos(
             published.keep();
             return Ok(finished);
         }
-        Ok(Found { counts, photos, written }) => {
-            let status = match (photos.len(), errors.is_empty()) {
-                (_, true) => ImportStatus::Complete,
-                (0, false) if counts.unchanged == 0 => ImportStatus::Failed,
-                _ => ImportStatus::Incomplete,
-            };
-            let message = (status == ImportStatus::Failed).then(|| {
-                format!("no photo could be matched and stored ({} rejected; see the report)", counts.rejected)
-            });
-            (status, message, counts, photos, written)
-        }
+        Ok(found) => found,
     };
+    let report_file = report.finish().map_err(io("writing the error report"))?;
+    let Found { counts, photos, written } = read;
+    let status = match (photos.len(), errors.is_empty()) {
+        (_, true) => ImportStatus::Complete,
+        (0, false) if counts.unchanged == 0 => ImportStatus::Failed,
+        _ => ImportStatus::Incomplete,
+    };
+    let message = (status == ImportStatus::Failed).then(|| {
+        format!("no photo could be matched and stored ({} rejected; see the report)", counts.rejected)
+    });
     let ended = Ended { status, message, counts, errors: &errors, warnings: &warnings, report_file };
     let published = crate::run::publish_report(ctx, id, req.file_name, ended.report_file.as_deref());
     let finished = finish(store, req, id, ended, &photos, &images, &written)?;
@@ -340,11 +345,19 @@ impl PhotoRun<'_, '_> {
                         ))?;
                         continue;
                     }
+                    // A key of several columns as sluice's photo export names it (`77+North.jpg`):
+                    // as many parts as the key has columns name that record whole.
+                    let key = photo::key_of_file_name(name);
+                    let columns = self.target_type().map_or(1, |t| t.key.len());
+                    let key = match key.split('+').collect::<Vec<_>>() {
+                        parts if columns > 1 && parts.len() == columns => parts.join("\u{1f}"),
+                        _ => key.to_owned(),
+                    };
                     candidates.push(Candidate {
                         line: position_of(*index),
                         entry: *index,
                         name: name.clone(),
-                        key: photo::key_of_file_name(name).to_owned(),
+                        key,
                         mapped: false,
                     });
                 }
@@ -595,10 +608,12 @@ impl PhotoRun<'_, '_> {
                         &c.name,
                         "ambiguous_key",
                         format!(
-                            "{:?} matches several {} records ({}); name the image with the exact key",
+                            "{:?} matches several {} records ({}); name the image after one of them as the photo \
+                             export does (`{}.jpg`), or list it in map.csv",
                             c.key,
                             rules.target,
-                            shown.join(", ")
+                            shown.join(", "),
+                            shown.first().map_or("", String::as_str)
                         ),
                         &c.name,
                     ))?;

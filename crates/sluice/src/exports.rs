@@ -33,7 +33,9 @@ pub fn export(
     let export = Export::new(ty, &types, format, &what.columns, &what.filters, what.bom)
         .map_err(|e| usage(e.into()))?;
     let store = dirs.open_store().map_err(usage)?;
-    store.require_tenant(&tenant)?;
+    let t = store.require_tenant(&tenant)?;
+    // As a saved export is: an empty file of a type the tenant has not is no answer.
+    sluice_export::saved::tenants_type(&t, ty).map_err(|e| usage(e.into()))?;
     if what.to.is_some() && out.as_deref().is_some_and(|p| p.as_os_str() == "-") {
         return Err(usage(anyhow!("--to pushes a file: it cannot go with --out -")));
     }
@@ -138,8 +140,10 @@ pub fn export_photos(
         done.removed
     );
     if !done.skipped.is_empty() {
+        let more = done.skipped.len().saturating_sub(5);
+        let more = if more > 0 { format!(", and {more} more") } else { String::new() };
         outln!(
-            "not exported: {} photos of records whose key cannot be a file name ({})",
+            "not exported: {} photos: {}{more}",
             done.skipped.len(),
             done.skipped.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         );

@@ -884,3 +884,14 @@ pub fn string(s: &[u8]) -> Vec<u8> {
     v.extend_from_slice(s);
     v
 }
+
+/// The names of the entries of `folder`, sorted.
+pub fn files_in(folder: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}

@@ -114,13 +114,7 @@ impl Sshd {
     }
 
     fn remote_files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.remote)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+        files_in(&self.remote)
     }
 }
 

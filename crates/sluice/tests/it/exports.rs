@@ -94,6 +94,31 @@ fn columns_and_filters_choose_what_is_exported_and_mistakes_name_the_columns() {
     let o = server.cli(&["export", "--tenant", "acme", "--type", "students", "--where", "grade"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("COLUMN=VALUE"));
+    // One column twice (grades 5 and 6, as a newcomer asked): no record could pass both, and
+    // a saved export showed the last value while writing nothing. Refused, saying why.
+    for args in [
+        &["export", "--tenant", "acme", "--type", "students", "--where", "grade=5", "--where", "Grade=6"][..],
+        &["export", "add", "acme", "young", "--type", "students", "--where", "grade=5", "--where", "grade=6"],
+    ] {
+        let o = server.cli(args);
+        assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("--where names the column grade twice"),
+            "{}",
+            output_text(&o)
+        );
+    }
+    assert!(!server.cli_ok(&["export", "list", "acme"]).contains("young"), "not saved");
+    // A type the tenant has no folder for: refused, as a saved export is (it wrote an empty
+    // file and said it had exported 0 records).
+    let o = server.cli(&["export", "--tenant", "acme", "--type", "badge"]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("tenant acme has no folder for import type badge"),
+        "{}",
+        output_text(&o)
+    );
+    assert!(!server.tenant_dir("acme").join("exports").join("badge.csv").exists());
     assert!(!server.tenant_dir("acme").join("exports").join("students.csv").exists(), "nothing written");
 }
 

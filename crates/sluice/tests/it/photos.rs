@@ -253,12 +253,7 @@ fn a_zip_of_photos_uploaded_over_sftp_matches_records_by_file_name_and_exports_o
     let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--photos"]);
     assert!(said.contains("1 written, 0 unchanged, 1 removed"), "{said}");
     let folder = server.tenant_dir("acme").join("exports/photos");
-    let mut files: Vec<String> = std::fs::read_dir(&folder)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
+    let files = files_in(&folder);
     assert_eq!(files, vec!["000123.jpg"]);
     assert_eq!(std::fs::read(folder.join("000123.jpg")).unwrap(), ann2);
     // The next photo import clears images no record shows any more.
@@ -327,27 +322,36 @@ fn mapping_files_as_powerschool_a_district_and_a_photographer_write_them() {
 fn hostile_zips_are_refused_before_an_image_is_inflated() {
     let server = Server::start();
     school(&server);
-    let refuse = |name: &str, zip: Vec<u8>| -> (Value, String) {
+    let refuse = |name: &str, zip: Vec<u8>, code: &str| -> (Value, String) {
         let local = write_file(server.dir.path(), name, &zip);
         let out = server.cli(&["import", "--tenant", "acme", "--type", "photos", local.to_str().unwrap()]);
         assert!(!out.status.success(), "{name}: {}", output_text(&out));
         let v = server.imports("acme")[0].clone();
         assert_eq!(v["status"], "failed", "{name}: {v}");
-        (v.clone(), errors_of(&server, &v))
+        // Its report is in /errors, as a rejected CSV file's is (a walk found none).
+        let prefix = format!("{:08}-", v["id"].as_i64().unwrap());
+        let report = std::fs::read_dir(server.tenant_dir("acme").join("errors"))
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap());
+        let errors = errors_of(&server, &v);
+        assert!(report.as_deref().is_some_and(|r| r.contains(&format!(",{code},"))), "{name}: {report:?}");
+        (v.clone(), errors)
     };
     // A bomb: 200 MiB of zeros that deflate to a fraction of a megabyte.
     let zeros = vec![0u8; 200 << 20];
-    let (_, errors) = refuse("bomb.zip", zip_of(&[("000123.jpg", &zeros)]));
+    let (_, errors) = refuse("bomb.zip", zip_of(&[("000123.jpg", &zeros)]), "zip_bomb");
     assert!(errors.contains("zip_bomb"), "{errors}");
     // A name that climbs out of the zip.
-    let (_, errors) = refuse("climb.zip", zip_of(&[("../../000123.jpg", &jpeg(8, 8))]));
+    let (_, errors) = refuse("climb.zip", zip_of(&[("../../000123.jpg", &jpeg(8, 8))]), "path_in_name");
     assert!(errors.contains("path_in_name"), "{errors}");
     // A name that is a payload rather than a path.
     let long = format!("{}.jpg", "d/".repeat(1000));
-    let (_, errors) = refuse("long.zip", zip_of(&[(long.as_str(), &jpeg(8, 8))]));
+    let (_, errors) = refuse("long.zip", zip_of(&[(long.as_str(), &jpeg(8, 8))]), "path_in_name");
     assert!(errors.contains("at most 1024"), "{errors}");
     // Not a zip.
-    let (v, _) = refuse("text.zip", b"sisId,photo\n".to_vec());
+    let (v, _) = refuse("text.zip", b"sisId,photo\n".to_vec(), "not_a_zip");
     assert!(v["message"].as_str().unwrap().contains("not a readable zip"), "{v}");
     // Nothing was stored.
     assert!(images_stored(&server).is_empty());
@@ -356,7 +360,7 @@ fn hostile_zips_are_refused_before_an_image_is_inflated() {
 /// Badge's records are keyed by ID and Campus: a zip in the badge folder names an ID, and a
 /// card with one ID at two campuses is named in a map.csv with both columns.
 #[test]
-fn photos_in_a_types_own_folder_match_a_key_of_two_columns_through_the_map() {
+fn photos_in_a_types_own_folder_match_a_key_of_two_columns_through_the_map_or_the_exports_names() {
     let server = Server::start();
     server.importing_tenant("acme", "pw-for-tests");
     server.cli_ok(&["tenant", "set", "acme", "folders=badge"]);
@@ -389,6 +393,55 @@ fn photos_in_a_types_own_folder_match_a_key_of_two_columns_through_the_map() {
     let folder = server.tenant_dir("acme").join("exports/photos");
     assert_eq!(std::fs::read(folder.join("77+South.jpg")).unwrap(), jpeg(16, 16));
     assert_eq!(std::fs::read(folder.join("77+North.jpg")).unwrap(), jpeg(16, 24));
+    // The export's own names come back in: a zip of `77+North.jpg` names that card alone, as
+    // the ambiguous image's error says (it asked for the exact key, which no name could give).
+    assert!(
+        errors.contains("name the image after one of them as the photo export does (`77+North.jpg`)"),
+        "{errors}"
+    );
+    let v = import("back.zip", zip_of(&[("77+North.jpg", &jpeg(24, 24)), ("88+North.jpg", &jpeg(8, 8))]));
+    assert_eq!((v["status"].as_str(), v["counts"]["updated"].as_u64()), (Some("complete"), Some(1)), "{v}");
+    server.cli_ok(&["export", "--tenant", "acme", "--type", "badge", "--photos"]);
+    assert_eq!(std::fs::read(folder.join("77+North.jpg")).unwrap(), jpeg(24, 24));
+    assert_eq!(std::fs::read(folder.join("77+South.jpg")).unwrap(), jpeg(16, 16));
+}
+
+/// Two types with photos share /exports/photos: a student and an account both keyed 000123
+/// would both be 000123.jpg, and each type's export replaced the other's image (a district
+/// got the wrong person's photo; found by a newcomer's walk). Neither is exported now, and
+/// the file already there is removed; each export names the record and why; the others are
+/// exported as before.
+#[test]
+fn records_of_two_types_with_one_key_do_not_export_each_others_photos() {
+    let server = Server::start();
+    school(&server);
+    server.cli_ok(&["tenant", "set", "acme", "folders=students,photos,accounts"]);
+    let import = |name: &str, type_name: &str, bytes: &[u8]| {
+        let local = write_file(server.dir.path(), name, bytes);
+        let out = server.cli(&["import", "--tenant", "acme", "--type", type_name, local.to_str().unwrap()]);
+        assert!(out.status.success(), "{name}: {}", output_text(&out));
+    };
+    import(
+        "accounts.csv",
+        "accounts",
+        b"Username,FirstName,LastName,CampusEmail\n000123,Al,Ng,al@x.org\nu2,Bo,Li,bo@x.org\n",
+    );
+    import("kids.zip", "photos", &zip_of(&[("000123.jpg", &jpeg(8, 8)), ("777.jpg", &jpeg(8, 16))]));
+    let folder = server.tenant_dir("acme").join("exports/photos");
+    let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--photos"]);
+    assert!(said.contains("2 written"), "{said}");
+    assert_eq!(std::fs::read(folder.join("000123.jpg")).unwrap(), jpeg(8, 8));
+    import("staff.zip", "accounts", &zip_of(&[("000123.jpg", &jpeg(16, 8)), ("u2.jpg", &jpeg(16, 16))]));
+    let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "accounts", "--photos"]);
+    assert!(
+        said.contains("1 written")
+            && said.contains("not exported: 1 photos: 000123 (a record of students has a photo that would be 000123.jpg too: neither is exported)"),
+        "{said}"
+    );
+    let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--photos"]);
+    assert!(said.contains("000123 (a record of accounts has a photo that would be 000123.jpg too"), "{said}");
+    let files = files_in(&folder);
+    assert_eq!(files, ["777.jpg", "u2.jpg"], "no one's 000123.jpg");
 }
 
 /// A saved photo export after imports keeps /exports/photos current both ways: a new photo zip
