@@ -142,7 +142,7 @@ impl TenantTree {
                 let meta = std::fs::symlink_metadata(self.root.join(folder).join(sub))
                     .or_else(|_| std::fs::symlink_metadata(&self.root))
                     .ok();
-                ((*sub).to_owned(), dir_attrs(false, meta.as_ref()))
+                ((*sub).to_owned(), dir_attrs(meta.as_ref()))
             })
             .collect()
     }
@@ -150,10 +150,10 @@ impl TenantTree {
     /// Attributes of whatever `path` names, or NotFound.
     pub fn stat(&self, path: &VirtualPath) -> FsResult<Attrs> {
         match self.layout.classify(path) {
-            Node::Root => Ok(dir_attrs(false, None)),
-            Node::Folder { name, writable } => {
+            Node::Root => Ok(dir_attrs(None)),
+            Node::Folder { name, .. } => {
                 let meta = std::fs::symlink_metadata(self.root.join(name)).ok();
-                Ok(dir_attrs(writable, meta.as_ref()))
+                Ok(dir_attrs(meta.as_ref()))
             }
             Node::Entry { folder, name, writable } if self.in_bucket(folder).is_some() => {
                 let Some((b, key)) = self.in_bucket(folder) else { unreachable!("checked by the guard") };
@@ -205,9 +205,9 @@ impl TenantTree {
                 let mut out: Vec<(String, Attrs)> = self
                     .layout
                     .folders()
-                    .map(|(name, writable)| {
+                    .map(|(name, _)| {
                         let meta = std::fs::symlink_metadata(self.root.join(name)).ok();
-                        (name.to_owned(), dir_attrs(writable, meta.as_ref()))
+                        (name.to_owned(), dir_attrs(meta.as_ref()))
                     })
                     .collect();
                 // Root routing: the files uploaded at the root under a required name.
@@ -481,12 +481,16 @@ fn file_attrs_of(size: u64, mtime: u32, writable: bool) -> Attrs {
     }
 }
 
-pub fn dir_attrs(writable: bool, meta: Option<&Metadata>) -> Attrs {
+/// A folder's attributes: `drwxr-xr-x` whether the tenant may write in it or not. The server
+/// says what may be written (a write in `/exports` is refused); the mode is what clients copy:
+/// OpenSSH's `get -r` made a read-only `exports` folder on the district's machine from
+/// `dr-xr-xr-x`, and the next night's run could not add a file to it.
+pub fn dir_attrs(meta: Option<&Metadata>) -> Attrs {
     let mtime = meta.map(mtime_secs).unwrap_or(0);
     Attrs {
         size: Some(4096),
         uid_gid: Some((0, 0)),
-        permissions: Some(if writable { 0o40755 } else { 0o40555 }),
+        permissions: Some(0o40755),
         atime_mtime: Some((mtime, mtime)),
     }
 }
@@ -593,8 +597,8 @@ mod tests {
         );
         let recent = Attrs { atime_mtime: Some((90_000, 90_000)), ..a };
         assert!(long_name("a.csv", &recent, "acme", 100_000).ends_with(" Jan  2 01:00 a.csv"));
-        let d = dir_attrs(false, None);
-        assert!(long_name("exports", &d, "acme", 0).starts_with("dr-xr-xr-x"));
+        let d = dir_attrs(None);
+        assert!(long_name("exports", &d, "acme", 0).starts_with("drwxr-xr-x"));
     }
 
     /// The import takes a just-uploaded file while a client's listing is being read (WinSCP

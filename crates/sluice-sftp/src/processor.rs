@@ -170,7 +170,7 @@ impl Processor {
                     Handle::Write(u) => {
                         file_attrs(&u.file.metadata().map_err(|e| FsError::io("stat", e))?, true)
                     }
-                    Handle::Dir { .. } => dir_attrs(false, None),
+                    Handle::Dir { .. } => dir_attrs(None),
                 };
                 Ok(attrs_reply(id, &attrs))
             }

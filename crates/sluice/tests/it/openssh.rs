@@ -100,6 +100,37 @@ fn openssh_sftp_refused_operations() {
     assert!(server.uploads("acme").is_empty());
 }
 
+/// A district's nightly `get -r /exports`: OpenSSH makes each local folder with the mode the
+/// server lists, so read-only folders listed `dr-xr-xr-x` became read-only folders on the
+/// district's machine, and the next night's run failed to write a new file there (`Permission
+/// denied`, as any user but root; found by a newcomer's walk). The tenant's folders are listed
+/// `drwxr-xr-x`; what may be written there is still the server's to say (refused below).
+#[test]
+fn a_nightly_get_r_of_exports_leaves_local_folders_it_can_write_again() {
+    if !have("sftp", "openssh-client") {
+        return;
+    }
+    let server = Server::start();
+    server.tenant("acme", "unused-password");
+    let key = server.key("acme");
+    let file = write_file(server.dir.path(), "students.csv", b"sisId,firstName,lastName\nS1,Ann,Lee\n");
+    server.cli_ok(&["import", "--tenant", "acme", file.to_str().unwrap()]);
+    server.cli_ok(&["export", "--tenant", "acme", "--type", "students"]);
+    let out = sftp_batch(&server, &key, "get -r /exports\n", &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    use std::os::unix::fs::PermissionsExt;
+    let local = server.dir.path().join("exports");
+    let mode = std::fs::metadata(&local).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o200, 0o200, "the local folder is {mode:o}: the next night cannot add a file to it");
+    assert!(local.join("students.csv").is_file());
+    let out = sftp_batch(&server, &key, "put students.csv /exports/students.csv\n", &[]);
+    assert!(
+        !out.status.success() && output_text(&out).contains("Permission denied"),
+        "{}",
+        output_text(&out)
+    );
+}
+
 #[test]
 fn negotiation_failure_names_the_compat_switch() {
     if !have("sftp", "openssh-client") {
