@@ -115,6 +115,13 @@ pub fn write_photos(
             done.unchanged += 1;
             return;
         }
+        // The image is linked, so the file carries the stored image's time: one stored in the
+        // same import as the record's old photo, of the same size (two photos swapped), looked
+        // unchanged to rclone and lftp, which compare size and time, and they kept the old one.
+        // Its time is now (the other records' files showing it follow: downloaded once more).
+        if let Ok(image) = std::fs::File::open(&source) {
+            let _ = image.set_modified(std::time::SystemTime::now());
+        }
         match put(&source, folder, &dest) {
             Ok(()) => done.written += 1,
             Err(e) => failure = Some(e),

@@ -444,6 +444,41 @@ fn records_of_two_types_with_one_key_do_not_export_each_others_photos() {
     assert_eq!(files, ["777.jpg", "u2.jpg"], "no one's 000123.jpg");
 }
 
+/// Two students' photos swapped, images of one size stored by one import: the exported files
+/// were links to the stored images and carried their time, so each changed file kept its
+/// size and time, and rclone and lftp (which compare those) kept the old photos (found by a
+/// newcomer's walk). A file that changes gets a new time.
+#[test]
+fn a_swapped_photo_of_the_same_size_is_exported_with_a_new_time() {
+    let server = Server::start();
+    school(&server);
+    let import = |name: &str, zip: Vec<u8>| {
+        let local = write_file(server.dir.path(), name, &zip);
+        server.cli_ok(&["import", "--tenant", "acme", "--type", "photos", local.to_str().unwrap()]);
+    };
+    let (tall, wide) = (jpeg(8, 16), jpeg(16, 8));
+    assert_eq!(tall.len(), wide.len(), "two images of one size");
+    import("first.zip", zip_of(&[("000123.jpg", &tall), ("777.jpg", &wide)]));
+    server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--photos"]);
+    let file = server.tenant_dir("acme").join("exports/photos/000123.jpg");
+    let seconds = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let before = seconds(&file);
+    std::thread::sleep(Duration::from_millis(1100));
+    import("swapped.zip", zip_of(&[("000123.jpg", &wide), ("777.jpg", &tall)]));
+    let said = server.cli_ok(&["export", "--tenant", "acme", "--type", "students", "--photos"]);
+    assert!(said.contains("2 written"), "{said}");
+    assert_eq!(std::fs::read(&file).unwrap(), wide);
+    assert!(seconds(&file) > before, "same size, same time: a sync client keeps the old photo");
+}
+
 /// A saved photo export after imports keeps /exports/photos current both ways: a new photo zip
 /// adds its images, a student leaving removes theirs.
 #[test]
