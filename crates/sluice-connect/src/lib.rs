@@ -363,11 +363,27 @@ impl Transfers {
             // other waits for the next pull. `.done` manifests last, after the files they list.
             let mut landing = std::collections::HashSet::new();
             let mut first = first;
-            first.sort_by_key(|c| c.name.as_str().to_ascii_lowercase().ends_with(".done"));
+            let is_manifest = |c: &Candidate| c.name.as_str().to_ascii_lowercase().ends_with(".done");
+            first.sort_by_key(is_manifest);
+            // Folders with a file left for the next pull: their manifests wait with it (taken
+            // now, a manifest whose file was still being written failed, and the file, taken
+            // by the next pull with no manifest, was never imported; both gone from the
+            // district's server).
+            let mut left_in: std::collections::HashSet<sluice_core::FolderName> =
+                std::collections::HashSet::new();
             for c in first {
+                if is_manifest(&c) && left_in.contains(&c.folder) {
+                    let why = format!(
+                        "a file of /{} was left for the next pull, so its manifest waits for that pull too",
+                        c.folder
+                    );
+                    pulled.failed.push((c.remote, why));
+                    continue;
+                }
                 let still =
                     second.iter().any(|d| d.remote == c.remote && d.size == c.size && d.mtime == c.mtime);
                 if !still {
+                    left_in.insert(c.folder.clone());
                     pulled.changing.push(c.remote);
                     continue;
                 }
@@ -380,6 +396,7 @@ impl Transfers {
                         "another file of this pull lands as /{}/{}: left for the next pull",
                         c.folder, c.name
                     );
+                    left_in.insert(c.folder.clone());
                     pulled.failed.push((c.remote, why));
                     continue;
                 }
@@ -421,6 +438,7 @@ impl Transfers {
                     }
                     Err(e) => {
                         // Said, and left for the next pull; the other files go on.
+                        left_in.insert(c.folder.clone());
                         log(&c.remote, Err(&e.to_string()))?;
                         pulled.failed.push((c.remote.clone(), e.to_string()));
                     }
@@ -510,6 +528,17 @@ async fn candidates(
     tenant: &sluice_core::Tenant,
 ) -> Result<Vec<Candidate>, ConnectError> {
     let base = &connector.address.path;
+    // The connector's own folder must be there: a mistyped path pulled nothing, said "pulled
+    // 0 files" and logged nothing, every night (its subfolders may be missing: a folder the
+    // district does not use).
+    if remote.list_if_there(base).await?.is_none() {
+        return Err(ConnectError::Refused {
+            address: remote.address().to_string(),
+            what: format!("listing {base}"),
+            why: "no such folder: check the connector's path (`sluice connector list`) with the district"
+                .into(),
+        });
+    }
     let name_of = |n: &str| {
         // A name that was not UTF-8 reaches us with U+FFFD in it: it cannot be opened by that
         // name, so it is left alone.

@@ -508,7 +508,11 @@ fn a_pull_imports_a_district_file_once_and_never_again_across_restarts() {
 }
 
 /// A file the district is still writing (its size changes between two listings) is left for
-/// the next pull, which fetches it whole.
+/// the next pull, which fetches it whole; so is the `.done` manifest beside it (taken at once,
+/// its import failed for want of the file, and the file, pulled later with no manifest, was
+/// never imported; with --after-pull remove both were gone from the district's server). A
+/// connector whose folder is not there fails the pull, saying so (it "pulled 0 files" every
+/// night; both found by a newcomer's walk).
 #[test]
 fn a_file_still_being_written_on_the_server_waits_for_the_next_pull() {
     let server = Server::start();
@@ -517,7 +521,27 @@ fn a_file_still_being_written_on_the_server_waits_for_the_next_pull() {
     std::fs::create_dir_all(sshd.remote.join("students")).unwrap();
     let path = sshd.remote.join("students/students.csv");
     std::fs::write(&path, "sisId,firstName,lastName\n").unwrap();
-    add_pulling_connector(&server, &sshd, &[]);
+    let manifest = sshd.remote.join("students/students.done");
+    std::fs::write(&manifest, "students.csv\n").unwrap();
+    let (url, key) = (format!("{}/missing", sshd.url()), sshd.client_key.display().to_string());
+    let host_key = std::fs::read_to_string(sshd.dir.join("host_key.pub")).unwrap();
+    let host_key = host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    server.cli_ok(&[
+        "connector",
+        "add",
+        "acme",
+        "lost",
+        "--url",
+        &url,
+        "--key",
+        &key,
+        "--host-key",
+        &host_key,
+        "--pull",
+    ]);
+    let out = server.cli(&["connector", "pull", "acme", "lost"]);
+    assert!(!out.status.success() && output_text(&out).contains("no such folder"), "{}", output_text(&out));
+    add_pulling_connector(&server, &sshd, &["--after-pull", "remove"]);
     let writer = {
         let path = path.clone();
         std::thread::spawn(move || {
@@ -532,11 +556,17 @@ fn a_file_still_being_written_on_the_server_waits_for_the_next_pull() {
     std::thread::sleep(Duration::from_millis(300));
     let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
     assert!(said.contains("still changing") && said.contains("pulled 0 file(s)"), "{said}");
+    assert!(said.contains("students.done was not fetched") && said.contains("its manifest waits"), "{said}");
+    assert!(manifest.exists(), "the manifest is still on the district's server");
     writer.join().unwrap();
+    let whole = std::fs::read(&path).unwrap();
     let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
-    assert!(said.contains("pulled 1 file(s)"), "{said}");
+    assert!(said.contains("pulled 2 file(s)"), "the file, then its manifest: {said}");
     let landed = server.tenant_dir("acme").join("students").join("students.csv");
-    assert_eq!(std::fs::read(&landed).unwrap(), std::fs::read(&path).unwrap(), "fetched whole");
+    // The tenant's import may have taken the file by now; its upload says what was fetched.
+    let uploads = server.uploads("acme");
+    let fetched = uploads.iter().find(|u| u["path"] == "/students/students.csv").expect("its upload");
+    assert_eq!(fetched["sha256"], sha256_hex(&whole), "fetched whole ({})", landed.display());
 }
 
 /// Clever's files may sit in the connector's folder (named as Clever's types require) or in a
