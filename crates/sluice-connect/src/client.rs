@@ -153,12 +153,13 @@ async fn connect(address: &SftpAddress, pinned: Option<&HostKey>) -> Result<Hand
     }
 }
 
-/// The host key the server at `address` presents (nothing is sent but the SSH handshake).
-pub async fn probe(address: &SftpAddress) -> Result<HostKey, ConnectError> {
+/// The host key the server at `address` presents (nothing is sent but the SSH handshake);
+/// `prefer`: asking for that key's type only, as the transfers do with a pinned key.
+pub async fn probe(address: &SftpAddress, prefer: Option<&HostKey>) -> Result<HostKey, ConnectError> {
     let seen = Arc::new(Mutex::new(None));
     let pin = Pin { pinned: None, seen: seen.clone() };
     let target = (address.host.clone(), address.port);
-    let connected = tokio::time::timeout(TIMEOUT, russh::client::connect(config(None), target, pin)).await;
+    let connected = tokio::time::timeout(TIMEOUT, russh::client::connect(config(prefer), target, pin)).await;
     let found = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Ok(Ok(handle)) = connected {
         let _ = handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;

@@ -61,11 +61,21 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()
 }
 
-/// The host key the connector's server presents now (nothing but the handshake is sent).
-pub fn probe(address: &SftpAddress) -> Result<HostKey, ConnectError> {
+/// The host key the connector's server presents now (nothing but the handshake is sent): of
+/// the pinned key's type when there is one and the server has a key of it (as the transfers
+/// ask), else whichever it prefers.
+pub fn probe(address: &SftpAddress, pinned: Option<&HostKey>) -> Result<HostKey, ConnectError> {
     let rt = runtime()
         .map_err(|e| ConnectError::Unreachable { address: address.to_string(), why: e.to_string() })?;
-    rt.block_on(client::probe(address))
+    rt.block_on(async {
+        if let Some(found) = match pinned {
+            Some(p) => client::probe(address, Some(p)).await.ok(),
+            None => None,
+        } {
+            return Ok(found);
+        }
+        client::probe(address, None).await
+    })
 }
 
 /// Logs in with the pinned key and lists the connector's folder: what `connector test` checks.

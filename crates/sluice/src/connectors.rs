@@ -91,7 +91,7 @@ pub fn command(config: &Config, dirs: &DataDirs, cmd: ConnectorCommand) -> Resul
             let (connector, sealed) = store
                 .connector(&tenant, &name)?
                 .ok_or_else(|| sluice_store::StoreError::NoSuchConnector(name.to_string()))?;
-            let presented = sluice_connect::probe(&connector.address)?;
+            let presented = sluice_connect::probe(&connector.address, connector.host_key.as_ref())?;
             outln!("{} presents host key {} ({})", connector.address, presented, presented.fingerprint());
             let pinned = match (&connector.host_key, accept) {
                 (Some(pinned), _) if *pinned == presented => pinned.clone(),

@@ -53,10 +53,13 @@ impl Sshd {
     /// (Re)starts sshd on the same port with the current host key.
     fn launch(&mut self) {
         let d = &self.dir;
+        // A second host key, of another type, once `add_rsa_host_key` made one.
+        let rsa = d.join("host_key_rsa");
+        let rsa = if rsa.exists() { format!("HostKey {}\n", rsa.display()) } else { String::new() };
         std::fs::write(
             d.join("sshd_config"),
             format!(
-                "Port {}\nListenAddress 127.0.0.1\nHostKey {}/host_key\nAuthorizedKeysFile {}/authorized_keys\n\
+                "Port {}\nListenAddress 127.0.0.1\nHostKey {}/host_key\n{rsa}AuthorizedKeysFile {}/authorized_keys\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\nPidFile {}/sshd.pid\n",
                 self.port,
@@ -87,6 +90,22 @@ impl Sshd {
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// An RSA host key beside the Ed25519 one (as many servers have both); returns its public
+    /// key line (`ssh-rsa AAAA...`).
+    fn add_rsa_host_key(&mut self) -> String {
+        self.stop();
+        let path = self.dir.join("host_key_rsa");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        self.launch();
+        let line = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
     }
 
     /// A new host key: the server is not the one that was pinned any more.
@@ -405,7 +424,7 @@ fn a_push_cut_mid_transfer_leaves_no_final_file_and_its_retry_completes() {
         let url = format!("sftp://{}@127.0.0.1:{port}{}", user(), sshd.remote.display());
         sluice_core::connector::SftpAddress::parse(&url).unwrap()
     };
-    let host_key = sluice_connect::probe(&at(sshd.port)).unwrap();
+    let host_key = sluice_connect::probe(&at(sshd.port), None).unwrap();
     assert_eq!(host_key.fingerprint(), sshd.fingerprint());
     // Each push goes through a relay that cuts its first connection after 8 MiB.
     let through_relay = || sluice_core::connector::Connector {
@@ -567,6 +586,33 @@ fn a_file_still_being_written_on_the_server_waits_for_the_next_pull() {
     let uploads = server.uploads("acme");
     let fetched = uploads.iter().find(|u| u["path"] == "/students/students.csv").expect("its upload");
     assert_eq!(fetched["sha256"], sha256_hex(&whole), "fetched whole ({})", landed.display());
+}
+
+/// A district's administrator gives the server's RSA key (`ssh-keyscan -t rsa`) while the
+/// server also has an Ed25519 one: `connector test` asks for the pinned key's type, as the
+/// transfers do, and passes (it asked for any, got the Ed25519 key and said the pinned key did
+/// not match; `--accept` would then have pinned the other key; found by a newcomer's walk).
+#[test]
+fn a_pinned_rsa_key_passes_the_test_beside_an_ed25519_one() {
+    let server = Server::start();
+    let Some(mut sshd) = Sshd::start(server.dir.path()) else { return };
+    server.tenant("acme", "pw-for-tests");
+    let rsa = sshd.add_rsa_host_key();
+    let (url, key) = (sshd.url(), sshd.client_key.display().to_string());
+    server.cli_ok(&[
+        "connector",
+        "add",
+        "acme",
+        "district",
+        "--url",
+        &url,
+        "--key",
+        &key,
+        "--host-key",
+        &rsa,
+    ]);
+    let said = server.cli_ok(&["connector", "test", "acme", "district"]);
+    assert!(said.contains("presents host key ssh-rsa") && said.contains("logged in as"), "{said}");
 }
 
 /// Clever's files may sit in the connector's folder (named as Clever's types require) or in a
