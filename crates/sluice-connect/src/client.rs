@@ -430,11 +430,16 @@ impl Remote {
     /// Moves a pulled remote file into `folder` (made if missing), never over a file already
     /// there (a plain SFTP rename, which refuses an existing name).
     pub async fn archive(&self, from: &str, folder: &str, name: &str) -> Result<(), ConnectError> {
-        // The folder and its parent (DIR/FOLDER), if missing; an error here shows in the rename.
-        if let Some((parent, _)) = folder.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
-            let _ = self.sftp.mkdir(parent, FileAttributes::default()).await;
+        // The folder and each of its parents (`archive/2026/students`), those missing made; one
+        // that exists answers an error, ignored: an error that matters shows in the rename.
+        let mut at = String::new();
+        for part in folder.split('/').filter(|p| !p.is_empty()) {
+            if folder.starts_with('/') || !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+            let _ = self.sftp.mkdir(at.as_str(), FileAttributes::default()).await;
         }
-        let _ = self.sftp.mkdir(folder, FileAttributes::default()).await;
         let to = remote_path(folder, name);
         self.sftp
             .rename(from, to.as_str())
@@ -528,9 +533,11 @@ impl Remote {
         let closed = self.sftp.close(handle.as_str()).await;
         if let Err(e) = outcome {
             inflight.abort_all();
-            if rename {
-                let _ = self.sftp.remove(written_to.as_str()).await;
-            }
+            // What was written goes, under its final name too (`--no-rename`): a part of the
+            // file there would be read as the file (a full disk left 8 KiB of 54 under the
+            // final name; found by a newcomer's walk). A dropped connection cannot remove it:
+            // the retry writes it whole over it.
+            let _ = self.sftp.remove(written_to.as_str()).await;
             return Err(e);
         }
         closed.map_err(self.failed(format!("closing {written_to}")))?;

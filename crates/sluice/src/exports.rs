@@ -220,11 +220,7 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
                 }
                 ExportWhen::Schedule(cron) => format!("at {cron} ({})", t.timezone),
             };
-            outln!(
-                "saved export {} of tenant {tenant}: writes /exports/{}, {when}",
-                saved.name,
-                saved.file_name()
-            );
+            outln!("saved export {} of tenant {tenant}: writes {}, {when}", saved.name, goes_to(&saved));
             Ok(())
         }
         ExportCommand::List { tenant, json } => {
@@ -238,14 +234,13 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
             } else {
                 for e in &list {
                     let view = SavedExportView::from(e);
-                    let to = view.to.as_ref().map(|c| format!(" and {c}")).unwrap_or_default();
                     outln!(
-                        "{:<24} {:<12} {:<4} {:<18} {}{to}",
+                        "{:<24} {:<12} {:<4} {:<18} {}",
                         view.name,
                         view.type_name,
                         e.format.extension(),
                         view.when,
-                        view.path
+                        goes_to(e)
                     );
                 }
             }
@@ -253,8 +248,10 @@ pub fn saved_command(config: &Config, dirs: &DataDirs, cmd: ExportCommand) -> Re
         }
         ExportCommand::Remove { tenant, name } => {
             store.require_tenant(&tenant)?;
+            let kept = store.saved_export(&tenant, &name)?.is_some_and(|e| e.in_exports);
             store.remove_saved_export(&tenant, &name)?;
-            outln!("removed saved export {name} of tenant {tenant} (/exports keeps its last file)");
+            let kept = if kept { " (/exports keeps its last file)" } else { "" };
+            outln!("removed saved export {name} of tenant {tenant}{kept}");
             Ok(())
         }
         ExportCommand::Run { tenant, name } => {
@@ -517,4 +514,15 @@ fn due_pulls(ingest: &sluice_ingest::Ingest, since: jiff::Timestamp, now: jiff::
         }
     }
     jobs
+}
+
+/// Where a saved export's runs put the file: `/exports/NAME.csv`, and its connector, or the
+/// connector alone (`--not-in-exports`).
+fn goes_to(saved: &SavedExport) -> String {
+    let folder = format!("/{}/{}", sluice_core::layout::EXPORTS, saved.file_name());
+    match (&saved.push_to, saved.in_exports) {
+        (Some(to), true) => format!("{folder} and {to}"),
+        (Some(to), false) => format!("{to} only (not kept in /exports)"),
+        (None, _) => folder,
+    }
 }

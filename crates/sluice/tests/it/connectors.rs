@@ -207,8 +207,9 @@ fn a_saved_export_is_pushed_whole_to_the_districts_server_once_its_host_key_is_p
     // A second run replaces the file in one step.
     server.cli_ok(&["export", "run", "acme", "roster"]);
     assert_eq!(sshd.remote_files(), ["roster.csv"]);
-    // An export that goes to the district alone: nothing in /exports, nothing left in the spool.
-    server.cli_ok(&[
+    // An export that goes to the district alone: nothing in /exports, nothing left in the spool;
+    // saving, listing and removing it say so (they named /exports/direct.csv).
+    let said = server.cli_ok(&[
         "export",
         "add",
         "acme",
@@ -219,6 +220,14 @@ fn a_saved_export_is_pushed_whole_to_the_districts_server_once_its_host_key_is_p
         "district",
         "--not-in-exports",
     ]);
+    assert!(said.contains("writes district only (not kept in /exports)"), "{said}");
+    let listed = server.cli_ok(&["export", "list", "acme"]);
+    let line = listed.lines().find(|l| l.starts_with("direct ")).unwrap_or_default();
+    assert!(line.ends_with("district only (not kept in /exports)"), "{listed}");
+    assert!(
+        listed.lines().any(|l| l.starts_with("roster ") && l.ends_with("/exports/roster.csv and district")),
+        "{listed}"
+    );
     let said = server.cli_ok(&["export", "run", "acme", "direct"]);
     assert!(said.contains("to district:") && !said.contains("/exports"), "{said}");
     assert_eq!(sshd.remote_files(), ["direct.csv", "roster.csv"]);
@@ -226,7 +235,8 @@ fn a_saved_export_is_pushed_whole_to_the_districts_server_once_its_host_key_is_p
     let spool = server.data_dir().join("spool").join("exports");
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0, "no temporary file left");
     std::fs::remove_file(sshd.remote.join("direct.csv")).unwrap();
-    server.cli_ok(&["export", "remove", "acme", "direct"]);
+    let said = server.cli_ok(&["export", "remove", "acme", "direct"]);
+    assert!(!said.contains("/exports"), "{said}");
     let o = server.cli(&["export", "add", "acme", "nowhere", "--type", "students", "--not-in-exports"]);
     assert_eq!(o.status.code(), Some(2), "--not-in-exports needs --to: {}", output_text(&o));
 
@@ -629,7 +639,7 @@ fn two_remote_files_for_one_name_are_pulled_one_at_a_time() {
     std::fs::write(sshd.remote.join("clever/schools.csv"), "School_id,School_name,School_number\n11,A,1\n")
         .unwrap();
     std::fs::write(sshd.remote.join("schools.csv"), "School_id,School_name,School_number\n22,B,2\n").unwrap();
-    add_pulling_connector(&server, &sshd, &["--after-pull", "move:done"]);
+    add_pulling_connector(&server, &sshd, &["--after-pull", "move:done/2026"]);
     let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
     assert!(said.contains("pulled 1 file(s)") && said.contains("another file of this pull"), "{said}");
     let landed = std::fs::read_to_string(server.tenant_dir("acme").join("clever/schools.csv")).unwrap();
@@ -638,7 +648,8 @@ fn two_remote_files_for_one_name_are_pulled_one_at_a_time() {
     assert!(said.contains("pulled 1 file(s)"), "the other one, next time: {said}");
     let second = std::fs::read_to_string(server.tenant_dir("acme").join("clever/schools.csv")).unwrap();
     assert_ne!(landed, second, "both files were fetched, one after the other");
-    let mut moved: Vec<String> = walk(&sshd.remote.join("done"));
+    // Into DIR's folders, made as needed (a nested DIR failed every move: its parent was not).
+    let mut moved: Vec<String> = walk(&sshd.remote.join("done/2026"));
     moved.sort();
     assert_eq!(moved, ["clever/schools.csv", "schools.csv"], "archived side by side");
 }
