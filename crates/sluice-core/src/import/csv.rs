@@ -496,24 +496,28 @@ impl<R: Read> CsvReader<R> {
     /// the next line holds a whole row's tabs. `b`: the line end just read.
     fn quote_is_text(&mut self, rec: &Record, b: u8) -> Result<bool, CsvError> {
         let start = rec.ends.last().copied().unwrap_or(0);
-        if rec.buf[start..].contains(&b'\t') {
-            return Ok(true);
-        }
-        if self.width < 2 {
-            return Ok(false);
-        }
+        let ran_over_a_tab = rec.buf[start..].contains(&b'\t');
         // The next line, filled until it is whole (within the row bound) or the file ends.
-        loop {
+        let (tabs, closes, nothing_follows) = loop {
             let mut rest = &self.text[self.pos..];
             if b == b'\r' && rest.first() == Some(&b'\n') {
                 rest = &rest[1..];
             }
             let end = rest.iter().position(|&c| c == b'\n' || c == b'\r');
             if let Some(end) = end.or((self.eof || rest.len() > self.max_row_bytes).then_some(rest.len())) {
-                return Ok(rest[..end].iter().filter(|&&c| c == b'\t').count() + 1 >= self.width);
+                let line = &rest[..end];
+                break (
+                    line.iter().filter(|&&c| c == b'\t').count(),
+                    closes_a_quote(line),
+                    self.eof && rest.is_empty(),
+                );
             }
             self.fill()?; // at the end of the file `eof` is set, and the loop answers
-        }
+        };
+        // Nothing after it: no quote can close it. A quote closed on the next line (a `"`
+        // before a tab or the line's end) is a quoted cell's, Excel's `"line one` then
+        // `line two"` in any column: a value over two lines.
+        Ok(nothing_follows || (!closes && (ran_over_a_tab || (self.width >= 2 && tabs + 1 >= self.width))))
     }
 
     /// The quoted field of `rec` read again as text: its opening quote put back, each tab in
@@ -592,6 +596,20 @@ impl<R: Read> CsvReader<R> {
         }
         Ok(())
     }
+}
+
+/// Whether a tab file's line closes a quoted value: a `"` (not a doubled `""`) before a tab or
+/// the line's end.
+fn closes_a_quote(line: &[u8]) -> bool {
+    let mut i = 0;
+    while i < line.len() {
+        match (line[i], line.get(i + 1)) {
+            (b'"', Some(b'"')) => i += 2,
+            (b'"', None | Some(b'\t')) => return true,
+            _ => i += 1,
+        }
+    }
+    false
 }
 
 /// Line ends in `text` (CRLF counted once).
@@ -783,10 +801,22 @@ mod tests {
         assert_eq!((quotes.count, quotes.lines), (2, vec![2, 4]));
         let (rows, _) = read(b"id\tnick\r1\t\"Bo\r2\tCy\r");
         assert_eq!(rows, [["id", "nick"], ["1", "\"Bo"], ["2", "Cy"]]);
-        // A quoted cell over two lines, as Excel's tab export writes it, is one value.
-        let (rows, quotes) = read(b"id\tnote\tgrade\n1\t\"line one\nline two\"\t3\n2\tx\t4\n");
-        assert_eq!(rows[1], ["1", "line one\nline two", "3"]);
-        assert_eq!(quotes.count, 0);
+        // A quoted cell over two lines, as Excel's tab export writes it, is one value: in the
+        // middle, in the first column (its next line holds a whole row's tabs), holding a tab,
+        // with a doubled quote.
+        for (file, cell) in [
+            (&b"id\tnote\tgrade\n1\t\"line one\nline two\"\t3\n2\tx\t4\n"[..], (1, "line one\nline two")),
+            (b"note\tid\tgrade\n\"line one\nline two\"\t1\t3\n", (0, "line one\nline two")),
+            (b"id\tnote\tgrade\n1\t\"a\tb\nc\"\t3\n", (1, "a\tb\nc")),
+            (b"id\tnote\tgrade\n1\t\"say\n\"\"hi\"\"\"\t3\n", (1, "say\n\"hi\"")),
+        ] {
+            let (rows, quotes) = read(file);
+            assert_eq!((rows[1].len(), rows[1][cell.0].as_str()), (3, cell.1), "{file:?}");
+            assert_eq!(quotes.count, 0, "{file:?}");
+        }
+        // The last row's quote, its line ended as every line is: nothing after it can close it.
+        let (rows, quotes) = read(b"id\tnick\n1\tAl\n2\t\"Ty\n");
+        assert_eq!((rows[2][1].as_str(), quotes.lines), ("\"Ty", vec![3]));
     }
 
     fn fields(rows: &[(u64, Vec<String>)]) -> Vec<Vec<&str>> {
