@@ -375,25 +375,16 @@ impl Transfers {
             let mut first = first;
             let is_manifest = |c: &Candidate| c.name.as_str().to_ascii_lowercase().ends_with(".done");
             first.sort_by_key(is_manifest);
-            // Folders with a file left for the next pull: their manifests wait with it (taken
-            // now, a manifest whose file was still being written failed, and the file, taken
-            // by the next pull with no manifest, was never imported; both gone from the
-            // district's server).
-            let mut left_in: std::collections::HashSet<sluice_core::FolderName> =
-                std::collections::HashSet::new();
+            // The files of each folder left for the next pull: a manifest that lists one waits
+            // with it (taken now, a manifest whose file was still being written failed, and the
+            // file, taken by the next pull with no manifest, was never imported; both gone from
+            // the district's server).
+            let mut left: Vec<(sluice_core::FolderName, String)> = Vec::new();
             for c in first {
-                if is_manifest(&c) && left_in.contains(&c.folder) {
-                    let why = format!(
-                        "a file of /{} was left for the next pull, so its manifest waits for that pull too",
-                        c.folder
-                    );
-                    pulled.failed.push((c.remote, why));
-                    continue;
-                }
                 let still =
                     second.iter().any(|d| d.remote == c.remote && d.size == c.size && d.mtime == c.mtime);
                 if !still {
-                    left_in.insert(c.folder.clone());
+                    left.push((c.folder.clone(), c.name.as_str().to_ascii_lowercase()));
                     pulled.changing.push(c.remote);
                     continue;
                 }
@@ -401,12 +392,24 @@ impl Transfers {
                     pulled.already += 1;
                     continue;
                 }
+                let left_here: Vec<&str> =
+                    left.iter().filter(|(f, _)| *f == c.folder).map(|(_, n)| n.as_str()).collect();
+                if is_manifest(&c)
+                    && !left_here.is_empty()
+                    && let Some(waits_for) = self.lists_one_of(&remote, spool, &c, &left_here).await
+                {
+                    let why = format!(
+                        "it lists {waits_for}, which was left for the next pull: the manifest waits for it"
+                    );
+                    pulled.failed.push((c.remote, why));
+                    continue;
+                }
                 if !landing.insert((c.folder.clone(), c.name.as_str().to_ascii_lowercase())) {
                     let why = format!(
                         "another file of this pull lands as /{}/{}: left for the next pull",
                         c.folder, c.name
                     );
-                    left_in.insert(c.folder.clone());
+                    left.push((c.folder.clone(), c.name.as_str().to_ascii_lowercase()));
                     pulled.failed.push((c.remote, why));
                     continue;
                 }
@@ -448,7 +451,7 @@ impl Transfers {
                     }
                     Err(e) => {
                         // Said, and left for the next pull; the other files go on.
-                        left_in.insert(c.folder.clone());
+                        left.push((c.folder.clone(), c.name.as_str().to_ascii_lowercase()));
                         log(&c.remote, Err(&e.to_string()))?;
                         pulled.failed.push((c.remote.clone(), e.to_string()));
                     }
@@ -462,6 +465,31 @@ impl Transfers {
             let _ = log(&connector.address.path, Err(&e.to_string()));
         }
         outcome
+    }
+
+    /// The first of `left` (lowercase names of the manifest's folder left for the next pull)
+    /// that the remote manifest `c` lists, read into the spool and parsed; `None` when it
+    /// lists none of them, or cannot be read or parsed (its import then says what is wrong).
+    async fn lists_one_of(
+        &self,
+        remote: &client::Remote,
+        spool: &Path,
+        c: &Candidate,
+        left: &[&str],
+    ) -> Option<String> {
+        if c.size > sluice_core::manifest::MAX_MANIFEST_BYTES as u64 {
+            return None;
+        }
+        std::fs::create_dir_all(spool).ok()?;
+        let temporary = tempfile_in(spool).ok()?;
+        let read = remote.download(&c.remote, &temporary, c.size).await;
+        let bytes = std::fs::read(&temporary);
+        let _ = std::fs::remove_file(&temporary);
+        let manifest = sluice_core::manifest::Manifest::parse(&bytes.ok().filter(|_| read.is_ok())?).ok()?;
+        manifest.entries.iter().find_map(|e| {
+            let name = e.file.as_ref().ok()?.as_str().to_ascii_lowercase();
+            left.contains(&name.as_str()).then_some(e.name.clone())
+        })
     }
 
     /// Fetches one file into the spool, then puts it in the tenant's folder and records the

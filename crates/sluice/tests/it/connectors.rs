@@ -551,7 +551,18 @@ fn a_file_still_being_written_on_the_server_waits_for_the_next_pull() {
     let path = sshd.remote.join("students/students.csv");
     std::fs::write(&path, "sisId,firstName,lastName\n").unwrap();
     let manifest = sshd.remote.join("students/students.done");
-    std::fs::write(&manifest, "students.csv\n").unwrap();
+    std::fs::write(
+        &manifest,
+        "<manifest><file name=\"students.csv\" checksum=\"\" checksumhashtype=\"none\"/></manifest>\n",
+    )
+    .unwrap();
+    // A manifest listing only files that were fetched does not wait for the one still changing.
+    std::fs::write(sshd.remote.join("students/notes.csv"), "sisId,firstName,lastName\nN1,No,Tes\n").unwrap();
+    std::fs::write(
+        sshd.remote.join("students/notes.done"),
+        "<manifest><file name=\"notes.csv\" checksum=\"\" checksumhashtype=\"none\"/></manifest>\n",
+    )
+    .unwrap();
     let (url, key) = (format!("{}/missing", sshd.url()), sshd.client_key.display().to_string());
     let host_key = std::fs::read_to_string(sshd.dir.join("host_key.pub")).unwrap();
     let host_key = host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
@@ -584,13 +595,18 @@ fn a_file_still_being_written_on_the_server_waits_for_the_next_pull() {
     };
     std::thread::sleep(Duration::from_millis(300));
     let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
-    assert!(said.contains("still changing") && said.contains("pulled 0 file(s)"), "{said}");
-    assert!(said.contains("students.done was not fetched") && said.contains("its manifest waits"), "{said}");
+    assert!(said.contains("still changing") && said.contains("pulled 2 file(s)"), "notes and theirs: {said}");
+    assert!(
+        said.contains("students.done was not fetched")
+            && said.contains("it lists students.csv, which was left for the next pull"),
+        "{said}"
+    );
     assert!(manifest.exists(), "the manifest is still on the district's server");
     writer.join().unwrap();
     let whole = std::fs::read(&path).unwrap();
     let said = server.cli_ok(&["connector", "pull", "acme", "district"]);
     assert!(said.contains("pulled 2 file(s)"), "the file, then its manifest: {said}");
+    assert!(!said.contains("notes"), "fetched once: {said}");
     let landed = server.tenant_dir("acme").join("students").join("students.csv");
     // The tenant's import may have taken the file by now; its upload says what was fetched.
     let uploads = server.uploads("acme");
