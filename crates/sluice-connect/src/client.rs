@@ -540,7 +540,11 @@ impl Remote {
             let _ = self.sftp.remove(written_to.as_str()).await;
             return Err(e);
         }
-        closed.map_err(self.failed(format!("closing {written_to}")))?;
+        // A full disk may show only at the close: what was written goes then too.
+        if let Err(e) = closed {
+            let _ = self.sftp.remove(written_to.as_str()).await;
+            return Err(self.failed(format!("closing {written_to}"))(e));
+        }
         let attrs = self
             .sftp
             .stat(written_to.as_str())
@@ -548,9 +552,7 @@ impl Remote {
             .map_err(self.failed(format!("checking {written_to}")))?;
         let there = attrs.attrs.size.unwrap_or(u64::MAX);
         if there != size || offset != size {
-            if rename {
-                let _ = self.sftp.remove(written_to.as_str()).await;
-            }
+            let _ = self.sftp.remove(written_to.as_str()).await;
             return Err(ConnectError::Sftp {
                 address: self.address.to_string(),
                 what: format!("checking {written_to}"),

@@ -52,6 +52,31 @@ fn names_of_others(
     Ok(names)
 }
 
+/// Photos to send, each (the stored image, its file name), and the records skipped, each
+/// with why (see [`photo_files`]).
+pub type PhotoFiles = (Vec<(std::path::PathBuf, String)>, Vec<String>);
+
+/// The photos of `type_name`'s records to send elsewhere (a connector's folder): (the stored
+/// image, the file name), by the rules of [`write_photos`] (a name another photo type's
+/// record has too is not sent), and the records skipped, each with why.
+pub fn photo_files(
+    store: &dyn Photos,
+    tenant: &str,
+    type_name: &str,
+    others: &[String],
+    photos_dir: &Path,
+) -> Result<PhotoFiles, ExportError> {
+    let images = image_store(photos_dir, tenant);
+    let theirs = names_of_others(store, tenant, type_name, others)?;
+    let (mut files, mut shared, mut skipped) = (Vec::new(), HashSet::new(), Vec::new());
+    store.photos(tenant, type_name, &mut |photo: &Photo| {
+        if let Some(name) = export_name(photo, &theirs, &mut shared, &mut skipped) {
+            files.push((images.join(photo.stored_name()), name));
+        }
+    })?;
+    Ok((files, skipped))
+}
+
 /// This type's photo's file name, if it is to be exported: `None` (named in `skipped`, with
 /// why) when its key cannot be a file name, or another type's record has the name too
 /// (`shared` then holds it: that file is no one's).

@@ -65,34 +65,26 @@ impl Runner<'_> {
                 Ok((done, path)) => {
                     (rows, bytes) = (done.written + done.unchanged, done.bytes);
                     // The run's log says which records' photos were not exported, and why.
-                    match done.skipped.as_slice() {
-                        [] => went.push(path),
-                        skipped => went.push(format!(
-                            "{path} (not exported: {} photos: {}{})",
-                            skipped.len(),
-                            skipped.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
-                            if skipped.len() > 5 {
-                                format!(", and {} more", skipped.len() - 5)
-                            } else {
-                                String::new()
-                            }
-                        )),
-                    }
+                    went.push(format!("{path}{}", not_exported(&done.skipped)));
                 }
                 Err(e) => return RunOutcome::Failed(failure_text(&e)),
             }
         }
         if let Some(to) = &saved.push_to {
-            let images = sluice_core::photo::image_store(self.exports.photos_dir(), tenant);
-            let mut files: Vec<(std::path::PathBuf, String)> = Vec::new();
-            let listed = store.photos(tenant, &saved.type_name, &mut |p| {
-                if let Some(name) = p.export_name().filter(|n| !n.starts_with('.')) {
-                    files.push((images.join(p.stored_name()), name));
-                }
-            });
-            if let Err(e) = listed {
-                return RunOutcome::Failed(e.to_string());
-            }
+            // As into /exports/photos: a name two photo types' records have goes to neither.
+            let listed = crate::photos::photo_files(
+                store,
+                tenant,
+                &saved.type_name,
+                &with_photos,
+                self.exports.photos_dir(),
+            );
+            let (files, skipped) = match listed {
+                Ok(listed) => listed,
+                Err(e) => return RunOutcome::Failed(failure_text(&e)),
+            };
+            // Said once: by the folder's part when it has one.
+            let skipped = if saved.in_exports { String::new() } else { not_exported(&skipped) };
             let Some(transfers) = self.transfers else {
                 return RunOutcome::Failed("connectors are not set up in this process".into());
             };
@@ -102,7 +94,7 @@ impl Runner<'_> {
                 Ok(pushed) => {
                     rows = rows.max(pushed.len() as u64);
                     bytes = bytes.max(pushed.iter().map(|p| p.bytes).sum());
-                    went.push(format!("{to} ({} files)", pushed.len()));
+                    went.push(format!("{to} ({} files){skipped}", pushed.len()));
                 }
                 Err(e) if saved.in_exports => {
                     return RunOutcome::Failed(format!(
@@ -423,9 +415,20 @@ impl Drop for Slot {
     }
 }
 
-/// A saved export as asked for, checked as a run would check it (the type exists, is one of
-/// the tenant's (its folder is one of the tenant's) and is a CSV type, the columns and filters name its columns, no BOM for XLSX), with the type's own
-/// name. The one check the CLI, the API and the dashboard make before saving.
+/// ` (not exported: 2 photos: A (why), B (why))` for a run's log, or nothing.
+fn not_exported(skipped: &[String]) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let more = skipped.len().saturating_sub(5);
+    let more = if more > 0 { format!(", and {more} more") } else { String::new() };
+    format!(
+        " (not exported: {} photos: {}{more})",
+        skipped.len(),
+        skipped.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+    )
+}
+
 /// Refuses a type the tenant has no folder for (it has no such records to export).
 pub fn tenants_type(
     tenant: &sluice_core::Tenant,
@@ -437,6 +440,9 @@ pub fn tenants_type(
     Err(ExportError::NotTenantsType { type_name: ty.name.clone(), tenant: tenant.name.to_string() })
 }
 
+/// A saved export as asked for, checked as a run would check it (the type exists, is one of
+/// the tenant's (its folder is one of the tenant's) and is a CSV type, the columns and filters name its columns, no BOM for XLSX), with the type's own
+/// name. The one check the CLI, the API and the dashboard make before saving.
 pub fn checked(
     types: &ImportTypes,
     tenant: &sluice_core::Tenant,

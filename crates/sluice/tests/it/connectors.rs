@@ -752,4 +752,24 @@ fn a_saved_photo_export_pushes_one_image_per_record_to_the_districts_server() {
         runs.contains("written") && runs.contains("2 records") && runs.contains("district (2 files)"),
         "{runs}"
     );
+    // An account keyed S2 with a photo of its own: S2's photo would be S2.png for both, so
+    // neither type sends it, to the district's server either (the push went by the student
+    // alone), and the run says why.
+    server.cli_ok(&["tenant", "set", "acme", "folders=students,photos,accounts"]);
+    let accounts = write_file(
+        server.dir.path(),
+        "accounts.csv",
+        b"Username,FirstName,LastName,CampusEmail\nS2,Al,Ng,al@x.org\n",
+    );
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "accounts", accounts.to_str().unwrap()]);
+    let zip = crate::photos::zip_of(&[("S2.png", &crate::photos::png(6, 6, 9))]);
+    let local = write_file(server.dir.path(), "staff.zip", &zip);
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "accounts", local.to_str().unwrap()]);
+    std::fs::remove_file(sshd.remote.join("S2.png")).unwrap();
+    let said = server.cli_ok(&["export", "run", "acme", "cards"]);
+    assert!(
+        said.contains("district (1 files)") && said.contains("S2 (a record of accounts has a photo"),
+        "{said}"
+    );
+    assert_eq!(sshd.remote_files(), ["S1.jpg"], "no one's S2.png");
 }
