@@ -541,6 +541,10 @@ impl PhotoRun<'_, '_> {
         let mut wanted: HashMap<String, Vec<String>> = HashMap::new();
         for c in &candidates {
             wanted.entry(matching.normal(c.key.split('\u{1f}').next().unwrap_or(&c.key))).or_default();
+            // A name split at `+` may be a first value holding one (`a+b@x.org.jpg`): asked too.
+            if !c.mapped && c.key.contains('\u{1f}') {
+                wanted.entry(matching.normal(photo::key_of_file_name(&c.name))).or_default();
+            }
         }
         if self.ctx.check_references {
             self.store.record_keys(req.tenant, &rules.target, &mut |key| {
@@ -562,12 +566,19 @@ impl PhotoRun<'_, '_> {
             let found = wanted.get(&matching.normal(first)).map(Vec::as_slice).unwrap_or(&[]);
             // A whole key of several columns (from a mapping file) names its record alone.
             let whole: Vec<String>;
-            let found = if c.key.contains('\u{1f}') {
+            let (found, c) = if c.key.contains('\u{1f}') {
                 let parts = |k: &str| k.split('\u{1f}').map(|p| matching.normal(p)).collect::<Vec<_>>();
                 whole = found.iter().filter(|k| parts(k) == parts(&c.key)).cloned().collect();
-                whole.as_slice()
+                let plain = photo::key_of_file_name(&c.name);
+                match wanted.get(&matching.normal(plain)) {
+                    // No record has those values: the name is a first value with a `+` in it.
+                    Some(by_first) if whole.is_empty() && !c.mapped && !by_first.is_empty() => {
+                        (by_first.as_slice(), Candidate { key: plain.to_owned(), ..c })
+                    }
+                    _ => (whole.as_slice(), c),
+                }
             } else {
-                found
+                (found, c)
             };
             // The exact key wins over keys that differ only in case or leading zeros.
             let exact: Vec<&String> = found

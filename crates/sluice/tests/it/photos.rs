@@ -404,6 +404,11 @@ fn photos_in_a_types_own_folder_match_a_key_of_two_columns_through_the_map_or_th
     server.cli_ok(&["export", "--tenant", "acme", "--type", "badge", "--photos"]);
     assert_eq!(std::fs::read(folder.join("77+North.jpg")).unwrap(), jpeg(24, 24));
     assert_eq!(std::fs::read(folder.join("77+South.jpg")).unwrap(), jpeg(16, 16));
+    // An ID with a `+` of its own still matches by its first column.
+    let more = write_file(server.dir.path(), "more.csv", b"ID,Campus,FirstName,LastName\n9+9,North,Cy,Day\n");
+    server.cli_ok(&["import", "--tenant", "acme", "--type", "badge", more.to_str().unwrap()]);
+    let v = import("plus.zip", zip_of(&[("9+9.jpg", &jpeg(8, 24))]));
+    assert_eq!((v["status"].as_str(), v["counts"]["added"].as_u64()), (Some("complete"), Some(1)), "{v}");
 }
 
 /// Two types with photos share /exports/photos: a student and an account both keyed 000123
