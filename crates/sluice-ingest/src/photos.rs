@@ -119,13 +119,22 @@ pub(crate) fn import_photos(
     let report_file = report.finish().map_err(io("writing the error report"))?;
     let Found { counts, photos, written } = read;
     let status = match (photos.len(), errors.is_empty()) {
+        // A zip without one image (the wrong zip, an export that went wrong) is no import.
+        _ if counts.rows == 0 => ImportStatus::Failed,
         (_, true) => ImportStatus::Complete,
         (0, false) if counts.unchanged == 0 => ImportStatus::Failed,
         _ => ImportStatus::Incomplete,
     };
-    let message = (status == ImportStatus::Failed).then(|| {
-        format!("no photo could be matched and stored ({} rejected; see the report)", counts.rejected)
-    });
+    let message = match status {
+        ImportStatus::Failed if counts.rows == 0 => {
+            Some("the zip holds no image (JPEG or PNG) to match to a record; nothing was changed".to_owned())
+        }
+        ImportStatus::Failed => Some(format!(
+            "no photo could be matched and stored ({} rejected; see the report)",
+            counts.rejected
+        )),
+        _ => None,
+    };
     let ended = Ended { status, message, counts, errors: &errors, warnings: &warnings, report_file };
     let published = crate::run::publish_report(ctx, id, req.file_name, ended.report_file.as_deref());
     let finished = finish(store, req, id, ended, &photos, &images, &written)?;

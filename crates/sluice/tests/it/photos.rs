@@ -353,6 +353,19 @@ fn hostile_zips_are_refused_before_an_image_is_inflated() {
     // Not a zip.
     let (v, _) = refuse("text.zip", b"sisId,photo\n".to_vec(), "not_a_zip");
     assert!(v["message"].as_str().unwrap().contains("not a readable zip"), "{v}");
+    // A zip with no image in it (a readme only; an empty one): failed, saying so (it was
+    // "complete" with nothing in it; found by a newcomer's walk).
+    let nothing: &[(&str, &[u8])] = &[];
+    for (name, zip) in
+        [("readme.zip", zip_of(&[("readme.txt", &b"hello"[..])])), ("empty.zip", zip_of(nothing))]
+    {
+        let local = write_file(server.dir.path(), name, &zip);
+        let out = server.cli(&["import", "--tenant", "acme", "--type", "photos", local.to_str().unwrap()]);
+        assert!(!out.status.success(), "{name}: {}", output_text(&out));
+        let v = server.imports("acme")[0].clone();
+        assert_eq!(v["status"], "failed", "{name}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("holds no image"), "{name}: {v}");
+    }
     // Nothing was stored.
     assert!(images_stored(&server).is_empty());
 }
